@@ -1,0 +1,21 @@
+"""The catalog of datasets, their versions, and which version of each is live.
+
+Every dataset version is an immutable snapshot folder; the catalog (any SQLAlchemy URL:
+a SQLite file by default, PostgreSQL too) records the versions and a pointer per dataset
+naming the published one. Publishing and rolling back move that pointer in one transaction.
+The schema is managed by Alembic and upgraded whenever a :class:`Catalog` is opened.
+
+Example::
+
+    >>> from widecube.catalog import Catalog
+    >>> catalog = Catalog("sqlite:////srv/widecube/catalog.sqlite")
+    >>> catalog.current("pbmc").path
+    'pbmc/3f2a...'
+"""
+
+from __future__ import annotations
+
+from widecube.catalog._catalog import Catalog
+from widecube.catalog._records import DatasetRecord, VersionRecord, VersionStatus
+
+__all__ = ["Catalog", "DatasetRecord", "VersionRecord", "VersionStatus"]

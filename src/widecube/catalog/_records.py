@@ -1,0 +1,98 @@
+"""What the catalog hands out, and which status changes it allows.
+
+Records are frozen snapshots of rows: reading one never reaches back to the database. The
+transition table is pure data, so the rules of a version's life are stated once and checked
+without a database::
+
+    building ──► verified ──► published ◄──► retired
+        │            │
+        └──► failed ◄┘
+
+A version is published only from verified or retired (publishing or rolling back), retired
+only from published (when the pointer moves away), and fails only before it is published.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from widecube.errors import CatalogError
+
+__all__ = ["DatasetRecord", "VersionRecord", "VersionStatus", "check_transition"]
+
+
+class VersionStatus(enum.StrEnum):
+    """Where a dataset version is in its life."""
+
+    BUILDING = "building"
+    VERIFIED = "verified"
+    PUBLISHED = "published"
+    FAILED = "failed"
+    RETIRED = "retired"
+
+
+_SOURCES: dict[VersionStatus, frozenset[VersionStatus]] = {
+    VersionStatus.VERIFIED: frozenset({VersionStatus.BUILDING}),
+    VersionStatus.FAILED: frozenset({VersionStatus.BUILDING, VersionStatus.VERIFIED}),
+    VersionStatus.PUBLISHED: frozenset({VersionStatus.VERIFIED, VersionStatus.RETIRED}),
+    VersionStatus.RETIRED: frozenset({VersionStatus.PUBLISHED}),
+}
+
+
+def check_transition(
+    dataset: str, version: str, current: VersionStatus, target: VersionStatus
+) -> None:
+    """Raise :class:`CatalogError` unless a version may go from ``current`` to ``target``.
+
+    Example::
+
+        >>> check_transition("pbmc", "ab12", VersionStatus.BUILDING, VersionStatus.VERIFIED)
+        >>> check_transition("pbmc", "ab12", VersionStatus.FAILED, VersionStatus.PUBLISHED)
+        Traceback (most recent call last):
+        ...
+        widecube.errors.CatalogError: version ab12 of dataset 'pbmc' is failed; ...
+    """
+    allowed = _SOURCES.get(target, frozenset())
+    if current not in allowed:
+        sources = " or ".join(sorted(s.value for s in allowed)) or "no status"
+        raise CatalogError(
+            f"version {version} of dataset {dataset!r} is {current.value}; "
+            f"only a {sources} version can become {target.value}"
+        )
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One version of a dataset, as the catalog last recorded it.
+
+    ``path`` is the snapshot folder relative to the storage root; it is set when the version
+    is verified and cleared when it fails, so a non-None path always names a complete
+    snapshot. ``params`` are the ingest parameters, ``info`` a summary of the snapshot
+    manifest (groupings, views, ...); both are plain JSON.
+    """
+
+    dataset: str
+    version: str
+    status: VersionStatus
+    created: datetime
+    updated: datetime
+    path: str | None
+    reason: str | None
+    n_cells: int | None
+    n_genes: int | None
+    input_name: str | None
+    input_sha256: str | None
+    params: dict[str, Any] = field(hash=False)
+    info: dict[str, Any] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """A dataset and the version its pointer names (None while nothing is published)."""
+
+    name: str
+    created: datetime
+    current: VersionRecord | None

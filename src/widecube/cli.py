@@ -1,0 +1,163 @@
+"""The ``widecube`` command line: a thin layer over the library.
+
+Each command parses its options, calls the library, and turns a :class:`WidecubeError`
+into one line on stderr and exit code 1 (2 for usage errors). No logic lives here.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .config import Settings
+from .errors import WidecubeError
+
+app = typer.Typer(help="widecube: precomputed views of wide single-cell matrices.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _clean_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except WidecubeError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command("demo-data")
+@_clean_errors
+def demo_data(
+    path: Annotated[Path, typer.Argument(help="the .h5ad file to write")],
+    cells: Annotated[int, typer.Option(help="number of cells")] = 50_000,
+    genes: Annotated[int, typer.Option(help="number of genes")] = 20_000,
+    types: Annotated[int, typer.Option(help="number of cell types")] = 24,
+    donors: Annotated[int, typer.Option(help="number of donors")] = 6,
+    nnz_per_cell: Annotated[int | None, typer.Option(help="mean non-zeros per cell")] = None,
+    type_key: Annotated[str, typer.Option(help="obs column of the cell type")] = "cell_type",
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Write a realistic single-cell demo dataset (negative-binomial counts) as .h5ad."""
+    from .demo import make_demo
+
+    with _progress() as bar:
+        task = bar.add_task("demo-data", total=cells)
+        make_demo(path, n_cells=cells, n_genes=genes, n_types=types, n_donors=donors,
+                  nnz_per_cell=nnz_per_cell, type_key=type_key, seed=seed,
+                  progress=lambda n: bar.advance(task, n))  # fmt: skip
+    out.print(f"wrote {path} ({cells:,} cells × {genes:,} genes)")
+
+
+@app.command()
+@_clean_errors
+def ingest(
+    path: Annotated[Path, typer.Argument(help="input matrix (.h5ad)")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="dataset name")],
+    groupby: Annotated[list[str] | None, typer.Option(
+        help="obs column to group by, or 'a,b' for a combination; repeatable; "
+        "default: every categorical column")] = None,  # fmt: skip
+    layer: Annotated[str | None, typer.Option(help="a layer name, or 'raw' for raw.X")] = None,
+    format: Annotated[str | None, typer.Option(help="input format; default: detected")] = None,
+) -> None:
+    """Build, verify and publish a new version of a dataset from a matrix file."""
+    from .pipeline import ingest as run_ingest
+
+    with _progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def report(step: str, done: float) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=1.0)
+            bar.update(tasks[step], completed=done)
+
+        record = run_ingest(path, dataset=dataset, groupbys=groupby, layer=layer, format=format,
+                            settings=Settings(), progress=report)  # fmt: skip
+    out.print(f"published {record.dataset} version {record.version} "
+              f"({record.n_cells:,} cells × {record.n_genes:,} genes)")  # fmt: skip
+
+
+@app.command()
+@_clean_errors
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to bind")] = 8000,
+) -> None:
+    """Serve the REST API (OpenAPI at /docs)."""
+    import uvicorn
+
+    from .api import create_app
+
+    uvicorn.run(create_app(Settings()), host=host, port=port, log_level="info")
+
+
+@app.command()
+@_clean_errors
+def datasets() -> None:
+    """List datasets and their live versions."""
+    from .service import Widecube
+
+    wc = Widecube(Settings())
+    table = Table("dataset", "version", "cells", "genes", "groupbys", "created")
+    for d in wc.datasets():
+        table.add_row(d["name"], d["version"], f"{d['n_cells']:,}", f"{d['n_genes']:,}",
+                      ", ".join(d["groupbys"]), d["created"].isoformat(timespec="seconds"))  # fmt: skip
+    wc.close()
+    out.print(table)
+
+
+@app.command()
+@_clean_errors
+def versions(dataset: Annotated[str, typer.Argument(help="dataset name")]) -> None:
+    """List the versions of a dataset, newest first."""
+    from .catalog import Catalog
+
+    catalog = Catalog(Settings().catalog_url)
+    table = Table("version", "status", "created", "cells", "genes", "reason")
+    for r in catalog.versions(dataset):
+        table.add_row(r.version, str(r.status), r.created.isoformat(timespec="seconds"),
+                      f"{r.n_cells:,}" if r.n_cells is not None else "",
+                      f"{r.n_genes:,}" if r.n_genes is not None else "", r.reason or "")  # fmt: skip
+    catalog.close()
+    out.print(table)
+
+
+@app.command()
+@_clean_errors
+def rollback(
+    dataset: Annotated[str, typer.Argument(help="dataset name")],
+    to: Annotated[str | None, typer.Option(help="version to make live; default: previous")] = None,
+) -> None:
+    """Make an earlier version live again (one catalog transaction)."""
+    from .catalog import Catalog
+
+    catalog = Catalog(Settings().catalog_url)
+    record = catalog.rollback(dataset, to)
+    catalog.close()
+    out.print(f"{dataset} is now at version {record.version}")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description:<10}"), BarColumn(), TaskProgressColumn(),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                    console=err, transient=False, disable=not sys.stderr.isatty())  # fmt: skip
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

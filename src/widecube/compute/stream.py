@@ -1,0 +1,57 @@
+"""Run a block iterator in a background thread, so reading overlaps computing.
+
+h5py reads and numpy checks run in the producer thread; the numba kernel (which releases
+the GIL) runs in the consumer. Errors raised by the producer are re-raised in the consumer.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+__all__ = ["prefetch"]
+
+T = TypeVar("T")
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], *, depth: int = 2, check: Callable[[T], None] | None = None) -> Iterator[T]:
+    """Yield ``items`` produced ``depth`` ahead by a worker thread (after ``check(item)``)."""
+    q: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if check is not None:
+                    check(item)
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer
+            put(exc)
+
+    worker = threading.Thread(target=produce, name="widecube-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        worker.join()

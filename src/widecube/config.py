@@ -1,0 +1,59 @@
+"""Typed settings, read from ``WIDECUBE_*`` environment variables.
+
+Example::
+
+    >>> from widecube.config import Settings
+    >>> Settings(storage="/data/widecube").catalog_url
+    'sqlite:////data/widecube/catalog.sqlite'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Where widecube keeps things and how much it may use."""
+
+    model_config = SettingsConfigDict(env_prefix="WIDECUBE_", extra="ignore")
+
+    storage: Path = Field(
+        default=Path("./widecube-data"),
+        description="Root folder of snapshots (one immutable folder per dataset version).",
+    )
+    catalog_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the catalog; default: a SQLite file under the storage root.",
+    )
+    cache: Path | None = Field(
+        default=None,
+        description="Local folder of decoded, memory-mapped view arrays for serving; "
+        "default: <storage>/.cache.",
+    )
+    memory: int = Field(
+        default=2 * 1024**3,
+        description="Memory budget of an ingest job, in bytes (blocks and accumulators).",
+    )
+    block_nnz: int = Field(
+        default=8_000_000,
+        description="Non-zeros per streamed row block; bounds the reader's buffers.",
+    )
+    max_categories: int = Field(
+        default=10_000,
+        description="Categorical obs columns with more categories are not grouped by default.",
+    )
+    threads: int = Field(default=0, description="Compute threads; 0 means all cores.")
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        self.storage = self.storage.expanduser().resolve()
+        if not self.catalog_url:
+            self.catalog_url = f"sqlite:///{self.storage / 'catalog.sqlite'}"
+        if self.cache is None:
+            self.cache = self.storage / ".cache"
+        return self

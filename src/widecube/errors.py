@@ -1,0 +1,86 @@
+"""The errors widecube raises, and what each one means.
+
+Every message names the thing at fault (file, row, column, dataset, version), so the CLI
+and the API can show it as it is, without a traceback::
+
+    WidecubeError
+    ├── InputError (ValueError)           bad input: the job fails, nothing is published
+    │   ├── InputNotFound (FileNotFoundError)
+    │   ├── UnreadableInput                not HDF5, truncated, no X, unknown layer
+    │   ├── InvalidValue                   NaN / inf / negative counts at (row, column)
+    │   └── UnknownGrouping (KeyError)     --groupby names a missing or unusable column
+    ├── NotFound (KeyError)               the API answers 404
+    │   ├── DatasetNotFound
+    │   └── VersionNotFound
+    ├── InvalidQuery (ValueError)         the API answers 422: unknown gene, groupby, stat
+    ├── VerificationError                 a snapshot failed its checksums or invariants
+    └── CatalogError                      the catalog refused a state change
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CatalogError",
+    "DatasetNotFound",
+    "InputError",
+    "InputNotFound",
+    "InvalidQuery",
+    "InvalidValue",
+    "NotFound",
+    "UnknownGrouping",
+    "UnreadableInput",
+    "VerificationError",
+    "VersionNotFound",
+    "WidecubeError",
+]
+
+
+class WidecubeError(Exception):
+    """Base of every error widecube raises on purpose."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class InputError(WidecubeError, ValueError):
+    """The input file or the ingest parameters are wrong; retrying will not help."""
+
+
+class InputNotFound(InputError, FileNotFoundError):
+    """The input path does not exist."""
+
+
+class UnreadableInput(InputError):
+    """The input exists but is not a readable matrix (wrong format, truncated, no X)."""
+
+
+class InvalidValue(InputError):
+    """A matrix value is not allowed (NaN, inf); the message names its row and column."""
+
+
+class UnknownGrouping(InputError, KeyError):
+    """A requested grouping names an obs column that is missing or not categorical."""
+
+
+class NotFound(WidecubeError, KeyError):
+    """Something looked up by name does not exist."""
+
+
+class DatasetNotFound(NotFound):
+    """No dataset of that name is in the catalog (or none is published)."""
+
+
+class VersionNotFound(NotFound):
+    """No usable version with that id exists for the dataset."""
+
+
+class InvalidQuery(WidecubeError, ValueError):
+    """A query names a gene, grouping or statistic that the dataset does not have."""
+
+
+class VerificationError(WidecubeError):
+    """A freshly written snapshot does not match its manifest or breaks an invariant."""
+
+
+class CatalogError(WidecubeError):
+    """The catalog refused a state change (e.g. rolling back with no earlier version)."""

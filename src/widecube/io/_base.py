@@ -1,0 +1,85 @@
+"""What every reader gives the pipeline: a matrix source that streams sparse blocks.
+
+A source is cells × genes. It yields :class:`Block` objects, each a CSR slab of the matrix
+placed at ``(row_start, col_start)``; row-major files yield full-width row blocks, gene-major
+files (CSC) yield full-height column blocks. Consumers add each block into accumulators,
+so they work the same on both, and nothing ever holds the whole matrix.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+__all__ = ["Block", "MatrixSource"]
+
+
+@dataclass(frozen=True)
+class Block:
+    """A CSR slab of the matrix: rows ``row_start + i``, columns ``col_start + j``."""
+
+    row_start: int
+    col_start: int
+    matrix: sp.csr_matrix
+
+    @property
+    def nnz(self) -> int:
+        return int(self.matrix.nnz)
+
+
+class MatrixSource(ABC):
+    """An opened input matrix: its shape, its obs and var, and a block stream."""
+
+    format: str = ""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    @abstractmethod
+    def shape(self) -> tuple[int, int]:
+        """(n_cells, n_genes)."""
+
+    @property
+    @abstractmethod
+    def dtype(self) -> np.dtype:
+        """The stored value type (float or integer)."""
+
+    @abstractmethod
+    def obs(self) -> pd.DataFrame:
+        """Cell metadata, one row per matrix row, index = cell ids."""
+
+    @abstractmethod
+    def var(self) -> pd.DataFrame:
+        """Gene metadata, one row per matrix column, index = gene names."""
+
+    @abstractmethod
+    def iter_blocks(
+        self, *, block_nnz: int, columns: tuple[int, int] | None = None
+    ) -> Iterator[Block]:
+        """Yield blocks of at most about ``block_nnz`` stored values covering the matrix.
+
+        ``columns=(lo, hi)`` says only genes ``lo..hi-1`` are needed; a source may still
+        yield wider blocks (consumers clip), but gene-major sources read only those.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release file handles."""
+
+    def __enter__(self) -> MatrixSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

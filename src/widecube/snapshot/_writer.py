@@ -1,0 +1,72 @@
+"""Write a snapshot folder: tables as Parquet, matrices as AnnData-compatible Zarr v3.
+
+A writer works in a staging folder; :meth:`SnapshotWriter.finish` checksums every file and
+writes the manifest last. Nothing here touches the catalog.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import anndata
+import pandas as pd
+
+from .. import __version__
+from ._manifest import FORMAT, FORMAT_VERSION, MANIFEST, checksum_files
+
+__all__ = ["SnapshotWriter"]
+
+
+class SnapshotWriter:
+    """Collects files and view entries for one version, then seals them with a manifest."""
+
+    def __init__(self, root: Path, *, dataset: str, version: str) -> None:
+        self.root = root
+        self.dataset = dataset
+        self.version = version
+        self.views: dict[str, dict[str, Any]] = {}
+        root.mkdir(parents=True, exist_ok=False)
+
+    def path(self, relpath: str) -> Path:
+        """Absolute path of ``relpath`` inside the snapshot, parents created."""
+        p = self.root / relpath
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def write_table(self, relpath: str, frame: pd.DataFrame) -> None:
+        """A DataFrame as Parquet (categoricals kept), index included."""
+        frame.to_parquet(self.path(relpath), engine="pyarrow", index=True)
+
+    def write_anndata(self, relpath: str, adata: anndata.AnnData) -> None:
+        """An AnnData as Zarr v3, readable with ``anndata.read_zarr``."""
+        with warnings.catch_warnings(), anndata.settings.override(zarr_write_format=3):
+            # zarr announces future defaults (sharding, consolidated metadata) on every write
+            warnings.filterwarnings("ignore", message=".*autosharding.*")
+            warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
+            adata.write_zarr(self.path(relpath))
+
+    def add_view(self, name: str, *, encoding: str, encoding_version: str, **info: Any) -> None:
+        """Record a view in the manifest (its encoding and whatever readers need)."""
+        self.views[name] = {"encoding": encoding, "encoding_version": encoding_version, **info}
+
+    def finish(self, **fields: Any) -> dict[str, Any]:
+        """Checksum the files and write ``manifest.json``; returns the manifest."""
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "dataset": self.dataset,
+            "version": self.version,
+            "created": dt.datetime.now(dt.UTC).isoformat(),
+            "widecube_version": __version__,
+            **fields,
+            "views": self.views,
+            "files": checksum_files(self.root),
+        }
+        tmp = self.root / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=False), encoding="utf-8")
+        tmp.rename(self.root / MANIFEST)
+        return manifest
