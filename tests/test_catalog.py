@@ -411,29 +411,37 @@ def test_concurrent_publishes_serialize(
     catalog.publish("pbmc", first)
     batches = [[new_version(catalog) for _ in range(10)] for _ in range(2)]
     every = {first, *batches[0], *batches[1]}
-    writers_done = threading.Event()
+    # Separate instances, opened before the race so that it is all publishing and reading.
+    writer_catalogs = [open_catalog() for _ in batches]
+    reader_catalog = open_catalog()
+    reading, writers_done = threading.Event(), threading.Event()
     errors: list[BaseException] = []
     seen: list[VersionRecord] = []
 
-    def publish_all(versions: list[str]) -> None:
+    def publish_all(mine: Catalog, versions: list[str]) -> None:
         try:
-            mine = open_catalog()
             for version in versions:
                 mine.publish("pbmc", version)
-        except BaseException as exc:
+        except BaseException as exc:  # reported below, in the test's thread
             errors.append(exc)
 
     def read_until_done() -> None:
         try:
-            reader = open_catalog()
             while not writers_done.is_set():
-                seen.append(reader.current("pbmc"))
+                seen.append(reader_catalog.current("pbmc"))
+                reading.set()
         except BaseException as exc:
             errors.append(exc)
+        finally:
+            reading.set()
 
     reader = threading.Thread(target=read_until_done)
-    writers = [threading.Thread(target=publish_all, args=(batch,)) for batch in batches]
+    writers = [
+        threading.Thread(target=publish_all, args=(mine, batch))
+        for mine, batch in zip(writer_catalogs, batches, strict=True)
+    ]
     reader.start()
+    reading.wait()
     for writer in writers:
         writer.start()
     for writer in writers:
@@ -449,7 +457,7 @@ def test_concurrent_publishes_serialize(
     assert {v for v, status in final.items() if status == S.RETIRED} == every - set(published)
     history = sql(engine, "SELECT from_version, to_version FROM pointer_history ORDER BY id")
     assert len(history) == 21 and history[0] == (None, first)
-    assert sorted(to for _, to in history[1:]) == sorted([*batches[0], *batches[1]])
+    assert sorted(str(to) for _, to in history[1:]) == sorted([*batches[0], *batches[1]])
     # The pointer moved as a chain: each publish retired exactly what the previous one set.
     assert all(history[i][0] == history[i - 1][1] for i in range(1, len(history)))
     assert history[-1][1] == published[0]

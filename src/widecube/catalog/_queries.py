@@ -108,7 +108,9 @@ def version_ref(conn: sa.Connection, dataset: str, dataset_id: int, version: str
     return _ref(*found)
 
 
-def previous_retired(conn: sa.Connection, dataset_id: int, current: VersionRef) -> VersionRef | None:
+def previous_retired(
+    conn: sa.Connection, dataset_id: int, current: VersionRef
+) -> VersionRef | None:
     """The newest RETIRED version created before ``current`` (ties broken by ``seq``)."""
     earlier = sa.or_(
         _V.created_at < current.created_at,

@@ -9,11 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import anndata
+import numpy as np
 import pandas as pd
+import zarr
 
 from .. import __version__
 from ._manifest import FORMAT, FORMAT_VERSION, MANIFEST, checksum_files
@@ -48,6 +51,29 @@ class SnapshotWriter:
             warnings.filterwarnings("ignore", message=".*autosharding.*")
             warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
             adata.write_zarr(self.path(relpath))
+
+    def write_columns(
+        self, relpath: str, shape: tuple[int, int], dtype: np.dtype | type,
+        slabs: Iterable[tuple[int, np.ndarray]], *, chunk_cols: int = 4096,
+    ) -> None:  # fmt: skip
+        """A 2-D array written slab by slab along columns (``(first column, values)``).
+
+        It is stamped as an AnnData dense array, so it can be a layer of an AnnData written
+        with :meth:`write_anndata`; memory holds one slab, not the whole array.
+        """
+        parent, _, name = relpath.rpartition("/")
+        group = zarr.open_group(self.path(parent), mode="a", zarr_format=3)
+        chunks = (max(1, min(shape[0], 256)), max(1, min(shape[1], chunk_cols)))
+        arr = group.create_array(name, shape=shape, dtype=dtype, chunks=chunks)
+        for lo, values in slabs:
+            arr[:, lo : lo + values.shape[1]] = values
+        arr.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+
+    def consolidate(self, relpath: str) -> None:
+        """Refresh the consolidated metadata of the Zarr store at ``relpath`` after additions."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
+            zarr.consolidate_metadata(self.path(relpath), zarr_format=3)
 
     def add_view(self, name: str, *, encoding: str, encoding_version: str, **info: Any) -> None:
         """Record a view in the manifest (its encoding and whatever readers need)."""

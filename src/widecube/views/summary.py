@@ -34,6 +34,7 @@ __all__ = ["BASE_STATS", "DERIVED_STATS", "STATS", "SummaryTable", "SummaryView"
 BASE_STATS = ("sum", "sumsq", "nnz")
 DERIVED_STATS = ("mean", "var", "frac_expressing", "mean_expressing")
 STATS = (*BASE_STATS, *DERIVED_STATS, "n_cells")
+_SLAB = 4096  # genes per written slab (and per chunk)
 
 
 def derive(stat: str, n_cells: np.ndarray, s: np.ndarray, sq: np.ndarray, nnz: np.ndarray) -> np.ndarray:
@@ -76,14 +77,25 @@ class SummaryView(View):
         genes = pd.DataFrame(index=pd.Index(ctx.var.index.astype(str), name=None))
         for key in ctx.groupbys:
             gm = moments.groups[key]
-            n = gm.grouping.n_cells[:, None]
-            layers: dict[str, np.ndarray] = {"sum": gm.sum, "sumsq": gm.sumsq, "nnz": gm.nnz}
-            for stat in DERIVED_STATS:
-                layers[stat] = derive(stat, n, gm.sum, gm.sumsq, gm.nnz).astype(np.float32)
             obs = gm.grouping.table.copy()
             obs.index = obs.index.astype(str)
-            adata = anndata.AnnData(obs=obs, var=genes, layers=layers, uns={"groupby": key})
-            out.write_anndata(_relpath(key), adata)
+            path = _relpath(key)
+            out.write_anndata(path, anndata.AnnData(obs=obs, var=genes, uns={"groupby": key}))
+            shape = gm.sum.shape
+            n = gm.grouping.n_cells[:, None]
+            for stat, dtype in (("sum", np.float64), ("sumsq", np.float64), ("nnz", np.int64)):
+                raw = getattr(gm, stat)
+                out.write_columns(f"{path}/layers/{stat}", shape, dtype,
+                                  ((lo, np.asarray(raw[:, lo : lo + _SLAB])) for lo in
+                                   range(0, shape[1], _SLAB)))  # fmt: skip
+            for stat in DERIVED_STATS:
+                slabs = (
+                    (lo, derive(stat, n, *(np.asarray(a[:, lo : lo + _SLAB]) for a in
+                                           (gm.sum, gm.sumsq, gm.nnz))).astype(np.float32))
+                    for lo in range(0, shape[1], _SLAB)
+                )  # fmt: skip
+                out.write_columns(f"{path}/layers/{stat}", shape, np.float32, slabs)
+            out.consolidate(path)
         out.add_view(
             self.name,
             encoding=self.encoding,
@@ -166,5 +178,5 @@ class SummaryTable:
             raise InvalidQuery(f"unknown stat {unknown[0]!r}; known stats: {', '.join(STATS)}")
         s, sq, nnz = (a[:, gene_idx] for a in (self.sum, self.sumsq, self.nnz))
         n = self.n_cells[:, None]
-        return {stat: derive(stat, n, s, sq, nnz) for stat in stats}
+        return {stat: np.ascontiguousarray(derive(stat, n, s, sq, nnz)) for stat in stats}
 

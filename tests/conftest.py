@@ -1,0 +1,24 @@
+"""Shared fixtures: settings on a temporary storage root, and an .h5ad maker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import pytest
+
+from _data import MakeH5ad, small_adata, write_h5ad
+from widecube.config import Settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(storage=tmp_path / "store")
+
+
+@pytest.fixture
+def make_h5ad(tmp_path: Path) -> MakeH5ad:
+    def make(adata: ad.AnnData | None = None, name: str = "in.h5ad", **kw: str) -> Path:
+        return write_h5ad(adata if adata is not None else small_adata(), tmp_path / name, **kw)
+
+    return make
