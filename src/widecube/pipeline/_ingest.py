@@ -25,7 +25,7 @@ from ..errors import InputError, WidecubeError
 from ..io import open_matrix
 from ..snapshot import Snapshot, SnapshotWriter, sha256_file
 from ..views import BuildContext, views
-from .verify import verify_snapshot
+from ._verify import verify_snapshot
 
 __all__ = ["Progress", "ingest"]
 

@@ -1,0 +1,198 @@
+"""Ingest end to end: bad input fails cleanly, failures never touch the live version."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata as ad
+import h5py
+import numpy as np
+import pytest
+
+from _data import MakeH5ad, small_adata
+from _pg import postgres_schema
+from widecube.catalog import Catalog, VersionStatus
+from widecube.config import Settings
+from widecube.errors import DatasetNotFound, VerificationError
+from widecube.pipeline import ingest, verify_snapshot
+from widecube.service import Widecube
+from widecube.snapshot import Snapshot
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WIDECUBE_STORAGE": str(settings.storage),
+           "WIDECUBE_CATALOG_URL": settings.catalog_url}  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "widecube.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def snapshot_folders(settings: Settings, dataset: str) -> list[str]:
+    root = settings.storage / "datasets" / dataset
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+def bad_inputs(tmp: Path, make_h5ad: MakeH5ad) -> dict[str, tuple[list[str], str]]:
+    """name → (extra CLI args with the input path first, text the error must contain)."""
+    (tmp / "notes.h5ad").write_text("cell,gene\nc1,1\n")
+    no_x = small_adata()
+    no_x.layers["counts"] = no_x.X.copy()
+    no_x.X = None
+    no_x.write_h5ad(tmp / "nox.h5ad")
+    nan = small_adata()
+    nan.X[17, 4] = np.nan
+    inf = small_adata()
+    inf.X[200, 9] = np.inf
+    return {
+        "missing": ([str(tmp / "absent.h5ad")], "absent.h5ad: no such file"),
+        "not hdf5": ([str(tmp / "notes.h5ad")], "notes.h5ad: not a recognised matrix file"),
+        "no X": ([str(tmp / "nox.h5ad")], "nox.h5ad: has no X matrix (layers: counts)"),
+        "nan": ([str(make_h5ad(nan, name="nan.h5ad"))],
+                "nan.h5ad: NaN found at row 17 (cell 'cell17'), column 4 (gene 'Gene4')"),
+        "inf csc": ([str(make_h5ad(inf, name="inf.h5ad", layout="csc"))],
+                    "inf.h5ad: infinite value found at row 200 (cell 'cell200'), column 9 (gene 'Gene9')"),
+        "groupby": ([str(make_h5ad(name="ok.h5ad")), "--groupby", "tissue"],
+                    "groupby column 'tissue' is not in obs (columns: cell_type, donor, score)"),
+        "float groupby": ([str(make_h5ad(name="ok2.h5ad")), "--groupby", "score"],
+                          "groupby column 'score' is not categorical"),
+    }  # fmt: skip
+
+
+def test_bad_input_fails_cleanly_and_keeps_the_live_version(
+    tmp_path: Path, make_h5ad: MakeH5ad, settings: Settings
+) -> None:
+    good = cli(settings, "ingest", str(make_h5ad(name="good.h5ad")), "--dataset", "t")
+    assert good.returncode == 0, good.stderr
+    catalog = Catalog(settings.catalog_url)
+    live = catalog.current("t")
+    for name, (args, message) in bad_inputs(tmp_path, make_h5ad).items():
+        run = cli(settings, "ingest", *args, "--dataset", "t")
+        assert run.returncode == 1, name
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in run.stderr, (name, run.stderr)
+        assert message in lines[0], (name, lines[0])
+        assert catalog.current("t").version == live.version
+        failed = catalog.versions("t")[0]
+        assert failed.status == VersionStatus.FAILED and message in (failed.reason or "")
+        assert failed.path is None
+    assert snapshot_folders(settings, "t") == [live.version]
+    assert not any((settings.storage / "staging").iterdir())
+    catalog.close()
+
+
+def test_first_ingest_failing_publishes_nothing(make_h5ad: MakeH5ad, settings: Settings) -> None:
+    nan = small_adata()
+    nan.X[0, 0] = np.nan
+    run = cli(settings, "ingest", str(make_h5ad(nan)), "--dataset", "fresh")
+    assert run.returncode == 1
+    catalog = Catalog(settings.catalog_url)
+    with pytest.raises(DatasetNotFound, match="fresh"):
+        catalog.current("fresh")
+    catalog.close()
+
+
+def test_failure_after_views_are_written_leaves_old_version_served(
+    make_h5ad: MakeH5ad, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = ingest(make_h5ad(small_adata(seed=1), name="v1.h5ad"), dataset="t", settings=settings)
+
+    def broken_publish(self: Catalog, dataset: str, version: str) -> None:
+        raise OSError("catalog went away")
+
+    monkeypatch.setattr(Catalog, "publish", broken_publish)
+    with pytest.raises(OSError, match="catalog went away"):
+        ingest(make_h5ad(small_adata(seed=2), name="v2.h5ad"), dataset="t", settings=settings)
+    monkeypatch.undo()
+    wc = Widecube(settings)
+    assert wc.resolve("t")[0].version == old.version
+    x1 = np.asarray(small_adata(seed=1).X)
+    got = wc.summary("t", genes=["Gene5"], groupby="donor", stats=["sum"])["values"]["sum"]
+    assert got.sum() == x1[:, 5].sum()
+    new = wc.catalog.versions("t")[0]
+    assert new.status == VersionStatus.FAILED and "catalog went away" in (new.reason or "")
+    assert snapshot_folders(settings, "t") == [old.version]
+    wc.close()
+
+
+def test_verifier_rejects_a_corrupted_snapshot(
+    make_h5ad: MakeH5ad, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import widecube.pipeline._ingest as pipeline
+
+    def corrupt_then_verify(snap: Snapshot) -> None:
+        chunk = next(p for p in (snap.root / "views/summary").rglob("c/*") if p.is_file())
+        chunk.write_bytes(chunk.read_bytes()[:-1] + b"\x00")
+        verify_snapshot(snap)
+
+    monkeypatch.setattr(pipeline, "verify_snapshot", corrupt_then_verify)
+    with pytest.raises(VerificationError, match="does not match its checksum"):
+        ingest(make_h5ad(), dataset="t", settings=settings)
+    catalog = Catalog(settings.catalog_url)
+    assert catalog.versions("t")[0].status == VersionStatus.FAILED
+    catalog.close()
+
+
+def test_invariants_catch_wrong_group_sizes(make_h5ad: MakeH5ad, settings: Settings) -> None:
+    record = ingest(make_h5ad(), dataset="t", groupbys=["donor"], settings=settings)
+    root = settings.storage / (record.path or "")
+    snap = Snapshot(root)
+    verify_snapshot(snap)  # a good snapshot passes
+    snap.manifest["n_cells"] += 1  # as if a cell had been lost from every grouping
+    with pytest.raises(VerificationError, match=r"n_cells over groups is 240, expected 241"):
+        snap.view("summary")  # manifest still readable
+        from widecube.views import get_view
+
+        get_view("summary").verify(snap)
+
+
+def test_rollback_and_versions_cli(make_h5ad: MakeH5ad, settings: Settings) -> None:
+    first = ingest(make_h5ad(name="a.h5ad"), dataset="t", settings=settings)
+    second = ingest(make_h5ad(small_adata(seed=4), name="b.h5ad"), dataset="t", settings=settings)
+    run = cli(settings, "rollback", "t")
+    assert run.returncode == 0 and first.version in run.stdout
+    catalog = Catalog(settings.catalog_url)
+    assert catalog.current("t").version == first.version
+    run = cli(settings, "rollback", "t", "--to", second.version)
+    assert run.returncode == 0 and catalog.current("t").version == second.version
+    listing = cli(settings, "versions", "t")
+    assert first.version[:8] in listing.stdout and "retired" in listing.stdout
+    assert "t" in cli(settings, "datasets").stdout
+    bad = cli(settings, "rollback", "nope")
+    assert bad.returncode == 1 and "nope" in bad.stderr and "Traceback" not in bad.stderr
+    catalog.close()
+
+
+def test_ingest_and_serve_with_a_postgresql_catalog(make_h5ad: MakeH5ad, tmp_path: Path) -> None:
+    adata = small_adata(seed=6)
+    with postgres_schema() as (url, _schema):
+        settings = Settings(storage=tmp_path / "pg-store", catalog_url=url)
+        ingest(make_h5ad(adata), dataset="t", groupbys=["cell_type"], settings=settings)
+        wc = Widecube(settings)
+        got = wc.summary("t", genes=["Gene2"], groupby="cell_type", stats=["mean"])
+        wc.close()
+    x = np.asarray(adata.X)
+    for i, g in enumerate(got["groups"]):
+        assert got["values"]["mean"][i, 0] == pytest.approx(x[(adata.obs["cell_type"] == g).to_numpy(), 2].mean())
+
+
+def test_h5ad_written_by_hand_with_h5py_csr(tmp_path: Path, settings: Settings) -> None:
+    """A CSR X with int64 indices and unsorted columns, as some tools write it."""
+    adata = small_adata(seed=8)
+    path = tmp_path / "hand.h5ad"
+    adata.write_h5ad(path)
+    x = np.asarray(adata.X)
+    rows, cols = np.nonzero(x)
+    with h5py.File(path, "r+") as f:
+        del f["X"]
+        g = f.create_group("X")
+        g.attrs.update({"encoding-type": "csr_matrix", "encoding-version": "0.1.0", "shape": x.shape})
+        order = np.lexsort((-cols, rows))  # columns descending inside each row
+        g["data"] = x[rows[order], cols[order]].astype(np.float32)
+        g["indices"] = cols[order].astype(np.int64)
+        g["indptr"] = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=x.shape[0]))])
+    ingest(path, dataset="hand", groupbys=["donor"], settings=settings)
+    view = ad.read_zarr(settings.storage / Catalog(settings.catalog_url).current("hand").path / "views/summary/donor.zarr")  # type: ignore[operator]
+    for i, d in enumerate(view.obs_names):
+        np.testing.assert_allclose(view.layers["sum"][i], x[(adata.obs["donor"] == d).to_numpy()].sum(0))
