@@ -174,7 +174,8 @@ def test_ingest_and_serve_with_a_postgresql_catalog(make_h5ad: MakeH5ad, tmp_pat
         wc.close()
     x = np.asarray(adata.X)
     for i, g in enumerate(got["groups"]):
-        assert got["values"]["mean"][i, 0] == pytest.approx(x[(adata.obs["cell_type"] == g).to_numpy(), 2].mean())
+        cells = (adata.obs["cell_type"] == g).to_numpy()
+        assert got["values"]["mean"][i, 0] == pytest.approx(x[cells, 2].mean())
 
 
 def test_h5ad_written_by_hand_with_h5py_csr(tmp_path: Path, settings: Settings) -> None:
@@ -193,6 +194,8 @@ def test_h5ad_written_by_hand_with_h5py_csr(tmp_path: Path, settings: Settings) 
         g["indices"] = cols[order].astype(np.int64)
         g["indptr"] = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=x.shape[0]))])
     ingest(path, dataset="hand", groupbys=["donor"], settings=settings)
-    view = ad.read_zarr(settings.storage / Catalog(settings.catalog_url).current("hand").path / "views/summary/donor.zarr")  # type: ignore[operator]
+    catalog = Catalog(settings.catalog_url)
+    view = ad.read_zarr(settings.storage / str(catalog.current("hand").path) / "views/summary/donor.zarr")
+    catalog.close()
     for i, d in enumerate(view.obs_names):
         np.testing.assert_allclose(view.layers["sum"][i], x[(adata.obs["donor"] == d).to_numpy()].sum(0))

@@ -8,8 +8,6 @@ each, and results land in memory-mapped files in the job's work folder.
 
 from __future__ import annotations
 
-
-
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +45,9 @@ class Moments:
     gene_max: np.ndarray  # -inf where a gene has none
 
 
-def _check_finite(source: MatrixSource, obs_names: Sequence[str], var_names: Sequence[str]) -> Callable[[Block], None]:
+def _check_finite(
+    source: MatrixSource, obs_names: Sequence[str], var_names: Sequence[str]
+) -> Callable[[Block], None]:
     def check(block: Block) -> None:
         data = block.matrix.data
         if data.dtype.kind != "f":

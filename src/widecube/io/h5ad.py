@@ -144,7 +144,9 @@ class H5adSource(MatrixSource):
             else:
                 yield from self._iter_dense(block_nnz, lo, hi)
         except OSError as exc:
-            raise UnreadableInput(f"{self.path}: read failed, file truncated or corrupt ({exc})")
+            raise UnreadableInput(
+                f"{self.path}: read failed, file truncated or corrupt ({exc})"
+            ) from exc
 
     def _iter_compressed(self, block_nnz: int, start: int, stop: int, major: str) -> Iterator[Block]:
         """Walk the major axis in slabs of at most ``block_nnz`` stored values (at least one)."""
