@@ -10,11 +10,10 @@ import pandas as pd
 import pytest
 import scanpy as sc
 
+from _data import MakeH5ad, small_adata
 from widecube.config import Settings
 from widecube.pipeline import ingest
 from widecube.service import Widecube
-
-from _data import MakeH5ad, small_adata
 
 SCANPY = {"sum": "sum", "mean": "mean", "var": "var", "nnz": "count_nonzero"}
 

@@ -7,8 +7,8 @@ unknown genes, groupbys and stats, 400 for other refusals). OpenAPI lives at ``/
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import FastAPI, Query, Request

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Callable, Hashable
 from functools import cached_property
 from pathlib import Path
-from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
 import numpy as np

@@ -1,0 +1,255 @@
+"""Run one command in a fresh process and measure its wall time and peak memory.
+
+Two memory figures are taken, because they answer slightly different questions:
+
+* ``peak_rss`` — the kernel's own high-water mark of the largest process in the tree,
+  read from ``/usr/bin/time -v`` ("Maximum resident set size") when that exists, else from
+  the ``rusage`` that :func:`os.wait4` returns for the child. Exact, never missed by sampling.
+* ``peak_tree_rss`` — the largest *sum* of ``VmRSS`` over the process and all its
+  descendants, sampled from ``/proc`` every 50 ms. This catches a tool that spreads its
+  memory over several worker processes, which the first figure would under-count.
+
+    >>> m = measure(["python", "-c", "x = bytearray(10**8)"])  # doctest: +SKIP
+    >>> m.ok, m.peak_rss > 10**8
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Measurement", "measure", "warm_page_cache", "TIME_BIN"]
+
+TIME_BIN = "/usr/bin/time"
+"""GNU time; used for the peak RSS when present and runnable."""
+
+_SAMPLE_S = 0.05
+_TAIL = 4000
+
+
+@dataclass
+class Measurement:
+    """What one measured run did: exit status, wall time, peak memory and its output."""
+
+    command: list[str]
+    returncode: int
+    """Exit status; negative ``-N`` when the process was killed by signal ``N``."""
+    wall_s: float
+    """Wall-clock seconds from process start to exit (includes interpreter start-up)."""
+    peak_rss: int
+    """Largest resident set of any one process in the tree, bytes (kernel high-water mark)."""
+    peak_tree_rss: int
+    """Largest sampled sum of resident sets over the whole process tree, bytes."""
+    cpu_s: float
+    """User + system CPU seconds of the process tree (less sensitive to other load than wall)."""
+    rss_source: str
+    """Where ``peak_rss`` came from: ``"/usr/bin/time -v"`` or ``"os.wait4"``."""
+    stdout: str
+    stderr_tail: str
+    """The last few thousand characters of stderr, verbatim (error messages live here)."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the process exited with status 0."""
+        return self.returncode == 0
+
+    @property
+    def status(self) -> str:
+        """``"ok"``, ``"exit N"`` or ``"killed by signal N"`` (SIGKILL usually means OOM)."""
+        if self.returncode == 0:
+            return "ok"
+        if self.returncode == -9:
+            return "killed by signal 9 (SIGKILL: out of memory, or past the time limit)"
+        if self.returncode < 0:
+            return f"killed by signal {-self.returncode}"
+        return f"exit {self.returncode}"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field plus ``status``."""
+        return {**asdict(self), "status": self.status}
+
+
+def warm_page_cache(path: Path, chunk: int = 16 * 1024**2) -> float:
+    """Read ``path`` once and throw the bytes away (``cat file > /dev/null``); return seconds.
+
+    Dropping the page cache needs root, so instead every measured run starts from a *warm*
+    cache: both tools then read the input from memory, not disk.
+    """
+    start = time.perf_counter()
+    with path.open("rb", buffering=0) as fh:
+        while fh.read(chunk):
+            pass
+    return time.perf_counter() - start
+
+
+def measure(
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+) -> Measurement:
+    """Run ``command`` to completion in a new process; measure time and peak memory.
+
+    stdout is kept whole (the peers print their JSON there); stderr is kept as a tail.
+    A run past ``timeout`` seconds is killed and reported with its signal, not raised.
+    """
+    use_time = _gnu_time_works()
+    with tempfile.TemporaryDirectory(prefix="widecube-bench-") as tmp:
+        tmpdir = Path(tmp)
+        report = tmpdir / "time.txt"
+        argv = [TIME_BIN, "-v", "-o", str(report), *command] if use_time else list(command)
+        with (tmpdir / "out").open("w+b") as out, (tmpdir / "err").open("w+b") as err:
+            start = time.perf_counter()
+            proc = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=err,
+                env=dict(env or os.environ),
+                cwd=cwd,
+                start_new_session=True,
+            )
+            sampler = _TreeSampler(proc.pid)
+            sampler.start()
+            status, rusage = _wait(proc, timeout)
+            wall = time.perf_counter() - start
+            sampler.stop()
+            out.seek(0)
+            err.seek(0)
+            stdout = out.read().decode(errors="replace")
+            stderr = err.read().decode(errors="replace")
+        text = report.read_text(errors="replace") if report.exists() else ""
+        if use_time and "Exit status" in text:  # absent when time itself was killed
+            peak = _time_field(text, r"Maximum resident set size \(kbytes\): (\d+)") * 1024
+            signal = _time_field(text, r"Command terminated by signal (\d+)")
+            code = -signal if signal else _time_field(text, r"Exit status: (\d+)")
+            cpu = _time_float(text, r"User time \(seconds\): ([\d.]+)") + _time_float(
+                text, r"System time \(seconds\): ([\d.]+)"
+            )
+            source = f"{TIME_BIN} -v"
+        else:
+            peak, code, source = rusage.ru_maxrss * 1024, _returncode(status), "os.wait4"
+            cpu = rusage.ru_utime + rusage.ru_stime
+    return Measurement(
+        command=list(command),
+        returncode=code,
+        wall_s=wall,
+        peak_rss=peak,
+        peak_tree_rss=sampler.peak,
+        cpu_s=cpu,
+        rss_source=source,
+        stdout=stdout,
+        stderr_tail=stderr[-_TAIL:],
+    )
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> tuple[int, Any]:
+    """Wait for ``proc`` with :func:`os.wait4` (to get its rusage), killing it past ``timeout``."""
+    timer = None
+    if timeout is not None:
+        timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, 9))
+        timer.start()
+    try:
+        _, status, rusage = os.wait4(proc.pid, 0)
+    finally:
+        if timer is not None:
+            timer.cancel()
+    proc.returncode = _returncode(status)
+    return status, rusage
+
+
+def _returncode(status: int) -> int:
+    return os.waitstatus_to_exitcode(status)
+
+
+def _time_float(text: str, pattern: str) -> float:
+    match = re.search(pattern, text)
+    return float(match.group(1)) if match else 0.0
+
+
+def _time_field(text: str, pattern: str) -> int:
+    match = re.search(pattern, text)
+    return int(match.group(1)) if match else 0
+
+
+_TIME_OK: bool | None = None
+
+
+def _gnu_time_works() -> bool:
+    """True when ``/usr/bin/time -v`` exists and reports a maximum resident set size."""
+    global _TIME_OK
+    if _TIME_OK is None:
+        _TIME_OK = False
+        if shutil.which(TIME_BIN):
+            done = subprocess.run([TIME_BIN, "-v", "true"], capture_output=True, text=True)
+            _TIME_OK = done.returncode == 0 and "Maximum resident set size" in done.stderr
+    return _TIME_OK
+
+
+class _TreeSampler:
+    """A thread that samples the summed RSS of a process and its descendants from /proc."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _tree_rss(self.root))
+            self._stop.wait(_SAMPLE_S)
+
+
+def _tree_rss(root: int) -> int:
+    """Sum of ``VmRSS`` over ``root`` and every descendant, in bytes (0 once it has exited).
+
+    Walks ``/proc/<pid>/task/<tid>/children`` rather than scanning all of ``/proc``, so a
+    sample costs a few file reads and does not steal CPU from the measured tool.
+    """
+    total, seen, frontier = 0, set(), [root]
+    while frontier:
+        pid = frontier.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += _rss(pid)
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                frontier.extend(int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
+            except OSError:
+                continue
+    return total
+
+
+def _rss(pid: int) -> int:
+    """``VmRSS`` of one process in bytes; 0 when it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
