@@ -1,7 +1,7 @@
 """One streaming pass: per-(group, gene) n_cells, nnz, sum and sum of squares.
 
 Every grouping is stacked on one group axis, so a single sweep over the blocks feeds all
-of them. Accumulators take ``n_groups_total × n_genes × 24`` bytes, whatever the number of
+of them. Accumulators take ``n_groups_total × n_genes × 20`` bytes, whatever the number of
 cells; if that exceeds half the memory budget the genes are split into windows, one pass
 each, and results land in memory-mapped files in the job's work folder.
 """
@@ -68,7 +68,7 @@ def _check_finite(
 
 
 def _windows(n_genes: int, n_groups: int, budget: int) -> list[tuple[int, int]]:
-    per_gene = max(1, n_groups) * 24
+    per_gene = max(1, n_groups) * 20
     width = max(1, min(n_genes, (budget // 2) // per_gene))
     return [(lo, min(n_genes, lo + width)) for lo in range(0, n_genes, width)]
 
@@ -92,16 +92,17 @@ def compute_moments(
     codes = np.empty((len(groupings), n_cells), dtype=np.int32)
     for i, g in enumerate(groupings):
         codes[i] = g.codes + offsets[i]
+    finest = int(np.argmax([g.n_groups for g in groupings]))
     windows = _windows(n_genes, n_total, memory)
     if len(windows) == 1:
         sums = np.zeros((n_total, n_genes))
         sumsq = np.zeros((n_total, n_genes))
-        nnz = np.zeros((n_total, n_genes), dtype=np.int64)
+        nnz = np.zeros((n_total, n_genes), dtype=np.int32)
     else:
         workdir.mkdir(parents=True, exist_ok=True)
         sums, sumsq, nnz = (
             np.lib.format.open_memmap(workdir / f"moments-{k}.npy", "w+", dt, (n_total, n_genes))
-            for k, dt in (("sum", np.float64), ("sumsq", np.float64), ("nnz", np.int64))
+            for k, dt in (("sum", np.float64), ("sumsq", np.float64), ("nnz", np.int32))
         )
     gmin = np.full(n_genes, np.inf)
     gmax = np.full(n_genes, -np.inf)
@@ -113,12 +114,14 @@ def compute_moments(
         bounds = np.linspace(lo, hi, parts + 1).astype(np.int64)
         w_sum = np.zeros((n_total, hi - lo)) if len(windows) > 1 else sums
         w_sq = np.zeros((n_total, hi - lo)) if len(windows) > 1 else sumsq
-        w_nnz = np.zeros((n_total, hi - lo), dtype=np.int64) if len(windows) > 1 else nnz
+        w_nnz = np.zeros((n_total, hi - lo), dtype=np.int32) if len(windows) > 1 else nnz
         for block in prefetch(source.iter_blocks(block_nnz=block_nnz, columns=(lo, hi)), check=check):
             m = block.matrix
             r0, r1 = block.row_start, block.row_start + m.shape[0]
+            block_codes = np.ascontiguousarray(codes[:, r0:r1])
+            order = np.argsort(block_codes[finest], kind="stable")
             accumulate_moments(
-                m.indptr, m.indices, m.data, np.ascontiguousarray(codes[:, r0:r1]),
+                m.indptr, m.indices, m.data, order, block_codes,
                 block.col_start, bounds, lo, w_sum, w_sq, w_nnz, gmin[lo:hi], gmax[lo:hi],
             )  # fmt: skip
             if progress is not None:

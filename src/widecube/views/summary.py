@@ -83,7 +83,7 @@ class SummaryView(View):
             out.write_anndata(path, anndata.AnnData(obs=obs, var=genes, uns={"groupby": key}))
             shape = gm.sum.shape
             n = gm.grouping.n_cells[:, None]
-            for stat, dtype in (("sum", np.float64), ("sumsq", np.float64), ("nnz", np.int64)):
+            for stat, dtype in (("sum", np.float64), ("sumsq", np.float64), ("nnz", np.int32)):
                 raw = getattr(gm, stat)
                 out.write_columns(f"{path}/layers/{stat}", shape, dtype,
                                   ((lo, np.asarray(raw[:, lo : lo + _SLAB])) for lo in
