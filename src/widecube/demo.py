@@ -10,16 +10,21 @@ the Y-chromosome genes, a few donor-specific genes). Library sizes are log-norma
 Sampling without ever forming a dense row: a negative binomial NB(mean m, size r) is a compound
 Poisson sum — ``N ~ Poisson(r·log(1 + m/r))`` clusters, each of ``Logarithmic(m/(m + r))``
 UMIs. Each component ``c`` of a cell (its type program, each module, its donor) has gene
-probabilities ``p_cg``; at the median depth ``L0`` gene ``g`` gets size ``r_g``, and the size
-scales with the depth the component receives (``r_g·L·a_c/L0``, so deeper cells are not less
-overdispersed). Then the cluster intensity is ``L·a_c·w_cg`` with
-``w_cg = r_g·log1p(L0·p_cg/r_g)/L0`` and the cluster size law does not depend on the cell, so
-per component we draw ``K ~ Poisson(L·a_c·W_c)`` genes from a precomputed alias table over
-``w_cg`` and a Logarithmic size for each: exact NB counts given the component activities, in
-O(non-zeros) time. ``L0`` is solved so that the expected non-zeros per cell match the target.
+probabilities ``p_cg``. A cell of depth ``L`` giving share ``a_c`` to the component gets
+NB(mean ``L·a_c·p_cg``, size ``r_g·L·a_c/L0``): at the median depth ``L0`` the usual NB with
+gene size ``r_g``, and the size scales with depth, so the cluster intensity is ``L·a_c·w_cg``
+with ``w_cg = r_g·log1p(L0·p_cg/r_g)/L0`` and the cluster size law is the same in every cell.
+Per component we then draw ``K ~ Poisson(L·a_c·Σ_g w_cg)`` genes from a precomputed alias table
+over ``w_cg`` and a Logarithmic size for each — exact NB counts in O(non-zeros) time, summed per
+gene through a scratch count array and a bitmap that yields the genes in sorted order. The few
+hundred genes per type that expect more than two clusters per cell (housekeeping, ribosomal,
+markers) are drawn directly as gamma-Poisson instead, which is cheaper for them. ``L0`` is
+solved so that the expected non-zeros per cell (Gauss-Hermite over the depth law) match the
+target.
 
 Each cell has its own counter-based random stream (splitmix64 keyed by seed and cell number),
-so the output does not depend on the number of threads or on ``block_cells``.
+so the output does not depend on the number of threads or on ``block_cells``; within a block
+cells are processed grouped by type, so that type's table stays in cache.
 
 Example::
 
@@ -35,11 +40,13 @@ import os
 import pathlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import anndata
 import h5py
 import numba
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from numba import njit, prange
 from scipy.optimize import brentq
@@ -47,6 +54,8 @@ from scipy.optimize import brentq
 from widecube import _genes
 
 __all__ = ["make_demo"]
+
+_Array = npt.NDArray[Any]
 
 _SIGMA_DEPTH = 0.45  # log-normal sd of library size; CV about 0.47
 _MODULES = ("cell cycle", "interferon", "stress", "mitochondrial")
@@ -64,12 +73,12 @@ class _Model:
     """Everything decided before streaming; O(n_types × n_genes + n_cells)."""
 
     type_names: list[str]
-    lineage: np.ndarray  # (n_types,) lineage id per type
-    proportions: np.ndarray  # (n_types,)
-    programs: np.ndarray  # (n_types + n_modules + n_donors, n_genes); rows sum to 1
-    size: np.ndarray  # (n_genes,) NB size at the median depth
-    size_factor: np.ndarray  # (n_types,) relative library size per type
-    module_prob: np.ndarray  # (n_types, n_modules) chance that a module is on in a cell
+    lineage: _Array  # (n_types,) lineage id per type
+    proportions: _Array  # (n_types,)
+    programs: _Array  # (n_types + n_modules + n_donors, n_genes); rows sum to 1
+    size: _Array  # (n_genes,) NB size at the median depth
+    size_factor: _Array  # (n_types,) relative library size per type
+    module_prob: _Array  # (n_types, n_modules) chance that a module is on in a cell
     symbols: list[str]
 
 
@@ -107,28 +116,33 @@ def make_demo(
     cell_type = rng.permutation(np.repeat(np.arange(n_types, dtype=np.int32), sizes))
     donor_p = rng.dirichlet(np.full(n_donors, 8.0))
     cell_donor = rng.choice(n_donors, size=n_cells, p=donor_p).astype(np.int32)
-    treated = rng.permutation(np.arange(n_donors) >= n_donors // 2)
+    treated = rng.permutation(np.arange(n_donors) >= (n_donors + 1) // 2)
     female = rng.permutation(np.arange(n_donors) % 2 == 0)
     model = _with_donors(model, female, np.random.default_rng(seeds[2]))
     depth = _calibrate(model, treated.mean(), target)
-    tables = _alias_tables(model.programs, model.size, depth)
+    typical = np.concatenate([np.full(n_types, 0.9), _MODULE_SHARE, np.full(n_donors, _DONOR_SHARE)])
+    sampler = _sampler(model.programs, model.size, typical, depth)
     obs = _obs(cell_type, cell_donor, treated, female, model.type_names, type_key, rng)
     umap = _umap(cell_type, model, rng)
     var = _var(model.symbols, rng)
-    key = np.random.SeedSequence(seeds[3].entropy).generate_state(2, np.uint64)
-    params = (model, tables, depth, treated.astype(np.int64), key)
+    key = seeds[3].generate_state(2, np.uint64)
     out = pathlib.Path(path)
-    partial = out.with_name(out.name + ".partial")
-    with h5py.File(partial, "w") as f:
-        f.attrs["encoding-type"] = "anndata"
-        f.attrs["encoding-version"] = "0.1.0"
-        _write_x(f, cell_type, cell_donor, n_genes, params, block_cells, compression, progress)
-        anndata.io.write_elem(f, "obs", obs)
-        anndata.io.write_elem(f, "var", var)
-        anndata.io.write_elem(f, "obsm", {"X_umap": umap})
-        for name in ("uns", "layers", "varm", "obsp", "varp"):
-            anndata.io.write_elem(f, name, {})
-    os.replace(partial, out)
+    partial = out.with_name(out.name + ".partial")  # readers never see a half-written file
+    try:
+        with h5py.File(partial, "w") as f:
+            f.attrs["encoding-type"] = "anndata"
+            f.attrs["encoding-version"] = "0.1.0"
+            _write_x(f, (cell_type, cell_donor), model, sampler, treated.astype(np.int64), key,
+                     block_cells, compression, progress)  # fmt: skip
+            anndata.io.write_elem(f, "obs", obs)
+            anndata.io.write_elem(f, "var", var)
+            anndata.io.write_elem(f, "obsm", {"X_umap": umap})
+            for name in ("uns", "layers", "varm", "obsp", "varp"):
+                anndata.io.write_elem(f, name, {})
+        os.replace(partial, out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return out
 
 
@@ -153,11 +167,13 @@ def _check(
             raise ValueError(f"make_demo: {name} must be an integer >= {low}, got {value!r}")
     if n_types > n_cells:
         raise ValueError(f"make_demo: n_types ({n_types}) exceeds n_cells ({n_cells})")
+    if n_genes >= 2**24:  # gene numbers are stored exactly in the float32 sampling table
+        raise ValueError(f"make_demo: n_genes ({n_genes}) must be below 2**24")
     if n_cells >= 2**32:
         raise ValueError(f"make_demo: n_cells ({n_cells}) exceeds the 2**32 distinct barcodes")
     if type_key in ("donor", "sex", "condition") or not type_key:
         raise ValueError(f"make_demo: type_key {type_key!r} clashes with another obs column")
-    target = 0.05 * n_genes if nnz_per_cell is None else float(nnz_per_cell)
+    target = max(1.0, 0.05 * n_genes) if nnz_per_cell is None else float(nnz_per_cell)
     if not 1 <= target <= 0.9 * n_genes:
         raise ValueError(
             f"make_demo: nnz_per_cell must lie in [1, 0.9 × n_genes = {0.9 * n_genes:g}], "
@@ -168,7 +184,7 @@ def _check(
 
 def _cell_types(
     n_types: int, rng: np.random.Generator
-) -> tuple[list[str], list[str], np.ndarray, list[tuple[str, ...]]]:
+) -> tuple[list[str], list[str], _Array, list[tuple[str, ...]]]:
     """Names, lineages, skewed proportions and named markers of the types."""
     if n_types <= len(_genes.CELL_TYPES):
         rows = _genes.CELL_TYPES[:n_types]
@@ -177,7 +193,7 @@ def _cell_types(
         prop = np.array([r[2] for r in rows]) * rng.lognormal(0.0, 0.2, n_types)
         return names, lineages, prop / prop.sum(), [r[3] for r in rows]
     # Leiden-style: clusters numbered by decreasing size, Zipf-like proportions.
-    prop = np.sort((np.arange(1, n_types + 1) ** -1.1) * rng.lognormal(0.0, 0.3, n_types))[::-1]
+    prop = np.sort((np.arange(1, n_types + 1) ** -0.75) * rng.lognormal(0.0, 0.3, n_types))[::-1]
     n_lin = max(1, round(np.sqrt(n_types)))
     lineages = [f"L{i}" for i in rng.permutation(np.arange(n_types) % n_lin)]
     width = len(str(n_types - 1))
@@ -190,7 +206,7 @@ def _model(n_genes: int, n_types: int, rng: np.random.Generator) -> _Model:
     symbols = _genes.gene_symbols(n_genes, rng)
     index = {s: i for i, s in enumerate(symbols)}
 
-    def ids(names: tuple[str, ...] | list[str]) -> np.ndarray:
+    def ids(names: tuple[str, ...] | list[str]) -> _Array:
         return np.array([index[s] for s in names if s in index], dtype=np.int64)
 
     names, lineages, prop, named = _cell_types(n_types, rng)
@@ -199,7 +215,9 @@ def _model(n_genes: int, n_types: int, rng: np.random.Generator) -> _Model:
     if pool.size == 0:
         pool = rng.permutation(n_genes)
     base = rng.lognormal(0.0, 1.8, n_genes)
-    base *= 0.55 / base.sum()
+    cap = max(1e-3, 5.0 / n_genes)  # ordinary genes stay below the housekeeping ones
+    for _ in range(4):
+        base = np.minimum(base * (0.55 / base.sum()), cap)
     for group, share, spread in (
         (ids(_genes.HOUSEKEEPING[:1]), 0.035, 0.0),
         (ids(_genes.HOUSEKEEPING[1:]), 0.12, 0.0),
@@ -207,14 +225,16 @@ def _model(n_genes: int, n_types: int, rng: np.random.Generator) -> _Model:
         (ids(_genes.RIBO), 0.22, 0.4),
     ):
         if group.size:
-            w = (np.arange(group.size) + 1.0) ** -0.7 if spread == 0 else np.exp(
-                spread * rng.standard_normal(group.size)
+            w = (
+                (np.arange(group.size) + 1.0) ** -0.7
+                if spread == 0
+                else np.exp(spread * rng.standard_normal(group.size))
             )
             base[group] = share * w / w.sum()
     size = 1.0 / rng.lognormal(np.log(0.2), 0.5, n_genes)  # NB size r = 1 / dispersion
     cursor = 0
 
-    def take(k: int) -> np.ndarray:
+    def take(k: int) -> _Array:
         nonlocal cursor
         picked = pool[(cursor + np.arange(k)) % pool.size]
         cursor += k
@@ -268,7 +288,7 @@ def _model(n_genes: int, n_types: int, rng: np.random.Generator) -> _Model:
     )
 
 
-def _with_donors(model: _Model, female: np.ndarray, rng: np.random.Generator) -> _Model:
+def _with_donors(model: _Model, female: _Array, rng: np.random.Generator) -> _Model:
     """Append one program per donor: sex-linked genes plus a few donor-specific genes."""
     n_genes = model.programs.shape[1]
     index = {s: i for i, s in enumerate(model.symbols)}
@@ -279,14 +299,15 @@ def _with_donors(model: _Model, female: np.ndarray, rng: np.random.Generator) ->
         for symbol, w in zip(sex_genes, weights, strict=False):
             if symbol in index:
                 rows[d, index[symbol]] = w
-        own = rng.choice(n_genes, size=min(40, n_genes), replace=False)
-        rows[d, own] += rng.lognormal(0.0, 1.0, own.size) * (1.0 - rows[d].sum()) / 40 / 1.65
+        own = rng.choice(n_genes, size=min(40, n_genes), replace=False)  # eQTL-like genes
+        weights_own = rng.lognormal(0.0, 1.0, own.size)
+        rows[d, own] += weights_own / weights_own.sum() * (1.0 - rows[d].sum())
         rows[d] /= rows[d].sum()
     programs = np.vstack([model.programs, rows])
     return _Model(**{**model.__dict__, "programs": programs})
 
 
-def _type_sizes(n_cells: int, proportions: np.ndarray) -> np.ndarray:
+def _type_sizes(n_cells: int, proportions: _Array) -> _Array:
     """Cells per type: largest remainder of ``n_cells × proportions``, at least one each."""
     n_types = proportions.size
     sizes = np.ones(n_types, dtype=np.int64)
@@ -297,7 +318,7 @@ def _type_sizes(n_cells: int, proportions: np.ndarray) -> np.ndarray:
     return sizes
 
 
-def _shares(model: _Model, treated_fraction: float) -> np.ndarray:
+def _shares(model: _Model, treated_fraction: float) -> _Array:
     """Mean share of a cell's UMIs per (type, component); rows sum to 1."""
     n_types, n_mod = model.module_prob.shape
     n_comp = model.programs.shape[0]
@@ -328,40 +349,81 @@ def _calibrate(model: _Model, treated_fraction: float, target: float) -> float:
             nnz[t] = weights @ (-np.expm1(-np.outer(scale[t], lam[t]))).sum(1)
         return float(model.proportions @ nnz - target)
 
-    low, high = np.log(1.0), np.log(1e8)
+    low, high = np.log(1e-3), np.log(1e8)
     if excess(high) < 0:
         raise ValueError(f"make_demo: nnz_per_cell={target:g} cannot be reached")
-    return float(np.exp(brentq(excess, low, high, xtol=1e-4))) if excess(low) < 0 else 1.0
+    if excess(low) >= 0:
+        return float(np.exp(low))
+    return float(np.exp(brentq(excess, low, high, xtol=1e-4)))
 
 
-def _alias_tables(
-    programs: np.ndarray, size: np.ndarray, depth: float
-) -> tuple[np.ndarray, ...]:
-    """Flattened per-component alias tables over the cluster intensities ``w_cg``."""
-    ptr = np.zeros(programs.shape[0] + 1, dtype=np.int64)
-    genes, w, q = [], [], []
+@dataclass(frozen=True)
+class _Sampler:
+    """Per-component sampling tables at median depth ``depth`` (see the module docstring).
+
+    Genes expecting more than ``_DENSE`` clusters in a typical cell are drawn directly as
+    gamma-Poisson (``dense_*``: mean and NB size at the median depth); the others go through
+    an alias table whose rows are ``(threshold, alias, gene, logarithmic p)`` as float32, so
+    one draw touches one or two cache lines.
+    """
+
+    depth: float
+    ptr: _Array  # (n_components + 1,) rows of ``table`` per component
+    table: _Array  # (n, 4) float32
+    total: _Array  # (n_components,) cluster intensity per unit depth, sparse genes
+    dense_ptr: _Array
+    dense_gene: _Array
+    dense_mean: _Array
+    dense_size: _Array
+
+
+_DENSE = 2.0
+
+
+def _sampler(programs: _Array, size: _Array, share: _Array, depth: float) -> _Sampler:
+    """Build the tables; ``share`` is each component's typical share of a cell's UMIs."""
+    n_comp = programs.shape[0]
+    sparse, dense = [], []
     for c, p in enumerate(programs):
         g = np.flatnonzero(p)
-        m = depth * p[g]
-        genes.append(g.astype(np.int32))
-        w.append(size[g] * np.log1p(m / size[g]) / depth)
-        q.append(m / (m + size[g]))
-        ptr[c + 1] = ptr[c] + g.size
-    weights = np.concatenate(w)
-    total = np.add.reduceat(weights, ptr[:-1])
-    prob, alias = _vose(weights, ptr)
-    return ptr, np.concatenate(genes), prob, alias, np.concatenate(q), total
+        is_dense = share[c] * size[g] * np.log1p(depth * p[g] / size[g]) > _DENSE
+        sparse.append(g[~is_dense].astype(np.int32))
+        dense.append(g[is_dense].astype(np.int32))
+    ptr = np.concatenate([[0], np.cumsum([g.size for g in sparse])]).astype(np.int64)
+    table = np.empty((ptr[-1], 4), np.float32)
+    weights = np.empty(ptr[-1])
+    for c, g in enumerate(sparse):
+        m = depth * programs[c, g]
+        weights[ptr[c] : ptr[c + 1]] = size[g] * np.log1p(m / size[g]) / depth
+        table[ptr[c] : ptr[c + 1], 2] = g
+        table[ptr[c] : ptr[c + 1], 3] = m / (m + size[g])
+    _vose(weights, ptr, table)
+    dense_ptr = np.concatenate([[0], np.cumsum([g.size for g in dense])]).astype(np.int64)
+    dense_gene = np.concatenate(dense)
+    dense_comp = np.repeat(np.arange(n_comp), np.diff(dense_ptr))
+    return _Sampler(
+        depth=depth,
+        ptr=ptr,
+        table=table,
+        total=np.array([weights[ptr[c] : ptr[c + 1]].sum() for c in range(n_comp)]),
+        dense_ptr=dense_ptr,
+        dense_gene=dense_gene,
+        dense_mean=depth * programs[dense_comp, dense_gene],
+        dense_size=size[dense_gene],
+    )
 
 
 @njit(nogil=True, cache=True)
-def _vose(weights: np.ndarray, ptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vose's alias method per component; ``alias`` holds indices local to the component."""
-    prob = np.ones(weights.size)
-    alias = np.empty(weights.size, np.int32)
+def _vose(weights: _Array, ptr: _Array, table: _Array) -> None:
+    """Vose's alias method per component, into ``table[:, 0]`` (threshold) and ``table[:, 1]``
+    (alias, an index local to the component)."""
     for c in range(ptr.size - 1):
         lo, n = ptr[c], ptr[c + 1] - ptr[c]
         for i in range(n):
-            alias[lo + i] = i
+            table[lo + i, 0] = 1.0
+            table[lo + i, 1] = i
+        if n == 0 or weights[lo : lo + n].sum() <= 0.0:
+            continue
         scaled = weights[lo : lo + n] * (n / weights[lo : lo + n].sum())
         small = np.empty(n, np.int64)
         large = np.empty(n, np.int64)
@@ -377,14 +439,13 @@ def _vose(weights: np.ndarray, ptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]
             ns -= 1
             s = small[ns]
             g = large[nl - 1]
-            prob[lo + s] = scaled[s]
-            alias[lo + s] = g
+            table[lo + s, 0] = scaled[s]
+            table[lo + s, 1] = g
             scaled[g] -= 1.0 - scaled[s]
             if scaled[g] < 1.0:
                 nl -= 1
                 small[ns] = g
                 ns += 1
-    return prob, alias
 
 
 # --- random numbers: one splitmix64 stream per cell, held in a 1-element uint64 array ---
@@ -405,19 +466,20 @@ def _mix(z: np.uint64) -> np.uint64:
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _uniform(st: np.ndarray) -> float:
+def _uniform(st: _Array) -> float:
     """Uniform on the open interval (0, 1)."""
     st[0] += _GOLDEN
     return (np.float64(_mix(st[0]) >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
 
 
 @njit(nogil=True, cache=True)
-def _normal(st: np.ndarray) -> float:
-    return np.sqrt(-2.0 * np.log(_uniform(st))) * np.cos(2.0 * np.pi * _uniform(st))
+def _normal(st: _Array) -> float:
+    radius = math.sqrt(-2.0 * math.log(_uniform(st)))
+    return radius * math.cos(2.0 * math.pi * _uniform(st))
 
 
 @njit(nogil=True, cache=True)
-def _gamma(st: np.ndarray, shape: float) -> float:
+def _gamma(st: _Array, shape: float) -> float:
     """Marsaglia-Tsang; shapes below 1 via the ``U**(1/a)`` boost."""
     boost = 1.0
     if shape < 1.0:
@@ -433,11 +495,11 @@ def _gamma(st: np.ndarray, shape: float) -> float:
         v = v * v * v
         u = _uniform(st)
         if u < 1.0 - 0.0331 * x**4 or np.log(u) < 0.5 * x * x + d * (1.0 - v + np.log(v)):
-            return d * v * boost
+            return float(d * v * boost)
 
 
 @njit(nogil=True, cache=True)
-def _poisson(st: np.ndarray, lam: float) -> int:
+def _poisson(st: _Array, lam: float) -> int:
     """Inversion by multiplication for small means, Hörmann's PTRS otherwise."""
     if lam < 12.0:
         limit, k, prod = np.exp(-lam), 0, _uniform(st)
@@ -465,7 +527,7 @@ def _poisson(st: np.ndarray, lam: float) -> int:
 
 
 @njit(nogil=True, cache=True)
-def _logseries(st: np.ndarray, p: float) -> int:
+def _logseries(st: _Array, p: float) -> int:
     """Kemp's algorithm for the Logarithmic(p) law on {1, 2, ...}."""
     v = _uniform(st)
     if v >= p:
@@ -480,18 +542,37 @@ def _logseries(st: np.ndarray, p: float) -> int:
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def _plan(start, cell_type, cell_donor, treated, key, depth, size_factor, module_prob,
-          module_share, module_shape, ifn_treated, donor_share, total):  # fmt: skip
-    """Per cell and component slot (type, modules..., donor), the number of NB clusters."""
+def _plan(
+    start: int,
+    cell_type: _Array,
+    cell_donor: _Array,
+    treated: _Array,
+    key: np.uint64,
+    size_factor: _Array,
+    module_prob: _Array,
+    module_share: _Array,
+    module_shape: _Array,
+    ifn_treated: float,
+    donor_share: float,
+    total: _Array,
+    depth: float,
+    dense_ptr: _Array,
+    n_genes: int,
+) -> tuple[_Array, _Array, _Array]:
+    """Per cell and component slot (type, modules..., donor): the depth it receives relative
+    to the median depth and its number of NB clusters over the sparse genes; and per cell a
+    bound on its non-zeros (clusters plus dense genes)."""
     n, n_types = cell_type.size, size_factor.size
     n_mod = module_share.size
-    clusters = np.empty((n, n_mod + 2), np.int64)
+    scale = np.zeros((n, n_mod + 2))
+    clusters = np.zeros((n, n_mod + 2), np.int64)
+    bound = np.zeros(n, np.int64)
     for i in prange(n):
         st = np.empty(1, np.uint64)
         st[0] = _mix(key ^ _mix(np.uint64(start + i)))
         t, d = cell_type[i], cell_donor[i]
-        lib = depth * size_factor[t] * np.exp(_SIGMA_DEPTH * _normal(st))
-        share = np.zeros(n_mod + 2)
+        lib = size_factor[t] * np.exp(_SIGMA_DEPTH * _normal(st))
+        share = scale[i]
         for m in range(n_mod):
             if _uniform(st) < module_prob[t, m]:
                 level = module_share[m] * _gamma(st, module_shape[m]) / module_shape[m]
@@ -504,36 +585,77 @@ def _plan(start, cell_type, cell_donor, treated, key, depth, size_factor, module
         share[0] = 1.0 - rest
         for s in range(n_mod + 2):
             c = t if s == 0 else (n_types + s - 1 if s <= n_mod else n_types + n_mod + d)
-            clusters[i, s] = _poisson(st, lib * share[s] * total[c])
-    return clusters
+            share[s] *= lib
+            clusters[i, s] = _poisson(st, depth * share[s] * total[c])
+            if share[s] > 0.0:
+                bound[i] += clusters[i, s] + dense_ptr[c + 1] - dense_ptr[c]
+        bound[i] = min(bound[i], n_genes)
+    return scale, clusters, bound
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def _fill(start, cell_type, cell_donor, clusters, offsets, key, n_types, n_genes,
-          ptr, genes, prob, alias, q, bit_of, n_chunks, out_idx, out_val, out_nnz):  # fmt: skip
-    """Draw each cell's clusters, add them up per gene, write sorted (gene, count) pairs."""
+def _fill(
+    start: int,
+    order: _Array,
+    cell_type: _Array,
+    cell_donor: _Array,
+    scale: _Array,
+    clusters: _Array,
+    offsets: _Array,
+    key: np.uint64,
+    n_types: int,
+    n_genes: int,
+    ptr: _Array,
+    table: _Array,
+    dense_ptr: _Array,
+    dense_gene: _Array,
+    dense_mean: _Array,
+    dense_size: _Array,
+    bit_of: _Array,
+    n_chunks: int,
+    out_idx: _Array,
+    out_val: _Array,
+    out_nnz: _Array,
+) -> None:
+    """Draw each cell's counts, add them up per gene, write sorted (gene, count) pairs.
+
+    Cells are visited in ``order`` (grouped by type, so a type's table stays in cache) and
+    written to their own slot ``offsets[i]``; ``out_nnz[i]`` says how much of it is used.
+    """
     n, n_slots = clusters.shape
     n_mod = n_slots - 2
     n_words = (n_genes + 63) // 64
     for chunk in prange(n_chunks):
-        counts = np.zeros(n_genes, np.int64)
+        counts = np.zeros(n_genes, np.int32)
         bitmap = np.zeros(n_words, np.uint64)
         st = np.empty(1, np.uint64)
-        for i in range(chunk * n // n_chunks, (chunk + 1) * n // n_chunks):
+        for j in range(chunk * n // n_chunks, (chunk + 1) * n // n_chunks):
+            i = order[j]
             st[0] = _mix(key ^ _mix(np.uint64(start + i)))
             t, d = cell_type[i], cell_donor[i]
             for s in range(n_slots):
+                if scale[i, s] <= 0.0:
+                    continue
                 c = t if s == 0 else (n_types + s - 1 if s <= n_mod else n_types + n_mod + d)
+                for k in range(dense_ptr[c], dense_ptr[c + 1]):
+                    shape = dense_size[k] * scale[i, s]
+                    mean = dense_mean[k] * _gamma(st, shape) / shape * scale[i, s]
+                    x = _poisson(st, mean)
+                    if x > 0:
+                        g = dense_gene[k]
+                        if counts[g] == 0:
+                            bitmap[g >> 6] |= np.uint64(1) << np.uint64(g & 63)
+                        counts[g] += x
                 lo, width = ptr[c], ptr[c + 1] - ptr[c]
                 for _ in range(clusters[i, s]):
                     u = _uniform(st) * width
                     k = int(u)
-                    if u - k >= prob[lo + k]:
-                        k = alias[lo + k]
-                    g = genes[lo + k]
+                    if u - k >= table[lo + k, 0]:
+                        k = int(table[lo + k, 1])
+                    g = int(table[lo + k, 2])
                     if counts[g] == 0:
                         bitmap[g >> 6] |= np.uint64(1) << np.uint64(g & 63)
-                    counts[g] += _logseries(st, q[lo + k])
+                    counts[g] += _logseries(st, table[lo + k, 3])
             pos = offsets[i]
             for w in range(n_words):
                 word = bitmap[w]
@@ -552,7 +674,7 @@ def _fill(start, cell_type, cell_donor, clusters, offsets, key, n_types, n_genes
 
 
 @njit(nogil=True, cache=True)
-def _compact(offsets, nnz, idx, val):  # fmt: skip
+def _compact(offsets: _Array, nnz: _Array, idx: _Array, val: _Array) -> int:
     """Close the gaps between the per-cell slots, in place (targets never pass sources)."""
     pos = 0
     for i in range(nnz.size):
@@ -569,17 +691,18 @@ def _compact(offsets, nnz, idx, val):  # fmt: skip
 
 def _write_x(
     f: h5py.File,
-    cell_type: np.ndarray,
-    cell_donor: np.ndarray,
-    n_genes: int,
-    params: tuple[_Model, tuple[np.ndarray, ...], float, np.ndarray, np.ndarray],
+    cells: tuple[_Array, _Array],
+    model: _Model,
+    sampler: _Sampler,
+    treated: _Array,
+    key: _Array,
     block_cells: int,
     compression: str | None,
     progress: Callable[[int], None] | None,
 ) -> None:
     """Generate X block by block and append it to a resizable CSR group."""
-    model, (ptr, genes, prob, alias, q, total), depth, treated, key = params
-    n_cells, n_types = cell_type.size, model.size_factor.size
+    cell_type, cell_donor = cells
+    n_cells, n_genes = cell_type.size, model.programs.shape[1]
     group = f.create_group("X")
     group.attrs["encoding-type"] = "csr_matrix"
     group.attrs["encoding-version"] = "0.1.0"
@@ -590,21 +713,27 @@ def _write_x(
     indptr = group.create_dataset(
         "indptr", (1,), np.int64, chunks=(min(n_cells + 1, 1 << 16),), data=[0], **opts
     )
+    sm, n_types = sampler, model.size_factor.size
     for start in range(0, n_cells, block_cells):
         stop = min(start + block_cells, n_cells)
         types, donors = cell_type[start:stop], cell_donor[start:stop]
-        clusters = _plan(start, types, donors, treated, key[0], depth, model.size_factor,
-                         model.module_prob, _MODULE_SHARE, _MODULE_SHAPE, _IFN_TREATED,
-                         _DONOR_SHARE, total)  # fmt: skip
-        slots = clusters.sum(1)  # a cell has at most as many genes as clusters
+        scale, clusters, slots = _plan(
+            start, types, donors, treated, key[0], model.size_factor, model.module_prob,
+            _MODULE_SHARE, _MODULE_SHAPE, _IFN_TREATED, _DONOR_SHARE, sm.total, sm.depth,
+            sm.dense_ptr, n_genes,
+        )  # fmt: skip
         offsets = np.zeros(stop - start, dtype=np.int64)
         np.cumsum(slots[:-1], out=offsets[1:])
         idx = np.empty(int(slots.sum()), np.int32)
         val = np.empty(idx.size, np.float32)
         nnz = np.empty(stop - start, np.int64)
+        order = np.argsort(types, kind="stable")
         n_chunks = min(stop - start, 8 * numba.get_num_threads())
-        _fill(start, types, donors, clusters, offsets, key[1], n_types, n_genes,
-              ptr, genes, prob, alias, q, _BIT_OF, n_chunks, idx, val, nnz)  # fmt: skip
+        _fill(
+            start, order, types, donors, scale, clusters, offsets, key[1], n_types, n_genes,
+            sm.ptr, sm.table, sm.dense_ptr, sm.dense_gene, sm.dense_mean, sm.dense_size,
+            _BIT_OF, n_chunks, idx, val, nnz,
+        )  # fmt: skip
         end = _compact(offsets, nnz, idx, val)
         done = data.shape[0]
         for ds, values in ((data, val[:end]), (indices, idx[:end])):
@@ -616,7 +745,7 @@ def _write_x(
             progress(stop - start)
 
 
-def _barcodes(n: int, rng: np.random.Generator) -> np.ndarray:
+def _barcodes(n: int, rng: np.random.Generator) -> _Array:
     """``n`` distinct 10x-style barcodes, ``AAACCTGAGAAACCAT-1``."""
     code = rng.choice(2**32, size=n, replace=False).astype(np.uint64)
     digits = (code[:, None] >> np.arange(30, -1, -2, dtype=np.uint64)) & np.uint64(3)
@@ -627,10 +756,10 @@ def _barcodes(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _obs(
-    cell_type: np.ndarray,
-    cell_donor: np.ndarray,
-    treated: np.ndarray,
-    female: np.ndarray,
+    cell_type: _Array,
+    cell_donor: _Array,
+    treated: _Array,
+    female: _Array,
     type_names: list[str],
     type_key: str,
     rng: np.random.Generator,
@@ -661,14 +790,13 @@ def _var(symbols: list[str], rng: np.random.Generator) -> pd.DataFrame:
     )
 
 
-def _umap(cell_type: np.ndarray, model: _Model, rng: np.random.Generator) -> np.ndarray:
+def _umap(cell_type: _Array, model: _Model, rng: np.random.Generator) -> _Array:
     """One anisotropic Gaussian blob per type; types of a lineage sit next to each other."""
     prop, lineage = model.proportions, model.lineage
     radius = 0.3 + 1.2 * np.sqrt(prop / prop.max())
     centre = np.zeros((prop.size, 2))
     n_lin = int(lineage.max()) + 1
-    extent = np.array([1.6 * np.sqrt(((radius[lineage == k] + 0.4) ** 2).sum()) for k in
-                       range(n_lin)])  # fmt: skip
+    extent = np.array([1.6 * np.sqrt(((radius[lineage == k] + 0.4) ** 2).sum()) for k in range(n_lin)])
     lin_centre = _scatter(extent, 1.5, rng)
     for k in range(n_lin):
         members = np.flatnonzero(lineage == k)
@@ -684,7 +812,7 @@ def _umap(cell_type: np.ndarray, model: _Model, rng: np.random.Generator) -> np.
     return xy.astype(np.float32)
 
 
-def _scatter(radius: np.ndarray, gap: float, rng: np.random.Generator) -> np.ndarray:
+def _scatter(radius: _Array, gap: float, rng: np.random.Generator) -> _Array:
     """Place discs of the given radii near the origin without overlap (dart throwing)."""
     placed = np.zeros((radius.size, 2))
     room = np.sqrt(((radius + gap) ** 2).sum())
@@ -697,4 +825,5 @@ def _scatter(radius: np.ndarray, gap: float, rng: np.random.Generator) -> np.nda
             if np.all(dist >= radius[done] + radius[i] + gap):
                 break
         placed[i] = point
-    return placed - placed.mean(0)
+    centred: _Array = placed - placed.mean(0)
+    return centred
