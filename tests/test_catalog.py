@@ -7,13 +7,19 @@ read back with plain SQL, never computed by the catalog itself.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -36,9 +42,7 @@ class Backend:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def backend(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Backend]:
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     if request.param == "sqlite":
         # A folder that does not exist yet: the catalog must create it.
         path = tmp_path_factory.mktemp("catalog") / "nested" / "catalog.sqlite"
@@ -77,13 +81,9 @@ def catalog(open_catalog: Callable[[], Catalog]) -> Catalog:
 
 def new_version(catalog: Catalog, dataset: str = "pbmc", *, verify: bool = True) -> str:
     version = uuid.uuid4().hex
-    catalog.create_version(
-        dataset, version, input_name="in.h5ad", input_sha256="ab" * 32, params={}
-    )
+    catalog.create_version(dataset, version, input_name="in.h5ad", input_sha256="ab" * 32, params={})
     if verify:
-        catalog.mark_verified(
-            dataset, version, path=f"{dataset}/{version}", n_cells=5, n_genes=7, info={}
-        )
+        catalog.mark_verified(dataset, version, path=f"{dataset}/{version}", n_cells=5, n_genes=7, info={})
     return version
 
 
@@ -99,9 +99,7 @@ def statuses(catalog: Catalog, dataset: str = "pbmc") -> dict[str, VersionStatus
 # -- schema ---------------------------------------------------------------------------------
 
 
-def test_schema_is_created_by_alembic_at_head(
-    catalog: Catalog, engine: sa.Engine, backend: Backend
-) -> None:
+def test_schema_is_created_by_alembic_at_head(catalog: Catalog, engine: sa.Engine, backend: Backend) -> None:
     assert head_revision() == "0001"
     assert sql(engine, "SELECT version_num FROM alembic_version") == [("0001",)]
     tables = set(sa.inspect(engine).get_table_names(schema=backend.schema))
@@ -147,6 +145,32 @@ def test_opening_concurrently_on_a_fresh_database(backend: Backend, engine: sa.E
     assert sql(engine, "SELECT version_num FROM alembic_version") == [("0001",)]
 
 
+_OPEN_AT = """
+import sys, time
+from widecube.catalog import Catalog
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+Catalog(sys.argv[1]).close()
+"""
+
+
+def test_opening_from_several_processes_at_once(backend: Backend, engine: sa.Engine) -> None:
+    start_at = time.time() + 3  # after every child has imported widecube
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_AT, backend.url, str(start_at)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    errors = [child.communicate(timeout=120)[1] for child in children]
+    failures = [err for child, err in zip(children, errors, strict=True) if child.returncode]
+    assert not failures, "\n".join(failures)
+    assert sql(engine, "SELECT version_num FROM alembic_version") == [("0001",)]
+
+
 def test_sqlite_connection_settings(tmp_path: Path) -> None:
     catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
     try:
@@ -184,9 +208,7 @@ def test_duplicate_version_is_refused(catalog: Catalog) -> None:
 
 def test_mark_verified_only_from_building(catalog: Catalog) -> None:
     version = new_version(catalog, verify=False)
-    record = catalog.mark_verified(
-        "pbmc", version, path="pbmc/x", n_cells=10, n_genes=20, info={"a": 1}
-    )
+    record = catalog.mark_verified("pbmc", version, path="pbmc/x", n_cells=10, n_genes=20, info={"a": 1})
     assert (record.status, record.path, record.n_cells, record.n_genes) == (
         S.VERIFIED,
         "pbmc/x",
@@ -219,9 +241,7 @@ def test_mark_failed_from_building_and_verified(catalog: Catalog) -> None:
         catalog.mark_failed("pbmc", verified, "again")
 
 
-def test_mark_failed_refuses_published_and_keeps_pointer(
-    catalog: Catalog, engine: sa.Engine
-) -> None:
+def test_mark_failed_refuses_published_and_keeps_pointer(catalog: Catalog, engine: sa.Engine) -> None:
     live = new_version(catalog)
     catalog.publish("pbmc", live)
     with pytest.raises(CatalogError, match="is published"):
@@ -262,9 +282,7 @@ def test_publish_retires_the_previous_version(catalog: Catalog, engine: sa.Engin
     assert catalog.current("pbmc").version == v2
     catalog.publish("pbmc", v1)  # a retired version may be published again
     assert statuses(catalog) == {v1: S.PUBLISHED, v2: S.RETIRED, v3: S.VERIFIED}
-    history = sql(
-        engine, "SELECT from_version, to_version, action FROM pointer_history ORDER BY id"
-    )
+    history = sql(engine, "SELECT from_version, to_version, action FROM pointer_history ORDER BY id")
     assert history == [(None, v1, "publish"), (v1, v2, "publish"), (v2, v1, "publish")]
     assert sql(engine, "SELECT version_id FROM pointers") == [(v1,)]
 
@@ -314,14 +332,10 @@ def test_rollback_needs_something_to_roll_back(catalog: Catalog) -> None:
         catalog.rollback("pbmc")
 
 
-def test_versions_with_equal_timestamps_order_by_creation(
-    catalog: Catalog, engine: sa.Engine
-) -> None:
+def test_versions_with_equal_timestamps_order_by_creation(catalog: Catalog, engine: sa.Engine) -> None:
     v1, v2, v3 = (new_version(catalog) for _ in range(3))
     with engine.begin() as conn:  # make the tie explicit rather than hoping for one
-        conn.execute(
-            sa.text("UPDATE versions SET created_at = (SELECT min(created_at) FROM versions)")
-        )
+        conn.execute(sa.text("UPDATE versions SET created_at = (SELECT min(created_at) FROM versions)"))
     assert [r.version for r in catalog.versions("pbmc")] == [v3, v2, v1]
     catalog.publish("pbmc", v1)
     catalog.publish("pbmc", v2)
@@ -368,9 +382,7 @@ def test_datasets_sorted_with_current(catalog: Catalog) -> None:
     catalog.publish("zebrafish", live)
     listed = catalog.datasets()
     assert [d.name for d in listed] == ["arabidopsis", "zebrafish"]
-    assert all(
-        isinstance(d, DatasetRecord) and d.created.utcoffset() == timedelta(0) for d in listed
-    )
+    assert all(isinstance(d, DatasetRecord) and d.created.utcoffset() == timedelta(0) for d in listed)
     assert listed[0].current is None
     assert listed[1].current == catalog.current("zebrafish")
 
@@ -392,6 +404,33 @@ def test_json_round_trip(catalog: Catalog) -> None:
     record = catalog.get_version("pbmc", "v1")
     assert record.params == params and record.info == info
     assert record.input_name is None and record.input_sha256 is None
+
+
+def test_numpy_values_are_stored_as_plain_json(catalog: Catalog) -> None:
+    params = {"min_cells": np.int64(3), "scale": np.float32(0.5), "genes": np.array([1, 2])}
+    catalog.create_version("pbmc", "v1", input_name=None, input_sha256=None, params=params)
+    info = {"n_groups": np.int32(4)}
+    n_cells: Any = np.int64(9)  # counts taken from array shapes are numpy integers
+    record = catalog.mark_verified("pbmc", "v1", path="p", n_cells=n_cells, n_genes=1, info=info)
+    assert record.params == {"min_cells": 3, "scale": 0.5, "genes": [1, 2]}
+    assert type(record.params["min_cells"]) is int and type(record.n_cells) is int
+    assert record.info == {"n_groups": 4}
+
+
+def test_values_that_are_not_json_are_refused(catalog: Catalog) -> None:
+    with pytest.raises(CatalogError, match="params of version v1 of dataset 'pbmc'"):
+        catalog.create_version("pbmc", "v1", input_name=None, input_sha256=None, params={"f": object()})
+    catalog.create_version("pbmc", "v1", input_name=None, input_sha256=None, params={})
+    with pytest.raises(CatalogError, match="info of version v1"):
+        catalog.mark_verified("pbmc", "v1", path="p", n_cells=1, n_genes=1, info={"x": float("nan")})
+    assert catalog.get_version("pbmc", "v1").status == S.BUILDING
+
+
+def test_unreachable_database_is_a_catalog_error() -> None:
+    url = "postgresql+psycopg://widecube:secret@127.0.0.1:1/nowhere"
+    with pytest.raises(CatalogError, match="cannot open the catalog") as refused:
+        Catalog(url)
+    assert "secret" not in str(refused.value)
 
 
 def test_records_are_frozen(catalog: Catalog) -> None:

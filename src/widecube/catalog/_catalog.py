@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from widecube.catalog import _queries as q
-from widecube.catalog._engine import READ_ONLY, make_engine
+from widecube.catalog._engine import dumps_json, make_engine, read_options
 from widecube.catalog._migrate import upgrade
 from widecube.catalog._records import (
     DatasetRecord,
@@ -61,6 +61,7 @@ class Catalog:
             self._engine = make_engine(url)
         except SQLAlchemyError as exc:
             raise CatalogError(f"cannot open the catalog at {_safe(url)}: {exc}") from exc
+        self._read_options = read_options(self._engine)
         try:
             upgrade(self._engine)
         except SQLAlchemyError as exc:
@@ -97,6 +98,7 @@ class Catalog:
         params: dict[str, Any],
     ) -> VersionRecord:
         """Record a new version (status BUILDING), creating the dataset on first use."""
+        _check_json(dataset, version, "params", params)
         now = _now()
         refused = f"version {version} already exists (creating it for dataset {dataset!r})"
         with self._write() as conn:
@@ -131,6 +133,7 @@ class Catalog:
         info: dict[str, Any],
     ) -> VersionRecord:
         """Record that a BUILDING version's snapshot at ``path`` passed verification."""
+        _check_json(dataset, version, "info", info)
         values = dict(path=path, n_cells=int(n_cells), n_genes=int(n_genes), info=info)
         return self._transition(dataset, version, VersionStatus.VERIFIED, values)
 
@@ -214,7 +217,7 @@ class Catalog:
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
         with self._engine.connect() as conn:
-            yield conn.execution_options(**{READ_ONLY: True})
+            yield conn.execution_options(**self._read_options)
 
     def _transition(
         self, dataset: str, version: str, target: VersionStatus, values: dict[str, Any]
@@ -242,6 +245,16 @@ class Catalog:
         q.set_status(conn, target.id, VersionStatus.PUBLISHED, now)
         q.set_pointer(conn, dataset_id, previous, target.id, now)
         q.append_history(conn, dataset_id, previous, target.id, action, now)
+
+
+def _check_json(dataset: str, version: str, what: str, value: dict[str, Any]) -> None:
+    """Refuse what the JSON columns cannot store, naming the version, before any SQL runs."""
+    try:
+        dumps_json(value)
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(
+            f"{what} of version {version} of dataset {dataset!r} is not plain JSON: {exc}"
+        ) from exc
 
 
 def _now() -> datetime:

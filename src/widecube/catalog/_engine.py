@@ -10,20 +10,25 @@ SQLite needs three things to serve as a shared catalog:
   timeout. We use SQLAlchemy's documented pysqlite recipe: the driver's own transaction
   handling is switched off at connect and the ``begin`` event emits our ``BEGIN``.
 
-Read-only work opts out of the write lock with the ``READ_ONLY`` execution option, so it
-begins a plain deferred transaction: a consistent snapshot that blocks no one.
+Read-only work opts out of the write lock (:func:`read_options`): on SQLite it begins a plain
+deferred transaction, a consistent snapshot that blocks no one; elsewhere it runs in
+autocommit, since each read is one statement, which sees one snapshot, and the BEGIN and
+ROLLBACK round trips would double the cost of the API's ``current()``.
 """
 
 from __future__ import annotations
 
 import json
+import random
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 
-__all__ = ["BUSY_TIMEOUT_MS", "READ_ONLY", "dumps_json", "make_engine"]
+__all__ = ["BUSY_TIMEOUT_MS", "READ_ONLY", "dumps_json", "make_engine", "read_options"]
 
 BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "widecube_read_only"
@@ -47,6 +52,13 @@ def make_engine(url: str | sa.URL) -> sa.Engine:
         event.listen(engine, "connect", _on_sqlite_connect)
         event.listen(engine, "begin", _on_sqlite_begin)
     return engine
+
+
+def read_options(engine: sa.Engine) -> dict[str, Any]:
+    """Execution options for a connection that only reads (see the module docstring)."""
+    if engine.dialect.name == "sqlite":
+        return {READ_ONLY: True}
+    return {"isolation_level": "AUTOCOMMIT"}
 
 
 def dumps_json(value: Any) -> str:
@@ -80,9 +92,29 @@ def _on_sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
         # The timeout first: switching the journal mode itself may have to wait for a lock.
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(cursor)
     finally:
         cursor.close()
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch the database file to WAL (a persistent setting) unless it already is.
+
+    The switch needs an exclusive lock, and SQLite may refuse it at once, without calling
+    the busy handler, while other connections open the same new file; so retry until the
+    busy timeout is spent.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() not in ("wal", "memory"):
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
 
 
 def _on_sqlite_begin(connection: sa.Connection) -> None:

@@ -12,10 +12,12 @@ Developers create a new revision with::
 Concurrent upgrades are serialized by the database: on SQLite the upgrade runs in a
 ``BEGIN IMMEDIATE`` transaction, on PostgreSQL under a transaction-scoped advisory lock keyed
 by the schema, so the second process waits, then finds the schema at head and does nothing.
+Within one process a lock also keeps upgrades apart, as Alembic's running state is global.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -27,6 +29,9 @@ __all__ = ["MIGRATIONS", "alembic_config", "head_revision", "upgrade"]
 
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 _LOCK_NAME = "widecube.catalog.migrate:"
+# Alembic keeps the running migration in module globals (alembic.context, alembic.op), so
+# two upgrades in one process must not overlap even on different databases.
+_PROCESS_LOCK = threading.Lock()
 
 
 def alembic_config(*, connection: sa.Connection | None = None, url: str | None = None) -> Config:
@@ -54,13 +59,10 @@ def head_revision() -> str:
 
 def upgrade(engine: sa.Engine) -> None:
     """Upgrade the catalog at ``engine`` to head, in one transaction; a no-op when current."""
-    with engine.begin() as connection:
-        if False:
+    with _PROCESS_LOCK, engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
             connection.execute(
-                sa.text(
-                    "SELECT pg_advisory_xact_lock("
-                    "hashtext(:name || coalesce(current_schema(), '')))"
-                ),
+                sa.text("SELECT pg_advisory_xact_lock(hashtext(:name || coalesce(current_schema(), '')))"),
                 {"name": _LOCK_NAME},
             )
         command.upgrade(alembic_config(connection=connection), "head")

@@ -42,17 +42,13 @@ _VERSIONS = sa.select(_D.name.label("dataset"), *_FIELDS).select_from(
 # The API's hot path: one three-way join along a unique index and two primary keys.
 _CURRENT = (
     sa.select(_D.name.label("dataset"), *_FIELDS)
-    .select_from(
-        pointers.join(datasets, _P.dataset_id == _D.id).join(versions, _P.version_id == _V.id)
-    )
+    .select_from(pointers.join(datasets, _P.dataset_id == _D.id).join(versions, _P.version_id == _V.id))
     .where(_D.name == sa.bindparam("name"))
 )
 _DATASETS = (
     sa.select(_D.name.label("dataset"), _D.created_at.label("dataset_created"), *_FIELDS)
     .select_from(
-        datasets.outerjoin(pointers, _P.dataset_id == _D.id).outerjoin(
-            versions, _P.version_id == _V.id
-        )
+        datasets.outerjoin(pointers, _P.dataset_id == _D.id).outerjoin(versions, _P.version_id == _V.id)
     )
     .order_by(_D.name)
 )
@@ -108,9 +104,7 @@ def version_ref(conn: sa.Connection, dataset: str, dataset_id: int, version: str
     return _ref(*found)
 
 
-def previous_retired(
-    conn: sa.Connection, dataset_id: int, current: VersionRef
-) -> VersionRef | None:
+def previous_retired(conn: sa.Connection, dataset_id: int, current: VersionRef) -> VersionRef | None:
     """The newest RETIRED version created before ``current`` (ties broken by ``seq``)."""
     earlier = sa.or_(
         _V.created_at < current.created_at,

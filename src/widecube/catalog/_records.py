@@ -42,9 +42,7 @@ _SOURCES: dict[VersionStatus, frozenset[VersionStatus]] = {
 }
 
 
-def check_transition(
-    dataset: str, version: str, current: VersionStatus, target: VersionStatus
-) -> None:
+def check_transition(dataset: str, version: str, current: VersionStatus, target: VersionStatus) -> None:
     """Raise :class:`CatalogError` unless a version may go from ``current`` to ``target``.
 
     Example::

@@ -82,9 +82,7 @@ def ingest(
         }
         catalog.mark_verified(dataset, version, path=final_rel, n_cells=manifest["n_cells"],
                               n_genes=manifest["n_genes"], info=info)  # fmt: skip
-        record = catalog.publish(dataset, version)
-        progress("publish", 1.0)
-        return record
+        record = catalog.publish(dataset, version)  # the last step that may fail
     except BaseException as exc:
         reason = str(exc) if isinstance(exc, WidecubeError) else f"{type(exc).__name__}: {exc}"
         try:
@@ -97,6 +95,8 @@ def ingest(
         shutil.rmtree(work, ignore_errors=True)
         if own_catalog:
             catalog.close()
+    progress("publish", 1.0)
+    return record
 
 
 def _build(

@@ -79,9 +79,7 @@ def upgrade() -> None:
         sa.Column("action", sa.String(16), nullable=False),
         _timestamp("at"),
         sa.PrimaryKeyConstraint("id", name="pk_pointer_history"),
-        sa.ForeignKeyConstraint(
-            ["dataset_id"], ["datasets.id"], name="fk_pointer_history_dataset_id"
-        ),
+        sa.ForeignKeyConstraint(["dataset_id"], ["datasets.id"], name="fk_pointer_history_dataset_id"),
         sa.CheckConstraint(_ACTION_CHECK, name="ck_pointer_history_action"),
         sqlite_autoincrement=True,
     )
