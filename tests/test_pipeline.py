@@ -199,3 +199,12 @@ def test_h5ad_written_by_hand_with_h5py_csr(tmp_path: Path, settings: Settings) 
     catalog.close()
     for i, d in enumerate(view.obs_names):
         np.testing.assert_allclose(view.layers["sum"][i], x[(adata.obs["donor"] == d).to_numpy()].sum(0))
+
+
+def test_obsm_embeddings_are_stored(make_h5ad: MakeH5ad, settings: Settings) -> None:
+    adata = small_adata(seed=2)
+    adata.obsm["X_umap"] = np.random.default_rng(0).normal(size=(adata.n_obs, 2))
+    record = ingest(make_h5ad(adata), dataset="t", settings=settings)
+    snap = Snapshot(settings.storage / str(record.path))
+    assert snap.manifest["obsm"]["X_umap"]["shape"] == [240, 2]
+    np.testing.assert_allclose(snap.array("dataset/obsm.zarr/X_umap"), adata.obsm["X_umap"], rtol=1e-6)

@@ -60,6 +60,10 @@ class MatrixSource(ABC):
     def var(self) -> pd.DataFrame:
         """Gene metadata, one row per matrix column, index = gene names."""
 
+    def obsm(self) -> dict[str, np.ndarray]:
+        """Per-cell embeddings (e.g. ``X_umap``), each ``(n_cells, d)``; none by default."""
+        return {}
+
     @abstractmethod
     def iter_blocks(
         self, *, block_nnz: int, columns: tuple[int, int] | None = None

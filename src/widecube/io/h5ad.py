@@ -118,6 +118,18 @@ class H5adSource(MatrixSource):
     def var(self) -> pd.DataFrame:
         return self._frame(self._var_group, self._shape[1])
 
+    def obsm(self) -> dict[str, np.ndarray]:
+        """Dense 2-D obsm entries with one row per cell (sparse or odd-shaped ones skipped)."""
+        out: dict[str, np.ndarray] = {}
+        group = self._file.get("obsm")
+        if not isinstance(group, h5py.Group):
+            return out
+        for key, elem in group.items():
+            if isinstance(elem, h5py.Dataset) and elem.ndim == 2 and elem.shape[0] == self._shape[0]:
+                if np.issubdtype(elem.dtype, np.number):
+                    out[str(key)] = np.asarray(elem[...], dtype=np.float32)
+        return out
+
     def _frame(self, key: str, n: int) -> pd.DataFrame:
         if key not in self._file:
             raise UnreadableInput(f"{self.path}: has no {key} table")

@@ -136,6 +136,9 @@ def _build(
         out = SnapshotWriter(staging, dataset=dataset, version=version)
         out.write_table("dataset/obs.parquet", obs)
         out.write_table("dataset/var.parquet", var)
+        obsm = source.obsm()
+        for key, values in obsm.items():
+            out.write_array(f"dataset/obsm.zarr/{key}", values)
         registered = views()
         for i, view in enumerate(registered):
             view.write(ctx, moments, out)
@@ -144,6 +147,7 @@ def _build(
         return out.finish(
             n_cells=n_cells,
             n_genes=n_genes,
+            obsm={k: {"path": f"dataset/obsm.zarr/{k}", "shape": list(v.shape)} for k, v in obsm.items()},
             input={
                 "name": path.name,
                 "sha256": digest.result() if digest is not None else None,

@@ -52,6 +52,13 @@ class SnapshotWriter:
             warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
             adata.write_zarr(self.path(relpath))
 
+    def write_array(self, relpath: str, values: np.ndarray) -> None:
+        """A small array (e.g. an embedding) as a Zarr v3 array."""
+        parent, _, name = relpath.rpartition("/")
+        group = zarr.open_group(self.path(parent), mode="a", zarr_format=3)
+        arr = group.create_array(name, shape=values.shape, dtype=values.dtype)
+        arr[...] = values
+
     def write_columns(
         self, relpath: str, shape: tuple[int, int], dtype: np.dtype | type,
         slabs: Iterable[tuple[int, np.ndarray]], *, chunk_cols: int = 4096,
