@@ -48,7 +48,7 @@ def test_datasets_and_detail(client: TestClient, published: tuple[Settings, ad.A
     counts = adata.obs["cell_type"].value_counts(sort=False)
     assert detail["obs"]["cell_type"] == {"categories": list(counts.index), "counts": counts.tolist()}
     assert "score" not in detail["obs"]
-    assert set(detail["views"]) == {"summary", "genes"}
+    assert set(detail["views"]) == {"summary", "genes", "quantiles", "markers", "matrix"}
     assert detail["views"]["summary"]["groupbys"] == ["cell_type", "cell_type,donor"]
 
 
@@ -63,7 +63,8 @@ def test_gene_search(client: TestClient) -> None:
 def test_summary_equals_numpy(client: TestClient, published: tuple[Settings, ad.AnnData, str]) -> None:
     _, adata, version = published
     genes = ["Gene3", "Gene0", "Gene59"]
-    body = {"genes": genes, "groupby": "cell_type,donor", "stats": ["mean", "frac_expressing", "var"]}
+    body = {"genes": genes, "groupby": "cell_type,donor", "stats": ["mean", "frac_expressing", "var"],
+            "layer": "raw"}
     r = client.post("/api/v1/datasets/pbmc/summary", json=body)
     assert r.status_code == 200
     got = r.json()
@@ -89,8 +90,8 @@ def test_summary_equals_numpy(client: TestClient, published: tuple[Settings, ad.
         ("nope", {"genes": ["Gene1"], "groupby": "cell_type"}, 404, "'nope'"),
         ("pbmc", {"genes": ["Gene1", "XIST"], "groupby": "cell_type"}, 422, "no gene 'XIST'"),
         ("pbmc", {"genes": ["Gene1"], "groupby": "tissue"}, 422, "no groupby 'tissue'"),
-        ("pbmc", {"genes": ["Gene1"], "groupby": "cell_type", "stats": ["median"]}, 422,
-         "unknown stat 'median'"),
+        ("pbmc", {"genes": ["Gene1"], "groupby": "cell_type", "stats": ["q99"]}, 422,
+         "unknown stat 'q99'"),
         ("pbmc", {"genes": ["Gene1"], "groupby": "cell_type", "version": "0" * 32}, 404, "0" * 32),
         ("pbmc", {"genes": [], "groupby": "cell_type"}, 422, "genes"),
     ],
@@ -106,7 +107,7 @@ def test_etag_304_and_version_pinning(
     client: TestClient, published: tuple[Settings, ad.AnnData, str], make_h5ad: MakeH5ad
 ) -> None:
     settings, _, v1 = published
-    body = {"genes": ["Gene3"], "groupby": "cell_type", "stats": ["sum"]}
+    body = {"genes": ["Gene3"], "groupby": "cell_type", "stats": ["sum"], "layer": "raw"}
     first = client.post("/api/v1/datasets/pbmc/summary", json=body)
     again = client.post("/api/v1/datasets/pbmc/summary", json=body,
                         headers={"If-None-Match": first.headers["etag"]})  # fmt: skip
@@ -162,7 +163,8 @@ def test_reader_never_sees_a_mixed_or_missing_version_during_20_publishes(
     def read() -> None:
         with httpx.Client(timeout=30) as http:
             while not done.is_set():
-                r = http.post(url, json={"genes": ["K", "K2"], "groupby": "cell_type", "stats": ["mean"]})
+                r = http.post(url, json={"genes": ["K", "K2"], "groupby": "cell_type", "stats": ["mean"],
+                                       "layer": "raw"})
                 if r.status_code != 200:
                     problems.append(f"HTTP {r.status_code}: {r.text}")
                     continue

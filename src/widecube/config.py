@@ -48,6 +48,14 @@ class Settings(BaseSettings):
         description="Categorical obs columns with more categories are not grouped by default.",
     )
     threads: int = Field(default=0, description="Compute threads; 0 means all cores.")
+    quantiles: list[float] = Field(
+        default=[0.1, 0.25, 0.5, 0.75, 0.9],
+        description="Per-group quantiles to precompute (0.5 is served as 'median', 0.1 as 'q10').",
+    )
+    normalize: bool = Field(
+        default=True, description="Also build the normalized layer (counts per target_sum, log1p)."
+    )
+    target_sum: float = Field(default=1e4, description="Counts per cell after normalization.")
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

@@ -10,8 +10,14 @@ never mix two versions. Opened snapshots are kept per version.
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import threading
+import time
+import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,7 +27,7 @@ from .catalog import Catalog, VersionRecord, VersionStatus
 from .config import Settings
 from .errors import InvalidQuery, VersionNotFound
 from .snapshot import Snapshot
-from .views import SummaryTable, views
+from .views import get_view, views
 
 __all__ = ["Widecube"]
 
@@ -108,20 +114,68 @@ class Widecube:
         return record.version, list(names[start : min(stop, start + limit)])
 
     def summary(self, dataset: str, *, genes: list[str], groupby: str, stats: list[str],
-                version: str | None = None) -> dict[str, Any]:  # fmt: skip
-        """Per-group statistics of ``genes`` for ``groupby``, from the summary view."""
+                layer: str | None = None, version: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """Per-group statistics of ``genes`` for ``groupby`` in ``layer`` (default: the
+        dataset's default, normalized for count data), from the views serving each stat."""
         record, snap = self.resolve(dataset, version)
-        table = SummaryTable.open(snap, groupby)
+        layer = layer or _default_layer(snap)
         idx = _gene_index(snap, dataset, genes)
-        values = table.query(idx, stats)
+        served = {stat: view for view in views() for stat in view.served(snap)}
+        unknown = [s for s in stats if s not in served]
+        if unknown:
+            raise InvalidQuery(f"unknown stat {unknown[0]!r}; known stats: {', '.join(served)}")
+        groups: list[str] = []
+        values: dict[str, np.ndarray] = {}
+        for view in dict.fromkeys(served[s] for s in stats):
+            asked = [s for s in stats if served[s] is view]
+            groups, got = view.query(snap, groupby, layer, idx, asked)
+            values.update(got)
         return {
             "dataset": dataset,
             "version": record.version,
             "groupby": groupby,
-            "groups": table.groups.tolist(),
+            "layer": layer,
+            "groups": groups,
             "genes": list(genes),
-            "values": values,
+            "values": {s: values[s] for s in stats},
         }
+
+    def markers(self, dataset: str, *, groupby: str, group: str, layer: str | None = None,
+                limit: int = 100, version: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """The top marker genes of one group (one-vs-rest), best first."""
+        record, snap = self.resolve(dataset, version)
+        layer = layer or _default_layer(snap)
+        table = get_view("markers").table(snap, groupby, layer)  # type: ignore[attr-defined]
+        rows = snap.memo(("markers", groupby, layer), lambda: dict(list(table.groupby("group", observed=True))))
+        if group not in rows:
+            raise InvalidQuery(f"groupby {groupby!r} of dataset {dataset!r} has no group {group!r}")
+        top = rows[group].head(limit)
+        columns = ["gene", "logfoldchange", "pct_in", "pct_out", "t", "pval", "pval_adj"]
+        return {"dataset": dataset, "version": record.version, "groupby": groupby, "group": group,
+                "layer": layer, "markers": top[columns].to_dict(orient="records")}  # fmt: skip
+
+    def gene_stats(self, dataset: str, *, genes: list[str], layer: str | None = None,
+                   version: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """Per-gene statistics over all cells (mean, var, min, max, dispersion, ...)."""
+        record, snap = self.resolve(dataset, version)
+        layer = layer or _default_layer(snap)
+        table = get_view("genes").table(snap, layer)  # type: ignore[attr-defined]
+        idx = _gene_index(snap, dataset, genes)
+        rows = table.iloc[idx]
+        return {"dataset": dataset, "version": record.version, "layer": layer, "genes": list(genes),
+                "stats": {c: rows[c].to_numpy() for c in rows.columns}}  # fmt: skip
+
+    def cell_stats(self, dataset: str, *, version: str | None = None) -> dict[str, Any]:
+        """Per-cell library size and detected genes, in obs order."""
+        record, snap = self.resolve(dataset, version)
+        obs = snap.table("dataset/obs.parquet")
+        return {"dataset": dataset, "version": record.version, "n_cells": len(obs),
+                "total_counts": obs["total_counts"].to_numpy(),
+                "n_genes_by_counts": obs["n_genes_by_counts"].to_numpy()}  # fmt: skip
+
+
+def _default_layer(snap: Snapshot) -> str:
+    return str(snap.manifest.get("default_layer", "raw"))
 
 
 def _gene_index(snap: Snapshot, dataset: str, genes: list[str]) -> np.ndarray:
@@ -153,3 +207,33 @@ def _sorted_names(names: pd.Index) -> tuple[np.ndarray, np.ndarray]:
     lowered = np.asarray([str(n).lower() for n in names])
     order = np.argsort(lowered, kind="stable")
     return np.asarray(names)[order], lowered[order]
+
+
+_VERSION_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _columns(coords: np.ndarray) -> list[np.ndarray]:
+    """An (n, d) embedding as d contiguous float32 columns (JSON and Arrow want columns)."""
+    return [np.ascontiguousarray(coords[:, i], dtype=np.float32) for i in range(coords.shape[1])]
+
+
+def _color_kind(column: pd.Series) -> str | None:
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return "category"
+    if pd.api.types.is_bool_dtype(column.dtype) or pd.api.types.is_numeric_dtype(column.dtype):
+        return "numeric"
+    return None
+
+
+def _obs_color(column: pd.Series, kind: str) -> dict[str, Any]:
+    if kind == "category":
+        cats = column.cat.categories
+        dtype = np.int8 if len(cats) < 127 else np.int16 if len(cats) < 32767 else np.int32
+        return {"name": str(column.name), "kind": kind, "categories": [str(c) for c in cats],
+                "codes": column.cat.codes.to_numpy().astype(dtype)}  # fmt: skip
+    return {"name": str(column.name), "kind": kind, "values": column.to_numpy(dtype=np.float32)}
+
+
+def _version_info(r: VersionRecord, *, current: bool) -> dict[str, Any]:
+    return {"version": r.version, "status": str(r.status), "created": r.created, "n_cells": r.n_cells,
+            "n_genes": r.n_genes, "reason": r.reason, "current": current}  # fmt: skip

@@ -19,6 +19,7 @@ from .. import __version__
 from ..config import Settings
 from ..errors import InvalidQuery, NotFound, WidecubeError
 from ..service import Widecube
+from ._analysis import analysis_router
 from ._responses import JSON, respond
 from .models import (
     DatasetDetail,
@@ -102,8 +103,9 @@ def create_app(settings: Settings | None = None, *, service: Widecube | None = N
     @app.post(f"{PREFIX}/datasets/{{name}}/summary", response_model=SummaryResponse)
     def summary(request: Request, name: str, body: SummaryRequest) -> Response:
         result = wc.summary(name, genes=body.genes, groupby=body.groupby, stats=body.stats,
-                            version=body.version)  # fmt: skip
-        key = ("summary", tuple(body.genes), body.groupby, tuple(body.stats))
+                            layer=body.layer, version=body.version)  # fmt: skip
+        key = ("summary", tuple(body.genes), body.groupby, tuple(body.stats), result["layer"])
         return respond(request, result, version=result["version"], key=key)
 
+    app.include_router(analysis_router(wc), prefix=PREFIX)
     return app

@@ -62,8 +62,14 @@ class SummaryRequest(BaseModel):
     groupby: str = Field(examples=["cell_type"])
     stats: list[str] = Field(
         default=["mean", "frac_expressing"], min_length=1,
-        description="any of sum, sumsq, nnz, n_cells, mean, var, frac_expressing, mean_expressing",
+        description="any of sum, sumsq, nnz, n_cells, mean, var, frac_expressing, mean_expressing, "
+        "median, q10, q25, q75, q90",
     )  # fmt: skip
+    layer: str | None = Field(
+        default=None,
+        description="'raw' or 'normalized' (counts per 10k, log1p); default: normalized when the "
+        "input is counts, raw otherwise",
+    )
     version: str | None = Field(default=None, description="pin a version; default: the live one")
 
 
@@ -71,8 +77,44 @@ class SummaryResponse(BaseModel):
     dataset: str
     version: str
     groupby: str
+    layer: str
     groups: list[str]
     genes: list[str]
     values: dict[str, list[list[float | None]]] = Field(
         description="{stat: [[value for each gene] for each group]}; null where undefined"
     )
+
+
+class Marker(BaseModel):
+    gene: str
+    logfoldchange: float | None
+    pct_in: float | None
+    pct_out: float | None
+    t: float | None
+    pval: float | None
+    pval_adj: float | None
+
+
+class MarkersResponse(BaseModel):
+    dataset: str
+    version: str
+    groupby: str
+    group: str
+    layer: str
+    markers: list[Marker]
+
+
+class GeneStatsResponse(BaseModel):
+    dataset: str
+    version: str
+    layer: str
+    genes: list[str]
+    stats: dict[str, list[float | None]]
+
+
+class CellStatsResponse(BaseModel):
+    dataset: str
+    version: str
+    n_cells: int
+    total_counts: list[float]
+    n_genes_by_counts: list[int]

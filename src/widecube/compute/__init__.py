@@ -1,25 +1,19 @@
-"""Compute: groupings, numba kernels and the streaming pass of per-group moments."""
+"""Compute: groupings, numba kernels, and the two passes (spill by gene, then gene slabs)."""
 
-from .groupings import (
-    ALL,
-    MISSING,
-    Grouping,
-    all_cells,
-    default_groupbys,
-    make_grouping,
-    parse_groupbys,
-)
-from .moments import GroupMoments, Moments, compute_moments
+from ._pass import check_finite, spill_by_gene
+from ._spill import GeneSlab, GeneSpill
+from .groupings import ALL, MISSING, Grouping, all_cells, default_groupbys, make_grouping, parse_groupbys
 
 __all__ = [
     "ALL",
-    "all_cells",
     "MISSING",
-    "GroupMoments",
+    "GeneSlab",
+    "GeneSpill",
     "Grouping",
-    "Moments",
-    "compute_moments",
+    "all_cells",
+    "check_finite",
     "default_groupbys",
     "make_grouping",
     "parse_groupbys",
+    "spill_by_gene",
 ]

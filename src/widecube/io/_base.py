@@ -60,6 +60,11 @@ class MatrixSource(ABC):
     def var(self) -> pd.DataFrame:
         """Gene metadata, one row per matrix column, index = gene names."""
 
+    @property
+    def nnz_hint(self) -> int | None:
+        """Stored values in the matrix, if known without reading it (sizes the spill)."""
+        return None
+
     def obsm(self) -> dict[str, np.ndarray]:
         """Per-cell embeddings (e.g. ``X_umap``), each ``(n_cells, d)``; none by default."""
         return {}

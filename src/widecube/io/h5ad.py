@@ -108,6 +108,12 @@ class H5adSource(MatrixSource):
         return self._dtype
 
     @property
+    def nnz_hint(self) -> int | None:
+        if self._kind == "dense":
+            return None
+        return int(self._elem["indptr"][-1])
+
+    @property
     def layout(self) -> str:
         """How X is stored: ``csr``, ``csc`` or ``dense``."""
         return self._kind

@@ -18,13 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..catalog import Catalog, VersionRecord
-from ..compute import compute_moments, default_groupbys, parse_groupbys
+from ..compute import default_groupbys, parse_groupbys, spill_by_gene
 from ..config import Settings
 from ..errors import InputError, WidecubeError
 from ..io import open_matrix
 from ..snapshot import Snapshot, SnapshotWriter, sha256_file
-from ..views import BuildContext, views
+from ..views import NORMALIZED, RAW, BuildContext, views
 from ._verify import verify_snapshot
 
 __all__ = ["Progress", "ingest"]
@@ -111,42 +113,52 @@ def _build(
     work: Path,
     progress: Progress,
 ) -> dict[str, Any]:
-    """Stream the input once and write every registered view into ``staging``."""
+    """Pass 1 spills the input by gene; pass 2 feeds gene slabs to every registered view."""
     with open_matrix(path, format=format, layer=layer) as source, ThreadPoolExecutor(1) as pool:
         digest = pool.submit(sha256_file, path) if path.is_file() else None
-        progress("read", 0.0)
         obs, var = source.obs(), source.var()
-        progress("read", 1.0)
+        _check_unique(path, obs.index, "cell id")
+        _check_unique(path, var.index, "gene name")
         keys = parse_groupbys(groupbys) or default_groupbys(obs, max_categories=settings.max_categories)
-        ctx = BuildContext(dataset, version, obs, var, keys, settings.max_categories)
-        needed = list(dict.fromkeys(k for view in views() for k in view.needs(ctx)))
-        groupings = [ctx.grouping(k) for k in needed]
-        done = 0.0
-
-        def advance(fraction: float) -> None:
-            nonlocal done
-            done += fraction
-            progress("compute", min(done, 1.0))
-
-        moments = compute_moments(
-            source, groupings, obs_names=obs.index, var_names=var.index,
-            memory=settings.memory, block_nnz=settings.block_nnz, workdir=work,
-            threads=settings.threads, progress=advance,
-        )  # fmt: skip
-        out = SnapshotWriter(staging, dataset=dataset, version=version)
-        out.write_table("dataset/obs.parquet", obs)
-        out.write_table("dataset/var.parquet", var)
-        obsm = source.obsm()
-        for key, values in obsm.items():
-            out.write_array(f"dataset/obsm.zarr/{key}", values)
-        registered = views()
-        for i, view in enumerate(registered):
-            view.write(ctx, moments, out)
-            progress("write", (i + 1) / len(registered))
+        ctx = BuildContext(dataset, version, obs, var, keys, settings.max_categories,
+                           quantiles=tuple(settings.quantiles), target_sum=settings.target_sum)  # fmt: skip
+        for key in keys:
+            ctx.grouping(key)  # a bad --groupby fails before the long pass
+        spill = spill_by_gene(source, obs_names=obs.index, var_names=var.index, workdir=work,
+                              block_nnz=settings.block_nnz, slab_bytes=settings.memory // 8,
+                              progress=_accumulate("read", progress))  # fmt: skip
+        try:
+            counts_like = not spill.negative and not spill.non_integer
+            ctx.layers = [RAW, NORMALIZED] if counts_like and settings.normalize else [RAW]
+            ctx.cell_total, ctx.nnz, ctx.slab_width = spill.cell_total, spill.nnz, spill.width
+            ctx.value_dtype = spill.dtype
+            ctx.obs = obs.assign(total_counts=spill.cell_total, n_genes_by_counts=spill.cell_nnz)
+            out = SnapshotWriter(staging, dataset=dataset, version=version)
+            out.write_table("dataset/obs.parquet", ctx.obs)
+            out.write_table("dataset/var.parquet", var)
+            obsm = source.obsm()
+            for key, values in obsm.items():
+                out.write_array(f"dataset/obsm.zarr/{key}", values)
+            registered = views()
+            for view in registered:
+                view.begin(ctx, out)
+            step = _accumulate("compute", progress)
+            for slab in spill.slabs():
+                stats = ctx.slab_stats(slab)
+                for view in registered:
+                    view.consume(ctx, stats, out)
+                step(slab.width / ctx.n_genes)
+            for i, view in enumerate(registered):
+                view.finish(ctx, out)
+                progress("write", (i + 1) / len(registered))
+        finally:
+            spill.cleanup()
         n_cells, n_genes = source.shape
         return out.finish(
             n_cells=n_cells,
             n_genes=n_genes,
+            layers=ctx.layers,
+            default_layer=ctx.layers[-1],
             obsm={k: {"path": f"dataset/obsm.zarr/{k}", "shape": list(v.shape)} for k, v in obsm.items()},
             input={
                 "name": path.name,
@@ -154,7 +166,28 @@ def _build(
                 "size": path.stat().st_size if path.is_file() else None,
                 "format": source.format,
                 "layer": layer,
+                "counts": counts_like,
             },
             parameters={"groupbys": keys, "layer": layer, "block_nnz": settings.block_nnz,
-                        "memory": settings.memory},  # fmt: skip
+                        "memory": settings.memory, "quantiles": list(settings.quantiles),
+                        "normalize": settings.normalize, "target_sum": settings.target_sum},  # fmt: skip
         )
+
+
+def _accumulate(step: str, progress: Progress) -> Callable[[float], None]:
+    done = 0.0
+
+    def advance(fraction: float) -> None:
+        nonlocal done
+        done += fraction
+        progress(step, min(done, 1.0))
+
+    return advance
+
+
+def _check_unique(path: Path, index: Any, what: str) -> None:
+    dup = index.duplicated()
+    if dup.any():
+        name = index[int(np.argmax(dup))]
+        where = np.flatnonzero(index == name)[:2]
+        raise InputError(f"{path.name}: duplicate {what} {name!r} at positions {where[0]} and {where[1]}")

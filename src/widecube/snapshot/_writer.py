@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import warnings
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -59,22 +58,20 @@ class SnapshotWriter:
         arr = group.create_array(name, shape=values.shape, dtype=values.dtype)
         arr[...] = values
 
-    def write_columns(
-        self, relpath: str, shape: tuple[int, int], dtype: np.dtype | type,
-        slabs: Iterable[tuple[int, np.ndarray]], *, chunk_cols: int = 4096,
-    ) -> None:  # fmt: skip
-        """A 2-D array written slab by slab along columns (``(first column, values)``).
+    def create_columns(self, relpath: str, shape: tuple[int, int], dtype: np.dtype,
+                       *, chunk_cols: int = 4096) -> zarr.Array:  # fmt: skip
+        """An empty 2-D array that views fill slab by slab along columns (genes).
 
         It is stamped as an AnnData dense array, so it can be a layer of an AnnData written
-        with :meth:`write_anndata`; memory holds one slab, not the whole array.
+        with :meth:`write_anndata`; memory holds one slab, never the whole array.
         """
         parent, _, name = relpath.rpartition("/")
         group = zarr.open_group(self.path(parent), mode="a", zarr_format=3)
-        chunks = (max(1, min(shape[0], 256)), max(1, min(shape[1], chunk_cols)))
-        arr = group.create_array(name, shape=shape, dtype=dtype, chunks=chunks)
-        for lo, values in slabs:
-            arr[:, lo : lo + values.shape[1]] = values
+        chunks = (max(1, min(shape[0], 1024)), max(1, min(shape[1], chunk_cols)))
+        fill = np.nan if np.dtype(dtype).kind == "f" else 0
+        arr = group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, fill_value=fill)
         arr.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+        return arr
 
     def consolidate(self, relpath: str) -> None:
         """Refresh the consolidated metadata of the Zarr store at ``relpath`` after additions."""

@@ -1,24 +1,34 @@
-"""What a view is: a precomputed product of the streaming pass, stored in every snapshot.
+"""What a view is: a precomputed product of the two passes, stored in every snapshot.
 
-A view declares which groupings it needs moments for, writes itself into the snapshot
-(stamping an encoding name and version into the manifest), verifies a written snapshot,
-and says what it offers to the API. The pipeline, the verifier and the API iterate over the
-registry in ``_registry.py``; nothing else lists views.
+The pipeline streams the input once (pass 1, building the gene-major spill and per-cell
+library sizes), then walks gene slabs (pass 2). A view creates its arrays in ``begin``, fills
+the slab's genes in ``consume`` (from the shared :class:`SlabStats`), and seals itself in
+``finish`` (stamping an encoding name and version into the manifest). It verifies a written
+snapshot and, if it serves statistics, answers queries. The pipeline, the verifier and the
+API iterate over the registry in ``_registry.py``; nothing else lists views.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
 
-from ..compute import Grouping, Moments, all_cells, make_grouping
+from ..compute import Grouping, all_cells, make_grouping
+from ..compute._kernels import gene_moments, log_normalize
+from ..compute._spill import GeneSlab
 from ..compute.groupings import ALL
 from ..snapshot import Snapshot, SnapshotWriter
 
-__all__ = ["BuildContext", "View"]
+__all__ = ["RAW", "NORMALIZED", "BuildContext", "LayerMoments", "SlabStats", "View"]
+
+RAW = "raw"
+NORMALIZED = "normalized"
 
 
 @dataclass
@@ -31,6 +41,13 @@ class BuildContext:
     var: pd.DataFrame
     groupbys: list[str]
     max_categories: int = 10_000
+    quantiles: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
+    target_sum: float = 1e4
+    layers: list[str] = field(default_factory=lambda: [RAW])
+    cell_total: np.ndarray | None = None
+    slab_width: int = 4096
+    nnz: int = 0
+    value_dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
     _groupings: dict[str, Grouping] = field(default_factory=dict)
 
     @property
@@ -51,27 +68,107 @@ class BuildContext:
             )
         return self._groupings[key]
 
+    @cached_property
+    def stacked(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(keys, offsets, codes): every grouping plus ALL on one stacked group axis."""
+        keys = [*self.groupbys, ALL]
+        groupings = [self.grouping(k) for k in keys]
+        offsets = np.cumsum([0] + [g.n_groups for g in groupings])
+        codes = np.empty((len(keys), self.n_cells), dtype=np.int32)
+        for i, g in enumerate(groupings):
+            codes[i] = g.codes + offsets[i]
+        return keys, offsets, codes
+
+    @cached_property
+    def scale(self) -> np.ndarray:
+        """Per cell ``target_sum / library size`` (0 for empty cells)."""
+        assert self.cell_total is not None
+        with np.errstate(divide="ignore"):
+            return np.where(self.cell_total > 0, self.target_sum / self.cell_total, 0.0)
+
+    def slab_stats(self, slab: GeneSlab) -> SlabStats:
+        return SlabStats(self, slab)
+
+
+@dataclass(frozen=True)
+class LayerMoments:
+    """Per (gene of the slab, stacked group): sum, sumsq, nnz; per gene: min, max (stored)."""
+
+    sum: np.ndarray
+    sumsq: np.ndarray
+    nnz: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+
+    def of(self, ctx: BuildContext, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Group-major ``(n_groups, n_genes_in_slab)`` moments of grouping ``key``."""
+        keys, offsets, _ = ctx.stacked
+        i = keys.index(key)
+        a, b = offsets[i], offsets[i + 1]
+        return self.sum[:, a:b].T, self.sumsq[:, a:b].T, self.nnz[:, a:b].T
+
+
+class SlabStats:
+    """Everything views share about one gene slab, computed at most once."""
+
+    def __init__(self, ctx: BuildContext, slab: GeneSlab) -> None:
+        self.ctx = ctx
+        self.slab = slab
+        self._values: dict[str, np.ndarray] = {RAW: slab.vals}
+        self._moments: dict[str, LayerMoments] = {}
+
+    def values(self, layer: str) -> np.ndarray:
+        """The slab's stored values in ``layer`` (aligned with ``slab.cells``)."""
+        if layer not in self._values:
+            out = np.empty(self.slab.vals.shape[0], dtype=np.float64)
+            log_normalize(self.slab.cells, self.slab.vals, self.ctx.scale, out)
+            self._values[layer] = out
+        return self._values[layer]
+
+    def moments(self, layer: str) -> LayerMoments:
+        if layer not in self._moments:
+            _, offsets, codes = self.ctx.stacked
+            w, g = self.slab.width, int(offsets[-1])
+            m = LayerMoments(np.zeros((w, g)), np.zeros((w, g)), np.zeros((w, g), dtype=np.int32),
+                             np.empty(w), np.empty(w))  # fmt: skip
+            gene_moments(self.slab.indptr, self.slab.cells, self.values(layer), codes, g,
+                         m.sum, m.sumsq, m.nnz, m.min, m.max)  # fmt: skip
+            self._moments[layer] = m
+        return self._moments[layer]
+
 
 class View(ABC):
-    """One precomputed view. Subclasses set the class attributes and the three methods."""
+    """One precomputed view. Subclasses set the class attributes and the methods."""
 
     name: ClassVar[str]
     encoding: ClassVar[str]
     encoding_version: ClassVar[str]
+    stats: ClassVar[tuple[str, ...]] = ()  # statistics this view answers in queries
 
-    def needs(self, ctx: BuildContext) -> list[str]:
-        """Groupby keys whose moments this view needs from the streaming pass."""
-        return []
+    def begin(self, ctx: BuildContext, out: SnapshotWriter) -> None:  # noqa: B027 - optional
+        """Create the view's arrays before the first slab."""
 
     @abstractmethod
-    def write(self, ctx: BuildContext, moments: Moments, out: SnapshotWriter) -> None:
-        """Write the view's files and call ``out.add_view`` with its manifest entry."""
+    def consume(self, ctx: BuildContext, stats: SlabStats, out: SnapshotWriter) -> None:
+        """Fill in the genes of one slab."""
+
+    @abstractmethod
+    def finish(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+        """Seal the view and call ``out.add_view`` with its manifest entry."""
 
     @abstractmethod
     def verify(self, snap: Snapshot) -> None:
         """Raise :class:`~widecube.errors.VerificationError` if the stored view is wrong."""
 
+    def served(self, snap: Snapshot) -> list[str]:
+        """The statistics this view answers for ``snap`` (default: the class's ``stats``)."""
+        return list(self.stats)
+
+    def query(self, snap: Snapshot, groupby: str, layer: str, gene_idx: np.ndarray,
+              stats: Sequence[str]) -> tuple[list[str], dict[str, np.ndarray]]:  # fmt: skip
+        """(groups, {stat: (n_groups, n_genes)}) for stats in ``self.stats``."""
+        raise NotImplementedError
+
     def describe(self, snap: Snapshot) -> dict[str, Any]:
         """What the API lists about this view for a dataset (default: its manifest entry)."""
-        entry = snap.view(self.name)
-        return {k: v for k, v in entry.items() if k not in ("files",)}
+        return dict(snap.view(self.name))

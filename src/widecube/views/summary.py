@@ -1,8 +1,8 @@
-"""The summary view: per (group, gene) statistics for every grouping of cells.
+"""The summary view: per (group, gene) statistics for every grouping and layer.
 
-Stored per grouping as ``views/summary/<groupby>.zarr``, an AnnData (Zarr v3) with groups as
-obs (with ``n_cells``), genes as var and one layer per statistic, like the result of
-``scanpy.get.aggregate``::
+Stored per grouping and layer as ``views/summary/<groupby>[.<layer>].zarr``, an AnnData
+(Zarr v3) with groups as obs (with ``n_cells``), genes as var and one layer per statistic,
+like the result of ``scanpy.get.aggregate``::
 
     >>> a = anndata.read_zarr(f"{snapshot}/views/summary/cell_type.zarr")   # doctest: +SKIP
     >>> a.layers["mean"][a.obs_names.get_loc("B cell"), a.var_names.get_loc("MS4A1")]
@@ -14,39 +14,31 @@ obs (with ``n_cells``), genes as var and one layer per statistic, like the resul
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
-import anndata
 import numpy as np
-import pandas as pd
 import zarr
 
-from ..compute import Moments
-from ..compute.groupings import ALL
 from ..errors import InvalidQuery, VerificationError
 from ..snapshot import Snapshot, SnapshotWriter
-from ._base import BuildContext, View
+from ._base import BuildContext, SlabStats, View
+from ._layout import create_grouped, entry_for, group_table, relpath
 from ._registry import register_view
 
-__all__ = ["BASE_STATS", "DERIVED_STATS", "STATS", "SummaryTable", "SummaryView", "derive"]
+__all__ = ["BASE_STATS", "DERIVED_STATS", "SUMMARY_STATS", "SummaryView", "derive"]
 
 BASE_STATS = ("sum", "sumsq", "nnz")
 DERIVED_STATS = ("mean", "var", "frac_expressing", "mean_expressing")
-STATS = (*BASE_STATS, *DERIVED_STATS, "n_cells")
-_SLAB = 4096  # genes per written slab (and per chunk)
+SUMMARY_STATS = (*BASE_STATS, *DERIVED_STATS, "n_cells")
+_LAYERS = {"sum": np.float64, "sumsq": np.float64, "nnz": np.int32,
+           **dict.fromkeys(DERIVED_STATS, np.float32)}  # fmt: skip
 
 
 def derive(stat: str, n_cells: np.ndarray, s: np.ndarray, sq: np.ndarray, nnz: np.ndarray) -> np.ndarray:
     """Statistic ``stat`` from raw moments; ``n_cells`` is a column (n_groups, 1)."""
     n = n_cells.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if stat == "sum":
-            return np.asarray(s, dtype=np.float64)
-        if stat == "sumsq":
-            return np.asarray(sq, dtype=np.float64)
-        if stat == "nnz":
-            return np.asarray(nnz, dtype=np.float64)
+        if stat in ("sum", "sumsq", "nnz"):
+            return np.asarray({"sum": s, "sumsq": sq, "nnz": nnz}[stat], dtype=np.float64)
         if stat == "n_cells":
             return np.broadcast_to(n, np.shape(s)).astype(np.float64)
         if stat == "mean":
@@ -57,126 +49,84 @@ def derive(stat: str, n_cells: np.ndarray, s: np.ndarray, sq: np.ndarray, nnz: n
             return nnz / n
         if stat == "mean_expressing":
             return np.where(nnz > 0, s / np.maximum(nnz, 1), np.nan)
-    raise InvalidQuery(f"unknown stat {stat!r}; known stats: {', '.join(STATS)}")
-
-
-def _relpath(groupby: str) -> str:
-    return f"views/summary/{groupby}.zarr"
+    raise InvalidQuery(f"unknown stat {stat!r}")
 
 
 @register_view
 class SummaryView(View):
     name = "summary"
     encoding = "widecube-summary"
-    encoding_version = "0.1.0"
+    encoding_version = "0.2.0"
+    stats = SUMMARY_STATS
 
-    def needs(self, ctx: BuildContext) -> list[str]:
-        return [*ctx.groupbys, ALL]
-
-    def write(self, ctx: BuildContext, moments: Moments, out: SnapshotWriter) -> None:
-        genes = pd.DataFrame(index=pd.Index(ctx.var.index.astype(str), name=None))
-        for key in ctx.groupbys:
-            gm = moments.groups[key]
-            obs = gm.grouping.table.copy()
-            obs.index = obs.index.astype(str)
-            path = _relpath(key)
-            out.write_anndata(path, anndata.AnnData(obs=obs, var=genes, uns={"groupby": key}))
-            shape = gm.sum.shape
-            n = gm.grouping.n_cells[:, None]
-            for stat, dtype in (("sum", np.float64), ("sumsq", np.float64), ("nnz", np.int32)):
-                raw = getattr(gm, stat)
-                out.write_columns(f"{path}/layers/{stat}", shape, dtype,
-                                  ((lo, np.asarray(raw[:, lo : lo + _SLAB])) for lo in
-                                   range(0, shape[1], _SLAB)))  # fmt: skip
-            for stat in DERIVED_STATS:
-                slabs = (
-                    (lo, derive(stat, n, *(np.asarray(a[:, lo : lo + _SLAB]) for a in
-                                           (gm.sum, gm.sumsq, gm.nnz))).astype(np.float32))
-                    for lo in range(0, shape[1], _SLAB)
+    def begin(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+        self._arrays: dict[tuple[str, str], dict[str, zarr.Array]] = {}
+        for layer in ctx.layers:
+            for key in ctx.groupbys:
+                self._arrays[layer, key] = create_grouped(
+                    out, ctx, relpath(self.name, key, layer), ctx.grouping(key), _LAYERS,
+                    uns={"groupby": key, "layer": layer},
                 )  # fmt: skip
-                out.write_columns(f"{path}/layers/{stat}", shape, np.float32, slabs)
+
+    def consume(self, ctx: BuildContext, stats: SlabStats, out: SnapshotWriter) -> None:
+        lo, hi = stats.slab.lo, stats.slab.hi
+        for (layer, key), arrays in self._arrays.items():
+            s, sq, nnz = stats.moments(layer).of(ctx, key)
+            n = ctx.grouping(key).n_cells[:, None]
+            arrays["sum"][:, lo:hi] = s
+            arrays["sumsq"][:, lo:hi] = sq
+            arrays["nnz"][:, lo:hi] = nnz
+            for stat in DERIVED_STATS:
+                arrays[stat][:, lo:hi] = derive(stat, n, s, sq, nnz).astype(np.float32)
+
+    def finish(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+        layers: dict[str, dict[str, object]] = {}
+        for layer, key in self._arrays:
+            path = relpath(self.name, key, layer)
             out.consolidate(path)
-        out.add_view(
-            self.name,
-            encoding=self.encoding,
-            encoding_version=self.encoding_version,
-            groupbys={k: {"path": _relpath(k), "n_groups": moments.groups[k].grouping.n_groups}
-                      for k in ctx.groupbys},
-            stats=list(STATS),
-        )  # fmt: skip
+            layers.setdefault(layer, {})[key] = {"path": path, "n_groups": ctx.grouping(key).n_groups}
+        out.add_view(self.name, encoding=self.encoding, encoding_version=self.encoding_version,
+                     groupbys=list(ctx.groupbys), layers=layers, stats=list(self.stats))  # fmt: skip
+        del self._arrays
 
     def verify(self, snap: Snapshot) -> None:
-        totals = snap.table("views/genes/genes.parquet")
-        gene_sum = totals["sum"].to_numpy()
-        gene_nnz = totals["n_cells_expressing"].to_numpy()
-        for key, entry in snap.view(self.name)["groupbys"].items():
-            group = zarr.open_group(snap.file(entry["path"]), mode="r")
-            n_cells = np.asarray(group["obs"]["n_cells"][...])
-            where = f"{snap.dataset}@{snap.version} summary[{key}]"
-            if int(n_cells.sum()) != snap.n_cells:
-                raise VerificationError(
-                    f"{where}: n_cells over groups is {int(n_cells.sum())}, expected {snap.n_cells}"
-                )
-            s = np.asarray(group["layers"]["sum"][...]).sum(axis=0)
-            nnz = np.asarray(group["layers"]["nnz"][...]).sum(axis=0)
-            bad = ~np.isclose(s, gene_sum, rtol=1e-9, atol=1e-9)
-            if bad.any():
-                j = int(np.argmax(bad))
-                raise VerificationError(
-                    f"{where}: sum over groups of gene {snap.var_names[j]!r} is {s[j]}, "
-                    f"but the gene's total is {gene_sum[j]}"
-                )
-            if not np.array_equal(nnz, gene_nnz):
-                j = int(np.argmax(nnz != gene_nnz))
-                raise VerificationError(
-                    f"{where}: nnz over groups of gene {snap.var_names[j]!r} is {nnz[j]}, "
-                    f"expected {gene_nnz[j]}"
-                )
+        for layer, groupbys in snap.view(self.name)["layers"].items():
+            totals = snap.table(f"views/genes/{layer}.parquet")
+            gene_sum = totals["sum"].to_numpy()
+            gene_nnz = totals["n_cells_expressing"].to_numpy()
+            for key, entry in groupbys.items():
+                group = zarr.open_group(snap.file(entry["path"]), mode="r")
+                n_cells = np.asarray(group["obs"]["n_cells"][...])
+                where = f"{snap.dataset}@{snap.version} summary[{key}, {layer}]"
+                if int(n_cells.sum()) != snap.n_cells:
+                    raise VerificationError(
+                        f"{where}: n_cells over groups is {int(n_cells.sum())}, expected {snap.n_cells}"
+                    )
+                s = np.asarray(group["layers"]["sum"][...]).sum(axis=0)
+                nnz = np.asarray(group["layers"]["nnz"][...]).sum(axis=0)
+                bad = ~np.isclose(s, gene_sum, rtol=1e-9, atol=1e-9)
+                if bad.any():
+                    j = int(np.argmax(bad))
+                    raise VerificationError(
+                        f"{where}: sum over groups of gene {snap.var_names[j]!r} is {s[j]}, "
+                        f"but the gene's total is {gene_sum[j]}"
+                    )
+                if not np.array_equal(nnz, gene_nnz):
+                    j = int(np.argmax(nnz != gene_nnz))
+                    raise VerificationError(
+                        f"{where}: nnz over groups of gene {snap.var_names[j]!r} is {nnz[j]}, "
+                        f"expected {gene_nnz[j]}"
+                    )
 
-    def describe(self, snap: Snapshot) -> dict[str, Any]:
+    def query(self, snap: Snapshot, groupby: str, layer: str, gene_idx: np.ndarray,
+              stats: Sequence[str]) -> tuple[list[str], dict[str, np.ndarray]]:  # fmt: skip
+        path = str(entry_for(snap, self.name, groupby, layer)["path"])
+        table = group_table(snap, path)
+        s, sq, nnz = (snap.array(f"{path}/layers/{k}")[:, gene_idx] for k in BASE_STATS)
+        n = table["n_cells"].to_numpy()[:, None]
+        values = {stat: np.ascontiguousarray(derive(stat, n, s, sq, nnz)) for stat in stats}
+        return [str(g) for g in table.index], values
+
+    def describe(self, snap: Snapshot) -> dict[str, object]:
         entry = snap.view(self.name)
-        return {"groupbys": list(entry["groupbys"]), "stats": entry["stats"]}
-
-
-@dataclass(frozen=True)
-class SummaryTable:
-    """The decoded summary of one grouping, ready for queries (arrays are memory-mapped)."""
-
-    groupby: str
-    groups: pd.Index
-    n_cells: np.ndarray
-    sum: np.ndarray
-    sumsq: np.ndarray
-    nnz: np.ndarray
-
-    @classmethod
-    def open(cls, snap: Snapshot, groupby: str) -> SummaryTable:
-        entries = snap.view("summary")["groupbys"]
-        if groupby not in entries:
-            raise InvalidQuery(
-                f"dataset {snap.dataset!r} has no groupby {groupby!r}; "
-                f"available: {', '.join(entries)}"
-            )
-        path = entries[groupby]["path"]
-
-        def load() -> SummaryTable:
-            obs = anndata.io.read_elem(zarr.open_group(snap.file(path), mode="r")["obs"])
-            return cls(
-                groupby,
-                obs.index,
-                obs["n_cells"].to_numpy(),
-                *(snap.array(f"{path}/layers/{k}") for k in BASE_STATS),
-            )
-
-        table: SummaryTable = snap.memo(("summary", groupby), load)
-        return table
-
-    def query(self, gene_idx: np.ndarray, stats: Sequence[str]) -> dict[str, np.ndarray]:
-        """``{stat: array (n_groups, len(gene_idx))}`` for the given gene columns."""
-        unknown = [s for s in stats if s not in STATS]
-        if unknown:
-            raise InvalidQuery(f"unknown stat {unknown[0]!r}; known stats: {', '.join(STATS)}")
-        s, sq, nnz = (a[:, gene_idx] for a in (self.sum, self.sumsq, self.nnz))
-        n = self.n_cells[:, None]
-        return {stat: np.ascontiguousarray(derive(stat, n, s, sq, nnz)) for stat in stats}
-
+        return {"groupbys": entry["groupbys"], "layers": list(entry["layers"]), "stats": entry["stats"]}

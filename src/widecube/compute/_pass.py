@@ -1,0 +1,64 @@
+"""Pass 1: stream the input's blocks, check them, and spill them by gene.
+
+Reading (h5py, decompression) and the finite-value check run in a background thread while
+the scatter kernel runs in the caller, so I/O overlaps compute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidValue
+from ..io import Block, MatrixSource
+from ._spill import GeneSpill
+from .stream import prefetch
+
+__all__ = ["check_finite", "spill_by_gene"]
+
+
+def check_finite(source: MatrixSource, obs_names: Sequence[str],
+                 var_names: Sequence[str]) -> Callable[[Block], None]:  # fmt: skip
+    """A block check raising :class:`InvalidValue` naming the row, cell, column and gene."""
+
+    def check(block: Block) -> None:
+        data = block.matrix.data
+        if data.dtype.kind != "f":
+            return
+        finite = np.isfinite(data)
+        if finite.all():
+            return
+        k = int(np.argmin(finite))
+        row = int(np.searchsorted(block.matrix.indptr, k, side="right")) - 1 + block.row_start
+        col = int(block.matrix.indices[k]) + block.col_start
+        what = "NaN" if np.isnan(data[k]) else "infinite value"
+        raise InvalidValue(
+            f"{source.path.name}: {what} found at row {row} (cell {obs_names[row]!r}), "
+            f"column {col} (gene {var_names[col]!r})"
+        )
+
+    return check
+
+
+def spill_by_gene(source: MatrixSource, *, obs_names: Sequence[str], var_names: Sequence[str],
+                  workdir: Path, block_nnz: int, slab_bytes: int,
+                  progress: Callable[[float], None] | None = None) -> GeneSpill:  # fmt: skip
+    """Pass 1 over ``source``: a :class:`GeneSpill` holding every non-zero by gene bucket."""
+    n_cells, n_genes = source.shape
+    expected = source.nnz_hint if source.nnz_hint is not None else n_cells * n_genes // 10
+    spill = GeneSpill(workdir, n_cells=n_cells, n_genes=n_genes, dtype=source.dtype,
+                      expected_nnz=expected, slab_bytes=slab_bytes)  # fmt: skip
+    try:
+        check = check_finite(source, obs_names, var_names)
+        for block in prefetch(source.iter_blocks(block_nnz=block_nnz), check=check):
+            spill.add(block)
+            if progress is not None:
+                m = block.matrix
+                progress(m.shape[0] * m.shape[1] / (n_cells * n_genes))
+    except BaseException:
+        spill.cleanup()
+        raise
+    spill.close()
+    return spill

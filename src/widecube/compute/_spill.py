@@ -1,0 +1,158 @@
+"""The out-of-core transpose: row blocks in, gene slabs (all cells of a gene contiguous) out.
+
+Pass 1 (:meth:`GeneSpill.add`) routes each block's non-zeros to the bucket of its gene, a set
+of three append-only files (gene, cell, value) in the job's work folder, and counts every
+cell's library size on the way. Pass 2 (:meth:`GeneSpill.slabs`) reads one bucket at a time,
+counting-sorts it by gene into CSC order and yields it as a :class:`GeneSlab`. Buckets are
+sized so one slab fits the memory budget; a bucket that outgrows it (skewed genes) is split
+again on disk before it is loaded. Memory never depends on the number of cells beyond the
+per-cell library sizes.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..io import Block
+from ._kernels import scatter_block, sort_bucket
+
+__all__ = ["BYTES_PER_VALUE", "GeneSlab", "GeneSpill"]
+
+BYTES_PER_VALUE = 12  # gene int32 + cell int32 + value float32 on disk and in a slab
+_FILES = ("gene", "cell", "val")
+_MAX_BUCKETS = 256  # 3 open files each; oversized buckets are split on disk in pass 2
+
+
+@dataclass(frozen=True)
+class GeneSlab:
+    """Genes ``lo..hi-1`` in CSC order: gene ``lo+j`` has ``cells``/``vals`` [indptr[j]:indptr[j+1]]."""
+
+    lo: int
+    hi: int
+    indptr: np.ndarray  # int64, hi - lo + 1
+    cells: np.ndarray  # int32, ascending within each gene
+    vals: np.ndarray  # the input's value type (float32 or float64)
+
+    @property
+    def width(self) -> int:
+        return self.hi - self.lo
+
+
+class GeneSpill:
+    """Buckets of non-zeros by gene range, on disk, plus per-cell totals."""
+
+    def __init__(self, workdir: Path, *, n_cells: int, n_genes: int, dtype: np.dtype,
+                 expected_nnz: int, slab_bytes: int) -> None:  # fmt: skip
+        self.dir = workdir / "spill"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.n_cells, self.n_genes = n_cells, n_genes
+        self.dtype = np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+        self.slab_values = max(1, slab_bytes // BYTES_PER_VALUE)
+        n_buckets = max(1, min(n_genes, _MAX_BUCKETS, math.ceil(2 * expected_nnz / self.slab_values)))
+        self.width = math.ceil(n_genes / n_buckets)
+        self.n_buckets = math.ceil(n_genes / self.width)
+        self.cell_total = np.zeros(n_cells, dtype=np.float64)
+        self.cell_nnz = np.zeros(n_cells, dtype=np.int64)
+        self.bucket_nnz = np.zeros(self.n_buckets, dtype=np.int64)
+        self.negative = False
+        self.non_integer = False
+        self._files = [
+            {name: open(self._path(b, name), "ab") for name in _FILES} for b in range(self.n_buckets)
+        ]
+
+    def _stem(self, bucket: int) -> Path:
+        return self.dir / f"b{bucket:05d}"
+
+    def _path(self, bucket: int, name: str) -> Path:
+        return self._stem(bucket).with_suffix(f".{name}")
+
+    @property
+    def nnz(self) -> int:
+        return int(self.bucket_nnz.sum())
+
+    def add(self, block: Block) -> None:
+        """Pass 1: route one block's non-zeros to their buckets."""
+        m = block.matrix
+        n = m.nnz
+        gene = np.empty(n, dtype=np.int32)
+        cell = np.empty(n, dtype=np.int32)
+        val = np.empty(n, dtype=self.dtype)
+        ptr = np.empty(self.n_buckets + 1, dtype=np.int64)
+        flags = scatter_block(m.indptr, m.indices, m.data, block.row_start, block.col_start,
+                              self.width, self.n_buckets, self.cell_total, self.cell_nnz,
+                              gene, cell, val, ptr)  # fmt: skip
+        self.negative |= bool(flags & 1)
+        self.non_integer |= bool(flags & 2)
+        for b in np.flatnonzero(np.diff(ptr)):
+            s, e = ptr[b], ptr[b + 1]
+            files = self._files[b]
+            files["gene"].write(gene[s:e].tobytes())
+            files["cell"].write(cell[s:e].tobytes())
+            files["val"].write(val[s:e].tobytes())
+            self.bucket_nnz[b] += e - s
+
+    def close(self) -> None:
+        for files in self._files:
+            for f in files.values():
+                f.close()
+
+    def slabs(self) -> Iterator[GeneSlab]:
+        """Pass 2: every gene, in order, as CSC slabs that fit the budget."""
+        self.close()
+        for b in range(self.n_buckets):
+            lo, hi = b * self.width, min(self.n_genes, (b + 1) * self.width)
+            yield from self._slabs_of(self._stem(b), lo, hi)
+
+    def _slabs_of(self, stem: Path, lo: int, hi: int) -> Iterator[GeneSlab]:
+        size = stem.with_suffix(".cell").stat().st_size // 4
+        if size > self.slab_values and hi - lo > 1:
+            yield from self._split(stem, lo, hi)
+            return
+        gene = np.fromfile(stem.with_suffix(".gene"), dtype=np.int32)
+        cell = np.fromfile(stem.with_suffix(".cell"), dtype=np.int32)
+        val = np.fromfile(stem.with_suffix(".val"), dtype=self.dtype)
+        for name in _FILES:
+            stem.with_suffix(f".{name}").unlink()
+        indptr = np.empty(hi - lo + 1, dtype=np.int64)
+        cells = np.empty_like(cell)
+        vals = np.empty_like(val)
+        sort_bucket(gene, cell, val, lo, hi - lo, indptr, cells, vals)
+        del gene, cell, val
+        yield GeneSlab(lo, hi, indptr, cells, vals)
+
+    def _split(self, stem: Path, lo: int, hi: int) -> Iterator[GeneSlab]:
+        """Re-bucket an oversized bucket into halves on disk, streaming it in pieces."""
+        mid = (lo + hi) // 2
+        halves = [stem.with_name(stem.name + "a"), stem.with_name(stem.name + "b")]
+        outs = [{n: open(h.with_suffix(f".{n}"), "wb") for n in _FILES} for h in halves]
+        step = self.slab_values
+        with open(stem.with_suffix(".gene"), "rb") as fg, open(stem.with_suffix(".cell"), "rb") as fc, \
+                open(stem.with_suffix(".val"), "rb") as fv:  # fmt: skip
+            while True:
+                gene = np.fromfile(fg, dtype=np.int32, count=step)
+                if gene.size == 0:
+                    break
+                cell = np.fromfile(fc, dtype=np.int32, count=gene.size)
+                val = np.fromfile(fv, dtype=self.dtype, count=gene.size)
+                low = gene < mid
+                for side, keep in ((0, low), (1, ~low)):
+                    outs[side]["gene"].write(gene[keep].tobytes())
+                    outs[side]["cell"].write(cell[keep].tobytes())
+                    outs[side]["val"].write(val[keep].tobytes())
+        for files in outs:
+            for f in files.values():
+                f.close()
+        for name in _FILES:
+            stem.with_suffix(f".{name}").unlink()
+        yield from self._slabs_of(halves[0], lo, mid)
+        yield from self._slabs_of(halves[1], mid, hi)
+
+    def cleanup(self) -> None:
+        self.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

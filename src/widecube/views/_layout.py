@@ -1,0 +1,58 @@
+"""Where each view stores a grouping's arrays, and how views open them back.
+
+Raw-layer views live at ``views/<view>/<groupby>.zarr`` (the path issue 2 promised for the
+summary); other layers add the layer name: ``views/<view>/<groupby>.<layer>.zarr``.
+"""
+
+from __future__ import annotations
+
+import anndata
+import numpy as np
+import pandas as pd
+import zarr
+
+from ..compute import Grouping
+from ..errors import InvalidQuery
+from ..snapshot import Snapshot, SnapshotWriter
+from ._base import RAW, BuildContext
+
+__all__ = ["create_grouped", "entry_for", "group_table", "relpath"]
+
+
+def relpath(view: str, groupby: str, layer: str, ext: str = "zarr") -> str:
+    suffix = "" if layer == RAW else f".{layer}"
+    return f"views/{view}/{groupby}{suffix}.{ext}"
+
+
+def create_grouped(out: SnapshotWriter, ctx: BuildContext, path: str, grouping: Grouping,
+                   layers: dict[str, type], *, uns: dict[str, object]) -> dict[str, zarr.Array]:  # fmt: skip
+    """An AnnData skeleton (obs = groups with n_cells, var = genes) plus empty layers."""
+    obs = grouping.table.copy()
+    obs.index = obs.index.astype(str)
+    genes = pd.DataFrame(index=pd.Index(ctx.var.index.astype(str)))
+    out.write_anndata(path, anndata.AnnData(obs=obs, var=genes, uns=uns))
+    shape = (grouping.n_groups, ctx.n_genes)
+    return {name: out.create_columns(f"{path}/layers/{name}", shape, np.dtype(dt),
+                                     chunk_cols=ctx.slab_width)
+            for name, dt in layers.items()}  # fmt: skip
+
+
+def entry_for(snap: Snapshot, view: str, groupby: str, layer: str) -> dict[str, object]:
+    """The manifest entry of one (groupby, layer) of a view, or a 422 naming what is missing."""
+    entry = snap.view(view)
+    layers = entry["layers"]
+    if layer not in layers:
+        raise InvalidQuery(f"dataset {snap.dataset!r} has no layer {layer!r}; available: {', '.join(layers)}")
+    groupbys = layers[layer]
+    if groupby not in groupbys:
+        raise InvalidQuery(
+            f"dataset {snap.dataset!r} has no groupby {groupby!r}; available: {', '.join(groupbys)}"
+        )
+    return dict(groupbys[groupby])
+
+
+def group_table(snap: Snapshot, path: str) -> pd.DataFrame:
+    """The obs (groups) table of a grouped AnnData view, read once per snapshot."""
+    frame: pd.DataFrame = snap.memo(("obs", path), lambda: anndata.io.read_elem(
+        zarr.open_group(snap.file(path), mode="r")["obs"]))  # fmt: skip
+    return frame

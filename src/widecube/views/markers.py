@@ -1,0 +1,139 @@
+"""The markers view: one-vs-rest marker genes of every group of every grouping, per layer.
+
+From the summary moments alone (no second look at cells): for group g against all other
+cells, the Welch t statistic and its two-sided p-value, Benjamini-Hochberg adjusted over all
+genes of the group; the log2 fold change of means (on the normalized layer, of
+``expm1(mean)`` as scanpy does, since its values are log1p); and the fractions expressing in
+and out. Ranking: by t, descending (up-regulated genes first; NaN t last), keeping the top
+``limit`` (100) per group. Stored as ``views/markers/<groupby>[.<layer>].parquet``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.special import stdtr
+from scipy.stats import false_discovery_control
+
+from ..compute.groupings import ALL
+from ..errors import InvalidQuery, VerificationError
+from ..snapshot import Snapshot, SnapshotWriter
+from ._base import NORMALIZED, BuildContext, SlabStats, View
+from ._registry import register_view
+
+__all__ = ["MarkersView", "welch"]
+
+TOP = 100
+FIELDS = ("t", "pval", "logfoldchange", "pct_in", "pct_out")
+_EPS = 1e-9
+
+
+def welch(n_in: np.ndarray, s_in: np.ndarray, sq_in: np.ndarray, n_out: np.ndarray,
+          s_out: np.ndarray, sq_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Welch's t and two-sided p-value from counts, sums and sums of squares (broadcast)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m_in, m_out = s_in / n_in, s_out / n_out
+        v_in = np.maximum(sq_in - s_in * m_in, 0.0) / (n_in - 1)
+        v_out = np.maximum(sq_out - s_out * m_out, 0.0) / (n_out - 1)
+        a, b = v_in / n_in, v_out / n_out
+        t = (m_in - m_out) / np.sqrt(a + b)
+        dof = (a + b) ** 2 / (a**2 / (n_in - 1) + b**2 / (n_out - 1))
+        p = 2.0 * stdtr(dof, -np.abs(t))
+    p = np.where(np.isfinite(p), p, 1.0)
+    return t, p
+
+
+def _path(groupby: str, layer: str) -> str:
+    return f"views/markers/{groupby}{'' if layer == 'raw' else '.' + layer}.parquet"
+
+
+@register_view
+class MarkersView(View):
+    name = "markers"
+    encoding = "widecube-markers"
+    encoding_version = "0.1.0"
+
+    def begin(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+        self._state: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        for layer in ctx.layers:
+            for key in ctx.groupbys:
+                g = ctx.grouping(key).n_groups
+                k = min(TOP, ctx.n_genes)
+                state = {f: np.full((g, k), -np.inf if f == "t" else np.nan) for f in FIELDS}
+                state["gene"] = np.full((g, k), -1, dtype=np.int64)
+                state["pvals"] = np.ones((g, ctx.n_genes))
+                self._state[layer, key] = state
+
+    def consume(self, ctx: BuildContext, stats: SlabStats, out: SnapshotWriter) -> None:
+        lo, hi = stats.slab.lo, stats.slab.hi
+        for (layer, key), state in self._state.items():
+            m = stats.moments(layer)
+            s, sq, nnz = m.of(ctx, key)
+            s_all, sq_all, nnz_all = (a[0] for a in m.of(ctx, ALL))
+            n_in = ctx.grouping(key).n_cells[:, None].astype(np.float64)
+            n_out = ctx.n_cells - n_in
+            t, p = welch(n_in, s, sq, n_out, s_all - s, sq_all - sq)
+            state["pvals"][:, lo:hi] = p
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mean_in, mean_out = s / n_in, (s_all - s) / n_out
+                if layer == NORMALIZED:
+                    mean_in, mean_out = np.expm1(mean_in), np.expm1(mean_out)
+                fields = {
+                    "t": t, "pval": p,
+                    "logfoldchange": np.log2((mean_in + _EPS) / (mean_out + _EPS)),
+                    "pct_in": nnz / n_in, "pct_out": (nnz_all - nnz) / n_out,
+                }  # fmt: skip
+            genes = np.broadcast_to(np.arange(lo, hi), t.shape)
+            pool_t = np.concatenate([state["t"], np.where(np.isnan(t), -np.inf, t)], axis=1)
+            k = state["t"].shape[1]
+            keep = np.argsort(-pool_t, axis=1, kind="stable")[:, :k]
+            for f in FIELDS:
+                pool = np.concatenate([state[f], fields[f] if f != "t" else t], axis=1)
+                state[f] = np.take_along_axis(pool, keep, axis=1)
+            state["gene"] = np.take_along_axis(np.concatenate([state["gene"], genes], axis=1), keep, axis=1)
+
+    def finish(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+        layers: dict[str, dict[str, str]] = {}
+        gene_names = np.asarray(ctx.var.index.astype(str))
+        for (layer, key), state in self._state.items():
+            names = ctx.grouping(key).names
+            frames = []
+            for g, group in enumerate(names):
+                sel = state["gene"][g] >= 0
+                adjusted = false_discovery_control(state["pvals"][g], method="bh")
+                genes = state["gene"][g][sel]
+                frames.append(pd.DataFrame({
+                    "group": group, "rank": np.arange(1, sel.sum() + 1), "gene": gene_names[genes],
+                    **{f: state[f][g][sel] for f in FIELDS}, "pval_adj": adjusted[genes],
+                }))  # fmt: skip
+            table = pd.concat(frames, ignore_index=True)
+            table["group"] = pd.Categorical(table["group"], categories=names)
+            out.write_table(_path(key, layer), table)
+            layers.setdefault(layer, {})[key] = _path(key, layer)
+        out.add_view(self.name, encoding=self.encoding, encoding_version=self.encoding_version,
+                     layers=layers, top=TOP, ranking="welch t, descending")  # fmt: skip
+        del self._state
+
+    def verify(self, snap: Snapshot) -> None:
+        for layer, paths in snap.view(self.name)["layers"].items():
+            for key, path in paths.items():
+                t = snap.table(path)
+                where = f"{snap.dataset}@{snap.version} markers[{key}, {layer}]"
+                p, padj = t["pval"].to_numpy(), t["pval_adj"].to_numpy()
+                if ((p < 0) | (p > 1) | (padj < p - 1e-12) | (padj > 1)).any():
+                    raise VerificationError(f"{where}: p-values out of range")
+                if not t["gene"].isin(snap.var_names).all():
+                    raise VerificationError(f"{where}: unknown gene names")
+
+    def table(self, snap: Snapshot, groupby: str, layer: str) -> pd.DataFrame:
+        layers = snap.view(self.name)["layers"]
+        if layer not in layers:
+            raise InvalidQuery(f"dataset {snap.dataset!r} has no layer {layer!r}; available: {', '.join(layers)}")
+        if groupby not in layers[layer]:
+            raise InvalidQuery(f"dataset {snap.dataset!r} has no groupby {groupby!r}; "
+                               f"available: {', '.join(layers[layer])}")  # fmt: skip
+        return snap.table(layers[layer][groupby])
+
+    def describe(self, snap: Snapshot) -> dict[str, object]:
+        entry = snap.view(self.name)
+        return {"layers": list(entry["layers"]), "top": entry["top"], "ranking": entry["ranking"]}

@@ -1,0 +1,91 @@
+"""The matrix view: a gene-major (CSC) copy of the raw matrix, for per-gene cell values.
+
+Reading every cell's value of one gene touches one contiguous range of ``X/data`` and
+``X/indices``. Stored as ``views/matrix.zarr``, an AnnData (Zarr v3) whose X is a
+``csc_matrix`` with the dataset's obs (with per-cell ``total_counts`` and
+``n_genes_by_counts``) and var: ``anndata.read_zarr(f"{snapshot}/views/matrix.zarr").X``.
+The normalized layer is not stored: it is ``log1p(x * target_sum / total_counts)``.
+"""
+
+from __future__ import annotations
+
+import anndata
+import numpy as np
+import pandas as pd
+import zarr
+from zarr.codecs import BloscCodec, ZstdCodec
+
+from ..errors import VerificationError
+from ..snapshot import Snapshot, SnapshotWriter
+from ._base import BuildContext, SlabStats, View
+from ._registry import register_view
+
+__all__ = ["MatrixView"]
+
+PATH = "views/matrix.zarr"
+_CHUNK = 1 << 20
+
+
+@register_view
+class MatrixView(View):
+    name = "matrix"
+    encoding = "widecube-gene-major"
+    encoding_version = "0.1.0"
+
+    def begin(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+        obs = ctx.obs.copy()
+        obs.index = obs.index.astype(str)
+        var = pd.DataFrame(index=pd.Index(ctx.var.index.astype(str)))
+        out.write_anndata(PATH, anndata.AnnData(obs=obs, var=var))
+        group = zarr.open_group(out.path(PATH), mode="a", zarr_format=3).create_group("X")
+        group.attrs.update({"encoding-type": "csc_matrix", "encoding-version": "0.1.0",
+                            "shape": [ctx.n_cells, ctx.n_genes]})  # fmt: skip
+        n = max(1, ctx.nnz)
+        self._data = group.create_array("data", shape=(ctx.nnz,), dtype=ctx.value_dtype,
+                                        chunks=(min(n, _CHUNK),), compressors=[ZstdCodec(level=1)])  # fmt: skip
+        self._indices = group.create_array(
+            "indices", shape=(ctx.nnz,), dtype=np.int32, chunks=(min(n, _CHUNK),),
+            compressors=[BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=4)],
+        )  # fmt: skip
+        self._indptr = np.zeros(ctx.n_genes + 1, dtype=np.int64)
+        self._group = group
+        self._pos = 0
+
+    def consume(self, ctx: BuildContext, stats: SlabStats, out: SnapshotWriter) -> None:
+        slab = stats.slab
+        n = slab.vals.shape[0]
+        self._data[self._pos : self._pos + n] = slab.vals
+        self._indices[self._pos : self._pos + n] = slab.cells
+        self._indptr[slab.lo + 1 : slab.hi + 1] = self._pos + slab.indptr[1:]
+        self._pos += n
+
+    def finish(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+        indptr = self._group.create_array("indptr", shape=self._indptr.shape, dtype=np.int64,
+                                          chunks=(min(len(self._indptr), _CHUNK),))  # fmt: skip
+        indptr[...] = self._indptr
+        out.consolidate(PATH)
+        out.add_view(self.name, encoding=self.encoding, encoding_version=self.encoding_version,
+                     path=PATH, nnz=int(self._pos), target_sum=ctx.target_sum)  # fmt: skip
+        del self._data, self._indices, self._indptr, self._group
+
+    def verify(self, snap: Snapshot) -> None:
+        entry = snap.view(self.name)
+        x = zarr.open_group(snap.file(entry["path"]), mode="r")["X"]
+        indptr = np.asarray(x["indptr"][...])
+        where = f"{snap.dataset}@{snap.version} matrix"
+        if indptr.shape != (snap.n_genes + 1,) or indptr[0] != 0 or (np.diff(indptr) < 0).any():
+            raise VerificationError(f"{where}: indptr is not a valid CSC pointer over {snap.n_genes} genes")
+        if int(indptr[-1]) != int(entry["nnz"]) or x["data"].shape[0] != int(entry["nnz"]):
+            raise VerificationError(f"{where}: holds {int(indptr[-1])} values, expected {entry['nnz']}")
+        genes = snap.table("views/genes/raw.parquet")["n_cells_expressing"].to_numpy()
+        if not np.array_equal(np.diff(indptr), genes):
+            j = int(np.argmax(np.diff(indptr) != genes))
+            raise VerificationError(f"{where}: gene {snap.var_names[j]!r} has {np.diff(indptr)[j]} "
+                                    f"values, expected {genes[j]}")  # fmt: skip
+
+    def gene_values(self, snap: Snapshot, gene: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cells, values) stored for one gene: one contiguous range of the CSC arrays."""
+        x = snap.memo(("matrix", "X"), lambda: zarr.open_group(snap.file(PATH), mode="r")["X"])
+        indptr = snap.memo(("matrix", "indptr"), lambda: np.asarray(x["indptr"][...]))
+        s, e = int(indptr[gene]), int(indptr[gene + 1])
+        return np.asarray(x["indices"][s:e]), np.asarray(x["data"][s:e])
