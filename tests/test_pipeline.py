@@ -208,3 +208,22 @@ def test_obsm_embeddings_are_stored(make_h5ad: MakeH5ad, settings: Settings) -> 
     snap = Snapshot(settings.storage / str(record.path))
     assert snap.manifest["obsm"]["X_umap"]["shape"] == [240, 2]
     np.testing.assert_allclose(snap.array("dataset/obsm.zarr/X_umap"), adata.obsm["X_umap"], rtol=1e-6)
+
+
+def test_progress_is_saved_in_the_catalog_while_building(
+    make_h5ad: MakeH5ad, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[str, object]] = []
+    original = Catalog.report_progress
+
+    def spy(self: Catalog, dataset: str, version: str, progress: dict[str, object]) -> None:
+        original(self, dataset, version, progress)
+        record = self.get_version(dataset, version)
+        if record.status == VersionStatus.BUILDING:
+            seen.append(record.info["progress"])
+
+    monkeypatch.setattr(Catalog, "report_progress", spy)
+    ingest(make_h5ad(), dataset="t", settings=settings)
+    steps = [p["step"] for p in seen]
+    assert {"read", "compute", "write", "verify"} <= set(steps)
+    assert all(0.0 <= float(p["fraction"]) <= 1.0 for p in seen)  # type: ignore[arg-type]

@@ -137,6 +137,14 @@ class Catalog:
         values = dict(path=path, n_cells=int(n_cells), n_genes=int(n_genes), info=info)
         return self._transition(dataset, version, VersionStatus.VERIFIED, values)
 
+    def report_progress(self, dataset: str, version: str, progress: dict[str, Any]) -> None:
+        """Save a BUILDING version's progress (``{"step": ..., "fraction": ...}``) in its
+        ``info`` so that the API can show it; ignored once the version left BUILDING."""
+        info = {"progress": progress}
+        _check_json(dataset, version, "info", info)
+        with self._write() as conn:
+            q.set_progress(conn, version, info, _now())
+
     def mark_failed(self, dataset: str, version: str, reason: str) -> VersionRecord:
         """Record that a BUILDING or VERIFIED version failed; its path is forgotten.
 

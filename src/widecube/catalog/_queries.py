@@ -138,6 +138,12 @@ def set_status(
     conn.execute(statement.values(status=status.value, updated_at=now, **values))
 
 
+def set_progress(conn: sa.Connection, version: str, info: dict[str, Any], now: datetime) -> int:
+    """Replace a BUILDING version's ``info`` (its progress); 0 rows when it is not building."""
+    statement = sa.update(versions).where(_V.id == version, _V.status == VersionStatus.BUILDING.value)
+    return int(conn.execute(statement.values(info=info, updated_at=now)).rowcount)
+
+
 def set_pointer(
     conn: sa.Connection, dataset_id: int, previous: str | None, version: str, now: datetime
 ) -> None:

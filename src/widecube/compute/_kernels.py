@@ -129,6 +129,22 @@ def _element(sorted_vals: np.ndarray, n_neg: int, n_zero: int, i: int) -> float:
     return sorted_vals[i - n_zero]
 
 
+@njit(nogil=True, cache=True)
+def _sort_small(a: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Insertion sort for the few values a (gene, group) usually has; np.sort above 24."""
+    n = a.shape[0]
+    if n > 24:
+        a.sort()
+        return
+    for i in range(1, n):
+        v = a[i]
+        k = i - 1
+        while k >= 0 and a[k] > v:
+            a[k + 1] = a[k]
+            k -= 1
+        a[k + 1] = v
+
+
 @njit(parallel=True, nogil=True, cache=True)
 def gene_quantiles(
     indptr: np.ndarray, cells: np.ndarray, vals: np.ndarray, codes: np.ndarray,
@@ -137,31 +153,42 @@ def gene_quantiles(
     """Exact per-group quantiles (numpy's "linear" method), implicit zeros included.
 
     ``codes`` is one grouping's code per cell (0..n_groups-1); ``group_size`` its cells per
-    group; ``out`` is ``(n_genes_in_slab, n_groups, len(qs))``. Each group's stored values are
-    bucketed and sorted; the sorted column is then negatives, zeros, positives.
+    group (all > 0); ``out`` is ``(n_genes_in_slab, n_groups, len(qs))`` and must be zeroed:
+    a group without stored values keeps its zeros. Only groups holding values are visited;
+    their values are bucketed and sorted, and each sorted column is negatives, zeros, positives.
     """
     n_groups = group_size.shape[0]
     for j in prange(indptr.shape[0] - 1):
         s, e = indptr[j], indptr[j + 1]
         m = e - s
-        start = np.zeros(n_groups + 1, dtype=np.int64)
+        if m == 0:
+            continue
+        count = np.zeros(n_groups, dtype=np.int64)
+        touched = np.empty(m, dtype=np.int64)
+        n_touched = 0
         for k in range(s, e):
-            start[codes[cells[k]] + 1] += 1
-        for g in range(n_groups):
-            start[g + 1] += start[g]
-        fill = start[:n_groups].copy()
+            g = codes[cells[k]]
+            if count[g] == 0:
+                touched[n_touched] = g
+                n_touched += 1
+            count[g] += 1
+        start = np.empty(n_groups, dtype=np.int64)
+        offset = 0
+        for i in range(n_touched):
+            g = touched[i]
+            start[g] = offset
+            offset += count[g]
+        fill = np.zeros(n_groups, dtype=np.int64)
         bucket = np.empty(m, dtype=np.float64)
         for k in range(s, e):
             g = codes[cells[k]]
-            bucket[fill[g]] = vals[k]
+            bucket[start[g] + fill[g]] = vals[k]
             fill[g] += 1
-        for g in range(n_groups):
+        for i in range(n_touched):
+            g = touched[i]
             n = group_size[g]
-            if n == 0:
-                for t in range(qs.shape[0]):
-                    out[j, g, t] = np.nan
-                continue
-            part = np.sort(bucket[start[g] : start[g + 1]])
+            part = bucket[start[g] : start[g] + count[g]]
+            _sort_small(part)
             n_stored = part.shape[0]
             n_neg = 0
             while n_neg < n_stored and part[n_neg] < 0.0:
@@ -169,11 +196,11 @@ def gene_quantiles(
             n_zero = n - n_stored
             for t in range(qs.shape[0]):
                 pos = qs[t] * (n - 1)
-                i = int(np.floor(pos))
-                frac = pos - i
-                a = _element(part, n_neg, n_zero, i)
-                if frac > 0.0 and i + 1 < n:
-                    b = _element(part, n_neg, n_zero, i + 1)
+                lo = int(np.floor(pos))
+                frac = pos - lo
+                a = _element(part, n_neg, n_zero, lo)
+                if frac > 0.0 and lo + 1 < n:
+                    b = _element(part, n_neg, n_zero, lo + 1)
                     out[j, g, t] = a + (b - a) * frac if frac < 0.5 else b - (b - a) * (1.0 - frac)
                 else:
                     out[j, g, t] = a

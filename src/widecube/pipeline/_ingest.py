@@ -11,6 +11,7 @@ live version untouched.
 from __future__ import annotations
 
 import re
+import time
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
@@ -24,7 +25,7 @@ from ..catalog import Catalog, VersionRecord
 from ..compute import default_groupbys, parse_groupbys, spill_by_gene
 from ..config import Settings
 from ..errors import InputError, WidecubeError
-from ..io import open_matrix
+from ..io import ArchiveLimits, open_input
 from ..snapshot import Snapshot, SnapshotWriter, sha256_file
 from ..views import NORMALIZED, RAW, BuildContext, views
 from ._verify import verify_snapshot
@@ -51,8 +52,17 @@ def ingest(
     settings: Settings | None = None,
     catalog: Catalog | None = None,
     progress: Progress | None = None,
+    obs: str | Path | None = None,
+    var: str | Path | None = None,
+    allow_missing_metadata: bool = False,
+    max_unpacked: int | None = None,
 ) -> VersionRecord:
-    """Build, verify and publish a new version of ``dataset`` from the file at ``path``."""
+    """Build, verify and publish a new version of ``dataset`` from the file at ``path``.
+
+    ``path`` is a matrix in any registered format, an MTX folder, or an archive holding one
+    (:func:`widecube.io.open_input`); ``obs``/``var`` name cell/gene metadata files joined on
+    id; ``max_unpacked`` caps an archive's expanded size in bytes (default 20 × its size).
+    """
     settings = settings or Settings()
     progress = progress or _quiet
     if not _NAME.match(dataset):
@@ -63,15 +73,20 @@ def ingest(
     own_catalog = catalog is None
     catalog = catalog or Catalog(settings.catalog_url)
     version = uuid.uuid4().hex
-    params: dict[str, Any] = {"groupbys": list(groupbys or []), "layer": layer, "format": format}
+    params: dict[str, Any] = {"groupbys": list(groupbys or []), "layer": layer, "format": format,
+                              "obs": Path(obs).name if obs else None, "var": Path(var).name if var else None,
+                              "allow_missing_metadata": allow_missing_metadata}  # fmt: skip
+    inputs: dict[str, Any] = {"obs": obs, "var": var, "allow_missing_metadata": allow_missing_metadata,
+                              "archive_limits": ArchiveLimits(max_bytes=max_unpacked)}  # fmt: skip
     catalog.create_version(dataset, version, input_name=path.name, input_sha256=None, params=params)
+    progress = _saving(progress, catalog, dataset, version)
     staging = settings.storage / "staging" / version
     work = settings.storage / "work" / version
     final_rel = f"datasets/{dataset}/{version}"
     final = settings.storage / final_rel
     try:
         manifest = _build(path, dataset, version, groupbys, layer, format, settings, staging,
-                          work, progress)  # fmt: skip
+                          work, progress, inputs)  # fmt: skip
         progress("verify", 0.0)
         verify_snapshot(Snapshot(staging))
         progress("verify", 1.0)
@@ -112,9 +127,11 @@ def _build(
     staging: Path,
     work: Path,
     progress: Progress,
+    inputs: dict[str, Any],
 ) -> dict[str, Any]:
     """Pass 1 spills the input by gene; pass 2 feeds gene slabs to every registered view."""
-    with open_matrix(path, format=format, layer=layer) as source, ThreadPoolExecutor(1) as pool:
+    with open_input(path, workdir=work, format=format, layer=layer, max_categories=settings.max_categories,
+                    **inputs) as source, ThreadPoolExecutor(1) as pool:  # fmt: skip
         digest = pool.submit(sha256_file, path) if path.is_file() else None
         obs, var = source.obs(), source.var()
         _check_unique(path, obs.index, "cell id")
@@ -127,6 +144,7 @@ def _build(
         spill = spill_by_gene(source, obs_names=obs.index, var_names=var.index, workdir=work,
                               block_nnz=settings.block_nnz, slab_bytes=settings.memory // 8,
                               progress=_accumulate("read", progress))  # fmt: skip
+        out: SnapshotWriter | None = None
         try:
             counts_like = not spill.negative and not spill.non_integer
             ctx.layers = [RAW, NORMALIZED] if counts_like and settings.normalize else [RAW]
@@ -153,6 +171,8 @@ def _build(
                 progress("write", (i + 1) / len(registered))
         finally:
             spill.cleanup()
+            if out is not None:
+                out.close()
         n_cells, n_genes = source.shape
         return out.finish(
             n_cells=n_cells,
@@ -172,6 +192,23 @@ def _build(
                         "memory": settings.memory, "quantiles": list(settings.quantiles),
                         "normalize": settings.normalize, "target_sum": settings.target_sum},  # fmt: skip
         )
+
+
+def _saving(progress: Progress, catalog: Catalog, dataset: str, version: str,
+            every: float = 1.0) -> Progress:  # fmt: skip
+    """``progress`` that also saves the step and fraction in the catalog, at most once a second."""
+    last = [0.0]
+    started = time.monotonic()
+
+    def report(step: str, done: float) -> None:
+        progress(step, done)
+        now = time.monotonic()
+        if now - last[0] >= every or done >= 1.0:
+            last[0] = now
+            catalog.report_progress(dataset, version, {"step": step, "fraction": round(done, 4),
+                                                       "elapsed_s": round(now - started, 1)})  # fmt: skip
+
+    return report
 
 
 def _accumulate(step: str, progress: Progress) -> Callable[[float], None]:

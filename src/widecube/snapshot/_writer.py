@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,14 @@ import anndata
 import numpy as np
 import pandas as pd
 import zarr
+from zarr.codecs import ZstdCodec
 
 from .. import __version__
 from ._manifest import FORMAT, FORMAT_VERSION, MANIFEST, checksum_files
 
 __all__ = ["SnapshotWriter"]
+
+_IN_FLIGHT = 16
 
 
 class SnapshotWriter:
@@ -32,6 +37,10 @@ class SnapshotWriter:
         self.version = version
         self.views: dict[str, dict[str, Any]] = {}
         root.mkdir(parents=True, exist_ok=False)
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="widecube-write")
+        self._slots = threading.BoundedSemaphore(_IN_FLIGHT)
+        self._pending: list[Future[None]] = []
+        self._locks: dict[str, threading.Lock] = {}
 
     def path(self, relpath: str) -> Path:
         """Absolute path of ``relpath`` inside the snapshot, parents created."""
@@ -69,12 +78,51 @@ class SnapshotWriter:
         group = zarr.open_group(self.path(parent), mode="a", zarr_format=3)
         chunks = (max(1, min(shape[0], 1024)), max(1, min(shape[1], chunk_cols)))
         fill = np.nan if np.dtype(dtype).kind == "f" else 0
-        arr = group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, fill_value=fill)
+        # Checking every chunk against the fill value before writing costs 20x the write itself
+        # (measured: 1.09 s vs 0.05 s for 809 x 30k float32), and our chunks are never empty.
+        # zstd level 1: 2x faster than zarr's default level at the same ratio on view arrays
+        arr = group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, fill_value=fill,
+                                 compressors=[ZstdCodec(level=1)],
+                                 config={"write_empty_chunks": True})  # fmt: skip
         arr.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
         return arr
 
+    def put(self, array: zarr.Array, region: tuple[slice, ...], values: np.ndarray) -> None:
+        """Write ``values`` into ``array[region]`` in the background (compression overlaps
+        compute: profiled on 20k cells, zarr writes were a third of pass 2). ``values`` must
+        not be modified afterwards; at most a few writes are in flight, bounding memory."""
+        self._slots.acquire()
+        lock = self._locks.setdefault(array.path + str(id(array.store)), threading.Lock())
+
+        def write() -> None:
+            try:
+                with lock:  # writes sharing a chunk must not interleave (read-modify-write)
+                    array[region] = values
+            finally:
+                self._slots.release()
+
+        self._pending.append(self._pool.submit(write))
+        if len(self._pending) > 4 * _IN_FLIGHT:
+            self._reap()
+
+    def _reap(self) -> None:
+        done = [f for f in self._pending if f.done()]
+        for f in done:
+            f.result()  # re-raise a failed write here
+        self._pending = [f for f in self._pending if not f.done()]
+
+    def drain(self) -> None:
+        """Wait for every background write; re-raise the first failure."""
+        for f in self._pending:
+            f.result()
+        self._pending = []
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
     def consolidate(self, relpath: str) -> None:
         """Refresh the consolidated metadata of the Zarr store at ``relpath`` after additions."""
+        self.drain()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
             zarr.consolidate_metadata(self.path(relpath), zarr_format=3)
@@ -85,6 +133,8 @@ class SnapshotWriter:
 
     def finish(self, **fields: Any) -> dict[str, Any]:
         """Checksum the files and write ``manifest.json``; returns the manifest."""
+        self.drain()
+        self.close()
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,

@@ -42,10 +42,12 @@ class MatrixView(View):
                             "shape": [ctx.n_cells, ctx.n_genes]})  # fmt: skip
         n = max(1, ctx.nnz)
         self._data = group.create_array("data", shape=(ctx.nnz,), dtype=ctx.value_dtype,
-                                        chunks=(min(n, _CHUNK),), compressors=[ZstdCodec(level=1)])  # fmt: skip
+                                        chunks=(min(n, _CHUNK),), compressors=[ZstdCodec(level=1)],
+                                        config={"write_empty_chunks": True})  # fmt: skip
         self._indices = group.create_array(
             "indices", shape=(ctx.nnz,), dtype=np.int32, chunks=(min(n, _CHUNK),),
             compressors=[BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=4)],
+            config={"write_empty_chunks": True},
         )  # fmt: skip
         self._indptr = np.zeros(ctx.n_genes + 1, dtype=np.int64)
         self._group = group
@@ -54,15 +56,16 @@ class MatrixView(View):
     def consume(self, ctx: BuildContext, stats: SlabStats, out: SnapshotWriter) -> None:
         slab = stats.slab
         n = slab.vals.shape[0]
-        self._data[self._pos : self._pos + n] = slab.vals
-        self._indices[self._pos : self._pos + n] = slab.cells
+        region = (slice(self._pos, self._pos + n),)
+        out.put(self._data, region, slab.vals)
+        out.put(self._indices, region, slab.cells)
         self._indptr[slab.lo + 1 : slab.hi + 1] = self._pos + slab.indptr[1:]
         self._pos += n
 
     def finish(self, ctx: BuildContext, out: SnapshotWriter) -> None:
         indptr = self._group.create_array("indptr", shape=self._indptr.shape, dtype=np.int64,
                                           chunks=(min(len(self._indptr), _CHUNK),))  # fmt: skip
-        indptr[...] = self._indptr
+        out.put(indptr, (slice(None),), self._indptr)
         out.consolidate(PATH)
         out.add_view(self.name, encoding=self.encoding, encoding_version=self.encoding_version,
                      path=PATH, nnz=int(self._pos), target_sum=ctx.target_sum)  # fmt: skip

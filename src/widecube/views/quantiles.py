@@ -56,11 +56,12 @@ class QuantilesView(View):
         qs = np.asarray(ctx.quantiles, dtype=np.float64)
         for (layer, key), arrays in self._arrays.items():
             grouping = ctx.grouping(key)
-            result = np.empty((slab.width, grouping.n_groups, len(qs)))
+            result = np.zeros((slab.width, grouping.n_groups, len(qs)))
             gene_quantiles(slab.indptr, slab.cells, stats.values(layer), grouping.codes,
                            grouping.n_cells.astype(np.int64), qs, result)  # fmt: skip
             for t, name in enumerate(self._names):
-                arrays[name][:, slab.lo : slab.hi] = result[:, :, t].T.astype(np.float32)
+                out.put(arrays[name], (slice(None), slice(slab.lo, slab.hi)),
+                        np.ascontiguousarray(result[:, :, t].T, dtype=np.float32))  # fmt: skip
 
     def finish(self, ctx: BuildContext, out: SnapshotWriter) -> None:
         layers: dict[str, dict[str, object]] = {}

@@ -73,11 +73,12 @@ class SummaryView(View):
         for (layer, key), arrays in self._arrays.items():
             s, sq, nnz = stats.moments(layer).of(ctx, key)
             n = ctx.grouping(key).n_cells[:, None]
-            arrays["sum"][:, lo:hi] = s
-            arrays["sumsq"][:, lo:hi] = sq
-            arrays["nnz"][:, lo:hi] = nnz
+            region = (slice(None), slice(lo, hi))
+            out.put(arrays["sum"], region, np.ascontiguousarray(s))
+            out.put(arrays["sumsq"], region, np.ascontiguousarray(sq))
+            out.put(arrays["nnz"], region, np.ascontiguousarray(nnz))
             for stat in DERIVED_STATS:
-                arrays[stat][:, lo:hi] = derive(stat, n, s, sq, nnz).astype(np.float32)
+                out.put(arrays[stat], region, derive(stat, n, s, sq, nnz).astype(np.float32))
 
     def finish(self, ctx: BuildContext, out: SnapshotWriter) -> None:
         layers: dict[str, dict[str, object]] = {}
