@@ -9,6 +9,13 @@ Two memory figures are taken, because they answer slightly different questions:
   descendants, sampled from ``/proc`` every 50 ms. This catches a tool that spreads its
   memory over several worker processes, which the first figure would under-count.
 
+A run can be guarded so that it cannot take the machine down (the peer on a dataset too large
+for it): ``address_space`` caps its virtual memory with ``RLIMIT_AS`` (allocations past it
+fail with ``MemoryError`` inside the process), ``rss_limit`` kills the process tree once its
+sampled RSS passes that many bytes, and ``min_available`` kills it once the machine's
+``MemAvailable`` falls below that many bytes. ``killed_by`` then says which guard (or the
+time limit) ended it.
+
     >>> m = measure(["python", "-c", "x = bytearray(10**8)"])  # doctest: +SKIP
     >>> m.ok, m.peak_rss > 10**8
     (True, True)
@@ -16,8 +23,10 @@ Two memory figures are taken, because they answer slightly different questions:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -28,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Measurement", "measure", "warm_page_cache", "TIME_BIN"]
+__all__ = ["Measurement", "measure", "mem_available", "warm_page_cache", "TIME_BIN"]
 
 TIME_BIN = "/usr/bin/time"
 """GNU time; used for the peak RSS when present and runnable."""
@@ -57,6 +66,11 @@ class Measurement:
     stdout: str
     stderr_tail: str
     """The last few thousand characters of stderr, verbatim (error messages live here)."""
+    killed_by: str | None = None
+    """Why the harness killed the run (time limit or a memory guard); None when it did not."""
+    limits: dict[str, Any] | None = None
+    """The guards the run ran under (``timeout_s``, ``address_space``, ``rss_limit``,
+    ``min_available``); None when it ran unguarded and without a time limit."""
 
     @property
     def ok(self) -> bool:
@@ -68,6 +82,8 @@ class Measurement:
         """``"ok"``, ``"exit N"`` or ``"killed by signal N"`` (SIGKILL usually means OOM)."""
         if self.returncode == 0:
             return "ok"
+        if self.killed_by:
+            return f"killed by the harness: {self.killed_by}"
         if self.returncode == -9:
             return "killed by signal 9 (SIGKILL: out of memory, or past the time limit)"
         if self.returncode < 0:
@@ -98,13 +114,27 @@ def measure(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float | None = None,
+    address_space: int | None = None,
+    rss_limit: int | None = None,
+    min_available: int | None = None,
 ) -> Measurement:
     """Run ``command`` to completion in a new process; measure time and peak memory.
 
     stdout is kept whole (the peers print their JSON there); stderr is kept as a tail.
-    A run past ``timeout`` seconds is killed and reported with its signal, not raised.
+    A run past ``timeout`` seconds, or past a memory guard (see the module's docstring), is
+    killed and reported with its signal and ``killed_by``, not raised.
     """
     use_time = _gnu_time_works()
+    limits = {
+        k: v
+        for k, v in (
+            ("timeout_s", timeout),
+            ("address_space", address_space),
+            ("rss_limit", rss_limit),
+            ("min_available", min_available),
+        )
+        if v is not None
+    }
     with tempfile.TemporaryDirectory(prefix="widecube-bench-") as tmp:
         tmpdir = Path(tmp)
         report = tmpdir / "time.txt"
@@ -118,10 +148,12 @@ def measure(
                 env=dict(env or os.environ),
                 cwd=cwd,
                 start_new_session=True,
+                preexec_fn=_address_space_cap(address_space),
             )
-            sampler = _TreeSampler(proc.pid)
+            killer = _Killer(proc.pid, spare_root=use_time)
+            sampler = _TreeSampler(proc.pid, killer, rss_limit=rss_limit, min_available=min_available)
             sampler.start()
-            status, rusage = _wait(proc, timeout)
+            status, rusage = _wait(proc, timeout, killer)
             wall = time.perf_counter() - start
             sampler.stop()
             out.seek(0)
@@ -150,17 +182,85 @@ def measure(
         rss_source=source,
         stdout=stdout,
         stderr_tail=stderr[-_TAIL:],
+        killed_by=killer.reason,
+        limits=limits or None,
     )
 
 
-def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> tuple[int, Any]:
+def _address_space_cap(limit: int | None) -> Any:
+    """A ``preexec_fn`` setting ``RLIMIT_AS`` to ``limit`` bytes in the child; None for no cap."""
+    if limit is None:
+        return None
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return cap
+
+
+class _Killer:
+    """Kills a measured process tree once, remembering why.
+
+    Under ``/usr/bin/time`` the root is ``time`` itself: only its descendants are killed
+    first, so that ``time`` still reports the command's peak RSS and signal; the whole
+    process group follows a few seconds later should anything be left.
+    """
+
+    def __init__(self, root: int, *, spare_root: bool) -> None:
+        self.root = root
+        self.spare_root = spare_root
+        self.reason: str | None = None
+        self._lock = threading.Lock()
+        self._finished = False
+        self._fallback: threading.Timer | None = None
+
+    def kill(self, reason: str) -> None:
+        """Kill the tree (once; later calls do nothing) and note ``reason``."""
+        with self._lock:
+            if self.reason is not None or self._finished:
+                return
+            self.reason = reason
+            if self.spare_root:
+                for pid in _descendants(self.root):
+                    _signal(pid)
+                self._fallback = threading.Timer(5.0, self._kill_group)
+                self._fallback.daemon = True
+                self._fallback.start()
+            else:
+                _signal_group(self.root)
+
+    def _kill_group(self) -> None:
+        with self._lock:
+            if not self._finished:
+                _signal_group(self.root)
+
+    def done(self) -> None:
+        """The root was reaped: never signal its (possibly reused) id again."""
+        with self._lock:
+            self._finished = True
+            if self._fallback is not None:
+                self._fallback.cancel()
+
+
+def _signal_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, 9)
+
+
+def _signal(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, 9)
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float | None, killer: _Killer) -> tuple[int, Any]:
     """Wait for ``proc`` with :func:`os.wait4` (to get its rusage), killing it past ``timeout``."""
     timer = None
     if timeout is not None:
-        timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, 9))
+        timer = threading.Timer(timeout, killer.kill, args=(f"past the time limit of {timeout:.0f} s",))
         timer.start()
     try:
         _, status, rusage = os.wait4(proc.pid, 0)
+        killer.done()
     finally:
         if timer is not None:
             timer.cancel()
@@ -197,10 +297,25 @@ def _gnu_time_works() -> bool:
 
 
 class _TreeSampler:
-    """A thread that samples the summed RSS of a process and its descendants from /proc."""
+    """A thread that samples the summed RSS of a process and its descendants from /proc.
 
-    def __init__(self, root: int) -> None:
+    With ``rss_limit`` or ``min_available`` set it is also the memory guard: it kills the tree
+    (through ``killer``) once the sum passes ``rss_limit`` bytes or the machine's
+    ``MemAvailable`` falls below ``min_available`` bytes.
+    """
+
+    def __init__(
+        self,
+        root: int,
+        killer: _Killer,
+        *,
+        rss_limit: int | None = None,
+        min_available: int | None = None,
+    ) -> None:
         self.root = root
+        self.killer = killer
+        self.rss_limit = rss_limit
+        self.min_available = min_available
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -214,33 +329,66 @@ class _TreeSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, _tree_rss(self.root))
+            rss = _tree_rss(self.root)
+            self.peak = max(self.peak, rss)
+            if self.rss_limit is not None and rss > self.rss_limit:
+                self.killer.kill(
+                    f"memory guard: the process tree's RSS reached {rss / 1e9:.2f} GB, "
+                    f"past the limit of {self.rss_limit / 1e9:.2f} GB"
+                )
+            if self.min_available is not None:
+                available = mem_available()
+                if available is not None and available < self.min_available:
+                    self.killer.kill(
+                        f"memory guard: the machine's available memory fell to "
+                        f"{available / 1e9:.2f} GB (floor {self.min_available / 1e9:.2f} GB) "
+                        f"with the process tree at {rss / 1e9:.2f} GB RSS"
+                    )
             self._stop.wait(_SAMPLE_S)
 
 
+def mem_available() -> int | None:
+    """The machine's ``MemAvailable`` in bytes (None where /proc/meminfo has none)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def _tree_rss(root: int) -> int:
-    """Sum of ``VmRSS`` over ``root`` and every descendant, in bytes (0 once it has exited).
+    """Sum of ``VmRSS`` over ``root`` and every descendant, in bytes (0 once it has exited)."""
+    return _rss(root) + sum(_rss(pid) for pid in _descendants(root))
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live descendant of ``root`` (not ``root`` itself).
 
     Walks ``/proc/<pid>/task/<tid>/children`` rather than scanning all of ``/proc``, so a
     sample costs a few file reads and does not steal CPU from the measured tool.
     """
-    total, seen, frontier = 0, set(), [root]
+    found: list[int] = []
+    seen, frontier = {root}, [root]
     while frontier:
         pid = frontier.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        total += _rss(pid)
         try:
             tasks = os.listdir(f"/proc/{pid}/task")
         except OSError:
             continue
         for tid in tasks:
             try:
-                frontier.extend(int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
+                children = Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
             except OSError:
                 continue
-    return total
+            for child in map(int, children):
+                if child not in seen:
+                    seen.add(child)
+                    found.append(child)
+                    frontier.append(child)
+    return found
 
 
 def _rss(pid: int) -> int:

@@ -75,13 +75,25 @@ def demo_data(
 @app.command()
 @_clean_errors
 def ingest(
-    path: Annotated[Path, typer.Argument(help="input matrix (.h5ad)")],
+    path: Annotated[Path, typer.Argument(
+        help="input matrix: h5ad, 10x h5, 10x MTX folder, CSV/TSV[.gz], Parquet, Loom, "
+        "or a .zip/.tar[.gz]/.gz holding one")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="dataset name")],
     groupby: Annotated[list[str] | None, typer.Option(
         help="obs column to group by, or 'a,b' for a combination; repeatable; "
         "default: every categorical column")] = None,  # fmt: skip
-    layer: Annotated[str | None, typer.Option(help="a layer name, or 'raw' for raw.X")] = None,
-    format: Annotated[str | None, typer.Option(help="input format; default: detected")] = None,
+    layer: Annotated[str | None, typer.Option(
+        help="a layer name, or 'raw' for raw.X; 'counts' also declares counts (negatives refused)")] = None,
+    format: Annotated[str | None, typer.Option(
+        help="input format (h5ad, 10x-h5, loom, parquet, mtx, csv, tsv); default: detected")] = None,
+    obs: Annotated[Path | None, typer.Option(
+        help="cell metadata (CSV, TSV or Parquet; first column the cell id), joined on id")] = None,
+    var: Annotated[Path | None, typer.Option(
+        help="gene metadata (CSV, TSV or Parquet; first column the gene name or id)")] = None,
+    allow_missing_metadata: Annotated[bool, typer.Option(
+        help="fill cells (genes) missing from --obs (--var) with 'unknown' instead of failing")] = False,
+    max_unpacked: Annotated[int | None, typer.Option(
+        help="bytes an archive may expand to; default 20 × its size, at most the free disk")] = None,
 ) -> None:
     """Build, verify and publish a new version of a dataset from a matrix file."""
     from .pipeline import ingest as run_ingest
@@ -95,7 +107,9 @@ def ingest(
             bar.update(tasks[step], completed=done)
 
         record = run_ingest(path, dataset=dataset, groupbys=groupby, layer=layer, format=format,
-                            settings=Settings(), progress=report)  # fmt: skip
+                            settings=Settings(), progress=report, obs=obs, var=var,
+                            allow_missing_metadata=allow_missing_metadata,
+                            max_unpacked=max_unpacked)  # fmt: skip
     out.print(f"published {record.dataset} version {record.version} "
               f"({record.n_cells:,} cells × {record.n_genes:,} genes)")  # fmt: skip
 
@@ -105,13 +119,16 @@ def ingest(
 def serve(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to bind")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="server processes (they share the decoded cache)")] = 1,
+    access_log: Annotated[bool, typer.Option(help="log every request (costs ~0.2 ms each)")] = True,
 ) -> None:
-    """Serve the REST API (OpenAPI at /docs)."""
+    """Serve the REST API (OpenAPI at /docs) and the web UI (at /)."""
     import uvicorn
 
-    from .api import create_app
-
-    uvicorn.run(create_app(Settings()), host=host, port=port, log_level="info")
+    Settings()  # bad WIDECUBE_* settings fail here, once, not in every worker
+    # an import string + factory: each worker process builds its own app from the environment
+    uvicorn.run("widecube.api:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="info", access_log=access_log)  # fmt: skip
 
 
 @app.command()

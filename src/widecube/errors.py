@@ -7,7 +7,9 @@ and the API can show it as it is, without a traceback::
     ├── InputError (ValueError)           bad input: the job fails, nothing is published
     │   ├── InputNotFound (FileNotFoundError)
     │   ├── UnreadableInput                not HDF5, truncated, no X, unknown layer
-    │   ├── InvalidValue                   NaN / inf / negative counts at (row, column)
+    │   ├── InvalidValue                   NaN / inf / null / non-numeric / negative counts at (row, column)
+    │   ├── UnsafeArchive                  traversal, links, devices, too many members, bomb
+    │   ├── MetadataMismatch               --obs / --var rows do not match the matrix
     │   └── UnknownGrouping (KeyError)     --groupby names a missing or unusable column
     ├── NotFound (KeyError)               the API answers 404
     │   ├── DatasetNotFound
@@ -26,9 +28,11 @@ __all__ = [
     "InputNotFound",
     "InvalidQuery",
     "InvalidValue",
+    "MetadataMismatch",
     "NotFound",
     "UnknownGrouping",
     "UnreadableInput",
+    "UnsafeArchive",
     "VerificationError",
     "VersionNotFound",
     "WidecubeError",
@@ -56,6 +60,14 @@ class UnreadableInput(InputError):
 
 class InvalidValue(InputError):
     """A matrix value is not allowed (NaN, inf); the message names its row and column."""
+
+
+class UnsafeArchive(InputError):
+    """An archive was refused before anything harmful was written (the message names the member)."""
+
+
+class MetadataMismatch(InputError):
+    """A cell or gene metadata file does not match the matrix (missing or duplicate ids)."""
 
 
 class UnknownGrouping(InputError, KeyError):

@@ -173,6 +173,157 @@ class Widecube:
                 "total_counts": obs["total_counts"].to_numpy(),
                 "n_genes_by_counts": obs["n_genes_by_counts"].to_numpy()}  # fmt: skip
 
+    # -- serving: embeddings, admin moves, cache upkeep (used by the API) ----------------
+
+    def embeddings(self, dataset: str, version: str | None = None) -> dict[str, Any]:
+        """The embeddings (obsm keys) of a version and what can colour them.
+
+        ``colors`` maps each obs column usable as a colour to ``category`` or ``numeric``;
+        ``gene_colors`` says whether genes can colour cells (needs the gene-major view).
+        """
+        record, snap = self.resolve(dataset, version)
+        obs = snap.table("dataset/obs.parquet")
+        colors = {str(c): kind for c in obs.columns if (kind := _color_kind(obs[c])) is not None}
+        return {
+            "dataset": dataset,
+            "version": record.version,
+            "embeddings": {k: {"shape": list(v["shape"])} for k, v in snap.manifest.get("obsm", {}).items()},
+            "colors": colors,
+            "gene_colors": self._gene_values_seam(snap) is not None,
+        }
+
+    def embedding(self, dataset: str, key: str, *, color: str | None = None,
+                  version: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """Coordinates of embedding ``key`` (one float32 array per dimension, obs order).
+
+        ``color`` names an obs column (categorical: ``codes`` into ``categories``, -1 where
+        missing; numeric: ``values``) or, when the version has the gene-major view, a gene
+        (``values`` per cell). Obs columns win over genes of the same name.
+
+            >>> wc.embedding("pbmc", "X_umap", color="cell_type")["color"]["categories"][:2]  # doctest: +SKIP
+        """
+        record, snap = self.resolve(dataset, version)
+        entries = snap.manifest.get("obsm", {})
+        if key not in entries:
+            raise InvalidQuery(f"dataset {dataset!r} has no embedding {key!r}; available: "
+                               f"{', '.join(entries) or 'none'}")  # fmt: skip
+        coords = snap.memo(("embedding", key), lambda: _columns(snap.array(entries[key]["path"])))
+        return {
+            "dataset": dataset,
+            "version": record.version,
+            "key": key,
+            "n_cells": snap.n_cells,
+            "coordinates": coords,
+            "color": None if color is None else self._cell_colors(dataset, record, snap, color),
+        }
+
+    def versions(self, dataset: str) -> list[dict[str, Any]]:
+        """Every version of ``dataset``, newest first, with status and whether it is live."""
+        records = self.catalog.versions(dataset)
+        current = next((r.version for r in records if r.status == VersionStatus.PUBLISHED), None)
+        return [_version_info(r, current=r.version == current) for r in records]
+
+    def publish(self, dataset: str, version: str) -> dict[str, Any]:
+        """Make ``version`` (verified or retired) live; new requests see it at once."""
+        return _version_info(self.catalog.publish(dataset, version), current=True)
+
+    def rollback(self, dataset: str, to: str | None = None) -> dict[str, Any]:
+        """Make ``to`` (default: the version live before the current one) live again."""
+        return _version_info(self.catalog.rollback(dataset, to), current=True)
+
+    def live_versions(self) -> dict[str, str]:
+        """``{version: dataset}`` of every dataset's published version (one catalog read)."""
+        return {d.current.version: d.name for d in self.catalog.datasets() if d.current is not None}
+
+    def opened_versions(self) -> list[str]:
+        """Versions whose snapshots this process holds open, least recently used first."""
+        with self._lock:
+            return list(self._open)
+
+    def warm(self, dataset: str, version: str | None = None) -> str:
+        """Decode every grouped array of a version (each view, grouping and layer) into the
+        cache now, so that no query after a publish pays for it."""
+        _, snap = self.resolve(dataset, version)
+        first = np.zeros(1, dtype=np.intp)
+        for view in views():
+            served = [s for s in view.served(snap) if s != "n_cells"]
+            layers = snap.manifest.get("views", {}).get(view.name, {}).get("layers", {})
+            if not served or not isinstance(layers, dict):
+                continue
+            for layer, groupbys in layers.items():
+                for groupby in groupbys:
+                    view.query(snap, groupby, layer, first, served)
+        _ = snap.var_names
+        return snap.version
+
+    def evict(self, version: str) -> bool:
+        """Forget an opened version and delete its decoded cache; True if anything went.
+
+        Requests still running on it keep their snapshot object and memory maps (an
+        unlinked file stays readable while mapped); a later request re-opens it. The folder
+        is renamed away before it is deleted, so no reader ever sees it half-removed.
+        """
+        with self._lock:
+            dropped = self._open.pop(version, None) is not None
+        return self._remove_cache(version) or dropped
+
+    def sweep_cache(self, keep: set[str], older_than: float) -> list[str]:
+        """Delete cache folders of versions not in ``keep`` untouched for ``older_than`` s.
+
+        Catches folders left by other processes or earlier runs (several workers share the
+        cache; each only evicts what it opened).
+        """
+        root = self.settings.cache
+        if root is None or not root.is_dir():
+            return []
+        now = time.time()
+        removed = []
+        for folder in root.iterdir():
+            name = folder.name
+            if name.startswith(".") or name in keep or not folder.is_dir():
+                continue
+            if now - folder.stat().st_mtime >= older_than and self._remove_cache(name):
+                removed.append(name)
+        return removed
+
+    def _remove_cache(self, version: str) -> bool:
+        root = self.settings.cache
+        if root is None or not _VERSION_ID.match(version):
+            return False
+        trash = root / f".evicted-{version}-{uuid.uuid4().hex}"
+        try:
+            os.rename(root / version, trash)
+        except FileNotFoundError:
+            return False
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
+
+    def _gene_values_seam(self, snap: Snapshot) -> Callable[..., tuple[str, np.ndarray]] | None:
+        """``gene_values`` when this version has a gene-major matrix and the service has it."""
+        entry = snap.manifest.get("views", {}).get("matrix", {})
+        method = getattr(self, "gene_values", None)
+        return method if entry.get("encoding") == "widecube-gene-major" and callable(method) else None
+
+    def _cell_colors(self, dataset: str, record: VersionRecord, snap: Snapshot,
+                     color: str) -> dict[str, Any]:  # fmt: skip
+        obs = snap.table("dataset/obs.parquet")
+        if color in obs.columns:
+            kind = _color_kind(obs[color])
+            if kind is None:
+                raise InvalidQuery(f"obs column {color!r} of dataset {dataset!r} is neither "
+                                   "categorical nor numeric, so it cannot colour cells")  # fmt: skip
+            return snap.memo(("obs-color", color), lambda: _obs_color(obs[color], kind))
+        if color in snap.var_names:
+            gene_values = self._gene_values_seam(snap)
+            if gene_values is None:
+                raise InvalidQuery(
+                    f"colouring by gene {color!r} needs the gene-major view, which "
+                    f"version {record.version} of dataset {dataset!r} does not have"
+                )
+            _, values = gene_values(dataset, color, version=record.version)
+            return {"name": color, "kind": "gene", "values": np.ascontiguousarray(values, np.float32)}
+        raise InvalidQuery(f"dataset {dataset!r} has no obs column or gene {color!r}")
+
 
 def _default_layer(snap: Snapshot) -> str:
     return str(snap.manifest.get("default_layer", "raw"))

@@ -42,7 +42,8 @@ def analysis_router(wc: Widecube) -> APIRouter:
     ) -> Response:
         """Per-gene statistics over all cells: n_cells_expressing, mean, var, min, max, dispersion."""
         result = wc.gene_stats(name, genes=genes, layer=layer, version=version)
-        return respond(request, result, version=result["version"], key=("genes", tuple(genes), result["layer"]))
+        key = ("genes", tuple(genes), result["layer"])
+        return respond(request, result, version=result["version"], key=key)
 
     @router.get("/datasets/{name}/cells/stats", response_model=CellStatsResponse)
     def cell_stats(request: Request, name: str, version: str | None = None) -> Response:

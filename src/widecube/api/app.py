@@ -1,38 +1,38 @@
-"""The FastAPI application: thin routes over :class:`widecube.service.Widecube`.
+"""The FastAPI application: thin routes over :class:`widecube.service.Widecube`, and the UI.
 
 Route handlers only translate HTTP to library calls; every :class:`WidecubeError` is
 rendered by one handler with its status (404 for unknown datasets and versions, 422 for
-unknown genes, groupbys and stats, 400 for other refusals). OpenAPI lives at ``/docs``.
+unknown genes, groupbys and stats, 406 for a format a route cannot produce, 409 for a
+refused publish or rollback, 400 for other refusals). OpenAPI lives at ``/docs``, the web UI
+at ``/``.
+
+``create_app`` is also an app factory for ``uvicorn --factory`` (settings from the
+``WIDECUBE_*`` environment), which is how ``widecube serve --workers N`` starts each worker.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
 from .. import __version__
 from ..config import Settings
-from ..errors import InvalidQuery, NotFound, WidecubeError
+from ..errors import CatalogError, InvalidQuery, NotFound, WidecubeError
 from ..service import Widecube
+from ..web import mount_ui
+from . import _admin, _datasets
 from ._analysis import analysis_router
-from ._responses import JSON, respond
-from .models import (
-    DatasetDetail,
-    DatasetSummary,
-    GeneList,
-    SummaryRequest,
-    SummaryResponse,
-    VersionInfo,
-)
+from ._responses import ARROW, JSON, NotAcceptable
+from ._upkeep import Upkeep, Usage
 
 __all__ = ["create_app"]
 
-PREFIX = "/api/v1"
+PREFIX = _datasets.PREFIX
 
 
 def _status(exc: WidecubeError) -> int:
@@ -40,21 +40,49 @@ def _status(exc: WidecubeError) -> int:
         return 404
     if isinstance(exc, InvalidQuery):
         return 422
+    if isinstance(exc, NotAcceptable):
+        return 406
+    if isinstance(exc, CatalogError):
+        return 409
     return 400
 
 
-def create_app(settings: Settings | None = None, *, service: Widecube | None = None) -> FastAPI:
-    """Build the app; the service (catalog + snapshots) is opened once per app."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    service: Widecube | None = None,
+    upkeep: bool = True,
+    upkeep_interval: float = 10.0,
+    evict_after: float = 300.0,
+) -> FastAPI:
+    """Build the app; the service (catalog + snapshots) is opened once per app (per process).
+
+    With ``upkeep`` a background thread warms each newly live version into the decoded cache
+    and evicts versions retired for ``evict_after`` seconds (see ``_upkeep``).
+    """
     wc = service or Widecube(settings)
+    usage = Usage()
+    keeper = Upkeep(wc, usage, interval=upkeep_interval, grace=evict_after)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if upkeep:
+            keeper.start()
         yield
+        keeper.stop()
         wc.close()
 
     app = FastAPI(title="widecube", version=__version__, lifespan=lifespan,
                   default_response_class=JSON)  # fmt: skip
     app.state.widecube = wc
+    app.state.usage = usage
+    app.state.upkeep = keeper
+    # JSON (and the UI's text assets) are gzipped for clients that accept it, at level 1:
+    # numeric JSON shrinks ~3× already and higher levels cost several ms per 100 KB. Arrow is
+    # sent as is: it is compact and clients want its buffers without inflating them.
+    # Bodies under 1 MiB are compressed on the event loop: a thread hop costs more than that.
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=1, thread_minimum_size=1 << 20,
+                       exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, ARROW))  # fmt: skip
 
     @app.exception_handler(WidecubeError)
     async def _widecube_error(request: Request, exc: WidecubeError) -> Response:
@@ -69,43 +97,8 @@ def create_app(settings: Settings | None = None, *, service: Widecube | None = N
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @app.get(f"{PREFIX}/datasets", response_model=list[DatasetSummary])
-    def list_datasets() -> Response:
-        return JSON(wc.datasets())
-
-    @app.get(f"{PREFIX}/datasets/{{name}}", response_model=DatasetDetail)
-    def get_dataset(request: Request, name: str, version: str | None = None) -> Response:
-        detail = wc.dataset(name, version)
-        return respond(request, detail, version=detail["version"], key=("dataset", name))
-
-    @app.get(f"{PREFIX}/datasets/{{name}}/versions", response_model=list[VersionInfo])
-    def list_versions(name: str) -> Response:
-        records = wc.catalog.versions(name)
-        current = next((r.version for r in records if r.status == "published"), None)
-        return JSON([
-            {"version": r.version, "status": str(r.status), "created": r.created,
-             "n_cells": r.n_cells, "n_genes": r.n_genes, "reason": r.reason,
-             "current": r.version == current}
-            for r in records
-        ])  # fmt: skip
-
-    @app.get(f"{PREFIX}/datasets/{{name}}/genes", response_model=GeneList)
-    def list_genes(
-        request: Request,
-        name: str,
-        prefix: str = "",
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 20,
-        version: str | None = None,
-    ) -> Response:
-        resolved, genes = wc.genes(name, prefix, limit, version)
-        return respond(request, {"genes": genes}, version=resolved, key=("genes", prefix, limit))
-
-    @app.post(f"{PREFIX}/datasets/{{name}}/summary", response_model=SummaryResponse)
-    def summary(request: Request, name: str, body: SummaryRequest) -> Response:
-        result = wc.summary(name, genes=body.genes, groupby=body.groupby, stats=body.stats,
-                            layer=body.layer, version=body.version)  # fmt: skip
-        key = ("summary", tuple(body.genes), body.groupby, tuple(body.stats), result["layer"])
-        return respond(request, result, version=result["version"], key=key)
-
+    app.include_router(_datasets.router)
     app.include_router(analysis_router(wc), prefix=PREFIX)
+    app.include_router(_admin.router)
+    mount_ui(app)
     return app

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 __all__ = [
+    "CellColor",
+    "CellStatsResponse",
     "DatasetDetail",
     "DatasetSummary",
+    "EmbeddingList",
+    "EmbeddingResponse",
+    "EmbeddingShape",
     "GeneList",
+    "GeneStatsResponse",
+    "Marker",
+    "MarkersResponse",
     "ObsColumn",
+    "PublishRequest",
+    "RollbackRequest",
     "SummaryRequest",
     "SummaryResponse",
     "VersionInfo",
@@ -118,3 +128,42 @@ class CellStatsResponse(BaseModel):
     n_cells: int
     total_counts: list[float]
     n_genes_by_counts: list[int]
+
+
+class EmbeddingShape(BaseModel):
+    shape: list[int] = Field(description="[n_cells, dimensions]")
+
+
+class EmbeddingList(BaseModel):
+    dataset: str
+    version: str
+    embeddings: dict[str, EmbeddingShape] = Field(description="obsm key → shape")
+    colors: dict[str, Literal["category", "numeric"]] = Field(
+        description="obs columns that can colour cells, and how"
+    )
+    gene_colors: bool = Field(description="whether genes can colour cells (needs the gene-major view)")
+
+
+class CellColor(BaseModel):
+    name: str
+    kind: Literal["category", "numeric", "gene"]
+    categories: list[str] | None = Field(default=None, description="for kind=category")
+    codes: list[int] | None = Field(default=None, description="per cell, index into categories; -1: missing")
+    values: list[float | None] | None = Field(default=None, description="per cell, for numeric and gene")
+
+
+class EmbeddingResponse(BaseModel):
+    dataset: str
+    version: str
+    key: str
+    n_cells: int
+    coordinates: list[list[float]] = Field(description="one list per dimension, each with a value per cell")
+    color: CellColor | None
+
+
+class PublishRequest(BaseModel):
+    version: str = Field(description="a verified or retired version of the dataset")
+
+
+class RollbackRequest(BaseModel):
+    to: str | None = Field(default=None, description="version to make live; default: the previous one")
