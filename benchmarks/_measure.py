@@ -220,8 +220,9 @@ class _Killer:
             if self.reason is not None or self._finished:
                 return
             self.reason = reason
-            if self.spare_root:
-                for pid in _descendants(self.root):
+            children = _descendants(self.root) if self.spare_root else []
+            if children:
+                for pid in children:
                     _signal(pid)
                 self._fallback = threading.Timer(5.0, self._kill_group)
                 self._fallback.daemon = True

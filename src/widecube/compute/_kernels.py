@@ -147,63 +147,73 @@ def _sort_small(a: np.ndarray) -> None:  # pragma: no cover - compiled
 
 @njit(parallel=True, nogil=True, cache=True)
 def gene_quantiles(
-    indptr: np.ndarray, cells: np.ndarray, vals: np.ndarray, codes: np.ndarray,
-    group_size: np.ndarray, qs: np.ndarray, out: np.ndarray,
+    indptr: np.ndarray, cells: np.ndarray, layers: np.ndarray, codes: np.ndarray,
+    offsets: np.ndarray, group_size: np.ndarray, qs: np.ndarray, out: np.ndarray,
 ) -> None:  # pragma: no cover - compiled  # fmt: skip
     """Exact per-group quantiles (numpy's "linear" method), implicit zeros included.
 
-    ``codes`` is one grouping's code per cell (0..n_groups-1); ``group_size`` its cells per
-    group (all > 0); ``out`` is ``(n_genes_in_slab, n_groups, len(qs))`` and must be zeroed:
-    a group without stored values keeps its zeros. Only groups holding values are visited;
-    their values are bucketed and sorted, and each sorted column is negatives, zeros, positives.
+    ``layers[l]`` are the slab's stored values in layer ``l``; ``codes[g, cell]`` the stacked
+    group of a cell in grouping ``g`` (groups ``offsets[g]..offsets[g+1]-1``); ``group_size``
+    the cells per stacked group (all > 0); ``out`` is ``(n_layers, n_genes_in_slab,
+    n_stacked_groups, len(qs))`` and must be zeroed: a group without stored values keeps its
+    zeros. Per gene and grouping the cells are bucketed by group once, then each layer's
+    values are placed, sorted per group and read off as negatives, zeros, positives.
     """
-    n_groups = group_size.shape[0]
+    n_total = group_size.shape[0]
     for j in prange(indptr.shape[0] - 1):
         s, e = indptr[j], indptr[j + 1]
         m = e - s
         if m == 0:
             continue
-        count = np.zeros(n_groups, dtype=np.int64)
+        count = np.zeros(n_total, dtype=np.int64)
+        start = np.empty(n_total, dtype=np.int64)
+        slot = np.empty(m, dtype=np.int64)
         touched = np.empty(m, dtype=np.int64)
-        n_touched = 0
-        for k in range(s, e):
-            g = codes[cells[k]]
-            if count[g] == 0:
-                touched[n_touched] = g
-                n_touched += 1
-            count[g] += 1
-        start = np.empty(n_groups, dtype=np.int64)
-        offset = 0
-        for i in range(n_touched):
-            g = touched[i]
-            start[g] = offset
-            offset += count[g]
-        fill = np.zeros(n_groups, dtype=np.int64)
         bucket = np.empty(m, dtype=np.float64)
-        for k in range(s, e):
-            g = codes[cells[k]]
-            bucket[start[g] + fill[g]] = vals[k]
-            fill[g] += 1
-        for i in range(n_touched):
-            g = touched[i]
-            n = group_size[g]
-            part = bucket[start[g] : start[g] + count[g]]
-            _sort_small(part)
-            n_stored = part.shape[0]
-            n_neg = 0
-            while n_neg < n_stored and part[n_neg] < 0.0:
-                n_neg += 1
-            n_zero = n - n_stored
-            for t in range(qs.shape[0]):
-                pos = qs[t] * (n - 1)
-                lo = int(np.floor(pos))
-                frac = pos - lo
-                a = _element(part, n_neg, n_zero, lo)
-                if frac > 0.0 and lo + 1 < n:
-                    b = _element(part, n_neg, n_zero, lo + 1)
-                    out[j, g, t] = a + (b - a) * frac if frac < 0.5 else b - (b - a) * (1.0 - frac)
-                else:
-                    out[j, g, t] = a
+        for g in range(codes.shape[0]):
+            n_touched = 0
+            for k in range(s, e):
+                c = codes[g, cells[k]]
+                if count[c] == 0:
+                    touched[n_touched] = c
+                    n_touched += 1
+                count[c] += 1
+            offset = 0
+            for i in range(n_touched):
+                c = touched[i]
+                start[c] = offset
+                offset += count[c]
+                count[c] = 0
+            for k in range(s, e):
+                c = codes[g, cells[k]]
+                slot[k - s] = start[c] + count[c]
+                count[c] += 1
+            for layer in range(layers.shape[0]):
+                for k in range(s, e):
+                    bucket[slot[k - s]] = layers[layer, k]
+                for i in range(n_touched):
+                    c = touched[i]
+                    n = group_size[c]
+                    part = bucket[start[c] : start[c] + count[c]]
+                    _sort_small(part)
+                    n_stored = part.shape[0]
+                    n_neg = 0
+                    while n_neg < n_stored and part[n_neg] < 0.0:
+                        n_neg += 1
+                    n_zero = n - n_stored
+                    for t in range(qs.shape[0]):
+                        pos = qs[t] * (n - 1)
+                        lo = int(np.floor(pos))
+                        frac = pos - lo
+                        a = _element(part, n_neg, n_zero, lo)
+                        if frac > 0.0 and lo + 1 < n:
+                            b = _element(part, n_neg, n_zero, lo + 1)
+                            value = a + (b - a) * frac if frac < 0.5 else b - (b - a) * (1.0 - frac)
+                        else:
+                            value = a
+                        out[layer, j, c, t] = value
+            for i in range(n_touched):
+                count[touched[i]] = 0
 
 
 @njit(parallel=True, nogil=True, cache=True)

@@ -53,15 +53,22 @@ class QuantilesView(View):
 
     def consume(self, ctx: BuildContext, stats: SlabStats, out: SnapshotWriter) -> None:
         slab = stats.slab
+        keys = list(ctx.groupbys)
+        offsets = np.cumsum([0] + [ctx.grouping(k).n_groups for k in keys])
+        codes = ctx.stacked[2][: len(keys)]  # the groupings come first on the stacked axis
+        sizes = np.concatenate([ctx.grouping(k).n_cells for k in keys]).astype(np.int64)
+        layers = np.stack([np.asarray(stats.values(layer), dtype=np.float64) for layer in ctx.layers])
         qs = np.asarray(ctx.quantiles, dtype=np.float64)
-        for (layer, key), arrays in self._arrays.items():
-            grouping = ctx.grouping(key)
-            result = np.zeros((slab.width, grouping.n_groups, len(qs)))
-            gene_quantiles(slab.indptr, slab.cells, stats.values(layer), grouping.codes,
-                           grouping.n_cells.astype(np.int64), qs, result)  # fmt: skip
-            for t, name in enumerate(self._names):
-                out.put(arrays[name], (slice(None), slice(slab.lo, slab.hi)),
-                        np.ascontiguousarray(result[:, :, t].T, dtype=np.float32))  # fmt: skip
+        result = np.zeros((len(ctx.layers), slab.width, int(offsets[-1]), len(qs)))
+        gene_quantiles(slab.indptr, slab.cells, layers, codes, offsets, sizes, qs, result)
+        del layers
+        for li, layer in enumerate(ctx.layers):
+            for gi, key in enumerate(keys):
+                arrays = self._arrays[layer, key]
+                part = result[li, :, offsets[gi] : offsets[gi + 1]]
+                for t, name in enumerate(self._names):
+                    out.put(arrays[name], (slice(None), slice(slab.lo, slab.hi)),
+                            np.ascontiguousarray(part[:, :, t].T, dtype=np.float32))  # fmt: skip
 
     def finish(self, ctx: BuildContext, out: SnapshotWriter) -> None:
         layers: dict[str, dict[str, object]] = {}
