@@ -79,7 +79,7 @@ class Tool:
 def _ingest_cli(info: DatasetInfo) -> list[str]:
     groupbys = [a for g in info.spec.groupbys for a in ("--groupby", g)]
     widecube = str(Path(PYTHON).with_name("widecube"))
-    return [widecube, "ingest", str(info.path), "--dataset", info.spec.name, *groupbys]
+    return [widecube, "ingest", str(info.path), "--dataset", info.spec.name, *groupbys, "--timings"]
 
 
 def _ingest_steps(info: DatasetInfo) -> list[str]:
@@ -129,7 +129,8 @@ def _steps_figures(out: dict[str, Any]) -> dict[str, float]:
 
 
 TOOLS: dict[str, Tool] = {
-    "widecube": Tool("`widecube ingest`, both groupings, every view", _ingest_cli, storage=True),
+    "widecube": Tool("`widecube ingest --timings`, both groupings, every view", _ingest_cli,
+                     lambda out: dict(out["steps"]), storage=True),  # fmt: skip
     "widecube-steps": Tool(
         "the same ingest via the library, timed per step (`--steps`)",
         _ingest_steps,

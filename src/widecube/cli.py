@@ -7,7 +7,9 @@ into one line on stderr and exit code 1 (2 for usage errors). No logic lives her
 from __future__ import annotations
 
 import functools
+import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -94,16 +96,22 @@ def ingest(
         help="fill cells (genes) missing from --obs (--var) with 'unknown' instead of failing")] = False,
     max_unpacked: Annotated[int | None, typer.Option(
         help="bytes an archive may expand to; default 20 × its size, at most the free disk")] = None,
+    timings: Annotated[bool, typer.Option(
+        help="print the seconds spent in each step as a JSON line at the end")] = False,
 ) -> None:
     """Build, verify and publish a new version of a dataset from a matrix file."""
     from .pipeline import ingest as run_ingest
 
+    started = time.perf_counter()
+    steps: dict[str, float] = {}
     with _progress() as bar:
         tasks: dict[str, Any] = {}
 
         def report(step: str, done: float) -> None:
+            now = time.perf_counter()
             if step not in tasks:
                 tasks[step] = bar.add_task(step, total=1.0)
+            steps.setdefault(step, now)
             bar.update(tasks[step], completed=done)
 
         record = run_ingest(path, dataset=dataset, groupbys=groupby, layer=layer, format=format,
@@ -112,6 +120,10 @@ def ingest(
                             max_unpacked=max_unpacked)  # fmt: skip
     out.print(f"published {record.dataset} version {record.version} "
               f"({record.n_cells:,} cells × {record.n_genes:,} genes)")  # fmt: skip
+    if timings:  # each step lasts from its first report to the next step's first report
+        ends = [*list(steps.values())[1:], time.perf_counter()]
+        spent = {s: round(end - t, 3) for (s, t), end in zip(steps.items(), ends, strict=True)}
+        print(json.dumps({"steps": spent, "total_s": round(time.perf_counter() - started, 3)}))
 
 
 @app.command()
