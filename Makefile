@@ -9,7 +9,7 @@ DEMO_H5AD   := demo/pbmc.h5ad
 DEMO_CELLS  ?= 50000
 DEMO_GENES  ?= 20000
 
-.PHONY: install demo demo-data test bench lint clean
+.PHONY: install demo demo-data test bench bench-serve screenshots chromium wrk vendor lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,19 +25,47 @@ $(DEMO_H5AD): | $(STAMP)
 
 demo-data: $(DEMO_H5AD)
 
-# Build the demo dataset, ingest it (a new version each run), serve API + docs on :8000.
+# Build the demo dataset, ingest it (a new version each run), serve the UI (/), API and docs on :8000.
 demo: $(STAMP) $(DEMO_H5AD)
 	$(BIN)/widecube ingest $(DEMO_H5AD) --dataset pbmc --groupby cell_type --groupby donor --groupby cell_type,donor
 	$(BIN)/widecube serve --host 127.0.0.1 --port 8000
 
-test: $(STAMP)
+# Debian's Chromium for the browser tests (tests/test_web.py drives /usr/bin/chromium; Playwright
+# never downloads a browser). CI runs as root on a clean machine, so the install lives here.
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+# wrk (Debian's) for the serving benchmark.
+wrk:
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) wrk
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/serve.py
+
+# Only the serving benchmark (B100k: in-process, HTTP, wrk), recorded in benchmarks/RESULTS.md.
+bench-serve: $(STAMP) wrk
+	$(BIN)/python benchmarks/serve.py
+
+# A PNG of each UI view (dot plot, heatmap, embedding) into docs/, from a demo dataset.
+screenshots: $(STAMP) chromium
+	WIDECUBE_SCREENSHOTS=$(CURDIR)/docs $(BIN)/python -m pytest tests/test_web.py -k screenshots -q -p no:cacheprovider
+
+# Refresh the vendored Apache Arrow JS reader (committed; the UI needs no network at run time).
+ARROW_JS := 21.2.0
+vendor:
+	rm -rf build/arrow-js && mkdir -p build/arrow-js
+	cd build/arrow-js && npm pack --silent apache-arrow@$(ARROW_JS) && tar xzf apache-arrow-$(ARROW_JS).tgz
+	cp build/arrow-js/package/Arrow.es2015.min.js src/widecube/web/static/vendor/apache-arrow.min.js
+	cp build/arrow-js/package/LICENSE.txt src/widecube/web/static/vendor/apache-arrow.LICENSE.txt
+	cp build/arrow-js/package/NOTICE.txt src/widecube/web/static/vendor/apache-arrow.NOTICE.txt
+	rm -rf build/arrow-js
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) demo widecube-data benchmarks/out
+	rm -rf $(VENV) demo widecube-data benchmarks/out build

@@ -1,0 +1,118 @@
+"""Keeping a server process's read cache hot and small: warm live versions, evict retired ones.
+
+A background thread (one per server process) runs :meth:`Upkeep.run_once` every
+``interval`` seconds:
+
+1. It reads the live version of every dataset (one catalog query).
+2. It *warms* each live version it has not warmed yet: every summary grouping is decoded
+   into the memory-mapped cache now, so the first query after a publish is as fast as
+   the others.
+3. It *evicts* every version it holds open that is no longer live and that served no request
+   for ``grace`` seconds: the snapshot leaves the in-process map and its cache folder is
+   deleted. Pinned readers of a retired version keep it alive while they keep asking; one
+   that comes back later re-opens it. In-flight requests are safe either way (they hold the
+   snapshot and its memory maps).
+4. It *sweeps* cache folders of versions that are not live and untouched for ``grace``
+   seconds, whichever process (or earlier run) decoded them.
+
+The decision of what to evict is a pure function (:func:`stale_versions`), tested without a
+server.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from ..errors import WidecubeError
+from ..service import Widecube
+
+__all__ = ["Upkeep", "Usage", "stale_versions"]
+
+log = logging.getLogger("widecube.upkeep")
+
+
+class Usage:
+    """When each version last served a request in this process (monotonic seconds)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def touch(self, version: str) -> None:
+        self._last[version] = time.monotonic()  # one dict store: atomic under the GIL
+
+    def last(self) -> dict[str, float]:
+        return dict(self._last)
+
+    def forget(self, version: str) -> None:
+        self._last.pop(version, None)
+
+
+def stale_versions(opened: Iterable[str], live: Iterable[str], last_used: Mapping[str, float],
+                   *, now: float, grace: float) -> list[str]:  # fmt: skip
+    """Opened versions that are not live and served nothing for ``grace`` seconds.
+
+    >>> stale_versions(["a", "b", "c"], ["a"], {"b": 95.0, "c": 10.0}, now=100.0, grace=60)
+    ['c']
+    """
+    live = set(live)
+    return [v for v in opened if v not in live and now - last_used.get(v, -float("inf")) >= grace]
+
+
+@dataclass
+class Upkeep:
+    """The warm/evict/sweep loop of one server process."""
+
+    service: Widecube
+    usage: Usage
+    interval: float = 10.0
+    grace: float = 300.0
+    warm: bool = True
+    _warmed: set[str] = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def run_once(self) -> dict[str, list[str]]:
+        """One round; returns what it warmed, evicted and swept (for logs and tests)."""
+        live = self.service.live_versions()
+        warmed = []
+        if self.warm:
+            for version, dataset in live.items():
+                if version not in self._warmed:
+                    self.service.warm(dataset, version)
+                    self._warmed.add(version)
+                    warmed.append(version)
+        stale = stale_versions(self.service.opened_versions(), live, self.usage.last(),
+                               now=time.monotonic(), grace=self.grace)  # fmt: skip
+        for version in stale:
+            self.service.evict(version)
+            self.usage.forget(version)
+            self._warmed.discard(version)
+        swept = self.service.sweep_cache(keep=set(live) | set(self.service.opened_versions()),
+                                         older_than=self.grace)  # fmt: skip
+        if warmed or stale or swept:
+            log.info("upkeep: warmed %s, evicted %s, swept %s", warmed, stale, swept)
+        return {"warmed": warmed, "evicted": stale, "swept": swept}
+
+    def start(self) -> None:
+        """Run rounds in a daemon thread until :meth:`stop`."""
+        self._thread = threading.Thread(target=self._loop, name="widecube-upkeep", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except WidecubeError as exc:
+                log.warning("upkeep round failed: %s", exc)
+            except Exception:  # a bad round (catalog down, disk full) must not kill the loop
+                log.exception("upkeep round failed")
+            self._stop.wait(self.interval)

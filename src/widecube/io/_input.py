@@ -1,0 +1,228 @@
+"""One entry point for whatever a user has: :func:`open_input`.
+
+It unpacks an archive safely into the work folder and finds the one matrix in it, detects
+the format by content (or takes ``format=``), opens the reader (giving readers that spill
+their own folder in the work folder), joins ``--obs``/``--var`` metadata, and checks
+counts for negative values when a counts layer is declared (``layer="counts"`` or
+``counts=True``). Errors about files inside an archive name them as ``archive:member``.
+
+    >>> with open_input("upload.zip", workdir=Path("work/v1"), obs="cells.csv") as src:
+    ...     src.obs().columns                                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError, InputNotFound, InvalidValue, UnreadableInput
+from ._archive import ArchiveLimits, archive_kind, unpack
+from ._base import Block, MatrixSource
+from ._metadata import join_metadata, read_table
+from ._registry import ReaderSpec, readers
+from ._sniff import HDF5_MAGIC, raw_head
+from ._workdir import Scratch, scratch_folder
+
+__all__ = ["InputSource", "open_input"]
+
+_LISTED = 20
+
+
+def _recognise(path: Path, specs: list[ReaderSpec]) -> str | None:
+    return next((s.name for s in specs if s.sniff(path)), None)
+
+
+def _listing(root: Path) -> str:
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    shown = ", ".join(files[:_LISTED]) + (f", … ({len(files)} files)" if len(files) > _LISTED else "")
+    return shown or "nothing"
+
+
+def _find_matrix(root: Path, archive: Path, specs: list[ReaderSpec], forced: bool) -> Path:
+    """The one matrix (file or MTX folder) under ``root``; refuses none or several.
+
+    With a forced format and nothing it recognises, an archive of exactly one file gives
+    that file (the user named its format).
+    """
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        if _recognise(here, specs):
+            found.append(here)
+            dirs.clear()
+            continue
+        dirs.sort()
+        found += [here / f for f in sorted(files) if _recognise(here / f, specs)]
+    every = [p for p in root.rglob("*") if p.is_file()]
+    if not found and forced and len(every) == 1:
+        return every[0]
+    tried = ", ".join(s.name for s in specs)
+    if not found:
+        raise UnreadableInput(f"{archive}: holds no matrix in a known format (formats tried: "
+                              f"{tried}); it holds: {_listing(root)}")  # fmt: skip
+    if len(found) > 1:
+        names = ", ".join(str(p.relative_to(root)) or "." for p in found)
+        raise UnreadableInput(f"{archive}: holds {len(found)} matrices ({names}); an input must hold "
+                              f"one (it holds: {_listing(root)})")  # fmt: skip
+    return found[0]
+
+
+def _open_reader(spec: ReaderSpec, path: Path, layer: str | None, workdir: Path | None) -> MatrixSource:
+    """Open with ``spec``, handing a work folder to readers whose opener takes one."""
+    if "workdir" in inspect.signature(spec.open).parameters:
+        return spec.open(path, layer=layer, workdir=workdir)
+    return spec.open(path, layer=layer)
+
+
+class InputSource(MatrixSource):
+    """A reader's source with metadata joined, counts checked and archive paths relabelled."""
+
+    def __init__(self, inner: MatrixSource, path: Path, *, obs: pd.DataFrame, var: pd.DataFrame,
+                 counts: bool, relabel: tuple[str, str] | None, scratch: Scratch | None) -> None:  # fmt: skip
+        super().__init__(path)
+        self.inner, self.format = inner, inner.format
+        self._obs, self._var, self._counts = obs, var, counts
+        self._relabel, self._scratch = relabel, scratch
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.inner.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.inner.dtype
+
+    @property
+    def nnz_hint(self) -> int | None:
+        return self.inner.nnz_hint
+
+    def obs(self) -> pd.DataFrame:
+        return self._obs.copy()
+
+    def var(self) -> pd.DataFrame:
+        return self._var.copy()
+
+    def obsm(self) -> dict[str, np.ndarray]:
+        return self.inner.obsm()
+
+    def iter_blocks(self, *, block_nnz: int, columns: tuple[int, int] | None = None) -> Iterator[Block]:
+        try:
+            for block in self.inner.iter_blocks(block_nnz=block_nnz, columns=columns):
+                if self._counts:
+                    self._check_counts(block)
+                yield block
+        except InputError as exc:
+            raise _relabelled(exc, self._relabel) from None
+
+    def _check_counts(self, block: Block) -> None:
+        data = block.matrix.data
+        negative = data < 0
+        if not negative.any():
+            return
+        k = int(np.argmax(negative))
+        row = int(np.searchsorted(block.matrix.indptr, k, side="right")) - 1 + block.row_start
+        col = int(block.matrix.indices[k]) + block.col_start
+        raise InvalidValue(
+            f"{self.path}: negative value {data[k]:g} found at row {row} (cell {self._obs.index[row]!r}), "
+            f"column {col} (gene {self._var.index[col]!r}) in a counts matrix"
+        )
+
+    def close(self) -> None:
+        try:
+            self.inner.close()
+        finally:
+            if self._scratch is not None:
+                self._scratch.cleanup()
+
+
+def _relabelled(exc: InputError, relabel: tuple[str, str] | None) -> InputError:
+    """``exc`` with the unpack folder in its message replaced by ``archive:``."""
+    if relabel is not None and exc.args:
+        root, archive = relabel
+        text = str(exc.args[0]).replace(f"{root}/", f"{archive}:").replace(root, archive)
+        exc.args = (text, *exc.args[1:])
+    return exc
+
+
+def open_input(
+    path: str | Path,
+    *,
+    workdir: Path | None = None,
+    format: str | None = None,
+    layer: str | None = None,
+    obs: str | Path | None = None,
+    var: str | Path | None = None,
+    allow_missing_metadata: bool = False,
+    max_categories: int = 10_000,
+    counts: bool = False,
+    archive_limits: ArchiveLimits | None = None,
+) -> InputSource:
+    """Open any supported input (file, MTX folder or archive) as one :class:`MatrixSource`.
+
+    ``workdir`` receives unpacked archives and spilled text matrices (a temporary folder
+    when None; removed on ``close()`` either way). ``format`` names a reader and skips
+    detection. ``layer="counts"``, or ``counts=True``, declares that the matrix holds counts:
+    a negative value is then an error. Bad input raises :class:`~widecube.errors.InputError`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputNotFound(f"{path}: no such file or folder")
+    specs = readers()
+    if format is not None:
+        specs = [s for s in specs if s.name == format]
+        if not specs:
+            raise UnreadableInput(f"{path}: unknown format {format!r}; known formats: "
+                                  f"{', '.join(s.name for s in readers())}")  # fmt: skip
+    scratch: Scratch | None = None
+    relabel: tuple[str, str] | None = None
+    try:
+        target = path
+        if archive_kind(path) is not None and not (format is not None and specs[0].sniff(path)):
+            scratch = scratch_folder(workdir, "input")
+            root = unpack(path, scratch / "unpacked", archive_limits)
+            relabel = (str(root), str(path))
+            target = _find_matrix(root, path, specs, forced=format is not None)
+        inner = _open_spec(target, specs, forced=format is not None, layer=layer, workdir=workdir)
+        try:
+            obs_frame = _joined(inner.obs(), obs, "cell", allow_missing_metadata, max_categories)
+            var_frame = _joined(inner.var(), var, "gene", allow_missing_metadata, max_categories)
+        except BaseException:
+            inner.close()
+            raise
+    except BaseException as exc:
+        if scratch is not None:
+            scratch.cleanup()
+        if isinstance(exc, InputError):
+            _relabelled(exc, relabel)
+        raise
+    return InputSource(inner, path, obs=obs_frame, var=var_frame, counts=counts or layer == "counts",
+                       relabel=relabel, scratch=scratch)  # fmt: skip
+
+
+def _joined(base: pd.DataFrame, file: str | Path | None, what: str, allow_missing: bool,
+            max_categories: int) -> pd.DataFrame:  # fmt: skip
+    """``base`` with the metadata file joined on id (``base`` itself when there is none)."""
+    if file is None:
+        return base
+    return join_metadata(base, read_table(Path(file)), file=Path(file), what=what,
+                         allow_missing=allow_missing, max_categories=max_categories)  # fmt: skip
+
+
+def _open_spec(target: Path, specs: list[ReaderSpec], *, forced: bool, layer: str | None,
+               workdir: Path | None) -> MatrixSource:  # fmt: skip
+    """Open ``target`` with the reader that recognises it, or with the one the user named."""
+    if forced:
+        return _open_reader(specs[0], target, layer, workdir)
+    name = _recognise(target, specs)
+    if name is None and raw_head(target, 8) == HDF5_MAGIC:
+        raise UnreadableInput(f"{target}: an HDF5 file that cannot be read as a matrix: truncated, "
+                              "corrupt, or not h5ad, 10x or Loom")  # fmt: skip
+    if name is None:
+        tried = ", ".join(s.name for s in specs)
+        raise UnreadableInput(f"{target}: not a recognised matrix file (formats tried: {tried})")
+    return _open_reader(next(s for s in specs if s.name == name), target, layer, workdir)

@@ -1,0 +1,155 @@
+"""The 10x Genomics HDF5 reader (``filtered_feature_bc_matrix.h5``, v3; v2 too).
+
+Cell Ranger stores the genes × cells matrix column-compressed: ``indptr`` runs over cells,
+so it *is* a CSR of cells × genes and row blocks stream straight from the file, a slab of
+``indptr``/``indices``/``data`` at a time. v3 keeps the matrix in group ``matrix`` with
+``features/{id,name,feature_type,genome}``; v2 has one group per genome with ``genes`` and
+``gene_names`` (pick a genome with ``--layer GENOME`` when there are several). var is
+indexed by gene symbol (made unique when symbols repeat), with ``gene_ids`` and
+``feature_types`` kept; obs by barcode.
+
+    >>> with TenxH5Source(Path("filtered_feature_bc_matrix.h5")) as src: ...  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError, UnreadableInput
+from ._base import Block, MatrixSource
+from ._checks import check_shape, check_unique, unique_gene_names
+from ._compressed import iter_row_slabs
+from ._registry import ReaderSpec, register_reader
+from ._sniff import hdf5_keys
+
+__all__ = ["TenxH5Source"]
+
+_MATRIX = {"barcodes", "data", "indices", "indptr", "shape"}
+
+
+def _groups(f: h5py.File) -> tuple[str, list[str]]:
+    """("v3", ["matrix"]) or ("v2", [genome, ...]) or ("", []) for anything else."""
+    g = f.get("matrix")
+    if isinstance(g, h5py.Group) and _MATRIX | {"features"} <= set(g.keys()):
+        return "v3", ["matrix"]
+    genomes = [k for k, g in f.items() if isinstance(g, h5py.Group) and _MATRIX | {"genes"} <= set(g.keys())]
+    return ("v2", genomes) if genomes else ("", [])
+
+
+def _sniff(path: Path) -> bool:
+    keys = hdf5_keys(path)
+    if not keys or {"obs", "var"} <= keys:
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            return bool(_groups(f)[0])
+    except (OSError, ValueError):
+        return False
+
+
+def _strings(ds: Any) -> np.ndarray:
+    return np.asarray(ds.asstr()[...], dtype=object)
+
+
+class TenxH5Source(MatrixSource):
+    """An opened 10x HDF5 matrix (v3, or one genome of a v2 file)."""
+
+    format = "10x-h5"
+
+    def __init__(self, path: Path, *, layer: str | None = None) -> None:
+        super().__init__(path)
+        try:
+            self._file = h5py.File(path, "r")
+        except OSError as exc:
+            raise UnreadableInput(f"{path}: not a readable HDF5 file ({exc})") from exc
+        try:
+            self._open(layer)
+        except InputError:
+            self._file.close()
+            raise
+        except (OSError, KeyError, ValueError) as exc:
+            self._file.close()
+            raise UnreadableInput(f"{path}: not a readable 10x matrix ({exc})") from exc
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _open(self, layer: str | None) -> None:
+        version, groups = _groups(self._file)
+        if not version:
+            raise UnreadableInput(f"{self.path}: no 10x matrix group (expected 'matrix' with "
+                                  "barcodes, data, indices, indptr, shape, features)")  # fmt: skip
+        if version == "v2" and layer not in (None, "counts"):
+            if layer not in groups:
+                raise UnreadableInput(f"{self.path}: no genome {layer!r} (genomes: {', '.join(groups)})")
+            groups = [layer]
+        elif layer not in (None, "counts"):
+            raise UnreadableInput(f"{self.path}: a 10x matrix has no layers (asked for {layer!r})")
+        if len(groups) > 1:
+            raise UnreadableInput(f"{self.path}: several genomes ({', '.join(groups)}); "
+                                  "pick one with --layer")  # fmt: skip
+        g = self._group = self._file[groups[0]]
+        n_genes, n_cells = (int(v) for v in g["shape"][:2])
+        if g["indptr"].shape[0] != n_cells + 1:
+            raise UnreadableInput(f"{self.path}: corrupt matrix: indptr has {g['indptr'].shape[0]} "
+                                  f"entries for {n_cells} cells")  # fmt: skip
+        self._shape = (n_cells, n_genes)
+        barcodes = pd.Index(_strings(g["barcodes"]), dtype=object)
+        if version == "v3":
+            feats = g["features"]
+            ids, symbols = _strings(feats["id"]), _strings(feats["name"])
+            types = _strings(feats["feature_type"]) if "feature_type" in feats else "Gene Expression"
+        else:
+            ids, symbols = _strings(g["genes"]), _strings(g.get("gene_names", g["genes"]))
+            types = "Gene Expression"
+        if len(barcodes) != n_cells or len(ids) != n_genes or len(symbols) != n_genes:
+            raise UnreadableInput(f"{self.path}: matrix is {n_genes} × {n_cells} but it names "
+                                  f"{len(ids)} features and {len(barcodes)} barcodes")  # fmt: skip
+        check_shape(self.path, n_cells, n_genes)
+        check_unique(barcodes, where=self.path, what="barcode", place=lambda i: f"barcodes[{i}]")
+        names = unique_gene_names(pd.Index(symbols, dtype=object), pd.Index(ids, dtype=object),
+                                  where=self.path, place=lambda i: f"features/name[{i}]")  # fmt: skip
+        self._obs = pd.DataFrame(index=barcodes)
+        self._var = pd.DataFrame({"gene_ids": ids, "feature_types": types}, index=names)
+        if version == "v3" and "genome" in g["features"]:
+            self._var["genome"] = _strings(g["features"]["genome"])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self._group["data"].dtype)
+
+    @property
+    def nnz_hint(self) -> int | None:
+        return int(self._group["indptr"][-1])
+
+    def obs(self) -> pd.DataFrame:
+        return self._obs.copy()
+
+    def var(self) -> pd.DataFrame:
+        return self._var.copy()
+
+    def iter_blocks(self, *, block_nnz: int, columns: tuple[int, int] | None = None) -> Iterator[Block]:
+        g = self._group
+        try:
+            yield from iter_row_slabs(g["indptr"], g["indices"], g["data"], n_rows=self._shape[0],
+                                      n_cols=self._shape[1], block_nnz=block_nnz,
+                                      where=self.path)  # fmt: skip
+        except OSError as exc:
+            raise UnreadableInput(f"{self.path}: read failed, file truncated or corrupt ({exc})") from exc
+
+    def close(self) -> None:
+        if self._file.id.valid:
+            self._file.close()
+
+
+register_reader(ReaderSpec("10x-h5", _sniff, TenxH5Source))

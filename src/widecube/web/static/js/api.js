@@ -1,0 +1,94 @@
+// The REST API as functions. Every call after the dataset is resolved pins its version, so
+// responses are immutable and the browser's HTTP cache answers repeats (see the server's
+// Cache-Control). Failures become ApiError carrying the server's `detail` message.
+
+const BASE = "api/v1";
+const ARROW = "application/vnd.apache.arrow.stream";
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+  }
+}
+
+async function fail(response) {
+  let detail = `${response.status} ${response.statusText}`;
+  try {
+    const body = await response.json();
+    if (body && body.detail) detail = String(body.detail);
+  } catch {
+    // not JSON: keep the status line
+  }
+  return new ApiError(response.status, detail);
+}
+
+async function request(path, { params = {}, body = null, accept = "application/json" } = {}) {
+  const query = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value === null || value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) query.append(key, v);
+  }
+  const url = `${BASE}${path}${query.size ? `?${query}` : ""}`;
+  const init = { headers: { Accept: accept } };
+  if (body !== null) {
+    init.method = "POST";
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch (err) {
+    throw new ApiError(0, `cannot reach the server (${err.message})`);
+  }
+  if (!response.ok) throw await fail(response);
+  return accept === ARROW ? response.arrayBuffer() : response.json();
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  datasets: () => request("/datasets"),
+  dataset: (name, version) => request(`/datasets/${enc(name)}`, { params: { version } }),
+  versions: (name) => request(`/datasets/${enc(name)}/versions`),
+  genes: (name, version, prefix, limit = 12) =>
+    request(`/datasets/${enc(name)}/genes`, { params: { prefix, limit, version } }),
+  features: () => request("/features"),
+  summary: (name, version, genes, groupby, stats, layer = null) =>
+    request(`/datasets/${enc(name)}/summary`, { params: { genes, groupby, stats, layer, version } }),
+  /** Exact re-aggregation over any filter (needs the gene-major view on the server). */
+  aggregate: (name, version, body) => request(`/datasets/${enc(name)}/aggregate`, { body: { ...body, version } }),
+  embeddings: (name, version) => request(`/datasets/${enc(name)}/embedding`, { params: { version } }),
+  embedding: async (name, version, key, color) => {
+    const buffer = await request(`/datasets/${enc(name)}/embedding/${enc(key)}`, {
+      params: { color, version }, accept: ARROW,
+    });
+    return decodeEmbedding(buffer);
+  },
+};
+
+/** An embedding's Arrow IPC stream as typed arrays: {n, x, y, color: {kind, …} | null}. */
+export function decodeEmbedding(buffer) {
+  const table = window.Arrow.tableFromIPC(new Uint8Array(buffer));
+  const meta = table.schema.metadata;
+  const column = (name) => table.getChild(name)?.toArray() ?? null;
+  const out = { n: table.numRows, x: column("x"), y: column("y"), color: null };
+  const colorColumn = table.getChild("color");
+  if (colorColumn) {
+    const kind = meta.get("color_kind");
+    out.color = { name: meta.get("color"), kind };
+    if (kind === "category") {
+      const data = colorColumn.data[0];
+      const codes = Int32Array.from(data.values);
+      if (data.nullCount > 0) {
+        for (let i = 0; i < codes.length; i++) if (!colorColumn.isValid(i)) codes[i] = -1;
+      }
+      out.color.codes = codes;
+      out.color.categories = data.dictionary.toArray().map(String);
+    } else {
+      out.color.values = colorColumn.toArray();
+    }
+  }
+  return out;
+}

@@ -1,0 +1,55 @@
+// The filter panel: one group of checkboxes per categorical obs column ("keep cells whose
+// column is one of the checked categories"). Columns whose filter cannot be answered for the
+// current grouping (see query.js) are shown disabled, with the reason.
+
+import { el, replace } from "./dom.js";
+import { canFilter, hasAggregate, plan } from "./query.js";
+
+const MAX_SHOWN = 300;
+
+/** Describe how the current filters are answered, for the note under the panel. */
+export function filterNote(detail, state) {
+  const p = plan(detail, state.groupby, state.filters);
+  if (!Object.keys(p.active).length) return "No filter: every cell counts.";
+  if (p.mode === "groups") return "Filters on the grouping's own columns keep or drop whole groups (exact).";
+  if (p.mode === "combination") return `Re-aggregated exactly in the browser from the precomputed “${p.key}” grouping.`;
+  if (p.mode === "aggregate") return "Re-aggregated exactly on the server (/aggregate).";
+  return `Filtering on ${p.columns.join(", ")} needs the server's /aggregate endpoint.`;
+}
+
+/**
+ * Draw the panel into `container`; `onChange(column, kept)` gets the kept categories
+ * (null when every category is kept again, i.e. no filter on that column).
+ */
+export function renderFilters(container, detail, state, onChange) {
+  const columns = Object.keys(detail.obs);
+  if (!columns.length) return replace(container, el("p", { class: "empty" }, "No categorical obs columns to filter on."));
+  const blocks = columns.map((column) => {
+    const { categories, counts } = detail.obs[column];
+    const kept = state.filters[column] ?? categories;
+    const supported = canFilter(detail, state.groupby, column);
+    const id = `filter-${column.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+    const set = (values) => onChange(column, values.length === categories.length ? null : values);
+    const hidden = kept.filter((c) => categories.indexOf(c) >= MAX_SHOWN); // kept, beyond the shown boxes
+    const boxes = categories.slice(0, MAX_SHOWN).map((cat, i) => el("label", { class: "check" },
+      el("input", { type: "checkbox", value: cat, checked: kept.includes(cat), disabled: !supported,
+        "data-column": column, onchange: () => set([...checkedValues(group), ...hidden]) }),
+      ` ${cat} `, el("span", { class: "count" }, counts[i].toLocaleString())));
+    const group = el("div", { role: "group", "aria-labelledby": `${id}-label`, id, class: "checks" }, ...boxes);
+    return el("details", { class: "filter", open: column in state.filters },
+      el("summary", { id: `${id}-label` }, `${column} `,
+        el("span", { class: "count" }, `${kept.length} of ${categories.length}`)),
+      supported ? null : el("p", { class: "note" }, hasAggregate(detail)
+        ? "Not available." : "Needs the /aggregate endpoint (gene-major view) for this grouping."),
+      el("div", { class: "filter-actions" },
+        el("button", { type: "button", disabled: !supported, onclick: () => set(categories.slice()) }, "all"),
+        el("button", { type: "button", disabled: !supported, onclick: () => set([]) }, "none")),
+      group,
+      categories.length > MAX_SHOWN ? el("p", { class: "note" }, `first ${MAX_SHOWN} of ${categories.length} shown`) : null);
+  });
+  replace(container, ...blocks);
+}
+
+function checkedValues(group) {
+  return [...group.querySelectorAll("input:checked")].map((box) => box.value);
+}
