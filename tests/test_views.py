@@ -200,3 +200,17 @@ def test_tiny_memory_budget_forces_many_buckets_and_splits(make_h5ad: MakeH5ad, 
         np.testing.assert_allclose(got["values"]["q90"][i], np.quantile(x[cells], 0.9, axis=0), rtol=1e-6)
     gm = ad.read_zarr(tight.storage / str(record.path) / "views" / "matrix.zarr")
     np.testing.assert_array_equal(gm.X.toarray(), x.astype(np.float32))
+
+
+def test_gene_values_from_the_gene_major_view(make_h5ad: MakeH5ad, settings: Settings) -> None:
+    adata = small_adata(seed=10)
+    ingest(make_h5ad(adata, layout="dense"), dataset="v", groupbys=["donor"], settings=settings)
+    x = np.asarray(adata.X, dtype=np.float64)
+    wc = Widecube(settings)
+    for gene in ("Gene0", "Gene7", "Gene59"):
+        j = int(gene[4:])
+        _, raw = wc.gene_values("v", gene, layer="raw")
+        np.testing.assert_array_equal(raw, x[:, j].astype(np.float32))
+        _, norm = wc.gene_values("v", gene)
+        np.testing.assert_allclose(norm, normalized(x)[:, j], rtol=1e-6, atol=1e-7)
+    wc.close()
