@@ -92,10 +92,11 @@ def test_embedding_listing_and_errors(client: TestClient) -> None:
     assert listing["embeddings"] == {"X_pca": {"shape": [240, 5]}, "X_umap": {"shape": [240, 2]}}
     colors = {"cell_type": "category", "donor": "category", "score": "numeric", "total_counts": "numeric"}
     assert colors.items() <= listing["colors"].items()
-    assert listing["gene_colors"] is False
+    assert listing["gene_colors"] is True
+    by_gene = client.get("/api/v1/datasets/pbmc/embedding/X_umap", params={"color": "Gene3"}).json()
+    assert by_gene["color"]["kind"] == "gene" and len(by_gene["color"]["values"]) == 240
     for params, status, message in [
         ({"color": "tissue"}, 422, "no obs column or gene 'tissue'"),
-        ({"color": "Gene3"}, 422, "needs the gene-major view"),
         ({"version": "0" * 32}, 404, "0" * 32),
     ]:
         r = client.get("/api/v1/datasets/pbmc/embedding/X_umap", params=params)
