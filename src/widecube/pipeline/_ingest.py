@@ -142,7 +142,7 @@ def _build(
         for key in keys:
             ctx.grouping(key)  # a bad --groupby fails before the long pass
         spill = spill_by_gene(source, obs_names=obs.index, var_names=var.index, workdir=work,
-                              block_nnz=settings.block_nnz, slab_bytes=settings.memory // 12,
+                              block_nnz=settings.block_nnz, slab_bytes=settings.memory // 16,
                               progress=_accumulate("read", progress))  # fmt: skip
         out: SnapshotWriter | None = None
         try:

@@ -25,7 +25,7 @@ from ._manifest import FORMAT, FORMAT_VERSION, MANIFEST, checksum_files
 
 __all__ = ["SnapshotWriter"]
 
-_IN_FLIGHT_BYTES = 192 * 1024**2  # values waiting to be compressed and written
+_IN_FLIGHT_BYTES = 128 * 1024**2  # values waiting to be compressed and written
 
 
 class SnapshotWriter:
