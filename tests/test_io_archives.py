@@ -181,3 +181,16 @@ def test_too_many_members(tmp_path: Path) -> None:
     many = zip_of(tmp_path / "many.zip", {f"f{i}.txt": b"" for i in range(12)})
     with pytest.raises(UnsafeArchive, match=r"many\.zip: 12 members, more than the 10 allowed"):
         open_input(many, archive_limits=ArchiveLimits(max_members=10))
+
+
+def test_a_folder_holding_one_matrix(tmp_path: Path) -> None:
+    """A plain folder (a watched drop with a marker and notes) is searched like an archive."""
+    drop = tmp_path / "drop"
+    (drop / "run1").mkdir(parents=True)
+    write_csv(drop / "run1" / "counts.csv", X, CELLS, GENES)
+    (drop / "_SUCCESS").write_text("")
+    (drop / "notes.txt").write_text("lab notes")
+    assert streamed(drop, tmp_path / "work")[0] == "csv"
+    write_h5ad(ADATA, drop / "again.h5ad")
+    with pytest.raises(UnreadableInput, match=r"drop: holds 2 matrices \(again\.h5ad, run1/counts\.csv\)"):
+        open_input(drop)

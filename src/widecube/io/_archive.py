@@ -31,7 +31,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import Protocol
 
 from ..errors import UnreadableInput, UnsafeArchive
 from ._sniff import GZIP_MAGIC, HDF5_MAGIC, PARQUET_MAGIC, head, raw_head
@@ -117,7 +117,11 @@ def _target(dest: Path, rel: PurePosixPath, archive: Path, name: str) -> Path:
     return target
 
 
-def _copy(src: IO[bytes], target: Path, budget: _Budget, name: str, declared: int) -> None:
+class _Readable(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+
+def _copy(src: _Readable, target: Path, budget: _Budget, name: str, declared: int) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         out = target.open("xb")

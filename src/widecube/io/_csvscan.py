@@ -44,7 +44,7 @@ def _special(buf: np.ndarray, p: int, n: int) -> tuple[float, int]:
     return 0.0, -1
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _ends(buf: np.ndarray, p: int, n: int, delim: int) -> bool:
     return p >= n or buf[p] == delim or buf[p] == 10 or buf[p] == 13
 
@@ -165,15 +165,26 @@ def scan_lines(
         while p < n and buf[p] == delim:
             if col >= n_cols:
                 return row, nnz, RAGGED, col + 1, p
-            value, end, code = _number(buf, p + 1, n, delim, pow10)
-            if code != OK:
-                return row, nnz, code, col, p + 1
-            if value != 0:
-                indices[nnz] = col
-                data[nnz] = value
-                nnz += 1
+            p += 1
+            start = p
+            mant = 0
+            while p < n and 48 <= buf[p] <= 57 and p - start < 18:
+                mant = mant * 10 + (buf[p] - 48)
+                p += 1
+            if p > start and (p >= n or buf[p] == delim or buf[p] == 10 or buf[p] == 13):
+                if mant != 0:  # the fast path: a plain non-negative integer
+                    indices[nnz] = col
+                    data[nnz] = mant
+                    nnz += 1
+            else:
+                value, p, code = _number(buf, start, n, delim, pow10)
+                if code != OK:
+                    return row, nnz, code, col, start
+                if value != 0:
+                    indices[nnz] = col
+                    data[nnz] = value
+                    nnz += 1
             col += 1
-            p = end
         if p < n and buf[p] == 13:
             p += 1
         if p < n and buf[p] != 10:

@@ -1,6 +1,7 @@
 """One entry point for whatever a user has: :func:`open_input`.
 
-It unpacks an archive safely into the work folder and finds the one matrix in it, detects
+It unpacks an archive safely into the work folder and finds the one matrix in it (or in a
+plain folder that is not itself an MTX folder), detects
 the format by content (or takes ``format=``), opens the reader (giving readers that spill
 their own folder in the work folder), joins ``--obs``/``--var`` metadata, and checks
 counts for negative values when a counts layer is declared (``layer="counts"`` or
@@ -162,7 +163,7 @@ def open_input(
     counts: bool = False,
     archive_limits: ArchiveLimits | None = None,
 ) -> InputSource:
-    """Open any supported input (file, MTX folder or archive) as one :class:`MatrixSource`.
+    """Open any supported input (file, MTX folder, folder or archive holding one) as one source.
 
     ``workdir`` receives unpacked archives and spilled text matrices (a temporary folder
     when None; removed on ``close()`` either way). ``format`` names a reader and skips
@@ -187,6 +188,8 @@ def open_input(
             root = unpack(path, scratch / "unpacked", archive_limits)
             relabel = (str(root), str(path))
             target = _find_matrix(root, path, specs, forced=format is not None)
+        elif path.is_dir() and _recognise(path, specs) is None:
+            target = _find_matrix(path, path, specs, forced=format is not None)  # e.g. a watched drop
         inner = _open_spec(target, specs, forced=format is not None, layer=layer, workdir=workdir)
         try:
             obs_frame = _joined(inner.obs(), obs, "cell", allow_missing_metadata, max_categories)

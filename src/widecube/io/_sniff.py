@@ -11,9 +11,9 @@ HDF5 and which top-level keys it has.
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from pathlib import Path
-from typing import IO
 
 import h5py
 import pyarrow as pa
@@ -52,7 +52,7 @@ def raw_head(path: Path, n: int) -> bytes:
         return b""
 
 
-def open_binary(path: Path) -> IO[bytes]:
+def open_binary(path: Path) -> io.BufferedIOBase:
     """A binary file object over the (decompressed, when gzip) content of ``path``."""
     return gzip.open(path, "rb") if is_gzip(path) else path.open("rb")
 

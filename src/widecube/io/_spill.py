@@ -41,7 +41,7 @@ class _FileArray:
     def __getitem__(self, key: slice) -> np.ndarray:
         start, stop = int(key.start or 0), int(key.stop)
         out = np.empty(max(0, stop - start), dtype=self.dtype)
-        view = memoryview(out).cast("B")
+        view = out.data.cast("B")
         with self.path.open("rb", buffering=0) as fh:
             fh.seek(start * self.dtype.itemsize)
             done = 0

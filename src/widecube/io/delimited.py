@@ -77,7 +77,7 @@ def _sniff_cached(name: str, _size: int, _mtime: int) -> str | None:
 
 
 def _number(field: str) -> bool:
-    """True for a field pyarrow would read as a number (or an empty field, refused later)."""
+    """True for a numeric field (or an empty one: a null, refused at open with its place)."""
     try:
         float(field or "0")
     except ValueError:

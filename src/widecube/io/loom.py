@@ -121,7 +121,7 @@ class LoomSource(MatrixSource):
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(self._ds.dtype)
+        return np.dtype(str(self._ds.dtype))
 
     def obs(self) -> pd.DataFrame:
         return self._obs.copy()

@@ -38,6 +38,7 @@ from ._workdir import scratch_folder
 __all__ = ["MtxSource"]
 
 _MATRIX = re.compile(r"^(.*)matrix\.mtx(\.gz)?$")
+_BLOCK_BYTES = 16 << 20
 _FIELDS = {"integer": (pa.int32(), np.int32), "real": (pa.float64(), np.float64),
            "double": (pa.float64(), np.float64), "pattern": (None, np.int32)}  # fmt: skip
 
@@ -183,19 +184,19 @@ class MtxSource(MatrixSource):
         """(first line, cell, gene, value) per batch, every index and value checked."""
         pa_type = _FIELDS[self._field][0]
         names = ["i", "j"] + (["v"] if pa_type is not None else [])
-        types = {"i": pa.int64(), "j": pa.int64(), **({"v": pa_type} if pa_type is not None else {})}
+        types = {"i": pa.int32(), "j": pa.int32(), **({"v": pa_type} if pa_type is not None else {})}
         where, line, seen = self._layout.matrix, self._header_lines + 1, 0
         n_cells, n_genes = len(self._obs), len(self._var)
         labels = ["row index", "column index", "value"]
         for batch in stream_batches(where, names=names, types=types, delimiter=" ",
-                                    skip_rows=self._header_lines,
+                                    skip_rows=self._header_lines, block_size=_BLOCK_BYTES,
                                     column_label=lambda c: labels[c]):  # fmt: skip
             i, j = batch.column(0).to_numpy() - 1, batch.column(1).to_numpy() - 1
             cells, genes = (j, i) if self._cell_column == 1 else (i, j)
             values = batch.column(2).to_numpy() if len(names) == 3 else np.ones(len(i), np.int32)
-            bad = (cells < 0) | (cells >= n_cells) | (genes < 0) | (genes >= n_genes)
-            if bad.any():
-                k = int(np.argmax(bad))
+            if len(i) and (min(cells.min(), genes.min()) < 0 or cells.max() >= n_cells
+                           or genes.max() >= n_genes):  # fmt: skip
+                k = int(np.argmax((cells < 0) | (cells >= n_cells) | (genes < 0) | (genes >= n_genes)))
                 raise UnreadableInput(f"{where}: line {line + k}: index ({i[k] + 1}, {j[k] + 1}) is "
                                       f"outside the {n_genes if self._cell_column else n_cells} × "
                                       f"{n_cells if self._cell_column else n_genes} matrix")  # fmt: skip
@@ -222,7 +223,7 @@ class MtxSource(MatrixSource):
             for _line, cells, genes, values in self._entries():
                 if len(cells) == 0:
                     continue
-                if cells[0] < last or (np.diff(cells) < 0).any():
+                if cells[0] < last or (cells[1:] < cells[:-1]).any():
                     raise _Unsorted
                 lo, hi = int(cells[0]), int(cells[-1])
                 counts[lo : hi + 1] += np.bincount(cells - lo, minlength=hi - lo + 1)

@@ -36,7 +36,7 @@ def _sniff(path: Path) -> bool:
 
 
 def _numeric(t: pa.DataType) -> bool:
-    return pa.types.is_integer(t) or pa.types.is_floating(t)
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t))
 
 
 class ParquetSource(MatrixSource):
