@@ -241,3 +241,16 @@ def test_cli_prints_one_line_without_traceback(tmp_path: Path, settings: Setting
     assert run.stderr.strip().splitlines() == [
         f"error: {bad}: non-numeric value 'x' at line 3, field 3 (cell 'c2', gene 'Gene1')"
     ]
+
+
+def test_blank_lines_are_skipped_and_lines_still_counted(tmp_path: Path) -> None:
+    body = HEADER + "c1,1,2,3\n\r\n\nc2,4,5,6\nc3,7,x,9\n\n\n"
+    path = text(tmp_path, "blank.csv", body)
+    with pytest.raises(InvalidValue, match=r"non-numeric value 'x' at line 6, field 3 \(cell 'c3'"):
+        open_input(path)
+    path = text(tmp_path, "trailing.csv", HEADER + "c1,1,2,3\n\nc2,4,nan,6\n\n")
+    nan_at = r"NaN found at row 1 \(cell 'c2'\), column 1 .* \(line 4, field 3\)"
+    with pytest.raises(InvalidValue, match=nan_at):
+        open_input(path)
+    with open_input(text(tmp_path, "ok.csv", HEADER + "c1,1,2,3\nc2,4,5,6\n\n\n")) as src:
+        assert src.shape == (2, 3)

@@ -125,25 +125,34 @@ def scan_lines(
     data: np.ndarray,
     id_bytes: np.ndarray,
     id_offsets: np.ndarray,
-) -> tuple[int, int, int, int, int]:
+    row_lines: np.ndarray,
+) -> tuple[int, int, int, int, int, int]:
     """Scan the complete lines in ``buf`` into CSR rows (zeros skipped) and id strings.
 
-    ``indptr``/``id_offsets`` need one slot per line plus one, ``indices``/``data`` one per
-    field, ``id_bytes`` ``len(buf)``. Returns ``(rows, nnz, code, column, byte_offset)``;
-    on an error ``rows`` is the row at fault (0-based within ``buf``).
+    ``indptr``/``id_offsets``/``row_lines`` need one slot per line plus one,
+    ``indices``/``data`` one per field, ``id_bytes`` ``len(buf)``. Blank lines are skipped;
+    ``row_lines[r]`` is the 0-based line of row ``r`` within ``buf``. Returns ``(rows, nnz,
+    lines, code, column, byte_offset)``; on an error ``rows`` is the row at fault and
+    ``lines`` its line.
     """
     n = len(buf)
     p = 0
     row = 0
+    line = 0
     nnz = 0
     ib = 0
     pow10 = _POW10
     while p < n:
+        if buf[p] == 10 or (buf[p] == 13 and p + 1 < n and buf[p + 1] == 10):  # a blank line
+            p += 1 if buf[p] == 10 else 2
+            line += 1
+            continue
+        row_lines[row] = line
         if buf[p] == 34:  # a quoted id
             p += 1
             while True:
                 if p >= n or buf[p] == 10:
-                    return row, nnz, BAD_QUOTE, -1, p
+                    return row, nnz, line, BAD_QUOTE, -1, p
                 if buf[p] == 34:
                     if p + 1 < n and buf[p + 1] == 34:
                         id_bytes[ib] = 34
@@ -164,7 +173,7 @@ def scan_lines(
         col = 0
         while p < n and buf[p] == delim:
             if col >= n_cols:
-                return row, nnz, RAGGED, col + 1, p
+                return row, nnz, line, RAGGED, col + 1, p
             p += 1
             start = p
             mant = 0
@@ -179,7 +188,7 @@ def scan_lines(
             else:
                 value, p, code = _number(buf, start, n, delim, pow10)
                 if code != OK:
-                    return row, nnz, code, col, start
+                    return row, nnz, line, code, col, start
                 if value != 0:
                     indices[nnz] = col
                     data[nnz] = value
@@ -188,10 +197,11 @@ def scan_lines(
         if p < n and buf[p] == 13:
             p += 1
         if p < n and buf[p] != 10:
-            return row, nnz, NON_NUMERIC, -1, p
+            return row, nnz, line, NON_NUMERIC, -1, p
         if col != n_cols:
-            return row, nnz, RAGGED, col, p
+            return row, nnz, line, RAGGED, col, p
         p += 1
         row += 1
+        line += 1
         indptr[row] = nnz
-    return row, nnz, OK, 0, 0
+    return row, nnz, line, OK, 0, 0

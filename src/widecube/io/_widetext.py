@@ -39,6 +39,9 @@ class _Part:
 
     buf: bytes
     rows: int
+    lines: int
+    """Lines scanned (blank ones included); on an error, the line at fault (0-based)."""
+    row_lines: np.ndarray
     matrix: sp.csr_matrix | None
     ids: np.ndarray | None
     code: int
@@ -79,15 +82,17 @@ def _scan(buf: bytes, n_cols: int, delimiter: int) -> _Part:
     data = np.empty(fields, dtype=np.float32)
     id_bytes = np.empty(len(buf), dtype=np.uint8)
     id_offsets = np.zeros(lines + 1, dtype=np.int32)
-    rows, nnz, code, col, offset = scan_lines(raw, n_cols, delimiter, indptr, indices, data, id_bytes,
-                                              id_offsets)  # fmt: skip
+    row_lines = np.zeros(lines + 1, dtype=np.int64)
+    rows, nnz, n_lines, code, col, offset = scan_lines(raw, n_cols, delimiter, indptr, indices, data,
+                                                       id_bytes, id_offsets, row_lines)  # fmt: skip
     if code != OK:
-        return _Part(buf, rows, None, None, code, col, offset)
+        return _Part(buf, rows, n_lines, row_lines, None, None, code, col, offset)
     m = sp.csr_matrix((data[:nnz], indices[:nnz], indptr[: rows + 1]), shape=(rows, n_cols))
     m.has_sorted_indices = True
     ids = pa.Array.from_buffers(pa.binary(), rows, [None, pa.py_buffer(id_offsets[: rows + 1]),
                                                     pa.py_buffer(id_bytes[: id_offsets[rows]])])  # fmt: skip
-    return _Part(buf, rows, m, np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object), OK, 0, 0)
+    cells = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
+    return _Part(buf, rows, n_lines, row_lines, m, cells, OK, 0, 0)
 
 
 def _halves(buf: bytes) -> list[bytes]:
@@ -99,7 +104,8 @@ def scan_into(path: Path, delimiter: str, genes: pd.Index, spill: CsrSpill,
               chunk_bytes: int = CHUNK_BYTES) -> pd.Index:  # fmt: skip
     """Scan every data line of ``path`` into ``spill``; return the cell ids (file order)."""
     ids: list[np.ndarray] = []
-    line = 2  # of the first data row in the current part
+    line = 2  # the file's line number of the first line of the current part
+    rows = 0
     delim = ord(delimiter)
     with ThreadPoolExecutor(2, thread_name_prefix="widecube-csv") as pool:
         for chunk in _line_chunks(path, chunk_bytes):
@@ -107,10 +113,11 @@ def scan_into(path: Path, delimiter: str, genes: pd.Index, spill: CsrSpill,
                 if part.code != OK:
                     raise _error(path, part, line, genes)
                 assert part.matrix is not None and part.ids is not None
-                _check_finite(path, part, line, genes)
+                _check_finite(path, part, line, rows, genes)
                 spill.append(part.matrix)
                 ids.append(part.ids)
-                line += part.rows
+                line += part.lines
+                rows += part.rows
     cells = np.concatenate(ids) if ids else np.zeros(0, dtype=object)
     try:
         return pd.Index([c.decode("utf-8") for c in cells], dtype=object)
@@ -129,7 +136,7 @@ def _cell(part: _Part) -> str:
 
 
 def _error(path: Path, part: _Part, first_line: int, genes: pd.Index) -> InputError:
-    line = first_line + part.rows
+    line = first_line + part.lines
     if part.code == RAGGED:
         return UnreadableInput(f"{path}: ragged row at line {line}: {part.col + 1} fields where the "
                                f"header has {len(genes) + 1}")  # fmt: skip
@@ -148,7 +155,8 @@ def _error(path: Path, part: _Part, first_line: int, genes: pd.Index) -> InputEr
                         f"(cell {_cell(part)!r}, gene {gene!r})")  # fmt: skip
 
 
-def _check_finite(path: Path, part: _Part, first_line: int, genes: pd.Index) -> None:
+def _check_finite(path: Path, part: _Part, first_line: int, rows_before: int,
+                  genes: pd.Index) -> None:  # fmt: skip
     m = part.matrix
     assert m is not None and part.ids is not None
     finite = np.isfinite(m.data)
@@ -158,5 +166,6 @@ def _check_finite(path: Path, part: _Part, first_line: int, genes: pd.Index) -> 
     row = int(np.searchsorted(m.indptr, k, side="right")) - 1
     col = int(m.indices[k])
     cell = part.ids[row].decode("utf-8", "replace")
-    raise nonfinite_error(path, float(m.data[k]), row=first_line + row - 2, col=col, cell=cell,
-                          gene=genes[col], extra=f" (line {first_line + row}, field {col + 2})")  # fmt: skip
+    line = first_line + int(part.row_lines[row])
+    raise nonfinite_error(path, float(m.data[k]), row=rows_before + row, col=col, cell=cell,
+                          gene=genes[col], extra=f" (line {line}, field {col + 2})")  # fmt: skip
