@@ -11,8 +11,8 @@ live version untouched.
 from __future__ import annotations
 
 import re
-import time
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor

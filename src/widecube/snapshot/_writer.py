@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 

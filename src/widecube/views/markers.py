@@ -18,6 +18,7 @@ from ..compute.groupings import ALL
 from ..errors import InvalidQuery, VerificationError
 from ..snapshot import Snapshot, SnapshotWriter
 from ._base import NORMALIZED, BuildContext, SlabStats, View
+from ._layout import relpath
 from ._registry import register_view
 
 __all__ = ["MarkersView"]
@@ -51,10 +52,6 @@ def _bh(p: np.ndarray, rows: int = 64) -> np.ndarray:
         ranked = np.minimum.accumulate(ranked[:, ::-1], axis=1)[:, ::-1]
         np.put_along_axis(out[a : a + rows], order, np.minimum(ranked, 1.0), axis=1)
     return out
-
-
-def _path(groupby: str, layer: str) -> str:
-    return f"views/markers/{groupby}{'' if layer == 'raw' else '.' + layer}.parquet"
 
 
 @register_view
@@ -121,8 +118,8 @@ class MarkersView(View):
                 }))  # fmt: skip
             table = pd.concat(frames, ignore_index=True)
             table["group"] = pd.Categorical(table["group"], categories=names)
-            out.write_table(_path(key, layer), table)
-            layers.setdefault(layer, {})[key] = _path(key, layer)
+            out.write_table(relpath(self.name, key, layer, "parquet"), table)
+            layers.setdefault(layer, {})[key] = relpath(self.name, key, layer, "parquet")
         out.add_view(self.name, encoding=self.encoding, encoding_version=self.encoding_version,
                      layers=layers, top=TOP, ranking="welch t, descending")  # fmt: skip
         del self._state
