@@ -100,10 +100,10 @@ def statuses(catalog: Catalog, dataset: str = "pbmc") -> dict[str, VersionStatus
 
 
 def test_schema_is_created_by_alembic_at_head(catalog: Catalog, engine: sa.Engine, backend: Backend) -> None:
-    assert head_revision() == "0001"
-    assert sql(engine, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert head_revision() == "0002"
+    assert sql(engine, "SELECT version_num FROM alembic_version") == [("0002",)]
     tables = set(sa.inspect(engine).get_table_names(schema=backend.schema))
-    assert {"alembic_version", "datasets", "versions", "pointers", "pointer_history"} <= tables
+    assert {"alembic_version", "datasets", "versions", "pointers", "pointer_history", "jobs"} <= tables
     if backend.schema is not None:
         public = set(sa.inspect(engine).get_table_names(schema="public"))
         assert not {"alembic_version", "versions"} & public
@@ -120,7 +120,7 @@ def test_reopening_is_a_no_op(open_catalog: Callable[[], Catalog], engine: sa.En
     version = new_version(first)
     first.publish("pbmc", version)
     second = open_catalog()
-    assert sql(engine, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert sql(engine, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
     assert second.current("pbmc").version == version
     assert sql(engine, "SELECT count(*) FROM versions") == [(1,)]
 
@@ -142,7 +142,7 @@ def test_opening_concurrently_on_a_fresh_database(backend: Backend, engine: sa.E
     for thread in threads:
         thread.join()
     assert errors == []
-    assert sql(engine, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert sql(engine, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
 
 
 _OPEN_AT = """
@@ -168,7 +168,7 @@ def test_opening_from_several_processes_at_once(backend: Backend, engine: sa.Eng
     errors = [child.communicate(timeout=120)[1] for child in children]
     failures = [err for child, err in zip(children, errors, strict=True) if child.returncode]
     assert not failures, "\n".join(failures)
-    assert sql(engine, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert sql(engine, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
 
 
 def test_sqlite_connection_settings(tmp_path: Path) -> None:

@@ -16,6 +16,16 @@ Example::
 from __future__ import annotations
 
 from widecube.catalog._catalog import Catalog
+from widecube.catalog._jobs import JobNotFound, JobRecord, JobState, LeaseLost
 from widecube.catalog._records import DatasetRecord, VersionRecord, VersionStatus
 
-__all__ = ["Catalog", "DatasetRecord", "VersionRecord", "VersionStatus"]
+__all__ = [
+    "Catalog",
+    "DatasetRecord",
+    "JobNotFound",
+    "JobRecord",
+    "JobState",
+    "LeaseLost",
+    "VersionRecord",
+    "VersionStatus",
+]

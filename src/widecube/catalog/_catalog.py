@@ -36,6 +36,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from widecube.catalog import _queries as q
 from widecube.catalog._engine import dumps_json, make_engine, read_options
+from widecube.catalog._jobs import Jobs
 from widecube.catalog._migrate import upgrade
 from widecube.catalog._records import (
     DatasetRecord,
@@ -67,6 +68,8 @@ class Catalog:
         except SQLAlchemyError as exc:
             self._engine.dispose()
             raise CatalogError(f"cannot open the catalog at {_safe(url)}: {exc}") from exc
+        self.jobs = Jobs(self._write, self._read)
+        """The ingest jobs (see ``_jobs``): create, claim, advance, list."""
 
     def close(self) -> None:
         """Close every pooled connection."""

@@ -20,7 +20,9 @@ import sqlalchemy as sa
 __all__ = [
     "ACTIONS",
     "UTCDateTime",
+    "JOB_STATES",
     "datasets",
+    "jobs",
     "metadata",
     "pointer_history",
     "pointers",
@@ -29,6 +31,7 @@ __all__ = [
 
 ACTIONS = ("publish", "rollback")
 _STATUSES = ("building", "verified", "published", "failed", "retired")
+JOB_STATES = ("received", "unpacked", "validated", "computed", "verified", "published", "failed")
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -127,4 +130,40 @@ pointer_history = sa.Table(
     ),
     sa.Index("ix_pointer_history_dataset", "dataset_id", "id"),
     sqlite_autoincrement=True,
+)
+
+# One row per ingest job (see ``_jobs``). ``input_key`` identifies what triggered the job (an
+# inbox entry by name, size and mtime; an upload by id) so that a trigger seen twice makes one
+# job; it is cleared once the watcher has moved the entry away. ``worker``/``lease_until`` is
+# the claim of the process running the job: a claim that is not renewed expires, and the job
+# is picked up again. ``log`` is the list of step events (start, done, retry, failed).
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(32), nullable=False),
+    sa.Column("dataset", sa.String(255), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("step", sa.String(16), nullable=True),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("input", sa.Text, nullable=False),
+    sa.Column("input_key", sa.String(1024), nullable=True),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("version_id", sa.String(64), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("progress", sa.JSON, nullable=False),
+    sa.Column("log", sa.JSON, nullable=False),
+    sa.Column("worker", sa.String(128), nullable=True),
+    sa.Column("lease_until", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint("id", name="pk_jobs"),
+    sa.UniqueConstraint("input_key", name="uq_jobs_input_key"),
+    sa.CheckConstraint(
+        "state IN (" + ", ".join(f"'{s}'" for s in JOB_STATES) + ")", name="ck_jobs_state"
+    ),
+    sa.Index("ix_jobs_state_created", "state", "created_at"),
+    sa.Index("ix_jobs_created", "created_at"),
 )
