@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from widecube.catalog import _queries as q
+from widecube.catalog._changes import ChangeToken
 from widecube.catalog._engine import dumps_json, make_engine, read_options
 from widecube.catalog._jobs import Jobs
 from widecube.catalog._migrate import upgrade
@@ -70,9 +71,12 @@ class Catalog:
             raise CatalogError(f"cannot open the catalog at {_safe(url)}: {exc}") from exc
         self.jobs = Jobs(self._write, self._read)
         """The ingest jobs (see ``_jobs``): create, claim, advance, list."""
+        self._changes = ChangeToken(url)
+        self._current: dict[str, tuple[int, VersionRecord]] = {}
 
     def close(self) -> None:
         """Close every pooled connection."""
+        self._changes.close()
         self._engine.dispose()
 
     def __enter__(self) -> Self:
@@ -196,11 +200,23 @@ class Catalog:
     # -- reads ---------------------------------------------------------------------------
 
     def current(self, dataset: str) -> VersionRecord:
-        """The published version of ``dataset`` (one SELECT; the API calls this per request)."""
+        """The published version of ``dataset``; the API calls this on every request.
+
+        One SELECT, skipped when the catalog's change token (``_changes``) says nothing was
+        committed since the answer was last read: the token is read *before* the SELECT, so
+        a commit racing with it only makes the next call read again.
+        """
+        token = self._changes.read()
+        if token is not None:
+            hit = self._current.get(dataset)
+            if hit is not None and hit[0] == token:
+                return hit[1]
         with self._read() as conn:
             record = q.current(conn, dataset)
         if record is None:
             raise DatasetNotFound(f"no published dataset named {dataset!r} in the catalog")
+        if token is not None:
+            self._current[dataset] = (token, record)
         return record
 
     def get_version(self, dataset: str, version: str) -> VersionRecord:
