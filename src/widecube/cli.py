@@ -189,6 +189,114 @@ def rollback(
     out.print(f"{dataset} is now at version {record.version}")
 
 
+@app.command()
+@_clean_errors
+def jobs(
+    state: Annotated[str | None, typer.Option(help="only jobs in this state (e.g. failed)")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="how many, newest first")] = 50,
+) -> None:
+    """List ingest jobs, newest first: state, step, progress, error."""
+    from .catalog import Catalog, JobState
+
+    wanted = _job_state(JobState, state)
+    with Catalog(Settings().catalog_url) as catalog:
+        found = catalog.jobs.list(state=wanted, limit=limit)
+    table = Table("job", "dataset", "state", "step", "progress", "source", "created", "updated", "error")
+    for j in found:
+        done = j.progress.get("fraction")
+        shown = f"{j.progress.get('step')} {done:.0%}" if done is not None and not j.state.final else ""
+        table.add_row(j.id, j.dataset, str(j.state), j.step or "", shown, j.source,
+                      j.created.isoformat(timespec="seconds"), j.updated.isoformat(timespec="seconds"),
+                      (j.error or "")[:80])  # fmt: skip
+    out.print(table)
+
+
+@app.command()
+@_clean_errors
+def job(job_id: Annotated[str, typer.Argument(help="job id (see `widecube jobs`)")]) -> None:
+    """Show one job: its state, step, progress, timestamps, error and step log."""
+    from .catalog import Catalog
+
+    with Catalog(Settings().catalog_url) as catalog:
+        j = catalog.jobs.get(job_id)
+    stamp = lambda t: t.isoformat(timespec="seconds") if t is not None else "-"  # noqa: E731
+    rows = [("job", j.id), ("dataset", j.dataset), ("version", j.version or "-"), ("state", str(j.state)),
+            ("step", j.step or "-"), ("progress", json.dumps(j.progress) if j.progress else "-"),
+            ("source", j.source), ("input", j.input), ("attempts", str(j.attempts)),
+            ("worker", j.worker or "-"), ("created", stamp(j.created)), ("started", stamp(j.started)),
+            ("updated", stamp(j.updated)), ("finished", stamp(j.finished)),
+            ("error", j.error or "-")]  # fmt: skip
+    for key, value in rows:
+        out.print(f"[bold]{key:>9}[/] {value}", highlight=False, soft_wrap=True)
+    table = Table("at", "event", "step", "worker", "detail")
+    for e in j.log:
+        detail = {k: v for k, v in e.items() if k not in ("at", "event", "step", "worker")}
+        table.add_row(e["at"][:19], e["event"], e["step"], e["worker"], json.dumps(detail) if detail else "")
+    out.print(table)
+
+
+@app.command()
+@_clean_errors
+def watch(
+    inbox: Annotated[Path, typer.Argument(help="folder to watch; entries end in processed/ or failed/")],
+    once: Annotated[bool, typer.Option(help="take what is complete now, run it, and exit")] = False,
+    quiet_period: Annotated[float | None, typer.Option(
+        help="seconds an entry must stay unchanged; default WIDECUBE_WATCH_QUIET (10)")] = None,
+    poll: Annotated[float | None, typer.Option(
+        help="seconds between scans; default WIDECUBE_WATCH_POLL (5)")] = None,
+) -> None:
+    """Ingest every file or folder dropped into INBOX (one job each; see `widecube jobs`)."""
+    from .catalog import Catalog
+    from .pipeline import Watcher
+
+    if not inbox.is_dir():
+        err.print(f"[bold red]error:[/] {inbox}: not a folder", highlight=False)
+        raise typer.Exit(1)
+    settings = Settings()
+    with Catalog(settings.catalog_url) as catalog:
+        watcher = Watcher(inbox, settings, catalog, quiet=quiet_period, poll=poll)
+        if once:
+            for j in watcher.run_once():
+                out.print(f"job {j.id}: {j.dataset} {j.state}" + (f": {j.error}" if j.error else ""),
+                          highlight=False)  # fmt: skip
+            return
+        err.print(f"watching {watcher.inbox} (quiet {watcher.quiet:g} s, poll {watcher.poll:g} s); "
+                  "Ctrl-C stops", highlight=False)  # fmt: skip
+        watcher.run()
+
+
+@app.command()
+@_clean_errors
+def work(once: Annotated[bool, typer.Option(help="run the jobs waiting now, then exit")] = False) -> None:
+    """Run waiting ingest jobs (uploads, abandoned jobs) as a worker process."""
+    import threading
+
+    from .catalog import Catalog
+    from .pipeline import JobRunner, JobWorker
+
+    settings = Settings()
+    with Catalog(settings.catalog_url) as catalog:
+        runner = JobRunner(settings, catalog)
+        if once:
+            for j in runner.run_pending():
+                out.print(f"job {j.id}: {j.dataset} {j.state}", highlight=False)
+            return
+        worker = JobWorker(runner, poll=settings.job_poll)
+        worker.start()
+        threading.Event().wait()
+
+
+def _job_state(states: Any, name: str | None) -> Any:
+    if name is None:
+        return None
+    try:
+        return states(name.lower())
+    except ValueError:
+        known = ", ".join(s.value for s in states)
+        err.print(f"[bold red]error:[/] unknown state {name!r} (states: {known})", highlight=False)
+        raise typer.Exit(2) from None
+
+
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description:<10}"), BarColumn(), TaskProgressColumn(),
                     TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),

@@ -56,6 +56,36 @@ class Settings(BaseSettings):
         default=True, description="Also build the normalized layer (counts per target_sum, log1p)."
     )
     target_sum: float = Field(default=1e4, description="Counts per cell after normalization.")
+    job_attempts: int = Field(
+        default=3, ge=1, description="Tries of a job step that fails with a transient (I/O) error."
+    )
+    job_backoff: float = Field(
+        default=1.0, ge=0, description="Seconds before the first retry of a step; doubled each time."
+    )
+    job_lease: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a worker's claim on a job lasts unless renewed; "
+        "a job whose worker died is resumed by another after this long.",
+    )
+    job_poll: float = Field(default=2.0, gt=0, description="Seconds between a worker's looks for jobs.")
+    serve_jobs: bool = Field(
+        default=True, description="`widecube serve` runs waiting jobs (uploads) in a background thread."
+    )
+    watch_quiet: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds an inbox entry must stay unchanged before it is "
+        "ingested (a folder with a _SUCCESS file is taken at once).",
+    )
+    watch_poll: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between scans of the inbox (besides file events).",
+    )
+    upload_max_bytes: int = Field(
+        default=100 * 1024**3, gt=0, description="Largest file `POST /api/v1/uploads` accepts, in bytes."
+    )
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

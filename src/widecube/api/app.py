@@ -23,9 +23,10 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddle
 from .. import __version__
 from ..config import Settings
 from ..errors import CatalogError, InvalidQuery, NotFound, WidecubeError
+from ..pipeline import JobRunner, JobWorker
 from ..service import Widecube
 from ..web import mount_ui
-from . import _admin, _datasets
+from . import _admin, _datasets, _jobs, _uploads
 from ._analysis import analysis_router
 from ._responses import ARROW, JSON, NotAcceptable
 from ._upkeep import Upkeep, Usage
@@ -54,21 +55,32 @@ def create_app(
     upkeep: bool = True,
     upkeep_interval: float = 10.0,
     evict_after: float = 300.0,
+    jobs: bool | None = None,
 ) -> FastAPI:
     """Build the app; the service (catalog + snapshots) is opened once per app (per process).
 
     With ``upkeep`` a background thread warms each newly live version into the decoded cache
     and evicts versions retired for ``evict_after`` seconds (see ``_upkeep``).
+
+    With ``jobs`` (default: the ``serve_jobs`` setting) a background thread runs waiting ingest
+    jobs, such as uploads (``pipeline.JobWorker``); with several server processes each runs
+    one, and the catalog's job claims keep them from running a job twice.
     """
     wc = service or Widecube(settings)
     usage = Usage()
     keeper = Upkeep(wc, usage, interval=upkeep_interval, grace=evict_after)
+    runner = JobRunner(wc.settings, wc.catalog)
+    worker = JobWorker(runner, poll=wc.settings.job_poll)
+    run_jobs = wc.settings.serve_jobs if jobs is None else jobs
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if upkeep:
             keeper.start()
+        if run_jobs:
+            worker.start()
         yield
+        worker.stop()
         keeper.stop()
         wc.close()
 
@@ -77,6 +89,7 @@ def create_app(
     app.state.widecube = wc
     app.state.usage = usage
     app.state.upkeep = keeper
+    app.state.jobs = runner
     # JSON (and the UI's text assets) are gzipped for clients that accept it, at level 1:
     # numeric JSON shrinks ~3× already and higher levels cost several ms per 100 KB. Arrow is
     # sent as is: it is compact and clients want its buffers without inflating them.
@@ -100,5 +113,7 @@ def create_app(
     app.include_router(_datasets.router)
     app.include_router(analysis_router(wc), prefix=PREFIX)
     app.include_router(_admin.router)
+    app.include_router(_jobs.router)
+    app.include_router(_uploads.router)
     mount_ui(app)
     return app

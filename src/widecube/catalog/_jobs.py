@@ -236,6 +236,11 @@ class Jobs:
         with self._read() as conn:
             return _get(conn, job)
 
+    def by_key(self, input_key: str) -> JobRecord | None:
+        """The job made for the trigger ``input_key``, if any."""
+        with self._read() as conn:
+            return _by_key(conn, input_key)
+
     def list(self, *, state: JobState | None = None, source: str | None = None,
              limit: int = 100) -> list[JobRecord]:  # fmt: skip
         """Jobs newest first, optionally only those in ``state`` or from ``source``."""

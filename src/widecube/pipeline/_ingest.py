@@ -1,146 +1,265 @@
-"""Ingest one matrix file into a new dataset version: compute, write, verify, publish.
+"""The steps of an ingest job: unpack, validate, compute, verify, publish (and fail).
 
-The version is built in ``<storage>/staging/<version>``, verified there, moved to
-``<storage>/datasets/<name>/<version>`` and only then published by one catalog transaction.
-Any failure marks the version failed with the reason, removes its folders and leaves the
-live version untouched.
+Each step takes the job's :class:`Work` and returns what later steps need, as plain JSON (the
+runner in ``_jobs`` saves it as the step's checkpoint in the job's work folder). Every step can
+run again after an interruption: it first removes what a killed run of itself left behind.
 
-    >>> ingest("pbmc.h5ad", dataset="pbmc", groupbys=["cell_type", "cell_type,donor"])  # doctest: +SKIP
+* **unpack** creates the version record (BUILDING) and unpacks an archive into the work folder;
+* **validate** opens the input, reads cells and genes, checks ids and every grouping;
+* **compute** makes the two streaming passes into ``<storage>/staging/<version>``;
+* **verify** checks the snapshot, moves it to ``<storage>/datasets/<name>/<version>`` and
+  marks the version VERIFIED;
+* **publish** moves the dataset's pointer in one catalog transaction.
+
+:func:`fail` marks the version FAILED and removes its folders; the live version is untouched.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..catalog import Catalog, VersionRecord
+from ..catalog import Catalog, JobRecord, VersionStatus
 from ..compute import default_groupbys, parse_groupbys, spill_by_gene
 from ..config import Settings
-from ..errors import InputError, WidecubeError
-from ..io import ArchiveLimits, open_input
+from ..errors import CatalogError, InputError, InputNotFound, NotFound
+from ..io import ArchiveLimits, InputSource, open_input, readers
+from ..io._archive import archive_kind
+from ..io._archive import unpack as unpack_archive
 from ..snapshot import Snapshot, SnapshotWriter, sha256_file
 from ..views import NORMALIZED, RAW, BuildContext, views
 from ._verify import verify_snapshot
 
-__all__ = ["Progress", "ingest"]
+__all__ = ["STEPS", "Progress", "Work", "check_name", "fail"]
 
 Progress = Callable[[str, float], None]
 """``progress(step, fraction_of_step_done)``; steps: read, compute, write, verify, publish."""
 
+Checkpoint = dict[str, Any]
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-def _quiet(step: str, done: float) -> None:
-    pass
-
-
-def ingest(
-    path: str | Path,
-    *,
-    dataset: str,
-    groupbys: Sequence[str] | None = None,
-    layer: str | None = None,
-    format: str | None = None,
-    settings: Settings | None = None,
-    catalog: Catalog | None = None,
-    progress: Progress | None = None,
-    obs: str | Path | None = None,
-    var: str | Path | None = None,
-    allow_missing_metadata: bool = False,
-    max_unpacked: int | None = None,
-) -> VersionRecord:
-    """Build, verify and publish a new version of ``dataset`` from the file at ``path``.
-
-    ``path`` is a matrix in any registered format, an MTX folder, or an archive holding one
-    (:func:`widecube.io.open_input`); ``obs``/``var`` name cell/gene metadata files joined on
-    id; ``max_unpacked`` caps an archive's expanded size in bytes (default 20 × its size).
-    """
-    settings = settings or Settings()
-    progress = progress or _quiet
+def check_name(dataset: str) -> None:
+    """Refuse a dataset name that could not be a folder name or a URL segment."""
     if not _NAME.match(dataset):
         raise InputError(
             f"dataset name {dataset!r} must be letters, digits, '_', '.' or '-' (max 128)"
         )
-    path = Path(path)
-    own_catalog = catalog is None
-    catalog = catalog or Catalog(settings.catalog_url)
-    version = uuid.uuid4().hex
-    params: dict[str, Any] = {"groupbys": list(groupbys or []), "layer": layer, "format": format,
-                              "obs": Path(obs).name if obs else None, "var": Path(var).name if var else None,
-                              "allow_missing_metadata": allow_missing_metadata}  # fmt: skip
-    inputs: dict[str, Any] = {"obs": obs, "var": var, "allow_missing_metadata": allow_missing_metadata,
-                              "archive_limits": ArchiveLimits(max_bytes=max_unpacked)}  # fmt: skip
-    catalog.create_version(dataset, version, input_name=path.name, input_sha256=None, params=params)
-    progress = _saving(progress, catalog, dataset, version)
-    staging = settings.storage / "staging" / version
-    work = settings.storage / "work" / version
-    final_rel = f"datasets/{dataset}/{version}"
-    final = settings.storage / final_rel
+
+
+@dataclass
+class Work:
+    """One job's run in this process: its record, folders, catalog and open input.
+
+    ``folder`` (``<storage>/work/<job id>``) holds the checkpoints, the unpacked input and the
+    readers' scratch files. ``source`` is the input opened by validate, kept open for
+    compute when both run in the same process (text formats are parsed once).
+    """
+
+    job: JobRecord
+    settings: Settings
+    catalog: Catalog
+    progress: Progress
+    done: dict[str, Checkpoint] = field(default_factory=dict)
+    source: InputSource | None = None
+
+    @property
+    def folder(self) -> Path:
+        return self.settings.storage / "work" / self.job.id
+
+    @property
+    def version(self) -> str:
+        assert self.job.version is not None
+        return self.job.version
+
+    @property
+    def staging(self) -> Path:
+        return self.settings.storage / "staging" / self.version
+
+    @property
+    def final_rel(self) -> str:
+        return f"datasets/{self.job.dataset}/{self.version}"
+
+    @property
+    def input(self) -> Path:
+        """The matrix to open: the unpacked archive's folder, or the input itself."""
+        return Path(self.done["unpack"]["input"])
+
+    def open(self) -> InputSource:
+        if self.source is None:
+            p = self.job.params
+            self.source = _relabel(self, lambda: open_input(
+                self.input, workdir=self.folder / "scratch", format=p.get("format"), layer=p.get("layer"),
+                obs=p.get("obs"), var=p.get("var"), max_categories=self.settings.max_categories,
+                allow_missing_metadata=bool(p.get("allow_missing_metadata"))))  # fmt: skip
+        return self.source
+
+    def close(self) -> None:
+        if self.source is not None:
+            source, self.source = self.source, None
+            source.close()
+
+
+def unpack(work: Work) -> Checkpoint:
+    """Record the version (BUILDING), then unpack an archive into the work folder."""
+    job, p = work.job, work.job.params
+    check_name(job.dataset)
+    path = Path(job.input)
+    params = {"groupbys": list(p.get("groupbys") or []), "layer": p.get("layer"), "format": p.get("format"),
+              "obs": Path(p["obs"]).name if p.get("obs") else None,
+              "var": Path(p["var"]).name if p.get("var") else None,
+              "allow_missing_metadata": bool(p.get("allow_missing_metadata"))}  # fmt: skip
     try:
-        manifest = _build(path, dataset, version, groupbys, layer, format, settings, staging,
-                          work, progress, inputs)  # fmt: skip
-        progress("verify", 0.0)
-        verify_snapshot(Snapshot(staging))
-        progress("verify", 1.0)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        staging.rename(final)
-        info = {
-            "groupbys": manifest["parameters"]["groupbys"],
-            "views": {k: v["encoding"] for k, v in manifest["views"].items()},
-            "input": manifest["input"],
-        }
-        catalog.mark_verified(dataset, version, path=final_rel, n_cells=manifest["n_cells"],
-                              n_genes=manifest["n_genes"], info=info)  # fmt: skip
-        record = catalog.publish(dataset, version)  # the last step that may fail
-    except BaseException as exc:
-        reason = str(exc) if isinstance(exc, WidecubeError) else f"{type(exc).__name__}: {exc}"
-        try:
-            catalog.mark_failed(dataset, version, reason)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(final, ignore_errors=True)
-        raise
+        work.catalog.create_version(job.dataset, work.version, input_name=path.name, input_sha256=None,
+                                    params=params)  # fmt: skip
+    except CatalogError:  # created by an earlier, interrupted run of this step
+        if work.catalog.get_version(job.dataset, work.version).status != VersionStatus.BUILDING:
+            raise
+    if not path.exists():
+        raise InputNotFound(f"{path}: no such file or folder")
+    if not _is_archive(path, p.get("format")):
+        return {"input": str(path), "archive": None}
+    dest = work.folder / "unpacked"
+    shutil.rmtree(dest, ignore_errors=True)
+    limits = ArchiveLimits(max_bytes=p.get("max_unpacked"))
+    return {"input": str(unpack_archive(path, dest, limits)), "archive": str(path)}
+
+
+def validate(work: Work) -> Checkpoint:
+    """Open the input and check cell ids, gene names and every grouping before the long pass."""
+    shutil.rmtree(work.folder / "scratch", ignore_errors=True)
+    work.close()
+    source = work.open()
+    path, settings = Path(work.job.input), work.settings
+    obs, var = source.obs(), source.var()
+    _check_unique(path, obs.index, "cell id")
+    _check_unique(path, var.index, "gene name")
+    groupbys = work.job.params.get("groupbys")
+    keys = parse_groupbys(groupbys) or default_groupbys(obs, max_categories=settings.max_categories)
+    ctx = BuildContext(work.job.dataset, work.version, obs, var, keys, settings.max_categories,
+                       quantiles=tuple(settings.quantiles), target_sum=settings.target_sum)  # fmt: skip
+    for key in keys:
+        ctx.grouping(key)  # a bad --groupby fails before the long pass
+    n_cells, n_genes = source.shape
+    return {"groupbys": keys, "n_cells": n_cells, "n_genes": n_genes, "format": source.format}
+
+
+def compute(work: Work) -> Checkpoint:
+    """Both streaming passes, writing every view into the staging folder."""
+    shutil.rmtree(work.staging, ignore_errors=True)
+    if work.source is None:  # resumed in a new process: the readers' scratch files are stale
+        shutil.rmtree(work.folder / "scratch", ignore_errors=True)
+    try:
+        source = work.open()
+        manifest = _relabel(work, lambda: _build(
+            Path(work.job.input), source, work.job.dataset, work.version, work.done["validate"]["groupbys"],
+            work.job.params.get("layer"), work.settings, work.staging, work.folder / "scratch",
+            work.progress))  # fmt: skip
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-        if own_catalog:
-            catalog.close()
-    progress("publish", 1.0)
-    return record
+        work.close()
+    info = {"groupbys": manifest["parameters"]["groupbys"], "input": manifest["input"],
+            "views": {k: v["encoding"] for k, v in manifest["views"].items()}}  # fmt: skip
+    return {"n_cells": manifest["n_cells"], "n_genes": manifest["n_genes"], "info": info}
+
+
+def verify(work: Work) -> Checkpoint:
+    """Check the snapshot, move it to its final folder, and mark the version VERIFIED."""
+    final = work.settings.storage / work.final_rel
+    work.progress("verify", 0.0)
+    if work.staging.exists():
+        verify_snapshot(Snapshot(work.staging))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(final, ignore_errors=True)
+        work.staging.rename(final)
+    else:  # moved by a run killed before it could record the step
+        verify_snapshot(Snapshot(final))
+    work.progress("verify", 1.0)
+    computed = work.done["compute"]
+    if work.catalog.get_version(work.job.dataset, work.version).status == VersionStatus.BUILDING:
+        work.catalog.mark_verified(work.job.dataset, work.version, path=work.final_rel,
+                                   n_cells=computed["n_cells"], n_genes=computed["n_genes"],
+                                   info=computed["info"])  # fmt: skip
+    return {"path": work.final_rel}
+
+
+def publish(work: Work) -> Checkpoint:
+    """Move the dataset's pointer to the new version (one transaction); once only."""
+    record = work.catalog.get_version(work.job.dataset, work.version)
+    if record.status == VersionStatus.VERIFIED:
+        record = work.catalog.publish(work.job.dataset, work.version)
+    work.progress("publish", 1.0)
+    return {"version": record.version}
+
+
+STEPS: dict[str, Callable[[Work], Checkpoint]] = {
+    "unpack": unpack, "validate": validate, "compute": compute, "verify": verify, "publish": publish,
+}  # fmt: skip
+"""The steps in order; the runner maps each job state to the next one."""
+
+
+def fail(work: Work, reason: str) -> None:
+    """Mark the version FAILED (unless published already) and remove its snapshot folders."""
+    work.close()
+    try:
+        record = work.catalog.get_version(work.job.dataset, work.version)
+    except NotFound:  # failed before the version was recorded (a bad dataset name)
+        record = None
+    try:
+        if record is not None and record.status in (VersionStatus.BUILDING, VersionStatus.VERIFIED):
+            work.catalog.mark_failed(work.job.dataset, work.version, reason)
+    finally:
+        if record is None or record.status not in (VersionStatus.PUBLISHED, VersionStatus.RETIRED):
+            shutil.rmtree(work.staging, ignore_errors=True)
+            shutil.rmtree(work.settings.storage / work.final_rel, ignore_errors=True)
+
+
+def _is_archive(path: Path, format: str | None) -> bool:
+    """Whether ``path`` is unpacked first (as :func:`open_input` decides: a forced format that
+    reads the file as it is, such as ``csv`` for ``counts.csv.gz``, wins)."""
+    if archive_kind(path) is None:
+        return False
+    return not (format is not None and any(s.name == format and s.sniff(path) for s in readers()))
+
+
+def _relabel(work: Work, run: Callable[[], Any]) -> Any:
+    """Run ``run``; an input error naming the unpack folder names ``archive:member`` instead."""
+    try:
+        return run()
+    except InputError as exc:
+        archive = work.done.get("unpack", {}).get("archive")
+        if archive is not None and exc.args:
+            root = work.done["unpack"]["input"]
+            exc.args = (str(exc.args[0]).replace(f"{root}/", f"{archive}:").replace(root, archive),
+                        *exc.args[1:])  # fmt: skip
+        raise
 
 
 def _build(
     path: Path,
+    source: InputSource,
     dataset: str,
     version: str,
-    groupbys: Sequence[str] | None,
+    keys: list[str],
     layer: str | None,
-    format: str | None,
     settings: Settings,
     staging: Path,
     work: Path,
     progress: Progress,
-    inputs: dict[str, Any],
 ) -> dict[str, Any]:
     """Pass 1 spills the input by gene; pass 2 feeds gene slabs to every registered view."""
-    with open_input(path, workdir=work, format=format, layer=layer, max_categories=settings.max_categories,
-                    **inputs) as source, ThreadPoolExecutor(1) as pool:  # fmt: skip
+    with ThreadPoolExecutor(1) as pool:
         digest = pool.submit(sha256_file, path) if path.is_file() else None
         obs, var = source.obs(), source.var()
-        _check_unique(path, obs.index, "cell id")
-        _check_unique(path, var.index, "gene name")
-        keys = parse_groupbys(groupbys) or default_groupbys(obs, max_categories=settings.max_categories)
         ctx = BuildContext(dataset, version, obs, var, keys, settings.max_categories,
                            quantiles=tuple(settings.quantiles), target_sum=settings.target_sum)  # fmt: skip
-        for key in keys:
-            ctx.grouping(key)  # a bad --groupby fails before the long pass
         spill = spill_by_gene(source, obs_names=obs.index, var_names=var.index, workdir=work,
                               block_nnz=settings.block_nnz, slab_bytes=settings.memory // 16,
                               progress=_accumulate("read", progress))  # fmt: skip
@@ -192,23 +311,6 @@ def _build(
                         "memory": settings.memory, "quantiles": list(settings.quantiles),
                         "normalize": settings.normalize, "target_sum": settings.target_sum},  # fmt: skip
         )
-
-
-def _saving(progress: Progress, catalog: Catalog, dataset: str, version: str,
-            every: float = 1.0) -> Progress:  # fmt: skip
-    """``progress`` that also saves the step and fraction in the catalog, at most once a second."""
-    last = [0.0]
-    started = time.monotonic()
-
-    def report(step: str, done: float) -> None:
-        progress(step, done)
-        now = time.monotonic()
-        if now - last[0] >= every or done >= 1.0:
-            last[0] = now
-            catalog.report_progress(dataset, version, {"step": step, "fraction": round(done, 4),
-                                                       "elapsed_s": round(now - started, 1)})  # fmt: skip
-
-    return report
 
 
 def _accumulate(step: str, progress: Progress) -> Callable[[float], None]:

@@ -20,9 +20,7 @@ down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_STATE_CHECK = (
-    "state IN ('received', 'unpacked', 'validated', 'computed', 'verified', 'published', 'failed')"
-)
+_STATE_CHECK = "state IN ('received', 'unpacked', 'validated', 'computed', 'verified', 'published', 'failed')"
 
 
 def _timestamp(name: str, *, nullable: bool = False) -> sa.Column[datetime]:

@@ -1,0 +1,166 @@
+"""Upload routes: send a matrix file over HTTP; it becomes an ingest job.
+
+In one request (the body is the file, streamed to disk as it arrives, never held in memory)::
+
+    curl --data-binary @pbmc.h5ad -H 'Content-Type: application/octet-stream' \\
+         'http://host/api/v1/uploads?filename=pbmc.h5ad&groupby=cell_type&sha256=<hex>'
+
+or resumable, in chunks, for large files over shaky links::
+
+    POST /api/v1/uploads/resumable  {"filename": "pbmc.h5ad", "size": 123456789, "sha256": "..."}
+    PUT  /api/v1/uploads/{id}       Content-Range: bytes 0-8388607/123456789   (body: those bytes)
+    GET  /api/v1/uploads/{id}       -> {"offset": ...}: where to resume after a broken connection
+
+Both answer with the job's id once the last byte is in (201, ``Location: /api/v1/jobs/{id}``);
+``413`` when the file is larger than ``WIDECUBE_UPLOAD_MAX_BYTES``, ``400`` when the bytes do
+not have the sha256 given, ``409`` when a chunk does not start where the upload stands (the
+answer carries the offset to resume from). The server's job worker then runs the job.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from anyio import to_thread
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
+
+from ..catalog import JobRecord
+from ..errors import WidecubeError
+from ..pipeline._uploads import UploadConflict, Uploads, UploadTooLarge, Writer
+from ._jobmodels import UploadStart, UploadStatus
+from ._jobs import runner
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
+_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+_BATCH = 1 << 20  # bytes gathered before one write to disk (in a worker thread)
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _uploads(request: Request) -> Uploads:
+    return Uploads(runner(request))
+
+
+def _problem(status: int, exc: WidecubeError, **extra: object) -> Response:
+    return JSONResponse({"detail": str(exc), **extra}, status_code=status, headers=_NO_STORE)
+
+
+def _created(job: JobRecord, upload: str) -> Response:
+    body = {"job": job.id, "upload": upload, "dataset": job.dataset, "state": job.state.value,
+            "sha256": job.params.get("sha256"), "url": f"/api/v1/jobs/{job.id}"}  # fmt: skip
+    return JSONResponse(body, status_code=201, headers={"Location": body["url"], **_NO_STORE})
+
+
+async def _receive(request: Request, writer: Writer, most: int | None = None) -> None:
+    """Stream the body into ``writer`` in batches; at most ``most`` bytes (a chunk's range)."""
+    batch: list[bytes] = []
+    held = received = 0
+    async for data in request.stream():
+        received += len(data)
+        if most is not None and received > most:
+            raise UploadConflict(f"the body is longer than its Content-Range ({most} bytes)")
+        batch.append(data)
+        held += len(data)
+        if held >= _BATCH:
+            await to_thread.run_sync(writer.write, b"".join(batch))
+            batch, held = [], 0
+    if batch:
+        await to_thread.run_sync(writer.write, b"".join(batch))
+
+
+@router.post("", status_code=201)
+async def upload(
+    request: Request,
+    filename: Annotated[str, Query(description="the file's name; its suffixes tell archives apart")],
+    dataset: Annotated[str | None, Query(description="dataset name; default: from the file name")] = None,
+    groupby: Annotated[list[str] | None, Query(description="repeatable: obs column(s) to group by")] = None,
+    layer: str | None = None,
+    format: str | None = None,
+    sha256: Annotated[str | None, Query(description="hex digest the bytes must have")] = None,
+    content_length: Annotated[int | None, Header()] = None,
+) -> Response:
+    """Upload a file in one request (the body); returns its job."""
+    store = _uploads(request)
+    params = {"groupbys": groupby or [], "layer": layer, "format": format}
+    try:
+        if content_length is not None and content_length > store.limit:
+            raise UploadTooLarge(f"{filename}: {content_length:,} bytes is more than the limit of "
+                                 f"{store.limit:,}")  # fmt: skip
+        up = store.create(filename, size=None, sha256=sha256, params=params, dataset=dataset)
+    except UploadTooLarge as exc:
+        return _problem(413, exc)
+    try:
+        with store.writer(up.id, offset=0, hash=True) as writer:
+            await _receive(request, writer)
+            digest = writer.hasher.hexdigest()
+        job = await to_thread.run_sync(lambda: store.finish(up.id, sha256=digest))
+    except UploadTooLarge as exc:
+        store.remove(up.id)
+        return _problem(413, exc)
+    except (WidecubeError, ClientDisconnect):
+        store.remove(up.id)
+        raise
+    return _created(job, up.id)
+
+
+@router.post("/resumable", status_code=201, response_model=UploadStatus)
+def start(request: Request, body: UploadStart) -> Response:
+    """Start a resumable upload of ``size`` bytes; send them with ``PUT /uploads/{id}``."""
+    store = _uploads(request)
+    params = {"groupbys": body.groupbys, "layer": body.layer, "format": body.format}
+    try:
+        up = store.create(body.filename, size=body.size, sha256=body.sha256, params=params,
+                          dataset=body.dataset)  # fmt: skip
+    except UploadTooLarge as exc:
+        return _problem(413, exc)
+    headers = {"Location": f"/api/v1/uploads/{up.id}", **_NO_STORE}
+    return JSONResponse(_status(store, up.id), status_code=201, headers=headers)
+
+
+@router.get("/{upload_id}", response_model=UploadStatus)
+def status(request: Request, upload_id: str) -> Response:
+    """How many bytes arrived (where to resume), and the job once complete."""
+    return JSONResponse(_status(_uploads(request), upload_id), headers=_NO_STORE)
+
+
+@router.put("/{upload_id}")
+async def put_chunk(
+    request: Request,
+    upload_id: str,
+    content_range: Annotated[str, Header(description="bytes FIRST-LAST/SIZE")],
+) -> Response:
+    """Append one chunk; 200 with the new offset, or 201 with the job after the last chunk."""
+    store = _uploads(request)
+    up = store.get(upload_id)
+    match = _RANGE.match(content_range.strip())
+    if match is None or up.size is None:
+        bad = UploadConflict(f"Content-Range {content_range!r} is not 'bytes FIRST-LAST/SIZE'")
+        return _problem(400, bad)
+    first, last, total = map(int, match.groups())
+    if total != up.size or last < first or last >= total:
+        return _problem(400, UploadConflict(f"Content-Range {content_range!r} does not fit an upload of "
+                                            f"{up.size} bytes"))  # fmt: skip
+    if up.job is not None:
+        return _created(store.runner.catalog.jobs.get(up.job), upload_id)
+    try:
+        with store.writer(upload_id, offset=first) as writer:
+            try:
+                await _receive(request, writer, most=last - first + 1)
+            except ClientDisconnect:
+                return _problem(400, UploadConflict(f"connection lost at byte {writer.offset}"))
+    except UploadConflict as exc:
+        return _problem(409, exc, offset=store.get(upload_id).offset)
+    if store.get(upload_id).offset < up.size:
+        return JSONResponse(_status(store, upload_id), headers=_NO_STORE)
+    job = await to_thread.run_sync(lambda: store.finish(upload_id))
+    return _created(job, upload_id)
+
+
+def _status(store: Uploads, upload_id: str) -> dict[str, object]:
+    up = store.get(upload_id)
+    return UploadStatus(upload=up.id, filename=up.filename, dataset=up.dataset, size=up.size,
+                        offset=up.offset, complete=up.job is not None, job=up.job).model_dump()  # fmt: skip

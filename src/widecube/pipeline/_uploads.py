@@ -1,0 +1,195 @@
+"""Uploads: files that arrive over HTTP, written to disk as they stream, then one job each.
+
+Each upload is a folder ``<storage>/uploads/<id>/`` holding ``upload.json`` (file name, size
+declared, sha256 expected, ingest parameters, the job once made) and the bytes received so far
+in ``data.part``. The bytes on disk are the truth about progress: a resumed upload continues
+at the size of ``data.part``. When the last byte is in, the sha256 is checked, the part file
+takes the upload's file name, and a job is made under the key ``upload:<id>``, so finishing
+twice (a retried request) makes one job. The job's worker removes the folder when the job ends.
+
+Writers are kept apart by an exclusive ``flock`` on the part file: a second request writing
+the same upload at once is refused (:class:`UploadBusy`) instead of interleaving bytes.
+
+    >>> store = Uploads(settings, runner)
+    >>> up = store.create("pbmc.h5ad", size=None, sha256=None, params={}, dataset="pbmc")
+    >>> with store.writer(up.id, offset=0) as w:
+    ...     w.write(b"...")                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ..catalog import JobRecord
+from ..errors import InputError, NotFound, WidecubeError
+from ._jobs import JobRunner
+from ._watch import dataset_name
+
+__all__ = ["Upload", "UploadBusy", "UploadConflict", "UploadNotFound", "UploadTooLarge", "Uploads"]
+
+_CHUNK = 1 << 20
+
+
+class UploadNotFound(NotFound):
+    """No upload with that id (never started, or finished and cleaned up)."""
+
+
+class UploadTooLarge(InputError):
+    """The upload is larger than ``upload_max_bytes``."""
+
+
+class UploadConflict(WidecubeError):
+    """A chunk does not start where the upload stands, or the upload is finished already."""
+
+
+class UploadBusy(UploadConflict):
+    """Another request is writing this upload right now."""
+
+
+@dataclass
+class Upload:
+    """One upload's record (``upload.json``)."""
+
+    id: str
+    filename: str
+    dataset: str
+    size: int | None
+    sha256: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+    job: str | None = None
+    offset: int = 0
+
+
+class Writer:
+    """Appends to an upload's part file, hashing and counting as it goes."""
+
+    def __init__(self, file: IO[bytes], hasher: Any, offset: int, limit: int) -> None:
+        self.file, self.hasher, self.offset, self.limit = file, hasher, offset, limit
+
+    def write(self, data: bytes) -> None:
+        if self.offset + len(data) > self.limit:
+            raise UploadTooLarge(f"upload larger than {self.limit:,} bytes")
+        self.file.write(data)
+        if self.hasher is not None:
+            self.hasher.update(data)
+        self.offset += len(data)
+
+
+class Uploads:
+    """The uploads under ``<storage>/uploads``; finished ones are submitted through ``runner``."""
+
+    def __init__(self, runner: JobRunner) -> None:
+        self.runner = runner
+        self.root = runner.settings.storage / "uploads"
+        self.limit = runner.settings.upload_max_bytes
+
+    def create(self, filename: str, *, size: int | None, sha256: str | None, params: dict[str, Any],
+               dataset: str | None = None) -> Upload:  # fmt: skip
+        """Start an upload of ``filename`` (``size`` bytes when known)."""
+        name = Path(filename.replace("\\", "/")).name
+        if not name or name.startswith(".") or name in ("upload.json", "data.part"):
+            raise InputError(f"upload file name {filename!r} is not a plain file name")
+        if size is not None and size > self.limit:
+            raise UploadTooLarge(f"{name}: {size:,} bytes is more than the limit of {self.limit:,}")
+        if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+            raise InputError(f"sha256 {sha256!r} is not 64 hexadecimal digits")
+        upload = Upload(uuid.uuid4().hex, name, dataset or dataset_name(name), size,
+                        sha256.lower() if sha256 else None, params)  # fmt: skip
+        (self.root / upload.id).mkdir(parents=True)
+        (self.root / upload.id / "data.part").touch()
+        self._save(upload)
+        return upload
+
+    def get(self, upload_id: str) -> Upload:
+        """An upload's record, with ``offset``: the bytes received so far."""
+        path = self._folder(upload_id) / "upload.json"
+        try:
+            upload = Upload(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise UploadNotFound(f"no upload {upload_id!r} (never started, or its job has ended)") from None
+        part = path.with_name("data.part")
+        upload.offset = part.stat().st_size if part.exists() else (upload.size or 0)
+        return upload
+
+    @contextlib.contextmanager
+    def writer(self, upload_id: str, *, offset: int, hash: bool = False) -> Iterator[Writer]:
+        """Append from ``offset``, which must be where the upload stands; one writer at a time.
+
+        ``hash``: the writer also computes the sha256 (for uploads sent in one piece).
+        """
+        upload = self.get(upload_id)
+        if upload.job is not None:
+            raise UploadConflict(f"upload {upload_id} is complete (job {upload.job})")
+        limit = min(upload.size if upload.size is not None else self.limit, self.limit)
+        with open(self._folder(upload_id) / "data.part", "r+b") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UploadBusy(f"upload {upload_id} is being written by another request") from None
+            stands = f.seek(0, 2)
+            if offset != stands:
+                raise UploadConflict(f"upload {upload_id} stands at byte {stands}, not {offset}")
+            writer = Writer(f, hashlib.sha256() if hash else None, stands, limit)
+            try:
+                yield writer
+            finally:
+                f.flush()
+
+    def finish(self, upload_id: str, *, sha256: str | None = None) -> JobRecord:
+        """Check the whole file, give it its name, and submit its job (once; see the module doc).
+
+        ``sha256`` is the digest computed while streaming, if it was; otherwise the file is read.
+        """
+        upload = self.get(upload_id)
+        if upload.job is not None:
+            return self.runner.catalog.jobs.get(upload.job)
+        folder = self._folder(upload_id)
+        part = folder / "data.part"
+        if upload.size is not None and upload.offset != upload.size:
+            raise UploadConflict(f"upload {upload_id} has {upload.offset:,} of {upload.size:,} bytes")
+        digest = sha256 or _sha256(part)
+        if upload.sha256 is not None and digest != upload.sha256:
+            self.remove(upload_id)
+            raise InputError(f"{upload.filename}: sha256 of the bytes received is {digest}, "
+                             f"not {upload.sha256} as declared; the upload is discarded")  # fmt: skip
+        part.replace(folder / upload.filename)
+        upload.size = upload.offset
+        params = {**upload.params, "sha256": digest}
+        job = self.runner.submit(folder / upload.filename, dataset=upload.dataset, source="upload",
+                                 params=params, input_key=f"upload:{upload_id}")  # fmt: skip
+        upload.job = job.id
+        self._save(upload)
+        return job
+
+    def remove(self, upload_id: str) -> None:
+        shutil.rmtree(self._folder(upload_id), ignore_errors=True)
+
+    def _folder(self, upload_id: str) -> Path:
+        if len(upload_id) != 32 or any(c not in "0123456789abcdef" for c in upload_id):
+            raise UploadNotFound(f"no upload {upload_id!r}")
+        return self.root / upload_id
+
+    def _save(self, upload: Upload) -> None:
+        record = asdict(upload)
+        record.pop("offset")
+        tmp = self._folder(upload.id) / ".upload.json.tmp"
+        tmp.write_text(json.dumps(record))
+        tmp.replace(tmp.with_name("upload.json"))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,284 @@
+"""A watched inbox folder: each file or folder dropped into it becomes one ingest job.
+
+An *entry* is a file or a folder directly in the inbox. It is taken when it is complete:
+
+* a folder holding a ``_SUCCESS`` file, at once;
+* any other entry once it has not changed (names, sizes, mtimes) for ``quiet`` seconds, so a
+  file still being copied is not read half-written.
+
+The dataset is named after the entry (``pbmc_3k.h5ad`` → ``pbmc_3k``; characters a dataset
+name cannot hold become ``_``), unless a *sidecar* ``<entry>.json`` or ``<stem>.json`` beside
+it says otherwise::
+
+    {"name": "pbmc", "groupbys": ["cell_type", "cell_type,donor"], "obs": "cells.csv"}
+
+(also ``var``, ``layer``, ``format``, ``allow_missing_metadata``; metadata paths are relative
+to the inbox). Sidecars, the metadata files they name, hidden names (``.x``, ``_x``) and
+partial downloads (``*.part``, ``*.tmp``, ``*.crdownload``) are never entries themselves.
+
+When its job ends, the entry (with its sidecar and metadata files) is moved to
+``processed/`` or ``failed/``; next to a failed one, ``<entry>.error.json`` says why.
+
+Restarts lose and duplicate nothing: each entry is recorded in the jobs table under a key made
+of its path, size and mtime (a unique column), so an entry seen again after a restart finds
+its job; a job left unfinished by a killed watcher is resumed by the next worker; entries
+whose job ended are moved on the next scan, and only then is the key released.
+
+Changes are noticed through watchdog's file events, and by polling every ``poll`` seconds as
+well, since events do not cross network filesystems.
+
+    >>> Watcher(Path("/srv/inbox"), settings, catalog).run()         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..catalog import Catalog, JobRecord, JobState
+from ..config import Settings
+from ._jobs import JobRunner, JobWorker
+
+__all__ = ["Watcher", "dataset_name"]
+
+log = logging.getLogger("widecube.watch")
+
+MARKER = "_SUCCESS"
+PROCESSED, FAILED = "processed", "failed"
+_PARTIAL = (".part", ".partial", ".tmp", ".crdownload", ".download", "~")
+_SIDECAR_FIELDS = {"name", "dataset", "groupbys", "obs", "var", "layer", "format", "allow_missing_metadata"}
+_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def dataset_name(entry: str) -> str:
+    """The dataset name an inbox entry gets by default: its name without suffixes, cleaned.
+
+    >>> dataset_name("PBMC 3k (v2).tar.gz")
+    'PBMC_3k_v2'
+    """
+    stem = entry.split(".", 1)[0] if not entry.startswith(".") else entry
+    return _BAD.sub("_", stem).strip("_.-")[:128] or "dataset"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One candidate in the inbox: its name, sidecar, and what it looks like now."""
+
+    name: str
+    sidecar: str | None
+    signature: tuple[int, int, int]  # files, bytes, newest mtime (ns), sidecar included
+    marked: bool  # a folder with a _SUCCESS file
+
+
+class Watcher:
+    """Turns complete entries of ``inbox`` into jobs and files them away when the jobs end."""
+
+    def __init__(self, inbox: Path, settings: Settings, catalog: Catalog, *, runner: JobRunner | None = None,
+                 quiet: float | None = None, poll: float | None = None) -> None:  # fmt: skip
+        self.inbox = inbox.expanduser().resolve()
+        self.settings, self.catalog = settings, catalog
+        self.runner = runner or JobRunner(settings, catalog)
+        self.quiet = settings.watch_quiet if quiet is None else quiet
+        self.poll = settings.watch_poll if poll is None else poll
+        self._prefix = f"watch:{self.inbox}/"
+        self._seen: dict[str, tuple[tuple[int, int, int], float]] = {}
+        self._wake = threading.Event()
+        for name in (PROCESSED, FAILED):
+            (self.inbox / name).mkdir(parents=True, exist_ok=True)
+
+    # -- one scan --------------------------------------------------------------------------
+
+    def scan(self) -> list[JobRecord]:
+        """File away entries whose jobs ended; return the jobs made for entries now complete."""
+        self.file_away()
+        now = time.monotonic()
+        created = []
+        entries = self.entries()
+        self._seen = {n: s for n, s in self._seen.items() if n in entries}
+        for entry in entries.values():
+            before = self._seen.get(entry.name)
+            if before is None or before[0] != entry.signature:
+                self._seen[entry.name] = (entry.signature, now)
+                before = self._seen[entry.name]
+            if entry.marked or now - before[1] >= self.quiet:
+                job = self._register(entry)
+                if job is not None:
+                    created.append(job)
+        return created
+
+    def entries(self) -> dict[str, Entry]:
+        """The inbox's candidate entries now, by name."""
+        names = {p.name for p in self.inbox.iterdir()}
+        sidecars = {n for n in names if n.endswith(".json")}
+        referenced = set()
+        for name in sidecars:
+            try:
+                found = json.loads((self.inbox / name).read_text())
+                if isinstance(found, dict):
+                    referenced |= {str(found[k]) for k in ("obs", "var") if found.get(k)}
+            except (OSError, ValueError):
+                pass  # an unreadable sidecar fails its entry's job, with the reason
+        found_entries = {}
+        for name in sorted(names - sidecars - referenced - {PROCESSED, FAILED}):
+            if name.startswith((".", "_")) or name.endswith(_PARTIAL):
+                continue
+            candidates = (f"{name}.json", f"{name.split('.', 1)[0]}.json")
+            sidecar = next((s for s in candidates if s in sidecars), None)
+            path = self.inbox / name
+            try:
+                signature = _signature(path, None if sidecar is None else self.inbox / sidecar)
+            except FileNotFoundError:  # gone while we looked
+                continue
+            found_entries[name] = Entry(name, sidecar, signature, path.is_dir() and (path / MARKER).exists())
+        return found_entries
+
+    def _register(self, entry: Entry) -> JobRecord | None:
+        """The entry's job, made now unless it exists (None then)."""
+        files, size, mtime = entry.signature
+        key = f"{self._prefix}{entry.name}:{files}:{size}:{mtime}"
+        if self.catalog.jobs.by_key(key) is not None:
+            return None
+        error = None
+        try:
+            dataset, params = self._params(entry)
+        except ValueError as exc:
+            dataset, params, error = dataset_name(entry.name), {}, str(exc)
+        members = [entry.name, *([entry.sidecar] if entry.sidecar else [])]
+        members += [p for p in (params.get("obs"), params.get("var")) if p and Path(p).parent == self.inbox]
+        params["watch"] = {"inbox": str(self.inbox), "members": [Path(m).name for m in members]}
+        job = self.runner.submit(self.inbox / entry.name, dataset=dataset, params=params, source="watch",
+                                 input_key=key, error=error)  # fmt: skip
+        log.info("inbox %s: %s is job %s (dataset %s)", self.inbox, entry.name, job.id, dataset)
+        return job
+
+    def _params(self, entry: Entry) -> tuple[str, dict[str, Any]]:
+        """The dataset name and ingest parameters of an entry, from its sidecar if it has one."""
+        if entry.sidecar is None:
+            return dataset_name(entry.name), {}
+        try:
+            side = json.loads((self.inbox / entry.sidecar).read_text())
+        except ValueError as exc:
+            raise ValueError(f"sidecar {entry.sidecar}: not valid JSON ({exc})") from None
+        if not isinstance(side, dict):
+            raise ValueError(f"sidecar {entry.sidecar}: must hold a JSON object")
+        unknown = set(side) - _SIDECAR_FIELDS
+        if unknown:
+            raise ValueError(f"sidecar {entry.sidecar}: unknown field(s) {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(sorted(_SIDECAR_FIELDS))})")  # fmt: skip
+        groupbys = side.get("groupbys") or []
+        params: dict[str, Any] = {
+            "groupbys": [groupbys] if isinstance(groupbys, str) else [str(g) for g in groupbys],
+            "layer": side.get("layer"), "format": side.get("format"),
+            "allow_missing_metadata": bool(side.get("allow_missing_metadata", False)),
+        }  # fmt: skip
+        for what in ("obs", "var"):
+            params[what] = str(self.inbox / side[what]) if side.get(what) else None
+        return str(side.get("name") or side.get("dataset") or dataset_name(entry.name)), params
+
+    # -- filing away ---------------------------------------------------------------------
+
+    def file_away(self) -> list[JobRecord]:
+        """Move the entries of ended jobs to processed/ or failed/ (with an error report)."""
+        moved = []
+        for job in self.catalog.jobs.with_keys(self._prefix):
+            if not job.state.final:
+                continue
+            dest = self.inbox / (PROCESSED if job.state == JobState.PUBLISHED else FAILED)
+            members = job.params.get("watch", {}).get("members", [])
+            for name in members:
+                if (self.inbox / name).exists():
+                    target = dest / name
+                    if target.exists():
+                        target = dest / f"{job.id[:8]}-{name}"
+                    shutil.move(str(self.inbox / name), str(target))
+            if job.state == JobState.FAILED and members:
+                _error_report(dest / f"{members[0]}.error.json", job)
+            self.catalog.jobs.forget_key(job.id)  # only now: a restart before it still finds the job
+            log.info("inbox %s: job %s %s, filed in %s/", self.inbox, job.id, job.state.value, dest.name)
+            moved.append(job)
+        return moved
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run_once(self) -> list[JobRecord]:
+        """Take what is complete now (waiting out the quiet period once), run its jobs, file
+        them away; returns the jobs run."""
+        self.scan()
+        if self.quiet > 0 and self._seen:
+            time.sleep(self.quiet)
+            self.scan()
+        ran = self.runner.run_pending()
+        self.file_away()
+        return ran
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Watch until ``stop`` is set, running jobs in a worker thread."""
+        stop = stop or threading.Event()
+        observer = _observe(self.inbox, self._wake)
+        worker = JobWorker(self.runner, poll=min(self.poll, self.settings.job_poll))
+        worker.start()
+        try:
+            while not stop.is_set():
+                try:
+                    self.scan()
+                except Exception:  # the catalog or the inbox is away: log, wait, try again
+                    log.exception("inbox %s: scan failed", self.inbox)
+                self._wake.wait(self._next_wait())
+                self._wake.clear()
+        finally:
+            worker.stop()
+            if observer is not None:
+                observer.stop()
+                observer.join(timeout=5)
+
+    def _next_wait(self) -> float:
+        """Until the next poll, or until the first entry waiting out its quiet period is due."""
+        now = time.monotonic()
+        due = [since + self.quiet - now for _, since in self._seen.values() if now - since < self.quiet]
+        return max(0.05, min([self.poll, *due]))
+
+
+def _signature(path: Path, sidecar: Path | None) -> tuple[int, int, int]:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    if sidecar is not None:
+        files.append(sidecar)
+    stats = [p.stat() for p in files]
+    return len(stats), sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
+
+
+def _error_report(path: Path, job: JobRecord) -> None:
+    failed = next((e for e in reversed(job.log) if e.get("event") == "failed"), {})
+    report = {"job": job.id, "dataset": job.dataset, "input": Path(job.input).name, "state": job.state.value,
+              "step": failed.get("step"), "error": job.error,
+              "finished": (job.finished or datetime.now(UTC)).isoformat()}  # fmt: skip
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _observe(inbox: Path, wake: threading.Event) -> Any:
+    """A watchdog observer that sets ``wake`` on any change in the inbox (None if it cannot
+    start, e.g. out of inotify watches: polling still works)."""
+    from watchdog.events import FileSystemEvent, FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    class Waker(FileSystemEventHandler):
+        def on_any_event(self, event: FileSystemEvent) -> None:
+            wake.set()
+
+    observer = Observer()
+    try:
+        observer.schedule(Waker(), str(inbox), recursive=True)
+        observer.start()
+    except OSError as exc:
+        log.warning("inbox %s: no file events (%s); polling only", inbox, exc)
+        return None
+    return observer
