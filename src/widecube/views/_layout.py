@@ -6,6 +6,8 @@ summary); other layers add the layer name: ``views/<view>/<groupby>.<layer>.zarr
 
 from __future__ import annotations
 
+from typing import Any
+
 import anndata
 import numpy as np
 import pandas as pd
@@ -16,7 +18,7 @@ from ..errors import InvalidQuery
 from ..snapshot import Snapshot, SnapshotWriter
 from ._base import RAW, BuildContext
 
-__all__ = ["create_grouped", "entry_for", "group_table", "relpath"]
+__all__ = ["create_grouped", "entry_for", "group_table", "layer_entry", "relpath"]
 
 
 def relpath(view: str, groupby: str, layer: str, ext: str = "zarr") -> str:
@@ -37,18 +39,23 @@ def create_grouped(out: SnapshotWriter, ctx: BuildContext, path: str, grouping: 
             for name, dt in layers.items()}  # fmt: skip
 
 
-def entry_for(snap: Snapshot, view: str, groupby: str, layer: str) -> dict[str, object]:
-    """The manifest entry of one (groupby, layer) of a view, or a 422 naming what is missing."""
-    entry = snap.view(view)
-    layers = entry["layers"]
+def layer_entry(snap: Snapshot, view: str, layer: str) -> Any:
+    """What a view's manifest entry holds for ``layer``, or a 422 naming the layers there are."""
+    layers = snap.view(view)["layers"]
     if layer not in layers:
         raise InvalidQuery(f"dataset {snap.dataset!r} has no layer {layer!r}; available: {', '.join(layers)}")
-    groupbys = layers[layer]
+    return layers[layer]
+
+
+def entry_for(snap: Snapshot, view: str, groupby: str, layer: str) -> Any:
+    """What a view's manifest entry holds for one (groupby, layer) (a dict of paths, or a
+    path), or a 422 naming what is missing."""
+    groupbys = layer_entry(snap, view, layer)
     if groupby not in groupbys:
         raise InvalidQuery(
             f"dataset {snap.dataset!r} has no groupby {groupby!r}; available: {', '.join(groupbys)}"
         )
-    return dict(groupbys[groupby])
+    return groupbys[groupby]
 
 
 def group_table(snap: Snapshot, path: str) -> pd.DataFrame:

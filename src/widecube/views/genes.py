@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from ..compute.groupings import ALL
-from ..errors import InvalidQuery, VerificationError
+from ..errors import VerificationError
 from ..snapshot import Snapshot, SnapshotWriter
 from ._base import BuildContext, SlabStats, View
+from ._layout import layer_entry
 from ._registry import register_view
 
 __all__ = ["GENE_STATS", "GenesView"]
@@ -70,7 +71,8 @@ class GenesView(View):
             )
             out.write_table(_path(layer), table)
         out.add_view(self.name, encoding=self.encoding, encoding_version=self.encoding_version,
-                     layers={layer: _path(layer) for layer in self._cols}, stats=list(GENE_STATS))  # fmt: skip
+                     layers={layer: _path(layer) for layer in self._cols},
+                     stats=list(GENE_STATS))  # fmt: skip
         del self._cols
 
     def verify(self, snap: Snapshot) -> None:
@@ -91,7 +93,4 @@ class GenesView(View):
 
     def table(self, snap: Snapshot, layer: str) -> pd.DataFrame:
         """The per-gene table of ``layer``."""
-        layers = snap.view(self.name)["layers"]
-        if layer not in layers:
-            raise InvalidQuery(f"dataset {snap.dataset!r} has no layer {layer!r}; available: {', '.join(layers)}")
-        return snap.table(layers[layer])
+        return snap.table(str(layer_entry(snap, self.name, layer)))

@@ -15,10 +15,10 @@ import pandas as pd
 
 from ..compute._kernels import welch_t_p
 from ..compute.groupings import ALL
-from ..errors import InvalidQuery, VerificationError
+from ..errors import VerificationError
 from ..snapshot import Snapshot, SnapshotWriter
 from ._base import NORMALIZED, BuildContext, SlabStats, View
-from ._layout import relpath
+from ._layout import entry_for, relpath
 from ._registry import register_view
 
 __all__ = ["MarkersView"]
@@ -136,13 +136,7 @@ class MarkersView(View):
                     raise VerificationError(f"{where}: unknown gene names")
 
     def table(self, snap: Snapshot, groupby: str, layer: str) -> pd.DataFrame:
-        layers = snap.view(self.name)["layers"]
-        if layer not in layers:
-            raise InvalidQuery(f"dataset {snap.dataset!r} has no layer {layer!r}; available: {', '.join(layers)}")
-        if groupby not in layers[layer]:
-            raise InvalidQuery(f"dataset {snap.dataset!r} has no groupby {groupby!r}; "
-                               f"available: {', '.join(layers[layer])}")  # fmt: skip
-        return snap.table(layers[layer][groupby])
+        return snap.table(str(entry_for(snap, self.name, groupby, layer)))
 
     def describe(self, snap: Snapshot) -> dict[str, object]:
         entry = snap.view(self.name)
