@@ -59,15 +59,20 @@ async def _receive(request: Request, writer: Writer, most: int | None = None) ->
     """Stream the body into ``writer`` in batches; at most ``most`` bytes (a chunk's range)."""
     batch: list[bytes] = []
     held = received = 0
-    async for data in request.stream():
-        received += len(data)
-        if most is not None and received > most:
-            raise UploadConflict(f"the body is longer than its Content-Range ({most} bytes)")
-        batch.append(data)
-        held += len(data)
-        if held >= _BATCH:
+    try:
+        async for data in request.stream():
+            received += len(data)
+            if most is not None and received > most:
+                raise UploadConflict(f"the body is longer than its Content-Range ({most} bytes)")
+            batch.append(data)
+            held += len(data)
+            if held >= _BATCH:
+                await to_thread.run_sync(writer.write, b"".join(batch))
+                batch, held = [], 0
+    except ClientDisconnect:  # keep what arrived: a resumed upload continues after it
+        if batch:
             await to_thread.run_sync(writer.write, b"".join(batch))
-            batch, held = [], 0
+        raise
     if batch:
         await to_thread.run_sync(writer.write, b"".join(batch))
 
