@@ -24,10 +24,13 @@ import numpy as np
 import pandas as pd
 
 from .catalog import Catalog, VersionRecord, VersionStatus
+from .compute import Grouping, make_grouping
+from .compute.aggregate import Column, GeneData, canonical_filter, cell_mask, expression, summarize
 from .config import Settings
-from .errors import InvalidQuery, VersionNotFound
+from .errors import InvalidQuery, UnknownGrouping, VersionNotFound
 from .snapshot import Snapshot
 from .views import get_view, views
+from .views.summary import SUMMARY_STATS
 
 __all__ = ["Widecube"]
 
@@ -120,16 +123,7 @@ class Widecube:
         record, snap = self.resolve(dataset, version)
         layer = layer or _default_layer(snap)
         idx = _gene_index(snap, dataset, genes)
-        served = {stat: view for view in views() for stat in view.served(snap)}
-        unknown = [s for s in stats if s not in served]
-        if unknown:
-            raise InvalidQuery(f"unknown stat {unknown[0]!r}; known stats: {', '.join(served)}")
-        groups: list[str] = []
-        values: dict[str, np.ndarray] = {}
-        for view in dict.fromkeys(served[s] for s in stats):
-            asked = [s for s in stats if served[s] is view]
-            groups, got = view.query(snap, groupby, layer, idx, asked)
-            values.update(got)
+        groups, values = _precomputed(snap, groupby, layer, idx, stats)
         return {
             "dataset": dataset,
             "version": record.version,
@@ -137,7 +131,89 @@ class Widecube:
             "layer": layer,
             "groups": groups,
             "genes": list(genes),
-            "values": {s: values[s] for s in stats},
+            "values": values,
+        }
+
+    # -- any subset of cells: on-the-fly queries over the gene-major view -----------------
+
+    def expression(self, dataset: str, *, genes: list[str], filter: dict[str, list[str]] | None = None,
+                   layer: str | None = None, version: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """Per-cell values of ``genes`` (float32), in obs order, of the cells ``filter`` keeps
+        (every cell without one), read from the gene-major view: for scatter and violin plots.
+
+        ``filter`` is ``{obs column: [categories]}`` (see :mod:`widecube.compute.aggregate`).
+
+            >>> wc.expression("pbmc", genes=["CD3E"], filter={"donor": ["D1"]})["cells"]  # doctest: +SKIP
+            8123
+        """
+        record, snap = self.resolve(dataset, version)
+        layer = _layer(snap, dataset, layer)
+        data = _gene_data(snap, dataset, record.version, _gene_index(snap, dataset, genes), layer)
+        spec = canonical_filter(filter)
+        mask, kept = _selection(snap, dataset, spec)
+        return {
+            "dataset": dataset,
+            "version": record.version,
+            "layer": layer,
+            "genes": list(genes),
+            "filter": {c: list(v) for c, v in spec},
+            "cells": kept,
+            "values": dict(zip(genes, expression(data, mask, snap.n_cells), strict=True)),
+        }
+
+    def aggregate(self, dataset: str, *, genes: list[str], groupby: str, stats: list[str],
+                  filter: dict[str, list[str]] | None = None, layer: str | None = None,
+                  version: str | None = None, precomputed: bool = True) -> dict[str, Any]:  # fmt: skip
+        """The summary of ``genes`` over the cells ``filter`` keeps, grouped by ``groupby``:
+        the shape and statistics of :meth:`summary` (quantiles included), for any subset.
+
+        Groups are the grouping's groups over all cells, in its order; a group the filter
+        empties has ``n_cells`` 0, ``sum``/``sumsq``/``nnz`` 0 and every other stat NaN.
+        When the filter keeps every group whole or drops it entirely (no filter, a filter
+        that keeps every cell, a filter on the grouping's own columns) and the grouping is
+        precomputed for the layer, the answer comes from the precomputed views
+        (``source: "precomputed"``); otherwise it is computed exactly from the gene-major
+        view (``source: "computed"``; ``precomputed=False`` forces that path).
+
+            >>> wc.aggregate("pbmc", genes=["CD3E"], groupby="cell_type", stats=["mean"],
+            ...              filter={"donor": ["D1", "D2"]})["source"]  # doctest: +SKIP
+            'computed'
+        """
+        record, snap = self.resolve(dataset, version)
+        layer = _layer(snap, dataset, layer)
+        idx = _gene_index(snap, dataset, genes)
+        quantiles = _quantile_names(snap)
+        known = [*SUMMARY_STATS, *quantiles]
+        unknown = [s for s in stats if s not in known]
+        if unknown:
+            raise InvalidQuery(f"unknown stat {unknown[0]!r}; known stats: {', '.join(known)}")
+        grouping = _grouping(snap, dataset, groupby)
+        spec = canonical_filter(filter)
+        mask, kept = _selection(snap, dataset, spec)
+        counts = _group_counts(snap, spec, grouping, mask)
+        values: dict[str, np.ndarray] | None = None
+        if precomputed and bool(np.all((counts == 0) | (counts == grouping.n_cells))):
+            try:
+                groups, stored = _precomputed(snap, groupby, layer, idx, stats)
+            except InvalidQuery:  # this grouping or layer is not precomputed
+                groups = []
+            if groups == grouping.names:
+                values = {s: _drop_groups(s, v, counts == 0) for s, v in stored.items()}
+        source = "precomputed" if values is not None else "computed"
+        if values is None:
+            data = _gene_data(snap, dataset, record.version, idx, layer)
+            values = summarize(data, mask, grouping.codes, counts, stats, quantiles=quantiles)
+        return {
+            "dataset": dataset,
+            "version": record.version,
+            "groupby": groupby,
+            "layer": layer,
+            "groups": list(grouping.names),
+            "genes": list(genes),
+            "values": values,
+            "filter": {c: list(v) for c, v in spec},
+            "cells": kept,
+            "source": source,
         }
 
     def markers(self, dataset: str, *, groupby: str, group: str, layer: str | None = None,
@@ -146,7 +222,9 @@ class Widecube:
         record, snap = self.resolve(dataset, version)
         layer = layer or _default_layer(snap)
         table = get_view("markers").table(snap, groupby, layer)  # type: ignore[attr-defined]
-        rows = snap.memo(("markers", groupby, layer), lambda: dict(list(table.groupby("group", observed=True))))
+        rows = snap.memo(
+            ("markers", groupby, layer), lambda: dict(list(table.groupby("group", observed=True)))
+        )
         if group not in rows:
             raise InvalidQuery(f"groupby {groupby!r} of dataset {dataset!r} has no group {group!r}")
         top = rows[group].head(limit)
@@ -241,8 +319,8 @@ class Widecube:
             return list(self._open)
 
     def warm(self, dataset: str, version: str | None = None) -> str:
-        """Decode every grouped array of a version (each view, grouping and layer) into the
-        cache now, so that no query after a publish pays for it."""
+        """Decode every grouped array of a version (each view, grouping and layer) and the
+        gene-major matrix into the cache now, so that no query after a publish pays for it."""
         _, snap = self.resolve(dataset, version)
         first = np.zeros(1, dtype=np.intp)
         for view in views():
@@ -253,6 +331,12 @@ class Widecube:
             for layer, groupbys in layers.items():
                 for groupby in groupbys:
                     view.query(snap, groupby, layer, first, served)
+        if _has_matrix(snap):  # decode X (once, for every worker) and compile the filter kernel
+            groupbys = snap.manifest["parameters"].get("groupbys") or []
+            if snap.n_genes and groupbys:
+                self.aggregate(dataset, genes=[str(snap.var_names[0])], groupby=groupbys[0],
+                               stats=["mean", *_quantile_names(snap)][:2], precomputed=False,
+                               version=snap.version)  # fmt: skip
         _ = snap.var_names
         return snap.version
 
@@ -303,25 +387,14 @@ class Widecube:
         """(version, one float32 value per cell in obs order) of ``gene``, read from the
         gene-major view: one contiguous range of its CSC arrays, zeros filled in."""
         record, snap = self.resolve(dataset, version)
-        layer = layer or _default_layer(snap)
-        if layer not in snap.manifest.get("layers", ["raw"]):
-            raise InvalidQuery(f"dataset {dataset!r} has no layer {layer!r}")
-        j = int(_gene_index(snap, dataset, [gene])[0])
-        cells, stored = get_view("matrix").gene_values(snap, j)  # type: ignore[attr-defined]
-        values = np.zeros(snap.n_cells, dtype=np.float32)
-        if layer == "raw":
-            values[cells] = stored
-        else:
-            total = snap.memo("total_counts", lambda: snap.table("dataset/obs.parquet")["total_counts"].to_numpy())
-            target = float(snap.view("matrix").get("target_sum", 1e4))
-            values[cells] = np.log1p(stored.astype(np.float64) * target / total[cells])
-        return record.version, values
+        layer = _layer(snap, dataset, layer)
+        data = _gene_data(snap, dataset, record.version, _gene_index(snap, dataset, [gene]), layer)
+        return record.version, expression(data, None, snap.n_cells)[0]
 
     def _gene_values_seam(self, snap: Snapshot) -> Callable[..., tuple[str, np.ndarray]] | None:
         """``gene_values`` when this version has a gene-major matrix and the service has it."""
-        entry = snap.manifest.get("views", {}).get("matrix", {})
         method = getattr(self, "gene_values", None)
-        return method if entry.get("encoding") == "widecube-gene-major" and callable(method) else None
+        return method if _has_matrix(snap) and callable(method) else None
 
     def _cell_colors(self, dataset: str, record: VersionRecord, snap: Snapshot,
                      color: str) -> dict[str, Any]:  # fmt: skip
@@ -348,10 +421,152 @@ def _default_layer(snap: Snapshot) -> str:
     return str(snap.manifest.get("default_layer", "raw"))
 
 
+def _layer(snap: Snapshot, dataset: str, layer: str | None) -> str:
+    layer = layer or _default_layer(snap)
+    layers = snap.manifest.get("layers", ["raw"])
+    if layer not in layers:
+        raise InvalidQuery(f"dataset {dataset!r} has no layer {layer!r}; available: {', '.join(layers)}")
+    return layer
+
+
+def _precomputed(snap: Snapshot, groupby: str, layer: str, idx: np.ndarray,
+                 stats: list[str]) -> tuple[list[str], dict[str, np.ndarray]]:  # fmt: skip
+    """(groups, {stat: (n_groups, n_genes)}) from the views that serve each stat."""
+    served = {stat: view for view in views() for stat in view.served(snap)}
+    unknown = [s for s in stats if s not in served]
+    if unknown:
+        raise InvalidQuery(f"unknown stat {unknown[0]!r}; known stats: {', '.join(served)}")
+    groups: list[str] = []
+    values: dict[str, np.ndarray] = {}
+    for view in dict.fromkeys(served[s] for s in stats):
+        asked = [s for s in stats if served[s] is view]
+        groups, got = view.query(snap, groupby, layer, idx, asked)
+        values.update(got)
+    return groups, {s: values[s] for s in stats}
+
+
+_ADDITIVE = frozenset({"sum", "sumsq", "nnz", "n_cells"})
+
+
+def _drop_groups(stat: str, values: np.ndarray, dropped: np.ndarray) -> np.ndarray:
+    """``values`` with the rows of groups that lost every cell: 0 for counts and sums, else NaN."""
+    if not dropped.any():
+        return values
+    out = np.array(values, dtype=np.float64)
+    out[dropped] = 0.0 if stat in _ADDITIVE else np.nan
+    return out
+
+
+def _has_matrix(snap: Snapshot) -> bool:
+    return bool(snap.manifest.get("views", {}).get("matrix", {}).get("encoding") == "widecube-gene-major")
+
+
+def _gene_data(snap: Snapshot, dataset: str, version: str, idx: np.ndarray, layer: str) -> GeneData:
+    """The queried genes in the gene-major view's decoded, memory-mapped CSC arrays."""
+    if not _has_matrix(snap):
+        raise InvalidQuery(f"version {version} of dataset {dataset!r} has no gene-major view, "
+                           "which per-cell values and filtered aggregates need")  # fmt: skip
+    x = f"{snap.view('matrix')['path']}/X"
+    scale = None if layer == "raw" else snap.memo("cell-scale", lambda: _cell_scale(snap))
+    return GeneData(
+        idx, snap.array(f"{x}/indptr"), snap.array(f"{x}/indices"), snap.array(f"{x}/data"), scale
+    )
+
+
+def _cell_scale(snap: Snapshot) -> np.ndarray:
+    """Per cell ``target_sum / library size`` (0 for an empty cell), as the ingest computes it."""
+    total = snap.table("dataset/obs.parquet")["total_counts"].to_numpy(dtype=np.float64)
+    target = float(snap.view("matrix").get("target_sum", 1e4))
+    with np.errstate(divide="ignore"):
+        return np.where(total > 0, target / total, 0.0)
+
+
+def _quantile_names(snap: Snapshot) -> dict[str, float]:
+    """``{"median": 0.5, "q10": 0.1, …}`` of the version's quantiles view (empty without one)."""
+    entry = snap.manifest.get("views", {}).get("quantiles")
+    if not entry:
+        return {}
+    return dict(zip(entry["stats"], (float(q) for q in entry["quantiles"]), strict=True))
+
+
+class _Recent:
+    """A small least-recently-used map (filter masks, groupings), safe across threads."""
+
+    def __init__(self, size: int) -> None:
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, factory: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = factory()  # outside the lock: a slow factory does not hold up other keys
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return value
+
+
+def _recent(snap: Snapshot) -> _Recent:
+    recent: _Recent = snap.memo("recent-queries", lambda: _Recent(64))
+    return recent
+
+
+def _obs_columns(snap: Snapshot) -> dict[str, Column]:
+    def build() -> dict[str, Column]:
+        obs = snap.table("dataset/obs.parquet")
+        return {str(c): Column(obs[c].cat.codes.to_numpy(), [str(x) for x in obs[c].cat.categories])
+                for c in obs.columns if isinstance(obs[c].dtype, pd.CategoricalDtype)}  # fmt: skip
+
+    columns: dict[str, Column] = snap.memo("obs-codes", build)
+    return columns
+
+
+def _selection(
+    snap: Snapshot, dataset: str, spec: tuple[tuple[str, tuple[str, ...]], ...]
+) -> tuple[np.ndarray | None, int]:
+    """(mask of the kept cells, or None for all; how many), memoized per (version, filter)."""
+    if not spec:
+        return None, snap.n_cells
+
+    def build() -> tuple[np.ndarray | None, int]:
+        mask = cell_mask(_obs_columns(snap), dict(spec), dataset=dataset, n_cells=snap.n_cells)
+        return mask, snap.n_cells if mask is None else int(np.count_nonzero(mask))
+
+    found: tuple[np.ndarray | None, int] = _recent(snap).get(("mask", spec), build)
+    return found
+
+
+def _grouping(snap: Snapshot, dataset: str, groupby: str) -> Grouping:
+    def build() -> Grouping:
+        try:
+            return make_grouping(snap.table("dataset/obs.parquet"), groupby)
+        except UnknownGrouping as exc:
+            raise InvalidQuery(f"dataset {dataset!r}: {exc}") from exc
+
+    grouping: Grouping = _recent(snap).get(("grouping", groupby), build)
+    return grouping
+
+
+def _group_counts(snap: Snapshot, spec: tuple[tuple[str, tuple[str, ...]], ...], grouping: Grouping,
+                  mask: np.ndarray | None) -> np.ndarray:  # fmt: skip
+    """Kept cells per group (int64)."""
+    if mask is None:
+        return grouping.n_cells.astype(np.int64)
+    counts: np.ndarray = _recent(snap).get(("counts", spec, grouping.key), lambda: np.bincount(
+        grouping.codes[mask], minlength=grouping.n_groups).astype(np.int64))  # fmt: skip
+    return counts
+
+
 def _gene_index(snap: Snapshot, dataset: str, genes: list[str]) -> np.ndarray:
     # a dict beats pandas' get_indexer ~10x for the tens of genes of a query (profiled: 12 %
     # of a summary request's CPU went to get_indexer)
-    positions: dict[str, int] = snap.memo("gene-positions", lambda: {str(g): i for i, g in enumerate(snap.var_names)})
+    positions: dict[str, int] = snap.memo(
+        "gene-positions", lambda: {str(g): i for i, g in enumerate(snap.var_names)}
+    )
     idx = np.fromiter((positions.get(g, -1) for g in genes), dtype=np.int64, count=len(genes))
     if (idx < 0).any():
         missing = [g for g, i in zip(genes, idx, strict=True) if i < 0]

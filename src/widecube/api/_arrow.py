@@ -9,6 +9,10 @@ Layouts (schema metadata carries ``dataset``, ``version`` and the query's names)
   float32, and when a colour was asked a ``color`` column: dictionary<int, utf8> for a
   categorical obs column (null where missing), float32 for a numeric column or a gene.
   Metadata: ``key``, ``color`` (its name) and ``color_kind`` (category, numeric, gene).
+* ``/aggregate``: the layout of ``/summary``; metadata adds ``source`` (precomputed or
+  computed) and ``cells`` (how many the filter keeps).
+* ``/expression``: one float32 column per gene, one row per kept cell in obs order.
+  Metadata: ``layer``, ``cells``.
 * ``/genes``: one utf8 column ``gene``. ``/datasets`` and ``/versions``: one row per record.
 
     >>> pa.ipc.open_stream(response.content).read_all().to_pandas()   # doctest: +SKIP
@@ -21,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["embedding_table", "genes_table", "records_table", "summary_table"]
+__all__ = ["embedding_table", "expression_table", "genes_table", "records_table", "summary_table"]
 
 _AXES = ("x", "y", "z")
 
@@ -50,8 +54,19 @@ def summary_table(result: dict[str, Any]) -> pa.Table:
         version=result["version"],
         groupby=result["groupby"],
         layer=result.get("layer"),
+        source=result.get("source"),
+        cells=result.get("cells"),
     )
     return pa.table(columns).replace_schema_metadata(meta)
+
+
+def expression_table(result: dict[str, Any]) -> pa.Table:
+    """Per-cell values: one float32 column per gene, one row per kept cell."""
+    columns = {g: pa.array(np.asarray(v, np.float32), type=pa.float32()) for g, v in result["values"].items()}
+    table = pa.table(columns) if columns else pa.table({})
+    meta = _meta(dataset=result["dataset"], version=result["version"], layer=result["layer"],
+                 cells=result["cells"])  # fmt: skip
+    return table.replace_schema_metadata(meta)
 
 
 def embedding_table(result: dict[str, Any]) -> pa.Table:

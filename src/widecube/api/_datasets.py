@@ -8,7 +8,11 @@ for ever, live ones are revalidated (see ``_responses``).
 Handlers whose work is a sub-millisecond lookup in memory-mapped arrays are ``async``: they
 run on the event loop, because handing them to the thread pool and back costs more than the
 work itself (GIL hand-offs). The embedding handler, which may serialise millions of values,
-stays in the thread pool.
+stays in the thread pool, as do ``/aggregate`` and ``/expression``, which compute over the
+gene-major view (their kernels release the GIL).
+
+``POST /aggregate`` and ``POST /expression`` are cached like GETs: the ETag digests the JSON
+body (``body_key``), a body that pins ``version`` is ``immutable``, ``If-None-Match`` is 304.
 """
 
 from __future__ import annotations
@@ -20,12 +24,16 @@ from fastapi.responses import Response
 
 from ..service import Widecube
 from . import _arrow
-from ._responses import respond
+from ._responses import body_key, respond
 from .models import (
+    AggregateRequest,
+    AggregateResponse,
     DatasetDetail,
     DatasetSummary,
     EmbeddingList,
     EmbeddingResponse,
+    ExpressionRequest,
+    ExpressionResponse,
     GeneList,
     SummaryRequest,
     SummaryResponse,
@@ -52,7 +60,7 @@ Version = Annotated[str | None, Query(description="pin a version; default: the l
 @router.get("/features")
 async def features(request: Request) -> dict[str, bool]:
     """Which optional routes this server has; the web UI lights up panels by it."""
-    paths = {getattr(route, "path", "") for route in request.app.routes}
+    paths = request.app.openapi()["paths"]  # built once; sees routes of included routers too
     return {name: f"{PREFIX}/datasets/{{name}}/{name}" in paths for name in _OPTIONAL}
 
 
@@ -121,6 +129,26 @@ async def summary_get(
 ) -> Response:
     """The same as ``POST /summary``, as a URL that browsers and proxies can cache."""
     return _summary(request, wc, name, genes, groupby, stats or _DEFAULT_STATS, layer, version)
+
+
+@router.post("/datasets/{name}/aggregate", response_model=AggregateResponse)
+def aggregate(request: Request, name: str, body: AggregateRequest, wc: WC) -> Response:
+    """The summary of genes over the cells a filter keeps (any subset), exactly: the shape
+    of ``/summary`` plus ``filter``, ``cells`` and ``source``. Groups the filter empties have
+    ``n_cells`` 0, sums and counts 0, other stats null."""
+    result = wc.aggregate(name, genes=body.genes, groupby=body.groupby, filter=body.filter,
+                          stats=body.stats, layer=body.layer, version=body.version)  # fmt: skip
+    return respond(request, result, version=result["version"], key=body_key("aggregate", body),
+                   pinned=body.version is not None, arrow=lambda: _arrow.summary_table(result))  # fmt: skip
+
+
+@router.post("/datasets/{name}/expression", response_model=ExpressionResponse)
+def expression(request: Request, name: str, body: ExpressionRequest, wc: WC) -> Response:
+    """Per-cell values of genes (float32, obs order) over the cells a filter keeps."""
+    result = wc.expression(name, genes=body.genes, filter=body.filter, layer=body.layer, version=body.version)
+    return respond(request, result, version=result["version"], key=body_key("expression", body),
+                   pinned=body.version is not None,
+                   arrow=lambda: _arrow.expression_table(result))  # fmt: skip
 
 
 @router.get("/datasets/{name}/embedding", response_model=EmbeddingList)

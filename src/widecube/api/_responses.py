@@ -6,7 +6,9 @@ Every data route ends in :func:`respond`, which
   ``application/vnd.apache.arrow.stream`` (and the route can build a table), else JSON
   (orjson: numpy arrays serialized natively, NaN → null);
 * sets a weak ``ETag`` ``W/"<version>-<digest of the query and format>"``. Weak, because
-  the GZip middleware may re-encode the JSON body: the bytes change, the meaning does not;
+  the GZip middleware may re-encode the JSON body: the bytes change, the meaning does not.
+  For a POST the query is its body (:func:`body_key`: the JSON body, keys sorted, with the
+  version left out since the ETag names the version it resolved to);
 * answers ``If-None-Match`` with 304 (weak comparison, lists and ``*`` understood);
 * sets ``Cache-Control``: ``public, max-age=31536000, immutable`` when the request pinned a
   version (a pinned URL names immutable content, for ever); ``no-cache`` otherwise, because
@@ -24,6 +26,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 from fastapi import Request, Response
+from pydantic import BaseModel
 
 from ..errors import WidecubeError
 
@@ -33,6 +36,7 @@ __all__ = [
     "JSON",
     "REVALIDATE",
     "NotAcceptable",
+    "body_key",
     "etag_for",
     "respond",
     "wants_arrow",
@@ -71,6 +75,18 @@ def etag_for(version: str, *parts: object) -> str:
     """A weak ETag naming the version, plus a digest of what was asked (and in which format)."""
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=6).hexdigest()
     return f'W/"{version}-{digest}"'
+
+
+def body_key(route: str, body: BaseModel) -> tuple[str, str]:
+    """The ETag key of a POST: the route and its JSON body (keys sorted, ``version`` left out).
+
+    Two bodies that differ only in key order or in whether they pinned the version they
+    resolved to get the same ETag; filters are canonical already (sorted by the service).
+    """
+    fields = body.model_dump(exclude={"version"})
+    if isinstance(fields.get("filter"), dict):
+        fields["filter"] = {c: sorted(set(v)) for c, v in sorted(fields["filter"].items())}
+    return route, orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _matches(header: str | None, etag: str) -> bool:

@@ -8,6 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 __all__ = [
+    "AggregateRequest",
+    "AggregateResponse",
     "CellColor",
     "CellStatsResponse",
     "DatasetDetail",
@@ -15,6 +17,8 @@ __all__ = [
     "EmbeddingList",
     "EmbeddingResponse",
     "EmbeddingShape",
+    "ExpressionRequest",
+    "ExpressionResponse",
     "GeneList",
     "GeneStatsResponse",
     "Marker",
@@ -93,6 +97,50 @@ class SummaryResponse(BaseModel):
     values: dict[str, list[list[float | None]]] = Field(
         description="{stat: [[value for each gene] for each group]}; null where undefined"
     )
+
+
+_FILTER = Field(
+    default_factory=dict,
+    examples=[{"donor": ["D1", "D2"], "cell_type": ["B cell"]}],
+    description="{categorical obs column: [categories to keep]}: AND across columns, OR within one; "
+    "'(missing)' keeps cells without a value; an empty list keeps no cell; {} keeps every cell",
+)
+
+
+class AggregateRequest(BaseModel):
+    genes: list[str] = Field(min_length=1, max_length=1000, examples=[["CD3E", "MS4A1"]])
+    groupby: str = Field(examples=["cell_type"], description="an obs column, or columns joined by ','")
+    filter: dict[str, list[str]] = _FILTER
+    stats: list[str] = Field(default=["mean", "frac_expressing"], min_length=1,
+                             description="the statistics of /summary, quantiles included")  # fmt: skip
+    layer: str | None = Field(default=None, description="'raw' or 'normalized'; default: the dataset's")
+    version: str | None = Field(default=None, description="pin a version; default: the live one")
+
+
+class AggregateResponse(SummaryResponse):
+    filter: dict[str, list[str]] = Field(description="the filter, sorted and de-duplicated")
+    cells: int = Field(description="cells the filter keeps")
+    source: Literal["precomputed", "computed"] = Field(
+        description="precomputed: the filter keeps every group whole or drops it, so the stored "
+        "views answer; computed: exactly, on the fly, from the gene-major view"
+    )
+
+
+class ExpressionRequest(BaseModel):
+    genes: list[str] = Field(min_length=1, max_length=32, examples=[["CD3E"]])
+    filter: dict[str, list[str]] = _FILTER
+    layer: str | None = Field(default=None, description="'raw' or 'normalized'; default: the dataset's")
+    version: str | None = Field(default=None, description="pin a version; default: the live one")
+
+
+class ExpressionResponse(BaseModel):
+    dataset: str
+    version: str
+    layer: str
+    genes: list[str]
+    filter: dict[str, list[str]]
+    cells: int = Field(description="cells the filter keeps (every cell without a filter)")
+    values: dict[str, list[float]] = Field(description="{gene: [value per kept cell, in obs order]}")
 
 
 class Marker(BaseModel):

@@ -87,8 +87,12 @@ class MatrixView(View):
                                     f"values, expected {genes[j]}")  # fmt: skip
 
     def gene_values(self, snap: Snapshot, gene: int) -> tuple[np.ndarray, np.ndarray]:
-        """(cells, values) stored for one gene: one contiguous range of the CSC arrays."""
-        x = snap.memo(("matrix", "X"), lambda: zarr.open_group(snap.file(PATH), mode="r")["X"])
-        indptr = snap.memo(("matrix", "indptr"), lambda: np.asarray(x["indptr"][...]))
+        """(cells, values) stored for one gene: one contiguous range of the CSC arrays.
+
+        Read-only slices of the snapshot's decoded, memory-mapped copies of ``X/indptr``,
+        ``X/indices`` and ``X/data`` (decoded once per version, shared by every worker), so
+        a request only indexes memory: nothing is decompressed on the request path.
+        """
+        indptr = snap.array(f"{PATH}/X/indptr")
         s, e = int(indptr[gene]), int(indptr[gene + 1])
-        return np.asarray(x["indices"][s:e]), np.asarray(x["data"][s:e])
+        return snap.array(f"{PATH}/X/indices")[s:e], snap.array(f"{PATH}/X/data")[s:e]

@@ -1,0 +1,241 @@
+"""Summaries over any subset of cells, computed exactly on the fly from gene-major data.
+
+A *filter* keeps the cells whose value in each named categorical obs column is one of the
+listed categories: AND across columns, OR within a column; ``"(missing)"`` names the cells
+with no value; an empty list keeps no cell. :func:`cell_mask` turns it into a boolean mask
+and rejects unknown columns and categories by name.
+
+:func:`summarize` answers the same statistics as the precomputed ``summary`` and
+``quantiles`` views, with the same semantics, for the kept cells grouped by a grouping:
+float64 moments accumulated over each gene's stored values in the same order as the ingest
+(so a subset that is all cells gives the very same sums), ``var`` with ddof=1, quantiles with
+the zeros included, ``numpy.quantile(method="linear")`` with the ingest kernel's own
+interpolation, rounded to float32 as the stored view is. One numba kernel reads the
+memory-mapped CSC arrays directly (genes in parallel): per gene one pass filters, normalizes
+and accumulates; a second places the values of only those groups whose requested quantiles
+fall outside their zeros, and selects the needed order statistics (``np.partition``).
+Groups keep the grouping's names and order; a group with no kept cell has ``n_cells`` 0,
+``sum``/``sumsq``/``nnz`` 0 and every other statistic NaN (JSON null).
+
+    >>> mask = cell_mask(columns, {"donor": ["D1", "D2"]}, dataset="pbmc")   # doctest: +SKIP
+    >>> summarize(genes, mask, grouping, ["mean", "median"], quantiles={"median": 0.5})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from ..errors import InvalidQuery
+from ._kernels import _element, _sort_small
+from .groupings import MISSING
+
+__all__ = ["Column", "GeneData", "canonical_filter", "cell_mask", "expression", "summarize"]
+
+
+class Column(NamedTuple):
+    """A categorical obs column: integer codes per cell (-1: missing) and its categories."""
+
+    codes: np.ndarray
+    categories: list[str]
+
+
+class GeneData(NamedTuple):
+    """The queried genes in the gene-major (CSC) arrays.
+
+    ``indptr``/``indices``/``data`` are the whole CSC arrays (memory-mapped: only the
+    queried genes' ranges are read); ``scale`` is per cell ``target_sum / library size``
+    (0 for an empty cell) when the layer is normalized (``log1p(x * scale)``), else None.
+    """
+
+    genes: np.ndarray
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+    scale: np.ndarray | None
+
+
+def canonical_filter(filter: Mapping[str, Iterable[str]] | None) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The filter as sorted, de-duplicated tuples: equal filters have equal keys."""
+    return tuple(sorted((str(c), tuple(sorted(set(map(str, v))))) for c, v in (filter or {}).items()))
+
+
+def cell_mask(columns: Mapping[str, Column], filter: Mapping[str, Iterable[str]] | None, *,
+              dataset: str, n_cells: int) -> np.ndarray | None:  # fmt: skip
+    """The cells ``filter`` keeps (None: every cell, for an empty filter).
+
+    ``columns`` holds the dataset's categorical obs columns. Raises :class:`InvalidQuery`
+    naming the unknown columns, or a column's unknown categories.
+    """
+    spec = canonical_filter(filter)
+    unknown = [c for c, _ in spec if c not in columns]
+    if unknown:
+        raise InvalidQuery(
+            f"dataset {dataset!r} has no categorical obs column {', '.join(map(repr, unknown))} to filter "
+            f"on; available: {', '.join(columns) or 'none'}"
+        )
+    mask: np.ndarray | None = None
+    for name, kept in spec:
+        column = columns[name]
+        position = {c: i for i, c in enumerate(column.categories)}
+        missing = [c for c in kept if c not in position and c != MISSING]
+        if missing:
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise InvalidQuery(f"obs column {name!r} of dataset {dataset!r} has no category "
+                               f"{', '.join(map(repr, missing[:10]))}{more}")  # fmt: skip
+        # one lookup per cell; code -1 (missing) reads the table's last slot
+        table = np.zeros(len(column.categories) + 1, dtype=bool)
+        table[[position[c] for c in kept if c != MISSING]] = True
+        table[-1] = MISSING in kept
+        keep = table[column.codes]
+        mask = keep if mask is None else np.logical_and(mask, keep, out=mask)
+    if mask is not None and mask.shape != (n_cells,):
+        raise AssertionError("obs codes do not cover every cell")
+    return mask
+
+
+def expression(data: GeneData, mask: np.ndarray | None, n_cells: int) -> list[np.ndarray]:
+    """Per gene, one float32 value per kept cell, in obs order (zeros filled in)."""
+    out = []
+    for j in data.genes:
+        s, e = int(data.indptr[j]), int(data.indptr[j + 1])
+        cells, raw = np.asarray(data.indices[s:e]), np.asarray(data.data[s:e])
+        values = np.zeros(n_cells, dtype=np.float32)
+        if data.scale is None:
+            values[cells] = raw
+        else:
+            values[cells] = np.log1p(raw.astype(np.float64) * data.scale[cells])
+        out.append(values if mask is None else values[mask])
+    return out
+
+
+def summarize(data: GeneData, mask: np.ndarray | None, codes: np.ndarray, group_cells: np.ndarray,
+              stats: Sequence[str], *, quantiles: Mapping[str, float]) -> dict[str, np.ndarray]:  # fmt: skip
+    """``{stat: (n_groups, n_genes)}`` over the kept cells, grouped by ``codes``.
+
+    ``codes`` (int32 per cell) is the grouping, ``group_cells`` the kept cells per group;
+    ``quantiles`` maps the quantile statistics' names to their q (``{"median": 0.5}``).
+    """
+    from ..views.summary import derive  # the summary view's own formulas (views import compute)
+
+    n_groups, n_genes = len(group_cells), len(data.genes)
+    want_q = [s for s in stats if s in quantiles]
+    qs = np.asarray([quantiles[s] for s in want_q], dtype=np.float64)
+    sums, sumsq = np.zeros((n_genes, n_groups)), np.zeros((n_genes, n_groups))
+    nnz = np.zeros((n_genes, n_groups), dtype=np.int64)
+    qvals = np.zeros((n_genes, n_groups, len(qs)))
+    genes = np.asarray(data.genes, dtype=np.int64)
+    indptr = np.asarray(data.indptr)
+    sizes = np.asarray(group_cells, dtype=np.int64)
+    filtered_summary(
+        indptr[genes], indptr[genes + 1], np.asarray(data.indices), np.asarray(data.data),
+        np.zeros(0, dtype=bool) if mask is None else mask, np.ascontiguousarray(codes, dtype=np.int32),
+        np.zeros(0) if data.scale is None else data.scale, sizes, qs, sums, sumsq, nnz, qvals,
+    )  # fmt: skip
+    n = sizes[:, None]
+    out: dict[str, np.ndarray] = {}
+    for stat in stats:
+        if stat in quantiles:
+            value = qvals[:, :, want_q.index(stat)].T.astype(np.float32).astype(np.float64)
+            value[sizes == 0] = np.nan
+        else:
+            value = derive(stat, n, sums.T, sumsq.T, nnz.T)
+        out[stat] = np.ascontiguousarray(value, dtype=np.float64)
+    return out
+
+
+@njit(nogil=True, cache=False)
+def filtered_summary(
+    starts: np.ndarray, ends: np.ndarray, indices: np.ndarray, data: np.ndarray, keep: np.ndarray,
+    codes: np.ndarray, scale: np.ndarray, sizes: np.ndarray, qs: np.ndarray,
+    out_sum: np.ndarray, out_sumsq: np.ndarray, out_nnz: np.ndarray, out_q: np.ndarray,
+) -> None:  # pragma: no cover - compiled  # fmt: skip
+    """Per queried gene ``j`` (stored range ``starts[j]:ends[j]`` of the CSC arrays) and group:
+    sum, sum of squares and non-zeros of the kept cells, and quantiles ``qs`` with zeros.
+
+    ``keep`` is a mask per cell (empty: every cell), ``codes`` the group of each cell,
+    ``scale`` per cell for the normalized layer (empty: raw values), ``sizes`` the kept cells
+    per group. Outputs are zeroed, ``(n_genes, n_groups)`` and ``(n_genes, n_groups, len(qs))``.
+    """
+    n_groups = sizes.shape[0]
+    n_q = qs.shape[0]
+    filtered = keep.shape[0] > 0
+    normalize = scale.shape[0] > 0
+    for j in range(starts.shape[0]):
+        s, e = starts[j], ends[j]
+        negative = np.zeros(n_groups, dtype=np.int64)
+        kept_values = np.empty(e - s if n_q else 0, dtype=np.float64)  # for the second pass
+        kept_groups = np.empty(e - s if n_q else 0, dtype=np.int32)
+        n_kept = 0
+        for k in range(s, e):
+            c = indices[k]
+            if filtered and not keep[c]:
+                continue
+            v = np.float64(data[k])
+            if normalize:
+                v = np.log1p(v * scale[c])
+            g = codes[c]
+            out_sum[j, g] += v
+            out_sumsq[j, g] += v * v
+            out_nnz[j, g] += 1
+            if v < 0.0:
+                negative[g] += 1
+            if n_q:
+                kept_values[n_kept] = v
+                kept_groups[n_kept] = g
+                n_kept += 1
+        if n_q == 0:
+            continue
+        # only groups with a requested rank outside their zeros need their stored values
+        start = np.zeros(n_groups + 1, dtype=np.int64)
+        for g in range(n_groups):
+            n, m, n_neg = sizes[g], out_nnz[j, g], negative[g]
+            need = False
+            if n > 0 and m > 0:
+                for t in range(n_q):
+                    pos = qs[t] * (n - 1)
+                    lo = int(np.floor(pos))
+                    hi = lo + 1 if pos - lo > 0.0 and lo + 1 < n else lo
+                    if lo < n_neg or hi >= n - m + n_neg:
+                        need = True
+            start[g + 1] = start[g] + (m if need else 0)
+        bucket = np.empty(start[n_groups], dtype=np.float64)
+        fill = start[:n_groups].copy()
+        for i in range(n_kept):
+            g = kept_groups[i]
+            if start[g + 1] > start[g]:
+                bucket[fill[g]] = kept_values[i]
+                fill[g] += 1
+        for g in range(n_groups):
+            n = sizes[g]
+            if n == 0:
+                continue
+            n_zero = n - out_nnz[j, g]
+            n_neg = negative[g]
+            part = bucket[start[g] : start[g + 1]]
+            if part.shape[0] > 64:  # select the needed order statistics only
+                ranks = np.empty(2 * n_q, dtype=np.int64)
+                n_ranks = 0
+                for t in range(n_q):
+                    lo = int(np.floor(qs[t] * (n - 1)))
+                    for i in (lo, lo + 1):
+                        if i < n and (i < n_neg or i >= n_neg + n_zero):
+                            ranks[n_ranks] = i if i < n_neg else i - n_zero
+                            n_ranks += 1
+                part = np.partition(part, np.unique(ranks[:n_ranks]))
+            elif part.shape[0] > 0:
+                _sort_small(part)
+            for t in range(n_q):
+                pos = qs[t] * (n - 1)
+                lo = int(np.floor(pos))
+                frac = pos - lo
+                a = _element(part, n_neg, n_zero, lo)
+                if frac > 0.0 and lo + 1 < n:
+                    b = _element(part, n_neg, n_zero, lo + 1)
+                    value = a + (b - a) * frac if frac < 0.5 else b - (b - a) * (1.0 - frac)
+                else:
+                    value = a
+                out_q[j, g, t] = value
