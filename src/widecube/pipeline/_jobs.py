@@ -190,9 +190,12 @@ class JobRunner:
 
 
 class JobWorker:
-    """A daemon thread that runs waiting jobs every ``poll`` seconds (the API server's, the
-    watcher's); :meth:`stop` lets the running job finish its step... or die with the process,
-    in which case its lease runs out and another worker resumes it."""
+    """A daemon thread that looks for waiting jobs every ``poll`` seconds and runs them (the API
+    server's, the watcher's, ``widecube work``'s).
+
+    :meth:`stop` waits a few seconds for the thread; a job still running then dies with the
+    process, and once its lease runs out another worker resumes it from its last step.
+    """
 
     def __init__(self, runner: JobRunner, *, poll: float = 2.0) -> None:
         self.runner, self.poll = runner, poll
