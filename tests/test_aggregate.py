@@ -276,3 +276,21 @@ def test_the_cache_decodes_big_arrays_in_bands_into_a_memory_map(
     leftovers = [p.name for p in folder.rglob("*") if p.is_file() and p.suffix not in (".npy", ".lock")]
     assert leftovers == []
     wc.close()
+
+
+def test_bands_of_genes_on_several_threads_give_the_same_answer(
+    data: Data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from widecube.compute import aggregate
+
+    monkeypatch.setattr(aggregate.os, "cpu_count", lambda: 3)
+    wc = Widecube(data.settings)
+    query = {"genes": GENES, "groupby": "cell_type", "stats": STATS, "filter": {"cell_type": ["T", "solo"]}}
+    one = wc.aggregate("pbmc", **query, precomputed=False)
+    monkeypatch.setattr(aggregate, "PARALLEL_VALUES", 2)  # every query is "large": 3 bands
+    assert len(aggregate._bands(np.array([5, 9, 1, 7]))) == 3
+    several = wc.aggregate("pbmc", **query, precomputed=False)
+    for stat in STATS:
+        np.testing.assert_array_equal(one["values"][stat], several["values"][stat], err_msg=stat)
+    _check(data, several, query["filter"], "cell_type", several["layer"])
+    wc.close()

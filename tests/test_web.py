@@ -174,21 +174,33 @@ def test_filter_on_donor_changes_values_to_the_filtered_ones(ui: Page, served: S
     ui.page.get_by_role("checkbox", name="D2").check()
     ui.idle()
     after = ui.dots(gene)
-    assert ui.page.locator("#dotplot-chart").get_attribute("data-mode") == "combination"
+    chart = ui.page.locator("#dotplot-chart")
+    assert (chart.get_attribute("data-mode"), chart.get_attribute("data-source")) == ("aggregate", "computed")
     assert "f.donor=D2" in ui.page.url
     codes = served.adata.obs["cell_type"].astype(str).to_numpy()
     keep = served.cells(donor=["D2"])
     j = served.adata.var_names.get_loc(gene)
     expected_groups = [g for g in before if (keep & (codes == g)).any()]
     assert list(after) == expected_groups
-    combos = served.api("/summary", genes=[gene], groupby="cell_type,donor", stats=["sum", "n_cells"],
-                        version=served.version)  # fmt: skip
-    for group, (mean, _frac) in after.items():
+    api = httpx.post(f"{served.url}/api/v1/datasets/demo/aggregate", timeout=30, json={
+        "genes": [gene], "groupby": "cell_type", "filter": {"donor": ["D2"]},
+        "stats": ["mean", "frac_expressing"], "version": served.version}).json()  # fmt: skip
+    for group, (mean, frac) in after.items():
+        i = api["groups"].index(group)  # the values shown are the API's filtered ones
+        assert (mean, frac) == (api["values"]["mean"][i][0], api["values"]["frac_expressing"][i][0])
         cells = served.lognorm[keep & (codes == group), j]
         assert mean == pytest.approx(cells.mean(), rel=1e-6)
-        i = combos["groups"].index(f"{group}_D2")  # the API's own (cell_type, donor) figure
-        assert mean == pytest.approx(combos["values"]["sum"][i][0] / combos["values"]["n_cells"][i][0])
+        assert frac == pytest.approx((cells != 0).mean(), rel=1e-12)
     assert any(after[g] != before[g] for g in after)
+    ui.page.get_by_role("tab", name="Distribution").click()  # box plots: filtered quantiles
+    ui.idle()
+    read = "ns => ns.map(n => [n.dataset.group, Number(n.dataset.median)])"
+    medians = dict(ui.page.locator("#distribution-chart g.box").evaluate_all(read))
+    assert list(medians) == expected_groups
+    for group, median in medians.items():
+        assert median == pytest.approx(
+            np.median(served.lognorm[keep & (codes == group), j]), rel=1e-5, abs=1e-6
+        )
 
 
 def test_filter_on_the_grouping_keeps_groups_and_survives_a_reload(ui: Page, served: Served) -> None:

@@ -17,6 +17,7 @@ body (``body_key``), a body that pins ``version`` is ``immutable``, ``If-None-Ma
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -60,8 +61,20 @@ Version = Annotated[str | None, Query(description="pin a version; default: the l
 @router.get("/features")
 async def features(request: Request) -> dict[str, bool]:
     """Which optional routes this server has; the web UI lights up panels by it."""
-    paths = request.app.openapi()["paths"]  # built once; sees routes of included routers too
+    paths = set(_paths(request.app.routes))
     return {name: f"{PREFIX}/datasets/{{name}}/{name}" in paths for name in _OPTIONAL}
+
+
+def _paths(routes: Iterable[object]) -> Iterator[str]:
+    """Every route path, into included routers too (FastAPI ≥ 0.16x keeps them as a wrapper
+    around the ``original_router``, whose routes carry the paths of routers with a prefix)."""
+    for route in routes:
+        path = getattr(route, "path", None)
+        if isinstance(path, str) and path:
+            yield path
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _paths(inner.routes)
 
 
 @router.get("/datasets", response_model=list[DatasetSummary])

@@ -11,9 +11,9 @@ float64 moments accumulated over each gene's stored values in the same order as 
 (so a subset that is all cells gives the very same sums), ``var`` with ddof=1, quantiles with
 the zeros included, ``numpy.quantile(method="linear")`` with the ingest kernel's own
 interpolation, rounded to float32 as the stored view is. One numba kernel reads the
-memory-mapped CSC arrays directly (genes in parallel): per gene one pass filters, normalizes
-and accumulates; a second places the values of only those groups whose requested quantiles
-fall outside their zeros, and selects the needed order statistics (``np.partition``).
+memory-mapped CSC arrays directly (bands of genes on several cores for large queries): per
+gene one pass filters, normalizes and accumulates; a second places the values of only those
+groups whose requested quantiles fall outside their zeros, and sorts those.
 Groups keep the grouping's names and order; a group with no kept cell has ``n_cells`` 0,
 ``sum``/``sumsq``/``nnz`` 0 and every other statistic NaN (JSON null).
 
@@ -23,7 +23,9 @@ Groups keep the grouping's names and order; a group with no kept cell has ``n_ce
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -130,11 +132,23 @@ def summarize(data: GeneData, mask: np.ndarray | None, codes: np.ndarray, group_
     genes = np.asarray(data.genes, dtype=np.int64)
     indptr = np.asarray(data.indptr)
     sizes = np.asarray(group_cells, dtype=np.int64)
-    filtered_summary(
-        indptr[genes], indptr[genes + 1], np.asarray(data.indices), np.asarray(data.data),
-        np.zeros(0, dtype=bool) if mask is None else mask, np.ascontiguousarray(codes, dtype=np.int32),
-        np.zeros(0) if data.scale is None else data.scale, sizes, qs, sums, sumsq, nnz, qvals,
-    )  # fmt: skip
+    starts, ends = indptr[genes], indptr[genes + 1]
+    keep = np.zeros(0, dtype=bool) if mask is None else mask
+    scale = np.zeros(0) if data.scale is None else data.scale
+    shared = (np.asarray(data.indices), np.asarray(data.data), keep,
+              np.ascontiguousarray(codes, dtype=np.int32), scale, sizes, qs)  # fmt: skip
+
+    def run(lo: int, hi: int) -> None:
+        filtered_summary(
+            starts[lo:hi], ends[lo:hi], *shared, sums[lo:hi], sumsq[lo:hi], nnz[lo:hi], qvals[lo:hi]
+        )
+
+    bands = _bands(ends - starts)
+    if len(bands) == 1:
+        run(*bands[0])
+    else:  # the kernel releases the GIL: bands of genes run on several cores
+        for future in [_pool().submit(run, lo, hi) for lo, hi in bands]:
+            future.result()
     n = sizes[:, None]
     out: dict[str, np.ndarray] = {}
     for stat in stats:
@@ -145,6 +159,30 @@ def summarize(data: GeneData, mask: np.ndarray | None, codes: np.ndarray, group_
             value = derive(stat, n, sums.T, sumsq.T, nnz.T)
         out[stat] = np.ascontiguousarray(value, dtype=np.float64)
     return out
+
+
+PARALLEL_VALUES = 200_000
+"""Below this many stored values a query runs on one thread (a thread hop costs more)."""
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="aggregate")
+    return _POOL
+
+
+def _bands(sizes: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous bands of genes with about equal stored values, one per core (or one)."""
+    total = int(sizes.sum())
+    n = min(len(sizes), os.cpu_count() or 1, max(1, total // (PARALLEL_VALUES // 2)))
+    if n <= 1:
+        return [(0, len(sizes))]
+    cuts = np.searchsorted(np.cumsum(sizes), np.arange(1, n) * total / n)
+    edges = sorted({0, *(int(c) + 1 for c in cuts), len(sizes)})
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
 @njit(nogil=True, cache=False)
@@ -216,18 +254,7 @@ def filtered_summary(
             n_zero = n - out_nnz[j, g]
             n_neg = negative[g]
             part = bucket[start[g] : start[g + 1]]
-            if part.shape[0] > 64:  # select the needed order statistics only
-                ranks = np.empty(2 * n_q, dtype=np.int64)
-                n_ranks = 0
-                for t in range(n_q):
-                    lo = int(np.floor(qs[t] * (n - 1)))
-                    for i in (lo, lo + 1):
-                        if i < n and (i < n_neg or i >= n_neg + n_zero):
-                            ranks[n_ranks] = i if i < n_neg else i - n_zero
-                            n_ranks += 1
-                part = np.partition(part, np.unique(ranks[:n_ranks]))
-            elif part.shape[0] > 0:
-                _sort_small(part)
+            _sort_small(part)
             for t in range(n_q):
                 pos = qs[t] * (n - 1)
                 lo = int(np.floor(pos))

@@ -1,6 +1,7 @@
 // The filter panel: one group of checkboxes per categorical obs column ("keep cells whose
-// column is one of the checked categories"). Columns whose filter cannot be answered for the
-// current grouping (see query.js) are shown disabled, with the reason.
+// column is one of the checked categories"). Every change re-queries the server's /aggregate
+// (see query.js); on a version without the gene-major view, columns whose filter cannot be
+// answered for the current grouping are shown disabled, with the reason.
 
 import { el, replace } from "./dom.js";
 import { canFilter, hasAggregate, plan } from "./query.js";
@@ -10,10 +11,9 @@ const MAX_SHOWN = 300;
 /** Describe how the current filters are answered, for the note under the panel. */
 export function filterNote(detail, state) {
   const p = plan(detail, state.groupby, state.filters);
-  if (!Object.keys(p.active).length) return "No filter: every cell counts.";
+  if (p.mode === "none") return "No filter: every cell counts.";
+  if (p.mode === "aggregate") return "Re-aggregated exactly on the server (/aggregate) over the kept cells.";
   if (p.mode === "groups") return "Filters on the grouping's own columns keep or drop whole groups (exact).";
-  if (p.mode === "combination") return `Re-aggregated exactly in the browser from the precomputed “${p.key}” grouping.`;
-  if (p.mode === "aggregate") return "Re-aggregated exactly on the server (/aggregate).";
   return `Filtering on ${p.columns.join(", ")} needs the server's /aggregate endpoint.`;
 }
 

@@ -175,7 +175,8 @@ async function drawGroups(mine) {
   if (tab === "dotplot") renderDotplot(holders, data, { scaled: state.scaled });
   else if (tab === "heatmap") renderHeatmap(holders, data, { zscore: state.zscore });
   else renderBoxplot(holders, data);
-  holders.chart.dataset.mode = data.mode ?? "groups";
+  holders.chart.dataset.mode = data.mode;
+  holders.chart.dataset.source = data.source;
   const layer = state.layer ? `, ${state.layer} layer` : "";
   setStatus(`${data.genes.length} genes × ${data.groups.length} groups (${state.groupby}${layer}), version ${state.version.slice(0, 8)}`);
 }

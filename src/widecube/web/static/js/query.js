@@ -1,15 +1,14 @@
-// Per-group values for the dot plot and the heatmap, with the obs filters applied.
+// Per-group values for the dot plot, the heatmap and the box plots, with the obs filters applied.
 //
-// How a filter is answered depends on what the dataset offers:
-//   * "groups": every filtered column is part of the grouping, so a filter only keeps some
-//     groups (rows) of the precomputed summary. Exact, no re-aggregation needed.
-//   * "combination": a filtered column is not part of the grouping, but a precomputed
-//     combination grouping covers the grouping's columns and the filtered ones (e.g. group
-//     by cell_type, filter on donor, with "cell_type,donor" ingested). Its raw moments (sum,
-//     nnz, n_cells) add up exactly over the kept combinations, here in the browser.
-//   * "aggregate": the server has the gene-major view and its /aggregate endpoint, which
-//     re-aggregates over any filter exactly. Preferred whenever the dataset lists it.
-//   * "unsupported": none of the above; the filter panel disables such columns.
+// How a filter is answered:
+//   * no filter: the precomputed summary (GET /summary, a cacheable URL);
+//   * "aggregate": any filter goes to the server's POST /aggregate, which re-aggregates the
+//     kept cells exactly (moments and quantiles) from the gene-major view — or answers from
+//     the precomputed views when the filter keeps every group whole (its `source` says which).
+//     Every figure shown is the server's; nothing is re-aggregated in the browser.
+//   * "groups": only for a version without the gene-major view (no /aggregate): a filter on
+//     the grouping's own columns keeps or drops whole groups of the precomputed summary;
+//   * "unsupported": any other filter on such a version; the filter panel disables it.
 
 import { api } from "./api.js";
 
@@ -39,18 +38,14 @@ export function activeFilters(detail, filters) {
   return active;
 }
 
-/** How the filters will be answered: {mode, key} (see the header of this module). */
+/** How the filters will be answered: {mode, key, active} (see the header of this module). */
 export function plan(detail, groupby, filters) {
   const active = activeFilters(detail, filters);
+  if (!Object.keys(active).length) return { mode: "none", key: groupby, active };
+  if (hasAggregate(detail)) return { mode: "aggregate", key: groupby, active };
   const grouped = new Set(columnsOf(groupby));
   const others = Object.keys(active).filter((c) => !grouped.has(c));
   if (others.length === 0) return { mode: "groups", key: groupby, active };
-  if (hasAggregate(detail)) return { mode: "aggregate", key: groupby, active };
-  const need = new Set([...grouped, ...others]);
-  const covering = detail.groupbys
-    .filter((k) => [...need].every((c) => columnsOf(k).includes(c)))
-    .sort((a, b) => columnsOf(a).length - columnsOf(b).length);
-  if (covering.length && groupParts(detail, covering[0])) return { mode: "combination", key: covering[0], active };
   return { mode: "unsupported", key: groupby, active, columns: others };
 }
 
@@ -83,8 +78,19 @@ export function groupParts(detail, key) {
 const keeps = (active, parts) =>
   Object.entries(active).every(([column, kept]) => !(column in parts) || kept.includes(parts[column]));
 
-/** {groups, genes, mean[g][j], frac[g][j], mode} for the state's genes, grouping and filters. */
+/** {groups, genes, mean[g][j], frac[g][j], mode, source} for the state's genes, grouping and filters. */
 export async function groupValues(detail, state) {
+  const r = await groupStats(detail, state, ["mean", "frac_expressing"]);
+  return { groups: r.groups, genes: r.genes, mean: r.values.mean, frac: r.values.frac_expressing,
+    mode: r.mode, source: r.source };
+}
+
+/**
+ * {groups, genes, values: {stat: [g][j]}, mode, source} for any statistics of /summary
+ * (quantiles included), filtered: by /aggregate when the server has it (groups the filter
+ * empties are left out), else by keeping whole groups of the summary.
+ */
+export async function groupStats(detail, state, stats) {
   const p = plan(detail, state.groupby, state.filters);
   const { dataset, version, genes, groupby, layer } = state;
   if (p.mode === "unsupported") {
@@ -92,83 +98,16 @@ export async function groupValues(detail, state) {
       + "endpoint (gene-major view), which this dataset version does not have");
   }
   if (p.mode === "aggregate") {
-    const r = await api.aggregate(dataset, version, { genes, groupby, layer, filter: p.active,
-      stats: ["mean", "frac_expressing", "n_cells"] });
-    return dropEmpty({ groups: r.groups, genes: r.genes, mean: r.values.mean,
-      frac: r.values.frac_expressing, n: r.values.n_cells.map((row) => row[0]), mode: p.mode });
-  }
-  if (p.mode === "groups") {
-    const r = await api.summary(dataset, version, genes, groupby, ["mean", "frac_expressing"], layer);
-    const parts = groupParts(detail, groupby);
-    const keep = r.groups.map((g) => !parts || !parts.get(g) || keeps(p.active, parts.get(g)));
-    const pick = (rows) => rows.filter((_, i) => keep[i]);
-    return { groups: pick(r.groups), genes: r.genes, mean: pick(r.values.mean),
-      frac: pick(r.values.frac_expressing), mode: p.mode };
-  }
-  return combine(detail, state, p, await api.summary(dataset, version, genes, p.key, ["sum", "nnz", "n_cells"], layer));
-}
-
-/**
- * {groups, genes, values: {stat: [g][j]}} for statistics that do not add up over groups
- * (quantiles): answered by the summary with group filters, or by /aggregate; a filter that
- * would need re-aggregation from a combination grouping cannot be answered here.
- */
-export async function groupStats(detail, state, stats) {
-  const p = plan(detail, state.groupby, state.filters);
-  const { dataset, version, genes, groupby, layer } = state;
-  if (p.mode === "aggregate") {
     const r = await api.aggregate(dataset, version, { genes, groupby, layer, filter: p.active, stats: [...stats, "n_cells"] });
     const keep = r.values.n_cells.map((row) => row[0] > 0);
     const pick = (rows) => rows.filter((_, i) => keep[i]);
-    return { groups: pick(r.groups), genes: r.genes, values: Object.fromEntries(stats.map((s) => [s, pick(r.values[s])])) };
-  }
-  if (p.mode !== "groups") {
-    const columns = Object.keys(p.active).filter((c) => !groupby.split(",").includes(c));
-    throw new Error(`distributions filtered on ${columns.join(", ")} need the server's /aggregate endpoint; `
-      + "filter on the grouping's own column, or clear that filter");
+    return { groups: pick(r.groups), genes: r.genes, mode: p.mode, source: r.source,
+      values: Object.fromEntries(stats.map((s) => [s, pick(r.values[s])])) };
   }
   const r = await api.summary(dataset, version, genes, groupby, stats, layer);
-  const parts = groupParts(detail, groupby);
+  const parts = p.mode === "groups" ? groupParts(detail, groupby) : null;
   const keep = r.groups.map((g) => !parts || !parts.get(g) || keeps(p.active, parts.get(g)));
   const pick = (rows) => rows.filter((_, i) => keep[i]);
-  return { groups: pick(r.groups), genes: r.genes, values: Object.fromEntries(stats.map((s) => [s, pick(r.values[s])])) };
-}
-
-/** Add the raw moments of the kept combinations into the groups of the chosen grouping. */
-function combine(detail, state, p, r) {
-  const parts = groupParts(detail, p.key);
-  const target = columnsOf(state.groupby);
-  const order = new Map(); // group name → accumulator, in the grouping's category order
-  const nGenes = r.genes.length;
-  r.groups.forEach((name, i) => {
-    const part = parts.get(name);
-    if (!part || !keeps(p.active, part)) return;
-    const group = target.map((c) => part[c]).join("_");
-    if (!order.has(group)) order.set(group, { rank: target.map((c) => detail.obs[c].categories.indexOf(part[c])),
-      sum: new Float64Array(nGenes), nnz: new Float64Array(nGenes), n: 0 });
-    const acc = order.get(group);
-    acc.n += r.values.n_cells[i][0];
-    for (let j = 0; j < nGenes; j++) {
-      acc.sum[j] += r.values.sum[i][j];
-      acc.nnz[j] += r.values.nnz[i][j];
-    }
-  });
-  const groups = [...order.keys()].sort((a, b) => compareRanks(order.get(a).rank, order.get(b).rank));
-  return dropEmpty({
-    groups, genes: r.genes, mode: p.mode,
-    n: groups.map((g) => order.get(g).n),
-    mean: groups.map((g) => Array.from(order.get(g).sum, (s) => s / order.get(g).n)),
-    frac: groups.map((g) => Array.from(order.get(g).nnz, (z) => z / order.get(g).n)),
-  });
-}
-
-function compareRanks(a, b) {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] - b[i];
-  return 0;
-}
-
-function dropEmpty(result) {
-  const keep = result.n.map((n) => n > 0);
-  const pick = (rows) => rows.filter((_, i) => keep[i]);
-  return { ...result, groups: pick(result.groups), mean: pick(result.mean), frac: pick(result.frac), n: pick(result.n) };
+  return { groups: pick(r.groups), genes: r.genes, mode: p.mode, source: "precomputed",
+    values: Object.fromEntries(stats.map((s) => [s, pick(r.values[s])])) };
 }
