@@ -9,7 +9,7 @@ DEMO_H5AD   := demo/pbmc.h5ad
 DEMO_CELLS  ?= 50000
 DEMO_GENES  ?= 20000
 
-.PHONY: install demo demo-data test bench bench-serve screenshots chromium wrk vendor lint clean
+.PHONY: install demo demo-data test bench bench-serve bench-aggregate screenshots chromium wrk vendor lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,10 +45,20 @@ test: $(STAMP) chromium
 bench: $(STAMP) wrk
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/serve.py
+	$(BIN)/python benchmarks/aggregate.py $(AGGREGATE_ON)
 
 # Only the serving benchmark (B100k: in-process, HTTP, wrk), recorded in benchmarks/RESULTS.md.
 bench-serve: $(STAMP) wrk
 	$(BIN)/python benchmarks/serve.py
+
+# On-the-fly aggregate (10 genes over a filter keeping half the cells) vs anndata/zarr + numpy.
+# Default: ingest the small `quick` dataset (a smoke run, not recorded). On an ingested store,
+# recorded in benchmarks/RESULTS.md: make bench-aggregate AGG_STORAGE=<storage> AGG_DATASET=b1m
+AGG_STORAGE ?=
+AGG_DATASET ?=
+AGGREGATE_ON = $(if $(AGG_STORAGE),--storage $(AGG_STORAGE) --dataset $(AGG_DATASET))
+bench-aggregate: $(STAMP)
+	$(BIN)/python benchmarks/aggregate.py $(AGGREGATE_ON)
 
 # A PNG of each UI view (dot plot, heatmap, embedding) into docs/, from a demo dataset.
 screenshots: $(STAMP) chromium
