@@ -234,7 +234,24 @@ def _steps_table(result: dict[str, Any]) -> list[str]:
         views = _views_line(figures)
         if views:
             out += [views, ""]
+        rss = _rss_line(tool)
+        if rss:
+            out += [rss, ""]
     return out
+
+
+def _rss_line(tool: dict[str, Any]) -> str:
+    """Peak RSS per phase (a view hook, else the step) from the first run that sampled it."""
+    for run in tool.get("runs", []):
+        peaks = (run.get("reported") or {}).get("peak_rss_by_phase")
+        if peaks:
+            top = sorted(peaks.items(), key=lambda kv: -kv[1])[:8]
+            shown = "; ".join(f"{phase} {rss / 1e9:.2f} GB" for phase, rss in top)
+            return (
+                "Peak RSS by phase (VmRSS sampled every 50 ms inside the process; a view hook while "
+                f"one runs, else the step last reported), largest first: {shown}"
+            )
+    return ""
 
 
 STEP_MEANINGS = {

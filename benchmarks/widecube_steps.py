@@ -34,6 +34,7 @@ import argparse
 import functools
 import json
 import sys
+import threading
 import time
 from collections import defaultdict
 from typing import Any
@@ -51,8 +52,45 @@ STEPS: dict[str, str] = {
 _HOOKS = ("begin", "consume", "finish", "verify")
 
 
-def _time_views(spent: dict[str, dict[str, float]]) -> None:
-    """Wrap each registered view's hooks so the seconds inside them add up in ``spent``."""
+class RssByPhase:
+    """Samples this process's ``VmRSS`` every ``interval`` s and keeps the peak per phase.
+
+    The phase is the view hook running (``markers.consume``), else the step last reported
+    (``read``): where the peak happens says what to shrink.
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.step = "start"
+        self.hook: str | None = None
+        self.peaks: dict[str, int] = {}
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def __enter__(self) -> RssByPhase:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _sample(self) -> None:
+        with open("/proc/self/status") as f:
+            rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+        phase = self.hook or self.step
+        if rss > self.peaks.get(phase, 0):
+            self.peaks[phase] = rss
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._sample()
+
+
+def _time_views(spent: dict[str, dict[str, float]], rss: RssByPhase | None = None) -> None:
+    """Wrap each registered view's hooks so the seconds inside them add up in ``spent``
+    (and, with ``rss``, the sampler knows which hook is running)."""
     from widecube.views import views
 
     for view in views():
@@ -66,10 +104,14 @@ def _time_views(spent: dict[str, dict[str, float]]) -> None:
                 *args: Any, _m: Any = method, _k: tuple[str, str] = (view.name, hook), **kw: Any
             ) -> Any:
                 began = time.perf_counter()
+                if rss is not None:
+                    rss.hook = f"{_k[0]}.{_k[1]}"
                 try:
                     return _m(*args, **kw)
                 finally:
                     spent[_k[0]][_k[1]] += time.perf_counter() - began
+                    if rss is not None:
+                        rss.hook = None
 
             setattr(view, hook, timed)  # an instance attribute: only this process sees it
 
@@ -83,14 +125,17 @@ def run(path: str, dataset: str, groupbys: list[str]) -> dict[str, Any]:
     imported = time.perf_counter()
     last: dict[str, float] = {}
     spent: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(_HOOKS, 0.0))
-    _time_views(spent)
+    rss = RssByPhase()
+    _time_views(spent, rss)
 
     def progress(step: str, done: float) -> None:
         last.pop(step, None)  # keep insertion order = order of each step's last report
         last[step] = time.perf_counter()
+        rss.step = step
 
     settings = Settings()
-    record = ingest(path, dataset=dataset, groupbys=groupbys, settings=settings, progress=progress)
+    with rss:
+        record = ingest(path, dataset=dataset, groupbys=groupbys, settings=settings, progress=progress)
     end = time.perf_counter()
     steps: dict[str, float] = {}
     previous = imported
@@ -104,6 +149,7 @@ def run(path: str, dataset: str, groupbys: list[str]) -> dict[str, Any]:
         "step_meanings": {k: STEPS.get(k, "") for k in steps},
         "views": {name: {k: round(v, 3) for k, v in hooks.items()} for name, hooks in spent.items()},
         "total_s": end - start,
+        "peak_rss_by_phase": dict(sorted(rss.peaks.items(), key=lambda kv: -kv[1])),
         "memory_budget": settings.memory,
         "version": record.version,
         "n_cells": record.n_cells,

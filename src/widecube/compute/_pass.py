@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import InvalidValue
 from ..io import Block, MatrixSource
+from ._malloc import bound_heap
 from ._spill import GeneSpill
 from .stream import prefetch
 
@@ -45,7 +46,12 @@ def check_finite(source: MatrixSource, obs_names: Sequence[str],
 def spill_by_gene(source: MatrixSource, *, obs_names: Sequence[str], var_names: Sequence[str],
                   workdir: Path, block_nnz: int, slab_bytes: int,
                   progress: Callable[[float], None] | None = None) -> GeneSpill:  # fmt: skip
-    """Pass 1 over ``source``: a :class:`GeneSpill` holding every non-zero by gene bucket."""
+    """Pass 1 over ``source``: a :class:`GeneSpill` holding every non-zero by gene bucket.
+
+    Pins the process's malloc policy first (:func:`~widecube.compute._malloc.bound_heap`):
+    without it the heap grows with every block streamed, by pass 2 of B1M past 1 GB.
+    """
+    bound_heap()
     n_cells, n_genes = source.shape
     expected = source.nnz_hint if source.nnz_hint is not None else n_cells * n_genes // 10
     spill = GeneSpill(workdir, n_cells=n_cells, n_genes=n_genes, dtype=source.dtype,
