@@ -33,6 +33,7 @@ def render_aggregate_section(r: dict[str, Any]) -> str:
         f"Python {m['python']}, numpy {m['packages']['numpy']}, numba {m['packages']['numba']}, "
         f"anndata {m['packages']['anndata']}; load average at start {start}, at end {end}",
         f"* widecube commit `{m['git_commit']}`{dirty}",
+        *([f"* {r['note']}"] if r.get("note") else []),
         f"* dataset `{r['dataset']}`: {r['n_cells']:,} cells; filter {filter_text} keeps "
         f"{r['cells_kept']:,} cells ({100 * r['cells_kept'] / r['n_cells']:.1f} %)",
         f"* query: {len(q['genes'])} random genes (seed 0) × {q['groups']} groups of `{q['groupby']}` × "

@@ -198,6 +198,7 @@ def main() -> None:
     parser.add_argument("--groupby", help="default: the dataset's first precomputed grouping")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--peer-queries", type=int, default=10)
+    parser.add_argument("--note", help="one line on the dataset for RESULTS.md (how it was made)")
     parser.add_argument("--record", action=argparse.BooleanOptionalAction, default=None,
                         help="write RESULTS.md (default: yes with --storage, no for `quick`)")  # fmt: skip
     args = parser.parse_args()
@@ -240,6 +241,7 @@ def main() -> None:
         "machine": machine,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "dataset": dataset,
+        "note": args.note,
         "storage": None if own else str(args.storage),
         "n_cells": n_cells,
         "query": {**query, "layer": first["layer"], "groups": len(first["groups"])},
