@@ -6,9 +6,10 @@ common prefix (``GSM123_matrix.mtx.gz``). Gene names are column 2 of the feature
 ids (column 1) and feature types (column 3) are kept in var. The matrix is genes × cells as
 10x writes it, or cells × genes when its dimensions say so.
 
-The entries are parsed once, at open, with pyarrow's streaming CSV reader and stored as a
-binary CSR in the work folder (:mod:`._spill`), checking each index, value and the entry
-count on the way. Entries sorted by cell (Cell Ranger, R's ``writeMM``, scipy from CSC)
+The entries are parsed once, at open, by a numba scanner on two cores (:mod:`._mtxstream`,
+:mod:`._mtxscan`; gzip inflated by ISA-L in a thread of its own) and stored as a binary CSR
+in the work folder (:mod:`._spill`), checking each index, value and the entry count on the
+way. Entries sorted by cell (Cell Ranger, R's ``writeMM``, scipy from CSC)
 are written straight through; other orders go through an external bucket sort.
 
     >>> with MtxSource(Path("filtered_feature_bc_matrix")) as src: ...   # doctest: +SKIP
@@ -29,18 +30,18 @@ import pyarrow.csv as pv
 from ..errors import InvalidValue, UnreadableInput
 from ._base import Block, MatrixSource
 from ._checks import check_shape, check_unique, unique_gene_names
+from ._mtxscan import INTEGER, PATTERN, REAL, run_lengths
+from ._mtxstream import Entries, iter_entries, line_of
 from ._registry import ReaderSpec, register_reader
 from ._sniff import arrow_stream, head, open_binary
 from ._spill import CsrSpill, SpilledCsr, TripletBuckets
-from ._textparse import stream_batches
 from ._workdir import scratch_folder
 
 __all__ = ["MtxSource"]
 
 _MATRIX = re.compile(r"^(.*)matrix\.mtx(\.gz)?$")
-_BLOCK_BYTES = 16 << 20
-_FIELDS = {"integer": (pa.int32(), np.int32), "real": (pa.float64(), np.float64),
-           "double": (pa.float64(), np.float64), "pattern": (None, np.int32)}  # fmt: skip
+_FIELDS = {"integer": (INTEGER, np.int32), "real": (REAL, np.float64), "double": (REAL, np.float64),
+           "pattern": (PATTERN, np.int32)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -180,54 +181,48 @@ class MtxSource(MatrixSource):
         except _Unsorted:
             return self._parse_buckets(block_nnz)
 
-    def _entries(self) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-        """(first line, cell, gene, value) per batch, every index and value checked."""
-        pa_type = _FIELDS[self._field][0]
-        names = ["i", "j"] + (["v"] if pa_type is not None else [])
-        types = {"i": pa.int32(), "j": pa.int32(), **({"v": pa_type} if pa_type is not None else {})}
-        where, line, seen = self._layout.matrix, self._header_lines + 1, 0
-        n_cells, n_genes = len(self._obs), len(self._var)
-        labels = ["row index", "column index", "value"]
-        for batch in stream_batches(where, names=names, types=types, delimiter=" ",
-                                    skip_rows=self._header_lines, block_size=_BLOCK_BYTES,
-                                    column_label=lambda c: labels[c]):  # fmt: skip
-            i, j = batch.column(0).to_numpy() - 1, batch.column(1).to_numpy() - 1
-            cells, genes = (j, i) if self._cell_column == 1 else (i, j)
-            values = batch.column(2).to_numpy() if len(names) == 3 else np.ones(len(i), np.int32)
-            if len(i) and (min(cells.min(), genes.min()) < 0 or cells.max() >= n_cells
-                           or genes.max() >= n_genes):  # fmt: skip
-                k = int(np.argmax((cells < 0) | (cells >= n_cells) | (genes < 0) | (genes >= n_genes)))
-                raise UnreadableInput(f"{where}: line {line + k}: index ({i[k] + 1}, {j[k] + 1}) is "
-                                      f"outside the {n_genes if self._cell_column else n_cells} × "
-                                      f"{n_cells if self._cell_column else n_genes} matrix")  # fmt: skip
+    def _entries(self) -> Iterator[Entries]:
+        """Every entry in file order, each index, value and the entry count checked."""
+        where, seen = self._layout.matrix, 0
+        cells, genes = len(self._obs), len(self._var)
+        n_rows, n_cols = (genes, cells) if self._cell_column else (cells, genes)
+        batches = iter_entries(where, kind=_FIELDS[self._field][0], skip_lines=self._header_lines,
+                               cell_is_column=self._cell_column == 1, n_rows=n_rows,
+                               n_cols=n_cols)  # fmt: skip
+        last = self._header_lines
+        for batch in batches:
+            values = batch.values
             if values.dtype.kind == "f" and not np.isfinite(values).all():
                 k = int(np.argmin(np.isfinite(values)))
                 what = "NaN" if np.isnan(values[k]) else "infinite value"
-                cell, gene = self._obs.index[cells[k]], self._var.index[genes[k]]
-                raise InvalidValue(f"{where}: {what} found at line {line + k} (cell {cell!r}, "
-                                   f"gene {gene!r})")  # fmt: skip
-            seen += len(i)
+                cell, gene = self._obs.index[batch.cells[k]], self._var.index[batch.genes[k]]
+                raise InvalidValue(f"{where}: {what} found at line {line_of(where, batch, k)} (cell "
+                                   f"{cell!r}, gene {gene!r})")  # fmt: skip
+            seen += len(values)
             if seen > self._nnz:
-                raise UnreadableInput(f"{where}: more entries than the {self._nnz} the header declares")
-            yield line, cells, genes, values
-            line += len(i)
+                k = len(values) - (seen - self._nnz)
+                raise UnreadableInput(f"{where}: more entries than the {self._nnz} the header declares "
+                                      f"(line {line_of(where, batch, k)})")  # fmt: skip
+            last = batch.first_line + batch.lines - 1
+            yield batch
         if seen != self._nnz:
             raise UnreadableInput(f"{where}: file truncated: the header declares {self._nnz} entries, "
-                                  f"found {seen} (last line read: {line - 1})")  # fmt: skip
+                                  f"found {seen} (last line read: {last})")  # fmt: skip
 
     def _parse_sorted(self) -> SpilledCsr:
         spill = CsrSpill(self._scratch / "csr", n_cols=len(self._var), dtype=self._dtype)
         counts = np.zeros(len(self._obs), dtype=np.int64)
         last = 0
         try:
-            for _line, cells, genes, values in self._entries():
+            for batch in self._entries():
+                cells = batch.cells
                 if len(cells) == 0:
                     continue
-                if cells[0] < last or (cells[1:] < cells[:-1]).any():
+                if not batch.ordered or cells[0] < last:
                     raise _Unsorted
                 lo, hi = int(cells[0]), int(cells[-1])
-                counts[lo : hi + 1] += np.bincount(cells - lo, minlength=hi - lo + 1)
-                spill.append_entries(np.zeros(0), genes, values)
+                counts[lo : hi + 1] += run_lengths(cells, lo, hi)
+                spill.append_entries(np.zeros(0), batch.genes, batch.values)
                 last = hi
         except BaseException:
             spill.abort()
@@ -238,8 +233,8 @@ class MtxSource(MatrixSource):
         buckets = TripletBuckets(self._scratch / "buckets", n_rows=len(self._obs), nnz=self._nnz,
                                  bucket_nnz=block_nnz, dtype=self._dtype)  # fmt: skip
         try:
-            for _line, cells, genes, values in self._entries():
-                buckets.add(cells, genes, values)
+            for batch in self._entries():
+                buckets.add(batch.cells, batch.genes, batch.values)
         except BaseException:
             buckets.abort()
             raise

@@ -13,7 +13,9 @@ indexed by gene symbol (made unique when symbols repeat), with ``gene_ids`` and
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import pandas as pd
 from ..errors import InputError, UnreadableInput
 from ._base import Block, MatrixSource
 from ._checks import check_shape, check_unique, unique_gene_names
+from ._chunks import inflating_reader
 from ._compressed import iter_row_slabs
 from ._registry import ReaderSpec, register_reader
 from ._sniff import hdf5_keys
@@ -66,6 +69,11 @@ class _Int32Indices:
         if len(out):
             self.ds.read_direct(out, np.s_[start:stop])
         return out
+
+
+def _threads() -> int:
+    """Inflating threads: the cores this process may use (at most 8)."""
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2))
 
 
 def _strings(ds: Any) -> np.ndarray:
@@ -155,14 +163,23 @@ class TenxH5Source(MatrixSource):
 
     def iter_blocks(self, *, block_nnz: int, columns: tuple[int, int] | None = None) -> Iterator[Block]:
         g = self._group
+        narrow = g["indices"].dtype != np.int32 and self._shape[1] < 2**31
+        pool = ThreadPoolExecutor(_threads(), thread_name_prefix="widecube-inflate")
         try:
-            indices = g["indices"] if g["indices"].dtype == np.int32 or self._shape[1] >= 2**31 \
-                else _Int32Indices(g["indices"])  # fmt: skip
-            yield from iter_row_slabs(g["indptr"], indices, g["data"], n_rows=self._shape[0],
+            indices = inflating_reader(g["indices"], pool, where=self.path,
+                                       dtype=np.int32 if narrow else None)  # fmt: skip
+            if indices is None:
+                indices = _Int32Indices(g["indices"]) if narrow else g["indices"]
+            data = inflating_reader(g["data"], pool, where=self.path)
+            if data is None:
+                data = g["data"]
+            yield from iter_row_slabs(g["indptr"], indices, data, n_rows=self._shape[0],
                                       n_cols=self._shape[1], block_nnz=block_nnz,
                                       where=self.path)  # fmt: skip
         except OSError as exc:
             raise UnreadableInput(f"{self.path}: read failed, file truncated or corrupt ({exc})") from exc
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         if self._file.id.valid:
