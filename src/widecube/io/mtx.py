@@ -30,7 +30,7 @@ import pyarrow.csv as pv
 from ..errors import InvalidValue, UnreadableInput
 from ._base import Block, MatrixSource
 from ._checks import check_shape, check_unique, unique_gene_names
-from ._mtxscan import INTEGER, PATTERN, REAL, run_lengths
+from ._mtxscan import INTEGER, PATTERN, REAL
 from ._mtxstream import Entries, iter_entries, line_of
 from ._registry import ReaderSpec, register_reader
 from ._sniff import arrow_stream, head, open_binary
@@ -218,10 +218,10 @@ class MtxSource(MatrixSource):
                 cells = batch.cells
                 if len(cells) == 0:
                     continue
-                if not batch.ordered or cells[0] < last:
+                if not batch.ordered or cells[0] < last or batch.counts is None:
                     raise _Unsorted
                 lo, hi = int(cells[0]), int(cells[-1])
-                counts[lo : hi + 1] += run_lengths(cells, lo, hi)
+                counts[lo : hi + 1] += batch.counts
                 spill.append_entries(np.zeros(0), batch.genes, batch.values)
                 last = hi
         except BaseException:
