@@ -33,6 +33,19 @@ _LAYERS = {"sum": np.float64, "sumsq": np.float64, "nnz": np.int32,
            **dict.fromkeys(DERIVED_STATS, np.float32)}  # fmt: skip
 
 
+_NEEDS: dict[str, set[str]] = {
+    "sum": {"sum"}, "sumsq": {"sumsq"}, "nnz": {"nnz"}, "n_cells": {"sum"}, "mean": {"sum"},
+    "var": {"sum", "sumsq"}, "frac_expressing": {"nnz"}, "mean_expressing": {"sum", "nnz"},
+}  # fmt: skip
+"""The stored moments each statistic is derived from (a query reads only those)."""
+
+
+def _groups(snap: Snapshot, path: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """A grouped view's group names and cell counts (a column), read once per snapshot."""
+    table = group_table(snap, path)
+    return tuple(str(g) for g in table.index), table["n_cells"].to_numpy()[:, None]
+
+
 def derive(stat: str, n_cells: np.ndarray, s: np.ndarray, sq: np.ndarray, nnz: np.ndarray) -> np.ndarray:
     """Statistic ``stat`` from raw moments; ``n_cells`` is a column (n_groups, 1)."""
     n = n_cells.astype(np.float64)
@@ -122,11 +135,12 @@ class SummaryView(View):
     def query(self, snap: Snapshot, groupby: str, layer: str, gene_idx: np.ndarray,
               stats: Sequence[str]) -> tuple[list[str], dict[str, np.ndarray]]:  # fmt: skip
         path = str(entry_for(snap, self.name, groupby, layer)["path"])
-        table = group_table(snap, path)
-        s, sq, nnz = (snap.array(f"{path}/layers/{k}")[:, gene_idx] for k in BASE_STATS)
-        n = table["n_cells"].to_numpy()[:, None]
-        values = {stat: np.ascontiguousarray(derive(stat, n, s, sq, nnz)) for stat in stats}
-        return [str(g) for g in table.index], values
+        groups, n = snap.memo(("summary-groups", path), lambda: _groups(snap, path))
+        needed = set().union(*(_NEEDS.get(stat, set(BASE_STATS)) for stat in stats))
+        base = {k: snap.array(f"{path}/layers/{k}")[:, gene_idx] if k in needed else None for k in BASE_STATS}
+        values = {stat: np.ascontiguousarray(derive(stat, n, base["sum"], base["sumsq"], base["nnz"]))  # type: ignore[arg-type]
+                  for stat in stats}  # fmt: skip
+        return list(groups), values
 
     def describe(self, snap: Snapshot) -> dict[str, object]:
         entry = snap.view(self.name)
