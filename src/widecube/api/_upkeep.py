@@ -102,10 +102,14 @@ class Upkeep:
         self._thread = threading.Thread(target=self._loop, name="widecube-upkeep", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the loop to end and wait up to ``timeout`` s. A round busy warming (decoding a
+        large matrix, compiling the aggregate kernel) is not waited for: the thread is a
+        daemon and dies with the process, and its half-decoded file is a temporary that the
+        next warm-up replaces (the cache publishes a file by atomic rename only)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=timeout)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
