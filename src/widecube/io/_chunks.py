@@ -5,9 +5,9 @@ them in HDF5's filter pipeline with zlib, one chunk at a time under its global l
 gzip 10x file read ~5 × slower than the same matrix stored plain. Here each chunk's
 compressed bytes are fetched with ``read_direct_chunk`` (a copy, under the lock) and
 inflated by ISA-L (``isal.isal_zlib``, which releases the GIL) on a thread pool, a block
-ahead of the reader. ISA-L was chosen over ``zlib-ng`` and ``libdeflate`` (``deflate``)
-because it also streams gzip (the MTX reader uses it): measured on this matrix's chunks,
-one thread, libdeflate 0.31, ISA-L 0.28, zlib-ng 0.20, zlib 0.13 GB/s of output (loaded).
+ahead of the reader. Inflating the benchmark's gzip-4 10x file (0.6 GB out; CPU seconds, one
+thread, ``benchmarks/readers.py`` data): ISA-L 1.03, libdeflate (``deflate``) 1.12, zlib-ng
+1.53, zlib 2.37. ISA-L also streams gzip (the MTX reader uses it), libdeflate cannot.
 
 Only the pipelines this module can undo are taken (gzip, or shuffle then gzip, with no
 chunks missing); :func:`inflating_reader` returns None for anything else and the caller
