@@ -117,7 +117,7 @@ def _write_wide_csv(spec: WideCsvSpec, path: Path, chunk: int = 250) -> None:
             reads = np.exp(level + rng.standard_normal((k, spec.n_genes), dtype=np.float32) * 1.2)
             values = np.where(hit, reads.astype(np.int64) + 1, 0)
             used = _format_rows(values, start, buf)
-            fh.write(memoryview(buf)[:used])
+            fh.write(buf[:used].data)
 
 
 def ensure_wide_csv(spec: WideCsvSpec, folder: Path) -> Path:

@@ -60,7 +60,7 @@ def run_once(command: list[str], warm: Path, env: dict[str, str] | None = None) 
     """One measured run in a fresh process, after warming the page cache with ``warm``."""
     warm_s = _warm(warm)
     m = measure(command, env=env, cwd=REPO, timeout=SAFETY["timeout"],
-                min_available=SAFETY["min_available"])  # fmt: skip
+                min_available=int(SAFETY["min_available"]))  # fmt: skip
     run = {**m.to_json(), "warmup_read_s": warm_s, "probe": None}
     lines = m.stdout.strip().splitlines()
     if m.ok and lines and lines[-1].startswith("{"):

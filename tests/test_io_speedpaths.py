@@ -19,11 +19,11 @@ import scipy.sparse as sp
 
 from _io_writers import gene_ids
 from widecube.errors import InputError, InvalidValue, UnreadableInput
-from widecube.io import _mtxstream, open_input
+from widecube.io import MatrixSource, _mtxstream, open_input
 from widecube.io._chunks import inflating_reader
 
 
-def _dense(src) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _dense(src: MatrixSource) -> np.ndarray:
     out = np.zeros(src.shape)
     for block in src.iter_blocks(block_nnz=7):
         m, r, c = block.matrix, block.row_start, block.col_start
@@ -177,8 +177,8 @@ def _write_10x(path: Path, x: np.ndarray, **storage: object) -> Path:
     n_genes, n_cells = m.shape
     with h5py.File(path, "w") as f:
         g = f.create_group("matrix")
-        g.create_dataset("data", data=m.data, **storage)  # type: ignore[arg-type]
-        g.create_dataset("indices", data=m.indices.astype(np.int64), **storage)  # type: ignore[arg-type]
+        g.create_dataset("data", data=m.data, **storage)
+        g.create_dataset("indices", data=m.indices.astype(np.int64), **storage)
         g.create_dataset("indptr", data=m.indptr.astype(np.int64))
         g["shape"] = np.array(m.shape, dtype=np.int32)
         g["barcodes"] = np.array([f"c{i}" for i in range(n_cells)], dtype="S")

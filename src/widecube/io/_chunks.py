@@ -32,6 +32,7 @@ __all__ = ["InflatingReader", "inflating_reader"]
 
 _DEFLATE = h5py.h5z.FILTER_DEFLATE
 _SHUFFLE = h5py.h5z.FILTER_SHUFFLE
+_INFLATE_ERROR: type[Exception] = getattr(isal_zlib, "error")  # noqa: B009 - untyped in isal's stubs
 
 
 def _pipeline(ds: h5py.Dataset) -> list[int] | None:
@@ -91,7 +92,7 @@ class InflatingReader:
         first, last = start // c, (stop - 1) // c
         for k in [k for k in self._pending if k < first or k > last + (last - first + 1)]:
             self._pending.pop(k).cancel()  # not read in order: drop what was guessed
-        futures = [self._pending.pop(k, None) or self._pool.submit(self._inflate, k)
+        futures = [self._pending.pop(k) if k in self._pending else self._pool.submit(self._inflate, k)
                    for k in range(first, last + 1)]  # fmt: skip
         for k in range(last + 1, min(self._n_chunks, 2 * last - first + 2)):
             if k not in self._pending:
@@ -116,7 +117,7 @@ class InflatingReader:
         if not mask & gzip_bit:
             try:
                 raw = isal_zlib.decompress(raw, bufsize=nbytes)
-            except isal_zlib.error as exc:
+            except _INFLATE_ERROR as exc:
                 raise UnreadableInput(f"{self._where}: corrupt {what} of dataset {self._name}: it "
                                       f"does not inflate ({exc})") from exc  # fmt: skip
         if len(raw) != nbytes:
@@ -125,6 +126,7 @@ class InflatingReader:
         data = np.frombuffer(raw, dtype=np.uint8)
         if self._shuffled and not mask & 1:
             data = np.ascontiguousarray(data.reshape(self._stored.itemsize, self._chunk).T).reshape(-1)
-        values = data.view(self._stored)
-        # cast here, off the caller's thread (Cell Ranger's int64 indices are read as int32)
-        return values if self._dtype == self._stored else values.astype(self._dtype)
+        values: np.ndarray = data.view(self._stored)
+        if self._dtype != self._stored:  # cast here, off the caller's thread (int64 indices -> int32)
+            values = values.astype(self._dtype)
+        return values

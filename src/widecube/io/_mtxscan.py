@@ -37,7 +37,7 @@ def _field_end(buf: np.ndarray, p: int, n: int) -> bool:
     if p >= n:
         return True
     c = buf[p]
-    return c == 32 or c == 9 or c == 10 or c == 13
+    return bool(c == 32 or c == 9 or c == 10 or c == 13)
 
 
 @numba.njit(cache=True, nogil=True)

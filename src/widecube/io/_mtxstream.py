@@ -21,10 +21,11 @@ import os
 import queue
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from isal import igzip, isal_zlib
@@ -46,6 +47,8 @@ from ._sniff import is_gzip, open_binary
 __all__ = ["Entries", "iter_entries", "line_of"]
 
 PIECE_BYTES = 16 << 20
+_IGZIP_OPEN: Callable[..., object] = getattr(igzip, "open")  # noqa: B009 - untyped in isal
+_INFLATE_ERROR: type[Exception] = getattr(isal_zlib, "error")  # noqa: B009
 _LABELS = ("row index", "column index", "value")
 
 
@@ -82,10 +85,10 @@ class _Scanned:
     counts: np.ndarray | None
 
 
-def _open(path: Path) -> io.BufferedIOBase:
+def _open(path: Path) -> io.RawIOBase | io.BufferedIOBase:
     if is_gzip(path):
-        return igzip.open(path, "rb")  # type: ignore[return-value]
-    return path.open("rb", buffering=0)  # type: ignore[return-value]
+        return cast(io.BufferedIOBase, _IGZIP_OPEN(path, "rb"))
+    return path.open("rb", buffering=0)
 
 
 def _pieces(path: Path, skip_lines: int, size: int) -> Iterator[memoryview]:
@@ -125,7 +128,7 @@ def _pieces(path: Path, skip_lines: int, size: int) -> Iterator[memoryview]:
                 turn += 1
                 bufs[turn % 3][: have - cut] = buf[cut:have]
                 buf, have = bufs[turn % 3], have - cut
-    except (OSError, EOFError, zlib.error, isal_zlib.error) as exc:
+    except (OSError, EOFError, zlib.error, _INFLATE_ERROR) as exc:
         raise UnreadableInput(f"{path}: cannot read, file truncated or corrupt ({exc})") from exc
 
 

@@ -27,7 +27,7 @@ from ..errors import InputError, UnreadableInput
 from ._base import Block, MatrixSource
 from ._checks import check_shape, check_unique, unique_gene_names
 from ._chunks import inflating_reader
-from ._compressed import iter_row_slabs
+from ._compressed import Sliceable, iter_row_slabs
 from ._registry import ReaderSpec, register_reader
 from ._sniff import hdf5_keys
 
@@ -166,11 +166,11 @@ class TenxH5Source(MatrixSource):
         narrow = g["indices"].dtype != np.int32 and self._shape[1] < 2**31
         pool = ThreadPoolExecutor(_threads(), thread_name_prefix="widecube-inflate")
         try:
-            indices = inflating_reader(g["indices"], pool, where=self.path,
-                                       dtype=np.int32 if narrow else None)  # fmt: skip
+            indices: Sliceable | None = inflating_reader(g["indices"], pool, where=self.path,
+                                                         dtype=np.int32 if narrow else None)  # fmt: skip
             if indices is None:
                 indices = _Int32Indices(g["indices"]) if narrow else g["indices"]
-            data = inflating_reader(g["data"], pool, where=self.path)
+            data: Sliceable | None = inflating_reader(g["data"], pool, where=self.path)
             if data is None:
                 data = g["data"]
             yield from iter_row_slabs(g["indptr"], indices, data, n_rows=self._shape[0],
