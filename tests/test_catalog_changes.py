@@ -122,3 +122,22 @@ def test_postgres_reads_every_time(postgres_url: str) -> None:
     finally:
         reader.close()
         writer.close()
+
+
+def test_get_version_is_remembered_until_a_commit(sqlite_url: str) -> None:
+    """A pinned request's lookup: no SELECT while unchanged, the new status after a publish."""
+    reader, writer = Catalog(sqlite_url), Catalog(sqlite_url)
+    try:
+        first, second = _version(writer), _version(writer)
+        writer.publish("pbmc", first)
+        selects = _Selects(reader)
+        assert reader.get_version("pbmc", first).status == "published"
+        for _ in range(20):
+            assert reader.get_version("pbmc", first).status == "published"
+        assert selects.n == 1
+        writer.publish("pbmc", second)  # retires first
+        assert reader.get_version("pbmc", first).status == "retired"
+        assert reader.get_version("pbmc", second).status == "published"
+    finally:
+        reader.close()
+        writer.close()

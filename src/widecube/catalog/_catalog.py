@@ -25,7 +25,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import TracebackType
@@ -48,6 +48,8 @@ from widecube.catalog._records import (
 from widecube.errors import CatalogError, DatasetNotFound
 
 __all__ = ["Catalog"]
+
+_REMEMBER = 4096  # remembered lookups (dataset pointers, pinned versions) before starting afresh
 
 
 class Catalog:
@@ -72,7 +74,7 @@ class Catalog:
         self.jobs = Jobs(self._write, self._read)
         """The ingest jobs (see ``_jobs``): create, claim, advance, list."""
         self._changes = ChangeToken(url)
-        self._current: dict[str, tuple[int, VersionRecord]] = {}
+        self._remembered: dict[tuple[str, ...], tuple[int, VersionRecord]] = {}
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -202,27 +204,43 @@ class Catalog:
     def current(self, dataset: str) -> VersionRecord:
         """The published version of ``dataset``; the API calls this on every request.
 
-        One SELECT, skipped when the catalog's change token (``_changes``) says nothing was
-        committed since the answer was last read: the token is read *before* the SELECT, so
-        a commit racing with it only makes the next call read again.
+        One SELECT, skipped while the catalog is unchanged (see :meth:`_unchanged`).
         """
-        token = self._changes.read()
-        if token is not None:
-            hit = self._current.get(dataset)
-            if hit is not None and hit[0] == token:
-                return hit[1]
-        with self._read() as conn:
-            record = q.current(conn, dataset)
-        if record is None:
-            raise DatasetNotFound(f"no published dataset named {dataset!r} in the catalog")
-        if token is not None:
-            self._current[dataset] = (token, record)
-        return record
+
+        def load() -> VersionRecord:
+            with self._read() as conn:
+                record = q.current(conn, dataset)
+            if record is None:
+                raise DatasetNotFound(f"no published dataset named {dataset!r} in the catalog")
+            return record
+
+        return self._unchanged(("current", dataset), load)
 
     def get_version(self, dataset: str, version: str) -> VersionRecord:
-        """One version of ``dataset``, whatever its status."""
-        with self._read() as conn:
-            return q.get_version(conn, dataset, version)
+        """One version of ``dataset``, whatever its status (a pinned request's lookup; its
+        SELECT is skipped while the catalog is unchanged)."""
+
+        def load() -> VersionRecord:
+            with self._read() as conn:
+                return q.get_version(conn, dataset, version)
+
+        return self._unchanged(("version", dataset, version), load)
+
+    def _unchanged(self, key: tuple[str, ...], load: Callable[[], VersionRecord]) -> VersionRecord:
+        """``load()``, or its earlier answer if the change token (``_changes``) says nothing was
+        committed since. The token is read *before* loading, so a commit racing with the load
+        only makes the next call load again. Errors (unknown names) are never remembered."""
+        token = self._changes.read()
+        if token is not None:
+            hit = self._remembered.get(key)
+            if hit is not None and hit[0] == token:
+                return hit[1]
+        record = load()
+        if token is not None:
+            if len(self._remembered) >= _REMEMBER:
+                self._remembered.clear()
+            self._remembered[key] = (token, record)
+        return record
 
     def versions(self, dataset: str) -> list[VersionRecord]:
         """Every version of ``dataset``, newest first."""
