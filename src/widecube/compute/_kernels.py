@@ -134,6 +134,23 @@ def _element(sorted_vals: np.ndarray, n_neg: int, n_zero: int, i: int) -> float:
 
 
 @njit(nogil=True, cache=True)
+def _quantile(sorted_vals: np.ndarray, n_neg: int, n_zero: int, n: int,
+              q: float) -> float:  # pragma: no cover - compiled  # fmt: skip
+    """``numpy.quantile(method="linear")`` of a group of ``n`` values: the stored ones, sorted
+    (its ``n_neg`` negatives first), and ``n_zero`` implicit zeros. numpy's own interpolation
+    formula (the two branches keep it monotone), so results match it to the last bit. The
+    ingest's kernel and the on-the-fly aggregate both call this one."""
+    pos = q * (n - 1)
+    lo = int(np.floor(pos))
+    frac = pos - lo
+    a = _element(sorted_vals, n_neg, n_zero, lo)
+    if frac > 0.0 and lo + 1 < n:
+        b = _element(sorted_vals, n_neg, n_zero, lo + 1)
+        return a + (b - a) * frac if frac < 0.5 else b - (b - a) * (1.0 - frac)
+    return a
+
+
+@njit(nogil=True, cache=True)
 def _sort_small(a: np.ndarray) -> None:  # pragma: no cover - compiled
     """Insertion sort for the few values a (gene, group) usually has; np.sort above 24."""
     n = a.shape[0]
@@ -206,16 +223,7 @@ def gene_quantiles(
                         n_neg += 1
                     n_zero = n - n_stored
                     for t in range(qs.shape[0]):
-                        pos = qs[t] * (n - 1)
-                        lo = int(np.floor(pos))
-                        frac = pos - lo
-                        a = _element(part, n_neg, n_zero, lo)
-                        if frac > 0.0 and lo + 1 < n:
-                            b = _element(part, n_neg, n_zero, lo + 1)
-                            value = a + (b - a) * frac if frac < 0.5 else b - (b - a) * (1.0 - frac)
-                        else:
-                            value = a
-                        out[layer, j, c, t] = value
+                        out[layer, j, c, t] = _quantile(part, n_neg, n_zero, n, qs[t])
             for i in range(n_touched):
                 count[touched[i]] = 0
 

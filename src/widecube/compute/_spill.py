@@ -62,8 +62,9 @@ class GeneSpill:
         self.bucket_nnz = np.zeros(self.n_buckets, dtype=np.int64)
         self.negative = False
         self.non_integer = False
-        self._files = [
-            {name: open(self._path(b, name), "ab") for name in _FILES} for b in range(self.n_buckets)
+        self._files = [  # open for the whole of pass 1, closed by close()
+            {name: open(self._path(b, name), "ab") for name in _FILES}  # noqa: SIM115
+            for b in range(self.n_buckets)
         ]
 
     def _stem(self, bucket: int) -> Path:
@@ -130,7 +131,7 @@ class GeneSpill:
         """Re-bucket an oversized bucket into halves on disk, streaming it in pieces."""
         mid = (lo + hi) // 2
         halves = [stem.with_name(stem.name + "a"), stem.with_name(stem.name + "b")]
-        outs = [{n: open(h.with_suffix(f".{n}"), "wb") for n in _FILES} for h in halves]
+        outs = [{n: open(h.with_suffix(f".{n}"), "wb") for n in _FILES} for h in halves]  # noqa: SIM115
         step = self.slab_values
         with open(stem.with_suffix(".gene"), "rb") as fg, open(stem.with_suffix(".cell"), "rb") as fc, \
                 open(stem.with_suffix(".val"), "rb") as fv:  # fmt: skip

@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import InvalidQuery
-from ._kernels import _element, _sort_small
+from ._kernels import _quantile, _sort_small
 from .groupings import MISSING
 
 __all__ = ["Column", "GeneData", "canonical_filter", "cell_mask", "expression", "summarize"]
@@ -256,13 +256,4 @@ def filtered_summary(
             part = bucket[start[g] : start[g + 1]]
             _sort_small(part)
             for t in range(n_q):
-                pos = qs[t] * (n - 1)
-                lo = int(np.floor(pos))
-                frac = pos - lo
-                a = _element(part, n_neg, n_zero, lo)
-                if frac > 0.0 and lo + 1 < n:
-                    b = _element(part, n_neg, n_zero, lo + 1)
-                    value = a + (b - a) * frac if frac < 0.5 else b - (b - a) * (1.0 - frac)
-                else:
-                    value = a
-                out_q[j, g, t] = value
+                out_q[j, g, t] = _quantile(part, n_neg, n_zero, n, qs[t])
