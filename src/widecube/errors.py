@@ -10,13 +10,24 @@ and the API can show it as it is, without a traceback::
     │   ├── InvalidValue                   NaN / inf / null / non-numeric / negative counts at (row, column)
     │   ├── UnsafeArchive                  traversal, links, devices, too many members, bomb
     │   ├── MetadataMismatch               --obs / --var rows do not match the matrix
-    │   └── UnknownGrouping (KeyError)     --groupby names a missing or unusable column
+    │   ├── UnknownGrouping (KeyError)     --groupby names a missing or unusable column
+    │   └── UploadTooLarge*                an upload passed WIDECUBE_UPLOAD_MAX_BYTES (413)
     ├── NotFound (KeyError)               the API answers 404
     │   ├── DatasetNotFound
-    │   └── VersionNotFound
+    │   ├── VersionNotFound
+    │   ├── JobNotFound*
+    │   └── UploadNotFound*
     ├── InvalidQuery (ValueError)         the API answers 422: unknown gene, groupby, stat
     ├── VerificationError                 a snapshot failed its checksums or invariants
-    └── CatalogError                      the catalog refused a state change
+    ├── CatalogError                      the catalog refused a state change (409)
+    │   └── LeaseLost*                     a worker's claim on a job ran out; another took it
+    ├── UploadConflict*                   a chunk not at the upload's offset (409)
+    │   └── UploadBusy*                    another request is writing that upload
+    └── NotAcceptable*                    no format the client accepts (406)
+
+``*``: defined beside the code that raises it (``catalog._jobs``, ``pipeline._uploads``,
+``api._responses``), so each stays one import away from its use; listed here so the whole
+tree is read in one place.
 """
 
 from __future__ import annotations
