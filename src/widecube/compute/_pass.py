@@ -13,9 +13,9 @@ import numpy as np
 
 from ..errors import InvalidValue
 from ..io import Block, MatrixSource
+from ..io._prefetch import prefetch
 from ._malloc import bound_heap
 from ._spill import GeneSpill
-from .stream import prefetch
 
 __all__ = ["check_finite", "spill_by_gene"]
 

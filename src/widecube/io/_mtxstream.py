@@ -18,8 +18,6 @@ from __future__ import annotations
 import io
 import mmap
 import os
-import queue
-import threading
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +40,7 @@ from ._mtxscan import (
     run_lengths,
     scan_entries,
 )
+from ._prefetch import prefetch
 from ._sniff import is_gzip, open_binary
 
 __all__ = ["Entries", "iter_entries", "line_of"]
@@ -95,7 +94,7 @@ def _pieces(path: Path, skip_lines: int, size: int) -> Iterator[memoryview]:
     """Pieces of whole lines after the ``skip_lines`` header lines.
 
     The last piece may lack its final newline. Three buffers take turns, so a piece stays
-    valid while the next two are read (one ahead, by :func:`_read_ahead`, one being read).
+    valid while the next two are read (one ahead, by :func:`~._prefetch.prefetch`, one being read).
     """
     bufs = [bytearray(2 * size) for _ in range(3)]
     turn, buf = 0, bufs[0]
@@ -153,45 +152,6 @@ def _mapped_pieces(path: Path, skip_lines: int, size: int) -> Iterator[memoryvie
             pos = base + cut
 
 
-def _read_ahead(items: Iterator[memoryview]) -> Iterator[memoryview]:
-    """``items`` produced by a thread of their own, one ahead of the consumer (reading and
-    gzip inflating overlap scanning); the producer's errors are raised here."""
-    ready: queue.Queue[object] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-    end = object()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(end)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            put(exc)
-        finally:
-            items.close()  # type: ignore[attr-defined]
-
-    worker = threading.Thread(target=produce, name="widecube-mtx-read", daemon=True)
-    worker.start()
-    try:
-        while (item := ready.get()) is not end:
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        worker.join()
-
-
 def _halves(piece: memoryview) -> list[memoryview]:
     """``piece`` cut after the first newline past its middle (one part if there is none)."""
     n = len(piece)
@@ -246,7 +206,7 @@ def iter_entries(path: Path, *, kind: int, skip_lines: int, cell_is_column: bool
     buffers = [_Buffers(kind), _Buffers(kind)]
     with ThreadPoolExecutor(2, thread_name_prefix="widecube-mtx") as pool:
         line = skip_lines + 1
-        pieces = _read_ahead(_pieces(path, skip_lines, size)) if is_gzip(path) else \
+        pieces = prefetch(_pieces(path, skip_lines, size), depth=1) if is_gzip(path) else \
             _mapped_pieces(path, skip_lines, size)  # fmt: skip
         for piece in pieces:
             halves = _halves(piece)

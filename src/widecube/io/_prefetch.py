@@ -1,7 +1,10 @@
-"""Run a block iterator in a background thread, so reading overlaps computing.
+"""Run an iterator in a background thread, so reading overlaps computing.
 
-h5py reads and numpy checks run in the producer thread; the numba kernel (which releases
-the GIL) runs in the consumer. Errors raised by the producer are re-raised in the consumer.
+Pass 1 prefetches a reader's blocks (h5py reads and numpy checks in the producer thread; the
+numba scatter kernel, which releases the GIL, in the consumer); the MTX reader prefetches
+inflated pieces of a gzip file while it scans the previous one. Errors raised by the
+producer are re-raised in the consumer; when the consumer stops early, the producer stops
+too and the source iterator is closed (a generator's ``finally`` runs, files close).
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ def prefetch(items: Iterable[T], *, depth: int = 2, check: Callable[[T], None] |
                 continue
         return False
 
+    source = iter(items)
+
     def produce() -> None:
         try:
-            for item in items:
+            for item in source:
                 if check is not None:
                     check(item)
                 if not put(item):
@@ -41,6 +46,10 @@ def prefetch(items: Iterable[T], *, depth: int = 2, check: Callable[[T], None] |
             put(_DONE)
         except BaseException as exc:  # handed to the consumer
             put(exc)
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
 
     worker = threading.Thread(target=produce, name="widecube-prefetch", daemon=True)
     worker.start()
