@@ -25,6 +25,7 @@ import pandas as pd
 
 from .catalog import Catalog, VersionRecord, VersionStatus
 from .compute import Grouping, make_grouping
+from .compute._kernels import cell_scale
 from .compute.aggregate import Column, GeneData, canonical_filter, cell_mask, expression, summarize
 from .config import Settings
 from .errors import InvalidQuery, UnknownGrouping, VersionNotFound
@@ -267,7 +268,7 @@ class Widecube:
             "version": record.version,
             "embeddings": {k: {"shape": list(v["shape"])} for k, v in snap.manifest.get("obsm", {}).items()},
             "colors": colors,
-            "gene_colors": self._gene_values_seam(snap) is not None,
+            "gene_colors": _has_matrix(snap),
         }
 
     def embedding(self, dataset: str, key: str, *, color: str | None = None,
@@ -391,11 +392,6 @@ class Widecube:
         data = _gene_data(snap, dataset, record.version, _gene_index(snap, dataset, [gene]), layer)
         return record.version, expression(data, None, snap.n_cells)[0]
 
-    def _gene_values_seam(self, snap: Snapshot) -> Callable[..., tuple[str, np.ndarray]] | None:
-        """``gene_values`` when this version has a gene-major matrix and the service has it."""
-        method = getattr(self, "gene_values", None)
-        return method if _has_matrix(snap) and callable(method) else None
-
     def _cell_colors(self, dataset: str, record: VersionRecord, snap: Snapshot,
                      color: str) -> dict[str, Any]:  # fmt: skip
         obs = snap.table("dataset/obs.parquet")
@@ -406,13 +402,12 @@ class Widecube:
                                    "categorical nor numeric, so it cannot colour cells")  # fmt: skip
             return snap.memo(("obs-color", color), lambda: _obs_color(obs[color], kind))
         if color in snap.var_names:
-            gene_values = self._gene_values_seam(snap)
-            if gene_values is None:
+            if not _has_matrix(snap):
                 raise InvalidQuery(
                     f"colouring by gene {color!r} needs the gene-major view, which "
                     f"version {record.version} of dataset {dataset!r} does not have"
                 )
-            _, values = gene_values(dataset, color, version=record.version)
+            _, values = self.gene_values(dataset, color, version=record.version)
             return {"name": color, "kind": "gene", "values": np.ascontiguousarray(values, np.float32)}
         raise InvalidQuery(f"dataset {dataset!r} has no obs column or gene {color!r}")
 
@@ -476,9 +471,7 @@ def _gene_data(snap: Snapshot, dataset: str, version: str, idx: np.ndarray, laye
 def _cell_scale(snap: Snapshot) -> np.ndarray:
     """Per cell ``target_sum / library size`` (0 for an empty cell), as the ingest computes it."""
     total = snap.table("dataset/obs.parquet")["total_counts"].to_numpy(dtype=np.float64)
-    target = float(snap.view("matrix").get("target_sum", 1e4))
-    with np.errstate(divide="ignore"):
-        return np.where(total > 0, target / total, 0.0)
+    return cell_scale(total, float(snap.view("matrix").get("target_sum", 1e4)))
 
 
 def _quantile_names(snap: Snapshot) -> dict[str, float]:

@@ -228,6 +228,14 @@ def gene_quantiles(
                 count[touched[i]] = 0
 
 
+def cell_scale(total_counts: np.ndarray, target_sum: float) -> np.ndarray:
+    """Per cell ``target_sum / library size`` (0 for an empty cell): the factor
+    :func:`log_normalize` applies, for the ingest and for on-the-fly queries alike."""
+    total = np.asarray(total_counts, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(total > 0, target_sum / total, 0.0)
+
+
 @njit(parallel=True, nogil=True, cache=True)
 def log_normalize(cells: np.ndarray, vals: np.ndarray, scale: np.ndarray, out: np.ndarray) -> None:
     """``out = log1p(vals * scale[cells])``: counts per ``target_sum``, then log1p."""  # pragma: no cover

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..compute import Grouping, all_cells, make_grouping
-from ..compute._kernels import gene_moments, log_normalize
+from ..compute._kernels import cell_scale, gene_moments, log_normalize
 from ..compute._spill import GeneSlab
 from ..compute.groupings import ALL
 from ..snapshot import Snapshot, SnapshotWriter
@@ -83,8 +83,7 @@ class BuildContext:
     def scale(self) -> np.ndarray:
         """Per cell ``target_sum / library size`` (0 for empty cells)."""
         assert self.cell_total is not None
-        with np.errstate(divide="ignore"):
-            return np.where(self.cell_total > 0, self.target_sum / self.cell_total, 0.0)
+        return cell_scale(self.cell_total, self.target_sum)
 
     def slab_stats(self, slab: GeneSlab) -> SlabStats:
         return SlabStats(self, slab)

@@ -85,14 +85,3 @@ class MatrixView(View):
             j = int(np.argmax(np.diff(indptr) != genes))
             raise VerificationError(f"{where}: gene {snap.var_names[j]!r} has {np.diff(indptr)[j]} "
                                     f"values, expected {genes[j]}")  # fmt: skip
-
-    def gene_values(self, snap: Snapshot, gene: int) -> tuple[np.ndarray, np.ndarray]:
-        """(cells, values) stored for one gene: one contiguous range of the CSC arrays.
-
-        Read-only slices of the snapshot's decoded, memory-mapped copies of ``X/indptr``,
-        ``X/indices`` and ``X/data`` (decoded once per version, shared by every worker), so
-        a request only indexes memory: nothing is decompressed on the request path.
-        """
-        indptr = snap.array(f"{PATH}/X/indptr")
-        s, e = int(indptr[gene]), int(indptr[gene + 1])
-        return snap.array(f"{PATH}/X/indices")[s:e], snap.array(f"{PATH}/X/data")[s:e]
