@@ -32,12 +32,11 @@ from typing import IO, Any
 
 from ..catalog import JobRecord
 from ..errors import InputError, NotFound, WidecubeError
+from ..snapshot import sha256_file
 from ._jobs import JobRunner
 from ._watch import dataset_name
 
 __all__ = ["Upload", "UploadBusy", "UploadConflict", "UploadNotFound", "UploadTooLarge", "Uploads"]
-
-_CHUNK = 1 << 20
 
 
 class UploadNotFound(NotFound):
@@ -157,7 +156,7 @@ class Uploads:
         part = folder / "data.part"
         if upload.size is not None and upload.offset != upload.size:
             raise UploadConflict(f"upload {upload_id} has {upload.offset:,} of {upload.size:,} bytes")
-        digest = sha256 or _sha256(part)
+        digest = sha256 or sha256_file(part)
         if upload.sha256 is not None and digest != upload.sha256:
             self.remove(upload_id)
             raise InputError(f"{upload.filename}: sha256 of the bytes received is {digest}, "
@@ -185,11 +184,3 @@ class Uploads:
         tmp = self._folder(upload.id) / ".upload.json.tmp"
         tmp.write_text(json.dumps(record))
         tmp.replace(tmp.with_name("upload.json"))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()

@@ -114,17 +114,16 @@ class Snapshot:
             return arr
 
     def _load(self, relpath: str) -> np.ndarray:
-        source = zarr.open_array(self.file(relpath), mode="r")
         if self._cache is None:
-            return np.asarray(source[...])
+            return np.asarray(zarr.open_array(self.file(relpath), mode="r")[...])
         target = self._cache / (relpath + ".npy")
-        if not target.exists():
+        if not target.exists():  # the Zarr is opened only when the cache lacks the array
             target.parent.mkdir(parents=True, exist_ok=True)
             with _exclusive(target.with_name(f".{target.name}.lock")):
                 if not target.exists():  # another process may have decoded it meanwhile
                     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
                     try:
-                        _decode(source, tmp)
+                        _decode(zarr.open_array(self.file(relpath), mode="r"), tmp)
                         os.replace(tmp, target)
                     finally:
                         tmp.unlink(missing_ok=True)
