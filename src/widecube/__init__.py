@@ -1,10 +1,29 @@
-"""widecube: precomputed, atomically published, millisecond-served views of wide matrices."""
+"""widecube: precomputed, atomically published, millisecond-served views of wide matrices.
+
+``widecube.Client(url)`` asks a server, ``widecube.open(storage)`` reads a store in this
+process; both answer with pandas DataFrames and AnnData (see :mod:`widecube.client`). They
+load on first use, so ``import widecube`` stays cheap for the CLI and the server.
+"""
+
+from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .client import Client, open
 
 try:
     __version__ = version("widecube")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["Client", "__version__", "open"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Client", "open"):
+        from . import client  # noqa: PLC0415 - pandas, pyarrow and httpx only when asked for
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'widecube' has no attribute {name!r}")

@@ -1,0 +1,187 @@
+"""Answers → pandas and AnnData: the one set of conversions both faces of the client use.
+
+:class:`~widecube.client.Client` (HTTP) receives Arrow IPC streams and JSON;
+:func:`~widecube.open` (local) receives the read facade's dicts of numpy arrays. Each face
+first brings its answer to the facade's shape (``*_result`` here turn an Arrow table back into
+it), and then the same function makes the DataFrame or AnnData, so the two faces cannot
+drift apart.
+
+Per-group results become the pseudobulk AnnData that ``scanpy.get.aggregate`` returns:
+groups as obs (with the groupby columns, as scanpy has them, and ``n_cells``, as the
+snapshot's summary view has it), genes as var, no ``X``, one float64 layer per statistic
+(NaN where a statistic is undefined, e.g. ``var`` of a one-cell group).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    import anndata
+
+__all__ = [
+    "ARROW",
+    "MARKER_COLUMNS",
+    "datasets_frame",
+    "expression_frame",
+    "expression_result",
+    "filter_spec",
+    "genes_list",
+    "markers_frame",
+    "pseudobulk",
+    "read_ipc",
+    "records",
+    "summary_result",
+]
+
+ARROW = "application/vnd.apache.arrow.stream"
+"""The media type of an Arrow IPC stream (the API's ``Accept`` for Arrow answers)."""
+
+DATASET_COLUMNS = ("name", "version", "n_cells", "n_genes", "groupbys", "created")
+MARKER_COLUMNS = ("gene", "logfoldchange", "pct_in", "pct_out", "t", "pval", "pval_adj")
+_SEPARATOR = "_"  # joins the values of a multi-column grouping into a group name (compute.groupings)
+
+
+def read_ipc(content: bytes) -> pa.Table:
+    """An Arrow IPC stream's bytes as one table."""
+    return pa.ipc.open_stream(content).read_all()
+
+
+def _meta(table: pa.Table) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+
+
+def _dictionary(table: pa.Table, column: str) -> list[str]:
+    """The dictionary (all values, in order) of a dictionary-encoded column."""
+    chunks = table.column(column).chunks
+    return [str(v) for v in chunks[0].dictionary.to_pylist()] if chunks else []
+
+
+# -- Arrow tables back to the read facade's shapes -------------------------------------------
+
+
+def records(table: pa.Table) -> list[dict[str, Any]]:
+    """``/datasets`` (or ``/versions``) as the facade's list of records."""
+    rows: list[dict[str, Any]] = table.to_pylist()
+    return rows
+
+
+def genes_list(table: pa.Table) -> list[str]:
+    """``/genes`` as a list of names."""
+    return [str(g) for g in table.column("gene").to_pylist()]
+
+
+def summary_result(table: pa.Table) -> dict[str, Any]:
+    """``/summary`` or ``/aggregate`` (long, group-major) as the facade's dict:
+    ``groups``, ``genes`` and ``values`` ``{stat: (n_groups, n_genes) float64}``, with NaN
+    where the table has null."""
+    meta = _meta(table)
+    groups, genes = _dictionary(table, "group"), _dictionary(table, "gene")
+    shape = (len(groups), len(genes))
+    values = {
+        name: table.column(name).to_numpy(zero_copy_only=False).astype(np.float64).reshape(shape)
+        for name in table.column_names
+        if name not in ("group", "gene")
+    }
+    result: dict[str, Any] = {"dataset": meta["dataset"], "version": meta["version"],
+                              "groupby": meta["groupby"], "layer": meta["layer"],
+                              "groups": groups, "genes": genes, "values": values}  # fmt: skip
+    if "cells" in meta:
+        result["cells"] = int(meta["cells"])
+    if "source" in meta:
+        result["source"] = meta["source"]
+    return result
+
+
+def expression_result(table: pa.Table, genes: Sequence[str]) -> dict[str, Any]:
+    """``/expression`` (one float32 column per gene) as the facade's dict."""
+    meta = _meta(table)
+    return {"dataset": meta["dataset"], "version": meta["version"], "layer": meta["layer"],
+            "genes": list(genes), "cells": int(meta["cells"]),
+            "values": {g: table.column(g).to_numpy() for g in dict.fromkeys(genes)}}  # fmt: skip
+
+
+# -- the facade's shapes to pandas and AnnData (both faces end here) ------------------------
+
+
+def filter_spec(filter: Mapping[str, Iterable[str]] | None) -> dict[str, list[str]]:
+    """A filter as the service reports it: columns sorted, each one's categories sorted, unique."""
+    return {str(c): sorted(set(map(str, v))) for c, v in sorted((filter or {}).items())}
+
+
+def datasets_frame(found: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per dataset, indexed by name: live version, sizes, groupbys, created (UTC)."""
+    frame = pd.DataFrame.from_records(found, columns=list(DATASET_COLUMNS))
+    frame["n_cells"] = frame["n_cells"].astype(np.int64)
+    frame["n_genes"] = frame["n_genes"].astype(np.int64)
+    frame["groupbys"] = [[str(g) for g in gs] for gs in frame["groupbys"]]
+    frame["created"] = pd.to_datetime(frame["created"], utc=True)
+    return frame.set_index("name")
+
+
+def pseudobulk(result: dict[str, Any], stats: Sequence[str]) -> anndata.AnnData:
+    """A ``/summary`` or ``/aggregate`` answer as AnnData: groups × genes, a layer per stat.
+
+    ``result["values"]`` must hold ``n_cells`` (it becomes ``obs["n_cells"]``, an int64) and
+    every stat of ``stats`` (each becomes a float64 layer). ``uns`` names the dataset, the
+    version that answered, the groupby and the layer (and, for ``/aggregate``, the kept
+    ``cells``, the ``filter`` and the ``source``), so a result says where it came from.
+    """
+    import anndata  # noqa: PLC0415 - a second's import, paid only by the calls that build one
+
+    groups = [str(g) for g in result["groups"]]
+    genes = [str(g) for g in result["genes"]]
+    shape = (len(groups), len(genes))
+    values = {s: np.asarray(result["values"][s], dtype=np.float64).reshape(shape) for s in (*stats, "n_cells")}
+    obs = _group_columns(result["groupby"], groups)
+    counts = values["n_cells"][:, 0] if genes else np.zeros(len(groups))
+    obs["n_cells"] = counts.astype(np.int64)
+    uns = {k: result[k] for k in ("dataset", "version", "groupby", "layer", "cells", "source") if k in result}
+    if "cells" in result:
+        uns["cells"] = int(result["cells"])
+    return anndata.AnnData(obs=obs, var=pd.DataFrame(index=pd.Index(genes)),
+                           layers={s: values[s] for s in stats}, uns=uns)  # fmt: skip
+
+
+def _group_columns(groupby: str, groups: list[str]) -> pd.DataFrame:
+    """Obs of the groups, indexed by name, with one categorical column per groupby column
+    (as ``scanpy.get.aggregate`` has). A combination's name joins its values with ``_``; when
+    a value has ``_`` in it the split is ambiguous, and the columns are left out."""
+    columns = groupby.split(",")
+    parts = [g.split(_SEPARATOR) if len(columns) > 1 else [g] for g in groups]
+    obs = pd.DataFrame(index=pd.Index(groups))
+    if all(len(p) == len(columns) for p in parts):
+        for i, column in enumerate(columns):
+            values = [p[i] for p in parts]
+            obs[column] = pd.Categorical(values, categories=list(dict.fromkeys(values)))
+    return obs
+
+
+def expression_frame(result: dict[str, Any]) -> pd.DataFrame:
+    """Per-cell values: one float32 column per gene, one row per kept cell (obs order).
+
+    ``attrs`` names the dataset, version, layer and the number of kept cells. The API does
+    not return cell ids yet, so the index is 0…cells-1.
+    """
+    genes = list(dict.fromkeys(str(g) for g in result["genes"]))
+    frame = pd.DataFrame({g: np.asarray(result["values"][g], dtype=np.float32) for g in genes},
+                         index=pd.RangeIndex(int(result["cells"])), columns=genes)  # fmt: skip
+    frame.attrs.update({k: result[k] for k in ("dataset", "version", "layer")}, cells=int(result["cells"]))
+    return frame
+
+
+def markers_frame(result: dict[str, Any]) -> pd.DataFrame:
+    """A group's markers, best first: ``gene``, ``logfoldchange``, ``pct_in``, ``pct_out``,
+    ``t``, ``pval``, ``pval_adj`` (float64, NaN where undefined). ``attrs`` names the dataset,
+    version, groupby, group and layer."""
+    frame = pd.DataFrame.from_records(result["markers"], columns=list(MARKER_COLUMNS))
+    numeric = list(MARKER_COLUMNS[1:])
+    frame[numeric] = frame[numeric].astype(np.float64)
+    frame["gene"] = frame["gene"].astype(str)
+    frame.attrs.update({k: result[k] for k in ("dataset", "version", "groupby", "group", "layer")})
+    return frame

@@ -1,0 +1,69 @@
+"""The local face: :func:`open` reads a storage folder in this process, without a server.
+
+It asks the same read facade the server asks (:class:`widecube.service.Widecube`), so its
+answers are the server's, converted by the same code (:mod:`._convert`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InputNotFound
+from ._base import Reader
+
+if TYPE_CHECKING:
+    from ..service import Widecube
+
+__all__ = ["Local", "open"]
+
+
+class Local(Reader):
+    """The queries of a local store (see :func:`open`), answered as pandas and AnnData."""
+
+    def __init__(self, service: Widecube) -> None:
+        self.service = service
+
+    def __repr__(self) -> str:
+        return f"widecube.open({str(self.service.settings.storage)!r})"
+
+    def close(self) -> None:
+        self.service.close()
+
+    def _fetch_datasets(self) -> list[dict[str, Any]]:
+        return self.service.datasets()
+
+    def _fetch_genes(self, dataset: str, prefix: str, limit: int, version: str | None) -> list[str]:
+        return self.service.genes(dataset, prefix, limit, version)[1]
+
+    def _fetch_summary(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:
+        return self.service.summary(dataset, **query)
+
+    def _fetch_aggregate(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:
+        return self.service.aggregate(dataset, **query)
+
+    def _fetch_markers(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:
+        return self.service.markers(dataset, **query)
+
+    def _fetch_expression(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:
+        return self.service.expression(dataset, **query)
+
+
+def open(storage: str | Path, **settings: Any) -> Local:  # noqa: A001 - widecube.open, as the issue asks
+    """The store at ``storage`` (the folder ``widecube ingest`` wrote), read in this process.
+
+    It has the methods of :class:`~widecube.Client` with the same answers, and needs no
+    server: for a notebook on the machine that holds the data. Other ``settings`` are
+    :class:`~widecube.config.Settings` fields (``catalog_url`` for a PostgreSQL catalog,
+    ``cache``). Close it (or use ``with``) to release the catalog.
+
+        >>> with widecube.open("./widecube-data") as wc:                # doctest: +SKIP
+        ...     wc.summary("pbmc", ["CD3E"], "cell_type")
+    """
+    from ..config import Settings  # noqa: PLC0415 - the service stack loads only when used
+    from ..service import Widecube  # noqa: PLC0415
+
+    root = Path(storage).expanduser()
+    if not root.is_dir():  # else the catalog would make an empty store there, silently
+        raise InputNotFound(f"no widecube storage at {root.resolve()} (the folder does not exist)")
+    return Local(Widecube(Settings(storage=root, **settings)))
