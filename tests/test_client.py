@@ -111,8 +111,8 @@ STATS = ["sum", "mean", "var", "nnz", "frac_expressing"]
 def test_summary_equals_rest_and_scanpy_aggregate(served: Served, groupby: str, layer: str) -> None:
     genes = ["CD3E", "MS4A1", "HBB", "LYZ"]
     pb = served.client.summary("pbmc", genes, groupby, stats=STATS, layer=layer)
-    rest = served.http.post("/datasets/pbmc/summary",
-                            json={"genes": genes, "groupby": groupby, "stats": STATS, "layer": layer}).json()  # fmt: skip
+    body = {"genes": genes, "groupby": groupby, "stats": STATS, "layer": layer}
+    rest = served.http.post("/datasets/pbmc/summary", json=body).json()
     assert list(pb.obs_names) == rest["groups"] and list(pb.var_names) == genes and pb.X is None
     assert pb.uns == {"dataset": "pbmc", "version": rest["version"], "groupby": groupby, "layer": layer}
     for stat in STATS:
@@ -124,7 +124,8 @@ def test_summary_equals_rest_and_scanpy_aggregate(served: Served, groupby: str, 
     assert list(pb.obs_names) == list(ref.obs_names)  # observed groups, in category order
     pd.testing.assert_frame_equal(pb.obs[columns], ref.obs[columns], check_categorical=False)
     for ours, theirs in (("sum", "sum"), ("mean", "mean"), ("var", "var"), ("nnz", "count_nonzero")):
-        np.testing.assert_allclose(pb.layers[ours], ref.layers[theirs], rtol=1e-12, atol=1e-12, equal_nan=True)
+        np.testing.assert_allclose(pb.layers[ours], ref.layers[theirs], rtol=1e-12, atol=1e-12,
+                                   equal_nan=True)  # fmt: skip
     n_cells = source.obs.groupby(columns, observed=True).size().to_numpy()
     np.testing.assert_array_equal(pb.obs["n_cells"], n_cells)
     np.testing.assert_allclose(pb.layers["frac_expressing"], ref.layers["count_nonzero"] / n_cells[:, None],
@@ -163,8 +164,10 @@ def test_datasets_genes_markers_and_expression_equal_rest(served: Served) -> Non
     assert listing.loc["pbmc", "groupbys"] == rest[0]["groupbys"] == ["cell_type", "cell_type,donor"]
     assert listing.loc["pbmc", "created"] == pd.Timestamp(rest[0]["created"])
     assert wc.genes("pbmc") == sorted(GENES, key=str.lower)
-    assert wc.genes("pbmc", "cD", limit=2) == http.get("/datasets/pbmc/genes",
-                                                        params={"prefix": "cD", "limit": 2}).json()["genes"]
+    assert (
+        wc.genes("pbmc", "cD", limit=2)
+        == http.get("/datasets/pbmc/genes", params={"prefix": "cD", "limit": 2}).json()["genes"]
+    )
     markers = wc.markers("pbmc", "cell_type", "NK", limit=5)
     rest_markers = http.get("/datasets/pbmc/markers", params={"groupby": "cell_type", "group": "NK",
                                                               "limit": 5}).json()  # fmt: skip
@@ -203,7 +206,8 @@ def _same(a: Any, b: Any) -> None:
     [
         ("datasets", (), {}),
         ("genes", ("pbmc", "c"), {"limit": 3}),
-        ("summary", ("pbmc", GENES, "cell_type,donor"), {"stats": ["mean", "var", "median", "mean_expressing"]}),
+        ("summary", ("pbmc", GENES, "cell_type,donor"),
+         {"stats": ["mean", "var", "median", "mean_expressing"]}),
         ("summary", ("pbmc", ["ACTB"], "cell_type"), {}),
         ("aggregate", ("pbmc", ["GNLY", "IL7R"], "donor"), {"stats": ["q25", "frac_expressing"],
                                                             "filter": {"cell_type": ["T", "ghost"]}}),
@@ -262,9 +266,10 @@ def test_token_is_sent_as_bearer_and_other_failures_are_remote_errors() -> None:
         seen.append(request)
         return httpx.Response(503, json={"detail": "catalog unavailable"})
 
-    with widecube.Client("http://wc.example/", token="s3cret", transport=httpx.MockTransport(answer)) as wc:
-        with pytest.raises(RemoteError, match="HTTP 503 .*catalog unavailable") as caught:
-            wc.datasets()
+    mock = httpx.MockTransport(answer)
+    with (widecube.Client("http://wc.example/", token="s3cret", transport=mock) as wc,
+          pytest.raises(RemoteError, match="HTTP 503 .*catalog unavailable") as caught):  # fmt: skip
+        wc.datasets()
     assert caught.value.status == 503
     assert seen[0].headers["authorization"] == "Bearer s3cret"
     assert seen[0].headers["accept"] == "application/vnd.apache.arrow.stream"
@@ -278,10 +283,11 @@ def test_token_is_sent_as_bearer_and_other_failures_are_remote_errors() -> None:
 
 
 def test_import_widecube_is_cheap_and_exposes_the_client() -> None:
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
+    import subprocess
+    import sys
 
-    code = "import sys, widecube; print(sorted(m for m in ('pandas', 'httpx2', 'anndata') if m in sys.modules))"
+    heavy = ("pandas", "httpx2", "anndata", "pyarrow")
+    code = f"import sys, widecube; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"  # the client's stack loads on first use only
     assert set(widecube.__all__) == {"Client", "open", "__version__"}

@@ -23,7 +23,7 @@ __all__ = ["Client", "__version__", "open"]
 
 def __getattr__(name: str) -> Any:
     if name in ("Client", "open"):
-        from . import client  # noqa: PLC0415 - pandas, pyarrow and httpx only when asked for
+        from . import client  # pandas, pyarrow and httpx only when asked for
 
         return getattr(client, name)
     raise AttributeError(f"module 'widecube' has no attribute {name!r}")

@@ -132,12 +132,13 @@ def pseudobulk(result: dict[str, Any], stats: Sequence[str]) -> anndata.AnnData:
     version that answered, the groupby and the layer (and, for ``/aggregate``, the kept
     ``cells``, the ``filter`` and the ``source``), so a result says where it came from.
     """
-    import anndata  # noqa: PLC0415 - a second's import, paid only by the calls that build one
+    import anndata  # a second's import, paid only by the calls that build one
 
     groups = [str(g) for g in result["groups"]]
     genes = [str(g) for g in result["genes"]]
     shape = (len(groups), len(genes))
-    values = {s: np.asarray(result["values"][s], dtype=np.float64).reshape(shape) for s in (*stats, "n_cells")}
+    values = {s: np.asarray(result["values"][s], dtype=np.float64).reshape(shape)
+              for s in (*stats, "n_cells")}  # fmt: skip
     obs = _group_columns(result["groupby"], groups)
     counts = values["n_cells"][:, 0] if genes else np.zeros(len(groups))
     obs["n_cells"] = counts.astype(np.int64)

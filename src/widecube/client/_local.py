@@ -49,7 +49,7 @@ class Local(Reader):
         return self.service.expression(dataset, **query)
 
 
-def open(storage: str | Path, **settings: Any) -> Local:  # noqa: A001 - widecube.open, as the issue asks
+def open(storage: str | Path, **settings: Any) -> Local:  # shadows the builtin on purpose: widecube.open
     """The store at ``storage`` (the folder ``widecube ingest`` wrote), read in this process.
 
     It has the methods of :class:`~widecube.Client` with the same answers, and needs no
@@ -60,8 +60,8 @@ def open(storage: str | Path, **settings: Any) -> Local:  # noqa: A001 - widecub
         >>> with widecube.open("./widecube-data") as wc:                # doctest: +SKIP
         ...     wc.summary("pbmc", ["CD3E"], "cell_type")
     """
-    from ..config import Settings  # noqa: PLC0415 - the service stack loads only when used
-    from ..service import Widecube  # noqa: PLC0415
+    from ..config import Settings  # the service stack loads only when used
+    from ..service import Widecube
 
     root = Path(storage).expanduser()
     if not root.is_dir():  # else the catalog would make an empty store there, silently

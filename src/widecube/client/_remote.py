@@ -119,4 +119,5 @@ def _error(response: httpx.Response) -> WidecubeError:
     kind = _ERRORS.get(status)
     if kind is not None:
         return kind(str(detail))
-    return RemoteError(f"HTTP {status} from {response.request.method} {response.request.url}: {detail}", status)
+    request = response.request
+    return RemoteError(f"HTTP {status} from {request.method} {request.url}: {detail}", status)
