@@ -315,6 +315,8 @@ def test_docstring_examples_run_against_the_server_and_the_local_store(served: S
                 assert (failed, attempted > 0) == (0, True), f"{name} on {face!r}"
     failed, attempted = _run_examples(widecube.client.__doc__ or "", "widecube.client", {}, served)
     assert failed == 0 and attempted >= 5
+    for documented in (widecube.Client, widecube.open):
+        assert (_run_examples(documented.__doc__ or "", documented.__name__, {}, served)) == (0, 1)
 
 
 def test_readme_examples_run(served: Served) -> None:

@@ -57,8 +57,9 @@ def open(storage: str | Path, **settings: Any) -> Local:  # shadows the builtin 
     :class:`~widecube.config.Settings` fields (``catalog_url`` for a PostgreSQL catalog,
     ``cache``). Close it (or use ``with``) to release the catalog.
 
-        >>> with widecube.open("./widecube-data") as wc:                # doctest: +SKIP
-        ...     wc.summary("pbmc", ["CD3E"], "cell_type")
+        >>> with widecube.open("./widecube-data") as wc:
+        ...     int(wc.summary("pbmc", ["CD3E"], "cell_type").obs["n_cells"].sum())
+        240
     """
     from ..config import Settings  # the service stack loads only when used
     from ..service import Widecube

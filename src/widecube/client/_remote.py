@@ -46,8 +46,9 @@ class Client(Reader):
     or call :meth:`close`, to release its connections. Every method is documented on
     :class:`~widecube.client.Reader`; :func:`widecube.open` has the same ones, without a server.
 
-        >>> with widecube.Client("http://127.0.0.1:8000") as wc:       # doctest: +SKIP
-        ...     wc.summary("pbmc", ["CD3E"], "cell_type")
+        >>> with widecube.Client("http://127.0.0.1:8000", token="sent, not yet checked") as wc:
+        ...     wc.genes("pbmc", "ms")
+        ['MS4A1']
     """
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0,
