@@ -27,6 +27,9 @@ from _io_writers import write_10x_h5, write_csv, write_loom, write_mtx, write_pa
 from widecube.api import create_app
 from widecube.compute.groupings import ALL_CELLS, ALL_CELLS_GROUP, all_cells_key
 from widecube.config import Settings
+from widecube.pipeline import ingest
+from widecube.service import Widecube
+from widecube.snapshot import Snapshot
 
 N_CELLS, N_GENES = 41, 12
 QUANTILES = {"q10": 0.1, "q25": 0.25, "median": 0.5, "q75": 0.75, "q90": 0.9}
@@ -188,8 +191,6 @@ def test_aggregate_by_the_synthetic_grouping_precomputed_and_computed(ingested: 
     np.testing.assert_allclose(pre["values"]["mean"][0], x.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(pre["values"]["median"][0], np.median(x, axis=0), rtol=1e-6)
     # the same answer computed from the gene-major view (as /aggregate does for a filter)
-    from widecube.service import Widecube
-
     wc = Widecube(ingested.settings)
     try:
         computed = wc.aggregate("csv", genes=ASKED, groupby=ALL_CELLS, stats=["mean", "median"],
@@ -285,3 +286,22 @@ def test_a_grouping_with_one_category_crashes_no_view(tmp_path: Path) -> None:
 def test_the_synthetic_grouping_never_hides_an_obs_column() -> None:
     assert all_cells_key(["cell_id", "score"]) == "all"
     assert all_cells_key(["all", "all_", "x"]) == "all__"
+
+
+def test_stored_views_of_the_synthetic_grouping_read_back_with_anndata(tmp_path: Path) -> None:
+    """The snapshot layout is the usual one: ``views/summary/all.zarr`` is an AnnData with one
+    obs row ``all cells`` (n_cells = every cell); the manifest names the synthetic grouping."""
+    settings = Settings(storage=tmp_path / "store")
+    path = write_csv(tmp_path / "m.csv", X, CELLS, GENES)
+    record = ingest(path, dataset="m", settings=settings)
+    folder = settings.storage / "datasets" / "m" / record.version
+    snap = Snapshot(folder)
+    assert snap.manifest["parameters"]["groupbys"] == [ALL_CELLS]
+    assert snap.manifest["parameters"]["all_cells_groupby"] == ALL_CELLS
+    assert snap.manifest["views"]["markers"]["skipped"] == {ALL_CELLS: 1}
+    summary = ad.read_zarr(snap.file("views/summary/all.zarr"))
+    assert list(summary.obs_names) == [ALL_CELLS_GROUP] and summary.obs["n_cells"].tolist() == [N_CELLS]
+    np.testing.assert_allclose(summary.layers["mean"][0], X.mean(axis=0), rtol=1e-6)
+    quantiles = ad.read_zarr(snap.file("views/quantiles/all.zarr"))
+    np.testing.assert_allclose(quantiles.layers["median"][0], np.median(X, axis=0), rtol=1e-6)
+    assert not list(folder.glob("views/markers/*"))  # nothing stored for a skipped grouping
