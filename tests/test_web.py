@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import uvicorn
 
+from _io_writers import write_csv
 from widecube.api import create_app
 from widecube.config import Settings
 from widecube.demo import make_demo
@@ -44,8 +45,9 @@ sync_api = pytest.importorskip("playwright.sync_api")
 class Served:
     """The dataset, its numpy reference and the server's address."""
 
-    def __init__(self, url: str, adata: anndata.AnnData, version: str) -> None:
+    def __init__(self, url: str, adata: anndata.AnnData, version: str, plain: np.ndarray) -> None:
         self.url, self.adata, self.version = url, adata, version
+        self.plain = plain  # dataset "plain": a CSV of counts without any obs column
         self.x = np.asarray(adata.X.toarray(), dtype=np.float64)
         # the default layer of count data: counts per 10,000 per cell, then log1p
         self.lognorm = np.log1p(self.x / np.maximum(self.x.sum(axis=1, keepdims=True), 1) * 1e4)
@@ -68,6 +70,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     path = make_demo(root / "demo.h5ad", n_cells=N_CELLS, n_genes=N_GENES, seed=3)
     settings = Settings(storage=root / "store")
     version = ingest(path, dataset="demo", groupbys=GROUPBYS, settings=settings).version
+    plain = np.random.default_rng(4).poisson(1.5, (50, 8)).astype(np.float64)
+    csv = write_csv(root / "plain.csv", plain, [f"c{i}" for i in range(50)], [f"Gene{j}" for j in range(8)])
+    ingest(csv, dataset="plain", settings=settings)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
@@ -78,7 +83,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     while not server.started:
         time.sleep(0.05)
     try:
-        yield Served(f"http://127.0.0.1:{port}", anndata.read_h5ad(path), version)
+        yield Served(f"http://127.0.0.1:{port}", anndata.read_h5ad(path), version, plain)
     finally:
         server.should_exit = True
         thread.join()
@@ -257,6 +262,25 @@ def test_unknown_gene_shows_the_servers_message(ui: Page, served: Served) -> Non
     assert ui.page.locator("#gene-chips li").count() == 0
     # the browser logs the 422 it was answered; that one is expected, nothing else
     ui.errors = [e for e in ui.errors if "422" not in e]
+
+
+def test_a_dataset_without_groupings_shows_one_all_cells_row(ui: Page, served: Served) -> None:
+    """A CSV ingested without obs: its synthetic grouping ``all`` is chosen, and every tab
+    draws one row, ``all cells``, with the whole-dataset values."""
+    x = served.plain
+    lognorm = np.log1p(x / np.maximum(x.sum(axis=1, keepdims=True), 1) * 1e4)[:, 2]
+    ui.open("dataset=plain&gene=Gene2")
+    assert ui.page.locator("#groupby").input_value() == "all"
+    mean, frac = ui.dots("Gene2")["all cells"]
+    assert len(ui.dots("Gene2")) == 1
+    assert mean == pytest.approx(lognorm.mean(), rel=1e-6) and frac == (lognorm != 0).mean()
+    ui.open("dataset=plain&gene=Gene2&tab=heatmap&z=1")
+    cells = ui.page.locator("#heatmap-chart rect.cell")
+    assert cells.count() == 1 and cells.get_attribute("data-value") == "0"  # one group: z-score 0
+    ui.open("dataset=plain&gene=Gene2&tab=distribution")
+    boxes = ui.page.locator("#distribution-chart g.box")
+    assert boxes.count() == 1 and boxes.get_attribute("data-group") == "all cells"
+    assert float(boxes.get_attribute("data-median")) == pytest.approx(np.median(lognorm), rel=1e-6)
 
 
 def test_scatter_coloured_by_a_category(ui: Page, served: Served) -> None:

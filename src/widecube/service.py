@@ -27,6 +27,7 @@ from .catalog import Catalog, VersionRecord, VersionStatus
 from .compute import Grouping, make_grouping
 from .compute._kernels import cell_scale
 from .compute.aggregate import Column, GeneData, canonical_filter, cell_mask, expression, summarize
+from .compute.groupings import ALL_CELLS_GROUP, all_cells
 from .config import Settings
 from .errors import InvalidQuery, UnknownGrouping, VersionNotFound
 from .snapshot import Snapshot
@@ -535,6 +536,8 @@ def _selection(
 
 def _grouping(snap: Snapshot, dataset: str, groupby: str) -> Grouping:
     def build() -> Grouping:
+        if groupby == snap.manifest["parameters"].get("all_cells_groupby"):  # input without groupings
+            return all_cells(snap.n_cells, groupby, ALL_CELLS_GROUP)
         try:
             return make_grouping(snap.table("dataset/obs.parquet"), groupby)
         except UnknownGrouping as exc:

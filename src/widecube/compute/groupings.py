@@ -4,6 +4,10 @@ A grouping maps every cell to a group code; groups are the observed categories (
 observed combinations), as in ``scanpy.get.aggregate``. Cells whose value is missing go to
 a group named ``(missing)`` so that every cell is counted exactly once.
 
+An input without any categorical obs column is given one synthetic grouping, ``all`` (see
+:func:`all_cells_key`), whose one group ``all cells`` holds every cell: the views that need
+a grouping then give whole-dataset statistics instead of failing.
+
     >>> g = make_grouping(obs, "cell_type,donor")                 # doctest: +SKIP
     >>> g.names[:2], g.n_cells[:2]
     (['B cell_D1', 'B cell_D2'], array([812, 790]))
@@ -19,10 +23,13 @@ import pandas as pd
 
 from ..errors import UnknownGrouping
 
-__all__ = ["ALL", "MISSING", "Grouping", "all_cells", "default_groupbys", "make_grouping", "parse_groupbys"]
+__all__ = ["ALL", "ALL_CELLS", "ALL_CELLS_GROUP", "MISSING", "Grouping", "all_cells", "all_cells_key",
+           "default_groupbys", "make_grouping", "parse_groupbys"]
 
 MISSING = "(missing)"
-ALL = "(all)"
+ALL = "(all)"  # the internal every-cell grouping of the per-gene totals (never stored by name)
+ALL_CELLS = "all"  # the synthetic grouping of an input without groupings (stored and served)
+ALL_CELLS_GROUP = "all cells"  # its one group
 
 
 @dataclass(frozen=True)
@@ -95,10 +102,22 @@ def make_grouping(obs: pd.DataFrame, key: str, *, max_categories: int = 10_000) 
     return Grouping(key, columns, codes.astype(np.int32), names, table)
 
 
-def all_cells(n_cells: int) -> Grouping:
-    """The grouping with one group holding every cell (per-gene totals)."""
-    table = pd.DataFrame({"n_cells": [n_cells]}, index=pd.Index([ALL]))
-    return Grouping(ALL, (), np.zeros(n_cells, dtype=np.int32), [ALL], table)
+def all_cells(n_cells: int, key: str = ALL, group: str = ALL) -> Grouping:
+    """The grouping ``key`` with one group, ``group``, holding every cell: the per-gene totals
+    (the defaults), or the synthetic grouping of an input without groupings
+    (``all_cells(n, key, ALL_CELLS_GROUP)``)."""
+    table = pd.DataFrame({"n_cells": [n_cells]}, index=pd.Index([group]))
+    return Grouping(key, (), np.zeros(n_cells, dtype=np.int32), [group], table)
+
+
+def all_cells_key(columns: Sequence[object]) -> str:
+    """The name of the synthetic every-cell grouping: ``all``, or ``all_``, ``all__``, … when
+    the obs has a (non-categorical) column of that name, so that the name never hides one."""
+    taken = {str(c) for c in columns}
+    key = ALL_CELLS
+    while key in taken:
+        key += "_"
+    return key
 
 
 def default_groupbys(obs: pd.DataFrame, *, max_categories: int = 10_000) -> list[str]:

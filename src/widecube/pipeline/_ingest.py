@@ -28,6 +28,7 @@ import numpy as np
 
 from ..catalog import Catalog, JobRecord, VersionStatus
 from ..compute import default_groupbys, parse_groupbys, spill_by_gene
+from ..compute.groupings import all_cells_key
 from ..config import Settings
 from ..errors import CatalogError, InputError, InputNotFound, NotFound
 from ..io import ArchiveLimits, InputSource, open_input, readers
@@ -254,7 +255,12 @@ def _build(
     work: Path,
     progress: Progress,
 ) -> dict[str, Any]:
-    """Pass 1 spills the input by gene; pass 2 feeds gene slabs to every registered view."""
+    """Pass 1 spills the input by gene; pass 2 feeds gene slabs to every registered view.
+
+    Without any grouping (``keys`` empty: no categorical obs column and no ``--groupby``),
+    the views get one synthetic grouping holding every cell (``all``, group ``all cells``),
+    named in the manifest's ``parameters.all_cells_groupby`` (None otherwise).
+    """
     with ThreadPoolExecutor(1) as pool:
         digest = pool.submit(sha256_file, path) if path.is_file() else None
         obs, var = source.obs(), source.var()
@@ -270,6 +276,9 @@ def _build(
             ctx.cell_total, ctx.nnz, ctx.slab_width = spill.cell_total, spill.nnz, spill.width
             ctx.value_dtype = spill.dtype
             ctx.obs = obs.assign(total_counts=spill.cell_total, n_genes_by_counts=spill.cell_nnz)
+            if not keys:  # no categorical obs column: one synthetic every-cell grouping
+                ctx.all_cells_key = all_cells_key(ctx.obs.columns)
+                keys = ctx.groupbys = [ctx.all_cells_key]
             out = SnapshotWriter(staging, dataset=dataset, version=version)
             out.write_table("dataset/obs.parquet", ctx.obs)
             out.write_table("dataset/var.parquet", var)
@@ -307,7 +316,8 @@ def _build(
                 "layer": layer,
                 "counts": counts_like,
             },
-            parameters={"groupbys": keys, "layer": layer, "block_nnz": settings.block_nnz,
+            parameters={"groupbys": keys, "all_cells_groupby": ctx.all_cells_key, "layer": layer,
+                        "block_nnz": settings.block_nnz,
                         "memory": settings.memory, "quantiles": list(settings.quantiles),
                         "normalize": settings.normalize, "target_sum": settings.target_sum},  # fmt: skip
         )

@@ -22,7 +22,7 @@ import pandas as pd
 from ..compute import Grouping, all_cells, make_grouping
 from ..compute._kernels import cell_scale, gene_moments, log_normalize
 from ..compute._spill import GeneSlab
-from ..compute.groupings import ALL
+from ..compute.groupings import ALL, ALL_CELLS_GROUP
 from ..snapshot import Snapshot, SnapshotWriter
 
 __all__ = ["RAW", "NORMALIZED", "BuildContext", "LayerMoments", "SlabStats", "View"]
@@ -48,6 +48,7 @@ class BuildContext:
     slab_width: int = 4096
     nnz: int = 0
     value_dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
+    all_cells_key: str | None = None  # the synthetic one-group grouping (input without groupings)
     _groupings: dict[str, Grouping] = field(default_factory=dict)
 
     @property
@@ -59,13 +60,15 @@ class BuildContext:
         return len(self.var)
 
     def grouping(self, key: str) -> Grouping:
-        """The grouping named ``key`` (``ALL`` is every cell in one group), built once."""
+        """The grouping named ``key`` (``ALL`` and ``all_cells_key`` are every cell in one
+        group), built once."""
         if key not in self._groupings:
-            self._groupings[key] = (
-                all_cells(self.n_cells)
-                if key == ALL
-                else make_grouping(self.obs, key, max_categories=self.max_categories)
-            )
+            if key == ALL:
+                self._groupings[key] = all_cells(self.n_cells)
+            elif key == self.all_cells_key:
+                self._groupings[key] = all_cells(self.n_cells, key, ALL_CELLS_GROUP)
+            else:
+                self._groupings[key] = make_grouping(self.obs, key, max_categories=self.max_categories)
         return self._groupings[key]
 
     @cached_property

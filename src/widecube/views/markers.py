@@ -6,6 +6,10 @@ genes of the group; the log2 fold change of means (on the normalized layer, of
 ``expm1(mean)`` as scanpy does, since its values are log1p); and the fractions expressing in
 and out. Ranking: by t, descending (up-regulated genes first; NaN t last), keeping the top
 ``limit`` (100) per group. Stored as ``views/markers/<groupby>[.<layer>].parquet``.
+
+A grouping with fewer than two groups (one category, or the synthetic ``all`` grouping of an
+input without groupings) has no rest to compare with: it is skipped, and the manifest entry
+lists it under ``skipped`` with its number of groups, so that a query for it is a clear 422.
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ import pandas as pd
 
 from ..compute._kernels import welch_t_p
 from ..compute.groupings import ALL
-from ..errors import VerificationError
+from ..errors import InvalidQuery, VerificationError
 from ..snapshot import Snapshot, SnapshotWriter
 from ._base import NORMALIZED, BuildContext, SlabStats, View
-from ._layout import entry_for, relpath
+from ._layout import entry_for, layer_entry, relpath
 from ._registry import register_view
 
 __all__ = ["MarkersView"]
@@ -62,8 +66,12 @@ class MarkersView(View):
 
     def begin(self, ctx: BuildContext, out: SnapshotWriter) -> None:
         self._state: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        self._skipped = {key: ctx.grouping(key).n_groups for key in ctx.groupbys
+                         if ctx.grouping(key).n_groups < 2}  # fmt: skip
         for layer in ctx.layers:
             for key in ctx.groupbys:
+                if key in self._skipped:
+                    continue
                 g = ctx.grouping(key).n_groups
                 k = min(TOP, ctx.n_genes)
                 state = {f: np.full((g, k), -np.inf if f == "t" else np.nan) for f in FIELDS}
@@ -102,7 +110,7 @@ class MarkersView(View):
             state["gene"] = np.take_along_axis(np.concatenate([state["gene"], genes], axis=1), keep, axis=1)
 
     def finish(self, ctx: BuildContext, out: SnapshotWriter) -> None:
-        layers: dict[str, dict[str, str]] = {}
+        layers: dict[str, dict[str, str]] = {layer: {} for layer in ctx.layers}
         gene_names = np.asarray(ctx.var.index.astype(str))
         for (layer, key), state in self._state.items():
             names = ctx.grouping(key).names
@@ -119,10 +127,10 @@ class MarkersView(View):
             table = pd.concat(frames, ignore_index=True)
             table["group"] = pd.Categorical(table["group"], categories=names)
             out.write_table(relpath(self.name, key, layer, "parquet"), table)
-            layers.setdefault(layer, {})[key] = relpath(self.name, key, layer, "parquet")
-        out.add_view(self.name, encoding=self.encoding, encoding_version=self.encoding_version,
-                     layers=layers, top=TOP, ranking="welch t, descending")  # fmt: skip
-        del self._state
+            layers[layer][key] = relpath(self.name, key, layer, "parquet")
+        out.add_view(self.name, encoding=self.encoding, encoding_version=self.encoding_version, layers=layers,
+                     top=TOP, ranking="welch t, descending", skipped=self._skipped)  # fmt: skip
+        del self._state, self._skipped
 
     def verify(self, snap: Snapshot) -> None:
         for layer, paths in snap.view(self.name)["layers"].items():
@@ -136,8 +144,18 @@ class MarkersView(View):
                     raise VerificationError(f"{where}: unknown gene names")
 
     def table(self, snap: Snapshot, groupby: str, layer: str) -> pd.DataFrame:
+        """The stored markers of ``groupby`` in ``layer``, or a 422 saying why there are none."""
+        skipped = snap.view(self.name).get("skipped", {})
+        if groupby in skipped:
+            layer_entry(snap, self.name, layer)  # an unknown layer is named first
+            n = int(skipped[groupby])
+            raise InvalidQuery(
+                f"dataset {snap.dataset!r}: groupby {groupby!r} has {n} group{'s' if n != 1 else ''}; "
+                "markers compare a group with the rest of the cells, so they need at least 2 groups"
+            )
         return snap.table(str(entry_for(snap, self.name, groupby, layer)))
 
     def describe(self, snap: Snapshot) -> dict[str, object]:
         entry = snap.view(self.name)
-        return {"layers": list(entry["layers"]), "top": entry["top"], "ranking": entry["ranking"]}
+        return {"layers": list(entry["layers"]), "top": entry["top"], "ranking": entry["ranking"],
+                "skipped": dict(entry.get("skipped", {}))}  # fmt: skip

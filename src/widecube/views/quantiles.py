@@ -54,6 +54,8 @@ class QuantilesView(View):
     def consume(self, ctx: BuildContext, stats: SlabStats, out: SnapshotWriter) -> None:
         slab = stats.slab
         keys = list(ctx.groupbys)
+        if not keys:  # nothing to store (the pipeline always gives at least one grouping)
+            return
         offsets = np.cumsum([0] + [ctx.grouping(k).n_groups for k in keys])
         codes = ctx.stacked[2][: len(keys)]  # the groupings come first on the stacked axis
         sizes = np.concatenate([ctx.grouping(k).n_cells for k in keys]).astype(np.int64)
