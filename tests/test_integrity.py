@@ -239,8 +239,9 @@ def test_random_bit_flips_in_a_zstd_chunk_are_always_an_error(two: Two) -> None:
 def _serve(settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     env = {**os.environ, "WIDECUBE_STORAGE": str(settings.storage)}
-    proc = subprocess.Popen([sys.executable, "-m", "widecube.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    cli = [sys.executable, "-m", "widecube.cli", "serve", "--port", str(port)]
+    proc = subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -311,7 +312,8 @@ def test_snapshots_written_without_the_codec_still_read(tmp_path: Path) -> None:
     codecs = json.loads((tmp_path / "snap/views/old.zarr/x/zarr.json").read_text())["codecs"]
     assert [c["name"] for c in codecs] == ["bytes", "zstd"]
     for cache in (None, tmp_path / "cache"):
-        np.testing.assert_array_equal(Snapshot(tmp_path / "snap", cache=cache).array("views/old.zarr/x"), values)
+        got = Snapshot(tmp_path / "snap", cache=cache).array("views/old.zarr/x")
+        np.testing.assert_array_equal(got, values)
     _flip(tmp_path / "snap/views/old.zarr/x/c/2/0")
     for cache in (None, tmp_path / "cache2"):
         with pytest.raises(SnapshotCorrupt, match="views/old.zarr/x/c/2/0 does not match its checksum"):
