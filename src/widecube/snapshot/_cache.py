@@ -11,8 +11,9 @@ later requests only index memory. Decoding is
 * checked: a sidecar ``<array>.npy.crc32c`` holds the file's CRC-32C and size, written when
   the file is, and compared the first time a process maps the file (once per process per
   file). A file that fails is removed and decoded again from the snapshot, so a flipped bit
-  on the cache disk is never served. CRC-32C runs at ~6 GB/s (hardware instruction); the
-  check of a 1 GiB file in the page cache takes ~0.2 s, once.
+  on the cache disk is never served. CRC-32C is a hardware instruction: checking a 1 GiB
+  file took 0.13 s from the page cache and 0.76 s from disk (measured), once per process,
+  against seconds for decoding it.
 
 A file already mapped by a process is not re-checked on every request: ``widecube verify``
 (or the admin route) re-checks every cached file of a version and removes the bad ones.
