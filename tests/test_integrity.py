@@ -343,3 +343,17 @@ def test_a_dataset_ingested_without_the_codec_serves_right_values(
             r = client.post(path, json=body)
             assert r.status_code == 200
             _check_answer(r, kind, {version: adata}, None, answers)  # type: ignore[arg-type]
+
+
+def test_missing_truncated_and_unlisted_files_are_named(tmp_path: Path) -> None:
+    writer = SnapshotWriter(tmp_path / "snap", dataset="d", version="1" * 32)
+    for name in ("a.bin", "b.bin", "c.bin"):
+        writer.path(f"t/{name}").write_bytes(b"x" * 100)
+    writer.finish()
+    (tmp_path / "snap/t/a.bin").unlink()
+    (tmp_path / "snap/t/b.bin").write_bytes(b"x" * 99)
+    (tmp_path / "snap/t/extra.bin").write_bytes(b"")
+    faults = [str(f) for f in Snapshot(tmp_path / "snap").check()]
+    assert faults == ["t/a.bin: is missing", "t/b.bin: does not match its checksum",
+                      "t/extra.bin: is not in the manifest"]  # fmt: skip
+    assert [str(f) for f in Snapshot(tmp_path / "snap").check("t/c.bin")] == []

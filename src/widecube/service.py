@@ -114,8 +114,8 @@ class Widecube:
                     f"version {version} of dataset {dataset!r} is {record.status}, not servable"
                 )
         bad = self._corrupt.get(record.version)
-        if bad is not None:
-            raise bad
+        if bad is not None:  # a fresh error each time: one shared instance would pile up tracebacks
+            raise SnapshotCorrupt(str(bad), dataset=bad.dataset, version=bad.version, files=bad.files)
         snap = self._snapshot(record)
         _reading.set(snap)
         return record, snap
