@@ -129,8 +129,9 @@ class InputSource(MatrixSource):
         row = int(np.searchsorted(block.matrix.indptr, k, side="right")) - 1 + block.row_start
         col = int(block.matrix.indices[k]) + block.col_start
         raise InvalidValue(
-            f"{self.path}: negative value {data[k]:g} found at row {row} (cell {self._obs.index[row]!r}), "
-            f"column {col} (gene {self._var.index[col]!r}) in a counts matrix"
+            f"{self.path}: negative value {data[k]:g} found at row {row + 1} "
+            f"(cell {self._obs.index[row]!r}), column {col + 1} (gene {self._var.index[col]!r}) "
+            "in a counts matrix"
         )
 
     def close(self) -> None:

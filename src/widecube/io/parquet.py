@@ -107,7 +107,7 @@ class ParquetSource(MatrixSource):
         value = batch.column(c)[r]
         if not value.is_valid:
             return InvalidValue(f"{self.path}: Null value found at cell {cell}, gene {gene} "
-                                f"(row {start + r}, column {lo + c})")  # fmt: skip
+                                f"(row {start + r + 1}, column {lo + c + 1})")  # fmt: skip
         return nonfinite_error(self.path, float(value.as_py()), row=start + r, col=lo + c,
                                cell=cell, gene=gene)  # fmt: skip
 
