@@ -32,6 +32,8 @@ import pandas as pd
 from ..errors import InvalidValue, UnreadableInput
 
 __all__ = [
+    "MAX_NAME_CHARS",
+    "check_column_names",
     "check_compressed_layout",
     "check_dense_storage",
     "check_index_dtype",
@@ -45,6 +47,10 @@ __all__ = [
     "unique_gene_names",
 ]
 
+MAX_NAME_CHARS = 100
+"""The longest obs/var column or obsm name: each becomes a file name in the snapshot
+(``views/<view>/<groupby>.<layer>.zarr``, a combination ``a,b`` joins two), and a file
+system allows 255 bytes a name."""
 DENSE_FREE_BYTES = 4 << 30
 """A dense matrix up to this logical size streams whatever its file holds (cheap enough)."""
 DENSE_MAX_RATIO = 250
@@ -103,6 +109,21 @@ def unique_gene_names(
     logger.warning("%s: %d duplicate gene names made unique (e.g. %r); ids stay in var",
                    where, renamed, unique[int(np.argmax(unique != filled))])  # fmt: skip
     return unique
+
+
+def check_column_names(names: Sequence[object], *, where: object, what: str) -> None:
+    """Refuse column names that cannot become file names in a snapshot: longer than
+    :data:`MAX_NAME_CHARS`, empty, ``.`` or ``..``, or holding ``/`` or control characters."""
+    for name in names:
+        text = str(name)
+        shown = text if len(text) <= 40 else f"{text[:40]}…"
+        if len(text) > MAX_NAME_CHARS or len(text.encode("utf-8", "surrogatepass")) > 2 * MAX_NAME_CHARS:
+            raise UnreadableInput(f"{where}: {what} name {shown!r} has {len(text):,} characters, more "
+                                  f"than the {MAX_NAME_CHARS} allowed (names become file names); "
+                                  "rename it")  # fmt: skip
+        if text in ("", ".", "..") or "/" in text or any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise UnreadableInput(f"{where}: {what} name {shown!r} is empty, '.' or '..', or holds '/' "
+                                  "or a control character (names become file names); rename it")  # fmt: skip
 
 
 def check_value_dtype(where: object, name: str, dtype: np.dtype) -> None:

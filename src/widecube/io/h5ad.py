@@ -170,6 +170,13 @@ class H5adSource(MatrixSource):
         group = self._file.get("obsm")
         if not isinstance(group, h5py.Group):
             return out
+        try:
+            return self._read_obsm(group, out)
+        except OSError as exc:
+            raise UnreadableInput(f"{self.path}: cannot read obsm, file truncated or corrupt "
+                                  f"({exc})") from exc
+
+    def _read_obsm(self, group: h5py.Group, out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for key, elem in group.items():
             if isinstance(elem, h5py.Dataset) and elem.ndim == 2 and elem.shape[0] == self._shape[0] \
                     and elem.dtype.kind in "iuf":  # fmt: skip
