@@ -257,6 +257,29 @@ def huge_dense_fill(tmp: Path) -> Case:
                        "only 0 bytes"])  # fmt: skip
 
 
+def huge_unwritten_indptr(tmp: Path) -> Case:
+    """A CSR X declaring 10^9 rows whose indptr was never written: all fill values (0), which
+    is self-consistent with no stored values, and would size 8 GB per-cell arrays."""
+    path = h5ad(tmp / "hugeptr.h5ad")
+    with h5py.File(path, "r+") as f:
+        del f["X/indptr"]
+        f.create_dataset("X/indptr", shape=(10**9 + 1,), dtype=np.int64, chunks=(1 << 20,))
+        replace(f, "X/indices", np.zeros(0, np.int32))
+        replace(f, "X/data", np.zeros(0, np.float32))
+        f["X"].attrs["shape"] = np.array([10**9, N_GENES])
+    return Case(path, [f"{path}: X/indptr declares 1,000,000,001 values (7.5 GiB) but the file stores "
+                       "only 0 bytes of them"])  # fmt: skip
+
+
+def huge_unwritten_obs_index(tmp: Path) -> Case:
+    path = h5ad(tmp / "hugeobs.h5ad")
+    with h5py.File(path, "r+") as f:
+        key = f["obs"].attrs["_index"]
+        del f[f"obs/{key}"]
+        f.create_dataset(f"obs/{key}", shape=(10**9,), dtype=h5py.string_dtype(), chunks=(1 << 16,))
+    return Case(path, [f"{path}: obs/_index has 1,000,000,000 rows but the matrix has {N_CELLS}"])
+
+
 # ---- item 7 and the attacker's list: more malformed inputs, each one clear line ----
 
 
@@ -435,6 +458,8 @@ LIBRARY_CASES: dict[str, Callable[[Path], Case]] = {  # more probes: the same in
     "loom attrs of the wrong length": loom_mismatched_attrs,
     "10x column -3": tenx_column_out_of_range,
     "parquet null": parquet_null,
+    "indptr of 10^9 rows never written": huge_unwritten_indptr,
+    "obs index of 10^9 rows never written": huge_unwritten_obs_index,
 }
 
 

@@ -33,6 +33,7 @@ from ..errors import InvalidValue, UnreadableInput
 
 __all__ = [
     "MAX_NAME_CHARS",
+    "check_allocated",
     "check_column_names",
     "check_compressed_layout",
     "check_dense_storage",
@@ -51,9 +52,11 @@ MAX_NAME_CHARS = 100
 """The longest obs/var column or obsm name: each becomes a file name in the snapshot
 (``views/<view>/<groupby>.<layer>.zarr``, a combination ``a,b`` joins two), and a file
 system allows 255 bytes a name."""
+INDEX_FREE_BYTES = 256 << 20
+"""An index array (``indptr``) up to this size is read whatever its file holds."""
 DENSE_FREE_BYTES = 4 << 30
 """A dense matrix up to this logical size streams whatever its file holds (cheap enough)."""
-DENSE_MAX_RATIO = 250
+DENSE_MAX_RATIO = 1000
 """Above :data:`DENSE_FREE_BYTES`, the most logical bytes per stored byte a dense matrix may
 declare (see :func:`check_dense_storage`)."""
 
@@ -205,9 +208,10 @@ def check_dense_storage(where: object, name: str, shape: tuple[int, ...], dtype:
 
     A chunked HDF5 dataset may be declared huge and never written: its unwritten chunks
     read as fill values, so a 100 KB file can stand for 80 GB of zeros and hold a job for
-    hours. gzip (deflate) cannot shrink data more than ~1,000-fold and real count matrices
-    shrink 3–30-fold, so a matrix larger than :data:`DENSE_FREE_BYTES` whose logical size is
-    more than :data:`DENSE_MAX_RATIO` times the bytes allocated for it is refused.
+    hours. Deflate cannot shrink data more than ~1,030-fold (a run of zeros) and dense count
+    matrices shrink 7-fold (30 % non-zero) to ~200-fold (0.5 %), so a matrix larger than
+    :data:`DENSE_FREE_BYTES` whose logical size is more than :data:`DENSE_MAX_RATIO` times
+    the bytes allocated for it has chunks that were never written, and is refused.
     """
     logical = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
     if logical <= DENSE_FREE_BYTES or logical <= DENSE_MAX_RATIO * stored_bytes:
@@ -216,6 +220,19 @@ def check_dense_storage(where: object, name: str, shape: tuple[int, ...], dtype:
                           f"({logical / 2**30:.1f} GiB) but the file stores only {stored_bytes:,} bytes "
                           f"of them (more than {DENSE_MAX_RATIO}-fold compression): unwritten or "
                           "corrupt; store it sparse (CSR/CSC)")  # fmt: skip
+
+
+def check_allocated(where: object, name: str, n_values: int, itemsize: int, stored_bytes: int,
+                    *, free: int = INDEX_FREE_BYTES) -> None:  # fmt: skip
+    """Refuse an array that declares far more values than its file stores (chunks never
+    written read as fill values), before the sizes it declares are allocated: an ``indptr``
+    of 10^10 entries, unwritten, would size per-cell arrays of 80 GB each."""
+    logical = n_values * itemsize
+    if logical <= free or logical <= DENSE_MAX_RATIO * stored_bytes:
+        return
+    raise UnreadableInput(f"{where}: {name} declares {n_values:,} values ({logical / 2**30:.1f} GiB) but "
+                          f"the file stores only {stored_bytes:,} bytes of them: unwritten or "
+                          "corrupt")  # fmt: skip
 
 
 def nonfinite_error(

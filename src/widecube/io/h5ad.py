@@ -26,6 +26,7 @@ import scipy.sparse as sp
 from ..errors import InputError, UnreadableInput
 from ._base import Block, MatrixSource
 from ._checks import (
+    check_allocated,
     check_compressed_layout,
     check_dense_storage,
     check_index_dtype,
@@ -134,6 +135,8 @@ class H5adSource(MatrixSource):
         check_index_dtype(self.path, f"{name}/indices", indices.dtype)
         check_index_dtype(self.path, f"{name}/indptr", indptr.dtype)
         n_ptr = int(indptr.shape[0])
+        check_allocated(self.path, f"{name}/indptr", n_ptr, indptr.dtype.itemsize,
+                        indptr.id.get_storage_size())  # fmt: skip
         major = "row" if self._kind == "csr" else "column"
         n_major = self._shape[0] if self._kind == "csr" else self._shape[1]
         check_compressed_layout(self.path, name, major=major, n_major=n_major, n_ptr=n_ptr,
@@ -186,6 +189,7 @@ class H5adSource(MatrixSource):
     def _frame(self, key: str, n: int, what: str) -> pd.DataFrame:
         if key not in self._file:
             raise UnreadableInput(f"{self.path}: has no {key} table")
+        self._check_rows(key, n)
         try:
             frame = anndata.io.read_elem(self._file[key])
         except Exception as exc:  # anndata raises many kinds for malformed tables
@@ -199,6 +203,22 @@ class H5adSource(MatrixSource):
         frame.index = frame.index.astype(str)
         check_unique(frame.index, where=self.path, what=what, place=lambda i: f"{key} row {i + 1}")
         return frame
+
+    def _check_rows(self, key: str, n: int) -> None:
+        """No array in the table is longer than the matrix, checked before anything is read
+        (a table declaring 10^10 rows, never written, would be read whole)."""
+        elem = self._file[key]
+        if not isinstance(elem, h5py.Group):
+            raise UnreadableInput(f"{self.path}: {key} is not a table")
+        too_long: list[str] = []
+
+        def visit(name: str, obj: object) -> None:
+            if isinstance(obj, h5py.Dataset) and obj.ndim >= 1 and obj.shape[0] > n and not too_long:
+                too_long.append(f"{key}/{name} has {obj.shape[0]:,} rows but the matrix has {n:,}")
+
+        elem.visititems(visit)
+        if too_long:
+            raise UnreadableInput(f"{self.path}: {too_long[0]}")
 
     def iter_blocks(
         self, *, block_nnz: int, columns: tuple[int, int] | None = None

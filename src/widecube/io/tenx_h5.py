@@ -26,6 +26,7 @@ import pandas as pd
 from ..errors import InputError, UnreadableInput
 from ._base import Block, MatrixSource
 from ._checks import (
+    check_allocated,
     check_compressed_layout,
     check_index_dtype,
     check_shape,
@@ -103,7 +104,7 @@ class TenxH5Source(MatrixSource):
         except InputError:
             self._file.close()
             raise
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
             self._file.close()
             raise UnreadableInput(f"{path}: not a readable 10x matrix ({exc})") from exc
         except BaseException:
@@ -137,12 +138,17 @@ class TenxH5Source(MatrixSource):
         check_index_dtype(self.path, f"{name}/indptr", g["indptr"].dtype)
         indptr = g["indptr"]
         n_ptr = int(indptr.shape[0]) if indptr.ndim == 1 else -1
+        check_allocated(self.path, f"{name}/indptr", max(0, n_ptr), indptr.dtype.itemsize,
+                        indptr.id.get_storage_size())  # fmt: skip
         check_compressed_layout(self.path, name, major="row", n_major=n_cells, n_ptr=n_ptr,
                                 first=int(indptr[0]) if n_ptr > 0 else 0,
                                 last=int(indptr[-1]) if n_ptr > 0 else 0,
                                 n_indices=len(g["indices"]), n_data=len(g["data"]))  # fmt: skip
         self._nnz = int(indptr[-1])
         self._shape = (n_cells, n_genes)
+        if len(g["barcodes"]) != n_cells:  # before reading it: a lying length could be huge
+            raise UnreadableInput(f"{self.path}: matrix is {n_genes} × {n_cells} but it names "
+                                  f"{len(g['barcodes'])} barcodes")  # fmt: skip
         barcodes = pd.Index(_strings(g["barcodes"]), dtype=object)
         if version == "v3":
             feats = g["features"]
