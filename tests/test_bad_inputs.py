@@ -33,8 +33,10 @@ import scipy.sparse as sp
 
 from _io_writers import write_10x_h5, write_loom, write_mtx, write_parquet
 from widecube.catalog import Catalog, VersionStatus
+from widecube.compute._spill import GeneSpill
 from widecube.config import Settings
-from widecube.errors import InputError
+from widecube.errors import InputError, UnreadableInput
+from widecube.io import Block
 from widecube.pipeline import ingest
 
 N_CELLS, N_GENES = 40, 30
@@ -544,3 +546,68 @@ def test_negative_max_unpacked_is_a_usage_error(tmp_path: Path) -> None:
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "--max-unpacked" in run.stderr and "greater than or equal to" in run.stderr
     assert not (tmp_path / "store" / "datasets").exists()
+
+
+def test_10x_index_beyond_32_bits_is_not_wrapped_into_range(tmp_path: Path) -> None:
+    """Cell Ranger's int64 indices are narrowed to int32 while inflating: a huge index must
+    stay out of range (saturated), not wrap around to a valid gene."""
+    x = counts()
+    path = write_10x_h5(tmp_path / "wide.h5", x, CELLS, GENES)
+    m = sp.csr_matrix(x)
+    k = int(m.indptr[20])  # the first value of row 21
+    with h5py.File(path, "r+") as f:
+        f["matrix/indices"][k] = 2**32 + 1  # int32(2**32 + 1) would be column 2
+    want = rf"matrix/indices\[{k}\] = \d+: column \d+ at row 21 is outside"
+    with pytest.raises(UnreadableInput, match=want):
+        ingest(path, dataset="d", settings=Settings(storage=tmp_path / "store"))
+
+
+def _spill(tmp: Path, n_cells: int = 3, n_genes: int = 4) -> GeneSpill:
+    return GeneSpill(tmp, n_cells=n_cells, n_genes=n_genes, dtype=np.dtype(np.float32), expected_nnz=10,
+                     slab_bytes=1 << 20, where="m.h5ad")  # fmt: skip
+
+
+def _unchecked_csr(indptr: list[int], indices: list[int], data: list[float],
+                   shape: tuple[int, int]) -> sp.csr_matrix:  # fmt: skip
+    """A CSR scipy accepts without a full check (as a reader bug could hand over)."""
+    m = sp.csr_matrix((2, 2), dtype=np.float32)  # filled in by hand: the constructor would check
+    m.data, m.indices, m.indptr = (np.array(data, np.float32), np.array(indices, np.int32),
+                                   np.array(indptr, np.int64))  # fmt: skip
+    m._shape = shape
+    return m
+
+
+@pytest.mark.parametrize(("index", "column"), [(4, 5), (-3, -2), (999_999, 1_000_000)])
+def test_the_scatter_kernel_refuses_what_a_reader_let_through(index: int, column: int,
+                                                               tmp_path: Path) -> None:  # fmt: skip
+    spill = _spill(tmp_path)
+    block = Block(1, 0, _unchecked_csr([0, 1, 3], [0, 1, index], [1.0, 2.0, 3.0], (2, 4)))
+    with pytest.raises(UnreadableInput) as err:
+        spill.add(block)
+    want = f"m.h5ad: corrupt matrix: column {column} at row 3 is outside the matrix (columns 1–4)"
+    assert str(err.value) == want
+    assert spill.cell_total.sum() == 0 and spill.nnz == 0  # nothing was scattered
+    spill.cleanup()
+
+
+def test_the_scatter_kernel_refuses_bad_pointers_and_rows(tmp_path: Path) -> None:
+    spill = _spill(tmp_path)
+    bad_ptr = Block(0, 0, _unchecked_csr([0, 2, 1], [0, 1], [1.0, 2.0], (2, 4)))
+    with pytest.raises(UnreadableInput, match="the stored values of row 2 are out of order"):
+        spill.add(bad_ptr)
+    outside = Block(2, 0, _unchecked_csr([0, 1, 2], [0, 1], [1.0, 2.0], (2, 4)))
+    with pytest.raises(UnreadableInput, match=r"a block of rows 3–4 lies outside the matrix \(rows 1–3\)"):
+        spill.add(outside)
+    assert spill.nnz == 0
+    spill.cleanup()
+
+
+def test_a_damaged_spill_file_is_an_io_error_not_a_wild_write(tmp_path: Path) -> None:
+    spill = _spill(tmp_path)
+    spill.add(Block(0, 0, _unchecked_csr([0, 2, 3, 4], [0, 3, 1, 2], [1.0, 2.0, 3.0, 4.0], (3, 4))))
+    spill.close()
+    cells = next(spill.dir.glob("*.cell"))
+    cells.write_bytes(np.array([7, 0, 1, 2], dtype=np.int32).tobytes()[: cells.stat().st_size])
+    with pytest.raises(OSError, match="spill file damaged"):
+        list(spill.slabs())
+    spill.cleanup()
