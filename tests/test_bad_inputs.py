@@ -28,6 +28,8 @@ import anndata as ad
 import h5py
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
 
@@ -394,6 +396,19 @@ def parquet_text_gene(tmp: Path) -> Case:
     return Case(path, [f"{path}: column 'G1' holds string, not numbers"])
 
 
+def parquet_float16(tmp: Path) -> Case:
+    path = tmp / "half.parquet"
+    half = pa.array(np.array([1, 2], np.float16), pa.float16())
+    pq.write_table(pa.table({"cell": ["c1", "c2"], "G0": half, "G1": [1.0, 0.0]}), path)
+    return Case(path, [f"{path}: column 'G0' holds float16 (halffloat), which cannot be read"])
+
+
+def parquet_null_cell_id(tmp: Path) -> Case:
+    path = tmp / "nullid.parquet"
+    pq.write_table(pa.table({"cell": ["c1", None], "G0": [1.0, 2.0], "G1": [1.0, 0.0]}), path)
+    return Case(path, [f"{path}: empty (null) cell id in column 'cell' at row 2"])
+
+
 def loom_mismatched_attrs(tmp: Path) -> Case:
     x = counts()
     path = write_loom(tmp / "attrs.loom", x, CELLS, GENES)
@@ -460,6 +475,8 @@ LIBRARY_CASES: dict[str, Callable[[Path], Case]] = {  # more probes: the same in
     "loom attrs of the wrong length": loom_mismatched_attrs,
     "10x column -3": tenx_column_out_of_range,
     "parquet null": parquet_null,
+    "parquet float16 gene column": parquet_float16,
+    "parquet null cell id": parquet_null_cell_id,
     "indptr of 10^9 rows never written": huge_unwritten_indptr,
     "obs index of 10^9 rows never written": huge_unwritten_obs_index,
 }
