@@ -9,7 +9,9 @@ Compressed (CSR/CSC) matrices come from outside and feed numba kernels that inde
 by the stored indices, so they are checked here before any block is built: the layout once
 at open (:func:`check_compressed_layout`), then every window of pointers and every slab of
 indices as it streams (:func:`check_pointers`, :func:`check_indices`; vectorised, a few
-passes over arrays already in cache).
+passes over arrays already in cache). Arrays that HDF5 declares but never wrote read as
+fill values, so sizes are checked against the storage the file allocates before they are
+trusted (:func:`check_allocated`, :func:`check_dense_storage`).
 
     >>> check_unique(["c1", "c2", "c1"], where="m.csv", what="cell id",
     ...              place=lambda i: f"line {i + 2}")          # doctest: +SKIP
