@@ -94,7 +94,7 @@ def ingest(
         help="gene metadata (CSV, TSV or Parquet; first column the gene name or id)")] = None,
     allow_missing_metadata: Annotated[bool, typer.Option(
         help="fill cells (genes) missing from --obs (--var) with 'unknown' instead of failing")] = False,
-    max_unpacked: Annotated[int | None, typer.Option(
+    max_unpacked: Annotated[int | None, typer.Option(min=1,
         help="bytes an archive may expand to; default 20 × its size, at most the free disk")] = None,
     timings: Annotated[bool, typer.Option(
         help="print the seconds spent in each step as a JSON line at the end")] = False,
