@@ -253,56 +253,8 @@ def test_migration_0003_on_a_catalog_with_data(backend_url: str) -> None:
 # -- the runner: two ingests at once, a stale resume, the CLI -----------------------------------
 
 
-def test_two_ingests_at_once_only_one_publishes(
-    backend_url: str, tmp_path: Path, make_h5ad: MakeH5ad, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import widecube.pipeline._ingest as steps
-
-    settings = Settings(storage=tmp_path / "store", catalog_url=backend_url)
-    ingest(make_h5ad(small_adata(seed=1), name="base.h5ad"), dataset="t", groupbys=["donor"], settings=settings)
-    real, both_built = steps.STEPS["publish"], threading.Barrier(2, timeout=300)
-
-    def publish_together(work: Any) -> Any:
-        both_built.wait()  # both versions are verified before either job publishes
-        return real(work)
-
-    monkeypatch.setitem(steps.STEPS, "publish", publish_together)
-    data = {name: small_adata(seed=seed) for name, seed in (("a", 2), ("b", 3))}
-    paths = {name: make_h5ad(adata, name=f"{name}.h5ad") for name, adata in data.items()}
-    results: dict[str, Any] = {}
-
-    def run(name: str) -> None:
-        with Catalog(backend_url) as mine:
-            try:
-                results[name] = ingest(paths[name], dataset="t", groupbys=["donor"], settings=settings,
-                                       catalog=mine)  # fmt: skip
-            except Exception as exc:
-                results[name] = exc
-
-    threads = [threading.Thread(target=run, args=(name,)) for name in data]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    (won,) = [n for n, r in results.items() if not isinstance(r, Exception)]
-    (lost,) = [n for n, r in results.items() if isinstance(r, Exception)]
-    winner, error = results[won], results[lost]
-    assert isinstance(error, PointerMoved), error
-    assert error.current == winner.version and f"version {winner.version} is live now" in str(error)
-    with Catalog(backend_url) as catalog:
-        assert catalog.current("t").version == winner.version
-        jobs = {Path(j.input).stem: j for j in catalog.jobs.list() if j.input.endswith(("a.h5ad", "b.h5ad"))}
-        assert (jobs[won].state, jobs[lost].state) == (J.PUBLISHED, J.SUPERSEDED)
-        assert jobs[lost].error == str(error) and events(jobs[lost])[-1] == ("superseded", "publish")
-        kept = catalog.get_version("t", str(jobs[lost].version))
-        assert (kept.status, kept.reason) == (S.VERIFIED, str(error))
-        assert (settings.storage / str(kept.path)).is_dir()  # verified, on disk, publishable by an admin
-    assert served_sum(settings, "t") == pytest.approx(expected_sum(data[won]))
-    assert not any((settings.storage / "work").iterdir()) and not any((settings.storage / "staging").iterdir())
-
-
-def _stalling_worker(settings: Settings, step: str, marker: Path, name: str) -> subprocess.Popen[str]:
-    """A worker process that runs ``step`` of the oldest job, then hangs before recording it."""
+def _stalling_worker(settings: Settings, job: str, step: str, marker: Path, name: str) -> subprocess.Popen[str]:
+    """A worker process that runs ``job`` up to ``step``, then hangs before recording it."""
     script = f"""
 import time
 from pathlib import Path
@@ -320,14 +272,14 @@ def stalled(work):
 
 steps.STEPS[{step!r}] = stalled
 settings = Settings()
-JobRunner(settings, Catalog(settings.catalog_url), worker={name!r}).run_next()
+JobRunner(settings, Catalog(settings.catalog_url), worker={name!r}).run({job!r})
 """
     env = env_for(settings, WIDECUBE_JOB_LEASE="2")
     return subprocess.Popen([sys.executable, "-c", script], env=env, text=True, stderr=subprocess.PIPE)
 
 
-def _stall(settings: Settings, step: str, marker: Path, name: str) -> subprocess.Popen[str]:
-    worker = _stalling_worker(settings, step, marker, name)
+def _stall(settings: Settings, job: str, step: str, marker: Path, name: str) -> subprocess.Popen[str]:
+    worker = _stalling_worker(settings, job, step, marker, name)
     wait_for(lambda: marker.exists() or worker.poll() is not None, 240, f"a worker stalled in {step}", 0.1)
     assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
     return worker
@@ -335,7 +287,7 @@ def _stall(settings: Settings, step: str, marker: Path, name: str) -> subprocess
 
 def _kill(worker: subprocess.Popen[str]) -> None:
     os.kill(worker.pid, signal.SIGKILL)
-    worker.wait()
+    worker.communicate()
 
 
 def _lease_out(catalog: Catalog, job: str) -> None:
@@ -353,7 +305,7 @@ def test_a_stale_job_resumed_after_a_newer_publish_ends_superseded(
     with Catalog(settings.catalog_url) as catalog:
         stale = JobRunner(settings, catalog).submit(make_h5ad(old, name="old.h5ad"), dataset="t",
                                                     params={"groupbys": ["donor"]})  # fmt: skip
-        worker = _stall(settings, "compute", tmp_path / "stalled", "doomed")
+        worker = _stall(settings, stale.id, "compute", tmp_path / "stalled", "doomed")
         _kill(worker)  # killed during compute: the job stays validated
         assert catalog.jobs.get(stale.id).state == J.VALIDATED
         newer = ingest(make_h5ad(new, name="new.h5ad"), dataset="t", groupbys=["donor"], settings=settings)
@@ -380,9 +332,9 @@ def test_a_stale_job_resumed_after_a_newer_publish_ends_superseded(
     assert not any((settings.storage / "staging").iterdir()) and not (settings.storage / "work" / job.id).exists()
 
 
-def _paused_cli_ingest(settings: Settings, path: Path, gate: Path, *flags: str) -> subprocess.Popen[str]:
+def _paused_cli_ingest(settings: Settings, path: Path, gate: Path, ready: Path, *flags: str) -> subprocess.Popen[str]:
     """``widecube ingest`` in a process whose publish step waits until ``gate`` exists (it
-    writes ``gate.with_suffix('.ready')`` when it gets there)."""
+    writes ``ready`` when it gets there: its version is verified)."""
     script = f"""
 import sys, time
 from pathlib import Path
@@ -392,7 +344,7 @@ from widecube.cli import app
 real = steps.STEPS["publish"]
 
 def gated(work):
-    Path({str(gate.with_suffix(".ready"))!r}).write_text("at publish")
+    Path({str(ready)!r}).write_text("at publish")
     while not Path({str(gate)!r}).exists():
         time.sleep(0.05)
     return real(work)
@@ -412,10 +364,9 @@ def test_the_ingest_cli_says_when_its_version_was_not_published(
                    settings=settings)  # fmt: skip
     runs = {}
     for flags in ((), ("--force",)):
-        gate = tmp_path / f"go{len(flags)}"
-        cli = _paused_cli_ingest(settings, make_h5ad(small_adata(seed=21), name="slow.h5ad"), gate, *flags)
-        wait_for(lambda g=gate: g.with_suffix(".ready").exists() or cli.poll() is not None, 240, "publish", 0.1)  # type: ignore[misc]
-        assert cli.poll() is None, cli.communicate()
+        gate, ready = tmp_path / f"go{len(flags)}", tmp_path / f"ready{len(flags)}"
+        cli = _paused_cli_ingest(settings, make_h5ad(small_adata(seed=21), name="slow.h5ad"), gate, ready, *flags)
+        _wait_ready([cli], [ready])
         meanwhile = ingest(make_h5ad(small_adata(seed=22), name="fast.h5ad"), dataset="t", groupbys=["donor"],
                            settings=settings)  # fmt: skip
         gate.write_text("go")
@@ -425,12 +376,57 @@ def test_the_ingest_cli_says_when_its_version_was_not_published(
     assert code == 3 and "published" not in out and "Traceback" not in err
     assert re.search(rf"^warning: version [0-9a-f]{{32}} of dataset 't' was not published: version {meanwhile} "
                      rf"is live now, but the job building it started when version {first.version} was live", err)  # fmt: skip
+    started_from = meanwhile  # live when the forced run began; another went live meanwhile again
     code, out, err, meanwhile = runs[("--force",)]
     assert code == 0 and out.startswith("published t version") and "warning" not in err
     with Catalog(settings.catalog_url) as catalog:
         forced = out.split()[3]
-        assert catalog.current("t").version == forced and catalog.get_version("t", forced).base == meanwhile
+        assert catalog.current("t").version == forced and catalog.get_version("t", forced).base == started_from
+        assert catalog.get_version("t", meanwhile).status == S.RETIRED  # forced over it
     assert served_sum(settings, "t") == pytest.approx(expected_sum(small_adata(seed=21)))
+
+
+def _wait_ready(clis: list[subprocess.Popen[str]], ready: list[Path]) -> None:
+    def there() -> bool:
+        assert all(cli.poll() is None for cli in clis), [cli.communicate() for cli in clis if cli.poll() is not None]
+        return all(r.exists() for r in ready)
+
+    wait_for(there, 300, "the ingests to reach publish", 0.1)
+
+
+def test_two_ingests_at_once_only_one_publishes(backend_url: str, tmp_path: Path, make_h5ad: MakeH5ad) -> None:
+    settings = Settings(storage=tmp_path / "store", catalog_url=backend_url)
+    base = ingest(make_h5ad(small_adata(seed=1), name="base.h5ad"), dataset="t", groupbys=["donor"],
+                  settings=settings)  # fmt: skip
+    gate = tmp_path / "go"
+    data = {name: small_adata(seed=seed) for name, seed in (("a", 2), ("b", 3))}
+    ready = {name: tmp_path / f"{name}.ready" for name in data}
+    clis = {name: _paused_cli_ingest(settings, make_h5ad(adata, name=f"{name}.h5ad"), gate, ready[name])
+            for name, adata in data.items()}  # fmt: skip
+    _wait_ready(list(clis.values()), list(ready.values()))  # both verified, neither published
+    gate.write_text("go")  # now both publish at once
+    ends = {name: (cli.communicate(timeout=120), cli.returncode) for name, cli in clis.items()}
+    assert sorted(code for _, code in ends.values()) == [0, 3], ends
+    (won,) = [name for name, (_, code) in ends.items() if code == 0]
+    (lost,) = [name for name in data if name != won]
+    (out, _), _ = ends[won]
+    (lost_out, lost_err), _ = ends[lost]
+    winner = out.split()[3]
+    assert out.startswith(f"published t version {winner}") and "published" not in lost_out
+    with Catalog(backend_url) as catalog:
+        assert catalog.current("t").version == winner
+        jobs = {Path(j.input).stem: j for j in catalog.jobs.list() if Path(j.input).stem in data}
+        assert (jobs[won].state, jobs[lost].state, jobs[won].version) == (J.PUBLISHED, J.SUPERSEDED, winner)
+        reason = (f"version {jobs[lost].version} of dataset 't' was not published: version {winner} is live now, "
+                  f"but the job building it started when version {base.version} was live; it stays verified, "
+                  f"not live (publish it with `widecube rollback t --to {jobs[lost].version}` if it should be)")  # fmt: skip
+        assert jobs[lost].error == reason and events(jobs[lost])[-1] == ("superseded", "publish")
+        assert " ".join(lost_err.split()) == f"warning: {reason}"
+        kept = catalog.get_version("t", str(jobs[lost].version))
+        assert (kept.status, kept.reason) == (S.VERIFIED, reason)
+        assert (settings.storage / str(kept.path)).is_dir()  # verified, on disk, publishable by an admin
+    assert served_sum(settings, "t") == pytest.approx(expected_sum(data[won]))
+    assert not any((settings.storage / "work").iterdir()) and not any((settings.storage / "staging").iterdir())
 
 
 # -- orphan folders ---------------------------------------------------------------------------
@@ -486,9 +482,9 @@ def test_a_later_ingest_reclaims_a_killed_job_s_folders_but_not_a_running_one_s(
     with Catalog(settings.catalog_url) as catalog:
         runner = JobRunner(settings, catalog)
         killed = runner.submit(make_h5ad(adata, name="killed.h5ad"), dataset="k", params={"groupbys": ["donor"]})
-        _kill(_stall(settings, "compute", tmp_path / "first", "doomed"))
+        _kill(_stall(settings, killed.id, "compute", tmp_path / "first", "doomed"))
         alive = runner.submit(make_h5ad(name="alive.h5ad"), dataset="a", params={})
-        running = _stall(settings, "compute", tmp_path / "second", "alive")
+        running = _stall(settings, alive.id, "compute", tmp_path / "second", "alive")
         try:
             _lease_out(catalog, killed.id)
             staging = settings.storage / "staging"

@@ -222,7 +222,7 @@ class JobRunner:
 
     def _supersede(self, work: Work, exc: PointerMoved) -> JobRecord:
         """End the job SUPERSEDED: its version stays verified (and on disk), not live."""
-        log.warning("job %s: %s", work.job.id, exc)
+        log.info("job %s: %s", work.job.id, exc)  # the CLI and the job say so; not a worker fault
         self.catalog.jobs.event(work.job.id, self.worker, "superseded", "publish", live=exc.current)
         return self.catalog.jobs.advance(work.job.id, self.worker, JobState.SUPERSEDED, error=str(exc))
 
