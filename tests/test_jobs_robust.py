@@ -618,12 +618,16 @@ def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_
                                  r"the input may be malformed", job.error)  # fmt: skip
             assert match, job.error
             step = match.group(1)
-            assert len(killed) == 3 and job.attempts == 3
+            # a kill may land in an earlier step whose next try then finished: tries count per step
+            assert len(killed) >= 3 and job.attempts == 3
+            assert sum(e["event"] == "died" for e in job.log) == len(killed)
             assert [e["event"] for e in job.log if e["step"] == step] == ["start", "died"] * 3 + ["failed"]
             assert {e["how"] for e in job.log if e["event"] == "died"} == {"killed by signal 9 (SIGKILL)"}
             failer = int(next(e for e in job.log if e["event"] == "failed")["worker"].split(":")[1])
             assert failer not in killed and failer in _children(server.pid)  # restarted, and alive
-            assert catalog.get_version("poison", str(job.version)).status == S.FAILED
+            made = {v.version: v.status for d in catalog.datasets() if d.name == "poison"
+                    for v in catalog.versions("poison")}  # none if every try died while unpacking
+            assert made in ({}, {job.version: S.FAILED})
             assert "poison" not in {d.name for d in catalog.datasets() if d.current is not None}
         with httpx.Client(base_url=url, timeout=60) as http:
             shown = http.get(f"/api/v1/jobs/{job_id}").json()
@@ -653,5 +657,5 @@ def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.communicate()
-    assert server.returncode == 0
+    assert server.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after shutting down
     wait_for(lambda: not any(_alive(p) for p in last_worker), 15, "the worker to stop with the server", 0.1)
