@@ -16,6 +16,7 @@ Expectations are written out by hand; published data is compared with numpy.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -56,8 +57,13 @@ def events(job: JobRecord) -> list[tuple[str, str]]:
 
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
-    return {**os.environ, "WIDECUBE_STORAGE": str(settings.storage), "WIDECUBE_CATALOG_URL": settings.catalog_url,
-            "COLUMNS": "400", **extra}  # fmt: skip
+    return {
+        **os.environ,
+        "WIDECUBE_STORAGE": str(settings.storage),
+        "WIDECUBE_CATALOG_URL": settings.catalog_url,
+        "COLUMNS": "400",
+        **extra,
+    }
 
 
 def wait_for(check: Callable[[], Any], seconds: float, what: str, every: float = 0.05) -> Any:
@@ -98,14 +104,30 @@ def test_permanent_io_errors_are_not_retried() -> None:
     def delay(exc: BaseException) -> float | None:
         return retry_delay(exc, 1, attempts=3, backoff=0.5)
 
-    for code in (errno.ENAMETOOLONG, errno.EEXIST, errno.EISDIR, errno.ENOTDIR, errno.EINVAL, errno.EACCES,
-                 errno.EPERM, errno.ENOSPC, errno.EROFS, errno.ENOENT, errno.ELOOP):  # fmt: skip
+    for code in (
+        errno.ENAMETOOLONG,
+        errno.EEXIST,
+        errno.EISDIR,
+        errno.ENOTDIR,
+        errno.EINVAL,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOSPC,
+        errno.EROFS,
+        errno.ENOENT,
+        errno.ELOOP,
+    ):
         assert delay(OSError(code, os.strerror(code), "/x")) is None, errno.errorcode[code]
     assert delay(OSError("Unable to open file (file signature not found)")) is None  # h5py: no errno
     assert delay(FileExistsError(errno.EEXIST, "File exists")) is None
-    for transient in (OSError(errno.EIO, "Input/output error"), OSError(errno.ESTALE, "Stale file handle"),
-                      OSError(errno.EAGAIN, "Resource temporarily unavailable"), TimeoutError("timed out"),
-                      ConnectionResetError(errno.ECONNRESET, "reset"), ConnectionError("gone")):  # fmt: skip
+    for transient in (
+        OSError(errno.EIO, "Input/output error"),
+        OSError(errno.ESTALE, "Stale file handle"),
+        OSError(errno.EAGAIN, "Resource temporarily unavailable"),
+        TimeoutError("timed out"),
+        ConnectionResetError(errno.ECONNRESET, "reset"),
+        ConnectionError("gone"),
+    ):
         assert delay(transient) == 0.5, transient
     assert retry_delay(OSError(errno.EIO, "x"), 3, attempts=3, backoff=0.5) is None  # tries used up
 
@@ -139,7 +161,9 @@ def test_a_permanent_io_error_fails_the_job_at_its_first_try(
 def _verified(catalog: Catalog, dataset: str = "d") -> str:
     version = uuid.uuid4().hex
     catalog.create_version(dataset, version, input_name="in.h5ad", input_sha256=None, params={})
-    catalog.mark_verified(dataset, version, path=f"datasets/{dataset}/{version}", n_cells=1, n_genes=1, info={})
+    catalog.mark_verified(
+        dataset, version, path=f"datasets/{dataset}/{version}", n_cells=1, n_genes=1, info={}
+    )
     return version
 
 
@@ -163,14 +187,20 @@ def test_publish_unless_moved_is_a_compare_and_swap(backend_url: str) -> None:
         later, stale = _verified(catalog), _verified(catalog)  # both begun from `first`
         assert catalog.get_version("d", later).base == first
         catalog.publish("d", later, unless_moved=True)
-        with pytest.raises(PointerMoved, match=f"version {later} is live now, .* when version {first} was live"):
+        with pytest.raises(
+            PointerMoved, match=f"version {later} is live now, .* when version {first} was live"
+        ):
             catalog.publish("d", stale, unless_moved=True)
         assert catalog.current("d").version == later
         # an admin's publish is unconditional, and clears the reason
         forced = catalog.publish("d", rival)
         assert (forced.status, forced.reason, catalog.current("d").version) == (S.PUBLISHED, None, rival)
         assert {r.version: r.status for r in catalog.versions("d")} == {
-            first: S.RETIRED, rival: S.PUBLISHED, later: S.RETIRED, stale: S.VERIFIED}  # fmt: skip
+            first: S.RETIRED,
+            rival: S.PUBLISHED,
+            later: S.RETIRED,
+            stale: S.VERIFIED,
+        }
 
 
 def test_of_racing_publishes_from_one_pointer_exactly_one_wins(backend_url: str) -> None:
@@ -198,14 +228,21 @@ def test_of_racing_publishes_from_one_pointer_exactly_one_wins(backend_url: str)
     for c in opened:
         c.close()
     (winner,) = [v for v, o in outcome.items() if o == "published"]
-    assert {v: o for v, o in outcome.items() if v != winner} == {v: f"moved:{winner}" for v in racers if v != winner}
+    assert {v: o for v, o in outcome.items() if v != winner} == {
+        v: f"moved:{winner}" for v in racers if v != winner
+    }
     with Catalog(backend_url) as catalog:
         assert catalog.current("d").version == winner
         assert {r.version: r.status for r in catalog.versions("d")} == {
-            base: S.RETIRED, winner: S.PUBLISHED, **{v: S.VERIFIED for v in racers if v != winner}}  # fmt: skip
+            base: S.RETIRED,
+            winner: S.PUBLISHED,
+            **{v: S.VERIFIED for v in racers if v != winner},
+        }
         engine = sa.create_engine(backend_url)
         with engine.connect() as conn:
-            moves = conn.execute(sa.text("SELECT from_version, to_version FROM pointer_history ORDER BY id")).all()
+            moves = conn.execute(
+                sa.text("SELECT from_version, to_version FROM pointer_history ORDER BY id")
+            ).all()
         engine.dispose()
     assert [tuple(m) for m in moves] == [(None, base), (base, winner)]
 
@@ -217,18 +254,31 @@ def test_migration_0003_on_a_catalog_with_data(backend_url: str) -> None:
             command.upgrade(alembic_config(connection=conn), "0002")
         now = datetime.now(UTC)
         with engine.begin() as conn:
-            conn.execute(sa.text("INSERT INTO datasets (id, name, created_at) VALUES (1, 'd', :t)"), {"t": now})
-            for seq, (vid, status) in enumerate([("live", "published"), ("building", "building"),
-                                                 ("old", "retired")], 1):  # fmt: skip
-                conn.execute(sa.text(
-                    "INSERT INTO versions (seq, id, dataset_id, status, created_at, updated_at, params, info) "
-                    "VALUES (:s, :v, 1, :st, :t, :t, '{}', '{}')"), {"s": seq, "v": vid, "st": status, "t": now})  # fmt: skip
-            conn.execute(sa.text("INSERT INTO pointers (dataset_id, version_id, updated_at) VALUES (1, 'live', :t)"),
-                         {"t": now})  # fmt: skip
-            conn.execute(sa.text(
-                "INSERT INTO jobs (id, dataset, state, source, input, params, version_id, attempts, progress, log, "
-                "created_at, updated_at) VALUES ('j1', 'd', 'computed', 'cli', '/in/x.h5ad', '{}', 'building', 0, "
-                "'{}', '[]', :t, :t)"), {"t": now})  # fmt: skip
+            conn.execute(
+                sa.text("INSERT INTO datasets (id, name, created_at) VALUES (1, 'd', :t)"), {"t": now}
+            )
+            for seq, (vid, status) in enumerate(
+                [("live", "published"), ("building", "building"), ("old", "retired")], 1
+            ):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO versions (seq, id, dataset_id, status, created_at, updated_at, "
+                        "params, info) VALUES (:s, :v, 1, :st, :t, :t, '{}', '{}')"
+                    ),
+                    {"s": seq, "v": vid, "st": status, "t": now},
+                )
+            conn.execute(
+                sa.text("INSERT INTO pointers (dataset_id, version_id, updated_at) VALUES (1, 'live', :t)"),
+                {"t": now},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO jobs (id, dataset, state, source, input, params, version_id, attempts, "
+                    "progress, log, created_at, updated_at) VALUES ('j1', 'd', 'computed', 'cli', "
+                    "'/in/x.h5ad', '{}', 'building', 0, '{}', '[]', :t, :t)"
+                ),
+                {"t": now},
+            )
         with Catalog(backend_url) as catalog:  # upgrades to head
             assert catalog.get_version("d", "building").base == "live"  # the pointer of the upgrade
             assert catalog.get_version("d", "old").base is None
@@ -253,7 +303,9 @@ def test_migration_0003_on_a_catalog_with_data(backend_url: str) -> None:
 # -- the runner: two ingests at once, a stale resume, the CLI -----------------------------------
 
 
-def _stalling_worker(settings: Settings, job: str, step: str, marker: Path, name: str) -> subprocess.Popen[str]:
+def _stalling_worker(
+    settings: Settings, job: str, step: str, marker: Path, name: str
+) -> subprocess.Popen[str]:
     """A worker process that runs ``job`` up to ``step``, then hangs before recording it."""
     script = f"""
 import time
@@ -303,36 +355,48 @@ def test_a_stale_job_resumed_after_a_newer_publish_ends_superseded(
 ) -> None:
     old, new = small_adata(seed=11), small_adata(seed=12)
     with Catalog(settings.catalog_url) as catalog:
-        stale = JobRunner(settings, catalog).submit(make_h5ad(old, name="old.h5ad"), dataset="t",
-                                                    params={"groupbys": ["donor"]})  # fmt: skip
+        stale = JobRunner(settings, catalog).submit(
+            make_h5ad(old, name="old.h5ad"), dataset="t", params={"groupbys": ["donor"]}
+        )
         worker = _stall(settings, stale.id, "compute", tmp_path / "stalled", "doomed")
         _kill(worker)  # killed during compute: the job stays validated
         assert catalog.jobs.get(stale.id).state == J.VALIDATED
         newer = ingest(make_h5ad(new, name="new.h5ad"), dataset="t", groupbys=["donor"], settings=settings)
         assert catalog.current("t").version == newer.version
         _lease_out(catalog, stale.id)
-    done = subprocess.run([*CLI, "work", "--once"], env=env_for(settings), capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [*CLI, "work", "--once"], env=env_for(settings), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     with Catalog(settings.catalog_url) as catalog:
         job = catalog.jobs.get(stale.id)
         kept = catalog.get_version("t", str(job.version))
         assert catalog.current("t").version == newer.version  # the newer version stays live
     assert job.state == J.SUPERSEDED and kept.status == S.VERIFIED
-    reason = (f"version {job.version} of dataset 't' was not published: version {newer.version} is live now, "
-              "but the job building it started when no version was live; it stays verified, not live "
-              f"(publish it with `widecube rollback t --to {job.version}` if it should be)")  # fmt: skip
+    reason = (
+        f"version {job.version} of dataset 't' was not published: version {newer.version} is live now, "
+        "but the job building it started when no version was live; it stays verified, not live "
+        f"(publish it with `widecube rollback t --to {job.version}` if it should be)"
+    )
     assert job.error == reason and kept.reason == reason
     assert f"job {job.id}: t superseded: {reason}" in " ".join(done.stdout.split())
     assert f"warning: job {job.id}: {reason}" in " ".join(done.stderr.split())
-    assert [e for e in events(job) if e[1] == "compute"] == [("start", "compute"), ("start", "compute"),
-                                                             ("done", "compute")]  # fmt: skip
+    assert [e for e in events(job) if e[1] == "compute"] == [
+        ("start", "compute"),
+        ("start", "compute"),
+        ("done", "compute"),
+    ]
     assert served_sum(settings, "t") == pytest.approx(expected_sum(new))
     assert (settings.storage / str(kept.path)).is_dir()
-    assert not any((settings.storage / "staging").iterdir()) and not (settings.storage / "work" / job.id).exists()
+    assert (
+        not any((settings.storage / "staging").iterdir())
+        and not (settings.storage / "work" / job.id).exists()
+    )
 
 
-def _paused_cli_ingest(settings: Settings, path: Path, gate: Path, ready: Path, *flags: str) -> subprocess.Popen[str]:
+def _paused_cli_ingest(
+    settings: Settings, path: Path, gate: Path, ready: Path, *flags: str
+) -> subprocess.Popen[str]:
     """``widecube ingest`` in a process whose publish step waits until ``gate`` exists (it
     writes ``ready`` when it gets there: its version is verified)."""
     script = f"""
@@ -353,56 +417,80 @@ steps.STEPS["publish"] = gated
 sys.argv = ["widecube", "ingest", {str(path)!r}, "-d", "t", "--groupby", "donor", *{list(flags)!r}]
 app()
 """
-    return subprocess.Popen([sys.executable, "-c", script], env=env_for(settings), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=env_for(settings),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_the_ingest_cli_says_when_its_version_was_not_published(
     make_h5ad: MakeH5ad, settings: Settings, tmp_path: Path
 ) -> None:
-    first = ingest(make_h5ad(small_adata(seed=20), name="first.h5ad"), dataset="t", groupbys=["donor"],
-                   settings=settings)  # fmt: skip
+    first = ingest(
+        make_h5ad(small_adata(seed=20), name="first.h5ad"), dataset="t", groupbys=["donor"], settings=settings
+    )
     runs = {}
     for flags in ((), ("--force",)):
         gate, ready = tmp_path / f"go{len(flags)}", tmp_path / f"ready{len(flags)}"
-        cli = _paused_cli_ingest(settings, make_h5ad(small_adata(seed=21), name="slow.h5ad"), gate, ready, *flags)
+        cli = _paused_cli_ingest(
+            settings, make_h5ad(small_adata(seed=21), name="slow.h5ad"), gate, ready, *flags
+        )
         _wait_ready([cli], [ready])
-        meanwhile = ingest(make_h5ad(small_adata(seed=22), name="fast.h5ad"), dataset="t", groupbys=["donor"],
-                           settings=settings)  # fmt: skip
+        meanwhile = ingest(
+            make_h5ad(small_adata(seed=22), name="fast.h5ad"),
+            dataset="t",
+            groupbys=["donor"],
+            settings=settings,
+        )
         gate.write_text("go")
         out, err = cli.communicate(timeout=120)
         runs[flags] = (cli.returncode, out, " ".join(err.split()), meanwhile.version)
     code, out, err, meanwhile = runs[()]
     assert code == 3 and "published" not in out and "Traceback" not in err
-    assert re.search(rf"^warning: version [0-9a-f]{{32}} of dataset 't' was not published: version {meanwhile} "
-                     rf"is live now, but the job building it started when version {first.version} was live", err)  # fmt: skip
+    assert re.search(
+        rf"^warning: version [0-9a-f]{{32}} of dataset 't' was not published: version {meanwhile} "
+        rf"is live now, but the job building it started when version {first.version} was live",
+        err,
+    )
     started_from = meanwhile  # live when the forced run began; another went live meanwhile again
     code, out, err, meanwhile = runs[("--force",)]
     assert code == 0 and out.startswith("published t version") and "warning" not in err
     with Catalog(settings.catalog_url) as catalog:
         forced = out.split()[3]
-        assert catalog.current("t").version == forced and catalog.get_version("t", forced).base == started_from
+        assert (
+            catalog.current("t").version == forced and catalog.get_version("t", forced).base == started_from
+        )
         assert catalog.get_version("t", meanwhile).status == S.RETIRED  # forced over it
     assert served_sum(settings, "t") == pytest.approx(expected_sum(small_adata(seed=21)))
 
 
 def _wait_ready(clis: list[subprocess.Popen[str]], ready: list[Path]) -> None:
     def there() -> bool:
-        assert all(cli.poll() is None for cli in clis), [cli.communicate() for cli in clis if cli.poll() is not None]
+        assert all(cli.poll() is None for cli in clis), [
+            cli.communicate() for cli in clis if cli.poll() is not None
+        ]
         return all(r.exists() for r in ready)
 
     wait_for(there, 300, "the ingests to reach publish", 0.1)
 
 
-def test_two_ingests_at_once_only_one_publishes(backend_url: str, tmp_path: Path, make_h5ad: MakeH5ad) -> None:
+def test_two_ingests_at_once_only_one_publishes(
+    backend_url: str, tmp_path: Path, make_h5ad: MakeH5ad
+) -> None:
     settings = Settings(storage=tmp_path / "store", catalog_url=backend_url)
-    base = ingest(make_h5ad(small_adata(seed=1), name="base.h5ad"), dataset="t", groupbys=["donor"],
-                  settings=settings)  # fmt: skip
+    base = ingest(
+        make_h5ad(small_adata(seed=1), name="base.h5ad"), dataset="t", groupbys=["donor"], settings=settings
+    )
     gate = tmp_path / "go"
     data = {name: small_adata(seed=seed) for name, seed in (("a", 2), ("b", 3))}
     ready = {name: tmp_path / f"{name}.ready" for name in data}
-    clis = {name: _paused_cli_ingest(settings, make_h5ad(adata, name=f"{name}.h5ad"), gate, ready[name])
-            for name, adata in data.items()}  # fmt: skip
+    clis = {
+        name: _paused_cli_ingest(settings, make_h5ad(adata, name=f"{name}.h5ad"), gate, ready[name])
+        for name, adata in data.items()
+    }
     _wait_ready(list(clis.values()), list(ready.values()))  # both verified, neither published
     gate.write_text("go")  # now both publish at once
     ends = {name: (cli.communicate(timeout=120), cli.returncode) for name, cli in clis.items()}
@@ -417,16 +505,20 @@ def test_two_ingests_at_once_only_one_publishes(backend_url: str, tmp_path: Path
         assert catalog.current("t").version == winner
         jobs = {Path(j.input).stem: j for j in catalog.jobs.list() if Path(j.input).stem in data}
         assert (jobs[won].state, jobs[lost].state, jobs[won].version) == (J.PUBLISHED, J.SUPERSEDED, winner)
-        reason = (f"version {jobs[lost].version} of dataset 't' was not published: version {winner} is live now, "
-                  f"but the job building it started when version {base.version} was live; it stays verified, "
-                  f"not live (publish it with `widecube rollback t --to {jobs[lost].version}` if it should be)")  # fmt: skip
+        reason = (
+            f"version {jobs[lost].version} of dataset 't' was not published: version {winner} is live now, "
+            f"but the job building it started when version {base.version} was live; it stays verified, "
+            f"not live (publish it with `widecube rollback t --to {jobs[lost].version}` if it should be)"
+        )
         assert jobs[lost].error == reason and events(jobs[lost])[-1] == ("superseded", "publish")
         assert " ".join(lost_err.split()) == f"warning: {reason}"
         kept = catalog.get_version("t", str(jobs[lost].version))
         assert (kept.status, kept.reason) == (S.VERIFIED, reason)
         assert (settings.storage / str(kept.path)).is_dir()  # verified, on disk, publishable by an admin
     assert served_sum(settings, "t") == pytest.approx(expected_sum(data[won]))
-    assert not any((settings.storage / "work").iterdir()) and not any((settings.storage / "staging").iterdir())
+    assert not any((settings.storage / "work").iterdir()) and not any(
+        (settings.storage / "staging").iterdir()
+    )
 
 
 # -- orphan folders ---------------------------------------------------------------------------
@@ -441,32 +533,40 @@ def test_reclaim_removes_what_ended_or_killed_jobs_left_and_spares_the_rest(sett
     with Catalog(settings.catalog_url) as catalog:
         jobs = catalog.jobs
 
-        def job(state: J | None, *, running: bool = False) -> JobRecord:
+        def job(steps: list[J], *, running: bool = False) -> JobRecord:
             made = jobs.create(dataset="d", source="cli", input="/in/x.h5ad", params={})
             jobs.claim("w", lease_s=60, job=made.id)
-            for target in [J.UNPACKED, J.VALIDATED, J.COMPUTED][: [None, J.UNPACKED, J.VALIDATED, J.COMPUTED,
-                                                                  J.FAILED].index(state) if state != J.FAILED else 0]:  # fmt: skip
-                jobs.advance(made.id, "w", target)
-            if state == J.FAILED:
-                jobs.advance(made.id, "w", J.FAILED, error="bad")
-            elif not running:
+            for target in steps:
+                jobs.advance(made.id, "w", target, error="bad" if target == J.FAILED else None)
+            if not running and not steps[-1].final:
                 jobs.renew(made.id, "w", lease_s=-1)  # its worker died: the lease ran out
-            for rel in (f"work/{made.id}/unpack.json", f"work/{made.id}/scratch/spill.bin",
-                        f"staging/{made.version}/manifest.json"):  # fmt: skip
+            for rel in (
+                f"work/{made.id}/unpack.json",
+                f"work/{made.id}/scratch/spill.bin",
+                f"staging/{made.version}/manifest.json",
+            ):
                 (storage / rel).parent.mkdir(parents=True, exist_ok=True)
                 (storage / rel).write_text("x")
             return jobs.get(made.id)
 
-        failed, running = job(J.FAILED), job(J.VALIDATED, running=True)
-        killed, computed = job(J.VALIDATED), job(J.COMPUTED)
+        validated = [J.UNPACKED, J.VALIDATED]
+        failed, running = job([*validated, J.FAILED]), job(validated, running=True)
+        killed, computed = job(validated), job([*validated, J.COMPUTED])
         unknown = uuid.uuid4().hex
         for rel in (f"work/{unknown}/unpack.json", f"staging/{unknown}/manifest.json", "work/notes/keep.txt"):
             (storage / rel).parent.mkdir(parents=True, exist_ok=True)
             (storage / rel).write_text("x")
         before = _tree(storage)
         removed = reclaim_orphans(settings, catalog)
-        gone = {f"work/{failed.id}", f"staging/{failed.version}", f"work/{unknown}", f"staging/{unknown}",
-                f"work/{killed.id}/scratch", f"staging/{killed.version}", f"work/{computed.id}/scratch"}  # fmt: skip
+        gone = {
+            f"work/{failed.id}",
+            f"staging/{failed.version}",
+            f"work/{unknown}",
+            f"staging/{unknown}",
+            f"work/{killed.id}/scratch",
+            f"staging/{killed.version}",
+            f"work/{computed.id}/scratch",
+        }
         assert {str(p.relative_to(storage)) for p in removed} == gone
         assert _tree(storage) == {f for f in before if not any(f.startswith(g + "/") for g in gone)}
         # the killed jobs are still resumable by anyone, and the running one is still held
@@ -481,7 +581,9 @@ def test_a_later_ingest_reclaims_a_killed_job_s_folders_but_not_a_running_one_s(
     adata = small_adata(seed=31)
     with Catalog(settings.catalog_url) as catalog:
         runner = JobRunner(settings, catalog)
-        killed = runner.submit(make_h5ad(adata, name="killed.h5ad"), dataset="k", params={"groupbys": ["donor"]})
+        killed = runner.submit(
+            make_h5ad(adata, name="killed.h5ad"), dataset="k", params={"groupbys": ["donor"]}
+        )
         _kill(_stall(settings, killed.id, "compute", tmp_path / "first", "doomed"))
         alive = runner.submit(make_h5ad(name="alive.h5ad"), dataset="a", params={})
         running = _stall(settings, alive.id, "compute", tmp_path / "second", "alive")
@@ -509,7 +611,7 @@ def test_a_later_ingest_reclaims_a_killed_job_s_folders_but_not_a_running_one_s(
 def test_http_clients_see_file_names_not_server_paths_nor_workers(settings: Settings, tmp_path: Path) -> None:
     missing = tmp_path / "deep" / "inside" / "missing.h5ad"
     with Catalog(settings.catalog_url) as catalog:
-        runner = JobRunner(settings, catalog, worker=f"{socket.gethostname()}:4242:abcdef")
+        runner = JobRunner(settings, catalog, worker=f"{socket.gethostname()}:987654321:abcdef")
         job = runner.submit(missing, dataset="t", params={})
         runner.run_pending()
         assert catalog.jobs.get(job.id).error == f"{missing}: no such file or folder"  # the operator's view
@@ -518,13 +620,15 @@ def test_http_clients_see_file_names_not_server_paths_nor_workers(settings: Sett
         detail = client.get(f"/api/v1/jobs/{job.id}").json()
     assert listed["error"] == detail["error"] == "missing.h5ad: no such file or folder"
     shown = json.dumps([listed, detail])
-    assert str(tmp_path) not in shown and socket.gethostname() not in shown and "4242" not in shown
-    assert {e["worker"] for e in detail["log"]} == {"w-" + __import__("hashlib").sha256(
-        runner.worker.encode()).hexdigest()[:8]}  # fmt: skip
-    shown_cli = subprocess.run([*CLI, "job", job.id], env=env_for(settings), capture_output=True, text=True,
-                               timeout=120)  # fmt: skip
+    assert str(tmp_path) not in shown and socket.gethostname() not in shown and "987654321" not in shown
+    assert {e["worker"] for e in detail["log"]} == {
+        "w-" + hashlib.sha256(runner.worker.encode()).hexdigest()[:8]
+    }
+    shown_cli = subprocess.run(
+        [*CLI, "job", job.id], env=env_for(settings), capture_output=True, text=True, timeout=120
+    )
     assert shown_cli.returncode == 0 and runner.worker in shown_cli.stdout
-    assert str(missing) in " ".join(shown_cli.stdout.split()).replace(" ", "") or "missing.h5ad" in shown_cli.stdout
+    assert f"{missing}: no such file or folder" in shown_cli.stdout  # the operator sees the path
 
 
 # -- the poison upload, end to end under `widecube serve` -------------------------------------------
@@ -562,9 +666,14 @@ def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_
     number = port.getsockname()[1]
     port.close()
     env = env_for(settings, WIDECUBE_JOB_POLL="0.2", WIDECUBE_JOB_LEASE="120", WIDECUBE_JOB_ATTEMPTS="3")
-    server = subprocess.Popen([*CLI, "serve", "--port", str(number), "--no-access-log"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)  # fmt: skip
+    server = subprocess.Popen(
+        [*CLI, "serve", "--port", str(number), "--no-access-log"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{number}"
     probes: list[tuple[float, str, int | str]] = []
     stop = threading.Event()
@@ -572,8 +681,13 @@ def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_
     def probe() -> None:  # the server must answer throughout
         with httpx.Client(base_url=url, timeout=10) as http:
             while not stop.is_set():
-                for path, body in (("/healthz", None), ("/api/v1/datasets/live/summary",
-                                   {"genes": ["Gene5"], "groupby": "donor", "stats": ["sum"], "layer": "raw"})):  # fmt: skip
+                for path, body in (
+                    ("/healthz", None),
+                    (
+                        "/api/v1/datasets/live/summary",
+                        {"genes": ["Gene5"], "groupby": "donor", "stats": ["sum"], "layer": "raw"},
+                    ),
+                ):
                     try:
                         r = http.get(path) if body is None else http.post(path, json=body)
                         probes.append((time.monotonic(), path, r.status_code))
@@ -597,8 +711,11 @@ def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_
         prober.start()
         poison = make_h5ad(small_adata(n_cells=2000, n_genes=3000, seed=42), name="poison.h5ad").read_bytes()
         with httpx.Client(base_url=url, timeout=60) as http:
-            answer = http.post("/api/v1/uploads", params={"filename": "poison.h5ad", "dataset": "poison",
-                                                          "groupby": ["donor"]}, content=poison)  # fmt: skip
+            answer = http.post(
+                "/api/v1/uploads",
+                params={"filename": "poison.h5ad", "dataset": "poison", "groupby": ["donor"]},
+                content=poison,
+            )
         assert answer.status_code == 201, answer.text
         job_id = answer.json()["job"]
         with Catalog(settings.catalog_url) as catalog:
@@ -614,8 +731,11 @@ def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_
                 time.sleep(0.01)
             assert job.state == J.FAILED, job.error
             assert job.error is not None
-            match = re.fullmatch(r"the worker running step (\w+) died 3 times \(signal or kill\); "
-                                 r"the input may be malformed", job.error)  # fmt: skip
+            match = re.fullmatch(
+                r"the worker running step (\w+) died 3 times \(signal or kill\); "
+                r"the input may be malformed",
+                job.error,
+            )
             assert match, job.error
             step = match.group(1)
             # a kill may land in an earlier step whose next try then finished: tries count per step
@@ -625,8 +745,12 @@ def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_
             assert {e["how"] for e in job.log if e["event"] == "died"} == {"killed by signal 9 (SIGKILL)"}
             failer = int(next(e for e in job.log if e["event"] == "failed")["worker"].split(":")[1])
             assert failer not in killed and failer in _children(server.pid)  # restarted, and alive
-            made = {v.version: v.status for d in catalog.datasets() if d.name == "poison"
-                    for v in catalog.versions("poison")}  # none if every try died while unpacking
+            made = {
+                v.version: v.status
+                for d in catalog.datasets()
+                if d.name == "poison"
+                for v in catalog.versions("poison")
+            }  # none if every try died while unpacking
             assert made in ({}, {job.version: S.FAILED})
             assert "poison" not in {d.name for d in catalog.datasets() if d.current is not None}
         with httpx.Client(base_url=url, timeout=60) as http:
@@ -634,18 +758,26 @@ def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_
             assert (shown["state"], shown["error"], shown["attempts"]) == ("failed", job.error, 3)
             assert all(re.fullmatch(r"w-[0-9a-f]{8}", e["worker"]) for e in shown["log"])
             # the restarted worker still runs jobs
-            fine = http.post("/api/v1/uploads", params={"filename": "fine.h5ad", "dataset": "fine",
-                                                        "groupby": ["donor"]},
-                             content=make_h5ad(small_adata(seed=43), name="fine.h5ad").read_bytes())  # fmt: skip
+            fine = http.post(
+                "/api/v1/uploads",
+                params={"filename": "fine.h5ad", "dataset": "fine", "groupby": ["donor"]},
+                content=make_h5ad(small_adata(seed=43), name="fine.h5ad").read_bytes(),
+            )
             assert fine.status_code == 201
-            wait_for(lambda: http.get(f"/api/v1/jobs/{fine.json()['job']}").json()["state"] == "published",
-                     120, "the next upload to be published", 0.2)  # fmt: skip
+            wait_for(
+                lambda: http.get(f"/api/v1/jobs/{fine.json()['job']}").json()["state"] == "published",
+                120,
+                "the next upload to be published",
+                0.2,
+            )
         stop.set()
         prober.join()
         assert server.poll() is None and first_worker.isdisjoint(_children(server.pid))
         assert probes and all(code == 200 for _, _, code in probes), [p for p in probes if p[2] != 200][:5]
         assert probes[-1][0] - probes[0][0] > 5 and {p for _, p, _ in probes} == {
-            "/healthz", "/api/v1/datasets/live/summary"}  # fmt: skip
+            "/healthz",
+            "/api/v1/datasets/live/summary",
+        }
         last_worker = _children(server.pid)
     finally:
         stop.set()
