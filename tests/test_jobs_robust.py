@@ -42,7 +42,7 @@ from fastapi.testclient import TestClient
 from _data import MakeH5ad, small_adata
 from _pg import postgres_schema
 from widecube.api import create_app
-from widecube.catalog import Catalog, JobRecord, JobState, PointerMoved, VersionStatus
+from widecube.catalog import AttemptsUsed, Catalog, JobRecord, JobState, PointerMoved, VersionStatus
 from widecube.catalog._migrate import alembic_config
 from widecube.config import Settings
 from widecube.pipeline import JobRunner, ingest, reclaim_orphans, retry_delay
@@ -791,3 +791,106 @@ def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_
             server.communicate()
     assert server.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after shutting down
     wait_for(lambda: not any(_alive(p) for p in last_worker), 15, "the worker to stop with the server", 0.1)
+
+
+# -- tries counted before a step runs, and given back by a stopped worker -----------------------
+
+
+def test_tries_are_counted_as_steps_start_and_used_up_tries_refuse_a_start(backend_url: str) -> None:
+    with Catalog(backend_url) as catalog:
+        jobs = catalog.jobs
+        job = jobs.create(dataset="d", source="cli", input="/in/x.h5ad", params={})
+        assert jobs.claim("host:101:aa", lease_s=60) is not None
+        assert jobs.start(job.id, "host:101:aa", "unpack", limit=3).attempts == 1
+        # the worker (pid 101) dies; its supervisor frees the claim at once, the try stays counted
+        assert jobs.release_dead("host:101:", how="killed by signal 11 (SIGSEGV)") == [job.id]
+        assert jobs.release_dead("host:101:", how="again") == []
+        freed = jobs.get(job.id)
+        assert (freed.worker, freed.step, freed.attempts) == (None, None, 1)
+        assert jobs.claim("host:102:bb", lease_s=60) is not None
+        assert jobs.start(job.id, "host:102:bb", "unpack", limit=3).attempts == 2
+        jobs.event(
+            job.id, "host:102:bb", "retry", "unpack", attempt=2, error="OSError: [Errno 5] I/O", delay_s=1
+        )
+        assert jobs.start(job.id, "host:102:bb", "unpack", limit=3).attempts == 3
+        assert jobs.interrupt(job.id, "host:102:bb")  # stopped on purpose: the try is given back
+        back = jobs.get(job.id)
+        assert (back.worker, back.step, back.attempts) == (None, None, 2)
+        assert not jobs.interrupt(job.id, "host:102:bb")  # it no longer holds the job
+        assert jobs.claim("host:103:cc", lease_s=60) is not None
+        assert jobs.start(job.id, "host:103:cc", "unpack", limit=3).attempts == 3
+        jobs.renew(job.id, "host:103:cc", lease_s=-1)  # died without a supervisor: the lease runs out
+        assert jobs.claim("host:104:dd", lease_s=60) is not None
+        with pytest.raises(AttemptsUsed) as used:
+            jobs.start(job.id, "host:104:dd", "unpack", limit=3)
+        assert str(used.value) == (
+            "step unpack was tried 3 times and did not finish: the worker died 2 times (signal or kill); "
+            "1 transient error(s), the last: OSError: [Errno 5] I/O"
+        )
+        assert [(e["event"], e.get("how")) for e in jobs.get(job.id).log] == [
+            ("start", None), ("died", "killed by signal 11 (SIGSEGV)"), ("start", None), ("retry", None),
+            ("start", None), ("interrupted", None), ("start", None),
+        ]  # fmt: skip
+        assert jobs.get(job.id).attempts == 3  # a refused start changes nothing
+        # the next step's tries are counted afresh
+        other = jobs.create(dataset="d", source="cli", input="/in/y.h5ad", params={})
+        jobs.claim("w", lease_s=60, job=other.id)
+        jobs.start(other.id, "w", "unpack", limit=1)
+        jobs.advance(other.id, "w", J.UNPACKED)
+        assert jobs.start(other.id, "w", "validate", limit=1).attempts == 1
+        with pytest.raises(
+            AttemptsUsed, match=r"^the worker running step validate died once \(signal or kill\)"
+        ):
+            jobs.start(other.id, "w", "validate", limit=1)
+
+
+def test_a_stopped_worker_hands_its_job_back_uncounted(
+    make_h5ad: MakeH5ad, settings: Settings, tmp_path: Path
+) -> None:
+    adata = small_adata(seed=51)
+    marker = tmp_path / "stalled"
+    script = f"""
+import time
+from pathlib import Path
+import widecube.pipeline._ingest as steps
+from widecube.cli import app
+
+real = steps.STEPS["compute"]
+
+def stalled(work):
+    Path({str(marker)!r}).write_text("stalled")
+    time.sleep(600)
+
+steps.STEPS["compute"] = stalled
+import sys
+sys.argv = ["widecube", "work"]
+app()
+"""
+    with Catalog(settings.catalog_url) as catalog:
+        job = JobRunner(settings, catalog).submit(
+            make_h5ad(adata), dataset="t", params={"groupbys": ["donor"]}
+        )
+        worker = subprocess.Popen(
+            [sys.executable, "-c", script], env=env_for(settings, WIDECUBE_JOB_POLL="0.2"), text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            wait_for(
+                lambda: marker.exists() or worker.poll() is not None, 240, "the worker to run compute", 0.1
+            )
+            held = catalog.jobs.get(job.id)
+            assert (held.state, held.step, held.attempts) == (J.VALIDATED, "compute", 1)
+            stopped_at = time.monotonic()
+            worker.send_signal(signal.SIGTERM)
+            worker.communicate(timeout=30)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.communicate()
+        assert worker.returncode == 0 and time.monotonic() - stopped_at < 10
+        back = catalog.jobs.get(job.id)
+        assert (back.state, back.worker, back.step, back.attempts) == (J.VALIDATED, None, None, 0)
+        assert events(back)[-2:] == [("start", "compute"), ("interrupted", "compute")]
+        done = JobRunner(settings, catalog, worker="next").run_next()  # no lease to wait out
+        assert done is not None and done.id == job.id and done.state == J.PUBLISHED, done and done.error
+    assert served_sum(settings, "t") == pytest.approx(expected_sum(adata))
