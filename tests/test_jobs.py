@@ -75,8 +75,11 @@ def test_transitions_steps_and_retry_policy_without_a_database() -> None:
             check_job_transition("j", current, target)
     assert [next_step(s) for s in J] == [
         ("unpack", J.UNPACKED), ("validate", J.VALIDATED), ("compute", J.COMPUTED),
-        ("verify", J.VERIFIED), ("publish", J.PUBLISHED), None, None,
+        ("verify", J.VERIFIED), ("publish", J.PUBLISHED), None, None, None,
     ]  # fmt: skip
+    check_job_transition("j", J.VERIFIED, J.SUPERSEDED)  # its version stays verified, not live
+    with pytest.raises(CatalogError, match="job j is computed; it can only become verified or failed"):
+        check_job_transition("j", J.COMPUTED, J.SUPERSEDED)
     io = OSError(5, "Input/output error")
     assert [retry_delay(io, a, attempts=4, backoff=0.5) for a in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, None]
     assert (
@@ -119,10 +122,12 @@ def test_claims_leases_and_guarded_transitions(catalog: Catalog) -> None:
         jobs.advance(first.id, "w2", J.UNPACKED)
     with pytest.raises(CatalogError, match="can only become unpacked or failed"):
         jobs.advance(first.id, "w1", J.COMPUTED)
-    jobs.event(first.id, "w1", "start", "unpack", attempt=1)
-    assert jobs.get(first.id).step == "unpack"
+    started = jobs.start(first.id, "w1", "unpack", limit=3)
+    assert (started.step, started.attempts) == ("unpack", 1)  # the try is counted as it starts
     jobs.event(first.id, "w1", "retry", "unpack", attempt=1, error="OSError: x")
     assert jobs.advance(first.id, "w1", J.UNPACKED).state == J.UNPACKED
+    assert jobs.get(first.id).attempts == 0  # the next step's tries are counted afresh
+    jobs.start(first.id, "w1", "validate", limit=3)
 
     # w1 dies: its lease runs out, and w3 takes the job over where it stood
     assert jobs.renew(first.id, "w1", lease_s=-1)
@@ -133,7 +138,7 @@ def test_claims_leases_and_guarded_transitions(catalog: Catalog) -> None:
     done = jobs.advance(first.id, "w3", J.FAILED, error="x.h5ad: bad")
     assert (done.state, done.error, done.worker, done.lease_until) == (J.FAILED, "x.h5ad: bad", None, None)
     assert done.finished is not None and done.progress == {} and done.attempts == 1
-    assert events(done) == [("start", "unpack"), ("retry", "unpack")]
+    assert events(done) == [("start", "unpack"), ("retry", "unpack"), ("start", "validate")]
     assert jobs.claim("w3", lease_s=60) is None  # final jobs are never claimed
 
     jobs.forget_key(first.id)
@@ -276,7 +281,7 @@ def test_transient_errors_are_retried_with_backoff(
     ingest(make_h5ad(adata), dataset="t", settings=patient)
     with Catalog(settings.catalog_url) as catalog:
         (job,) = catalog.jobs.list()
-    assert job.state == J.PUBLISHED and job.attempts == 2
+    assert job.state == J.PUBLISHED and job.attempts == 1  # publish, tried once
     assert [e for e in events(job) if e[1] == "verify"] == [
         ("start", "verify"), ("retry", "verify"), ("start", "verify"), ("retry", "verify"),
         ("start", "verify"), ("done", "verify"),
@@ -323,7 +328,7 @@ def test_bad_input_fails_at_once_with_its_message(make_h5ad: MakeH5ad, settings:
         ingest(make_h5ad(nan, name="nan.h5ad"), dataset="t", settings=patient)
     with Catalog(settings.catalog_url) as catalog:
         job = catalog.jobs.list()[0]
-        assert job.state == J.FAILED and job.attempts == 0
+        assert job.state == J.FAILED and job.attempts == 1  # compute, tried once, not retried
         assert (
             job.error is not None and "nan.h5ad: NaN found at row 18 (cell 'cell17'), column 5" in job.error
         )

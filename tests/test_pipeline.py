@@ -98,7 +98,7 @@ def test_failure_after_views_are_written_leaves_old_version_served(
 ) -> None:
     old = ingest(make_h5ad(small_adata(seed=1), name="v1.h5ad"), dataset="t", settings=settings)
 
-    def broken_publish(self: Catalog, dataset: str, version: str) -> None:
+    def broken_publish(self: Catalog, dataset: str, version: str, **kw: object) -> None:
         raise OSError("catalog went away")
 
     monkeypatch.setattr(Catalog, "publish", broken_publish)

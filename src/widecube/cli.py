@@ -2,6 +2,9 @@
 
 Each command parses its options, calls the library, and turns a :class:`WidecubeError`
 into one line on stderr and exit code 1 (2 for usage errors). No logic lives here.
+
+``widecube ingest`` exits 3 when its version was built and verified but not published
+because another version of the dataset went live while it ran (see ``--force``).
 """
 
 from __future__ import annotations
@@ -98,8 +101,15 @@ def ingest(
         help="bytes an archive may expand to; default 20 × its size, at most the free disk")] = None,
     timings: Annotated[bool, typer.Option(
         help="print the seconds spent in each step as a JSON line at the end")] = False,
+    force: Annotated[bool, typer.Option(
+        help="publish even if another version went live while this one was built")] = False,
 ) -> None:
-    """Build, verify and publish a new version of a dataset from a matrix file."""
+    """Build, verify and publish a new version of a dataset from a matrix file.
+
+    Exit status 3: the version was verified but not published, because another version of
+    the dataset went live meanwhile (it stays verified; see --force, or `widecube rollback --to`).
+    """
+    from .catalog import PointerMoved
     from .pipeline import ingest as run_ingest
 
     started = time.perf_counter()
@@ -114,10 +124,14 @@ def ingest(
             steps.setdefault(step, now)
             bar.update(tasks[step], completed=done)
 
-        record = run_ingest(path, dataset=dataset, groupbys=groupby, layer=layer, format=format,
-                            settings=Settings(), progress=report, obs=obs, var=var,
-                            allow_missing_metadata=allow_missing_metadata,
-                            max_unpacked=max_unpacked)  # fmt: skip
+        try:
+            record = run_ingest(path, dataset=dataset, groupbys=groupby, layer=layer, format=format,
+                                settings=Settings(), progress=report, obs=obs, var=var,
+                                allow_missing_metadata=allow_missing_metadata,
+                                max_unpacked=max_unpacked, force=force)  # fmt: skip
+        except PointerMoved as exc:
+            err.print(f"[bold yellow]warning:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(3) from None
     out.print(f"published {record.dataset} version {record.version} "
               f"({record.n_cells:,} cells × {record.n_genes:,} genes)")  # fmt: skip
     if timings:  # each step lasts from its first report to the next step's first report
@@ -298,23 +312,49 @@ def watch(
 
 @app.command()
 @_clean_errors
-def work(once: Annotated[bool, typer.Option(help="run the jobs waiting now, then exit")] = False) -> None:
-    """Run waiting ingest jobs (uploads, abandoned jobs) as a worker process."""
+def work(
+    once: Annotated[bool, typer.Option(help="run the jobs waiting now, then exit")] = False,
+    stop_with_parent: Annotated[bool, typer.Option(
+        help="exit when the process that started this one is gone (how `serve` starts it)")] = False,
+) -> None:
+    """Run waiting ingest jobs (uploads, abandoned jobs) as a worker process.
+
+    SIGTERM or Ctrl-C stops it: a job it is running is handed back (the try does not count)
+    and the next worker resumes it from its last step.
+    """
+    import os
+    import signal
     import threading
 
-    from .catalog import Catalog
-    from .pipeline import JobRunner, JobWorker
+    from .catalog import Catalog, JobState
+    from .pipeline import JobRunner, JobWorker, reclaim_orphans
 
     settings = Settings()
     with Catalog(settings.catalog_url) as catalog:
+        reclaim_orphans(settings, catalog)
         runner = JobRunner(settings, catalog)
         if once:
             for j in runner.run_pending():
-                out.print(f"job {j.id}: {j.dataset} {j.state}", highlight=False)
+                out.print(f"job {j.id}: {j.dataset} {j.state}" + (f": {j.error}" if j.error else ""),
+                          highlight=False, soft_wrap=True)  # fmt: skip
+                if j.state == JobState.SUPERSEDED:
+                    err.print(f"[bold yellow]warning:[/] job {j.id}: {j.error}", highlight=False,
+                              soft_wrap=True)  # fmt: skip
             return
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        parent = os.getppid()
         worker = JobWorker(runner, poll=settings.job_poll)
         worker.start()
-        threading.Event().wait()
+        while not stop.wait(1.0):
+            if stop_with_parent and os.getppid() != parent:
+                break
+        if worker.interrupt():  # its thread may be deep in native code: end the process now
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+        worker.stop()
 
 
 def _job_state(states: Any, name: str | None) -> Any:

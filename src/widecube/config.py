@@ -57,7 +57,10 @@ class Settings(BaseSettings):
     )
     target_sum: float = Field(default=1e4, description="Counts per cell after normalization.")
     job_attempts: int = Field(
-        default=3, ge=1, description="Tries of a job step that fails with a transient (I/O) error."
+        default=3,
+        ge=1,
+        description="Tries of a job step, each counted as it starts: transient (I/O) errors and "
+        "workers that died during the step alike; then the job fails.",
     )
     job_backoff: float = Field(
         default=1.0, ge=0, description="Seconds before the first retry of a step; doubled each time."
@@ -70,7 +73,8 @@ class Settings(BaseSettings):
     )
     job_poll: float = Field(default=2.0, gt=0, description="Seconds between a worker's looks for jobs.")
     serve_jobs: bool = Field(
-        default=True, description="`widecube serve` runs waiting jobs (uploads) in a background thread."
+        default=True,
+        description="`widecube serve` runs waiting jobs (uploads) in a supervised `widecube work` process.",
     )
     watch_quiet: float = Field(
         default=10.0,

@@ -22,15 +22,17 @@ and the API can show it as it is, without a traceback::
     ├── SnapshotCorrupt                   a stored file no longer matches its checksum: the
     │                                      version is out of service (503) until it verifies again
     ├── CatalogError                      the catalog refused a state change (409)
-    │   └── LeaseLost*                     a worker's claim on a job ran out; another took it
+    │   ├── LeaseLost*                     a worker's claim on a job ran out; another took it
+    │   ├── AttemptsUsed*                  a job's step was tried job_attempts times (workers died)
+    │   └── PointerMoved*                  a job's version was not published: another went live
     ├── UploadConflict*                   a chunk not at the upload's offset (409)
     │   └── UploadBusy*                    another request is writing that upload
     ├── RemoteError*                      client: a server error with no class here (5xx…), or no answer
     └── NotAcceptable*                    no format the client accepts (406)
 
-``*``: defined beside the code that raises it (``catalog._jobs``, ``pipeline._uploads``,
-``api._responses``), so each stays one import away from its use; listed here so the whole
-tree is read in one place.
+``*``: defined beside the code that raises it (``catalog._jobs``, ``catalog._catalog``,
+``pipeline._uploads``, ``api._responses``), so each stays one import away from its use;
+listed here so the whole tree is read in one place.
 """
 
 from __future__ import annotations

@@ -1,7 +1,15 @@
-"""Response and request models of the jobs and uploads routes."""
+"""Response and request models of the jobs and uploads routes.
+
+What a job shows to HTTP clients names the user's files, never the server's: absolute paths
+in error texts are cut to their last part (the uploaded file's name, an archive member), and
+the worker running a step is an opaque id, not its host and process id (``widecube job``
+still shows those to the operator).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -10,7 +18,29 @@ from pydantic import BaseModel, Field
 
 from ..catalog import JobRecord
 
-__all__ = ["JobDetail", "JobInfo", "UploadStart", "UploadStatus"]
+__all__ = ["JobDetail", "JobInfo", "UploadStart", "UploadStatus", "public_text", "public_worker"]
+
+# An absolute path: a '/' not inside a word, a number or a URL, then segments up to a quote,
+# space, colon, comma or bracket. The last segment is kept.
+_PATH = re.compile(r"(?<![\w./:~-])/(?:[^\s'\"/:,;()\[\]{}<>]+/)*([^\s'\"/:,;()\[\]{}<>]+)")
+
+
+def public_text(text: str | None) -> str | None:
+    """``text`` with every absolute path cut to its last part, for HTTP clients.
+
+    >>> public_text("/srv/wc/uploads/4f1c/pbmc.h5ad: NaN found at row 3; see '/srv/wc/work/ab/x'")
+    "pbmc.h5ad: NaN found at row 3; see 'x'"
+    """
+    return None if text is None else _PATH.sub(r"\1", text)
+
+
+def public_worker(worker: str | None) -> str | None:
+    """An opaque, stable id of a worker (its name holds the host and process id).
+
+    >>> public_worker("node7:4242:a1b2c3")
+    'w-326a1924'
+    """
+    return None if worker is None else "w-" + hashlib.sha256(worker.encode()).hexdigest()[:8]
 
 
 class JobInfo(BaseModel):
@@ -18,14 +48,16 @@ class JobInfo(BaseModel):
 
     id: str
     dataset: str
-    state: str = Field(description="received, unpacked, validated, computed, verified, published or failed")
+    state: str = Field(description="received, unpacked, validated, computed, verified, published, failed "
+                       "or superseded (verified, not published: a newer version went live meanwhile)")
     step: str | None = Field(description="the step running now: unpack, validate, compute, verify, publish")
     progress: dict[str, Any] = Field(description="the running step's last report: step, fraction, elapsed_s")
     source: str = Field(description="what made the job: cli, watch or upload")
     input: str = Field(description="the input's file name")
     version: str | None = Field(description="the dataset version the job builds")
-    attempts: int = Field(description="retries after transient errors")
-    error: str | None
+    attempts: int = Field(description="tries of the step running now (or where the job ended), "
+                          "each counted as it starts")
+    error: str | None = Field(description="why the job failed or was superseded")
     created: datetime
     updated: datetime
     started: datetime | None
@@ -35,18 +67,28 @@ class JobInfo(BaseModel):
     def of(cls, job: JobRecord) -> JobInfo:
         return cls(id=job.id, dataset=job.dataset, state=job.state.value, step=job.step,
                    progress=job.progress, source=job.source, input=Path(job.input).name, version=job.version,
-                   attempts=job.attempts, error=job.error, created=job.created, updated=job.updated,
-                   started=job.started, finished=job.finished)  # fmt: skip
+                   attempts=job.attempts, error=public_text(job.error), created=job.created,
+                   updated=job.updated, started=job.started, finished=job.finished)  # fmt: skip
 
 
 class JobDetail(JobInfo):
-    """A job with its step log (start, done, retry, failed events, oldest first)."""
+    """A job with its step log (start, done, retry, failed, died, interrupted, superseded events,
+    oldest first); ``worker`` in each event is an opaque id."""
 
     log: list[dict[str, Any]]
 
     @classmethod
     def of(cls, job: JobRecord) -> JobDetail:
-        return cls(**JobInfo.of(job).model_dump(), log=job.log)
+        return cls(**JobInfo.of(job).model_dump(), log=[_public_event(e) for e in job.log])
+
+
+def _public_event(event: dict[str, Any]) -> dict[str, Any]:
+    shown = dict(event)
+    if "worker" in shown:
+        shown["worker"] = public_worker(shown["worker"])
+    if isinstance(shown.get("error"), str):
+        shown["error"] = public_text(shown["error"])
+    return shown
 
 
 class UploadStart(BaseModel):

@@ -13,9 +13,11 @@ at ``/``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -24,7 +26,7 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
 from .. import __version__
 from ..config import Settings
 from ..errors import CatalogError, InvalidQuery, NotFound, SnapshotCorrupt, WidecubeError
-from ..pipeline import JobRunner, JobWorker
+from ..pipeline import JobRunner, WorkerProcess, reclaim_orphans
 from ..service import Widecube
 from ..web import mount_ui
 from . import _admin, _datasets, _jobs, _uploads
@@ -34,6 +36,8 @@ from ._responses import ARROW, JSON, NotAcceptable
 from ._upkeep import Upkeep, Usage
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("widecube.api")
 
 PREFIX = _datasets.PREFIX
 
@@ -66,15 +70,18 @@ def create_app(
     With ``upkeep`` a background thread warms each newly live version into the decoded cache
     and evicts versions retired for ``evict_after`` seconds (see ``_upkeep``).
 
-    With ``jobs`` (default: the ``serve_jobs`` setting) a background thread runs waiting ingest
-    jobs, such as uploads (``pipeline.JobWorker``); with several server processes each runs
-    one, and the catalog's job claims keep them from running a job twice.
+    With ``jobs`` (default: the ``serve_jobs`` setting) waiting ingest jobs, such as uploads,
+    run in a separate ``widecube work`` process that the app starts, restarts when it dies and
+    stops on shutdown (``pipeline.WorkerProcess``): a job that crashes its worker never takes
+    the server down. With several server processes each supervises one; the catalog's job
+    claims keep them from running a job twice. On start, the folders of killed jobs that will
+    never resume are removed (``pipeline.reclaim_orphans``).
     """
     wc = service or Widecube(settings)
     usage = Usage()
     keeper = Upkeep(wc, usage, interval=upkeep_interval, grace=evict_after)
     runner = JobRunner(wc.settings, wc.catalog)
-    worker = JobWorker(runner, poll=wc.settings.job_poll)
+    worker = WorkerProcess(wc.settings, wc.catalog)
     run_jobs = wc.settings.serve_jobs if jobs is None else jobs
 
     @asynccontextmanager
@@ -82,9 +89,13 @@ def create_app(
         if upkeep:
             keeper.start()
         if run_jobs:
+            try:
+                await to_thread.run_sync(reclaim_orphans, wc.settings, wc.catalog)
+            except Exception:  # the catalog is away: serving matters more; the worker retries
+                log.exception("could not reclaim the folders of killed jobs")
             worker.start()
         yield
-        worker.stop()
+        await to_thread.run_sync(worker.stop)
         keeper.stop()
         wc.close()
 

@@ -15,17 +15,19 @@ Example::
 
 from __future__ import annotations
 
-from widecube.catalog._catalog import Catalog
-from widecube.catalog._jobs import JobNotFound, JobRecord, JobState, LeaseLost
+from widecube.catalog._catalog import Catalog, PointerMoved
+from widecube.catalog._jobs import AttemptsUsed, JobNotFound, JobRecord, JobState, LeaseLost
 from widecube.catalog._records import DatasetRecord, VersionRecord, VersionStatus
 
 __all__ = [
+    "AttemptsUsed",
     "Catalog",
     "DatasetRecord",
     "JobNotFound",
     "JobRecord",
     "JobState",
     "LeaseLost",
+    "PointerMoved",
     "VersionRecord",
     "VersionStatus",
 ]

@@ -47,9 +47,27 @@ from widecube.catalog._records import (
 )
 from widecube.errors import CatalogError, DatasetNotFound
 
-__all__ = ["Catalog"]
+__all__ = ["Catalog", "PointerMoved"]
 
 _REMEMBER = 4096  # remembered lookups (dataset pointers, pinned versions) before starting afresh
+
+
+class PointerMoved(CatalogError):
+    """A job's version was not published: the dataset's pointer moved since it began building.
+
+    The version stays VERIFIED (an admin may still publish it); ``current`` is the version
+    live instead, ``base`` the one that was live when the job began (None: nothing).
+    """
+
+    def __init__(self, dataset: str, version: str, base: str | None, current: str | None) -> None:
+        self.dataset, self.version, self.base, self.current = dataset, version, base, current
+        started = f"when version {base} was live" if base is not None else "when no version was live"
+        now = f"version {current} is live" if current is not None else "no version is live"
+        super().__init__(
+            f"version {version} of dataset {dataset!r} was not published: {now} now, but the job "
+            f"building it started {started}; it stays verified, not live (publish it with "
+            f"`widecube rollback {dataset} --to {version}` if it should be)"
+        )
 
 
 class Catalog:
@@ -106,7 +124,10 @@ class Catalog:
         input_sha256: str | None,
         params: dict[str, Any],
     ) -> VersionRecord:
-        """Record a new version (status BUILDING), creating the dataset on first use."""
+        """Record a new version (status BUILDING), creating the dataset on first use.
+
+        The version live now is recorded as its ``base``: see :meth:`publish`'s ``unless_moved``.
+        """
         _check_json(dataset, version, "params", params)
         now = _now()
         refused = f"version {version} already exists (creating it for dataset {dataset!r})"
@@ -126,6 +147,7 @@ class Catalog:
                     input_sha256=input_sha256,
                     params=params,
                     info={},
+                    base_version=q.pointer(conn, dataset_id),
                 )
             except IntegrityError as exc:
                 raise CatalogError(refused) from exc
@@ -162,13 +184,33 @@ class Catalog:
         values = dict(path=None, reason=reason)
         return self._transition(dataset, version, VersionStatus.FAILED, values)
 
-    def publish(self, dataset: str, version: str) -> VersionRecord:
-        """Make a VERIFIED (or RETIRED) version the live one, retiring the previous one."""
+    def publish(self, dataset: str, version: str, *, unless_moved: bool = False) -> VersionRecord:
+        """Make a VERIFIED (or RETIRED) version the live one, retiring the previous one.
+
+        With ``unless_moved`` this is a compare-and-swap, as an ingest job publishes: the
+        pointer moves only if it still names the version's ``base`` (what was live when the
+        version began building). Otherwise the version stays VERIFIED, its ``reason`` says
+        which version is live instead, and :class:`PointerMoved` is raised. The comparison
+        and the move are one transaction under the dataset's row lock, so of two jobs that
+        began from the same pointer exactly one publishes. Without it (an admin's publish or
+        rollback) the pointer moves whatever it names.
+        """
+        moved: PointerMoved | None = None
         with self._write() as conn:
             dataset_id = q.lock_dataset(conn, dataset)
             target = q.version_ref(conn, dataset, dataset_id, version)
-            self._move_pointer(conn, dataset, dataset_id, target, "publish")
-            return q.get_version(conn, dataset, version)
+            if unless_moved:
+                base = q.get_version(conn, dataset, version).base
+                current = q.pointer(conn, dataset_id)
+                if current != base and target.status == VersionStatus.VERIFIED:
+                    moved = PointerMoved(dataset, version, base, current)
+                    q.set_status(conn, version, VersionStatus.VERIFIED, _now(), reason=str(moved))
+            if moved is None:
+                self._move_pointer(conn, dataset, dataset_id, target, "publish")
+            record = q.get_version(conn, dataset, version)
+        if moved is not None:  # raised after the commit, which keeps the reason
+            raise moved
+        return record
 
     def rollback(self, dataset: str, to: str | None = None) -> VersionRecord:
         """Publish an earlier version again: ``to``, or the newest retired one before the current.
@@ -287,7 +329,7 @@ class Catalog:
         previous = q.pointer(conn, dataset_id)
         if previous is not None:  # never target.id: that one is published, refused above
             q.set_status(conn, previous, VersionStatus.RETIRED, now)
-        q.set_status(conn, target.id, VersionStatus.PUBLISHED, now)
+        q.set_status(conn, target.id, VersionStatus.PUBLISHED, now, reason=None)
         q.set_pointer(conn, dataset_id, previous, target.id, now)
         q.append_history(conn, dataset_id, previous, target.id, action, now)
 

@@ -3,10 +3,20 @@
 A job moves forward one state at a time, or fails from any state that is not final::
 
     received ─► unpacked ─► validated ─► computed ─► verified ─► published
-        │           │           │           │           │
-        └───────────┴───────────┴─────┬─────┴───────────┘
-                                      ▼
+        │           │           │           │           │  │
+        └───────────┴───────────┴─────┬─────┴───────────┘  └──► superseded (error: the
+                                      ▼                          newer live version)
                                     failed (error: the reason)
+
+*superseded*: the job's version was verified, but the dataset's pointer had moved since the
+job started (another version was published or rolled back to), so the version stays
+verified, not live (see ``Catalog.publish``).
+
+Each try of a step is counted in ``attempts`` *before* the step runs (:meth:`Jobs.start`),
+so a step whose worker dies (a signal, a kill, out of memory) still uses up a try; when a
+claimed job's step has used all its tries, :meth:`Jobs.start` refuses (:class:`AttemptsUsed`)
+and the runner fails the job with that reason instead of running the step again. A worker
+stopped on purpose gives its try back (:meth:`Jobs.interrupt`).
 
 A worker *claims* a job before running it: it writes its name and a lease deadline into the
 row, and renews the lease while it works. A job whose lease ran out (its worker was killed)
@@ -36,7 +46,8 @@ from sqlalchemy.exc import IntegrityError
 from widecube.catalog._schema import jobs
 from widecube.errors import CatalogError, NotFound
 
-__all__ = ["JobNotFound", "JobRecord", "JobState", "Jobs", "LeaseLost", "check_job_transition"]
+__all__ = ["AttemptsUsed", "JobNotFound", "JobRecord", "JobState", "Jobs", "LeaseLost",
+           "check_job_transition"]  # fmt: skip
 
 _J = jobs.c
 Transaction = Callable[[], AbstractContextManager[sa.Connection]]
@@ -52,10 +63,11 @@ class JobState(enum.StrEnum):
     VERIFIED = "verified"
     PUBLISHED = "published"
     FAILED = "failed"
+    SUPERSEDED = "superseded"
 
     @property
     def final(self) -> bool:
-        return self in (JobState.PUBLISHED, JobState.FAILED)
+        return self in (JobState.PUBLISHED, JobState.FAILED, JobState.SUPERSEDED)
 
 
 ORDER = (JobState.RECEIVED, JobState.UNPACKED, JobState.VALIDATED, JobState.COMPUTED,
@@ -70,10 +82,16 @@ class LeaseLost(CatalogError):
     """This worker no longer holds the job's claim (its lease ran out and another took it)."""
 
 
+class AttemptsUsed(CatalogError):
+    """A job's step has been tried ``job_attempts`` times already (its workers died or its
+    transient errors persisted); it is not started again."""
+
+
 def check_job_transition(job: str, current: JobState, target: JobState) -> None:
     """Raise :class:`CatalogError` unless a job may go from ``current`` to ``target``.
 
     >>> check_job_transition("ab12", JobState.RECEIVED, JobState.UNPACKED)
+    >>> check_job_transition("ab12", JobState.VERIFIED, JobState.SUPERSEDED)
     >>> check_job_transition("ab12", JobState.RECEIVED, JobState.COMPUTED)
     Traceback (most recent call last):
     ...
@@ -82,6 +100,8 @@ def check_job_transition(job: str, current: JobState, target: JobState) -> None:
     if current.final:
         raise CatalogError(f"job {job} is {current.value}, a final state; it cannot become {target.value}")
     following = ORDER[ORDER.index(current) + 1]
+    if current == JobState.VERIFIED and target == JobState.SUPERSEDED:
+        return
     if target not in (following, JobState.FAILED):
         raise CatalogError(f"job {job} is {current.value}; it can only become {following.value} or failed")
 
@@ -92,8 +112,10 @@ class JobRecord:
 
     ``step`` is the step running now (None between steps), ``progress`` its last report
     (``{"step", "fraction", "elapsed_s"}``), ``log`` the step events, oldest first
-    (``{"event": "start" | "done" | "retry" | "failed", "step", "worker", "at", ...}``).
-    ``version`` is the dataset version the job builds.
+    (``{"event": "start" | "done" | "retry" | "failed" | "died" | "interrupted" | "superseded",
+    "step", "worker", "at", ...}``). ``attempts`` counts the tries of the step running now
+    (or next, or where the job ended), each counted as it starts. ``version`` is the dataset
+    version the job builds.
     """
 
     id: str
@@ -182,6 +204,61 @@ class Jobs:
             done = conn.execute(held.values(lease_until=now + timedelta(seconds=lease_s)))
             return bool(done.rowcount == 1)
 
+    def start(self, job: str, worker: str, step: str, *, limit: int) -> JobRecord:
+        """Count a try of ``step`` and log its start, in one transaction, before it runs.
+
+        :class:`AttemptsUsed` (nothing changes) when ``limit`` tries were counted already;
+        its message says how the earlier tries ended.
+        """
+        now = _now()
+        with self._write() as conn:
+            record = _held(conn, job, worker)
+            if record.attempts >= limit:
+                raise AttemptsUsed(_used_up(record, step))
+            tries = record.attempts + 1
+            entry = {"event": "start", "step": step, "worker": worker, "at": now.isoformat(),
+                     "attempt": tries}  # fmt: skip
+            conn.execute(sa.update(jobs).where(_J.id == job).values(
+                log=[*record.log, entry], step=step, attempts=tries, updated_at=now))  # fmt: skip
+            return _get(conn, job)
+
+    def interrupt(self, job: str, worker: str) -> bool:
+        """``worker`` is being stopped on purpose: give the running step's try back and the
+        claim up, so the next worker resumes the job at once; False if it did not hold it."""
+        now = _now()
+        with self._write() as conn:
+            try:
+                record = _held(conn, job, worker)
+            except (LeaseLost, JobNotFound):
+                return False
+            values: dict[str, Any] = dict(worker=None, lease_until=None, step=None, updated_at=now)
+            if record.step is not None and not record.state.final:
+                entry = {"event": "interrupted", "step": record.step, "worker": worker, "at": now.isoformat()}
+                values.update(log=[*record.log, entry], attempts=max(record.attempts - 1, 0))
+            conn.execute(sa.update(jobs).where(_J.id == job).values(**values))
+            return True
+
+    def release_dead(self, worker_prefix: str, *, how: str) -> list[str]:
+        """Free the claims of a worker known to be dead (its name starts with
+        ``worker_prefix``), logging ``died`` with ``how``; its try stays counted. Returns
+        the jobs freed, which the next worker can claim without waiting out the lease."""
+        now = _now()
+        freed = []
+        query = sa.select(jobs).where(_J.worker.startswith(worker_prefix, autoescape=True),
+                                      _J.state.not_in(_FINAL)).with_for_update()  # fmt: skip
+        with self._write() as conn:
+            for row in conn.execute(query).mappings().all():
+                record = _record(row)
+                log = record.log
+                if record.step is not None:
+                    entry = {"event": "died", "step": record.step, "worker": record.worker,
+                             "at": now.isoformat(), "how": how}  # fmt: skip
+                    log = [*log, entry]
+                conn.execute(sa.update(jobs).where(_J.id == record.id).values(
+                    worker=None, lease_until=None, step=None, log=log, updated_at=now))  # fmt: skip
+                freed.append(record.id)
+        return freed
+
     def release(self, job: str, worker: str) -> None:
         """Give the claim back (a worker stopping cleanly); the job waits for the next one."""
         with self._write() as conn:
@@ -191,18 +268,14 @@ class Jobs:
     # -- progress ---------------------------------------------------------------------------
 
     def event(self, job: str, worker: str, event: str, step: str, **detail: Any) -> JobRecord:
-        """Append a step event to the job's log; ``start`` also sets ``step`` (others clear it).
-
-        ``retry`` events count an attempt.
-        """
+        """Append a step event to the job's log; ``retry`` keeps ``step`` set, others clear it
+        (a step's ``start`` is :meth:`start`, which also counts the try)."""
         now = _now()
         with self._write() as conn:
             record = _held(conn, job, worker)
             entry = {"event": event, "step": step, "worker": worker, "at": now.isoformat(), **detail}
             values: dict[str, Any] = dict(log=[*record.log, entry], updated_at=now,
-                                          step=step if event in ("start", "retry") else None)  # fmt: skip
-            if event == "retry":
-                values["attempts"] = record.attempts + 1
+                                          step=step if event == "retry" else None)  # fmt: skip
             conn.execute(sa.update(jobs).where(_J.id == job).values(**values))
             return _get(conn, job)
 
@@ -213,7 +286,8 @@ class Jobs:
             conn.execute(statement.values(progress=progress, updated_at=_now()))
 
     def advance(self, job: str, worker: str, target: JobState, *, error: str | None = None) -> JobRecord:
-        """Move a job ``worker`` holds to ``target``; a final state also releases the claim."""
+        """Move a job ``worker`` holds to ``target``; a final state also releases the claim,
+        any other starts the next step's count of tries afresh."""
         now = _now()
         with self._write() as conn:
             record = _held(conn, job, worker)
@@ -221,6 +295,8 @@ class Jobs:
             values: dict[str, Any] = dict(state=target.value, step=None, updated_at=now)
             if target.final:
                 values.update(worker=None, lease_until=None, finished_at=now, error=error)
+            else:
+                values.update(attempts=0)
             conn.execute(sa.update(jobs).where(_J.id == job).values(**values))
             return _get(conn, job)
 
@@ -235,6 +311,12 @@ class Jobs:
         """One job; :class:`JobNotFound` if there is none with that id."""
         with self._read() as conn:
             return _get(conn, job)
+
+    def by_version(self, version: str) -> JobRecord | None:
+        """The job that builds dataset version ``version``, if any."""
+        with self._read() as conn:
+            found = conn.execute(sa.select(jobs).where(_J.version_id == version)).mappings().first()
+        return None if found is None else _record(found)
 
     def by_key(self, input_key: str) -> JobRecord | None:
         """The job made for the trigger ``input_key``, if any."""
@@ -259,7 +341,32 @@ class Jobs:
             return [_record(row) for row in conn.execute(query).mappings()]
 
 
-_FINAL = (JobState.PUBLISHED.value, JobState.FAILED.value)
+_FINAL = tuple(s.value for s in JobState if s.final)
+
+
+def _used_up(job: JobRecord, step: str) -> str:
+    """Why ``step`` of ``job`` is not tried again, from the ends of its tries in the log.
+
+    A try that was started but neither finished, retried nor interrupted ended with its
+    worker (killed by a signal, the OOM killer, a crash in native code).
+    """
+    mine = [e for e in job.log if e.get("step") == step]
+    starts = sum(e["event"] == "start" for e in mine)
+    retried = [e for e in mine if e["event"] == "retry"]
+    ended = len(retried) + sum(e["event"] == "interrupted" for e in mine)
+    died = max(starts - ended, 0)
+    tries = job.attempts
+    if died >= tries:
+        return (f"the worker running step {step} died {_times(died)} (signal or kill); "
+                "the input may be malformed")  # fmt: skip
+    parts = [f"the worker died {_times(died)} (signal or kill)"] if died else []
+    if retried:
+        parts.append(f"{len(retried)} transient error(s), the last: {retried[-1].get('error')}")
+    return f"step {step} was tried {_times(tries)} and did not finish: " + "; ".join(parts)
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
 
 
 def _held(conn: sa.Connection, job: str, worker: str) -> JobRecord:

@@ -34,6 +34,7 @@ _FIELDS = (
     _V.input_sha256,
     _V.params,
     _V.info,
+    _V.base_version.label("base"),
 )
 _NEWEST_FIRST = (_V.created_at.desc(), _V.seq.desc())
 _VERSIONS = sa.select(_D.name.label("dataset"), *_FIELDS).select_from(
@@ -222,4 +223,5 @@ def _record(row: sa.RowMapping) -> VersionRecord:
         input_sha256=row["input_sha256"],
         params=row["params"],
         info=row["info"],
+        base=row["base"],
     )

@@ -69,7 +69,10 @@ class VersionRecord:
     ``path`` is the snapshot folder relative to the storage root; it is set when the version
     is verified and cleared when it fails, so a non-None path always names a complete
     snapshot. ``params`` are the ingest parameters, ``info`` a summary of the snapshot
-    manifest (groupings, views, ...); both are plain JSON.
+    manifest (groupings, views, ...); both are plain JSON. ``base`` is the version the
+    dataset's pointer named when this one began building (None: nothing was live); a job
+    publishes its version only while the pointer still names it. ``reason`` says why a
+    version failed, or why a verified one was not published.
     """
 
     dataset: str
@@ -85,6 +88,7 @@ class VersionRecord:
     input_sha256: str | None
     params: dict[str, Any] = field(hash=False)
     info: dict[str, Any] = field(hash=False)
+    base: str | None = None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ __all__ = [
 
 ACTIONS = ("publish", "rollback")
 _STATUSES = ("building", "verified", "published", "failed", "retired")
-JOB_STATES = ("received", "unpacked", "validated", "computed", "verified", "published", "failed")
+JOB_STATES = ("received", "unpacked", "validated", "computed", "verified", "published", "failed",
+              "superseded")  # fmt: skip
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -92,6 +93,8 @@ versions = sa.Table(
     sa.Column("input_sha256", sa.String(64), nullable=True),
     sa.Column("params", sa.JSON, nullable=False),
     sa.Column("info", sa.JSON, nullable=False),
+    # the version the pointer named when this one began building (NULL: none); see publish()
+    sa.Column("base_version", sa.String(64), nullable=True),
     sa.PrimaryKeyConstraint("seq", name="pk_versions"),
     sa.UniqueConstraint("id", name="uq_versions_id"),
     sa.ForeignKeyConstraint(["dataset_id"], ["datasets.id"], name="fk_versions_dataset_id"),
@@ -136,7 +139,8 @@ pointer_history = sa.Table(
 # inbox entry by name, size and mtime; an upload by id) so that a trigger seen twice makes one
 # job; it is cleared once the watcher has moved the entry away. ``worker``/``lease_until`` is
 # the claim of the process running the job: a claim that is not renewed expires, and the job
-# is picked up again. ``log`` is the list of step events (start, done, retry, failed).
+# is picked up again. ``log`` is the list of step events (start, done, retry, failed, ...);
+# ``attempts`` counts the tries of the step running now (or next), each counted as it starts.
 jobs = sa.Table(
     "jobs",
     metadata,

@@ -9,7 +9,8 @@ run again after an interruption: it first removes what a killed run of itself le
 * **compute** makes the two streaming passes into ``<storage>/staging/<version>``;
 * **verify** checks the snapshot, moves it to ``<storage>/datasets/<name>/<version>`` and
   marks the version VERIFIED;
-* **publish** moves the dataset's pointer in one catalog transaction.
+* **publish** moves the dataset's pointer in one catalog transaction, if it still names the
+  version that was live when the job started (``force``: whatever it names).
 
 :func:`fail` marks the version FAILED and removes its folders; the live version is untouched.
 """
@@ -192,10 +193,15 @@ def verify(work: Work) -> Checkpoint:
 
 
 def publish(work: Work) -> Checkpoint:
-    """Move the dataset's pointer to the new version (one transaction); once only."""
+    """Move the dataset's pointer to the new version (one transaction); once only.
+
+    A compare-and-swap unless the job was told to ``force``: if the pointer moved since the
+    version began building, :class:`~widecube.catalog.PointerMoved` (the version stays verified).
+    """
     record = work.catalog.get_version(work.job.dataset, work.version)
     if record.status == VersionStatus.VERIFIED:
-        record = work.catalog.publish(work.job.dataset, work.version)
+        force = bool(work.job.params.get("force"))
+        record = work.catalog.publish(work.job.dataset, work.version, unless_moved=not force)
     work.progress("publish", 1.0)
     return {"version": record.version}
 

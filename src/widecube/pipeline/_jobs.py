@@ -8,8 +8,16 @@ resumes it at the step after the last one recorded. A checkpoint written just be
 kill counts as done, so a step that finished is never run twice.
 
 Errors are sorted by :func:`retry_delay`: bad input (:class:`~widecube.errors.InputError`)
-and every other refusal fail the job at once with their message; I/O errors and lost
-database connections are retried with exponential backoff, ``job_attempts`` times in all.
+and every other refusal fail the job at once with their message, and so do I/O errors that
+another try cannot mend (a name too long, a path that exists, no space, no permission: sorted
+by errno); transient I/O errors and lost database connections are retried with exponential
+backoff. Each try of a step is counted in the catalog *before* it runs, so a worker that dies
+during a step (a signal, a crash in native code) uses up a try too: a step gets
+``job_attempts`` tries in all, whatever ended them, and then the job fails with the reason.
+
+A job whose version was verified but whose dataset's pointer moved since the job started
+ends SUPERSEDED: its version stays verified, not live (``Catalog.publish(unless_moved=True)``),
+unless the job was told to ``force`` its publish.
 
     >>> runner = JobRunner(Settings(), catalog)
     >>> job = runner.submit("pbmc.h5ad", dataset="pbmc", params={"groupbys": ["cell_type"]})
@@ -19,6 +27,7 @@ database connections are retried with exponential backoff, ``job_attempts`` time
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -33,13 +42,14 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from ..catalog import Catalog, JobRecord, JobState, LeaseLost, VersionRecord
+from ..catalog import Catalog, JobRecord, JobState, LeaseLost, PointerMoved, VersionRecord
 from ..config import Settings
 from ..errors import CatalogError, WidecubeError
 from . import _ingest as steps
+from ._cleanup import reclaim_orphans
 from ._ingest import Progress, Work, check_name
 
-__all__ = ["JobRunner", "JobWorker", "ingest", "next_step", "retry_delay"]
+__all__ = ["JobRunner", "JobWorker", "ingest", "next_step", "retry_delay", "worker_name", "worker_prefix"]
 
 log = logging.getLogger("widecube.jobs")
 
@@ -51,6 +61,16 @@ _NEXT: dict[JobState, tuple[str, JobState]] = {
     JobState.VERIFIED: ("publish", JobState.PUBLISHED),
 }
 _MAX_DELAY = 300.0
+# errnos worth another try: the same call may succeed later (a network file system, a busy or
+# locked file, a full table of open files). Any other OSError is permanent: a name too long, a
+# path that exists or is a folder, no permission, no space, a file h5py cannot read (no errno).
+_TRANSIENT_ERRNOS = frozenset(
+    getattr(errno, name) for name in (
+        "EIO", "EAGAIN", "EINTR", "ESTALE", "ETIMEDOUT", "EBUSY", "ENOLCK", "ECONNRESET",
+        "ECONNREFUSED", "ECONNABORTED", "EHOSTUNREACH", "EHOSTDOWN", "ENETUNREACH", "ENETDOWN",
+        "ENETRESET", "ENOBUFS", "EMFILE", "ENFILE", "EREMOTEIO", "ECOMM", "EPIPE",
+    ) if hasattr(errno, name)
+)  # fmt: skip
 
 
 def next_step(state: JobState) -> tuple[str, JobState] | None:
@@ -65,12 +85,17 @@ def next_step(state: JobState) -> tuple[str, JobState] | None:
 def retry_delay(exc: BaseException, attempt: int, *, attempts: int, backoff: float) -> float | None:
     """Seconds to wait before trying a step again after ``exc`` on try ``attempt``; None: fail.
 
-    Only transient errors are retried: I/O errors (``OSError``) and lost database connections.
-    widecube's own errors never are: bad input stays bad, a refused state change stays refused.
+    Only transient errors are retried: I/O errors whose errno says another try may work
+    (``EIO``, ``ESTALE``, ``EAGAIN``, timeouts, lost connections, ...) and lost database
+    connections. widecube's own errors never are (bad input stays bad, a refused state
+    change stays refused), nor are permanent I/O errors (``ENAMETOOLONG``, ``EEXIST``,
+    ``EISDIR``, ``ENOTDIR``, ``EINVAL``, ``EACCES``, ``ENOSPC``, no errno at all, ...).
 
-    >>> retry_delay(OSError("stale NFS handle"), 1, attempts=3, backoff=2.0)
+    >>> retry_delay(OSError(errno.ESTALE, "Stale file handle"), 1, attempts=3, backoff=2.0)
     2.0
-    >>> retry_delay(OSError("stale NFS handle"), 3, attempts=3, backoff=2.0) is None
+    >>> retry_delay(OSError(errno.ESTALE, "Stale file handle"), 3, attempts=3, backoff=2.0) is None
+    True
+    >>> retry_delay(OSError(errno.ENAMETOOLONG, "File name too long"), 1, attempts=3, backoff=2.0) is None
     True
     """
     if attempt >= attempts or not _transient(exc):
@@ -83,7 +108,9 @@ def _transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
         return True
-    return isinstance(exc, OSError)
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS
 
 
 def _describe(exc: BaseException) -> str:
@@ -95,7 +122,9 @@ class JobRunner:
 
     def __init__(self, settings: Settings, catalog: Catalog, *, worker: str | None = None) -> None:
         self.settings, self.catalog = settings, catalog
-        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.worker = worker or worker_name()
+        self.current: str | None = None
+        """The job this runner is running now, if any."""
 
     def submit(self, input: str | Path, *, dataset: str, params: dict[str, Any], source: str = "cli",
                input_key: str | None = None, claim: bool = False,
@@ -125,6 +154,12 @@ class JobRunner:
         record = self.catalog.jobs.claim(self.worker, lease_s=self.settings.job_lease)
         return None if record is None else self._drive(record, _quiet, raise_errors=False)
 
+    def interrupt(self) -> bool:
+        """Hand the running job back (this process is being stopped on purpose): its step's
+        try is not counted and the next worker resumes it at once. False if none ran."""
+        job = self.current
+        return job is not None and self.catalog.jobs.interrupt(job, self.worker)
+
     def run_pending(self) -> list[JobRecord]:
         """Run jobs until none is waiting."""
         done = []
@@ -137,6 +172,7 @@ class JobRunner:
         work.done = _checkpoints(work.folder)
         log.info("job %s (%s): %s, worker %s", job.id, job.dataset, job.state.value, self.worker)
         name = "unpack"
+        self.current = job.id
         with _Lease(self.catalog, job.id, self.worker, self.settings.job_lease):
             try:
                 while (found := next_step(job.state)) is not None:
@@ -152,23 +188,30 @@ class JobRunner:
                 if raise_errors:
                     raise
                 return self.catalog.jobs.get(job.id)
+            except PointerMoved as exc:  # verified, not published: a newer version is live
+                job = self._supersede(work, exc)
+                if raise_errors:
+                    raise
             except BaseException as exc:
                 job = self._fail(work, exc, name)
                 if raise_errors or not isinstance(exc, Exception):
                     raise
             finally:
+                self.current = None
                 if job.state.final:
                     _cleanup(work)
         return job
 
     def _attempt(self, work: Work, name: str) -> dict[str, Any]:
-        for attempt in range(1, self.settings.job_attempts + 1):
-            self.catalog.jobs.event(work.job.id, self.worker, "start", name, attempt=attempt)
+        """Run step ``name``, each try counted in the catalog before it starts (tries that
+        earlier workers began and never finished count too); AttemptsUsed once all are."""
+        limit = self.settings.job_attempts
+        while True:
+            attempt = self.catalog.jobs.start(work.job.id, self.worker, name, limit=limit).attempts
             try:
                 return steps.STEPS[name](work)
             except BaseException as exc:
-                delay = retry_delay(exc, attempt, attempts=self.settings.job_attempts,
-                                    backoff=self.settings.job_backoff)  # fmt: skip
+                delay = retry_delay(exc, attempt, attempts=limit, backoff=self.settings.job_backoff)
                 if delay is None:
                     raise
                 work.close()
@@ -176,7 +219,12 @@ class JobRunner:
                                         error=_describe(exc), delay_s=delay)  # fmt: skip
                 log.warning("job %s: %s failed (%s), retrying in %.1f s", work.job.id, name, exc, delay)
                 time.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _supersede(self, work: Work, exc: PointerMoved) -> JobRecord:
+        """End the job SUPERSEDED: its version stays verified (and on disk), not live."""
+        log.info("job %s: %s", work.job.id, exc)  # the CLI and the job say so; not a worker fault
+        self.catalog.jobs.event(work.job.id, self.worker, "superseded", "publish", live=exc.current)
+        return self.catalog.jobs.advance(work.job.id, self.worker, JobState.SUPERSEDED, error=str(exc))
 
     def _fail(self, work: Work, exc: BaseException, step: str) -> JobRecord:
         reason = _describe(exc)
@@ -187,6 +235,16 @@ class JobRunner:
             self.catalog.jobs.event(work.job.id, self.worker, "failed", step, error=reason)
             record = self.catalog.jobs.advance(work.job.id, self.worker, JobState.FAILED, error=reason)
         return record
+
+
+def worker_name(pid: int | None = None) -> str:
+    """A worker's name in the catalog: ``host:pid:tag`` (the tag tells reused pids apart)."""
+    return f"{worker_prefix(pid)}{uuid.uuid4().hex[:6]}"
+
+
+def worker_prefix(pid: int | None = None) -> str:
+    """The start of the names of the workers of process ``pid`` (default: this one)."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}:"
 
 
 class JobWorker:
@@ -210,6 +268,12 @@ class JobWorker:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def interrupt(self) -> bool:
+        """Take no more jobs and hand the running one back (see :meth:`JobRunner.interrupt`);
+        True if one was running. Its thread cannot be stopped: end the process next."""
+        self._stop.set()
+        return self.runner.interrupt()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -235,6 +299,7 @@ def ingest(
     var: str | Path | None = None,
     allow_missing_metadata: bool = False,
     max_unpacked: int | None = None,
+    force: bool = False,
 ) -> VersionRecord:
     """Build, verify and publish a new version of ``dataset`` from the file at ``path``.
 
@@ -242,6 +307,10 @@ def ingest(
     (:func:`widecube.io.open_input`); ``obs``/``var`` name cell/gene metadata files joined on
     id; ``max_unpacked`` caps an archive's expanded size in bytes (default 20 × its size).
     The work is one job (see ``widecube jobs``), run here, in this process; its error is raised.
+    The version is published only if the dataset's live version is still the one live when
+    the job started; otherwise it stays verified and :class:`~widecube.catalog.PointerMoved`
+    is raised, naming the version live instead, unless ``force`` (publish whatever is live).
+    Work and staging folders left by killed jobs are removed first (:func:`reclaim_orphans`).
 
         >>> ingest("pbmc.h5ad", dataset="pbmc", groupbys=["cell_type", "cell_type,donor"])  # doctest: +SKIP
     """
@@ -249,8 +318,10 @@ def ingest(
     check_name(dataset)
     params = {"groupbys": list(groupbys or []), "layer": layer, "format": format,
               "obs": str(obs) if obs else None, "var": str(var) if var else None,
-              "allow_missing_metadata": allow_missing_metadata, "max_unpacked": max_unpacked}  # fmt: skip
+              "allow_missing_metadata": allow_missing_metadata, "max_unpacked": max_unpacked,
+              "force": force}  # fmt: skip
     with _catalog(settings, catalog) as opened:
+        reclaim_orphans(settings, opened)
         runner = JobRunner(settings, opened)
         job = runner.submit(path, dataset=dataset, params=params, claim=True)
         done = runner.run(job.id, progress=progress, raise_errors=True)

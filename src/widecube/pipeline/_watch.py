@@ -199,7 +199,7 @@ class Watcher:
                     if target.exists():
                         target = dest / f"{job.id[:8]}-{name}"
                     shutil.move(str(self.inbox / name), str(target))
-            if job.state == JobState.FAILED and members:
+            if job.state != JobState.PUBLISHED and members:  # failed, or superseded: say why
                 _error_report(dest / f"{members[0]}.error.json", job)
             self.catalog.jobs.forget_key(job.id)  # only now: a restart before it still finds the job
             log.info("inbox %s: job %s %s, filed in %s/", self.inbox, job.id, job.state.value, dest.name)

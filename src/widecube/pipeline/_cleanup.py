@@ -1,0 +1,105 @@
+"""Reclaim the folders that killed ingest jobs left behind.
+
+A job keeps its checkpoints, unpacked input and the readers' scratch files in
+``<storage>/work/<job id>`` and writes its snapshot into ``<storage>/staging/<version>``
+before verifying it; both go when the job ends. A job whose process was killed leaves them
+on disk until a worker resumes it, which may be never (``widecube ingest`` alone runs no
+worker). :func:`reclaim_orphans` runs when ``widecube ingest``, ``widecube work`` and
+``widecube serve`` start and removes:
+
+* the work and staging folders of jobs that are final (published, failed, superseded) or
+  unknown to the catalog;
+* of a job that may still be resumed (not final) but is not running (no valid lease), what
+  its resumption would throw away anyway: the readers' scratch files (``work/<id>/scratch``,
+  stale in a new process), and its staging folder while the job has not finished computing
+  (compute starts afresh) or once its version failed. Checkpoints, the unpacked input, and
+  the staging folder of a computed job (which verify moves into place) stay.
+
+Nothing of a running job is touched, and the job is claimed while its folders are trimmed,
+so no worker can resume it meanwhile. Only folders named like ids (32 hex digits) are
+considered; anything else there is not widecube's to remove.
+
+    >>> reclaim_orphans(settings, catalog)                           # doctest: +SKIP
+    [PosixPath('/srv/widecube/staging/3f2a...'), PosixPath('/srv/widecube/work/9b0c...')]
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from pathlib import Path
+
+from ..catalog import Catalog, JobNotFound, JobRecord, JobState, VersionStatus
+from ..config import Settings
+from ..errors import NotFound
+
+__all__ = ["reclaim_orphans"]
+
+log = logging.getLogger("widecube.jobs")
+
+_ID = re.compile(r"^[0-9a-f]{32}$")
+_BEFORE_COMPUTED = (JobState.RECEIVED, JobState.UNPACKED, JobState.VALIDATED)
+
+
+def reclaim_orphans(settings: Settings, catalog: Catalog) -> list[Path]:
+    """Remove what killed and ended jobs left in the work and staging folders; return it."""
+    from ._jobs import worker_name
+
+    work, staging = settings.storage / "work", settings.storage / "staging"
+    removed: list[Path] = []
+    waiting: dict[str, JobRecord] = {}  # not final: trimmed under a claim, below
+    for folder in _ids(work):
+        job = _job(catalog, folder.name)
+        if job is None or job.state.final:
+            removed += _remove([folder])
+        else:
+            waiting[job.id] = job
+    for folder in _ids(staging):
+        job = catalog.jobs.by_version(folder.name)
+        if job is None or job.state.final:
+            removed += _remove([folder])
+        else:
+            waiting[job.id] = job
+    me = worker_name()
+    for job in waiting.values():
+        claimed = catalog.jobs.claim(me, lease_s=settings.job_lease, job=job.id)
+        if claimed is None:  # running: hands off
+            continue
+        try:
+            stale = [work / job.id / "scratch"]
+            if claimed.state in _BEFORE_COMPUTED or _failed(catalog, claimed):
+                stale.append(staging / str(claimed.version))
+            removed += _remove(stale)
+        finally:
+            catalog.jobs.release(job.id, me)
+    return removed
+
+
+def _remove(folders: list[Path]) -> list[Path]:
+    gone = [folder for folder in folders if folder.exists()]
+    for folder in gone:
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info("removed %s, left by a job that ended or was killed", folder)
+    return gone
+
+
+def _ids(parent: Path) -> list[Path]:
+    try:
+        return sorted(p for p in parent.iterdir() if _ID.match(p.name) and p.is_dir())
+    except FileNotFoundError:
+        return []
+
+
+def _job(catalog: Catalog, job: str) -> JobRecord | None:
+    try:
+        return catalog.jobs.get(job)
+    except JobNotFound:
+        return None
+
+
+def _failed(catalog: Catalog, job: JobRecord) -> bool:
+    try:
+        return catalog.get_version(job.dataset, str(job.version)).status == VersionStatus.FAILED
+    except NotFound:
+        return False
