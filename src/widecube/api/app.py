@@ -12,6 +12,7 @@ at ``/``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..config import Settings
@@ -29,10 +31,13 @@ from ..web import mount_ui
 from . import _admin, _datasets, _jobs, _uploads
 from ._analysis import analysis_router
 from ._gzip import FastGZipMiddleware
-from ._responses import ARROW, JSON, NotAcceptable
+from ._responses import ARROW, JSON, NotAcceptable, clip, errors, short
 from ._upkeep import Upkeep, Usage
+from .models import MAX_BODY_BYTES
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("widecube.api")
 
 PREFIX = _datasets.PREFIX
 
@@ -98,14 +103,22 @@ def create_app(
     app.add_middleware(FastGZipMiddleware, minimum_size=1024, compresslevel=1, thread_minimum_size=1 << 20,
                        exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, ARROW))  # fmt: skip
 
+    # Every error is {"detail": "one line"} (models.Problem, as the OpenAPI document says),
+    # and echoes what was sent cut to 80 characters (_responses.clip): never a 30 MB gene name.
     @app.exception_handler(WidecubeError)
     async def _widecube_error(request: Request, exc: WidecubeError) -> Response:
-        return JSONResponse({"detail": str(exc)}, status_code=_status(exc))
+        return JSONResponse({"detail": clip(str(exc))}, status_code=_status(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
+        parts = [f"{'.'.join(short(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10]]
+        return JSONResponse({"detail": clip("; ".join(parts))}, status_code=422)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        # the client left mid-request (an upload cut off): nothing to answer, nothing went wrong
+        log.info("%s %s: the client disconnected", request.method, request.url.path)
+        return Response(status_code=400)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -113,8 +126,8 @@ def create_app(
 
     app.include_router(_datasets.router)
     app.include_router(analysis_router(wc), prefix=PREFIX)
-    app.include_router(_admin.router)
-    app.include_router(_jobs.router)
+    app.include_router(_admin.router, max_body_size=MAX_BODY_BYTES, responses=errors(404, 409, 413, 422))
+    app.include_router(_jobs.router, responses=errors(404, 422))
     app.include_router(_uploads.router)
     mount_ui(app)
     return app
