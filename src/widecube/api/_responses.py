@@ -192,8 +192,18 @@ _HEADERS = {
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` of error statuses, each with the :class:`Problem` body."""
-    return {code: {"model": Problem, "description": _STATUS[code]} for code in codes}
+    """OpenAPI ``responses`` of error statuses, each with the :class:`Problem` body.
+
+    413 of a JSON body over its limit (FastAPI's ``max_body_size``) is ``text/plain``
+    "Content Too Large" when ``Content-Length`` announced it, a :class:`Problem` when a chunked
+    body ran over; both are declared.
+    """
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        out[code] = {"model": Problem, "description": _STATUS[code]}
+        if code == 413:
+            out[code]["content"] = {"text/plain": {"schema": {"type": "string"}}}
+    return out
 
 
 def documented(*codes: int, arrow: bool = False, cached: bool = True) -> dict[int | str, dict[str, Any]]:

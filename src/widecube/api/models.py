@@ -69,8 +69,8 @@ NAME_CHARS = 256
 """Characters of a gene, stat, layer, version, embedding key or job/upload field."""
 COLUMN_CHARS = 1_024
 """Characters of an obs column, a groupby (columns joined by ',') or a category."""
-MAX_BODY_BYTES = 8 * 1024**2
-"""Bytes of a JSON request body (uploads excepted): 5,000 genes of 256 characters fit 6 times."""
+MAX_BODY_BYTES = 2 * 1024**2
+"""Bytes of a JSON request body (uploads excepted); 5,000 genes of 256 characters fit (1.3 MB)."""
 DATASET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 """A dataset name, as ingest requires it (see ``pipeline.check_name``)."""
 
