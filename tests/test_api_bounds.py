@@ -67,7 +67,9 @@ def server(make_h5ad: MakeH5ad, settings: Settings) -> Iterator[Server]:
         logger.addHandler(records)
         logger.setLevel(logging.INFO)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="info"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="info")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -115,7 +117,9 @@ def test_filters_and_query_parameters_are_bounded(server: Server) -> None:
     assert r.status_code == 422 and "1024 characters" in r.json()["detail"]
     assert "k" * 80 + "…" in r.json()["detail"] and "k" * 81 not in r.json()["detail"]
     many = {f"c{i}": ["T"] for i in range(101)}
-    r = c.post("/api/v1/datasets/pbmc/aggregate", json={"genes": ["Gene1"], "groupby": "cell_type", "filter": many})
+    r = c.post(
+        "/api/v1/datasets/pbmc/aggregate", json={"genes": ["Gene1"], "groupby": "cell_type", "filter": many}
+    )
     assert r.status_code == 422 and "100 items" in r.json()["detail"]
     r = c.get(SUMMARY, params={"genes": "Gene1", "groupby": "cell_type", "stats": ["mean"] * 65})
     assert r.status_code == 422 and "64 items" in r.json()["detail"]
@@ -151,8 +155,8 @@ def test_a_body_over_2_MiB_is_a_413(server: Server) -> None:
 
 def test_post_summary_equals_get_summary(server: Server) -> None:
     c = server.client
-    query = {"genes": ["Gene3", "Gene0", "Gene59"], "groupby": "cell_type,donor", "stats": ["mean", "var", "median"],
-             "layer": "raw"}  # fmt: skip
+    query = {"genes": ["Gene3", "Gene0", "Gene59"], "groupby": "cell_type,donor",
+             "stats": ["mean", "var", "median"], "layer": "raw"}  # fmt: skip
     got, posted = c.get(SUMMARY, params=query), c.post(SUMMARY, json=query)
     assert got.status_code == posted.status_code == 200
     assert got.json() == posted.json() and got.headers["etag"] == posted.headers["etag"]
@@ -161,8 +165,10 @@ def test_post_summary_equals_get_summary(server: Server) -> None:
     five_thousand = (GENES * 84)[:5000]
     big = c.post(SUMMARY, json={**query, "genes": five_thousand, "stats": ["mean"]})
     assert big.status_code == 200 and len(big.json()["genes"]) == 5000
-    assert c.post(SUMMARY, json={**query, "genes": five_thousand}, headers={"if-none-match": big.headers["etag"]}
-                  ).status_code == 200  # another query, another ETag  # fmt: skip
+    other = c.post(
+        SUMMARY, json={**query, "genes": five_thousand}, headers={"if-none-match": big.headers["etag"]}
+    )
+    assert other.status_code == 200  # another query, another ETag
     assert c.post(SUMMARY, json={**query, "genes": five_thousand, "stats": ["mean"]},
                   headers={"if-none-match": big.headers["etag"]}).status_code == 304  # fmt: skip
 
@@ -291,8 +297,9 @@ def test_client_disconnects_are_not_logged_as_server_errors(server: Server) -> N
     body = ('{"genes": ' + str((GENES * 84)[:5000]).replace("'", '"') + ', "groupby": "cell_type,donor", '
             '"stats": ["mean", "var", "sum"]}').encode()  # fmt: skip
     for encoding in ("identity", "gzip"):
-        _raw(port, f"POST {SUMMARY} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                   f"Accept-Encoding: {encoding}\r\nContent-Length: {len(body)}\r\n\r\n", body, read=100)  # fmt: skip
+        head = (f"POST {SUMMARY} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Accept-Encoding: {encoding}\r\nContent-Length: {len(body)}\r\n\r\n")  # fmt: skip
+        _raw(port, head, body, read=100)
     time.sleep(1.0)
     assert server.client.get("/healthz").status_code == 200  # still serving
     deadline = time.monotonic() + 10
