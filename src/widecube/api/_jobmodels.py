@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..catalog import JobRecord
-from .models import DATASET_PATTERN, ColumnName, Name
+from .models import DATASET_PATTERN, ColumnName, Name, StrictBody
 
 __all__ = ["JobDetail", "JobInfo", "UploadStart", "UploadStatus"]
 
@@ -50,7 +50,7 @@ class JobDetail(JobInfo):
         return cls(**JobInfo.of(job).model_dump(), log=job.log)
 
 
-class UploadStart(BaseModel):
+class UploadStart(StrictBody):
     """Start a resumable upload; then send its bytes with ``PUT`` and ``Content-Range``."""
 
     filename: str = Field(max_length=1024, description="the file's name; its suffixes tell archives apart")

@@ -174,7 +174,8 @@ def short(value: object) -> str:
 
 _STATUS = {
     304: "Not Modified: If-None-Match names the current ETag (no body)",
-    400: "Bad Request: refused as sent (the detail says why)",
+    400: "Bad Request: refused as sent: a body that is not JSON, an invalid file name, a URL longer "
+    "than the HTTP server takes (text/plain; use the POST form), ...",
     404: "Not Found: no such dataset, version, job or upload",
     406: "Not Acceptable: Accept asks for Arrow, which this route does not produce",
     409: "Conflict: the state does not allow it (the detail says why)",
@@ -196,12 +197,13 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
     413 of a JSON body over its limit (FastAPI's ``max_body_size``) is ``text/plain``
     "Content Too Large" when ``Content-Length`` announced it, a :class:`Problem` when a chunked
-    body ran over; both are declared.
+    body ran over; 400 is ``text/plain`` when uvicorn refuses the request itself (a request
+    line over its limit); both types are declared for both.
     """
     out: dict[int | str, dict[str, Any]] = {}
     for code in codes:
         out[code] = {"model": Problem, "description": _STATUS[code]}
-        if code == 413:
+        if code in (400, 413):  # also answered in text by the HTTP server or the body limit
             out[code]["content"] = {"text/plain": {"schema": {"type": "string"}}}
     return out
 
@@ -209,7 +211,7 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 def documented(*codes: int, arrow: bool = False, cached: bool = True) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` of a route answered by :func:`respond`: 200's headers (and its
     Arrow media type when ``arrow``), 304 when ``cached``, 406 when it has no Arrow form,
-    503, and the error ``codes`` the route sends besides."""
+    400 and 503, and the error ``codes`` the route sends besides."""
     ok: dict[str, Any] = {"headers": {h: {"description": d, "schema": {"type": "string"}}
                                       for h, d in _HEADERS.items()}}  # fmt: skip
     if arrow:
@@ -217,7 +219,7 @@ def documented(*codes: int, arrow: bool = False, cached: bool = True) -> dict[in
     out: dict[int | str, dict[str, Any]] = {200: ok}
     if cached:
         out[304] = {"description": _STATUS[304]}
-    statuses = {*codes, 503} | (set() if arrow else {406})
+    statuses = {*codes, 400, 503} | (set() if arrow else {406})
     return {**out, **errors(*sorted(statuses))}
 
 

@@ -177,7 +177,7 @@ def start(request: Request, body: UploadStart) -> Response:
 UploadId = Annotated[str, Path(max_length=64, description="the id the upload started with")]
 
 
-@router.get("/{upload_id}", response_model=UploadStatus, responses=errors(404, 422))
+@router.get("/{upload_id}", response_model=UploadStatus, responses=errors(400, 404, 422))
 def status(request: Request, upload_id: UploadId) -> Response:
     """How many bytes arrived (where to resume), and the job once complete."""
     return JSONResponse(_status(_uploads(request), upload_id), headers=_NO_STORE)

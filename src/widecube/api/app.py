@@ -13,6 +13,7 @@ at ``/``.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from .. import __version__
@@ -52,6 +54,20 @@ def _status(exc: WidecubeError) -> int:
     if isinstance(exc, CatalogError):
         return 409
     return 400
+
+
+def _allowed(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI document lists for ``path`` (for a 405's ``Allow``; Starlette
+    names only those of the first route that matched, e.g. GET of a path with GET and POST)."""
+    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(app.state, "allow_table", None)
+    if table is None:
+        table = [(re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(p)) + "$"),
+                  sorted(m.upper() for m in ops)) for p, ops in app.openapi()["paths"].items()]  # fmt: skip
+        app.state.allow_table = table
+    exact = [methods for pattern, methods in table if pattern.pattern == "^" + re.escape(path) + "$"]
+    if exact:  # /uploads/resumable, not /uploads/{upload_id}
+        return exact[0]
+    return sorted({m for pattern, methods in table if pattern.match(path) for m in methods})
 
 
 def create_app(
@@ -114,6 +130,15 @@ def create_app(
         parts = [f"{'.'.join(short(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10]]
         return JSONResponse({"detail": clip("; ".join(parts))}, status_code=422)
 
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Allow: every method of the path, not of one route of it
+            headers["Allow"] = ", ".join(_allowed(app, request.url.path)) or headers.get("Allow", "")
+        if exc.status_code == 304 or exc.status_code < 200:
+            return Response(status_code=exc.status_code, headers=headers)
+        return JSONResponse({"detail": clip(str(exc.detail))}, status_code=exc.status_code, headers=headers)
+
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, exc: ClientDisconnect) -> Response:
         # the client left mid-request (an upload cut off): nothing to answer, nothing went wrong
@@ -126,8 +151,8 @@ def create_app(
 
     app.include_router(_datasets.router)
     app.include_router(analysis_router(wc), prefix=PREFIX)
-    app.include_router(_admin.router, max_body_size=MAX_BODY_BYTES, responses=errors(404, 409, 413, 422))
-    app.include_router(_jobs.router, responses=errors(404, 422))
+    app.include_router(_admin.router, max_body_size=MAX_BODY_BYTES, responses=errors(400, 404, 409, 413, 422))
+    app.include_router(_jobs.router, responses=errors(400, 404, 422))
     app.include_router(_uploads.router)
     mount_ui(app)
     return app

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
     "COLUMN_CHARS",
@@ -49,6 +49,7 @@ __all__ = [
     "PublishRequest",
     "RollbackRequest",
     "SummaryRequest",
+    "StrictBody",
     "SummaryResponse",
     "Text",
     "UploadCreated",
@@ -97,6 +98,13 @@ Filter = Annotated[
     dict[ColumnName, Annotated[list[ColumnName], Field(max_length=MAX_CATEGORIES)]],
     Field(max_length=MAX_COLUMNS),
 ]
+
+
+class StrictBody(BaseModel):
+    """A request body: unknown fields are a 422 (``additionalProperties: false``), not ignored,
+    so that a misspelt field (``filters``, ``gene``) is not silently a different query."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class Problem(BaseModel):
@@ -162,7 +170,7 @@ class VersionInfo(BaseModel):
     current: bool
 
 
-class SummaryRequest(BaseModel):
+class SummaryRequest(StrictBody):
     genes: list[Name] = Field(min_length=1, max_length=MAX_GENES, examples=[["CD3E", "MS4A1"]])
     groupby: ColumnName = Field(examples=["cell_type"])
     stats: Stats = Field(
@@ -198,7 +206,7 @@ _FILTER = Field(
 )
 
 
-class AggregateRequest(BaseModel):
+class AggregateRequest(StrictBody):
     genes: list[Name] = Field(min_length=1, max_length=1000, examples=[["CD3E", "MS4A1"]])
     groupby: ColumnName = Field(examples=["cell_type"], description="an obs column, or columns joined by ','")
     filter: Filter = _FILTER
@@ -217,7 +225,7 @@ class AggregateResponse(SummaryResponse):
     )
 
 
-class ExpressionRequest(BaseModel):
+class ExpressionRequest(StrictBody):
     genes: list[Name] = Field(min_length=1, max_length=32, examples=[["CD3E"]])
     filter: Filter = _FILTER
     layer: Name | None = Field(default=None, description="'raw' or 'normalized'; default: the dataset's")
@@ -253,7 +261,7 @@ class MarkersResponse(BaseModel):
     markers: list[Marker]
 
 
-class GeneStatsRequest(BaseModel):
+class GeneStatsRequest(StrictBody):
     genes: list[Name] = Field(min_length=1, max_length=MAX_GENES, examples=[["CD3E", "MS4A1"]])
     layer: Name | None = Field(default=None, description="'raw' or 'normalized'; default: the dataset's")
     version: Name | None = Field(default=None, description="pin a version; default: the live one")
@@ -306,9 +314,9 @@ class EmbeddingResponse(BaseModel):
     color: CellColor | None
 
 
-class PublishRequest(BaseModel):
+class PublishRequest(StrictBody):
     version: Name = Field(description="a verified or retired version of the dataset")
 
 
-class RollbackRequest(BaseModel):
+class RollbackRequest(StrictBody):
     to: Name | None = Field(default=None, description="version to make live; default: the previous one")
