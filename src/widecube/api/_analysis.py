@@ -17,6 +17,7 @@ from .models import (
     MAX_BODY_BYTES,
     MAX_GENES,
     CellStatsResponse,
+    ColumnName,
     GeneStatsRequest,
     GeneStatsResponse,
     MarkersResponse,
@@ -35,7 +36,7 @@ def analysis_router(wc: Widecube) -> APIRouter:
         request: Request,
         name: DatasetName,
         groupby: Column,
-        group: Column,
+        group: Annotated[ColumnName, Query(examples=["B"], description="a group (category) of groupby")],
         layer: Layer = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 100,
         version: Version = None,
@@ -57,7 +58,13 @@ def analysis_router(wc: Widecube) -> APIRouter:
         request: Request,
         name: DatasetName,
         genes: Annotated[
-            list[Name], Query(min_length=1, max_length=MAX_GENES, description="repeat: genes=A&genes=B")
+            list[Name],
+            Query(
+                min_length=1,
+                max_length=MAX_GENES,
+                description="repeat: genes=A&genes=B",
+                examples=[["CD3E", "MS4A1"]],
+            ),  # fmt: skip
         ],  # fmt: skip
         layer: Layer = None,
         version: Version = None,

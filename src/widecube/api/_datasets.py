@@ -66,8 +66,8 @@ async def _service(request: Request) -> Widecube:  # async: no thread hop per re
 
 WC = Annotated[Widecube, Depends(_service)]
 Version = Annotated[NameText | None, Query(description="pin a version; default: the live one")]
-DatasetName = Annotated[str, Path(pattern=DATASET_PATTERN, description="the dataset")]
-Column = Annotated[ColumnText, Query()]
+DatasetName = Annotated[str, Path(pattern=DATASET_PATTERN, description="the dataset", examples=["pbmc"])]
+Column = Annotated[ColumnText, Query(examples=["cell_type"])]
 Layer = Annotated[NameText | None, Query(description="raw or normalized; default: the dataset's")]
 
 
@@ -152,7 +152,13 @@ def summary_get(
     name: DatasetName,
     wc: WC,
     genes: Annotated[
-        list[NameText], Query(min_length=1, max_length=MAX_GENES, description="repeat: genes=A&genes=B")
+        list[NameText],
+        Query(
+            min_length=1,
+            max_length=MAX_GENES,
+            description="repeat: genes=A&genes=B",
+            examples=[["CD3E", "MS4A1"]],
+        ),  # fmt: skip
     ],  # fmt: skip
     groupby: Column,
     stats: Annotated[
@@ -201,7 +207,7 @@ def list_embeddings(request: Request, name: DatasetName, wc: WC, version: Versio
 def embedding(
     request: Request,
     name: DatasetName,
-    key: Annotated[NameText, Path(description="an obsm key, such as X_umap")],
+    key: Annotated[NameText, Path(description="an obsm key, such as X_umap", examples=["X_umap"])],
     wc: WC,
     color: Annotated[ColumnText | None, Query(description="an obs column, or a gene")] = None,
     version: Version = None,
