@@ -23,6 +23,7 @@ and the API can show it as it is, without a traceback::
     │   └── LeaseLost*                     a worker's claim on a job ran out; another took it
     ├── UploadConflict*                   a chunk not at the upload's offset (409)
     │   └── UploadBusy*                    another request is writing that upload
+    ├── TooManyUploads*                   a client has WIDECUBE_UPLOAD_MAX_OPEN uploads open (429)
     └── NotAcceptable*                    no format the client accepts (406)
 
 ``*``: defined beside the code that raises it (``catalog._jobs``, ``pipeline._uploads``,
