@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from _data import MakeH5ad, small_adata
 from widecube.api import create_app
+from widecube.catalog import JobState
 from widecube.config import Settings
 from widecube.pipeline import ingest
 
@@ -312,3 +313,26 @@ def test_client_disconnects_are_not_logged_as_server_errors(server: Server) -> N
     # the one-request upload went; the resumable one kept what arrived, to resume from
     assert server.client.get(f"/api/v1/uploads/{up['upload']}").json()["offset"] > 0
     assert [p.name for p in _upload_folders(server.settings)] == [up["upload"]]
+
+
+def test_a_finished_upload_expires_only_after_its_job_ended(server: Server) -> None:
+    c = server.client
+    up = c.post("/api/v1/uploads/resumable", json={"filename": "done.h5ad", "size": 4}).json()["upload"]
+    job = c.put(f"/api/v1/uploads/{up}", content=b"abcd", headers={"content-range": "bytes 0-3/4"}).json()[
+        "job"
+    ]
+    folder = server.settings.storage / "uploads" / up
+    then = time.time() - server.settings.upload_expiry - 60
+
+    def age() -> None:
+        for path in (folder, *folder.iterdir()):
+            os.utime(path, (then, then))
+
+    age()
+    assert server.app.state.upkeep.run_once()["expired"] == []  # its job waits to run: its input stays
+    jobs = server.app.state.widecube.catalog.jobs
+    claimed = jobs.claim("test-worker", lease_s=60, job=job)
+    assert claimed is not None
+    jobs.advance(job, "test-worker", JobState.FAILED, error="test")  # the worker died before cleaning up
+    age()
+    assert server.app.state.upkeep.run_once()["expired"] == [up] and not folder.exists()
