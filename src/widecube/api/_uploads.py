@@ -64,6 +64,8 @@ def _client(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
+_FILENAME = ("the file's name; its suffixes tell archives apart (a plain name: no NUL or control "
+             "character, at most 255 bytes)")  # fmt: skip
 _CREATED = {201: {"model": UploadCreated, "description": "the upload is complete: its job"}}
 _BINARY = {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
 
@@ -101,15 +103,7 @@ async def _receive(request: Request, writer: Writer, most: int | None = None) ->
              openapi_extra={"requestBody": {"required": True, **_BINARY}})  # fmt: skip
 async def upload(
     request: Request,
-    filename: Annotated[
-        str,
-        Query(
-            max_length=1024,
-            description="the file's name; its suffixes tell "
-            "archives apart (a plain name: no NUL or control character, "
-            "at most 255 bytes)",
-        ),
-    ],  # fmt: skip
+    filename: Annotated[str, Query(max_length=1024, description=_FILENAME)],
     dataset: Annotated[
         str | None, Query(pattern=DATASET_PATTERN, description="dataset name; default: from the file name")
     ] = None,
