@@ -146,7 +146,7 @@ def create_app(
         return Response(status_code=400)
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:  # on the event loop: answered even when every thread computes
         return {"status": "ok", "version": __version__}
 
     app.include_router(_datasets.router)
