@@ -7,8 +7,9 @@ for ever, live ones are revalidated (see ``_responses``).
 
 Every handler but ``/features`` is a plain ``def``: FastAPI runs it in its thread pool, so a
 heavy query (5,000 genes, many stats, a first decode into the cache) never holds the event
-loop, and a health probe or a small query is answered meanwhile. The hop costs tens of
-microseconds; a blocked event loop costs every other request the whole query.
+loop, and a health probe or a small query is answered meanwhile. The hop adds a little
+latency to each request (not re-measured with this change: see ``make bench-serve``); a
+blocked event loop costs every other request the whole query.
 
 ``POST /aggregate`` and ``POST /expression`` are cached like GETs: the ETag digests the JSON
 body (``body_key``), a body that pins ``version`` is ``immutable``, ``If-None-Match`` is 304.
