@@ -90,6 +90,18 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(
         default=100 * 1024**3, gt=0, description="Largest file `POST /api/v1/uploads` accepts, in bytes."
     )
+    upload_expiry: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="Seconds an unfinished upload may receive no byte before the server's upkeep "
+        "removes it (and its bytes).",
+    )
+    upload_max_open: int = Field(
+        default=20,
+        ge=1,
+        description="Unfinished uploads one client address may have open at once (429 beyond). "
+        "Behind a reverse proxy, run uvicorn with --proxy-headers so that each client has its address.",
+    )
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

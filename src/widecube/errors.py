@@ -27,6 +27,7 @@ and the API can show it as it is, without a traceback::
     │   └── PointerMoved*                  a job's version was not published: another went live
     ├── UploadConflict*                   a chunk not at the upload's offset (409)
     │   └── UploadBusy*                    another request is writing that upload
+    ├── TooManyUploads*                   a client has WIDECUBE_UPLOAD_MAX_OPEN uploads open (429)
     ├── RemoteError*                      client: a server error with no class here (5xx…), or no answer
     └── NotAcceptable*                    no format the client accepts (406)
 

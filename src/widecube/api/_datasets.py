@@ -5,14 +5,19 @@ result to :func:`respond` (format, ETag, 304, cache headers). A request pins a v
 ``version`` (query string, or the body of ``POST /summary``); pinned responses are cached
 for ever, live ones are revalidated (see ``_responses``).
 
-Handlers whose work is a sub-millisecond lookup in memory-mapped arrays are ``async``: they
-run on the event loop, because handing them to the thread pool and back costs more than the
-work itself (GIL hand-offs). The embedding handler, which may serialise millions of values,
-stays in the thread pool, as do ``/aggregate`` and ``/expression``, which compute over the
-gene-major view (their kernels release the GIL).
+Every handler but ``/features`` is a plain ``def``: FastAPI runs it in its thread pool, so a
+heavy query (5,000 genes, many stats, a first decode into the cache) never holds the event
+loop, and a health probe or a small query is answered meanwhile. The hop adds a little
+latency to each request (not re-measured with this change: see ``make bench-serve``); a
+blocked event loop costs every other request the whole query.
 
 ``POST /aggregate`` and ``POST /expression`` are cached like GETs: the ETag digests the JSON
 body (``body_key``), a body that pins ``version`` is ``immutable``, ``If-None-Match`` is 304.
+``POST /summary`` and ``POST /genes/stats`` are the GET queries with a JSON body (5,000 gene
+names do not fit in a URL): same answer, same ETag as the GET.
+
+Every parameter is bounded (``models``: lengths of lists and strings, dataset names as ingest
+allows them); JSON bodies are at most ``MAX_BODY_BYTES`` (413 beyond).
 """
 
 from __future__ import annotations
@@ -20,13 +25,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from ..service import Widecube
 from . import _arrow
-from ._responses import body_key, respond
+from ._responses import body_key, documented, respond
 from .models import (
+    DATASET_PATTERN,
+    MAX_BODY_BYTES,
+    MAX_GENES,
+    MAX_STATS,
     AggregateRequest,
     AggregateResponse,
     DatasetDetail,
@@ -40,11 +49,13 @@ from .models import (
     SummaryResponse,
     VersionInfo,
 )
+from .models import ColumnName as ColumnText
+from .models import Name as NameText
 
-__all__ = ["PREFIX", "router"]
+__all__ = ["PREFIX", "Column", "DatasetName", "Layer", "Version", "router"]
 
 PREFIX = "/api/v1"
-router = APIRouter(prefix=PREFIX)
+router = APIRouter(prefix=PREFIX, max_body_size=MAX_BODY_BYTES)
 _DEFAULT_STATS = ["mean", "frac_expressing"]
 _OPTIONAL = ("aggregate", "expression")  # routes that arrive with the gene-major view
 
@@ -55,7 +66,10 @@ async def _service(request: Request) -> Widecube:  # async: no thread hop per re
 
 
 WC = Annotated[Widecube, Depends(_service)]
-Version = Annotated[str | None, Query(description="pin a version; default: the live one")]
+Version = Annotated[NameText | None, Query(description="pin a version; default: the live one")]
+DatasetName = Annotated[str, Path(pattern=DATASET_PATTERN, description="the dataset", examples=["pbmc"])]
+Column = Annotated[ColumnText, Query(examples=["cell_type"])]
+Layer = Annotated[NameText | None, Query(description="raw or normalized; default: the dataset's")]
 
 
 @router.get("/features")
@@ -77,35 +91,36 @@ def _paths(routes: Iterable[object]) -> Iterator[str]:
             yield from _paths(inner.routes)
 
 
-@router.get("/datasets", response_model=list[DatasetSummary])
-async def list_datasets(request: Request, wc: WC) -> Response:
+@router.get("/datasets", response_model=list[DatasetSummary], responses=documented(arrow=True))
+def list_datasets(request: Request, wc: WC) -> Response:
     found = wc.datasets()
     key = tuple((d["name"], d["version"]) for d in found)
     return respond(request, found, version="catalog", key=key, pinned=False, track=False,
                    arrow=lambda: _arrow.records_table(found))  # fmt: skip
 
 
-@router.get("/datasets/{name}", response_model=DatasetDetail)
-async def get_dataset(request: Request, name: str, wc: WC, version: Version = None) -> Response:
+@router.get("/datasets/{name}", response_model=DatasetDetail, responses=documented(404, 422))
+def get_dataset(request: Request, name: DatasetName, wc: WC, version: Version = None) -> Response:
     detail = wc.dataset(name, version)
     return respond(request, detail, version=detail["version"], key=("dataset", name),
                    pinned=version is not None)  # fmt: skip
 
 
-@router.get("/datasets/{name}/versions", response_model=list[VersionInfo])
-async def list_versions(request: Request, name: str, wc: WC) -> Response:
+@router.get("/datasets/{name}/versions", response_model=list[VersionInfo],
+            responses=documented(404, 422, arrow=True))  # fmt: skip
+def list_versions(request: Request, name: DatasetName, wc: WC) -> Response:
     found = wc.versions(name)
     key = ("versions", name, tuple((v["version"], v["status"]) for v in found))
     return respond(request, found, version="catalog", key=key, pinned=False, track=False,
                    arrow=lambda: _arrow.records_table(found))  # fmt: skip
 
 
-@router.get("/datasets/{name}/genes", response_model=GeneList)
-async def list_genes(
+@router.get("/datasets/{name}/genes", response_model=GeneList, responses=documented(404, 422, arrow=True))
+def list_genes(
     request: Request,
-    name: str,
+    name: DatasetName,
     wc: WC,
-    prefix: str = "",
+    prefix: Annotated[NameText, Query(description="case-insensitive start of the names")] = "",
     limit: Annotated[int, Query(ge=1, le=10_000)] = 20,
     version: Version = None,
 ) -> Response:
@@ -123,29 +138,45 @@ def _summary(request: Request, wc: Widecube, name: str, genes: list[str], groupb
                    pinned=version is not None, arrow=lambda: _arrow.summary_table(result))  # fmt: skip
 
 
-@router.post("/datasets/{name}/summary", response_model=SummaryResponse)
-async def summary(request: Request, name: str, body: SummaryRequest, wc: WC) -> Response:
-    """Per-group statistics of genes (JSON body; see ``GET`` for a cacheable URL)."""
+@router.post("/datasets/{name}/summary", response_model=SummaryResponse,
+             responses=documented(404, 413, 422, arrow=True))  # fmt: skip
+def summary(request: Request, name: DatasetName, body: SummaryRequest, wc: WC) -> Response:
+    """Per-group statistics of genes: ``GET /summary`` with a JSON body, for gene lists too
+    long for a URL (up to 5,000); the same answer and ETag as the GET."""
     return _summary(request, wc, name, body.genes, body.groupby, body.stats, body.layer, body.version)
 
 
-@router.get("/datasets/{name}/summary", response_model=SummaryResponse)
-async def summary_get(
+@router.get("/datasets/{name}/summary", response_model=SummaryResponse,
+            responses=documented(404, 422, arrow=True))  # fmt: skip
+def summary_get(
     request: Request,
-    name: str,
+    name: DatasetName,
     wc: WC,
-    genes: Annotated[list[str], Query(min_length=1, max_length=5000, description="repeat: genes=A&genes=B")],
-    groupby: str,
-    stats: Annotated[list[str] | None, Query(description="repeatable; default mean, frac_expressing")] = None,
-    layer: Annotated[str | None, Query(description="raw or normalized; default: the dataset's")] = None,
+    genes: Annotated[
+        list[NameText],
+        Query(
+            min_length=1,
+            max_length=MAX_GENES,
+            description="repeat: genes=A&genes=B",
+            examples=[["CD3E", "MS4A1"]],
+        ),  # fmt: skip
+    ],  # fmt: skip
+    groupby: Column,
+    stats: Annotated[
+        list[NameText] | None,
+        Query(max_length=MAX_STATS, description="repeatable; default mean, frac_expressing"),
+    ] = None,
+    layer: Layer = None,
     version: Version = None,
 ) -> Response:
-    """The same as ``POST /summary``, as a URL that browsers and proxies can cache."""
+    """Per-group statistics of genes, as a URL that browsers and proxies can cache (a long
+    gene list may not fit in a URL: ``POST /summary`` takes it as a JSON body)."""
     return _summary(request, wc, name, genes, groupby, stats or _DEFAULT_STATS, layer, version)
 
 
-@router.post("/datasets/{name}/aggregate", response_model=AggregateResponse)
-def aggregate(request: Request, name: str, body: AggregateRequest, wc: WC) -> Response:
+@router.post("/datasets/{name}/aggregate", response_model=AggregateResponse,
+             responses=documented(404, 413, 422, arrow=True))  # fmt: skip
+def aggregate(request: Request, name: DatasetName, body: AggregateRequest, wc: WC) -> Response:
     """The summary of genes over the cells a filter keeps (any subset), exactly: the shape
     of ``/summary`` plus ``filter``, ``cells`` and ``source``. Groups the filter empties have
     ``n_cells`` 0, sums and counts 0, other stats null."""
@@ -155,8 +186,9 @@ def aggregate(request: Request, name: str, body: AggregateRequest, wc: WC) -> Re
                    pinned=body.version is not None, arrow=lambda: _arrow.summary_table(result))  # fmt: skip
 
 
-@router.post("/datasets/{name}/expression", response_model=ExpressionResponse)
-def expression(request: Request, name: str, body: ExpressionRequest, wc: WC) -> Response:
+@router.post("/datasets/{name}/expression", response_model=ExpressionResponse,
+             responses=documented(404, 413, 422, arrow=True))  # fmt: skip
+def expression(request: Request, name: DatasetName, body: ExpressionRequest, wc: WC) -> Response:
     """Per-cell values of genes (float32, obs order) over the cells a filter keeps."""
     result = wc.expression(name, genes=body.genes, filter=body.filter, layer=body.layer, version=body.version)
     return respond(request, result, version=result["version"], key=body_key("expression", body),
@@ -164,20 +196,21 @@ def expression(request: Request, name: str, body: ExpressionRequest, wc: WC) -> 
                    arrow=lambda: _arrow.expression_table(result))  # fmt: skip
 
 
-@router.get("/datasets/{name}/embedding", response_model=EmbeddingList)
-async def list_embeddings(request: Request, name: str, wc: WC, version: Version = None) -> Response:
+@router.get("/datasets/{name}/embedding", response_model=EmbeddingList, responses=documented(404, 422))
+def list_embeddings(request: Request, name: DatasetName, wc: WC, version: Version = None) -> Response:
     found = wc.embeddings(name, version)
     return respond(request, found, version=found["version"], key=("embeddings", name),
                    pinned=version is not None)  # fmt: skip
 
 
-@router.get("/datasets/{name}/embedding/{key}", response_model=EmbeddingResponse)
+@router.get("/datasets/{name}/embedding/{key}", response_model=EmbeddingResponse,
+            responses=documented(404, 422, arrow=True))  # fmt: skip
 def embedding(
     request: Request,
-    name: str,
-    key: str,
+    name: DatasetName,
+    key: Annotated[NameText, Path(description="an obsm key, such as X_umap", examples=["X_umap"])],
     wc: WC,
-    color: Annotated[str | None, Query(description="an obs column, or a gene")] = None,
+    color: Annotated[ColumnText | None, Query(description="an obs column, or a gene")] = None,
     version: Version = None,
 ) -> Response:
     """Coordinates of obsm ``key`` per cell, and one value per cell to colour by."""

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..catalog import JobRecord
+from .models import DATASET_PATTERN, ColumnName, Name, StrictBody
 
 __all__ = ["JobDetail", "JobInfo", "UploadStart", "UploadStatus", "public_text", "public_worker"]
 
@@ -91,16 +92,19 @@ def _public_event(event: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-class UploadStart(BaseModel):
+class UploadStart(StrictBody):
     """Start a resumable upload; then send its bytes with ``PUT`` and ``Content-Range``."""
 
-    filename: str = Field(description="the file's name; its suffixes tell archives apart")
+    filename: str = Field(max_length=1024, description="the file's name; its suffixes tell archives apart")
     size: int = Field(ge=0, description="the file's size in bytes")
-    sha256: str | None = Field(default=None, description="hex digest the bytes must have")
-    dataset: str | None = Field(default=None, description="dataset name; default: from the file name")
-    groupbys: list[str] = Field(default_factory=list, description="obs columns to group by")
-    layer: str | None = None
-    format: str | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$",
+                               description="hex digest the bytes must have")  # fmt: skip
+    dataset: str | None = Field(default=None, pattern=DATASET_PATTERN,
+                                description="dataset name; default: from the file name")  # fmt: skip
+    groupbys: list[ColumnName] = Field(default_factory=list, max_length=64,
+                                       description="obs columns to group by")  # fmt: skip
+    layer: Name | None = None
+    format: Name | None = None
 
 
 class UploadStatus(BaseModel):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from ..catalog import JobState
@@ -15,6 +15,7 @@ from ..errors import InvalidQuery
 from ..pipeline import JobRunner
 from ._jobmodels import JobDetail, JobInfo
 from ._responses import JSON
+from .models import Name
 
 __all__ = ["router", "runner"]
 
@@ -31,8 +32,8 @@ def runner(request: Request) -> JobRunner:
 @router.get("", response_model=list[JobInfo])
 def list_jobs(
     request: Request,
-    state: Annotated[str | None, Query(description="only jobs in this state")] = None,
-    source: Annotated[str | None, Query(description="only jobs from cli, watch or upload")] = None,
+    state: Annotated[Name | None, Query(description="only jobs in this state")] = None,
+    source: Annotated[Name | None, Query(description="only jobs from cli, watch or upload")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """Jobs, newest first."""
@@ -46,7 +47,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobDetail)
-def get_job(request: Request, job_id: str) -> Response:
+def get_job(request: Request, job_id: Annotated[str, Path(max_length=64)]) -> Response:
     """One job with its step log; 404 if there is none with that id."""
     job = runner(request).catalog.jobs.get(job_id)
     return JSON(JobDetail.of(job).model_dump(mode="json"), headers=_NO_STORE)

@@ -15,20 +15,27 @@ Every data route ends in :func:`respond`, which
   an unpinned URL follows the live pointer and changes on publish — ``immutable`` would be a
   lie there. Clients still revalidate cheaply with the ETag. The web UI always pins;
 * records the version as used, so the upkeep loop does not evict it from under its readers.
+
+:func:`documented` declares all that in the OpenAPI document (``responses=`` of a route):
+the Arrow media type, the headers, 304, and every error status with the :class:`Problem`
+body; :func:`clip` cuts the values an error message echoes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pyarrow as pa
 from fastapi import Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from ..errors import WidecubeError
+from .models import Problem
 
 __all__ = [
     "ARROW",
@@ -37,6 +44,8 @@ __all__ = [
     "REVALIDATE",
     "NotAcceptable",
     "body_key",
+    "clip",
+    "documented",
     "etag_for",
     "respond",
     "wants_arrow",
@@ -51,8 +60,9 @@ class NotAcceptable(WidecubeError):
     """The client asked for a format this route cannot produce (HTTP 406)."""
 
 
-class JSON(Response):
-    media_type = "application/json"
+class JSON(JSONResponse):
+    """JSON by orjson. A :class:`JSONResponse`, so that FastAPI documents a route's
+    ``response_model`` as its body (for another response class it writes "a string")."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC)
@@ -138,6 +148,79 @@ def respond(
         assert arrow is not None
         return Response(_ipc(arrow()), media_type=ARROW, headers=headers)
     return JSON(content, headers=headers)
+
+
+_ECHO = 80  # characters of a value sent that an error message repeats
+_MESSAGE = 1_000  # characters of an error message, at most
+_QUOTED = re.compile(rf"'[^'\n]{{{_ECHO + 1},}}'|\"[^\"\n]{{{_ECHO + 1},}}\"")
+
+
+def clip(message: str) -> str:
+    """``message`` with every quoted value longer than 80 characters cut to its first 80 and
+    "…", and the whole at most 1,000 characters: an error must not echo a 30 MB gene name.
+
+    >>> clip("no gene '" + "A" * 100 + "' in 'pbmc'")
+    "no gene 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA…' in 'pbmc'"
+    """
+    message = _QUOTED.sub(lambda m: m[0][: _ECHO + 1] + "…" + m[0][-1], message)
+    return message if len(message) <= _MESSAGE else message[:_MESSAGE] + "…"
+
+
+def short(value: object) -> str:
+    """A value sent, as an error message names it: its first 80 characters and "…"."""
+    text = str(value)
+    return text if len(text) <= _ECHO else text[:_ECHO] + "…"
+
+
+_STATUS = {
+    304: "Not Modified: If-None-Match names the current ETag (no body)",
+    400: "Bad Request: refused as sent: a body that is not JSON, an invalid file name, a URL longer "
+    "than the HTTP server takes (text/plain; use the POST form), ...",
+    404: "Not Found: no such dataset, version, job or upload",
+    406: "Not Acceptable: Accept asks for Arrow, which this route does not produce",
+    409: "Conflict: the state does not allow it (the detail says why)",
+    413: "Content Too Large: the body is over its limit",
+    422: "Unprocessable: a field is missing, malformed or over its limit, or names an unknown "
+    "gene, groupby, stat, layer or category",
+    429: "Too Many Requests: this client has too many uploads open",
+    503: "Service Unavailable: the version is out of service (a file failed its checksum)",
+}
+_HEADERS = {
+    "ETag": "weak; names the version served",
+    "X-Widecube-Version": "the version served",
+    "Cache-Control": "immutable when the request pinned a version, no-cache otherwise",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of error statuses, each with the :class:`Problem` body.
+
+    413 of a JSON body over its limit (FastAPI's ``max_body_size``) is ``text/plain``
+    "Content Too Large" when ``Content-Length`` announced it, a :class:`Problem` when a chunked
+    body ran over; 400 is ``text/plain`` when uvicorn refuses the request itself (a request
+    line over its limit); both types are declared for both.
+    """
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        out[code] = {"model": Problem, "description": _STATUS[code]}
+        if code in (400, 413):  # also answered in text by the HTTP server or the body limit
+            out[code]["content"] = {"text/plain": {"schema": {"type": "string"}}}
+    return out
+
+
+def documented(*codes: int, arrow: bool = False, cached: bool = True) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a route answered by :func:`respond`: 200's headers (and its
+    Arrow media type when ``arrow``), 304 when ``cached``, 406 when it has no Arrow form,
+    400 and 503, and the error ``codes`` the route sends besides."""
+    ok: dict[str, Any] = {"headers": {h: {"description": d, "schema": {"type": "string"}}
+                                      for h, d in _HEADERS.items()}}  # fmt: skip
+    if arrow:
+        ok["content"] = {ARROW: {"schema": {"type": "string", "format": "binary"}}}
+    out: dict[int | str, dict[str, Any]] = {200: ok}
+    if cached:
+        out[304] = {"description": _STATUS[304]}
+    statuses = {*codes, 400, 503} | (set() if arrow else {406})
+    return {**out, **errors(*sorted(statuses))}
 
 
 def _ipc(table: pa.Table) -> bytes:

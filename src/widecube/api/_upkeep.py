@@ -14,6 +14,8 @@ A background thread (one per server process) runs :meth:`Upkeep.run_once` every
    snapshot and its memory maps).
 4. It *sweeps* cache folders of versions that are not live and untouched for ``grace``
    seconds, whichever process (or earlier run) decoded them.
+5. It removes *expired uploads*: unfinished ones idle for ``upload_expiry`` seconds
+   (``pipeline._uploads.sweep_uploads``).
 
 The decision of what to evict is a pure function (:func:`stale_versions`), tested without a
 server.
@@ -28,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..errors import SnapshotCorrupt, WidecubeError
+from ..pipeline._uploads import sweep_uploads
 from ..service import Widecube
 
 __all__ = ["Upkeep", "Usage", "stale_versions"]
@@ -76,7 +79,7 @@ class Upkeep:
     _thread: threading.Thread | None = None
 
     def run_once(self) -> dict[str, list[str]]:
-        """One round; returns what it warmed, evicted and swept (for logs and tests)."""
+        """One round; returns what it warmed, evicted, swept and expired (for logs and tests)."""
         live = self.service.live_versions()
         warmed = []
         if self.warm:
@@ -97,9 +100,10 @@ class Upkeep:
             self._warmed.discard(version)
         swept = self.service.sweep_cache(keep=set(live) | set(self.service.opened_versions()),
                                          older_than=self.grace)  # fmt: skip
+        expired = sweep_uploads(self.service.settings, self.service.catalog)
         if warmed or stale or swept:
             log.info("upkeep: warmed %s, evicted %s, swept %s", warmed, stale, swept)
-        return {"warmed": warmed, "evicted": stale, "swept": swept}
+        return {"warmed": warmed, "evicted": stale, "swept": swept, "expired": expired}
 
     def start(self) -> None:
         """Run rounds in a daemon thread until :meth:`stop`."""

@@ -13,29 +13,40 @@ or resumable, in chunks, for large files over shaky links::
 
 Both answer with the job's id once the last byte is in (201, ``Location: /api/v1/jobs/{id}``);
 ``413`` when the file is larger than ``WIDECUBE_UPLOAD_MAX_BYTES``, ``400`` when the bytes do
-not have the sha256 given, ``409`` when a chunk does not start where the upload stands (the
-answer carries the offset to resume from). The server's job worker then runs the job.
+not have the sha256 given or the file name is not a plain one (NUL, control characters, over
+255 bytes), ``409`` when a chunk does not start where the upload stands (the answer carries
+the offset to resume from), ``429`` when the client has ``WIDECUBE_UPLOAD_MAX_OPEN``
+unfinished uploads. An unfinished upload idle for ``WIDECUBE_UPLOAD_EXPIRY`` seconds is
+removed by the server's upkeep. The server's job worker then runs the job.
+
+A client that disconnects mid-body is not an error of the server: a resumable upload keeps
+the bytes that arrived, a one-request upload is discarded, and nothing is logged as a failure.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Annotated
 
 from anyio import to_thread
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from ..catalog import JobRecord
 from ..errors import WidecubeError
-from ..pipeline._uploads import UploadConflict, Uploads, UploadTooLarge, Writer
+from ..pipeline._uploads import TooManyUploads, UploadConflict, Uploads, UploadTooLarge, Writer
 from ._jobmodels import UploadStart, UploadStatus
 from ._jobs import runner
+from ._responses import clip, errors
+from .models import DATASET_PATTERN, ColumnName, Name, UploadCreated, UploadProblem
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
+Field = Annotated[Name | None, Query()]
+log = logging.getLogger("widecube.uploads")
 _RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 _BATCH = 1 << 20  # bytes gathered before one write to disk (in a worker thread)
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -46,7 +57,17 @@ def _uploads(request: Request) -> Uploads:
 
 
 def _problem(status: int, exc: WidecubeError, **extra: object) -> Response:
-    return JSONResponse({"detail": str(exc), **extra}, status_code=status, headers=_NO_STORE)
+    return JSONResponse({"detail": clip(str(exc)), **extra}, status_code=status, headers=_NO_STORE)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+_FILENAME = ("the file's name; its suffixes tell archives apart (a plain name: no NUL or control "
+             "character, at most 255 bytes)")  # fmt: skip
+_CREATED = {201: {"model": UploadCreated, "description": "the upload is complete: its job"}}
+_BINARY = {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
 
 
 def _created(job: JobRecord, upload: str) -> Response:
@@ -77,27 +98,41 @@ async def _receive(request: Request, writer: Writer, most: int | None = None) ->
         await to_thread.run_sync(writer.write, b"".join(batch))
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=UploadCreated,
+             responses=errors(400, 413, 422, 429),
+             openapi_extra={"requestBody": {"required": True, **_BINARY}})  # fmt: skip
 async def upload(
     request: Request,
-    filename: Annotated[str, Query(description="the file's name; its suffixes tell archives apart")],
-    dataset: Annotated[str | None, Query(description="dataset name; default: from the file name")] = None,
-    groupby: Annotated[list[str] | None, Query(description="repeatable: obs column(s) to group by")] = None,
-    layer: str | None = None,
-    format: str | None = None,
-    sha256: Annotated[str | None, Query(description="hex digest the bytes must have")] = None,
-    content_length: Annotated[int | None, Header()] = None,
+    filename: Annotated[str, Query(max_length=1024, description=_FILENAME)],
+    dataset: Annotated[
+        str | None, Query(pattern=DATASET_PATTERN, description="dataset name; default: from the file name")
+    ] = None,
+    groupby: Annotated[
+        list[ColumnName] | None, Query(max_length=64, description="repeatable: obs column(s) to group by")
+    ] = None,
+    layer: Field = None,
+    format: Field = None,
+    sha256: Annotated[
+        str | None, Query(pattern=r"^[0-9a-fA-F]{64}$", description="hex digest the bytes must have")
+    ] = None,
+    content_length: Annotated[int | None, Header(ge=0)] = None,
 ) -> Response:
     """Upload a file in one request (the body); returns its job."""
     store = _uploads(request)
     params = {"groupbys": groupby or [], "layer": layer, "format": format}
     try:
         if content_length is not None and content_length > store.limit:
-            raise UploadTooLarge(f"{filename}: {content_length:,} bytes is more than the limit of "
+            raise UploadTooLarge(f"{filename[:80]}: {content_length:,} bytes is more than the limit of "
                                  f"{store.limit:,}")  # fmt: skip
-        up = store.create(filename, size=None, sha256=sha256, params=params, dataset=dataset)
+        up = await to_thread.run_sync(
+            lambda: store.create(
+                filename, size=None, sha256=sha256, params=params, dataset=dataset, client=_client(request)
+            )
+        )
     except UploadTooLarge as exc:
         return _problem(413, exc)
+    except TooManyUploads as exc:
+        return _problem(429, exc)
     try:
         with store.writer(up.id, offset=0, hash=True) as writer:
             await _receive(request, writer)
@@ -106,37 +141,51 @@ async def upload(
     except UploadTooLarge as exc:
         store.remove(up.id)
         return _problem(413, exc)
-    except (WidecubeError, ClientDisconnect):
+    except ClientDisconnect:  # the client left: nothing to answer, nothing went wrong here
+        store.remove(up.id)
+        log.info("upload %s: the client disconnected; discarded", up.id)
+        return Response(status_code=400)
+    except WidecubeError:
         store.remove(up.id)
         raise
     return _created(job, up.id)
 
 
-@router.post("/resumable", status_code=201, response_model=UploadStatus)
+@router.post("/resumable", status_code=201, response_model=UploadStatus,
+             responses=errors(400, 413, 422, 429))  # fmt: skip
 def start(request: Request, body: UploadStart) -> Response:
     """Start a resumable upload of ``size`` bytes; send them with ``PUT /uploads/{id}``."""
     store = _uploads(request)
     params = {"groupbys": body.groupbys, "layer": body.layer, "format": body.format}
     try:
         up = store.create(body.filename, size=body.size, sha256=body.sha256, params=params,
-                          dataset=body.dataset)  # fmt: skip
+                          dataset=body.dataset, client=_client(request))  # fmt: skip
     except UploadTooLarge as exc:
         return _problem(413, exc)
+    except TooManyUploads as exc:
+        return _problem(429, exc)
     headers = {"Location": f"/api/v1/uploads/{up.id}", **_NO_STORE}
     return JSONResponse(_status(store, up.id), status_code=201, headers=headers)
 
 
-@router.get("/{upload_id}", response_model=UploadStatus)
-def status(request: Request, upload_id: str) -> Response:
+UploadId = Annotated[str, Path(max_length=64, description="the id the upload started with")]
+
+
+@router.get("/{upload_id}", response_model=UploadStatus, responses=errors(400, 404, 422))
+def status(request: Request, upload_id: UploadId) -> Response:
     """How many bytes arrived (where to resume), and the job once complete."""
     return JSONResponse(_status(_uploads(request), upload_id), headers=_NO_STORE)
 
 
-@router.put("/{upload_id}")
+@router.put("/{upload_id}", response_model=UploadStatus,
+            responses={**_CREATED, **errors(400, 404, 413, 422),
+                       409: {"model": UploadProblem, "description": "the chunk does not start where the "
+                             "upload stands (offset: where it does), or another request writes it"}},
+            openapi_extra={"requestBody": {"required": True, **_BINARY}})  # fmt: skip
 async def put_chunk(
     request: Request,
-    upload_id: str,
-    content_range: Annotated[str, Header(description="bytes FIRST-LAST/SIZE")],
+    upload_id: UploadId,
+    content_range: Annotated[str, Header(max_length=100, description="bytes FIRST-LAST/SIZE")],
 ) -> Response:
     """Append one chunk; 200 with the new offset, or 201 with the job after the last chunk."""
     store = _uploads(request)

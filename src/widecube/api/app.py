@@ -14,6 +14,7 @@ at ``/``.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,7 +22,9 @@ from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..config import Settings
@@ -32,8 +35,9 @@ from ..web import mount_ui
 from . import _admin, _datasets, _jobs, _uploads
 from ._analysis import analysis_router
 from ._gzip import FastGZipMiddleware
-from ._responses import ARROW, JSON, NotAcceptable
+from ._responses import ARROW, JSON, NotAcceptable, clip, errors, short
 from ._upkeep import Upkeep, Usage
+from .models import MAX_BODY_BYTES
 
 __all__ = ["create_app"]
 
@@ -54,6 +58,20 @@ def _status(exc: WidecubeError) -> int:
     if isinstance(exc, SnapshotCorrupt):
         return 503
     return 400
+
+
+def _allowed(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI document lists for ``path`` (for a 405's ``Allow``; Starlette
+    names only those of the first route that matched, e.g. GET of a path with GET and POST)."""
+    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(app.state, "allow_table", None)
+    if table is None:
+        table = [(re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(p)) + "$"),
+                  sorted(m.upper() for m in ops)) for p, ops in app.openapi()["paths"].items()]  # fmt: skip
+        app.state.allow_table = table
+    exact = [methods for pattern, methods in table if pattern.pattern == "^" + re.escape(path) + "$"]
+    if exact:  # /uploads/resumable, not /uploads/{upload_id}
+        return exact[0]
+    return sorted({m for pattern, methods in table if pattern.match(path) for m in methods})
 
 
 def create_app(
@@ -112,23 +130,40 @@ def create_app(
     app.add_middleware(FastGZipMiddleware, minimum_size=1024, compresslevel=1, thread_minimum_size=1 << 20,
                        exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, ARROW))  # fmt: skip
 
+    # Every error is {"detail": "one line"} (models.Problem, as the OpenAPI document says),
+    # and echoes what was sent cut to 80 characters (_responses.clip): never a 30 MB gene name.
     @app.exception_handler(WidecubeError)
     async def _widecube_error(request: Request, exc: WidecubeError) -> Response:
-        return JSONResponse({"detail": str(exc)}, status_code=_status(exc))
+        return JSONResponse({"detail": clip(str(exc))}, status_code=_status(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
+        parts = [f"{'.'.join(short(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10]]
+        return JSONResponse({"detail": clip("; ".join(parts))}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Allow: every method of the path, not of one route of it
+            headers["Allow"] = ", ".join(_allowed(app, request.url.path)) or headers.get("Allow", "")
+        if exc.status_code == 304 or exc.status_code < 200:
+            return Response(status_code=exc.status_code, headers=headers)
+        return JSONResponse({"detail": clip(str(exc.detail))}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        # the client left mid-request (an upload cut off): nothing to answer, nothing went wrong
+        log.info("%s %s: the client disconnected", request.method, request.url.path)
+        return Response(status_code=400)
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:  # on the event loop: answered even when every thread computes
         return {"status": "ok", "version": __version__}
 
     app.include_router(_datasets.router)
     app.include_router(analysis_router(wc), prefix=PREFIX)
-    app.include_router(_admin.router)
-    app.include_router(_jobs.router)
+    app.include_router(_admin.router, max_body_size=MAX_BODY_BYTES, responses=errors(400, 404, 409, 413, 422))
+    app.include_router(_jobs.router, responses=errors(400, 404, 422))
     app.include_router(_uploads.router)
     mount_ui(app)
     return app

@@ -1,13 +1,33 @@
-"""Request and response models of the REST API (they also document it at /docs)."""
+"""Request and response models of the REST API, and the limits every request stays within.
+
+The routes declare these models (``response_model`` and ``responses``), so the OpenAPI
+document at ``/openapi.json`` types each body as it is sent: data bodies as their model,
+Arrow answers as ``application/vnd.apache.arrow.stream``, and every error as
+:class:`Problem` (``{"detail": "one line"}``), 422 included.
+
+Limits: every list and string a client can send is bounded (a request over a limit is a
+422 naming the field), chosen so that no real query meets them: genes per request
+:data:`MAX_GENES` (5,000), names of genes, stats, layers and versions :data:`NAME_CHARS`,
+obs columns, groupbys and categories :data:`COLUMN_CHARS`, and so on. Every string is also
+text a database and a JSON encoder accept: no NUL, no lone surrogate (:data:`Text`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
+    "COLUMN_CHARS",
+    "DATASET_PATTERN",
+    "MAX_BODY_BYTES",
+    "MAX_CATEGORIES",
+    "MAX_COLUMNS",
+    "MAX_GENES",
+    "MAX_STATS",
+    "NAME_CHARS",
     "AggregateRequest",
     "AggregateResponse",
     "CellColor",
@@ -20,16 +40,95 @@ __all__ = [
     "ExpressionRequest",
     "ExpressionResponse",
     "GeneList",
+    "GeneStatsRequest",
     "GeneStatsResponse",
     "Marker",
     "MarkersResponse",
     "ObsColumn",
+    "Problem",
     "PublishRequest",
     "RollbackRequest",
     "SummaryRequest",
+    "StrictBody",
     "SummaryResponse",
+    "Text",
+    "UploadCreated",
+    "UploadProblem",
     "VersionInfo",
 ]
+
+
+MAX_GENES = 5_000
+"""Genes in one ``/summary`` or ``/genes/stats`` request (``/aggregate``: 1,000; ``/expression``: 32)."""
+MAX_STATS = 64
+"""Statistics in one request (13 exist, plus the quantiles a deployment precomputes)."""
+MAX_COLUMNS = 100
+"""obs columns in one filter."""
+MAX_CATEGORIES = 10_000
+"""Categories kept per filtered column (the default ``max_categories`` of a grouping)."""
+NAME_CHARS = 256
+"""Characters of a gene, stat, layer, version, embedding key or job/upload field."""
+COLUMN_CHARS = 1_024
+"""Characters of an obs column, a groupby (columns joined by ',') or a category."""
+MAX_BODY_BYTES = 2 * 1024**2
+"""Bytes of a JSON request body (uploads excepted); 5,000 genes of 256 characters fit (1.3 MB)."""
+DATASET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+"""A dataset name, as ingest requires it (see ``pipeline.check_name``)."""
+
+
+def _text(value: str) -> str:
+    """Refuse what no database column and no JSON answer can hold (PostgreSQL refuses NUL,
+    UTF-8 refuses lone surrogates), so such a value is a 422, not a 500 deeper down."""
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+Text = AfterValidator(_text)
+"""Annotate a ``str`` with it: no NUL, no lone surrogate."""
+
+Name = Annotated[str, StringConstraints(max_length=NAME_CHARS), Text]
+ColumnName = Annotated[str, StringConstraints(max_length=COLUMN_CHARS), Text]
+Stats = Annotated[list[Name], Field(min_length=1, max_length=MAX_STATS)]
+Filter = Annotated[
+    dict[ColumnName, Annotated[list[ColumnName], Field(max_length=MAX_CATEGORIES)]],
+    Field(max_length=MAX_COLUMNS),
+]
+
+
+class StrictBody(BaseModel):
+    """A request body: unknown fields are a 422 (``additionalProperties: false``), not ignored,
+    so that a misspelt field (``filters``, ``gene``) is not silently a different query."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Problem(BaseModel):
+    """Every error answer (4xx, 5xx): one line saying what is wrong and with what."""
+
+    detail: str = Field(description="what went wrong, naming the thing at fault; values sent are "
+                        "echoed cut to their first 80 characters")  # fmt: skip
+
+
+class UploadProblem(Problem):
+    """A chunk refused because it does not start where the upload stands (409)."""
+
+    offset: int = Field(description="the byte to resume from")
+
+
+class UploadCreated(BaseModel):
+    """The last byte of an upload is in: the ingest job it became."""
+
+    job: str
+    upload: str
+    dataset: str
+    state: str
+    sha256: str | None
+    url: str = Field(description="the job's URL (also in Location)")
 
 
 class DatasetSummary(BaseModel):
@@ -71,20 +170,20 @@ class VersionInfo(BaseModel):
     current: bool
 
 
-class SummaryRequest(BaseModel):
-    genes: list[str] = Field(min_length=1, max_length=5000, examples=[["CD3E", "MS4A1"]])
-    groupby: str = Field(examples=["cell_type"])
-    stats: list[str] = Field(
+class SummaryRequest(StrictBody):
+    genes: list[Name] = Field(min_length=1, max_length=MAX_GENES, examples=[["CD3E", "MS4A1"]])
+    groupby: ColumnName = Field(examples=["cell_type"])
+    stats: Stats = Field(
         default=["mean", "frac_expressing"], min_length=1,
         description="any of sum, sumsq, nnz, n_cells, mean, var, frac_expressing, mean_expressing, "
         "median, q10, q25, q75, q90",
     )  # fmt: skip
-    layer: str | None = Field(
+    layer: Name | None = Field(
         default=None,
         description="'raw' or 'normalized' (counts per 10k, log1p); default: normalized when the "
         "input is counts, raw otherwise",
     )
-    version: str | None = Field(default=None, description="pin a version; default: the live one")
+    version: Name | None = Field(default=None, description="pin a version; default: the live one")
 
 
 class SummaryResponse(BaseModel):
@@ -107,14 +206,14 @@ _FILTER = Field(
 )
 
 
-class AggregateRequest(BaseModel):
-    genes: list[str] = Field(min_length=1, max_length=1000, examples=[["CD3E", "MS4A1"]])
-    groupby: str = Field(examples=["cell_type"], description="an obs column, or columns joined by ','")
-    filter: dict[str, list[str]] = _FILTER
-    stats: list[str] = Field(default=["mean", "frac_expressing"], min_length=1,
-                             description="the statistics of /summary, quantiles included")  # fmt: skip
-    layer: str | None = Field(default=None, description="'raw' or 'normalized'; default: the dataset's")
-    version: str | None = Field(default=None, description="pin a version; default: the live one")
+class AggregateRequest(StrictBody):
+    genes: list[Name] = Field(min_length=1, max_length=1000, examples=[["CD3E", "MS4A1"]])
+    groupby: ColumnName = Field(examples=["cell_type"], description="an obs column, or columns joined by ','")
+    filter: Filter = _FILTER
+    stats: Stats = Field(default=["mean", "frac_expressing"],
+                         description="the statistics of /summary, quantiles included")  # fmt: skip
+    layer: Name | None = Field(default=None, description="'raw' or 'normalized'; default: the dataset's")
+    version: Name | None = Field(default=None, description="pin a version; default: the live one")
 
 
 class AggregateResponse(SummaryResponse):
@@ -126,11 +225,11 @@ class AggregateResponse(SummaryResponse):
     )
 
 
-class ExpressionRequest(BaseModel):
-    genes: list[str] = Field(min_length=1, max_length=32, examples=[["CD3E"]])
-    filter: dict[str, list[str]] = _FILTER
-    layer: str | None = Field(default=None, description="'raw' or 'normalized'; default: the dataset's")
-    version: str | None = Field(default=None, description="pin a version; default: the live one")
+class ExpressionRequest(StrictBody):
+    genes: list[Name] = Field(min_length=1, max_length=32, examples=[["CD3E"]])
+    filter: Filter = _FILTER
+    layer: Name | None = Field(default=None, description="'raw' or 'normalized'; default: the dataset's")
+    version: Name | None = Field(default=None, description="pin a version; default: the live one")
 
 
 class ExpressionResponse(BaseModel):
@@ -160,6 +259,12 @@ class MarkersResponse(BaseModel):
     group: str
     layer: str
     markers: list[Marker]
+
+
+class GeneStatsRequest(StrictBody):
+    genes: list[Name] = Field(min_length=1, max_length=MAX_GENES, examples=[["CD3E", "MS4A1"]])
+    layer: Name | None = Field(default=None, description="'raw' or 'normalized'; default: the dataset's")
+    version: Name | None = Field(default=None, description="pin a version; default: the live one")
 
 
 class GeneStatsResponse(BaseModel):
@@ -209,9 +314,9 @@ class EmbeddingResponse(BaseModel):
     color: CellColor | None
 
 
-class PublishRequest(BaseModel):
-    version: str = Field(description="a verified or retired version of the dataset")
+class PublishRequest(StrictBody):
+    version: Name = Field(description="a verified or retired version of the dataset")
 
 
-class RollbackRequest(BaseModel):
-    to: str | None = Field(default=None, description="version to make live; default: the previous one")
+class RollbackRequest(StrictBody):
+    to: Name | None = Field(default=None, description="version to make live; default: the previous one")

@@ -10,6 +10,13 @@ twice (a retried request) makes one job. The job's worker removes the folder whe
 Writers are kept apart by an exclusive ``flock`` on the part file: a second request writing
 the same upload at once is refused (:class:`UploadBusy`) instead of interleaving bytes.
 
+Bounds: a file name must be a plain name a file system takes (no NUL or control character, no
+folder, at most 255 bytes; :class:`InputError`, HTTP 400, before anything is written); one
+client address may have ``upload_max_open`` unfinished uploads (:class:`TooManyUploads`,
+HTTP 429); an unfinished upload that received nothing for ``upload_expiry`` seconds is
+removed by :func:`sweep_uploads` (run by the server's upkeep loop), as is the folder of an
+upload whose job ended but whose worker died before removing it.
+
     >>> store = Uploads(settings, runner)
     >>> up = store.create("pbmc.h5ad", size=None, sha256=None, params={}, dataset="pbmc")
     >>> with store.writer(up.id, offset=0) as w:
@@ -22,21 +29,39 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import re
 import shutil
+import time
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ..catalog import JobRecord
+from ..catalog import Catalog, JobRecord, JobState
+from ..config import Settings
 from ..errors import InputError, NotFound, WidecubeError
 from ..snapshot import sha256_file
 from ._jobs import JobRunner
 from ._watch import dataset_name
 
-__all__ = ["Upload", "UploadBusy", "UploadConflict", "UploadNotFound", "UploadTooLarge", "Uploads"]
+__all__ = [
+    "TooManyUploads",
+    "Upload",
+    "UploadBusy",
+    "UploadConflict",
+    "UploadNotFound",
+    "UploadTooLarge",
+    "Uploads",
+    "plain_file_name",
+    "sweep_uploads",
+]
+
+log = logging.getLogger("widecube.uploads")
+_NAME_BYTES = 255  # NAME_MAX of Linux, macOS and Windows file systems
+_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class UploadNotFound(NotFound):
@@ -55,6 +80,28 @@ class UploadBusy(UploadConflict):
     """Another request is writing this upload right now."""
 
 
+class TooManyUploads(WidecubeError):
+    """This client has ``upload_max_open`` unfinished uploads already (HTTP 429)."""
+
+
+def plain_file_name(filename: str) -> str:
+    """The last part of ``filename`` (``/`` and ``\\`` separate folders), if it is a name any
+    file system takes; else :class:`InputError` naming what is wrong with it.
+
+    >>> plain_file_name("C:\\data\\pbmc.h5ad")
+    'pbmc.h5ad'
+    """
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    shown = repr(name[:80] + ("…" if len(name) > 80 else ""))
+    if not name or name.startswith(".") or name in ("upload.json", "data.part"):
+        raise InputError(f"upload file name {shown} is not a plain file name")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+        raise InputError(f"upload file name {shown} holds a NUL, control or invalid character")
+    if len(name.encode("utf-8")) > _NAME_BYTES:
+        raise InputError(f"upload file name {shown} is longer than {_NAME_BYTES} bytes")
+    return name
+
+
 @dataclass
 class Upload:
     """One upload's record (``upload.json``)."""
@@ -66,6 +113,7 @@ class Upload:
     sha256: str | None
     params: dict[str, Any] = field(default_factory=dict)
     job: str | None = None
+    client: str | None = None  # the address that started it (for the per-client limit)
     offset: int = 0
 
 
@@ -91,23 +139,42 @@ class Uploads:
         self.runner = runner
         self.root = runner.settings.storage / "uploads"
         self.limit = runner.settings.upload_max_bytes
+        self.max_open = runner.settings.upload_max_open
 
     def create(self, filename: str, *, size: int | None, sha256: str | None, params: dict[str, Any],
-               dataset: str | None = None) -> Upload:  # fmt: skip
-        """Start an upload of ``filename`` (``size`` bytes when known)."""
-        name = Path(filename.replace("\\", "/")).name
-        if not name or name.startswith(".") or name in ("upload.json", "data.part"):
-            raise InputError(f"upload file name {filename!r} is not a plain file name")
+               dataset: str | None = None, client: str | None = None) -> Upload:  # fmt: skip
+        """Start an upload of ``filename`` (``size`` bytes when known) for ``client`` (an
+        address; None: not counted against a limit)."""
+        name = plain_file_name(filename)
         if size is not None and size > self.limit:
             raise UploadTooLarge(f"{name}: {size:,} bytes is more than the limit of {self.limit:,}")
         if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
-            raise InputError(f"sha256 {sha256!r} is not 64 hexadecimal digits")
+            raise InputError(f"sha256 {sha256[:80]!r} is not 64 hexadecimal digits")
         upload = Upload(uuid.uuid4().hex, name, dataset or dataset_name(name), size,
-                        sha256.lower() if sha256 else None, params)  # fmt: skip
-        (self.root / upload.id).mkdir(parents=True)
-        (self.root / upload.id / "data.part").touch()
-        self._save(upload)
+                        sha256.lower() if sha256 else None, params, client=client)  # fmt: skip
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root.parent / ".uploads.lock", "a") as lock:  # counting and adding: one at a time
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if client is not None:
+                open_now = sum(1 for up in self._records() if up.job is None and up.client == client)
+                if open_now >= self.max_open:
+                    raise TooManyUploads(f"client {client} has {open_now} unfinished uploads open, the "
+                                         f"most allowed (finish or abandon one; unfinished uploads expire "
+                                         f"after {self.runner.settings.upload_expiry:g} s)")  # fmt: skip
+            (self.root / upload.id).mkdir()
+            (self.root / upload.id / "data.part").touch()
+            self._save(upload)
         return upload
+
+    def sweep(self, now: float | None = None) -> list[str]:
+        """Remove expired uploads now (see :func:`sweep_uploads`)."""
+        return sweep_uploads(self.runner.settings, self.runner.catalog, now=now)
+
+    def _records(self) -> Iterator[Upload]:
+        for folder in self.root.iterdir():
+            if _ID.match(folder.name):
+                with contextlib.suppress(UploadNotFound, ValueError, TypeError, OSError):
+                    yield self.get(folder.name)
 
     def get(self, upload_id: str) -> Upload:
         """An upload's record, with ``offset``: the bytes received so far."""
@@ -184,3 +251,57 @@ class Uploads:
         tmp = self._folder(upload.id) / ".upload.json.tmp"
         tmp.write_text(json.dumps(record))
         tmp.replace(tmp.with_name("upload.json"))
+
+
+def sweep_uploads(settings: Settings, catalog: Catalog, *, now: float | None = None) -> list[str]:
+    """Remove the uploads that expired: unfinished ones that received no byte for
+    ``upload_expiry`` seconds (and are not being written), and finished ones whose job has
+    ended as long ago (their worker died before removing them). Returns their ids.
+    """
+    root = settings.storage / "uploads"
+    if not root.is_dir():
+        return []
+    now = time.time() if now is None else now
+    removed = []
+    for folder in root.iterdir():
+        if not _ID.match(folder.name):
+            continue
+        try:
+            idle = now - max(p.stat().st_mtime for p in (folder, *folder.iterdir()))
+        except (OSError, ValueError):  # gone meanwhile, or empty (then the folder's own time)
+            continue
+        if idle < settings.upload_expiry or not _ended(folder, catalog):
+            continue
+        if not _remove_idle(folder):
+            continue
+        removed.append(folder.name)
+    if removed:
+        log.info("removed %d expired uploads: %s", len(removed), ", ".join(removed))
+    return removed
+
+
+def _remove_idle(folder: Path) -> bool:
+    """Remove ``folder`` unless a writer holds its part file (then it is not idle after all)."""
+    try:
+        with open(folder / "data.part", "rb") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(folder, ignore_errors=True)
+    except BlockingIOError:
+        return False
+    except FileNotFoundError:  # finished (the part file has its name now), or half made
+        shutil.rmtree(folder, ignore_errors=True)
+    return True
+
+
+def _ended(folder: Path, catalog: Catalog) -> bool:
+    """Whether an upload may go: no job made yet, or its job has ended (or is unknown)."""
+    try:
+        job = json.loads((folder / "upload.json").read_text()).get("job")
+    except (OSError, ValueError):
+        return True  # a folder without a readable record is debris
+    if job is None:
+        return True
+    try:
+        return JobState(catalog.jobs.get(job).state).final
+    except NotFound:
+        return True
