@@ -129,6 +129,9 @@ def gene_moments(
 _SMALL = 16
 """At most this many values are put in order by insertion sort; more are partitioned."""
 
+_BUCKETS_FROM = 48
+"""Above this many values, non-integer values are bucketed by value before selecting."""
+
 _COUNT_RANGE = 1024
 """Integer values spanning at most this many consecutive values are counted, not compared
 (the size of the histogram a caller passes to :func:`group_quantiles`)."""
@@ -164,6 +167,14 @@ def _insertion_sort(a: np.ndarray, lo: int, hi: int) -> None:  # pragma: no cove
 
 
 @njit(nogil=True, cache=True)
+def _push(stack: np.ndarray, top: int, lo: int, hi: int, rlo: int, rhi: int,
+          depth: int) -> int:  # pragma: no cover - compiled  # fmt: skip
+    """Push the open range ``lo:hi`` holding ``ranks[rlo:rhi]``; the new stack height."""
+    stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3], stack[top, 4] = lo, hi, rlo, rhi, depth
+    return top + 1
+
+
+@njit(nogil=True, cache=True)
 def _partition_select(a: np.ndarray, ranks: np.ndarray, n_ranks: int,
                       stack: np.ndarray) -> None:  # pragma: no cover - compiled  # fmt: skip
     """Reorder ``a`` so that ``a[r]`` is its ``r``-th smallest value for each of the
@@ -178,8 +189,7 @@ def _partition_select(a: np.ndarray, ranks: np.ndarray, n_ranks: int,
     """
     m = a.shape[0]
     depth_limit = min(2 * int(np.log2(m)) + 2, stack.shape[0] - 2)
-    stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3], stack[0, 4] = 0, m, 0, n_ranks, 0
-    top = 1
+    top = _push(stack, 0, 0, m, 0, n_ranks, 0)
     while top > 0:
         top -= 1
         lo, hi, rlo, rhi, depth = stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3], stack[top, 4]
@@ -218,11 +228,9 @@ def _partition_select(a: np.ndarray, ranks: np.ndarray, n_ranks: int,
         while r_right < rhi and ranks[r_right] < gt:
             r_right += 1
         if r_right < rhi:
-            stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3], stack[top, 4] = gt, hi, r_right, rhi, depth + 1
-            top += 1
+            top = _push(stack, top, gt, hi, r_right, rhi, depth + 1)
         if r_left > rlo:
-            stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3], stack[top, 4] = lo, lt, rlo, r_left, depth + 1
-            top += 1
+            top = _push(stack, top, lo, lt, rlo, r_left, depth + 1)
 
 
 @njit(nogil=True, cache=True)
@@ -246,8 +254,65 @@ def _count_select(a: np.ndarray, ranks: np.ndarray, n_ranks: int, base: float, s
 
 
 @njit(nogil=True, cache=True)
+def _bucket_select(a: np.ndarray, ranks: np.ndarray, n_ranks: int, lo_v: float, hi_v: float,
+                   hist: np.ndarray, stack: np.ndarray) -> None:  # pragma: no cover  # fmt: skip
+    """As :func:`_partition_select`, for values in ``lo_v < hi_v`` (no NaN), by value buckets.
+
+    ``⌊(v - lo_v)·scale⌋`` is monotone in ``v`` (each rounding step is), so the buckets are
+    ordered: one pass counts them, which names the bucket of each rank; a second gathers the
+    values of those few buckets to the front of ``a`` and the ranks are selected among them
+    only. Two branch-free passes instead of several partitions. ``ranks`` needs twice
+    ``n_ranks`` entries (the ranks within the gathered values go in the second half).
+    """
+    m = a.shape[0]
+    n_buckets = min(hist.shape[0], max(2, m >> 3))
+    scale = (n_buckets - 1) / (hi_v - lo_v)
+    if not np.isfinite(scale):  # a span too small to divide by (subnormal)
+        _partition_select(a, ranks, n_ranks, stack)
+        return
+    last = n_buckets - 1
+    hist[:n_buckets] = 0
+    for i in range(m):
+        hist[min(int((a[i] - lo_v) * scale), last)] += 1
+    seen = 0
+    for b in range(n_buckets):  # counts to the first rank in each bucket
+        c = hist[b]
+        hist[b] = seen
+        seen += c
+    half = ranks.shape[0] >> 1
+    b = 0
+    prev = -1  # the last wanted bucket, marked by a negative first rank
+    prev_start = 0
+    wanted_before = 0  # values in the wanted buckets below it
+    for t in range(n_ranks):
+        r = ranks[t]
+        while b < last and hist[b + 1] <= r:  # buckets above prev are not marked yet
+            b += 1
+        if b != prev:
+            if prev >= 0:
+                wanted_before += (hist[prev + 1] if prev < last else m) - prev_start
+            prev, prev_start = b, hist[b]
+            hist[b] = -1 - prev_start
+        ranks[half + t] = wanted_before + r - prev_start
+    n_gathered = 0
+    for i in range(m):
+        v = a[i]
+        if hist[min(int((v - lo_v) * scale), last)] < 0:
+            a[n_gathered] = v
+            n_gathered += 1
+    gathered = a[:n_gathered]
+    if n_gathered <= _SMALL:
+        _insertion_sort(gathered, 0, n_gathered)
+    else:
+        _partition_select(gathered, ranks[half : half + n_ranks], n_ranks, stack)
+    for t in range(n_ranks - 1, -1, -1):  # to their own ranks; descending never overwrites
+        a[ranks[t]] = a[ranks[half + t]]
+
+
+@njit(nogil=True, cache=True)
 def group_quantiles(part: np.ndarray, n: int, n_neg: int, qs: np.ndarray, out: np.ndarray,
-                    ranks: np.ndarray, stack: np.ndarray, hist: np.ndarray) -> None:  # pragma: no cover  # fmt: skip
+                    ranks: np.ndarray, stack: np.ndarray,
+                    hist: np.ndarray) -> None:  # pragma: no cover - compiled  # fmt: skip
     """``out[t] = numpy.quantile(column, qs[t], method="linear")`` of a group of ``n`` cells
     whose stored values (in any order) are ``part``, ``n_neg`` of them negative, the rest of
     the column implicit zeros — from order statistics, not a sort. ``part`` may also be empty
@@ -257,8 +322,9 @@ def group_quantiles(part: np.ndarray, n: int, n_neg: int, qs: np.ndarray, out: n
     among the zeros (the negatives come first) is 0 with no work; only the other ranks are
     selected among the stored values (counted when they are integers of a short range,
     else partitioned), all quantiles at once; then numpy's own interpolation. ``part`` is
-    scratch: reordered, or overwritten by the counting. Scratch too: ``ranks`` int64 ``≥ 2·len(qs)``, ``stack`` int64 ``(130, 5)``,
-    ``hist`` int64 ``_COUNT_RANGE``. The ingest's kernel and the on-the-fly aggregate both call
+    scratch: reordered, or overwritten by the counting. Scratch too: ``ranks`` int64
+    ``≥ 4·len(qs)``, ``stack`` int64 ``(130, 5)``, ``hist`` int64 ``_COUNT_RANGE`` (see
+    :func:`quantile_scratch`). The ingest's kernel and the on-the-fly aggregate both call
     this one, so they agree bit for bit.
     """
     m = part.shape[0]
@@ -288,13 +354,17 @@ def group_quantiles(part: np.ndarray, n: int, n_neg: int, qs: np.ndarray, out: n
             lo_v = part[0]
             hi_v = part[0]
             integral = True
+            nan = False
             for i in range(m):
                 v = part[i]
                 lo_v = min(lo_v, v)
                 hi_v = max(hi_v, v)
                 integral &= v == np.floor(v)
+                nan |= v != v
             if integral and hi_v - lo_v < hist.shape[0]:
                 _count_select(part, ranks, n_ranks, lo_v, int(hi_v - lo_v) + 1, hist)
+            elif m > _BUCKETS_FROM and not nan and lo_v < hi_v and hi_v - lo_v < np.inf:
+                _bucket_select(part, ranks, n_ranks, lo_v, hi_v, hist, stack)
             else:
                 _partition_select(part, ranks, n_ranks, stack)
     for t in range(qs.shape[0]):
@@ -313,8 +383,19 @@ def group_quantiles(part: np.ndarray, n: int, n_neg: int, qs: np.ndarray, out: n
 
 def quantile_scratch(n_qs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fresh scratch (ranks, stack, hist) for :func:`group_quantiles` (one per thread)."""
-    return (np.empty(2 * n_qs + 2, dtype=np.int64), np.empty((130, 5), dtype=np.int64),
+    return (np.empty(4 * n_qs + 4, dtype=np.int64), np.empty((130, 5), dtype=np.int64),
             np.empty(_COUNT_RANGE, dtype=np.int64))  # fmt: skip
+
+
+@njit(nogil=True, cache=True)
+def _top_rank(n: int, qs: np.ndarray) -> int:  # pragma: no cover - compiled
+    """The highest rank numpy's linear quantiles ``qs`` of ``n`` values read."""
+    top = 0
+    for t in range(qs.shape[0]):
+        pos = qs[t] * (n - 1)
+        lo = int(np.floor(pos))
+        top = max(top, lo + 1 if pos - lo > 0.0 and lo + 1 < n else lo)
+    return top
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -327,13 +408,16 @@ def gene_quantiles(
     ``layers[l]`` are the slab's stored values in layer ``l``; ``codes[g, cell]`` the stacked
     group of a cell in grouping ``g`` (groups ``offsets[g]..offsets[g+1]-1``); ``group_size``
     the cells per stacked group (all > 0); ``out`` is ``(n_layers, n_genes_in_slab,
-    n_stacked_groups, len(qs))`` and must be zeroed: a group without stored values keeps its
-    zeros. Per gene and grouping the cells are bucketed by group once, then each layer's
-    values are placed, counting each group's negatives, and :func:`group_quantiles` selects
+    n_stacked_groups, len(qs))`` and must be zeroed: a group whose quantiles all fall among
+    its zeros keeps its zeros. Per gene and grouping the values are counted by group once;
+    per layer, when the gene has no negative value there, only the groups whose highest
+    needed rank lies above their zeros get their values placed (a sparse gene: none); with
+    negatives every group does, counting its negatives. Then :func:`group_quantiles` selects
     only the order statistics the quantiles need.
     """
     n_total = group_size.shape[0]
     n_q = qs.shape[0]
+    n_layers = layers.shape[0]
     for j in prange(indptr.shape[0] - 1):
         s, e = indptr[j], indptr[j + 1]
         m = e - s
@@ -342,44 +426,52 @@ def gene_quantiles(
         count = np.zeros(n_total, dtype=np.int64)
         negative = np.zeros(n_total, dtype=np.int64)
         start = np.empty(n_total, dtype=np.int64)
-        slot = np.empty(m, dtype=np.int64)
+        fill = np.empty(n_total, dtype=np.int64)
         touched = np.empty(m, dtype=np.int64)
         group = np.empty(m, dtype=np.int64)
         bucket = np.empty(m, dtype=np.float64)
-        ranks = np.empty(2 * n_q + 2, dtype=np.int64)
+        ranks = np.empty(4 * n_q + 4, dtype=np.int64)
         stack = np.empty((130, 5), dtype=np.int64)
         hist = np.empty(_COUNT_RANGE, dtype=np.int64)
+        has_negative = np.zeros(n_layers, dtype=np.bool_)
+        for layer in range(n_layers):
+            for k in range(s, e):
+                has_negative[layer] |= layers[layer, k] < 0.0
         for g in range(codes.shape[0]):
             n_touched = 0
             for k in range(s, e):
                 c = codes[g, cells[k]]
+                group[k - s] = c
                 if count[c] == 0:
                     touched[n_touched] = c
                     n_touched += 1
                 count[c] += 1
-            offset = 0
-            for i in range(n_touched):
-                c = touched[i]
-                start[c] = offset
-                offset += count[c]
-                count[c] = 0
-            for k in range(s, e):
-                c = codes[g, cells[k]]
-                slot[k - s] = start[c] + count[c]
-                group[k - s] = c
-                count[c] += 1
-            for layer in range(layers.shape[0]):
-                for i in range(n_touched):
-                    negative[touched[i]] = 0
-                for k in range(s, e):
-                    v = layers[layer, k]
-                    bucket[slot[k - s]] = v
-                    negative[group[k - s]] += v < 0.0
+            for layer in range(n_layers):
+                offset = 0
                 for i in range(n_touched):
                     c = touched[i]
-                    part = bucket[start[c] : start[c] + count[c]]
-                    group_quantiles(part, group_size[c], negative[c], qs, out[layer, j, c],
-                                    ranks, stack, hist)  # fmt: skip
+                    n = group_size[c]
+                    negative[c] = 0
+                    if has_negative[layer] or _top_rank(n, qs) >= n - count[c]:
+                        start[c] = offset
+                        fill[c] = offset
+                        offset += count[c]
+                    else:
+                        start[c] = -1
+                if offset == 0:
+                    continue
+                for k in range(s, e):
+                    c = group[k - s]
+                    if start[c] >= 0:
+                        v = layers[layer, k]
+                        bucket[fill[c]] = v
+                        fill[c] += 1
+                        negative[c] += v < 0.0
+                for i in range(n_touched):
+                    c = touched[i]
+                    if start[c] >= 0:
+                        group_quantiles(bucket[start[c] : fill[c]], group_size[c], negative[c], qs,
+                                        out[layer, j, c], ranks, stack, hist)  # fmt: skip
             for i in range(n_touched):
                 count[touched[i]] = 0
 

@@ -203,7 +203,7 @@ def filtered_summary(
     n_q = qs.shape[0]
     filtered = keep.shape[0] > 0
     normalize = scale.shape[0] > 0
-    ranks = np.empty(2 * n_q + 2, dtype=np.int64)
+    ranks = np.empty(4 * n_q + 4, dtype=np.int64)
     stack = np.empty((130, 5), dtype=np.int64)
     hist = np.empty(_COUNT_RANGE, dtype=np.int64)
     for j in range(starts.shape[0]):
