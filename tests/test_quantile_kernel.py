@@ -86,14 +86,27 @@ def test_gene_quantiles_equal_numpy_bitwise(dtype: type, seed: int) -> None:
         np.concatenate([np.arange(250.0), np.arange(250.0)[::-1]]),  # organ pipe
         np.tile([1.0, 2.0], 200),  # two values
         np.random.default_rng(5).standard_normal(2001),
-        np.random.default_rng(6).integers(-600, 600, 999).astype(float),  # integers, wide range
+        np.random.default_rng(6).integers(-600, 600, 999).astype(float),  # integers: counted
+        np.random.default_rng(10).integers(-(10**6), 10**6, 999).astype(float),  # too wide to count
         np.append(np.random.default_rng(7).random(700), 1e300),  # one outlier: one fat bucket
         1.0 + np.arange(100) * np.finfo(float).eps,  # a span of a few ulps
         np.append(np.random.default_rng(8).random(300) * 1e-310, 5e-324),  # subnormal span
         np.random.default_rng(9).lognormal(0, 3, 3000),  # heavy tail
     ],
-    ids=["sorted", "reversed", "equal", "pipe", "two", "normal", "ints", "outlier", "ulps",
-         "subnormal", "lognormal"],  # fmt: skip
+    ids=[
+        "sorted",
+        "reversed",
+        "equal",
+        "pipe",
+        "two",
+        "normal",
+        "ints",
+        "wide",
+        "outlier",
+        "ulps",
+        "subnormal",
+        "lognormal",
+    ],  # fmt: skip
 )
 @pytest.mark.parametrize("n_zero", [0, 1, 40, 5000])
 @pytest.mark.parametrize("scratch", ["default", "tiny"])

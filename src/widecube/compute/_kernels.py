@@ -132,7 +132,7 @@ _SMALL = 16
 _BUCKETS_FROM = 48
 """Above this many values, non-integer values are bucketed by value before selecting."""
 
-_COUNT_RANGE = 1024
+_COUNT_RANGE = 4096
 """Integer values spanning at most this many consecutive values are counted, not compared
 (the size of the histogram a caller passes to :func:`group_quantiles`)."""
 
@@ -265,7 +265,7 @@ def _bucket_select(a: np.ndarray, ranks: np.ndarray, n_ranks: int, lo_v: float, 
     ``n_ranks`` entries (the ranks within the gathered values go in the second half).
     """
     m = a.shape[0]
-    n_buckets = min(hist.shape[0], max(2, m >> 3))
+    n_buckets = min(hist.shape[0], max(2, m >> 2))
     scale = (n_buckets - 1) / (hi_v - lo_v)
     if not np.isfinite(scale):  # a span too small to divide by (subnormal)
         _partition_select(a, ranks, n_ranks, stack)
