@@ -157,6 +157,7 @@ def _stored_rank(r: int, n_neg: int, n_zero: int) -> int:  # pragma: no cover - 
 
 @njit(nogil=True, cache=True)
 def _insertion_sort(a: np.ndarray, lo: int, hi: int) -> None:  # pragma: no cover - compiled
+    """Sort ``a[lo:hi]`` in place: the fastest for the few values of a short range."""
     for i in range(lo + 1, hi):
         v = a[i]
         k = i - 1
@@ -320,8 +321,9 @@ def group_quantiles(part: np.ndarray, n: int, n_neg: int, qs: np.ndarray, out: n
 
     numpy's position ``h = (n-1)·q`` needs the elements of rank ``⌊h⌋`` and ``⌊h⌋+1``; a rank
     among the zeros (the negatives come first) is 0 with no work; only the other ranks are
-    selected among the stored values (counted when they are integers of a short range,
-    else partitioned), all quantiles at once; then numpy's own interpolation. ``part`` is
+    selected among the stored values (counted when they are integers of a short range, else
+    bucketed by value and partitioned within the few buckets that hold them; a handful of
+    values are insertion-sorted), all quantiles at once; then numpy's own interpolation. ``part`` is
     scratch: reordered, or overwritten by the counting. Scratch too: ``ranks`` int64
     ``≥ 4·len(qs)``, ``stack`` int64 ``(130, 5)``, ``hist`` int64 ``_COUNT_RANGE`` (see
     :func:`quantile_scratch`). The ingest's kernel and the on-the-fly aggregate both call
