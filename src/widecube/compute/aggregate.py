@@ -13,7 +13,8 @@ the zeros included, ``numpy.quantile(method="linear")`` with the ingest kernel's
 interpolation, rounded to float32 as the stored view is. One numba kernel reads the
 memory-mapped CSC arrays directly (bands of genes on several cores for large queries): per
 gene one pass filters, normalizes and accumulates; a second places the values of only those
-groups whose requested quantiles fall outside their zeros, and sorts those.
+groups whose requested quantiles fall outside their zeros, and selects the needed order
+statistics among those (the ingest kernel's own helper).
 Groups keep the grouping's names and order; a group with no kept cell has ``n_cells`` 0,
 ``sum``/``sumsq``/``nnz`` 0 and every other statistic NaN (JSON null).
 
@@ -32,7 +33,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import InvalidQuery
-from ._kernels import _quantile, _sort_small
+from ._kernels import _COUNT_RANGE, group_quantiles
 from .groupings import MISSING
 
 __all__ = ["Column", "GeneData", "canonical_filter", "cell_mask", "expression", "summarize"]
@@ -202,6 +203,9 @@ def filtered_summary(
     n_q = qs.shape[0]
     filtered = keep.shape[0] > 0
     normalize = scale.shape[0] > 0
+    ranks = np.empty(4 * n_q + 4, dtype=np.int64)
+    stack = np.empty((130, 5), dtype=np.int64)
+    hist = np.empty(_COUNT_RANGE, dtype=np.int64)
     for j in range(starts.shape[0]):
         s, e = starts[j], ends[j]
         negative = np.zeros(n_groups, dtype=np.int64)
@@ -251,9 +255,5 @@ def filtered_summary(
             n = sizes[g]
             if n == 0:
                 continue
-            n_zero = n - out_nnz[j, g]
-            n_neg = negative[g]
-            part = bucket[start[g] : start[g + 1]]
-            _sort_small(part)
-            for t in range(n_q):
-                out_q[j, g, t] = _quantile(part, n_neg, n_zero, n, qs[t])
+            part = bucket[start[g] : start[g + 1]]  # empty when only zeros are needed
+            group_quantiles(part, n, negative[g], qs, out_q[j, g], ranks, stack, hist)

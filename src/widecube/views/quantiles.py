@@ -1,7 +1,8 @@
 """The quantiles view: exact per-group median and quantiles, implicit zeros included.
 
 Computed from the gene-major slabs: every gene's stored values are bucketed by group and
-sorted; the zeros a group has are counted, not stored. Values equal
+only the order statistics the quantiles need are selected (none for a quantile among the
+zeros, which are counted, not stored). Values equal
 ``numpy.quantile(column_of_the_group, q, method="linear")``. Stored per grouping and layer as
 ``views/quantiles/<groupby>[.<layer>].zarr`` (AnnData: groups × genes, one layer per quantile:
 ``median``, ``q10``, ``q25``, ``q75``, ``q90`` by default).
