@@ -30,6 +30,7 @@ from .compute.aggregate import Column, GeneData, canonical_filter, cell_mask, ex
 from .compute.groupings import ALL_CELLS_GROUP, all_cells
 from .config import Settings
 from .errors import InvalidQuery, UnknownGrouping, VersionNotFound
+from .genenames import GeneNames
 from .snapshot import Snapshot
 from .views import get_view, views
 from .views.summary import SUMMARY_STATS
@@ -117,6 +118,19 @@ class Widecube:
         start = int(np.searchsorted(lowered, p, side="left"))
         stop = int(np.searchsorted(lowered, p + "\U0010ffff", side="left")) if p else len(names)
         return record.version, list(names[start : min(stop, start + limit)])
+
+    def resolve_genes(self, dataset: str, query: list[str], version: str | None = None) -> dict[str, Any]:
+        """Canonical names for typed or pasted gene names (symbols or ``gene_ids``, any case),
+        in input order, and the unknown ones with "did you mean" suggestions (genenames)."""
+        record, snap = self.resolve(dataset, version)
+
+        def build() -> GeneNames:
+            var = snap.table("dataset/var.parquet")
+            ids = var["gene_ids"].astype(str).tolist() if "gene_ids" in var.columns else None
+            return GeneNames([str(n) for n in var.index], ids)
+
+        genes, unknown = snap.memo("gene-names", build).resolve(query)
+        return {"dataset": dataset, "version": record.version, "genes": genes, "unknown": unknown}
 
     def summary(self, dataset: str, *, genes: list[str], groupby: str, stats: list[str],
                 layer: str | None = None, version: str | None = None) -> dict[str, Any]:  # fmt: skip

@@ -28,6 +28,7 @@ from ..service import Widecube
 from ..web import mount_ui
 from . import _admin, _datasets, _jobs, _uploads
 from ._analysis import analysis_router
+from ._genes import genes_router
 from ._gzip import FastGZipMiddleware
 from ._responses import ARROW, JSON, NotAcceptable
 from ._upkeep import Upkeep, Usage
@@ -113,6 +114,7 @@ def create_app(
 
     app.include_router(_datasets.router)
     app.include_router(analysis_router(wc), prefix=PREFIX)
+    app.include_router(genes_router(wc), prefix=PREFIX)
     app.include_router(_admin.router)
     app.include_router(_jobs.router)
     app.include_router(_uploads.router)
