@@ -103,7 +103,9 @@ def test_a_dataset_without_gene_ids_resolves_symbols_only() -> None:
     names = GeneNames(["Gene1", "Gene2", "Gene10"])
     assert names.resolve(["gene10", "GENE2", "ENSG00000198851", "Gene3"]) == (
         ["Gene10", "Gene2"],
-        [{"query": "ENSG00000198851", "suggestions": []},
-         # ratio 2·4/10 = 80 for Gene1 and Gene2, 2·4/11 ≈ 72.7 for Gene10 (cut-off 70)
-         {"query": "Gene3", "suggestions": ["Gene1", "Gene2", "Gene10"]}],  # fmt: skip
+        [
+            {"query": "ENSG00000198851", "suggestions": []},
+            # ratio 2·4/10 = 80 for Gene1 and Gene2, 2·4/11 ≈ 72.7 for Gene10 (cut-off 70)
+            {"query": "Gene3", "suggestions": ["Gene1", "Gene2", "Gene10"]},
+        ],  # fmt: skip
     )
