@@ -6,6 +6,7 @@
 // legends. PNG is the same SVG rendered onto a canvas at twice the size.
 
 import { css } from "./colors.js";
+import { textWidth } from "./dom.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const FONT = "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
@@ -73,7 +74,11 @@ export function figureSvg(plot, legendHolder, title) {
     legends.push(g);
     y += height + 16;
   });
-  const width = w + (specs.length ? LEGEND_WIDTH : 0);
+  const bold = `600 ${FONT}`;
+  const titles = specs.map((spec) => Math.max(textWidth(spec.title, bold),
+    ...(spec.kind === "category" ? spec.categories.slice(0, MAX_CATEGORIES).map((c) => 16 + textWidth(c, FONT)) : [])));
+  const legendWidth = specs.length ? Math.max(LEGEND_WIDTH, ...titles.map((t) => Math.ceil(t) + 32)) : 0;
+  const width = Math.max(w + legendWidth, Math.ceil(textWidth(title, bold)) + 16);
   const height = Math.max(h + 24, y);
   const root = node("svg", { xmlns: SVG_NS, width, height, viewBox: `0 0 ${width} ${height}` });
   root.append(node("style", {}, STYLE), node("rect", { width, height, fill: "#fff" }),
