@@ -191,6 +191,7 @@ async function render() {
   }
   clearMessage();
   drawn = null;
+  $("export-png").disabled = $("export-svg").disabled = state.tab === "markers"; // a table: CSV only
   setStatus("Loading…");
   document.body.dataset.state = "loading";
   try {
@@ -264,6 +265,7 @@ async function drawGroups(mine) {
 function wire() {
   $("dataset").addEventListener("change", (e) => {
     state = { ...emptyState(), dataset: e.target.value, tab: state.tab };
+    replace($("gene-unknown"));
     loadDataset().catch(showError);
   });
   $("version").addEventListener("change", (e) => {
