@@ -453,6 +453,12 @@ def test_png_and_svg_export_and_copy_link(ui: Page, served: Served) -> None:
     assert served.adata.obs["donor"].cat.categories[0] in [
         t.text for t in root.iter("{http://www.w3.org/2000/svg}text")
     ]
+    _, data = _download(ui, "Download CSV")  # every cell: obs row, coordinates, colour
+    rows = list(csv.reader(io.StringIO(data.decode())))
+    assert rows[0] == ["row", "x", "y", "donor"] and len(rows) == N_CELLS + 1
+    umap = np.asarray(served.adata.obsm["X_umap"], dtype=np.float32).astype(np.float64)
+    assert np.array_equal(np.array([[float(r[1]), float(r[2])] for r in rows[1:]]), umap[:, :2])
+    assert [r[3] for r in rows[1:]] == served.adata.obs["donor"].astype(str).tolist()
     ui.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=served.url)
     ui.page.get_by_role("button", name="Copy link").click()
     ui.page.get_by_text("Link to this exact view copied.").wait_for()

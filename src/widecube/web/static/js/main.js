@@ -32,7 +32,7 @@ const splitNames = (text) => text.split(/[\s,;]+/).filter(Boolean);
 let state = parseState(window.location.search);
 let detail = null;
 let ticket = 0;
-let drawn = null; // what the active tab shows, for the CSV/PNG/SVG export: {tab, header, rows}
+let drawn = null; // the numbers the active tab shows, for the CSV export: {tab, header, rows | () => rows}
 const markers = new MarkersPanel({
   groupSelect: $("marker-group"), topSelect: $("marker-top"), table: $("markers-table"), note: $("marker-note"),
   onAdd: (genes) => plotGenes(genes),
@@ -205,7 +205,7 @@ async function render() {
       const d = embedding.data;
       if (chosen.embedding && d) {
         drawn = { tab: "embedding", header: ["row", "x", "y", ...(d.color ? [d.color.name] : [])],
-          rows: Array.from({ length: d.n }, (_, i) => [i + 1, d.x[i], d.y[i], ...(d.color ? [colorValue(d.color, i)] : [])]) };
+          rows: () => Array.from({ length: d.n }, (_, i) => [i + 1, d.x[i], d.y[i], ...(d.color ? [colorValue(d.color, i)] : [])]) };
       }
     } else if (state.tab === "markers") {
       const shown = await markers.show(detail, state, { filtered: Object.keys(activeFilters(detail, state.filters)).length > 0 });
@@ -367,7 +367,8 @@ async function exportFigure(kind) {
 
 function exportCsv() {
   if (!drawn || drawn.tab !== state.tab) return exportNote("No numbers drawn to export.");
-  save(csvBlob(drawn.header, drawn.rows), fileName("csv"));
+  const rows = typeof drawn.rows === "function" ? drawn.rows() : drawn.rows; // the embedding's: built on demand
+  save(csvBlob(drawn.header, rows), fileName("csv"));
   exportNote("");
 }
 
