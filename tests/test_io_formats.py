@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _data import small_adata
+from _data import small_adata, write_h5ad
 from _io_writers import (
     gene_ids,
     write_10x_h5,
@@ -196,3 +196,20 @@ def test_text_values_quoting_and_line_endings(tmp_path: Path) -> None:
     got, cells, genes = dense(path, tmp_path / "work", block_nnz=10)
     np.testing.assert_array_equal(got.astype(np.float32), want)
     assert cells[3] == 'cell "3", x' and genes == [f"g{j}" for j in range(7)]
+
+
+@pytest.mark.parametrize("layout", ["csr", "csc", "dense"])
+@pytest.mark.parametrize("window", [None, (7, 41)])
+def test_h5ad_layouts_stream_the_same_matrix(layout: str, window: tuple[int, int] | None,
+                                             tmp_path: Path) -> None:  # fmt: skip
+    """CSR, CSC and dense X, whole or a gene window (gene-major files read only that window)."""
+    path = write_h5ad(ADATA, tmp_path / f"{layout}.h5ad", layout=layout)
+    lo, hi = window or (0, len(GENES))
+    with open_input(path) as src:
+        out = np.zeros(src.shape)
+        blocks = list(src.iter_blocks(block_nnz=97, columns=window))
+    for block in blocks:
+        m, r, c = block.matrix.toarray(), block.row_start, block.col_start
+        out[r : r + m.shape[0], c : c + m.shape[1]] += m
+    assert len(blocks) > 10
+    np.testing.assert_array_equal(out[:, lo:hi], X[:, lo:hi].astype(np.float32))

@@ -44,9 +44,9 @@ HEADER = "cell,Gene0,Gene1,Gene2\n"
 CSV_CASES: dict[str, tuple[str, str]] = {
     "null": (HEADER + "c1,1,2,3\nc2,4,,6\n", "Null value found at cell c2, gene Gene1 (line 3, field 3)"),
     "NaN": (HEADER + "c1,1,2,3\nc2,NaN,5,6\n",
-            "NaN found at row 1 (cell 'c2'), column 0 (gene 'Gene0') (line 3, field 2)"),
+            "NaN found at row 2 (cell 'c2'), column 1 (gene 'Gene0') (line 3, field 2)"),
     "inf": (HEADER + "c1,1,2,3\nc2,4,5,6\nc3,0,0,-inf\n",
-            "infinite value found at row 2 (cell 'c3'), column 2 (gene 'Gene2') (line 4, field 4)"),
+            "infinite value found at row 3 (cell 'c3'), column 3 (gene 'Gene2') (line 4, field 4)"),
     "non-numeric": (HEADER + "c1,1,2,3\nc2,4,5,6\nc3,7,abc,9\n",
                     "non-numeric value 'abc' at line 4, field 3 (cell 'c3', gene 'Gene1')"),
     "ragged": (HEADER + "c1,1,2,3\nc2,4,5\n", "ragged row at line 3: 3 fields where the header has 4"),
@@ -107,7 +107,8 @@ def test_10x_corrupt_indices(tmp_path: Path) -> None:
         f["matrix/indices"][4] = 99
     with open_input(path) as src, pytest.raises(UnreadableInput) as err:
         list(src.iter_blocks(block_nnz=100))
-    assert str(err.value) == f"{path}: corrupt matrix: column index 99 at row 2 is outside 0..2"
+    assert str(err.value) == (f"{path}: matrix/indices[4] = 99: column 100 at row 3 is outside the matrix "
+                              "(columns 1–3)")  # fmt: skip
 
 
 def mtx_folder(tmp: Path, x: np.ndarray = X) -> Path:
@@ -170,7 +171,7 @@ def test_parquet_cases(tmp_path: Path) -> None:
     nulls.to_parquet(tmp_path / "null.parquet")
     with open_input(tmp_path / "null.parquet") as src, pytest.raises(InvalidValue) as err:
         list(src.iter_blocks(block_nnz=100))
-    want = "Null value found at cell c2, gene Gene1 (row 1, column 1)"
+    want = "Null value found at cell c2, gene Gene1 (row 2, column 2)"
     assert str(err.value) == f"{tmp_path / 'null.parquet'}: {want}"
     nulls.assign(Gene1=["a", "b"]).to_parquet(tmp_path / "text.parquet")
     with pytest.raises(UnreadableInput, match=r"text\.parquet: column 'Gene1' holds string, not numbers"):
@@ -187,7 +188,7 @@ def test_loom_nan(tmp_path: Path) -> None:
     path = write_loom(tmp_path / "nan.loom", x, CELLS, GENES)
     with open_input(path) as src, pytest.raises(InvalidValue) as err:
         list(src.iter_blocks(block_nnz=3))
-    assert str(err.value) == f"{path}: NaN found at row 2 (cell 'c3'), column 1 (gene 'Gene1')"
+    assert str(err.value) == f"{path}: NaN found at row 3 (cell 'c3'), column 2 (gene 'Gene1')"
 
 
 def test_empty_matrices(tmp_path: Path) -> None:
@@ -208,12 +209,12 @@ def test_negative_values_in_a_declared_counts_layer(tmp_path: Path) -> None:
         list(src.iter_blocks(block_nnz=100))
     with open_input(csv, layer="counts") as src, pytest.raises(InvalidValue) as err:
         list(src.iter_blocks(block_nnz=100))
-    assert str(err.value) == (f"{csv}: negative value -3 found at row 1 (cell 'c2'), column 1 "
+    assert str(err.value) == (f"{csv}: negative value -3 found at row 2 (cell 'c2'), column 2 "
                               "(gene 'Gene1') in a counts matrix")  # fmt: skip
     adata = small_adata()
     adata.X[7, 2] = -1
     h5ad = write_h5ad(adata, tmp_path / "neg.h5ad", where="counts")
-    with open_input(h5ad, layer="counts") as src, pytest.raises(InvalidValue, match="row 7 .*column 2"):
+    with open_input(h5ad, layer="counts") as src, pytest.raises(InvalidValue, match="row 8 .*column 3"):
         list(src.iter_blocks(block_nnz=1000))
 
 
@@ -249,7 +250,7 @@ def test_blank_lines_are_skipped_and_lines_still_counted(tmp_path: Path) -> None
     with pytest.raises(InvalidValue, match=r"non-numeric value 'x' at line 6, field 3 \(cell 'c3'"):
         open_input(path)
     path = text(tmp_path, "trailing.csv", HEADER + "c1,1,2,3\n\nc2,4,nan,6\n\n")
-    nan_at = r"NaN found at row 1 \(cell 'c2'\), column 1 .* \(line 4, field 3\)"
+    nan_at = r"NaN found at row 2 \(cell 'c2'\), column 2 .* \(line 4, field 3\)"
     with pytest.raises(InvalidValue, match=nan_at):
         open_input(path)
     with open_input(text(tmp_path, "ok.csv", HEADER + "c1,1,2,3\nc2,4,5,6\n\n\n")) as src:

@@ -319,13 +319,13 @@ def test_bad_input_fails_at_once_with_its_message(make_h5ad: MakeH5ad, settings:
     nan = small_adata()
     nan.X[17, 4] = np.nan
     patient = settings.model_copy(update={"job_attempts": 5, "job_backoff": 10.0})
-    with pytest.raises(InvalidValue, match=r"nan.h5ad: NaN found at row 17 \(cell 'cell17'\), column 4"):
+    with pytest.raises(InvalidValue, match=r"nan.h5ad: NaN found at row 18 \(cell 'cell17'\), column 5"):
         ingest(make_h5ad(nan, name="nan.h5ad"), dataset="t", settings=patient)
     with Catalog(settings.catalog_url) as catalog:
         job = catalog.jobs.list()[0]
         assert job.state == J.FAILED and job.attempts == 0
         assert (
-            job.error is not None and "nan.h5ad: NaN found at row 17 (cell 'cell17'), column 4" in job.error
+            job.error is not None and "nan.h5ad: NaN found at row 18 (cell 'cell17'), column 5" in job.error
         )
         assert events(job) == [
             *clean_run(["unpack", "validate"]),
@@ -358,7 +358,7 @@ def test_jobs_api_and_cli(make_h5ad: MakeH5ad, settings: Settings) -> None:
         failed, published = listing.json()
         assert (failed["state"], published["state"]) == ("failed", "published")
         assert (
-            failed["input"] == "nan.h5ad" and "NaN found at row 0 (cell 'cell0'), column 0" in failed["error"]
+            failed["input"] == "nan.h5ad" and "NaN found at row 1 (cell 'cell0'), column 1" in failed["error"]
         )
         assert {"created", "updated", "started", "finished", "progress", "step", "attempts"} <= set(failed)
         assert [j["id"] for j in client.get("/api/v1/jobs", params={"state": "failed"}).json()] == [
@@ -375,7 +375,7 @@ def test_jobs_api_and_cli(make_h5ad: MakeH5ad, settings: Settings) -> None:
     table = subprocess.run([*cli, "jobs"], env=env, capture_output=True, text=True, timeout=120)
     assert table.returncode == 0 and failed["id"] in table.stdout and "published" in table.stdout
     shown = subprocess.run([*cli, "job", failed["id"]], env=env, capture_output=True, text=True, timeout=120)
-    assert shown.returncode == 0 and "NaN found at row 0" in shown.stdout and "compute" in shown.stdout
+    assert shown.returncode == 0 and "NaN found at row 1" in shown.stdout and "compute" in shown.stdout
     gone = subprocess.run([*cli, "job", "nope"], env=env, capture_output=True, text=True, timeout=120)
     assert gone.returncode == 1 and "no job 'nope'" in gone.stderr and "Traceback" not in gone.stderr
 

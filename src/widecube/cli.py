@@ -94,7 +94,7 @@ def ingest(
         help="gene metadata (CSV, TSV or Parquet; first column the gene name or id)")] = None,
     allow_missing_metadata: Annotated[bool, typer.Option(
         help="fill cells (genes) missing from --obs (--var) with 'unknown' instead of failing")] = False,
-    max_unpacked: Annotated[int | None, typer.Option(
+    max_unpacked: Annotated[int | None, typer.Option(min=1,
         help="bytes an archive may expand to; default 20 × its size, at most the free disk")] = None,
     timings: Annotated[bool, typer.Option(
         help="print the seconds spent in each step as a JSON line at the end")] = False,
@@ -180,13 +180,44 @@ def rollback(
     dataset: Annotated[str, typer.Argument(help="dataset name")],
     to: Annotated[str | None, typer.Option(help="version to make live; default: previous")] = None,
 ) -> None:
-    """Make an earlier version live again (one catalog transaction)."""
-    from .catalog import Catalog
+    """Make an earlier version live again (its files are re-checked first)."""
+    from .service import Widecube
 
-    catalog = Catalog(Settings().catalog_url)
-    record = catalog.rollback(dataset, to)
-    catalog.close()
-    out.print(f"{dataset} is now at version {record.version}")
+    wc = Widecube(Settings())
+    try:
+        record = wc.rollback(dataset, to)
+    finally:
+        wc.close()
+    out.print(f"{dataset} is now at version {record['version']}")
+
+
+@app.command()
+@_clean_errors
+def verify(
+    target: Annotated[str, typer.Argument(metavar="DATASET[@VERSION]",
+                                          help="dataset, and a version (default: the live one)")],
+) -> None:
+    """Re-check every file of a version against its manifest checksums (and its decoded cache).
+
+    Exit status 1 and one line per file at fault when the check fails.
+    """
+    from .service import Widecube
+
+    dataset, _, version = target.partition("@")
+    wc = Widecube(Settings())
+    try:
+        report = wc.verify(dataset, version or None)
+    finally:
+        wc.close()
+    where = f"{dataset}@{report['version']}"
+    for f in report["files"]:
+        err.print(f"{where}: file {f['file']} {f['problem']}", highlight=False, soft_wrap=True)
+    for f in report["cache"]:
+        err.print(f"{where}: decoded cache file {f['file']} {f['problem']} (removed; it is decoded "
+                  "again from the snapshot on the next read)", highlight=False, soft_wrap=True)  # fmt: skip
+    if not report["ok"]:
+        raise typer.Exit(1)
+    out.print(f"{where}: every file matches its checksum", highlight=False)
 
 
 @app.command()

@@ -19,6 +19,8 @@ and the API can show it as it is, without a traceback::
     │   └── UploadNotFound*
     ├── InvalidQuery (ValueError)         the API answers 422: unknown gene, groupby, stat
     ├── VerificationError                 a snapshot failed its checksums or invariants
+    ├── SnapshotCorrupt                   a stored file no longer matches its checksum: the
+    │                                      version is out of service (503) until it verifies again
     ├── CatalogError                      the catalog refused a state change (409)
     │   └── LeaseLost*                     a worker's claim on a job ran out; another took it
     ├── UploadConflict*                   a chunk not at the upload's offset (409)
@@ -42,6 +44,7 @@ __all__ = [
     "InvalidValue",
     "MetadataMismatch",
     "NotFound",
+    "SnapshotCorrupt",
     "UnknownGrouping",
     "UnreadableInput",
     "UnsafeArchive",
@@ -104,6 +107,20 @@ class InvalidQuery(WidecubeError, ValueError):
 
 class VerificationError(WidecubeError):
     """A freshly written snapshot does not match its manifest or breaks an invariant."""
+
+
+class SnapshotCorrupt(WidecubeError):
+    """A file of a published snapshot (or its decoded cache) does not match its checksum.
+
+    ``files`` are paths relative to the snapshot folder, never server paths; the service
+    answers 503 for that version until a verify passes again.
+    """
+
+    def __init__(self, message: str, *, dataset: str, version: str, files: list[str]) -> None:
+        super().__init__(message)
+        self.dataset = dataset
+        self.version = version
+        self.files = files
 
 
 class CatalogError(WidecubeError):

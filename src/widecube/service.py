@@ -4,12 +4,19 @@ Every query resolves the dataset's version exactly once (the live one, or a pinn
 and then reads only that immutable snapshot, so a publish in the middle of a request can
 never mix two versions. Opened snapshots are kept per version.
 
+What is served is what was verified: a read that finds a file at fault raises
+:class:`~widecube.errors.SnapshotCorrupt` (503) naming it, and the service remembers the
+version as corrupt, answering 503 for it at once until :meth:`Widecube.verify` passes again;
+:meth:`Widecube.publish` and :meth:`Widecube.rollback` re-check the target's files first.
+
     >>> wc = Widecube(Settings())                                         # doctest: +SKIP
     >>> wc.summary("pbmc", genes=["CD3E"], groupby="cell_type", stats=["mean"])["values"]
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import os
 import re
 import shutil
@@ -18,7 +25,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -29,15 +36,58 @@ from .compute._kernels import cell_scale
 from .compute.aggregate import Column, GeneData, canonical_filter, cell_mask, expression, summarize
 from .compute.groupings import ALL_CELLS_GROUP, all_cells
 from .config import Settings
-from .errors import InvalidQuery, UnknownGrouping, VersionNotFound
+from .errors import (
+    CatalogError,
+    InvalidQuery,
+    SnapshotCorrupt,
+    UnknownGrouping,
+    VersionNotFound,
+    WidecubeError,
+)
 from .genenames import GeneNames
-from .snapshot import Snapshot
+from .snapshot import MANIFEST, Fault, Snapshot, corrupt
 from .views import get_view, views
 from .views.summary import SUMMARY_STATS
 
 __all__ = ["Widecube"]
 
 _SERVABLE = {VersionStatus.PUBLISHED, VersionStatus.RETIRED, VersionStatus.VERIFIED}
+_reading: contextvars.ContextVar[Snapshot | None] = contextvars.ContextVar("widecube_reading", default=None)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _serving(method: F) -> F:
+    """Mark a query: a corrupt file found while it reads takes the version out of service.
+
+    A :class:`SnapshotCorrupt` is remembered; any other unexpected error (e.g. Zarr's CRC-32C
+    codec refusing a chunk read outside :meth:`Snapshot.array`) triggers one check of the
+    version's files per process, which turns it into :class:`SnapshotCorrupt` if one is at fault.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Widecube, *args: Any, **kwargs: Any) -> Any:
+        token = _reading.set(None)
+        try:
+            return method(self, *args, **kwargs)
+        except SnapshotCorrupt as exc:
+            self._mark_corrupt(exc)
+            raise
+        except WidecubeError:
+            raise
+        except Exception as exc:
+            snap = _reading.get()
+            if snap is None or not self._first_failure(snap.version):
+                raise
+            faults = snap.check()
+            if not faults:
+                raise
+            found = corrupt(snap.dataset, snap.version, faults)
+            self._mark_corrupt(found)
+            raise found from exc
+        finally:
+            _reading.reset(token)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class Widecube:
@@ -49,6 +99,8 @@ class Widecube:
         self._open: OrderedDict[str, Snapshot] = OrderedDict()
         self._keep = keep_open
         self._lock = threading.Lock()
+        self._corrupt: dict[str, SnapshotCorrupt] = {}  # version -> why it is out of service
+        self._failed: set[str] = set()  # versions checked after an unexpected read error
 
     def close(self) -> None:
         self.catalog.close()
@@ -63,7 +115,12 @@ class Widecube:
                 raise VersionNotFound(
                     f"version {version} of dataset {dataset!r} is {record.status}, not servable"
                 )
-        return record, self._snapshot(record)
+        bad = self._corrupt.get(record.version)
+        if bad is not None:  # a fresh error each time: one shared instance would pile up tracebacks
+            raise SnapshotCorrupt(str(bad), dataset=bad.dataset, version=bad.version, files=bad.files)
+        snap = self._snapshot(record)
+        _reading.set(snap)
+        return record, snap
 
     def _snapshot(self, record: VersionRecord) -> Snapshot:
         with self._lock:
@@ -72,7 +129,12 @@ class Widecube:
                 self._open.move_to_end(record.version)
                 return snap
         assert record.path is not None
-        snap = Snapshot(self.settings.storage / record.path, cache=self.settings.cache)
+        try:
+            snap = Snapshot(self.settings.storage / record.path, cache=self.settings.cache)
+        except (OSError, ValueError) as exc:  # the manifest itself is unreadable
+            found = corrupt(record.dataset, record.version, [Fault(MANIFEST, "cannot be read")])
+            self._mark_corrupt(found)
+            raise found from exc
         with self._lock:
             snap = self._open.setdefault(record.version, snap)
             while len(self._open) > self._keep:
@@ -95,6 +157,7 @@ class Widecube:
             })  # fmt: skip
         return out
 
+    @_serving
     def dataset(self, dataset: str, version: str | None = None) -> dict[str, Any]:
         """Detail of a dataset version: sizes, categorical obs columns, groupbys, views."""
         record, snap = self.resolve(dataset, version)
@@ -109,6 +172,7 @@ class Widecube:
             "views": {v.name: v.describe(snap) for v in views()},
         }
 
+    @_serving
     def genes(self, dataset: str, prefix: str = "", limit: int = 20,
               version: str | None = None) -> tuple[str, list[str]]:  # fmt: skip
         """Gene names starting with ``prefix`` (case-insensitive), alphabetically."""
@@ -119,6 +183,7 @@ class Widecube:
         stop = int(np.searchsorted(lowered, p + "\U0010ffff", side="left")) if p else len(names)
         return record.version, list(names[start : min(stop, start + limit)])
 
+    @_serving
     def resolve_genes(self, dataset: str, query: list[str], version: str | None = None) -> dict[str, Any]:
         """Canonical names for typed or pasted gene names (symbols or ``gene_ids``, any case),
         in input order, and the unknown ones with "did you mean" suggestions (genenames)."""
@@ -132,6 +197,7 @@ class Widecube:
         genes, unknown = snap.memo("gene-names", build).resolve(query)
         return {"dataset": dataset, "version": record.version, "genes": genes, "unknown": unknown}
 
+    @_serving
     def summary(self, dataset: str, *, genes: list[str], groupby: str, stats: list[str],
                 layer: str | None = None, version: str | None = None) -> dict[str, Any]:  # fmt: skip
         """Per-group statistics of ``genes`` for ``groupby`` in ``layer`` (default: the
@@ -152,6 +218,7 @@ class Widecube:
 
     # -- any subset of cells: on-the-fly queries over the gene-major view -----------------
 
+    @_serving
     def expression(self, dataset: str, *, genes: list[str], filter: dict[str, list[str]] | None = None,
                    layer: str | None = None, version: str | None = None) -> dict[str, Any]:  # fmt: skip
         """Per-cell values of ``genes`` (float32), in obs order, of the cells ``filter`` keeps
@@ -177,6 +244,7 @@ class Widecube:
             "values": dict(zip(genes, expression(data, mask, snap.n_cells), strict=True)),
         }
 
+    @_serving
     def aggregate(self, dataset: str, *, genes: list[str], groupby: str, stats: list[str],
                   filter: dict[str, list[str]] | None = None, layer: str | None = None,
                   version: str | None = None, precomputed: bool = True) -> dict[str, Any]:  # fmt: skip
@@ -232,6 +300,7 @@ class Widecube:
             "source": source,
         }
 
+    @_serving
     def markers(self, dataset: str, *, groupby: str, group: str, layer: str | None = None,
                 limit: int = 100, version: str | None = None) -> dict[str, Any]:  # fmt: skip
         """The top marker genes of one group (one-vs-rest), best first."""
@@ -248,6 +317,7 @@ class Widecube:
         return {"dataset": dataset, "version": record.version, "groupby": groupby, "group": group,
                 "layer": layer, "markers": top[columns].to_dict(orient="records")}  # fmt: skip
 
+    @_serving
     def gene_stats(self, dataset: str, *, genes: list[str], layer: str | None = None,
                    version: str | None = None) -> dict[str, Any]:  # fmt: skip
         """Per-gene statistics over all cells (mean, var, min, max, dispersion, ...)."""
@@ -259,6 +329,7 @@ class Widecube:
         return {"dataset": dataset, "version": record.version, "layer": layer, "genes": list(genes),
                 "stats": {c: rows[c].to_numpy() for c in rows.columns}}  # fmt: skip
 
+    @_serving
     def cell_stats(self, dataset: str, *, version: str | None = None) -> dict[str, Any]:
         """Per-cell library size and detected genes, in obs order."""
         record, snap = self.resolve(dataset, version)
@@ -269,6 +340,7 @@ class Widecube:
 
     # -- serving: embeddings, admin moves, cache upkeep (used by the API) ----------------
 
+    @_serving
     def embeddings(self, dataset: str, version: str | None = None) -> dict[str, Any]:
         """The embeddings (obsm keys) of a version and what can colour them.
 
@@ -286,6 +358,7 @@ class Widecube:
             "gene_colors": _has_matrix(snap),
         }
 
+    @_serving
     def embedding(self, dataset: str, key: str, *, color: str | None = None,
                   version: str | None = None) -> dict[str, Any]:  # fmt: skip
         """Coordinates of embedding ``key`` (one float32 array per dimension, obs order).
@@ -318,12 +391,92 @@ class Widecube:
         return [_version_info(r, current=r.version == current) for r in records]
 
     def publish(self, dataset: str, version: str) -> dict[str, Any]:
-        """Make ``version`` (verified or retired) live; new requests see it at once."""
+        """Make ``version`` (verified or retired) live; new requests see it at once.
+
+        The version's files are re-checked against its manifest first; a corrupt one is
+        refused with a :class:`CatalogError` naming the file (409)."""
+        self._require_intact(dataset, version, "publish")
         return _version_info(self.catalog.publish(dataset, version), current=True)
 
     def rollback(self, dataset: str, to: str | None = None) -> dict[str, Any]:
-        """Make ``to`` (default: the version live before the current one) live again."""
-        return _version_info(self.catalog.rollback(dataset, to), current=True)
+        """Make ``to`` (default: the version live before the current one) live again, after
+        re-checking its files like :meth:`publish`."""
+        target = to if to is not None else self._rollback_target(dataset)
+        if target is not None:
+            self._require_intact(dataset, target, "roll back to")
+        return _version_info(self.catalog.rollback(dataset, target), current=True)
+
+    def verify(self, dataset: str, version: str | None = None) -> dict[str, Any]:
+        """Re-check every file of a version (default: the live one) against its manifest
+        sha256, and its decoded cache files against theirs.
+
+        Returns ``{"dataset", "version", "ok", "files", "cache"}``: ``files`` are the snapshot
+        files at fault, ``cache`` the decoded cache files that were (they are removed, so the
+        next read decodes them again from the snapshot); both relative, ``{"file",
+        "problem"}``. A corrupt snapshot is taken out of service; one that passes is put back.
+
+            >>> wc.verify("pbmc")["ok"]  # doctest: +SKIP
+            True
+        """
+        catalog = self.catalog
+        record = catalog.current(dataset) if version is None else catalog.get_version(dataset, version)
+        if record.path is None:
+            raise VersionNotFound(f"version {record.version} of dataset {dataset!r} is {record.status}: "
+                                  "it has no snapshot to verify")  # fmt: skip
+        try:
+            snap = self._snapshot(record)
+        except SnapshotCorrupt as exc:  # its manifest cannot be read
+            files, cache = [Fault(f, "cannot be read") for f in exc.files], []
+        else:
+            files = snap.check()
+            cache = snap.check_cache(repair=True)
+        with self._lock:
+            if files:
+                self._corrupt[record.version] = corrupt(dataset, record.version, files)
+            else:
+                self._corrupt.pop(record.version, None)
+                self._failed.discard(record.version)
+        return {"dataset": dataset, "version": record.version, "ok": not files and not cache,
+                "files": [_fault(f) for f in files], "cache": [_fault(f) for f in cache]}  # fmt: skip
+
+    def _require_intact(self, dataset: str, version: str, action: str) -> None:
+        record = self.catalog.get_version(dataset, version)
+        if record.path is None:
+            return  # the catalog refuses a version without a snapshot with its own message
+        try:
+            faults = self._snapshot(record).check()
+        except SnapshotCorrupt as exc:
+            raise CatalogError(f"cannot {action} version {version} of dataset {dataset!r}: "
+                               f"file {exc.files[0]} cannot be read") from exc  # fmt: skip
+        if faults:
+            self._mark_corrupt(corrupt(dataset, version, faults))
+            more = f" (and {len(faults) - 1} more files)" if len(faults) > 1 else ""
+            raise CatalogError(f"cannot {action} version {version} of dataset {dataset!r}: file "
+                               f"{faults[0].file} {faults[0].problem}{more}")  # fmt: skip
+        with self._lock:
+            self._corrupt.pop(version, None)
+            self._failed.discard(version)
+
+    def _rollback_target(self, dataset: str) -> str | None:
+        """The version :meth:`Catalog.rollback` would pick (the newest retired one older than
+        the live one), or None to let the catalog refuse with its own message."""
+        records = self.catalog.versions(dataset)  # newest first
+        live = next((i for i, r in enumerate(records) if r.status == VersionStatus.PUBLISHED), None)
+        if live is None:
+            return None
+        return next((r.version for r in records[live + 1 :] if r.status == VersionStatus.RETIRED), None)
+
+    def _mark_corrupt(self, exc: SnapshotCorrupt) -> None:
+        with self._lock:
+            self._corrupt[exc.version] = exc
+
+    def _first_failure(self, version: str) -> bool:
+        """True the first time an unexpected read error hits ``version`` in this process."""
+        with self._lock:
+            if version in self._failed:
+                return False
+            self._failed.add(version)
+            return True
 
     def live_versions(self) -> dict[str, str]:
         """``{version: dataset}`` of every dataset's published version (one catalog read)."""
@@ -334,6 +487,7 @@ class Widecube:
         with self._lock:
             return list(self._open)
 
+    @_serving
     def warm(self, dataset: str, version: str | None = None) -> str:
         """Decode every grouped array of a version (each view, grouping and layer) and the
         gene-major matrix into the cache now, so that no query after a publish pays for it."""
@@ -398,6 +552,7 @@ class Widecube:
         shutil.rmtree(trash, ignore_errors=True)
         return True
 
+    @_serving
     def gene_values(self, dataset: str, gene: str, *, layer: str | None = None,
                     version: str | None = None) -> tuple[str, np.ndarray]:  # fmt: skip
         """(version, one float32 value per cell in obs order) of ``gene``, read from the
@@ -629,6 +784,10 @@ def _obs_color(column: pd.Series, kind: str) -> dict[str, Any]:
         return {"name": str(column.name), "kind": kind, "categories": [str(c) for c in cats],
                 "codes": column.cat.codes.to_numpy().astype(dtype)}  # fmt: skip
     return {"name": str(column.name), "kind": kind, "values": column.to_numpy(dtype=np.float32)}
+
+
+def _fault(f: Fault) -> dict[str, str]:
+    return {"file": f.file, "problem": f.problem}
 
 
 def _version_info(r: VersionRecord, *, current: bool) -> dict[str, Any]:

@@ -1,14 +1,17 @@
-"""Admin routes: move a dataset's live pointer (publish a version, roll back).
+"""Admin routes: move a dataset's live pointer (publish a version, roll back), verify a version.
 
 They live under ``/api/v1/admin`` so that a reverse proxy can guard them with one rule;
-widecube itself does not authenticate. Each is one catalog transaction: new requests see
+widecube itself does not authenticate. A move is one catalog transaction: new requests see
 the new version at once, requests already running finish on the version they started with.
+Publish and rollback re-check the target's files first (409 naming a corrupt file); verify
+re-checks a version's files and decoded cache and puts it back in service if they pass.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from ..service import Widecube
 from ._responses import JSON
@@ -37,3 +40,34 @@ def rollback(request: Request, name: str, body: RollbackRequest | None = None) -
     """Make ``to``, or the version live before the current one, live again."""
     to = body.to if body is not None else None
     return JSON(_service(request).rollback(name, to), headers=_NO_STORE)
+
+
+class VerifyRequest(BaseModel):
+    version: str | None = Field(default=None, max_length=64,
+                                description="version to verify; default: the live one")  # fmt: skip
+
+
+class FileFault(BaseModel):
+    file: str = Field(description="path relative to the snapshot (or to the version's decoded cache)")
+    problem: str = Field(description="e.g. 'does not match its checksum', 'is missing'")
+
+
+class VerifyReport(BaseModel):
+    dataset: str
+    version: str
+    ok: bool = Field(description="true when no snapshot file and no decoded cache file is at fault")
+    files: list[FileFault] = Field(description="snapshot files at fault: the version answers 503 until "
+                                   "a verify passes again")  # fmt: skip
+    cache: list[FileFault] = Field(description="decoded cache files at fault; removed, so the next read "
+                                   "decodes them again from the snapshot")  # fmt: skip
+
+
+@router.post("/datasets/{name}/verify", response_model=VerifyReport)
+def verify(request: Request, name: str, body: VerifyRequest | None = None) -> Response:
+    """Re-check every file of a version (default: the live one) against its manifest sha256.
+
+    Answers 200 with ``ok`` false and the files at fault when the check fails: the version is
+    then out of service (its queries answer 503) in this process until a verify passes.
+    """
+    version = body.version if body is not None else None
+    return JSON(_service(request).verify(name, version), headers=_NO_STORE)

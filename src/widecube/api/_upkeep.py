@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..errors import WidecubeError
+from ..errors import SnapshotCorrupt, WidecubeError
 from ..service import Widecube
 
 __all__ = ["Upkeep", "Usage", "stale_versions"]
@@ -82,9 +82,13 @@ class Upkeep:
         if self.warm:
             for version, dataset in live.items():
                 if version not in self._warmed:
-                    self.service.warm(dataset, version)
+                    try:
+                        self.service.warm(dataset, version)
+                    except SnapshotCorrupt as exc:  # out of service; the other versions still warm
+                        log.warning("upkeep: %s", exc)
+                    else:
+                        warmed.append(version)
                     self._warmed.add(version)
-                    warmed.append(version)
         stale = stale_versions(self.service.opened_versions(), live, self.usage.last(),
                                now=time.monotonic(), grace=self.grace)  # fmt: skip
         for version in stale:

@@ -3,7 +3,8 @@
 Route handlers only translate HTTP to library calls; every :class:`WidecubeError` is
 rendered by one handler with its status (404 for unknown datasets and versions, 422 for
 unknown genes, groupbys and stats, 406 for a format a route cannot produce, 409 for a
-refused publish or rollback, 400 for other refusals). OpenAPI lives at ``/docs``, the web UI
+refused publish or rollback, 503 for a version out of service because a file of it failed
+its checksum, 400 for other refusals). OpenAPI lives at ``/docs``, the web UI
 at ``/``.
 
 ``create_app`` is also an app factory for ``uvicorn --factory`` (settings from the
@@ -22,7 +23,7 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
 
 from .. import __version__
 from ..config import Settings
-from ..errors import CatalogError, InvalidQuery, NotFound, WidecubeError
+from ..errors import CatalogError, InvalidQuery, NotFound, SnapshotCorrupt, WidecubeError
 from ..pipeline import JobRunner, JobWorker
 from ..service import Widecube
 from ..web import mount_ui
@@ -47,6 +48,8 @@ def _status(exc: WidecubeError) -> int:
         return 406
     if isinstance(exc, CatalogError):
         return 409
+    if isinstance(exc, SnapshotCorrupt):
+        return 503
     return 400
 
 

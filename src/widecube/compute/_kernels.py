@@ -16,6 +16,10 @@ from numba import njit, prange
 from numba.extending import get_cython_function_address
 
 __all__ = [
+    "BAD_COLUMN",
+    "BAD_POINTER",
+    "BAD_ROWS",
+    "SCATTER_OK",
     "gene_moments",
     "log_normalize",
     "gene_quantiles",
@@ -25,30 +29,55 @@ __all__ = [
 ]
 
 
+SCATTER_OK, BAD_POINTER, BAD_COLUMN, BAD_ROWS = 0, 1, 2, 3
+"""What :func:`scatter_block` found: nothing, a row pointer out of order or past the stored
+values, a column index outside the genes, rows outside the cells."""
+
+
 @njit(nogil=True, cache=True)
 def scatter_block(
     indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, row_start: int, col_start: int,
-    width: int, n_buckets: int, cell_total: np.ndarray, cell_nnz: np.ndarray,
+    width: int, n_buckets: int, n_genes: int, cell_total: np.ndarray, cell_nnz: np.ndarray,
     out_gene: np.ndarray, out_cell: np.ndarray, out_val: np.ndarray, bucket_ptr: np.ndarray,
-) -> int:  # pragma: no cover - compiled  # fmt: skip
+) -> tuple[int, int, int]:  # pragma: no cover - compiled  # fmt: skip
     """Group a CSR block's non-zeros by gene bucket (stable, so cells stay in order).
 
     Fills ``out_*[bucket_ptr[b]:bucket_ptr[b+1]]`` with bucket ``b``'s values and adds each
-    row's sum and non-zero count to ``cell_total``/``cell_nnz``. Returns flags: bit 0 set if
-    any value is negative, bit 1 if any value is not an integer.
+    row's sum and non-zero count to ``cell_total``/``cell_nnz``. Returns ``(flags, error,
+    at)``: flags bit 0 set if any value is negative, bit 1 if any value is not an integer.
+
+    The readers check every block before it gets here; these checks are the last line of
+    defence, and cannot be compiled out: before anything is written, every pointer and
+    index is checked against the arrays and the declared shape (numba does not check
+    bounds, and a negative index wraps around). On a violation nothing is written and
+    ``error`` says which (``BAD_POINTER``: ``at`` is the block's row; ``BAD_COLUMN``: ``at``
+    is the stored position; ``BAD_ROWS``), for the caller to raise.
     """
     n_rows = indptr.shape[0] - 1
+    n_stored = min(indices.shape[0], data.shape[0])
+    if n_rows < 0 or row_start < 0 or row_start + n_rows > cell_total.shape[0] \
+            or row_start + n_rows > cell_nnz.shape[0]:  # fmt: skip
+        return 0, BAD_ROWS, 0
     counts = np.zeros(n_buckets + 1, dtype=np.int64)
-    flags = 0
     for r in range(n_rows):
-        for k in range(indptr[r], indptr[r + 1]):
-            v = np.float64(data[k])
-            if v != 0.0:
-                counts[(indices[k] + col_start) // width + 1] += 1
+        a = indptr[r]
+        b = indptr[r + 1]
+        if a < 0 or b < a or b > n_stored:
+            return 0, BAD_POINTER, r
+        for k in range(a, b):
+            gene = indices[k] + col_start
+            if gene < 0 or gene >= n_genes:
+                return 0, BAD_COLUMN, k
+            if np.float64(data[k]) != 0.0:
+                counts[gene // width + 1] += 1
+    if counts.sum() > min(out_gene.shape[0], out_cell.shape[0], out_val.shape[0]) \
+            or bucket_ptr.shape[0] != n_buckets + 1:  # fmt: skip
+        return 0, BAD_POINTER, 0
     for b in range(n_buckets):
         counts[b + 1] += counts[b]
     bucket_ptr[:] = counts
     fill = counts[:n_buckets].copy()
+    flags = 0
     for r in range(n_rows):
         cell = r + row_start
         for k in range(indptr[r], indptr[r + 1]):
@@ -68,27 +97,39 @@ def scatter_block(
                 flags |= 1
             if v != np.floor(v):
                 flags |= 2
-    return flags
+    return flags, SCATTER_OK, 0
 
 
 @njit(nogil=True, cache=True)
 def sort_bucket(
-    gene: np.ndarray, cell: np.ndarray, val: np.ndarray, lo: int, width: int,
+    gene: np.ndarray, cell: np.ndarray, val: np.ndarray, lo: int, width: int, n_cells: int,
     indptr: np.ndarray, cells: np.ndarray, vals: np.ndarray,
-) -> None:  # pragma: no cover - compiled  # fmt: skip
-    """Counting-sort a bucket by gene into CSC order (cells stay in file order per gene)."""
+) -> int:  # pragma: no cover - compiled  # fmt: skip
+    """Counting-sort a bucket by gene into CSC order (cells stay in file order per gene).
+
+    The bucket comes back from the job's own spill files; a gene outside ``lo..lo+width-1``
+    or a cell outside ``0..n_cells-1`` (a damaged file) returns its position and writes
+    nothing, so the per-gene kernels that index by cell never see it; -1 when all is well.
+    """
+    n = min(gene.shape[0], cell.shape[0], val.shape[0], cells.shape[0], vals.shape[0])
+    if n != gene.shape[0] or indptr.shape[0] != width + 1:
+        return 0
+    for k in range(n):
+        if gene[k] < lo or gene[k] >= lo + width or cell[k] < 0 or cell[k] >= n_cells:
+            return k
     indptr[:] = 0
-    for k in range(gene.shape[0]):
+    for k in range(n):
         indptr[gene[k] - lo + 1] += 1
     for j in range(width):
         indptr[j + 1] += indptr[j]
     fill = indptr[:width].copy()
-    for k in range(gene.shape[0]):
+    for k in range(n):
         j = gene[k] - lo
         p = fill[j]
         fill[j] += 1
         cells[p] = cell[k]
         vals[p] = val[k]
+    return -1
 
 
 @njit(parallel=True, nogil=True, cache=True)

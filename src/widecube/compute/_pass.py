@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidValue
+from ..errors import InvalidValue, UnreadableInput
 from ..io import Block, MatrixSource
 from ..io._prefetch import prefetch
 from ._malloc import bound_heap
@@ -22,10 +22,23 @@ __all__ = ["check_finite", "spill_by_gene"]
 
 def check_finite(source: MatrixSource, obs_names: Sequence[str],
                  var_names: Sequence[str]) -> Callable[[Block], None]:  # fmt: skip
-    """A block check raising :class:`InvalidValue` naming the row, cell, column and gene."""
+    """A block check: the block lies inside the declared shape (else :class:`UnreadableInput`)
+    and holds only finite values (else :class:`InvalidValue` naming the 1-based row and
+    column, the cell and the gene). Every index inside the block is checked again by the
+    scatter kernel (:meth:`GeneSpill.add`)."""
+
+    n_cells, n_genes = source.shape
 
     def check(block: Block) -> None:
-        data = block.matrix.data
+        m = block.matrix
+        if block.row_start < 0 or block.col_start < 0 or block.row_start + m.shape[0] > n_cells \
+                or block.col_start + m.shape[1] > n_genes:  # fmt: skip
+            raise UnreadableInput(
+                f"{source.path.name}: corrupt matrix: a block of rows {block.row_start + 1}–"
+                f"{block.row_start + m.shape[0]}, columns {block.col_start + 1}–"
+                f"{block.col_start + m.shape[1]} lies outside the {n_cells} × {n_genes} matrix"
+            )
+        data = m.data
         if data.dtype.kind != "f":
             return
         finite = np.isfinite(data)
@@ -36,8 +49,8 @@ def check_finite(source: MatrixSource, obs_names: Sequence[str],
         col = int(block.matrix.indices[k]) + block.col_start
         what = "NaN" if np.isnan(data[k]) else "infinite value"
         raise InvalidValue(
-            f"{source.path.name}: {what} found at row {row} (cell {obs_names[row]!r}), "
-            f"column {col} (gene {var_names[col]!r})"
+            f"{source.path.name}: {what} found at row {row + 1} (cell {obs_names[row]!r}), "
+            f"column {col + 1} (gene {var_names[col]!r})"
         )
 
     return check
@@ -55,7 +68,7 @@ def spill_by_gene(source: MatrixSource, *, obs_names: Sequence[str], var_names: 
     n_cells, n_genes = source.shape
     expected = source.nnz_hint if source.nnz_hint is not None else n_cells * n_genes // 10
     spill = GeneSpill(workdir, n_cells=n_cells, n_genes=n_genes, dtype=source.dtype,
-                      expected_nnz=expected, slab_bytes=slab_bytes)  # fmt: skip
+                      expected_nnz=expected, slab_bytes=slab_bytes, where=source.path.name)  # fmt: skip
     try:
         check = check_finite(source, obs_names, var_names)
         for block in prefetch(source.iter_blocks(block_nnz=block_nnz), check=check):

@@ -11,6 +11,7 @@ per-cell library sizes.
 
 from __future__ import annotations
 
+import errno
 import math
 import shutil
 from collections.abc import Iterator
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UnreadableInput
 from ..io import Block
-from ._kernels import scatter_block, sort_bucket
+from ._kernels import BAD_COLUMN, BAD_POINTER, SCATTER_OK, scatter_block, sort_bucket
 
 __all__ = ["BYTES_PER_VALUE", "GeneSlab", "GeneSpill"]
 
@@ -48,7 +50,8 @@ class GeneSpill:
     """Buckets of non-zeros by gene range, on disk, plus per-cell totals."""
 
     def __init__(self, workdir: Path, *, n_cells: int, n_genes: int, dtype: np.dtype,
-                 expected_nnz: int, slab_bytes: int) -> None:  # fmt: skip
+                 expected_nnz: int, slab_bytes: int, where: object = "input") -> None:  # fmt: skip
+        self.where = where  # names the input in errors
         self.dir = workdir / "spill"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.n_cells, self.n_genes = n_cells, n_genes
@@ -78,16 +81,19 @@ class GeneSpill:
         return int(self.bucket_nnz.sum())
 
     def add(self, block: Block) -> None:
-        """Pass 1: route one block's non-zeros to their buckets."""
+        """Pass 1: route one block's non-zeros to their buckets (refusing any index outside
+        the declared shape, which the kernel reports instead of writing out of bounds)."""
         m = block.matrix
         n = m.nnz
         gene = np.empty(n, dtype=np.int32)
         cell = np.empty(n, dtype=np.int32)
         val = np.empty(n, dtype=self.dtype)
         ptr = np.empty(self.n_buckets + 1, dtype=np.int64)
-        flags = scatter_block(m.indptr, m.indices, m.data, block.row_start, block.col_start,
-                              self.width, self.n_buckets, self.cell_total, self.cell_nnz,
-                              gene, cell, val, ptr)  # fmt: skip
+        flags, error, at = scatter_block(m.indptr, m.indices, m.data, block.row_start, block.col_start,
+                                         self.width, self.n_buckets, self.n_genes, self.cell_total,
+                                         self.cell_nnz, gene, cell, val, ptr)  # fmt: skip
+        if error != SCATTER_OK:
+            raise self._refused(block, error, at)
         self.negative |= bool(flags & 1)
         self.non_integer |= bool(flags & 2)
         for b in np.flatnonzero(np.diff(ptr)):
@@ -97,6 +103,20 @@ class GeneSpill:
             files["cell"].write(cell[s:e].tobytes())
             files["val"].write(val[s:e].tobytes())
             self.bucket_nnz[b] += e - s
+
+    def _refused(self, block: Block, error: int, at: int) -> UnreadableInput:
+        m, first = block.matrix, block.row_start + 1
+        if error == BAD_COLUMN:
+            row = block.row_start + int(np.searchsorted(m.indptr, at, side="right"))
+            col = int(m.indices[at]) + block.col_start + 1
+            return UnreadableInput(f"{self.where}: corrupt matrix: column {col} at row {row} is outside "
+                                   f"the matrix (columns 1–{self.n_genes})")  # fmt: skip
+        if error == BAD_POINTER:
+            return UnreadableInput(f"{self.where}: corrupt matrix: the stored values of row {first + at} "
+                                   "are out of order or past the end of the block")  # fmt: skip
+        return UnreadableInput(f"{self.where}: corrupt matrix: a block of rows {first}–"
+                               f"{block.row_start + m.shape[0]} lies outside the matrix "
+                               f"(rows 1–{self.n_cells})")  # fmt: skip
 
     def close(self) -> None:
         for files in self._files:
@@ -123,7 +143,10 @@ class GeneSpill:
         indptr = np.empty(hi - lo + 1, dtype=np.int64)
         cells = np.empty_like(cell)
         vals = np.empty_like(val)
-        sort_bucket(gene, cell, val, lo, hi - lo, indptr, cells, vals)
+        bad = sort_bucket(gene, cell, val, lo, hi - lo, self.n_cells, indptr, cells, vals)
+        if bad >= 0:  # the job's own file changed under it: an I/O fault, retried from scratch
+            raise OSError(errno.EIO, f"spill file damaged: entry {bad} of {stem} is outside "
+                          f"genes {lo}..{hi - 1} or cells 0..{self.n_cells - 1}")  # fmt: skip
         del gene, cell, val
         yield GeneSlab(lo, hi, indptr, cells, vals)
 

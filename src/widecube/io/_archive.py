@@ -5,7 +5,9 @@ byte of it is written, into a fresh folder in the job's work folder:
 
 * refused: absolute paths, ``..`` components, symlinks and hard links, device files,
   FIFOs and anything else that is not a plain file or a folder, a second member with the
-  same path, and more than ``max_members`` members;
+  same path, a file member where others need a folder (``a`` and ``a/b.csv``), names
+  longer than the file system allows (a component past ``NAME_MAX``, a path past
+  ``PATH_MAX``), and more than ``max_members`` members;
 * the expanded size may not exceed the budget (``ratio`` × the archive's size, or
   ``max_bytes``, and never more than the free disk): the sizes members declare are
   checked first, and the bytes actually written are counted too, because a zip bomb's
@@ -22,7 +24,9 @@ stream it as it is; only gzip around a tar or a binary format is unpacked.
 
 from __future__ import annotations
 
+import errno
 import gzip
+import os
 import re
 import shutil
 import stat
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from ..errors import UnreadableInput, UnsafeArchive
+from ..errors import InputError, UnreadableInput, UnsafeArchive
 from ._sniff import GZIP_MAGIC, HDF5_MAGIC, PARQUET_MAGIC, head, raw_head
 
 __all__ = ["ArchiveLimits", "archive_kind", "unpack"]
@@ -50,6 +54,14 @@ class ArchiveLimits:
     ratio: float = 20.0
     max_bytes: int | None = None
     """An explicit cap on the expanded size in bytes (instead of ``ratio`` × archive size)."""
+
+    def __post_init__(self) -> None:
+        if self.max_bytes is not None and self.max_bytes < 1:
+            raise InputError(f"the unpacked size limit must be a positive number of bytes, not "
+                             f"{self.max_bytes}")  # fmt: skip
+        if self.max_members < 1 or not self.ratio > 0:
+            raise InputError(f"archive limits must be positive (members {self.max_members}, "
+                             f"ratio {self.ratio})")  # fmt: skip
 
     def budget(self, archive: Path, dest: Path) -> int:
         cap = self.max_bytes if self.max_bytes is not None else int(self.ratio * archive.stat().st_size)
@@ -110,23 +122,74 @@ def _member_path(archive: Path, name: str) -> PurePosixPath | None:
     return PurePosixPath(*parts)
 
 
-def _target(dest: Path, rel: PurePosixPath, archive: Path, name: str) -> Path:
-    target = dest.joinpath(*rel.parts)
-    if not target.resolve().is_relative_to(dest.resolve()):
-        raise UnsafeArchive(f"{archive}: member {name!r} would be written outside the folder; refused")
-    return target
+def _limit(dest: Path, name: str, default: int) -> int:
+    try:
+        return int(os.pathconf(dest, name))
+    except (OSError, ValueError):
+        return default
+
+
+class _Members:
+    """The files an archive has claimed so far: a member may not be written where another
+    one is, nor where another one needs a folder (or the other way round), nor under a name
+    the file system cannot hold. Checked before a byte of the member is written."""
+
+    def __init__(self, archive: Path, dest: Path) -> None:
+        self.archive, self.dest = archive, dest
+        self.files: set[PurePosixPath] = set()
+        self.dirs: set[PurePosixPath] = set()
+        self.name_max = _limit(dest, "PC_NAME_MAX", 255)
+        self.path_max = _limit(dest, "PC_PATH_MAX", 4096)
+
+    def claim(self, rel: PurePosixPath, name: str) -> Path:
+        """The target of member ``name`` (relative path ``rel``) inside ``dest``; refuses clashes."""
+        shown = name if len(name) <= 120 else f"{name[:100]}…({len(name):,} characters)"
+        long = next((p for p in rel.parts if len(os.fsencode(p)) > self.name_max), None)
+        if long is not None:
+            raise UnsafeArchive(f"{self.archive}: member {shown!r} has a name part of "
+                                f"{len(os.fsencode(long)):,} bytes, longer than the file system allows "
+                                f"({self.name_max}); refused")  # fmt: skip
+        target = self.dest.joinpath(*rel.parts)
+        if len(os.fsencode(str(target.resolve()))) >= self.path_max:
+            raise UnsafeArchive(f"{self.archive}: member {shown!r} makes a path longer than the file "
+                                f"system allows ({self.path_max} bytes); refused")  # fmt: skip
+        if not target.resolve().is_relative_to(self.dest.resolve()):
+            raise UnsafeArchive(f"{self.archive}: member {shown!r} would be written outside the folder; "
+                                "refused")  # fmt: skip
+        parents = [p for p in rel.parents if p != PurePosixPath(".")]
+        clash = next((p for p in parents if p in self.files), None)
+        if clash is not None:
+            raise UnsafeArchive(f"{self.archive}: member {shown!r} needs a folder {str(clash)!r} where "
+                                "another member is a file; refused")  # fmt: skip
+        if rel in self.dirs:
+            raise UnsafeArchive(f"{self.archive}: member {shown!r} is a file where other members need a "
+                                "folder of that name; refused")  # fmt: skip
+        if rel in self.files:
+            raise UnsafeArchive(f"{self.archive}: member {shown!r} appears twice; refused")
+        self.files.add(rel)
+        self.dirs.update(parents)
+        return target
 
 
 class _Readable(Protocol):
     def read(self, n: int, /) -> bytes: ...
 
 
+_PERMANENT = {errno.EEXIST: "clashes with another member", errno.EISDIR: "clashes with a folder",
+              errno.ENOTDIR: "clashes with a file", errno.ENAMETOOLONG: "has a name too long for the "
+              "file system", errno.EINVAL: "has a name the file system refuses",
+              errno.EILSEQ: "has a name the file system refuses"}  # fmt: skip
+
+
 def _copy(src: _Readable, target: Path, budget: _Budget, name: str, declared: int) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         out = target.open("xb")
-    except FileExistsError:
-        raise UnsafeArchive(f"{budget.archive}: member {name!r} appears twice; refused") from None
+    except OSError as exc:  # what the checks above missed; a full disk stays an OSError (retried)
+        if exc.errno not in _PERMANENT:
+            raise
+        raise UnsafeArchive(f"{budget.archive}: member {name[:200]!r} {_PERMANENT[exc.errno]}; "
+                            "refused") from None  # fmt: skip
     written = 0
     with out:
         while chunk := src.read(_CHUNK):
@@ -146,6 +209,7 @@ def _unzip(path: Path, dest: Path, limits: ArchiveLimits, budget: _Budget) -> No
                                 f"{limits.max_members:,} allowed")  # fmt: skip
         plan = []
         declared = 0
+        members = _Members(path, dest)
         for info in infos:
             rel = _member_path(path, info.filename)
             kind = stat.S_IFMT(info.external_attr >> 16)
@@ -158,7 +222,7 @@ def _unzip(path: Path, dest: Path, limits: ArchiveLimits, budget: _Budget) -> No
             declared += info.file_size
             if declared > budget.limit:
                 raise _declared_too_much(path, declared, budget.limit)
-            plan.append((info, _target(dest, rel, path, info.filename)))
+            plan.append((info, members.claim(rel, info.filename)))
         for info, target in plan:
             with zf.open(info) as src:
                 _copy(src, target, budget, info.filename, info.file_size)
@@ -166,6 +230,7 @@ def _unzip(path: Path, dest: Path, limits: ArchiveLimits, budget: _Budget) -> No
 
 def _untar(path: Path, dest: Path, limits: ArchiveLimits, budget: _Budget) -> None:
     declared = 0
+    members = _Members(path, dest)
     with tarfile.open(path, "r:*") as tf:
         for count, member in enumerate(tf, start=1):
             if count > limits.max_members:
@@ -181,10 +246,11 @@ def _untar(path: Path, dest: Path, limits: ArchiveLimits, budget: _Budget) -> No
             declared += member.size
             if declared > budget.limit:
                 raise _declared_too_much(path, declared, budget.limit)
+            target = members.claim(rel, member.name)
             src = tf.extractfile(member)
             if src is not None:
                 with src:
-                    _copy(src, _target(dest, rel, path, member.name), budget, member.name, member.size)
+                    _copy(src, target, budget, member.name, member.size)
 
 
 def _gunzip(path: Path, dest: Path, budget: _Budget) -> None:

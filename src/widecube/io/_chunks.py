@@ -128,5 +128,8 @@ class InflatingReader:
             data = np.ascontiguousarray(data.reshape(self._stored.itemsize, self._chunk).T).reshape(-1)
         values: np.ndarray = data.view(self._stored)
         if self._dtype != self._stored:  # cast here, off the caller's thread (int64 indices -> int32)
+            if self._dtype.kind in "iu" and self._stored.kind in "iu":  # saturate, as HDF5's own
+                info = np.iinfo(self._dtype)  # conversion does: a huge index stays out of range
+                values = np.clip(values, info.min, info.max)
             values = values.astype(self._dtype)
         return values

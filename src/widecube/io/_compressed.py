@@ -1,17 +1,24 @@
-"""Walk a compressed (CSR-like) matrix in slabs of bounded size, from any sliceable store.
+"""Walk a compressed (CSR or CSC) matrix in slabs of bounded size, from any sliceable store.
 
-Both 10x HDF5 files (h5py datasets) and the binary CSR that text readers spill to the
-work folder (:mod:`._spill`) keep ``indptr``, ``indices`` and ``data`` as flat arrays;
-:func:`iter_row_slabs` reads them a slab of rows at a time, at most about ``block_nnz``
-stored values each, so memory never depends on the matrix size.
+h5ad's sparse X, 10x HDF5 files (h5py datasets) and the binary CSR that text readers spill
+to the work folder (:mod:`._spill`) all keep ``indptr``, ``indices`` and ``data`` as flat
+arrays; :func:`iter_slabs` reads them a slab of the major axis at a time, at most about
+``block_nnz`` stored values each, so memory never depends on the matrix size.
 
-    >>> for block in iter_row_slabs(g["indptr"], g["indices"], g["data"],
-    ...                             n_rows=n, n_cols=m, block_nnz=8_000_000): ...  # doctest: +SKIP
+Every slab is validated before anyone sees it (:mod:`._checks`): pointers must not
+decrease and must stay within the stored values, every index must lie inside the declared
+shape, and the stores must hold what the pointers promise. A corrupt file is an
+:class:`~widecube.errors.UnreadableInput` naming the file, the array position and the
+1-based row and column, never an out-of-bounds write in a kernel downstream.
+
+    >>> for block in iter_row_slabs(g["indptr"], g["indices"], g["data"], n_rows=n, n_cols=m,
+    ...                             nnz=nnz, block_nnz=8_000_000, where=path): ...  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -19,8 +26,9 @@ import scipy.sparse as sp
 
 from ..errors import UnreadableInput
 from ._base import Block
+from ._checks import check_indices, check_pointers
 
-__all__ = ["Sliceable", "iter_row_slabs", "tidy_csr"]
+__all__ = ["Sliceable", "Slab", "csr_block", "iter_row_slabs", "iter_slabs", "tidy_csr"]
 
 _INDPTR_WINDOW = 1 << 16
 
@@ -31,11 +39,91 @@ class Sliceable(Protocol):
     def __getitem__(self, key: slice) -> Any: ...
 
 
+@dataclass(frozen=True)
+class Slab:
+    """Majors ``start..start+len(ptr)-2`` of a compressed matrix, checked: ``ptr`` relative
+    to the slab's first stored value, ``indices`` and ``data`` exactly ``ptr[-1]`` long."""
+
+    start: int
+    ptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return len(self.ptr) - 1
+
+
 def tidy_csr(m: sp.csr_matrix) -> sp.csr_matrix:
     """Sort column indices and sum duplicate entries in place (cheap when already canonical)."""
     if not m.has_canonical_format:
         m.sum_duplicates()
     return m
+
+
+def iter_slabs(
+    indptr: Sliceable,
+    indices: Sliceable,
+    data: Sliceable,
+    *,
+    n_minor: int,
+    nnz: int,
+    block_nnz: int,
+    where: object,
+    name: str = "matrix",
+    major: str = "row",
+    start: int = 0,
+    stop: int,
+) -> Iterator[Slab]:
+    """Yield checked slabs of majors ``start..stop-1`` of at most ``block_nnz`` stored values
+    (at least one major each).
+
+    ``nnz`` is the number of stored values (``indptr[-1]``, already checked against the
+    stores by :func:`~._checks.check_compressed_layout`); ``name`` prefixes array names in
+    messages (``X`` gives ``X/indices[57]``); ``major`` is ``"row"`` for CSR, ``"column"``
+    for CSC.
+    """
+    window_start, window = start, np.zeros(0, dtype=np.int64)
+    pos = start
+    while pos < stop:
+        if pos + 1 >= window_start + len(window):
+            window_start = pos
+            window = np.asarray(indptr[pos : min(stop, pos + _INDPTR_WINDOW) + 1])
+            window = window.astype(np.int64, copy=False)
+            if len(window) < 2:
+                raise UnreadableInput(f"{where}: {name}/indptr ends at entry {pos + len(window)}, before "
+                                      f"{major} {pos + 1}: truncated or corrupt")  # fmt: skip
+            check_pointers(where, name, window, first=pos, nnz=nnz, major=major)
+        local = window[pos - window_start :]
+        k = int(np.searchsorted(local, local[0] + block_nnz, side="right")) - 1
+        k = max(1, min(k, len(local) - 1))
+        s, e = int(local[0]), int(local[k])
+        cols = np.asarray(indices[s:e])
+        vals = np.asarray(data[s:e])
+        if len(cols) != e - s or len(vals) != e - s:
+            raise UnreadableInput(f"{where}: {name}: {major}s {pos + 1}–{pos + k} point to stored "
+                                  f"values {s}..{e - 1}, past the end of the stored arrays: "
+                                  "truncated or corrupt")  # fmt: skip
+        ptr = local[: k + 1] - s
+        check_indices(where, name, cols, ptr, first_major=pos, n_minor=n_minor, major=major, offset=s)
+        yield Slab(pos, ptr, cols, vals)
+        pos += k
+
+
+def csr_block(slab: Slab, *, n_rows: int, n_cols: int, major: str, where: object) -> Block:
+    """A checked slab as a full-width row block (``major="row"``) or a full-height column block."""
+    cols = slab.indices
+    index_max = n_cols if major == "row" else n_rows
+    if cols.dtype != np.int32 and index_max < 2**31:
+        cols = cols.astype(np.int32)  # 10x writes int64: half the bytes downstream, no scipy scan
+    try:
+        if major == "row":
+            m = sp.csr_matrix((slab.data, cols, slab.ptr), shape=(slab.count, n_cols))
+            return Block(slab.start, 0, tidy_csr(m))
+        csc = sp.csc_matrix((slab.data, cols, slab.ptr), shape=(n_rows, slab.count))
+        return Block(0, slab.start, tidy_csr(csc.tocsr()))
+    except ValueError as exc:  # the checks above leave scipy nothing to refuse; never a traceback
+        raise UnreadableInput(f"{where}: corrupt matrix near {major} {slab.start + 1} ({exc})") from exc
 
 
 def iter_row_slabs(
@@ -45,41 +133,13 @@ def iter_row_slabs(
     *,
     n_rows: int,
     n_cols: int,
+    nnz: int,
     block_nnz: int,
     where: object,
+    name: str = "matrix",
 ) -> Iterator[Block]:
-    """Yield full-width row blocks of at most ``block_nnz`` stored values (at least one row).
-
-    Each slab is checked before it is yielded: pointers must not decrease and column
-    indices must lie in ``0..n_cols-1``, otherwise a corrupt file would send the compute
-    kernels out of bounds. The error names ``where`` and the row at fault.
-    """
-    window_start, window = 0, np.zeros(0, dtype=np.int64)
-    pos = 0
-    while pos < n_rows:
-        if pos + 1 >= window_start + len(window):
-            window_start = pos
-            window = np.asarray(indptr[pos : min(n_rows, pos + _INDPTR_WINDOW) + 1], dtype=np.int64)
-        local = window[pos - window_start :]
-        k = int(np.searchsorted(local, local[0] + block_nnz, side="right")) - 1
-        k = max(1, min(k, len(local) - 1))
-        start, stop = int(local[0]), int(local[k])
-        ptr = local[: k + 1] - start
-        cols = np.asarray(indices[start:stop])
-        vals = np.asarray(data[start:stop])
-        if len(cols) != stop - start or len(vals) != stop - start:
-            raise UnreadableInput(f"{where}: corrupt or truncated matrix: rows {pos}..{pos + k - 1} "
-                                  f"point past the stored values")  # fmt: skip
-        if (np.diff(ptr) < 0).any():
-            row = pos + int(np.argmax(np.diff(ptr) < 0))
-            raise UnreadableInput(f"{where}: corrupt matrix: row pointers decrease at row {row}")
-        if len(cols) and (int(cols.min()) < 0 or int(cols.max()) >= n_cols):
-            bad = int(np.flatnonzero((cols < 0) | (cols >= n_cols))[0])
-            row = pos + int(np.searchsorted(ptr, bad, side="right")) - 1
-            raise UnreadableInput(f"{where}: corrupt matrix: column index {int(cols[bad])} at row "
-                                  f"{row} is outside 0..{n_cols - 1}")  # fmt: skip
-        if cols.dtype != np.int32 and n_cols < 2**31:
-            cols = cols.astype(np.int32)  # 10x writes int64: half the bytes downstream, no scipy scan
-        m = sp.csr_matrix((vals, cols, ptr), shape=(k, n_cols))
-        yield Block(pos, 0, tidy_csr(m))
-        pos += k
+    """Yield full-width row blocks of at most ``block_nnz`` stored values (at least one row),
+    each checked by :func:`iter_slabs`."""
+    for slab in iter_slabs(indptr, indices, data, n_minor=n_cols, nnz=nnz, block_nnz=block_nnz,
+                           where=where, name=name, major="row", stop=n_rows):  # fmt: skip
+        yield csr_block(slab, n_rows=n_rows, n_cols=n_cols, major="row", where=where)

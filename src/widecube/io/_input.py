@@ -24,6 +24,7 @@ import pandas as pd
 from ..errors import InputError, InputNotFound, InvalidValue, UnreadableInput
 from ._archive import ArchiveLimits, archive_kind, unpack
 from ._base import Block, MatrixSource
+from ._checks import check_column_names
 from ._metadata import join_metadata, read_table
 from ._registry import ReaderSpec, readers
 from ._sniff import HDF5_MAGIC, raw_head
@@ -109,7 +110,9 @@ class InputSource(MatrixSource):
         return self._var.copy()
 
     def obsm(self) -> dict[str, np.ndarray]:
-        return self.inner.obsm()
+        found = self.inner.obsm()
+        check_column_names(list(found), where=self.path, what="obsm")
+        return found
 
     def iter_blocks(self, *, block_nnz: int, columns: tuple[int, int] | None = None) -> Iterator[Block]:
         try:
@@ -129,8 +132,9 @@ class InputSource(MatrixSource):
         row = int(np.searchsorted(block.matrix.indptr, k, side="right")) - 1 + block.row_start
         col = int(block.matrix.indices[k]) + block.col_start
         raise InvalidValue(
-            f"{self.path}: negative value {data[k]:g} found at row {row} (cell {self._obs.index[row]!r}), "
-            f"column {col} (gene {self._var.index[col]!r}) in a counts matrix"
+            f"{self.path}: negative value {data[k]:g} found at row {row + 1} "
+            f"(cell {self._obs.index[row]!r}), column {col + 1} (gene {self._var.index[col]!r}) "
+            "in a counts matrix"
         )
 
     def close(self) -> None:
@@ -192,8 +196,10 @@ def open_input(
             target = _find_matrix(path, path, specs, forced=format is not None)  # e.g. a watched drop
         inner = _open_spec(target, specs, forced=format is not None, layer=layer, workdir=workdir)
         try:
-            obs_frame = _joined(inner.obs(), obs, "cell", allow_missing_metadata, max_categories)
-            var_frame = _joined(inner.var(), var, "gene", allow_missing_metadata, max_categories)
+            obs_frame = _joined(_named(inner.obs(), target, "obs column"), obs, "cell",
+                                allow_missing_metadata, max_categories)  # fmt: skip
+            var_frame = _joined(_named(inner.var(), target, "var column"), var, "gene",
+                                allow_missing_metadata, max_categories)  # fmt: skip
         except BaseException:
             inner.close()
             raise
@@ -212,8 +218,15 @@ def _joined(base: pd.DataFrame, file: str | Path | None, what: str, allow_missin
     """``base`` with the metadata file joined on id (``base`` itself when there is none)."""
     if file is None:
         return base
-    return join_metadata(base, read_table(Path(file)), file=Path(file), what=what,
+    meta = _named(read_table(Path(file)), Path(file), "obs column" if what == "cell" else "var column")
+    return join_metadata(base, meta, file=Path(file), what=what,
                          allow_missing=allow_missing, max_categories=max_categories)  # fmt: skip
+
+
+def _named(frame: pd.DataFrame, where: Path, what: str) -> pd.DataFrame:
+    """``frame``, its column names checked (they become file names in the snapshot)."""
+    check_column_names(list(frame.columns), where=where, what=what)
+    return frame
 
 
 def _open_spec(target: Path, specs: list[ReaderSpec], *, forced: bool, layer: str | None,

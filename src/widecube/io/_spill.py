@@ -72,7 +72,7 @@ class SpilledCsr:
         yield from iter_row_slabs(
             self.indptr, _FileArray(self.folder / "indices.bin", np.dtype(np.int32)),
             _FileArray(self.folder / "data.bin", self.dtype), n_rows=self.n_rows,
-            n_cols=self.n_cols, block_nnz=block_nnz, where=where,
+            n_cols=self.n_cols, nnz=self.nnz, block_nnz=block_nnz, where=where,
         )  # fmt: skip
 
 

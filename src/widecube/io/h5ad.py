@@ -1,7 +1,11 @@
 """The h5ad reader: streams row (or column) blocks of X, a layer or raw.X with h5py.
 
 X may be stored as CSR, CSC or dense, float or integer. Only the block being read is in
-memory; obs and var are read through anndata's element reader. Example::
+memory; obs and var are read through anndata's element reader. Nothing in the file is
+trusted: the layout of a sparse X is checked at open and every slab of pointers and indices
+as it streams (:mod:`._compressed`), a dense X may not declare far more values than the file
+stores (:func:`~._checks.check_dense_storage`), and an HDF5 read error is an
+:class:`~widecube.errors.UnreadableInput` naming the file. Example::
 
     >>> with open_matrix("pbmc.h5ad") as src:                       # doctest: +SKIP
     ...     for block in src.iter_blocks(block_nnz=8_000_000): ...
@@ -19,13 +23,21 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import UnreadableInput
+from ..errors import InputError, UnreadableInput
 from ._base import Block, MatrixSource
+from ._checks import (
+    check_allocated,
+    check_compressed_layout,
+    check_dense_storage,
+    check_index_dtype,
+    check_shape,
+    check_unique,
+    check_value_dtype,
+)
+from ._compressed import csr_block, iter_slabs
 from ._registry import ReaderSpec, register_reader
 
 __all__ = ["H5adSource"]
-
-_INDPTR_WINDOW = 1 << 16
 
 
 def _sniff(path: Path) -> bool:
@@ -52,6 +64,14 @@ class H5adSource(MatrixSource):
         try:
             self._elem, self._var_group = self._locate(layer)
             self._kind, self._shape, self._dtype = self._describe(self._elem)
+            self._nnz = self._check_layout(self._elem)
+        except InputError:
+            self._file.close()
+            raise
+        except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
+            self._file.close()
+            raise UnreadableInput(f"{path}: not a readable h5ad matrix: truncated or corrupt "
+                                  f"({exc})") from exc
         except BaseException:
             self._file.close()
             raise
@@ -78,9 +98,10 @@ class H5adSource(MatrixSource):
         return f["layers"][layer], "var"
 
     def _describe(self, elem: Any) -> tuple[str, tuple[int, int], np.dtype]:
+        name = elem.name.lstrip("/")
         if isinstance(elem, h5py.Dataset):
             if elem.ndim != 2:
-                raise UnreadableInput(f"{self.path}: {elem.name} is not a 2-D matrix")
+                raise UnreadableInput(f"{self.path}: {name} is not a 2-D matrix")
             kind, shape, dtype = "dense", (int(elem.shape[0]), int(elem.shape[1])), elem.dtype
         else:
             enc = elem.attrs.get("encoding-type", elem.attrs.get("h5sparse_format", ""))
@@ -89,15 +110,39 @@ class H5adSource(MatrixSource):
             missing = {"data", "indices", "indptr"} - set(elem.keys())
             if kind is None or missing:
                 raise UnreadableInput(
-                    f"{self.path}: {elem.name} is not a CSR/CSC/dense matrix "
+                    f"{self.path}: {name} is not a CSR/CSC/dense matrix "
                     f"(encoding-type {enc!r})"
                 )
-            raw_shape = elem.attrs.get("shape", elem.attrs.get("h5sparse_shape"))
-            shape = (int(raw_shape[0]), int(raw_shape[1]))
+            raw = np.asarray(elem.attrs.get("shape", elem.attrs.get("h5sparse_shape", [])))
+            if raw.shape != (2,) or raw.dtype.kind not in "iu" or int(raw.min()) < 0:
+                raise UnreadableInput(f"{self.path}: {name} has shape {raw.tolist()}, not two sizes")
+            shape = (int(raw[0]), int(raw[1]))
+            for key in ("data", "indices", "indptr"):
+                if not isinstance(elem[key], h5py.Dataset) or elem[key].ndim != 1:
+                    raise UnreadableInput(f"{self.path}: {name}/{key} is not a 1-D array")
             dtype = elem["data"].dtype
-        if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
-            raise UnreadableInput(f"{self.path}: {elem.name} holds {dtype}, not numbers")
+        check_value_dtype(self.path, name, dtype)
+        check_shape(self.path, *shape)
         return kind, shape, np.dtype(dtype)
+
+    def _check_layout(self, elem: Any) -> int | None:
+        """The stored values of a sparse X (its layout checked); None for a dense X."""
+        name = elem.name.lstrip("/")
+        if self._kind == "dense":
+            check_dense_storage(self.path, name, self._shape, self._dtype, elem.id.get_storage_size())
+            return None
+        indptr, indices, data = elem["indptr"], elem["indices"], elem["data"]
+        check_index_dtype(self.path, f"{name}/indices", indices.dtype)
+        check_index_dtype(self.path, f"{name}/indptr", indptr.dtype)
+        n_ptr = int(indptr.shape[0])
+        check_allocated(self.path, f"{name}/indptr", n_ptr, indptr.dtype.itemsize,
+                        indptr.id.get_storage_size())  # fmt: skip
+        major = "row" if self._kind == "csr" else "column"
+        n_major = self._shape[0] if self._kind == "csr" else self._shape[1]
+        check_compressed_layout(self.path, name, major=major, n_major=n_major, n_ptr=n_ptr,
+                                first=int(indptr[0]) if n_ptr else 0, last=int(indptr[-1]) if n_ptr else 0,
+                                n_indices=int(indices.shape[0]), n_data=int(data.shape[0]))  # fmt: skip
+        return int(indptr[-1])
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -109,9 +154,7 @@ class H5adSource(MatrixSource):
 
     @property
     def nnz_hint(self) -> int | None:
-        if self._kind == "dense":
-            return None
-        return int(self._elem["indptr"][-1])
+        return self._nnz
 
     @property
     def layout(self) -> str:
@@ -119,10 +162,10 @@ class H5adSource(MatrixSource):
         return self._kind
 
     def obs(self) -> pd.DataFrame:
-        return self._frame("obs", self._shape[0])
+        return self._frame("obs", self._shape[0], "cell id")
 
     def var(self) -> pd.DataFrame:
-        return self._frame(self._var_group, self._shape[1])
+        return self._frame(self._var_group, self._shape[1], "gene name")
 
     def obsm(self) -> dict[str, np.ndarray]:
         """Dense 2-D obsm entries with one row per cell (sparse or odd-shaped ones skipped)."""
@@ -130,68 +173,74 @@ class H5adSource(MatrixSource):
         group = self._file.get("obsm")
         if not isinstance(group, h5py.Group):
             return out
+        try:
+            return self._read_obsm(group, out)
+        except OSError as exc:
+            raise UnreadableInput(f"{self.path}: cannot read obsm, file truncated or corrupt "
+                                  f"({exc})") from exc
+
+    def _read_obsm(self, group: h5py.Group, out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for key, elem in group.items():
-            if isinstance(elem, h5py.Dataset) and elem.ndim == 2 and elem.shape[0] == self._shape[0]:
-                if np.issubdtype(elem.dtype, np.number):
-                    out[str(key)] = np.asarray(elem[...], dtype=np.float32)
+            if isinstance(elem, h5py.Dataset) and elem.ndim == 2 and elem.shape[0] == self._shape[0] \
+                    and elem.dtype.kind in "iuf":  # fmt: skip
+                out[str(key)] = np.asarray(elem[...], dtype=np.float32)
         return out
 
-    def _frame(self, key: str, n: int) -> pd.DataFrame:
+    def _frame(self, key: str, n: int, what: str) -> pd.DataFrame:
         if key not in self._file:
             raise UnreadableInput(f"{self.path}: has no {key} table")
+        self._check_rows(key, n)
         try:
             frame = anndata.io.read_elem(self._file[key])
         except Exception as exc:  # anndata raises many kinds for malformed tables
             raise UnreadableInput(f"{self.path}: cannot read {key}: {exc}") from exc
+        if not isinstance(frame, pd.DataFrame):
+            raise UnreadableInput(f"{self.path}: {key} is not a table")
         if len(frame) != n:
             raise UnreadableInput(
                 f"{self.path}: {key} has {len(frame)} rows but the matrix has {n}"
             )
         frame.index = frame.index.astype(str)
+        check_unique(frame.index, where=self.path, what=what, place=lambda i: f"{key} row {i + 1}")
         return frame
+
+    def _check_rows(self, key: str, n: int) -> None:
+        """No array in the table is longer than the matrix, checked before anything is read
+        (a table declaring 10^10 rows, never written, would be read whole)."""
+        elem = self._file[key]
+        if not isinstance(elem, h5py.Group):
+            raise UnreadableInput(f"{self.path}: {key} is not a table")
+        too_long: list[str] = []
+
+        def visit(name: str, obj: object) -> None:
+            if isinstance(obj, h5py.Dataset) and obj.ndim >= 1 and obj.shape[0] > n and not too_long:
+                too_long.append(f"{key}/{name} has {obj.shape[0]:,} rows but the matrix has {n:,}")
+
+        elem.visititems(visit)
+        if too_long:
+            raise UnreadableInput(f"{self.path}: {too_long[0]}")
 
     def iter_blocks(
         self, *, block_nnz: int, columns: tuple[int, int] | None = None
     ) -> Iterator[Block]:
         lo, hi = columns if columns is not None else (0, self._shape[1])
         try:
-            if self._kind == "csr":
-                yield from self._iter_compressed(block_nnz, 0, self._shape[0], major="row")
-            elif self._kind == "csc":
-                yield from self._iter_compressed(block_nnz, lo, hi, major="col")
-            else:
+            if self._kind == "dense":
                 yield from self._iter_dense(block_nnz, lo, hi)
+                return
+            major = "row" if self._kind == "csr" else "column"
+            start, stop = (0, self._shape[0]) if major == "row" else (lo, hi)
+            n_rows, n_cols = self._shape
+            indptr, indices, data = (self._elem[k] for k in ("indptr", "indices", "data"))
+            for slab in iter_slabs(indptr, indices, data, n_minor=n_cols if major == "row" else n_rows,
+                                   nnz=self._nnz or 0, block_nnz=block_nnz, where=self.path,
+                                   name=self._elem.name.lstrip("/"), major=major, start=start,
+                                   stop=stop):  # fmt: skip
+                yield csr_block(slab, n_rows=n_rows, n_cols=n_cols, major=major, where=self.path)
         except OSError as exc:
             raise UnreadableInput(
                 f"{self.path}: read failed, file truncated or corrupt ({exc})"
             ) from exc
-
-    def _iter_compressed(self, block_nnz: int, start: int, stop: int, major: str) -> Iterator[Block]:
-        """Walk the major axis in slabs of at most ``block_nnz`` stored values (at least one)."""
-        indptr_ds, data_ds, indices_ds = (self._elem[k] for k in ("indptr", "data", "indices"))
-        n_minor = self._shape[1] if major == "row" else self._shape[0]
-        window_start, window = start, np.zeros(0, dtype=np.int64)
-        pos = start
-        while pos < stop:
-            if pos + 1 >= window_start + len(window):
-                window_start = pos
-                window = indptr_ds[pos : min(stop, pos + _INDPTR_WINDOW) + 1].astype(np.int64)
-            local = window[pos - window_start :]
-            k = int(np.searchsorted(local, local[0] + block_nnz, side="right")) - 1
-            k = max(1, min(k, len(local) - 1))
-            s, e = int(local[0]), int(local[k])
-            ptr = local[: k + 1] - s
-            data, indices = data_ds[s:e], indices_ds[s:e]
-            if major == "row":
-                m = sp.csr_matrix((data, indices, ptr), shape=(k, n_minor))
-                if not m.has_sorted_indices:
-                    m.sort_indices()
-                yield Block(pos, 0, m)
-            else:
-                m = sp.csc_matrix((data, indices, ptr), shape=(n_minor, k)).tocsr()
-                m.sort_indices()
-                yield Block(0, pos, m)
-            pos += k
 
     def _iter_dense(self, block_nnz: int, lo: int, hi: int) -> Iterator[Block]:
         n_rows = self._shape[0]

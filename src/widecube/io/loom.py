@@ -23,7 +23,14 @@ import pandas as pd
 
 from ..errors import InputError, UnreadableInput
 from ._base import Block, MatrixSource
-from ._checks import check_shape, check_unique, nonfinite_error, unique_gene_names
+from ._checks import (
+    check_dense_storage,
+    check_shape,
+    check_unique,
+    check_value_dtype,
+    nonfinite_error,
+    unique_gene_names,
+)
 from ._dense import dense_to_csr
 from ._metadata import categorize
 from ._registry import ReaderSpec, register_reader
@@ -78,18 +85,16 @@ class LoomSource(MatrixSource):
             raise UnreadableInput(f"{self.path}: no layer {layer!r} (layers: {', '.join(layers) or 'none'})")
         if not isinstance(ds, h5py.Dataset) or ds.ndim != 2:
             raise UnreadableInput(f"{self.path}: {ds.name} is not a 2-D matrix")
-        if not (np.issubdtype(ds.dtype, np.number) or ds.dtype == np.bool_):
-            raise UnreadableInput(f"{self.path}: {ds.name} holds {ds.dtype}, not numbers")
+        check_value_dtype(self.path, ds.name.lstrip("/"), ds.dtype)
         self._ds = ds
         n_genes, n_cells = int(ds.shape[0]), int(ds.shape[1])
         check_shape(self.path, n_cells, n_genes)
+        check_dense_storage(self.path, ds.name.lstrip("/"), (n_cells, n_genes), ds.dtype,
+                            ds.id.get_storage_size())  # fmt: skip
         cols, self._obsm = self._attrs("col_attrs", n_cells)
         rows, _ = self._attrs("row_attrs", n_genes)
-        cell_key = next((k for k in _CELL_IDS if k in cols), None)
-        gene_key = next((k for k in _GENE_NAMES if k in rows), None)
-        if cell_key is None or gene_key is None:
-            raise UnreadableInput(f"{self.path}: no cell ids (col_attrs/CellID) or gene names "
-                                  "(row_attrs/Gene)")  # fmt: skip
+        cell_key = self._key("col_attrs", cols, _CELL_IDS, n_cells, "cells (columns)", "CellID")
+        gene_key = self._key("row_attrs", rows, _GENE_NAMES, n_genes, "genes (rows)", "Gene")
         cells = pd.Index(cols.pop(cell_key).astype(str), dtype=object)
         check_unique(cells, where=self.path, what="cell id", place=lambda i: f"col_attrs/{cell_key}[{i}]")
         id_key = next((k for k in _GENE_IDS if k in rows), None)
@@ -101,11 +106,29 @@ class LoomSource(MatrixSource):
         self._obs = categorize(pd.DataFrame(cols, index=cells))
         self._var = pd.DataFrame(rows, index=genes)
 
+    def _key(self, group: str, found: dict[str, np.ndarray], keys: tuple[str, ...], n: int, what: str,
+             usual: str) -> str:  # fmt: skip
+        """The first of ``keys`` among the 1-D attributes of length ``n``; refuses with the
+        reason (missing, or of the wrong length) when there is none."""
+        key = next((k for k in keys if k in found), None)
+        if key is not None:
+            return key
+        g = self._file.get(group)
+        stored = set(g.keys()) if isinstance(g, h5py.Group) else set()
+        wrong = next((k for k in keys if k in stored and isinstance(g[k], h5py.Dataset)), None)
+        if wrong is not None:
+            raise UnreadableInput(f"{self.path}: {group}/{wrong} has shape {tuple(g[wrong].shape)} but the "
+                                  f"matrix has {n:,} {what}")  # fmt: skip
+        raise UnreadableInput(f"{self.path}: no {group}/{usual} (or {', '.join(keys[1:])}) naming the "
+                              f"{n:,} {what}")  # fmt: skip
+
     def _attrs(self, group: str, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """1-D attributes of length ``n`` (columns) and 2-D numeric ones (embeddings)."""
         flat: dict[str, np.ndarray] = {}
         wide: dict[str, np.ndarray] = {}
         g: Any = self._file[group]
+        if not isinstance(g, h5py.Group):
+            raise UnreadableInput(f"{self.path}: {group} is not a group of attributes")
         for key, ds in g.items():
             if not isinstance(ds, h5py.Dataset) or ds.shape[:1] != (n,):
                 continue

@@ -36,7 +36,8 @@ def _sniff(path: Path) -> bool:
 
 
 def _numeric(t: pa.DataType) -> bool:
-    return bool(pa.types.is_integer(t) or pa.types.is_floating(t))
+    """Integer or float32/64 (Arrow cannot convert float16 into a tensor)."""
+    return bool(pa.types.is_integer(t) or pa.types.is_float32(t) or pa.types.is_float64(t))
 
 
 class ParquetSource(MatrixSource):
@@ -59,11 +60,16 @@ class ParquetSource(MatrixSource):
             for name in self._genes:
                 if not _numeric(schema.field(name).type):
                     kind = schema.field(name).type
-                    raise UnreadableInput(f"{path}: column {name!r} holds {kind}, not numbers "
+                    what = "float16 (halffloat), which cannot be read; store float32" \
+                        if pa.types.is_float16(kind) else f"{kind}, not numbers"  # fmt: skip
+                    raise UnreadableInput(f"{path}: column {name!r} holds {what} "
                                           "(every column but the cell id must be a gene)")  # fmt: skip
             self._n_cells = int(self._file.metadata.num_rows)
             check_shape(path, self._n_cells, len(self._genes))
             ids = self._file.read(columns=[self._id]).column(0).cast(pa.string())
+            if ids.null_count:
+                row = int(np.flatnonzero(ids.is_null().to_numpy(zero_copy_only=False))[0])
+                raise UnreadableInput(f"{path}: empty (null) cell id in column {self._id!r} at row {row + 1}")
             self._cells = pd.Index(ids.to_numpy(zero_copy_only=False), dtype=object)
         except (pa.ArrowException, OSError) as exc:
             raise UnreadableInput(f"{path}: not a readable Parquet file ({exc})") from exc
@@ -107,7 +113,7 @@ class ParquetSource(MatrixSource):
         value = batch.column(c)[r]
         if not value.is_valid:
             return InvalidValue(f"{self.path}: Null value found at cell {cell}, gene {gene} "
-                                f"(row {start + r}, column {lo + c})")  # fmt: skip
+                                f"(row {start + r + 1}, column {lo + c + 1})")  # fmt: skip
         return nonfinite_error(self.path, float(value.as_py()), row=start + r, col=lo + c,
                                cell=cell, gene=gene)  # fmt: skip
 

@@ -25,7 +25,15 @@ import pandas as pd
 
 from ..errors import InputError, UnreadableInput
 from ._base import Block, MatrixSource
-from ._checks import check_shape, check_unique, unique_gene_names
+from ._checks import (
+    check_allocated,
+    check_compressed_layout,
+    check_index_dtype,
+    check_shape,
+    check_unique,
+    check_value_dtype,
+    unique_gene_names,
+)
 from ._chunks import inflating_reader
 from ._compressed import Sliceable, iter_row_slabs
 from ._registry import ReaderSpec, register_reader
@@ -96,7 +104,7 @@ class TenxH5Source(MatrixSource):
         except InputError:
             self._file.close()
             raise
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
             self._file.close()
             raise UnreadableInput(f"{path}: not a readable 10x matrix ({exc})") from exc
         except BaseException:
@@ -118,11 +126,29 @@ class TenxH5Source(MatrixSource):
             raise UnreadableInput(f"{self.path}: several genomes ({', '.join(groups)}); "
                                   "pick one with --layer")  # fmt: skip
         g = self._group = self._file[groups[0]]
-        n_genes, n_cells = (int(v) for v in g["shape"][:2])
-        if g["indptr"].shape[0] != n_cells + 1:
-            raise UnreadableInput(f"{self.path}: corrupt matrix: indptr has {g['indptr'].shape[0]} "
-                                  f"entries for {n_cells} cells")  # fmt: skip
+        shape = np.asarray(g["shape"][...]).reshape(-1)
+        if len(shape) != 2 or shape.dtype.kind not in "iu" or int(shape.min()) < 0:
+            raise UnreadableInput(f"{self.path}: {g.name.lstrip('/')}/shape is {shape.tolist()}, not "
+                                  "two sizes (genes, cells)")  # fmt: skip
+        n_genes, n_cells = int(shape[0]), int(shape[1])
+        check_shape(self.path, n_cells, n_genes)
+        name = g.name.lstrip("/")
+        check_value_dtype(self.path, f"{name}/data", g["data"].dtype)
+        check_index_dtype(self.path, f"{name}/indices", g["indices"].dtype)
+        check_index_dtype(self.path, f"{name}/indptr", g["indptr"].dtype)
+        indptr = g["indptr"]
+        n_ptr = int(indptr.shape[0]) if indptr.ndim == 1 else -1
+        check_allocated(self.path, f"{name}/indptr", max(0, n_ptr), indptr.dtype.itemsize,
+                        indptr.id.get_storage_size())  # fmt: skip
+        check_compressed_layout(self.path, name, major="row", n_major=n_cells, n_ptr=n_ptr,
+                                first=int(indptr[0]) if n_ptr > 0 else 0,
+                                last=int(indptr[-1]) if n_ptr > 0 else 0,
+                                n_indices=len(g["indices"]), n_data=len(g["data"]))  # fmt: skip
+        self._nnz = int(indptr[-1])
         self._shape = (n_cells, n_genes)
+        if len(g["barcodes"]) != n_cells:  # before reading it: a lying length could be huge
+            raise UnreadableInput(f"{self.path}: matrix is {n_genes} × {n_cells} but it names "
+                                  f"{len(g['barcodes'])} barcodes")  # fmt: skip
         barcodes = pd.Index(_strings(g["barcodes"]), dtype=object)
         if version == "v3":
             feats = g["features"]
@@ -134,7 +160,6 @@ class TenxH5Source(MatrixSource):
         if len(barcodes) != n_cells or len(ids) != n_genes or len(symbols) != n_genes:
             raise UnreadableInput(f"{self.path}: matrix is {n_genes} × {n_cells} but it names "
                                   f"{len(ids)} features and {len(barcodes)} barcodes")  # fmt: skip
-        check_shape(self.path, n_cells, n_genes)
         check_unique(barcodes, where=self.path, what="barcode", place=lambda i: f"barcodes[{i}]")
         names = unique_gene_names(pd.Index(symbols, dtype=object), pd.Index(ids, dtype=object),
                                   where=self.path, place=lambda i: f"features/name[{i}]")  # fmt: skip
@@ -153,7 +178,7 @@ class TenxH5Source(MatrixSource):
 
     @property
     def nnz_hint(self) -> int | None:
-        return int(self._group["indptr"][-1])
+        return self._nnz
 
     def obs(self) -> pd.DataFrame:
         return self._obs.copy()
@@ -174,8 +199,8 @@ class TenxH5Source(MatrixSource):
             if data is None:
                 data = g["data"]
             yield from iter_row_slabs(g["indptr"], indices, data, n_rows=self._shape[0],
-                                      n_cols=self._shape[1], block_nnz=block_nnz,
-                                      where=self.path)  # fmt: skip
+                                      n_cols=self._shape[1], nnz=self._nnz, block_nnz=block_nnz,
+                                      where=self.path, name=g.name.lstrip("/"))  # fmt: skip
         except OSError as exc:
             raise UnreadableInput(f"{self.path}: read failed, file truncated or corrupt ({exc})") from exc
         finally:

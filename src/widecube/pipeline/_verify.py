@@ -8,7 +8,7 @@ each view's own invariants (e.g. group sizes add up to the number of cells).
 from __future__ import annotations
 
 from ..errors import VerificationError
-from ..snapshot import MANIFEST, Snapshot, checksum_files
+from ..snapshot import Snapshot
 from ..views import views
 
 __all__ = ["verify_snapshot"]
@@ -17,17 +17,9 @@ __all__ = ["verify_snapshot"]
 def verify_snapshot(snap: Snapshot) -> None:
     """Raise :class:`VerificationError` naming the first problem found in ``snap``."""
     where = f"{snap.dataset}@{snap.version}"
-    listed = snap.manifest["files"]
-    actual = checksum_files(snap.root)
-    for relpath, entry in listed.items():
-        found = actual.get(relpath)
-        if found is None:
-            raise VerificationError(f"{where}: file {relpath} is missing")
-        if found["sha256"] != entry["sha256"]:
-            raise VerificationError(f"{where}: file {relpath} does not match its checksum")
-    extra = sorted(set(actual) - set(listed) - {MANIFEST})
-    if extra:
-        raise VerificationError(f"{where}: unlisted file {extra[0]} in the snapshot")
+    faults = snap.check()
+    if faults:
+        raise VerificationError(f"{where}: file {faults[0].file} {faults[0].problem}")
     stored = snap.manifest["views"]
     for view in views():
         entry = stored.get(view.name)

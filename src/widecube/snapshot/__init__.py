@@ -1,14 +1,20 @@
 """Snapshots: immutable version folders, their manifest, writer, reader and verifier."""
 
+from ._integrity import Fault, corrupt, is_checksum_error
 from ._manifest import MANIFEST, checksum_files, read_manifest, sha256_file
 from ._reader import Snapshot
-from ._writer import SnapshotWriter
+from ._writer import CHECKSUM, SnapshotWriter, checked
 
 __all__ = [
+    "CHECKSUM",
+    "Fault",
     "MANIFEST",
     "Snapshot",
     "SnapshotWriter",
+    "checked",
     "checksum_files",
+    "corrupt",
+    "is_checksum_error",
     "read_manifest",
     "sha256_file",
 ]

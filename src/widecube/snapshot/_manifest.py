@@ -16,7 +16,9 @@ __all__ = ["MANIFEST", "FORMAT", "FORMAT_VERSION", "checksum_files", "read_manif
 
 MANIFEST = "manifest.json"
 FORMAT = "widecube-snapshot"
-FORMAT_VERSION = "0.1.0"
+FORMAT_VERSION = "0.2.0"
+"""0.2.0: every Zarr array's chunks end with a CRC-32C (the ``crc32c`` codec); 0.1.0 snapshots,
+without it, read the same (Zarr reads the codecs from each array's metadata)."""
 _CHUNK = 1 << 22
 
 

@@ -1,25 +1,20 @@
 """Open a finished snapshot: its manifest, tables and decoded arrays.
 
-Arrays are served from a local cache of decoded ``.npy`` files opened with ``mmap``: the
-first reader of an array decodes its Zarr once, later requests only index memory. Snapshots
-are immutable, so the cache never goes stale. Decoding is
+Arrays are served from the decoded cache (see ``_cache``): local ``.npy`` copies opened with
+``mmap``, checked against a checksum the first time a process maps them. Snapshots are
+immutable, so the cache never goes stale.
 
-* bounded in memory: a large array (the gene-major matrix holds gigabytes) is decoded a band
-  of whole chunks at a time straight into the memory-mapped ``.npy``, never whole in RAM;
-* atomic: it is written under a temporary name and renamed into place;
-* done once across processes: an exclusive ``flock`` on a lock file next to the target
-  makes other workers wait for the decoder and then map its file;
-* per array: decoding one array does not hold up readers of the snapshot's other arrays.
+What is served is what was verified: a table's file is checked against its manifest sha256
+before it is parsed; an array whose Zarr chunks carry no CRC-32C (snapshots written before
+the codec) has its files checked the same way before it is decoded; and any failure to
+read a file is checked against the manifest, so a corrupt file raises
+:class:`~widecube.errors.SnapshotCorrupt` naming it, never a wrong value or a bare 500.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 import threading
-import uuid
-from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Hashable
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,15 +22,16 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import zarr
+from zarr.codecs import Crc32cCodec
 
+from ..errors import SnapshotCorrupt
+from ._cache import check_cache, map_cached
+from ._integrity import Fault, check_files, corrupt, is_checksum_error
 from ._manifest import read_manifest
 
 __all__ = ["Snapshot"]
 
 T = TypeVar("T")
-
-DECODE_BAND_BYTES = 64 * 1024**2
-"""Bytes of decoded values held in memory at once while an array is written to the cache."""
 
 
 class Snapshot:
@@ -83,8 +79,12 @@ class Snapshot:
         """A Parquet table of the snapshot, read once."""
         with self._lock:
             if relpath not in self._tables:
-                self._tables[relpath] = pd.read_parquet(self.file(relpath), engine="pyarrow")
+                self._tables[relpath] = self._guarded(relpath, lambda: self._read_table(relpath))
             return self._tables[relpath]
+
+    def _read_table(self, relpath: str) -> pd.DataFrame:
+        self.require(relpath)  # Parquet pages carry no checksum we could rely on
+        return pd.read_parquet(self.file(relpath), engine="pyarrow")
 
     @cached_property
     def var_names(self) -> pd.Index:
@@ -115,49 +115,55 @@ class Snapshot:
 
     def _load(self, relpath: str) -> np.ndarray:
         if self._cache is None:
-            return np.asarray(zarr.open_array(self.file(relpath), mode="r")[...])
+            return self._guarded(relpath, lambda: np.asarray(self._source(relpath)[...]))
         target = self._cache / (relpath + ".npy")
-        if not target.exists():  # the Zarr is opened only when the cache lacks the array
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with _exclusive(target.with_name(f".{target.name}.lock")):
-                if not target.exists():  # another process may have decoded it meanwhile
-                    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
-                    try:
-                        _decode(zarr.open_array(self.file(relpath), mode="r"), tmp)
-                        os.replace(tmp, target)
-                    finally:
-                        tmp.unlink(missing_ok=True)
-        # a plain ndarray over the map: np.memmap's __getitem__/__array_finalize__ cost ~90 us
-        # per fancy index, more than the indexing itself on the serving path
-        return np.load(target, mmap_mode="r").view(np.ndarray)
+        # the Zarr is opened only when the cache lacks the array (or it failed its checksum)
+        return self._guarded(relpath, lambda: map_cached(target, lambda: self._source(relpath)))
 
+    def _source(self, relpath: str) -> zarr.Array:
+        """The Zarr array, its files checked first when its chunks carry no CRC-32C."""
+        source = zarr.open_array(self.file(relpath), mode="r")
+        if not any(isinstance(c, Crc32cCodec) for c in getattr(source.metadata, "codecs", ())):
+            self.require(relpath)
+        return source
 
-@contextmanager
-def _exclusive(lock: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock`` (other processes and threads wait)."""
-    with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    # -- integrity --------------------------------------------------------------------------
+
+    def check(self, under: str | None = None) -> list[Fault]:
+        """Files of the snapshot (all, or those under ``under``) that fail their manifest
+        sha256, are missing, or (for the whole snapshot) are not listed."""
+        return check_files(self.root, self.manifest["files"], under=under)
+
+    def check_cache(self, *, repair: bool = True) -> list[Fault]:
+        """Decoded cache files of this version that fail their checksum (removed with
+        ``repair``, and forgotten here, so the next read decodes them again)."""
+        if self._cache is None:
+            return []
+        faults = check_cache(self._cache, repair=repair)
+        if faults and repair:
+            with self._lock:
+                for f in faults:
+                    self._arrays.pop(f.file.removesuffix(".npy"), None)
+        return faults
+
+    def require(self, under: str) -> None:
+        """Raise :class:`SnapshotCorrupt` if a file under ``under`` fails its checksum."""
+        faults = self.check(under)
+        if faults:
+            raise corrupt(self.dataset, self.version, faults)
+
+    def _guarded(self, relpath: str, read: Callable[[], T]) -> T:
+        """``read()``; a failure is checked against the manifest and becomes
+        :class:`SnapshotCorrupt` when a file of ``relpath`` is at fault (or a chunk failed its
+        CRC-32C), else it is raised as it is."""
         try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _decode(source: zarr.Array, path: Path) -> None:
-    """Write ``source`` decoded to ``path`` as ``.npy``, a band of whole chunks at a time."""
-    shape = tuple(int(n) for n in source.shape)
-    dtype = np.dtype(source.dtype)
-    if not shape or shape[0] == 0 or dtype.itemsize * int(np.prod(shape)) <= DECODE_BAND_BYTES:
-        with open(path, "wb") as f:
-            np.save(f, np.asarray(source[...]))
-        return
-    row_bytes = dtype.itemsize * int(np.prod(shape[1:]))
-    chunk_rows = int(source.chunks[0])
-    band = max(1, DECODE_BAND_BYTES // max(1, row_bytes * chunk_rows)) * chunk_rows
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-    try:
-        for lo in range(0, shape[0], band):
-            out[lo : lo + band] = source[lo : lo + band]
-        out.flush()
-    finally:
-        del out
+            return read()
+        except SnapshotCorrupt:
+            raise
+        except Exception as exc:
+            faults = self.check(relpath)
+            if not faults and is_checksum_error(exc):
+                faults = [Fault(relpath, "has a chunk that fails its CRC-32C checksum")]
+            if faults:
+                raise corrupt(self.dataset, self.version, faults) from exc
+            raise

@@ -2,6 +2,12 @@
 
 A writer works in a staging folder; :meth:`SnapshotWriter.finish` checksums every file and
 writes the manifest last. Nothing here touches the catalog.
+
+Every Zarr array ends its codec chain with :data:`CHECKSUM` (Zarr v3's ``crc32c`` codec,
+after the compressor), so a flipped bit in a chunk is a read error, never a wrong number;
+views that create arrays themselves pass their compressors through :func:`checked`.
+Readers need nothing: Zarr reads the codec list from each array's metadata, so snapshots
+written before the codec still read.
 """
 
 from __future__ import annotations
@@ -18,12 +24,24 @@ import anndata
 import numpy as np
 import pandas as pd
 import zarr
-from zarr.codecs import ZstdCodec
+from zarr.abc.codec import BytesBytesCodec
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from .. import __version__
 from ._manifest import FORMAT, FORMAT_VERSION, MANIFEST, checksum_files
 
-__all__ = ["SnapshotWriter"]
+__all__ = ["CHECKSUM", "SnapshotWriter", "checked"]
+
+CHECKSUM = Crc32cCodec()
+"""The last bytes-to-bytes codec of every array: a CRC-32C of each stored chunk."""
+
+
+def checked(*compressors: BytesBytesCodec) -> list[BytesBytesCodec]:
+    """``compressors`` then :data:`CHECKSUM`, for ``create_array(compressors=...)``.
+
+    >>> group.create_array("x", shape=(9,), dtype="f4", compressors=checked(ZstdCodec()))  # doctest: +SKIP
+    """
+    return [*compressors, CHECKSUM]
 
 _IN_FLIGHT_BYTES = 128 * 1024**2  # values waiting to be compressed and written
 
@@ -59,13 +77,14 @@ class SnapshotWriter:
             # zarr announces future defaults (sharding, consolidated metadata) on every write
             warnings.filterwarnings("ignore", message=".*autosharding.*")
             warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
-            adata.write_zarr(self.path(relpath))
+            anndata.io.write_zarr(self.path(relpath), adata, compressor=checked(ZstdCodec()))
 
     def write_array(self, relpath: str, values: np.ndarray) -> None:
         """A small array (e.g. an embedding) as a Zarr v3 array."""
         parent, _, name = relpath.rpartition("/")
         group = zarr.open_group(self.path(parent), mode="a", zarr_format=3)
-        arr = group.create_array(name, shape=values.shape, dtype=values.dtype)
+        arr = group.create_array(name, shape=values.shape, dtype=values.dtype,
+                                 compressors=checked(ZstdCodec()))  # fmt: skip
         arr[...] = values
 
     def create_columns(self, relpath: str, shape: tuple[int, int], dtype: np.dtype,
@@ -83,7 +102,7 @@ class SnapshotWriter:
         # (measured: 1.09 s vs 0.05 s for 809 x 30k float32), and our chunks are never empty.
         # zstd level 1: 2x faster than zarr's default level at the same ratio on view arrays
         arr = group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, fill_value=fill,
-                                 compressors=[ZstdCodec(level=1)],
+                                 compressors=checked(ZstdCodec(level=1)),
                                  config={"write_empty_chunks": True})  # fmt: skip
         arr.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
         return arr

@@ -16,7 +16,7 @@ import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from ..errors import VerificationError
-from ..snapshot import Snapshot, SnapshotWriter
+from ..snapshot import Snapshot, SnapshotWriter, checked
 from ._base import BuildContext, SlabStats, View
 from ._registry import register_view
 
@@ -42,11 +42,11 @@ class MatrixView(View):
                             "shape": [ctx.n_cells, ctx.n_genes]})  # fmt: skip
         n = max(1, ctx.nnz)
         self._data = group.create_array("data", shape=(ctx.nnz,), dtype=ctx.value_dtype,
-                                        chunks=(min(n, _CHUNK),), compressors=[ZstdCodec(level=1)],
+                                        chunks=(min(n, _CHUNK),), compressors=checked(ZstdCodec(level=1)),
                                         config={"write_empty_chunks": True})  # fmt: skip
         self._indices = group.create_array(
             "indices", shape=(ctx.nnz,), dtype=np.int32, chunks=(min(n, _CHUNK),),
-            compressors=[BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=4)],
+            compressors=checked(BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=4)),
             config={"write_empty_chunks": True},
         )  # fmt: skip
         self._indptr = np.zeros(ctx.n_genes + 1, dtype=np.int64)
@@ -64,7 +64,8 @@ class MatrixView(View):
 
     def finish(self, ctx: BuildContext, out: SnapshotWriter) -> None:
         indptr = self._group.create_array("indptr", shape=self._indptr.shape, dtype=np.int64,
-                                          chunks=(min(len(self._indptr), _CHUNK),))  # fmt: skip
+                                          chunks=(min(len(self._indptr), _CHUNK),),
+                                          compressors=checked(ZstdCodec()))  # fmt: skip
         out.put(indptr, (slice(None),), self._indptr)
         out.consolidate(PATH)
         out.add_view(self.name, encoding=self.encoding, encoding_version=self.encoding_version,
