@@ -44,6 +44,7 @@ from .errors import (
     VersionNotFound,
     WidecubeError,
 )
+from .genenames import GeneNames
 from .snapshot import MANIFEST, Fault, Snapshot, corrupt
 from .views import get_view, views
 from .views.summary import SUMMARY_STATS
@@ -181,6 +182,20 @@ class Widecube:
         start = int(np.searchsorted(lowered, p, side="left"))
         stop = int(np.searchsorted(lowered, p + "\U0010ffff", side="left")) if p else len(names)
         return record.version, list(names[start : min(stop, start + limit)])
+
+    @_serving
+    def resolve_genes(self, dataset: str, query: list[str], version: str | None = None) -> dict[str, Any]:
+        """Canonical names for typed or pasted gene names (symbols or ``gene_ids``, any case),
+        in input order, and the unknown ones with "did you mean" suggestions (genenames)."""
+        record, snap = self.resolve(dataset, version)
+
+        def build() -> GeneNames:
+            var = snap.table("dataset/var.parquet")
+            ids = var["gene_ids"].astype(str).tolist() if "gene_ids" in var.columns else None
+            return GeneNames([str(n) for n in var.index], ids)
+
+        genes, unknown = snap.memo("gene-names", build).resolve(query)
+        return {"dataset": dataset, "version": record.version, "genes": genes, "unknown": unknown}
 
     @_serving
     def summary(self, dataset: str, *, genes: list[str], groupby: str, stats: list[str],

@@ -34,6 +34,7 @@ from ..service import Widecube
 from ..web import mount_ui
 from . import _admin, _datasets, _jobs, _uploads
 from ._analysis import analysis_router
+from ._genes import genes_router
 from ._gzip import FastGZipMiddleware
 from ._responses import ARROW, JSON, NotAcceptable, clip, errors, short
 from ._upkeep import Upkeep, Usage
@@ -162,6 +163,7 @@ def create_app(
 
     app.include_router(_datasets.router)
     app.include_router(analysis_router(wc), prefix=PREFIX)
+    app.include_router(genes_router(wc), prefix=PREFIX)
     app.include_router(_admin.router, max_body_size=MAX_BODY_BYTES, responses=errors(400, 404, 409, 413, 422))
     app.include_router(_jobs.router, responses=errors(400, 404, 422))
     app.include_router(_uploads.router)

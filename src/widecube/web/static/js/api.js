@@ -54,6 +54,11 @@ export const api = {
   versions: (name) => request(`/datasets/${enc(name)}/versions`),
   genes: (name, version, prefix, limit = 12) =>
     request(`/datasets/${enc(name)}/genes`, { params: { prefix, limit, version } }),
+  /** Typed or pasted names → {genes: canonical names, unknown: [{query, suggestions}]}. */
+  resolveGenes: (name, version, query) =>
+    request(`/datasets/${enc(name)}/genes/resolve`, { body: { query, version } }),
+  markers: (name, version, groupby, group, limit, layer = null) =>
+    request(`/datasets/${enc(name)}/markers`, { params: { groupby, group, limit, layer, version } }),
   features: () => request("/features"),
   summary: (name, version, genes, groupby, stats, layer = null) =>
     request(`/datasets/${enc(name)}/summary`, { params: { genes, groupby, stats, layer, version } }),

@@ -10,7 +10,7 @@ const COLUMN = 170;
 const ORDER = ["q10", "q25", "median", "q75", "q90"];
 
 /** Draw {groups, genes, values: {q10, q25, median, q75, q90}} into chart, legend and table. */
-export function renderBoxplot({ chart, legend, table }, data) {
+export function renderBoxplot({ chart, legend, table }, data, { unit = null } = {}) {
   const { groups, genes, values } = data;
   const left = Math.ceil(Math.max(40, ...groups.map((g) => textWidth(g)))) + 14;
   const top = 34;
@@ -28,7 +28,8 @@ export function renderBoxplot({ chart, legend, table }, data) {
     root.append(svg("text", { x: x0 + COLUMN / 2, y: top - 14, "text-anchor": "middle", class: "gene-label" }, gene),
       svg("line", { x1: x0, x2: x0 + COLUMN, y1: height - 22, y2: height - 22, class: "axis" }),
       svg("text", { x: x0, y: height - 8, class: "tick" }, "0"),
-      svg("text", { x: x0 + COLUMN, y: height - 8, "text-anchor": "end", class: "tick" }, fmt(hi)));
+      svg("text", { x: x0 + COLUMN, y: height - 8, "text-anchor": "end", class: "tick" }, fmt(hi)),
+      ...(unit ? [svg("text", { x: x0 + COLUMN / 2, y: height - 8, "text-anchor": "middle", class: "tick unit" }, unit)] : []));
     groups.forEach((group, i) => {
       const q = Object.fromEntries(ORDER.map((s) => [s, values[s][i][j]]));
       const y = top + i * ROW + ROW / 2;
@@ -44,7 +45,8 @@ export function renderBoxplot({ chart, legend, table }, data) {
   chart.replaceChildren(root);
   legend.replaceChildren(el("figure", { class: "legend" }, el("figcaption", {}, "Reading the boxes"),
     el("p", { class: "note" }, "Whiskers: 10th–90th percentile of the group's cells (zeros included). "
-      + "Box: 25th–75th. Line: median. Each gene has its own axis, from 0 to its largest 90th percentile.")));
+      + "Box: 25th–75th. Line: median. Each gene has its own axis, from 0 to its largest 90th percentile"
+      + (unit ? `, in ${unit}.` : "."))));
   table.replaceChildren(valuesTable({
     caption: "Median (25th–75th percentile) per group and gene", groups, genes,
     cell: (i, j) => el("td", { "data-group": groups[i], "data-gene": genes[j], "data-median": String(values.median[i][j]) },

@@ -26,7 +26,7 @@ export function colorPositions(mean, scaled) {
 }
 
 /** Draw `data` ({groups, genes, mean, frac}) into the chart, legend and table holders. */
-export function renderDotplot({ chart, legend, table }, data, { scaled }) {
+export function renderDotplot({ chart, legend, table }, data, { scaled, unit = null }) {
   const { groups, genes, mean, frac } = data;
   const { root, x, y } = frame({ groups, genes,
     label: `Dot plot of ${genes.length} genes across ${groups.length} groups: dot size is the fraction `
@@ -46,12 +46,12 @@ export function renderDotplot({ chart, legend, table }, data, { scaled }) {
   legend.replaceChildren(
     scaled
       ? colorBar({ title: "Mean expression, scaled per gene", min: 0, max: 1, scale: sequential,
-        labels: ["gene min", "", "gene max"] })
-      : colorBar({ title: "Mean expression", min: 0, max: colors.max, scale: sequential }),
+        labels: ["gene min", "", "gene max"], unit })
+      : colorBar({ title: "Mean expression", min: 0, max: colors.max, scale: sequential, unit }),
     sizeKey({ title: "Fraction of cells expressing", radius }),
   );
   table.replaceChildren(valuesTable({
-    caption: "Mean expression (fraction of cells expressing) per group and gene",
+    caption: `Mean expression${unit ? ` in ${unit}` : ""} (fraction of cells expressing) per group and gene`,
     groups, genes,
     cell: (i, j) => el("td", { "data-group": groups[i], "data-gene": genes[j], "data-mean": String(mean[i][j]),
       "data-frac": String(frac[i][j]) }, `${fmt(mean[i][j])} (${pct(frac[i][j])})`),

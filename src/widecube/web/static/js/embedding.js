@@ -49,7 +49,7 @@ export class EmbeddingPanel {
   }
 
   /** Fill the controls and draw; returns the (possibly defaulted) key and colour. */
-  async show(state, groupbyColumn) {
+  async show(state, groupbyColumn, geneUnit = null) {
     const list = await this.options(state);
     const keys = Object.keys(list.embeddings);
     if (!keys.length) {
@@ -62,7 +62,7 @@ export class EmbeddingPanel {
     const color = state.color || defaultColor || null;
     this.fillControls(list, keys, key, columns, color);
     const data = await api.embedding(state.dataset, state.version, key, color);
-    this.draw(data, `${state.dataset}@${state.version}/${key}`);
+    this.draw(data, `${state.dataset}@${state.version}/${key}`, geneUnit);
     return { embedding: key, color };
   }
 
@@ -77,7 +77,8 @@ export class EmbeddingPanel {
     this.geneNote.hidden = list.gene_colors;
   }
 
-  draw(data, coordsId) {
+  draw(data, coordsId, geneUnit = null) {
+    this.data = data; // for the CSV export
     this.scatter ||= new Scatter(this.canvas);
     const rgba = cellColors(data.color, data.n);
     if (this.shownCoords === coordsId) this.scatter.setColors(rgba);
@@ -97,7 +98,7 @@ export class EmbeddingPanel {
     } else {
       const [lo, hi] = extent(c.values);
       replace(this.legend, colorBar({ title: c.kind === "gene" ? `${c.name} expression` : c.name,
-        min: lo, max: hi, scale: sequential }));
+        min: lo, max: hi, scale: sequential, unit: c.kind === "gene" ? geneUnit : null }));
     }
   }
 }

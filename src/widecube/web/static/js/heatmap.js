@@ -22,7 +22,7 @@ export function zscores(mean) {
 }
 
 /** Draw `data` ({groups, genes, mean}) as a heatmap; `zscore` colours z-scores per gene. */
-export function renderHeatmap({ chart, legend, table }, data, { zscore }) {
+export function renderHeatmap({ chart, legend, table }, data, { zscore, unit = null }) {
   const { groups, genes, mean } = data;
   const values = zscore ? zscores(mean) : mean;
   const max = Math.max(0, extent(mean.flat())[1]);
@@ -46,8 +46,8 @@ export function renderHeatmap({ chart, legend, table }, data, { zscore }) {
   chart.replaceChildren(root);
   legend.replaceChildren(zscore
     ? colorBar({ title: "z-score of the mean, per gene", min: -Z_LIMIT, max: Z_LIMIT, scale: diverging,
-      labels: [`≤ −${Z_LIMIT}`, "0", `≥ ${Z_LIMIT}`] })
-    : colorBar({ title: "Mean expression", min: 0, max, scale: sequential }));
+      labels: [`≤ −${Z_LIMIT}`, "0", `≥ ${Z_LIMIT}`], unit: unit && `means in ${unit}` })
+    : colorBar({ title: "Mean expression", min: 0, max, scale: sequential, unit }));
   table.replaceChildren(valuesTable({
     caption: `${what[0].toUpperCase()}${what.slice(1)} per group and gene`, groups, genes,
     cell: (i, j) => el("td", { "data-group": groups[i], "data-gene": genes[j], "data-value": String(values[i][j]) },

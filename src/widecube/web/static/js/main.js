@@ -8,9 +8,12 @@ import { EmbeddingPanel } from "./embedding.js";
 import { filterNote, renderFilters } from "./filters.js";
 import { renderHeatmap } from "./heatmap.js";
 import { renderBoxplot } from "./boxplot.js";
-import { groupStats, groupValues, setFeatures } from "./query.js";
+import { activeFilters, groupStats, groupValues, setFeatures } from "./query.js";
 import { GeneSearch } from "./search.js";
 import { emptyState, parseState, TABS, writeUrl } from "./state.js";
+import { MarkersPanel } from "./markers.js";
+import { csvBlob, figureSvg, groupRows, pngBlob, rasterSvg, save, svgBlob } from "./export.js";
+import { defaultLayer, layersOf, layerUnit } from "./layers.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -21,11 +24,19 @@ const AVAILABLE = {
   heatmap: () => true,
   embedding: () => true,
   distribution: (detail) => Boolean(detail.views && detail.views.quantiles),
+  markers: (detail) => Boolean(detail.views && detail.views.markers),
 };
+// The names of a pasted list: separated by commas, semicolons, spaces or new lines.
+const splitNames = (text) => text.split(/[\s,;]+/).filter(Boolean);
 
 let state = parseState(window.location.search);
 let detail = null;
 let ticket = 0;
+let drawn = null; // the numbers the active tab shows, for the CSV export: {tab, header, rows | () => rows}
+const markers = new MarkersPanel({
+  groupSelect: $("marker-group"), topSelect: $("marker-top"), table: $("markers-table"), note: $("marker-note"),
+  onAdd: (genes) => plotGenes(genes),
+});
 const embedding = new EmbeddingPanel({
   canvas: $("scatter"), legend: $("embedding-legend"), keySelect: $("embedding-key"),
   colorSelect: $("embedding-color"), geneInput: $("color-gene"), geneNote: $("color-gene-note"),
@@ -76,14 +87,19 @@ async function loadDataset() {
     `${v.version.slice(0, 8)} · ${v.status}${v.current ? " (live)" : ""} · ${new Date(v.created).toLocaleString()}`)));
   if (!detail.groupbys.includes(state.groupby)) state.groupby = detail.groupbys[0] ?? null;
   replace($("groupby"), ...detail.groupbys.map((g) => el("option", { value: g, selected: g === state.groupby }, g)));
-  const layers = detail.views.summary?.layers ?? [];
+  const layers = layersOf(detail);
   if (!layers.includes(state.layer)) state.layer = null;
-  replace($("layer"), el("option", { value: "" }, "default"),
-    ...layers.map((l) => el("option", { value: l, selected: l === state.layer }, l)));
+  replace($("layer"), el("option", { value: "" }, `default: ${defaultLayer(detail) ?? "raw"} (${layerUnit(detail, null)})`),
+    ...layers.map((l) => el("option", { value: l, selected: l === state.layer }, `${l} (${layerUnit(detail, l)})`)));
   for (const column of Object.keys(state.filters)) if (!detail.obs[column]) delete state.filters[column];
   for (const tab of TABS) $(`tab-${tab}`).hidden = !AVAILABLE[tab](detail);
   if (!AVAILABLE[state.tab](detail)) state.tab = "dotplot";
   drawFilters();
+  if (state.genes.length) { // a shared URL's genes: draw the known ones, list the unknown
+    const found = await api.resolveGenes(state.dataset, state.version, state.genes);
+    state.genes = found.genes;
+    showUnknown(found.unknown);
+  }
   renderChips();
   await render();
 }
@@ -103,20 +119,57 @@ function renderChips() {
     el("button", { type: "button", "aria-label": `Remove ${gene}`, onclick: () => removeGene(gene) }, "×"))));
 }
 
-async function addGene(gene) {
-  if (!detail || state.genes.includes(gene)) return;
+/** Typed or pasted names: the server resolves them (any case, Ensembl IDs); the known ones
+ * are plotted, the unknown ones listed with "did you mean" suggestions. */
+async function addGenes(names) {
+  if (!detail || !names.length) return;
+  let found;
   try {
-    await api.summary(state.dataset, state.version, [gene], state.groupby, ["n_cells"]); // is it a gene?
+    found = await api.resolveGenes(state.dataset, state.version, names);
   } catch (err) {
     return showError(err);
   }
-  state.genes = [...state.genes, gene];
+  showUnknown(found.unknown);
+  await plotGenes(found.genes);
+}
+
+/** Add canonical gene names (from the server) to the plotted ones. */
+async function plotGenes(genes) {
+  const added = genes.filter((g) => !state.genes.includes(g));
+  if (!added.length) return;
+  state.genes = [...state.genes, ...added];
   renderChips();
   await render();
 }
 
+function showUnknown(unknown) {
+  const box = $("gene-unknown");
+  if (!unknown.length) return replace(box);
+  const suggestion = (u, gene) => el("button", { type: "button", "data-gene": gene, "aria-label": `Add ${gene} instead of ${u.query}`,
+    onclick: () => {
+      u.suggestions = [];
+      box.querySelector(`li[data-query="${CSS.escape(u.query)}"]`)?.remove();
+      if (!box.querySelector("li")) replace(box);
+      plotGenes([gene]);
+    } }, gene);
+  replace(box, el("span", {}, `Not found (${unknown.length}):`),
+    el("ul", { "aria-label": "Genes not found" }, ...unknown.map((u) => el("li", { "data-query": u.query },
+      el("span", { class: "query" }, u.query),
+      u.suggestions.length
+        ? el("span", {}, "did you mean ", ...u.suggestions.flatMap((g, i) => [i ? ", " : null, suggestion(u, g)].filter(Boolean)), "?")
+        : el("span", { class: "note" }, "no similar gene")))),
+    el("button", { type: "button", "aria-label": "Dismiss the genes not found", onclick: () => replace(box) }, "×"));
+}
+
 function removeGene(gene) {
   state.genes = state.genes.filter((g) => g !== gene);
+  renderChips();
+  render();
+}
+
+function clearGenes() {
+  state.genes = [];
+  replace($("gene-unknown"));
   renderChips();
   render();
 }
@@ -137,16 +190,34 @@ async function render() {
     $(`panel-${tab}`).hidden = !on;
   }
   clearMessage();
+  drawn = null;
+  $("export-png").disabled = $("export-svg").disabled = state.tab === "markers"; // a table: CSV only
   setStatus("Loading…");
   document.body.dataset.state = "loading";
   try {
     if (state.tab === "dotplot" || state.tab === "heatmap" || state.tab === "distribution") await drawGroups(mine);
     else if (state.tab === "embedding") {
-      const chosen = await embedding.show(state, state.groupby?.split(",")[0]);
+      const chosen = await embedding.show(state, state.groupby?.split(",")[0], layerUnit(detail, null));
       if (mine !== ticket) return;
       Object.assign(state, chosen);
       writeUrl(state);
       setStatus(chosen.embedding ? `${chosen.embedding} of version ${state.version.slice(0, 8)}` : "");
+      const d = embedding.data;
+      if (chosen.embedding && d) {
+        drawn = { tab: "embedding", header: ["row", "x", "y", ...(d.color ? [d.color.name] : [])],
+          rows: () => Array.from({ length: d.n }, (_, i) => [i + 1, d.x[i], d.y[i], ...(d.color ? [colorValue(d.color, i)] : [])]) };
+      }
+    } else if (state.tab === "markers") {
+      const shown = await markers.show(detail, state, { filtered: Object.keys(activeFilters(detail, state.filters)).length > 0 });
+      if (mine !== ticket) return;
+      state.mgroup = shown.group;
+      writeUrl(state);
+      if (shown.rows) {
+        drawn = { tab: "markers", header: ["rank", "gene", "t", "logfoldchange", "pct_in", "pct_out", "pval", "pval_adj"],
+          rows: shown.rows.map((r, i) => [i + 1, r.gene, r.t, r.logfoldchange, r.pct_in, r.pct_out, r.pval, r.pval_adj]) };
+        setStatus(`Top ${shown.rows.length} markers of ${shown.group} against the rest (${state.groupby}, ${shown.layer} layer), `
+          + `version ${state.version.slice(0, 8)}`);
+      } else setStatus("");
     }
   } catch (err) {
     if (mine === ticket) {
@@ -172,9 +243,19 @@ async function drawGroups(mine) {
     : await groupValues(detail, state);
   if (mine !== ticket) return;
   if (!data.groups.length) return empty("No cells match the filters: widen them to see values.");
-  if (tab === "dotplot") renderDotplot(holders, data, { scaled: state.scaled });
-  else if (tab === "heatmap") renderHeatmap(holders, data, { zscore: state.zscore });
-  else renderBoxplot(holders, data);
+  const unit = layerUnit(detail, state.layer);
+  if (tab === "dotplot") renderDotplot(holders, data, { scaled: state.scaled, unit });
+  else if (tab === "heatmap") renderHeatmap(holders, data, { zscore: state.zscore, unit });
+  else renderBoxplot(holders, data, { unit });
+  drawn = tab === "distribution"
+    ? { tab, header: ["group", "gene", ...detail.views.quantiles.stats], rows: groupRows(data, detail.views.quantiles.stats) }
+    : { tab, header: ["group", "gene", "mean", "frac_expressing"],
+      rows: groupRows({ ...data, values: { mean: data.mean, frac: data.frac } }, ["mean", "frac"]) };
+  if (tab === "heatmap" && state.zscore) {
+    const z = holders.chart.querySelectorAll("rect.cell");
+    drawn.header.push("zscore");
+    drawn.rows.forEach((row, k) => row.push(Number(z[k].dataset.value)));
+  }
   holders.chart.dataset.mode = data.mode;
   holders.chart.dataset.source = data.source;
   const layer = state.layer ? `, ${state.layer} layer` : "";
@@ -184,6 +265,7 @@ async function drawGroups(mine) {
 function wire() {
   $("dataset").addEventListener("change", (e) => {
     state = { ...emptyState(), dataset: e.target.value, tab: state.tab };
+    replace($("gene-unknown"));
     loadDataset().catch(showError);
   });
   $("version").addEventListener("change", (e) => {
@@ -206,7 +288,26 @@ function wire() {
   $("embedding-key").addEventListener("change", (e) => { state.embedding = e.target.value; render(); });
   $("embedding-color").addEventListener("change", (e) => { state.color = e.target.value || null; render(); });
   const suggest = (prefix) => api.genes(state.dataset, state.version, prefix).then((r) => r.genes);
-  new GeneSearch($("gene-input"), $("gene-options"), { suggest, onPick: addGene });
+  new GeneSearch($("gene-input"), $("gene-options"), { suggest, onPick: (text) => addGenes(splitNames(text)) });
+  $("gene-input").addEventListener("paste", (e) => { // a pasted list goes in whole (an input drops new lines)
+    const text = e.clipboardData?.getData("text") ?? "";
+    if (!/[\s,;]/.test(text.trim())) return;
+    e.preventDefault();
+    addGenes(splitNames(text));
+  });
+  $("gene-paste-add").addEventListener("click", () => {
+    const names = splitNames($("gene-paste").value);
+    $("gene-paste").value = "";
+    $("gene-paste").closest("details").open = false;
+    addGenes(names);
+  });
+  $("clear-genes").addEventListener("click", clearGenes);
+  $("marker-group").addEventListener("change", (e) => { state.mgroup = e.target.value; render(); });
+  $("marker-top").addEventListener("change", (e) => { state.mtop = Number(e.target.value); render(); });
+  $("export-png").addEventListener("click", () => exportFigure("png"));
+  $("export-svg").addEventListener("click", () => exportFigure("svg"));
+  $("export-csv").addEventListener("click", exportCsv);
+  $("copy-link").addEventListener("click", copyLink);
   new GeneSearch($("color-gene"), $("color-gene-options"), { suggest, onPick: (gene) => {
     state.color = gene;
     render();
@@ -225,6 +326,61 @@ function wire() {
     $(`tab-${next}`).focus();
     e.preventDefault();
   });
+}
+
+// -- export ---------------------------------------------------------------------------
+
+function colorValue(color, i) {
+  if (color.kind === "category") return color.codes[i] >= 0 ? color.categories[color.codes[i]] : null;
+  return color.values[i];
+}
+
+function fileName(ext) {
+  const extra = state.tab === "markers" ? `-${state.mgroup}` : state.tab === "embedding" ? `-${state.embedding}` : "";
+  return `${state.dataset}-${state.tab}${extra}-${state.version.slice(0, 8)}.${ext}`.replace(/[^\w.-]+/g, "_");
+}
+
+function exportNote(text) {
+  $("export-note").textContent = text;
+}
+
+async function exportFigure(kind) {
+  const title = `${state.dataset} · ${$(`tab-${state.tab}`).textContent} · ${state.groupby ?? ""} · `
+    + `${state.layer ?? defaultLayer(detail)} (${layerUnit(detail, state.layer)}) · version ${state.version.slice(0, 8)}`;
+  let plot;
+  if (state.tab === "embedding") {
+    const canvas = $("scatter");
+    embedding.scatter?.paint(); // the drawing buffer, now (preserveDrawingBuffer keeps it)
+    plot = rasterSvg(canvas, canvas.clientWidth, canvas.clientHeight);
+  } else {
+    plot = $(`${state.tab}-chart`)?.querySelector("svg");
+  }
+  if (!plot) return exportNote("Nothing drawn to export.");
+  const figure = figureSvg(plot, $(`${state.tab}-legend`), title);
+  try {
+    save(kind === "svg" ? svgBlob(figure) : await pngBlob(figure), fileName(kind));
+    exportNote("");
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function exportCsv() {
+  if (!drawn || drawn.tab !== state.tab) return exportNote("No numbers drawn to export.");
+  const rows = typeof drawn.rows === "function" ? drawn.rows() : drawn.rows; // the embedding's: built on demand
+  save(csvBlob(drawn.header, rows), fileName("csv"));
+  exportNote("");
+}
+
+async function copyLink() {
+  writeUrl(state);
+  const link = window.location.href;
+  try {
+    await navigator.clipboard.writeText(link);
+    exportNote("Link to this exact view copied.");
+  } catch {
+    window.prompt("Copy the link to this view:", link); // no clipboard access (plain http, permissions)
+  }
 }
 
 start();

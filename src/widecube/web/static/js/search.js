@@ -1,6 +1,7 @@
 // Gene search with autocomplete, as an ARIA combobox: type a prefix, move with the arrow
 // keys, pick with Enter or a click, close with Escape. Enter on text that matches no
-// suggestion still submits it, so the server's message about an unknown gene is shown.
+// suggestion still submits it (a list, an Ensembl ID, a typo): the page resolves it on the
+// server, which names the unknown ones with suggestions.
 
 import { el, replace } from "./dom.js";
 

@@ -2,17 +2,19 @@
 //
 //   ?dataset=pbmc&version=3f2a…&groupby=cell_type&layer=normalized&gene=CD3E&gene=MS4A1
 //    &f.donor=D1&f.donor=D2&tab=dotplot&z=1&scale=1&emb=X_umap&color=cell_type
+//    &mgroup=B%20cell&mtop=25          (the Markers tab's group and number of genes)
 //
 // Repeated keys carry lists (genes, and the kept categories of each filtered obs column
 // `f.<column>`), so names need no delimiter of their own.
 
-export const TABS = ["dotplot", "heatmap", "embedding", "distribution"];
+export const TABS = ["dotplot", "heatmap", "embedding", "distribution", "markers"];
+export const MARKER_TOPS = [10, 25, 50, 100];
 
 /** A fresh state: nothing chosen yet. */
 export function emptyState() {
   return {
     dataset: null, version: null, groupby: null, layer: null, genes: [], filters: {},
-    tab: "dotplot", zscore: false, scaled: false, embedding: null, color: null,
+    tab: "dotplot", zscore: false, scaled: false, embedding: null, color: null, mgroup: null, mtop: 25,
   };
 }
 
@@ -36,6 +38,9 @@ export function parseState(search) {
   state.scaled = params.get("scale") === "1";
   state.embedding = params.get("emb");
   state.color = params.get("color");
+  state.mgroup = params.get("mgroup");
+  const top = Number(params.get("mtop"));
+  if (MARKER_TOPS.includes(top)) state.mtop = top;
   return state;
 }
 
@@ -57,6 +62,8 @@ export function encodeState(state) {
   if (state.scaled) put("scale", "1");
   put("emb", state.embedding);
   put("color", state.color);
+  put("mgroup", state.mgroup);
+  if (state.mtop !== 25) put("mtop", state.mtop);
   return `?${params.toString()}`;
 }
 
