@@ -9,7 +9,7 @@ DEMO_H5AD   := demo/pbmc.h5ad
 DEMO_CELLS  ?= 50000
 DEMO_GENES  ?= 20000
 
-.PHONY: install demo demo-data test bench bench-serve bench-aggregate screenshots chromium wrk vendor lint clean
+.PHONY: install demo demo-data test bench bench-serve bench-aggregate bench-readers bench-report screenshots chromium wrk vendor lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,23 +42,38 @@ wrk:
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest
 
+# Every benchmark entry point, then the report. Each run is recorded as one JSON file in
+# benchmarks/results/ (refused from a working tree with uncommitted changes unless
+# WIDECUBE_BENCH_FORCE=1, and then marked dirty); benchmarks/RESULTS.md and the README's numbers
+# are generated from those files only.
 bench: $(STAMP) wrk
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/aggregate.py $(AGGREGATE_ON)
+	$(BIN)/python benchmarks/readers.py
+	$(BIN)/python benchmarks/report.py
 
-# Only the serving benchmark (B100k: in-process, HTTP, wrk), recorded in benchmarks/RESULTS.md.
+# Regenerate benchmarks/RESULTS.md and the README's numbers from benchmarks/results/*.json
+# (runs nothing; tests/test_bench_report.py fails when the committed files are not current).
+bench-report: $(STAMP)
+	$(BIN)/python benchmarks/report.py
+
+# Only the serving benchmark (B100k: in-process, HTTP, wrk).
 bench-serve: $(STAMP) wrk
 	$(BIN)/python benchmarks/serve.py
 
 # On-the-fly aggregate (10 genes over a filter keeping half the cells) vs anndata/zarr + numpy.
 # Default: ingest the small `quick` dataset (a smoke run, not recorded). On an ingested store,
-# recorded in benchmarks/RESULTS.md: make bench-aggregate AGG_STORAGE=<storage> AGG_DATASET=b1m
+# recorded in benchmarks/results/: make bench-aggregate AGG_STORAGE=<storage> AGG_DATASET=b1m
 AGG_STORAGE ?=
 AGG_DATASET ?=
 AGGREGATE_ON = $(if $(AGG_STORAGE),--storage $(AGG_STORAGE) --dataset $(AGG_DATASET))
 bench-aggregate: $(STAMP)
 	$(BIN)/python benchmarks/aggregate.py $(AGGREGATE_ON)
+
+# Only the readers (wide CSV vs pandas; 10x h5 and MTX vs h5ad).
+bench-readers: $(STAMP)
+	$(BIN)/python benchmarks/readers.py
 
 # A PNG of each UI view (dot plot, heatmap, embedding) into docs/, from a demo dataset.
 screenshots: $(STAMP) chromium

@@ -64,10 +64,16 @@ def _bench(name: str, bench: dict[str, Any]) -> list[str]:
 
 
 def _rel(arg: str) -> str:
+    """A path in the checkout as the repository sees it (``benchmarks/data/x``, ``.venv/bin/python``),
+    whichever folder the run was made in, so the section does not depend on where it is rendered."""
     try:
         return str(Path(arg).relative_to(_REPO))
     except ValueError:
-        return arg
+        pass
+    for marker in ("/.venv/", "/benchmarks/"):
+        if arg.startswith("/") and marker in arg:
+            return arg[arg.index(marker) + 1 :]
+    return arg
 
 
 def _s(x: float | None) -> str:

@@ -1,8 +1,7 @@
-"""Describe the machine, and render one benchmark run as a section of ``RESULTS.md``.
+"""Describe the machine, and render one ingest benchmark run (``run.py``) as a section of ``RESULTS.md``.
 
-``RESULTS.md`` is a fixed header (what the benchmark is, its targets) followed by one
-section per recorded run, newest first; :func:`update_results` inserts a new section under
-the header and keeps every earlier one as it was.
+``RESULTS.md`` is :data:`HEADER` (what the benchmarks are, their targets) followed by every
+recorded run; ``report.py`` assembles it from ``results/*.json``.
 """
 
 from __future__ import annotations
@@ -14,11 +13,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HEADER", "MARKER", "machine_info", "render_section", "update_results"]
+__all__ = ["HEADER", "machine_info", "render_section"]
 
-MARKER = "<!-- runs below, newest first; benchmarks/run.py inserts new ones here -->"
-
-HEADER = f"""# widecube benchmark results
+HEADER = """# widecube benchmark results
 
 Datasets (made by `widecube demo-data`: negative-binomial counts, 100 clusters in
 `cluster`, 8 donors in `donor`), and what each must show:
@@ -67,8 +64,6 @@ How it is measured (`benchmarks/run.py`; `make bench` runs B100k, `--only b1m` r
 * wall times include interpreter start-up and imports for both tools; scanpy's in-process
   time (without start-up) is reported as well, and the ratio against it is the stricter one;
 * GB = 10⁹ bytes; every number below was measured in the run it appears in.
-
-{MARKER}
 """
 
 _GB = 1e9
@@ -136,21 +131,6 @@ def render_section(result: dict[str, Any]) -> str:
         *_failures(result),
     ]
     return "\n".join(lines) + "\n"
-
-
-def update_results(path: Path, section: str) -> None:
-    """Insert ``section`` as the newest run in ``path``, creating the file with its header.
-
-    The header (everything above :data:`MARKER`) is rewritten to the current :data:`HEADER`,
-    so it always describes the current targets; every section below it is kept as it was.
-    """
-    text = path.read_text() if path.exists() else HEADER
-    if MARKER not in text:
-        text = HEADER + "\n" + text
-    _, tail = text.split(MARKER, 1)
-    head = HEADER.split(MARKER, 1)[0]
-    older = tail.strip("\n")
-    path.write_text(f"{head}{MARKER}\n\n{section}" + (f"\n{older}\n" if older else ""))
 
 
 def _row(name: str, tool: dict[str, Any]) -> str:
@@ -301,18 +281,19 @@ _GROUP_TITLES = {
 
 def _verdict_tables(verdicts: list[dict[str, Any]]) -> list[str]:
     out: list[str] = []
-    groups = list(dict.fromkeys(v.get("group", "issue 3") for v in verdicts))
+    groups = list(dict.fromkeys(v.get("group") for v in verdicts))
     for group in groups:
+        # runs before issue 3 recorded no groups, and no title: they judged the summary-only ingest
+        title = [] if group is None else [_GROUP_TITLES.get(group, f"{group}:"), ""]
         out += [
-            _GROUP_TITLES.get(group, f"{group}:"),
-            "",
+            *title,
             "| comparison | value | target | verdict |",
             "|---|---:|---:|---|",
             *(
                 f"| {v['what']} | {_cell(v['shown'])} | {v['target_shown']} | "
                 f"{'—' if group == 'record' else _verdict(v['pass'])} |"
                 for v in verdicts
-                if v.get("group", "issue 3") == group
+                if v.get("group") == group
             ),
             "",
         ]

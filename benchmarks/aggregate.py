@@ -24,8 +24,9 @@ Usage::
     .venv/bin/python benchmarks/aggregate.py --storage DIR --dataset b1m    # an ingested store
     .venv/bin/python benchmarks/aggregate.py                               # ingest `quick` here
 
-A run over ``--storage`` appends a section to ``benchmarks/RESULTS.md`` (``--no-record``: do
-not); the default ``quick`` smoke run records nothing unless ``--record``.
+A run over ``--storage`` is recorded as one JSON file in ``benchmarks/results/`` (``--no-record``:
+not; refused from a dirty tree unless ``--force``) and ``RESULTS.md`` is regenerated
+(``report.py``); the default ``quick`` smoke run records nothing unless ``--record``.
 """
 
 from __future__ import annotations
@@ -43,9 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _aggregate_report import render_aggregate_section
 from _datasets import DATASETS, ensure_dataset
-from _report import machine_info, update_results
+from _record import DirtyTree, begin, regenerate, save
 from _serve_http import serving
 
 HERE = Path(__file__).resolve().parent
@@ -200,14 +200,19 @@ def main() -> None:
     parser.add_argument("--peer-queries", type=int, default=10)
     parser.add_argument("--note", help="one line on the dataset for RESULTS.md (how it was made)")
     parser.add_argument("--record", action=argparse.BooleanOptionalAction, default=None,
-                        help="write RESULTS.md (default: yes with --storage, no for `quick`)")  # fmt: skip
+                        help="record in results/ + RESULTS.md (default: with --storage)")  # fmt: skip
+    parser.add_argument("--force", action="store_true", help="record even from a dirty tree (marked dirty)")
     args = parser.parse_args()
     from widecube.config import Settings
     from widecube.service import Widecube
 
-    started = datetime.now(UTC)
-    machine = machine_info(REPO)
     own = args.storage is None
+    record = args.record if args.record is not None else not own
+    try:
+        machine = begin(record=record, force=args.force)
+    except DirtyTree as exc:
+        sys.exit(str(exc))
+    started = datetime.now(UTC)
     (HERE / "out").mkdir(exist_ok=True)
     storage = args.storage or Path(tempfile.mkdtemp(prefix="aggregate-", dir=HERE / "out"))
     try:
@@ -254,12 +259,10 @@ def main() -> None:
         "ratio_p50": theirs["p50_ms"] / ours["p50_ms"],
     }
     print(json.dumps(result, indent=1, default=str))
-    if args.record if args.record is not None else not own:
-        out = HERE / "results" / f"{started.strftime('%Y%m%dT%H%M%SZ')}-aggregate-{dataset}.json"
-        out.parent.mkdir(exist_ok=True)
-        out.write_text(json.dumps(result, indent=1, default=str))
-        update_results(HERE / "RESULTS.md", render_aggregate_section(result))
-        print(f"recorded {out.relative_to(REPO)} and a section of benchmarks/RESULTS.md")
+    if record:
+        out = save(result, f"aggregate-{dataset}", stamp=started.strftime("%Y%m%dT%H%M%SZ"))
+        regenerate()
+        print(f"recorded {out.relative_to(REPO)}; benchmarks/RESULTS.md and the README regenerated")
 
 
 if __name__ == "__main__":

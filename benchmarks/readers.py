@@ -13,8 +13,9 @@
   reader's time, judged on the medians of the same run.
   ``--ingest`` also times a full ``widecube ingest`` of each (grouped by cell type).
 
-Each run is preceded by an untimed read of its input (warm page cache). A full run inserts a
-section into ``benchmarks/RESULTS.md`` and writes raw figures to ``benchmarks/results/``.
+Each run is preceded by an untimed read of its input (warm page cache). A full run is recorded as
+one JSON file in ``benchmarks/results/`` (refused from a dirty tree unless ``--force``), and
+``RESULTS.md`` is regenerated from every recorded run (``report.py``).
 
     .venv/bin/python benchmarks/readers.py              # both benchmarks, recorded
     .venv/bin/python benchmarks/readers.py --quick      # small inputs, smoke run, not recorded
@@ -37,7 +38,7 @@ from typing import Any
 from _measure import measure, warm_page_cache
 from _readers_data import DemoSpec, WideCsvSpec, ensure_demo_formats, ensure_wide_csv
 from _readers_report import render_section
-from _report import machine_info, update_results
+from _record import DirtyTree, begin, regenerate, save
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -223,12 +224,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=None,
                         help="runs per widecube reader (default 3; csv 1)")  # fmt: skip
     parser.add_argument("--ingest", action="store_true", help="also time full ingests of h5ad, 10x h5, MTX")
+    parser.add_argument("--force", action="store_true", help="record even from a dirty tree (marked dirty)")
     args = parser.parse_args()
+    try:
+        machine = begin(record=not args.quick, force=args.force)
+    except DirtyTree as exc:
+        sys.exit(str(exc))
     OUT.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
     result: dict[str, Any] = {"name": "readers" + (" (quick)" if args.quick else ""),
                               "started_utc": started.strftime("%Y-%m-%d %H:%M UTC"),
-                              "machine": machine_info(REPO), "benchmarks": {}}  # fmt: skip
+                              "machine": machine, "benchmarks": {}}  # fmt: skip
     if args.only in (None, "csv"):
         spec = WideCsvSpec(n_cells=500) if args.quick else WideCsvSpec()
         result["benchmarks"]["csv"] = bench_csv(spec, args.repeat or 1)
@@ -237,14 +243,11 @@ def main() -> None:
         result["benchmarks"]["10x"] = bench_tenx(spec_10x, args.repeat or 3, args.ingest)
     result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    raw = (OUT if args.quick else HERE / "results") / f"{stamp}-readers.json"
-    raw.parent.mkdir(exist_ok=True)
-    raw.write_text(json.dumps(result, indent=1, default=str))
-    section = render_section(result)
-    print(section)
+    raw = save(result, "readers", folder=OUT if args.quick else HERE / "results", stamp=stamp)
+    print(render_section(result))
     if not args.quick:
-        update_results(HERE / "RESULTS.md", section)
-        print(f"recorded in benchmarks/RESULTS.md and {raw.relative_to(REPO)}")
+        regenerate()
+        print(f"recorded {raw.relative_to(REPO)}; benchmarks/RESULTS.md and the README regenerated")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ scanpy peer, measures wall time and peak RSS from outside, and judges the target
   and per-step times recorded; scanpy is tried under a memory guard (it is expected not to
   fit in this machine's memory) and what happened is recorded.
 
-A full run appends a section to ``benchmarks/RESULTS.md`` and writes its raw figures to
-``benchmarks/results/``.
+A full run is recorded as one JSON file in ``benchmarks/results/`` (``_record.py``: refused
+from a dirty tree unless ``--force``), then ``RESULTS.md`` and the README's numbers are
+regenerated from every recorded run (``report.py``).
 
 Usage::
 
@@ -40,7 +41,8 @@ from typing import Any
 
 from _datasets import DATASETS, DatasetInfo, DatasetSpec, NotEnoughDisk, check_free_disk, ensure_dataset
 from _measure import measure, warm_page_cache
-from _report import machine_info, render_section, update_results
+from _record import DirtyTree, begin, regenerate, save
+from _report import render_section
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -401,10 +403,14 @@ def _verdict(
     }
 
 
-def bench(name: str, tools: list[str], repeat: int, timeout: float | None, guard: Guard) -> dict[str, Any]:
-    """Build dataset ``name`` if needed, run every tool ``repeat`` times, return the result."""
+def bench(
+    name: str, tools: list[str], repeat: int, timeout: float | None, guard: Guard, machine: dict[str, Any]
+) -> dict[str, Any]:
+    """Build dataset ``name`` if needed, run every tool ``repeat`` times, return the result.
+
+    ``machine`` is what :func:`_record.begin` found before the run (commit, cores, load).
+    """
     started = datetime.now(UTC)
-    machine = machine_info(REPO)
     spec = DATASETS[name]
     print(f"[{name}] preparing {HERE.name}/data/{name}.h5ad", flush=True)
     info = ensure_dataset(spec, HERE / "data", timeout=timeout)
@@ -496,7 +502,12 @@ def main(argv: list[str] | None = None) -> int:
         "--record",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="update RESULTS.md and results/ (default: yes unless --quick)",
+        help="record the run in results/ and regenerate RESULTS.md (default: yes unless --quick)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="record even from a working tree with uncommitted changes (the run is marked dirty)",
     )
     p.add_argument("--check", action="store_true", help="exit 1 when a target fails")
     args = p.parse_args(argv)
@@ -519,20 +530,18 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for name in names:
         try:
-            result = bench(name, tools, args.repeat, args.timeout, guard)
-        except NotEnoughDisk as exc:
+            machine = begin(record=record, force=args.force)
+            result = bench(name, tools, args.repeat, args.timeout, guard, machine)
+        except (NotEnoughDisk, DirtyTree) as exc:
             print(f"[{name}] {exc}", file=sys.stderr, flush=True)
             return 2
         section = render_section(result)
-        folder = HERE / "results" if record else OUT / "results"
-        folder.mkdir(parents=True, exist_ok=True)
-        raw = folder / f"{result['stamp']}-{name}.json"
-        raw.write_text(json.dumps(result, indent=1, default=str) + "\n")
+        raw = save(result, name, folder=HERE / "results" if record else OUT / "results")
         if record:
-            update_results(HERE / "RESULTS.md", section)
+            regenerate()
         print(
             f"\n{section}\nraw figures: {raw.relative_to(REPO)}"
-            + ("; section added to benchmarks/RESULTS.md" if record else ""),
+            + ("; benchmarks/RESULTS.md and the README regenerated" if record else ""),
             flush=True,
         )
         failed |= any(

@@ -12,8 +12,9 @@ query is 50 random genes × the 100 clusters × (mean, frac_expressing). Measure
 * **wrk** (Debian's) for 60 s against ``widecube serve --workers 2``; target ≥ 1,000
   requests/s with 0 errors, on this machine's cores (wrk shares them).
 
-The run appends a section to ``benchmarks/RESULTS.md`` and writes its raw figures to
-``benchmarks/results/``. Usage::
+The run is recorded as one JSON file in ``benchmarks/results/`` (``_record.py``: refused from
+a dirty tree unless ``--force``); ``RESULTS.md`` and the README's numbers are regenerated from
+every recorded run (``report.py``). Usage::
 
     .venv/bin/python benchmarks/serve.py                     # ingest B100k, measure, record
     .venv/bin/python benchmarks/serve.py --storage DIR --no-record --wrk-seconds 10
@@ -34,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import machine_info, update_results
+from _record import DirtyTree, begin, regenerate, save
 from _serve_http import http_latencies, run_wrk, serving
-from _serve_report import render_serve_section, verdicts
+from _serve_report import verdicts
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -140,12 +141,16 @@ def main() -> None:
     parser.add_argument("--wrk-seconds", type=int, default=60)
     parser.add_argument("--wrk-connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="server processes under wrk")
-    parser.add_argument("--no-record", action="store_true", help="do not touch RESULTS.md")
+    parser.add_argument("--no-record", action="store_true", help="record nothing (results/, RESULTS.md)")
+    parser.add_argument("--force", action="store_true", help="record even from a dirty tree (marked dirty)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: `make bench` installs it (apt-get install wrk)")
+    try:
+        machine = begin(record=not args.no_record, force=args.force)
+    except DirtyTree as exc:
+        sys.exit(str(exc))
     started = datetime.now(UTC)
-    machine = machine_info(REPO)
     storage = args.storage or Path(tempfile.mkdtemp(prefix="serve-", dir=HERE / "out"))
     try:
         ingest_s = None if args.storage else ingest(args.input, storage)
@@ -185,11 +190,9 @@ def main() -> None:
     result["verdicts"] = verdicts(result)
     print(json.dumps(result, indent=1, default=str))
     if not args.no_record:
-        out = HERE / "results" / f"{started.strftime('%Y%m%dT%H%M%SZ')}-serve-{DATASET}.json"
-        out.parent.mkdir(exist_ok=True)
-        out.write_text(json.dumps(result, indent=1, default=str))
-        update_results(HERE / "RESULTS.md", render_serve_section(result))
-        print(f"recorded {out.relative_to(REPO)} and a section of benchmarks/RESULTS.md")
+        out = save(result, f"serve-{DATASET}", stamp=started.strftime("%Y%m%dT%H%M%SZ"))
+        regenerate()
+        print(f"recorded {out.relative_to(REPO)}; benchmarks/RESULTS.md and the README regenerated")
 
 
 if __name__ == "__main__":
