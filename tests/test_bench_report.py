@@ -1,0 +1,193 @@
+"""The benchmark record: JSON files are the one source, RESULTS.md and the README are generated.
+
+Fast (no benchmark runs): regenerating from the committed ``benchmarks/results/*.json`` must
+give the committed ``benchmarks/RESULTS.md`` and README block byte for byte, so a hand edit
+of either fails here; a run from a dirty tree is refused unless forced, and a forced one is
+recorded and shown as dirty.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "benchmarks"
+RESULTS = BENCH / "results"
+
+
+@pytest.fixture(scope="module")
+def modules() -> Iterator[tuple[Any, Any]]:
+    """``benchmarks/report.py`` and ``benchmarks/_record.py``, imported as the scripts see them."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _record
+        import report
+
+        yield report, _record
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_results_md_is_what_the_json_files_make(modules: tuple[Any, Any]) -> None:
+    report, _ = modules
+    committed = (BENCH / "RESULTS.md").read_text()
+    assert report.render_results(report.load_runs(RESULTS)) == committed
+
+
+def test_readme_block_is_what_the_json_files_make(modules: tuple[Any, Any]) -> None:
+    report, _ = modules
+    readme = (REPO / "README.md").read_text()
+    assert readme.count(report.BEGIN) == 1 and readme.count(report.END) == 1
+    block = readme.split(report.BEGIN, 1)[1].split(report.END, 1)[0]
+    assert block == "\n" + report.readme_block(report.load_runs(RESULTS))
+    assert report.render_readme(readme, report.readme_block(report.load_runs(RESULTS))) == readme
+
+
+def test_every_json_file_has_its_section_in_a_fixed_order(modules: tuple[Any, Any]) -> None:
+    """Each file under results/ is cited once; parts come ingest, serve, aggregate, readers;
+    within a benchmark the runs are newest first (read from the files, not from the report)."""
+    _ = modules
+    text = (BENCH / "RESULTS.md").read_text()
+    files = sorted(p.name for p in RESULTS.glob("*.json"))
+    assert len(files) >= 18  # the 18 runs recorded before issue 10, the 04:03 readers run among them
+    cited = re.findall(r"_Raw figures: `benchmarks/results/([^`]+)`\._", text)
+    assert sorted(cited) == files
+    assert "20261122T040345Z-readers.json" in cited  # left out of RESULTS.md before issue 10
+    kinds = re.findall(r"^# (\S+)(?: \S+)? — benchmarks/\S+\.py", text, flags=re.M)
+    order = {"b100k": 0, "b1m": 0, "serve": 1, "aggregate": 2, "readers": 3}
+    assert set(kinds) == set(order)
+    assert [order[k] for k in kinds] == sorted(order[k] for k in kinds)
+    started = {p.name: json.loads(p.read_text())["started_utc"] for p in RESULTS.glob("*.json")}
+    names = {p.name: json.loads(p.read_text())["name"] for p in RESULTS.glob("*.json")}
+    for name in set(names.values()):
+        mine = [started[f] for f in cited if names[f] == name]
+        assert mine == sorted(mine, reverse=True), name
+
+
+def test_dirty_runs_are_marked_and_notes_are_kept(modules: tuple[Any, Any]) -> None:
+    _ = modules
+    text = (BENCH / "RESULTS.md").read_text()
+    sections = re.split(r"\n(?=## )", text)
+    for path in RESULTS.glob("*.json"):
+        run = json.loads(path.read_text())
+        (section,) = [s for s in sections if f"_Raw figures: `benchmarks/results/{path.name}`._" in s]
+        title = section.splitlines()[0]
+        assert ("⚠ dirty tree" in title) == bool(run["machine"]["git_dirty"]), path.name
+        for note in run.get("notes", []):
+            assert note in section
+    # the hand-written notes that lived only in RESULTS.md now live in the runs' JSON
+    b1m = json.loads((RESULTS / "20261122T033852Z-b1m.json").read_text())
+    assert any("mallopt" in n for n in b1m["notes"])
+
+
+def test_a_hand_edit_is_reported_by_check(modules: tuple[Any, Any], tmp_path: Path) -> None:
+    report, _ = modules
+    out, readme = tmp_path / "RESULTS.md", tmp_path / "README.md"
+    out.write_text((BENCH / "RESULTS.md").read_text())
+    readme.write_text((REPO / "README.md").read_text())
+    args = ["--check", "--out", str(out), "--readme", str(readme)]
+    assert report.main(args) == 0
+    out.write_text(out.read_text().replace("| **PASS** |", "| **FAIL** |", 1))
+    assert report.main(args) == 1
+    assert report.main(args[1:]) == 0  # regenerating repairs it
+    assert out.read_text() == (BENCH / "RESULTS.md").read_text()
+    readme.write_text(readme.read_text().replace("1,587", "1,999", 1))
+    assert report.main(args) == 1
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git checkout with one committed module under src/."""
+    root = tmp_path / "checkout"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "mod.py").write_text("x = 1\n")
+    _git(root, "init", "-q")
+    _git(root, "add", "-A")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    return root
+
+
+def test_a_clean_tree_records_its_commit(modules: tuple[Any, Any], repo: Path) -> None:
+    _, record = modules
+    (repo / "notes.txt").write_text("untracked, outside src/: not code that is measured\n")
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    machine = record.begin(record=True, repo=repo)
+    assert machine["git_commit"] == head.stdout.strip()
+    assert machine["git_dirty"] is False
+    assert machine["cores"] >= 1 and machine["memory_bytes"] > 0
+    assert len(machine["load_average_at_start"]) == 3
+
+
+@pytest.mark.parametrize("change", ["tracked", "untracked-src"])
+def test_a_dirty_tree_is_refused_unless_forced(
+    modules: tuple[Any, Any], repo: Path, change: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, record = modules
+    monkeypatch.delenv(record.FORCE_ENV, raising=False)
+    if change == "tracked":
+        (repo / "src" / "mod.py").write_text("x = 2\n")
+        changed = "src/mod.py"
+    else:
+        (repo / "src" / "new.py").write_text("y = 1\n")
+        changed = "src/new.py"
+    with pytest.raises(record.DirtyTree) as caught:
+        record.begin(record=True, repo=repo)
+    assert caught.value.paths == [changed]
+    assert changed in str(caught.value) and "--force" in str(caught.value)
+    assert record.begin(record=False, repo=repo)["git_dirty"] is True  # a smoke run is not refused
+    assert record.begin(record=True, force=True, repo=repo)["git_dirty"] is True
+    monkeypatch.setenv(record.FORCE_ENV, "1")
+    assert record.begin(record=True, repo=repo)["git_dirty"] is True
+    monkeypatch.setenv(record.FORCE_ENV, "0")
+    with pytest.raises(record.DirtyTree):
+        record.begin(record=True, repo=repo)
+
+
+def test_a_forced_run_is_saved_and_shown_dirty(modules: tuple[Any, Any], repo: Path, tmp_path: Path) -> None:
+    """The recording path end to end with a fake aggregate run (figures copied from a real one)."""
+    report, record = modules
+    (repo / "src" / "mod.py").write_text("x = 3\n")
+    fake = json.loads((RESULTS / "20261122T0327Z-aggregate-m300k.json").read_text())
+    fake["machine"] = record.begin(record=True, force=True, repo=repo)
+    fake["in_process"]["p50_ms"] = 150.0  # over the 100 ms target
+    fake["started_utc"] = "2030-01-02 03:04 UTC"
+    fake.pop("load_average_at_end")
+    folder = tmp_path / "results"
+    path = record.save(fake, "aggregate-m300k", folder=folder)
+    assert path == folder / "20300102T0304Z-aggregate-m300k.json"
+    saved = json.loads(path.read_text())
+    assert saved["dirty"] is True and saved["machine"]["git_dirty"] is True
+    assert len(saved["load_average_at_end"]) == 3
+    assert saved["targets"] == [
+        {
+            "benchmark": "aggregate m300k",
+            "what": "on-the-fly aggregate, in-process p50",
+            "value": 150.0,
+            "shown": "150.00 ms",
+            "target": "≤ 100 ms",
+            "verdict": "FAIL",
+        }
+    ]
+    assert saved["peer"]["p50_ms"] == fake["peer"]["p50_ms"]  # the peer's figures, same run
+    (section,) = [
+        s for s in re.split(r"\n(?=## )", report.render_results(report.load_runs(folder))) if "2030" in s
+    ]
+    assert section.splitlines()[0] == (
+        f"## aggregate m300k — 2030-01-02 03:04 UTC — ⚠ dirty tree (uncommitted changes on top of "
+        f"`{fake['machine']['git_commit']}`)"
+    )
+    assert "| 150.00 ms | ≤ 100 ms | **FAIL** |" in section
