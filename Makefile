@@ -51,6 +51,7 @@ bench: $(STAMP) wrk
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/aggregate.py $(AGGREGATE_ON)
 	$(BIN)/python benchmarks/readers.py
+	$(BIN)/python benchmarks/quantile_kernel.py
 	$(BIN)/python benchmarks/report.py
 
 # Regenerate benchmarks/RESULTS.md and the README's numbers from benchmarks/results/*.json

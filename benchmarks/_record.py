@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from _report import machine_info
+from report import main as report_main
+from report import verdicts_of
 
 __all__ = [
     "FORCE_ENV",
@@ -115,8 +117,6 @@ def begin(*, record: bool, force: bool = False, repo: Path = REPO) -> dict[str, 
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Every target of a run as ``{benchmark, what, value, shown, target, verdict}``, with
     verdict ``PASS``, ``FAIL`` or ``n/a`` (a figure recorded without a pass mark)."""
-    from report import verdicts_of  # late: report imports this module's neighbours
-
     return [
         {
             "benchmark": v["benchmark"],
@@ -146,9 +146,7 @@ def save(result: dict[str, Any], slug: str, *, folder: Path = RESULTS, stamp: st
 
 def regenerate() -> None:
     """Rewrite ``RESULTS.md`` and the README's numbers from every recorded run (``report.py``)."""
-    from report import main
-
-    main([])
+    report_main([])
 
 
 def _stamp(started_utc: str) -> str:

@@ -41,7 +41,8 @@ Datasets (made by `widecube demo-data`: negative-binomial counts, 100 clusters i
   and past the time limit); on this 24 GB machine it is expected to fail to load, and what
   happened is recorded.
 
-How it is measured (`benchmarks/run.py`; `make bench` runs B100k, `--only b1m` runs B1M):
+How the ingest benchmarks are measured (`benchmarks/run.py`; `make bench` runs B100k with every other
+benchmark, `run.py --only b1m` runs B1M):
 
 * every tool runs in a fresh process, one at a time, its wall time measured from outside;
   peak RSS is the kernel's high-water mark (`/usr/bin/time -v`, "Maximum resident set size")

@@ -7,8 +7,9 @@ tuned to about ``--density`` non-zeros, the raw layer (float32 counts, as float6
 normalized layer ``log1p(counts · 1e4 / library size)``; two groupings, ``--clusters``
 clusters and clusters × ``--donors`` donors. Both kernels are compiled on a small slab
 first, then timed alternately ``--repeat`` times; the best CPU time (``time.process_time``,
-all threads) and wall time of each are kept, and the results must be equal bit for bit. One
-JSON line goes to ``benchmarks/out/quantile_kernel.jsonl``, with the load average, since
+all threads) and wall time of each are kept, and the results must be equal bit for bit. The
+run is recorded as one JSON file in ``benchmarks/results/`` (``_record.py``: refused from a
+dirty tree unless ``--force``; ``--no-record``: printed only), with the load average, since
 the machine may be shared: compare the ratio, which both kernels share the load for.
 
     python benchmarks/quantile_kernel.py --genes 2000 --cells 200000
@@ -20,16 +21,17 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
-from pathlib import Path
+from datetime import UTC, datetime
 
 import numba
 import numpy as np
+from _record import DirtyTree, begin, regenerate, save
 from numba import njit, prange
 
 from widecube.compute._kernels import gene_quantiles
 
-OUT = Path(__file__).parent / "out" / "quantile_kernel.jsonl"
 QS = np.array([0.5, 0.1, 0.25, 0.75, 0.9])
 
 
@@ -180,7 +182,14 @@ def main() -> None:
     parser.add_argument("--donors", type=int, default=6)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-record", action="store_true", help="print only; nothing in results/")
+    parser.add_argument("--force", action="store_true", help="record even from a dirty tree (marked dirty)")
     args = parser.parse_args()
+    try:
+        machine = begin(record=not args.no_record, force=args.force)
+    except DirtyTree as exc:
+        sys.exit(str(exc))
+    started = datetime.now(UTC)
     load_start = list(os.getloadavg())
     t0 = time.perf_counter()
     slab = make_slab(args.genes, args.cells, args.density, args.clusters, args.donors, args.seed)
@@ -198,6 +207,9 @@ def main() -> None:
     np.testing.assert_array_equal(results["select"], results["sort"])
     nnz = int(slab["indptr"][-1])
     record = {
+        "name": "quantile kernel",
+        "started_utc": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": platform.node(), "cpus": os.cpu_count(), "numba_threads": numba.get_num_threads(),
         "loadavg_start": load_start,
@@ -211,10 +223,11 @@ def main() -> None:
         "equal_bitwise": True,
         "loadavg_end": list(os.getloadavg()),
     }  # fmt: skip
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with OUT.open("a") as f:
-        f.write(json.dumps(record) + "\n")
     print(json.dumps(record, indent=1))
+    if not args.no_record:
+        out = save(record, "quantile-kernel", stamp=started.strftime("%Y%m%dT%H%M%SZ"))
+        regenerate()
+        print(f"recorded {out}; benchmarks/RESULTS.md and the README regenerated")
 
 
 if __name__ == "__main__":
