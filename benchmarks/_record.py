@@ -108,7 +108,7 @@ def begin(*, record: bool, force: bool = False, repo: Path = REPO) -> dict[str, 
     state = tree_state(repo)
     if record and state.dirty and not forced(force):
         raise DirtyTree(repo, list(state.changes))
-    machine = machine_info(repo)
+    machine = machine_info()
     machine["git_commit"] = state.commit
     machine["git_dirty"] = state.dirty
     return machine

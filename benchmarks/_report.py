@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -70,8 +69,8 @@ benchmark, `run.py --only b1m` runs B1M):
 _GB = 1e9
 
 
-def machine_info(repo: Path) -> dict[str, Any]:
-    """CPU, cores, memory, Python and library versions, and widecube's git commit."""
+def machine_info() -> dict[str, Any]:
+    """CPU, cores, memory, Python and library versions, load (the commit: ``_record.begin``)."""
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
@@ -85,8 +84,6 @@ def machine_info(repo: Path) -> dict[str, Any]:
         },
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "memory_available_at_start_bytes": _meminfo("MemAvailable"),
-        "git_commit": _git(repo, "rev-parse", "--short", "HEAD"),
-        "git_dirty": _git(repo, "status", "--porcelain") not in ("", "unknown"),
     }
 
 
@@ -362,8 +359,3 @@ def _version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return "not installed"
-
-
-def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
-    return done.stdout.strip() if done.returncode == 0 else "unknown"
