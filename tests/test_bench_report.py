@@ -191,3 +191,26 @@ def test_a_forced_run_is_saved_and_shown_dirty(modules: tuple[Any, Any], repo: P
         f"`{fake['machine']['git_commit']}`)"
     )
     assert "| 150.00 ms | ≤ 100 ms | **FAIL** |" in section
+
+
+def test_every_run_carries_the_recorded_fields(modules: tuple[Any, Any]) -> None:
+    """One schema for every file: commit, dirty flag, machine, load before and after, targets
+    with a verdict that agrees with the value and its target (checked here by hand, not by the
+    report's code), notes."""
+    _ = modules
+    for path in RESULTS.glob("*.json"):
+        run = json.loads(path.read_text())
+        m = run["machine"]
+        assert run["dirty"] is m["git_dirty"], path.name
+        assert re.fullmatch(r"[0-9a-f]{7,}", m["git_commit"]), path.name
+        assert m["cores"] >= 1 and m["memory_bytes"] > 0
+        assert len(m["load_average_at_start"]) == 3 and len(run["load_average_at_end"]) == 3
+        assert isinstance(run["notes"], list)
+        assert run["targets"], path.name
+        for t in run["targets"]:
+            bound = re.fullmatch(r"([≤≥]) ([0-9.,]+)( GB| ms)?", t["target"])
+            if t["verdict"] == "n/a" or not bound:
+                continue
+            limit = float(bound.group(2).replace(",", "")) * (1e9 if bound.group(3) == " GB" else 1)
+            ok = t["value"] <= limit if bound.group(1) == "≤" else t["value"] >= limit
+            assert t["verdict"] == ("PASS" if ok else "FAIL"), (path.name, t)
