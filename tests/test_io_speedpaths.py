@@ -19,8 +19,9 @@ import scipy.sparse as sp
 
 from _io_writers import gene_ids
 from widecube.errors import InputError, InvalidValue, UnreadableInput
-from widecube.io import MatrixSource, _mtxstream, open_input
-from widecube.io._chunks import inflating_reader
+from widecube.io import MatrixSource, open_input
+from widecube.io.formats.hdf5._chunks import inflating_reader
+from widecube.io.formats.text import _mtxstream
 
 
 def _dense(src: MatrixSource) -> np.ndarray:

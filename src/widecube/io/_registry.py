@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputNotFound, UnreadableInput
-from ._base import MatrixSource
+from ._source import MatrixSource
 
 __all__ = ["ReaderSpec", "open_matrix", "readers", "register_reader"]
 

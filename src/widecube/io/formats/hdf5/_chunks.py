@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 from isal import isal_zlib
 
-from ..errors import UnreadableInput
+from ....errors import UnreadableInput
 
 __all__ = ["InflatingReader", "inflating_reader"]
 

@@ -8,7 +8,7 @@ with ``--format csv``).
 The text is read once, at open: the (gzip) byte stream is scanned row by row into CSR by a
 numba kernel on two cores (:mod:`._widetext`, :mod:`._csvscan`; values as float32, so
 integer counts up to 2^24 are exact), and the CSR is spilled to the work folder
-(:mod:`._spill`): the cell count and ids are only known at the end of the file, and the
+(:mod:`._csrspill`): the cell count and ids are only known at the end of the file, and the
 pipeline needs them before the first block. Bad input is refused with the line and field:
 empty fields (``Null value found at cell c2, gene Gene1``), NaN/inf, non-numeric tokens,
 ragged rows, duplicate ids or gene names, and a file with no cells. Cell ids may be
@@ -29,14 +29,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import UnreadableInput
-from ._base import Block, MatrixSource
-from ._checks import check_shape, check_unique
-from ._registry import ReaderSpec, register_reader
-from ._sniff import GZIP_MAGIC, PARQUET_MAGIC, first_line, head
-from ._spill import CsrSpill, SpilledCsr
+from ....errors import UnreadableInput
+from ..._checks import check_shape, check_unique
+from ..._registry import ReaderSpec, register_reader
+from ..._sniff import GZIP_MAGIC, PARQUET_MAGIC, first_line, head
+from ..._source import Block, MatrixSource
+from ..._workdir import scratch_folder
+from ._csrspill import CsrSpill, SpilledCsr
 from ._widetext import CHUNK_BYTES, scan_into
-from ._workdir import scratch_folder
 
 __all__ = ["CsvSource", "DelimitedSource", "TsvSource"]
 

@@ -1,11 +1,11 @@
 """Walk a compressed (CSR or CSC) matrix in slabs of bounded size, from any sliceable store.
 
 h5ad's sparse X, 10x HDF5 files (h5py datasets) and the binary CSR that text readers spill
-to the work folder (:mod:`._spill`) all keep ``indptr``, ``indices`` and ``data`` as flat
+to the work folder (:mod:`.text._csrspill`) all keep ``indptr``, ``indices`` and ``data`` as flat
 arrays; :func:`iter_slabs` reads them a slab of the major axis at a time, at most about
 ``block_nnz`` stored values each, so memory never depends on the matrix size.
 
-Every slab is validated before anyone sees it (:mod:`._checks`): pointers must not
+Every slab is validated before anyone sees it (:mod:`widecube.io._checks`): pointers must not
 decrease and must stay within the stored values, every index must lie inside the declared
 shape, and the stores must hold what the pointers promise. A corrupt file is an
 :class:`~widecube.errors.UnreadableInput` naming the file, the array position and the
@@ -24,9 +24,9 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import UnreadableInput
-from ._base import Block
-from ._checks import check_indices, check_pointers
+from ...errors import UnreadableInput
+from .._checks import check_indices, check_pointers
+from .._source import Block
 
 __all__ = ["Sliceable", "Slab", "csr_block", "iter_row_slabs", "iter_slabs", "tidy_csr"]
 
@@ -79,7 +79,7 @@ def iter_slabs(
     (at least one major each).
 
     ``nnz`` is the number of stored values (``indptr[-1]``, already checked against the
-    stores by :func:`~._checks.check_compressed_layout`); ``name`` prefixes array names in
+    stores by :func:`~widecube.io._checks.check_compressed_layout`); ``name`` prefixes array names in
     messages (``X`` gives ``X/indices[57]``); ``major`` is ``"row"`` for CSR, ``"column"``
     for CSC.
     """

@@ -23,9 +23,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError, UnreadableInput
-from ._base import Block, MatrixSource
-from ._checks import (
+from ....errors import InputError, UnreadableInput
+from ..._checks import (
     check_allocated,
     check_compressed_layout,
     check_index_dtype,
@@ -34,10 +33,11 @@ from ._checks import (
     check_value_dtype,
     unique_gene_names,
 )
+from ..._registry import ReaderSpec, register_reader
+from ..._sniff import hdf5_keys
+from ..._source import Block, MatrixSource
+from .._compressed import Sliceable, iter_row_slabs
 from ._chunks import inflating_reader
-from ._compressed import Sliceable, iter_row_slabs
-from ._registry import ReaderSpec, register_reader
-from ._sniff import hdf5_keys
 
 __all__ = ["TenxH5Source"]
 

@@ -28,7 +28,9 @@ from typing import cast
 import numpy as np
 from isal import igzip, isal_zlib
 
-from ..errors import InputError, InvalidValue, UnreadableInput
+from ....errors import InputError, InvalidValue, UnreadableInput
+from ..._prefetch import prefetch
+from ..._sniff import is_gzip, open_binary
 from ._mtxscan import (
     NON_NUMERIC,
     OK,
@@ -40,8 +42,6 @@ from ._mtxscan import (
     run_lengths,
     scan_entries,
 )
-from ._prefetch import prefetch
-from ._sniff import is_gzip, open_binary
 
 __all__ = ["Entries", "iter_entries", "line_of"]
 
@@ -94,7 +94,7 @@ def _pieces(path: Path, skip_lines: int, size: int) -> Iterator[memoryview]:
     """Pieces of whole lines after the ``skip_lines`` header lines.
 
     The last piece may lack its final newline. Three buffers take turns, so a piece stays
-    valid while the next two are read (one ahead, by :func:`~._prefetch.prefetch`, one being read).
+    valid while the next two are read (one ahead, by :func:`~widecube.io.prefetch`, one being read).
     """
     bufs = [bytearray(2 * size) for _ in range(3)]
     turn, buf = 0, bufs[0]

@@ -21,12 +21,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import InvalidValue, UnreadableInput
-from ._base import Block, MatrixSource
-from ._checks import check_shape, check_unique, nonfinite_error
-from ._dense import dense_to_csr
-from ._registry import ReaderSpec, register_reader
-from ._sniff import PARQUET_MAGIC, raw_head
+from ....errors import InvalidValue, UnreadableInput
+from ..._checks import check_shape, check_unique, nonfinite_error
+from ..._registry import ReaderSpec, register_reader
+from ..._sniff import PARQUET_MAGIC, raw_head
+from ..._source import Block, MatrixSource
+from .._dense import dense_to_csr
 
 __all__ = ["ParquetSource"]
 

@@ -9,10 +9,10 @@ piece of the file on two cores (:mod:`._mtxstream`).
 Grammar: fields separated by spaces or tabs, leading and trailing blanks allowed, ``\\r\\n``
 or ``\\n`` endings; blank lines and ``%`` comment lines are skipped (and counted). Indices
 are 1-based integers; values are integers (int32), reals (an optional sign, digits with an
-optional point, an optional exponent, or ``nan``/``inf``/``infinity``) or absent
-(``pattern``). Reals are parsed in float64, exact up to 15 significant digits and within
-one ulp beyond. Anything else stops the scan with a code and its place, which the reader
-turns into a message naming the file and the line.
+optional point, an optional exponent, or ``nan``/``inf``/``infinity``, parsed by the
+parser the CSV scanner shares, :func:`._numbers.parse_real`) or absent (``pattern``).
+Anything else stops the scan with a code and its place, which the reader turns into a
+message naming the file and the line.
 """
 
 from __future__ import annotations
@@ -20,87 +20,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._csvscan import _special
+from ._numbers import parse_real
 
 __all__ = ["INTEGER", "REAL", "PATTERN", "OK", "NON_NUMERIC", "RAGGED", "OUT_OF_RANGE", "TOO_LARGE",
            "scan_entries"]  # fmt: skip
 
 INTEGER, REAL, PATTERN = 0, 1, 2
 OK, NON_NUMERIC, RAGGED, OUT_OF_RANGE, TOO_LARGE = 0, 1, 2, 3, 4
-_POW10 = np.array([10.0**k for k in range(23)])
 _INT32_MAX = 2**31 - 1
-
-
-# No ``inline="always"``: numba's IR-level inlining made this ~10 × slower (measured).
-@numba.njit(cache=True, nogil=True)
-def _field_end(buf: np.ndarray, p: int, n: int) -> bool:
-    if p >= n:
-        return True
-    c = buf[p]
-    return bool(c == 32 or c == 9 or c == 10 or c == 13)
-
-
-@numba.njit(cache=True, nogil=True)
-def _real(buf: np.ndarray, p: int, n: int) -> tuple[float, int, int]:
-    """A decimal number (or nan/inf) at ``p``: (value, end, code)."""
-    neg = False
-    if p < n and (buf[p] == 45 or buf[p] == 43):
-        neg = buf[p] == 45
-        p += 1
-    mant = 0
-    kept = 0
-    seen = 0
-    exp = 0
-    while p < n and 48 <= buf[p] <= 57:
-        if kept < 18:
-            mant = mant * 10 + (buf[p] - 48)
-            if mant > 0:
-                kept += 1
-        else:
-            exp += 1
-        seen += 1
-        p += 1
-    if p < n and buf[p] == 46:
-        p += 1
-        while p < n and 48 <= buf[p] <= 57:
-            if kept < 18:
-                mant = mant * 10 + (buf[p] - 48)
-                if mant > 0:
-                    kept += 1
-                exp -= 1
-            seen += 1
-            p += 1
-    if seen == 0:
-        value, end = _special(buf, p, n)
-        if end < 0 or not _field_end(buf, end, n):
-            return 0.0, p, NON_NUMERIC
-        return (-value if neg else value), end, OK
-    if p < n and (buf[p] == 101 or buf[p] == 69):
-        p += 1
-        eneg = False
-        if p < n and (buf[p] == 45 or buf[p] == 43):
-            eneg = buf[p] == 45
-            p += 1
-        e = 0
-        digits = 0
-        while p < n and 48 <= buf[p] <= 57:
-            e = min(e * 10 + (buf[p] - 48), 100_000)
-            digits += 1
-            p += 1
-        if digits == 0:
-            return 0.0, p, NON_NUMERIC
-        exp += -e if eneg else e
-    if not _field_end(buf, p, n):
-        return 0.0, p, NON_NUMERIC
-    value = float(mant)
-    if mant != 0 and exp != 0:
-        if 0 < exp <= 22:
-            value *= _POW10[exp]
-        elif -22 <= exp < 0:
-            value /= _POW10[-exp]
-        else:
-            value *= 10.0**exp
-    return (-value if neg else value), p, OK
 
 
 @numba.njit(cache=True, nogil=True)
@@ -202,9 +129,9 @@ def scan_entries(
                 return k, line, RAGGED, 2, p, 0, 0, ordered
             if kind == REAL:
                 at = p
-                value, p, code = _real(buf, p, n)
-                if code != OK:
-                    return k, line, code, 2, at, 0, 0, ordered
+                value, p, ok = parse_real(buf, p, n, 32, 9)
+                if not ok:
+                    return k, line, NON_NUMERIC, 2, at, 0, 0, ordered
                 fvalues[k] = value
                 while p < n and (buf[p] == 32 or buf[p] == 9):
                     p += 1

@@ -3,8 +3,8 @@
 X may be stored as CSR, CSC or dense, float or integer. Only the block being read is in
 memory; obs and var are read through anndata's element reader. Nothing in the file is
 trusted: the layout of a sparse X is checked at open and every slab of pointers and indices
-as it streams (:mod:`._compressed`), a dense X may not declare far more values than the file
-stores (:func:`~._checks.check_dense_storage`), and an HDF5 read error is an
+as it streams (:mod:`.._compressed`), a dense X may not declare far more values than the file
+stores (:func:`~widecube.io._checks.check_dense_storage`), and an HDF5 read error is an
 :class:`~widecube.errors.UnreadableInput` naming the file. Example::
 
     >>> with open_matrix("pbmc.h5ad") as src:                       # doctest: +SKIP
@@ -23,9 +23,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import InputError, UnreadableInput
-from ._base import Block, MatrixSource
-from ._checks import (
+from ....errors import InputError, UnreadableInput
+from ..._checks import (
     check_allocated,
     check_compressed_layout,
     check_dense_storage,
@@ -34,8 +33,9 @@ from ._checks import (
     check_unique,
     check_value_dtype,
 )
-from ._compressed import csr_block, iter_slabs
-from ._registry import ReaderSpec, register_reader
+from ..._registry import ReaderSpec, register_reader
+from ..._source import Block, MatrixSource
+from .._compressed import csr_block, iter_slabs
 
 __all__ = ["H5adSource"]
 

@@ -21,9 +21,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError, UnreadableInput
-from ._base import Block, MatrixSource
-from ._checks import (
+from ....errors import InputError, UnreadableInput
+from ..._checks import (
     check_dense_storage,
     check_shape,
     check_unique,
@@ -31,10 +30,11 @@ from ._checks import (
     nonfinite_error,
     unique_gene_names,
 )
-from ._dense import dense_to_csr
-from ._metadata import categorize
-from ._registry import ReaderSpec, register_reader
-from ._sniff import hdf5_keys
+from ..._metadata import categorize
+from ..._registry import ReaderSpec, register_reader
+from ..._sniff import hdf5_keys
+from ..._source import Block, MatrixSource
+from .._dense import dense_to_csr
 
 __all__ = ["LoomSource"]
 

@@ -1,4 +1,4 @@
-"""Read a wide delimited matrix into a :class:`~._spill.CsrSpill`, chunk by chunk, on two cores.
+"""Read a wide delimited matrix into a :class:`~._csrspill.CsrSpill`, chunk by chunk, on two cores.
 
 The (gzip-decompressed) byte stream is cut into chunks of whole lines; each chunk is split
 at a line boundary into two halves scanned in parallel by :func:`._csvscan.scan_lines`
@@ -22,11 +22,11 @@ import pandas as pd
 import pyarrow as pa
 import scipy.sparse as sp
 
-from ..errors import InputError, InvalidValue, UnreadableInput
-from ._checks import nonfinite_error
+from ....errors import InputError, InvalidValue, UnreadableInput
+from ..._checks import nonfinite_error
+from ..._sniff import arrow_stream
+from ._csrspill import CsrSpill
 from ._csvscan import BAD_QUOTE, NON_NUMERIC, NULL, OK, RAGGED, scan_lines
-from ._sniff import arrow_stream
-from ._spill import CsrSpill
 
 __all__ = ["scan_into"]
 

@@ -12,8 +12,9 @@ The grammar is deliberately narrow: a line is an id (optionally double-quoted, `
 escaping a quote) followed by ``n`` numeric fields — an integer or decimal with optional
 sign and exponent, or ``nan``/``inf``/``infinity`` in any case. Anything else stops the scan
 with a code and the (row, column, byte offset) at fault, which the reader turns into a
-message naming the line and field. Decimals are parsed in float64 and stored as float32
-(integers below 2^24 exactly; others within one float32 ulp).
+message naming the line and field. Plain integers are parsed inline; every other number by
+the parser the MTX scanner shares (:func:`._numbers.parse_real`), in float64, and stored as
+float32 (integers below 2^24 exactly; others within one float32 ulp).
 """
 
 from __future__ import annotations
@@ -21,98 +22,16 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._numbers import parse_real
+
 __all__ = ["OK", "NON_NUMERIC", "NULL", "RAGGED", "BAD_QUOTE", "scan_lines"]
 
 OK, NON_NUMERIC, NULL, RAGGED, BAD_QUOTE = 0, 1, 2, 3, 4
-_POW10 = np.array([10.0**k for k in range(23)])
-
-
-@numba.njit(cache=True, nogil=True)
-def _special(buf: np.ndarray, p: int, n: int) -> tuple[float, int]:
-    """``nan``/``inf``/``infinity`` (any case) at ``p``: (value, end) or (0, -1)."""
-    word = np.zeros(8, np.uint8)
-    k = 0
-    while p + k < n and k < 8 and (65 <= buf[p + k] <= 90 or 97 <= buf[p + k] <= 122):
-        word[k] = buf[p + k] | 32  # lower case
-        k += 1
-    if k == 3 and word[0] == 110 and word[1] == 97 and word[2] == 110:
-        return np.nan, p + 3
-    is_inf = k >= 3 and word[0] == 105 and word[1] == 110 and word[2] == 102
-    if is_inf and (k == 3 or (k == 8 and word[3] == 105 and word[4] == 110 and word[5] == 105
-                              and word[6] == 116 and word[7] == 121)):  # fmt: skip
-        return np.inf, p + k
-    return 0.0, -1
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _ends(buf: np.ndarray, p: int, n: int, delim: int) -> bool:
     return p >= n or buf[p] == delim or buf[p] == 10 or buf[p] == 13
-
-
-@numba.njit(cache=True, nogil=True)
-def _number(buf: np.ndarray, p: int, n: int, delim: int, pow10: np.ndarray) -> tuple[float, int, int]:
-    """Parse the field at ``p``: (value, end, code) with code OK, NULL or NON_NUMERIC."""
-    start = p
-    if _ends(buf, p, n, delim):
-        return 0.0, p, NULL
-    neg = False
-    if buf[p] == 45 or buf[p] == 43:
-        neg = buf[p] == 45
-        p += 1
-    mant = 0
-    kept = 0  # significant digits in ``mant`` (at most 18, so it cannot overflow)
-    seen = 0
-    exp = 0
-    while p < n and 48 <= buf[p] <= 57:
-        if kept < 18:
-            mant = mant * 10 + (buf[p] - 48)
-            if mant > 0:
-                kept += 1
-        else:
-            exp += 1
-        seen += 1
-        p += 1
-    if p < n and buf[p] == 46:
-        p += 1
-        while p < n and 48 <= buf[p] <= 57:
-            if kept < 18:
-                mant = mant * 10 + (buf[p] - 48)
-                if mant > 0:
-                    kept += 1
-                exp -= 1
-            seen += 1
-            p += 1
-    if seen == 0:
-        value, end = _special(buf, p, n)
-        if end < 0 or not _ends(buf, end, n, delim):
-            return 0.0, start, NON_NUMERIC
-        return (-value if neg else value), end, OK
-    if p < n and (buf[p] == 101 or buf[p] == 69):
-        p += 1
-        eneg = False
-        if p < n and (buf[p] == 45 or buf[p] == 43):
-            eneg = buf[p] == 45
-            p += 1
-        e = 0
-        e_digits = 0
-        while p < n and 48 <= buf[p] <= 57:
-            e = min(e * 10 + (buf[p] - 48), 100_000)
-            e_digits += 1
-            p += 1
-        if e_digits == 0:
-            return 0.0, start, NON_NUMERIC
-        exp += -e if eneg else e
-    if not _ends(buf, p, n, delim):
-        return 0.0, start, NON_NUMERIC
-    value = float(mant)
-    if mant != 0 and exp != 0:
-        if 0 < exp <= 22:
-            value *= pow10[exp]
-        elif -22 <= exp < 0:
-            value /= pow10[-exp]
-        else:
-            value *= 10.0**exp
-    return (-value if neg else value), p, OK
 
 
 @numba.njit(cache=True, nogil=True)
@@ -141,7 +60,6 @@ def scan_lines(
     line = 0
     nnz = 0
     ib = 0
-    pow10 = _POW10
     while p < n:
         if buf[p] == 10 or (buf[p] == 13 and p + 1 < n and buf[p + 1] == 10):  # a blank line
             p += 1 if buf[p] == 10 else 2
@@ -186,9 +104,11 @@ def scan_lines(
                     data[nnz] = mant
                     nnz += 1
             else:
-                value, p, code = _number(buf, start, n, delim, pow10)
-                if code != OK:
-                    return row, nnz, line, code, col, start
+                if _ends(buf, start, n, delim):
+                    return row, nnz, line, NULL, col, start
+                value, p, ok = parse_real(buf, start, n, delim, delim)
+                if not ok:
+                    return row, nnz, line, NON_NUMERIC, col, start
                 if value != 0:
                     indices[nnz] = col
                     data[nnz] = value

@@ -8,7 +8,7 @@ ids (column 1) and feature types (column 3) are kept in var. The matrix is genes
 
 The entries are parsed once, at open, by a numba scanner on two cores (:mod:`._mtxstream`,
 :mod:`._mtxscan`; gzip inflated by ISA-L in a thread of its own) and stored as a binary CSR
-in the work folder (:mod:`._spill`), checking each index, value and the entry count on the
+in the work folder (:mod:`._csrspill`), checking each index, value and the entry count on the
 way. Entries sorted by cell (Cell Ranger, R's ``writeMM``, scipy from CSC)
 are written straight through; other orders go through an external bucket sort.
 
@@ -27,15 +27,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pv
 
-from ..errors import InvalidValue, UnreadableInput
-from ._base import Block, MatrixSource
-from ._checks import check_shape, check_unique, unique_gene_names
+from ....errors import InvalidValue, UnreadableInput
+from ..._checks import check_shape, check_unique, unique_gene_names
+from ..._registry import ReaderSpec, register_reader
+from ..._sniff import arrow_stream, head, open_binary
+from ..._source import Block, MatrixSource
+from ..._workdir import scratch_folder
+from ._csrspill import CsrSpill, SpilledCsr, TripletBuckets
 from ._mtxscan import INTEGER, PATTERN, REAL
 from ._mtxstream import Entries, iter_entries, line_of
-from ._registry import ReaderSpec, register_reader
-from ._sniff import arrow_stream, head, open_binary
-from ._spill import CsrSpill, SpilledCsr, TripletBuckets
-from ._workdir import scratch_folder
 
 __all__ = ["MtxSource"]
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from ._base import Block
-from ._compressed import iter_row_slabs
+from ..._source import Block
+from .._compressed import iter_row_slabs
 
 __all__ = ["CsrSpill", "SpilledCsr", "TripletBuckets"]
 
