@@ -61,6 +61,11 @@ class ViewSpec:
     encoding_version: str
     builder: Callable[[BuildContext, SnapshotWriter], Builder]
 
+    @property
+    def reader_class(self) -> type[ViewReader]:
+        """The reader registered for the encoding this spec writes."""
+        return _READERS[self.name, self.encoding, self.encoding_version]
+
     def verify(self, snap: Snapshot) -> None:
         """Check the view stored in ``snap`` (through the reader of its stored encoding)."""
         reader(snap, self.name).verify()
