@@ -3,6 +3,9 @@ against numpy, scipy and scanpy on small matrices."""
 
 from __future__ import annotations
 
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anndata as ad
@@ -14,9 +17,12 @@ import scipy.sparse as sp
 from scipy import stats as st
 
 from _data import MakeH5ad, small_adata
+from widecube.catalog import VersionRecord
 from widecube.config import Settings
-from widecube.pipeline import ingest
+from widecube.pipeline import Progress, ingest
 from widecube.service import Widecube
+from widecube.snapshot import Snapshot
+from widecube.views import get_view
 
 QS = {"q10": 0.1, "q25": 0.25, "median": 0.5, "q75": 0.75, "q90": 0.9}
 
@@ -214,3 +220,52 @@ def test_gene_values_from_the_gene_major_view(make_h5ad: MakeH5ad, settings: Set
         _, norm = wc.gene_values("v", gene)
         np.testing.assert_allclose(norm, normalized(x)[:, j], rtol=1e-6, atol=1e-7)
     wc.close()
+
+
+def _built(settings: Settings, record: VersionRecord) -> tuple[dict[str, str], dict[str, object]]:
+    """({file: sha256}, view entries) of a published version's manifest."""
+    manifest = json.loads((settings.storage / str(record.path) / "manifest.json").read_text())
+    return {f: e["sha256"] for f, e in manifest["files"].items()}, manifest["views"]
+
+
+def test_two_builds_run_concurrently_in_one_process(make_h5ad: MakeH5ad, tmp_path: Path) -> None:
+    """Builders hold all build state: two ingests in two threads, both inside their slab
+    loops at once (a barrier), write byte-identical snapshots to sequential ones."""
+    adatas = {"a": small_adata(n_cells=90, n_genes=30, seed=21), "b": tie_heavy(seed=22)}
+    paths = {name: make_h5ad(adata, name=f"{name}.h5ad") for name, adata in adatas.items()}
+
+    def settings_for(tag: str) -> Settings:  # small slabs: many consume calls per build
+        return Settings(storage=tmp_path / tag, memory=8 * 12 * 300, block_nnz=200)
+
+    def build(name: str, tag: str, progress: Progress | None = None) -> tuple[Settings, VersionRecord]:
+        settings = settings_for(f"{tag}-{name}")
+        record = ingest(paths[name], dataset=name, groupbys=["cell_type", "donor"], settings=settings,
+                        progress=progress)  # fmt: skip
+        return settings, record
+
+    sequential = {name: build(name, "seq") for name in adatas}
+    barrier = threading.Barrier(2, timeout=300)
+    met: list[str] = []
+
+    def concurrently(name: str) -> tuple[Settings, VersionRecord]:
+        def progress(step: str, fraction: float) -> None:
+            if step == "compute" and name not in met:
+                met.append(name)
+                barrier.wait()  # both builds have their builders and are between two slabs
+
+        return build(name, "par", progress)
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = {name: pool.submit(concurrently, name) for name in adatas}
+        parallel = {name: f.result() for name, f in futures.items()}
+    assert sorted(met) == ["a", "b"]
+    for name in adatas:
+        files, entries = _built(*parallel[name])
+        assert (files, entries) == _built(*sequential[name]), name
+        assert any(f.startswith("views/summary/") for f in files)
+        settings, record = parallel[name]
+        snap = Snapshot(settings.storage / str(record.path))
+        x, obs = np.asarray(adatas[name].X, dtype=np.float64), adatas[name].obs
+        groups, got = get_view("summary").query(snap, "donor", "raw", np.arange(x.shape[1]), ["sum"])
+        for i, g in enumerate(groups):
+            np.testing.assert_allclose(got["sum"][i], x[(obs["donor"] == g).to_numpy()].sum(0))

@@ -21,6 +21,8 @@ and the API can show it as it is, without a traceback::
     ├── VerificationError                 a snapshot failed its checksums or invariants
     ├── SnapshotCorrupt                   a stored file no longer matches its checksum: the
     │                                      version is out of service (503) until it verifies again
+    ├── UnsupportedEncoding               a snapshot's view is stored in an (encoding, version)
+    │                                      this widecube has no reader for (503)
     ├── CatalogError                      the catalog refused a state change (409)
     │   ├── LeaseLost*                     a worker's claim on a job ran out; another took it
     │   ├── AttemptsUsed*                  a job's step was tried job_attempts times (workers died)
@@ -51,6 +53,7 @@ __all__ = [
     "UnknownGrouping",
     "UnreadableInput",
     "UnsafeArchive",
+    "UnsupportedEncoding",
     "VerificationError",
     "VersionNotFound",
     "WidecubeError",
@@ -124,6 +127,30 @@ class SnapshotCorrupt(WidecubeError):
         self.dataset = dataset
         self.version = version
         self.files = files
+
+
+class UnsupportedEncoding(WidecubeError):
+    """A view of a snapshot is stored in an encoding (or encoding version) that no reader of
+    this widecube reads, or is missing: written by another widecube. The message names the
+    dataset, version, view and the stored encoding; the version cannot be served by this
+    server (503) until a widecube that reads it serves it, or it is built again."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        dataset: str,
+        version: str,
+        view: str,
+        encoding: str | None,
+        encoding_version: str | None,
+    ) -> None:
+        super().__init__(message)
+        self.dataset = dataset
+        self.version = version
+        self.view = view
+        self.encoding = encoding
+        self.encoding_version = encoding_version
 
 
 class CatalogError(WidecubeError):

@@ -46,7 +46,7 @@ from .errors import (
 )
 from .genenames import GeneNames
 from .snapshot import MANIFEST, Fault, Snapshot, corrupt
-from .views import get_view, views
+from .views import GenesReader, MarkersReader, MatrixReader, QuantilesReader, has_view, reader, views
 from .views.summary import SUMMARY_STATS
 
 __all__ = ["Widecube"]
@@ -306,7 +306,7 @@ class Widecube:
         """The top marker genes of one group (one-vs-rest), best first."""
         record, snap = self.resolve(dataset, version)
         layer = layer or _default_layer(snap)
-        table = get_view("markers").table(snap, groupby, layer)  # type: ignore[attr-defined]
+        table = reader(snap, "markers", MarkersReader).table(groupby, layer)
         rows = snap.memo(
             ("markers", groupby, layer), lambda: dict(list(table.groupby("group", observed=True)))
         )
@@ -323,7 +323,7 @@ class Widecube:
         """Per-gene statistics over all cells (mean, var, min, max, dispersion, ...)."""
         record, snap = self.resolve(dataset, version)
         layer = layer or _default_layer(snap)
-        table = get_view("genes").table(snap, layer)  # type: ignore[attr-defined]
+        table = reader(snap, "genes", GenesReader).table(layer)
         idx = _gene_index(snap, dataset, genes)
         rows = table.iloc[idx]
         return {"dataset": dataset, "version": record.version, "layer": layer, "genes": list(genes),
@@ -623,7 +623,7 @@ def _drop_groups(stat: str, values: np.ndarray, dropped: np.ndarray) -> np.ndarr
 
 
 def _has_matrix(snap: Snapshot) -> bool:
-    return bool(snap.manifest.get("views", {}).get("matrix", {}).get("encoding") == "widecube-gene-major")
+    return has_view(snap, "matrix")
 
 
 def _gene_data(snap: Snapshot, dataset: str, version: str, idx: np.ndarray, layer: str) -> GeneData:
@@ -631,25 +631,20 @@ def _gene_data(snap: Snapshot, dataset: str, version: str, idx: np.ndarray, laye
     if not _has_matrix(snap):
         raise InvalidQuery(f"version {version} of dataset {dataset!r} has no gene-major view, "
                            "which per-cell values and filtered aggregates need")  # fmt: skip
-    x = f"{snap.view('matrix')['path']}/X"
+    indptr, indices, data = reader(snap, "matrix", MatrixReader).csc()
     scale = None if layer == "raw" else snap.memo("cell-scale", lambda: _cell_scale(snap))
-    return GeneData(
-        idx, snap.array(f"{x}/indptr"), snap.array(f"{x}/indices"), snap.array(f"{x}/data"), scale
-    )
+    return GeneData(idx, indptr, indices, data, scale)
 
 
 def _cell_scale(snap: Snapshot) -> np.ndarray:
     """Per cell ``target_sum / library size`` (0 for an empty cell), as the ingest computes it."""
     total = snap.table("dataset/obs.parquet")["total_counts"].to_numpy(dtype=np.float64)
-    return cell_scale(total, float(snap.view("matrix").get("target_sum", 1e4)))
+    return cell_scale(total, reader(snap, "matrix", MatrixReader).target_sum)
 
 
 def _quantile_names(snap: Snapshot) -> dict[str, float]:
     """``{"median": 0.5, "q10": 0.1, …}`` of the version's quantiles view (empty without one)."""
-    entry = snap.manifest.get("views", {}).get("quantiles")
-    if not entry:
-        return {}
-    return dict(zip(entry["stats"], (float(q) for q in entry["quantiles"]), strict=True))
+    return reader(snap, "quantiles", QuantilesReader).levels() if has_view(snap, "quantiles") else {}
 
 
 class _Recent:

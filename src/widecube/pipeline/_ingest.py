@@ -289,18 +289,16 @@ def _build(
             obsm = source.obsm()
             for key, values in obsm.items():
                 out.write_array(f"dataset/obsm.zarr/{key}", values)
-            registered = views()
-            for view in registered:
-                view.begin(ctx, out)
+            builders = [(spec, spec.builder(ctx, out)) for spec in views()]  # fresh state per build
             step = _accumulate("compute", progress)
             for slab in spill.slabs():
                 stats = ctx.slab_stats(slab)
-                for view in registered:
-                    view.consume(ctx, stats, out)
+                for _, builder in builders:
+                    builder.consume(stats)
                 step(slab.width / ctx.n_genes)
-            for i, view in enumerate(registered):
-                view.finish(ctx, out)
-                progress("write", (i + 1) / len(registered))
+            for i, (spec, builder) in enumerate(builders):
+                out.add_view(spec, builder.finish())  # the writer stamps the spec's encoding
+                progress("write", (i + 1) / len(builders))
         finally:
             spill.cleanup()
             if out is not None:

@@ -16,9 +16,10 @@ import datetime as dt
 import json
 import threading
 import warnings
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anndata
 import numpy as np
@@ -30,7 +31,7 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 from .. import __version__
 from ._manifest import FORMAT, FORMAT_VERSION, MANIFEST, checksum_files
 
-__all__ = ["CHECKSUM", "SnapshotWriter", "checked"]
+__all__ = ["CHECKSUM", "Encoded", "SnapshotWriter", "checked"]
 
 CHECKSUM = Crc32cCodec()
 """The last bytes-to-bytes codec of every array: a CRC-32C of each stored chunk."""
@@ -42,6 +43,17 @@ def checked(*compressors: BytesBytesCodec) -> list[BytesBytesCodec]:
     >>> group.create_array("x", shape=(9,), dtype="f4", compressors=checked(ZstdCodec()))  # doctest: +SKIP
     """
     return [*compressors, CHECKSUM]
+
+class Encoded(Protocol):
+    """What the writer needs of a view to stamp its manifest entry (a view spec has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def encoding(self) -> str: ...
+    @property
+    def encoding_version(self) -> str: ...
+
 
 _IN_FLIGHT_BYTES = 128 * 1024**2  # values waiting to be compressed and written
 
@@ -152,9 +164,13 @@ class SnapshotWriter:
             warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
             zarr.consolidate_metadata(self.path(relpath), zarr_format=3)
 
-    def add_view(self, name: str, *, encoding: str, encoding_version: str, **info: Any) -> None:
-        """Record a view in the manifest (its encoding and whatever readers need)."""
-        self.views[name] = {"encoding": encoding, "encoding_version": encoding_version, **info}
+    def add_view(self, spec: Encoded, info: Mapping[str, Any]) -> None:
+        """Record a view in the manifest: ``info`` (what its readers need), stamped here, in one
+        place, with the encoding that ``spec`` writes; a view never writes the stamp itself."""
+        clash = {"encoding", "encoding_version"} & set(info)
+        if clash:
+            raise ValueError(f"view {spec.name!r}: the writer stamps {' and '.join(sorted(clash))}")
+        self.views[spec.name] = {"encoding": spec.encoding, "encoding_version": spec.encoding_version, **info}
 
     def finish(self, **fields: Any) -> dict[str, Any]:
         """Checksum the files and write ``manifest.json``; returns the manifest."""

@@ -1,11 +1,37 @@
-"""Views: one module per view, registered in one registry (built in registration order)."""
+"""Views: one module per view, each registering a stateless spec (built in registration
+order) and a reader per encoding it can read; see ``_registry``."""
 
 from . import genes as _genes  # noqa: F401 - registers the view
 from . import markers as _markers  # noqa: F401 - registers the view
 from . import matrix as _matrix  # noqa: F401 - registers the view
 from . import quantiles as _quantiles  # noqa: F401 - registers the view
 from . import summary as _summary  # noqa: F401 - registers the view
-from ._base import NORMALIZED, RAW, BuildContext, SlabStats, View
-from ._registry import get_view, register_view, views
+from ._base import NORMALIZED, RAW, BuildContext, Builder, SlabStats, ViewReader
+from ._registry import ViewSpec, get_view, has_view, readable, reader, register_read, register_view, views
+from .genes import GenesReader
+from .markers import MarkersReader
+from .matrix import MatrixReader
+from .quantiles import QuantilesReader
+from .summary import SummaryReader
 
-__all__ = ["NORMALIZED", "RAW", "BuildContext", "SlabStats", "View", "get_view", "register_view", "views"]
+__all__ = [
+    "NORMALIZED",
+    "RAW",
+    "BuildContext",
+    "Builder",
+    "GenesReader",
+    "MarkersReader",
+    "MatrixReader",
+    "QuantilesReader",
+    "SlabStats",
+    "SummaryReader",
+    "ViewReader",
+    "ViewSpec",
+    "get_view",
+    "has_view",
+    "readable",
+    "reader",
+    "register_read",
+    "register_view",
+    "views",
+]

@@ -1,11 +1,12 @@
 """What a view is: a precomputed product of the two passes, stored in every snapshot.
 
 The pipeline streams the input once (pass 1, building the gene-major spill and per-cell
-library sizes), then walks gene slabs (pass 2). A view creates its arrays in ``begin``, fills
-the slab's genes in ``consume`` (from the shared :class:`SlabStats`), and seals itself in
-``finish`` (stamping an encoding name and version into the manifest). It verifies a written
-snapshot and, if it serves statistics, answers queries. The pipeline, the verifier and the
-API iterate over the registry in ``_registry.py``; nothing else lists views.
+library sizes), then walks gene slabs (pass 2). A view is a stateless spec (``_registry``)
+whose :class:`Builder`, created afresh for each build, creates the view's arrays, fills the
+genes of each slab (from the shared :class:`SlabStats`) and returns its manifest entry, which
+the writer stamps with the spec's encoding. Reading is separate: a :class:`ViewReader` per
+stored ``(encoding, encoding_version)`` verifies the view and answers queries. The pipeline,
+the verifier and the API iterate over the registry; nothing else lists views.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..compute._spill import GeneSlab
 from ..compute.groupings import ALL, ALL_CELLS_GROUP
 from ..snapshot import Snapshot, SnapshotWriter
 
-__all__ = ["RAW", "NORMALIZED", "BuildContext", "LayerMoments", "SlabStats", "View"]
+__all__ = ["RAW", "NORMALIZED", "BuildContext", "Builder", "LayerMoments", "SlabStats", "ViewReader"]
 
 RAW = "raw"
 NORMALIZED = "normalized"
@@ -139,38 +140,66 @@ class SlabStats:
         return self._moments[layer]
 
 
-class View(ABC):
-    """One precomputed view. Subclasses set the class attributes and the methods."""
+class Builder(ABC):
+    """One build of one view: created per build by its spec (``spec.builder(ctx, out)``),
+    it holds every piece of build state, so two builds never share one.
+
+    The constructor creates the view's arrays before the first slab; :meth:`consume` fills
+    in the genes of one slab (from the shared :class:`SlabStats`); :meth:`finish` seals the
+    view and returns its manifest entry. The writer stamps the spec's encoding on that entry
+    (:meth:`~widecube.snapshot.SnapshotWriter.add_view`): a builder never writes it.
+    """
+
+    def __init__(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+        self.ctx = ctx
+        self.out = out
+
+    @abstractmethod
+    def consume(self, stats: SlabStats) -> None:
+        """Fill in the genes of one slab."""
+
+    @abstractmethod
+    def finish(self) -> dict[str, Any]:
+        """Seal the view; return what readers need in its manifest entry (no encoding)."""
+
+
+class ViewReader:
+    """Reads one view of one snapshot as stored in one ``(encoding, encoding_version)``.
+
+    A subclass is registered for the encoding it reads with
+    :func:`~widecube.views.register_read`; :func:`~widecube.views.reader` picks it by what the
+    snapshot's manifest says and creates one per call (it holds no more than the snapshot
+    and the view's manifest entry; decoded data is memoized on the snapshot). A view's first
+    reader defines the methods its callers use; a reader of a later encoding subclasses it
+    and answers the same calls, so callers never ask which encoding they read.
+    """
 
     name: ClassVar[str]
     encoding: ClassVar[str]
     encoding_version: ClassVar[str]
-    stats: ClassVar[tuple[str, ...]] = ()  # statistics this view answers in queries
 
-    def begin(self, ctx: BuildContext, out: SnapshotWriter) -> None:  # noqa: B027 - optional
-        """Create the view's arrays before the first slab."""
+    def __init__(self, snap: Snapshot, entry: dict[str, Any]) -> None:
+        self.snap = snap
+        self.entry = entry
 
-    @abstractmethod
-    def consume(self, ctx: BuildContext, stats: SlabStats, out: SnapshotWriter) -> None:
-        """Fill in the genes of one slab."""
+    def where(self, *detail: str) -> str:
+        """``dataset@version view[detail, ...]``, for messages."""
+        inner = f"[{', '.join(detail)}]" if detail else ""
+        return f"{self.snap.dataset}@{self.snap.version} {self.name}{inner}"
 
-    @abstractmethod
-    def finish(self, ctx: BuildContext, out: SnapshotWriter) -> None:
-        """Seal the view and call ``out.add_view`` with its manifest entry."""
-
-    @abstractmethod
-    def verify(self, snap: Snapshot) -> None:
+    def verify(self) -> None:  # noqa: B027 - a view with no invariants has nothing to check
         """Raise :class:`~widecube.errors.VerificationError` if the stored view is wrong."""
 
-    def served(self, snap: Snapshot) -> list[str]:
-        """The statistics this view answers for ``snap`` (default: the class's ``stats``)."""
-        return list(self.stats)
+    def served(self) -> list[str]:
+        """The statistics this view answers in per-group queries (none by default)."""
+        return []
 
-    def query(self, snap: Snapshot, groupby: str, layer: str, gene_idx: np.ndarray,
-              stats: Sequence[str]) -> tuple[list[str], dict[str, np.ndarray]]:  # fmt: skip
-        """(groups, {stat: (n_groups, n_genes)}) for stats in ``self.stats``."""
-        raise NotImplementedError
+    def query(
+        self, groupby: str, layer: str, gene_idx: np.ndarray, stats: Sequence[str]
+    ) -> tuple[list[str], dict[str, np.ndarray]]:
+        """(groups, {stat: (n_groups, n_genes)}) for ``stats`` among :meth:`served`."""
+        raise NotImplementedError(f"view {self.name!r} answers no per-group statistics")
 
-    def describe(self, snap: Snapshot) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         """What the API lists about this view for a dataset (default: its manifest entry)."""
-        return dict(snap.view(self.name))
+        return dict(self.entry)

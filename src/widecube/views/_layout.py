@@ -39,18 +39,18 @@ def create_grouped(out: SnapshotWriter, ctx: BuildContext, path: str, grouping: 
             for name, dt in layers.items()}  # fmt: skip
 
 
-def layer_entry(snap: Snapshot, view: str, layer: str) -> Any:
-    """What a view's manifest entry holds for ``layer``, or a 422 naming the layers there are."""
-    layers = snap.view(view)["layers"]
+def layer_entry(snap: Snapshot, entry: dict[str, Any], layer: str) -> Any:
+    """What a view's manifest ``entry`` holds for ``layer``, or a 422 naming the layers there are."""
+    layers = entry["layers"]
     if layer not in layers:
         raise InvalidQuery(f"dataset {snap.dataset!r} has no layer {layer!r}; available: {', '.join(layers)}")
     return layers[layer]
 
 
-def entry_for(snap: Snapshot, view: str, groupby: str, layer: str) -> Any:
-    """What a view's manifest entry holds for one (groupby, layer) (a dict of paths, or a
+def entry_for(snap: Snapshot, entry: dict[str, Any], groupby: str, layer: str) -> Any:
+    """What a view's manifest ``entry`` holds for one (groupby, layer) (a dict of paths, or a
     path), or a 422 naming what is missing."""
-    groupbys = layer_entry(snap, view, layer)
+    groupbys = layer_entry(snap, entry, layer)
     if groupby not in groupbys:
         raise InvalidQuery(
             f"dataset {snap.dataset!r} has no groupby {groupby!r}; available: {', '.join(groupbys)}"

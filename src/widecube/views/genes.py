@@ -7,18 +7,22 @@ The summary verifier checks every grouping against these totals.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from ..compute.groupings import ALL
 from ..errors import VerificationError
-from ..snapshot import Snapshot, SnapshotWriter
-from ._base import BuildContext, SlabStats, View
+from ..snapshot import SnapshotWriter
+from ._base import BuildContext, Builder, SlabStats, ViewReader
 from ._layout import layer_entry
-from ._registry import register_view
+from ._registry import ViewSpec, register_read, register_view
 
-__all__ = ["GENE_STATS", "GenesView"]
+__all__ = ["ENCODING", "GENE_STATS", "GENES", "GenesBuilder", "GenesReader"]
 
+ENCODING = ("widecube-gene-stats", "0.2.0")
+"""What this code writes; its reader stays registered when a later encoding replaces it."""
 GENE_STATS = ("n_cells_expressing", "sum", "sumsq", "mean", "var", "min", "max", "dispersion")
 
 
@@ -26,26 +30,33 @@ def _path(layer: str) -> str:
     return f"views/genes/{layer}.parquet"
 
 
-@register_view
-class GenesView(View):
-    name = "genes"
-    encoding = "widecube-gene-stats"
-    encoding_version = "0.2.0"
+class GenesBuilder(Builder):
+    """Per-gene moments of every layer, gathered slab by slab, tabled in :meth:`finish`."""
 
-    def begin(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+    def __init__(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+        super().__init__(ctx, out)
         n = ctx.n_genes
-        self._cols = {layer: {"sum": np.zeros(n), "sumsq": np.zeros(n), "nnz": np.zeros(n, np.int64),
-                              "min": np.zeros(n), "max": np.zeros(n)} for layer in ctx.layers}  # fmt: skip
+        self._cols = {
+            layer: {
+                "sum": np.zeros(n),
+                "sumsq": np.zeros(n),
+                "nnz": np.zeros(n, np.int64),
+                "min": np.zeros(n),
+                "max": np.zeros(n),
+            }
+            for layer in ctx.layers
+        }
 
-    def consume(self, ctx: BuildContext, stats: SlabStats, out: SnapshotWriter) -> None:
+    def consume(self, stats: SlabStats) -> None:
         lo, hi = stats.slab.lo, stats.slab.hi
         for layer, cols in self._cols.items():
             m = stats.moments(layer)
-            s, sq, nnz = m.of(ctx, ALL)
+            s, sq, nnz = m.of(self.ctx, ALL)
             cols["sum"][lo:hi], cols["sumsq"][lo:hi], cols["nnz"][lo:hi] = s[0], sq[0], nnz[0]
             cols["min"][lo:hi], cols["max"][lo:hi] = m.min, m.max
 
-    def finish(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+    def finish(self) -> dict[str, Any]:
+        ctx = self.ctx
         n = float(ctx.n_cells)
         for layer, c in self._cols.items():
             s, sq, nnz = c["sum"], c["sumsq"], c["nnz"]
@@ -69,16 +80,23 @@ class GenesView(View):
                 },
                 index=pd.Index(ctx.var.index.astype(str), name="gene"),
             )
-            out.write_table(_path(layer), table)
-        out.add_view(self.name, encoding=self.encoding, encoding_version=self.encoding_version,
-                     layers={layer: _path(layer) for layer in self._cols},
-                     stats=list(GENE_STATS))  # fmt: skip
-        del self._cols
+            self.out.write_table(_path(layer), table)
+        return {"layers": {layer: _path(layer) for layer in self._cols}, "stats": list(GENE_STATS)}
 
-    def verify(self, snap: Snapshot) -> None:
-        for layer, path in snap.view(self.name)["layers"].items():
-            t = snap.table(path)
-            where = f"{snap.dataset}@{snap.version} genes[{layer}]"
+
+@register_read("genes", *ENCODING)
+class GenesReader(ViewReader):
+    """``layers: {layer: parquet path}``, one row per gene (index ``gene``), ``GENE_STATS`` columns."""
+
+    def table(self, layer: str) -> pd.DataFrame:
+        """The per-gene table of ``layer``, or a 422 naming the layers there are."""
+        return self.snap.table(str(layer_entry(self.snap, self.entry, layer)))
+
+    def verify(self) -> None:
+        snap = self.snap
+        for layer in self.entry["layers"]:
+            t = self.table(layer)
+            where = self.where(layer)
             if len(t) != snap.n_genes or not t.index.equals(snap.var_names):
                 raise VerificationError(f"{where}: rows do not match the dataset's genes")
             nnz = t["n_cells_expressing"].to_numpy()
@@ -91,6 +109,5 @@ class GenesView(View):
                 j = int(np.argmax(bad))
                 raise VerificationError(f"{where}: gene {t.index[j]!r} has mean outside [min, max]")
 
-    def table(self, snap: Snapshot, layer: str) -> pd.DataFrame:
-        """The per-gene table of ``layer``."""
-        return snap.table(str(layer_entry(snap, self.name, layer)))
+
+GENES = register_view(ViewSpec("genes", *ENCODING, GenesBuilder))

@@ -14,18 +14,23 @@ lists it under ``skipped`` with its number of groups, so that a query for it is 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from ..compute._kernels import welch_t_p
 from ..compute.groupings import ALL
 from ..errors import InvalidQuery, VerificationError
-from ..snapshot import Snapshot, SnapshotWriter
-from ._base import NORMALIZED, BuildContext, SlabStats, View
+from ..snapshot import SnapshotWriter
+from ._base import NORMALIZED, BuildContext, Builder, SlabStats, ViewReader
 from ._layout import entry_for, layer_entry, relpath
-from ._registry import register_view
+from ._registry import ViewSpec, register_read, register_view
 
-__all__ = ["MarkersView"]
+__all__ = ["ENCODING", "MARKERS", "MarkersBuilder", "MarkersReader"]
+
+ENCODING = ("widecube-markers", "0.1.0")
+"""What this code writes; its reader stays registered when a later encoding replaces it."""
 
 TOP = 100
 FIELDS = ("t", "pval", "logfoldchange", "pct_in", "pct_out")
@@ -58,16 +63,15 @@ def _bh(p: np.ndarray, rows: int = 64) -> np.ndarray:
     return out
 
 
-@register_view
-class MarkersView(View):
-    name = "markers"
-    encoding = "widecube-markers"
-    encoding_version = "0.1.0"
+class MarkersBuilder(Builder):
+    """The running top ``TOP`` genes by t of every group, and all its p-values (for BH)."""
 
-    def begin(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+    def __init__(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+        super().__init__(ctx, out)
         self._state: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-        self._skipped = {key: ctx.grouping(key).n_groups for key in ctx.groupbys
-                         if ctx.grouping(key).n_groups < 2}  # fmt: skip
+        self._skipped = {
+            key: ctx.grouping(key).n_groups for key in ctx.groupbys if ctx.grouping(key).n_groups < 2
+        }
         for layer in ctx.layers:
             for key in ctx.groupbys:
                 if key in self._skipped:
@@ -79,7 +83,8 @@ class MarkersView(View):
                 state["pvals"] = np.ones((g, ctx.n_genes))
                 self._state[layer, key] = state
 
-    def consume(self, ctx: BuildContext, stats: SlabStats, out: SnapshotWriter) -> None:
+    def consume(self, stats: SlabStats) -> None:
+        ctx = self.ctx
         lo, hi = stats.slab.lo, stats.slab.hi
         for (layer, key), state in self._state.items():
             m = stats.moments(layer)
@@ -88,18 +93,28 @@ class MarkersView(View):
             n_in = ctx.grouping(key).n_cells[:, None].astype(np.float64)
             n_out = ctx.n_cells - n_in
             t, p = np.empty(s.shape), np.empty(s.shape)
-            welch_t_p(n_in[:, 0], np.ascontiguousarray(s), np.ascontiguousarray(sq), float(ctx.n_cells),
-                      np.ascontiguousarray(s_all), np.ascontiguousarray(sq_all), t, p)  # fmt: skip
+            welch_t_p(
+                n_in[:, 0],
+                np.ascontiguousarray(s),
+                np.ascontiguousarray(sq),
+                float(ctx.n_cells),
+                np.ascontiguousarray(s_all),
+                np.ascontiguousarray(sq_all),
+                t,
+                p,
+            )
             state["pvals"][:, lo:hi] = p
             with np.errstate(divide="ignore", invalid="ignore"):
                 mean_in, mean_out = s / n_in, (s_all - s) / n_out
                 if layer == NORMALIZED:
                     mean_in, mean_out = np.expm1(mean_in), np.expm1(mean_out)
                 fields = {
-                    "t": t, "pval": p,
+                    "t": t,
+                    "pval": p,
                     "logfoldchange": np.log2((mean_in + _EPS) / (mean_out + _EPS)),
-                    "pct_in": nnz / n_in, "pct_out": (nnz_all - nnz) / n_out,
-                }  # fmt: skip
+                    "pct_in": nnz / n_in,
+                    "pct_out": (nnz_all - nnz) / n_out,
+                }
             genes = np.broadcast_to(np.arange(lo, hi), t.shape)
             pool_t = np.concatenate([state["t"], np.where(np.isnan(t), -np.inf, t)], axis=1)
             k = state["t"].shape[1]
@@ -109,7 +124,8 @@ class MarkersView(View):
                 state[f] = np.take_along_axis(pool, keep, axis=1)
             state["gene"] = np.take_along_axis(np.concatenate([state["gene"], genes], axis=1), keep, axis=1)
 
-    def finish(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+    def finish(self) -> dict[str, Any]:
+        ctx = self.ctx
         layers: dict[str, dict[str, str]] = {layer: {} for layer in ctx.layers}
         gene_names = np.asarray(ctx.var.index.astype(str))
         for (layer, key), state in self._state.items():
@@ -120,42 +136,61 @@ class MarkersView(View):
                 sel = state["gene"][g] >= 0
                 adjusted = adjusted_all[g]
                 genes = state["gene"][g][sel]
-                frames.append(pd.DataFrame({
-                    "group": group, "rank": np.arange(1, sel.sum() + 1), "gene": gene_names[genes],
-                    **{f: state[f][g][sel] for f in FIELDS}, "pval_adj": adjusted[genes],
-                }))  # fmt: skip
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "group": group,
+                            "rank": np.arange(1, sel.sum() + 1),
+                            "gene": gene_names[genes],
+                            **{f: state[f][g][sel] for f in FIELDS},
+                            "pval_adj": adjusted[genes],
+                        }
+                    )
+                )
             table = pd.concat(frames, ignore_index=True)
             table["group"] = pd.Categorical(table["group"], categories=names)
-            out.write_table(relpath(self.name, key, layer, "parquet"), table)
-            layers[layer][key] = relpath(self.name, key, layer, "parquet")
-        out.add_view(self.name, encoding=self.encoding, encoding_version=self.encoding_version, layers=layers,
-                     top=TOP, ranking="welch t, descending", skipped=self._skipped)  # fmt: skip
-        del self._state, self._skipped
+            self.out.write_table(relpath(MARKERS.name, key, layer, "parquet"), table)
+            layers[layer][key] = relpath(MARKERS.name, key, layer, "parquet")
+        return {"layers": layers, "top": TOP, "ranking": "welch t, descending", "skipped": self._skipped}
 
-    def verify(self, snap: Snapshot) -> None:
-        for layer, paths in snap.view(self.name)["layers"].items():
-            for key, path in paths.items():
-                t = snap.table(path)
-                where = f"{snap.dataset}@{snap.version} markers[{key}, {layer}]"
-                p, padj = t["pval"].to_numpy(), t["pval_adj"].to_numpy()
-                if ((p < 0) | (p > 1) | (padj < p - 1e-12) | (padj > 1)).any():
-                    raise VerificationError(f"{where}: p-values out of range")
-                if not t["gene"].isin(snap.var_names).all():
-                    raise VerificationError(f"{where}: unknown gene names")
 
-    def table(self, snap: Snapshot, groupby: str, layer: str) -> pd.DataFrame:
+@register_read("markers", *ENCODING)
+class MarkersReader(ViewReader):
+    """``layers: {layer: {groupby: parquet path}}`` (rows: group, rank, gene, FIELDS,
+    pval_adj), ``top``, ``ranking``, ``skipped: {groupby: n_groups}``."""
+
+    def table(self, groupby: str, layer: str) -> pd.DataFrame:
         """The stored markers of ``groupby`` in ``layer``, or a 422 saying why there are none."""
-        skipped = snap.view(self.name).get("skipped", {})
+        snap = self.snap
+        skipped = self.entry.get("skipped", {})
         if groupby in skipped:
-            layer_entry(snap, self.name, layer)  # an unknown layer is named first
+            layer_entry(snap, self.entry, layer)  # an unknown layer is named first
             n = int(skipped[groupby])
             raise InvalidQuery(
                 f"dataset {snap.dataset!r}: groupby {groupby!r} has {n} group{'s' if n != 1 else ''}; "
                 "markers compare a group with the rest of the cells, so they need at least 2 groups"
             )
-        return snap.table(str(entry_for(snap, self.name, groupby, layer)))
+        return snap.table(str(entry_for(snap, self.entry, groupby, layer)))
 
-    def describe(self, snap: Snapshot) -> dict[str, object]:
-        entry = snap.view(self.name)
-        return {"layers": list(entry["layers"]), "top": entry["top"], "ranking": entry["ranking"],
-                "skipped": dict(entry.get("skipped", {}))}  # fmt: skip
+    def verify(self) -> None:
+        for layer, paths in self.entry["layers"].items():
+            for key, path in paths.items():
+                t = self.snap.table(path)
+                where = self.where(key, layer)
+                p, padj = t["pval"].to_numpy(), t["pval_adj"].to_numpy()
+                if ((p < 0) | (p > 1) | (padj < p - 1e-12) | (padj > 1)).any():
+                    raise VerificationError(f"{where}: p-values out of range")
+                if not t["gene"].isin(self.snap.var_names).all():
+                    raise VerificationError(f"{where}: unknown gene names")
+
+    def describe(self) -> dict[str, Any]:
+        entry = self.entry
+        return {
+            "layers": list(entry["layers"]),
+            "top": entry["top"],
+            "ranking": entry["ranking"],
+            "skipped": dict(entry.get("skipped", {})),
+        }
+
+
+MARKERS = register_view(ViewSpec("markers", *ENCODING, MarkersBuilder))

@@ -9,6 +9,8 @@ The normalized layer is not stored: it is ``log1p(x * target_sum / total_counts)
 
 from __future__ import annotations
 
+from typing import Any
+
 import anndata
 import numpy as np
 import pandas as pd
@@ -16,73 +18,107 @@ import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from ..errors import VerificationError
-from ..snapshot import Snapshot, SnapshotWriter, checked
-from ._base import BuildContext, SlabStats, View
-from ._registry import register_view
+from ..snapshot import SnapshotWriter, checked
+from ._base import BuildContext, Builder, SlabStats, ViewReader
+from ._registry import ViewSpec, reader, register_read, register_view
+from .genes import GenesReader
 
-__all__ = ["MatrixView"]
+__all__ = ["ENCODING", "MATRIX", "MatrixBuilder", "MatrixReader"]
+
+ENCODING = ("widecube-gene-major", "0.1.0")
+"""What this code writes; its reader stays registered when a later encoding replaces it."""
 
 PATH = "views/matrix.zarr"
 _CHUNK = 1 << 20
 
 
-@register_view
-class MatrixView(View):
-    name = "matrix"
-    encoding = "widecube-gene-major"
-    encoding_version = "0.1.0"
+class MatrixBuilder(Builder):
+    """Appends each slab's stored values (already gene-major) to one CSC ``X``."""
 
-    def begin(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+    def __init__(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+        super().__init__(ctx, out)
         obs = ctx.obs.copy()
         obs.index = obs.index.astype(str)
         var = pd.DataFrame(index=pd.Index(ctx.var.index.astype(str)))
         out.write_anndata(PATH, anndata.AnnData(obs=obs, var=var))
         group = zarr.open_group(out.path(PATH), mode="a", zarr_format=3).create_group("X")
-        group.attrs.update({"encoding-type": "csc_matrix", "encoding-version": "0.1.0",
-                            "shape": [ctx.n_cells, ctx.n_genes]})  # fmt: skip
+        group.attrs.update(
+            {"encoding-type": "csc_matrix", "encoding-version": "0.1.0", "shape": [ctx.n_cells, ctx.n_genes]}
+        )
         n = max(1, ctx.nnz)
-        self._data = group.create_array("data", shape=(ctx.nnz,), dtype=ctx.value_dtype,
-                                        chunks=(min(n, _CHUNK),), compressors=checked(ZstdCodec(level=1)),
-                                        config={"write_empty_chunks": True})  # fmt: skip
+        self._data = group.create_array(
+            "data",
+            shape=(ctx.nnz,),
+            dtype=ctx.value_dtype,
+            chunks=(min(n, _CHUNK),),
+            compressors=checked(ZstdCodec(level=1)),
+            config={"write_empty_chunks": True},
+        )
         self._indices = group.create_array(
-            "indices", shape=(ctx.nnz,), dtype=np.int32, chunks=(min(n, _CHUNK),),
+            "indices",
+            shape=(ctx.nnz,),
+            dtype=np.int32,
+            chunks=(min(n, _CHUNK),),
             compressors=checked(BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=4)),
             config={"write_empty_chunks": True},
-        )  # fmt: skip
+        )
         self._indptr = np.zeros(ctx.n_genes + 1, dtype=np.int64)
         self._group = group
         self._pos = 0
 
-    def consume(self, ctx: BuildContext, stats: SlabStats, out: SnapshotWriter) -> None:
+    def consume(self, stats: SlabStats) -> None:
         slab = stats.slab
         n = slab.vals.shape[0]
         region = (slice(self._pos, self._pos + n),)
-        out.put(self._data, region, slab.vals)
-        out.put(self._indices, region, slab.cells)
+        self.out.put(self._data, region, slab.vals)
+        self.out.put(self._indices, region, slab.cells)
         self._indptr[slab.lo + 1 : slab.hi + 1] = self._pos + slab.indptr[1:]
         self._pos += n
 
-    def finish(self, ctx: BuildContext, out: SnapshotWriter) -> None:
-        indptr = self._group.create_array("indptr", shape=self._indptr.shape, dtype=np.int64,
-                                          chunks=(min(len(self._indptr), _CHUNK),),
-                                          compressors=checked(ZstdCodec()))  # fmt: skip
-        out.put(indptr, (slice(None),), self._indptr)
-        out.consolidate(PATH)
-        out.add_view(self.name, encoding=self.encoding, encoding_version=self.encoding_version,
-                     path=PATH, nnz=int(self._pos), target_sum=ctx.target_sum)  # fmt: skip
-        del self._data, self._indices, self._indptr, self._group
+    def finish(self) -> dict[str, Any]:
+        indptr = self._group.create_array(
+            "indptr",
+            shape=self._indptr.shape,
+            dtype=np.int64,
+            chunks=(min(len(self._indptr), _CHUNK),),
+            compressors=checked(ZstdCodec()),
+        )
+        self.out.put(indptr, (slice(None),), self._indptr)
+        self.out.consolidate(PATH)
+        return {"path": PATH, "nnz": int(self._pos), "target_sum": self.ctx.target_sum}
 
-    def verify(self, snap: Snapshot) -> None:
-        entry = snap.view(self.name)
+
+@register_read("matrix", *ENCODING)
+class MatrixReader(ViewReader):
+    """``path`` (an AnnData whose ``X`` is a CSC matrix of the raw values), ``nnz``,
+    ``target_sum`` (of the normalized layer, which is computed, not stored)."""
+
+    def csc(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(indptr, indices, data)`` of the cells × genes CSC matrix, decoded (memory-mapped
+        from the decoded cache when the snapshot has one)."""
+        x = f"{self.entry['path']}/X"
+        return self.snap.array(f"{x}/indptr"), self.snap.array(f"{x}/indices"), self.snap.array(f"{x}/data")
+
+    @property
+    def target_sum(self) -> float:
+        """What each cell's values are scaled to sum to before ``log1p`` (normalized layer)."""
+        return float(self.entry.get("target_sum", 1e4))
+
+    def verify(self) -> None:
+        snap, entry = self.snap, self.entry
         x = zarr.open_group(snap.file(entry["path"]), mode="r")["X"]
         indptr = np.asarray(x["indptr"][...])
-        where = f"{snap.dataset}@{snap.version} matrix"
+        where = self.where()
         if indptr.shape != (snap.n_genes + 1,) or indptr[0] != 0 or (np.diff(indptr) < 0).any():
             raise VerificationError(f"{where}: indptr is not a valid CSC pointer over {snap.n_genes} genes")
         if int(indptr[-1]) != int(entry["nnz"]) or x["data"].shape[0] != int(entry["nnz"]):
             raise VerificationError(f"{where}: holds {int(indptr[-1])} values, expected {entry['nnz']}")
-        genes = snap.table("views/genes/raw.parquet")["n_cells_expressing"].to_numpy()
+        genes = reader(snap, "genes", GenesReader).table("raw")["n_cells_expressing"].to_numpy()
         if not np.array_equal(np.diff(indptr), genes):
             j = int(np.argmax(np.diff(indptr) != genes))
-            raise VerificationError(f"{where}: gene {snap.var_names[j]!r} has {np.diff(indptr)[j]} "
-                                    f"values, expected {genes[j]}")  # fmt: skip
+            raise VerificationError(
+                f"{where}: gene {snap.var_names[j]!r} has {np.diff(indptr)[j]} values, expected {genes[j]}"
+            )
+
+
+MATRIX = register_view(ViewSpec("matrix", *ENCODING, MatrixBuilder))

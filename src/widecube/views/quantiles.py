@@ -11,20 +11,22 @@ zeros, which are counted, not stored). Values equal
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import zarr
 
 from ..compute._kernels import gene_quantiles
 from ..errors import VerificationError
-from ..snapshot import Snapshot, SnapshotWriter
-from ._base import BuildContext, SlabStats, View
+from ..snapshot import SnapshotWriter
+from ._base import BuildContext, Builder, SlabStats, ViewReader
 from ._layout import create_grouped, entry_for, group_table, relpath
-from ._registry import register_view
+from ._registry import ViewSpec, register_read, register_view
 
-__all__ = ["QuantilesView", "quantile_name"]
+__all__ = ["ENCODING", "QUANTILES", "QuantilesBuilder", "QuantilesReader", "quantile_name"]
 
-DEFAULT_STATS = ("median", "q10", "q25", "q75", "q90")
+ENCODING = ("widecube-quantiles", "0.1.0")
+"""What this code writes; its reader stays registered when a later encoding replaces it."""
 
 
 def quantile_name(q: float) -> str:
@@ -34,26 +36,26 @@ def quantile_name(q: float) -> str:
     return f"q{100 * q:g}"
 
 
-@register_view
-class QuantilesView(View):
-    name = "quantiles"
-    encoding = "widecube-quantiles"
-    encoding_version = "0.1.0"
-    stats = DEFAULT_STATS  # widened per snapshot by the manifest's list
+class QuantilesBuilder(Builder):
+    """Fills one AnnData per (layer, grouping) with the quantiles of each slab's genes."""
 
-    def begin(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+    def __init__(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+        super().__init__(ctx, out)
         self._names = [quantile_name(q) for q in ctx.quantiles]
         self._arrays: dict[tuple[str, str], dict[str, zarr.Array]] = {}
         for layer in ctx.layers:
             for key in ctx.groupbys:
                 self._arrays[layer, key] = create_grouped(
-                    out, ctx, relpath(self.name, key, layer), ctx.grouping(key),
+                    out,
+                    ctx,
+                    relpath(QUANTILES.name, key, layer),
+                    ctx.grouping(key),
                     dict.fromkeys(self._names, np.float32),
                     uns={"groupby": key, "layer": layer, "quantiles": list(ctx.quantiles)},
-                )  # fmt: skip
+                )
 
-    def consume(self, ctx: BuildContext, stats: SlabStats, out: SnapshotWriter) -> None:
-        slab = stats.slab
+    def consume(self, stats: SlabStats) -> None:
+        ctx, slab = self.ctx, stats.slab
         keys = list(ctx.groupbys)
         if not keys:  # nothing to store (the pipeline always gives at least one grouping)
             return
@@ -70,21 +72,32 @@ class QuantilesView(View):
                 arrays = self._arrays[layer, key]
                 part = result[li, :, offsets[gi] : offsets[gi + 1]]
                 for t, name in enumerate(self._names):
-                    out.put(arrays[name], (slice(None), slice(slab.lo, slab.hi)),
-                            np.ascontiguousarray(part[:, :, t].T, dtype=np.float32))  # fmt: skip
+                    self.out.put(
+                        arrays[name],
+                        (slice(None), slice(slab.lo, slab.hi)),
+                        np.ascontiguousarray(part[:, :, t].T, dtype=np.float32),
+                    )
 
-    def finish(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+    def finish(self) -> dict[str, Any]:
         layers: dict[str, dict[str, object]] = {}
         for layer, key in self._arrays:
-            path = relpath(self.name, key, layer)
-            out.consolidate(path)
+            path = relpath(QUANTILES.name, key, layer)
+            self.out.consolidate(path)
             layers.setdefault(layer, {})[key] = {"path": path}
-        out.add_view(self.name, encoding=self.encoding, encoding_version=self.encoding_version,
-                     quantiles=list(ctx.quantiles), stats=self._names, layers=layers)  # fmt: skip
-        del self._arrays
+        return {"quantiles": list(self.ctx.quantiles), "stats": self._names, "layers": layers}
 
-    def verify(self, snap: Snapshot) -> None:
-        entry = snap.view(self.name)
+
+@register_read("quantiles", *ENCODING)
+class QuantilesReader(ViewReader):
+    """``quantiles`` (levels), ``stats`` (their names, same order), ``layers: {layer:
+    {groupby: {"path"}}}``: an AnnData of groups × genes with one layer per quantile."""
+
+    def levels(self) -> dict[str, float]:
+        """``{"median": 0.5, "q10": 0.1, …}``: each stored quantile's name and level."""
+        return dict(zip(self.entry["stats"], (float(q) for q in self.entry["quantiles"]), strict=True))
+
+    def verify(self) -> None:
+        entry, snap = self.entry, self.snap
         names = entry["stats"]
         for layer, groupbys in entry["layers"].items():
             for key, sub in groupbys.items():
@@ -97,21 +110,28 @@ class QuantilesView(View):
                         if bad.any():
                             g, j = np.argwhere(bad)[0]
                             raise VerificationError(
-                                f"{snap.dataset}@{snap.version} quantiles[{key}, {layer}]: {names[a]} > "
-                                f"{names[b]} for gene {snap.var_names[lo + j]!r}, group {g}"
+                                f"{self.where(key, layer)}: {names[a]} > {names[b]} for gene "
+                                f"{snap.var_names[lo + j]!r}, group {g}"
                             )
 
-    def served(self, snap: Snapshot) -> list[str]:
-        return list(snap.view(self.name)["stats"])
+    def served(self) -> list[str]:
+        return list(self.entry["stats"])
 
-    def query(self, snap: Snapshot, groupby: str, layer: str, gene_idx: np.ndarray,
-              stats: Sequence[str]) -> tuple[list[str], dict[str, np.ndarray]]:  # fmt: skip
-        path = str(entry_for(snap, self.name, groupby, layer)["path"])
+    def query(
+        self, groupby: str, layer: str, gene_idx: np.ndarray, stats: Sequence[str]
+    ) -> tuple[list[str], dict[str, np.ndarray]]:
+        snap = self.snap
+        path = str(entry_for(snap, self.entry, groupby, layer)["path"])
         table = group_table(snap, path)
-        values = {s: np.ascontiguousarray(snap.array(f"{path}/layers/{s}")[:, gene_idx],
-                                          dtype=np.float64) for s in stats}  # fmt: skip
+        values = {
+            s: np.ascontiguousarray(snap.array(f"{path}/layers/{s}")[:, gene_idx], dtype=np.float64)
+            for s in stats
+        }
         return [str(g) for g in table.index], values
 
-    def describe(self, snap: Snapshot) -> dict[str, object]:
-        entry = snap.view(self.name)
+    def describe(self) -> dict[str, Any]:
+        entry = self.entry
         return {"quantiles": entry["quantiles"], "stats": entry["stats"], "layers": list(entry["layers"])}
+
+
+QUANTILES = register_view(ViewSpec("quantiles", *ENCODING, QuantilesBuilder))

@@ -14,17 +14,31 @@ like the result of ``scanpy.get.aggregate``::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import zarr
 
 from ..errors import InvalidQuery, VerificationError
 from ..snapshot import Snapshot, SnapshotWriter
-from ._base import BuildContext, SlabStats, View
+from ._base import BuildContext, Builder, SlabStats, ViewReader
 from ._layout import create_grouped, entry_for, group_table, relpath
-from ._registry import register_view
+from ._registry import ViewSpec, reader, register_read, register_view
+from .genes import GenesReader
 
-__all__ = ["BASE_STATS", "DERIVED_STATS", "SUMMARY_STATS", "SummaryView", "derive"]
+__all__ = [
+    "BASE_STATS",
+    "DERIVED_STATS",
+    "ENCODING",
+    "SUMMARY",
+    "SUMMARY_STATS",
+    "SummaryBuilder",
+    "SummaryReader",
+    "derive",
+]
+
+ENCODING = ("widecube-summary", "0.2.0")
+"""What this code writes; its reader stays registered when a later encoding replaces it."""
 
 BASE_STATS = ("sum", "sumsq", "nnz")
 DERIVED_STATS = ("mean", "var", "frac_expressing", "mean_expressing")
@@ -65,23 +79,25 @@ def derive(stat: str, n_cells: np.ndarray, s: np.ndarray, sq: np.ndarray, nnz: n
     raise InvalidQuery(f"unknown stat {stat!r}")
 
 
-@register_view
-class SummaryView(View):
-    name = "summary"
-    encoding = "widecube-summary"
-    encoding_version = "0.2.0"
-    stats = SUMMARY_STATS
+class SummaryBuilder(Builder):
+    """Fills one AnnData per (layer, grouping) with each slab's moments and derived stats."""
 
-    def begin(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+    def __init__(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+        super().__init__(ctx, out)
         self._arrays: dict[tuple[str, str], dict[str, zarr.Array]] = {}
         for layer in ctx.layers:
             for key in ctx.groupbys:
                 self._arrays[layer, key] = create_grouped(
-                    out, ctx, relpath(self.name, key, layer), ctx.grouping(key), _LAYERS,
+                    out,
+                    ctx,
+                    relpath(SUMMARY.name, key, layer),
+                    ctx.grouping(key),
+                    _LAYERS,
                     uns={"groupby": key, "layer": layer},
-                )  # fmt: skip
+                )
 
-    def consume(self, ctx: BuildContext, stats: SlabStats, out: SnapshotWriter) -> None:
+    def consume(self, stats: SlabStats) -> None:
+        ctx, out = self.ctx, self.out
         lo, hi = stats.slab.lo, stats.slab.hi
         for (layer, key), arrays in self._arrays.items():
             s, sq, nnz = stats.moments(layer).of(ctx, key)
@@ -93,25 +109,32 @@ class SummaryView(View):
             for stat in DERIVED_STATS:
                 out.put(arrays[stat], region, derive(stat, n, s, sq, nnz).astype(np.float32))
 
-    def finish(self, ctx: BuildContext, out: SnapshotWriter) -> None:
+    def finish(self) -> dict[str, Any]:
+        ctx = self.ctx
         layers: dict[str, dict[str, object]] = {}
         for layer, key in self._arrays:
-            path = relpath(self.name, key, layer)
-            out.consolidate(path)
+            path = relpath(SUMMARY.name, key, layer)
+            self.out.consolidate(path)
             layers.setdefault(layer, {})[key] = {"path": path, "n_groups": ctx.grouping(key).n_groups}
-        out.add_view(self.name, encoding=self.encoding, encoding_version=self.encoding_version,
-                     groupbys=list(ctx.groupbys), layers=layers, stats=list(self.stats))  # fmt: skip
-        del self._arrays
+        return {"groupbys": list(ctx.groupbys), "layers": layers, "stats": list(SUMMARY_STATS)}
 
-    def verify(self, snap: Snapshot) -> None:
-        for layer, groupbys in snap.view(self.name)["layers"].items():
-            totals = snap.table(f"views/genes/{layer}.parquet")
+
+@register_read("summary", *ENCODING)
+class SummaryReader(ViewReader):
+    """``groupbys``, ``stats``, ``layers: {layer: {groupby: {"path", "n_groups"}}}``: an
+    AnnData of groups (obs, with ``n_cells``) × genes, one layer per stored statistic."""
+
+    def verify(self) -> None:
+        snap = self.snap
+        genes = reader(snap, "genes", GenesReader)
+        for layer, groupbys in self.entry["layers"].items():
+            totals = genes.table(layer)
             gene_sum = totals["sum"].to_numpy()
             gene_nnz = totals["n_cells_expressing"].to_numpy()
             for key, entry in groupbys.items():
                 group = zarr.open_group(snap.file(entry["path"]), mode="r")
                 n_cells = np.asarray(group["obs"]["n_cells"][...])
-                where = f"{snap.dataset}@{snap.version} summary[{key}, {layer}]"
+                where = self.where(key, layer)
                 if int(n_cells.sum()) != snap.n_cells:
                     raise VerificationError(
                         f"{where}: n_cells over groups is {int(n_cells.sum())}, expected {snap.n_cells}"
@@ -132,16 +155,26 @@ class SummaryView(View):
                         f"expected {gene_nnz[j]}"
                     )
 
-    def query(self, snap: Snapshot, groupby: str, layer: str, gene_idx: np.ndarray,
-              stats: Sequence[str]) -> tuple[list[str], dict[str, np.ndarray]]:  # fmt: skip
-        path = str(entry_for(snap, self.name, groupby, layer)["path"])
+    def served(self) -> list[str]:
+        return list(SUMMARY_STATS)
+
+    def query(
+        self, groupby: str, layer: str, gene_idx: np.ndarray, stats: Sequence[str]
+    ) -> tuple[list[str], dict[str, np.ndarray]]:
+        snap = self.snap
+        path = str(entry_for(snap, self.entry, groupby, layer)["path"])
         groups, n = snap.memo(("summary-groups", path), lambda: _groups(snap, path))
         needed = set().union(*(_NEEDS.get(stat, set(BASE_STATS)) for stat in stats))
         base = {k: snap.array(f"{path}/layers/{k}")[:, gene_idx] if k in needed else None for k in BASE_STATS}
-        values = {stat: np.ascontiguousarray(derive(stat, n, base["sum"], base["sumsq"], base["nnz"]))  # type: ignore[arg-type]
-                  for stat in stats}  # fmt: skip
+        values = {
+            stat: np.ascontiguousarray(derive(stat, n, base["sum"], base["sumsq"], base["nnz"]))  # type: ignore[arg-type]
+            for stat in stats
+        }
         return list(groups), values
 
-    def describe(self, snap: Snapshot) -> dict[str, object]:
-        entry = snap.view(self.name)
+    def describe(self) -> dict[str, Any]:
+        entry = self.entry
         return {"groupbys": entry["groupbys"], "layers": list(entry["layers"]), "stats": entry["stats"]}
+
+
+SUMMARY = register_view(ViewSpec("summary", *ENCODING, SummaryBuilder))
