@@ -16,7 +16,7 @@ from scipy import stats as st
 from _data import MakeH5ad, small_adata
 from widecube.config import Settings
 from widecube.pipeline import ingest
-from widecube.service import Widecube
+from widecube.query import Widecube
 
 QS = {"q10": 0.1, "q25": 0.25, "median": 0.5, "q75": 0.75, "q90": 0.9}
 

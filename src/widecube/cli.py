@@ -161,7 +161,7 @@ def serve(
 @_clean_errors
 def datasets() -> None:
     """List datasets and their live versions."""
-    from .service import Widecube
+    from .query import Widecube
 
     wc = Widecube(Settings())
     table = Table("dataset", "version", "cells", "genes", "groupbys", "created")
@@ -195,7 +195,7 @@ def rollback(
     to: Annotated[str | None, typer.Option(help="version to make live; default: previous")] = None,
 ) -> None:
     """Make an earlier version live again (its files are re-checked first)."""
-    from .service import Widecube
+    from .query import Widecube
 
     wc = Widecube(Settings())
     try:
@@ -215,7 +215,7 @@ def verify(
 
     Exit status 1 and one line per file at fault when the check fails.
     """
-    from .service import Widecube
+    from .query import Widecube
 
     dataset, _, version = target.partition("@")
     wc = Widecube(Settings())

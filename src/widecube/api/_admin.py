@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from ..service import Widecube
+from ..query import Widecube
 from ._responses import JSON
 from .models import PublishRequest, RollbackRequest, VersionInfo
 

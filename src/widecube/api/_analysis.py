@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from ..service import Widecube
+from ..query import Widecube
 from ._datasets import Column, DatasetName, Layer, Version
 from ._responses import documented, respond
 from .models import (

@@ -1,6 +1,6 @@
 """Read routes: datasets, versions, genes, summaries and embeddings.
 
-Each handler turns HTTP into one :class:`~widecube.service.Widecube` call and hands the
+Each handler turns HTTP into one :class:`~widecube.query.Widecube` call and hands the
 result to :func:`respond` (format, ETag, 304, cache headers). A request pins a version with
 ``version`` (query string, or the body of ``POST /summary``); pinned responses are cached
 for ever, live ones are revalidated (see ``_responses``).
@@ -28,7 +28,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
-from ..service import Widecube
+from ..query import Widecube
 from . import _arrow
 from ._responses import body_key, documented, respond
 from .models import (

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, StringConstraints
 
-from ..service import Widecube
+from ..query import Widecube
 from ._datasets import DatasetName
 from ._responses import body_key, documented, respond
 from .models import MAX_BODY_BYTES, Name, StrictBody, Text

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from ..errors import SnapshotCorrupt, WidecubeError
 from ..pipeline._uploads import sweep_uploads
-from ..service import Widecube
+from ..query import Widecube
 
 __all__ = ["Upkeep", "Usage", "stale_versions"]
 

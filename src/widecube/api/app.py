@@ -1,4 +1,4 @@
-"""The FastAPI application: thin routes over :class:`widecube.service.Widecube`, and the UI.
+"""The FastAPI application: thin routes over :class:`widecube.query.Widecube`, and the UI.
 
 Route handlers only translate HTTP to library calls; every :class:`WidecubeError` is
 rendered by one handler with its status (404 for unknown datasets and versions, 422 for
@@ -30,7 +30,7 @@ from .. import __version__
 from ..config import Settings
 from ..errors import CatalogError, InvalidQuery, NotFound, SnapshotCorrupt, WidecubeError
 from ..pipeline import JobRunner, WorkerProcess, reclaim_orphans
-from ..service import Widecube
+from ..query import Widecube
 from ..web import mount_ui
 from . import _admin, _datasets, _jobs, _uploads
 from ._analysis import analysis_router
