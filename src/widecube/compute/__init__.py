@@ -5,7 +5,16 @@ from ._kernels import _COUNT_RANGE as COUNT_RANGE
 from ._kernels import cell_scale, gene_moments, gene_quantiles, group_quantiles, log_normalize, welch_t_p
 from ._pass import check_finite, spill_by_gene
 from ._spill import GeneSlab, GeneSpill
-from .groupings import ALL, ALL_CELLS_GROUP, MISSING, Grouping, all_cells, default_groupbys, make_grouping, parse_groupbys
+from .groupings import (
+    ALL,
+    ALL_CELLS_GROUP,
+    MISSING,
+    Grouping,
+    all_cells,
+    default_groupbys,
+    make_grouping,
+    parse_groupbys,
+)
 from .moments import BASE_STATS, DERIVED_STATS, SUMMARY_STATS, derive
 
 __all__ = [

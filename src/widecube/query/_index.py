@@ -126,7 +126,8 @@ class SnapshotIndex:
 
     # -- keyed lookups --------------------------------------------------------------------
 
-    def marker_rows(self, groupby: str, layer: str, table: Callable[[], pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    def marker_rows(self, groupby: str, layer: str,
+                    table: Callable[[], pd.DataFrame]) -> dict[str, pd.DataFrame]:  # fmt: skip
         """The markers table of ``(groupby, layer)`` split by group (``table`` reads it)."""
         with self._lock:
             key = (groupby, layer)

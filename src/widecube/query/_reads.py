@@ -47,7 +47,8 @@ class Reads(Resolver):
         return out
 
     @serving
-    def dataset(self, dataset: str, version: str | None = None, *, actor: Actor = ANONYMOUS) -> dict[str, Any]:
+    def dataset(self, dataset: str, version: str | None = None, *,
+                actor: Actor = ANONYMOUS) -> dict[str, Any]:  # fmt: skip
         """Detail of a dataset version: sizes, categorical obs columns, groupbys, views."""
         authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
@@ -195,7 +196,8 @@ class Reads(Resolver):
 
     @serving
     def markers(self, dataset: str, *, groupby: str, group: str, layer: str | None = None,
-                limit: int = 100, version: str | None = None, actor: Actor = ANONYMOUS) -> dict[str, Any]:  # fmt: skip
+                limit: int = 100, version: str | None = None,
+                actor: Actor = ANONYMOUS) -> dict[str, Any]:  # fmt: skip
         """The top marker genes of one group (one-vs-rest), best first."""
         authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
@@ -220,7 +222,8 @@ class Reads(Resolver):
                 "stats": {c: rows[c].to_numpy() for c in rows.columns}}  # fmt: skip
 
     @serving
-    def cell_stats(self, dataset: str, *, version: str | None = None, actor: Actor = ANONYMOUS) -> dict[str, Any]:
+    def cell_stats(self, dataset: str, *, version: str | None = None,
+                   actor: Actor = ANONYMOUS) -> dict[str, Any]:  # fmt: skip
         """Per-cell library size and detected genes, in obs order."""
         authorize(actor, "read", dataset)
         record, _, index = self._indexed(dataset, version)
@@ -232,7 +235,8 @@ class Reads(Resolver):
     # -- embeddings -----------------------------------------------------------------------
 
     @serving
-    def embeddings(self, dataset: str, version: str | None = None, *, actor: Actor = ANONYMOUS) -> dict[str, Any]:
+    def embeddings(self, dataset: str, version: str | None = None, *,
+                   actor: Actor = ANONYMOUS) -> dict[str, Any]:  # fmt: skip
         """The embeddings (obsm keys) of a version and what can colour them.
 
         ``colors`` maps each obs column usable as a colour to ``category`` or ``numeric``;
@@ -273,12 +277,14 @@ class Reads(Resolver):
             "key": key,
             "n_cells": snap.n_cells,
             "coordinates": index.embedding(key, entries[key]["path"]),
-            "color": None if color is None else self._cell_colors(dataset, record.version, snap, index, color),
+            "color": None if color is None else self._cell_colors(dataset, record.version, snap, index,
+                                                                  color),  # fmt: skip
         }
 
     @serving
     def gene_values(self, dataset: str, gene: str, *, layer: str | None = None,
-                    version: str | None = None, actor: Actor = ANONYMOUS) -> tuple[str, np.ndarray]:  # fmt: skip
+                    version: str | None = None,
+                    actor: Actor = ANONYMOUS) -> tuple[str, np.ndarray]:  # fmt: skip
         """(version, one float32 value per cell in obs order) of ``gene``, read from the
         gene-major view: one contiguous range of its CSC arrays, zeros filled in."""
         authorize(actor, "read", dataset)

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 import zarr
 
+from ..compute import BASE_STATS, DERIVED_STATS, SUMMARY_STATS, derive
 from ..errors import VerificationError
-from ..compute.moments import BASE_STATS, DERIVED_STATS, SUMMARY_STATS, derive
 from ..snapshot import Snapshot, SnapshotWriter
 from ._base import BuildContext, SlabStats, View
 from ._layout import create_grouped, entry_for, group_table, relpath
