@@ -17,9 +17,9 @@ from typing import Literal
 
 __all__ = ["Action", "Actor", "Via", "authorize"]
 
-Via = Literal["anonymous", "token", "oidc", "cli", "local"]
+Via = Literal["anonymous", "token", "oidc", "cli", "local", "server"]
 """How the caller reached the door: an HTTP request without credentials, an API token, an
-OIDC login, the command line, or the in-process Python client."""
+OIDC login, the command line, the in-process Python client, or the server itself (upkeep)."""
 
 Action = Literal["read", "publish", "rollback", "verify", "upkeep", "submit", "jobs", "upload"]
 """What the caller wants to do (``read``: any query; ``upkeep``: the server's cache upkeep)."""
@@ -41,6 +41,11 @@ class Actor:
     def cli(cls) -> Actor:
         """The command line, run by whoever owns the process."""
         return cls(user=None, via="cli")
+
+    @classmethod
+    def server(cls) -> Actor:
+        """The server's own background work (cache upkeep, expiring uploads)."""
+        return cls(user=None, via="server")
 
 
 ANONYMOUS = Actor()

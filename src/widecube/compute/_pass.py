@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidValue, UnreadableInput
-from ..io import Block, MatrixSource
-from ..io._prefetch import prefetch
+from ..io import Block, MatrixSource, prefetch
 from ._malloc import bound_heap
 from ._spill import GeneSpill
 

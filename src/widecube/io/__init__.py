@@ -13,9 +13,11 @@ from . import loom as _loom  # noqa: F401
 from . import parquet as _parquet  # noqa: F401
 from . import mtx as _mtx  # noqa: F401
 from . import delimited as _delimited  # noqa: F401
-from ._archive import ArchiveLimits
+from ._archive import ArchiveLimits, archive_kind
+from ._archive import unpack as unpack_archive
 from ._base import Block, MatrixSource
 from ._input import InputSource, open_input
+from ._prefetch import prefetch
 from ._registry import ReaderSpec, open_matrix, readers, register_reader
 
 __all__ = [
@@ -24,8 +26,11 @@ __all__ = [
     "InputSource",
     "MatrixSource",
     "ReaderSpec",
+    "archive_kind",
     "open_input",
     "open_matrix",
+    "prefetch",
     "readers",
     "register_reader",
+    "unpack_archive",
 ]

@@ -32,9 +32,7 @@ from ..compute import default_groupbys, parse_groupbys, spill_by_gene
 from ..compute.groupings import all_cells_key
 from ..config import Settings
 from ..errors import CatalogError, InputError, InputNotFound, NotFound
-from ..io import ArchiveLimits, InputSource, open_input, readers
-from ..io._archive import archive_kind
-from ..io._archive import unpack as unpack_archive
+from ..io import ArchiveLimits, InputSource, archive_kind, open_input, readers, unpack_archive
 from ..snapshot import Snapshot, SnapshotWriter, sha256_file
 from ..views import NORMALIZED, RAW, BuildContext, views
 from ._verify import verify_snapshot

@@ -277,8 +277,9 @@ class Reads(Resolver):
             "key": key,
             "n_cells": snap.n_cells,
             "coordinates": index.embedding(key, entries[key]["path"]),
-            "color": None if color is None else self._cell_colors(dataset, record.version, snap, index,
-                                                                  color),  # fmt: skip
+            "color": None
+            if color is None
+            else self._cell_colors(dataset, record.version, snap, index, color),  # fmt: skip
         }
 
     @serving

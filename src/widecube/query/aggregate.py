@@ -123,7 +123,6 @@ def summarize(data: GeneData, mask: np.ndarray | None, codes: np.ndarray, group_
     ``quantiles`` maps the quantile statistics' names to their q (``{"median": 0.5}``).
     """
 
-
     n_groups, n_genes = len(group_cells), len(data.genes)
     want_q = [s for s in stats if s in quantiles]
     qs = np.asarray([quantiles[s] for s in want_q], dtype=np.float64)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import zarr
 
-from ..compute._kernels import gene_quantiles
+from ..compute import gene_quantiles
 from ..errors import VerificationError
 from ..snapshot import Snapshot, SnapshotWriter
 from ._base import BuildContext, SlabStats, View
