@@ -20,10 +20,13 @@ Layouts (schema metadata carries ``dataset``, ``version`` and the query's names)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from ..query import Result
 
 __all__ = ["embedding_table", "expression_table", "genes_table", "records_table", "summary_table"]
 
@@ -94,6 +97,6 @@ def genes_table(genes: list[str], *, dataset: str, version: str) -> pa.Table:
     return table.replace_schema_metadata(_meta(dataset=dataset, version=version))
 
 
-def records_table(records: list[dict[str, Any]]) -> pa.Table:
-    """A list of flat records (datasets, versions) as a table, one row each."""
-    return pa.Table.from_pylist(records)
+def records_table(records: Sequence[dict[str, Any] | Result]) -> pa.Table:
+    """A list of flat records (datasets, versions: dicts or query results) as a table, one row each."""
+    return pa.Table.from_pylist([dict(r.items()) for r in records])

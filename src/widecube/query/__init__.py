@@ -7,6 +7,7 @@
 - ``_reads``: the typed queries; ``_admin``: versions, publish, rollback, verify;
   ``_cache``: the decoded cache's warm/evict/sweep.
 - ``aggregate``: exact summaries over any subset of cells from the gene-major view.
+- ``results``: what the queries answer (frozen, slotted dataclasses, readable as mappings).
 - ``_facade``: :class:`Widecube`, all of the above behind one object.
 
 Imports compute, views, snapshot, catalog; nothing above it (api, cli) and not pipeline.
@@ -15,5 +16,28 @@ Imports compute, views, snapshot, catalog; nothing above it (api, cli) and not p
 from ..actors import Actor, authorize
 from ._facade import Widecube
 from ._index import SnapshotIndex
+from .results import (
+    Aggregate,
+    DatasetDetail,
+    GeneStats,
+    Markers,
+    Result,
+    Summary,
+    Verification,
+    VersionInfo,
+)
 
-__all__ = ["Actor", "SnapshotIndex", "Widecube", "authorize"]
+__all__ = [
+    "Actor",
+    "Aggregate",
+    "DatasetDetail",
+    "GeneStats",
+    "Markers",
+    "Result",
+    "SnapshotIndex",
+    "Summary",
+    "Verification",
+    "VersionInfo",
+    "Widecube",
+    "authorize",
+]

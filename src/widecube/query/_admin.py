@@ -7,13 +7,12 @@ passes puts it back.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..actors import ANONYMOUS, Actor, authorize
 from ..catalog import VersionRecord, VersionStatus
 from ..errors import CatalogError, SnapshotCorrupt, VersionNotFound
 from ..snapshot import Fault, corrupt
 from ._resolve import Resolver
+from .results import Verification, VersionInfo
 
 __all__ = ["Admin"]
 
@@ -21,14 +20,14 @@ __all__ = ["Admin"]
 class Admin(Resolver):
     """Versions of a dataset and the moves between them."""
 
-    def versions(self, dataset: str, *, actor: Actor = ANONYMOUS) -> list[dict[str, Any]]:
+    def versions(self, dataset: str, *, actor: Actor = ANONYMOUS) -> list[VersionInfo]:
         """Every version of ``dataset``, newest first, with status and whether it is live."""
         authorize(actor, "read", dataset)
         records = self.catalog.versions(dataset)
         current = next((r.version for r in records if r.status == VersionStatus.PUBLISHED), None)
         return [_version_info(r, current=r.version == current) for r in records]
 
-    def publish(self, dataset: str, version: str, *, actor: Actor = ANONYMOUS) -> dict[str, Any]:
+    def publish(self, dataset: str, version: str, *, actor: Actor = ANONYMOUS) -> VersionInfo:
         """Make ``version`` (verified or retired) live; new requests see it at once.
 
         The version's files are re-checked against its manifest first; a corrupt one is
@@ -37,7 +36,7 @@ class Admin(Resolver):
         self._require_intact(dataset, version, "publish")
         return _version_info(self.catalog.publish(dataset, version), current=True)
 
-    def rollback(self, dataset: str, to: str | None = None, *, actor: Actor = ANONYMOUS) -> dict[str, Any]:
+    def rollback(self, dataset: str, to: str | None = None, *, actor: Actor = ANONYMOUS) -> VersionInfo:
         """Make ``to`` (default: the version live before the current one) live again, after
         re-checking its files like :meth:`publish`."""
         authorize(actor, "rollback", dataset)
@@ -46,7 +45,7 @@ class Admin(Resolver):
             self._require_intact(dataset, target, "roll back to")
         return _version_info(self.catalog.rollback(dataset, target), current=True)
 
-    def verify(self, dataset: str, version: str | None = None, *, actor: Actor = ANONYMOUS) -> dict[str, Any]:
+    def verify(self, dataset: str, version: str | None = None, *, actor: Actor = ANONYMOUS) -> Verification:
         """Re-check every file of a version (default: the live one) against its manifest
         sha256, and its decoded cache files against theirs.
 
@@ -75,8 +74,8 @@ class Admin(Resolver):
             self._mark_corrupt(corrupt(dataset, record.version, files))
         else:
             self._mark_intact(record.version)
-        return {"dataset": dataset, "version": record.version, "ok": not files and not cache,
-                "files": [_fault(f) for f in files], "cache": [_fault(f) for f in cache]}  # fmt: skip
+        return Verification(dataset=dataset, version=record.version, ok=not files and not cache,
+                            files=[_fault(f) for f in files], cache=[_fault(f) for f in cache])  # fmt: skip
 
     def _require_intact(self, dataset: str, version: str, action: str) -> None:
         record = self.catalog.get_version(dataset, version)
@@ -108,6 +107,6 @@ def _fault(f: Fault) -> dict[str, str]:
     return {"file": f.file, "problem": f.problem}
 
 
-def _version_info(r: VersionRecord, *, current: bool) -> dict[str, Any]:
-    return {"version": r.version, "status": str(r.status), "created": r.created, "n_cells": r.n_cells,
-            "n_genes": r.n_genes, "reason": r.reason, "current": current}  # fmt: skip
+def _version_info(r: VersionRecord, *, current: bool) -> VersionInfo:
+    return VersionInfo(version=r.version, status=str(r.status), created=r.created, n_cells=r.n_cells,
+                       n_genes=r.n_genes, reason=r.reason, current=current)  # fmt: skip

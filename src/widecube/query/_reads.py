@@ -19,6 +19,7 @@ from . import _views
 from ._index import SnapshotIndex
 from ._resolve import Resolver, serving
 from .aggregate import canonical_filter, expression, summarize
+from .results import Aggregate, DatasetDetail, GeneStats, Markers, Summary
 
 __all__ = ["Reads"]
 
@@ -48,20 +49,20 @@ class Reads(Resolver):
 
     @serving
     def dataset(self, dataset: str, version: str | None = None, *,
-                actor: Actor = ANONYMOUS) -> dict[str, Any]:  # fmt: skip
+                actor: Actor = ANONYMOUS) -> DatasetDetail:  # fmt: skip
         """Detail of a dataset version: sizes, categorical obs columns, groupbys, views."""
         authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
-        return {
-            "name": dataset,
-            "version": record.version,
-            "created": record.created,
-            "n_cells": snap.n_cells,
-            "n_genes": snap.n_genes,
-            "obs": index.categories,
-            "groupbys": snap.manifest["parameters"]["groupbys"],
-            "views": _views.describe(snap),
-        }
+        return DatasetDetail(
+            name=dataset,
+            version=record.version,
+            created=record.created,
+            n_cells=snap.n_cells,
+            n_genes=snap.n_genes,
+            obs=index.categories,
+            groupbys=snap.manifest["parameters"]["groupbys"],
+            views=_views.describe(snap),
+        )
 
     @serving
     def genes(self, dataset: str, prefix: str = "", limit: int = 20, version: str | None = None,
@@ -88,7 +89,7 @@ class Reads(Resolver):
     @serving
     def summary(self, dataset: str, *, genes: list[str], groupby: str, stats: list[str],
                 layer: str | None = None, version: str | None = None,
-                actor: Actor = ANONYMOUS) -> dict[str, Any]:  # fmt: skip
+                actor: Actor = ANONYMOUS) -> Summary:  # fmt: skip
         """Per-group statistics of ``genes`` for ``groupby`` in ``layer`` (default: the
         dataset's default, normalized for count data), from the views serving each stat."""
         authorize(actor, "read", dataset)
@@ -96,15 +97,15 @@ class Reads(Resolver):
         layer = layer or index.default_layer
         idx = index.gene_index(dataset, genes)
         groups, values = _views.precomputed(snap, groupby, layer, idx, stats)
-        return {
-            "dataset": dataset,
-            "version": record.version,
-            "groupby": groupby,
-            "layer": layer,
-            "groups": groups,
-            "genes": list(genes),
-            "values": values,
-        }
+        return Summary(
+            dataset=dataset,
+            version=record.version,
+            groupby=groupby,
+            layer=layer,
+            groups=groups,
+            genes=list(genes),
+            values=values,
+        )
 
     # -- any subset of cells: on-the-fly queries over the gene-major view -----------------
 
@@ -140,7 +141,7 @@ class Reads(Resolver):
     def aggregate(self, dataset: str, *, genes: list[str], groupby: str, stats: list[str],
                   filter: dict[str, list[str]] | None = None, layer: str | None = None,
                   version: str | None = None, precomputed: bool = True,
-                  actor: Actor = ANONYMOUS) -> dict[str, Any]:  # fmt: skip
+                  actor: Actor = ANONYMOUS) -> Aggregate:  # fmt: skip
         """The summary of ``genes`` over the cells ``filter`` keeps, grouped by ``groupby``:
         the shape and statistics of :meth:`summary` (quantiles included), for any subset.
 
@@ -181,23 +182,23 @@ class Reads(Resolver):
         if values is None:
             data = index.gene_data(dataset, record.version, idx, layer)
             values = summarize(data, mask, grouping.codes, counts, stats, quantiles=quantiles)
-        return {
-            "dataset": dataset,
-            "version": record.version,
-            "groupby": groupby,
-            "layer": layer,
-            "groups": list(grouping.names),
-            "genes": list(genes),
-            "values": values,
-            "filter": {c: list(v) for c, v in spec},
-            "cells": kept,
-            "source": source,
-        }
+        return Aggregate(
+            dataset=dataset,
+            version=record.version,
+            groupby=groupby,
+            layer=layer,
+            groups=list(grouping.names),
+            genes=list(genes),
+            values=values,
+            filter={c: list(v) for c, v in spec},
+            cells=kept,
+            source=source,
+        )
 
     @serving
     def markers(self, dataset: str, *, groupby: str, group: str, layer: str | None = None,
                 limit: int = 100, version: str | None = None,
-                actor: Actor = ANONYMOUS) -> dict[str, Any]:  # fmt: skip
+                actor: Actor = ANONYMOUS) -> Markers:  # fmt: skip
         """The top marker genes of one group (one-vs-rest), best first."""
         authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
@@ -206,20 +207,21 @@ class Reads(Resolver):
         if group not in rows:
             raise InvalidQuery(f"groupby {groupby!r} of dataset {dataset!r} has no group {group!r}")
         top = rows[group].head(limit)
-        return {"dataset": dataset, "version": record.version, "groupby": groupby, "group": group,
-                "layer": layer, "markers": top[_MARKER_COLUMNS].to_dict(orient="records")}  # fmt: skip
+        records = top[_MARKER_COLUMNS].to_dict(orient="records")
+        return Markers(dataset=dataset, version=record.version, groupby=groupby, group=group, layer=layer,
+                       markers=records)  # fmt: skip
 
     @serving
     def gene_stats(self, dataset: str, *, genes: list[str], layer: str | None = None,
-                   version: str | None = None, actor: Actor = ANONYMOUS) -> dict[str, Any]:  # fmt: skip
+                   version: str | None = None, actor: Actor = ANONYMOUS) -> GeneStats:  # fmt: skip
         """Per-gene statistics over all cells (mean, var, min, max, dispersion, ...)."""
         authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
         layer = layer or index.default_layer
         table = _views.gene_table(snap, layer)
         rows = table.iloc[index.gene_index(dataset, genes)]
-        return {"dataset": dataset, "version": record.version, "layer": layer, "genes": list(genes),
-                "stats": {c: rows[c].to_numpy() for c in rows.columns}}  # fmt: skip
+        return GeneStats(dataset=dataset, version=record.version, layer=layer, genes=list(genes),
+                         stats={c: rows[c].to_numpy() for c in rows.columns})  # fmt: skip
 
     @serving
     def cell_stats(self, dataset: str, *, version: str | None = None,
