@@ -203,7 +203,7 @@ def main() -> None:
                         help="write RESULTS.md (default: yes with --storage, no for `quick`)")  # fmt: skip
     args = parser.parse_args()
     from widecube.config import Settings
-    from widecube.service import Widecube
+    from widecube.query import Widecube
 
     started = datetime.now(UTC)
     machine = machine_info(REPO)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..query import Result
+from ..query import Aggregate, Result, Summary
 
 __all__ = ["embedding_table", "expression_table", "genes_table", "records_table", "summary_table"]
 
@@ -37,7 +37,7 @@ def _meta(**fields: object) -> dict[bytes, bytes]:
     return {k.encode(): str(v).encode() for k, v in fields.items() if v is not None}
 
 
-def summary_table(result: dict[str, Any]) -> pa.Table:
+def summary_table(result: Summary | Aggregate) -> pa.Table:
     """The summary (``{stat: (n_groups, n_genes)}``) in long, group-major format."""
     groups, genes = list(result["groups"]), list(result["genes"])
     n_groups, n_genes = len(groups), len(genes)
