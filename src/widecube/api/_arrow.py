@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..query import Aggregate, Result, Summary
+from ..query import Aggregate, Embedding, Expression, Result, Summary
 
 __all__ = ["embedding_table", "expression_table", "genes_table", "records_table", "summary_table"]
 
@@ -63,7 +63,7 @@ def summary_table(result: Summary | Aggregate) -> pa.Table:
     return pa.table(columns).replace_schema_metadata(meta)
 
 
-def expression_table(result: dict[str, Any]) -> pa.Table:
+def expression_table(result: Expression) -> pa.Table:
     """Per-cell values: one float32 column per gene, one row per kept cell."""
     columns = {g: pa.array(np.asarray(v, np.float32), type=pa.float32()) for g, v in result["values"].items()}
     table = pa.table(columns) if columns else pa.table({})
@@ -72,7 +72,7 @@ def expression_table(result: dict[str, Any]) -> pa.Table:
     return table.replace_schema_metadata(meta)
 
 
-def embedding_table(result: dict[str, Any]) -> pa.Table:
+def embedding_table(result: Embedding) -> pa.Table:
     """Coordinates (one column per dimension) and the optional colour column."""
     columns: dict[str, pa.Array] = {}
     for i, values in enumerate(result["coordinates"]):

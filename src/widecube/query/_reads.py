@@ -19,7 +19,18 @@ from . import _views
 from ._index import SnapshotIndex
 from ._resolve import Resolver, serving
 from .aggregate import canonical_filter, expression, summarize
-from .results import Aggregate, DatasetDetail, GeneStats, Markers, Summary
+from .results import (
+    Aggregate,
+    CellStats,
+    DatasetDetail,
+    Embedding,
+    Embeddings,
+    Expression,
+    GeneStats,
+    Markers,
+    ResolvedGenes,
+    Summary,
+)
 
 __all__ = ["Reads"]
 
@@ -78,13 +89,13 @@ class Reads(Resolver):
 
     @serving
     def resolve_genes(self, dataset: str, query: list[str], version: str | None = None,
-                      *, actor: Actor = ANONYMOUS) -> dict[str, Any]:  # fmt: skip
+                      *, actor: Actor = ANONYMOUS) -> ResolvedGenes:  # fmt: skip
         """Canonical names for typed or pasted gene names (symbols or ``gene_ids``, any case),
         in input order, and the unknown ones with "did you mean" suggestions (genenames)."""
         authorize(actor, "read", dataset)
         record, _, index = self._indexed(dataset, version)
         genes, unknown = index.gene_names.resolve(query)
-        return {"dataset": dataset, "version": record.version, "genes": genes, "unknown": unknown}
+        return ResolvedGenes(dataset=dataset, version=record.version, genes=genes, unknown=unknown)
 
     @serving
     def summary(self, dataset: str, *, genes: list[str], groupby: str, stats: list[str],
@@ -112,7 +123,7 @@ class Reads(Resolver):
     @serving
     def expression(self, dataset: str, *, genes: list[str], filter: dict[str, list[str]] | None = None,
                    layer: str | None = None, version: str | None = None,
-                   actor: Actor = ANONYMOUS) -> dict[str, Any]:  # fmt: skip
+                   actor: Actor = ANONYMOUS) -> Expression:  # fmt: skip
         """Per-cell values of ``genes`` (float32), in obs order, of the cells ``filter`` keeps
         (every cell without one), read from the gene-major view: for scatter and violin plots.
 
@@ -127,15 +138,15 @@ class Reads(Resolver):
         data = index.gene_data(dataset, record.version, index.gene_index(dataset, genes), layer)
         spec = canonical_filter(filter)
         mask, kept = index.selection(dataset, spec)
-        return {
-            "dataset": dataset,
-            "version": record.version,
-            "layer": layer,
-            "genes": list(genes),
-            "filter": {c: list(v) for c, v in spec},
-            "cells": kept,
-            "values": dict(zip(genes, expression(data, mask, snap.n_cells), strict=True)),
-        }
+        return Expression(
+            dataset=dataset,
+            version=record.version,
+            layer=layer,
+            genes=list(genes),
+            filter={c: list(v) for c, v in spec},
+            cells=kept,
+            values=dict(zip(genes, expression(data, mask, snap.n_cells), strict=True)),
+        )
 
     @serving
     def aggregate(self, dataset: str, *, genes: list[str], groupby: str, stats: list[str],
@@ -225,20 +236,20 @@ class Reads(Resolver):
 
     @serving
     def cell_stats(self, dataset: str, *, version: str | None = None,
-                   actor: Actor = ANONYMOUS) -> dict[str, Any]:  # fmt: skip
+                   actor: Actor = ANONYMOUS) -> CellStats:  # fmt: skip
         """Per-cell library size and detected genes, in obs order."""
         authorize(actor, "read", dataset)
         record, _, index = self._indexed(dataset, version)
         obs = index.obs
-        return {"dataset": dataset, "version": record.version, "n_cells": len(obs),
-                "total_counts": obs["total_counts"].to_numpy(),
-                "n_genes_by_counts": obs["n_genes_by_counts"].to_numpy()}  # fmt: skip
+        return CellStats(dataset=dataset, version=record.version, n_cells=len(obs),
+                         total_counts=obs["total_counts"].to_numpy(),
+                         n_genes_by_counts=obs["n_genes_by_counts"].to_numpy())  # fmt: skip
 
     # -- embeddings -----------------------------------------------------------------------
 
     @serving
     def embeddings(self, dataset: str, version: str | None = None, *,
-                   actor: Actor = ANONYMOUS) -> dict[str, Any]:  # fmt: skip
+                   actor: Actor = ANONYMOUS) -> Embeddings:  # fmt: skip
         """The embeddings (obsm keys) of a version and what can colour them.
 
         ``colors`` maps each obs column usable as a colour to ``category`` or ``numeric``;
@@ -248,17 +259,17 @@ class Reads(Resolver):
         record, snap, index = self._indexed(dataset, version)
         obs = index.obs
         colors = {str(c): kind for c in obs.columns if (kind := _color_kind(obs[c])) is not None}
-        return {
-            "dataset": dataset,
-            "version": record.version,
-            "embeddings": {k: {"shape": list(v["shape"])} for k, v in snap.manifest.get("obsm", {}).items()},
-            "colors": colors,
-            "gene_colors": index.has_matrix,
-        }
+        return Embeddings(
+            dataset=dataset,
+            version=record.version,
+            embeddings={k: {"shape": list(v["shape"])} for k, v in snap.manifest.get("obsm", {}).items()},
+            colors=colors,
+            gene_colors=index.has_matrix,
+        )
 
     @serving
     def embedding(self, dataset: str, key: str, *, color: str | None = None,
-                  version: str | None = None, actor: Actor = ANONYMOUS) -> dict[str, Any]:  # fmt: skip
+                  version: str | None = None, actor: Actor = ANONYMOUS) -> Embedding:  # fmt: skip
         """Coordinates of embedding ``key`` (one float32 array per dimension, obs order).
 
         ``color`` names an obs column (categorical: ``codes`` into ``categories``, -1 where
@@ -273,16 +284,14 @@ class Reads(Resolver):
         if key not in entries:
             raise InvalidQuery(f"dataset {dataset!r} has no embedding {key!r}; available: "
                                f"{', '.join(entries) or 'none'}")  # fmt: skip
-        return {
-            "dataset": dataset,
-            "version": record.version,
-            "key": key,
-            "n_cells": snap.n_cells,
-            "coordinates": index.embedding(key, entries[key]["path"]),
-            "color": None
-            if color is None
-            else self._cell_colors(dataset, record.version, snap, index, color),  # fmt: skip
-        }
+        return Embedding(
+            dataset=dataset,
+            version=record.version,
+            key=key,
+            n_cells=snap.n_cells,
+            coordinates=index.embedding(key, entries[key]["path"]),
+            color=None if color is None else self._cell_colors(dataset, record.version, snap, index, color),
+        )
 
     @serving
     def gene_values(self, dataset: str, gene: str, *, layer: str | None = None,

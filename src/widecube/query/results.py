@@ -18,10 +18,15 @@ import numpy as np
 
 __all__ = [
     "Aggregate",
+    "CellStats",
     "DatasetDetail",
     "DatasetInfo",
+    "Embedding",
+    "Embeddings",
+    "Expression",
     "GeneStats",
     "Markers",
+    "ResolvedGenes",
     "Result",
     "Summary",
     "Verification",
@@ -159,6 +164,64 @@ class GeneStats(Result):
     layer: str
     genes: list[str]
     stats: dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+class Expression(Result):
+    """Per-cell values of genes (float32, obs order) of the cells a filter keeps."""
+
+    dataset: str
+    version: str
+    layer: str
+    genes: list[str]
+    filter: dict[str, list[str]]
+    cells: int
+    values: dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+class CellStats(Result):
+    """Per-cell library size and detected genes, in obs order."""
+
+    dataset: str
+    version: str
+    n_cells: int
+    total_counts: np.ndarray
+    n_genes_by_counts: np.ndarray
+
+
+@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+class ResolvedGenes(Result):
+    """Canonical names of typed gene names, and the unknown ones with suggestions."""
+
+    dataset: str
+    version: str
+    genes: list[str]
+    unknown: list[dict[str, Any]]
+
+
+@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+class Embeddings(Result):
+    """The embeddings of a version and what can colour them."""
+
+    dataset: str
+    version: str
+    embeddings: dict[str, dict[str, list[int]]]
+    colors: dict[str, str]
+    gene_colors: bool
+
+
+@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+class Embedding(Result):
+    """One embedding's coordinates (a float32 column per dimension) and the colour asked for
+    (a dict whose keys depend on its kind: category, numeric or gene; None if none)."""
+
+    dataset: str
+    version: str
+    key: str
+    n_cells: int
+    coordinates: list[np.ndarray]
+    color: dict[str, Any] | None
 
 
 @dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
