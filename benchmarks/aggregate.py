@@ -204,7 +204,7 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="record even from a dirty tree (marked dirty)")
     args = parser.parse_args()
     from widecube.config import Settings
-    from widecube.service import Widecube
+    from widecube.query import Widecube
 
     own = args.storage is None
     record = args.record if args.record is not None else not own

@@ -88,7 +88,7 @@ def ingest(path: Path, storage: Path) -> float:
 def in_process(storage: Path, n: int) -> tuple[dict[str, Any], list[str], str, Any]:
     """The service's latency, and the query's genes, version and reference values."""
     from widecube.config import Settings
-    from widecube.service import Widecube
+    from widecube.query import Widecube
 
     wc = Widecube(Settings(storage=storage))
     version = wc.warm(DATASET)

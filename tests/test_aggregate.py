@@ -21,7 +21,7 @@ from _data import small_adata, write_h5ad
 from widecube.api import create_app
 from widecube.config import Settings
 from widecube.pipeline import ingest
-from widecube.service import Widecube
+from widecube.query import Widecube
 from widecube.snapshot import _cache
 
 ARROW = "application/vnd.apache.arrow.stream"
@@ -283,7 +283,7 @@ def test_the_cache_decodes_big_arrays_in_bands_into_a_memory_map(
 def test_bands_of_genes_on_several_threads_give_the_same_answer(
     data: Data, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from widecube.compute import aggregate
+    from widecube.query import aggregate
 
     monkeypatch.setattr(aggregate.os, "cpu_count", lambda: 3)
     wc = Widecube(data.settings)

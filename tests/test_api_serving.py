@@ -28,7 +28,7 @@ from widecube.api import create_app
 from widecube.api._upkeep import stale_versions
 from widecube.config import Settings
 from widecube.pipeline import ingest
-from widecube.service import Widecube
+from widecube.query import Widecube
 
 ARROW = "application/vnd.apache.arrow.stream"
 IMMUTABLE = "public, max-age=31536000, immutable"

@@ -29,7 +29,7 @@ from widecube.catalog import Catalog
 from widecube.config import Settings
 from widecube.errors import SnapshotCorrupt
 from widecube.pipeline import ingest
-from widecube.service import Widecube
+from widecube.query import Widecube
 from widecube.snapshot import Snapshot, SnapshotWriter, _writer, is_checksum_error
 
 GENES = ["Gene3", "Gene0", "Gene17", "Gene59"]

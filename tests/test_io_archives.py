@@ -24,7 +24,7 @@ from widecube.config import Settings
 from widecube.errors import InvalidValue, UnreadableInput, UnsafeArchive
 from widecube.io import ArchiveLimits, open_input
 from widecube.pipeline import ingest
-from widecube.service import Widecube
+from widecube.query import Widecube
 
 ADATA = small_adata(seed=5)
 X = np.asarray(ADATA.X, dtype=np.float64)

@@ -18,7 +18,7 @@ from widecube.config import Settings
 from widecube.errors import MetadataMismatch, UnreadableInput
 from widecube.io import open_input
 from widecube.pipeline import ingest
-from widecube.service import Widecube
+from widecube.query import Widecube
 
 ADATA = small_adata(seed=3)
 X = np.asarray(ADATA.X, dtype=np.float64)

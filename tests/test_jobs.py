@@ -31,7 +31,7 @@ from widecube.catalog._jobs import check_job_transition
 from widecube.config import Settings
 from widecube.errors import CatalogError, InvalidValue
 from widecube.pipeline import JobRunner, ingest, next_step, retry_delay
-from widecube.service import Widecube
+from widecube.query import Widecube
 
 J = JobState
 ALL_STEPS = ["unpack", "validate", "compute", "verify", "publish"]

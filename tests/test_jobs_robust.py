@@ -46,7 +46,7 @@ from widecube.catalog import AttemptsUsed, Catalog, JobRecord, JobState, Pointer
 from widecube.catalog._migrate import alembic_config
 from widecube.config import Settings
 from widecube.pipeline import JobRunner, ingest, reclaim_orphans, retry_delay
-from widecube.service import Widecube
+from widecube.query import Widecube
 
 J, S = JobState, VersionStatus
 CLI = [sys.executable, "-m", "widecube.cli"]

@@ -28,7 +28,7 @@ from widecube.api import create_app
 from widecube.compute.groupings import ALL_CELLS, ALL_CELLS_GROUP, all_cells_key
 from widecube.config import Settings
 from widecube.pipeline import ingest
-from widecube.service import Widecube
+from widecube.query import Widecube
 from widecube.snapshot import Snapshot
 
 N_CELLS, N_GENES = 41, 12

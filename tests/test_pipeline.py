@@ -18,7 +18,7 @@ from widecube.catalog import Catalog, VersionStatus
 from widecube.config import Settings
 from widecube.errors import DatasetNotFound, VerificationError
 from widecube.pipeline import ingest, verify_snapshot
-from widecube.service import Widecube
+from widecube.query import Widecube
 from widecube.snapshot import Snapshot
 
 

@@ -13,7 +13,7 @@ import scanpy as sc
 from _data import MakeH5ad, small_adata
 from widecube.config import Settings
 from widecube.pipeline import ingest
-from widecube.service import Widecube
+from widecube.query import Widecube
 
 SCANPY = {"sum": "sum", "mean": "mean", "var": "var", "nnz": "count_nonzero"}
 

@@ -20,7 +20,7 @@ from _data import MakeH5ad, small_adata
 from widecube.catalog import VersionRecord
 from widecube.config import Settings
 from widecube.pipeline import Progress, ingest
-from widecube.service import Widecube
+from widecube.query import Widecube
 from widecube.snapshot import Snapshot
 from widecube.views import get_view
 

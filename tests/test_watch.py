@@ -21,7 +21,7 @@ from _data import small_adata, write_h5ad
 from widecube.catalog import Catalog, JobState
 from widecube.config import Settings
 from widecube.pipeline import Watcher, dataset_name
-from widecube.service import Widecube
+from widecube.query import Widecube
 
 
 def listing(root: Path) -> list[str]:

@@ -29,6 +29,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from .actors import Actor
 from .config import Settings
 from .errors import WidecubeError
 
@@ -36,6 +37,8 @@ app = typer.Typer(help="widecube: precomputed views of wide single-cell matrices
                   no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
 out = Console()
 err = Console(stderr=True)
+ME = Actor.cli()
+"""Who calls the facades from the command line (passed to every facade method)."""
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -109,8 +112,7 @@ def ingest(
     Exit status 3: the version was verified but not published, because another version of
     the dataset went live meanwhile (it stays verified; see --force, or `widecube rollback --to`).
     """
-    from .catalog import PointerMoved
-    from .pipeline import ingest as run_ingest
+    from .pipeline import Jobs, PointerMoved
 
     started = time.perf_counter()
     steps: dict[str, float] = {}
@@ -125,10 +127,11 @@ def ingest(
             bar.update(tasks[step], completed=done)
 
         try:
-            record = run_ingest(path, dataset=dataset, groupbys=groupby, layer=layer, format=format,
-                                settings=Settings(), progress=report, obs=obs, var=var,
-                                allow_missing_metadata=allow_missing_metadata,
-                                max_unpacked=max_unpacked, force=force)  # fmt: skip
+            with Jobs.open(Settings()) as jobs:
+                record = jobs.ingest(path, dataset=dataset, groupbys=groupby, layer=layer, format=format,
+                                     progress=report, obs=obs, var=var,
+                                     allow_missing_metadata=allow_missing_metadata,
+                                     max_unpacked=max_unpacked, force=force, actor=ME)  # fmt: skip
         except PointerMoved as exc:
             err.print(f"[bold yellow]warning:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(3) from None
@@ -161,11 +164,11 @@ def serve(
 @_clean_errors
 def datasets() -> None:
     """List datasets and their live versions."""
-    from .service import Widecube
+    from .query import Widecube
 
     wc = Widecube(Settings())
     table = Table("dataset", "version", "cells", "genes", "groupbys", "created")
-    for d in wc.datasets():
+    for d in wc.datasets(actor=ME):
         table.add_row(d["name"], d["version"], f"{d['n_cells']:,}", f"{d['n_genes']:,}",
                       ", ".join(d["groupbys"]), d["created"].isoformat(timespec="seconds"))  # fmt: skip
     wc.close()
@@ -176,15 +179,18 @@ def datasets() -> None:
 @_clean_errors
 def versions(dataset: Annotated[str, typer.Argument(help="dataset name")]) -> None:
     """List the versions of a dataset, newest first."""
-    from .catalog import Catalog
+    from .query import Widecube
 
-    catalog = Catalog(Settings().catalog_url)
+    wc = Widecube(Settings())
+    try:
+        found = wc.versions(dataset, actor=ME)
+    finally:
+        wc.close()
     table = Table("version", "status", "created", "cells", "genes", "reason")
-    for r in catalog.versions(dataset):
-        table.add_row(r.version, str(r.status), r.created.isoformat(timespec="seconds"),
-                      f"{r.n_cells:,}" if r.n_cells is not None else "",
-                      f"{r.n_genes:,}" if r.n_genes is not None else "", r.reason or "")  # fmt: skip
-    catalog.close()
+    for v in found:
+        table.add_row(v["version"], v["status"], v["created"].isoformat(timespec="seconds"),
+                      f"{v['n_cells']:,}" if v["n_cells"] is not None else "",
+                      f"{v['n_genes']:,}" if v["n_genes"] is not None else "", v["reason"] or "")  # fmt: skip
     out.print(table)
 
 
@@ -195,11 +201,11 @@ def rollback(
     to: Annotated[str | None, typer.Option(help="version to make live; default: previous")] = None,
 ) -> None:
     """Make an earlier version live again (its files are re-checked first)."""
-    from .service import Widecube
+    from .query import Widecube
 
     wc = Widecube(Settings())
     try:
-        record = wc.rollback(dataset, to)
+        record = wc.rollback(dataset, to, actor=ME)
     finally:
         wc.close()
     out.print(f"{dataset} is now at version {record['version']}")
@@ -215,12 +221,12 @@ def verify(
 
     Exit status 1 and one line per file at fault when the check fails.
     """
-    from .service import Widecube
+    from .query import Widecube
 
     dataset, _, version = target.partition("@")
     wc = Widecube(Settings())
     try:
-        report = wc.verify(dataset, version or None)
+        report = wc.verify(dataset, version or None, actor=ME)
     finally:
         wc.close()
     where = f"{dataset}@{report['version']}"
@@ -241,11 +247,11 @@ def jobs(
     limit: Annotated[int, typer.Option(min=1, help="how many, newest first")] = 50,
 ) -> None:
     """List ingest jobs, newest first: state, step, progress, error."""
-    from .catalog import Catalog, JobState
+    from .pipeline import Jobs, JobState
 
     wanted = _job_state(JobState, state)
-    with Catalog(Settings().catalog_url) as catalog:
-        found = catalog.jobs.list(state=wanted, limit=limit)
+    with Jobs.open(Settings()) as jobs_:
+        found = jobs_.list(state=wanted.value if wanted is not None else None, limit=limit, actor=ME)
     table = Table("job", "dataset", "state", "step", "progress", "source", "created", "updated", "error")
     for j in found:
         done = j.progress.get("fraction")
@@ -260,10 +266,10 @@ def jobs(
 @_clean_errors
 def job(job_id: Annotated[str, typer.Argument(help="job id (see `widecube jobs`)")]) -> None:
     """Show one job: its state, step, progress, timestamps, error and step log."""
-    from .catalog import Catalog
+    from .pipeline import Jobs
 
-    with Catalog(Settings().catalog_url) as catalog:
-        j = catalog.jobs.get(job_id)
+    with Jobs.open(Settings()) as jobs_:
+        j = jobs_.get(job_id, actor=ME)
     stamp = lambda t: t.isoformat(timespec="seconds") if t is not None else "-"  # noqa: E731
     rows = [("job", j.id), ("dataset", j.dataset), ("version", j.version or "-"), ("state", str(j.state)),
             ("step", j.step or "-"), ("progress", json.dumps(j.progress) if j.progress else "-"),
@@ -291,15 +297,14 @@ def watch(
         help="seconds between scans; default WIDECUBE_WATCH_POLL (5)")] = None,
 ) -> None:
     """Ingest every file or folder dropped into INBOX (one job each; see `widecube jobs`)."""
-    from .catalog import Catalog
-    from .pipeline import Watcher
+    from .pipeline import Jobs
 
     if not inbox.is_dir():
         err.print(f"[bold red]error:[/] {inbox}: not a folder", highlight=False)
         raise typer.Exit(1)
     settings = Settings()
-    with Catalog(settings.catalog_url) as catalog:
-        watcher = Watcher(inbox, settings, catalog, quiet=quiet_period, poll=poll)
+    with Jobs.open(settings) as jobs_:
+        watcher = jobs_.watcher(inbox, quiet=quiet_period, poll=poll, actor=ME)
         if once:
             for j in watcher.run_once():
                 out.print(f"job {j.id}: {j.dataset} {j.state}" + (f": {j.error}" if j.error else ""),
@@ -326,15 +331,13 @@ def work(
     import signal
     import threading
 
-    from .catalog import Catalog, JobState
-    from .pipeline import JobRunner, JobWorker, reclaim_orphans
+    from .pipeline import Jobs, JobState
 
     settings = Settings()
-    with Catalog(settings.catalog_url) as catalog:
-        reclaim_orphans(settings, catalog)
-        runner = JobRunner(settings, catalog)
+    with Jobs.open(settings) as jobs_:
+        jobs_.reclaim_orphans(actor=ME)
         if once:
-            for j in runner.run_pending():
+            for j in jobs_.run_pending(actor=ME):
                 out.print(f"job {j.id}: {j.dataset} {j.state}" + (f": {j.error}" if j.error else ""),
                           highlight=False, soft_wrap=True)  # fmt: skip
                 if j.state == JobState.SUPERSEDED:
@@ -345,7 +348,7 @@ def work(
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         parent = os.getppid()
-        worker = JobWorker(runner, poll=settings.job_poll)
+        worker = jobs_.worker(poll=settings.job_poll, actor=ME)
         worker.start()
         while not stop.wait(1.0):
             if stop_with_parent and os.getppid() != parent:

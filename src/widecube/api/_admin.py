@@ -9,11 +9,12 @@ re-checks a version's files and decoded cache and puts it back in service if the
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from ..service import Widecube
+from ._datasets import DatasetName
+from ._deps import WC, Caller
 from ._responses import JSON
 from .models import PublishRequest, RollbackRequest, VersionInfo
 
@@ -24,22 +25,17 @@ router = APIRouter(prefix=ADMIN_PREFIX, tags=["admin"])
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _service(request: Request) -> Widecube:
-    wc: Widecube = request.app.state.widecube
-    return wc
-
-
 @router.post("/datasets/{name}/publish", response_model=VersionInfo)
-def publish(request: Request, name: str, body: PublishRequest) -> Response:
+def publish(name: DatasetName, body: PublishRequest, wc: WC, actor: Caller) -> Response:
     """Make a verified or retired version live (409 if its status does not allow it)."""
-    return JSON(_service(request).publish(name, body.version), headers=_NO_STORE)
+    return JSON(wc.publish(name, body.version, actor=actor), headers=_NO_STORE)
 
 
 @router.post("/datasets/{name}/rollback", response_model=VersionInfo)
-def rollback(request: Request, name: str, body: RollbackRequest | None = None) -> Response:
+def rollback(name: DatasetName, wc: WC, actor: Caller, body: RollbackRequest | None = None) -> Response:
     """Make ``to``, or the version live before the current one, live again."""
     to = body.to if body is not None else None
-    return JSON(_service(request).rollback(name, to), headers=_NO_STORE)
+    return JSON(wc.rollback(name, to, actor=actor), headers=_NO_STORE)
 
 
 class VerifyRequest(BaseModel):
@@ -63,11 +59,11 @@ class VerifyReport(BaseModel):
 
 
 @router.post("/datasets/{name}/verify", response_model=VerifyReport)
-def verify(request: Request, name: str, body: VerifyRequest | None = None) -> Response:
+def verify(name: DatasetName, wc: WC, actor: Caller, body: VerifyRequest | None = None) -> Response:
     """Re-check every file of a version (default: the live one) against its manifest sha256.
 
     Answers 200 with ``ok`` false and the files at fault when the check fails: the version is
     then out of service (its queries answer 503) in this process until a verify passes.
     """
     version = body.version if body is not None else None
-    return JSON(_service(request).verify(name, version), headers=_NO_STORE)
+    return JSON(wc.verify(name, version, actor=actor), headers=_NO_STORE)

@@ -10,8 +10,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from ..service import Widecube
+from ..actors import Actor
+from ..query import Widecube
 from ._datasets import Column, DatasetName, Layer, Version
+from ._deps import WC, Caller
 from ._responses import documented, respond
 from .models import (
     MAX_BODY_BYTES,
@@ -24,66 +26,74 @@ from .models import (
     Name,
 )
 
-__all__ = ["analysis_router"]
+__all__ = ["router"]
+
+router = APIRouter(max_body_size=MAX_BODY_BYTES)
 
 
-def analysis_router(wc: Widecube) -> APIRouter:
-    """Routes bound to one service object."""
-    router = APIRouter(max_body_size=MAX_BODY_BYTES)
+@router.get("/datasets/{name}/markers", response_model=MarkersResponse, responses=documented(404, 422))
+def markers(
+    request: Request,
+    name: DatasetName,
+    wc: WC,
+    actor: Caller,
+    groupby: Column,
+    group: Annotated[ColumnName, Query(examples=["B"], description="a group (category) of groupby")],
+    layer: Layer = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+    version: Version = None,
+) -> Response:
+    """Top marker genes of one group against all other cells (ranked by Welch t)."""
+    result = wc.markers(name, groupby=groupby, group=group, layer=layer, limit=limit, version=version,
+                        actor=actor)  # fmt: skip
+    key = ("markers", groupby, group, result["layer"], limit)
+    return respond(request, result, version=result["version"], key=key)
 
-    @router.get("/datasets/{name}/markers", response_model=MarkersResponse, responses=documented(404, 422))
-    def markers(
-        request: Request,
-        name: DatasetName,
-        groupby: Column,
-        group: Annotated[ColumnName, Query(examples=["B"], description="a group (category) of groupby")],
-        layer: Layer = None,
-        limit: Annotated[int, Query(ge=1, le=100)] = 100,
-        version: Version = None,
-    ) -> Response:
-        """Top marker genes of one group against all other cells (ranked by Welch t)."""
-        result = wc.markers(name, groupby=groupby, group=group, layer=layer, limit=limit, version=version)
-        key = ("markers", groupby, group, result["layer"], limit)
-        return respond(request, result, version=result["version"], key=key)
 
-    def _gene_stats(request: Request, name: str, genes: list[str], layer: str | None,
-                    version: str | None) -> Response:  # fmt: skip
-        result = wc.gene_stats(name, genes=genes, layer=layer, version=version)
-        key = ("genes", tuple(genes), result["layer"])
-        return respond(request, result, version=result["version"], key=key, pinned=version is not None)
+def _gene_stats(request: Request, wc: Widecube, actor: Actor, name: str, genes: list[str],
+                layer: str | None, version: str | None) -> Response:  # fmt: skip
+    result = wc.gene_stats(name, genes=genes, layer=layer, version=version, actor=actor)
+    key = ("genes", tuple(genes), result["layer"])
+    return respond(request, result, version=result["version"], key=key, pinned=version is not None)
 
-    @router.get("/datasets/{name}/genes/stats", response_model=GeneStatsResponse,
-                responses=documented(404, 422))  # fmt: skip
-    def gene_stats(
-        request: Request,
-        name: DatasetName,
-        genes: Annotated[
-            list[Name],
-            Query(
-                min_length=1,
-                max_length=MAX_GENES,
-                description="repeat: genes=A&genes=B",
-                examples=[["CD3E", "MS4A1"]],
-            ),  # fmt: skip
-        ],  # fmt: skip
-        layer: Layer = None,
-        version: Version = None,
-    ) -> Response:
-        """Per-gene statistics over all cells: n_cells_expressing, mean, var, min, max, dispersion."""
-        return _gene_stats(request, name, genes, layer, version)
 
-    @router.post("/datasets/{name}/genes/stats", response_model=GeneStatsResponse,
-                 responses=documented(404, 413, 422))  # fmt: skip
-    def gene_stats_post(request: Request, name: DatasetName, body: GeneStatsRequest) -> Response:
-        """``GET /genes/stats`` with a JSON body, for gene lists too long for a URL (up to
-        5,000); the same answer and ETag as the GET."""
-        return _gene_stats(request, name, body.genes, body.layer, body.version)
+@router.get("/datasets/{name}/genes/stats", response_model=GeneStatsResponse,
+            responses=documented(404, 422))  # fmt: skip
+def gene_stats(
+    request: Request,
+    name: DatasetName,
+    wc: WC,
+    actor: Caller,
+    genes: Annotated[
+        list[Name],
+        Query(
+            min_length=1,
+            max_length=MAX_GENES,
+            description="repeat: genes=A&genes=B",
+            examples=[["CD3E", "MS4A1"]],
+        ),  # fmt: skip
+    ],  # fmt: skip
+    layer: Layer = None,
+    version: Version = None,
+) -> Response:
+    """Per-gene statistics over all cells: n_cells_expressing, mean, var, min, max, dispersion."""
+    return _gene_stats(request, wc, actor, name, genes, layer, version)
 
-    @router.get("/datasets/{name}/cells/stats", response_model=CellStatsResponse,
-                responses=documented(404, 422))  # fmt: skip
-    def cell_stats(request: Request, name: DatasetName, version: Version = None) -> Response:
-        """Per-cell total counts and detected genes, in obs order."""
-        result = wc.cell_stats(name, version=version)
-        return respond(request, result, version=result["version"], key=("cells",))
 
-    return router
+@router.post("/datasets/{name}/genes/stats", response_model=GeneStatsResponse,
+             responses=documented(404, 413, 422))  # fmt: skip
+def gene_stats_post(request: Request, name: DatasetName, body: GeneStatsRequest, wc: WC,
+                    actor: Caller) -> Response:  # fmt: skip
+    """``GET /genes/stats`` with a JSON body, for gene lists too long for a URL (up to
+    5,000); the same answer and ETag as the GET."""
+    return _gene_stats(request, wc, actor, name, body.genes, body.layer, body.version)
+
+
+@router.get("/datasets/{name}/cells/stats", response_model=CellStatsResponse,
+            responses=documented(404, 422))  # fmt: skip
+def cell_stats(
+    request: Request, name: DatasetName, wc: WC, actor: Caller, version: Version = None
+) -> Response:
+    """Per-cell total counts and detected genes, in obs order."""
+    result = wc.cell_stats(name, version=version, actor=actor)
+    return respond(request, result, version=result["version"], key=("cells",))

@@ -20,10 +20,13 @@ Layouts (schema metadata carries ``dataset``, ``version`` and the query's names)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from ..query import Aggregate, Embedding, Expression, Result, Summary
 
 __all__ = ["embedding_table", "expression_table", "genes_table", "records_table", "summary_table"]
 
@@ -34,7 +37,7 @@ def _meta(**fields: object) -> dict[bytes, bytes]:
     return {k.encode(): str(v).encode() for k, v in fields.items() if v is not None}
 
 
-def summary_table(result: dict[str, Any]) -> pa.Table:
+def summary_table(result: Summary | Aggregate) -> pa.Table:
     """The summary (``{stat: (n_groups, n_genes)}``) in long, group-major format."""
     groups, genes = list(result["groups"]), list(result["genes"])
     n_groups, n_genes = len(groups), len(genes)
@@ -60,7 +63,7 @@ def summary_table(result: dict[str, Any]) -> pa.Table:
     return pa.table(columns).replace_schema_metadata(meta)
 
 
-def expression_table(result: dict[str, Any]) -> pa.Table:
+def expression_table(result: Expression) -> pa.Table:
     """Per-cell values: one float32 column per gene, one row per kept cell."""
     columns = {g: pa.array(np.asarray(v, np.float32), type=pa.float32()) for g, v in result["values"].items()}
     table = pa.table(columns) if columns else pa.table({})
@@ -69,7 +72,7 @@ def expression_table(result: dict[str, Any]) -> pa.Table:
     return table.replace_schema_metadata(meta)
 
 
-def embedding_table(result: dict[str, Any]) -> pa.Table:
+def embedding_table(result: Embedding) -> pa.Table:
     """Coordinates (one column per dimension) and the optional colour column."""
     columns: dict[str, pa.Array] = {}
     for i, values in enumerate(result["coordinates"]):
@@ -94,6 +97,6 @@ def genes_table(genes: list[str], *, dataset: str, version: str) -> pa.Table:
     return table.replace_schema_metadata(_meta(dataset=dataset, version=version))
 
 
-def records_table(records: list[dict[str, Any]]) -> pa.Table:
-    """A list of flat records (datasets, versions) as a table, one row each."""
-    return pa.Table.from_pylist(records)
+def records_table(records: Sequence[dict[str, Any] | Result]) -> pa.Table:
+    """A list of flat records (datasets, versions: dicts or query results) as a table, one row each."""
+    return pa.Table.from_pylist([dict(r.items()) for r in records])

@@ -1,6 +1,6 @@
 """Read routes: datasets, versions, genes, summaries and embeddings.
 
-Each handler turns HTTP into one :class:`~widecube.service.Widecube` call and hands the
+Each handler turns HTTP into one :class:`~widecube.query.Widecube` call and hands the
 result to :func:`respond` (format, ETag, 304, cache headers). A request pins a version with
 ``version`` (query string, or the body of ``POST /summary``); pinned responses are cached
 for ever, live ones are revalidated (see ``_responses``).
@@ -25,11 +25,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from ..service import Widecube
+from ..actors import Actor
+from ..query import Widecube
 from . import _arrow
+from ._deps import WC, Caller
 from ._responses import body_key, documented, respond
 from .models import (
     DATASET_PATTERN,
@@ -60,12 +62,6 @@ _DEFAULT_STATS = ["mean", "frac_expressing"]
 _OPTIONAL = ("aggregate", "expression")  # routes that arrive with the gene-major view
 
 
-async def _service(request: Request) -> Widecube:  # async: no thread hop per request
-    wc: Widecube = request.app.state.widecube
-    return wc
-
-
-WC = Annotated[Widecube, Depends(_service)]
 Version = Annotated[NameText | None, Query(description="pin a version; default: the live one")]
 DatasetName = Annotated[str, Path(pattern=DATASET_PATTERN, description="the dataset", examples=["pbmc"])]
 Column = Annotated[ColumnText, Query(examples=["cell_type"])]
@@ -92,24 +88,25 @@ def _paths(routes: Iterable[object]) -> Iterator[str]:
 
 
 @router.get("/datasets", response_model=list[DatasetSummary], responses=documented(arrow=True))
-def list_datasets(request: Request, wc: WC) -> Response:
-    found = wc.datasets()
+def list_datasets(request: Request, wc: WC, actor: Caller) -> Response:
+    found = wc.datasets(actor=actor)
     key = tuple((d["name"], d["version"]) for d in found)
     return respond(request, found, version="catalog", key=key, pinned=False, track=False,
                    arrow=lambda: _arrow.records_table(found))  # fmt: skip
 
 
 @router.get("/datasets/{name}", response_model=DatasetDetail, responses=documented(404, 422))
-def get_dataset(request: Request, name: DatasetName, wc: WC, version: Version = None) -> Response:
-    detail = wc.dataset(name, version)
+def get_dataset(request: Request, name: DatasetName, wc: WC, actor: Caller,
+                version: Version = None) -> Response:  # fmt: skip
+    detail = wc.dataset(name, version, actor=actor)
     return respond(request, detail, version=detail["version"], key=("dataset", name),
                    pinned=version is not None)  # fmt: skip
 
 
 @router.get("/datasets/{name}/versions", response_model=list[VersionInfo],
             responses=documented(404, 422, arrow=True))  # fmt: skip
-def list_versions(request: Request, name: DatasetName, wc: WC) -> Response:
-    found = wc.versions(name)
+def list_versions(request: Request, name: DatasetName, wc: WC, actor: Caller) -> Response:
+    found = wc.versions(name, actor=actor)
     key = ("versions", name, tuple((v["version"], v["status"]) for v in found))
     return respond(request, found, version="catalog", key=key, pinned=False, track=False,
                    arrow=lambda: _arrow.records_table(found))  # fmt: skip
@@ -120,19 +117,21 @@ def list_genes(
     request: Request,
     name: DatasetName,
     wc: WC,
+    actor: Caller,
     prefix: Annotated[NameText, Query(description="case-insensitive start of the names")] = "",
     limit: Annotated[int, Query(ge=1, le=10_000)] = 20,
     version: Version = None,
 ) -> Response:
-    resolved, genes = wc.genes(name, prefix, limit, version)
+    resolved, genes = wc.genes(name, prefix, limit, version, actor=actor)
     return respond(request, {"genes": genes}, version=resolved, key=("genes", prefix, limit),
                    pinned=version is not None,
                    arrow=lambda: _arrow.genes_table(genes, dataset=name, version=resolved))  # fmt: skip
 
 
-def _summary(request: Request, wc: Widecube, name: str, genes: list[str], groupby: str,
+def _summary(request: Request, wc: Widecube, actor: Actor, name: str, genes: list[str], groupby: str,
              stats: list[str], layer: str | None, version: str | None) -> Response:  # fmt: skip
-    result = wc.summary(name, genes=genes, groupby=groupby, stats=stats, layer=layer, version=version)
+    result = wc.summary(name, genes=genes, groupby=groupby, stats=stats, layer=layer, version=version,
+                        actor=actor)  # fmt: skip
     return respond(request, result, version=result["version"],
                    key=("summary", tuple(genes), groupby, tuple(stats), result["layer"]),
                    pinned=version is not None, arrow=lambda: _arrow.summary_table(result))  # fmt: skip
@@ -140,10 +139,11 @@ def _summary(request: Request, wc: Widecube, name: str, genes: list[str], groupb
 
 @router.post("/datasets/{name}/summary", response_model=SummaryResponse,
              responses=documented(404, 413, 422, arrow=True))  # fmt: skip
-def summary(request: Request, name: DatasetName, body: SummaryRequest, wc: WC) -> Response:
+def summary(request: Request, name: DatasetName, body: SummaryRequest, wc: WC, actor: Caller) -> Response:
     """Per-group statistics of genes: ``GET /summary`` with a JSON body, for gene lists too
     long for a URL (up to 5,000); the same answer and ETag as the GET."""
-    return _summary(request, wc, name, body.genes, body.groupby, body.stats, body.layer, body.version)
+    return _summary(request, wc, actor, name, body.genes, body.groupby, body.stats, body.layer,
+                    body.version)  # fmt: skip
 
 
 @router.get("/datasets/{name}/summary", response_model=SummaryResponse,
@@ -152,6 +152,7 @@ def summary_get(
     request: Request,
     name: DatasetName,
     wc: WC,
+    actor: Caller,
     genes: Annotated[
         list[NameText],
         Query(
@@ -171,34 +172,37 @@ def summary_get(
 ) -> Response:
     """Per-group statistics of genes, as a URL that browsers and proxies can cache (a long
     gene list may not fit in a URL: ``POST /summary`` takes it as a JSON body)."""
-    return _summary(request, wc, name, genes, groupby, stats or _DEFAULT_STATS, layer, version)
+    return _summary(request, wc, actor, name, genes, groupby, stats or _DEFAULT_STATS, layer, version)
 
 
 @router.post("/datasets/{name}/aggregate", response_model=AggregateResponse,
              responses=documented(404, 413, 422, arrow=True))  # fmt: skip
-def aggregate(request: Request, name: DatasetName, body: AggregateRequest, wc: WC) -> Response:
+def aggregate(request: Request, name: DatasetName, body: AggregateRequest, wc: WC, actor: Caller) -> Response:
     """The summary of genes over the cells a filter keeps (any subset), exactly: the shape
     of ``/summary`` plus ``filter``, ``cells`` and ``source``. Groups the filter empties have
     ``n_cells`` 0, sums and counts 0, other stats null."""
     result = wc.aggregate(name, genes=body.genes, groupby=body.groupby, filter=body.filter,
-                          stats=body.stats, layer=body.layer, version=body.version)  # fmt: skip
+                          stats=body.stats, layer=body.layer, version=body.version, actor=actor)  # fmt: skip
     return respond(request, result, version=result["version"], key=body_key("aggregate", body),
                    pinned=body.version is not None, arrow=lambda: _arrow.summary_table(result))  # fmt: skip
 
 
 @router.post("/datasets/{name}/expression", response_model=ExpressionResponse,
              responses=documented(404, 413, 422, arrow=True))  # fmt: skip
-def expression(request: Request, name: DatasetName, body: ExpressionRequest, wc: WC) -> Response:
+def expression(request: Request, name: DatasetName, body: ExpressionRequest, wc: WC,
+               actor: Caller) -> Response:  # fmt: skip
     """Per-cell values of genes (float32, obs order) over the cells a filter keeps."""
-    result = wc.expression(name, genes=body.genes, filter=body.filter, layer=body.layer, version=body.version)
+    result = wc.expression(name, genes=body.genes, filter=body.filter, layer=body.layer, version=body.version,
+                           actor=actor)  # fmt: skip
     return respond(request, result, version=result["version"], key=body_key("expression", body),
                    pinned=body.version is not None,
                    arrow=lambda: _arrow.expression_table(result))  # fmt: skip
 
 
 @router.get("/datasets/{name}/embedding", response_model=EmbeddingList, responses=documented(404, 422))
-def list_embeddings(request: Request, name: DatasetName, wc: WC, version: Version = None) -> Response:
-    found = wc.embeddings(name, version)
+def list_embeddings(request: Request, name: DatasetName, wc: WC, actor: Caller,
+                    version: Version = None) -> Response:  # fmt: skip
+    found = wc.embeddings(name, version, actor=actor)
     return respond(request, found, version=found["version"], key=("embeddings", name),
                    pinned=version is not None)  # fmt: skip
 
@@ -210,10 +214,11 @@ def embedding(
     name: DatasetName,
     key: Annotated[NameText, Path(description="an obsm key, such as X_umap", examples=["X_umap"])],
     wc: WC,
+    actor: Caller,
     color: Annotated[ColumnText | None, Query(description="an obs column, or a gene")] = None,
     version: Version = None,
 ) -> Response:
     """Coordinates of obsm ``key`` per cell, and one value per cell to colour by."""
-    result = wc.embedding(name, key, color=color, version=version)
+    result = wc.embedding(name, key, color=color, version=version, actor=actor)
     return respond(request, result, version=result["version"], key=("embedding", key, color),
                    pinned=version is not None, arrow=lambda: _arrow.embedding_table(result))  # fmt: skip

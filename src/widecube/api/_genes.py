@@ -12,12 +12,12 @@ from typing import Annotated
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, StringConstraints
 
-from ..service import Widecube
 from ._datasets import DatasetName
+from ._deps import WC, Caller
 from ._responses import body_key, documented, respond
 from .models import MAX_BODY_BYTES, Name, StrictBody, Text
 
-__all__ = ["MAX_QUERIES", "GeneResolveRequest", "GeneResolveResponse", "genes_router"]
+__all__ = ["MAX_QUERIES", "GeneResolveRequest", "GeneResolveResponse", "router"]
 
 MAX_QUERIES = 5_000
 Query = Annotated[str, StringConstraints(max_length=200), Text]
@@ -42,16 +42,13 @@ class GeneResolveResponse(BaseModel):
     unknown: list[UnknownGene]
 
 
-def genes_router(wc: Widecube) -> APIRouter:
-    """The route, bound to one service object."""
-    router = APIRouter(max_body_size=MAX_BODY_BYTES)
+router = APIRouter(max_body_size=MAX_BODY_BYTES)
 
-    @router.post("/datasets/{name}/genes/resolve", response_model=GeneResolveResponse,
-                 responses=documented(404, 413, 422))  # fmt: skip
-    def resolve(request: Request, name: DatasetName, body: GeneResolveRequest) -> Response:
-        """Canonical names for a list of typed names; unknown ones with "did you mean"."""
-        result = wc.resolve_genes(name, body.query, version=body.version)
-        return respond(request, result, version=result["version"], key=body_key("genes-resolve", body),
-                       pinned=body.version is not None)  # fmt: skip
 
-    return router
+@router.post("/datasets/{name}/genes/resolve", response_model=GeneResolveResponse,
+             responses=documented(404, 413, 422))  # fmt: skip
+def resolve(request: Request, name: DatasetName, body: GeneResolveRequest, wc: WC, actor: Caller) -> Response:
+    """Canonical names for a list of typed names; unknown ones with "did you mean"."""
+    result = wc.resolve_genes(name, body.query, version=body.version, actor=actor)
+    return respond(request, result, version=result["version"], key=body_key("genes-resolve", body),
+                   pinned=body.version is not None)  # fmt: skip

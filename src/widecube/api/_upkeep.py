@@ -15,7 +15,7 @@ A background thread (one per server process) runs :meth:`Upkeep.run_once` every
 4. It *sweeps* cache folders of versions that are not live and untouched for ``grace``
    seconds, whichever process (or earlier run) decoded them.
 5. It removes *expired uploads*: unfinished ones idle for ``upload_expiry`` seconds
-   (``pipeline._uploads.sweep_uploads``).
+   (:meth:`widecube.pipeline.Jobs.sweep_uploads`).
 
 The decision of what to evict is a pure function (:func:`stale_versions`), tested without a
 server.
@@ -29,13 +29,15 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ..actors import Actor
 from ..errors import SnapshotCorrupt, WidecubeError
-from ..pipeline._uploads import sweep_uploads
-from ..service import Widecube
+from ..pipeline import Jobs
+from ..query import Widecube
 
 __all__ = ["Upkeep", "Usage", "stale_versions"]
 
 log = logging.getLogger("widecube.upkeep")
+_SERVER = Actor.server()
 
 
 class Usage:
@@ -71,6 +73,8 @@ class Upkeep:
 
     service: Widecube
     usage: Usage
+    jobs: Jobs | None = None
+    """Expires unfinished uploads each round (None: not this loop's job)."""
     interval: float = 10.0
     grace: float = 300.0
     warm: bool = True
@@ -80,27 +84,28 @@ class Upkeep:
 
     def run_once(self) -> dict[str, list[str]]:
         """One round; returns what it warmed, evicted, swept and expired (for logs and tests)."""
-        live = self.service.live_versions()
+        me = _SERVER
+        live = self.service.live_versions(actor=me)
         warmed = []
         if self.warm:
             for version, dataset in live.items():
                 if version not in self._warmed:
                     try:
-                        self.service.warm(dataset, version)
+                        self.service.warm(dataset, version, actor=me)
                     except SnapshotCorrupt as exc:  # out of service; the other versions still warm
                         log.warning("upkeep: %s", exc)
                     else:
                         warmed.append(version)
                     self._warmed.add(version)
-        stale = stale_versions(self.service.opened_versions(), live, self.usage.last(),
+        stale = stale_versions(self.service.opened_versions(actor=me), live, self.usage.last(),
                                now=time.monotonic(), grace=self.grace)  # fmt: skip
         for version in stale:
-            self.service.evict(version)
+            self.service.evict(version, actor=me)
             self.usage.forget(version)
             self._warmed.discard(version)
-        swept = self.service.sweep_cache(keep=set(live) | set(self.service.opened_versions()),
-                                         older_than=self.grace)  # fmt: skip
-        expired = sweep_uploads(self.service.settings, self.service.catalog)
+        swept = self.service.sweep_cache(keep=set(live) | set(self.service.opened_versions(actor=me)),
+                                         older_than=self.grace, actor=me)  # fmt: skip
+        expired = self.jobs.sweep_uploads(actor=me) if self.jobs is not None else []
         if warmed or stale or swept:
             log.info("upkeep: warmed %s, evicted %s, swept %s", warmed, stale, swept)
         return {"warmed": warmed, "evicted": stale, "swept": swept, "expired": expired}

@@ -34,11 +34,11 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
-from ..catalog import JobRecord
+from ..actors import Actor
 from ..errors import WidecubeError
-from ..pipeline._uploads import TooManyUploads, UploadConflict, Uploads, UploadTooLarge, Writer
+from ..pipeline import JobRecord, TooManyUploads, UploadConflict, Uploads, UploadTooLarge, Writer
+from ._deps import Caller, UploadsFacade
 from ._jobmodels import UploadStart, UploadStatus
-from ._jobs import runner
 from ._responses import clip, errors
 from .models import DATASET_PATTERN, ColumnName, Name, UploadCreated, UploadProblem
 
@@ -50,10 +50,6 @@ log = logging.getLogger("widecube.uploads")
 _RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 _BATCH = 1 << 20  # bytes gathered before one write to disk (in a worker thread)
 _NO_STORE = {"Cache-Control": "no-store"}
-
-
-def _uploads(request: Request) -> Uploads:
-    return Uploads(runner(request))
 
 
 def _problem(status: int, exc: WidecubeError, **extra: object) -> Response:
@@ -103,6 +99,8 @@ async def _receive(request: Request, writer: Writer, most: int | None = None) ->
              openapi_extra={"requestBody": {"required": True, **_BINARY}})  # fmt: skip
 async def upload(
     request: Request,
+    store: UploadsFacade,
+    actor: Caller,
     filename: Annotated[str, Query(max_length=1024, description=_FILENAME)],
     dataset: Annotated[
         str | None, Query(pattern=DATASET_PATTERN, description="dataset name; default: from the file name")
@@ -118,7 +116,6 @@ async def upload(
     content_length: Annotated[int | None, Header(ge=0)] = None,
 ) -> Response:
     """Upload a file in one request (the body); returns its job."""
-    store = _uploads(request)
     params = {"groupbys": groupby or [], "layer": layer, "format": format}
     try:
         if content_length is not None and content_length > store.limit:
@@ -126,7 +123,8 @@ async def upload(
                                  f"{store.limit:,}")  # fmt: skip
         up = await to_thread.run_sync(
             lambda: store.create(
-                filename, size=None, sha256=sha256, params=params, dataset=dataset, client=_client(request)
+                filename, size=None, sha256=sha256, params=params, dataset=dataset, client=_client(request),
+                actor=actor,
             )
         )
     except UploadTooLarge as exc:
@@ -134,47 +132,46 @@ async def upload(
     except TooManyUploads as exc:
         return _problem(429, exc)
     try:
-        with store.writer(up.id, offset=0, hash=True) as writer:
+        with store.writer(up.id, offset=0, hash=True, actor=actor) as writer:
             await _receive(request, writer)
             digest = writer.hasher.hexdigest()
-        job = await to_thread.run_sync(lambda: store.finish(up.id, sha256=digest))
+        job = await to_thread.run_sync(lambda: store.finish(up.id, sha256=digest, actor=actor))
     except UploadTooLarge as exc:
-        store.remove(up.id)
+        store.remove(up.id, actor=actor)
         return _problem(413, exc)
     except ClientDisconnect:  # the client left: nothing to answer, nothing went wrong here
-        store.remove(up.id)
+        store.remove(up.id, actor=actor)
         log.info("upload %s: the client disconnected; discarded", up.id)
         return Response(status_code=400)
     except WidecubeError:
-        store.remove(up.id)
+        store.remove(up.id, actor=actor)
         raise
     return _created(job, up.id)
 
 
 @router.post("/resumable", status_code=201, response_model=UploadStatus,
              responses=errors(400, 413, 422, 429))  # fmt: skip
-def start(request: Request, body: UploadStart) -> Response:
+def start(request: Request, body: UploadStart, store: UploadsFacade, actor: Caller) -> Response:
     """Start a resumable upload of ``size`` bytes; send them with ``PUT /uploads/{id}``."""
-    store = _uploads(request)
     params = {"groupbys": body.groupbys, "layer": body.layer, "format": body.format}
     try:
         up = store.create(body.filename, size=body.size, sha256=body.sha256, params=params,
-                          dataset=body.dataset, client=_client(request))  # fmt: skip
+                          dataset=body.dataset, client=_client(request), actor=actor)  # fmt: skip
     except UploadTooLarge as exc:
         return _problem(413, exc)
     except TooManyUploads as exc:
         return _problem(429, exc)
     headers = {"Location": f"/api/v1/uploads/{up.id}", **_NO_STORE}
-    return JSONResponse(_status(store, up.id), status_code=201, headers=headers)
+    return JSONResponse(_status(store, up.id, actor), status_code=201, headers=headers)
 
 
 UploadId = Annotated[str, Path(max_length=64, description="the id the upload started with")]
 
 
 @router.get("/{upload_id}", response_model=UploadStatus, responses=errors(400, 404, 422))
-def status(request: Request, upload_id: UploadId) -> Response:
+def status(upload_id: UploadId, store: UploadsFacade, actor: Caller) -> Response:
     """How many bytes arrived (where to resume), and the job once complete."""
-    return JSONResponse(_status(_uploads(request), upload_id), headers=_NO_STORE)
+    return JSONResponse(_status(store, upload_id, actor), headers=_NO_STORE)
 
 
 @router.put("/{upload_id}", response_model=UploadStatus,
@@ -186,10 +183,11 @@ async def put_chunk(
     request: Request,
     upload_id: UploadId,
     content_range: Annotated[str, Header(max_length=100, description="bytes FIRST-LAST/SIZE")],
+    store: UploadsFacade,
+    actor: Caller,
 ) -> Response:
     """Append one chunk; 200 with the new offset, or 201 with the job after the last chunk."""
-    store = _uploads(request)
-    up = store.get(upload_id)
+    up = store.get(upload_id, actor=actor)
     match = _RANGE.match(content_range.strip())
     if match is None or up.size is None:
         bad = UploadConflict(f"Content-Range {content_range!r} is not 'bytes FIRST-LAST/SIZE'")
@@ -199,22 +197,22 @@ async def put_chunk(
         return _problem(400, UploadConflict(f"Content-Range {content_range!r} does not fit an upload of "
                                             f"{up.size} bytes"))  # fmt: skip
     if up.job is not None:
-        return _created(store.runner.catalog.jobs.get(up.job), upload_id)
+        return _created(store.job(up.job, actor=actor), upload_id)
     try:
-        with store.writer(upload_id, offset=first) as writer:
+        with store.writer(upload_id, offset=first, actor=actor) as writer:
             try:
                 await _receive(request, writer, most=last - first + 1)
             except ClientDisconnect:
                 return _problem(400, UploadConflict(f"connection lost at byte {writer.offset}"))
     except UploadConflict as exc:
-        return _problem(409, exc, offset=store.get(upload_id).offset)
-    if store.get(upload_id).offset < up.size:
-        return JSONResponse(_status(store, upload_id), headers=_NO_STORE)
-    job = await to_thread.run_sync(lambda: store.finish(upload_id))
+        return _problem(409, exc, offset=store.get(upload_id, actor=actor).offset)
+    if store.get(upload_id, actor=actor).offset < up.size:
+        return JSONResponse(_status(store, upload_id, actor), headers=_NO_STORE)
+    job = await to_thread.run_sync(lambda: store.finish(upload_id, actor=actor))
     return _created(job, upload_id)
 
 
-def _status(store: Uploads, upload_id: str) -> dict[str, object]:
-    up = store.get(upload_id)
+def _status(store: Uploads, upload_id: str, actor: Actor) -> dict[str, object]:
+    up = store.get(upload_id, actor=actor)
     return UploadStatus(upload=up.id, filename=up.filename, dataset=up.dataset, size=up.size,
                         offset=up.offset, complete=up.job is not None, job=up.job).model_dump()  # fmt: skip

@@ -1,4 +1,4 @@
-"""The FastAPI application: thin routes over :class:`widecube.service.Widecube`, and the UI.
+"""The FastAPI application: thin routes over :class:`widecube.query.Widecube`, and the UI.
 
 Route handlers only translate HTTP to library calls; every :class:`WidecubeError` is
 rendered by one handler with its status (404 for unknown datasets and versions, 422 for
@@ -27,14 +27,20 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
 from starlette.requests import ClientDisconnect
 
 from .. import __version__
+from ..actors import Actor
 from ..config import Settings
-from ..errors import CatalogError, InvalidQuery, NotFound, SnapshotCorrupt, WidecubeError
-from ..pipeline import JobRunner, WorkerProcess, reclaim_orphans
-from ..service import Widecube
+from ..errors import (
+    CatalogError,
+    InvalidQuery,
+    NotFound,
+    SnapshotCorrupt,
+    UnsupportedEncoding,
+    WidecubeError,
+)
+from ..pipeline import Jobs
+from ..query import Widecube
 from ..web import mount_ui
-from . import _admin, _datasets, _jobs, _uploads
-from ._analysis import analysis_router
-from ._genes import genes_router
+from . import _admin, _analysis, _datasets, _genes, _jobs, _uploads
 from ._gzip import FastGZipMiddleware
 from ._responses import ARROW, JSON, NotAcceptable, clip, errors, short
 from ._upkeep import Upkeep, Usage
@@ -45,6 +51,7 @@ __all__ = ["create_app"]
 log = logging.getLogger("widecube.api")
 
 PREFIX = _datasets.PREFIX
+_SERVER = Actor.server()
 
 
 def _status(exc: WidecubeError) -> int:
@@ -56,7 +63,7 @@ def _status(exc: WidecubeError) -> int:
         return 406
     if isinstance(exc, CatalogError):
         return 409
-    if isinstance(exc, SnapshotCorrupt):
+    if isinstance(exc, SnapshotCorrupt | UnsupportedEncoding):  # out of service, not the caller's fault
         return 503
     return 400
 
@@ -91,16 +98,16 @@ def create_app(
 
     With ``jobs`` (default: the ``serve_jobs`` setting) waiting ingest jobs, such as uploads,
     run in a separate ``widecube work`` process that the app starts, restarts when it dies and
-    stops on shutdown (``pipeline.WorkerProcess``): a job that crashes its worker never takes
+    stops on shutdown (``pipeline.Jobs.supervisor``): a job that crashes its worker never takes
     the server down. With several server processes each supervises one; the catalog's job
     claims keep them from running a job twice. On start, the folders of killed jobs that will
-    never resume are removed (``pipeline.reclaim_orphans``).
+    never resume are removed (``pipeline.Jobs.reclaim_orphans``).
     """
     wc = service or Widecube(settings)
     usage = Usage()
-    keeper = Upkeep(wc, usage, interval=upkeep_interval, grace=evict_after)
-    runner = JobRunner(wc.settings, wc.catalog)
-    worker = WorkerProcess(wc.settings, wc.catalog)
+    jobs_facade = Jobs(wc.settings, wc.catalog)
+    keeper = Upkeep(wc, usage, jobs=jobs_facade, interval=upkeep_interval, grace=evict_after)
+    worker = jobs_facade.supervisor(actor=_SERVER)
     run_jobs = wc.settings.serve_jobs if jobs is None else jobs
 
     @asynccontextmanager
@@ -109,7 +116,7 @@ def create_app(
             keeper.start()
         if run_jobs:
             try:
-                await to_thread.run_sync(reclaim_orphans, wc.settings, wc.catalog)
+                await to_thread.run_sync(lambda: jobs_facade.reclaim_orphans(actor=_SERVER))
             except Exception:  # the catalog is away: serving matters more; the worker retries
                 log.exception("could not reclaim the folders of killed jobs")
             worker.start()
@@ -123,7 +130,7 @@ def create_app(
     app.state.widecube = wc
     app.state.usage = usage
     app.state.upkeep = keeper
-    app.state.jobs = runner
+    app.state.jobs = jobs_facade
     # JSON (and the UI's text assets) are gzipped for clients that accept it, by ISA-L (_gzip) at
     # level 1: numeric JSON shrinks ~2-3× already and higher levels cost ms per 100 KB. Arrow is
     # sent as is: it is compact and clients want its buffers without inflating them.
@@ -162,8 +169,8 @@ def create_app(
         return {"status": "ok", "version": __version__}
 
     app.include_router(_datasets.router)
-    app.include_router(analysis_router(wc), prefix=PREFIX)
-    app.include_router(genes_router(wc), prefix=PREFIX)
+    app.include_router(_analysis.router, prefix=PREFIX)
+    app.include_router(_genes.router, prefix=PREFIX)
     app.include_router(_admin.router, max_body_size=MAX_BODY_BYTES, responses=errors(400, 404, 409, 413, 422))
     app.include_router(_jobs.router, responses=errors(400, 404, 422))
     app.include_router(_uploads.router)

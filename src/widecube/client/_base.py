@@ -3,7 +3,7 @@
 :class:`Reader` holds the public methods, their arguments and documentation, and turns
 answers into pandas and AnnData (by :mod:`._convert`). A face implements only the six
 ``_fetch_*`` methods, each returning the read facade's shapes (see
-:class:`widecube.service.Widecube`): :class:`~widecube.client.Client` asks a server,
+:class:`widecube.query.Widecube`): :class:`~widecube.client.Client` asks a server,
 :func:`~widecube.open` asks the facade in the same process. The examples below run against
 both (``wc`` is either) in the test suite.
 """

@@ -1,6 +1,6 @@
 """The local face: :func:`open` reads a storage folder in this process, without a server.
 
-It asks the same read facade the server asks (:class:`widecube.service.Widecube`), so its
+It asks the same read facade the server asks (:class:`widecube.query.Widecube`), so its
 answers are the server's, converted by the same code (:mod:`._convert`).
 """
 
@@ -13,7 +13,7 @@ from ..errors import InputNotFound
 from ._base import Reader
 
 if TYPE_CHECKING:
-    from ..service import Widecube
+    from ..query import Widecube
 
 __all__ = ["Local", "open"]
 
@@ -62,7 +62,7 @@ def open(storage: str | Path, **settings: Any) -> Local:  # shadows the builtin 
         240
     """
     from ..config import Settings  # the service stack loads only when used
-    from ..service import Widecube
+    from ..query import Widecube
 
     root = Path(storage).expanduser()
     if not root.is_dir():  # else the catalog would make an empty store there, silently

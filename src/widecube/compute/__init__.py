@@ -1,19 +1,44 @@
-"""Compute: groupings, numba kernels, and the two passes (spill by gene, then gene slabs)."""
+"""Compute: groupings, numba kernels, the moment formulas, and the two passes (spill by gene,
+then gene slabs). Imports nothing above it (no views, queries, pipeline or API)."""
 
+from ._kernels import _COUNT_RANGE as COUNT_RANGE
+from ._kernels import cell_scale, gene_moments, gene_quantiles, group_quantiles, log_normalize, welch_t_p
 from ._pass import check_finite, spill_by_gene
 from ._spill import GeneSlab, GeneSpill
-from .groupings import ALL, MISSING, Grouping, all_cells, default_groupbys, make_grouping, parse_groupbys
+from .groupings import (
+    ALL,
+    ALL_CELLS_GROUP,
+    MISSING,
+    Grouping,
+    all_cells,
+    default_groupbys,
+    make_grouping,
+    parse_groupbys,
+)
+from .moments import BASE_STATS, DERIVED_STATS, SUMMARY_STATS, derive
 
 __all__ = [
     "ALL",
+    "ALL_CELLS_GROUP",
+    "BASE_STATS",
+    "COUNT_RANGE",
+    "DERIVED_STATS",
     "MISSING",
+    "SUMMARY_STATS",
     "GeneSlab",
     "GeneSpill",
     "Grouping",
     "all_cells",
+    "cell_scale",
     "check_finite",
     "default_groupbys",
+    "derive",
+    "gene_moments",
+    "gene_quantiles",
+    "group_quantiles",
+    "log_normalize",
     "make_grouping",
     "parse_groupbys",
     "spill_by_gene",
+    "welch_t_p",
 ]

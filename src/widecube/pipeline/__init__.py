@@ -1,22 +1,51 @@
-"""The ingest pipeline: jobs that build a version, verify it and publish it; their triggers."""
+"""The ingest pipeline: jobs that build a version, verify it and publish it; their triggers.
 
+The faces (CLI, API) go through :class:`Jobs` (submit, list, get, run, watch, supervise) and
+:class:`Uploads` (files sent over HTTP that become jobs); both take the caller as ``actor``.
+"""
+
+from ..catalog import JobRecord, JobState, PointerMoved
 from ._cleanup import reclaim_orphans
+from ._facade import Jobs, job_state
 from ._ingest import Progress
 from ._jobs import JobRunner, JobWorker, ingest, next_step, retry_delay
 from ._supervise import WorkerProcess
+from ._uploads import (
+    TooManyUploads,
+    Upload,
+    UploadConflict,
+    UploadNotFound,
+    Uploads,
+    UploadTooLarge,
+    Writer,
+    sweep_uploads,
+)
 from ._verify import verify_snapshot
 from ._watch import Watcher, dataset_name
 
 __all__ = [
+    "JobRecord",
     "JobRunner",
+    "JobState",
     "JobWorker",
+    "Jobs",
+    "PointerMoved",
     "Progress",
+    "TooManyUploads",
+    "Upload",
+    "UploadConflict",
+    "UploadNotFound",
+    "UploadTooLarge",
+    "Uploads",
     "Watcher",
     "WorkerProcess",
+    "Writer",
     "dataset_name",
     "ingest",
+    "job_state",
     "next_step",
     "reclaim_orphans",
     "retry_delay",
+    "sweep_uploads",
     "verify_snapshot",
 ]

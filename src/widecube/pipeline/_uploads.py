@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ..actors import ANONYMOUS, Actor, authorize
 from ..catalog import Catalog, JobRecord, JobState
 from ..config import Settings
 from ..errors import InputError, NotFound, WidecubeError
@@ -142,9 +143,11 @@ class Uploads:
         self.max_open = runner.settings.upload_max_open
 
     def create(self, filename: str, *, size: int | None, sha256: str | None, params: dict[str, Any],
-               dataset: str | None = None, client: str | None = None) -> Upload:  # fmt: skip
+               dataset: str | None = None, client: str | None = None,
+               actor: Actor = ANONYMOUS) -> Upload:  # fmt: skip
         """Start an upload of ``filename`` (``size`` bytes when known) for ``client`` (an
         address; None: not counted against a limit)."""
+        authorize(actor, "upload", "uploads")
         name = plain_file_name(filename)
         if size is not None and size > self.limit:
             raise UploadTooLarge(f"{name}: {size:,} bytes is more than the limit of {self.limit:,}")
@@ -166,8 +169,9 @@ class Uploads:
             self._save(upload)
         return upload
 
-    def sweep(self, now: float | None = None) -> list[str]:
+    def sweep(self, now: float | None = None, *, actor: Actor = ANONYMOUS) -> list[str]:
         """Remove expired uploads now (see :func:`sweep_uploads`)."""
+        authorize(actor, "upkeep", "uploads")
         return sweep_uploads(self.runner.settings, self.runner.catalog, now=now)
 
     def _records(self) -> Iterator[Upload]:
@@ -176,8 +180,9 @@ class Uploads:
                 with contextlib.suppress(UploadNotFound, ValueError, TypeError, OSError):
                     yield self.get(folder.name)
 
-    def get(self, upload_id: str) -> Upload:
+    def get(self, upload_id: str, *, actor: Actor = ANONYMOUS) -> Upload:
         """An upload's record, with ``offset``: the bytes received so far."""
+        authorize(actor, "upload", "uploads")
         path = self._folder(upload_id) / "upload.json"
         try:
             upload = Upload(**json.loads(path.read_text()))
@@ -188,11 +193,13 @@ class Uploads:
         return upload
 
     @contextlib.contextmanager
-    def writer(self, upload_id: str, *, offset: int, hash: bool = False) -> Iterator[Writer]:
+    def writer(self, upload_id: str, *, offset: int, hash: bool = False,
+               actor: Actor = ANONYMOUS) -> Iterator[Writer]:  # fmt: skip
         """Append from ``offset``, which must be where the upload stands; one writer at a time.
 
         ``hash``: the writer also computes the sha256 (for uploads sent in one piece).
         """
+        authorize(actor, "upload", "uploads")
         upload = self.get(upload_id)
         if upload.job is not None:
             raise UploadConflict(f"upload {upload_id} is complete (job {upload.job})")
@@ -211,11 +218,12 @@ class Uploads:
             finally:
                 f.flush()
 
-    def finish(self, upload_id: str, *, sha256: str | None = None) -> JobRecord:
+    def finish(self, upload_id: str, *, sha256: str | None = None, actor: Actor = ANONYMOUS) -> JobRecord:
         """Check the whole file, give it its name, and submit its job (once; see the module doc).
 
         ``sha256`` is the digest computed while streaming, if it was; otherwise the file is read.
         """
+        authorize(actor, "upload", "uploads")
         upload = self.get(upload_id)
         if upload.job is not None:
             return self.runner.catalog.jobs.get(upload.job)
@@ -237,7 +245,14 @@ class Uploads:
         self._save(upload)
         return job
 
-    def remove(self, upload_id: str) -> None:
+    def job(self, job_id: str, *, actor: Actor = ANONYMOUS) -> JobRecord:
+        """The job a finished upload became."""
+        authorize(actor, "upload", "uploads")
+        return self.runner.catalog.jobs.get(job_id)
+
+    def remove(self, upload_id: str, *, actor: Actor = ANONYMOUS) -> None:
+        """Discard an upload and its bytes."""
+        authorize(actor, "upload", "uploads")
         shutil.rmtree(self._folder(upload_id), ignore_errors=True)
 
     def _folder(self, upload_id: str) -> Path:

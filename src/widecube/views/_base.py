@@ -20,9 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from ..compute import Grouping, all_cells, make_grouping
-from ..compute._kernels import cell_scale, gene_moments, log_normalize
-from ..compute._spill import GeneSlab
+from ..compute import GeneSlab, Grouping, all_cells, cell_scale, gene_moments, log_normalize, make_grouping
 from ..compute.groupings import ALL, ALL_CELLS_GROUP
 from ..snapshot import Snapshot, SnapshotWriter
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..compute._kernels import welch_t_p
+from ..compute import welch_t_p
 from ..compute.groupings import ALL
 from ..errors import InvalidQuery, VerificationError
 from ..snapshot import SnapshotWriter

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from ..compute._kernels import gene_quantiles
+from ..compute import gene_quantiles
 from ..errors import VerificationError
 from ..snapshot import SnapshotWriter
 from ._base import BuildContext, Builder, SlabStats, ViewReader

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from ..errors import InvalidQuery, VerificationError
+from ..compute import BASE_STATS, DERIVED_STATS, SUMMARY_STATS, derive
+from ..errors import VerificationError
 from ..snapshot import Snapshot, SnapshotWriter
 from ._base import BuildContext, Builder, SlabStats, ViewReader
 from ._layout import create_grouped, entry_for, group_table, relpath
@@ -40,9 +41,6 @@ __all__ = [
 ENCODING = ("widecube-summary", "0.2.0")
 """What this code writes; its reader stays registered when a later encoding replaces it."""
 
-BASE_STATS = ("sum", "sumsq", "nnz")
-DERIVED_STATS = ("mean", "var", "frac_expressing", "mean_expressing")
-SUMMARY_STATS = (*BASE_STATS, *DERIVED_STATS, "n_cells")
 _LAYERS = {"sum": np.float64, "sumsq": np.float64, "nnz": np.int32,
            **dict.fromkeys(DERIVED_STATS, np.float32)}  # fmt: skip
 
@@ -58,25 +56,6 @@ def _groups(snap: Snapshot, path: str) -> tuple[tuple[str, ...], np.ndarray]:
     """A grouped view's group names and cell counts (a column), read once per snapshot."""
     table = group_table(snap, path)
     return tuple(str(g) for g in table.index), table["n_cells"].to_numpy()[:, None]
-
-
-def derive(stat: str, n_cells: np.ndarray, s: np.ndarray, sq: np.ndarray, nnz: np.ndarray) -> np.ndarray:
-    """Statistic ``stat`` from raw moments; ``n_cells`` is a column (n_groups, 1)."""
-    n = n_cells.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if stat in ("sum", "sumsq", "nnz"):
-            return np.asarray({"sum": s, "sumsq": sq, "nnz": nnz}[stat], dtype=np.float64)
-        if stat == "n_cells":
-            return np.broadcast_to(n, np.shape(s)).astype(np.float64)
-        if stat == "mean":
-            return s / n
-        if stat == "var":
-            return np.where(n > 1, np.maximum(sq - s * s / n, 0.0) / (n - 1), np.nan)
-        if stat == "frac_expressing":
-            return nnz / n
-        if stat == "mean_expressing":
-            return np.where(nnz > 0, s / np.maximum(nnz, 1), np.nan)
-    raise InvalidQuery(f"unknown stat {stat!r}")
 
 
 class SummaryBuilder(Builder):

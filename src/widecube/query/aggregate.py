@@ -32,9 +32,9 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from ..compute import COUNT_RANGE as _COUNT_RANGE
+from ..compute import MISSING, derive, group_quantiles
 from ..errors import InvalidQuery
-from ._kernels import _COUNT_RANGE, group_quantiles
-from .groupings import MISSING
 
 __all__ = ["Column", "GeneData", "canonical_filter", "cell_mask", "expression", "summarize"]
 
@@ -122,7 +122,6 @@ def summarize(data: GeneData, mask: np.ndarray | None, codes: np.ndarray, group_
     ``codes`` (int32 per cell) is the grouping, ``group_cells`` the kept cells per group;
     ``quantiles`` maps the quantile statistics' names to their q (``{"median": 0.5}``).
     """
-    from ..views.summary import derive  # the summary view's own formulas (views import compute)
 
     n_groups, n_genes = len(group_cells), len(data.genes)
     want_q = [s for s in stats if s in quantiles]

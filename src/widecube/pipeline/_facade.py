@@ -1,0 +1,118 @@
+"""The jobs facade: what the CLI and the API may do with ingest jobs, through one door.
+
+:class:`Jobs` wraps one catalog's :class:`JobRunner` and the helpers around it (ingest in
+this process, submit, list, get, run what waits, the worker, the watcher, the supervised
+worker process, the uploads that become jobs). Every method takes the caller as ``actor``
+and calls :func:`widecube.actors.authorize` first, so the faces never hold the catalog.
+
+    >>> with Jobs.open(Settings()) as jobs:                                # doctest: +SKIP
+    ...     jobs.list(state="failed", actor=Actor.cli())
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..actors import ANONYMOUS, Actor, authorize
+from ..catalog import Catalog, JobRecord, JobState, VersionRecord
+from ..config import Settings
+from ..errors import InvalidQuery
+from ._cleanup import reclaim_orphans
+from ._ingest import Progress
+from ._jobs import JobRunner, JobWorker, ingest
+from ._supervise import WorkerProcess
+from ._uploads import Uploads, sweep_uploads
+from ._watch import Watcher
+
+__all__ = ["Jobs"]
+
+
+class Jobs:
+    """The ingest jobs of one catalog (``settings``' storage, ``catalog``)."""
+
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        self.settings, self.catalog = settings, catalog
+        self._runner = JobRunner(settings, catalog)
+        self._uploads = Uploads(self._runner)
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, settings: Settings) -> Iterator[Jobs]:
+        """The jobs of ``settings``' catalog, opened for the block (closed after it)."""
+        with Catalog(settings.catalog_url) as catalog:
+            yield cls(settings, catalog)
+
+    def ingest(self, path: str | Path, *, dataset: str, groupbys: Sequence[str] | None = None,
+               progress: Progress | None = None, actor: Actor = ANONYMOUS,
+               **options: Any) -> VersionRecord:  # fmt: skip
+        """Build, verify and publish a version here, in this process (see :func:`ingest`)."""
+        authorize(actor, "submit", dataset)
+        return ingest(path, dataset=dataset, groupbys=groupbys, settings=self.settings, catalog=self.catalog,
+                      progress=progress, **options)  # fmt: skip
+
+    def submit(self, input: str | Path, *, dataset: str, params: dict[str, Any], source: str = "cli",
+               actor: Actor = ANONYMOUS) -> JobRecord:  # fmt: skip
+        """Record a job for a worker to run (state RECEIVED)."""
+        authorize(actor, "submit", dataset)
+        return self._runner.submit(input, dataset=dataset, params=params, source=source)
+
+    def list(self, *, state: str | None = None, source: str | None = None, limit: int = 100,
+             actor: Actor = ANONYMOUS) -> list[JobRecord]:  # fmt: skip
+        """Jobs, newest first; ``state`` by name (an unknown one is refused, naming the known)."""
+        authorize(actor, "jobs", "jobs")
+        return self.catalog.jobs.list(state=job_state(state), source=source, limit=limit)
+
+    def get(self, job_id: str, *, actor: Actor = ANONYMOUS) -> JobRecord:
+        """One job with its step log (:class:`~widecube.errors.NotFound` if none has that id)."""
+        authorize(actor, "jobs", "jobs")
+        return self.catalog.jobs.get(job_id)
+
+    def run_pending(self, *, actor: Actor = ANONYMOUS) -> list[JobRecord]:
+        """Run jobs in this process until none is waiting."""
+        authorize(actor, "jobs", "jobs")
+        return self._runner.run_pending()
+
+    def reclaim_orphans(self, *, actor: Actor = ANONYMOUS) -> list[Path]:
+        """Remove the folders of killed jobs that will never resume."""
+        authorize(actor, "jobs", "jobs")
+        return reclaim_orphans(self.settings, self.catalog)
+
+    def worker(self, *, poll: float, actor: Actor = ANONYMOUS) -> JobWorker:
+        """A worker thread over this catalog's runner (not started)."""
+        authorize(actor, "jobs", "jobs")
+        return JobWorker(self._runner, poll=poll)
+
+    def supervisor(self, *, actor: Actor = ANONYMOUS) -> WorkerProcess:
+        """A supervised ``widecube work`` child process (not started)."""
+        authorize(actor, "jobs", "jobs")
+        return WorkerProcess(self.settings, self.catalog)
+
+    def watcher(self, inbox: Path, *, quiet: float | None = None, poll: float | None = None,
+                actor: Actor = ANONYMOUS) -> Watcher:  # fmt: skip
+        """A watcher turning what is dropped into ``inbox`` into jobs."""
+        authorize(actor, "submit", "jobs")
+        return Watcher(inbox, self.settings, self.catalog, runner=self._runner, quiet=quiet, poll=poll)
+
+    def uploads(self, *, actor: Actor = ANONYMOUS) -> Uploads:
+        """The uploads that become jobs (each of their methods takes the caller too)."""
+        authorize(actor, "upload", "uploads")
+        return self._uploads
+
+    def sweep_uploads(self, *, actor: Actor = ANONYMOUS) -> list[str]:
+        """Remove unfinished uploads idle past their expiry; their ids."""
+        authorize(actor, "upkeep", "uploads")
+        return sweep_uploads(self.settings, self.catalog)
+
+
+def job_state(name: str | None) -> JobState | None:
+    """The job state called ``name``, None for None; an unknown one is refused."""
+    if name is None:
+        return None
+    try:
+        return JobState(name)
+    except ValueError:
+        known = ", ".join(s.value for s in JobState)
+        raise InvalidQuery(f"unknown job state {name!r} (states: {known})") from None

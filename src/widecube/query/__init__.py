@@ -1,0 +1,53 @@
+"""Queries: the read facade over published snapshots, and the on-the-fly aggregate.
+
+- ``_resolve``: which version a request reads (live or pinned), opened once; versions out of
+  service after a corrupt read.
+- ``_index``: what queries derive once per opened snapshot (one typed :class:`SnapshotIndex`).
+- ``_views``: every call into the precomputed views, in one place.
+- ``_reads``: the typed queries; ``_admin``: versions, publish, rollback, verify;
+  ``_cache``: the decoded cache's warm/evict/sweep.
+- ``aggregate``: exact summaries over any subset of cells from the gene-major view.
+- ``results``: what the queries answer (frozen, slotted dataclasses, readable as mappings).
+- ``_facade``: :class:`Widecube`, all of the above behind one object.
+
+Imports compute, views, snapshot, catalog; nothing above it (api, cli) and not pipeline.
+"""
+
+from ..actors import Actor, authorize
+from ._facade import Widecube
+from ._index import SnapshotIndex
+from .results import (
+    Aggregate,
+    CellStats,
+    DatasetDetail,
+    Embedding,
+    Embeddings,
+    Expression,
+    GeneStats,
+    Markers,
+    ResolvedGenes,
+    Result,
+    Summary,
+    Verification,
+    VersionInfo,
+)
+
+__all__ = [
+    "Actor",
+    "Aggregate",
+    "CellStats",
+    "DatasetDetail",
+    "Embedding",
+    "Embeddings",
+    "Expression",
+    "GeneStats",
+    "Markers",
+    "ResolvedGenes",
+    "Result",
+    "SnapshotIndex",
+    "Summary",
+    "Verification",
+    "VersionInfo",
+    "Widecube",
+    "authorize",
+]

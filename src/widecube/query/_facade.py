@@ -1,0 +1,22 @@
+"""The read facade: one object per process behind the API, the CLI and the Python client."""
+
+from __future__ import annotations
+
+from ._admin import Admin
+from ._cache import CacheUpkeep
+from ._reads import Reads
+
+__all__ = ["Widecube"]
+
+
+class Widecube(Reads, Admin, CacheUpkeep):
+    """Catalog + snapshots: the queries (:class:`Reads`), the admin moves on versions
+    (:class:`Admin`) and the decoded cache's upkeep (:class:`CacheUpkeep`), sharing one
+    :class:`~widecube.query._resolve.Resolver` (opened snapshots, versions out of service).
+
+    Every public method takes the caller as keyword ``actor`` (default: anonymous) and
+    passes it to :func:`widecube.actors.authorize` first.
+
+        >>> wc = Widecube(Settings())                                         # doctest: +SKIP
+        >>> wc.summary("pbmc", genes=["CD3E"], groupby="cell_type", stats=["mean"])["values"]
+    """

@@ -1,0 +1,83 @@
+"""Every call the queries make into the precomputed views, in one place.
+
+The queries never touch a view object elsewhere: how a view is found and read (today the
+registered view objects of :mod:`widecube.views`) changes here only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InvalidQuery
+from ..snapshot import Snapshot
+from ..views import GenesReader, MarkersReader, MatrixReader, QuantilesReader, has_view, reader, views
+
+__all__ = ["describe", "gene_table", "has_matrix", "marker_table", "matrix_csc", "matrix_target_sum",
+           "precomputed", "quantile_levels", "warm_views"]
+
+
+def describe(snap: Snapshot) -> dict[str, Any]:
+    """``{view name: what it holds}`` for the dataset detail."""
+    return {v.name: v.describe(snap) for v in views()}
+
+
+def precomputed(snap: Snapshot, groupby: str, layer: str, idx: np.ndarray,
+                stats: list[str]) -> tuple[list[str], dict[str, np.ndarray]]:  # fmt: skip
+    """(groups, {stat: (n_groups, n_genes)}) from the views that serve each stat."""
+    served = {stat: view for view in views() for stat in view.served(snap)}
+    unknown = [s for s in stats if s not in served]
+    if unknown:
+        raise InvalidQuery(f"unknown stat {unknown[0]!r}; known stats: {', '.join(served)}")
+    groups: list[str] = []
+    values: dict[str, np.ndarray] = {}
+    for view in dict.fromkeys(served[s] for s in stats):
+        asked = [s for s in stats if served[s] is view]
+        groups, got = view.query(snap, groupby, layer, idx, asked)
+        values.update(got)
+    return groups, {s: values[s] for s in stats}
+
+
+def marker_table(snap: Snapshot, groupby: str, layer: str) -> pd.DataFrame:
+    """The markers view's table of one grouping and layer (all groups)."""
+    return reader(snap, "markers", MarkersReader).table(groupby, layer)
+
+
+def gene_table(snap: Snapshot, layer: str) -> pd.DataFrame:
+    """The genes view's per-gene statistics of one layer."""
+    return reader(snap, "genes", GenesReader).table(layer)
+
+
+def has_matrix(snap: Snapshot) -> bool:
+    """Whether the version has the gene-major view (per-cell values, filtered aggregates)."""
+    return has_view(snap, "matrix")
+
+
+def matrix_csc(snap: Snapshot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The gene-major view's ``(indptr, indices, data)``, decoded and memory-mapped."""
+    return reader(snap, "matrix", MatrixReader).csc()
+
+
+def matrix_target_sum(snap: Snapshot) -> float:
+    """The library size the normalized layer scales every cell to."""
+    return reader(snap, "matrix", MatrixReader).target_sum
+
+
+def quantile_levels(snap: Snapshot) -> dict[str, float]:
+    """``{"median": 0.5, "q10": 0.1, …}`` of the version's quantiles view (empty without one)."""
+    return reader(snap, "quantiles", QuantilesReader).levels() if has_view(snap, "quantiles") else {}
+
+
+def warm_views(snap: Snapshot) -> None:
+    """Decode every grouped array of a version (each view, grouping and layer) into the cache."""
+    first = np.zeros(1, dtype=np.intp)
+    for view in views():
+        served = [s for s in view.served(snap) if s != "n_cells"]
+        layers = snap.manifest.get("views", {}).get(view.name, {}).get("layers", {})
+        if not served or not isinstance(layers, dict):
+            continue
+        for layer, groupbys in layers.items():
+            for groupby in groupbys:
+                view.query(snap, groupby, layer, first, served)
