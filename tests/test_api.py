@@ -21,6 +21,8 @@ from widecube.api import create_app
 from widecube.config import Settings
 from widecube.pipeline import ingest
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def published(make_h5ad: MakeH5ad, settings: Settings) -> tuple[Settings, ad.AnnData, str]:

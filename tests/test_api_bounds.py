@@ -25,6 +25,8 @@ from widecube.catalog import JobState
 from widecube.config import Settings
 from widecube.pipeline import ingest
 
+pytestmark = pytest.mark.slow
+
 GENES = [f"Gene{j}" for j in range(60)]
 
 

@@ -63,6 +63,7 @@ def _arrow(response: Any) -> pa.Table:
     return pa.ipc.open_stream(response.content).read_all()
 
 
+@pytest.mark.slow
 def test_embedding_coordinates_and_category_codes_equal_obsm_and_obs(
     client: TestClient, published: tuple[Settings, ad.AnnData, str]
 ) -> None:
@@ -87,6 +88,7 @@ def test_embedding_coordinates_and_category_codes_equal_obsm_and_obs(
     assert client.get("/api/v1/datasets/pbmc/embedding/X_umap").json()["color"] is None
 
 
+@pytest.mark.slow
 def test_embedding_listing_and_errors(client: TestClient) -> None:
     listing = client.get("/api/v1/datasets/pbmc/embedding").json()
     assert listing["embeddings"] == {"X_pca": {"shape": [240, 5]}, "X_umap": {"shape": [240, 2]}}
@@ -115,6 +117,7 @@ class _GeneMajor(Widecube):
         return record.version, self.matrix[:, snap.var_names.get_loc(gene)].astype(np.float32)
 
 
+@pytest.mark.slow
 def test_gene_colouring_lights_up_with_the_gene_major_view(
     published: tuple[Settings, ad.AnnData, str],
 ) -> None:
@@ -137,6 +140,7 @@ def test_gene_colouring_lights_up_with_the_gene_major_view(
         )
 
 
+@pytest.mark.slow
 def test_arrow_answers_equal_the_json_ones(
     client: TestClient, published: tuple[Settings, ad.AnnData, str]
 ) -> None:
@@ -181,6 +185,7 @@ def test_arrow_answers_equal_the_json_ones(
     assert r.status_code == 406 and "JSON only" in r.json()["detail"]
 
 
+@pytest.mark.slow
 def test_get_summary_equals_post_and_numpy(
     client: TestClient, published: tuple[Settings, ad.AnnData, str]
 ) -> None:
@@ -204,6 +209,7 @@ def test_get_summary_equals_post_and_numpy(
         assert default["values"]["frac_expressing"][i] == got["values"]["frac_expressing"][i]
 
 
+@pytest.mark.slow
 def test_json_is_gzipped_when_accepted_and_arrow_is_not(client: TestClient) -> None:
     url = "/api/v1/datasets/pbmc/embedding/X_umap?color=cell_type"
     plain = client.get(url, headers={"Accept-Encoding": "identity"})
@@ -219,6 +225,7 @@ def test_json_is_gzipped_when_accepted_and_arrow_is_not(client: TestClient) -> N
     assert "content-encoding" not in arrow.headers
 
 
+@pytest.mark.slow
 def test_etag_304_and_cache_control(client: TestClient, published: tuple[Settings, ad.AnnData, str]) -> None:
     _, _, version = published
     url = "/api/v1/datasets/pbmc/embedding/X_umap"
@@ -244,6 +251,7 @@ def test_etag_304_and_cache_control(client: TestClient, published: tuple[Setting
     assert genes.headers["cache-control"] == IMMUTABLE
 
 
+@pytest.mark.slow
 def test_admin_publish_and_rollback_move_the_pointer(
     client: TestClient, published: tuple[Settings, ad.AnnData, str], make_h5ad: MakeH5ad
 ) -> None:
@@ -289,6 +297,7 @@ def test_stale_versions_spares_live_and_recently_used_ones() -> None:
     assert stale_versions(opened, [], {}, now=0.0, grace=0) == opened
 
 
+@pytest.mark.slow
 def test_retired_versions_are_evicted_and_pinned_readers_still_answered(
     published: tuple[Settings, ad.AnnData, str], make_h5ad: MakeH5ad
 ) -> None:
@@ -329,6 +338,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_serve_with_two_workers_sharing_the_cache(published: tuple[Settings, ad.AnnData, str]) -> None:
     settings, adata, version = published
     port = _free_port()

@@ -32,6 +32,8 @@ from widecube.pipeline import ingest
 from widecube.service import Widecube
 from widecube.snapshot import Snapshot, SnapshotWriter, _writer, is_checksum_error
 
+pytestmark = pytest.mark.slow
+
 GENES = ["Gene3", "Gene0", "Gene17", "Gene59"]
 SUM_CHUNK = "views/summary/cell_type.zarr/layers/sum/c/0/0"
 MEAN_CHUNK = "views/summary/cell_type.zarr/layers/mean/c/0/0"
@@ -140,6 +142,7 @@ def server(two: Two) -> Iterator[str]:
     thread.join(10)
 
 
+@pytest.mark.subprocess
 def test_a_clean_snapshot_verifies_with_exit_0(two: Two) -> None:
     for target in ("pbmc", f"pbmc@{two.v1}"):
         done = _cli(two.settings, "verify", target)
@@ -155,6 +158,7 @@ def test_every_array_chunk_carries_a_crc32c(two: Two) -> None:
     assert all(a["codecs"][-1] == {"name": "crc32c"} for a in arrays), [a["codecs"] for a in arrays]
 
 
+@pytest.mark.subprocess
 def test_a_flipped_byte_in_a_snapshot_chunk_is_named_503_and_never_served(two: Two, server: str) -> None:
     original = _flip(two.root(two.v2) / SUM_CHUNK)
 
@@ -190,6 +194,7 @@ def test_a_flipped_byte_in_a_snapshot_chunk_is_named_503_and_never_served(two: T
             _check_answer(r, kind, inputs, None, answers)
 
 
+@pytest.mark.subprocess
 def test_publish_and_rollback_to_a_corrupt_version_are_refused(two: Two, server: str) -> None:
     _flip(two.root(two.v1) / DATA_CHUNK)
     with httpx.Client(base_url=server, timeout=60) as http:
@@ -208,6 +213,7 @@ def test_publish_and_rollback_to_a_corrupt_version_are_refused(two: Two, server:
         assert catalog.current("pbmc").version == two.v2
 
 
+@pytest.mark.subprocess
 def test_a_rollback_to_an_intact_version_goes_through_the_check(two: Two) -> None:
     done = _cli(two.settings, "rollback", "pbmc")
     assert done.returncode == 0, done.stderr
@@ -260,6 +266,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> str:
     return out.decode(errors="replace")
 
 
+@pytest.mark.subprocess
 def test_a_flipped_byte_in_a_decoded_cache_file_is_rebuilt_not_served(two: Two) -> None:
     settings = two.settings
     assert settings.cache is not None

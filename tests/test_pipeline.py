@@ -21,6 +21,8 @@ from widecube.pipeline import ingest, verify_snapshot
 from widecube.service import Widecube
 from widecube.snapshot import Snapshot
 
+pytestmark = pytest.mark.slow
+
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WIDECUBE_STORAGE": str(settings.storage),
@@ -60,6 +62,7 @@ def bad_inputs(tmp: Path, make_h5ad: MakeH5ad) -> dict[str, tuple[list[str], str
     }  # fmt: skip
 
 
+@pytest.mark.subprocess
 def test_bad_input_fails_cleanly_and_keeps_the_live_version(
     tmp_path: Path, make_h5ad: MakeH5ad, settings: Settings
 ) -> None:
@@ -82,6 +85,7 @@ def test_bad_input_fails_cleanly_and_keeps_the_live_version(
     catalog.close()
 
 
+@pytest.mark.subprocess
 def test_first_ingest_failing_publishes_nothing(make_h5ad: MakeH5ad, settings: Settings) -> None:
     nan = small_adata()
     nan.X[0, 0] = np.nan
@@ -147,6 +151,7 @@ def test_invariants_catch_wrong_group_sizes(make_h5ad: MakeH5ad, settings: Setti
         get_view("summary").verify(snap)
 
 
+@pytest.mark.subprocess
 def test_rollback_and_versions_cli(make_h5ad: MakeH5ad, settings: Settings) -> None:
     first = ingest(make_h5ad(name="a.h5ad"), dataset="t", settings=settings)
     second = ingest(make_h5ad(small_adata(seed=4), name="b.h5ad"), dataset="t", settings=settings)
@@ -164,6 +169,7 @@ def test_rollback_and_versions_cli(make_h5ad: MakeH5ad, settings: Settings) -> N
     catalog.close()
 
 
+@pytest.mark.postgres
 def test_ingest_and_serve_with_a_postgresql_catalog(make_h5ad: MakeH5ad, tmp_path: Path) -> None:
     adata = small_adata(seed=6)
     with postgres_schema() as (url, _schema):

@@ -15,6 +15,8 @@ from widecube.config import Settings
 from widecube.pipeline import ingest
 from widecube.service import Widecube
 
+pytestmark = pytest.mark.slow
+
 SCANPY = {"sum": "sum", "mean": "mean", "var": "var", "nnz": "count_nonzero"}
 
 

@@ -18,6 +18,8 @@ from widecube.config import Settings
 from widecube.pipeline import ingest
 from widecube.service import Widecube
 
+pytestmark = pytest.mark.slow
+
 QS = {"q10": 0.1, "q25": 0.25, "median": 0.5, "q75": 0.75, "q90": 0.9}
 
 

@@ -79,6 +79,7 @@ def test_marker_folders_at_once_others_after_the_quiet_period(inbox: Path, setti
     assert {j.source for j in jobs} == {"watch"} and {j.state for j in jobs} == {JobState.RECEIVED}
 
 
+@pytest.mark.slow
 def test_entries_end_in_processed_or_failed_with_a_report(inbox: Path, settings: Settings) -> None:
     plain, side = small_adata(seed=4), small_adata(seed=5)
     write_h5ad(plain, inbox / "plain.h5ad")
@@ -119,6 +120,7 @@ def test_entries_end_in_processed_or_failed_with_a_report(inbox: Path, settings:
     )
 
 
+@pytest.mark.slow
 def test_a_new_watcher_finds_the_jobs_of_the_last_one(inbox: Path, settings: Settings) -> None:
     write_h5ad(small_adata(seed=8), inbox / "a.h5ad")
     with Catalog(settings.catalog_url) as catalog:
@@ -160,6 +162,8 @@ def _wait(check: Callable[[], bool], seconds: float, what: str, log: Path) -> No
         time.sleep(0.1)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_killing_and_restarting_the_watcher_loses_and_duplicates_nothing(
     inbox: Path, settings: Settings, tmp_path: Path
 ) -> None:

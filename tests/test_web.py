@@ -31,6 +31,8 @@ from widecube.config import Settings
 from widecube.demo import make_demo
 from widecube.pipeline import ingest
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run", "--enable-unsafe-swiftshader"]  # fmt: skip
