@@ -179,6 +179,7 @@ def test_ingest_and_serve_with_a_postgresql_catalog(make_h5ad: MakeH5ad, tmp_pat
         got = wc.summary("t", genes=["Gene2"], groupby="cell_type", stats=["mean"], layer="raw")
         wc.close()
     x = np.asarray(adata.X)
+    assert sorted(got["groups"]) == sorted(adata.obs["cell_type"].unique().astype(str))
     for i, g in enumerate(got["groups"]):
         cells = (adata.obs["cell_type"] == g).to_numpy()
         assert got["values"]["mean"][i, 0] == pytest.approx(x[cells, 2].mean())
@@ -203,6 +204,7 @@ def test_h5ad_written_by_hand_with_h5py_csr(tmp_path: Path, settings: Settings) 
     catalog = Catalog(settings.catalog_url)
     view = ad.read_zarr(settings.storage / str(catalog.current("hand").path) / "views/summary/donor.zarr")
     catalog.close()
+    assert sorted(view.obs_names) == ["d1", "d2", "d3"] and view.shape == (3, x.shape[1])
     for i, d in enumerate(view.obs_names):
         np.testing.assert_allclose(view.layers["sum"][i], x[(adata.obs["donor"] == d).to_numpy()].sum(0))
 
