@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anndata as ad
@@ -23,7 +24,7 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from _data import MakeH5ad, small_adata
+from _data import MakeH5ad, small_adata, write_h5ad
 from widecube.api import create_app
 from widecube.api._upkeep import stale_versions
 from widecube.config import Settings
@@ -45,11 +46,25 @@ def _with_embedding(seed: int) -> ad.AnnData:
     return adata
 
 
-@pytest.fixture
-def published(make_h5ad: MakeH5ad, settings: Settings) -> tuple[Settings, ad.AnnData, str]:
+def _publish(settings: Settings, folder: Path) -> tuple[Settings, ad.AnnData, str]:
     adata = _with_embedding(21)
-    record = ingest(make_h5ad(adata), dataset="pbmc", groupbys=["cell_type"], settings=settings)
+    record = ingest(write_h5ad(adata, folder / "in.h5ad"), dataset="pbmc", groupbys=["cell_type"],
+                    settings=settings)  # fmt: skip
     return settings, adata, record.version
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, ad.AnnData, str]:
+    """One ingest shared by the tests that only read it (in-memory changes to a service's
+    own snapshot objects and the decoded cache are fine)."""
+    root = tmp_path_factory.mktemp("serving")
+    return _publish(Settings(storage=root / "store"), root)
+
+
+@pytest.fixture
+def own_published(tmp_path: Path, settings: Settings) -> tuple[Settings, ad.AnnData, str]:
+    """A dataset of the test's own, for tests that publish, roll back or evict versions."""
+    return _publish(settings, tmp_path)
 
 
 @pytest.fixture
@@ -253,9 +268,16 @@ def test_etag_304_and_cache_control(client: TestClient, published: tuple[Setting
 
 @pytest.mark.slow
 def test_admin_publish_and_rollback_move_the_pointer(
-    client: TestClient, published: tuple[Settings, ad.AnnData, str], make_h5ad: MakeH5ad
+    own_published: tuple[Settings, ad.AnnData, str], make_h5ad: MakeH5ad
 ) -> None:
-    settings, adata, v1 = published
+    settings, adata, v1 = own_published
+    with TestClient(create_app(settings, upkeep=False)) as client:
+        _admin_publish_and_rollback(client, settings, adata, v1, make_h5ad)
+
+
+def _admin_publish_and_rollback(
+    client: TestClient, settings: Settings, adata: ad.AnnData, v1: str, make_h5ad: MakeH5ad
+) -> None:
     newer = _with_embedding(22)
     v2 = ingest(
         make_h5ad(newer, name="v2.h5ad"), dataset="pbmc", groupbys=["cell_type"], settings=settings
@@ -299,9 +321,9 @@ def test_stale_versions_spares_live_and_recently_used_ones() -> None:
 
 @pytest.mark.slow
 def test_retired_versions_are_evicted_and_pinned_readers_still_answered(
-    published: tuple[Settings, ad.AnnData, str], make_h5ad: MakeH5ad
+    own_published: tuple[Settings, ad.AnnData, str], make_h5ad: MakeH5ad
 ) -> None:
-    settings, adata, v1 = published
+    settings, adata, v1 = own_published
     assert settings.cache is not None
     app = create_app(settings, upkeep=False, evict_after=3600)
     wc: Widecube = app.state.widecube
@@ -375,4 +397,8 @@ def test_serve_with_two_workers_sharing_the_cache(published: tuple[Settings, ad.
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
-    assert b"Started parent process" in out or b"worker" in out.lower(), out.decode(errors="replace")[-2000:]
+    log = out.decode(errors="replace")
+    assert f"Started parent process [{proc.pid}]" in log, log[-2000:]  # uvicorn's supervisor: the CLI
+    started = [line for line in log.splitlines() if "Started server process [" in line]
+    workers = {line.rsplit("[", 1)[1].rstrip("]") for line in started}
+    assert len(workers) == 2 and str(proc.pid) not in workers, log[-2000:]  # two worker processes
