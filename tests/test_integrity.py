@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import uvicorn
 import zarr
 from zarr.codecs import ZstdCodec
 
-from _data import MakeH5ad, small_adata
+from _data import MakeH5ad, small_adata, write_h5ad
 from widecube.api import create_app
 from widecube.catalog import Catalog
 from widecube.config import Settings
@@ -50,12 +51,23 @@ class Two:
         return self.settings.storage / "datasets" / "pbmc" / version
 
 
-@pytest.fixture
-def two(make_h5ad: MakeH5ad, settings: Settings) -> Two:
+@pytest.fixture(scope="module")
+def two_ingested(tmp_path_factory: pytest.TempPathFactory) -> Two:
+    """The two versions, ingested once for the module into a storage root no test touches."""
+    root = tmp_path_factory.mktemp("integrity")
+    settings = Settings(storage=root / "store")
     a1, a2 = small_adata(seed=11), small_adata(seed=12)
-    v1 = ingest(make_h5ad(a1, name="v1.h5ad"), dataset="pbmc", groupbys=["cell_type"], settings=settings)
-    v2 = ingest(make_h5ad(a2, name="v2.h5ad"), dataset="pbmc", groupbys=["cell_type"], settings=settings)
+    v1 = ingest(write_h5ad(a1, root / "v1.h5ad"), dataset="pbmc", groupbys=["cell_type"], settings=settings)
+    v2 = ingest(write_h5ad(a2, root / "v2.h5ad"), dataset="pbmc", groupbys=["cell_type"], settings=settings)
     return Two(settings, a1, v1.version, a2, v2.version)
+
+
+@pytest.fixture
+def two(two_ingested: Two, settings: Settings) -> Two:
+    """A copy of the module's two versions for each test: tests flip bytes, publish and roll
+    back, and a copy costs far less than two ingests."""
+    shutil.copytree(two_ingested.settings.storage, settings.storage)
+    return Two(settings, two_ingested.a1, two_ingested.v1, two_ingested.a2, two_ingested.v2)
 
 
 def _flip(path: Path, offset: int | None = None) -> bytes:
