@@ -24,6 +24,8 @@ from widecube.pipeline import ingest
 from widecube.query import Widecube
 from widecube.snapshot import _cache
 
+pytestmark = pytest.mark.slow
+
 ARROW = "application/vnd.apache.arrow.stream"
 MOMENTS = ["sum", "sumsq", "nnz", "n_cells", "mean", "var", "frac_expressing", "mean_expressing"]
 QUANTILES = {"median": 0.5, "q10": 0.1, "q25": 0.25, "q75": 0.75, "q90": 0.9}

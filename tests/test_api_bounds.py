@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -19,11 +20,13 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from _data import MakeH5ad, small_adata
+from _data import small_adata, write_h5ad
 from widecube.api import create_app
 from widecube.catalog import JobState
 from widecube.config import Settings
 from widecube.pipeline import ingest
+
+pytestmark = pytest.mark.slow
 
 GENES = [f"Gene{j}" for j in range(60)]
 
@@ -55,11 +58,21 @@ class Server:
     log: _Records
 
 
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A storage root with "pbmc" published, ingested once for the whole module."""
+    root = tmp_path_factory.mktemp("bounds")
+    ingest(write_h5ad(small_adata(seed=5), root / "in.h5ad"), dataset="pbmc",
+           groupbys=["cell_type", "cell_type,donor"], settings=Settings(storage=root / "store"))  # fmt: skip
+    return root / "store"
+
+
 @pytest.fixture
-def server(make_h5ad: MakeH5ad, settings: Settings) -> Iterator[Server]:
+def server(ingested: Path, settings: Settings) -> Iterator[Server]:
+    """A server of its own per test (uploads, limits and logs are per server) on a copy of
+    the module's storage root: a copy costs far less than an ingest."""
     settings = settings.model_copy(update={"upload_max_open": 3})
-    ingest(make_h5ad(small_adata(seed=5)), dataset="pbmc", groupbys=["cell_type", "cell_type,donor"],
-           settings=settings)  # fmt: skip
+    shutil.copytree(ingested, settings.storage)
     app = create_app(settings, upkeep=False, jobs=False)
     records = _Records()
     loggers = [logging.getLogger(n) for n in ("uvicorn.error", "uvicorn.access", "widecube")]

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anndata as ad
@@ -23,7 +24,7 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from _data import MakeH5ad, small_adata
+from _data import MakeH5ad, small_adata, write_h5ad
 from widecube.api import create_app
 from widecube.api._upkeep import stale_versions
 from widecube.config import Settings
@@ -45,11 +46,25 @@ def _with_embedding(seed: int) -> ad.AnnData:
     return adata
 
 
-@pytest.fixture
-def published(make_h5ad: MakeH5ad, settings: Settings) -> tuple[Settings, ad.AnnData, str]:
+def _publish(settings: Settings, folder: Path) -> tuple[Settings, ad.AnnData, str]:
     adata = _with_embedding(21)
-    record = ingest(make_h5ad(adata), dataset="pbmc", groupbys=["cell_type"], settings=settings)
+    record = ingest(write_h5ad(adata, folder / "in.h5ad"), dataset="pbmc", groupbys=["cell_type"],
+                    settings=settings)  # fmt: skip
     return settings, adata, record.version
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, ad.AnnData, str]:
+    """One ingest shared by the tests that only read it (in-memory changes to a service's
+    own snapshot objects and the decoded cache are fine)."""
+    root = tmp_path_factory.mktemp("serving")
+    return _publish(Settings(storage=root / "store"), root)
+
+
+@pytest.fixture
+def own_published(tmp_path: Path, settings: Settings) -> tuple[Settings, ad.AnnData, str]:
+    """A dataset of the test's own, for tests that publish, roll back or evict versions."""
+    return _publish(settings, tmp_path)
 
 
 @pytest.fixture
@@ -63,6 +78,7 @@ def _arrow(response: Any) -> pa.Table:
     return pa.ipc.open_stream(response.content).read_all()
 
 
+@pytest.mark.slow
 def test_embedding_coordinates_and_category_codes_equal_obsm_and_obs(
     client: TestClient, published: tuple[Settings, ad.AnnData, str]
 ) -> None:
@@ -87,6 +103,7 @@ def test_embedding_coordinates_and_category_codes_equal_obsm_and_obs(
     assert client.get("/api/v1/datasets/pbmc/embedding/X_umap").json()["color"] is None
 
 
+@pytest.mark.slow
 def test_embedding_listing_and_errors(client: TestClient) -> None:
     listing = client.get("/api/v1/datasets/pbmc/embedding").json()
     assert listing["embeddings"] == {"X_pca": {"shape": [240, 5]}, "X_umap": {"shape": [240, 2]}}
@@ -115,6 +132,7 @@ class _GeneMajor(Widecube):
         return record.version, self.matrix[:, snap.var_names.get_loc(gene)].astype(np.float32)
 
 
+@pytest.mark.slow
 def test_gene_colouring_lights_up_with_the_gene_major_view(
     published: tuple[Settings, ad.AnnData, str],
 ) -> None:
@@ -137,6 +155,7 @@ def test_gene_colouring_lights_up_with_the_gene_major_view(
         )
 
 
+@pytest.mark.slow
 def test_arrow_answers_equal_the_json_ones(
     client: TestClient, published: tuple[Settings, ad.AnnData, str]
 ) -> None:
@@ -181,6 +200,7 @@ def test_arrow_answers_equal_the_json_ones(
     assert r.status_code == 406 and "JSON only" in r.json()["detail"]
 
 
+@pytest.mark.slow
 def test_get_summary_equals_post_and_numpy(
     client: TestClient, published: tuple[Settings, ad.AnnData, str]
 ) -> None:
@@ -204,6 +224,7 @@ def test_get_summary_equals_post_and_numpy(
         assert default["values"]["frac_expressing"][i] == got["values"]["frac_expressing"][i]
 
 
+@pytest.mark.slow
 def test_json_is_gzipped_when_accepted_and_arrow_is_not(client: TestClient) -> None:
     url = "/api/v1/datasets/pbmc/embedding/X_umap?color=cell_type"
     plain = client.get(url, headers={"Accept-Encoding": "identity"})
@@ -219,6 +240,7 @@ def test_json_is_gzipped_when_accepted_and_arrow_is_not(client: TestClient) -> N
     assert "content-encoding" not in arrow.headers
 
 
+@pytest.mark.slow
 def test_etag_304_and_cache_control(client: TestClient, published: tuple[Settings, ad.AnnData, str]) -> None:
     _, _, version = published
     url = "/api/v1/datasets/pbmc/embedding/X_umap"
@@ -244,10 +266,18 @@ def test_etag_304_and_cache_control(client: TestClient, published: tuple[Setting
     assert genes.headers["cache-control"] == IMMUTABLE
 
 
+@pytest.mark.slow
 def test_admin_publish_and_rollback_move_the_pointer(
-    client: TestClient, published: tuple[Settings, ad.AnnData, str], make_h5ad: MakeH5ad
+    own_published: tuple[Settings, ad.AnnData, str], make_h5ad: MakeH5ad
 ) -> None:
-    settings, adata, v1 = published
+    settings, adata, v1 = own_published
+    with TestClient(create_app(settings, upkeep=False)) as client:
+        _admin_publish_and_rollback(client, settings, adata, v1, make_h5ad)
+
+
+def _admin_publish_and_rollback(
+    client: TestClient, settings: Settings, adata: ad.AnnData, v1: str, make_h5ad: MakeH5ad
+) -> None:
     newer = _with_embedding(22)
     v2 = ingest(
         make_h5ad(newer, name="v2.h5ad"), dataset="pbmc", groupbys=["cell_type"], settings=settings
@@ -289,10 +319,11 @@ def test_stale_versions_spares_live_and_recently_used_ones() -> None:
     assert stale_versions(opened, [], {}, now=0.0, grace=0) == opened
 
 
+@pytest.mark.slow
 def test_retired_versions_are_evicted_and_pinned_readers_still_answered(
-    published: tuple[Settings, ad.AnnData, str], make_h5ad: MakeH5ad
+    own_published: tuple[Settings, ad.AnnData, str], make_h5ad: MakeH5ad
 ) -> None:
-    settings, adata, v1 = published
+    settings, adata, v1 = own_published
     assert settings.cache is not None
     app = create_app(settings, upkeep=False, evict_after=3600)
     wc: Widecube = app.state.widecube
@@ -329,6 +360,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_serve_with_two_workers_sharing_the_cache(published: tuple[Settings, ad.AnnData, str]) -> None:
     settings, adata, version = published
     port = _free_port()
@@ -364,4 +397,8 @@ def test_serve_with_two_workers_sharing_the_cache(published: tuple[Settings, ad.
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
-    assert b"Started parent process" in out or b"worker" in out.lower(), out.decode(errors="replace")[-2000:]
+    log = out.decode(errors="replace")
+    assert f"Started parent process [{proc.pid}]" in log, log[-2000:]  # uvicorn's supervisor: the CLI
+    started = [line for line in log.splitlines() if "Started server process [" in line]
+    workers = {line.rsplit("[", 1)[1].rstrip("]") for line in started}
+    assert len(workers) == 2 and str(proc.pid) not in workers, log[-2000:]  # two worker processes

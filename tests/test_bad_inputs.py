@@ -530,6 +530,8 @@ def assert_nothing_published_or_left(store: Path) -> None:
         assert not left, (folder, left[:5])
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize("name", list(CLI_CASES))
 def test_the_cli_refuses_in_one_clear_line(name: str, cli_runs: dict[str, Run]) -> None:
     case, store, run = cli_runs[name]
@@ -543,6 +545,7 @@ def test_the_cli_refuses_in_one_clear_line(name: str, cli_runs: dict[str, Run]) 
     assert_nothing_published_or_left(store)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(LIBRARY_CASES))
 def test_ingest_refuses_with_a_clear_input_error(name: str, tmp_path: Path) -> None:
     case = build(tmp_path, LIBRARY_CASES[name])
@@ -557,6 +560,7 @@ def test_ingest_refuses_with_a_clear_input_error(name: str, tmp_path: Path) -> N
     assert_nothing_published_or_left(store)
 
 
+@pytest.mark.subprocess
 def test_negative_max_unpacked_is_a_usage_error(tmp_path: Path) -> None:
     archive = tar_of(tmp_path / "ok.tar", ["m.csv"])
     run = cli(tmp_path / "store", "ingest", str(archive), "--dataset", "d", "--max-unpacked", "-5")
@@ -565,6 +569,7 @@ def test_negative_max_unpacked_is_a_usage_error(tmp_path: Path) -> None:
     assert not (tmp_path / "store" / "datasets").exists()
 
 
+@pytest.mark.slow
 def test_10x_index_beyond_32_bits_is_not_wrapped_into_range(tmp_path: Path) -> None:
     """Cell Ranger's int64 indices are narrowed to int32 while inflating: a huge index must
     stay out of range (saturated), not wrap around to a valid gene."""

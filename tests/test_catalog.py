@@ -41,7 +41,7 @@ class Backend:
     schema: str | None  # the PostgreSQL schema the tables must land in
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     if request.param == "sqlite":
         # A folder that does not exist yet: the catalog must create it.
@@ -153,6 +153,7 @@ Catalog(sys.argv[1]).close()
 """
 
 
+@pytest.mark.subprocess
 def test_opening_from_several_processes_at_once(backend: Backend, engine: sa.Engine) -> None:
     start_at = time.time() + 3  # after every child has imported widecube
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

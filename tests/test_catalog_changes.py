@@ -67,6 +67,7 @@ def test_current_skips_the_select_until_something_is_committed(sqlite_url: str) 
         writer.close()
 
 
+@pytest.mark.subprocess
 def test_current_sees_a_publish_by_another_process_at_once(sqlite_url: str, tmp_path: Path) -> None:
     reader, writer = Catalog(sqlite_url), Catalog(sqlite_url)
     try:
@@ -107,6 +108,7 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.postgres
 def test_postgres_reads_every_time(postgres_url: str) -> None:
     """No cheap change check on PostgreSQL: each call runs its SELECT and is never stale."""
     reader, writer = Catalog(postgres_url), Catalog(postgres_url)

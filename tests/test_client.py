@@ -31,6 +31,8 @@ from widecube.config import Settings
 from widecube.errors import InputNotFound, InvalidQuery, NotFound
 from widecube.pipeline import ingest
 
+pytestmark = pytest.mark.slow
+
 GENES = ["PPBP", "CD3E", "MS4A1", "NKG7", "LYZ", "CD14", "CD79A", "GNLY", "IL7R", "FCGR3A", "ACTB", "HBB"]
 MARKERS = {"T": ["CD3E", "IL7R"], "B": ["MS4A1", "CD79A"], "NK": ["NKG7", "GNLY"], "Mono": ["LYZ", "CD14"]}
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -282,6 +284,7 @@ def test_token_is_sent_as_bearer_and_other_failures_are_remote_errors() -> None:
         widecube.open("/nonexistent/widecube-data")
 
 
+@pytest.mark.subprocess
 def test_import_widecube_is_cheap_and_exposes_the_client() -> None:
     import subprocess
     import sys
@@ -307,6 +310,7 @@ def _run_examples(text: str, name: str, globs: dict[str, Any], served: Served) -
     return runner.summarize(verbose=False)
 
 
+@pytest.mark.subprocess
 def test_docstring_examples_run_against_the_server_and_the_local_store(served: Served) -> None:
     for face in (served.client, served.local):
         for name, method in vars(Reader).items():
@@ -319,6 +323,7 @@ def test_docstring_examples_run_against_the_server_and_the_local_store(served: S
         assert (_run_examples(documented.__doc__ or "", documented.__name__, {}, served)) == (0, 1)
 
 
+@pytest.mark.subprocess
 def test_readme_examples_run(served: Served) -> None:
     section = re.search(r"^## Python client\n(.*?)(?=^## )", README.read_text(), re.S | re.M)
     assert section is not None, "README has no 'Python client' section"

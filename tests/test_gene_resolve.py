@@ -25,6 +25,8 @@ from widecube.config import Settings
 from widecube.genenames import GeneNames
 from widecube.pipeline import ingest
 
+pytestmark = pytest.mark.slow
+
 GENES = {
     "CD3E": "ENSG00000198851", "CD3D": "ENSG00000167286", "CD3G": "ENSG00000160654",
     "MS4A1": "ENSG00000156738", "LYZ": "ENSG00000090382", "NKG7": "ENSG00000105374",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import uvicorn
 import zarr
 from zarr.codecs import ZstdCodec
 
-from _data import MakeH5ad, small_adata
+from _data import MakeH5ad, small_adata, write_h5ad
 from widecube.api import create_app
 from widecube.catalog import Catalog
 from widecube.config import Settings
@@ -31,6 +32,8 @@ from widecube.errors import SnapshotCorrupt
 from widecube.pipeline import ingest
 from widecube.query import Widecube
 from widecube.snapshot import Snapshot, SnapshotWriter, _writer, is_checksum_error
+
+pytestmark = pytest.mark.slow
 
 GENES = ["Gene3", "Gene0", "Gene17", "Gene59"]
 SUM_CHUNK = "views/summary/cell_type.zarr/layers/sum/c/0/0"
@@ -48,12 +51,23 @@ class Two:
         return self.settings.storage / "datasets" / "pbmc" / version
 
 
-@pytest.fixture
-def two(make_h5ad: MakeH5ad, settings: Settings) -> Two:
+@pytest.fixture(scope="module")
+def two_ingested(tmp_path_factory: pytest.TempPathFactory) -> Two:
+    """The two versions, ingested once for the module into a storage root no test touches."""
+    root = tmp_path_factory.mktemp("integrity")
+    settings = Settings(storage=root / "store")
     a1, a2 = small_adata(seed=11), small_adata(seed=12)
-    v1 = ingest(make_h5ad(a1, name="v1.h5ad"), dataset="pbmc", groupbys=["cell_type"], settings=settings)
-    v2 = ingest(make_h5ad(a2, name="v2.h5ad"), dataset="pbmc", groupbys=["cell_type"], settings=settings)
+    v1 = ingest(write_h5ad(a1, root / "v1.h5ad"), dataset="pbmc", groupbys=["cell_type"], settings=settings)
+    v2 = ingest(write_h5ad(a2, root / "v2.h5ad"), dataset="pbmc", groupbys=["cell_type"], settings=settings)
     return Two(settings, a1, v1.version, a2, v2.version)
+
+
+@pytest.fixture
+def two(two_ingested: Two, settings: Settings) -> Two:
+    """A copy of the module's two versions for each test: tests flip bytes, publish and roll
+    back, and a copy costs far less than two ingests."""
+    shutil.copytree(two_ingested.settings.storage, settings.storage)
+    return Two(settings, two_ingested.a1, two_ingested.v1, two_ingested.a2, two_ingested.v2)
 
 
 def _flip(path: Path, offset: int | None = None) -> bytes:
@@ -140,6 +154,7 @@ def server(two: Two) -> Iterator[str]:
     thread.join(10)
 
 
+@pytest.mark.subprocess
 def test_a_clean_snapshot_verifies_with_exit_0(two: Two) -> None:
     for target in ("pbmc", f"pbmc@{two.v1}"):
         done = _cli(two.settings, "verify", target)
@@ -155,6 +170,7 @@ def test_every_array_chunk_carries_a_crc32c(two: Two) -> None:
     assert all(a["codecs"][-1] == {"name": "crc32c"} for a in arrays), [a["codecs"] for a in arrays]
 
 
+@pytest.mark.subprocess
 def test_a_flipped_byte_in_a_snapshot_chunk_is_named_503_and_never_served(two: Two, server: str) -> None:
     original = _flip(two.root(two.v2) / SUM_CHUNK)
 
@@ -190,6 +206,7 @@ def test_a_flipped_byte_in_a_snapshot_chunk_is_named_503_and_never_served(two: T
             _check_answer(r, kind, inputs, None, answers)
 
 
+@pytest.mark.subprocess
 def test_publish_and_rollback_to_a_corrupt_version_are_refused(two: Two, server: str) -> None:
     _flip(two.root(two.v1) / DATA_CHUNK)
     with httpx.Client(base_url=server, timeout=60) as http:
@@ -208,6 +225,7 @@ def test_publish_and_rollback_to_a_corrupt_version_are_refused(two: Two, server:
         assert catalog.current("pbmc").version == two.v2
 
 
+@pytest.mark.subprocess
 def test_a_rollback_to_an_intact_version_goes_through_the_check(two: Two) -> None:
     done = _cli(two.settings, "rollback", "pbmc")
     assert done.returncode == 0, done.stderr
@@ -260,6 +278,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> str:
     return out.decode(errors="replace")
 
 
+@pytest.mark.subprocess
 def test_a_flipped_byte_in_a_decoded_cache_file_is_rebuilt_not_served(two: Two) -> None:
     settings = two.settings
     assert settings.cache is not None

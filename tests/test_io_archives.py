@@ -56,6 +56,7 @@ def streamed(path: Path, work: Path, **kw: object) -> tuple[str, np.ndarray]:
         return src.format, out
 
 
+@pytest.mark.slow
 def test_zip_of_a_csv_ingests(tmp_path: Path, settings: Settings) -> None:
     csv = write_csv(tmp_path / "counts.csv", X, CELLS, GENES)
     archive = zip_of(tmp_path / "upload.zip", {"__MACOSX/._counts.csv": b"junk", "counts.csv": csv})

@@ -95,6 +95,7 @@ def numpy_summary(x: np.ndarray, labels: pd.Series) -> dict[str, dict[str, np.nd
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(FORMATS))
 def test_each_format_serves_the_numpy_summary(case: str, tmp_path: Path, settings: Settings) -> None:
     fmt, write = FORMATS[case]
@@ -129,6 +130,7 @@ def test_gene_ids_and_feature_types_are_kept(tmp_path: Path) -> None:
             assert list(src.obs().index) == CELLS
 
 
+@pytest.mark.slow
 def test_loom_attributes_become_obs_and_default_groupings(tmp_path: Path, settings: Settings) -> None:
     path = write_loom(tmp_path / "a.loom", X, CELLS, GENES, OBS)
     with open_input(path) as src:
@@ -140,6 +142,7 @@ def test_loom_attributes_become_obs_and_default_groupings(tmp_path: Path, settin
     assert record.info["groupbys"] == ["cell_type", "donor"]
 
 
+@pytest.mark.slow
 def test_loom_layer(tmp_path: Path, settings: Settings) -> None:
     doubled = 2 * X
     path = write_loom(tmp_path / "a.loom", X, CELLS, GENES, OBS, layers={"spliced": doubled})

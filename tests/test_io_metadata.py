@@ -60,6 +60,7 @@ def test_missing_cells_are_an_error_listing_the_first_ids(matrix: Path, tmp_path
                               "--allow-missing-metadata")  # fmt: skip
 
 
+@pytest.mark.slow
 def test_allow_missing_metadata_fills_unknown(matrix: Path, tmp_path: Path, settings: Settings) -> None:
     path = write_obs(tmp_path / "obs.csv", OBS.iloc[7:])
     record = ingest(matrix, dataset="t", obs=path, allow_missing_metadata=True, settings=settings)
@@ -97,6 +98,8 @@ def test_var_join_by_name_or_by_gene_id(tmp_path: Path) -> None:
         open_input(h5, var=tmp_path / "some.csv")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_groupby_on_a_metadata_column_through_the_cli(matrix: Path, tmp_path: Path,
                                                       settings: Settings) -> None:  # fmt: skip
     meta = OBS.astype({"cell_type": str, "donor": str})

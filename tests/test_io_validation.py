@@ -218,6 +218,7 @@ def test_negative_values_in_a_declared_counts_layer(tmp_path: Path) -> None:
         list(src.iter_blocks(block_nnz=1000))
 
 
+@pytest.mark.slow
 def test_a_bad_input_fails_the_version_and_publishes_nothing(tmp_path: Path, settings: Settings) -> None:
     path = text(tmp_path, "bad.csv", HEADER + "c1,1,2,3\nc2,4,,6\n")
     with pytest.raises(InvalidValue, match="Null value found at cell c2, gene Gene1"):
@@ -232,6 +233,8 @@ def test_a_bad_input_fails_the_version_and_publishes_nothing(tmp_path: Path, set
     assert not any((settings.storage / "work").iterdir())
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_cli_prints_one_line_without_traceback(tmp_path: Path, settings: Settings) -> None:
     env = {**os.environ, "WIDECUBE_STORAGE": str(settings.storage),
            "WIDECUBE_CATALOG_URL": settings.catalog_url}  # fmt: skip

@@ -93,7 +93,7 @@ def test_transitions_steps_and_retry_policy_without_a_database() -> None:
 # -- the jobs table on both backends ----------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
     if request.param == "sqlite":
         with Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}") as opened:
@@ -170,6 +170,7 @@ def test_two_workers_never_claim_the_same_job(catalog: Catalog) -> None:
 # -- running jobs -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ingest_is_one_job_through_every_step(make_h5ad: MakeH5ad, settings: Settings) -> None:
     adata = small_adata(seed=3)
     record = ingest(make_h5ad(adata), dataset="t", groupbys=["donor"], settings=settings)
@@ -218,6 +219,8 @@ def _wait(check: Callable[[], bool], seconds: float, what: str) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize(("step", "when", "redone"), [
     ("compute", "after", ["compute", "verify", "publish"]),  # staging written, not recorded
     ("publish", "before", ["publish"]),                         # verified: only publishing is left
@@ -262,6 +265,7 @@ def test_a_killed_worker_s_job_resumes_from_its_last_step(
     assert not (settings.storage / "work" / job.id).exists()
 
 
+@pytest.mark.slow
 def test_transient_errors_are_retried_with_backoff(
     make_h5ad: MakeH5ad, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -293,6 +297,7 @@ def test_transient_errors_are_retried_with_backoff(
     assert_sums_match(settings, "t", adata)
 
 
+@pytest.mark.slow
 def test_transient_errors_fail_the_job_after_the_last_attempt(
     make_h5ad: MakeH5ad, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -319,6 +324,7 @@ def test_transient_errors_fail_the_job_after_the_last_attempt(
     )
 
 
+@pytest.mark.slow
 def test_bad_input_fails_at_once_with_its_message(make_h5ad: MakeH5ad, settings: Settings) -> None:
     good = ingest(make_h5ad(name="good.h5ad"), dataset="t", settings=settings)
     nan = small_adata()
@@ -341,6 +347,7 @@ def test_bad_input_fails_at_once_with_its_message(make_h5ad: MakeH5ad, settings:
         assert catalog.get_version("t", str(job.version)).status == VersionStatus.FAILED
 
 
+@pytest.mark.slow
 def test_a_bad_dataset_name_fails_the_job_before_any_version(settings: Settings, make_h5ad: MakeH5ad) -> None:
     with Catalog(settings.catalog_url) as catalog:
         runner = JobRunner(settings, catalog)
@@ -351,6 +358,8 @@ def test_a_bad_dataset_name_fails_the_job_before_any_version(settings: Settings,
         assert catalog.datasets() == []
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_jobs_api_and_cli(make_h5ad: MakeH5ad, settings: Settings) -> None:
     ingest(make_h5ad(), dataset="t", settings=settings)
     nan = small_adata()
@@ -385,6 +394,8 @@ def test_jobs_api_and_cli(make_h5ad: MakeH5ad, settings: Settings) -> None:
     assert gone.returncode == 1 and "no job 'nope'" in gone.stderr and "Traceback" not in gone.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_a_job_runs_on_a_postgresql_catalog(make_h5ad: MakeH5ad, tmp_path: Path) -> None:
     adata = small_adata(seed=9)
     with postgres_schema() as (url, _schema):

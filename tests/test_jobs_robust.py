@@ -88,7 +88,7 @@ def expected_sum(adata: Any, gene: int = 5) -> list[float]:
     return [float(x[(adata.obs["donor"] == g).to_numpy(), gene].sum()) for g in ("d1", "d2", "d3")]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'catalog.sqlite'}"
@@ -132,6 +132,7 @@ def test_permanent_io_errors_are_not_retried() -> None:
     assert retry_delay(OSError(errno.EIO, "x"), 3, attempts=3, backoff=0.5) is None  # tries used up
 
 
+@pytest.mark.slow
 def test_a_permanent_io_error_fails_the_job_at_its_first_try(
     make_h5ad: MakeH5ad, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -350,6 +351,8 @@ def _lease_out(catalog: Catalog, job: str) -> None:
     wait_for(expired, 30, "the dead worker's lease to run out", 0.1)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_stale_job_resumed_after_a_newer_publish_ends_superseded(
     make_h5ad: MakeH5ad, settings: Settings, tmp_path: Path
 ) -> None:
@@ -426,6 +429,8 @@ app()
     )
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_the_ingest_cli_says_when_its_version_was_not_published(
     make_h5ad: MakeH5ad, settings: Settings, tmp_path: Path
 ) -> None:
@@ -477,6 +482,8 @@ def _wait_ready(clis: list[subprocess.Popen[str]], ready: list[Path]) -> None:
     wait_for(there, 300, "the ingests to reach publish", 0.1)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_two_ingests_at_once_only_one_publishes(
     backend_url: str, tmp_path: Path, make_h5ad: MakeH5ad
 ) -> None:
@@ -575,6 +582,8 @@ def test_reclaim_removes_what_ended_or_killed_jobs_left_and_spares_the_rest(sett
         assert reclaim_orphans(settings, catalog) == []
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_later_ingest_reclaims_a_killed_job_s_folders_but_not_a_running_one_s(
     make_h5ad: MakeH5ad, settings: Settings, tmp_path: Path
 ) -> None:
@@ -608,6 +617,8 @@ def test_a_later_ingest_reclaims_a_killed_job_s_folders_but_not_a_running_one_s(
 # -- errors shown over HTTP -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_http_clients_see_file_names_not_server_paths_nor_workers(settings: Settings, tmp_path: Path) -> None:
     missing = tmp_path / "deep" / "inside" / "missing.h5ad"
     with Catalog(settings.catalog_url) as catalog:
@@ -654,6 +665,8 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_answering(
     make_h5ad: MakeH5ad, settings: Settings
 ) -> None:
@@ -844,6 +857,8 @@ def test_tries_are_counted_as_steps_start_and_used_up_tries_refuse_a_start(backe
             jobs.start(other.id, "w", "validate", limit=1)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_stopped_worker_hands_its_job_back_uncounted(
     make_h5ad: MakeH5ad, settings: Settings, tmp_path: Path
 ) -> None:

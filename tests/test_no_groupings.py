@@ -31,6 +31,8 @@ from widecube.pipeline import ingest
 from widecube.query import Widecube
 from widecube.snapshot import Snapshot
 
+pytestmark = pytest.mark.slow
+
 N_CELLS, N_GENES = 41, 12
 QUANTILES = {"q10": 0.1, "q25": 0.25, "median": 0.5, "q75": 0.75, "q90": 0.9}
 CELLS = [f"AAAC{i:04d}-1" for i in range(N_CELLS)]
@@ -107,6 +109,7 @@ def _columns(genes: list[str]) -> list[int]:
     return [GENES.index(g) for g in genes]
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_cli_ingests_without_groupings_and_publishes(ingested: Ingested, fmt: str) -> None:
     run = ingested.runs[fmt]
@@ -122,6 +125,7 @@ def test_cli_ingests_without_groupings_and_publishes(ingested: Ingested, fmt: st
     assert listing[fmt]["groupbys"] == [ALL_CELLS]
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_summary_over_all_cells_equals_numpy(ingested: Ingested, fmt: str) -> None:
     x = X[:, _columns(ASKED)]
@@ -146,6 +150,7 @@ def test_summary_over_all_cells_equals_numpy(ingested: Ingested, fmt: str) -> No
                                rtol=1e-6)  # fmt: skip
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_quantiles_over_all_cells_equal_numpy(ingested: Ingested, fmt: str) -> None:
     body = {"genes": ASKED, "groupby": ALL_CELLS, "layer": "raw", "stats": list(QUANTILES)}
@@ -156,6 +161,7 @@ def test_quantiles_over_all_cells_equal_numpy(ingested: Ingested, fmt: str) -> N
                                    rtol=1e-6, err_msg=name)  # fmt: skip
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_gene_major_matrix_and_cell_stats_equal_the_input(ingested: Ingested, fmt: str) -> None:
     genes = ["Gene3", "Gene0", "Gene11"]
@@ -171,6 +177,7 @@ def test_gene_major_matrix_and_cell_stats_equal_the_input(ingested: Ingested, fm
     np.testing.assert_allclose(stats["mean"], X[:, _columns(genes)].mean(axis=0), rtol=1e-12)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_markers_of_the_synthetic_grouping_are_a_clear_422(ingested: Ingested, fmt: str) -> None:
     r = ingested.client.get(f"/api/v1/datasets/{fmt}/markers",
@@ -183,6 +190,7 @@ def test_markers_of_the_synthetic_grouping_are_a_clear_422(ingested: Ingested, f
     assert unknown.status_code == 422 and "no layer 'nope'" in unknown.json()["detail"]
 
 
+@pytest.mark.subprocess
 def test_aggregate_by_the_synthetic_grouping_precomputed_and_computed(ingested: Ingested) -> None:
     body = {"genes": ASKED, "groupby": ALL_CELLS, "layer": "raw", "stats": ["mean", "median", "n_cells"]}
     pre = ingested.client.post("/api/v1/datasets/csv/aggregate", json=body).json()
@@ -203,6 +211,7 @@ def test_aggregate_by_the_synthetic_grouping_precomputed_and_computed(ingested: 
         wc.close()
 
 
+@pytest.mark.subprocess
 def test_aggregate_by_an_obs_column_that_was_not_precomputed(tmp_path: Path) -> None:
     """A Loom whose only cell attributes are numeric (``batch``, an integer with 3 values, and
     ``all``, a float): nothing is categorical, so the synthetic grouping is named ``all_``
@@ -231,6 +240,7 @@ def test_aggregate_by_an_obs_column_that_was_not_precomputed(tmp_path: Path) -> 
         assert colours["batch"] == "numeric" and colours["total_counts"] == "numeric"
 
 
+@pytest.mark.subprocess
 def test_embedding_of_an_h5ad_without_obs_columns(tmp_path: Path) -> None:
     """An h5ad with an embedding but no obs columns: the embedding routes serve it, coloured
     by a gene (the gene-major view) or by a per-cell statistic."""
@@ -251,6 +261,7 @@ def test_embedding_of_an_h5ad_without_obs_columns(tmp_path: Path) -> None:
         np.testing.assert_array_equal(by_total["color"]["values"], X.sum(axis=1))
 
 
+@pytest.mark.subprocess
 def test_a_grouping_with_one_category_crashes_no_view(tmp_path: Path) -> None:
     """obs ``sample`` has one value (and ``cell_type`` three): every view builds; summary and
     quantiles of ``sample`` are whole-dataset statistics; markers skip ``sample`` only."""

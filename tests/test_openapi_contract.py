@@ -39,6 +39,8 @@ from widecube.api import create_app
 from widecube.config import Settings
 from widecube.pipeline import ingest
 
+pytestmark = pytest.mark.slow
+
 MAX_EXAMPLES = int(os.environ.get("WIDECUBE_CONTRACT_EXAMPLES", "12"))
 """Per operation and phase; set WIDECUBE_CONTRACT_EXAMPLES for a longer, randomised hunt."""
 _FIXED = "WIDECUBE_CONTRACT_EXAMPLES" not in os.environ  # CI: the same examples every run

@@ -21,6 +21,8 @@ from widecube.pipeline import ingest, verify_snapshot
 from widecube.query import Widecube
 from widecube.snapshot import Snapshot
 
+pytestmark = pytest.mark.slow
+
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WIDECUBE_STORAGE": str(settings.storage),
@@ -60,6 +62,7 @@ def bad_inputs(tmp: Path, make_h5ad: MakeH5ad) -> dict[str, tuple[list[str], str
     }  # fmt: skip
 
 
+@pytest.mark.subprocess
 def test_bad_input_fails_cleanly_and_keeps_the_live_version(
     tmp_path: Path, make_h5ad: MakeH5ad, settings: Settings
 ) -> None:
@@ -82,6 +85,7 @@ def test_bad_input_fails_cleanly_and_keeps_the_live_version(
     catalog.close()
 
 
+@pytest.mark.subprocess
 def test_first_ingest_failing_publishes_nothing(make_h5ad: MakeH5ad, settings: Settings) -> None:
     nan = small_adata()
     nan.X[0, 0] = np.nan
@@ -147,6 +151,7 @@ def test_invariants_catch_wrong_group_sizes(make_h5ad: MakeH5ad, settings: Setti
         get_view("summary").verify(snap)
 
 
+@pytest.mark.subprocess
 def test_rollback_and_versions_cli(make_h5ad: MakeH5ad, settings: Settings) -> None:
     first = ingest(make_h5ad(name="a.h5ad"), dataset="t", settings=settings)
     second = ingest(make_h5ad(small_adata(seed=4), name="b.h5ad"), dataset="t", settings=settings)
@@ -164,6 +169,7 @@ def test_rollback_and_versions_cli(make_h5ad: MakeH5ad, settings: Settings) -> N
     catalog.close()
 
 
+@pytest.mark.postgres
 def test_ingest_and_serve_with_a_postgresql_catalog(make_h5ad: MakeH5ad, tmp_path: Path) -> None:
     adata = small_adata(seed=6)
     with postgres_schema() as (url, _schema):
@@ -173,6 +179,7 @@ def test_ingest_and_serve_with_a_postgresql_catalog(make_h5ad: MakeH5ad, tmp_pat
         got = wc.summary("t", genes=["Gene2"], groupby="cell_type", stats=["mean"], layer="raw")
         wc.close()
     x = np.asarray(adata.X)
+    assert sorted(got["groups"]) == sorted(adata.obs["cell_type"].unique().astype(str))
     for i, g in enumerate(got["groups"]):
         cells = (adata.obs["cell_type"] == g).to_numpy()
         assert got["values"]["mean"][i, 0] == pytest.approx(x[cells, 2].mean())
@@ -197,6 +204,7 @@ def test_h5ad_written_by_hand_with_h5py_csr(tmp_path: Path, settings: Settings) 
     catalog = Catalog(settings.catalog_url)
     view = ad.read_zarr(settings.storage / str(catalog.current("hand").path) / "views/summary/donor.zarr")
     catalog.close()
+    assert sorted(view.obs_names) == ["d1", "d2", "d3"] and view.shape == (3, x.shape[1])
     for i, d in enumerate(view.obs_names):
         np.testing.assert_allclose(view.layers["sum"][i], x[(adata.obs["donor"] == d).to_numpy()].sum(0))
 

@@ -15,6 +15,8 @@ from widecube.config import Settings
 from widecube.pipeline import ingest
 from widecube.query import Widecube
 
+pytestmark = pytest.mark.slow
+
 SCANPY = {"sum": "sum", "mean": "mean", "var": "var", "nnz": "count_nonzero"}
 
 
@@ -69,6 +71,7 @@ def test_summary_equals_scanpy_and_numpy(make_h5ad: MakeH5ad, settings: Settings
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-12, equal_nan=True)
         labels = adata.obs[list(by) if isinstance(by, list) else [by]].astype(str).agg("_".join, axis=1)
         expected = numpy_reference(x, labels)
+        assert sorted(view.obs_names) == sorted(expected)  # every non-empty group, no other
         for i, group in enumerate(view.obs_names):
             assert view.obs["n_cells"].iloc[i] == expected[group]["n_cells"][0]
             for stat in ("sum", "sumsq", "nnz", "mean", "var", "frac_expressing", "mean_expressing"):
@@ -88,6 +91,7 @@ def test_service_values_equal_numpy(make_h5ad: MakeH5ad, settings: Settings) -> 
     wc.close()
     x = np.asarray(adata.X, dtype=np.float64)[:, [0, 7, 59]]
     expected = numpy_reference(x, adata.obs["cell_type"].astype(str))
+    assert sorted(result["groups"]) == sorted(expected) == ["B", "Mono", "NK", "T", "solo"]
     for i, group in enumerate(result["groups"]):
         for stat in stats:
             np.testing.assert_allclose(result["values"][stat][i], expected[group][stat],
@@ -106,6 +110,7 @@ def test_layer_and_raw(make_h5ad: MakeH5ad, settings: Settings) -> None:
         wc = Widecube(settings)
         got = wc.summary(where, genes=["Gene3"], groupby="donor", stats=["sum"], layer="raw")
         wc.close()
+        assert sorted(got["groups"]) == ["d1", "d2", "d3"]
         for i, d in enumerate(got["groups"]):
             assert got["values"]["sum"][i, 0] == x[(adata.obs["donor"] == d).to_numpy(), 3].sum()
 
@@ -116,11 +121,27 @@ def test_default_groupbys_are_categorical_columns(make_h5ad: MakeH5ad, settings:
 
 
 def test_gene_windows_under_a_small_memory_budget(make_h5ad: MakeH5ad, settings: Settings) -> None:
-    """A budget too small for all accumulators at once splits genes into several passes."""
+    """A budget too small for all accumulators at once splits genes into several passes.
+
+    Pass 2 reports its progress once per gene slab (the fraction of genes done so far), so
+    the ``compute`` reports count the slabs: one under the default budget, many here."""
     adata = small_adata(seed=9)
+    path = make_h5ad(adata)
+
+    def compute_reports(budget: Settings, dataset: str) -> list[float]:
+        seen: list[tuple[str, float]] = []
+        ingest(path, dataset=dataset, groupbys=["cell_type", "donor"], settings=budget,
+               progress=lambda step, done: seen.append((step, done)))  # fmt: skip
+        return [done for step, done in seen if step == "compute"]
+
+    assert compute_reports(settings, "roomy") == [1.0]  # one slab holds every gene
     tight = settings.model_copy(update={"memory": 5 * 12 * 24 * 2, "block_nnz": 500})
-    ingest(make_h5ad(adata), dataset="t", groupbys=["cell_type", "donor"], settings=tight)
+    slabs = compute_reports(tight, "t")
+    # 180 bytes per slab is 15 values: the ~2,000 non-zeros of 60 genes need dozens of slabs
+    assert len(slabs) > 10, slabs
+    assert slabs == sorted(slabs) and slabs[-1] == pytest.approx(1.0)  # every gene, once
     view = ad.read_zarr(snapshot_path(tight, "t") / "views/summary/donor.zarr")
     x = np.asarray(adata.X, dtype=np.float64)
+    assert sorted(view.obs_names) == ["d1", "d2", "d3"]
     for i, d in enumerate(view.obs_names):
         np.testing.assert_allclose(view.layers["sum"][i], x[(adata.obs["donor"] == d).to_numpy()].sum(0))

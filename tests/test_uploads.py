@@ -18,6 +18,8 @@ from _data import MakeH5ad, small_adata
 from widecube.api import create_app
 from widecube.config import Settings
 
+pytestmark = pytest.mark.slow
+
 LIMIT = 1 << 20
 
 

@@ -24,6 +24,8 @@ from widecube.query import Widecube
 from widecube.snapshot import Snapshot
 from widecube.views import get_view
 
+pytestmark = pytest.mark.slow
+
 QS = {"q10": 0.1, "q25": 0.25, "median": 0.5, "q75": 0.75, "q90": 0.9}
 
 

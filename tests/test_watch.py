@@ -54,7 +54,23 @@ def test_dataset_names_from_entries() -> None:
     assert dataset_name("filtered_feature_bc_matrix") == "filtered_feature_bc_matrix"
 
 
-def test_marker_folders_at_once_others_after_the_quiet_period(inbox: Path, settings: Settings) -> None:
+class _Clock:
+    """A stand-in for the watcher's ``time`` module: ``monotonic()`` is what the test sets, so
+    the quiet period is judged on a clock the test drives, not on sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_marker_folders_at_once_others_after_the_quiet_period(
+    inbox: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_h5ad(small_adata(seed=1), inbox / "a.h5ad")
     (inbox / "marked").mkdir()
     write_h5ad(small_adata(seed=2), inbox / "marked" / "m.h5ad")
@@ -63,15 +79,21 @@ def test_marker_folders_at_once_others_after_the_quiet_period(inbox: Path, setti
     write_h5ad(small_adata(seed=3), inbox / "growing" / "g.h5ad")
     (inbox / "copying.h5ad.part").write_bytes(b"half")
     (inbox / ".hidden.h5ad").write_bytes(b"x")
+    clock = _Clock()
+    monkeypatch.setattr(sys.modules[Watcher.__module__], "time", clock)  # the watcher's time only
     with Catalog(settings.catalog_url) as catalog:
         watcher = Watcher(inbox, settings, catalog, quiet=0.6, poll=0.1)
         assert [j.dataset for j in watcher.scan()] == ["marked"]
-        time.sleep(0.3)
+        clock.now = 0.3
         (inbox / "growing" / "more.txt").write_text("still copying")  # resets its quiet period
         assert watcher.scan() == []
-        time.sleep(0.4)
+        clock.now = 0.59
+        assert watcher.scan() == []  # nothing is quiet for 0.6 s yet
+        clock.now = 0.7
         assert [j.dataset for j in watcher.scan()] == ["a"]  # quiet for 0.7 s; growing for 0.4 s
-        time.sleep(0.4)
+        clock.now = 0.89
+        assert watcher.scan() == []  # growing: 0.59 s
+        clock.now = 0.91
         assert [j.dataset for j in watcher.scan()] == ["growing"]
         assert watcher.scan() == []
         jobs = catalog.jobs.list()
@@ -79,6 +101,7 @@ def test_marker_folders_at_once_others_after_the_quiet_period(inbox: Path, setti
     assert {j.source for j in jobs} == {"watch"} and {j.state for j in jobs} == {JobState.RECEIVED}
 
 
+@pytest.mark.slow
 def test_entries_end_in_processed_or_failed_with_a_report(inbox: Path, settings: Settings) -> None:
     plain, side = small_adata(seed=4), small_adata(seed=5)
     write_h5ad(plain, inbox / "plain.h5ad")
@@ -119,6 +142,7 @@ def test_entries_end_in_processed_or_failed_with_a_report(inbox: Path, settings:
     )
 
 
+@pytest.mark.slow
 def test_a_new_watcher_finds_the_jobs_of_the_last_one(inbox: Path, settings: Settings) -> None:
     write_h5ad(small_adata(seed=8), inbox / "a.h5ad")
     with Catalog(settings.catalog_url) as catalog:
@@ -160,6 +184,8 @@ def _wait(check: Callable[[], bool], seconds: float, what: str, log: Path) -> No
         time.sleep(0.1)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_killing_and_restarting_the_watcher_loses_and_duplicates_nothing(
     inbox: Path, settings: Settings, tmp_path: Path
 ) -> None:

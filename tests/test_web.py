@@ -31,6 +31,8 @@ from widecube.config import Settings
 from widecube.demo import make_demo
 from widecube.pipeline import ingest
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run", "--enable-unsafe-swiftshader"]  # fmt: skip
@@ -310,13 +312,30 @@ def test_scatter_coloured_by_a_category(ui: Page, served: Served) -> None:
 
 
 def test_scatter_coloured_by_a_gene(ui: Page, served: Served) -> None:
-    listing = served.api("/embedding", version=served.version)
-    if not listing["gene_colors"]:
-        pytest.skip("colouring by gene needs Widecube.gene_values (issue 3), which the service lacks yet")
+    """The scatter coloured by a gene shows the API's values (numpy's normalized column), and
+    its colour bar spans them; the embedding's CSV export carries the value of every cell."""
+    assert served.api("/embedding", version=served.version)["gene_colors"] is True
     gene = _marker(served)
+    j = served.adata.var_names.get_loc(gene)
+    api = served.api("/embedding/X_umap", color=gene, version=served.version)["color"]
+    values = np.asarray(api["values"], dtype=np.float64)
+    assert api["kind"] == "gene" and values.shape == (N_CELLS,)
+    np.testing.assert_allclose(values, served.lognorm[:, j], rtol=1e-6, atol=1e-6)  # default layer
     ui.open(f"dataset=demo&tab=embedding&color={gene}")
-    assert ui.page.locator("#scatter").get_attribute("data-color") == gene
-    assert ui.page.get_by_role("img", name=f"{gene} expression").count() == 1
+    canvas = ui.page.locator("#scatter")
+    assert canvas.get_attribute("data-color") == gene
+    assert f"{N_CELLS:,} cells, coloured by gene {gene}" in (canvas.get_attribute("aria-label") or "")
+    bar = ui.page.get_by_role("img", name=f"{gene} expression")
+    assert bar.count() == 1
+    ticks = [float(t) for t in bar.locator(".ticks span").all_inner_texts()]
+    lo, hi = values.min(), values.max()
+    assert hi > lo  # a marker: not a constant colour
+    np.testing.assert_allclose(ticks, [lo, (lo + hi) / 2, hi], rtol=6e-3, atol=1e-3)  # 3 significant digits
+    _, data = _download(ui, "Download CSV")
+    rows = list(csv.reader(io.StringIO(data.decode())))
+    assert rows[0] == ["row", "x", "y", gene] and len(rows) == N_CELLS + 1
+    # the CSV holds each float32 exactly (as a double); the JSON its shortest float32 form
+    np.testing.assert_array_equal(np.float32([float(r[3]) for r in rows[1:]]), np.float32(values))
 
 
 def _chips(ui: Page) -> list[str]:
@@ -477,10 +496,10 @@ def test_colour_scales_name_the_layer_and_its_unit(ui: Page, served: Served) -> 
     assert layers == ["default: normalized (log1p CP10k)", "raw (counts)", "normalized (log1p CP10k)"]
 
 
-def test_screenshots(ui: Page, served: Served) -> None:
-    """Save one PNG per view into $WIDECUBE_SCREENSHOTS (``make screenshots``)."""
-    if not SHOTS:
-        pytest.skip("set WIDECUBE_SCREENSHOTS=<folder> to save screenshots")
+def test_screenshots(ui: Page, served: Served, tmp_path: Path) -> None:
+    """One PNG per view: into $WIDECUBE_SCREENSHOTS (``make screenshots``), else a temporary
+    folder. Each is a PNG of the viewport's width, at least its height, and not blank."""
+    folder = Path(SHOTS) if SHOTS else tmp_path
     codes = served.adata.obs["cell_type"].cat.codes.to_numpy()
     means = np.stack([served.x[codes == k].mean(axis=0) for k in range(codes.max() + 1)])
     top = np.argsort(-(means - means.mean(axis=0)) / (means.std(axis=0) + 1e-9), axis=1)[:, 0]
@@ -495,4 +514,11 @@ def test_screenshots(ui: Page, served: Served) -> None:
     )
     for name, url in views:
         ui.open(url)
-        ui.page.screenshot(path=str(Path(SHOTS) / f"ui-{name}.png"), full_page=True)
+        path = folder / f"ui-{name}.png"
+        path.unlink(missing_ok=True)
+        ui.page.screenshot(path=str(path), full_page=True)
+        png = path.read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR", name
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        assert width == 1400 and height >= 1000, (name, width, height)  # the ui fixture's viewport
+        assert len(png) > 20_000, (name, len(png))  # a drawn page; a blank one compresses to ~10 kB
