@@ -39,7 +39,7 @@ chromium:
 wrk:
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 
-test: $(STAMP) chromium
+test: lint chromium
 	$(BIN)/python -m pytest
 
 # Every benchmark entry point, then the report. Each run is recorded as one JSON file in
@@ -90,8 +90,10 @@ vendor:
 	cp build/arrow-js/package/NOTICE.txt src/widecube/web/static/vendor/apache-arrow.NOTICE.txt
 	rm -rf build/arrow-js
 
+# One formatting regime: ruff format (no `fmt: skip` markers); `make test` runs this first.
 lint: $(STAMP)
 	$(BIN)/python -m ruff check src tests benchmarks
+	$(BIN)/python -m ruff format --check src tests benchmarks
 
 clean:
 	rm -rf $(VENV) demo widecube-data benchmarks/out build

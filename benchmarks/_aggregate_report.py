@@ -55,7 +55,7 @@ def render_aggregate_section(r: dict[str, Any]) -> str:
         _row(
             "peer: anndata `sparse_dataset` on `views/matrix.zarr` (zarr-python) + numpy, per query",
             r["peer"],
-        ),  # fmt: skip
+        ),
         "",
         f"* peer / widecube in-process (p50): **{r['ratio_p50']:,.1f}×**",
         "",

@@ -131,6 +131,7 @@ def ensure_demo_formats(spec: DemoSpec, folder: Path) -> dict[str, Path]:
     from widecube.demo import make_demo
 
     params = asdict(spec)
+
     def demo(path: Path) -> None:
         make_demo(path, n_cells=spec.n_cells, n_genes=spec.n_genes, seed=spec.seed)
 
@@ -157,8 +158,11 @@ def _write_10x(h5ad: Path, path: Path, gzip_level: int | None) -> None:
     cells, genes, ids = _names(h5ad)
 
     def opts(n: int) -> dict[str, Any]:
-        return {"compression": "gzip", "compression_opts": gzip_level,
-                "chunks": (max(1, min(n, 1 << 16)),)} if gzip_level else {}  # fmt: skip
+        return (
+            {"compression": "gzip", "compression_opts": gzip_level, "chunks": (max(1, min(n, 1 << 16)),)}
+            if gzip_level
+            else {}
+        )
 
     with h5py.File(h5ad, "r") as src, h5py.File(path, "w") as out:
         x = src["X"]
@@ -191,8 +195,9 @@ def _write_mtx(h5ad: Path, folder: Path) -> None:
     cells, genes, ids = _names(h5ad)
     with h5py.File(h5ad, "r") as f:
         x = anndata.io.read_elem(f["X"])
-    genes_by_cells = sp.csc_matrix((x.data.astype(np.int32), x.indices, x.indptr),
-                                   shape=(len(genes), len(cells)))  # fmt: skip
+    genes_by_cells = sp.csc_matrix(
+        (x.data.astype(np.int32), x.indices, x.indptr), shape=(len(genes), len(cells))
+    )
     scipy.io.mmwrite(folder / "matrix.mtx", genes_by_cells, field="integer")
     pd.DataFrame({"id": ids, "name": genes, "type": "Gene Expression"}).to_csv(
         folder / "features.tsv", sep="\t", header=False, index=False

@@ -35,9 +35,17 @@ def run_widecube(path: Path, workdir: Path, fmt: str | None, block_nnz: int) -> 
             blocks += 1
         t_stream = time.perf_counter()
         shape, fmt_found = src.shape, src.format
-    return {"tool": "widecube", "format": fmt_found, "shape": list(shape), "nnz": nnz, "blocks": blocks,
-            "import_s": t_import - T0, "open_s": t_open - t_import, "stream_s": t_stream - t_open,
-            "read_s": t_stream - t_import}  # fmt: skip
+    return {
+        "tool": "widecube",
+        "format": fmt_found,
+        "shape": list(shape),
+        "nnz": nnz,
+        "blocks": blocks,
+        "import_s": t_import - T0,
+        "open_s": t_open - t_import,
+        "stream_s": t_stream - t_open,
+        "read_s": t_stream - t_import,
+    }
 
 
 def run_pandas(path: Path, float32: bool, chunksize: int | None) -> dict[str, object]:
@@ -60,8 +68,14 @@ def run_pandas(path: Path, float32: bool, chunksize: int | None) -> dict[str, ob
             n_cols = chunk.shape[1]
         shape, dtypes = [rows, n_cols], sorted(dtypes_seen)
     t_read = time.perf_counter()
-    return {"tool": "pandas", "shape": shape, "dtypes": dtypes, "chunksize": chunksize,
-            "import_s": t_import - T0, "read_s": t_read - t_import}  # fmt: skip
+    return {
+        "tool": "pandas",
+        "shape": shape,
+        "dtypes": dtypes,
+        "chunksize": chunksize,
+        "import_s": t_import - T0,
+        "read_s": t_read - t_import,
+    }
 
 
 def main() -> None:

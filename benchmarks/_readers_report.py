@@ -42,19 +42,27 @@ def _bench(name: str, bench: dict[str, Any]) -> list[str]:
         sizes = ", ".join(f"{k} {_gb(v['size'])}" for k, v in inp["files"].items())
         head = f"### 10x h5 and MTX vs h5ad — {inp['shape'][0]:,} × {inp['shape'][1]:,} ({sizes})"
     else:
-        head = (f"### Wide CSV — `{inp['path']}`, {inp['shape'][0]:,} cells × {inp['shape'][1]:,} genes, "
-                f"{_gb(inp['size'])}")  # fmt: skip
+        head = (
+            f"### Wide CSV — `{inp['path']}`, {inp['shape'][0]:,} cells × {inp['shape'][1]:,} genes, "
+            f"{_gb(inp['size'])}"
+        )
     out = [head, "", "```sh"]
     out += [" ".join(shlex.quote(_rel(a)) for a in tool["command"]) for tool in bench["tools"].values()]
-    out += ["```", "", "| tool | what | read | wall | CPU | peak RSS | status |",
-            "|---|---|---:|---:|---:|---:|---|"]
+    out += [
+        "```",
+        "",
+        "| tool | what | read | wall | CPU | peak RSS | status |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
     for key, tool in bench["tools"].items():
         s = tool["summary"]
         status = s["status"]
         if s.get("killed_by") and s["killed_by"] not in status:
             status += f" ({s['killed_by']})"
-        out.append(f"| {key} | {tool['what']} | {_s(s['read_s'])} | {_s(s['wall_s'])} | {_s(s['cpu_s'])} | "
-                   f"{_gb(s['peak_rss'])} | {status} |")  # fmt: skip
+        out.append(
+            f"| {key} | {tool['what']} | {_s(s['read_s'])} | {_s(s['wall_s'])} | {_s(s['cpu_s'])} | "
+            f"{_gb(s['peak_rss'])} | {status} |"
+        )
     out += ["", "| comparison | value | target | verdict |", "|---|---:|---:|---|"]
     for v in bench["verdicts"]:
         value = "—" if v["value"] is None else f"{v['value']:.2f}"

@@ -146,8 +146,16 @@ def http_latencies(
     return out
 
 
-def run_wrk(url: str, dataset: str, body: dict[str, Any], *, seconds: int, connections: int,
-            server_pid: int, threads: int = 2) -> dict[str, Any]:  # fmt: skip
+def run_wrk(
+    url: str,
+    dataset: str,
+    body: dict[str, Any],
+    *,
+    seconds: int,
+    connections: int,
+    server_pid: int,
+    threads: int = 2,
+) -> dict[str, Any]:
     """wrk's POST /summary load for ``seconds``: requests/s, errors, latency percentiles, and
     the CPU seconds the server (all workers) and wrk itself spent."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:

@@ -121,8 +121,9 @@ def peer(storage: Path, dataset: str, version: str, query: dict[str, Any], layer
     manifest = json.loads((root / "manifest.json").read_text())
     matrix = root / manifest["views"]["matrix"]["path"]
     target = float(manifest["views"]["matrix"].get("target_sum", 1e4))
-    quantiles = dict(zip(manifest["views"]["quantiles"]["stats"], manifest["views"]["quantiles"]["quantiles"],
-                         strict=True))  # fmt: skip
+    quantiles = dict(
+        zip(manifest["views"]["quantiles"]["stats"], manifest["views"]["quantiles"]["quantiles"], strict=True)
+    )
     obs = pd.read_parquet(root / "dataset/obs.parquet")
     var = pd.read_parquet(root / "dataset/var.parquet")
     idx = var.index.get_indexer(query["genes"])
@@ -148,11 +149,16 @@ def peer(storage: Path, dataset: str, version: str, query: dict[str, Any], layer
         for g in range(len(names)):
             part = dense[bounds[g] : bounds[g + 1]]
             n, s, nnz = len(part), part.sum(axis=0), np.count_nonzero(part, axis=0)
-            row = {"sum": s, "sumsq": (part * part).sum(axis=0), "nnz": nnz.astype(float),
-                   "n_cells": np.full(part.shape[1], float(n)), "mean": s / n,
-                   "var": part.var(axis=0, ddof=1) if n > 1 else np.full(part.shape[1], np.nan),
-                   "frac_expressing": nnz / n,
-                   "mean_expressing": np.where(nnz > 0, s / np.maximum(nnz, 1), np.nan)}  # fmt: skip
+            row = {
+                "sum": s,
+                "sumsq": (part * part).sum(axis=0),
+                "nnz": nnz.astype(float),
+                "n_cells": np.full(part.shape[1], float(n)),
+                "mean": s / n,
+                "var": part.var(axis=0, ddof=1) if n > 1 else np.full(part.shape[1], np.nan),
+                "frac_expressing": nnz / n,
+                "mean_expressing": np.where(nnz > 0, s / np.maximum(nnz, 1), np.nan),
+            }
             for stat in query["stats"]:
                 out[stat].append(row[stat] if stat in row else np.quantile(part, quantiles[stat], axis=0))
         return [str(n) for n in names], {s: np.stack(v) for s, v in out.items()}
@@ -167,10 +173,19 @@ def agree(ours: dict[str, Any], theirs: tuple[list[str], dict[str, np.ndarray]])
     assert all(ours["values"]["n_cells"][i][0] == 0 for i in set(range(len(ours["groups"]))) - set(rows))
     for stat, expected in values.items():
         got = np.asarray(ours["values"][stat], dtype=np.float64)[rows]
-        quantile = stat not in ("sum", "sumsq", "nnz", "n_cells", "mean", "var", "frac_expressing",
-                                "mean_expressing")  # fmt: skip
-        np.testing.assert_allclose(got, expected, rtol=1e-6 if quantile else 1e-9, atol=1e-9,
-                                   equal_nan=True, err_msg=stat)  # fmt: skip
+        quantile = stat not in (
+            "sum",
+            "sumsq",
+            "nnz",
+            "n_cells",
+            "mean",
+            "var",
+            "frac_expressing",
+            "mean_expressing",
+        )
+        np.testing.assert_allclose(
+            got, expected, rtol=1e-6 if quantile else 1e-9, atol=1e-9, equal_nan=True, err_msg=stat
+        )
 
 
 def http(url: str, dataset: str, query: dict[str, Any], n: int) -> dict[str, dict[str, float]]:
@@ -199,8 +214,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--peer-queries", type=int, default=10)
     parser.add_argument("--note", help="one line on the dataset for RESULTS.md (how it was made)")
-    parser.add_argument("--record", action=argparse.BooleanOptionalAction, default=None,
-                        help="record in results/ + RESULTS.md (default: with --storage)")  # fmt: skip
+    parser.add_argument(
+        "--record",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="record in results/ + RESULTS.md (default: with --storage)",
+    )
     parser.add_argument("--force", action="store_true", help="record even from a dirty tree (marked dirty)")
     args = parser.parse_args()
     from widecube.config import Settings

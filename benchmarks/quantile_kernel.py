@@ -75,9 +75,16 @@ def _sort_small(a: np.ndarray) -> None:
 
 
 @njit(parallel=True, nogil=True)
-def sort_gene_quantiles(indptr: np.ndarray, cells: np.ndarray, layers: np.ndarray, codes: np.ndarray,
-                        offsets: np.ndarray, group_size: np.ndarray, qs: np.ndarray,
-                        out: np.ndarray) -> None:  # fmt: skip
+def sort_gene_quantiles(
+    indptr: np.ndarray,
+    cells: np.ndarray,
+    layers: np.ndarray,
+    codes: np.ndarray,
+    offsets: np.ndarray,
+    group_size: np.ndarray,
+    qs: np.ndarray,
+    out: np.ndarray,
+) -> None:
     n_total = group_size.shape[0]
     for j in prange(indptr.shape[0] - 1):
         s, e = indptr[j], indptr[j + 1]
@@ -129,8 +136,9 @@ def sort_gene_quantiles(indptr: np.ndarray, cells: np.ndarray, layers: np.ndarra
 # --- the slab -------------------------------------------------------------------------------
 
 
-def make_slab(n_genes: int, n_cells: int, density: float, n_clusters: int, n_donors: int,
-              seed: int) -> dict[str, np.ndarray]:  # fmt: skip
+def make_slab(
+    n_genes: int, n_cells: int, density: float, n_clusters: int, n_donors: int, seed: int
+) -> dict[str, np.ndarray]:
     """A gene-major slab of Poisson counts with per-gene, per-cell and per-cluster rates."""
     rng = np.random.default_rng(seed)
     cluster = rng.choice(n_clusters, n_cells, p=rng.dirichlet(np.full(n_clusters, 2.0)))
@@ -160,16 +168,30 @@ def make_slab(n_genes: int, n_cells: int, density: float, n_clusters: int, n_don
     codes = np.stack([cluster, n_clusters + cluster * n_donors + donor]).astype(np.int32)
     sizes = np.bincount(codes.ravel(), minlength=n_clusters * (1 + n_donors)).astype(np.int64)
     offsets = np.array([0, n_clusters, n_clusters * (1 + n_donors)], dtype=np.int64)
-    return {"indptr": indptr, "cells": cells_all, "layers": np.stack([raw, normalized]),
-            "codes": codes, "offsets": offsets, "sizes": sizes}  # fmt: skip
+    return {
+        "indptr": indptr,
+        "cells": cells_all,
+        "layers": np.stack([raw, normalized]),
+        "codes": codes,
+        "offsets": offsets,
+        "sizes": sizes,
+    }
 
 
 def run(kernel: object, slab: dict[str, np.ndarray]) -> tuple[float, float, np.ndarray]:
     """(CPU seconds, wall seconds, result) of one call."""
     out = np.zeros((2, len(slab["indptr"]) - 1, len(slab["sizes"]), len(QS)))
     c0, w0 = time.process_time(), time.perf_counter()
-    kernel(slab["indptr"], slab["cells"], slab["layers"], slab["codes"], slab["offsets"],  # type: ignore[operator]
-           slab["sizes"], QS, out)  # fmt: skip
+    kernel(
+        slab["indptr"],
+        slab["cells"],
+        slab["layers"],
+        slab["codes"],
+        slab["offsets"],  # type: ignore[operator]
+        slab["sizes"],
+        QS,
+        out,
+    )
     return time.process_time() - c0, time.perf_counter() - w0, out
 
 
@@ -211,10 +233,17 @@ def main() -> None:
         "started_utc": started.strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "host": platform.node(), "cpus": os.cpu_count(), "numba_threads": numba.get_num_threads(),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "numba_threads": numba.get_num_threads(),
         "loadavg_start": load_start,
-        "genes": args.genes, "cells": args.cells, "nnz": nnz, "density": nnz / (args.genes * args.cells),
-        "groups": [args.clusters, args.clusters * args.donors], "layers": 2, "quantiles": QS.tolist(),
+        "genes": args.genes,
+        "cells": args.cells,
+        "nnz": nnz,
+        "density": nnz / (args.genes * args.cells),
+        "groups": [args.clusters, args.clusters * args.donors],
+        "layers": 2,
+        "quantiles": QS.tolist(),
         "slab_build_s": round(build_s, 2),
         **{f"{name}_cpu_s": round(b[0], 4) for name, b in best.items()},
         **{f"{name}_wall_s": round(b[1], 4) for name, b in best.items()},
@@ -222,7 +251,7 @@ def main() -> None:
         "wall_ratio_select_over_sort": round(best["select"][1] / best["sort"][1], 4),
         "equal_bitwise": True,
         "loadavg_end": list(os.getloadavg()),
-    }  # fmt: skip
+    }
     print(json.dumps(record, indent=1))
     if not args.no_record:
         out = save(record, "quantile-kernel", stamp=started.strftime("%Y%m%dT%H%M%SZ"))

@@ -60,14 +60,18 @@ def _warm(path: Path) -> float:
 def run_once(command: list[str], warm: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """One measured run in a fresh process, after warming the page cache with ``warm``."""
     warm_s = _warm(warm)
-    m = measure(command, env=env, cwd=REPO, timeout=SAFETY["timeout"],
-                min_available=int(SAFETY["min_available"]))  # fmt: skip
+    m = measure(
+        command, env=env, cwd=REPO, timeout=SAFETY["timeout"], min_available=int(SAFETY["min_available"])
+    )
     run = {**m.to_json(), "warmup_read_s": warm_s, "probe": None}
     lines = m.stdout.strip().splitlines()
     if m.ok and lines and lines[-1].startswith("{"):
         run["probe"] = json.loads(lines[-1])
-    print(f"    {m.status}, wall {m.wall_s:.1f} s, peak RSS {m.peak_rss / 1e9:.2f} GB"
-          + (f", read {run['probe']['read_s']:.2f} s" if run["probe"] else ""), flush=True)  # fmt: skip
+    print(
+        f"    {m.status}, wall {m.wall_s:.1f} s, peak RSS {m.peak_rss / 1e9:.2f} GB"
+        + (f", read {run['probe']['read_s']:.2f} s" if run["probe"] else ""),
+        flush=True,
+    )
     return run
 
 
@@ -76,8 +80,14 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in runs if r["status"] == "ok"]
     peak = max(max(r["peak_rss"], r["peak_tree_rss"]) for r in runs)
     if not ok:
-        return {"status": runs[-1]["status"], "killed_by": runs[-1].get("killed_by"), "read_s": None,
-                "wall_s": None, "cpu_s": None, "peak_rss": peak}  # fmt: skip
+        return {
+            "status": runs[-1]["status"],
+            "killed_by": runs[-1].get("killed_by"),
+            "read_s": None,
+            "wall_s": None,
+            "cpu_s": None,
+            "peak_rss": peak,
+        }
     return {
         "status": "ok" if len(ok) == len(runs) else f"{len(runs) - len(ok)} of {len(runs)} failed",
         "read_s": statistics.median(r["probe"]["read_s"] for r in ok) if ok[0]["probe"] else None,
@@ -88,8 +98,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _tool(what: str, command: list[str], warm: Path, repeat: int,
-          env: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+def _tool(
+    what: str, command: list[str], warm: Path, repeat: int, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     print(f"  {what}", flush=True)
     runs = [run_once(command, warm, env) for _ in range(repeat)]
     return {"what": what, "command": command, "runs": runs, "summary": summarize(runs)}
@@ -107,18 +118,33 @@ def bench_csv(spec: WideCsvSpec, repeat: int) -> dict[str, Any]:
     py = sys.executable
     try:
         tools = {
-            "widecube": _tool("widecube: open_input + block stream + finite check",
-                              [py, PROBE, "widecube", str(path), "--workdir", str(work)], path, repeat),
-            "pandas": _tool("pandas.read_csv(path, index_col=0), whole", [py, PROBE, "pandas", str(path)],
-                            path, 1),
-            "pandas-chunked": _tool("pandas.read_csv(path, index_col=0, chunksize=1000), streamed",
-                                    [py, PROBE, "pandas", str(path), "--chunksize", "1000"], path, 1),
-        }  # fmt: skip
+            "widecube": _tool(
+                "widecube: open_input + block stream + finite check",
+                [py, PROBE, "widecube", str(path), "--workdir", str(work)],
+                path,
+                repeat,
+            ),
+            "pandas": _tool(
+                "pandas.read_csv(path, index_col=0), whole", [py, PROBE, "pandas", str(path)], path, 1
+            ),
+            "pandas-chunked": _tool(
+                "pandas.read_csv(path, index_col=0, chunksize=1000), streamed",
+                [py, PROBE, "pandas", str(path), "--chunksize", "1000"],
+                path,
+                1,
+            ),
+        }
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"input": {"path": str(path.relative_to(REPO)), "size": path.stat().st_size,
-                      "shape": [spec.n_cells, spec.n_genes]}, "tools": tools,
-            "verdicts": csv_verdicts(tools, path.stat().st_size)}  # fmt: skip
+    return {
+        "input": {
+            "path": str(path.relative_to(REPO)),
+            "size": path.stat().st_size,
+            "shape": [spec.n_cells, spec.n_genes],
+        },
+        "tools": tools,
+        "verdicts": csv_verdicts(tools, path.stat().st_size),
+    }
 
 
 def csv_verdicts(tools: dict[str, Any], size: int) -> list[dict[str, Any]]:
@@ -127,19 +153,41 @@ def csv_verdicts(tools: dict[str, Any], size: int) -> list[dict[str, Any]]:
     for peer in ("pandas", "pandas-chunked"):
         ps = tools[peer]["summary"]
         ratio = ps["read_s"] / wc["read_s"] if ps["read_s"] and wc["read_s"] else None
-        out.append({"what": f"widecube throughput / {peer} throughput (read time in the process)",
-                    "value": ratio, "target": f"≥ {CSV_SPEEDUP}",
-                    "pass": None if ratio is None else ratio >= CSV_SPEEDUP})  # fmt: skip
+        out.append(
+            {
+                "what": f"widecube throughput / {peer} throughput (read time in the process)",
+                "value": ratio,
+                "target": f"≥ {CSV_SPEEDUP}",
+                "pass": None if ratio is None else ratio >= CSV_SPEEDUP,
+            }
+        )
         if wc["wall_s"] and ps["wall_s"]:
             ratio = ps["wall_s"] / wc["wall_s"]
-            out.append({"what": f"widecube / {peer}, process wall (with start-up)", "value": ratio,
-                        "target": f"≥ {CSV_SPEEDUP}", "pass": ratio >= CSV_SPEEDUP})  # fmt: skip
-    out.append({"what": "widecube peak RSS (GB)", "value": wc["peak_rss"] / 1e9,
-                "target": f"≤ {CSV_RSS / 1e9}",
-                "pass": wc["peak_rss"] <= CSV_RSS})  # fmt: skip
+            out.append(
+                {
+                    "what": f"widecube / {peer}, process wall (with start-up)",
+                    "value": ratio,
+                    "target": f"≥ {CSV_SPEEDUP}",
+                    "pass": ratio >= CSV_SPEEDUP,
+                }
+            )
+    out.append(
+        {
+            "what": "widecube peak RSS (GB)",
+            "value": wc["peak_rss"] / 1e9,
+            "target": f"≤ {CSV_RSS / 1e9}",
+            "pass": wc["peak_rss"] <= CSV_RSS,
+        }
+    )
     if wc["read_s"]:
-        out.append({"what": "widecube throughput (MB/s of text)", "value": size / 1e6 / wc["read_s"],
-                    "target": "—", "pass": None})  # fmt: skip
+        out.append(
+            {
+                "what": "widecube throughput (MB/s of text)",
+                "value": size / 1e6 / wc["read_s"],
+                "target": "—",
+                "pass": None,
+            }
+        )
     return out
 
 
@@ -161,25 +209,41 @@ def bench_tenx(spec: DemoSpec, repeat: int, ingest: bool) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
     for fmt in files:
         what = f"widecube {fmt}: open_input + block stream + finite check"
-        tools[fmt] = {"what": what, "command": commands[fmt], "runs": runs[fmt],
-                      "summary": summarize(runs[fmt])}  # fmt: skip
+        tools[fmt] = {
+            "what": what,
+            "command": commands[fmt],
+            "runs": runs[fmt],
+            "summary": summarize(runs[fmt]),
+        }
     if ingest:
         obs = DATA / f"{spec.name}.obs.csv"
         _write_obs(files["h5ad"], obs)
         for fmt in ("h5ad", "10x-h5", "mtx"):
             storage = OUT / f"storage-{uuid.uuid4().hex[:10]}"
             extra = [] if fmt == "h5ad" else ["--obs", str(obs)]
-            command = [str(Path(py).with_name("widecube")), "ingest", str(files[fmt]), "--dataset", "r",
-                       "--groupby", "cell_type", *extra]  # fmt: skip
+            command = [
+                str(Path(py).with_name("widecube")),
+                "ingest",
+                str(files[fmt]),
+                "--dataset",
+                "r",
+                "--groupby",
+                "cell_type",
+                *extra,
+            ]
             try:
                 env = {**os.environ, "WIDECUBE_STORAGE": str(storage)}
-                tools[f"ingest {fmt}"] = _tool(f"widecube ingest ({fmt}), grouped by cell_type", command,
-                                               files[fmt], 1, env)  # fmt: skip
+                tools[f"ingest {fmt}"] = _tool(
+                    f"widecube ingest ({fmt}), grouped by cell_type", command, files[fmt], 1, env
+                )
             finally:
                 shutil.rmtree(storage, ignore_errors=True)
     inputs = {fmt: {"path": str(p.relative_to(REPO)), "size": _size(p)} for fmt, p in files.items()}
-    return {"input": {"shape": [spec.n_cells, spec.n_genes], "files": inputs}, "tools": tools,
-            "verdicts": tenx_verdicts(tools)}  # fmt: skip
+    return {
+        "input": {"shape": [spec.n_cells, spec.n_genes], "files": inputs},
+        "tools": tools,
+        "verdicts": tenx_verdicts(tools),
+    }
 
 
 def tenx_verdicts(tools: dict[str, Any]) -> list[dict[str, Any]]:
@@ -188,16 +252,27 @@ def tenx_verdicts(tools: dict[str, Any]) -> list[dict[str, Any]]:
     for fmt in ("10x-h5", "10x-h5-gzip", "mtx"):
         t = tools[fmt]["summary"]["read_s"]
         ratio = t / base if t and base else None
-        out.append({"what": f"{fmt} reader time / h5ad reader time", "value": ratio,
-                    "target": f"≤ {TENX_RATIO}",
-                    "pass": None if ratio is None else ratio <= TENX_RATIO})  # fmt: skip
+        out.append(
+            {
+                "what": f"{fmt} reader time / h5ad reader time",
+                "value": ratio,
+                "target": f"≤ {TENX_RATIO}",
+                "pass": None if ratio is None else ratio <= TENX_RATIO,
+            }
+        )
     if "ingest h5ad" in tools:
         base = tools["ingest h5ad"]["summary"]["wall_s"]
         for fmt in ("10x-h5", "mtx"):
             t = tools[f"ingest {fmt}"]["summary"]["wall_s"]
             ratio = t / base if t and base else None
-            out.append({"what": f"ingest wall, {fmt} / h5ad (informative)", "value": ratio, "target": "—",
-                        "pass": None})  # fmt: skip
+            out.append(
+                {
+                    "what": f"ingest wall, {fmt} / h5ad (informative)",
+                    "value": ratio,
+                    "target": "—",
+                    "pass": None,
+                }
+            )
     return out
 
 
@@ -217,12 +292,14 @@ def _size(path: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small inputs; results not recorded")
     parser.add_argument("--only", choices=["csv", "10x"], default=None)
-    parser.add_argument("--repeat", type=int, default=None,
-                        help="runs per widecube reader (default 3; csv 1)")  # fmt: skip
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="runs per widecube reader (default 3; csv 1)"
+    )
     parser.add_argument("--ingest", action="store_true", help="also time full ingests of h5ad, 10x h5, MTX")
     parser.add_argument("--force", action="store_true", help="record even from a dirty tree (marked dirty)")
     args = parser.parse_args()
@@ -232,9 +309,12 @@ def main() -> None:
         sys.exit(str(exc))
     OUT.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
-    result: dict[str, Any] = {"name": "readers" + (" (quick)" if args.quick else ""),
-                              "started_utc": started.strftime("%Y-%m-%d %H:%M UTC"),
-                              "machine": machine, "benchmarks": {}}  # fmt: skip
+    result: dict[str, Any] = {
+        "name": "readers" + (" (quick)" if args.quick else ""),
+        "started_utc": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine,
+        "benchmarks": {},
+    }
     if args.only in (None, "csv"):
         spec = WideCsvSpec(n_cells=500) if args.quick else WideCsvSpec()
         result["benchmarks"]["csv"] = bench_csv(spec, args.repeat or 1)

@@ -131,8 +131,12 @@ def _steps_figures(out: dict[str, Any]) -> dict[str, float]:
 
 
 TOOLS: dict[str, Tool] = {
-    "widecube": Tool("`widecube ingest --timings`, both groupings, every view", _ingest_cli,
-                     lambda out: dict(out["steps"]), storage=True),  # fmt: skip
+    "widecube": Tool(
+        "`widecube ingest --timings`, both groupings, every view",
+        _ingest_cli,
+        lambda out: dict(out["steps"]),
+        storage=True,
+    ),
     "widecube-steps": Tool(
         "the same ingest via the library, timed per step (`--steps`)",
         _ingest_steps,
@@ -316,8 +320,10 @@ def verdicts(tools: dict[str, dict[str, Any]], spec: DatasetSpec) -> list[dict[s
                 )
         if spec.time_ratio_target is None and tools.get("scanpy", {}).get("summary", {}).get("wall_s"):
             # scanpy fitted after all: its ratio is worth recording, though nothing is judged on it
-            out += [{**v, "group": "record", "pass": None, "target_shown": "recorded"}
-                    for v in _time_verdicts(wc, tools, 0.5)]  # fmt: skip
+            out += [
+                {**v, "group": "record", "pass": None, "target_shown": "recorded"}
+                for v in _time_verdicts(wc, tools, 0.5)
+            ]
     return out
 
 

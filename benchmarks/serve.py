@@ -162,8 +162,9 @@ def main() -> None:
                 k: stats_ms(v) for k, v in http_latencies(url, DATASET, body, version, args.queries).items()
             }
         with serving(storage, workers=args.workers) as (url, pid):
-            load = run_wrk(url, DATASET, body, seconds=args.wrk_seconds, connections=args.wrk_connections,
-                           server_pid=pid)  # fmt: skip
+            load = run_wrk(
+                url, DATASET, body, seconds=args.wrk_seconds, connections=args.wrk_connections, server_pid=pid
+            )
     finally:
         if args.storage is None:
             shutil.rmtree(storage, ignore_errors=True)

@@ -45,8 +45,9 @@ def small_adata(n_cells: int = 240, n_genes: int = 60, *, seed: int = 0) -> ad.A
     return ad.AnnData(x, obs=obs, var=var)
 
 
-def write_h5ad(adata: ad.AnnData, path: Path, *, layout: str = "csr", dtype: str = "float32",
-               where: str = "X") -> Path:  # fmt: skip
+def write_h5ad(
+    adata: ad.AnnData, path: Path, *, layout: str = "csr", dtype: str = "float32", where: str = "X"
+) -> Path:
     """Write ``adata`` with X (or a layer, or raw) stored as csr / csc / dense of ``dtype``."""
     x = np.asarray(adata.X).astype(dtype)
     stored = {"csr": sp.csr_matrix, "csc": sp.csc_matrix, "dense": np.asarray}[layout](x)

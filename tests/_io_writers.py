@@ -30,8 +30,9 @@ def write_csv(path: Path, x: np.ndarray, cells: list[str], genes: list[str], *, 
     return path
 
 
-def write_parquet(path: Path, x: np.ndarray, cells: list[str], genes: list[str], *,
-                  index: bool = True) -> Path:  # fmt: skip
+def write_parquet(
+    path: Path, x: np.ndarray, cells: list[str], genes: list[str], *, index: bool = True
+) -> Path:
     df = frame(x, cells, genes)
     (df if index else df.reset_index()).to_parquet(path, index=index, row_group_size=50)
     return path
@@ -41,8 +42,17 @@ def gene_ids(genes: list[str]) -> list[str]:
     return [f"ENSG{j:011d}" for j in range(len(genes))]
 
 
-def write_mtx(folder: Path, x: np.ndarray, cells: list[str], genes: list[str], *, order: str = "cell",
-              gz: bool = False, prefix: str = "", legacy: bool = False) -> Path:  # fmt: skip
+def write_mtx(
+    folder: Path,
+    x: np.ndarray,
+    cells: list[str],
+    genes: list[str],
+    *,
+    order: str = "cell",
+    gz: bool = False,
+    prefix: str = "",
+    legacy: bool = False,
+) -> Path:
     """A 10x MTX folder; entries sorted by cell (as Cell Ranger writes), by gene, or shuffled."""
     folder.mkdir(parents=True, exist_ok=True)
     genes_by_cells = np.ascontiguousarray(x.T).astype(np.int64)
@@ -70,14 +80,18 @@ def write_mtx(folder: Path, x: np.ndarray, cells: list[str], genes: list[str], *
     return folder
 
 
-def write_10x_h5(path: Path, x: np.ndarray, cells: list[str], genes: list[str],
-                 *, names: list[str] | None = None) -> Path:  # fmt: skip
+def write_10x_h5(
+    path: Path, x: np.ndarray, cells: list[str], genes: list[str], *, names: list[str] | None = None
+) -> Path:
     """The Cell Ranger v3 layout: genes × cells CSC in group ``matrix`` plus ``features``."""
     m = sp.csc_matrix(np.ascontiguousarray(x.T).astype(np.int32))
     with h5py.File(path, "w") as f:
         g = f.create_group("matrix")
-        for key, values in (("data", m.data), ("indices", m.indices.astype(np.int64)),
-                            ("indptr", m.indptr.astype(np.int64))):  # fmt: skip
+        for key, values in (
+            ("data", m.data),
+            ("indices", m.indices.astype(np.int64)),
+            ("indptr", m.indptr.astype(np.int64)),
+        ):
             g.create_dataset(key, data=values, compression="gzip", chunks=True)
         g["shape"] = np.array(m.shape, dtype=np.int32)
         g["barcodes"] = np.array(cells, dtype="S")
@@ -90,8 +104,15 @@ def write_10x_h5(path: Path, x: np.ndarray, cells: list[str], genes: list[str],
     return path
 
 
-def write_loom(path: Path, x: np.ndarray, cells: list[str], genes: list[str], obs: pd.DataFrame | None = None,
-               *, layers: dict[str, np.ndarray] | None = None) -> Path:  # fmt: skip
+def write_loom(
+    path: Path,
+    x: np.ndarray,
+    cells: list[str],
+    genes: list[str],
+    obs: pd.DataFrame | None = None,
+    *,
+    layers: dict[str, np.ndarray] | None = None,
+) -> Path:
     """Loom 3: genes × cells ``/matrix``, ``row_attrs`` Gene/Accession, ``col_attrs`` CellID + obs."""
     with h5py.File(path, "w") as f:
         chunked = {"chunks": (16, 16), "compression": "gzip"} if min(x.shape) >= 16 else {}

@@ -72,8 +72,12 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Data]:
     root = tmp_path_factory.mktemp("aggregate")
     settings = Settings(storage=root / "store")
     adata = _input(31)
-    version = ingest(write_h5ad(adata, root / "in.h5ad"), dataset="pbmc",
-                     groupbys=["cell_type", "cell_type,donor"], settings=settings).version  # fmt: skip
+    version = ingest(
+        write_h5ad(adata, root / "in.h5ad"),
+        dataset="pbmc",
+        groupbys=["cell_type", "cell_type,donor"],
+        settings=settings,
+    ).version
     with TestClient(create_app(settings, upkeep=False)) as client:
         yield Data(settings, adata, version, client)
 
@@ -104,8 +108,9 @@ def _check(data: Data, got: dict[str, Any], filter: dict[str, list[str]], groupb
     matrix = data.layer(layer)
     cols = [data.adata.var_names.get_loc(g) for g in got["genes"]]
     for stat in got["values"]:
-        expected = np.array([[_expected(matrix[keep & (labels == g), j], stat) for j in cols]
-                             for g in got["groups"]])  # fmt: skip
+        expected = np.array(
+            [[_expected(matrix[keep & (labels == g), j], stat) for j in cols] for g in got["groups"]]
+        )
         actual = np.array(got["values"][stat], dtype=np.float64)  # JSON null → NaN
         rtol = 1e-6 if stat in QUANTILES else 1e-9  # quantiles are float32, as stored
         np.testing.assert_allclose(actual, expected, rtol=rtol, atol=1e-12, equal_nan=True, err_msg=stat)
@@ -115,8 +120,9 @@ def _check(data: Data, got: dict[str, Any], filter: dict[str, list[str]], groupb
 @pytest.mark.parametrize("groupby", ["cell_type", "cell_type,donor", "donor"])
 def test_aggregate_over_a_filter_equals_numpy(data: Data, groupby: str, layer: str) -> None:
     filter = {"donor": ["d1", "(missing)"], "cell_type": ["T", "B", "solo", "Mono"]}
-    r = data.post("aggregate", {"genes": GENES, "groupby": groupby, "filter": filter, "stats": STATS,
-                                "layer": layer})  # fmt: skip
+    r = data.post(
+        "aggregate", {"genes": GENES, "groupby": groupby, "filter": filter, "stats": STATS, "layer": layer}
+    )
     assert r.status_code == 200, r.text
     got = r.json()
     # by (cell_type, donor) the filter keeps each group whole or drops it: the stored views answer
@@ -143,8 +149,9 @@ def test_filters_keeping_whole_groups_are_answered_from_the_precomputed_views(da
     wc = Widecube(data.settings)
     for filter in ({}, {"cell_type": ["T", "solo"]}):
         stored = wc.aggregate("pbmc", genes=GENES, groupby="cell_type", stats=STATS, filter=filter)
-        computed = wc.aggregate("pbmc", genes=GENES, groupby="cell_type", stats=STATS, filter=filter,
-                                precomputed=False)  # fmt: skip
+        computed = wc.aggregate(
+            "pbmc", genes=GENES, groupby="cell_type", stats=STATS, filter=filter, precomputed=False
+        )
         assert (stored["source"], computed["source"]) == ("precomputed", "computed")
         for stat in STATS:
             np.testing.assert_array_equal(stored["values"][stat], computed["values"][stat], err_msg=stat)
@@ -153,8 +160,9 @@ def test_filters_keeping_whole_groups_are_answered_from_the_precomputed_views(da
 
 def test_a_filter_that_keeps_no_cell_gives_empty_groups_not_an_error(data: Data) -> None:
     for filter in ({"donor": []}, {"cell_type": ["ghost"]}, {"cell_type": ["solo"], "donor": []}):
-        r = data.post("aggregate", {"genes": GENES, "groupby": "cell_type,donor", "filter": filter,
-                                    "stats": STATS})  # fmt: skip
+        r = data.post(
+            "aggregate", {"genes": GENES, "groupby": "cell_type,donor", "filter": filter, "stats": STATS}
+        )
         assert r.status_code == 200, r.text
         got = r.json()
         assert got["cells"] == 0 and got["source"] in ("computed", "precomputed")
@@ -169,10 +177,16 @@ def test_a_filter_that_keeps_no_cell_gives_empty_groups_not_an_error(data: Data)
 @pytest.mark.parametrize(
     ("route", "body", "message"),
     [
-        ("aggregate", {"filter": {"tissue": ["lung"], "batch": ["b1"]}},
-         "no categorical obs column 'batch', 'tissue' to filter on; available: cell_type, donor"),
-        ("aggregate", {"filter": {"donor": ["d1", "d9", "d8"]}},
-         "obs column 'donor' of dataset 'pbmc' has no category 'd8', 'd9'"),
+        (
+            "aggregate",
+            {"filter": {"tissue": ["lung"], "batch": ["b1"]}},
+            "no categorical obs column 'batch', 'tissue' to filter on; available: cell_type, donor",
+        ),
+        (
+            "aggregate",
+            {"filter": {"donor": ["d1", "d9", "d8"]}},
+            "obs column 'donor' of dataset 'pbmc' has no category 'd8', 'd9'",
+        ),
         ("aggregate", {"filter": {"score": ["0.5"]}}, "no categorical obs column 'score'"),
         ("aggregate", {"groupby": "tissue"}, "groupby column 'tissue' is not in obs"),
         ("aggregate", {"stats": ["mean", "q99"]}, "unknown stat 'q99'"),
@@ -181,7 +195,7 @@ def test_a_filter_that_keeps_no_cell_gives_empty_groups_not_an_error(data: Data)
         ("expression", {"filter": {"donor": ["d7"]}}, "has no category 'd7'"),
         ("expression", {"genes": ["NOPE"]}, "no gene 'NOPE'"),
     ],
-)  # fmt: skip
+)
 def test_unknown_names_are_422_naming_them(
     data: Data, route: str, body: dict[str, Any], message: str
 ) -> None:
@@ -203,8 +217,11 @@ def test_expression_equals_the_matrix_columns_of_the_kept_cells(data: Data, laye
         for gene, j in zip(genes, cols, strict=True):
             expected = data.layer(layer)[keep, j].astype(np.float32)
             np.testing.assert_allclose(np.float32(got["values"][gene]), expected, rtol=1e-6)
-        table = pa.ipc.open_stream(data.post("expression", {"genes": genes, "filter": filter, "layer": layer},
-                                             headers={"Accept": ARROW}).content).read_all()  # fmt: skip
+        table = pa.ipc.open_stream(
+            data.post(
+                "expression", {"genes": genes, "filter": filter, "layer": layer}, headers={"Accept": ARROW}
+            ).content
+        ).read_all()
         assert table.column_names == genes and table.num_rows == int(keep.sum())
         for gene in genes:
             np.testing.assert_array_equal(table[gene].to_numpy(), np.float32(got["values"][gene]))
@@ -213,10 +230,19 @@ def test_expression_equals_the_matrix_columns_of_the_kept_cells(data: Data, laye
 def test_pinning_etags_304_arrow_and_gzip(tmp_path: Path) -> None:
     settings = Settings(storage=tmp_path / "store")
     inputs = [_input(41), _input(42)]
-    v1, v2 = (ingest(write_h5ad(a, tmp_path / f"v{i}.h5ad"), dataset="pbmc", groupbys=["cell_type"],
-                     settings=settings).version for i, a in enumerate(inputs))  # fmt: skip
-    body = {"genes": ["Gene3", "Gene5"], "groupby": "cell_type", "filter": {"donor": ["d2", "d1"]},
-            "stats": ["sum", "median"], "layer": "raw"}  # fmt: skip
+    v1, v2 = (
+        ingest(
+            write_h5ad(a, tmp_path / f"v{i}.h5ad"), dataset="pbmc", groupbys=["cell_type"], settings=settings
+        ).version
+        for i, a in enumerate(inputs)
+    )
+    body = {
+        "genes": ["Gene3", "Gene5"],
+        "groupby": "cell_type",
+        "filter": {"donor": ["d2", "d1"]},
+        "stats": ["sum", "median"],
+        "layer": "raw",
+    }
     with TestClient(create_app(settings, upkeep=False)) as client:
         url = "/api/v1/datasets/pbmc/aggregate"
         live = client.post(url, json=body)

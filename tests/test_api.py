@@ -26,8 +26,12 @@ pytestmark = pytest.mark.slow
 
 def _publish(settings: Settings, folder: Path) -> tuple[Settings, ad.AnnData, str]:
     adata = small_adata(seed=11)
-    record = ingest(write_h5ad(adata, folder / "in.h5ad"), dataset="pbmc",
-                    groupbys=["cell_type", "cell_type,donor"], settings=settings)  # fmt: skip
+    record = ingest(
+        write_h5ad(adata, folder / "in.h5ad"),
+        dataset="pbmc",
+        groupbys=["cell_type", "cell_type,donor"],
+        settings=settings,
+    )
     return settings, adata, record.version
 
 
@@ -77,8 +81,12 @@ def test_gene_search(client: TestClient) -> None:
 def test_summary_equals_numpy(client: TestClient, published: tuple[Settings, ad.AnnData, str]) -> None:
     _, adata, version = published
     genes = ["Gene3", "Gene0", "Gene59"]
-    body = {"genes": genes, "groupby": "cell_type,donor", "stats": ["mean", "frac_expressing", "var"],
-            "layer": "raw"}
+    body = {
+        "genes": genes,
+        "groupby": "cell_type,donor",
+        "stats": ["mean", "frac_expressing", "var"],
+        "layer": "raw",
+    }
     r = client.post("/api/v1/datasets/pbmc/summary", json=body)
     assert r.status_code == 200
     got = r.json()
@@ -91,8 +99,9 @@ def test_summary_equals_numpy(client: TestClient, published: tuple[Settings, ad.
     assert set(got["groups"]) == set(grouped.groups)
     for i, g in enumerate(got["groups"]):
         np.testing.assert_allclose(got["values"]["mean"][i], grouped.get_group(g)[genes].mean(), rtol=1e-12)
-        np.testing.assert_allclose(got["values"]["frac_expressing"][i],
-                                   (grouped.get_group(g)[genes] != 0).mean(), rtol=1e-12)  # fmt: skip
+        np.testing.assert_allclose(
+            got["values"]["frac_expressing"][i], (grouped.get_group(g)[genes] != 0).mean(), rtol=1e-12
+        )
         expected_var = grouped.get_group(g)[genes].var(ddof=1).to_numpy()
         got_var = np.array([np.nan if v is None else v for v in got["values"]["var"][i]])
         np.testing.assert_allclose(got_var, expected_var, rtol=1e-9, equal_nan=True)
@@ -104,14 +113,14 @@ def test_summary_equals_numpy(client: TestClient, published: tuple[Settings, ad.
         ("nope", {"genes": ["Gene1"], "groupby": "cell_type"}, 404, "'nope'"),
         ("pbmc", {"genes": ["Gene1", "XIST"], "groupby": "cell_type"}, 422, "no gene 'XIST'"),
         ("pbmc", {"genes": ["Gene1"], "groupby": "tissue"}, 422, "no groupby 'tissue'"),
-        ("pbmc", {"genes": ["Gene1"], "groupby": "cell_type", "stats": ["q99"]}, 422,
-         "unknown stat 'q99'"),
+        ("pbmc", {"genes": ["Gene1"], "groupby": "cell_type", "stats": ["q99"]}, 422, "unknown stat 'q99'"),
         ("pbmc", {"genes": ["Gene1"], "groupby": "cell_type", "version": "0" * 32}, 404, "0" * 32),
         ("pbmc", {"genes": [], "groupby": "cell_type"}, 422, "genes"),
     ],
-)  # fmt: skip
-def test_errors_name_what_is_wrong(client: TestClient, path: str, body: dict[str, object],
-                                   status: int, message: str) -> None:  # fmt: skip
+)
+def test_errors_name_what_is_wrong(
+    client: TestClient, path: str, body: dict[str, object], status: int, message: str
+) -> None:
     r = client.post(f"/api/v1/datasets/{path}/summary", json=body)
     assert r.status_code == status
     assert message in r.json()["detail"]
@@ -130,12 +139,14 @@ def _etag_304_and_version_pinning(
 ) -> None:
     body = {"genes": ["Gene3"], "groupby": "cell_type", "stats": ["sum"], "layer": "raw"}
     first = client.post("/api/v1/datasets/pbmc/summary", json=body)
-    again = client.post("/api/v1/datasets/pbmc/summary", json=body,
-                        headers={"If-None-Match": first.headers["etag"]})  # fmt: skip
+    again = client.post(
+        "/api/v1/datasets/pbmc/summary", json=body, headers={"If-None-Match": first.headers["etag"]}
+    )
     assert again.status_code == 304 and again.content == b""
     newer = small_adata(seed=12)
-    v2 = ingest(make_h5ad(newer, name="v2.h5ad"), dataset="pbmc", groupbys=["cell_type"],
-                settings=settings).version  # fmt: skip
+    v2 = ingest(
+        make_h5ad(newer, name="v2.h5ad"), dataset="pbmc", groupbys=["cell_type"], settings=settings
+    ).version
     live = client.post("/api/v1/datasets/pbmc/summary", json=body)
     assert live.json()["version"] == v2 and live.headers["etag"] != first.headers["etag"]
     pinned = client.post("/api/v1/datasets/pbmc/summary", json={**body, "version": v1})
@@ -144,7 +155,8 @@ def _etag_304_and_version_pinning(
     assert live.json()["values"]["sum"][0][0] == x2[(newer.obs["cell_type"] == "T").to_numpy(), 3].sum()
     versions = client.get("/api/v1/datasets/pbmc/versions").json()
     assert [(v["version"], v["status"], v["current"]) for v in versions] == [
-        (v2, "published", True), (v1, "retired", False)
+        (v2, "published", True),
+        (v1, "retired", False),
     ]
     assert client.get("/openapi.json").json()["paths"]["/api/v1/datasets/{name}/summary"]
 
@@ -168,10 +180,12 @@ def _versioned_input(k: int, path: Path) -> Path:
 def test_reader_never_sees_a_mixed_or_missing_version_during_20_publishes(
     tmp_path: Path, settings: Settings
 ) -> None:
-    ingest(_versioned_input(1, tmp_path / "v1.h5ad"), dataset="live", groupbys=["cell_type"],
-           settings=settings)  # fmt: skip
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1",
-                                           port=_free_port(), log_level="warning"))  # fmt: skip
+    ingest(
+        _versioned_input(1, tmp_path / "v1.h5ad"), dataset="live", groupbys=["cell_type"], settings=settings
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=_free_port(), log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -184,8 +198,10 @@ def test_reader_never_sees_a_mixed_or_missing_version_during_20_publishes(
     def read() -> None:
         with httpx.Client(timeout=30) as http:
             while not done.is_set():
-                r = http.post(url, json={"genes": ["K", "K2"], "groupby": "cell_type", "stats": ["mean"],
-                                       "layer": "raw"})
+                r = http.post(
+                    url,
+                    json={"genes": ["K", "K2"], "groupby": "cell_type", "stats": ["mean"], "layer": "raw"},
+                )
                 if r.status_code != 200:
                     problems.append(f"HTTP {r.status_code}: {r.text}")
                     continue
@@ -202,8 +218,12 @@ def test_reader_never_sees_a_mixed_or_missing_version_during_20_publishes(
     made = {}
     try:
         for k in range(2, 22):
-            record = ingest(_versioned_input(k, tmp_path / f"v{k}.h5ad"), dataset="live",
-                            groupbys=["cell_type"], settings=settings)  # fmt: skip
+            record = ingest(
+                _versioned_input(k, tmp_path / f"v{k}.h5ad"),
+                dataset="live",
+                groupbys=["cell_type"],
+                settings=settings,
+            )
             made[record.version] = float(k)
     finally:
         done.set()

@@ -62,8 +62,12 @@ class Server:
 def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A storage root with "pbmc" published, ingested once for the whole module."""
     root = tmp_path_factory.mktemp("bounds")
-    ingest(write_h5ad(small_adata(seed=5), root / "in.h5ad"), dataset="pbmc",
-           groupbys=["cell_type", "cell_type,donor"], settings=Settings(storage=root / "store"))  # fmt: skip
+    ingest(
+        write_h5ad(small_adata(seed=5), root / "in.h5ad"),
+        dataset="pbmc",
+        groupbys=["cell_type", "cell_type,donor"],
+        settings=Settings(storage=root / "store"),
+    )
     return root / "store"
 
 
@@ -113,9 +117,10 @@ SUMMARY = "/api/v1/datasets/pbmc/summary"
         ({"genes": ["Gene1"], "groupby": "cell_type", "layer": "x" * 300}, "layer", "256 characters"),
         ({"genes": ["Gene1\x00"], "groupby": "cell_type"}, "genes.0", "NUL"),
     ],
-)  # fmt: skip
-def test_over_a_limit_is_a_422_naming_the_field(server: Server, body: dict[str, object], field: str,
-                                                limit: str) -> None:  # fmt: skip
+)
+def test_over_a_limit_is_a_422_naming_the_field(
+    server: Server, body: dict[str, object], field: str, limit: str
+) -> None:
     r = server.client.post(SUMMARY, json=body)
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
@@ -126,8 +131,10 @@ def test_over_a_limit_is_a_422_naming_the_field(server: Server, body: dict[str, 
 def test_filters_and_query_parameters_are_bounded(server: Server) -> None:
     c = server.client
     key = "k" * 5000  # an obs column name: in the error's location, cut to 80 characters
-    r = c.post("/api/v1/datasets/pbmc/aggregate",
-               json={"genes": ["Gene1"], "groupby": "cell_type", "filter": {key: ["T"]}})  # fmt: skip
+    r = c.post(
+        "/api/v1/datasets/pbmc/aggregate",
+        json={"genes": ["Gene1"], "groupby": "cell_type", "filter": {key: ["T"]}},
+    )
     assert r.status_code == 422 and "1024 characters" in r.json()["detail"]
     assert "k" * 80 + "…" in r.json()["detail"] and "k" * 81 not in r.json()["detail"]
     many = {f"c{i}": ["T"] for i in range(101)}
@@ -159,8 +166,11 @@ def test_a_body_over_2_MiB_is_a_413(server: Server) -> None:
     assert r.status_code == 413 and r.text == "Content Too Large"
     # without Content-Length (chunked), counted as it arrives
     raw = httpx.Request("POST", "x", json=body).read()
-    r = server.client.post(SUMMARY, content=(raw[i : i + 65536] for i in range(0, len(raw), 65536)),
-                           headers={"content-type": "application/json"})  # fmt: skip
+    r = server.client.post(
+        SUMMARY,
+        content=(raw[i : i + 65536] for i in range(0, len(raw), 65536)),
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 413 and r.json() == {"detail": "Content Too Large"}
 
 
@@ -169,8 +179,12 @@ def test_a_body_over_2_MiB_is_a_413(server: Server) -> None:
 
 def test_post_summary_equals_get_summary(server: Server) -> None:
     c = server.client
-    query = {"genes": ["Gene3", "Gene0", "Gene59"], "groupby": "cell_type,donor",
-             "stats": ["mean", "var", "median"], "layer": "raw"}  # fmt: skip
+    query = {
+        "genes": ["Gene3", "Gene0", "Gene59"],
+        "groupby": "cell_type,donor",
+        "stats": ["mean", "var", "median"],
+        "layer": "raw",
+    }
     got, posted = c.get(SUMMARY, params=query), c.post(SUMMARY, json=query)
     assert got.status_code == posted.status_code == 200
     assert got.json() == posted.json() and got.headers["etag"] == posted.headers["etag"]
@@ -183,8 +197,14 @@ def test_post_summary_equals_get_summary(server: Server) -> None:
         SUMMARY, json={**query, "genes": five_thousand}, headers={"if-none-match": big.headers["etag"]}
     )
     assert other.status_code == 200  # another query, another ETag
-    assert c.post(SUMMARY, json={**query, "genes": five_thousand, "stats": ["mean"]},
-                  headers={"if-none-match": big.headers["etag"]}).status_code == 304  # fmt: skip
+    assert (
+        c.post(
+            SUMMARY,
+            json={**query, "genes": five_thousand, "stats": ["mean"]},
+            headers={"if-none-match": big.headers["etag"]},
+        ).status_code
+        == 304
+    )
 
 
 def test_post_gene_stats_equals_get_gene_stats(server: Server) -> None:
@@ -258,8 +278,12 @@ def test_an_invalid_upload_name_is_a_400_and_leaves_nothing(server: Server, name
 def test_resumable_uploads_expire(server: Server) -> None:
     c = server.client
     old = c.post("/api/v1/uploads/resumable", json={"filename": "old.h5ad", "size": 100}).json()["upload"]
-    assert c.put(f"/api/v1/uploads/{old}", content=b"x" * 10,
-                 headers={"content-range": "bytes 0-9/100"}).json()["offset"] == 10  # fmt: skip
+    assert (
+        c.put(f"/api/v1/uploads/{old}", content=b"x" * 10, headers={"content-range": "bytes 0-9/100"}).json()[
+            "offset"
+        ]
+        == 10
+    )
     fresh = c.post("/api/v1/uploads/resumable", json={"filename": "new.h5ad", "size": 100}).json()["upload"]
     folder = server.settings.storage / "uploads" / old
     then = time.time() - server.settings.upload_expiry - 60
@@ -274,8 +298,10 @@ def test_resumable_uploads_expire(server: Server) -> None:
 
 def test_open_uploads_are_limited_per_client(server: Server) -> None:
     c = server.client  # upload_max_open is 3 in this fixture
-    ids = [c.post("/api/v1/uploads/resumable", json={"filename": f"f{i}.h5ad", "size": 4}).json()["upload"]
-           for i in range(3)]  # fmt: skip
+    ids = [
+        c.post("/api/v1/uploads/resumable", json={"filename": f"f{i}.h5ad", "size": 4}).json()["upload"]
+        for i in range(3)
+    ]
     r = c.post("/api/v1/uploads/resumable", json={"filename": "f3.h5ad", "size": 4})
     assert r.status_code == 429 and "3 unfinished uploads" in r.json()["detail"]
     r = c.post("/api/v1/uploads", params={"filename": "one.h5ad"}, content=b"abcd")
@@ -302,17 +328,28 @@ def _raw(port: int, head: str, body: bytes = b"", read: int = 0) -> None:
 def test_client_disconnects_are_not_logged_as_server_errors(server: Server) -> None:
     port = server.port
     # an upload cut off mid-body, in one request and as a chunk of a resumable upload
-    _raw(port, "POST /api/v1/uploads?filename=cut.h5ad HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
-         b"y" * 5000)  # fmt: skip
+    _raw(
+        port,
+        "POST /api/v1/uploads?filename=cut.h5ad HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
+        b"y" * 5000,
+    )
     up = server.client.post("/api/v1/uploads/resumable", json={"filename": "r.h5ad", "size": 100000}).json()
-    _raw(port, f"PUT /api/v1/uploads/{up['upload']} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
-               "Content-Range: bytes 0-99999/100000\r\n\r\n", b"z" * 5000)  # fmt: skip
+    _raw(
+        port,
+        f"PUT /api/v1/uploads/{up['upload']} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+        "Content-Range: bytes 0-99999/100000\r\n\r\n",
+        b"z" * 5000,
+    )
     # a large answer (a 5,000-gene summary, ~2 MB of JSON), plain and gzipped, left after its first bytes
-    body = ('{"genes": ' + str((GENES * 84)[:5000]).replace("'", '"') + ', "groupby": "cell_type,donor", '
-            '"stats": ["mean", "var", "sum"]}').encode()  # fmt: skip
+    body = (
+        '{"genes": ' + str((GENES * 84)[:5000]).replace("'", '"') + ', "groupby": "cell_type,donor", '
+        '"stats": ["mean", "var", "sum"]}'
+    ).encode()
     for encoding in ("identity", "gzip"):
-        head = (f"POST {SUMMARY} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                f"Accept-Encoding: {encoding}\r\nContent-Length: {len(body)}\r\n\r\n")  # fmt: skip
+        head = (
+            f"POST {SUMMARY} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Accept-Encoding: {encoding}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
         _raw(port, head, body, read=100)
     time.sleep(1.0)
     assert server.client.get("/healthz").status_code == 200  # still serving

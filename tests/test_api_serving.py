@@ -48,8 +48,9 @@ def _with_embedding(seed: int) -> ad.AnnData:
 
 def _publish(settings: Settings, folder: Path) -> tuple[Settings, ad.AnnData, str]:
     adata = _with_embedding(21)
-    record = ingest(write_h5ad(adata, folder / "in.h5ad"), dataset="pbmc", groupbys=["cell_type"],
-                    settings=settings)  # fmt: skip
+    record = ingest(
+        write_h5ad(adata, folder / "in.h5ad"), dataset="pbmc", groupbys=["cell_type"], settings=settings
+    )
     return settings, adata, record.version
 
 
@@ -146,8 +147,11 @@ def test_gene_colouring_lights_up_with_the_gene_major_view(
         body = client.get("/api/v1/datasets/pbmc/embedding/X_umap", params={"color": "Gene3"}).json()
         assert body["color"]["kind"] == "gene"
         np.testing.assert_array_equal(np.float32(body["color"]["values"]), np.asarray(adata.X)[:, 3])
-        table = _arrow(client.get("/api/v1/datasets/pbmc/embedding/X_umap", params={"color": "Gene3"},
-                                  headers={"Accept": ARROW}))  # fmt: skip
+        table = _arrow(
+            client.get(
+                "/api/v1/datasets/pbmc/embedding/X_umap", params={"color": "Gene3"}, headers={"Accept": ARROW}
+            )
+        )
         np.testing.assert_array_equal(table["color"].to_numpy(), np.asarray(adata.X, np.float32)[:, 3])
         assert (
             table.schema.metadata[b"color_kind"] == b"gene"
@@ -249,19 +253,30 @@ def test_etag_304_and_cache_control(client: TestClient, published: tuple[Setting
     pinned = client.get(url, params={"color": "cell_type", "version": version})
     assert pinned.headers["cache-control"] == IMMUTABLE
     assert version in pinned.headers["etag"] and pinned.headers["etag"].startswith('W/"')
-    again = client.get(url, params={"color": "cell_type", "version": version},
-                       headers={"If-None-Match": f'"other", {pinned.headers["etag"]}'})  # fmt: skip
+    again = client.get(
+        url,
+        params={"color": "cell_type", "version": version},
+        headers={"If-None-Match": f'"other", {pinned.headers["etag"]}'},
+    )
     assert again.status_code == 304 and again.content == b"" and again.headers["cache-control"] == IMMUTABLE
     strong = pinned.headers["etag"].removeprefix("W/")
-    assert client.get(url, params={"color": "cell_type", "version": version},
-                      headers={"If-None-Match": strong}).status_code == 304  # weak comparison  # fmt: skip
+    assert (
+        client.get(
+            url, params={"color": "cell_type", "version": version}, headers={"If-None-Match": strong}
+        ).status_code
+        == 304
+    )  # weak comparison
     arrow = client.get(url, params={"color": "cell_type", "version": version}, headers={"Accept": ARROW})
     assert arrow.headers["etag"] != pinned.headers["etag"] and arrow.headers["vary"] == "Accept"
     body = {"genes": ["Gene1"], "groupby": "cell_type", "version": version}
     first = client.post("/api/v1/datasets/pbmc/summary", json=body)
     assert first.headers["cache-control"] == IMMUTABLE
-    assert client.post("/api/v1/datasets/pbmc/summary", json=body,
-                       headers={"If-None-Match": first.headers["etag"]}).status_code == 304  # fmt: skip
+    assert (
+        client.post(
+            "/api/v1/datasets/pbmc/summary", json=body, headers={"If-None-Match": first.headers["etag"]}
+        ).status_code
+        == 304
+    )
     genes = client.get("/api/v1/datasets/pbmc/genes", params={"version": version})
     assert genes.headers["cache-control"] == IMMUTABLE
 
@@ -288,8 +303,10 @@ def _admin_publish_and_rollback(
         got = client.post("/api/v1/datasets/pbmc/summary", json=body).json()
         return got["version"], got["values"]["sum"][got["groups"].index("T")][0]
 
-    t_sum = {v: float(np.asarray(a.X)[(a.obs["cell_type"] == "T").to_numpy(), 3].sum())
-             for v, a in ((v1, adata), (v2, newer))}  # fmt: skip
+    t_sum = {
+        v: float(np.asarray(a.X)[(a.obs["cell_type"] == "T").to_numpy(), 3].sum())
+        for v, a in ((v1, adata), (v2, newer))
+    }
     assert live_sum() == (v2, t_sum[v2])
     r = client.post("/api/v1/admin/datasets/pbmc/rollback")
     assert r.status_code == 200 and r.json()["version"] == v1 and r.json()["status"] == "published"
@@ -331,8 +348,12 @@ def test_retired_versions_are_evicted_and_pinned_readers_still_answered(
     with TestClient(app) as client:
         before = client.post("/api/v1/datasets/pbmc/summary", json=body).json()
         assert (settings.cache / v1).is_dir() and wc.opened_versions() == [v1]
-        v2 = ingest(make_h5ad(_with_embedding(23), name="v2.h5ad"), dataset="pbmc", groupbys=["cell_type"],
-                    settings=settings).version  # fmt: skip
+        v2 = ingest(
+            make_h5ad(_with_embedding(23), name="v2.h5ad"),
+            dataset="pbmc",
+            groupbys=["cell_type"],
+            settings=settings,
+        ).version
         assert client.post("/api/v1/datasets/pbmc/summary", json=body).json()["version"] == v2
         done = app.state.upkeep.run_once()
         assert done["warmed"] == [v2] and done["evicted"] == []  # v1 served a request just now

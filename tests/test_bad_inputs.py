@@ -61,8 +61,14 @@ def counts(n_cells: int = N_CELLS, n_genes: int = N_GENES, seed: int = 0) -> np.
     return x.astype(np.float32)
 
 
-def h5ad(path: Path, *, layout: str = "csr", x: np.ndarray | None = None,
-         obs: pd.DataFrame | None = None, var_names: list[str] | None = None) -> Path:  # fmt: skip
+def h5ad(
+    path: Path,
+    *,
+    layout: str = "csr",
+    x: np.ndarray | None = None,
+    obs: pd.DataFrame | None = None,
+    var_names: list[str] | None = None,
+) -> Path:
     """A valid .h5ad with a categorical obs column (so grouping views have something)."""
     x = counts() if x is None else x
     if obs is None:
@@ -99,8 +105,13 @@ def csr_column(value: int) -> Callable[[Path], Case]:
         with h5py.File(path, "r+") as f:
             f["X/indices"][k] = value
         row = row_of(m.indptr, k)
-        return Case(path, [f"{path}: X/indices[{k}] = {value}: column {value + 1} at row {row} "
-                           f"is outside the matrix (columns 1–{N_GENES})"])  # fmt: skip
+        return Case(
+            path,
+            [
+                f"{path}: X/indices[{k}] = {value}: column {value + 1} at row {row} "
+                f"is outside the matrix (columns 1–{N_GENES})"
+            ],
+        )
 
     return build
 
@@ -112,8 +123,13 @@ def csc_row_out_of_range(tmp: Path) -> Case:
     with h5py.File(path, "r+") as f:
         f["X/indices"][k] = N_CELLS
     column = row_of(m.indptr, k)
-    return Case(path, [f"{path}: X/indices[{k}] = {N_CELLS}: row {N_CELLS + 1} at column {column} "
-                       f"is outside the matrix (rows 1–{N_CELLS})"])  # fmt: skip
+    return Case(
+        path,
+        [
+            f"{path}: X/indices[{k}] = {N_CELLS}: row {N_CELLS + 1} at column {column} "
+            f"is outside the matrix (rows 1–{N_CELLS})"
+        ],
+    )
 
 
 def chunked(path: Path, key: str, values: np.ndarray, **kw: object) -> tuple[int, int]:
@@ -145,8 +161,13 @@ def random_bytes_over_indices(tmp: Path) -> Case:
     with h5py.File(path, "r") as f:
         stored = f["X/indices"][...]
     k = int(np.flatnonzero((stored < 0) | (stored >= N_GENES))[0])  # random int32s: almost all out
-    return Case(path, [f"{path}: X/indices[{k}] = {int(stored[k])}: column {int(stored[k]) + 1} at row "
-                       f"{row_of(m.indptr, k)} is outside the matrix"])  # fmt: skip
+    return Case(
+        path,
+        [
+            f"{path}: X/indices[{k}] = {int(stored[k])}: column {int(stored[k]) + 1} at row "
+            f"{row_of(m.indptr, k)} is outside the matrix"
+        ],
+    )
 
 
 def random_bytes_over_indptr(tmp: Path) -> Case:
@@ -160,8 +181,11 @@ def random_bytes_over_indptr(tmp: Path) -> Case:
 
 
 def zero_cells(tmp: Path) -> Case:
-    path = h5ad(tmp / "nocells.h5ad", x=np.zeros((0, N_GENES), np.float32),
-                obs=pd.DataFrame(index=pd.Index([], dtype=object)))  # fmt: skip
+    path = h5ad(
+        tmp / "nocells.h5ad",
+        x=np.zeros((0, N_GENES), np.float32),
+        obs=pd.DataFrame(index=pd.Index([], dtype=object)),
+    )
     return Case(path, [f"{path}: empty matrix (0 cells × {N_GENES} genes)"])
 
 
@@ -176,16 +200,19 @@ def indptr_not_monotone(tmp: Path) -> Case:
     ptr[5] = ptr[7]  # rows 5 and 6 overlap: indptr[6] < indptr[5]
     with h5py.File(path, "r+") as f:
         replace(f, "X/indptr", ptr)
-    return Case(path, [f"{path}: X/indptr[6] = {ptr[6]} is below indptr[5] = {ptr[5]}: row 6 would have a "
-                       "negative length"])  # fmt: skip
+    return Case(
+        path,
+        [f"{path}: X/indptr[6] = {ptr[6]} is below indptr[5] = {ptr[5]}: row 6 would have a negative length"],
+    )
 
 
 def indptr_too_short(tmp: Path) -> Case:
     path = h5ad(tmp / "ptrshort.h5ad")
     with h5py.File(path, "r+") as f:
         replace(f, "X/indptr", reference().indptr[:-10])
-    return Case(path, [f"{path}: X/indptr has {N_CELLS + 1 - 10} entries where {N_CELLS} rows need "
-                       f"{N_CELLS + 1}"])  # fmt: skip
+    return Case(
+        path, [f"{path}: X/indptr has {N_CELLS + 1 - 10} entries where {N_CELLS} rows need {N_CELLS + 1}"]
+    )
 
 
 def data_shorter_than_indices(tmp: Path) -> Case:
@@ -193,8 +220,9 @@ def data_shorter_than_indices(tmp: Path) -> Case:
     m = reference()
     with h5py.File(path, "r+") as f:
         replace(f, "X/data", m.data[:-3])
-    return Case(path, [f"{path}: X/indptr ends at {m.nnz} but X/indices holds {m.nnz} and X/data "
-                       f"{m.nnz - 3} values"])  # fmt: skip
+    return Case(
+        path, [f"{path}: X/indptr ends at {m.nnz} but X/indices holds {m.nnz} and X/data {m.nnz - 3} values"]
+    )
 
 
 def complex_x(tmp: Path) -> Case:
@@ -206,8 +234,10 @@ def complex_x(tmp: Path) -> Case:
 
 def long_obs_column(tmp: Path) -> Case:
     name = "g" * 300
-    obs = pd.DataFrame({name: pd.Categorical(np.arange(N_CELLS) % 2 == 0).rename_categories(["a", "b"])},
-                       index=[f"c{i}" for i in range(N_CELLS)])  # fmt: skip
+    obs = pd.DataFrame(
+        {name: pd.Categorical(np.arange(N_CELLS) % 2 == 0).rename_categories(["a", "b"])},
+        index=[f"c{i}" for i in range(N_CELLS)],
+    )
     path = h5ad(tmp / "longname.h5ad", obs=obs)
     return Case(path, [f"{path}: obs column name 'gggg", "has 300 characters, more than the 100 allowed"])
 
@@ -224,8 +254,9 @@ def tar_of(path: Path, members: list[str]) -> Path:
 
 def tar_file_and_folder(tmp: Path) -> Case:
     path = tar_of(tmp / "clash.tar", ["a", "a/b.csv"])
-    return Case(path, [f"{path}: member 'a/b.csv' needs a folder 'a' where another member is a file; "
-                       "refused"])  # fmt: skip
+    return Case(
+        path, [f"{path}: member 'a/b.csv' needs a folder 'a' where another member is a file; refused"]
+    )
 
 
 def tar_folder_then_file(tmp: Path) -> Case:
@@ -235,14 +266,20 @@ def tar_folder_then_file(tmp: Path) -> Case:
 
 def tar_long_member_name(tmp: Path) -> Case:
     path = tar_of(tmp / "longmember.tar", ["x" * 300 + ".csv"])
-    return Case(path, [f"{path}: member 'xxxx", "has a name part of 304 bytes, longer than the file system "
-                       "allows (255); refused"])  # fmt: skip
+    return Case(
+        path,
+        [
+            f"{path}: member 'xxxx",
+            "has a name part of 304 bytes, longer than the file system allows (255); refused",
+        ],
+    )
 
 
 def tar_path_beyond_path_max(tmp: Path) -> Case:
     path = tar_of(tmp / "deep.tar", ["/".join(["d" * 200] * 25) + "/m.csv"])
-    return Case(path, [f"{path}: member 'dddd",
-                       "makes a path longer than the file system allows (4096 bytes)"])  # fmt: skip
+    return Case(
+        path, [f"{path}: member 'dddd", "makes a path longer than the file system allows (4096 bytes)"]
+    )
 
 
 def huge_dense_fill(tmp: Path) -> Case:
@@ -255,10 +292,13 @@ def huge_dense_fill(tmp: Path) -> Case:
     with h5py.File(path, "r+") as f:
         if "X" in f:
             del f["X"]
-        f.create_dataset("X", shape=(n_cells, n_genes), dtype=np.float32, chunks=(1000, 1000),
-                         compression="gzip")  # fmt: skip
-    return Case(path, [f"{path}: X declares 200,000 × 100,000 dense values (74.5 GiB) but the file stores "
-                       "only 0 bytes"])  # fmt: skip
+        f.create_dataset(
+            "X", shape=(n_cells, n_genes), dtype=np.float32, chunks=(1000, 1000), compression="gzip"
+        )
+    return Case(
+        path,
+        [f"{path}: X declares 200,000 × 100,000 dense values (74.5 GiB) but the file stores only 0 bytes"],
+    )
 
 
 def huge_unwritten_indptr(tmp: Path) -> Case:
@@ -271,8 +311,13 @@ def huge_unwritten_indptr(tmp: Path) -> Case:
         replace(f, "X/indices", np.zeros(0, np.int32))
         replace(f, "X/data", np.zeros(0, np.float32))
         f["X"].attrs["shape"] = np.array([10**9, N_GENES])
-    return Case(path, [f"{path}: X/indptr declares 1,000,000,001 values (7.5 GiB) but the file stores "
-                       "only 0 bytes of them"])  # fmt: skip
+    return Case(
+        path,
+        [
+            f"{path}: X/indptr declares 1,000,000,001 values (7.5 GiB) but the file stores "
+            "only 0 bytes of them"
+        ],
+    )
 
 
 def huge_unwritten_obs_index(tmp: Path) -> Case:
@@ -334,8 +379,10 @@ def duplicate_genes(tmp: Path) -> Case:
 
 
 def empty_cell_id(tmp: Path) -> Case:
-    obs = pd.DataFrame({"kind": pd.Categorical(["a", "b"] * (N_CELLS // 2))},
-                       index=[f"c{i}" if i != 6 else "" for i in range(N_CELLS)])  # fmt: skip
+    obs = pd.DataFrame(
+        {"kind": pd.Categorical(["a", "b"] * (N_CELLS // 2))},
+        index=[f"c{i}" if i != 6 else "" for i in range(N_CELLS)],
+    )
     path = h5ad(tmp / "emptyid.h5ad", obs=obs)
     return Case(path, [f"{path}: empty cell id at obs row 7"])
 
@@ -349,8 +396,9 @@ def csv_header_only(tmp: Path) -> Case:
 def csv_one_column(tmp: Path) -> Case:
     path = tmp / "onecol.csv"
     path.write_text("cell\nc1\nc2\n")
-    return Case(path, [f"{path}: empty matrix: the header (line 1) names no gene columns"],
-                ("--format", "csv"))  # fmt: skip
+    return Case(
+        path, [f"{path}: empty matrix: the header (line 1) names no gene columns"], ("--format", "csv")
+    )
 
 
 def mtx(tmp: Path, name: str) -> Path:
@@ -385,8 +433,13 @@ def mtx_header_too_many(tmp: Path) -> Case:
     rows, cols, nnz = lines[2].split()
     lines[2] = f"{rows} {cols} {int(nnz) + 50}"
     (folder / "matrix.mtx").write_text("\n".join(lines) + "\n")
-    return Case(folder, [f"{folder / 'matrix.mtx'}: file truncated: the header declares {int(nnz) + 50} "
-                         f"entries, found {nnz}"])  # fmt: skip
+    return Case(
+        folder,
+        [
+            f"{folder / 'matrix.mtx'}: file truncated: the header declares {int(nnz) + 50} "
+            f"entries, found {nnz}"
+        ],
+    )
 
 
 def parquet_text_gene(tmp: Path) -> Case:
@@ -414,8 +467,9 @@ def loom_mismatched_attrs(tmp: Path) -> Case:
     path = write_loom(tmp / "attrs.loom", x, CELLS, GENES)
     with h5py.File(path, "r+") as f:
         replace(f, "col_attrs/CellID", np.array(CELLS[:-1], dtype="S"))
-    return Case(path, [f"{path}: col_attrs/CellID has shape ({N_CELLS - 1},) but the matrix has "
-                       f"{N_CELLS} cells"])  # fmt: skip
+    return Case(
+        path, [f"{path}: col_attrs/CellID has shape ({N_CELLS - 1},) but the matrix has {N_CELLS} cells"]
+    )
 
 
 def tenx_column_out_of_range(tmp: Path) -> Case:
@@ -425,8 +479,13 @@ def tenx_column_out_of_range(tmp: Path) -> Case:
     k = int(m.indptr[9])  # the first value of row 10
     with h5py.File(path, "r+") as f:
         f["matrix/indices"][k] = -3
-    return Case(path, [f"{path}: matrix/indices[{k}] = -3: column -2 at row 10 is outside the matrix "
-                       f"(columns 1–{N_GENES})"])  # fmt: skip
+    return Case(
+        path,
+        [
+            f"{path}: matrix/indices[{k}] = -3: column -2 at row 10 is outside the matrix "
+            f"(columns 1–{N_GENES})"
+        ],
+    )
 
 
 def parquet_null(tmp: Path) -> Case:
@@ -495,8 +554,9 @@ def build(tmp: Path, make: Callable[[Path], Case]) -> Case:
 def cli(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WIDECUBE_STORAGE": str(store), "WIDECUBE_JOB_BACKOFF": "0"}
     env.pop("WIDECUBE_CATALOG_URL", None)
-    return subprocess.run([sys.executable, "-m", "widecube.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "widecube.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -585,23 +645,35 @@ def test_10x_index_beyond_32_bits_is_not_wrapped_into_range(tmp_path: Path) -> N
 
 
 def _spill(tmp: Path, n_cells: int = 3, n_genes: int = 4) -> GeneSpill:
-    return GeneSpill(tmp, n_cells=n_cells, n_genes=n_genes, dtype=np.dtype(np.float32), expected_nnz=10,
-                     slab_bytes=1 << 20, where="m.h5ad")  # fmt: skip
+    return GeneSpill(
+        tmp,
+        n_cells=n_cells,
+        n_genes=n_genes,
+        dtype=np.dtype(np.float32),
+        expected_nnz=10,
+        slab_bytes=1 << 20,
+        where="m.h5ad",
+    )
 
 
-def _unchecked_csr(indptr: list[int], indices: list[int], data: list[float],
-                   shape: tuple[int, int]) -> sp.csr_matrix:  # fmt: skip
+def _unchecked_csr(
+    indptr: list[int], indices: list[int], data: list[float], shape: tuple[int, int]
+) -> sp.csr_matrix:
     """A CSR scipy accepts without a full check (as a reader bug could hand over)."""
     m = sp.csr_matrix((2, 2), dtype=np.float32)  # filled in by hand: the constructor would check
-    m.data, m.indices, m.indptr = (np.array(data, np.float32), np.array(indices, np.int32),
-                                   np.array(indptr, np.int64))  # fmt: skip
+    m.data, m.indices, m.indptr = (
+        np.array(data, np.float32),
+        np.array(indices, np.int32),
+        np.array(indptr, np.int64),
+    )
     m._shape = shape
     return m
 
 
 @pytest.mark.parametrize(("index", "column"), [(4, 5), (-3, -2), (999_999, 1_000_000)])
-def test_the_scatter_kernel_refuses_what_a_reader_let_through(index: int, column: int,
-                                                               tmp_path: Path) -> None:  # fmt: skip
+def test_the_scatter_kernel_refuses_what_a_reader_let_through(
+    index: int, column: int, tmp_path: Path
+) -> None:
     spill = _spill(tmp_path)
     block = Block(1, 0, _unchecked_csr([0, 1, 3], [0, 1, index], [1.0, 2.0, 3.0], (2, 4)))
     with pytest.raises(UnreadableInput) as err:

@@ -73,24 +73,37 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("client")
     adata = pbmc_like()
     settings = Settings(storage=root / "store")
-    ingest(write_h5ad(adata, root / "pbmc.h5ad"), dataset="pbmc", groupbys=["cell_type", "cell_type,donor"],
-           settings=settings)  # fmt: skip
+    ingest(
+        write_h5ad(adata, root / "pbmc.h5ad"),
+        dataset="pbmc",
+        groupbys=["cell_type", "cell_type,donor"],
+        settings=settings,
+    )
     lognorm = adata.copy()
     lognorm.X = np.asarray(lognorm.X, dtype=np.float64)
     with warnings.catch_warnings():  # a few of the 240 cells have no counts in 12 genes
         warnings.filterwarnings("ignore", "Some cells have zero counts", UserWarning)
         sc.pp.normalize_total(lognorm, target_sum=1e4)
     sc.pp.log1p(lognorm)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, upkeep=False, jobs=False), host="127.0.0.1",
-                                           port=_free_port(), log_level="warning"))  # fmt: skip
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, upkeep=False, jobs=False),
+            host="127.0.0.1",
+            port=_free_port(),
+            log_level="warning",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.02)
     url = f"http://127.0.0.1:{server.config.port}"
     try:
-        with (httpx.Client(base_url=f"{url}/api/v1", timeout=30) as http, widecube.Client(url) as client,
-              widecube.open(settings.storage) as local):  # fmt: skip
+        with (
+            httpx.Client(base_url=f"{url}/api/v1", timeout=30) as http,
+            widecube.Client(url) as client,
+            widecube.open(settings.storage) as local,
+        ):
             yield Served(adata, lognorm, settings.storage, url, http, client, local)
     finally:
         server.should_exit = True
@@ -126,20 +139,24 @@ def test_summary_equals_rest_and_scanpy_aggregate(served: Served, groupby: str, 
     assert list(pb.obs_names) == list(ref.obs_names)  # observed groups, in category order
     pd.testing.assert_frame_equal(pb.obs[columns], ref.obs[columns], check_categorical=False)
     for ours, theirs in (("sum", "sum"), ("mean", "mean"), ("var", "var"), ("nnz", "count_nonzero")):
-        np.testing.assert_allclose(pb.layers[ours], ref.layers[theirs], rtol=1e-12, atol=1e-12,
-                                   equal_nan=True)  # fmt: skip
+        np.testing.assert_allclose(
+            pb.layers[ours], ref.layers[theirs], rtol=1e-12, atol=1e-12, equal_nan=True
+        )
     n_cells = source.obs.groupby(columns, observed=True).size().to_numpy()
     np.testing.assert_array_equal(pb.obs["n_cells"], n_cells)
-    np.testing.assert_allclose(pb.layers["frac_expressing"], ref.layers["count_nonzero"] / n_cells[:, None],
-                               rtol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        pb.layers["frac_expressing"], ref.layers["count_nonzero"] / n_cells[:, None], rtol=1e-12
+    )
     assert np.isnan(pb[pb.obs["n_cells"] == 1].layers["var"]).all()  # ddof=1, as scanpy: NaN for one cell
 
 
 def test_aggregate_with_a_filter_equals_rest_and_scanpy(served: Served) -> None:
     genes, keep = ["NKG7", "CD14", "CD3E"], {"donor": ["d2", "d1"]}
     pb = served.client.aggregate("pbmc", genes, "cell_type", stats=STATS, filter=keep, layer="normalized")
-    rest = served.http.post("/datasets/pbmc/aggregate", json={"genes": genes, "groupby": "cell_type",
-                            "stats": STATS, "filter": keep, "layer": "normalized"}).json()  # fmt: skip
+    rest = served.http.post(
+        "/datasets/pbmc/aggregate",
+        json={"genes": genes, "groupby": "cell_type", "stats": STATS, "filter": keep, "layer": "normalized"},
+    ).json()
     mask = served.adata.obs["donor"].isin(keep["donor"]).to_numpy()
     assert pb.uns["cells"] == rest["cells"] == int(mask.sum())
     assert pb.uns["filter"] == rest["filter"] == {"donor": ["d1", "d2"]} and pb.uns["source"] == "computed"
@@ -150,8 +167,9 @@ def test_aggregate_with_a_filter_equals_rest_and_scanpy(served: Served) -> None:
     kept = pb.obs["n_cells"].to_numpy() > 0
     assert list(pb.obs_names[kept]) == list(ref.obs_names)
     for ours, theirs in (("sum", "sum"), ("mean", "mean"), ("var", "var"), ("nnz", "count_nonzero")):
-        np.testing.assert_allclose(pb.layers[ours][kept], ref.layers[theirs], rtol=1e-12, atol=1e-12,
-                                   equal_nan=True)  # fmt: skip
+        np.testing.assert_allclose(
+            pb.layers[ours][kept], ref.layers[theirs], rtol=1e-12, atol=1e-12, equal_nan=True
+        )
     expected = served.adata.obs.loc[mask, "cell_type"].value_counts(sort=False).reindex(pb.obs_names)
     np.testing.assert_array_equal(pb.obs["n_cells"], expected.to_numpy())
 
@@ -171,8 +189,9 @@ def test_datasets_genes_markers_and_expression_equal_rest(served: Served) -> Non
         == http.get("/datasets/pbmc/genes", params={"prefix": "cD", "limit": 2}).json()["genes"]
     )
     markers = wc.markers("pbmc", "cell_type", "NK", limit=5)
-    rest_markers = http.get("/datasets/pbmc/markers", params={"groupby": "cell_type", "group": "NK",
-                                                              "limit": 5}).json()  # fmt: skip
+    rest_markers = http.get(
+        "/datasets/pbmc/markers", params={"groupby": "cell_type", "group": "NK", "limit": 5}
+    ).json()
     expected = pd.DataFrame(rest_markers["markers"]).astype({c: float for c in markers.columns[1:]})
     pd.testing.assert_frame_equal(markers, expected)
     assert markers.attrs == {k: rest_markers[k] for k in ("dataset", "version", "groupby", "group", "layer")}
@@ -182,8 +201,9 @@ def test_datasets_genes_markers_and_expression_equal_rest(served: Served) -> Non
     reference = np.asarray(served.adata[mask, ["LYZ", "CD79A"]].X, dtype=np.float32)
     np.testing.assert_array_equal(x.to_numpy(), reference)
     assert list(x.columns) == ["LYZ", "CD79A"] and x.attrs["cells"] == int(mask.sum())
-    rest_x = http.post("/datasets/pbmc/expression", json={"genes": ["LYZ", "CD79A"], "filter": keep,
-                                                          "layer": "raw"}).json()  # fmt: skip
+    rest_x = http.post(
+        "/datasets/pbmc/expression", json={"genes": ["LYZ", "CD79A"], "filter": keep, "layer": "raw"}
+    ).json()
     np.testing.assert_array_equal(x["LYZ"], np.asarray(rest_x["values"]["LYZ"], np.float32))
 
 
@@ -208,18 +228,25 @@ def _same(a: Any, b: Any) -> None:
     [
         ("datasets", (), {}),
         ("genes", ("pbmc", "c"), {"limit": 3}),
-        ("summary", ("pbmc", GENES, "cell_type,donor"),
-         {"stats": ["mean", "var", "median", "mean_expressing"]}),
+        (
+            "summary",
+            ("pbmc", GENES, "cell_type,donor"),
+            {"stats": ["mean", "var", "median", "mean_expressing"]},
+        ),
         ("summary", ("pbmc", ["ACTB"], "cell_type"), {}),
-        ("aggregate", ("pbmc", ["GNLY", "IL7R"], "donor"), {"stats": ["q25", "frac_expressing"],
-                                                            "filter": {"cell_type": ["T", "ghost"]}}),
+        (
+            "aggregate",
+            ("pbmc", ["GNLY", "IL7R"], "donor"),
+            {"stats": ["q25", "frac_expressing"], "filter": {"cell_type": ["T", "ghost"]}},
+        ),
         ("aggregate", ("pbmc", ["PPBP"], "cell_type"), {"filter": {"cell_type": ["B"]}, "layer": "raw"}),
         ("markers", ("pbmc", "cell_type", "Mono"), {"layer": "raw"}),
         ("expression", ("pbmc", ["FCGR3A", "CD3E"]), {"filter": {"donor": ["d1"]}}),
     ],
-)  # fmt: skip
-def test_open_answers_what_the_server_answers(served: Served, method: str, args: tuple[Any, ...],
-                                              kw: dict[str, Any]) -> None:  # fmt: skip
+)
+def test_open_answers_what_the_server_answers(
+    served: Served, method: str, args: tuple[Any, ...], kw: dict[str, Any]
+) -> None:
     remote = getattr(served.client, method)(*args, **kw)
     local = getattr(served.local, method)(*args, **kw)
     _same(remote, local)
@@ -241,13 +268,25 @@ def test_errors_map_to_widecube_errors_with_the_servers_message(served: Served, 
     body = {"genes": ["CD3E"], "groupby": "cell_type"}
     cases: list[tuple[type[Exception], Any, dict[str, Any], str]] = [
         (NotFound, lambda: wc.summary("nope", ["CD3E"], "cell_type"), body, "/datasets/nope/summary"),
-        (InvalidQuery, lambda: wc.summary("pbmc", ["CD3E", "XIST"], "cell_type"),
-         {**body, "genes": ["CD3E", "XIST"]}, "/datasets/pbmc/summary"),
-        (InvalidQuery, lambda: wc.aggregate("pbmc", ["CD3E"], "tissue"), {**body, "groupby": "tissue"},
-         "/datasets/pbmc/aggregate"),
-        (InvalidQuery, lambda: wc.summary("pbmc", ["CD3E"], "cell_type", stats=["q99"]),
-         {**body, "stats": ["q99"]}, "/datasets/pbmc/summary"),
-    ]  # fmt: skip
+        (
+            InvalidQuery,
+            lambda: wc.summary("pbmc", ["CD3E", "XIST"], "cell_type"),
+            {**body, "genes": ["CD3E", "XIST"]},
+            "/datasets/pbmc/summary",
+        ),
+        (
+            InvalidQuery,
+            lambda: wc.aggregate("pbmc", ["CD3E"], "tissue"),
+            {**body, "groupby": "tissue"},
+            "/datasets/pbmc/aggregate",
+        ),
+        (
+            InvalidQuery,
+            lambda: wc.summary("pbmc", ["CD3E"], "cell_type", stats=["q99"]),
+            {**body, "stats": ["q99"]},
+            "/datasets/pbmc/summary",
+        ),
+    ]
     for kind, call, rest_body, path in cases:
         detail = served.http.post(path, json=rest_body).json()["detail"]
         with pytest.raises(kind) as caught:
@@ -269,15 +308,19 @@ def test_token_is_sent_as_bearer_and_other_failures_are_remote_errors() -> None:
         return httpx.Response(503, json={"detail": "catalog unavailable"})
 
     mock = httpx.MockTransport(answer)
-    with (widecube.Client("http://wc.example/", token="s3cret", transport=mock) as wc,
-          pytest.raises(RemoteError, match="HTTP 503 .*catalog unavailable") as caught):  # fmt: skip
+    with (
+        widecube.Client("http://wc.example/", token="s3cret", transport=mock) as wc,
+        pytest.raises(RemoteError, match="HTTP 503 .*catalog unavailable") as caught,
+    ):
         wc.datasets()
     assert caught.value.status == 503
     assert seen[0].headers["authorization"] == "Bearer s3cret"
     assert seen[0].headers["accept"] == "application/vnd.apache.arrow.stream"
     assert str(seen[0].url) == "http://wc.example/api/v1/datasets"
-    with widecube.Client(f"http://127.0.0.1:{_free_port()}") as nobody, \
-            pytest.raises(RemoteError, match="cannot reach") as caught:  # fmt: skip
+    with (
+        widecube.Client(f"http://127.0.0.1:{_free_port()}") as nobody,
+        pytest.raises(RemoteError, match="cannot reach") as caught,
+    ):
         nobody.datasets()
     assert caught.value.status is None
     with pytest.raises(InputNotFound, match="no widecube storage"):

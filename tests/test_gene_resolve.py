@@ -28,19 +28,28 @@ from widecube.pipeline import ingest
 pytestmark = pytest.mark.slow
 
 GENES = {
-    "CD3E": "ENSG00000198851", "CD3D": "ENSG00000167286", "CD3G": "ENSG00000160654",
-    "MS4A1": "ENSG00000156738", "LYZ": "ENSG00000090382", "NKG7": "ENSG00000105374",
-    "GNLY": "ENSG00000115523", "CST3": "ENSG00000101439", "MT-CO1": "ENSG00000198804",
-    "mt-Co1": "ENSMUSG00000064351", "FCGR3A": "ENSG00000203747", "PPBP": "ENSG00000163736",
-}  # fmt: skip
+    "CD3E": "ENSG00000198851",
+    "CD3D": "ENSG00000167286",
+    "CD3G": "ENSG00000160654",
+    "MS4A1": "ENSG00000156738",
+    "LYZ": "ENSG00000090382",
+    "NKG7": "ENSG00000105374",
+    "GNLY": "ENSG00000115523",
+    "CST3": "ENSG00000101439",
+    "MT-CO1": "ENSG00000198804",
+    "mt-Co1": "ENSMUSG00000064351",
+    "FCGR3A": "ENSG00000203747",
+    "PPBP": "ENSG00000163736",
+}
 
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("resolve")
     rng = np.random.default_rng(5)
-    obs = pd.DataFrame({"cell_type": pd.Categorical(rng.choice(["T", "B"], 40))},
-                       index=[f"c{i}" for i in range(40)])  # fmt: skip
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical(rng.choice(["T", "B"], 40))}, index=[f"c{i}" for i in range(40)]
+    )
     var = pd.DataFrame({"gene_ids": list(GENES.values())}, index=list(GENES))
     adata = ad.AnnData(rng.poisson(1.0, (40, len(GENES))).astype(np.float64), obs=obs, var=var)
     settings = Settings(storage=root / "store")
@@ -48,8 +57,9 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning"))  # fmt: skip
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -66,8 +76,20 @@ def _post(url: str, body: object, name: str = "tiny") -> httpx.Response:
 
 
 def test_a_pasted_mixed_list(url: str) -> None:
-    query = ["CD3E", "ms4a1", "ensg00000105374", "ENSG00000115523.12", "GNLYY", "XQZWVJK", "lyz",
-             "CD3E", " ", "mt-co1", "CD3", "ENSMUSG00000064351"]  # fmt: skip
+    query = [
+        "CD3E",
+        "ms4a1",
+        "ensg00000105374",
+        "ENSG00000115523.12",
+        "GNLYY",
+        "XQZWVJK",
+        "lyz",
+        "CD3E",
+        " ",
+        "mt-co1",
+        "CD3",
+        "ENSMUSG00000064351",
+    ]
     r = _post(url, {"query": query})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -109,5 +131,5 @@ def test_a_dataset_without_gene_ids_resolves_symbols_only() -> None:
             {"query": "ENSG00000198851", "suggestions": []},
             # ratio 2·4/10 = 80 for Gene1 and Gene2, 2·4/11 ≈ 72.7 for Gene10 (cut-off 70)
             {"query": "Gene3", "suggestions": ["Gene1", "Gene2", "Gene10"]},
-        ],  # fmt: skip
+        ],
     )

@@ -81,8 +81,9 @@ def _flip(path: Path, offset: int | None = None) -> bytes:
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WIDECUBE_STORAGE": str(settings.storage)}
-    return subprocess.run([sys.executable, "-m", "widecube.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "widecube.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def _expected_summary(adata: ad.AnnData, groups: list[str], genes: list[str]) -> dict[str, np.ndarray]:
@@ -98,8 +99,13 @@ def _as_float(values: Any) -> np.ndarray:
     return np.array([[np.nan if v is None else v for v in row] for row in values], dtype=np.float64)
 
 
-def _check_answer(r: httpx.Response, kind: str, inputs: dict[str, ad.AnnData], bad_file: str | None,
-                  answers: list[tuple[str, int]]) -> None:  # fmt: skip
+def _check_answer(
+    r: httpx.Response,
+    kind: str,
+    inputs: dict[str, ad.AnnData],
+    bad_file: str | None,
+    answers: list[tuple[str, int]],
+) -> None:
     """A 200 must equal numpy on the input of the version it names; otherwise it must be a
     503 naming the corrupt file (relative, no server path)."""
     answers.append((kind, r.status_code))
@@ -126,12 +132,24 @@ def _check_answer(r: httpx.Response, kind: str, inputs: dict[str, ad.AnnData], b
 
 
 QUERIES: list[tuple[str, str, dict[str, Any]]] = [
-    ("summary", "/api/v1/datasets/pbmc/summary",
-     {"genes": GENES, "groupby": "cell_type", "stats": ["sum", "mean"], "layer": "raw"}),
+    (
+        "summary",
+        "/api/v1/datasets/pbmc/summary",
+        {"genes": GENES, "groupby": "cell_type", "stats": ["sum", "mean"], "layer": "raw"},
+    ),
     ("expression", "/api/v1/datasets/pbmc/expression", {"genes": ["Gene3", "Gene17"], "layer": "raw"}),
-    ("aggregate", "/api/v1/datasets/pbmc/aggregate",
-     {"genes": GENES, "groupby": "cell_type", "stats": ["sum"], "layer": "raw", "filter": {"donor": ["d1"]}}),
-]  # fmt: skip
+    (
+        "aggregate",
+        "/api/v1/datasets/pbmc/aggregate",
+        {
+            "genes": GENES,
+            "groupby": "cell_type",
+            "stats": ["sum"],
+            "layer": "raw",
+            "filter": {"donor": ["d1"]},
+        },
+    ),
+]
 
 
 def _free_port() -> int:
@@ -258,8 +276,9 @@ def _serve(settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     env = {**os.environ, "WIDECUBE_STORAGE": str(settings.storage)}
     cli = [sys.executable, "-m", "widecube.cli", "serve", "--port", str(port)]
-    proc = subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -324,8 +343,9 @@ def test_snapshots_written_without_the_codec_still_read(tmp_path: Path) -> None:
     values = np.random.default_rng(1).random((50, 7)).astype(np.float32)
     writer = SnapshotWriter(tmp_path / "snap", dataset="old", version="0" * 32)
     group = zarr.open_group(writer.path("views/old.zarr"), mode="a", zarr_format=3)
-    arr = group.create_array("x", shape=values.shape, dtype=values.dtype, chunks=(10, 7),
-                             compressors=[ZstdCodec(level=1)])  # fmt: skip
+    arr = group.create_array(
+        "x", shape=values.shape, dtype=values.dtype, chunks=(10, 7), compressors=[ZstdCodec(level=1)]
+    )
     arr[...] = values
     writer.finish(n_cells=50, n_genes=7)
     codecs = json.loads((tmp_path / "snap/views/old.zarr/x/zarr.json").read_text())["codecs"]
@@ -350,8 +370,12 @@ def test_a_dataset_ingested_without_the_codec_serves_right_values(
     version = ingest(make_h5ad(adata), dataset="pbmc", groupbys=["cell_type"], settings=settings).version
     monkeypatch.undo()
     root = settings.storage / "datasets" / "pbmc" / version
-    codecs = [c["name"] for p in root.rglob("zarr.json") if json.loads(p.read_text())["node_type"] == "array"
-              for c in json.loads(p.read_text())["codecs"]]  # fmt: skip
+    codecs = [
+        c["name"]
+        for p in root.rglob("zarr.json")
+        if json.loads(p.read_text())["node_type"] == "array"
+        for c in json.loads(p.read_text())["codecs"]
+    ]
     assert "crc32c" not in codecs
     app = create_app(settings, upkeep=False, jobs=False)
     from fastapi.testclient import TestClient
@@ -373,6 +397,9 @@ def test_missing_truncated_and_unlisted_files_are_named(tmp_path: Path) -> None:
     (tmp_path / "snap/t/b.bin").write_bytes(b"x" * 99)
     (tmp_path / "snap/t/extra.bin").write_bytes(b"")
     faults = [str(f) for f in Snapshot(tmp_path / "snap").check()]
-    assert faults == ["t/a.bin: is missing", "t/b.bin: does not match its checksum",
-                      "t/extra.bin: is not in the manifest"]  # fmt: skip
+    assert faults == [
+        "t/a.bin: is missing",
+        "t/b.bin: does not match its checksum",
+        "t/extra.bin: is not in the manifest",
+    ]
     assert [str(f) for f in Snapshot(tmp_path / "snap").check("t/c.bin")] == []

@@ -105,23 +105,30 @@ def test_no_matrix_or_two_matrices_list_the_members(tmp_path: Path) -> None:
     empty = zip_of(tmp_path / "docs.zip", {"README.txt": b"hello", "notes/a.md": b"# notes"})
     with pytest.raises(UnreadableInput) as err:
         open_input(empty, workdir=tmp_path / "work")
-    assert str(err.value) == (f"{empty}: holds no matrix in a known format (formats tried: h5ad, 10x-h5, "
-                              "loom, parquet, mtx, csv, tsv); it holds: README.txt, notes/a.md")  # fmt: skip
+    assert str(err.value) == (
+        f"{empty}: holds no matrix in a known format (formats tried: h5ad, 10x-h5, "
+        "loom, parquet, mtx, csv, tsv); it holds: README.txt, notes/a.md"
+    )
     csv = write_csv(tmp_path / "c.csv", X, CELLS, GENES)
     h5ad = write_h5ad(ADATA, tmp_path / "a.h5ad")
     two = zip_of(tmp_path / "two.zip", {"x/a.h5ad": h5ad, "x/c.csv": csv, "x/obs.csv": b"cell,type\nc1,T\n"})
     with pytest.raises(UnreadableInput) as err:
         open_input(two, workdir=tmp_path / "work")
-    assert str(err.value) == (f"{two}: holds 2 matrices (x/a.h5ad, x/c.csv); an input must hold one "
-                              "(it holds: x/a.h5ad, x/c.csv, x/obs.csv)")  # fmt: skip
+    assert str(err.value) == (
+        f"{two}: holds 2 matrices (x/a.h5ad, x/c.csv); an input must hold one "
+        "(it holds: x/a.h5ad, x/c.csv, x/obs.csv)"
+    )
     assert not any((tmp_path / "work").iterdir())
 
 
 def test_zip_bomb_is_refused_by_declared_size(tmp_path: Path) -> None:
     bomb = zip_of(tmp_path / "bomb.zip", {"counts.csv": b"0" * 50_000_000})
     assert bomb.stat().st_size < 100_000
-    with pytest.raises(UnsafeArchive, match=r"bomb\.zip: members declare 50,000,000\+ bytes, more than the "
-                                            r"limit of [\d,]+ \(20 × the archive's size by default\)"):
+    with pytest.raises(
+        UnsafeArchive,
+        match=r"bomb\.zip: members declare 50,000,000\+ bytes, more than the "
+        r"limit of [\d,]+ \(20 × the archive's size by default\)",
+    ):
         open_input(bomb, workdir=tmp_path / "work")
     assert not any((tmp_path / "work").rglob("counts.csv"))
 
@@ -148,16 +155,22 @@ def tar_with(path: Path, member: tarfile.TarInfo, data: bytes = b"") -> Path:
 def test_hostile_members_are_refused(tmp_path: Path) -> None:
     work = tmp_path / "deep" / "work"
     cases: list[tuple[Path, str]] = []
-    cases.append((zip_of(tmp_path / "up.zip", {"../evil.csv": b"cell,a,b\nc,1,2\n"}),
-                  "member '../evil.csv' has a '..' path component; refused"))  # fmt: skip
+    cases.append(
+        (
+            zip_of(tmp_path / "up.zip", {"../evil.csv": b"cell,a,b\nc,1,2\n"}),
+            "member '../evil.csv' has a '..' path component; refused",
+        )
+    )
     absolute = tarfile.TarInfo("/tmp/evil.csv")
     absolute.size = 4
-    cases.append((tar_with(tmp_path / "abs.tgz", absolute, b"a,b\n"),
-                  "member '/tmp/evil.csv' has an absolute path"))  # fmt: skip
+    cases.append(
+        (tar_with(tmp_path / "abs.tgz", absolute, b"a,b\n"), "member '/tmp/evil.csv' has an absolute path")
+    )
     link = tarfile.TarInfo("data/matrix.csv")
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
-    cases.append((tar_with(tmp_path / "sym.tgz", link),
-                  "member 'data/matrix.csv' is a symbolic link; refused"))  # fmt: skip
+    cases.append(
+        (tar_with(tmp_path / "sym.tgz", link), "member 'data/matrix.csv' is a symbolic link; refused")
+    )
     hard = tarfile.TarInfo("m.csv")
     hard.type, hard.linkname = tarfile.LNKTYPE, "/etc/passwd"
     cases.append((tar_with(tmp_path / "hard.tgz", hard), "member 'm.csv' is a hard link; refused"))

@@ -49,13 +49,14 @@ FORMATS: dict[str, tuple[str, Writer]] = {
 
 VARIANTS: dict[str, Writer] = {
     "parquet, id in the first column": lambda d: write_parquet(d / "c.parquet", X, CELLS, GENES, index=False),
-    "mtx.gz, GEO prefix, genes.tsv": lambda d: write_mtx(d / "geo", X, CELLS, GENES, gz=True, prefix="GSM1_",
-                                                         legacy=True),
+    "mtx.gz, GEO prefix, genes.tsv": lambda d: write_mtx(
+        d / "geo", X, CELLS, GENES, gz=True, prefix="GSM1_", legacy=True
+    ),
     "mtx file path": lambda d: write_mtx(d / "m", X, CELLS, GENES) / "matrix.mtx",
     "mtx sorted by gene": lambda d: write_mtx(d / "bygene", X, CELLS, GENES, order="gene"),
     "mtx shuffled": lambda d: write_mtx(d / "shuffled", X, CELLS, GENES, order="random"),
     "csv.gz": lambda d: write_csv(d / "counts.csv.gz", X, CELLS, GENES),
-}  # fmt: skip
+}
 """Read through the block stream only (same readers, other layouts)."""
 
 
@@ -114,8 +115,13 @@ def test_each_format_serves_the_numpy_summary(case: str, tmp_path: Path, setting
         assert sorted(got["groups"]) == sorted(want)
         for i, group in enumerate(got["groups"]):
             for stat in stats:
-                np.testing.assert_allclose(got["values"][stat][i], want[group][stat], rtol=1e-6,
-                                           equal_nan=True, err_msg=f"{case} {groupby} {group} {stat}")
+                np.testing.assert_allclose(
+                    got["values"][stat][i],
+                    want[group][stat],
+                    rtol=1e-6,
+                    equal_nan=True,
+                    err_msg=f"{case} {groupby} {group} {stat}",
+                )
     wc.close()
     assert not any((settings.storage / "work").iterdir())  # unpacked and spilled files are gone
 
@@ -203,8 +209,9 @@ def test_text_values_quoting_and_line_endings(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("layout", ["csr", "csc", "dense"])
 @pytest.mark.parametrize("window", [None, (7, 41)])
-def test_h5ad_layouts_stream_the_same_matrix(layout: str, window: tuple[int, int] | None,
-                                             tmp_path: Path) -> None:  # fmt: skip
+def test_h5ad_layouts_stream_the_same_matrix(
+    layout: str, window: tuple[int, int] | None, tmp_path: Path
+) -> None:
     """CSR, CSC and dense X, whole or a gene window (gene-major files read only that window)."""
     path = write_h5ad(ADATA, tmp_path / f"{layout}.h5ad", layout=layout)
     lo, hi = window or (0, len(GENES))

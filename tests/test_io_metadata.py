@@ -32,10 +32,12 @@ def matrix(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("kind", ["obs.csv", "obs.tsv", "obs.parquet"])
-def test_obs_join_in_any_order_with_extra_rows(kind: str, matrix: Path, tmp_path: Path,
-                                               caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
-    extra = pd.DataFrame({"cell_type": ["T", "B"], "donor": ["d9", "d9"], "score": [0.1, 0.2]},
-                         index=["ghost1", "ghost2"])  # fmt: skip
+def test_obs_join_in_any_order_with_extra_rows(
+    kind: str, matrix: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    extra = pd.DataFrame(
+        {"cell_type": ["T", "B"], "donor": ["d9", "d9"], "score": [0.1, 0.2]}, index=["ghost1", "ghost2"]
+    )
     meta = pd.concat([OBS.astype({"cell_type": str, "donor": str}), extra]).sample(frac=1, random_state=0)
     meta["barcode_like"] = [f"bc{i}" for i in range(len(meta))]  # unique strings: not a category
     path = write_obs(tmp_path / kind, meta, sep="\t" if kind.endswith("tsv") else ",")
@@ -55,9 +57,11 @@ def test_missing_cells_are_an_error_listing_the_first_ids(matrix: Path, tmp_path
     path = write_obs(tmp_path / "obs.csv", OBS.iloc[7:])
     with pytest.raises(MetadataMismatch) as err:
         open_input(matrix, obs=path)
-    assert str(err.value) == (f"{path}: 7 of 240 cells in the matrix have no metadata row (first: 'cell0', "
-                              "'cell1', 'cell2', 'cell3', 'cell4', … (7 in all)); fix the file or pass "
-                              "--allow-missing-metadata")  # fmt: skip
+    assert str(err.value) == (
+        f"{path}: 7 of 240 cells in the matrix have no metadata row (first: 'cell0', "
+        "'cell1', 'cell2', 'cell3', 'cell4', … (7 in all)); fix the file or pass "
+        "--allow-missing-metadata"
+    )
 
 
 @pytest.mark.slow
@@ -100,16 +104,36 @@ def test_var_join_by_name_or_by_gene_id(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_groupby_on_a_metadata_column_through_the_cli(matrix: Path, tmp_path: Path,
-                                                      settings: Settings) -> None:  # fmt: skip
+def test_groupby_on_a_metadata_column_through_the_cli(
+    matrix: Path, tmp_path: Path, settings: Settings
+) -> None:
     meta = OBS.astype({"cell_type": str, "donor": str})
     meta.loc["stray"] = ["T", "d1", 0.5]
     path = write_obs(tmp_path / "cells.csv", meta)
-    env = {**os.environ, "WIDECUBE_STORAGE": str(settings.storage),
-           "WIDECUBE_CATALOG_URL": settings.catalog_url}  # fmt: skip
-    run = subprocess.run([sys.executable, "-m", "widecube.cli", "ingest", str(matrix), "--dataset", "t",
-                          "--obs", str(path), "--groupby", "cell_type"], env=env, capture_output=True,
-                         text=True, timeout=300)  # fmt: skip
+    env = {
+        **os.environ,
+        "WIDECUBE_STORAGE": str(settings.storage),
+        "WIDECUBE_CATALOG_URL": settings.catalog_url,
+    }
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "widecube.cli",
+            "ingest",
+            str(matrix),
+            "--dataset",
+            "t",
+            "--obs",
+            str(path),
+            "--groupby",
+            "cell_type",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     warning = f"{path}: 1 metadata rows name cells that are not in the matrix (first: 'stray'); ignored"
     assert warning in run.stderr

@@ -92,9 +92,11 @@ def test_mtx_matches_scipy(field: str, order: str, gz: bool, tmp_path: Path) -> 
 
 
 def test_comments_blank_lines_tabs_and_crlf(tmp_path: Path) -> None:
-    body = ("%%MatrixMarket matrix coordinate real general\n% made by hand\n%\n3 4 5\n"
-            "1 1 1.5\r\n\n% a comment among entries\n  2\t1   -2e-3  \n3 2 .25\n"
-            "1 3 7\n2 4 1E2")  # fmt: skip
+    body = (
+        "%%MatrixMarket matrix coordinate real general\n% made by hand\n%\n3 4 5\n"
+        "1 1 1.5\r\n\n% a comment among entries\n  2\t1   -2e-3  \n3 2 .25\n"
+        "1 3 7\n2 4 1E2"
+    )
     folder = _mtx(tmp_path, body)
     genes_by_cells = np.zeros((3, 4))  # by hand: scipy's reader refuses comments among entries
     genes_by_cells[0, 0], genes_by_cells[1, 0], genes_by_cells[2, 1] = 1.5, -2e-3, 0.25
@@ -118,25 +120,52 @@ def test_a_line_across_every_piece_and_half_boundary(tmp_path: Path) -> None:
 
 HEADER = "%%MatrixMarket matrix coordinate integer general\n%\n3 4 4\n"
 BAD: dict[str, tuple[str, type[InputError], str]] = {
-    "bad token": (HEADER + "1 1 1\n2 1 4\n3 x 2\n1 4 1\n", InvalidValue,
-                  "non-numeric value 'x' at line 6, column index"),
-    "bad value": (HEADER + "1 1 1\n2 1 1.5\n3 2 2\n1 4 1\n", InvalidValue,
-                  "non-numeric value '1.5' at line 5, value"),
-    "row 0": (HEADER + "1 1 1\n0 1 4\n3 2 2\n1 4 1\n", UnreadableInput,
-              "line 5: index (0, 1) is outside the 3 × 4 matrix"),
-    "column too large": (HEADER + "1 1 1\n2 1 4\n3 2 2\n1 5 1\n", UnreadableInput,
-                         "line 7: index (1, 5) is outside the 3 × 4 matrix"),
-    "too few entries": (HEADER + "1 1 1\n2 1 4\n3 2 2\n", UnreadableInput,
-                        "file truncated: the header declares 4 entries, found 3 (last line read: 6)"),
-    "too many entries": (HEADER + "1 1 1\n2 1 4\n3 2 2\n1 4 1\n2 4 1\n", UnreadableInput,
-                         "more entries than the 4 the header declares (line 8)"),
-    "extra field": (HEADER + "1 1 1\n2 1 4 9\n3 2 2\n1 4 1\n", UnreadableInput,
-                    "ragged row at line 5: 4 fields where a valued entry has 3"),
-    "missing value": (HEADER + "1 1 1\n2 1\n3 2 2\n1 4 1\n", UnreadableInput,
-                      "ragged row at line 5: 2 fields where a valued entry has 3"),
-    "int32 overflow": (HEADER + "1 1 1\n2 1 4\n3 2 3000000000\n1 4 1\n", UnreadableInput,
-                       "integer value '3000000000' at line 6, value, does not fit in 32 bits"),
-}  # fmt: skip
+    "bad token": (
+        HEADER + "1 1 1\n2 1 4\n3 x 2\n1 4 1\n",
+        InvalidValue,
+        "non-numeric value 'x' at line 6, column index",
+    ),
+    "bad value": (
+        HEADER + "1 1 1\n2 1 1.5\n3 2 2\n1 4 1\n",
+        InvalidValue,
+        "non-numeric value '1.5' at line 5, value",
+    ),
+    "row 0": (
+        HEADER + "1 1 1\n0 1 4\n3 2 2\n1 4 1\n",
+        UnreadableInput,
+        "line 5: index (0, 1) is outside the 3 × 4 matrix",
+    ),
+    "column too large": (
+        HEADER + "1 1 1\n2 1 4\n3 2 2\n1 5 1\n",
+        UnreadableInput,
+        "line 7: index (1, 5) is outside the 3 × 4 matrix",
+    ),
+    "too few entries": (
+        HEADER + "1 1 1\n2 1 4\n3 2 2\n",
+        UnreadableInput,
+        "file truncated: the header declares 4 entries, found 3 (last line read: 6)",
+    ),
+    "too many entries": (
+        HEADER + "1 1 1\n2 1 4\n3 2 2\n1 4 1\n2 4 1\n",
+        UnreadableInput,
+        "more entries than the 4 the header declares (line 8)",
+    ),
+    "extra field": (
+        HEADER + "1 1 1\n2 1 4 9\n3 2 2\n1 4 1\n",
+        UnreadableInput,
+        "ragged row at line 5: 4 fields where a valued entry has 3",
+    ),
+    "missing value": (
+        HEADER + "1 1 1\n2 1\n3 2 2\n1 4 1\n",
+        UnreadableInput,
+        "ragged row at line 5: 2 fields where a valued entry has 3",
+    ),
+    "int32 overflow": (
+        HEADER + "1 1 1\n2 1 4\n3 2 3000000000\n1 4 1\n",
+        UnreadableInput,
+        "integer value '3000000000' at line 6, value, does not fit in 32 bits",
+    ),
+}
 
 
 @pytest.mark.parametrize("case", list(BAD))
@@ -235,10 +264,17 @@ def test_10x_corrupt_gzip_chunk_names_file_dataset_and_chunk(tmp_path: Path) -> 
     assert "Traceback" not in message
 
 
-@pytest.mark.parametrize(("storage", "threaded"), [("gzip", True), ("shuffle+gzip", True),
-                                                    ("gzip, chunk past the end", True),
-                                                    ("no compression", False), ("chunked, no filter", False),
-                                                    ("fletcher32+gzip (h5py's path)", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("storage", "threaded"),
+    [
+        ("gzip", True),
+        ("shuffle+gzip", True),
+        ("gzip, chunk past the end", True),
+        ("no compression", False),
+        ("chunked, no filter", False),
+        ("fletcher32+gzip (h5py's path)", False),
+    ],
+)
 def test_which_datasets_take_the_threaded_path(storage: str, threaded: bool, tmp_path: Path) -> None:
     path = _write_10x(tmp_path / "m.h5", _counts(), **STORAGE[storage])
     with h5py.File(path, "r") as f, ThreadPoolExecutor(2) as pool:

@@ -43,21 +43,31 @@ def text(tmp: Path, name: str, body: str) -> Path:
 HEADER = "cell,Gene0,Gene1,Gene2\n"
 CSV_CASES: dict[str, tuple[str, str]] = {
     "null": (HEADER + "c1,1,2,3\nc2,4,,6\n", "Null value found at cell c2, gene Gene1 (line 3, field 3)"),
-    "NaN": (HEADER + "c1,1,2,3\nc2,NaN,5,6\n",
-            "NaN found at row 2 (cell 'c2'), column 1 (gene 'Gene0') (line 3, field 2)"),
-    "inf": (HEADER + "c1,1,2,3\nc2,4,5,6\nc3,0,0,-inf\n",
-            "infinite value found at row 3 (cell 'c3'), column 3 (gene 'Gene2') (line 4, field 4)"),
-    "non-numeric": (HEADER + "c1,1,2,3\nc2,4,5,6\nc3,7,abc,9\n",
-                    "non-numeric value 'abc' at line 4, field 3 (cell 'c3', gene 'Gene1')"),
+    "NaN": (
+        HEADER + "c1,1,2,3\nc2,NaN,5,6\n",
+        "NaN found at row 2 (cell 'c2'), column 1 (gene 'Gene0') (line 3, field 2)",
+    ),
+    "inf": (
+        HEADER + "c1,1,2,3\nc2,4,5,6\nc3,0,0,-inf\n",
+        "infinite value found at row 3 (cell 'c3'), column 3 (gene 'Gene2') (line 4, field 4)",
+    ),
+    "non-numeric": (
+        HEADER + "c1,1,2,3\nc2,4,5,6\nc3,7,abc,9\n",
+        "non-numeric value 'abc' at line 4, field 3 (cell 'c3', gene 'Gene1')",
+    ),
     "ragged": (HEADER + "c1,1,2,3\nc2,4,5\n", "ragged row at line 3: 3 fields where the header has 4"),
     "too many fields": (HEADER + "c1,1,2,3,4\n", "ragged row at line 2: 5 fields where the header has 4"),
-    "duplicate cell": (HEADER + "c1,1,2,3\nc2,4,5,6\nc1,7,8,9\n",
-                       "duplicate cell id 'c1' at line 2 and line 4"),
+    "duplicate cell": (
+        HEADER + "c1,1,2,3\nc2,4,5,6\nc1,7,8,9\n",
+        "duplicate cell id 'c1' at line 2 and line 4",
+    ),
     "empty cell id": (HEADER + "c1,1,2,3\n,4,5,6\n", "empty cell id at line 3"),
-    "duplicate gene": ("cell,Gene0,Gene1,Gene0\nc1,1,2,3\n",
-                       "duplicate gene name 'Gene0' at line 1, field 2 and line 1, field 4"),
+    "duplicate gene": (
+        "cell,Gene0,Gene1,Gene0\nc1,1,2,3\n",
+        "duplicate gene name 'Gene0' at line 1, field 2 and line 1, field 4",
+    ),
     "no cells": (HEADER, "empty matrix (0 cells × 3 genes)"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(CSV_CASES))
@@ -90,8 +100,9 @@ def test_unknown_format_names_the_formats_tried(tmp_path: Path) -> None:
     path.write_bytes(np.random.default_rng(0).bytes(4096))
     with pytest.raises(UnreadableInput) as err:
         open_input(path)
-    assert str(err.value) == (f"{path}: not a recognised matrix file "
-                              "(formats tried: h5ad, 10x-h5, loom, parquet, mtx, csv, tsv)")  # fmt: skip
+    assert str(err.value) == (
+        f"{path}: not a recognised matrix file (formats tried: h5ad, 10x-h5, loom, parquet, mtx, csv, tsv)"
+    )
 
 
 def test_truncated_hdf5(tmp_path: Path) -> None:
@@ -107,8 +118,9 @@ def test_10x_corrupt_indices(tmp_path: Path) -> None:
         f["matrix/indices"][4] = 99
     with open_input(path) as src, pytest.raises(UnreadableInput) as err:
         list(src.iter_blocks(block_nnz=100))
-    assert str(err.value) == (f"{path}: matrix/indices[4] = 99: column 100 at row 3 is outside the matrix "
-                              "(columns 1–3)")  # fmt: skip
+    assert str(err.value) == (
+        f"{path}: matrix/indices[4] = 99: column 100 at row 3 is outside the matrix (columns 1–3)"
+    )
 
 
 def mtx_folder(tmp: Path, x: np.ndarray = X) -> Path:
@@ -126,22 +138,36 @@ def drop_last_lines(path: Path, n: int) -> None:
 
 
 MTX_CASES: dict[str, tuple[Callable[[Path], None], str]] = {
-    "index out of range": (lambda m: edit(m / "matrix.mtx", 5, "9 1 3"),
-                           "matrix.mtx: line 5: index (9, 1) is outside the 3 × 4 matrix"),
-    "non-numeric": (lambda m: edit(m / "matrix.mtx", 4, "2 1 x"),
-                    "matrix.mtx: non-numeric value 'x' at line 4, value"),
+    "index out of range": (
+        lambda m: edit(m / "matrix.mtx", 5, "9 1 3"),
+        "matrix.mtx: line 5: index (9, 1) is outside the 3 × 4 matrix",
+    ),
+    "non-numeric": (
+        lambda m: edit(m / "matrix.mtx", 4, "2 1 x"),
+        "matrix.mtx: non-numeric value 'x' at line 4, value",
+    ),
     "ragged": (lambda m: edit(m / "matrix.mtx", 6, "2 1"), "matrix.mtx: ragged row at line 6: 2 fields"),
-    "truncated": (lambda m: drop_last_lines(m / "matrix.mtx", 2),
-                  "matrix.mtx: file truncated: the header declares 9 entries, found 7"),
-    "not coordinate": (lambda m: edit(m / "matrix.mtx", 1, "%%MatrixMarket matrix array real general"),
-                       "matrix.mtx: line 1: not a MatrixMarket coordinate matrix banner"),
-    "symmetric": (lambda m: edit(m / "matrix.mtx", 1, "%%MatrixMarket matrix coordinate real symmetric"),
-                  "matrix.mtx: line 1: real symmetric matrices are not supported"),
-    "wrong size": (lambda m: edit(m / "features.tsv", 3, ""),
-                   "matrix.mtx: matrix is 3 × 4 but features.tsv lists 2 genes and barcodes.tsv 4 barcodes"),
-    "duplicate barcode": (lambda m: edit(m / "barcodes.tsv", 3, "c1"),
-                          "barcodes.tsv: duplicate barcode 'c1' at line 1 and line 3"),
-}  # fmt: skip
+    "truncated": (
+        lambda m: drop_last_lines(m / "matrix.mtx", 2),
+        "matrix.mtx: file truncated: the header declares 9 entries, found 7",
+    ),
+    "not coordinate": (
+        lambda m: edit(m / "matrix.mtx", 1, "%%MatrixMarket matrix array real general"),
+        "matrix.mtx: line 1: not a MatrixMarket coordinate matrix banner",
+    ),
+    "symmetric": (
+        lambda m: edit(m / "matrix.mtx", 1, "%%MatrixMarket matrix coordinate real symmetric"),
+        "matrix.mtx: line 1: real symmetric matrices are not supported",
+    ),
+    "wrong size": (
+        lambda m: edit(m / "features.tsv", 3, ""),
+        "matrix.mtx: matrix is 3 × 4 but features.tsv lists 2 genes and barcodes.tsv 4 barcodes",
+    ),
+    "duplicate barcode": (
+        lambda m: edit(m / "barcodes.tsv", 3, "c1"),
+        "barcodes.tsv: duplicate barcode 'c1' at line 1 and line 3",
+    ),
+}
 
 
 @pytest.mark.parametrize("case", list(MTX_CASES))
@@ -209,8 +235,9 @@ def test_negative_values_in_a_declared_counts_layer(tmp_path: Path) -> None:
         list(src.iter_blocks(block_nnz=100))
     with open_input(csv, layer="counts") as src, pytest.raises(InvalidValue) as err:
         list(src.iter_blocks(block_nnz=100))
-    assert str(err.value) == (f"{csv}: negative value -3 found at row 2 (cell 'c2'), column 2 "
-                              "(gene 'Gene1') in a counts matrix")  # fmt: skip
+    assert str(err.value) == (
+        f"{csv}: negative value -3 found at row 2 (cell 'c2'), column 2 (gene 'Gene1') in a counts matrix"
+    )
     adata = small_adata()
     adata.X[7, 2] = -1
     h5ad = write_h5ad(adata, tmp_path / "neg.h5ad", where="counts")
@@ -236,11 +263,19 @@ def test_a_bad_input_fails_the_version_and_publishes_nothing(tmp_path: Path, set
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_cli_prints_one_line_without_traceback(tmp_path: Path, settings: Settings) -> None:
-    env = {**os.environ, "WIDECUBE_STORAGE": str(settings.storage),
-           "WIDECUBE_CATALOG_URL": settings.catalog_url}  # fmt: skip
+    env = {
+        **os.environ,
+        "WIDECUBE_STORAGE": str(settings.storage),
+        "WIDECUBE_CATALOG_URL": settings.catalog_url,
+    }
     bad = text(tmp_path, "bad.tsv.gz", "cell\tGene0\tGene1\tGene2\nc1\t1\t2\t3\nc2\t1\tx\t3\n")
-    run = subprocess.run([sys.executable, "-m", "widecube.cli", "ingest", str(bad), "--dataset", "t"],
-                         env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "widecube.cli", "ingest", str(bad), "--dataset", "t"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines() == [
         f"error: {bad}: non-numeric value 'x' at line 3, field 3 (cell 'c2', gene 'Gene1')"

@@ -69,14 +69,24 @@ def assert_sums_match(settings: Settings, dataset: str, adata: Any, gene: int = 
 def test_transitions_steps_and_retry_policy_without_a_database() -> None:
     check_job_transition("j", J.RECEIVED, J.UNPACKED)
     check_job_transition("j", J.COMPUTED, J.FAILED)
-    for current, target in [(J.RECEIVED, J.VALIDATED), (J.PUBLISHED, J.FAILED), (J.FAILED, J.RECEIVED),
-                            (J.VERIFIED, J.COMPUTED)]:  # fmt: skip
+    for current, target in [
+        (J.RECEIVED, J.VALIDATED),
+        (J.PUBLISHED, J.FAILED),
+        (J.FAILED, J.RECEIVED),
+        (J.VERIFIED, J.COMPUTED),
+    ]:
         with pytest.raises(CatalogError, match=f"job j is {current.value}"):
             check_job_transition("j", current, target)
     assert [next_step(s) for s in J] == [
-        ("unpack", J.UNPACKED), ("validate", J.VALIDATED), ("compute", J.COMPUTED),
-        ("verify", J.VERIFIED), ("publish", J.PUBLISHED), None, None, None,
-    ]  # fmt: skip
+        ("unpack", J.UNPACKED),
+        ("validate", J.VALIDATED),
+        ("compute", J.COMPUTED),
+        ("verify", J.VERIFIED),
+        ("publish", J.PUBLISHED),
+        None,
+        None,
+        None,
+    ]
     check_job_transition("j", J.VERIFIED, J.SUPERSEDED)  # its version stays verified, not live
     with pytest.raises(CatalogError, match="job j is computed; it can only become verified or failed"):
         check_job_transition("j", J.COMPUTED, J.SUPERSEDED)
@@ -105,8 +115,13 @@ def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]
 
 def test_claims_leases_and_guarded_transitions(catalog: Catalog) -> None:
     jobs = catalog.jobs
-    first = jobs.create(dataset="a", source="watch", input="/in/a.h5ad", params={"groupbys": []},
-                        input_key="watch:/in/a.h5ad:1:2:3")  # fmt: skip
+    first = jobs.create(
+        dataset="a",
+        source="watch",
+        input="/in/a.h5ad",
+        params={"groupbys": []},
+        input_key="watch:/in/a.h5ad:1:2:3",
+    )
     again = jobs.create(dataset="a", source="watch", input="/in/a.h5ad", params={}, input_key=first.input_key)
     assert again.id == first.id and jobs.by_key("watch:/in/a.h5ad:1:2:3") == first
     second = jobs.create(dataset="b", source="cli", input="/in/b.h5ad", params={})
@@ -176,8 +191,13 @@ def test_ingest_is_one_job_through_every_step(make_h5ad: MakeH5ad, settings: Set
     record = ingest(make_h5ad(adata), dataset="t", groupbys=["donor"], settings=settings)
     with Catalog(settings.catalog_url) as catalog:
         (job,) = catalog.jobs.list()
-    assert (job.state, job.dataset, job.version, job.source, job.error) == (J.PUBLISHED, "t", record.version,
-                                                                            "cli", None)  # fmt: skip
+    assert (job.state, job.dataset, job.version, job.source, job.error) == (
+        J.PUBLISHED,
+        "t",
+        record.version,
+        "cli",
+        None,
+    )
     assert events(job) == clean_run(ALL_STEPS)
     assert job.worker is None and job.started is not None and job.finished is not None
     assert record.status == VersionStatus.PUBLISHED
@@ -207,8 +227,12 @@ steps.STEPS[{step!r}] = stalled
 settings = Settings()
 JobRunner(settings, Catalog(settings.catalog_url), worker="killed").run_pending()
 """
-    env = {**os.environ, "WIDECUBE_STORAGE": str(settings.storage),
-           "WIDECUBE_CATALOG_URL": settings.catalog_url, "WIDECUBE_JOB_LEASE": "2"}  # fmt: skip
+    env = {
+        **os.environ,
+        "WIDECUBE_STORAGE": str(settings.storage),
+        "WIDECUBE_CATALOG_URL": settings.catalog_url,
+        "WIDECUBE_JOB_LEASE": "2",
+    }
     return subprocess.Popen([sys.executable, "-c", script], env=env, text=True, stderr=subprocess.PIPE)
 
 
@@ -221,10 +245,13 @@ def _wait(check: Callable[[], bool], seconds: float, what: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-@pytest.mark.parametrize(("step", "when", "redone"), [
-    ("compute", "after", ["compute", "verify", "publish"]),  # staging written, not recorded
-    ("publish", "before", ["publish"]),                         # verified: only publishing is left
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("step", "when", "redone"),
+    [
+        ("compute", "after", ["compute", "verify", "publish"]),  # staging written, not recorded
+        ("publish", "before", ["publish"]),  # verified: only publishing is left
+    ],
+)
 def test_a_killed_worker_s_job_resumes_from_its_last_step(
     step: str, when: str, redone: list[str], tmp_path: Path, make_h5ad: MakeH5ad, settings: Settings
 ) -> None:
@@ -287,9 +314,13 @@ def test_transient_errors_are_retried_with_backoff(
         (job,) = catalog.jobs.list()
     assert job.state == J.PUBLISHED and job.attempts == 1  # publish, tried once
     assert [e for e in events(job) if e[1] == "verify"] == [
-        ("start", "verify"), ("retry", "verify"), ("start", "verify"), ("retry", "verify"),
-        ("start", "verify"), ("done", "verify"),
-    ]  # fmt: skip
+        ("start", "verify"),
+        ("retry", "verify"),
+        ("start", "verify"),
+        ("retry", "verify"),
+        ("start", "verify"),
+        ("done", "verify"),
+    ]
     retries = [e for e in job.log if e["event"] == "retry"]
     assert [e["delay_s"] for e in retries] == [0.2, 0.4]
     assert retries[0]["error"] == "OSError: [Errno 116] Stale file handle"
@@ -383,8 +414,12 @@ def test_jobs_api_and_cli(make_h5ad: MakeH5ad, settings: Settings) -> None:
         missing = client.get("/api/v1/jobs/nope")
         assert missing.status_code == 404 and missing.json() == {"detail": "no job 'nope' in the catalog"}
         assert client.get("/api/v1/jobs", params={"state": "done"}).status_code == 422
-    env = {**os.environ, "WIDECUBE_STORAGE": str(settings.storage),
-           "WIDECUBE_CATALOG_URL": settings.catalog_url, "COLUMNS": "250"}  # fmt: skip
+    env = {
+        **os.environ,
+        "WIDECUBE_STORAGE": str(settings.storage),
+        "WIDECUBE_CATALOG_URL": settings.catalog_url,
+        "COLUMNS": "250",
+    }
     cli = [sys.executable, "-m", "widecube.cli"]
     table = subprocess.run([*cli, "jobs"], env=env, capture_output=True, text=True, timeout=120)
     assert table.returncode == 0 and failed["id"] in table.stdout and "published" in table.stdout

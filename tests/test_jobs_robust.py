@@ -841,9 +841,14 @@ def test_tries_are_counted_as_steps_start_and_used_up_tries_refuse_a_start(backe
             "1 transient error(s), the last: OSError: [Errno 5] I/O"
         )
         assert [(e["event"], e.get("how")) for e in jobs.get(job.id).log] == [
-            ("start", None), ("died", "killed by signal 11 (SIGSEGV)"), ("start", None), ("retry", None),
-            ("start", None), ("interrupted", None), ("start", None),
-        ]  # fmt: skip
+            ("start", None),
+            ("died", "killed by signal 11 (SIGSEGV)"),
+            ("start", None),
+            ("retry", None),
+            ("start", None),
+            ("interrupted", None),
+            ("start", None),
+        ]
         assert jobs.get(job.id).attempts == 3  # a refused start changes nothing
         # the next step's tries are counted afresh
         other = jobs.create(dataset="d", source="cli", input="/in/y.h5ad", params={})
@@ -886,9 +891,12 @@ app()
             make_h5ad(adata), dataset="t", params={"groupbys": ["donor"]}
         )
         worker = subprocess.Popen(
-            [sys.executable, "-c", script], env=env_for(settings, WIDECUBE_JOB_POLL="0.2"), text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            [sys.executable, "-c", script],
+            env=env_for(settings, WIDECUBE_JOB_POLL="0.2"),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         try:
             wait_for(
                 lambda: marker.exists() or worker.poll() is not None, 240, "the worker to run compute", 0.1

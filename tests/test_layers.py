@@ -69,9 +69,12 @@ def test_the_sources_are_found() -> None:
 
 @pytest.mark.parametrize("layer", LOWER)
 def test_lower_layers_do_not_import_upward(layer: str) -> None:
-    bad = [f"{_module(p)}:{line} imports {name}"
-           for p in sorted((PACKAGE / layer).rglob("*.py")) for line, name in _imports(p)
-           if name.startswith(UPPER) and not name.startswith(f"widecube.{layer}")]  # fmt: skip
+    bad = [
+        f"{_module(p)}:{line} imports {name}"
+        for p in sorted((PACKAGE / layer).rglob("*.py"))
+        for line, name in _imports(p)
+        if name.startswith(UPPER) and not name.startswith(f"widecube.{layer}")
+    ]
     assert bad == []
 
 

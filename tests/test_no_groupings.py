@@ -71,8 +71,9 @@ FORMATS = ["csv", "tsv", "mtx", "parquet", "loom", "h5"]
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WIDECUBE_")}
     env.update(WIDECUBE_STORAGE=str(settings.storage), WIDECUBE_CATALOG_URL=settings.catalog_url)
-    return subprocess.run([sys.executable, "-m", "widecube.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "widecube.cli", *args], env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 class Ingested:
@@ -129,8 +130,12 @@ def test_cli_ingests_without_groupings_and_publishes(ingested: Ingested, fmt: st
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_summary_over_all_cells_equals_numpy(ingested: Ingested, fmt: str) -> None:
     x = X[:, _columns(ASKED)]
-    body = {"genes": ASKED, "groupby": ALL_CELLS, "layer": "raw",
-            "stats": ["mean", "var", "frac_expressing", "sum", "nnz", "n_cells"]}  # fmt: skip
+    body = {
+        "genes": ASKED,
+        "groupby": ALL_CELLS,
+        "layer": "raw",
+        "stats": ["mean", "var", "frac_expressing", "sum", "nnz", "n_cells"],
+    }
     r = ingested.client.post(f"/api/v1/datasets/{fmt}/summary", json=body)
     assert r.status_code == 200, r.text
     got = r.json()
@@ -146,8 +151,9 @@ def test_summary_over_all_cells_equals_numpy(ingested: Ingested, fmt: str) -> No
     params = {"genes": ASKED, "groupby": ALL_CELLS, "stats": ["mean"]}
     norm = ingested.client.get(f"/api/v1/datasets/{fmt}/summary", params=params).json()
     assert norm["layer"] == "normalized"
-    np.testing.assert_allclose(norm["values"]["mean"][0], lognorm(X)[:, _columns(ASKED)].mean(axis=0),
-                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        norm["values"]["mean"][0], lognorm(X)[:, _columns(ASKED)].mean(axis=0), rtol=1e-6
+    )
 
 
 @pytest.mark.subprocess
@@ -157,8 +163,9 @@ def test_quantiles_over_all_cells_equal_numpy(ingested: Ingested, fmt: str) -> N
     got = ingested.client.post(f"/api/v1/datasets/{fmt}/summary", json=body).json()
     x = X[:, _columns(ASKED)]
     for name, q in QUANTILES.items():  # stored as float32
-        np.testing.assert_allclose(got["values"][name][0], np.quantile(x, q, axis=0, method="linear"),
-                                   rtol=1e-6, err_msg=name)  # fmt: skip
+        np.testing.assert_allclose(
+            got["values"][name][0], np.quantile(x, q, axis=0, method="linear"), rtol=1e-6, err_msg=name
+        )
 
 
 @pytest.mark.subprocess
@@ -172,21 +179,26 @@ def test_gene_major_matrix_and_cell_stats_equal_the_input(ingested: Ingested, fm
     cells = ingested.client.get(f"/api/v1/datasets/{fmt}/cells/stats").json()
     np.testing.assert_array_equal(cells["total_counts"], X.sum(axis=1))
     np.testing.assert_array_equal(cells["n_genes_by_counts"], (X != 0).sum(axis=1))
-    stats = ingested.client.get(f"/api/v1/datasets/{fmt}/genes/stats",
-                                params={"genes": genes, "layer": "raw"}).json()["stats"]  # fmt: skip
+    stats = ingested.client.get(
+        f"/api/v1/datasets/{fmt}/genes/stats", params={"genes": genes, "layer": "raw"}
+    ).json()["stats"]
     np.testing.assert_allclose(stats["mean"], X[:, _columns(genes)].mean(axis=0), rtol=1e-12)
 
 
 @pytest.mark.subprocess
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_markers_of_the_synthetic_grouping_are_a_clear_422(ingested: Ingested, fmt: str) -> None:
-    r = ingested.client.get(f"/api/v1/datasets/{fmt}/markers",
-                            params={"groupby": ALL_CELLS, "group": ALL_CELLS_GROUP})  # fmt: skip
+    r = ingested.client.get(
+        f"/api/v1/datasets/{fmt}/markers", params={"groupby": ALL_CELLS, "group": ALL_CELLS_GROUP}
+    )
     assert r.status_code == 422
-    assert r.json()["detail"] == (f"dataset {fmt!r}: groupby 'all' has 1 group; markers compare a group "
-                                  "with the rest of the cells, so they need at least 2 groups")  # fmt: skip
-    unknown = ingested.client.get(f"/api/v1/datasets/{fmt}/markers",
-                                  params={"groupby": ALL_CELLS, "group": "x", "layer": "nope"})  # fmt: skip
+    assert r.json()["detail"] == (
+        f"dataset {fmt!r}: groupby 'all' has 1 group; markers compare a group "
+        "with the rest of the cells, so they need at least 2 groups"
+    )
+    unknown = ingested.client.get(
+        f"/api/v1/datasets/{fmt}/markers", params={"groupby": ALL_CELLS, "group": "x", "layer": "nope"}
+    )
     assert unknown.status_code == 422 and "no layer 'nope'" in unknown.json()["detail"]
 
 
@@ -201,8 +213,9 @@ def test_aggregate_by_the_synthetic_grouping_precomputed_and_computed(ingested: 
     # the same answer computed from the gene-major view (as /aggregate does for a filter)
     wc = Widecube(ingested.settings)
     try:
-        computed = wc.aggregate("csv", genes=ASKED, groupby=ALL_CELLS, stats=["mean", "median"],
-                                layer="raw", precomputed=False)  # fmt: skip
+        computed = wc.aggregate(
+            "csv", genes=ASKED, groupby=ALL_CELLS, stats=["mean", "median"], layer="raw", precomputed=False
+        )
         assert computed["source"] == "computed"
         np.testing.assert_allclose(computed["values"]["mean"][0], x.mean(axis=0), rtol=1e-12)
         np.testing.assert_array_equal(computed["values"]["median"][0], np.median(x, axis=0))
@@ -233,8 +246,9 @@ def test_aggregate_by_an_obs_column_that_was_not_precomputed(tmp_path: Path) -> 
             np.testing.assert_allclose(got["values"]["mean"][i], x.mean(axis=0), rtol=1e-12)
             np.testing.assert_allclose(got["values"]["q75"][i], np.quantile(x, 0.75, axis=0), rtol=1e-12)
             assert got["values"]["n_cells"][i] == [len(x)] * len(ASKED)
-        synthetic = client.post("/api/v1/datasets/b/aggregate",
-                                json={**body, "groupby": "all_", "stats": ["n_cells"]}).json()  # fmt: skip
+        synthetic = client.post(
+            "/api/v1/datasets/b/aggregate", json={**body, "groupby": "all_", "stats": ["n_cells"]}
+        ).json()
         assert synthetic["groups"] == [ALL_CELLS_GROUP] and synthetic["source"] == "precomputed"
         colours = client.get("/api/v1/datasets/b/embedding").json()["colors"]
         assert colours["batch"] == "numeric" and colours["total_counts"] == "numeric"
@@ -245,8 +259,7 @@ def test_embedding_of_an_h5ad_without_obs_columns(tmp_path: Path) -> None:
     """An h5ad with an embedding but no obs columns: the embedding routes serve it, coloured
     by a gene (the gene-major view) or by a per-cell statistic."""
     umap = np.random.default_rng(2).normal(size=(N_CELLS, 2)).astype(np.float32)
-    adata = ad.AnnData(X, obs=pd.DataFrame(index=CELLS), var=pd.DataFrame(index=GENES),
-                       obsm={"X_umap": umap})  # fmt: skip
+    adata = ad.AnnData(X, obs=pd.DataFrame(index=CELLS), var=pd.DataFrame(index=GENES), obsm={"X_umap": umap})
     settings = Settings(storage=tmp_path / "store")
     run = cli(settings, "ingest", str(write_h5ad(adata, tmp_path / "e.h5ad")), "--dataset", "e")
     assert run.returncode == 0, run.stderr
@@ -266,8 +279,9 @@ def test_a_grouping_with_one_category_crashes_no_view(tmp_path: Path) -> None:
     """obs ``sample`` has one value (and ``cell_type`` three): every view builds; summary and
     quantiles of ``sample`` are whole-dataset statistics; markers skip ``sample`` only."""
     types = np.array(["T", "B", "NK"])[np.arange(N_CELLS) % 3]
-    obs = pd.DataFrame({"sample": pd.Categorical(["s1"] * N_CELLS), "cell_type": pd.Categorical(types)},
-                       index=CELLS)  # fmt: skip
+    obs = pd.DataFrame(
+        {"sample": pd.Categorical(["s1"] * N_CELLS), "cell_type": pd.Categorical(types)}, index=CELLS
+    )
     adata = ad.AnnData(X, obs=obs, var=pd.DataFrame(index=GENES))
     settings = Settings(storage=tmp_path / "store")
     run = cli(settings, "ingest", str(write_h5ad(adata, tmp_path / "one.h5ad")), "--dataset", "one")
@@ -287,8 +301,9 @@ def test_a_grouping_with_one_category_crashes_no_view(tmp_path: Path) -> None:
         assert r.status_code == 422 and "groupby 'sample' has 1 group;" in r.json()["detail"]
         ok = client.get("/api/v1/datasets/one/markers", params={"groupby": "cell_type", "group": "T"})
         assert ok.status_code == 200 and len(ok.json()["markers"]) > 0
-        filtered = client.post("/api/v1/datasets/one/aggregate",
-                               json={**body, "filter": {"cell_type": ["T"]}}).json()  # fmt: skip
+        filtered = client.post(
+            "/api/v1/datasets/one/aggregate", json={**body, "filter": {"cell_type": ["T"]}}
+        ).json()
         t = X[types == "T"][:, _columns(ASKED)]
         np.testing.assert_allclose(filtered["values"]["mean"][0], t.mean(axis=0), rtol=1e-12)
         np.testing.assert_allclose(filtered["values"]["median"][0], np.median(t, axis=0), rtol=1e-12)

@@ -104,8 +104,12 @@ schema = _load()
 
 
 @schema.parametrize()
-@hypothesis.settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=_FIXED,
-                     suppress_health_check=list(hypothesis.HealthCheck))  # fmt: skip
+@hypothesis.settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    derandomize=_FIXED,
+    suppress_health_check=list(hypothesis.HealthCheck),
+)
 def test_every_answer_is_what_the_document_says(case: schemathesis.Case, base_url: str) -> None:
     case.call_and_validate(base_url=base_url)
 

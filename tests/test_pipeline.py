@@ -25,10 +25,14 @@ pytestmark = pytest.mark.slow
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "WIDECUBE_STORAGE": str(settings.storage),
-           "WIDECUBE_CATALOG_URL": settings.catalog_url}  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "widecube.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    env = {
+        **os.environ,
+        "WIDECUBE_STORAGE": str(settings.storage),
+        "WIDECUBE_CATALOG_URL": settings.catalog_url,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "widecube.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def snapshot_folders(settings: Settings, dataset: str) -> list[str]:
@@ -51,15 +55,23 @@ def bad_inputs(tmp: Path, make_h5ad: MakeH5ad) -> dict[str, tuple[list[str], str
         "missing": ([str(tmp / "absent.h5ad")], "absent.h5ad: no such file"),
         "not hdf5": ([str(tmp / "notes.h5ad")], "notes.h5ad: not a recognised matrix file"),
         "no X": ([str(tmp / "nox.h5ad")], "nox.h5ad: has no X matrix (layers: counts)"),
-        "nan": ([str(make_h5ad(nan, name="nan.h5ad"))],
-                "nan.h5ad: NaN found at row 18 (cell 'cell17'), column 5 (gene 'Gene4')"),
-        "inf csc": ([str(make_h5ad(inf, name="inf.h5ad", layout="csc"))],
-                    "inf.h5ad: infinite value found at row 201 (cell 'cell200'), column 10 (gene 'Gene9')"),
-        "groupby": ([str(make_h5ad(name="ok.h5ad")), "--groupby", "tissue"],
-                    "groupby column 'tissue' is not in obs (columns: cell_type, donor, score)"),
-        "float groupby": ([str(make_h5ad(name="ok2.h5ad")), "--groupby", "score"],
-                          "groupby column 'score' is not categorical"),
-    }  # fmt: skip
+        "nan": (
+            [str(make_h5ad(nan, name="nan.h5ad"))],
+            "nan.h5ad: NaN found at row 18 (cell 'cell17'), column 5 (gene 'Gene4')",
+        ),
+        "inf csc": (
+            [str(make_h5ad(inf, name="inf.h5ad", layout="csc"))],
+            "inf.h5ad: infinite value found at row 201 (cell 'cell200'), column 10 (gene 'Gene9')",
+        ),
+        "groupby": (
+            [str(make_h5ad(name="ok.h5ad")), "--groupby", "tissue"],
+            "groupby column 'tissue' is not in obs (columns: cell_type, donor, score)",
+        ),
+        "float groupby": (
+            [str(make_h5ad(name="ok2.h5ad")), "--groupby", "score"],
+            "groupby column 'score' is not categorical",
+        ),
+    }
 
 
 @pytest.mark.subprocess

@@ -20,8 +20,11 @@ def slab_of(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cells.append(nz)
         vals.append(x[nz, j])
         indptr.append(indptr[-1] + len(nz))
-    return (np.asarray(indptr, dtype=np.int64), np.concatenate(cells).astype(np.int32),
-            np.concatenate(vals).astype(np.float64))  # fmt: skip
+    return (
+        np.asarray(indptr, dtype=np.int64),
+        np.concatenate(cells).astype(np.int32),
+        np.concatenate(vals).astype(np.float64),
+    )
 
 
 def varied_matrix(rng: np.random.Generator, n_cells: int, dtype: type) -> np.ndarray:
@@ -65,8 +68,7 @@ def test_gene_quantiles_equal_numpy_bitwise(dtype: type, seed: int) -> None:
     sizes = np.bincount(codes.ravel(), minlength=45).astype(np.int64)
     assert sizes[0] == 1 and sizes[1] == 2
     indptr, cells, vals = slab_of(x)
-    layer2 = np.concatenate([layers_dense[1][cells[indptr[j] : indptr[j + 1]], j]
-                             for j in range(x.shape[1])])  # fmt: skip
+    layer2 = np.concatenate([layers_dense[1][cells[indptr[j] : indptr[j + 1]], j] for j in range(x.shape[1])])
     layers = np.stack([vals, layer2])
     out = np.zeros((2, x.shape[1], 45, len(QS)))
     gene_quantiles(indptr, cells, layers, codes, offsets, sizes, QS, out)
@@ -106,7 +108,7 @@ def test_gene_quantiles_equal_numpy_bitwise(dtype: type, seed: int) -> None:
         "ulps",
         "subnormal",
         "lognormal",
-    ],  # fmt: skip
+    ],
 )
 @pytest.mark.parametrize("n_zero", [0, 1, 40, 5000])
 @pytest.mark.parametrize("scratch", ["default", "tiny"])

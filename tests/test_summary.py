@@ -34,9 +34,7 @@ def numpy_reference(x: np.ndarray, labels: pd.Series) -> dict[str, dict[str, np.
             "mean": rows.mean(0),
             "var": rows.var(0, ddof=1) if n > 1 else np.full(x.shape[1], np.nan),
             "frac_expressing": (rows != 0).mean(0),
-            "mean_expressing": np.array(
-                [c[c != 0].mean() if (c != 0).any() else np.nan for c in rows.T]
-            ),
+            "mean_expressing": np.array([c[c != 0].mean() if (c != 0).any() else np.nan for c in rows.T]),
         }
     return out
 
@@ -50,8 +48,9 @@ def snapshot_path(settings: Settings, dataset: str) -> Path:
 
 @pytest.mark.parametrize("layout", ["csr", "csc", "dense"])
 @pytest.mark.parametrize("dtype", ["float32", "int32"])
-def test_summary_equals_scanpy_and_numpy(make_h5ad: MakeH5ad, settings: Settings, layout: str,
-                                         dtype: str) -> None:  # fmt: skip
+def test_summary_equals_scanpy_and_numpy(
+    make_h5ad: MakeH5ad, settings: Settings, layout: str, dtype: str
+) -> None:
     adata = small_adata()
     path = make_h5ad(adata, layout=layout, dtype=dtype)
     # tiny blocks so that the stream really has many blocks (and gene-major CSC many slabs)
@@ -76,9 +75,13 @@ def test_summary_equals_scanpy_and_numpy(make_h5ad: MakeH5ad, settings: Settings
             assert view.obs["n_cells"].iloc[i] == expected[group]["n_cells"][0]
             for stat in ("sum", "sumsq", "nnz", "mean", "var", "frac_expressing", "mean_expressing"):
                 np.testing.assert_allclose(
-                    np.asarray(view.layers[stat][i], dtype=np.float64), expected[group][stat],
-                    rtol=1e-6, atol=1e-12, equal_nan=True, err_msg=f"{key} {group} {stat}",
-                )  # fmt: skip
+                    np.asarray(view.layers[stat][i], dtype=np.float64),
+                    expected[group][stat],
+                    rtol=1e-6,
+                    atol=1e-12,
+                    equal_nan=True,
+                    err_msg=f"{key} {group} {stat}",
+                )
 
 
 def test_service_values_equal_numpy(make_h5ad: MakeH5ad, settings: Settings) -> None:
@@ -94,8 +97,13 @@ def test_service_values_equal_numpy(make_h5ad: MakeH5ad, settings: Settings) -> 
     assert sorted(result["groups"]) == sorted(expected) == ["B", "Mono", "NK", "T", "solo"]
     for i, group in enumerate(result["groups"]):
         for stat in stats:
-            np.testing.assert_allclose(result["values"][stat][i], expected[group][stat],
-                                       rtol=1e-12, equal_nan=True, err_msg=f"{group} {stat}")  # fmt: skip
+            np.testing.assert_allclose(
+                result["values"][stat][i],
+                expected[group][stat],
+                rtol=1e-12,
+                equal_nan=True,
+                err_msg=f"{group} {stat}",
+            )
     solo = result["groups"].index("solo")
     assert np.isnan(result["values"]["var"][solo]).all()  # ddof=1 over one cell
     assert (result["values"]["sum"][:, 2] == 0).all()
@@ -130,8 +138,13 @@ def test_gene_windows_under_a_small_memory_budget(make_h5ad: MakeH5ad, settings:
 
     def compute_reports(budget: Settings, dataset: str) -> list[float]:
         seen: list[tuple[str, float]] = []
-        ingest(path, dataset=dataset, groupbys=["cell_type", "donor"], settings=budget,
-               progress=lambda step, done: seen.append((step, done)))  # fmt: skip
+        ingest(
+            path,
+            dataset=dataset,
+            groupbys=["cell_type", "donor"],
+            settings=budget,
+            progress=lambda step, done: seen.append((step, done)),
+        )
         return [done for step, done in seen if step == "compute"]
 
     assert compute_reports(settings, "roomy") == [1.0]  # one slab holds every gene

@@ -99,8 +99,9 @@ def test_size_limit_and_sha256_are_enforced(server: tuple[httpx.Client, Settings
     wrong = client.post("/api/v1/uploads", params={"filename": "a.h5ad", "sha256": "0" * 64}, content=b"abc")
     assert wrong.status_code == 400
     got = hashlib.sha256(b"abc").hexdigest()
-    assert wrong.json()["detail"] == (f"a.h5ad: sha256 of the bytes received is {got}, not {'0' * 64} "
-                                      "as declared; the upload is discarded")  # fmt: skip
+    assert wrong.json()["detail"] == (
+        f"a.h5ad: sha256 of the bytes received is {got}, not {'0' * 64} as declared; the upload is discarded"
+    )
     start = client.post("/api/v1/uploads/resumable", json={"filename": "big.h5ad", "size": LIMIT + 1})
     assert start.status_code == 413
     assert client.post("/api/v1/uploads", params={"filename": "../x.h5ad"}, content=b"a").status_code == 201

@@ -50,8 +50,14 @@ def groups_of(adata: ad.AnnData, key: str) -> dict[str, np.ndarray]:
     return {g: labels == g for g in pd.unique(labels)}
 
 
-def query(settings: Settings, dataset: str, stats: list[str], layer: str, groupby: str = "cell_type",
-          genes: list[str] | None = None) -> dict[str, object]:  # fmt: skip
+def query(
+    settings: Settings,
+    dataset: str,
+    stats: list[str],
+    layer: str,
+    groupby: str = "cell_type",
+    genes: list[str] | None = None,
+) -> dict[str, object]:
     wc = Widecube(settings)
     genes = genes or [f"Gene{j}" for j in range(wc.resolve(dataset)[1].n_genes)]
     result = wc.summary(dataset, genes=genes, groupby=groupby, stats=stats, layer=layer)
@@ -60,11 +66,13 @@ def query(settings: Settings, dataset: str, stats: list[str], layer: str, groupb
 
 
 @pytest.mark.parametrize(("layout", "dtype"), [("csr", "float32"), ("csc", "int32"), ("dense", "float64")])
-def test_quantiles_equal_numpy_on_both_layers(make_h5ad: MakeH5ad, settings: Settings, layout: str,
-                                              dtype: str) -> None:  # fmt: skip
+def test_quantiles_equal_numpy_on_both_layers(
+    make_h5ad: MakeH5ad, settings: Settings, layout: str, dtype: str
+) -> None:
     adata = tie_heavy()
-    ingest(make_h5ad(adata, layout=layout, dtype=dtype), dataset="q", groupbys=["cell_type"],
-           settings=settings)  # fmt: skip
+    ingest(
+        make_h5ad(adata, layout=layout, dtype=dtype), dataset="q", groupbys=["cell_type"], settings=settings
+    )
     x = np.asarray(adata.X, dtype=np.float64)
     for layer, values in (("raw", x), ("normalized", normalized(x))):
         got = query(settings, "q", list(QS), layer)
@@ -72,8 +80,9 @@ def test_quantiles_equal_numpy_on_both_layers(make_h5ad: MakeH5ad, settings: Set
             cells = groups_of(adata, "cell_type")[g]
             for name, q in QS.items():
                 want = np.quantile(values[cells], q, axis=0, method="linear")
-                np.testing.assert_allclose(got["values"][name][i], want, rtol=1e-6, atol=1e-7,
-                                           err_msg=f"{layer} {g} {name}")  # fmt: skip
+                np.testing.assert_allclose(
+                    got["values"][name][i], want, rtol=1e-6, atol=1e-7, err_msg=f"{layer} {g} {name}"
+                )
 
 
 def test_median_equals_scanpy(make_h5ad: MakeH5ad, settings: Settings) -> None:
@@ -190,8 +199,9 @@ def test_gene_major_matrix_opens_with_anndata(make_h5ad: MakeH5ad, settings: Set
     np.testing.assert_allclose(gm.obs["total_counts"], np.asarray(adata.X).sum(1))
 
 
-def test_tiny_memory_budget_forces_many_buckets_and_splits(make_h5ad: MakeH5ad, settings: Settings,
-                                                           tmp_path: Path) -> None:  # fmt: skip
+def test_tiny_memory_budget_forces_many_buckets_and_splits(
+    make_h5ad: MakeH5ad, settings: Settings, tmp_path: Path
+) -> None:
     """A budget of a few hundred values per slab: many buckets, oversized ones split on disk."""
     adata = tie_heavy(seed=9)
     x = np.asarray(adata.X, dtype=np.float64)
@@ -241,8 +251,9 @@ def test_two_builds_run_concurrently_in_one_process(make_h5ad: MakeH5ad, tmp_pat
 
     def build(name: str, tag: str, progress: Progress | None = None) -> tuple[Settings, VersionRecord]:
         settings = settings_for(f"{tag}-{name}")
-        record = ingest(paths[name], dataset=name, groupbys=["cell_type", "donor"], settings=settings,
-                        progress=progress)  # fmt: skip
+        record = ingest(
+            paths[name], dataset=name, groupbys=["cell_type", "donor"], settings=settings, progress=progress
+        )
         return settings, record
 
     sequential = {name: build(name, "seq") for name in adatas}

@@ -123,14 +123,26 @@ def test_entries_end_in_processed_or_failed_with_a_report(inbox: Path, settings:
         states = {j.dataset: j.state for j in catalog.jobs.list()}
         assert len(ran) == 4  # the job of a bad sidecar is born failed: nothing to run
         assert all(j.input_key is None for j in catalog.jobs.list())  # keys released once filed
-    assert states == {"plain": JobState.PUBLISHED, "drop": JobState.PUBLISHED, "lab": JobState.PUBLISHED,
-                      "notes": JobState.FAILED, "typo": JobState.FAILED}  # fmt: skip
+    assert states == {
+        "plain": JobState.PUBLISHED,
+        "drop": JobState.PUBLISHED,
+        "lab": JobState.PUBLISHED,
+        "notes": JobState.FAILED,
+        "typo": JobState.FAILED,
+    }
     assert listing(inbox) == [
-        "failed/notes.h5ad", "failed/notes.h5ad.error.json",
-        "failed/typo.h5ad", "failed/typo.h5ad.error.json",
-        "failed/typo.json", "processed/cells.csv", "processed/drop/_SUCCESS", "processed/drop/matrix.h5ad",
-        "processed/lab-export.h5ad", "processed/lab-export.json", "processed/plain.h5ad",
-    ]  # fmt: skip
+        "failed/notes.h5ad",
+        "failed/notes.h5ad.error.json",
+        "failed/typo.h5ad",
+        "failed/typo.h5ad.error.json",
+        "failed/typo.json",
+        "processed/cells.csv",
+        "processed/drop/_SUCCESS",
+        "processed/drop/matrix.h5ad",
+        "processed/lab-export.h5ad",
+        "processed/lab-export.json",
+        "processed/plain.h5ad",
+    ]
     report = json.loads((inbox / "failed" / "notes.h5ad.error.json").read_text())
     assert report["dataset"] == "notes" and report["state"] == "failed" and report["step"] == "validate"
     assert "notes.h5ad: not a recognised matrix file" in report["error"]
@@ -161,8 +173,13 @@ def test_a_new_watcher_finds_the_jobs_of_the_last_one(inbox: Path, settings: Set
 
 
 def _watch(settings: Settings, inbox: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "WIDECUBE_STORAGE": str(settings.storage), "WIDECUBE_JOB_LEASE": "2",
-           "WIDECUBE_CATALOG_URL": settings.catalog_url, "WIDECUBE_JOB_POLL": "0.2"}  # fmt: skip
+    env = {
+        **os.environ,
+        "WIDECUBE_STORAGE": str(settings.storage),
+        "WIDECUBE_JOB_LEASE": "2",
+        "WIDECUBE_CATALOG_URL": settings.catalog_url,
+        "WIDECUBE_JOB_POLL": "0.2",
+    }
     args = [
         sys.executable,
         "-m",

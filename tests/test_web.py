@@ -34,8 +34,14 @@ from widecube.pipeline import ingest
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--enable-unsafe-swiftshader"]  # fmt: skip
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--enable-unsafe-swiftshader",
+]
 GROUPBYS = ["cell_type", "donor", "cell_type,donor"]
 SHOTS = os.environ.get("WIDECUBE_SCREENSHOTS")
 N_CELLS, N_GENES = (20_000, 2_000) if SHOTS else (3_000, 500)  # pictures want more cells
@@ -81,8 +87,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning"))  # fmt: skip
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -197,9 +204,17 @@ def test_filter_on_donor_changes_values_to_the_filtered_ones(ui: Page, served: S
     j = served.adata.var_names.get_loc(gene)
     expected_groups = [g for g in before if (keep & (codes == g)).any()]
     assert list(after) == expected_groups
-    api = httpx.post(f"{served.url}/api/v1/datasets/demo/aggregate", timeout=30, json={
-        "genes": [gene], "groupby": "cell_type", "filter": {"donor": ["D2"]},
-        "stats": ["mean", "frac_expressing"], "version": served.version}).json()  # fmt: skip
+    api = httpx.post(
+        f"{served.url}/api/v1/datasets/demo/aggregate",
+        timeout=30,
+        json={
+            "genes": [gene],
+            "groupby": "cell_type",
+            "filter": {"donor": ["D2"]},
+            "stats": ["mean", "frac_expressing"],
+            "version": served.version,
+        },
+    ).json()
     for group, (mean, frac) in after.items():
         i = api["groups"].index(group)  # the values shown are the API's filtered ones
         assert (mean, frac) == (api["values"]["mean"][i][0], api["values"]["frac_expressing"][i][0])
@@ -430,8 +445,11 @@ def test_csv_export_has_the_apis_numbers(ui: Page, served: Served) -> None:
     rows = list(csv.reader(io.StringIO(data.decode())))
     assert rows[0] == ["group", "gene", "mean", "frac_expressing"]
     api = served.api("/summary", genes=[gene, "CD3E"], groupby="cell_type", version=served.version)
-    expected = [[g, n, api["values"]["mean"][i][j], api["values"]["frac_expressing"][i][j]]
-                for i, g in enumerate(api["groups"]) for j, n in enumerate(api["genes"])]  # fmt: skip
+    expected = [
+        [g, n, api["values"]["mean"][i][j], api["values"]["frac_expressing"][i][j]]
+        for i, g in enumerate(api["groups"])
+        for j, n in enumerate(api["genes"])
+    ]
     assert [[g, n, float(m), float(f)] for g, n, m, f in rows[1:]] == expected  # exact: full precision
     ui.page.get_by_role("tab", name="Distribution").click()  # box plots: the quantiles
     ui.idle()

@@ -33,8 +33,11 @@ from .actors import Actor
 from .config import Settings
 from .errors import WidecubeError
 
-app = typer.Typer(help="widecube: precomputed views of wide single-cell matrices.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
+app = typer.Typer(
+    help="widecube: precomputed views of wide single-cell matrices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 out = Console()
 err = Console(stderr=True)
 ME = Actor.cli()
@@ -74,38 +77,72 @@ def demo_data(
 
     with _progress() as bar:
         task = bar.add_task("demo-data", total=cells)
-        make_demo(path, n_cells=cells, n_genes=genes, n_types=types, n_donors=donors,
-                  nnz_per_cell=nnz_per_cell, type_key=type_key, seed=seed,
-                  progress=lambda n: bar.advance(task, n))  # fmt: skip
+        make_demo(
+            path,
+            n_cells=cells,
+            n_genes=genes,
+            n_types=types,
+            n_donors=donors,
+            nnz_per_cell=nnz_per_cell,
+            type_key=type_key,
+            seed=seed,
+            progress=lambda n: bar.advance(task, n),
+        )
     out.print(f"wrote {path} ({cells:,} cells × {genes:,} genes)")
 
 
 @app.command()
 @_clean_errors
 def ingest(
-    path: Annotated[Path, typer.Argument(
-        help="input matrix: h5ad, 10x h5, 10x MTX folder, CSV/TSV[.gz], Parquet, Loom, "
-        "or a .zip/.tar[.gz]/.gz holding one")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="input matrix: h5ad, 10x h5, 10x MTX folder, CSV/TSV[.gz], Parquet, Loom, "
+            "or a .zip/.tar[.gz]/.gz holding one"
+        ),
+    ],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="dataset name")],
-    groupby: Annotated[list[str] | None, typer.Option(
-        help="obs column to group by, or 'a,b' for a combination; repeatable; "
-        "default: every categorical column")] = None,  # fmt: skip
-    layer: Annotated[str | None, typer.Option(
-        help="a layer name, or 'raw' for raw.X; 'counts' also declares counts (negatives refused)")] = None,
-    format: Annotated[str | None, typer.Option(
-        help="input format (h5ad, 10x-h5, loom, parquet, mtx, csv, tsv); default: detected")] = None,
-    obs: Annotated[Path | None, typer.Option(
-        help="cell metadata (CSV, TSV or Parquet; first column the cell id), joined on id")] = None,
-    var: Annotated[Path | None, typer.Option(
-        help="gene metadata (CSV, TSV or Parquet; first column the gene name or id)")] = None,
-    allow_missing_metadata: Annotated[bool, typer.Option(
-        help="fill cells (genes) missing from --obs (--var) with 'unknown' instead of failing")] = False,
-    max_unpacked: Annotated[int | None, typer.Option(min=1,
-        help="bytes an archive may expand to; default 20 × its size, at most the free disk")] = None,
-    timings: Annotated[bool, typer.Option(
-        help="print the seconds spent in each step as a JSON line at the end")] = False,
-    force: Annotated[bool, typer.Option(
-        help="publish even if another version went live while this one was built")] = False,
+    groupby: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="obs column to group by, or 'a,b' for a combination; repeatable; "
+            "default: every categorical column"
+        ),
+    ] = None,
+    layer: Annotated[
+        str | None,
+        typer.Option(
+            help="a layer name, or 'raw' for raw.X; 'counts' also declares counts (negatives refused)"
+        ),
+    ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(help="input format (h5ad, 10x-h5, loom, parquet, mtx, csv, tsv); default: detected"),
+    ] = None,
+    obs: Annotated[
+        Path | None,
+        typer.Option(help="cell metadata (CSV, TSV or Parquet; first column the cell id), joined on id"),
+    ] = None,
+    var: Annotated[
+        Path | None,
+        typer.Option(help="gene metadata (CSV, TSV or Parquet; first column the gene name or id)"),
+    ] = None,
+    allow_missing_metadata: Annotated[
+        bool,
+        typer.Option(help="fill cells (genes) missing from --obs (--var) with 'unknown' instead of failing"),
+    ] = False,
+    max_unpacked: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="bytes an archive may expand to; default 20 × its size, at most the free disk"
+        ),
+    ] = None,
+    timings: Annotated[
+        bool, typer.Option(help="print the seconds spent in each step as a JSON line at the end")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option(help="publish even if another version went live while this one was built")
+    ] = False,
 ) -> None:
     """Build, verify and publish a new version of a dataset from a matrix file.
 
@@ -128,15 +165,27 @@ def ingest(
 
         try:
             with Jobs.open(Settings()) as jobs:
-                record = jobs.ingest(path, dataset=dataset, groupbys=groupby, layer=layer, format=format,
-                                     progress=report, obs=obs, var=var,
-                                     allow_missing_metadata=allow_missing_metadata,
-                                     max_unpacked=max_unpacked, force=force, actor=ME)  # fmt: skip
+                record = jobs.ingest(
+                    path,
+                    dataset=dataset,
+                    groupbys=groupby,
+                    layer=layer,
+                    format=format,
+                    progress=report,
+                    obs=obs,
+                    var=var,
+                    allow_missing_metadata=allow_missing_metadata,
+                    max_unpacked=max_unpacked,
+                    force=force,
+                    actor=ME,
+                )
         except PointerMoved as exc:
             err.print(f"[bold yellow]warning:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(3) from None
-    out.print(f"published {record.dataset} version {record.version} "
-              f"({record.n_cells:,} cells × {record.n_genes:,} genes)")  # fmt: skip
+    out.print(
+        f"published {record.dataset} version {record.version} "
+        f"({record.n_cells:,} cells × {record.n_genes:,} genes)"
+    )
     if timings:  # each step lasts from its first report to the next step's first report
         ends = [*list(steps.values())[1:], time.perf_counter()]
         spent = {s: round(end - t, 3) for (s, t), end in zip(steps.items(), ends, strict=True)}
@@ -156,8 +205,15 @@ def serve(
 
     Settings()  # bad WIDECUBE_* settings fail here, once, not in every worker
     # an import string + factory: each worker process builds its own app from the environment
-    uvicorn.run("widecube.api:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=access_log)  # fmt: skip
+    uvicorn.run(
+        "widecube.api:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=access_log,
+    )
 
 
 @app.command()
@@ -169,8 +225,14 @@ def datasets() -> None:
     wc = Widecube(Settings())
     table = Table("dataset", "version", "cells", "genes", "groupbys", "created")
     for d in wc.datasets(actor=ME):
-        table.add_row(d["name"], d["version"], f"{d['n_cells']:,}", f"{d['n_genes']:,}",
-                      ", ".join(d["groupbys"]), d["created"].isoformat(timespec="seconds"))  # fmt: skip
+        table.add_row(
+            d["name"],
+            d["version"],
+            f"{d['n_cells']:,}",
+            f"{d['n_genes']:,}",
+            ", ".join(d["groupbys"]),
+            d["created"].isoformat(timespec="seconds"),
+        )
     wc.close()
     out.print(table)
 
@@ -188,9 +250,14 @@ def versions(dataset: Annotated[str, typer.Argument(help="dataset name")]) -> No
         wc.close()
     table = Table("version", "status", "created", "cells", "genes", "reason")
     for v in found:
-        table.add_row(v["version"], v["status"], v["created"].isoformat(timespec="seconds"),
-                      f"{v['n_cells']:,}" if v["n_cells"] is not None else "",
-                      f"{v['n_genes']:,}" if v["n_genes"] is not None else "", v["reason"] or "")  # fmt: skip
+        table.add_row(
+            v["version"],
+            v["status"],
+            v["created"].isoformat(timespec="seconds"),
+            f"{v['n_cells']:,}" if v["n_cells"] is not None else "",
+            f"{v['n_genes']:,}" if v["n_genes"] is not None else "",
+            v["reason"] or "",
+        )
     out.print(table)
 
 
@@ -214,8 +281,10 @@ def rollback(
 @app.command()
 @_clean_errors
 def verify(
-    target: Annotated[str, typer.Argument(metavar="DATASET[@VERSION]",
-                                          help="dataset, and a version (default: the live one)")],
+    target: Annotated[
+        str,
+        typer.Argument(metavar="DATASET[@VERSION]", help="dataset, and a version (default: the live one)"),
+    ],
 ) -> None:
     """Re-check every file of a version against its manifest checksums (and its decoded cache).
 
@@ -233,8 +302,12 @@ def verify(
     for f in report["files"]:
         err.print(f"{where}: file {f['file']} {f['problem']}", highlight=False, soft_wrap=True)
     for f in report["cache"]:
-        err.print(f"{where}: decoded cache file {f['file']} {f['problem']} (removed; it is decoded "
-                  "again from the snapshot on the next read)", highlight=False, soft_wrap=True)  # fmt: skip
+        err.print(
+            f"{where}: decoded cache file {f['file']} {f['problem']} (removed; it is decoded "
+            "again from the snapshot on the next read)",
+            highlight=False,
+            soft_wrap=True,
+        )
     if not report["ok"]:
         raise typer.Exit(1)
     out.print(f"{where}: every file matches its checksum", highlight=False)
@@ -256,9 +329,17 @@ def jobs(
     for j in found:
         done = j.progress.get("fraction")
         shown = f"{j.progress.get('step')} {done:.0%}" if done is not None and not j.state.final else ""
-        table.add_row(j.id, j.dataset, str(j.state), j.step or "", shown, j.source,
-                      j.created.isoformat(timespec="seconds"), j.updated.isoformat(timespec="seconds"),
-                      (j.error or "")[:80])  # fmt: skip
+        table.add_row(
+            j.id,
+            j.dataset,
+            str(j.state),
+            j.step or "",
+            shown,
+            j.source,
+            j.created.isoformat(timespec="seconds"),
+            j.updated.isoformat(timespec="seconds"),
+            (j.error or "")[:80],
+        )
     out.print(table)
 
 
@@ -271,12 +352,23 @@ def job(job_id: Annotated[str, typer.Argument(help="job id (see `widecube jobs`)
     with Jobs.open(Settings()) as jobs_:
         j = jobs_.get(job_id, actor=ME)
     stamp = lambda t: t.isoformat(timespec="seconds") if t is not None else "-"  # noqa: E731
-    rows = [("job", j.id), ("dataset", j.dataset), ("version", j.version or "-"), ("state", str(j.state)),
-            ("step", j.step or "-"), ("progress", json.dumps(j.progress) if j.progress else "-"),
-            ("source", j.source), ("input", j.input), ("attempts", str(j.attempts)),
-            ("worker", j.worker or "-"), ("created", stamp(j.created)), ("started", stamp(j.started)),
-            ("updated", stamp(j.updated)), ("finished", stamp(j.finished)),
-            ("error", j.error or "-")]  # fmt: skip
+    rows = [
+        ("job", j.id),
+        ("dataset", j.dataset),
+        ("version", j.version or "-"),
+        ("state", str(j.state)),
+        ("step", j.step or "-"),
+        ("progress", json.dumps(j.progress) if j.progress else "-"),
+        ("source", j.source),
+        ("input", j.input),
+        ("attempts", str(j.attempts)),
+        ("worker", j.worker or "-"),
+        ("created", stamp(j.created)),
+        ("started", stamp(j.started)),
+        ("updated", stamp(j.updated)),
+        ("finished", stamp(j.finished)),
+        ("error", j.error or "-"),
+    ]
     for key, value in rows:
         out.print(f"[bold]{key:>9}[/] {value}", highlight=False, soft_wrap=True)
     table = Table("at", "event", "step", "worker", "detail")
@@ -291,10 +383,13 @@ def job(job_id: Annotated[str, typer.Argument(help="job id (see `widecube jobs`)
 def watch(
     inbox: Annotated[Path, typer.Argument(help="folder to watch; entries end in processed/ or failed/")],
     once: Annotated[bool, typer.Option(help="take what is complete now, run it, and exit")] = False,
-    quiet_period: Annotated[float | None, typer.Option(
-        help="seconds an entry must stay unchanged; default WIDECUBE_WATCH_QUIET (10)")] = None,
-    poll: Annotated[float | None, typer.Option(
-        help="seconds between scans; default WIDECUBE_WATCH_POLL (5)")] = None,
+    quiet_period: Annotated[
+        float | None,
+        typer.Option(help="seconds an entry must stay unchanged; default WIDECUBE_WATCH_QUIET (10)"),
+    ] = None,
+    poll: Annotated[
+        float | None, typer.Option(help="seconds between scans; default WIDECUBE_WATCH_POLL (5)")
+    ] = None,
 ) -> None:
     """Ingest every file or folder dropped into INBOX (one job each; see `widecube jobs`)."""
     from .pipeline import Jobs
@@ -307,11 +402,15 @@ def watch(
         watcher = jobs_.watcher(inbox, quiet=quiet_period, poll=poll, actor=ME)
         if once:
             for j in watcher.run_once():
-                out.print(f"job {j.id}: {j.dataset} {j.state}" + (f": {j.error}" if j.error else ""),
-                          highlight=False)  # fmt: skip
+                out.print(
+                    f"job {j.id}: {j.dataset} {j.state}" + (f": {j.error}" if j.error else ""),
+                    highlight=False,
+                )
             return
-        err.print(f"watching {watcher.inbox} (quiet {watcher.quiet:g} s, poll {watcher.poll:g} s); "
-                  "Ctrl-C stops", highlight=False)  # fmt: skip
+        err.print(
+            f"watching {watcher.inbox} (quiet {watcher.quiet:g} s, poll {watcher.poll:g} s); Ctrl-C stops",
+            highlight=False,
+        )
         watcher.run()
 
 
@@ -319,8 +418,9 @@ def watch(
 @_clean_errors
 def work(
     once: Annotated[bool, typer.Option(help="run the jobs waiting now, then exit")] = False,
-    stop_with_parent: Annotated[bool, typer.Option(
-        help="exit when the process that started this one is gone (how `serve` starts it)")] = False,
+    stop_with_parent: Annotated[
+        bool, typer.Option(help="exit when the process that started this one is gone (how `serve` starts it)")
+    ] = False,
 ) -> None:
     """Run waiting ingest jobs (uploads, abandoned jobs) as a worker process.
 
@@ -338,11 +438,15 @@ def work(
         jobs_.reclaim_orphans(actor=ME)
         if once:
             for j in jobs_.run_pending(actor=ME):
-                out.print(f"job {j.id}: {j.dataset} {j.state}" + (f": {j.error}" if j.error else ""),
-                          highlight=False, soft_wrap=True)  # fmt: skip
+                out.print(
+                    f"job {j.id}: {j.dataset} {j.state}" + (f": {j.error}" if j.error else ""),
+                    highlight=False,
+                    soft_wrap=True,
+                )
                 if j.state == JobState.SUPERSEDED:
-                    err.print(f"[bold yellow]warning:[/] job {j.id}: {j.error}", highlight=False,
-                              soft_wrap=True)  # fmt: skip
+                    err.print(
+                        f"[bold yellow]warning:[/] job {j.id}: {j.error}", highlight=False, soft_wrap=True
+                    )
             return
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -372,9 +476,17 @@ def _job_state(states: Any, name: str | None) -> Any:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description:<10}"), BarColumn(), TaskProgressColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                    console=err, transient=False, disable=not sys.stderr.isatty())  # fmt: skip
+    return Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+        disable=not sys.stderr.isatty(),
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -60,8 +60,14 @@ class GeneNames:
         """Up to ``limit`` canonical names similar to ``query``, best first."""
         q = query.strip()
         candidates = sorted(self.folded.get(q.lower(), ()))  # ambiguous case: each spelling
-        hits = process.extract(utils.default_process(q), self._choices, scorer=fuzz.ratio,
-                               processor=None, limit=limit, score_cutoff=MIN_SCORE)  # fmt: skip
+        hits = process.extract(
+            utils.default_process(q),
+            self._choices,
+            scorer=fuzz.ratio,
+            processor=None,
+            limit=limit,
+            score_cutoff=MIN_SCORE,
+        )
         ranked = sorted(hits, key=lambda hit: (-hit[1], hit[2]))
         return list(dict.fromkeys([*candidates, *(self.names[i] for _, _, i in ranked)]))[:limit]
 

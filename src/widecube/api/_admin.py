@@ -39,8 +39,9 @@ def rollback(name: DatasetName, wc: WC, actor: Caller, body: RollbackRequest | N
 
 
 class VerifyRequest(BaseModel):
-    version: str | None = Field(default=None, max_length=64,
-                                description="version to verify; default: the live one")  # fmt: skip
+    version: str | None = Field(
+        default=None, max_length=64, description="version to verify; default: the live one"
+    )
 
 
 class FileFault(BaseModel):
@@ -52,10 +53,13 @@ class VerifyReport(BaseModel):
     dataset: str
     version: str
     ok: bool = Field(description="true when no snapshot file and no decoded cache file is at fault")
-    files: list[FileFault] = Field(description="snapshot files at fault: the version answers 503 until "
-                                   "a verify passes again")  # fmt: skip
-    cache: list[FileFault] = Field(description="decoded cache files at fault; removed, so the next read "
-                                   "decodes them again from the snapshot")  # fmt: skip
+    files: list[FileFault] = Field(
+        description="snapshot files at fault: the version answers 503 until a verify passes again"
+    )
+    cache: list[FileFault] = Field(
+        description="decoded cache files at fault; removed, so the next read "
+        "decodes them again from the snapshot"
+    )
 
 
 @router.post("/datasets/{name}/verify", response_model=VerifyReport)

@@ -44,21 +44,28 @@ def markers(
     version: Version = None,
 ) -> Response:
     """Top marker genes of one group against all other cells (ranked by Welch t)."""
-    result = wc.markers(name, groupby=groupby, group=group, layer=layer, limit=limit, version=version,
-                        actor=actor)  # fmt: skip
+    result = wc.markers(
+        name, groupby=groupby, group=group, layer=layer, limit=limit, version=version, actor=actor
+    )
     key = ("markers", groupby, group, result["layer"], limit)
     return respond(request, result, version=result["version"], key=key)
 
 
-def _gene_stats(request: Request, wc: Widecube, actor: Actor, name: str, genes: list[str],
-                layer: str | None, version: str | None) -> Response:  # fmt: skip
+def _gene_stats(
+    request: Request,
+    wc: Widecube,
+    actor: Actor,
+    name: str,
+    genes: list[str],
+    layer: str | None,
+    version: str | None,
+) -> Response:
     result = wc.gene_stats(name, genes=genes, layer=layer, version=version, actor=actor)
     key = ("genes", tuple(genes), result["layer"])
     return respond(request, result, version=result["version"], key=key, pinned=version is not None)
 
 
-@router.get("/datasets/{name}/genes/stats", response_model=GeneStatsResponse,
-            responses=documented(404, 422))  # fmt: skip
+@router.get("/datasets/{name}/genes/stats", response_model=GeneStatsResponse, responses=documented(404, 422))
 def gene_stats(
     request: Request,
     name: DatasetName,
@@ -71,8 +78,8 @@ def gene_stats(
             max_length=MAX_GENES,
             description="repeat: genes=A&genes=B",
             examples=[["CD3E", "MS4A1"]],
-        ),  # fmt: skip
-    ],  # fmt: skip
+        ),
+    ],
     layer: Layer = None,
     version: Version = None,
 ) -> Response:
@@ -80,17 +87,18 @@ def gene_stats(
     return _gene_stats(request, wc, actor, name, genes, layer, version)
 
 
-@router.post("/datasets/{name}/genes/stats", response_model=GeneStatsResponse,
-             responses=documented(404, 413, 422))  # fmt: skip
-def gene_stats_post(request: Request, name: DatasetName, body: GeneStatsRequest, wc: WC,
-                    actor: Caller) -> Response:  # fmt: skip
+@router.post(
+    "/datasets/{name}/genes/stats", response_model=GeneStatsResponse, responses=documented(404, 413, 422)
+)
+def gene_stats_post(
+    request: Request, name: DatasetName, body: GeneStatsRequest, wc: WC, actor: Caller
+) -> Response:
     """``GET /genes/stats`` with a JSON body, for gene lists too long for a URL (up to
     5,000); the same answer and ETag as the GET."""
     return _gene_stats(request, wc, actor, name, body.genes, body.layer, body.version)
 
 
-@router.get("/datasets/{name}/cells/stats", response_model=CellStatsResponse,
-            responses=documented(404, 422))  # fmt: skip
+@router.get("/datasets/{name}/cells/stats", response_model=CellStatsResponse, responses=documented(404, 422))
 def cell_stats(
     request: Request, name: DatasetName, wc: WC, actor: Caller, version: Version = None
 ) -> Response:

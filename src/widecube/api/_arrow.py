@@ -67,8 +67,9 @@ def expression_table(result: Expression) -> pa.Table:
     """Per-cell values: one float32 column per gene, one row per kept cell."""
     columns = {g: pa.array(np.asarray(v, np.float32), type=pa.float32()) for g, v in result["values"].items()}
     table = pa.table(columns) if columns else pa.table({})
-    meta = _meta(dataset=result["dataset"], version=result["version"], layer=result["layer"],
-                 cells=result["cells"])  # fmt: skip
+    meta = _meta(
+        dataset=result["dataset"], version=result["version"], layer=result["layer"], cells=result["cells"]
+    )
     return table.replace_schema_metadata(meta)
 
 
@@ -86,8 +87,13 @@ def embedding_table(result: Embedding) -> pa.Table:
             )
         else:
             columns["color"] = pa.array(np.asarray(color["values"], np.float32), type=pa.float32())
-    meta = _meta(dataset=result["dataset"], version=result["version"], key=result["key"],
-                 color=color and color["name"], color_kind=color and color["kind"])  # fmt: skip
+    meta = _meta(
+        dataset=result["dataset"],
+        version=result["version"],
+        key=result["key"],
+        color=color and color["name"],
+        color_kind=color and color["kind"],
+    )
     return pa.table(columns).replace_schema_metadata(meta)
 
 

@@ -91,25 +91,42 @@ def _paths(routes: Iterable[object]) -> Iterator[str]:
 def list_datasets(request: Request, wc: WC, actor: Caller) -> Response:
     found = wc.datasets(actor=actor)
     key = tuple((d["name"], d["version"]) for d in found)
-    return respond(request, found, version="catalog", key=key, pinned=False, track=False,
-                   arrow=lambda: _arrow.records_table(found))  # fmt: skip
+    return respond(
+        request,
+        found,
+        version="catalog",
+        key=key,
+        pinned=False,
+        track=False,
+        arrow=lambda: _arrow.records_table(found),
+    )
 
 
 @router.get("/datasets/{name}", response_model=DatasetDetail, responses=documented(404, 422))
-def get_dataset(request: Request, name: DatasetName, wc: WC, actor: Caller,
-                version: Version = None) -> Response:  # fmt: skip
+def get_dataset(
+    request: Request, name: DatasetName, wc: WC, actor: Caller, version: Version = None
+) -> Response:
     detail = wc.dataset(name, version, actor=actor)
-    return respond(request, detail, version=detail["version"], key=("dataset", name),
-                   pinned=version is not None)  # fmt: skip
+    return respond(
+        request, detail, version=detail["version"], key=("dataset", name), pinned=version is not None
+    )
 
 
-@router.get("/datasets/{name}/versions", response_model=list[VersionInfo],
-            responses=documented(404, 422, arrow=True))  # fmt: skip
+@router.get(
+    "/datasets/{name}/versions", response_model=list[VersionInfo], responses=documented(404, 422, arrow=True)
+)
 def list_versions(request: Request, name: DatasetName, wc: WC, actor: Caller) -> Response:
     found = wc.versions(name, actor=actor)
     key = ("versions", name, tuple((v["version"], v["status"]) for v in found))
-    return respond(request, found, version="catalog", key=key, pinned=False, track=False,
-                   arrow=lambda: _arrow.records_table(found))  # fmt: skip
+    return respond(
+        request,
+        found,
+        version="catalog",
+        key=key,
+        pinned=False,
+        track=False,
+        arrow=lambda: _arrow.records_table(found),
+    )
 
 
 @router.get("/datasets/{name}/genes", response_model=GeneList, responses=documented(404, 422, arrow=True))
@@ -123,31 +140,54 @@ def list_genes(
     version: Version = None,
 ) -> Response:
     resolved, genes = wc.genes(name, prefix, limit, version, actor=actor)
-    return respond(request, {"genes": genes}, version=resolved, key=("genes", prefix, limit),
-                   pinned=version is not None,
-                   arrow=lambda: _arrow.genes_table(genes, dataset=name, version=resolved))  # fmt: skip
+    return respond(
+        request,
+        {"genes": genes},
+        version=resolved,
+        key=("genes", prefix, limit),
+        pinned=version is not None,
+        arrow=lambda: _arrow.genes_table(genes, dataset=name, version=resolved),
+    )
 
 
-def _summary(request: Request, wc: Widecube, actor: Actor, name: str, genes: list[str], groupby: str,
-             stats: list[str], layer: str | None, version: str | None) -> Response:  # fmt: skip
-    result = wc.summary(name, genes=genes, groupby=groupby, stats=stats, layer=layer, version=version,
-                        actor=actor)  # fmt: skip
-    return respond(request, result, version=result["version"],
-                   key=("summary", tuple(genes), groupby, tuple(stats), result["layer"]),
-                   pinned=version is not None, arrow=lambda: _arrow.summary_table(result))  # fmt: skip
+def _summary(
+    request: Request,
+    wc: Widecube,
+    actor: Actor,
+    name: str,
+    genes: list[str],
+    groupby: str,
+    stats: list[str],
+    layer: str | None,
+    version: str | None,
+) -> Response:
+    result = wc.summary(
+        name, genes=genes, groupby=groupby, stats=stats, layer=layer, version=version, actor=actor
+    )
+    return respond(
+        request,
+        result,
+        version=result["version"],
+        key=("summary", tuple(genes), groupby, tuple(stats), result["layer"]),
+        pinned=version is not None,
+        arrow=lambda: _arrow.summary_table(result),
+    )
 
 
-@router.post("/datasets/{name}/summary", response_model=SummaryResponse,
-             responses=documented(404, 413, 422, arrow=True))  # fmt: skip
+@router.post(
+    "/datasets/{name}/summary",
+    response_model=SummaryResponse,
+    responses=documented(404, 413, 422, arrow=True),
+)
 def summary(request: Request, name: DatasetName, body: SummaryRequest, wc: WC, actor: Caller) -> Response:
     """Per-group statistics of genes: ``GET /summary`` with a JSON body, for gene lists too
     long for a URL (up to 5,000); the same answer and ETag as the GET."""
-    return _summary(request, wc, actor, name, body.genes, body.groupby, body.stats, body.layer,
-                    body.version)  # fmt: skip
+    return _summary(request, wc, actor, name, body.genes, body.groupby, body.stats, body.layer, body.version)
 
 
-@router.get("/datasets/{name}/summary", response_model=SummaryResponse,
-            responses=documented(404, 422, arrow=True))  # fmt: skip
+@router.get(
+    "/datasets/{name}/summary", response_model=SummaryResponse, responses=documented(404, 422, arrow=True)
+)
 def summary_get(
     request: Request,
     name: DatasetName,
@@ -160,8 +200,8 @@ def summary_get(
             max_length=MAX_GENES,
             description="repeat: genes=A&genes=B",
             examples=[["CD3E", "MS4A1"]],
-        ),  # fmt: skip
-    ],  # fmt: skip
+        ),
+    ],
     groupby: Column,
     stats: Annotated[
         list[NameText] | None,
@@ -175,40 +215,72 @@ def summary_get(
     return _summary(request, wc, actor, name, genes, groupby, stats or _DEFAULT_STATS, layer, version)
 
 
-@router.post("/datasets/{name}/aggregate", response_model=AggregateResponse,
-             responses=documented(404, 413, 422, arrow=True))  # fmt: skip
+@router.post(
+    "/datasets/{name}/aggregate",
+    response_model=AggregateResponse,
+    responses=documented(404, 413, 422, arrow=True),
+)
 def aggregate(request: Request, name: DatasetName, body: AggregateRequest, wc: WC, actor: Caller) -> Response:
     """The summary of genes over the cells a filter keeps (any subset), exactly: the shape
     of ``/summary`` plus ``filter``, ``cells`` and ``source``. Groups the filter empties have
     ``n_cells`` 0, sums and counts 0, other stats null."""
-    result = wc.aggregate(name, genes=body.genes, groupby=body.groupby, filter=body.filter,
-                          stats=body.stats, layer=body.layer, version=body.version, actor=actor)  # fmt: skip
-    return respond(request, result, version=result["version"], key=body_key("aggregate", body),
-                   pinned=body.version is not None, arrow=lambda: _arrow.summary_table(result))  # fmt: skip
+    result = wc.aggregate(
+        name,
+        genes=body.genes,
+        groupby=body.groupby,
+        filter=body.filter,
+        stats=body.stats,
+        layer=body.layer,
+        version=body.version,
+        actor=actor,
+    )
+    return respond(
+        request,
+        result,
+        version=result["version"],
+        key=body_key("aggregate", body),
+        pinned=body.version is not None,
+        arrow=lambda: _arrow.summary_table(result),
+    )
 
 
-@router.post("/datasets/{name}/expression", response_model=ExpressionResponse,
-             responses=documented(404, 413, 422, arrow=True))  # fmt: skip
-def expression(request: Request, name: DatasetName, body: ExpressionRequest, wc: WC,
-               actor: Caller) -> Response:  # fmt: skip
+@router.post(
+    "/datasets/{name}/expression",
+    response_model=ExpressionResponse,
+    responses=documented(404, 413, 422, arrow=True),
+)
+def expression(
+    request: Request, name: DatasetName, body: ExpressionRequest, wc: WC, actor: Caller
+) -> Response:
     """Per-cell values of genes (float32, obs order) over the cells a filter keeps."""
-    result = wc.expression(name, genes=body.genes, filter=body.filter, layer=body.layer, version=body.version,
-                           actor=actor)  # fmt: skip
-    return respond(request, result, version=result["version"], key=body_key("expression", body),
-                   pinned=body.version is not None,
-                   arrow=lambda: _arrow.expression_table(result))  # fmt: skip
+    result = wc.expression(
+        name, genes=body.genes, filter=body.filter, layer=body.layer, version=body.version, actor=actor
+    )
+    return respond(
+        request,
+        result,
+        version=result["version"],
+        key=body_key("expression", body),
+        pinned=body.version is not None,
+        arrow=lambda: _arrow.expression_table(result),
+    )
 
 
 @router.get("/datasets/{name}/embedding", response_model=EmbeddingList, responses=documented(404, 422))
-def list_embeddings(request: Request, name: DatasetName, wc: WC, actor: Caller,
-                    version: Version = None) -> Response:  # fmt: skip
+def list_embeddings(
+    request: Request, name: DatasetName, wc: WC, actor: Caller, version: Version = None
+) -> Response:
     found = wc.embeddings(name, version, actor=actor)
-    return respond(request, found, version=found["version"], key=("embeddings", name),
-                   pinned=version is not None)  # fmt: skip
+    return respond(
+        request, found, version=found["version"], key=("embeddings", name), pinned=version is not None
+    )
 
 
-@router.get("/datasets/{name}/embedding/{key}", response_model=EmbeddingResponse,
-            responses=documented(404, 422, arrow=True))  # fmt: skip
+@router.get(
+    "/datasets/{name}/embedding/{key}",
+    response_model=EmbeddingResponse,
+    responses=documented(404, 422, arrow=True),
+)
 def embedding(
     request: Request,
     name: DatasetName,
@@ -220,5 +292,11 @@ def embedding(
 ) -> Response:
     """Coordinates of obsm ``key`` per cell, and one value per cell to colour by."""
     result = wc.embedding(name, key, color=color, version=version, actor=actor)
-    return respond(request, result, version=result["version"], key=("embedding", key, color),
-                   pinned=version is not None, arrow=lambda: _arrow.embedding_table(result))  # fmt: skip
+    return respond(
+        request,
+        result,
+        version=result["version"],
+        key=("embedding", key, color),
+        pinned=version is not None,
+        arrow=lambda: _arrow.embedding_table(result),
+    )

@@ -16,8 +16,16 @@ from ..actors import Actor
 from ..pipeline import Jobs, Uploads
 from ..query import Widecube
 
-__all__ = ["Caller", "JobsFacade", "UploadsFacade", "WC", "current_actor", "get_jobs", "get_uploads",
-           "get_widecube"]  # fmt: skip
+__all__ = [
+    "Caller",
+    "JobsFacade",
+    "UploadsFacade",
+    "WC",
+    "current_actor",
+    "get_jobs",
+    "get_uploads",
+    "get_widecube",
+]
 
 
 async def get_widecube(request: Request) -> Widecube:  # async: no thread hop per request
@@ -38,8 +46,9 @@ async def current_actor(request: Request) -> Actor:
     return Actor.anonymous()
 
 
-async def get_uploads(jobs: Annotated[Jobs, Depends(get_jobs)],
-                      actor: Annotated[Actor, Depends(current_actor)]) -> Uploads:  # fmt: skip
+async def get_uploads(
+    jobs: Annotated[Jobs, Depends(get_jobs)], actor: Annotated[Actor, Depends(current_actor)]
+) -> Uploads:
     """The uploads facade of this process."""
     return jobs.uploads(actor=actor)
 

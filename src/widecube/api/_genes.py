@@ -45,10 +45,16 @@ class GeneResolveResponse(BaseModel):
 router = APIRouter(max_body_size=MAX_BODY_BYTES)
 
 
-@router.post("/datasets/{name}/genes/resolve", response_model=GeneResolveResponse,
-             responses=documented(404, 413, 422))  # fmt: skip
+@router.post(
+    "/datasets/{name}/genes/resolve", response_model=GeneResolveResponse, responses=documented(404, 413, 422)
+)
 def resolve(request: Request, name: DatasetName, body: GeneResolveRequest, wc: WC, actor: Caller) -> Response:
     """Canonical names for a list of typed names; unknown ones with "did you mean"."""
     result = wc.resolve_genes(name, body.query, version=body.version, actor=actor)
-    return respond(request, result, version=result["version"], key=body_key("genes-resolve", body),
-                   pinned=body.version is not None)  # fmt: skip
+    return respond(
+        request,
+        result,
+        version=result["version"],
+        key=body_key("genes-resolve", body),
+        pinned=body.version is not None,
+    )

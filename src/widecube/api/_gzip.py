@@ -38,10 +38,15 @@ class FastGZipMiddleware(GZipMiddleware):
             return
         responder: ASGIApp
         if "gzip" in Headers(scope=scope).get("Accept-Encoding", ""):
-            responder = _IsalGZipResponder(self.app, self.minimum_size, compresslevel=self.compresslevel,
-                                           thread_minimum_size=self.thread_minimum_size,
-                                           exclude_content_types=self.exclude_content_types)  # fmt: skip
+            responder = _IsalGZipResponder(
+                self.app,
+                self.minimum_size,
+                compresslevel=self.compresslevel,
+                thread_minimum_size=self.thread_minimum_size,
+                exclude_content_types=self.exclude_content_types,
+            )
         else:
-            responder = IdentityResponder(self.app, self.minimum_size,
-                                          exclude_content_types=self.exclude_content_types)  # fmt: skip
+            responder = IdentityResponder(
+                self.app, self.minimum_size, exclude_content_types=self.exclude_content_types
+            )
         await responder(scope, receive, send)

@@ -49,15 +49,18 @@ class JobInfo(BaseModel):
 
     id: str
     dataset: str
-    state: str = Field(description="received, unpacked, validated, computed, verified, published, failed "
-                       "or superseded (verified, not published: a newer version went live meanwhile)")
+    state: str = Field(
+        description="received, unpacked, validated, computed, verified, published, failed "
+        "or superseded (verified, not published: a newer version went live meanwhile)"
+    )
     step: str | None = Field(description="the step running now: unpack, validate, compute, verify, publish")
     progress: dict[str, Any] = Field(description="the running step's last report: step, fraction, elapsed_s")
     source: str = Field(description="what made the job: cli, watch or upload")
     input: str = Field(description="the input's file name")
     version: str | None = Field(description="the dataset version the job builds")
-    attempts: int = Field(description="tries of the step running now (or where the job ended), "
-                          "each counted as it starts")
+    attempts: int = Field(
+        description="tries of the step running now (or where the job ended), each counted as it starts"
+    )
     error: str | None = Field(description="why the job failed or was superseded")
     created: datetime
     updated: datetime
@@ -66,10 +69,22 @@ class JobInfo(BaseModel):
 
     @classmethod
     def of(cls, job: JobRecord) -> JobInfo:
-        return cls(id=job.id, dataset=job.dataset, state=job.state.value, step=job.step,
-                   progress=job.progress, source=job.source, input=Path(job.input).name, version=job.version,
-                   attempts=job.attempts, error=public_text(job.error), created=job.created,
-                   updated=job.updated, started=job.started, finished=job.finished)  # fmt: skip
+        return cls(
+            id=job.id,
+            dataset=job.dataset,
+            state=job.state.value,
+            step=job.step,
+            progress=job.progress,
+            source=job.source,
+            input=Path(job.input).name,
+            version=job.version,
+            attempts=job.attempts,
+            error=public_text(job.error),
+            created=job.created,
+            updated=job.updated,
+            started=job.started,
+            finished=job.finished,
+        )
 
 
 class JobDetail(JobInfo):
@@ -97,12 +112,15 @@ class UploadStart(StrictBody):
 
     filename: str = Field(max_length=1024, description="the file's name; its suffixes tell archives apart")
     size: int = Field(ge=0, description="the file's size in bytes")
-    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$",
-                               description="hex digest the bytes must have")  # fmt: skip
-    dataset: str | None = Field(default=None, pattern=DATASET_PATTERN,
-                                description="dataset name; default: from the file name")  # fmt: skip
-    groupbys: list[ColumnName] = Field(default_factory=list, max_length=64,
-                                       description="obs columns to group by")  # fmt: skip
+    sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-fA-F]{64}$", description="hex digest the bytes must have"
+    )
+    dataset: str | None = Field(
+        default=None, pattern=DATASET_PATTERN, description="dataset name; default: from the file name"
+    )
+    groupbys: list[ColumnName] = Field(
+        default_factory=list, max_length=64, description="obs columns to group by"
+    )
     layer: Name | None = None
     format: Name | None = None
 

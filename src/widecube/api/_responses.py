@@ -212,8 +212,9 @@ def documented(*codes: int, arrow: bool = False, cached: bool = True) -> dict[in
     """OpenAPI ``responses`` of a route answered by :func:`respond`: 200's headers (and its
     Arrow media type when ``arrow``), 304 when ``cached``, 406 when it has no Arrow form,
     400 and 503, and the error ``codes`` the route sends besides."""
-    ok: dict[str, Any] = {"headers": {h: {"description": d, "schema": {"type": "string"}}
-                                      for h, d in _HEADERS.items()}}  # fmt: skip
+    ok: dict[str, Any] = {
+        "headers": {h: {"description": d, "schema": {"type": "string"}} for h, d in _HEADERS.items()}
+    }
     if arrow:
         ok["content"] = {ARROW: {"schema": {"type": "string", "format": "binary"}}}
     out: dict[int | str, dict[str, Any]] = {200: ok}

@@ -56,8 +56,9 @@ class Usage:
         self._last.pop(version, None)
 
 
-def stale_versions(opened: Iterable[str], live: Iterable[str], last_used: Mapping[str, float],
-                   *, now: float, grace: float) -> list[str]:  # fmt: skip
+def stale_versions(
+    opened: Iterable[str], live: Iterable[str], last_used: Mapping[str, float], *, now: float, grace: float
+) -> list[str]:
     """Opened versions that are not live and served nothing for ``grace`` seconds.
 
     >>> stale_versions(["a", "b", "c"], ["a"], {"b": 95.0, "c": 10.0}, now=100.0, grace=60)
@@ -97,14 +98,20 @@ class Upkeep:
                     else:
                         warmed.append(version)
                     self._warmed.add(version)
-        stale = stale_versions(self.service.opened_versions(actor=me), live, self.usage.last(),
-                               now=time.monotonic(), grace=self.grace)  # fmt: skip
+        stale = stale_versions(
+            self.service.opened_versions(actor=me),
+            live,
+            self.usage.last(),
+            now=time.monotonic(),
+            grace=self.grace,
+        )
         for version in stale:
             self.service.evict(version, actor=me)
             self.usage.forget(version)
             self._warmed.discard(version)
-        swept = self.service.sweep_cache(keep=set(live) | set(self.service.opened_versions(actor=me)),
-                                         older_than=self.grace, actor=me)  # fmt: skip
+        swept = self.service.sweep_cache(
+            keep=set(live) | set(self.service.opened_versions(actor=me)), older_than=self.grace, actor=me
+        )
         expired = self.jobs.sweep_uploads(actor=me) if self.jobs is not None else []
         if warmed or stale or swept:
             log.info("upkeep: warmed %s, evicted %s, swept %s", warmed, stale, swept)

@@ -60,15 +60,23 @@ def _client(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
-_FILENAME = ("the file's name; its suffixes tell archives apart (a plain name: no NUL or control "
-             "character, at most 255 bytes)")  # fmt: skip
+_FILENAME = (
+    "the file's name; its suffixes tell archives apart (a plain name: no NUL or control "
+    "character, at most 255 bytes)"
+)
 _CREATED = {201: {"model": UploadCreated, "description": "the upload is complete: its job"}}
 _BINARY = {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
 
 
 def _created(job: JobRecord, upload: str) -> Response:
-    body = {"job": job.id, "upload": upload, "dataset": job.dataset, "state": job.state.value,
-            "sha256": job.params.get("sha256"), "url": f"/api/v1/jobs/{job.id}"}  # fmt: skip
+    body = {
+        "job": job.id,
+        "upload": upload,
+        "dataset": job.dataset,
+        "state": job.state.value,
+        "sha256": job.params.get("sha256"),
+        "url": f"/api/v1/jobs/{job.id}",
+    }
     return JSONResponse(body, status_code=201, headers={"Location": body["url"], **_NO_STORE})
 
 
@@ -94,9 +102,13 @@ async def _receive(request: Request, writer: Writer, most: int | None = None) ->
         await to_thread.run_sync(writer.write, b"".join(batch))
 
 
-@router.post("", status_code=201, response_model=UploadCreated,
-             responses=errors(400, 413, 422, 429),
-             openapi_extra={"requestBody": {"required": True, **_BINARY}})  # fmt: skip
+@router.post(
+    "",
+    status_code=201,
+    response_model=UploadCreated,
+    responses=errors(400, 413, 422, 429),
+    openapi_extra={"requestBody": {"required": True, **_BINARY}},
+)
 async def upload(
     request: Request,
     store: UploadsFacade,
@@ -119,11 +131,17 @@ async def upload(
     params = {"groupbys": groupby or [], "layer": layer, "format": format}
     try:
         if content_length is not None and content_length > store.limit:
-            raise UploadTooLarge(f"{filename[:80]}: {content_length:,} bytes is more than the limit of "
-                                 f"{store.limit:,}")  # fmt: skip
+            raise UploadTooLarge(
+                f"{filename[:80]}: {content_length:,} bytes is more than the limit of {store.limit:,}"
+            )
         up = await to_thread.run_sync(
             lambda: store.create(
-                filename, size=None, sha256=sha256, params=params, dataset=dataset, client=_client(request),
+                filename,
+                size=None,
+                sha256=sha256,
+                params=params,
+                dataset=dataset,
+                client=_client(request),
                 actor=actor,
             )
         )
@@ -149,14 +167,20 @@ async def upload(
     return _created(job, up.id)
 
 
-@router.post("/resumable", status_code=201, response_model=UploadStatus,
-             responses=errors(400, 413, 422, 429))  # fmt: skip
+@router.post("/resumable", status_code=201, response_model=UploadStatus, responses=errors(400, 413, 422, 429))
 def start(request: Request, body: UploadStart, store: UploadsFacade, actor: Caller) -> Response:
     """Start a resumable upload of ``size`` bytes; send them with ``PUT /uploads/{id}``."""
     params = {"groupbys": body.groupbys, "layer": body.layer, "format": body.format}
     try:
-        up = store.create(body.filename, size=body.size, sha256=body.sha256, params=params,
-                          dataset=body.dataset, client=_client(request), actor=actor)  # fmt: skip
+        up = store.create(
+            body.filename,
+            size=body.size,
+            sha256=body.sha256,
+            params=params,
+            dataset=body.dataset,
+            client=_client(request),
+            actor=actor,
+        )
     except UploadTooLarge as exc:
         return _problem(413, exc)
     except TooManyUploads as exc:
@@ -174,11 +198,20 @@ def status(upload_id: UploadId, store: UploadsFacade, actor: Caller) -> Response
     return JSONResponse(_status(store, upload_id, actor), headers=_NO_STORE)
 
 
-@router.put("/{upload_id}", response_model=UploadStatus,
-            responses={**_CREATED, **errors(400, 404, 413, 422),
-                       409: {"model": UploadProblem, "description": "the chunk does not start where the "
-                             "upload stands (offset: where it does), or another request writes it"}},
-            openapi_extra={"requestBody": {"required": True, **_BINARY}})  # fmt: skip
+@router.put(
+    "/{upload_id}",
+    response_model=UploadStatus,
+    responses={
+        **_CREATED,
+        **errors(400, 404, 413, 422),
+        409: {
+            "model": UploadProblem,
+            "description": "the chunk does not start where the "
+            "upload stands (offset: where it does), or another request writes it",
+        },
+    },
+    openapi_extra={"requestBody": {"required": True, **_BINARY}},
+)
 async def put_chunk(
     request: Request,
     upload_id: UploadId,
@@ -194,8 +227,9 @@ async def put_chunk(
         return _problem(400, bad)
     first, last, total = map(int, match.groups())
     if total != up.size or last < first or last >= total:
-        return _problem(400, UploadConflict(f"Content-Range {content_range!r} does not fit an upload of "
-                                            f"{up.size} bytes"))  # fmt: skip
+        return _problem(
+            400, UploadConflict(f"Content-Range {content_range!r} does not fit an upload of {up.size} bytes")
+        )
     if up.job is not None:
         return _created(store.job(up.job, actor=actor), upload_id)
     try:
@@ -214,5 +248,12 @@ async def put_chunk(
 
 def _status(store: Uploads, upload_id: str, actor: Actor) -> dict[str, object]:
     up = store.get(upload_id, actor=actor)
-    return UploadStatus(upload=up.id, filename=up.filename, dataset=up.dataset, size=up.size,
-                        offset=up.offset, complete=up.job is not None, job=up.job).model_dump()  # fmt: skip
+    return UploadStatus(
+        upload=up.id,
+        filename=up.filename,
+        dataset=up.dataset,
+        size=up.size,
+        offset=up.offset,
+        complete=up.job is not None,
+        job=up.job,
+    ).model_dump()

@@ -73,8 +73,13 @@ def _allowed(app: FastAPI, path: str) -> list[str]:
     names only those of the first route that matched, e.g. GET of a path with GET and POST)."""
     table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(app.state, "allow_table", None)
     if table is None:
-        table = [(re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(p)) + "$"),
-                  sorted(m.upper() for m in ops)) for p, ops in app.openapi()["paths"].items()]  # fmt: skip
+        table = [
+            (
+                re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(p)) + "$"),
+                sorted(m.upper() for m in ops),
+            )
+            for p, ops in app.openapi()["paths"].items()
+        ]
         app.state.allow_table = table
     exact = [methods for pattern, methods in table if pattern.pattern == "^" + re.escape(path) + "$"]
     if exact:  # /uploads/resumable, not /uploads/{upload_id}
@@ -125,8 +130,7 @@ def create_app(
         keeper.stop()
         wc.close()
 
-    app = FastAPI(title="widecube", version=__version__, lifespan=lifespan,
-                  default_response_class=JSON)  # fmt: skip
+    app = FastAPI(title="widecube", version=__version__, lifespan=lifespan, default_response_class=JSON)
     app.state.widecube = wc
     app.state.usage = usage
     app.state.upkeep = keeper
@@ -135,8 +139,13 @@ def create_app(
     # level 1: numeric JSON shrinks ~2-3× already and higher levels cost ms per 100 KB. Arrow is
     # sent as is: it is compact and clients want its buffers without inflating them.
     # Bodies under 1 MiB are compressed on the event loop: a thread hop costs more than that.
-    app.add_middleware(FastGZipMiddleware, minimum_size=1024, compresslevel=1, thread_minimum_size=1 << 20,
-                       exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, ARROW))  # fmt: skip
+    app.add_middleware(
+        FastGZipMiddleware,
+        minimum_size=1024,
+        compresslevel=1,
+        thread_minimum_size=1 << 20,
+        exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, ARROW),
+    )
 
     # Every error is {"detail": "one line"} (models.Problem, as the OpenAPI document says),
     # and echoes what was sent cut to 80 characters (_responses.clip): never a 30 MB gene name.

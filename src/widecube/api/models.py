@@ -110,8 +110,10 @@ class StrictBody(BaseModel):
 class Problem(BaseModel):
     """Every error answer (4xx, 5xx): one line saying what is wrong and with what."""
 
-    detail: str = Field(description="what went wrong, naming the thing at fault; values sent are "
-                        "echoed cut to their first 80 characters")  # fmt: skip
+    detail: str = Field(
+        description="what went wrong, naming the thing at fault; values sent are "
+        "echoed cut to their first 80 characters"
+    )
 
 
 class UploadProblem(Problem):
@@ -174,10 +176,11 @@ class SummaryRequest(StrictBody):
     genes: list[Name] = Field(min_length=1, max_length=MAX_GENES, examples=[["CD3E", "MS4A1"]])
     groupby: ColumnName = Field(examples=["cell_type"])
     stats: Stats = Field(
-        default=["mean", "frac_expressing"], min_length=1,
+        default=["mean", "frac_expressing"],
+        min_length=1,
         description="any of sum, sumsq, nnz, n_cells, mean, var, frac_expressing, mean_expressing, "
         "median, q10, q25, q75, q90",
-    )  # fmt: skip
+    )
     layer: Name | None = Field(
         default=None,
         description="'raw' or 'normalized' (counts per 10k, log1p); default: normalized when the "
@@ -210,8 +213,9 @@ class AggregateRequest(StrictBody):
     genes: list[Name] = Field(min_length=1, max_length=1000, examples=[["CD3E", "MS4A1"]])
     groupby: ColumnName = Field(examples=["cell_type"], description="an obs column, or columns joined by ','")
     filter: Filter = _FILTER
-    stats: Stats = Field(default=["mean", "frac_expressing"],
-                         description="the statistics of /summary, quantiles included")  # fmt: skip
+    stats: Stats = Field(
+        default=["mean", "frac_expressing"], description="the statistics of /summary, quantiles included"
+    )
     layer: Name | None = Field(default=None, description="'raw' or 'normalized'; default: the dataset's")
     version: Name | None = Field(default=None, description="pin a version; default: the live one")
 

@@ -33,8 +33,12 @@ class ChangeToken:
         database = parsed.database
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
-        if parsed.get_backend_name() == "sqlite" and database and database != ":memory:" \
-                and not database.startswith("file:"):  # fmt: skip
+        if (
+            parsed.get_backend_name() == "sqlite"
+            and database
+            and database != ":memory:"
+            and not database.startswith("file:")
+        ):
             # autocommit (isolation_level None): the pragma must not sit inside a read
             # transaction, which would pin one snapshot and hide later commits.
             self._conn = sqlite3.connect(database, check_same_thread=False, isolation_level=None)

@@ -46,8 +46,15 @@ from sqlalchemy.exc import IntegrityError
 from widecube.catalog._schema import jobs
 from widecube.errors import CatalogError, NotFound
 
-__all__ = ["AttemptsUsed", "JobNotFound", "JobRecord", "JobState", "Jobs", "LeaseLost",
-           "check_job_transition"]  # fmt: skip
+__all__ = [
+    "AttemptsUsed",
+    "JobNotFound",
+    "JobRecord",
+    "JobState",
+    "Jobs",
+    "LeaseLost",
+    "check_job_transition",
+]
 
 _J = jobs.c
 Transaction = Callable[[], AbstractContextManager[sa.Connection]]
@@ -70,8 +77,14 @@ class JobState(enum.StrEnum):
         return self in (JobState.PUBLISHED, JobState.FAILED, JobState.SUPERSEDED)
 
 
-ORDER = (JobState.RECEIVED, JobState.UNPACKED, JobState.VALIDATED, JobState.COMPUTED,
-         JobState.VERIFIED, JobState.PUBLISHED)  # fmt: skip
+ORDER = (
+    JobState.RECEIVED,
+    JobState.UNPACKED,
+    JobState.VALIDATED,
+    JobState.COMPUTED,
+    JobState.VERIFIED,
+    JobState.PUBLISHED,
+)
 
 
 class JobNotFound(NotFound):
@@ -147,9 +160,18 @@ class Jobs:
 
     # -- creating and claiming ----------------------------------------------------------
 
-    def create(self, *, dataset: str, source: str, input: str, params: dict[str, Any],
-               input_key: str | None = None, worker: str | None = None, lease_s: float = 60.0,
-               error: str | None = None) -> JobRecord:  # fmt: skip
+    def create(
+        self,
+        *,
+        dataset: str,
+        source: str,
+        input: str,
+        params: dict[str, Any],
+        input_key: str | None = None,
+        worker: str | None = None,
+        lease_s: float = 60.0,
+        error: str | None = None,
+    ) -> JobRecord:
         """Record a new RECEIVED job (FAILED when ``error`` is given) and return it.
 
         A job with the same ``input_key`` already there is returned instead: a trigger seen
@@ -157,9 +179,21 @@ class Jobs:
         worker picks up a job its submitter is about to run.
         """
         now = _now()
-        row = dict(id=uuid.uuid4().hex, dataset=dataset, state=JobState.RECEIVED.value, source=source,
-                   input=input, input_key=input_key, params=params, version_id=uuid.uuid4().hex,
-                   attempts=0, progress={}, log=[], created_at=now, updated_at=now)  # fmt: skip
+        row = dict(
+            id=uuid.uuid4().hex,
+            dataset=dataset,
+            state=JobState.RECEIVED.value,
+            source=source,
+            input=input,
+            input_key=input_key,
+            params=params,
+            version_id=uuid.uuid4().hex,
+            attempts=0,
+            progress={},
+            log=[],
+            created_at=now,
+            updated_at=now,
+        )
         if worker is not None:
             row.update(worker=worker, lease_until=now + timedelta(seconds=lease_s), started_at=now)
         if error is not None:
@@ -189,9 +223,16 @@ class Jobs:
             found = conn.execute(query).first()
             if found is None:
                 return None
-            claimed = sa.update(jobs).where(_J.id == found.id, free).values(
-                worker=worker, lease_until=now + timedelta(seconds=lease_s), updated_at=now,
-                started_at=sa.func.coalesce(_J.started_at, now))  # fmt: skip
+            claimed = (
+                sa.update(jobs)
+                .where(_J.id == found.id, free)
+                .values(
+                    worker=worker,
+                    lease_until=now + timedelta(seconds=lease_s),
+                    updated_at=now,
+                    started_at=sa.func.coalesce(_J.started_at, now),
+                )
+            )
             if conn.execute(claimed).rowcount != 1:
                 return None
             return _get(conn, found.id)
@@ -216,10 +257,18 @@ class Jobs:
             if record.attempts >= limit:
                 raise AttemptsUsed(_used_up(record, step))
             tries = record.attempts + 1
-            entry = {"event": "start", "step": step, "worker": worker, "at": now.isoformat(),
-                     "attempt": tries}  # fmt: skip
-            conn.execute(sa.update(jobs).where(_J.id == job).values(
-                log=[*record.log, entry], step=step, attempts=tries, updated_at=now))  # fmt: skip
+            entry = {
+                "event": "start",
+                "step": step,
+                "worker": worker,
+                "at": now.isoformat(),
+                "attempt": tries,
+            }
+            conn.execute(
+                sa.update(jobs)
+                .where(_J.id == job)
+                .values(log=[*record.log, entry], step=step, attempts=tries, updated_at=now)
+            )
             return _get(conn, job)
 
     def interrupt(self, job: str, worker: str) -> bool:
@@ -244,26 +293,40 @@ class Jobs:
         the jobs freed, which the next worker can claim without waiting out the lease."""
         now = _now()
         freed = []
-        query = sa.select(jobs).where(_J.worker.startswith(worker_prefix, autoescape=True),
-                                      _J.state.not_in(_FINAL)).with_for_update()  # fmt: skip
+        query = (
+            sa.select(jobs)
+            .where(_J.worker.startswith(worker_prefix, autoescape=True), _J.state.not_in(_FINAL))
+            .with_for_update()
+        )
         with self._write() as conn:
             for row in conn.execute(query).mappings().all():
                 record = _record(row)
                 log = record.log
                 if record.step is not None:
-                    entry = {"event": "died", "step": record.step, "worker": record.worker,
-                             "at": now.isoformat(), "how": how}  # fmt: skip
+                    entry = {
+                        "event": "died",
+                        "step": record.step,
+                        "worker": record.worker,
+                        "at": now.isoformat(),
+                        "how": how,
+                    }
                     log = [*log, entry]
-                conn.execute(sa.update(jobs).where(_J.id == record.id).values(
-                    worker=None, lease_until=None, step=None, log=log, updated_at=now))  # fmt: skip
+                conn.execute(
+                    sa.update(jobs)
+                    .where(_J.id == record.id)
+                    .values(worker=None, lease_until=None, step=None, log=log, updated_at=now)
+                )
                 freed.append(record.id)
         return freed
 
     def release(self, job: str, worker: str) -> None:
         """Give the claim back (a worker stopping cleanly); the job waits for the next one."""
         with self._write() as conn:
-            conn.execute(sa.update(jobs).where(_J.id == job, _J.worker == worker)
-                         .values(worker=None, lease_until=None, step=None, updated_at=_now()))  # fmt: skip
+            conn.execute(
+                sa.update(jobs)
+                .where(_J.id == job, _J.worker == worker)
+                .values(worker=None, lease_until=None, step=None, updated_at=_now())
+            )
 
     # -- progress ---------------------------------------------------------------------------
 
@@ -274,8 +337,9 @@ class Jobs:
         with self._write() as conn:
             record = _held(conn, job, worker)
             entry = {"event": event, "step": step, "worker": worker, "at": now.isoformat(), **detail}
-            values: dict[str, Any] = dict(log=[*record.log, entry], updated_at=now,
-                                          step=step if event == "retry" else None)  # fmt: skip
+            values: dict[str, Any] = dict(
+                log=[*record.log, entry], updated_at=now, step=step if event == "retry" else None
+            )
             conn.execute(sa.update(jobs).where(_J.id == job).values(**values))
             return _get(conn, job)
 
@@ -323,8 +387,9 @@ class Jobs:
         with self._read() as conn:
             return _by_key(conn, input_key)
 
-    def list(self, *, state: JobState | None = None, source: str | None = None,
-             limit: int = 100) -> list[JobRecord]:  # fmt: skip
+    def list(
+        self, *, state: JobState | None = None, source: str | None = None, limit: int = 100
+    ) -> list[JobRecord]:
         """Jobs newest first, optionally only those in ``state`` or from ``source``."""
         query = sa.select(jobs).order_by(_J.created_at.desc(), _J.id).limit(limit)
         if state is not None:
@@ -357,8 +422,9 @@ def _used_up(job: JobRecord, step: str) -> str:
     died = max(starts - ended, 0)
     tries = job.attempts
     if died >= tries:
-        return (f"the worker running step {step} died {_times(died)} (signal or kill); "
-                "the input may be malformed")  # fmt: skip
+        return (
+            f"the worker running step {step} died {_times(died)} (signal or kill); the input may be malformed"
+        )
     parts = [f"the worker died {_times(died)} (signal or kill)"] if died else []
     if retried:
         parts.append(f"{len(retried)} transient error(s), the last: {retried[-1].get('error')}")
@@ -376,8 +442,10 @@ def _held(conn: sa.Connection, job: str, worker: str) -> JobRecord:
         raise JobNotFound(f"no job {job!r} in the catalog")
     record = _record(found)
     if record.worker != worker:
-        raise LeaseLost(f"job {job} is no longer claimed by worker {worker} "
-                        f"(now: {record.worker or 'nobody'}, state {record.state.value})")  # fmt: skip
+        raise LeaseLost(
+            f"job {job} is no longer claimed by worker {worker} "
+            f"(now: {record.worker or 'nobody'}, state {record.state.value})"
+        )
     return record
 
 
@@ -395,12 +463,26 @@ def _by_key(conn: sa.Connection, key: str) -> JobRecord | None:
 
 def _record(row: sa.RowMapping) -> JobRecord:
     return JobRecord(
-        id=row["id"], dataset=row["dataset"], state=JobState(row["state"]), step=row["step"],
-        source=row["source"], input=row["input"], input_key=row["input_key"], version=row["version_id"],
-        attempts=row["attempts"], error=row["error"], worker=row["worker"], lease_until=row["lease_until"],
-        created=row["created_at"], updated=row["updated_at"], started=row["started_at"],
-        finished=row["finished_at"], params=row["params"], progress=row["progress"], log=row["log"],
-    )  # fmt: skip
+        id=row["id"],
+        dataset=row["dataset"],
+        state=JobState(row["state"]),
+        step=row["step"],
+        source=row["source"],
+        input=row["input"],
+        input_key=row["input_key"],
+        version=row["version_id"],
+        attempts=row["attempts"],
+        error=row["error"],
+        worker=row["worker"],
+        lease_until=row["lease_until"],
+        created=row["created_at"],
+        updated=row["updated_at"],
+        started=row["started_at"],
+        finished=row["finished_at"],
+        params=row["params"],
+        progress=row["progress"],
+        log=row["log"],
+    )
 
 
 def _now() -> datetime:

@@ -31,8 +31,16 @@ __all__ = [
 
 ACTIONS = ("publish", "rollback")
 _STATUSES = ("building", "verified", "published", "failed", "retired")
-JOB_STATES = ("received", "unpacked", "validated", "computed", "verified", "published", "failed",
-              "superseded")  # fmt: skip
+JOB_STATES = (
+    "received",
+    "unpacked",
+    "validated",
+    "computed",
+    "verified",
+    "published",
+    "failed",
+    "superseded",
+)
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -165,9 +173,7 @@ jobs = sa.Table(
     sa.Column("finished_at", UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint("id", name="pk_jobs"),
     sa.UniqueConstraint("input_key", name="uq_jobs_input_key"),
-    sa.CheckConstraint(
-        "state IN (" + ", ".join(f"'{s}'" for s in JOB_STATES) + ")", name="ck_jobs_state"
-    ),
+    sa.CheckConstraint("state IN (" + ", ".join(f"'{s}'" for s in JOB_STATES) + ")", name="ck_jobs_state"),
     sa.Index("ix_jobs_state_created", "state", "created_at"),
     sa.Index("ix_jobs_created", "created_at"),
 )

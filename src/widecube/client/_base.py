@@ -36,8 +36,9 @@ class Reader(abc.ABC):
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:  # fmt: skip
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     @abc.abstractmethod
@@ -76,8 +77,9 @@ class Reader(abc.ABC):
         """
         return _convert.datasets_frame(self._fetch_datasets())
 
-    def genes(self, dataset: str, prefix: str = "", *, limit: int = 10_000,
-              version: str | None = None) -> list[str]:  # fmt: skip
+    def genes(
+        self, dataset: str, prefix: str = "", *, limit: int = 10_000, version: str | None = None
+    ) -> list[str]:
         """Gene names of ``dataset`` that start with ``prefix`` (case-insensitive), sorted
         case-insensitively, at most ``limit`` of them (a server answers up to 10,000).
 
@@ -86,9 +88,16 @@ class Reader(abc.ABC):
         """
         return self._fetch_genes(dataset, prefix, limit, version)
 
-    def summary(self, dataset: str, genes: Sequence[str], groupby: str, *,
-                stats: Sequence[str] = DEFAULT_STATS, layer: str | None = None,
-                version: str | None = None) -> anndata.AnnData:  # fmt: skip
+    def summary(
+        self,
+        dataset: str,
+        genes: Sequence[str],
+        groupby: str,
+        *,
+        stats: Sequence[str] = DEFAULT_STATS,
+        layer: str | None = None,
+        version: str | None = None,
+    ) -> anndata.AnnData:
         """Per-group statistics of ``genes`` over all cells, from the precomputed views:
         the pseudobulk AnnData of ``scanpy.get.aggregate`` (groups as obs, genes as var, one
         layer per statistic).
@@ -121,13 +130,26 @@ class Reader(abc.ABC):
         Mono    7.0    3.0
         solo    0.0    0.0
         """
-        query = {"genes": list(genes), "groupby": groupby, "stats": _with_counts(stats), "layer": layer,
-                 "version": version}  # fmt: skip
+        query = {
+            "genes": list(genes),
+            "groupby": groupby,
+            "stats": _with_counts(stats),
+            "layer": layer,
+            "version": version,
+        }
         return _convert.pseudobulk(self._fetch_summary(dataset, query), list(stats))
 
-    def aggregate(self, dataset: str, genes: Sequence[str], groupby: str, *,
-                  stats: Sequence[str] = DEFAULT_STATS, filter: Filter | None = None,
-                  layer: str | None = None, version: str | None = None) -> anndata.AnnData:  # fmt: skip
+    def aggregate(
+        self,
+        dataset: str,
+        genes: Sequence[str],
+        groupby: str,
+        *,
+        stats: Sequence[str] = DEFAULT_STATS,
+        filter: Filter | None = None,
+        layer: str | None = None,
+        version: str | None = None,
+    ) -> anndata.AnnData:
         """The statistics of :meth:`summary` over the cells ``filter`` keeps, for any
         categorical obs column as ``groupby`` (or columns joined by ``,``), exactly.
 
@@ -149,15 +171,29 @@ class Reader(abc.ABC):
         solo   NaN   NaN
         """
         spec = _convert.filter_spec(filter)
-        query = {"genes": list(genes), "groupby": groupby, "stats": _with_counts(stats), "filter": spec,
-                 "layer": layer, "version": version}  # fmt: skip
+        query = {
+            "genes": list(genes),
+            "groupby": groupby,
+            "stats": _with_counts(stats),
+            "filter": spec,
+            "layer": layer,
+            "version": version,
+        }
         result = self._fetch_aggregate(dataset, query)
         adata = _convert.pseudobulk(result, list(stats))
         adata.uns["filter"] = spec
         return adata
 
-    def markers(self, dataset: str, groupby: str, group: str, *, layer: str | None = None,
-                limit: int = 100, version: str | None = None) -> pd.DataFrame:  # fmt: skip
+    def markers(
+        self,
+        dataset: str,
+        groupby: str,
+        group: str,
+        *,
+        layer: str | None = None,
+        limit: int = 100,
+        version: str | None = None,
+    ) -> pd.DataFrame:
         """The top ``limit`` (≤ 100) marker genes of ``group`` against all other cells, from
         the stored markers view, best first (ranked by Welch t, as scanpy's ``t-test``).
 
@@ -173,8 +209,15 @@ class Reader(abc.ABC):
         query = {"groupby": groupby, "group": group, "layer": layer, "limit": limit, "version": version}
         return _convert.markers_frame(self._fetch_markers(dataset, query))
 
-    def expression(self, dataset: str, genes: Sequence[str], *, filter: Filter | None = None,
-                   layer: str | None = None, version: str | None = None) -> pd.DataFrame:  # fmt: skip
+    def expression(
+        self,
+        dataset: str,
+        genes: Sequence[str],
+        *,
+        filter: Filter | None = None,
+        layer: str | None = None,
+        version: str | None = None,
+    ) -> pd.DataFrame:
         """Per-cell values of ``genes`` (float32; a server answers up to 32 genes a call),
         one row per cell that ``filter`` keeps, in obs order: for violins and scatter plots.
 
@@ -188,8 +231,12 @@ class Reader(abc.ABC):
         >>> x.attrs["cells"], x.dtypes.tolist()
         (9, [dtype('float32'), dtype('float32')])
         """
-        query = {"genes": list(genes), "filter": _convert.filter_spec(filter), "layer": layer,
-                 "version": version}  # fmt: skip
+        query = {
+            "genes": list(genes),
+            "filter": _convert.filter_spec(filter),
+            "layer": layer,
+            "version": version,
+        }
         return _convert.expression_frame(self._fetch_expression(dataset, query))
 
 

@@ -88,9 +88,15 @@ def summary_result(table: pa.Table) -> dict[str, Any]:
         for name in table.column_names
         if name not in ("group", "gene")
     }
-    result: dict[str, Any] = {"dataset": meta["dataset"], "version": meta["version"],
-                              "groupby": meta["groupby"], "layer": meta["layer"],
-                              "groups": groups, "genes": genes, "values": values}  # fmt: skip
+    result: dict[str, Any] = {
+        "dataset": meta["dataset"],
+        "version": meta["version"],
+        "groupby": meta["groupby"],
+        "layer": meta["layer"],
+        "groups": groups,
+        "genes": genes,
+        "values": values,
+    }
     if "cells" in meta:
         result["cells"] = int(meta["cells"])
     if "source" in meta:
@@ -101,9 +107,14 @@ def summary_result(table: pa.Table) -> dict[str, Any]:
 def expression_result(table: pa.Table, genes: Sequence[str]) -> dict[str, Any]:
     """``/expression`` (one float32 column per gene) as the facade's dict."""
     meta = _meta(table)
-    return {"dataset": meta["dataset"], "version": meta["version"], "layer": meta["layer"],
-            "genes": list(genes), "cells": int(meta["cells"]),
-            "values": {g: table.column(g).to_numpy() for g in dict.fromkeys(genes)}}  # fmt: skip
+    return {
+        "dataset": meta["dataset"],
+        "version": meta["version"],
+        "layer": meta["layer"],
+        "genes": list(genes),
+        "cells": int(meta["cells"]),
+        "values": {g: table.column(g).to_numpy() for g in dict.fromkeys(genes)},
+    }
 
 
 # -- the facade's shapes to pandas and AnnData (both faces end here) ------------------------
@@ -137,16 +148,18 @@ def pseudobulk(result: dict[str, Any], stats: Sequence[str]) -> anndata.AnnData:
     groups = [str(g) for g in result["groups"]]
     genes = [str(g) for g in result["genes"]]
     shape = (len(groups), len(genes))
-    values = {s: np.asarray(result["values"][s], dtype=np.float64).reshape(shape)
-              for s in (*stats, "n_cells")}  # fmt: skip
+    values = {
+        s: np.asarray(result["values"][s], dtype=np.float64).reshape(shape) for s in (*stats, "n_cells")
+    }
     obs = _group_columns(result["groupby"], groups)
     counts = values["n_cells"][:, 0] if genes else np.zeros(len(groups))
     obs["n_cells"] = counts.astype(np.int64)
     uns = {k: result[k] for k in ("dataset", "version", "groupby", "layer", "cells", "source") if k in result}
     if "cells" in result:
         uns["cells"] = int(result["cells"])
-    return anndata.AnnData(obs=obs, var=pd.DataFrame(index=pd.Index(genes)),
-                           layers={s: values[s] for s in stats}, uns=uns)  # fmt: skip
+    return anndata.AnnData(
+        obs=obs, var=pd.DataFrame(index=pd.Index(genes)), layers={s: values[s] for s in stats}, uns=uns
+    )
 
 
 def _group_columns(groupby: str, groups: list[str]) -> pd.DataFrame:
@@ -170,8 +183,11 @@ def expression_frame(result: dict[str, Any]) -> pd.DataFrame:
     not return cell ids yet, so the index is 0…cells-1.
     """
     genes = list(dict.fromkeys(str(g) for g in result["genes"]))
-    frame = pd.DataFrame({g: np.asarray(result["values"][g], dtype=np.float32) for g in genes},
-                         index=pd.RangeIndex(int(result["cells"])), columns=genes)  # fmt: skip
+    frame = pd.DataFrame(
+        {g: np.asarray(result["values"][g], dtype=np.float32) for g in genes},
+        index=pd.RangeIndex(int(result["cells"])),
+        columns=genes,
+    )
     frame.attrs.update({k: result[k] for k in ("dataset", "version", "layer")}, cells=int(result["cells"]))
     return frame
 

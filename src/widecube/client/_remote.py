@@ -51,14 +51,21 @@ class Client(Reader):
         ['MS4A1']
     """
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0,
-                 transport: httpx.BaseTransport | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         headers = {"User-Agent": f"widecube-client/{__version__}"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url + API, headers=headers, timeout=timeout,
-                                  transport=transport)  # fmt: skip
+        self._http = httpx.Client(
+            base_url=self.url + API, headers=headers, timeout=timeout, transport=transport
+        )
 
     def __repr__(self) -> str:
         return f"Client({self.url!r})"

@@ -38,10 +38,21 @@ values, a column index outside the genes, rows outside the cells."""
 
 @njit(nogil=True, cache=True)
 def scatter_block(
-    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, row_start: int, col_start: int,
-    width: int, n_buckets: int, n_genes: int, cell_total: np.ndarray, cell_nnz: np.ndarray,
-    out_gene: np.ndarray, out_cell: np.ndarray, out_val: np.ndarray, bucket_ptr: np.ndarray,
-) -> tuple[int, int, int]:  # pragma: no cover - compiled  # fmt: skip
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    row_start: int,
+    col_start: int,
+    width: int,
+    n_buckets: int,
+    n_genes: int,
+    cell_total: np.ndarray,
+    cell_nnz: np.ndarray,
+    out_gene: np.ndarray,
+    out_cell: np.ndarray,
+    out_val: np.ndarray,
+    bucket_ptr: np.ndarray,
+) -> tuple[int, int, int]:  # pragma: no cover - compiled
     """Group a CSR block's non-zeros by gene bucket (stable, so cells stay in order).
 
     Fills ``out_*[bucket_ptr[b]:bucket_ptr[b+1]]`` with bucket ``b``'s values and adds each
@@ -57,8 +68,12 @@ def scatter_block(
     """
     n_rows = indptr.shape[0] - 1
     n_stored = min(indices.shape[0], data.shape[0])
-    if n_rows < 0 or row_start < 0 or row_start + n_rows > cell_total.shape[0] \
-            or row_start + n_rows > cell_nnz.shape[0]:  # fmt: skip
+    if (
+        n_rows < 0
+        or row_start < 0
+        or row_start + n_rows > cell_total.shape[0]
+        or row_start + n_rows > cell_nnz.shape[0]
+    ):
         return 0, BAD_ROWS, 0
     counts = np.zeros(n_buckets + 1, dtype=np.int64)
     for r in range(n_rows):
@@ -72,8 +87,10 @@ def scatter_block(
                 return 0, BAD_COLUMN, k
             if np.float64(data[k]) != 0.0:
                 counts[gene // width + 1] += 1
-    if counts.sum() > min(out_gene.shape[0], out_cell.shape[0], out_val.shape[0]) \
-            or bucket_ptr.shape[0] != n_buckets + 1:  # fmt: skip
+    if (
+        counts.sum() > min(out_gene.shape[0], out_cell.shape[0], out_val.shape[0])
+        or bucket_ptr.shape[0] != n_buckets + 1
+    ):
         return 0, BAD_POINTER, 0
     for b in range(n_buckets):
         counts[b + 1] += counts[b]
@@ -104,9 +121,16 @@ def scatter_block(
 
 @njit(nogil=True, cache=True)
 def sort_bucket(
-    gene: np.ndarray, cell: np.ndarray, val: np.ndarray, lo: int, width: int, n_cells: int,
-    indptr: np.ndarray, cells: np.ndarray, vals: np.ndarray,
-) -> int:  # pragma: no cover - compiled  # fmt: skip
+    gene: np.ndarray,
+    cell: np.ndarray,
+    val: np.ndarray,
+    lo: int,
+    width: int,
+    n_cells: int,
+    indptr: np.ndarray,
+    cells: np.ndarray,
+    vals: np.ndarray,
+) -> int:  # pragma: no cover - compiled
     """Counting-sort a bucket by gene into CSC order (cells stay in file order per gene).
 
     The bucket comes back from the job's own spill files; a gene outside ``lo..lo+width-1``
@@ -136,10 +160,17 @@ def sort_bucket(
 
 @njit(parallel=True, nogil=True, cache=True)
 def gene_moments(
-    indptr: np.ndarray, cells: np.ndarray, vals: np.ndarray, codes: np.ndarray,
-    n_groups: int, out_sum: np.ndarray, out_sumsq: np.ndarray, out_nnz: np.ndarray,
-    out_min: np.ndarray, out_max: np.ndarray,
-) -> None:  # pragma: no cover - compiled  # fmt: skip
+    indptr: np.ndarray,
+    cells: np.ndarray,
+    vals: np.ndarray,
+    codes: np.ndarray,
+    n_groups: int,
+    out_sum: np.ndarray,
+    out_sumsq: np.ndarray,
+    out_nnz: np.ndarray,
+    out_min: np.ndarray,
+    out_max: np.ndarray,
+) -> None:  # pragma: no cover - compiled
     """Per gene ``j`` of a slab: sum, sum of squares and non-zeros per stacked group.
 
     ``codes[g, cell]`` is the stacked group of a cell in grouping ``g``; outputs are
@@ -209,16 +240,18 @@ def _insertion_sort(a: np.ndarray, lo: int, hi: int) -> None:  # pragma: no cove
 
 
 @njit(nogil=True, cache=True)
-def _push(stack: np.ndarray, top: int, lo: int, hi: int, rlo: int, rhi: int,
-          depth: int) -> int:  # pragma: no cover - compiled  # fmt: skip
+def _push(
+    stack: np.ndarray, top: int, lo: int, hi: int, rlo: int, rhi: int, depth: int
+) -> int:  # pragma: no cover - compiled
     """Push the open range ``lo:hi`` holding ``ranks[rlo:rhi]``; the new stack height."""
     stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3], stack[top, 4] = lo, hi, rlo, rhi, depth
     return top + 1
 
 
 @njit(nogil=True, cache=True)
-def _partition_select(a: np.ndarray, ranks: np.ndarray, n_ranks: int,
-                      stack: np.ndarray) -> None:  # pragma: no cover - compiled  # fmt: skip
+def _partition_select(
+    a: np.ndarray, ranks: np.ndarray, n_ranks: int, stack: np.ndarray
+) -> None:  # pragma: no cover - compiled
     """Reorder ``a`` so that ``a[r]`` is its ``r``-th smallest value for each of the
     ``n_ranks`` ascending, distinct ``ranks`` (multi-rank introselect).
 
@@ -276,8 +309,9 @@ def _partition_select(a: np.ndarray, ranks: np.ndarray, n_ranks: int,
 
 
 @njit(nogil=True, cache=True)
-def _count_select(a: np.ndarray, ranks: np.ndarray, n_ranks: int, base: float, span: int,
-                  hist: np.ndarray) -> None:  # pragma: no cover - compiled  # fmt: skip
+def _count_select(
+    a: np.ndarray, ranks: np.ndarray, n_ranks: int, base: float, span: int, hist: np.ndarray
+) -> None:  # pragma: no cover - compiled
     """As :func:`_partition_select`, for integer values in ``base .. base+span-1``: count
     each value once, then walk the counts to the ranks (``O(len + span)``, no comparisons).
     Only ``a[ranks]`` is written, so ``a`` no longer holds the same values."""
@@ -296,8 +330,15 @@ def _count_select(a: np.ndarray, ranks: np.ndarray, n_ranks: int, base: float, s
 
 
 @njit(nogil=True, cache=True)
-def _bucket_select(a: np.ndarray, ranks: np.ndarray, n_ranks: int, lo_v: float, hi_v: float,
-                   hist: np.ndarray, stack: np.ndarray) -> None:  # pragma: no cover  # fmt: skip
+def _bucket_select(
+    a: np.ndarray,
+    ranks: np.ndarray,
+    n_ranks: int,
+    lo_v: float,
+    hi_v: float,
+    hist: np.ndarray,
+    stack: np.ndarray,
+) -> None:  # pragma: no cover
     """As :func:`_partition_select`, for values in ``lo_v < hi_v`` (no NaN), by value buckets.
 
     ``⌊(v - lo_v)·scale⌋`` is monotone in ``v`` (each rounding step is), so the buckets are
@@ -352,9 +393,16 @@ def _bucket_select(a: np.ndarray, ranks: np.ndarray, n_ranks: int, lo_v: float, 
 
 
 @njit(nogil=True, cache=True)
-def group_quantiles(part: np.ndarray, n: int, n_neg: int, qs: np.ndarray, out: np.ndarray,
-                    ranks: np.ndarray, stack: np.ndarray,
-                    hist: np.ndarray) -> None:  # pragma: no cover - compiled  # fmt: skip
+def group_quantiles(
+    part: np.ndarray,
+    n: int,
+    n_neg: int,
+    qs: np.ndarray,
+    out: np.ndarray,
+    ranks: np.ndarray,
+    stack: np.ndarray,
+    hist: np.ndarray,
+) -> None:  # pragma: no cover - compiled
     """``out[t] = numpy.quantile(column, qs[t], method="linear")`` of a group of ``n`` cells
     whose stored values (in any order) are ``part``, ``n_neg`` of them negative, the rest of
     the column implicit zeros — from order statistics, not a sort. ``part`` may also be empty
@@ -426,8 +474,11 @@ def group_quantiles(part: np.ndarray, n: int, n_neg: int, qs: np.ndarray, out: n
 
 def quantile_scratch(n_qs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fresh scratch (ranks, stack, hist) for :func:`group_quantiles` (one per thread)."""
-    return (np.empty(4 * n_qs + 4, dtype=np.int64), np.empty((130, 5), dtype=np.int64),
-            np.empty(_COUNT_RANGE, dtype=np.int64))  # fmt: skip
+    return (
+        np.empty(4 * n_qs + 4, dtype=np.int64),
+        np.empty((130, 5), dtype=np.int64),
+        np.empty(_COUNT_RANGE, dtype=np.int64),
+    )
 
 
 @njit(nogil=True, cache=True)
@@ -443,9 +494,15 @@ def _top_rank(n: int, qs: np.ndarray) -> int:  # pragma: no cover - compiled
 
 @njit(parallel=True, nogil=True, cache=True)
 def gene_quantiles(
-    indptr: np.ndarray, cells: np.ndarray, layers: np.ndarray, codes: np.ndarray,
-    offsets: np.ndarray, group_size: np.ndarray, qs: np.ndarray, out: np.ndarray,
-) -> None:  # pragma: no cover - compiled  # fmt: skip
+    indptr: np.ndarray,
+    cells: np.ndarray,
+    layers: np.ndarray,
+    codes: np.ndarray,
+    offsets: np.ndarray,
+    group_size: np.ndarray,
+    qs: np.ndarray,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
     """Exact per-group quantiles (numpy's "linear" method), implicit zeros included.
 
     ``layers[l]`` are the slab's stored values in layer ``l``; ``codes[g, cell]`` the stacked
@@ -513,8 +570,16 @@ def gene_quantiles(
                 for i in range(n_touched):
                     c = touched[i]
                     if start[c] >= 0:
-                        group_quantiles(bucket[start[c] : fill[c]], group_size[c], negative[c], qs,
-                                        out[layer, j, c], ranks, stack, hist)  # fmt: skip
+                        group_quantiles(
+                            bucket[start[c] : fill[c]],
+                            group_size[c],
+                            negative[c],
+                            qs,
+                            out[layer, j, c],
+                            ranks,
+                            stack,
+                            hist,
+                        )
             for i in range(n_touched):
                 count[touched[i]] = 0
 
@@ -543,9 +608,15 @@ _stdtr = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double, ctypes.c_double)(
 
 @njit(parallel=True, nogil=True, cache=False)
 def welch_t_p(
-    n_in: np.ndarray, s_in: np.ndarray, sq_in: np.ndarray, n_all: float,
-    s_all: np.ndarray, sq_all: np.ndarray, t_out: np.ndarray, p_out: np.ndarray,
-) -> None:  # pragma: no cover - compiled  # fmt: skip
+    n_in: np.ndarray,
+    s_in: np.ndarray,
+    sq_in: np.ndarray,
+    n_all: float,
+    s_all: np.ndarray,
+    sq_all: np.ndarray,
+    t_out: np.ndarray,
+    p_out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
     """Welch's t and two-sided p of each group (rows) against the rest, per gene (columns).
 
     ``n_in`` is cells per group; ``s_all``/``sq_all`` are the per-gene totals over all cells.

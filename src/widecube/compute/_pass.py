@@ -19,8 +19,9 @@ from ._spill import GeneSpill
 __all__ = ["check_finite", "spill_by_gene"]
 
 
-def check_finite(source: MatrixSource, obs_names: Sequence[str],
-                 var_names: Sequence[str]) -> Callable[[Block], None]:  # fmt: skip
+def check_finite(
+    source: MatrixSource, obs_names: Sequence[str], var_names: Sequence[str]
+) -> Callable[[Block], None]:
     """A block check: the block lies inside the declared shape (else :class:`UnreadableInput`)
     and holds only finite values (else :class:`InvalidValue` naming the 1-based row and
     column, the cell and the gene). Every index inside the block is checked again by the
@@ -30,8 +31,12 @@ def check_finite(source: MatrixSource, obs_names: Sequence[str],
 
     def check(block: Block) -> None:
         m = block.matrix
-        if block.row_start < 0 or block.col_start < 0 or block.row_start + m.shape[0] > n_cells \
-                or block.col_start + m.shape[1] > n_genes:  # fmt: skip
+        if (
+            block.row_start < 0
+            or block.col_start < 0
+            or block.row_start + m.shape[0] > n_cells
+            or block.col_start + m.shape[1] > n_genes
+        ):
             raise UnreadableInput(
                 f"{source.path.name}: corrupt matrix: a block of rows {block.row_start + 1}–"
                 f"{block.row_start + m.shape[0]}, columns {block.col_start + 1}–"
@@ -55,9 +60,16 @@ def check_finite(source: MatrixSource, obs_names: Sequence[str],
     return check
 
 
-def spill_by_gene(source: MatrixSource, *, obs_names: Sequence[str], var_names: Sequence[str],
-                  workdir: Path, block_nnz: int, slab_bytes: int,
-                  progress: Callable[[float], None] | None = None) -> GeneSpill:  # fmt: skip
+def spill_by_gene(
+    source: MatrixSource,
+    *,
+    obs_names: Sequence[str],
+    var_names: Sequence[str],
+    workdir: Path,
+    block_nnz: int,
+    slab_bytes: int,
+    progress: Callable[[float], None] | None = None,
+) -> GeneSpill:
     """Pass 1 over ``source``: a :class:`GeneSpill` holding every non-zero by gene bucket.
 
     Pins the process's malloc policy first (:func:`~widecube.compute._malloc.bound_heap`):
@@ -66,8 +78,15 @@ def spill_by_gene(source: MatrixSource, *, obs_names: Sequence[str], var_names: 
     bound_heap()
     n_cells, n_genes = source.shape
     expected = source.nnz_hint if source.nnz_hint is not None else n_cells * n_genes // 10
-    spill = GeneSpill(workdir, n_cells=n_cells, n_genes=n_genes, dtype=source.dtype,
-                      expected_nnz=expected, slab_bytes=slab_bytes, where=source.path.name)  # fmt: skip
+    spill = GeneSpill(
+        workdir,
+        n_cells=n_cells,
+        n_genes=n_genes,
+        dtype=source.dtype,
+        expected_nnz=expected,
+        slab_bytes=slab_bytes,
+        where=source.path.name,
+    )
     try:
         check = check_finite(source, obs_names, var_names)
         for block in prefetch(source.iter_blocks(block_nnz=block_nnz), check=check):

@@ -49,8 +49,17 @@ class GeneSlab:
 class GeneSpill:
     """Buckets of non-zeros by gene range, on disk, plus per-cell totals."""
 
-    def __init__(self, workdir: Path, *, n_cells: int, n_genes: int, dtype: np.dtype,
-                 expected_nnz: int, slab_bytes: int, where: object = "input") -> None:  # fmt: skip
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        n_cells: int,
+        n_genes: int,
+        dtype: np.dtype,
+        expected_nnz: int,
+        slab_bytes: int,
+        where: object = "input",
+    ) -> None:
         self.where = where  # names the input in errors
         self.dir = workdir / "spill"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -89,9 +98,22 @@ class GeneSpill:
         cell = np.empty(n, dtype=np.int32)
         val = np.empty(n, dtype=self.dtype)
         ptr = np.empty(self.n_buckets + 1, dtype=np.int64)
-        flags, error, at = scatter_block(m.indptr, m.indices, m.data, block.row_start, block.col_start,
-                                         self.width, self.n_buckets, self.n_genes, self.cell_total,
-                                         self.cell_nnz, gene, cell, val, ptr)  # fmt: skip
+        flags, error, at = scatter_block(
+            m.indptr,
+            m.indices,
+            m.data,
+            block.row_start,
+            block.col_start,
+            self.width,
+            self.n_buckets,
+            self.n_genes,
+            self.cell_total,
+            self.cell_nnz,
+            gene,
+            cell,
+            val,
+            ptr,
+        )
         if error != SCATTER_OK:
             raise self._refused(block, error, at)
         self.negative |= bool(flags & 1)
@@ -109,14 +131,20 @@ class GeneSpill:
         if error == BAD_COLUMN:
             row = block.row_start + int(np.searchsorted(m.indptr, at, side="right"))
             col = int(m.indices[at]) + block.col_start + 1
-            return UnreadableInput(f"{self.where}: corrupt matrix: column {col} at row {row} is outside "
-                                   f"the matrix (columns 1–{self.n_genes})")  # fmt: skip
+            return UnreadableInput(
+                f"{self.where}: corrupt matrix: column {col} at row {row} is outside "
+                f"the matrix (columns 1–{self.n_genes})"
+            )
         if error == BAD_POINTER:
-            return UnreadableInput(f"{self.where}: corrupt matrix: the stored values of row {first + at} "
-                                   "are out of order or past the end of the block")  # fmt: skip
-        return UnreadableInput(f"{self.where}: corrupt matrix: a block of rows {first}–"
-                               f"{block.row_start + m.shape[0]} lies outside the matrix "
-                               f"(rows 1–{self.n_cells})")  # fmt: skip
+            return UnreadableInput(
+                f"{self.where}: corrupt matrix: the stored values of row {first + at} "
+                "are out of order or past the end of the block"
+            )
+        return UnreadableInput(
+            f"{self.where}: corrupt matrix: a block of rows {first}–"
+            f"{block.row_start + m.shape[0]} lies outside the matrix "
+            f"(rows 1–{self.n_cells})"
+        )
 
     def close(self) -> None:
         for files in self._files:
@@ -145,8 +173,11 @@ class GeneSpill:
         vals = np.empty_like(val)
         bad = sort_bucket(gene, cell, val, lo, hi - lo, self.n_cells, indptr, cells, vals)
         if bad >= 0:  # the job's own file changed under it: an I/O fault, retried from scratch
-            raise OSError(errno.EIO, f"spill file damaged: entry {bad} of {stem} is outside "
-                          f"genes {lo}..{hi - 1} or cells 0..{self.n_cells - 1}")  # fmt: skip
+            raise OSError(
+                errno.EIO,
+                f"spill file damaged: entry {bad} of {stem} is outside "
+                f"genes {lo}..{hi - 1} or cells 0..{self.n_cells - 1}",
+            )
         del gene, cell, val
         yield GeneSlab(lo, hi, indptr, cells, vals)
 
@@ -156,8 +187,11 @@ class GeneSpill:
         halves = [stem.with_name(stem.name + "a"), stem.with_name(stem.name + "b")]
         outs = [{n: open(h.with_suffix(f".{n}"), "wb") for n in _FILES} for h in halves]  # noqa: SIM115
         step = self.slab_values
-        with open(stem.with_suffix(".gene"), "rb") as fg, open(stem.with_suffix(".cell"), "rb") as fc, \
-                open(stem.with_suffix(".val"), "rb") as fv:  # fmt: skip
+        with (
+            open(stem.with_suffix(".gene"), "rb") as fg,
+            open(stem.with_suffix(".cell"), "rb") as fc,
+            open(stem.with_suffix(".val"), "rb") as fv,
+        ):
             while True:
                 gene = np.fromfile(fg, dtype=np.int32, count=step)
                 if gene.size == 0:

@@ -23,8 +23,18 @@ import pandas as pd
 
 from ..errors import UnknownGrouping
 
-__all__ = ["ALL", "ALL_CELLS", "ALL_CELLS_GROUP", "MISSING", "Grouping", "all_cells", "all_cells_key",
-           "default_groupbys", "make_grouping", "parse_groupbys"]
+__all__ = [
+    "ALL",
+    "ALL_CELLS",
+    "ALL_CELLS_GROUP",
+    "MISSING",
+    "Grouping",
+    "all_cells",
+    "all_cells_key",
+    "default_groupbys",
+    "make_grouping",
+    "parse_groupbys",
+]
 
 MISSING = "(missing)"
 ALL = "(all)"  # the internal every-cell grouping of the per-gene totals (never stored by name)
@@ -69,8 +79,7 @@ def _as_categorical(obs: pd.DataFrame, column: str, max_categories: int) -> pd.C
         cat = pd.Categorical(series.astype("string").astype(object))
     if len(cat.categories) > max_categories:
         raise UnknownGrouping(
-            f"groupby column {column!r} has {len(cat.categories)} categories "
-            f"(at most {max_categories})"
+            f"groupby column {column!r} has {len(cat.categories)} categories (at most {max_categories})"
         )
     if (cat.codes < 0).any():
         cat = cat.add_categories([MISSING]).fillna(MISSING)
@@ -125,8 +134,7 @@ def default_groupbys(obs: pd.DataFrame, *, max_categories: int = 10_000) -> list
     return [
         str(c)
         for c in obs.columns
-        if isinstance(obs[c].dtype, pd.CategoricalDtype)
-        and 1 <= len(obs[c].cat.categories) <= max_categories
+        if isinstance(obs[c].dtype, pd.CategoricalDtype) and 1 <= len(obs[c].cat.categories) <= max_categories
     ]
 
 

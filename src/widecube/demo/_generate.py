@@ -89,8 +89,17 @@ def make_demo(
         with h5py.File(partial, "w") as f:
             f.attrs["encoding-type"] = "anndata"
             f.attrs["encoding-version"] = "0.1.0"
-            _write_x(f, (cell_type, cell_donor), model, sampler, treated.astype(np.int64), key,
-                     block_cells, compression, progress)  # fmt: skip
+            _write_x(
+                f,
+                (cell_type, cell_donor),
+                model,
+                sampler,
+                treated.astype(np.int64),
+                key,
+                block_cells,
+                compression,
+                progress,
+            )
             anndata.io.write_elem(f, "obs", obs)
             anndata.io.write_elem(f, "var", var)
             anndata.io.write_elem(f, "obsm", {"X_umap": umap})
@@ -168,10 +177,22 @@ def _write_x(
         stop = min(start + block_cells, n_cells)
         types, donors = cell_type[start:stop], cell_donor[start:stop]
         scale, clusters, slots = plan_block(
-            start, types, donors, treated, key[0], model.size_factor, model.module_prob,
-            MODULE_SHARE, MODULE_SHAPE, IFN_TREATED, DONOR_SHARE, sm.total, sm.depth,
-            sm.dense_ptr, n_genes,
-        )  # fmt: skip
+            start,
+            types,
+            donors,
+            treated,
+            key[0],
+            model.size_factor,
+            model.module_prob,
+            MODULE_SHARE,
+            MODULE_SHAPE,
+            IFN_TREATED,
+            DONOR_SHARE,
+            sm.total,
+            sm.depth,
+            sm.dense_ptr,
+            n_genes,
+        )
         offsets = np.zeros(stop - start, dtype=np.int64)
         np.cumsum(slots[:-1], out=offsets[1:])
         idx = np.empty(int(slots.sum()), np.int32)
@@ -180,10 +201,28 @@ def _write_x(
         order = np.argsort(types, kind="stable")
         n_chunks = min(stop - start, 8 * numba.get_num_threads())
         fill_block(
-            start, order, types, donors, scale, clusters, offsets, key[1], n_types, n_genes,
-            sm.ptr, sm.table, sm.dense_ptr, sm.dense_gene, sm.dense_mean, sm.dense_size,
-            BIT_OF, n_chunks, idx, val, nnz,
-        )  # fmt: skip
+            start,
+            order,
+            types,
+            donors,
+            scale,
+            clusters,
+            offsets,
+            key[1],
+            n_types,
+            n_genes,
+            sm.ptr,
+            sm.table,
+            sm.dense_ptr,
+            sm.dense_gene,
+            sm.dense_mean,
+            sm.dense_size,
+            BIT_OF,
+            n_chunks,
+            idx,
+            val,
+            nnz,
+        )
         end = compact_block(offsets, nnz, idx, val)
         done = data.shape[0]
         for ds, values in ((data, val[:end]), (indices, idx[:end])):

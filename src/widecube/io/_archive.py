@@ -57,11 +57,13 @@ class ArchiveLimits:
 
     def __post_init__(self) -> None:
         if self.max_bytes is not None and self.max_bytes < 1:
-            raise InputError(f"the unpacked size limit must be a positive number of bytes, not "
-                             f"{self.max_bytes}")  # fmt: skip
+            raise InputError(
+                f"the unpacked size limit must be a positive number of bytes, not {self.max_bytes}"
+            )
         if self.max_members < 1 or not self.ratio > 0:
-            raise InputError(f"archive limits must be positive (members {self.max_members}, "
-                             f"ratio {self.ratio})")  # fmt: skip
+            raise InputError(
+                f"archive limits must be positive (members {self.max_members}, ratio {self.ratio})"
+            )
 
     def budget(self, archive: Path, dest: Path) -> int:
         cap = self.max_bytes if self.max_bytes is not None else int(self.ratio * archive.stat().st_size)
@@ -103,8 +105,10 @@ class _Budget:
 
 
 def _declared_too_much(archive: Path, declared: int, limit: int) -> UnsafeArchive:
-    return UnsafeArchive(f"{archive}: members declare {declared:,}+ bytes, more than the limit of "
-                         f"{limit:,} (20 × the archive's size by default); refused")  # fmt: skip
+    return UnsafeArchive(
+        f"{archive}: members declare {declared:,}+ bytes, more than the limit of "
+        f"{limit:,} (20 × the archive's size by default); refused"
+    )
 
 
 def _member_path(archive: Path, name: str) -> PurePosixPath | None:
@@ -146,24 +150,33 @@ class _Members:
         shown = name if len(name) <= 120 else f"{name[:100]}…({len(name):,} characters)"
         long = next((p for p in rel.parts if len(os.fsencode(p)) > self.name_max), None)
         if long is not None:
-            raise UnsafeArchive(f"{self.archive}: member {shown!r} has a name part of "
-                                f"{len(os.fsencode(long)):,} bytes, longer than the file system allows "
-                                f"({self.name_max}); refused")  # fmt: skip
+            raise UnsafeArchive(
+                f"{self.archive}: member {shown!r} has a name part of "
+                f"{len(os.fsencode(long)):,} bytes, longer than the file system allows "
+                f"({self.name_max}); refused"
+            )
         target = self.dest.joinpath(*rel.parts)
         if len(os.fsencode(str(target.resolve()))) >= self.path_max:
-            raise UnsafeArchive(f"{self.archive}: member {shown!r} makes a path longer than the file "
-                                f"system allows ({self.path_max} bytes); refused")  # fmt: skip
+            raise UnsafeArchive(
+                f"{self.archive}: member {shown!r} makes a path longer than the file "
+                f"system allows ({self.path_max} bytes); refused"
+            )
         if not target.resolve().is_relative_to(self.dest.resolve()):
-            raise UnsafeArchive(f"{self.archive}: member {shown!r} would be written outside the folder; "
-                                "refused")  # fmt: skip
+            raise UnsafeArchive(
+                f"{self.archive}: member {shown!r} would be written outside the folder; refused"
+            )
         parents = [p for p in rel.parents if p != PurePosixPath(".")]
         clash = next((p for p in parents if p in self.files), None)
         if clash is not None:
-            raise UnsafeArchive(f"{self.archive}: member {shown!r} needs a folder {str(clash)!r} where "
-                                "another member is a file; refused")  # fmt: skip
+            raise UnsafeArchive(
+                f"{self.archive}: member {shown!r} needs a folder {str(clash)!r} where "
+                "another member is a file; refused"
+            )
         if rel in self.dirs:
-            raise UnsafeArchive(f"{self.archive}: member {shown!r} is a file where other members need a "
-                                "folder of that name; refused")  # fmt: skip
+            raise UnsafeArchive(
+                f"{self.archive}: member {shown!r} is a file where other members need a "
+                "folder of that name; refused"
+            )
         if rel in self.files:
             raise UnsafeArchive(f"{self.archive}: member {shown!r} appears twice; refused")
         self.files.add(rel)
@@ -175,10 +188,14 @@ class _Readable(Protocol):
     def read(self, n: int, /) -> bytes: ...
 
 
-_PERMANENT = {errno.EEXIST: "clashes with another member", errno.EISDIR: "clashes with a folder",
-              errno.ENOTDIR: "clashes with a file", errno.ENAMETOOLONG: "has a name too long for the "
-              "file system", errno.EINVAL: "has a name the file system refuses",
-              errno.EILSEQ: "has a name the file system refuses"}  # fmt: skip
+_PERMANENT = {
+    errno.EEXIST: "clashes with another member",
+    errno.EISDIR: "clashes with a folder",
+    errno.ENOTDIR: "clashes with a file",
+    errno.ENAMETOOLONG: "has a name too long for the file system",
+    errno.EINVAL: "has a name the file system refuses",
+    errno.EILSEQ: "has a name the file system refuses",
+}
 
 
 def _copy(src: _Readable, target: Path, budget: _Budget, name: str, declared: int) -> None:
@@ -188,16 +205,19 @@ def _copy(src: _Readable, target: Path, budget: _Budget, name: str, declared: in
     except OSError as exc:  # what the checks above missed; a full disk stays an OSError (retried)
         if exc.errno not in _PERMANENT:
             raise
-        raise UnsafeArchive(f"{budget.archive}: member {name[:200]!r} {_PERMANENT[exc.errno]}; "
-                            "refused") from None  # fmt: skip
+        raise UnsafeArchive(
+            f"{budget.archive}: member {name[:200]!r} {_PERMANENT[exc.errno]}; refused"
+        ) from None
     written = 0
     with out:
         while chunk := src.read(_CHUNK):
             written += len(chunk)
             budget.spend(len(chunk), name)
             if written > declared:
-                raise UnsafeArchive(f"{budget.archive}: member {name!r} holds more than the "
-                                    f"{declared:,} bytes it declares; refused")  # fmt: skip
+                raise UnsafeArchive(
+                    f"{budget.archive}: member {name!r} holds more than the "
+                    f"{declared:,} bytes it declares; refused"
+                )
             out.write(chunk)
 
 
@@ -205,8 +225,9 @@ def _unzip(path: Path, dest: Path, limits: ArchiveLimits, budget: _Budget) -> No
     with zipfile.ZipFile(path) as zf:
         infos = zf.infolist()
         if len(infos) > limits.max_members:
-            raise UnsafeArchive(f"{path}: {len(infos):,} members, more than the "
-                                f"{limits.max_members:,} allowed")  # fmt: skip
+            raise UnsafeArchive(
+                f"{path}: {len(infos):,} members, more than the {limits.max_members:,} allowed"
+            )
         plan = []
         declared = 0
         members = _Members(path, dest)
@@ -237,8 +258,10 @@ def _untar(path: Path, dest: Path, limits: ArchiveLimits, budget: _Budget) -> No
                 raise UnsafeArchive(f"{path}: more than the {limits.max_members:,} members allowed")
             rel = _member_path(path, member.name)
             if member.issym() or member.islnk():
-                raise UnsafeArchive(f"{path}: member {member.name!r} is a "
-                                    f"{'symbolic' if member.issym() else 'hard'} link; refused")  # fmt: skip
+                raise UnsafeArchive(
+                    f"{path}: member {member.name!r} is a "
+                    f"{'symbolic' if member.issym() else 'hard'} link; refused"
+                )
             if not (member.isfile() or member.isdir()):
                 raise UnsafeArchive(f"{path}: member {member.name!r} is a device or special file; refused")
             if rel is None or member.isdir():

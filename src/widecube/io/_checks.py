@@ -89,9 +89,7 @@ def check_unique(
     dup = np.flatnonzero(index.duplicated(keep=False))
     first = index[dup[0]]
     second = next(int(j) for j in dup[1:] if index[j] == first)
-    raise UnreadableInput(
-        f"{where}: duplicate {what} {first!r} at {place(int(dup[0]))} and {place(second)}"
-    )
+    raise UnreadableInput(f"{where}: duplicate {what} {first!r} at {place(int(dup[0]))} and {place(second)}")
 
 
 def unique_gene_names(
@@ -111,8 +109,12 @@ def unique_gene_names(
     filled = pd.Index(np.where(names == "", ids if ids is not None else names, names))
     unique = anndata.utils.make_index_unique(filled.astype(str), join="-")
     renamed = int((unique != filled).sum())
-    logger.warning("%s: %d duplicate gene names made unique (e.g. %r); ids stay in var",
-                   where, renamed, unique[int(np.argmax(unique != filled))])  # fmt: skip
+    logger.warning(
+        "%s: %d duplicate gene names made unique (e.g. %r); ids stay in var",
+        where,
+        renamed,
+        unique[int(np.argmax(unique != filled))],
+    )
     return unique
 
 
@@ -123,20 +125,26 @@ def check_column_names(names: Sequence[object], *, where: object, what: str) -> 
         text = str(name)
         shown = text if len(text) <= 40 else f"{text[:40]}…"
         if len(text) > MAX_NAME_CHARS or len(text.encode("utf-8", "surrogatepass")) > 2 * MAX_NAME_CHARS:
-            raise UnreadableInput(f"{where}: {what} name {shown!r} has {len(text):,} characters, more "
-                                  f"than the {MAX_NAME_CHARS} allowed (names become file names); "
-                                  "rename it")  # fmt: skip
+            raise UnreadableInput(
+                f"{where}: {what} name {shown!r} has {len(text):,} characters, more "
+                f"than the {MAX_NAME_CHARS} allowed (names become file names); "
+                "rename it"
+            )
         if text in ("", ".", "..") or "/" in text or any(ord(c) < 32 or ord(c) == 127 for c in text):
-            raise UnreadableInput(f"{where}: {what} name {shown!r} is empty, '.' or '..', or holds '/' "
-                                  "or a control character (names become file names); rename it")  # fmt: skip
+            raise UnreadableInput(
+                f"{where}: {what} name {shown!r} is empty, '.' or '..', or holds '/' "
+                "or a control character (names become file names); rename it"
+            )
 
 
 def check_value_dtype(where: object, name: str, dtype: np.dtype) -> None:
     """Refuse matrix values that are not real numbers (complex, strings, objects)."""
     dtype = np.dtype(dtype)
     if dtype.kind == "c":
-        raise UnreadableInput(f"{where}: {name} holds complex numbers ({dtype}); only real values "
-                              "(integers or floats) can be ingested")  # fmt: skip
+        raise UnreadableInput(
+            f"{where}: {name} holds complex numbers ({dtype}); only real values "
+            "(integers or floats) can be ingested"
+        )
     if dtype.kind not in "iufb":
         raise UnreadableInput(f"{where}: {name} holds {dtype}, not numbers")
 
@@ -147,44 +155,70 @@ def check_index_dtype(where: object, name: str, dtype: np.dtype) -> None:
         raise UnreadableInput(f"{where}: {name} holds {np.dtype(dtype)}, not integer indices")
 
 
-def check_compressed_layout(where: object, name: str, *, major: str, n_major: int, n_ptr: int,
-                            first: int, last: int, n_indices: int, n_data: int) -> None:  # fmt: skip
+def check_compressed_layout(
+    where: object,
+    name: str,
+    *,
+    major: str,
+    n_major: int,
+    n_ptr: int,
+    first: int,
+    last: int,
+    n_indices: int,
+    n_data: int,
+) -> None:
     """The sizes of a CSR (``major="row"``) or CSC (``"column"``) triple agree with its shape.
 
     ``n_ptr`` is the length of ``indptr``, ``first``/``last`` its end values (read alone at
     open, without reading the arrays).
     """
     if n_ptr != n_major + 1:
-        raise UnreadableInput(f"{where}: {name}/indptr has {n_ptr} entries where {n_major} {major}s "
-                              f"need {n_major + 1}: truncated or corrupt")  # fmt: skip
+        raise UnreadableInput(
+            f"{where}: {name}/indptr has {n_ptr} entries where {n_major} {major}s "
+            f"need {n_major + 1}: truncated or corrupt"
+        )
     if first != 0:
         raise UnreadableInput(f"{where}: {name}/indptr starts at {first}, not 0: corrupt")
     if not last == n_indices == n_data:
-        raise UnreadableInput(f"{where}: {name}/indptr ends at {last} but {name}/indices holds "
-                              f"{n_indices} and {name}/data {n_data} values: truncated or "
-                              "corrupt")  # fmt: skip
+        raise UnreadableInput(
+            f"{where}: {name}/indptr ends at {last} but {name}/indices holds "
+            f"{n_indices} and {name}/data {n_data} values: truncated or "
+            "corrupt"
+        )
 
 
-def check_pointers(where: object, name: str, ptr: np.ndarray, *, first: int, nnz: int,
-                   major: str) -> None:  # fmt: skip
+def check_pointers(where: object, name: str, ptr: np.ndarray, *, first: int, nnz: int, major: str) -> None:
     """A window ``indptr[first : first + len(ptr)]`` is non-decreasing and within ``0..nnz``."""
     if not len(ptr):
         return
     step = np.diff(ptr)
     if len(step) and int(step.min()) < 0:
         j = int(np.argmax(step < 0)) + 1
-        raise UnreadableInput(f"{where}: {name}/indptr[{first + j}] = {int(ptr[j])} is below "
-                              f"indptr[{first + j - 1}] = {int(ptr[j - 1])}: {major} {first + j} would "
-                              "have a negative length (indptr must not decrease)")  # fmt: skip
+        raise UnreadableInput(
+            f"{where}: {name}/indptr[{first + j}] = {int(ptr[j])} is below "
+            f"indptr[{first + j - 1}] = {int(ptr[j - 1])}: {major} {first + j} would "
+            "have a negative length (indptr must not decrease)"
+        )
     lo, hi = int(ptr[0]), int(ptr[-1])
     if lo < 0 or hi > nnz:
         j = 0 if lo < 0 else int(np.argmax(ptr > nnz))
-        raise UnreadableInput(f"{where}: {name}/indptr[{first + j}] = {int(ptr[j])} is outside "
-                              f"0..{nnz} (the number of stored values)")  # fmt: skip
+        raise UnreadableInput(
+            f"{where}: {name}/indptr[{first + j}] = {int(ptr[j])} is outside "
+            f"0..{nnz} (the number of stored values)"
+        )
 
 
-def check_indices(where: object, name: str, indices: np.ndarray, ptr: np.ndarray, *,
-                  first_major: int, n_minor: int, major: str, offset: int) -> None:  # fmt: skip
+def check_indices(
+    where: object,
+    name: str,
+    indices: np.ndarray,
+    ptr: np.ndarray,
+    *,
+    first_major: int,
+    n_minor: int,
+    major: str,
+    offset: int,
+) -> None:
     """Every stored index of a slab lies in ``0..n_minor-1``.
 
     ``ptr`` are the slab's pointers relative to its first value; ``first_major`` is the
@@ -200,12 +234,15 @@ def check_indices(where: object, name: str, indices: np.ndarray, ptr: np.ndarray
     at = first_major + int(np.searchsorted(ptr, k, side="right")) - 1
     minor = "column" if major == "row" else "row"
     value = int(indices[k])
-    raise UnreadableInput(f"{where}: {name}/indices[{offset + k}] = {value}: {minor} {value + 1} at "
-                          f"{major} {at + 1} is outside the matrix ({minor}s 1–{n_minor})")  # fmt: skip
+    raise UnreadableInput(
+        f"{where}: {name}/indices[{offset + k}] = {value}: {minor} {value + 1} at "
+        f"{major} {at + 1} is outside the matrix ({minor}s 1–{n_minor})"
+    )
 
 
-def check_dense_storage(where: object, name: str, shape: tuple[int, ...], dtype: np.dtype,
-                        stored_bytes: int) -> None:  # fmt: skip
+def check_dense_storage(
+    where: object, name: str, shape: tuple[int, ...], dtype: np.dtype, stored_bytes: int
+) -> None:
     """Refuse a dense matrix that declares far more values than its file stores.
 
     A chunked HDF5 dataset may be declared huge and never written: its unwritten chunks
@@ -218,23 +255,28 @@ def check_dense_storage(where: object, name: str, shape: tuple[int, ...], dtype:
     logical = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
     if logical <= DENSE_FREE_BYTES or logical <= DENSE_MAX_RATIO * stored_bytes:
         return
-    raise UnreadableInput(f"{where}: {name} declares {shape[0]:,} × {shape[1]:,} dense values "
-                          f"({logical / 2**30:.1f} GiB) but the file stores only {stored_bytes:,} bytes "
-                          f"of them (more than {DENSE_MAX_RATIO}-fold compression): unwritten or "
-                          "corrupt; store it sparse (CSR/CSC)")  # fmt: skip
+    raise UnreadableInput(
+        f"{where}: {name} declares {shape[0]:,} × {shape[1]:,} dense values "
+        f"({logical / 2**30:.1f} GiB) but the file stores only {stored_bytes:,} bytes "
+        f"of them (more than {DENSE_MAX_RATIO}-fold compression): unwritten or "
+        "corrupt; store it sparse (CSR/CSC)"
+    )
 
 
-def check_allocated(where: object, name: str, n_values: int, itemsize: int, stored_bytes: int,
-                    *, free: int = INDEX_FREE_BYTES) -> None:  # fmt: skip
+def check_allocated(
+    where: object, name: str, n_values: int, itemsize: int, stored_bytes: int, *, free: int = INDEX_FREE_BYTES
+) -> None:
     """Refuse an array that declares far more values than its file stores (chunks never
     written read as fill values), before the sizes it declares are allocated: an ``indptr``
     of 10^10 entries, unwritten, would size per-cell arrays of 80 GB each."""
     logical = n_values * itemsize
     if logical <= free or logical <= DENSE_MAX_RATIO * stored_bytes:
         return
-    raise UnreadableInput(f"{where}: {name} declares {n_values:,} values ({logical / 2**30:.1f} GiB) but "
-                          f"the file stores only {stored_bytes:,} bytes of them: unwritten or "
-                          "corrupt")  # fmt: skip
+    raise UnreadableInput(
+        f"{where}: {name} declares {n_values:,} values ({logical / 2**30:.1f} GiB) but "
+        f"the file stores only {stored_bytes:,} bytes of them: unwritten or "
+        "corrupt"
+    )
 
 
 def nonfinite_error(

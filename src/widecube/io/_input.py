@@ -65,12 +65,16 @@ def _find_matrix(root: Path, archive: Path, specs: list[ReaderSpec], forced: boo
         return every[0]
     tried = ", ".join(s.name for s in specs)
     if not found:
-        raise UnreadableInput(f"{archive}: holds no matrix in a known format (formats tried: "
-                              f"{tried}); it holds: {_listing(root)}")  # fmt: skip
+        raise UnreadableInput(
+            f"{archive}: holds no matrix in a known format (formats tried: "
+            f"{tried}); it holds: {_listing(root)}"
+        )
     if len(found) > 1:
         names = ", ".join(str(p.relative_to(root)) or "." for p in found)
-        raise UnreadableInput(f"{archive}: holds {len(found)} matrices ({names}); an input must hold "
-                              f"one (it holds: {_listing(root)})")  # fmt: skip
+        raise UnreadableInput(
+            f"{archive}: holds {len(found)} matrices ({names}); an input must hold "
+            f"one (it holds: {_listing(root)})"
+        )
     return found[0]
 
 
@@ -84,8 +88,17 @@ def _open_reader(spec: ReaderSpec, path: Path, layer: str | None, workdir: Path 
 class InputSource(MatrixSource):
     """A reader's source with metadata joined, counts checked and archive paths relabelled."""
 
-    def __init__(self, inner: MatrixSource, path: Path, *, obs: pd.DataFrame, var: pd.DataFrame,
-                 counts: bool, relabel: tuple[str, str] | None, scratch: Scratch | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        inner: MatrixSource,
+        path: Path,
+        *,
+        obs: pd.DataFrame,
+        var: pd.DataFrame,
+        counts: bool,
+        relabel: tuple[str, str] | None,
+        scratch: Scratch | None,
+    ) -> None:
         super().__init__(path)
         self.inner, self.format = inner, inner.format
         self._obs, self._var, self._counts = obs, var, counts
@@ -181,8 +194,9 @@ def open_input(
     if format is not None:
         specs = [s for s in specs if s.name == format]
         if not specs:
-            raise UnreadableInput(f"{path}: unknown format {format!r}; known formats: "
-                                  f"{', '.join(s.name for s in readers())}")  # fmt: skip
+            raise UnreadableInput(
+                f"{path}: unknown format {format!r}; known formats: {', '.join(s.name for s in readers())}"
+            )
     scratch: Scratch | None = None
     relabel: tuple[str, str] | None = None
     try:
@@ -196,10 +210,12 @@ def open_input(
             target = _find_matrix(path, path, specs, forced=format is not None)  # e.g. a watched drop
         inner = _open_spec(target, specs, forced=format is not None, layer=layer, workdir=workdir)
         try:
-            obs_frame = _joined(_named(inner.obs(), target, "obs column"), obs, "cell",
-                                allow_missing_metadata, max_categories)  # fmt: skip
-            var_frame = _joined(_named(inner.var(), target, "var column"), var, "gene",
-                                allow_missing_metadata, max_categories)  # fmt: skip
+            obs_frame = _joined(
+                _named(inner.obs(), target, "obs column"), obs, "cell", allow_missing_metadata, max_categories
+            )
+            var_frame = _joined(
+                _named(inner.var(), target, "var column"), var, "gene", allow_missing_metadata, max_categories
+            )
         except BaseException:
             inner.close()
             raise
@@ -209,18 +225,27 @@ def open_input(
         if isinstance(exc, InputError):
             _relabelled(exc, relabel)
         raise
-    return InputSource(inner, path, obs=obs_frame, var=var_frame, counts=counts or layer == "counts",
-                       relabel=relabel, scratch=scratch)  # fmt: skip
+    return InputSource(
+        inner,
+        path,
+        obs=obs_frame,
+        var=var_frame,
+        counts=counts or layer == "counts",
+        relabel=relabel,
+        scratch=scratch,
+    )
 
 
-def _joined(base: pd.DataFrame, file: str | Path | None, what: str, allow_missing: bool,
-            max_categories: int) -> pd.DataFrame:  # fmt: skip
+def _joined(
+    base: pd.DataFrame, file: str | Path | None, what: str, allow_missing: bool, max_categories: int
+) -> pd.DataFrame:
     """``base`` with the metadata file joined on id (``base`` itself when there is none)."""
     if file is None:
         return base
     meta = _named(read_table(Path(file)), Path(file), "obs column" if what == "cell" else "var column")
-    return join_metadata(base, meta, file=Path(file), what=what,
-                         allow_missing=allow_missing, max_categories=max_categories)  # fmt: skip
+    return join_metadata(
+        base, meta, file=Path(file), what=what, allow_missing=allow_missing, max_categories=max_categories
+    )
 
 
 def _named(frame: pd.DataFrame, where: Path, what: str) -> pd.DataFrame:
@@ -229,15 +254,18 @@ def _named(frame: pd.DataFrame, where: Path, what: str) -> pd.DataFrame:
     return frame
 
 
-def _open_spec(target: Path, specs: list[ReaderSpec], *, forced: bool, layer: str | None,
-               workdir: Path | None) -> MatrixSource:  # fmt: skip
+def _open_spec(
+    target: Path, specs: list[ReaderSpec], *, forced: bool, layer: str | None, workdir: Path | None
+) -> MatrixSource:
     """Open ``target`` with the reader that recognises it, or with the one the user named."""
     if forced:
         return _open_reader(specs[0], target, layer, workdir)
     name = _recognise(target, specs)
     if name is None and raw_head(target, 8) == HDF5_MAGIC:
-        raise UnreadableInput(f"{target}: an HDF5 file that cannot be read as a matrix: truncated, "
-                              "corrupt, or not h5ad, 10x or Loom")  # fmt: skip
+        raise UnreadableInput(
+            f"{target}: an HDF5 file that cannot be read as a matrix: truncated, "
+            "corrupt, or not h5ad, 10x or Loom"
+        )
     if name is None:
         tried = ", ".join(s.name for s in specs)
         raise UnreadableInput(f"{target}: not a recognised matrix file (formats tried: {tried})")

@@ -54,8 +54,11 @@ def read_table(path: Path) -> pd.DataFrame:
             header = first_line(path).decode("utf-8-sig")
             delimiter = "\t" if "\t" in header else ","
             with arrow_stream(path) as stream:
-                table = pv.read_csv(stream, parse_options=pv.ParseOptions(delimiter=delimiter),
-                                    convert_options=pv.ConvertOptions(strings_can_be_null=True))  # fmt: skip
+                table = pv.read_csv(
+                    stream,
+                    parse_options=pv.ParseOptions(delimiter=delimiter),
+                    convert_options=pv.ConvertOptions(strings_can_be_null=True),
+                )
             if table.num_columns:
                 table = table.set_column(0, table.schema.names[0], table.column(0).cast(pa.string()))
             frame = table.to_pandas()
@@ -122,18 +125,28 @@ def join_metadata(
         )
     extra = meta.index[~meta.index.isin(keys)]
     if len(extra):
-        logger.warning("%s: %d metadata rows name %ss that are not in the matrix (first: %s); ignored",
-                       file, len(extra), what, _first(extra))  # fmt: skip
+        logger.warning(
+            "%s: %d metadata rows name %ss that are not in the matrix (first: %s); ignored",
+            file,
+            len(extra),
+            what,
+            _first(extra),
+        )
     aligned = meta.reindex(keys)
     if len(missing):
         for column in aligned.columns:
             dtype = meta[column].dtype
             if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
                 aligned[column] = aligned[column].astype(object).where(keys.isin(meta.index), UNKNOWN)
-        logger.warning("%s: %d %ss have no metadata row (first: %s); filled with %r",
-                       file, len(missing), what, _first(missing), UNKNOWN)  # fmt: skip
+        logger.warning(
+            "%s: %d %ss have no metadata row (first: %s); filled with %r",
+            file,
+            len(missing),
+            what,
+            _first(missing),
+            UNKNOWN,
+        )
     aligned.index = base.index
     categorize(aligned, max_categories=max_categories)
     out = base.drop(columns=[c for c in aligned.columns if c in base.columns])
     return pd.concat([out, aligned], axis=1)
-

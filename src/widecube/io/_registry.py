@@ -41,9 +41,7 @@ def readers() -> list[ReaderSpec]:
     return list(_READERS.values())
 
 
-def open_matrix(
-    path: str | Path, *, format: str | None = None, layer: str | None = None
-) -> MatrixSource:
+def open_matrix(path: str | Path, *, format: str | None = None, layer: str | None = None) -> MatrixSource:
     """Open ``path`` with the reader that recognises its content.
 
     >>> with open_matrix("pbmc.h5ad", layer="counts") as src:   # doctest: +SKIP
@@ -54,13 +52,9 @@ def open_matrix(
         raise InputNotFound(f"{path}: no such file or folder")
     if format is not None:
         if format not in _READERS:
-            raise UnreadableInput(
-                f"{path}: unknown format {format!r}; known formats: {', '.join(_READERS)}"
-            )
+            raise UnreadableInput(f"{path}: unknown format {format!r}; known formats: {', '.join(_READERS)}")
         return _READERS[format].open(path, layer=layer)
     for spec in _READERS.values():
         if spec.sniff(path):
             return spec.open(path, layer=layer)
-    raise UnreadableInput(
-        f"{path}: not a recognised matrix file (formats tried: {', '.join(_READERS)})"
-    )
+    raise UnreadableInput(f"{path}: not a recognised matrix file (formats tried: {', '.join(_READERS)})")

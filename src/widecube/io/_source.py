@@ -70,9 +70,7 @@ class MatrixSource(ABC):
         return {}
 
     @abstractmethod
-    def iter_blocks(
-        self, *, block_nnz: int, columns: tuple[int, int] | None = None
-    ) -> Iterator[Block]:
+    def iter_blocks(self, *, block_nnz: int, columns: tuple[int, int] | None = None) -> Iterator[Block]:
         """Yield blocks of at most about ``block_nnz`` stored values covering the matrix.
 
         ``columns=(lo, hi)`` says only genes ``lo..hi-1`` are needed; a source may still

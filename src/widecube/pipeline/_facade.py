@@ -45,22 +45,49 @@ class Jobs:
         with Catalog(settings.catalog_url) as catalog:
             yield cls(settings, catalog)
 
-    def ingest(self, path: str | Path, *, dataset: str, groupbys: Sequence[str] | None = None,
-               progress: Progress | None = None, actor: Actor = ANONYMOUS,
-               **options: Any) -> VersionRecord:  # fmt: skip
+    def ingest(
+        self,
+        path: str | Path,
+        *,
+        dataset: str,
+        groupbys: Sequence[str] | None = None,
+        progress: Progress | None = None,
+        actor: Actor = ANONYMOUS,
+        **options: Any,
+    ) -> VersionRecord:
         """Build, verify and publish a version here, in this process (see :func:`ingest`)."""
         authorize(actor, "submit", dataset)
-        return ingest(path, dataset=dataset, groupbys=groupbys, settings=self.settings, catalog=self.catalog,
-                      progress=progress, **options)  # fmt: skip
+        return ingest(
+            path,
+            dataset=dataset,
+            groupbys=groupbys,
+            settings=self.settings,
+            catalog=self.catalog,
+            progress=progress,
+            **options,
+        )
 
-    def submit(self, input: str | Path, *, dataset: str, params: dict[str, Any], source: str = "cli",
-               actor: Actor = ANONYMOUS) -> JobRecord:  # fmt: skip
+    def submit(
+        self,
+        input: str | Path,
+        *,
+        dataset: str,
+        params: dict[str, Any],
+        source: str = "cli",
+        actor: Actor = ANONYMOUS,
+    ) -> JobRecord:
         """Record a job for a worker to run (state RECEIVED)."""
         authorize(actor, "submit", dataset)
         return self._runner.submit(input, dataset=dataset, params=params, source=source)
 
-    def list(self, *, state: str | None = None, source: str | None = None, limit: int = 100,
-             actor: Actor = ANONYMOUS) -> list[JobRecord]:  # fmt: skip
+    def list(
+        self,
+        *,
+        state: str | None = None,
+        source: str | None = None,
+        limit: int = 100,
+        actor: Actor = ANONYMOUS,
+    ) -> list[JobRecord]:
         """Jobs, newest first; ``state`` by name (an unknown one is refused, naming the known)."""
         authorize(actor, "jobs", "jobs")
         return self.catalog.jobs.list(state=job_state(state), source=source, limit=limit)
@@ -90,8 +117,9 @@ class Jobs:
         authorize(actor, "jobs", "jobs")
         return WorkerProcess(self.settings, self.catalog)
 
-    def watcher(self, inbox: Path, *, quiet: float | None = None, poll: float | None = None,
-                actor: Actor = ANONYMOUS) -> Watcher:  # fmt: skip
+    def watcher(
+        self, inbox: Path, *, quiet: float | None = None, poll: float | None = None, actor: Actor = ANONYMOUS
+    ) -> Watcher:
         """A watcher turning what is dropped into ``inbox`` into jobs."""
         authorize(actor, "submit", "jobs")
         return Watcher(inbox, self.settings, self.catalog, runner=self._runner, quiet=quiet, poll=poll)

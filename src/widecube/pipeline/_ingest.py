@@ -50,9 +50,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 def check_name(dataset: str) -> None:
     """Refuse a dataset name that could not be a folder name or a URL segment."""
     if not _NAME.match(dataset):
-        raise InputError(
-            f"dataset name {dataset!r} must be letters, digits, '_', '.' or '-' (max 128)"
-        )
+        raise InputError(f"dataset name {dataset!r} must be letters, digits, '_', '.' or '-' (max 128)")
 
 
 @dataclass
@@ -96,10 +94,19 @@ class Work:
     def open(self) -> InputSource:
         if self.source is None:
             p = self.job.params
-            self.source = _relabel(self, lambda: open_input(
-                self.input, workdir=self.folder / "scratch", format=p.get("format"), layer=p.get("layer"),
-                obs=p.get("obs"), var=p.get("var"), max_categories=self.settings.max_categories,
-                allow_missing_metadata=bool(p.get("allow_missing_metadata"))))  # fmt: skip
+            self.source = _relabel(
+                self,
+                lambda: open_input(
+                    self.input,
+                    workdir=self.folder / "scratch",
+                    format=p.get("format"),
+                    layer=p.get("layer"),
+                    obs=p.get("obs"),
+                    var=p.get("var"),
+                    max_categories=self.settings.max_categories,
+                    allow_missing_metadata=bool(p.get("allow_missing_metadata")),
+                ),
+            )
         return self.source
 
     def close(self) -> None:
@@ -113,13 +120,18 @@ def unpack(work: Work) -> Checkpoint:
     job, p = work.job, work.job.params
     check_name(job.dataset)
     path = Path(job.input)
-    params = {"groupbys": list(p.get("groupbys") or []), "layer": p.get("layer"), "format": p.get("format"),
-              "obs": Path(p["obs"]).name if p.get("obs") else None,
-              "var": Path(p["var"]).name if p.get("var") else None,
-              "allow_missing_metadata": bool(p.get("allow_missing_metadata"))}  # fmt: skip
+    params = {
+        "groupbys": list(p.get("groupbys") or []),
+        "layer": p.get("layer"),
+        "format": p.get("format"),
+        "obs": Path(p["obs"]).name if p.get("obs") else None,
+        "var": Path(p["var"]).name if p.get("var") else None,
+        "allow_missing_metadata": bool(p.get("allow_missing_metadata")),
+    }
     try:
-        work.catalog.create_version(job.dataset, work.version, input_name=path.name, input_sha256=None,
-                                    params=params)  # fmt: skip
+        work.catalog.create_version(
+            job.dataset, work.version, input_name=path.name, input_sha256=None, params=params
+        )
     except CatalogError:  # created by an earlier, interrupted run of this step
         if work.catalog.get_version(job.dataset, work.version).status != VersionStatus.BUILDING:
             raise
@@ -144,8 +156,16 @@ def validate(work: Work) -> Checkpoint:
     _check_unique(path, var.index, "gene name")
     groupbys = work.job.params.get("groupbys")
     keys = parse_groupbys(groupbys) or default_groupbys(obs, max_categories=settings.max_categories)
-    ctx = BuildContext(work.job.dataset, work.version, obs, var, keys, settings.max_categories,
-                       quantiles=tuple(settings.quantiles), target_sum=settings.target_sum)  # fmt: skip
+    ctx = BuildContext(
+        work.job.dataset,
+        work.version,
+        obs,
+        var,
+        keys,
+        settings.max_categories,
+        quantiles=tuple(settings.quantiles),
+        target_sum=settings.target_sum,
+    )
     for key in keys:
         ctx.grouping(key)  # a bad --groupby fails before the long pass
     n_cells, n_genes = source.shape
@@ -159,14 +179,28 @@ def compute(work: Work) -> Checkpoint:
         shutil.rmtree(work.folder / "scratch", ignore_errors=True)
     try:
         source = work.open()
-        manifest = _relabel(work, lambda: _build(
-            Path(work.job.input), source, work.job.dataset, work.version, work.done["validate"]["groupbys"],
-            work.job.params.get("layer"), work.settings, work.staging, work.folder / "scratch",
-            work.progress))  # fmt: skip
+        manifest = _relabel(
+            work,
+            lambda: _build(
+                Path(work.job.input),
+                source,
+                work.job.dataset,
+                work.version,
+                work.done["validate"]["groupbys"],
+                work.job.params.get("layer"),
+                work.settings,
+                work.staging,
+                work.folder / "scratch",
+                work.progress,
+            ),
+        )
     finally:
         work.close()
-    info = {"groupbys": manifest["parameters"]["groupbys"], "input": manifest["input"],
-            "views": {k: v["encoding"] for k, v in manifest["views"].items()}}  # fmt: skip
+    info = {
+        "groupbys": manifest["parameters"]["groupbys"],
+        "input": manifest["input"],
+        "views": {k: v["encoding"] for k, v in manifest["views"].items()},
+    }
     return {"n_cells": manifest["n_cells"], "n_genes": manifest["n_genes"], "info": info}
 
 
@@ -184,9 +218,14 @@ def verify(work: Work) -> Checkpoint:
     work.progress("verify", 1.0)
     computed = work.done["compute"]
     if work.catalog.get_version(work.job.dataset, work.version).status == VersionStatus.BUILDING:
-        work.catalog.mark_verified(work.job.dataset, work.version, path=work.final_rel,
-                                   n_cells=computed["n_cells"], n_genes=computed["n_genes"],
-                                   info=computed["info"])  # fmt: skip
+        work.catalog.mark_verified(
+            work.job.dataset,
+            work.version,
+            path=work.final_rel,
+            n_cells=computed["n_cells"],
+            n_genes=computed["n_genes"],
+            info=computed["info"],
+        )
     return {"path": work.final_rel}
 
 
@@ -205,8 +244,12 @@ def publish(work: Work) -> Checkpoint:
 
 
 STEPS: dict[str, Callable[[Work], Checkpoint]] = {
-    "unpack": unpack, "validate": validate, "compute": compute, "verify": verify, "publish": publish,
-}  # fmt: skip
+    "unpack": unpack,
+    "validate": validate,
+    "compute": compute,
+    "verify": verify,
+    "publish": publish,
+}
 """The steps in order; the runner maps each job state to the next one."""
 
 
@@ -242,8 +285,10 @@ def _relabel(work: Work, run: Callable[[], Any]) -> Any:
         archive = work.done.get("unpack", {}).get("archive")
         if archive is not None and exc.args:
             root = work.done["unpack"]["input"]
-            exc.args = (str(exc.args[0]).replace(f"{root}/", f"{archive}:").replace(root, archive),
-                        *exc.args[1:])  # fmt: skip
+            exc.args = (
+                str(exc.args[0]).replace(f"{root}/", f"{archive}:").replace(root, archive),
+                *exc.args[1:],
+            )
         raise
 
 
@@ -268,11 +313,25 @@ def _build(
     with ThreadPoolExecutor(1) as pool:
         digest = pool.submit(sha256_file, path) if path.is_file() else None
         obs, var = source.obs(), source.var()
-        ctx = BuildContext(dataset, version, obs, var, keys, settings.max_categories,
-                           quantiles=tuple(settings.quantiles), target_sum=settings.target_sum)  # fmt: skip
-        spill = spill_by_gene(source, obs_names=obs.index, var_names=var.index, workdir=work,
-                              block_nnz=settings.block_nnz, slab_bytes=settings.memory // 16,
-                              progress=_accumulate("read", progress))  # fmt: skip
+        ctx = BuildContext(
+            dataset,
+            version,
+            obs,
+            var,
+            keys,
+            settings.max_categories,
+            quantiles=tuple(settings.quantiles),
+            target_sum=settings.target_sum,
+        )
+        spill = spill_by_gene(
+            source,
+            obs_names=obs.index,
+            var_names=var.index,
+            workdir=work,
+            block_nnz=settings.block_nnz,
+            slab_bytes=settings.memory // 16,
+            progress=_accumulate("read", progress),
+        )
         out: SnapshotWriter | None = None
         try:
             counts_like = not spill.negative and not spill.non_integer
@@ -318,10 +377,16 @@ def _build(
                 "layer": layer,
                 "counts": counts_like,
             },
-            parameters={"groupbys": keys, "all_cells_groupby": ctx.all_cells_key, "layer": layer,
-                        "block_nnz": settings.block_nnz,
-                        "memory": settings.memory, "quantiles": list(settings.quantiles),
-                        "normalize": settings.normalize, "target_sum": settings.target_sum},  # fmt: skip
+            parameters={
+                "groupbys": keys,
+                "all_cells_groupby": ctx.all_cells_key,
+                "layer": layer,
+                "block_nnz": settings.block_nnz,
+                "memory": settings.memory,
+                "quantiles": list(settings.quantiles),
+                "normalize": settings.normalize,
+                "target_sum": settings.target_sum,
+            },
         )
 
 

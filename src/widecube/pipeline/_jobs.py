@@ -65,12 +65,32 @@ _MAX_DELAY = 300.0
 # locked file, a full table of open files). Any other OSError is permanent: a name too long, a
 # path that exists or is a folder, no permission, no space, a file h5py cannot read (no errno).
 _TRANSIENT_ERRNOS = frozenset(
-    getattr(errno, name) for name in (
-        "EIO", "EAGAIN", "EINTR", "ESTALE", "ETIMEDOUT", "EBUSY", "ENOLCK", "ECONNRESET",
-        "ECONNREFUSED", "ECONNABORTED", "EHOSTUNREACH", "EHOSTDOWN", "ENETUNREACH", "ENETDOWN",
-        "ENETRESET", "ENOBUFS", "EMFILE", "ENFILE", "EREMOTEIO", "ECOMM", "EPIPE",
-    ) if hasattr(errno, name)
-)  # fmt: skip
+    getattr(errno, name)
+    for name in (
+        "EIO",
+        "EAGAIN",
+        "EINTR",
+        "ESTALE",
+        "ETIMEDOUT",
+        "EBUSY",
+        "ENOLCK",
+        "ECONNRESET",
+        "ECONNREFUSED",
+        "ECONNABORTED",
+        "EHOSTUNREACH",
+        "EHOSTDOWN",
+        "ENETUNREACH",
+        "ENETDOWN",
+        "ENETRESET",
+        "ENOBUFS",
+        "EMFILE",
+        "ENFILE",
+        "EREMOTEIO",
+        "ECOMM",
+        "EPIPE",
+    )
+    if hasattr(errno, name)
+)
 
 
 def next_step(state: JobState) -> tuple[str, JobState] | None:
@@ -126,13 +146,28 @@ class JobRunner:
         self.current: str | None = None
         """The job this runner is running now, if any."""
 
-    def submit(self, input: str | Path, *, dataset: str, params: dict[str, Any], source: str = "cli",
-               input_key: str | None = None, claim: bool = False,
-               error: str | None = None) -> JobRecord:  # fmt: skip
+    def submit(
+        self,
+        input: str | Path,
+        *,
+        dataset: str,
+        params: dict[str, Any],
+        source: str = "cli",
+        input_key: str | None = None,
+        claim: bool = False,
+        error: str | None = None,
+    ) -> JobRecord:
         """Record a job (RECEIVED, or FAILED with ``error``); ``claim``: born held by this runner."""
-        return self.catalog.jobs.create(dataset=dataset, source=source, input=str(input), params=params,
-                                        input_key=input_key, worker=self.worker if claim else None,
-                                        lease_s=self.settings.job_lease, error=error)  # fmt: skip
+        return self.catalog.jobs.create(
+            dataset=dataset,
+            source=source,
+            input=str(input),
+            params=params,
+            input_key=input_key,
+            worker=self.worker if claim else None,
+            lease_s=self.settings.job_lease,
+            error=error,
+        )
 
     def run(self, job: str, *, progress: Progress | None = None, raise_errors: bool = False) -> JobRecord:
         """Claim ``job`` (unless held already) and run it to its end; returns the final record.
@@ -144,8 +179,9 @@ class JobRunner:
             claimed = self.catalog.jobs.claim(self.worker, lease_s=self.settings.job_lease, job=job)
             if claimed is None:
                 holder = record.worker or "nobody"
-                raise CatalogError(f"job {job} is {record.state.value} and held by {holder}; "
-                                   "it cannot be claimed now")  # fmt: skip
+                raise CatalogError(
+                    f"job {job} is {record.state.value} and held by {holder}; it cannot be claimed now"
+                )
             record = claimed
         return self._drive(record, progress or _quiet, raise_errors)
 
@@ -215,8 +251,15 @@ class JobRunner:
                 if delay is None:
                     raise
                 work.close()
-                self.catalog.jobs.event(work.job.id, self.worker, "retry", name, attempt=attempt,
-                                        error=_describe(exc), delay_s=delay)  # fmt: skip
+                self.catalog.jobs.event(
+                    work.job.id,
+                    self.worker,
+                    "retry",
+                    name,
+                    attempt=attempt,
+                    error=_describe(exc),
+                    delay_s=delay,
+                )
                 log.warning("job %s: %s failed (%s), retrying in %.1f s", work.job.id, name, exc, delay)
                 time.sleep(delay)
 
@@ -316,10 +359,16 @@ def ingest(
     """
     settings = settings or Settings()
     check_name(dataset)
-    params = {"groupbys": list(groupbys or []), "layer": layer, "format": format,
-              "obs": str(obs) if obs else None, "var": str(var) if var else None,
-              "allow_missing_metadata": allow_missing_metadata, "max_unpacked": max_unpacked,
-              "force": force}  # fmt: skip
+    params = {
+        "groupbys": list(groupbys or []),
+        "layer": layer,
+        "format": format,
+        "obs": str(obs) if obs else None,
+        "var": str(var) if var else None,
+        "allow_missing_metadata": allow_missing_metadata,
+        "max_unpacked": max_unpacked,
+        "force": force,
+    }
     with _catalog(settings, catalog) as opened:
         reclaim_orphans(settings, opened)
         runner = JobRunner(settings, opened)
@@ -367,8 +416,9 @@ def _quiet(step: str, done: float) -> None:
     pass
 
 
-def _saving(progress: Progress, catalog: Catalog, job: JobRecord, worker: str,
-            every: float = 1.0) -> Progress:  # fmt: skip
+def _saving(
+    progress: Progress, catalog: Catalog, job: JobRecord, worker: str, every: float = 1.0
+) -> Progress:
     """``progress`` that also saves the step and fraction in the catalog (the job and its
     BUILDING version), at most once a second."""
     last = [0.0]

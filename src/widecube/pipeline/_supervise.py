@@ -81,8 +81,15 @@ def describe_exit(code: int) -> str:
 class WorkerProcess:
     """Keeps one ``widecube work`` child process running for as long as it is started."""
 
-    def __init__(self, settings: Settings, catalog: Catalog, *, backoff: float = 1.0,
-                 max_backoff: float = 60.0, stable: float = 60.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        *,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        stable: float = 60.0,
+    ) -> None:
         self.settings, self.catalog = settings, catalog
         self.backoff, self.max_backoff, self.stable = backoff, max_backoff, stable
         self.restarts = 0
@@ -146,8 +153,13 @@ class WorkerProcess:
                 freed = self._release(proc.pid, how)
                 if time.monotonic() - started >= self.stable:
                     delay = self.backoff
-                log.warning("job worker %d %s%s; starting another in %.0f s", proc.pid, how,
-                            f" while running job {', '.join(freed)}" if freed else "", delay)  # fmt: skip
+                log.warning(
+                    "job worker %d %s%s; starting another in %.0f s",
+                    proc.pid,
+                    how,
+                    f" while running job {', '.join(freed)}" if freed else "",
+                    delay,
+                )
                 self.restarts += 1
             if self._stop.wait(delay):
                 return

@@ -142,9 +142,17 @@ class Uploads:
         self.limit = runner.settings.upload_max_bytes
         self.max_open = runner.settings.upload_max_open
 
-    def create(self, filename: str, *, size: int | None, sha256: str | None, params: dict[str, Any],
-               dataset: str | None = None, client: str | None = None,
-               actor: Actor = ANONYMOUS) -> Upload:  # fmt: skip
+    def create(
+        self,
+        filename: str,
+        *,
+        size: int | None,
+        sha256: str | None,
+        params: dict[str, Any],
+        dataset: str | None = None,
+        client: str | None = None,
+        actor: Actor = ANONYMOUS,
+    ) -> Upload:
         """Start an upload of ``filename`` (``size`` bytes when known) for ``client`` (an
         address; None: not counted against a limit)."""
         authorize(actor, "upload", "uploads")
@@ -153,17 +161,26 @@ class Uploads:
             raise UploadTooLarge(f"{name}: {size:,} bytes is more than the limit of {self.limit:,}")
         if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
             raise InputError(f"sha256 {sha256[:80]!r} is not 64 hexadecimal digits")
-        upload = Upload(uuid.uuid4().hex, name, dataset or dataset_name(name), size,
-                        sha256.lower() if sha256 else None, params, client=client)  # fmt: skip
+        upload = Upload(
+            uuid.uuid4().hex,
+            name,
+            dataset or dataset_name(name),
+            size,
+            sha256.lower() if sha256 else None,
+            params,
+            client=client,
+        )
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root.parent / ".uploads.lock", "a") as lock:  # counting and adding: one at a time
             fcntl.flock(lock, fcntl.LOCK_EX)
             if client is not None:
                 open_now = sum(1 for up in self._records() if up.job is None and up.client == client)
                 if open_now >= self.max_open:
-                    raise TooManyUploads(f"client {client} has {open_now} unfinished uploads open, the "
-                                         f"most allowed (finish or abandon one; unfinished uploads expire "
-                                         f"after {self.runner.settings.upload_expiry:g} s)")  # fmt: skip
+                    raise TooManyUploads(
+                        f"client {client} has {open_now} unfinished uploads open, the "
+                        f"most allowed (finish or abandon one; unfinished uploads expire "
+                        f"after {self.runner.settings.upload_expiry:g} s)"
+                    )
             (self.root / upload.id).mkdir()
             (self.root / upload.id / "data.part").touch()
             self._save(upload)
@@ -193,8 +210,9 @@ class Uploads:
         return upload
 
     @contextlib.contextmanager
-    def writer(self, upload_id: str, *, offset: int, hash: bool = False,
-               actor: Actor = ANONYMOUS) -> Iterator[Writer]:  # fmt: skip
+    def writer(
+        self, upload_id: str, *, offset: int, hash: bool = False, actor: Actor = ANONYMOUS
+    ) -> Iterator[Writer]:
         """Append from ``offset``, which must be where the upload stands; one writer at a time.
 
         ``hash``: the writer also computes the sha256 (for uploads sent in one piece).
@@ -234,13 +252,20 @@ class Uploads:
         digest = sha256 or sha256_file(part)
         if upload.sha256 is not None and digest != upload.sha256:
             self.remove(upload_id)
-            raise InputError(f"{upload.filename}: sha256 of the bytes received is {digest}, "
-                             f"not {upload.sha256} as declared; the upload is discarded")  # fmt: skip
+            raise InputError(
+                f"{upload.filename}: sha256 of the bytes received is {digest}, "
+                f"not {upload.sha256} as declared; the upload is discarded"
+            )
         part.replace(folder / upload.filename)
         upload.size = upload.offset
         params = {**upload.params, "sha256": digest}
-        job = self.runner.submit(folder / upload.filename, dataset=upload.dataset, source="upload",
-                                 params=params, input_key=f"upload:{upload_id}")  # fmt: skip
+        job = self.runner.submit(
+            folder / upload.filename,
+            dataset=upload.dataset,
+            source="upload",
+            params=params,
+            input_key=f"upload:{upload_id}",
+        )
         upload.job = job.id
         self._save(upload)
         return job

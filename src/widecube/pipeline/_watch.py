@@ -81,8 +81,16 @@ class Entry:
 class Watcher:
     """Turns complete entries of ``inbox`` into jobs and files them away when the jobs end."""
 
-    def __init__(self, inbox: Path, settings: Settings, catalog: Catalog, *, runner: JobRunner | None = None,
-                 quiet: float | None = None, poll: float | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        inbox: Path,
+        settings: Settings,
+        catalog: Catalog,
+        *,
+        runner: JobRunner | None = None,
+        quiet: float | None = None,
+        poll: float | None = None,
+    ) -> None:
         self.inbox = inbox.expanduser().resolve()
         self.settings, self.catalog = settings, catalog
         self.runner = runner or JobRunner(settings, catalog)
@@ -154,8 +162,14 @@ class Watcher:
         members = [entry.name, *([entry.sidecar] if entry.sidecar else [])]
         members += [p for p in (params.get("obs"), params.get("var")) if p and Path(p).parent == self.inbox]
         params["watch"] = {"inbox": str(self.inbox), "members": [Path(m).name for m in members]}
-        job = self.runner.submit(self.inbox / entry.name, dataset=dataset, params=params, source="watch",
-                                 input_key=key, error=error)  # fmt: skip
+        job = self.runner.submit(
+            self.inbox / entry.name,
+            dataset=dataset,
+            params=params,
+            source="watch",
+            input_key=key,
+            error=error,
+        )
         log.info("inbox %s: %s is job %s (dataset %s)", self.inbox, entry.name, job.id, dataset)
         return job
 
@@ -171,14 +185,17 @@ class Watcher:
             raise ValueError(f"sidecar {entry.sidecar}: must hold a JSON object")
         unknown = set(side) - _SIDECAR_FIELDS
         if unknown:
-            raise ValueError(f"sidecar {entry.sidecar}: unknown field(s) {', '.join(sorted(unknown))} "
-                             f"(known: {', '.join(sorted(_SIDECAR_FIELDS))})")  # fmt: skip
+            raise ValueError(
+                f"sidecar {entry.sidecar}: unknown field(s) {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(_SIDECAR_FIELDS))})"
+            )
         groupbys = side.get("groupbys") or []
         params: dict[str, Any] = {
             "groupbys": [groupbys] if isinstance(groupbys, str) else [str(g) for g in groupbys],
-            "layer": side.get("layer"), "format": side.get("format"),
+            "layer": side.get("layer"),
+            "format": side.get("format"),
             "allow_missing_metadata": bool(side.get("allow_missing_metadata", False)),
-        }  # fmt: skip
+        }
         for what in ("obs", "var"):
             params[what] = str(self.inbox / side[what]) if side.get(what) else None
         return str(side.get("name") or side.get("dataset") or dataset_name(entry.name)), params
@@ -256,9 +273,15 @@ def _signature(path: Path, sidecar: Path | None) -> tuple[int, int, int]:
 
 def _error_report(path: Path, job: JobRecord) -> None:
     failed = next((e for e in reversed(job.log) if e.get("event") == "failed"), {})
-    report = {"job": job.id, "dataset": job.dataset, "input": Path(job.input).name, "state": job.state.value,
-              "step": failed.get("step"), "error": job.error,
-              "finished": (job.finished or datetime.now(UTC)).isoformat()}  # fmt: skip
+    report = {
+        "job": job.id,
+        "dataset": job.dataset,
+        "input": Path(job.input).name,
+        "state": job.state.value,
+        "step": failed.get("step"),
+        "error": job.error,
+        "finished": (job.finished or datetime.now(UTC)).isoformat(),
+    }
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     tmp.replace(path)

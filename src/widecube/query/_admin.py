@@ -61,8 +61,10 @@ class Admin(Resolver):
         catalog = self.catalog
         record = catalog.current(dataset) if version is None else catalog.get_version(dataset, version)
         if record.path is None:
-            raise VersionNotFound(f"version {record.version} of dataset {dataset!r} is {record.status}: "
-                                  "it has no snapshot to verify")  # fmt: skip
+            raise VersionNotFound(
+                f"version {record.version} of dataset {dataset!r} is {record.status}: "
+                "it has no snapshot to verify"
+            )
         try:
             snap = self._snapshot(record)
         except SnapshotCorrupt as exc:  # its manifest cannot be read
@@ -74,8 +76,13 @@ class Admin(Resolver):
             self._mark_corrupt(corrupt(dataset, record.version, files))
         else:
             self._mark_intact(record.version)
-        return Verification(dataset=dataset, version=record.version, ok=not files and not cache,
-                            files=[_fault(f) for f in files], cache=[_fault(f) for f in cache])  # fmt: skip
+        return Verification(
+            dataset=dataset,
+            version=record.version,
+            ok=not files and not cache,
+            files=[_fault(f) for f in files],
+            cache=[_fault(f) for f in cache],
+        )
 
     def _require_intact(self, dataset: str, version: str, action: str) -> None:
         record = self.catalog.get_version(dataset, version)
@@ -84,13 +91,17 @@ class Admin(Resolver):
         try:
             faults = self._snapshot(record).check()
         except SnapshotCorrupt as exc:
-            raise CatalogError(f"cannot {action} version {version} of dataset {dataset!r}: "
-                               f"file {exc.files[0]} cannot be read") from exc  # fmt: skip
+            raise CatalogError(
+                f"cannot {action} version {version} of dataset {dataset!r}: "
+                f"file {exc.files[0]} cannot be read"
+            ) from exc
         if faults:
             self._mark_corrupt(corrupt(dataset, version, faults))
             more = f" (and {len(faults) - 1} more files)" if len(faults) > 1 else ""
-            raise CatalogError(f"cannot {action} version {version} of dataset {dataset!r}: file "
-                               f"{faults[0].file} {faults[0].problem}{more}")  # fmt: skip
+            raise CatalogError(
+                f"cannot {action} version {version} of dataset {dataset!r}: file "
+                f"{faults[0].file} {faults[0].problem}{more}"
+            )
         self._mark_intact(version)
 
     def _rollback_target(self, dataset: str) -> str | None:
@@ -108,5 +119,12 @@ def _fault(f: Fault) -> dict[str, str]:
 
 
 def _version_info(r: VersionRecord, *, current: bool) -> VersionInfo:
-    return VersionInfo(version=r.version, status=str(r.status), created=r.created, n_cells=r.n_cells,
-                       n_genes=r.n_genes, reason=r.reason, current=current)  # fmt: skip
+    return VersionInfo(
+        version=r.version,
+        status=str(r.status),
+        created=r.created,
+        n_cells=r.n_cells,
+        n_genes=r.n_genes,
+        reason=r.reason,
+        current=current,
+    )

@@ -53,9 +53,15 @@ class CacheUpkeep(Resolver):
         if index.has_matrix:  # decode X (once, for every worker) and compile the filter kernel
             groupbys = snap.manifest["parameters"].get("groupbys") or []
             if snap.n_genes and groupbys:
-                self.aggregate(dataset, genes=[str(snap.var_names[0])], groupby=groupbys[0],
-                               stats=["mean", *index.quantile_names][:2], precomputed=False,
-                               version=snap.version, actor=actor)  # fmt: skip
+                self.aggregate(
+                    dataset,
+                    genes=[str(snap.var_names[0])],
+                    groupby=groupbys[0],
+                    stats=["mean", *index.quantile_names][:2],
+                    precomputed=False,
+                    version=snap.version,
+                    actor=actor,
+                )
         _ = snap.var_names
         return snap.version
 

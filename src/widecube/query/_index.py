@@ -110,8 +110,11 @@ class SnapshotIndex:
 
         def build() -> dict[str, Column]:
             obs = self.obs
-            return {str(c): Column(obs[c].cat.codes.to_numpy(), [str(x) for x in obs[c].cat.categories])
-                    for c in obs.columns if isinstance(obs[c].dtype, pd.CategoricalDtype)}  # fmt: skip
+            return {
+                str(c): Column(obs[c].cat.codes.to_numpy(), [str(x) for x in obs[c].cat.categories])
+                for c in obs.columns
+                if isinstance(obs[c].dtype, pd.CategoricalDtype)
+            }
 
         return self._once("obs_columns", build)
 
@@ -127,8 +130,9 @@ class SnapshotIndex:
 
     # -- keyed lookups --------------------------------------------------------------------
 
-    def marker_rows(self, groupby: str, layer: str,
-                    table: Callable[[], pd.DataFrame]) -> dict[str, pd.DataFrame]:  # fmt: skip
+    def marker_rows(
+        self, groupby: str, layer: str, table: Callable[[], pd.DataFrame]
+    ) -> dict[str, pd.DataFrame]:
         """The markers table of ``(groupby, layer)`` split by group (``table`` reads it)."""
         with self._lock:
             key = (groupby, layer)
@@ -147,8 +151,9 @@ class SnapshotIndex:
         with self._lock:
             if key not in self._embeddings:
                 coords = self.snap.array(path)
-                self._embeddings[key] = [np.ascontiguousarray(coords[:, i], dtype=np.float32)
-                                         for i in range(coords.shape[1])]  # fmt: skip
+                self._embeddings[key] = [
+                    np.ascontiguousarray(coords[:, i], dtype=np.float32) for i in range(coords.shape[1])
+                ]
             return self._embeddings[key]
 
     # -- recent selections (LRU) ----------------------------------------------------------
@@ -183,8 +188,10 @@ class SnapshotIndex:
         """Kept cells per group (int64)."""
         if mask is None:
             return grouping.n_cells.astype(np.int64)
-        return self._recent.get(("counts", spec, grouping.key), lambda: np.bincount(
-            grouping.codes[mask], minlength=grouping.n_groups).astype(np.int64))  # fmt: skip
+        return self._recent.get(
+            ("counts", spec, grouping.key),
+            lambda: np.bincount(grouping.codes[mask], minlength=grouping.n_groups).astype(np.int64),
+        )
 
     # -- checks every query makes ---------------------------------------------------------
 
@@ -226,8 +233,10 @@ class SnapshotIndex:
         """The queried genes in the gene-major view's decoded, memory-mapped CSC arrays."""
         snap = self.snap
         if not self.has_matrix:
-            raise InvalidQuery(f"version {version} of dataset {dataset!r} has no gene-major view, "
-                               "which per-cell values and filtered aggregates need")  # fmt: skip
+            raise InvalidQuery(
+                f"version {version} of dataset {dataset!r} has no gene-major view, "
+                "which per-cell values and filtered aggregates need"
+            )
         indptr, indices, data = _views.matrix_csc(snap)
         scale = None if layer == "raw" else self.cell_scale
         return GeneData(idx, indptr, indices, data, scale)

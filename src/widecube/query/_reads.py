@@ -48,19 +48,20 @@ class Reads(Resolver):
         for d in self.catalog.datasets():
             if d.current is None:
                 continue
-            out.append({
-                "name": d.name,
-                "version": d.current.version,
-                "n_cells": d.current.n_cells,
-                "n_genes": d.current.n_genes,
-                "groupbys": d.current.info.get("groupbys", []),
-                "created": d.current.created,
-            })  # fmt: skip
+            out.append(
+                {
+                    "name": d.name,
+                    "version": d.current.version,
+                    "n_cells": d.current.n_cells,
+                    "n_genes": d.current.n_genes,
+                    "groupbys": d.current.info.get("groupbys", []),
+                    "created": d.current.created,
+                }
+            )
         return out
 
     @serving
-    def dataset(self, dataset: str, version: str | None = None, *,
-                actor: Actor = ANONYMOUS) -> DatasetDetail:  # fmt: skip
+    def dataset(self, dataset: str, version: str | None = None, *, actor: Actor = ANONYMOUS) -> DatasetDetail:
         """Detail of a dataset version: sizes, categorical obs columns, groupbys, views."""
         authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
@@ -76,8 +77,15 @@ class Reads(Resolver):
         )
 
     @serving
-    def genes(self, dataset: str, prefix: str = "", limit: int = 20, version: str | None = None,
-              *, actor: Actor = ANONYMOUS) -> tuple[str, list[str]]:  # fmt: skip
+    def genes(
+        self,
+        dataset: str,
+        prefix: str = "",
+        limit: int = 20,
+        version: str | None = None,
+        *,
+        actor: Actor = ANONYMOUS,
+    ) -> tuple[str, list[str]]:
         """Gene names starting with ``prefix`` (case-insensitive), alphabetically."""
         authorize(actor, "read", dataset)
         record, _, index = self._indexed(dataset, version)
@@ -88,8 +96,9 @@ class Reads(Resolver):
         return record.version, list(names[start : min(stop, start + limit)])
 
     @serving
-    def resolve_genes(self, dataset: str, query: list[str], version: str | None = None,
-                      *, actor: Actor = ANONYMOUS) -> ResolvedGenes:  # fmt: skip
+    def resolve_genes(
+        self, dataset: str, query: list[str], version: str | None = None, *, actor: Actor = ANONYMOUS
+    ) -> ResolvedGenes:
         """Canonical names for typed or pasted gene names (symbols or ``gene_ids``, any case),
         in input order, and the unknown ones with "did you mean" suggestions (genenames)."""
         authorize(actor, "read", dataset)
@@ -98,9 +107,17 @@ class Reads(Resolver):
         return ResolvedGenes(dataset=dataset, version=record.version, genes=genes, unknown=unknown)
 
     @serving
-    def summary(self, dataset: str, *, genes: list[str], groupby: str, stats: list[str],
-                layer: str | None = None, version: str | None = None,
-                actor: Actor = ANONYMOUS) -> Summary:  # fmt: skip
+    def summary(
+        self,
+        dataset: str,
+        *,
+        genes: list[str],
+        groupby: str,
+        stats: list[str],
+        layer: str | None = None,
+        version: str | None = None,
+        actor: Actor = ANONYMOUS,
+    ) -> Summary:
         """Per-group statistics of ``genes`` for ``groupby`` in ``layer`` (default: the
         dataset's default, normalized for count data), from the views serving each stat."""
         authorize(actor, "read", dataset)
@@ -121,9 +138,16 @@ class Reads(Resolver):
     # -- any subset of cells: on-the-fly queries over the gene-major view -----------------
 
     @serving
-    def expression(self, dataset: str, *, genes: list[str], filter: dict[str, list[str]] | None = None,
-                   layer: str | None = None, version: str | None = None,
-                   actor: Actor = ANONYMOUS) -> Expression:  # fmt: skip
+    def expression(
+        self,
+        dataset: str,
+        *,
+        genes: list[str],
+        filter: dict[str, list[str]] | None = None,
+        layer: str | None = None,
+        version: str | None = None,
+        actor: Actor = ANONYMOUS,
+    ) -> Expression:
         """Per-cell values of ``genes`` (float32), in obs order, of the cells ``filter`` keeps
         (every cell without one), read from the gene-major view: for scatter and violin plots.
 
@@ -149,10 +173,19 @@ class Reads(Resolver):
         )
 
     @serving
-    def aggregate(self, dataset: str, *, genes: list[str], groupby: str, stats: list[str],
-                  filter: dict[str, list[str]] | None = None, layer: str | None = None,
-                  version: str | None = None, precomputed: bool = True,
-                  actor: Actor = ANONYMOUS) -> Aggregate:  # fmt: skip
+    def aggregate(
+        self,
+        dataset: str,
+        *,
+        genes: list[str],
+        groupby: str,
+        stats: list[str],
+        filter: dict[str, list[str]] | None = None,
+        layer: str | None = None,
+        version: str | None = None,
+        precomputed: bool = True,
+        actor: Actor = ANONYMOUS,
+    ) -> Aggregate:
         """The summary of ``genes`` over the cells ``filter`` keeps, grouped by ``groupby``:
         the shape and statistics of :meth:`summary` (quantiles included), for any subset.
 
@@ -207,9 +240,17 @@ class Reads(Resolver):
         )
 
     @serving
-    def markers(self, dataset: str, *, groupby: str, group: str, layer: str | None = None,
-                limit: int = 100, version: str | None = None,
-                actor: Actor = ANONYMOUS) -> Markers:  # fmt: skip
+    def markers(
+        self,
+        dataset: str,
+        *,
+        groupby: str,
+        group: str,
+        layer: str | None = None,
+        limit: int = 100,
+        version: str | None = None,
+        actor: Actor = ANONYMOUS,
+    ) -> Markers:
         """The top marker genes of one group (one-vs-rest), best first."""
         authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
@@ -219,37 +260,57 @@ class Reads(Resolver):
             raise InvalidQuery(f"groupby {groupby!r} of dataset {dataset!r} has no group {group!r}")
         top = rows[group].head(limit)
         records = top[_MARKER_COLUMNS].to_dict(orient="records")
-        return Markers(dataset=dataset, version=record.version, groupby=groupby, group=group, layer=layer,
-                       markers=records)  # fmt: skip
+        return Markers(
+            dataset=dataset,
+            version=record.version,
+            groupby=groupby,
+            group=group,
+            layer=layer,
+            markers=records,
+        )
 
     @serving
-    def gene_stats(self, dataset: str, *, genes: list[str], layer: str | None = None,
-                   version: str | None = None, actor: Actor = ANONYMOUS) -> GeneStats:  # fmt: skip
+    def gene_stats(
+        self,
+        dataset: str,
+        *,
+        genes: list[str],
+        layer: str | None = None,
+        version: str | None = None,
+        actor: Actor = ANONYMOUS,
+    ) -> GeneStats:
         """Per-gene statistics over all cells (mean, var, min, max, dispersion, ...)."""
         authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
         layer = layer or index.default_layer
         table = _views.gene_table(snap, layer)
         rows = table.iloc[index.gene_index(dataset, genes)]
-        return GeneStats(dataset=dataset, version=record.version, layer=layer, genes=list(genes),
-                         stats={c: rows[c].to_numpy() for c in rows.columns})  # fmt: skip
+        return GeneStats(
+            dataset=dataset,
+            version=record.version,
+            layer=layer,
+            genes=list(genes),
+            stats={c: rows[c].to_numpy() for c in rows.columns},
+        )
 
     @serving
-    def cell_stats(self, dataset: str, *, version: str | None = None,
-                   actor: Actor = ANONYMOUS) -> CellStats:  # fmt: skip
+    def cell_stats(self, dataset: str, *, version: str | None = None, actor: Actor = ANONYMOUS) -> CellStats:
         """Per-cell library size and detected genes, in obs order."""
         authorize(actor, "read", dataset)
         record, _, index = self._indexed(dataset, version)
         obs = index.obs
-        return CellStats(dataset=dataset, version=record.version, n_cells=len(obs),
-                         total_counts=obs["total_counts"].to_numpy(),
-                         n_genes_by_counts=obs["n_genes_by_counts"].to_numpy())  # fmt: skip
+        return CellStats(
+            dataset=dataset,
+            version=record.version,
+            n_cells=len(obs),
+            total_counts=obs["total_counts"].to_numpy(),
+            n_genes_by_counts=obs["n_genes_by_counts"].to_numpy(),
+        )
 
     # -- embeddings -----------------------------------------------------------------------
 
     @serving
-    def embeddings(self, dataset: str, version: str | None = None, *,
-                   actor: Actor = ANONYMOUS) -> Embeddings:  # fmt: skip
+    def embeddings(self, dataset: str, version: str | None = None, *, actor: Actor = ANONYMOUS) -> Embeddings:
         """The embeddings (obsm keys) of a version and what can colour them.
 
         ``colors`` maps each obs column usable as a colour to ``category`` or ``numeric``;
@@ -268,8 +329,15 @@ class Reads(Resolver):
         )
 
     @serving
-    def embedding(self, dataset: str, key: str, *, color: str | None = None,
-                  version: str | None = None, actor: Actor = ANONYMOUS) -> Embedding:  # fmt: skip
+    def embedding(
+        self,
+        dataset: str,
+        key: str,
+        *,
+        color: str | None = None,
+        version: str | None = None,
+        actor: Actor = ANONYMOUS,
+    ) -> Embedding:
         """Coordinates of embedding ``key`` (one float32 array per dimension, obs order).
 
         ``color`` names an obs column (categorical: ``codes`` into ``categories``, -1 where
@@ -282,8 +350,9 @@ class Reads(Resolver):
         record, snap, index = self._indexed(dataset, version)
         entries = snap.manifest.get("obsm", {})
         if key not in entries:
-            raise InvalidQuery(f"dataset {dataset!r} has no embedding {key!r}; available: "
-                               f"{', '.join(entries) or 'none'}")  # fmt: skip
+            raise InvalidQuery(
+                f"dataset {dataset!r} has no embedding {key!r}; available: {', '.join(entries) or 'none'}"
+            )
         return Embedding(
             dataset=dataset,
             version=record.version,
@@ -294,9 +363,15 @@ class Reads(Resolver):
         )
 
     @serving
-    def gene_values(self, dataset: str, gene: str, *, layer: str | None = None,
-                    version: str | None = None,
-                    actor: Actor = ANONYMOUS) -> tuple[str, np.ndarray]:  # fmt: skip
+    def gene_values(
+        self,
+        dataset: str,
+        gene: str,
+        *,
+        layer: str | None = None,
+        version: str | None = None,
+        actor: Actor = ANONYMOUS,
+    ) -> tuple[str, np.ndarray]:
         """(version, one float32 value per cell in obs order) of ``gene``, read from the
         gene-major view: one contiguous range of its CSC arrays, zeros filled in."""
         authorize(actor, "read", dataset)
@@ -305,15 +380,18 @@ class Reads(Resolver):
         data = index.gene_data(dataset, record.version, index.gene_index(dataset, [gene]), layer)
         return record.version, expression(data, None, snap.n_cells)[0]
 
-    def _cell_colors(self, dataset: str, version: str, snap: Snapshot, index: SnapshotIndex,
-                     color: str) -> dict[str, Any]:  # fmt: skip
+    def _cell_colors(
+        self, dataset: str, version: str, snap: Snapshot, index: SnapshotIndex, color: str
+    ) -> dict[str, Any]:
         # the caller was authorized for ``dataset`` by :meth:`embedding`
         obs = index.obs
         if color in obs.columns:
             kind = _color_kind(obs[color])
             if kind is None:
-                raise InvalidQuery(f"obs column {color!r} of dataset {dataset!r} is neither "
-                                   "categorical nor numeric, so it cannot colour cells")  # fmt: skip
+                raise InvalidQuery(
+                    f"obs column {color!r} of dataset {dataset!r} is neither "
+                    "categorical nor numeric, so it cannot colour cells"
+                )
             return index.obs_color(color, lambda: _obs_color(obs[color], kind))
         if color in snap.var_names:
             if not index.has_matrix:
@@ -347,6 +425,10 @@ def _obs_color(column: pd.Series, kind: str) -> dict[str, Any]:
     if kind == "category":
         cats = column.cat.categories
         dtype = np.int8 if len(cats) < 127 else np.int16 if len(cats) < 32767 else np.int32
-        return {"name": str(column.name), "kind": kind, "categories": [str(c) for c in cats],
-                "codes": column.cat.codes.to_numpy().astype(dtype)}  # fmt: skip
+        return {
+            "name": str(column.name),
+            "kind": kind,
+            "categories": [str(c) for c in cats],
+            "codes": column.cat.codes.to_numpy().astype(dtype),
+        }
     return {"name": str(column.name), "kind": kind, "values": column.to_numpy(dtype=np.float32)}

@@ -15,8 +15,17 @@ from ..errors import InvalidQuery
 from ..snapshot import Snapshot
 from ..views import GenesReader, MarkersReader, MatrixReader, QuantilesReader, has_view, reader, views
 
-__all__ = ["describe", "gene_table", "has_matrix", "marker_table", "matrix_csc", "matrix_target_sum",
-           "precomputed", "quantile_levels", "warm_views"]
+__all__ = [
+    "describe",
+    "gene_table",
+    "has_matrix",
+    "marker_table",
+    "matrix_csc",
+    "matrix_target_sum",
+    "precomputed",
+    "quantile_levels",
+    "warm_views",
+]
 
 
 def describe(snap: Snapshot) -> dict[str, Any]:
@@ -24,8 +33,9 @@ def describe(snap: Snapshot) -> dict[str, Any]:
     return {v.name: v.describe(snap) for v in views()}
 
 
-def precomputed(snap: Snapshot, groupby: str, layer: str, idx: np.ndarray,
-                stats: list[str]) -> tuple[list[str], dict[str, np.ndarray]]:  # fmt: skip
+def precomputed(
+    snap: Snapshot, groupby: str, layer: str, idx: np.ndarray, stats: list[str]
+) -> tuple[list[str], dict[str, np.ndarray]]:
     """(groups, {stat: (n_groups, n_genes)}) from the views that serve each stat."""
     served = {stat: view for view in views() for stat in view.served(snap)}
     unknown = [s for s in stats if s not in served]

@@ -66,8 +66,9 @@ def canonical_filter(filter: Mapping[str, Iterable[str]] | None) -> tuple[tuple[
     return tuple(sorted((str(c), tuple(sorted(set(map(str, v))))) for c, v in (filter or {}).items()))
 
 
-def cell_mask(columns: Mapping[str, Column], filter: Mapping[str, Iterable[str]] | None, *,
-              dataset: str, n_cells: int) -> np.ndarray | None:  # fmt: skip
+def cell_mask(
+    columns: Mapping[str, Column], filter: Mapping[str, Iterable[str]] | None, *, dataset: str, n_cells: int
+) -> np.ndarray | None:
     """The cells ``filter`` keeps (None: every cell, for an empty filter).
 
     ``columns`` holds the dataset's categorical obs columns. Raises :class:`InvalidQuery`
@@ -87,8 +88,10 @@ def cell_mask(columns: Mapping[str, Column], filter: Mapping[str, Iterable[str]]
         missing = [c for c in kept if c not in position and c != MISSING]
         if missing:
             more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-            raise InvalidQuery(f"obs column {name!r} of dataset {dataset!r} has no category "
-                               f"{', '.join(map(repr, missing[:10]))}{more}")  # fmt: skip
+            raise InvalidQuery(
+                f"obs column {name!r} of dataset {dataset!r} has no category "
+                f"{', '.join(map(repr, missing[:10]))}{more}"
+            )
         # one lookup per cell; code -1 (missing) reads the table's last slot
         table = np.zeros(len(column.categories) + 1, dtype=bool)
         table[[position[c] for c in kept if c != MISSING]] = True
@@ -115,8 +118,15 @@ def expression(data: GeneData, mask: np.ndarray | None, n_cells: int) -> list[np
     return out
 
 
-def summarize(data: GeneData, mask: np.ndarray | None, codes: np.ndarray, group_cells: np.ndarray,
-              stats: Sequence[str], *, quantiles: Mapping[str, float]) -> dict[str, np.ndarray]:  # fmt: skip
+def summarize(
+    data: GeneData,
+    mask: np.ndarray | None,
+    codes: np.ndarray,
+    group_cells: np.ndarray,
+    stats: Sequence[str],
+    *,
+    quantiles: Mapping[str, float],
+) -> dict[str, np.ndarray]:
     """``{stat: (n_groups, n_genes)}`` over the kept cells, grouped by ``codes``.
 
     ``codes`` (int32 per cell) is the grouping, ``group_cells`` the kept cells per group;
@@ -135,8 +145,15 @@ def summarize(data: GeneData, mask: np.ndarray | None, codes: np.ndarray, group_
     starts, ends = indptr[genes], indptr[genes + 1]
     keep = np.zeros(0, dtype=bool) if mask is None else mask
     scale = np.zeros(0) if data.scale is None else data.scale
-    shared = (np.asarray(data.indices), np.asarray(data.data), keep,
-              np.ascontiguousarray(codes, dtype=np.int32), scale, sizes, qs)  # fmt: skip
+    shared = (
+        np.asarray(data.indices),
+        np.asarray(data.data),
+        keep,
+        np.ascontiguousarray(codes, dtype=np.int32),
+        scale,
+        sizes,
+        qs,
+    )
 
     def run(lo: int, hi: int) -> None:
         filtered_summary(
@@ -187,10 +204,20 @@ def _bands(sizes: np.ndarray) -> list[tuple[int, int]]:
 
 @njit(nogil=True, cache=False)
 def filtered_summary(
-    starts: np.ndarray, ends: np.ndarray, indices: np.ndarray, data: np.ndarray, keep: np.ndarray,
-    codes: np.ndarray, scale: np.ndarray, sizes: np.ndarray, qs: np.ndarray,
-    out_sum: np.ndarray, out_sumsq: np.ndarray, out_nnz: np.ndarray, out_q: np.ndarray,
-) -> None:  # pragma: no cover - compiled  # fmt: skip
+    starts: np.ndarray,
+    ends: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    keep: np.ndarray,
+    codes: np.ndarray,
+    scale: np.ndarray,
+    sizes: np.ndarray,
+    qs: np.ndarray,
+    out_sum: np.ndarray,
+    out_sumsq: np.ndarray,
+    out_nnz: np.ndarray,
+    out_q: np.ndarray,
+) -> None:  # pragma: no cover - compiled
     """Per queried gene ``j`` (stored range ``starts[j]:ends[j]`` of the CSC arrays) and group:
     sum, sum of squares and non-zeros of the kept cells, and quantiles ``qs`` with zeros.
 

@@ -37,8 +37,9 @@ class Fault:
         return f"{self.file}: {self.problem}"
 
 
-def check_files(root: Path, listed: dict[str, dict[str, Any]], *, under: str | None = None,
-                threads: int = 4) -> list[Fault]:  # fmt: skip
+def check_files(
+    root: Path, listed: dict[str, dict[str, Any]], *, under: str | None = None, threads: int = 4
+) -> list[Fault]:
     """The faults of the files of ``root`` that the manifest lists (``listed``), sorted.
 
     ``under`` narrows the check to one file or folder (relative), e.g. one Zarr array when
@@ -46,8 +47,11 @@ def check_files(root: Path, listed: dict[str, dict[str, Any]], *, under: str | N
     not list. Sizes are compared before hashing, so a truncated file costs no read.
     """
     prefix = None if under is None else under.rstrip("/")
-    wanted = {rel: entry for rel, entry in listed.items()
-              if prefix is None or rel == prefix or rel.startswith(prefix + "/")}  # fmt: skip
+    wanted = {
+        rel: entry
+        for rel, entry in listed.items()
+        if prefix is None or rel == prefix or rel.startswith(prefix + "/")
+    }
     faults: list[Fault] = []
     to_hash: list[str] = []
     for rel, entry in wanted.items():
@@ -85,8 +89,10 @@ def corrupt(dataset: str, version: str, faults: list[Fault]) -> SnapshotCorrupt:
     return SnapshotCorrupt(
         f"version {version} of dataset {dataset!r} is out of service: file {first.file} "
         f"{first.problem}{more}",
-        dataset=dataset, version=version, files=[f.file for f in faults],
-    )  # fmt: skip
+        dataset=dataset,
+        version=version,
+        files=[f.file for f in faults],
+    )
 
 
 def is_checksum_error(exc: BaseException) -> bool:

@@ -33,9 +33,7 @@ def sha256_file(path: Path) -> str:
 
 def checksum_files(root: Path, *, threads: int = 4) -> dict[str, dict[str, Any]]:
     """``{relative path: {"sha256", "size"}}`` for every file under ``root`` but the manifest."""
-    files = sorted(
-        p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() != MANIFEST
-    )
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() != MANIFEST)
     with ThreadPoolExecutor(threads) as pool:
         digests = list(pool.map(sha256_file, files))
     return {

@@ -130,10 +130,21 @@ class SlabStats:
         if layer not in self._moments:
             _, offsets, codes = self.ctx.stacked
             w, g = self.slab.width, int(offsets[-1])
-            m = LayerMoments(np.zeros((w, g)), np.zeros((w, g)), np.zeros((w, g), dtype=np.int32),
-                             np.empty(w), np.empty(w))  # fmt: skip
-            gene_moments(self.slab.indptr, self.slab.cells, self.values(layer), codes, g,
-                         m.sum, m.sumsq, m.nnz, m.min, m.max)  # fmt: skip
+            m = LayerMoments(
+                np.zeros((w, g)), np.zeros((w, g)), np.zeros((w, g), dtype=np.int32), np.empty(w), np.empty(w)
+            )
+            gene_moments(
+                self.slab.indptr,
+                self.slab.cells,
+                self.values(layer),
+                codes,
+                g,
+                m.sum,
+                m.sumsq,
+                m.nnz,
+                m.min,
+                m.max,
+            )
             self._moments[layer] = m
         return self._moments[layer]
 

@@ -26,17 +26,25 @@ def relpath(view: str, groupby: str, layer: str, ext: str = "zarr") -> str:
     return f"views/{view}/{groupby}{suffix}.{ext}"
 
 
-def create_grouped(out: SnapshotWriter, ctx: BuildContext, path: str, grouping: Grouping,
-                   layers: dict[str, type], *, uns: dict[str, object]) -> dict[str, zarr.Array]:  # fmt: skip
+def create_grouped(
+    out: SnapshotWriter,
+    ctx: BuildContext,
+    path: str,
+    grouping: Grouping,
+    layers: dict[str, type],
+    *,
+    uns: dict[str, object],
+) -> dict[str, zarr.Array]:
     """An AnnData skeleton (obs = groups with n_cells, var = genes) plus empty layers."""
     obs = grouping.table.copy()
     obs.index = obs.index.astype(str)
     genes = pd.DataFrame(index=pd.Index(ctx.var.index.astype(str)))
     out.write_anndata(path, anndata.AnnData(obs=obs, var=genes, uns=uns))
     shape = (grouping.n_groups, ctx.n_genes)
-    return {name: out.create_columns(f"{path}/layers/{name}", shape, np.dtype(dt),
-                                     chunk_cols=ctx.slab_width)
-            for name, dt in layers.items()}  # fmt: skip
+    return {
+        name: out.create_columns(f"{path}/layers/{name}", shape, np.dtype(dt), chunk_cols=ctx.slab_width)
+        for name, dt in layers.items()
+    }
 
 
 def layer_entry(snap: Snapshot, entry: dict[str, Any], layer: str) -> Any:
@@ -60,6 +68,7 @@ def entry_for(snap: Snapshot, entry: dict[str, Any], groupby: str, layer: str) -
 
 def group_table(snap: Snapshot, path: str) -> pd.DataFrame:
     """The obs (groups) table of a grouped AnnData view, read once per snapshot."""
-    frame: pd.DataFrame = snap.memo(("obs", path), lambda: anndata.io.read_elem(
-        zarr.open_group(snap.file(path), mode="r")["obs"]))  # fmt: skip
+    frame: pd.DataFrame = snap.memo(
+        ("obs", path), lambda: anndata.io.read_elem(zarr.open_group(snap.file(path), mode="r")["obs"])
+    )
     return frame

@@ -41,14 +41,24 @@ __all__ = [
 ENCODING = ("widecube-summary", "0.2.0")
 """What this code writes; its reader stays registered when a later encoding replaces it."""
 
-_LAYERS = {"sum": np.float64, "sumsq": np.float64, "nnz": np.int32,
-           **dict.fromkeys(DERIVED_STATS, np.float32)}  # fmt: skip
+_LAYERS = {
+    "sum": np.float64,
+    "sumsq": np.float64,
+    "nnz": np.int32,
+    **dict.fromkeys(DERIVED_STATS, np.float32),
+}
 
 
 _NEEDS: dict[str, set[str]] = {
-    "sum": {"sum"}, "sumsq": {"sumsq"}, "nnz": {"nnz"}, "n_cells": {"sum"}, "mean": {"sum"},
-    "var": {"sum", "sumsq"}, "frac_expressing": {"nnz"}, "mean_expressing": {"sum", "nnz"},
-}  # fmt: skip
+    "sum": {"sum"},
+    "sumsq": {"sumsq"},
+    "nnz": {"nnz"},
+    "n_cells": {"sum"},
+    "mean": {"sum"},
+    "var": {"sum", "sumsq"},
+    "frac_expressing": {"nnz"},
+    "mean_expressing": {"sum", "nnz"},
+}
 """The stored moments each statistic is derived from (a query reads only those)."""
 
 

@@ -91,8 +91,10 @@ def iter_slabs(
             window = np.asarray(indptr[pos : min(stop, pos + _INDPTR_WINDOW) + 1])
             window = window.astype(np.int64, copy=False)
             if len(window) < 2:
-                raise UnreadableInput(f"{where}: {name}/indptr ends at entry {pos + len(window)}, before "
-                                      f"{major} {pos + 1}: truncated or corrupt")  # fmt: skip
+                raise UnreadableInput(
+                    f"{where}: {name}/indptr ends at entry {pos + len(window)}, before "
+                    f"{major} {pos + 1}: truncated or corrupt"
+                )
             check_pointers(where, name, window, first=pos, nnz=nnz, major=major)
         local = window[pos - window_start :]
         k = int(np.searchsorted(local, local[0] + block_nnz, side="right")) - 1
@@ -101,9 +103,11 @@ def iter_slabs(
         cols = np.asarray(indices[s:e])
         vals = np.asarray(data[s:e])
         if len(cols) != e - s or len(vals) != e - s:
-            raise UnreadableInput(f"{where}: {name}: {major}s {pos + 1}–{pos + k} point to stored "
-                                  f"values {s}..{e - 1}, past the end of the stored arrays: "
-                                  "truncated or corrupt")  # fmt: skip
+            raise UnreadableInput(
+                f"{where}: {name}: {major}s {pos + 1}–{pos + k} point to stored "
+                f"values {s}..{e - 1}, past the end of the stored arrays: "
+                "truncated or corrupt"
+            )
         ptr = local[: k + 1] - s
         check_indices(where, name, cols, ptr, first_major=pos, n_minor=n_minor, major=major, offset=s)
         yield Slab(pos, ptr, cols, vals)
@@ -140,6 +144,16 @@ def iter_row_slabs(
 ) -> Iterator[Block]:
     """Yield full-width row blocks of at most ``block_nnz`` stored values (at least one row),
     each checked by :func:`iter_slabs`."""
-    for slab in iter_slabs(indptr, indices, data, n_minor=n_cols, nnz=nnz, block_nnz=block_nnz,
-                           where=where, name=name, major="row", stop=n_rows):  # fmt: skip
+    for slab in iter_slabs(
+        indptr,
+        indices,
+        data,
+        n_minor=n_cols,
+        nnz=nnz,
+        block_nnz=block_nnz,
+        where=where,
+        name=name,
+        major="row",
+        stop=n_rows,
+    ):
         yield csr_block(slab, n_rows=n_rows, n_cols=n_cols, major="row", where=where)

@@ -60,10 +60,14 @@ class ParquetSource(MatrixSource):
             for name in self._genes:
                 if not _numeric(schema.field(name).type):
                     kind = schema.field(name).type
-                    what = "float16 (halffloat), which cannot be read; store float32" \
-                        if pa.types.is_float16(kind) else f"{kind}, not numbers"  # fmt: skip
-                    raise UnreadableInput(f"{path}: column {name!r} holds {what} "
-                                          "(every column but the cell id must be a gene)")  # fmt: skip
+                    what = (
+                        "float16 (halffloat), which cannot be read; store float32"
+                        if pa.types.is_float16(kind)
+                        else f"{kind}, not numbers"
+                    )
+                    raise UnreadableInput(
+                        f"{path}: column {name!r} holds {what} (every column but the cell id must be a gene)"
+                    )
             self._n_cells = int(self._file.metadata.num_rows)
             check_shape(path, self._n_cells, len(self._genes))
             ids = self._file.read(columns=[self._id]).column(0).cast(pa.string())
@@ -105,17 +109,21 @@ class ParquetSource(MatrixSource):
                 yield Block(start, lo, m)
                 start += batch.num_rows
         except (pa.ArrowException, OSError) as exc:
-            raise UnreadableInput(f"{self.path}: read failed near row {start}, file truncated or "
-                                  f"corrupt ({exc})") from exc  # fmt: skip
+            raise UnreadableInput(
+                f"{self.path}: read failed near row {start}, file truncated or corrupt ({exc})"
+            ) from exc
 
     def _bad_value(self, batch: pa.RecordBatch, start: int, lo: int, r: int, c: int) -> InvalidValue:
         cell, gene = self._cells[start + r], self._genes[lo + c]
         value = batch.column(c)[r]
         if not value.is_valid:
-            return InvalidValue(f"{self.path}: Null value found at cell {cell}, gene {gene} "
-                                f"(row {start + r + 1}, column {lo + c + 1})")  # fmt: skip
-        return nonfinite_error(self.path, float(value.as_py()), row=start + r, col=lo + c,
-                               cell=cell, gene=gene)  # fmt: skip
+            return InvalidValue(
+                f"{self.path}: Null value found at cell {cell}, gene {gene} "
+                f"(row {start + r + 1}, column {lo + c + 1})"
+            )
+        return nonfinite_error(
+            self.path, float(value.as_py()), row=start + r, col=lo + c, cell=cell, gene=gene
+        )
 
     def close(self) -> None:
         self._file.close()

@@ -43,8 +43,9 @@ def _pipeline(ds: h5py.Dataset) -> list[int] | None:
     return [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
 
 
-def inflating_reader(ds: h5py.Dataset, pool: ThreadPoolExecutor, *, where: object,
-                     dtype: np.dtype | type | None = None) -> InflatingReader | None:  # fmt: skip
+def inflating_reader(
+    ds: h5py.Dataset, pool: ThreadPoolExecutor, *, where: object, dtype: np.dtype | type | None = None
+) -> InflatingReader | None:
     """A threaded reader for ``ds`` when it is a 1-D numeric gzip (or shuffle+gzip) dataset
     with every chunk stored; None otherwise (read it with h5py)."""
     if ds.ndim != 1 or ds.dtype.kind not in "iuf":
@@ -66,8 +67,15 @@ class InflatingReader:
     the caller works on this one. Memory: two spans of decoded chunks at most.
     """
 
-    def __init__(self, ds: h5py.Dataset, pool: ThreadPoolExecutor, *, shuffled: bool, where: object,
-                 dtype: np.dtype | type | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        ds: h5py.Dataset,
+        pool: ThreadPoolExecutor,
+        *,
+        shuffled: bool,
+        where: object,
+        dtype: np.dtype | type | None = None,
+    ) -> None:
         self._dsid, self._name, self._n = ds.id, ds.name, int(ds.shape[0])
         self._chunk = int(ds.chunks[0])
         self._stored = np.dtype(ds.dtype)
@@ -92,8 +100,10 @@ class InflatingReader:
         first, last = start // c, (stop - 1) // c
         for k in [k for k in self._pending if k < first or k > last + (last - first + 1)]:
             self._pending.pop(k).cancel()  # not read in order: drop what was guessed
-        futures = [self._pending.pop(k) if k in self._pending else self._pool.submit(self._inflate, k)
-                   for k in range(first, last + 1)]  # fmt: skip
+        futures = [
+            self._pending.pop(k) if k in self._pending else self._pool.submit(self._inflate, k)
+            for k in range(first, last + 1)
+        ]
         for k in range(last + 1, min(self._n_chunks, 2 * last - first + 2)):
             if k not in self._pending:
                 self._pending[k] = self._pool.submit(self._inflate, k)
@@ -111,18 +121,22 @@ class InflatingReader:
         try:
             mask, raw = self._dsid.read_direct_chunk((k * self._chunk,))
         except (OSError, ValueError, KeyError) as exc:
-            raise UnreadableInput(f"{self._where}: cannot read {what} of dataset {self._name} "
-                                  f"({exc})") from exc  # fmt: skip
+            raise UnreadableInput(
+                f"{self._where}: cannot read {what} of dataset {self._name} ({exc})"
+            ) from exc
         gzip_bit = 2 if self._shuffled else 1  # a set bit: that filter was skipped for this chunk
         if not mask & gzip_bit:
             try:
                 raw = isal_zlib.decompress(raw, bufsize=nbytes)
             except _INFLATE_ERROR as exc:
-                raise UnreadableInput(f"{self._where}: corrupt {what} of dataset {self._name}: it "
-                                      f"does not inflate ({exc})") from exc  # fmt: skip
+                raise UnreadableInput(
+                    f"{self._where}: corrupt {what} of dataset {self._name}: it does not inflate ({exc})"
+                ) from exc
         if len(raw) != nbytes:
-            raise UnreadableInput(f"{self._where}: corrupt {what} of dataset {self._name}: "
-                                  f"{len(raw)} bytes where the chunk holds {nbytes}")  # fmt: skip
+            raise UnreadableInput(
+                f"{self._where}: corrupt {what} of dataset {self._name}: "
+                f"{len(raw)} bytes where the chunk holds {nbytes}"
+            )
         data = np.frombuffer(raw, dtype=np.uint8)
         if self._shuffled and not mask & 1:
             data = np.ascontiguousarray(data.reshape(self._stored.itemsize, self._chunk).T).reshape(-1)

@@ -70,8 +70,9 @@ class H5adSource(MatrixSource):
             raise
         except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
             self._file.close()
-            raise UnreadableInput(f"{path}: not a readable h5ad matrix: truncated or corrupt "
-                                  f"({exc})") from exc
+            raise UnreadableInput(
+                f"{path}: not a readable h5ad matrix: truncated or corrupt ({exc})"
+            ) from exc
         except BaseException:
             self._file.close()
             raise
@@ -82,8 +83,7 @@ class H5adSource(MatrixSource):
         if layer is None:
             if "X" not in f:
                 raise UnreadableInput(
-                    f"{where}: has no X matrix (layers: {', '.join(layers) or 'none'}); "
-                    "name one with --layer"
+                    f"{where}: has no X matrix (layers: {', '.join(layers) or 'none'}); name one with --layer"
                 )
             return f["X"], "var"
         if layer == "raw":
@@ -92,8 +92,7 @@ class H5adSource(MatrixSource):
             return f["raw/X"], "raw/var"
         if layer not in layers:
             raise UnreadableInput(
-                f"{where}: no layer {layer!r} (layers: {', '.join(layers) or 'none'}; "
-                "also 'raw' for raw.X)"
+                f"{where}: no layer {layer!r} (layers: {', '.join(layers) or 'none'}; also 'raw' for raw.X)"
             )
         return f["layers"][layer], "var"
 
@@ -110,8 +109,7 @@ class H5adSource(MatrixSource):
             missing = {"data", "indices", "indptr"} - set(elem.keys())
             if kind is None or missing:
                 raise UnreadableInput(
-                    f"{self.path}: {name} is not a CSR/CSC/dense matrix "
-                    f"(encoding-type {enc!r})"
+                    f"{self.path}: {name} is not a CSR/CSC/dense matrix (encoding-type {enc!r})"
                 )
             raw = np.asarray(elem.attrs.get("shape", elem.attrs.get("h5sparse_shape", [])))
             if raw.shape != (2,) or raw.dtype.kind not in "iu" or int(raw.min()) < 0:
@@ -135,13 +133,22 @@ class H5adSource(MatrixSource):
         check_index_dtype(self.path, f"{name}/indices", indices.dtype)
         check_index_dtype(self.path, f"{name}/indptr", indptr.dtype)
         n_ptr = int(indptr.shape[0])
-        check_allocated(self.path, f"{name}/indptr", n_ptr, indptr.dtype.itemsize,
-                        indptr.id.get_storage_size())  # fmt: skip
+        check_allocated(
+            self.path, f"{name}/indptr", n_ptr, indptr.dtype.itemsize, indptr.id.get_storage_size()
+        )
         major = "row" if self._kind == "csr" else "column"
         n_major = self._shape[0] if self._kind == "csr" else self._shape[1]
-        check_compressed_layout(self.path, name, major=major, n_major=n_major, n_ptr=n_ptr,
-                                first=int(indptr[0]) if n_ptr else 0, last=int(indptr[-1]) if n_ptr else 0,
-                                n_indices=int(indices.shape[0]), n_data=int(data.shape[0]))  # fmt: skip
+        check_compressed_layout(
+            self.path,
+            name,
+            major=major,
+            n_major=n_major,
+            n_ptr=n_ptr,
+            first=int(indptr[0]) if n_ptr else 0,
+            last=int(indptr[-1]) if n_ptr else 0,
+            n_indices=int(indices.shape[0]),
+            n_data=int(data.shape[0]),
+        )
         return int(indptr[-1])
 
     @property
@@ -176,13 +183,18 @@ class H5adSource(MatrixSource):
         try:
             return self._read_obsm(group, out)
         except OSError as exc:
-            raise UnreadableInput(f"{self.path}: cannot read obsm, file truncated or corrupt "
-                                  f"({exc})") from exc
+            raise UnreadableInput(
+                f"{self.path}: cannot read obsm, file truncated or corrupt ({exc})"
+            ) from exc
 
     def _read_obsm(self, group: h5py.Group, out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for key, elem in group.items():
-            if isinstance(elem, h5py.Dataset) and elem.ndim == 2 and elem.shape[0] == self._shape[0] \
-                    and elem.dtype.kind in "iuf":  # fmt: skip
+            if (
+                isinstance(elem, h5py.Dataset)
+                and elem.ndim == 2
+                and elem.shape[0] == self._shape[0]
+                and elem.dtype.kind in "iuf"
+            ):
                 out[str(key)] = np.asarray(elem[...], dtype=np.float32)
         return out
 
@@ -197,9 +209,7 @@ class H5adSource(MatrixSource):
         if not isinstance(frame, pd.DataFrame):
             raise UnreadableInput(f"{self.path}: {key} is not a table")
         if len(frame) != n:
-            raise UnreadableInput(
-                f"{self.path}: {key} has {len(frame)} rows but the matrix has {n}"
-            )
+            raise UnreadableInput(f"{self.path}: {key} has {len(frame)} rows but the matrix has {n}")
         frame.index = frame.index.astype(str)
         check_unique(frame.index, where=self.path, what=what, place=lambda i: f"{key} row {i + 1}")
         return frame
@@ -220,9 +230,7 @@ class H5adSource(MatrixSource):
         if too_long:
             raise UnreadableInput(f"{self.path}: {too_long[0]}")
 
-    def iter_blocks(
-        self, *, block_nnz: int, columns: tuple[int, int] | None = None
-    ) -> Iterator[Block]:
+    def iter_blocks(self, *, block_nnz: int, columns: tuple[int, int] | None = None) -> Iterator[Block]:
         lo, hi = columns if columns is not None else (0, self._shape[1])
         try:
             if self._kind == "dense":
@@ -232,15 +240,22 @@ class H5adSource(MatrixSource):
             start, stop = (0, self._shape[0]) if major == "row" else (lo, hi)
             n_rows, n_cols = self._shape
             indptr, indices, data = (self._elem[k] for k in ("indptr", "indices", "data"))
-            for slab in iter_slabs(indptr, indices, data, n_minor=n_cols if major == "row" else n_rows,
-                                   nnz=self._nnz or 0, block_nnz=block_nnz, where=self.path,
-                                   name=self._elem.name.lstrip("/"), major=major, start=start,
-                                   stop=stop):  # fmt: skip
+            for slab in iter_slabs(
+                indptr,
+                indices,
+                data,
+                n_minor=n_cols if major == "row" else n_rows,
+                nnz=self._nnz or 0,
+                block_nnz=block_nnz,
+                where=self.path,
+                name=self._elem.name.lstrip("/"),
+                major=major,
+                start=start,
+                stop=stop,
+            ):
                 yield csr_block(slab, n_rows=n_rows, n_cols=n_cols, major=major, where=self.path)
         except OSError as exc:
-            raise UnreadableInput(
-                f"{self.path}: read failed, file truncated or corrupt ({exc})"
-            ) from exc
+            raise UnreadableInput(f"{self.path}: read failed, file truncated or corrupt ({exc})") from exc
 
     def _iter_dense(self, block_nnz: int, lo: int, hi: int) -> Iterator[Block]:
         n_rows = self._shape[0]

@@ -89,8 +89,9 @@ class LoomSource(MatrixSource):
         self._ds = ds
         n_genes, n_cells = int(ds.shape[0]), int(ds.shape[1])
         check_shape(self.path, n_cells, n_genes)
-        check_dense_storage(self.path, ds.name.lstrip("/"), (n_cells, n_genes), ds.dtype,
-                            ds.id.get_storage_size())  # fmt: skip
+        check_dense_storage(
+            self.path, ds.name.lstrip("/"), (n_cells, n_genes), ds.dtype, ds.id.get_storage_size()
+        )
         cols, self._obsm = self._attrs("col_attrs", n_cells)
         rows, _ = self._attrs("row_attrs", n_genes)
         cell_key = self._key("col_attrs", cols, _CELL_IDS, n_cells, "cells (columns)", "CellID")
@@ -99,15 +100,20 @@ class LoomSource(MatrixSource):
         check_unique(cells, where=self.path, what="cell id", place=lambda i: f"col_attrs/{cell_key}[{i}]")
         id_key = next((k for k in _GENE_IDS if k in rows), None)
         ids = pd.Index(rows[id_key].astype(str), dtype=object) if id_key else None
-        genes = unique_gene_names(pd.Index(rows.pop(gene_key).astype(str), dtype=object), ids,
-                                  where=self.path, place=lambda i: f"row_attrs/{gene_key}[{i}]")  # fmt: skip
+        genes = unique_gene_names(
+            pd.Index(rows.pop(gene_key).astype(str), dtype=object),
+            ids,
+            where=self.path,
+            place=lambda i: f"row_attrs/{gene_key}[{i}]",
+        )
         if id_key:
             rows["gene_ids"] = rows.pop(id_key)
         self._obs = categorize(pd.DataFrame(cols, index=cells))
         self._var = pd.DataFrame(rows, index=genes)
 
-    def _key(self, group: str, found: dict[str, np.ndarray], keys: tuple[str, ...], n: int, what: str,
-             usual: str) -> str:  # fmt: skip
+    def _key(
+        self, group: str, found: dict[str, np.ndarray], keys: tuple[str, ...], n: int, what: str, usual: str
+    ) -> str:
         """The first of ``keys`` among the 1-D attributes of length ``n``; refuses with the
         reason (missing, or of the wrong length) when there is none."""
         key = next((k for k in keys if k in found), None)
@@ -117,10 +123,13 @@ class LoomSource(MatrixSource):
         stored = set(g.keys()) if isinstance(g, h5py.Group) else set()
         wrong = next((k for k in keys if k in stored and isinstance(g[k], h5py.Dataset)), None)
         if wrong is not None:
-            raise UnreadableInput(f"{self.path}: {group}/{wrong} has shape {tuple(g[wrong].shape)} but the "
-                                  f"matrix has {n:,} {what}")  # fmt: skip
-        raise UnreadableInput(f"{self.path}: no {group}/{usual} (or {', '.join(keys[1:])}) naming the "
-                              f"{n:,} {what}")  # fmt: skip
+            raise UnreadableInput(
+                f"{self.path}: {group}/{wrong} has shape {tuple(g[wrong].shape)} but the "
+                f"matrix has {n:,} {what}"
+            )
+        raise UnreadableInput(
+            f"{self.path}: no {group}/{usual} (or {', '.join(keys[1:])}) naming the {n:,} {what}"
+        )
 
     def _attrs(self, group: str, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """1-D attributes of length ``n`` (columns) and 2-D numeric ones (embeddings)."""
@@ -169,8 +178,9 @@ class LoomSource(MatrixSource):
                 if bad is not None:
                     r, c = bad
                     cell, gene = self._obs.index[c0 + r], self._var.index[lo + c]
-                    raise nonfinite_error(self.path, float(slab[c, r]), row=c0 + r, col=lo + c,
-                                          cell=cell, gene=gene)  # fmt: skip
+                    raise nonfinite_error(
+                        self.path, float(slab[c, r]), row=c0 + r, col=lo + c, cell=cell, gene=gene
+                    )
                 yield Block(c0, lo, m)
         except OSError as exc:
             raise UnreadableInput(f"{self.path}: read failed, file truncated or corrupt ({exc})") from exc

@@ -114,8 +114,10 @@ class TenxH5Source(MatrixSource):
     def _open(self, layer: str | None) -> None:
         version, groups = _groups(self._file)
         if not version:
-            raise UnreadableInput(f"{self.path}: no 10x matrix group (expected 'matrix' with "
-                                  "barcodes, data, indices, indptr, shape, features)")  # fmt: skip
+            raise UnreadableInput(
+                f"{self.path}: no 10x matrix group (expected 'matrix' with "
+                "barcodes, data, indices, indptr, shape, features)"
+            )
         if version == "v2" and layer not in (None, "counts"):
             if layer not in groups:
                 raise UnreadableInput(f"{self.path}: no genome {layer!r} (genomes: {', '.join(groups)})")
@@ -123,13 +125,15 @@ class TenxH5Source(MatrixSource):
         elif layer not in (None, "counts"):
             raise UnreadableInput(f"{self.path}: a 10x matrix has no layers (asked for {layer!r})")
         if len(groups) > 1:
-            raise UnreadableInput(f"{self.path}: several genomes ({', '.join(groups)}); "
-                                  "pick one with --layer")  # fmt: skip
+            raise UnreadableInput(
+                f"{self.path}: several genomes ({', '.join(groups)}); pick one with --layer"
+            )
         g = self._group = self._file[groups[0]]
         shape = np.asarray(g["shape"][...]).reshape(-1)
         if len(shape) != 2 or shape.dtype.kind not in "iu" or int(shape.min()) < 0:
-            raise UnreadableInput(f"{self.path}: {g.name.lstrip('/')}/shape is {shape.tolist()}, not "
-                                  "two sizes (genes, cells)")  # fmt: skip
+            raise UnreadableInput(
+                f"{self.path}: {g.name.lstrip('/')}/shape is {shape.tolist()}, not two sizes (genes, cells)"
+            )
         n_genes, n_cells = int(shape[0]), int(shape[1])
         check_shape(self.path, n_cells, n_genes)
         name = g.name.lstrip("/")
@@ -138,17 +142,26 @@ class TenxH5Source(MatrixSource):
         check_index_dtype(self.path, f"{name}/indptr", g["indptr"].dtype)
         indptr = g["indptr"]
         n_ptr = int(indptr.shape[0]) if indptr.ndim == 1 else -1
-        check_allocated(self.path, f"{name}/indptr", max(0, n_ptr), indptr.dtype.itemsize,
-                        indptr.id.get_storage_size())  # fmt: skip
-        check_compressed_layout(self.path, name, major="row", n_major=n_cells, n_ptr=n_ptr,
-                                first=int(indptr[0]) if n_ptr > 0 else 0,
-                                last=int(indptr[-1]) if n_ptr > 0 else 0,
-                                n_indices=len(g["indices"]), n_data=len(g["data"]))  # fmt: skip
+        check_allocated(
+            self.path, f"{name}/indptr", max(0, n_ptr), indptr.dtype.itemsize, indptr.id.get_storage_size()
+        )
+        check_compressed_layout(
+            self.path,
+            name,
+            major="row",
+            n_major=n_cells,
+            n_ptr=n_ptr,
+            first=int(indptr[0]) if n_ptr > 0 else 0,
+            last=int(indptr[-1]) if n_ptr > 0 else 0,
+            n_indices=len(g["indices"]),
+            n_data=len(g["data"]),
+        )
         self._nnz = int(indptr[-1])
         self._shape = (n_cells, n_genes)
         if len(g["barcodes"]) != n_cells:  # before reading it: a lying length could be huge
-            raise UnreadableInput(f"{self.path}: matrix is {n_genes} × {n_cells} but it names "
-                                  f"{len(g['barcodes'])} barcodes")  # fmt: skip
+            raise UnreadableInput(
+                f"{self.path}: matrix is {n_genes} × {n_cells} but it names {len(g['barcodes'])} barcodes"
+            )
         barcodes = pd.Index(_strings(g["barcodes"]), dtype=object)
         if version == "v3":
             feats = g["features"]
@@ -158,11 +171,17 @@ class TenxH5Source(MatrixSource):
             ids, symbols = _strings(g["genes"]), _strings(g.get("gene_names", g["genes"]))
             types = "Gene Expression"
         if len(barcodes) != n_cells or len(ids) != n_genes or len(symbols) != n_genes:
-            raise UnreadableInput(f"{self.path}: matrix is {n_genes} × {n_cells} but it names "
-                                  f"{len(ids)} features and {len(barcodes)} barcodes")  # fmt: skip
+            raise UnreadableInput(
+                f"{self.path}: matrix is {n_genes} × {n_cells} but it names "
+                f"{len(ids)} features and {len(barcodes)} barcodes"
+            )
         check_unique(barcodes, where=self.path, what="barcode", place=lambda i: f"barcodes[{i}]")
-        names = unique_gene_names(pd.Index(symbols, dtype=object), pd.Index(ids, dtype=object),
-                                  where=self.path, place=lambda i: f"features/name[{i}]")  # fmt: skip
+        names = unique_gene_names(
+            pd.Index(symbols, dtype=object),
+            pd.Index(ids, dtype=object),
+            where=self.path,
+            place=lambda i: f"features/name[{i}]",
+        )
         self._obs = pd.DataFrame(index=barcodes)
         self._var = pd.DataFrame({"gene_ids": ids, "feature_types": types}, index=names)
         if version == "v3" and "genome" in g["features"]:
@@ -191,16 +210,25 @@ class TenxH5Source(MatrixSource):
         narrow = g["indices"].dtype != np.int32 and self._shape[1] < 2**31
         pool = ThreadPoolExecutor(_threads(), thread_name_prefix="widecube-inflate")
         try:
-            indices: Sliceable | None = inflating_reader(g["indices"], pool, where=self.path,
-                                                         dtype=np.int32 if narrow else None)  # fmt: skip
+            indices: Sliceable | None = inflating_reader(
+                g["indices"], pool, where=self.path, dtype=np.int32 if narrow else None
+            )
             if indices is None:
                 indices = _Int32Indices(g["indices"]) if narrow else g["indices"]
             data: Sliceable | None = inflating_reader(g["data"], pool, where=self.path)
             if data is None:
                 data = g["data"]
-            yield from iter_row_slabs(g["indptr"], indices, data, n_rows=self._shape[0],
-                                      n_cols=self._shape[1], nnz=self._nnz, block_nnz=block_nnz,
-                                      where=self.path, name=g.name.lstrip("/"))  # fmt: skip
+            yield from iter_row_slabs(
+                g["indptr"],
+                indices,
+                data,
+                n_rows=self._shape[0],
+                n_cols=self._shape[1],
+                nnz=self._nnz,
+                block_nnz=block_nnz,
+                where=self.path,
+                name=g.name.lstrip("/"),
+            )
         except OSError as exc:
             raise UnreadableInput(f"{self.path}: read failed, file truncated or corrupt ({exc})") from exc
         finally:

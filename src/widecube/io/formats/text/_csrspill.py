@@ -70,10 +70,15 @@ class SpilledCsr:
     def iter_blocks(self, *, block_nnz: int, where: object) -> Iterator[Block]:
         """Full-width row blocks of at most about ``block_nnz`` stored values."""
         yield from iter_row_slabs(
-            self.indptr, _FileArray(self.folder / "indices.bin", np.dtype(np.int32)),
-            _FileArray(self.folder / "data.bin", self.dtype), n_rows=self.n_rows,
-            n_cols=self.n_cols, nnz=self.nnz, block_nnz=block_nnz, where=where,
-        )  # fmt: skip
+            self.indptr,
+            _FileArray(self.folder / "indices.bin", np.dtype(np.int32)),
+            _FileArray(self.folder / "data.bin", self.dtype),
+            n_rows=self.n_rows,
+            n_cols=self.n_cols,
+            nnz=self.nnz,
+            block_nnz=block_nnz,
+            where=where,
+        )
 
 
 class CsrSpill:
@@ -115,8 +120,9 @@ class CsrSpill:
 class TripletBuckets:
     """Unordered (row, col, value) entries, partitioned by row range into bucket files."""
 
-    def __init__(self, folder: Path, *, n_rows: int, nnz: int, bucket_nnz: int,
-                 dtype: np.dtype | type) -> None:  # fmt: skip
+    def __init__(
+        self, folder: Path, *, n_rows: int, nnz: int, bucket_nnz: int, dtype: np.dtype | type
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.n_rows = folder, n_rows
         n_buckets = min(512, max(1, math.ceil(nnz / max(1, bucket_nnz))), max(1, n_rows))

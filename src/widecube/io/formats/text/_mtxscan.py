@@ -22,8 +22,17 @@ import numpy as np
 
 from ._numbers import parse_real
 
-__all__ = ["INTEGER", "REAL", "PATTERN", "OK", "NON_NUMERIC", "RAGGED", "OUT_OF_RANGE", "TOO_LARGE",
-           "scan_entries"]  # fmt: skip
+__all__ = [
+    "INTEGER",
+    "REAL",
+    "PATTERN",
+    "OK",
+    "NON_NUMERIC",
+    "RAGGED",
+    "OUT_OF_RANGE",
+    "TOO_LARGE",
+    "scan_entries",
+]
 
 INTEGER, REAL, PATTERN = 0, 1, 2
 OK, NON_NUMERIC, RAGGED, OUT_OF_RANGE, TOO_LARGE = 0, 1, 2, 3, 4

@@ -196,8 +196,16 @@ def _scan(buf: memoryview, out: _Buffers, cell_is_column: bool, n_rows: int, n_c
     return _Scanned(buf, k, lines, code, field, offset, row, col, ordered, cells, genes, values, counts)
 
 
-def iter_entries(path: Path, *, kind: int, skip_lines: int, cell_is_column: bool, n_rows: int,
-                 n_cols: int, piece_bytes: int | None = None) -> Iterator[Entries]:  # fmt: skip
+def iter_entries(
+    path: Path,
+    *,
+    kind: int,
+    skip_lines: int,
+    cell_is_column: bool,
+    n_rows: int,
+    n_cols: int,
+    piece_bytes: int | None = None,
+) -> Iterator[Entries]:
     """Every entry line of ``path`` after its ``skip_lines`` header lines, in file order.
 
     A batch's arrays are reused for a later batch: use them before asking for the next.
@@ -206,17 +214,26 @@ def iter_entries(path: Path, *, kind: int, skip_lines: int, cell_is_column: bool
     buffers = [_Buffers(kind), _Buffers(kind)]
     with ThreadPoolExecutor(2, thread_name_prefix="widecube-mtx") as pool:
         line = skip_lines + 1
-        pieces = prefetch(_pieces(path, skip_lines, size), depth=1) if is_gzip(path) else \
-            _mapped_pieces(path, skip_lines, size)  # fmt: skip
+        pieces = (
+            prefetch(_pieces(path, skip_lines, size), depth=1)
+            if is_gzip(path)
+            else _mapped_pieces(path, skip_lines, size)
+        )
         for piece in pieces:
             halves = _halves(piece)
-            parts = list(pool.map(lambda b, out: _scan(b, out, cell_is_column, n_rows, n_cols), halves,
-                                  buffers[: len(halves)]))  # fmt: skip
+            parts = list(
+                pool.map(
+                    lambda b, out: _scan(b, out, cell_is_column, n_rows, n_cols),
+                    halves,
+                    buffers[: len(halves)],
+                )
+            )
             for part in parts:
                 if part.code != OK:
                     raise _error(path, part, line + part.lines, n_rows, n_cols, kind)
-                yield Entries(line, part.lines, part.cells, part.genes, part.values, part.ordered,
-                              part.counts)  # fmt: skip
+                yield Entries(
+                    line, part.lines, part.cells, part.genes, part.values, part.ordered, part.counts
+                )
                 line += part.lines
 
 
@@ -228,17 +245,22 @@ def _token(buf: memoryview, offset: int) -> str:
 
 def _error(path: Path, part: _Scanned, line: int, n_rows: int, n_cols: int, kind: int) -> InputError:
     if part.code == OUT_OF_RANGE:
-        return UnreadableInput(f"{path}: line {line}: index ({part.row}, {part.column}) is outside the "
-                               f"{n_rows} × {n_cols} matrix")  # fmt: skip
+        return UnreadableInput(
+            f"{path}: line {line}: index ({part.row}, {part.column}) is outside the "
+            f"{n_rows} × {n_cols} matrix"
+        )
     if part.code == RAGGED:
         want = 2 if kind == PATTERN else 3
-        return UnreadableInput(f"{path}: ragged row at line {line}: {part.field} fields where a "
-                               f"{'pattern' if kind == PATTERN else 'valued'} entry has {want}")  # fmt: skip
+        return UnreadableInput(
+            f"{path}: ragged row at line {line}: {part.field} fields where a "
+            f"{'pattern' if kind == PATTERN else 'valued'} entry has {want}"
+        )
     token = _token(part.buf, part.offset)
     if part.code == TOO_LARGE:
         what = "index" if part.field < 2 else "integer value"
-        return UnreadableInput(f"{path}: {what} {token!r} at line {line}, {_LABELS[part.field]}, "
-                               "does not fit in 32 bits")  # fmt: skip
+        return UnreadableInput(
+            f"{path}: {what} {token!r} at line {line}, {_LABELS[part.field]}, does not fit in 32 bits"
+        )
     assert part.code == NON_NUMERIC
     return InvalidValue(f"{path}: non-numeric value {token!r} at line {line}, {_LABELS[part.field]}")
 

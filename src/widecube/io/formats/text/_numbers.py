@@ -49,8 +49,17 @@ def _special(buf: np.ndarray, p: int, n: int) -> tuple[float, int]:
     if k == 3 and word[0] == 110 and word[1] == 97 and word[2] == 110:
         return np.nan, p + 3
     is_inf = k >= 3 and word[0] == 105 and word[1] == 110 and word[2] == 102
-    if is_inf and (k == 3 or (k == 8 and word[3] == 105 and word[4] == 110 and word[5] == 105
-                              and word[6] == 116 and word[7] == 121)):  # fmt: skip
+    if is_inf and (
+        k == 3
+        or (
+            k == 8
+            and word[3] == 105
+            and word[4] == 110
+            and word[5] == 105
+            and word[6] == 116
+            and word[7] == 121
+        )
+    ):
         return np.inf, p + k
     return 0.0, -1
 

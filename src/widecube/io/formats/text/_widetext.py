@@ -83,14 +83,18 @@ def _scan(buf: bytes, n_cols: int, delimiter: int) -> _Part:
     id_bytes = np.empty(len(buf), dtype=np.uint8)
     id_offsets = np.zeros(lines + 1, dtype=np.int32)
     row_lines = np.zeros(lines + 1, dtype=np.int64)
-    rows, nnz, n_lines, code, col, offset = scan_lines(raw, n_cols, delimiter, indptr, indices, data,
-                                                       id_bytes, id_offsets, row_lines)  # fmt: skip
+    rows, nnz, n_lines, code, col, offset = scan_lines(
+        raw, n_cols, delimiter, indptr, indices, data, id_bytes, id_offsets, row_lines
+    )
     if code != OK:
         return _Part(buf, rows, n_lines, row_lines, None, None, code, col, offset)
     m = sp.csr_matrix((data[:nnz], indices[:nnz], indptr[: rows + 1]), shape=(rows, n_cols))
     m.has_sorted_indices = True
-    ids = pa.Array.from_buffers(pa.binary(), rows, [None, pa.py_buffer(id_offsets[: rows + 1]),
-                                                    pa.py_buffer(id_bytes[: id_offsets[rows]])])  # fmt: skip
+    ids = pa.Array.from_buffers(
+        pa.binary(),
+        rows,
+        [None, pa.py_buffer(id_offsets[: rows + 1]), pa.py_buffer(id_bytes[: id_offsets[rows]])],
+    )
     cells = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
     return _Part(buf, rows, n_lines, row_lines, m, cells, OK, 0, 0)
 
@@ -100,8 +104,9 @@ def _halves(buf: bytes) -> list[bytes]:
     return [buf[:mid], buf[mid:]] if 0 < mid < len(buf) else [buf]
 
 
-def scan_into(path: Path, delimiter: str, genes: pd.Index, spill: CsrSpill,
-              chunk_bytes: int = CHUNK_BYTES) -> pd.Index:  # fmt: skip
+def scan_into(
+    path: Path, delimiter: str, genes: pd.Index, spill: CsrSpill, chunk_bytes: int = CHUNK_BYTES
+) -> pd.Index:
     """Scan every data line of ``path`` into ``spill``; return the cell ids (file order)."""
     ids: list[np.ndarray] = []
     line = 2  # the file's line number of the first line of the current part
@@ -138,8 +143,9 @@ def _cell(part: _Part) -> str:
 def _error(path: Path, part: _Part, first_line: int, genes: pd.Index) -> InputError:
     line = first_line + part.lines
     if part.code == RAGGED:
-        return UnreadableInput(f"{path}: ragged row at line {line}: {part.col + 1} fields where the "
-                               f"header has {len(genes) + 1}")  # fmt: skip
+        return UnreadableInput(
+            f"{path}: ragged row at line {line}: {part.col + 1} fields where the header has {len(genes) + 1}"
+        )
     if part.code == BAD_QUOTE:
         return UnreadableInput(f"{path}: unterminated quoted cell id at line {line}")
     if part.col < 0:
@@ -147,16 +153,18 @@ def _error(path: Path, part: _Part, first_line: int, genes: pd.Index) -> InputEr
         return UnreadableInput(f"{path}: malformed line {line} near {text!r}")
     gene = genes[part.col]
     if part.code == NULL:
-        return InvalidValue(f"{path}: Null value found at cell {_cell(part)}, gene {gene} "
-                            f"(line {line}, field {part.col + 2})")  # fmt: skip
+        return InvalidValue(
+            f"{path}: Null value found at cell {_cell(part)}, gene {gene} (line {line}, field {part.col + 2})"
+        )
     assert part.code == NON_NUMERIC
     token = _token(part.buf, part.offset, b",\t\r\n")
-    return InvalidValue(f"{path}: non-numeric value {token!r} at line {line}, field {part.col + 2} "
-                        f"(cell {_cell(part)!r}, gene {gene!r})")  # fmt: skip
+    return InvalidValue(
+        f"{path}: non-numeric value {token!r} at line {line}, field {part.col + 2} "
+        f"(cell {_cell(part)!r}, gene {gene!r})"
+    )
 
 
-def _check_finite(path: Path, part: _Part, first_line: int, rows_before: int,
-                  genes: pd.Index) -> None:  # fmt: skip
+def _check_finite(path: Path, part: _Part, first_line: int, rows_before: int, genes: pd.Index) -> None:
     m = part.matrix
     assert m is not None and part.ids is not None
     finite = np.isfinite(m.data)
@@ -167,5 +175,12 @@ def _check_finite(path: Path, part: _Part, first_line: int, rows_before: int,
     col = int(m.indices[k])
     cell = part.ids[row].decode("utf-8", "replace")
     line = first_line + int(part.row_lines[row])
-    raise nonfinite_error(path, float(m.data[k]), row=rows_before + row, col=col, cell=cell,
-                          gene=genes[col], extra=f" (line {line}, field {col + 2})")  # fmt: skip
+    raise nonfinite_error(
+        path,
+        float(m.data[k]),
+        row=rows_before + row,
+        col=col,
+        cell=cell,
+        gene=genes[col],
+        extra=f" (line {line}, field {col + 2})",
+    )

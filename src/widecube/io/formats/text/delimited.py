@@ -91,8 +91,14 @@ class DelimitedSource(MatrixSource):
     format = "delimited"
     delimiter = ","
 
-    def __init__(self, path: Path, *, layer: str | None = None, workdir: Path | None = None,
-                 chunk_bytes: int = CHUNK_BYTES) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: Path,
+        *,
+        layer: str | None = None,
+        workdir: Path | None = None,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> None:
         super().__init__(path)
         if layer not in (None, "counts"):
             raise UnreadableInput(f"{path}: a {self.format.upper()} file has no layers (asked for {layer!r})")

@@ -40,8 +40,12 @@ from ._mtxstream import Entries, iter_entries, line_of
 __all__ = ["MtxSource"]
 
 _MATRIX = re.compile(r"^(.*)matrix\.mtx(\.gz)?$")
-_FIELDS = {"integer": (INTEGER, np.int32), "real": (REAL, np.float64), "double": (REAL, np.float64),
-           "pattern": (PATTERN, np.int32)}  # fmt: skip
+_FIELDS = {
+    "integer": (INTEGER, np.int32),
+    "real": (REAL, np.float64),
+    "double": (REAL, np.float64),
+    "pattern": (PATTERN, np.int32),
+}
 
 
 @dataclass(frozen=True)
@@ -87,10 +91,14 @@ def _read_tsv(path: Path) -> pd.DataFrame:
     """A headerless TSV of strings (barcodes, features), every column kept as text."""
     try:
         with arrow_stream(path) as stream:
-            table = pv.read_csv(stream, read_options=pv.ReadOptions(autogenerate_column_names=True),
-                                parse_options=pv.ParseOptions(delimiter="\t", quote_char=False),
-                                convert_options=pv.ConvertOptions(strings_can_be_null=False,
-                                    column_types={f"f{i}": pa.string() for i in range(8)}))  # fmt: skip
+            table = pv.read_csv(
+                stream,
+                read_options=pv.ReadOptions(autogenerate_column_names=True),
+                parse_options=pv.ParseOptions(delimiter="\t", quote_char=False),
+                convert_options=pv.ConvertOptions(
+                    strings_can_be_null=False, column_types={f"f{i}": pa.string() for i in range(8)}
+                ),
+            )
     except (pa.ArrowException, OSError, EOFError) as exc:
         raise UnreadableInput(f"{path}: cannot read ({exc})") from exc
     return table.to_pandas().astype(str)
@@ -105,15 +113,18 @@ class MtxSource(MatrixSource):
 
     format = "mtx"
 
-    def __init__(self, path: Path, *, layer: str | None = None, workdir: Path | None = None,
-                 block_nnz: int = 8_000_000) -> None:  # fmt: skip
+    def __init__(
+        self, path: Path, *, layer: str | None = None, workdir: Path | None = None, block_nnz: int = 8_000_000
+    ) -> None:
         super().__init__(path)
         if layer not in (None, "counts"):
             raise UnreadableInput(f"{path}: an MTX matrix has no layers (asked for {layer!r})")
         layout = _layout(path)
         if layout is None:
-            raise UnreadableInput(f"{path}: not a 10x MTX folder (matrix.mtx[.gz], "
-                                  "barcodes.tsv[.gz] and features.tsv[.gz] or genes.tsv)")  # fmt: skip
+            raise UnreadableInput(
+                f"{path}: not a 10x MTX folder (matrix.mtx[.gz], "
+                "barcodes.tsv[.gz] and features.tsv[.gz] or genes.tsv)"
+            )
         self._layout = layout
         self._obs, self._var = self._read_names()
         field, n_rows, n_cols, self._nnz, self._header_lines = self._header()
@@ -168,8 +179,10 @@ class MtxSource(MatrixSource):
         if banner[:3] != ["%%matrixmarket", "matrix", "coordinate"] or len(banner) < 5:
             raise UnreadableInput(f"{where}: line 1: not a MatrixMarket coordinate matrix banner")
         if banner[3] not in _FIELDS or banner[4] != "general":
-            raise UnreadableInput(f"{where}: line 1: {banner[3]} {banner[4]} matrices are not "
-                                  "supported (integer, real or pattern; general)")  # fmt: skip
+            raise UnreadableInput(
+                f"{where}: line 1: {banner[3]} {banner[4]} matrices are not "
+                "supported (integer, real or pattern; general)"
+            )
         parts = size.split()
         if len(parts) != 3 or not all(p.isdigit() for p in parts):
             raise UnreadableInput(f"{where}: line {lines}: expected 'rows columns entries', got {size!r}")
@@ -186,9 +199,14 @@ class MtxSource(MatrixSource):
         where, seen = self._layout.matrix, 0
         cells, genes = len(self._obs), len(self._var)
         n_rows, n_cols = (genes, cells) if self._cell_column else (cells, genes)
-        batches = iter_entries(where, kind=_FIELDS[self._field][0], skip_lines=self._header_lines,
-                               cell_is_column=self._cell_column == 1, n_rows=n_rows,
-                               n_cols=n_cols)  # fmt: skip
+        batches = iter_entries(
+            where,
+            kind=_FIELDS[self._field][0],
+            skip_lines=self._header_lines,
+            cell_is_column=self._cell_column == 1,
+            n_rows=n_rows,
+            n_cols=n_cols,
+        )
         last = self._header_lines
         for batch in batches:
             values = batch.values
@@ -196,18 +214,23 @@ class MtxSource(MatrixSource):
                 k = int(np.argmin(np.isfinite(values)))
                 what = "NaN" if np.isnan(values[k]) else "infinite value"
                 cell, gene = self._obs.index[batch.cells[k]], self._var.index[batch.genes[k]]
-                raise InvalidValue(f"{where}: {what} found at line {line_of(where, batch, k)} (cell "
-                                   f"{cell!r}, gene {gene!r})")  # fmt: skip
+                raise InvalidValue(
+                    f"{where}: {what} found at line {line_of(where, batch, k)} (cell {cell!r}, gene {gene!r})"
+                )
             seen += len(values)
             if seen > self._nnz:
                 k = len(values) - (seen - self._nnz)
-                raise UnreadableInput(f"{where}: more entries than the {self._nnz} the header declares "
-                                      f"(line {line_of(where, batch, k)})")  # fmt: skip
+                raise UnreadableInput(
+                    f"{where}: more entries than the {self._nnz} the header declares "
+                    f"(line {line_of(where, batch, k)})"
+                )
             last = batch.first_line + batch.lines - 1
             yield batch
         if seen != self._nnz:
-            raise UnreadableInput(f"{where}: file truncated: the header declares {self._nnz} entries, "
-                                  f"found {seen} (last line read: {last})")  # fmt: skip
+            raise UnreadableInput(
+                f"{where}: file truncated: the header declares {self._nnz} entries, "
+                f"found {seen} (last line read: {last})"
+            )
 
     def _parse_sorted(self) -> SpilledCsr:
         spill = CsrSpill(self._scratch / "csr", n_cols=len(self._var), dtype=self._dtype)
@@ -230,8 +253,13 @@ class MtxSource(MatrixSource):
         return spill.finish(counts)
 
     def _parse_buckets(self, block_nnz: int) -> SpilledCsr:
-        buckets = TripletBuckets(self._scratch / "buckets", n_rows=len(self._obs), nnz=self._nnz,
-                                 bucket_nnz=block_nnz, dtype=self._dtype)  # fmt: skip
+        buckets = TripletBuckets(
+            self._scratch / "buckets",
+            n_rows=len(self._obs),
+            nnz=self._nnz,
+            bucket_nnz=block_nnz,
+            dtype=self._dtype,
+        )
         try:
             for batch in self._entries():
                 buckets.add(batch.cells, batch.genes, batch.values)
