@@ -87,7 +87,7 @@ _RESULT = {"frozen": True, "slots": True, "eq": False, "repr": False}
 """Frozen and slotted; equality and repr from :class:`Result` (a mapping equals a dict)."""
 
 
-@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+@dataclasses.dataclass(**_RESULT)
 class DatasetInfo(Result):
     """A dataset with a live version (``GET /datasets``)."""
 
@@ -99,7 +99,7 @@ class DatasetInfo(Result):
     created: datetime
 
 
-@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+@dataclasses.dataclass(**_RESULT)
 class DatasetDetail(Result):
     """One version of a dataset: sizes, categorical obs columns, groupbys, views."""
 
@@ -113,7 +113,7 @@ class DatasetDetail(Result):
     views: dict[str, Any]
 
 
-@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+@dataclasses.dataclass(**_RESULT)
 class Summary(Result):
     """Per-group statistics: ``values[stat]`` is (n_groups, n_genes)."""
 
@@ -126,7 +126,7 @@ class Summary(Result):
     values: dict[str, np.ndarray]
 
 
-@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+@dataclasses.dataclass(**_RESULT)
 class Aggregate(Result):
     """A :class:`Summary` over the cells a filter keeps: how many, and where it came from."""
 
@@ -143,7 +143,7 @@ class Aggregate(Result):
     """``precomputed`` (read from the views) or ``computed`` (from the gene-major view)."""
 
 
-@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+@dataclasses.dataclass(**_RESULT)
 class Markers(Result):
     """The top marker genes of one group, best first (one record per gene)."""
 
@@ -155,7 +155,7 @@ class Markers(Result):
     markers: list[dict[str, Any]]
 
 
-@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+@dataclasses.dataclass(**_RESULT)
 class GeneStats(Result):
     """Per-gene statistics over all cells: ``stats[name]`` has one value per gene."""
 
@@ -166,7 +166,7 @@ class GeneStats(Result):
     stats: dict[str, np.ndarray]
 
 
-@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+@dataclasses.dataclass(**_RESULT)
 class Expression(Result):
     """Per-cell values of genes (float32, obs order) of the cells a filter keeps."""
 
@@ -179,7 +179,7 @@ class Expression(Result):
     values: dict[str, np.ndarray]
 
 
-@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+@dataclasses.dataclass(**_RESULT)
 class CellStats(Result):
     """Per-cell library size and detected genes, in obs order."""
 
@@ -190,7 +190,7 @@ class CellStats(Result):
     n_genes_by_counts: np.ndarray
 
 
-@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+@dataclasses.dataclass(**_RESULT)
 class ResolvedGenes(Result):
     """Canonical names of typed gene names, and the unknown ones with suggestions."""
 
@@ -200,7 +200,7 @@ class ResolvedGenes(Result):
     unknown: list[dict[str, Any]]
 
 
-@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+@dataclasses.dataclass(**_RESULT)
 class Embeddings(Result):
     """The embeddings of a version and what can colour them."""
 
@@ -211,7 +211,7 @@ class Embeddings(Result):
     gene_colors: bool
 
 
-@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+@dataclasses.dataclass(**_RESULT)
 class Embedding(Result):
     """One embedding's coordinates (a float32 column per dimension) and the colour asked for
     (a dict whose keys depend on its kind: category, numeric or gene; None if none)."""
@@ -224,7 +224,7 @@ class Embedding(Result):
     color: dict[str, Any] | None
 
 
-@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+@dataclasses.dataclass(**_RESULT)
 class VersionInfo(Result):
     """One version of a dataset, and whether it is the live one."""
 
@@ -237,7 +237,7 @@ class VersionInfo(Result):
     current: bool
 
 
-@dataclasses.dataclass(**_RESULT)  # type: ignore[call-overload]
+@dataclasses.dataclass(**_RESULT)
 class Verification(Result):
     """A verify's report: the snapshot files and decoded cache files at fault."""
 

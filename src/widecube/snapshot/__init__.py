@@ -4,6 +4,7 @@ from ._integrity import Fault, corrupt, is_checksum_error
 from ._manifest import MANIFEST, checksum_files, read_manifest, sha256_file
 from ._reader import Snapshot
 from ._writer import CHECKSUM, SnapshotWriter, checked
+from ._zarr import zarr_array, zarr_group
 
 __all__ = [
     "CHECKSUM",
@@ -17,4 +18,6 @@ __all__ = [
     "is_checksum_error",
     "read_manifest",
     "sha256_file",
+    "zarr_array",
+    "zarr_group",
 ]

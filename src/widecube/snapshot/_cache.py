@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import google_crc32c
 import numpy as np
@@ -52,7 +53,7 @@ _trusted: set[tuple[str, int, int, int]] = set()  # (path, inode, mtime_ns, size
 _trusted_lock = threading.Lock()
 
 
-def map_cached(target: Path, source: Callable[[], zarr.Array]) -> np.ndarray:
+def map_cached(target: Path, source: Callable[[], zarr.Array[Any]]) -> np.ndarray:
     """``target`` memory-mapped, after decoding ``source()`` into it if it is absent or fails
     its checksum. ``source`` is called only when a decode is needed."""
     if not _trust(target):
@@ -128,7 +129,7 @@ def _remove(target: Path) -> None:
     target.with_name(target.name + SUFFIX).unlink(missing_ok=True)
 
 
-def _write(source: zarr.Array, target: Path) -> None:
+def _write(source: zarr.Array[Any], target: Path) -> None:
     """Decode ``source`` to ``target`` and its sidecar, each under a temporary name first."""
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
     side = target.with_name(f".{target.name}{SUFFIX}.{uuid.uuid4().hex}")
@@ -158,7 +159,7 @@ def _exclusive(lock: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _decode(source: zarr.Array, path: Path) -> None:
+def _decode(source: zarr.Array[Any], path: Path) -> None:
     """Write ``source`` decoded to ``path`` as ``.npy``, a band of whole chunks at a time."""
     shape = tuple(int(n) for n in source.shape)
     dtype = np.dtype(source.dtype)

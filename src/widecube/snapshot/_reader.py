@@ -120,7 +120,7 @@ class Snapshot:
         # the Zarr is opened only when the cache lacks the array (or it failed its checksum)
         return self._guarded(relpath, lambda: map_cached(target, lambda: self._source(relpath)))
 
-    def _source(self, relpath: str) -> zarr.Array:
+    def _source(self, relpath: str) -> zarr.Array[Any]:
         """The Zarr array, its files checked first when its chunks carry no CRC-32C."""
         source = zarr.open_array(self.file(relpath), mode="r")
         if not any(isinstance(c, Crc32cCodec) for c in getattr(source.metadata, "codecs", ())):

@@ -103,7 +103,7 @@ class SnapshotWriter:
 
     def create_columns(
         self, relpath: str, shape: tuple[int, int], dtype: np.dtype, *, chunk_cols: int = 4096
-    ) -> zarr.Array:
+    ) -> zarr.Array[Any]:
         """An empty 2-D array that views fill slab by slab along columns (genes).
 
         It is stamped as an AnnData dense array, so it can be a layer of an AnnData written
@@ -128,7 +128,7 @@ class SnapshotWriter:
         arr.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
         return arr
 
-    def put(self, array: zarr.Array, region: tuple[slice, ...], values: np.ndarray) -> None:
+    def put(self, array: zarr.Array[Any], region: tuple[slice, ...], values: np.ndarray) -> None:
         """Write ``values`` into ``array[region]`` in the background (compression overlaps
         compute: profiled on 20k cells, zarr writes were a third of pass 2). ``values`` must
         not be modified afterwards; at most ``_IN_FLIGHT_BYTES`` wait, bounding memory."""

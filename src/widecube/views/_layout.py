@@ -34,7 +34,7 @@ def create_grouped(
     layers: dict[str, type],
     *,
     uns: dict[str, object],
-) -> dict[str, zarr.Array]:
+) -> dict[str, zarr.Array[Any]]:
     """An AnnData skeleton (obs = groups with n_cells, var = genes) plus empty layers."""
     obs = grouping.table.copy()
     obs.index = obs.index.astype(str)

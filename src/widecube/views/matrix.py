@@ -18,7 +18,7 @@ import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from ..errors import VerificationError
-from ..snapshot import SnapshotWriter, checked
+from ..snapshot import SnapshotWriter, checked, zarr_array, zarr_group
 from ._base import BuildContext, Builder, SlabStats, ViewReader
 from ._registry import ViewSpec, reader, register_read, register_view
 from .genes import GenesReader
@@ -106,12 +106,12 @@ class MatrixReader(ViewReader):
 
     def verify(self) -> None:
         snap, entry = self.snap, self.entry
-        x = zarr.open_group(snap.file(entry["path"]), mode="r")["X"]
-        indptr = np.asarray(x["indptr"][...])
+        x = zarr_group(zarr.open_group(snap.file(entry["path"]), mode="r"), "X")
+        indptr = np.asarray(zarr_array(x, "indptr")[...])
         where = self.where()
         if indptr.shape != (snap.n_genes + 1,) or indptr[0] != 0 or (np.diff(indptr) < 0).any():
             raise VerificationError(f"{where}: indptr is not a valid CSC pointer over {snap.n_genes} genes")
-        if int(indptr[-1]) != int(entry["nnz"]) or x["data"].shape[0] != int(entry["nnz"]):
+        if int(indptr[-1]) != int(entry["nnz"]) or zarr_array(x, "data").shape[0] != int(entry["nnz"]):
             raise VerificationError(f"{where}: holds {int(indptr[-1])} values, expected {entry['nnz']}")
         genes = reader(snap, "genes", GenesReader).table("raw")["n_cells_expressing"].to_numpy()
         if not np.array_equal(np.diff(indptr), genes):

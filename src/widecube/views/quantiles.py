@@ -18,7 +18,7 @@ import zarr
 
 from ..compute import gene_quantiles
 from ..errors import VerificationError
-from ..snapshot import SnapshotWriter
+from ..snapshot import SnapshotWriter, zarr_array, zarr_group
 from ._base import BuildContext, Builder, SlabStats, ViewReader
 from ._layout import create_grouped, entry_for, group_table, relpath
 from ._registry import ViewSpec, register_read, register_view
@@ -42,7 +42,7 @@ class QuantilesBuilder(Builder):
     def __init__(self, ctx: BuildContext, out: SnapshotWriter) -> None:
         super().__init__(ctx, out)
         self._names = [quantile_name(q) for q in ctx.quantiles]
-        self._arrays: dict[tuple[str, str], dict[str, zarr.Array]] = {}
+        self._arrays: dict[tuple[str, str], dict[str, zarr.Array[Any]]] = {}
         for layer in ctx.layers:
             for key in ctx.groupbys:
                 self._arrays[layer, key] = create_grouped(
@@ -101,10 +101,10 @@ class QuantilesReader(ViewReader):
         names = entry["stats"]
         for layer, groupbys in entry["layers"].items():
             for key, sub in groupbys.items():
-                group = zarr.open_group(snap.file(sub["path"]), mode="r")["layers"]
+                group = zarr_group(zarr.open_group(snap.file(sub["path"]), mode="r"), "layers")
                 order = np.argsort(entry["quantiles"])
                 for lo in range(0, snap.n_genes, 4096):  # a band of genes at a time: bounded memory
-                    values = [np.asarray(group[n][:, lo : lo + 4096]) for n in names]
+                    values = [np.asarray(zarr_array(group, n)[:, lo : lo + 4096]) for n in names]
                     for a, b in zip(order[:-1], order[1:], strict=True):
                         bad = values[a] > values[b] + 1e-6 * np.abs(values[b])
                         if bad.any():

@@ -21,7 +21,7 @@ import zarr
 
 from ..compute import BASE_STATS, DERIVED_STATS, SUMMARY_STATS, derive
 from ..errors import VerificationError
-from ..snapshot import Snapshot, SnapshotWriter
+from ..snapshot import Snapshot, SnapshotWriter, zarr_array, zarr_group
 from ._base import BuildContext, Builder, SlabStats, ViewReader
 from ._layout import create_grouped, entry_for, group_table, relpath
 from ._registry import ViewSpec, reader, register_read, register_view
@@ -73,7 +73,7 @@ class SummaryBuilder(Builder):
 
     def __init__(self, ctx: BuildContext, out: SnapshotWriter) -> None:
         super().__init__(ctx, out)
-        self._arrays: dict[tuple[str, str], dict[str, zarr.Array]] = {}
+        self._arrays: dict[tuple[str, str], dict[str, zarr.Array[Any]]] = {}
         for layer in ctx.layers:
             for key in ctx.groupbys:
                 self._arrays[layer, key] = create_grouped(
@@ -122,14 +122,14 @@ class SummaryReader(ViewReader):
             gene_nnz = totals["n_cells_expressing"].to_numpy()
             for key, entry in groupbys.items():
                 group = zarr.open_group(snap.file(entry["path"]), mode="r")
-                n_cells = np.asarray(group["obs"]["n_cells"][...])
+                n_cells = np.asarray(zarr_array(zarr_group(group, "obs"), "n_cells")[...])
                 where = self.where(key, layer)
                 if int(n_cells.sum()) != snap.n_cells:
                     raise VerificationError(
                         f"{where}: n_cells over groups is {int(n_cells.sum())}, expected {snap.n_cells}"
                     )
-                s = np.asarray(group["layers"]["sum"][...]).sum(axis=0)
-                nnz = np.asarray(group["layers"]["nnz"][...]).sum(axis=0)
+                s = np.asarray(zarr_array(zarr_group(group, "layers"), "sum")[...]).sum(axis=0)
+                nnz = np.asarray(zarr_array(zarr_group(group, "layers"), "nnz")[...]).sum(axis=0)
                 bad = ~np.isclose(s, gene_sum, rtol=1e-9, atol=1e-9)
                 if bad.any():
                     j = int(np.argmax(bad))
