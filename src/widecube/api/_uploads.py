@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Header, Path, Query, Request
@@ -64,12 +64,14 @@ _FILENAME = (
     "the file's name; its suffixes tell archives apart (a plain name: no NUL or control "
     "character, at most 255 bytes)"
 )
-_CREATED = {201: {"model": UploadCreated, "description": "the upload is complete: its job"}}
+_CREATED: dict[int | str, dict[str, Any]] = {
+    201: {"model": UploadCreated, "description": "the upload is complete: its job"}
+}
 _BINARY = {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
 
 
 def _created(job: JobRecord, upload: str) -> Response:
-    body = {
+    body: dict[str, Any] = {
         "job": job.id,
         "upload": upload,
         "dataset": job.dataset,

@@ -201,7 +201,7 @@ class SummaryResponse(BaseModel):
     )
 
 
-_FILTER = Field(
+_FILTER: Any = Field(
     default_factory=dict,
     examples=[{"donor": ["D1", "D2"], "cell_type": ["B cell"]}],
     description="{categorical obs column: [categories to keep]}: AND across columns, OR within one; "

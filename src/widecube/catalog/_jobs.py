@@ -32,6 +32,7 @@ state change is conditional on the caller still holding the claim.
 
 from __future__ import annotations
 
+import builtins
 import enum
 import uuid
 from collections.abc import Callable
@@ -179,7 +180,7 @@ class Jobs:
         worker picks up a job its submitter is about to run.
         """
         now = _now()
-        row = dict(
+        row: dict[str, Any] = dict(
             id=uuid.uuid4().hex,
             dataset=dataset,
             state=JobState.RECEIVED.value,
@@ -399,7 +400,7 @@ class Jobs:
         with self._read() as conn:
             return [_record(row) for row in conn.execute(query).mappings()]
 
-    def with_keys(self, prefix: str) -> list[JobRecord]:
+    def with_keys(self, prefix: str) -> builtins.list[JobRecord]:
         """Jobs whose ``input_key`` starts with ``prefix`` (a watcher's inbox entries)."""
         query = sa.select(jobs).where(_J.input_key.startswith(prefix, autoescape=True))
         with self._read() as conn:

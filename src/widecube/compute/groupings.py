@@ -58,7 +58,8 @@ class Grouping:
 
     @property
     def n_cells(self) -> np.ndarray:
-        return self.table["n_cells"].to_numpy()
+        n_cells: np.ndarray = self.table["n_cells"].to_numpy()
+        return n_cells
 
 
 def _as_categorical(obs: pd.DataFrame, column: str, max_categories: int) -> pd.Categorical:

@@ -11,6 +11,7 @@ and calls :func:`widecube.actors.authorize` first, so the faces never hold the c
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -97,12 +98,12 @@ class Jobs:
         authorize(actor, "jobs", "jobs")
         return self.catalog.jobs.get(job_id)
 
-    def run_pending(self, *, actor: Actor = ANONYMOUS) -> list[JobRecord]:
+    def run_pending(self, *, actor: Actor = ANONYMOUS) -> builtins.list[JobRecord]:
         """Run jobs in this process until none is waiting."""
         authorize(actor, "jobs", "jobs")
         return self._runner.run_pending()
 
-    def reclaim_orphans(self, *, actor: Actor = ANONYMOUS) -> list[Path]:
+    def reclaim_orphans(self, *, actor: Actor = ANONYMOUS) -> builtins.list[Path]:
         """Remove the folders of killed jobs that will never resume."""
         authorize(actor, "jobs", "jobs")
         return reclaim_orphans(self.settings, self.catalog)
@@ -129,7 +130,7 @@ class Jobs:
         authorize(actor, "upload", "uploads")
         return self._uploads
 
-    def sweep_uploads(self, *, actor: Actor = ANONYMOUS) -> list[str]:
+    def sweep_uploads(self, *, actor: Actor = ANONYMOUS) -> builtins.list[str]:
         """Remove unfinished uploads idle past their expiry; their ids."""
         authorize(actor, "upkeep", "uploads")
         return sweep_uploads(self.settings, self.catalog)

@@ -120,7 +120,8 @@ def retry_delay(exc: BaseException, attempt: int, *, attempts: int, backoff: flo
     """
     if attempt >= attempts or not _transient(exc):
         return None
-    return min(backoff * 2 ** (attempt - 1), _MAX_DELAY)
+    delay: float = min(backoff * 2 ** (attempt - 1), _MAX_DELAY)
+    return delay
 
 
 def _transient(exc: BaseException) -> bool:

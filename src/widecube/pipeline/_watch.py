@@ -272,7 +272,7 @@ def _signature(path: Path, sidecar: Path | None) -> tuple[int, int, int]:
 
 
 def _error_report(path: Path, job: JobRecord) -> None:
-    failed = next((e for e in reversed(job.log) if e.get("event") == "failed"), {})
+    failed: dict[str, Any] = next((e for e in reversed(job.log) if e.get("event") == "failed"), {})
     report = {
         "job": job.id,
         "dataset": job.dataset,

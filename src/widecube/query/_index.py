@@ -248,7 +248,7 @@ def index_of(snap: Snapshot) -> SnapshotIndex:
 
 
 def _categories(obs: pd.DataFrame) -> dict[str, dict[str, list[Any]]]:
-    out = {}
+    out: dict[str, dict[str, list[Any]]] = {}
     for column in obs.columns:
         if isinstance(obs[column].dtype, pd.CategoricalDtype):
             counts = obs[column].value_counts(sort=False)

@@ -66,7 +66,8 @@ def map_cached(target: Path, source: Callable[[], zarr.Array[Any]]) -> np.ndarra
                 _write(source(), target)
     # a plain ndarray over the map: np.memmap's __getitem__/__array_finalize__ cost ~90 us
     # per fancy index, more than the indexing itself on the serving path
-    return np.load(target, mmap_mode="r").view(np.ndarray)
+    mapped: np.ndarray = np.load(target, mmap_mode="r").view(np.ndarray)
+    return mapped
 
 
 def check_cache(folder: Path, *, repair: bool = True) -> list[Fault]:

@@ -68,7 +68,7 @@ def check_files(
 
     def matches(rel: str) -> bool:
         try:
-            return sha256_file(root / rel) == wanted[rel]["sha256"]
+            return bool(sha256_file(root / rel) == wanted[rel]["sha256"])
         except OSError:  # unreadable (I/O error on a bad sector) is as bad as wrong
             return False
 

@@ -105,16 +105,18 @@ class H5adSource(MatrixSource):
         else:
             enc = elem.attrs.get("encoding-type", elem.attrs.get("h5sparse_format", ""))
             enc = enc.decode() if isinstance(enc, bytes) else str(enc)
-            kind = {"csr_matrix": "csr", "csr": "csr", "csc_matrix": "csc", "csc": "csc"}.get(enc)
+            found: str | None = {"csr_matrix": "csr", "csr": "csr", "csc_matrix": "csc", "csc": "csc"}.get(
+                enc
+            )
             missing = {"data", "indices", "indptr"} - set(elem.keys())
-            if kind is None or missing:
+            if found is None or missing:
                 raise UnreadableInput(
                     f"{self.path}: {name} is not a CSR/CSC/dense matrix (encoding-type {enc!r})"
                 )
             raw = np.asarray(elem.attrs.get("shape", elem.attrs.get("h5sparse_shape", [])))
             if raw.shape != (2,) or raw.dtype.kind not in "iu" or int(raw.min()) < 0:
                 raise UnreadableInput(f"{self.path}: {name} has shape {raw.tolist()}, not two sizes")
-            shape = (int(raw[0]), int(raw[1]))
+            kind, shape = found, (int(raw[0]), int(raw[1]))
             for key in ("data", "indices", "indptr"):
                 if not isinstance(elem[key], h5py.Dataset) or elem[key].ndim != 1:
                     raise UnreadableInput(f"{self.path}: {name}/{key} is not a 1-D array")
