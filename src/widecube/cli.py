@@ -14,6 +14,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -351,7 +352,10 @@ def job(job_id: Annotated[str, typer.Argument(help="job id (see `widecube jobs`)
 
     with Jobs.open(Settings()) as jobs_:
         j = jobs_.get(job_id, actor=ME)
-    stamp = lambda t: t.isoformat(timespec="seconds") if t is not None else "-"  # noqa: E731
+
+    def stamp(t: datetime | None) -> str:
+        return t.isoformat(timespec="seconds") if t is not None else "-"
+
     rows = [
         ("job", j.id),
         ("dataset", j.dataset),

@@ -6,6 +6,7 @@ summary); other layers add the layer name: ``views/<view>/<groupby>.<layer>.zarr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import anndata
@@ -31,7 +32,7 @@ def create_grouped(
     ctx: BuildContext,
     path: str,
     grouping: Grouping,
-    layers: dict[str, type],
+    layers: Mapping[str, type],
     *,
     uns: dict[str, object],
 ) -> dict[str, zarr.Array[Any]]:

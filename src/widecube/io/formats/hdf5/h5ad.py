@@ -105,9 +105,8 @@ class H5adSource(MatrixSource):
         else:
             enc = elem.attrs.get("encoding-type", elem.attrs.get("h5sparse_format", ""))
             enc = enc.decode() if isinstance(enc, bytes) else str(enc)
-            found: str | None = {"csr_matrix": "csr", "csr": "csr", "csc_matrix": "csc", "csc": "csc"}.get(
-                enc
-            )
+            sparse = {"csr_matrix": "csr", "csr": "csr", "csc_matrix": "csc", "csc": "csc"}
+            found = sparse.get(enc)
             missing = {"data", "indices", "indptr"} - set(elem.keys())
             if found is None or missing:
                 raise UnreadableInput(
