@@ -9,6 +9,7 @@ swapped: buffering, streaming, thresholds and headers stay Starlette's.
 from __future__ import annotations
 
 import zlib
+from typing import cast
 
 from isal import isal_zlib
 from starlette.datastructures import Headers
@@ -25,7 +26,9 @@ class _IsalGZipResponder(GZipResponder):
     def compressor(self) -> zlib._Compress:
         if self._compressor is None:
             level = min(self.compresslevel, _ISAL_MAX_LEVEL)
-            self._compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, 16 + isal_zlib.MAX_WBITS)
+            # isal's Compress has zlib's compress/flush: the responder uses nothing else
+            compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, 16 + isal_zlib.MAX_WBITS)
+            self._compressor = cast("zlib._Compress", compressor)
         return self._compressor
 
 

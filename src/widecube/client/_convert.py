@@ -22,7 +22,14 @@ import pandas as pd
 import pyarrow as pa
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     import anndata
+
+    from ..query.results import Result
+
+    Answer: TypeAlias = dict[str, Any] | Result
+    """A query's answer read by key: a dict (from the API) or a query result (in process)."""
 
 __all__ = [
     "ARROW",
@@ -135,7 +142,7 @@ def datasets_frame(found: list[dict[str, Any]]) -> pd.DataFrame:
     return frame.set_index("name")
 
 
-def pseudobulk(result: dict[str, Any], stats: Sequence[str]) -> anndata.AnnData:
+def pseudobulk(result: Answer, stats: Sequence[str]) -> anndata.AnnData:
     """A ``/summary`` or ``/aggregate`` answer as AnnData: groups × genes, a layer per stat.
 
     ``result["values"]`` must hold ``n_cells`` (it becomes ``obs["n_cells"]``, an int64) and
@@ -176,7 +183,7 @@ def _group_columns(groupby: str, groups: list[str]) -> pd.DataFrame:
     return obs
 
 
-def expression_frame(result: dict[str, Any]) -> pd.DataFrame:
+def expression_frame(result: Answer) -> pd.DataFrame:
     """Per-cell values: one float32 column per gene, one row per kept cell (obs order).
 
     ``attrs`` names the dataset, version, layer and the number of kept cells. The API does
@@ -192,7 +199,7 @@ def expression_frame(result: dict[str, Any]) -> pd.DataFrame:
     return frame
 
 
-def markers_frame(result: dict[str, Any]) -> pd.DataFrame:
+def markers_frame(result: Answer) -> pd.DataFrame:
     """A group's markers, best first: ``gene``, ``logfoldchange``, ``pct_in``, ``pct_out``,
     ``t``, ``pval``, ``pval_adj`` (float64, NaN where undefined). ``attrs`` names the dataset,
     version, groupby, group and layer."""

@@ -14,6 +14,7 @@ from ._base import Reader
 
 if TYPE_CHECKING:
     from ..query import Widecube
+    from ._convert import Answer
 
 __all__ = ["Local", "open"]
 
@@ -36,16 +37,16 @@ class Local(Reader):
     def _fetch_genes(self, dataset: str, prefix: str, limit: int, version: str | None) -> list[str]:
         return self.service.genes(dataset, prefix, limit, version)[1]
 
-    def _fetch_summary(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:
+    def _fetch_summary(self, dataset: str, query: dict[str, Any]) -> Answer:
         return self.service.summary(dataset, **query)
 
-    def _fetch_aggregate(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:
+    def _fetch_aggregate(self, dataset: str, query: dict[str, Any]) -> Answer:
         return self.service.aggregate(dataset, **query)
 
-    def _fetch_markers(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:
+    def _fetch_markers(self, dataset: str, query: dict[str, Any]) -> Answer:
         return self.service.markers(dataset, **query)
 
-    def _fetch_expression(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:
+    def _fetch_expression(self, dataset: str, query: dict[str, Any]) -> Answer:
         return self.service.expression(dataset, **query)
 
 

@@ -12,12 +12,15 @@ import re
 import shutil
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..actors import ANONYMOUS, Actor, authorize
 from . import _views
 from ._index import index_of
 from ._resolve import Resolver, serving
+
+if TYPE_CHECKING:
+    from .results import Aggregate
 
 __all__ = ["CacheUpkeep"]
 
@@ -29,7 +32,19 @@ class CacheUpkeep(Resolver):
 
     if TYPE_CHECKING:
 
-        def aggregate(self, dataset: str, **query: Any) -> dict[str, Any]: ...
+        def aggregate(  # the one of Reads, which the facade mixes in with this
+            self,
+            dataset: str,
+            *,
+            genes: list[str],
+            groupby: str,
+            stats: list[str],
+            filter: dict[str, list[str]] | None = None,
+            layer: str | None = None,
+            version: str | None = None,
+            precomputed: bool = True,
+            actor: Actor = ANONYMOUS,
+        ) -> Aggregate: ...
 
     def live_versions(self, *, actor: Actor = ANONYMOUS) -> dict[str, str]:
         """``{version: dataset}`` of every dataset's published version (one catalog read)."""
