@@ -94,6 +94,7 @@ vendor:
 lint: $(STAMP)
 	$(BIN)/python -m ruff check src tests benchmarks
 	$(BIN)/python -m ruff format --check src tests benchmarks
+	$(BIN)/python -m mypy src
 
 clean:
 	rm -rf $(VENV) demo widecube-data benchmarks/out build
