@@ -12,39 +12,21 @@ import re
 import shutil
 import time
 import uuid
-from typing import TYPE_CHECKING
 
 from ..actors import ANONYMOUS, Actor, authorize
 from . import _views
 from ._index import index_of
-from ._resolve import Resolver, serving
-
-if TYPE_CHECKING:
-    from .results import Aggregate
+from ._reads import Reads
+from ._resolve import serving
 
 __all__ = ["CacheUpkeep"]
 
 _VERSION_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-class CacheUpkeep(Resolver):
-    """Warm, evict and sweep the decoded cache of the versions this facade serves."""
-
-    if TYPE_CHECKING:
-
-        def aggregate(  # the one of Reads, which the facade mixes in with this
-            self,
-            dataset: str,
-            *,
-            genes: list[str],
-            groupby: str,
-            stats: list[str],
-            filter: dict[str, list[str]] | None = None,
-            layer: str | None = None,
-            version: str | None = None,
-            precomputed: bool = True,
-            actor: Actor = ANONYMOUS,
-        ) -> Aggregate: ...
+class CacheUpkeep(Reads):
+    """Warm, evict and sweep the decoded cache of the versions this facade serves (warming
+    runs the queries of :class:`Reads`, so it is one)."""
 
     def live_versions(self, *, actor: Actor = ANONYMOUS) -> dict[str, str]:
         """``{version: dataset}`` of every dataset's published version (one catalog read)."""

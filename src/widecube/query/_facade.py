@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from ._admin import Admin
 from ._cache import CacheUpkeep
-from ._reads import Reads
 
 __all__ = ["Widecube"]
 
 
-class Widecube(Reads, Admin, CacheUpkeep):
-    """Catalog + snapshots: the queries (:class:`Reads`), the admin moves on versions
-    (:class:`Admin`) and the decoded cache's upkeep (:class:`CacheUpkeep`), sharing one
+class Widecube(CacheUpkeep, Admin):
+    """Catalog + snapshots: the queries (:class:`~._reads.Reads`), the admin moves on versions
+    (:class:`Admin`) and the decoded cache's upkeep (:class:`CacheUpkeep`, itself a ``Reads``), sharing one
     :class:`~widecube.query._resolve.Resolver` (opened snapshots, versions out of service).
 
     Every public method takes the caller as keyword ``actor`` (default: anonymous) and
