@@ -13,6 +13,8 @@ read a file is checked against the manifest, so a corrupt file raises
 
 from __future__ import annotations
 
+import hashlib
+import io
 import threading
 from collections.abc import Callable, Hashable
 from functools import cached_property
@@ -83,8 +85,14 @@ class Snapshot:
             return self._tables[relpath]
 
     def _read_table(self, relpath: str) -> pd.DataFrame:
-        self.require(relpath)  # Parquet pages carry no checksum we could rely on
-        return pd.read_parquet(self.file(relpath), engine="pyarrow")
+        """Read the file once, check those bytes against the manifest (Parquet pages carry no
+        checksum we could rely on), then parse the same bytes: one read, not a hash pass and
+        a parse pass over the disk."""
+        data = self.file(relpath).read_bytes()
+        listed = self.manifest["files"].get(relpath)
+        if listed is None or hashlib.sha256(data).hexdigest() != listed["sha256"]:
+            self.require(relpath)  # names the fault (unlisted, missing, changed)
+        return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
 
     @cached_property
     def var_names(self) -> pd.Index:
