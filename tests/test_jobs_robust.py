@@ -753,7 +753,9 @@ def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_
             step = match.group(1)
             # a kill may land in an earlier step whose next try then finished: tries count per step
             assert len(killed) >= 3 and job.attempts == 3
-            assert sum(e["event"] == "died" for e in job.log) == len(killed)
+            # a kill that lands just after a step ended (the test saw it running) costs no try
+            # and logs no death: every death is a kill, and at least the three of the last step
+            assert 3 <= sum(e["event"] == "died" for e in job.log) <= len(killed)
             assert [e["event"] for e in job.log if e["step"] == step] == ["start", "died"] * 3 + ["failed"]
             assert {e["how"] for e in job.log if e["event"] == "died"} == {"killed by signal 9 (SIGKILL)"}
             failer = int(next(e for e in job.log if e["event"] == "failed")["worker"].split(":")[1])

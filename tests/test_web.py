@@ -51,6 +51,7 @@ if not Path(CHROMIUM).exists():  # `make test` installs it; a bare pytest run ma
         raise RuntimeError(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
 
 
 class Served:
@@ -353,8 +354,14 @@ def test_scatter_coloured_by_a_gene(ui: Page, served: Served) -> None:
     np.testing.assert_array_equal(np.float32([float(r[3]) for r in rows[1:]]), np.float32(values))
 
 
-def _chips(ui: Page) -> list[str]:
-    return ui.page.locator("#gene-chips li").evaluate_all("ns => ns.map(n => n.firstChild.textContent)")
+def _chips(ui: Page, *, count: int | None = None) -> list[str]:
+    """The gene chips, after waiting (up to 20 s) until there are ``count`` of them: a click
+    or Enter starts its requests only after the handler runs, so ``idle`` alone can race it."""
+    chips = ui.page.locator("#gene-chips li")
+    if count is not None:
+        expect(chips).to_have_count(count, timeout=20_000)
+        ui.idle()
+    return chips.evaluate_all("ns => ns.map(n => n.firstChild.textContent)")
 
 
 def test_markers_tab_lists_the_stored_markers_and_adds_a_gene(ui: Page, served: Served) -> None:
@@ -400,8 +407,7 @@ def test_a_pasted_list_draws_the_known_genes_and_lists_the_unknown(ui: Page, ser
     ui.page.locator("summary", has_text="Paste a list").click()
     ui.page.get_by_label("Gene symbols or Ensembl IDs").fill("CD3E, ms4a1\nNOTAGENE")
     ui.page.get_by_role("button", name="Add genes").click()
-    ui.idle()
-    assert _chips(ui) == ["CD3E", "MS4A1"]
+    assert _chips(ui, count=2) == ["CD3E", "MS4A1"]
     assert set(ui.dots("CD3E")) == set(ui.dots("MS4A1")) == set(served.adata.obs["cell_type"].cat.categories)
     unknown = ui.page.locator("#gene-unknown li")
     assert unknown.evaluate_all("ns => ns.map(n => n.dataset.query)") == ["NOTAGENE"]
@@ -410,14 +416,12 @@ def test_a_pasted_list_draws_the_known_genes_and_lists_the_unknown(ui: Page, ser
     box = ui.page.get_by_role("combobox", name="Add gene")
     box.fill(f"NKG77 {gene_id.lower()}")
     box.press("Enter")
-    ui.idle()
-    assert _chips(ui) == ["CD3E", "MS4A1", "LYZ"]
+    assert _chips(ui, count=3) == ["CD3E", "MS4A1", "LYZ"]
     ui.page.get_by_role("button", name="Add NKG7 instead of NKG77").click()
-    ui.idle()
-    assert _chips(ui) == ["CD3E", "MS4A1", "LYZ", "NKG7"] and len(ui.dots("NKG7")) > 0
+    assert _chips(ui, count=4) == ["CD3E", "MS4A1", "LYZ", "NKG7"]
+    expect(ui.page.locator('#dotplot-chart circle[data-gene="NKG7"]')).not_to_have_count(0, timeout=20_000)
     ui.page.get_by_role("button", name="Clear all genes").click()
-    ui.idle()
-    assert _chips(ui) == [] and "gene=" not in ui.page.url
+    assert _chips(ui, count=0) == [] and "gene=" not in ui.page.url
     assert "Add genes" in ui.page.locator("#dotplot-chart").inner_text()
 
 

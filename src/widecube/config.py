@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -101,6 +101,47 @@ class Settings(BaseSettings):
         ge=1,
         description="Unfinished uploads one client address may have open at once (429 beyond). "
         "Behind a reverse proxy, run uvicorn with --proxy-headers so that each client has its address.",
+    )
+
+    # -- access (see ``widecube.access``) ---------------------------------------------------
+    auth: bool = Field(
+        default=True,
+        description="Require credentials (API tokens, OIDC) and check grants on every request. "
+        "Off: single-user mode, every caller is an admin; `serve` then refuses any address but "
+        "loopback.",
+    )
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="OpenID Connect issuer URL whose bearer JWTs are accepted (None: no OIDC).",
+    )
+    oidc_audience: str | None = Field(
+        default=None, description="The `aud` every accepted OIDC token must carry (required with an issuer)."
+    )
+    oidc_jwks_url: str | None = Field(
+        default=None,
+        description="The issuer's key set; default: `jwks_uri` from its /.well-known/openid-configuration.",
+    )
+    oidc_user_claim: str = Field(
+        default="preferred_username", description="The claim naming the user (falls back to `sub`)."
+    )
+    oidc_groups_claim: str = Field(default="groups", description="The claim listing the user's groups.")
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs the web UI's session cookie; default: a random key kept in "
+        "<storage>/.session-key (mode 0600), so every process of one storage shares it.",
+    )
+    cors_origins: list[str] = Field(
+        default=[], description="Origins allowed to call the API from a browser (CORS is off when empty)."
+    )
+    trusted_proxies: list[str] = Field(
+        default=[],
+        description="Addresses of reverse proxies whose X-Forwarded-For/-Proto headers are believed "
+        "(none by default: the peer address is the client).",
+    )
+    rate_limit: str = Field(
+        default="1200/minute",
+        description="Requests one identity (token, user, or client address when anonymous) may make, "
+        "in the `limits` library's notation (429 with Retry-After beyond).",
     )
 
     @model_validator(mode="after")

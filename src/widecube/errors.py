@@ -30,6 +30,10 @@ and the API can show it as it is, without a traceback::
     ├── UploadConflict*                   a chunk not at the upload's offset (409)
     │   └── UploadBusy*                    another request is writing that upload
     ├── TooManyUploads*                   a client has WIDECUBE_UPLOAD_MAX_OPEN uploads open (429)
+    ├── AuthenticationFailed              credentials were given but are not valid (401): unknown,
+    │                                      revoked or expired token, bad JWT signature, issuer, audience
+    ├── PermissionDenied                  the caller is known but may not do this (403; a dataset
+    │                                      they may not even read answers DatasetNotFound, 404)
     ├── RemoteError*                      client: a server error with no class here (5xx…), or no answer
     └── NotAcceptable*                    no format the client accepts (406)
 
@@ -41,6 +45,7 @@ listed here so the whole tree is read in one place.
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationFailed",
     "CatalogError",
     "DatasetNotFound",
     "InputError",
@@ -49,6 +54,7 @@ __all__ = [
     "InvalidValue",
     "MetadataMismatch",
     "NotFound",
+    "PermissionDenied",
     "SnapshotCorrupt",
     "UnknownGrouping",
     "UnreadableInput",
@@ -155,3 +161,12 @@ class UnsupportedEncoding(WidecubeError):
 
 class CatalogError(WidecubeError):
     """The catalog refused a state change (e.g. rolling back with no earlier version)."""
+
+
+class AuthenticationFailed(WidecubeError):
+    """Credentials were presented and refused: the message says why (unknown, revoked or
+    expired token; a JWT's signature, issuer, audience or expiry) and never repeats a secret."""
+
+
+class PermissionDenied(WidecubeError):
+    """The caller is identified but may not do this; the message names the role it needs."""
