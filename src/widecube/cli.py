@@ -30,7 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .actors import Actor
+from .access import Actor
 from .config import Settings
 from .errors import WidecubeError
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from ..actors import Actor
+from ..access import Actor
 from ..query import Widecube
 from ._datasets import Column, DatasetName, Layer, Version
 from ._deps import WC, Caller

@@ -28,7 +28,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from ..actors import Actor
+from ..access import Actor
 from ..query import Widecube
 from . import _arrow
 from ._deps import WC, Caller

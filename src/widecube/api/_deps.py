@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..actors import Actor
+from ..access import Actor
 from ..pipeline import Jobs, Uploads
 from ..query import Widecube
 
@@ -42,7 +42,7 @@ async def get_jobs(request: Request) -> Jobs:
 
 async def current_actor(request: Request) -> Actor:
     """Who is asking. Always anonymous until the API authenticates (tokens, OIDC): then this
-    reads the credentials, and :func:`widecube.actors.authorize` decides."""
+    reads the credentials, and :func:`widecube.access.authorize` decides."""
     return Actor.anonymous()
 
 

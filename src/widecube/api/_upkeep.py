@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..actors import Actor
+from ..access import Actor
 from ..errors import SnapshotCorrupt, WidecubeError
 from ..pipeline import Jobs
 from ..query import Widecube

@@ -34,7 +34,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
-from ..actors import Actor
+from ..access import Actor
 from ..errors import WidecubeError
 from ..pipeline import JobRecord, TooManyUploads, UploadConflict, Uploads, UploadTooLarge, Writer
 from ._deps import Caller, UploadsFacade

@@ -27,7 +27,7 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
 from starlette.requests import ClientDisconnect
 
 from .. import __version__
-from ..actors import Actor
+from ..access import Actor
 from ..config import Settings
 from ..errors import (
     CatalogError,

@@ -3,7 +3,7 @@
 :class:`Jobs` wraps one catalog's :class:`JobRunner` and the helpers around it (ingest in
 this process, submit, list, get, run what waits, the worker, the watcher, the supervised
 worker process, the uploads that become jobs). Every method takes the caller as ``actor``
-and calls :func:`widecube.actors.authorize` first, so the faces never hold the catalog.
+and calls :func:`widecube.access.authorize` first, so the faces never hold the catalog.
 
     >>> with Jobs.open(Settings()) as jobs:                                # doctest: +SKIP
     ...     jobs.list(state="failed", actor=Actor.cli())
@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..actors import ANONYMOUS, Actor, authorize
+from ..access import ANONYMOUS, Actor, authorize
 from ..catalog import Catalog, JobRecord, JobState, VersionRecord
 from ..config import Settings
 from ..errors import InvalidQuery

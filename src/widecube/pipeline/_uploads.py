@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ..actors import ANONYMOUS, Actor, authorize
+from ..access import ANONYMOUS, Actor, authorize
 from ..catalog import Catalog, JobRecord, JobState
 from ..config import Settings
 from ..errors import InputError, NotFound, WidecubeError

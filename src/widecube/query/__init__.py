@@ -13,7 +13,7 @@
 Imports compute, views, snapshot, catalog; nothing above it (api, cli) and not pipeline.
 """
 
-from ..actors import Actor, authorize
+from ..access import Actor, authorize
 from ._facade import Widecube
 from ._index import SnapshotIndex
 from .results import (

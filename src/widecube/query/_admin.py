@@ -7,7 +7,7 @@ passes puts it back.
 
 from __future__ import annotations
 
-from ..actors import ANONYMOUS, Actor, authorize
+from ..access import ANONYMOUS, Actor, authorize
 from ..catalog import VersionRecord, VersionStatus
 from ..errors import CatalogError, SnapshotCorrupt, VersionNotFound
 from ..snapshot import Fault, corrupt

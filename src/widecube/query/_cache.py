@@ -13,7 +13,7 @@ import shutil
 import time
 import uuid
 
-from ..actors import ANONYMOUS, Actor, authorize
+from ..access import ANONYMOUS, Actor, authorize
 from . import _views
 from ._index import index_of
 from ._reads import Reads

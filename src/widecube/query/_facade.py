@@ -14,7 +14,7 @@ class Widecube(CacheUpkeep, Admin):
     :class:`~widecube.query._resolve.Resolver` (opened snapshots, versions out of service).
 
     Every public method takes the caller as keyword ``actor`` (default: anonymous) and
-    passes it to :func:`widecube.actors.authorize` first.
+    passes it to :func:`widecube.access.authorize` first.
 
         >>> wc = Widecube(Settings())                                         # doctest: +SKIP
         >>> wc.summary("pbmc", genes=["CD3E"], groupby="cell_type", stats=["mean"])["values"]

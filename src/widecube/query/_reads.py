@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..actors import ANONYMOUS, Actor, authorize
+from ..access import ANONYMOUS, Actor, authorize
 from ..compute import SUMMARY_STATS
 from ..errors import InvalidQuery
 from ..snapshot import Snapshot

@@ -84,7 +84,7 @@ class Resolver:
     def resolve(self, dataset: str, version: str | None = None) -> tuple[VersionRecord, Snapshot]:
         """The version to read (live, or pinned) and its opened snapshot.
 
-        The primitive every facade method builds on (after :func:`~widecube.actors.authorize`)."""
+        The primitive every facade method builds on (after :func:`~widecube.access.authorize`)."""
         if version is None:
             record = self.catalog.current(dataset)
         else:
