@@ -493,5 +493,8 @@ def _progress() -> Progress:
     )
 
 
+# the access commands (tokens, grant, revoke, access, groups, audit) register themselves on `app`
+from . import cli_access  # noqa: E402, F401
+
 if __name__ == "__main__":  # pragma: no cover
     app()
