@@ -27,7 +27,7 @@ from .cli import ME, _clean_errors, app, err, out
 from .config import Settings
 from .errors import InvalidQuery
 
-__all__ = ["audit_app", "groups_app", "tokens_app"]
+__all__ = ["audit_app", "first_admin", "groups_app", "tokens_app"]
 
 tokens_app = typer.Typer(
     help="API tokens: create (the secret is shown once), list, revoke.", no_args_is_help=True
@@ -63,6 +63,28 @@ def _expiry(text: str) -> timedelta | None:
 
 def _when(value: datetime | None) -> str:
     return "" if value is None else value.isoformat(timespec="seconds")
+
+
+def first_admin(settings: Settings, host: str, port: int) -> None:
+    """On the first start of a server with authentication (no token and no admin yet): make
+    the ``admin`` user a server-wide admin with an admin token, and print a sign-in URL for it
+    once, as Jupyter does. Only the token's hash is stored; later starts print nothing."""
+    if not settings.auth:
+        return
+    with Catalog(settings.catalog_url) as catalog:
+        gov = Governance(catalog, auth=True)
+        if catalog.access.tokens() or any(g.role == "admin" for g in catalog.access.grants(dataset="*")):
+            return
+        gov.grant("*", "user:admin", "admin", actor=ME)
+        issued = gov.create_token(user="admin", scope="admin", expires_in=None, note="first start", actor=ME)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    err.print(
+        "First start: user 'admin' is a server-wide admin. Sign in to the UI with this link "
+        "(shown once; `widecube tokens revoke " + issued.record.id + "` ends it):",
+        highlight=False,
+        soft_wrap=True,
+    )
+    err.print(f"    http://{shown}:{port}/?token={issued.text}", highlight=False, soft_wrap=True)
 
 
 # -- tokens ---------------------------------------------------------------------------------

@@ -55,11 +55,14 @@ class Jobs:
         dataset: str,
         groupbys: Sequence[str] | None = None,
         progress: Progress | None = None,
+        visibility: str | None = None,
+        classification: str | None = None,
         actor: Actor = ANONYMOUS,
         **options: Any,
     ) -> VersionRecord:
         """Build, verify and publish a version here, in this process (see :func:`ingest`)."""
         with self.door.act(actor, "submit", dataset, input=Path(path).name) as act:
+            self._classify(dataset, visibility, classification, actor)
             record = ingest(
                 path,
                 dataset=dataset,
@@ -79,13 +82,27 @@ class Jobs:
         dataset: str,
         params: dict[str, Any],
         source: str = "cli",
+        visibility: str | None = None,
+        classification: str | None = None,
         actor: Actor = ANONYMOUS,
     ) -> JobRecord:
         """Record a job for a worker to run (state RECEIVED)."""
         with self.door.act(actor, "submit", dataset, input=Path(input).name, source=source) as act:
+            self._classify(dataset, visibility, classification, actor)
             job = self._runner.submit(input, dataset=dataset, params=params, source=source)
             act.detail["job"] = job.id
             return job
+
+    def _classify(
+        self, dataset: str, visibility: str | None, classification: str | None, actor: Actor
+    ) -> None:
+        """Set the dataset's visibility or classification before its data lands (its owners,
+        or whoever is creating it)."""
+        if visibility is None and classification is None:
+            return
+        change = {k: v for k, v in (("visibility", visibility), ("classification", classification)) if v}
+        with self.door.act(actor, "classify", dataset, **change):
+            self.catalog.access.set_policy(dataset, visibility=visibility, classification=classification)
 
     def list(
         self,
