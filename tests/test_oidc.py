@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,10 @@ def compact(header: dict[str, Any], claims: dict[str, Any], sign: Callable[[byte
     return f"{signing_input}.{b64(sign(signing_input.encode()))}"
 
 
+def hmac_signer(secret: bytes) -> Callable[[bytes], bytes]:
+    return lambda data: hmac.new(secret, data, hashlib.sha256).digest()
+
+
 @dataclass
 class SigningKey:
     """A key the test IdP signs with: its private half, and its public JWK."""
@@ -65,9 +69,23 @@ class SigningKey:
     def jwk(self) -> dict[str, str]:
         if isinstance(self.private, rsa.RSAPrivateKey):
             pub = self.private.public_key().public_numbers()
-            return {"kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS256", "n": b64int(pub.n), "e": b64int(pub.e)}
+            return {
+                "kty": "RSA",
+                "kid": self.kid,
+                "use": "sig",
+                "alg": "RS256",
+                "n": b64int(pub.n),
+                "e": b64int(pub.e),
+            }
         point = self.private.public_key().public_numbers()
-        return {"kty": "EC", "kid": self.kid, "use": "sig", "crv": "P-256", "x": b64int(point.x, 32), "y": b64int(point.y, 32)}
+        return {
+            "kty": "EC",
+            "kid": self.kid,
+            "use": "sig",
+            "crv": "P-256",
+            "x": b64int(point.x, 32),
+            "y": b64int(point.y, 32),
+        }
 
     def raw_sign(self, data: bytes) -> bytes:
         if isinstance(self.private, rsa.RSAPrivateKey):
@@ -115,7 +133,11 @@ class IdP:
     def document(self, path: str) -> dict[str, Any] | None:
         if path == DISCOVERY:
             issuer = self.issuer if self.discovery_issuer is None else self.discovery_issuer
-            return {"issuer": issuer, "jwks_uri": self.base + JWKS, "id_token_signing_alg_values_supported": ["RS256"]}
+            return {
+                "issuer": issuer,
+                "jwks_uri": self.base + JWKS,
+                "id_token_signing_alg_values_supported": ["RS256"],
+            }
         if path == JWKS:
             return {"keys": [k.jwk() for k in self.keys]}
         return None
@@ -204,7 +226,9 @@ def refused(verifier: OidcVerifier, token: str, why: str) -> AuthenticationFaile
 # -- accepted ----------------------------------------------------------------------------------
 
 
-def test_rs256_token_names_user_groups_and_expiry(verifier: OidcVerifier, idp: IdP, rsa_key: SigningKey) -> None:
+def test_rs256_token_names_user_groups_and_expiry(
+    verifier: OidcVerifier, idp: IdP, rsa_key: SigningKey
+) -> None:
     c = claims(idp)
     identity = verifier.verify(rsa_key.sign(c))
     assert identity == Identity(
@@ -213,10 +237,12 @@ def test_rs256_token_names_user_groups_and_expiry(verifier: OidcVerifier, idp: I
         expires_at=datetime.fromtimestamp(c["exp"], tz=UTC),
         issuer=idp.issuer,
     )
-    assert identity.expires_at.utcoffset() is not None and identity.expires_at.utcoffset().total_seconds() == 0
+    assert identity.expires_at.utcoffset() == timedelta(0)
 
 
-def test_es256_token_with_audience_list_and_sub_fallback(verifier: OidcVerifier, idp: IdP, ec_key: SigningKey) -> None:
+def test_es256_token_with_audience_list_and_sub_fallback(
+    verifier: OidcVerifier, idp: IdP, ec_key: SigningKey
+) -> None:
     c = claims(idp, aud=["account", AUDIENCE], preferred_username=None, groups=None)
     identity = verifier.verify(ec_key.sign(c))
     assert (identity.user, identity.groups) == ("f81d4fae-7dec", frozenset())
@@ -287,7 +313,9 @@ def test_tampered_payload(verifier: OidcVerifier, idp: IdP, rsa_key: SigningKey)
     refused(verifier, f"{head}.{forged}.{sig}", "bad signature")
 
 
-def test_key_not_in_jwks(verifier: OidcVerifier, idp: IdP, rsa_key: SigningKey, other_rsa_key: SigningKey) -> None:
+def test_key_not_in_jwks(
+    verifier: OidcVerifier, idp: IdP, rsa_key: SigningKey, other_rsa_key: SigningKey
+) -> None:
     # the stranger claims a published kid: the published key does not verify its signature
     refused(verifier, other_rsa_key.sign(claims(idp), kid=rsa_key.kid), "bad signature")
     refused(verifier, other_rsa_key.sign(claims(idp)), "unknown signing key")
@@ -306,14 +334,12 @@ def test_alg_none(verifier: OidcVerifier, idp: IdP, rsa_key: SigningKey) -> None
     refused(verifier, token.rstrip(".") + ".", "algorithm 'none'")
 
 
-def test_hs256_signed_with_the_public_key_is_refused(verifier: OidcVerifier, idp: IdP, rsa_key: SigningKey) -> None:
+def test_hs256_signed_with_the_public_key_is_refused(
+    verifier: OidcVerifier, idp: IdP, rsa_key: SigningKey
+) -> None:
     """Algorithm confusion: the RSA public key (PEM, or its JWK's n) used as an HMAC secret."""
     for secret in (rsa_key.public_pem(), json.dumps(rsa_key.jwk()).encode()):
-        token = compact(
-            {"alg": "HS256", "kid": rsa_key.kid},
-            claims(idp),
-            lambda data, secret=secret: hmac.new(secret, data, hashlib.sha256).digest(),
-        )
+        token = compact({"alg": "HS256", "kid": rsa_key.kid}, claims(idp), hmac_signer(secret))
         refused(verifier, token, "algorithm 'HS256' is not accepted")
 
 
@@ -325,7 +351,7 @@ def test_oct_key_in_the_jwks_is_never_used(verifier: OidcVerifier, idp: IdP, rsa
             return {"kty": "oct", "kid": "oct-1", "k": b64(secret), "alg": "RS256"}
 
     idp.keys.append(Oct("oct-1", rsa_key.private))
-    token = compact({"alg": "HS256", "kid": "oct-1"}, claims(idp), lambda d: hmac.new(secret, d, hashlib.sha256).digest())
+    token = compact({"alg": "HS256", "kid": "oct-1"}, claims(idp), hmac_signer(secret))
     refused(verifier, token, "algorithm 'HS256'")
     refused(verifier, rsa_key.sign(claims(idp), kid="oct-1"), "unknown signing key")
 
@@ -387,7 +413,10 @@ def test_unknown_kids_refetch_at_most_once_per_window(
 def test_cold_cache_from_many_threads_fetches_once(
     verifier: OidcVerifier, idp: IdP, rsa_key: SigningKey, ec_key: SigningKey
 ) -> None:
-    tokens = [(rsa_key if i % 2 else ec_key).sign(claims(idp, sub=f"user-{i}", preferred_username=None)) for i in range(32)]
+    tokens = [
+        (rsa_key if i % 2 else ec_key).sign(claims(idp, sub=f"user-{i}", preferred_username=None))
+        for i in range(32)
+    ]
     with ThreadPoolExecutor(8) as pool:
         users = list(pool.map(lambda t: verifier.verify(t).user, tokens))
     assert users == [f"user-{i}" for i in range(32)]
@@ -410,7 +439,11 @@ def test_keys_are_refreshed_after_max_age(
 
 def test_discovery_issuer_mismatch(verifier: OidcVerifier, idp: IdP, rsa_key: SigningKey) -> None:
     idp.discovery_issuer = "https://evil.example/realms/lab"
-    refused(verifier, rsa_key.sign(claims(idp)), "discovery document names issuer 'https://evil.example/realms/lab'")
+    refused(
+        verifier,
+        rsa_key.sign(claims(idp)),
+        "discovery document names issuer 'https://evil.example/realms/lab'",
+    )
     assert idp.hits[JWKS] == 0
 
 
@@ -420,9 +453,11 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_idp_down_is_unreachable_and_leaks_no_credential(rsa_key: SigningKey) -> None:
-    issuer = f"http://admin:s3cret-pw@127.0.0.1:{_closed_port()}/realms/lab"
-    v = OidcVerifier(issuer, AUDIENCE, jwks_url=f"http://admin:s3cret-pw@127.0.0.1:{_closed_port()}/keys?token=qs-secret")
+@pytest.mark.parametrize("discover", [True, False])
+def test_idp_down_is_unreachable_and_leaks_no_credential(rsa_key: SigningKey, discover: bool) -> None:
+    base = f"http://admin:s3cret-pw@127.0.0.1:{_closed_port()}"
+    issuer = base + "/realms/lab"
+    v = OidcVerifier(issuer, AUDIENCE, jwks_url=None if discover else base + "/keys?token=qs-secret")
     try:
         token = rsa_key.sign({"iss": issuer, "aud": AUDIENCE, "sub": "ana", "exp": int(time.time()) + 60})
         err = refused(v, token, "identity provider unreachable")

@@ -172,7 +172,9 @@ class OidcVerifier:
         except MissingClaimError as exc:
             raise AuthenticationFailed(f"OIDC token lacks the claim(s) {exc.claim}") from None
         except InvalidClaimError as exc:
-            raise AuthenticationFailed(f"OIDC token refused: {_claim_problem(exc.claim, claims, self)}") from None
+            raise AuthenticationFailed(
+                f"OIDC token refused: {_claim_problem(exc.claim, claims, self)}"
+            ) from None
 
     def _user(self, claims: Mapping[str, Any]) -> str:
         for name in (self.user_claim, "sub"):
@@ -265,7 +267,9 @@ class OidcVerifier:
         except ValueError:
             doc = None
         if not isinstance(doc, dict):
-            raise AuthenticationFailed(f"identity provider misconfigured: {_redact(url)} is not a JSON object")
+            raise AuthenticationFailed(
+                f"identity provider misconfigured: {_redact(url)} is not a JSON object"
+            )
         return doc
 
 
