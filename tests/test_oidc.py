@@ -321,11 +321,21 @@ def test_key_not_in_jwks(
     refused(verifier, other_rsa_key.sign(claims(idp)), "unknown signing key")
 
 
-def test_key_of_the_wrong_type_for_the_alg(verifier: OidcVerifier, idp: IdP, ec_key: SigningKey) -> None:
-    # an ES256 signature presented as RS256 under the RSA key's kid
-    token = compact({"alg": "RS256", "kid": "rsa-1"}, claims(idp), ec_key.raw_sign)
+def test_key_of_the_wrong_type_for_the_alg(
+    verifier: OidcVerifier, idp: IdP, rsa_key: SigningKey, ec_key: SigningKey
+) -> None:
+    # rsa-1's JWK says alg RS256; ec-1's says no alg, but it is a P-256 key, not RSA
+    refused(verifier, compact({"alg": "ES256", "kid": "rsa-1"}, claims(idp), ec_key.raw_sign), "is for RS256")
+    refused(verifier, compact({"alg": "RS256", "kid": "ec-1"}, claims(idp), rsa_key.raw_sign), "does not fit")
+    refused(verifier, compact({"alg": "ES384", "kid": "ec-1"}, claims(idp), ec_key.raw_sign), "does not fit")
+
+
+@pytest.mark.parametrize("header", [{"alg": ["RS256"], "kid": "rsa-1"}, {"alg": "RS256", "kid": ["rsa-1"]}])
+def test_malformed_header_values(
+    verifier: OidcVerifier, idp: IdP, rsa_key: SigningKey, header: dict[str, Any]
+) -> None:
     with pytest.raises(AuthenticationFailed):
-        verifier.verify(token)
+        verifier.verify(compact(header, claims(idp), rsa_key.raw_sign))
 
 
 def test_alg_none(verifier: OidcVerifier, idp: IdP, rsa_key: SigningKey) -> None:

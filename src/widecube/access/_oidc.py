@@ -41,7 +41,9 @@ from joserfc.errors import (
     BadSignatureError,
     ExpiredTokenError,
     InvalidClaimError,
+    InvalidKeyCurveError,
     JoseError,
+    KeyParameterError,
     MissingClaimError,
 )
 from joserfc.jwk import Key, import_key
@@ -136,7 +138,7 @@ class OidcVerifier:
         """The :class:`Identity` that ``token`` names, or :class:`AuthenticationFailed`."""
         header = _header(token)
         alg = header.get("alg")
-        if alg not in ALGORITHMS:
+        if not isinstance(alg, str) or alg not in ALGORITHMS:
             raise AuthenticationFailed(f"OIDC token refused: algorithm {_short(alg)} is not accepted")
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
@@ -148,6 +150,10 @@ class OidcVerifier:
             claims = jwt.decode(token, key, algorithms=[alg]).claims
         except BadSignatureError:
             raise AuthenticationFailed("OIDC token refused: bad signature") from None
+        except (KeyParameterError, InvalidKeyCurveError):
+            raise AuthenticationFailed(
+                f"OIDC token refused: key {_short(kid)} ({key.key_type}) does not fit algorithm {alg}"
+            ) from None
         except (JoseError, ValueError, TypeError) as exc:
             raise AuthenticationFailed(f"OIDC token malformed ({type(exc).__name__})") from None
         self._check_claims(claims)
