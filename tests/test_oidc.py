@@ -524,3 +524,43 @@ def test_from_settings(tmp_path: Path) -> None:
         )
     finally:
         v.close()
+
+
+def test_an_oidc_bearer_token_reaches_the_api_with_its_groups(
+    idp: IdP, rsa_key: SigningKey, tmp_path: Path
+) -> None:
+    """End to end: the API takes the IdP's JWT, the user's groups from its claims meet a
+    group grant, and a token that fails its checks is a 401 (never anonymous)."""
+    import anndata  # noqa: F401  (the h5ad writer below needs it)
+    from starlette.testclient import TestClient
+
+    from _data import small_adata, write_h5ad
+    from widecube.access import Actor, Governance
+    from widecube.api import create_app
+    from widecube.catalog import Catalog
+    from widecube.pipeline import Jobs
+
+    settings = Settings(storage=tmp_path / "store", auth=True, oidc_issuer=idp.issuer, oidc_audience=AUDIENCE)
+    cli = Actor.cli("test-admin")
+    source = write_h5ad(small_adata(), tmp_path / "d.h5ad")
+    with Catalog(settings.catalog_url) as catalog:
+        Jobs(settings, catalog).ingest(source, dataset="d1", groupbys=["donor"], actor=cli)
+        Governance(catalog, auth=True).grant("d1", "group:lab", "reader", actor=cli)
+    with TestClient(create_app(settings, upkeep=False, jobs=False)) as client:
+
+        def get(path: str, token: str) -> Any:
+            return client.get(path, headers={"Authorization": f"Bearer {token}"})
+
+        member = rsa_key.sign(claims(idp))
+        assert get("/api/v1/datasets/d1", member).status_code == 200
+        me = get("/api/v1/session", member).json()
+        assert (me["user"], me["via"], me["groups"]) == ("ana", "oidc", ["admins", "lab"])
+        outsider = rsa_key.sign(claims(idp, preferred_username="bo", groups=["other"]))
+        assert get("/api/v1/datasets/d1", outsider).status_code == 404
+        assert {d["name"] for d in get("/api/v1/datasets", outsider).json()} == set()
+        expired = rsa_key.sign(claims(idp, exp=int(time.time()) - 3600, iat=int(time.time()) - 7200))
+        answer = get("/api/v1/datasets/d1", expired)
+        assert answer.status_code == 401 and "expired" in answer.json()["detail"]
+        assert expired not in answer.text
+        forged = member[: member.rindex(".") + 1] + "A" * 20
+        assert get("/api/v1/datasets/d1", forged).status_code == 401

@@ -513,4 +513,8 @@ def _progress() -> Progress:
 from . import cli_access  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    # `python -m widecube.cli`: this file runs as __main__, so cli_access registered its commands
+    # on the app of the module `widecube.cli`, imported apart; run that one
+    from widecube.cli import app as registered
+
+    registered()
