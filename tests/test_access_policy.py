@@ -230,9 +230,7 @@ PHI_RESTRICTED = Policy("ph", "restricted", "phi")
 PHI_INTERNAL = Policy("pi", "internal", "phi")
 
 
-@pytest.mark.parametrize(
-    ("transport", "expected"), [("tls", A), ("loopback", A), (None, A), ("plain", F)]
-)
+@pytest.mark.parametrize(("transport", "expected"), [("tls", A), ("loopback", A), (None, A), ("plain", F)])
 def test_phi_is_served_only_over_tls_or_loopback(transport: str | None, expected: str) -> None:
     owner = Actor(user="own", via="token", transport=transport)  # type: ignore[arg-type]
     assert decide(owner, "read", Lookup(PHI_RESTRICTED, ("owner",)), auth=True).outcome == expected
