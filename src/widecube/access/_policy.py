@@ -92,18 +92,19 @@ def decide(actor: Actor, action: Action, lookup: Lookup, *, auth: bool) -> Decis
         if actor.user is None and action in ("submit", "upload"):
             return Decision("unauthenticated", "sign in to create a dataset")
         return Decision("hidden", f"no dataset named {dataset!r}")
-    if lookup.policy.classification == "phi" and actor.transport == "plain":
-        return Decision(
-            "forbidden", f"dataset {dataset!r} is classified phi: it is served only over TLS or loopback"
-        )
     rank = effective_rank(actor, lookup)
     role = next((r for r, n in RANK.items() if n == rank), None)
-    if rank >= RANK[need]:
-        return Decision("allowed", role=role)
     if rank == 0:
         if actor.user is None:
             return Decision("hidden", f"no dataset named {dataset!r} (or sign in)")
         return Decision("hidden", f"no dataset named {dataset!r}")
+    # after the visibility check: a caller who may not see the dataset must not learn it is phi
+    if lookup.policy.classification == "phi" and actor.transport == "plain":
+        return Decision(
+            "forbidden", f"dataset {dataset!r} is classified phi: it is served only over TLS or loopback"
+        )
+    if rank >= RANK[need]:
+        return Decision("allowed", role=role)
     if actor.user is None:
         return Decision("unauthenticated", f"{action} on dataset {dataset!r} needs a signed-in {need}")
     return Decision("forbidden", f"{action} on dataset {dataset!r} needs role {need}; you have {role}")

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from widecube.catalog._engine import dumps_json
 from widecube.catalog._schema import audit, audit_head
@@ -130,12 +131,7 @@ class Audit:
         event = _with_detail(event, detail)
         at = _now()
         with self._write() as conn:
-            head = conn.execute(sa.select(_H.seq, _H.hash).where(_H.id == 1).with_for_update()).first()
-            if head is None:
-                conn.execute(sa.insert(audit_head).values(id=1, seq=0, hash=GENESIS))
-                seq, prev = 1, GENESIS
-            else:
-                seq, prev = int(head.seq) + 1, str(head.hash)
+            seq, prev = _lock_head(conn)
             digest = chain_hash(prev, seq, at, event)
             conn.execute(
                 sa.insert(audit).values(
@@ -228,6 +224,24 @@ class Audit:
             if len(records) < batch:
                 return
             after = records[-1].seq
+
+
+def _lock_head(conn: sa.Connection) -> tuple[int, str]:
+    """Lock the head row (making it on the very first append) and return the next ``seq``
+    and the ``prev_hash`` it chains to."""
+    locked = sa.select(_H.seq, _H.hash).where(_H.id == 1).with_for_update()
+    head = conn.execute(locked).first()
+    if head is None:
+        # FOR UPDATE locks nothing while there is no row, so concurrent first appends race to
+        # make it (PostgreSQL): the loser's insert fails once the winner commits, and it then
+        # locks the winner's row
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.insert(audit_head).values(id=1, seq=0, hash=GENESIS))
+        except IntegrityError:
+            pass
+        head = conn.execute(locked).one()
+    return int(head.seq) + 1, str(head.hash)
 
 
 def _record(row: Any) -> AuditRecord:
