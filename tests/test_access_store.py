@@ -769,11 +769,6 @@ def test_a_rejected_secret_is_not_logged(catalog: Catalog, engine: sa.Engine, tm
     assert wrong not in log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the door takes 'catalog', 'jobs', 'uploads', 'cache' as server-wide resources, so a "
-    "dataset by one of those names (check_name allows them) is read without a check; see report",
-)
 @pytest.mark.parametrize("name", ["catalog", "jobs", "uploads", "cache"])
 def test_a_dataset_named_like_a_server_resource_is_still_guarded(catalog: Catalog, name: str) -> None:
     catalog.access.set_policy(name, visibility="restricted", classification="controlled")

@@ -30,7 +30,6 @@ __all__ = ["Act", "Door", "SERVER"]
 
 SERVER = "*"
 """The resource of a server-wide action."""
-_WHOLE = frozenset({"catalog", "jobs", "uploads", "cache", SERVER})
 
 
 @dataclass(slots=True)
@@ -50,9 +49,9 @@ class Door:
         self.catalog, self.auth = catalog, auth
 
     def authorize(self, actor: Actor, action: Action, resource: str) -> Decision:
-        """Allow ``actor`` to do ``action`` on ``resource`` (a dataset's name, or ``*`` and the
-        legacy whole-resource names for server-wide actions), or raise."""
-        if resource in _WHOLE or action in SERVER_ACTIONS:
+        """Allow ``actor`` to do ``action`` on ``resource`` (a dataset's name, or :data:`SERVER`
+        for the whole server), or raise."""
+        if resource == SERVER or action in SERVER_ACTIONS:
             return self._server(actor, action, resource)
         lookup = self._lookup(actor, resource)
         decision = decide(actor, action, lookup, auth=self.auth)
@@ -137,8 +136,8 @@ class Door:
         return self.catalog.access.lookup(dataset, actor.principals)
 
     def _server(self, actor: Actor, action: Action, resource: str) -> Decision:
-        if action in ("read", "submit", "upload") and resource in _WHOLE:
-            # listing the catalog, creating an upload: allowed here, each dataset is checked
+        if action in ("read", "upload") and resource == SERVER:
+            # listing the catalog, reaching the uploads: allowed here, each dataset is checked
             # (listings filtered with :meth:`visible`, an upload when it names its dataset)
             return Decision("allowed")
         roles = self.catalog.access.roles_of(actor.principals).get(SERVER, ()) if actor.principals else ()

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..access import ANONYMOUS, Actor, Door
+from ..access import ANONYMOUS, SERVER, Actor, Door
 from ..catalog import Catalog, JobNotFound, JobRecord, JobState, VersionRecord
 from ..config import Settings
 from ..errors import InvalidQuery
@@ -127,39 +127,39 @@ class Jobs:
 
     def run_pending(self, *, actor: Actor = ANONYMOUS) -> builtins.list[JobRecord]:
         """Run jobs in this process until none is waiting."""
-        self.door.authorize(actor, "jobs", "jobs")
+        self.door.authorize(actor, "jobs", SERVER)
         return self._runner.run_pending()
 
     def reclaim_orphans(self, *, actor: Actor = ANONYMOUS) -> builtins.list[Path]:
         """Remove the folders of killed jobs that will never resume."""
-        self.door.authorize(actor, "jobs", "jobs")
+        self.door.authorize(actor, "jobs", SERVER)
         return reclaim_orphans(self.settings, self.catalog)
 
     def worker(self, *, poll: float, actor: Actor = ANONYMOUS) -> JobWorker:
         """A worker thread over this catalog's runner (not started)."""
-        self.door.authorize(actor, "jobs", "jobs")
+        self.door.authorize(actor, "jobs", SERVER)
         return JobWorker(self._runner, poll=poll)
 
     def supervisor(self, *, actor: Actor = ANONYMOUS) -> WorkerProcess:
         """A supervised ``widecube work`` child process (not started)."""
-        self.door.authorize(actor, "jobs", "jobs")
+        self.door.authorize(actor, "jobs", SERVER)
         return WorkerProcess(self.settings, self.catalog)
 
     def watcher(
         self, inbox: Path, *, quiet: float | None = None, poll: float | None = None, actor: Actor = ANONYMOUS
     ) -> Watcher:
         """A watcher turning what is dropped into ``inbox`` into jobs."""
-        self.door.authorize(actor, "submit", "jobs")
+        self.door.authorize(actor, "jobs", SERVER)
         return Watcher(inbox, self.settings, self.catalog, runner=self._runner, quiet=quiet, poll=poll)
 
     def uploads(self, *, actor: Actor = ANONYMOUS) -> Uploads:
         """The uploads that become jobs (each of their methods takes the caller too)."""
-        self.door.authorize(actor, "upload", "uploads")
+        self.door.authorize(actor, "upload", SERVER)
         return self._uploads
 
     def sweep_uploads(self, *, actor: Actor = ANONYMOUS) -> builtins.list[str]:
         """Remove unfinished uploads idle past their expiry; their ids."""
-        self.door.authorize(actor, "upkeep", "uploads")
+        self.door.authorize(actor, "upkeep", SERVER)
         return sweep_uploads(self.settings, self.catalog)
 
 

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ..access import ANONYMOUS, Actor, Door
+from ..access import ANONYMOUS, SERVER, Actor, Door
 from ..catalog import Catalog, JobRecord, JobState
 from ..config import Settings
 from ..errors import InputError, NotFound, WidecubeError
@@ -203,7 +203,7 @@ class Uploads:
 
     def sweep(self, now: float | None = None, *, actor: Actor = ANONYMOUS) -> list[str]:
         """Remove expired uploads now (see :func:`sweep_uploads`)."""
-        self.door.authorize(actor, "upkeep", "uploads")
+        self.door.authorize(actor, "upkeep", SERVER)
         return sweep_uploads(self.runner.settings, self.runner.catalog, now=now)
 
     def _records(self) -> Iterator[Upload]:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..access import ANONYMOUS, Actor
+from ..access import ANONYMOUS, SERVER, Actor
 from ..compute import SUMMARY_STATS
 from ..errors import InvalidQuery
 from ..snapshot import Snapshot
@@ -43,7 +43,7 @@ class Reads(Resolver):
 
     def datasets(self, *, actor: Actor = ANONYMOUS) -> list[dict[str, Any]]:
         """Every dataset with a live version that the caller may read."""
-        self.door.authorize(actor, "read", "catalog")
+        self.door.authorize(actor, "read", SERVER)
         live = [d for d in self.catalog.datasets() if d.current is not None]
         shown = set(self.door.visible(actor, [d.name for d in live]))
         out = []
