@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2 as httpx
@@ -35,7 +36,9 @@ import schemathesis
 import uvicorn
 
 from _data import small_adata, write_h5ad
+from widecube.access import Actor, Governance
 from widecube.api import create_app
+from widecube.catalog import Catalog
 from widecube.config import Settings
 from widecube.pipeline import ingest
 
@@ -54,21 +57,40 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@dataclass(frozen=True)
+class Target:
+    url: str
+    headers: dict[str, str]
+
+
+@pytest.fixture(scope="module", params=["single-user", "anonymous", "owner"])
+def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """The server in single-user mode (auth off); with authentication, called anonymously
+    (the dataset is restricted: hidden) and with its owner's token."""
     root = tmp_path_factory.mktemp("contract")
     adata = small_adata(seed=3)
     adata.var_names = GENES + [f"Gene{j}" for j in range(2, adata.n_vars)]
     adata.obsm["X_umap"] = np.random.default_rng(0).normal(size=(adata.n_obs, 2)).astype(np.float32)
-    settings = Settings(storage=root / "store", upload_max_bytes=1 << 20)
+    auth = request.param != "single-user"
+    settings = Settings(
+        storage=root / "store", upload_max_bytes=1 << 20, auth=auth, rate_limit="1000000/minute"
+    )
     ingest(write_h5ad(adata, root / "pbmc.h5ad"), dataset="pbmc", groupbys=GROUPBYS, settings=settings)
+    headers = {}
+    if request.param == "owner":
+        with Catalog(settings.catalog_url) as catalog:
+            gov = Governance(catalog, auth=True)
+            gov.grant("pbmc", "olga", "owner", actor=Actor.cli())
+            headers["Authorization"] = (
+                "Bearer " + gov.create_token(user="olga", scope="admin", actor=Actor.cli()).text
+            )
     app = create_app(settings, upkeep=False, jobs=False)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.config.port}"
+    yield Target(f"http://127.0.0.1:{server.config.port}", headers)
     server.should_exit = True
     thread.join(timeout=30)
 
@@ -110,13 +132,13 @@ schema = _load()
     derandomize=_FIXED,
     suppress_health_check=list(hypothesis.HealthCheck),
 )
-def test_every_answer_is_what_the_document_says(case: schemathesis.Case, base_url: str) -> None:
-    case.call_and_validate(base_url=base_url)
+def test_every_answer_is_what_the_document_says(case: schemathesis.Case, target: Target) -> None:
+    case.call_and_validate(base_url=target.url, headers=target.headers)
 
 
-def test_the_document_types_bodies_as_sent(base_url: str, tmp_path: Path) -> None:
+def test_the_document_types_bodies_as_sent(target: Target, tmp_path: Path) -> None:
     """The issue's two lies, checked directly: 200 bodies were 'a string', 422 an array."""
-    doc = httpx.get(f"{base_url}/openapi.json").json()
+    doc = httpx.get(f"{target.url}/openapi.json").json()
     assert doc == _document()
     for path, operations in doc["paths"].items():
         for method, op in operations.items():

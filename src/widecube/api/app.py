@@ -136,7 +136,15 @@ def create_app(
         keeper.stop()
         wc.close()
 
-    app = FastAPI(title="widecube", version=__version__, lifespan=lifespan, default_response_class=JSON)
+    # every route may answer 401 (a credential that is not valid) and 403 (a role or the CSRF
+    # header missing): the door decides in the facades, whatever the route
+    app = FastAPI(
+        title="widecube",
+        version=__version__,
+        lifespan=lifespan,
+        default_response_class=JSON,
+        responses=errors(401, 403),
+    )
     app.state.widecube = wc
     app.state.usage = usage
     app.state.upkeep = keeper
@@ -193,6 +201,6 @@ def create_app(
     app.include_router(_admin.router, max_body_size=MAX_BODY_BYTES, responses=errors(400, 404, 409, 413, 422))
     app.include_router(_jobs.router, responses=errors(400, 404, 422))
     app.include_router(_access.router, max_body_size=MAX_BODY_BYTES)
-    app.include_router(_uploads.router)
+    app.include_router(_uploads.router, responses=errors(404))
     mount_ui(app)
     return app

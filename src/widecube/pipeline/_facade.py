@@ -89,6 +89,7 @@ class Jobs:
         """Record a job for a worker to run (state RECEIVED)."""
         with self.door.act(actor, "submit", dataset, input=Path(input).name, source=source) as act:
             self._classify(dataset, visibility, classification, actor)
+            params = {**params, "submitted_by": actor.user}
             job = self._runner.submit(input, dataset=dataset, params=params, source=source)
             act.detail["job"] = job.id
             return job

@@ -42,7 +42,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from ..catalog import Catalog, JobRecord, JobState, LeaseLost, PointerMoved, VersionRecord
+from ..catalog import AuditEvent, Catalog, JobRecord, JobState, LeaseLost, PointerMoved, VersionRecord
 from ..config import Settings
 from ..errors import CatalogError, WidecubeError
 from . import _ingest as steps
@@ -237,6 +237,7 @@ class JobRunner:
                 self.current = None
                 if job.state.final:
                     _cleanup(work)
+                    _audit_end(self.catalog, job)
         return job
 
     def _attempt(self, work: Work, name: str) -> dict[str, Any]:
@@ -464,3 +465,22 @@ def _cleanup(work: Work) -> None:
     uploaded = Path(work.job.input).parent
     if work.job.source == "upload" and uploaded.parent == work.settings.storage / "uploads":
         shutil.rmtree(uploaded, ignore_errors=True)
+
+
+def _audit_end(catalog: Catalog, job: JobRecord) -> None:
+    """Record how a job ended in the audit log (its publish, or why not), for whoever
+    submitted it; a log that cannot be written does not undo the job."""
+    try:
+        catalog.audit.append(
+            AuditEvent(
+                action="ingest",
+                outcome={"published": "ok", "superseded": "superseded"}.get(job.state.value, "failed"),
+                actor=job.params.get("submitted_by"),
+                via="server",
+                dataset=job.dataset,
+                version=job.version,
+                detail={"job": job.id, "source": job.source, **({"error": job.error} if job.error else {})},
+            )
+        )
+    except Exception:
+        log.exception("job %s: could not write its audit row", job.id)

@@ -275,7 +275,7 @@ class Uploads:
             )
         part.replace(folder / upload.filename)
         upload.size = upload.offset
-        params = {**upload.params, "sha256": digest}
+        params = {**upload.params, "sha256": digest, "submitted_by": actor.user}
         with self.door.act(actor, "submit", upload.dataset, upload=upload_id) as act:
             job = self.runner.submit(
                 folder / upload.filename,
