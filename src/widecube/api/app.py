@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from anyio import to_thread
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
@@ -43,6 +43,7 @@ from ..web import mount_ui
 from . import _admin, _analysis, _datasets, _genes, _jobs, _uploads
 from ._gzip import FastGZipMiddleware
 from ._responses import ARROW, JSON, NotAcceptable, clip, errors, short
+from ._security import install_security, rate_limit
 from ._upkeep import Upkeep, Usage
 from .models import MAX_BODY_BYTES
 
@@ -130,7 +131,13 @@ def create_app(
         keeper.stop()
         wc.close()
 
-    app = FastAPI(title="widecube", version=__version__, lifespan=lifespan, default_response_class=JSON)
+    app = FastAPI(
+        title="widecube",
+        version=__version__,
+        lifespan=lifespan,
+        default_response_class=JSON,
+        dependencies=[Depends(rate_limit)],
+    )
     app.state.widecube = wc
     app.state.usage = usage
     app.state.upkeep = keeper
@@ -146,6 +153,7 @@ def create_app(
         thread_minimum_size=1 << 20,
         exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, ARROW),
     )
+    install_security(app, wc.settings)  # headers, CORS, rate limit (added last: outside gzip)
 
     # Every error is {"detail": "one line"} (models.Problem, as the OpenAPI document says),
     # and echoes what was sent cut to 80 characters (_responses.clip): never a 30 MB gene name.
