@@ -421,3 +421,81 @@ def test_serve_refuses_a_bad_rate_limit_before_starting(monkeypatch: pytest.Monk
     monkeypatch.setenv("WIDECUBE_RATE_LIMIT", "often")
     done = CliRunner().invoke(cli, ["serve"])
     assert done.exit_code == 2 and "WIDECUBE_RATE_LIMIT='often'" in done.output
+
+
+# -- the UI under its policy, in Chromium ---------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+RECORD_VIOLATIONS = """
+window.__violations = [];
+document.addEventListener("securitypolicyviolation", (e) =>
+  window.__violations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));
+"""
+
+
+@pytest.fixture
+def served_ui(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A small demo dataset behind uvicorn in a thread: (the server's URL, a gene name)."""
+    import threading
+
+    import uvicorn
+
+    from widecube.demo import make_demo
+    from widecube.pipeline import ingest
+
+    settings = Settings(storage=tmp_path / "store")
+    path = make_demo(tmp_path / "demo.h5ad", n_cells=600, n_genes=60, seed=3)
+    ingest(path, dataset="demo", groupbys=["cell_type"], settings=settings)
+    app = create_app(settings, upkeep=False, jobs=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{server.config.port}"
+    # build the included routers' routes before any concurrent request (see tests/test_web.py)
+    httpx.post(f"{url}/api/v1/datasets/demo/genes/resolve", json={"query": []}, timeout=30)
+    gene = httpx.get(f"{url}/api/v1/datasets/demo/genes", params={"limit": 1}, timeout=30).json()["genes"][0]
+    try:
+        yield url, gene
+    finally:
+        server.should_exit = True
+        thread.join()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_ui_draws_a_dot_plot_without_a_policy_violation(served_ui: tuple[str, str]) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, gene = served_ui
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+            page.add_init_script(RECORD_VIOLATIONS)
+            response = page.goto(f"{url}/?dataset=demo&gene={gene}")
+            assert response is not None and _csp(response.headers["content-security-policy"]) == EXPECTED_CSP
+            page.wait_for_selector("body[data-state=ready]", timeout=20_000)
+            page.wait_for_selector(f'#dotplot-chart circle[data-gene="{gene}"]', timeout=20_000)
+            page.wait_for_load_state("networkidle")
+            with page.expect_download() as info:  # the PNG export draws an SVG blob into a canvas
+                page.get_by_role("button", name="Download PNG").click()
+            assert Path(info.value.path()).read_bytes()[:4] == b"\x89PNG"
+            page.keyboard.press("Escape")
+            page.get_by_role("combobox", name="Add gene").press("Enter")  # the form is not submitted
+            # the legend's colour bar is styled through the CSSOM, which the policy allows
+            bar = page.locator(".color-bar .bar").first.evaluate("n => getComputedStyle(n).backgroundImage")
+            assert bar.startswith("linear-gradient")
+            assert page.evaluate("window.__violations") == [] and errors == []
+            assert page.url.startswith(f"{url}/?dataset=demo")
+            # and the recorder sees what the policy refuses: an inline style attribute
+            page.evaluate("document.body.setAttribute('style', 'color: red')")
+            page.wait_for_function("window.__violations.length > 0", timeout=5_000)
+            assert page.evaluate("window.__violations")[0].startswith("style-src")
+        finally:
+            browser.close()
