@@ -10,13 +10,14 @@ because another version of the dataset went live while it ran (see ``--force``).
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -215,12 +216,33 @@ def serve(
     port: Annotated[int, typer.Option(help="port to bind")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="server processes (they share the decoded cache)")] = 1,
     access_log: Annotated[bool, typer.Option(help="log every request (costs ~0.2 ms each)")] = True,
+    tls_cert: Annotated[
+        Path | None, typer.Option(dir_okay=False, exists=True, help="serve HTTPS: the PEM certificate chain")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(dir_okay=False, exists=True, help="serve HTTPS: the PEM private key")
+    ] = None,
 ) -> None:
-    """Serve the REST API (OpenAPI at /docs) and the web UI (at /)."""
+    """Serve the REST API (OpenAPI at /docs) and the web UI (at /).
+
+    X-Forwarded-For/-Proto are believed only from WIDECUBE_TRUSTED_PROXIES; without
+    authentication (WIDECUBE_AUTH=off) only a loopback address may be bound.
+    """
     import uvicorn
 
+    from .api._security import parse_rate_limit
+
     settings = Settings()  # bad WIDECUBE_* settings fail here, once, not in every worker
+    try:
+        parse_rate_limit(settings.rate_limit)
+    except ValueError as exc:
+        _usage_error(str(exc))
+    if (tls_cert is None) != (tls_key is None):
+        _usage_error("--tls-cert and --tls-key go together")
+    if not settings.auth and not _loopback(host):
+        _usage_error(f"auth is off: serve only on 127.0.0.1/::1/localhost, not {host!r}")
     cli_access.first_admin(settings, host, port)
+    proxies = ",".join(settings.trusted_proxies)
     # an import string + factory: each worker process builds its own app from the environment
     uvicorn.run(
         "widecube.api:create_app",
@@ -230,7 +252,25 @@ def serve(
         workers=workers,
         log_level="info",
         access_log=access_log,
+        proxy_headers=bool(proxies),  # else X-Forwarded-* from anyone are ignored
+        forwarded_allow_ips=proxies or None,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
     )
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def _usage_error(message: str) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
 
 
 @app.command()

@@ -186,7 +186,7 @@ _STATUS = {
     413: "Content Too Large: the body is over its limit",
     422: "Unprocessable: a field is missing, malformed or over its limit, or names an unknown "
     "gene, groupby, stat, layer or category",
-    429: "Too Many Requests: this client has too many uploads open",
+    429: "Too Many Requests: this client has too many uploads open, or is over the rate limit",
     503: "Service Unavailable: the version is out of service (a file failed its checksum)",
 }
 _HEADERS = {

@@ -40,7 +40,7 @@ from ..pipeline import JobRecord, TooManyUploads, UploadConflict, Uploads, Uploa
 from ._deps import Caller, UploadsFacade
 from ._jobmodels import UploadStart, UploadStatus
 from ._responses import clip, errors
-from .models import DATASET_PATTERN, ColumnName, Name, UploadCreated, UploadProblem
+from .models import DATASET_PATTERN, MAX_BODY_BYTES, ColumnName, Name, UploadCreated, UploadProblem
 
 __all__ = ["router"]
 
@@ -169,7 +169,13 @@ async def upload(
     return _created(job, up.id)
 
 
-@router.post("/resumable", status_code=201, response_model=UploadStatus, responses=errors(400, 413, 422, 429))
+@router.post(
+    "/resumable",
+    status_code=201,
+    response_model=UploadStatus,
+    responses=errors(400, 413, 422, 429),
+    max_body_size=MAX_BODY_BYTES,  # a small JSON body; the file's bytes come with PUT
+)
 def start(request: Request, body: UploadStart, store: UploadsFacade, actor: Caller) -> Response:
     """Start a resumable upload of ``size`` bytes; send them with ``PUT /uploads/{id}``."""
     params = {"groupbys": body.groupbys, "layer": body.layer, "format": body.format}

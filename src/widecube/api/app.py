@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from anyio import to_thread
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
@@ -45,6 +45,7 @@ from ..web import mount_ui
 from . import _access, _admin, _analysis, _datasets, _genes, _jobs, _uploads
 from ._gzip import FastGZipMiddleware
 from ._responses import ARROW, JSON, NotAcceptable, clip, errors, short
+from ._security import install_security, rate_limit
 from ._upkeep import Upkeep, Usage
 from .models import MAX_BODY_BYTES
 
@@ -144,6 +145,7 @@ def create_app(
         lifespan=lifespan,
         default_response_class=JSON,
         responses=errors(401, 403),
+        dependencies=[Depends(rate_limit)],
     )
     app.state.widecube = wc
     app.state.usage = usage
@@ -162,6 +164,7 @@ def create_app(
         thread_minimum_size=1 << 20,
         exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, ARROW),
     )
+    install_security(app, wc.settings)  # headers, CORS, rate limit (added last: outside gzip)
 
     # Every error is {"detail": "one line"} (models.Problem, as the OpenAPI document says),
     # and echoes what was sent cut to 80 characters (_responses.clip): never a 30 MB gene name.

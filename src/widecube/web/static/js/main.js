@@ -263,6 +263,9 @@ async function drawGroups(mine) {
 }
 
 function wire() {
+  // Enter in a field must not submit the form (and reload the page); no inline handler: the
+  // Content-Security-Policy allows scripts from /static only
+  $("controls").addEventListener("submit", (e) => e.preventDefault());
   $("dataset").addEventListener("change", (e) => {
     state = { ...emptyState(), dataset: e.target.value, tab: state.tab };
     replace($("gene-unknown"));
