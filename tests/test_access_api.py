@@ -573,3 +573,19 @@ def test_the_ui_session_cookie_is_strict_and_state_changes_need_the_csrf_header(
         assert browser.get("/api/v1/datasets/d1").status_code == 200
         world.gov.revoke_token(temp.record.id, actor=CLI)
         assert browser.get("/api/v1/datasets/d1").status_code == 401
+
+
+def test_guessing_tokens_is_rate_limited_by_address(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    settings = Settings(storage=tmp_path / "store", auth=True, rate_limit="5/minute")
+    with TestClient(create_app(settings, upkeep=False, jobs=False)) as client:
+        statuses = [
+            client.get(
+                "/api/v1/datasets", headers={"Authorization": f"Bearer wc_{i:012x}_{'z' * 43}"}
+            ).status_code
+            for i in range(7)
+        ]
+        assert statuses[:5] == [401] * 5 and statuses[5:] == [429, 429]
+        limited = client.get("/api/v1/datasets", headers={"Authorization": "Bearer nope"})
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0

@@ -12,7 +12,7 @@ import uuid
 from typing import Annotated
 
 from anyio import to_thread
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 
 from ..access import Actor, Governance, Identities, transport_of
 from ..errors import AuthenticationFailed, PermissionDenied
@@ -55,42 +55,65 @@ _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 async def current_actor(request: Request) -> Actor:
     """Who is asking, from ``Authorization: Bearer`` (an API token or an OIDC JWT) or the UI's
     session cookie; anonymous without either. Bad credentials answer 401 (never silently
-    anonymous); a state-changing request on a session must echo its CSRF secret (403).
+    anonymous), and count against the client address's rate limit (guessing tokens is slowed
+    like anything else); a state-changing request on a session must echo its CSRF secret (403).
     Authorization itself is the facades' door; this only says who it is.
     """
     known: Actor | None = getattr(request.state, "actor", None)
     if known is not None:
         return known
-    settings = request.app.state.widecube.settings
     client = request.client.host if request.client else None
     request_id = _request_id(request)
     server = request.scope.get("server")
     transport = transport_of(request.url.scheme, server[0] if server else None)
     actor = Actor.anonymous()
-    if settings.auth:
-        identities: Identities = request.app.state.identities
-        header = request.headers.get("authorization")
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if header is not None:
-            scheme, _, credential = header.partition(" ")
-            if scheme.lower() != "bearer" or not credential.strip():
-                raise AuthenticationFailed("the Authorization header must be 'Bearer <token>'")
-            actor = await to_thread.run_sync(
-                lambda: identities.bearer(credential.strip(), client=client, request_id=request_id)
-            )
-        elif cookie is not None:
-            actor, session = await to_thread.run_sync(
-                lambda: identities.session(cookie, client=client, request_id=request_id)
-            )
-            if request.method not in _SAFE and not identities.csrf_ok(
-                session, request.headers.get(CSRF_HEADER)
-            ):
-                raise PermissionDenied(
-                    f"a signed-in browser request that changes something needs the {CSRF_HEADER} header"
-                )
+    if request.app.state.widecube.settings.auth:
+        try:
+            actor = await _authenticate(request, client, request_id)
+        except AuthenticationFailed:
+            _count_failure(request, client)
+            raise
     actor = actor.came_from(client, request_id, transport)
     request.state.actor = actor
     return actor
+
+
+async def _authenticate(request: Request, client: str | None, request_id: str) -> Actor:
+    """The caller the request's credentials name (anonymous without any)."""
+    identities: Identities = request.app.state.identities
+    header = request.headers.get("authorization")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if header is not None:
+        scheme, _, credential = header.partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            raise AuthenticationFailed("the Authorization header must be 'Bearer <token>'")
+        return await to_thread.run_sync(
+            lambda: identities.bearer(credential.strip(), client=client, request_id=request_id)
+        )
+    if cookie is not None:
+        actor, session = await to_thread.run_sync(
+            lambda: identities.session(cookie, client=client, request_id=request_id)
+        )
+        if request.method not in _SAFE and not identities.csrf_ok(session, request.headers.get(CSRF_HEADER)):
+            raise PermissionDenied(
+                f"a signed-in browser request that changes something needs the {CSRF_HEADER} header"
+            )
+        return actor
+    return Actor.anonymous()
+
+
+def _count_failure(request: Request, client: str | None) -> None:
+    """Count a failed authentication against the client's address (429 beyond the limit)."""
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if limiter is None:
+        return
+    wait, full = limiter.hit(f"addr:{client}")
+    if full is not None:
+        raise HTTPException(
+            429,
+            f"too many requests: at most {full} per caller; retry in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
 
 
 def _request_id(request: Request) -> str:

@@ -196,8 +196,16 @@ def install_security(app: FastAPI, settings: Settings) -> None:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Content-Range", "If-None-Match", "Accept"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Content-Range",
+                "If-None-Match",
+                "Accept",
+                "X-CSRF-Token",
+                "X-Request-ID",
+            ],
             expose_headers=["ETag", "X-Widecube-Version", "Location", "Retry-After"],
             max_age=600,
         )
