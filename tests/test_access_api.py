@@ -589,3 +589,19 @@ def test_guessing_tokens_is_rate_limited_by_address(tmp_path: Path) -> None:
         assert statuses[:5] == [401] * 5 and statuses[5:] == [429, 429]
         limited = client.get("/api/v1/datasets", headers={"Authorization": "Bearer nope"})
         assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
+
+
+def test_the_python_client_sends_its_token(world: World) -> None:
+    from widecube import Client
+    from widecube.errors import AuthenticationFailed, NotFound
+
+    with Client(world.url, token=world.tokens["reader"]) as client:
+        assert "d1" in set(client.datasets().index)
+        table = client.summary("d1", genes=["Gene3"], groupby="cell_type", stats=["mean"])
+        assert len(table) > 0
+    with Client(world.url) as anonymous:
+        assert "d1" not in set(anonymous.datasets().index)
+        with pytest.raises(NotFound):
+            anonymous.summary("d1", genes=["Gene3"], groupby="cell_type")
+    with Client(world.url, token=world.tokens["revoked"]) as revoked, pytest.raises(AuthenticationFailed):
+        revoked.datasets()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..access import Actor
 from ..errors import InputNotFound
 from ._base import Reader
 
@@ -22,8 +23,11 @@ __all__ = ["Local", "open"]
 class Local(Reader):
     """The queries of a local store (see :func:`open`), answered as pandas and AnnData."""
 
-    def __init__(self, service: Widecube) -> None:
+    def __init__(self, service: Widecube, actor: Actor | None = None) -> None:
         self.service = service
+        self.actor = actor or Actor.local()
+        """Who asks: the owner of this process, who can read the store's files anyway (the door
+        lets them through and audits reads of controlled data under their name)."""
 
     def __repr__(self) -> str:
         return f"widecube.open({str(self.service.settings.storage)!r})"
@@ -32,22 +36,22 @@ class Local(Reader):
         self.service.close()
 
     def _fetch_datasets(self) -> list[dict[str, Any]]:
-        return self.service.datasets()
+        return self.service.datasets(actor=self.actor)
 
     def _fetch_genes(self, dataset: str, prefix: str, limit: int, version: str | None) -> list[str]:
-        return self.service.genes(dataset, prefix, limit, version)[1]
+        return self.service.genes(dataset, prefix, limit, version, actor=self.actor)[1]
 
     def _fetch_summary(self, dataset: str, query: dict[str, Any]) -> Answer:
-        return self.service.summary(dataset, **query)
+        return self.service.summary(dataset, **query, actor=self.actor)
 
     def _fetch_aggregate(self, dataset: str, query: dict[str, Any]) -> Answer:
-        return self.service.aggregate(dataset, **query)
+        return self.service.aggregate(dataset, **query, actor=self.actor)
 
     def _fetch_markers(self, dataset: str, query: dict[str, Any]) -> Answer:
-        return self.service.markers(dataset, **query)
+        return self.service.markers(dataset, **query, actor=self.actor)
 
     def _fetch_expression(self, dataset: str, query: dict[str, Any]) -> Answer:
-        return self.service.expression(dataset, **query)
+        return self.service.expression(dataset, **query, actor=self.actor)
 
 
 def open(storage: str | Path, **settings: Any) -> Local:  # shadows the builtin on purpose: widecube.open

@@ -5,7 +5,9 @@ requested as Arrow IPC streams (``Accept: application/vnd.apache.arrow.stream``)
 typed, no float parsing; ``/markers`` answers JSON only. HTTP errors become widecube's
 errors, with the server's ``detail`` as the message: 404 → :class:`~widecube.errors.NotFound`,
 422 → :class:`~widecube.errors.InvalidQuery`, 409 → :class:`~widecube.errors.CatalogError`,
-anything else (and a server that cannot be reached) → :class:`RemoteError`.
+401 → :class:`~widecube.errors.AuthenticationFailed`, 403 →
+:class:`~widecube.errors.PermissionDenied`; anything else (and a server that cannot be
+reached) → :class:`RemoteError`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ import httpx2 as httpx
 import pyarrow as pa
 
 from .. import __version__
-from ..errors import CatalogError, InvalidQuery, NotFound, WidecubeError
+from ..errors import (
+    AuthenticationFailed,
+    CatalogError,
+    InvalidQuery,
+    NotFound,
+    PermissionDenied,
+    WidecubeError,
+)
 from . import _convert
 from ._base import Reader
 
@@ -35,7 +44,13 @@ class RemoteError(WidecubeError):
         self.status = status
 
 
-_ERRORS: dict[int, type[WidecubeError]] = {404: NotFound, 422: InvalidQuery, 409: CatalogError}
+_ERRORS: dict[int, type[WidecubeError]] = {
+    401: AuthenticationFailed,
+    403: PermissionDenied,
+    404: NotFound,
+    422: InvalidQuery,
+    409: CatalogError,
+}
 
 
 class Client(Reader):
