@@ -95,6 +95,7 @@ lint: $(STAMP)
 	$(BIN)/python -m ruff check src tests benchmarks
 	$(BIN)/python -m ruff format --check src tests benchmarks
 	$(BIN)/python -m mypy src
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) demo widecube-data benchmarks/out build

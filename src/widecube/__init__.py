@@ -7,16 +7,12 @@ load on first use, so ``import widecube`` stays cheap for the CLI and the server
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
 
 if TYPE_CHECKING:
     from .client import Client, open
-
-try:
-    __version__ = version("widecube")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0+unknown"
 
 __all__ = ["Client", "__version__", "open"]
 

@@ -9,18 +9,15 @@ because another version of the dataset went live while it ran (see ``--force``).
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import json
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     Progress,
@@ -31,35 +28,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .access import Actor
+from . import cli_access
+from ._console import ME, err, out
+from ._console import clean_errors as _clean_errors
 from .config import Settings
-from .errors import WidecubeError
 
 app = typer.Typer(
     help="widecube: precomputed views of wide single-cell matrices.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
-ME = Actor.cli()
-"""Who calls the facades from the command line (passed to every facade method)."""
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _clean_errors(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except WidecubeError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err.print("interrupted")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @app.command("demo-data")
@@ -549,12 +527,7 @@ def _progress() -> Progress:
     )
 
 
-# the access commands (tokens, grant, revoke, access, groups, audit) register themselves on `app`
-from . import cli_access  # noqa: E402, F401
+cli_access.register(app)  # tokens, grant, revoke, access, groups, audit
 
 if __name__ == "__main__":  # pragma: no cover
-    # `python -m widecube.cli`: this file runs as __main__, so cli_access registered its commands
-    # on the app of the module `widecube.cli`, imported apart; run that one
-    from widecube.cli import app as registered
-
-    registered()
+    app()

@@ -1,5 +1,5 @@
 """The access commands of the ``widecube`` command line: tokens, grants, dataset policies,
-local groups and the audit log. Registered on :data:`widecube.cli.app`; each one calls
+local groups and the audit log. :func:`register` adds them to :data:`widecube.cli.app`; each one calls
 :class:`~widecube.access.Governance`, whose door records it in the audit log.
 
     widecube tokens create --user ana --scope read --dataset pbmc --expires 30d
@@ -21,22 +21,30 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ._console import ME, err, out
+from ._console import clean_errors as _clean_errors
 from .access import Governance
 from .catalog import Catalog
-from .cli import ME, _clean_errors, app, err, out
 from .config import Settings
 from .errors import InvalidQuery
 
-__all__ = ["audit_app", "first_admin", "groups_app", "tokens_app"]
+__all__ = ["audit_app", "first_admin", "groups_app", "register", "tokens_app"]
 
 tokens_app = typer.Typer(
     help="API tokens: create (the secret is shown once), list, revoke.", no_args_is_help=True
 )
 groups_app = typer.Typer(help="Local groups of token users (OIDC users bring theirs).", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log: list and export rows, verify the hash chain.")
-app.add_typer(tokens_app, name="tokens")
-app.add_typer(groups_app, name="groups")
-app.add_typer(audit_app, name="audit")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the access commands to the ``widecube`` app."""
+    app.add_typer(tokens_app, name="tokens")
+    app.add_typer(groups_app, name="groups")
+    app.add_typer(audit_app, name="audit")
+    for command in (grant, revoke, access):
+        app.command()(command)
+
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -154,7 +162,6 @@ def tokens_revoke(
 # -- grants and policy --------------------------------------------------------------------------
 
 
-@app.command()
 @_clean_errors
 def grant(
     dataset: Annotated[str, typer.Argument(help="dataset name, or '*' for the server-wide admin role")],
@@ -167,7 +174,6 @@ def grant(
     out.print(f"{g.principal} is {g.role} of {g.dataset}", highlight=False)
 
 
-@app.command()
 @_clean_errors
 def revoke(
     dataset: Annotated[str, typer.Argument(help="dataset name, or '*'")],
@@ -182,7 +188,6 @@ def revoke(
     out.print(f"{principal}: role on {dataset} revoked", highlight=False)
 
 
-@app.command()
 @_clean_errors
 def access(
     dataset: Annotated[str, typer.Argument(help="dataset name")],

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
 from starlette.requests import ClientDisconnect
 
-from .. import __version__
+from .._version import __version__
 from ..access import Actor, Governance, Identities, oidc_verifier
 from ..config import Settings
 from ..errors import (

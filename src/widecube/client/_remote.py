@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx2 as httpx
 import pyarrow as pa
 
-from .. import __version__
+from .._version import __version__
 from ..errors import (
     AuthenticationFailed,
     CatalogError,

@@ -33,6 +33,7 @@ from pathlib import Path
 from ..catalog import Catalog, JobNotFound, JobRecord, JobState, VersionStatus
 from ..config import Settings
 from ..errors import NotFound
+from ._workers import worker_name
 
 __all__ = ["reclaim_orphans"]
 
@@ -44,8 +45,6 @@ _BEFORE_COMPUTED = (JobState.RECEIVED, JobState.UNPACKED, JobState.VALIDATED)
 
 def reclaim_orphans(settings: Settings, catalog: Catalog) -> list[Path]:
     """Remove what killed and ended jobs left in the work and staging folders; return it."""
-    from ._jobs import worker_name
-
     work, staging = settings.storage / "work", settings.storage / "staging"
     removed: list[Path] = []
     waiting: dict[str, JobRecord] = {}  # not final: trimmed under a claim, below

@@ -32,10 +32,8 @@ import json
 import logging
 import os
 import shutil
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,8 +46,9 @@ from ..errors import CatalogError, WidecubeError
 from . import _ingest as steps
 from ._cleanup import reclaim_orphans
 from ._ingest import Progress, Work, check_name
+from ._workers import worker_name
 
-__all__ = ["JobRunner", "JobWorker", "ingest", "next_step", "retry_delay", "worker_name", "worker_prefix"]
+__all__ = ["JobRunner", "JobWorker", "ingest", "next_step", "retry_delay"]
 
 log = logging.getLogger("widecube.jobs")
 
@@ -280,16 +279,6 @@ class JobRunner:
             self.catalog.jobs.event(work.job.id, self.worker, "failed", step, error=reason)
             record = self.catalog.jobs.advance(work.job.id, self.worker, JobState.FAILED, error=reason)
         return record
-
-
-def worker_name(pid: int | None = None) -> str:
-    """A worker's name in the catalog: ``host:pid:tag`` (the tag tells reused pids apart)."""
-    return f"{worker_prefix(pid)}{uuid.uuid4().hex[:6]}"
-
-
-def worker_prefix(pid: int | None = None) -> str:
-    """The start of the names of the workers of process ``pid`` (default: this one)."""
-    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}:"
 
 
 class JobWorker:

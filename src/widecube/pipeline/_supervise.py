@@ -35,7 +35,7 @@ from typing import Any
 
 from ..catalog import Catalog
 from ..config import Settings
-from ._jobs import worker_prefix
+from ._workers import worker_prefix
 
 __all__ = ["WorkerProcess", "settings_env"]
 

@@ -28,7 +28,7 @@ import zarr
 from zarr.abc.codec import BytesBytesCodec
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from .. import __version__
+from .._version import __version__
 from ._manifest import FORMAT, FORMAT_VERSION, MANIFEST, checksum_files
 
 __all__ = ["CHECKSUM", "Encoded", "SnapshotWriter", "checked"]
