@@ -208,7 +208,7 @@ def serve(
     """
     import uvicorn
 
-    from .api._security import parse_rate_limit
+    from .api import parse_rate_limit
 
     settings = Settings()  # bad WIDECUBE_* settings fail here, once, not in every worker
     try:
