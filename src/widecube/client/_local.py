@@ -36,7 +36,7 @@ class Local(Reader):
         self.service.close()
 
     def _fetch_datasets(self) -> list[dict[str, Any]]:
-        return self.service.datasets(actor=self.actor)
+        return [dict(d.items()) for d in self.service.datasets(actor=self.actor)]
 
     def _fetch_genes(self, dataset: str, prefix: str, limit: int, version: str | None) -> list[str]:
         return self.service.genes(dataset, prefix, limit, version, actor=self.actor)[1]

@@ -23,6 +23,7 @@ from .results import (
     Aggregate,
     CellStats,
     DatasetDetail,
+    DatasetInfo,
     Embedding,
     Embeddings,
     Expression,
@@ -41,26 +42,23 @@ _MARKER_COLUMNS = ["gene", "logfoldchange", "pct_in", "pct_out", "t", "pval", "p
 class Reads(Resolver):
     """The queries the API and the Python client serve (all keyword ``actor``: the caller)."""
 
-    def datasets(self, *, actor: Actor = ANONYMOUS) -> list[dict[str, Any]]:
+    def datasets(self, *, actor: Actor = ANONYMOUS) -> list[DatasetInfo]:
         """Every dataset with a live version that the caller may read."""
         self.door.authorize(actor, "read", SERVER)
         live = [d for d in self.catalog.datasets() if d.current is not None]
         shown = set(self.door.visible(actor, [d.name for d in live]))
-        out = []
-        for d in live:
-            if d.name not in shown or d.current is None:
-                continue
-            out.append(
-                {
-                    "name": d.name,
-                    "version": d.current.version,
-                    "n_cells": d.current.n_cells,
-                    "n_genes": d.current.n_genes,
-                    "groupbys": d.current.info.get("groupbys", []),
-                    "created": d.current.created,
-                }
+        return [
+            DatasetInfo(
+                name=d.name,
+                version=d.current.version,
+                n_cells=d.current.n_cells,
+                n_genes=d.current.n_genes,
+                groupbys=list(d.current.info.get("groupbys", [])),
+                created=d.current.created,
             )
-        return out
+            for d in live
+            if d.name in shown and d.current is not None
+        ]
 
     @serving
     def dataset(self, dataset: str, version: str | None = None, *, actor: Actor = ANONYMOUS) -> DatasetDetail:
