@@ -345,7 +345,7 @@ class Access:
     def _unchanged(self, key: tuple[Any, ...], load: Callable[[], Any]) -> Any:
         """``load()``, or its earlier answer while nothing at all was committed to the catalog
         since (the change token, read before loading; see ``_changes``)."""
-        token = self._changes.read()
+        token = self._changes.read(strict=True)
         if token is not None:
             hit = self._remembered.get(key)
             if hit is not None and hit[0] == token:

@@ -93,7 +93,7 @@ class Catalog:
             raise CatalogError(f"cannot open the catalog at {_safe(url)}: {exc}") from exc
         self.jobs = Jobs(self._write, self._read)
         """The ingest jobs (see ``_jobs``): create, claim, advance, list."""
-        self._changes = ChangeToken(url)
+        self._changes = ChangeToken(self._engine)
         self.access = Access(self._write, self._read, self._changes)
         """Tokens, grants, groups and each dataset's visibility and classification."""
         self.audit = Audit(self._write, self._read)
@@ -306,6 +306,7 @@ class Catalog:
     def _write(self) -> Iterator[sa.Connection]:
         with self._engine.begin() as conn:
             yield conn
+            self._changes.announce(conn)
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
