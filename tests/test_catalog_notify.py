@@ -119,7 +119,9 @@ def _status(url: str, version: str) -> str:
 
 
 @pytest.mark.usefixtures("no_fallback")
-def test_the_memo_is_not_used_while_the_listener_is_down(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_memo_is_not_used_while_the_listener_is_down(
+    url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(_changes, "_RETRY_S", 1.5)  # a window long enough to look into
     writer = Catalog(url)
     first, second, third = _version(writer), _version(writer), _version(writer)
@@ -145,6 +147,8 @@ def test_the_memo_is_not_used_while_the_listener_is_down(url: str, monkeypatch: 
 
         _until(lambda: _listening(reader), within=5)
         assert listener.backend_pid != killed
+        lost = [r for r in caplog.records if "not listening for catalog changes" in r.message]
+        assert len(lost) == 1 and lost[0].levelname == "WARNING", caplog.text
         heard = reader._changes.read()
         writer.publish("pbmc", third)
         _until(lambda: reader._changes.read() != heard, within=1)  # its notification

@@ -3,9 +3,10 @@ and each dataset's visibility and classification.
 
 The catalog only stores and looks up; :mod:`widecube.access` decides. Every change is one
 transaction and takes effect on the next lookup of every process: lookups are never cached
-beyond the catalog's change token (on SQLite, ``PRAGMA data_version`` moves on any commit by
-anyone, so a remembered answer is reused only while nothing at all was committed; on other
-backends nothing is remembered).
+beyond the catalog's *strict* change token (on SQLite, ``PRAGMA data_version`` moves on any
+commit by anyone, so a remembered answer is reused only while nothing at all was committed; on
+other backends nothing is remembered: PostgreSQL's notifications arrive a few milliseconds after
+the commit, too late for the next request).
 
     >>> catalog.access.grant("pbmc", "user:ana", "reader", by="admin")          # doctest: +SKIP
     >>> catalog.access.lookup("pbmc", ("user:ana",)).roles

@@ -101,7 +101,7 @@ class Catalog:
         self._remembered: dict[tuple[str, ...], tuple[int, VersionRecord]] = {}
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and, on PostgreSQL, stop listening for changes)."""
         self._changes.close()
         self._engine.dispose()
 
@@ -252,7 +252,9 @@ class Catalog:
     def current(self, dataset: str) -> VersionRecord:
         """The published version of ``dataset``; the API calls this on every request.
 
-        One SELECT, skipped while the catalog is unchanged (see :meth:`_unchanged`).
+        One SELECT, skipped while the catalog is unchanged (see :meth:`_unchanged`). On
+        PostgreSQL "unchanged" is learnt by LISTEN/NOTIFY, so another process's publish is
+        seen a few milliseconds after it returns, at most ``_changes.FALLBACK_S`` (5 s) after.
         """
 
         def load() -> VersionRecord:
@@ -306,7 +308,7 @@ class Catalog:
     def _write(self) -> Iterator[sa.Connection]:
         with self._engine.begin() as conn:
             yield conn
-            self._changes.announce(conn)
+            self._changes.announce(conn)  # PostgreSQL: NOTIFY the other processes, on commit
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:

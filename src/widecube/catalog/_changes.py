@@ -30,6 +30,7 @@ the caller reads the catalog.
 
 from __future__ import annotations
 
+import logging
 import os
 import selectors
 import socket
@@ -45,6 +46,8 @@ from psycopg import pq
 from psycopg import sql as pgsql
 
 __all__ = ["FALLBACK_S", "ChangeToken"]
+
+log = logging.getLogger("widecube.catalog")
 
 FALLBACK_S = 5.0
 """On PostgreSQL, the longest a commit can go unseen by a cached lookup (seconds)."""
@@ -80,6 +83,8 @@ class ChangeToken:
             args, kwargs = engine.dialect.create_connect_args(url)
             kwargs.pop("context", None)  # SQLAlchemy's type adapters: not needed to listen
             self._listener = _Listener(list(args), dict(kwargs), FALLBACK_S)
+            # A catalog dropped without close() must not leave its thread and connection behind.
+            weakref.finalize(self, self._listener.close)
 
     def read(self, *, strict: bool = False) -> int | None:
         """The catalog's current change count as this process sees it; None: unknown.
@@ -120,6 +125,7 @@ class _Listener:
         self._live = False  # listening now: counts may be trusted
         self.backend_pid: int | None = None  # the listening connection's server process
         self._stopping = self._forked = self._ended = False
+        self._lost = False  # an outage was reported and is not over
         self._lock = threading.Lock()
         # close() writes a byte here to wake the thread from its wait on the connection.
         self._wake_r, self._wake_w = socket.socketpair()
@@ -143,7 +149,8 @@ class _Listener:
             self._live = False
             if not self._ended:
                 self._wake_w.send(b"x")
-        self._thread.join(timeout=2.0)  # a hung connect finishes later, then closes its own
+        if threading.current_thread() is not self._thread:  # (a finalizer may run anywhere)
+            self._thread.join(timeout=2.0)  # a hung connect ends later, then closes its own
 
     def _bump(self, now: float) -> None:
         with self._lock:
@@ -154,20 +161,21 @@ class _Listener:
         try:
             while not self._stopping:
                 try:
-                    conn = psycopg.connect(
+                    with psycopg.connect(
                         *self._args,
                         **self._kwargs,
                         autocommit=True,
                         connect_timeout=_CONNECT_TIMEOUT_S,
-                    )
-                except psycopg.Error:
-                    self._sleep(_RETRY_S)
-                    continue
-                try:
-                    with conn:
+                    ) as conn:
                         self._listen(conn)
-                except psycopg.Error:
-                    pass
+                except psycopg.Error as exc:
+                    if not self._stopping and not self._lost:
+                        log.warning(
+                            "not listening for catalog changes (%s): reading the catalog on "
+                            "every request until the connection is back",
+                            str(exc).strip(),
+                        )
+                    self._lost = True
                 finally:
                     self._live = False
                 self._sleep(_RETRY_S)
@@ -188,6 +196,9 @@ class _Listener:
         self._bump(time.monotonic())
         self.backend_pid = conn.info.backend_pid
         self._live = True
+        if self._lost:
+            log.info("listening for catalog changes again")
+            self._lost = False
         pgconn = conn.pgconn
         with selectors.DefaultSelector() as waiting:
             waiting.register(conn.fileno(), selectors.EVENT_READ, "server")
