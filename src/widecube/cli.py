@@ -46,6 +46,25 @@ ME = Actor.cli()
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _views_option(value: str | None) -> str | None:
+    """Check ``--views`` while parsing, so an unknown name is a usage error (exit 2)."""
+    if value is None:
+        return None
+    from .pipeline import parse_views
+
+    try:
+        names = parse_views(value)
+    except WidecubeError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return ",".join(names) if names else None
+
+
+_VIEWS_HELP = (
+    "views to build, comma-separated (e.g. summary,quantiles; an unknown name lists them all); "
+    "those they require come too; default: every view"
+)
+
+
 def _clean_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -144,6 +163,7 @@ def ingest(
     force: Annotated[
         bool, typer.Option(help="publish even if another version went live while this one was built")
     ] = False,
+    views: Annotated[str | None, typer.Option(help=_VIEWS_HELP, callback=_views_option)] = None,
 ) -> None:
     """Build, verify and publish a new version of a dataset from a matrix file.
 
@@ -178,6 +198,7 @@ def ingest(
                     allow_missing_metadata=allow_missing_metadata,
                     max_unpacked=max_unpacked,
                     force=force,
+                    views=views,
                     actor=ME,
                 )
         except PointerMoved as exc:
@@ -394,6 +415,10 @@ def watch(
     poll: Annotated[
         float | None, typer.Option(help="seconds between scans; default WIDECUBE_WATCH_POLL (5)")
     ] = None,
+    views: Annotated[
+        str | None,
+        typer.Option(help=_VIEWS_HELP + '; a sidecar\'s "views" wins', callback=_views_option),
+    ] = None,
 ) -> None:
     """Ingest every file or folder dropped into INBOX (one job each; see `widecube jobs`)."""
     from .pipeline import Jobs
@@ -403,7 +428,7 @@ def watch(
         raise typer.Exit(1)
     settings = Settings()
     with Jobs.open(settings) as jobs_:
-        watcher = jobs_.watcher(inbox, quiet=quiet_period, poll=poll, actor=ME)
+        watcher = jobs_.watcher(inbox, quiet=quiet_period, poll=poll, views=views, actor=ME)
         if once:
             for j in watcher.run_once():
                 out.print(
