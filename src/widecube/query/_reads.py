@@ -399,7 +399,7 @@ class Reads(Resolver):
             return index.obs_color(color, lambda: _obs_color(obs[color], kind))
         if color in snap.var_names:
             if not index.has_matrix:
-                raise _views.require(snap, "matrix", f"colouring by gene {color!r} reads")
+                raise _views.require(snap, "matrix", "colouring cells by a gene reads it")
             _, values = self.gene_values(dataset, color, version=version)
             return {"name": color, "kind": "gene", "values": np.ascontiguousarray(values, np.float32)}
         raise InvalidQuery(f"dataset {dataset!r} has no obs column or gene {color!r}")

@@ -52,7 +52,7 @@ def describe(snap: Snapshot) -> dict[str, Any]:
 
 def require(snap: Snapshot, name: str, needed_for: str) -> ViewMissing:
     """The 422 (to raise) for a read of view ``name``, which ``snap`` lacks; ``needed_for``
-    says what the view does ("per-cell values … read")."""
+    says why it is needed ("per-cell values read it")."""
     return missing_view(snap, name, needed_for)
 
 
@@ -65,7 +65,7 @@ def refuse_stats(snap: Snapshot, unknown: list[str], known: list[str]) -> NoRetu
             planned = view.stats(parameters)
             stat = next((s for s in unknown if s in planned), None)
             if stat is not None:
-                raise missing_view(snap, view.name, f"serves statistic {stat!r}")
+                raise missing_view(snap, view.name, f"it serves {stat}")
     raise InvalidQuery(f"unknown stat {unknown[0]!r}; known stats: {', '.join(known)}")
 
 

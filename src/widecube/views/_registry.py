@@ -182,17 +182,17 @@ def select_views(names: Iterable[str] | None) -> list[ViewSpec]:
 
 def missing_view(snap: Snapshot, name: str, needed_for: str | None = None) -> ViewMissing:
     """The 422 for a read of view ``name``, which ``snap`` was built without: it names the
-    ``--views`` that build what ``snap`` has plus ``name`` (views another one requires left
-    out), and what it is needed for (``needed_for``: "serves statistic 'median'") if given.
+    ``--views`` that build what ``snap`` has, then ``name`` (views another one requires left
+    out), and why it is needed (``needed_for``: "it serves median") if given.
 
     >>> raise missing_view(snap, "quantiles")   # doctest: +SKIP
-    ViewMissing: dataset 'pbmc' version 20250101-… was ingested without the quantiles view;
+    ViewMissing: dataset 'pbmc' version 3380… was ingested without the quantiles view;
     re-ingest with --views summary,quantiles
     """
-    have = [n for n in _VIEWS if n in snap.manifest.get("views", {}) or n == name]
-    implied = {r for n in have for r in _VIEWS[n].requires}
-    option = ",".join(n for n in have if n not in implied or n == name)
-    why = f", which {needed_for}" if needed_for else ""
+    have = [n for n in _VIEWS if n in snap.manifest.get("views", {}) and n != name]
+    implied = {r for n in [*have, name] for r in _VIEWS[n].requires}
+    option = ",".join([*(n for n in have if n not in implied), name])
+    why = f" ({needed_for})" if needed_for else ""  # unquoted: the API clips long quoted spans
     return ViewMissing(
         f"dataset {snap.dataset!r} version {snap.version} was ingested without the {name} view{why}; "
         f"re-ingest with --views {option}",
