@@ -27,7 +27,7 @@ demo-data: $(DEMO_H5AD)
 
 # Build the demo dataset, ingest it (a new version each run), serve the UI (/), API and docs on :8000.
 demo: $(STAMP) $(DEMO_H5AD)
-	$(BIN)/widecube ingest $(DEMO_H5AD) --dataset pbmc --groupby cell_type --groupby donor --groupby cell_type,donor
+	$(BIN)/widecube ingest $(DEMO_H5AD) --dataset pbmc --groupby cell_type --groupby donor --groupby cell_type,donor --visibility public --classification open
 	$(BIN)/widecube serve --host 127.0.0.1 --port 8000
 
 # Debian's Chromium for the browser tests (tests/test_web.py drives /usr/bin/chromium; Playwright

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import anndata as ad
@@ -9,6 +10,11 @@ import pytest
 
 from _data import MakeH5ad, small_adata, write_h5ad
 from widecube.config import Settings
+
+# The suite before governed access tests the data path in single-user mode (every caller an
+# admin, as `serve` allows on loopback only); tests of access itself turn authentication on
+# explicitly (tests/test_access*.py). Servers the tests start inherit this.
+os.environ.setdefault("WIDECUBE_AUTH", "off")
 
 
 @pytest.fixture

@@ -163,6 +163,19 @@ def ingest(
     force: Annotated[
         bool, typer.Option(help="publish even if another version went live while this one was built")
     ] = False,
+    visibility: Annotated[
+        str | None,
+        typer.Option(
+            help="who may read it: public (anyone), internal (signed-in users), restricted (grants "
+            "only); a new dataset is restricted unless this says otherwise"
+        ),
+    ] = None,
+    classification: Annotated[
+        str | None,
+        typer.Option(
+            help="open, internal, controlled or phi (a new dataset: internal); controlled/phi: never public"
+        ),
+    ] = None,
     views: Annotated[str | None, typer.Option(help=_VIEWS_HELP, callback=_views_option)] = None,
 ) -> None:
     """Build, verify and publish a new version of a dataset from a matrix file.
@@ -198,6 +211,8 @@ def ingest(
                     allow_missing_metadata=allow_missing_metadata,
                     max_unpacked=max_unpacked,
                     force=force,
+                    visibility=visibility,
+                    classification=classification,
                     views=views,
                     actor=ME,
                 )
@@ -225,7 +240,8 @@ def serve(
     """Serve the REST API (OpenAPI at /docs) and the web UI (at /)."""
     import uvicorn
 
-    Settings()  # bad WIDECUBE_* settings fail here, once, not in every worker
+    settings = Settings()  # bad WIDECUBE_* settings fail here, once, not in every worker
+    cli_access.first_admin(settings, host, port)
     # an import string + factory: each worker process builds its own app from the environment
     uvicorn.run(
         "widecube.api:create_app",
@@ -517,6 +533,9 @@ def _progress() -> Progress:
         disable=not sys.stderr.isatty(),
     )
 
+
+# the access commands (tokens, grant, revoke, access, groups, audit) register themselves on `app`
+from . import cli_access  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     app()

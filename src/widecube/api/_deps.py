@@ -8,20 +8,27 @@ which they pass to every facade method.
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
+from anyio import to_thread
 from fastapi import Depends, Request
 
-from ..access import Actor
+from ..access import Actor, Governance, Identities, transport_of
+from ..errors import AuthenticationFailed, PermissionDenied
 from ..pipeline import Jobs, Uploads
 from ..query import Widecube
 
 __all__ = [
+    "CSRF_HEADER",
     "Caller",
+    "Gov",
+    "SESSION_COOKIE",
     "JobsFacade",
     "UploadsFacade",
     "WC",
     "current_actor",
+    "get_governance",
     "get_jobs",
     "get_uploads",
     "get_widecube",
@@ -40,10 +47,64 @@ async def get_jobs(request: Request) -> Jobs:
     return jobs
 
 
+SESSION_COOKIE = "widecube_session"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 async def current_actor(request: Request) -> Actor:
-    """Who is asking. Always anonymous until the API authenticates (tokens, OIDC): then this
-    reads the credentials, and :func:`widecube.access.authorize` decides."""
-    return Actor.anonymous()
+    """Who is asking, from ``Authorization: Bearer`` (an API token or an OIDC JWT) or the UI's
+    session cookie; anonymous without either. Bad credentials answer 401 (never silently
+    anonymous); a state-changing request on a session must echo its CSRF secret (403).
+    Authorization itself is the facades' door; this only says who it is.
+    """
+    known: Actor | None = getattr(request.state, "actor", None)
+    if known is not None:
+        return known
+    settings = request.app.state.widecube.settings
+    client = request.client.host if request.client else None
+    request_id = _request_id(request)
+    server = request.scope.get("server")
+    transport = transport_of(request.url.scheme, server[0] if server else None)
+    actor = Actor.anonymous()
+    if settings.auth:
+        identities: Identities = request.app.state.identities
+        header = request.headers.get("authorization")
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if header is not None:
+            scheme, _, credential = header.partition(" ")
+            if scheme.lower() != "bearer" or not credential.strip():
+                raise AuthenticationFailed("the Authorization header must be 'Bearer <token>'")
+            actor = await to_thread.run_sync(
+                lambda: identities.bearer(credential.strip(), client=client, request_id=request_id)
+            )
+        elif cookie is not None:
+            actor, session = await to_thread.run_sync(
+                lambda: identities.session(cookie, client=client, request_id=request_id)
+            )
+            if request.method not in _SAFE and not identities.csrf_ok(
+                session, request.headers.get(CSRF_HEADER)
+            ):
+                raise PermissionDenied(
+                    f"a signed-in browser request that changes something needs the {CSRF_HEADER} header"
+                )
+    actor = actor.came_from(client, request_id, transport)
+    request.state.actor = actor
+    return actor
+
+
+def _request_id(request: Request) -> str:
+    """The proxy's ``X-Request-ID`` if it sent a sane one, else a fresh id."""
+    given = request.headers.get("x-request-id", "")
+    if 0 < len(given) <= 64 and given.isascii() and given.replace("-", "").isalnum():
+        return given
+    return uuid.uuid4().hex[:16]
+
+
+async def get_governance(request: Request) -> Governance:
+    """The access administration facade of this process."""
+    gov: Governance = request.app.state.governance
+    return gov
 
 
 async def get_uploads(
@@ -57,3 +118,4 @@ WC = Annotated[Widecube, Depends(get_widecube)]
 JobsFacade = Annotated[Jobs, Depends(get_jobs)]
 UploadsFacade = Annotated[Uploads, Depends(get_uploads)]
 Caller = Annotated[Actor, Depends(current_actor)]
+Gov = Annotated[Governance, Depends(get_governance)]

@@ -176,6 +176,10 @@ _STATUS = {
     304: "Not Modified: If-None-Match names the current ETag (no body)",
     400: "Bad Request: refused as sent: a body that is not JSON, an invalid file name, a URL longer "
     "than the HTTP server takes (text/plain; use the POST form), ...",
+    401: "Unauthorized: the credentials are missing (and needed) or not valid: unknown, revoked or "
+    "expired token, a JWT that fails its checks, an expired session",
+    403: "Forbidden: the caller may see the dataset but not do this (the detail names the role "
+    "needed), or a signed-in browser request without its CSRF header",
     404: "Not Found: no such dataset, version, job or upload",
     406: "Not Acceptable: Accept asks for Arrow, which this route does not produce",
     409: "Conflict: the state does not allow it (the detail says why)",

@@ -27,12 +27,14 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
 from starlette.requests import ClientDisconnect
 
 from .. import __version__
-from ..access import Actor
+from ..access import Actor, Governance, Identities, oidc_verifier
 from ..config import Settings
 from ..errors import (
+    AuthenticationFailed,
     CatalogError,
     InvalidQuery,
     NotFound,
+    PermissionDenied,
     SnapshotCorrupt,
     UnsupportedEncoding,
     WidecubeError,
@@ -40,7 +42,7 @@ from ..errors import (
 from ..pipeline import Jobs
 from ..query import Widecube
 from ..web import mount_ui
-from . import _admin, _analysis, _datasets, _genes, _jobs, _uploads
+from . import _access, _admin, _analysis, _datasets, _genes, _jobs, _uploads
 from ._gzip import FastGZipMiddleware
 from ._responses import ARROW, JSON, NotAcceptable, clip, errors, short
 from ._upkeep import Upkeep, Usage
@@ -55,6 +57,10 @@ _SERVER = Actor.server()
 
 
 def _status(exc: WidecubeError) -> int:
+    if isinstance(exc, AuthenticationFailed):
+        return 401
+    if isinstance(exc, PermissionDenied):
+        return 403
     if isinstance(exc, NotFound):
         return 404
     if isinstance(exc, InvalidQuery):
@@ -135,6 +141,8 @@ def create_app(
     app.state.usage = usage
     app.state.upkeep = keeper
     app.state.jobs = jobs_facade
+    app.state.identities = Identities(wc.catalog, wc.settings, oidc=oidc_verifier(wc.settings))
+    app.state.governance = Governance(wc.catalog, auth=wc.settings.auth, door=wc.door)
     # JSON (and the UI's text assets) are gzipped for clients that accept it, by ISA-L (_gzip) at
     # level 1: numeric JSON shrinks ~2-3× already and higher levels cost ms per 100 KB. Arrow is
     # sent as is: it is compact and clients want its buffers without inflating them.
@@ -151,7 +159,9 @@ def create_app(
     # and echoes what was sent cut to 80 characters (_responses.clip): never a 30 MB gene name.
     @app.exception_handler(WidecubeError)
     async def _widecube_error(request: Request, exc: WidecubeError) -> Response:
-        return JSONResponse({"detail": clip(str(exc))}, status_code=_status(exc))
+        status = _status(exc)
+        headers = {"WWW-Authenticate": 'Bearer realm="widecube"'} if status == 401 else None
+        return JSONResponse({"detail": clip(str(exc))}, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -182,6 +192,7 @@ def create_app(
     app.include_router(_genes.router, prefix=PREFIX)
     app.include_router(_admin.router, max_body_size=MAX_BODY_BYTES, responses=errors(400, 404, 409, 413, 422))
     app.include_router(_jobs.router, responses=errors(400, 404, 422))
+    app.include_router(_access.router, max_body_size=MAX_BODY_BYTES)
     app.include_router(_uploads.router)
     mount_ui(app)
     return app

@@ -35,6 +35,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from widecube.catalog import _queries as q
+from widecube.catalog._access import Access
+from widecube.catalog._audit import Audit
 from widecube.catalog._changes import ChangeToken
 from widecube.catalog._engine import dumps_json, make_engine, read_options
 from widecube.catalog._jobs import Jobs
@@ -92,6 +94,10 @@ class Catalog:
         self.jobs = Jobs(self._write, self._read)
         """The ingest jobs (see ``_jobs``): create, claim, advance, list."""
         self._changes = ChangeToken(url)
+        self.access = Access(self._write, self._read, self._changes)
+        """Tokens, grants, groups and each dataset's visibility and classification."""
+        self.audit = Audit(self._write, self._read)
+        """The hash-chained audit log."""
         self._remembered: dict[tuple[str, ...], tuple[int, VersionRecord]] = {}
 
     def close(self) -> None:

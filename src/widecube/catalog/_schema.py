@@ -19,6 +19,15 @@ import sqlalchemy as sa
 
 __all__ = [
     "ACTIONS",
+    "CLASSIFICATIONS",
+    "ROLES",
+    "SCOPES",
+    "VISIBILITIES",
+    "audit",
+    "audit_head",
+    "grants",
+    "group_members",
+    "tokens",
     "UTCDateTime",
     "JOB_STATES",
     "datasets",
@@ -30,6 +39,10 @@ __all__ = [
 ]
 
 ACTIONS = ("publish", "rollback")
+VISIBILITIES = ("public", "internal", "restricted")
+CLASSIFICATIONS = ("open", "internal", "controlled", "phi")
+ROLES = ("reader", "writer", "owner", "admin")
+SCOPES = ("read", "write", "admin")
 _STATUSES = ("building", "verified", "published", "failed", "retired")
 JOB_STATES = (
     "received",
@@ -79,7 +92,17 @@ datasets = sa.Table(
     sa.Column("id", sa.Integer),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    # who may read it without a grant, and how sensitive it is (see ``widecube.access``)
+    sa.Column("visibility", sa.String(16), nullable=False, server_default="restricted"),
+    sa.Column("classification", sa.String(16), nullable=False, server_default="internal"),
     sa.PrimaryKeyConstraint("id", name="pk_datasets"),
+    sa.CheckConstraint(
+        "visibility IN (" + ", ".join(f"'{v}'" for v in VISIBILITIES) + ")", name="ck_datasets_visibility"
+    ),
+    sa.CheckConstraint(
+        "classification IN (" + ", ".join(f"'{c}'" for c in CLASSIFICATIONS) + ")",
+        name="ck_datasets_classification",
+    ),
     sa.UniqueConstraint("name", name="uq_datasets_name"),
     sqlite_autoincrement=True,
 )
@@ -176,4 +199,92 @@ jobs = sa.Table(
     sa.CheckConstraint("state IN (" + ", ".join(f"'{s}'" for s in JOB_STATES) + ")", name="ck_jobs_state"),
     sa.Index("ix_jobs_state_created", "state", "created_at"),
     sa.Index("ix_jobs_created", "created_at"),
+)
+
+# -- access (``_access``) and audit (``_audit``) -----------------------------------------------
+
+# API tokens. The secret is shown once; only its SHA-256 is kept (a token is 256 random bits,
+# so a fast hash is enough: there is nothing to brute-force). ``datasets``: JSON list the token
+# is narrowed to (NULL: any the user may reach); ``scope`` caps the user's roles.
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.String(32), nullable=False),
+    sa.Column("user_name", sa.String(255), nullable=False),
+    sa.Column("secret_sha256", sa.String(64), nullable=False),
+    sa.Column("scope", sa.String(8), nullable=False),
+    sa.Column("datasets", sa.JSON, nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint("id", name="pk_tokens"),
+    sa.CheckConstraint("scope IN (" + ", ".join(f"'{s}'" for s in SCOPES) + ")", name="ck_tokens_scope"),
+    sa.Index("ix_tokens_user", "user_name"),
+)
+
+# Roles of users (``user:NAME``) and groups (``group:NAME``) on one dataset, or server-wide
+# (``dataset`` = ``*``, role ``admin``). One row per (dataset, principal).
+grants = sa.Table(
+    "grants",
+    metadata,
+    sa.Column("id", sa.Integer),
+    sa.Column("dataset", sa.String(255), nullable=False),
+    sa.Column("principal", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(8), nullable=False),
+    sa.Column("granted_by", sa.String(255), nullable=False),
+    sa.Column("granted_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_grants"),
+    sa.UniqueConstraint("dataset", "principal", name="uq_grants_dataset_principal"),
+    sa.CheckConstraint("role IN (" + ", ".join(f"'{r}'" for r in ROLES) + ")", name="ck_grants_role"),
+    sa.Index("ix_grants_principal", "principal"),
+    sqlite_autoincrement=True,
+)
+
+# Members of local groups (users signing in with API tokens; OIDC users bring their groups in
+# their token's claims).
+group_members = sa.Table(
+    "group_members",
+    metadata,
+    sa.Column("group_name", sa.String(255), nullable=False),
+    sa.Column("user_name", sa.String(255), nullable=False),
+    sa.Column("added_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("group_name", "user_name", name="pk_group_members"),
+    sa.Index("ix_group_members_user", "user_name"),
+)
+
+# The audit log: append-only, each row's ``hash`` = SHA-256 of the previous row's hash and this
+# row's fields, so an edited or deleted row breaks the chain. ``audit_head`` (one row) holds
+# the last sequence number and hash: appends serialize on it, and deleting the newest rows is
+# seen too.
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("seq", sa.BigInteger, autoincrement=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(255), nullable=True),
+    sa.Column("via", sa.String(16), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("dataset", sa.String(255), nullable=True),
+    sa.Column("version", sa.String(64), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Column("client", sa.String(64), nullable=True),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.PrimaryKeyConstraint("seq", name="pk_audit"),
+    sa.Index("ix_audit_at", "at"),
+    sa.Index("ix_audit_actor", "actor"),
+    sa.Index("ix_audit_dataset", "dataset"),
+)
+
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_audit_head"),
 )

@@ -17,8 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..access import ANONYMOUS, Actor, authorize
-from ..catalog import Catalog, JobRecord, JobState, VersionRecord
+from ..access import ANONYMOUS, Actor, Door
+from ..catalog import Catalog, JobNotFound, JobRecord, JobState, VersionRecord
 from ..config import Settings
 from ..errors import InvalidQuery
 from ._cleanup import reclaim_orphans
@@ -36,8 +36,10 @@ class Jobs:
 
     def __init__(self, settings: Settings, catalog: Catalog) -> None:
         self.settings, self.catalog = settings, catalog
+        self.door = Door(catalog, auth=settings.auth)
+        """Authorization and audit: every public method asks it first."""
         self._runner = JobRunner(settings, catalog)
-        self._uploads = Uploads(self._runner)
+        self._uploads = Uploads(self._runner, self.door)
 
     @classmethod
     @contextlib.contextmanager
@@ -53,20 +55,25 @@ class Jobs:
         dataset: str,
         groupbys: Sequence[str] | None = None,
         progress: Progress | None = None,
+        visibility: str | None = None,
+        classification: str | None = None,
         actor: Actor = ANONYMOUS,
         **options: Any,
     ) -> VersionRecord:
         """Build, verify and publish a version here, in this process (see :func:`ingest`)."""
-        authorize(actor, "submit", dataset)
-        return ingest(
-            path,
-            dataset=dataset,
-            groupbys=groupbys,
-            settings=self.settings,
-            catalog=self.catalog,
-            progress=progress,
-            **options,
-        )
+        with self.door.act(actor, "submit", dataset, input=Path(path).name) as act:
+            self._classify(dataset, visibility, classification, actor)
+            record = ingest(
+                path,
+                dataset=dataset,
+                groupbys=groupbys,
+                settings=self.settings,
+                catalog=self.catalog,
+                progress=progress,
+                **options,
+            )
+            act.version = record.version
+            return record
 
     def submit(
         self,
@@ -75,11 +82,27 @@ class Jobs:
         dataset: str,
         params: dict[str, Any],
         source: str = "cli",
+        visibility: str | None = None,
+        classification: str | None = None,
         actor: Actor = ANONYMOUS,
     ) -> JobRecord:
         """Record a job for a worker to run (state RECEIVED)."""
-        authorize(actor, "submit", dataset)
-        return self._runner.submit(input, dataset=dataset, params=params, source=source)
+        with self.door.act(actor, "submit", dataset, input=Path(input).name, source=source) as act:
+            self._classify(dataset, visibility, classification, actor)
+            job = self._runner.submit(input, dataset=dataset, params=params, source=source)
+            act.detail["job"] = job.id
+            return job
+
+    def _classify(
+        self, dataset: str, visibility: str | None, classification: str | None, actor: Actor
+    ) -> None:
+        """Set the dataset's visibility or classification before its data lands (its owners,
+        or whoever is creating it)."""
+        if visibility is None and classification is None:
+            return
+        change = {k: v for k, v in (("visibility", visibility), ("classification", classification)) if v}
+        with self.door.act(actor, "classify", dataset, **change):
+            self.catalog.access.set_policy(dataset, visibility=visibility, classification=classification)
 
     def list(
         self,
@@ -89,33 +112,37 @@ class Jobs:
         limit: int = 100,
         actor: Actor = ANONYMOUS,
     ) -> list[JobRecord]:
-        """Jobs, newest first; ``state`` by name (an unknown one is refused, naming the known)."""
-        authorize(actor, "jobs", "jobs")
-        return self.catalog.jobs.list(state=job_state(state), source=source, limit=limit)
+        """Jobs, newest first; ``state`` by name (an unknown one is refused, naming the known).
+        Only the jobs of datasets the caller may ingest into are listed."""
+        found = self.catalog.jobs.list(state=job_state(state), source=source, limit=limit)
+        return [job for job in found if self.door.may(actor, "submit", job.dataset)]
 
     def get(self, job_id: str, *, actor: Actor = ANONYMOUS) -> JobRecord:
-        """One job with its step log (:class:`~widecube.errors.NotFound` if none has that id)."""
-        authorize(actor, "jobs", "jobs")
-        return self.catalog.jobs.get(job_id)
+        """One job with its step log (:class:`~widecube.errors.NotFound` if none has that id,
+        or if the caller may not ingest into its dataset)."""
+        job = self.catalog.jobs.get(job_id)
+        if not self.door.may(actor, "submit", job.dataset):
+            raise JobNotFound(f"no job {job_id!r} in the catalog")
+        return job
 
     def run_pending(self, *, actor: Actor = ANONYMOUS) -> builtins.list[JobRecord]:
         """Run jobs in this process until none is waiting."""
-        authorize(actor, "jobs", "jobs")
+        self.door.authorize(actor, "jobs", "jobs")
         return self._runner.run_pending()
 
     def reclaim_orphans(self, *, actor: Actor = ANONYMOUS) -> builtins.list[Path]:
         """Remove the folders of killed jobs that will never resume."""
-        authorize(actor, "jobs", "jobs")
+        self.door.authorize(actor, "jobs", "jobs")
         return reclaim_orphans(self.settings, self.catalog)
 
     def worker(self, *, poll: float, actor: Actor = ANONYMOUS) -> JobWorker:
         """A worker thread over this catalog's runner (not started)."""
-        authorize(actor, "jobs", "jobs")
+        self.door.authorize(actor, "jobs", "jobs")
         return JobWorker(self._runner, poll=poll)
 
     def supervisor(self, *, actor: Actor = ANONYMOUS) -> WorkerProcess:
         """A supervised ``widecube work`` child process (not started)."""
-        authorize(actor, "jobs", "jobs")
+        self.door.authorize(actor, "jobs", "jobs")
         return WorkerProcess(self.settings, self.catalog)
 
     def watcher(
@@ -129,19 +156,19 @@ class Jobs:
     ) -> Watcher:
         """A watcher turning what is dropped into ``inbox`` into jobs (building ``views``
         unless a sidecar says otherwise; default: every view)."""
-        authorize(actor, "submit", "jobs")
+        self.door.authorize(actor, "submit", "jobs")
         return Watcher(
             inbox, self.settings, self.catalog, runner=self._runner, quiet=quiet, poll=poll, views=views
         )
 
     def uploads(self, *, actor: Actor = ANONYMOUS) -> Uploads:
         """The uploads that become jobs (each of their methods takes the caller too)."""
-        authorize(actor, "upload", "uploads")
+        self.door.authorize(actor, "upload", "uploads")
         return self._uploads
 
     def sweep_uploads(self, *, actor: Actor = ANONYMOUS) -> builtins.list[str]:
         """Remove unfinished uploads idle past their expiry; their ids."""
-        authorize(actor, "upkeep", "uploads")
+        self.door.authorize(actor, "upkeep", "uploads")
         return sweep_uploads(self.settings, self.catalog)
 
 

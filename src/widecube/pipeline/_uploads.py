@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ..access import ANONYMOUS, Actor, authorize
+from ..access import ANONYMOUS, Actor, Door
 from ..catalog import Catalog, JobRecord, JobState
 from ..config import Settings
 from ..errors import InputError, NotFound, WidecubeError
@@ -136,8 +136,8 @@ class Writer:
 class Uploads:
     """The uploads under ``<storage>/uploads``; finished ones are submitted through ``runner``."""
 
-    def __init__(self, runner: JobRunner) -> None:
-        self.runner = runner
+    def __init__(self, runner: JobRunner, door: Door) -> None:
+        self.runner, self.door = runner, door
         self.root = runner.settings.storage / "uploads"
         self.limit = runner.settings.upload_max_bytes
         self.max_open = runner.settings.upload_max_open
@@ -155,8 +155,23 @@ class Uploads:
     ) -> Upload:
         """Start an upload of ``filename`` (``size`` bytes when known) for ``client`` (an
         address; None: not counted against a limit)."""
-        authorize(actor, "upload", "uploads")
         name = plain_file_name(filename)
+        target = dataset or dataset_name(name)
+        with self.door.act(actor, "upload", target, file=name) as act:
+            upload = self._create(name, target, size=size, sha256=sha256, params=params, client=client)
+            act.detail["upload"] = upload.id
+            return upload
+
+    def _create(
+        self,
+        name: str,
+        dataset: str,
+        *,
+        size: int | None,
+        sha256: str | None,
+        params: dict[str, Any],
+        client: str | None,
+    ) -> Upload:
         if size is not None and size > self.limit:
             raise UploadTooLarge(f"{name}: {size:,} bytes is more than the limit of {self.limit:,}")
         if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
@@ -164,7 +179,7 @@ class Uploads:
         upload = Upload(
             uuid.uuid4().hex,
             name,
-            dataset or dataset_name(name),
+            dataset,
             size,
             sha256.lower() if sha256 else None,
             params,
@@ -188,18 +203,22 @@ class Uploads:
 
     def sweep(self, now: float | None = None, *, actor: Actor = ANONYMOUS) -> list[str]:
         """Remove expired uploads now (see :func:`sweep_uploads`)."""
-        authorize(actor, "upkeep", "uploads")
+        self.door.authorize(actor, "upkeep", "uploads")
         return sweep_uploads(self.runner.settings, self.runner.catalog, now=now)
 
     def _records(self) -> Iterator[Upload]:
         for folder in self.root.iterdir():
             if _ID.match(folder.name):
                 with contextlib.suppress(UploadNotFound, ValueError, TypeError, OSError):
-                    yield self.get(folder.name)
+                    yield self._load(folder.name)
 
     def get(self, upload_id: str, *, actor: Actor = ANONYMOUS) -> Upload:
         """An upload's record, with ``offset``: the bytes received so far."""
-        authorize(actor, "upload", "uploads")
+        upload = self._load(upload_id)
+        self.door.authorize(actor, "upload", upload.dataset)
+        return upload
+
+    def _load(self, upload_id: str) -> Upload:
         path = self._folder(upload_id) / "upload.json"
         try:
             upload = Upload(**json.loads(path.read_text()))
@@ -217,8 +236,7 @@ class Uploads:
 
         ``hash``: the writer also computes the sha256 (for uploads sent in one piece).
         """
-        authorize(actor, "upload", "uploads")
-        upload = self.get(upload_id)
+        upload = self.get(upload_id, actor=actor)
         if upload.job is not None:
             raise UploadConflict(f"upload {upload_id} is complete (job {upload.job})")
         limit = min(upload.size if upload.size is not None else self.limit, self.limit)
@@ -241,8 +259,7 @@ class Uploads:
 
         ``sha256`` is the digest computed while streaming, if it was; otherwise the file is read.
         """
-        authorize(actor, "upload", "uploads")
-        upload = self.get(upload_id)
+        upload = self.get(upload_id, actor=actor)
         if upload.job is not None:
             return self.runner.catalog.jobs.get(upload.job)
         folder = self._folder(upload_id)
@@ -251,7 +268,7 @@ class Uploads:
             raise UploadConflict(f"upload {upload_id} has {upload.offset:,} of {upload.size:,} bytes")
         digest = sha256 or sha256_file(part)
         if upload.sha256 is not None and digest != upload.sha256:
-            self.remove(upload_id)
+            shutil.rmtree(folder, ignore_errors=True)
             raise InputError(
                 f"{upload.filename}: sha256 of the bytes received is {digest}, "
                 f"not {upload.sha256} as declared; the upload is discarded"
@@ -259,25 +276,31 @@ class Uploads:
         part.replace(folder / upload.filename)
         upload.size = upload.offset
         params = {**upload.params, "sha256": digest}
-        job = self.runner.submit(
-            folder / upload.filename,
-            dataset=upload.dataset,
-            source="upload",
-            params=params,
-            input_key=f"upload:{upload_id}",
-        )
+        with self.door.act(actor, "submit", upload.dataset, upload=upload_id) as act:
+            job = self.runner.submit(
+                folder / upload.filename,
+                dataset=upload.dataset,
+                source="upload",
+                params=params,
+                input_key=f"upload:{upload_id}",
+            )
+            act.detail["job"] = job.id
         upload.job = job.id
         self._save(upload)
         return job
 
     def job(self, job_id: str, *, actor: Actor = ANONYMOUS) -> JobRecord:
         """The job a finished upload became."""
-        authorize(actor, "upload", "uploads")
-        return self.runner.catalog.jobs.get(job_id)
+        job = self.runner.catalog.jobs.get(job_id)
+        self.door.authorize(actor, "upload", job.dataset)
+        return job
 
     def remove(self, upload_id: str, *, actor: Actor = ANONYMOUS) -> None:
-        """Discard an upload and its bytes."""
-        authorize(actor, "upload", "uploads")
+        """Discard an upload and its bytes (nothing to do if it is gone already)."""
+        try:
+            self.get(upload_id, actor=actor)
+        except UploadNotFound:
+            return
         shutil.rmtree(self._folder(upload_id), ignore_errors=True)
 
     def _folder(self, upload_id: str) -> Path:

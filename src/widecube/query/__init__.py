@@ -13,7 +13,7 @@
 Imports compute, views, snapshot, catalog; nothing above it (api, cli) and not pipeline.
 """
 
-from ..access import Actor, authorize
+from ..access import Actor
 from ._facade import Widecube
 from ._index import SnapshotIndex
 from .results import (
@@ -49,5 +49,4 @@ __all__ = [
     "Verification",
     "VersionInfo",
     "Widecube",
-    "authorize",
 ]

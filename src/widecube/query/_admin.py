@@ -7,7 +7,7 @@ passes puts it back.
 
 from __future__ import annotations
 
-from ..access import ANONYMOUS, Actor, authorize
+from ..access import ANONYMOUS, Actor
 from ..catalog import VersionRecord, VersionStatus
 from ..errors import CatalogError, SnapshotCorrupt, VersionNotFound
 from ..snapshot import Fault, corrupt
@@ -22,7 +22,7 @@ class Admin(Resolver):
 
     def versions(self, dataset: str, *, actor: Actor = ANONYMOUS) -> list[VersionInfo]:
         """Every version of ``dataset``, newest first, with status and whether it is live."""
-        authorize(actor, "read", dataset)
+        self.door.authorize(actor, "read", dataset)
         records = self.catalog.versions(dataset)
         current = next((r.version for r in records if r.status == VersionStatus.PUBLISHED), None)
         return [_version_info(r, current=r.version == current) for r in records]
@@ -32,18 +32,22 @@ class Admin(Resolver):
 
         The version's files are re-checked against its manifest first; a corrupt one is
         refused with a :class:`CatalogError` naming the file (409)."""
-        authorize(actor, "publish", dataset)
-        self._require_intact(dataset, version, "publish")
-        return _version_info(self.catalog.publish(dataset, version), current=True)
+        with self.door.act(actor, "publish", dataset) as act:
+            act.version = version
+            self._require_intact(dataset, version, "publish")
+            return _version_info(self.catalog.publish(dataset, version), current=True)
 
     def rollback(self, dataset: str, to: str | None = None, *, actor: Actor = ANONYMOUS) -> VersionInfo:
         """Make ``to`` (default: the version live before the current one) live again, after
         re-checking its files like :meth:`publish`."""
-        authorize(actor, "rollback", dataset)
-        target = to if to is not None else self._rollback_target(dataset)
-        if target is not None:
-            self._require_intact(dataset, target, "roll back to")
-        return _version_info(self.catalog.rollback(dataset, target), current=True)
+        with self.door.act(actor, "rollback", dataset) as act:
+            target = to if to is not None else self._rollback_target(dataset)
+            act.version = target
+            if target is not None:
+                self._require_intact(dataset, target, "roll back to")
+            info = _version_info(self.catalog.rollback(dataset, target), current=True)
+            act.version = info.version
+            return info
 
     def verify(self, dataset: str, version: str | None = None, *, actor: Actor = ANONYMOUS) -> Verification:
         """Re-check every file of a version (default: the live one) against its manifest
@@ -57,7 +61,7 @@ class Admin(Resolver):
             >>> wc.verify("pbmc")["ok"]  # doctest: +SKIP
             True
         """
-        authorize(actor, "verify", dataset)
+        self.door.authorize(actor, "verify", dataset)
         catalog = self.catalog
         record = catalog.current(dataset) if version is None else catalog.get_version(dataset, version)
         if record.path is None:

@@ -13,7 +13,7 @@ import shutil
 import time
 import uuid
 
-from ..access import ANONYMOUS, Actor, authorize
+from ..access import ANONYMOUS, Actor
 from . import _views
 from ._index import index_of
 from ._reads import Reads
@@ -30,12 +30,12 @@ class CacheUpkeep(Reads):
 
     def live_versions(self, *, actor: Actor = ANONYMOUS) -> dict[str, str]:
         """``{version: dataset}`` of every dataset's published version (one catalog read)."""
-        authorize(actor, "upkeep", "cache")
+        self.door.authorize(actor, "upkeep", "cache")
         return {d.current.version: d.name for d in self.catalog.datasets() if d.current is not None}
 
     def opened_versions(self, *, actor: Actor = ANONYMOUS) -> list[str]:
         """Versions whose snapshots this process holds open, least recently used first."""
-        authorize(actor, "upkeep", "cache")
+        self.door.authorize(actor, "upkeep", "cache")
         with self._lock:
             return list(self._open)
 
@@ -43,7 +43,7 @@ class CacheUpkeep(Reads):
     def warm(self, dataset: str, version: str | None = None, *, actor: Actor = ANONYMOUS) -> str:
         """Decode every grouped array of a version (each view, grouping and layer) and the
         gene-major matrix into the cache now, so that no query after a publish pays for it."""
-        authorize(actor, "upkeep", dataset)
+        self.door.authorize(actor, "upkeep", dataset)
         _, snap = self.resolve(dataset, version)
         index = index_of(snap)
         _views.warm_views(snap)
@@ -69,7 +69,7 @@ class CacheUpkeep(Reads):
         unlinked file stays readable while mapped); a later request re-opens it. The folder
         is renamed away before it is deleted, so no reader ever sees it half-removed.
         """
-        authorize(actor, "upkeep", "cache")
+        self.door.authorize(actor, "upkeep", "cache")
         with self._lock:
             dropped = self._open.pop(version, None) is not None
         return self._remove_cache(version) or dropped
@@ -80,7 +80,7 @@ class CacheUpkeep(Reads):
         Catches folders left by other processes or earlier runs (several workers share the
         cache; each only evicts what it opened).
         """
-        authorize(actor, "upkeep", "cache")
+        self.door.authorize(actor, "upkeep", "cache")
         root = self.settings.cache
         if root is None or not root.is_dir():
             return []

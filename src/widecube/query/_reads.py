@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..access import ANONYMOUS, Actor, authorize
+from ..access import ANONYMOUS, Actor
 from ..compute import SUMMARY_STATS
 from ..errors import InvalidQuery
 from ..snapshot import Snapshot
@@ -43,11 +43,13 @@ class Reads(Resolver):
     """The queries the API and the Python client serve (all keyword ``actor``: the caller)."""
 
     def datasets(self, *, actor: Actor = ANONYMOUS) -> list[dict[str, Any]]:
-        """Every dataset with a live version."""
-        authorize(actor, "read", "catalog")
+        """Every dataset with a live version that the caller may read."""
+        self.door.authorize(actor, "read", "catalog")
+        live = [d for d in self.catalog.datasets() if d.current is not None]
+        shown = set(self.door.visible(actor, [d.name for d in live]))
         out = []
-        for d in self.catalog.datasets():
-            if d.current is None:
+        for d in live:
+            if d.name not in shown or d.current is None:
                 continue
             out.append(
                 {
@@ -64,7 +66,7 @@ class Reads(Resolver):
     @serving
     def dataset(self, dataset: str, version: str | None = None, *, actor: Actor = ANONYMOUS) -> DatasetDetail:
         """Detail of a dataset version: sizes, categorical obs columns, groupbys, views."""
-        authorize(actor, "read", dataset)
+        self.door.authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
         return DatasetDetail(
             name=dataset,
@@ -88,7 +90,7 @@ class Reads(Resolver):
         actor: Actor = ANONYMOUS,
     ) -> tuple[str, list[str]]:
         """Gene names starting with ``prefix`` (case-insensitive), alphabetically."""
-        authorize(actor, "read", dataset)
+        self.door.authorize(actor, "read", dataset)
         record, _, index = self._indexed(dataset, version)
         names, lowered = index.sorted_genes
         p = prefix.lower()
@@ -102,7 +104,7 @@ class Reads(Resolver):
     ) -> ResolvedGenes:
         """Canonical names for typed or pasted gene names (symbols or ``gene_ids``, any case),
         in input order, and the unknown ones with "did you mean" suggestions (genenames)."""
-        authorize(actor, "read", dataset)
+        self.door.authorize(actor, "read", dataset)
         record, _, index = self._indexed(dataset, version)
         genes, unknown = index.gene_names.resolve(query)
         return ResolvedGenes(dataset=dataset, version=record.version, genes=genes, unknown=unknown)
@@ -121,7 +123,7 @@ class Reads(Resolver):
     ) -> Summary:
         """Per-group statistics of ``genes`` for ``groupby`` in ``layer`` (default: the
         dataset's default, normalized for count data), from the views serving each stat."""
-        authorize(actor, "read", dataset)
+        self.door.authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
         layer = layer or index.default_layer
         idx = index.gene_index(dataset, genes)
@@ -157,7 +159,7 @@ class Reads(Resolver):
             >>> wc.expression("pbmc", genes=["CD3E"], filter={"donor": ["D1"]})["cells"]  # doctest: +SKIP
             8123
         """
-        authorize(actor, "read", dataset)
+        self.door.authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
         layer = index.layer(dataset, layer)
         data = index.gene_data(dataset, record.version, index.gene_index(dataset, genes), layer)
@@ -202,7 +204,7 @@ class Reads(Resolver):
             ...              filter={"donor": ["D1", "D2"]})["source"]  # doctest: +SKIP
             'computed'
         """
-        authorize(actor, "read", dataset)
+        self.door.authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
         layer = index.layer(dataset, layer)
         idx = index.gene_index(dataset, genes)
@@ -256,7 +258,7 @@ class Reads(Resolver):
         actor: Actor = ANONYMOUS,
     ) -> Markers:
         """The top marker genes of one group (one-vs-rest), best first."""
-        authorize(actor, "read", dataset)
+        self.door.authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
         layer = layer or index.default_layer
         rows = index.marker_rows(groupby, layer, lambda: _views.marker_table(snap, groupby, layer))
@@ -284,7 +286,7 @@ class Reads(Resolver):
         actor: Actor = ANONYMOUS,
     ) -> GeneStats:
         """Per-gene statistics over all cells (mean, var, min, max, dispersion, ...)."""
-        authorize(actor, "read", dataset)
+        self.door.authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
         layer = layer or index.default_layer
         table = _views.gene_table(snap, layer)
@@ -300,7 +302,7 @@ class Reads(Resolver):
     @serving
     def cell_stats(self, dataset: str, *, version: str | None = None, actor: Actor = ANONYMOUS) -> CellStats:
         """Per-cell library size and detected genes, in obs order."""
-        authorize(actor, "read", dataset)
+        self.door.authorize(actor, "read", dataset)
         record, _, index = self._indexed(dataset, version)
         obs = index.obs
         return CellStats(
@@ -320,7 +322,7 @@ class Reads(Resolver):
         ``colors`` maps each obs column usable as a colour to ``category`` or ``numeric``;
         ``gene_colors`` says whether genes can colour cells (needs the gene-major view).
         """
-        authorize(actor, "read", dataset)
+        self.door.authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
         obs = index.obs
         colors = {str(c): kind for c in obs.columns if (kind := _color_kind(obs[c])) is not None}
@@ -350,7 +352,7 @@ class Reads(Resolver):
 
             >>> wc.embedding("pbmc", "X_umap", color="cell_type")["color"]["categories"][:2]  # doctest: +SKIP
         """
-        authorize(actor, "read", dataset)
+        self.door.authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
         entries = snap.manifest.get("obsm", {})
         if key not in entries:
@@ -378,7 +380,7 @@ class Reads(Resolver):
     ) -> tuple[str, np.ndarray]:
         """(version, one float32 value per cell in obs order) of ``gene``, read from the
         gene-major view: one contiguous range of its CSC arrays, zeros filled in."""
-        authorize(actor, "read", dataset)
+        self.door.authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
         layer = index.layer(dataset, layer)
         data = index.gene_data(dataset, record.version, index.gene_index(dataset, [gene]), layer)

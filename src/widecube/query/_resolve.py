@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ..access import Door
 from ..catalog import Catalog, VersionRecord, VersionStatus
 from ..config import Settings
 from ..errors import SnapshotCorrupt, VersionNotFound, WidecubeError
@@ -72,6 +73,8 @@ class Resolver:
     def __init__(self, settings: Settings | None = None, *, keep_open: int = 16) -> None:
         self.settings = settings or Settings()
         self.catalog = Catalog(self.settings.catalog_url)
+        self.door = Door(self.catalog, auth=self.settings.auth)
+        """Authorization and audit: every public method asks it first."""
         self._open: OrderedDict[str, Snapshot] = OrderedDict()
         self._keep = keep_open
         self._lock = threading.Lock()
