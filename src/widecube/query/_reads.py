@@ -15,7 +15,6 @@ from ..access import ANONYMOUS, Actor
 from ..compute import SUMMARY_STATS
 from ..errors import InvalidQuery
 from ..snapshot import Snapshot
-from ..views import ViewMissing
 from . import _views
 from ._index import SnapshotIndex
 from ._resolve import Resolver, serving
@@ -218,12 +217,12 @@ class Reads(Resolver):
         mask, kept = index.selection(dataset, spec)
         counts = index.group_counts(spec, grouping, mask)
         values: dict[str, np.ndarray] | None = None
-        missing: ViewMissing | None = None
+        missing: _views.ViewMissing | None = None
         if precomputed and bool(np.all((counts == 0) | (counts == grouping.n_cells))):
             try:
                 groups, stored = _views.precomputed(snap, groupby, layer, idx, stats)
             except InvalidQuery as exc:  # this grouping, layer or view is not precomputed
-                groups, missing = [], exc if isinstance(exc, ViewMissing) else None
+                groups, missing = [], exc if isinstance(exc, _views.ViewMissing) else None
             if groups == grouping.names:
                 values = {s: _drop_groups(s, v, counts == 0) for s, v in stored.items()}
         source = "precomputed" if values is not None else "computed"

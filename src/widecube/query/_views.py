@@ -31,6 +31,7 @@ from ..views import (
 )
 
 __all__ = [
+    "ViewMissing",
     "describe",
     "gene_table",
     "has_matrix",
