@@ -5,6 +5,7 @@ The faces (CLI, API) go through :class:`Jobs` (submit, list, get, run, watch, su
 """
 
 from ..catalog import JobRecord, JobState, PointerMoved
+from ..views import parse_views
 from ._cleanup import reclaim_orphans
 from ._facade import Jobs, job_state
 from ._ingest import Progress
@@ -44,6 +45,7 @@ __all__ = [
     "ingest",
     "job_state",
     "next_step",
+    "parse_views",
     "reclaim_orphans",
     "retry_delay",
     "sweep_uploads",

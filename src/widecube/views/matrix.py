@@ -121,4 +121,5 @@ class MatrixReader(ViewReader):
             )
 
 
-MATRIX = register_view(ViewSpec("matrix", *ENCODING, MatrixBuilder))
+MATRIX = register_view(ViewSpec("matrix", *ENCODING, MatrixBuilder, requires=("genes",)))
+"""Requires the genes view: its verifier checks each gene's number of values against it."""

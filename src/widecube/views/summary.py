@@ -166,4 +166,7 @@ class SummaryReader(ViewReader):
         return {"groupbys": entry["groupbys"], "layers": list(entry["layers"]), "stats": entry["stats"]}
 
 
-SUMMARY = register_view(ViewSpec("summary", *ENCODING, SummaryBuilder))
+SUMMARY = register_view(
+    ViewSpec("summary", *ENCODING, SummaryBuilder, requires=("genes",), stats=lambda _: list(SUMMARY_STATS))
+)
+"""Requires the genes view: its verifier checks every grouping against the per-gene totals."""

@@ -17,14 +17,16 @@ import { defaultLayer, layersOf, layerUnit } from "./layers.js";
 
 const $ = (id) => document.getElementById(id);
 
-// A tab is available when the dataset version offers what it needs: "distribution" (box
-// plots) needs the quantiles view.
+// A tab is available when the dataset version offers what it needs (the detail lists only
+// the views the version was built with; `widecube ingest --views` may leave some out): the
+// dot plot and the heatmap need the summary view, "distribution" (box plots) the quantiles.
+const hasView = (detail, name) => Boolean(detail.views && detail.views[name]);
 const AVAILABLE = {
-  dotplot: () => true,
-  heatmap: () => true,
+  dotplot: (detail) => hasView(detail, "summary"),
+  heatmap: (detail) => hasView(detail, "summary"),
   embedding: () => true,
-  distribution: (detail) => Boolean(detail.views && detail.views.quantiles),
-  markers: (detail) => Boolean(detail.views && detail.views.markers),
+  distribution: (detail) => hasView(detail, "quantiles"),
+  markers: (detail) => hasView(detail, "markers"),
 };
 // The names of a pasted list: separated by commas, semicolons, spaces or new lines.
 const splitNames = (text) => text.split(/[\s,;]+/).filter(Boolean);
@@ -93,7 +95,7 @@ async function loadDataset() {
     ...layers.map((l) => el("option", { value: l, selected: l === state.layer }, `${l} (${layerUnit(detail, l)})`)));
   for (const column of Object.keys(state.filters)) if (!detail.obs[column]) delete state.filters[column];
   for (const tab of TABS) $(`tab-${tab}`).hidden = !AVAILABLE[tab](detail);
-  if (!AVAILABLE[state.tab](detail)) state.tab = "dotplot";
+  if (!AVAILABLE[state.tab](detail)) state.tab = TABS.find((t) => AVAILABLE[t](detail));
   drawFilters();
   if (state.genes.length) { // a shared URL's genes: draw the known ones, list the unknown
     const found = await api.resolveGenes(state.dataset, state.version, state.genes);
