@@ -9,7 +9,7 @@ answer that creates it.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from ..access import SESSION_MAX_AGE, AccessReport
 from ..catalog import AuditRecord, GrantRecord, TokenRecord
+from ..errors import InvalidQuery
 from ._datasets import DatasetName
 from ._deps import CSRF_HEADER, SESSION_COOKIE, Caller, Gov
 from ._responses import JSON, errors
@@ -27,6 +28,8 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["access"])
 _NO_STORE = {"Cache-Control": "no-store"}
+_ISO = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$"
+"""An ISO 8601 date or date and time (a zone-less time is UTC)."""
 _Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s:*]+$")]
 _Principal = Annotated[str, Field(min_length=1, max_length=210, pattern=r"^((user|group):)?[^\s:*]+$")]
 
@@ -305,8 +308,8 @@ def audit(
     user: Annotated[str | None, Query(max_length=200, description="only this actor's rows")] = None,
     dataset: Annotated[str | None, Query(max_length=255)] = None,
     action: Annotated[str | None, Query(max_length=32)] = None,
-    since: Annotated[datetime | None, Query(description="rows at or after (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(description="rows before (ISO 8601)")] = None,
+    since: Annotated[str | None, Query(pattern=_ISO, description="rows at or after (ISO 8601)")] = None,
+    until: Annotated[str | None, Query(pattern=_ISO, description="rows before (ISO 8601)")] = None,
     after: Annotated[int, Query(ge=0, description="rows after this sequence number")] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     format: Annotated[
@@ -318,8 +321,8 @@ def audit(
         user=user,
         dataset=dataset,
         action=action,
-        since=since,
-        until=until,
+        since=_instant(since),
+        until=_instant(until),
         after=after,
         limit=limit,
         actor=actor,
@@ -347,3 +350,14 @@ def verify_audit(gov: Gov, actor: Caller) -> Response:
         ).model_dump(mode="json"),
         headers=_NO_STORE,
     )
+
+
+def _instant(text: str | None) -> datetime | None:
+    """An ISO 8601 query value as an aware datetime (UTC when it names no zone)."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidQuery(f"{text!r} is not an ISO 8601 date or time") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

@@ -135,7 +135,8 @@ async def upload(
         str | None, Query(pattern=r"^[0-9a-fA-F]{64}$", description="hex digest the bytes must have")
     ] = None,
     views: Annotated[list[Name] | None, Query(max_length=64, description=_VIEWS)] = None,
-    content_length: Annotated[int | None, Header(ge=0)] = None,
+    # HTTP's own header (the client sets it from the body), not a parameter of this API
+    content_length: Annotated[int | None, Header(ge=0, include_in_schema=False)] = None,
 ) -> Response:
     """Upload a file in one request (the body); returns its job."""
     params = {"groupbys": groupby or [], "layer": layer, "format": format, "views": parse_views(views)}
