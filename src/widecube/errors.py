@@ -38,9 +38,9 @@ and the API can show it as it is, without a traceback::
     ├── RemoteError*                      client: a server error with no class here (5xx…), or no answer
     └── NotAcceptable*                    no format the client accepts (406)
 
-``*``: defined beside the code that raises it (``catalog._jobs``, ``catalog._catalog``,
-``pipeline._uploads``, ``api._responses``, ``views._registry``), so each stays one import away from its use;
-listed here so the whole tree is read in one place.
+``*``: defined beside the code that raises it (``catalog._jobstore``, ``catalog._catalog``,
+``pipeline._upload_store``, ``api._responses``, ``views._registry``), so each stays one import
+away from its use; listed here so the whole tree is read in one place.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The steps of an ingest job: unpack, validate, compute, verify, publish (and fail).
 
 Each step takes the job's :class:`Work` and returns what later steps need, as plain JSON (the
-runner in ``_jobs`` saves it as the step's checkpoint in the job's work folder). Every step can
+runner in ``_runner`` saves it as the step's checkpoint in the job's work folder). Every step can
 run again after an interruption: it first removes what a killed run of itself left behind.
 
 * **unpack** creates the version record (BUILDING) and unpacks an archive into the work folder;

@@ -48,7 +48,7 @@ from typing import Any
 from ..catalog import Catalog, JobRecord, JobState
 from ..config import Settings
 from ..views import parse_views
-from ._jobs import JobRunner, JobWorker
+from ._runner import JobRunner, JobWorker
 
 __all__ = ["Watcher", "dataset_name"]
 

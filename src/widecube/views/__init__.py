@@ -6,7 +6,6 @@ from . import markers as _markers  # noqa: F401 - registers the view
 from . import matrix as _matrix  # noqa: F401 - registers the view
 from . import quantiles as _quantiles  # noqa: F401 - registers the view
 from . import summary as _summary  # noqa: F401 - registers the view
-from ._base import NORMALIZED, RAW, BuildContext, Builder, SlabStats, ViewReader
 from ._registry import (
     ViewMissing,
     ViewSpec,
@@ -21,6 +20,7 @@ from ._registry import (
     select_views,
     views,
 )
+from ._spec import NORMALIZED, RAW, BuildContext, Builder, SlabStats, ViewReader
 from .genes import GenesReader
 from .markers import MarkersReader
 from .matrix import MatrixReader

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import InvalidQuery, UnsupportedEncoding
 from ..snapshot import Snapshot, SnapshotWriter
-from ._base import BuildContext, Builder, ViewReader
+from ._spec import BuildContext, Builder, ViewReader
 
 __all__ = [
     "ViewMissing",

@@ -19,8 +19,8 @@ from zarr.codecs import BloscCodec, ZstdCodec
 
 from ..errors import VerificationError
 from ..snapshot import SnapshotWriter, checked, zarr_array, zarr_group
-from ._base import BuildContext, Builder, SlabStats, ViewReader
 from ._registry import ViewSpec, reader, register_read, register_view
+from ._spec import BuildContext, Builder, SlabStats, ViewReader
 from .genes import GenesReader
 
 __all__ = ["ENCODING", "MATRIX", "MatrixBuilder", "MatrixReader"]

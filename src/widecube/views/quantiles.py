@@ -19,9 +19,9 @@ import zarr
 from ..compute import gene_quantiles
 from ..errors import VerificationError
 from ..snapshot import SnapshotWriter, zarr_array, zarr_group
-from ._base import BuildContext, Builder, SlabStats, ViewReader
 from ._layout import create_grouped, entry_for, group_table, relpath
 from ._registry import ViewSpec, register_read, register_view
+from ._spec import BuildContext, Builder, SlabStats, ViewReader
 
 __all__ = ["ENCODING", "QUANTILES", "QuantilesBuilder", "QuantilesReader", "quantile_name"]
 

@@ -23,9 +23,9 @@ from ..config import Settings
 from ..errors import InvalidQuery
 from ._cleanup import reclaim_orphans
 from ._ingest import Progress
-from ._jobs import JobRunner, JobWorker, ingest
+from ._runner import JobRunner, JobWorker, ingest
 from ._supervise import WorkerProcess
-from ._uploads import Uploads, sweep_uploads
+from ._upload_store import Uploads, sweep_uploads
 from ._watch import Watcher
 
 __all__ = ["Jobs"]
