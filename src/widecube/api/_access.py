@@ -16,7 +16,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from ..access import SESSION_MAX_AGE, AccessReport
+from ..access import NAME_PATTERN, SESSION_MAX_AGE, AccessReport
 from ..catalog import AuditRecord, GrantRecord, TokenRecord
 from ..errors import InvalidQuery
 from ._datasets import DatasetName
@@ -30,8 +30,10 @@ router = APIRouter(prefix="/api/v1", tags=["access"])
 _NO_STORE = {"Cache-Control": "no-store"}
 _ISO = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$"
 """An ISO 8601 date or date and time (a zone-less time is UTC)."""
-_Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s:*]+$")]
-_Principal = Annotated[str, Field(min_length=1, max_length=210, pattern=r"^((user|group):)?[^\s:*]+$")]
+_Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)]
+_Principal = Annotated[
+    str, Field(min_length=1, max_length=210, pattern=r"^((user|group):)?" + NAME_PATTERN.lstrip("^"))
+]
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -62,7 +64,9 @@ class TokenCreate(StrictBody):
     datasets: list[Annotated[str, Field(pattern=DATASET_PATTERN)]] | None = Field(
         default=None, max_length=1000, description="narrow the token to these datasets"
     )
-    expires_in_days: float | None = Field(default=30, gt=0, le=3660, description="null: never expires")
+    expires_in_days: float | None = Field(
+        default=30, gt=0, le=3660, strict=True, description="null: never expires"
+    )
     note: str | None = Field(default=None, max_length=500)
 
 
@@ -287,7 +291,9 @@ def grant(name: DatasetName, body: GrantIn, gov: Gov, actor: Caller) -> Response
 @router.delete("/admin/datasets/{name}/grants/{principal}", status_code=204, responses=errors(401, 403, 404))
 def revoke_grant(
     name: DatasetName,
-    principal: Annotated[str, Path(min_length=1, max_length=210, pattern=r"^((user|group):)?[^\s:*/]+$")],
+    principal: Annotated[
+        str, Path(min_length=1, max_length=210, pattern=r"^((user|group):)?" + NAME_PATTERN.lstrip("^"))
+    ],
     gov: Gov,
     actor: Caller,
 ) -> Response:
