@@ -51,6 +51,7 @@ class Served:
     url: str
     token: str  # the reader's API token
     gene: str
+    settings: Settings
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "lab"
     ]
     try:
-        yield Served(url, token, gene.json()["genes"][0])
+        yield Served(url, token, gene.json()["genes"][0], settings)
     finally:
         server.should_exit = True
         thread.join()
@@ -269,5 +270,24 @@ def test_an_ended_session_falls_back_to_anonymous_and_offers_to_sign_in(ui: Page
     expect(ui.page.locator("#sign-in-error")).to_contain_text("sign in again")
     assert ui.cookie() is None
     assert ui.datasets() == []
+    assert all("status of 401" in e for e in ui.errors), ui.errors  # the browser's own report
+    ui.errors.clear()
+
+
+def test_revoking_the_token_ends_the_open_page_s_session(ui: Page, served: Served) -> None:
+    with Catalog(served.settings.catalog_url) as catalog:
+        issued = Governance(catalog, auth=True).create_token(user="rita", scope="read", actor=CLI)
+    ui.open(f"?token={issued.text}&dataset=lab")
+    expect(ui.page.locator("#session-user")).to_have_text("Signed in as rita")
+    with Catalog(served.settings.catalog_url) as catalog:
+        Governance(catalog, auth=True).revoke_token(issued.record.id, actor=CLI)
+    ui.page.locator("summary", has_text="Paste a list").click()  # its next request: 401
+    ui.page.get_by_label("Gene symbols or Ensembl IDs").fill(served.gene)
+    ui.page.get_by_role("button", name="Add genes").click()
+    expect(ui.page.locator("#message")).to_contain_text("revoked")
+    expect(ui.page.get_by_role("button", name="Sign in")).to_be_visible()
+    ui.idle()
+    assert ui.datasets() == [] and ui.cookie() is None
+    expect(ui.page.locator("#no-dataset")).to_contain_text("sign in")
     assert all("status of 401" in e for e in ui.errors), ui.errors  # the browser's own report
     ui.errors.clear()

@@ -50,7 +50,9 @@ const embedding = new EmbeddingPanel({
 });
 
 function showError(err) {
-  if (err instanceof ApiError && err.status === 401) session.start(null).catch(() => {}); // signed out meanwhile
+  if (err instanceof ApiError && err.status === 401) { // the session ended meanwhile (token revoked, expired)
+    session.start(null).then(loadDatasets).catch(() => {});
+  }
   const text = err instanceof ApiError || err instanceof Error ? err.message : String(err);
   replace($("message"), el("p", { class: "error" }, text));
 }
