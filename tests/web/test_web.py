@@ -167,6 +167,7 @@ def test_search_a_gene_and_read_the_dot_plot(ui: Page, served: Served) -> None:
     gene = _marker(served)
     ui.open()
     assert "Add genes" in ui.page.locator("#dotplot-chart").inner_text()  # empty state, said so
+    assert ui.page.locator("#session").is_hidden()  # single-user mode: nobody to sign in
     ui.add_gene(gene)
     dots = ui.dots(gene)
     api = served.api("/summary", genes=[gene], groupby="cell_type", version=served.version)

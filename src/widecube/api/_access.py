@@ -46,6 +46,7 @@ class SignIn(StrictBody):
 class Me(BaseModel):
     """Who the request comes from."""
 
+    auth: bool = Field(description="whether this server authenticates callers (false: single-user mode)")
     user: str | None = Field(description="null: anonymous")
     via: str = Field(description="anonymous, token, oidc or session")
     groups: list[str]
@@ -177,8 +178,9 @@ class AuditVerification(BaseModel):
 # -- session ---------------------------------------------------------------------------------
 
 
-def _me(actor: Any, csrf: str | None = None) -> dict[str, Any]:
+def _me(request: Request, actor: Any, csrf: str | None = None) -> dict[str, Any]:
     return Me(
+        auth=request.app.state.widecube.settings.auth,
         user=actor.user,
         via=actor.via,
         groups=sorted(actor.groups),
@@ -195,7 +197,7 @@ def whoami(request: Request, actor: Caller) -> Response:
     cookie = request.cookies.get(SESSION_COOKIE)
     if actor.via == "session" and cookie is not None:
         csrf = request.app.state.identities.session(cookie)[1].csrf
-    return JSON(_me(actor, csrf), headers=_NO_STORE)
+    return JSON(_me(request, actor, csrf), headers=_NO_STORE)
 
 
 @router.post("/session", response_model=Me, responses=errors(401, 422))
@@ -204,7 +206,7 @@ def sign_in(body: SignIn, request: Request) -> Response:
     (Secure over TLS) that names the token, so revoking the token ends the session."""
     client = request.client.host if request.client else None
     actor, cookie, csrf = request.app.state.identities.open_session(body.token, client=client)
-    answer = JSON(_me(actor, csrf), headers=_NO_STORE)
+    answer = JSON(_me(request, actor, csrf), headers=_NO_STORE)
     answer.set_cookie(
         SESSION_COOKIE,
         cookie,
