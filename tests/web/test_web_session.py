@@ -76,7 +76,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         time.sleep(0.05)
     url = f"http://127.0.0.1:{port}"
     bearer = {"Authorization": f"Bearer {token}"}
-    # build the included routers' routes before any concurrent request (see tests/test_web.py)
+    # build the included routers' routes before any concurrent request (see tests/web/test_web.py)
     httpx.post(f"{url}/api/v1/datasets/lab/genes/resolve", json={"query": []}, headers=bearer, timeout=30)
     gene = httpx.get(f"{url}/api/v1/datasets/lab/genes", params={"limit": 1}, headers=bearer, timeout=30)
     # the reference, from outside the UI: anonymous callers do not see the dataset, rita does
