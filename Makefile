@@ -30,7 +30,7 @@ demo: $(STAMP) $(DEMO_H5AD)
 	$(BIN)/widecube ingest $(DEMO_H5AD) --dataset pbmc --groupby cell_type --groupby donor --groupby cell_type,donor --visibility public --classification open
 	$(BIN)/widecube serve --host 127.0.0.1 --port 8000
 
-# Debian's Chromium for the browser tests (tests/test_web.py drives /usr/bin/chromium; Playwright
+# Debian's Chromium for the browser tests (tests/web/test_web.py drives /usr/bin/chromium; Playwright
 # never downloads a browser). CI runs as root on a clean machine, so the install lives here.
 chromium:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
@@ -78,7 +78,7 @@ bench-readers: $(STAMP)
 
 # A PNG of each UI view (dot plot, heatmap, embedding) into docs/, from a demo dataset.
 screenshots: $(STAMP) chromium
-	WIDECUBE_SCREENSHOTS=$(CURDIR)/docs $(BIN)/python -m pytest tests/test_web.py -k screenshots -q -p no:cacheprovider
+	WIDECUBE_SCREENSHOTS=$(CURDIR)/docs $(BIN)/python -m pytest tests/web/test_web.py -k screenshots -q -p no:cacheprovider
 
 # Refresh the vendored Apache Arrow JS reader (committed; the UI needs no network at run time).
 ARROW_JS := 21.2.0

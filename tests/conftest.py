@@ -15,7 +15,7 @@ from widecube.config import Settings
 # admin, as `serve` allows on loopback only); tests of access itself turn authentication on
 # explicitly (tests/test_access*.py). Servers the tests start inherit this.
 os.environ.setdefault("WIDECUBE_AUTH", "off")
-# and without a rate limit that load tests would run into (tests/test_http_hardening.py sets one)
+# and without a rate limit that load tests would run into (tests/api/test_http_hardening.py sets one)
 os.environ.setdefault("WIDECUBE_RATE_LIMIT", "1000000000/minute")
 
 

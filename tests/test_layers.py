@@ -97,3 +97,13 @@ def test_the_checks_catch_a_violation(tmp_path: Path) -> None:
     assert "widecube.views" in names and "widecube.io._archive" in names
     assert _private_owner("widecube.io._archive") == "widecube.io"
     assert _private_owner("widecube.io") is None
+
+
+def test_no_two_modules_share_a_name() -> None:
+    """One name, one module: a reader of a traceback or an import knows which file it means."""
+    names: dict[str, list[str]] = {}
+    for path in SOURCES:
+        if path.name != "__init__.py":
+            names.setdefault(path.name, []).append(_module(path))
+    assert len(names) > 50
+    assert {n: m for n, m in names.items() if len(m) > 1} == {}

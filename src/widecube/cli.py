@@ -32,11 +32,31 @@ from . import cli_access
 from ._console import ME, err, out
 from ._console import clean_errors as _clean_errors
 from .config import Settings
+from .errors import WidecubeError
 
 app = typer.Typer(
     help="widecube: precomputed views of wide single-cell matrices.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+)
+
+
+def _views_option(value: str | None) -> str | None:
+    """Check ``--views`` while parsing, so an unknown name is a usage error (exit 2)."""
+    if value is None:
+        return None
+    from .pipeline import parse_views
+
+    try:
+        names = parse_views(value)
+    except WidecubeError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return ",".join(names) if names else None
+
+
+_VIEWS_HELP = (
+    "views to build, comma-separated (e.g. summary,quantiles; an unknown name lists them all); "
+    "those they require come too; default: every view"
 )
 
 
@@ -136,6 +156,7 @@ def ingest(
             help="open, internal, controlled or phi (a new dataset: internal); controlled/phi: never public"
         ),
     ] = None,
+    views: Annotated[str | None, typer.Option(help=_VIEWS_HELP, callback=_views_option)] = None,
 ) -> None:
     """Build, verify and publish a new version of a dataset from a matrix file.
 
@@ -172,6 +193,7 @@ def ingest(
                     force=force,
                     visibility=visibility,
                     classification=classification,
+                    views=views,
                     actor=ME,
                 )
         except PointerMoved as exc:
@@ -428,6 +450,10 @@ def watch(
     poll: Annotated[
         float | None, typer.Option(help="seconds between scans; default WIDECUBE_WATCH_POLL (5)")
     ] = None,
+    views: Annotated[
+        str | None,
+        typer.Option(help=_VIEWS_HELP + '; a sidecar\'s "views" wins', callback=_views_option),
+    ] = None,
 ) -> None:
     """Ingest every file or folder dropped into INBOX (one job each; see `widecube jobs`)."""
     from .pipeline import Jobs
@@ -437,7 +463,7 @@ def watch(
         raise typer.Exit(1)
     settings = Settings()
     with Jobs.open(settings) as jobs_:
-        watcher = jobs_.watcher(inbox, quiet=quiet_period, poll=poll, actor=ME)
+        watcher = jobs_.watcher(inbox, quiet=quiet_period, poll=poll, views=views, actor=ME)
         if once:
             for j in watcher.run_once():
                 out.print(

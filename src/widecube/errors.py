@@ -18,6 +18,7 @@ and the API can show it as it is, without a traceback::
     │   ├── JobNotFound*
     │   └── UploadNotFound*
     ├── InvalidQuery (ValueError)         the API answers 422: unknown gene, groupby, stat
+    │   └── ViewMissing*                   a read of a view the version was built without (--views)
     ├── VerificationError                 a snapshot failed its checksums or invariants
     ├── SnapshotCorrupt                   a stored file no longer matches its checksum: the
     │                                      version is out of service (503) until it verifies again
@@ -37,9 +38,9 @@ and the API can show it as it is, without a traceback::
     ├── RemoteError*                      client: a server error with no class here (5xx…), or no answer
     └── NotAcceptable*                    no format the client accepts (406)
 
-``*``: defined beside the code that raises it (``catalog._jobs``, ``catalog._catalog``,
-``pipeline._uploads``, ``api._responses``), so each stays one import away from its use;
-listed here so the whole tree is read in one place.
+``*``: defined beside the code that raises it (``catalog._jobstore``, ``catalog._catalog``,
+``pipeline._upload_store``, ``api._responses``, ``views._registry``), so each stays one import
+away from its use; listed here so the whole tree is read in one place.
 """
 
 from __future__ import annotations

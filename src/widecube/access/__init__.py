@@ -9,6 +9,7 @@ before it does anything; the faces (API, CLI, Python client) only build the :cla
 
 from __future__ import annotations
 
+from ..catalog import NAME_PATTERN
 from . import _tokens as tokens
 from ._actor import ANONYMOUS, Action, Actor, Scope, Transport, Via
 from ._door import SERVER, Act, Door
@@ -18,6 +19,7 @@ from ._policy import NEEDS, RANK, Decision, decide, decide_server
 
 __all__ = [
     "ANONYMOUS",
+    "NAME_PATTERN",
     "NEEDS",
     "RANK",
     "SERVER",

@@ -9,15 +9,16 @@ answer that creates it.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from ..access import SESSION_MAX_AGE, AccessReport
+from ..access import NAME_PATTERN, SESSION_MAX_AGE, AccessReport
 from ..catalog import AuditRecord, GrantRecord, TokenRecord
+from ..errors import InvalidQuery
 from ._datasets import DatasetName
 from ._deps import CSRF_HEADER, SESSION_COOKIE, Caller, Gov
 from ._responses import JSON, errors
@@ -27,8 +28,12 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["access"])
 _NO_STORE = {"Cache-Control": "no-store"}
-_Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s:*]+$")]
-_Principal = Annotated[str, Field(min_length=1, max_length=210, pattern=r"^((user|group):)?[^\s:*]+$")]
+_ISO = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$"
+"""An ISO 8601 date or date and time (a zone-less time is UTC)."""
+_Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)]
+_Principal = Annotated[
+    str, Field(min_length=1, max_length=210, pattern=r"^((user|group):)?" + NAME_PATTERN.lstrip("^"))
+]
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -41,6 +46,7 @@ class SignIn(StrictBody):
 class Me(BaseModel):
     """Who the request comes from."""
 
+    auth: bool = Field(description="whether this server authenticates callers (false: single-user mode)")
     user: str | None = Field(description="null: anonymous")
     via: str = Field(description="anonymous, token, oidc or session")
     groups: list[str]
@@ -59,7 +65,9 @@ class TokenCreate(StrictBody):
     datasets: list[Annotated[str, Field(pattern=DATASET_PATTERN)]] | None = Field(
         default=None, max_length=1000, description="narrow the token to these datasets"
     )
-    expires_in_days: float | None = Field(default=30, gt=0, le=3660, description="null: never expires")
+    expires_in_days: float | None = Field(
+        default=30, gt=0, le=3660, strict=True, description="null: never expires"
+    )
     note: str | None = Field(default=None, max_length=500)
 
 
@@ -170,8 +178,9 @@ class AuditVerification(BaseModel):
 # -- session ---------------------------------------------------------------------------------
 
 
-def _me(actor: Any, csrf: str | None = None) -> dict[str, Any]:
+def _me(request: Request, actor: Any, csrf: str | None = None) -> dict[str, Any]:
     return Me(
+        auth=request.app.state.widecube.settings.auth,
         user=actor.user,
         via=actor.via,
         groups=sorted(actor.groups),
@@ -188,7 +197,7 @@ def whoami(request: Request, actor: Caller) -> Response:
     cookie = request.cookies.get(SESSION_COOKIE)
     if actor.via == "session" and cookie is not None:
         csrf = request.app.state.identities.session(cookie)[1].csrf
-    return JSON(_me(actor, csrf), headers=_NO_STORE)
+    return JSON(_me(request, actor, csrf), headers=_NO_STORE)
 
 
 @router.post("/session", response_model=Me, responses=errors(401, 422))
@@ -197,7 +206,7 @@ def sign_in(body: SignIn, request: Request) -> Response:
     (Secure over TLS) that names the token, so revoking the token ends the session."""
     client = request.client.host if request.client else None
     actor, cookie, csrf = request.app.state.identities.open_session(body.token, client=client)
-    answer = JSON(_me(actor, csrf), headers=_NO_STORE)
+    answer = JSON(_me(request, actor, csrf), headers=_NO_STORE)
     answer.set_cookie(
         SESSION_COOKIE,
         cookie,
@@ -284,7 +293,9 @@ def grant(name: DatasetName, body: GrantIn, gov: Gov, actor: Caller) -> Response
 @router.delete("/admin/datasets/{name}/grants/{principal}", status_code=204, responses=errors(401, 403, 404))
 def revoke_grant(
     name: DatasetName,
-    principal: Annotated[str, Path(min_length=1, max_length=210, pattern=r"^((user|group):)?[^\s:*/]+$")],
+    principal: Annotated[
+        str, Path(min_length=1, max_length=210, pattern=r"^((user|group):)?" + NAME_PATTERN.lstrip("^"))
+    ],
     gov: Gov,
     actor: Caller,
 ) -> Response:
@@ -305,8 +316,8 @@ def audit(
     user: Annotated[str | None, Query(max_length=200, description="only this actor's rows")] = None,
     dataset: Annotated[str | None, Query(max_length=255)] = None,
     action: Annotated[str | None, Query(max_length=32)] = None,
-    since: Annotated[datetime | None, Query(description="rows at or after (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(description="rows before (ISO 8601)")] = None,
+    since: Annotated[str | None, Query(pattern=_ISO, description="rows at or after (ISO 8601)")] = None,
+    until: Annotated[str | None, Query(pattern=_ISO, description="rows before (ISO 8601)")] = None,
     after: Annotated[int, Query(ge=0, description="rows after this sequence number")] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     format: Annotated[
@@ -318,8 +329,8 @@ def audit(
         user=user,
         dataset=dataset,
         action=action,
-        since=since,
-        until=until,
+        since=_instant(since),
+        until=_instant(until),
         after=after,
         limit=limit,
         actor=actor,
@@ -347,3 +358,14 @@ def verify_audit(gov: Gov, actor: Caller) -> Response:
         ).model_dump(mode="json"),
         headers=_NO_STORE,
     )
+
+
+def _instant(text: str | None) -> datetime | None:
+    """An ISO 8601 query value as an aware datetime (UTC when it names no zone)."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidQuery(f"{text!r} is not an ISO 8601 date or time") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

@@ -12,7 +12,7 @@ import uuid
 from typing import Annotated
 
 from anyio import to_thread
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Response
 
 from ..access import Actor, Governance, Identities, transport_of
 from ..errors import AuthenticationFailed, PermissionDenied
@@ -70,9 +70,14 @@ async def current_actor(request: Request) -> Actor:
     if request.app.state.widecube.settings.auth:
         try:
             actor = await _authenticate(request, client, request_id)
-        except AuthenticationFailed:
+        except AuthenticationFailed as exc:
             _count_failure(request, client)
-            raise
+            if "authorization" in request.headers or SESSION_COOKIE not in request.cookies:
+                raise
+            if "/api/" in request.url.path:
+                raise _session_ended(exc) from exc
+            # the UI's page holds no data: it loads, and its first API call ends the session
+            actor = Actor.anonymous()
     actor = actor.came_from(client, request_id, transport)
     request.state.actor = actor
     return actor
@@ -100,6 +105,19 @@ async def _authenticate(request: Request, client: str | None, request_id: str) -
             )
         return actor
     return Actor.anonymous()
+
+
+def _session_ended(exc: AuthenticationFailed) -> HTTPException:
+    """The 401 of a session that ended (token revoked or expired, cookie too old or signed with
+    another key): it also drops the cookie, which the page cannot (HttpOnly), so the browser is
+    anonymous from the next request on and can sign in again."""
+    drop = Response()
+    drop.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return HTTPException(
+        401,
+        str(exc),
+        headers={"WWW-Authenticate": 'Bearer realm="widecube"', "Set-Cookie": drop.headers["set-cookie"]},
+    )
 
 
 def _count_failure(request: Request, client: str | None) -> None:

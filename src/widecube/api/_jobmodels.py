@@ -123,6 +123,12 @@ class UploadStart(StrictBody):
     )
     layer: Name | None = None
     format: Name | None = None
+    views: list[Name] | None = Field(
+        default=None,
+        max_length=64,
+        description="views to build (names, or names joined by ','); those they require come too; "
+        "default: every view",
+    )
 
 
 class UploadStatus(BaseModel):

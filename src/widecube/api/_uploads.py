@@ -5,6 +5,9 @@ In one request (the body is the file, streamed to disk as it arrives, never held
     curl --data-binary @pbmc.h5ad -H 'Content-Type: application/octet-stream' \\
          'http://host/api/v1/uploads?filename=pbmc.h5ad&groupby=cell_type&sha256=<hex>'
 
+(``views=summary,quantiles`` builds only those views and what they require; an unknown view
+is a 422 before any byte is kept)
+
 or resumable, in chunks, for large files over shaky links::
 
     POST /api/v1/uploads/resumable  {"filename": "pbmc.h5ad", "size": 123456789, "sha256": "..."}
@@ -36,7 +39,7 @@ from starlette.requests import ClientDisconnect
 
 from ..access import Actor
 from ..errors import WidecubeError
-from ..pipeline import JobRecord, TooManyUploads, UploadConflict, Uploads, UploadTooLarge, Writer
+from ..pipeline import JobRecord, TooManyUploads, UploadConflict, Uploads, UploadTooLarge, Writer, parse_views
 from ._deps import Caller, UploadsFacade
 from ._jobmodels import UploadStart, UploadStatus
 from ._responses import clip, errors
@@ -63,6 +66,10 @@ def _client(request: Request) -> str:
 _FILENAME = (
     "the file's name; its suffixes tell archives apart (a plain name: no NUL or control "
     "character, at most 255 bytes)"
+)
+_VIEWS = (
+    "views to build: 'summary,quantiles', or repeated; those they require come too; default: "
+    "every view; an unknown name is a 422 that lists them"
 )
 _CREATED: dict[int | str, dict[str, Any]] = {
     201: {"model": UploadCreated, "description": "the upload is complete: its job"}
@@ -127,10 +134,12 @@ async def upload(
     sha256: Annotated[
         str | None, Query(pattern=r"^[0-9a-fA-F]{64}$", description="hex digest the bytes must have")
     ] = None,
-    content_length: Annotated[int | None, Header(ge=0)] = None,
+    views: Annotated[list[Name] | None, Query(max_length=64, description=_VIEWS)] = None,
+    # HTTP's own header (the client sets it from the body), not a parameter of this API
+    content_length: Annotated[int | None, Header(ge=0, include_in_schema=False)] = None,
 ) -> Response:
     """Upload a file in one request (the body); returns its job."""
-    params = {"groupbys": groupby or [], "layer": layer, "format": format}
+    params = {"groupbys": groupby or [], "layer": layer, "format": format, "views": parse_views(views)}
     try:
         if content_length is not None and content_length > store.limit:
             raise UploadTooLarge(
@@ -178,7 +187,12 @@ async def upload(
 )
 def start(request: Request, body: UploadStart, store: UploadsFacade, actor: Caller) -> Response:
     """Start a resumable upload of ``size`` bytes; send them with ``PUT /uploads/{id}``."""
-    params = {"groupbys": body.groupbys, "layer": body.layer, "format": body.format}
+    params = {
+        "groupbys": body.groupbys,
+        "layer": body.layer,
+        "format": body.format,
+        "views": parse_views(body.views),
+    }
     try:
         up = store.create(
             body.filename,

@@ -203,7 +203,7 @@ def create_app(
     app.include_router(_genes.router, prefix=PREFIX)
     app.include_router(_admin.router, max_body_size=MAX_BODY_BYTES, responses=errors(400, 404, 409, 413, 422))
     app.include_router(_jobs.router, responses=errors(400, 404, 422))
-    app.include_router(_access.router, max_body_size=MAX_BODY_BYTES)
+    app.include_router(_access.router, max_body_size=MAX_BODY_BYTES, responses=errors(400, 404, 413, 422))
     app.include_router(_uploads.router, responses=errors(404))
     mount_ui(app)
     return app

@@ -15,13 +15,14 @@ Example::
 
 from __future__ import annotations
 
-from widecube.catalog._access import GrantRecord, Lookup, Policy, TokenNotFound, TokenRecord
 from widecube.catalog._audit import AuditCheck, AuditEvent, AuditRecord
 from widecube.catalog._catalog import Catalog, PointerMoved
-from widecube.catalog._jobs import AttemptsUsed, JobNotFound, JobRecord, JobState, LeaseLost
+from widecube.catalog._grants import NAME_PATTERN, GrantRecord, Lookup, Policy, TokenNotFound, TokenRecord
+from widecube.catalog._jobstore import AttemptsUsed, JobNotFound, JobRecord, JobState, LeaseLost
 from widecube.catalog._records import DatasetRecord, VersionRecord, VersionStatus
 
 __all__ = [
+    "NAME_PATTERN",
     "AttemptsUsed",
     "AuditCheck",
     "AuditEvent",

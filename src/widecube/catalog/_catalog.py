@@ -35,11 +35,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from widecube.catalog import _queries as q
-from widecube.catalog._access import Access
 from widecube.catalog._audit import Audit
 from widecube.catalog._changes import ChangeToken
 from widecube.catalog._engine import dumps_json, make_engine, read_options
-from widecube.catalog._jobs import Jobs
+from widecube.catalog._grants import Access
+from widecube.catalog._jobstore import Jobs
 from widecube.catalog._migrate import upgrade
 from widecube.catalog._records import (
     DatasetRecord,
@@ -92,7 +92,7 @@ class Catalog:
             self._engine.dispose()
             raise CatalogError(f"cannot open the catalog at {_safe(url)}: {exc}") from exc
         self.jobs = Jobs(self._write, self._read)
-        """The ingest jobs (see ``_jobs``): create, claim, advance, list."""
+        """The ingest jobs (see ``_jobstore``): create, claim, advance, list."""
         self._changes = ChangeToken(self._engine)
         self.access = Access(self._write, self._read, self._changes)
         """Tokens, grants, groups and each dataset's visibility and classification."""

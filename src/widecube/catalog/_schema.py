@@ -166,7 +166,7 @@ pointer_history = sa.Table(
     sqlite_autoincrement=True,
 )
 
-# One row per ingest job (see ``_jobs``). ``input_key`` identifies what triggered the job (an
+# One row per ingest job (see ``_jobstore``). ``input_key`` identifies what triggered the job (an
 # inbox entry by name, size and mtime; an upload by id) so that a trigger seen twice makes one
 # job; it is cleared once the watcher has moved the entry away. ``worker``/``lease_until`` is
 # the claim of the process running the job: a claim that is not renewed expires, and the job
@@ -201,7 +201,7 @@ jobs = sa.Table(
     sa.Index("ix_jobs_created", "created_at"),
 )
 
-# -- access (``_access``) and audit (``_audit``) -----------------------------------------------
+# -- access (``_grants``) and audit (``_audit``) -----------------------------------------------
 
 # API tokens. The secret is shown once; only its SHA-256 is kept (a token is 256 random bits,
 # so a fast hash is enough: there is nothing to brute-force). ``datasets``: JSON list the token

@@ -24,7 +24,7 @@ one layer per statistic); per-cell and per-gene answers are DataFrames. See :cla
 for every method.
 """
 
-from ._base import DEFAULT_STATS, Reader
+from ._interface import DEFAULT_STATS, Reader
 from ._local import Local, open
 from ._remote import Client, RemoteError
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..access import Actor
 from ..errors import InputNotFound
-from ._base import Reader
+from ._interface import Reader
 
 if TYPE_CHECKING:
     from ..query import Widecube

@@ -28,7 +28,7 @@ from ..errors import (
     WidecubeError,
 )
 from . import _convert
-from ._base import Reader
+from ._interface import Reader
 
 __all__ = ["Client", "RemoteError"]
 

@@ -3,7 +3,7 @@
 The readers live in :mod:`.formats`, one folder per family of storage (``hdf5/``,
 ``columnar/``, ``text/``), each reader beside the scanners and streamers only it uses; this
 package keeps what every reader shares: the :class:`MatrixSource` contract (``_source``),
-the registry (``_registry``), content sniffing, value and shape checks, safe archive
+the registry (``_readers``), content sniffing, value and shape checks, safe archive
 unpacking, metadata joins and :func:`open_input` (``_input``), the work folder and the
 read-ahead thread (``_prefetch``).
 
@@ -25,7 +25,7 @@ from ._archive import unpack as unpack_archive
 from ._source import Block, MatrixSource
 from ._input import InputSource, open_input
 from ._prefetch import prefetch
-from ._registry import ReaderSpec, open_matrix, readers, register_reader
+from ._readers import ReaderSpec, open_matrix, readers, register_reader
 
 __all__ = [
     "ArchiveLimits",

@@ -25,7 +25,7 @@ from ..errors import InputError, InputNotFound, InvalidValue, UnreadableInput
 from ._archive import ArchiveLimits, archive_kind, unpack
 from ._checks import check_column_names
 from ._metadata import join_metadata, read_table
-from ._registry import ReaderSpec, readers
+from ._readers import ReaderSpec, readers
 from ._sniff import HDF5_MAGIC, raw_head
 from ._source import Block, MatrixSource
 from ._workdir import Scratch, scratch_folder

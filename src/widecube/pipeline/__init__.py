@@ -5,12 +5,13 @@ The faces (CLI, API) go through :class:`Jobs` (submit, list, get, run, watch, su
 """
 
 from ..catalog import JobRecord, JobState, PointerMoved
+from ..views import parse_views
 from ._cleanup import reclaim_orphans
-from ._facade import Jobs, job_state
 from ._ingest import Progress
-from ._jobs import JobRunner, JobWorker, ingest, next_step, retry_delay
+from ._jobs_facade import Jobs, job_state
+from ._runner import JobRunner, JobWorker, ingest, next_step, retry_delay
 from ._supervise import WorkerProcess
-from ._uploads import (
+from ._upload_store import (
     TooManyUploads,
     Upload,
     UploadConflict,
@@ -44,6 +45,7 @@ __all__ = [
     "ingest",
     "job_state",
     "next_step",
+    "parse_views",
     "reclaim_orphans",
     "retry_delay",
     "sweep_uploads",

@@ -1,12 +1,13 @@
 """The steps of an ingest job: unpack, validate, compute, verify, publish (and fail).
 
 Each step takes the job's :class:`Work` and returns what later steps need, as plain JSON (the
-runner in ``_jobs`` saves it as the step's checkpoint in the job's work folder). Every step can
+runner in ``_runner`` saves it as the step's checkpoint in the job's work folder). Every step can
 run again after an interruption: it first removes what a killed run of itself left behind.
 
 * **unpack** creates the version record (BUILDING) and unpacks an archive into the work folder;
 * **validate** opens the input, reads cells and genes, checks ids and every grouping;
-* **compute** makes the two streaming passes into ``<storage>/staging/<version>``;
+* **compute** makes the two streaming passes into ``<storage>/staging/<version>``, building
+  the views the job names (``params["views"]``, with those they require; None: every view);
 * **verify** checks the snapshot, moves it to ``<storage>/datasets/<name>/<version>`` and
   marks the version VERIFIED;
 * **publish** moves the dataset's pointer in one catalog transaction, if it still names the
@@ -34,7 +35,7 @@ from ..config import Settings
 from ..errors import CatalogError, InputError, InputNotFound, NotFound
 from ..io import ArchiveLimits, InputSource, archive_kind, open_input, readers, unpack_archive
 from ..snapshot import Snapshot, SnapshotWriter, sha256_file
-from ..views import NORMALIZED, RAW, BuildContext, views
+from ..views import NORMALIZED, RAW, BuildContext, parse_views, select_views
 from ._verify import verify_snapshot
 
 __all__ = ["STEPS", "Progress", "Work", "check_name", "fail"]
@@ -127,6 +128,7 @@ def unpack(work: Work) -> Checkpoint:
         "obs": Path(p["obs"]).name if p.get("obs") else None,
         "var": Path(p["var"]).name if p.get("var") else None,
         "allow_missing_metadata": bool(p.get("allow_missing_metadata")),
+        "views": p.get("views"),
     }
     try:
         work.catalog.create_version(
@@ -146,7 +148,9 @@ def unpack(work: Work) -> Checkpoint:
 
 
 def validate(work: Work) -> Checkpoint:
-    """Open the input and check cell ids, gene names and every grouping before the long pass."""
+    """Open the input and check cell ids, gene names, every grouping and the views named
+    before the long pass."""
+    parse_views(work.job.params.get("views"))  # a job submitted with an unknown view fails here
     shutil.rmtree(work.folder / "scratch", ignore_errors=True)
     work.close()
     source = work.open()
@@ -192,6 +196,7 @@ def compute(work: Work) -> Checkpoint:
                 work.staging,
                 work.folder / "scratch",
                 work.progress,
+                work.job.params.get("views"),
             ),
         )
     finally:
@@ -303,13 +308,16 @@ def _build(
     staging: Path,
     work: Path,
     progress: Progress,
+    names: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Pass 1 spills the input by gene; pass 2 feeds gene slabs to every registered view.
+    """Pass 1 spills the input by gene; pass 2 feeds gene slabs to the views ``names`` (and
+    those they require; None: every registered view), recorded in ``parameters.views``.
 
     Without any grouping (``keys`` empty: no categorical obs column and no ``--groupby``),
     the views get one synthetic grouping holding every cell (``all``, group ``all cells``),
     named in the manifest's ``parameters.all_cells_groupby`` (None otherwise).
     """
+    specs = select_views(names)
     with ThreadPoolExecutor(1) as pool:
         digest = pool.submit(sha256_file, path) if path.is_file() else None
         obs, var = source.obs(), source.var()
@@ -348,7 +356,7 @@ def _build(
             obsm = source.obsm()
             for key, values in obsm.items():
                 out.write_array(f"dataset/obsm.zarr/{key}", values)
-            builders = [(spec, spec.builder(ctx, out)) for spec in views()]  # fresh state per build
+            builders = [(spec, spec.builder(ctx, out)) for spec in specs]  # fresh state per build
             step = _accumulate("compute", progress)
             for slab in spill.slabs():
                 stats = ctx.slab_stats(slab)
@@ -386,6 +394,7 @@ def _build(
                 "quantiles": list(settings.quantiles),
                 "normalize": settings.normalize,
                 "target_sum": settings.target_sum,
+                "views": [spec.name for spec in specs],
             },
         )
 

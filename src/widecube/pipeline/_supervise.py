@@ -5,7 +5,7 @@ killer, a kill), only the worker process dies, never the server. :class:`WorkerP
 starts ``widecube work`` as a child process with the server's settings, and when it dies:
 
 * frees the claims it held (``Jobs.release_dead``: the try it was making stays counted, so a
-  job that keeps killing its workers fails after ``job_attempts`` tries, see ``_jobs``);
+  job that keeps killing its workers fails after ``job_attempts`` tries, see ``_runner``);
 * starts a new one after a backoff that doubles while workers die young (``backoff`` up to
   ``max_backoff`` seconds; reset once one lived ``stable`` seconds).
 

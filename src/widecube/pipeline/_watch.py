@@ -12,9 +12,11 @@ it says otherwise::
 
     {"name": "pbmc", "groupbys": ["cell_type", "cell_type,donor"], "obs": "cells.csv"}
 
-(also ``var``, ``layer``, ``format``, ``allow_missing_metadata``; metadata paths are relative
-to the inbox). Sidecars, the metadata files they name, hidden names (``.x``, ``_x``) and
-partial downloads (``*.part``, ``*.tmp``, ``*.crdownload``) are never entries themselves.
+(also ``var``, ``layer``, ``format``, ``allow_missing_metadata``, and ``views``: the views to
+build, ``"summary,quantiles"`` or a list, by default the watcher's ``views``, itself by
+default every view; metadata paths are relative to the inbox). Sidecars, the metadata files
+they name, hidden names (``.x``, ``_x``) and partial downloads (``*.part``, ``*.tmp``,
+``*.crdownload``) are never entries themselves.
 
 When its job ends, the entry (with its sidecar and metadata files) is moved to
 ``processed/`` or ``failed/``; next to a failed one, ``<entry>.error.json`` says why.
@@ -45,7 +47,8 @@ from typing import Any
 
 from ..catalog import Catalog, JobRecord, JobState
 from ..config import Settings
-from ._jobs import JobRunner, JobWorker
+from ..views import parse_views
+from ._runner import JobRunner, JobWorker
 
 __all__ = ["Watcher", "dataset_name"]
 
@@ -54,7 +57,17 @@ log = logging.getLogger("widecube.watch")
 MARKER = "_SUCCESS"
 PROCESSED, FAILED = "processed", "failed"
 _PARTIAL = (".part", ".partial", ".tmp", ".crdownload", ".download", "~")
-_SIDECAR_FIELDS = {"name", "dataset", "groupbys", "obs", "var", "layer", "format", "allow_missing_metadata"}
+_SIDECAR_FIELDS = {
+    "name",
+    "dataset",
+    "groupbys",
+    "obs",
+    "var",
+    "layer",
+    "format",
+    "allow_missing_metadata",
+    "views",
+}
 _BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -79,7 +92,11 @@ class Entry:
 
 
 class Watcher:
-    """Turns complete entries of ``inbox`` into jobs and files them away when the jobs end."""
+    """Turns complete entries of ``inbox`` into jobs and files them away when the jobs end.
+
+    ``views`` (``"summary,quantiles"`` or a list; None: every view) is what an entry's job
+    builds unless its sidecar names ``views`` itself; an unknown name is refused here.
+    """
 
     def __init__(
         self,
@@ -90,7 +107,9 @@ class Watcher:
         runner: JobRunner | None = None,
         quiet: float | None = None,
         poll: float | None = None,
+        views: str | list[str] | None = None,
     ) -> None:
+        self.views = parse_views(views)
         self.inbox = inbox.expanduser().resolve()
         self.settings, self.catalog = settings, catalog
         self.runner = runner or JobRunner(settings, catalog)
@@ -176,7 +195,7 @@ class Watcher:
     def _params(self, entry: Entry) -> tuple[str, dict[str, Any]]:
         """The dataset name and ingest parameters of an entry, from its sidecar if it has one."""
         if entry.sidecar is None:
-            return dataset_name(entry.name), {}
+            return dataset_name(entry.name), {"views": self.views}
         try:
             side = json.loads((self.inbox / entry.sidecar).read_text())
         except ValueError as exc:
@@ -190,11 +209,18 @@ class Watcher:
                 f"(known: {', '.join(sorted(_SIDECAR_FIELDS))})"
             )
         groupbys = side.get("groupbys") or []
+        try:
+            if not isinstance(side.get("views"), str | list | None):
+                raise ValueError("views must be a string ('summary,quantiles') or a list of names")
+            views = parse_views(side["views"]) if side.get("views") is not None else self.views
+        except ValueError as exc:
+            raise ValueError(f"sidecar {entry.sidecar}: {exc}") from None
         params: dict[str, Any] = {
             "groupbys": [groupbys] if isinstance(groupbys, str) else [str(g) for g in groupbys],
             "layer": side.get("layer"),
             "format": side.get("format"),
             "allow_missing_metadata": bool(side.get("allow_missing_metadata", False)),
+            "views": views,
         }
         for what in ("obs", "var"):
             params[what] = str(self.inbox / side[what]) if side.get(what) else None

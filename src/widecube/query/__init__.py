@@ -4,8 +4,8 @@
   service after a corrupt read.
 - ``_index``: what queries derive once per opened snapshot (one typed :class:`SnapshotIndex`).
 - ``_views``: every call into the precomputed views, in one place.
-- ``_reads``: the typed queries; ``_admin``: versions, publish, rollback, verify;
-  ``_cache``: the decoded cache's warm/evict/sweep.
+- ``_reads``: the typed queries; ``_versions``: versions, publish, rollback, verify;
+  ``_warming``: the decoded cache's warm/evict/sweep.
 - ``aggregate``: exact summaries over any subset of cells from the gene-major view.
 - ``results``: what the queries answer (frozen, slotted dataclasses, readable as mappings).
 - ``_facade``: :class:`Widecube`, all of the above behind one object.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ._admin import Admin
-from ._cache import CacheUpkeep
+from ._versions import Admin
+from ._warming import CacheUpkeep
 
 __all__ = ["Widecube"]
 

@@ -233,10 +233,7 @@ class SnapshotIndex:
         """The queried genes in the gene-major view's decoded, memory-mapped CSC arrays."""
         snap = self.snap
         if not self.has_matrix:
-            raise InvalidQuery(
-                f"version {version} of dataset {dataset!r} has no gene-major view, "
-                "which per-cell values and filtered aggregates need"
-            )
+            raise _views.require(snap, "matrix", "per-cell values and filtered aggregates read it")
         indptr, indices, data = _views.matrix_csc(snap)
         scale = None if layer == "raw" else self.cell_scale
         return GeneData(idx, indptr, indices, data, scale)

@@ -209,21 +209,24 @@ class Reads(Resolver):
         known = [*SUMMARY_STATS, *quantiles]
         unknown = [s for s in stats if s not in known]
         if unknown:
-            raise InvalidQuery(f"unknown stat {unknown[0]!r}; known stats: {', '.join(known)}")
+            _views.refuse_stats(snap, unknown, known)
         grouping = index.grouping(dataset, groupby)
         spec = canonical_filter(filter)
         mask, kept = index.selection(dataset, spec)
         counts = index.group_counts(spec, grouping, mask)
         values: dict[str, np.ndarray] | None = None
+        missing: _views.ViewMissing | None = None
         if precomputed and bool(np.all((counts == 0) | (counts == grouping.n_cells))):
             try:
                 groups, stored = _views.precomputed(snap, groupby, layer, idx, stats)
-            except InvalidQuery:  # this grouping or layer is not precomputed
-                groups = []
+            except InvalidQuery as exc:  # this grouping, layer or view is not precomputed
+                groups, missing = [], exc if isinstance(exc, _views.ViewMissing) else None
             if groups == grouping.names:
                 values = {s: _drop_groups(s, v, counts == 0) for s, v in stored.items()}
         source = "precomputed" if values is not None else "computed"
         if values is None:
+            if missing is not None and not index.has_matrix:  # either view would do: name the first
+                raise missing
             data = index.gene_data(dataset, record.version, idx, layer)
             values = summarize(data, mask, grouping.codes, counts, stats, quantiles=quantiles)
         return Aggregate(
@@ -395,10 +398,7 @@ class Reads(Resolver):
             return index.obs_color(color, lambda: _obs_color(obs[color], kind))
         if color in snap.var_names:
             if not index.has_matrix:
-                raise InvalidQuery(
-                    f"colouring by gene {color!r} needs the gene-major view, which "
-                    f"version {version} of dataset {dataset!r} does not have"
-                )
+                raise _views.require(snap, "matrix", "colouring cells by a gene reads it")
             _, values = self.gene_values(dataset, color, version=version)
             return {"name": color, "kind": "gene", "values": np.ascontiguousarray(values, np.float32)}
         raise InvalidQuery(f"dataset {dataset!r} has no obs column or gene {color!r}")

@@ -2,20 +2,36 @@
 
 The queries never touch a view object elsewhere: how a view is found and read (today the
 registered view objects of :mod:`widecube.views`) changes here only.
+
+A version may hold only some views (``widecube ingest --views``): it is described by those
+it has, and a read that needs one it lacks is a :class:`~widecube.views.ViewMissing` (422)
+naming the ``--views`` that would build it, never an "unknown" statistic.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InvalidQuery
 from ..snapshot import Snapshot
-from ..views import GenesReader, MarkersReader, MatrixReader, QuantilesReader, has_view, reader, views
+from ..views import (
+    GenesReader,
+    MarkersReader,
+    MatrixReader,
+    QuantilesReader,
+    ViewMissing,
+    get_view,
+    has_view,
+    missing_view,
+    reader,
+    views,
+)
 
 __all__ = [
+    "ViewMissing",
     "describe",
     "gene_table",
     "has_matrix",
@@ -24,13 +40,34 @@ __all__ = [
     "matrix_target_sum",
     "precomputed",
     "quantile_levels",
+    "refuse_stats",
+    "require",
     "warm_views",
 ]
 
 
 def describe(snap: Snapshot) -> dict[str, Any]:
-    """``{view name: what it holds}`` for the dataset detail."""
-    return {v.name: v.describe(snap) for v in views()}
+    """``{view name: what it holds}`` of the views the version has, for the dataset detail."""
+    return {v.name: v.describe(snap) for v in views() if has_view(snap, v.name)}
+
+
+def require(snap: Snapshot, name: str, needed_for: str) -> ViewMissing:
+    """The 422 (to raise) for a read of view ``name``, which ``snap`` lacks; ``needed_for``
+    says why it is needed ("per-cell values read it")."""
+    return missing_view(snap, name, needed_for)
+
+
+def refuse_stats(snap: Snapshot, unknown: list[str], known: list[str]) -> NoReturn:
+    """Refuse statistics nothing here serves: a 422 naming the view the version was built
+    without that would serve the first of them, else one listing the ``known`` statistics."""
+    parameters = snap.manifest.get("parameters", {})
+    for view in views():
+        if not has_view(snap, view.name):
+            planned = view.stats(parameters)
+            stat = next((s for s in unknown if s in planned), None)
+            if stat is not None:
+                raise missing_view(snap, view.name, f"it serves {stat}")
+    raise InvalidQuery(f"unknown stat {unknown[0]!r}; known stats: {', '.join(known)}")
 
 
 def precomputed(
@@ -40,7 +77,7 @@ def precomputed(
     served = {stat: view for view in views() for stat in view.served(snap)}
     unknown = [s for s in stats if s not in served]
     if unknown:
-        raise InvalidQuery(f"unknown stat {unknown[0]!r}; known stats: {', '.join(served)}")
+        refuse_stats(snap, unknown, list(served))
     groups: list[str] = []
     values: dict[str, np.ndarray] = {}
     for view in dict.fromkeys(served[s] for s in stats):
@@ -76,8 +113,14 @@ def matrix_target_sum(snap: Snapshot) -> float:
 
 
 def quantile_levels(snap: Snapshot) -> dict[str, float]:
-    """``{"median": 0.5, "q10": 0.1, …}`` of the version's quantiles view (empty without one)."""
-    return reader(snap, "quantiles", QuantilesReader).levels() if has_view(snap, "quantiles") else {}
+    """``{"median": 0.5, "q10": 0.1, …}`` of the version's quantiles view; without one, those
+    its ingest would have stored if the gene-major view can compute them, else none."""
+    if has_view(snap, "quantiles"):
+        return reader(snap, "quantiles", QuantilesReader).levels()
+    if not has_matrix(snap):
+        return {}
+    levels = [float(q) for q in snap.manifest.get("parameters", {}).get("quantiles") or ()]
+    return dict(zip(get_view("quantiles").stats({"quantiles": levels}), levels, strict=True))
 
 
 def warm_views(snap: Snapshot) -> None:

@@ -6,8 +6,21 @@ from . import markers as _markers  # noqa: F401 - registers the view
 from . import matrix as _matrix  # noqa: F401 - registers the view
 from . import quantiles as _quantiles  # noqa: F401 - registers the view
 from . import summary as _summary  # noqa: F401 - registers the view
-from ._base import NORMALIZED, RAW, BuildContext, Builder, SlabStats, ViewReader
-from ._registry import ViewSpec, get_view, has_view, readable, reader, register_read, register_view, views
+from ._registry import (
+    ViewMissing,
+    ViewSpec,
+    get_view,
+    has_view,
+    missing_view,
+    parse_views,
+    readable,
+    reader,
+    register_read,
+    register_view,
+    select_views,
+    views,
+)
+from ._spec import NORMALIZED, RAW, BuildContext, Builder, SlabStats, ViewReader
 from .genes import GenesReader
 from .markers import MarkersReader
 from .matrix import MatrixReader
@@ -25,13 +38,17 @@ __all__ = [
     "QuantilesReader",
     "SlabStats",
     "SummaryReader",
+    "ViewMissing",
     "ViewReader",
     "ViewSpec",
     "get_view",
     "has_view",
+    "missing_view",
+    "parse_views",
     "readable",
     "reader",
     "register_read",
     "register_view",
+    "select_views",
     "views",
 ]

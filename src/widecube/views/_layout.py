@@ -17,7 +17,7 @@ import zarr
 from ..compute import Grouping
 from ..errors import InvalidQuery
 from ..snapshot import Snapshot, SnapshotWriter
-from ._base import RAW, BuildContext
+from ._spec import RAW, BuildContext
 
 __all__ = ["create_grouped", "entry_for", "group_table", "layer_entry", "relpath"]
 

@@ -15,28 +15,38 @@ the way it was written, and one written in an encoding nothing here reads is a c
 :class:`~widecube.errors.UnsupportedEncoding`, never a wrong answer. When an encoding
 changes, its old reader stays registered (and the frozen snapshots under
 ``tests/data/snapshots/`` keep it honest).
+
+Selecting: an ingest may build only some views (``--views summary,quantiles``);
+:func:`select_views` adds what they ``requires`` (a view whose verifier reads another, as the
+summary reads the genes view's totals) and the manifest records the views built
+(``parameters.views``). Reading a view such a snapshot was built without is a
+:class:`ViewMissing` (422) that names the ``--views`` which would build it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 import numpy as np
 
-from ..errors import UnsupportedEncoding
+from ..errors import InvalidQuery, UnsupportedEncoding
 from ..snapshot import Snapshot, SnapshotWriter
-from ._base import BuildContext, Builder, ViewReader
+from ._spec import BuildContext, Builder, ViewReader
 
 __all__ = [
+    "ViewMissing",
     "ViewSpec",
     "get_view",
     "has_view",
+    "missing_view",
+    "parse_views",
     "readable",
     "reader",
     "register_read",
     "register_view",
+    "select_views",
     "views",
 ]
 
@@ -47,19 +57,39 @@ _VIEWS: dict[str, ViewSpec] = {}
 _READERS: dict[Key, type[ViewReader]] = {}
 
 
+class ViewMissing(InvalidQuery):
+    """A query needs a view that its version was deliberately built without (``--views``):
+    the API answers 422, and the message names the ``--views`` that would build it."""
+
+    def __init__(self, message: str, *, dataset: str, version: str, view: str) -> None:
+        super().__init__(message)
+        self.dataset = dataset
+        self.version = version
+        self.view = view
+
+
+def _no_stats(parameters: Mapping[str, Any]) -> list[str]:
+    return []
+
+
 @dataclass(frozen=True, slots=True)
 class ViewSpec:
     """One view: its name, the encoding today's code writes, and its builder.
 
     Stateless and registered once; ``builder(ctx, out)`` returns a new
     :class:`~widecube.views.Builder` holding one build's state, so builds may run
-    concurrently. The read methods are shorthands for :func:`reader` on a snapshot.
+    concurrently. ``requires`` names the views it cannot do without (built with it whenever
+    it is selected, registered before it); ``stats(parameters)`` the per-group statistics it
+    would serve when built with a manifest's ``parameters`` (to tell a statistic of a view
+    left out from an unknown one). The read methods are shorthands for :func:`reader`.
     """
 
     name: str
     encoding: str
     encoding_version: str
     builder: Callable[[BuildContext, SnapshotWriter], Builder]
+    requires: tuple[str, ...] = ()
+    stats: Callable[[Mapping[str, Any]], list[str]] = _no_stats
 
     @property
     def reader_class(self) -> type[ViewReader]:
@@ -89,6 +119,9 @@ def register_view(spec: ViewSpec) -> ViewSpec:
     """Add a view to the registry (built in registration order); returns ``spec``."""
     if spec.name in _VIEWS:
         raise ValueError(f"view {spec.name!r} is registered twice")
+    missing = [r for r in spec.requires if r not in _VIEWS]
+    if missing:
+        raise ValueError(f"view {spec.name!r} requires {missing[0]!r}, which is not registered before it")
     if (spec.name, spec.encoding, spec.encoding_version) not in _READERS:
         raise ValueError(
             f"view {spec.name!r} writes {spec.encoding} {spec.encoding_version}, "
@@ -105,6 +138,68 @@ def views() -> list[ViewSpec]:
 
 def get_view(name: str) -> ViewSpec:
     return _VIEWS[name]
+
+
+def parse_views(value: str | Iterable[str] | None) -> list[str] | None:
+    """The view names asked for (``"summary,quantiles"``, or a list of such), checked and in
+    registration order; None (every view) for None or nothing named.
+
+    >>> parse_views("quantiles, summary")
+    ['quantiles', 'summary']
+    >>> parse_views("summary,median")
+    Traceback (most recent call last):
+    widecube.errors.InvalidQuery: unknown view 'median'; views: genes, markers, matrix, quantiles, summary
+    """
+    if value is None:
+        return None
+    parts = [value] if isinstance(value, str) else list(value)
+    names = {n.strip() for part in parts for n in str(part).split(",") if n.strip()}
+    unknown = sorted(names - set(_VIEWS))
+    if unknown:
+        raise InvalidQuery(f"unknown view {unknown[0]!r}; views: {', '.join(_VIEWS)}")
+    return [n for n in _VIEWS if n in names] or None
+
+
+def select_views(names: Iterable[str] | None) -> list[ViewSpec]:
+    """The views to build for ``names`` (None: every view): those named and every view they
+    require, in registration order (the order they are built and verified).
+
+    >>> [v.name for v in select_views(["summary"])]
+    ['genes', 'summary']
+    """
+    wanted = parse_views(None if names is None else list(names))
+    if wanted is None:
+        return views()
+    chosen: set[str] = set()
+    todo = list(wanted)
+    while todo:
+        name = todo.pop()
+        if name not in chosen:
+            chosen.add(name)
+            todo.extend(_VIEWS[name].requires)
+    return [v for v in _VIEWS.values() if v.name in chosen]
+
+
+def missing_view(snap: Snapshot, name: str, needed_for: str | None = None) -> ViewMissing:
+    """The 422 for a read of view ``name``, which ``snap`` was built without: it names the
+    ``--views`` that build what ``snap`` has, then ``name`` (views another one requires left
+    out), and why it is needed (``needed_for``: "it serves median") if given.
+
+    >>> raise missing_view(snap, "quantiles")   # doctest: +SKIP
+    ViewMissing: dataset 'pbmc' version 3380… was ingested without the quantiles view;
+    re-ingest with --views summary,quantiles
+    """
+    have = [n for n in _VIEWS if n in snap.manifest.get("views", {}) and n != name]
+    implied = {r for n in [*have, name] for r in _VIEWS[n].requires}
+    option = ",".join([*(n for n in have if n not in implied), name])
+    why = f" ({needed_for})" if needed_for else ""  # unquoted: the API clips long quoted spans
+    return ViewMissing(
+        f"dataset {snap.dataset!r} version {snap.version} was ingested without the {name} view{why}; "
+        f"re-ingest with --views {option}",
+        dataset=snap.dataset,
+        version=snap.version,
+        view=name,
+    )
 
 
 def register_read(view: str, encoding: str, encoding_version: str) -> Callable[[type[R]], type[R]]:
@@ -145,12 +240,16 @@ def reader(snap: Snapshot, name: str, kind: type[ViewReader] = ViewReader) -> Vi
     ``kind`` is the reader class whose methods the caller uses (a view's first reader;
     readers of later encodings subclass it). Raises
     :class:`~widecube.errors.UnsupportedEncoding` naming the dataset, version, view and
-    stored encoding when the view is missing or no reader here reads its encoding.
+    stored encoding when the view is missing or no reader here reads its encoding, and
+    :class:`ViewMissing` (a 422) when the snapshot was built without it on purpose
+    (``--views``; its manifest lists the views it was built with).
 
     >>> reader(snap, "genes", GenesReader).table("raw")   # doctest: +SKIP
     """
     entry = snap.manifest.get("views", {}).get(name)
     where = f"version {snap.version} of dataset {snap.dataset!r}"
+    if entry is None and name in _VIEWS and snap.manifest.get("parameters", {}).get("views") is not None:
+        raise missing_view(snap, name)
     if entry is None:
         raise UnsupportedEncoding(
             f"{where} has no view {name!r} (written by widecube "

@@ -15,9 +15,9 @@ import pandas as pd
 from ..compute.groupings import ALL
 from ..errors import VerificationError
 from ..snapshot import SnapshotWriter
-from ._base import BuildContext, Builder, SlabStats, ViewReader
 from ._layout import layer_entry
 from ._registry import ViewSpec, register_read, register_view
+from ._spec import BuildContext, Builder, SlabStats, ViewReader
 
 __all__ = ["ENCODING", "GENE_STATS", "GENES", "GenesBuilder", "GenesReader"]
 

@@ -23,9 +23,9 @@ from ..compute import welch_t_p
 from ..compute.groupings import ALL
 from ..errors import InvalidQuery, VerificationError
 from ..snapshot import SnapshotWriter
-from ._base import NORMALIZED, BuildContext, Builder, SlabStats, ViewReader
 from ._layout import entry_for, layer_entry, relpath
 from ._registry import ViewSpec, register_read, register_view
+from ._spec import NORMALIZED, BuildContext, Builder, SlabStats, ViewReader
 
 __all__ = ["ENCODING", "MARKERS", "MarkersBuilder", "MarkersReader"]
 

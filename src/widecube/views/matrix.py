@@ -19,8 +19,8 @@ from zarr.codecs import BloscCodec, ZstdCodec
 
 from ..errors import VerificationError
 from ..snapshot import SnapshotWriter, checked, zarr_array, zarr_group
-from ._base import BuildContext, Builder, SlabStats, ViewReader
 from ._registry import ViewSpec, reader, register_read, register_view
+from ._spec import BuildContext, Builder, SlabStats, ViewReader
 from .genes import GenesReader
 
 __all__ = ["ENCODING", "MATRIX", "MatrixBuilder", "MatrixReader"]
@@ -121,4 +121,5 @@ class MatrixReader(ViewReader):
             )
 
 
-MATRIX = register_view(ViewSpec("matrix", *ENCODING, MatrixBuilder))
+MATRIX = register_view(ViewSpec("matrix", *ENCODING, MatrixBuilder, requires=("genes",)))
+"""Requires the genes view: its verifier checks each gene's number of values against it."""

@@ -10,7 +10,7 @@ zeros, which are counted, not stored). Values equal
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,9 +19,9 @@ import zarr
 from ..compute import gene_quantiles
 from ..errors import VerificationError
 from ..snapshot import SnapshotWriter, zarr_array, zarr_group
-from ._base import BuildContext, Builder, SlabStats, ViewReader
 from ._layout import create_grouped, entry_for, group_table, relpath
 from ._registry import ViewSpec, register_read, register_view
+from ._spec import BuildContext, Builder, SlabStats, ViewReader
 
 __all__ = ["ENCODING", "QUANTILES", "QuantilesBuilder", "QuantilesReader", "quantile_name"]
 
@@ -134,4 +134,9 @@ class QuantilesReader(ViewReader):
         return {"quantiles": entry["quantiles"], "stats": entry["stats"], "layers": list(entry["layers"])}
 
 
-QUANTILES = register_view(ViewSpec("quantiles", *ENCODING, QuantilesBuilder))
+def _stats(parameters: Mapping[str, Any]) -> list[str]:
+    """The quantiles a build with these manifest ``parameters`` stores (by name)."""
+    return [quantile_name(float(q)) for q in parameters.get("quantiles") or ()]
+
+
+QUANTILES = register_view(ViewSpec("quantiles", *ENCODING, QuantilesBuilder, stats=_stats))

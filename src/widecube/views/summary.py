@@ -22,9 +22,9 @@ import zarr
 from ..compute import BASE_STATS, DERIVED_STATS, SUMMARY_STATS, derive
 from ..errors import VerificationError
 from ..snapshot import Snapshot, SnapshotWriter, zarr_array, zarr_group
-from ._base import BuildContext, Builder, SlabStats, ViewReader
 from ._layout import create_grouped, entry_for, group_table, relpath
 from ._registry import ViewSpec, reader, register_read, register_view
+from ._spec import BuildContext, Builder, SlabStats, ViewReader
 from .genes import GenesReader
 
 __all__ = [
@@ -166,4 +166,7 @@ class SummaryReader(ViewReader):
         return {"groupbys": entry["groupbys"], "layers": list(entry["layers"]), "stats": entry["stats"]}
 
 
-SUMMARY = register_view(ViewSpec("summary", *ENCODING, SummaryBuilder))
+SUMMARY = register_view(
+    ViewSpec("summary", *ENCODING, SummaryBuilder, requires=("genes",), stats=lambda _: list(SUMMARY_STATS))
+)
+"""Requires the genes view: its verifier checks every grouping against the per-gene totals."""

@@ -1,7 +1,7 @@
 """Write a frozen snapshot of the tiny input with today's encodings (run by hand, then commit).
 
 Each folder beside this script (``widecube-<version>/``, with ``manifest.json`` at its root)
-is a whole snapshot as some widecube wrote it; ``tests/test_snapshot_compat.py`` reads every
+is a whole snapshot as some widecube wrote it; ``tests/snapshot/test_snapshot_compat.py`` reads every
 one through the view read registry and checks its values against numpy on ``input/``. When a
 view's encoding changes, keep the old reader registered, run this script under a new name and
 commit both folders, so old snapshots stay readable::

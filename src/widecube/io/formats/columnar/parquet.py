@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from ....errors import InvalidValue, UnreadableInput
 from ..._checks import check_shape, check_unique, nonfinite_error
-from ..._registry import ReaderSpec, register_reader
+from ..._readers import ReaderSpec, register_reader
 from ..._sniff import PARQUET_MAGIC, raw_head
 from ..._source import Block, MatrixSource
 from .._dense import dense_to_csr

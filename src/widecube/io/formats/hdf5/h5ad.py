@@ -33,7 +33,7 @@ from ..._checks import (
     check_unique,
     check_value_dtype,
 )
-from ..._registry import ReaderSpec, register_reader
+from ..._readers import ReaderSpec, register_reader
 from ..._source import Block, MatrixSource
 from .._compressed import csr_block, iter_slabs
 

@@ -31,7 +31,7 @@ from ..._checks import (
     unique_gene_names,
 )
 from ..._metadata import categorize
-from ..._registry import ReaderSpec, register_reader
+from ..._readers import ReaderSpec, register_reader
 from ..._sniff import hdf5_keys
 from ..._source import Block, MatrixSource
 from .._dense import dense_to_csr

@@ -33,7 +33,7 @@ from ..._checks import (
     check_value_dtype,
     unique_gene_names,
 )
-from ..._registry import ReaderSpec, register_reader
+from ..._readers import ReaderSpec, register_reader
 from ..._sniff import hdf5_keys
 from ..._source import Block, MatrixSource
 from .._compressed import Sliceable, iter_row_slabs

@@ -31,7 +31,7 @@ import pandas as pd
 
 from ....errors import UnreadableInput
 from ..._checks import check_shape, check_unique
-from ..._registry import ReaderSpec, register_reader
+from ..._readers import ReaderSpec, register_reader
 from ..._sniff import GZIP_MAGIC, PARQUET_MAGIC, first_line, head
 from ..._source import Block, MatrixSource
 from ..._workdir import scratch_folder

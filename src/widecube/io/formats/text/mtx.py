@@ -29,7 +29,7 @@ import pyarrow.csv as pv
 
 from ....errors import InvalidValue, UnreadableInput
 from ..._checks import check_shape, check_unique, unique_gene_names
-from ..._registry import ReaderSpec, register_reader
+from ..._readers import ReaderSpec, register_reader
 from ..._sniff import arrow_stream, head, open_binary
 from ..._source import Block, MatrixSource
 from ..._workdir import scratch_folder

@@ -1,9 +1,20 @@
 // The REST API as functions. Every call after the dataset is resolved pins its version, so
 // responses are immutable and the browser's HTTP cache answers repeats (see the server's
 // Cache-Control). Failures become ApiError carrying the server's `detail` message.
+// Signed in, the browser sends the session cookie (HttpOnly: the page never sees it) and every
+// request that is not a GET carries the session's CSRF secret, which the server demands.
 
 const BASE = "api/v1";
 const ARROW = "application/vnd.apache.arrow.stream";
+const CSRF_HEADER = "X-CSRF-Token";
+
+let csrf = null; // this UI session's CSRF secret (from the sign-in answer or GET /session)
+
+/** Remember the CSRF secret of a session answer ({csrf}); null when signed out. */
+function remember(me) {
+  csrf = me?.csrf ?? null;
+  return me;
+}
 
 export class ApiError extends Error {
   constructor(status, detail) {
@@ -23,19 +34,19 @@ async function fail(response) {
   return new ApiError(response.status, detail);
 }
 
-async function request(path, { params = {}, body = null, accept = "application/json" } = {}) {
+async function request(path, { params = {}, body = null, method = null, accept = "application/json" } = {}) {
   const query = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {
     if (value === null || value === undefined) continue;
     for (const v of Array.isArray(value) ? value : [value]) query.append(key, v);
   }
   const url = `${BASE}${path}${query.size ? `?${query}` : ""}`;
-  const init = { headers: { Accept: accept } };
+  const init = { method: method ?? (body === null ? "GET" : "POST"), headers: { Accept: accept }, credentials: "same-origin" };
   if (body !== null) {
-    init.method = "POST";
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
+  if (init.method !== "GET" && csrf !== null) init.headers[CSRF_HEADER] = csrf;
   let response;
   try {
     response = await fetch(url, init);
@@ -43,12 +54,21 @@ async function request(path, { params = {}, body = null, accept = "application/j
     throw new ApiError(0, `cannot reach the server (${err.message})`);
   }
   if (!response.ok) throw await fail(response);
+  if (response.status === 204) return null;
   return accept === ARROW ? response.arrayBuffer() : response.json();
 }
 
 const enc = encodeURIComponent;
 
 export const api = {
+  /** Who this page is: {auth, user, via, groups, scope, datasets, csrf} (user null: anonymous). */
+  session: async () => remember(await request("/session")),
+  /** Exchange an API token for the session cookie; the token is not kept. */
+  signIn: async (token) => remember(await request("/session", { body: { token } })),
+  signOut: async () => {
+    await request("/session", { method: "DELETE" });
+    remember(null);
+  },
   datasets: () => request("/datasets"),
   dataset: (name, version) => request(`/datasets/${enc(name)}`, { params: { version } }),
   versions: (name) => request(`/datasets/${enc(name)}/versions`),

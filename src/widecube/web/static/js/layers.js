@@ -8,9 +8,12 @@
 // "values as given", which is honest whatever the input was. The default layer is the last
 // listed one (ingest's rule); answers of /summary and /markers name the layer they used.
 
-/** The layers of a dataset version, in the order the views list them. */
+/** The layers of a dataset version, in the order the views list them (whichever views the
+ * version was built with). */
 export function layersOf(detail) {
-  return detail.views?.summary?.layers ?? detail.views?.markers?.layers ?? [];
+  const views = detail.views ?? {};
+  return views.summary?.layers ?? views.markers?.layers ?? views.quantiles?.layers
+    ?? Object.keys(views.genes?.layers ?? {});
 }
 
 /** The layer used when none is chosen (the last listed, as ingest records it). */

@@ -1,4 +1,5 @@
-// The application: load datasets, keep the state in the URL, and draw the active tab.
+// The application: sign in (when the server asks who is there), load datasets, keep the
+// state in the URL, and draw the active tab.
 // Every request after the dataset is resolved pins its version (immutable responses).
 
 import { api, ApiError } from "./api.js";
@@ -14,17 +15,21 @@ import { emptyState, parseState, TABS, writeUrl } from "./state.js";
 import { MarkersPanel } from "./markers.js";
 import { csvBlob, figureSvg, groupRows, pngBlob, rasterSvg, save, svgBlob } from "./export.js";
 import { defaultLayer, layersOf, layerUnit } from "./layers.js";
+import { SessionControl, takeToken } from "./session.js";
 
 const $ = (id) => document.getElementById(id);
+const linkToken = takeToken(); // first: a sign-in link's secret leaves the address bar at once
 
-// A tab is available when the dataset version offers what it needs: "distribution" (box
-// plots) needs the quantiles view.
+// A tab is available when the dataset version offers what it needs (the detail lists only
+// the views the version was built with; `widecube ingest --views` may leave some out): the
+// dot plot and the heatmap need the summary view, "distribution" (box plots) the quantiles.
+const hasView = (detail, name) => Boolean(detail.views && detail.views[name]);
 const AVAILABLE = {
-  dotplot: () => true,
-  heatmap: () => true,
+  dotplot: (detail) => hasView(detail, "summary"),
+  heatmap: (detail) => hasView(detail, "summary"),
   embedding: () => true,
-  distribution: (detail) => Boolean(detail.views && detail.views.quantiles),
-  markers: (detail) => Boolean(detail.views && detail.views.markers),
+  distribution: (detail) => hasView(detail, "quantiles"),
+  markers: (detail) => hasView(detail, "markers"),
 };
 // The names of a pasted list: separated by commas, semicolons, spaces or new lines.
 const splitNames = (text) => text.split(/[\s,;]+/).filter(Boolean);
@@ -37,12 +42,19 @@ const markers = new MarkersPanel({
   groupSelect: $("marker-group"), topSelect: $("marker-top"), table: $("markers-table"), note: $("marker-note"),
   onAdd: (genes) => plotGenes(genes),
 });
+const session = new SessionControl({
+  box: $("session"), user: $("session-user"), open: $("sign-in-open"), signOut: $("sign-out"),
+  form: $("sign-in-form"), input: $("sign-in-token"), cancel: $("sign-in-cancel"), error: $("sign-in-error"),
+}, { onChange: () => loadDatasets().catch(showError), onError: (err) => showError(err) });
 const embedding = new EmbeddingPanel({
   canvas: $("scatter"), legend: $("embedding-legend"), keySelect: $("embedding-key"),
   colorSelect: $("embedding-color"), geneInput: $("color-gene"), geneNote: $("color-gene-note"),
 });
 
 function showError(err) {
+  if (err instanceof ApiError && err.status === 401) { // the session ended meanwhile (token revoked, expired)
+    session.start(null).then(loadDatasets).catch(() => {});
+  }
   const text = err instanceof ApiError || err instanceof Error ? err.message : String(err);
   replace($("message"), el("p", { class: "error" }, text));
 }
@@ -58,19 +70,47 @@ function setStatus(text) {
 async function start() {
   wire();
   try {
+    await session.start(linkToken);
     setFeatures(await api.features());
-    const datasets = await api.datasets();
-    if (!datasets.length) {
-      setStatus("No dataset is published yet: ingest one with “widecube ingest FILE --dataset NAME”.");
-      return;
-    }
-    replace($("dataset"), ...datasets.map((d) => el("option", { value: d.name }, d.name)));
-    if (!datasets.some((d) => d.name === state.dataset)) Object.assign(state, { dataset: datasets[0].name, version: null });
-    $("dataset").value = state.dataset;
-    await loadDataset();
+    await loadDatasets();
   } catch (err) {
     showError(err);
   }
+}
+
+/** The datasets this visitor may see (again after a sign-in or sign-out): keep the one shown
+ * if it is still listed, else show the first, or say why there is none. */
+async function loadDatasets() {
+  const datasets = await api.datasets();
+  const none = !datasets.length;
+  $("layout").hidden = none;
+  $("no-dataset").hidden = !none;
+  replace($("dataset"), ...datasets.map((d) => el("option", { value: d.name }, d.name)));
+  if (none) {
+    ticket++; // a drawing under way is not shown
+    Object.assign(state, { ...emptyState(), tab: state.tab });
+    detail = null;
+    for (const id of ["version", "groupby", "layer", "gene-chips", "gene-unknown"]) replace($(id));
+    writeUrl(state);
+    $("no-dataset").textContent = session.anonymous
+      ? "No dataset is open to visitors: sign in with an API token to see the datasets you may read."
+      : "No dataset is published yet: ingest one with “widecube ingest FILE --dataset NAME”.";
+    document.body.dataset.state = "ready";
+    return;
+  }
+  const listed = datasets.some((d) => d.name === state.dataset);
+  if (listed && detail !== null) { // still listed, and drawn
+    $("dataset").value = state.dataset;
+    return;
+  }
+  if (!listed) {
+    // a link's unknown dataset: the first one, with the link's genes; one gone since: a fresh start
+    state = detail === null ? { ...state, dataset: datasets[0].name, version: null }
+      : { ...emptyState(), dataset: datasets[0].name, tab: state.tab };
+    replace($("gene-unknown"));
+  }
+  $("dataset").value = state.dataset;
+  await loadDataset();
 }
 
 async function loadDataset() {
@@ -93,7 +133,7 @@ async function loadDataset() {
     ...layers.map((l) => el("option", { value: l, selected: l === state.layer }, `${l} (${layerUnit(detail, l)})`)));
   for (const column of Object.keys(state.filters)) if (!detail.obs[column]) delete state.filters[column];
   for (const tab of TABS) $(`tab-${tab}`).hidden = !AVAILABLE[tab](detail);
-  if (!AVAILABLE[state.tab](detail)) state.tab = "dotplot";
+  if (!AVAILABLE[state.tab](detail)) state.tab = TABS.find((t) => AVAILABLE[t](detail));
   drawFilters();
   if (state.genes.length) { // a shared URL's genes: draw the known ones, list the unknown
     const found = await api.resolveGenes(state.dataset, state.version, state.genes);

@@ -453,7 +453,7 @@ def served_ui(tmp_path: Path) -> Iterator[tuple[str, str]]:
     while not server.started:
         time.sleep(0.05)
     url = f"http://127.0.0.1:{server.config.port}"
-    # build the included routers' routes before any concurrent request (see tests/test_web.py)
+    # build the included routers' routes before any concurrent request (see tests/web/test_web.py)
     httpx.post(f"{url}/api/v1/datasets/demo/genes/resolve", json={"query": []}, timeout=30)
     gene = httpx.get(f"{url}/api/v1/datasets/demo/genes", params={"limit": 1}, timeout=30).json()["genes"][0]
     try:

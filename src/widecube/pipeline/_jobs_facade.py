@@ -23,9 +23,9 @@ from ..config import Settings
 from ..errors import InvalidQuery
 from ._cleanup import reclaim_orphans
 from ._ingest import Progress
-from ._jobs import JobRunner, JobWorker, ingest
+from ._runner import JobRunner, JobWorker, ingest
 from ._supervise import WorkerProcess
-from ._uploads import Uploads, sweep_uploads
+from ._upload_store import Uploads, sweep_uploads
 from ._watch import Watcher
 
 __all__ = ["Jobs"]
@@ -147,11 +147,20 @@ class Jobs:
         return WorkerProcess(self.settings, self.catalog)
 
     def watcher(
-        self, inbox: Path, *, quiet: float | None = None, poll: float | None = None, actor: Actor = ANONYMOUS
+        self,
+        inbox: Path,
+        *,
+        quiet: float | None = None,
+        poll: float | None = None,
+        views: str | builtins.list[str] | None = None,
+        actor: Actor = ANONYMOUS,
     ) -> Watcher:
-        """A watcher turning what is dropped into ``inbox`` into jobs."""
+        """A watcher turning what is dropped into ``inbox`` into jobs (building ``views``
+        unless a sidecar says otherwise; default: every view)."""
         self.door.authorize(actor, "jobs", SERVER)
-        return Watcher(inbox, self.settings, self.catalog, runner=self._runner, quiet=quiet, poll=poll)
+        return Watcher(
+            inbox, self.settings, self.catalog, runner=self._runner, quiet=quiet, poll=poll, views=views
+        )
 
     def uploads(self, *, actor: Actor = ANONYMOUS) -> Uploads:
         """The uploads that become jobs (each of their methods takes the caller too)."""

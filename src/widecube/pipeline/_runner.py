@@ -43,6 +43,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from ..catalog import AuditEvent, Catalog, JobRecord, JobState, LeaseLost, PointerMoved, VersionRecord
 from ..config import Settings
 from ..errors import CatalogError, WidecubeError
+from ..views import parse_views
 from . import _ingest as steps
 from ._cleanup import reclaim_orphans
 from ._ingest import Progress, Work, check_name
@@ -334,12 +335,15 @@ def ingest(
     allow_missing_metadata: bool = False,
     max_unpacked: int | None = None,
     force: bool = False,
+    views: str | Sequence[str] | None = None,
 ) -> VersionRecord:
     """Build, verify and publish a new version of ``dataset`` from the file at ``path``.
 
     ``path`` is a matrix in any registered format, an MTX folder, or an archive holding one
     (:func:`widecube.io.open_input`); ``obs``/``var`` name cell/gene metadata files joined on
     id; ``max_unpacked`` caps an archive's expanded size in bytes (default 20 × its size).
+    ``views`` names the views to build (``"summary,quantiles"`` or a list; those they require
+    come too; default: every view); an unknown name is refused before the job is recorded.
     The work is one job (see ``widecube jobs``), run here, in this process; its error is raised.
     The version is published only if the dataset's live version is still the one live when
     the job started; otherwise it stays verified and :class:`~widecube.catalog.PointerMoved`
@@ -350,7 +354,7 @@ def ingest(
     """
     settings = settings or Settings()
     check_name(dataset)
-    params = {
+    params: dict[str, Any] = {
         "groupbys": list(groupbys or []),
         "layer": layer,
         "format": format,
@@ -359,6 +363,7 @@ def ingest(
         "allow_missing_metadata": allow_missing_metadata,
         "max_unpacked": max_unpacked,
         "force": force,
+        "views": parse_views(views),
     }
     with _catalog(settings, catalog) as opened:
         reclaim_orphans(settings, opened)

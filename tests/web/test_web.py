@@ -85,6 +85,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     plain = np.random.default_rng(4).poisson(1.5, (50, 8)).astype(np.float64)
     csv = write_csv(root / "plain.csv", plain, [f"c{i}" for i in range(50)], [f"Gene{j}" for j in range(8)])
     ingest(csv, dataset="plain", settings=settings)
+    ingest(path, dataset="lean", groupbys=["cell_type"], views="quantiles", settings=settings)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
@@ -166,6 +167,7 @@ def test_search_a_gene_and_read_the_dot_plot(ui: Page, served: Served) -> None:
     gene = _marker(served)
     ui.open()
     assert "Add genes" in ui.page.locator("#dotplot-chart").inner_text()  # empty state, said so
+    assert ui.page.locator("#session").is_hidden()  # single-user mode: nobody to sign in
     ui.add_gene(gene)
     dots = ui.dots(gene)
     api = served.api("/summary", genes=[gene], groupby="cell_type", version=served.version)
@@ -276,6 +278,30 @@ def test_box_plots_show_the_quantiles(ui: Page, served: Served) -> None:
     medians = {g: q[2] for g, q in shown}
     top = max(medians, key=medians.__getitem__)
     assert medians[top] == pytest.approx(np.median(served.lognorm[codes == top, j]), rel=1e-5)
+
+
+def test_a_version_built_with_some_views_shows_only_the_tabs_it_can_fill(ui: Page, served: Served) -> None:
+    """Dataset "lean" was ingested with ``--views quantiles``: no summary (dot plot, heatmap),
+    no markers; the tab asked for in the URL falls back to the first one it can draw."""
+    gene = _marker(served)
+    ui.open(f"dataset=lean&gene={gene}&tab=dotplot")
+    shown = [
+        t
+        for t in ("dotplot", "heatmap", "embedding", "distribution", "markers")
+        if ui.page.locator(f"#tab-{t}").is_visible()
+    ]
+    assert shown == ["embedding", "distribution"]
+    assert "tab=embedding" in ui.page.url
+    ui.page.locator("#tab-distribution").click()
+    ui.idle()
+    medians = ui.page.locator("#distribution-chart g.box").evaluate_all(
+        "ns => ns.map(n => [n.dataset.group, Number(n.dataset.median)])"
+    )
+    codes = served.adata.obs["cell_type"].astype(str).to_numpy()
+    j = served.adata.var_names.get_loc(gene)
+    assert [g for g, _ in medians] == list(served.adata.obs["cell_type"].cat.categories)
+    for group, median in medians:
+        assert median == pytest.approx(np.median(served.lognorm[codes == group, j]), rel=1e-5, abs=1e-6)
 
 
 def test_unknown_gene_is_listed_not_drawn(ui: Page, served: Served) -> None:

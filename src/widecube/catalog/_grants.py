@@ -15,6 +15,7 @@ the commit, too late for the next request).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from widecube.catalog._schema import (
 )
 from widecube.errors import InvalidQuery, NotFound
 
-__all__ = ["Access", "GrantRecord", "Lookup", "Policy", "TokenNotFound", "TokenRecord"]
+__all__ = ["NAME_PATTERN", "Access", "GrantRecord", "Lookup", "Policy", "TokenNotFound", "TokenRecord"]
 
 Transaction = Callable[[], AbstractContextManager[sa.Connection]]
 _T, _G, _M, _D = tokens.c, grants.c, group_members.c, datasets.c
@@ -379,9 +380,15 @@ def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
         raise InvalidQuery(f"unknown {what} {value!r} (one of: {', '.join(allowed)})")
 
 
+NAME_PATTERN = r"^[\w.@+-]{1,200}$"
+"""A user or group name: 1 to 200 letters, digits, ``_ . @ + -`` (an e-mail address fits)."""
+
+
 def _check_name(name: str, what: str) -> None:
-    if not name or len(name) > 200 or any(c.isspace() or c in ":*" for c in name):
-        raise InvalidQuery(f"invalid {what} name {name!r}: 1 to 200 characters, no spaces, ':' or '*'")
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise InvalidQuery(
+            f"invalid {what} name {name[:80]!r}: 1 to 200 letters, digits or '_', '.', '@', '+', '-'"
+        )
 
 
 def _check_principal(principal: str) -> None:

@@ -45,7 +45,7 @@ from ..catalog import Catalog, JobRecord, JobState
 from ..config import Settings
 from ..errors import InputError, NotFound, WidecubeError
 from ..snapshot import sha256_file
-from ._jobs import JobRunner
+from ._runner import JobRunner
 from ._watch import dataset_name
 
 __all__ = [

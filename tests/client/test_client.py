@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 
 GENES = ["PPBP", "CD3E", "MS4A1", "NKG7", "LYZ", "CD14", "CD79A", "GNLY", "IL7R", "FCGR3A", "ACTB", "HBB"]
 MARKERS = {"T": ["CD3E", "IL7R"], "B": ["MS4A1", "CD79A"], "NK": ["NKG7", "GNLY"], "Mono": ["LYZ", "CD14"]}
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 DOC_URL, DOC_STORAGE = "http://127.0.0.1:8000", "./widecube-data"  # what the examples say
 
 

@@ -12,9 +12,13 @@ The dataset's names match the examples of the document (dataset ``pbmc``, genes 
 answers (a random gene name is a 422).
 Valid data may still be answered 422, 400 or 413: the schema cannot list a dataset's genes,
 groups or stats (unknown ones are 422), nor what the bytes of an upload hash to (a sha256
-that does not match is 400), nor the server's upload size limit (a setting; 413), and a URL
-of valid parameters may be longer than the HTTP server takes (400: the POST forms exist for
-that); ``positive_data_acceptance`` is told so.
+that does not match is 400), nor the server's upload size limit (a setting; 413), nor which
+tokens are valid and which roles the caller holds (401, 403; 404 for a dataset it may not see),
+and a URL of valid parameters may be longer than the HTTP server takes (400: the POST forms
+exist for that); ``positive_data_acceptance`` is told so.
+
+With authentication on it runs twice more: anonymously (the dataset is restricted, so hidden)
+and with its owner's token.
 """
 
 from __future__ import annotations
@@ -98,7 +102,7 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 _CONFIG = {
     "checks": {
         "positive_data_acceptance": {
-            "expected-statuses": ["2xx", "304", "400", "404", "409", "413", "422", "429"]
+            "expected-statuses": ["2xx", "304", "400", "401", "403", "404", "409", "413", "422", "429"]
         },
     },
     "generation": {"max-examples": MAX_EXAMPLES},

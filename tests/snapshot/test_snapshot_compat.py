@@ -30,7 +30,7 @@ from widecube.views import (
     views,
 )
 
-DATA = Path(__file__).parent / "data" / "snapshots"
+DATA = Path(__file__).resolve().parents[1] / "data" / "snapshots"
 FROZEN = sorted(p.parent for p in DATA.glob("*/manifest.json"))
 GROUPBYS = ("cell_type", "donor")
 

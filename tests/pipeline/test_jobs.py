@@ -27,7 +27,7 @@ from _data import MakeH5ad, small_adata
 from _pg import postgres_schema
 from widecube.api import create_app
 from widecube.catalog import Catalog, JobNotFound, JobRecord, JobState, LeaseLost, VersionStatus
-from widecube.catalog._jobs import check_job_transition
+from widecube.catalog._jobstore import check_job_transition
 from widecube.config import Settings
 from widecube.errors import CatalogError, InvalidValue
 from widecube.pipeline import JobRunner, ingest, next_step, retry_delay
