@@ -46,7 +46,7 @@ CALLERS = ("anonymous", "reader", "writer", "owner", "admin", "revoked", "expire
 # might sign in gets 401 for server-wide routes.
 OK = "ok"
 EXPECTED: dict[str, dict[str, int | str]] = {
-    "open": dict.fromkeys(CALLERS, OK),  # no caller involved (health, UI, docs, sign-in)
+    "open": dict.fromkeys(CALLERS, OK),  # no caller involved (health, docs, static files)
     "anyone": {**dict.fromkeys(CALLERS, OK), "revoked": 401, "expired": 401},
     "read": {
         "anonymous": 404,
@@ -155,15 +155,15 @@ def _throwaway_token(world: World) -> str:
 D = "/api/v1/datasets/d1"
 ROUTES: dict[tuple[str, str], tuple[str, int, Request]] = {
     ("GET", "/healthz"): ("open", 200, lambda w: {}),
-    ("GET", "/"): ("open", 200, lambda w: {}),
+    ("GET", "/"): ("anyone", 200, lambda w: {}),
     ("GET", "/openapi.json"): ("open", 200, lambda w: {}),
     ("GET", "/docs"): ("open", 200, lambda w: {}),
     ("GET", "/docs/oauth2-redirect"): ("open", 200, lambda w: {}),
     ("GET", "/redoc"): ("open", 200, lambda w: {}),
     ("GET", "/static"): ("open", 200, lambda w: {"path": "/static/js/main.js"}),
-    ("GET", "/api/v1/features"): ("open", 200, lambda w: {}),
-    ("POST", "/api/v1/session"): ("open", 200, lambda w: {"json": {"token": w.tokens["reader"]}}),
-    ("DELETE", "/api/v1/session"): ("open", 204, lambda w: {}),
+    ("GET", "/api/v1/features"): ("anyone", 200, lambda w: {}),
+    ("POST", "/api/v1/session"): ("anyone", 200, lambda w: {"json": {"token": w.tokens["reader"]}}),
+    ("DELETE", "/api/v1/session"): ("anyone", 204, lambda w: {}),
     ("GET", "/api/v1/session"): ("anyone", 200, lambda w: {}),
     ("GET", "/api/v1/datasets"): ("anyone", 200, lambda w: {}),
     ("GET", "/api/v1/jobs"): ("anyone", 200, lambda w: {}),
@@ -561,8 +561,9 @@ def test_the_ui_session_cookie_is_strict_and_state_changes_need_the_csrf_header(
             == 200
         )
         assert browser.get("/api/v1/session").json()["csrf"] == csrf
-        bad = browser.post("/api/v1/session", json={"token": "wc_000000000000_" + "y" * 43})
-        assert bad.status_code == 401
+        bad = {"token": "wc_000000000000_" + "y" * 43}
+        assert browser.post("/api/v1/session", json=bad).status_code == 403  # signed in: CSRF first
+        assert browser.post("/api/v1/session", json=bad, headers={"X-CSRF-Token": csrf}).status_code == 401
         browser.delete("/api/v1/session", headers={"X-CSRF-Token": csrf})
         browser.cookies.clear()
         assert browser.get("/api/v1/datasets/d1").status_code == 404

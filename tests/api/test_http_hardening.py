@@ -21,17 +21,14 @@ import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx2 as httpx
 import pytest
-from fastapi import Request
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from widecube.api import create_app
-from widecube.api._deps import current_actor
 from widecube.cli import app as cli
 from widecube.config import Settings
 from widecube.web import STATIC
@@ -202,17 +199,24 @@ def test_retry_after_is_when_the_window_has_room_again(tmp_path: Path) -> None:
 
 
 def test_the_limit_is_per_identity_not_per_address(tmp_path: Path) -> None:
-    """Two credentials from one address count apart (``actor.key``, e.g. ``token:<id>``)."""
-    app = create_app(Settings(storage=tmp_path / "store", rate_limit="3/minute"), upkeep=False, jobs=False)
+    """Two tokens from one address count apart (``actor.key`` is ``token:<id>``)."""
+    from widecube.access import Actor, Governance
+    from widecube.catalog import Catalog
 
-    async def actor_with_key(request: Request) -> Any:  # what authentication makes of a token
-        return SimpleNamespace(key=f"token:{request.headers['x-test-token']}", user=None, via="token")
-
-    app.dependency_overrides[current_actor] = actor_with_key
-    with TestClient(app) as http:
-        a = [http.get("/api/v1/datasets", headers={"x-test-token": "a"}).status_code for _ in range(4)]
-        b = [http.get("/api/v1/datasets", headers={"x-test-token": "b"}).status_code for _ in range(3)]
-    assert a == [200, 200, 200, 429] and b == [200, 200, 200]
+    settings = Settings(storage=tmp_path / "store", rate_limit="3/minute", auth=True)
+    with Catalog(settings.catalog_url) as catalog:
+        gov = Governance(catalog, auth=True)
+        a, b = (gov.create_token(user=u, actor=Actor.cli()).text for u in ("ana", "bo"))
+    with TestClient(create_app(settings, upkeep=False, jobs=False)) as http:
+        first = [
+            http.get("/api/v1/datasets", headers={"Authorization": f"Bearer {a}"}).status_code
+            for _ in range(4)
+        ]
+        second = [
+            http.get("/api/v1/datasets", headers={"Authorization": f"Bearer {b}"}).status_code
+            for _ in range(3)
+        ]
+    assert first == [200, 200, 200, 429] and second == [200, 200, 200]
 
 
 def test_every_operation_documents_429_with_retry_after(tmp_path: Path) -> None:

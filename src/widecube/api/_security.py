@@ -39,7 +39,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
-from ._deps import Caller
+from ._deps import current_actor
 from .models import Problem
 
 __all__ = [
@@ -142,11 +142,13 @@ class RateLimiter:
         return 0, None
 
 
-async def rate_limit(request: Request, actor: Caller) -> None:
-    """App-wide dependency: 429 with ``Retry-After`` when this caller's identity is over the limit."""
+async def rate_limit(request: Request) -> None:
+    """App-wide dependency: 429 with ``Retry-After`` when this caller's identity is over the limit.
+    ``/healthz`` is neither limited nor authenticated (the caller is not even looked at)."""
     limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is None or request.url.path in _UNLIMITED:
         return
+    actor = await current_actor(request)  # remembered on the request: routes get the same
     client = request.client.host if request.client is not None else "unknown"
     key: str = getattr(actor, "key", None) or f"addr:{client}"
     wait, full = limiter.hit(key)
