@@ -131,7 +131,7 @@ def render_access_section(r: dict[str, Any]) -> str:
         "between rounds",
         "",
         "```sh",
-        ".venv/bin/python benchmarks/access.py   # make bench-access",
+        f".venv/bin/python {r['command']}   # make bench-access",
         f"WIDECUBE_AUTH=false|true widecube serve --workers {w['workers']} --no-access-log   # under wrk "
         "(else 1 worker)",
         f"{w['command']}   # + Authorization: Bearer <token> for the token set-up",

@@ -495,6 +495,7 @@ def main() -> None:
             "layer": process["sqlite"]["query"]["layer"],
         },
         "rate_limit": RATE_LIMIT,
+        "command": " ".join(["benchmarks/access.py", *sys.argv[1:]]),
         "rounds": args.rounds,
         "in_process": process,
         "http": served,
