@@ -87,6 +87,12 @@ def _row(name: str, s: dict[str, Any]) -> str:
     return f"| {name} | {s['p50_ms']:.3f} | {s['p95_ms']:.3f} | {s['p99_ms']:.3f} | {s['n']:,} | {rounds} |"
 
 
+def _cpu_row(name: str, s: dict[str, Any]) -> str:
+    """A latency row with the server's CPU per request (runs before it was recorded: —)."""
+    cpu = s.get("server_cpu_ms_per_request")
+    return f"{_row(name, s)} {'—' if cpu is None else f'{cpu:.2f}'} |"
+
+
 _IN_PROCESS = (
     ("auth_off", "`Widecube.summary`, auth off (settings `auth=False`, CLI actor)"),
     (
@@ -157,11 +163,11 @@ def render_access_section(r: dict[str, Any]) -> str:
     lines += [
         "HTTP on loopback, `POST /summary`, keep-alive, plain JSON, 1 worker (body read, not parsed):",
         "",
-        "| set-up | p50 ms | p95 ms | p99 ms | requests | p50 per round ms |",
-        "|---|---:|---:|---:|---:|---|",
-        _row("auth off", h["auth_off"]),
-        _row("auth on, anonymous, public dataset", h["anonymous_public"]),
-        _row("auth on, bearer token, restricted dataset (reader grant)", h["bearer_restricted"]),
+        "| set-up | p50 ms | p95 ms | p99 ms | requests | p50 per round ms | server CPU ms per request |",
+        "|---|---:|---:|---:|---:|---|---:|",
+        _cpu_row("auth off", h["auth_off"]),
+        _cpu_row("auth on, anonymous, public dataset", h["anonymous_public"]),
+        _cpu_row("auth on, bearer token, restricted dataset (reader grant)", h["bearer_restricted"]),
         "",
         f"wrk, `--workers {w['workers']}`, {w['rounds']} rounds × {w['seconds_per_round']} s per set-up "
         f"(wrk runs on the same {m['cores']} cores as the server):",

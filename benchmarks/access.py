@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 from _access_report import verdicts
 from _record import DirtyTree, begin, regenerate, save
-from _serve_http import http_latencies, run_wrk, serving
+from _serve_http import http_latencies, run_wrk, serving, tree_cpu_seconds
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -296,7 +296,9 @@ def http(
     storage: Path, access: Access, body: dict[str, Any], version: str, n: int, rounds: int
 ) -> dict[str, Any]:
     """p50 over one keep-alive connection, 1 worker each: off; on + anonymous + public; on +
-    bearer + restricted; interleaved in rounds."""
+    bearer + restricted; interleaved in rounds. Also the CPU time the server (its process
+    tree) spent per request, warm-up requests included: what a request costs it, apart from
+    waiting for a core."""
     import httpx2 as httpx
 
     off_env = {"WIDECUBE_AUTH": "false", "WIDECUBE_RATE_LIMIT": RATE_LIMIT}
@@ -304,9 +306,11 @@ def http(
     bearer = {"Authorization": f"Bearer {access.token}"}
     samples: dict[str, list[float]] = {"auth_off": [], "anonymous_public": [], "bearer_restricted": []}
     per_round: dict[str, list[float]] = {k: [] for k in samples}
+    cpu = dict.fromkeys(samples, 0.0)
+    requests = dict.fromkeys(samples, 0)
     with (
-        serving(storage, workers=1, env=off_env) as (off, _),
-        serving(storage, workers=1, env=on_env) as (on, _),
+        serving(storage, workers=1, env=off_env) as (off, off_pid),
+        serving(storage, workers=1, env=on_env) as (on, on_pid),
     ):
         summary = f"{on}/api/v1/datasets/{DATASET}/summary"
         refused = httpx.post(summary, json=body, timeout=30)  # anonymous, dataset restricted
@@ -314,23 +318,33 @@ def http(
             raise RuntimeError(
                 f"anonymous POST on the restricted dataset: HTTP {refused.status_code}, not 404"
             )
-        plan: dict[str, tuple[str, dict[str, str], str | None]] = {
-            "auth_off": (off, {}, None),
-            "anonymous_public": (on, {}, "public"),
-            "bearer_restricted": (on, bearer, "restricted"),
+        plan: dict[str, tuple[str, int, dict[str, str], str | None]] = {
+            "auth_off": (off, off_pid, {}, None),
+            "anonymous_public": (on, on_pid, {}, "public"),
+            "bearer_restricted": (on, on_pid, bearer, "restricted"),
         }
         names = list(plan)
         for r in range(rounds):
             for name in names[r % 3 :] + names[: r % 3]:
-                url, headers, visibility = plan[name]
+                url, pid, headers, visibility = plan[name]
                 if visibility is not None:
                     access.visibility(visibility)
+                before = tree_cpu_seconds(pid)
                 got = http_latencies(
                     url, DATASET, body, version, n // rounds, headers=headers, cases=["post_live"]
                 )["post_live"]
+                cpu[name] += tree_cpu_seconds(pid) - before
+                requests[name] += len(got) + 100  # http_latencies warms up with 100 untimed
                 samples[name] += got
                 per_round[name].append(float(np.median(got)))
-    return {k: {**stats_ms(v), "round_p50_ms": per_round[k]} for k, v in samples.items()}
+    return {
+        k: {
+            **stats_ms(v),
+            "round_p50_ms": per_round[k],
+            "server_cpu_ms_per_request": 1e3 * cpu[k] / requests[k],
+        }
+        for k, v in samples.items()
+    }
 
 
 def wrk(
