@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         description="Local folder of decoded, memory-mapped view arrays for serving; default: "
         "<storage>/.cache, or $XDG_CACHE_HOME/widecube/<bucket>/<prefix> for an object store.",
     )
+    cache_max_bytes: int = Field(
+        default=0,
+        ge=0,
+        description="Bound of the decoded cache in bytes (0: none); least recently used arrays are "
+        "evicted, and an array larger than the bound is still served (decoded again when needed).",
+    )
     work: Path | None = Field(
         default=None,
         description="Local folder for what stays on local disk whatever the storage: jobs' work "

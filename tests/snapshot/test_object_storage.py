@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import socket
@@ -244,3 +245,33 @@ def test_a_server_serves_the_store_through_the_local_cache(ingested: Ingested, t
 def test_an_object_store_needs_an_explicit_catalog() -> None:
     with pytest.raises(ValueError, match="WIDECUBE_CATALOG_URL"):
         Settings(storage=f"s3://{BUCKET}/wc", catalog_url="")
+
+
+@pytest.mark.parametrize("bound", [1, 6_000])
+def test_a_bounded_cache_still_answers_and_stays_under_its_bound(
+    ingested: Ingested, tmp_path: Path, bound: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bound below one array (1 byte) and one of a few arrays: every answer equals numpy,
+    and after each query the cache holds at most the bound plus one array."""
+    cache = tmp_path / "cache"
+    settings = ingested.settings.model_copy(update={"cache": cache, "cache_max_bytes": bound})
+    wc = Widecube(settings)
+    caplog.set_level(logging.INFO, logger="widecube.cache")
+    try:
+        for _ in range(2):
+            for groupby in ("cell_type", "donor"):
+                for stats in (["sum"], ["mean"], ["sum", "mean"]):
+                    got = wc.summary("t", genes=GENES, groupby=groupby, stats=stats, layer="raw")
+                    want = _expected(ingested.adata, groupby, got.groups, GENES)
+                    for stat in stats:
+                        np.testing.assert_allclose(got.values[stat], want[stat], rtol=1e-6, equal_nan=True)
+                    agg = wc.aggregate(
+                        "t", genes=GENES, groupby=groupby, stats=["sum"], layer="raw", precomputed=False
+                    )
+                    np.testing.assert_allclose(agg.values["sum"], want["sum"], rtol=1e-6)
+                    files = {p: p.stat().st_size for p in cache.rglob("*.npy") if not p.name.startswith(".")}
+                    assert sum(files.values()) - max(files.values(), default=0) <= bound
+    finally:
+        wc.close()
+    evicted = [r for r in caplog.records if "evicted" in r.getMessage()]
+    assert len(evicted) >= 3  # the bound was reached, and arrays were decoded again after eviction

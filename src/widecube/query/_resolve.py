@@ -117,7 +117,11 @@ class Resolver:
                 return snap
         assert record.path is not None
         try:
-            snap = Snapshot(self.storage.sub(record.path), cache=self.settings.cache)
+            snap = Snapshot(
+                self.storage.sub(record.path),
+                cache=self.settings.cache,
+                cache_limit=self.settings.cache_max_bytes or None,
+            )
         except (OSError, ValueError) as exc:  # the manifest itself is unreadable
             found = corrupt(record.dataset, record.version, [Fault(MANIFEST, "cannot be read")])
             self._mark_corrupt(found)

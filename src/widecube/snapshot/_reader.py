@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+import time
 from collections.abc import Callable, Hashable
 from functools import cached_property
 from pathlib import Path
@@ -27,7 +28,7 @@ import zarr
 from zarr.codecs import Crc32cCodec
 
 from ..errors import SnapshotCorrupt
-from ._cache import check_cache, map_cached
+from ._cache import check_cache, map_cached, touch
 from ._integrity import Fault, check_files, corrupt, is_checksum_error
 from ._manifest import as_storage, read_manifest
 from ._store import Storage
@@ -44,13 +45,18 @@ class Snapshot:
     >>> snap.table("dataset/var.parquet").index[:3]
 
     Arrays are read through the local decoded cache when one is given (``cache``), which
-    keeps the hot path on local disk whatever the storage.
+    keeps the hot path on local disk whatever the storage; ``cache_limit`` bounds the whole
+    cache folder in bytes (least recently used arrays evicted, see ``_cache``).
     """
 
-    def __init__(self, root: Path | Storage, *, cache: Path | None = None) -> None:
+    def __init__(
+        self, root: Path | Storage, *, cache: Path | None = None, cache_limit: int | None = None
+    ) -> None:
         self.files = as_storage(root)
         self.manifest: dict[str, Any] = read_manifest(self.files)
         self._cache = cache / self.version if cache is not None else None
+        self._bound = (cache, cache_limit) if cache is not None and cache_limit else None
+        self._used: dict[str, float] = {}  # relpath -> monotonic time of the last recorded use
         self._arrays: dict[str, np.ndarray] = {}
         self._tables: dict[str, pd.DataFrame] = {}
         self._lock = threading.Lock()
@@ -125,8 +131,9 @@ class Snapshot:
         """A Zarr array of the snapshot, decoded; memory-mapped from the cache if one is set."""
         with self._lock:
             arr = self._arrays.get(relpath)
-            if arr is not None:
+            if arr is not None and (self._bound is None or self._still_cached(relpath)):
                 return arr
+            self._arrays.pop(relpath, None)
             path_lock = self._loading.setdefault(relpath, threading.Lock())
         with path_lock:  # one thread decodes this array; readers of other arrays go on
             with self._lock:
@@ -137,12 +144,28 @@ class Snapshot:
                     self._arrays[relpath] = arr
             return arr
 
+    def _still_cached(self, relpath: str) -> bool:
+        """With a bounded cache: whether the mapped file is still there (else it was evicted and
+        is mapped afresh), recording a use at most once a second per array."""
+        assert self._cache is not None
+        target = self._cache / (relpath + ".npy")
+        now = time.monotonic()
+        if now - self._used.get(relpath, 0.0) < 1.0:
+            return True
+        if not target.exists():
+            return False
+        self._used[relpath] = now
+        touch(target)
+        return True
+
     def _load(self, relpath: str) -> np.ndarray:
         if self._cache is None:
             return self._guarded(relpath, lambda: np.asarray(self._source(relpath)[...]))
         target = self._cache / (relpath + ".npy")
         # the Zarr is opened only when the cache lacks the array (or it failed its checksum)
-        return self._guarded(relpath, lambda: map_cached(target, lambda: self._source(relpath)))
+        return self._guarded(
+            relpath, lambda: map_cached(target, lambda: self._source(relpath), bound=self._bound)
+        )
 
     def _source(self, relpath: str) -> zarr.Array[Any]:
         """The Zarr array, its files checked first when its chunks carry no CRC-32C."""
