@@ -39,8 +39,11 @@ chromium:
 wrk:
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 
+# Two pytest workers (pytest-xdist), each taking whole test files so that module-scoped fixtures
+# (an ingested dataset, a server) are built once per file; most tests wait on subprocesses,
+# servers or the disk, so two workers on two cores finish well before one.
 test: lint chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # Every benchmark entry point, then the report. Each run is recorded as one JSON file in
 # benchmarks/results/ (refused from a working tree with uncommitted changes unless

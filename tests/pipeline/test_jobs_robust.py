@@ -290,7 +290,9 @@ def test_migration_0003_on_a_catalog_with_data(backend_url: str) -> None:
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
             conn.execute(sa.text("UPDATE jobs SET state = 'bogus' WHERE id = 'j1'"))
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
+            assert (
+                conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
+            )
             index_names = {i["name"] for i in sa.inspect(conn).get_indexes("jobs")}
         assert {"ix_jobs_state_created", "ix_jobs_created"} <= index_names
         with engine.begin() as conn:  # and back down
