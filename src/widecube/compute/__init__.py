@@ -4,7 +4,7 @@ then gene slabs). Imports nothing above it (no views, queries, pipeline or API).
 from ._kernels import _COUNT_RANGE as COUNT_RANGE
 from ._kernels import cell_scale, gene_moments, gene_quantiles, group_quantiles, log_normalize, welch_t_p
 from ._pass import check_finite, spill_by_gene
-from ._spill import GeneSlab, GeneSpill
+from ._spill import GeneSlab, GeneSpill, SpillBuckets
 from .groupings import (
     ALL,
     ALL_CELLS_GROUP,
@@ -25,6 +25,7 @@ __all__ = [
     "DERIVED_STATS",
     "MISSING",
     "SUMMARY_STATS",
+    "SpillBuckets",
     "GeneSlab",
     "GeneSpill",
     "Grouping",

@@ -7,13 +7,19 @@ counting-sorts it by gene into CSC order and yields it as a :class:`GeneSlab`. B
 sized so one slab fits the memory budget; a bucket that outgrows it (skewed genes) is split
 again on disk before it is loaded. Memory never depends on the number of cells beyond the
 per-cell library sizes.
+
+:class:`SpillBuckets` is the read side alone, picklable: what a pass-2 task on another process
+(a Dask worker) needs to read the slabs of one bucket, from the files of one spill or of
+several (one per pass-1 task, concatenated in row order).
 """
 
 from __future__ import annotations
 
 import errno
 import math
+import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +30,7 @@ from ..errors import UnreadableInput
 from ..io import Block
 from ._kernels import BAD_COLUMN, BAD_POINTER, SCATTER_OK, scatter_block, sort_bucket
 
-__all__ = ["BYTES_PER_VALUE", "GeneSlab", "GeneSpill"]
+__all__ = ["BYTES_PER_VALUE", "GeneSlab", "GeneSpill", "SpillBuckets"]
 
 BYTES_PER_VALUE = 12  # gene int32 + cell int32 + value float32 on disk and in a slab
 _FILES = ("gene", "cell", "val")
@@ -40,10 +46,136 @@ class GeneSlab:
     indptr: np.ndarray  # int64, hi - lo + 1
     cells: np.ndarray  # int32, ascending within each gene
     vals: np.ndarray  # the input's value type (float32 or float64)
+    start: int = 0  # position of the slab's first value among all values in gene-major order
 
     @property
     def width(self) -> int:
         return self.hi - self.lo
+
+
+@dataclass(frozen=True)
+class SpillBuckets:
+    """Where the buckets of a finished pass 1 are, and how to read them into slabs.
+
+    ``dirs`` are the spill folders of the pass-1 tasks in row order (one for a single-process
+    pass 1); bucket ``b`` (genes ``b*width .. (b+1)*width-1``) is the concatenation of its
+    files in every folder. ``offsets[b]`` is the gene-major position of its first value.
+    Picklable, so a pass-2 task elsewhere reads its buckets from shared storage.
+    """
+
+    dirs: tuple[Path, ...]
+    n_cells: int
+    n_genes: int
+    width: int
+    n_buckets: int
+    dtype: np.dtype
+    slab_values: int
+    offsets: tuple[int, ...]
+
+    def genes(self, bucket: int) -> tuple[int, int]:
+        """The genes ``lo..hi-1`` of ``bucket``."""
+        return bucket * self.width, min(self.n_genes, (bucket + 1) * self.width)
+
+    def slabs(self, bucket: int, *, consume: bool = True, scratch: Path | None = None) -> Iterator[GeneSlab]:
+        """The slabs of ``bucket``, in gene order.
+
+        ``consume`` removes the bucket's files as they are read (pass 2 in one process); a
+        task that may run again (on a cluster) reads them without removing anything, and
+        writes what it splits or concatenates under a folder of its own in ``scratch``.
+        """
+        lo, hi = self.genes(bucket)
+        if consume and len(self.dirs) == 1:
+            yield from self._slabs_of(_stem(self.dirs[0], bucket), lo, hi, self.offsets[bucket], True)
+            return
+        own = (scratch or self.dirs[0]) / f"task-{uuid.uuid4().hex}"
+        own.mkdir(parents=True)
+        try:
+            stem = _stem(own, bucket)
+            for name in _FILES:
+                _gather(
+                    [_stem(d, bucket).with_suffix(f".{name}") for d in self.dirs],
+                    stem.with_suffix(f".{name}"),
+                )
+            yield from self._slabs_of(stem, lo, hi, self.offsets[bucket], True)
+        finally:
+            shutil.rmtree(own, ignore_errors=True)
+        if consume:
+            for folder in self.dirs:
+                for name in _FILES:
+                    _stem(folder, bucket).with_suffix(f".{name}").unlink(missing_ok=True)
+
+    def _slabs_of(self, stem: Path, lo: int, hi: int, start: int, remove: bool) -> Iterator[GeneSlab]:
+        size = stem.with_suffix(".cell").stat().st_size // 4
+        if size > self.slab_values and hi - lo > 1:
+            yield from self._split(stem, lo, hi, start)
+            return
+        gene = np.fromfile(stem.with_suffix(".gene"), dtype=np.int32)
+        cell = np.fromfile(stem.with_suffix(".cell"), dtype=np.int32)
+        val = np.fromfile(stem.with_suffix(".val"), dtype=self.dtype)
+        if remove:
+            for name in _FILES:
+                stem.with_suffix(f".{name}").unlink()
+        indptr = np.empty(hi - lo + 1, dtype=np.int64)
+        cells = np.empty_like(cell)
+        vals = np.empty_like(val)
+        bad = sort_bucket(gene, cell, val, lo, hi - lo, self.n_cells, indptr, cells, vals)
+        if bad >= 0:  # the job's own file changed under it: an I/O fault, retried from scratch
+            raise OSError(
+                errno.EIO,
+                f"spill file damaged: entry {bad} of {stem} is outside "
+                f"genes {lo}..{hi - 1} or cells 0..{self.n_cells - 1}",
+            )
+        del gene, cell, val
+        yield GeneSlab(lo, hi, indptr, cells, vals, start)
+
+    def _split(self, stem: Path, lo: int, hi: int, start: int) -> Iterator[GeneSlab]:
+        """Re-bucket an oversized bucket into halves on disk, streaming it in pieces."""
+        mid = (lo + hi) // 2
+        halves = [stem.with_name(stem.name + "a"), stem.with_name(stem.name + "b")]
+        outs = [{n: open(h.with_suffix(f".{n}"), "wb") for n in _FILES} for h in halves]  # noqa: SIM115
+        step = self.slab_values
+        with (
+            open(stem.with_suffix(".gene"), "rb") as fg,
+            open(stem.with_suffix(".cell"), "rb") as fc,
+            open(stem.with_suffix(".val"), "rb") as fv,
+        ):
+            while True:
+                gene = np.fromfile(fg, dtype=np.int32, count=step)
+                if gene.size == 0:
+                    break
+                cell = np.fromfile(fc, dtype=np.int32, count=gene.size)
+                val = np.fromfile(fv, dtype=self.dtype, count=gene.size)
+                low = gene < mid
+                for side, keep in ((0, low), (1, ~low)):
+                    outs[side]["gene"].write(gene[keep].tobytes())
+                    outs[side]["cell"].write(cell[keep].tobytes())
+                    outs[side]["val"].write(val[keep].tobytes())
+        for files in outs:
+            for f in files.values():
+                f.close()
+        for name in _FILES:
+            stem.with_suffix(f".{name}").unlink()
+        first = halves[0].with_suffix(".cell").stat().st_size // 4
+        yield from self._slabs_of(halves[0], lo, mid, start, True)
+        yield from self._slabs_of(halves[1], mid, hi, start + first, True)
+
+
+def _stem(folder: Path, bucket: int) -> Path:
+    return folder / f"b{bucket:05d}"
+
+
+def _gather(parts: list[Path], dest: Path) -> None:
+    """``dest`` holds ``parts`` one after the other (a hard link when there is one part)."""
+    if len(parts) == 1:
+        try:
+            os.link(parts[0], dest)
+            return
+        except OSError:  # another file system, or no hard links there: copy
+            pass
+    with open(dest, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 22)
 
 
 class GeneSpill:
@@ -79,11 +211,8 @@ class GeneSpill:
             for b in range(self.n_buckets)
         ]
 
-    def _stem(self, bucket: int) -> Path:
-        return self.dir / f"b{bucket:05d}"
-
     def _path(self, bucket: int, name: str) -> Path:
-        return self._stem(bucket).with_suffix(f".{name}")
+        return _stem(self.dir, bucket).with_suffix(f".{name}")
 
     @property
     def nnz(self) -> int:
@@ -151,65 +280,26 @@ class GeneSpill:
             for f in files.values():
                 f.close()
 
+    def buckets(self) -> SpillBuckets:
+        """The read side of this spill (after :meth:`close`), for pass 2 here or elsewhere."""
+        offsets = np.concatenate([[0], np.cumsum(self.bucket_nnz)[:-1]])
+        return SpillBuckets(
+            (self.dir,),
+            self.n_cells,
+            self.n_genes,
+            self.width,
+            self.n_buckets,
+            self.dtype,
+            self.slab_values,
+            tuple(int(o) for o in offsets),
+        )
+
     def slabs(self) -> Iterator[GeneSlab]:
         """Pass 2: every gene, in order, as CSC slabs that fit the budget."""
         self.close()
+        buckets = self.buckets()
         for b in range(self.n_buckets):
-            lo, hi = b * self.width, min(self.n_genes, (b + 1) * self.width)
-            yield from self._slabs_of(self._stem(b), lo, hi)
-
-    def _slabs_of(self, stem: Path, lo: int, hi: int) -> Iterator[GeneSlab]:
-        size = stem.with_suffix(".cell").stat().st_size // 4
-        if size > self.slab_values and hi - lo > 1:
-            yield from self._split(stem, lo, hi)
-            return
-        gene = np.fromfile(stem.with_suffix(".gene"), dtype=np.int32)
-        cell = np.fromfile(stem.with_suffix(".cell"), dtype=np.int32)
-        val = np.fromfile(stem.with_suffix(".val"), dtype=self.dtype)
-        for name in _FILES:
-            stem.with_suffix(f".{name}").unlink()
-        indptr = np.empty(hi - lo + 1, dtype=np.int64)
-        cells = np.empty_like(cell)
-        vals = np.empty_like(val)
-        bad = sort_bucket(gene, cell, val, lo, hi - lo, self.n_cells, indptr, cells, vals)
-        if bad >= 0:  # the job's own file changed under it: an I/O fault, retried from scratch
-            raise OSError(
-                errno.EIO,
-                f"spill file damaged: entry {bad} of {stem} is outside "
-                f"genes {lo}..{hi - 1} or cells 0..{self.n_cells - 1}",
-            )
-        del gene, cell, val
-        yield GeneSlab(lo, hi, indptr, cells, vals)
-
-    def _split(self, stem: Path, lo: int, hi: int) -> Iterator[GeneSlab]:
-        """Re-bucket an oversized bucket into halves on disk, streaming it in pieces."""
-        mid = (lo + hi) // 2
-        halves = [stem.with_name(stem.name + "a"), stem.with_name(stem.name + "b")]
-        outs = [{n: open(h.with_suffix(f".{n}"), "wb") for n in _FILES} for h in halves]  # noqa: SIM115
-        step = self.slab_values
-        with (
-            open(stem.with_suffix(".gene"), "rb") as fg,
-            open(stem.with_suffix(".cell"), "rb") as fc,
-            open(stem.with_suffix(".val"), "rb") as fv,
-        ):
-            while True:
-                gene = np.fromfile(fg, dtype=np.int32, count=step)
-                if gene.size == 0:
-                    break
-                cell = np.fromfile(fc, dtype=np.int32, count=gene.size)
-                val = np.fromfile(fv, dtype=self.dtype, count=gene.size)
-                low = gene < mid
-                for side, keep in ((0, low), (1, ~low)):
-                    outs[side]["gene"].write(gene[keep].tobytes())
-                    outs[side]["cell"].write(cell[keep].tobytes())
-                    outs[side]["val"].write(val[keep].tobytes())
-        for files in outs:
-            for f in files.values():
-                f.close()
-        for name in _FILES:
-            stem.with_suffix(f".{name}").unlink()
-        yield from self._slabs_of(halves[0], lo, mid)
-        yield from self._slabs_of(halves[1], mid, hi)
+            yield from buckets.slabs(b)
 
     def cleanup(self) -> None:
         self.close()

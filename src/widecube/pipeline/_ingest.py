@@ -36,6 +36,7 @@ from ..errors import CatalogError, InputError, InputNotFound, NotFound
 from ..io import ArchiveLimits, InputSource, archive_kind, open_input, readers, unpack_archive
 from ..snapshot import Snapshot, SnapshotWriter, sha256_file
 from ..views import NORMALIZED, RAW, BuildContext, parse_views, select_views
+from ._cluster import build_on_cluster, dask_client
 from ._verify import verify_snapshot
 
 __all__ = ["STEPS", "Progress", "Work", "check_name", "fail"]
@@ -358,11 +359,16 @@ def _build(
                 out.write_array(f"dataset/obsm.zarr/{key}", values)
             builders = [(spec, spec.builder(ctx, out)) for spec in specs]  # fresh state per build
             step = _accumulate("compute", progress)
-            for slab in spill.slabs():
-                stats = ctx.slab_stats(slab)
-                for _, builder in builders:
-                    builder.consume(stats)
-                step(slab.width / ctx.n_genes)
+            with dask_client(settings) as client:
+                if client is None:
+                    for slab in spill.slabs():
+                        stats = ctx.slab_stats(slab)
+                        for _, builder in builders:
+                            builder.consume(stats)
+                        step(slab.width / ctx.n_genes)
+                else:  # gene ranges on the cluster's workers, merged here in gene order
+                    spill.close()
+                    build_on_cluster(client, ctx, spill.buckets(), [b for _, b in builders], out, work, step)
             for i, (spec, builder) in enumerate(builders):
                 out.add_view(spec, builder.finish())  # the writer stamps the spec's encoding
                 progress("write", (i + 1) / len(builders))
