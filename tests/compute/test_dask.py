@@ -1,0 +1,145 @@
+"""An ingest on a real Dask deployment (a ``dask scheduler`` process and two ``dask worker``
+processes over TCP) builds the same snapshot, byte for byte, as the single-process engine:
+the manifests' checksums agree file by file, for CSR, CSC and dense h5ad inputs and a 10x h5,
+through the library, the CLI (``--cluster``, ``--workers``) and a worker killed mid pass 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _dask import Deployment, KillOnTask, deployment
+from _data import small_adata, write_h5ad
+from _io_writers import write_10x_h5
+from widecube.config import Settings
+from widecube.pipeline import ingest
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
+
+distributed = pytest.importorskip("distributed")
+
+MEMORY = 200 * 16 * 12  # slabs of ~200 values: ~20 buckets, so pass 2 is ~20 tasks
+LAYOUTS = ["csr", "csc", "dense", "10x"]
+
+
+def _input(folder: Path, layout: str) -> Path:
+    adata = small_adata()
+    if layout == "10x":
+        x = np.asarray(adata.X)
+        return write_10x_h5(folder / "in.h5", x, list(adata.obs_names), list(adata.var_names))
+    return write_h5ad(adata, folder / f"in-{layout}.h5ad", layout=layout)
+
+
+def _files(settings: Settings, dataset: str) -> dict[str, str]:
+    """Every snapshot file's sha256, as the published version's manifest records it."""
+    (version,) = [p for p in (settings.storage / "datasets" / dataset).iterdir()]
+    manifest = json.loads((version / "manifest.json").read_text())
+    assert manifest["views"]
+    return {path: entry["sha256"] for path, entry in manifest["files"].items()}
+
+
+def _by_view(files: dict[str, str]) -> dict[str, dict[str, str]]:
+    views: dict[str, dict[str, str]] = {}
+    for path, digest in files.items():
+        parts = path.split("/")
+        views.setdefault(parts[1].split(".")[0] if parts[0] == "views" else parts[0], {})[path] = digest
+    return views
+
+
+def _assert_same(local: dict[str, str], cluster: dict[str, str], *, markers: bool = True) -> None:
+    """Both snapshots hold the same files with the same checksums, view by view (the 10x h5
+    has no grouping, so no markers: its one all-cells group has no rest to compare with)."""
+    ours, theirs = _by_view(local), _by_view(cluster)
+    assert set(ours) == set(theirs) >= {"genes", "summary", "quantiles", "matrix", "dataset"}
+    assert ("markers" in ours) == markers
+    for view in ours:
+        assert ours[view] == theirs[view], f"view {view} differs"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    with deployment(tmp_path_factory.mktemp("dask")) as d:
+        with distributed.Client(d.address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield d
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, str]]]:
+    """Each input and the checksums of its snapshot built by the single-process engine."""
+    folder = tmp_path_factory.mktemp("inputs")
+    out = {}
+    for layout in LAYOUTS:
+        path = _input(folder, layout)
+        settings = Settings(storage=folder / f"local-{layout}", memory=MEMORY)
+        ingest(path, dataset="d", settings=settings)
+        out[layout] = (path, _files(settings, "d"))
+    return out
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_cluster_builds_identical_views(
+    layout: str, cluster: Deployment, inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
+) -> None:
+    path, local = inputs[layout]
+    settings = Settings(storage=tmp_path / "s", memory=MEMORY, cluster=cluster.address)
+    with distributed.Client(cluster.address) as watcher, distributed.get_task_stream(watcher) as stream:
+        ingest(path, dataset="d", settings=settings)
+    ran = [t for t in stream.data if str(t["key"]).startswith("widecube-pass2-")]
+    assert len({t["key"] for t in ran}) > 5, "pass 2 was not split into gene ranges"
+    assert len({t["worker"] for t in ran}) == 2, "pass 2 did not run on both workers"
+    _assert_same(local, _files(settings, "d"), markers=layout != "10x")
+    assert not list((settings.storage / "work").glob("*/scratch/spill/*")), "spill left behind"
+
+
+def _cli(storage: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WIDECUBE_STORAGE": str(storage), "WIDECUBE_MEMORY": str(MEMORY)}
+    env.pop("WIDECUBE_CLUSTER", None)
+    env.pop("WIDECUBE_WORKERS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "widecube.cli", "ingest", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_cluster_option(
+    cluster: Deployment, inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
+) -> None:
+    path, local = inputs["csr"]
+    done = _cli(tmp_path / "s", str(path), "-d", "d", "--cluster", cluster.address)
+    assert done.returncode == 0, done.stderr
+    _assert_same(local, _files(Settings(storage=tmp_path / "s"), "d"))
+
+
+def test_cli_local_cluster_of_workers(inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path) -> None:
+    path, local = inputs["dense"]
+    done = _cli(tmp_path / "s", str(path), "-d", "d", "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    _assert_same(local, _files(Settings(storage=tmp_path / "s"), "d"))
+
+
+def test_worker_killed_mid_pass_2_still_publishes_identical_views(
+    inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
+) -> None:
+    path, local = inputs["csr"]
+    with deployment(tmp_path / "dask") as d:
+        with distributed.Client(d.address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+            marker = tmp_path / "killed"
+            client.register_plugin(KillOnTask("widecube-pass2-", 3, str(marker)), name="kill")
+            settings = Settings(storage=tmp_path / "s", memory=MEMORY, cluster=d.address)
+            ingest(path, dataset="d", settings=settings)
+        assert marker.exists(), "no worker was killed"
+        killed = [w for w in d.workers if w.poll() is not None]
+        assert [w.returncode for w in killed] == [-9], "exactly one worker must have died, by SIGKILL"
+    _assert_same(local, _files(settings, "d"))
