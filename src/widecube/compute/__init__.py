@@ -3,8 +3,8 @@ then gene slabs). Imports nothing above it (no views, queries, pipeline or API).
 
 from ._kernels import _COUNT_RANGE as COUNT_RANGE
 from ._kernels import cell_scale, gene_moments, gene_quantiles, group_quantiles, log_normalize, welch_t_p
-from ._pass import check_finite, spill_by_gene
-from ._spill import GeneSlab, GeneSpill, SpillBuckets
+from ._pass import check_finite, spill_by_gene, spill_rows
+from ._spill import GeneSlab, GeneSpill, JoinedSpill, SpillBuckets, SpillPart
 from .groupings import (
     ALL,
     ALL_CELLS_GROUP,
@@ -26,8 +26,10 @@ __all__ = [
     "MISSING",
     "SUMMARY_STATS",
     "SpillBuckets",
+    "SpillPart",
     "GeneSlab",
     "GeneSpill",
+    "JoinedSpill",
     "Grouping",
     "all_cells",
     "cell_scale",
@@ -41,5 +43,6 @@ __all__ = [
     "make_grouping",
     "parse_groupbys",
     "spill_by_gene",
+    "spill_rows",
     "welch_t_p",
 ]

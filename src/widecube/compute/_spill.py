@@ -10,11 +10,15 @@ per-cell library sizes.
 
 :class:`SpillBuckets` is the read side alone, picklable: what a pass-2 task on another process
 (a Dask worker) needs to read the slabs of one bucket, from the files of one spill or of
-several (one per pass-1 task, concatenated in row order).
+several (one per pass-1 task, concatenated in row order). A pass-1 task over a range of rows
+spills into a folder of its own and returns a :class:`SpillPart`; :class:`JoinedSpill` puts
+the parts together in row order, and pass 2 reads them as it reads one spill. The slabs are
+the same either way: a bucket's values come in row order, and the sort by gene is stable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -30,7 +34,7 @@ from ..errors import UnreadableInput
 from ..io import Block
 from ._kernels import BAD_COLUMN, BAD_POINTER, SCATTER_OK, scatter_block, sort_bucket
 
-__all__ = ["BYTES_PER_VALUE", "GeneSlab", "GeneSpill", "SpillBuckets"]
+__all__ = ["BYTES_PER_VALUE", "GeneSlab", "GeneSpill", "JoinedSpill", "SpillBuckets", "SpillPart"]
 
 BYTES_PER_VALUE = 12  # gene int32 + cell int32 + value float32 on disk and in a slab
 _FILES = ("gene", "cell", "val")
@@ -280,6 +284,20 @@ class GeneSpill:
             for f in files.values():
                 f.close()
 
+    def part(self, start: int, stop: int) -> SpillPart:
+        """What a pass-1 task that spilled rows ``start..stop-1`` hands back (after close)."""
+        return SpillPart(
+            self.dir,
+            start,
+            stop,
+            self.cell_total[start:stop].copy(),
+            self.cell_nnz[start:stop].copy(),
+            self.bucket_nnz.copy(),
+            self.negative,
+            self.non_integer,
+            (self.width, self.n_buckets, self.slab_values, self.dtype),
+        )
+
     def buckets(self) -> SpillBuckets:
         """The read side of this spill (after :meth:`close`), for pass 2 here or elsewhere."""
         offsets = np.concatenate([[0], np.cumsum(self.bucket_nnz)[:-1]])
@@ -304,3 +322,75 @@ class GeneSpill:
     def cleanup(self) -> None:
         self.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class SpillPart:
+    """What a pass-1 task over rows ``start..stop-1`` leaves: its spill folder (``dir``), its
+    rows' library sizes and stored values, its buckets' sizes and value flags, and the
+    spill's geometry ``(width, n_buckets, slab_values, dtype)``."""
+
+    dir: Path
+    start: int
+    stop: int
+    cell_total: np.ndarray
+    cell_nnz: np.ndarray
+    bucket_nnz: np.ndarray
+    negative: bool
+    non_integer: bool
+    geometry: tuple[int, int, int, np.dtype]
+
+
+class JoinedSpill:
+    """The spills of pass-1 tasks over consecutive row ranges, read by pass 2 as one spill.
+
+    The per-cell totals are copied from the part that holds each cell, so they are the very
+    numbers one spill over every row counts.
+    """
+
+    def __init__(self, parts: list[SpillPart], *, n_cells: int, n_genes: int) -> None:
+        self.parts = sorted(parts, key=lambda p: p.start)
+        if [p.start for p in self.parts] != [0, *(p.stop for p in self.parts[:-1])] or (
+            self.parts[-1].stop != n_cells
+        ):
+            raise ValueError(f"pass-1 parts do not cover rows 0..{n_cells - 1} once each")
+        if len({p.geometry[:3] for p in self.parts}) != 1:
+            raise ValueError("pass-1 parts were spilled with different bucket geometries")
+        self.width, self.n_buckets, self.slab_values, self.dtype = self.parts[0].geometry
+        self.n_cells, self.n_genes = n_cells, n_genes
+        self.cell_total = np.concatenate([p.cell_total for p in self.parts])
+        self.cell_nnz = np.concatenate([p.cell_nnz for p in self.parts])
+        self.bucket_nnz = np.sum([p.bucket_nnz for p in self.parts], axis=0)
+        self.negative = any(p.negative for p in self.parts)
+        self.non_integer = any(p.non_integer for p in self.parts)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.bucket_nnz.sum())
+
+    def buckets(self) -> SpillBuckets:
+        offsets = np.concatenate([[0], np.cumsum(self.bucket_nnz)[:-1]])
+        return SpillBuckets(
+            tuple(p.dir for p in self.parts),
+            self.n_cells,
+            self.n_genes,
+            self.width,
+            self.n_buckets,
+            self.dtype,
+            self.slab_values,
+            tuple(int(o) for o in offsets),
+        )
+
+    def slabs(self) -> Iterator[GeneSlab]:
+        buckets = self.buckets()
+        for b in range(self.n_buckets):
+            yield from buckets.slabs(b)
+
+    def close(self) -> None:
+        """Nothing is open here: each part was closed by its task."""
+
+    def cleanup(self) -> None:
+        for p in self.parts:
+            shutil.rmtree(p.dir, ignore_errors=True)
+            with contextlib.suppress(OSError):  # the task's own folder, if nothing else is there
+                p.dir.parent.rmdir()

@@ -25,19 +25,21 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import zarr
 
-from ..compute import SpillBuckets
+from ..compute import JoinedSpill, SpillBuckets, SpillPart, spill_rows
 from ..config import Settings
+from ..io import MatrixSource
 from ..snapshot import SnapshotWriter
 from ..views import BuildContext, Builder, SlabPart
 
-__all__ = ["ChunkSink", "Piece", "build_on_cluster", "dask_client"]
+__all__ = ["ChunkSink", "Piece", "build_on_cluster", "dask_client", "spill_on_cluster"]
 
 Piece = tuple["zarr.Array[Any]", tuple[tuple[int, int], ...], np.ndarray]
 """``(array, ((start, stop) per dimension), values)``: part of a chunk a task did not cover whole."""
@@ -178,3 +180,98 @@ def build_on_cluster(
     finally:
         client.cancel(futures)
         client.cancel([ctx_future])
+
+
+class _Names(Sequence[str]):
+    """Cell or gene names read only if asked for (a pass-1 task names them in errors alone)."""
+
+    def __init__(self, read: Callable[[], Sequence[str]]) -> None:
+        self._read = read
+        self._names: Sequence[str] | None = None
+
+    def _all(self) -> Sequence[str]:
+        if self._names is None:
+            self._names = self._read()
+        return self._names
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[str]: ...
+    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
+        return self._all()[i]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+def _pass1_task(
+    opener: Callable[[], MatrixSource], start: int, stop: int, workdir: Path, block_nnz: int, slab_bytes: int
+) -> SpillPart:
+    """Pass 1 of rows ``start..stop-1`` on a worker, into a spill of its own under ``workdir``."""
+    _one_thread_per_worker_thread()
+    with opener() as source:
+        return spill_rows(
+            source,
+            start,
+            stop,
+            obs_names=_Names(lambda: source.obs().index),
+            var_names=_Names(lambda: source.var().index),
+            workdir=workdir,
+            block_nnz=block_nnz,
+            slab_bytes=slab_bytes,
+        )
+
+
+def spill_on_cluster(
+    client: Any,
+    opener: Callable[[], MatrixSource],
+    source: MatrixSource,
+    *,
+    workdir: Path,
+    block_nnz: int,
+    slab_bytes: int,
+    version: str,
+    progress: Callable[[float], None],
+) -> JoinedSpill:
+    """Pass 1 split by rows on ``client``'s cluster: each task opens the input (``opener``,
+    picklable, the same path on every worker), spills its rows into ``workdir/pass1/p<i>``;
+    the library sizes and bucket sizes are put together here, in row order.
+
+    ``source`` (open here) must read row ranges (:attr:`MatrixSource.row_ranges`). Rows are
+    cut into at least two tasks per worker thread, and more for a large input (about 16
+    blocks of ``block_nnz`` values each). The first error in row order is raised.
+    """
+    n_cells, n_genes = source.shape
+    expected = source.nnz_hint if source.nnz_hint is not None else n_cells * n_genes // 10
+    threads = max(1, sum(client.nthreads().values()))
+    n_tasks = max(1, min(n_cells, max(2 * threads, math.ceil(expected / (16 * block_nnz)))))
+    bounds = [n_cells * i // n_tasks for i in range(n_tasks + 1)]
+    root = workdir / "pass1"
+    futures = [
+        client.submit(
+            _pass1_task,
+            opener,
+            a,
+            b,
+            root / f"p{i:05d}",
+            block_nnz,
+            slab_bytes,
+            key=f"widecube-pass1-{version}-{i:05d}",
+            pure=False,
+            retries=_RETRIES,
+        )
+        for i, (a, b) in enumerate(itertools.pairwise(bounds))
+    ]
+    parts: list[SpillPart] = []
+    try:
+        for future in futures:
+            part = future.result()
+            future.release()
+            parts.append(part)
+            progress((part.stop - part.start) / max(1, n_cells))
+        return JoinedSpill(parts, n_cells=n_cells, n_genes=n_genes)
+    except BaseException:
+        client.cancel(futures)
+        shutil.rmtree(root, ignore_errors=True)
+        raise
