@@ -26,11 +26,14 @@ pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 distributed = pytest.importorskip("distributed")
 
 MEMORY = 200 * 16 * 12  # slabs of ~200 values: ~20 buckets, so pass 2 is ~20 tasks
-LAYOUTS = ["csr", "csc", "dense", "10x"]
+LAYOUTS = ["csr", "csc", "dense", "10x", "csr-float"]
 
 
 def _input(folder: Path, layout: str) -> Path:
     adata = small_adata()
+    if layout == "csr-float":  # not counts: the raw layer alone, library sizes of fractions
+        adata.X = adata.X * np.float64(0.3701)
+        return write_h5ad(adata, folder / "in-float.h5ad", layout="csr")
     if layout == "10x":
         x = np.asarray(adata.X)
         return write_10x_h5(folder / "in.h5", x, list(adata.obs_names), list(adata.var_names))
@@ -135,15 +138,20 @@ def test_cli_local_cluster_of_workers(inputs: dict[str, tuple[Path, dict[str, st
     _assert_same(local, _files(Settings(storage=tmp_path / "s"), "d"))
 
 
-def test_worker_killed_mid_pass_2_still_publishes_identical_views(
-    inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
+@pytest.mark.parametrize(
+    ("prefix", "nth"), [("widecube-pass2-", 3), ("widecube-pass1-", 2)], ids=["pass2", "pass1"]
+)
+def test_worker_killed_mid_pass_still_publishes_identical_views(
+    prefix: str, nth: int, inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
 ) -> None:
+    """A worker SIGKILLed as it starts its ``nth`` task of a pass: Dask runs its tasks again
+    on the other worker, and the snapshot is the single-process one."""
     path, local = inputs["csr"]
     with deployment(tmp_path / "dask") as d:
         with distributed.Client(d.address, timeout="30s") as client:
             client.wait_for_workers(2, timeout=60)
             marker = tmp_path / "killed"
-            client.register_plugin(KillOnTask("widecube-pass2-", 3, str(marker)), name="kill")
+            client.register_plugin(KillOnTask(prefix, nth, str(marker)), name="kill")
             settings = Settings(storage=tmp_path / "s", memory=MEMORY, cluster=d.address)
             ingest(path, dataset="d", settings=settings)
         assert marker.exists(), "no worker was killed"

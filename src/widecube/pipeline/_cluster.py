@@ -26,6 +26,7 @@ import contextlib
 import itertools
 import math
 import shutil
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
@@ -36,7 +37,6 @@ import zarr
 from ..compute import JoinedSpill, SpillBuckets, SpillPart, spill_rows
 from ..config import Settings
 from ..io import MatrixSource
-from ..snapshot import SnapshotWriter
 from ..views import BuildContext, Builder, SlabPart
 
 __all__ = ["ChunkSink", "Piece", "build_on_cluster", "dask_client", "spill_on_cluster"]
@@ -145,13 +145,15 @@ def build_on_cluster(
     ctx: BuildContext,
     buckets: SpillBuckets,
     builders: Sequence[Builder],
-    out: SnapshotWriter,
     scratch: Path,
     progress: Callable[[float], None],
 ) -> None:
-    """Pass 2 over every bucket on ``client``'s cluster; builders merge here, in gene order."""
+    """Pass 2 over every bucket on ``client``'s cluster; builders merge here, in gene order,
+    and the chunks that tasks share are put together and written here (one writer each:
+    never the snapshot writer's background pool, whose locks are per array object)."""
     [ctx_future] = client.scatter([ctx], broadcast=True, hash=False)
     parts = [builder.part() for builder in builders]
+    run = uuid.uuid4().hex[:8]  # a step run again never meets the keys of a run it replaced
     futures = [
         client.submit(
             _task,
@@ -160,12 +162,13 @@ def build_on_cluster(
             buckets,
             b,
             scratch,
-            key=f"widecube-pass2-{ctx.version}-{b:05d}",
+            key=f"widecube-pass2-{ctx.version}-{run}-{b:05d}",
             pure=False,
             retries=_RETRIES,
         )
         for b in range(buckets.n_buckets)
     ]
+    shared = ChunkSink()  # the chunks tasks share: each written whole, here, once complete
     try:
         for b, future in enumerate(futures):
             results, leftovers = future.result()
@@ -174,9 +177,13 @@ def build_on_cluster(
                 for builder, result in zip(builders, slab_results, strict=True):
                     builder.merge(result)
             for array, inter, values in leftovers:
-                out.put(array, tuple(slice(start, stop) for start, stop in inter), values)
+                shared(array, tuple(slice(start, stop) for start, stop in inter), values)
             lo, hi = buckets.genes(b)
             progress((hi - lo) / ctx.n_genes)
+        missing = shared.leftovers()
+        if missing:  # every gene was written, so every chunk is complete: a bug if not
+            array, inter, _ = missing[0]
+            raise RuntimeError(f"pass 2 left chunk of {array.path} at {inter} incomplete")
     finally:
         client.cancel(futures)
         client.cancel([ctx_future])
@@ -248,6 +255,7 @@ def spill_on_cluster(
     n_tasks = max(1, min(n_cells, max(2 * threads, math.ceil(expected / (16 * block_nnz)))))
     bounds = [n_cells * i // n_tasks for i in range(n_tasks + 1)]
     root = workdir / "pass1"
+    run = uuid.uuid4().hex[:8]
     futures = [
         client.submit(
             _pass1_task,
@@ -257,7 +265,7 @@ def spill_on_cluster(
             root / f"p{i:05d}",
             block_nnz,
             slab_bytes,
-            key=f"widecube-pass1-{version}-{i:05d}",
+            key=f"widecube-pass1-{version}-{run}-{i:05d}",
             pure=False,
             retries=_RETRIES,
         )

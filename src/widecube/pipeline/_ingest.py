@@ -387,7 +387,7 @@ def _build(
                     step(slab.width / ctx.n_genes)
             else:  # gene ranges on the cluster's workers, merged here in gene order
                 spill.close()
-                build_on_cluster(client, ctx, spill.buckets(), [b for _, b in builders], out, work, step)
+                build_on_cluster(client, ctx, spill.buckets(), [b for _, b in builders], work, step)
             for i, (spec, builder) in enumerate(builders):
                 out.add_view(spec, builder.finish())  # the writer stamps the spec's encoding
                 progress("write", (i + 1) / len(builders))
