@@ -19,6 +19,7 @@ from _dask import Deployment, KillOnTask, deployment
 from _data import small_adata, write_h5ad
 from _io_writers import write_10x_h5
 from widecube.config import Settings
+from widecube.errors import InvalidValue
 from widecube.pipeline import ingest
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
@@ -107,6 +108,28 @@ def test_cluster_builds_identical_views(
     _assert_same(local, _files(settings, "d"), markers=layout != "10x")
     left = [p for p in (settings.storage / "work").rglob("*") if p.is_file() and "scratch" in p.parts]
     assert not left, "spill files left behind"
+
+
+def test_a_bad_value_fails_the_job_as_without_a_cluster(cluster: Deployment, tmp_path: Path) -> None:
+    """A NaN in the rows of the last pass-1 task: the same error, naming the same cell, and
+    no retry (the task hands the error back instead of raising it)."""
+    adata = small_adata()
+    adata.X[200, 7] = np.nan
+    path = write_h5ad(adata, tmp_path / "bad.h5ad", layout="csr")
+    with pytest.raises(InvalidValue) as here:
+        ingest(path, dataset="d", settings=Settings(storage=tmp_path / "a", memory=MEMORY))
+    settings = Settings(storage=tmp_path / "b", memory=MEMORY, cluster=cluster.address)
+    with (
+        distributed.Client(cluster.address) as watcher,
+        distributed.get_task_stream(watcher) as stream,
+        pytest.raises(InvalidValue) as there,
+    ):
+        ingest(path, dataset="d", settings=settings)
+    assert str(there.value) == str(here.value)
+    assert "NaN found at row 201 (cell 'cell200'), column 8 (gene 'Gene7')" in str(here.value)
+    pass1 = [str(t["key"]) for t in stream.data if str(t["key"]).startswith("widecube-pass1-")]
+    assert len(pass1) == len(set(pass1)) == 4, "a task ran more than once"
+    assert not (settings.storage / "datasets" / "d").exists()
 
 
 def _cli(storage: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -36,6 +36,7 @@ import zarr
 
 from ..compute import JoinedSpill, SpillBuckets, SpillPart, spill_rows
 from ..config import Settings
+from ..errors import InputError
 from ..io import MatrixSource
 from ..views import BuildContext, Builder, SlabPart
 
@@ -214,20 +215,32 @@ class _Names(Sequence[str]):
 
 def _pass1_task(
     opener: Callable[[], MatrixSource], start: int, stop: int, workdir: Path, block_nnz: int, slab_bytes: int
-) -> SpillPart:
-    """Pass 1 of rows ``start..stop-1`` on a worker, into a spill of its own under ``workdir``."""
+) -> SpillPart | InputError:
+    """Pass 1 of rows ``start..stop-1`` on a worker, into a spill of its own under ``workdir``.
+
+    A bad input is returned, not raised: Dask would retry a task that raised, and reading the
+    same rows again finds the same fault."""
     _one_thread_per_worker_thread()
-    with opener() as source:
-        return spill_rows(
-            source,
-            start,
-            stop,
-            obs_names=_Names(lambda: source.obs().index),
-            var_names=_Names(lambda: source.var().index),
-            workdir=workdir,
-            block_nnz=block_nnz,
-            slab_bytes=slab_bytes,
-        )
+    try:
+        with opener() as source:
+            return _spill_rows(source, start, stop, workdir, block_nnz, slab_bytes)
+    except InputError as exc:
+        return exc
+
+
+def _spill_rows(
+    source: MatrixSource, start: int, stop: int, workdir: Path, block_nnz: int, slab_bytes: int
+) -> SpillPart:
+    return spill_rows(
+        source,
+        start,
+        stop,
+        obs_names=_Names(lambda: source.obs().index),
+        var_names=_Names(lambda: source.var().index),
+        workdir=workdir,
+        block_nnz=block_nnz,
+        slab_bytes=slab_bytes,
+    )
 
 
 def spill_on_cluster(
@@ -247,7 +260,8 @@ def spill_on_cluster(
 
     ``source`` (open here) must read row ranges (:attr:`MatrixSource.row_ranges`). Rows are
     cut into at least two tasks per worker thread, and more for a large input (about 16
-    blocks of ``block_nnz`` values each). The first error in row order is raised.
+    blocks of ``block_nnz`` values each). The first bad input in row order is raised, as
+    the single-process pass 1 raises it.
     """
     n_cells, n_genes = source.shape
     expected = source.nnz_hint if source.nnz_hint is not None else n_cells * n_genes // 10
@@ -276,6 +290,8 @@ def spill_on_cluster(
         for future in futures:
             part = future.result()
             future.release()
+            if isinstance(part, InputError):
+                raise part
             parts.append(part)
             progress((part.stop - part.start) / max(1, n_cells))
         return JoinedSpill(parts, n_cells=n_cells, n_genes=n_genes)
