@@ -121,7 +121,7 @@ def _task(
     ctx: BuildContext, parts: Sequence[SlabPart], buckets: SpillBuckets, bucket: int, scratch: Path
 ) -> tuple[list[list[Any]], list[Piece]]:
     """Pass 2 of one bucket on a worker: every part on every slab; (results, leftover pieces)."""
-    _one_thread_per_worker_thread()
+    _numba_threads_as_worker()
     sink = ChunkSink()
     results = []
     for slab in buckets.slabs(bucket, consume=False, scratch=scratch):
@@ -130,7 +130,7 @@ def _task(
     return results, sink.leftovers()
 
 
-def _one_thread_per_worker_thread() -> None:
+def _numba_threads_as_worker() -> None:
     """The numba kernels use as many threads as the worker runs tasks (its ``--nthreads``),
     not every core of the host (results do not depend on it: each gene is one thread's)."""
     import numba
@@ -220,7 +220,7 @@ def _pass1_task(
 
     A bad input is returned, not raised: Dask would retry a task that raised, and reading the
     same rows again finds the same fault."""
-    _one_thread_per_worker_thread()
+    _numba_threads_as_worker()
     try:
         with opener() as source:
             return _spill_rows(source, start, stop, workdir, block_nnz, slab_bytes)
