@@ -13,9 +13,14 @@ from widecube.compute import JoinedSpill, spill_by_gene, spill_rows
 from widecube.io import open_input
 
 
+@pytest.mark.parametrize("skewed", [False, True], ids=["even", "skewed"])
 @pytest.mark.parametrize("cuts", [[0, 240], [0, 1, 2, 120, 240], [0, 37, 80, 81, 200, 240]])
-def test_parts_joined_in_row_order_are_one_spill(cuts: list[int], tmp_path: Path) -> None:
+def test_parts_joined_in_row_order_are_one_spill(cuts: list[int], skewed: bool, tmp_path: Path) -> None:
+    """``skewed``: genes 10..15 are expressed in every cell, so their buckets outgrow a slab
+    and are split on disk in pass 2 (joined into a task's own folder first)."""
     adata = small_adata()
+    if skewed:
+        adata.X[:, 10:16] += 1
     adata.X = adata.X * 0.37  # fractions: library sizes that depend on the order of the sums
     path = write_h5ad(adata, tmp_path / "m.h5ad", layout="csr")
     kw = {"block_nnz": 50, "slab_bytes": 150 * 12}  # several buckets, several blocks per part
@@ -35,6 +40,7 @@ def test_parts_joined_in_row_order_are_one_spill(cuts: list[int], tmp_path: Path
     theirs = list(whole.slabs())
     flat = [s for bucket in ours for s in bucket]
     assert len(flat) == len(theirs)
+    assert (len(flat) > joined.n_buckets) == skewed  # oversized buckets were split
     for a, b in zip(flat, theirs, strict=True):
         assert (a.lo, a.hi, a.start) == (b.lo, b.hi, b.start)
         for x, y in ((a.indptr, b.indptr), (a.cells, b.cells), (a.vals, b.vals)):

@@ -88,49 +88,61 @@ class SpillBuckets:
         writes what it splits or concatenates under a folder of its own in ``scratch``.
         """
         lo, hi = self.genes(bucket)
-        if consume and len(self.dirs) == 1:
-            yield from self._slabs_of(_stem(self.dirs[0], bucket), lo, hi, self.offsets[bucket], True)
+        start = self.offsets[bucket]
+        stems = [_stem(d, bucket) for d in self.dirs]
+        if consume and len(stems) == 1:
+            yield from self._slabs_of(stems[0], lo, hi, start)
             return
-        own = (scratch or self.dirs[0]) / f"task-{uuid.uuid4().hex}"
-        own.mkdir(parents=True)
-        try:
-            stem = _stem(own, bucket)
-            for name in _FILES:
-                _gather(
-                    [_stem(d, bucket).with_suffix(f".{name}") for d in self.dirs],
-                    stem.with_suffix(f".{name}"),
-                )
-            yield from self._slabs_of(stem, lo, hi, self.offsets[bucket], True)
-        finally:
-            shutil.rmtree(own, ignore_errors=True)
-        if consume:
-            for folder in self.dirs:
+        if sum(_values(stem) for stem in stems) <= self.slab_values or hi - lo == 1:
+            yield self._slab(stems, lo, hi, start)  # read in place: nothing written, nothing removed
+        else:  # too large for one slab: joined into a folder of its own, split there
+            own = (scratch or self.dirs[0]) / f"task-{uuid.uuid4().hex}"
+            own.mkdir(parents=True)
+            try:
+                stem = _stem(own, bucket)
                 for name in _FILES:
-                    _stem(folder, bucket).with_suffix(f".{name}").unlink(missing_ok=True)
+                    _gather([s.with_suffix(f".{name}") for s in stems], stem.with_suffix(f".{name}"))
+                yield from self._slabs_of(stem, lo, hi, start)
+            finally:
+                shutil.rmtree(own, ignore_errors=True)
+        if consume:
+            for stem in stems:
+                for name in _FILES:
+                    stem.with_suffix(f".{name}").unlink(missing_ok=True)
 
-    def _slabs_of(self, stem: Path, lo: int, hi: int, start: int, remove: bool) -> Iterator[GeneSlab]:
-        size = stem.with_suffix(".cell").stat().st_size // 4
-        if size > self.slab_values and hi - lo > 1:
+    def _slabs_of(self, stem: Path, lo: int, hi: int, start: int) -> Iterator[GeneSlab]:
+        """The slabs of the one bucket file set ``stem`` (removed as it is read)."""
+        if _values(stem) > self.slab_values and hi - lo > 1:
             yield from self._split(stem, lo, hi, start)
             return
-        gene = np.fromfile(stem.with_suffix(".gene"), dtype=np.int32)
-        cell = np.fromfile(stem.with_suffix(".cell"), dtype=np.int32)
-        val = np.fromfile(stem.with_suffix(".val"), dtype=self.dtype)
+        slab = self._slab([stem], lo, hi, start, remove=True)
+        yield slab
+
+    def _slab(self, stems: list[Path], lo: int, hi: int, start: int, *, remove: bool = False) -> GeneSlab:
+        """Genes ``lo..hi-1`` from the file sets ``stems`` (in row order), sorted by gene."""
+
+        def read(name: str, dtype: np.dtype | type) -> np.ndarray:
+            parts = [np.fromfile(s.with_suffix(f".{name}"), dtype=dtype) for s in stems]
+            return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+        gene, cell, val = read("gene", np.int32), read("cell", np.int32), read("val", self.dtype)
         if remove:
-            for name in _FILES:
-                stem.with_suffix(f".{name}").unlink()
+            for stem in stems:
+                for name in _FILES:
+                    stem.with_suffix(f".{name}").unlink()
         indptr = np.empty(hi - lo + 1, dtype=np.int64)
         cells = np.empty_like(cell)
         vals = np.empty_like(val)
         bad = sort_bucket(gene, cell, val, lo, hi - lo, self.n_cells, indptr, cells, vals)
         if bad >= 0:  # the job's own file changed under it: an I/O fault, retried from scratch
+            where = stems[0] if len(stems) == 1 else f"bucket {stems[0].name} of {len(stems)} parts"
             raise OSError(
                 errno.EIO,
-                f"spill file damaged: entry {bad} of {stem} is outside "
+                f"spill file damaged: entry {bad} of {where} is outside "
                 f"genes {lo}..{hi - 1} or cells 0..{self.n_cells - 1}",
             )
         del gene, cell, val
-        yield GeneSlab(lo, hi, indptr, cells, vals, start)
+        return GeneSlab(lo, hi, indptr, cells, vals, start)
 
     def _split(self, stem: Path, lo: int, hi: int, start: int) -> Iterator[GeneSlab]:
         """Re-bucket an oversized bucket into halves on disk, streaming it in pieces."""
@@ -159,13 +171,18 @@ class SpillBuckets:
                 f.close()
         for name in _FILES:
             stem.with_suffix(f".{name}").unlink()
-        first = halves[0].with_suffix(".cell").stat().st_size // 4
-        yield from self._slabs_of(halves[0], lo, mid, start, True)
-        yield from self._slabs_of(halves[1], mid, hi, start + first, True)
+        first = _values(halves[0])
+        yield from self._slabs_of(halves[0], lo, mid, start)
+        yield from self._slabs_of(halves[1], mid, hi, start + first)
 
 
 def _stem(folder: Path, bucket: int) -> Path:
     return folder / f"b{bucket:05d}"
+
+
+def _values(stem: Path) -> int:
+    """Values in the bucket file set ``stem``."""
+    return stem.with_suffix(".cell").stat().st_size // 4
 
 
 def _gather(parts: list[Path], dest: Path) -> None:
