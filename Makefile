@@ -9,7 +9,7 @@ DEMO_H5AD   := demo/pbmc.h5ad
 DEMO_CELLS  ?= 50000
 DEMO_GENES  ?= 20000
 
-.PHONY: install demo demo-data test bench bench-serve bench-aggregate bench-readers bench-report screenshots chromium wrk vendor lint clean
+.PHONY: install demo demo-data test bench bench-serve bench-access bench-aggregate bench-readers bench-report screenshots chromium wrk vendor lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,11 @@ chromium:
 wrk:
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 
+# Two pytest workers (pytest-xdist), each taking whole test files so that module-scoped fixtures
+# (an ingested dataset, a server) are built once per file; most tests wait on subprocesses,
+# servers or the disk, so two workers on two cores finish well before one.
 test: lint chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # Every benchmark entry point, then the report. Each run is recorded as one JSON file in
 # benchmarks/results/ (refused from a working tree with uncommitted changes unless
@@ -52,6 +55,7 @@ bench: $(STAMP) wrk
 	$(BIN)/python benchmarks/aggregate.py $(AGGREGATE_ON)
 	$(BIN)/python benchmarks/readers.py
 	$(BIN)/python benchmarks/quantile_kernel.py
+	$(BIN)/python benchmarks/access.py
 	$(BIN)/python benchmarks/report.py
 
 # Regenerate benchmarks/RESULTS.md and the README's numbers from benchmarks/results/*.json
@@ -62,6 +66,13 @@ bench-report: $(STAMP)
 # Only the serving benchmark (B100k: in-process, HTTP, wrk).
 bench-serve: $(STAMP) wrk
 	$(BIN)/python benchmarks/serve.py
+
+# Only the access benchmark (issue 11: what authorization costs the dot-plot query, in-process,
+# over HTTP and under wrk) on the demo dataset (made and ingested as `make demo` does); add the
+# same in-process figures on a PostgreSQL catalog with ACCESS_ARGS=--postgres[=URL].
+ACCESS_ARGS ?=
+bench-access: $(STAMP) wrk $(DEMO_H5AD)
+	$(BIN)/python benchmarks/access.py --input $(DEMO_H5AD) $(ACCESS_ARGS)
 
 # On-the-fly aggregate (10 genes over a filter keeping half the cells) vs anndata/zarr + numpy.
 # Default: ingest the small `quick` dataset (a smoke run, not recorded). On an ingested store,

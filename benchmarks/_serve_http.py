@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ _LUA = """
 wrk.method = "POST"
 wrk.body = [[%(body)s]]
 wrk.headers["Content-Type"] = "application/json"
-done = function(summary, latency, requests)
+%(headers)sdone = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'WRKJSON {"requests": %%d, "duration_us": %%d, "bytes": %%d, "connect_errors": %%d, '
@@ -71,8 +71,12 @@ def tree_cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def serving(storage: Path, *, workers: int) -> Iterator[tuple[str, int]]:
-    """``widecube serve --workers N --no-access-log`` over ``storage``; yields its base URL."""
+def serving(
+    storage: Path, *, workers: int, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """``widecube serve --workers N --no-access-log`` over ``storage``; yields its base URL and
+    its process id. ``env`` adds to (or overrides) this process's environment, e.g.
+    ``{"WIDECUBE_AUTH": "false"}``."""
     port = _free_port()
     cli = [
         str(Path(sys.executable).with_name("widecube")),
@@ -84,7 +88,12 @@ def serving(storage: Path, *, workers: int) -> Iterator[tuple[str, int]]:
         "--no-access-log",
     ]
     # wrk is one client making ~10^5 requests/s: the rate limiter runs, but never refuses
-    env = {**os.environ, "WIDECUBE_STORAGE": str(storage), "WIDECUBE_RATE_LIMIT": "1000000000/minute"}
+    env = {
+        **os.environ,
+        "WIDECUBE_STORAGE": str(storage),
+        "WIDECUBE_RATE_LIMIT": "1000000000/minute",
+        **(env or {}),
+    }
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(cli, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -113,27 +122,39 @@ def _started(proc: subprocess.Popen[bytes], url: str, log: Any) -> str:
 
 
 def http_latencies(
-    url: str, dataset: str, body: dict[str, Any], version: str, n: int
+    url: str,
+    dataset: str,
+    body: dict[str, Any],
+    version: str,
+    n: int,
+    *,
+    headers: Mapping[str, str] | None = None,
+    cases: Collection[str] | None = None,
 ) -> dict[str, list[float]]:
     """Milliseconds per request (until the body is read) over one keep-alive connection.
 
     ``post_live`` and ``get_pinned`` ask for plain JSON (``Accept-Encoding: identity``, as wrk
     does: compression buys nothing on loopback); ``post_live_gzip`` accepts gzip, so it pays
-    for compressing on the server and inflating in the (pure-Python) client.
+    for compressing on the server and inflating in the (pure-Python) client. ``headers`` go
+    with every request (e.g. ``Authorization``); ``cases`` picks some of the three (default:
+    all).
     """
     out: dict[str, list[float]] = {}
     summary = f"{url}/api/v1/datasets/{dataset}/summary"
     pinned = [("genes", g) for g in body["genes"]] + [("stats", s) for s in body["stats"]]
     pinned += [("groupby", body["groupby"]), ("version", version)]
-    plain = httpx.Client(timeout=30, headers={"Accept-Encoding": "identity"})
-    zipped = httpx.Client(timeout=30, headers={"Accept-Encoding": "gzip"})
-    cases: dict[str, Callable[[], httpx.Response]] = {
+    extra = dict(headers or {})
+    plain = httpx.Client(timeout=30, headers={**extra, "Accept-Encoding": "identity"})
+    zipped = httpx.Client(timeout=30, headers={**extra, "Accept-Encoding": "gzip"})
+    calls: dict[str, Callable[[], httpx.Response]] = {
         "post_live": lambda: plain.post(summary, json=body),
         "get_pinned": lambda: plain.get(summary, params=pinned),
         "post_live_gzip": lambda: zipped.post(summary, json=body),
     }
     with plain, zipped:
-        for name, call in cases.items():
+        for name, call in calls.items():
+            if cases is not None and name not in cases:
+                continue
             for _ in range(100):
                 call().raise_for_status()
             samples = []
@@ -156,11 +177,16 @@ def run_wrk(
     connections: int,
     server_pid: int,
     threads: int = 2,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """wrk's POST /summary load for ``seconds``: requests/s, errors, latency percentiles, and
-    the CPU seconds the server (all workers) and wrk itself spent."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_LUA % {"body": json.dumps(body)})
+    the CPU seconds the server (all workers) and wrk itself spent. ``headers`` go with every
+    request (e.g. ``Authorization``: written to the script, a private temporary file removed
+    afterwards, never to the command line or the result)."""
+    lines = "".join(f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}\n" for k, v in (headers or {}).items())
+    fd, name = tempfile.mkstemp(suffix=".lua")  # mode 0600: it may hold a credential
+    with os.fdopen(fd, "w") as script:
+        script.write(_LUA % {"body": json.dumps(body), "headers": lines})
     command = [
         "wrk",
         f"-t{threads}",
@@ -169,7 +195,7 @@ def run_wrk(
         "--timeout",
         "10s",
         "-s",
-        script.name,
+        name,
         f"{url}/api/v1/datasets/{dataset}/summary",
     ]
     server_cpu = tree_cpu_seconds(server_pid)
@@ -177,7 +203,7 @@ def run_wrk(
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120, check=True)
     finally:
-        os.unlink(script.name)
+        os.unlink(name)
     server_cpu = tree_cpu_seconds(server_pid) - server_cpu
     wrk_cpu = _children_cpu() - wrk_cpu
     line = next(x for x in done.stdout.splitlines() if x.startswith("WRKJSON "))
@@ -190,6 +216,11 @@ def run_wrk(
     stats["server_cpu_s"], stats["wrk_cpu_s"] = server_cpu, wrk_cpu
     stats["server_cpu_ms_per_request"] = 1e3 * server_cpu / max(stats["requests"], 1)
     return stats
+
+
+def _lua_string(text: str) -> str:
+    """``text`` as a Lua string literal (a JSON string is one, for the characters headers hold)."""
+    return json.dumps(text)
 
 
 def _children_cpu() -> float:

@@ -5,16 +5,26 @@ Example::
     >>> from widecube.config import Settings
     >>> Settings(storage="/data/widecube").catalog_url
     'sqlite:////data/widecube/catalog.sqlite'
+
+``storage`` is a local folder (the default) or an object-store URL (``s3://bucket/prefix``);
+what must stay on a local disk (job work folders, spill, uploads, the decoded cache) is under
+``work`` and ``cache``, which default to the storage folder when it is local, so a local
+storage's layout is the same as before object stores were supported.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["OBJECT_SCHEMES", "Settings"]
+
+OBJECT_SCHEMES = ("s3://",)
+"""URL schemes of the object stores ``WIDECUBE_STORAGE`` may name."""
 
 
 class Settings(BaseSettings):
@@ -22,18 +32,33 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="WIDECUBE_", extra="ignore")
 
-    storage: Path = Field(
+    storage: Path | str = Field(
         default=Path("./widecube-data"),
-        description="Root folder of snapshots (one immutable folder per dataset version).",
+        description="Root of snapshots (one immutable folder per dataset version): a local folder, "
+        "or an object-store URL `s3://bucket/prefix` (endpoint, region, credentials and "
+        "server-side encryption from the standard AWS_* environment variables, never from here).",
     )
     catalog_url: str = Field(
         default="",
-        description="SQLAlchemy URL of the catalog; default: a SQLite file under the storage root.",
+        description="SQLAlchemy URL of the catalog; default: a SQLite file under a local storage "
+        "root (required with an object-store storage).",
     )
     cache: Path | None = Field(
         default=None,
-        description="Local folder of decoded, memory-mapped view arrays for serving; "
-        "default: <storage>/.cache.",
+        description="Local folder of decoded, memory-mapped view arrays for serving; default: "
+        "<storage>/.cache, or $XDG_CACHE_HOME/widecube/<bucket>/<prefix> for an object store.",
+    )
+    cache_max_bytes: int = Field(
+        default=0,
+        ge=0,
+        description="Bound of the decoded cache in bytes (0: none); least recently used arrays are "
+        "evicted, and an array larger than the bound is still served (decoded again when needed).",
+    )
+    work: Path | None = Field(
+        default=None,
+        description="Local folder for what stays on local disk whatever the storage: jobs' work "
+        "folders and spill (work/), staging snapshots (staging/), uploads (uploads/) and the "
+        "session key; default: the storage folder when it is local, else <cache>/.work.",
     )
     memory: int = Field(
         default=2 * 1024**3,
@@ -155,11 +180,50 @@ class Settings(BaseSettings):
         "in the `limits` library's notation (429 with Retry-After beyond).",
     )
 
+    @property
+    def object_storage(self) -> bool:
+        """Whether ``storage`` is an object-store URL rather than a local folder."""
+        return isinstance(self.storage, str)
+
+    @field_validator("storage", mode="before")
+    @classmethod
+    def _storage(cls, value: Any) -> Any:
+        if isinstance(value, str) and "://" not in value:
+            return Path(value)
+        if isinstance(value, str) and not value.startswith(OBJECT_SCHEMES):
+            raise ValueError(
+                f"storage {value!r}: a local folder or {' or '.join(OBJECT_SCHEMES)}bucket/prefix"
+            )
+        return value
+
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
+        if isinstance(self.storage, str):  # an object store: nothing of ours may default into it
+            if not self.catalog_url:
+                raise ValueError(
+                    f"storage {self.storage}: an object store holds no catalog; set "
+                    "WIDECUBE_CATALOG_URL (or --catalog) to a SQLAlchemy URL, e.g. a PostgreSQL "
+                    "database or sqlite:////var/lib/widecube/catalog.sqlite"
+                )
+            if self.cache is None:
+                base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                self.cache = base / "widecube" / self.storage.partition("://")[2].strip("/")
+            self.cache = self.cache.expanduser().resolve()
+            if self.work is None:
+                self.work = self.cache / ".work"
+            self.work = self.work.expanduser().resolve()
+            return self
         self.storage = self.storage.expanduser().resolve()
         if not self.catalog_url:
             self.catalog_url = f"sqlite:///{self.storage / 'catalog.sqlite'}"
         if self.cache is None:
             self.cache = self.storage / ".cache"
+        if self.work is None:
+            self.work = self.storage
         return self
+
+    @property
+    def local(self) -> Path:
+        """The local folder of work folders, staging, uploads and the session key (``work``)."""
+        assert self.work is not None  # set by the validator
+        return self.work

@@ -21,7 +21,6 @@ import hmac
 import os
 import secrets
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -177,7 +176,7 @@ def session_key(settings: Settings) -> str:
     """The key that signs session cookies (see the module docstring)."""
     if settings.session_secret is not None:
         return settings.session_secret.get_secret_value()
-    path = Path(settings.storage) / ".session-key"
+    path = settings.local / ".session-key"
     try:
         return path.read_text().strip()
     except FileNotFoundError:

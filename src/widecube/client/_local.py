@@ -69,6 +69,8 @@ def open(storage: str | Path, **settings: Any) -> Local:  # shadows the builtin 
     from ..config import Settings  # the service stack loads only when used
     from ..query import Widecube
 
+    if isinstance(storage, str) and "://" in storage:  # an object store (a catalog_url is required)
+        return Local(Widecube(Settings(storage=storage, **settings)))
     root = Path(storage).expanduser()
     if not root.is_dir():  # else the catalog would make an empty store there, silently
         raise InputNotFound(f"no widecube storage at {root.resolve()} (the folder does not exist)")

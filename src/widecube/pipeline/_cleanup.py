@@ -1,11 +1,13 @@
 """Reclaim the folders that killed ingest jobs left behind.
 
 A job keeps its checkpoints, unpacked input and the readers' scratch files in
-``<storage>/work/<job id>`` and writes its snapshot into ``<storage>/staging/<version>``
-before verifying it; both go when the job ends. A job whose process was killed leaves them
-on disk until a worker resumes it, which may be never (``widecube ingest`` alone runs no
-worker). :func:`reclaim_orphans` runs when ``widecube ingest``, ``widecube work`` and
-``widecube serve`` start and removes:
+``<work>/work/<job id>`` (``Settings.work``: the storage folder unless set) and writes its
+snapshot into ``<storage>/staging/<version>`` (on an object store: the version's final
+prefix, which the same rules treat as its staging folder) before verifying it; both go
+when the job ends. A job whose process was killed leaves them on disk until a worker
+resumes it, which may be never (``widecube ingest`` alone runs no worker).
+:func:`reclaim_orphans` runs when ``widecube ingest``, ``widecube work`` and ``widecube
+serve`` start and removes:
 
 * the work and staging folders of jobs that are final (published, failed, superseded) or
   unknown to the catalog;
@@ -33,6 +35,7 @@ from pathlib import Path
 from ..catalog import Catalog, JobNotFound, JobRecord, JobState, VersionStatus
 from ..config import Settings
 from ..errors import NotFound
+from ..snapshot import open_storage
 from ._workers import worker_name
 
 __all__ = ["reclaim_orphans"]
@@ -45,7 +48,9 @@ _BEFORE_COMPUTED = (JobState.RECEIVED, JobState.UNPACKED, JobState.VALIDATED)
 
 def reclaim_orphans(settings: Settings, catalog: Catalog) -> list[Path]:
     """Remove what killed and ended jobs left in the work and staging folders; return it."""
-    work, staging = settings.storage / "work", settings.storage / "staging"
+    storage = open_storage(settings.storage)
+    work = settings.local / "work"
+    staging = storage.local / "staging" if storage.local is not None else None
     removed: list[Path] = []
     waiting: dict[str, JobRecord] = {}  # not final: trimmed under a claim, below
     for folder in _ids(work):
@@ -54,7 +59,7 @@ def reclaim_orphans(settings: Settings, catalog: Catalog) -> list[Path]:
             removed += _remove([folder])
         else:
             waiting[job.id] = job
-    for folder in _ids(staging):
+    for folder in _ids(staging) if staging is not None else []:
         job = catalog.jobs.by_version(folder.name)
         if job is None or job.state.final:
             removed += _remove([folder])
@@ -68,7 +73,10 @@ def reclaim_orphans(settings: Settings, catalog: Catalog) -> list[Path]:
         try:
             stale = [work / job.id / "scratch"]
             if claimed.state in _BEFORE_COMPUTED or _failed(catalog, claimed):
-                stale.append(staging / str(claimed.version))
+                if staging is not None:
+                    stale.append(staging / str(claimed.version))
+                elif claimed.version:  # written in place on the object store: never published
+                    storage.remove(f"datasets/{claimed.dataset}/{claimed.version}")
             removed += _remove(stale)
         finally:
             catalog.jobs.release(job.id, me)

@@ -6,10 +6,11 @@ run again after an interruption: it first removes what a killed run of itself le
 
 * **unpack** creates the version record (BUILDING) and unpacks an archive into the work folder;
 * **validate** opens the input, reads cells and genes, checks ids and every grouping;
-* **compute** makes the two streaming passes into ``<storage>/staging/<version>``, building
-  the views the job names (``params["views"]``, with those they require; None: every view);
-* **verify** checks the snapshot, moves it to ``<storage>/datasets/<name>/<version>`` and
-  marks the version VERIFIED;
+* **compute** makes the two streaming passes into ``<storage>/staging/<version>`` (on an
+  object store, which cannot rename: straight into the final prefix), building the views
+  the job names (``params["views"]``, with those they require; None: every view);
+* **verify** checks the snapshot, reading every file back from the storage, moves it to
+  ``<storage>/datasets/<name>/<version>`` and marks the version VERIFIED;
 * **publish** moves the dataset's pointer in one catalog transaction, if it still names the
   version that was live when the job started (``force``: whatever it names).
 
@@ -24,6 +25,7 @@ import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ from ..compute.groupings import all_cells_key
 from ..config import Settings
 from ..errors import CatalogError, InputError, InputNotFound, NotFound
 from ..io import ArchiveLimits, InputSource, MatrixSource, archive_kind, open_input, readers, unpack_archive
-from ..snapshot import Snapshot, SnapshotWriter, sha256_file
+from ..snapshot import MANIFEST, Snapshot, SnapshotWriter, Storage, open_storage, sha256_file
 from ..views import NORMALIZED, RAW, BuildContext, parse_views, select_views
 from ._cluster import build_on_cluster, dask_client, spill_on_cluster
 from ._verify import verify_snapshot
@@ -60,9 +62,10 @@ def check_name(dataset: str) -> None:
 class Work:
     """One job's run in this process: its record, folders, catalog and open input.
 
-    ``folder`` (``<storage>/work/<job id>``) holds the checkpoints, the unpacked input and the
-    readers' scratch files. ``source`` is the input opened by validate, kept open for
-    compute when both run in the same process (text formats are parsed once).
+    ``folder`` (``<work>/work/<job id>``, on local disk whatever the storage) holds the
+    checkpoints, the unpacked input and the readers' scratch files. ``source`` is the input
+    opened by validate, kept open for compute when both run in the same process (text
+    formats are parsed once).
     """
 
     job: JobRecord
@@ -74,7 +77,12 @@ class Work:
 
     @property
     def folder(self) -> Path:
-        return self.settings.storage / "work" / self.job.id
+        return self.settings.local / "work" / self.job.id
+
+    @cached_property
+    def storage(self) -> Storage:
+        """Where snapshots go (``Settings.storage``: a folder or an object store)."""
+        return open_storage(self.settings.storage)
 
     @property
     def version(self) -> str:
@@ -82,8 +90,14 @@ class Work:
         return self.job.version
 
     @property
-    def staging(self) -> Path:
-        return self.settings.storage / "staging" / self.version
+    def staging_rel(self) -> str:
+        """Where compute writes: a staging folder renamed into place by verify, or (on a
+        storage that cannot rename) the final prefix, unreachable until published."""
+        return f"staging/{self.version}" if self.storage.renames else self.final_rel
+
+    @property
+    def staging(self) -> Storage:
+        return self.storage.sub(self.staging_rel)
 
     @property
     def final_rel(self) -> str:
@@ -180,7 +194,7 @@ def validate(work: Work) -> Checkpoint:
 
 def compute(work: Work) -> Checkpoint:
     """Both streaming passes, writing every view into the staging folder."""
-    shutil.rmtree(work.staging, ignore_errors=True)
+    work.staging.remove()
     if work.source is None:  # resumed in a new process: the readers' scratch files are stale
         shutil.rmtree(work.folder / "scratch", ignore_errors=True)
     try:
@@ -213,16 +227,14 @@ def compute(work: Work) -> Checkpoint:
 
 
 def verify(work: Work) -> Checkpoint:
-    """Check the snapshot, move it to its final folder, and mark the version VERIFIED."""
-    final = work.settings.storage / work.final_rel
+    """Check the snapshot (every file read back from the storage against the manifest), move
+    it to its final folder, and mark the version VERIFIED."""
     work.progress("verify", 0.0)
-    if work.staging.exists():
+    if work.staging_rel != work.final_rel and work.staging.exists(MANIFEST):
         verify_snapshot(Snapshot(work.staging))
-        final.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(final, ignore_errors=True)
-        work.staging.rename(final)
-    else:  # moved by a run killed before it could record the step
-        verify_snapshot(Snapshot(final))
+        work.storage.move(work.staging_rel, work.final_rel)
+    else:  # written in place, or moved by a run killed before it could record the step
+        verify_snapshot(Snapshot(work.storage.sub(work.final_rel)))
     work.progress("verify", 1.0)
     computed = work.done["compute"]
     if work.catalog.get_version(work.job.dataset, work.version).status == VersionStatus.BUILDING:
@@ -273,8 +285,8 @@ def fail(work: Work, reason: str) -> None:
             work.catalog.mark_failed(work.job.dataset, work.version, reason)
     finally:
         if record is None or record.status not in (VersionStatus.PUBLISHED, VersionStatus.RETIRED):
-            shutil.rmtree(work.staging, ignore_errors=True)
-            shutil.rmtree(work.settings.storage / work.final_rel, ignore_errors=True)
+            work.staging.remove()
+            work.storage.remove(work.final_rel)
 
 
 def _is_archive(path: Path, format: str | None) -> bool:
@@ -308,7 +320,7 @@ def _build(
     keys: list[str],
     layer: str | None,
     settings: Settings,
-    staging: Path,
+    staging: Storage,
     work: Path,
     progress: Progress,
     names: list[str] | None = None,

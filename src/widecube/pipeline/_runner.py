@@ -457,7 +457,7 @@ def _cleanup(work: Work) -> None:
     """A finished job's work folder goes; so does an uploaded input (its own folder)."""
     shutil.rmtree(work.folder, ignore_errors=True)
     uploaded = Path(work.job.input).parent
-    if work.job.source == "upload" and uploaded.parent == work.settings.storage / "uploads":
+    if work.job.source == "upload" and uploaded.parent == work.settings.local / "uploads":
         shutil.rmtree(uploaded, ignore_errors=True)
 
 

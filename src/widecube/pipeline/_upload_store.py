@@ -138,7 +138,7 @@ class Uploads:
 
     def __init__(self, runner: JobRunner, door: Door) -> None:
         self.runner, self.door = runner, door
-        self.root = runner.settings.storage / "uploads"
+        self.root = runner.settings.local / "uploads"
         self.limit = runner.settings.upload_max_bytes
         self.max_open = runner.settings.upload_max_open
 
@@ -321,7 +321,7 @@ def sweep_uploads(settings: Settings, catalog: Catalog, *, now: float | None = N
     ``upload_expiry`` seconds (and are not being written), and finished ones whose job has
     ended as long ago (their worker died before removing them). Returns their ids.
     """
-    root = settings.storage / "uploads"
+    root = settings.local / "uploads"
     if not root.is_dir():
         return []
     now = time.time() if now is None else now

@@ -22,7 +22,7 @@ from ..access import Door
 from ..catalog import Catalog, VersionRecord, VersionStatus
 from ..config import Settings
 from ..errors import SnapshotCorrupt, VersionNotFound, WidecubeError
-from ..snapshot import MANIFEST, Fault, Snapshot, corrupt
+from ..snapshot import MANIFEST, Fault, Snapshot, corrupt, open_storage
 from ._index import SnapshotIndex, index_of
 
 __all__ = ["Resolver", "serving"]
@@ -73,6 +73,8 @@ class Resolver:
     def __init__(self, settings: Settings | None = None, *, keep_open: int = 16) -> None:
         self.settings = settings or Settings()
         self.catalog = Catalog(self.settings.catalog_url)
+        self.storage = open_storage(self.settings.storage)
+        """Where the snapshots are (a folder or an object store); read through the local cache."""
         self.door = Door(self.catalog, auth=self.settings.auth)
         """Authorization and audit: every public method asks it first."""
         self._open: OrderedDict[str, Snapshot] = OrderedDict()
@@ -115,7 +117,11 @@ class Resolver:
                 return snap
         assert record.path is not None
         try:
-            snap = Snapshot(self.settings.storage / record.path, cache=self.settings.cache)
+            snap = Snapshot(
+                self.storage.sub(record.path),
+                cache=self.settings.cache,
+                cache_limit=self.settings.cache_max_bytes or None,
+            )
         except (OSError, ValueError) as exc:  # the manifest itself is unreadable
             found = corrupt(record.dataset, record.version, [Fault(MANIFEST, "cannot be read")])
             self._mark_corrupt(found)

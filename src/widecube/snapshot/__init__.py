@@ -1,20 +1,27 @@
-"""Snapshots: immutable version folders, their manifest, writer, reader and verifier."""
+"""Snapshots: immutable version folders (local or on an object store), their manifest, writer,
+reader and verifier."""
 
 from ._integrity import Fault, corrupt, is_checksum_error
 from ._manifest import MANIFEST, checksum_files, read_manifest, sha256_file
 from ._reader import Snapshot
+from ._store import LocalStorage, ObjectStorage, Storage, is_object_url, open_storage
 from ._writer import CHECKSUM, SnapshotWriter, checked
 from ._zarr import zarr_array, zarr_group
 
 __all__ = [
     "CHECKSUM",
     "Fault",
+    "LocalStorage",
     "MANIFEST",
+    "ObjectStorage",
     "Snapshot",
     "SnapshotWriter",
+    "Storage",
     "checked",
     "checksum_files",
     "corrupt",
+    "is_object_url",
+    "open_storage",
     "is_checksum_error",
     "read_manifest",
     "sha256_file",

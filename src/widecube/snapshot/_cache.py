@@ -17,10 +17,19 @@ later requests only index memory. Decoding is
 
 A file already mapped by a process is not re-checked on every request: ``widecube verify``
 (or the admin route) re-checks every cached file of a version and removes the bad ones.
+
+The cache may be bounded (``WIDECUBE_CACHE_MAX_BYTES``): after each decode, the least
+recently used files of every version (their sidecar's mtime is the time of last use, see
+:func:`touch`) are removed until the rest fits, the new file excepted, so the folder holds at
+most the bound plus one array. An array larger than the bound is still decoded and served
+(slower: it is decoded again after eviction), never refused. A process that still maps an
+evicted file keeps reading it (an unlinked file stays readable while mapped); readers notice
+the file is gone on their next use and map a fresh copy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -38,7 +47,7 @@ import zarr
 
 from ._integrity import MISMATCH, Fault
 
-__all__ = ["DECODE_BAND_BYTES", "SUFFIX", "check_cache", "map_cached"]
+__all__ = ["DECODE_BAND_BYTES", "SUFFIX", "cached_bytes", "check_cache", "evict_lru", "map_cached", "touch"]
 
 log = logging.getLogger("widecube.cache")
 
@@ -53,21 +62,84 @@ _trusted: set[tuple[str, int, int, int]] = set()  # (path, inode, mtime_ns, size
 _trusted_lock = threading.Lock()
 
 
-def map_cached(target: Path, source: Callable[[], zarr.Array[Any]]) -> np.ndarray:
+def map_cached(
+    target: Path,
+    source: Callable[[], zarr.Array[Any]],
+    *,
+    bound: tuple[Path, int] | None = None,
+) -> np.ndarray:
     """``target`` memory-mapped, after decoding ``source()`` into it if it is absent or fails
-    its checksum. ``source`` is called only when a decode is needed."""
-    if not _trust(target):
-        if target.exists():
-            log.warning("decoded cache file %s failed its checksum; decoding it again", target.name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with _exclusive(target.with_name(f".{target.name}.lock")):
-            if not _trust(target):  # another process may have decoded (or repaired) it meanwhile
-                _remove(target)
-                _write(source(), target)
-    # a plain ndarray over the map: np.memmap's __getitem__/__array_finalize__ cost ~90 us
-    # per fancy index, more than the indexing itself on the serving path
-    mapped: np.ndarray = np.load(target, mmap_mode="r").view(np.ndarray)
-    return mapped
+    its checksum. ``source`` is called only when a decode is needed. ``bound`` is
+    ``(cache root, max bytes)``: after a decode, least recently used files are evicted."""
+    for _ in range(3):  # another process may evict the file between our check and our map
+        if not _trust(target):
+            if target.exists():
+                log.warning("decoded cache file %s failed its checksum; decoding it again", target.name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with _exclusive(target.with_name(f".{target.name}.lock")):
+                if not _trust(target):  # another process may have decoded (or repaired) it meanwhile
+                    _remove(target)
+                    _write(source(), target)
+                    if bound is not None:
+                        evict_lru(bound[0], bound[1], keep=target)
+        touch(target)
+        try:
+            # a plain ndarray over the map: np.memmap's __getitem__/__array_finalize__ cost
+            # ~90 us per fancy index, more than the indexing itself on the serving path
+            mapped: np.ndarray = np.load(target, mmap_mode="r").view(np.ndarray)
+        except FileNotFoundError:
+            continue
+        return mapped
+    raise FileNotFoundError(f"decoded cache file {target.name} kept being evicted")
+
+
+def touch(target: Path) -> None:
+    """Record a use of ``target`` (its sidecar's mtime), for least-recently-used eviction; the
+    ``.npy`` itself is not touched (its mtime is part of what a process trusts)."""
+    with contextlib.suppress(OSError):
+        os.utime(target.with_name(target.name + SUFFIX))
+
+
+def _cached(root: Path) -> list[tuple[float, int, Path]]:
+    """``(last use, size, path)`` of every decoded file under ``root`` (hidden folders, such as
+    a work folder, and temporary files skipped)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if name.endswith(".npy") and not name.startswith("."):
+                path = Path(dirpath) / name
+                try:
+                    size = path.stat().st_size
+                    used = path.with_name(name + SUFFIX).stat().st_mtime
+                except OSError:
+                    continue
+                found.append((used, size, path))
+    return found
+
+
+def cached_bytes(root: Path) -> int:
+    """Bytes of decoded files under ``root`` (what the bound counts)."""
+    return sum(size for _, size, _ in _cached(root))
+
+
+def evict_lru(root: Path, max_bytes: int, *, keep: Path | None = None) -> list[Path]:
+    """Remove the least recently used decoded files under ``root`` until the others (``keep``
+    aside) take at most ``max_bytes``; returns what went."""
+    files = _cached(root)
+    total = sum(size for _, size, path in files if path != keep)
+    gone = []
+    for _, size, path in sorted(files, key=lambda f: f[0]):
+        if total <= max_bytes:
+            break
+        if path == keep:
+            continue
+        with _exclusive(path.with_name(f".{path.name}.lock")):
+            _remove(path)
+        total -= size
+        gone.append(path)
+        log.info("evicted %s from the decoded cache (least recently used)", path.name)
+    return gone
 
 
 def check_cache(folder: Path, *, repair: bool = True) -> list[Fault]:

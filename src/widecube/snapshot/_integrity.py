@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SnapshotCorrupt
-from ._manifest import MANIFEST, sha256_file
+from ._manifest import MANIFEST, as_storage
+from ._store import Storage
 
 __all__ = ["Fault", "check_files", "corrupt", "is_checksum_error"]
 
@@ -38,14 +39,16 @@ class Fault:
 
 
 def check_files(
-    root: Path, listed: dict[str, dict[str, Any]], *, under: str | None = None, threads: int = 4
+    root: Path | Storage, listed: dict[str, dict[str, Any]], *, under: str | None = None, threads: int = 4
 ) -> list[Fault]:
-    """The faults of the files of ``root`` that the manifest lists (``listed``), sorted.
+    """The faults of the files of ``root`` that the manifest lists (``listed``), sorted; the
+    bytes are read from ``root`` itself (for an object store: the objects, over the network).
 
     ``under`` narrows the check to one file or folder (relative), e.g. one Zarr array when
     only that array failed to read; the whole snapshot also reports files the manifest does
     not list. Sizes are compared before hashing, so a truncated file costs no read.
     """
+    files = as_storage(root)
     prefix = None if under is None else under.rstrip("/")
     wanted = {
         rel: entry
@@ -54,11 +57,11 @@ def check_files(
     }
     faults: list[Fault] = []
     to_hash: list[str] = []
+    present = files.list() if prefix is None else None  # one listing, not a request per file
     for rel, entry in wanted.items():
-        path = root / rel
         try:
-            size = path.stat().st_size
-        except OSError:
+            size = present[rel] if present is not None else files.size(rel)
+        except (OSError, KeyError):
             faults.append(Fault(rel, MISSING))
             continue
         if "size" in entry and size != int(entry["size"]):
@@ -68,7 +71,7 @@ def check_files(
 
     def matches(rel: str) -> bool:
         try:
-            return bool(sha256_file(root / rel) == wanted[rel]["sha256"])
+            return bool(files.sha256(rel) == wanted[rel]["sha256"])
         except OSError:  # unreadable (I/O error on a bad sector) is as bad as wrong
             return False
 
@@ -76,9 +79,8 @@ def check_files(
         for rel, ok in zip(to_hash, pool.map(matches, to_hash), strict=True):
             if not ok:
                 faults.append(Fault(rel, MISMATCH))
-    if prefix is None:
-        present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
-        faults.extend(Fault(rel, UNLISTED) for rel in present - set(listed) - {MANIFEST})
+    if present is not None:
+        faults.extend(Fault(rel, UNLISTED) for rel in set(present) - set(listed) - {MANIFEST})
     return sorted(faults, key=lambda f: f.file)
 
 

@@ -12,7 +12,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MANIFEST", "FORMAT", "FORMAT_VERSION", "checksum_files", "read_manifest", "sha256_file"]
+from ._store import LocalStorage, Storage
+
+__all__ = [
+    "MANIFEST",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "as_storage",
+    "checksum_files",
+    "read_manifest",
+    "sha256_file",
+]
 
 MANIFEST = "manifest.json"
 FORMAT = "widecube-snapshot"
@@ -31,21 +41,25 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def checksum_files(root: Path, *, threads: int = 4) -> dict[str, dict[str, Any]]:
-    """``{relative path: {"sha256", "size"}}`` for every file under ``root`` but the manifest."""
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() != MANIFEST)
+def checksum_files(root: Path | Storage, *, threads: int = 4) -> dict[str, dict[str, Any]]:
+    """``{relative path: {"sha256", "size"}}`` for every file under ``root`` but the manifest,
+    each read back from the storage (an object store's objects, not a local copy)."""
+    files = as_storage(root)
+    sizes = {rel: size for rel, size in sorted(files.list().items()) if rel != MANIFEST}
     with ThreadPoolExecutor(threads) as pool:
-        digests = list(pool.map(sha256_file, files))
-    return {
-        p.relative_to(root).as_posix(): {"sha256": d, "size": p.stat().st_size}
-        for p, d in zip(files, digests, strict=True)
-    }
+        digests = list(pool.map(files.sha256, sizes))
+    return {rel: {"sha256": d, "size": sizes[rel]} for rel, d in zip(sizes, digests, strict=True)}
 
 
-def read_manifest(root: Path) -> dict[str, Any]:
+def read_manifest(root: Path | Storage) -> dict[str, Any]:
     """Load ``root/manifest.json``."""
-    with open(root / MANIFEST, encoding="utf-8") as f:
-        manifest: dict[str, Any] = json.load(f)
+    files = as_storage(root)
+    manifest: dict[str, Any] = json.loads(files.get(MANIFEST).decode("utf-8"))
     if manifest.get("format") != FORMAT:
-        raise ValueError(f"{root}: not a widecube snapshot manifest")
+        raise ValueError(f"{files.url}: not a widecube snapshot manifest")
     return manifest
+
+
+def as_storage(root: Path | Storage) -> Storage:
+    """``root`` as a :class:`Storage` (a path is a local folder)."""
+    return root if isinstance(root, Storage) else LocalStorage(root)

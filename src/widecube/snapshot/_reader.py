@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+import time
 from collections.abc import Callable, Hashable
 from functools import cached_property
 from pathlib import Path
@@ -27,9 +28,10 @@ import zarr
 from zarr.codecs import Crc32cCodec
 
 from ..errors import SnapshotCorrupt
-from ._cache import check_cache, map_cached
+from ._cache import check_cache, map_cached, touch
 from ._integrity import Fault, check_files, corrupt, is_checksum_error
-from ._manifest import read_manifest
+from ._manifest import as_storage, read_manifest
+from ._store import Storage
 
 __all__ = ["Snapshot"]
 
@@ -37,16 +39,24 @@ T = TypeVar("T")
 
 
 class Snapshot:
-    """A read-only view of one snapshot folder.
+    """A read-only view of one snapshot (a folder, or a prefix of an object store).
 
     >>> snap = Snapshot(Path("widecube-data/datasets/pbmc/1f0c..."))   # doctest: +SKIP
     >>> snap.table("dataset/var.parquet").index[:3]
+
+    Arrays are read through the local decoded cache when one is given (``cache``), which
+    keeps the hot path on local disk whatever the storage; ``cache_limit`` bounds the whole
+    cache folder in bytes (least recently used arrays evicted, see ``_cache``).
     """
 
-    def __init__(self, root: Path, *, cache: Path | None = None) -> None:
-        self.root = root
-        self.manifest: dict[str, Any] = read_manifest(root)
+    def __init__(
+        self, root: Path | Storage, *, cache: Path | None = None, cache_limit: int | None = None
+    ) -> None:
+        self.files = as_storage(root)
+        self.manifest: dict[str, Any] = read_manifest(self.files)
         self._cache = cache / self.version if cache is not None else None
+        self._bound = (cache, cache_limit) if cache is not None and cache_limit else None
+        self._used: dict[str, float] = {}  # relpath -> monotonic time of the last recorded use
         self._arrays: dict[str, np.ndarray] = {}
         self._tables: dict[str, pd.DataFrame] = {}
         self._lock = threading.Lock()
@@ -74,8 +84,20 @@ class Snapshot:
         """The manifest entry of view ``name``."""
         return dict(self.manifest["views"][name])
 
+    @property
+    def root(self) -> Path:
+        """The snapshot's folder (a local storage only)."""
+        if self.files.local is None:
+            raise TypeError(f"{self.files.url} is not a local folder")
+        return self.files.local
+
     def file(self, relpath: str) -> Path:
+        """The path of a file of the snapshot (a local storage only)."""
         return self.root / relpath
+
+    def group(self, relpath: str) -> zarr.Group:
+        """The Zarr group at ``relpath``, opened read-only from the storage."""
+        return zarr.open_group(self.files.zarr(relpath), mode="r")
 
     def table(self, relpath: str) -> pd.DataFrame:
         """A Parquet table of the snapshot, read once."""
@@ -88,7 +110,7 @@ class Snapshot:
         """Read the file once, check those bytes against the manifest (Parquet pages carry no
         checksum we could rely on), then parse the same bytes: one read, not a hash pass and
         a parse pass over the disk."""
-        data = self.file(relpath).read_bytes()
+        data = self.files.get(relpath)
         listed = self.manifest["files"].get(relpath)
         if listed is None or hashlib.sha256(data).hexdigest() != listed["sha256"]:
             self.require(relpath)  # names the fault (unlisted, missing, changed)
@@ -109,8 +131,9 @@ class Snapshot:
         """A Zarr array of the snapshot, decoded; memory-mapped from the cache if one is set."""
         with self._lock:
             arr = self._arrays.get(relpath)
-            if arr is not None:
+            if arr is not None and (self._bound is None or self._still_cached(relpath)):
                 return arr
+            self._arrays.pop(relpath, None)
             path_lock = self._loading.setdefault(relpath, threading.Lock())
         with path_lock:  # one thread decodes this array; readers of other arrays go on
             with self._lock:
@@ -121,16 +144,32 @@ class Snapshot:
                     self._arrays[relpath] = arr
             return arr
 
+    def _still_cached(self, relpath: str) -> bool:
+        """With a bounded cache: whether the mapped file is still there (else it was evicted and
+        is mapped afresh), recording a use at most once a second per array."""
+        assert self._cache is not None
+        target = self._cache / (relpath + ".npy")
+        now = time.monotonic()
+        if now - self._used.get(relpath, 0.0) < 1.0:
+            return True
+        if not target.exists():
+            return False
+        self._used[relpath] = now
+        touch(target)
+        return True
+
     def _load(self, relpath: str) -> np.ndarray:
         if self._cache is None:
             return self._guarded(relpath, lambda: np.asarray(self._source(relpath)[...]))
         target = self._cache / (relpath + ".npy")
         # the Zarr is opened only when the cache lacks the array (or it failed its checksum)
-        return self._guarded(relpath, lambda: map_cached(target, lambda: self._source(relpath)))
+        return self._guarded(
+            relpath, lambda: map_cached(target, lambda: self._source(relpath), bound=self._bound)
+        )
 
     def _source(self, relpath: str) -> zarr.Array[Any]:
         """The Zarr array, its files checked first when its chunks carry no CRC-32C."""
-        source = zarr.open_array(self.file(relpath), mode="r")
+        source = zarr.open_array(self.files.zarr(relpath), mode="r")
         if not any(isinstance(c, Crc32cCodec) for c in getattr(source.metadata, "codecs", ())):
             self.require(relpath)
         return source
@@ -140,7 +179,7 @@ class Snapshot:
     def check(self, under: str | None = None) -> list[Fault]:
         """Files of the snapshot (all, or those under ``under``) that fail their manifest
         sha256, are missing, or (for the whole snapshot) are not listed."""
-        return check_files(self.root, self.manifest["files"], under=under)
+        return check_files(self.files, self.manifest["files"], under=under)
 
     def check_cache(self, *, repair: bool = True) -> list[Fault]:
         """Decoded cache files of this version that fail their checksum (removed with

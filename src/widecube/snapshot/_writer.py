@@ -1,7 +1,8 @@
 """Write a snapshot folder: tables as Parquet, matrices as AnnData-compatible Zarr v3.
 
-A writer works in a staging folder; :meth:`SnapshotWriter.finish` checksums every file and
-writes the manifest last. Nothing here touches the catalog.
+A writer works in a staging folder, or straight under the final prefix of an object store
+(see ``_store``); :meth:`SnapshotWriter.finish` checksums every file, reading it back from
+the storage, and writes the manifest last. Nothing here touches the catalog.
 
 Every Zarr array ends its codec chain with :data:`CHECKSUM` (Zarr v3's ``crc32c`` codec,
 after the compressor), so a flipped bit in a chunk is a read error, never a wrong number;
@@ -13,6 +14,7 @@ written before the codec still read.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import threading
 import warnings
@@ -29,7 +31,8 @@ from zarr.abc.codec import BytesBytesCodec
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from .._version import __version__
-from ._manifest import FORMAT, FORMAT_VERSION, MANIFEST, checksum_files
+from ._manifest import FORMAT, FORMAT_VERSION, MANIFEST, as_storage, checksum_files
+from ._store import Storage
 
 __all__ = ["CHECKSUM", "Encoded", "SnapshotWriter", "checked"]
 
@@ -62,27 +65,43 @@ _IN_FLIGHT_BYTES = 128 * 1024**2  # values waiting to be compressed and written
 class SnapshotWriter:
     """Collects files and view entries for one version, then seals them with a manifest."""
 
-    def __init__(self, root: Path, *, dataset: str, version: str) -> None:
-        self.root = root
+    def __init__(self, root: Path | Storage, *, dataset: str, version: str) -> None:
+        self.files = as_storage(root)
         self.dataset = dataset
         self.version = version
         self.views: dict[str, dict[str, Any]] = {}
-        root.mkdir(parents=True, exist_ok=False)
+        if self.files.local is not None:
+            self.files.local.mkdir(parents=True, exist_ok=False)
+        elif self.files.list():
+            raise FileExistsError(f"{self.files.url}: a snapshot is already there")
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="widecube-write")
         self._room = threading.Condition()
         self._in_flight = 0
         self._pending: list[Future[None]] = []
         self._locks: dict[str, threading.Lock] = {}
 
+    @property
+    def root(self) -> Path:
+        """The snapshot's folder (a local storage only)."""
+        if self.files.local is None:
+            raise TypeError(f"{self.files.url} is not a local folder")
+        return self.files.local
+
     def path(self, relpath: str) -> Path:
-        """Absolute path of ``relpath`` inside the snapshot, parents created."""
+        """Absolute path of ``relpath`` inside the snapshot, parents created (local only)."""
         p = self.root / relpath
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
+    def store(self, relpath: str) -> Any:
+        """What ``zarr.open_group(..., mode="a")`` takes for the Zarr hierarchy at ``relpath``."""
+        return self.files.zarr(relpath, writable=True)
+
     def write_table(self, relpath: str, frame: pd.DataFrame) -> None:
         """A DataFrame as Parquet (categoricals kept), index included."""
-        frame.to_parquet(self.path(relpath), engine="pyarrow", index=True)
+        buf = io.BytesIO()
+        frame.to_parquet(buf, engine="pyarrow", index=True)
+        self.files.put(relpath, buf.getvalue())
 
     def write_anndata(self, relpath: str, adata: anndata.AnnData) -> None:
         """An AnnData as Zarr v3, readable with ``anndata.read_zarr``."""
@@ -90,12 +109,12 @@ class SnapshotWriter:
             # zarr announces future defaults (sharding, consolidated metadata) on every write
             warnings.filterwarnings("ignore", message=".*autosharding.*")
             warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
-            anndata.io.write_zarr(self.path(relpath), adata, compressor=checked(ZstdCodec()))
+            anndata.io.write_zarr(self.store(relpath), adata, compressor=checked(ZstdCodec()))
 
     def write_array(self, relpath: str, values: np.ndarray) -> None:
         """A small array (e.g. an embedding) as a Zarr v3 array."""
         parent, _, name = relpath.rpartition("/")
-        group = zarr.open_group(self.path(parent), mode="a", zarr_format=3)
+        group = zarr.open_group(self.store(parent), mode="a", zarr_format=3)
         arr = group.create_array(
             name, shape=values.shape, dtype=values.dtype, compressors=checked(ZstdCodec())
         )
@@ -110,7 +129,7 @@ class SnapshotWriter:
         with :meth:`write_anndata`; memory holds one slab, never the whole array.
         """
         parent, _, name = relpath.rpartition("/")
-        group = zarr.open_group(self.path(parent), mode="a", zarr_format=3)
+        group = zarr.open_group(self.store(parent), mode="a", zarr_format=3)
         chunks = (max(1, min(shape[0], 1024)), max(1, min(shape[1], chunk_cols)))
         fill = np.nan if np.dtype(dtype).kind == "f" else 0
         # Checking every chunk against the fill value before writing costs 20x the write itself
@@ -171,7 +190,7 @@ class SnapshotWriter:
         self.drain()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
-            zarr.consolidate_metadata(self.path(relpath), zarr_format=3)
+            zarr.consolidate_metadata(self.store(relpath), zarr_format=3)
 
     def add_view(self, spec: Encoded, info: Mapping[str, Any]) -> None:
         """Record a view in the manifest: ``info`` (what its readers need), stamped here, in one
@@ -194,9 +213,13 @@ class SnapshotWriter:
             "widecube_version": __version__,
             **fields,
             "views": self.views,
-            "files": checksum_files(self.root),
+            "files": checksum_files(self.files),
         }
-        tmp = self.root / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=False), encoding="utf-8")
-        tmp.rename(self.root / MANIFEST)
+        data = json.dumps(manifest, indent=1, sort_keys=False).encode("utf-8")
+        if self.files.local is not None:  # a folder: never a half-written manifest
+            tmp = self.files.local / (MANIFEST + ".tmp")
+            tmp.write_bytes(data)
+            tmp.rename(self.files.local / MANIFEST)
+        else:  # an object store's put is atomic
+            self.files.put(MANIFEST, data)
         return manifest

@@ -69,7 +69,5 @@ def entry_for(snap: Snapshot, entry: dict[str, Any], groupby: str, layer: str) -
 
 def group_table(snap: Snapshot, path: str) -> pd.DataFrame:
     """The obs (groups) table of a grouped AnnData view, read once per snapshot."""
-    frame: pd.DataFrame = snap.memo(
-        ("obs", path), lambda: anndata.io.read_elem(zarr.open_group(snap.file(path), mode="r")["obs"])
-    )
+    frame: pd.DataFrame = snap.memo(("obs", path), lambda: anndata.io.read_elem(snap.group(path)["obs"]))
     return frame

@@ -58,7 +58,7 @@ class MatrixBuilder(Builder):
         obs.index = obs.index.astype(str)
         var = pd.DataFrame(index=pd.Index(ctx.var.index.astype(str)))
         out.write_anndata(PATH, anndata.AnnData(obs=obs, var=var))
-        group = zarr.open_group(out.path(PATH), mode="a", zarr_format=3).create_group("X")
+        group = zarr.open_group(out.store(PATH), mode="a", zarr_format=3).create_group("X")
         group.attrs.update(
             {"encoding-type": "csc_matrix", "encoding-version": "0.1.0", "shape": [ctx.n_cells, ctx.n_genes]}
         )
@@ -122,7 +122,7 @@ class MatrixReader(ViewReader):
 
     def verify(self) -> None:
         snap, entry = self.snap, self.entry
-        x = zarr_group(zarr.open_group(snap.file(entry["path"]), mode="r"), "X")
+        x = zarr_group(snap.group(entry["path"]), "X")
         indptr = np.asarray(zarr_array(x, "indptr")[...])
         where = self.where()
         if indptr.shape != (snap.n_genes + 1,) or indptr[0] != 0 or (np.diff(indptr) < 0).any():

@@ -113,7 +113,7 @@ class QuantilesReader(ViewReader):
         names = entry["stats"]
         for layer, groupbys in entry["layers"].items():
             for key, sub in groupbys.items():
-                group = zarr_group(zarr.open_group(snap.file(sub["path"]), mode="r"), "layers")
+                group = zarr_group(snap.group(sub["path"]), "layers")
                 order = np.argsort(entry["quantiles"])
                 for lo in range(0, snap.n_genes, 4096):  # a band of genes at a time: bounded memory
                     values = [np.asarray(zarr_array(group, n)[:, lo : lo + 4096]) for n in names]

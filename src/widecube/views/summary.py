@@ -133,7 +133,7 @@ class SummaryReader(ViewReader):
             gene_sum = totals["sum"].to_numpy()
             gene_nnz = totals["n_cells_expressing"].to_numpy()
             for key, entry in groupbys.items():
-                group = zarr.open_group(snap.file(entry["path"]), mode="r")
+                group = snap.group(entry["path"])
                 n_cells = np.asarray(zarr_array(zarr_group(group, "obs"), "n_cells")[...])
                 where = self.where(key, layer)
                 if int(n_cells.sum()) != snap.n_cells:
