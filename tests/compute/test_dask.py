@@ -18,6 +18,7 @@ import pytest
 from _dask import Deployment, KillOnTask, deployment
 from _data import small_adata, write_h5ad
 from _io_writers import write_10x_h5
+from _s3 import moto_bucket
 from widecube.config import Settings
 from widecube.errors import InvalidValue
 from widecube.pipeline import ingest
@@ -130,6 +131,28 @@ def test_a_bad_value_fails_the_job_as_without_a_cluster(cluster: Deployment, tmp
     pass1 = [str(t["key"]) for t in stream.data if str(t["key"]).startswith("widecube-pass1-")]
     assert len(pass1) == len(set(pass1)) == 4, "a task ran more than once"
     assert not (settings.storage / "datasets" / "d").exists()
+
+
+def test_snapshots_on_an_object_store_from_a_local_cluster(
+    inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
+) -> None:
+    """``WIDECUBE_STORAGE=s3://…`` (moto on loopback) with ``workers=2``: the tasks write the
+    snapshot's chunks straight to the store, and its manifest (read back from the store)
+    lists the checksums of the single-process snapshot in a local folder."""
+    path, local = inputs["csr"]
+    with moto_bucket("widecube-dask") as s3:
+        settings = Settings(
+            storage="s3://widecube-dask/wc",
+            catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
+            cache=tmp_path / "cache",
+            work=tmp_path / "work",
+            memory=MEMORY,
+            workers=2,
+        )
+        version = ingest(path, dataset="d", settings=settings).version
+        body = s3.get_object(Bucket="widecube-dask", Key=f"wc/datasets/d/{version}/manifest.json")["Body"]
+        manifest = json.loads(body.read())
+    _assert_same(local, {p: e["sha256"] for p, e in manifest["files"].items()})
 
 
 def _cli(storage: Path, *args: str) -> subprocess.CompletedProcess[str]:
