@@ -1,10 +1,11 @@
 """Compute: groupings, numba kernels, the moment formulas, and the two passes (spill by gene,
 then gene slabs). Imports nothing above it (no views, queries, pipeline or API)."""
 
+from ._buckets import GeneSlab, JoinedSpill, SpillBuckets, SpillPart
 from ._kernels import _COUNT_RANGE as COUNT_RANGE
 from ._kernels import cell_scale, gene_moments, gene_quantiles, group_quantiles, log_normalize, welch_t_p
 from ._pass import check_finite, spill_by_gene, spill_rows
-from ._spill import GeneSlab, GeneSpill, JoinedSpill, SpillBuckets, SpillPart
+from ._spill import GeneSpill
 from .groupings import (
     ALL,
     ALL_CELLS_GROUP,

@@ -14,8 +14,9 @@ import numpy as np
 
 from ..errors import InvalidValue, UnreadableInput
 from ..io import Block, MatrixSource, prefetch
+from ._buckets import SpillPart
 from ._malloc import bound_heap
-from ._spill import GeneSpill, SpillPart
+from ._spill import GeneSpill
 
 __all__ = ["check_finite", "spill_by_gene", "spill_rows"]
 
