@@ -1,13 +1,17 @@
-"""Pass 2 of an ingest on a Dask cluster: gene ranges as tasks, merged here in gene order.
+"""The two passes of an ingest on a Dask cluster: row ranges, then gene ranges, as tasks.
 
 An ingest runs here, in one process, unless the settings name a cluster
 (``WIDECUBE_CLUSTER=tcp://scheduler:8786``, ``--cluster``) or ask for a local one
 (``WIDECUBE_WORKERS=N``, ``--workers N``: a :class:`distributed.LocalCluster` of N
 single-threaded worker processes). :func:`dask_client` opens either (or nothing).
 
-On a cluster, pass 2 is one task per spill bucket (a chunk-aligned gene range:
+Pass 1 (:func:`spill_on_cluster`, for inputs that read a range of rows alone) is one task per
+row range: each opens the input, spills its rows into gene buckets of its own in the job's
+work folder and returns its rows' library sizes; they are joined here in row order.
+
+Pass 2 (:func:`build_on_cluster`) is one task per spill bucket (a chunk-aligned gene range:
 ``BuildContext.slab_width`` is both the bucket width and the column chunk of every grouped
-view array). A task reads its bucket from the job's work folder (shared storage: every worker
+view array). A task reads its bucket from the work folder (shared storage: every worker
 must see it at the same path), runs every view's :class:`~widecube.views.SlabPart` on its
 slabs and writes its genes straight into the snapshot's Zarr arrays. A write goes through
 :class:`ChunkSink`: a chunk the task covers whole is written by the task, the pieces of any
