@@ -108,6 +108,23 @@ def test_a_publish_reaches_a_memoizing_reader_within_a_second(url: str) -> None:
         writer.close()
 
 
+@pytest.mark.usefixtures("no_fallback")
+def test_a_catalog_reads_its_own_writes_at_once(url: str) -> None:
+    """Its own publish must not wait for the notification to come back to its listener."""
+    catalog = Catalog(url)
+    try:
+        first, second = _version(catalog), _version(catalog)
+        catalog.publish("pbmc", first)
+        _until(lambda: _listening(catalog), within=5)
+        for _ in range(5):
+            assert catalog.current("pbmc").version == first  # remembered
+        for target in (second, first, second):  # publish, then read at once, no sleep
+            catalog.publish("pbmc", target)
+            assert catalog.current("pbmc").version == target == _truth(url)
+    finally:
+        catalog.close()
+
+
 def _status(url: str, version: str) -> str:
     engine = sa.create_engine(url)
     try:

@@ -309,6 +309,7 @@ class Catalog:
         with self._engine.begin() as conn:
             yield conn
             self._changes.announce(conn)  # PostgreSQL: NOTIFY the other processes, on commit
+        self._changes.committed()  # and this one at once: it reads its own writes
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:

@@ -106,6 +106,12 @@ class ChangeToken:
         if conn.dialect.name == "postgresql":
             conn.execute(_NOTIFY)
 
+    def committed(self) -> None:
+        """After a write transaction of this process committed: its own next read must not
+        answer from before it (the NOTIFY reaches this process's listener a little later)."""
+        if self._listener is not None:
+            self._listener.bump()
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
@@ -151,6 +157,10 @@ class _Listener:
                 self._wake_w.send(b"x")
         if threading.current_thread() is not self._thread:  # (a finalizer may run anywhere)
             self._thread.join(timeout=2.0)  # a hung connect ends later, then closes its own
+
+    def bump(self) -> None:
+        """Move the count now (a commit of this process)."""
+        self._bump(time.monotonic())
 
     def _bump(self, now: float) -> None:
         with self._lock:
