@@ -157,6 +157,21 @@ def ingest(
         ),
     ] = None,
     views: Annotated[str | None, typer.Option(help=_VIEWS_HELP, callback=_views_option)] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="run pass 2 on this Dask scheduler's workers (tcp://host:8786; they must see the "
+            "storage folder at the same path); default: WIDECUBE_CLUSTER"
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="run pass 2 on a local Dask cluster of N single-threaded processes "
+            "(default: WIDECUBE_WORKERS)",
+        ),
+    ] = None,
 ) -> None:
     """Build, verify and publish a new version of a dataset from a matrix file.
 
@@ -177,8 +192,11 @@ def ingest(
             steps.setdefault(step, now)
             bar.update(tasks[step], completed=done)
 
+        overrides: dict[str, Any] = {"cluster": cluster} if cluster else {}
+        if workers is not None:
+            overrides["workers"] = workers
         try:
-            with Jobs.open(Settings()) as jobs:
+            with Jobs.open(Settings(**overrides)) as jobs:
                 record = jobs.ingest(
                     path,
                     dataset=dataset,

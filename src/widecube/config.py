@@ -73,6 +73,17 @@ class Settings(BaseSettings):
         description="Categorical obs columns with more categories are not grouped by default.",
     )
     threads: int = Field(default=0, description="Compute threads; 0 means all cores.")
+    cluster: str | None = Field(
+        default=None,
+        description="Address of a Dask scheduler (tcp://host:8786) whose workers run the ingest's "
+        "pass 2; they must see the storage folder at the same path. None: this process.",
+    )
+    workers: int = Field(
+        default=0,
+        ge=0,
+        description="Run the ingest's pass 2 on a local Dask cluster of this many single-threaded "
+        "worker processes (0: none; ignored when `cluster` is set).",
+    )
     quantiles: list[float] = Field(
         default=[0.1, 0.25, 0.5, 0.75, 0.9],
         description="Per-group quantiles to precompute (0.5 is served as 'median', 0.1 as 'q10').",

@@ -1,10 +1,11 @@
 """Compute: groupings, numba kernels, the moment formulas, and the two passes (spill by gene,
 then gene slabs). Imports nothing above it (no views, queries, pipeline or API)."""
 
+from ._buckets import GeneSlab, JoinedSpill, SpillBuckets, SpillPart
 from ._kernels import _COUNT_RANGE as COUNT_RANGE
 from ._kernels import cell_scale, gene_moments, gene_quantiles, group_quantiles, log_normalize, welch_t_p
-from ._pass import check_finite, spill_by_gene
-from ._spill import GeneSlab, GeneSpill
+from ._pass import check_finite, spill_by_gene, spill_rows
+from ._spill import GeneSpill
 from .groupings import (
     ALL,
     ALL_CELLS_GROUP,
@@ -25,8 +26,11 @@ __all__ = [
     "DERIVED_STATS",
     "MISSING",
     "SUMMARY_STATS",
+    "SpillBuckets",
+    "SpillPart",
     "GeneSlab",
     "GeneSpill",
+    "JoinedSpill",
     "Grouping",
     "all_cells",
     "cell_scale",
@@ -40,5 +44,6 @@ __all__ = [
     "make_grouping",
     "parse_groupbys",
     "spill_by_gene",
+    "spill_rows",
     "welch_t_p",
 ]

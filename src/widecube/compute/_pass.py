@@ -6,6 +6,7 @@ the scatter kernel runs in the caller, so I/O overlaps compute.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,10 +14,11 @@ import numpy as np
 
 from ..errors import InvalidValue, UnreadableInput
 from ..io import Block, MatrixSource, prefetch
+from ._buckets import SpillPart
 from ._malloc import bound_heap
 from ._spill import GeneSpill
 
-__all__ = ["check_finite", "spill_by_gene"]
+__all__ = ["check_finite", "spill_by_gene", "spill_rows"]
 
 
 def check_finite(
@@ -77,16 +79,7 @@ def spill_by_gene(
     """
     bound_heap()
     n_cells, n_genes = source.shape
-    expected = source.nnz_hint if source.nnz_hint is not None else n_cells * n_genes // 10
-    spill = GeneSpill(
-        workdir,
-        n_cells=n_cells,
-        n_genes=n_genes,
-        dtype=source.dtype,
-        expected_nnz=expected,
-        slab_bytes=slab_bytes,
-        where=source.path.name,
-    )
+    spill = _new_spill(source, workdir, slab_bytes)
     try:
         check = check_finite(source, obs_names, var_names)
         for block in prefetch(source.iter_blocks(block_nnz=block_nnz), check=check):
@@ -99,3 +92,45 @@ def spill_by_gene(
         raise
     spill.close()
     return spill
+
+
+def spill_rows(
+    source: MatrixSource,
+    start: int,
+    stop: int,
+    *,
+    obs_names: Sequence[str],
+    var_names: Sequence[str],
+    workdir: Path,
+    block_nnz: int,
+    slab_bytes: int,
+) -> SpillPart:
+    """Pass 1 over rows ``start..stop-1`` of ``source`` (one task of a pass 1 split by rows)
+    into a spill of its own in ``workdir``, with the bucket geometry every task of the same
+    input computes alike; what a run of it killed before left there is removed first."""
+    bound_heap()
+    shutil.rmtree(workdir / "spill", ignore_errors=True)
+    spill = _new_spill(source, workdir, slab_bytes)
+    try:
+        check = check_finite(source, obs_names, var_names)
+        for block in prefetch(source.iter_rows(start, stop, block_nnz=block_nnz), check=check):
+            spill.add(block)
+    except BaseException:
+        spill.cleanup()
+        raise
+    spill.close()
+    return spill.part(start, stop)
+
+
+def _new_spill(source: MatrixSource, workdir: Path, slab_bytes: int) -> GeneSpill:
+    n_cells, n_genes = source.shape
+    expected = source.nnz_hint if source.nnz_hint is not None else n_cells * n_genes // 10
+    return GeneSpill(
+        workdir,
+        n_cells=n_cells,
+        n_genes=n_genes,
+        dtype=source.dtype,
+        expected_nnz=expected,
+        slab_bytes=slab_bytes,
+        where=source.path.name,
+    )

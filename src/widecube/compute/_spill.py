@@ -2,48 +2,31 @@
 
 Pass 1 (:meth:`GeneSpill.add`) routes each block's non-zeros to the bucket of its gene, a set
 of three append-only files (gene, cell, value) in the job's work folder, and counts every
-cell's library size on the way. Pass 2 (:meth:`GeneSpill.slabs`) reads one bucket at a time,
-counting-sorts it by gene into CSC order and yields it as a :class:`GeneSlab`. Buckets are
-sized so one slab fits the memory budget; a bucket that outgrows it (skewed genes) is split
-again on disk before it is loaded. Memory never depends on the number of cells beyond the
-per-cell library sizes.
+cell's library size on the way. Pass 2 (:meth:`GeneSpill.slabs`, through
+:class:`~._buckets.SpillBuckets`) reads one bucket at a time, counting-sorts it by gene into
+CSC order and yields it as a :class:`GeneSlab`. Buckets are sized so one slab fits the memory
+budget; a bucket that outgrows it (skewed genes) is split again on disk before it is loaded.
+Memory never depends on the number of cells beyond the per-cell library sizes.
 """
 
 from __future__ import annotations
 
-import errno
 import math
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UnreadableInput
 from ..io import Block
-from ._kernels import BAD_COLUMN, BAD_POINTER, SCATTER_OK, scatter_block, sort_bucket
+from ._buckets import FILES, GeneSlab, SpillBuckets, SpillPart, bucket_stem
+from ._kernels import BAD_COLUMN, BAD_POINTER, SCATTER_OK, scatter_block
 
 __all__ = ["BYTES_PER_VALUE", "GeneSlab", "GeneSpill"]
 
 BYTES_PER_VALUE = 12  # gene int32 + cell int32 + value float32 on disk and in a slab
-_FILES = ("gene", "cell", "val")
 _MAX_BUCKETS = 256  # 3 open files each; oversized buckets are split on disk in pass 2
-
-
-@dataclass(frozen=True)
-class GeneSlab:
-    """Genes ``lo..hi-1`` in CSC order: gene ``lo+j`` has ``cells``/``vals`` [indptr[j]:indptr[j+1]]."""
-
-    lo: int
-    hi: int
-    indptr: np.ndarray  # int64, hi - lo + 1
-    cells: np.ndarray  # int32, ascending within each gene
-    vals: np.ndarray  # the input's value type (float32 or float64)
-
-    @property
-    def width(self) -> int:
-        return self.hi - self.lo
 
 
 class GeneSpill:
@@ -75,15 +58,12 @@ class GeneSpill:
         self.negative = False
         self.non_integer = False
         self._files = [  # open for the whole of pass 1, closed by close()
-            {name: open(self._path(b, name), "ab") for name in _FILES}  # noqa: SIM115
+            {name: open(self._path(b, name), "ab") for name in FILES}  # noqa: SIM115
             for b in range(self.n_buckets)
         ]
 
-    def _stem(self, bucket: int) -> Path:
-        return self.dir / f"b{bucket:05d}"
-
     def _path(self, bucket: int, name: str) -> Path:
-        return self._stem(bucket).with_suffix(f".{name}")
+        return bucket_stem(self.dir, bucket).with_suffix(f".{name}")
 
     @property
     def nnz(self) -> int:
@@ -151,65 +131,40 @@ class GeneSpill:
             for f in files.values():
                 f.close()
 
+    def part(self, start: int, stop: int) -> SpillPart:
+        """What a pass-1 task that spilled rows ``start..stop-1`` hands back (after close)."""
+        return SpillPart(
+            self.dir,
+            start,
+            stop,
+            self.cell_total[start:stop].copy(),
+            self.cell_nnz[start:stop].copy(),
+            self.bucket_nnz.copy(),
+            self.negative,
+            self.non_integer,
+            (self.width, self.n_buckets, self.slab_values, self.dtype),
+        )
+
+    def buckets(self) -> SpillBuckets:
+        """The read side of this spill (after :meth:`close`), for pass 2 here or elsewhere."""
+        offsets = np.concatenate([[0], np.cumsum(self.bucket_nnz)[:-1]])
+        return SpillBuckets(
+            (self.dir,),
+            self.n_cells,
+            self.n_genes,
+            self.width,
+            self.n_buckets,
+            self.dtype,
+            self.slab_values,
+            tuple(int(o) for o in offsets),
+        )
+
     def slabs(self) -> Iterator[GeneSlab]:
         """Pass 2: every gene, in order, as CSC slabs that fit the budget."""
         self.close()
+        buckets = self.buckets()
         for b in range(self.n_buckets):
-            lo, hi = b * self.width, min(self.n_genes, (b + 1) * self.width)
-            yield from self._slabs_of(self._stem(b), lo, hi)
-
-    def _slabs_of(self, stem: Path, lo: int, hi: int) -> Iterator[GeneSlab]:
-        size = stem.with_suffix(".cell").stat().st_size // 4
-        if size > self.slab_values and hi - lo > 1:
-            yield from self._split(stem, lo, hi)
-            return
-        gene = np.fromfile(stem.with_suffix(".gene"), dtype=np.int32)
-        cell = np.fromfile(stem.with_suffix(".cell"), dtype=np.int32)
-        val = np.fromfile(stem.with_suffix(".val"), dtype=self.dtype)
-        for name in _FILES:
-            stem.with_suffix(f".{name}").unlink()
-        indptr = np.empty(hi - lo + 1, dtype=np.int64)
-        cells = np.empty_like(cell)
-        vals = np.empty_like(val)
-        bad = sort_bucket(gene, cell, val, lo, hi - lo, self.n_cells, indptr, cells, vals)
-        if bad >= 0:  # the job's own file changed under it: an I/O fault, retried from scratch
-            raise OSError(
-                errno.EIO,
-                f"spill file damaged: entry {bad} of {stem} is outside "
-                f"genes {lo}..{hi - 1} or cells 0..{self.n_cells - 1}",
-            )
-        del gene, cell, val
-        yield GeneSlab(lo, hi, indptr, cells, vals)
-
-    def _split(self, stem: Path, lo: int, hi: int) -> Iterator[GeneSlab]:
-        """Re-bucket an oversized bucket into halves on disk, streaming it in pieces."""
-        mid = (lo + hi) // 2
-        halves = [stem.with_name(stem.name + "a"), stem.with_name(stem.name + "b")]
-        outs = [{n: open(h.with_suffix(f".{n}"), "wb") for n in _FILES} for h in halves]  # noqa: SIM115
-        step = self.slab_values
-        with (
-            open(stem.with_suffix(".gene"), "rb") as fg,
-            open(stem.with_suffix(".cell"), "rb") as fc,
-            open(stem.with_suffix(".val"), "rb") as fv,
-        ):
-            while True:
-                gene = np.fromfile(fg, dtype=np.int32, count=step)
-                if gene.size == 0:
-                    break
-                cell = np.fromfile(fc, dtype=np.int32, count=gene.size)
-                val = np.fromfile(fv, dtype=self.dtype, count=gene.size)
-                low = gene < mid
-                for side, keep in ((0, low), (1, ~low)):
-                    outs[side]["gene"].write(gene[keep].tobytes())
-                    outs[side]["cell"].write(cell[keep].tobytes())
-                    outs[side]["val"].write(val[keep].tobytes())
-        for files in outs:
-            for f in files.values():
-                f.close()
-        for name in _FILES:
-            stem.with_suffix(f".{name}").unlink()
-        yield from self._slabs_of(halves[0], lo, mid)
-        yield from self._slabs_of(halves[1], mid, hi)
+            yield from buckets.slabs(b)
 
     def cleanup(self) -> None:
         self.close()

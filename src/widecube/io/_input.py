@@ -136,6 +136,19 @@ class InputSource(MatrixSource):
         except InputError as exc:
             raise _relabelled(exc, self._relabel) from None
 
+    @property
+    def row_ranges(self) -> bool:
+        return self.inner.row_ranges
+
+    def iter_rows(self, start: int, stop: int, *, block_nnz: int) -> Iterator[Block]:
+        try:
+            for block in self.inner.iter_rows(start, stop, block_nnz=block_nnz):
+                if self._counts:
+                    self._check_counts(block)
+                yield block
+        except InputError as exc:
+            raise _relabelled(exc, self._relabel) from None
+
     def _check_counts(self, block: Block) -> None:
         data = block.matrix.data
         negative = data < 0

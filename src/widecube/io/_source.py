@@ -77,6 +77,16 @@ class MatrixSource(ABC):
         yield wider blocks (consumers clip), but gene-major sources read only those.
         """
 
+    @property
+    def row_ranges(self) -> bool:
+        """Whether :meth:`iter_rows` reads a range of rows without reading the others (a
+        row-major or dense store); pass 1 on a cluster splits such an input by rows."""
+        return False
+
+    def iter_rows(self, start: int, stop: int, *, block_nnz: int) -> Iterator[Block]:
+        """Full-width row blocks of rows ``start..stop-1``, in order (if :attr:`row_ranges`)."""
+        raise NotImplementedError(f"{self.path.name}: the {self.format} reader reads no row ranges")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release file handles."""
 

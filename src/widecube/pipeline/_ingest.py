@@ -19,6 +19,7 @@ run again after an interruption: it first removes what a killed run of itself le
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 from collections.abc import Callable
@@ -31,13 +32,14 @@ from typing import Any
 import numpy as np
 
 from ..catalog import Catalog, JobRecord, VersionStatus
-from ..compute import default_groupbys, parse_groupbys, spill_by_gene
+from ..compute import GeneSpill, JoinedSpill, default_groupbys, parse_groupbys, spill_by_gene
 from ..compute.groupings import all_cells_key
 from ..config import Settings
 from ..errors import CatalogError, InputError, InputNotFound, NotFound
-from ..io import ArchiveLimits, InputSource, archive_kind, open_input, readers, unpack_archive
+from ..io import ArchiveLimits, InputSource, MatrixSource, archive_kind, open_input, readers, unpack_archive
 from ..snapshot import MANIFEST, Snapshot, SnapshotWriter, Storage, open_storage, sha256_file
 from ..views import NORMALIZED, RAW, BuildContext, parse_views, select_views
+from ._cluster import build_on_cluster, dask_client, spill_on_cluster
 from ._verify import verify_snapshot
 
 __all__ = ["STEPS", "Progress", "Work", "check_name", "fail"]
@@ -211,6 +213,7 @@ def compute(work: Work) -> Checkpoint:
                 work.folder / "scratch",
                 work.progress,
                 work.job.params.get("views"),
+                _opener(work),
             ),
         )
     finally:
@@ -321,6 +324,7 @@ def _build(
     work: Path,
     progress: Progress,
     names: list[str] | None = None,
+    opener: Callable[[], MatrixSource] | None = None,
 ) -> dict[str, Any]:
     """Pass 1 spills the input by gene; pass 2 feeds gene slabs to the views ``names`` (and
     those they require; None: every registered view), recorded in ``parameters.views``.
@@ -328,9 +332,13 @@ def _build(
     Without any grouping (``keys`` empty: no categorical obs column and no ``--groupby``),
     the views get one synthetic grouping holding every cell (``all``, group ``all cells``),
     named in the manifest's ``parameters.all_cells_groupby`` (None otherwise).
+
+    With a Dask cluster in the settings, pass 1 runs there split by rows when ``opener``
+    (which opens the input again, on a worker) is given and the input reads row ranges, and
+    pass 2 runs there split by gene ranges (:mod:`._cluster`); the snapshot is the same.
     """
     specs = select_views(names)
-    with ThreadPoolExecutor(1) as pool:
+    with ThreadPoolExecutor(1) as pool, dask_client(settings) as client:
         digest = pool.submit(sha256_file, path) if path.is_file() else None
         obs, var = source.obs(), source.var()
         ctx = BuildContext(
@@ -343,15 +351,28 @@ def _build(
             quantiles=tuple(settings.quantiles),
             target_sum=settings.target_sum,
         )
-        spill = spill_by_gene(
-            source,
-            obs_names=obs.index,
-            var_names=var.index,
-            workdir=work,
-            block_nnz=settings.block_nnz,
-            slab_bytes=settings.memory // 16,
-            progress=_accumulate("read", progress),
-        )
+        spill: GeneSpill | JoinedSpill
+        if client is not None and opener is not None and source.row_ranges:  # rows on the cluster
+            spill = spill_on_cluster(
+                client,
+                opener,
+                source,
+                workdir=work,
+                block_nnz=settings.block_nnz,
+                slab_bytes=settings.memory // 16,
+                version=version,
+                progress=_accumulate("read", progress),
+            )
+        else:
+            spill = spill_by_gene(
+                source,
+                obs_names=obs.index,
+                var_names=var.index,
+                workdir=work,
+                block_nnz=settings.block_nnz,
+                slab_bytes=settings.memory // 16,
+                progress=_accumulate("read", progress),
+            )
         out: SnapshotWriter | None = None
         try:
             counts_like = not spill.negative and not spill.non_integer
@@ -370,11 +391,15 @@ def _build(
                 out.write_array(f"dataset/obsm.zarr/{key}", values)
             builders = [(spec, spec.builder(ctx, out)) for spec in specs]  # fresh state per build
             step = _accumulate("compute", progress)
-            for slab in spill.slabs():
-                stats = ctx.slab_stats(slab)
-                for _, builder in builders:
-                    builder.consume(stats)
-                step(slab.width / ctx.n_genes)
+            if client is None:
+                for slab in spill.slabs():
+                    stats = ctx.slab_stats(slab)
+                    for _, builder in builders:
+                        builder.consume(stats)
+                    step(slab.width / ctx.n_genes)
+            else:  # gene ranges on the cluster's workers, merged here in gene order
+                spill.close()
+                build_on_cluster(client, ctx, spill.buckets(), [b for _, b in builders], work, step)
             for i, (spec, builder) in enumerate(builders):
                 out.add_view(spec, builder.finish())  # the writer stamps the spec's encoding
                 progress("write", (i + 1) / len(builders))
@@ -409,6 +434,21 @@ def _build(
                 "views": [spec.name for spec in specs],
             },
         )
+
+
+def _opener(work: Work) -> Callable[[], MatrixSource]:
+    """Opens the job's input as :meth:`Work.open` does, in any process (picklable)."""
+    p = work.job.params
+    return functools.partial(
+        open_input,
+        work.input,
+        format=p.get("format"),
+        layer=p.get("layer"),
+        obs=p.get("obs"),
+        var=p.get("var"),
+        max_categories=work.settings.max_categories,
+        allow_missing_metadata=bool(p.get("allow_missing_metadata")),
+    )
 
 
 def _accumulate(step: str, progress: Progress) -> Callable[[float], None]:

@@ -20,7 +20,7 @@ from ._registry import (
     select_views,
     views,
 )
-from ._spec import NORMALIZED, RAW, BuildContext, Builder, SlabStats, ViewReader
+from ._spec import NORMALIZED, RAW, BuildContext, Builder, Put, SlabPart, SlabStats, ViewReader
 from .genes import GenesReader
 from .markers import MarkersReader
 from .matrix import MatrixReader
@@ -35,7 +35,9 @@ __all__ = [
     "GenesReader",
     "MarkersReader",
     "MatrixReader",
+    "Put",
     "QuantilesReader",
+    "SlabPart",
     "SlabStats",
     "SummaryReader",
     "ViewMissing",

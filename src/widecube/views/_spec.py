@@ -12,19 +12,30 @@ the verifier and the API iterate over the registry; nothing else lists views.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import zarr
 
 from ..compute import GeneSlab, Grouping, all_cells, cell_scale, gene_moments, log_normalize, make_grouping
 from ..compute.groupings import ALL, ALL_CELLS_GROUP
 from ..snapshot import Snapshot, SnapshotWriter
 
-__all__ = ["RAW", "NORMALIZED", "BuildContext", "Builder", "LayerMoments", "SlabStats", "ViewReader"]
+__all__ = [
+    "RAW",
+    "NORMALIZED",
+    "BuildContext",
+    "Builder",
+    "LayerMoments",
+    "Put",
+    "SlabPart",
+    "SlabStats",
+    "ViewReader",
+]
 
 RAW = "raw"
 NORMALIZED = "normalized"
@@ -149,14 +160,37 @@ class SlabStats:
         return self._moments[layer]
 
 
+Put = Callable[["zarr.Array[Any]", tuple[slice, ...], np.ndarray], None]
+"""``put(array, region, values)``: write ``values`` into ``array[region]`` (the snapshot
+writer's background :meth:`~widecube.snapshot.SnapshotWriter.put` in the build's own process;
+a direct, chunk-aware write in a pass-2 task on a cluster)."""
+
+
+class SlabPart(ABC):
+    """The half of a build that works on one slab wherever the slab is (this process, or a
+    Dask worker): it holds no build state, only where the view's arrays are, so it pickles.
+
+    :meth:`run` writes the slab's genes into the view's arrays through ``put`` and returns
+    what the builder needs from the slab (small, picklable; None when nothing), which
+    :meth:`Builder.merge` takes in gene order, in the build's own process.
+    """
+
+    @abstractmethod
+    def run(self, stats: SlabStats, put: Put) -> Any:
+        """Write the genes of one slab; return what :meth:`Builder.merge` needs."""
+
+
 class Builder(ABC):
     """One build of one view: created per build by its spec (``spec.builder(ctx, out)``),
     it holds every piece of build state, so two builds never share one.
 
     The constructor creates the view's arrays before the first slab; :meth:`consume` fills
-    in the genes of one slab (from the shared :class:`SlabStats`); :meth:`finish` seals the
-    view and returns its manifest entry. The writer stamps the spec's encoding on that entry
-    (:meth:`~widecube.snapshot.SnapshotWriter.add_view`): a builder never writes it.
+    in the genes of one slab (from the shared :class:`SlabStats`): its :meth:`part` does the
+    per-slab work, :meth:`merge` folds what that returned into the build's state, slabs in
+    gene order (a cluster runs the parts of many slabs on workers and merges here);
+    :meth:`finish` seals the view and returns its manifest entry. The writer stamps the
+    spec's encoding on that entry (:meth:`~widecube.snapshot.SnapshotWriter.add_view`): a
+    builder never writes it.
     """
 
     def __init__(self, ctx: BuildContext, out: SnapshotWriter) -> None:
@@ -164,8 +198,15 @@ class Builder(ABC):
         self.out = out
 
     @abstractmethod
+    def part(self) -> SlabPart:
+        """The per-slab half of this build (picklable; it shares no state with the builder)."""
+
+    def merge(self, result: Any) -> None:  # noqa: B027 - a view whose arrays hold it all
+        """Fold one slab's :meth:`SlabPart.run` result into the build (slabs in gene order)."""
+
     def consume(self, stats: SlabStats) -> None:
-        """Fill in the genes of one slab."""
+        """Fill in the genes of one slab, here."""
+        self.merge(self.part().run(stats, self.out.put))
 
     @abstractmethod
     def finish(self) -> dict[str, Any]:

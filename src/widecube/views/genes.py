@@ -7,6 +7,7 @@ The summary verifier checks every grouping against these totals.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,9 +18,9 @@ from ..errors import VerificationError
 from ..snapshot import SnapshotWriter
 from ._layout import layer_entry
 from ._registry import ViewSpec, register_read, register_view
-from ._spec import BuildContext, Builder, SlabStats, ViewReader
+from ._spec import BuildContext, Builder, Put, SlabPart, SlabStats, ViewReader
 
-__all__ = ["ENCODING", "GENE_STATS", "GENES", "GenesBuilder", "GenesReader"]
+__all__ = ["ENCODING", "GENE_STATS", "GENES", "GenesBuilder", "GenesPart", "GenesReader"]
 
 ENCODING = ("widecube-gene-stats", "0.2.0")
 """What this code writes; its reader stays registered when a later encoding replaces it."""
@@ -28,6 +29,21 @@ GENE_STATS = ("n_cells_expressing", "sum", "sumsq", "mean", "var", "min", "max",
 
 def _path(layer: str) -> str:
     return f"views/genes/{layer}.parquet"
+
+
+@dataclass(frozen=True)
+class GenesPart(SlabPart):
+    """Returns one slab's per-gene moments of every layer (nothing is written per slab)."""
+
+    layers: tuple[str, ...]
+
+    def run(self, stats: SlabStats, put: Put) -> tuple[int, int, dict[str, tuple[np.ndarray, ...]]]:
+        cols: dict[str, tuple[np.ndarray, ...]] = {}
+        for layer in self.layers:
+            m = stats.moments(layer)
+            s, sq, nnz = m.of(stats.ctx, ALL)
+            cols[layer] = (s[0], sq[0], nnz[0], m.min, m.max)
+        return stats.slab.lo, stats.slab.hi, cols
 
 
 class GenesBuilder(Builder):
@@ -47,13 +63,15 @@ class GenesBuilder(Builder):
             for layer in ctx.layers
         }
 
-    def consume(self, stats: SlabStats) -> None:
-        lo, hi = stats.slab.lo, stats.slab.hi
-        for layer, cols in self._cols.items():
-            m = stats.moments(layer)
-            s, sq, nnz = m.of(self.ctx, ALL)
-            cols["sum"][lo:hi], cols["sumsq"][lo:hi], cols["nnz"][lo:hi] = s[0], sq[0], nnz[0]
-            cols["min"][lo:hi], cols["max"][lo:hi] = m.min, m.max
+    def part(self) -> GenesPart:
+        return GenesPart(tuple(self._cols))
+
+    def merge(self, result: tuple[int, int, dict[str, tuple[np.ndarray, ...]]]) -> None:
+        lo, hi, parts = result
+        for layer, (s, sq, nnz, lo_value, hi_value) in parts.items():
+            cols = self._cols[layer]
+            cols["sum"][lo:hi], cols["sumsq"][lo:hi], cols["nnz"][lo:hi] = s, sq, nnz
+            cols["min"][lo:hi], cols["max"][lo:hi] = lo_value, hi_value
 
     def finish(self) -> dict[str, Any]:
         ctx = self.ctx

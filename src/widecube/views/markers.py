@@ -14,6 +14,7 @@ lists it under ``skipped`` with its number of groups, so that a query for it is 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,9 +26,9 @@ from ..errors import InvalidQuery, VerificationError
 from ..snapshot import SnapshotWriter
 from ._layout import entry_for, layer_entry, relpath
 from ._registry import ViewSpec, register_read, register_view
-from ._spec import NORMALIZED, BuildContext, Builder, SlabStats, ViewReader
+from ._spec import NORMALIZED, BuildContext, Builder, Put, SlabPart, SlabStats, ViewReader
 
-__all__ = ["ENCODING", "MARKERS", "MarkersBuilder", "MarkersReader"]
+__all__ = ["ENCODING", "MARKERS", "MarkersBuilder", "MarkersPart", "MarkersReader"]
 
 ENCODING = ("widecube-markers", "0.1.0")
 """What this code writes; its reader stays registered when a later encoding replaces it."""
@@ -63,6 +64,50 @@ def _bh(p: np.ndarray, rows: int = 64) -> np.ndarray:
     return out
 
 
+Fields = dict[tuple[str, str], dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class MarkersPart(SlabPart):
+    """One slab's one-vs-rest statistics of every group (``FIELDS``, per (layer, grouping));
+    the ranking and the correction need every gene, so the builder keeps them."""
+
+    keys: tuple[tuple[str, str], ...]
+
+    def run(self, stats: SlabStats, put: Put) -> tuple[int, int, Fields]:
+        ctx = stats.ctx
+        out: Fields = {}
+        for layer, key in self.keys:
+            m = stats.moments(layer)
+            s, sq, nnz = m.of(ctx, key)
+            s_all, sq_all, nnz_all = (a[0] for a in m.of(ctx, ALL))
+            n_in = ctx.grouping(key).n_cells[:, None].astype(np.float64)
+            n_out = ctx.n_cells - n_in
+            t, p = np.empty(s.shape), np.empty(s.shape)
+            welch_t_p(
+                n_in[:, 0],
+                np.ascontiguousarray(s),
+                np.ascontiguousarray(sq),
+                float(ctx.n_cells),
+                np.ascontiguousarray(s_all),
+                np.ascontiguousarray(sq_all),
+                t,
+                p,
+            )
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mean_in, mean_out = s / n_in, (s_all - s) / n_out
+                if layer == NORMALIZED:
+                    mean_in, mean_out = np.expm1(mean_in), np.expm1(mean_out)
+                out[layer, key] = {
+                    "t": t,
+                    "pval": p,
+                    "logfoldchange": np.log2((mean_in + _EPS) / (mean_out + _EPS)),
+                    "pct_in": nnz / n_in,
+                    "pct_out": (nnz_all - nnz) / n_out,
+                }
+        return stats.slab.lo, stats.slab.hi, out
+
+
 class MarkersBuilder(Builder):
     """The running top ``TOP`` genes by t of every group, and all its p-values (for BH)."""
 
@@ -83,44 +128,21 @@ class MarkersBuilder(Builder):
                 state["pvals"] = np.ones((g, ctx.n_genes))
                 self._state[layer, key] = state
 
-    def consume(self, stats: SlabStats) -> None:
-        ctx = self.ctx
-        lo, hi = stats.slab.lo, stats.slab.hi
+    def part(self) -> MarkersPart:
+        return MarkersPart(tuple(self._state))
+
+    def merge(self, result: tuple[int, int, Fields]) -> None:
+        lo, hi, slab_fields = result
         for (layer, key), state in self._state.items():
-            m = stats.moments(layer)
-            s, sq, nnz = m.of(ctx, key)
-            s_all, sq_all, nnz_all = (a[0] for a in m.of(ctx, ALL))
-            n_in = ctx.grouping(key).n_cells[:, None].astype(np.float64)
-            n_out = ctx.n_cells - n_in
-            t, p = np.empty(s.shape), np.empty(s.shape)
-            welch_t_p(
-                n_in[:, 0],
-                np.ascontiguousarray(s),
-                np.ascontiguousarray(sq),
-                float(ctx.n_cells),
-                np.ascontiguousarray(s_all),
-                np.ascontiguousarray(sq_all),
-                t,
-                p,
-            )
-            state["pvals"][:, lo:hi] = p
-            with np.errstate(divide="ignore", invalid="ignore"):
-                mean_in, mean_out = s / n_in, (s_all - s) / n_out
-                if layer == NORMALIZED:
-                    mean_in, mean_out = np.expm1(mean_in), np.expm1(mean_out)
-                fields = {
-                    "t": t,
-                    "pval": p,
-                    "logfoldchange": np.log2((mean_in + _EPS) / (mean_out + _EPS)),
-                    "pct_in": nnz / n_in,
-                    "pct_out": (nnz_all - nnz) / n_out,
-                }
+            fields = slab_fields[layer, key]
+            t = fields["t"]
+            state["pvals"][:, lo:hi] = fields["pval"]
             genes = np.broadcast_to(np.arange(lo, hi), t.shape)
             pool_t = np.concatenate([state["t"], np.where(np.isnan(t), -np.inf, t)], axis=1)
             k = state["t"].shape[1]
             keep = _top(pool_t, k)
             for f in FIELDS:
-                pool = np.concatenate([state[f], fields[f] if f != "t" else t], axis=1)
+                pool = np.concatenate([state[f], fields[f]], axis=1)
                 state[f] = np.take_along_axis(pool, keep, axis=1)
             state["gene"] = np.take_along_axis(np.concatenate([state["gene"], genes], axis=1), keep, axis=1)
 

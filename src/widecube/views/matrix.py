@@ -9,6 +9,7 @@ The normalized layer is not stored: it is ``log1p(x * target_sum / total_counts)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import anndata
@@ -20,16 +21,32 @@ from zarr.codecs import BloscCodec, ZstdCodec
 from ..errors import VerificationError
 from ..snapshot import SnapshotWriter, checked, zarr_array, zarr_group
 from ._registry import ViewSpec, reader, register_read, register_view
-from ._spec import BuildContext, Builder, SlabStats, ViewReader
+from ._spec import BuildContext, Builder, Put, SlabPart, SlabStats, ViewReader
 from .genes import GenesReader
 
-__all__ = ["ENCODING", "MATRIX", "MatrixBuilder", "MatrixReader"]
+__all__ = ["ENCODING", "MATRIX", "MatrixBuilder", "MatrixPart", "MatrixReader"]
 
 ENCODING = ("widecube-gene-major", "0.1.0")
 """What this code writes; its reader stays registered when a later encoding replaces it."""
 
 PATH = "views/matrix.zarr"
 _CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class MatrixPart(SlabPart):
+    """Writes one slab's values and cells at their gene-major place (``slab.start``);
+    returns its genes' pointers."""
+
+    data: zarr.Array[Any]
+    indices: zarr.Array[Any]
+
+    def run(self, stats: SlabStats, put: Put) -> tuple[int, int, int, np.ndarray]:
+        slab = stats.slab
+        region = (slice(slab.start, slab.start + slab.vals.shape[0]),)
+        put(self.data, region, slab.vals)
+        put(self.indices, region, slab.cells)
+        return slab.lo, slab.hi, slab.start, slab.indptr
 
 
 class MatrixBuilder(Builder):
@@ -66,14 +83,13 @@ class MatrixBuilder(Builder):
         self._group = group
         self._pos = 0
 
-    def consume(self, stats: SlabStats) -> None:
-        slab = stats.slab
-        n = slab.vals.shape[0]
-        region = (slice(self._pos, self._pos + n),)
-        self.out.put(self._data, region, slab.vals)
-        self.out.put(self._indices, region, slab.cells)
-        self._indptr[slab.lo + 1 : slab.hi + 1] = self._pos + slab.indptr[1:]
-        self._pos += n
+    def part(self) -> MatrixPart:
+        return MatrixPart(self._data, self._indices)
+
+    def merge(self, result: tuple[int, int, int, np.ndarray]) -> None:
+        lo, hi, start, indptr = result
+        self._indptr[lo + 1 : hi + 1] = start + indptr[1:]
+        self._pos += int(indptr[-1])
 
     def finish(self) -> dict[str, Any]:
         indptr = self._group.create_array(

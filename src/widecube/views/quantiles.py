@@ -11,6 +11,7 @@ zeros, which are counted, not stored). Values equal
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,9 +22,9 @@ from ..errors import VerificationError
 from ..snapshot import SnapshotWriter, zarr_array, zarr_group
 from ._layout import create_grouped, entry_for, group_table, relpath
 from ._registry import ViewSpec, register_read, register_view
-from ._spec import BuildContext, Builder, SlabStats, ViewReader
+from ._spec import BuildContext, Builder, Put, SlabPart, SlabStats, ViewReader
 
-__all__ = ["ENCODING", "QUANTILES", "QuantilesBuilder", "QuantilesReader", "quantile_name"]
+__all__ = ["ENCODING", "QUANTILES", "QuantilesBuilder", "QuantilesPart", "QuantilesReader", "quantile_name"]
 
 ENCODING = ("widecube-quantiles", "0.1.0")
 """What this code writes; its reader stays registered when a later encoding replaces it."""
@@ -34,6 +35,38 @@ def quantile_name(q: float) -> str:
     if q == 0.5:
         return "median"
     return f"q{100 * q:g}"
+
+
+@dataclass(frozen=True)
+class QuantilesPart(SlabPart):
+    """Writes the quantiles of one slab's genes into every (layer, grouping)."""
+
+    arrays: dict[tuple[str, str], dict[str, zarr.Array[Any]]]
+    names: tuple[str, ...]
+
+    def run(self, stats: SlabStats, put: Put) -> None:
+        ctx, slab = stats.ctx, stats.slab
+        keys = list(ctx.groupbys)
+        if not keys:  # nothing to store (the pipeline always gives at least one grouping)
+            return
+        offsets = np.cumsum([0] + [ctx.grouping(k).n_groups for k in keys])
+        codes = ctx.stacked[2][: len(keys)]  # the groupings come first on the stacked axis
+        sizes = np.concatenate([ctx.grouping(k).n_cells for k in keys]).astype(np.int64)
+        layers = np.stack([np.asarray(stats.values(layer), dtype=np.float64) for layer in ctx.layers])
+        qs = np.asarray(ctx.quantiles, dtype=np.float64)
+        result = np.zeros((len(ctx.layers), slab.width, int(offsets[-1]), len(qs)))
+        gene_quantiles(slab.indptr, slab.cells, layers, codes, offsets, sizes, qs, result)
+        del layers
+        for li, layer in enumerate(ctx.layers):
+            for gi, key in enumerate(keys):
+                arrays = self.arrays[layer, key]
+                part = result[li, :, offsets[gi] : offsets[gi + 1]]
+                for t, name in enumerate(self.names):
+                    put(
+                        arrays[name],
+                        (slice(None), slice(slab.lo, slab.hi)),
+                        np.ascontiguousarray(part[:, :, t].T, dtype=np.float32),
+                    )
 
 
 class QuantilesBuilder(Builder):
@@ -54,29 +87,8 @@ class QuantilesBuilder(Builder):
                     uns={"groupby": key, "layer": layer, "quantiles": list(ctx.quantiles)},
                 )
 
-    def consume(self, stats: SlabStats) -> None:
-        ctx, slab = self.ctx, stats.slab
-        keys = list(ctx.groupbys)
-        if not keys:  # nothing to store (the pipeline always gives at least one grouping)
-            return
-        offsets = np.cumsum([0] + [ctx.grouping(k).n_groups for k in keys])
-        codes = ctx.stacked[2][: len(keys)]  # the groupings come first on the stacked axis
-        sizes = np.concatenate([ctx.grouping(k).n_cells for k in keys]).astype(np.int64)
-        layers = np.stack([np.asarray(stats.values(layer), dtype=np.float64) for layer in ctx.layers])
-        qs = np.asarray(ctx.quantiles, dtype=np.float64)
-        result = np.zeros((len(ctx.layers), slab.width, int(offsets[-1]), len(qs)))
-        gene_quantiles(slab.indptr, slab.cells, layers, codes, offsets, sizes, qs, result)
-        del layers
-        for li, layer in enumerate(ctx.layers):
-            for gi, key in enumerate(keys):
-                arrays = self._arrays[layer, key]
-                part = result[li, :, offsets[gi] : offsets[gi + 1]]
-                for t, name in enumerate(self._names):
-                    self.out.put(
-                        arrays[name],
-                        (slice(None), slice(slab.lo, slab.hi)),
-                        np.ascontiguousarray(part[:, :, t].T, dtype=np.float32),
-                    )
+    def part(self) -> QuantilesPart:
+        return QuantilesPart(self._arrays, tuple(self._names))
 
     def finish(self) -> dict[str, Any]:
         layers: dict[str, dict[str, object]] = {}

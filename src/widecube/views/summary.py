@@ -14,6 +14,7 @@ like the result of ``scanpy.get.aggregate``::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from ..errors import VerificationError
 from ..snapshot import Snapshot, SnapshotWriter, zarr_array, zarr_group
 from ._layout import create_grouped, entry_for, group_table, relpath
 from ._registry import ViewSpec, reader, register_read, register_view
-from ._spec import BuildContext, Builder, SlabStats, ViewReader
+from ._spec import BuildContext, Builder, Put, SlabPart, SlabStats, ViewReader
 from .genes import GenesReader
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "SUMMARY",
     "SUMMARY_STATS",
     "SummaryBuilder",
+    "SummaryPart",
     "SummaryReader",
     "derive",
 ]
@@ -68,6 +70,26 @@ def _groups(snap: Snapshot, path: str) -> tuple[tuple[str, ...], np.ndarray]:
     return tuple(str(g) for g in table.index), table["n_cells"].to_numpy()[:, None]
 
 
+@dataclass(frozen=True)
+class SummaryPart(SlabPart):
+    """Writes one slab's moments and derived statistics into every (layer, grouping)."""
+
+    arrays: dict[tuple[str, str], dict[str, zarr.Array[Any]]]
+
+    def run(self, stats: SlabStats, put: Put) -> None:
+        ctx = stats.ctx
+        lo, hi = stats.slab.lo, stats.slab.hi
+        for (layer, key), arrays in self.arrays.items():
+            s, sq, nnz = stats.moments(layer).of(ctx, key)
+            n = ctx.grouping(key).n_cells[:, None]
+            region = (slice(None), slice(lo, hi))
+            put(arrays["sum"], region, np.ascontiguousarray(s))
+            put(arrays["sumsq"], region, np.ascontiguousarray(sq))
+            put(arrays["nnz"], region, np.ascontiguousarray(nnz))
+            for stat in DERIVED_STATS:
+                put(arrays[stat], region, derive(stat, n, s, sq, nnz).astype(np.float32))
+
+
 class SummaryBuilder(Builder):
     """Fills one AnnData per (layer, grouping) with each slab's moments and derived stats."""
 
@@ -85,18 +107,8 @@ class SummaryBuilder(Builder):
                     uns={"groupby": key, "layer": layer},
                 )
 
-    def consume(self, stats: SlabStats) -> None:
-        ctx, out = self.ctx, self.out
-        lo, hi = stats.slab.lo, stats.slab.hi
-        for (layer, key), arrays in self._arrays.items():
-            s, sq, nnz = stats.moments(layer).of(ctx, key)
-            n = ctx.grouping(key).n_cells[:, None]
-            region = (slice(None), slice(lo, hi))
-            out.put(arrays["sum"], region, np.ascontiguousarray(s))
-            out.put(arrays["sumsq"], region, np.ascontiguousarray(sq))
-            out.put(arrays["nnz"], region, np.ascontiguousarray(nnz))
-            for stat in DERIVED_STATS:
-                out.put(arrays[stat], region, derive(stat, n, s, sq, nnz).astype(np.float32))
+    def part(self) -> SummaryPart:
+        return SummaryPart(self._arrays)
 
     def finish(self) -> dict[str, Any]:
         ctx = self.ctx

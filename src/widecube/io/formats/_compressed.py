@@ -141,9 +141,11 @@ def iter_row_slabs(
     block_nnz: int,
     where: object,
     name: str = "matrix",
+    start: int = 0,
+    stop: int | None = None,
 ) -> Iterator[Block]:
     """Yield full-width row blocks of at most ``block_nnz`` stored values (at least one row),
-    each checked by :func:`iter_slabs`."""
+    each checked by :func:`iter_slabs`, of rows ``start..stop-1`` (default: every row)."""
     for slab in iter_slabs(
         indptr,
         indices,
@@ -154,6 +156,7 @@ def iter_row_slabs(
         where=where,
         name=name,
         major="row",
-        stop=n_rows,
+        start=start,
+        stop=n_rows if stop is None else stop,
     ):
         yield csr_block(slab, n_rows=n_rows, n_cols=n_cols, major="row", where=where)

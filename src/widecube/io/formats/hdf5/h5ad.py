@@ -258,12 +258,46 @@ class H5adSource(MatrixSource):
         except OSError as exc:
             raise UnreadableInput(f"{self.path}: read failed, file truncated or corrupt ({exc})") from exc
 
-    def _iter_dense(self, block_nnz: int, lo: int, hi: int) -> Iterator[Block]:
-        n_rows = self._shape[0]
+    def _iter_dense(
+        self, block_nnz: int, lo: int, hi: int, start: int = 0, stop: int | None = None
+    ) -> Iterator[Block]:
+        stop = self._shape[0] if stop is None else stop
         step = max(1, block_nnz // max(1, hi - lo))
-        for r0 in range(0, n_rows, step):
-            dense = self._elem[r0 : min(n_rows, r0 + step), lo:hi]
+        for r0 in range(start, stop, step):
+            dense = self._elem[r0 : min(stop, r0 + step), lo:hi]
             yield Block(r0, lo, sp.csr_matrix(dense))
+
+    @property
+    def row_ranges(self) -> bool:
+        """CSR and dense X read a range of rows alone; CSC would read every column."""
+        return self._kind != "csc"
+
+    def iter_rows(self, start: int, stop: int, *, block_nnz: int) -> Iterator[Block]:
+        if not self.row_ranges:
+            yield from super().iter_rows(start, stop, block_nnz=block_nnz)
+            return
+        try:
+            if self._kind == "dense":
+                yield from self._iter_dense(block_nnz, 0, self._shape[1], start, stop)
+                return
+            n_rows, n_cols = self._shape
+            indptr, indices, data = (self._elem[k] for k in ("indptr", "indices", "data"))
+            for slab in iter_slabs(
+                indptr,
+                indices,
+                data,
+                n_minor=n_cols,
+                nnz=self._nnz or 0,
+                block_nnz=block_nnz,
+                where=self.path,
+                name=self._elem.name.lstrip("/"),
+                major="row",
+                start=start,
+                stop=stop,
+            ):
+                yield csr_block(slab, n_rows=n_rows, n_cols=n_cols, major="row", where=self.path)
+        except OSError as exc:
+            raise UnreadableInput(f"{self.path}: read failed, file truncated or corrupt ({exc})") from exc
 
     def close(self) -> None:
         if self._file.id.valid:

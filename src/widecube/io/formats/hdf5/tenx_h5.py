@@ -206,6 +206,14 @@ class TenxH5Source(MatrixSource):
         return self._var.copy()
 
     def iter_blocks(self, *, block_nnz: int, columns: tuple[int, int] | None = None) -> Iterator[Block]:
+        return self.iter_rows(0, self._shape[0], block_nnz=block_nnz)
+
+    @property
+    def row_ranges(self) -> bool:
+        """Cells are the stored majors: a range of cells is read alone."""
+        return True
+
+    def iter_rows(self, start: int, stop: int, *, block_nnz: int) -> Iterator[Block]:
         g = self._group
         narrow = g["indices"].dtype != np.int32 and self._shape[1] < 2**31
         pool = ThreadPoolExecutor(_threads(), thread_name_prefix="widecube-inflate")
@@ -228,6 +236,8 @@ class TenxH5Source(MatrixSource):
                 block_nnz=block_nnz,
                 where=self.path,
                 name=g.name.lstrip("/"),
+                start=start,
+                stop=stop,
             )
         except OSError as exc:
             raise UnreadableInput(f"{self.path}: read failed, file truncated or corrupt ({exc})") from exc

@@ -1,0 +1,307 @@
+"""The two passes of an ingest on a Dask cluster: row ranges, then gene ranges, as tasks.
+
+An ingest runs here, in one process, unless the settings name a cluster
+(``WIDECUBE_CLUSTER=tcp://scheduler:8786``, ``--cluster``) or ask for a local one
+(``WIDECUBE_WORKERS=N``, ``--workers N``: a :class:`distributed.LocalCluster` of N
+single-threaded worker processes). :func:`dask_client` opens either (or nothing).
+
+Pass 1 (:func:`spill_on_cluster`, for inputs that read a range of rows alone) is one task per
+row range: each opens the input, spills its rows into gene buckets of its own in the job's
+work folder and returns its rows' library sizes; they are joined here in row order.
+
+Pass 2 (:func:`build_on_cluster`) is one task per spill bucket (a chunk-aligned gene range:
+``BuildContext.slab_width`` is both the bucket width and the column chunk of every grouped
+view array). A task reads its bucket from the work folder (shared storage: every worker
+must see it at the same path), runs every view's :class:`~widecube.views.SlabPart` on its
+slabs and writes its genes straight into the snapshot's Zarr arrays. A write goes through
+:class:`ChunkSink`: a chunk the task covers whole is written by the task, the pieces of any
+other chunk (the matrix view's values, whose chunks straddle gene ranges) come back and are
+written here, so no two processes ever write one chunk. What each part returns is merged here
+by its builder, slabs in gene order (the markers' top genes and the Benjamini-Hochberg
+correction need every gene), so the snapshot is byte for byte the one a single process builds.
+
+A task writes nothing but its own chunks and reads its bucket without removing it, so Dask
+may run it again on another worker when one dies; the client removes the spill afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+import zarr
+
+from ..compute import JoinedSpill, SpillBuckets, SpillPart, spill_rows
+from ..config import Settings
+from ..errors import InputError
+from ..io import MatrixSource
+from ..views import BuildContext, Builder, SlabPart
+
+__all__ = ["ChunkSink", "Piece", "build_on_cluster", "dask_client", "spill_on_cluster"]
+
+Piece = tuple["zarr.Array[Any]", tuple[tuple[int, int], ...], np.ndarray]
+"""``(array, ((start, stop) per dimension), values)``: part of a chunk a task did not cover whole."""
+
+_RETRIES = 2  # a task that raised (an I/O error) runs again; a lost worker's tasks always do
+
+
+@contextlib.contextmanager
+def dask_client(settings: Settings) -> Iterator[Any]:
+    """A :class:`distributed.Client` of the cluster the settings name, or of a local cluster of
+    ``settings.workers`` single-threaded processes; None when they name neither."""
+    if not settings.cluster and not settings.workers:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if settings.cluster:
+        with Client(settings.cluster, timeout="30s") as client:  # type: ignore[no-untyped-call]
+            yield client
+        return
+    with (
+        LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=settings.workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            # no dashboard; the scheduler's HTTP endpoints (health, metrics) on a free port
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+            host="127.0.0.1",
+        ) as cluster,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
+    ):
+        yield client
+
+
+class ChunkSink:
+    """The ``put`` of a pass-2 task: writes whole chunks, keeps pieces of the others.
+
+    A region's chunks that it covers whole are written at once; a piece of any other chunk is
+    kept until the task's pieces cover that chunk (then written whole), and what remains at
+    the end (:meth:`leftovers`) goes back to the client, which alone writes those chunks.
+    """
+
+    def __init__(self) -> None:
+        self._pieces: dict[tuple[str, tuple[int, ...]], list[Piece]] = {}
+        self._covered: dict[tuple[str, tuple[int, ...]], int] = {}
+
+    def __call__(self, array: zarr.Array[Any], region: tuple[slice, ...], values: np.ndarray) -> None:
+        bounds = [s.indices(n)[:2] for s, n in zip(region, array.shape, strict=True)]
+        chunks = array.chunks
+        grid = [range(a // c, math.ceil(b / c)) for (a, b), c in zip(bounds, chunks, strict=True)]
+        for idx in itertools.product(*grid):
+            whole = [(i * c, min((i + 1) * c, n)) for i, c, n in zip(idx, chunks, array.shape, strict=True)]
+            inter = [(max(a, ca), min(b, cb)) for (a, b), (ca, cb) in zip(bounds, whole, strict=True)]
+            sub = values[tuple(slice(ia - a, ib - a) for (ia, ib), (a, _) in zip(inter, bounds, strict=True))]
+            if inter == whole:
+                array[tuple(slice(a, b) for a, b in inter)] = sub
+                continue
+            key = (f"{array.store}/{array.path}", idx)
+            self._pieces.setdefault(key, []).append((array, tuple(inter), np.array(sub)))
+            self._covered[key] = self._covered.get(key, 0) + int(sub.size)
+            if self._covered[key] == math.prod(b - a for a, b in whole):
+                self._write_whole(whole, self._pieces.pop(key))
+                del self._covered[key]
+
+    @staticmethod
+    def _write_whole(whole: Sequence[tuple[int, int]], pieces: list[Piece]) -> None:
+        array = pieces[0][0]
+        buf = np.empty(tuple(b - a for a, b in whole), dtype=pieces[0][2].dtype)
+        for _, inter, values in pieces:
+            buf[tuple(slice(a - ca, b - ca) for (a, b), (ca, _) in zip(inter, whole, strict=True))] = values
+        array[tuple(slice(a, b) for a, b in whole)] = buf
+
+    def leftovers(self) -> list[Piece]:
+        """The pieces of chunks this task did not cover whole (other tasks hold the rest)."""
+        return [p for pieces in self._pieces.values() for p in pieces]
+
+
+def _task(
+    ctx: BuildContext, parts: Sequence[SlabPart], buckets: SpillBuckets, bucket: int, scratch: Path
+) -> tuple[list[list[Any]], list[Piece]]:
+    """Pass 2 of one bucket on a worker: every part on every slab; (results, leftover pieces)."""
+    _numba_threads_as_worker()
+    sink = ChunkSink()
+    results = []
+    for slab in buckets.slabs(bucket, consume=False, scratch=scratch):
+        stats = ctx.slab_stats(slab)
+        results.append([part.run(stats, sink) for part in parts])
+    return results, sink.leftovers()
+
+
+def _numba_threads_as_worker() -> None:
+    """The numba kernels use as many threads as the worker runs tasks (its ``--nthreads``),
+    not every core of the host (results do not depend on it: each gene is one thread's)."""
+    import numba
+    from distributed import get_worker
+
+    with contextlib.suppress(ValueError):  # not in a worker (a test calling the task itself)
+        most = int(getattr(numba.config, "NUMBA_NUM_THREADS", 1))
+        numba.set_num_threads(max(1, min(most, get_worker().state.nthreads)))
+
+
+def build_on_cluster(
+    client: Any,
+    ctx: BuildContext,
+    buckets: SpillBuckets,
+    builders: Sequence[Builder],
+    scratch: Path,
+    progress: Callable[[float], None],
+) -> None:
+    """Pass 2 over every bucket on ``client``'s cluster; builders merge here, in gene order,
+    and the chunks that tasks share are put together and written here (one writer each:
+    never the snapshot writer's background pool, whose locks are per array object)."""
+    [ctx_future] = client.scatter([ctx], broadcast=True, hash=False)
+    parts = [builder.part() for builder in builders]
+    run = uuid.uuid4().hex[:8]  # a step run again never meets the keys of a run it replaced
+    futures = [
+        client.submit(
+            _task,
+            ctx_future,
+            parts,
+            buckets,
+            b,
+            scratch,
+            key=f"widecube-pass2-{ctx.version}-{run}-{b:05d}",
+            pure=False,
+            retries=_RETRIES,
+        )
+        for b in range(buckets.n_buckets)
+    ]
+    shared = ChunkSink()  # the chunks tasks share: each written whole, here, once complete
+    try:
+        for b, future in enumerate(futures):
+            results, leftovers = future.result()
+            future.release()
+            for slab_results in results:
+                for builder, result in zip(builders, slab_results, strict=True):
+                    builder.merge(result)
+            for array, inter, values in leftovers:
+                shared(array, tuple(slice(start, stop) for start, stop in inter), values)
+            lo, hi = buckets.genes(b)
+            progress((hi - lo) / ctx.n_genes)
+        missing = shared.leftovers()
+        if missing:  # every gene was written, so every chunk is complete: a bug if not
+            array, inter, _ = missing[0]
+            raise RuntimeError(f"pass 2 left chunk of {array.path} at {inter} incomplete")
+    finally:
+        client.cancel(futures)
+        client.cancel([ctx_future])
+
+
+class _Names(Sequence[str]):
+    """Cell or gene names read only if asked for (a pass-1 task names them in errors alone)."""
+
+    def __init__(self, read: Callable[[], Sequence[str]]) -> None:
+        self._read = read
+        self._names: Sequence[str] | None = None
+
+    def _all(self) -> Sequence[str]:
+        if self._names is None:
+            self._names = self._read()
+        return self._names
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[str]: ...
+    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
+        return self._all()[i]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+def _pass1_task(
+    opener: Callable[[], MatrixSource], start: int, stop: int, workdir: Path, block_nnz: int, slab_bytes: int
+) -> SpillPart | InputError:
+    """Pass 1 of rows ``start..stop-1`` on a worker, into a spill of its own under ``workdir``.
+
+    A bad input is returned, not raised: Dask would retry a task that raised, and reading the
+    same rows again finds the same fault."""
+    _numba_threads_as_worker()
+    try:
+        with opener() as source:
+            return _spill_rows(source, start, stop, workdir, block_nnz, slab_bytes)
+    except InputError as exc:
+        return exc
+
+
+def _spill_rows(
+    source: MatrixSource, start: int, stop: int, workdir: Path, block_nnz: int, slab_bytes: int
+) -> SpillPart:
+    return spill_rows(
+        source,
+        start,
+        stop,
+        obs_names=_Names(lambda: source.obs().index),
+        var_names=_Names(lambda: source.var().index),
+        workdir=workdir,
+        block_nnz=block_nnz,
+        slab_bytes=slab_bytes,
+    )
+
+
+def spill_on_cluster(
+    client: Any,
+    opener: Callable[[], MatrixSource],
+    source: MatrixSource,
+    *,
+    workdir: Path,
+    block_nnz: int,
+    slab_bytes: int,
+    version: str,
+    progress: Callable[[float], None],
+) -> JoinedSpill:
+    """Pass 1 split by rows on ``client``'s cluster: each task opens the input (``opener``,
+    picklable, the same path on every worker), spills its rows into ``workdir/pass1/p<i>``;
+    the library sizes and bucket sizes are put together here, in row order.
+
+    ``source`` (open here) must read row ranges (:attr:`MatrixSource.row_ranges`). Rows are
+    cut into at least two tasks per worker thread, and more for a large input (about 16
+    blocks of ``block_nnz`` values each). The first bad input in row order is raised, as
+    the single-process pass 1 raises it.
+    """
+    n_cells, n_genes = source.shape
+    expected = source.nnz_hint if source.nnz_hint is not None else n_cells * n_genes // 10
+    threads = max(1, sum(client.nthreads().values()))
+    n_tasks = max(1, min(n_cells, max(2 * threads, math.ceil(expected / (16 * block_nnz)))))
+    bounds = [n_cells * i // n_tasks for i in range(n_tasks + 1)]
+    root = workdir / "pass1"
+    run = uuid.uuid4().hex[:8]
+    futures = [
+        client.submit(
+            _pass1_task,
+            opener,
+            a,
+            b,
+            root / f"p{i:05d}",
+            block_nnz,
+            slab_bytes,
+            key=f"widecube-pass1-{version}-{run}-{i:05d}",
+            pure=False,
+            retries=_RETRIES,
+        )
+        for i, (a, b) in enumerate(itertools.pairwise(bounds))
+    ]
+    parts: list[SpillPart] = []
+    try:
+        for future in futures:
+            part = future.result()
+            future.release()
+            if isinstance(part, InputError):
+                raise part
+            parts.append(part)
+            progress((part.stop - part.start) / max(1, n_cells))
+        return JoinedSpill(parts, n_cells=n_cells, n_genes=n_genes)
+    except BaseException:
+        client.cancel(futures)
+        shutil.rmtree(root, ignore_errors=True)
+        raise

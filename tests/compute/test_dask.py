@@ -1,0 +1,206 @@
+"""An ingest on a real Dask deployment (a ``dask scheduler`` process and two ``dask worker``
+processes over TCP) builds the same snapshot, byte for byte, as the single-process engine:
+the manifests' checksums agree file by file, for CSR, CSC and dense h5ad inputs and a 10x h5,
+through the library, the CLI (``--cluster``, ``--workers``) and a worker killed mid pass 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _dask import Deployment, KillOnTask, deployment
+from _data import small_adata, write_h5ad
+from _io_writers import write_10x_h5
+from _s3 import moto_bucket
+from widecube.config import Settings
+from widecube.errors import InvalidValue
+from widecube.pipeline import ingest
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
+
+distributed = pytest.importorskip("distributed")
+
+MEMORY = 200 * 16 * 12  # slabs of ~200 values: ~20 buckets, so pass 2 is ~20 tasks
+LAYOUTS = ["csr", "csc", "dense", "10x", "csr-float"]
+
+
+def _input(folder: Path, layout: str) -> Path:
+    adata = small_adata()
+    if layout == "csr-float":  # not counts: the raw layer alone, library sizes of fractions
+        adata.X = adata.X * np.float64(0.3701)
+        return write_h5ad(adata, folder / "in-float.h5ad", layout="csr")
+    if layout == "10x":
+        x = np.asarray(adata.X)
+        return write_10x_h5(folder / "in.h5", x, list(adata.obs_names), list(adata.var_names))
+    return write_h5ad(adata, folder / f"in-{layout}.h5ad", layout=layout)
+
+
+def _files(settings: Settings, dataset: str) -> dict[str, str]:
+    """Every snapshot file's sha256, as the published version's manifest records it."""
+    (version,) = [p for p in (settings.storage / "datasets" / dataset).iterdir()]
+    manifest = json.loads((version / "manifest.json").read_text())
+    assert manifest["views"]
+    return {path: entry["sha256"] for path, entry in manifest["files"].items()}
+
+
+def _by_view(files: dict[str, str]) -> dict[str, dict[str, str]]:
+    views: dict[str, dict[str, str]] = {}
+    for path, digest in files.items():
+        parts = path.split("/")
+        views.setdefault(parts[1].split(".")[0] if parts[0] == "views" else parts[0], {})[path] = digest
+    return views
+
+
+def _assert_same(local: dict[str, str], cluster: dict[str, str], *, markers: bool = True) -> None:
+    """Both snapshots hold the same files with the same checksums, view by view (the 10x h5
+    has no grouping, so no markers: its one all-cells group has no rest to compare with)."""
+    ours, theirs = _by_view(local), _by_view(cluster)
+    assert set(ours) == set(theirs) >= {"genes", "summary", "quantiles", "matrix", "dataset"}
+    assert ("markers" in ours) == markers
+    for view in ours:
+        assert ours[view] == theirs[view], f"view {view} differs"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    with deployment(tmp_path_factory.mktemp("dask")) as d:
+        with distributed.Client(d.address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield d
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, str]]]:
+    """Each input and the checksums of its snapshot built by the single-process engine."""
+    folder = tmp_path_factory.mktemp("inputs")
+    out = {}
+    for layout in LAYOUTS:
+        path = _input(folder, layout)
+        settings = Settings(storage=folder / f"local-{layout}", memory=MEMORY)
+        ingest(path, dataset="d", settings=settings)
+        out[layout] = (path, _files(settings, "d"))
+    return out
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_cluster_builds_identical_views(
+    layout: str, cluster: Deployment, inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
+) -> None:
+    path, local = inputs[layout]
+    settings = Settings(storage=tmp_path / "s", memory=MEMORY, cluster=cluster.address)
+    with distributed.Client(cluster.address) as watcher, distributed.get_task_stream(watcher) as stream:
+        ingest(path, dataset="d", settings=settings)
+    pass1 = [t for t in stream.data if str(t["key"]).startswith("widecube-pass1-")]
+    pass2 = [t for t in stream.data if str(t["key"]).startswith("widecube-pass2-")]
+    assert len({t["key"] for t in pass2}) > 5, "pass 2 was not split into gene ranges"
+    assert len({t["worker"] for t in pass2}) == 2, "pass 2 did not run on both workers"
+    if layout == "csc":  # a CSC store cannot read a range of rows alone: pass 1 stays here
+        assert not pass1
+    else:  # 2 row ranges per worker thread
+        assert len({t["key"] for t in pass1}) == 4, "pass 1 was not split into row ranges"
+        assert len({t["worker"] for t in pass1}) == 2, "pass 1 did not run on both workers"
+    _assert_same(local, _files(settings, "d"), markers=layout != "10x")
+    left = [p for p in (settings.storage / "work").rglob("*") if p.is_file() and "scratch" in p.parts]
+    assert not left, "spill files left behind"
+
+
+def test_a_bad_value_fails_the_job_as_without_a_cluster(cluster: Deployment, tmp_path: Path) -> None:
+    """A NaN in the rows of the last pass-1 task: the same error, naming the same cell, and
+    no retry (the task hands the error back instead of raising it)."""
+    adata = small_adata()
+    adata.X[200, 7] = np.nan
+    path = write_h5ad(adata, tmp_path / "bad.h5ad", layout="csr")
+    with pytest.raises(InvalidValue) as here:
+        ingest(path, dataset="d", settings=Settings(storage=tmp_path / "a", memory=MEMORY))
+    settings = Settings(storage=tmp_path / "b", memory=MEMORY, cluster=cluster.address)
+    with (
+        distributed.Client(cluster.address) as watcher,
+        distributed.get_task_stream(watcher) as stream,
+        pytest.raises(InvalidValue) as there,
+    ):
+        ingest(path, dataset="d", settings=settings)
+    assert str(there.value) == str(here.value)
+    assert "NaN found at row 201 (cell 'cell200'), column 8 (gene 'Gene7')" in str(here.value)
+    pass1 = [str(t["key"]) for t in stream.data if str(t["key"]).startswith("widecube-pass1-")]
+    assert len(pass1) == len(set(pass1)) == 4, "a task ran more than once"
+    assert not (settings.storage / "datasets" / "d").exists()
+
+
+def test_snapshots_on_an_object_store_from_a_local_cluster(
+    inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
+) -> None:
+    """``WIDECUBE_STORAGE=s3://…`` (moto on loopback) with ``workers=2``: the tasks write the
+    snapshot's chunks straight to the store, and its manifest (read back from the store)
+    lists the checksums of the single-process snapshot in a local folder."""
+    path, local = inputs["csr"]
+    with moto_bucket("widecube-dask") as s3:
+        settings = Settings(
+            storage="s3://widecube-dask/wc",
+            catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
+            cache=tmp_path / "cache",
+            work=tmp_path / "work",
+            memory=MEMORY,
+            workers=2,
+        )
+        version = ingest(path, dataset="d", settings=settings).version
+        body = s3.get_object(Bucket="widecube-dask", Key=f"wc/datasets/d/{version}/manifest.json")["Body"]
+        manifest = json.loads(body.read())
+    _assert_same(local, {p: e["sha256"] for p, e in manifest["files"].items()})
+
+
+def _cli(storage: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WIDECUBE_STORAGE": str(storage), "WIDECUBE_MEMORY": str(MEMORY)}
+    env.pop("WIDECUBE_CLUSTER", None)
+    env.pop("WIDECUBE_WORKERS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "widecube.cli", "ingest", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_cluster_option(
+    cluster: Deployment, inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
+) -> None:
+    path, local = inputs["csr"]
+    done = _cli(tmp_path / "s", str(path), "-d", "d", "--cluster", cluster.address)
+    assert done.returncode == 0, done.stderr
+    _assert_same(local, _files(Settings(storage=tmp_path / "s"), "d"))
+
+
+def test_cli_local_cluster_of_workers(inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path) -> None:
+    path, local = inputs["dense"]
+    done = _cli(tmp_path / "s", str(path), "-d", "d", "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    _assert_same(local, _files(Settings(storage=tmp_path / "s"), "d"))
+
+
+@pytest.mark.parametrize(
+    ("prefix", "nth"), [("widecube-pass2-", 3), ("widecube-pass1-", 2)], ids=["pass2", "pass1"]
+)
+def test_worker_killed_mid_pass_still_publishes_identical_views(
+    prefix: str, nth: int, inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
+) -> None:
+    """A worker SIGKILLed as it starts its ``nth`` task of a pass: Dask runs its tasks again
+    on the other worker, and the snapshot is the single-process one."""
+    path, local = inputs["csr"]
+    with deployment(tmp_path / "dask") as d:
+        with distributed.Client(d.address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+            marker = tmp_path / "killed"
+            client.register_plugin(KillOnTask(prefix, nth, str(marker)), name="kill")
+            settings = Settings(storage=tmp_path / "s", memory=MEMORY, cluster=d.address)
+            ingest(path, dataset="d", settings=settings)
+        assert marker.exists(), "no worker was killed"
+        killed = [w for w in d.workers if w.poll() is not None]
+        assert [w.returncode for w in killed] == [-9], "exactly one worker must have died, by SIGKILL"
+    _assert_same(local, _files(settings, "d"))
