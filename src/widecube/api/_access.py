@@ -193,11 +193,8 @@ def _me(request: Request, actor: Any, csrf: str | None = None) -> dict[str, Any]
 @router.get("/session", response_model=Me)
 def whoami(request: Request, actor: Caller) -> Response:
     """Who this request comes from (anonymous without credentials)."""
-    csrf = None
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if actor.via == "session" and cookie is not None:
-        csrf = request.app.state.identities.session(cookie)[1].csrf
-    return JSON(_me(request, actor, csrf), headers=_NO_STORE)
+    session = getattr(request.state, "session", None) if actor.via == "session" else None
+    return JSON(_me(request, actor, None if session is None else session.csrf), headers=_NO_STORE)
 
 
 @router.post("/session", response_model=Me, responses=errors(401, 422))

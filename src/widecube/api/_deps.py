@@ -103,6 +103,7 @@ async def _authenticate(request: Request, client: str | None, request_id: str) -
             raise PermissionDenied(
                 f"a signed-in browser request that changes something needs the {CSRF_HEADER} header"
             )
+        request.state.session = session  # GET /session shows its CSRF secret without decoding again
         return actor
     return Actor.anonymous()
 
@@ -123,15 +124,8 @@ def _session_ended(exc: AuthenticationFailed) -> HTTPException:
 def _count_failure(request: Request, client: str | None) -> None:
     """Count a failed authentication against the client's address (429 beyond the limit)."""
     limiter = getattr(request.app.state, "rate_limiter", None)
-    if limiter is None:
-        return
-    wait, full = limiter.hit(f"addr:{client}")
-    if full is not None:
-        raise HTTPException(
-            429,
-            f"too many requests: at most {full} per caller; retry in {wait} s",
-            headers={"Retry-After": str(wait)},
-        )
+    if limiter is not None:
+        limiter.enforce(f"addr:{client}")
 
 
 def _request_id(request: Request) -> str:

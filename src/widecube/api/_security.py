@@ -141,6 +141,16 @@ class RateLimiter:
             self.limiter.hit(item, key)
         return 0, None
 
+    def enforce(self, key: str) -> None:
+        """Count one request of ``key``, or refuse it: 429 with ``Retry-After``."""
+        wait, full = self.hit(key)
+        if full is not None:
+            raise HTTPException(
+                429,
+                f"too many requests: at most {full} per caller; retry in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+
 
 async def rate_limit(request: Request) -> None:
     """App-wide dependency: 429 with ``Retry-After`` when this caller's identity is over the limit.
@@ -150,14 +160,7 @@ async def rate_limit(request: Request) -> None:
         return
     actor = await current_actor(request)  # remembered on the request: routes get the same
     client = request.client.host if request.client is not None else "unknown"
-    key: str = getattr(actor, "key", None) or f"addr:{client}"
-    wait, full = limiter.hit(key)
-    if full is not None:
-        raise HTTPException(
-            429,
-            f"too many requests: at most {full} per caller; retry in {wait} s",
-            headers={"Retry-After": str(wait)},
-        )
+    limiter.enforce(getattr(actor, "key", None) or f"addr:{client}")
 
 
 _TOO_MANY: dict[str, Any] = {
