@@ -358,6 +358,41 @@ def test_revoked_token_fails_authentication_in_another_catalog(
         identities.bearer(minted.text)
 
 
+def test_bearer_from_memory_answers_only_what_a_catalog_read_would(
+    open_catalog: Callable[[], Catalog], backend: Backend, tmp_path: Path
+) -> None:
+    """The API's no-I/O path: None until the token was read (and always on PostgreSQL, where
+    nothing is remembered), then the same actor as ``bearer``, and None again the moment
+    another catalog revokes the token or adds the user to a group."""
+    a, b = open_catalog(), open_catalog()
+    minted = tk.mint()
+    a.access.create_token(
+        id=minted.id, secret_sha256=minted.sha256, user="ana", scope="read", datasets=None,
+        expires_at=None, created_by="test",
+    )  # fmt: skip
+    identities = Identities(b, Settings(storage=tmp_path / "store"))
+    assert identities.bearer_from_memory(minted.text) is None  # never read: go to the catalog
+    slow = identities.bearer(minted.text)
+    fast = identities.bearer_from_memory(minted.text)
+    if backend.name == "postgresql":
+        assert fast is None
+        return
+    assert fast == slow and fast is not None and fast.user == "ana" and fast.via == "token"
+    wrong = tk.parse(minted.text)
+    assert wrong is not None
+    assert identities.bearer_from_memory(f"wc_{wrong[0]}_{'x' * 43}") is None  # wrong secret
+    assert identities.bearer_from_memory("not-a-token") is None
+    a.access.add_member("lab", "ana")
+    assert identities.bearer_from_memory(minted.text) is None  # a commit elsewhere: read again
+    assert identities.bearer(minted.text).groups == frozenset({"lab"})
+    assert identities.bearer_from_memory(minted.text).groups == frozenset({"lab"})  # type: ignore[union-attr]
+    a.access.revoke_token(minted.id)
+    assert identities.bearer_from_memory(minted.text) is None
+    with pytest.raises(AuthenticationFailed, match="revoked"):
+        identities.bearer(minted.text)
+    assert identities.bearer_from_memory(minted.text) is None  # remembered, but revoked
+
+
 _WATCH = """
 import sys
 from datetime import UTC, datetime

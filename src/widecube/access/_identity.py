@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from ..catalog import AuditEvent, Catalog, TokenRecord
+from ..catalog import AuditEvent, Catalog, NotInMemory, TokenRecord
 from ..config import Settings
 from ..errors import AuthenticationFailed
 from . import _tokens
@@ -82,6 +82,31 @@ class Identities:
             + (" nor a JWT from the configured identity provider" if self.oidc else "")
         )
 
+    def bearer_from_memory(
+        self, text: str, *, client: str | None = None, request_id: str | None = None
+    ) -> Actor | None:
+        """The caller presenting the API token ``text`` when the catalog answers from memory
+        (nothing committed since the token and its user's groups were last read) and the token
+        is valid; None otherwise, and then :meth:`bearer` decides (it may read the catalog and
+        record a refusal, so the API runs it in a worker thread, and this on its event loop)."""
+        parsed = _tokens.parse(text)
+        if parsed is None:
+            return None
+        return self._remembered(parsed[0], parsed[1], "token", client, request_id)
+
+    def session_from_memory(
+        self, cookie: str, *, client: str | None = None, request_id: str | None = None
+    ) -> tuple[Actor, Session] | None:
+        """:meth:`session` when the catalog answers from memory and the session is valid; None
+        otherwise (as :meth:`bearer_from_memory`)."""
+        try:
+            data = self._sessions.loads(cookie, max_age=SESSION_MAX_AGE)
+            session = Session(str(data["t"]), str(data["c"]))
+        except (BadSignature, KeyError, TypeError):
+            return None
+        actor = self._remembered(session.token, None, "session", client, request_id)
+        return None if actor is None else (actor, session)
+
     def session(
         self, cookie: str, *, client: str | None = None, request_id: str | None = None
     ) -> tuple[Actor, Session]:
@@ -134,6 +159,21 @@ class Identities:
             self._reject(f"{state} API token", client, request_id, token=id, user=record.user)
             raise AuthenticationFailed(f"this API token is {state}")
         return record
+
+    def _remembered(
+        self, id: str, secret: str | None, via: Any, client: str | None, request_id: str | None
+    ) -> Actor | None:
+        access = self.catalog.access
+        try:
+            with access.memory_only():
+                found = access.token(id)
+                if found is None or (secret is not None and not _tokens.matches(secret, found[1])):
+                    return None
+                if found[0].state(datetime.now(UTC)) != "active":
+                    return None
+                return self._actor(found[0], via, client, request_id)
+        except NotInMemory:
+            return None
 
     def _actor(self, record: TokenRecord, via: Any, client: str | None, request_id: str | None) -> Actor:
         return Actor(

@@ -92,13 +92,20 @@ async def _authenticate(request: Request, client: str | None, request_id: str) -
         scheme, _, credential = header.partition(" ")
         if scheme.lower() != "bearer" or not credential.strip():
             raise AuthenticationFailed("the Authorization header must be 'Bearer <token>'")
+        credential = credential.strip()
+        remembered = identities.bearer_from_memory(credential, client=client, request_id=request_id)
+        if remembered is not None:  # the common case: no thread hop, no catalog read
+            return remembered
         return await to_thread.run_sync(
-            lambda: identities.bearer(credential.strip(), client=client, request_id=request_id)
+            lambda: identities.bearer(credential, client=client, request_id=request_id)
         )
     if cookie is not None:
-        actor, session = await to_thread.run_sync(
-            lambda: identities.session(cookie, client=client, request_id=request_id)
-        )
+        known = identities.session_from_memory(cookie, client=client, request_id=request_id)
+        if known is None:
+            known = await to_thread.run_sync(
+                lambda: identities.session(cookie, client=client, request_id=request_id)
+            )
+        actor, session = known
         if request.method not in _SAFE and not identities.csrf_ok(session, request.headers.get(CSRF_HEADER)):
             raise PermissionDenied(
                 f"a signed-in browser request that changes something needs the {CSRF_HEADER} header"

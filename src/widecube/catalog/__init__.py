@@ -17,7 +17,15 @@ from __future__ import annotations
 
 from widecube.catalog._audit import AuditCheck, AuditEvent, AuditRecord
 from widecube.catalog._catalog import Catalog, PointerMoved
-from widecube.catalog._grants import NAME_PATTERN, GrantRecord, Lookup, Policy, TokenNotFound, TokenRecord
+from widecube.catalog._grants import (
+    NAME_PATTERN,
+    GrantRecord,
+    Lookup,
+    NotInMemory,
+    Policy,
+    TokenNotFound,
+    TokenRecord,
+)
 from widecube.catalog._jobstore import AttemptsUsed, JobNotFound, JobRecord, JobState, LeaseLost
 from widecube.catalog._records import DatasetRecord, VersionRecord, VersionStatus
 
@@ -29,6 +37,7 @@ __all__ = [
     "AuditRecord",
     "GrantRecord",
     "Lookup",
+    "NotInMemory",
     "Policy",
     "TokenNotFound",
     "TokenRecord",

@@ -16,8 +16,9 @@ the commit, too late for the next request).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,7 +39,16 @@ from widecube.catalog._schema import (
 )
 from widecube.errors import InvalidQuery, NotFound
 
-__all__ = ["NAME_PATTERN", "Access", "GrantRecord", "Lookup", "Policy", "TokenNotFound", "TokenRecord"]
+__all__ = [
+    "NAME_PATTERN",
+    "Access",
+    "GrantRecord",
+    "Lookup",
+    "NotInMemory",
+    "Policy",
+    "TokenNotFound",
+    "TokenRecord",
+]
 
 Transaction = Callable[[], AbstractContextManager[sa.Connection]]
 _T, _G, _M, _D = tokens.c, grants.c, group_members.c, datasets.c
@@ -49,6 +59,10 @@ SERVER = "*"
 
 class TokenNotFound(NotFound):
     """No API token has that id."""
+
+
+class NotInMemory(Exception):
+    """Inside :meth:`Access.memory_only`: the answer would need a catalog read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +124,7 @@ class Access:
     def __init__(self, write: Transaction, read: Transaction, changes: ChangeToken) -> None:
         self._write, self._read, self._changes = write, read, changes
         self._remembered: dict[tuple[Any, ...], tuple[int, Any]] = {}
+        self._no_io = threading.local()
 
     # -- tokens -----------------------------------------------------------------------------
 
@@ -344,6 +359,17 @@ class Access:
 
     # -- memo -------------------------------------------------------------------------------
 
+    @contextmanager
+    def memory_only(self) -> Iterator[None]:
+        """Lookups in this block (this thread) answer only what is remembered and still valid,
+        and raise :class:`NotInMemory` where they would read the catalog: the API checks a
+        token on its event loop this way and goes to a worker thread only on a miss."""
+        self._no_io.on = True
+        try:
+            yield
+        finally:
+            self._no_io.on = False
+
     def _unchanged(self, key: tuple[Any, ...], load: Callable[[], Any]) -> Any:
         """``load()``, or its earlier answer while nothing at all was committed to the catalog
         since (the change token, read before loading; see ``_changes``)."""
@@ -352,6 +378,8 @@ class Access:
             hit = self._remembered.get(key)
             if hit is not None and hit[0] == token:
                 return hit[1]
+        if getattr(self._no_io, "on", False):
+            raise NotInMemory(key[0])
         value = load()
         if token is not None:
             if len(self._remembered) >= _REMEMBER:
