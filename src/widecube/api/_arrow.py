@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..query import Aggregate, Embedding, Expression, Result, Summary
+from ..query import Aggregate, CategoryColor, Embedding, Expression, Result, Summary
 
 __all__ = ["embedding_table", "expression_table", "genes_table", "records_table", "summary_table"]
 
@@ -80,19 +80,19 @@ def embedding_table(result: Embedding) -> pa.Table:
         columns[_AXES[i] if i < len(_AXES) else f"dim{i}"] = pa.array(values, type=pa.float32())
     color = result["color"]
     if color is not None:
-        if color["kind"] == "category":
-            codes = np.asarray(color["codes"])
+        if isinstance(color, CategoryColor):
+            codes = np.asarray(color.codes)
             columns["color"] = pa.DictionaryArray.from_arrays(
-                pa.array(codes, mask=codes < 0), pa.array(color["categories"], pa.string())
+                pa.array(codes, mask=codes < 0), pa.array(color.categories, pa.string())
             )
         else:
-            columns["color"] = pa.array(np.asarray(color["values"], np.float32), type=pa.float32())
+            columns["color"] = pa.array(np.asarray(color.values, np.float32), type=pa.float32())
     meta = _meta(
         dataset=result["dataset"],
         version=result["version"],
         key=result["key"],
-        color=color and color["name"],
-        color_kind=color and color["kind"],
+        color=color and color.name,
+        color_kind=color and color.kind,
     )
     return pa.table(columns).replace_schema_metadata(meta)
 

@@ -18,6 +18,8 @@ from ._facade import Widecube
 from ._index import SnapshotIndex
 from .results import (
     Aggregate,
+    CategoryColor,
+    CellColor,
     CellStats,
     DatasetDetail,
     Embedding,
@@ -28,6 +30,7 @@ from .results import (
     ResolvedGenes,
     Result,
     Summary,
+    ValueColor,
     Verification,
     VersionInfo,
 )
@@ -35,6 +38,8 @@ from .results import (
 __all__ = [
     "Actor",
     "Aggregate",
+    "CategoryColor",
+    "CellColor",
     "CellStats",
     "DatasetDetail",
     "Embedding",
@@ -46,6 +51,7 @@ __all__ = [
     "Result",
     "SnapshotIndex",
     "Summary",
+    "ValueColor",
     "Verification",
     "VersionInfo",
     "Widecube",

@@ -23,6 +23,7 @@ from ..genenames import GeneNames
 from ..snapshot import Snapshot
 from . import _views
 from .aggregate import Column, GeneData, cell_mask
+from .results import CellColor
 
 __all__ = ["Filter", "SnapshotIndex", "index_of"]
 
@@ -61,7 +62,7 @@ class SnapshotIndex:
         self._lock = threading.RLock()
         self._built: dict[str, Any] = {}
         self._markers: dict[tuple[str, str], dict[str, pd.DataFrame]] = {}
-        self._colors: dict[str, dict[str, Any]] = {}
+        self._colors: dict[str, CellColor] = {}
         self._embeddings: dict[str, list[np.ndarray]] = {}
         self._recent = _Recent(64)
 
@@ -140,7 +141,7 @@ class SnapshotIndex:
                 self._markers[key] = dict(list(table().groupby("group", observed=True)))
             return self._markers[key]
 
-    def obs_color(self, column: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def obs_color(self, column: str, build: Callable[[], CellColor]) -> CellColor:
         with self._lock:
             if column not in self._colors:
                 self._colors[column] = build()

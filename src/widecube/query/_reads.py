@@ -6,8 +6,6 @@ and per-cell statistics, embeddings. Each resolves the version once, then reads 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
@@ -21,6 +19,8 @@ from ._resolve import Resolver, serving
 from .aggregate import canonical_filter, expression, summarize
 from .results import (
     Aggregate,
+    CategoryColor,
+    CellColor,
     CellStats,
     DatasetDetail,
     DatasetInfo,
@@ -31,6 +31,7 @@ from .results import (
     Markers,
     ResolvedGenes,
     Summary,
+    ValueColor,
 )
 
 __all__ = ["Reads"]
@@ -385,7 +386,7 @@ class Reads(Resolver):
 
     def _cell_colors(
         self, dataset: str, version: str, snap: Snapshot, index: SnapshotIndex, color: str
-    ) -> dict[str, Any]:
+    ) -> CellColor:
         # the caller was authorized for ``dataset`` by :meth:`embedding`
         obs = index.obs
         if color in obs.columns:
@@ -400,7 +401,7 @@ class Reads(Resolver):
             if not index.has_matrix:
                 raise _views.require(snap, "matrix", "colouring cells by a gene reads it")
             _, values = self.gene_values(dataset, color, version=version)
-            return {"name": color, "kind": "gene", "values": np.ascontiguousarray(values, np.float32)}
+            return ValueColor(name=color, kind="gene", values=np.ascontiguousarray(values, np.float32))
         raise InvalidQuery(f"dataset {dataset!r} has no obs column or gene {color!r}")
 
 
@@ -421,14 +422,14 @@ def _color_kind(column: pd.Series) -> str | None:
     return None
 
 
-def _obs_color(column: pd.Series, kind: str) -> dict[str, Any]:
+def _obs_color(column: pd.Series, kind: str) -> CellColor:
     if kind == "category":
         cats = column.cat.categories
         dtype = np.int8 if len(cats) < 127 else np.int16 if len(cats) < 32767 else np.int32
-        return {
-            "name": str(column.name),
-            "kind": kind,
-            "categories": [str(c) for c in cats],
-            "codes": column.cat.codes.to_numpy().astype(dtype),
-        }
-    return {"name": str(column.name), "kind": kind, "values": column.to_numpy(dtype=np.float32)}
+        return CategoryColor(
+            name=str(column.name),
+            kind="category",
+            categories=[str(c) for c in cats],
+            codes=column.cat.codes.to_numpy().astype(dtype),
+        )
+    return ValueColor(name=str(column.name), kind="numeric", values=column.to_numpy(dtype=np.float32))

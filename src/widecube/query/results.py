@@ -12,13 +12,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 __all__ = [
     "Aggregate",
+    "CategoryColor",
     "CellStats",
+    "CellColor",
     "DatasetDetail",
     "DatasetInfo",
     "Embedding",
@@ -29,6 +31,7 @@ __all__ = [
     "ResolvedGenes",
     "Result",
     "Summary",
+    "ValueColor",
     "Verification",
     "VersionInfo",
 ]
@@ -212,16 +215,39 @@ class Embeddings(Result):
 
 
 @dataclasses.dataclass(**_RESULT)
+class CategoryColor(Result):
+    """Cells coloured by a categorical obs column: one code per cell (-1: no category)."""
+
+    name: str
+    kind: Literal["category"]
+    categories: list[str]
+    codes: np.ndarray
+
+
+@dataclasses.dataclass(**_RESULT)
+class ValueColor(Result):
+    """Cells coloured by a number: a numeric obs column or a gene's expression (float32)."""
+
+    name: str
+    kind: Literal["numeric", "gene"]
+    values: np.ndarray
+
+
+CellColor = CategoryColor | ValueColor
+"""What an embedding's cells are coloured by."""
+
+
+@dataclasses.dataclass(**_RESULT)
 class Embedding(Result):
     """One embedding's coordinates (a float32 column per dimension) and the colour asked for
-    (a dict whose keys depend on its kind: category, numeric or gene; None if none)."""
+    (None if none)."""
 
     dataset: str
     version: str
     key: str
     n_cells: int
     coordinates: list[np.ndarray]
-    color: dict[str, Any] | None
+    color: CellColor | None
 
 
 @dataclasses.dataclass(**_RESULT)
