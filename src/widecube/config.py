@@ -161,6 +161,27 @@ class Settings(BaseSettings):
         default="preferred_username", description="The claim naming the user (falls back to `sub`)."
     )
     oidc_groups_claim: str = Field(default="groups", description="The claim listing the user's groups.")
+    oidc_client_id: str | None = Field(
+        default=None,
+        description="The web UI's client id at the issuer, for its 'Sign in with your institute' "
+        "button (authorization code flow with PKCE); default: the audience. Register "
+        "<server>/api/v1/session/oidc/callback as its redirect URI.",
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="The UI client's secret (None: a public client, PKCE only)."
+    )
+    oidc_scopes: str = Field(
+        default="openid profile email",
+        description="The scopes the UI's sign-in asks for ('openid' is required).",
+    )
+    oidc_session_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=43200,
+        description="How long a UI session opened through the identity provider lasts before the UI "
+        "signs in again (a user disabled at the IdP keeps a session at most this long; local grants "
+        "and groups are checked on every request).",
+    )
     session_secret: SecretStr | None = Field(
         default=None,
         description="Key that signs the web UI's session cookie; default: a random key kept in "

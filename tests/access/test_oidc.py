@@ -8,15 +8,12 @@ against an independent implementation of the format.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from _idp import SigningKey, b64, compact, hmac_signer
 from widecube.access._oidc import Identity, OidcVerifier
 from widecube.config import Settings
 from widecube.errors import AuthenticationFailed
@@ -36,71 +32,6 @@ from widecube.errors import AuthenticationFailed
 AUDIENCE = "widecube"
 DISCOVERY = "/realms/lab/.well-known/openid-configuration"
 JWKS = "/realms/lab/keys"
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def b64int(n: int, size: int | None = None) -> str:
-    return b64(n.to_bytes(size or (n.bit_length() + 7) // 8, "big"))
-
-
-def compact(header: dict[str, Any], claims: dict[str, Any], sign: Callable[[bytes], bytes]) -> str:
-    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
-    return f"{signing_input}.{b64(sign(signing_input.encode()))}"
-
-
-def hmac_signer(secret: bytes) -> Callable[[bytes], bytes]:
-    return lambda data: hmac.new(secret, data, hashlib.sha256).digest()
-
-
-@dataclass
-class SigningKey:
-    """A key the test IdP signs with: its private half, and its public JWK."""
-
-    kid: str
-    private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-
-    @property
-    def alg(self) -> str:
-        return "RS256" if isinstance(self.private, rsa.RSAPrivateKey) else "ES256"
-
-    def jwk(self) -> dict[str, str]:
-        if isinstance(self.private, rsa.RSAPrivateKey):
-            pub = self.private.public_key().public_numbers()
-            return {
-                "kty": "RSA",
-                "kid": self.kid,
-                "use": "sig",
-                "alg": "RS256",
-                "n": b64int(pub.n),
-                "e": b64int(pub.e),
-            }
-        point = self.private.public_key().public_numbers()
-        return {
-            "kty": "EC",
-            "kid": self.kid,
-            "use": "sig",
-            "crv": "P-256",
-            "x": b64int(point.x, 32),
-            "y": b64int(point.y, 32),
-        }
-
-    def raw_sign(self, data: bytes) -> bytes:
-        if isinstance(self.private, rsa.RSAPrivateKey):
-            return self.private.sign(data, padding.PKCS1v15(), hashes.SHA256())
-        r, s = decode_dss_signature(self.private.sign(data, ec.ECDSA(hashes.SHA256())))
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")  # JWS wants r || s, not DER
-
-    def sign(self, claims: dict[str, Any], *, kid: str | None = None, **header: Any) -> str:
-        head = {"alg": self.alg, "typ": "JWT", "kid": self.kid if kid is None else kid, **header}
-        return compact(head, claims, self.raw_sign)
-
-    def public_pem(self) -> bytes:
-        return self.private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
 
 
 @pytest.fixture(scope="module")

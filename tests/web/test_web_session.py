@@ -21,7 +21,9 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from _idp import CLIENT, LoginIdP, SigningKey, serving
 from widecube.access import Actor, Governance
 from widecube.api import create_app
 from widecube.catalog import Catalog
@@ -55,15 +57,26 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def idp() -> Iterator[LoginIdP]:
+    """The institute's identity provider: it signs ``ida`` (group ``lab``) in at once."""
+    key = SigningKey("rsa-ui", rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    with serving(LoginIdP(key, user="ida", groups=["lab"])) as state:
+        yield state
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, idp: LoginIdP) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("web-session")
-    settings = Settings(storage=root / "store", auth=True)
+    settings = Settings(
+        storage=root / "store", auth=True, oidc_issuer=idp.issuer, oidc_audience="api", oidc_client_id=CLIENT
+    )
     path = make_demo(root / "demo.h5ad", n_cells=600, n_genes=60, seed=3)
     ingest(path, dataset="lab", groupbys=["cell_type"], settings=settings)
     with Catalog(settings.catalog_url) as catalog:
         gov = Governance(catalog, auth=True)
         gov.set_policy("lab", visibility="restricted", actor=CLI)
         gov.grant("lab", "rita", "reader", actor=CLI)
+        gov.grant("lab", "group:lab", "reader", actor=CLI)
         token = gov.create_token(user="rita", scope="read", actor=CLI).text
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -291,3 +304,33 @@ def test_revoking_the_token_ends_the_open_page_s_session(ui: Page, served: Serve
     expect(ui.page.locator("#no-dataset")).to_contain_text("sign in")
     assert all("status of 401" in e for e in ui.errors), ui.errors  # the browser's own report
     ui.errors.clear()
+
+
+def test_signing_in_through_the_institute_s_identity_provider(
+    ui: Page, served: Served, idp: LoginIdP
+) -> None:
+    """The form's "Sign in with your institute" goes to the IdP and comes back signed in as the
+    user it names (the dataset is granted to that user's IdP group), with a Strict cookie."""
+    ui.open()
+    assert ui.datasets() == []
+    ui.page.get_by_role("button", name="Sign in").click()
+    link = ui.page.get_by_role("link", name="Sign in with your institute")
+    expect(link).to_be_visible()
+    link.click()
+    ui.idle()
+    expect(ui.page.locator("#session-user")).to_have_text("Signed in as ida")
+    assert ui.datasets() == ["lab"]
+    cookie = ui.cookie()
+    assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    url = ui.page.url  # the UI's own state only: nothing of the flow is left in the address bar
+    assert url.startswith(f"{served.url}/?dataset=lab") and "code=" not in url and "state=" not in url
+    assert len(idp.exchanges) >= 1 and idp.exchanges[-1]["code_verifier"]
+
+
+def test_a_failed_institute_sign_in_says_why(ui: Page, served: Served) -> None:
+    ui.open("?signin_error=the+identity+provider+answered+%27access_denied%27")
+    expect(ui.page.locator("#sign-in-error")).to_have_text(
+        "Sign-in failed: the identity provider answered 'access_denied'"
+    )
+    assert "signin_error" not in ui.page.url
+    assert ui.datasets() == []

@@ -13,7 +13,15 @@ from ..catalog import NAME_PATTERN
 from . import _tokens as tokens
 from ._actor import ANONYMOUS, Action, Actor, Scope, Transport, Via
 from ._door import SERVER, Act, Door
-from ._identity import SESSION_MAX_AGE, Identities, Session, oidc_verifier, session_key, transport_of
+from ._identity import (
+    SESSION_MAX_AGE,
+    Identities,
+    Session,
+    oidc_login,
+    oidc_verifier,
+    session_key,
+    transport_of,
+)
 from ._manage import AccessReport, Governance, IssuedToken
 from ._policy import NEEDS, RANK, Decision, decide, decide_server
 
@@ -39,6 +47,7 @@ __all__ = [
     "Via",
     "decide",
     "decide_server",
+    "oidc_login",
     "oidc_verifier",
     "session_key",
     "tokens",

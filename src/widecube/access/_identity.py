@@ -20,8 +20,9 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import time
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
@@ -30,6 +31,10 @@ from ..config import Settings
 from ..errors import AuthenticationFailed
 from . import _tokens
 from ._actor import Actor, Transport
+
+if TYPE_CHECKING:
+    from ._oidc import Identity
+    from ._oidc_login import OidcLogin
 
 __all__ = ["SESSION_MAX_AGE", "Identities", "Session", "session_key"]
 
@@ -44,12 +49,39 @@ class Verifier(Protocol):
 
 
 class Session:
-    """What the session cookie holds: the token's id and the CSRF secret."""
+    """What the session cookie holds: the CSRF secret, and either the API token's id (a
+    sign-in with a token) or the user, the groups the identity provider named and the end of
+    the session (a sign-in through the IdP)."""
 
-    __slots__ = ("csrf", "token")
+    __slots__ = ("csrf", "ends", "groups", "token", "user")
 
-    def __init__(self, token: str, csrf: str) -> None:
-        self.token, self.csrf = token, csrf
+    def __init__(
+        self,
+        csrf: str,
+        *,
+        token: str | None = None,
+        user: str | None = None,
+        groups: frozenset[str] = frozenset(),
+        ends: float = 0.0,
+    ) -> None:
+        self.csrf, self.token, self.user, self.groups, self.ends = csrf, token, user, groups, ends
+
+    def dump(self) -> dict[str, Any]:
+        if self.token is not None:
+            return {"t": self.token, "c": self.csrf}
+        return {"u": self.user, "g": sorted(self.groups), "e": self.ends, "c": self.csrf}
+
+    @classmethod
+    def load(cls, data: Any) -> Session:
+        """From a verified cookie's payload (KeyError, TypeError or ValueError if malformed)."""
+        if "t" in data:
+            return cls(str(data["c"]), token=str(data["t"]))
+        groups = data["g"]
+        if not isinstance(groups, list):
+            raise TypeError("groups")
+        return cls(
+            str(data["c"]), user=str(data["u"]), groups=frozenset(map(str, groups)), ends=float(data["e"])
+        )
 
 
 class Identities:
@@ -99,24 +131,30 @@ class Identities:
     ) -> tuple[Actor, Session] | None:
         """:meth:`session` when the catalog answers from memory and the session is valid; None
         otherwise (as :meth:`bearer_from_memory`)."""
-        try:
-            data = self._sessions.loads(cookie, max_age=SESSION_MAX_AGE)
-            session = Session(str(data["t"]), str(data["c"]))
-        except (BadSignature, KeyError, TypeError):
+        session = self._decode(cookie)
+        if session is None:
             return None
-        actor = self._remembered(session.token, None, "session", client, request_id)
-        return None if actor is None else (actor, session)
+        if session.token is not None:
+            actor = self._remembered(session.token, None, "session", client, request_id)
+            return None if actor is None else (actor, session)
+        if session.ends <= time.time():
+            return None
+        try:
+            with self.catalog.access.memory_only():
+                return self._oidc_actor(session, client, request_id), session
+        except NotInMemory:
+            return None
 
     def session(
         self, cookie: str, *, client: str | None = None, request_id: str | None = None
     ) -> tuple[Actor, Session]:
         """The caller whose UI session cookie is ``cookie``, and the session."""
-        try:
-            data = self._sessions.loads(cookie, max_age=SESSION_MAX_AGE)
-            session = Session(str(data["t"]), str(data["c"]))
-        except (BadSignature, KeyError, TypeError) as exc:
+        session = self._decode(cookie)
+        if session is None or (session.token is None and session.ends <= time.time()):
             self._reject("invalid or expired session cookie", client, request_id)
-            raise AuthenticationFailed("the session has expired or is not valid: sign in again") from exc
+            raise AuthenticationFailed("the session has expired or is not valid: sign in again")
+        if session.token is None:
+            return self._oidc_actor(session, client, request_id), session
         record = self._checked(session.token, None, client, request_id)
         return self._actor(record, "session", client, request_id), session
 
@@ -129,9 +167,29 @@ class Identities:
             self._reject("sign-in with something that is not an API token", client, request_id)
             raise AuthenticationFailed("sign in with a widecube API token (wc_…)")
         actor = self._token_actor(*parsed, via="session", client=client, request_id=request_id)
-        csrf = secrets.token_urlsafe(24)
-        cookie = self._sessions.dumps({"t": parsed[0], "c": csrf})
-        return actor, cookie, csrf
+        session = Session(secrets.token_urlsafe(24), token=parsed[0])
+        return actor, self._sessions.dumps(session.dump()), session.csrf
+
+    def open_oidc_session(
+        self, identity: Identity, seconds: float, *, client: str | None = None, request_id: str | None = None
+    ) -> tuple[Actor, str, str]:
+        """Sign in to the UI as ``identity`` (verified by the IdP) for ``seconds``: the actor,
+        the cookie value and its CSRF secret."""
+        session = Session(
+            secrets.token_urlsafe(24),
+            user=identity.user,
+            groups=frozenset(identity.groups),
+            ends=time.time() + seconds,
+        )
+        return (
+            self._oidc_actor(session, client, request_id),
+            self._sessions.dumps(session.dump()),
+            session.csrf,
+        )
+
+    def reject(self, reason: str, *, client: str | None = None, request_id: str | None = None) -> None:
+        """Record a refused sign-in (the UI's OIDC callback) in the audit log."""
+        self._reject(reason, client, request_id)
 
     @staticmethod
     def csrf_ok(session: Session, header: str | None) -> bool:
@@ -174,6 +232,22 @@ class Identities:
                 return self._actor(found[0], via, client, request_id)
         except NotInMemory:
             return None
+
+    def _decode(self, cookie: str) -> Session | None:
+        try:
+            return Session.load(self._sessions.loads(cookie, max_age=SESSION_MAX_AGE))
+        except (BadSignature, KeyError, TypeError, ValueError):
+            return None
+
+    def _oidc_actor(self, session: Session, client: str | None, request_id: str | None) -> Actor:
+        user = str(session.user)
+        return Actor(
+            user=user,
+            via="session",
+            groups=session.groups | self.catalog.access.groups_of(user),
+            client=client,
+            request_id=request_id,
+        )
 
     def _actor(self, record: TokenRecord, via: Any, client: str | None, request_id: str | None) -> Actor:
         return Actor(
@@ -248,3 +322,20 @@ def oidc_verifier(settings: Settings) -> Verifier | None:
     from ._oidc import OidcVerifier
 
     return OidcVerifier.from_settings(settings)
+
+
+def oidc_login(settings: Settings, verifier: Verifier | None) -> OidcLogin | None:
+    """The UI's sign-in through the IdP (None when no issuer is configured)."""
+    if verifier is None:
+        return None
+    from ._oidc import OidcVerifier
+    from ._oidc_login import OidcLogin
+
+    assert isinstance(verifier, OidcVerifier)
+    return OidcLogin(
+        verifier,
+        client_id=settings.oidc_client_id or verifier.audience,
+        client_secret=settings.oidc_client_secret,
+        scopes=settings.oidc_scopes,
+        key=session_key(settings),
+    )

@@ -113,6 +113,7 @@ class OidcVerifier:
         self._fetched_at = 0.0  # monotonic time of the last success
         self._attempted_at: float | None = None  # ... of the last attempt
         self._failure: str | None = None  # why the last attempt failed
+        self._discovered: tuple[dict[str, Any] | None, float] = (None, 0.0)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OidcVerifier | None:
@@ -129,13 +130,39 @@ class OidcVerifier:
             groups_claim=settings.oidc_groups_claim,
         )
 
+    @property
+    def http(self) -> httpx.Client:
+        """The client that reaches the IdP (the UI's sign-in uses it too)."""
+        return self._http
+
+    def discovery(self) -> dict[str, Any]:
+        """The issuer's discovery document (``/.well-known/openid-configuration``), checked to
+        name this issuer, fetched once and again after :attr:`max_age` seconds."""
+        with self._lock:
+            doc, at = self._discovered
+        if doc is None or self._monotonic() - at > self.max_age:
+            url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+            doc = self._get_json(url)
+            if doc.get("issuer") != self.issuer:
+                raise AuthenticationFailed(
+                    f"identity provider misconfigured: its discovery document names issuer "
+                    f"{_short(doc.get('issuer'))}, not {self.issuer!r}"
+                )
+            with self._lock:
+                self._discovered = (doc, self._monotonic())
+        return doc
+
     def close(self) -> None:
         """Close the HTTP client if the verifier made it."""
         if self._owns_http:
             self._http.close()
 
-    def verify(self, token: str) -> Identity:
-        """The :class:`Identity` that ``token`` names, or :class:`AuthenticationFailed`."""
+    def verify(self, token: str, *, audience: str | None = None, nonce: str | None = None) -> Identity:
+        """The :class:`Identity` that ``token`` names, or :class:`AuthenticationFailed`.
+
+        ``audience``: expected instead of :attr:`audience` (an ID token is for the UI's client
+        id); ``nonce``: the value the token's ``nonce`` claim must carry (the UI's sign-in).
+        """
         header = _header(token)
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ALGORITHMS:
@@ -156,7 +183,7 @@ class OidcVerifier:
             ) from None
         except (JoseError, ValueError, TypeError) as exc:
             raise AuthenticationFailed(f"OIDC token malformed ({type(exc).__name__})") from None
-        self._check_claims(claims)
+        self._check_claims(claims, audience or self.audience, nonce)
         return Identity(
             user=self._user(claims),
             groups=self._groups(claims),
@@ -164,13 +191,15 @@ class OidcVerifier:
             issuer=self.issuer,
         )
 
-    def _check_claims(self, claims: dict[str, Any]) -> None:
-        registry = jwt.JWTClaimsRegistry(
-            leeway=max(0, round(self.leeway)),
-            iss={"essential": True, "value": self.issuer},
-            aud={"essential": True, "value": self.audience},
-            exp={"essential": True},
-        )
+    def _check_claims(self, claims: dict[str, Any], audience: str, nonce: str | None) -> None:
+        options: dict[str, Any] = {
+            "iss": {"essential": True, "value": self.issuer},
+            "aud": {"essential": True, "value": audience},
+            "exp": {"essential": True},
+        }
+        if nonce is not None:
+            options["nonce"] = {"essential": True, "value": nonce}
+        registry = jwt.JWTClaimsRegistry(leeway=max(0, round(self.leeway)), **options)
         try:
             registry.validate(claims)
         except ExpiredTokenError:
@@ -179,7 +208,7 @@ class OidcVerifier:
             raise AuthenticationFailed(f"OIDC token lacks the claim(s) {exc.claim}") from None
         except InvalidClaimError as exc:
             raise AuthenticationFailed(
-                f"OIDC token refused: {_claim_problem(exc.claim, claims, self)}"
+                f"OIDC token refused: {_claim_problem(exc.claim, claims, self.issuer, audience)}"
             ) from None
 
     def _user(self, claims: Mapping[str, Any]) -> str:
@@ -241,16 +270,12 @@ class OidcVerifier:
 
     def _fetch_keys(self) -> dict[str | None, Key]:
         if self._jwks_url is None:
-            url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
-            doc = self._get_json(url)
-            if doc.get("issuer") != self.issuer:
-                raise AuthenticationFailed(
-                    f"identity provider misconfigured: its discovery document names issuer "
-                    f"{_short(doc.get('issuer'))}, not {self.issuer!r}"
-                )
-            jwks_uri = doc.get("jwks_uri")
+            jwks_uri = self.discovery().get("jwks_uri")
             if not isinstance(jwks_uri, str):
-                raise AuthenticationFailed(f"identity provider misconfigured: no jwks_uri at {_redact(url)}")
+                raise AuthenticationFailed(
+                    "identity provider misconfigured: no jwks_uri in the discovery document of "
+                    + _redact(self.issuer)
+                )
             self._jwks_url = jwks_uri
         return _import_keys(self._get_json(self._jwks_url), _redact(self._jwks_url))
 
@@ -317,11 +342,13 @@ def _pick(keys: Mapping[str | None, Key], kid: str | None) -> Key | None:
     return keys.get(kid)
 
 
-def _claim_problem(claim: str, claims: Mapping[str, Any], verifier: OidcVerifier) -> str:
+def _claim_problem(claim: str, claims: Mapping[str, Any], issuer: str, audience: str) -> str:
     if claim == "iss":
-        return f"wrong issuer {_short(claims.get('iss'))} (expected {verifier.issuer!r})"
+        return f"wrong issuer {_short(claims.get('iss'))} (expected {issuer!r})"
     if claim == "aud":
-        return f"wrong audience {_short(claims.get('aud'))} (expected {verifier.audience!r})"
+        return f"wrong audience {_short(claims.get('aud'))} (expected {audience!r})"
+    if claim == "nonce":
+        return "its nonce does not belong to this sign-in (replayed?)"
     if claim in ("nbf", "iat"):
         return f"not yet valid ({claim} is in the future)"
     return f"invalid {claim!r} claim"

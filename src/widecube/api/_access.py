@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from ..access import NAME_PATTERN, SESSION_MAX_AGE, AccessReport
+from ..access._oidc_login import FLOW_MAX_AGE
 from ..catalog import AuditRecord, GrantRecord, TokenRecord
-from ..errors import InvalidQuery
+from ..errors import AuthenticationFailed, InvalidQuery, NotFound
 from ._datasets import DatasetName
 from ._deps import CSRF_HEADER, SESSION_COOKIE, Caller, Gov
 from ._responses import JSON, errors
@@ -56,6 +58,11 @@ class Me(BaseModel):
     )
     csrf: str | None = Field(
         default=None, description=f"for a UI session: the value state-changing requests send as {CSRF_HEADER}"
+    )
+    oidc: bool = Field(
+        default=False,
+        description="whether the UI may sign in through the institute's identity provider "
+        "(GET /api/v1/session/oidc/login)",
     )
 
 
@@ -187,6 +194,7 @@ def _me(request: Request, actor: Any, csrf: str | None = None) -> dict[str, Any]
         scope=actor.scope,
         datasets=None if actor.datasets is None else sorted(actor.datasets),
         csrf=csrf,
+        oidc=request.app.state.oidc_login is not None,
     ).model_dump(mode="json")
 
 
@@ -204,16 +212,89 @@ def sign_in(body: SignIn, request: Request) -> Response:
     client = request.client.host if request.client else None
     actor, cookie, csrf = request.app.state.identities.open_session(body.token, client=client)
     answer = JSON(_me(request, actor, csrf), headers=_NO_STORE)
+    _set_session(answer, request, cookie, SESSION_MAX_AGE)
+    return answer
+
+
+def _set_session(answer: Response, request: Request, cookie: str, max_age: int) -> None:
     answer.set_cookie(
         SESSION_COOKIE,
         cookie,
-        max_age=SESSION_MAX_AGE,
+        max_age=max_age,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
         path="/",
     )
+
+
+_FLOW_COOKIE = "widecube_oidc_flow"
+_FLOW_PATH = "/api/v1/session/oidc"
+
+
+@router.get("/session/oidc/login", status_code=303, responses=errors(404))
+def oidc_sign_in(request: Request) -> Response:
+    """Start signing the UI in through the institute's identity provider: redirects to its
+    authorization endpoint (code flow with PKCE) and sets a short-lived, signed flow cookie
+    (SameSite=Lax: it must come back with the IdP's redirect)."""
+    login = request.app.state.oidc_login
+    if login is None:
+        raise NotFound("sign-in through an identity provider is not configured (WIDECUBE_OIDC_ISSUER)")
+    try:
+        start = login.start(str(request.url_for("oidc_callback")))
+    except AuthenticationFailed as exc:  # the IdP is unreachable or misconfigured: say so in the UI
+        return _back_to_ui(str(exc))
+    answer = RedirectResponse(start.url, status_code=303, headers=_NO_STORE)
+    answer.set_cookie(
+        _FLOW_COOKIE,
+        start.flow,
+        max_age=FLOW_MAX_AGE,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path=_FLOW_PATH,
+    )
     return answer
+
+
+@router.get("/session/oidc/callback", status_code=303, responses=errors(404))
+def oidc_callback(
+    request: Request,
+    code: Annotated[str | None, Query(max_length=4096)] = None,
+    state: Annotated[str | None, Query(max_length=512)] = None,
+    error: Annotated[str | None, Query(max_length=256)] = None,
+) -> Response:
+    """Where the identity provider sends the browser back: on success, sets the session cookie
+    (for ``WIDECUBE_OIDC_SESSION_SECONDS``) and redirects to the UI; on failure, redirects to
+    the UI with ``?signin_error=`` saying why (and the audit log records the refusal)."""
+    login = request.app.state.oidc_login
+    if login is None:
+        raise NotFound("sign-in through an identity provider is not configured (WIDECUBE_OIDC_ISSUER)")
+    identities = request.app.state.identities
+    client = request.client.host if request.client else None
+    try:
+        if error is not None:
+            raise AuthenticationFailed(
+                f"the identity provider answered {error!r}"
+                if error.isascii() and error.isprintable()
+                else "the identity provider refused the sign-in"
+            )
+        identity = login.finish(code=code, state=state, flow=request.cookies.get(_FLOW_COOKIE))
+    except AuthenticationFailed as exc:
+        identities.reject(f"OIDC sign-in: {exc}", client=client)
+        answer = _back_to_ui(str(exc))
+    else:
+        seconds = request.app.state.widecube.settings.oidc_session_seconds
+        _, cookie, _csrf = identities.open_oidc_session(identity, seconds, client=client)
+        answer = RedirectResponse("/", status_code=303, headers=_NO_STORE)
+        _set_session(answer, request, cookie, seconds)
+    answer.delete_cookie(_FLOW_COOKIE, path=_FLOW_PATH, httponly=True, samesite="lax")
+    return answer
+
+
+def _back_to_ui(problem: str) -> Response:
+    """To the UI, which shows why signing in failed (``?signin_error=``)."""
+    return RedirectResponse("/?" + urlencode({"signin_error": problem}), status_code=303, headers=_NO_STORE)
 
 
 @router.delete("/session", status_code=204)

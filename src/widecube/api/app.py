@@ -27,7 +27,7 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
 from starlette.requests import ClientDisconnect
 
 from .._version import __version__
-from ..access import Actor, Governance, Identities, oidc_verifier
+from ..access import Actor, Governance, Identities, oidc_login, oidc_verifier
 from ..config import Settings
 from ..errors import (
     AuthenticationFailed,
@@ -151,7 +151,9 @@ def create_app(
     app.state.usage = usage
     app.state.upkeep = keeper
     app.state.jobs = jobs_facade
-    app.state.identities = Identities(wc.catalog, wc.settings, oidc=oidc_verifier(wc.settings))
+    verifier = oidc_verifier(wc.settings)
+    app.state.identities = Identities(wc.catalog, wc.settings, oidc=verifier)
+    app.state.oidc_login = oidc_login(wc.settings, verifier)
     app.state.governance = Governance(wc.catalog, auth=wc.settings.auth, door=wc.door)
     # JSON (and the UI's text assets) are gzipped for clients that accept it, by ISA-L (_gzip) at
     # level 1: numeric JSON shrinks ~2-3× already and higher levels cost ms per 100 KB. Arrow is

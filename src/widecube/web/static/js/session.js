@@ -3,16 +3,24 @@
 // the session's CSRF secret (api.js sends it with every request that changes something).
 // A sign-in URL's ?token= (`widecube serve` prints one on its first start) leaves the address
 // bar before anything else runs, so the secret stays out of history and bookmarks.
+// Where the server has an identity provider (GET /session says `oidc`), the form also offers
+// "Sign in with your institute": a plain link to /api/v1/session/oidc/login, which comes back
+// signed in, or with ?signin_error= saying why not (shown in the form, then dropped from the URL).
 // With authentication off (single-user mode) the control stays hidden.
 
 import { api, ApiError } from "./api.js";
 
-/** Take ?token= out of the address bar (no history entry); returns it, or null. */
+let signInError = null; // why the identity provider's sign-in failed (?signin_error=)
+
+/** Take ?token= (and ?signin_error=) out of the address bar (no history entry); returns the
+ * token, or null. */
 export function takeToken() {
   const url = new URL(window.location.href);
   const token = url.searchParams.get("token");
-  if (token === null) return null;
+  signInError = url.searchParams.get("signin_error");
+  if (token === null && signInError === null) return null;
   url.searchParams.delete("token");
+  url.searchParams.delete("signin_error");
   history.replaceState(history.state, "", `${url.pathname}${url.search}${url.hash}`);
   return token;
 }
@@ -45,6 +53,8 @@ export class SessionControl {
     }
     try {
       this.show(await api.session());
+      if (signInError) this.showForm(true, `Sign-in failed: ${signInError}`);
+      signInError = null;
     } catch (err) {
       // an ended session (token revoked, cookie expired): the server has dropped the cookie
       if (!(err instanceof ApiError && err.status === 401)) throw err;
@@ -91,6 +101,8 @@ export class SessionControl {
     this.form.hidden = true;
     this.open.hidden = signed;
     this.open.setAttribute("aria-expanded", "false");
+    const oidc = document.getElementById("sign-in-oidc");
+    if (oidc) oidc.hidden = !me.oidc;
     this.setError("");
   }
 
