@@ -33,12 +33,10 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import SecretStr
 
 from ..errors import AuthenticationFailed
+from ._identity import FLOW_MAX_AGE
 from ._oidc import Identity, OidcVerifier, _redact
 
-__all__ = ["FLOW_MAX_AGE", "LoginStart", "OidcLogin"]
-
-FLOW_MAX_AGE = 600
-"""Seconds a user has to finish signing in at the IdP."""
+__all__ = ["LoginStart", "OidcLogin"]
 
 
 @dataclass(frozen=True, slots=True)

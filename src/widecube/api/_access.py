@@ -17,8 +17,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from ..access import NAME_PATTERN, SESSION_MAX_AGE, AccessReport
-from ..access._oidc_login import FLOW_MAX_AGE
+from ..access import FLOW_MAX_AGE, NAME_PATTERN, SESSION_MAX_AGE, AccessReport
 from ..catalog import AuditRecord, GrantRecord, TokenRecord
 from ..errors import AuthenticationFailed, InvalidQuery, NotFound
 from ._datasets import DatasetName
