@@ -14,7 +14,6 @@ from . import _tokens as tokens
 from ._actor import ANONYMOUS, Action, Actor, Scope, Transport, Via
 from ._door import SERVER, Act, Door
 from ._identity import (
-    FLOW_MAX_AGE,
     SESSION_MAX_AGE,
     Identities,
     Session,
@@ -27,7 +26,6 @@ from ._manage import AccessReport, Governance, IssuedToken
 from ._policy import NEEDS, RANK, Decision, decide, decide_server
 
 __all__ = [
-    "FLOW_MAX_AGE",
     "ANONYMOUS",
     "NAME_PATTERN",
     "NEEDS",

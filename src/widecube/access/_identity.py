@@ -36,10 +36,7 @@ if TYPE_CHECKING:
     from ._oidc import Identity
     from ._oidc_login import OidcLogin
 
-__all__ = ["FLOW_MAX_AGE", "SESSION_MAX_AGE", "Identities", "Session", "session_key"]
-
-FLOW_MAX_AGE = 600
-"""Seconds a user has to finish signing in at the identity provider (``_oidc_login``)."""
+__all__ = ["SESSION_MAX_AGE", "Identities", "Session", "session_key"]
 
 SESSION_MAX_AGE = 12 * 3600
 """Seconds a UI session lasts (its token's own expiry and revocation apply too)."""

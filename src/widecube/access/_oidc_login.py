@@ -33,18 +33,22 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import SecretStr
 
 from ..errors import AuthenticationFailed
-from ._identity import FLOW_MAX_AGE
 from ._oidc import Identity, OidcVerifier, _redact
 
-__all__ = ["LoginStart", "OidcLogin"]
+__all__ = ["FLOW_MAX_AGE", "LoginStart", "OidcLogin"]
+
+FLOW_MAX_AGE = 600
+"""Seconds a user has to finish signing in at the IdP."""
 
 
 @dataclass(frozen=True, slots=True)
 class LoginStart:
-    """Where to send the browser, and the flow cookie's value to set on the way."""
+    """Where to send the browser, and the flow cookie's value to set on the way (for
+    ``max_age`` seconds)."""
 
     url: str
     flow: str
+    max_age: int = FLOW_MAX_AGE
 
 
 class OidcLogin:

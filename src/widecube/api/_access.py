@@ -17,7 +17,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from ..access import FLOW_MAX_AGE, NAME_PATTERN, SESSION_MAX_AGE, AccessReport
+from ..access import NAME_PATTERN, SESSION_MAX_AGE, AccessReport
 from ..catalog import AuditRecord, GrantRecord, TokenRecord
 from ..errors import AuthenticationFailed, InvalidQuery, NotFound
 from ._datasets import DatasetName
@@ -247,7 +247,7 @@ def oidc_sign_in(request: Request) -> Response:
     answer.set_cookie(
         _FLOW_COOKIE,
         start.flow,
-        max_age=FLOW_MAX_AGE,
+        max_age=start.max_age,
         httponly=True,
         samesite="lax",
         secure=request.url.scheme == "https",
