@@ -9,7 +9,7 @@ DEMO_H5AD   := demo/pbmc.h5ad
 DEMO_CELLS  ?= 50000
 DEMO_GENES  ?= 20000
 
-.PHONY: install demo demo-data test bench bench-serve bench-access bench-aggregate bench-readers bench-report screenshots chromium wrk vendor lint clean
+.PHONY: install demo demo-data test test-unit bench bench-serve bench-access bench-aggregate bench-readers bench-report screenshots chromium wrk vendor lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ wrk:
 # servers or the disk, so two workers on two cores finish well before one.
 test: lint chromium
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# The fast unit layer alone (no ingest of a whole dataset, no browser, server process or PostgreSQL).
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q -m "not slow and not browser and not subprocess and not postgres"
 
 # Every benchmark entry point, then the report. Each run is recorded as one JSON file in
 # benchmarks/results/ (refused from a working tree with uncommitted changes unless
