@@ -7,6 +7,7 @@ summary); other layers add the layer name: ``views/<view>/<groupby>.<layer>.zarr
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import anndata
@@ -67,7 +68,15 @@ def entry_for(snap: Snapshot, entry: dict[str, Any], groupby: str, layer: str) -
     return groupbys[groupby]
 
 
+@dataclass(frozen=True, slots=True)
+class GroupTableKey:
+    """The snapshot memo's key for the groups table stored at ``path``."""
+
+    path: str
+
+
 def group_table(snap: Snapshot, path: str) -> pd.DataFrame:
     """The obs (groups) table of a grouped AnnData view, read once per snapshot."""
-    frame: pd.DataFrame = snap.memo(("obs", path), lambda: anndata.io.read_elem(snap.group(path)["obs"]))
+    read = lambda: anndata.io.read_elem(snap.group(path)["obs"])  # noqa: E731
+    frame: pd.DataFrame = snap.memo(GroupTableKey(path), read)
     return frame

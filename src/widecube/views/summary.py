@@ -64,6 +64,13 @@ _NEEDS: dict[str, set[str]] = {
 """The stored moments each statistic is derived from (a query reads only those)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _GroupsKey:
+    """The snapshot memo's key for a summary's group names and sizes at ``path``."""
+
+    path: str
+
+
 def _groups(snap: Snapshot, path: str) -> tuple[tuple[str, ...], np.ndarray]:
     """A grouped view's group names and cell counts (a column), read once per snapshot."""
     table = group_table(snap, path)
@@ -164,7 +171,7 @@ class SummaryReader(ViewReader):
     ) -> tuple[list[str], dict[str, np.ndarray]]:
         snap = self.snap
         path = str(entry_for(snap, self.entry, groupby, layer)["path"])
-        groups, n = snap.memo(("summary-groups", path), lambda: _groups(snap, path))
+        groups, n = snap.memo(_GroupsKey(path), lambda: _groups(snap, path))
         needed = set().union(*(_NEEDS.get(stat, set(BASE_STATS)) for stat in stats))
         base = {k: snap.array(f"{path}/layers/{k}")[:, gene_idx] if k in needed else None for k in BASE_STATS}
         values = {
