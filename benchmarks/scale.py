@@ -225,6 +225,25 @@ def _p(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": float(p50) * 1000, "p95_ms": float(p95) * 1000, "n": len(samples)}
 
 
+def _kinds(objects: dict[str, int]) -> dict[str, Any]:
+    """The snapshot's objects by what they hold: chunks of the gene-major matrix (they grow with
+    the non-zeros), of per-cell arrays (with the cells), of the per-group arrays (with groups ×
+    genes), and the rest (tables, metadata), with the number of per-group arrays."""
+    matrix = [p for p in objects if "/matrix.zarr/X/data/c/" in p or "/matrix.zarr/X/indices/c/" in p]
+    per_cell = [p for p in objects if ("/matrix.zarr/obs/" in p or "/obsm.zarr/" in p) and "/c/" in p]
+    grouped = [p for p in objects if "/layers/" in p and "/c/" in p and "/matrix.zarr/" not in p]
+    arrays = {p.split("/c/")[0] for p in grouped}
+    return {
+        "matrix_chunks": len(matrix),
+        "matrix_bytes": sum(objects[p] for p in matrix),
+        "per_cell_chunks": len(per_cell),
+        "grouped_chunks": len(grouped),
+        "grouped_arrays": len(arrays),
+        "grouped_bytes": sum(objects[p] for p in grouped),
+        "other": len(objects) - len(matrix) - len(per_cell) - len(grouped),
+    }
+
+
 def serve(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, Any]:
     from widecube.pipeline import ingest
     from widecube.query import Widecube
@@ -291,6 +310,7 @@ def serve(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, Any]:
         "warm_s": warm_s,
         "snapshot_objects": len(objects),
         "snapshot_bytes": sum(objects.values()),
+        "objects_by_kind": _kinds(objects),
         "in_process": figures,
         "ratio_p50": ratio,
         "verdicts": [
