@@ -220,6 +220,7 @@ def render(results: Path) -> str:
         "| workers | T1 + T2 tasks | rounds | wall | worker-hours | cost |",
         "|---:|---|---|---:|---:|---:|",
     ]
+    serial: dict[int, float] = {}
     for workers in WORKERS:
         t1 = len(row_bounds(CELLS, NNZ, workers, BLOCK_NNZ)) - 1
         t2 = n_buckets
@@ -233,10 +234,17 @@ def render(results: Path) -> str:
         cost = (instances + 1) * INSTANCE_USD_H * wall / 3600  # + one client instance
         lines.append(
             f"| {workers} | {t1} + {t2} | {r1} + {r2} | {spread_s:,.0f} + {extra:,.0f} s = "
-            f"{_h(wall)}{pending} | {hours:,.1f}{pending} | {instances} + 1 × {INSTANCE} × "
+            f"{_h(wall)}{pending} | {hours:,.1f}{pending} | ({instances} + 1 client) × {INSTANCE} × "
             f"{_h(wall)} × ${INSTANCE_USD_H} = ${cost:,.2f}{pending} |"
         )
+        serial[workers] = extra / wall
     lines += [
+        "",
+        "What is not spread over the workers — the client's write, verify and publish, the tasks' "
+        "scheduling, the build context sent to each worker — is "
+        + ", ".join(f"{100 * share:.0f} % of the wall at {w} workers" for w, share in serial.items())
+        + ": past a few dozen workers, more workers buy little until the context is read from "
+        "the shared work folder instead of sent to each worker, and verify is spread too.",
         "",
         f"With the snapshot on S3 rather than a shared disk, multiply by the S3 factor ({s3:.2f}"
         f"{pending}). Staging the input is one sequential GET of {_gb(in_b * NNZ)} by the client, "

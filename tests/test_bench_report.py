@@ -36,6 +36,14 @@ def modules() -> Iterator[tuple[Any, Any]]:
         sys.path.remove(str(BENCH))
 
 
+def test_capacity_md_is_what_the_json_files_make() -> None:
+    """docs/capacity.md is generated from the recorded runs (benchmarks/capacity.py), never edited."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "capacity.py"), "--check"], capture_output=True, text=True, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_results_md_is_what_the_json_files_make(modules: tuple[Any, Any]) -> None:
     report, _ = modules
     committed = (BENCH / "RESULTS.md").read_text()
