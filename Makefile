@@ -9,7 +9,7 @@ DEMO_H5AD   := demo/pbmc.h5ad
 DEMO_CELLS  ?= 50000
 DEMO_GENES  ?= 20000
 
-.PHONY: install demo demo-data test test-unit bench bench-serve bench-access bench-aggregate bench-readers bench-report screenshots chromium wrk vendor lint clean
+.PHONY: install demo demo-data test test-unit bench bench-scale bench-serve bench-access bench-aggregate bench-readers bench-report screenshots chromium wrk vendor lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -60,12 +60,30 @@ bench: $(STAMP) wrk
 	$(BIN)/python benchmarks/readers.py
 	$(BIN)/python benchmarks/quantile_kernel.py
 	$(BIN)/python benchmarks/access.py
+	$(BIN)/python benchmarks/scale.py scheduler
+	$(BIN)/python benchmarks/scale.py serve
+	$(BIN)/python benchmarks/scale.py ingest --dataset b1m
 	$(BIN)/python benchmarks/report.py
+	$(BIN)/python benchmarks/capacity.py
 
 # Regenerate benchmarks/RESULTS.md and the README's numbers from benchmarks/results/*.json
 # (runs nothing; tests/test_bench_report.py fails when the committed files are not current).
 bench-report: $(STAMP)
 	$(BIN)/python benchmarks/report.py
+
+# Only the scale-out benchmarks (issue 12): the scheduler at the task count of a 10^7 x 50,000
+# ingest (~1 min), serving from S3 after warm vs local disk (~5 min), and B1M on 2 Dask workers
+# and on a local S3 server against the single process (3 ingests of B1M: an hour or more; a smoke
+# run of the same code: make bench-scale SCALE_DATASET=quick SCALE_ARGS=--no-record). Then the
+# report and docs/capacity.md, which is derived from the recorded runs.
+SCALE_DATASET ?= b1m
+SCALE_ARGS ?=
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py scheduler $(SCALE_ARGS)
+	$(BIN)/python benchmarks/scale.py serve $(SCALE_ARGS)
+	$(BIN)/python benchmarks/scale.py ingest --dataset $(SCALE_DATASET) $(SCALE_ARGS)
+	$(BIN)/python benchmarks/report.py
+	$(BIN)/python benchmarks/capacity.py
 
 # Only the serving benchmark (B100k: in-process, HTTP, wrk).
 bench-serve: $(STAMP) wrk

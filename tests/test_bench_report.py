@@ -36,6 +36,14 @@ def modules() -> Iterator[tuple[Any, Any]]:
         sys.path.remove(str(BENCH))
 
 
+def test_capacity_md_is_what_the_json_files_make() -> None:
+    """docs/capacity.md is generated from the recorded runs (benchmarks/capacity.py), never edited."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "capacity.py"), "--check"], capture_output=True, text=True, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_results_md_is_what_the_json_files_make(modules: tuple[Any, Any]) -> None:
     report, _ = modules
     committed = (BENCH / "RESULTS.md").read_text()
@@ -62,7 +70,16 @@ def test_every_json_file_has_its_section_in_a_fixed_order(modules: tuple[Any, An
     assert sorted(cited) == files
     assert "20261122T040345Z-readers.json" in cited  # left out of RESULTS.md before issue 10
     kinds = re.findall(r"^# (\S+)(?: \S+)? — benchmarks/\S+\.py", text, flags=re.M)
-    order = {"b100k": 0, "b1m": 0, "serve": 1, "aggregate": 2, "readers": 3, "quantile": 4, "access": 5}
+    order = {
+        "b100k": 0,
+        "b1m": 0,
+        "serve": 1,
+        "aggregate": 2,
+        "readers": 3,
+        "quantile": 4,
+        "access": 5,
+        "scale": 6,
+    }
     assert {"b100k", "b1m", "serve", "aggregate", "readers"} <= set(kinds) <= set(order)
     assert [order[k] for k in kinds] == sorted(order[k] for k in kinds)
     started = {p.name: json.loads(p.read_text())["started_utc"] for p in RESULTS.glob("*.json")}

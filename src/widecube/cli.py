@@ -95,10 +95,11 @@ def demo_data(
 @_clean_errors
 def ingest(
     path: Annotated[
-        Path,
+        str,
         typer.Argument(
             help="input matrix: h5ad, 10x h5, 10x MTX folder, CSV/TSV[.gz], Parquet, Loom, "
-            "or a .zip/.tar[.gz]/.gz holding one"
+            "or a .zip/.tar[.gz]/.gz holding one; a path, or s3://bucket/key (copied into the "
+            "work folder first, checksum verified)"
         ),
     ],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="dataset name")],
@@ -120,12 +121,17 @@ def ingest(
         typer.Option(help="input format (h5ad, 10x-h5, loom, parquet, mtx, csv, tsv); default: detected"),
     ] = None,
     obs: Annotated[
-        Path | None,
-        typer.Option(help="cell metadata (CSV, TSV or Parquet; first column the cell id), joined on id"),
+        str | None,
+        typer.Option(
+            help="cell metadata (CSV, TSV or Parquet; first column the cell id), joined on id; "
+            "a path or s3:// URL"
+        ),
     ] = None,
     var: Annotated[
-        Path | None,
-        typer.Option(help="gene metadata (CSV, TSV or Parquet; first column the gene name or id)"),
+        str | None,
+        typer.Option(
+            help="gene metadata (CSV, TSV or Parquet; first column the gene name or id); a path or s3://"
+        ),
     ] = None,
     allow_missing_metadata: Annotated[
         bool,
@@ -459,7 +465,12 @@ def job(job_id: Annotated[str, typer.Argument(help="job id (see `widecube jobs`)
 @app.command()
 @_clean_errors
 def watch(
-    inbox: Annotated[Path, typer.Argument(help="folder to watch; entries end in processed/ or failed/")],
+    inbox: Annotated[
+        str,
+        typer.Argument(
+            help="folder, or s3://bucket/prefix/, to watch; entries end in processed/ or failed/ under it"
+        ),
+    ],
     once: Annotated[bool, typer.Option(help="take what is complete now, run it, and exit")] = False,
     quiet_period: Annotated[
         float | None,
@@ -476,7 +487,7 @@ def watch(
     """Ingest every file or folder dropped into INBOX (one job each; see `widecube jobs`)."""
     from .pipeline import Jobs
 
-    if not inbox.is_dir():
+    if "://" not in inbox and not Path(inbox).is_dir():
         err.print(f"[bold red]error:[/] {inbox}: not a folder", highlight=False)
         raise typer.Exit(1)
     settings = Settings()

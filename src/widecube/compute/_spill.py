@@ -23,10 +23,24 @@ from ..io import Block
 from ._buckets import FILES, GeneSlab, SpillBuckets, SpillPart, bucket_stem
 from ._kernels import BAD_COLUMN, BAD_POINTER, SCATTER_OK, scatter_block
 
-__all__ = ["BYTES_PER_VALUE", "GeneSlab", "GeneSpill"]
+__all__ = ["BYTES_PER_VALUE", "MAX_BUCKETS", "GeneSlab", "GeneSpill", "bucket_geometry"]
 
 BYTES_PER_VALUE = 12  # gene int32 + cell int32 + value float32 on disk and in a slab
-_MAX_BUCKETS = 256  # 3 open files each; oversized buckets are split on disk in pass 2
+MAX_BUCKETS = 256  # 3 open files each; oversized buckets are split on disk in pass 2
+
+
+def bucket_geometry(n_genes: int, expected_nnz: int, slab_bytes: int) -> tuple[int, int]:
+    """``(width, n_buckets)`` of a spill: genes per bucket (also the column chunk of every
+    per-group view array) and buckets (pass 2's tasks on a cluster). About two slabs of
+    ``slab_bytes`` per bucket, at most :data:`MAX_BUCKETS`.
+
+    >>> bucket_geometry(50_000, 2 * 10**10, 2 * 1024**3 // 16)
+    (196, 256)
+    """
+    slab_values = max(1, slab_bytes // BYTES_PER_VALUE)
+    n_buckets = max(1, min(n_genes, MAX_BUCKETS, math.ceil(2 * expected_nnz / slab_values)))
+    width = math.ceil(n_genes / n_buckets)
+    return width, math.ceil(n_genes / width)
 
 
 class GeneSpill:
@@ -49,9 +63,7 @@ class GeneSpill:
         self.n_cells, self.n_genes = n_cells, n_genes
         self.dtype = np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
         self.slab_values = max(1, slab_bytes // BYTES_PER_VALUE)
-        n_buckets = max(1, min(n_genes, _MAX_BUCKETS, math.ceil(2 * expected_nnz / self.slab_values)))
-        self.width = math.ceil(n_genes / n_buckets)
-        self.n_buckets = math.ceil(n_genes / self.width)
+        self.width, self.n_buckets = bucket_geometry(n_genes, expected_nnz, slab_bytes)
         self.cell_total = np.zeros(n_cells, dtype=np.float64)
         self.cell_nnz = np.zeros(n_cells, dtype=np.int64)
         self.bucket_nnz = np.zeros(self.n_buckets, dtype=np.int64)

@@ -44,7 +44,7 @@ from ..errors import InputError
 from ..io import MatrixSource
 from ..views import BuildContext, Builder, SlabPart
 
-__all__ = ["ChunkSink", "Piece", "build_on_cluster", "dask_client", "spill_on_cluster"]
+__all__ = ["ChunkSink", "Piece", "build_on_cluster", "dask_client", "row_bounds", "spill_on_cluster"]
 
 Piece = tuple["zarr.Array[Any]", tuple[tuple[int, int], ...], np.ndarray]
 """``(array, ((start, stop) per dimension), values)``: part of a chunk a task did not cover whole."""
@@ -249,6 +249,17 @@ def _spill_rows(
     )
 
 
+def row_bounds(n_cells: int, expected_nnz: int, threads: int, block_nnz: int) -> list[int]:
+    """The first row of each pass-1 task, and ``n_cells``: at least two tasks per worker
+    thread, more for a large input (about 16 blocks of ``block_nnz`` values each).
+
+    >>> len(row_bounds(10**7, 2 * 10**10, 16, 8_000_000)) - 1       # tasks of a 10^7-cell ingest
+    157
+    """
+    n_tasks = max(1, min(n_cells, max(2 * threads, math.ceil(expected_nnz / (16 * block_nnz)))))
+    return [n_cells * i // n_tasks for i in range(n_tasks + 1)]
+
+
 def spill_on_cluster(
     client: Any,
     opener: Callable[[], MatrixSource],
@@ -272,8 +283,7 @@ def spill_on_cluster(
     n_cells, n_genes = source.shape
     expected = source.nnz_hint if source.nnz_hint is not None else n_cells * n_genes // 10
     threads = max(1, sum(client.nthreads().values()))
-    n_tasks = max(1, min(n_cells, max(2 * threads, math.ceil(expected / (16 * block_nnz)))))
-    bounds = [n_cells * i // n_tasks for i in range(n_tasks + 1)]
+    bounds = row_bounds(n_cells, expected, threads, block_nnz)
     root = workdir / "pass1"
     run = uuid.uuid4().hex[:8]
     futures = [

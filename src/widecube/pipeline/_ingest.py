@@ -4,7 +4,8 @@ Each step takes the job's :class:`Work` and returns what later steps need, as pl
 runner in ``_runner`` saves it as the step's checkpoint in the job's work folder). Every step can
 run again after an interruption: it first removes what a killed run of itself left behind.
 
-* **unpack** creates the version record (BUILDING) and unpacks an archive into the work folder;
+* **unpack** creates the version record (BUILDING), copies an input named by an object-store
+  URL (and its metadata files) into the work folder (``_fetch``), and unpacks an archive;
 * **validate** opens the input, reads cells and genes, checks ids and every grouping;
 * **compute** makes the two streaming passes into ``<storage>/staging/<version>`` (on an
   object store, which cannot rename: straight into the final prefix), building the views
@@ -37,9 +38,10 @@ from ..compute.groupings import all_cells_key
 from ..config import Settings
 from ..errors import CatalogError, InputError, InputNotFound, NotFound
 from ..io import ArchiveLimits, InputSource, MatrixSource, archive_kind, open_input, readers, unpack_archive
-from ..snapshot import MANIFEST, Snapshot, SnapshotWriter, Storage, open_storage, sha256_file
+from ..snapshot import MANIFEST, Snapshot, SnapshotWriter, Storage, is_object_url, open_storage, sha256_file
 from ..views import NORMALIZED, RAW, BuildContext, parse_views, select_views
 from ._cluster import build_on_cluster, dask_client, spill_on_cluster
+from ._fetch import stage_input
 from ._verify import verify_snapshot
 
 __all__ = ["STEPS", "Progress", "Work", "check_name", "fail"]
@@ -108,6 +110,17 @@ class Work:
         """The matrix to open: the unpacked archive's folder, or the input itself."""
         return Path(self.done["unpack"]["input"])
 
+    @property
+    def original(self) -> Path:
+        """The input as given, on local disk: the file (or archive) itself, or its staged copy
+        when it was named by an object-store URL."""
+        return Path(self.done["unpack"].get("staged") or self.job.input)
+
+    def metadata(self, what: str) -> str | None:
+        """The ``obs`` or ``var`` file to join: its staged copy if it came from a store."""
+        staged = self.done.get("unpack", {}).get(what)
+        return str(staged) if staged else self.job.params.get(what)
+
     def open(self) -> InputSource:
         if self.source is None:
             p = self.job.params
@@ -118,8 +131,8 @@ class Work:
                     workdir=self.folder / "scratch",
                     format=p.get("format"),
                     layer=p.get("layer"),
-                    obs=p.get("obs"),
-                    var=p.get("var"),
+                    obs=self.metadata("obs"),
+                    var=self.metadata("var"),
                     max_categories=self.settings.max_categories,
                     allow_missing_metadata=bool(p.get("allow_missing_metadata")),
                 ),
@@ -133,10 +146,12 @@ class Work:
 
 
 def unpack(work: Work) -> Checkpoint:
-    """Record the version (BUILDING), then unpack an archive into the work folder."""
+    """Record the version (BUILDING), stage an input on an object store (and its metadata
+    files) into the work folder, then unpack an archive there."""
     job, p = work.job, work.job.params
     check_name(job.dataset)
     path = Path(job.input)
+    remote = is_object_url(job.input)
     params = {
         "groupbys": list(p.get("groupbys") or []),
         "layer": p.get("layer"),
@@ -153,14 +168,22 @@ def unpack(work: Work) -> Checkpoint:
     except CatalogError:  # created by an earlier, interrupted run of this step
         if work.catalog.get_version(job.dataset, work.version).status != VersionStatus.BUILDING:
             raise
-    if not path.exists():
+    staged: Checkpoint = {}
+    if remote:  # copied whole, checksum verified (see _fetch for why not streamed)
+        copy = stage_input(job.input, work.folder / "input")
+        path = copy.path
+        staged = {"staged": str(path), "sha256": copy.sha256, "source": job.input}
+    elif not path.exists():
         raise InputNotFound(f"{path}: no such file or folder")
+    for what in ("obs", "var"):
+        if p.get(what) and is_object_url(p[what]):
+            staged[what] = str(stage_input(p[what], work.folder / "metadata" / what).path)
     if not _is_archive(path, p.get("format")):
-        return {"input": str(path), "archive": None}
+        return {"input": str(path), "archive": None, **staged}
     dest = work.folder / "unpacked"
     shutil.rmtree(dest, ignore_errors=True)
     limits = ArchiveLimits(max_bytes=p.get("max_unpacked"))
-    return {"input": str(unpack_archive(path, dest, limits)), "archive": str(path)}
+    return {"input": str(unpack_archive(path, dest, limits)), "archive": str(path), **staged}
 
 
 def validate(work: Work) -> Checkpoint:
@@ -170,7 +193,7 @@ def validate(work: Work) -> Checkpoint:
     shutil.rmtree(work.folder / "scratch", ignore_errors=True)
     work.close()
     source = work.open()
-    path, settings = Path(work.job.input), work.settings
+    path, settings = work.original, work.settings
     obs, var = source.obs(), source.var()
     _check_unique(path, obs.index, "cell id")
     _check_unique(path, var.index, "gene name")
@@ -202,7 +225,7 @@ def compute(work: Work) -> Checkpoint:
         manifest = _relabel(
             work,
             lambda: _build(
-                Path(work.job.input),
+                work.original,
                 source,
                 work.job.dataset,
                 work.version,
@@ -214,6 +237,7 @@ def compute(work: Work) -> Checkpoint:
                 work.progress,
                 work.job.params.get("views"),
                 _opener(work),
+                work.done["unpack"].get("sha256"),
             ),
         )
     finally:
@@ -325,6 +349,7 @@ def _build(
     progress: Progress,
     names: list[str] | None = None,
     opener: Callable[[], MatrixSource] | None = None,
+    known_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Pass 1 spills the input by gene; pass 2 feeds gene slabs to the views ``names`` (and
     those they require; None: every registered view), recorded in ``parameters.views``.
@@ -336,10 +361,11 @@ def _build(
     With a Dask cluster in the settings, pass 1 runs there split by rows when ``opener``
     (which opens the input again, on a worker) is given and the input reads row ranges, and
     pass 2 runs there split by gene ranges (:mod:`._cluster`); the snapshot is the same.
+    ``known_sha256``: the input's digest when staging computed it already (not read again).
     """
     specs = select_views(names)
     with ThreadPoolExecutor(1) as pool, dask_client(settings) as client:
-        digest = pool.submit(sha256_file, path) if path.is_file() else None
+        digest = pool.submit(sha256_file, path) if path.is_file() and known_sha256 is None else None
         obs, var = source.obs(), source.var()
         ctx = BuildContext(
             dataset,
@@ -416,7 +442,7 @@ def _build(
             obsm={k: {"path": f"dataset/obsm.zarr/{k}", "shape": list(v.shape)} for k, v in obsm.items()},
             input={
                 "name": path.name,
-                "sha256": digest.result() if digest is not None else None,
+                "sha256": digest.result() if digest is not None else known_sha256,
                 "size": path.stat().st_size if path.is_file() else None,
                 "format": source.format,
                 "layer": layer,
@@ -444,8 +470,8 @@ def _opener(work: Work) -> Callable[[], MatrixSource]:
         work.input,
         format=p.get("format"),
         layer=p.get("layer"),
-        obs=p.get("obs"),
-        var=p.get("var"),
+        obs=work.metadata("obs"),
+        var=work.metadata("var"),
         max_categories=work.settings.max_categories,
         allow_missing_metadata=bool(p.get("allow_missing_metadata")),
     )

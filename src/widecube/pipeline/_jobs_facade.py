@@ -148,15 +148,15 @@ class Jobs:
 
     def watcher(
         self,
-        inbox: Path,
+        inbox: Path | str,
         *,
         quiet: float | None = None,
         poll: float | None = None,
         views: str | builtins.list[str] | None = None,
         actor: Actor = ANONYMOUS,
     ) -> Watcher:
-        """A watcher turning what is dropped into ``inbox`` into jobs (building ``views``
-        unless a sidecar says otherwise; default: every view)."""
+        """A watcher turning what is dropped into ``inbox`` (a folder, or an ``s3://`` prefix)
+        into jobs (building ``views`` unless a sidecar says otherwise; default: every view)."""
         self.door.authorize(actor, "jobs", SERVER)
         return Watcher(
             inbox, self.settings, self.catalog, runner=self._runner, quiet=quiet, poll=poll, views=views

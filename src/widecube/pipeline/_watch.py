@@ -1,10 +1,19 @@
-"""A watched inbox folder: each file or folder dropped into it becomes one ingest job.
+"""A watched inbox (a folder, or an object-store prefix): each entry dropped into it becomes
+one ingest job.
 
-An *entry* is a file or a folder directly in the inbox. It is taken when it is complete:
+An *entry* is a file or a folder directly in the inbox (on an object store: an object
+directly under the prefix, or a "folder" of objects sharing a deeper prefix). It is taken when
+it is complete:
 
 * a folder holding a ``_SUCCESS`` file, at once;
 * any other entry once it has not changed (names, sizes, mtimes) for ``quiet`` seconds, so a
-  file still being copied is not read half-written.
+  file still being copied is not read half-written (an object appears whole when its upload
+  completes, so on a store this matters for folders of objects).
+
+The inbox is a :class:`~widecube.snapshot.Storage` (``widecube watch /srv/inbox`` or
+``widecube watch s3://bucket/inbox/``): the watcher lists, reads sidecars, moves entries and
+writes error reports through it, so a folder and a prefix behave alike. A job's input is the
+entry's path, or its URL on a store (the job stages it into its work folder, ``_fetch``).
 
 The dataset is named after the entry (``pbmc_3k.h5ad`` → ``pbmc_3k``; characters a dataset
 name cannot hold become ``_``), unless a *sidecar* ``<entry>.json`` or ``<stem>.json`` beside
@@ -15,8 +24,8 @@ it says otherwise::
 (also ``var``, ``layer``, ``format``, ``allow_missing_metadata``, and ``views``: the views to
 build, ``"summary,quantiles"`` or a list, by default the watcher's ``views``, itself by
 default every view; metadata paths are relative to the inbox). Sidecars, the metadata files
-they name, hidden names (``.x``, ``_x``) and partial downloads (``*.part``, ``*.tmp``,
-``*.crdownload``) are never entries themselves.
+they name, checksum companions (``<entry>.sha256``), hidden names (``.x``, ``_x``) and partial
+downloads (``*.part``, ``*.tmp``, ``*.crdownload``) are never entries themselves.
 
 When its job ends, the entry (with its sidecar and metadata files) is moved to
 ``processed/`` or ``failed/``; next to a failed one, ``<entry>.error.json`` says why.
@@ -26,10 +35,12 @@ of its path, size and mtime (a unique column), so an entry seen again after a re
 its job; a job left unfinished by a killed watcher is resumed by the next worker; entries
 whose job ended are moved on the next scan, and only then is the key released.
 
-Changes are noticed through watchdog's file events, and by polling every ``poll`` seconds as
-well, since events do not cross network filesystems.
+Changes are noticed by polling every ``poll`` seconds, and in a local folder through
+watchdog's file events as well (events do not cross network filesystems, and a store has none
+to listen to without a queue).
 
     >>> Watcher(Path("/srv/inbox"), settings, catalog).run()         # doctest: +SKIP
+    >>> Watcher("s3://lab/inbox", settings, catalog).run()           # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -37,7 +48,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -47,7 +57,9 @@ from typing import Any
 
 from ..catalog import Catalog, JobRecord, JobState
 from ..config import Settings
+from ..snapshot import FileInfo, LocalStorage, Storage, is_object_url, open_storage
 from ..views import parse_views
+from ._fetch import COMPANION
 from ._runner import JobRunner, JobWorker
 
 __all__ = ["Watcher", "dataset_name"]
@@ -100,7 +112,7 @@ class Watcher:
 
     def __init__(
         self,
-        inbox: Path,
+        inbox: Path | str,
         settings: Settings,
         catalog: Catalog,
         *,
@@ -110,7 +122,15 @@ class Watcher:
         views: str | list[str] | None = None,
     ) -> None:
         self.views = parse_views(views)
-        self.inbox = inbox.expanduser().resolve()
+        self.inbox: Path | str
+        if is_object_url(str(inbox)):
+            self.files: Storage = open_storage(str(inbox))
+            self.inbox = self.files.url
+        else:
+            self.inbox = Path(inbox).expanduser().resolve()
+            self.files = LocalStorage(self.inbox)
+            for name in (PROCESSED, FAILED):
+                (self.inbox / name).mkdir(parents=True, exist_ok=True)
         self.settings, self.catalog = settings, catalog
         self.runner = runner or JobRunner(settings, catalog)
         self.quiet = settings.watch_quiet if quiet is None else quiet
@@ -118,8 +138,10 @@ class Watcher:
         self._prefix = f"watch:{self.inbox}/"
         self._seen: dict[str, tuple[tuple[int, int, int], float]] = {}
         self._wake = threading.Event()
-        for name in (PROCESSED, FAILED):
-            (self.inbox / name).mkdir(parents=True, exist_ok=True)
+
+    def _url(self, name: str) -> str:
+        """Where an inbox member is, as a job names it: a path, or a URL on a store."""
+        return str(self.inbox / name) if isinstance(self.inbox, Path) else f"{self.inbox}/{name}"
 
     # -- one scan --------------------------------------------------------------------------
 
@@ -143,12 +165,13 @@ class Watcher:
 
     def entries(self) -> dict[str, Entry]:
         """The inbox's candidate entries now, by name."""
-        names = {p.name for p in self.inbox.iterdir()}
-        sidecars = {n for n in names if n.endswith(".json")}
-        referenced = set()
+        files, folders = self.files.children()
+        names = set(files) | set(folders)
+        sidecars = {n for n in files if n.endswith(".json")}
+        referenced = {n for n in files if n.endswith(COMPANION) and n.removesuffix(COMPANION) in names}
         for name in sidecars:
             try:
-                found = json.loads((self.inbox / name).read_text())
+                found = json.loads(self.files.get(name))
                 if isinstance(found, dict):
                     referenced |= {str(found[k]) for k in ("obs", "var") if found.get(k)}
             except (OSError, ValueError):
@@ -159,12 +182,12 @@ class Watcher:
                 continue
             candidates = (f"{name}.json", f"{name.split('.', 1)[0]}.json")
             sidecar = next((s for s in candidates if s in sidecars), None)
-            path = self.inbox / name
-            try:
-                signature = _signature(path, None if sidecar is None else self.inbox / sidecar)
-            except FileNotFoundError:  # gone while we looked
+            content = [files[name]] if name in files else self.files.scan(name)
+            if not content:  # gone while we looked
                 continue
-            found_entries[name] = Entry(name, sidecar, signature, path.is_dir() and (path / MARKER).exists())
+            extra = [files[n] for n in (sidecar, name + COMPANION) if n is not None and n in files]
+            marked = name in folders and any(f.path == f"{name}/{MARKER}" for f in content)
+            found_entries[name] = Entry(name, sidecar, _signature([*content, *extra]), marked)
         return found_entries
 
     def _register(self, entry: Entry) -> JobRecord | None:
@@ -179,10 +202,12 @@ class Watcher:
         except ValueError as exc:
             dataset, params, error = dataset_name(entry.name), {}, str(exc)
         members = [entry.name, *([entry.sidecar] if entry.sidecar else [])]
-        members += [p for p in (params.get("obs"), params.get("var")) if p and Path(p).parent == self.inbox]
-        params["watch"] = {"inbox": str(self.inbox), "members": [Path(m).name for m in members]}
+        if self.files.exists(entry.name + COMPANION):
+            members.append(entry.name + COMPANION)
+        members += [p for p in (params.get("obs"), params.get("var")) if p and p == self._url(_last(p))]
+        params["watch"] = {"inbox": str(self.inbox), "members": [_last(m) for m in members]}
         job = self.runner.submit(
-            self.inbox / entry.name,
+            self._url(entry.name),
             dataset=dataset,
             params=params,
             source="watch",
@@ -197,7 +222,7 @@ class Watcher:
         if entry.sidecar is None:
             return dataset_name(entry.name), {"views": self.views}
         try:
-            side = json.loads((self.inbox / entry.sidecar).read_text())
+            side = json.loads(self.files.get(entry.sidecar))
         except ValueError as exc:
             raise ValueError(f"sidecar {entry.sidecar}: not valid JSON ({exc})") from None
         if not isinstance(side, dict):
@@ -223,7 +248,7 @@ class Watcher:
             "views": views,
         }
         for what in ("obs", "var"):
-            params[what] = str(self.inbox / side[what]) if side.get(what) else None
+            params[what] = self._url(str(side[what])) if side.get(what) else None
         return str(side.get("name") or side.get("dataset") or dataset_name(entry.name)), params
 
     # -- filing away ---------------------------------------------------------------------
@@ -234,20 +259,24 @@ class Watcher:
         for job in self.catalog.jobs.with_keys(self._prefix):
             if not job.state.final:
                 continue
-            dest = self.inbox / (PROCESSED if job.state == JobState.PUBLISHED else FAILED)
+            dest = PROCESSED if job.state == JobState.PUBLISHED else FAILED
             members = job.params.get("watch", {}).get("members", [])
             for name in members:
-                if (self.inbox / name).exists():
-                    target = dest / name
-                    if target.exists():
-                        target = dest / f"{job.id[:8]}-{name}"
-                    shutil.move(str(self.inbox / name), str(target))
+                if self._present(name):
+                    target = f"{dest}/{name}"
+                    if self._present(target):
+                        target = f"{dest}/{job.id[:8]}-{name}"
+                    self.files.move(name, target)
             if job.state != JobState.PUBLISHED and members:  # failed, or superseded: say why
-                _error_report(dest / f"{members[0]}.error.json", job)
+                self.files.put(f"{dest}/{members[0]}.error.json", _error_report(job))
             self.catalog.jobs.forget_key(job.id)  # only now: a restart before it still finds the job
-            log.info("inbox %s: job %s %s, filed in %s/", self.inbox, job.id, job.state.value, dest.name)
+            log.info("inbox %s: job %s %s, filed in %s/", self.inbox, job.id, job.state.value, dest)
             moved.append(job)
         return moved
+
+    def _present(self, name: str) -> bool:
+        """Whether a file, or a folder of files, is at ``name`` in the inbox."""
+        return self.files.exists(name) or bool(self.files.scan(name))
 
     # -- running ---------------------------------------------------------------------------
 
@@ -265,7 +294,7 @@ class Watcher:
     def run(self, stop: threading.Event | None = None) -> None:
         """Watch until ``stop`` is set, running jobs in a worker thread."""
         stop = stop or threading.Event()
-        observer = _observe(self.inbox, self._wake)
+        observer = _observe(self.inbox, self._wake) if isinstance(self.inbox, Path) else None
         worker = JobWorker(self.runner, poll=min(self.poll, self.settings.job_poll))
         worker.start()
         try:
@@ -289,28 +318,28 @@ class Watcher:
         return max(0.05, min([self.poll, *due]))
 
 
-def _signature(path: Path, sidecar: Path | None) -> tuple[int, int, int]:
-    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-    if sidecar is not None:
-        files.append(sidecar)
-    stats = [p.stat() for p in files]
-    return len(stats), sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
+def _signature(files: list[FileInfo]) -> tuple[int, int, int]:
+    """Files, bytes and the newest mtime (ns) of an entry with its sidecar and companion."""
+    return len(files), sum(f.size for f in files), max((f.mtime_ns for f in files), default=0)
 
 
-def _error_report(path: Path, job: JobRecord) -> None:
+def _last(path: str) -> str:
+    """The last segment of a path or URL."""
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _error_report(job: JobRecord) -> bytes:
     failed: dict[str, Any] = next((e for e in reversed(job.log) if e.get("event") == "failed"), {})
     report = {
         "job": job.id,
         "dataset": job.dataset,
-        "input": Path(job.input).name,
+        "input": _last(job.input),
         "state": job.state.value,
         "step": failed.get("step"),
         "error": job.error,
         "finished": (job.finished or datetime.now(UTC)).isoformat(),
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(path)
+    return (json.dumps(report, indent=2) + "\n").encode()
 
 
 def _observe(inbox: Path, wake: threading.Event) -> Any:

@@ -4,13 +4,15 @@ reader and verifier."""
 from ._integrity import Fault, corrupt, is_checksum_error
 from ._manifest import MANIFEST, checksum_files, read_manifest, sha256_file
 from ._reader import Snapshot
-from ._store import LocalStorage, ObjectStorage, Storage, is_object_url, open_storage
+from ._store import Fetched, FileInfo, LocalStorage, ObjectStorage, Storage, is_object_url, open_storage
 from ._writer import CHECKSUM, SnapshotWriter, checked
 from ._zarr import zarr_array, zarr_group
 
 __all__ = [
     "CHECKSUM",
     "Fault",
+    "Fetched",
+    "FileInfo",
     "LocalStorage",
     "MANIFEST",
     "ObjectStorage",

@@ -17,6 +17,10 @@ implementations, chosen by :func:`open_storage` from ``WIDECUBE_STORAGE``:
   pointer names it, as before).
 
 Paths are relative, ``/``-separated; a missing file raises :class:`FileNotFoundError`.
+Besides snapshots, the same interface reads inputs from a store and watches an inbox prefix:
+:meth:`Storage.fetch` copies a file to local disk (streamed, hashed, checked against the
+store's own size and ETag), :meth:`Storage.children` and :meth:`Storage.scan` describe files
+with their modification times, :meth:`Storage.copy` and :meth:`Storage.move` file them away.
 
     >>> files = open_storage("s3://lab-bucket/widecube")          # doctest: +SKIP
     >>> files.sub("datasets/pbmc/1f0c...").list()                  # doctest: +SKIP
@@ -25,19 +29,53 @@ Paths are relative, ``/``-separated; a missing file raises :class:`FileNotFoundE
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import errno
 import hashlib
 import os
+import re
 import shutil
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import OBJECT_SCHEMES
 
-__all__ = ["OBJECT_SCHEMES", "LocalStorage", "ObjectStorage", "Storage", "is_object_url", "open_storage"]
+__all__ = [
+    "OBJECT_SCHEMES",
+    "FileInfo",
+    "Fetched",
+    "LocalStorage",
+    "ObjectStorage",
+    "Storage",
+    "is_object_url",
+    "open_storage",
+]
 
 _CHUNK = 1 << 22
+_PLAIN_MD5 = re.compile(r'^"?([0-9a-f]{32})"?$')  # a single-part upload's ETag (no "-N" suffix)
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """One file of a storage: its path (relative to the storage listed), size, modification
+    time (ns; an object store's has a resolution of one second) and ETag (None on a disk)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    etag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A file copied to local disk by :meth:`Storage.fetch`: where, its sha256 and size."""
+
+    path: Path
+    sha256: str
+    size: int
 
 
 def is_object_url(location: str | Path) -> bool:
@@ -100,6 +138,25 @@ class Storage(ABC):
     def remove(self, relpath: str = "") -> None:
         """Remove a file or everything under ``relpath`` (nothing there is no error)."""
 
+    @abstractmethod
+    def scan(self, relpath: str = "") -> builtins.list[FileInfo]:
+        """Every file under ``relpath`` (a folder or prefix), paths relative to this root."""
+
+    @abstractmethod
+    def children(self, relpath: str = "") -> tuple[dict[str, FileInfo], builtins.list[str]]:
+        """One level under ``relpath``: its files by name, and the names of its folders."""
+
+    @abstractmethod
+    def fetch(self, relpath: str, dest: Path) -> Fetched:
+        """Copy a file to ``dest`` on local disk, streamed and hashed as it comes; the copy
+        appears under its name only once whole. An object that changed while it was read,
+        or whose bytes disagree with the size (and, for a single-part upload, the MD5 ETag)
+        the store holds for it, raises a transient :class:`OSError` (``EAGAIN``, ``EIO``)."""
+
+    @abstractmethod
+    def copy(self, src: str, dst: str) -> None:
+        """Copy one file (on an object store: server side, no bytes through this process)."""
+
     def exists(self, relpath: str) -> bool:
         try:
             self.size(relpath)
@@ -108,8 +165,12 @@ class Storage(ABC):
         return True
 
     def move(self, src: str, dst: str) -> None:
-        """Move everything under ``src`` to ``dst`` (only where :attr:`renames`)."""
-        raise NotImplementedError(f"{self.url} cannot rename; write in place instead")
+        """Move a file, or everything under ``src``, to ``dst`` (cheap only where
+        :attr:`renames`; an object store copies each object, then removes the originals)."""
+        files = [f.path for f in self.scan(src)] or [src]
+        for rel in files:
+            self.copy(rel, dst + rel[len(src) :])
+        self.remove(src)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
@@ -171,6 +232,50 @@ class LocalStorage(Storage):
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+    def scan(self, relpath: str = "") -> builtins.list[FileInfo]:
+        base = self.root / relpath if relpath else self.root
+        found = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
+        out = []
+        for p in found:
+            with contextlib.suppress(FileNotFoundError):  # gone while we looked
+                st = p.stat()
+                out.append(FileInfo(p.relative_to(self.root).as_posix(), st.st_size, st.st_mtime_ns))
+        return out
+
+    def children(self, relpath: str = "") -> tuple[dict[str, FileInfo], builtins.list[str]]:
+        files, folders = {}, []
+        try:
+            entries = list(os.scandir(self.root / relpath if relpath else self.root))
+        except FileNotFoundError:
+            return {}, []
+        for e in entries:
+            try:
+                if e.is_dir():
+                    folders.append(e.name)
+                elif e.is_file():
+                    st = e.stat()
+                    files[e.name] = FileInfo(f"{relpath}/{e.name}".lstrip("/"), st.st_size, st.st_mtime_ns)
+            except FileNotFoundError:
+                continue
+        return files, sorted(folders)
+
+    def fetch(self, relpath: str, dest: Path) -> Fetched:
+        h, size = hashlib.sha256(), 0
+        tmp = dest.with_name(f".{dest.name}.part")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.root / relpath, "rb") as src, open(tmp, "wb") as out:
+            while chunk := src.read(_CHUNK):
+                out.write(chunk)
+                h.update(chunk)
+                size += len(chunk)
+        tmp.replace(dest)
+        return Fetched(dest, h.hexdigest(), size)
+
+    def copy(self, src: str, dst: str) -> None:
+        target = self.root / dst
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.root / src, target)
 
     def move(self, src: str, dst: str) -> None:
         target = self.root / dst
@@ -246,3 +351,59 @@ class ObjectStorage(Storage):
         for lo in range(0, len(paths), 1000):  # S3 deletes at most 1000 keys per request
             with contextlib.suppress(FileNotFoundError):
                 obstore.delete(store._store, paths[lo : lo + 1000])
+
+    def scan(self, relpath: str = "") -> builtins.list[FileInfo]:
+        import obstore
+
+        prefix = f"{relpath.strip('/')}/" if relpath.strip("/") else None
+        return [_info(meta) for page in obstore.list(self._store, prefix) for meta in page]
+
+    def children(self, relpath: str = "") -> tuple[dict[str, FileInfo], builtins.list[str]]:
+        import obstore
+
+        prefix = f"{relpath.strip('/')}/" if relpath.strip("/") else ""
+        listed = obstore.list_with_delimiter(self._store, prefix or None)
+        files = {meta["path"][len(prefix) :]: _info(meta) for meta in listed["objects"]}
+        folders = sorted(p[len(prefix) :].strip("/") for p in listed["common_prefixes"])
+        return files, folders
+
+    def fetch(self, relpath: str, dest: Path) -> Fetched:
+        import obstore
+        from obstore.exceptions import PreconditionError
+
+        meta = obstore.head(self._store, relpath)
+        etag = meta.get("e_tag")
+        plain = _PLAIN_MD5.match(etag or "")
+        h, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False) if plain else None, 0
+        tmp = dest.with_name(f".{dest.name}.part")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        where = f"{self.url}/{relpath}"
+        try:
+            got = obstore.get(self._store, relpath, options={"if_match": etag} if etag else None)
+            with open(tmp, "wb") as out:
+                for chunk in got.stream(min_chunk_size=_CHUNK):
+                    out.write(chunk)
+                    h.update(chunk)
+                    if md5 is not None:
+                        md5.update(chunk)
+                    size += len(chunk)
+        except PreconditionError:
+            tmp.unlink(missing_ok=True)
+            raise OSError(errno.EAGAIN, f"{where} changed while it was read; read it again") from None
+        if size != int(meta["size"]) or (plain and md5 is not None and md5.hexdigest() != plain.group(1)):
+            tmp.unlink(missing_ok=True)
+            what = f"{size} bytes arrived of {meta['size']}" if size != int(meta["size"]) else "MD5 differs"
+            raise OSError(errno.EIO, f"{where}: the copy does not match the store's checksum ({what})")
+        tmp.replace(dest)
+        return Fetched(dest, h.hexdigest(), size)
+
+    def copy(self, src: str, dst: str) -> None:
+        import obstore
+
+        obstore.copy(self._store, src, dst)
+
+
+def _info(meta: Any) -> FileInfo:
+    """An obstore ``ObjectMeta`` as a :class:`FileInfo`."""
+    stamp = meta["last_modified"].timestamp()
+    return FileInfo(str(meta["path"]), int(meta["size"]), int(stamp * 1e9), meta.get("e_tag"))

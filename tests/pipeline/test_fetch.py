@@ -1,0 +1,236 @@
+"""Inputs on an object store (moto's S3 server on loopback): ``ingest s3://…`` stages the
+object into the work folder with its checksum verified, ``watch s3://…/inbox`` takes what is
+dropped under a prefix and files it under processed/ or failed/, and an ingest killed with
+SIGKILL leaves no published version and no object outside its own version's prefix.
+
+boto3 (which shares no code with widecube's obstore client) writes the inputs and lists the
+bucket; answers are compared with numpy on the input, digests with hashlib on its bytes.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from _data import small_adata, write_h5ad
+from _s3 import moto_bucket
+from widecube.catalog import Catalog, JobState, VersionStatus
+from widecube.config import Settings
+from widecube.errors import InputError, InputNotFound, NotFound
+from widecube.pipeline import JobRunner, Watcher, ingest, reclaim_orphans
+from widecube.query import Widecube
+from widecube.snapshot import MANIFEST, open_storage
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
+
+BUCKET = "widecube-inputs"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[Any]:
+    with moto_bucket(BUCKET) as client:
+        yield client
+
+
+def keys(client: Any, prefix: str) -> dict[str, int]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
+
+
+def put_file(client: Any, key: str, path: Path) -> bytes:
+    data = path.read_bytes()
+    client.put_object(Bucket=BUCKET, Key=key, Body=data)
+    return data
+
+
+def settings_for(tmp: Path, prefix: str, **extra: Any) -> Settings:
+    return Settings(
+        storage=f"s3://{BUCKET}/{prefix}",
+        catalog_url=f"sqlite:///{tmp / 'catalog.sqlite'}",
+        cache=tmp / "cache",
+        work=tmp / "work",
+        auth=False,
+        **extra,
+    )
+
+
+def raw_sums(
+    settings: Settings, dataset: str, groupby: str, genes: list[str]
+) -> tuple[list[str], np.ndarray]:
+    wc = Widecube(settings)
+    try:
+        got = wc.summary(dataset, genes=genes, groupby=groupby, stats=["sum"], layer="raw")
+        return list(got.groups), np.asarray(got.values["sum"])
+    finally:
+        wc.close()
+
+
+def numpy_sums(x: np.ndarray, labels: np.ndarray, groups: list[str], genes: list[int]) -> np.ndarray:
+    return np.array([x[labels == g][:, genes].sum(axis=0) for g in groups])
+
+
+def test_ingest_from_the_store_records_the_objects_sha256_and_matches_numpy(s3: Any, tmp_path: Path) -> None:
+    adata = small_adata(seed=11)
+    data = put_file(s3, "in/lab/pbmc.h5ad", write_h5ad(adata, tmp_path / "pbmc.h5ad"))
+    digest = hashlib.sha256(data).hexdigest()
+    s3.put_object(Bucket=BUCKET, Key="in/lab/pbmc.h5ad.sha256", Body=f"{digest}  pbmc.h5ad\n".encode())
+    settings = settings_for(tmp_path, "one")
+    record = ingest(f"s3://{BUCKET}/in/lab/pbmc.h5ad", dataset="p", groupbys=["cell_type"], settings=settings)
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"one/{record.path}/{MANIFEST}")["Body"].read())
+    assert manifest["input"]["name"] == "pbmc.h5ad"
+    assert manifest["input"]["sha256"] == digest and manifest["input"]["size"] == len(data)
+    groups, got = raw_sums(settings, "p", "cell_type", ["Gene1", "Gene7", "Gene30"])
+    want = numpy_sums(np.asarray(adata.X), adata.obs["cell_type"].astype(str).to_numpy(), groups, [1, 7, 30])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert not list((tmp_path / "work" / "work").glob("*/input"))  # the staged copy went with the job
+    assert keys(s3, "in/lab/") == {"in/lab/pbmc.h5ad": len(data), "in/lab/pbmc.h5ad.sha256": 76}
+
+
+def test_a_companion_sha256_that_disagrees_fails_the_job_naming_both(s3: Any, tmp_path: Path) -> None:
+    data = put_file(s3, "in/bad/x.h5ad", write_h5ad(small_adata(seed=12), tmp_path / "x.h5ad"))
+    s3.put_object(Bucket=BUCKET, Key="in/bad/x.h5ad.sha256", Body=b"0" * 64 + b"  x.h5ad\n")
+    settings = settings_for(tmp_path, "bad")
+    with pytest.raises(InputError, match=r"x\.h5ad: sha256 of the copy is [0-9a-f]{64}, but x\.h5ad\.sha256"):
+        ingest(f"s3://{BUCKET}/in/bad/x.h5ad", dataset="x", settings=settings)
+    with pytest.raises(InputNotFound, match=rf"s3://{BUCKET}/in/bad/missing\.h5ad: no such object"):
+        ingest(f"s3://{BUCKET}/in/bad/missing.h5ad", dataset="x", settings=settings)
+    assert hashlib.sha256(data).hexdigest() != "0" * 64
+    assert keys(s3, "bad/") == {}  # nothing was written for either
+
+
+def test_fetch_refuses_an_object_that_changed_or_arrived_short(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GET carries If-Match with the ETag read first: the real server refuses it when the
+    object is not the one described (a stale ETag stands in for a replaced object)."""
+    import obstore
+
+    s3.put_object(Bucket=BUCKET, Key="in/f/a.bin", Body=b"abc" * 1000)
+    files = open_storage(f"s3://{BUCKET}/in/f")
+    got = files.fetch("a.bin", tmp_path / "a.bin")
+    assert got.sha256 == hashlib.sha256(b"abc" * 1000).hexdigest() and got.size == 3000
+    assert (tmp_path / "a.bin").read_bytes() == b"abc" * 1000
+    head = obstore.head
+    monkeypatch.setattr(obstore, "head", lambda store, path: {**head(store, path), "e_tag": '"0123"'})
+    with pytest.raises(OSError, match="changed while it was read") as changed:
+        files.fetch("a.bin", tmp_path / "b.bin")
+    assert changed.value.errno == errno.EAGAIN  # transient: the job's step tries again
+    monkeypatch.setattr(obstore, "head", lambda store, path: {**head(store, path), "size": 3001})
+    with pytest.raises(OSError, match="3000 bytes arrived of 3001") as short:
+        files.fetch("a.bin", tmp_path / "c.bin")
+    assert short.value.errno == errno.EIO
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]  # no partial copy left
+
+
+def test_watching_a_prefix_ingests_and_files_entries_away(s3: Any, tmp_path: Path) -> None:
+    inbox = "inbox"
+    lab = small_adata(seed=22)
+    put_file(s3, f"{inbox}/drop/matrix.h5ad", write_h5ad(small_adata(seed=23), tmp_path / "m.h5ad"))
+    s3.put_object(Bucket=BUCKET, Key=f"{inbox}/drop/_SUCCESS", Body=b"")
+    put_file(s3, f"{inbox}/lab-export.h5ad", write_h5ad(lab, tmp_path / "lab.h5ad"))
+    sidecar = b'{"name": "lab", "groupbys": ["donor"]}'
+    s3.put_object(Bucket=BUCKET, Key=f"{inbox}/lab-export.json", Body=sidecar)
+    s3.put_object(Bucket=BUCKET, Key=f"{inbox}/notes.h5ad", Body=b"not a matrix")
+    s3.put_object(Bucket=BUCKET, Key=f"{inbox}/.hidden.h5ad", Body=b"x")
+    settings = settings_for(tmp_path, "watched")
+    with Catalog(settings.catalog_url) as catalog:
+        watcher = Watcher(f"s3://{BUCKET}/{inbox}/", settings, catalog, quiet=0.2)
+        assert sorted(watcher.entries()) == ["drop", "lab-export.h5ad", "notes.h5ad"]
+        assert watcher.entries()["drop"].marked
+        ran = watcher.run_once()
+    assert sorted((j.dataset, j.state) for j in ran) == [
+        ("drop", JobState.PUBLISHED),
+        ("lab", JobState.PUBLISHED),
+        ("notes", JobState.FAILED),
+    ]
+    assert sorted(keys(s3, f"{inbox}/")) == [
+        f"{inbox}/.hidden.h5ad",
+        f"{inbox}/failed/notes.h5ad",
+        f"{inbox}/failed/notes.h5ad.error.json",
+        f"{inbox}/processed/drop/_SUCCESS",
+        f"{inbox}/processed/drop/matrix.h5ad",
+        f"{inbox}/processed/lab-export.h5ad",
+        f"{inbox}/processed/lab-export.json",
+    ]
+    body = s3.get_object(Bucket=BUCKET, Key=f"{inbox}/failed/notes.h5ad.error.json")["Body"].read()
+    report = json.loads(body)
+    assert report["input"] == "notes.h5ad" and report["step"] == "validate"
+    assert "notes.h5ad" in report["error"]
+    groups, got = raw_sums(settings, "lab", "donor", ["Gene2", "Gene9"])
+    want = numpy_sums(np.asarray(lab.X), lab.obs["donor"].astype(str).to_numpy(), groups, [2, 9])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def _bucket_objects(client: Any, prefix: str) -> set[str]:
+    return set(keys(client, prefix))
+
+
+def test_a_killed_ingest_publishes_nothing_and_leaves_objects_only_under_its_version(
+    s3: Any, tmp_path: Path
+) -> None:
+    """``widecube ingest s3://…`` with the snapshot on the store, SIGKILLed during compute
+    (once the first objects of its version are in the bucket): no version is live, every
+    object written is under ``datasets/<name>/<version>/``, cleanup removes them all, and
+    the job resumed afterwards publishes a version whose objects are exactly its manifest's."""
+    adata = small_adata(n_cells=1000, n_genes=200, seed=31)
+    put_file(s3, "in/kill/big.h5ad", write_h5ad(adata, tmp_path / "big.h5ad"))
+    settings = settings_for(tmp_path, "killed", memory=200 * 16 * 12, job_lease=1.0)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "WIDECUBE_STORAGE": str(settings.storage),
+        "WIDECUBE_CATALOG_URL": settings.catalog_url,
+        "WIDECUBE_CACHE": str(settings.cache),
+        "WIDECUBE_WORK": str(settings.work),
+        "WIDECUBE_MEMORY": str(settings.memory),  # ~200 values per slab: many small pass-2 writes
+        "WIDECUBE_JOB_LEASE": "1",
+        "WIDECUBE_AUTH": "false",
+    }
+    cmd = [sys.executable, "-m", "widecube.cli", "ingest", f"s3://{BUCKET}/in/kill/big.h5ad", "-d", "k"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_bucket_objects(s3, "killed/")) < 20:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            assert time.monotonic() < deadline, "the ingest wrote nothing to the store"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    written = _bucket_objects(s3, "killed/")
+    with Catalog(settings.catalog_url) as catalog:
+        (job,) = catalog.jobs.list()
+        assert job.state == JobState.VALIDATED, "killed outside compute: the test proves nothing"
+        with pytest.raises(NotFound):
+            catalog.current("k")
+        assert catalog.get_version("k", str(job.version)).status == VersionStatus.BUILDING
+        prefix = f"killed/datasets/k/{job.version}/"
+        assert written and all(key.startswith(prefix) for key in written), sorted(written)[:5]
+        assert f"{prefix}{MANIFEST}" not in written
+        time.sleep(1.2)  # the dead process's lease runs out
+        reclaim_orphans(settings, catalog)
+        assert _bucket_objects(s3, "killed/") == set()
+        assert catalog.jobs.get(job.id).state == JobState.VALIDATED  # it may still resume
+        resumed = settings.model_copy(update={"memory": 2 * 1024**3})  # a few slabs: quick on moto
+        done = JobRunner(resumed, catalog).run_pending()
+        assert [j.state for j in done] == [JobState.PUBLISHED]
+        assert catalog.current("k").version == job.version
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{prefix}{MANIFEST}")["Body"].read())
+    assert _bucket_objects(s3, "killed/") == {prefix + rel for rel in manifest["files"]} | {prefix + MANIFEST}
+    groups, got = raw_sums(settings, "k", "cell_type", ["Gene5", "Gene199"])
+    want = numpy_sums(np.asarray(adata.X), adata.obs["cell_type"].astype(str).to_numpy(), groups, [5, 199])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
