@@ -54,6 +54,22 @@ def _views_option(value: str | None) -> str | None:
     return ",".join(names) if names else None
 
 
+def _kind_option(value: str | None) -> str | None:
+    """Check ``--input-kind`` while parsing (an unknown kind is a usage error, exit 2)."""
+    from .pipeline import parse_input_kind
+
+    try:
+        return parse_input_kind(value)
+    except WidecubeError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+_KIND_HELP = (
+    "what the matrix holds: counts (non-negative integers; a normalized log1p CP10k layer is "
+    "added), log1p (already log-normalized), scaled (with negatives: no fraction expressing, no "
+    "fold changes); default: detected from the values as they stream"
+)
+
 _VIEWS_HELP = (
     "views to build, comma-separated (e.g. summary,quantiles; an unknown name lists them all); "
     "those they require come too; default: every view"
@@ -112,7 +128,8 @@ def ingest(
     layer: Annotated[
         str | None,
         typer.Option(
-            help="a layer name, or 'raw' for raw.X; 'counts' also declares counts (negatives refused)"
+            help="which matrix of an h5ad or Loom: a layer name, or 'raw' for AnnData's raw.X (default: X); "
+            "'counts' also declares counts (negatives refused)"
         ),
     ] = None,
     format: Annotated[
@@ -157,6 +174,7 @@ def ingest(
         ),
     ] = None,
     views: Annotated[str | None, typer.Option(help=_VIEWS_HELP, callback=_views_option)] = None,
+    input_kind: Annotated[str | None, typer.Option(help=_KIND_HELP, callback=_kind_option)] = None,
     cluster: Annotated[
         str | None,
         typer.Option(
@@ -212,6 +230,7 @@ def ingest(
                     visibility=visibility,
                     classification=classification,
                     views=views,
+                    input_kind=input_kind,
                     actor=ME,
                 )
         except PointerMoved as exc:
@@ -472,6 +491,10 @@ def watch(
         str | None,
         typer.Option(help=_VIEWS_HELP + '; a sidecar\'s "views" wins', callback=_views_option),
     ] = None,
+    input_kind: Annotated[
+        str | None,
+        typer.Option(help=_KIND_HELP + '; a sidecar\'s "input_kind" wins', callback=_kind_option),
+    ] = None,
 ) -> None:
     """Ingest every file or folder dropped into INBOX (one job each; see `widecube jobs`)."""
     from .pipeline import Jobs
@@ -481,7 +504,9 @@ def watch(
         raise typer.Exit(1)
     settings = Settings()
     with Jobs.open(settings) as jobs_:
-        watcher = jobs_.watcher(inbox, quiet=quiet_period, poll=poll, views=views, actor=ME)
+        watcher = jobs_.watcher(
+            inbox, quiet=quiet_period, poll=poll, views=views, input_kind=input_kind, actor=ME
+        )
         if once:
             for j in watcher.run_once():
                 out.print(

@@ -65,7 +65,9 @@ _OPTIONAL = ("aggregate", "expression")  # routes that arrive with the gene-majo
 Version = Annotated[NameText | None, Query(description="pin a version; default: the live one")]
 DatasetName = Annotated[str, Path(pattern=DATASET_PATTERN, description="the dataset", examples=["pbmc"])]
 Column = Annotated[ColumnText, Query(examples=["cell_type"])]
-Layer = Annotated[NameText | None, Query(description="raw or normalized; default: the dataset's")]
+Layer = Annotated[
+    NameText | None, Query(description="input (the values as given) or normalized; default: the dataset's")
+]
 
 
 @router.get("/features")

@@ -74,6 +74,9 @@ class Reads(Resolver):
             obs=index.categories,
             groupbys=snap.manifest["parameters"]["groupbys"],
             views=_views.describe(snap),
+            input_kind=index.input_kind,
+            default_layer=index.default_layer,
+            layers=index.layers(),
         )
 
     @serving
@@ -122,9 +125,10 @@ class Reads(Resolver):
         dataset's default, normalized for count data), from the views serving each stat."""
         self.door.authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
-        layer = layer or index.default_layer
+        layer = index.layer(dataset, layer)
         idx = index.gene_index(dataset, genes)
         groups, values = _views.precomputed(snap, groupby, layer, idx, stats)
+        notes = _withhold(values, index.withheld(layer))
         return Summary(
             dataset=dataset,
             version=record.version,
@@ -133,6 +137,8 @@ class Reads(Resolver):
             groups=groups,
             genes=list(genes),
             values=values,
+            unit=index.unit(layer),
+            notes=notes,
         )
 
     # -- any subset of cells: on-the-fly queries over the gene-major view -----------------
@@ -170,6 +176,7 @@ class Reads(Resolver):
             filter={c: list(v) for c, v in spec},
             cells=kept,
             values=dict(zip(genes, expression(data, mask, snap.n_cells), strict=True)),
+            unit=index.unit(layer),
         )
 
     @serving
@@ -229,6 +236,7 @@ class Reads(Resolver):
                 raise missing
             data = index.gene_data(dataset, record.version, idx, layer)
             values = summarize(data, mask, grouping.codes, counts, stats, quantiles=quantiles)
+        notes = _withhold(values, index.withheld(layer))
         return Aggregate(
             dataset=dataset,
             version=record.version,
@@ -240,6 +248,8 @@ class Reads(Resolver):
             filter={c: list(v) for c, v in spec},
             cells=kept,
             source=source,
+            unit=index.unit(layer),
+            notes=notes,
         )
 
     @serving
@@ -257,12 +267,15 @@ class Reads(Resolver):
         """The top marker genes of one group (one-vs-rest), best first."""
         self.door.authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
-        layer = layer or index.default_layer
+        layer = index.layer(dataset, layer)
         rows = index.marker_rows(groupby, layer, lambda: _views.marker_table(snap, groupby, layer))
         if group not in rows:
             raise InvalidQuery(f"groupby {groupby!r} of dataset {dataset!r} has no group {group!r}")
         top = rows[group].head(limit)
         records = top[_MARKER_COLUMNS].to_dict(orient="records")
+        notes = self._marker_notes(snap, index, layer)
+        for r in records:
+            r.update(dict.fromkeys(notes))
         return Markers(
             dataset=dataset,
             version=record.version,
@@ -270,7 +283,25 @@ class Reads(Resolver):
             group=group,
             layer=layer,
             markers=records,
+            unit=index.unit(layer),
+            notes=notes,
         )
+
+    @staticmethod
+    def _marker_notes(snap: Snapshot, index: SnapshotIndex, layer: str) -> dict[str, str]:
+        """``{marker field: why it is null}``: fractions expressing on scaled values, and fold
+        changes the markers view did not take as the layer's kind needs."""
+        notes = {f: why for f, why in index.withheld(layer).items() if f in _MARKER_COLUMNS}
+        if _views.marker_fold_change(snap, layer) is None:
+            kind = index.input_kind
+            notes["logfoldchange"] = (
+                f"withheld: layer {layer!r} holds scaled values (with negatives), whose ratio of "
+                "means is no fold change"
+                if kind == "scaled"
+                else f"withheld: this version was ingested before widecube recorded the kind of "
+                f"input, and layer {layer!r} is not counts; ingest it again for fold changes"
+            )
+        return notes
 
     @serving
     def gene_stats(
@@ -285,7 +316,7 @@ class Reads(Resolver):
         """Per-gene statistics over all cells (mean, var, min, max, dispersion, ...)."""
         self.door.authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
-        layer = layer or index.default_layer
+        layer = index.layer(dataset, layer)
         table = _views.gene_table(snap, layer)
         rows = table.iloc[index.gene_index(dataset, genes)]
         return GeneStats(
@@ -294,6 +325,7 @@ class Reads(Resolver):
             layer=layer,
             genes=list(genes),
             stats={c: rows[c].to_numpy() for c in rows.columns},
+            unit=index.unit(layer),
         )
 
     @serving
@@ -402,6 +434,15 @@ class Reads(Resolver):
             _, values = self.gene_values(dataset, color, version=version)
             return {"name": color, "kind": "gene", "values": np.ascontiguousarray(values, np.float32)}
         raise InvalidQuery(f"dataset {dataset!r} has no obs column or gene {color!r}")
+
+
+def _withhold(values: dict[str, np.ndarray], withheld: dict[str, str]) -> dict[str, str]:
+    """Null (NaN) the asked statistics that the layer's kind does not define, in place;
+    ``{stat: why}`` of those."""
+    notes = {stat: why for stat, why in withheld.items() if stat in values}
+    for stat in notes:
+        values[stat] = np.full(np.shape(values[stat]), np.nan)
+    return notes
 
 
 def _drop_groups(stat: str, values: np.ndarray, dropped: np.ndarray) -> np.ndarray:

@@ -111,6 +111,11 @@ class DatasetDetail(Result):
     obs: dict[str, dict[str, list[Any]]]
     groupbys: list[str]
     views: dict[str, Any]
+    input_kind: str | None = None
+    """What the input held: counts, log1p or scaled (None: unknown, an old version)."""
+    default_layer: str = "input"
+    layers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """Every layer: ``name``, ``kind`` and ``unit`` (e.g. ``normalized``, log1p, ``log1p CP10k``)."""
 
 
 @dataclasses.dataclass(**_RESULT)
@@ -124,6 +129,10 @@ class Summary(Result):
     groups: list[str]
     genes: list[str]
     values: dict[str, np.ndarray]
+    unit: str = ""
+    """The unit of the layer's values (``log1p CP10k``, ``counts``, ``scaled (as given)``…)."""
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)
+    """``{stat or field: why it is null}`` for what the layer's kind does not define."""
 
 
 @dataclasses.dataclass(**_RESULT)
@@ -141,6 +150,10 @@ class Aggregate(Result):
     cells: int
     source: str
     """``precomputed`` (read from the views) or ``computed`` (from the gene-major view)."""
+    unit: str = ""
+    """The unit of the layer's values (``log1p CP10k``, ``counts``, ``scaled (as given)``…)."""
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)
+    """``{stat or field: why it is null}`` for what the layer's kind does not define."""
 
 
 @dataclasses.dataclass(**_RESULT)
@@ -153,6 +166,10 @@ class Markers(Result):
     group: str
     layer: str
     markers: list[dict[str, Any]]
+    unit: str = ""
+    """The unit of the layer's values (``log1p CP10k``, ``counts``, ``scaled (as given)``…)."""
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)
+    """``{stat or field: why it is null}`` for what the layer's kind does not define."""
 
 
 @dataclasses.dataclass(**_RESULT)
@@ -164,6 +181,7 @@ class GeneStats(Result):
     layer: str
     genes: list[str]
     stats: dict[str, np.ndarray]
+    unit: str = ""
 
 
 @dataclasses.dataclass(**_RESULT)
@@ -177,6 +195,7 @@ class Expression(Result):
     filter: dict[str, list[str]]
     cells: int
     values: dict[str, np.ndarray]
+    unit: str = ""
 
 
 @dataclasses.dataclass(**_RESULT)
