@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from . import cli_access
-from ._console import ME, err, out
+from ._console import JSON_HELP, ME, announce_storage, err, listing, out, print_json
 from ._console import clean_errors as _clean_errors
 from .config import Settings
 from .errors import WidecubeError
@@ -39,6 +39,13 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _every_command(ctx: typer.Context) -> None:
+    """widecube: precomputed views of wide single-cell matrices."""
+    if ctx.invoked_subcommand not in (None, "demo-data"):  # demo-data writes a file, no storage
+        announce_storage()
 
 
 def _views_option(value: str | None) -> str | None:
@@ -312,14 +319,23 @@ def _usage_error(message: str) -> NoReturn:
 
 @app.command()
 @_clean_errors
-def datasets() -> None:
+def datasets(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
     """List datasets and their live versions."""
     from .query import Widecube
 
     wc = Widecube(Settings())
-    table = Table("dataset", "version", "cells", "genes", "groupbys", "created")
-    for d in wc.datasets(actor=ME):
-        table.add_row(
+    try:
+        found = wc.datasets(actor=ME)
+    finally:
+        wc.close()
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        err.print(f"no datasets in {wc.settings.storage}", highlight=False, soft_wrap=True)
+        return
+    rows = [
+        (
             d["name"],
             d["version"],
             f"{d['n_cells']:,}",
@@ -327,13 +343,17 @@ def datasets() -> None:
             ", ".join(d["groupbys"]),
             d["created"].isoformat(timespec="seconds"),
         )
-    wc.close()
-    out.print(table)
+        for d in found
+    ]
+    out.print(listing(("dataset", "version", "cells", "genes", "groupbys", "created"), rows, ids=["version"]))
 
 
 @app.command()
 @_clean_errors
-def versions(dataset: Annotated[str, typer.Argument(help="dataset name")]) -> None:
+def versions(
+    dataset: Annotated[str, typer.Argument(help="dataset name")],
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
     """List the versions of a dataset, newest first."""
     from .query import Widecube
 
@@ -342,17 +362,21 @@ def versions(dataset: Annotated[str, typer.Argument(help="dataset name")]) -> No
         found = wc.versions(dataset, actor=ME)
     finally:
         wc.close()
-    table = Table("version", "status", "created", "cells", "genes", "reason")
-    for v in found:
-        table.add_row(
+    if as_json:
+        print_json(found)
+        return
+    rows = [
+        (
             v["version"],
-            v["status"],
+            v["status"] + (" (live)" if v["current"] else ""),
             v["created"].isoformat(timespec="seconds"),
             f"{v['n_cells']:,}" if v["n_cells"] is not None else "",
             f"{v['n_genes']:,}" if v["n_genes"] is not None else "",
             v["reason"] or "",
         )
-    out.print(table)
+        for v in found
+    ]
+    out.print(listing(("version", "status", "created", "cells", "genes", "reason"), rows, ids=["version"]))
 
 
 @app.command()
@@ -412,6 +436,7 @@ def verify(
 def jobs(
     state: Annotated[str | None, typer.Option(help="only jobs in this state (e.g. failed)")] = None,
     limit: Annotated[int, typer.Option(min=1, help="how many, newest first")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """List ingest jobs, newest first: state, step, progress, error."""
     from .pipeline import Jobs, JobState
@@ -419,32 +444,44 @@ def jobs(
     wanted = _job_state(JobState, state)
     with Jobs.open(Settings()) as jobs_:
         found = jobs_.list(state=wanted.value if wanted is not None else None, limit=limit, actor=ME)
-    table = Table("job", "dataset", "state", "step", "progress", "source", "created", "updated", "error")
+    if as_json:
+        print_json(found)
+        return
+    rows = []
     for j in found:
         done = j.progress.get("fraction")
         shown = f"{j.progress.get('step')} {done:.0%}" if done is not None and not j.state.final else ""
-        table.add_row(
-            j.id,
-            j.dataset,
-            str(j.state),
-            j.step or "",
-            shown,
-            j.source,
-            j.created.isoformat(timespec="seconds"),
-            j.updated.isoformat(timespec="seconds"),
-            (j.error or "")[:80],
+        rows.append(
+            (
+                j.id,
+                j.dataset,
+                str(j.state),
+                j.step or "",
+                shown,
+                j.source,
+                j.created.isoformat(timespec="seconds"),
+                j.updated.isoformat(timespec="seconds"),
+                j.error or "",
+            )
         )
-    out.print(table)
+    headers = ("job", "dataset", "state", "step", "progress", "source", "created", "updated", "error")
+    out.print(listing(headers, rows, ids=["job"]))
 
 
 @app.command()
 @_clean_errors
-def job(job_id: Annotated[str, typer.Argument(help="job id (see `widecube jobs`)")]) -> None:
+def job(
+    job_id: Annotated[str, typer.Argument(help="job id (see `widecube jobs`)")],
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
     """Show one job: its state, step, progress, timestamps, error and step log."""
     from .pipeline import Jobs
 
     with Jobs.open(Settings()) as jobs_:
         j = jobs_.get(job_id, actor=ME)
+    if as_json:
+        print_json(j)
+        return
 
     def stamp(t: datetime | None) -> str:
         return t.isoformat(timespec="seconds") if t is not None else "-"

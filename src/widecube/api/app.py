@@ -43,6 +43,7 @@ from ..pipeline import Jobs
 from ..query import Widecube
 from ..web import mount_ui
 from . import _access, _admin, _analysis, _datasets, _genes, _jobs, _uploads
+from ._docs import install_docs
 from ._gzip import FastGZipMiddleware
 from ._responses import ARROW, JSON, NotAcceptable, clip, errors, short
 from ._security import install_security, rate_limit
@@ -146,6 +147,8 @@ def create_app(
         default_response_class=JSON,
         responses=errors(401, 403),
         dependencies=[Depends(rate_limit)],
+        docs_url=None,  # served by _docs from a package's copy of Swagger UI, not a CDN
+        redoc_url=None,
     )
     app.state.widecube = wc
     app.state.usage = usage
@@ -205,5 +208,6 @@ def create_app(
     app.include_router(_jobs.router, responses=errors(400, 404, 422))
     app.include_router(_access.router, max_body_size=MAX_BODY_BYTES, responses=errors(400, 404, 413, 422))
     app.include_router(_uploads.router, responses=errors(404))
+    install_docs(app)
     mount_ui(app)
     return app
