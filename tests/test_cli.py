@@ -51,10 +51,12 @@ def _run(env: dict[str, str], *args: str) -> tuple[str, str]:
 
 def test_listings_show_full_ids_at_80_columns(store: tuple[dict[str, str], list[str]]) -> None:
     env, versions = store
-    shown, _ = _run(env, "versions", "pbmc")
+    terminal = {**env, "TTY_COMPATIBLE": "1", "NO_COLOR": "1"}
+    shown, _ = _run(terminal, "versions", "pbmc")
     assert all(v in shown for v in versions), shown  # not "1f0c2e…"
-    assert "live" in shown  # the live version is marked (the status column wraps, the id does not)
-    assert max(len(line) for line in shown.splitlines()) <= 80
+    assert max(len(line) for line in shown.splitlines()) <= 80  # the other columns wrap instead
+    piped, _ = _run(env, "versions", "pbmc")  # to a file or a pipe: nothing wrapped, whatever COLUMNS
+    assert all(v in piped for v in versions) and "published (live)" in piped and "retired" in piped
     shown, _ = _run(env, "datasets")
     assert versions[0] in shown
     jobs, _ = _run(env, "jobs")

@@ -18,7 +18,17 @@ from rich.table import Column, Table
 from .access import Actor
 from .errors import WidecubeError
 
-__all__ = ["JSON_HELP", "ME", "announce_storage", "clean_errors", "err", "listing", "out", "print_json"]
+__all__ = [
+    "JSON_HELP",
+    "ME",
+    "announce_storage",
+    "clean_errors",
+    "err",
+    "listing",
+    "out",
+    "print_json",
+    "show",
+]
 
 out = Console()
 err = Console(stderr=True)
@@ -67,6 +77,12 @@ def listing(headers: Sequence[str], rows: Iterable[Sequence[str]], *, ids: Itera
     for r in rows:
         table.add_row(*r)
     return table
+
+
+def show(table: Table) -> None:
+    """Print a listing: fitted to a terminal's width, or at its natural width when the output
+    goes to a file or a pipe (nothing wrapped for grep, whatever COLUMNS says)."""
+    (out if out.is_terminal else Console(width=100_000)).print(table)
 
 
 def announce_storage() -> None:

@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from . import cli_access
-from ._console import JSON_HELP, ME, announce_storage, err, listing, out, print_json
+from ._console import JSON_HELP, ME, announce_storage, err, listing, out, print_json, show
 from ._console import clean_errors as _clean_errors
 from .config import Settings
 from .errors import WidecubeError
@@ -345,7 +345,7 @@ def datasets(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = 
         )
         for d in found
     ]
-    out.print(listing(("dataset", "version", "cells", "genes", "groupbys", "created"), rows, ids=["version"]))
+    show(listing(("dataset", "version", "cells", "genes", "groupbys", "created"), rows, ids=["version"]))
 
 
 @app.command()
@@ -376,7 +376,7 @@ def versions(
         )
         for v in found
     ]
-    out.print(listing(("version", "status", "created", "cells", "genes", "reason"), rows, ids=["version"]))
+    show(listing(("version", "status", "created", "cells", "genes", "reason"), rows, ids=["version"]))
 
 
 @app.command()
@@ -465,7 +465,7 @@ def jobs(
             )
         )
     headers = ("job", "dataset", "state", "step", "progress", "source", "created", "updated", "error")
-    out.print(listing(headers, rows, ids=["job"]))
+    show(listing(headers, rows, ids=["job"]))
 
 
 @app.command()

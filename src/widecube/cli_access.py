@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ._console import JSON_HELP, ME, err, listing, out, print_json
+from ._console import JSON_HELP, ME, err, listing, out, print_json, show
 from ._console import clean_errors as _clean_errors
 from .access import Governance
 from .catalog import Catalog
@@ -154,7 +154,7 @@ def tokens_list(
         for t in found
     ]
     headers = ("id", "user", "scope", "datasets", "state", "expires", "created by", "note")
-    out.print(listing(headers, rows, ids=["id"]))
+    show(listing(headers, rows, ids=["id"]))
 
 
 @tokens_app.command("revoke")
@@ -290,7 +290,7 @@ def audit(
         if (e := r.event) is not None
     ]
     headers = ("seq", "at", "actor", "via", "action", "dataset", "version", "outcome", "client")
-    out.print(listing(headers, lines, ids=["version"]))
+    show(listing(headers, lines, ids=["version"]))
 
 
 @audit_app.command("verify")

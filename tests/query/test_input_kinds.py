@@ -180,7 +180,7 @@ def test_count_input_gets_a_normalized_layer_with_its_unit(tmp_path: Path, setti
         == "counts"
     )
     with pytest.raises(InvalidQuery, match=r"no layer 'raw' \(the values as given are layer 'input'"):
-        wc.summary("counts", genes=["G0"], groupby="louvain", stats=["mean"], layer="input")
+        wc.summary("counts", genes=["G0"], groupby="louvain", stats=["mean"], layer="raw")
     wc.close()
 
 

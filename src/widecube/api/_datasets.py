@@ -256,7 +256,13 @@ def expression(
 ) -> Response:
     """Per-cell values of genes (float32, obs order) over the cells a filter keeps."""
     result = wc.expression(
-        name, genes=body.genes, filter=body.filter, layer=body.layer, version=body.version, actor=actor
+        name,
+        genes=body.genes,
+        filter=body.filter,
+        layer=body.layer,
+        version=body.version,
+        cell_ids=body.cell_ids,
+        actor=actor,
     )
     return respond(
         request,

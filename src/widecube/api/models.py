@@ -263,6 +263,7 @@ class AggregateResponse(SummaryResponse):
 class ExpressionRequest(StrictBody):
     genes: list[Name] = Field(min_length=1, max_length=32, examples=[["CD3E"]])
     filter: Filter = _FILTER
+    cell_ids: bool = Field(default=True, description="answer the kept cells' ids too (JSON only)")
     layer: Name | None = Field(default=None, description="'input' or 'normalized'; default: the dataset's")
     version: Name | None = Field(default=None, description="pin a version; default: the live one")
 
@@ -275,6 +276,9 @@ class ExpressionResponse(BaseModel):
     filter: dict[str, list[str]]
     cells: int = Field(description="cells the filter keeps (every cell without a filter)")
     values: dict[str, list[float]] = Field(description="{gene: [value per kept cell, in obs order]}")
+    cell_ids: list[str] | None = Field(
+        default=None, description="the kept cells' ids (obs index), in the order of values"
+    )
     unit: str = Field(
         description="the unit of the layer's values: log1p CP10k, counts, log1p (as given), "
         "scaled (as given), values as given"
@@ -282,6 +286,7 @@ class ExpressionResponse(BaseModel):
 
 
 class Marker(BaseModel):
+    group: str | None = Field(default=None, description="the group (when every group was asked for)")
     gene: str
     logfoldchange: float | None
     pct_in: float | None
@@ -295,7 +300,7 @@ class MarkersResponse(BaseModel):
     dataset: str
     version: str
     groupby: str
-    group: str
+    group: str | None = Field(description="the group asked for; null: every group")
     layer: str
     markers: list[Marker]
     unit: str = Field(

@@ -36,6 +36,7 @@ from .results import (
 __all__ = ["Reads"]
 
 _ADDITIVE = frozenset({"sum", "sumsq", "nnz", "n_cells"})
+_COUNTS = frozenset({"nnz", "n_cells"})
 _MARKER_COLUMNS = ["gene", "logfoldchange", "pct_in", "pct_out", "t", "pval", "pval_adj"]
 
 
@@ -127,8 +128,9 @@ class Reads(Resolver):
         record, snap, index = self._indexed(dataset, version)
         layer = index.layer(dataset, layer)
         idx = index.gene_index(dataset, genes)
+        stats = split_stats(stats)
         groups, values = _views.precomputed(snap, groupby, layer, idx, stats)
-        notes = _withhold(values, index.withheld(layer))
+        notes = _withhold(_integers(values), index.withheld(layer))
         return Summary(
             dataset=dataset,
             version=record.version,
@@ -152,10 +154,12 @@ class Reads(Resolver):
         filter: dict[str, list[str]] | None = None,
         layer: str | None = None,
         version: str | None = None,
+        cell_ids: bool = True,
         actor: Actor = ANONYMOUS,
     ) -> Expression:
         """Per-cell values of ``genes`` (float32), in obs order, of the cells ``filter`` keeps
         (every cell without one), read from the gene-major view: for scatter and violin plots.
+        With ``cell_ids`` the kept cells' ids too (obs index, same order).
 
         ``filter`` is ``{obs column: [categories]}`` (see :mod:`widecube.query.aggregate`).
 
@@ -177,6 +181,7 @@ class Reads(Resolver):
             cells=kept,
             values=dict(zip(genes, expression(data, mask, snap.n_cells), strict=True)),
             unit=index.unit(layer),
+            cell_ids=_kept_ids(index.obs.index, mask) if cell_ids else None,
         )
 
     @serving
@@ -212,6 +217,7 @@ class Reads(Resolver):
         record, snap, index = self._indexed(dataset, version)
         layer = index.layer(dataset, layer)
         idx = index.gene_index(dataset, genes)
+        stats = split_stats(stats)
         quantiles = index.quantile_names
         known = [*SUMMARY_STATS, *quantiles]
         unknown = [s for s in stats if s not in known]
@@ -236,7 +242,7 @@ class Reads(Resolver):
                 raise missing
             data = index.gene_data(dataset, record.version, idx, layer)
             values = summarize(data, mask, grouping.codes, counts, stats, quantiles=quantiles)
-        notes = _withhold(values, index.withheld(layer))
+        notes = _withhold(_integers(values), index.withheld(layer))
         return Aggregate(
             dataset=dataset,
             version=record.version,
@@ -258,22 +264,25 @@ class Reads(Resolver):
         dataset: str,
         *,
         groupby: str,
-        group: str,
+        group: str | None = None,
         layer: str | None = None,
         limit: int = 100,
         version: str | None = None,
         actor: Actor = ANONYMOUS,
     ) -> Markers:
-        """The top marker genes of one group (one-vs-rest), best first."""
+        """The top marker genes of one group (one-vs-rest), best first; without ``group``, of
+        every group of the grouping at once (its order), each record naming its ``group``."""
         self.door.authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
         layer = index.layer(dataset, layer)
         rows = index.marker_rows(groupby, layer, lambda: _views.marker_table(snap, groupby, layer))
-        if group not in rows:
+        if group is not None and group not in rows:
             raise InvalidQuery(f"groupby {groupby!r} of dataset {dataset!r} has no group {group!r}")
-        top = rows[group].head(limit)
-        records = top[_MARKER_COLUMNS].to_dict(orient="records")
         notes = self._marker_notes(snap, index, layer)
+        records: list[dict[str, Any]] = []
+        for name in [group] if group is not None else list(rows):
+            top = rows[name].head(limit)[_MARKER_COLUMNS].to_dict(orient="records")
+            records += [{"group": name, **r} if group is None else r for r in top]
         for r in records:
             r.update(dict.fromkeys(notes))
         return Markers(
@@ -434,6 +443,27 @@ class Reads(Resolver):
             _, values = self.gene_values(dataset, color, version=version)
             return {"name": color, "kind": "gene", "values": np.ascontiguousarray(values, np.float32)}
         raise InvalidQuery(f"dataset {dataset!r} has no obs column or gene {color!r}")
+
+
+def _kept_ids(ids: pd.Index, mask: np.ndarray | None) -> list[str]:
+    """The ids of the kept cells (``mask`` None: every cell), in obs order, as strings."""
+    kept = ids if mask is None else ids[mask]
+    return [str(c) for c in kept]
+
+
+def split_stats(stats: list[str]) -> list[str]:
+    """``["mean,median", "n_cells"]`` → ``["mean", "median", "n_cells"]``: a stat may also be
+    given as names joined by commas (``stats=mean,median`` in a URL), in order, once each."""
+    return list(dict.fromkeys(s.strip() for part in stats for s in part.split(",") if s.strip()))
+
+
+def _integers(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Counts (``n_cells``, ``nnz``) as int64, in place, so that JSON says 120, not 120.0."""
+    for stat in _COUNTS & values.keys():
+        v = np.asarray(values[stat])
+        if v.dtype.kind == "f" and np.isfinite(v).all():
+            values[stat] = v.astype(np.int64)
+    return values
 
 
 def _withhold(values: dict[str, np.ndarray], withheld: dict[str, str]) -> dict[str, str]:

@@ -158,12 +158,13 @@ class Aggregate(Result):
 
 @dataclasses.dataclass(**_RESULT)
 class Markers(Result):
-    """The top marker genes of one group, best first (one record per gene)."""
+    """The top marker genes of one group, best first (one record per gene); ``group`` None:
+    of every group, each record naming its ``group``."""
 
     dataset: str
     version: str
     groupby: str
-    group: str
+    group: str | None
     layer: str
     markers: list[dict[str, Any]]
     unit: str = ""
@@ -196,6 +197,8 @@ class Expression(Result):
     cells: int
     values: dict[str, np.ndarray]
     unit: str = ""
+    cell_ids: list[str] | None = None
+    """The kept cells' ids (obs index), in the order of ``values`` (None: not asked for)."""
 
 
 @dataclasses.dataclass(**_RESULT)
