@@ -45,6 +45,7 @@ from ..web import mount_ui
 from . import _access, _admin, _analysis, _datasets, _genes, _jobs, _uploads
 from ._docs import install_docs
 from ._gzip import FastGZipMiddleware
+from ._jobmodels import public_text
 from ._responses import ARROW, JSON, NotAcceptable, clip, errors, short
 from ._security import install_security, rate_limit
 from ._upkeep import Upkeep, Usage
@@ -175,7 +176,10 @@ def create_app(
     async def _widecube_error(request: Request, exc: WidecubeError) -> Response:
         status = _status(exc)
         headers = {"WWW-Authenticate": 'Bearer realm="widecube"'} if status == 401 else None
-        return JSONResponse({"detail": clip(str(exc))}, status_code=status, headers=headers)
+        # never a server path: absolute paths are cut to their last part (the user's file name)
+        return JSONResponse(
+            {"detail": clip(public_text(str(exc)) or "")}, status_code=status, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
