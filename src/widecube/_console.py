@@ -3,23 +3,107 @@ as, and how a :class:`WidecubeError` becomes one line on stderr and exit code 1.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import functools
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Column, Table
 
 from .access import Actor
 from .errors import WidecubeError
 
-__all__ = ["ME", "clean_errors", "err", "out"]
+__all__ = [
+    "JSON_HELP",
+    "ME",
+    "announce_storage",
+    "clean_errors",
+    "err",
+    "listing",
+    "out",
+    "print_json",
+    "show",
+]
 
 out = Console()
 err = Console(stderr=True)
 ME = Actor.cli()
 """Who calls the facades from the command line (passed to every facade method)."""
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+JSON_HELP = "print JSON (every field, full ids) instead of a table"
+
+
+def _plain(value: Any) -> Any:
+    """What :func:`print_json` writes for a value json cannot: dates in ISO 8601, enums by
+    value, dataclasses and results as objects, tuples as lists."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping) or hasattr(value, "items"):
+        return dict(value.items())
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def print_json(records: Any) -> None:
+    """``records`` (a list of records, or one) as JSON on stdout: one document, for scripts."""
+    print(json.dumps(records, default=_plain, ensure_ascii=False))
+
+
+def listing(headers: Sequence[str], rows: Iterable[Sequence[str]], *, ids: Iterable[str] = ()) -> Table:
+    """A table whose ``ids`` columns (version, job, token ids…) are never shortened or wrapped,
+    whatever the width of the terminal: they are what other commands take (``rollback --to``,
+    ``widecube job``); the other columns wrap instead."""
+    rows = [list(r) for r in rows]
+    wide = set(ids)
+    columns = [
+        Column(h, no_wrap=True, min_width=max([len(h), *(len(r[i]) for r in rows)]))
+        if h in wide
+        else Column(h, overflow="fold")
+        for i, h in enumerate(headers)
+    ]
+    table = Table(*columns)
+    for r in rows:
+        table.add_row(*r)
+    return table
+
+
+def show(table: Table) -> None:
+    """Print a listing: fitted to a terminal's width, or at its natural width when the output
+    goes to a file or a pipe (nothing wrapped for grep, whatever COLUMNS says)."""
+    (out if out.is_terminal else Console(width=100_000)).print(table)
+
+
+def announce_storage() -> None:
+    """One line on stderr naming the storage a command works on, when a person reads it (a
+    terminal): which folder (or bucket) holds the catalog and snapshots, and where that came
+    from, so that a command run from another folder never silently uses another catalog.
+    Settings that do not validate print nothing here: the command itself reports them."""
+    if not err.is_terminal:
+        return
+    import os
+
+    from .config import Settings
+
+    try:
+        storage = Settings().storage
+    except ValueError:
+        return
+    source = (
+        "WIDECUBE_STORAGE" if os.environ.get("WIDECUBE_STORAGE") else "default; WIDECUBE_STORAGE changes it"
+    )
+    err.print(f"[dim]storage: {storage} ({source})[/]", highlight=False, soft_wrap=True)
 
 
 def clean_errors(fn: F) -> F:

@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from . import cli_access
-from ._console import ME, err, out
+from ._console import JSON_HELP, ME, announce_storage, err, listing, out, print_json, show
 from ._console import clean_errors as _clean_errors
 from .config import Settings
 from .errors import WidecubeError
@@ -39,6 +39,13 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _every_command(ctx: typer.Context) -> None:
+    """widecube: precomputed views of wide single-cell matrices."""
+    if ctx.invoked_subcommand not in (None, "demo-data"):  # demo-data writes a file, no storage
+        announce_storage()
 
 
 def _views_option(value: str | None) -> str | None:
@@ -53,6 +60,22 @@ def _views_option(value: str | None) -> str | None:
         raise typer.BadParameter(str(exc)) from None
     return ",".join(names) if names else None
 
+
+def _kind_option(value: str | None) -> str | None:
+    """Check ``--input-kind`` while parsing (an unknown kind is a usage error, exit 2)."""
+    from .pipeline import parse_input_kind
+
+    try:
+        return parse_input_kind(value)
+    except WidecubeError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+_KIND_HELP = (
+    "what the matrix holds: counts (non-negative integers; a normalized log1p CP10k layer is "
+    "added), log1p (already log-normalized), scaled (with negatives: no fraction expressing, no "
+    "fold changes); default: detected from the values as they stream"
+)
 
 _VIEWS_HELP = (
     "views to build, comma-separated (e.g. summary,quantiles; an unknown name lists them all); "
@@ -113,7 +136,8 @@ def ingest(
     layer: Annotated[
         str | None,
         typer.Option(
-            help="a layer name, or 'raw' for raw.X; 'counts' also declares counts (negatives refused)"
+            help="which matrix of an h5ad or Loom: a layer name, or 'raw' for AnnData's raw.X (default: X); "
+            "'counts' also declares counts (negatives refused)"
         ),
     ] = None,
     format: Annotated[
@@ -163,6 +187,7 @@ def ingest(
         ),
     ] = None,
     views: Annotated[str | None, typer.Option(help=_VIEWS_HELP, callback=_views_option)] = None,
+    input_kind: Annotated[str | None, typer.Option(help=_KIND_HELP, callback=_kind_option)] = None,
     cluster: Annotated[
         str | None,
         typer.Option(
@@ -218,6 +243,7 @@ def ingest(
                     visibility=visibility,
                     classification=classification,
                     views=views,
+                    input_kind=input_kind,
                     actor=ME,
                 )
         except PointerMoved as exc:
@@ -299,14 +325,23 @@ def _usage_error(message: str) -> NoReturn:
 
 @app.command()
 @_clean_errors
-def datasets() -> None:
+def datasets(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
     """List datasets and their live versions."""
     from .query import Widecube
 
     wc = Widecube(Settings())
-    table = Table("dataset", "version", "cells", "genes", "groupbys", "created")
-    for d in wc.datasets(actor=ME):
-        table.add_row(
+    try:
+        found = wc.datasets(actor=ME)
+    finally:
+        wc.close()
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        err.print(f"no datasets in {wc.settings.storage}", highlight=False, soft_wrap=True)
+        return
+    rows = [
+        (
             d["name"],
             d["version"],
             f"{d['n_cells']:,}",
@@ -314,13 +349,17 @@ def datasets() -> None:
             ", ".join(d["groupbys"]),
             d["created"].isoformat(timespec="seconds"),
         )
-    wc.close()
-    out.print(table)
+        for d in found
+    ]
+    show(listing(("dataset", "version", "cells", "genes", "groupbys", "created"), rows, ids=["version"]))
 
 
 @app.command()
 @_clean_errors
-def versions(dataset: Annotated[str, typer.Argument(help="dataset name")]) -> None:
+def versions(
+    dataset: Annotated[str, typer.Argument(help="dataset name")],
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
     """List the versions of a dataset, newest first."""
     from .query import Widecube
 
@@ -329,17 +368,21 @@ def versions(dataset: Annotated[str, typer.Argument(help="dataset name")]) -> No
         found = wc.versions(dataset, actor=ME)
     finally:
         wc.close()
-    table = Table("version", "status", "created", "cells", "genes", "reason")
-    for v in found:
-        table.add_row(
+    if as_json:
+        print_json(found)
+        return
+    rows = [
+        (
             v["version"],
-            v["status"],
+            v["status"] + (" (live)" if v["current"] else ""),
             v["created"].isoformat(timespec="seconds"),
             f"{v['n_cells']:,}" if v["n_cells"] is not None else "",
             f"{v['n_genes']:,}" if v["n_genes"] is not None else "",
             v["reason"] or "",
         )
-    out.print(table)
+        for v in found
+    ]
+    show(listing(("version", "status", "created", "cells", "genes", "reason"), rows, ids=["version"]))
 
 
 @app.command()
@@ -399,6 +442,7 @@ def verify(
 def jobs(
     state: Annotated[str | None, typer.Option(help="only jobs in this state (e.g. failed)")] = None,
     limit: Annotated[int, typer.Option(min=1, help="how many, newest first")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """List ingest jobs, newest first: state, step, progress, error."""
     from .pipeline import Jobs, JobState
@@ -406,32 +450,44 @@ def jobs(
     wanted = _job_state(JobState, state)
     with Jobs.open(Settings()) as jobs_:
         found = jobs_.list(state=wanted.value if wanted is not None else None, limit=limit, actor=ME)
-    table = Table("job", "dataset", "state", "step", "progress", "source", "created", "updated", "error")
+    if as_json:
+        print_json(found)
+        return
+    rows = []
     for j in found:
         done = j.progress.get("fraction")
         shown = f"{j.progress.get('step')} {done:.0%}" if done is not None and not j.state.final else ""
-        table.add_row(
-            j.id,
-            j.dataset,
-            str(j.state),
-            j.step or "",
-            shown,
-            j.source,
-            j.created.isoformat(timespec="seconds"),
-            j.updated.isoformat(timespec="seconds"),
-            (j.error or "")[:80],
+        rows.append(
+            (
+                j.id,
+                j.dataset,
+                str(j.state),
+                j.step or "",
+                shown,
+                j.source,
+                j.created.isoformat(timespec="seconds"),
+                j.updated.isoformat(timespec="seconds"),
+                j.error or "",
+            )
         )
-    out.print(table)
+    headers = ("job", "dataset", "state", "step", "progress", "source", "created", "updated", "error")
+    show(listing(headers, rows, ids=["job"]))
 
 
 @app.command()
 @_clean_errors
-def job(job_id: Annotated[str, typer.Argument(help="job id (see `widecube jobs`)")]) -> None:
+def job(
+    job_id: Annotated[str, typer.Argument(help="job id (see `widecube jobs`)")],
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
     """Show one job: its state, step, progress, timestamps, error and step log."""
     from .pipeline import Jobs
 
     with Jobs.open(Settings()) as jobs_:
         j = jobs_.get(job_id, actor=ME)
+    if as_json:
+        print_json(j)
+        return
 
     def stamp(t: datetime | None) -> str:
         return t.isoformat(timespec="seconds") if t is not None else "-"
@@ -483,6 +539,10 @@ def watch(
         str | None,
         typer.Option(help=_VIEWS_HELP + '; a sidecar\'s "views" wins', callback=_views_option),
     ] = None,
+    input_kind: Annotated[
+        str | None,
+        typer.Option(help=_KIND_HELP + '; a sidecar\'s "input_kind" wins', callback=_kind_option),
+    ] = None,
 ) -> None:
     """Ingest every file or folder dropped into INBOX (one job each; see `widecube jobs`)."""
     from .pipeline import Jobs
@@ -492,7 +552,9 @@ def watch(
         raise typer.Exit(1)
     settings = Settings()
     with Jobs.open(settings) as jobs_:
-        watcher = jobs_.watcher(inbox, quiet=quiet_period, poll=poll, views=views, actor=ME)
+        watcher = jobs_.watcher(
+            inbox, quiet=quiet_period, poll=poll, views=views, input_kind=input_kind, actor=ME
+        )
         if once:
             for j in watcher.run_once():
                 out.print(

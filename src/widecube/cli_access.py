@@ -11,6 +11,7 @@ local groups and the audit log. :func:`register` adds them to :data:`widecube.cl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ._console import ME, err, out
+from ._console import JSON_HELP, ME, err, listing, out, print_json, show
 from ._console import clean_errors as _clean_errors
 from .access import Governance
 from .catalog import Catalog
@@ -128,14 +129,19 @@ def tokens_create(
 
 @tokens_app.command("list")
 @_clean_errors
-def tokens_list(user: Annotated[str | None, typer.Option(help="only this user's")] = None) -> None:
+def tokens_list(
+    user: Annotated[str | None, typer.Option(help="only this user's")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
     """List tokens (never their secrets)."""
     with _governance() as gov:
         found = gov.tokens(user=user, actor=ME)
-    table = Table("id", "user", "scope", "datasets", "state", "expires", "created by", "note")
     now = datetime.now().astimezone()
-    for t in found:
-        table.add_row(
+    if as_json:
+        print_json([{**dataclasses.asdict(t), "state": t.state(now)} for t in found])
+        return
+    rows = [
+        (
             t.id,
             t.user,
             t.scope,
@@ -145,7 +151,10 @@ def tokens_list(user: Annotated[str | None, typer.Option(help="only this user's"
             t.created_by,
             t.note or "",
         )
-    out.print(table)
+        for t in found
+    ]
+    headers = ("id", "user", "scope", "datasets", "state", "expires", "created by", "note")
+    show(listing(headers, rows, ids=["id"]))
 
 
 @tokens_app.command("revoke")
@@ -197,12 +206,16 @@ def access(
     classification: Annotated[
         str | None, typer.Option(help="open, internal, controlled or phi (controlled/phi: never public)")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Show who may reach a dataset; with options, change its visibility or classification."""
     with _governance() as gov:
         if visibility is not None or classification is not None:
             gov.set_policy(dataset, visibility=visibility, classification=classification, actor=ME)
         report = gov.access(dataset, actor=ME)
+    if as_json:
+        print_json(report)
+        return
     p = report.policy
     out.print(f"{dataset}: {p.visibility}, classified {p.classification}", highlight=False)
     table = Table("principal", "role", "granted by", "at")
@@ -248,6 +261,9 @@ def audit(
     until: Annotated[datetime | None, typer.Option(help="rows before (ISO 8601)")] = None,
     limit: Annotated[int, typer.Option(min=1, help="at most this many rows")] = 1000,
     jsonl: Annotated[bool, typer.Option(help="print JSON Lines (an export) instead of a table")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help=JSON_HELP + " (one array; --jsonl: a line a row)")
+    ] = False,
 ) -> None:
     """List audit rows in order (see also `widecube audit verify`)."""
     if ctx.invoked_subcommand is not None:
@@ -261,12 +277,20 @@ def audit(
         for r in rows:
             print(json.dumps(r.as_json(), ensure_ascii=False))
         return
-    table = Table("seq", "at", "actor", "via", "action", "dataset", "version", "outcome", "client")
-    for r in rows:
-        e = r.event
-        cells = (e.actor, e.via, e.action, e.dataset, e.version, e.outcome, e.client)
-        table.add_row(str(r.seq), _when(r.at), *(c or "" for c in cells))
-    out.print(table)
+    if as_json:
+        print_json([r.as_json() for r in rows])
+        return
+    lines = [
+        (
+            str(r.seq),
+            _when(r.at),
+            *(c or "" for c in (e.actor, e.via, e.action, e.dataset, e.version, e.outcome, e.client)),
+        )
+        for r in rows
+        if (e := r.event) is not None
+    ]
+    headers = ("seq", "at", "actor", "via", "action", "dataset", "version", "outcome", "client")
+    show(listing(headers, lines, ids=["version"]))
 
 
 @audit_app.command("verify")

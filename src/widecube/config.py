@@ -6,7 +6,8 @@ Example::
     >>> Settings(storage="/data/widecube").catalog_url
     'sqlite:////data/widecube/catalog.sqlite'
 
-``storage`` is a local folder (the default) or an object-store URL (``s3://bucket/prefix``);
+``storage`` is a local folder (by default the user's data folder, see :func:`default_storage`) or an
+object-store URL (``s3://bucket/prefix``);
 what must stay on a local disk (job work folders, spill, uploads, the decoded cache) is under
 ``work`` and ``cache``, which default to the storage folder when it is local, so a local
 storage's layout is the same as before object stores were supported.
@@ -14,17 +15,24 @@ storage's layout is the same as before object stores were supported.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["OBJECT_SCHEMES", "Settings"]
+__all__ = ["OBJECT_SCHEMES", "Settings", "default_storage"]
 
 OBJECT_SCHEMES = ("s3://",)
 """URL schemes of the object stores ``WIDECUBE_STORAGE`` may name."""
+
+
+def default_storage() -> Path:
+    """Where widecube keeps its data when ``WIDECUBE_STORAGE`` does not say: the user's data
+    folder (platformdirs; ``$XDG_DATA_HOME/widecube`` or ``~/.local/share/widecube`` on Linux),
+    the same from every current folder, so a command run elsewhere finds the same catalog."""
+    return platformdirs.user_data_path("widecube")
 
 
 class Settings(BaseSettings):
@@ -33,10 +41,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WIDECUBE_", extra="ignore")
 
     storage: Path | str = Field(
-        default=Path("./widecube-data"),
+        default_factory=default_storage,
         description="Root of snapshots (one immutable folder per dataset version): a local folder, "
         "or an object-store URL `s3://bucket/prefix` (endpoint, region, credentials and "
-        "server-side encryption from the standard AWS_* environment variables, never from here).",
+        "server-side encryption from the standard AWS_* environment variables, never from here). "
+        "Default: the user's data folder (`$XDG_DATA_HOME/widecube`, `~/.local/share/widecube` on "
+        "Linux), whatever the current folder.",
     )
     catalog_url: str = Field(
         default="",
@@ -227,8 +237,8 @@ class Settings(BaseSettings):
                     "database or sqlite:////var/lib/widecube/catalog.sqlite"
                 )
             if self.cache is None:
-                base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-                self.cache = base / "widecube" / self.storage.partition("://")[2].strip("/")
+                base = platformdirs.user_cache_path("widecube")
+                self.cache = base / self.storage.partition("://")[2].strip("/")
             self.cache = self.cache.expanduser().resolve()
             if self.work is None:
                 self.work = self.cache / ".work"

@@ -85,7 +85,7 @@ def test_summary_equals_numpy(client: TestClient, published: tuple[Settings, ad.
         "genes": genes,
         "groupby": "cell_type,donor",
         "stats": ["mean", "frac_expressing", "var"],
-        "layer": "raw",
+        "layer": "input",
     }
     r = client.post("/api/v1/datasets/pbmc/summary", json=body)
     assert r.status_code == 200
@@ -137,7 +137,7 @@ def test_etag_304_and_version_pinning(
 def _etag_304_and_version_pinning(
     client: TestClient, settings: Settings, v1: str, make_h5ad: MakeH5ad
 ) -> None:
-    body = {"genes": ["Gene3"], "groupby": "cell_type", "stats": ["sum"], "layer": "raw"}
+    body = {"genes": ["Gene3"], "groupby": "cell_type", "stats": ["sum"], "layer": "input"}
     first = client.post("/api/v1/datasets/pbmc/summary", json=body)
     again = client.post(
         "/api/v1/datasets/pbmc/summary", json=body, headers={"If-None-Match": first.headers["etag"]}
@@ -200,7 +200,7 @@ def test_reader_never_sees_a_mixed_or_missing_version_during_20_publishes(
             while not done.is_set():
                 r = http.post(
                     url,
-                    json={"genes": ["K", "K2"], "groupby": "cell_type", "stats": ["mean"], "layer": "raw"},
+                    json={"genes": ["K", "K2"], "groupby": "cell_type", "stats": ["mean"], "layer": "input"},
                 )
                 if r.status_code != 200:
                     problems.append(f"HTTP {r.status_code}: {r.text}")

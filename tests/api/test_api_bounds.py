@@ -183,7 +183,7 @@ def test_post_summary_equals_get_summary(server: Server) -> None:
         "genes": ["Gene3", "Gene0", "Gene59"],
         "groupby": "cell_type,donor",
         "stats": ["mean", "var", "median"],
-        "layer": "raw",
+        "layer": "input",
     }
     got, posted = c.get(SUMMARY, params=query), c.post(SUMMARY, json=query)
     assert got.status_code == posted.status_code == 200
@@ -210,8 +210,8 @@ def test_post_summary_equals_get_summary(server: Server) -> None:
 def test_post_gene_stats_equals_get_gene_stats(server: Server) -> None:
     c = server.client
     path = "/api/v1/datasets/pbmc/genes/stats"
-    got = c.get(path, params={"genes": ["Gene4", "Gene1"], "layer": "raw"})
-    posted = c.post(path, json={"genes": ["Gene4", "Gene1"], "layer": "raw"})
+    got = c.get(path, params={"genes": ["Gene4", "Gene1"], "layer": "input"})
+    posted = c.post(path, json={"genes": ["Gene4", "Gene1"], "layer": "input"})
     assert got.status_code == posted.status_code == 200
     assert got.json() == posted.json() and got.headers["etag"] == posted.headers["etag"]
     x = np.asarray(small_adata(seed=5).X)

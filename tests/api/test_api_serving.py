@@ -168,7 +168,7 @@ def test_arrow_answers_equal_the_json_ones(
         "genes": ["Gene3", "Gene0", "Gene59"],
         "groupby": "cell_type",
         "stats": ["mean", "var", "nnz"],
-        "layer": "raw",
+        "layer": "input",
     }
     as_json = client.post("/api/v1/datasets/pbmc/summary", json=body).json()
     table = _arrow(client.post("/api/v1/datasets/pbmc/summary", json=body, headers={"Accept": ARROW}))
@@ -209,14 +209,14 @@ def test_get_summary_equals_post_and_numpy(
     client: TestClient, published: tuple[Settings, ad.AnnData, str]
 ) -> None:
     _, adata, _ = published
-    params = [("genes", "Gene3"), ("genes", "Gene7"), ("groupby", "cell_type"), ("layer", "raw")]
+    params = [("genes", "Gene3"), ("genes", "Gene7"), ("groupby", "cell_type"), ("layer", "input")]
     got = client.get("/api/v1/datasets/pbmc/summary", params=params).json()
-    body = {"genes": ["Gene3", "Gene7"], "groupby": "cell_type", "layer": "raw"}
+    body = {"genes": ["Gene3", "Gene7"], "groupby": "cell_type", "layer": "input"}
     assert got == client.post("/api/v1/datasets/pbmc/summary", json=body).json()
     x = np.asarray(adata.X)
     lognorm = np.log1p(x / np.maximum(x.sum(axis=1, keepdims=True), 1) * 1e4)  # CP10k + log1p
     default = client.get("/api/v1/datasets/pbmc/summary", params=params[:-1]).json()
-    assert default["layer"] == "normalized" and got["layer"] == "raw"
+    assert default["layer"] == "normalized" and got["layer"] == "input"
     for i, group in enumerate(got["groups"]):
         rows = (adata.obs["cell_type"] == group).to_numpy()
         cells = x[rows][:, [3, 7]]
@@ -297,7 +297,7 @@ def _admin_publish_and_rollback(
     v2 = ingest(
         make_h5ad(newer, name="v2.h5ad"), dataset="pbmc", groupbys=["cell_type"], settings=settings
     ).version
-    body = {"genes": ["Gene3"], "groupby": "cell_type", "stats": ["sum"], "layer": "raw"}
+    body = {"genes": ["Gene3"], "groupby": "cell_type", "stats": ["sum"], "layer": "input"}
 
     def live_sum() -> tuple[str, float]:
         got = client.post("/api/v1/datasets/pbmc/summary", json=body).json()
@@ -344,7 +344,7 @@ def test_retired_versions_are_evicted_and_pinned_readers_still_answered(
     assert settings.cache is not None
     app = create_app(settings, upkeep=False, evict_after=3600)
     wc: Widecube = app.state.widecube
-    body = {"genes": ["Gene3"], "groupby": "cell_type", "stats": ["sum"], "layer": "raw"}
+    body = {"genes": ["Gene3"], "groupby": "cell_type", "stats": ["sum"], "layer": "input"}
     with TestClient(app) as client:
         before = client.post("/api/v1/datasets/pbmc/summary", json=body).json()
         assert (settings.cache / v1).is_dir() and wc.opened_versions() == [v1]
@@ -406,7 +406,7 @@ def test_serve_with_two_workers_sharing_the_cache(published: tuple[Settings, ad.
         expected = x[(adata.obs["cell_type"] == "B").to_numpy(), 5].mean()
         with httpx.Client(base_url=url, timeout=30) as http:
             for _ in range(40):  # new connections: both workers answer some
-                query = {"genes": ["Gene5"], "groupby": "cell_type", "layer": "raw"}
+                query = {"genes": ["Gene5"], "groupby": "cell_type", "layer": "input"}
                 r = http.post("/api/v1/datasets/pbmc/summary", json=query, headers={"Connection": "close"})
                 got = r.json()
                 assert r.status_code == 200 and got["version"] == version

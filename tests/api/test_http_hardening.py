@@ -87,15 +87,16 @@ def test_hsts_only_when_the_request_came_over_tls(tmp_path: Path) -> None:
     assert max_age >= 180 * 24 * 3600
 
 
-def test_the_api_docs_get_their_own_policy_for_their_cdn(tmp_path: Path) -> None:
-    """Swagger UI (FastAPI's /docs) loads from cdn.jsdelivr.net and starts with an inline
-    script; only that page's policy allows them, the UI's does not."""
+def test_the_api_docs_get_their_own_policy_for_their_inline_start(tmp_path: Path) -> None:
+    """Swagger UI (/docs) loads from this server (tests/api/test_docs.py: no CDN) and starts
+    with an inline script; only that page's policy allows it, the UI's does not."""
     with _client(tmp_path) as http:
         docs = http.get("/docs")
-    assert "https://cdn.jsdelivr.net/" in docs.text and "<script>" in docs.text
+    assert "/docs/static/swagger-ui-bundle.js" in docs.text and "<script>" in docs.text
     policy = _csp(docs.headers["content-security-policy"])
-    assert "https://cdn.jsdelivr.net" in policy["script-src"] and policy["frame-ancestors"] == ["'none'"]
-    assert "https://cdn.jsdelivr.net" not in EXPECTED_CSP["script-src"]
+    assert "'unsafe-inline'" in policy["script-src"] and policy["frame-ancestors"] == ["'none'"]
+    assert not [s for p in policy.values() for s in p if "://" in s]  # no other origin
+    assert "'unsafe-inline'" not in EXPECTED_CSP["script-src"]
 
 
 class _Inline(HTMLParser):

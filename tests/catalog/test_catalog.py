@@ -288,7 +288,9 @@ def test_publish_retires_the_previous_version(catalog: Catalog, engine: sa.Engin
     assert sql(engine, "SELECT version_id FROM pointers") == [(v1,)]
 
 
-def test_rollback_to_the_previous_retired_version(catalog: Catalog, engine: sa.Engine) -> None:
+def test_rollback_to_the_version_live_before(catalog: Catalog, engine: sa.Engine) -> None:
+    """A plain rollback makes live the version that was live just before the current one went
+    live (the pointer history's last move onto it): after a rollback, the one rolled back from."""
     v1, v2, v3, v4 = (new_version(catalog) for _ in range(4))
     for version in (v1, v2, v3):
         catalog.publish("pbmc", version)
@@ -297,12 +299,14 @@ def test_rollback_to_the_previous_retired_version(catalog: Catalog, engine: sa.E
     assert (record.version, record.status) == (v2, S.PUBLISHED)
     assert catalog.current("pbmc") == record
     assert statuses(catalog) == {v1: S.RETIRED, v2: S.PUBLISHED, v3: S.RETIRED, v4: S.FAILED}
-    assert catalog.rollback("pbmc").version == v1
-    with pytest.raises(CatalogError, match="no retired version is older"):
-        catalog.rollback("pbmc")
-    assert catalog.current("pbmc").version == v1
+    assert catalog.rollback("pbmc").version == v3  # v3 was live before v2 went live again
+    assert catalog.rollback("pbmc", to=v1).version == v1
+    assert catalog.rollback("pbmc", to=v3).version == v3  # roll forward
+    assert catalog.rollback("pbmc").version == v1  # was 409 ("no retired version is older")
+    assert catalog.live_before("pbmc") == v3
     rows = sql(engine, "SELECT from_version, to_version, action FROM pointer_history ORDER BY id")
-    assert rows[-2:] == [(v3, v2, "rollback"), (v2, v1, "rollback")]
+    moves = [(v2, v3), (v3, v1), (v1, v3), (v3, v1)]
+    assert rows[-4:] == [(a, b, "rollback") for a, b in moves]
 
 
 def test_rollback_to_a_named_version(catalog: Catalog) -> None:
@@ -329,8 +333,9 @@ def test_rollback_needs_something_to_roll_back(catalog: Catalog) -> None:
     with pytest.raises(CatalogError, match="nothing is published"):
         catalog.rollback("pbmc")
     catalog.publish("pbmc", v1)
-    with pytest.raises(CatalogError, match="no retired version is older"):
+    with pytest.raises(CatalogError, match="no version was live before the current version"):
         catalog.rollback("pbmc")
+    assert catalog.live_before("pbmc") is None
 
 
 def test_versions_with_equal_timestamps_order_by_creation(catalog: Catalog, engine: sa.Engine) -> None:

@@ -122,7 +122,7 @@ def _rest(values: list[list[float | None]]) -> np.ndarray:
 STATS = ["sum", "mean", "var", "nnz", "frac_expressing"]
 
 
-@pytest.mark.parametrize(("groupby", "layer"), [("cell_type", "raw"), ("cell_type,donor", "normalized")])
+@pytest.mark.parametrize(("groupby", "layer"), [("cell_type", "input"), ("cell_type,donor", "normalized")])
 def test_summary_equals_rest_and_scanpy_aggregate(served: Served, groupby: str, layer: str) -> None:
     genes = ["CD3E", "MS4A1", "HBB", "LYZ"]
     pb = served.client.summary("pbmc", genes, groupby, stats=STATS, layer=layer)
@@ -133,7 +133,7 @@ def test_summary_equals_rest_and_scanpy_aggregate(served: Served, groupby: str, 
     for stat in STATS:
         assert pb.layers[stat].dtype == np.float64
         np.testing.assert_array_equal(pb.layers[stat], _rest(rest["values"][stat]))
-    source = served.adata if layer == "raw" else served.lognorm
+    source = served.adata if layer == "input" else served.lognorm
     columns = groupby.split(",")
     ref = _aggregate(source[:, genes], columns if len(columns) > 1 else groupby)
     assert list(pb.obs_names) == list(ref.obs_names)  # observed groups, in category order
@@ -196,13 +196,13 @@ def test_datasets_genes_markers_and_expression_equal_rest(served: Served) -> Non
     pd.testing.assert_frame_equal(markers, expected)
     assert markers.attrs == {k: rest_markers[k] for k in ("dataset", "version", "groupby", "group", "layer")}
     keep = {"cell_type": ["B"], "donor": ["d3"]}
-    x = wc.expression("pbmc", ["LYZ", "CD79A"], filter=keep, layer="raw")
+    x = wc.expression("pbmc", ["LYZ", "CD79A"], filter=keep, layer="input")
     mask = (served.adata.obs["cell_type"] == "B").to_numpy() & (served.adata.obs["donor"] == "d3").to_numpy()
     reference = np.asarray(served.adata[mask, ["LYZ", "CD79A"]].X, dtype=np.float32)
     np.testing.assert_array_equal(x.to_numpy(), reference)
     assert list(x.columns) == ["LYZ", "CD79A"] and x.attrs["cells"] == int(mask.sum())
     rest_x = http.post(
-        "/datasets/pbmc/expression", json={"genes": ["LYZ", "CD79A"], "filter": keep, "layer": "raw"}
+        "/datasets/pbmc/expression", json={"genes": ["LYZ", "CD79A"], "filter": keep, "layer": "input"}
     ).json()
     np.testing.assert_array_equal(x["LYZ"], np.asarray(rest_x["values"]["LYZ"], np.float32))
 
@@ -239,8 +239,8 @@ def _same(a: Any, b: Any) -> None:
             ("pbmc", ["GNLY", "IL7R"], "donor"),
             {"stats": ["q25", "frac_expressing"], "filter": {"cell_type": ["T", "ghost"]}},
         ),
-        ("aggregate", ("pbmc", ["PPBP"], "cell_type"), {"filter": {"cell_type": ["B"]}, "layer": "raw"}),
-        ("markers", ("pbmc", "cell_type", "Mono"), {"layer": "raw"}),
+        ("aggregate", ("pbmc", ["PPBP"], "cell_type"), {"filter": {"cell_type": ["B"]}, "layer": "input"}),
+        ("markers", ("pbmc", "cell_type", "Mono"), {"layer": "input"}),
         ("expression", ("pbmc", ["FCGR3A", "CD3E"]), {"filter": {"donor": ["d1"]}}),
     ],
 )

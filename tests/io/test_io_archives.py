@@ -65,7 +65,7 @@ def test_zip_of_a_csv_ingests(tmp_path: Path, settings: Settings) -> None:
     record = ingest(archive, dataset="z", groupbys=["donor"], obs=obs, settings=settings)
     assert record.info["input"]["format"] == "csv" and record.info["input"]["name"] == "upload.zip"
     wc = Widecube(settings)
-    got = wc.summary("z", genes=GENES, groupby="donor", stats=["sum"], layer="raw")
+    got = wc.summary("z", genes=GENES, groupby="donor", stats=["sum"], layer="input")
     wc.close()
     for i, d in enumerate(got["groups"]):
         np.testing.assert_allclose(got["values"]["sum"][i], X[(ADATA.obs["donor"] == d).to_numpy()].sum(0))

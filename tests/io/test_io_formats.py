@@ -110,7 +110,7 @@ def test_each_format_serves_the_numpy_summary(case: str, tmp_path: Path, setting
     stats = ["n_cells", "sum", "nnz", "mean", "var"]
     types, donors = OBS["cell_type"].astype(str), OBS["donor"].astype(str)
     for groupby, labels in [("cell_type", types), ("cell_type,donor", types + "_" + donors)]:
-        got = wc.summary("t", genes=GENES, groupby=groupby, stats=stats, layer="raw")
+        got = wc.summary("t", genes=GENES, groupby=groupby, stats=stats, layer="input")
         want = numpy_summary(X, labels)
         assert sorted(got["groups"]) == sorted(want)
         for i, group in enumerate(got["groups"]):
@@ -154,7 +154,7 @@ def test_loom_layer(tmp_path: Path, settings: Settings) -> None:
     path = write_loom(tmp_path / "a.loom", X, CELLS, GENES, OBS, layers={"spliced": doubled})
     ingest(path, dataset="l", groupbys=["donor"], layer="spliced", settings=settings)
     wc = Widecube(settings)
-    got = wc.summary("l", genes=["Gene3"], groupby="donor", stats=["sum"], layer="raw")
+    got = wc.summary("l", genes=["Gene3"], groupby="donor", stats=["sum"], layer="input")
     wc.close()
     for i, d in enumerate(got["groups"]):
         assert got["values"]["sum"][i, 0] == doubled[(OBS["donor"] == d).to_numpy(), 3].sum()

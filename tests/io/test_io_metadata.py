@@ -70,7 +70,7 @@ def test_allow_missing_metadata_fills_unknown(matrix: Path, tmp_path: Path, sett
     record = ingest(matrix, dataset="t", obs=path, allow_missing_metadata=True, settings=settings)
     assert record.info["groupbys"] == ["cell_type", "donor"]
     wc = Widecube(settings)
-    got = wc.summary("t", genes=["Gene4"], groupby="donor", stats=["n_cells", "sum"], layer="raw")
+    got = wc.summary("t", genes=["Gene4"], groupby="donor", stats=["n_cells", "sum"], layer="input")
     wc.close()
     labels = OBS["donor"].astype(str).to_numpy().copy()
     labels[:7] = "unknown"
@@ -138,7 +138,7 @@ def test_groupby_on_a_metadata_column_through_the_cli(
     warning = f"{path}: 1 metadata rows name cells that are not in the matrix (first: 'stray'); ignored"
     assert warning in run.stderr
     wc = Widecube(settings)
-    got = wc.summary("t", genes=["Gene2"], groupby="cell_type", stats=["sum"], layer="raw")
+    got = wc.summary("t", genes=["Gene2"], groupby="cell_type", stats=["sum"], layer="input")
     wc.close()
     for i, g in enumerate(got["groups"]):
         assert got["values"]["sum"][i, 0] == X[(OBS["cell_type"] == g).to_numpy(), 2].sum()

@@ -50,7 +50,7 @@ def raw_sum(
 ) -> tuple[list[str], np.ndarray]:
     wc = Widecube(settings)
     try:
-        got = wc.summary(dataset, genes=[f"Gene{gene}"], groupby=groupby, stats=["sum"], layer="raw")
+        got = wc.summary(dataset, genes=[f"Gene{gene}"], groupby=groupby, stats=["sum"], layer="input")
     finally:
         wc.close()
     return got["groups"], np.asarray(got["values"]["sum"])[:, 0]

@@ -77,7 +77,7 @@ def wait_for(check: Callable[[], Any], seconds: float, what: str, every: float =
 def served_sum(settings: Settings, dataset: str, gene: int = 5) -> list[float]:
     wc = Widecube(settings)
     try:
-        got = wc.summary(dataset, genes=[f"Gene{gene}"], groupby="donor", stats=["sum"], layer="raw")
+        got = wc.summary(dataset, genes=[f"Gene{gene}"], groupby="donor", stats=["sum"], layer="input")
     finally:
         wc.close()
     return [row[0] for row in got["values"]["sum"]]
@@ -700,7 +700,7 @@ def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_
                     ("/healthz", None),
                     (
                         "/api/v1/datasets/live/summary",
-                        {"genes": ["Gene5"], "groupby": "donor", "stats": ["sum"], "layer": "raw"},
+                        {"genes": ["Gene5"], "groupby": "donor", "stats": ["sum"], "layer": "input"},
                     ),
                 ):
                     try:

@@ -133,7 +133,7 @@ def test_summary_over_all_cells_equals_numpy(ingested: Ingested, fmt: str) -> No
     body = {
         "genes": ASKED,
         "groupby": ALL_CELLS,
-        "layer": "raw",
+        "layer": "input",
         "stats": ["mean", "var", "frac_expressing", "sum", "nnz", "n_cells"],
     }
     r = ingested.client.post(f"/api/v1/datasets/{fmt}/summary", json=body)
@@ -159,7 +159,7 @@ def test_summary_over_all_cells_equals_numpy(ingested: Ingested, fmt: str) -> No
 @pytest.mark.subprocess
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_quantiles_over_all_cells_equal_numpy(ingested: Ingested, fmt: str) -> None:
-    body = {"genes": ASKED, "groupby": ALL_CELLS, "layer": "raw", "stats": list(QUANTILES)}
+    body = {"genes": ASKED, "groupby": ALL_CELLS, "layer": "input", "stats": list(QUANTILES)}
     got = ingested.client.post(f"/api/v1/datasets/{fmt}/summary", json=body).json()
     x = X[:, _columns(ASKED)]
     for name, q in QUANTILES.items():  # stored as float32
@@ -172,7 +172,7 @@ def test_quantiles_over_all_cells_equal_numpy(ingested: Ingested, fmt: str) -> N
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_gene_major_matrix_and_cell_stats_equal_the_input(ingested: Ingested, fmt: str) -> None:
     genes = ["Gene3", "Gene0", "Gene11"]
-    got = ingested.client.post(f"/api/v1/datasets/{fmt}/expression", json={"genes": genes, "layer": "raw"})
+    got = ingested.client.post(f"/api/v1/datasets/{fmt}/expression", json={"genes": genes, "layer": "input"})
     assert got.status_code == 200, got.text
     for g in genes:
         np.testing.assert_array_equal(got.json()["values"][g], X[:, GENES.index(g)], err_msg=g)
@@ -180,7 +180,7 @@ def test_gene_major_matrix_and_cell_stats_equal_the_input(ingested: Ingested, fm
     np.testing.assert_array_equal(cells["total_counts"], X.sum(axis=1))
     np.testing.assert_array_equal(cells["n_genes_by_counts"], (X != 0).sum(axis=1))
     stats = ingested.client.get(
-        f"/api/v1/datasets/{fmt}/genes/stats", params={"genes": genes, "layer": "raw"}
+        f"/api/v1/datasets/{fmt}/genes/stats", params={"genes": genes, "layer": "input"}
     ).json()["stats"]
     np.testing.assert_allclose(stats["mean"], X[:, _columns(genes)].mean(axis=0), rtol=1e-12)
 
@@ -204,7 +204,7 @@ def test_markers_of_the_synthetic_grouping_are_a_clear_422(ingested: Ingested, f
 
 @pytest.mark.subprocess
 def test_aggregate_by_the_synthetic_grouping_precomputed_and_computed(ingested: Ingested) -> None:
-    body = {"genes": ASKED, "groupby": ALL_CELLS, "layer": "raw", "stats": ["mean", "median", "n_cells"]}
+    body = {"genes": ASKED, "groupby": ALL_CELLS, "layer": "input", "stats": ["mean", "median", "n_cells"]}
     pre = ingested.client.post("/api/v1/datasets/csv/aggregate", json=body).json()
     assert pre["source"] == "precomputed" and pre["groups"] == [ALL_CELLS_GROUP] and pre["cells"] == N_CELLS
     x = X[:, _columns(ASKED)]
@@ -214,7 +214,7 @@ def test_aggregate_by_the_synthetic_grouping_precomputed_and_computed(ingested: 
     wc = Widecube(ingested.settings)
     try:
         computed = wc.aggregate(
-            "csv", genes=ASKED, groupby=ALL_CELLS, stats=["mean", "median"], layer="raw", precomputed=False
+            "csv", genes=ASKED, groupby=ALL_CELLS, stats=["mean", "median"], layer="input", precomputed=False
         )
         assert computed["source"] == "computed"
         np.testing.assert_allclose(computed["values"]["mean"][0], x.mean(axis=0), rtol=1e-12)
@@ -238,7 +238,7 @@ def test_aggregate_by_an_obs_column_that_was_not_precomputed(tmp_path: Path) -> 
     with TestClient(create_app(settings)) as client:
         detail = client.get("/api/v1/datasets/b").json()
         assert detail["groupbys"] == ["all_"] and detail["obs"] == {}
-        body = {"genes": ASKED, "groupby": "batch", "layer": "raw", "stats": ["mean", "q75", "n_cells"]}
+        body = {"genes": ASKED, "groupby": "batch", "layer": "input", "stats": ["mean", "q75", "n_cells"]}
         got = client.post("/api/v1/datasets/b/aggregate", json=body).json()
         assert got["source"] == "computed" and got["groups"] == ["1", "2", "3"]
         for i, b in enumerate((1, 2, 3)):
@@ -290,7 +290,7 @@ def test_a_grouping_with_one_category_crashes_no_view(tmp_path: Path) -> None:
         detail = client.get("/api/v1/datasets/one").json()
         assert detail["groupbys"] == ["sample", "cell_type"]  # no synthetic grouping: there are real ones
         assert detail["views"]["markers"]["skipped"] == {"sample": 1}
-        body = {"genes": ASKED, "groupby": "sample", "layer": "raw", "stats": ["mean", "var", "median"]}
+        body = {"genes": ASKED, "groupby": "sample", "layer": "input", "stats": ["mean", "var", "median"]}
         got = client.post("/api/v1/datasets/one/summary", json=body).json()
         x = X[:, _columns(ASKED)]
         assert got["groups"] == ["s1"]

@@ -124,7 +124,7 @@ def test_failure_after_views_are_written_leaves_old_version_served(
     wc = Widecube(settings)
     assert wc.resolve("t")[0].version == old.version
     x1 = np.asarray(small_adata(seed=1).X)
-    got = wc.summary("t", genes=["Gene5"], groupby="donor", stats=["sum"], layer="raw")["values"]["sum"]
+    got = wc.summary("t", genes=["Gene5"], groupby="donor", stats=["sum"], layer="input")["values"]["sum"]
     assert got.sum() == x1[:, 5].sum()
     new = wc.catalog.versions("t")[0]
     assert new.status == VersionStatus.FAILED and "catalog went away" in (new.reason or "")
@@ -188,7 +188,7 @@ def test_ingest_and_serve_with_a_postgresql_catalog(make_h5ad: MakeH5ad, tmp_pat
         settings = Settings(storage=tmp_path / "pg-store", catalog_url=url)
         ingest(make_h5ad(adata), dataset="t", groupbys=["cell_type"], settings=settings)
         wc = Widecube(settings)
-        got = wc.summary("t", genes=["Gene2"], groupby="cell_type", stats=["mean"], layer="raw")
+        got = wc.summary("t", genes=["Gene2"], groupby="cell_type", stats=["mean"], layer="input")
         wc.close()
     x = np.asarray(adata.X)
     assert sorted(got["groups"]) == sorted(adata.obs["cell_type"].unique().astype(str))

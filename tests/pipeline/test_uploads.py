@@ -54,7 +54,7 @@ def finished(client: httpx.Client, job: str, seconds: float = 120) -> dict[str, 
 
 
 def assert_served(client: httpx.Client, dataset: str, adata: object, gene: int = 4) -> None:
-    body = {"genes": [f"Gene{gene}"], "groupby": "donor", "stats": ["sum"], "layer": "raw"}
+    body = {"genes": [f"Gene{gene}"], "groupby": "donor", "stats": ["sum"], "layer": "input"}
     got = client.post(f"/api/v1/datasets/{dataset}/summary", json=body).json()
     x = np.asarray(adata.X)  # type: ignore[attr-defined]
     for g, row in zip(got["groups"], got["values"]["sum"], strict=True):

@@ -31,7 +31,7 @@ def listing(root: Path) -> list[str]:
 def group_sums(settings: Settings, dataset: str, groupby: str, gene: int) -> dict[str, float]:
     wc = Widecube(settings)
     try:
-        got = wc.summary(dataset, genes=[f"Gene{gene}"], groupby=groupby, stats=["sum"], layer="raw")
+        got = wc.summary(dataset, genes=[f"Gene{gene}"], groupby=groupby, stats=["sum"], layer="input")
     finally:
         wc.close()
     return dict(zip(got["groups"], np.asarray(got["values"]["sum"])[:, 0].tolist(), strict=True))

@@ -48,7 +48,7 @@ class Data:
         self.lognorm = np.log1p(self.x / np.maximum(self.x.sum(axis=1, keepdims=True), 1) * 1e4)
 
     def layer(self, name: str) -> np.ndarray:
-        return self.x if name == "raw" else self.lognorm
+        return self.x if name == "input" else self.lognorm
 
     def keep(self, filter: dict[str, list[str]]) -> np.ndarray:
         mask = np.ones(self.adata.n_obs, dtype=bool)
@@ -116,7 +116,7 @@ def _check(data: Data, got: dict[str, Any], filter: dict[str, list[str]], groupb
         np.testing.assert_allclose(actual, expected, rtol=rtol, atol=1e-12, equal_nan=True, err_msg=stat)
 
 
-@pytest.mark.parametrize("layer", ["raw", "normalized"])
+@pytest.mark.parametrize("layer", ["input", "normalized"])
 @pytest.mark.parametrize("groupby", ["cell_type", "cell_type,donor", "donor"])
 def test_aggregate_over_a_filter_equals_numpy(data: Data, groupby: str, layer: str) -> None:
     filter = {"donor": ["d1", "(missing)"], "cell_type": ["T", "B", "solo", "Mono"]}
@@ -204,7 +204,7 @@ def test_unknown_names_are_422_naming_them(
     assert r.status_code == 422 and message in r.json()["detail"], r.text
 
 
-@pytest.mark.parametrize("layer", ["raw", "normalized"])
+@pytest.mark.parametrize("layer", ["input", "normalized"])
 def test_expression_equals_the_matrix_columns_of_the_kept_cells(data: Data, layer: str) -> None:
     genes = ["Gene3", "Gene59", "Gene0"]
     cols = [data.adata.var_names.get_loc(g) for g in genes]
@@ -241,7 +241,7 @@ def test_pinning_etags_304_arrow_and_gzip(tmp_path: Path) -> None:
         "groupby": "cell_type",
         "filter": {"donor": ["d2", "d1"]},
         "stats": ["sum", "median"],
-        "layer": "raw",
+        "layer": "input",
     }
     with TestClient(create_app(settings, upkeep=False)) as client:
         url = "/api/v1/datasets/pbmc/aggregate"
@@ -280,7 +280,7 @@ def test_pinning_etags_304_arrow_and_gzip(tmp_path: Path) -> None:
         zipped = client.post(url, json=big, headers={"Accept-Encoding": "gzip"})
         assert zipped.headers["content-encoding"] == "gzip" and zipped.json()["version"] == v1
         expr = client.post(
-            "/api/v1/datasets/pbmc/expression", json={"genes": ["Gene3"], "version": v1, "layer": "raw"}
+            "/api/v1/datasets/pbmc/expression", json={"genes": ["Gene3"], "version": v1, "layer": "input"}
         )
         assert expr.headers["cache-control"].endswith("immutable")
         assert expr.json()["values"]["Gene3"] == np.asarray(inputs[0].X, np.float32)[:, 3].tolist()

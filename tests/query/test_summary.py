@@ -90,7 +90,7 @@ def test_service_values_equal_numpy(make_h5ad: MakeH5ad, settings: Settings) -> 
     wc = Widecube(settings)
     genes = ["Gene0", "Gene7", "Gene59"]  # one expressing cell; ordinary; never expressed
     stats = ["mean", "var", "frac_expressing", "mean_expressing", "sum", "nnz", "n_cells"]
-    result = wc.summary("t", genes=genes, groupby="cell_type", stats=stats, layer="raw")
+    result = wc.summary("t", genes=genes, groupby="cell_type", stats=stats, layer="input")
     wc.close()
     x = np.asarray(adata.X, dtype=np.float64)[:, [0, 7, 59]]
     expected = numpy_reference(x, adata.obs["cell_type"].astype(str))
@@ -116,7 +116,7 @@ def test_layer_and_raw(make_h5ad: MakeH5ad, settings: Settings) -> None:
         path = make_h5ad(adata, name=f"{where}.h5ad", where=where)
         ingest(path, dataset=where, groupbys=["donor"], layer=where, settings=settings)
         wc = Widecube(settings)
-        got = wc.summary(where, genes=["Gene3"], groupby="donor", stats=["sum"], layer="raw")
+        got = wc.summary(where, genes=["Gene3"], groupby="donor", stats=["sum"], layer="input")
         wc.close()
         assert sorted(got["groups"]) == ["d1", "d2", "d3"]
         for i, d in enumerate(got["groups"]):

@@ -135,9 +135,9 @@ QUERIES: list[tuple[str, str, dict[str, Any]]] = [
     (
         "summary",
         "/api/v1/datasets/pbmc/summary",
-        {"genes": GENES, "groupby": "cell_type", "stats": ["sum", "mean"], "layer": "raw"},
+        {"genes": GENES, "groupby": "cell_type", "stats": ["sum", "mean"], "layer": "input"},
     ),
-    ("expression", "/api/v1/datasets/pbmc/expression", {"genes": ["Gene3", "Gene17"], "layer": "raw"}),
+    ("expression", "/api/v1/datasets/pbmc/expression", {"genes": ["Gene3", "Gene17"], "layer": "input"}),
     (
         "aggregate",
         "/api/v1/datasets/pbmc/aggregate",
@@ -145,7 +145,7 @@ QUERIES: list[tuple[str, str, dict[str, Any]]] = [
             "genes": GENES,
             "groupby": "cell_type",
             "stats": ["sum"],
-            "layer": "raw",
+            "layer": "input",
             "filter": {"donor": ["d1"]},
         },
     ),
@@ -331,7 +331,7 @@ def test_a_flipped_byte_in_a_decoded_cache_file_is_rebuilt_not_served(two: Two) 
     assert not cached.exists()
     assert _cli(settings, "verify", "pbmc").returncode == 0
     wc = Widecube(settings)
-    got = wc.summary("pbmc", genes=GENES, groupby="cell_type", stats=["sum"], layer="raw")
+    got = wc.summary("pbmc", genes=GENES, groupby="cell_type", stats=["sum"], layer="input")
     want = _expected_summary(two.a2, got["groups"], GENES)["sum"]
     np.testing.assert_allclose(got["values"]["sum"], want, rtol=1e-9)
     wc.close()

@@ -196,15 +196,15 @@ def test_summary_from_the_store_equals_the_local_folder_and_numpy(ingested: Inge
     remote, local = Widecube(ingested.settings), Widecube(ingested.local)
     try:
         for groupby in ("cell_type", "donor"):
-            a = remote.summary("t", genes=GENES, groupby=groupby, stats=["sum", "mean"], layer="raw")
-            b = local.summary("t", genes=GENES, groupby=groupby, stats=["sum", "mean"], layer="raw")
+            a = remote.summary("t", genes=GENES, groupby=groupby, stats=["sum", "mean"], layer="input")
+            b = local.summary("t", genes=GENES, groupby=groupby, stats=["sum", "mean"], layer="input")
             assert a.groups == b.groups
             want = _expected(ingested.adata, groupby, a.groups, GENES)
             for stat in ("sum", "mean"):
                 np.testing.assert_array_equal(a.values[stat], b.values[stat])
                 np.testing.assert_allclose(a.values[stat], want[stat], rtol=1e-6, equal_nan=True)
             c = remote.aggregate(
-                "t", genes=GENES, groupby=groupby, stats=["sum"], layer="raw", precomputed=False
+                "t", genes=GENES, groupby=groupby, stats=["sum"], layer="input", precomputed=False
             )
             np.testing.assert_allclose(c.values["sum"], want["sum"], rtol=1e-6)
     finally:
@@ -228,7 +228,7 @@ def test_a_server_serves_the_store_through_the_local_cache(ingested: Ingested, t
     try:
         while not server.started:
             time.sleep(0.05)
-        body = {"genes": GENES, "groupby": "cell_type", "stats": ["sum", "mean"], "layer": "raw"}
+        body = {"genes": GENES, "groupby": "cell_type", "stats": ["sum", "mean"], "layer": "input"}
         r = httpx.post(f"http://127.0.0.1:{port}/api/v1/datasets/t/summary", json=body, timeout=60)
         assert r.status_code == 200, r.text
         got = r.json()
@@ -261,12 +261,12 @@ def test_a_bounded_cache_still_answers_and_stays_under_its_bound(
         for _ in range(2):
             for groupby in ("cell_type", "donor"):
                 for stats in (["sum"], ["mean"], ["sum", "mean"]):
-                    got = wc.summary("t", genes=GENES, groupby=groupby, stats=stats, layer="raw")
+                    got = wc.summary("t", genes=GENES, groupby=groupby, stats=stats, layer="input")
                     want = _expected(ingested.adata, groupby, got.groups, GENES)
                     for stat in stats:
                         np.testing.assert_allclose(got.values[stat], want[stat], rtol=1e-6, equal_nan=True)
                     agg = wc.aggregate(
-                        "t", genes=GENES, groupby=groupby, stats=["sum"], layer="raw", precomputed=False
+                        "t", genes=GENES, groupby=groupby, stats=["sum"], layer="input", precomputed=False
                     )
                     np.testing.assert_allclose(agg.values["sum"], want["sum"], rtol=1e-6)
                     files = {p: p.stat().st_size for p in cache.rglob("*.npy") if not p.name.startswith(".")}

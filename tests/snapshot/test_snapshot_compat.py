@@ -42,7 +42,7 @@ def tiny_input() -> tuple[np.ndarray, pd.DataFrame, dict[str, np.ndarray]]:
     total = x.sum(1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         normalized = np.log1p(np.where(total > 0, x * 1e4 / total, 0.0))
-    return x, obs, {"raw": x, "normalized": normalized}
+    return x, obs, {"input": x, "normalized": normalized}
 
 
 def test_there_is_a_frozen_snapshot_of_every_view() -> None:
@@ -179,14 +179,19 @@ def test_describe_through_the_specs(frozen: Snapshot) -> None:
     """What the API lists per view, through the specs' shorthands (as the service reads it)."""
     described = {v.name: v.describe(frozen) for v in views()}
     assert described["summary"]["groupbys"] == list(GROUPBYS)
-    assert described["summary"]["layers"] == ["raw", "normalized"]
+    assert described["summary"]["layers"] == ["input", "normalized"]  # 'raw' before format 0.3.0
     assert described["quantiles"]["stats"] == ["q10", "q25", "median", "q75", "q90"]
     assert described["markers"] == {
-        "layers": ["raw", "normalized"],
+        "layers": ["input", "normalized"],
         "top": 100,
         "ranking": "welch t, descending",
         "skipped": {},
+        "foldchange": {"input": "ratio", "normalized": "expm1"},  # counts: both are fold changes
     }
+    assert (
+        frozen.manifest["layers"] == ["input", "normalized"]
+        and frozen.manifest["default_layer"] == "normalized"
+    )
     assert described["matrix"]["nnz"] == int((tiny_input()[0] != 0).sum())
 
 
@@ -219,11 +224,11 @@ def test_an_unknown_encoding_version_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert (caught.value.encoding, caught.value.encoding_version) == ("widecube-summary", "9.0.0")
     with pytest.raises(UnsupportedEncoding, match=message):  # the service's path to the same read
-        get_view("summary").query(snap, "cell_type", "raw", np.arange(2), ["mean"])
+        get_view("summary").query(snap, "cell_type", "input", np.arange(2), ["mean"])
     with pytest.raises(VerificationError, match=message):
         verify_snapshot(snap)
     # the other views of the snapshot still read
-    assert reader(snap, "genes", GenesReader).table("raw").shape[0] == snap.n_genes
+    assert reader(snap, "genes", GenesReader).table("input").shape[0] == snap.n_genes
 
 
 def test_an_unknown_encoding_name_and_a_missing_view_are_clear_errors(tmp_path: Path) -> None:
@@ -235,10 +240,26 @@ def test_an_unknown_encoding_name_and_a_missing_view_are_clear_errors(tmp_path: 
     with pytest.raises(
         UnsupportedEncoding, match=rf"version {snap.version} of dataset 'tiny' has no view 'markers'"
     ):
-        reader(snap, "markers", MarkersReader).table("cell_type", "raw")
+        reader(snap, "markers", MarkersReader).table("cell_type", "input")
     assert get_view("markers").served(snap) == []  # a view it lacks serves no statistic
 
 
 def test_a_reader_of_another_view_is_refused(frozen: Snapshot) -> None:
     with pytest.raises(UnsupportedEncoding, match="view 'genes'"):
         reader(frozen, "genes", SummaryReader)
+
+
+def test_old_markers_of_non_count_input_have_no_fold_change(tmp_path: Path) -> None:
+    """markers 0.1.0 took a ratio of the input layer's means whatever the input held: right for
+    counts, wrong for log1p input (a ratio of logs), so for non-count input it is withheld."""
+    old = next(p for p in FROZEN if json.loads((p / "manifest.json").read_text())["format_version"] < "0.3.0")
+    root = tmp_path / "snap"
+    shutil.copytree(old, root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["layers"] == ["raw", "normalized"] and "kind" not in manifest["input"]
+    markers = reader(Snapshot(root), "markers", MarkersReader)
+    assert (markers.fold_change("input"), markers.fold_change("normalized")) == ("ratio", "expm1")
+    manifest["input"]["counts"] = False
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    markers = reader(Snapshot(root), "markers", MarkersReader)
+    assert (markers.fold_change("input"), markers.fold_change("normalized")) == (None, "expm1")

@@ -74,7 +74,7 @@ def test_quantiles_equal_numpy_on_both_layers(
         make_h5ad(adata, layout=layout, dtype=dtype), dataset="q", groupbys=["cell_type"], settings=settings
     )
     x = np.asarray(adata.X, dtype=np.float64)
-    for layer, values in (("raw", x), ("normalized", normalized(x))):
+    for layer, values in (("input", x), ("normalized", normalized(x))):
         got = query(settings, "q", list(QS), layer)
         for i, g in enumerate(got["groups"]):
             cells = groups_of(adata, "cell_type")[g]
@@ -91,7 +91,7 @@ def test_median_equals_scanpy(make_h5ad: MakeH5ad, settings: Settings) -> None:
     ingest(path, dataset="q", groupbys=["cell_type", "cell_type,donor"], settings=settings)
     for key, by in (("cell_type", "cell_type"), ("cell_type,donor", ["cell_type", "donor"])):
         ref = sc.get.aggregate(ad.read_h5ad(path), by=by, func="median")
-        got = query(settings, "q", ["median"], "raw", groupby=key)
+        got = query(settings, "q", ["median"], "input", groupby=key)
         assert got["groups"] == list(ref.obs_names)
         np.testing.assert_allclose(got["values"]["median"], np.asarray(ref.layers["median"]), rtol=1e-6)
 
@@ -124,9 +124,9 @@ def test_non_count_input_has_only_the_raw_layer(make_h5ad: MakeH5ad, settings: S
     record = ingest(make_h5ad(adata, dtype="float64"), dataset="s", groupbys=["cell_type"], settings=settings)
     wc = Widecube(settings)
     snap = wc.resolve("s")[1]
-    assert snap.manifest["layers"] == ["raw"] and record.info["groupbys"] == ["cell_type"]
+    assert snap.manifest["layers"] == ["input"] and record.info["groupbys"] == ["cell_type"]
     got = wc.summary("s", genes=["Gene3"], groupby="cell_type", stats=["mean", "median"])
-    assert got["layer"] == "raw"
+    assert got["layer"] == "input"
     for i, g in enumerate(got["groups"]):
         cells = groups_of(adata, "cell_type")[g]
         assert got["values"]["mean"][i, 0] == pytest.approx(scaled[cells, 3].mean())
@@ -140,7 +140,7 @@ def test_gene_and_cell_stats(make_h5ad: MakeH5ad, settings: Settings) -> None:
     x = np.asarray(adata.X, dtype=np.float64)
     wc = Widecube(settings)
     genes = ["Gene0", "Gene5", "Gene59"]
-    for layer, values in (("raw", x), ("normalized", normalized(x))):
+    for layer, values in (("input", x), ("normalized", normalized(x))):
         got = wc.gene_stats("g", genes=genes, layer=layer)["stats"]
         v = values[:, [0, 5, 59]]
         np.testing.assert_allclose(got["mean"], v.mean(0), rtol=1e-9)
@@ -163,7 +163,7 @@ def test_markers_equal_scipy_welch_and_bh(make_h5ad: MakeH5ad, settings: Setting
     adata.X = x
     ingest(make_h5ad(adata), dataset="m", groupbys=["cell_type"], settings=settings)
     wc = Widecube(settings)
-    for layer, values in (("raw", x), ("normalized", normalized(x))):
+    for layer, values in (("input", x), ("normalized", normalized(x))):
         for group in ("NK", "T"):
             cells = groups_of(adata, "cell_type")[group]
             t, p = st.ttest_ind(values[cells], values[~cells], equal_var=False)
@@ -210,7 +210,7 @@ def test_tiny_memory_budget_forces_many_buckets_and_splits(
     tight = settings.model_copy(update={"memory": 8 * 12 * 300, "block_nnz": 200})
     record = ingest(make_h5ad(adata), dataset="t", groupbys=["cell_type", "donor"], settings=tight)
     assert not (tight.storage / "work" / record.version).exists()  # temporary files removed
-    got = query(tight, "t", ["sum", "median", "q90"], "raw", groupby="donor")
+    got = query(tight, "t", ["sum", "median", "q90"], "input", groupby="donor")
     for i, g in enumerate(got["groups"]):
         cells = groups_of(adata, "donor")[g]
         np.testing.assert_allclose(got["values"]["sum"][i], x[cells].sum(0))
@@ -227,7 +227,7 @@ def test_gene_values_from_the_gene_major_view(make_h5ad: MakeH5ad, settings: Set
     wc = Widecube(settings)
     for gene in ("Gene0", "Gene7", "Gene59"):
         j = int(gene[4:])
-        _, raw = wc.gene_values("v", gene, layer="raw")
+        _, raw = wc.gene_values("v", gene, layer="input")
         np.testing.assert_array_equal(raw, x[:, j].astype(np.float32))
         _, norm = wc.gene_values("v", gene)
         np.testing.assert_allclose(norm, normalized(x)[:, j], rtol=1e-6, atol=1e-7)
@@ -279,6 +279,6 @@ def test_two_builds_run_concurrently_in_one_process(make_h5ad: MakeH5ad, tmp_pat
         settings, record = parallel[name]
         snap = Snapshot(settings.storage / str(record.path))
         x, obs = np.asarray(adatas[name].X, dtype=np.float64), adatas[name].obs
-        groups, got = get_view("summary").query(snap, "donor", "raw", np.arange(x.shape[1]), ["sum"])
+        groups, got = get_view("summary").query(snap, "donor", "input", np.arange(x.shape[1]), ["sum"])
         for i, g in enumerate(groups):
             np.testing.assert_allclose(got["sum"][i], x[(obs["donor"] == g).to_numpy()].sum(0))

@@ -121,7 +121,7 @@ def test_summary_answers_match_numpy(summary_only: tuple[Settings, ad.AnnData, S
     wc = Widecube(settings)
     try:
         for groupby in ("cell_type", "donor"):
-            got = wc.summary("lean", genes=genes, groupby=groupby, stats=["sum", "mean"], layer="raw")
+            got = wc.summary("lean", genes=genes, groupby=groupby, stats=["sum", "mean"], layer="input")
             labels = adata.obs[groupby].astype(str).to_numpy()
             for i, group in enumerate(got["groups"]):
                 rows = x[labels == group][:, cols]
@@ -179,7 +179,7 @@ def test_the_client_gets_what_there_is_and_a_clear_error_for_the_rest(
 ) -> None:
     settings, adata, _ = summary_only
     with widecube.open(settings.storage, catalog_url=settings.catalog_url) as wc:
-        pb = wc.summary("lean", ["Gene5"], "donor", stats=["sum"], layer="raw")
+        pb = wc.summary("lean", ["Gene5"], "donor", stats=["sum"], layer="input")
         x = np.asarray(adata.X)[:, 5]
         for group, value in zip(pb.obs_names, pb.layers["sum"][:, 0], strict=True):
             assert value == pytest.approx(x[(adata.obs["donor"] == group).to_numpy()].sum())

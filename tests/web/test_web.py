@@ -22,6 +22,7 @@ from xml.etree import ElementTree
 import anndata
 import httpx2 as httpx
 import numpy as np
+import pandas as pd
 import pytest
 import uvicorn
 
@@ -76,6 +77,19 @@ class Served:
         return mask
 
 
+def _scaled_h5ad(path: Path) -> Path:
+    """Scaled values (z-scores of log counts, dense, with negatives), as pbmc68k's X."""
+    rng = np.random.default_rng(5)
+    logged = np.log1p(rng.poisson(1.0, (120, 6)).astype(np.float64))
+    logged[:60, 0] += 2.0  # gene S0 is up in type A
+    z = (logged - logged.mean(0)) / logged.std(0)
+    obs = {"cell_type": pd.Categorical(np.repeat(["A", "B"], 60))}
+    adata = anndata.AnnData(z.astype(np.float32), obs=pd.DataFrame(obs, index=[f"s{i}" for i in range(120)]))
+    adata.var_names = [f"S{j}" for j in range(6)]
+    adata.write_h5ad(path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("web")
@@ -86,6 +100,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     csv = write_csv(root / "plain.csv", plain, [f"c{i}" for i in range(50)], [f"Gene{j}" for j in range(8)])
     ingest(csv, dataset="plain", settings=settings)
     ingest(path, dataset="lean", groupbys=["cell_type"], views="quantiles", settings=settings)
+    ingest(_scaled_h5ad(root / "scaled.h5ad"), dataset="scaled", groupbys=["cell_type"], settings=settings)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
@@ -251,11 +266,11 @@ def test_filter_on_the_grouping_keeps_groups_and_survives_a_reload(ui: Page, ser
     assert ui.page.get_by_role("tab", name="Heatmap").get_attribute("aria-selected") == "true"
     assert ui.page.locator("#heatmap-chart rect[data-gene]").count() == 2
     assert ui.page.locator("#zscore").is_checked()
-    ui.page.get_by_label("Layer").select_option("raw")
+    ui.page.get_by_label("Layer").select_option("input")
     ui.idle()
     ui.page.locator("#zscore").uncheck()
     ui.idle()
-    assert "layer=raw" in ui.page.url
+    assert "layer=input" in ui.page.url
     raw = dict(cells.evaluate_all("ns => ns.map(n => [n.dataset.group, Number(n.dataset.value)])"))
     codes = served.adata.obs["cell_type"].astype(str).to_numpy()
     j = served.adata.var_names.get_loc(gene)
@@ -416,6 +431,28 @@ def test_markers_tab_lists_the_stored_markers_and_adds_a_gene(ui: Page, served: 
     assert list(ui.dots(gene)) == groups  # drawn for every group
 
 
+def test_scaled_input_shows_no_fraction_expressing_and_says_why(ui: Page, served: Served) -> None:
+    """Scaled values (with negatives): the unit says so, every dot is full size with a note
+    instead of the size key, and the markers tab says why fold changes and % are missing."""
+    ui.open("dataset=scaled&gene=S0&gene=S1&groupby=cell_type")
+    assert ui.page.locator("#dotplot-legend .color-bar figcaption").inner_text() == (
+        "Mean expression (scaled (as given))"
+    )
+    note = ui.page.locator("#dotplot-legend .note.withheld")
+    assert "zero does not mean 'not expressed'" in note.inner_text()
+    dots = ui.page.locator("#dotplot-chart circle.dot")
+    radii = dots.evaluate_all("ns => ns.map(n => Number(n.getAttribute('r')))")
+    assert len(radii) == 4 and len(set(radii)) == 1 and radii[0] > 5  # all full size
+    fracs = ui.page.locator("#dotplot-chart circle.dot").evaluate_all("ns => ns.map(n => n.dataset.frac)")
+    assert set(fracs) == {"null"}
+    ui.open("dataset=scaled&groupby=cell_type&tab=markers")
+    notes = ui.page.locator("#markers-table .note.withheld")
+    assert notes.evaluate_all("ns => ns.map(n => n.dataset.field)") == ["pct_in", "pct_out", "logfoldchange"]
+    lfc = ui.page.locator('#markers-table .note[data-field="logfoldchange"]')
+    assert "no fold change" in lfc.inner_text()
+    assert ui.page.locator("#markers-table tbody tr").first.get_attribute("data-gene") == "S0"
+
+
 def test_markers_of_a_one_group_grouping_show_the_servers_reason(ui: Page, served: Served) -> None:
     r = httpx.get(
         f"{served.url}/api/v1/datasets/plain/markers", params={"groupby": "all", "group": "all cells"}
@@ -538,10 +575,10 @@ def test_colour_scales_name_the_layer_and_its_unit(ui: Page, served: Served) -> 
     ui.open(f"dataset=demo&gene={gene}")
     bar = ui.page.locator("#dotplot-legend .color-bar figcaption")
     assert bar.inner_text() == "Mean expression (log1p CP10k)"
-    ui.open(f"dataset=demo&gene={gene}&layer=raw&tab=heatmap")
+    ui.open(f"dataset=demo&gene={gene}&layer=input&tab=heatmap")
     assert ui.page.locator("#heatmap-legend .color-bar figcaption").inner_text() == "Mean expression (counts)"
     layers = ui.page.locator("#layer option").all_inner_texts()
-    assert layers == ["default: normalized (log1p CP10k)", "raw (counts)", "normalized (log1p CP10k)"]
+    assert layers == ["default: normalized (log1p CP10k)", "input (counts)", "normalized (log1p CP10k)"]
 
 
 def test_screenshots(ui: Page, served: Served, tmp_path: Path) -> None:

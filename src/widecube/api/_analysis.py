@@ -38,12 +38,17 @@ def markers(
     wc: WC,
     actor: Caller,
     groupby: Column,
-    group: Annotated[ColumnName, Query(examples=["B"], description="a group (category) of groupby")],
+    group: Annotated[
+        ColumnName | None,
+        Query(examples=["B"], description="a group (category) of groupby; default: every group"),
+    ] = None,
     layer: Layer = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+    limit: Annotated[int, Query(ge=1, le=100, description="genes per group")] = 100,
     version: Version = None,
 ) -> Response:
-    """Top marker genes of one group against all other cells (ranked by Welch t)."""
+    """Top marker genes of one group against all other cells (ranked by Welch t); without
+    ``group``, of every group at once (grouping order, best first within each, each record
+    naming its ``group``)."""
     result = wc.markers(
         name, groupby=groupby, group=group, layer=layer, limit=limit, version=version, actor=actor
     )

@@ -65,7 +65,9 @@ _OPTIONAL = ("aggregate", "expression")  # routes that arrive with the gene-majo
 Version = Annotated[NameText | None, Query(description="pin a version; default: the live one")]
 DatasetName = Annotated[str, Path(pattern=DATASET_PATTERN, description="the dataset", examples=["pbmc"])]
 Column = Annotated[ColumnText, Query(examples=["cell_type"])]
-Layer = Annotated[NameText | None, Query(description="raw or normalized; default: the dataset's")]
+Layer = Annotated[
+    NameText | None, Query(description="input (the values as given) or normalized; default: the dataset's")
+]
 
 
 @router.get("/features")
@@ -254,7 +256,13 @@ def expression(
 ) -> Response:
     """Per-cell values of genes (float32, obs order) over the cells a filter keeps."""
     result = wc.expression(
-        name, genes=body.genes, filter=body.filter, layer=body.layer, version=body.version, actor=actor
+        name,
+        genes=body.genes,
+        filter=body.filter,
+        layer=body.layer,
+        version=body.version,
+        cell_ids=body.cell_ids,
+        actor=actor,
     )
     return respond(
         request,

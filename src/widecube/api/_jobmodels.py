@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..catalog import JobRecord
-from .models import DATASET_PATTERN, ColumnName, Name, StrictBody
+from .models import DATASET_PATTERN, INPUT_KIND_HELP, ColumnName, InputKind, Name, StrictBody
 
 __all__ = ["JobDetail", "JobInfo", "UploadStart", "UploadStatus", "public_text", "public_worker"]
 
@@ -129,6 +129,7 @@ class UploadStart(StrictBody):
         description="views to build (names, or names joined by ','); those they require come too; "
         "default: every view",
     )
+    input_kind: InputKind | None = Field(default=None, description=INPUT_KIND_HELP)
 
 
 class UploadStatus(BaseModel):

@@ -8,8 +8,9 @@ limit per identity.
   handler: everything comes from ``/static``), ``X-Content-Type-Options: nosniff``,
   ``Referrer-Policy: no-referrer``, ``X-Frame-Options: DENY`` (``frame-ancestors 'none'`` for
   older browsers) and, when the request came over TLS, ``Strict-Transport-Security``.
-  FastAPI's ``/docs`` and ``/redoc`` pages load Swagger UI and ReDoc from cdn.jsdelivr.net and
-  start them with an inline script: those paths alone get :data:`DOCS_CSP`;
+  The ``/docs`` and ``/redoc`` pages load Swagger UI and ReDoc from this server (``_docs``: a
+  package's copy, no CDN) and start them with an inline script: those paths alone get
+  :data:`DOCS_CSP`, which still allows no other origin;
 * **CORS**: Starlette's middleware for exactly ``settings.cors_origins``; none when empty,
   so browsers keep the same-origin rule;
 * **rate limit**: :func:`rate_limit`, an app-wide dependency (``/healthz`` is exempt), a
@@ -59,14 +60,12 @@ CSP = (
 """The policy of every answer but the API docs: the UI loads only its own files."""
 
 DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
-    "https://cdn.redoc.ly; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'"
 )
-"""The policy of FastAPI's ``/docs`` and ``/redoc``: their assets come from a CDN and an
-inline script starts them. Nothing of the data or the UI is served under these paths."""
+"""The policy of ``/docs`` and ``/redoc``: their assets come from this server (``_docs``) and an
+inline script starts them; no other origin. Nothing of the data or the UI is served there."""
 
 HSTS = "max-age=31536000"
 _DOCS = ("/docs", "/redoc")

@@ -43,7 +43,16 @@ from ..pipeline import JobRecord, TooManyUploads, UploadConflict, Uploads, Uploa
 from ._deps import Caller, UploadsFacade
 from ._jobmodels import UploadStart, UploadStatus
 from ._responses import clip, errors
-from .models import DATASET_PATTERN, MAX_BODY_BYTES, ColumnName, Name, UploadCreated, UploadProblem
+from .models import (
+    DATASET_PATTERN,
+    INPUT_KIND_HELP,
+    MAX_BODY_BYTES,
+    ColumnName,
+    InputKind,
+    Name,
+    UploadCreated,
+    UploadProblem,
+)
 
 __all__ = ["router"]
 
@@ -135,11 +144,18 @@ async def upload(
         str | None, Query(pattern=r"^[0-9a-fA-F]{64}$", description="hex digest the bytes must have")
     ] = None,
     views: Annotated[list[Name] | None, Query(max_length=64, description=_VIEWS)] = None,
+    input_kind: Annotated[InputKind | None, Query(description=INPUT_KIND_HELP)] = None,
     # HTTP's own header (the client sets it from the body), not a parameter of this API
     content_length: Annotated[int | None, Header(ge=0, include_in_schema=False)] = None,
 ) -> Response:
     """Upload a file in one request (the body); returns its job."""
-    params = {"groupbys": groupby or [], "layer": layer, "format": format, "views": parse_views(views)}
+    params = {
+        "groupbys": groupby or [],
+        "layer": layer,
+        "format": format,
+        "views": parse_views(views),
+        "input_kind": input_kind,
+    }
     try:
         if content_length is not None and content_length > store.limit:
             raise UploadTooLarge(
@@ -192,6 +208,7 @@ def start(request: Request, body: UploadStart, store: UploadsFacade, actor: Call
         "layer": body.layer,
         "format": body.format,
         "views": parse_views(body.views),
+        "input_kind": body.input_kind,
     }
     try:
         up = store.create(

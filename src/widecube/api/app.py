@@ -43,7 +43,9 @@ from ..pipeline import Jobs
 from ..query import Widecube
 from ..web import mount_ui
 from . import _access, _admin, _analysis, _datasets, _genes, _jobs, _uploads
+from ._docs import install_docs
 from ._gzip import FastGZipMiddleware
+from ._jobmodels import public_text
 from ._responses import ARROW, JSON, NotAcceptable, clip, errors, short
 from ._security import install_security, rate_limit
 from ._upkeep import Upkeep, Usage
@@ -146,6 +148,8 @@ def create_app(
         default_response_class=JSON,
         responses=errors(401, 403),
         dependencies=[Depends(rate_limit)],
+        docs_url=None,  # served by _docs from a package's copy of Swagger UI, not a CDN
+        redoc_url=None,
     )
     app.state.widecube = wc
     app.state.usage = usage
@@ -174,7 +178,10 @@ def create_app(
     async def _widecube_error(request: Request, exc: WidecubeError) -> Response:
         status = _status(exc)
         headers = {"WWW-Authenticate": 'Bearer realm="widecube"'} if status == 401 else None
-        return JSONResponse({"detail": clip(str(exc))}, status_code=status, headers=headers)
+        # never a server path: absolute paths are cut to their last part (the user's file name)
+        return JSONResponse(
+            {"detail": clip(public_text(str(exc)) or "")}, status_code=status, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -207,5 +214,6 @@ def create_app(
     app.include_router(_jobs.router, responses=errors(400, 404, 422))
     app.include_router(_access.router, max_body_size=MAX_BODY_BYTES, responses=errors(400, 404, 413, 422))
     app.include_router(_uploads.router, responses=errors(404))
+    install_docs(app)
     mount_ui(app)
     return app

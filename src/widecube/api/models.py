@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 __all__ = [
     "COLUMN_CHARS",
     "DATASET_PATTERN",
+    "INPUT_KIND_HELP",
     "MAX_BODY_BYTES",
     "MAX_CATEGORIES",
     "MAX_COLUMNS",
@@ -42,6 +43,8 @@ __all__ = [
     "GeneList",
     "GeneStatsRequest",
     "GeneStatsResponse",
+    "InputKind",
+    "LayerInfo",
     "Marker",
     "MarkersResponse",
     "ObsColumn",
@@ -92,6 +95,13 @@ Text = AfterValidator(_text)
 """Annotate a ``str`` with it: no NUL, no lone surrogate."""
 
 Name = Annotated[str, StringConstraints(max_length=NAME_CHARS), Text]
+InputKind = Literal["counts", "log1p", "scaled"]
+"""What an input holds (``views._layers``): counts, log-normalized values, scaled values."""
+INPUT_KIND_HELP = (
+    "what the matrix holds: counts (non-negative integers; a normalized layer is added), log1p "
+    "(log-normalized, e.g. log1p CP10k), scaled (with negatives: no fraction expressing, no fold "
+    "changes); default: detected from the values"
+)
 ColumnName = Annotated[str, StringConstraints(max_length=COLUMN_CHARS), Text]
 Stats = Annotated[list[Name], Field(min_length=1, max_length=MAX_STATS)]
 Filter = Annotated[
@@ -147,6 +157,12 @@ class ObsColumn(BaseModel):
     counts: list[int]
 
 
+class LayerInfo(BaseModel):
+    name: str = Field(description="input (the values as given) or normalized (made from counts)")
+    kind: InputKind | None = Field(description="what its values are; null: unknown (an old version)")
+    unit: str = Field(description="for people, on every scale: log1p CP10k, counts, scaled (as given)…")
+
+
 class DatasetDetail(BaseModel):
     name: str
     version: str
@@ -156,6 +172,12 @@ class DatasetDetail(BaseModel):
     obs: dict[str, ObsColumn] = Field(description="categorical obs columns: categories and counts")
     groupbys: list[str]
     views: dict[str, dict[str, Any]]
+    input_kind: InputKind | None = Field(
+        description="what the input held: counts, log1p or scaled (detected, or --input-kind); null: "
+        "unknown (a version ingested before kinds were recorded)"
+    )
+    default_layer: str = Field(description="the layer a query without one reads")
+    layers: list[LayerInfo]
 
 
 class GeneList(BaseModel):
@@ -183,8 +205,8 @@ class SummaryRequest(StrictBody):
     )
     layer: Name | None = Field(
         default=None,
-        description="'raw' or 'normalized' (counts per 10k, log1p); default: normalized when the "
-        "input is counts, raw otherwise",
+        description="'input' (the values as given) or 'normalized' (log1p of counts per 10k, made for "
+        "count input); default: normalized when the input is counts, input otherwise",
     )
     version: Name | None = Field(default=None, description="pin a version; default: the live one")
 
@@ -198,6 +220,15 @@ class SummaryResponse(BaseModel):
     genes: list[str]
     values: dict[str, list[list[float | None]]] = Field(
         description="{stat: [[value for each gene] for each group]}; null where undefined"
+    )
+    unit: str = Field(
+        description="the unit of the layer's values: log1p CP10k, counts, log1p (as given), "
+        "scaled (as given), values as given"
+    )
+    notes: dict[str, str] = Field(
+        default_factory=dict,
+        description="{stat or field: why it is null}: what the layer's kind does not define (scaled "
+        "values have no fraction expressing and no fold change)",
     )
 
 
@@ -216,7 +247,7 @@ class AggregateRequest(StrictBody):
     stats: Stats = Field(
         default=["mean", "frac_expressing"], description="the statistics of /summary, quantiles included"
     )
-    layer: Name | None = Field(default=None, description="'raw' or 'normalized'; default: the dataset's")
+    layer: Name | None = Field(default=None, description="'input' or 'normalized'; default: the dataset's")
     version: Name | None = Field(default=None, description="pin a version; default: the live one")
 
 
@@ -232,7 +263,8 @@ class AggregateResponse(SummaryResponse):
 class ExpressionRequest(StrictBody):
     genes: list[Name] = Field(min_length=1, max_length=32, examples=[["CD3E"]])
     filter: Filter = _FILTER
-    layer: Name | None = Field(default=None, description="'raw' or 'normalized'; default: the dataset's")
+    cell_ids: bool = Field(default=True, description="answer the kept cells' ids too (JSON only)")
+    layer: Name | None = Field(default=None, description="'input' or 'normalized'; default: the dataset's")
     version: Name | None = Field(default=None, description="pin a version; default: the live one")
 
 
@@ -244,9 +276,17 @@ class ExpressionResponse(BaseModel):
     filter: dict[str, list[str]]
     cells: int = Field(description="cells the filter keeps (every cell without a filter)")
     values: dict[str, list[float]] = Field(description="{gene: [value per kept cell, in obs order]}")
+    cell_ids: list[str] | None = Field(
+        default=None, description="the kept cells' ids (obs index), in the order of values"
+    )
+    unit: str = Field(
+        description="the unit of the layer's values: log1p CP10k, counts, log1p (as given), "
+        "scaled (as given), values as given"
+    )
 
 
 class Marker(BaseModel):
+    group: str | None = Field(default=None, description="the group (when every group was asked for)")
     gene: str
     logfoldchange: float | None
     pct_in: float | None
@@ -260,14 +300,23 @@ class MarkersResponse(BaseModel):
     dataset: str
     version: str
     groupby: str
-    group: str
+    group: str | None = Field(description="the group asked for; null: every group")
     layer: str
     markers: list[Marker]
+    unit: str = Field(
+        description="the unit of the layer's values: log1p CP10k, counts, log1p (as given), "
+        "scaled (as given), values as given"
+    )
+    notes: dict[str, str] = Field(
+        default_factory=dict,
+        description="{stat or field: why it is null}: what the layer's kind does not define (scaled "
+        "values have no fraction expressing and no fold change)",
+    )
 
 
 class GeneStatsRequest(StrictBody):
     genes: list[Name] = Field(min_length=1, max_length=MAX_GENES, examples=[["CD3E", "MS4A1"]])
-    layer: Name | None = Field(default=None, description="'raw' or 'normalized'; default: the dataset's")
+    layer: Name | None = Field(default=None, description="'input' or 'normalized'; default: the dataset's")
     version: Name | None = Field(default=None, description="pin a version; default: the live one")
 
 
@@ -277,6 +326,10 @@ class GeneStatsResponse(BaseModel):
     layer: str
     genes: list[str]
     stats: dict[str, list[float | None]]
+    unit: str = Field(
+        description="the unit of the layer's values: log1p CP10k, counts, log1p (as given), "
+        "scaled (as given), values as given"
+    )
 
 
 class CellStatsResponse(BaseModel):

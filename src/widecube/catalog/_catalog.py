@@ -219,7 +219,9 @@ class Catalog:
         return record
 
     def rollback(self, dataset: str, to: str | None = None) -> VersionRecord:
-        """Publish an earlier version again: ``to``, or the newest retired one before the current.
+        """Publish an earlier version again: ``to``, or the version that was live before the
+        current one went live (the pointer history's last move onto it, whether that was a
+        publish, a rollback or a roll forward).
 
         ``to`` may name any RETIRED or VERIFIED version of the dataset.
 
@@ -236,14 +238,13 @@ class Catalog:
             if to is not None:
                 target = q.version_ref(conn, dataset, dataset_id, to)
             else:
-                live = q.version_ref(conn, dataset, dataset_id, current)
-                found = q.previous_retired(conn, dataset_id, live)
-                if found is None:
+                before = q.live_before(conn, dataset_id, current)
+                if before is None:
                     raise CatalogError(
-                        f"cannot roll back dataset {dataset!r}: no retired version is older "
-                        f"than the current version {current}"
+                        f"cannot roll back dataset {dataset!r}: no version was live before the "
+                        f"current version {current}"
                     )
-                target = found
+                target = q.version_ref(conn, dataset, dataset_id, before)
             self._move_pointer(conn, dataset, dataset_id, target, "rollback")
             return q.get_version(conn, dataset, target.id)
 
@@ -291,6 +292,13 @@ class Catalog:
                 self._remembered.clear()
             self._remembered[key] = (token, record)
         return record
+
+    def live_before(self, dataset: str) -> str | None:
+        """The version a plain :meth:`rollback` of ``dataset`` would make live (None: none)."""
+        with self._read() as conn:
+            dataset_id = q.dataset_id(conn, dataset)
+            current = q.pointer(conn, dataset_id)
+            return None if current is None else q.live_before(conn, dataset_id, current)
 
     def versions(self, dataset: str) -> list[VersionRecord]:
         """Every version of ``dataset``, newest first."""

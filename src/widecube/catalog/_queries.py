@@ -88,6 +88,14 @@ def lock_dataset(conn: sa.Connection, dataset: str) -> int:
     return int(found.id)
 
 
+def dataset_id(conn: sa.Connection, dataset: str) -> int:
+    """The dataset's id (no lock); :class:`DatasetNotFound` if there is none."""
+    found = conn.execute(sa.select(_D.id).where(_D.name == dataset)).first()
+    if found is None:
+        raise DatasetNotFound(f"no dataset named {dataset!r} in the catalog")
+    return int(found.id)
+
+
 def pointer(conn: sa.Connection, dataset_id: int) -> str | None:
     """The version id the dataset's pointer names, or None if nothing was ever published."""
     found = conn.execute(sa.select(_P.version_id).where(_P.dataset_id == dataset_id)).first()
@@ -105,20 +113,18 @@ def version_ref(conn: sa.Connection, dataset: str, dataset_id: int, version: str
     return _ref(*found)
 
 
-def previous_retired(conn: sa.Connection, dataset_id: int, current: VersionRef) -> VersionRef | None:
-    """The newest RETIRED version created before ``current`` (ties broken by ``seq``)."""
-    earlier = sa.or_(
-        _V.created_at < current.created_at,
-        sa.and_(_V.created_at == current.created_at, _V.seq < current.seq),
-    )
+def live_before(conn: sa.Connection, dataset_id: int, current: str) -> str | None:
+    """The version that was live just before ``current`` last went live, read from the pointer
+    history (its last move onto ``current``); None if ``current`` was the first."""
+    _H = pointer_history.c
     query = (
-        sa.select(_V.seq, _V.id, _V.status, _V.created_at)
-        .where(_V.dataset_id == dataset_id, _V.status == VersionStatus.RETIRED.value, earlier)
-        .order_by(*_NEWEST_FIRST)
+        sa.select(_H.from_version)
+        .where(_H.dataset_id == dataset_id, _H.to_version == current)
+        .order_by(_H.id.desc())
         .limit(1)
     )
     found = conn.execute(query).first()
-    return None if found is None else _ref(*found)
+    return None if found is None or found.from_version is None else str(found.from_version)
 
 
 def version_exists(conn: sa.Connection, version: str) -> bool:

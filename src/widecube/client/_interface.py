@@ -105,11 +105,11 @@ class Reader(abc.ABC):
         ``groupby`` is a precomputed grouping (an obs column, or columns joined by ``,``);
         ``stats`` any of ``sum``, ``sumsq``, ``nnz``, ``n_cells``, ``mean``, ``var`` (ddof=1,
         as scanpy), ``frac_expressing``, ``mean_expressing`` and the dataset's quantiles
-        (``median``, ``q10``…); ``layer`` is ``raw`` or ``normalized`` (default: normalized
-        for count data); ``version`` pins a version (default: the live one, named in
-        ``uns["version"]``).
+        (``median``, ``q10``…); ``layer`` is ``input`` (the values as given) or ``normalized``
+        (default: normalized for count data); ``version`` pins a version (default: the live
+        one, named in ``uns["version"]``).
 
-        >>> pb = wc.summary("pbmc", ["CD3E", "MS4A1"], "cell_type", stats=["mean", "nnz"], layer="raw")
+        >>> pb = wc.summary("pbmc", ["CD3E", "MS4A1"], "cell_type", stats=["mean", "nnz"], layer="input")
         >>> pb
         AnnData object with n_obs × n_vars = 5 × 2
             obs: 'cell_type', 'n_cells'
@@ -159,7 +159,7 @@ class Reader(abc.ABC):
         stored views answered, or the gene-major view on the fly).
 
         >>> pb = wc.aggregate("pbmc", ["NKG7", "CD3E"], "cell_type", stats=["mean", "sum"],
-        ...                   filter={"donor": ["d1"]}, layer="raw")
+        ...                   filter={"donor": ["d1"]}, layer="input")
         >>> pb.obs["n_cells"].to_dict(), pb.uns["cells"], pb.uns["source"]
         ({'T': 36, 'B': 26, 'NK': 11, 'Mono': 9, 'solo': 0}, 82, 'computed')
         >>> pb.to_df(layer="mean").round(2)
@@ -222,7 +222,7 @@ class Reader(abc.ABC):
         one row per cell that ``filter`` keeps, in obs order: for violins and scatter plots.
 
         >>> x = wc.expression("pbmc", ["LYZ", "CD14"], filter={"cell_type": ["Mono"], "donor": ["d1"]},
-        ...                   layer="raw")
+        ...                   layer="input")
         >>> x.head(3)
            LYZ  CD14
         0  4.0   6.0

@@ -4,8 +4,9 @@ It unpacks an archive safely into the work folder and finds the one matrix in it
 plain folder that is not itself an MTX folder), detects
 the format by content (or takes ``format=``), opens the reader (giving readers that spill
 their own folder in the work folder), joins ``--obs``/``--var`` metadata, and checks
-counts for negative values when a counts layer is declared (``layer="counts"`` or
-``counts=True``). Errors about files inside an archive name them as ``archive:member``.
+for negative values when the input is declared counts (``layer="counts"``, ``counts=True``
+or ``input_kind="counts"``) or log1p (``input_kind="log1p"``). Errors about files inside an
+archive name them as ``archive:member``.
 
     >>> with open_input("upload.zip", workdir=Path("work/v1"), obs="cells.csv") as src:
     ...     src.obs().columns                                           # doctest: +SKIP
@@ -95,13 +96,14 @@ class InputSource(MatrixSource):
         *,
         obs: pd.DataFrame,
         var: pd.DataFrame,
-        counts: bool,
+        counts: bool | str,
         relabel: tuple[str, str] | None,
         scratch: Scratch | None,
     ) -> None:
         super().__init__(path)
         self.inner, self.format = inner, inner.format
-        self._obs, self._var, self._counts = obs, var, counts
+        self._obs, self._var = obs, var
+        self._counts = "counts" if counts is True else counts or None  # the kind declared non-negative
         self._relabel, self._scratch = relabel, scratch
 
     @property
@@ -160,7 +162,7 @@ class InputSource(MatrixSource):
         raise InvalidValue(
             f"{self.path}: negative value {data[k]:g} found at row {row + 1} "
             f"(cell {self._obs.index[row]!r}), column {col + 1} (gene {self._var.index[col]!r}) "
-            "in a counts matrix"
+            f"in a {self._counts} matrix"
         )
 
     def close(self) -> None:
@@ -192,13 +194,15 @@ def open_input(
     max_categories: int = 10_000,
     counts: bool = False,
     archive_limits: ArchiveLimits | None = None,
+    input_kind: str | None = None,
 ) -> InputSource:
     """Open any supported input (file, MTX folder, folder or archive holding one) as one source.
 
     ``workdir`` receives unpacked archives and spilled text matrices (a temporary folder
     when None; removed on ``close()`` either way). ``format`` names a reader and skips
     detection. ``layer="counts"``, or ``counts=True``, declares that the matrix holds counts:
-    a negative value is then an error. Bad input raises :class:`~widecube.errors.InputError`.
+    a negative value is then an error, as it is with ``input_kind`` "counts" or "log1p"
+    (``scaled``, or None: any value). Bad input raises :class:`~widecube.errors.InputError`.
     """
     path = Path(path)
     if not path.exists():
@@ -243,7 +247,13 @@ def open_input(
         path,
         obs=obs_frame,
         var=var_frame,
-        counts=counts or layer == "counts",
+        counts=(
+            "counts"
+            if counts or layer == "counts" or input_kind == "counts"
+            else "log1p"
+            if input_kind == "log1p"
+            else False
+        ),
         relabel=relabel,
         scratch=scratch,
     )

@@ -5,7 +5,7 @@ The faces (CLI, API) go through :class:`Jobs` (submit, list, get, run, watch, su
 """
 
 from ..catalog import JobRecord, JobState, PointerMoved
-from ..views import parse_views
+from ..views import INPUT_KINDS, parse_input_kind, parse_views
 from ._cleanup import reclaim_orphans
 from ._ingest import Progress
 from ._jobs_facade import Jobs, job_state
@@ -25,6 +25,7 @@ from ._verify import verify_snapshot
 from ._watch import Watcher, dataset_name
 
 __all__ = [
+    "INPUT_KINDS",
     "JobRecord",
     "JobRunner",
     "JobState",
@@ -45,6 +46,7 @@ __all__ = [
     "ingest",
     "job_state",
     "next_step",
+    "parse_input_kind",
     "parse_views",
     "reclaim_orphans",
     "retry_delay",

@@ -39,7 +39,7 @@ from ..config import Settings
 from ..errors import CatalogError, InputError, InputNotFound, NotFound
 from ..io import ArchiveLimits, InputSource, MatrixSource, archive_kind, open_input, readers, unpack_archive
 from ..snapshot import MANIFEST, Snapshot, SnapshotWriter, Storage, is_object_url, open_storage, sha256_file
-from ..views import NORMALIZED, RAW, BuildContext, parse_views, select_views
+from ..views import INPUT, NORMALIZED, BuildContext, detect_kind, parse_input_kind, parse_views, select_views
 from ._cluster import build_on_cluster, dask_client, spill_on_cluster
 from ._fetch import stage_input
 from ._verify import verify_snapshot
@@ -135,6 +135,7 @@ class Work:
                     var=self.metadata("var"),
                     max_categories=self.settings.max_categories,
                     allow_missing_metadata=bool(p.get("allow_missing_metadata")),
+                    input_kind=p.get("input_kind"),
                 ),
             )
         return self.source
@@ -160,6 +161,7 @@ def unpack(work: Work) -> Checkpoint:
         "var": Path(p["var"]).name if p.get("var") else None,
         "allow_missing_metadata": bool(p.get("allow_missing_metadata")),
         "views": p.get("views"),
+        "input_kind": p.get("input_kind"),
     }
     try:
         work.catalog.create_version(
@@ -190,6 +192,7 @@ def validate(work: Work) -> Checkpoint:
     """Open the input and check cell ids, gene names, every grouping and the views named
     before the long pass."""
     parse_views(work.job.params.get("views"))  # a job submitted with an unknown view fails here
+    parse_input_kind(work.job.params.get("input_kind"))  # and one with an unknown input kind
     shutil.rmtree(work.folder / "scratch", ignore_errors=True)
     work.close()
     source = work.open()
@@ -238,6 +241,7 @@ def compute(work: Work) -> Checkpoint:
                 work.job.params.get("views"),
                 _opener(work),
                 work.done["unpack"].get("sha256"),
+                work.job.params.get("input_kind"),
             ),
         )
     finally:
@@ -246,6 +250,7 @@ def compute(work: Work) -> Checkpoint:
         "groupbys": manifest["parameters"]["groupbys"],
         "input": manifest["input"],
         "views": {k: v["encoding"] for k, v in manifest["views"].items()},
+        "input_kind": manifest["input"]["kind"],
     }
     return {"n_cells": manifest["n_cells"], "n_genes": manifest["n_genes"], "info": info}
 
@@ -350,6 +355,7 @@ def _build(
     names: list[str] | None = None,
     opener: Callable[[], MatrixSource] | None = None,
     known_sha256: str | None = None,
+    input_kind: str | None = None,
 ) -> dict[str, Any]:
     """Pass 1 spills the input by gene; pass 2 feeds gene slabs to the views ``names`` (and
     those they require; None: every registered view), recorded in ``parameters.views``.
@@ -362,6 +368,10 @@ def _build(
     (which opens the input again, on a worker) is given and the input reads row ranges, and
     pass 2 runs there split by gene ranges (:mod:`._cluster`); the snapshot is the same.
     ``known_sha256``: the input's digest when staging computed it already (not read again).
+
+    The kind of input (counts, log1p, scaled; ``views._layers``) is ``input_kind`` when the
+    job declares it, else what pass 1 saw (negatives, non-integers); it is recorded in the
+    manifest's ``input.kind`` and decides the layers: count input gets ``normalized`` too.
     """
     specs = select_views(names)
     with ThreadPoolExecutor(1) as pool, dask_client(settings) as client:
@@ -401,8 +411,10 @@ def _build(
             )
         out: SnapshotWriter | None = None
         try:
-            counts_like = not spill.negative and not spill.non_integer
-            ctx.layers = [RAW, NORMALIZED] if counts_like and settings.normalize else [RAW]
+            declared = parse_input_kind(input_kind)
+            kind = declared or detect_kind(negative=spill.negative, non_integer=spill.non_integer)
+            ctx.input_kind = kind
+            ctx.layers = [INPUT, NORMALIZED] if kind == "counts" and settings.normalize else [INPUT]
             ctx.cell_total, ctx.nnz, ctx.slab_width = spill.cell_total, spill.nnz, spill.width
             ctx.value_dtype = spill.dtype
             ctx.obs = obs.assign(total_counts=spill.cell_total, n_genes_by_counts=spill.cell_nnz)
@@ -446,7 +458,9 @@ def _build(
                 "size": path.stat().st_size if path.is_file() else None,
                 "format": source.format,
                 "layer": layer,
-                "counts": counts_like,
+                "counts": kind == "counts",
+                "kind": kind,
+                "kind_declared": declared is not None,
             },
             parameters={
                 "groupbys": keys,
@@ -474,6 +488,7 @@ def _opener(work: Work) -> Callable[[], MatrixSource]:
         var=work.metadata("var"),
         max_categories=work.settings.max_categories,
         allow_missing_metadata=bool(p.get("allow_missing_metadata")),
+        input_kind=p.get("input_kind"),
     )
 
 

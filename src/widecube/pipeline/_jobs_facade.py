@@ -153,13 +153,21 @@ class Jobs:
         quiet: float | None = None,
         poll: float | None = None,
         views: str | builtins.list[str] | None = None,
+        input_kind: str | None = None,
         actor: Actor = ANONYMOUS,
     ) -> Watcher:
         """A watcher turning what is dropped into ``inbox`` (a folder, or an ``s3://`` prefix)
         into jobs (building ``views`` unless a sidecar says otherwise; default: every view)."""
         self.door.authorize(actor, "jobs", SERVER)
         return Watcher(
-            inbox, self.settings, self.catalog, runner=self._runner, quiet=quiet, poll=poll, views=views
+            inbox,
+            self.settings,
+            self.catalog,
+            runner=self._runner,
+            quiet=quiet,
+            poll=poll,
+            views=views,
+            input_kind=input_kind,
         )
 
     def uploads(self, *, actor: Actor = ANONYMOUS) -> Uploads:

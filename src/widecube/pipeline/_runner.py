@@ -43,7 +43,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from ..catalog import AuditEvent, Catalog, JobRecord, JobState, LeaseLost, PointerMoved, VersionRecord
 from ..config import Settings
 from ..errors import CatalogError, WidecubeError
-from ..views import parse_views
+from ..views import parse_input_kind, parse_views
 from . import _ingest as steps
 from ._cleanup import reclaim_orphans
 from ._ingest import Progress, Work, check_name
@@ -336,6 +336,7 @@ def ingest(
     max_unpacked: int | None = None,
     force: bool = False,
     views: str | Sequence[str] | None = None,
+    input_kind: str | None = None,
 ) -> VersionRecord:
     """Build, verify and publish a new version of ``dataset`` from the file at ``path``.
 
@@ -344,6 +345,7 @@ def ingest(
     id; ``max_unpacked`` caps an archive's expanded size in bytes (default 20 × its size).
     ``views`` names the views to build (``"summary,quantiles"`` or a list; those they require
     come too; default: every view); an unknown name is refused before the job is recorded.
+    ``input_kind`` (counts, log1p, scaled) overrides the kind ingest detects from the values.
     The work is one job (see ``widecube jobs``), run here, in this process; its error is raised.
     The version is published only if the dataset's live version is still the one live when
     the job started; otherwise it stays verified and :class:`~widecube.catalog.PointerMoved`
@@ -364,6 +366,7 @@ def ingest(
         "max_unpacked": max_unpacked,
         "force": force,
         "views": parse_views(views),
+        "input_kind": parse_input_kind(input_kind),
     }
     with _catalog(settings, catalog) as opened:
         reclaim_orphans(settings, opened)

@@ -21,7 +21,8 @@ it says otherwise::
 
     {"name": "pbmc", "groupbys": ["cell_type", "cell_type,donor"], "obs": "cells.csv"}
 
-(also ``var``, ``layer``, ``format``, ``allow_missing_metadata``, and ``views``: the views to
+(also ``var``, ``layer``, ``format``, ``allow_missing_metadata``, ``input_kind`` (counts, log1p,
+scaled; default the watcher's, itself by default detected), and ``views``: the views to
 build, ``"summary,quantiles"`` or a list, by default the watcher's ``views``, itself by
 default every view; metadata paths are relative to the inbox). Sidecars, the metadata files
 they name, checksum companions (``<entry>.sha256``), hidden names (``.x``, ``_x``) and partial
@@ -58,7 +59,7 @@ from typing import Any
 from ..catalog import Catalog, JobRecord, JobState
 from ..config import Settings
 from ..snapshot import FileInfo, LocalStorage, Storage, is_object_url, open_storage
-from ..views import parse_views
+from ..views import parse_input_kind, parse_views
 from ._fetch import COMPANION
 from ._runner import JobRunner, JobWorker
 
@@ -79,6 +80,7 @@ _SIDECAR_FIELDS = {
     "format",
     "allow_missing_metadata",
     "views",
+    "input_kind",
 }
 _BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -108,6 +110,7 @@ class Watcher:
 
     ``views`` (``"summary,quantiles"`` or a list; None: every view) is what an entry's job
     builds unless its sidecar names ``views`` itself; an unknown name is refused here.
+    ``input_kind`` (counts, log1p, scaled; None: detected) likewise, unless the sidecar says.
     """
 
     def __init__(
@@ -120,8 +123,10 @@ class Watcher:
         quiet: float | None = None,
         poll: float | None = None,
         views: str | list[str] | None = None,
+        input_kind: str | None = None,
     ) -> None:
         self.views = parse_views(views)
+        self.input_kind = parse_input_kind(input_kind)
         self.inbox: Path | str
         if is_object_url(str(inbox)):
             self.files: Storage = open_storage(str(inbox))
@@ -220,7 +225,7 @@ class Watcher:
     def _params(self, entry: Entry) -> tuple[str, dict[str, Any]]:
         """The dataset name and ingest parameters of an entry, from its sidecar if it has one."""
         if entry.sidecar is None:
-            return dataset_name(entry.name), {"views": self.views}
+            return dataset_name(entry.name), {"views": self.views, "input_kind": self.input_kind}
         try:
             side = json.loads(self.files.get(entry.sidecar))
         except ValueError as exc:
@@ -238,6 +243,9 @@ class Watcher:
             if not isinstance(side.get("views"), str | list | None):
                 raise ValueError("views must be a string ('summary,quantiles') or a list of names")
             views = parse_views(side["views"]) if side.get("views") is not None else self.views
+            if not isinstance(side.get("input_kind"), str | None):
+                raise ValueError("input_kind must be a string: counts, log1p or scaled")
+            kind = parse_input_kind(side.get("input_kind")) or self.input_kind
         except ValueError as exc:
             raise ValueError(f"sidecar {entry.sidecar}: {exc}") from None
         params: dict[str, Any] = {
@@ -246,6 +254,7 @@ class Watcher:
             "format": side.get("format"),
             "allow_missing_metadata": bool(side.get("allow_missing_metadata", False)),
             "views": views,
+            "input_kind": kind,
         }
         for what in ("obs", "var"):
             params[what] = self._url(str(side[what])) if side.get(what) else None

@@ -21,6 +21,7 @@ from ..compute import ALL_CELLS_GROUP, Grouping, all_cells, cell_scale, make_gro
 from ..errors import InvalidQuery, UnknownGrouping
 from ..genenames import GeneNames
 from ..snapshot import Snapshot
+from ..views import INPUT, LEGACY_RAW, layer_kind, layer_unit, withheld_stats
 from . import _views
 from .aggregate import Column, GeneData, cell_mask
 from .results import CellColor
@@ -198,15 +199,44 @@ class SnapshotIndex:
 
     @property
     def default_layer(self) -> str:
-        return str(self.snap.manifest.get("default_layer", "raw"))
+        return str(self.snap.manifest.get("default_layer", INPUT))
 
     def layer(self, dataset: str, layer: str | None) -> str:
-        """``layer`` (default: the dataset's), refused by name if the version lacks it."""
+        """``layer`` (default: the dataset's), refused by name if the version lacks it (``raw``
+        with the name it has now)."""
         layer = layer or self.default_layer
-        layers = self.snap.manifest.get("layers", ["raw"])
+        layers = self.snap.manifest.get("layers", [INPUT])
         if layer not in layers:
-            raise InvalidQuery(f"dataset {dataset!r} has no layer {layer!r}; available: {', '.join(layers)}")
+            renamed = (
+                f" (the values as given are layer {INPUT!r}; 'raw' would be AnnData's raw.X)"
+                if layer == LEGACY_RAW
+                else ""
+            )
+            raise InvalidQuery(
+                f"dataset {dataset!r} has no layer {layer!r}{renamed}; available: {', '.join(layers)}"
+            )
         return layer
+
+    @property
+    def input_kind(self) -> str | None:
+        """counts, log1p or scaled: what the version's input held (None: unknown)."""
+        return self._once("input_kind", lambda: _views.input_kind(self.snap))
+
+    def unit(self, layer: str) -> str:
+        """The unit of ``layer``'s values, for every scale that shows them."""
+        target = float(self.snap.manifest.get("parameters", {}).get("target_sum") or 1e4)
+        return layer_unit(self.input_kind, layer, target)
+
+    def withheld(self, layer: str) -> dict[str, str]:
+        """``{stat or marker field: why}`` of what is not defined on ``layer`` (scaled values)."""
+        return withheld_stats(self.input_kind, layer)
+
+    def layers(self) -> list[dict[str, Any]]:
+        """Every layer of the version: ``name``, ``kind`` (counts, log1p, scaled) and ``unit``."""
+        return [
+            {"name": name, "kind": layer_kind(self.input_kind, name), "unit": self.unit(name)}
+            for name in self.snap.manifest.get("layers", [INPUT])
+        ]
 
     def gene_index(self, dataset: str, genes: list[str]) -> np.ndarray:
         """Positions of ``genes`` in var order; an unknown gene is refused by name."""
@@ -236,7 +266,7 @@ class SnapshotIndex:
         if not self.has_matrix:
             raise _views.require(snap, "matrix", "per-cell values and filtered aggregates read it")
         indptr, indices, data = _views.matrix_csc(snap)
-        scale = None if layer == "raw" else self.cell_scale
+        scale = None if layer == INPUT else self.cell_scale
         return GeneData(idx, indptr, indices, data, scale)
 
 

@@ -6,6 +6,8 @@ and per-cell statistics, embeddings. Each resolves the version once, then reads 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -37,6 +39,7 @@ from .results import (
 __all__ = ["Reads"]
 
 _ADDITIVE = frozenset({"sum", "sumsq", "nnz", "n_cells"})
+_COUNTS = frozenset({"nnz", "n_cells"})
 _MARKER_COLUMNS = ["gene", "logfoldchange", "pct_in", "pct_out", "t", "pval", "pval_adj"]
 
 
@@ -75,6 +78,9 @@ class Reads(Resolver):
             obs=index.categories,
             groupbys=snap.manifest["parameters"]["groupbys"],
             views=_views.describe(snap),
+            input_kind=index.input_kind,
+            default_layer=index.default_layer,
+            layers=index.layers(),
         )
 
     @serving
@@ -123,9 +129,11 @@ class Reads(Resolver):
         dataset's default, normalized for count data), from the views serving each stat."""
         self.door.authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
-        layer = layer or index.default_layer
+        layer = index.layer(dataset, layer)
         idx = index.gene_index(dataset, genes)
+        stats = split_stats(stats)
         groups, values = _views.precomputed(snap, groupby, layer, idx, stats)
+        notes = _withhold(_integers(values), index.withheld(layer))
         return Summary(
             dataset=dataset,
             version=record.version,
@@ -134,6 +142,8 @@ class Reads(Resolver):
             groups=groups,
             genes=list(genes),
             values=values,
+            unit=index.unit(layer),
+            notes=notes,
         )
 
     # -- any subset of cells: on-the-fly queries over the gene-major view -----------------
@@ -147,10 +157,12 @@ class Reads(Resolver):
         filter: dict[str, list[str]] | None = None,
         layer: str | None = None,
         version: str | None = None,
+        cell_ids: bool = True,
         actor: Actor = ANONYMOUS,
     ) -> Expression:
         """Per-cell values of ``genes`` (float32), in obs order, of the cells ``filter`` keeps
         (every cell without one), read from the gene-major view: for scatter and violin plots.
+        With ``cell_ids`` the kept cells' ids too (obs index, same order).
 
         ``filter`` is ``{obs column: [categories]}`` (see :mod:`widecube.query.aggregate`).
 
@@ -171,6 +183,8 @@ class Reads(Resolver):
             filter={c: list(v) for c, v in spec},
             cells=kept,
             values=dict(zip(genes, expression(data, mask, snap.n_cells), strict=True)),
+            unit=index.unit(layer),
+            cell_ids=_kept_ids(index.obs.index, mask) if cell_ids else None,
         )
 
     @serving
@@ -206,6 +220,7 @@ class Reads(Resolver):
         record, snap, index = self._indexed(dataset, version)
         layer = index.layer(dataset, layer)
         idx = index.gene_index(dataset, genes)
+        stats = split_stats(stats)
         quantiles = index.quantile_names
         known = [*SUMMARY_STATS, *quantiles]
         unknown = [s for s in stats if s not in known]
@@ -230,6 +245,7 @@ class Reads(Resolver):
                 raise missing
             data = index.gene_data(dataset, record.version, idx, layer)
             values = summarize(data, mask, grouping.codes, counts, stats, quantiles=quantiles)
+        notes = _withhold(_integers(values), index.withheld(layer))
         return Aggregate(
             dataset=dataset,
             version=record.version,
@@ -241,6 +257,8 @@ class Reads(Resolver):
             filter={c: list(v) for c, v in spec},
             cells=kept,
             source=source,
+            unit=index.unit(layer),
+            notes=notes,
         )
 
     @serving
@@ -249,21 +267,27 @@ class Reads(Resolver):
         dataset: str,
         *,
         groupby: str,
-        group: str,
+        group: str | None = None,
         layer: str | None = None,
         limit: int = 100,
         version: str | None = None,
         actor: Actor = ANONYMOUS,
     ) -> Markers:
-        """The top marker genes of one group (one-vs-rest), best first."""
+        """The top marker genes of one group (one-vs-rest), best first; without ``group``, of
+        every group of the grouping at once (its order), each record naming its ``group``."""
         self.door.authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
-        layer = layer or index.default_layer
+        layer = index.layer(dataset, layer)
         rows = index.marker_rows(groupby, layer, lambda: _views.marker_table(snap, groupby, layer))
-        if group not in rows:
+        if group is not None and group not in rows:
             raise InvalidQuery(f"groupby {groupby!r} of dataset {dataset!r} has no group {group!r}")
-        top = rows[group].head(limit)
-        records = top[_MARKER_COLUMNS].to_dict(orient="records")
+        notes = self._marker_notes(snap, index, layer)
+        records: list[dict[str, Any]] = []
+        for name in [group] if group is not None else list(rows):
+            top = rows[name].head(limit)[_MARKER_COLUMNS].to_dict(orient="records")
+            records += [{"group": name, **r} if group is None else r for r in top]
+        for r in records:
+            r.update(dict.fromkeys(notes))
         return Markers(
             dataset=dataset,
             version=record.version,
@@ -271,7 +295,25 @@ class Reads(Resolver):
             group=group,
             layer=layer,
             markers=records,
+            unit=index.unit(layer),
+            notes=notes,
         )
+
+    @staticmethod
+    def _marker_notes(snap: Snapshot, index: SnapshotIndex, layer: str) -> dict[str, str]:
+        """``{marker field: why it is null}``: fractions expressing on scaled values, and fold
+        changes the markers view did not take as the layer's kind needs."""
+        notes = {f: why for f, why in index.withheld(layer).items() if f in _MARKER_COLUMNS}
+        if _views.marker_fold_change(snap, layer) is None:
+            kind = index.input_kind
+            notes["logfoldchange"] = (
+                f"withheld: layer {layer!r} holds scaled values (with negatives), whose ratio of "
+                "means is no fold change"
+                if kind == "scaled"
+                else f"withheld: this version was ingested before widecube recorded the kind of "
+                f"input, and layer {layer!r} is not counts; ingest it again for fold changes"
+            )
+        return notes
 
     @serving
     def gene_stats(
@@ -286,7 +328,7 @@ class Reads(Resolver):
         """Per-gene statistics over all cells (mean, var, min, max, dispersion, ...)."""
         self.door.authorize(actor, "read", dataset)
         record, snap, index = self._indexed(dataset, version)
-        layer = layer or index.default_layer
+        layer = index.layer(dataset, layer)
         table = _views.gene_table(snap, layer)
         rows = table.iloc[index.gene_index(dataset, genes)]
         return GeneStats(
@@ -295,6 +337,7 @@ class Reads(Resolver):
             layer=layer,
             genes=list(genes),
             stats={c: rows[c].to_numpy() for c in rows.columns},
+            unit=index.unit(layer),
         )
 
     @serving
@@ -403,6 +446,36 @@ class Reads(Resolver):
             _, values = self.gene_values(dataset, color, version=version)
             return ValueColor(name=color, kind="gene", values=np.ascontiguousarray(values, np.float32))
         raise InvalidQuery(f"dataset {dataset!r} has no obs column or gene {color!r}")
+
+
+def _kept_ids(ids: pd.Index, mask: np.ndarray | None) -> list[str]:
+    """The ids of the kept cells (``mask`` None: every cell), in obs order, as strings."""
+    kept = ids if mask is None else ids[mask]
+    return [str(c) for c in kept]
+
+
+def split_stats(stats: list[str]) -> list[str]:
+    """``["mean,median", "n_cells"]`` → ``["mean", "median", "n_cells"]``: a stat may also be
+    given as names joined by commas (``stats=mean,median`` in a URL), in order, once each."""
+    return list(dict.fromkeys(s.strip() for part in stats for s in part.split(",") if s.strip()))
+
+
+def _integers(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Counts (``n_cells``, ``nnz``) as int64, in place, so that JSON says 120, not 120.0."""
+    for stat in _COUNTS & values.keys():
+        v = np.asarray(values[stat])
+        if v.dtype.kind == "f" and np.isfinite(v).all():
+            values[stat] = v.astype(np.int64)
+    return values
+
+
+def _withhold(values: dict[str, np.ndarray], withheld: dict[str, str]) -> dict[str, str]:
+    """Null (NaN) the asked statistics that the layer's kind does not define, in place;
+    ``{stat: why}`` of those."""
+    notes = {stat: why for stat, why in withheld.items() if stat in values}
+    for stat in notes:
+        values[stat] = np.full(np.shape(values[stat]), np.nan)
+    return notes
 
 
 def _drop_groups(stat: str, values: np.ndarray, dropped: np.ndarray) -> np.ndarray:

@@ -109,13 +109,9 @@ class Admin(Resolver):
         self._mark_intact(version)
 
     def _rollback_target(self, dataset: str) -> str | None:
-        """The version :meth:`Catalog.rollback` would pick (the newest retired one older than
-        the live one), or None to let the catalog refuse with its own message."""
-        records = self.catalog.versions(dataset)  # newest first
-        live = next((i for i, r in enumerate(records) if r.status == VersionStatus.PUBLISHED), None)
-        if live is None:
-            return None
-        return next((r.version for r in records[live + 1 :] if r.status == VersionStatus.RETIRED), None)
+        """The version :meth:`Catalog.rollback` would pick (the one live before the live one,
+        from the pointer history), or None to let the catalog refuse with its own message."""
+        return self.catalog.live_before(dataset)
 
 
 def _fault(f: Fault) -> dict[str, str]:

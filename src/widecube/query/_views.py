@@ -18,11 +18,13 @@ import pandas as pd
 from ..errors import InvalidQuery
 from ..snapshot import Snapshot
 from ..views import (
+    INPUT,
     GenesReader,
     MarkersReader,
     MatrixReader,
     QuantilesReader,
     ViewMissing,
+    detect_kind,
     get_view,
     has_view,
     missing_view,
@@ -35,6 +37,8 @@ __all__ = [
     "describe",
     "gene_table",
     "has_matrix",
+    "input_kind",
+    "marker_fold_change",
     "marker_table",
     "matrix_csc",
     "matrix_target_sum",
@@ -90,6 +94,31 @@ def precomputed(
 def marker_table(snap: Snapshot, groupby: str, layer: str) -> pd.DataFrame:
     """The markers view's table of one grouping and layer (all groups)."""
     return reader(snap, "markers", MarkersReader).table(groupby, layer)
+
+
+def marker_fold_change(snap: Snapshot, layer: str) -> str | None:
+    """How the markers view took the fold changes of ``layer`` (``expm1``, ``ratio``; None:
+    withheld, as on scaled values)."""
+    return reader(snap, "markers", MarkersReader).fold_change(layer)
+
+
+def input_kind(snap: Snapshot) -> str | None:
+    """The kind of input the version was built from (counts, log1p, scaled).
+
+    Recorded in the manifest since format 0.3.0. Before, only ``input.counts`` was: count
+    input is counts; other input is told apart as ingest would have, from the genes view's
+    per-gene minimum of the input layer (a negative: scaled; else log1p); None when the
+    version has no genes view to tell.
+    """
+    given = snap.manifest.get("input", {})
+    if given.get("kind"):
+        return str(given["kind"])
+    if given.get("counts"):
+        return "counts"
+    if not has_view(snap, "genes"):
+        return None
+    minimum = reader(snap, "genes", GenesReader).table(INPUT)["min"].to_numpy()
+    return detect_kind(negative=bool((minimum < 0).any()), non_integer=True)
 
 
 def gene_table(snap: Snapshot, layer: str) -> pd.DataFrame:

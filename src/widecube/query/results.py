@@ -114,6 +114,11 @@ class DatasetDetail(Result):
     obs: dict[str, dict[str, list[Any]]]
     groupbys: list[str]
     views: dict[str, Any]
+    input_kind: str | None = None
+    """What the input held: counts, log1p or scaled (None: unknown, an old version)."""
+    default_layer: str = "input"
+    layers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """Every layer: ``name``, ``kind`` and ``unit`` (e.g. ``normalized``, log1p, ``log1p CP10k``)."""
 
 
 @dataclasses.dataclass(**_RESULT)
@@ -127,6 +132,10 @@ class Summary(Result):
     groups: list[str]
     genes: list[str]
     values: dict[str, np.ndarray]
+    unit: str = ""
+    """The unit of the layer's values (``log1p CP10k``, ``counts``, ``scaled (as given)``…)."""
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)
+    """``{stat or field: why it is null}`` for what the layer's kind does not define."""
 
 
 @dataclasses.dataclass(**_RESULT)
@@ -144,18 +153,27 @@ class Aggregate(Result):
     cells: int
     source: str
     """``precomputed`` (read from the views) or ``computed`` (from the gene-major view)."""
+    unit: str = ""
+    """The unit of the layer's values (``log1p CP10k``, ``counts``, ``scaled (as given)``…)."""
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)
+    """``{stat or field: why it is null}`` for what the layer's kind does not define."""
 
 
 @dataclasses.dataclass(**_RESULT)
 class Markers(Result):
-    """The top marker genes of one group, best first (one record per gene)."""
+    """The top marker genes of one group, best first (one record per gene); ``group`` None:
+    of every group, each record naming its ``group``."""
 
     dataset: str
     version: str
     groupby: str
-    group: str
+    group: str | None
     layer: str
     markers: list[dict[str, Any]]
+    unit: str = ""
+    """The unit of the layer's values (``log1p CP10k``, ``counts``, ``scaled (as given)``…)."""
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)
+    """``{stat or field: why it is null}`` for what the layer's kind does not define."""
 
 
 @dataclasses.dataclass(**_RESULT)
@@ -167,6 +185,7 @@ class GeneStats(Result):
     layer: str
     genes: list[str]
     stats: dict[str, np.ndarray]
+    unit: str = ""
 
 
 @dataclasses.dataclass(**_RESULT)
@@ -180,6 +199,9 @@ class Expression(Result):
     filter: dict[str, list[str]]
     cells: int
     values: dict[str, np.ndarray]
+    unit: str = ""
+    cell_ids: list[str] | None = None
+    """The kept cells' ids (obs index), in the order of ``values`` (None: not asked for)."""
 
 
 @dataclasses.dataclass(**_RESULT)

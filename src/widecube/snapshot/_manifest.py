@@ -26,9 +26,13 @@ __all__ = [
 
 MANIFEST = "manifest.json"
 FORMAT = "widecube-snapshot"
-FORMAT_VERSION = "0.2.0"
-"""0.2.0: every Zarr array's chunks end with a CRC-32C (the ``crc32c`` codec); 0.1.0 snapshots,
-without it, read the same (Zarr reads the codecs from each array's metadata)."""
+FORMAT_VERSION = "0.3.0"
+"""0.3.0: the layer of the values as given is named ``input`` (it was ``raw``, which collides
+with AnnData's ``raw``) and ``input.kind`` records the kind of input (counts, log1p, scaled);
+older manifests are read with the layer renamed (:func:`read_manifest`). 0.2.0: every Zarr
+array's chunks end with a CRC-32C (the ``crc32c`` codec); 0.1.0 snapshots, without it, read the
+same (Zarr reads the codecs from each array's metadata)."""
+_LEGACY_LAYER, _LAYER = "raw", "input"
 _CHUNK = 1 << 22
 
 
@@ -57,6 +61,29 @@ def read_manifest(root: Path | Storage) -> dict[str, Any]:
     manifest: dict[str, Any] = json.loads(files.get(MANIFEST).decode("utf-8"))
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{files.url}: not a widecube snapshot manifest")
+    return _renamed_layer(manifest)
+
+
+def _renamed_layer(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A manifest of format < 0.3.0 as 0.3.0 names things: its layer ``raw`` (the values as
+    given) is ``input`` in ``layers``, ``default_layer`` and every view's ``layers``; the files
+    keep their stored paths (the paths are read from the manifest, never rebuilt)."""
+    if _LEGACY_LAYER not in manifest.get("layers", []):
+        return manifest
+
+    def rename(layers: Any) -> Any:
+        if isinstance(layers, dict):
+            return {(_LAYER if k == _LEGACY_LAYER else k): v for k, v in layers.items()}
+        if isinstance(layers, list):
+            return [_LAYER if k == _LEGACY_LAYER else k for k in layers]
+        return layers
+
+    manifest["layers"] = rename(manifest["layers"])
+    if manifest.get("default_layer") == _LEGACY_LAYER:
+        manifest["default_layer"] = _LAYER
+    for entry in manifest.get("views", {}).values():
+        if isinstance(entry, dict) and "layers" in entry:
+            entry["layers"] = rename(entry["layers"])
     return manifest
 
 

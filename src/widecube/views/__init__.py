@@ -6,6 +6,18 @@ from . import markers as _markers  # noqa: F401 - registers the view
 from . import matrix as _matrix  # noqa: F401 - registers the view
 from . import quantiles as _quantiles  # noqa: F401 - registers the view
 from . import summary as _summary  # noqa: F401 - registers the view
+from ._layers import (
+    INPUT,
+    INPUT_KINDS,
+    LEGACY_RAW,
+    NORMALIZED,
+    detect_kind,
+    fold_change_method,
+    layer_kind,
+    layer_unit,
+    parse_input_kind,
+    withheld_stats,
+)
 from ._registry import (
     ViewMissing,
     ViewSpec,
@@ -20,7 +32,7 @@ from ._registry import (
     select_views,
     views,
 )
-from ._spec import NORMALIZED, RAW, BuildContext, Builder, Put, SlabPart, SlabStats, ViewReader
+from ._spec import BuildContext, Builder, Put, SlabPart, SlabStats, ViewReader
 from .genes import GenesReader
 from .markers import MarkersReader
 from .matrix import MatrixReader
@@ -28,8 +40,10 @@ from .quantiles import QuantilesReader
 from .summary import SummaryReader
 
 __all__ = [
+    "INPUT",
+    "INPUT_KINDS",
+    "LEGACY_RAW",
     "NORMALIZED",
-    "RAW",
     "BuildContext",
     "Builder",
     "GenesReader",
@@ -52,5 +66,11 @@ __all__ = [
     "register_read",
     "register_view",
     "select_views",
+    "detect_kind",
+    "fold_change_method",
+    "layer_kind",
+    "layer_unit",
+    "parse_input_kind",
     "views",
+    "withheld_stats",
 ]

@@ -1,7 +1,8 @@
 """Where each view stores a grouping's arrays, and how views open them back.
 
-Raw-layer views live at ``views/<view>/<groupby>.zarr`` (the path issue 2 promised for the
-summary); other layers add the layer name: ``views/<view>/<groupby>.<layer>.zarr``.
+Views of the ``input`` layer (the values as given) live at ``views/<view>/<groupby>.zarr``
+(the path issue 2 promised for the summary); other layers add the layer name:
+``views/<view>/<groupby>.<layer>.zarr``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import zarr
 from ..compute import Grouping
 from ..errors import InvalidQuery
 from ..snapshot import Snapshot, SnapshotWriter
-from ._spec import RAW, BuildContext
+from ._layers import INPUT
+from ._spec import BuildContext
 
 __all__ = ["create_grouped", "entry_for", "group_table", "layer_entry", "relpath"]
 
 
 def relpath(view: str, groupby: str, layer: str, ext: str = "zarr") -> str:
-    suffix = "" if layer == RAW else f".{layer}"
+    suffix = "" if layer == INPUT else f".{layer}"
     return f"views/{view}/{groupby}{suffix}.{ext}"
 
 

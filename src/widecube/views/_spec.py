@@ -24,9 +24,10 @@ import zarr
 from ..compute import GeneSlab, Grouping, all_cells, cell_scale, gene_moments, log_normalize, make_grouping
 from ..compute.groupings import ALL, ALL_CELLS_GROUP
 from ..snapshot import Snapshot, SnapshotWriter
+from ._layers import INPUT, NORMALIZED
 
 __all__ = [
-    "RAW",
+    "INPUT",
     "NORMALIZED",
     "BuildContext",
     "Builder",
@@ -36,9 +37,6 @@ __all__ = [
     "SlabStats",
     "ViewReader",
 ]
-
-RAW = "raw"
-NORMALIZED = "normalized"
 
 
 @dataclass
@@ -53,7 +51,8 @@ class BuildContext:
     max_categories: int = 10_000
     quantiles: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
     target_sum: float = 1e4
-    layers: list[str] = field(default_factory=lambda: [RAW])
+    layers: list[str] = field(default_factory=lambda: [INPUT])
+    input_kind: str = "counts"  # counts, log1p or scaled (see _layers)
     cell_total: np.ndarray | None = None
     slab_width: int = 4096
     nnz: int = 0
@@ -126,7 +125,7 @@ class SlabStats:
     def __init__(self, ctx: BuildContext, slab: GeneSlab) -> None:
         self.ctx = ctx
         self.slab = slab
-        self._values: dict[str, np.ndarray] = {RAW: slab.vals}
+        self._values: dict[str, np.ndarray] = {INPUT: slab.vals}
         self._moments: dict[str, LayerMoments] = {}
 
     def values(self, layer: str) -> np.ndarray:

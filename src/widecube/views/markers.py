@@ -2,10 +2,13 @@
 
 From the summary moments alone (no second look at cells): for group g against all other
 cells, the Welch t statistic and its two-sided p-value, Benjamini-Hochberg adjusted over all
-genes of the group; the log2 fold change of means (on the normalized layer, of
-``expm1(mean)`` as scanpy does, since its values are log1p); and the fractions expressing in
-and out. Ranking: by t, descending (up-regulated genes first; NaN t last), keeping the top
-``limit`` (100) per group. Stored as ``views/markers/<groupby>[.<layer>].parquet``.
+genes of the group; the log2 fold change of means as the layer's kind allows
+(``_layers.fold_change_method``: on log1p values — the normalized layer, or log-normalized
+input — of ``expm1(mean)`` as scanpy's ``rank_genes_groups`` does; on counts of the means;
+on scaled values none: NaN); and the fractions expressing in and out (NaN on scaled values,
+where zero does not mean "not expressed"). Ranking: by t, descending (up-regulated genes
+first; NaN t last), keeping the top ``limit`` (100) per group. Stored as
+``views/markers/<groupby>[.<layer>].parquet``.
 
 A grouping with fewer than two groups (one category, or the synthetic ``all`` grouping of an
 input without groupings) has no rest to compare with: it is skipped, and the manifest entry
@@ -24,14 +27,18 @@ from ..compute import welch_t_p
 from ..compute.groupings import ALL
 from ..errors import InvalidQuery, VerificationError
 from ..snapshot import SnapshotWriter
+from ._layers import FOLD_EXPM1, FOLD_RATIO, NORMALIZED, fold_change_method, layer_kind
 from ._layout import entry_for, layer_entry, relpath
 from ._registry import ViewSpec, register_read, register_view
-from ._spec import NORMALIZED, BuildContext, Builder, Put, SlabPart, SlabStats, ViewReader
+from ._spec import BuildContext, Builder, Put, SlabPart, SlabStats, ViewReader
 
-__all__ = ["ENCODING", "MARKERS", "MarkersBuilder", "MarkersPart", "MarkersReader"]
+__all__ = ["ENCODING", "MARKERS", "MarkersBuilder", "MarkersPart", "MarkersReader", "MarkersReader2"]
 
-ENCODING = ("widecube-markers", "0.1.0")
-"""What this code writes; its reader stays registered when a later encoding replaces it."""
+ENCODING = ("widecube-markers", "0.2.0")
+"""What this code writes: 0.2.0 takes fold changes by the layer's kind and records how, per
+layer, in the entry's ``foldchange`` (``expm1``, ``ratio``, or null: withheld). 0.1.0 took them
+of ``expm1`` on the normalized layer and of the means themselves on any other; its reader
+stays registered (:class:`MarkersReader`) and withholds those of non-count input."""
 
 TOP = 100
 FIELDS = ("t", "pval", "logfoldchange", "pct_in", "pct_out")
@@ -94,16 +101,19 @@ class MarkersPart(SlabPart):
                 t,
                 p,
             )
+            method = fold_change_method(ctx.input_kind, layer)
+            scaled = layer_kind(ctx.input_kind, layer) == "scaled"
             with np.errstate(divide="ignore", invalid="ignore"):
                 mean_in, mean_out = s / n_in, (s_all - s) / n_out
-                if layer == NORMALIZED:
+                if method == FOLD_EXPM1:
                     mean_in, mean_out = np.expm1(mean_in), np.expm1(mean_out)
+                lfc = np.log2((mean_in + _EPS) / (mean_out + _EPS))
                 out[layer, key] = {
                     "t": t,
                     "pval": p,
-                    "logfoldchange": np.log2((mean_in + _EPS) / (mean_out + _EPS)),
-                    "pct_in": nnz / n_in,
-                    "pct_out": (nnz_all - nnz) / n_out,
+                    "logfoldchange": lfc if method is not None else np.full(s.shape, np.nan),
+                    "pct_in": np.full(s.shape, np.nan) if scaled else nnz / n_in,
+                    "pct_out": np.full(s.shape, np.nan) if scaled else (nnz_all - nnz) / n_out,
                 }
         return stats.slab.lo, stats.slab.hi, out
 
@@ -173,10 +183,16 @@ class MarkersBuilder(Builder):
             table["group"] = pd.Categorical(table["group"], categories=names)
             self.out.write_table(relpath(MARKERS.name, key, layer, "parquet"), table)
             layers[layer][key] = relpath(MARKERS.name, key, layer, "parquet")
-        return {"layers": layers, "top": TOP, "ranking": "welch t, descending", "skipped": self._skipped}
+        return {
+            "layers": layers,
+            "top": TOP,
+            "ranking": "welch t, descending",
+            "skipped": self._skipped,
+            "foldchange": {layer: fold_change_method(ctx.input_kind, layer) for layer in ctx.layers},
+        }
 
 
-@register_read("markers", *ENCODING)
+@register_read("markers", "widecube-markers", "0.1.0")
 class MarkersReader(ViewReader):
     """``layers: {layer: {groupby: parquet path}}`` (rows: group, rank, gene, FIELDS,
     pval_adj), ``top``, ``ranking``, ``skipped: {groupby: n_groups}``."""
@@ -205,6 +221,15 @@ class MarkersReader(ViewReader):
                 if not t["gene"].isin(self.snap.var_names).all():
                     raise VerificationError(f"{where}: unknown gene names")
 
+    def fold_change(self, layer: str) -> str | None:
+        """How the stored fold changes of ``layer`` were taken: ``expm1`` or ``ratio``; None
+        when they are not fold changes. 0.1.0 took ``expm1`` on the normalized layer and a
+        ratio of the means on the input layer, right only for counts."""
+        if layer == NORMALIZED:
+            return FOLD_EXPM1
+        counts = bool(self.snap.manifest.get("input", {}).get("counts"))
+        return FOLD_RATIO if counts else None
+
     def describe(self) -> dict[str, Any]:
         entry = self.entry
         return {
@@ -212,7 +237,17 @@ class MarkersReader(ViewReader):
             "top": entry["top"],
             "ranking": entry["ranking"],
             "skipped": dict(entry.get("skipped", {})),
+            "foldchange": {layer: self.fold_change(layer) for layer in entry["layers"]},
         }
+
+
+@register_read("markers", *ENCODING)
+class MarkersReader2(MarkersReader):
+    """0.2.0: as 0.1.0, with the fold change method of each layer in ``foldchange``."""
+
+    def fold_change(self, layer: str) -> str | None:
+        method = self.entry.get("foldchange", {}).get(layer)
+        return None if method is None else str(method)
 
 
 MARKERS = register_view(ViewSpec("markers", *ENCODING, MarkersBuilder))

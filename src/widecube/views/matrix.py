@@ -20,6 +20,7 @@ from zarr.codecs import BloscCodec, ZstdCodec
 
 from ..errors import VerificationError
 from ..snapshot import SnapshotWriter, checked, zarr_array, zarr_group
+from ._layers import INPUT
 from ._registry import ViewSpec, reader, register_read, register_view
 from ._spec import BuildContext, Builder, Put, SlabPart, SlabStats, ViewReader
 from .genes import GenesReader
@@ -129,7 +130,7 @@ class MatrixReader(ViewReader):
             raise VerificationError(f"{where}: indptr is not a valid CSC pointer over {snap.n_genes} genes")
         if int(indptr[-1]) != int(entry["nnz"]) or zarr_array(x, "data").shape[0] != int(entry["nnz"]):
             raise VerificationError(f"{where}: holds {int(indptr[-1])} values, expected {entry['nnz']}")
-        genes = reader(snap, "genes", GenesReader).table("raw")["n_cells_expressing"].to_numpy()
+        genes = reader(snap, "genes", GenesReader).table(INPUT)["n_cells_expressing"].to_numpy()
         if not np.array_equal(np.diff(indptr), genes):
             j = int(np.argmax(np.diff(indptr) != genes))
             raise VerificationError(

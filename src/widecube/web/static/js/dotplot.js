@@ -25,16 +25,22 @@ export function colorPositions(mean, scaled) {
   return { at, max: top };
 }
 
-/** Draw `data` ({groups, genes, mean, frac}) into the chart, legend and table holders. */
+/**
+ * Draw `data` ({groups, genes, mean, frac, notes}) into the chart, legend and table holders.
+ * When the server withholds the fraction expressing (`notes.frac_expressing`: scaled values,
+ * where zero is not "not expressed"), every dot is full size and the legend says why.
+ */
 export function renderDotplot({ chart, legend, table }, data, { scaled, unit = null }) {
-  const { groups, genes, mean, frac } = data;
+  const { groups, genes, mean } = data;
+  const withheld = data.notes?.frac_expressing ?? null;
+  const frac = withheld ? data.frac.map((row) => row.map(() => null)) : data.frac;
   const { root, x, y } = frame({ groups, genes,
     label: `Dot plot of ${genes.length} genes across ${groups.length} groups: dot size is the fraction `
       + "of cells expressing, colour the mean expression" });
   const colors = colorPositions(mean, scaled);
   const dots = svg("g", { class: "dots" });
   groups.forEach((group, i) => genes.forEach((gene, j) => {
-    const f = frac[i][j] ?? 0;
+    const f = withheld ? 1 : frac[i][j] ?? 0;
     dots.append(svg("circle", {
       cx: x(j), cy: y(i), r: radius(f), fill: css(sequential(colors.at[i][j])), class: "dot",
       "data-group": group, "data-gene": gene, "data-mean": String(mean[i][j]), "data-frac": String(frac[i][j]),
@@ -48,7 +54,10 @@ export function renderDotplot({ chart, legend, table }, data, { scaled, unit = n
       ? colorBar({ title: "Mean expression, scaled per gene", min: 0, max: 1, scale: sequential,
         labels: ["gene min", "", "gene max"], unit })
       : colorBar({ title: "Mean expression", min: 0, max: colors.max, scale: sequential, unit }),
-    sizeKey({ title: "Fraction of cells expressing", radius }),
+    withheld
+      ? el("p", { class: "note withheld", "data-stat": "frac_expressing" },
+        `Fraction of cells expressing is not shown (every dot is full size): ${withheld}.`)
+      : sizeKey({ title: "Fraction of cells expressing", radius }),
   );
   table.replaceChildren(valuesTable({
     caption: `Mean expression${unit ? ` in ${unit}` : ""} (fraction of cells expressing) per group and gene`,

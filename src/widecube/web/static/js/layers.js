@@ -1,23 +1,23 @@
 // What a layer's numbers are, for every colour scale and axis: its name and its unit.
 //
-// The dataset detail (GET /datasets/{name}) lists the layers of its views but says neither
-// which layer is the default nor what kind of input the version was built from, so both are
-// inferred from what ingest does: a `normalized` layer exists only for count input (then
-// `raw` is those counts), and it is log1p of counts per `target_sum` (the gene-major view
-// records target_sum; 10,000 is ingest's default). A version with only `raw` is shown as
-// "values as given", which is honest whatever the input was. The default layer is the last
-// listed one (ingest's rule); answers of /summary and /markers name the layer they used.
+// The dataset detail (GET /datasets/{name}) names the kind of input (`input_kind`: counts,
+// log1p, scaled), the default layer and every layer with its unit (`layers: [{name, kind,
+// unit}]`); answers of /summary, /aggregate and /markers name their layer and unit too, and
+// say in `notes` which statistics the layer's kind withholds. A server without these fields
+// (older) is read as before: a `normalized` layer exists only for count input, the default
+// layer is the last listed one.
 
-/** The layers of a dataset version, in the order the views list them (whichever views the
- * version was built with). */
+/** The layers of a dataset version, in the order the server lists them. */
 export function layersOf(detail) {
+  if (Array.isArray(detail.layers) && detail.layers.length) return detail.layers.map((l) => l.name);
   const views = detail.views ?? {};
   return views.summary?.layers ?? views.markers?.layers ?? views.quantiles?.layers
     ?? Object.keys(views.genes?.layers ?? {});
 }
 
-/** The layer used when none is chosen (the last listed, as ingest records it). */
+/** The layer used when none is chosen. */
 export function defaultLayer(detail) {
+  if (detail.default_layer) return detail.default_layer;
   const layers = layersOf(detail);
   return layers.length ? layers[layers.length - 1] : null;
 }
@@ -30,9 +30,11 @@ function perTarget(detail) {
 /** The unit of `layer` (null: the default layer) in `detail`'s version, for people. */
 export function layerUnit(detail, layer) {
   const name = layer || defaultLayer(detail);
+  const listed = (detail.layers ?? []).find((l) => l.name === name);
+  if (listed) return listed.unit;
   const layers = layersOf(detail);
   if (name === "normalized") return `log1p ${perTarget(detail)}`;
-  if (name === "raw") return layers.includes("normalized") ? "counts" : "values as given";
+  if (name === "raw" || name === "input") return layers.includes("normalized") ? "counts" : "values as given";
   return name ? `${name} layer` : "values as given";
 }
 

@@ -129,7 +129,7 @@ async function loadDataset() {
   replace($("groupby"), ...detail.groupbys.map((g) => el("option", { value: g, selected: g === state.groupby }, g)));
   const layers = layersOf(detail);
   if (!layers.includes(state.layer)) state.layer = null;
-  replace($("layer"), el("option", { value: "" }, `default: ${defaultLayer(detail) ?? "raw"} (${layerUnit(detail, null)})`),
+  replace($("layer"), el("option", { value: "" }, `default: ${defaultLayer(detail) ?? "input"} (${layerUnit(detail, null)})`),
     ...layers.map((l) => el("option", { value: l, selected: l === state.layer }, `${l} (${layerUnit(detail, l)})`)));
   for (const column of Object.keys(state.filters)) if (!detail.obs[column]) delete state.filters[column];
   for (const tab of TABS) $(`tab-${tab}`).hidden = !AVAILABLE[tab](detail);

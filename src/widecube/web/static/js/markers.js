@@ -8,6 +8,8 @@ import { api, ApiError } from "./api.js";
 import { el, fmt, pct, replace } from "./dom.js";
 import { MARKER_TOPS } from "./state.js";
 
+const FIELD_NAMES = { logfoldchange: "Log fold change", pct_in: "% in group", pct_out: "% in rest" };
+
 export const MARKER_COLUMNS = ["gene", "t", "logfoldchange", "pct_in", "pct_out", "pval", "pval_adj"];
 
 export class MarkersPanel {
@@ -63,12 +65,15 @@ export class MarkersPanel {
     const button = (gene) => el("button", { type: "button", class: "gene-add", "data-gene": gene,
       "aria-pressed": plotted.includes(gene) ? "true" : "false", "aria-label": `Add ${gene} to the plot`,
       onclick: () => this.onAdd([gene]) }, gene);
+    const notes = Object.entries(answer.notes ?? {}); // fields the layer's kind withholds, and why
     replace(this.table,
+      ...notes.map(([field, why]) => el("p", { class: "note withheld", "data-field": field },
+        `${FIELD_NAMES[field] ?? field}: ${why}.`)),
       el("div", { class: "options-row" }, el("button", { type: "button", class: "add-all",
         onclick: () => this.onAdd(rows.map((r) => r.gene)) }, `Add all ${rows.length} to the plot`)),
       el("table", { class: "values markers" },
         el("caption", {}, `Top ${rows.length} marker genes of ${answer.group} against all other cells `
-          + `(${answer.groupby}, ${answer.layer} layer; ranked by Welch t)`),
+          + `(${answer.groupby}, ${answer.layer} layer${answer.unit ? `, ${answer.unit}` : ""}; ranked by Welch t)`),
         el("thead", {}, el("tr", {}, ...["#", "gene", "t", "log fold change", "% in group", "% in rest", "adjusted p"]
           .map((h) => el("th", { scope: "col" }, h)))),
         el("tbody", {}, ...rows.map((r, i) => el("tr", { "data-gene": r.gene, "data-t": String(r.t),

@@ -82,7 +82,7 @@ const keeps = (active, parts) =>
 export async function groupValues(detail, state) {
   const r = await groupStats(detail, state, ["mean", "frac_expressing"]);
   return { groups: r.groups, genes: r.genes, mean: r.values.mean, frac: r.values.frac_expressing,
-    mode: r.mode, source: r.source };
+    mode: r.mode, source: r.source, notes: r.notes };
 }
 
 /**
@@ -101,13 +101,13 @@ export async function groupStats(detail, state, stats) {
     const r = await api.aggregate(dataset, version, { genes, groupby, layer, filter: p.active, stats: [...stats, "n_cells"] });
     const keep = r.values.n_cells.map((row) => row[0] > 0);
     const pick = (rows) => rows.filter((_, i) => keep[i]);
-    return { groups: pick(r.groups), genes: r.genes, mode: p.mode, source: r.source,
+    return { groups: pick(r.groups), genes: r.genes, mode: p.mode, source: r.source, notes: r.notes ?? {},
       values: Object.fromEntries(stats.map((s) => [s, pick(r.values[s])])) };
   }
   const r = await api.summary(dataset, version, genes, groupby, stats, layer);
   const parts = p.mode === "groups" ? groupParts(detail, groupby) : null;
   const keep = r.groups.map((g) => !parts || !parts.get(g) || keeps(p.active, parts.get(g)));
   const pick = (rows) => rows.filter((_, i) => keep[i]);
-  return { groups: pick(r.groups), genes: r.genes, mode: p.mode, source: "precomputed",
+  return { groups: pick(r.groups), genes: r.genes, mode: p.mode, source: "precomputed", notes: r.notes ?? {},
     values: Object.fromEntries(stats.map((s) => [s, pick(r.values[s])])) };
 }
