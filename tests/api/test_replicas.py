@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.subprocess, pytest.mark.slow]
 BUCKET = "widecube-replicas"
 ROOT = Path(__file__).resolve().parents[2]
 GENES = ["Gene1", "Gene4", "Gene9", "Gene33"]
-BODY = {"genes": GENES, "groupby": "cell_type", "stats": ["sum"], "layer": "raw"}
+BODY = {"genes": GENES, "groupby": "cell_type", "stats": ["sum"], "layer": "input"}
 MOVES = 20
 
 

@@ -72,7 +72,7 @@ def raw_sums(
 ) -> tuple[list[str], np.ndarray]:
     wc = Widecube(settings)
     try:
-        got = wc.summary(dataset, genes=genes, groupby=groupby, stats=["sum"], layer="raw")
+        got = wc.summary(dataset, genes=genes, groupby=groupby, stats=["sum"], layer="input")
         return list(got.groups), np.asarray(got.values["sum"])
     finally:
         wc.close()
