@@ -27,9 +27,27 @@ from widecube.catalog._grants import (
     TokenRecord,
 )
 from widecube.catalog._jobstore import AttemptsUsed, JobNotFound, JobRecord, JobState, LeaseLost
+from widecube.catalog._metadata import (
+    FACETS,
+    FIELDS,
+    LIST_FIELDS,
+    TEXT_FIELDS,
+    MetadataStore,
+    SearchHits,
+    check_fields,
+    words,
+)
 from widecube.catalog._records import DatasetRecord, VersionRecord, VersionStatus
 
 __all__ = [
+    "FACETS",
+    "FIELDS",
+    "LIST_FIELDS",
+    "TEXT_FIELDS",
+    "MetadataStore",
+    "SearchHits",
+    "check_fields",
+    "words",
     "NAME_PATTERN",
     "AttemptsUsed",
     "AuditCheck",

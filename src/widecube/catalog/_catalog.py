@@ -40,6 +40,7 @@ from widecube.catalog._changes import ChangeToken
 from widecube.catalog._engine import dumps_json, make_engine, read_options
 from widecube.catalog._grants import Access
 from widecube.catalog._jobstore import Jobs
+from widecube.catalog._metadata import MetadataStore
 from widecube.catalog._migrate import upgrade
 from widecube.catalog._records import (
     DatasetRecord,
@@ -98,6 +99,8 @@ class Catalog:
         """Tokens, grants, groups and each dataset's visibility and classification."""
         self.audit = Audit(self._write, self._read)
         """The hash-chained audit log."""
+        self.metadata = MetadataStore(self._write, self._read, self._changes, self._engine.dialect.name)
+        """Datasets' descriptions (title, organism, tags, ...) and full-text search over them."""
         self._remembered: dict[tuple[str, ...], tuple[int, VersionRecord]] = {}
 
     def close(self) -> None:
