@@ -30,6 +30,7 @@ import hashlib
 import os
 import shutil
 from abc import ABC, abstractmethod
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,12 @@ class Storage(ABC):
     def move(self, src: str, dst: str) -> None:
         """Move everything under ``src`` to ``dst`` (only where :attr:`renames`)."""
         raise NotImplementedError(f"{self.url} cannot rename; write in place instead")
+
+    def signed_url(self, relpath: str, expires_in: float) -> str | None:
+        """A URL anyone may GET ``relpath`` from for ``expires_in`` seconds (a presigned URL on
+        an object store), or None where the store has no such thing (a local folder: the API
+        signs its own download route instead)."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
@@ -230,6 +237,11 @@ class ObjectStorage(Storage):
         import obstore
 
         return int(obstore.head(self._store, relpath)["size"])
+
+    def signed_url(self, relpath: str, expires_in: float) -> str:
+        import obstore
+
+        return str(obstore.sign(self._store, "GET", relpath, timedelta(seconds=expires_in)))
 
     def list(self) -> dict[str, int]:
         import obstore
