@@ -23,7 +23,7 @@ allows them); JSON bodies are at most ``MAX_BODY_BYTES`` (413 beyond).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
@@ -113,6 +113,7 @@ def list_datasets(
     (``GET /search`` answers the same hits with their metadata and the facet counts)."""
     facets = {"organism": organism, "tissue": tissue, "assay": assay, "disease": disease, "tag": tag}
     wanted = {k: v for k, v in facets.items() if v}
+    found: list[Any]
     if q or wanted:
         hits = wc.search(q, wanted, actor=actor)["datasets"]
         found = [{k: v for k, v in h.items() if k != "metadata"} for h in hits]
