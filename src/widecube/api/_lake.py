@@ -34,7 +34,7 @@ from ._lakemodels import (
     MetadataResponse,
     Values,
 )
-from ._responses import JSON, body_key, documented, errors, respond
+from ._responses import JSON, documented, errors, respond
 from .models import MAX_BODY_BYTES
 
 __all__ = ["admin_router", "facet_filters", "router"]
@@ -108,8 +108,8 @@ def atlas_expression(request: Request, body: AtlasRequest, wc: WC, actor: Caller
     found = wc.atlas_expression(
         genes=body.genes, by=body.by, filter=spec, stats=body.stats, layer=body.layer, actor=actor
     )
-    versions = tuple((d["dataset"], d["version"]) for d in found["datasets"])
-    key = (*body_key("atlas", body), versions, orjson.dumps(found["skipped"]))
+    # the answer depends on every selected dataset's live version and metadata: digest it all
+    key = ("atlas", orjson.dumps(found, option=orjson.OPT_SERIALIZE_NUMPY))
     return respond(request, found, version="atlas", key=key, pinned=False, track=False)
 
 
