@@ -9,7 +9,7 @@ DEMO_H5AD   := demo/pbmc.h5ad
 DEMO_CELLS  ?= 50000
 DEMO_GENES  ?= 20000
 
-.PHONY: install demo demo-data test bench bench-serve bench-access bench-aggregate bench-readers bench-report screenshots chromium wrk vendor lint clean
+.PHONY: install demo demo-data test bench bench-serve bench-access bench-atlas bench-aggregate bench-readers bench-report screenshots chromium wrk vendor lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,7 @@ bench: $(STAMP) wrk
 	$(BIN)/python benchmarks/readers.py
 	$(BIN)/python benchmarks/quantile_kernel.py
 	$(BIN)/python benchmarks/access.py
+	$(BIN)/python benchmarks/atlas.py
 	$(BIN)/python benchmarks/report.py
 
 # Regenerate benchmarks/RESULTS.md and the README's numbers from benchmarks/results/*.json
@@ -66,6 +67,10 @@ bench-report: $(STAMP)
 # Only the serving benchmark (B100k: in-process, HTTP, wrk).
 bench-serve: $(STAMP) wrk
 	$(BIN)/python benchmarks/serve.py
+
+# Only the cross-dataset gene query benchmark (issue 13: 20 genes across 100 small datasets).
+bench-atlas: $(STAMP)
+	$(BIN)/python benchmarks/atlas.py
 
 # Only the access benchmark (issue 11: what authorization costs the dot-plot query, in-process,
 # over HTTP and under wrk) on the demo dataset (made and ingested as `make demo` does); add the
