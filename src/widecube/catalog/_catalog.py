@@ -37,10 +37,10 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from widecube.catalog import _queries as q
 from widecube.catalog._audit import Audit
 from widecube.catalog._changes import ChangeToken
+from widecube.catalog._descriptions import MetadataStore
 from widecube.catalog._engine import dumps_json, make_engine, read_options
 from widecube.catalog._grants import Access
 from widecube.catalog._jobstore import Jobs
-from widecube.catalog._metadata import MetadataStore
 from widecube.catalog._migrate import upgrade
 from widecube.catalog._records import (
     DatasetRecord,

@@ -293,11 +293,11 @@ audit_head = sa.Table(
     sa.PrimaryKeyConstraint("id", name="pk_audit_head"),
 )
 
-# -- dataset metadata and search (``_metadata``) -------------------------------------------------
+# -- dataset metadata and search (``_descriptions``) -------------------------------------------------
 
 # What people know about a dataset (title, description, organism, tissue, ..., free key/values),
 # one row per dataset: ``fields`` holds them as JSON, ``document`` the words full-text search
-# matches (normalized by ``_metadata.words``: lower-cased letters and digits joined by spaces, the
+# matches (normalized by ``_descriptions.words``: lower-cased letters and digits joined by spaces, the
 # same input for SQLite's FTS5 table and PostgreSQL's tsvector index, so both find the same).
 dataset_metadata = sa.Table(
     "dataset_metadata",

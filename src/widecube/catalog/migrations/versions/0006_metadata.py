@@ -2,7 +2,7 @@
 
 * ``dataset_metadata``: one row per described dataset: its fields (title, description,
   organism, tissue, assay, disease, license, citation, doi, contact, tags, free key/values) as
-  JSON, and ``document``, the words full-text search matches (see ``_metadata.words``).
+  JSON, and ``document``, the words full-text search matches (see ``_descriptions.words``).
 * ``dataset_terms``: the faceted values (organism, tissue, assay, disease, tag), a row each.
 * The full-text index over ``document``: on SQLite an FTS5 table ``dataset_fts`` (rowid = the
   dataset's id; the catalog writes it in the transaction that writes the metadata), on
