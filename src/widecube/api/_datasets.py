@@ -90,7 +90,7 @@ def _paths(routes: Iterable[object]) -> Iterator[str]:
 
 
 _Facet = Annotated[
-    list[Annotated[str, StringConstraints(max_length=255), Text]] | None,
+    list[Annotated[str, StringConstraints(min_length=1, max_length=255), Text]] | None,
     Query(max_length=50, description="repeatable; keeps datasets with any of the values (see /search)"),
 ]
 

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response
+from pydantic import StringConstraints
 
 from ._admin import ADMIN_PREFIX
 from ._datasets import PREFIX, DatasetName, Version
@@ -32,10 +33,9 @@ from ._lakemodels import (
     DownloadResponse,
     MetadataPatch,
     MetadataResponse,
-    Values,
 )
 from ._responses import JSON, documented, errors, respond
-from .models import MAX_BODY_BYTES
+from .models import MAX_BODY_BYTES, Text
 
 __all__ = ["admin_router", "facet_filters", "router"]
 
@@ -43,7 +43,10 @@ router = APIRouter(prefix=PREFIX, max_body_size=MAX_BODY_BYTES)
 admin_router = APIRouter(prefix=ADMIN_PREFIX, tags=["admin"], max_body_size=MAX_BODY_BYTES)
 _NO_STORE = {"Cache-Control": "no-store"}
 
-Facet = Annotated[Values | None, Query(description="repeatable; keeps datasets with any of the values")]
+Facet = Annotated[
+    list[Annotated[str, StringConstraints(min_length=1, max_length=255), Text]] | None,
+    Query(max_length=50, description="repeatable; keeps datasets with any of the values"),
+]
 Words = Annotated[
     str, Query(max_length=500, description="words, each a prefix of a word in the name or any field")
 ]
@@ -80,7 +83,7 @@ def search(
     return respond(request, found, version="catalog", key=key, pinned=False, track=False)
 
 
-@router.get("/datasets/{name}/metadata", response_model=MetadataResponse, responses=documented(404))
+@router.get("/datasets/{name}/metadata", response_model=MetadataResponse, responses=documented(404, 422))
 def get_metadata(request: Request, name: DatasetName, wc: WC, actor: Caller) -> Response:
     """What is known about a dataset: title, description, organism, tissue, tags, ..."""
     found = wc.metadata(name, actor=actor)
@@ -89,7 +92,7 @@ def get_metadata(request: Request, name: DatasetName, wc: WC, actor: Caller) -> 
 
 
 @admin_router.patch(
-    "/datasets/{name}/metadata", response_model=MetadataResponse, responses=errors(404, 413, 422)
+    "/datasets/{name}/metadata", response_model=MetadataResponse, responses=errors(400, 404, 413, 422)
 )
 def patch_metadata(name: DatasetName, body: MetadataPatch, wc: WC, actor: Caller) -> Response:
     """Change a dataset's metadata (owners): fields sent are set, ``null`` removes one,
@@ -113,7 +116,7 @@ def atlas_expression(request: Request, body: AtlasRequest, wc: WC, actor: Caller
     return respond(request, found, version="atlas", key=key, pinned=False, track=False)
 
 
-@router.get("/datasets/{name}/download", response_model=DownloadResponse, responses=errors(404, 422))
+@router.get("/datasets/{name}/download", response_model=DownloadResponse, responses=errors(400, 404, 422))
 def download(
     request: Request,
     name: DatasetName,
@@ -139,7 +142,7 @@ def download(
 @router.get(
     "/files/{token}/{path:path}",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, **errors(403, 404)},
+    responses={200: {"content": {"application/octet-stream": {}}}, **errors(400, 403, 404, 422)},
 )
 def download_file(
     token: Annotated[str, Path(max_length=1_000, description="from GET /datasets/{name}/download")],
