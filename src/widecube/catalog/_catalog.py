@@ -102,6 +102,7 @@ class Catalog:
         self.metadata = MetadataStore(self._write, self._read, self._changes, self._engine.dialect.name)
         """Datasets' descriptions (title, organism, tags, ...) and full-text search over them."""
         self._remembered: dict[tuple[str, ...], tuple[int, VersionRecord]] = {}
+        self._listed: tuple[int, list[DatasetRecord]] | None = None
 
     def close(self) -> None:
         """Close every pooled connection (and, on PostgreSQL, stop listening for changes)."""
@@ -301,9 +302,19 @@ class Catalog:
             return q.list_versions(conn, dataset)
 
     def datasets(self) -> list[DatasetRecord]:
-        """Every dataset, by name, with its published version (None if nothing is)."""
+        """Every dataset, by name, with its published version (None if nothing is).
+
+        One SELECT, skipped while the catalog is unchanged (as :meth:`current`): listings,
+        searches and cross-dataset queries ask on every request."""
+        token = self._changes.read()
+        listed = self._listed
+        if token is not None and listed is not None and listed[0] == token:
+            return list(listed[1])
         with self._read() as conn:
-            return q.list_datasets(conn)
+            found = q.list_datasets(conn)
+        if token is not None:
+            self._listed = (token, found)
+        return list(found)
 
     # -- transactions --------------------------------------------------------------------
 
