@@ -9,7 +9,7 @@ DEMO_H5AD   := demo/pbmc.h5ad
 DEMO_CELLS  ?= 50000
 DEMO_GENES  ?= 20000
 
-.PHONY: install demo demo-data test test-unit bench bench-scale bench-serve bench-access bench-aggregate bench-readers bench-report screenshots chromium wrk vendor lint clean
+.PHONY: install demo demo-data test test-unit bench bench-scale bench-serve bench-access bench-aggregate bench-readers bench-report screenshots chromium wrk vendor lint clean bench-atlas
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,7 @@ bench: $(STAMP) wrk
 	$(BIN)/python benchmarks/scale.py scheduler
 	$(BIN)/python benchmarks/scale.py serve
 	$(BIN)/python benchmarks/scale.py ingest --dataset b1m
+	$(BIN)/python benchmarks/atlas.py
 	$(BIN)/python benchmarks/report.py
 	$(BIN)/python benchmarks/capacity.py
 
@@ -88,6 +89,10 @@ bench-scale: $(STAMP)
 # Only the serving benchmark (B100k: in-process, HTTP, wrk).
 bench-serve: $(STAMP) wrk
 	$(BIN)/python benchmarks/serve.py
+
+# Only the cross-dataset gene query benchmark (issue 13: 20 genes across 100 small datasets).
+bench-atlas: $(STAMP)
+	$(BIN)/python benchmarks/atlas.py
 
 # Only the access benchmark (issue 11: what authorization costs the dot-plot query, in-process,
 # over HTTP and under wrk) on the demo dataset (made and ingested as `make demo` does); add the

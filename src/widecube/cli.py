@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from . import cli_access
+from . import cli_access, cli_meta
 from ._console import JSON_HELP, ME, announce_storage, err, listing, out, print_json, show
 from ._console import clean_errors as _clean_errors
 from .config import Settings
@@ -188,6 +188,13 @@ def ingest(
     ] = None,
     views: Annotated[str | None, typer.Option(help=_VIEWS_HELP, callback=_views_option)] = None,
     input_kind: Annotated[str | None, typer.Option(help=_KIND_HELP, callback=_kind_option)] = None,
+    meta: Annotated[
+        Path | None,
+        typer.Option(
+            help="dataset metadata, a YAML file: title, description, organism, tissue, assay, disease, "
+            "license, citation, doi, contact, tags, extra (free key/values); see `widecube describe`"
+        ),
+    ] = None,
     cluster: Annotated[
         str | None,
         typer.Option(
@@ -210,7 +217,9 @@ def ingest(
     the dataset went live meanwhile (it stays verified; see --force, or `widecube rollback --to`).
     """
     from .pipeline import Jobs, PointerMoved
+    from .query import read_metadata
 
+    metadata = read_metadata(meta, dataset) if meta is not None else None
     started = time.perf_counter()
     steps: dict[str, float] = {}
     with _progress() as bar:
@@ -244,6 +253,7 @@ def ingest(
                     classification=classification,
                     views=views,
                     input_kind=input_kind,
+                    metadata=metadata,
                     actor=ME,
                 )
         except PointerMoved as exc:
@@ -645,6 +655,7 @@ def _progress() -> Progress:
 
 
 cli_access.register(app)  # tokens, grant, revoke, access, groups, audit
+cli_meta.register(app)  # describe, search, export
 
 if __name__ == "__main__":  # pragma: no cover
     app()

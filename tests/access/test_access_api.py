@@ -148,6 +148,12 @@ def _grant_zed(world: World) -> str:
     return "user:zed"
 
 
+def _file_link(world: World) -> str:
+    """A signed download link to d1's manifest (asked for by its owner)."""
+    links = world.http.get(f"{D}/download", headers=world.headers("owner")).json()
+    return str(next(f["url"] for f in links["files"] if f["path"] == "manifest.json")).removeprefix(world.url)
+
+
 def _throwaway_token(world: World) -> str:
     return world.gov.create_token(user="tmp", scope="read", actor=CLI).record.id
 
@@ -301,6 +307,17 @@ ROUTES: dict[tuple[str, str], tuple[str, int, Request]] = {
         200,
         lambda w: {"path": f"/api/v1/admin/tokens/{_throwaway_token(w)}"},
     ),
+    ("GET", "/api/v1/search"): ("anyone", 200, lambda w: {"params": {"q": "d1"}}),
+    ("GET", "/api/v1/datasets/{name}/metadata"): ("read", 200, lambda w: {"path": f"{D}/metadata"}),
+    ("PATCH", "/api/v1/admin/datasets/{name}/metadata"): (
+        "owner",
+        200,
+        lambda w: {"path": "/api/v1/admin/datasets/d1/metadata", "json": {"tags": ["access"]}},
+    ),
+    ("POST", "/api/v1/atlas/expression"): ("anyone", 200, lambda w: {"json": {"genes": ["Gene3"]}}),
+    ("GET", "/api/v1/datasets/{name}/download"): ("read", 200, lambda w: {"path": f"{D}/download"}),
+    # the signed link is the credential: whoever holds it downloads (a bad bearer is still a 401)
+    ("GET", "/api/v1/files/{token}/{path}"): ("anyone", 200, lambda w: {"path": _file_link(w)}),
     ("GET", "/api/v1/audit"): ("admin", 200, lambda w: {}),
     ("POST", "/api/v1/admin/audit/verify"): ("admin", 200, lambda w: {}),
 }
@@ -440,6 +457,35 @@ def test_listings_show_only_what_the_caller_may_read(world: World, caller: str, 
     answer = httpx.get(f"{world.url}/api/v1/datasets", headers=world.headers(caller), timeout=30)
     assert answer.status_code == 200
     assert {d["name"] for d in answer.json()} == shown
+
+
+@pytest.mark.parametrize(
+    ("caller", "shown"),
+    [
+        ("anonymous", set()),
+        ("reader", {"d1"}),
+        ("owner", {"d1", "d2"}),
+        ("other", {"d2"}),
+        ("admin", {"d1", "d2"}),
+    ],
+)
+def test_search_facets_and_atlas_show_only_what_the_caller_may_read(
+    world: World, caller: str, shown: set[str]
+) -> None:
+    for name, organism in (("d1", "human"), ("d2", "mouse")):
+        world.catalog.metadata.update(name, {"organism": organism}, by=None)
+    organisms = {"d1": "human", "d2": "mouse"}
+    found = httpx.get(f"{world.url}/api/v1/search", headers=world.headers(caller), timeout=30).json()
+    assert {d["name"] for d in found["datasets"]} == shown
+    assert found["facets"]["organism"] == {organisms[n]: 1 for n in sorted(shown)}
+    atlas = httpx.post(
+        f"{world.url}/api/v1/atlas/expression",
+        json={"genes": ["Gene3"], "layer": "raw"},
+        headers=world.headers(caller),
+        timeout=30,
+    ).json()
+    assert {d["dataset"] for d in atlas["datasets"]} == shown
+    assert sum(atlas["pooled"]["datasets"]) == len(shown) * len(atlas["pooled"]["groups"])
 
 
 def test_a_public_dataset_is_read_anonymously_and_an_internal_one_by_any_signed_in_user(world: World) -> None:

@@ -38,13 +38,15 @@ Action = Literal[
     "verify",
     "grant",
     "classify",
+    "describe",
     "jobs",
     "upkeep",
     "tokens",
     "audit",
 ]
 """What the caller wants to do. On a dataset: ``read`` (any query), ``submit``/``upload``
-(ingest: writer), ``publish``/``rollback``/``verify``/``grant``/``classify`` (owner). Server-wide
+(ingest: writer), ``publish``/``rollback``/``verify``/``grant``/``classify``/``describe``
+(owner; ``describe`` sets the dataset's metadata). Server-wide
 (resource ``*``): ``jobs`` (run or list every job), ``upkeep`` (the decoded cache, expiring
 uploads), ``tokens`` (others' tokens), ``audit`` (read the log): admin."""
 

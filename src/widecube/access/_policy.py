@@ -35,6 +35,7 @@ NEEDS: dict[str, str] = {
     "verify": "owner",
     "grant": "owner",
     "classify": "owner",
+    "describe": "owner",
 }
 """The role each action on a dataset needs."""
 SERVER_ACTIONS = frozenset({"jobs", "upkeep", "tokens", "audit"})

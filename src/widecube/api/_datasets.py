@@ -23,10 +23,11 @@ allows them); JSON bodies are at most ``MAX_BODY_BYTES`` (413 beyond).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
+from pydantic import StringConstraints
 
 from ..access import Actor
 from ..query import Widecube
@@ -49,6 +50,7 @@ from .models import (
     GeneList,
     SummaryRequest,
     SummaryResponse,
+    Text,
     VersionInfo,
 )
 from .models import ColumnName as ColumnText
@@ -89,9 +91,36 @@ def _paths(routes: Iterable[object]) -> Iterator[str]:
             yield from _paths(inner.routes)
 
 
-@router.get("/datasets", response_model=list[DatasetSummary], responses=documented(arrow=True))
-def list_datasets(request: Request, wc: WC, actor: Caller) -> Response:
-    found = wc.datasets(actor=actor)
+_Facet = Annotated[
+    list[Annotated[str, StringConstraints(min_length=1, max_length=255), Text]] | None,
+    Query(max_length=50, description="repeatable; keeps datasets with any of the values (see /search)"),
+]
+
+
+@router.get("/datasets", response_model=list[DatasetSummary], responses=documented(422, arrow=True))
+def list_datasets(
+    request: Request,
+    wc: WC,
+    actor: Caller,
+    q: Annotated[
+        str, Query(max_length=500, description="full-text search of the metadata (see /search)")
+    ] = "",
+    organism: _Facet = None,
+    tissue: _Facet = None,
+    assay: _Facet = None,
+    disease: _Facet = None,
+    tag: _Facet = None,
+) -> Response:
+    """The live datasets the caller may read; with ``q`` or a facet, those a search finds
+    (``GET /search`` answers the same hits with their metadata and the facet counts)."""
+    facets = {"organism": organism, "tissue": tissue, "assay": assay, "disease": disease, "tag": tag}
+    wanted = {k: v for k, v in facets.items() if v}
+    found: list[Any]
+    if q or wanted:
+        hits = wc.search(q, wanted, actor=actor)["datasets"]
+        found = [{k: v for k, v in h.items() if k != "metadata"} for h in hits]
+    else:
+        found = wc.datasets(actor=actor)
     key = tuple((d["name"], d["version"]) for d in found)
     return respond(
         request,

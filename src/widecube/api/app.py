@@ -42,7 +42,7 @@ from ..errors import (
 from ..pipeline import Jobs
 from ..query import Widecube
 from ..web import mount_ui
-from . import _access, _admin, _analysis, _datasets, _genes, _jobs, _uploads
+from . import _access, _admin, _analysis, _datasets, _genes, _jobs, _lake, _uploads
 from ._docs import install_docs
 from ._gzip import FastGZipMiddleware
 from ._jobmodels import public_text
@@ -215,5 +215,7 @@ def create_app(
     app.include_router(_access.router, max_body_size=MAX_BODY_BYTES, responses=errors(400, 404, 413, 422))
     app.include_router(_uploads.router, responses=errors(404))
     install_docs(app)
+    app.include_router(_lake.router)
+    app.include_router(_lake.admin_router)
     mount_ui(app)
     return app

@@ -17,6 +17,16 @@ from __future__ import annotations
 
 from widecube.catalog._audit import AuditCheck, AuditEvent, AuditRecord
 from widecube.catalog._catalog import Catalog, PointerMoved
+from widecube.catalog._descriptions import (
+    FACETS,
+    FIELDS,
+    LIST_FIELDS,
+    TEXT_FIELDS,
+    MetadataStore,
+    SearchHits,
+    check_fields,
+    words,
+)
 from widecube.catalog._grants import (
     NAME_PATTERN,
     GrantRecord,
@@ -30,6 +40,14 @@ from widecube.catalog._jobstore import AttemptsUsed, JobNotFound, JobRecord, Job
 from widecube.catalog._records import DatasetRecord, VersionRecord, VersionStatus
 
 __all__ = [
+    "FACETS",
+    "FIELDS",
+    "LIST_FIELDS",
+    "TEXT_FIELDS",
+    "MetadataStore",
+    "SearchHits",
+    "check_fields",
+    "words",
     "NAME_PATTERN",
     "AttemptsUsed",
     "AuditCheck",

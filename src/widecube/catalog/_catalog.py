@@ -37,6 +37,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from widecube.catalog import _queries as q
 from widecube.catalog._audit import Audit
 from widecube.catalog._changes import ChangeToken
+from widecube.catalog._descriptions import MetadataStore
 from widecube.catalog._engine import dumps_json, make_engine, read_options
 from widecube.catalog._grants import Access
 from widecube.catalog._jobstore import Jobs
@@ -98,7 +99,10 @@ class Catalog:
         """Tokens, grants, groups and each dataset's visibility and classification."""
         self.audit = Audit(self._write, self._read)
         """The hash-chained audit log."""
+        self.metadata = MetadataStore(self._write, self._read, self._changes, self._engine.dialect.name)
+        """Datasets' descriptions (title, organism, tags, ...) and full-text search over them."""
         self._remembered: dict[tuple[str, ...], tuple[int, VersionRecord]] = {}
+        self._listed: tuple[int, list[DatasetRecord]] | None = None
 
     def close(self) -> None:
         """Close every pooled connection (and, on PostgreSQL, stop listening for changes)."""
@@ -306,9 +310,19 @@ class Catalog:
             return q.list_versions(conn, dataset)
 
     def datasets(self) -> list[DatasetRecord]:
-        """Every dataset, by name, with its published version (None if nothing is)."""
+        """Every dataset, by name, with its published version (None if nothing is).
+
+        One SELECT, skipped while the catalog is unchanged (as :meth:`current`): listings,
+        searches and cross-dataset queries ask on every request."""
+        token = self._changes.read()
+        listed = self._listed
+        if token is not None and listed is not None and listed[0] == token:
+            return list(listed[1])
         with self._read() as conn:
-            return q.list_datasets(conn)
+            found = q.list_datasets(conn)
+        if token is not None:
+            self._listed = (token, found)
+        return list(found)
 
     # -- transactions --------------------------------------------------------------------
 

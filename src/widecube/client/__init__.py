@@ -24,8 +24,9 @@ one layer per statistic); per-cell and per-gene answers are DataFrames. See :cla
 for every method.
 """
 
+from ._export import write as write_pseudobulk
 from ._interface import DEFAULT_STATS, Reader
 from ._local import Local, open
 from ._remote import Client, RemoteError
 
-__all__ = ["DEFAULT_STATS", "Client", "Local", "Reader", "RemoteError", "open"]
+__all__ = ["DEFAULT_STATS", "Client", "Local", "Reader", "RemoteError", "open", "write_pseudobulk"]

@@ -11,9 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..access import Actor
 from ..errors import InputNotFound
+from ._export import SCANPY_LAYERS, scanpy_aggregate
 from ._interface import Reader
 
 if TYPE_CHECKING:
+    import anndata
+
     from ..query import Widecube
     from ._convert import Answer
 
@@ -52,6 +55,31 @@ class Local(Reader):
 
     def _fetch_expression(self, dataset: str, query: dict[str, Any]) -> Answer:
         return self.service.expression(dataset, **query, actor=self.actor)
+
+    def pseudobulk(
+        self, dataset: str, groupby: str, *, layer: str | None = None, version: str | None = None
+    ) -> anndata.AnnData:
+        """Every gene of a precomputed grouping as ``scanpy.get.aggregate(adata, groupby,
+        func=["sum", "mean", "var", "count_nonzero"])`` returns it (see :mod:`._export`): what
+        ``widecube export --view summary`` writes. Local only: a server sends at most 5,000
+        genes a request.
+
+        >>> pb = wc.pseudobulk("pbmc", "cell_type", layer="raw")            # doctest: +SKIP
+        >>> sorted(pb.layers)                                                 # doctest: +SKIP
+        ['count_nonzero', 'mean', 'sum', 'var']
+        """
+        resolved, var = self.service.var(dataset, version, actor=self.actor)
+        stats = [*SCANPY_LAYERS.values(), "n_cells"]
+        result = self.service.summary(
+            dataset,
+            genes=[str(g) for g in var.index],
+            groupby=groupby,
+            stats=stats,
+            layer=layer,
+            version=resolved,
+            actor=self.actor,
+        )
+        return scanpy_aggregate(result, var)
 
 
 def open(storage: str | Path, **settings: Any) -> Local:  # shadows the builtin on purpose: widecube.open

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +57,15 @@ class Jobs:
         progress: Progress | None = None,
         visibility: str | None = None,
         classification: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
         actor: Actor = ANONYMOUS,
         **options: Any,
     ) -> VersionRecord:
-        """Build, verify and publish a version here, in this process (see :func:`ingest`)."""
+        """Build, verify and publish a version here, in this process (see :func:`ingest`).
+        ``metadata`` (title, organism, tags, ...) is set first, as ``describe`` would."""
         with self.door.act(actor, "submit", dataset, input=Path(path).name) as act:
             self._classify(dataset, visibility, classification, actor)
+            self._describe(dataset, metadata, actor)
             record = ingest(
                 path,
                 dataset=dataset,
@@ -84,11 +87,13 @@ class Jobs:
         source: str = "cli",
         visibility: str | None = None,
         classification: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
         actor: Actor = ANONYMOUS,
     ) -> JobRecord:
-        """Record a job for a worker to run (state RECEIVED)."""
+        """Record a job for a worker to run (state RECEIVED); ``metadata`` is set at once."""
         with self.door.act(actor, "submit", dataset, input=Path(input).name, source=source) as act:
             self._classify(dataset, visibility, classification, actor)
+            self._describe(dataset, metadata, actor)
             params = {**params, "submitted_by": actor.user}
             job = self._runner.submit(input, dataset=dataset, params=params, source=source)
             act.detail["job"] = job.id
@@ -104,6 +109,14 @@ class Jobs:
         change = {k: v for k, v in (("visibility", visibility), ("classification", classification)) if v}
         with self.door.act(actor, "classify", dataset, **change):
             self.catalog.access.set_policy(dataset, visibility=visibility, classification=classification)
+
+    def _describe(self, dataset: str, metadata: Mapping[str, Any] | None, actor: Actor) -> None:
+        """Set the dataset's metadata given with an ingest (owners, or whoever is creating it),
+        before its data lands: a bad field fails the ingest before any work."""
+        if not metadata:
+            return
+        with self.door.act(actor, "describe", dataset, fields=sorted(metadata)):
+            self.catalog.metadata.update(dataset, metadata, by=actor.user)
 
     def list(
         self,

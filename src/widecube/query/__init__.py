@@ -8,20 +8,27 @@
   ``_warming``: the decoded cache's warm/evict/sweep.
 - ``aggregate``: exact summaries over any subset of cells from the gene-major view.
 - ``results``: what the queries answer (frozen, slotted dataclasses, readable as mappings).
+- ``_described``: datasets' metadata and search; ``_atlas``: genes across datasets (pooled
+  from exact moments); ``_links``: time-limited download links to a snapshot's files.
 - ``_facade``: :class:`Widecube`, all of the above behind one object.
 
 Imports compute, views, snapshot, catalog; nothing above it (api, cli) and not pipeline.
 """
 
 from ..access import Actor
+from ._described import read_metadata
 from ._facade import Widecube
 from ._index import SnapshotIndex
 from .results import (
     Aggregate,
+    AtlasExpression,
     CategoryColor,
     CellColor,
     CellStats,
     DatasetDetail,
+    DatasetMetadata,
+    DatasetSearch,
+    DownloadLinks,
     Embedding,
     Embeddings,
     Expression,
@@ -40,6 +47,10 @@ __all__ = [
     "Aggregate",
     "CategoryColor",
     "CellColor",
+    "AtlasExpression",
+    "DatasetMetadata",
+    "DatasetSearch",
+    "DownloadLinks",
     "CellStats",
     "DatasetDetail",
     "Embedding",
@@ -55,4 +66,5 @@ __all__ = [
     "Verification",
     "VersionInfo",
     "Widecube",
+    "read_metadata",
 ]

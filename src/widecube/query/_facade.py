@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from ._atlas import Atlas
+from ._described import Described
+from ._links import Links
 from ._versions import Admin
 from ._warming import CacheUpkeep
 
 __all__ = ["Widecube"]
 
 
-class Widecube(CacheUpkeep, Admin):
+class Widecube(CacheUpkeep, Admin, Described, Atlas, Links):
     """Catalog + snapshots: the queries (:class:`~._reads.Reads`), the admin moves on versions
-    (:class:`Admin`) and the decoded cache's upkeep (:class:`CacheUpkeep`, itself a ``Reads``), sharing one
+    (:class:`Admin`), datasets' metadata and search (:class:`Described`), genes across datasets
+    (:class:`Atlas`), download links (:class:`Links`) and the decoded cache's upkeep
+    (:class:`CacheUpkeep`, itself a ``Reads``), sharing one
     :class:`~widecube.query._resolve.Resolver` (opened snapshots, versions out of service).
 
     Every public method takes the caller as keyword ``actor`` (default: anonymous) and

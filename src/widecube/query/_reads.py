@@ -103,6 +103,16 @@ class Reads(Resolver):
         return record.version, list(names[start : min(stop, start + limit)])
 
     @serving
+    def var(
+        self, dataset: str, version: str | None = None, *, actor: Actor = ANONYMOUS
+    ) -> tuple[str, pd.DataFrame]:
+        """(version, the gene table in var order: names as index, the input's gene columns
+        such as ``gene_ids``), e.g. for an export that keeps var as scanpy does."""
+        self.door.authorize(actor, "read", dataset)
+        record, snap = self.resolve(dataset, version)
+        return record.version, snap.table("dataset/var.parquet").copy()
+
+    @serving
     def resolve_genes(
         self, dataset: str, query: list[str], version: str | None = None, *, actor: Actor = ANONYMOUS
     ) -> ResolvedGenes:

@@ -70,7 +70,7 @@ class Resolver:
     """The catalog, the opened snapshots and the versions out of service (shared state of
     the facade's reads, admin moves and cache upkeep)."""
 
-    def __init__(self, settings: Settings | None = None, *, keep_open: int = 16) -> None:
+    def __init__(self, settings: Settings | None = None, *, keep_open: int = 256) -> None:
         self.settings = settings or Settings()
         self.catalog = Catalog(self.settings.catalog_url)
         self.storage = open_storage(self.settings.storage)

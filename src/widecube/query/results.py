@@ -19,6 +19,13 @@ import numpy as np
 __all__ = [
     "Aggregate",
     "CategoryColor",
+    "AtlasDataset",
+    "AtlasExpression",
+    "AtlasPooled",
+    "DatasetHit",
+    "DatasetMetadata",
+    "DatasetSearch",
+    "DownloadLinks",
     "CellStats",
     "CellColor",
     "DatasetDetail",
@@ -294,3 +301,96 @@ class Verification(Result):
     ok: bool
     files: list[dict[str, str]]
     cache: list[dict[str, str]]
+
+
+# -- the data lake: metadata and search, cross-dataset queries, downloads ----------------------
+
+
+@dataclasses.dataclass(**_RESULT)
+class DatasetMetadata(Result):
+    """What is known about a dataset (title, organism, tissue, tags, ``extra``, ...): only the
+    fields that are set (see :data:`widecube.catalog.FIELDS`)."""
+
+    dataset: str
+    metadata: dict[str, Any]
+
+
+@dataclasses.dataclass(**_RESULT)
+class DatasetHit(Result):
+    """A dataset a search found: its live version (as ``GET /datasets``) and its metadata."""
+
+    name: str
+    version: str
+    n_cells: int | None
+    n_genes: int | None
+    groupbys: list[str]
+    created: datetime
+    metadata: dict[str, Any]
+
+
+@dataclasses.dataclass(**_RESULT)
+class DatasetSearch(Result):
+    """Datasets matching a full-text query and facet filters, by name, and per facet
+    ``{value: datasets}`` over what every other filter keeps (most first)."""
+
+    query: str
+    filters: dict[str, list[str]]
+    total: int
+    datasets: list[DatasetHit]
+    facets: dict[str, dict[str, int]]
+
+
+@dataclasses.dataclass(**_RESULT)
+class AtlasDataset(Result):
+    """One dataset's part of a cross-dataset gene query: per group of ``by``, ``n_cells``, and
+    per (group, asked gene) each statistic; ``genes`` names the dataset's gene each asked one
+    matched (None: absent, listed in ``absent``, its statistics null)."""
+
+    dataset: str
+    version: str
+    groups: list[str]
+    genes: list[str | None]
+    absent: list[str]
+    n_cells: np.ndarray
+    values: dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(**_RESULT)
+class AtlasPooled(Result):
+    """Every group (by name) over all datasets, from the summed moments: ``n_cells`` per
+    (group, gene) counts the cells of the datasets that have the gene; ``datasets`` how many
+    datasets have the group."""
+
+    groups: list[str]
+    datasets: list[int]
+    n_cells: np.ndarray
+    values: dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(**_RESULT)
+class AtlasExpression(Result):
+    """``POST /atlas/expression``: asked genes × groups of ``by`` in every dataset the filter
+    selects (and the caller may read), and pooled across them; ``skipped`` says why a selected
+    dataset could not answer (no such grouping, layer or view)."""
+
+    genes: list[str]
+    by: str
+    layer: str
+    stats: list[str]
+    filter: dict[str, list[str]]
+    datasets: list[AtlasDataset]
+    pooled: AtlasPooled
+    skipped: list[dict[str, str]]
+
+
+@dataclasses.dataclass(**_RESULT)
+class DownloadLinks(Result):
+    """Time-limited links to every file of a snapshot (``files``: ``path``, ``size``,
+    ``sha256``, ``url``), valid until ``expires``. ``token`` signs the API's own download route
+    (a local store; the API turns it into URLs); on an object store each ``url`` is presigned."""
+
+    dataset: str
+    version: str
+    expires: datetime
+    files: list[dict[str, Any]]
+    token: str | None

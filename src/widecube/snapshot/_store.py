@@ -38,6 +38,7 @@ import re
 import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,12 @@ class Storage(ABC):
         for rel in files:
             self.copy(rel, dst + rel[len(src) :])
         self.remove(src)
+
+    def signed_url(self, relpath: str, expires_in: float) -> str | None:
+        """A URL anyone may GET ``relpath`` from for ``expires_in`` seconds (a presigned URL on
+        an object store), or None where the store has no such thing (a local folder: the API
+        signs its own download route instead)."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
@@ -335,6 +342,11 @@ class ObjectStorage(Storage):
         import obstore
 
         return int(obstore.head(self._store, relpath)["size"])
+
+    def signed_url(self, relpath: str, expires_in: float) -> str:
+        import obstore
+
+        return str(obstore.sign(self._store, "GET", relpath, timedelta(seconds=expires_in)))
 
     def list(self) -> dict[str, int]:
         import obstore

@@ -13,12 +13,14 @@ import sqlalchemy as sa
 from alembic import context
 
 from widecube.catalog._engine import make_engine
-from widecube.catalog._schema import metadata
+from widecube.catalog._schema import described, metadata
 
 
 def _run(connection: sa.Connection) -> None:
     # Batch mode lets future ALTERs run on SQLite, which recreates tables to alter them.
-    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    context.configure(
+        connection=connection, target_metadata=metadata, render_as_batch=True, include_name=described
+    )
     with context.begin_transaction():
         context.run_migrations()
 

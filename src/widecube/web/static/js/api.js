@@ -70,6 +70,10 @@ export const api = {
     remember(null);
   },
   datasets: () => request("/datasets"),
+  /** Full-text search and facets over the datasets' metadata: {total, datasets, facets}. */
+  search: (q, filters = {}) => request("/search", { params: { q: q || null, ...filters } }),
+  /** The same genes across the datasets a filter selects, pooled too (POST /atlas/expression). */
+  atlas: (body) => request("/atlas/expression", { body }),
   dataset: (name, version) => request(`/datasets/${enc(name)}`, { params: { version } }),
   versions: (name) => request(`/datasets/${enc(name)}/versions`),
   genes: (name, version, prefix, limit = 12) =>

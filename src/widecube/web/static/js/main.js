@@ -16,6 +16,8 @@ import { MarkersPanel } from "./markers.js";
 import { csvBlob, figureSvg, groupRows, pngBlob, rasterSvg, save, svgBlob } from "./export.js";
 import { defaultLayer, layersOf, layerUnit } from "./layers.js";
 import { SessionControl, takeToken } from "./session.js";
+import { DatasetBrowser } from "./browser.js";
+import { AtlasPanel } from "./atlas.js";
 
 const $ = (id) => document.getElementById(id);
 const linkToken = takeToken(); // first: a sign-in link's secret leaves the address bar at once
@@ -45,7 +47,22 @@ const markers = new MarkersPanel({
 const session = new SessionControl({
   box: $("session"), user: $("session-user"), open: $("sign-in-open"), signOut: $("sign-out"),
   form: $("sign-in-form"), input: $("sign-in-token"), cancel: $("sign-in-cancel"), error: $("sign-in-error"),
-}, { onChange: () => loadDatasets().catch(showError), onError: (err) => showError(err) });
+}, { onChange: () => { browser.refresh(); loadDatasets().catch(showError); }, onError: (err) => showError(err) });
+const browser = new DatasetBrowser({
+  input: $("browser-q"), facets: $("browser-facets"), results: $("browser-results"), count: $("browser-count"),
+}, { onOpen: (name) => openDataset(name), onError: (err) => showError(err) });
+new AtlasPanel({
+  genes: $("atlas-genes"), by: $("atlas-by"), layer: $("atlas-layer"), run: $("atlas-run"),
+  out: $("atlas-out"), status: $("atlas-status"),
+}, { filters: () => browser.filters(), onError: (err) => showError(err) });
+
+/** Show dataset `name` (a browser card's "Open") in the explorer. */
+function openDataset(name) {
+  state = { ...emptyState(), dataset: name, tab: state.tab };
+  $("dataset").value = name;
+  replace($("gene-unknown"));
+  loadDataset().then(() => $("controls").scrollIntoView({ behavior: "smooth" })).catch(showError);
+}
 const embedding = new EmbeddingPanel({
   canvas: $("scatter"), legend: $("embedding-legend"), keySelect: $("embedding-key"),
   colorSelect: $("embedding-color"), geneInput: $("color-gene"), geneNote: $("color-gene-note"),
@@ -72,6 +89,7 @@ async function start() {
   try {
     await session.start(linkToken);
     setFeatures(await api.features());
+    browser.refresh(); // the page opens on the dataset browser
     await loadDatasets();
   } catch (err) {
     showError(err);
