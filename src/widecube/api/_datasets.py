@@ -23,7 +23,7 @@ allows them); JSON bodies are at most ``MAX_BODY_BYTES`` (413 beyond).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
@@ -215,6 +215,12 @@ def summary_get(
     return _summary(request, wc, actor, name, genes, groupby, stats or _DEFAULT_STATS, layer, version)
 
 
+def _selection(body: AggregateRequest | ExpressionRequest) -> dict[str, Any]:
+    """The body's filter (ranges without their unset bounds) and lasso, as the facade takes them."""
+    parts = body.model_dump(include={"filter", "lasso"}, exclude_none=True)
+    return {"filter": parts.get("filter", {}), "lasso": parts.get("lasso")}
+
+
 @router.post(
     "/datasets/{name}/aggregate",
     response_model=AggregateResponse,
@@ -228,11 +234,11 @@ def aggregate(request: Request, name: DatasetName, body: AggregateRequest, wc: W
         name,
         genes=body.genes,
         groupby=body.groupby,
-        filter=body.filter,
         stats=body.stats,
         layer=body.layer,
         version=body.version,
         actor=actor,
+        **_selection(body),
     )
     return respond(
         request,
@@ -254,7 +260,7 @@ def expression(
 ) -> Response:
     """Per-cell values of genes (float32, obs order) over the cells a filter keeps."""
     result = wc.expression(
-        name, genes=body.genes, filter=body.filter, layer=body.layer, version=body.version, actor=actor
+        name, genes=body.genes, layer=body.layer, version=body.version, actor=actor, **_selection(body)
     )
     return respond(
         request,

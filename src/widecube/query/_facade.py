@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from ._analyses import Analyses
 from ._versions import Admin
 from ._warming import CacheUpkeep
 
 __all__ = ["Widecube"]
 
 
-class Widecube(CacheUpkeep, Admin):
-    """Catalog + snapshots: the queries (:class:`~._reads.Reads`), the admin moves on versions
+class Widecube(Analyses, CacheUpkeep, Admin):
+    """Catalog + snapshots: the queries (:class:`~._reads.Reads`, and the on-the-fly analyses of
+    :class:`~._analyses.Analyses`), the admin moves on versions
     (:class:`Admin`) and the decoded cache's upkeep (:class:`CacheUpkeep`, itself a ``Reads``), sharing one
     :class:`~widecube.query._resolve.Resolver` (opened snapshots, versions out of service).
 
