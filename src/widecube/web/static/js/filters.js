@@ -6,19 +6,17 @@
 // reason, and numeric filters are not offered.
 
 import { el, replace } from "./dom.js";
-import { canFilter, hasAggregate, plan } from "./query.js";
+import { canFilter, hasAggregate, hasCellFilter, plan } from "./query.js";
 
 const MAX_SHOWN = 300;
 
 /** Describe how the current filters are answered, for the note under the panel. */
 export function filterNote(detail, state) {
-  const p = plan(detail, state.groupby, state.filters);
-  if (p.mode === "none" && !state.lasso && !Object.values(state.ranges).some((r) => r.min !== null || r.max !== null)) {
-    return "No filter: every cell counts.";
-  }
+  const p = plan(detail, state.groupby, state.filters, hasCellFilter(detail, state));
+  if (p.mode === "none") return "No filter: every cell counts.";
   if (p.mode === "aggregate") return "Re-aggregated exactly on the server (/aggregate) over the kept cells.";
   if (p.mode === "groups") return "Filters on the grouping's own columns keep or drop whole groups (exact).";
-  return `Filtering on ${p.columns.join(", ")} needs the server's /aggregate endpoint.`;
+  return `Filtering on ${p.columns.join(", ") || "numbers or a lasso"} needs the server's /aggregate endpoint.`;
 }
 
 /**

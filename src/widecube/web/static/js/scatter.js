@@ -85,6 +85,7 @@ export class Scatter {
     }
     this.fit = { cx, cy, half };
     this.xy = xy;
+    this.n = n;
     this.buildGrid();
     gl.bindBuffer(gl.ARRAY_BUFFER, this.positions);
     gl.bufferData(gl.ARRAY_BUFFER, xy, gl.STATIC_DRAW);
