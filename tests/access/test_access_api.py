@@ -230,6 +230,27 @@ ROUTES: dict[tuple[str, str], tuple[str, int, Request]] = {
         200,
         lambda w: {"path": f"{D}/genes/resolve", "json": {"query": ["gene3"]}},
     ),
+    ("POST", "/api/v1/datasets/{name}/compare"): (
+        "read",
+        200,
+        lambda w: {"path": f"{D}/compare", "json": {"a": {"group": {"groupby": "cell_type", "group": "B"}}}},
+    ),
+    ("POST", "/api/v1/datasets/{name}/violin"): (
+        "read",
+        200,
+        lambda w: {"path": f"{D}/violin", "json": {"genes": ["Gene3"], "groupby": "cell_type"}},
+    ),
+    ("POST", "/api/v1/datasets/{name}/dendrogram"): (
+        "read",
+        200,
+        lambda w: {"path": f"{D}/dendrogram", "json": {"genes": ["Gene3", "Gene4"], "groupby": "cell_type"}},
+    ),
+    ("POST", "/api/v1/datasets/{name}/cells"): (
+        "read",
+        200,
+        lambda w: {"path": f"{D}/cells", "json": {"filter": {"donor": ["d1"]}}},
+    ),
+    ("GET", "/api/v1/datasets/{name}/obs/{index}"): ("read", 200, lambda w: {"path": f"{D}/obs/3"}),
     ("GET", "/api/v1/jobs/{job_id}"): ("job", 200, lambda w: {"path": f"/api/v1/jobs/{_job_of(w)}"}),
     ("POST", "/api/v1/uploads"): (
         "write",

@@ -10,176 +10,19 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from xml.etree import ElementTree
 
-import anndata
 import httpx2 as httpx
 import numpy as np
-import pandas as pd
 import pytest
-import uvicorn
-
-from _io_writers import write_csv
-from widecube.api import create_app
-from widecube.config import Settings
-from widecube.demo import make_demo
-from widecube.pipeline import ingest
+from _web import N_CELLS, SHOTS, Page, Served, chips, download, expect, marker
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--enable-unsafe-swiftshader",
-]
-GROUPBYS = ["cell_type", "donor", "cell_type,donor"]
-SHOTS = os.environ.get("WIDECUBE_SCREENSHOTS")
-N_CELLS, N_GENES = (20_000, 2_000) if SHOTS else (3_000, 500)  # pictures want more cells
-
-if not Path(CHROMIUM).exists():  # `make test` installs it; a bare pytest run may lack it
-    if os.environ.get("CI"):
-        raise RuntimeError(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
-expect = sync_api.expect
-
-
-class Served:
-    """The dataset, its numpy reference and the server's address."""
-
-    def __init__(self, url: str, adata: anndata.AnnData, version: str, plain: np.ndarray) -> None:
-        self.url, self.adata, self.version = url, adata, version
-        self.plain = plain  # dataset "plain": a CSV of counts without any obs column
-        self.x = np.asarray(adata.X.toarray(), dtype=np.float64)
-        # the default layer of count data: counts per 10,000 per cell, then log1p
-        self.lognorm = np.log1p(self.x / np.maximum(self.x.sum(axis=1, keepdims=True), 1) * 1e4)
-
-    def api(self, path: str, **params: Any) -> Any:
-        r = httpx.get(f"{self.url}/api/v1/datasets/demo{path}", params=params, timeout=30)
-        r.raise_for_status()
-        return r.json()
-
-    def cells(self, **where: list[str]) -> np.ndarray:
-        mask = np.ones(self.adata.n_obs, dtype=bool)
-        for column, kept in where.items():
-            mask &= self.adata.obs[column].astype(str).isin(kept).to_numpy()
-        return mask
-
-
-def _scaled_h5ad(path: Path) -> Path:
-    """Scaled values (z-scores of log counts, dense, with negatives), as pbmc68k's X."""
-    rng = np.random.default_rng(5)
-    logged = np.log1p(rng.poisson(1.0, (120, 6)).astype(np.float64))
-    logged[:60, 0] += 2.0  # gene S0 is up in type A
-    z = (logged - logged.mean(0)) / logged.std(0)
-    obs = {"cell_type": pd.Categorical(np.repeat(["A", "B"], 60))}
-    adata = anndata.AnnData(z.astype(np.float32), obs=pd.DataFrame(obs, index=[f"s{i}" for i in range(120)]))
-    adata.var_names = [f"S{j}" for j in range(6)]
-    adata.write_h5ad(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    root = tmp_path_factory.mktemp("web")
-    path = make_demo(root / "demo.h5ad", n_cells=N_CELLS, n_genes=N_GENES, seed=3)
-    settings = Settings(storage=root / "store")
-    version = ingest(path, dataset="demo", groupbys=GROUPBYS, settings=settings).version
-    plain = np.random.default_rng(4).poisson(1.5, (50, 8)).astype(np.float64)
-    csv = write_csv(root / "plain.csv", plain, [f"c{i}" for i in range(50)], [f"Gene{j}" for j in range(8)])
-    ingest(csv, dataset="plain", settings=settings)
-    ingest(path, dataset="lean", groupbys=["cell_type"], views="quantiles", settings=settings)
-    ingest(_scaled_h5ad(root / "scaled.h5ad"), dataset="scaled", groupbys=["cell_type"], settings=settings)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    # FastAPI builds the routes of included routers on the first request, silencing a pydantic
-    # warning with warnings.catch_warnings, which is not thread-safe: under pytest's
-    # filterwarnings=error a first request racing other threads' catch_warnings can answer
-    # 500. One request now, while nothing else runs, builds them.
-    httpx.post(f"http://127.0.0.1:{port}/api/v1/datasets/demo/genes/resolve", json={"query": []}, timeout=30)
-    try:
-        yield Served(f"http://127.0.0.1:{port}", anndata.read_h5ad(path), version, plain)
-    finally:
-        server.should_exit = True
-        thread.join()
-
-
-@pytest.fixture(scope="module")
-def browser(served: Served) -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-class Page:
-    """A browser page that records console errors and knows when the UI is idle."""
-
-    def __init__(self, page: Any, served: Served) -> None:
-        self.page, self.served = page, served
-        self.errors: list[str] = []
-        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
-
-    def open(self, query: str = "dataset=demo") -> None:
-        self.page.goto(f"{self.served.url}/?{query}")
-        self.idle()
-
-    def idle(self) -> None:
-        self.page.wait_for_selector("body[data-state=ready]", timeout=20_000)
-        self.page.wait_for_load_state("networkidle")
-        self.page.wait_for_selector("body[data-state=ready]", timeout=20_000)
-
-    def add_gene(self, gene: str) -> None:
-        box = self.page.get_by_role("combobox", name="Add gene")
-        box.fill(gene[:-1])
-        self.page.locator(f'#gene-options [role=option][data-gene="{gene}"]').click()
-        self.idle()
-
-    def dots(self, gene: str) -> dict[str, tuple[float, float]]:
-        found = self.page.locator(f'#dotplot-chart circle[data-gene="{gene}"]').evaluate_all(
-            "nodes => nodes.map(n => [n.dataset.group, Number(n.dataset.mean), Number(n.dataset.frac)])"
-        )
-        return {g: (m, f) for g, m, f in found}
-
-
-@pytest.fixture
-def ui(browser: Any, served: Served) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = Page(context.new_page(), served)
-    yield page
-    context.close()
-    assert page.errors == [], f"console errors: {page.errors}"
-
-
-def _marker(served: Served) -> str:
-    """The gene whose mean differs most between cell types (a readable dot plot)."""
-    codes = served.adata.obs["cell_type"].cat.codes.to_numpy()
-    means = np.stack([served.x[codes == k].mean(axis=0) for k in range(codes.max() + 1)])
-    return str(served.adata.var_names[int(np.argmax(means.std(axis=0)))])
-
 
 def test_search_a_gene_and_read_the_dot_plot(ui: Page, served: Served) -> None:
-    gene = _marker(served)
+    gene = marker(served)
     ui.open()
     assert "Add genes" in ui.page.locator("#dotplot-chart").inner_text()  # empty state, said so
     assert ui.page.locator("#session").is_hidden()  # single-user mode: nobody to sign in
@@ -204,7 +47,7 @@ def test_search_a_gene_and_read_the_dot_plot(ui: Page, served: Served) -> None:
 
 
 def test_filter_on_donor_changes_values_to_the_filtered_ones(ui: Page, served: Served) -> None:
-    gene = _marker(served)
+    gene = marker(served)
     ui.open(f"dataset=demo&gene={gene}")
     before = ui.dots(gene)
     ui.page.locator("summary", has_text="donor").click()
@@ -252,7 +95,7 @@ def test_filter_on_donor_changes_values_to_the_filtered_ones(ui: Page, served: S
 
 
 def test_filter_on_the_grouping_keeps_groups_and_survives_a_reload(ui: Page, served: Served) -> None:
-    gene = _marker(served)
+    gene = marker(served)
     ui.open(f"dataset=demo&gene={gene}&f.cell_type=NK%20cell&f.cell_type=Treg&tab=heatmap&z=1")
     cells = ui.page.locator("#heatmap-chart rect[data-gene]")
     assert cells.count() == 2
@@ -278,7 +121,7 @@ def test_filter_on_the_grouping_keeps_groups_and_survives_a_reload(ui: Page, ser
 
 
 def test_box_plots_show_the_quantiles(ui: Page, served: Served) -> None:
-    gene = _marker(served)
+    gene = marker(served)
     ui.open(f"dataset=demo&gene={gene}&tab=distribution")
     stats = ["q10", "q25", "median", "q75", "q90"]
     read = "(ns, ks) => ns.map(n => [n.dataset.group, ks.map(k => Number(n.dataset[k]))])"
@@ -298,7 +141,7 @@ def test_box_plots_show_the_quantiles(ui: Page, served: Served) -> None:
 def test_a_version_built_with_some_views_shows_only_the_tabs_it_can_fill(ui: Page, served: Served) -> None:
     """Dataset "lean" was ingested with ``--views quantiles``: no summary (dot plot, heatmap),
     no markers; the tab asked for in the URL falls back to the first one it can draw."""
-    gene = _marker(served)
+    gene = marker(served)
     ui.open(f"dataset=lean&gene={gene}&tab=dotplot")
     shown = [
         t
@@ -372,7 +215,7 @@ def test_scatter_coloured_by_a_gene(ui: Page, served: Served) -> None:
     """The scatter coloured by a gene shows the API's values (numpy's normalized column), and
     its colour bar spans them; the embedding's CSV export carries the value of every cell."""
     assert served.api("/embedding", version=served.version)["gene_colors"] is True
-    gene = _marker(served)
+    gene = marker(served)
     j = served.adata.var_names.get_loc(gene)
     api = served.api("/embedding/X_umap", color=gene, version=served.version)["color"]
     values = np.asarray(api["values"], dtype=np.float64)
@@ -388,21 +231,11 @@ def test_scatter_coloured_by_a_gene(ui: Page, served: Served) -> None:
     lo, hi = values.min(), values.max()
     assert hi > lo  # a marker: not a constant colour
     np.testing.assert_allclose(ticks, [lo, (lo + hi) / 2, hi], rtol=6e-3, atol=1e-3)  # 3 significant digits
-    _, data = _download(ui, "Download CSV")
+    _, data = download(ui, "Download CSV")
     rows = list(csv.reader(io.StringIO(data.decode())))
     assert rows[0] == ["row", "x", "y", gene] and len(rows) == N_CELLS + 1
     # the CSV holds each float32 exactly (as a double); the JSON its shortest float32 form
     np.testing.assert_array_equal(np.float32([float(r[3]) for r in rows[1:]]), np.float32(values))
-
-
-def _chips(ui: Page, *, count: int | None = None) -> list[str]:
-    """The gene chips, after waiting (up to 20 s) until there are ``count`` of them: a click
-    or Enter starts its requests only after the handler runs, so ``idle`` alone can race it."""
-    chips = ui.page.locator("#gene-chips li")
-    if count is not None:
-        expect(chips).to_have_count(count, timeout=20_000)
-        ui.idle()
-    return chips.evaluate_all("ns => ns.map(n => n.firstChild.textContent)")
 
 
 def test_markers_tab_lists_the_stored_markers_and_adds_a_gene(ui: Page, served: Served) -> None:
@@ -422,7 +255,7 @@ def test_markers_tab_lists_the_stored_markers_and_adds_a_gene(ui: Page, served: 
     gene = api["markers"][0]["gene"]
     ui.page.get_by_role("button", name=f"Add {gene} to the plot").click()
     ui.idle()
-    assert _chips(ui) == [gene] and f"gene={gene}" in ui.page.url
+    assert chips(ui) == [gene] and f"gene={gene}" in ui.page.url
     assert (
         ui.page.locator(f'#markers-table button[data-gene="{gene}"]').get_attribute("aria-pressed") == "true"
     )
@@ -470,7 +303,7 @@ def test_a_pasted_list_draws_the_known_genes_and_lists_the_unknown(ui: Page, ser
     ui.page.locator("summary", has_text="Paste a list").click()
     ui.page.get_by_label("Gene symbols or Ensembl IDs").fill("CD3E, ms4a1\nNOTAGENE")
     ui.page.get_by_role("button", name="Add genes").click()
-    assert _chips(ui, count=2) == ["CD3E", "MS4A1"]
+    assert chips(ui, count=2) == ["CD3E", "MS4A1"]
     assert set(ui.dots("CD3E")) == set(ui.dots("MS4A1")) == set(served.adata.obs["cell_type"].cat.categories)
     unknown = ui.page.locator("#gene-unknown li")
     assert unknown.evaluate_all("ns => ns.map(n => n.dataset.query)") == ["NOTAGENE"]
@@ -479,35 +312,28 @@ def test_a_pasted_list_draws_the_known_genes_and_lists_the_unknown(ui: Page, ser
     box = ui.page.get_by_role("combobox", name="Add gene")
     box.fill(f"NKG77 {gene_id.lower()}")
     box.press("Enter")
-    assert _chips(ui, count=3) == ["CD3E", "MS4A1", "LYZ"]
+    assert chips(ui, count=3) == ["CD3E", "MS4A1", "LYZ"]
     ui.page.get_by_role("button", name="Add NKG7 instead of NKG77").click()
-    assert _chips(ui, count=4) == ["CD3E", "MS4A1", "LYZ", "NKG7"]
+    assert chips(ui, count=4) == ["CD3E", "MS4A1", "LYZ", "NKG7"]
     expect(ui.page.locator('#dotplot-chart circle[data-gene="NKG7"]')).not_to_have_count(0, timeout=20_000)
     ui.page.get_by_role("button", name="Clear all genes").click()
-    assert _chips(ui, count=0) == [] and "gene=" not in ui.page.url
+    assert chips(ui, count=0) == [] and "gene=" not in ui.page.url
     assert "Add genes" in ui.page.locator("#dotplot-chart").inner_text()
 
 
 def test_a_url_with_an_unknown_gene_still_draws_the_others(ui: Page, served: Served) -> None:
     ui.open("dataset=demo&gene=CD3E&gene=NOTAGENE&gene=ms4a1")
-    assert _chips(ui) == ["CD3E", "MS4A1"]
+    assert chips(ui) == ["CD3E", "MS4A1"]
     assert len(ui.dots("CD3E")) == len(ui.dots("MS4A1")) == served.adata.obs["cell_type"].cat.categories.size
     assert ui.page.locator('#gene-unknown li[data-query="NOTAGENE"]').count() == 1
     assert ui.page.get_by_role("alert").inner_text() == ""
     assert "NOTAGENE" not in ui.page.url and "gene=MS4A1" in ui.page.url
 
 
-def _download(ui: Page, button: str) -> tuple[str, bytes]:
-    with ui.page.expect_download() as info:
-        ui.page.get_by_role("button", name=button).click()
-    download = info.value
-    return download.suggested_filename, Path(download.path()).read_bytes()
-
-
 def test_csv_export_has_the_apis_numbers(ui: Page, served: Served) -> None:
-    gene = _marker(served)
+    gene = marker(served)
     ui.open(f"dataset=demo&gene={gene}&gene=CD3E")
-    name, data = _download(ui, "Download CSV")
+    name, data = download(ui, "Download CSV")
     assert name == f"demo-dotplot-{served.version[:8]}.csv"
     rows = list(csv.reader(io.StringIO(data.decode())))
     assert rows[0] == ["group", "gene", "mean", "frac_expressing"]
@@ -520,7 +346,7 @@ def test_csv_export_has_the_apis_numbers(ui: Page, served: Served) -> None:
     assert [[g, n, float(m), float(f)] for g, n, m, f in rows[1:]] == expected  # exact: full precision
     ui.page.get_by_role("tab", name="Distribution").click()  # box plots: the quantiles
     ui.idle()
-    _, data = _download(ui, "Download CSV")
+    _, data = download(ui, "Download CSV")
     rows = list(csv.reader(io.StringIO(data.decode())))
     stats = ["q10", "q25", "median", "q75", "q90"]
     assert rows[0] == ["group", "gene", *stats]
@@ -533,31 +359,31 @@ def test_csv_export_has_the_apis_numbers(ui: Page, served: Served) -> None:
 
 
 def test_png_and_svg_export_and_copy_link(ui: Page, served: Served) -> None:
-    gene = _marker(served)
+    gene = marker(served)
     ui.open(f"dataset=demo&gene={gene}&gene=CD3E")
     n_groups = served.adata.obs["cell_type"].cat.categories.size
-    name, png = _download(ui, "Download PNG")
+    name, png = download(ui, "Download PNG")
     assert name.endswith(".png") and png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
-    name, svg = _download(ui, "Download SVG")
+    name, svg = download(ui, "Download SVG")
     root = ElementTree.fromstring(svg)
     assert name.endswith(".svg") and root.tag == "{http://www.w3.org/2000/svg}svg"
     assert len(root.findall(".//{http://www.w3.org/2000/svg}circle[@data-gene]")) == 2 * n_groups
     texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
     assert "Mean expression (log1p CP10k)" in texts and "Fraction of cells expressing" in texts
     ui.open("dataset=demo&tab=embedding&color=donor")
-    name, png = _download(ui, "Download PNG")
+    name, png = download(ui, "Download PNG")
     assert (
         name == f"demo-embedding-X_umap-{served.version[:8]}.png"
         and png[:4] == b"\x89PNG"
         and len(png) > 5_000
     )
-    _, svg = _download(ui, "Download SVG")
+    _, svg = download(ui, "Download SVG")
     root = ElementTree.fromstring(svg)
     assert root.find(".//{http://www.w3.org/2000/svg}image") is not None  # points as one raster image
     assert served.adata.obs["donor"].cat.categories[0] in [
         t.text for t in root.iter("{http://www.w3.org/2000/svg}text")
     ]
-    _, data = _download(ui, "Download CSV")  # every cell: obs row, coordinates, colour
+    _, data = download(ui, "Download CSV")  # every cell: obs row, coordinates, colour
     rows = list(csv.reader(io.StringIO(data.decode())))
     assert rows[0] == ["row", "x", "y", "donor"] and len(rows) == N_CELLS + 1
     umap = np.asarray(served.adata.obsm["X_umap"], dtype=np.float32).astype(np.float64)
@@ -571,7 +397,7 @@ def test_png_and_svg_export_and_copy_link(ui: Page, served: Served) -> None:
 
 
 def test_colour_scales_name_the_layer_and_its_unit(ui: Page, served: Served) -> None:
-    gene = _marker(served)
+    gene = marker(served)
     ui.open(f"dataset=demo&gene={gene}")
     bar = ui.page.locator("#dotplot-legend .color-bar figcaption")
     assert bar.inner_text() == "Mean expression (log1p CP10k)"

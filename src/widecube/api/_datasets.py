@@ -246,6 +246,12 @@ def summary_get(
     return _summary(request, wc, actor, name, genes, groupby, stats or _DEFAULT_STATS, layer, version)
 
 
+def _selection(body: AggregateRequest | ExpressionRequest) -> dict[str, Any]:
+    """The body's filter (ranges without their unset bounds) and lasso, as the facade takes them."""
+    parts = body.model_dump(include={"filter", "lasso"}, exclude_none=True)
+    return {"filter": parts.get("filter", {}), "lasso": parts.get("lasso")}
+
+
 @router.post(
     "/datasets/{name}/aggregate",
     response_model=AggregateResponse,
@@ -259,11 +265,11 @@ def aggregate(request: Request, name: DatasetName, body: AggregateRequest, wc: W
         name,
         genes=body.genes,
         groupby=body.groupby,
-        filter=body.filter,
         stats=body.stats,
         layer=body.layer,
         version=body.version,
         actor=actor,
+        **_selection(body),
     )
     return respond(
         request,
@@ -287,11 +293,11 @@ def expression(
     result = wc.expression(
         name,
         genes=body.genes,
-        filter=body.filter,
         layer=body.layer,
         version=body.version,
         cell_ids=body.cell_ids,
         actor=actor,
+        **_selection(body),
     )
     return respond(
         request,

@@ -95,7 +95,9 @@ def body_key(route: str, body: BaseModel) -> tuple[str, str]:
     """
     fields = body.model_dump(exclude={"version"})
     if isinstance(fields.get("filter"), dict):
-        fields["filter"] = {c: sorted(set(v)) for c, v in sorted(fields["filter"].items())}
+        fields["filter"] = {
+            c: sorted(set(v)) if isinstance(v, list) else v for c, v in sorted(fields["filter"].items())
+        }
     return route, orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode()
 
 

@@ -42,7 +42,7 @@ from ..errors import (
 from ..pipeline import Jobs
 from ..query import Widecube
 from ..web import mount_ui
-from . import _access, _admin, _analysis, _datasets, _genes, _jobs, _lake, _uploads
+from . import _access, _admin, _analysis, _datasets, _genes, _jobs, _lake, _onthefly, _uploads
 from ._docs import install_docs
 from ._gzip import FastGZipMiddleware
 from ._jobmodels import public_text
@@ -210,6 +210,7 @@ def create_app(
     app.include_router(_datasets.router)
     app.include_router(_analysis.router, prefix=PREFIX)
     app.include_router(_genes.router, prefix=PREFIX)
+    app.include_router(_onthefly.router, prefix=PREFIX)
     app.include_router(_admin.router, max_body_size=MAX_BODY_BYTES, responses=errors(400, 404, 409, 413, 422))
     app.include_router(_jobs.router, responses=errors(400, 404, 422))
     app.include_router(_access.router, max_body_size=MAX_BODY_BYTES, responses=errors(400, 404, 413, 422))

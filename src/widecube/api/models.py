@@ -20,6 +20,19 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
+    "ViolinResponse",
+    "ViolinRequest",
+    "Violin",
+    "GroupRef",
+    "DendrogramResponse",
+    "DendrogramRequest",
+    "ComparedGene",
+    "CompareResponse",
+    "CompareRequest",
+    "CellsResponse",
+    "CellsRequest",
+    "CellSet",
+    "CellResponse",
     "COLUMN_CHARS",
     "DATASET_PATTERN",
     "INPUT_KIND_HELP",
@@ -47,6 +60,8 @@ __all__ = [
     "LayerInfo",
     "Marker",
     "MarkersResponse",
+    "Lasso",
+    "NumericRange",
     "ObsColumn",
     "Problem",
     "PublishRequest",
@@ -104,10 +119,25 @@ INPUT_KIND_HELP = (
 )
 ColumnName = Annotated[str, StringConstraints(max_length=COLUMN_CHARS), Text]
 Stats = Annotated[list[Name], Field(min_length=1, max_length=MAX_STATS)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class NumericRange(BaseModel):
+    """A range filter on a numeric obs column: ``min <= value <= max`` (either bound optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+    min: Finite | None = Field(default=None, examples=[500])
+    max: Finite | None = Field(default=None)
+
+
 Filter = Annotated[
-    dict[ColumnName, Annotated[list[ColumnName], Field(max_length=MAX_CATEGORIES)]],
+    dict[ColumnName, Annotated[list[ColumnName], Field(max_length=MAX_CATEGORIES)] | NumericRange],
     Field(max_length=MAX_COLUMNS),
 ]
+MAX_POLYGON = 10_000
+"""Points of a lasso polygon."""
+MAX_SELECTED = 1_000_000
+"""Obs positions or cell ids named in one cell set (the 2 MB body limit comes first for ids)."""
 
 
 class StrictBody(BaseModel):
@@ -163,6 +193,11 @@ class LayerInfo(BaseModel):
     unit: str = Field(description="for people, on every scale: log1p CP10k, counts, scaled (as given)…")
 
 
+class ObsRange(BaseModel):
+    min: float | None
+    max: float | None
+
+
 class DatasetDetail(BaseModel):
     name: str
     version: str
@@ -178,6 +213,9 @@ class DatasetDetail(BaseModel):
     )
     default_layer: str = Field(description="the layer a query without one reads")
     layers: list[LayerInfo]
+    numeric: dict[str, ObsRange] = Field(
+        default_factory=dict, description="numeric obs columns (range filters): smallest and largest value"
+    )
 
 
 class GeneList(BaseModel):
@@ -235,9 +273,22 @@ class SummaryResponse(BaseModel):
 _FILTER: Any = Field(
     default_factory=dict,
     examples=[{"donor": ["D1", "D2"], "cell_type": ["B cell"]}],
-    description="{categorical obs column: [categories to keep]}: AND across columns, OR within one; "
+    description="{categorical obs column: [categories to keep]} or {numeric obs column: {min, max}} "
+    "(bounds included, either optional): AND across columns, OR within one; "
     "'(missing)' keeps cells without a value; an empty list keeps no cell; {} keeps every cell",
 )
+
+
+class Lasso(StrictBody):
+    """The cells of an embedding inside a polygon, in the embedding's own coordinates."""
+
+    embedding: Name = Field(examples=["X_umap"], description="an obsm key (its first two dimensions)")
+    polygon: list[tuple[Finite, Finite]] = Field(
+        min_length=3, max_length=MAX_POLYGON, description="[[x, y], …], closed implicitly; even-odd rule"
+    )
+
+
+_LASSO: Any = Field(default=None, description="keep only the cells inside this lasso (AND with the filter)")
 
 
 class AggregateRequest(StrictBody):
@@ -247,12 +298,13 @@ class AggregateRequest(StrictBody):
     stats: Stats = Field(
         default=["mean", "frac_expressing"], description="the statistics of /summary, quantiles included"
     )
+    lasso: Lasso | None = _LASSO
     layer: Name | None = Field(default=None, description="'input' or 'normalized'; default: the dataset's")
     version: Name | None = Field(default=None, description="pin a version; default: the live one")
 
 
 class AggregateResponse(SummaryResponse):
-    filter: dict[str, list[str]] = Field(description="the filter, sorted and de-duplicated")
+    filter: dict[str, list[str] | NumericRange] = Field(description="the filter, sorted and de-duplicated")
     cells: int = Field(description="cells the filter keeps")
     source: Literal["precomputed", "computed"] = Field(
         description="precomputed: the filter keeps every group whole or drops it, so the stored "
@@ -264,6 +316,7 @@ class ExpressionRequest(StrictBody):
     genes: list[Name] = Field(min_length=1, max_length=32, examples=[["CD3E"]])
     filter: Filter = _FILTER
     cell_ids: bool = Field(default=True, description="answer the kept cells' ids too (JSON only)")
+    lasso: Lasso | None = _LASSO
     layer: Name | None = Field(default=None, description="'input' or 'normalized'; default: the dataset's")
     version: Name | None = Field(default=None, description="pin a version; default: the live one")
 
@@ -273,7 +326,7 @@ class ExpressionResponse(BaseModel):
     version: str
     layer: str
     genes: list[str]
-    filter: dict[str, list[str]]
+    filter: dict[str, list[str] | NumericRange]
     cells: int = Field(description="cells the filter keeps (every cell without a filter)")
     values: dict[str, list[float]] = Field(description="{gene: [value per kept cell, in obs order]}")
     cell_ids: list[str] | None = Field(
@@ -377,3 +430,142 @@ class PublishRequest(StrictBody):
 
 class RollbackRequest(StrictBody):
     to: Name | None = Field(default=None, description="version to make live; default: the previous one")
+
+
+class GroupRef(StrictBody):
+    """One group of a grouping, as the views name it (``B cell_D1`` for ``cell_type,donor``)."""
+
+    groupby: ColumnName = Field(examples=["cell_type"])
+    group: ColumnName = Field(examples=["B cell"])
+
+
+class CellSet(StrictBody):
+    """A set of cells: the AND of the parts given (none: every cell)."""
+
+    filter: Filter = _FILTER
+    lasso: Lasso | None = _LASSO
+    group: GroupRef | None = Field(default=None, description="one group of a grouping")
+    indices: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, max_length=MAX_SELECTED, description="obs positions, 0-based"
+    )
+    cells: list[ColumnName] | None = Field(
+        default=None, max_length=MAX_SELECTED, description="cell ids (obs names)"
+    )
+
+
+class CompareRequest(StrictBody):
+    a: CellSet = Field(examples=[{"group": {"groupby": "cell_type", "group": "B cell"}}])
+    b: CellSet | None = Field(default=None, description="default: the rest (every cell of `within` not in a)")
+    within: CellSet | None = Field(default=None, description="both sets are cut to these cells; default: all")
+    genes: list[Name] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_GENES,
+        description="compare these genes (in this order, adjusted over them); default: every gene, top ones",
+    )
+    top: int = Field(default=100, ge=1, le=1000, description="genes returned when comparing every gene")
+    rank: Literal["up", "down", "abs"] = Field(
+        default="up", description="up: largest t first (higher in a); down: smallest first; abs: largest |t|"
+    )
+    layer: Name | None = Field(default=None, description="'raw' or 'normalized'; default: the dataset's")
+    version: Name | None = Field(default=None, description="pin a version; default: the live one")
+
+
+class ComparedGene(BaseModel):
+    gene: str
+    t: float | None = Field(description="Welch's t of a against b")
+    pval: float | None = Field(description="two-sided")
+    pval_adj: float | None = Field(description="Benjamini-Hochberg over the genes compared")
+    logfoldchange: float | None = Field(
+        description="log2 of the ratio of means (expm1 first on log1p values)"
+    )
+    mean_a: float | None
+    mean_b: float | None
+    pct_a: float | None = Field(description="fraction of a's cells expressing")
+    pct_b: float | None
+
+
+class CompareResponse(BaseModel):
+    dataset: str
+    version: str
+    layer: str
+    a: dict[str, Any] = Field(description="set a's parts, and the cells it keeps (`cells`)")
+    b: dict[str, Any] = Field(description="set b's parts (`rest: true` for the rest), and `cells`")
+    genes_tested: int
+    rank: str = Field(description="the ranking used, or 'given' for the genes asked for")
+    results: list[ComparedGene]
+
+
+class ViolinRequest(StrictBody):
+    genes: list[Name] = Field(min_length=1, max_length=32, examples=[["CD3E"]])
+    groupby: ColumnName = Field(examples=["cell_type"], description="an obs column, or columns joined by ','")
+    filter: Filter = _FILTER
+    lasso: Lasso | None = _LASSO
+    bins: int = Field(default=40, ge=2, le=200, description="histogram bins per gene (shared by the groups)")
+    layer: Name | None = Field(default=None, description="'raw' or 'normalized'; default: the dataset's")
+    version: Name | None = Field(default=None, description="pin a version; default: the live one")
+
+
+class Violin(BaseModel):
+    gene: str
+    edges: list[float] | None = Field(
+        description="bins + 1 edges (numpy.histogram_bin_edges); null: no value"
+    )
+    counts: list[list[int]] = Field(description="[group][bin]: non-zero values per bin")
+    nnz: list[int] = Field(description="non-zero values per group (zeros: n_cells - nnz)")
+
+
+class ViolinResponse(BaseModel):
+    dataset: str
+    version: str
+    groupby: str
+    layer: str
+    groups: list[str]
+    genes: list[str]
+    n_cells: list[int] = Field(description="kept cells per group")
+    violins: list[Violin]
+    filter: dict[str, list[str] | NumericRange]
+    cells: int
+
+
+class DendrogramRequest(StrictBody):
+    genes: list[Name] = Field(min_length=2, max_length=1000, examples=[["CD3E", "MS4A1", "LYZ"]])
+    groupby: ColumnName = Field(examples=["cell_type"])
+    filter: Filter = _FILTER
+    lasso: Lasso | None = _LASSO
+    layer: Name | None = Field(default=None, description="'raw' or 'normalized'; default: the dataset's")
+    version: Name | None = Field(default=None, description="pin a version; default: the live one")
+
+
+class DendrogramResponse(BaseModel):
+    dataset: str
+    version: str
+    groupby: str
+    layer: str
+    genes: list[str]
+    groups: list[str] = Field(description="the groups with kept cells, in the grouping's order")
+    order: list[int] = Field(description="positions into groups, leaves left to right")
+    ordered: list[str]
+    linkage: list[list[float]] = Field(description="scipy.cluster.hierarchy.linkage (complete, 1 - Pearson)")
+    icoord: list[list[float]]
+    dcoord: list[list[float]]
+
+
+class CellsRequest(CellSet):
+    version: Name | None = Field(default=None, description="pin a version; default: the live one")
+
+
+class CellsResponse(BaseModel):
+    dataset: str
+    version: str
+    n_cells: int
+    cells: int = Field(description="cells kept")
+    indices: list[int] = Field(description="obs positions (0-based, ascending) of the kept cells")
+
+
+class CellResponse(BaseModel):
+    dataset: str
+    version: str
+    index: int = Field(description="obs position, 0-based")
+    id: str
+    obs: dict[str, Any] = Field(description="every obs column's value; null where missing")

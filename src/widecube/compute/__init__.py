@@ -6,6 +6,7 @@ from ._kernels import _COUNT_RANGE as COUNT_RANGE
 from ._kernels import cell_scale, gene_moments, gene_quantiles, group_quantiles, log_normalize, welch_t_p
 from ._pass import check_finite, spill_by_gene, spill_rows
 from ._spill import GeneSpill
+from .contrast import benjamini_hochberg, log_fold_change, welch
 from .groupings import (
     ALL,
     ALL_CELLS_GROUP,
@@ -33,17 +34,20 @@ __all__ = [
     "JoinedSpill",
     "Grouping",
     "all_cells",
+    "benjamini_hochberg",
     "cell_scale",
     "check_finite",
     "default_groupbys",
     "derive",
     "gene_moments",
     "gene_quantiles",
+    "log_fold_change",
     "group_quantiles",
     "log_normalize",
     "make_grouping",
     "parse_groupbys",
     "spill_by_gene",
     "spill_rows",
+    "welch",
     "welch_t_p",
 ]

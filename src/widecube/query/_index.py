@@ -25,12 +25,11 @@ from ..views import INPUT, LEGACY_RAW, layer_kind, layer_unit, withheld_stats
 from . import _views
 from .aggregate import Column, GeneData, cell_mask
 from .results import CellColor
+from .selection import Selection, in_polygon, range_mask
 
-__all__ = ["Filter", "SnapshotIndex", "index_of"]
+__all__ = ["SnapshotIndex", "index_of"]
 
 T = TypeVar("T")
-Filter = tuple[tuple[str, tuple[str, ...]], ...]
-"""A canonical filter (see :func:`widecube.query.aggregate.canonical_filter`)."""
 
 
 class _Recent:
@@ -160,17 +159,107 @@ class SnapshotIndex:
 
     # -- recent selections (LRU) ----------------------------------------------------------
 
-    def selection(self, dataset: str, spec: Filter) -> tuple[np.ndarray | None, int]:
-        """(mask of the kept cells, or None for all; how many), remembered per filter."""
+    def selection(self, dataset: str, spec: Selection) -> tuple[np.ndarray | None, int]:
+        """(mask of the kept cells, or None for all; how many), remembered per selection."""
         snap = self.snap
         if not spec:
             return None, snap.n_cells
 
         def build() -> tuple[np.ndarray | None, int]:
-            mask = cell_mask(self.obs_columns, dict(spec), dataset=dataset, n_cells=snap.n_cells)
-            return mask, snap.n_cells if mask is None else int(np.count_nonzero(mask))
+            mask = self._mask(dataset, spec)
+            return mask, int(np.count_nonzero(mask))
 
         return self._recent.get(("mask", spec), build)
+
+    def _mask(self, dataset: str, spec: Selection) -> np.ndarray:
+        n = self.snap.n_cells
+        mask = np.ones(n, dtype=bool)
+        if spec.categories:
+            found = cell_mask(self.obs_columns, spec.categories, dataset=dataset, n_cells=n)
+            if found is not None:
+                mask &= found
+        for column, bounds in spec.ranges.items():
+            mask &= range_mask(self.numeric(dataset, column), bounds)
+        if spec.lasso is not None:
+            x, y = self.coordinates(dataset, spec.lasso.embedding)[:2]
+            mask &= in_polygon(x, y, spec.lasso.polygon)
+        if spec.group is not None:
+            groupby, name = spec.group
+            grouping = self.grouping(dataset, groupby)
+            if name not in grouping.names:
+                raise InvalidQuery(f"groupby {groupby!r} of dataset {dataset!r} has no group {name!r}")
+            mask &= grouping.codes == grouping.names.index(name)
+        if spec.indices is not None:
+            idx = np.asarray(spec.indices, dtype=np.int64)
+            if idx.size and (idx[0] < 0 or idx[-1] >= n):
+                bad = int(idx[0] if idx[0] < 0 else idx[-1])
+                raise InvalidQuery(
+                    f"dataset {dataset!r} has {n} cells (indices 0–{n - 1}); index {bad} is outside"
+                )
+            mask &= np.isin(np.arange(n), idx, assume_unique=True)
+        if spec.cells is not None:
+            positions = self.cell_positions
+            found_at = np.fromiter((positions.get(c, -1) for c in spec.cells), np.int64, len(spec.cells))
+            if (found_at < 0).any():
+                missing = [c for c, i in zip(spec.cells, found_at, strict=True) if i < 0]
+                raise InvalidQuery(
+                    f"dataset {dataset!r} has no cell {missing[0]!r}"
+                    + (f" (and {len(missing) - 1} more unknown)" if len(missing) > 1 else "")
+                )
+            keep = np.zeros(n, dtype=bool)
+            keep[found_at] = True
+            mask &= keep
+        return mask
+
+    @property
+    def cell_positions(self) -> dict[str, int]:
+        """Obs name (cell id) → obs position."""
+        return self._once("cell_positions", lambda: {str(c): i for i, c in enumerate(self.obs.index)})
+
+    @property
+    def numeric_columns(self) -> dict[str, dict[str, float | None]]:
+        """``{obs column: {"min", "max"}}`` of every numeric (or boolean) obs column."""
+
+        def build() -> dict[str, dict[str, float | None]]:
+            obs, out = self.obs, {}
+            for c in obs.columns:
+                column = obs[c]
+                if isinstance(column.dtype, pd.CategoricalDtype) or not (
+                    pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype)
+                ):
+                    continue
+                values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+                finite = values[np.isfinite(values)]
+                lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (None, None)
+                out[str(c)] = {"min": lo, "max": hi}
+            return out
+
+        return self._once("numeric_columns", build)
+
+    def numeric(self, dataset: str, column: str) -> np.ndarray:
+        """The float64 values of numeric obs column ``column`` (NaN where missing)."""
+        if column not in self.numeric_columns:
+            kind = (
+                "categorical (filter it by a list of categories)"
+                if column in self.obs_columns
+                else "not in obs"
+            )
+            raise InvalidQuery(
+                f"obs column {column!r} of dataset {dataset!r} is {kind}; numeric columns: "
+                f"{', '.join(self.numeric_columns) or 'none'}"
+            )
+        return self._recent.get(
+            ("numeric", column), lambda: self.obs[column].to_numpy(dtype=np.float64, na_value=np.nan)
+        )
+
+    def coordinates(self, dataset: str, key: str) -> list[np.ndarray]:
+        """Embedding ``key`` as float32 columns; an unknown key is refused by name."""
+        entries = self.snap.manifest.get("obsm", {})
+        if key not in entries:
+            raise InvalidQuery(
+                f"dataset {dataset!r} has no embedding {key!r}; available: {', '.join(entries) or 'none'}"
+            )
+        return self.embedding(key, entries[key]["path"])
 
     def grouping(self, dataset: str, groupby: str) -> Grouping:
         """The grouping of all cells by ``groupby`` (the all-cells one for input without any)."""
@@ -186,7 +275,7 @@ class SnapshotIndex:
 
         return self._recent.get(("grouping", groupby), build)
 
-    def group_counts(self, spec: Filter, grouping: Grouping, mask: np.ndarray | None) -> np.ndarray:
+    def group_counts(self, spec: Selection, grouping: Grouping, mask: np.ndarray | None) -> np.ndarray:
         """Kept cells per group (int64)."""
         if mask is None:
             return grouping.n_cells.astype(np.int64)

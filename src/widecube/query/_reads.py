@@ -18,7 +18,7 @@ from ..snapshot import Snapshot
 from . import _views
 from ._index import SnapshotIndex
 from ._resolve import Resolver, serving
-from .aggregate import canonical_filter, expression, summarize
+from .aggregate import expression, summarize
 from .results import (
     Aggregate,
     CategoryColor,
@@ -35,6 +35,7 @@ from .results import (
     Summary,
     ValueColor,
 )
+from .selection import selection
 
 __all__ = ["Reads"]
 
@@ -81,6 +82,7 @@ class Reads(Resolver):
             input_kind=index.input_kind,
             default_layer=index.default_layer,
             layers=index.layers(),
+            numeric=index.numeric_columns,
         )
 
     @serving
@@ -164,17 +166,19 @@ class Reads(Resolver):
         dataset: str,
         *,
         genes: list[str],
-        filter: dict[str, list[str]] | None = None,
+        filter: dict[str, Any] | None = None,
         layer: str | None = None,
         version: str | None = None,
         cell_ids: bool = True,
+        lasso: dict[str, Any] | None = None,
         actor: Actor = ANONYMOUS,
     ) -> Expression:
         """Per-cell values of ``genes`` (float32), in obs order, of the cells ``filter`` keeps
         (every cell without one), read from the gene-major view: for scatter and violin plots.
         With ``cell_ids`` the kept cells' ids too (obs index, same order).
 
-        ``filter`` is ``{obs column: [categories]}`` (see :mod:`widecube.query.aggregate`).
+        ``filter`` is ``{obs column: [categories] | {"min", "max"}}`` and ``lasso``
+        ``{"embedding", "polygon"}`` (see :mod:`widecube.query.selection`).
 
             >>> wc.expression("pbmc", genes=["CD3E"], filter={"donor": ["D1"]})["cells"]  # doctest: +SKIP
             8123
@@ -183,14 +187,14 @@ class Reads(Resolver):
         record, snap, index = self._indexed(dataset, version)
         layer = index.layer(dataset, layer)
         data = index.gene_data(dataset, record.version, index.gene_index(dataset, genes), layer)
-        spec = canonical_filter(filter)
+        spec = selection(filter, lasso=lasso)
         mask, kept = index.selection(dataset, spec)
         return Expression(
             dataset=dataset,
             version=record.version,
             layer=layer,
             genes=list(genes),
-            filter={c: list(v) for c, v in spec},
+            filter=spec.filter_json(),
             cells=kept,
             values=dict(zip(genes, expression(data, mask, snap.n_cells), strict=True)),
             unit=index.unit(layer),
@@ -205,10 +209,11 @@ class Reads(Resolver):
         genes: list[str],
         groupby: str,
         stats: list[str],
-        filter: dict[str, list[str]] | None = None,
+        filter: dict[str, Any] | None = None,
         layer: str | None = None,
         version: str | None = None,
         precomputed: bool = True,
+        lasso: dict[str, Any] | None = None,
         actor: Actor = ANONYMOUS,
     ) -> Aggregate:
         """The summary of ``genes`` over the cells ``filter`` keeps, grouped by ``groupby``:
@@ -237,7 +242,7 @@ class Reads(Resolver):
         if unknown:
             _views.refuse_stats(snap, unknown, known)
         grouping = index.grouping(dataset, groupby)
-        spec = canonical_filter(filter)
+        spec = selection(filter, lasso=lasso)
         mask, kept = index.selection(dataset, spec)
         counts = index.group_counts(spec, grouping, mask)
         values: dict[str, np.ndarray] | None = None
@@ -264,7 +269,7 @@ class Reads(Resolver):
             groups=list(grouping.names),
             genes=list(genes),
             values=values,
-            filter={c: list(v) for c, v in spec},
+            filter=spec.filter_json(),
             cells=kept,
             source=source,
             unit=index.unit(layer),

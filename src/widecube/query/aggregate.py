@@ -3,7 +3,8 @@
 A *filter* keeps the cells whose value in each named categorical obs column is one of the
 listed categories: AND across columns, OR within a column; ``"(missing)"`` names the cells
 with no value; an empty list keeps no cell. :func:`cell_mask` turns it into a boolean mask
-and rejects unknown columns and categories by name.
+and rejects unknown columns and categories by name (numeric ranges, lassos and other parts of
+a selection: :mod:`widecube.query.selection`).
 
 :func:`summarize` answers the same statistics as the precomputed ``summary`` and
 ``quantiles`` views, with the same semantics, for the kept cells grouped by a grouping:
@@ -36,7 +37,7 @@ from ..compute import COUNT_RANGE as _COUNT_RANGE
 from ..compute import MISSING, derive, group_quantiles
 from ..errors import InvalidQuery
 
-__all__ = ["Column", "GeneData", "canonical_filter", "cell_mask", "expression", "summarize"]
+__all__ = ["Column", "GeneData", "cell_mask", "expression", "summarize"]
 
 
 class Column(NamedTuple):
@@ -61,11 +62,6 @@ class GeneData(NamedTuple):
     scale: np.ndarray | None
 
 
-def canonical_filter(filter: Mapping[str, Iterable[str]] | None) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """The filter as sorted, de-duplicated tuples: equal filters have equal keys."""
-    return tuple(sorted((str(c), tuple(sorted(set(map(str, v))))) for c, v in (filter or {}).items()))
-
-
 def cell_mask(
     columns: Mapping[str, Column], filter: Mapping[str, Iterable[str]] | None, *, dataset: str, n_cells: int
 ) -> np.ndarray | None:
@@ -74,7 +70,7 @@ def cell_mask(
     ``columns`` holds the dataset's categorical obs columns. Raises :class:`InvalidQuery`
     naming the unknown columns, or a column's unknown categories.
     """
-    spec = canonical_filter(filter)
+    spec = tuple(sorted((str(c), tuple(sorted(set(map(str, v))))) for c, v in (filter or {}).items()))
     unknown = [c for c, _ in spec if c not in columns]
     if unknown:
         raise InvalidQuery(

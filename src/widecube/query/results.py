@@ -28,6 +28,11 @@ __all__ = [
     "DownloadLinks",
     "CellStats",
     "CellColor",
+    "Cell",
+    "CellSelection",
+    "CellStats",
+    "Comparison",
+    "Dendrogram",
     "DatasetDetail",
     "DatasetInfo",
     "Embedding",
@@ -41,6 +46,7 @@ __all__ = [
     "ValueColor",
     "Verification",
     "VersionInfo",
+    "Violins",
 ]
 
 
@@ -126,6 +132,8 @@ class DatasetDetail(Result):
     default_layer: str = "input"
     layers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """Every layer: ``name``, ``kind`` and ``unit`` (e.g. ``normalized``, log1p, ``log1p CP10k``)."""
+    numeric: dict[str, dict[str, float | None]] = dataclasses.field(default_factory=dict)
+    """Numeric obs columns (range filters): ``{column: {"min", "max"}}``."""
 
 
 @dataclasses.dataclass(**_RESULT)
@@ -156,7 +164,7 @@ class Aggregate(Result):
     groups: list[str]
     genes: list[str]
     values: dict[str, np.ndarray]
-    filter: dict[str, list[str]]
+    filter: dict[str, Any]
     cells: int
     source: str
     """``precomputed`` (read from the views) or ``computed`` (from the gene-major view)."""
@@ -203,7 +211,7 @@ class Expression(Result):
     version: str
     layer: str
     genes: list[str]
-    filter: dict[str, list[str]]
+    filter: dict[str, Any]
     cells: int
     values: dict[str, np.ndarray]
     unit: str = ""
@@ -394,3 +402,78 @@ class DownloadLinks(Result):
     expires: datetime
     files: list[dict[str, Any]]
     token: str | None
+
+
+@dataclasses.dataclass(**_RESULT)
+class Comparison(Result):
+    """Set A against set B, gene by gene (one record per gene: :data:`widecube.query.compare.FIELDS`)."""
+
+    dataset: str
+    version: str
+    layer: str
+    a: dict[str, Any]
+    """What set A is (its parts) and how many cells it keeps (``cells``); likewise ``b``."""
+    b: dict[str, Any]
+    genes_tested: int
+    """Genes compared, over which ``pval_adj`` is adjusted (every gene unless genes were given)."""
+    rank: str
+    results: list[dict[str, Any]]
+
+
+@dataclasses.dataclass(**_RESULT)
+class Violins(Result):
+    """Per gene and group: the histogram of the non-zero values of the kept cells and how many
+    cells there are (zeros: ``n_cells - nnz``)."""
+
+    dataset: str
+    version: str
+    groupby: str
+    layer: str
+    groups: list[str]
+    genes: list[str]
+    n_cells: np.ndarray
+    """Kept cells per group."""
+    violins: list[dict[str, Any]]
+    """One per gene: ``edges`` (bins + 1, or None), ``counts`` (groups × bins), ``nnz`` (per group)."""
+    filter: dict[str, Any]
+    cells: int
+
+
+@dataclasses.dataclass(**_RESULT)
+class Dendrogram(Result):
+    """The groups (those with kept cells) in hierarchical order, and the tree to draw."""
+
+    dataset: str
+    version: str
+    groupby: str
+    layer: str
+    genes: list[str]
+    groups: list[str]
+    order: list[int]
+    """Positions into ``groups``, leaves left to right."""
+    ordered: list[str]
+    linkage: list[list[float]]
+    icoord: list[list[float]]
+    dcoord: list[list[float]]
+
+
+@dataclasses.dataclass(**_RESULT)
+class CellSelection(Result):
+    """The cells a selection keeps, as obs positions (0-based, ascending)."""
+
+    dataset: str
+    version: str
+    n_cells: int
+    cells: int
+    indices: np.ndarray
+
+
+@dataclasses.dataclass(**_RESULT)
+class Cell(Result):
+    """One cell: its obs position (0-based), its id and its obs values."""
+
+    dataset: str
+    version: str
+    index: int
+    id: str
+    obs: dict[str, Any]

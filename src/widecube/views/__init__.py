@@ -7,6 +7,8 @@ from . import matrix as _matrix  # noqa: F401 - registers the view
 from . import quantiles as _quantiles  # noqa: F401 - registers the view
 from . import summary as _summary  # noqa: F401 - registers the view
 from ._layers import (
+    FOLD_EXPM1,
+    FOLD_RATIO,
     INPUT,
     INPUT_KINDS,
     LEGACY_RAW,
@@ -40,6 +42,8 @@ from .quantiles import QuantilesReader
 from .summary import SummaryReader
 
 __all__ = [
+    "FOLD_EXPM1",
+    "FOLD_RATIO",
     "INPUT",
     "INPUT_KINDS",
     "LEGACY_RAW",

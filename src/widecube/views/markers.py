@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..compute import welch_t_p
+from ..compute import benjamini_hochberg, log_fold_change, welch_t_p
 from ..compute.groupings import ALL
 from ..errors import InvalidQuery, VerificationError
 from ..snapshot import SnapshotWriter
@@ -42,7 +42,6 @@ stays registered (:class:`MarkersReader`) and withholds those of non-count input
 
 TOP = 100
 FIELDS = ("t", "pval", "logfoldchange", "pct_in", "pct_out")
-_EPS = 1e-9
 
 
 def _top(score: np.ndarray, k: int) -> np.ndarray:
@@ -54,21 +53,6 @@ def _top(score: np.ndarray, k: int) -> np.ndarray:
         part = np.broadcast_to(np.arange(score.shape[1]), score.shape).copy()
     order = np.argsort(-np.take_along_axis(score, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
-
-
-def _bh(p: np.ndarray, rows: int = 64) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values of each row (as scipy's false_discovery_control),
-    ``rows`` rows at a time so the sort's temporaries stay small."""
-    m = p.shape[1]
-    out = np.empty_like(p)
-    scale = m / np.arange(1, m + 1)
-    for a in range(0, p.shape[0], rows):
-        block = p[a : a + rows]
-        order = np.argsort(block, axis=1)
-        ranked = np.take_along_axis(block, order, axis=1) * scale
-        ranked = np.minimum.accumulate(ranked[:, ::-1], axis=1)[:, ::-1]
-        np.put_along_axis(out[a : a + rows], order, np.minimum(ranked, 1.0), axis=1)
-    return out
 
 
 Fields = dict[tuple[str, str], dict[str, np.ndarray]]
@@ -105,9 +89,7 @@ class MarkersPart(SlabPart):
             scaled = layer_kind(ctx.input_kind, layer) == "scaled"
             with np.errstate(divide="ignore", invalid="ignore"):
                 mean_in, mean_out = s / n_in, (s_all - s) / n_out
-                if method == FOLD_EXPM1:
-                    mean_in, mean_out = np.expm1(mean_in), np.expm1(mean_out)
-                lfc = np.log2((mean_in + _EPS) / (mean_out + _EPS))
+                lfc = log_fold_change(mean_in, mean_out, log1p=method == FOLD_EXPM1)
                 out[layer, key] = {
                     "t": t,
                     "pval": p,
@@ -163,7 +145,7 @@ class MarkersBuilder(Builder):
         for (layer, key), state in self._state.items():
             names = ctx.grouping(key).names
             frames = []
-            adjusted_all = _bh(state["pvals"])
+            adjusted_all = benjamini_hochberg(state["pvals"])
             for g, group in enumerate(names):
                 sel = state["gene"][g] >= 0
                 adjusted = adjusted_all[g]

@@ -88,6 +88,19 @@ export const api = {
     request(`/datasets/${enc(name)}/summary`, { params: { genes, groupby, stats, layer, version } }),
   /** Exact re-aggregation over any filter (needs the gene-major view on the server). */
   aggregate: (name, version, body) => request(`/datasets/${enc(name)}/aggregate`, { body: { ...body, version } }),
+  /** Two cell sets compared gene by gene: {a, b, within, genes?, top, rank, layer}. */
+  compare: (name, version, body) => request(`/datasets/${enc(name)}/compare`, { body: { ...body, version } }),
+  /** Per-group histograms of the non-zero values: {genes, groupby, filter, lasso, bins, layer}. */
+  violin: (name, version, body) => request(`/datasets/${enc(name)}/violin`, { body: { ...body, version } }),
+  /** The groups in dendrogram order: {genes, groupby, filter, lasso, layer}. */
+  dendrogram: (name, version, body) => request(`/datasets/${enc(name)}/dendrogram`, { body: { ...body, version } }),
+  /** The obs positions a cell set keeps, as a Uint32Array (Arrow on the wire). */
+  cells: async (name, version, select) => {
+    const buffer = await request(`/datasets/${enc(name)}/cells`, { body: { ...select, version }, accept: ARROW });
+    return window.Arrow.tableFromIPC(new Uint8Array(buffer)).getChild("index").toArray();
+  },
+  /** One cell's id and obs values (the embedding's hover). */
+  cell: (name, version, index) => request(`/datasets/${enc(name)}/obs/${index}`, { params: { version } }),
   embeddings: (name, version) => request(`/datasets/${enc(name)}/embedding`, { params: { version } }),
   embedding: async (name, version, key, color) => {
     const buffer = await request(`/datasets/${enc(name)}/embedding/${enc(key)}`, {

@@ -4,7 +4,7 @@
 
 import { css, sequential } from "./colors.js";
 import { el, extent, fmt, pct, svg } from "./dom.js";
-import { attachTooltip, CELL, frame, valuesTable } from "./grid.js";
+import { attachTooltip, CELL, frame, keepRowLabelsInView, valuesTable } from "./grid.js";
 import { colorBar, sizeKey } from "./legend.js";
 
 const MAX_R = CELL / 2 - 1.5;
@@ -31,10 +31,10 @@ export function colorPositions(mean, scaled) {
  * where zero is not "not expressed"), every dot is full size and the legend says why.
  */
 export function renderDotplot({ chart, legend, table }, data, { scaled, unit = null }) {
-  const { groups, genes, mean } = data;
+  const { groups, genes, mean, sizes } = data;
   const withheld = data.notes?.frac_expressing ?? null;
   const frac = withheld ? data.frac.map((row) => row.map(() => null)) : data.frac;
-  const { root, x, y } = frame({ groups, genes,
+  const { root, x, y } = frame({ groups, genes, sizes,
     label: `Dot plot of ${genes.length} genes across ${groups.length} groups: dot size is the fraction `
       + "of cells expressing, colour the mean expression" });
   const colors = colorPositions(mean, scaled);
@@ -49,6 +49,7 @@ export function renderDotplot({ chart, legend, table }, data, { scaled, unit = n
   root.append(dots);
   attachTooltip(root, (d) => `${d.group} · ${d.gene}\nmean ${fmt(Number(d.mean))}\n${pct(Number(d.frac))} of cells expressing`);
   chart.replaceChildren(root);
+  keepRowLabelsInView(chart);
   legend.replaceChildren(
     scaled
       ? colorBar({ title: "Mean expression, scaled per gene", min: 0, max: 1, scale: sequential,

@@ -3,7 +3,7 @@
 
 import { css, diverging, sequential } from "./colors.js";
 import { el, extent, fmt, svg } from "./dom.js";
-import { attachTooltip, CELL, frame, valuesTable } from "./grid.js";
+import { attachTooltip, CELL, frame, keepRowLabelsInView, valuesTable } from "./grid.js";
 import { colorBar } from "./legend.js";
 
 const Z_LIMIT = 3;
@@ -23,14 +23,14 @@ export function zscores(mean) {
 
 /** Draw `data` ({groups, genes, mean}) as a heatmap; `zscore` colours z-scores per gene. */
 export function renderHeatmap({ chart, legend, table }, data, { zscore, unit = null }) {
-  const { groups, genes, mean } = data;
+  const { groups, genes, mean, sizes } = data;
   const values = zscore ? zscores(mean) : mean;
   const max = Math.max(0, extent(mean.flat())[1]);
   const color = zscore
     ? (v) => diverging((Math.max(-Z_LIMIT, Math.min(Z_LIMIT, v)) + Z_LIMIT) / (2 * Z_LIMIT))
     : (v) => sequential(max > 0 ? v / max : 0);
   const what = zscore ? "z-score of the mean per gene" : "mean expression";
-  const { root, x, y } = frame({ groups, genes,
+  const { root, x, y } = frame({ groups, genes, sizes,
     label: `Heatmap of the ${what} of ${genes.length} genes across ${groups.length} groups` });
   const cells = svg("g", { class: "cells" });
   groups.forEach((group, i) => genes.forEach((gene, j) => {
@@ -44,6 +44,7 @@ export function renderHeatmap({ chart, legend, table }, data, { zscore, unit = n
   root.append(cells);
   attachTooltip(root, (d) => `${d.group} · ${d.gene}\n${what} ${fmt(Number(d.value))}`);
   chart.replaceChildren(root);
+  keepRowLabelsInView(chart);
   legend.replaceChildren(zscore
     ? colorBar({ title: "z-score of the mean, per gene", min: -Z_LIMIT, max: Z_LIMIT, scale: diverging,
       labels: [`≤ −${Z_LIMIT}`, "0", `≥ ${Z_LIMIT}`], unit: unit && `means in ${unit}` })

@@ -38,14 +38,16 @@ export function sizeKey({ title, radius }) {
   return node;
 }
 
-/** One swatch per category, with its cell count when known. */
-export function categoryKey({ title, categories, color, counts = null }) {
+/** One swatch per category, with its cell count when known; `actions(name, i)` adds controls
+ * to each entry and `header` to the caption (the embedding's hide / isolate toggles). */
+export function categoryKey({ title, categories, color, counts = null, actions = null, header = null }) {
   const node = el("figure", { class: "legend category-key" },
-    el("figcaption", {}, title),
+    el("figcaption", {}, title, header),
     el("ul", { "aria-label": title }, ...categories.map((name, i) => el("li", { "data-category": name },
       el("span", { class: "swatch", style: `background: ${css(color(i))}`, "aria-hidden": "true" }),
       el("span", { class: "name" }, name),
-      counts ? el("span", { class: "count" }, counts[i].toLocaleString()) : null))));
+      counts ? el("span", { class: "count" }, counts[i].toLocaleString()) : null,
+      ...(actions ? actions(name, i) : [])))));
   node.legendSpec = { kind: "category", title, categories, color };
   return node;
 }

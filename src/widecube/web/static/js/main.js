@@ -6,10 +6,12 @@ import { api, ApiError } from "./api.js";
 import { el, replace } from "./dom.js";
 import { renderDotplot } from "./dotplot.js";
 import { EmbeddingPanel } from "./embedding.js";
-import { filterNote, renderFilters } from "./filters.js";
+import { filterNote, renderCellFilters, renderFilters } from "./filters.js";
 import { renderHeatmap } from "./heatmap.js";
-import { renderBoxplot } from "./boxplot.js";
-import { activeFilters, groupStats, groupValues, setFeatures } from "./query.js";
+import { activeFilters, groupStats, groupValues, hasAggregate, precomputed, selectionOf, setFeatures } from "./query.js";
+import { ComparePanel, lassoChoice } from "./compare.js";
+import { drawDendrogram } from "./dendro.js";
+import { renderViolins } from "./violin.js";
 import { GeneSearch } from "./search.js";
 import { emptyState, parseState, TABS, writeUrl } from "./state.js";
 import { MarkersPanel } from "./markers.js";
@@ -32,7 +34,9 @@ const AVAILABLE = {
   embedding: () => true,
   distribution: (detail) => hasView(detail, "quantiles"),
   markers: (detail) => hasView(detail, "markers"),
+  compare: (detail) => hasAggregate(detail),
 };
+const MAX_VIOLIN_GENES = 32; // POST /violin's limit: more genes get box plots only
 // The names of a pasted list: separated by commas, semicolons, spaces or new lines.
 const splitNames = (text) => text.split(/[\s,;]+/).filter(Boolean);
 
@@ -66,6 +70,14 @@ function openDataset(name) {
 const embedding = new EmbeddingPanel({
   canvas: $("scatter"), legend: $("embedding-legend"), keySelect: $("embedding-key"),
   colorSelect: $("embedding-color"), geneInput: $("color-gene"), geneNote: $("color-gene-note"),
+  xLabel: $("embedding-xlabel"), yLabel: $("embedding-ylabel"), lassoButton: $("lasso-mode"),
+  resetButton: $("reset-view"), lassoBar: $("lasso-actions"),
+  onLassoFilter: (lasso) => { state.lasso = lasso; drawFilters(); render(); },
+  onLassoCompare: (lasso) => { Object.assign(state, { cmpA: lassoChoice(lasso), cmpB: "rest" }); selectTab("compare"); },
+});
+const compare = new ComparePanel({
+  aSelect: $("compare-a"), bSelect: $("compare-b"), topSelect: $("compare-top"), rankSelect: $("compare-rank"),
+  table: $("compare-table"), note: $("compare-note"), onAdd: (genes) => plotGenes(genes),
 });
 
 function showError(err) {
@@ -143,13 +155,13 @@ async function loadDataset() {
   const versions = (await api.versions(state.dataset)).filter((v) => v.status !== "failed" && v.status !== "building");
   replace($("version"), ...versions.map((v) => el("option", { value: v.version, selected: v.version === state.version },
     `${v.version.slice(0, 8)} · ${v.status}${v.current ? " (live)" : ""} · ${new Date(v.created).toLocaleString()}`)));
-  if (!detail.groupbys.includes(state.groupby)) state.groupby = detail.groupbys[0] ?? null;
-  replace($("groupby"), ...detail.groupbys.map((g) => el("option", { value: g, selected: g === state.groupby }, g)));
+  fillGroupby();
   const layers = layersOf(detail);
   if (!layers.includes(state.layer)) state.layer = null;
   replace($("layer"), el("option", { value: "" }, `default: ${defaultLayer(detail) ?? "input"} (${layerUnit(detail, null)})`),
     ...layers.map((l) => el("option", { value: l, selected: l === state.layer }, `${l} (${layerUnit(detail, l)})`)));
   for (const column of Object.keys(state.filters)) if (!detail.obs[column]) delete state.filters[column];
+  for (const column of Object.keys(state.ranges)) if (!detail.numeric?.[column]) delete state.ranges[column];
   for (const tab of TABS) $(`tab-${tab}`).hidden = !AVAILABLE[tab](detail);
   if (!AVAILABLE[state.tab](detail)) state.tab = TABS.find((t) => AVAILABLE[t](detail));
   drawFilters();
@@ -162,12 +174,50 @@ async function loadDataset() {
   await render();
 }
 
+/** "Group by": any categorical obs column, and a second one for pairs, when the version can
+ * group on the fly (gene-major view); else the precomputed groupings only. */
+function fillGroupby() {
+  const live = hasAggregate(detail);
+  const columns = live ? Object.keys(detail.obs) : [];
+  const firsts = [...new Set([...detail.groupbys.filter((g) => live ? !g.includes(",") : true), ...columns])];
+  const parts = (state.groupby ?? "").split(",");
+  const valid = state.groupby && (precomputed(detail, state.groupby)
+    || (live && parts.length <= 2 && parts.every((c) => columns.includes(c)) && parts[0] !== parts[1]));
+  if (!valid) state.groupby = detail.groupbys[0] ?? columns[0] ?? null;
+  const [first, second] = live ? state.groupby.split(",") : [state.groupby, undefined];
+  replace($("groupby"), ...firsts.map((g) => el("option", { value: g, selected: g === first }, g)));
+  replace($("groupby2"), el("option", { value: "" }, "—"),
+    ...columns.filter((c) => c !== first).map((c) => el("option", { value: c, selected: c === second }, c)));
+  $("groupby2").disabled = !live || !columns.includes(first);
+}
+
+function setGroupby() {
+  const second = $("groupby2").value;
+  state.groupby = second && second !== $("groupby").value ? `${$("groupby").value},${second}` : $("groupby").value;
+  fillGroupby();
+  drawFilters();
+  render();
+}
+
 function drawFilters() {
   renderFilters($("filter-list"), detail, state, (column, kept) => {
     if (kept === null) delete state.filters[column];
     else state.filters[column] = kept;
     drawFilters();
     render();
+  });
+  renderCellFilters($("cell-filters"), detail, state, {
+    onRange: (column, range) => {
+      if (range === null) delete state.ranges[column];
+      else state.ranges[column] = range;
+      drawFilters();
+      render();
+    },
+    onLasso: () => {
+      state.lasso = null;
+      drawFilters();
+      render();
+    },
   });
   $("filter-note").textContent = filterNote(detail, state);
 }
@@ -249,13 +299,17 @@ async function render() {
   }
   clearMessage();
   drawn = null;
-  $("export-png").disabled = $("export-svg").disabled = state.tab === "markers"; // a table: CSV only
+  $("export-png").disabled = $("export-svg").disabled = state.tab === "markers" || state.tab === "compare"; // tables: CSV only
   setStatus("Loading…");
   document.body.dataset.state = "loading";
   try {
     if (state.tab === "dotplot" || state.tab === "heatmap" || state.tab === "distribution") await drawGroups(mine);
     else if (state.tab === "embedding") {
-      const chosen = await embedding.show(state, state.groupby?.split(",")[0], layerUnit(detail, null));
+      const selection = selectionOf(detail, state);
+      const filtered = Object.keys(selection.filter).length > 0 || selection.lasso;
+      const kept = filtered ? await api.cells(state.dataset, state.version, selection) : null;
+      if (mine !== ticket) return;
+      const chosen = await embedding.show(state, state.groupby?.split(",")[0], layerUnit(detail, null), kept);
       if (mine !== ticket) return;
       Object.assign(state, chosen);
       writeUrl(state);
@@ -265,6 +319,12 @@ async function render() {
         drawn = { tab: "embedding", header: ["row", "x", "y", ...(d.color ? [d.color.name] : [])],
           rows: () => Array.from({ length: d.n }, (_, i) => [i + 1, d.x[i], d.y[i], ...(d.color ? [colorValue(d.color, i)] : [])]) };
       }
+    } else if (state.tab === "compare") {
+      await drawCompare(mine);
+    } else if (state.tab === "markers" && !precomputed(detail, state.groupby)) {
+      replace($("markers-table"), el("p", { class: "note skipped" }, `Markers are stored for the groupings ingest `
+        + `computed (${detail.groupbys.join(", ")}); compare groups of ${state.groupby} in the Compare tab.`));
+      setStatus("");
     } else if (state.tab === "markers") {
       const shown = await markers.show(detail, state, { filtered: Object.keys(activeFilters(detail, state.filters)).length > 0 });
       if (mine !== ticket) return;
@@ -287,6 +347,34 @@ async function render() {
   }
 }
 
+/** The Compare tab: the groups of the grouping (with their sizes under the filters), then
+ * the server's comparison of the two chosen sets within the filters. */
+async function drawCompare(mine) {
+  const gene = state.genes[0] ?? (await api.genes(state.dataset, state.version, "", 1)).genes[0];
+  const sizes = await groupStats(detail, { ...state, genes: [gene] }, ["n_cells"]);
+  if (mine !== ticket) return;
+  const groups = sizes.groups.map((g, i) => ({ name: g, n: sizes.sizes[i] }));
+  const shown = await compare.show(state, groups, selectionOf(detail, state));
+  if (mine !== ticket) return;
+  Object.assign(state, { cmpA: shown.a, cmpB: shown.b });
+  writeUrl(state);
+  const r = shown.answer;
+  if (!r) return setStatus("");
+  drawn = { tab: "compare", header: ["rank", "gene", "t", "logfoldchange", "pct_a", "pct_b", "mean_a", "mean_b", "pval", "pval_adj"],
+    rows: r.results.map((g, i) => [i + 1, g.gene, g.t, g.logfoldchange, g.pct_a, g.pct_b, g.mean_a, g.mean_b, g.pval, g.pval_adj]) };
+  setStatus(`${r.results.length} genes of ${r.a.cells.toLocaleString()} cells against ${r.b.cells.toLocaleString()} cells `
+    + `(${r.layer} layer), version ${state.version.slice(0, 8)}`);
+}
+
+/** Rows of `data` in dendrogram order (the server's, over the same cells and genes). */
+async function dendrogramOrder(data) {
+  const tree = await api.dendrogram(state.dataset, state.version, { genes: data.genes, groupby: state.groupby,
+    layer: state.layer, ...selectionOf(detail, state) });
+  const at = tree.ordered.map((g) => data.groups.indexOf(g));
+  const pick = (rows) => rows && at.map((i) => rows[i]);
+  return { tree, data: { ...data, groups: tree.ordered, mean: pick(data.mean), frac: pick(data.frac), sizes: pick(data.sizes) } };
+}
+
 async function drawGroups(mine) {
   const tab = state.tab;
   const holders = { chart: $(`${tab}-chart`), legend: $(`${tab}-legend`), table: $(`${tab}-table`) };
@@ -296,15 +384,28 @@ async function drawGroups(mine) {
     setStatus(text);
   };
   if (!state.genes.length) return empty("Add genes with the search box above to draw the plot.");
-  const data = tab === "distribution"
+  let data = tab === "distribution"
     ? await groupStats(detail, state, detail.views.quantiles.stats)
     : await groupValues(detail, state);
   if (mine !== ticket) return;
   if (!data.groups.length) return empty("No cells match the filters: widen them to see values.");
   const unit = layerUnit(detail, state.layer);
+  let tree = null;
+  const ordered = tab !== "distribution" && state.dendro && data.genes.length > 1 && data.groups.length > 1;
+  if (ordered) ({ tree, data } = await dendrogramOrder(data));
+  const violins = tab === "distribution" && hasAggregate(detail) && data.genes.length <= MAX_VIOLIN_GENES
+    ? await api.violin(state.dataset, state.version, { genes: data.genes, groupby: state.groupby, layer: state.layer,
+      bins: 40, ...selectionOf(detail, state) })
+    : null;
+  if (mine !== ticket) return;
   if (tab === "dotplot") renderDotplot(holders, data, { scaled: state.scaled, unit });
   else if (tab === "heatmap") renderHeatmap(holders, data, { zscore: state.zscore, unit });
-  else renderBoxplot(holders, data, { unit });
+  else renderViolins(holders, data, violins, { unit });
+  if (tree) {
+    const root = holders.chart.querySelector("svg");
+    const rows = [...root.querySelectorAll("g.row-labels text")].map((t) => Number(t.getAttribute("y")));
+    drawDendrogram(root, tree, { x0: Number(root.getAttribute("width")), y: (i) => rows[i] });
+  }
   drawn = tab === "distribution"
     ? { tab, header: ["group", "gene", ...detail.views.quantiles.stats], rows: groupRows(data, detail.views.quantiles.stats) }
     : { tab, header: ["group", "gene", "mean", "frac_expressing"],
@@ -333,11 +434,20 @@ function wire() {
     state.version = e.target.value;
     loadDataset().catch(showError);
   });
-  $("groupby").addEventListener("change", (e) => {
-    state.groupby = e.target.value;
-    drawFilters();
-    render();
-  });
+  $("groupby").addEventListener("change", setGroupby);
+  $("groupby2").addEventListener("change", setGroupby);
+  for (const box of document.querySelectorAll(".dendro-toggle")) {
+    box.checked = state.dendro;
+    box.addEventListener("change", (e) => {
+      state.dendro = e.target.checked;
+      for (const other of document.querySelectorAll(".dendro-toggle")) other.checked = state.dendro;
+      render();
+    });
+  }
+  $("compare-a").addEventListener("change", (e) => { state.cmpA = e.target.value; render(); });
+  $("compare-b").addEventListener("change", (e) => { state.cmpB = e.target.value; render(); });
+  $("compare-top").addEventListener("change", (e) => { state.ctop = Number(e.target.value); render(); });
+  $("compare-rank").addEventListener("change", () => render());
   $("layer").addEventListener("change", (e) => {
     state.layer = e.target.value || null;
     render();

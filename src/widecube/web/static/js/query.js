@@ -38,11 +38,37 @@ export function activeFilters(detail, filters) {
   return active;
 }
 
+/** Numeric range filters that restrict something (a bound set on a numeric obs column). */
+export function activeRanges(detail, ranges = {}) {
+  const out = {};
+  for (const [column, r] of Object.entries(ranges)) {
+    if (detail.numeric?.[column] && (r.min !== null || r.max !== null)) out[column] = r;
+  }
+  return out;
+}
+
+/** Whether a state selects cells beyond categories: numeric ranges or a lasso. */
+export const hasCellFilter = (detail, state) => Boolean(state.lasso) || Object.keys(activeRanges(detail, state.ranges)).length > 0;
+
+/** The selection of a state as the API takes it: {filter (categories and ranges), lasso}. */
+export function selectionOf(detail, state, { lasso = true } = {}) {
+  const filter = { ...activeFilters(detail, state.filters) };
+  for (const [column, r] of Object.entries(activeRanges(detail, state.ranges))) {
+    filter[column] = Object.fromEntries(Object.entries(r).filter(([, v]) => v !== null));
+  }
+  return { filter, lasso: lasso && state.lasso ? state.lasso : null };
+}
+
+/** Whether a grouping is precomputed (else only /aggregate answers it, from the gene-major view). */
+export const precomputed = (detail, groupby) => detail.groupbys.includes(groupby);
+
 /** How the filters will be answered: {mode, key, active} (see the header of this module). */
-export function plan(detail, groupby, filters) {
+export function plan(detail, groupby, filters, extra = false) {
   const active = activeFilters(detail, filters);
-  if (!Object.keys(active).length) return { mode: "none", key: groupby, active };
+  const onTheFly = extra || !precomputed(detail, groupby);
+  if (!Object.keys(active).length && !onTheFly) return { mode: "none", key: groupby, active };
   if (hasAggregate(detail)) return { mode: "aggregate", key: groupby, active };
+  if (onTheFly) return { mode: "unsupported", key: groupby, active, columns: [] };
   const grouped = new Set(columnsOf(groupby));
   const others = Object.keys(active).filter((c) => !grouped.has(c));
   if (others.length === 0) return { mode: "groups", key: groupby, active };
@@ -82,7 +108,7 @@ const keeps = (active, parts) =>
 export async function groupValues(detail, state) {
   const r = await groupStats(detail, state, ["mean", "frac_expressing"]);
   return { groups: r.groups, genes: r.genes, mean: r.values.mean, frac: r.values.frac_expressing,
-    mode: r.mode, source: r.source, notes: r.notes };
+    mode: r.mode, source: r.source, notes: r.notes, sizes: r.sizes, selection: r.selection };
 }
 
 /**
@@ -91,23 +117,28 @@ export async function groupValues(detail, state) {
  * empties are left out), else by keeping whole groups of the summary.
  */
 export async function groupStats(detail, state, stats) {
-  const p = plan(detail, state.groupby, state.filters);
+  const p = plan(detail, state.groupby, state.filters, hasCellFilter(detail, state));
   const { dataset, version, genes, groupby, layer } = state;
   if (p.mode === "unsupported") {
-    throw new Error(`filtering on ${p.columns.join(", ")} with this grouping needs the /aggregate `
-      + "endpoint (gene-major view), which this dataset version does not have");
+    const what = p.columns.length ? `filtering on ${p.columns.join(", ")} with this grouping`
+      : "numeric filters, lassos and groupings not precomputed";
+    throw new Error(`${what} need the /aggregate endpoint (gene-major view), which this dataset version does not have`);
   }
+  const want = [...new Set([...stats, "n_cells"])];
   if (p.mode === "aggregate") {
-    const r = await api.aggregate(dataset, version, { genes, groupby, layer, filter: p.active, stats: [...stats, "n_cells"] });
+    const r = await api.aggregate(dataset, version, { genes, groupby, layer, stats: want, ...selectionOf(detail, state) });
     const keep = r.values.n_cells.map((row) => row[0] > 0);
     const pick = (rows) => rows.filter((_, i) => keep[i]);
     return { groups: pick(r.groups), genes: r.genes, mode: p.mode, source: r.source, notes: r.notes ?? {},
+      sizes: pick(r.values.n_cells).map((row) => row[0]), selection: selectionOf(detail, state),
       values: Object.fromEntries(stats.map((s) => [s, pick(r.values[s])])) };
   }
-  const r = await api.summary(dataset, version, genes, groupby, stats, layer);
+  const sized = Boolean(detail.views?.summary); // n_cells comes from the summary view
+  const r = await api.summary(dataset, version, genes, groupby, sized ? want : stats, layer);
   const parts = p.mode === "groups" ? groupParts(detail, groupby) : null;
   const keep = r.groups.map((g) => !parts || !parts.get(g) || keeps(p.active, parts.get(g)));
   const pick = (rows) => rows.filter((_, i) => keep[i]);
   return { groups: pick(r.groups), genes: r.genes, mode: p.mode, source: "precomputed", notes: r.notes ?? {},
+    sizes: sized ? pick(r.values.n_cells).map((row) => row[0]) : null, selection: { filter: p.active, lasso: null },
     values: Object.fromEntries(stats.map((s) => [s, pick(r.values[s])])) };
 }

@@ -1,6 +1,9 @@
 // The embedding scatter in raw WebGL: one draw call of GL points, a colour per point in a
 // byte buffer, and pan/zoom as two uniforms, so it stays smooth with millions of cells.
-// Drag or use the arrow keys to pan, the wheel or +/- to zoom, 0 to reset.
+// Drag or use the arrow keys to pan, the wheel or +/- to zoom, 0 to reset. In lasso mode a
+// drag draws a polygon (on a 2-d canvas laid over the WebGL one) and hands it over in the
+// embedding's own coordinates. Hovering finds the nearest visible point through a uniform
+// grid over the points (built once per data set: a lookup costs a few cells, not a scan).
 
 const VERTEX = `
 attribute vec2 a_pos;
@@ -54,6 +57,10 @@ export class Scatter {
     this.colors = gl.createBuffer();
     this.n = 0;
     this.view = { zoom: 1, x: 0, y: 0 };
+    this.mode = "pan";
+    this.onLasso = null; // (polygon in data coordinates) => void
+    this.onHover = null; // (index | null, event) => void
+    this.overlay = canvas.parentElement?.querySelector("canvas.overlay") ?? null;
     this.bindControls();
     new ResizeObserver(() => this.draw()).observe(canvas);
   }
@@ -76,14 +83,19 @@ export class Scatter {
       xy[2 * i] = (x[i] - cx) / half;
       xy[2 * i + 1] = (y[i] - cy) / half;
     }
+    this.fit = { cx, cy, half };
+    this.xy = xy;
+    this.n = n;
+    this.buildGrid();
     gl.bindBuffer(gl.ARRAY_BUFFER, this.positions);
     gl.bufferData(gl.ARRAY_BUFFER, xy, gl.STATIC_DRAW);
     this.n = n;
     this.setColors(rgba);
   }
 
-  /** New colours for the same points (4 bytes each). */
+  /** New colours for the same points (4 bytes each; alpha 0 hides a point from hover too). */
   setColors(rgba) {
+    this.rgba = rgba;
     const gl = this.gl;
     gl.bindBuffer(gl.ARRAY_BUFFER, this.colors);
     gl.bufferData(gl.ARRAY_BUFFER, rgba, gl.STATIC_DRAW);
@@ -97,7 +109,10 @@ export class Scatter {
 
   draw() {
     cancelAnimationFrame(this.frame);
-    this.frame = requestAnimationFrame(() => this.paint());
+    this.frame = requestAnimationFrame(() => {
+      this.paint();
+      this.drawOverlay();
+    });
   }
 
   /** Draw now (also used by tests and screenshots, which cannot wait for a frame). */
@@ -116,10 +131,12 @@ export class Scatter {
     gl.blendFunc(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA);
     const fit = 0.92 * this.view.zoom;
     const aspect = w / h;
-    gl.uniform2f(loc.scale, aspect > 1 ? fit / aspect : fit, aspect > 1 ? fit : fit * aspect);
+    this.scale = [aspect > 1 ? fit / aspect : fit, aspect > 1 ? fit : fit * aspect];
+    gl.uniform2f(loc.scale, ...this.scale);
     gl.uniform2f(loc.offset, this.view.x, this.view.y);
     const base = Math.max(1.5, Math.min(6, 6 - 1.2 * Math.log10(Math.max(1, this.n / 1000))));
-    gl.uniform1f(loc.size, Math.min(24, base * ratio * Math.sqrt(this.view.zoom)));
+    this.pointPx = Math.min(24, base * Math.sqrt(this.view.zoom));
+    gl.uniform1f(loc.size, this.pointPx * ratio);
     gl.bindBuffer(gl.ARRAY_BUFFER, this.positions);
     gl.enableVertexAttribArray(loc.pos);
     gl.vertexAttribPointer(loc.pos, 2, gl.FLOAT, false, 0, 0);
@@ -128,6 +145,110 @@ export class Scatter {
     gl.vertexAttribPointer(loc.color, 4, gl.UNSIGNED_BYTE, true, 0, 0);
     gl.drawArrays(gl.POINTS, 0, this.n);
     this.canvas.dataset.drawn = String(this.n);
+  }
+
+  /** Clip coordinates of a pointer event. */
+  clip(event) {
+    const r = this.canvas.getBoundingClientRect();
+    return [((event.clientX - r.left) / r.width) * 2 - 1, 1 - ((event.clientY - r.top) / r.height) * 2];
+  }
+
+  /** Clip coordinates → the embedding's own coordinates (what a lasso is stored in). */
+  toData([u, v]) {
+    const { cx, cy, half } = this.fit;
+    const [sx, sy] = this.scale ?? [0.92, 0.92];
+    return [cx + ((u - this.view.x) / sx) * half, cy + ((v - this.view.y) / sy) * half];
+  }
+
+  /** The embedding's coordinates → CSS pixels in the canvas. */
+  toPixels([x, y]) {
+    const { cx, cy, half } = this.fit;
+    const [sx, sy] = this.scale ?? [0.92, 0.92];
+    const u = ((x - cx) / half) * sx + this.view.x;
+    const v = ((y - cy) / half) * sy + this.view.y;
+    return [((u + 1) / 2) * this.canvas.clientWidth, ((1 - v) / 2) * this.canvas.clientHeight];
+  }
+
+  /** A uniform grid of point indices over the normalized square [-1, 1]² (counting sort). */
+  buildGrid() {
+    const G = Math.max(16, Math.min(1024, Math.round(Math.sqrt(this.n / 4))));
+    const cellOf = (i) => {
+      const gx = Math.min(G - 1, Math.max(0, Math.floor(((this.xy[2 * i] + 1) / 2) * G)));
+      const gy = Math.min(G - 1, Math.max(0, Math.floor(((this.xy[2 * i + 1] + 1) / 2) * G)));
+      return gy * G + gx;
+    };
+    const start = new Uint32Array(G * G + 1);
+    const cells = new Uint32Array(this.n);
+    for (let i = 0; i < this.n; i++) start[(cells[i] = cellOf(i)) + 1]++;
+    for (let k = 0; k < G * G; k++) start[k + 1] += start[k];
+    const fill = start.slice(0, G * G);
+    const order = new Uint32Array(this.n);
+    for (let i = 0; i < this.n; i++) order[fill[cells[i]]++] = i;
+    this.grid = { G, start, order };
+  }
+
+  /** The visible point nearest to clip position (u, v) within `px` CSS pixels, or null. */
+  nearest([u, v], px) {
+    if (!this.grid || !this.n) return null;
+    const [sx, sy] = this.scale;
+    const nx = (u - this.view.x) / sx;
+    const ny = (v - this.view.y) / sy;
+    const rx = (2 * px) / (this.canvas.clientWidth * sx);
+    const ry = (2 * px) / (this.canvas.clientHeight * sy);
+    const { G, start, order } = this.grid;
+    const at = (c) => Math.floor(((c + 1) / 2) * G);
+    let best = null;
+    let bestD = Infinity;
+    for (let gy = Math.max(0, at(ny - ry)); gy <= Math.min(G - 1, at(ny + ry)); gy++) {
+      for (let gx = Math.max(0, at(nx - rx)); gx <= Math.min(G - 1, at(nx + rx)); gx++) {
+        const k = gy * G + gx;
+        for (let p = start[k]; p < start[k + 1]; p++) {
+          const i = order[p];
+          if (this.rgba && this.rgba[4 * i + 3] === 0) continue;
+          const dx = (this.xy[2 * i] - nx) / rx;
+          const dy = (this.xy[2 * i + 1] - ny) / ry;
+          const d = dx * dx + dy * dy;
+          if (d <= 1 && d < bestD) [best, bestD] = [i, d];
+        }
+      }
+    }
+    return best;
+  }
+
+  setMode(mode) {
+    this.mode = mode;
+    this.canvas.dataset.mode = mode;
+    this.clearLasso();
+  }
+
+  clearLasso() {
+    this.lassoPath = null;
+    this.drawOverlay();
+  }
+
+  /** The lasso being drawn (or the last one) on the overlay canvas. */
+  drawOverlay() {
+    const o = this.overlay;
+    if (!o) return;
+    const ratio = window.devicePixelRatio || 1;
+    [o.width, o.height] = [Math.round(this.canvas.clientWidth * ratio), Math.round(this.canvas.clientHeight * ratio)];
+    const ctx = o.getContext("2d");
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.clearRect(0, 0, o.width, o.height);
+    if (!this.lassoPath || this.lassoPath.length < 2) return;
+    ctx.beginPath();
+    this.lassoPath.forEach((p, i) => {
+      const [px, py] = this.toPixels(p);
+      if (i) ctx.lineTo(px, py);
+      else ctx.moveTo(px, py);
+    });
+    ctx.closePath();
+    ctx.fillStyle = "rgba(47, 95, 179, 0.12)";
+    ctx.strokeStyle = "#2f5fb3";
+    ctx.lineWidth = 1.5;
+    ctx.setLineDash([5, 3]);
+    ctx.fill();
+    ctx.stroke();
   }
 
   zoomBy(factor, [cx, cy] = [0, 0]) {
@@ -146,10 +267,7 @@ export class Scatter {
 
   bindControls() {
     const canvas = this.canvas;
-    const clip = (event) => {
-      const r = canvas.getBoundingClientRect();
-      return [((event.clientX - r.left) / r.width) * 2 - 1, 1 - ((event.clientY - r.top) / r.height) * 2];
-    };
+    const clip = (event) => this.clip(event);
     canvas.addEventListener("wheel", (event) => {
       event.preventDefault();
       this.zoomBy(Math.exp(-event.deltaY * 0.0015), clip(event));
@@ -158,14 +276,28 @@ export class Scatter {
     canvas.addEventListener("pointerdown", (event) => {
       drag = clip(event);
       canvas.setPointerCapture(event.pointerId);
+      if (this.mode === "lasso") this.lassoPath = [this.toData(drag)];
+      this.onHover?.(null, event);
     });
     canvas.addEventListener("pointermove", (event) => {
-      if (!drag) return;
+      if (!drag) {
+        if (this.onHover) this.onHover(this.nearest(clip(event), Math.max(4, this.pointPx)), event);
+        return;
+      }
       const now = clip(event);
+      if (this.mode === "lasso") {
+        this.lassoPath.push(this.toData(now));
+        this.drawOverlay();
+        return;
+      }
       this.panBy(now[0] - drag[0], now[1] - drag[1]);
       drag = now;
     });
-    canvas.addEventListener("pointerup", () => (drag = null));
+    canvas.addEventListener("pointerleave", (event) => this.onHover?.(null, event));
+    canvas.addEventListener("pointerup", () => {
+      drag = null;
+      if (this.mode === "lasso" && this.lassoPath?.length >= 3) this.onLasso?.(this.lassoPath.slice());
+    });
     canvas.addEventListener("keydown", (event) => {
       const step = 0.1;
       const actions = {

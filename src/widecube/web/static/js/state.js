@@ -3,11 +3,14 @@
 //   ?dataset=pbmc&version=3f2a…&groupby=cell_type&layer=normalized&gene=CD3E&gene=MS4A1
 //    &f.donor=D1&f.donor=D2&tab=dotplot&z=1&scale=1&emb=X_umap&color=cell_type
 //    &mgroup=B%20cell&mtop=25          (the Markers tab's group and number of genes)
+//    &r.n_genes_by_counts=500:          (a numeric range filter: min:max, either side empty)
+//    &lasso=X_umap~1.5,2;3,2.5;2,4      (a lasso on an embedding kept as a filter)
+//    &dendro=1&ca=group:B%20cell&cb=rest (groups in dendrogram order; the Compare tab's sets)
 //
 // Repeated keys carry lists (genes, and the kept categories of each filtered obs column
 // `f.<column>`), so names need no delimiter of their own.
 
-export const TABS = ["dotplot", "heatmap", "embedding", "distribution", "markers"];
+export const TABS = ["dotplot", "heatmap", "embedding", "distribution", "markers", "compare"];
 export const MARKER_TOPS = [10, 25, 50, 100];
 
 /** A fresh state: nothing chosen yet. */
@@ -15,6 +18,7 @@ export function emptyState() {
   return {
     dataset: null, version: null, groupby: null, layer: null, genes: [], filters: {},
     tab: "dotplot", zscore: false, scaled: false, embedding: null, color: null, mgroup: null, mtop: 25,
+    ranges: {}, lasso: null, dendro: false, cmpA: null, cmpB: "rest", ctop: 25,
   };
 }
 
@@ -41,6 +45,17 @@ export function parseState(search) {
   state.mgroup = params.get("mgroup");
   const top = Number(params.get("mtop"));
   if (MARKER_TOPS.includes(top)) state.mtop = top;
+  for (const [key, value] of params) {
+    if (!key.startsWith("r.") || key.length <= 2) continue;
+    const range = parseRange(value);
+    if (range) state.ranges[key.slice(2)] = range;
+  }
+  state.lasso = parseLasso(params.get("lasso"));
+  state.dendro = params.get("dendro") === "1";
+  state.cmpA = params.get("ca");
+  state.cmpB = params.get("cb") || "rest";
+  const ctop = Number(params.get("ctop"));
+  if ([25, 50, 100].includes(ctop)) state.ctop = ctop;
   return state;
 }
 
@@ -64,6 +79,14 @@ export function encodeState(state) {
   put("color", state.color);
   put("mgroup", state.mgroup);
   if (state.mtop !== 25) put("mtop", state.mtop);
+  for (const [column, range] of Object.entries(state.ranges)) put(`r.${column}`, `${range.min ?? ""}:${range.max ?? ""}`);
+  if (state.lasso) {
+    put("lasso", `${state.lasso.embedding}~${state.lasso.polygon.map((p) => p.map((v) => +v.toPrecision(6)).join(",")).join(";")}`);
+  }
+  if (state.dendro) put("dendro", "1");
+  put("ca", state.cmpA);
+  if (state.cmpB !== "rest") put("cb", state.cmpB);
+  if (state.ctop !== 25) put("ctop", state.ctop);
   return `?${params.toString()}`;
 }
 
@@ -71,6 +94,23 @@ export function encodeState(state) {
 export function writeUrl(state) {
   const search = encodeState(state);
   if (search !== window.location.search) history.replaceState(null, "", search);
+}
+
+/** "500:" → {min: 500, max: null}; null when neither side is a number. */
+export function parseRange(text) {
+  const [lo, hi] = (text ?? "").split(":");
+  const num = (v) => (v === undefined || v.trim() === "" || !Number.isFinite(Number(v)) ? null : Number(v));
+  const range = { min: num(lo), max: num(hi) };
+  return range.min === null && range.max === null ? null : range;
+}
+
+/** "X_umap~1,2;3,4;5,6" → {embedding, polygon: [[1, 2], …]} (at least 3 finite points), else null. */
+export function parseLasso(text) {
+  if (!text || !text.includes("~")) return null;
+  const at = text.lastIndexOf("~");
+  const polygon = text.slice(at + 1).split(";").map((p) => p.split(",").map(Number));
+  if (polygon.length < 3 || !polygon.every((p) => p.length === 2 && p.every(Number.isFinite))) return null;
+  return { embedding: text.slice(0, at), polygon };
 }
 
 function unique(values) {
