@@ -481,7 +481,7 @@ def test_search_facets_and_atlas_show_only_what_the_caller_may_read(
     assert found["facets"]["organism"] == {organisms[n]: 1 for n in sorted(shown)}
     atlas = httpx.post(
         f"{world.url}/api/v1/atlas/expression",
-        json={"genes": ["Gene3"], "layer": "raw"},
+        json={"genes": ["Gene3"], "layer": "input"},
         headers=world.headers(caller),
         timeout=30,
     ).json()
