@@ -167,6 +167,7 @@ ROUTES: dict[tuple[str, str], tuple[str, int, Request]] = {
     ("GET", "/docs/oauth2-redirect"): ("open", 200, lambda w: {}),
     ("GET", "/redoc"): ("open", 200, lambda w: {}),
     ("GET", "/static"): ("open", 200, lambda w: {"path": "/static/js/main.js"}),
+    ("GET", "/docs/static"): ("open", 200, lambda w: {"path": "/docs/static/swagger-ui.css"}),
     ("GET", "/api/v1/features"): ("anyone", 200, lambda w: {}),
     ("POST", "/api/v1/session"): ("anyone", 200, lambda w: {"json": {"token": w.tokens["reader"]}}),
     ("DELETE", "/api/v1/session"): ("anyone", 204, lambda w: {}),
@@ -501,7 +502,7 @@ def test_search_facets_and_atlas_show_only_what_the_caller_may_read(
     assert found["facets"]["organism"] == {organisms[n]: 1 for n in sorted(shown)}
     atlas = httpx.post(
         f"{world.url}/api/v1/atlas/expression",
-        json={"genes": ["Gene3"], "layer": "raw"},
+        json={"genes": ["Gene3"], "layer": "input"},
         headers=world.headers(caller),
         timeout=30,
     ).json()

@@ -145,7 +145,7 @@ def test_genes_across_datasets_against_numpy(world: tuple[TestClient, dict[str, 
         "by": "cell_type",
         "filter": {"organism": "human"},
         "stats": ["mean", "frac_expressing", "var"],
-        "layer": "raw",
+        "layer": "input",
     }
     answer = client.post("/api/v1/atlas/expression", json=body)
     assert answer.status_code == 200, answer.text

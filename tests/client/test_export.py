@@ -72,12 +72,12 @@ def test_raw_export_is_scanpys_aggregate(
 ) -> None:
     storage, adata = store
     out = tmp_path / "pb.h5ad"
-    _export(storage, out, "--groupby", groupby, "--layer", "raw", "--view", "summary")
+    _export(storage, out, "--groupby", groupby, "--layer", "input", "--view", "summary")
     got = ad.read_h5ad(out)
     want = _aggregate(adata, groupby.split(","))
     assert got.n_obs == want.n_obs > 3  # 'ghost', the empty category, is left out as scanpy does
     _same_as_scanpy(got, want, rtol=1e-12)
-    assert got.uns["dataset"] == "pbmc" and got.uns["layer"] == "raw"
+    assert got.uns["dataset"] == "pbmc" and got.uns["layer"] == "input"
 
 
 def test_normalized_export_is_scanpys_aggregate_of_scanpys_normalization(
@@ -100,7 +100,7 @@ def test_normalized_export_is_scanpys_aggregate_of_scanpys_normalization(
 def test_parquet_export_is_one_row_per_group_and_gene(store: tuple[Path, ad.AnnData], tmp_path: Path) -> None:
     storage, adata = store
     out = tmp_path / "pb.parquet"
-    _export(storage, out, "--groupby", "cell_type", "--layer", "raw")
+    _export(storage, out, "--groupby", "cell_type", "--layer", "input")
     table = pd.read_parquet(out)
     want = _aggregate(adata, "cell_type")
     assert len(table) == want.n_obs * want.n_vars

@@ -125,7 +125,7 @@ def test_genes_across_the_datasets_found_as_dot_plots(
     sync_api.expect(page.locator("#browser-count")).to_have_text("2 datasets")
     page.locator("#atlas summary").click()
     page.get_by_label("Genes to find").fill("Gene4, Gene27")  # Gene27: not in lung2 (25 genes)
-    page.get_by_label("Values in every dataset").select_option("raw")
+    page.get_by_label("Values in every dataset").select_option("input")
     page.get_by_role("button", name="Query across datasets").click()
     sync_api.expect(page.locator("#atlas-status")).to_have_text("2 datasets")
     facets = page.locator("section.atlas-facet").evaluate_all("ns => ns.map(n => n.dataset.atlas)")

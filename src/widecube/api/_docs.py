@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -33,8 +33,9 @@ def install_docs(app: FastAPI) -> None:
     title = f"{app.title} API"
     app.mount(ASSETS, StaticFiles(directory=_static()), name="docs-static")
 
-    @app.get("/docs", include_in_schema=False)
-    async def swagger() -> HTMLResponse:
+    # plain routes, as FastAPI's own docs routes are: pages with no data, outside the app's
+    # dependencies (no caller is looked at, so a bad credential does not hide the docs)
+    async def swagger(request: Request) -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url=str(app.openapi_url),
             title=title,
@@ -44,12 +45,10 @@ def install_docs(app: FastAPI) -> None:
             swagger_favicon_url=f"{ASSETS}/favicon.png",
         )
 
-    @app.get("/docs/oauth2-redirect", include_in_schema=False)
-    async def oauth2_redirect() -> HTMLResponse:
+    async def oauth2_redirect(request: Request) -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
 
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
+    async def redoc(request: Request) -> HTMLResponse:
         return get_redoc_html(
             openapi_url=str(app.openapi_url),
             title=title,
@@ -57,3 +56,7 @@ def install_docs(app: FastAPI) -> None:
             redoc_favicon_url=f"{ASSETS}/favicon.png",
             with_google_fonts=False,
         )
+
+    app.add_route("/docs", swagger, include_in_schema=False)
+    app.add_route("/docs/oauth2-redirect", oauth2_redirect, include_in_schema=False)
+    app.add_route("/redoc", redoc, include_in_schema=False)

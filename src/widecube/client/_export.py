@@ -9,7 +9,7 @@ the client's own :func:`~._convert.pseudobulk`), and :func:`write` saves it as `
 ``.zarr`` (AnnData's Zarr) or ``.parquet`` (one row per group and gene, a column per layer).
 
     >>> with widecube.open("./widecube-data") as wc:                         # doctest: +SKIP
-    ...     write(wc.pseudobulk("pbmc", "cell_type", layer="raw"), Path("pbmc.h5ad"))
+    ...     write(wc.pseudobulk("pbmc", "cell_type", layer="input"), Path("pbmc.h5ad"))
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ export class AtlasPanel {
   facet(title, part, genes, key, note = null) {
     const holders = { chart: el("div", { class: "chart" }), legend: el("div", { class: "legends" }), table: el("div") };
     renderDotplot(holders, { groups: part.groups, genes, mean: part.values.mean, frac: part.values.frac_expressing },
-      { scaled: false, unit: this.layer.value === "raw" ? "values as stored" : "log1p CP10k" });
+      { scaled: false, unit: this.layer.value === "input" ? "values as given" : "log1p CP10k" });
     return el("section", { class: "atlas-facet", "data-atlas": key, "aria-label": title },
       el("h3", {}, title), note ? el("p", { class: "note absent" }, note) : null,
       el("div", { class: "figure" }, holders.chart, holders.legend),
