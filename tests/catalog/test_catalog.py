@@ -100,8 +100,8 @@ def statuses(catalog: Catalog, dataset: str = "pbmc") -> dict[str, VersionStatus
 
 
 def test_schema_is_created_by_alembic_at_head(catalog: Catalog, engine: sa.Engine, backend: Backend) -> None:
-    assert head_revision() == "0004"
-    assert sql(engine, "SELECT version_num FROM alembic_version") == [("0004",)]
+    assert head_revision() == "0005"
+    assert sql(engine, "SELECT version_num FROM alembic_version") == [("0005",)]
     tables = set(sa.inspect(engine).get_table_names(schema=backend.schema))
     assert {"alembic_version", "datasets", "versions", "pointers", "pointer_history", "jobs"} <= tables
     if backend.schema is not None:
