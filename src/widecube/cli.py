@@ -143,6 +143,13 @@ def ingest(
     force: Annotated[
         bool, typer.Option(help="publish even if another version went live while this one was built")
     ] = False,
+    no_publish: Annotated[
+        bool,
+        typer.Option(
+            "--no-publish",
+            help="build and verify, but do not publish: `widecube publish --together` makes it live",
+        ),
+    ] = False,
     visibility: Annotated[
         str | None,
         typer.Option(
@@ -178,7 +185,7 @@ def ingest(
     Exit status 3: the version was verified but not published, because another version of
     the dataset went live meanwhile (it stays verified; see --force, or `widecube rollback --to`).
     """
-    from .pipeline import Jobs, PointerMoved
+    from .pipeline import Held, Jobs, PointerMoved
 
     started = time.perf_counter()
     steps: dict[str, float] = {}
@@ -212,8 +219,12 @@ def ingest(
                     visibility=visibility,
                     classification=classification,
                     views=views,
+                    hold=no_publish,
                     actor=ME,
                 )
+        except Held as exc:
+            out.print(f"verified {exc.dataset} version {exc.version}, not published (--no-publish)")
+            return
         except PointerMoved as exc:
             err.print(f"[bold yellow]warning:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(3) from None

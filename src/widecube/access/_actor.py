@@ -38,13 +38,22 @@ Action = Literal[
     "verify",
     "grant",
     "classify",
+    "gc",
+    "archive",
+    "restore",
+    "release",
+    "retention",
+    "scrub",
+    "inventory",
     "jobs",
     "upkeep",
     "tokens",
     "audit",
 ]
 """What the caller wants to do. On a dataset: ``read`` (any query), ``submit``/``upload``
-(ingest: writer), ``publish``/``rollback``/``verify``/``grant``/``classify`` (owner). Server-wide
+(ingest: writer), ``publish``/``rollback``/``verify``/``grant``/``classify`` and the lifecycle
+``gc``/``archive``/``restore``/``release``/``retention``/``scrub``/``inventory`` (owner); the
+lifecycle actions on resource ``*`` (every dataset) are admin only. Server-wide
 (resource ``*``): ``jobs`` (run or list every job), ``upkeep`` (the decoded cache, expiring
 uploads), ``tokens`` (others' tokens), ``audit`` (read the log): admin."""
 

@@ -35,6 +35,13 @@ NEEDS: dict[str, str] = {
     "verify": "owner",
     "grant": "owner",
     "classify": "owner",
+    "gc": "owner",
+    "archive": "owner",
+    "restore": "owner",
+    "release": "owner",
+    "retention": "owner",
+    "scrub": "owner",
+    "inventory": "owner",
 }
 """The role each action on a dataset needs."""
 SERVER_ACTIONS = frozenset({"jobs", "upkeep", "tokens", "audit"})

@@ -3,7 +3,8 @@
 Route handlers only translate HTTP to library calls; every :class:`WidecubeError` is
 rendered by one handler with its status (404 for unknown datasets and versions, 422 for
 unknown genes, groupbys and stats, 406 for a format a route cannot produce, 409 for a
-refused publish or rollback, 503 for a version out of service because a file of it failed
+refused publish or rollback or an archived version, 410 for a version garbage collection
+removed, 503 for a version out of service because a file of it failed
 its checksum, 400 for other refusals). OpenAPI lives at ``/docs``, the web UI
 at ``/``.
 
@@ -37,6 +38,7 @@ from ..errors import (
     PermissionDenied,
     SnapshotCorrupt,
     UnsupportedEncoding,
+    VersionGone,
     WidecubeError,
 )
 from ..pipeline import Jobs
@@ -62,6 +64,8 @@ def _status(exc: WidecubeError) -> int:
         return 401
     if isinstance(exc, PermissionDenied):
         return 403
+    if isinstance(exc, VersionGone):  # existed once: not the caller's typo
+        return 410
     if isinstance(exc, NotFound):
         return 404
     if isinstance(exc, InvalidQuery):

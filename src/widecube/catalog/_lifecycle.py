@@ -115,18 +115,29 @@ class Lifecycle:
         """Every dataset's policy that is not the default, by dataset name."""
         query = sa.select(_D.name, _R.keep_last, _R.keep_read_s).join(retention, _R.dataset_id == _D.id)
         with self._read() as conn:
-            return {row.name: RetentionPolicy(row.keep_last, row.keep_read_s, False) for row in conn.execute(query)}
+            return {
+                row.name: RetentionPolicy(row.keep_last, row.keep_read_s, False)
+                for row in conn.execute(query)
+            }
 
-    def set_policy(self, dataset: str, *, keep_last: int, keep_read_s: int, by: str | None) -> RetentionPolicy:
+    def set_policy(
+        self, dataset: str, *, keep_last: int, keep_read_s: int, by: str | None
+    ) -> RetentionPolicy:
         """Set the dataset's retention policy (replacing any)."""
         if keep_last < 0 or keep_read_s < 0:
-            raise CatalogError(f"a retention policy keeps a number ≥ 0 of versions and seconds (dataset {dataset!r})")
+            raise CatalogError(
+                f"a retention policy keeps a number ≥ 0 of versions and seconds (dataset {dataset!r})"
+            )
         with self._write() as conn:
             dataset_id = q.lock_dataset(conn, dataset)
             conn.execute(sa.delete(retention).where(_R.dataset_id == dataset_id))
             conn.execute(
                 sa.insert(retention).values(
-                    dataset_id=dataset_id, keep_last=keep_last, keep_read_s=keep_read_s, updated_at=_now(), updated_by=by
+                    dataset_id=dataset_id,
+                    keep_last=keep_last,
+                    keep_read_s=keep_read_s,
+                    updated_at=_now(),
+                    updated_by=by,
                 )
             )
         return RetentionPolicy(keep_last, keep_read_s, False)
@@ -239,18 +250,32 @@ class Lifecycle:
                 return False
             if q.pointer(conn, dataset_id) == version or _in_release(conn, version):
                 return False
-            facts = conn.execute(sa.select(_L.pinned, _L.last_read_at).where(_L.version_id == version)).first()
-            if facts is not None and (facts.pinned or (facts.last_read_at and facts.last_read_at >= read_before)):
+            facts = conn.execute(
+                sa.select(_L.pinned, _L.last_read_at).where(_L.version_id == version)
+            ).first()
+            if facts is not None and (
+                facts.pinned or (facts.last_read_at and facts.last_read_at >= read_before)
+            ):
                 return False
             path = conn.execute(sa.select(_V.path).where(_V.id == version)).scalar_one()
             now = _now()
-            q.set_status(conn, version, VersionStatus.REMOVED, now, reason=f"removed by garbage collection ({by})")
+            q.set_status(
+                conn, version, VersionStatus.REMOVED, now, reason=f"removed by garbage collection ({by})"
+            )
             _upsert(
-                conn, version, bytes=bytes, changed_at=now, changed_by=by, purge_path=path, purge_due=purge_due
+                conn,
+                version,
+                bytes=bytes,
+                changed_at=now,
+                changed_by=by,
+                purge_path=path,
+                purge_due=purge_due,
             )
             return True
 
-    def archive(self, dataset: str, version: str, *, url: str, by: str, bytes: int, purge_due: datetime) -> None:
+    def archive(
+        self, dataset: str, version: str, *, url: str, by: str, bytes: int, purge_due: datetime
+    ) -> None:
         """Mark a verified or retired version ``archived`` in the cold storage at ``url`` (its
         copy there is complete and checked); its hot files are purged after ``purge_due``."""
         with self._write() as conn:
@@ -306,7 +331,9 @@ class Lifecycle:
         query = (
             sa.select(_D.name, _L.version_id, _L.purge_path)
             .select_from(
-                version_lifecycle.join(versions, _V.id == _L.version_id).join(datasets, _D.id == _V.dataset_id)
+                version_lifecycle.join(versions, _V.id == _L.version_id).join(
+                    datasets, _D.id == _V.dataset_id
+                )
             )
             .where(_L.purge_due.is_not(None), _L.purge_due <= moment, _L.purge_path.is_not(None))
             .order_by(_L.purge_due)

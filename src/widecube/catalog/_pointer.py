@@ -27,9 +27,12 @@ def move_pointer(
     """
     check_transition(dataset, target.id, target.status, VersionStatus.PUBLISHED)
     previous = q.pointer(conn, dataset_id)
-    if previous is not None:  # never target.id: that one is published, refused above
-        if q.version_ref(conn, dataset, dataset_id, previous).status == VersionStatus.PUBLISHED:
-            q.set_status(conn, previous, VersionStatus.RETIRED, now)
+    # never target.id: that one is published, refused above
+    if (
+        previous is not None
+        and q.version_ref(conn, dataset, dataset_id, previous).status == VersionStatus.PUBLISHED
+    ):
+        q.set_status(conn, previous, VersionStatus.RETIRED, now)
     q.set_status(conn, target.id, VersionStatus.PUBLISHED, now, reason=None)
     q.set_pointer(conn, dataset_id, previous, target.id, now)
     q.append_history(conn, dataset_id, previous, target.id, action, now)

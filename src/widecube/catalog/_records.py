@@ -49,7 +49,9 @@ _SOURCES: dict[VersionStatus, frozenset[VersionStatus]] = {
     VersionStatus.PUBLISHED: frozenset({VersionStatus.VERIFIED, VersionStatus.RETIRED}),
     VersionStatus.RETIRED: frozenset({VersionStatus.PUBLISHED, VersionStatus.ARCHIVED}),
     VersionStatus.ARCHIVED: frozenset({VersionStatus.VERIFIED, VersionStatus.RETIRED}),
-    VersionStatus.CORRUPT: frozenset({VersionStatus.VERIFIED, VersionStatus.PUBLISHED, VersionStatus.RETIRED}),
+    VersionStatus.CORRUPT: frozenset(
+        {VersionStatus.VERIFIED, VersionStatus.PUBLISHED, VersionStatus.RETIRED}
+    ),
     VersionStatus.REMOVED: frozenset(
         {VersionStatus.VERIFIED, VersionStatus.RETIRED, VersionStatus.CORRUPT, VersionStatus.FAILED}
     ),

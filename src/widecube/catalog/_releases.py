@@ -10,11 +10,12 @@ transaction: a release of the live versions is a consistent cut across datasets.
 :meth:`Releases.publish_together` is the cross-dataset transaction the original system
 wished for: the pointers of several datasets move in one commit, or none does.
 
-    >>> catalog.releases.create("atlas-2026-12", {"pbmc": None, "lung": "3f2a..."}, by="ana")  # doctest: +SKIP
+    >>> catalog.releases.create("atlas-1", {"pbmc": None, "lung": "3f2a..."}, by="ana")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -165,7 +166,7 @@ class Releases:
                 )
         return before
 
-    def _load(self, where: sa.ColumnElement[bool]) -> list[ReleaseRecord]:
+    def _load(self, where: sa.ColumnElement[bool]) -> builtins.list[ReleaseRecord]:
         heads = sa.select(releases).where(where).order_by(releases.c.created_at.desc(), releases.c.id.desc())
         members = (
             sa.select(release_members.c.release_id, datasets.c.name, release_members.c.version_id)
@@ -180,6 +181,8 @@ class Releases:
                 for m in conn.execute(members.where(release_members.c.release_id.in_(wanted))):
                     by_release.setdefault(m.release_id, {})[m.name] = m.version_id
         return [
-            ReleaseRecord(row["name"], row["created_at"], row["created_by"], row["note"], by_release.get(row["id"], {}))
+            ReleaseRecord(
+                row["name"], row["created_at"], row["created_by"], row["note"], by_release.get(row["id"], {})
+            )
             for row in rows
         ]

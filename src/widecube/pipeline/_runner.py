@@ -336,6 +336,7 @@ def ingest(
     max_unpacked: int | None = None,
     force: bool = False,
     views: str | Sequence[str] | None = None,
+    hold: bool = False,
 ) -> VersionRecord:
     """Build, verify and publish a new version of ``dataset`` from the file at ``path``.
 
@@ -348,6 +349,8 @@ def ingest(
     The version is published only if the dataset's live version is still the one live when
     the job started; otherwise it stays verified and :class:`~widecube.catalog.PointerMoved`
     is raised, naming the version live instead, unless ``force`` (publish whatever is live).
+    With ``hold`` the version is verified and not published (``_ingest.Held``, a
+    :class:`~widecube.catalog.PointerMoved`, is raised): ``publish --together`` makes it live.
     Work and staging folders left by killed jobs are removed first (:func:`reclaim_orphans`).
 
         >>> ingest("pbmc.h5ad", dataset="pbmc", groupbys=["cell_type", "cell_type,donor"])  # doctest: +SKIP
@@ -364,6 +367,7 @@ def ingest(
         "max_unpacked": max_unpacked,
         "force": force,
         "views": parse_views(views),
+        "hold": hold,
     }
     with _catalog(settings, catalog) as opened:
         reclaim_orphans(settings, opened)

@@ -8,6 +8,9 @@
   ``_warming``: the decoded cache's warm/evict/sweep.
 - ``aggregate``: exact summaries over any subset of cells from the gene-major view.
 - ``results``: what the queries answer (frozen, slotted dataclasses, readable as mappings).
+- ``_retention`` (the retention policy, pure), ``_lifecycle`` (garbage collection, pins,
+  archive and restore, inventory), ``_scrub`` (re-check stored snapshots), ``_releases``
+  (releases, ``publish --together``); ``results_lake``: what they answer.
 - ``_facade``: :class:`Widecube`, all of the above behind one object.
 
 Imports compute, views, snapshot, catalog; nothing above it (api, cli) and not pipeline.
@@ -16,6 +19,8 @@ Imports compute, views, snapshot, catalog; nothing above it (api, cli) and not p
 from ..access import Actor
 from ._facade import Widecube
 from ._index import SnapshotIndex
+from ._releases import parse_targets
+from ._retention import Verdict, retention_plan
 from .results import (
     Aggregate,
     CellStats,
@@ -31,9 +36,32 @@ from .results import (
     Verification,
     VersionInfo,
 )
+from .results_lake import (
+    GcItem,
+    GcReport,
+    InventoryRow,
+    ReleaseInfo,
+    Retention,
+    ScrubFinding,
+    ScrubReport,
+    TierMove,
+    Together,
+)
 
 __all__ = [
     "Actor",
+    "GcItem",
+    "GcReport",
+    "InventoryRow",
+    "ReleaseInfo",
+    "Retention",
+    "ScrubFinding",
+    "ScrubReport",
+    "TierMove",
+    "Together",
+    "Verdict",
+    "parse_targets",
+    "retention_plan",
     "Aggregate",
     "CellStats",
     "DatasetDetail",

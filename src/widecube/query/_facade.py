@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from ._versions import Admin
-from ._warming import CacheUpkeep
+from ._lifecycle import Lifecycle
+from ._releases import Releasing
+from ._scrub import Scrub
 
 __all__ = ["Widecube"]
 
 
-class Widecube(CacheUpkeep, Admin):
+class Widecube(Lifecycle, Scrub, Releasing):
     """Catalog + snapshots: the queries (:class:`~._reads.Reads`), the admin moves on versions
-    (:class:`Admin`) and the decoded cache's upkeep (:class:`CacheUpkeep`, itself a ``Reads``), sharing one
+    (:class:`~._versions.Admin`), the decoded cache's upkeep (:class:`~._warming.CacheUpkeep`,
+    itself a ``Reads``), and the versions' lifecycle: garbage collection, retention and tiers
+    (:class:`~._lifecycle.Lifecycle`), scrubbing (:class:`~._scrub.Scrub`), releases and
+    ``publish --together`` (:class:`~._releases.Releasing`), sharing one
     :class:`~widecube.query._resolve.Resolver` (opened snapshots, versions out of service).
 
     Every public method takes the caller as keyword ``actor`` (default: anonymous) and

@@ -100,6 +100,12 @@ class Storage(ABC):
     def remove(self, relpath: str = "") -> None:
         """Remove a file or everything under ``relpath`` (nothing there is no error)."""
 
+    def children(self, relpath: str = "") -> set[str]:
+        """Names of the files and folders directly under ``relpath`` (one level down; nothing
+        there is an empty set). This default lists everything below; stores list one level."""
+        base = relpath.strip("/")
+        return {rel.split("/", 1)[0] for rel in (self.sub(base) if base else self).list()}
+
     def exists(self, relpath: str) -> bool:
         try:
             self.size(relpath)
@@ -164,6 +170,12 @@ class LocalStorage(Storage):
         return {
             p.relative_to(self.root).as_posix(): p.stat().st_size for p in self.root.rglob("*") if p.is_file()
         }
+
+    def children(self, relpath: str = "") -> set[str]:
+        try:
+            return {entry.name for entry in os.scandir(self.root / relpath if relpath else self.root)}
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
 
     def remove(self, relpath: str = "") -> None:
         path = self.root / relpath if relpath else self.root
@@ -235,6 +247,14 @@ class ObjectStorage(Storage):
         import obstore
 
         return {meta["path"]: int(meta["size"]) for page in obstore.list(self._store) for meta in page}
+
+    def children(self, relpath: str = "") -> set[str]:
+        import obstore
+
+        prefix = relpath.strip("/")
+        found = obstore.list_with_delimiter(self._store, prefix or None)
+        names = {p.rstrip("/").rsplit("/", 1)[-1] for p in found["common_prefixes"]}
+        return names | {meta["path"].rsplit("/", 1)[-1] for meta in found["objects"]}
 
     def remove(self, relpath: str = "") -> None:
         import obstore
