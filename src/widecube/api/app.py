@@ -44,7 +44,7 @@ from ..errors import (
 from ..pipeline import Jobs
 from ..query import Widecube
 from ..web import mount_ui
-from . import _access, _admin, _analysis, _datasets, _genes, _jobs, _uploads
+from . import _access, _admin, _analysis, _datasets, _genes, _jobs, _lake, _uploads
 from ._gzip import FastGZipMiddleware
 from ._responses import ARROW, JSON, NotAcceptable, clip, errors, short
 from ._security import install_security, rate_limit
@@ -122,7 +122,14 @@ def create_app(
     wc = service or Widecube(settings)
     usage = Usage()
     jobs_facade = Jobs(wc.settings, wc.catalog)
-    keeper = Upkeep(wc, usage, jobs=jobs_facade, interval=upkeep_interval, grace=evict_after)
+    keeper = Upkeep(
+        wc,
+        usage,
+        jobs=jobs_facade,
+        interval=upkeep_interval,
+        grace=evict_after,
+        gc_interval=wc.settings.gc_interval,
+    )
     worker = jobs_facade.supervisor(actor=_SERVER)
     run_jobs = wc.settings.serve_jobs if jobs is None else jobs
 
@@ -209,5 +216,6 @@ def create_app(
     app.include_router(_jobs.router, responses=errors(400, 404, 422))
     app.include_router(_access.router, max_body_size=MAX_BODY_BYTES, responses=errors(400, 404, 413, 422))
     app.include_router(_uploads.router, responses=errors(404))
+    app.include_router(_lake.router, max_body_size=MAX_BODY_BYTES, responses=errors(400, 404, 409, 413, 422))
     mount_ui(app)
     return app

@@ -65,7 +65,7 @@ class Lifecycle(CacheUpkeep, Admin):
         return report
 
     def _collect(self, dataset: str | None, *, dry_run: bool, by: str) -> GcReport:
-        self.flush_reads()
+        self._flush_reads()
         names = [dataset] if dataset is not None else [d.name for d in self.catalog.datasets()]
         # folders first, then the catalog: a folder listed here whose version the catalog
         # does not know yet cannot exist (a version is recorded before anything is written)

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from ..access import Door
+from ..access import ANONYMOUS, SERVER, Actor, Door
 from ..catalog import Catalog, VersionRecord, VersionStatus
 from ..config import Settings
 from ..errors import SnapshotCorrupt, VersionArchived, VersionGone, VersionNotFound, WidecubeError
@@ -135,9 +135,13 @@ class Resolver:
         self._reads[record.version] = time.time()  # one dict store: atomic under the GIL
         return record, snap
 
-    def flush_reads(self) -> int:
+    def flush_reads(self, *, actor: Actor = ANONYMOUS) -> int:
         """Write the versions this process read since the last flush to the catalog (their
-        last read time, for retention); returns how many."""
+        last read time, for retention); returns how many. The server's upkeep calls it."""
+        self.door.authorize(actor, "upkeep", SERVER)
+        return self._flush_reads()
+
+    def _flush_reads(self) -> int:
         reads, self._reads = self._reads, {}
         self.catalog.lifecycle.record_reads({v: datetime.fromtimestamp(t, UTC) for v, t in reads.items()})
         return len(reads)
