@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from . import cli_access
+from . import cli_access, cli_lake
 from ._console import ME, err, out
 from ._console import clean_errors as _clean_errors
 from .config import Settings
@@ -583,6 +583,7 @@ def _progress() -> Progress:
 
 
 cli_access.register(app)  # tokens, grant, revoke, access, groups, audit
+cli_lake.register(app)  # gc, inventory, scrub, archive, restore, retention, pin, publish, release
 
 if __name__ == "__main__":  # pragma: no cover
     app()

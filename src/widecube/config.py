@@ -139,7 +139,7 @@ class Settings(BaseSettings):
         "Behind a reverse proxy, run uvicorn with --proxy-headers so that each client has its address.",
     )
 
-    # -- lifecycle (see ``widecube.query._lifecycle``) ---------------------------------------
+    # -- lifecycle (see ``widecube.query._gc``) ---------------------------------------
     archive_storage: Path | str | None = Field(
         default=None,
         description="Cold storage of archived versions (`widecube archive`): a local folder or "

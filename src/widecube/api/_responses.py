@@ -123,12 +123,12 @@ def respond(
     """``content`` as JSON, or ``arrow()`` as Arrow IPC, with caching headers; 304 if fresh.
 
     ``key`` names the query (the ETag digests it); ``pinned`` says whether the request
-    named its version (default: whether the query string has ``version``); ``arrow`` builds
+    named its version (default: whether the query string has ``version`` or ``release``); ``arrow`` builds
     the Arrow table (None: JSON only, and Arrow is 406); ``track`` records ``version`` as in
     use (off for listings, whose "version" is not a snapshot).
     """
     if pinned is None:
-        pinned = "version" in request.query_params
+        pinned = "version" in request.query_params or "release" in request.query_params
     as_arrow = wants_arrow(request)
     if as_arrow and arrow is None:
         raise NotAcceptable(f"{request.url.path} is available as JSON only, not as {ARROW}")

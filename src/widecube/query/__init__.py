@@ -8,8 +8,8 @@
   ``_warming``: the decoded cache's warm/evict/sweep.
 - ``aggregate``: exact summaries over any subset of cells from the gene-major view.
 - ``results``: what the queries answer (frozen, slotted dataclasses, readable as mappings).
-- ``_retention`` (the retention policy, pure), ``_lifecycle`` (garbage collection, pins,
-  archive and restore, inventory), ``_scrub`` (re-check stored snapshots), ``_releases``
+- ``_retention`` (the retention policy, pure), ``_gc`` (garbage collection, pins,
+  archive and restore, inventory), ``_scrub`` (re-check stored snapshots), ``_together``
   (releases, ``publish --together``); ``results_lake``: what they answer.
 - ``_facade``: :class:`Widecube`, all of the above behind one object.
 
@@ -19,7 +19,7 @@ Imports compute, views, snapshot, catalog; nothing above it (api, cli) and not p
 from ..access import Actor
 from ._facade import Widecube
 from ._index import SnapshotIndex
-from ._releases import parse_targets
+from ._together import parse_targets
 from ._retention import Verdict, retention_plan
 from .results import (
     Aggregate,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ._lifecycle import Lifecycle
-from ._releases import Releasing
+from ._gc import Lifecycle
+from ._together import Releasing
 from ._scrub import Scrub
 
 __all__ = ["Widecube"]
@@ -13,8 +13,8 @@ class Widecube(Lifecycle, Scrub, Releasing):
     """Catalog + snapshots: the queries (:class:`~._reads.Reads`), the admin moves on versions
     (:class:`~._versions.Admin`), the decoded cache's upkeep (:class:`~._warming.CacheUpkeep`,
     itself a ``Reads``), and the versions' lifecycle: garbage collection, retention and tiers
-    (:class:`~._lifecycle.Lifecycle`), scrubbing (:class:`~._scrub.Scrub`), releases and
-    ``publish --together`` (:class:`~._releases.Releasing`), sharing one
+    (:class:`~._gc.Lifecycle`), scrubbing (:class:`~._scrub.Scrub`), releases and
+    ``publish --together`` (:class:`~._together.Releasing`), sharing one
     :class:`~widecube.query._resolve.Resolver` (opened snapshots, versions out of service).
 
     Every public method takes the caller as keyword ``actor`` (default: anonymous) and
