@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from ..access import ANONYMOUS, SERVER, Actor
 from ..catalog import DEFAULT_POLICY, VersionFacts, VersionStatus
 from ..errors import CatalogError
-from ..snapshot import Storage, cached_bytes, check_files, open_storage, read_manifest
+from ..snapshot import Storage, check_files, open_storage, read_manifest
 from ._retention import retention_plan
 from ._versions import Admin
 from ._warming import CacheUpkeep
@@ -154,7 +154,7 @@ class Lifecycle(CacheUpkeep, Admin):
             folder = root / f.version if root is not None else None
             if f.status not in _UNSERVED or folder is None or not folder.is_dir():
                 continue
-            size = cached_bytes(folder)
+            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())  # the cache is local
             if dry_run or self._remove_cache(f.version):
                 items.append(GcItem("cache", f.dataset, f.version, f.version, size, f"version {f.status}"))
         return items

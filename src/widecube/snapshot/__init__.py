@@ -1,7 +1,6 @@
 """Snapshots: immutable version folders (local or on an object store), their manifest, writer,
 reader and verifier."""
 
-from ._cache import cached_bytes
 from ._integrity import Fault, check_files, corrupt, is_checksum_error
 from ._manifest import MANIFEST, checksum_files, read_manifest, sha256_file
 from ._reader import Snapshot
@@ -18,7 +17,6 @@ __all__ = [
     "Snapshot",
     "SnapshotWriter",
     "Storage",
-    "cached_bytes",
     "check_files",
     "checked",
     "checksum_files",
