@@ -49,6 +49,10 @@ def clone_version(
     assert source.path is not None
     target = dataset or source.dataset
     version = uuid.uuid4().hex
+    # recorded first, as an ingest does: garbage collection leaves a building version's folder alone
+    catalog.create_version(
+        target, version, input_name=source.input_name, input_sha256=None, params=source.params
+    )
     store = open_storage(settings.storage)
     src, dst = store.sub(source.path), store.sub(f"datasets/{target}/{version}")
     for rel in src.list():
@@ -58,9 +62,6 @@ def clone_version(
     manifest["dataset"], manifest["version"] = target, version
     data = json.dumps(manifest, indent=1).encode()
     dst.put("manifest.json", data)
-    catalog.create_version(
-        target, version, input_name=source.input_name, input_sha256=None, params=source.params
-    )
     info = {**source.info, "manifest_sha256": hashlib.sha256(data).hexdigest()}
     assert source.n_cells is not None and source.n_genes is not None
     catalog.mark_verified(
