@@ -19,8 +19,8 @@ Imports compute, views, snapshot, catalog; nothing above it (api, cli) and not p
 from ..access import Actor
 from ._facade import Widecube
 from ._index import SnapshotIndex
-from ._together import parse_targets
 from ._retention import Verdict, retention_plan
+from ._together import parse_targets
 from .results import (
     Aggregate,
     CellStats,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ._gc import Lifecycle
-from ._together import Releasing
 from ._scrub import Scrub
+from ._together import Releasing
 
 __all__ = ["Widecube"]
 
