@@ -18,7 +18,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..access import Actor
 from ..pipeline import Jobs
@@ -39,24 +39,30 @@ Target = Annotated[
 ReleaseName = Annotated[str, Path(pattern=DATASET_PATTERN, description="the release", examples=["atlas-1"])]
 
 
-class GcRequest(StrictBody):
+class _Body(StrictBody):
+    """Strict types too: ``{"dry_run": 0}`` is a 422, not false."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class GcRequest(_Body):
     dry_run: bool = Field(default=False, description="report what would go, change nothing")
 
 
-class ScrubRequest(StrictBody):
+class ScrubRequest(_Body):
     repair: bool = Field(default=False, description="roll a dataset whose live version is corrupt back")
 
 
-class VersionRequest(StrictBody):
+class VersionRequest(_Body):
     version: Name = Field(description="a version of the dataset")
 
 
-class PinRequest(StrictBody):
+class PinRequest(_Body):
     version: Name = Field(description="a version of the dataset")
     pinned: bool = Field(default=True, description="false: unpin")
 
 
-class RetentionRequest(StrictBody):
+class RetentionRequest(_Body):
     keep_last: int | None = Field(
         default=None, ge=0, le=100_000, description="newest published versions kept"
     )
@@ -65,13 +71,13 @@ class RetentionRequest(StrictBody):
     )
 
 
-class ReleaseRequest(StrictBody):
+class ReleaseRequest(_Body):
     name: Annotated[str, Field(pattern=DATASET_PATTERN)] = Field(examples=["atlas-1"])
     datasets: list[Target] = Field(min_length=1, max_length=1_000, description="DATASET or DATASET@VERSION")
     note: Annotated[str, Field(max_length=4_000)] | None = None
 
 
-class TogetherRequest(StrictBody):
+class TogetherRequest(_Body):
     datasets: list[Target] = Field(
         min_length=1,
         max_length=1_000,
