@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from . import cli_access, cli_meta
+from . import cli_access, cli_lake, cli_meta
 from ._console import JSON_HELP, ME, announce_storage, err, listing, out, print_json, show
 from ._console import clean_errors as _clean_errors
 from .config import Settings
@@ -173,6 +173,13 @@ def ingest(
     force: Annotated[
         bool, typer.Option(help="publish even if another version went live while this one was built")
     ] = False,
+    no_publish: Annotated[
+        bool,
+        typer.Option(
+            "--no-publish",
+            help="build and verify, but do not publish: `widecube publish --together` makes it live",
+        ),
+    ] = False,
     visibility: Annotated[
         str | None,
         typer.Option(
@@ -216,7 +223,7 @@ def ingest(
     Exit status 3: the version was verified but not published, because another version of
     the dataset went live meanwhile (it stays verified; see --force, or `widecube rollback --to`).
     """
-    from .pipeline import Jobs, PointerMoved
+    from .pipeline import Held, Jobs, PointerMoved
     from .query import read_metadata
 
     metadata = read_metadata(meta, dataset) if meta is not None else None
@@ -254,8 +261,12 @@ def ingest(
                     views=views,
                     input_kind=input_kind,
                     metadata=metadata,
+                    hold=no_publish,
                     actor=ME,
                 )
+        except Held as exc:
+            out.print(f"verified {exc.dataset} version {exc.version}, not published (--no-publish)")
+            return
         except PointerMoved as exc:
             err.print(f"[bold yellow]warning:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(3) from None
@@ -656,6 +667,7 @@ def _progress() -> Progress:
 
 cli_access.register(app)  # tokens, grant, revoke, access, groups, audit
 cli_meta.register(app)  # describe, search, export
+cli_lake.register(app)  # gc, inventory, scrub, archive, restore, retention, pin, publish, release
 
 if __name__ == "__main__":  # pragma: no cover
     app()

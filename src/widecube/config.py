@@ -149,6 +149,25 @@ class Settings(BaseSettings):
         "Behind a reverse proxy, run uvicorn with --proxy-headers so that each client has its address.",
     )
 
+    # -- lifecycle (see ``widecube.query._gc``) ---------------------------------------
+    archive_storage: Path | str | None = Field(
+        default=None,
+        description="Cold storage of archived versions (`widecube archive`): a local folder or "
+        "`s3://bucket/prefix`; None: archiving is refused.",
+    )
+    gc_grace: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds between removing (or archiving) a version in the catalog and deleting "
+        "its hot files, so that requests that resolved it just before finish on intact files.",
+    )
+    gc_interval: float = Field(
+        default=600.0,
+        ge=0,
+        description="Seconds between the garbage collections the server's upkeep runs (0: none; "
+        "`widecube gc` runs one by hand).",
+    )
+
     # -- access (see ``widecube.access``) ---------------------------------------------------
     auth: bool = Field(
         default=True,
@@ -216,7 +235,7 @@ class Settings(BaseSettings):
         """Whether ``storage`` is an object-store URL rather than a local folder."""
         return isinstance(self.storage, str)
 
-    @field_validator("storage", mode="before")
+    @field_validator("storage", "archive_storage", mode="before")
     @classmethod
     def _storage(cls, value: Any) -> Any:
         if isinstance(value, str) and "://" not in value:

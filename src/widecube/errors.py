@@ -15,6 +15,8 @@ and the API can show it as it is, without a traceback::
     ├── NotFound (KeyError)               the API answers 404
     │   ├── DatasetNotFound
     │   ├── VersionNotFound
+    │   ├── VersionGone                    a version garbage collection removed (410)
+    │   ├── ReleaseNotFound*
     │   ├── JobNotFound*
     │   └── UploadNotFound*
     ├── InvalidQuery (ValueError)         the API answers 422: unknown gene, groupby, stat
@@ -27,7 +29,8 @@ and the API can show it as it is, without a traceback::
     ├── CatalogError                      the catalog refused a state change (409)
     │   ├── LeaseLost*                     a worker's claim on a job ran out; another took it
     │   ├── AttemptsUsed*                  a job's step was tried job_attempts times (workers died)
-    │   └── PointerMoved*                  a job's version was not published: another went live
+    │   ├── PointerMoved*                  a job's version was not published: another went live
+    │   └── VersionArchived                a version in cold storage: restore it first (409)
     ├── UploadConflict*                   a chunk not at the upload's offset (409)
     │   └── UploadBusy*                    another request is writing that upload
     ├── TooManyUploads*                   a client has WIDECUBE_UPLOAD_MAX_OPEN uploads open (429)
@@ -39,6 +42,7 @@ and the API can show it as it is, without a traceback::
     └── NotAcceptable*                    no format the client accepts (406)
 
 ``*``: defined beside the code that raises it (``catalog._jobstore``, ``catalog._catalog``,
+``catalog._releases``,
 ``pipeline._upload_store``, ``api._responses``, ``views._registry``), so each stays one import
 away from its use; listed here so the whole tree is read in one place.
 """
@@ -62,6 +66,8 @@ __all__ = [
     "UnsafeArchive",
     "UnsupportedEncoding",
     "VerificationError",
+    "VersionArchived",
+    "VersionGone",
     "VersionNotFound",
     "WidecubeError",
 ]
@@ -114,6 +120,11 @@ class VersionNotFound(NotFound):
     """No usable version with that id exists for the dataset."""
 
 
+class VersionGone(NotFound):
+    """A version that existed was removed by garbage collection: its row stays in the catalog
+    (state ``removed``, when, by which policy) and the API answers 410 naming it."""
+
+
 class InvalidQuery(WidecubeError, ValueError):
     """A query names a gene, grouping or statistic that the dataset does not have."""
 
@@ -162,6 +173,10 @@ class UnsupportedEncoding(WidecubeError):
 
 class CatalogError(WidecubeError):
     """The catalog refused a state change (e.g. rolling back with no earlier version)."""
+
+
+class VersionArchived(CatalogError):
+    """A version whose snapshot is in cold storage: the message says how to restore it (409)."""
 
 
 class AuthenticationFailed(WidecubeError):

@@ -14,9 +14,11 @@ narrowed to scope read.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +37,8 @@ from widecube.access import Actor, Governance
 from widecube.api import create_app
 from widecube.catalog import Catalog
 from widecube.config import Settings
-from widecube.pipeline import Jobs
+from widecube.pipeline import Held, Jobs
+from widecube.query import Widecube
 
 CLI = Actor.cli("test-admin")
 CALLERS = ("anonymous", "reader", "writer", "owner", "admin", "revoked", "expired", "other", "lower")
@@ -116,6 +119,8 @@ class World:
     jobs: Jobs
     catalog: Catalog
     http: httpx.Client
+    wc: Widecube
+    spare: str  # a verified version of d1, never live: archived and restored by the routes
 
     def headers(self, caller: str) -> dict[str, str]:
         token = self.tokens.get(caller)
@@ -156,6 +161,22 @@ def _file_link(world: World) -> str:
 
 def _throwaway_token(world: World) -> str:
     return world.gov.create_token(user="tmp", scope="read", actor=CLI).record.id
+
+
+def _spare(world: World, archived: bool) -> str:
+    """The spare version, archived or hot as the request needs it first."""
+    status = world.catalog.get_version("d1", world.spare).status.value
+    if archived and status != "archived":
+        world.wc.archive("d1", world.spare, actor=CLI)
+    if not archived and status == "archived":
+        world.wc.restore("d1", world.spare, actor=CLI)
+    return world.spare
+
+
+def _release(world: World) -> str:
+    if "lake-a" not in {r.name for r in world.wc.releases(actor=CLI)}:
+        world.wc.create_release("lake-a", ["d1"], actor=CLI)
+    return "lake-a"
 
 
 D = "/api/v1/datasets/d1"
@@ -322,6 +343,65 @@ ROUTES: dict[tuple[str, str], tuple[str, int, Request]] = {
         204,
         lambda w: {"path": f"/api/v1/admin/datasets/d1/grants/{_grant_zed(w)}"},
     ),
+    ("POST", "/api/v1/admin/gc"): ("admin", 200, lambda w: {"json": {"dry_run": True}}),
+    ("POST", "/api/v1/admin/datasets/{name}/gc"): (
+        "owner",
+        200,
+        lambda w: {"path": "/api/v1/admin/datasets/d1/gc", "json": {"dry_run": True}},
+    ),
+    ("GET", "/api/v1/admin/inventory"): ("admin", 200, lambda w: {}),
+    ("GET", "/api/v1/admin/datasets/{name}/inventory"): (
+        "owner",
+        200,
+        lambda w: {"path": "/api/v1/admin/datasets/d1/inventory"},
+    ),
+    ("POST", "/api/v1/admin/scrub"): ("admin", 200, lambda w: {}),
+    ("POST", "/api/v1/admin/datasets/{name}/scrub"): (
+        "owner",
+        200,
+        lambda w: {"path": "/api/v1/admin/datasets/d1/scrub"},
+    ),
+    ("GET", "/api/v1/admin/datasets/{name}/retention"): (
+        "read",
+        200,
+        lambda w: {"path": "/api/v1/admin/datasets/d1/retention"},
+    ),
+    ("PUT", "/api/v1/admin/datasets/{name}/retention"): (
+        "owner",
+        200,
+        lambda w: {"path": "/api/v1/admin/datasets/d1/retention", "json": {"keep_last": 3}},
+    ),
+    ("POST", "/api/v1/admin/datasets/{name}/pin"): (
+        "owner",
+        204,
+        lambda w: {"path": "/api/v1/admin/datasets/d1/pin", "json": {"version": w.spare, "pinned": False}},
+    ),
+    ("POST", "/api/v1/admin/datasets/{name}/archive"): (
+        "owner",
+        200,
+        lambda w: {"path": "/api/v1/admin/datasets/d1/archive", "json": {"version": _spare(w, False)}},
+    ),
+    ("POST", "/api/v1/admin/datasets/{name}/restore"): (
+        "owner",
+        200,
+        lambda w: {"path": "/api/v1/admin/datasets/d1/restore", "json": {"version": _spare(w, True)}},
+    ),
+    ("GET", "/api/v1/releases"): ("anyone", 200, lambda w: {}),
+    ("GET", "/api/v1/releases/{release}"): (
+        "read",
+        200,
+        lambda w: {"path": f"/api/v1/releases/{_release(w)}"},
+    ),
+    ("POST", "/api/v1/admin/releases"): (
+        "owner",
+        201,
+        lambda w: {"json": {"name": f"lake-{uuid.uuid4().hex[:8]}", "datasets": ["d1"]}},
+    ),
+    ("POST", "/api/v1/admin/publish-together"): (
+        "owner",
+        200,
+        lambda w: {"json": {"datasets": [f"d1@{w.other_version()}"]}},
+    ),
     ("GET", "/api/v1/admin/tokens"): ("admin", 200, lambda w: {}),
     ("POST", "/api/v1/admin/tokens"): ("admin", 201, lambda w: {"json": {"user": "zed", "scope": "read"}}),
     ("DELETE", "/api/v1/admin/tokens/{token_id}"): (
@@ -381,7 +461,11 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     root = tmp_path_factory.mktemp(f"access-{request.param}")
     with postgres_schema() if request.param == "postgresql" else _no_schema() as (url, _):
         settings = Settings(
-            storage=root / "store", catalog_url=url or "", auth=True, rate_limit="100000/minute"
+            storage=root / "store",
+            catalog_url=url or "",
+            auth=True,
+            rate_limit="100000/minute",
+            archive_storage=root / "cold",
         )
         source = _input(root)
         with Catalog(settings.catalog_url) as catalog:
@@ -390,6 +474,13 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                 jobs.ingest(source, dataset=name, groupbys=["cell_type", "donor"], actor=CLI).version
                 for name in ("d1", "d1", "d2")
             ][:2]
+            try:
+                jobs.ingest(
+                    source, dataset="d1", groupbys=["cell_type"], views="summary", hold=True, actor=CLI
+                )
+                raise AssertionError("--no-publish published")
+            except Held as held:
+                spare = held.version
             gov = Governance(catalog, auth=True)
             for user, role in (("rita", "reader"), ("wes", "writer"), ("olga", "owner")):
                 gov.grant("d1", user, role, actor=CLI)
@@ -423,8 +514,11 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                 f"{url_}/api/v1/datasets/d1/genes/resolve", json={"query": []}, timeout=30
             )  # see test_web
             try:
-                with httpx.Client(base_url=url_, timeout=60) as http:
-                    yield World(url_, settings, tokens, versions, gov, jobs, catalog, http)
+                with (
+                    httpx.Client(base_url=url_, timeout=60) as http,
+                    contextlib.closing(Widecube(settings)) as wc,
+                ):
+                    yield World(url_, settings, tokens, versions, gov, jobs, catalog, http, wc, spare)
             finally:
                 server.should_exit = True
                 thread.join()

@@ -169,6 +169,14 @@ def test_needs_table() -> None:
         "verify": "owner",
         "grant": "owner",
         "classify": "owner",
+        # the lifecycle (issue 13): on one dataset its owners; on every dataset (``*``) admins
+        "gc": "owner",
+        "archive": "owner",
+        "restore": "owner",
+        "release": "owner",
+        "retention": "owner",
+        "scrub": "owner",
+        "inventory": "owner",
     }
 
 

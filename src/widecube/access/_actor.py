@@ -39,6 +39,13 @@ Action = Literal[
     "grant",
     "classify",
     "describe",
+    "gc",
+    "archive",
+    "restore",
+    "release",
+    "retention",
+    "scrub",
+    "inventory",
     "jobs",
     "upkeep",
     "tokens",
@@ -46,7 +53,9 @@ Action = Literal[
 ]
 """What the caller wants to do. On a dataset: ``read`` (any query), ``submit``/``upload``
 (ingest: writer), ``publish``/``rollback``/``verify``/``grant``/``classify``/``describe``
-(owner; ``describe`` sets the dataset's metadata). Server-wide
+(owner; ``describe`` sets the dataset's metadata) and the lifecycle
+``gc``/``archive``/``restore``/``release``/``retention``/``scrub``/``inventory`` (owner); the
+lifecycle actions on resource ``*`` (every dataset) are admin only. Server-wide
 (resource ``*``): ``jobs`` (run or list every job), ``upkeep`` (the decoded cache, expiring
 uploads), ``tokens`` (others' tokens), ``audit`` (read the log): admin."""
 

@@ -36,6 +36,13 @@ NEEDS: dict[str, str] = {
     "grant": "owner",
     "classify": "owner",
     "describe": "owner",
+    "gc": "owner",
+    "archive": "owner",
+    "restore": "owner",
+    "release": "owner",
+    "retention": "owner",
+    "scrub": "owner",
+    "inventory": "owner",
 }
 """The role each action on a dataset needs."""
 SERVER_ACTIONS = frozenset({"jobs", "upkeep", "tokens", "audit"})

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from ..access import Actor
 from ..query import Widecube
-from ._datasets import Column, DatasetName, Layer, Version
+from ._datasets import Column, DatasetName, FromRelease, Layer, Pinned, pick
 from ._deps import WC, Caller
 from ._responses import documented, respond
 from .models import (
@@ -44,7 +44,7 @@ def markers(
     ] = None,
     layer: Layer = None,
     limit: Annotated[int, Query(ge=1, le=100, description="genes per group")] = 100,
-    version: Version = None,
+    version: Pinned = None,
 ) -> Response:
     """Top marker genes of one group against all other cells (ranked by Welch t); without
     ``group``, of every group at once (grouping order, best first within each, each record
@@ -86,7 +86,7 @@ def gene_stats(
         ),
     ],
     layer: Layer = None,
-    version: Version = None,
+    version: Pinned = None,
 ) -> Response:
     """Per-gene statistics over all cells: n_cells_expressing, mean, var, min, max, dispersion."""
     return _gene_stats(request, wc, actor, name, genes, layer, version)
@@ -96,16 +96,21 @@ def gene_stats(
     "/datasets/{name}/genes/stats", response_model=GeneStatsResponse, responses=documented(404, 413, 422)
 )
 def gene_stats_post(
-    request: Request, name: DatasetName, body: GeneStatsRequest, wc: WC, actor: Caller
+    request: Request,
+    name: DatasetName,
+    body: GeneStatsRequest,
+    wc: WC,
+    actor: Caller,
+    released: FromRelease = None,
 ) -> Response:
     """``GET /genes/stats`` with a JSON body, for gene lists too long for a URL (up to
     5,000); the same answer and ETag as the GET."""
-    return _gene_stats(request, wc, actor, name, body.genes, body.layer, body.version)
+    return _gene_stats(request, wc, actor, name, body.genes, body.layer, pick(body.version, released))
 
 
 @router.get("/datasets/{name}/cells/stats", response_model=CellStatsResponse, responses=documented(404, 422))
 def cell_stats(
-    request: Request, name: DatasetName, wc: WC, actor: Caller, version: Version = None
+    request: Request, name: DatasetName, wc: WC, actor: Caller, version: Pinned = None
 ) -> Response:
     """Per-cell total counts and detected genes, in obs order."""
     result = wc.cell_stats(name, version=version, actor=actor)

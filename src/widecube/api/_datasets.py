@@ -25,11 +25,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from anyio import to_thread
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import StringConstraints
 
 from ..access import Actor
+from ..errors import InvalidQuery
 from ..query import Widecube
 from . import _arrow
 from ._deps import WC, Caller
@@ -56,7 +58,7 @@ from .models import (
 from .models import ColumnName as ColumnText
 from .models import Name as NameText
 
-__all__ = ["PREFIX", "Column", "DatasetName", "Layer", "Version", "router"]
+__all__ = ["PREFIX", "Column", "DatasetName", "FromRelease", "Layer", "Pinned", "Version", "pick", "router"]
 
 PREFIX = "/api/v1"
 router = APIRouter(prefix=PREFIX, max_body_size=MAX_BODY_BYTES)
@@ -67,6 +69,39 @@ _OPTIONAL = ("aggregate", "expression")  # routes that arrive with the gene-majo
 Version = Annotated[NameText | None, Query(description="pin a version; default: the live one")]
 DatasetName = Annotated[str, Path(pattern=DATASET_PATTERN, description="the dataset", examples=["pbmc"])]
 Column = Annotated[ColumnText, Query(examples=["cell_type"])]
+Release = Annotated[
+    NameText | None,
+    Query(description="read the version this release names (see /releases); it never changes"),
+]
+
+
+async def _released(name: DatasetName, wc: WC, actor: Caller, release: Release = None) -> str | None:
+    """The version of dataset ``name`` that the request's ``release`` names (None without one);
+    on the event loop only when there is nothing to look up."""
+    if release is None:
+        return None
+    return await to_thread.run_sync(lambda: wc.release_version(release, name, actor=actor))
+
+
+FromRelease = Annotated[str | None, Depends(_released)]
+"""The version a request's ``release=NAME`` names (a POST route combines it with its body's)."""
+
+
+def pick(version: str | None, released: str | None) -> str | None:
+    """The version a request reads: ``version`` or the release's (both: they must agree)."""
+    if released is None:
+        return version
+    if version is not None and version != released:
+        raise InvalidQuery(f"version {version} is not the version the release names ({released})")
+    return released
+
+
+async def _pinned(released: FromRelease, version: Version = None) -> str | None:
+    return pick(version, released)
+
+
+Pinned = Annotated[str | None, Depends(_pinned)]
+"""The version a GET request reads: ``version=``, or the one ``release=`` names (None: live)."""
 Layer = Annotated[
     NameText | None, Query(description="input (the values as given) or normalized; default: the dataset's")
 ]
@@ -135,7 +170,7 @@ def list_datasets(
 
 @router.get("/datasets/{name}", response_model=DatasetDetail, responses=documented(404, 422))
 def get_dataset(
-    request: Request, name: DatasetName, wc: WC, actor: Caller, version: Version = None
+    request: Request, name: DatasetName, wc: WC, actor: Caller, version: Pinned = None
 ) -> Response:
     detail = wc.dataset(name, version, actor=actor)
     return respond(
@@ -168,7 +203,7 @@ def list_genes(
     actor: Caller,
     prefix: Annotated[NameText, Query(description="case-insensitive start of the names")] = "",
     limit: Annotated[int, Query(ge=1, le=10_000)] = 20,
-    version: Version = None,
+    version: Pinned = None,
 ) -> Response:
     resolved, genes = wc.genes(name, prefix, limit, version, actor=actor)
     return respond(
@@ -210,10 +245,18 @@ def _summary(
     response_model=SummaryResponse,
     responses=documented(404, 413, 422, arrow=True),
 )
-def summary(request: Request, name: DatasetName, body: SummaryRequest, wc: WC, actor: Caller) -> Response:
+def summary(
+    request: Request,
+    name: DatasetName,
+    body: SummaryRequest,
+    wc: WC,
+    actor: Caller,
+    released: FromRelease = None,
+) -> Response:
     """Per-group statistics of genes: ``GET /summary`` with a JSON body, for gene lists too
     long for a URL (up to 5,000); the same answer and ETag as the GET."""
-    return _summary(request, wc, actor, name, body.genes, body.groupby, body.stats, body.layer, body.version)
+    version = pick(body.version, released)
+    return _summary(request, wc, actor, name, body.genes, body.groupby, body.stats, body.layer, version)
 
 
 @router.get(
@@ -239,7 +282,7 @@ def summary_get(
         Query(max_length=MAX_STATS, description="repeatable; default mean, frac_expressing"),
     ] = None,
     layer: Layer = None,
-    version: Version = None,
+    version: Pinned = None,
 ) -> Response:
     """Per-group statistics of genes, as a URL that browsers and proxies can cache (a long
     gene list may not fit in a URL: ``POST /summary`` takes it as a JSON body)."""
@@ -257,7 +300,14 @@ def _selection(body: AggregateRequest | ExpressionRequest) -> dict[str, Any]:
     response_model=AggregateResponse,
     responses=documented(404, 413, 422, arrow=True),
 )
-def aggregate(request: Request, name: DatasetName, body: AggregateRequest, wc: WC, actor: Caller) -> Response:
+def aggregate(
+    request: Request,
+    name: DatasetName,
+    body: AggregateRequest,
+    wc: WC,
+    actor: Caller,
+    released: FromRelease = None,
+) -> Response:
     """The summary of genes over the cells a filter keeps (any subset), exactly: the shape
     of ``/summary`` plus ``filter``, ``cells`` and ``source``. Groups the filter empties have
     ``n_cells`` 0, sums and counts 0, other stats null."""
@@ -267,7 +317,7 @@ def aggregate(request: Request, name: DatasetName, body: AggregateRequest, wc: W
         groupby=body.groupby,
         stats=body.stats,
         layer=body.layer,
-        version=body.version,
+        version=pick(body.version, released),
         actor=actor,
         **_selection(body),
     )
@@ -276,7 +326,7 @@ def aggregate(request: Request, name: DatasetName, body: AggregateRequest, wc: W
         result,
         version=result["version"],
         key=body_key("aggregate", body),
-        pinned=body.version is not None,
+        pinned=body.version is not None or released is not None,
         arrow=lambda: _arrow.summary_table(result),
     )
 
@@ -287,14 +337,19 @@ def aggregate(request: Request, name: DatasetName, body: AggregateRequest, wc: W
     responses=documented(404, 413, 422, arrow=True),
 )
 def expression(
-    request: Request, name: DatasetName, body: ExpressionRequest, wc: WC, actor: Caller
+    request: Request,
+    name: DatasetName,
+    body: ExpressionRequest,
+    wc: WC,
+    actor: Caller,
+    released: FromRelease = None,
 ) -> Response:
     """Per-cell values of genes (float32, obs order) over the cells a filter keeps."""
     result = wc.expression(
         name,
         genes=body.genes,
         layer=body.layer,
-        version=body.version,
+        version=pick(body.version, released),
         cell_ids=body.cell_ids,
         actor=actor,
         **_selection(body),
@@ -304,14 +359,14 @@ def expression(
         result,
         version=result["version"],
         key=body_key("expression", body),
-        pinned=body.version is not None,
+        pinned=body.version is not None or released is not None,
         arrow=lambda: _arrow.expression_table(result),
     )
 
 
 @router.get("/datasets/{name}/embedding", response_model=EmbeddingList, responses=documented(404, 422))
 def list_embeddings(
-    request: Request, name: DatasetName, wc: WC, actor: Caller, version: Version = None
+    request: Request, name: DatasetName, wc: WC, actor: Caller, version: Pinned = None
 ) -> Response:
     found = wc.embeddings(name, version, actor=actor)
     return respond(
@@ -331,7 +386,7 @@ def embedding(
     wc: WC,
     actor: Caller,
     color: Annotated[ColumnText | None, Query(description="an obs column, or a gene")] = None,
-    version: Version = None,
+    version: Pinned = None,
 ) -> Response:
     """Coordinates of obsm ``key`` per cell, and one value per cell to colour by."""
     result = wc.embedding(name, key, color=color, version=version, actor=actor)

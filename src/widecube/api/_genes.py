@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, StringConstraints
 
-from ._datasets import DatasetName
+from ._datasets import DatasetName, FromRelease, pick
 from ._deps import WC, Caller
 from ._responses import body_key, documented, respond
 from .models import MAX_BODY_BYTES, Name, StrictBody, Text
@@ -48,13 +48,20 @@ router = APIRouter(max_body_size=MAX_BODY_BYTES)
 @router.post(
     "/datasets/{name}/genes/resolve", response_model=GeneResolveResponse, responses=documented(404, 413, 422)
 )
-def resolve(request: Request, name: DatasetName, body: GeneResolveRequest, wc: WC, actor: Caller) -> Response:
+def resolve(
+    request: Request,
+    name: DatasetName,
+    body: GeneResolveRequest,
+    wc: WC,
+    actor: Caller,
+    released: FromRelease = None,
+) -> Response:
     """Canonical names for a list of typed names; unknown ones with "did you mean"."""
-    result = wc.resolve_genes(name, body.query, version=body.version, actor=actor)
+    result = wc.resolve_genes(name, body.query, version=pick(body.version, released), actor=actor)
     return respond(
         request,
         result,
         version=result["version"],
         key=body_key("genes-resolve", body),
-        pinned=body.version is not None,
+        pinned=body.version is not None or released is not None,
     )

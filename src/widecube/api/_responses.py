@@ -125,12 +125,12 @@ def respond(
     """``content`` as JSON, or ``arrow()`` as Arrow IPC, with caching headers; 304 if fresh.
 
     ``key`` names the query (the ETag digests it); ``pinned`` says whether the request
-    named its version (default: whether the query string has ``version``); ``arrow`` builds
+    named its version (default: whether the query string has ``version`` or ``release``); ``arrow`` builds
     the Arrow table (None: JSON only, and Arrow is 406); ``track`` records ``version`` as in
     use (off for listings, whose "version" is not a snapshot).
     """
     if pinned is None:
-        pinned = "version" in request.query_params
+        pinned = "version" in request.query_params or "release" in request.query_params
     as_arrow = wants_arrow(request)
     if as_arrow and arrow is None:
         raise NotAcceptable(f"{request.url.path} is available as JSON only, not as {ARROW}")
@@ -184,7 +184,9 @@ _STATUS = {
     "needed), or a signed-in browser request without its CSRF header",
     404: "Not Found: no such dataset, version, job or upload",
     406: "Not Acceptable: Accept asks for Arrow, which this route does not produce",
-    409: "Conflict: the state does not allow it (the detail says why)",
+    409: "Conflict: the state does not allow it (the detail says why), or the version is archived "
+    "in cold storage (the detail says how to restore it)",
+    410: "Gone: garbage collection removed that version (the detail names it and the policy)",
     413: "Content Too Large: the body is over its limit",
     422: "Unprocessable: a field is missing, malformed or over its limit, or names an unknown "
     "gene, groupby, stat, layer or category",
@@ -217,7 +219,8 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 def documented(*codes: int, arrow: bool = False, cached: bool = True) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` of a route answered by :func:`respond`: 200's headers (and its
     Arrow media type when ``arrow``), 304 when ``cached``, 406 when it has no Arrow form,
-    400 and 503, and the error ``codes`` the route sends besides."""
+    400, 409 (an archived version), 410 (a removed version) and 503, and the error ``codes``
+    the route sends besides."""
     ok: dict[str, Any] = {
         "headers": {h: {"description": d, "schema": {"type": "string"}} for h, d in _HEADERS.items()}
     }
@@ -226,7 +229,7 @@ def documented(*codes: int, arrow: bool = False, cached: bool = True) -> dict[in
     out: dict[int | str, dict[str, Any]] = {200: ok}
     if cached:
         out[304] = {"description": _STATUS[304]}
-    statuses = {*codes, 400, 503} | (set() if arrow else {406})
+    statuses = {*codes, 400, 409, 410, 503} | (set() if arrow else {406})
     return {**out, **errors(*sorted(statuses))}
 
 

@@ -16,6 +16,10 @@ A background thread (one per server process) runs :meth:`Upkeep.run_once` every
    seconds, whichever process (or earlier run) decoded them.
 5. It removes *expired uploads*: unfinished ones idle for ``upload_expiry`` seconds
    (:meth:`widecube.pipeline.Jobs.sweep_uploads`).
+6. It writes the versions this process read to the catalog (their last read time, which the
+   retention policies keep versions by), and every ``gc_interval`` seconds it runs a
+   *garbage collection* of every dataset (:meth:`widecube.query.Widecube.gc`) and of the
+   jobs' abandoned work folders.
 
 The decision of what to evict is a pure function (:func:`stale_versions`), tested without a
 server.
@@ -79,7 +83,10 @@ class Upkeep:
     interval: float = 10.0
     grace: float = 300.0
     warm: bool = True
+    gc_interval: float = 0.0
+    """Seconds between garbage collections (0: none in this loop)."""
     _warmed: set[str] = field(default_factory=set)
+    _last_gc: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -113,9 +120,24 @@ class Upkeep:
             keep=set(live) | set(self.service.opened_versions(actor=me)), older_than=self.grace, actor=me
         )
         expired = self.jobs.sweep_uploads(actor=me) if self.jobs is not None else []
-        if warmed or stale or swept:
-            log.info("upkeep: warmed %s, evicted %s, swept %s", warmed, stale, swept)
-        return {"warmed": warmed, "evicted": stale, "swept": swept, "expired": expired}
+        self.service.flush_reads(actor=me)
+        collected: list[str] = []
+        if not self._last_gc:  # the first collection one interval after the server starts
+            self._last_gc = time.monotonic()
+        if self.gc_interval > 0 and time.monotonic() - self._last_gc >= self.gc_interval:
+            self._last_gc = time.monotonic()
+            report = self.service.gc(actor=me)
+            work = self.jobs.collect_garbage(actor=me) if self.jobs is not None else []
+            collected = [f"{i.kind} {i.path}" for i in report.removed] + [f"work {p}" for p, _, _ in work]
+        if warmed or stale or swept or collected:
+            log.info("upkeep: warmed %s, evicted %s, swept %s, collected %s", warmed, stale, swept, collected)
+        return {
+            "warmed": warmed,
+            "evicted": stale,
+            "swept": swept,
+            "expired": expired,
+            "collected": collected,
+        }
 
     def start(self) -> None:
         """Run rounds in a daemon thread until :meth:`stop`."""

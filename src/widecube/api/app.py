@@ -3,7 +3,8 @@
 Route handlers only translate HTTP to library calls; every :class:`WidecubeError` is
 rendered by one handler with its status (404 for unknown datasets and versions, 422 for
 unknown genes, groupbys and stats, 406 for a format a route cannot produce, 409 for a
-refused publish or rollback, 503 for a version out of service because a file of it failed
+refused publish or rollback or an archived version, 410 for a version garbage collection
+removed, 503 for a version out of service because a file of it failed
 its checksum, 400 for other refusals). OpenAPI lives at ``/docs``, the web UI
 at ``/``.
 
@@ -37,12 +38,13 @@ from ..errors import (
     PermissionDenied,
     SnapshotCorrupt,
     UnsupportedEncoding,
+    VersionGone,
     WidecubeError,
 )
 from ..pipeline import Jobs
 from ..query import Widecube
 from ..web import mount_ui
-from . import _access, _admin, _analysis, _datasets, _genes, _jobs, _lake, _onthefly, _uploads
+from . import _access, _admin, _analysis, _datasets, _genes, _housekeeping, _jobs, _lake, _onthefly, _uploads
 from ._docs import install_docs
 from ._gzip import FastGZipMiddleware
 from ._jobmodels import public_text
@@ -64,6 +66,8 @@ def _status(exc: WidecubeError) -> int:
         return 401
     if isinstance(exc, PermissionDenied):
         return 403
+    if isinstance(exc, VersionGone):  # existed once: not the caller's typo
+        return 410
     if isinstance(exc, NotFound):
         return 404
     if isinstance(exc, InvalidQuery):
@@ -120,7 +124,14 @@ def create_app(
     wc = service or Widecube(settings)
     usage = Usage()
     jobs_facade = Jobs(wc.settings, wc.catalog)
-    keeper = Upkeep(wc, usage, jobs=jobs_facade, interval=upkeep_interval, grace=evict_after)
+    keeper = Upkeep(
+        wc,
+        usage,
+        jobs=jobs_facade,
+        interval=upkeep_interval,
+        grace=evict_after,
+        gc_interval=wc.settings.gc_interval,
+    )
     worker = jobs_facade.supervisor(actor=_SERVER)
     run_jobs = wc.settings.serve_jobs if jobs is None else jobs
 
@@ -218,5 +229,8 @@ def create_app(
     install_docs(app)
     app.include_router(_lake.router)
     app.include_router(_lake.admin_router)
+    app.include_router(
+        _housekeeping.router, max_body_size=MAX_BODY_BYTES, responses=errors(400, 404, 409, 413, 422)
+    )
     mount_ui(app)
     return app

@@ -37,7 +37,9 @@ from widecube.catalog._grants import (
     TokenRecord,
 )
 from widecube.catalog._jobstore import AttemptsUsed, JobNotFound, JobRecord, JobState, LeaseLost
+from widecube.catalog._lifecycle import DEFAULT_POLICY, Purge, RetentionPolicy, VersionFacts
 from widecube.catalog._records import DatasetRecord, VersionRecord, VersionStatus
+from widecube.catalog._releases import ReleaseNotFound, ReleaseRecord
 
 __all__ = [
     "FACETS",
@@ -48,7 +50,13 @@ __all__ = [
     "SearchHits",
     "check_fields",
     "words",
+    "DEFAULT_POLICY",
     "NAME_PATTERN",
+    "Purge",
+    "ReleaseNotFound",
+    "ReleaseRecord",
+    "RetentionPolicy",
+    "VersionFacts",
     "AttemptsUsed",
     "AuditCheck",
     "AuditEvent",

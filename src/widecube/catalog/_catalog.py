@@ -41,13 +41,16 @@ from widecube.catalog._descriptions import MetadataStore
 from widecube.catalog._engine import dumps_json, make_engine, read_options
 from widecube.catalog._grants import Access
 from widecube.catalog._jobstore import Jobs
+from widecube.catalog._lifecycle import Lifecycle
 from widecube.catalog._migrate import upgrade
+from widecube.catalog._pointer import move_pointer
 from widecube.catalog._records import (
     DatasetRecord,
     VersionRecord,
     VersionStatus,
     check_transition,
 )
+from widecube.catalog._releases import Releases
 from widecube.errors import CatalogError, DatasetNotFound
 
 __all__ = ["Catalog", "PointerMoved"]
@@ -101,6 +104,10 @@ class Catalog:
         """The hash-chained audit log."""
         self.metadata = MetadataStore(self._write, self._read, self._changes, self._engine.dialect.name)
         """Datasets' descriptions (title, organism, tags, ...) and full-text search over them."""
+        self.lifecycle = Lifecycle(self._write, self._read)
+        """Retention policies, pins, reads, removal, cold storage and corruption of versions."""
+        self.releases = Releases(self._write, self._read)
+        """Named, immutable sets of dataset versions; several pointers moved at once."""
         self._remembered: dict[tuple[str, ...], tuple[int, VersionRecord]] = {}
         self._listed: tuple[int, list[DatasetRecord]] | None = None
 
@@ -352,18 +359,9 @@ class Catalog:
     def _move_pointer(
         conn: sa.Connection, dataset: str, dataset_id: int, target: q.VersionRef, action: str
     ) -> None:
-        """Retire the current version, publish ``target``, move the pointer, log the move.
-
-        The caller holds the dataset's lock, so the pointer read here is the one replaced.
-        """
-        check_transition(dataset, target.id, target.status, VersionStatus.PUBLISHED)
-        now = _now()
-        previous = q.pointer(conn, dataset_id)
-        if previous is not None:  # never target.id: that one is published, refused above
-            q.set_status(conn, previous, VersionStatus.RETIRED, now)
-        q.set_status(conn, target.id, VersionStatus.PUBLISHED, now, reason=None)
-        q.set_pointer(conn, dataset_id, previous, target.id, now)
-        q.append_history(conn, dataset_id, previous, target.id, action, now)
+        """Retire the current version, publish ``target``, move the pointer, log the move
+        (``_pointer.move_pointer``). The caller holds the dataset's lock."""
+        move_pointer(conn, dataset, dataset_id, target, action, _now())
 
 
 def _check_json(dataset: str, version: str, what: str, value: dict[str, Any]) -> None:

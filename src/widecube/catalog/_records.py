@@ -4,12 +4,18 @@ Records are frozen snapshots of rows: reading one never reaches back to the data
 transition table is pure data, so the rules of a version's life are stated once and checked
 without a database::
 
-    building ──► verified ──► published ◄──► retired
-        │            │
-        └──► failed ◄┘
+    building ──► verified ──► published ◄──► retired ◄──► archived
+        │            │  ▲ │          │             │
+        └──► failed ◄┘  │ └► corrupt ◄┴─────────────┘      (verified ◄──► archived too)
+                        │       │
+          removed ◄─────┴───────┴── verified, retired, corrupt, failed (garbage collection)
 
 A version is published only from verified or retired (publishing or rolling back), retired
-only from published (when the pointer moves away), and fails only before it is published.
+only from published (when the pointer moves away) or archived (restored), and fails only
+before it is published. Archived (its snapshot in cold storage) comes from a verified or
+retired version and goes back to either when restored; corrupt (a scrub found a file at
+fault) from any version with a snapshot; removed (its snapshot garbage-collected; the row
+stays as the record of it) from any version that is not live.
 """
 
 from __future__ import annotations
@@ -32,13 +38,23 @@ class VersionStatus(enum.StrEnum):
     PUBLISHED = "published"
     FAILED = "failed"
     RETIRED = "retired"
+    REMOVED = "removed"
+    ARCHIVED = "archived"
+    CORRUPT = "corrupt"
 
 
 _SOURCES: dict[VersionStatus, frozenset[VersionStatus]] = {
-    VersionStatus.VERIFIED: frozenset({VersionStatus.BUILDING}),
+    VersionStatus.VERIFIED: frozenset({VersionStatus.BUILDING, VersionStatus.ARCHIVED}),
     VersionStatus.FAILED: frozenset({VersionStatus.BUILDING, VersionStatus.VERIFIED}),
     VersionStatus.PUBLISHED: frozenset({VersionStatus.VERIFIED, VersionStatus.RETIRED}),
-    VersionStatus.RETIRED: frozenset({VersionStatus.PUBLISHED}),
+    VersionStatus.RETIRED: frozenset({VersionStatus.PUBLISHED, VersionStatus.ARCHIVED}),
+    VersionStatus.ARCHIVED: frozenset({VersionStatus.VERIFIED, VersionStatus.RETIRED}),
+    VersionStatus.CORRUPT: frozenset(
+        {VersionStatus.VERIFIED, VersionStatus.PUBLISHED, VersionStatus.RETIRED}
+    ),
+    VersionStatus.REMOVED: frozenset(
+        {VersionStatus.VERIFIED, VersionStatus.RETIRED, VersionStatus.CORRUPT, VersionStatus.FAILED}
+    ),
 }
 
 

@@ -37,6 +37,10 @@ __all__ = [
     "metadata",
     "pointer_history",
     "pointers",
+    "release_members",
+    "releases",
+    "retention",
+    "version_lifecycle",
     "versions",
     "SEARCH_OBJECTS",
     "described",
@@ -47,7 +51,7 @@ VISIBILITIES = ("public", "internal", "restricted")
 CLASSIFICATIONS = ("open", "internal", "controlled", "phi")
 ROLES = ("reader", "writer", "owner", "admin")
 SCOPES = ("read", "write", "admin")
-_STATUSES = ("building", "verified", "published", "failed", "retired")
+_STATUSES = ("building", "verified", "published", "failed", "retired", "removed", "archived", "corrupt")
 JOB_STATES = (
     "received",
     "unpacked",
@@ -336,3 +340,69 @@ def described(name: str | None, type_: str, parent_names: Any) -> bool:
     if name is None:
         return True
     return not (name in SEARCH_OBJECTS or name.startswith("dataset_fts_"))
+
+
+# -- lifecycle (``_lifecycle``) and releases (``_releases``) ------------------------------------
+
+# Lifecycle facts of a version, one row per version that has any: ``pinned`` (kept by GC
+# whatever the policy), ``last_read_at`` (flushed by the servers that read it), ``bytes`` (its
+# snapshot's size when last measured), ``archive_url`` (the cold storage holding it while
+# ``archived``), ``changed_at``/``changed_by`` (when and by which policy or person it became
+# removed, archived or corrupt), ``purge_path``/``purge_due`` (that hot folder is deleted after
+# this time: the grace readers that resolved it before the change get to finish).
+version_lifecycle = sa.Table(
+    "version_lifecycle",
+    metadata,
+    sa.Column("version_id", sa.String(64), nullable=False),
+    sa.Column("pinned", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("last_read_at", UTCDateTime(), nullable=True),
+    sa.Column("bytes", sa.BigInteger, nullable=True),
+    sa.Column("archive_url", sa.Text, nullable=True),
+    sa.Column("changed_at", UTCDateTime(), nullable=True),
+    sa.Column("changed_by", sa.Text, nullable=True),
+    sa.Column("purge_path", sa.Text, nullable=True),
+    sa.Column("purge_due", UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint("version_id", name="pk_version_lifecycle"),
+    sa.ForeignKeyConstraint(["version_id"], ["versions.id"], name="fk_version_lifecycle_version_id"),
+)
+
+# A dataset's retention policy when it is not the default (``_lifecycle.DEFAULT_POLICY``).
+retention = sa.Table(
+    "retention",
+    metadata,
+    sa.Column("dataset_id", sa.Integer, nullable=False, autoincrement=False),
+    sa.Column("keep_last", sa.Integer, nullable=False),
+    sa.Column("keep_read_s", sa.Integer, nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_by", sa.String(255), nullable=True),
+    sa.PrimaryKeyConstraint("dataset_id", name="pk_retention"),
+    sa.ForeignKeyConstraint(["dataset_id"], ["datasets.id"], name="fk_retention_dataset_id"),
+    sa.CheckConstraint("keep_last >= 0 AND keep_read_s >= 0", name="ck_retention_bounds"),
+)
+
+# Releases: a name for an immutable set of dataset versions (at most one version per dataset).
+releases = sa.Table(
+    "releases",
+    metadata,
+    sa.Column("id", sa.Integer),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.PrimaryKeyConstraint("id", name="pk_releases"),
+    sa.UniqueConstraint("name", name="uq_releases_name"),
+    sqlite_autoincrement=True,
+)
+
+release_members = sa.Table(
+    "release_members",
+    metadata,
+    sa.Column("release_id", sa.Integer, nullable=False),
+    sa.Column("dataset_id", sa.Integer, nullable=False),
+    sa.Column("version_id", sa.String(64), nullable=False),
+    sa.PrimaryKeyConstraint("release_id", "dataset_id", name="pk_release_members"),
+    sa.ForeignKeyConstraint(["release_id"], ["releases.id"], name="fk_release_members_release_id"),
+    sa.ForeignKeyConstraint(["dataset_id"], ["datasets.id"], name="fk_release_members_dataset_id"),
+    sa.ForeignKeyConstraint(["version_id"], ["versions.id"], name="fk_release_members_version_id"),
+    sa.Index("ix_release_members_version", "version_id"),
+)

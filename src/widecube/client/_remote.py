@@ -5,6 +5,7 @@ requested as Arrow IPC streams (``Accept: application/vnd.apache.arrow.stream``)
 typed, no float parsing; ``/markers`` answers JSON only. HTTP errors become widecube's
 errors, with the server's ``detail`` as the message: 404 → :class:`~widecube.errors.NotFound`,
 422 → :class:`~widecube.errors.InvalidQuery`, 409 → :class:`~widecube.errors.CatalogError`,
+410 → :class:`~widecube.errors.VersionGone`,
 401 → :class:`~widecube.errors.AuthenticationFailed`, 403 →
 :class:`~widecube.errors.PermissionDenied`; anything else (and a server that cannot be
 reached) → :class:`RemoteError`.
@@ -25,6 +26,7 @@ from ..errors import (
     InvalidQuery,
     NotFound,
     PermissionDenied,
+    VersionGone,
     WidecubeError,
 )
 from . import _convert
@@ -50,6 +52,7 @@ _ERRORS: dict[int, type[WidecubeError]] = {
     404: NotFound,
     422: InvalidQuery,
     409: CatalogError,
+    410: VersionGone,
 }
 
 

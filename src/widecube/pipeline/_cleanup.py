@@ -38,7 +38,7 @@ from ..errors import NotFound
 from ..snapshot import open_storage
 from ._workers import worker_name
 
-__all__ = ["reclaim_orphans"]
+__all__ = ["collect_garbage", "reclaim_orphans"]
 
 log = logging.getLogger("widecube.jobs")
 
@@ -81,6 +81,40 @@ def reclaim_orphans(settings: Settings, catalog: Catalog) -> list[Path]:
         finally:
             catalog.jobs.release(job.id, me)
     return removed
+
+
+def collect_garbage(settings: Settings, catalog: Catalog, *, dry_run: bool) -> list[tuple[str, int, str]]:
+    """What :func:`reclaim_orphans` removes (``dry_run``: would remove, at least: the folders
+    of jobs that ended or that the catalog does not know), as ``(path relative to the work
+    folder, bytes, why)`` for a garbage collection's report."""
+    storage = open_storage(settings.storage)
+    staging = storage.local / "staging" if storage.local is not None else None
+    folders = _ids(settings.local / "work") + (_ids(staging) if staging is not None else [])
+    sizes = {p: _bytes(p) for p in folders} | {p / "scratch": _bytes(p / "scratch") for p in folders}
+    why = "left by a job that ended or was killed"
+    if dry_run:
+        ended = []
+        for folder in folders:
+            job = (
+                _job(catalog, folder.name)
+                if folder.parent.name == "work"
+                else catalog.jobs.by_version(folder.name)
+            )
+            if job is None or job.state.final:
+                ended.append(folder)
+        return [(_relative(settings, p), sizes[p], why) for p in ended]
+    return [(_relative(settings, p), sizes.get(p, 0), why) for p in reclaim_orphans(settings, catalog)]
+
+
+def _bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
+def _relative(settings: Settings, path: Path) -> str:
+    for root in (settings.local, settings.storage):
+        if isinstance(root, Path) and path.is_relative_to(root):
+            return path.relative_to(root).as_posix()
+    return path.name
 
 
 def _remove(folders: list[Path]) -> list[Path]:

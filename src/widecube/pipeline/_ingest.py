@@ -21,6 +21,7 @@ run again after an interruption: it first removes what a killed run of itself le
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import shutil
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..catalog import Catalog, JobRecord, VersionStatus
+from ..catalog import Catalog, JobRecord, PointerMoved, VersionStatus
 from ..compute import GeneSpill, JoinedSpill, default_groupbys, parse_groupbys, spill_by_gene
 from ..compute.groupings import all_cells_key
 from ..config import Settings
@@ -267,13 +268,15 @@ def verify(work: Work) -> Checkpoint:
     work.progress("verify", 1.0)
     computed = work.done["compute"]
     if work.catalog.get_version(work.job.dataset, work.version).status == VersionStatus.BUILDING:
+        # the manifest's own hash: a server refuses a snapshot whose manifest is not this one
+        manifest = hashlib.sha256(work.storage.sub(work.final_rel).get(MANIFEST)).hexdigest()
         work.catalog.mark_verified(
             work.job.dataset,
             work.version,
             path=work.final_rel,
             n_cells=computed["n_cells"],
             n_genes=computed["n_genes"],
-            info=computed["info"],
+            info={**computed["info"], "manifest_sha256": manifest},
         )
     return {"path": work.final_rel}
 
@@ -285,11 +288,28 @@ def publish(work: Work) -> Checkpoint:
     version began building, :class:`~widecube.catalog.PointerMoved` (the version stays verified).
     """
     record = work.catalog.get_version(work.job.dataset, work.version)
+    if record.status == VersionStatus.VERIFIED and work.job.params.get("hold"):
+        raise Held(work.job.dataset, work.version)
     if record.status == VersionStatus.VERIFIED:
         force = bool(work.job.params.get("force"))
         record = work.catalog.publish(work.job.dataset, work.version, unless_moved=not force)
     work.progress("publish", 1.0)
     return {"version": record.version}
+
+
+class Held(PointerMoved):
+    """A job told not to publish (``ingest --no-publish``) ends here: its version stays
+    verified, not live, until ``widecube publish --together`` (or a publish) makes it live.
+    The job ends superseded, as any verified version that is not live."""
+
+    def __init__(self, dataset: str, version: str) -> None:
+        self.dataset, self.version, self.base, self.current = dataset, version, None, None
+        CatalogError.__init__(
+            self,
+            f"version {version} of dataset {dataset!r} is verified and held, not live (ingested "
+            f"with --no-publish): make it live with `widecube publish --together {dataset} ...` "
+            f"or `widecube rollback {dataset} --to {version}`",
+        )
 
 
 STEPS: dict[str, Callable[[Work], Checkpoint]] = {

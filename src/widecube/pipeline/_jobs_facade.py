@@ -21,7 +21,7 @@ from ..access import ANONYMOUS, SERVER, Actor, Door
 from ..catalog import Catalog, JobNotFound, JobRecord, JobState, VersionRecord
 from ..config import Settings
 from ..errors import InvalidQuery
-from ._cleanup import reclaim_orphans
+from ._cleanup import collect_garbage, reclaim_orphans
 from ._ingest import Progress
 from ._runner import JobRunner, JobWorker, ingest
 from ._supervise import WorkerProcess
@@ -148,6 +148,14 @@ class Jobs:
         """Remove the folders of killed jobs that will never resume."""
         self.door.authorize(actor, "jobs", SERVER)
         return reclaim_orphans(self.settings, self.catalog)
+
+    def collect_garbage(
+        self, *, dry_run: bool = False, actor: Actor = ANONYMOUS
+    ) -> builtins.list[tuple[str, int, str]]:
+        """The work and staging folders of jobs that ended or were killed (removed unless
+        ``dry_run``): ``(path relative to the work folder, bytes, why)``, for ``widecube gc``."""
+        self.door.authorize(actor, "gc", SERVER)
+        return collect_garbage(self.settings, self.catalog, dry_run=dry_run)
 
     def worker(self, *, poll: float, actor: Actor = ANONYMOUS) -> JobWorker:
         """A worker thread over this catalog's runner (not started)."""

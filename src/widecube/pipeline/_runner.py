@@ -337,6 +337,7 @@ def ingest(
     force: bool = False,
     views: str | Sequence[str] | None = None,
     input_kind: str | None = None,
+    hold: bool = False,
 ) -> VersionRecord:
     """Build, verify and publish a new version of ``dataset`` from the file at ``path``.
 
@@ -350,6 +351,8 @@ def ingest(
     The version is published only if the dataset's live version is still the one live when
     the job started; otherwise it stays verified and :class:`~widecube.catalog.PointerMoved`
     is raised, naming the version live instead, unless ``force`` (publish whatever is live).
+    With ``hold`` the version is verified and not published (``_ingest.Held``, a
+    :class:`~widecube.catalog.PointerMoved`, is raised): ``publish --together`` makes it live.
     Work and staging folders left by killed jobs are removed first (:func:`reclaim_orphans`).
 
         >>> ingest("pbmc.h5ad", dataset="pbmc", groupbys=["cell_type", "cell_type,donor"])  # doctest: +SKIP
@@ -367,6 +370,7 @@ def ingest(
         "force": force,
         "views": parse_views(views),
         "input_kind": parse_input_kind(input_kind),
+        "hold": hold,
     }
     with _catalog(settings, catalog) as opened:
         reclaim_orphans(settings, opened)

@@ -10,6 +10,9 @@
 - ``results``: what the queries answer (frozen, slotted dataclasses, readable as mappings).
 - ``_described``: datasets' metadata and search; ``_atlas``: genes across datasets (pooled
   from exact moments); ``_links``: time-limited download links to a snapshot's files.
+- ``_retention`` (the retention policy, pure), ``_gc`` (garbage collection, pins,
+  archive and restore, inventory), ``_scrub`` (re-check stored snapshots), ``_together``
+  (releases, ``publish --together``); ``results_lake``: what they answer.
 - ``_facade``: :class:`Widecube`, all of the above behind one object.
 
 Imports compute, views, snapshot, catalog; nothing above it (api, cli) and not pipeline.
@@ -19,6 +22,8 @@ from ..access import Actor
 from ._described import read_metadata
 from ._facade import Widecube
 from ._index import SnapshotIndex
+from ._retention import Verdict, retention_plan
+from ._together import parse_targets
 from .results import (
     Aggregate,
     AtlasExpression,
@@ -41,9 +46,32 @@ from .results import (
     Verification,
     VersionInfo,
 )
+from .results_lake import (
+    GcItem,
+    GcReport,
+    InventoryRow,
+    ReleaseInfo,
+    Retention,
+    ScrubFinding,
+    ScrubReport,
+    TierMove,
+    Together,
+)
 
 __all__ = [
     "Actor",
+    "GcItem",
+    "GcReport",
+    "InventoryRow",
+    "ReleaseInfo",
+    "Retention",
+    "ScrubFinding",
+    "ScrubReport",
+    "TierMove",
+    "Together",
+    "Verdict",
+    "parse_targets",
+    "retention_plan",
     "Aggregate",
     "CategoryColor",
     "CellColor",

@@ -1,7 +1,7 @@
 """Snapshots: immutable version folders (local or on an object store), their manifest, writer,
 reader and verifier."""
 
-from ._integrity import Fault, corrupt, is_checksum_error
+from ._integrity import Fault, check_files, corrupt, is_checksum_error
 from ._manifest import MANIFEST, checksum_files, read_manifest, sha256_file
 from ._reader import Snapshot
 from ._store import Fetched, FileInfo, LocalStorage, ObjectStorage, Storage, is_object_url, open_storage
@@ -19,6 +19,7 @@ __all__ = [
     "Snapshot",
     "SnapshotWriter",
     "Storage",
+    "check_files",
     "checked",
     "checksum_files",
     "corrupt",

@@ -158,6 +158,11 @@ class Storage(ABC):
     def copy(self, src: str, dst: str) -> None:
         """Copy one file (on an object store: server side, no bytes through this process)."""
 
+    def names(self, relpath: str = "") -> set[str]:
+        """Names of the files and folders directly under ``relpath`` (nothing there: empty)."""
+        files, folders = self.children(relpath)
+        return set(files) | set(folders)
+
     def exists(self, relpath: str) -> bool:
         try:
             self.size(relpath)
@@ -254,7 +259,7 @@ class LocalStorage(Storage):
         files, folders = {}, []
         try:
             entries = list(os.scandir(self.root / relpath if relpath else self.root))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return {}, []
         for e in entries:
             try:
