@@ -37,7 +37,7 @@ Target = Annotated[str, typer.Argument(metavar="DATASET@VERSION", help="a datase
 def register(app: typer.Typer) -> None:
     """Add the lifecycle commands to the ``widecube`` app."""
     app.add_typer(release_app, name="release")
-    for command in (gc, inventory, scrub, archive, restore, retention, pin, publish):
+    for command in (gc, inventory, scrub, archive, restore, retention, pin, publish, delete):
         app.command()(command)
 
 
@@ -172,6 +172,27 @@ def archive(target: Target) -> None:
     with _widecube() as wc:
         moved = wc.archive(dataset, version, actor=ME)
     out.print(f"archived {dataset}@{version} to {moved.location} ({_size(moved.bytes)})", highlight=False)
+
+
+@_clean_errors
+def delete(
+    dataset: Annotated[str, typer.Argument(help="dataset name")],
+    yes: Annotated[bool, typer.Option("--yes", help="delete without asking")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be removed")] = False,
+) -> None:
+    """Delete a dataset: it is no longer served, its versions are removed (files purged by the
+    next gc after the grace), its grants, retention policy and metadata go."""
+    with _widecube() as wc:
+        if not dry_run and not yes:
+            planned = wc.delete(dataset, dry_run=True, actor=ME)
+            typer.confirm(
+                f"delete dataset {dataset!r} and its {len(planned.versions)} version(s)?", abort=True
+            )
+        done = wc.delete(dataset, dry_run=dry_run, actor=ME)
+    verb = "would remove" if dry_run else "deleted; removed"
+    out.print(
+        f"{dataset}: {verb} {len(done.versions)} version(s): {' '.join(done.versions)}", highlight=False
+    )
 
 
 @_clean_errors

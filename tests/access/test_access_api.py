@@ -343,6 +343,12 @@ ROUTES: dict[tuple[str, str], tuple[str, int, Request]] = {
         204,
         lambda w: {"path": f"/api/v1/admin/datasets/d1/grants/{_grant_zed(w)}"},
     ),
+    # a dry run (the real delete: tests/query/test_gc.py), so d1 stays for the rest of the table
+    ("DELETE", "/api/v1/admin/datasets/{name}"): (
+        "owner",
+        200,
+        lambda w: {"path": "/api/v1/admin/datasets/d1", "params": {"dry_run": "true"}},
+    ),
     ("POST", "/api/v1/admin/gc"): ("admin", 200, lambda w: {"json": {"dry_run": True}}),
     ("POST", "/api/v1/admin/datasets/{name}/gc"): (
         "owner",

@@ -169,6 +169,8 @@ def test_needs_table() -> None:
         "verify": "owner",
         "grant": "owner",
         "classify": "owner",
+        "describe": "owner",  # a dataset's metadata
+        "delete": "owner",  # the whole dataset
         # the lifecycle (issue 13): on one dataset its owners; on every dataset (``*``) admins
         "gc": "owner",
         "archive": "owner",
@@ -196,6 +198,8 @@ def test_needs_table() -> None:
         ("owner", "verify", A),
         ("owner", "grant", A),
         ("owner", "classify", A),
+        ("writer", "delete", F),
+        ("owner", "delete", A),
     ],
 )
 def test_each_action_on_a_restricted_dataset(role: str, action: str, expected: str) -> None:

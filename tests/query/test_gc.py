@@ -23,7 +23,14 @@ from _pg import postgres_schema
 from widecube.access import Actor
 from widecube.catalog import Catalog, VersionRecord, VersionStatus
 from widecube.config import Settings
-from widecube.errors import CatalogError, SnapshotCorrupt, VersionArchived, VersionGone
+from widecube.errors import (
+    CatalogError,
+    DatasetNotFound,
+    PermissionDenied,
+    SnapshotCorrupt,
+    VersionArchived,
+    VersionGone,
+)
 from widecube.pipeline import Jobs
 from widecube.query import Widecube
 
@@ -341,3 +348,59 @@ def test_gc_on_an_unchanged_lake_is_cheap_to_repeat(lake: Lake) -> None:
     assert second.removed == [] and second.kept == first.kept
     assert os.path.isdir(lake.folder("src", lake.sources[0][0].version))
     wc.close()
+
+
+# -- deleting a dataset ------------------------------------------------------------------------
+
+
+def test_deleting_a_dataset_hides_it_removes_its_versions_and_purges_its_files(lake: Lake) -> None:
+    name = lake.dataset()
+    old, live = lake.versions(name, 2)
+    lake.catalog.access.grant(name, "user:rita", "reader", by="test")
+    lake.catalog.access.set_policy(name, visibility="restricted")
+    owner = Actor(user="olga", via="token", groups=frozenset())
+    lake.catalog.access.grant(name, "user:olga", "owner", by="test")
+    wc = lake.service(auth=True)
+    try:
+        rita = Actor(user="rita", via="token", groups=frozenset())
+        with pytest.raises(PermissionDenied):
+            wc.delete(name, actor=rita)  # a reader may read, not delete
+        with pytest.raises(DatasetNotFound):
+            wc.delete(name, actor=Actor.anonymous())  # restricted: not even named
+        planned = wc.delete(name, dry_run=True, actor=owner)
+        assert sorted(planned.versions) == sorted([old, live]) and planned.purge_after is None
+        assert lake.catalog.current(name).version == live  # a dry run changes nothing
+        done = wc.delete(name, actor=owner)
+        assert sorted(done.versions) == sorted([old, live]) and not done.dry_run
+        with pytest.raises(DatasetNotFound):
+            wc.summary(name, genes=[GENE], groupby="cell_type", stats=["mean"], actor=CLI)
+        assert name not in {d.name for d in wc.datasets(actor=CLI)}
+        assert {lake.status(name, v) for v in (old, live)} == {S.REMOVED}
+        assert lake.catalog.access.lookup(name, ("user:rita", "user:olga")).roles == ()
+        rows = [r.event for r in lake.catalog.audit.rows(action="delete") if r.event.dataset == name]
+        assert [(e.actor, e.outcome) for e in rows] == [("rita", "denied"), (None, "denied"), ("olga", "ok")]
+        row = rows[-1]
+        assert sorted(row.detail["removed"]) == sorted([old, live])
+        assert lake.folder(name, live).is_dir()  # files go with the next gc (the grace is 0 here)
+        wc.gc(name, actor=CLI)
+        assert not lake.folder(name, old).exists() and not lake.folder(name, live).exists()
+    finally:
+        wc.close()
+
+
+def test_a_dataset_in_a_release_or_being_built_is_not_deleted(lake: Lake) -> None:
+    name = lake.dataset()
+    (live,) = lake.versions(name, 1)
+    wc = lake.service()
+    try:
+        wc.create_release("keep-" + name, [name], actor=CLI)
+        with pytest.raises(CatalogError, match=f"release.*keep-{name}"):
+            wc.delete(name, actor=CLI)
+        assert lake.catalog.current(name).version == live and lake.status(name, live) == S.PUBLISHED
+        other = lake.dataset()
+        lake.versions(other, 1)
+        lake.catalog.create_version(other, "b" * 32, input_name="x", input_sha256=None, params={})
+        with pytest.raises(CatalogError, match="being built"):
+            wc.delete(other, actor=CLI)
+    finally:
+        wc.close()

@@ -39,6 +39,7 @@ Action = Literal[
     "grant",
     "classify",
     "describe",
+    "delete",
     "gc",
     "archive",
     "restore",
@@ -53,7 +54,7 @@ Action = Literal[
 ]
 """What the caller wants to do. On a dataset: ``read`` (any query), ``submit``/``upload``
 (ingest: writer), ``publish``/``rollback``/``verify``/``grant``/``classify``/``describe``
-(owner; ``describe`` sets the dataset's metadata) and the lifecycle
+(owner; ``describe`` sets the dataset's metadata), ``delete`` (owner: the whole dataset) and the lifecycle
 ``gc``/``archive``/``restore``/``release``/``retention``/``scrub``/``inventory`` (owner); the
 lifecycle actions on resource ``*`` (every dataset) are admin only. Server-wide
 (resource ``*``): ``jobs`` (run or list every job), ``upkeep`` (the decoded cache, expiring

@@ -36,6 +36,7 @@ NEEDS: dict[str, str] = {
     "grant": "owner",
     "classify": "owner",
     "describe": "owner",
+    "delete": "owner",
     "gc": "owner",
     "archive": "owner",
     "restore": "owner",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -146,6 +146,13 @@ class TierMoveModel(BaseModel):
     bytes: int
 
 
+class DeletedModel(BaseModel):
+    dataset: str
+    dry_run: bool
+    versions: list[str] = Field(description="the versions removed (dry run: that would be)")
+    purge_after: dt.datetime | None = Field(description="their files are purged after this (null: dry run)")
+
+
 class RetentionModel(BaseModel):
     dataset: str
     keep_last: int
@@ -233,6 +240,18 @@ def pin(name: DatasetName, body: PinRequest, wc: WC, actor: Caller) -> Response:
     """Pin a version (garbage collection keeps it), or unpin it (its owners)."""
     wc.pin(name, body.version, pinned=body.pinned, actor=actor)
     return Response(status_code=204)
+
+
+@router.delete(f"{ADMIN_PREFIX}/datasets/{{name}}", response_model=DeletedModel)
+def delete_dataset(
+    name: DatasetName,
+    wc: WC,
+    actor: Caller,
+    dry_run: Annotated[bool, Query(description="say what would be removed, change nothing")] = False,
+) -> Response:
+    """Delete a dataset (its owners): 404 from the next request on; its versions are removed
+    and their files purged after the grace; 409 while a version is built or a release names one."""
+    return JSON(wc.delete(name, dry_run=dry_run, actor=actor), headers=_NO_STORE)
 
 
 @router.post(f"{ADMIN_PREFIX}/datasets/{{name}}/archive", response_model=TierMoveModel)

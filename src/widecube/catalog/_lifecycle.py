@@ -29,7 +29,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from widecube.catalog import _queries as q
 from widecube.catalog._records import VersionStatus, check_transition
 from widecube.catalog._schema import (
+    dataset_metadata,
+    dataset_terms,
     datasets,
+    grants,
     pointer_history,
     pointers,
     release_members,
@@ -272,6 +275,55 @@ class Lifecycle:
                 purge_due=purge_due,
             )
             return True
+
+    def delete_dataset(self, dataset: str, *, by: str, purge_due: datetime) -> list[str]:
+        """Delete a dataset in one transaction: its pointer goes (reads answer 404 from the next
+        request on, as for a dataset that never existed), every version with files becomes
+        ``removed`` (its hot folder purged after ``purge_due``), and its grants, retention
+        policy and metadata go. The catalog keeps the dataset's versions and audit rows. Refused
+        (409) while a version is building or a release names one of its versions. Returns the
+        versions removed."""
+        with self._write() as conn:
+            dataset_id = q.lock_dataset(conn, dataset)
+            rows = conn.execute(
+                sa.select(_V.id, _V.status, _V.path).where(_V.dataset_id == dataset_id).order_by(_V.seq)
+            ).all()
+            building = [r.id for r in rows if r.status == VersionStatus.BUILDING.value]
+            if building:
+                raise CatalogError(
+                    f"dataset {dataset!r} has a version being built ({building[0]}): "
+                    "wait for its job to end, then delete"
+                )
+            named = _release_names(conn)
+            held = sorted({rel for r in rows for rel in named.get(r.id, [])})
+            if held:
+                raise CatalogError(
+                    f"dataset {dataset!r} is named by release(s) {', '.join(held)}, which never "
+                    "change: a dataset in a release cannot be deleted"
+                )
+            now = _now()
+            conn.execute(sa.delete(pointers).where(pointers.c.dataset_id == dataset_id))
+            removed = []
+            for r in rows:
+                if r.status in (VersionStatus.REMOVED.value, VersionStatus.FAILED.value):
+                    continue
+                hot = r.status != VersionStatus.ARCHIVED.value
+                q.set_status(conn, r.id, VersionStatus.REMOVED, now, reason=f"dataset deleted by {by}")
+                _upsert(
+                    conn,
+                    r.id,
+                    changed_at=now,
+                    changed_by=f"deleted by {by}",
+                    purge_path=r.path if hot else None,
+                    purge_due=purge_due if hot else None,
+                )
+                removed.append(str(r.id))
+            conn.execute(sa.delete(grants).where(grants.c.dataset == dataset))
+            for table in (retention, dataset_terms, dataset_metadata):
+                conn.execute(sa.delete(table).where(table.c.dataset_id == dataset_id))
+            if conn.dialect.name == "sqlite":  # the metadata's full-text row (``_descriptions``)
+                conn.execute(sa.text("DELETE FROM dataset_fts WHERE rowid = :id"), {"id": dataset_id})
+            return removed
 
     def archive(
         self, dataset: str, version: str, *, url: str, by: str, bytes: int, purge_due: datetime

@@ -32,7 +32,7 @@ from ..snapshot import Storage, check_files, open_storage, read_manifest
 from ._retention import retention_plan
 from ._versions import Admin
 from ._warming import CacheUpkeep
-from .results_lake import GcItem, GcReport, InventoryRow, Retention, TierMove
+from .results_lake import Deleted, GcItem, GcReport, InventoryRow, Retention, TierMove
 
 __all__ = ["Lifecycle"]
 
@@ -194,6 +194,30 @@ class Lifecycle(CacheUpkeep, Admin):
         with self.door.act(actor, "retention", dataset, pinned=pinned) as act:
             act.version = version
             self.catalog.lifecycle.pin(dataset, version, pinned=pinned)
+
+    # -- deleting a dataset -----------------------------------------------------------------
+
+    def delete(self, dataset: str, *, dry_run: bool = False, actor: Actor = ANONYMOUS) -> Deleted:
+        """Delete a dataset (its owners): it answers 404 from the next request on, its versions
+        become ``removed`` and their files are purged after ``WIDECUBE_GC_GRACE`` by the next
+        garbage collection, its grants, retention policy and metadata go; the catalog keeps the
+        versions' rows and the audit log. 409 while a version is being built or a release names
+        one. ``dry_run``: the versions it would remove, nothing changed.
+
+            >>> wc.delete("old-pilot", actor=owner)["versions"]  # doctest: +SKIP
+        """
+        if dry_run:
+            self.door.authorize(actor, "delete", dataset)
+            unserved = (VersionStatus.REMOVED, VersionStatus.FAILED)
+            versions = [v.version for v in self.catalog.versions(dataset) if v.status not in unserved]
+            return Deleted(dataset, True, versions, None)
+        purge_after = datetime.now(UTC) + timedelta(seconds=self.settings.gc_grace)
+        with self.door.act(actor, "delete", dataset) as act:
+            removed = self.catalog.lifecycle.delete_dataset(
+                dataset, by=actor.user or actor.via, purge_due=purge_after
+            )
+            act.detail["removed"] = removed
+        return Deleted(dataset, False, removed, purge_after)
 
     # -- tiers ----------------------------------------------------------------------------------
 

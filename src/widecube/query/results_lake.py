@@ -9,6 +9,7 @@ from datetime import datetime
 from .results import Result
 
 __all__ = [
+    "Deleted",
     "GcItem",
     "GcReport",
     "InventoryRow",
@@ -122,6 +123,17 @@ class TierMove(Result):
     status: str
     location: str
     bytes: int
+
+
+@dataclasses.dataclass(**_RESULT)
+class Deleted(Result):
+    """A deleted dataset (or, with ``dry_run``, what deleting it would do): the versions that
+    became ``removed`` and when their files are purged (the grace readers get to finish)."""
+
+    dataset: str
+    dry_run: bool
+    versions: list[str]
+    purge_after: datetime | None
 
 
 @dataclasses.dataclass(**_RESULT)
