@@ -122,7 +122,7 @@ def _check(s: Served, answer: httpx.Response, tally: Tally, asked: str | None) -
 
 
 def _summary(http: httpx.Client, dataset: str, **params: str) -> httpx.Response:
-    query = {"genes": GENE, "groupby": "cell_type", "stats": "mean", "layer": "raw", **params}
+    query = {"genes": GENE, "groupby": "cell_type", "stats": "mean", "layer": "input", **params}
     return http.get(f"/api/v1/datasets/{dataset}/summary", params=query)
 
 

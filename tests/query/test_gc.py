@@ -101,7 +101,7 @@ def _bytes(folder: Path) -> int:
 
 def _means(wc: Widecube, dataset: str, version: str) -> list[float]:
     found = wc.summary(
-        dataset, genes=[GENE], groupby="cell_type", stats=["mean"], layer="raw", version=version, actor=CLI
+        dataset, genes=[GENE], groupby="cell_type", stats=["mean"], layer="input", version=version, actor=CLI
     )
     groups = list(found["groups"])
     values = np.asarray(found["values"]["mean"])[:, 0]
