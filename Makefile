@@ -43,7 +43,7 @@ wrk:
 # (an ingested dataset, a server) are built once per file; most tests wait on subprocesses,
 # servers or the disk, so two workers on two cores finish well before one.
 test: lint chromium
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 # The fast unit layer alone (no ingest of a whole dataset, no browser, server process or PostgreSQL).
 test-unit: $(STAMP)
