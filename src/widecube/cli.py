@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from . import cli_access, cli_lake, cli_meta
-from ._console import JSON_HELP, ME, announce_storage, err, listing, out, print_json, show
+from ._console import JSON_HELP, ME, ProgressLines, announce_storage, err, listing, out, print_json, show
 from ._console import clean_errors as _clean_errors
 from .config import Settings
 from .errors import WidecubeError
@@ -111,7 +111,7 @@ def demo_data(
             seed=seed,
             progress=lambda n: bar.advance(task, n),
         )
-    out.print(f"wrote {path} ({cells:,} cells × {genes:,} genes)")
+    out.print(f"wrote {path} ({cells:,} cells × {genes:,} genes)", soft_wrap=True)
 
 
 @app.command()
@@ -168,7 +168,11 @@ def ingest(
         ),
     ] = None,
     timings: Annotated[
-        bool, typer.Option(help="print the seconds spent in each step as a JSON line at the end")
+        bool,
+        typer.Option(
+            help="print the seconds spent in each step (the job's: unpack, validate, compute, verify, "
+            "publish) as a JSON line at the end"
+        ),
     ] = False,
     force: Annotated[
         bool, typer.Option(help="publish even if another version went live while this one was built")
@@ -265,14 +269,17 @@ def ingest(
                     actor=ME,
                 )
         except Held as exc:
-            out.print(f"verified {exc.dataset} version {exc.version}, not published (--no-publish)")
+            out.print(
+                f"verified {exc.dataset} version {exc.version}, not published (--no-publish)", soft_wrap=True
+            )
             return
         except PointerMoved as exc:
             err.print(f"[bold yellow]warning:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(3) from None
     out.print(
         f"published {record.dataset} version {record.version} "
-        f"({record.n_cells:,} cells × {record.n_genes:,} genes)"
+        f"({record.n_cells:,} cells × {record.n_genes:,} genes)",
+        soft_wrap=True,
     )
     if timings:  # each step lasts from its first report to the next step's first report
         ends = [*list(steps.values())[1:], time.perf_counter()]
@@ -651,7 +658,10 @@ def _job_state(states: Any, name: str | None) -> Any:
         raise typer.Exit(2) from None
 
 
-def _progress() -> Progress:
+def _progress() -> Progress | ProgressLines:
+    """Bars on a terminal; plain lines on stderr otherwise (a log, a pipe, CI)."""
+    if not sys.stderr.isatty():
+        return ProgressLines()
     return Progress(
         TextColumn("{task.description:<10}"),
         BarColumn(),
@@ -661,7 +671,6 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=err,
         transient=False,
-        disable=not sys.stderr.isatty(),
     )
 
 

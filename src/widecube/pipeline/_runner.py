@@ -215,8 +215,10 @@ class JobRunner:
                 while (found := next_step(job.state)) is not None:
                     name, target = found
                     if name not in work.done:
+                        work.progress(name, 0.0)
                         work.done[name] = self._attempt(work, name)
                         _save(work.folder, name, work.done[name])
+                        work.progress(name, 1.0)
                     self.catalog.jobs.event(job.id, self.worker, "done", name)
                     job = work.job = self.catalog.jobs.advance(job.id, self.worker, target)
             except LeaseLost:  # another worker took the job over; it finishes it
@@ -423,15 +425,15 @@ def _saving(
     progress: Progress, catalog: Catalog, job: JobRecord, worker: str, every: float = 1.0
 ) -> Progress:
     """``progress`` that also saves the step and fraction in the catalog (the job and its
-    BUILDING version), at most once a second."""
-    last = [0.0]
+    BUILDING version): when a step starts or ends, and at most once a second in between."""
+    last: list[Any] = [0.0, None]
     started = time.monotonic()
 
     def report(step: str, done: float) -> None:
         progress(step, done)
         now = time.monotonic()
-        if now - last[0] >= every or done >= 1.0:
-            last[0] = now
+        if now - last[0] >= every or done >= 1.0 or step != last[1]:
+            last[0], last[1] = now, step
             saved = {"step": step, "fraction": round(done, 4), "elapsed_s": round(now - started, 1)}
             catalog.report_progress(job.dataset, str(job.version), saved)
             catalog.jobs.report(job.id, worker, saved)
