@@ -30,6 +30,8 @@ __all__ = [
     "clean_errors",
     "err",
     "listing",
+    "log_lines",
+    "server_log_config",
     "out",
     "print_json",
     "show",
@@ -126,6 +128,38 @@ def clean_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_lines(name: str = "widecube", *, fmt: str = LOG_FORMAT) -> None:
+    """Print the INFO lines of logger ``name`` (and its children) on stderr, once per process:
+    for the long-running commands (``watch``, ``work``), whose per-entry and per-job lines
+    are log records."""
+    import logging
+
+    logger = logging.getLogger(name)
+    if not any(getattr(h, "_widecube", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(fmt))
+        handler._widecube = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def server_log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration with the ``widecube`` logger at INFO through its
+    handler: the server's log says what its background work does (a line when a job starts
+    and one when it ends, upkeep rounds, uploads removed), beside the access log."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["widecube"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 class ProgressLines:

@@ -29,7 +29,19 @@ from rich.progress import (
 from rich.table import Table
 
 from . import cli_access, cli_lake, cli_meta
-from ._console import JSON_HELP, ME, ProgressLines, announce_storage, err, listing, out, print_json, show
+from ._console import (
+    JSON_HELP,
+    ME,
+    ProgressLines,
+    announce_storage,
+    err,
+    listing,
+    log_lines,
+    out,
+    print_json,
+    server_log_config,
+    show,
+)
 from ._console import clean_errors as _clean_errors
 from .config import Settings
 from .errors import WidecubeError
@@ -329,6 +341,7 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        log_config=server_log_config(),  # and a line per background job (widecube's logger)
         access_log=access_log,
         proxy_headers=bool(proxies),  # else X-Forwarded-* from anyone are ignored
         forwarded_allow_ips=proxies or None,
@@ -579,6 +592,7 @@ def watch(
         err.print(f"[bold red]error:[/] {inbox}: not a folder", highlight=False)
         raise typer.Exit(1)
     settings = Settings()
+    log_lines("widecube.watch", fmt="%(asctime)s %(message)s")  # a line per entry taken and ended
     with Jobs.open(settings) as jobs_:
         watcher = jobs_.watcher(
             inbox, quiet=quiet_period, poll=poll, views=views, input_kind=input_kind, actor=ME
@@ -593,6 +607,7 @@ def watch(
         err.print(
             f"watching {watcher.inbox} (quiet {watcher.quiet:g} s, poll {watcher.poll:g} s); Ctrl-C stops",
             highlight=False,
+            soft_wrap=True,
         )
         watcher.run()
 
@@ -617,6 +632,7 @@ def work(
     from .pipeline import Jobs, JobState
 
     settings = Settings()
+    log_lines()  # a line when a job starts and one when it ends (serve's log, when serve starts it)
     with Jobs.open(settings) as jobs_:
         jobs_.reclaim_orphans(actor=ME)
         if once:
