@@ -536,4 +536,7 @@ def _check_unique(path: Path, index: Any, what: str) -> None:
     if dup.any():
         name = index[int(np.argmax(dup))]
         where = np.flatnonzero(index == name)[:2]
-        raise InputError(f"{path.name}: duplicate {what} {name!r} at positions {where[0]} and {where[1]}")
+        axis = "rows" if what == "cell id" else "columns"  # of the matrix, counted from 1
+        raise InputError(
+            f"{path.name}: duplicate {what} {name!r} at {axis} {where[0] + 1} and {where[1] + 1}"
+        )
