@@ -50,8 +50,9 @@ benchmark, `run.py --only b1m` runs B1M):
 * **widecube**: `widecube ingest <file> --dataset <name> --groupby cluster --groupby
   cluster,donor` into a fresh, empty storage folder (removed afterwards); with `--steps`, the
   same ingest again through the library (`benchmarks/widecube_steps.py`) with the time of
-  each step: `read` (pass 1: stream the input, spill non-zeros by gene), `compute` (pass 2:
-  gene slabs through every view), `write` (the views' finish), `verify`, `publish`;
+  each step: the job's `unpack`, `validate`, `compute` (split into pass 1: stream the input,
+  spill non-zeros by gene; pass 2: gene slabs through every view; the views' finish),
+  `verify`, `publish` (runs recorded before these names say `read`, `compute`, `write`);
 * **scanpy** (`benchmarks/scanpy_peer.py`): `anndata.read_h5ad`, then per grouping
   (`cluster`, and `["cluster", "donor"]`) `scanpy.get.aggregate(func=["sum", "mean", "var",
   "count_nonzero"])` and, timed separately, `scanpy.get.aggregate(func="median")`, all in
@@ -243,8 +244,17 @@ STEP_MEANINGS = {
     "verify": "the verifier re-reads the staged snapshot",
     "publish": "move into place, catalog transaction, work folder removed",
     "close": "between publish's report and the call's return",
+    # the job's own step names (every run since the progress bars and jobs share them); the
+    # names above are those of runs recorded before, kept so their tables read as they did
+    "unpack": "the version recorded; an archive unpacked, a stored input copied in",
+    "validate": "the input opened; cell ids, gene names and every grouping checked",
+    "compute: pass 1": "part of compute: stream the input block by block (values checked, library "
+    "sizes counted), spill every non-zero to its gene bucket on disk",
+    "compute: pass 2": "part of compute: obs/var written; each gene slab through every view",
+    "compute: views written": "part of compute: the views' finish (markers ranked, views written)",
 }
-"""What each step of ``widecube_steps.py``'s breakdown covers (its own ``STEPS``, plus imports)."""
+"""What each step of ``widecube_steps.py``'s breakdown covers (its own ``STEPS``, plus imports):
+the job's steps (``compute`` also split into its parts), and the names of older runs."""
 
 
 def _views_line(figures: dict[str, float]) -> str:

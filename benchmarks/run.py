@@ -119,7 +119,13 @@ def _scanpy_figures(out: dict[str, Any]) -> dict[str, float]:
 
 
 def _steps_parts(out: dict[str, Any]) -> dict[str, float]:
-    return {"imports": out["import_s"], **out["steps"]}
+    """Imports, then each step, the compute step followed by its parts (``compute: pass 1``…)."""
+    parts = {"imports": out["import_s"]}
+    for step, seconds in out["steps"].items():
+        parts[step] = seconds
+        if step == "compute":
+            parts.update({f"compute: {p}": s for p, s in out.get("compute_parts", {}).items()})
+    return parts
 
 
 def _steps_figures(out: dict[str, Any]) -> dict[str, float]:

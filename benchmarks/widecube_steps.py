@@ -8,20 +8,22 @@ reported, and prints one JSON object::
 
     $ WIDECUBE_STORAGE=/tmp/s python benchmarks/widecube_steps.py data.h5ad --dataset d \\
           --groupby cluster --groupby cluster,donor
-    {"steps": {"read": 30.8, "compute": 51.0, ...}, "views": {...}, "total_s": 93.1, ...}
+    {"steps": {"unpack": 0.1, "validate": 2.3, "compute": 81.8, ...}, "compute_parts":
+     {"pass 1": 30.8, "pass 2": 44.1, "views written": 6.9}, "views": {...}, "total_s": 93.1, ...}
 
-The steps, in the order the ingest reports them (:data:`STEPS` says what each covers):
+The steps are the ingest job's own (``widecube.pipeline._ingest.STEPS``, the names a progress
+bar, ``widecube ingest --timings`` and ``widecube jobs`` use; :data:`STEPS` says what each
+covers): ``unpack``, ``validate``, ``compute``, ``verify``, ``publish``. The compute step's
+parts (``compute_parts``, from the fraction it reports, ``_ingest.COMPUTE_PHASES``):
 
-* ``read`` — pass 1: open the input, stream it block by block (values checked, per-cell
-  library sizes counted) and spill every non-zero to its gene bucket on disk;
-* ``compute`` — pass 2: obs/var written, then every gene slab (a bucket counting-sorted into
+* ``pass 1`` — open the input, stream it block by block (values checked, per-cell library
+  sizes counted) and spill every non-zero to its gene bucket on disk;
+* ``pass 2`` — obs/var written, then every gene slab (a bucket counting-sorted into
   gene-major order) fed through every view (summaries on raw and normalized for each
   grouping, exact quantiles, the gene-major matrix, markers' inputs, gene stats);
-* ``write`` — the views' ``finish``: ranking markers, writing what each view accumulated;
-* ``verify`` — the verifier re-reads the staged snapshot;
-* ``publish`` — moving it into place, the catalog transaction, removing the work folder.
+* ``views written`` — the views' ``finish``: ranking markers, writing what each accumulated.
 
-A step's time runs from the end of the previous step to its own last report (``read`` from
+A step's time runs from the end of the previous step to its own last report (``unpack`` from
 the end of the imports), so set-up between two steps is charged to the later one; ``close``
 is what is left between the last report and the call's return. ``views`` splits the time
 inside each view's ``begin``/``consume``/``finish``/``verify`` (statistics shared between
@@ -40,14 +42,18 @@ from collections import defaultdict
 from typing import Any
 
 STEPS: dict[str, str] = {
-    "read": "pass 1: stream the input, check values, count library sizes, spill non-zeros by gene",
-    "compute": "pass 2: gene slabs (counting-sorted buckets) through every view",
-    "write": "the views' finish: markers ranked, accumulated views written",
-    "verify": "the verifier re-reads the staged snapshot",
-    "publish": "move into place, catalog transaction, work folder removed",
-    "close": "between publish's report and the call's return",
+    "unpack": "the version recorded; an archive unpacked, a stored input copied in",
+    "validate": "the input opened; cell ids, gene names and every grouping checked",
+    "compute": "pass 1 (stream the input, spill non-zeros by gene), pass 2 (gene slabs through "
+    "every view), the views written",
+    "verify": "the verifier re-reads the staged snapshot and moves it into place",
+    "publish": "the catalog transaction",
+    "close": "between publish's report and the call's return (work folder removed)",
 }
-"""Every step the ingest reports, with what it covers (the report's breakdown table uses it)."""
+"""Every step the ingest reports (the job's steps), with what it covers (the report's table uses it)."""
+
+PHASES = ("pass 1", "pass 2", "views written")
+"""The compute step's parts, told apart by the fraction it reports (``_ingest.COMPUTE_PHASES``)."""
 
 _HOOKS = ("begin", "consume", "finish", "verify")
 
@@ -130,17 +136,24 @@ def run(path: str, dataset: str, groupbys: list[str]) -> dict[str, Any]:
     start = time.perf_counter()
     from widecube.config import Settings
     from widecube.pipeline import ingest
+    from widecube.pipeline._ingest import COMPUTE_PHASES
 
     imported = time.perf_counter()
     last: dict[str, float] = {}
+    parts: dict[str, float] = {}  # each compute part's last report
     spent: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(_HOOKS, 0.0))
     rss = RssByPhase()
     _time_views(spent, rss)
 
     def progress(step: str, done: float) -> None:
+        now = time.perf_counter()
         last.pop(step, None)  # keep insertion order = order of each step's last report
-        last[step] = time.perf_counter()
+        last[step] = now
         rss.step = step
+        if step == "compute" and done > 0:
+            part = next(p for p in PHASES if done <= COMPUTE_PHASES[p][1])
+            parts[part] = now
+            rss.step = f"compute: {part}"
 
     settings = Settings()
     with rss:
@@ -152,10 +165,17 @@ def run(path: str, dataset: str, groupbys: list[str]) -> dict[str, Any]:
         steps[step] = stamp - previous
         previous = stamp
     steps["close"] = end - previous
+    compute_parts: dict[str, float] = {}
+    previous = last.get("validate", imported)
+    for part in PHASES:
+        if part in parts:
+            compute_parts[part] = parts[part] - previous
+            previous = parts[part]
     return {
         "import_s": imported - start,
         "steps": steps,
         "step_meanings": {k: STEPS.get(k, "") for k in steps},
+        "compute_parts": compute_parts,
         "views": {name: {k: round(v, 3) for k, v in hooks.items()} for name, hooks in spent.items()},
         "total_s": end - start,
         "peak_rss_by_phase": dict(sorted(rss.peaks.items(), key=lambda kv: -kv[1])),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,3 +63,14 @@ def write_h5ad(
         out.layers[where] = stored
     out.write_h5ad(path)
     return path
+
+
+_PROGRESS = re.compile(
+    r"^(unpack|validate|compute|verify|publish): (started|\d+% \(\d+ s\)|done in [\d.]+ s)$"
+)
+
+
+def without_progress(stderr: str) -> list[str]:
+    """The lines of a command's stderr other than its progress lines (``compute: 40% (12 s)``:
+    what ``widecube ingest`` prints when stderr is not a terminal)."""
+    return [line for line in stderr.strip().splitlines() if not _PROGRESS.match(line)]

@@ -7,12 +7,16 @@ import dataclasses
 import enum
 import functools
 import json
+import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import IO, Any, Self, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import TaskID
 from rich.table import Column, Table
 
 from .access import Actor
@@ -21,10 +25,13 @@ from .errors import WidecubeError
 __all__ = [
     "JSON_HELP",
     "ME",
+    "ProgressLines",
     "announce_storage",
     "clean_errors",
     "err",
     "listing",
+    "log_lines",
+    "server_log_config",
     "out",
     "print_json",
     "show",
@@ -121,3 +128,96 @@ def clean_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_lines(name: str = "widecube", *, fmt: str = LOG_FORMAT) -> None:
+    """Print the INFO lines of logger ``name`` (and its children) on stderr, once per process:
+    for the long-running commands (``watch``, ``work``), whose per-entry and per-job lines
+    are log records."""
+    import logging
+
+    logger = logging.getLogger(name)
+    if not any(getattr(h, "_widecube", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(fmt))
+        handler._widecube = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def server_log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration with the ``widecube`` logger at INFO through its
+    handler: the server's log says what its background work does (a line when a job starts
+    and one when it ends, upkeep rounds, uploads removed), beside the access log."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["widecube"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
+class ProgressLines:
+    """Progress as plain lines, for a log or a pipe (where rich's bars print nothing): one
+    line when a task starts, one each time it passes another ``every`` of its total or
+    ``seconds`` after the last line, and one when it is done::
+
+        compute: started
+        compute: 40% (12 s)
+        compute: done in 31.2 s
+
+    The methods used of :class:`rich.progress.Progress` (``add_task``, ``update``,
+    ``advance``, use as a context manager), so a command picks one or the other.
+    """
+
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        *,
+        every: float = 0.1,
+        seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stream, self._every, self._seconds, self._clock = stream, every, seconds, clock
+        self._tasks: list[dict[str, Any]] = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pass
+
+    def add_task(self, description: str, total: float = 100.0) -> TaskID:
+        now = self._clock()
+        task = {"name": description, "total": total, "done": 0.0, "began": now, "said": now, "mark": 0.0}
+        self._tasks.append(task)
+        self._say(f"{description}: started")
+        return TaskID(len(self._tasks) - 1)
+
+    def advance(self, task: TaskID, advance: float = 1.0) -> None:
+        self.update(task, completed=self._tasks[task]["done"] + advance)
+
+    def update(self, task: TaskID, *, completed: float) -> None:
+        t = self._tasks[task]
+        if t["done"] >= t["total"]:  # said done already
+            return
+        t["done"] = completed
+        now = self._clock()
+        fraction = completed / t["total"] if t["total"] else 1.0
+        if fraction >= 1.0:
+            self._say(f"{t['name']}: done in {now - t['began']:.1f} s")
+        elif fraction >= t["mark"] + self._every or now - t["said"] >= self._seconds:
+            t["said"], t["mark"] = now, fraction - fraction % self._every
+            self._say(f"{t['name']}: {fraction:.0%} ({now - t['began']:.0f} s)")
+
+    def _say(self, line: str) -> None:
+        stream = self._stream or sys.stderr
+        stream.write(line + "\n")
+        stream.flush()

@@ -29,7 +29,19 @@ from rich.progress import (
 from rich.table import Table
 
 from . import cli_access, cli_lake, cli_meta
-from ._console import JSON_HELP, ME, announce_storage, err, listing, out, print_json, show
+from ._console import (
+    JSON_HELP,
+    ME,
+    ProgressLines,
+    announce_storage,
+    err,
+    listing,
+    log_lines,
+    out,
+    print_json,
+    server_log_config,
+    show,
+)
 from ._console import clean_errors as _clean_errors
 from .config import Settings
 from .errors import WidecubeError
@@ -111,7 +123,7 @@ def demo_data(
             seed=seed,
             progress=lambda n: bar.advance(task, n),
         )
-    out.print(f"wrote {path} ({cells:,} cells × {genes:,} genes)")
+    out.print(f"wrote {path} ({cells:,} cells × {genes:,} genes)", soft_wrap=True)
 
 
 @app.command()
@@ -168,7 +180,11 @@ def ingest(
         ),
     ] = None,
     timings: Annotated[
-        bool, typer.Option(help="print the seconds spent in each step as a JSON line at the end")
+        bool,
+        typer.Option(
+            help="print the seconds spent in each step (the job's: unpack, validate, compute, verify, "
+            "publish) as a JSON line at the end"
+        ),
     ] = False,
     force: Annotated[
         bool, typer.Option(help="publish even if another version went live while this one was built")
@@ -265,14 +281,17 @@ def ingest(
                     actor=ME,
                 )
         except Held as exc:
-            out.print(f"verified {exc.dataset} version {exc.version}, not published (--no-publish)")
+            out.print(
+                f"verified {exc.dataset} version {exc.version}, not published (--no-publish)", soft_wrap=True
+            )
             return
         except PointerMoved as exc:
             err.print(f"[bold yellow]warning:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(3) from None
     out.print(
         f"published {record.dataset} version {record.version} "
-        f"({record.n_cells:,} cells × {record.n_genes:,} genes)"
+        f"({record.n_cells:,} cells × {record.n_genes:,} genes)",
+        soft_wrap=True,
     )
     if timings:  # each step lasts from its first report to the next step's first report
         ends = [*list(steps.values())[1:], time.perf_counter()]
@@ -322,6 +341,7 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        log_config=server_log_config(),  # and a line per background job (widecube's logger)
         access_log=access_log,
         proxy_headers=bool(proxies),  # else X-Forwarded-* from anyone are ignored
         forwarded_allow_ips=proxies or None,
@@ -572,6 +592,7 @@ def watch(
         err.print(f"[bold red]error:[/] {inbox}: not a folder", highlight=False)
         raise typer.Exit(1)
     settings = Settings()
+    log_lines("widecube.watch", fmt="%(asctime)s %(message)s")  # a line per entry taken and ended
     with Jobs.open(settings) as jobs_:
         watcher = jobs_.watcher(
             inbox, quiet=quiet_period, poll=poll, views=views, input_kind=input_kind, actor=ME
@@ -586,6 +607,7 @@ def watch(
         err.print(
             f"watching {watcher.inbox} (quiet {watcher.quiet:g} s, poll {watcher.poll:g} s); Ctrl-C stops",
             highlight=False,
+            soft_wrap=True,
         )
         watcher.run()
 
@@ -610,6 +632,7 @@ def work(
     from .pipeline import Jobs, JobState
 
     settings = Settings()
+    log_lines()  # a line when a job starts and one when it ends (serve's log, when serve starts it)
     with Jobs.open(settings) as jobs_:
         jobs_.reclaim_orphans(actor=ME)
         if once:
@@ -651,7 +674,10 @@ def _job_state(states: Any, name: str | None) -> Any:
         raise typer.Exit(2) from None
 
 
-def _progress() -> Progress:
+def _progress() -> Progress | ProgressLines:
+    """Bars on a terminal; plain lines on stderr otherwise (a log, a pipe, CI)."""
+    if not sys.stderr.isatty():
+        return ProgressLines()
     return Progress(
         TextColumn("{task.description:<10}"),
         BarColumn(),
@@ -661,7 +687,6 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=err,
         transient=False,
-        disable=not sys.stderr.isatty(),
     )
 
 

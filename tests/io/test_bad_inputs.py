@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
 
+from _data import without_progress
 from _io_writers import write_10x_h5, write_loom, write_mtx, write_parquet
 from widecube.catalog import Catalog, VersionStatus
 from widecube.compute._spill import GeneSpill
@@ -597,7 +598,7 @@ def test_the_cli_refuses_in_one_clear_line(name: str, cli_runs: dict[str, Run]) 
     case, store, run = cli_runs[name]
     assert run.returncode == 1, (run.returncode, run.stdout, run.stderr)  # 1, never a signal (< 0)
     assert "Traceback" not in run.stderr + run.stdout
-    lines = run.stderr.strip().splitlines()
+    lines = without_progress(run.stderr)
     assert len(lines) == 1, run.stderr
     assert lines[0].startswith("error: "), lines[0]
     for fragment in case.expect:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _data import small_adata, write_h5ad
+from _data import small_adata, without_progress, write_h5ad
 from _io_writers import write_10x_h5, write_loom, write_mtx, write_parquet
 from widecube.catalog import Catalog, VersionStatus
 from widecube.config import Settings
@@ -277,7 +277,7 @@ def test_cli_prints_one_line_without_traceback(tmp_path: Path, settings: Setting
         timeout=300,
     )
     assert run.returncode == 1 and "Traceback" not in run.stderr
-    assert run.stderr.strip().splitlines() == [
+    assert without_progress(run.stderr) == [
         f"error: {bad}: non-numeric value 'x' at line 3, field 3 (cell 'c2', gene 'Gene1')"
     ]
 

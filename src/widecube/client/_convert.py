@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARROW",
+    "COMPARE_COLUMNS",
     "MARKER_COLUMNS",
+    "compare_frame",
     "datasets_frame",
     "expression_frame",
     "expression_result",
@@ -44,6 +46,7 @@ __all__ = [
     "read_ipc",
     "records",
     "summary_result",
+    "violin_frame",
 ]
 
 ARROW = "application/vnd.apache.arrow.stream"
@@ -51,6 +54,8 @@ ARROW = "application/vnd.apache.arrow.stream"
 
 DATASET_COLUMNS = ("name", "version", "n_cells", "n_genes", "groupbys", "created")
 MARKER_COLUMNS = ("gene", "logfoldchange", "pct_in", "pct_out", "t", "pval", "pval_adj")
+COMPARE_COLUMNS = ("t", "pval", "pval_adj", "logfoldchange", "mean_a", "mean_b", "pct_a", "pct_b")
+"""Per gene of a comparison, after ``gene`` (:data:`widecube.query.compare.FIELDS`)."""
 _SEPARATOR = "_"  # joins the values of a multi-column grouping into a group name (compute.groupings)
 
 
@@ -200,12 +205,81 @@ def expression_frame(result: Answer) -> pd.DataFrame:
 
 
 def markers_frame(result: Answer) -> pd.DataFrame:
-    """A group's markers, best first: ``gene``, ``logfoldchange``, ``pct_in``, ``pct_out``,
-    ``t``, ``pval``, ``pval_adj`` (float64, NaN where undefined). ``attrs`` names the dataset,
-    version, groupby, group and layer."""
-    frame = pd.DataFrame.from_records(result["markers"], columns=list(MARKER_COLUMNS))
+    """Markers, best first: ``gene``, ``logfoldchange``, ``pct_in``, ``pct_out``, ``t``,
+    ``pval``, ``pval_adj`` (float64, NaN where undefined); of every group (``result["group"]``
+    None), a ``group`` column first, categorical in the grouping's order. ``attrs`` names the
+    dataset, version, groupby, group and layer."""
+    every = result["group"] is None
+    columns = ["group", *MARKER_COLUMNS] if every else list(MARKER_COLUMNS)
+    frame = pd.DataFrame.from_records(result["markers"], columns=columns)
     numeric = list(MARKER_COLUMNS[1:])
     frame[numeric] = frame[numeric].astype(np.float64)
     frame["gene"] = frame["gene"].astype(str)
+    if every:
+        frame["group"] = pd.Categorical(
+            frame["group"].astype(str), categories=list(dict.fromkeys(frame["group"]))
+        )
     frame.attrs.update({k: result[k] for k in ("dataset", "version", "groupby", "group", "layer")})
     return frame
+
+
+def compare_frame(result: Answer) -> pd.DataFrame:
+    """A comparison, one row per gene in the answer's order: ``gene`` and
+    :data:`COMPARE_COLUMNS` (float64, NaN where undefined). ``attrs`` names the dataset,
+    version, layer, sets ``a`` and ``b`` (with their ``cells``), ``genes_tested`` and ``rank``."""
+    frame = pd.DataFrame.from_records(result["results"], columns=["gene", *COMPARE_COLUMNS])
+    frame[list(COMPARE_COLUMNS)] = frame[list(COMPARE_COLUMNS)].astype(np.float64)
+    frame["gene"] = frame["gene"].astype(str)
+    keys = ("dataset", "version", "layer", "a", "b", "genes_tested", "rank")
+    frame.attrs.update({k: _plain(result[k]) for k in keys})
+    return frame
+
+
+def violin_frame(result: Answer) -> pd.DataFrame:
+    """Violins as one row per (gene, group, bin): ``gene``, ``group`` (categorical, in the
+    answer's order), ``lo``, ``hi`` (float64) and ``count`` (int64). Each (gene, group) starts
+    with its exact zeros (``lo == hi == 0``: the group's cells less its non-zero values), then
+    one row per histogram bin of the non-zero values (none when no kept cell expresses the
+    gene). ``attrs`` names the dataset, version, groupby, layer, kept ``cells`` and ``filter``."""
+    groups = [str(g) for g in result["groups"]]
+    n_cells = np.asarray(result["n_cells"], dtype=np.int64)
+    parts: list[pd.DataFrame] = []
+    for violin in result["violins"]:
+        edges = np.asarray([] if violin["edges"] is None else violin["edges"], dtype=np.float64)
+        bins = max(len(edges) - 1, 0)
+        counts = np.asarray(violin["counts"], dtype=np.int64).reshape(len(groups), -1)[:, :bins]
+        zeros = n_cells - np.asarray(violin["nnz"], dtype=np.int64)
+        lo = np.concatenate([[0.0], edges[:-1]]) if bins else np.zeros(1)
+        hi = np.concatenate([[0.0], edges[1:]]) if bins else np.zeros(1)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "gene": str(violin["gene"]),
+                    "group": np.repeat(groups, bins + 1),
+                    "lo": np.tile(lo, len(groups)),
+                    "hi": np.tile(hi, len(groups)),
+                    "count": np.column_stack([zeros, counts]).reshape(-1),
+                }
+            )
+        )
+    frame = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame({"gene": [], "group": [], "lo": [], "hi": [], "count": []})
+    )
+    frame["gene"] = frame["gene"].astype(str)
+    frame["group"] = pd.Categorical(frame["group"], categories=groups)
+    frame["count"] = frame["count"].astype(np.int64)
+    keys = ("dataset", "version", "groupby", "layer", "cells", "filter")
+    frame.attrs.update({k: _plain(result[k]) for k in keys})
+    return frame
+
+
+def _plain(value: Any) -> Any:
+    """An answer's value as JSON would carry it (a local answer's numpy numbers, tuples and
+    arrays as Python's), so that both faces' ``attrs`` are equal."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value

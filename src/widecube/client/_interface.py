@@ -1,7 +1,7 @@
 """What a client can ask, written once for both faces (HTTP and local).
 
 :class:`Reader` holds the public methods, their arguments and documentation, and turns
-answers into pandas and AnnData (by :mod:`._convert`). A face implements only the six
+answers into pandas and AnnData (by :mod:`._convert`). A face implements only the
 ``_fetch_*`` methods, each returning the read facade's shapes (see
 :class:`widecube.query.Widecube`): :class:`~widecube.client.Client` asks a server,
 :func:`~widecube.open` asks the facade in the same process. The examples below run against
@@ -28,6 +28,8 @@ DEFAULT_STATS = ("mean", "frac_expressing")
 """The statistics asked for when none are named (the API's default too)."""
 
 Filter = Mapping[str, Sequence[str]]
+CellSet = str | Mapping[str, Any]
+"""A group name of ``groupby``, or a cell set as the API takes it (``{"filter": …}``…)."""
 
 
 class Reader(abc.ABC):
@@ -64,6 +66,12 @@ class Reader(abc.ABC):
 
     @abc.abstractmethod
     def _fetch_expression(self, dataset: str, query: dict[str, Any]) -> _convert.Answer: ...
+
+    @abc.abstractmethod
+    def _fetch_compare(self, dataset: str, query: dict[str, Any]) -> _convert.Answer: ...
+
+    @abc.abstractmethod
+    def _fetch_violin(self, dataset: str, query: dict[str, Any]) -> _convert.Answer: ...
 
     # -- the public queries -----------------------------------------------------------------
 
@@ -188,7 +196,7 @@ class Reader(abc.ABC):
         self,
         dataset: str,
         groupby: str,
-        group: str,
+        group: str | None = None,
         *,
         layer: str | None = None,
         limit: int = 100,
@@ -196,6 +204,9 @@ class Reader(abc.ABC):
     ) -> pd.DataFrame:
         """The top ``limit`` (≤ 100) marker genes of ``group`` against all other cells, from
         the stored markers view, best first (ranked by Welch t, as scanpy's ``t-test``).
+        Without ``group``: of every group at once, in the grouping's order, with a ``group``
+        column first (as ``scanpy.get.rank_genes_groups_df(adata, group=None)``; a group with
+        fewer than two cells has no markers).
 
         >>> m = wc.markers("pbmc", "cell_type", "B", limit=3)
         >>> m[["gene", "logfoldchange", "pct_in", "pct_out"]].round(2)
@@ -205,9 +216,110 @@ class Reader(abc.ABC):
         2   ACTB           0.84     0.2     0.14
         >>> list(m.columns), m.attrs["layer"]
         (['gene', 'logfoldchange', 'pct_in', 'pct_out', 't', 'pval', 'pval_adj'], 'normalized')
+        >>> every = wc.markers("pbmc", "cell_type", limit=1)
+        >>> every[["group", "gene"]]         # no markers for 'solo': one cell has no Welch t
+          group   gene
+        0     T   IL7R
+        1     B  MS4A1
+        2    NK   NKG7
+        3  Mono   CD14
         """
         query = {"groupby": groupby, "group": group, "layer": layer, "limit": limit, "version": version}
         return _convert.markers_frame(self._fetch_markers(dataset, query))
+
+    def compare(
+        self,
+        dataset: str,
+        a: CellSet,
+        b: CellSet | None = None,
+        *,
+        groupby: str | None = None,
+        within: CellSet | None = None,
+        genes: Sequence[str] | None = None,
+        top: int = 100,
+        rank: str = "up",
+        layer: str | None = None,
+        version: str | None = None,
+    ) -> pd.DataFrame:
+        """Two sets of cells compared gene by gene, exactly, on the fly: Welch's t, two-sided
+        p, Benjamini-Hochberg adjusted p (over the genes compared), log2 fold change (of
+        ``expm1`` of the means on log1p values, as scanpy), means and fractions expressing.
+        One row per gene: ``gene``, then :data:`COMPARE_COLUMNS` (float64, NaN where undefined).
+
+        A set is a group name of ``groupby``, or a cell set as the API takes it: the AND of
+        ``filter`` (``{column: [categories] | {"min", "max"}}``), ``lasso``, ``group``
+        (``{"groupby", "group"}``), ``indices`` (obs positions, 0-based) and ``cells`` (ids).
+        ``b`` defaults to the rest (every cell of ``within`` not in ``a``). Without ``genes``
+        every gene is compared and the ``top`` best by ``rank`` come back (``up``: largest t
+        first; ``down``; ``abs``); with ``genes``, those, in their order. ``attrs`` names the
+        dataset, version, layer, both sets (with their ``cells``), ``genes_tested`` and ``rank``.
+
+        >>> c = wc.compare("pbmc", "B", "T", groupby="cell_type", genes=["MS4A1", "CD3E"], layer="input")
+        >>> c[["gene", "mean_a", "mean_b", "pct_a", "pct_b"]].round(2)
+            gene  mean_a  mean_b  pct_a  pct_b
+        0  MS4A1    4.57    0.47    1.0    0.1
+        1   CD3E    0.96    4.64    0.2    1.0
+        >>> c.attrs["a"]["cells"], c.attrs["b"]["cells"]
+        (70, 105)
+        >>> rest = wc.compare("pbmc", {"filter": {"cell_type": ["NK"], "donor": ["d1"]}}, top=2)
+        >>> list(rest["gene"]), rest.attrs["b"]
+        (['GNLY', 'NKG7'], {'rest': True, 'cells': 229})
+        """
+        query = {
+            "a": _cell_set(a, groupby, "a"),
+            "b": None if b is None else _cell_set(b, groupby, "b"),
+            "within": None if within is None else _cell_set(within, groupby, "within"),
+            "genes": None if genes is None else list(genes),
+            "top": top,
+            "rank": rank,
+            "layer": layer,
+            "version": version,
+        }
+        return _convert.compare_frame(self._fetch_compare(dataset, query))
+
+    def violin(
+        self,
+        dataset: str,
+        genes: Sequence[str],
+        groupby: str,
+        *,
+        bins: int = 40,
+        filter: Mapping[str, Any] | None = None,
+        layer: str | None = None,
+        version: str | None = None,
+    ) -> pd.DataFrame:
+        """The exact distribution of each gene's values per group of ``groupby`` (any
+        categorical obs column, or columns joined by ``,``), over the cells ``filter`` keeps:
+        what a violin plot draws, without sending every cell.
+
+        One row per (gene, group, bin): ``lo``, ``hi`` and ``count``, the cells whose value
+        is in ``[lo, hi)`` (the last bin includes ``hi``). The first row of each (gene, group)
+        is the exact zeros (``lo == hi == 0``); the ``bins`` bins after it hold the non-zero
+        values, with edges shared by the groups (``numpy.histogram_bin_edges`` of the gene's
+        non-zero values over the kept cells; none if no kept cell expresses it). Counts of a
+        (gene, group) add up to the group's cells. ``attrs`` names the dataset, version,
+        groupby, layer, the kept ``cells`` and the ``filter``.
+
+        >>> v = wc.violin("pbmc", ["MS4A1"], "cell_type", bins=4, layer="input")
+        >>> v[v["group"] == "B"]
+            gene group    lo    hi  count
+        5  MS4A1     B   0.0   0.0      0
+        6  MS4A1     B   1.0   4.5     61
+        7  MS4A1     B   4.5   8.0      6
+        8  MS4A1     B   8.0  11.5      0
+        9  MS4A1     B  11.5  15.0      3
+        >>> v.groupby("group", observed=True, sort=False)["count"].sum().to_dict()
+        {'T': 105, 'B': 70, 'NK': 47, 'Mono': 17, 'solo': 1}
+        """
+        query = {
+            "genes": list(genes),
+            "groupby": groupby,
+            "bins": bins,
+            "filter": {str(k): v for k, v in (filter or {}).items()},
+            "layer": layer,
+            "version": version,
+        }
+        return _convert.violin_frame(self._fetch_violin(dataset, query))
 
     def expression(
         self,
@@ -238,6 +350,15 @@ class Reader(abc.ABC):
             "version": version,
         }
         return _convert.expression_frame(self._fetch_expression(dataset, query))
+
+
+def _cell_set(spec: CellSet, groupby: str | None, name: str) -> dict[str, Any]:
+    """A set given as a group name (of ``groupby``) or as a cell set, as the API's cell set."""
+    if isinstance(spec, str):
+        if groupby is None:
+            raise TypeError(f"set {name} is the group {spec!r}: say which grouping with groupby=")
+        return {"group": {"groupby": groupby, "group": spec}}
+    return {str(k): v for k, v in spec.items()}
 
 
 def _with_counts(stats: Sequence[str]) -> list[str]:

@@ -56,6 +56,12 @@ class Local(Reader):
     def _fetch_expression(self, dataset: str, query: dict[str, Any]) -> Answer:
         return self.service.expression(dataset, **query, actor=self.actor)
 
+    def _fetch_compare(self, dataset: str, query: dict[str, Any]) -> Answer:
+        return self.service.compare(dataset, **query, actor=self.actor)
+
+    def _fetch_violin(self, dataset: str, query: dict[str, Any]) -> Answer:
+        return self.service.violin(dataset, **query, actor=self.actor)
+
     def pseudobulk(
         self, dataset: str, groupby: str, *, layer: str | None = None, version: str | None = None
     ) -> anndata.AnnData:

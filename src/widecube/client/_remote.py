@@ -2,10 +2,10 @@
 
 Data answers (``/datasets``, ``/genes``, ``/summary``, ``/aggregate``, ``/expression``) are
 requested as Arrow IPC streams (``Accept: application/vnd.apache.arrow.stream``): columnar,
-typed, no float parsing; ``/markers`` answers JSON only. HTTP errors become widecube's
-errors, with the server's ``detail`` as the message: 404 → :class:`~widecube.errors.NotFound`,
-422 → :class:`~widecube.errors.InvalidQuery`, 409 → :class:`~widecube.errors.CatalogError`,
-410 → :class:`~widecube.errors.VersionGone`,
+typed, no float parsing; ``/markers``, ``/compare`` and ``/violin`` answer JSON only. HTTP
+errors become widecube's errors, with the server's ``detail`` as the message:
+404 → :class:`~widecube.errors.NotFound`, 422 → :class:`~widecube.errors.InvalidQuery`,
+409 → :class:`~widecube.errors.CatalogError`, 410 → :class:`~widecube.errors.VersionGone`,
 401 → :class:`~widecube.errors.AuthenticationFailed`, 403 →
 :class:`~widecube.errors.PermissionDenied`; anything else (and a server that cannot be
 reached) → :class:`RemoteError`.
@@ -118,13 +118,21 @@ class Client(Reader):
         return _convert.summary_result(self._table("POST", f"{_path(dataset)}/aggregate", json=query))
 
     def _fetch_markers(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:
-        response = self._request("GET", f"{_path(dataset)}/markers", arrow=False, params=_params(query))
-        found: dict[str, Any] = response.json()
-        return found
+        return self._json("GET", f"{_path(dataset)}/markers", params=_params(query))
 
     def _fetch_expression(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:
         table = self._table("POST", f"{_path(dataset)}/expression", json=query)
         return _convert.expression_result(table, query["genes"])
+
+    def _fetch_compare(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", f"{_path(dataset)}/compare", json=_params(query))
+
+    def _fetch_violin(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", f"{_path(dataset)}/violin", json=_params(query))
+
+    def _json(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        found: dict[str, Any] = self._request(method, path, arrow=False, **kw).json()
+        return found
 
 
 def _path(dataset: str) -> str:

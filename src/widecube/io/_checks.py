@@ -77,7 +77,7 @@ def check_unique(
     *,
     where: object,
     what: str,
-    place: Callable[[int], str] = lambda i: f"position {i}",
+    place: Callable[[int], str] = lambda i: f"position {i + 1}",
 ) -> None:
     """Refuse duplicate (or empty) ids; the message names the first duplicate and both places."""
     index = pd.Index(names)

@@ -69,7 +69,7 @@ def read_table(path: Path) -> pd.DataFrame:
     if key is None or len(frame.columns) == 0:
         raise UnreadableInput(f"{path}: the table has no id column")
     ids = frame.pop(key).astype(str).to_numpy(dtype=object)
-    offset = 0 if place == "row {}" else 2
+    offset = 1 if place == "row {}" else 2  # rows and lines count from 1; line 1 is the header
     check_unique(ids, where=path, what="id", place=lambda i: place.format(i + offset))
     frame.index = pd.Index(ids, dtype=object)
     return frame

@@ -45,10 +45,18 @@ from ._cluster import build_on_cluster, dask_client, spill_on_cluster
 from ._fetch import stage_input
 from ._verify import verify_snapshot
 
-__all__ = ["STEPS", "Progress", "Work", "check_name", "fail"]
+__all__ = ["COMPUTE_PHASES", "STEPS", "Progress", "Work", "check_name", "fail"]
 
 Progress = Callable[[str, float], None]
-"""``progress(step, fraction_of_step_done)``; steps: read, compute, write, verify, publish."""
+"""``progress(step, fraction_of_step_done)``, ``step`` one of :data:`STEPS` (the job's steps:
+unpack, validate, compute, verify, publish), so a progress bar, ``--timings`` and a job's
+state name the same steps. The runner reports 0 when a step starts and 1 when it ends; the
+compute step reports its share of work in between (:data:`COMPUTE_PHASES`)."""
+
+COMPUTE_PHASES = {"pass 1": (0.0, 0.5), "pass 2": (0.5, 0.95), "views written": (0.95, 1.0)}
+"""How the compute step's fraction splits between its parts: pass 1 (stream the input and
+spill it by gene), pass 2 (gene slabs through every view) and writing the views (shares of
+the work, not of time)."""
 
 Checkpoint = dict[str, Any]
 
@@ -259,13 +267,11 @@ def compute(work: Work) -> Checkpoint:
 def verify(work: Work) -> Checkpoint:
     """Check the snapshot (every file read back from the storage against the manifest), move
     it to its final folder, and mark the version VERIFIED."""
-    work.progress("verify", 0.0)
     if work.staging_rel != work.final_rel and work.staging.exists(MANIFEST):
         verify_snapshot(Snapshot(work.staging))
         work.storage.move(work.staging_rel, work.final_rel)
     else:  # written in place, or moved by a run killed before it could record the step
         verify_snapshot(Snapshot(work.storage.sub(work.final_rel)))
-    work.progress("verify", 1.0)
     computed = work.done["compute"]
     if work.catalog.get_version(work.job.dataset, work.version).status == VersionStatus.BUILDING:
         # the manifest's own hash: a server refuses a snapshot whose manifest is not this one
@@ -293,7 +299,6 @@ def publish(work: Work) -> Checkpoint:
     if record.status == VersionStatus.VERIFIED:
         force = bool(work.job.params.get("force"))
         record = work.catalog.publish(work.job.dataset, work.version, unless_moved=not force)
-    work.progress("publish", 1.0)
     return {"version": record.version}
 
 
@@ -417,7 +422,7 @@ def _build(
                 block_nnz=settings.block_nnz,
                 slab_bytes=settings.memory // 16,
                 version=version,
-                progress=_accumulate("read", progress),
+                progress=_accumulate(progress, "pass 1"),
             )
         else:
             spill = spill_by_gene(
@@ -427,7 +432,7 @@ def _build(
                 workdir=work,
                 block_nnz=settings.block_nnz,
                 slab_bytes=settings.memory // 16,
-                progress=_accumulate("read", progress),
+                progress=_accumulate(progress, "pass 1"),
             )
         out: SnapshotWriter | None = None
         try:
@@ -448,7 +453,7 @@ def _build(
             for key, values in obsm.items():
                 out.write_array(f"dataset/obsm.zarr/{key}", values)
             builders = [(spec, spec.builder(ctx, out)) for spec in specs]  # fresh state per build
-            step = _accumulate("compute", progress)
+            step = _accumulate(progress, "pass 2")
             if client is None:
                 for slab in spill.slabs():
                     stats = ctx.slab_stats(slab)
@@ -458,9 +463,10 @@ def _build(
             else:  # gene ranges on the cluster's workers, merged here in gene order
                 spill.close()
                 build_on_cluster(client, ctx, spill.buckets(), [b for _, b in builders], work, step)
-            for i, (spec, builder) in enumerate(builders):
+            written = _accumulate(progress, "views written")
+            for spec, builder in builders:
                 out.add_view(spec, builder.finish())  # the writer stamps the spec's encoding
-                progress("write", (i + 1) / len(builders))
+                written(1 / len(builders))
         finally:
             spill.cleanup()
             if out is not None:
@@ -512,13 +518,15 @@ def _opener(work: Work) -> Callable[[], MatrixSource]:
     )
 
 
-def _accumulate(step: str, progress: Progress) -> Callable[[float], None]:
+def _accumulate(progress: Progress, phase: str) -> Callable[[float], None]:
+    """``advance(fraction of the phase)``, reported as the compute step's fraction done."""
     done = 0.0
+    lo, hi = COMPUTE_PHASES[phase]
 
     def advance(fraction: float) -> None:
         nonlocal done
         done += fraction
-        progress(step, min(done, 1.0))
+        progress("compute", lo + (hi - lo) * min(done, 1.0))
 
     return advance
 
@@ -528,4 +536,7 @@ def _check_unique(path: Path, index: Any, what: str) -> None:
     if dup.any():
         name = index[int(np.argmax(dup))]
         where = np.flatnonzero(index == name)[:2]
-        raise InputError(f"{path.name}: duplicate {what} {name!r} at positions {where[0]} and {where[1]}")
+        axis = "rows" if what == "cell id" else "columns"  # of the matrix, counted from 1
+        raise InputError(
+            f"{path.name}: duplicate {what} {name!r} at {axis} {where[0] + 1} and {where[1] + 1}"
+        )

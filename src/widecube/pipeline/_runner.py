@@ -207,7 +207,15 @@ class JobRunner:
     def _drive(self, job: JobRecord, progress: Progress, raise_errors: bool) -> JobRecord:
         work = Work(job, self.settings, self.catalog, _saving(progress, self.catalog, job, self.worker))
         work.done = _checkpoints(work.folder)
-        log.info("job %s (%s): %s, worker %s", job.id, job.dataset, job.state.value, self.worker)
+        log.info(
+            "job %s (dataset %s, %s): started at %s, worker %s",
+            job.id,
+            job.dataset,
+            Path(job.input).name,
+            job.state.value,
+            self.worker,
+        )
+        began = time.monotonic()
         name = "unpack"
         self.current = job.id
         with _Lease(self.catalog, job.id, self.worker, self.settings.job_lease):
@@ -215,8 +223,10 @@ class JobRunner:
                 while (found := next_step(job.state)) is not None:
                     name, target = found
                     if name not in work.done:
+                        work.progress(name, 0.0)
                         work.done[name] = self._attempt(work, name)
                         _save(work.folder, name, work.done[name])
+                        work.progress(name, 1.0)
                     self.catalog.jobs.event(job.id, self.worker, "done", name)
                     job = work.job = self.catalog.jobs.advance(job.id, self.worker, target)
             except LeaseLost:  # another worker took the job over; it finishes it
@@ -238,6 +248,7 @@ class JobRunner:
                 if job.state.final:
                     _cleanup(work)
                     _audit_end(self.catalog, job)
+                    _log_end(job, name, time.monotonic() - began)
         return job
 
     def _attempt(self, work: Work, name: str) -> dict[str, Any]:
@@ -267,13 +278,11 @@ class JobRunner:
 
     def _supersede(self, work: Work, exc: PointerMoved) -> JobRecord:
         """End the job SUPERSEDED: its version stays verified (and on disk), not live."""
-        log.info("job %s: %s", work.job.id, exc)  # the CLI and the job say so; not a worker fault
         self.catalog.jobs.event(work.job.id, self.worker, "superseded", "publish", live=exc.current)
         return self.catalog.jobs.advance(work.job.id, self.worker, JobState.SUPERSEDED, error=str(exc))
 
     def _fail(self, work: Work, exc: BaseException, step: str) -> JobRecord:
         reason = _describe(exc)
-        log.info("job %s failed in %s: %s", work.job.id, step, reason)
         try:
             steps.fail(work, reason)
         finally:
@@ -415,6 +424,18 @@ class _Lease:
                 log.warning("job %s: could not renew the lease", job, exc_info=True)
 
 
+def _log_end(job: JobRecord, step: str, seconds: float) -> None:
+    """The one line that says how a job ended (its start said so too): the server's log, the
+    watcher's and ``widecube work``'s, so an operator sees every job without asking."""
+    head = f"job {job.id} (dataset {job.dataset}):"
+    if job.state == JobState.PUBLISHED:
+        log.info("%s finished in %.1f s, published version %s", head, seconds, job.version)
+    elif job.state == JobState.FAILED:
+        log.info("%s failed in %s after %.1f s: %s", head, step, seconds, job.error)  # the input's fault
+    else:  # superseded (or held): verified, not live; the error says why
+        log.info("%s %s after %.1f s: %s", head, job.state.value, seconds, job.error)
+
+
 def _quiet(step: str, done: float) -> None:
     pass
 
@@ -423,15 +444,15 @@ def _saving(
     progress: Progress, catalog: Catalog, job: JobRecord, worker: str, every: float = 1.0
 ) -> Progress:
     """``progress`` that also saves the step and fraction in the catalog (the job and its
-    BUILDING version), at most once a second."""
-    last = [0.0]
+    BUILDING version): when a step starts or ends, and at most once a second in between."""
+    last: list[Any] = [0.0, None]
     started = time.monotonic()
 
     def report(step: str, done: float) -> None:
         progress(step, done)
         now = time.monotonic()
-        if now - last[0] >= every or done >= 1.0:
-            last[0] = now
+        if now - last[0] >= every or done >= 1.0 or step != last[1]:
+            last[0], last[1] = now, step
             saved = {"step": step, "fraction": round(done, 4), "elapsed_s": round(now - started, 1)}
             catalog.report_progress(job.dataset, str(job.version), saved)
             catalog.jobs.report(job.id, worker, saved)

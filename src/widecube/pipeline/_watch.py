@@ -219,7 +219,7 @@ class Watcher:
             input_key=key,
             error=error,
         )
-        log.info("inbox %s: %s is job %s (dataset %s)", self.inbox, entry.name, job.id, dataset)
+        log.info("%s: picked up as job %s (dataset %s)", self._url(entry.name), job.id, dataset)
         return job
 
     def _params(self, entry: Entry) -> tuple[str, dict[str, Any]]:
@@ -279,7 +279,13 @@ class Watcher:
             if job.state != JobState.PUBLISHED and members:  # failed, or superseded: say why
                 self.files.put(f"{dest}/{members[0]}.error.json", _error_report(job))
             self.catalog.jobs.forget_key(job.id)  # only now: a restart before it still finds the job
-            log.info("inbox %s: job %s %s, filed in %s/", self.inbox, job.id, job.state.value, dest)
+            log.info(
+                "%s: %s (job %s), moved to %s/",
+                self._url(members[0] if members else "?"),
+                _outcome(job),
+                job.id,
+                dest,
+            )
             moved.append(job)
         return moved
 
@@ -325,6 +331,14 @@ class Watcher:
         now = time.monotonic()
         due = [since + self.quiet - now for _, since in self._seen.values() if now - since < self.quiet]
         return max(0.05, min([self.poll, *due]))
+
+
+def _outcome(job: JobRecord) -> str:
+    """How an entry's job ended, in words: ``published version V of dataset D`` or
+    ``failed: reason`` (``superseded: …``)."""
+    if job.state == JobState.PUBLISHED:
+        return f"published version {job.version} of dataset {job.dataset}"
+    return f"{job.state.value}: {job.error}"
 
 
 def _signature(files: list[FileInfo]) -> tuple[int, int, int]:

@@ -56,7 +56,7 @@ class ParquetSource(MatrixSource):
             index = [c for c in pandas_meta.get("index_columns", []) if isinstance(c, str)]
             self._id = index[0] if index else schema.names[0]
             self._genes = [n for n in schema.names if n != self._id]
-            check_unique(schema.names, where=path, what="column name", place=lambda i: f"column {i}")
+            check_unique(schema.names, where=path, what="column name", place=lambda i: f"column {i + 1}")
             for name in self._genes:
                 if not _numeric(schema.field(name).type):
                     kind = schema.field(name).type
@@ -77,7 +77,7 @@ class ParquetSource(MatrixSource):
             self._cells = pd.Index(ids.to_numpy(zero_copy_only=False), dtype=object)
         except (pa.ArrowException, OSError) as exc:
             raise UnreadableInput(f"{path}: not a readable Parquet file ({exc})") from exc
-        check_unique(self._cells, where=path, what="cell id", place=lambda i: f"row {i}")
+        check_unique(self._cells, where=path, what="cell id", place=lambda i: f"row {i + 1}")
         types = {schema.field(n).type for n in self._genes}
         self._dtype = np.dtype(np.float32) if types == {pa.float32()} else np.dtype(np.float64)
 
@@ -110,7 +110,7 @@ class ParquetSource(MatrixSource):
                 start += batch.num_rows
         except (pa.ArrowException, OSError) as exc:
             raise UnreadableInput(
-                f"{self.path}: read failed near row {start}, file truncated or corrupt ({exc})"
+                f"{self.path}: read failed near row {start + 1}, file truncated or corrupt ({exc})"
             ) from exc
 
     def _bad_value(self, batch: pa.RecordBatch, start: int, lo: int, r: int, c: int) -> InvalidValue:

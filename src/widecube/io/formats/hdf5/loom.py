@@ -97,14 +97,16 @@ class LoomSource(MatrixSource):
         cell_key = self._key("col_attrs", cols, _CELL_IDS, n_cells, "cells (columns)", "CellID")
         gene_key = self._key("row_attrs", rows, _GENE_NAMES, n_genes, "genes (rows)", "Gene")
         cells = pd.Index(cols.pop(cell_key).astype(str), dtype=object)
-        check_unique(cells, where=self.path, what="cell id", place=lambda i: f"col_attrs/{cell_key}[{i}]")
+        check_unique(
+            cells, where=self.path, what="cell id", place=lambda i: f"col_attrs/{cell_key} entry {i + 1}"
+        )
         id_key = next((k for k in _GENE_IDS if k in rows), None)
         ids = pd.Index(rows[id_key].astype(str), dtype=object) if id_key else None
         genes = unique_gene_names(
             pd.Index(rows.pop(gene_key).astype(str), dtype=object),
             ids,
             where=self.path,
-            place=lambda i: f"row_attrs/{gene_key}[{i}]",
+            place=lambda i: f"row_attrs/{gene_key} entry {i + 1}",
         )
         if id_key:
             rows["gene_ids"] = rows.pop(id_key)

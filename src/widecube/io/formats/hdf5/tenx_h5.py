@@ -175,12 +175,12 @@ class TenxH5Source(MatrixSource):
                 f"{self.path}: matrix is {n_genes} × {n_cells} but it names "
                 f"{len(ids)} features and {len(barcodes)} barcodes"
             )
-        check_unique(barcodes, where=self.path, what="barcode", place=lambda i: f"barcodes[{i}]")
+        check_unique(barcodes, where=self.path, what="barcode", place=lambda i: f"barcodes entry {i + 1}")
         names = unique_gene_names(
             pd.Index(symbols, dtype=object),
             pd.Index(ids, dtype=object),
             where=self.path,
-            place=lambda i: f"features/name[{i}]",
+            place=lambda i: f"features/name entry {i + 1}",
         )
         self._obs = pd.DataFrame(index=barcodes)
         self._var = pd.DataFrame({"gene_ids": ids, "feature_types": types}, index=names)
