@@ -1,10 +1,10 @@
 """``release=NAME`` on every dataset route: each answers the version the release names, not
 the live one, and a ``version`` that disagrees with the release is a 422.
 
-Dataset ``d`` has two versions with different numbers (the second input is the first scaled
-by 2); release ``r1`` names the first, the second is live. ``ROUTES`` holds one request for
-each read route of a dataset; ``test_every_dataset_route_is_in_the_table`` fails on a new
-route that is missing from it, so a new route cannot skip the release.
+Dataset ``d`` has two versions with different numbers (other counts in each); release ``r1``
+names the first, the second is live. ``ROUTES`` holds one request for each read route of a
+dataset; ``test_every_dataset_route_is_in_the_table`` fails on a new route that is missing
+from it, so a new route cannot skip the release.
 """
 
 from __future__ import annotations

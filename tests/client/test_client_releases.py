@@ -2,7 +2,7 @@
 (widecube.open): every query answers the version the release names, with that version's
 numbers (numpy on its input), after a newer version went live.
 
-Dataset ``d`` has two versions (the second input is the first scaled by 2); release ``r1``
+Dataset ``d`` has two versions (other counts in each); release ``r1``
 names the first, the second is live.
 """
 
