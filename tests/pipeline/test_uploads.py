@@ -4,6 +4,7 @@ sha256 check, and the job each upload becomes (run by the server's worker thread
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import threading
 import time
@@ -163,3 +164,61 @@ def test_resumable_upload_survives_a_broken_connection(
     ]
     r = client.put(bad_range, content=b"x", headers={"Content-Range": "bytes 0-0/11"})
     assert r.status_code == 400 and "does not fit an upload of 10 bytes" in r.json()["detail"]
+
+
+def test_an_upload_carries_dataset_metadata_found_by_search_once_published(
+    server: tuple[httpx.Client, Settings], make_h5ad: MakeH5ad
+) -> None:
+    client, settings = server
+    data = make_h5ad(small_adata(n_cells=80, n_genes=10, seed=23)).read_bytes()
+    meta = {"title": "Zebrafish fin regeneration", "organism": "Danio rerio", "tags": ["fin", "regen"]}
+    params = {"filename": "fin.h5ad", "dataset": "fin", "groupby": ["donor"], "meta": json.dumps(meta)}
+    one = client.post("/api/v1/uploads", params=params, content=data)
+    assert one.status_code == 201, one.text
+    # resumable: the metadata in the JSON body
+    body = {
+        "filename": "gill.h5ad",
+        "size": len(data),
+        "dataset": "gill",
+        "groupbys": ["donor"],
+        "meta": {"title": "Zebrafish gill", "organism": "Danio rerio", "tissue": "gill"},
+    }
+    start = client.post("/api/v1/uploads/resumable", json=body)
+    assert start.status_code == 201, start.text
+    last = client.put(
+        f"/api/v1/uploads/{start.json()['upload']}",
+        content=data,
+        headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"},
+    )
+    assert last.status_code == 201, last.text
+    assert client.get("/api/v1/search", params={"q": "zebrafish"}).json()["total"] == 0  # not yet live
+    for job in (one.json()["job"], last.json()["job"]):
+        assert finished(client, job)["state"] == "published"
+    found = client.get("/api/v1/search", params={"q": "zebrafish"}).json()
+    assert [d["name"] for d in found["datasets"]] == ["fin", "gill"]
+    assert found["datasets"][0]["metadata"]["tags"] == ["fin", "regen"]
+    assert found["datasets"][1]["metadata"]["tissue"] == ["gill"]
+    faceted = client.get("/api/v1/datasets", params={"organism": "Danio rerio", "tag": "regen"}).json()
+    assert [d["name"] for d in faceted] == ["fin"]
+
+
+def test_bad_upload_metadata_is_a_422_naming_the_field_and_nothing_is_kept(
+    server: tuple[httpx.Client, Settings],
+) -> None:
+    client, settings = server
+    bad = {"filename": "x.h5ad", "dataset": "bad", "meta": json.dumps({"organism": "human", "colour": "red"})}
+    one = client.post("/api/v1/uploads", params=bad, content=b"0123")
+    assert one.status_code == 422 and "'colour'" in one.json()["detail"], one.text
+    assert "'bad'" in one.json()["detail"]  # the dataset it was for
+    not_json = client.post("/api/v1/uploads", params={**bad, "meta": "{title"}, content=b"0123")
+    assert not_json.status_code == 422 and "meta is not valid JSON" in not_json.json()["detail"]
+    start = client.post(
+        "/api/v1/uploads/resumable",
+        json={"filename": "x.h5ad", "size": 4, "dataset": "bad", "meta": {"tags": [{"nested": 1}]}},
+    )
+    assert start.status_code == 422 and "tags" in start.json()["detail"], start.text
+    uploads = settings.storage / "uploads"
+    assert not uploads.exists() or not any(uploads.iterdir())
+    assert client.get("/api/v1/jobs").json() == []
+    assert client.get("/api/v1/datasets/bad/metadata").json()["metadata"] == {}
+    assert "bad" not in {d["name"] for d in client.get("/api/v1/datasets").json()}

@@ -130,6 +130,12 @@ class UploadStart(StrictBody):
         "default: every view",
     )
     input_kind: InputKind | None = Field(default=None, description=INPUT_KIND_HELP)
+    meta: dict[str, Any] | None = Field(
+        default=None,
+        description="dataset metadata (title, organism, tags, ... as `ingest --meta` takes them), "
+        "set when the job publishes; a bad field is a 422 naming it, before the upload starts",
+        examples=[{"title": "PBMC 3k", "organism": "human", "tags": ["demo"]}],
+    )
 
 
 class UploadStatus(BaseModel):

@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, Response
 from pydantic import StringConstraints
 
 from ._admin import ADMIN_PREFIX
-from ._datasets import PREFIX, DatasetName, Version
+from ._datasets import PREFIX, DatasetName, Pinned
 from ._deps import WC, Caller
 from ._lakemodels import (
     AtlasRequest,
@@ -122,7 +122,7 @@ def download(
     name: DatasetName,
     wc: WC,
     actor: Caller,
-    version: Version = None,
+    version: Pinned = None,
     expires_in: Annotated[int, Query(ge=1, le=7 * 24 * 3600, description="seconds the links work")] = 3600,
 ) -> Response:
     """Time-limited links to every file of a version (default: the live one), with sizes and

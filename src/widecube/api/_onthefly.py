@@ -13,7 +13,7 @@ import pyarrow as pa
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel
 
-from ._datasets import DatasetName, Version
+from ._datasets import DatasetName, FromRelease, Pinned, pick
 from ._deps import WC, Caller
 from ._responses import body_key, documented, respond
 from .models import (
@@ -45,7 +45,14 @@ def _filter(body: ViolinRequest | DendrogramRequest) -> dict[str, Any]:
 
 
 @router.post("/datasets/{name}/compare", response_model=CompareResponse, responses=documented(404, 413, 422))
-def compare(request: Request, name: DatasetName, body: CompareRequest, wc: WC, actor: Caller) -> Response:
+def compare(
+    request: Request,
+    name: DatasetName,
+    body: CompareRequest,
+    wc: WC,
+    actor: Caller,
+    released: FromRelease = None,
+) -> Response:
     """Two sets of cells compared gene by gene, exactly: Welch's t, p, Benjamini-Hochberg,
     log2 fold change, means and fractions expressing. Each set is a group, a filter, a lasso,
     obs positions or cell ids (AND of the parts); ``b`` defaults to the rest."""
@@ -58,15 +65,28 @@ def compare(request: Request, name: DatasetName, body: CompareRequest, wc: WC, a
         top=body.top,
         rank=body.rank,
         layer=body.layer,
-        version=body.version,
+        version=pick(body.version, released),
         actor=actor,
     )
     key = body_key("compare", body)
-    return respond(request, result, version=result["version"], key=key, pinned=body.version is not None)
+    return respond(
+        request,
+        result,
+        version=result["version"],
+        key=key,
+        pinned=body.version is not None or released is not None,
+    )
 
 
 @router.post("/datasets/{name}/violin", response_model=ViolinResponse, responses=documented(404, 413, 422))
-def violin(request: Request, name: DatasetName, body: ViolinRequest, wc: WC, actor: Caller) -> Response:
+def violin(
+    request: Request,
+    name: DatasetName,
+    body: ViolinRequest,
+    wc: WC,
+    actor: Caller,
+    released: FromRelease = None,
+) -> Response:
     """Per group: the exact histogram of each gene's non-zero values (edges shared by the
     groups) and the cell counts, over the cells a filter (and lasso) keeps."""
     result = wc.violin(
@@ -77,18 +97,29 @@ def violin(request: Request, name: DatasetName, body: ViolinRequest, wc: WC, act
         filter=_filter(body),
         lasso=_parts(body.lasso),
         layer=body.layer,
-        version=body.version,
+        version=pick(body.version, released),
         actor=actor,
     )
     key = body_key("violin", body)
-    return respond(request, result, version=result["version"], key=key, pinned=body.version is not None)
+    return respond(
+        request,
+        result,
+        version=result["version"],
+        key=key,
+        pinned=body.version is not None or released is not None,
+    )
 
 
 @router.post(
     "/datasets/{name}/dendrogram", response_model=DendrogramResponse, responses=documented(404, 413, 422)
 )
 def dendrogram(
-    request: Request, name: DatasetName, body: DendrogramRequest, wc: WC, actor: Caller
+    request: Request,
+    name: DatasetName,
+    body: DendrogramRequest,
+    wc: WC,
+    actor: Caller,
+    released: FromRelease = None,
 ) -> Response:
     """The groups in hierarchical order by their mean expression of the genes (complete
     linkage of 1 - Pearson correlation, as ``scanpy.pl.dotplot(dendrogram=True)``)."""
@@ -99,20 +130,33 @@ def dendrogram(
         filter=_filter(body),
         lasso=_parts(body.lasso),
         layer=body.layer,
-        version=body.version,
+        version=pick(body.version, released),
         actor=actor,
     )
     key = body_key("dendrogram", body)
-    return respond(request, result, version=result["version"], key=key, pinned=body.version is not None)
+    return respond(
+        request,
+        result,
+        version=result["version"],
+        key=key,
+        pinned=body.version is not None or released is not None,
+    )
 
 
 @router.post(
     "/datasets/{name}/cells", response_model=CellsResponse, responses=documented(404, 413, 422, arrow=True)
 )
-def cells(request: Request, name: DatasetName, body: CellsRequest, wc: WC, actor: Caller) -> Response:
+def cells(
+    request: Request,
+    name: DatasetName,
+    body: CellsRequest,
+    wc: WC,
+    actor: Caller,
+    released: FromRelease = None,
+) -> Response:
     """The obs positions of the cells a cell set keeps (Arrow: one uint32 column ``index``)."""
     select = body.model_dump(exclude_none=True, exclude={"version"})
-    result = wc.cells(name, select=select, version=body.version, actor=actor)
+    result = wc.cells(name, select=select, version=pick(body.version, released), actor=actor)
 
     def table() -> pa.Table:
         indices = pa.array(np.asarray(result.indices, dtype=np.uint32))
@@ -121,7 +165,12 @@ def cells(request: Request, name: DatasetName, body: CellsRequest, wc: WC, actor
 
     key = body_key("cells", body)
     return respond(
-        request, result, version=result["version"], key=key, pinned=body.version is not None, arrow=table
+        request,
+        result,
+        version=result["version"],
+        key=key,
+        pinned=body.version is not None or released is not None,
+        arrow=table,
     )
 
 
@@ -132,7 +181,7 @@ def cell(
     index: Annotated[int, Path(ge=0, description="obs position, 0-based")],
     wc: WC,
     actor: Caller,
-    version: Version = None,
+    version: Pinned = None,
 ) -> Response:
     """One cell: its id and every obs value (what the embedding's hover shows)."""
     result = wc.cell(name, index, version=version, actor=actor)

@@ -6,11 +6,14 @@ In one request (the body is the file, streamed to disk as it arrives, never held
          'http://host/api/v1/uploads?filename=pbmc.h5ad&groupby=cell_type&sha256=<hex>'
 
 (``views=summary,quantiles`` builds only those views and what they require; an unknown view
-is a 422 before any byte is kept)
+is a 422 before any byte is kept; ``meta={"title": ..., "organism": ...}``, JSON, is the
+dataset's metadata, checked at once like ``ingest --meta`` (a bad field is a 422 naming it,
+nothing is kept) and set when the job publishes)
 
 or resumable, in chunks, for large files over shaky links::
 
-    POST /api/v1/uploads/resumable  {"filename": "pbmc.h5ad", "size": 123456789, "sha256": "..."}
+    POST /api/v1/uploads/resumable  {"filename": "pbmc.h5ad", "size": 123456789, "sha256": "...",
+                                     "meta": {"title": "PBMC", "tags": ["demo"]}}
     PUT  /api/v1/uploads/{id}       Content-Range: bytes 0-8388607/123456789   (body: those bytes)
     GET  /api/v1/uploads/{id}       -> {"offset": ...}: where to resume after a broken connection
 
@@ -28,6 +31,7 @@ the bytes that arrived, a one-request upload is discarded, and nothing is logged
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Annotated, Any
@@ -38,7 +42,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from ..access import Actor
-from ..errors import WidecubeError
+from ..errors import InvalidQuery, WidecubeError
 from ..pipeline import JobRecord, TooManyUploads, UploadConflict, Uploads, UploadTooLarge, Writer, parse_views
 from ._deps import Caller, UploadsFacade
 from ._jobmodels import UploadStart, UploadStatus
@@ -80,6 +84,27 @@ _VIEWS = (
     "views to build: 'summary,quantiles', or repeated; those they require come too; default: "
     "every view; an unknown name is a 422 that lists them"
 )
+_META = (
+    "dataset metadata as a JSON object (title, description, organism, tissue, assay, disease, "
+    "license, citation, doi, contact, tags, extra: as `ingest --meta` takes them), set when the "
+    "job publishes; a bad field is a 422 naming it, before any byte is kept"
+)
+MAX_META_CHARS = 64 * 1024
+
+
+def _metadata(meta: str | None) -> dict[str, Any] | None:
+    """The ``meta`` query parameter as a mapping (its fields are checked by the store)."""
+    if meta is None:
+        return None
+    try:
+        found = json.loads(meta)
+    except ValueError as exc:
+        raise InvalidQuery(f"meta is not valid JSON: {exc}") from exc
+    if not isinstance(found, dict):
+        raise InvalidQuery(f"meta must be a JSON object of fields, not a {type(found).__name__}")
+    return found
+
+
 _CREATED: dict[int | str, dict[str, Any]] = {
     201: {"model": UploadCreated, "description": "the upload is complete: its job"}
 }
@@ -145,6 +170,7 @@ async def upload(
     ] = None,
     views: Annotated[list[Name] | None, Query(max_length=64, description=_VIEWS)] = None,
     input_kind: Annotated[InputKind | None, Query(description=INPUT_KIND_HELP)] = None,
+    meta: Annotated[str | None, Query(max_length=MAX_META_CHARS, description=_META)] = None,
     # HTTP's own header (the client sets it from the body), not a parameter of this API
     content_length: Annotated[int | None, Header(ge=0, include_in_schema=False)] = None,
 ) -> Response:
@@ -156,6 +182,7 @@ async def upload(
         "views": parse_views(views),
         "input_kind": input_kind,
     }
+    metadata = _metadata(meta)
     try:
         if content_length is not None and content_length > store.limit:
             raise UploadTooLarge(
@@ -169,6 +196,7 @@ async def upload(
                 params=params,
                 dataset=dataset,
                 client=_client(request),
+                metadata=metadata,
                 actor=actor,
             )
         )
@@ -218,6 +246,7 @@ def start(request: Request, body: UploadStart, store: UploadsFacade, actor: Call
             params=params,
             dataset=body.dataset,
             client=_client(request),
+            metadata=body.meta,
             actor=actor,
         )
     except UploadTooLarge as exc:

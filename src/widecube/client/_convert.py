@@ -42,6 +42,7 @@ __all__ = [
     "filter_spec",
     "genes_list",
     "markers_frame",
+    "releases_frame",
     "pseudobulk",
     "read_ipc",
     "records",
@@ -144,6 +145,20 @@ def datasets_frame(found: list[dict[str, Any]]) -> pd.DataFrame:
     frame["n_genes"] = frame["n_genes"].astype(np.int64)
     frame["groupbys"] = [[str(g) for g in gs] for gs in frame["groupbys"]]
     frame["created"] = pd.to_datetime(frame["created"], utc=True)
+    return frame.set_index("name")
+
+
+RELEASE_COLUMNS = ("name", "created", "created_by", "note", "datasets")
+
+
+def releases_frame(found: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per release, indexed by name, newest first: created (UTC), by whom, its note
+    and ``datasets`` (``{dataset: version}``, the versions a ``release=`` read answers)."""
+    frame = pd.DataFrame.from_records(
+        [{c: r.get(c) for c in RELEASE_COLUMNS} for r in found], columns=list(RELEASE_COLUMNS)
+    )
+    frame["created"] = pd.to_datetime(frame["created"], utc=True)
+    frame["datasets"] = [{str(d): str(v) for d, v in dict(m).items()} for m in frame["datasets"]]
     return frame.set_index("name")
 
 

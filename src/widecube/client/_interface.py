@@ -48,12 +48,18 @@ class Reader(abc.ABC):
         """Release the connection (or the catalog and snapshots)."""
 
     # -- what a face implements: answers in the read facade's shapes ------------------------
+    # (each ``query`` may hold ``release``: the face reads the version that release names)
 
     @abc.abstractmethod
     def _fetch_datasets(self) -> list[dict[str, Any]]: ...
 
     @abc.abstractmethod
-    def _fetch_genes(self, dataset: str, prefix: str, limit: int, version: str | None) -> list[str]: ...
+    def _fetch_releases(self) -> list[dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    def _fetch_genes(
+        self, dataset: str, prefix: str, limit: int, version: str | None, release: str | None
+    ) -> list[str]: ...
 
     @abc.abstractmethod
     def _fetch_summary(self, dataset: str, query: dict[str, Any]) -> _convert.Answer: ...
@@ -85,8 +91,24 @@ class Reader(abc.ABC):
         """
         return _convert.datasets_frame(self._fetch_datasets())
 
+    def releases(self) -> pd.DataFrame:
+        """Every release whose datasets this caller may read, newest first, indexed by name;
+        ``datasets`` is ``{dataset: version}``. Pass ``release=NAME`` to any query to read
+        the version it names (the same answer for ever, whatever is live since).
+
+        >>> wc.releases().columns.tolist()      # a row such as atlas-1: {'pbmc': '3f2a9c...'}
+        ['created', 'created_by', 'note', 'datasets']
+        """
+        return _convert.releases_frame(self._fetch_releases())
+
     def genes(
-        self, dataset: str, prefix: str = "", *, limit: int = 10_000, version: str | None = None
+        self,
+        dataset: str,
+        prefix: str = "",
+        *,
+        limit: int = 10_000,
+        version: str | None = None,
+        release: str | None = None,
     ) -> list[str]:
         """Gene names of ``dataset`` that start with ``prefix`` (case-insensitive), sorted
         case-insensitively, at most ``limit`` of them (a server answers up to 10,000).
@@ -94,7 +116,7 @@ class Reader(abc.ABC):
         >>> wc.genes("pbmc", "cd")
         ['CD14', 'CD3E', 'CD79A']
         """
-        return self._fetch_genes(dataset, prefix, limit, version)
+        return self._fetch_genes(dataset, prefix, limit, version, release)
 
     def summary(
         self,
@@ -105,6 +127,7 @@ class Reader(abc.ABC):
         stats: Sequence[str] = DEFAULT_STATS,
         layer: str | None = None,
         version: str | None = None,
+        release: str | None = None,
     ) -> anndata.AnnData:
         """Per-group statistics of ``genes`` over all cells, from the precomputed views:
         the pseudobulk AnnData of ``scanpy.get.aggregate`` (groups as obs, genes as var, one
@@ -115,7 +138,9 @@ class Reader(abc.ABC):
         as scanpy), ``frac_expressing``, ``mean_expressing`` and the dataset's quantiles
         (``median``, ``q10``…); ``layer`` is ``input`` (the values as given) or ``normalized``
         (default: normalized for count data); ``version`` pins a version (default: the live
-        one, named in ``uns["version"]``).
+        one, named in ``uns["version"]``), ``release`` reads the version a release names (see
+        :meth:`releases`; with ``version`` too, both must name the same). Every query takes
+        ``version`` and ``release`` alike.
 
         >>> pb = wc.summary("pbmc", ["CD3E", "MS4A1"], "cell_type", stats=["mean", "nnz"], layer="input")
         >>> pb
@@ -144,6 +169,7 @@ class Reader(abc.ABC):
             "stats": _with_counts(stats),
             "layer": layer,
             "version": version,
+            "release": release,
         }
         return _convert.pseudobulk(self._fetch_summary(dataset, query), list(stats))
 
@@ -157,6 +183,7 @@ class Reader(abc.ABC):
         filter: Filter | None = None,
         layer: str | None = None,
         version: str | None = None,
+        release: str | None = None,
     ) -> anndata.AnnData:
         """The statistics of :meth:`summary` over the cells ``filter`` keeps, for any
         categorical obs column as ``groupby`` (or columns joined by ``,``), exactly.
@@ -186,6 +213,7 @@ class Reader(abc.ABC):
             "filter": spec,
             "layer": layer,
             "version": version,
+            "release": release,
         }
         result = self._fetch_aggregate(dataset, query)
         adata = _convert.pseudobulk(result, list(stats))
@@ -201,6 +229,7 @@ class Reader(abc.ABC):
         layer: str | None = None,
         limit: int = 100,
         version: str | None = None,
+        release: str | None = None,
     ) -> pd.DataFrame:
         """The top ``limit`` (≤ 100) marker genes of ``group`` against all other cells, from
         the stored markers view, best first (ranked by Welch t, as scanpy's ``t-test``).
@@ -224,7 +253,14 @@ class Reader(abc.ABC):
         2    NK   NKG7
         3  Mono   CD14
         """
-        query = {"groupby": groupby, "group": group, "layer": layer, "limit": limit, "version": version}
+        query = {
+            "groupby": groupby,
+            "group": group,
+            "layer": layer,
+            "limit": limit,
+            "version": version,
+            "release": release,
+        }
         return _convert.markers_frame(self._fetch_markers(dataset, query))
 
     def compare(
@@ -329,6 +365,7 @@ class Reader(abc.ABC):
         filter: Filter | None = None,
         layer: str | None = None,
         version: str | None = None,
+        release: str | None = None,
     ) -> pd.DataFrame:
         """Per-cell values of ``genes`` (float32; a server answers up to 32 genes a call),
         one row per cell that ``filter`` keeps, in obs order: for violins and scatter plots.
@@ -348,6 +385,7 @@ class Reader(abc.ABC):
             "filter": _convert.filter_spec(filter),
             "layer": layer,
             "version": version,
+            "release": release,
         }
         return _convert.expression_frame(self._fetch_expression(dataset, query))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..access import Actor
-from ..errors import InputNotFound
+from ..errors import InputNotFound, InvalidQuery
 from ._export import SCANPY_LAYERS, scanpy_aggregate
 from ._interface import Reader
 
@@ -41,20 +41,41 @@ class Local(Reader):
     def _fetch_datasets(self) -> list[dict[str, Any]]:
         return [dict(d.items()) for d in self.service.datasets(actor=self.actor)]
 
-    def _fetch_genes(self, dataset: str, prefix: str, limit: int, version: str | None) -> list[str]:
-        return self.service.genes(dataset, prefix, limit, version, actor=self.actor)[1]
+    def _fetch_releases(self) -> list[dict[str, Any]]:
+        return [dict(r.items()) for r in self.service.releases(actor=self.actor)]
+
+    def _fetch_genes(
+        self, dataset: str, prefix: str, limit: int, version: str | None, release: str | None
+    ) -> list[str]:
+        pinned = self._version(dataset, version, release)
+        return self.service.genes(dataset, prefix, limit, pinned, actor=self.actor)[1]
 
     def _fetch_summary(self, dataset: str, query: dict[str, Any]) -> Answer:
-        return self.service.summary(dataset, **query, actor=self.actor)
+        return self.service.summary(dataset, **self._pinned(dataset, query), actor=self.actor)
 
     def _fetch_aggregate(self, dataset: str, query: dict[str, Any]) -> Answer:
-        return self.service.aggregate(dataset, **query, actor=self.actor)
+        return self.service.aggregate(dataset, **self._pinned(dataset, query), actor=self.actor)
 
     def _fetch_markers(self, dataset: str, query: dict[str, Any]) -> Answer:
-        return self.service.markers(dataset, **query, actor=self.actor)
+        return self.service.markers(dataset, **self._pinned(dataset, query), actor=self.actor)
 
     def _fetch_expression(self, dataset: str, query: dict[str, Any]) -> Answer:
-        return self.service.expression(dataset, **query, actor=self.actor)
+        return self.service.expression(dataset, **self._pinned(dataset, query), actor=self.actor)
+
+    def _pinned(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:
+        """``query`` with its ``release`` turned into the version it names."""
+        rest = {k: v for k, v in query.items() if k != "release"}
+        return {**rest, "version": self._version(dataset, query.get("version"), query.get("release"))}
+
+    def _version(self, dataset: str, version: str | None, release: str | None) -> str | None:
+        """The version a query reads: ``version``, or the one ``release`` names (both: they
+        must agree), as a server reads ``release=NAME``."""
+        if release is None:
+            return version
+        released = self.service.release_version(release, dataset, actor=self.actor)
+        if version is not None and version != released:
+            raise InvalidQuery(f"version {version} is not the version the release names ({released})")
+        return released
 
     def _fetch_compare(self, dataset: str, query: dict[str, Any]) -> Answer:
         return self.service.compare(dataset, **query, actor=self.actor)
@@ -63,7 +84,13 @@ class Local(Reader):
         return self.service.violin(dataset, **query, actor=self.actor)
 
     def pseudobulk(
-        self, dataset: str, groupby: str, *, layer: str | None = None, version: str | None = None
+        self,
+        dataset: str,
+        groupby: str,
+        *,
+        layer: str | None = None,
+        version: str | None = None,
+        release: str | None = None,
     ) -> anndata.AnnData:
         """Every gene of a precomputed grouping as ``scanpy.get.aggregate(adata, groupby,
         func=["sum", "mean", "var", "count_nonzero"])`` returns it (see :mod:`._export`): what
@@ -74,7 +101,8 @@ class Local(Reader):
         >>> sorted(pb.layers)                                                 # doctest: +SKIP
         ['count_nonzero', 'mean', 'sum', 'var']
         """
-        resolved, var = self.service.var(dataset, version, actor=self.actor)
+        pinned = self._version(dataset, version, release)
+        resolved, var = self.service.var(dataset, pinned, actor=self.actor)
         stats = [*SCANPY_LAYERS.values(), "n_cells"]
         result = self.service.summary(
             dataset,

@@ -107,21 +107,34 @@ class Client(Reader):
     def _fetch_datasets(self) -> list[dict[str, Any]]:
         return _convert.records(self._table("GET", "/datasets"))
 
-    def _fetch_genes(self, dataset: str, prefix: str, limit: int, version: str | None) -> list[str]:
-        params = _params({"prefix": prefix, "limit": limit, "version": version})
+    def _fetch_releases(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._request("GET", "/releases", arrow=False).json()
+        return found
+
+    def _fetch_genes(
+        self, dataset: str, prefix: str, limit: int, version: str | None, release: str | None
+    ) -> list[str]:
+        params = _params({"prefix": prefix, "limit": limit, "version": version, "release": release})
         return _convert.genes_list(self._table("GET", f"{_path(dataset)}/genes", params=params))
 
+    def _post(self, dataset: str, route: str, query: dict[str, Any]) -> pa.Table:
+        """A POST query: ``release`` in the query string (as every route takes it), the rest
+        as the JSON body."""
+        body = {k: v for k, v in query.items() if k != "release"}
+        params = _params({"release": query.get("release")})
+        return self._table("POST", f"{_path(dataset)}/{route}", json=body, params=params)
+
     def _fetch_summary(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:
-        return _convert.summary_result(self._table("POST", f"{_path(dataset)}/summary", json=query))
+        return _convert.summary_result(self._post(dataset, "summary", query))
 
     def _fetch_aggregate(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:
-        return _convert.summary_result(self._table("POST", f"{_path(dataset)}/aggregate", json=query))
+        return _convert.summary_result(self._post(dataset, "aggregate", query))
 
     def _fetch_markers(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:
         return self._json("GET", f"{_path(dataset)}/markers", params=_params(query))
 
     def _fetch_expression(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:
-        table = self._table("POST", f"{_path(dataset)}/expression", json=query)
+        table = self._post(dataset, "expression", query)
         return _convert.expression_result(table, query["genes"])
 
     def _fetch_compare(self, dataset: str, query: dict[str, Any]) -> dict[str, Any]:

@@ -292,6 +292,8 @@ def publish(work: Work) -> Checkpoint:
 
     A compare-and-swap unless the job was told to ``force``: if the pointer moved since the
     version began building, :class:`~widecube.catalog.PointerMoved` (the version stays verified).
+    The dataset metadata an upload carried (``params["metadata"]``) is set once it is live (a
+    retried step sets the same fields again).
     """
     record = work.catalog.get_version(work.job.dataset, work.version)
     if record.status == VersionStatus.VERIFIED and work.job.params.get("hold"):
@@ -299,6 +301,9 @@ def publish(work: Work) -> Checkpoint:
     if record.status == VersionStatus.VERIFIED:
         force = bool(work.job.params.get("force"))
         record = work.catalog.publish(work.job.dataset, work.version, unless_moved=not force)
+    metadata = work.job.params.get("metadata")
+    if metadata:  # given with an upload (checked then), set once the version is live
+        work.catalog.metadata.update(work.job.dataset, metadata, by=work.job.params.get("submitted_by"))
     return {"version": record.version}
 
 

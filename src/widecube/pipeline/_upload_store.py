@@ -35,13 +35,13 @@ import shutil
 import time
 import unicodedata
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from ..access import ANONYMOUS, SERVER, Actor, Door
-from ..catalog import Catalog, JobRecord, JobState
+from ..catalog import Catalog, JobRecord, JobState, check_fields
 from ..config import Settings
 from ..errors import InputError, NotFound, WidecubeError
 from ..snapshot import sha256_file
@@ -151,13 +151,22 @@ class Uploads:
         params: dict[str, Any],
         dataset: str | None = None,
         client: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
         actor: Actor = ANONYMOUS,
     ) -> Upload:
         """Start an upload of ``filename`` (``size`` bytes when known) for ``client`` (an
-        address; None: not counted against a limit)."""
+        address; None: not counted against a limit).
+
+        ``metadata`` (title, organism, tags, ... as ``ingest --meta`` takes them) is checked
+        here, before anything is kept (:class:`~widecube.errors.InvalidQuery` naming the field),
+        needs the right to describe the dataset, and is set by the job when it publishes."""
         name = plain_file_name(filename)
         target = dataset or dataset_name(name)
+        if metadata:
+            params = {**params, "metadata": check_fields(target, metadata)}
         with self.door.act(actor, "upload", target, file=name) as act:
+            if metadata:  # after the upload's own check: a caller creating the dataset owns it
+                self.door.authorize(actor, "describe", target)
             upload = self._create(name, target, size=size, sha256=sha256, params=params, client=client)
             act.detail["upload"] = upload.id
             return upload

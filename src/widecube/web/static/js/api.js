@@ -1,6 +1,8 @@
 // The REST API as functions. Every call after the dataset is resolved pins its version, so
 // responses are immutable and the browser's HTTP cache answers repeats (see the server's
-// Cache-Control). Failures become ApiError carrying the server's `detail` message.
+// Cache-Control); a page opened with release=NAME adds it to every dataset request, and the
+// server answers each dataset at the version that release names. Failures become ApiError
+// carrying the server's `detail` message.
 // Signed in, the browser sends the session cookie (HttpOnly: the page never sees it) and every
 // request that is not a GET carries the session's CSRF secret, which the server demands.
 
@@ -9,6 +11,12 @@ const ARROW = "application/vnd.apache.arrow.stream";
 const CSRF_HEADER = "X-CSRF-Token";
 
 let csrf = null; // this UI session's CSRF secret (from the sign-in answer or GET /session)
+let release = null; // the page's release=NAME: every dataset route is asked for that release's version
+
+/** Pin every dataset request to release `name` (null: the live or chosen versions). */
+export function setRelease(name) {
+  release = name || null;
+}
 
 /** Remember the CSRF secret of a session answer ({csrf}); null when signed out. */
 function remember(me) {
@@ -36,6 +44,7 @@ async function fail(response) {
 
 async function request(path, { params = {}, body = null, method = null, accept = "application/json" } = {}) {
   const query = new URLSearchParams();
+  if (release !== null && path.startsWith("/datasets/")) query.append("release", release);
   for (const [key, value] of Object.entries(params)) {
     if (value === null || value === undefined) continue;
     for (const v of Array.isArray(value) ? value : [value]) query.append(key, v);
@@ -74,6 +83,8 @@ export const api = {
   search: (q, filters = {}) => request("/search", { params: { q: q || null, ...filters } }),
   /** The same genes across the datasets a filter selects, pooled too (POST /atlas/expression). */
   atlas: (body) => request("/atlas/expression", { body }),
+  /** The releases this visitor may read, newest first: [{name, created, note, datasets: {name: version}}]. */
+  releases: () => request("/releases"),
   dataset: (name, version) => request(`/datasets/${enc(name)}`, { params: { version } }),
   versions: (name) => request(`/datasets/${enc(name)}/versions`),
   genes: (name, version, prefix, limit = 12) =>

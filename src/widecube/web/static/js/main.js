@@ -1,8 +1,10 @@
 // The application: sign in (when the server asks who is there), load datasets, keep the
 // state in the URL, and draw the active tab.
-// Every request after the dataset is resolved pins its version (immutable responses).
+// Every request after the dataset is resolved pins its version (immutable responses); with
+// release=NAME in the URL every dataset request names that release too, the dataset picker
+// lists its datasets and the version picker shows the version it names, read-only.
 
-import { api, ApiError } from "./api.js";
+import { api, ApiError, setRelease } from "./api.js";
 import { el, replace } from "./dom.js";
 import { renderDotplot } from "./dotplot.js";
 import { EmbeddingPanel } from "./embedding.js";
@@ -42,6 +44,7 @@ const splitNames = (text) => text.split(/[\s,;]+/).filter(Boolean);
 
 let state = parseState(window.location.search);
 let detail = null;
+let releases = []; // GET /releases: [{name, datasets: {dataset: version}}], newest first
 let ticket = 0;
 let drawn = null; // the numbers the active tab shows, for the CSV export: {tab, header, rows | () => rows}
 const markers = new MarkersPanel({
@@ -62,7 +65,7 @@ new AtlasPanel({
 
 /** Show dataset `name` (a browser card's "Open") in the explorer. */
 function openDataset(name) {
-  state = { ...emptyState(), dataset: name, tab: state.tab };
+  state = { ...emptyState(), release: state.release, dataset: name, tab: state.tab };
   $("dataset").value = name;
   replace($("gene-unknown"));
   loadDataset().then(() => $("controls").scrollIntoView({ behavior: "smooth" })).catch(showError);
@@ -102,23 +105,38 @@ async function start() {
     await session.start(linkToken);
     setFeatures(await api.features());
     browser.refresh(); // the page opens on the dataset browser
+    await loadReleases();
     await loadDatasets();
   } catch (err) {
     showError(err);
   }
 }
 
+/** The releases this visitor may read, in the release picker (shown when there is any, or
+ * when the URL names one); the page's release pins every dataset request from now on. */
+async function loadReleases() {
+  setRelease(state.release);
+  releases = await api.releases();
+  const names = releases.map((r) => r.name);
+  if (state.release && !names.includes(state.release)) names.unshift(state.release); // the server will say why
+  $("release-box").hidden = names.length === 0;
+  replace($("release"), el("option", { value: "" }, "none: live versions"),
+    ...names.map((name) => el("option", { value: name, selected: name === state.release }, name)));
+}
+
 /** The datasets this visitor may see (again after a sign-in or sign-out): keep the one shown
- * if it is still listed, else show the first, or say why there is none. */
+ * if it is still listed, else show the first, or say why there is none. With a release, the
+ * datasets it names. */
 async function loadDatasets() {
-  const datasets = await api.datasets();
+  const pinned = releases.find((r) => r.name === state.release);
+  const datasets = (await api.datasets()).filter((d) => !pinned || d.name in pinned.datasets);
   const none = !datasets.length;
   $("layout").hidden = none;
   $("no-dataset").hidden = !none;
   replace($("dataset"), ...datasets.map((d) => el("option", { value: d.name }, d.name)));
   if (none) {
     ticket++; // a drawing under way is not shown
-    Object.assign(state, { ...emptyState(), tab: state.tab });
+    Object.assign(state, { ...emptyState(), release: state.release, tab: state.tab });
     detail = null;
     for (const id of ["version", "groupby", "layer", "gene-chips", "gene-unknown"]) replace($(id));
     writeUrl(state);
@@ -136,7 +154,7 @@ async function loadDatasets() {
   if (!listed) {
     // a link's unknown dataset: the first one, with the link's genes; one gone since: a fresh start
     state = detail === null ? { ...state, dataset: datasets[0].name, version: null }
-      : { ...emptyState(), dataset: datasets[0].name, tab: state.tab };
+      : { ...emptyState(), release: state.release, dataset: datasets[0].name, tab: state.tab };
     replace($("gene-unknown"));
   }
   $("dataset").value = state.dataset;
@@ -152,9 +170,15 @@ async function loadDataset() {
     detail = await api.dataset(state.dataset, null);
   }
   state.version = detail.version;
-  const versions = (await api.versions(state.dataset)).filter((v) => v.status !== "failed" && v.status !== "building");
-  replace($("version"), ...versions.map((v) => el("option", { value: v.version, selected: v.version === state.version },
-    `${v.version.slice(0, 8)} · ${v.status}${v.current ? " (live)" : ""} · ${new Date(v.created).toLocaleString()}`)));
+  $("version").disabled = Boolean(state.release);
+  if (state.release) { // the version the release names, whatever is live: read-only
+    replace($("version"), el("option", { value: state.version, selected: true },
+      `${state.version.slice(0, 8)} · release ${state.release}`));
+  } else {
+    const versions = (await api.versions(state.dataset)).filter((v) => v.status !== "failed" && v.status !== "building");
+    replace($("version"), ...versions.map((v) => el("option", { value: v.version, selected: v.version === state.version },
+      `${v.version.slice(0, 8)} · ${v.status}${v.current ? " (live)" : ""} · ${new Date(v.created).toLocaleString()}`)));
+  }
   fillGroupby();
   const layers = layersOf(detail);
   if (!layers.includes(state.layer)) state.layer = null;
@@ -426,9 +450,16 @@ function wire() {
   // Content-Security-Policy allows scripts from /static only
   $("controls").addEventListener("submit", (e) => e.preventDefault());
   $("dataset").addEventListener("change", (e) => {
-    state = { ...emptyState(), dataset: e.target.value, tab: state.tab };
+    state = { ...emptyState(), release: state.release, dataset: e.target.value, tab: state.tab };
     replace($("gene-unknown"));
     loadDataset().catch(showError);
+  });
+  $("release").addEventListener("change", (e) => {
+    state = { ...state, release: e.target.value || null, version: null }; // the same view, another version
+    setRelease(state.release);
+    detail = null; // reload the dataset (or the release's first) at the release's version
+    replace($("gene-unknown"));
+    loadDatasets().catch(showError);
   });
   $("version").addEventListener("change", (e) => {
     state.version = e.target.value;

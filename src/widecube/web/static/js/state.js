@@ -1,6 +1,7 @@
 // The UI state and its URL encoding, so that any view can be shared and a reload restores it.
 //
-//   ?dataset=pbmc&version=3f2a…&groupby=cell_type&layer=normalized&gene=CD3E&gene=MS4A1
+//   ?release=atlas-1                   (every dataset at the version a release names; read-only)
+//   &dataset=pbmc&version=3f2a…&groupby=cell_type&layer=normalized&gene=CD3E&gene=MS4A1
 //    &f.donor=D1&f.donor=D2&tab=dotplot&z=1&scale=1&emb=X_umap&color=cell_type
 //    &mgroup=B%20cell&mtop=25          (the Markers tab's group and number of genes)
 //    &r.n_genes_by_counts=500:          (a numeric range filter: min:max, either side empty)
@@ -16,7 +17,7 @@ export const MARKER_TOPS = [10, 25, 50, 100];
 /** A fresh state: nothing chosen yet. */
 export function emptyState() {
   return {
-    dataset: null, version: null, groupby: null, layer: null, genes: [], filters: {},
+    release: null, dataset: null, version: null, groupby: null, layer: null, genes: [], filters: {},
     tab: "dotplot", zscore: false, scaled: false, embedding: null, color: null, mgroup: null, mtop: 25,
     ranges: {}, lasso: null, dendro: false, cmpA: null, cmpB: "rest", ctop: 25,
   };
@@ -26,6 +27,7 @@ export function emptyState() {
 export function parseState(search) {
   const params = new URLSearchParams(search);
   const state = emptyState();
+  state.release = params.get("release");
   state.dataset = params.get("dataset");
   state.version = params.get("version");
   state.groupby = params.get("groupby");
@@ -63,6 +65,7 @@ export function parseState(search) {
 export function encodeState(state) {
   const params = new URLSearchParams();
   const put = (key, value) => value !== null && value !== undefined && value !== "" && params.append(key, value);
+  put("release", state.release);
   put("dataset", state.dataset);
   put("version", state.version);
   put("groupby", state.groupby);
