@@ -127,8 +127,12 @@ def _paths(routes: Iterable[object]) -> Iterator[str]:
 
 
 _Facet = Annotated[
-    list[Annotated[str, StringConstraints(min_length=1, max_length=255), Text]] | None,
-    Query(max_length=50, description="repeatable; keeps datasets with any of the values (see /search)"),
+    list[Annotated[str, StringConstraints(min_length=1, max_length=255), Text]],
+    Query(
+        default_factory=list,
+        max_length=50,
+        description="repeatable; keeps datasets with any of the values (see /search)",
+    ),
 ]
 
 
@@ -137,14 +141,14 @@ def list_datasets(
     request: Request,
     wc: WC,
     actor: Caller,
+    organism: _Facet,
+    tissue: _Facet,
+    assay: _Facet,
+    disease: _Facet,
+    tag: _Facet,
     q: Annotated[
         str, Query(max_length=500, description="full-text search of the metadata (see /search)")
     ] = "",
-    organism: _Facet = None,
-    tissue: _Facet = None,
-    assay: _Facet = None,
-    disease: _Facet = None,
-    tag: _Facet = None,
 ) -> Response:
     """The live datasets the caller may read; with ``q`` or a facet, those a search finds
     (``GET /search`` answers the same hits with their metadata and the facet counts)."""

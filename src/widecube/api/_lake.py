@@ -44,8 +44,10 @@ admin_router = APIRouter(prefix=ADMIN_PREFIX, tags=["admin"], max_body_size=MAX_
 _NO_STORE = {"Cache-Control": "no-store"}
 
 Facet = Annotated[
-    list[Annotated[str, StringConstraints(min_length=1, max_length=255), Text]] | None,
-    Query(max_length=50, description="repeatable; keeps datasets with any of the values"),
+    list[Annotated[str, StringConstraints(min_length=1, max_length=255), Text]],
+    Query(
+        default_factory=list, max_length=50, description="repeatable; keeps datasets with any of the values"
+    ),
 ]
 Words = Annotated[
     str, Query(max_length=500, description="words, each a prefix of a word in the name or any field")
@@ -69,12 +71,12 @@ def search(
     request: Request,
     wc: WC,
     actor: Caller,
+    organism: Facet,
+    tissue: Facet,
+    assay: Facet,
+    disease: Facet,
+    tag: Facet,
     q: Words = "",
-    organism: Facet = None,
-    tissue: Facet = None,
-    assay: Facet = None,
-    disease: Facet = None,
-    tag: Facet = None,
 ) -> Response:
     """Full-text search over the metadata of the live datasets the caller may read, with
     facet counts (SQLite FTS5 or PostgreSQL full text; the same hits on both)."""
