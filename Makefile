@@ -39,11 +39,12 @@ chromium:
 wrk:
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 
-# Two pytest workers (pytest-xdist), each taking whole test files so that module-scoped fixtures
+# Three pytest workers (pytest-xdist), each taking whole test files so that module-scoped fixtures
 # (an ingested dataset, a server) are built once per file; most tests wait on subprocesses,
-# servers or the disk, so two workers on two cores finish well before one.
+# servers, a browser or the disk (a loaded run of the whole suite kept the workers' process trees
+# at 0.84 cores on average), so three workers on two cores finish before two.
 test: lint chromium
-	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
+	$(BIN)/python -m pytest -n 3 --dist loadfile --durations=25
 
 # The fast unit layer alone (no ingest of a whole dataset, no browser, server process or PostgreSQL).
 test-unit: $(STAMP)
