@@ -5,7 +5,9 @@ them in HDF5's filter pipeline with zlib, one chunk at a time under its global l
 gzip 10x file read ~5 × slower than the same matrix stored plain. Here each chunk's
 compressed bytes are fetched with ``read_direct_chunk`` (a copy, under the lock) and
 inflated by ISA-L (``isal.isal_zlib``, which releases the GIL) on a thread pool, a block
-ahead of the reader. Inflating the benchmark's gzip-4 10x file (0.6 GB out; CPU seconds, one
+ahead of the reader; the reader then decodes each chunk's bytes straight into its slab
+(:mod:`._shuffle`: the shuffle filter undone and int64 narrowed in one numba pass).
+Inflating the benchmark's gzip-4 10x file (0.6 GB out; CPU seconds, one
 thread, ``benchmarks/readers.py`` data): ISA-L 1.03, libdeflate (``deflate``) 1.12, zlib-ng
 1.53, zlib 2.37. ISA-L also streams gzip (the MTX reader uses it), libdeflate cannot.
 
@@ -27,6 +29,7 @@ import numpy as np
 from isal import isal_zlib
 
 from ....errors import UnreadableInput
+from ._shuffle import decode_into
 
 __all__ = ["InflatingReader", "inflating_reader"]
 
@@ -82,7 +85,7 @@ class InflatingReader:
         self._dtype = np.dtype(dtype or ds.dtype)
         self._shuffled, self._where, self._pool = shuffled, where, pool
         self._n_chunks = -(-self._n // self._chunk)
-        self._pending: dict[int, Future[np.ndarray]] = {}
+        self._pending: dict[int, Future[tuple[np.ndarray, bool]]] = {}
 
     @property
     def dtype(self) -> np.dtype:
@@ -108,14 +111,25 @@ class InflatingReader:
             if k not in self._pending:
                 self._pending[k] = self._pool.submit(self._inflate, k)
         for k, fut in zip(range(first, last + 1), futures, strict=True):
-            values = fut.result()
+            raw, shuffled = fut.result()
             lo, hi = max(start, k * c), min(stop, (k + 1) * c)
-            out[lo - start : hi - start] = values[lo - k * c : hi - k * c]
+            decode_into(
+                raw,
+                shuffled=shuffled,
+                stored=self._stored,
+                n=c,
+                lo=lo - k * c,
+                hi=hi - k * c,
+                out=out[lo - start : hi - start],
+            )
+        if stop < (last + 1) * c:  # the next span starts inside this chunk: keep it
+            self._pending[last] = futures[-1]
         return out
 
-    def _inflate(self, k: int) -> np.ndarray:
-        """Chunk ``k`` decoded, in the reader's dtype (full chunk length: the tail of the last
-        chunk is fill)."""
+    def _inflate(self, k: int) -> tuple[np.ndarray, bool]:
+        """Chunk ``k`` inflated (its full length: the tail of the last chunk is fill), as
+        bytes, and whether they are still shuffled (decoded by the caller, straight into
+        its slab: :mod:`._shuffle`)."""
         nbytes = self._chunk * self._stored.itemsize
         what = f"chunk {k} (values {k * self._chunk}..{min(self._n, (k + 1) * self._chunk) - 1})"
         try:
@@ -137,13 +151,4 @@ class InflatingReader:
                 f"{self._where}: corrupt {what} of dataset {self._name}: "
                 f"{len(raw)} bytes where the chunk holds {nbytes}"
             )
-        data = np.frombuffer(raw, dtype=np.uint8)
-        if self._shuffled and not mask & 1:
-            data = np.ascontiguousarray(data.reshape(self._stored.itemsize, self._chunk).T).reshape(-1)
-        values: np.ndarray = data.view(self._stored)
-        if self._dtype != self._stored:  # cast here, off the caller's thread (int64 indices -> int32)
-            if self._dtype.kind in "iu" and self._stored.kind in "iu":  # saturate, as HDF5's own
-                info = np.iinfo(self._dtype)  # conversion does: a huge index stays out of range
-                values = np.clip(values, info.min, info.max)
-            values = values.astype(self._dtype)
-        return values
+        return np.frombuffer(raw, dtype=np.uint8), self._shuffled and not mask & 1
