@@ -167,11 +167,7 @@ ROUTES: dict[tuple[str, str], tuple[str, int, Request]] = {
     ("GET", "/api/v1/session"): ("anyone", 200, lambda w: {}),
     # not configured on this server (tests/access/test_oidc_login.py covers a configured one)
     ("GET", "/api/v1/session/oidc/login"): ("anyone", 404, lambda w: {}),
-    ("GET", "/api/v1/session/oidc/callback"): (
-        "anyone",
-        404,
-        lambda w: {"params": {"code": "x", "state": "y"}},
-    ),
+    ("GET", "/api/v1/session/oidc/callback"): ("anyone", 404, lambda w: {"params": {"code": "x", "state": "y"}}),
     ("GET", "/api/v1/datasets"): ("anyone", 200, lambda w: {}),
     ("GET", "/api/v1/jobs"): ("anyone", 200, lambda w: {}),
     ("GET", "/api/v1/datasets/{name}"): ("read", 200, lambda w: {"path": D}),
