@@ -117,7 +117,7 @@ def scan_entries(
                         f2 = f2 * np.uint64(10) + d
                         q += 1
                         d = np.uint64(buf[q]) - np.uint64(48)
-                    good = good and q > s2 and f2 <= _U_INT32_MAX
+                    good = bool(good and q > s2 and f2 <= _U_INT32_MAX)
                 elif kind == REAL:
                     good = False
                 if (
@@ -127,9 +127,9 @@ def scan_entries(
                     and f1 - np.uint64(1) < cols_u
                 ):
                     if cell_is_column:
-                        cell, gene = np.int64(f1) - 1, np.int64(f0) - 1
+                        cell, gene = int(f1) - 1, int(f0) - 1
                     else:
-                        cell, gene = np.int64(f0) - 1, np.int64(f1) - 1
+                        cell, gene = int(f0) - 1, int(f1) - 1
                     if cell < last_cell:
                         ordered = False
                     last_cell = cell
