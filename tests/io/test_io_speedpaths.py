@@ -342,6 +342,13 @@ def _counts(seed: int = 0) -> np.ndarray:
 STORAGE: dict[str, dict[str, object]] = {
     "gzip": {"compression": "gzip", "compression_opts": 4, "chunks": (100,)},
     "shuffle+gzip": {"compression": "gzip", "shuffle": True, "chunks": (64,)},
+    "as Cell Ranger": {
+        "compression": "gzip",
+        "compression_opts": 4,
+        "shuffle": True,
+        "chunks": (80,),
+        "maxshape": (None,),
+    },
     "gzip, chunk past the end": {"compression": "gzip", "chunks": (10**5,), "maxshape": (None,)},
     "no compression": {},
     "chunked, no filter": {"chunks": (50,)},
@@ -378,11 +385,29 @@ def test_10x_corrupt_gzip_chunk_names_file_dataset_and_chunk(tmp_path: Path) -> 
     assert "Traceback" not in message
 
 
+@pytest.mark.parametrize("bad", [2**31, 2**40, -1])
+def test_10x_index_past_int32_in_a_shuffled_chunk_is_outside(bad: int, tmp_path: Path) -> None:
+    """Narrowed int64 indices saturate: one past int32 (or negative) is reported, not wrapped."""
+    x = _counts(2)
+    path = _write_10x(tmp_path / "m.h5", x, **STORAGE["as Cell Ranger"])
+    with h5py.File(path, "r+") as f:  # rewrite indices with one bad value, same storage
+        indices = f["matrix/indices"][...]
+        indices[150] = bad
+        del f["matrix/indices"]
+        f["matrix"].create_dataset("indices", data=indices, **STORAGE["as Cell Ranger"])
+    with open_input(path) as src, pytest.raises(UnreadableInput) as err:
+        list(src.iter_blocks(block_nnz=40))
+    shown = 2**31 - 1 if bad > 0 else bad
+    assert f"matrix/indices[150] = {shown}: column {shown + 1} at row " in str(err.value)
+    assert str(err.value).endswith("is outside the matrix (columns 1–41)")
+
+
 @pytest.mark.parametrize(
     ("storage", "threaded"),
     [
         ("gzip", True),
         ("shuffle+gzip", True),
+        ("as Cell Ranger", True),
         ("gzip, chunk past the end", True),
         ("no compression", False),
         ("chunked, no filter", False),

@@ -5,8 +5,8 @@ them in HDF5's filter pipeline with zlib, one chunk at a time under its global l
 gzip 10x file read ~5 × slower than the same matrix stored plain. Here each chunk's
 compressed bytes are fetched with ``read_direct_chunk`` (a copy, under the lock) and
 inflated by ISA-L (``isal.isal_zlib``, which releases the GIL) on a thread pool, a block
-ahead of the reader; the reader then decodes each chunk's bytes straight into its slab
-(:mod:`._shuffle`: the shuffle filter undone and int64 narrowed in one numba pass).
+ahead of the reader, and decoded by the same thread (:mod:`._shuffle`: the shuffle filter
+undone and int64 narrowed in one numba pass) into an array reused from chunk to chunk.
 Inflating the benchmark's gzip-4 10x file (0.6 GB out; CPU seconds, one
 thread, ``benchmarks/readers.py`` data): ISA-L 1.03, libdeflate (``deflate``) 1.12, zlib-ng
 1.53, zlib 2.37. ISA-L also streams gzip (the MTX reader uses it), libdeflate cannot.
@@ -85,7 +85,8 @@ class InflatingReader:
         self._dtype = np.dtype(dtype or ds.dtype)
         self._shuffled, self._where, self._pool = shuffled, where, pool
         self._n_chunks = -(-self._n // self._chunk)
-        self._pending: dict[int, Future[tuple[np.ndarray, bool]]] = {}
+        self._pending: dict[int, Future[np.ndarray]] = {}
+        self._spare: list[np.ndarray] = []  # decoded chunks already copied out, for reuse
 
     @property
     def dtype(self) -> np.dtype:
@@ -111,25 +112,20 @@ class InflatingReader:
             if k not in self._pending:
                 self._pending[k] = self._pool.submit(self._inflate, k)
         for k, fut in zip(range(first, last + 1), futures, strict=True):
-            raw, shuffled = fut.result()
+            values = fut.result()
             lo, hi = max(start, k * c), min(stop, (k + 1) * c)
-            decode_into(
-                raw,
-                shuffled=shuffled,
-                stored=self._stored,
-                n=c,
-                lo=lo - k * c,
-                hi=hi - k * c,
-                out=out[lo - start : hi - start],
-            )
-        if stop < (last + 1) * c:  # the next span starts inside this chunk: keep it
-            self._pending[last] = futures[-1]
+            out[lo - start : hi - start] = values[lo - k * c : hi - k * c]
+            if k == last and stop < (last + 1) * c:  # the next span starts inside this chunk
+                self._pending[last] = fut
+            else:
+                self._spare.append(values)
         return out
 
-    def _inflate(self, k: int) -> tuple[np.ndarray, bool]:
-        """Chunk ``k`` inflated (its full length: the tail of the last chunk is fill), as
-        bytes, and whether they are still shuffled (decoded by the caller, straight into
-        its slab: :mod:`._shuffle`)."""
+    def _inflate(self, k: int) -> np.ndarray:
+        """Chunk ``k`` decoded into the reader's dtype (its full length: the tail of the last
+        chunk is fill), in a spare array when there is one: inflated and decoded in the same
+        thread while its bytes are in cache (:mod:`._shuffle`), and no fresh pages to fault in
+        for the values."""
         nbytes = self._chunk * self._stored.itemsize
         what = f"chunk {k} (values {k * self._chunk}..{min(self._n, (k + 1) * self._chunk) - 1})"
         try:
@@ -151,4 +147,17 @@ class InflatingReader:
                 f"{self._where}: corrupt {what} of dataset {self._name}: "
                 f"{len(raw)} bytes where the chunk holds {nbytes}"
             )
-        return np.frombuffer(raw, dtype=np.uint8), self._shuffled and not mask & 1
+        try:
+            values = self._spare.pop()
+        except IndexError:
+            values = np.empty(self._chunk, dtype=self._dtype)
+        decode_into(
+            np.frombuffer(raw, dtype=np.uint8),
+            shuffled=self._shuffled and not mask & 1,
+            stored=self._stored,
+            n=self._chunk,
+            lo=0,
+            hi=self._chunk,
+            out=values,
+        )
+        return values
