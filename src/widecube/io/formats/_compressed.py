@@ -61,19 +61,32 @@ class Slab:
 @numba.njit(cache=True, nogil=True)
 def _scan_indices(indices: np.ndarray, ptr: np.ndarray, n_minor: int) -> tuple[int, bool]:
     """``(k, canonical)``: the position of the first index outside ``0..n_minor-1`` (-1 if
-    none), and whether indices strictly increase within each major. One pass, where the
-    range check (``min``, ``max``) and scipy's canonical-format scan took three."""
-    canonical = True
-    for r in range(len(ptr) - 1):
-        prev = np.int64(-1)
-        for k in range(ptr[r], ptr[r + 1]):
-            v = np.int64(indices[k])  # a huge uint64 wraps negative: reported as outside
-            if v < 0 or v >= n_minor:
+    none), and whether indices strictly increase within each major (scipy's canonical
+    format). Two vectorised passes, 0.6 ns a value where ``min``, ``max`` and scipy's scan
+    took 0.8 (a single pass with a branch per value took 2)."""
+    n = len(indices)
+    if n == 0:
+        return -1, True
+    lo = hi = indices[0]
+    for k in range(n):
+        v = indices[k]
+        if v < lo:
+            lo = v
+        if v > hi:
+            hi = v
+    if np.int64(lo) < 0 or np.int64(hi) < 0 or np.int64(hi) >= n_minor:  # a huge uint64 wraps
+        for k in range(n):
+            v64 = np.int64(indices[k])
+            if v64 < 0 or v64 >= n_minor:
                 return k, False
-            if v <= prev:
-                canonical = False
-            prev = v
-    return -1, canonical
+    for r in range(len(ptr) - 1):
+        before, after = indices[ptr[r] : ptr[r + 1] - 1], indices[ptr[r] + 1 : ptr[r + 1]]
+        unordered = 0
+        for k in range(len(after)):
+            unordered += before[k] >= after[k]
+        if unordered:
+            return -1, False
+    return -1, True
 
 
 def tidy_csr(m: sp.csr_matrix) -> sp.csr_matrix:
@@ -131,7 +144,7 @@ def iter_slabs(
                 "truncated or corrupt"
             )
         ptr = local[: k + 1] - s
-        bad, canonical = _scan_indices(cols, ptr, n_minor) if len(cols) else (-1, True)
+        bad, canonical = _scan_indices(cols, ptr, n_minor)
         if bad >= 0:  # the message names the stored position, the row and the column
             check_indices(where, name, cols, ptr, first_major=pos, n_minor=n_minor, major=major, offset=s)
         yield Slab(pos, ptr, cols, vals, canonical)

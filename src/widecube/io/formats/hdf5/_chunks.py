@@ -35,6 +35,9 @@ __all__ = ["InflatingReader", "inflating_reader"]
 
 _DEFLATE = h5py.h5z.FILTER_DEFLATE
 _SHUFFLE = h5py.h5z.FILTER_SHUFFLE
+_AHEAD = 2
+"""Spans of chunks queued ahead of the one read: enough that the threads never wait for the
+reader to ask (on a loaded machine it is descheduled between reads)."""
 _INFLATE_ERROR: type[Exception] = getattr(isal_zlib, "error")  # noqa: B009 - untyped in isal's stubs
 
 
@@ -66,8 +69,8 @@ class InflatingReader:
     """Slices of a gzip-chunked dataset, its chunks inflated on ``pool``, one span read ahead.
 
     Reads are expected in ascending, adjacent spans (a block stream): after each read the
-    chunks of the next span of the same length are queued, so the pool inflates them while
-    the caller works on this one. Memory: two spans of decoded chunks at most.
+    chunks of the next two spans of the same length are queued, so the pool inflates them while
+    the caller works on this one. Memory: three spans of decoded chunks at most.
     """
 
     def __init__(
@@ -102,13 +105,14 @@ class InflatingReader:
             return out
         c = self._chunk
         first, last = start // c, (stop - 1) // c
-        for k in [k for k in self._pending if k < first or k > last + (last - first + 1)]:
+        ahead = min(self._n_chunks, last + 1 + _AHEAD * (last - first + 1))
+        for k in [k for k in self._pending if k < first or k >= ahead]:
             self._pending.pop(k).cancel()  # not read in order: drop what was guessed
         futures = [
             self._pending.pop(k) if k in self._pending else self._pool.submit(self._inflate, k)
             for k in range(first, last + 1)
         ]
-        for k in range(last + 1, min(self._n_chunks, 2 * last - first + 2)):
+        for k in range(last + 1, ahead):
             if k not in self._pending:
                 self._pending[k] = self._pool.submit(self._inflate, k)
         for k, fut in zip(range(first, last + 1), futures, strict=True):
