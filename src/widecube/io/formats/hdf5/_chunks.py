@@ -35,9 +35,10 @@ __all__ = ["InflatingReader", "inflating_reader"]
 
 _DEFLATE = h5py.h5z.FILTER_DEFLATE
 _SHUFFLE = h5py.h5z.FILTER_SHUFFLE
-_AHEAD = 2
-"""Spans of chunks queued ahead of the one read: enough that the threads never wait for the
-reader to ask (on a loaded machine it is descheduled between reads)."""
+_AHEAD = 64
+"""Chunks queued past the span read, so the threads inflate while the caller works: enough
+that they do not wait for the next read (Cell Ranger's 80,000-value chunks: 5 M values),
+few enough that little fresh memory is faulted in for them (their arrays are reused)."""
 _INFLATE_ERROR: type[Exception] = getattr(isal_zlib, "error")  # noqa: B009 - untyped in isal's stubs
 
 
@@ -69,8 +70,8 @@ class InflatingReader:
     """Slices of a gzip-chunked dataset, its chunks inflated on ``pool``, one span read ahead.
 
     Reads are expected in ascending, adjacent spans (a block stream): after each read the
-    chunks of the next two spans of the same length are queued, so the pool inflates them while
-    the caller works on this one. Memory: three spans of decoded chunks at most.
+    next :data:`_AHEAD` chunks are queued, so the pool inflates them while the caller works on
+    this one. Memory: one span and :data:`_AHEAD` chunks, decoded, at most.
     """
 
     def __init__(
@@ -105,7 +106,7 @@ class InflatingReader:
             return out
         c = self._chunk
         first, last = start // c, (stop - 1) // c
-        ahead = min(self._n_chunks, last + 1 + _AHEAD * (last - first + 1))
+        ahead = min(self._n_chunks, last + 1 + _AHEAD)
         for k in [k for k in self._pending if k < first or k >= ahead]:
             self._pending.pop(k).cancel()  # not read in order: drop what was guessed
         futures = [
