@@ -4,8 +4,10 @@
   gene detected in a Beta-distributed share of cells, ~60 % of fields ``0``, non-zeros
   log-normal with a median of a few hundred), written row by row by a numba formatter —
   about 3 GB for 20,000 cells;
-* one **demo matrix** in three formats: the h5ad from ``widecube demo-data``, and the same
-  counts as a 10x v3 HDF5 (written with h5py) and a 10x MTX folder (``scipy.io.mmwrite``).
+* one **demo matrix** in the formats of its readers' peers: the h5ad from ``widecube
+  demo-data``, and the same counts as Cell Ranger writes them: a 10x v3 HDF5 with
+  shuffle+gzip chunks (h5py, Cell Ranger's settings), a plain 10x v2 MTX folder and a gzip
+  10x v3 MTX folder (``scipy.io.mmwrite``, entries in cell order).
 
 Each file is reused while a sidecar ``*.params.json`` matches its parameters; files are
 written under a ``.partial`` name and renamed once complete.
@@ -125,22 +127,36 @@ def ensure_wide_csv(spec: WideCsvSpec, folder: Path) -> Path:
     return _cached(folder / f"{spec.name}.csv", asdict(spec), lambda p: _write_wide_csv(spec, p))
 
 
+CELLRANGER_H5 = {"chunks": 80_000, "compression": "gzip", "compression_opts": 4, "shuffle": True}
+"""How Cell Ranger (``cellranger/matrix.py``, ``save_h5_group``) stores ``matrix/{data,indices,
+indptr}``: 80,000-value chunks, the shuffle filter, then gzip at h5py's default level (4)."""
+MTX_GZIP_LEVEL = 6
+"""The ``gzip`` tool's default level, used for ``matrix.mtx.gz`` and the TSVs."""
+LAYOUT = "cellranger-v3, 80k chunks, shuffle+gzip-4; mtx plain as v2 (genes.tsv), gzip as v3"
+"""Recorded with each file's parameters, so that files written by an older layout are rebuilt."""
+
+
 def ensure_demo_formats(spec: DemoSpec, folder: Path) -> dict[str, Path]:
-    """The demo matrix as ``h5ad``, ``10x-h5`` (uncompressed like the h5ad), ``10x-h5-gzip``
-    (Cell Ranger's gzip-4 chunks) and ``mtx`` (a 10x folder, entries sorted by cell)."""
+    """The demo matrix as ``h5ad``, ``10x-h5-gzip`` (Cell Ranger's chunked shuffle+gzip 10x v3
+    HDF5), ``mtx`` (a plain Cell Ranger v2 MTX folder: ``matrix.mtx``, ``genes.tsv``,
+    ``barcodes.tsv``) and ``mtx-gzip`` (a Cell Ranger v3 folder: ``matrix.mtx.gz``,
+    ``features.tsv.gz``, ``barcodes.tsv.gz``); the matrices are genes × cells with entries
+    sorted by cell, as Cell Ranger writes them."""
     from widecube.demo import make_demo
 
     params = asdict(spec)
+    laid_out = {**params, "layout": LAYOUT}
 
     def demo(path: Path) -> None:
         make_demo(path, n_cells=spec.n_cells, n_genes=spec.n_genes, seed=spec.seed)
 
     h5ad = _cached(folder / f"{spec.name}.h5ad", params, demo)
+    name = folder / spec.name
     return {
         "h5ad": h5ad,
-        "10x-h5": _cached(folder / f"{spec.name}.10x.h5", params, lambda p: _write_10x(h5ad, p, None)),
-        "10x-h5-gzip": _cached(folder / f"{spec.name}.10x-gzip.h5", params, lambda p: _write_10x(h5ad, p, 4)),
-        "mtx": _cached(folder / f"{spec.name}_mtx", params, lambda p: _write_mtx(h5ad, p)),
+        "10x-h5-gzip": _cached(Path(f"{name}.cellranger.h5"), laid_out, lambda p: _write_10x(h5ad, p)),
+        "mtx": _cached(Path(f"{name}_mtx_v2"), laid_out, lambda p: _write_mtx(h5ad, p, gzip=False)),
+        "mtx-gzip": _cached(Path(f"{name}_mtx_v3"), laid_out, lambda p: _write_mtx(h5ad, p, gzip=True)),
     }
 
 
@@ -153,29 +169,27 @@ def _names(h5ad: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return obs.index.to_numpy().astype(str), var.index.to_numpy().astype(str), np.asarray(ids).astype(str)
 
 
-def _write_10x(h5ad: Path, path: Path, gzip_level: int | None) -> None:
-    """Cell Ranger's v3 layout; the h5ad's CSR (cells × genes) is the 10x CSC (genes × cells)."""
+def _write_10x(h5ad: Path, path: Path) -> None:
+    """Cell Ranger's v3 layout and storage; the h5ad's CSR (cells × genes) is the 10x CSC (genes × cells)."""
     cells, genes, ids = _names(h5ad)
-
-    def opts(n: int) -> dict[str, Any]:
-        return (
-            {"compression": "gzip", "compression_opts": gzip_level, "chunks": (max(1, min(n, 1 << 16)),)}
-            if gzip_level
-            else {}
-        )
-
     with h5py.File(h5ad, "r") as src, h5py.File(path, "w") as out:
         x = src["X"]
         n = int(x["indptr"][-1])
         g = out.create_group("matrix")
-        data = g.create_dataset("data", shape=(n,), dtype=np.int32, **opts(n))
-        indices = g.create_dataset("indices", shape=(n,), dtype=np.int64, **opts(n))
+        opts: dict[str, Any] = {
+            "chunks": (CELLRANGER_H5["chunks"],),
+            "maxshape": (None,),
+            "compression": CELLRANGER_H5["compression"],
+            "compression_opts": CELLRANGER_H5["compression_opts"],
+            "shuffle": CELLRANGER_H5["shuffle"],
+        }
+        data = g.create_dataset("data", shape=(n,), dtype=np.int32, **opts)
+        indices = g.create_dataset("indices", shape=(n,), dtype=np.int64, **opts)
         step = 1 << 24
         for s in range(0, n, step):
             data[s : s + step] = x["data"][s : s + step].astype(np.int32)
             indices[s : s + step] = x["indices"][s : s + step]
-        indptr = x["indptr"][...].astype(np.int64)
-        g.create_dataset("indptr", data=indptr, **opts(len(indptr)))
+        g.create_dataset("indptr", data=x["indptr"][...].astype(np.int64), **opts)
         g["shape"] = np.array([len(genes), len(cells)], dtype=np.int32)
         g["barcodes"] = cells.astype("S")
         feats = g.create_group("features")
@@ -184,8 +198,11 @@ def _write_10x(h5ad: Path, path: Path, gzip_level: int | None) -> None:
         feats["genome"] = np.full(len(genes), b"GRCh38")
 
 
-def _write_mtx(h5ad: Path, folder: Path) -> None:
-    """A 10x MTX folder written by ``scipy.io.mmwrite`` from the genes × cells CSC."""
+def _write_mtx(h5ad: Path, folder: Path, *, gzip: bool) -> None:
+    """A 10x MTX folder written by ``scipy.io.mmwrite`` from the genes × cells CSC (entries in
+    cell order): plain files named as Cell Ranger 2 names them, or gzip files as Cell Ranger 3."""
+    import gzip as gz
+
     import anndata
     import pandas as pd
     import scipy.io
@@ -198,8 +215,16 @@ def _write_mtx(h5ad: Path, folder: Path) -> None:
     genes_by_cells = sp.csc_matrix(
         (x.data.astype(np.int32), x.indices, x.indptr), shape=(len(genes), len(cells))
     )
+    del x
     scipy.io.mmwrite(folder / "matrix.mtx", genes_by_cells, field="integer")
-    pd.DataFrame({"id": ids, "name": genes, "type": "Gene Expression"}).to_csv(
-        folder / "features.tsv", sep="\t", header=False, index=False
-    )
-    pd.Series(cells).to_csv(folder / "barcodes.tsv", header=False, index=False)
+    features = pd.DataFrame({"id": ids, "name": genes, "type": "Gene Expression"})
+    if not gzip:
+        features.to_csv(folder / "genes.tsv", sep="\t", header=False, index=False)
+        pd.Series(cells).to_csv(folder / "barcodes.tsv", header=False, index=False)
+        return
+    features.to_csv(folder / "features.tsv.gz", sep="\t", header=False, index=False)
+    pd.Series(cells).to_csv(folder / "barcodes.tsv.gz", header=False, index=False)
+    plain, packed = folder / "matrix.mtx", folder / "matrix.mtx.gz"
+    with plain.open("rb") as src, gz.open(packed, "wb", compresslevel=MTX_GZIP_LEVEL) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    plain.unlink()

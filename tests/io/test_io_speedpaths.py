@@ -179,6 +179,120 @@ def test_bad_mtx_names_file_and_line(case: str, gz: bool, tmp_path: Path) -> Non
     assert str(err.value) == f"{path}: {message}"
 
 
+# --- the fast path for common lines (taken away from the end of a piece) --------------------
+
+
+@pytest.mark.parametrize("field", ["integer", "real", "pattern"])
+@pytest.mark.parametrize("order", ["cell", "shuffled"])
+@pytest.mark.parametrize("gz", [False, True])
+def test_large_pieces_match_scipy(
+    field: str, order: str, gz: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pieces of 1 MB: nearly every line is parsed by the fast path."""
+    monkeypatch.setattr(_mtxstream, "PIECE_BYTES", 1 << 20)
+    m = _random((300, 500), seed=7, density=0.1)  # genes × cells, 15,000 entries
+    if field == "real":
+        m.data = m.data / 7 - 2.5
+    stored = sp.csc_matrix(m) if order == "cell" else m
+    folder = tmp_path / "m"
+    folder.mkdir()
+    _names(folder, 300, 500)
+    scipy.io.mmwrite(str(folder / "matrix.mtx"), stored, field=field)
+    if gz:
+        (folder / "matrix.mtx.gz").write_bytes(gzip.compress((folder / "matrix.mtx").read_bytes()))
+        (folder / "matrix.mtx").unlink()
+    with open_input(folder) as src:
+        assert src.shape == (500, 300)
+        np.testing.assert_allclose(_dense(src), _reference(folder), rtol=1e-15)
+
+
+def _long_body(odd: str, n_before: int = 2000, n_after: int = 300) -> tuple[str, np.ndarray, int]:
+    """An integer 5 × 2400 MTX (genes × cells) with ``odd`` as the entry line after
+    ``n_before`` plain ones; the dense matrix of the plain lines, and the line number of ``odd``."""
+    dense = np.zeros((2400, 5))  # cells × genes
+    lines = []
+    for i in range(n_before + n_after):
+        cell, gene, value = i + 1 + (i >= n_before), i % 5 + 1, i % 97 + 1
+        lines.append(f"{gene} {cell} {value}\n")
+        dense[cell - 1, gene - 1] = value
+    header = f"%%MatrixMarket matrix coordinate integer general\n%\n5 2400 {n_before + n_after + 1}\n"
+    body = header + "".join(lines[:n_before]) + odd + "".join(lines[n_before:])
+    return body, dense, 3 + n_before + 1
+
+
+ODD_GOOD = {  # (line, cell, gene, value), read as the general parse and scipy read them
+    # (scipy refuses signs: that line is checked against the hand-made matrix only)
+    "leading zeros": ("003 02001 0042\n", 2001, 3, 42),
+    "signs": ("+3 2001 +42\n", 2001, 3, 42),
+    "tabs": ("3\t2001\t42\n", 2001, 3, 42),
+    "crlf": ("3 2001 42\r\n", 2001, 3, 42),
+    "trailing blanks": ("3 2001 42  \n", 2001, 3, 42),
+    "leading blanks": ("  3 2001 42\n", 2001, 3, 42),
+    "two spaces": ("3  2001 42\n", 2001, 3, 42),
+    "17 digits": ("3 2001 00000000000000042\n", 2001, 3, 42),
+    "largest int32": ("3 2001 2147483647\n", 2001, 3, 2147483647),
+    "negative value": ("3 2001 -42\n", 2001, 3, -42),
+}
+
+
+@pytest.mark.parametrize("case", list(ODD_GOOD))
+def test_odd_lines_among_plain_ones_read_as_written(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_mtxstream, "PIECE_BYTES", 1 << 20)
+    line, cell, gene, value = ODD_GOOD[case]
+    body, dense, _ = _long_body(line)
+    dense[cell - 1, gene - 1] = value
+    folder = _mtx(tmp_path, body)
+    if case != "signs":
+        np.testing.assert_array_equal(_reference(folder), dense)  # scipy reads the file so too
+    with open_input(folder) as src:
+        np.testing.assert_array_equal(_dense(src), dense)
+
+
+OUTSIDE = " is outside the 5 × 2400 matrix"
+RAGGED = " fields where a valued entry has 3"
+ODD_BAD: dict[str, tuple[str, type[InputError], str]] = {
+    "row 0": ("0 2001 4\n", UnreadableInput, "line {n}: index (0, 2001)" + OUTSIDE),
+    "row past the end": ("6 2001 4\n", UnreadableInput, "line {n}: index (6, 2001)" + OUTSIDE),
+    "column past the end": ("1 2401 4\n", UnreadableInput, "line {n}: index (1, 2401)" + OUTSIDE),
+    "18 digits": (
+        "3 2001 000000000000000042\n",
+        UnreadableInput,
+        "integer value '000000000000000042' at line {n}, value, does not fit in 32 bits",
+    ),
+    "int32 overflow": (
+        "3 2001 2147483648\n",
+        UnreadableInput,
+        "integer value '2147483648' at line {n}, value, does not fit in 32 bits",
+    ),
+    "huge index": (
+        "3 99999999999999999999 1\n",
+        UnreadableInput,
+        "index '99999999999999999999' at line {n}, column index, does not fit in 32 bits",
+    ),
+    "missing value": ("3 2001\n", UnreadableInput, "ragged row at line {n}: 2" + RAGGED),
+    "extra field": ("3 2001 4 4\n", UnreadableInput, "ragged row at line {n}: 4" + RAGGED),
+    "real value": ("3 2001 4.5\n", InvalidValue, "non-numeric value '4.5' at line {n}, value"),
+    "letter": ("3 2x01 4\n", InvalidValue, "non-numeric value '2x01' at line {n}, column index"),
+}
+
+
+@pytest.mark.parametrize("case", list(ODD_BAD))
+@pytest.mark.parametrize("piece_bytes", [64, 1 << 20])
+def test_bad_lines_among_plain_ones_are_named_alike(
+    case: str, piece_bytes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same message whether the line meets the fast path (1 MB pieces) or not (64 B)."""
+    monkeypatch.setattr(_mtxstream, "PIECE_BYTES", piece_bytes)
+    line, error, message = ODD_BAD[case]
+    body, _, number = _long_body(line)
+    folder = _mtx(tmp_path, body)
+    with pytest.raises(error) as err:
+        open_input(folder)
+    assert str(err.value) == f"{folder / 'matrix.mtx'}: {message.format(n=number)}"
+
+
 def test_inf_after_a_comment_names_its_line(tmp_path: Path) -> None:
     body = "%%MatrixMarket matrix coordinate real general\n3 4 3\n1 1 1\n% note\n\n2 2 -inf\n3 3 1\n"
     folder = _mtx(tmp_path, body)
@@ -228,6 +342,13 @@ def _counts(seed: int = 0) -> np.ndarray:
 STORAGE: dict[str, dict[str, object]] = {
     "gzip": {"compression": "gzip", "compression_opts": 4, "chunks": (100,)},
     "shuffle+gzip": {"compression": "gzip", "shuffle": True, "chunks": (64,)},
+    "as Cell Ranger": {
+        "compression": "gzip",
+        "compression_opts": 4,
+        "shuffle": True,
+        "chunks": (80,),
+        "maxshape": (None,),
+    },
     "gzip, chunk past the end": {"compression": "gzip", "chunks": (10**5,), "maxshape": (None,)},
     "no compression": {},
     "chunked, no filter": {"chunks": (50,)},
@@ -264,11 +385,29 @@ def test_10x_corrupt_gzip_chunk_names_file_dataset_and_chunk(tmp_path: Path) -> 
     assert "Traceback" not in message
 
 
+@pytest.mark.parametrize("bad", [2**31, 2**40, -1])
+def test_10x_index_past_int32_in_a_shuffled_chunk_is_outside(bad: int, tmp_path: Path) -> None:
+    """Narrowed int64 indices saturate: one past int32 (or negative) is reported, not wrapped."""
+    x = _counts(2)
+    path = _write_10x(tmp_path / "m.h5", x, **STORAGE["as Cell Ranger"])
+    with h5py.File(path, "r+") as f:  # rewrite indices with one bad value, same storage
+        indices = f["matrix/indices"][...]
+        indices[150] = bad
+        del f["matrix/indices"]
+        f["matrix"].create_dataset("indices", data=indices, **STORAGE["as Cell Ranger"])
+    with open_input(path) as src, pytest.raises(UnreadableInput) as err:
+        list(src.iter_blocks(block_nnz=40))
+    shown = 2**31 - 1 if bad > 0 else bad
+    assert f"matrix/indices[150] = {shown}: column {shown + 1} at row " in str(err.value)
+    assert str(err.value).endswith("is outside the matrix (columns 1–41)")
+
+
 @pytest.mark.parametrize(
     ("storage", "threaded"),
     [
         ("gzip", True),
         ("shuffle+gzip", True),
+        ("as Cell Ranger", True),
         ("gzip, chunk past the end", True),
         ("no compression", False),
         ("chunked, no filter", False),

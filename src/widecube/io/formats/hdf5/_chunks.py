@@ -5,7 +5,9 @@ them in HDF5's filter pipeline with zlib, one chunk at a time under its global l
 gzip 10x file read ~5 × slower than the same matrix stored plain. Here each chunk's
 compressed bytes are fetched with ``read_direct_chunk`` (a copy, under the lock) and
 inflated by ISA-L (``isal.isal_zlib``, which releases the GIL) on a thread pool, a block
-ahead of the reader. Inflating the benchmark's gzip-4 10x file (0.6 GB out; CPU seconds, one
+ahead of the reader, and decoded by the same thread (:mod:`._shuffle`: the shuffle filter
+undone and int64 narrowed in one numba pass) into an array reused from chunk to chunk.
+Inflating the benchmark's gzip-4 10x file (0.6 GB out; CPU seconds, one
 thread, ``benchmarks/readers.py`` data): ISA-L 1.03, libdeflate (``deflate``) 1.12, zlib-ng
 1.53, zlib 2.37. ISA-L also streams gzip (the MTX reader uses it), libdeflate cannot.
 
@@ -27,11 +29,16 @@ import numpy as np
 from isal import isal_zlib
 
 from ....errors import UnreadableInput
+from ._shuffle import decode_into
 
 __all__ = ["InflatingReader", "inflating_reader"]
 
 _DEFLATE = h5py.h5z.FILTER_DEFLATE
 _SHUFFLE = h5py.h5z.FILTER_SHUFFLE
+_AHEAD = 64
+"""Chunks queued past the span read, so the threads inflate while the caller works: enough
+that they do not wait for the next read (Cell Ranger's 80,000-value chunks: 5 M values),
+few enough that little fresh memory is faulted in for them (their arrays are reused)."""
 _INFLATE_ERROR: type[Exception] = getattr(isal_zlib, "error")  # noqa: B009 - untyped in isal's stubs
 
 
@@ -63,8 +70,8 @@ class InflatingReader:
     """Slices of a gzip-chunked dataset, its chunks inflated on ``pool``, one span read ahead.
 
     Reads are expected in ascending, adjacent spans (a block stream): after each read the
-    chunks of the next span of the same length are queued, so the pool inflates them while
-    the caller works on this one. Memory: two spans of decoded chunks at most.
+    next :data:`_AHEAD` chunks are queued, so the pool inflates them while the caller works on
+    this one. Memory: one span and :data:`_AHEAD` chunks, decoded, at most.
     """
 
     def __init__(
@@ -83,6 +90,7 @@ class InflatingReader:
         self._shuffled, self._where, self._pool = shuffled, where, pool
         self._n_chunks = -(-self._n // self._chunk)
         self._pending: dict[int, Future[np.ndarray]] = {}
+        self._spare: list[np.ndarray] = []  # decoded chunks already copied out, for reuse
 
     @property
     def dtype(self) -> np.dtype:
@@ -98,24 +106,31 @@ class InflatingReader:
             return out
         c = self._chunk
         first, last = start // c, (stop - 1) // c
-        for k in [k for k in self._pending if k < first or k > last + (last - first + 1)]:
+        ahead = min(self._n_chunks, last + 1 + _AHEAD)
+        for k in [k for k in self._pending if k < first or k >= ahead]:
             self._pending.pop(k).cancel()  # not read in order: drop what was guessed
         futures = [
             self._pending.pop(k) if k in self._pending else self._pool.submit(self._inflate, k)
             for k in range(first, last + 1)
         ]
-        for k in range(last + 1, min(self._n_chunks, 2 * last - first + 2)):
+        for k in range(last + 1, ahead):
             if k not in self._pending:
                 self._pending[k] = self._pool.submit(self._inflate, k)
         for k, fut in zip(range(first, last + 1), futures, strict=True):
             values = fut.result()
             lo, hi = max(start, k * c), min(stop, (k + 1) * c)
             out[lo - start : hi - start] = values[lo - k * c : hi - k * c]
+            if k == last and stop < (last + 1) * c:  # the next span starts inside this chunk
+                self._pending[last] = fut
+            else:
+                self._spare.append(values)
         return out
 
     def _inflate(self, k: int) -> np.ndarray:
-        """Chunk ``k`` decoded, in the reader's dtype (full chunk length: the tail of the last
-        chunk is fill)."""
+        """Chunk ``k`` decoded into the reader's dtype (its full length: the tail of the last
+        chunk is fill), in a spare array when there is one: inflated and decoded in the same
+        thread while its bytes are in cache (:mod:`._shuffle`), and no fresh pages to fault in
+        for the values."""
         nbytes = self._chunk * self._stored.itemsize
         what = f"chunk {k} (values {k * self._chunk}..{min(self._n, (k + 1) * self._chunk) - 1})"
         try:
@@ -137,13 +152,17 @@ class InflatingReader:
                 f"{self._where}: corrupt {what} of dataset {self._name}: "
                 f"{len(raw)} bytes where the chunk holds {nbytes}"
             )
-        data = np.frombuffer(raw, dtype=np.uint8)
-        if self._shuffled and not mask & 1:
-            data = np.ascontiguousarray(data.reshape(self._stored.itemsize, self._chunk).T).reshape(-1)
-        values: np.ndarray = data.view(self._stored)
-        if self._dtype != self._stored:  # cast here, off the caller's thread (int64 indices -> int32)
-            if self._dtype.kind in "iu" and self._stored.kind in "iu":  # saturate, as HDF5's own
-                info = np.iinfo(self._dtype)  # conversion does: a huge index stays out of range
-                values = np.clip(values, info.min, info.max)
-            values = values.astype(self._dtype)
+        try:
+            values = self._spare.pop()
+        except IndexError:
+            values = np.empty(self._chunk, dtype=self._dtype)
+        decode_into(
+            np.frombuffer(raw, dtype=np.uint8),
+            shuffled=self._shuffled and not mask & 1,
+            stored=self._stored,
+            n=self._chunk,
+            lo=0,
+            hi=self._chunk,
+            out=values,
+        )
         return values

@@ -3,7 +3,8 @@
 Text formats cannot say how many cells they hold, nor what the cell ids are, without being
 read to the end, and the pipeline needs both before the first block. So CSV/TSV and MTX
 readers parse the text exactly once, at open, and append each parsed slab here as CSR
-(``data.bin``, ``indices.bin``; the row pointers stay in memory, 8 bytes a cell). Blocks
+(``data.bin``, ``indices.bin``, 2-byte indices when the columns allow; the row pointers stay
+in memory, 8 bytes a cell). Blocks
 are then read back with ``pread`` (not ``mmap``, so they do not count toward the
 process's resident memory), and a second pass over genes costs no second parse.
 
@@ -53,6 +54,13 @@ class _FileArray:
         return out[: done // self.dtype.itemsize]
 
 
+def index_dtype(n_cols: int) -> np.dtype:
+    """How column indices are stored: 2 bytes when every column fits (65,536 genes and fewer,
+    as in every Cell Ranger reference), else 4; a quarter less to write and read back for
+    an integer matrix (the spill's cost is mostly the kernel's copying of its bytes)."""
+    return np.dtype(np.uint16) if n_cols <= 1 << 16 else np.dtype(np.int32)
+
+
 class SpilledCsr:
     """A CSR matrix stored in ``folder``; streamed back in row blocks."""
 
@@ -71,7 +79,7 @@ class SpilledCsr:
         """Full-width row blocks of at most about ``block_nnz`` stored values."""
         yield from iter_row_slabs(
             self.indptr,
-            _FileArray(self.folder / "indices.bin", np.dtype(np.int32)),
+            _FileArray(self.folder / "indices.bin", index_dtype(self.n_cols)),
             _FileArray(self.folder / "data.bin", self.dtype),
             n_rows=self.n_rows,
             n_cols=self.n_cols,
@@ -90,6 +98,7 @@ class CsrSpill:
         self._data = (folder / "data.bin").open("wb")
         self._indices = (folder / "indices.bin").open("wb")
         self._counts: list[np.ndarray] = []
+        self._index_dtype = index_dtype(n_cols)
 
     def append(self, m: sp.csr_matrix) -> None:
         """Add the rows of ``m`` after those already stored."""
@@ -97,7 +106,7 @@ class CsrSpill:
 
     def append_entries(self, row_counts: np.ndarray, cols: np.ndarray, values: np.ndarray) -> None:
         """Add rows given as per-row entry counts and their (column, value) entries in row order."""
-        np.ascontiguousarray(cols, dtype=np.int32).tofile(self._indices)
+        np.ascontiguousarray(cols, dtype=self._index_dtype).tofile(self._indices)
         np.ascontiguousarray(values, dtype=self.dtype).tofile(self._data)
         self._counts.append(np.asarray(row_counts, dtype=np.int64))
 

@@ -5,7 +5,8 @@ file's size): an uncompressed file straight from the page cache, a map per piece
 inflated by ISA-L (``isal.igzip``, ~2 × zlib's speed) in a thread of its own, a piece
 ahead of the scan. Each piece is cut at a line
 boundary into two halves scanned in parallel by :func:`._mtxscan.scan_entries` (numba, GIL
-released), and the halves come out in file order as :class:`Entries` batches. Every failure
+released), and the halves come out in file order as :class:`Entries` batches, the next
+piece scanned while the caller uses them (it writes them to the spill). Every failure
 is turned into an :class:`~widecube.errors.InputError` naming the file and the line;
 checking the entry count against the header is the caller's (it knows when to stop).
 
@@ -20,7 +21,7 @@ import mmap
 import os
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -46,6 +47,7 @@ from ._mtxscan import (
 __all__ = ["Entries", "iter_entries", "line_of"]
 
 PIECE_BYTES = 16 << 20
+_BUFFERS = 4
 _IGZIP_OPEN: Callable[..., object] = getattr(igzip, "open")  # noqa: B009 - untyped in isal
 _INFLATE_ERROR: type[Exception] = getattr(isal_zlib, "error")  # noqa: B009
 _LABELS = ("row index", "column index", "value")
@@ -93,10 +95,11 @@ def _open(path: Path) -> io.RawIOBase | io.BufferedIOBase:
 def _pieces(path: Path, skip_lines: int, size: int) -> Iterator[memoryview]:
     """Pieces of whole lines after the ``skip_lines`` header lines.
 
-    The last piece may lack its final newline. Three buffers take turns, so a piece stays
-    valid while the next two are read (one ahead, by :func:`~widecube.io.prefetch`, one being read).
+    The last piece may lack its final newline. Four buffers take turns, so a piece stays
+    valid while the next three are in hand (one being scanned, one ahead, queued by
+    :func:`~widecube.io.prefetch`, one being read).
     """
-    bufs = [bytearray(2 * size) for _ in range(3)]
+    bufs = [bytearray(2 * size) for _ in range(_BUFFERS)]
     turn, buf = 0, bufs[0]
     have, skipped, header_done = 0, 0, skip_lines == 0
     try:
@@ -125,8 +128,8 @@ def _pieces(path: Path, skip_lines: int, size: int) -> Iterator[memoryview]:
                 if eof:
                     return
                 turn += 1
-                bufs[turn % 3][: have - cut] = buf[cut:have]
-                buf, have = bufs[turn % 3], have - cut
+                bufs[turn % _BUFFERS][: have - cut] = buf[cut:have]
+                buf, have = bufs[turn % _BUFFERS], have - cut
     except (OSError, EOFError, zlib.error, _INFLATE_ERROR) as exc:
         raise UnreadableInput(f"{path}: cannot read, file truncated or corrupt ({exc})") from exc
 
@@ -209,32 +212,45 @@ def iter_entries(
     """Every entry line of ``path`` after its ``skip_lines`` header lines, in file order.
 
     A batch's arrays are reused for a later batch: use them before asking for the next.
+    Each piece is scanned while the batches of the piece before it are used (two sets of
+    output arrays take turns).
     """
     size = piece_bytes or PIECE_BYTES
-    buffers = [_Buffers(kind), _Buffers(kind)]
+    buffers = [[_Buffers(kind), _Buffers(kind)] for _ in range(2)]  # two pieces in flight
+
     with ThreadPoolExecutor(2, thread_name_prefix="widecube-mtx") as pool:
+
+        def scan(piece: memoryview | None, outs: list[_Buffers]) -> list[Future[_Scanned]]:
+            if piece is None:
+                return []
+            halves = _halves(piece)
+            return [
+                pool.submit(_scan, half, out, cell_is_column, n_rows, n_cols)
+                for half, out in zip(halves, outs, strict=False)
+            ]
+
         line = skip_lines + 1
-        pieces = (
+        pieces = iter(
             prefetch(_pieces(path, skip_lines, size), depth=1)
             if is_gzip(path)
             else _mapped_pieces(path, skip_lines, size)
         )
-        for piece in pieces:
-            halves = _halves(piece)
-            parts = list(
-                pool.map(
-                    lambda b, out: _scan(b, out, cell_is_column, n_rows, n_cols),
-                    halves,
-                    buffers[: len(halves)],
-                )
-            )
-            for part in parts:
+        turn = 0
+        scanning = scan(next(pieces, None), buffers[turn])
+        while scanning:
+            turn ^= 1  # the next piece is scanned while this one's entries are used
+            following = scan(next(pieces, None), buffers[turn])
+            for future in scanning:
+                part = future.result()
                 if part.code != OK:
+                    for pending in following:
+                        pending.cancel()
                     raise _error(path, part, line + part.lines, n_rows, n_cols, kind)
                 yield Entries(
                     line, part.lines, part.cells, part.genes, part.values, part.ordered, part.counts
                 )
                 line += part.lines
+            scanning = following
 
 
 def _token(buf: memoryview, offset: int) -> str:
