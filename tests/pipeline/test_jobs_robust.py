@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from alembic import command
 from fastapi.testclient import TestClient
 
-from _data import MakeH5ad, small_adata
+from _data import MakeH5ad, small_adata, without_progress
 from _pg import postgres_schema
 from widecube.api import create_app
 from widecube.catalog import AttemptsUsed, Catalog, JobRecord, JobState, PointerMoved, VersionStatus
@@ -454,7 +454,7 @@ def test_the_ingest_cli_says_when_its_version_was_not_published(
         )
         gate.write_text("go")
         out, err = cli.communicate(timeout=120)
-        runs[flags] = (cli.returncode, out, " ".join(err.split()), meanwhile.version)
+        runs[flags] = (cli.returncode, out, " ".join(without_progress(err)), meanwhile.version)
     code, out, err, meanwhile = runs[()]
     assert code == 3 and "published" not in out and "Traceback" not in err
     assert re.search(
@@ -520,7 +520,7 @@ def test_two_ingests_at_once_only_one_publishes(
             f"not live (publish it with `widecube rollback t --to {jobs[lost].version}` if it should be)"
         )
         assert jobs[lost].error == reason and events(jobs[lost])[-1] == ("superseded", "publish")
-        assert " ".join(lost_err.split()) == f"warning: {reason}"
+        assert " ".join(" ".join(without_progress(lost_err)).split()) == f"warning: {reason}"
         kept = catalog.get_version("t", str(jobs[lost].version))
         assert (kept.status, kept.reason) == (S.VERIFIED, reason)
         assert (settings.storage / str(kept.path)).is_dir()  # verified, on disk, publishable by an admin

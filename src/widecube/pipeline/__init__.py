@@ -7,7 +7,7 @@ The faces (CLI, API) go through :class:`Jobs` (submit, list, get, run, watch, su
 from ..catalog import JobRecord, JobState, PointerMoved
 from ..views import INPUT_KINDS, parse_input_kind, parse_views
 from ._cleanup import reclaim_orphans
-from ._ingest import Held, Progress
+from ._ingest import COMPUTE_PHASES, Held, Progress
 from ._jobs_facade import Jobs, job_state
 from ._runner import JobRunner, JobWorker, ingest, next_step, retry_delay
 from ._supervise import WorkerProcess
@@ -25,6 +25,7 @@ from ._verify import verify_snapshot
 from ._watch import Watcher, dataset_name
 
 __all__ = [
+    "COMPUTE_PHASES",
     "INPUT_KINDS",
     "Held",
     "JobRecord",
