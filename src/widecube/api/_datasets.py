@@ -28,7 +28,6 @@ from typing import Annotated, Any
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import StringConstraints
 
 from ..access import Actor
 from ..errors import InvalidQuery
@@ -49,11 +48,12 @@ from .models import (
     EmbeddingResponse,
     ExpressionRequest,
     ExpressionResponse,
+    Facet,
     GeneList,
     SummaryRequest,
     SummaryResponse,
-    Text,
     VersionInfo,
+    facet_filters,
 )
 from .models import ColumnName as ColumnText
 from .models import Name as NameText
@@ -126,34 +126,23 @@ def _paths(routes: Iterable[object]) -> Iterator[str]:
             yield from _paths(inner.routes)
 
 
-_Facet = Annotated[
-    list[Annotated[str, StringConstraints(min_length=1, max_length=255), Text]],
-    Query(
-        default_factory=list,
-        max_length=50,
-        description="repeatable; keeps datasets with any of the values (see /search)",
-    ),
-]
-
-
 @router.get("/datasets", response_model=list[DatasetSummary], responses=documented(422, arrow=True))
 def list_datasets(
     request: Request,
     wc: WC,
     actor: Caller,
-    organism: _Facet,
-    tissue: _Facet,
-    assay: _Facet,
-    disease: _Facet,
-    tag: _Facet,
+    organism: Facet,
+    tissue: Facet,
+    assay: Facet,
+    disease: Facet,
+    tag: Facet,
     q: Annotated[
         str, Query(max_length=500, description="full-text search of the metadata (see /search)")
     ] = "",
 ) -> Response:
     """The live datasets the caller may read; with ``q`` or a facet, those a search finds
     (``GET /search`` answers the same hits with their metadata and the facet counts)."""
-    facets = {"organism": organism, "tissue": tissue, "assay": assay, "disease": disease, "tag": tag}
-    wanted = {k: v for k, v in facets.items() if v}
+    wanted = facet_filters(organism=organism, tissue=tissue, assay=assay, disease=disease, tag=tag)
     found: list[Any]
     if q or wanted:
         hits = wc.search(q, wanted, actor=actor)["datasets"]

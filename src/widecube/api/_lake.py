@@ -21,7 +21,6 @@ from urllib.parse import quote
 import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response
-from pydantic import StringConstraints
 
 from ._admin import ADMIN_PREFIX
 from ._datasets import PREFIX, DatasetName, Pinned
@@ -35,35 +34,17 @@ from ._lakemodels import (
     MetadataResponse,
 )
 from ._responses import JSON, documented, errors, respond
-from .models import MAX_BODY_BYTES, Text
+from .models import MAX_BODY_BYTES, Facet, facet_filters
 
-__all__ = ["admin_router", "facet_filters", "router"]
+__all__ = ["admin_router", "router"]
 
 router = APIRouter(prefix=PREFIX, max_body_size=MAX_BODY_BYTES)
 admin_router = APIRouter(prefix=ADMIN_PREFIX, tags=["admin"], max_body_size=MAX_BODY_BYTES)
 _NO_STORE = {"Cache-Control": "no-store"}
 
-Facet = Annotated[
-    list[Annotated[str, StringConstraints(min_length=1, max_length=255), Text]],
-    Query(
-        default_factory=list, max_length=50, description="repeatable; keeps datasets with any of the values"
-    ),
-]
 Words = Annotated[
     str, Query(max_length=500, description="words, each a prefix of a word in the name or any field")
 ]
-
-
-def facet_filters(
-    organism: list[str] | None,
-    tissue: list[str] | None,
-    assay: list[str] | None,
-    disease: list[str] | None,
-    tag: list[str] | None,
-) -> dict[str, list[str]]:
-    """The facet query parameters that were given, as the facade's filters."""
-    given = {"organism": organism, "tissue": tissue, "assay": assay, "disease": disease, "tag": tag}
-    return {k: v for k, v in given.items() if v}
 
 
 @router.get("/search", response_model=DatasetSearchResponse, responses=documented(422))
@@ -80,7 +61,8 @@ def search(
 ) -> Response:
     """Full-text search over the metadata of the live datasets the caller may read, with
     facet counts (SQLite FTS5 or PostgreSQL full text; the same hits on both)."""
-    found = wc.search(q, facet_filters(organism, tissue, assay, disease, tag), actor=actor)
+    wanted = facet_filters(organism=organism, tissue=tissue, assay=assay, disease=disease, tag=tag)
+    found = wc.search(q, wanted, actor=actor)
     key = ("search", orjson.dumps(found, option=orjson.OPT_SERIALIZE_NUMPY))
     return respond(request, found, version="catalog", key=key, pinned=False, track=False)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
@@ -110,6 +111,20 @@ Text = AfterValidator(_text)
 """Annotate a ``str`` with it: no NUL, no lone surrogate."""
 
 Name = Annotated[str, StringConstraints(max_length=NAME_CHARS), Text]
+Facet = Annotated[
+    list[Annotated[str, StringConstraints(min_length=1, max_length=255), Text]],
+    Query(
+        default_factory=list, max_length=50, description="repeatable; keeps datasets with any of the values"
+    ),
+]
+"""A facet query parameter of a dataset search (organism, tissue, assay, disease, tag)."""
+
+
+def facet_filters(**given: list[str]) -> dict[str, list[str]]:
+    """The facet query parameters that were given, as the facade's filters."""
+    return {k: v for k, v in given.items() if v}
+
+
 InputKind = Literal["counts", "log1p", "scaled"]
 """What an input holds (``views._layers``): counts, log-normalized values, scaled values."""
 INPUT_KIND_HELP = (
