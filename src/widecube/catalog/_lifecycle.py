@@ -47,6 +47,8 @@ __all__ = ["DEFAULT_POLICY", "Lifecycle", "Purge", "RetentionPolicy", "VersionFa
 
 Transaction = Callable[[], AbstractContextManager[sa.Connection]]
 _V, _D, _L, _R = versions.c, datasets.c, version_lifecycle.c, retention.c
+_GONE = (VersionStatus.REMOVED.value, VersionStatus.FAILED.value)
+"""Versions a dataset's deletion leaves as they are: nothing of them is served or stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +278,14 @@ class Lifecycle:
             )
             return True
 
+    def deletable(self, dataset: str) -> list[str]:
+        """The versions :meth:`delete_dataset` would mark removed (a dry run), oldest first."""
+        with self._read() as conn:
+            dataset_id = q.dataset_id(conn, dataset)
+            kept = sa.select(_V.id).where(_V.dataset_id == dataset_id, _V.status.not_in(_GONE))
+            query = kept.order_by(_V.seq)
+            return [str(v) for v in conn.execute(query).scalars()]
+
     def delete_dataset(self, dataset: str, *, by: str, purge_due: datetime) -> list[str]:
         """Delete a dataset in one transaction: its pointer goes (reads answer 404 from the next
         request on, as for a dataset that never existed), every version with files becomes
@@ -305,7 +315,7 @@ class Lifecycle:
             conn.execute(sa.delete(pointers).where(pointers.c.dataset_id == dataset_id))
             removed = []
             for r in rows:
-                if r.status in (VersionStatus.REMOVED.value, VersionStatus.FAILED.value):
+                if r.status in _GONE:
                     continue
                 hot = r.status != VersionStatus.ARCHIVED.value
                 q.set_status(conn, r.id, VersionStatus.REMOVED, now, reason=f"dataset deleted by {by}")

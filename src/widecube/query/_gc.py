@@ -208,9 +208,7 @@ class Lifecycle(CacheUpkeep, Admin):
         """
         if dry_run:
             self.door.authorize(actor, "delete", dataset)
-            unserved = (VersionStatus.REMOVED, VersionStatus.FAILED)
-            versions = [v.version for v in self.catalog.versions(dataset) if v.status not in unserved]
-            return Deleted(dataset, True, versions, None)
+            return Deleted(dataset, True, self.catalog.lifecycle.deletable(dataset), None)
         purge_after = datetime.now(UTC) + timedelta(seconds=self.settings.gc_grace)
         with self.door.act(actor, "delete", dataset) as act:
             removed = self.catalog.lifecycle.delete_dataset(
