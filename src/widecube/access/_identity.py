@@ -207,31 +207,35 @@ class Identities:
     def _checked(
         self, id: str, secret: str | None, client: str | None, request_id: str | None
     ) -> TokenRecord:
-        found = self.catalog.access.token(id)
-        if found is None or (secret is not None and not _tokens.matches(secret, found[1])):
+        record, problem = self._verdict(id, secret)
+        if record is None:
             self._reject("unknown API token", client, request_id, token=id)
             raise AuthenticationFailed("unknown API token")
-        record = found[0]
-        state = record.state(datetime.now(UTC))
-        if state != "active":
-            self._reject(f"{state} API token", client, request_id, token=id, user=record.user)
-            raise AuthenticationFailed(f"this API token is {state}")
+        if problem is not None:
+            self._reject(f"{problem} API token", client, request_id, token=id, user=record.user)
+            raise AuthenticationFailed(f"this API token is {problem}")
         return record
 
     def _remembered(
         self, id: str, secret: str | None, via: Any, client: str | None, request_id: str | None
     ) -> Actor | None:
-        access = self.catalog.access
         try:
-            with access.memory_only():
-                found = access.token(id)
-                if found is None or (secret is not None and not _tokens.matches(secret, found[1])):
-                    return None
-                if found[0].state(datetime.now(UTC)) != "active":
-                    return None
-                return self._actor(found[0], via, client, request_id)
+            with self.catalog.access.memory_only():
+                record, problem = self._verdict(id, secret)
+                if record is None or problem is not None:
+                    return None  # refusals are :meth:`_checked`'s, which records them
+                return self._actor(record, via, client, request_id)
         except NotInMemory:
             return None
+
+    def _verdict(self, id: str, secret: str | None) -> tuple[TokenRecord | None, str | None]:
+        """Token ``id`` (None: unknown, or ``secret`` does not match it) and, unless it is
+        active, its state (``expired``, ``revoked``)."""
+        found = self.catalog.access.token(id)
+        if found is None or (secret is not None and not _tokens.matches(secret, found[1])):
+            return None, None
+        state = found[0].state(datetime.now(UTC))
+        return found[0], None if state == "active" else state
 
     def _decode(self, cookie: str) -> Session | None:
         try:
