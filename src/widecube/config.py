@@ -15,6 +15,7 @@ storage's layout is the same as before object stores were supported.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,12 @@ class Settings(BaseSettings):
         default=10_000,
         description="Categorical obs columns with more categories are not grouped by default.",
     )
-    threads: int = Field(default=0, description="Compute threads; 0 means all cores.")
+    threads: int = Field(
+        default=0,
+        ge=0,
+        description="Threads of an ingest in this process (pass 1's ranges of rows); 0: every core "
+        "the process may run on.",
+    )
     cluster: str | None = Field(
         default=None,
         description="Address of a Dask scheduler (tcp://host:8786) whose workers run the ingest's "
@@ -229,6 +235,14 @@ class Settings(BaseSettings):
         description="Requests one identity (token, user, or client address when anonymous) may make, "
         "in the `limits` library's notation (429 with Retry-After beyond).",
     )
+
+    @property
+    def compute_threads(self) -> int:
+        """:attr:`threads`, or the cores this process may run on when it is 0."""
+        if self.threads:
+            return self.threads
+        affinity = getattr(os, "sched_getaffinity", None)
+        return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
     @property
     def object_storage(self) -> bool:

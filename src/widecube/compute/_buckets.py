@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -79,33 +78,17 @@ class SpillBuckets:
         lo, hi = self.genes(bucket)
         start = self.offsets[bucket]
         stems = [bucket_stem(d, bucket) for d in self.dirs]
-        if consume and len(stems) == 1:
-            yield from self._slabs_of(stems[0], lo, hi, start)
-            return
         if sum(_values(stem) for stem in stems) <= self.slab_values or hi - lo == 1:
-            yield self._slab(stems, lo, hi, start)  # read in place: nothing written, nothing removed
-        else:  # too large for one slab: joined into a folder of its own, split there
-            own = (scratch or self.dirs[0]) / f"task-{uuid.uuid4().hex}"
-            own.mkdir(parents=True)
-            try:
-                stem = bucket_stem(own, bucket)
-                for name in FILES:
-                    _gather([s.with_suffix(f".{name}") for s in stems], stem.with_suffix(f".{name}"))
-                yield from self._slabs_of(stem, lo, hi, start)
-            finally:
-                shutil.rmtree(own, ignore_errors=True)
-        if consume:
-            for stem in stems:
-                for name in FILES:
-                    stem.with_suffix(f".{name}").unlink(missing_ok=True)
-
-    def _slabs_of(self, stem: Path, lo: int, hi: int, start: int) -> Iterator[GeneSlab]:
-        """The slabs of the one bucket file set ``stem`` (removed as it is read)."""
-        if _values(stem) > self.slab_values and hi - lo > 1:
-            yield from self._split(stem, lo, hi, start)
+            yield self._slab(stems, lo, hi, start, remove=consume)
             return
-        slab = self._slab([stem], lo, hi, start, remove=True)
-        yield slab
+        # too large for one slab: split into halves under a folder of its own, reading the
+        # parts one after the other (no joined copy first); consumed parts go once split
+        own = (scratch or self.dirs[0]) / f"task-{uuid.uuid4().hex}"
+        own.mkdir(parents=True)
+        try:
+            yield from self._split(stems, bucket_stem(own, bucket), lo, hi, start, remove=consume)
+        finally:
+            shutil.rmtree(own, ignore_errors=True)
 
     def _slab(self, stems: list[Path], lo: int, hi: int, start: int, *, remove: bool = False) -> GeneSlab:
         """Genes ``lo..hi-1`` from the file sets ``stems`` (in row order), sorted by gene."""
@@ -116,9 +99,7 @@ class SpillBuckets:
 
         gene, cell, val = read("gene", np.int32), read("cell", np.int32), read("val", self.dtype)
         if remove:
-            for stem in stems:
-                for name in FILES:
-                    stem.with_suffix(f".{name}").unlink()
+            _remove(stems)
         indptr = np.empty(hi - lo + 1, dtype=np.int64)
         cells = np.empty_like(cell)
         vals = np.empty_like(val)
@@ -133,36 +114,46 @@ class SpillBuckets:
         del gene, cell, val
         return GeneSlab(lo, hi, indptr, cells, vals, start)
 
-    def _split(self, stem: Path, lo: int, hi: int, start: int) -> Iterator[GeneSlab]:
-        """Re-bucket an oversized bucket into halves on disk, streaming it in pieces."""
+    def _split(
+        self, stems: list[Path], out: Path, lo: int, hi: int, start: int, *, remove: bool
+    ) -> Iterator[GeneSlab]:
+        """Re-bucket an oversized bucket (the file sets ``stems``, in row order) into halves
+        ``out``a and ``out``b on disk, streaming it in pieces of a slab; then the slabs of each
+        half, split again while too large. ``remove``: ``stems`` are removed once split."""
         mid = (lo + hi) // 2
-        halves = [stem.with_name(stem.name + "a"), stem.with_name(stem.name + "b")]
+        halves = [out.with_name(out.name + "a"), out.with_name(out.name + "b")]
         outs = [{n: open(h.with_suffix(f".{n}"), "wb") for n in FILES} for h in halves]  # noqa: SIM115
         step = self.slab_values
-        with (
-            open(stem.with_suffix(".gene"), "rb") as fg,
-            open(stem.with_suffix(".cell"), "rb") as fc,
-            open(stem.with_suffix(".val"), "rb") as fv,
-        ):
-            while True:
-                gene = np.fromfile(fg, dtype=np.int32, count=step)
-                if gene.size == 0:
-                    break
-                cell = np.fromfile(fc, dtype=np.int32, count=gene.size)
-                val = np.fromfile(fv, dtype=self.dtype, count=gene.size)
-                low = gene < mid
-                for side, keep in ((0, low), (1, ~low)):
-                    outs[side]["gene"].write(gene[keep].tobytes())
-                    outs[side]["cell"].write(cell[keep].tobytes())
-                    outs[side]["val"].write(val[keep].tobytes())
-        for files in outs:
-            for f in files.values():
-                f.close()
-        for name in FILES:
-            stem.with_suffix(f".{name}").unlink()
+        try:
+            for stem in stems:
+                with (
+                    open(stem.with_suffix(".gene"), "rb") as fg,
+                    open(stem.with_suffix(".cell"), "rb") as fc,
+                    open(stem.with_suffix(".val"), "rb") as fv,
+                ):
+                    while True:
+                        gene = np.fromfile(fg, dtype=np.int32, count=step)
+                        if gene.size == 0:
+                            break
+                        cell = np.fromfile(fc, dtype=np.int32, count=gene.size)
+                        val = np.fromfile(fv, dtype=self.dtype, count=gene.size)
+                        low = gene < mid
+                        for side, keep in ((0, low), (1, ~low)):
+                            outs[side]["gene"].write(gene[keep].data)
+                            outs[side]["cell"].write(cell[keep].data)
+                            outs[side]["val"].write(val[keep].data)
+        finally:
+            for files in outs:
+                for f in files.values():
+                    f.close()
+        if remove:
+            _remove(stems)
         first = _values(halves[0])
-        yield from self._slabs_of(halves[0], lo, mid, start)
-        yield from self._slabs_of(halves[1], mid, hi, start + first)
+        for half, (a, b, at) in zip(halves, ((lo, mid, start), (mid, hi, start + first)), strict=True):
+            if _values(half) > self.slab_values and b - a > 1:
+                yield from self._split([half], half, a, b, at, remove=True)
+            else:
+                yield self._slab([half], a, b, at, remove=True)
 
 
 def bucket_stem(folder: Path, bucket: int) -> Path:
@@ -174,18 +165,10 @@ def _values(stem: Path) -> int:
     return stem.with_suffix(".cell").stat().st_size // 4
 
 
-def _gather(parts: list[Path], dest: Path) -> None:
-    """``dest`` holds ``parts`` one after the other (a hard link when there is one part)."""
-    if len(parts) == 1:
-        try:
-            os.link(parts[0], dest)
-            return
-        except OSError:  # another file system, or no hard links there: copy
-            pass
-    with open(dest, "wb") as out:
-        for part in parts:
-            with open(part, "rb") as f:
-                shutil.copyfileobj(f, out, 1 << 22)
+def _remove(stems: list[Path]) -> None:
+    for stem in stems:
+        for name in FILES:
+            stem.with_suffix(f".{name}").unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
