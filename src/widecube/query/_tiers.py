@@ -221,11 +221,10 @@ def _thaw_first(dataset: str, version: str, cold: Storage, exc: NotThawed) -> st
     cls = exc.storage_class or "an archive storage class"
     bucket, _, key = cold.url.partition("://")[2].partition("/")
     return (
-        f"version {version} of dataset {dataset!r} is archived in {cls} at {cold.url}, which S3 "
-        f"must thaw before widecube can read it (file {exc.path} is not thawed: no restore request "
-        "was made, or it is still under way; GLACIER takes minutes to hours, DEEP_ARCHIVE up to 48 "
-        "hours). Ask S3 to restore every object under that prefix, e.g. for each KEY of "
-        f"`aws s3api list-objects-v2 --bucket {bucket} --prefix {key}/`: `aws s3api restore-object "
-        f"--bucket {bucket} --key KEY --restore-request Days=7` (or one S3 Batch Operations job), "
-        f"then run `widecube restore {dataset}@{version}` again"
+        f"version {version} of dataset {dataset!r} is archived in {cls} at {cold.url}: S3 must thaw "
+        f"its objects before they can be read (file {exc.path}: no thaw was asked for, or it is "
+        "still under way; GLACIER takes hours, DEEP_ARCHIVE up to 48 hours). Ask S3 to restore every "
+        f"object under that prefix (for each KEY under {key}/: aws s3api restore-object --bucket "
+        f"{bucket} --key KEY --restore-request Days=7; or one S3 Batch Operations job), then run "
+        f"`widecube restore {dataset}@{version}` again"
     )

@@ -38,7 +38,6 @@ import builtins
 import contextlib
 import errno
 import hashlib
-import itertools
 import os
 import re
 import shutil
@@ -407,26 +406,16 @@ class ObjectStorage(Storage):
         import obstore
 
         attributes: Any = {"Storage-Class": storage_class} if storage_class else None
-        pending, first, size = iter(chunks), [], 0
-        for chunk in pending:
-            first.append(chunk)
-            size += len(chunk)
-            if size >= _PART:
-                break
-        else:  # all of it fits in one part: one plain upload
-            obstore.put(self._store, relpath, b"".join(first), attributes=attributes)
-            return
-        # a multipart upload of _PART-sized parts, two in flight: memory is bounded by the
-        # part size, not the file's (and S3's 5 GB limit of one request does not apply)
-        obstore.put(
-            self._store,
-            relpath,
-            itertools.chain(first, pending),
-            attributes=attributes,
-            use_multipart=True,
-            chunk_size=_PART,
-            max_concurrency=2,
-        )
+        # obstore's buffered writer: one upload for a file under _PART, else a multipart upload
+        # of _PART-sized parts, two in flight (memory bounded by the part size, not the file's,
+        # and S3's 5 GB limit of one request does not apply). Written from this thread, unlike
+        # put(iterator), which pulls the chunks inside obstore's runtime, where a chunk read
+        # from another object store cannot block. An exception leaves no object behind.
+        with obstore.open_writer(
+            self._store, relpath, attributes=attributes, buffer_size=_PART, max_concurrency=2
+        ) as out:
+            for chunk in chunks:
+                out.write(chunk)
 
     def sha256(self, relpath: str) -> str:
         import obstore
