@@ -17,16 +17,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["OBJECT_SCHEMES", "Settings", "default_storage"]
+__all__ = ["ARCHIVE_STORAGE_CLASSES", "OBJECT_SCHEMES", "ArchiveClass", "Settings", "default_storage"]
 
 OBJECT_SCHEMES = ("s3://",)
 """URL schemes of the object stores ``WIDECUBE_STORAGE`` may name."""
+
+ArchiveClass = Literal[
+    "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"
+]
+ARCHIVE_STORAGE_CLASSES: tuple[str, ...] = get_args(ArchiveClass)
+"""The S3 storage classes ``widecube archive`` writes in (``WIDECUBE_ARCHIVE_STORAGE_CLASS``)."""
 
 
 def default_storage() -> Path:
@@ -159,7 +165,16 @@ class Settings(BaseSettings):
     archive_storage: Path | str | None = Field(
         default=None,
         description="Cold storage of archived versions (`widecube archive`): a local folder or "
-        "`s3://bucket/prefix`; None: archiving is refused.",
+        "`s3://bucket/prefix`; None: archiving is refused (unless WIDECUBE_ARCHIVE_STORAGE_CLASS "
+        "is set on an s3:// WIDECUBE_STORAGE: then its prefix `cold/`).",
+    )
+    archive_storage_class: ArchiveClass | None = Field(
+        default=None,
+        description="The S3 storage class archived versions are written in (`widecube archive "
+        "--storage-class` overrides it): STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER_IR "
+        "(read at once) or GLACIER, DEEP_ARCHIVE (S3 must thaw them before `widecube restore` can "
+        "read them). Needs an object store: an s3:// WIDECUBE_ARCHIVE_STORAGE, or, when that is "
+        "unset, the prefix `cold/` of an s3:// WIDECUBE_STORAGE. None: the store's default (STANDARD).",
     )
     gc_grace: float = Field(
         default=60.0,
