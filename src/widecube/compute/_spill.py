@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import UnreadableInput
 from ..io import Block
-from ._buckets import FILES, GeneSlab, SpillBuckets, SpillPart, bucket_stem
+from ._buckets import FILES, GeneSlab, ReadBuffers, SpillBuckets, SpillPart, bucket_stem
 from ._kernels import BAD_COLUMN, BAD_POINTER, SCATTER_OK, scatter_block
 
 __all__ = ["BYTES_PER_VALUE", "MAX_BUCKETS", "GeneSlab", "GeneSpill", "bucket_geometry"]
@@ -186,9 +186,9 @@ class GeneSpill:
     def slabs(self) -> Iterator[GeneSlab]:
         """Pass 2: every gene, in order, as CSC slabs that fit the budget."""
         self.close()
-        buckets = self.buckets()
+        buckets, buffers = self.buckets(), ReadBuffers()
         for b in range(self.n_buckets):
-            yield from buckets.slabs(b)
+            yield from buckets.slabs(b, buffers=buffers)
 
     def cleanup(self) -> None:
         self.close()
