@@ -68,7 +68,7 @@ class DatasetSpec:
     def generator_params(self) -> dict[str, Any]:
         """The parameters that decide the generated file's content (JSON-comparable)."""
         keys = ("n_cells", "n_genes", "n_types", "n_donors", "nnz_per_cell", "type_key", "seed")
-        extra = {} if self.generator == "demo" else {"generator": self.generator}
+        extra = {} if self.generator == "demo" else {"generator": self.generator, "chunk_values": 1 << 16}
         return {**{k: getattr(self, k) for k in keys}, **extra}
 
     def generate_command(self, path: Path) -> list[str]:

@@ -31,6 +31,7 @@ import pandas as pd
 from numba import njit, prange
 
 BLOCK_CELLS = 2_000
+CHUNK = 1 << 16
 
 
 def rates(n_genes: int, n_clusters: int, nnz_per_cell: float, seed: int) -> np.ndarray:
@@ -108,8 +109,9 @@ def write(
         x = f.create_group("X")
         x.attrs["encoding-type"], x.attrs["encoding-version"] = "csr_matrix", "0.1.0"
         x.attrs["shape"] = np.array([n_cells, n_genes], dtype=np.int64)
-        data = x.create_dataset("data", (0,), dtype=np.float32, maxshape=(None,), chunks=(1 << 20,))
-        indices = x.create_dataset("indices", (0,), dtype=np.int32, maxshape=(None,), chunks=(1 << 20,))
+        # extendable, so chunked: 64 Ki values (256 KiB) a chunk, the size h5py picks on its own
+        data = x.create_dataset("data", (0,), dtype=np.float32, maxshape=(None,), chunks=(CHUNK,))
+        indices = x.create_dataset("indices", (0,), dtype=np.int32, maxshape=(None,), chunks=(CHUNK,))
         indptr = np.zeros(n_cells + 1, dtype=np.int64)
         for first in range(0, n_cells, BLOCK_CELLS):
             stop = min(n_cells, first + BLOCK_CELLS)

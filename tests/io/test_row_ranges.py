@@ -48,3 +48,27 @@ def test_a_csc_h5ad_reads_no_row_range(tmp_path: Path) -> None:
         assert not source.row_ranges
         with pytest.raises(NotImplementedError, match="m.h5ad"):
             list(source.iter_rows(0, 10, block_nnz=100))
+
+
+def test_a_ring_reuses_the_arrays_of_a_block_that_many_blocks_later(tmp_path: Path) -> None:
+    """``ring=3``: each block is still the reference's rows when read, and block ``j + 3``
+    is read into the very arrays of block ``j`` (no fresh array per block); a block larger
+    than the ring's arrays (one row past ``block_nnz``) gets arrays of its own."""
+    adata = small_adata()
+    adata.X[7, :] = np.arange(1, 61)  # row 7 holds 60 values, more than a block of 40
+    x = np.asarray(adata.X)
+    path = write_h5ad(adata, tmp_path / "m.h5ad", layout="csr")
+    seen: list[tuple[int, int, int]] = []
+    with open_input(path) as source:
+        for block in source.iter_rows(0, 240, block_nnz=40, ring=3):
+            m = block.matrix
+            rows = x[block.row_start : block.row_start + m.shape[0]]
+            np.testing.assert_array_equal(m.toarray(), rows)  # read before the ring comes round
+            seen.append((block.row_start, m.data.__array_interface__["data"][0], m.nnz))
+    assert len(seen) > 6 and seen[-1][0] + 1 <= 240
+    ring = [at for start, at, nnz in seen if start != 7]
+    big = [at for start, at, nnz in seen if start == 7]
+    assert len(big) == 1 and big[0] not in ring  # the 60-value row: its own arrays
+    assert len(set(ring)) == 3  # three pairs of arrays, used in turn
+    firsts = [at for start, at, _ in seen if start != 7]
+    assert all(firsts[i] == firsts[i + 3] for i in range(len(firsts) - 3))

@@ -27,6 +27,12 @@ from ._spill import GeneSpill
 __all__ = ["check_finite", "spill_by_gene", "spill_rows", "spill_rows_in_threads"]
 
 
+PREFETCH = 2
+"""Blocks read ahead of the scatter: with the one being read and the one being scattered, at
+most ``PREFETCH + 2`` blocks are alive, so a reader may reuse a block's arrays ``PREFETCH + 3``
+blocks later (``ring``)."""
+
+
 class Cancelled(Exception):
     """A range of rows stopped because an earlier one failed (never seen by callers of
     :func:`spill_by_gene`: the earlier range's error is raised instead)."""
@@ -210,7 +216,8 @@ def spill_rows(
     n_cells, n_genes = source.shape
     try:
         check = check_finite(source, obs_names, var_names)
-        for block in prefetch(source.iter_rows(start, stop, block_nnz=block_nnz), check=check):
+        blocks = source.iter_rows(start, stop, block_nnz=block_nnz, ring=PREFETCH + 3)
+        for block in prefetch(blocks, depth=PREFETCH, check=check):  # holds at most PREFETCH + 2
             if cancelled is not None and cancelled():
                 raise Cancelled(f"rows {start + 1}–{stop}: another range of rows failed")
             spill.add(block)

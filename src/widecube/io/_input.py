@@ -142,9 +142,9 @@ class InputSource(MatrixSource):
     def row_ranges(self) -> bool:
         return self.inner.row_ranges
 
-    def iter_rows(self, start: int, stop: int, *, block_nnz: int) -> Iterator[Block]:
+    def iter_rows(self, start: int, stop: int, *, block_nnz: int, ring: int = 0) -> Iterator[Block]:
         try:
-            for block in self.inner.iter_rows(start, stop, block_nnz=block_nnz):
+            for block in self.inner.iter_rows(start, stop, block_nnz=block_nnz, ring=ring):
                 if self._counts:
                     self._check_counts(block)
                 yield block

@@ -83,8 +83,11 @@ class MatrixSource(ABC):
         row-major or dense store); pass 1 on a cluster splits such an input by rows."""
         return False
 
-    def iter_rows(self, start: int, stop: int, *, block_nnz: int) -> Iterator[Block]:
-        """Full-width row blocks of rows ``start..stop-1``, in order (if :attr:`row_ranges`)."""
+    def iter_rows(self, start: int, stop: int, *, block_nnz: int, ring: int = 0) -> Iterator[Block]:
+        """Full-width row blocks of rows ``start..stop-1``, in order (if :attr:`row_ranges`).
+
+        ``ring`` > 0 lets a reader reuse the arrays of a block ``ring`` blocks later (for a
+        consumer holding fewer blocks than that at once); readers may ignore it."""
         raise NotImplementedError(f"{self.path.name}: the {self.format} reader reads no row ranges")
 
     def close(self) -> None:  # noqa: B027 - optional hook

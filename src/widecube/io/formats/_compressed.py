@@ -109,9 +109,16 @@ def iter_slabs(
     major: str = "row",
     start: int = 0,
     stop: int,
+    ring: int = 0,
 ) -> Iterator[Slab]:
     """Yield checked slabs of majors ``start..stop-1`` of at most ``block_nnz`` stored values
     (at least one major each).
+
+    ``ring`` > 0: the stored values are read (h5py ``read_direct``) into that many pairs of
+    arrays of ``block_nnz`` values, used in turn, so a slab's arrays are overwritten ``ring``
+    slabs later: for a consumer that holds fewer slabs than that at once (pass 1 behind a
+    bounded prefetch queue), in place of two fresh arrays per slab, each a new mapping
+    faulted in page by page. 0: fresh arrays.
 
     ``nnz`` is the number of stored values (``indptr[-1]``, already checked against the
     stores by :func:`~widecube.io._checks.check_compressed_layout`); ``name`` prefixes array names in
@@ -120,6 +127,7 @@ def iter_slabs(
     """
     window_start, window = start, np.zeros(0, dtype=np.int64)
     pos = start
+    buffers = _Ring(ring, block_nnz, indices, data)
     while pos < stop:
         if pos + 1 >= window_start + len(window):
             window_start = pos
@@ -135,8 +143,7 @@ def iter_slabs(
         k = int(np.searchsorted(local, local[0] + block_nnz, side="right")) - 1
         k = max(1, min(k, len(local) - 1))
         s, e = int(local[0]), int(local[k])
-        cols = np.asarray(indices[s:e])
-        vals = np.asarray(data[s:e])
+        cols, vals = buffers.read(s, e)
         if len(cols) != e - s or len(vals) != e - s:
             raise UnreadableInput(
                 f"{where}: {name}: {major}s {pos + 1}–{pos + k} point to stored "
@@ -149,6 +156,32 @@ def iter_slabs(
             check_indices(where, name, cols, ptr, first_major=pos, n_minor=n_minor, major=major, offset=s)
         yield Slab(pos, ptr, cols, vals, canonical)
         pos += k
+
+
+class _Ring:
+    """``n`` pairs of arrays that :func:`iter_slabs` reads stored values into, in turn."""
+
+    def __init__(self, n: int, size: int, indices: Sliceable, data: Sliceable) -> None:
+        self.indices: Any = indices  # an h5py dataset when n > 0 (read_direct, shape, dtype)
+        self.data: Any = data
+        direct = hasattr(indices, "read_direct") and hasattr(data, "read_direct")
+        self.n = n if direct else 0
+        self.size = size
+        self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        self.turn = 0
+
+    def read(self, s: int, e: int) -> tuple[np.ndarray, np.ndarray]:
+        """Stored values ``s..e-1``; fresh arrays (and short ones past the end of a truncated
+        store, for the caller to report) whenever the ring cannot take them."""
+        if not self.n or e - s > self.size or e > min(self.indices.shape[0], self.data.shape[0]):
+            return np.asarray(self.indices[s:e]), np.asarray(self.data[s:e])
+        if len(self.pairs) < self.n:
+            self.pairs.append((np.empty(self.size, self.indices.dtype), np.empty(self.size, self.data.dtype)))
+        cols, vals = self.pairs[self.turn]
+        self.turn = (self.turn + 1) % self.n
+        for source, into in ((self.indices, cols), (self.data, vals)):
+            source.read_direct(into, np.s_[s:e], np.s_[0 : e - s])
+        return cols[: e - s], vals[: e - s]
 
 
 def csr_block(slab: Slab, *, n_rows: int, n_cols: int, major: str, where: object) -> Block:

@@ -272,7 +272,7 @@ class H5adSource(MatrixSource):
         """CSR and dense X read a range of rows alone; CSC would read every column."""
         return self._kind != "csc"
 
-    def iter_rows(self, start: int, stop: int, *, block_nnz: int) -> Iterator[Block]:
+    def iter_rows(self, start: int, stop: int, *, block_nnz: int, ring: int = 0) -> Iterator[Block]:
         if not self.row_ranges:
             yield from super().iter_rows(start, stop, block_nnz=block_nnz)
             return
@@ -294,6 +294,7 @@ class H5adSource(MatrixSource):
                 major="row",
                 start=start,
                 stop=stop,
+                ring=ring,
             ):
                 yield csr_block(slab, n_rows=n_rows, n_cols=n_cols, major="row", where=self.path)
         except OSError as exc:

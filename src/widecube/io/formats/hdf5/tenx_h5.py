@@ -213,7 +213,7 @@ class TenxH5Source(MatrixSource):
         """Cells are the stored majors: a range of cells is read alone."""
         return True
 
-    def iter_rows(self, start: int, stop: int, *, block_nnz: int) -> Iterator[Block]:
+    def iter_rows(self, start: int, stop: int, *, block_nnz: int, ring: int = 0) -> Iterator[Block]:
         g = self._group
         narrow = g["indices"].dtype != np.int32 and self._shape[1] < 2**31
         pool = ThreadPoolExecutor(_threads(), thread_name_prefix="widecube-inflate")
