@@ -119,6 +119,8 @@ def test_without_a_terminal_the_storage_line_is_on_stderr_and_stdout_is_json(tmp
     done = subprocess.run([*cli, "tokens", "list", "--json"], env=secret, capture_output=True, text=True)
     assert done.returncode == 0 and json.loads(done.stdout) == [], done.stderr
     assert done.stderr.splitlines()[0] == "storage: s3://bucket/some/prefix (WIDECUBE_STORAGE)"
+    done = subprocess.run([*cli, "datasets"], env=secret, capture_output=True, text=True)
+    assert done.returncode == 0 and "no datasets in s3://bucket/some/prefix" in done.stderr, done.stderr
     assert all(word not in done.stderr + done.stdout for word in ("AKIAEXAMPLE", "s3cr3t", "t0ken"))
 
 
