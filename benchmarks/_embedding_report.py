@@ -82,18 +82,21 @@ def render_embedding_section(r: dict[str, Any]) -> str:
     start, end = (" / ".join(f"{x:.2f}" for x in r[k]) for k in ("loadavg_start", "loadavg_end"))
     pz, cold, warm = r["pan_zoom"], r["cold"], r["warm"]
     peer = r.get("peer")
+    gpu = "no GPU for WebGL (Chromium runs it in software)" if warm["renderer"] == "cpu" else "WebGL on a GPU"
     lines = [
         f"## {r['name']} — {r['started_utc']}",
         "",
-        f"* machine: {m['cpu']}, {m['cores']} cores, {m['memory_bytes'] / 1e9:.2f} GB RAM, no GPU; "
+        f"* machine: {m['cpu']}, {m['cores']} cores, {m['memory_bytes'] / 1e9:.2f} GB RAM, {gpu}; "
         f"{m['os']}; Python {m['python']}; load average at start {start}, at end {end}",
         f"* widecube commit `{m['git_commit']}`{dirty}",
         f"* browser: {r['browser']}, viewport {r['viewport']['width']} × {r['viewport']['height']}; "
         f"painter chosen by the UI: **{warm['renderer']}**",
         f"* dataset: `make_demo` {r['cells']:,} cells × {r['genes']} genes ({r['nnz_per_cell']} non-zeros "
         f"a cell), made in {r['make_s']:.0f} s, ingested (summary and gene-major views) in "
-        f"{r['ingest_s']:.0f} s; embedding tab coloured by `cell_type`",
-        f"* first draw (navigation start to every point drawn): cold server {_ms(cold['first_draw_ms'])} "
+        f"{r['ingest_s']:.0f} s, its cache warmed in {r['cache_warm_s']:.0f} s (as `widecube serve` does "
+        "after a publish); embedding tab coloured by `cell_type`",
+        "* first draw (navigation start to every point drawn and on screen): cold server "
+        f"{_ms(cold['first_draw_ms'])} "
         f"(embedding asked and answered {_span(cold)}, {cold['embedding_bytes'] / 1e6:.1f} MB), warm "
         f"{_ms(warm['first_draw_ms'])} (answered {_span(warm)}; {_ms(warm['after_response_ms'])} from the "
         "answer to the drawing)",

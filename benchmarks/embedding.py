@@ -7,8 +7,11 @@ summary and gene-major views, served by uvicorn on loopback, and its embedding t
 (coloured by ``cell_type``). Measured, all from the page's own clock (``performance.now()``):
 
 * **first draw**: from the navigation's start to the first frame that drew every point
-  (``#scatter[data-drawn=N]``), on a server that just started (*cold*: the dataset's obs read for
-  the first time) and again in a fresh page (*warm*), with the embedding request's own span;
+  (``#scatter[data-drawn=N]``) being on screen (the second ``requestAnimationFrame`` after it: a
+  WebGL frame is only queued when its call returns), on a server that just started (*cold*:
+  the dataset's obs read for the first time) and again in a fresh page (*warm*), with the
+  embedding request's own span. The version's cache is warmed first, as ``widecube serve``
+  does after a publish;
 * **pan and zoom**: ``requestAnimationFrame`` timestamps while a scripted drag (pointer moves of
   5 px) then wheel steps (zoom in, then out) run; a frame's time is the interval to the next
   timestamp, counted for the frames in which the scatter drew (``data-frames`` went up), and the
@@ -53,6 +56,7 @@ from widecube.api import create_app
 from widecube.config import Settings
 from widecube.demo import make_demo
 from widecube.pipeline import Jobs
+from widecube.query import Widecube
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -74,7 +78,13 @@ document.addEventListener("DOMContentLoaded", () => {
   const canvas = document.getElementById("scatter");
   new MutationObserver((changes) => {
     const t = performance.now();
-    for (const c of changes) window.__marks.push([t, c.attributeName, canvas.getAttribute(c.attributeName)]);
+    for (const c of changes) {
+      const value = canvas.getAttribute(c.attributeName);
+      window.__marks.push([t, c.attributeName, value]);
+      // on screen: the frame after the one that drew has begun (a GPU's backlog delays it)
+      const shown = () => window.__marks.push([performance.now(), `${c.attributeName}:shown`, value]);
+      requestAnimationFrame(() => requestAnimationFrame(shown));
+    }
   }).observe(canvas, { attributes: true, attributeFilter: ["data-drawn", "data-color", "data-full"] });
 });
 window.__record = () => {
@@ -150,8 +160,9 @@ def first_draw(page: Any, url: str, n: int, timeout_s: float) -> dict[str, Any]:
     """Open the embedding tab; the time of the first frame that drew every point."""
     page.goto(f"{url}/?dataset=e1m&tab=embedding&color=cell_type")
     page.wait_for_selector(f"#scatter[data-drawn='{n}']", state="attached", timeout=timeout_s * 1000)
+    page.wait_for_timeout(200)  # the frames that put it on screen
     marks = page.evaluate("window.__marks")
-    drawn = next(t for t, name, value in marks if name == "data-drawn" and value == str(n))
+    drawn = next(t for t, name, value in marks if name == "data-drawn:shown" and value == str(n))
     spans = page.evaluate(
         """() => performance.getEntriesByType('resource')
         .filter((e) => e.name.includes('/embedding/'))
@@ -231,7 +242,8 @@ def legend_toggles(page: Any, repeat: int) -> dict[str, Any]:
         while page.locator("#scatter").get_attribute("data-full") == full:
             assert time.monotonic() < deadline, "the legend toggle drew nothing in 60 s"
             page.wait_for_timeout(20)
-        times.append(_drawn_after(page, t0, "data-full", None) - t0)
+        page.wait_for_timeout(100)
+        times.append(_drawn_after(page, t0, "data-full:shown", None) - t0)
     return _spread(times)
 
 
@@ -247,7 +259,8 @@ def colour_by_genes(page: Any, genes: list[str]) -> dict[str, Any]:
         t0 = page.evaluate("performance.now()")
         option.click()
         page.wait_for_selector(f"#scatter[data-color='{gene}']", state="attached", timeout=120_000)
-        done = _drawn_after(page, t0, "data-color", gene)
+        page.wait_for_timeout(200)
+        done = _drawn_after(page, t0, "data-color:shown", gene)
         times.append(done - t0)
         fetch = page.evaluate(
             """([gene, t0]) => performance.getEntriesByType('resource')
@@ -306,6 +319,11 @@ def main() -> None:
     load_start = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="widecube-embedding-") as tmp:
         settings, path, made_s, ingest_s = build(Path(tmp), args)
+        t0 = time.perf_counter()
+        wc = Widecube(settings)  # what `widecube serve` does after a publish (upkeep)
+        wc.warm("e1m", actor=Actor.cli("bench"))
+        wc.close()
+        warm_s = time.perf_counter() - t0
         var = ad.read_h5ad(path, backed="r").var_names
         genes = [str(var[j]) for j in np.random.default_rng(0).choice(len(var), 3, replace=False)]
         port = _free_port()
@@ -338,6 +356,7 @@ def main() -> None:
         "nnz_per_cell": args.nnz,
         "make_s": round(made_s, 1),
         "ingest_s": round(ingest_s, 1),
+        "cache_warm_s": round(warm_s, 1),
         "browser": f"{CHROMIUM} (headless, {' '.join(ARGS)})",
         "viewport": VIEWPORT,
         **figures,
