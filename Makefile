@@ -9,7 +9,7 @@ DEMO_H5AD   := demo/pbmc.h5ad
 DEMO_CELLS  ?= 50000
 DEMO_GENES  ?= 20000
 
-.PHONY: install demo demo-data test test-unit bench bench-scale bench-serve bench-access bench-aggregate bench-readers bench-report screenshots chromium wrk vendor lint clean bench-atlas bench-embedding
+.PHONY: install demo demo-data test test-unit bench bench-floor bench-scale bench-serve bench-access bench-aggregate bench-readers bench-report screenshots chromium wrk vendor lint clean bench-atlas bench-embedding
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,7 @@ test-unit: $(STAMP)
 # are generated from those files only.
 bench: $(STAMP) wrk chromium
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/floor.py
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/aggregate.py $(AGGREGATE_ON)
 	$(BIN)/python benchmarks/readers.py
@@ -68,6 +69,12 @@ bench: $(STAMP) wrk chromium
 	$(BIN)/python benchmarks/embedding.py
 	$(BIN)/python benchmarks/report.py
 	$(BIN)/python benchmarks/capacity.py
+
+# Issue 14: the ingest by `cluster` step by step beside its floors (h5py read, one numba pass) and
+# scanpy, on the Poisson B100k (generated once by benchmarks/poisson.py, ~3 min) and the demo B100k
+# (~15 min with both; `--quick` for an 8,000-cell smoke run).
+bench-floor: $(STAMP)
+	$(BIN)/python benchmarks/floor.py $(FLOOR_ARGS)
 
 # Regenerate benchmarks/RESULTS.md and the README's numbers from benchmarks/results/*.json
 # (runs nothing; tests/test_bench_report.py fails when the committed files are not current).

@@ -61,14 +61,27 @@ class DatasetSpec:
     """Free disk the folder must have before the file is generated (0: no check)."""
     note: str = ""
     """One line on what the dataset is for, shown in the report."""
+    generator: str = "demo"
+    """``demo``: ``widecube demo-data`` (a PBMC-like model); ``poisson``: ``poisson.py``
+    (issue 14's counts: log-normal rates per gene and per cluster)."""
 
     def generator_params(self) -> dict[str, Any]:
         """The parameters that decide the generated file's content (JSON-comparable)."""
         keys = ("n_cells", "n_genes", "n_types", "n_donors", "nnz_per_cell", "type_key", "seed")
-        return {k: getattr(self, k) for k in keys}
+        extra = {} if self.generator == "demo" else {"generator": self.generator}
+        return {**{k: getattr(self, k) for k in keys}, **extra}
 
     def generate_command(self, path: Path) -> list[str]:
-        """The ``widecube demo-data`` command line that writes this dataset to ``path``."""
+        """The command line that writes this dataset to ``path``."""
+        if self.generator == "poisson":
+            return [
+                os.path.abspath(sys.executable),
+                str(Path(__file__).resolve().with_name("poisson.py")),
+                str(path),
+                *("--cells", str(self.n_cells), "--genes", str(self.n_genes)),
+                *("--clusters", str(self.n_types), "--donors", str(self.n_donors)),
+                *("--nnz-per-cell", str(self.nnz_per_cell), "--seed", str(self.seed)),
+            ]
         return [
             _widecube(),
             "demo-data",
@@ -112,6 +125,30 @@ DATASETS: dict[str, DatasetSpec] = {
         peer_expected_to_fail=True,
         min_free_bytes=40 * 10**9,
         note="issue 3's atlas scale: ~2 billion non-zeros, ~16 GB h5ad; peak RSS ≤ 3 GB, time recorded",
+    ),
+    "b100k-poisson": DatasetSpec(
+        "b100k-poisson",
+        n_cells=100_000,
+        n_genes=30_000,
+        n_types=100,
+        n_donors=8,
+        nnz_per_cell=5_300,
+        groupbys=("cluster",),
+        time_ratio_target=None,
+        generator="poisson",
+        note="issue 14's Poisson counts (log-normal rates per gene and per cluster), grouped by cluster",
+    ),
+    "quick-poisson": DatasetSpec(
+        "quick-poisson",
+        n_cells=8_000,
+        n_genes=3_000,
+        n_types=20,
+        n_donors=4,
+        nnz_per_cell=500,
+        groupbys=("cluster",),
+        time_ratio_target=None,
+        generator="poisson",
+        note="smoke run of the floor benchmark's code path, never recorded",
     ),
     "quick": DatasetSpec(
         "quick",

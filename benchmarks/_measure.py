@@ -71,6 +71,8 @@ class Measurement:
     limits: dict[str, Any] | None = None
     """The guards the run ran under (``timeout_s``, ``address_space``, ``rss_limit``,
     ``min_available``); None when it ran unguarded and without a time limit."""
+    sys_s: float = 0.0
+    """The system (kernel) part of ``cpu_s``."""
 
     @property
     def ok(self) -> bool:
@@ -165,13 +167,12 @@ def measure(
             peak = _time_field(text, r"Maximum resident set size \(kbytes\): (\d+)") * 1024
             signal = _time_field(text, r"Command terminated by signal (\d+)")
             code = -signal if signal else _time_field(text, r"Exit status: (\d+)")
-            cpu = _time_float(text, r"User time \(seconds\): ([\d.]+)") + _time_float(
-                text, r"System time \(seconds\): ([\d.]+)"
-            )
+            system = _time_float(text, r"System time \(seconds\): ([\d.]+)")
+            cpu = _time_float(text, r"User time \(seconds\): ([\d.]+)") + system
             source = f"{TIME_BIN} -v"
         else:
             peak, code, source = rusage.ru_maxrss * 1024, _returncode(status), "os.wait4"
-            cpu = rusage.ru_utime + rusage.ru_stime
+            cpu, system = rusage.ru_utime + rusage.ru_stime, rusage.ru_stime
     return Measurement(
         command=list(command),
         returncode=code,
@@ -184,6 +185,7 @@ def measure(
         stderr_tail=stderr[-_TAIL:],
         killed_by=killer.reason,
         limits=limits or None,
+        sys_s=system,
     )
 
 

@@ -43,9 +43,15 @@ def expected_means(adata: ad.AnnData) -> list[float]:
 
 
 def clone_version(
-    settings: Settings, catalog: Catalog, source: VersionRecord, *, dataset: str | None = None
+    settings: Settings,
+    catalog: Catalog,
+    source: VersionRecord,
+    *,
+    dataset: str | None = None,
+    extra: dict[str, dict[str, object]] | None = None,
 ) -> str:
-    """A new verified version of ``dataset`` (default: the source's) holding ``source``'s data."""
+    """A new verified version of ``dataset`` (default: the source's) holding ``source``'s data;
+    ``extra`` adds manifest entries (``{path: {"sha256", "size"}}``) of files the caller writes."""
     assert source.path is not None
     target = dataset or source.dataset
     version = uuid.uuid4().hex
@@ -60,6 +66,7 @@ def clone_version(
             dst.put(rel, src.get(rel))
     manifest = json.loads(src.get("manifest.json"))
     manifest["dataset"], manifest["version"] = target, version
+    manifest["files"].update(extra or {})
     data = json.dumps(manifest, indent=1).encode()
     dst.put("manifest.json", data)
     info = {**source.info, "manifest_sha256": hashlib.sha256(data).hexdigest()}

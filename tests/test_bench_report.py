@@ -231,3 +231,54 @@ def test_every_run_carries_the_recorded_fields(modules: tuple[Any, Any]) -> None
             limit = float(bound.group(2).replace(",", "")) * (1e9 if bound.group(3) == " GB" else 1)
             ok = t["value"] <= limit if bound.group(1) == "≤" else t["value"] >= limit
             assert t["verdict"] == ("PASS" if ok else "FAIL"), (path.name, t)
+
+
+def test_the_floor_benchmark_judges_issue_14s_numbers_from_its_figures(modules: tuple[Any, Any]) -> None:
+    """Issue 14's targets, worked out by hand from a made-up run: ratios to the peer's process
+    wall and in-process time, cores from CPU over wall, kernel share, RSS, pass 1 over the read."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _floor_report
+    finally:
+        sys.path.remove(str(BENCH))
+
+    def tool(wall: float, cpu: float, system: float, rss: float, out: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "sys_s": system,
+            "peak_rss": rss,
+            "peak_tree_rss": 0,
+            "out": out,
+        }
+
+    run = {
+        "views": "summary,quantiles",
+        "tools": {
+            "read floor": tool(6.0, 2.0, 1.0, 1e8, {"read_s": 5.0}),
+            "kernel floor": tool(9.0, 9.0, 0.5, 1e8, {"kernel_s": 2.5}),
+            "widecube": tool(
+                40.0,
+                76.0,
+                7.0,
+                2.0e9,
+                {"steps": {"compute": 30.0}, "compute_parts": {"pass 1": 9.0, "pass 2": 20.0}},
+            ),
+            "widecube views": tool(16.0, 30.0, 3.0, 1.5e9, {"steps": {}}),
+            "scanpy": tool(50.0, 50.0, 5.0, 12e9, {"full_s": 45.0}),
+        },
+    }
+    got = {v["what"]: (v["value"], v["pass"]) for v in _floor_report.verdicts(run)}
+    assert len(got) == 8
+    full = "widecube full ingest wall / scanpy read + 4 statistics + median, `cluster`"
+    views = "widecube `--views summary,quantiles` wall / scanpy read + 4 statistics + median, `cluster`"
+    assert got[f"{full} (process wall)"] == (pytest.approx(0.8), False)  # 40 / 50 > 0.75
+    assert got[f"{full} (in-process, no start-up or imports)"] == (pytest.approx(40 / 45), False)
+    assert got[f"{views} (process wall)"] == (pytest.approx(0.32), False)  # 16 / 50 > 0.3
+    assert got["widecube full ingest: average CPU use"] == (pytest.approx(1.9), True)
+    assert got["widecube full ingest: kernel share of CPU time"] == (pytest.approx(7 / 76), True)
+    assert got["widecube full ingest: peak RSS"] == (2.0e9, True)
+    assert got["widecube pass 1 / h5py read of the same file"] == (pytest.approx(1.8), True)  # 9 / 5
+    run["tools"]["scanpy"]["status"] = "killed by the harness: rss"
+    assert all(v["pass"] is None for v in _floor_report.verdicts(run) if "scanpy" in v["what"])

@@ -60,6 +60,9 @@ def test_ingest_hold_publish_together_release_inventory_gc_scrub_archive(tmp_pat
     cli("retention", "a", "--keep-last", "0", "--read-within", "0")
     dry = cli("gc", "--dry-run").stdout
     assert "would free 0 B" in dry  # the first version of a is in release r1: kept
+    refused = cli("archive", f"a@{live['a']}", "--storage-class", "GLACIER_IR", code=1).stderr
+    assert "storage class GLACIER_IR: storage classes are an object store's" in refused, refused
+    assert f"{tmp_path / 'cold'} is a local folder" in refused
     archived = cli("archive", f"a@{live['a']}").stdout
     assert (
         "archived" in archived

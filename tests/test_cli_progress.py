@@ -96,6 +96,9 @@ def test_demo_data_and_ingest_print_plain_steps_without_a_terminal(tmp_path: Pat
     spent = json.loads(timings)
     assert list(spent["steps"]) == list(STEPS) and all(s >= 0 for s in spent["steps"].values())
     assert sum(spent["steps"].values()) <= spent["total_s"]
+    parts = spent["compute_parts"]  # the compute step split into its phases, adding up to it
+    assert list(parts) == ["pass 1", "pass 2", "views written"] and all(s >= 0 for s in parts.values())
+    assert sum(parts.values()) == pytest.approx(spent["steps"]["compute"], abs=0.005)
 
 
 # -- the long-running commands: a line per watched entry, a line per job in the server's log --

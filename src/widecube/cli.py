@@ -240,12 +240,13 @@ def ingest(
     Exit status 3: the version was verified but not published, because another version of
     the dataset went live meanwhile (it stays verified; see --force, or `widecube rollback --to`).
     """
-    from .pipeline import Held, Jobs, PointerMoved
+    from .pipeline import COMPUTE_PHASES, Held, Jobs, PointerMoved
     from .query import read_metadata
 
     metadata = read_metadata(meta, dataset) if meta is not None else None
     started = time.perf_counter()
     steps: dict[str, float] = {}
+    phases: dict[str, float] = {}  # the compute step's parts: pass 1, pass 2, views written
     with _progress() as bar:
         tasks: dict[str, Any] = {}
 
@@ -254,6 +255,10 @@ def ingest(
             if step not in tasks:
                 tasks[step] = bar.add_task(step, total=1.0)
             steps.setdefault(step, now)
+            if step == "compute":
+                for phase, (lo, _) in COMPUTE_PHASES.items():
+                    if done >= lo:
+                        phases.setdefault(phase, now)
             bar.update(tasks[step], completed=done)
 
         overrides: dict[str, Any] = {"cluster": cluster} if cluster else {}
@@ -295,9 +300,21 @@ def ingest(
         soft_wrap=True,
     )
     if timings:  # each step lasts from its first report to the next step's first report
-        ends = [*list(steps.values())[1:], time.perf_counter()]
-        spent = {s: round(end - t, 3) for (s, t), end in zip(steps.items(), ends, strict=True)}
-        print(json.dumps({"steps": spent, "total_s": round(time.perf_counter() - started, 3)}))
+        print(json.dumps({**_timings(steps, phases), "total_s": round(time.perf_counter() - started, 3)}))
+
+
+def _timings(steps: dict[str, float], phases: dict[str, float]) -> dict[str, dict[str, float]]:
+    """``--timings``: seconds of each step (from its first report to the next step's first
+    report) and of each part of the compute step (to the next part's, or the next step's)."""
+    now = time.perf_counter()
+
+    def spans(starts: dict[str, float], last: float) -> dict[str, float]:
+        ends = [*list(starts.values())[1:], last]
+        return {s: round(end - t, 3) for (s, t), end in zip(starts.items(), ends, strict=True)}
+
+    names = list(steps)
+    after_compute = steps[names[names.index("compute") + 1]] if "compute" in names[:-1] else now
+    return {"steps": spans(steps, now), "compute_parts": spans(phases, after_compute)}
 
 
 @app.command()

@@ -7,7 +7,7 @@ work folders), whose door records what changes in the audit log.
     widecube gc --dry-run
     widecube inventory --json
     widecube scrub --dataset pbmc --repair
-    widecube archive pbmc@3f2a... ; widecube restore pbmc@3f2a...
+    widecube archive pbmc@3f2a... [--storage-class GLACIER_IR] ; widecube restore pbmc@3f2a...
     widecube release create atlas-1 --dataset pbmc --dataset lung@9c1e...
     widecube publish --together pbmc lung --release atlas-2
 """
@@ -24,7 +24,7 @@ from rich.table import Table
 
 from ._console import ME, err, out
 from ._console import clean_errors as _clean_errors
-from .config import Settings
+from .config import ARCHIVE_STORAGE_CLASSES, Settings
 from .errors import InvalidQuery
 
 __all__ = ["register", "release_app"]
@@ -166,12 +166,26 @@ def scrub(
 
 
 @_clean_errors
-def archive(target: Target) -> None:
-    """Move a verified or retired version's snapshot to the cold storage (WIDECUBE_ARCHIVE_STORAGE)."""
+def archive(
+    target: Target,
+    storage_class: Annotated[
+        str | None,
+        typer.Option(
+            "--storage-class",
+            help="S3 storage class of the archived objects (default WIDECUBE_ARCHIVE_STORAGE_CLASS): "
+            + ", ".join(ARCHIVE_STORAGE_CLASSES),
+        ),
+    ] = None,
+) -> None:
+    """Move a verified or retired version's snapshot to the cold storage (WIDECUBE_ARCHIVE_STORAGE;
+    on an object store, in a storage class)."""
     dataset, version = _split(target)
     with _widecube() as wc:
-        moved = wc.archive(dataset, version, actor=ME)
-    out.print(f"archived {dataset}@{version} to {moved.location} ({_size(moved.bytes)})", highlight=False)
+        moved = wc.archive(dataset, version, storage_class=storage_class, actor=ME)
+    cls = f", {moved.storage_class}" if moved.storage_class else ""
+    out.print(
+        f"archived {dataset}@{version} to {moved.location} ({_size(moved.bytes)}{cls})", highlight=False
+    )
 
 
 @_clean_errors

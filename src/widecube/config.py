@@ -15,17 +15,24 @@ storage's layout is the same as before object stores were supported.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["OBJECT_SCHEMES", "Settings", "default_storage"]
+__all__ = ["ARCHIVE_STORAGE_CLASSES", "OBJECT_SCHEMES", "ArchiveClass", "Settings", "default_storage"]
 
 OBJECT_SCHEMES = ("s3://",)
 """URL schemes of the object stores ``WIDECUBE_STORAGE`` may name."""
+
+ArchiveClass = Literal[
+    "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"
+]
+ARCHIVE_STORAGE_CLASSES: tuple[str, ...] = get_args(ArchiveClass)
+"""The S3 storage classes ``widecube archive`` writes in (``WIDECUBE_ARCHIVE_STORAGE_CLASS``)."""
 
 
 def default_storage() -> Path:
@@ -82,7 +89,12 @@ class Settings(BaseSettings):
         default=10_000,
         description="Categorical obs columns with more categories are not grouped by default.",
     )
-    threads: int = Field(default=0, description="Compute threads; 0 means all cores.")
+    threads: int = Field(
+        default=0,
+        ge=0,
+        description="Threads of an ingest in this process (pass 1's ranges of rows); 0: every core "
+        "the process may run on.",
+    )
     cluster: str | None = Field(
         default=None,
         description="Address of a Dask scheduler (tcp://host:8786) whose workers run the ingest's "
@@ -153,7 +165,16 @@ class Settings(BaseSettings):
     archive_storage: Path | str | None = Field(
         default=None,
         description="Cold storage of archived versions (`widecube archive`): a local folder or "
-        "`s3://bucket/prefix`; None: archiving is refused.",
+        "`s3://bucket/prefix`; None: archiving is refused (unless WIDECUBE_ARCHIVE_STORAGE_CLASS "
+        "is set on an s3:// WIDECUBE_STORAGE: then its prefix `cold/`).",
+    )
+    archive_storage_class: ArchiveClass | None = Field(
+        default=None,
+        description="The S3 storage class archived versions are written in (`widecube archive "
+        "--storage-class` overrides it): STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER_IR "
+        "(read at once) or GLACIER, DEEP_ARCHIVE (S3 must thaw them before `widecube restore` can "
+        "read them). Needs an object store: an s3:// WIDECUBE_ARCHIVE_STORAGE, or, when that is "
+        "unset, the prefix `cold/` of an s3:// WIDECUBE_STORAGE. None: the store's default (STANDARD).",
     )
     gc_grace: float = Field(
         default=60.0,
@@ -229,6 +250,14 @@ class Settings(BaseSettings):
         description="Requests one identity (token, user, or client address when anonymous) may make, "
         "in the `limits` library's notation (429 with Retry-After beyond).",
     )
+
+    @property
+    def compute_threads(self) -> int:
+        """:attr:`threads`, or the cores this process may run on when it is 0."""
+        if self.threads:
+            return self.threads
+        affinity = getattr(os, "sched_getaffinity", None)
+        return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
     @property
     def object_storage(self) -> bool:

@@ -31,6 +31,7 @@ and the API can show it as it is, without a traceback::
     │   ├── AttemptsUsed*                  a job's step was tried job_attempts times (workers died)
     │   ├── PointerMoved*                  a job's version was not published: another went live
     │   └── VersionArchived                a version in cold storage: restore it first (409)
+    │       └── ArchiveNotThawed           its objects wait for the store to thaw them (409)
     ├── UploadConflict*                   a chunk not at the upload's offset (409)
     │   └── UploadBusy*                    another request is writing that upload
     ├── TooManyUploads*                   a client has WIDECUBE_UPLOAD_MAX_OPEN uploads open (429)
@@ -50,6 +51,7 @@ away from its use; listed here so the whole tree is read in one place.
 from __future__ import annotations
 
 __all__ = [
+    "ArchiveNotThawed",
     "AuthenticationFailed",
     "CatalogError",
     "DatasetNotFound",
@@ -177,6 +179,12 @@ class CatalogError(WidecubeError):
 
 class VersionArchived(CatalogError):
     """A version whose snapshot is in cold storage: the message says how to restore it (409)."""
+
+
+class ArchiveNotThawed(VersionArchived):
+    """An archived version whose objects are in a storage class the object store must thaw
+    before they can be read (S3 ``GLACIER``, ``DEEP_ARCHIVE``), not thawed yet or still
+    thawing: the message names the objects' prefix and how to ask the store (409)."""
 
 
 class AuthenticationFailed(WidecubeError):

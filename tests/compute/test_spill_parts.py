@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from _data import small_adata, write_h5ad
 from widecube.compute import JoinedSpill, spill_by_gene, spill_rows
+from widecube.errors import InvalidValue
 from widecube.io import open_input
 
 
@@ -59,3 +61,79 @@ def test_parts_must_cover_every_row_once(tmp_path: Path) -> None:
         c = spill_rows(source, 120, 240, workdir=tmp_path / "c", **names, **kw)
     with pytest.raises(ValueError, match="do not cover rows 0..239"):
         JoinedSpill([a, c], n_cells=240, n_genes=60)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("skewed", [False, True], ids=["even", "skewed"])
+def test_pass1_in_threads_gives_the_matrix_by_gene(threads: int, skewed: bool, tmp_path: Path) -> None:
+    """``spill_by_gene(threads=N)`` cuts the rows into N ranges spilled side by side; pass 2
+    reads the very CSC matrix scipy makes of the input, and the library sizes numpy sums."""
+    adata = small_adata()
+    if skewed:
+        adata.X[:, 10:16] += 1
+    adata.X = adata.X * 0.37
+    path = write_h5ad(adata, tmp_path / "m.h5ad", layout="csr")
+    x = np.asarray(adata.X, dtype=np.float32)
+    reference = sp.csc_matrix(x)
+    seen: list[float] = []
+    with open_input(path) as source:
+        names = {"obs_names": source.obs().index, "var_names": source.var().index}
+        spill = spill_by_gene(
+            source,
+            workdir=tmp_path,
+            block_nnz=50,
+            slab_bytes=150 * 12,
+            threads=threads,
+            progress=seen.append,
+            **names,
+        )
+    assert isinstance(spill, JoinedSpill) and len(spill.parts) == threads
+    assert [p.start for p in spill.parts] == [240 * i // threads for i in range(threads)]
+    assert sum(seen) == pytest.approx(1.0) and len(seen) > threads  # every block reported
+    np.testing.assert_allclose(spill.cell_total, x.sum(axis=1, dtype=np.float64), rtol=1e-12)
+    np.testing.assert_array_equal(spill.cell_nnz, (x != 0).sum(axis=1))
+    assert spill.nnz == reference.nnz and not spill.negative and spill.non_integer
+    slabs = list(spill.slabs())
+    assert (len(slabs) > spill.n_buckets) == skewed  # oversized buckets split from their parts
+    assert [s.lo for s in slabs] == sorted(s.lo for s in slabs) and slabs[-1].hi == 60
+    for s in slabs:
+        want = reference[:, s.lo : s.hi]
+        np.testing.assert_array_equal(s.indptr - s.indptr[0], want.indptr)
+        np.testing.assert_array_equal(s.cells, want.indices)
+        np.testing.assert_array_equal(s.vals, want.data)
+        assert s.start == reference.indptr[s.lo]
+    spill.cleanup()
+    assert not any((tmp_path / "pass1").iterdir())  # consumed, then removed
+
+
+@pytest.mark.parametrize(
+    ("bad_rows", "named"), [([30, 200], 31), ([200], 201), ([30], 31)], ids=["both", "later", "earlier"]
+)
+def test_pass1_in_threads_names_the_first_bad_row(bad_rows: list[int], named: int, tmp_path: Path) -> None:
+    """The first fault in row order is the one raised, as one pass over every row raises it,
+    whichever range's thread meets its fault first; nothing is left in the work folder."""
+    adata = small_adata()
+    for row in bad_rows:
+        adata.X[row, 7] = np.nan
+    path = write_h5ad(adata, tmp_path / "m.h5ad", layout="csr")
+    with open_input(path) as source:
+        names = {"obs_names": source.obs().index, "var_names": source.var().index}
+        with pytest.raises(
+            InvalidValue, match=rf"NaN found at row {named} \(cell 'cell{named - 1}'\), column 8"
+        ):
+            spill_by_gene(
+                source, workdir=tmp_path / "w", block_nnz=50, slab_bytes=150 * 12, threads=2, **names
+            )
+    assert not (tmp_path / "w" / "pass1").exists()
+
+
+def test_a_small_input_is_spilled_by_one_thread(tmp_path: Path) -> None:
+    """Threads only for at least two blocks each: a small input gets one spill."""
+    path = write_h5ad(small_adata(), tmp_path / "m.h5ad", layout="csr")
+    with open_input(path) as source:
+        names = {"obs_names": source.obs().index, "var_names": source.var().index}
+        spill = spill_by_gene(
+            source, workdir=tmp_path, block_nnz=10**6, slab_bytes=1 << 20, threads=4, **names
+        )
+    assert not isinstance(spill, JoinedSpill)
+    spill.cleanup()

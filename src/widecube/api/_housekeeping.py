@@ -21,6 +21,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..access import Actor
+from ..config import ArchiveClass
 from ..pipeline import Jobs
 from ..query import GcItem, GcReport, Widecube
 from ._admin import ADMIN_PREFIX
@@ -55,6 +56,15 @@ class ScrubRequest(_Body):
 
 class VersionRequest(_Body):
     version: Name = Field(description="a version of the dataset")
+
+
+class ArchiveRequest(_Body):
+    version: Name = Field(description="a version of the dataset")
+    storage_class: ArchiveClass | None = Field(
+        default=None,
+        description="the S3 storage class to write the objects in (default "
+        "WIDECUBE_ARCHIVE_STORAGE_CLASS; GLACIER and DEEP_ARCHIVE must be thawed by S3 before a restore)",
+    )
 
 
 class PinRequest(_Body):
@@ -144,6 +154,10 @@ class TierMoveModel(BaseModel):
     status: str
     location: str
     bytes: int
+    storage_class: str | None = Field(
+        default=None,
+        description="the S3 storage class of its objects (null: the store's default, or a folder)",
+    )
 
 
 class DeletedModel(BaseModel):
@@ -255,14 +269,17 @@ def delete_dataset(
 
 
 @router.post(f"{ADMIN_PREFIX}/datasets/{{name}}/archive", response_model=TierMoveModel)
-def archive(name: DatasetName, body: VersionRequest, wc: WC, actor: Caller) -> Response:
-    """Move a verified or retired version to the cold storage (its reads answer 409 until restored)."""
-    return JSON(wc.archive(name, body.version, actor=actor), headers=_NO_STORE)
+def archive(name: DatasetName, body: ArchiveRequest, wc: WC, actor: Caller) -> Response:
+    """Move a verified or retired version to the cold storage, on an object store in a storage
+    class (its reads answer 409 until restored)."""
+    moved = wc.archive(name, body.version, storage_class=body.storage_class, actor=actor)
+    return JSON(moved, headers=_NO_STORE)
 
 
 @router.post(f"{ADMIN_PREFIX}/datasets/{{name}}/restore", response_model=TierMoveModel)
 def restore(name: DatasetName, body: VersionRequest, wc: WC, actor: Caller) -> Response:
-    """Bring an archived version back from the cold storage."""
+    """Bring an archived version back from the cold storage (409 while S3 has not thawed
+    objects archived in GLACIER or DEEP_ARCHIVE)."""
     return JSON(wc.restore(name, body.version, actor=actor), headers=_NO_STORE)
 
 

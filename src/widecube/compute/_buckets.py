@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import numpy as np
 
 from ._kernels import sort_bucket
 
-__all__ = ["FILES", "GeneSlab", "JoinedSpill", "SpillBuckets", "SpillPart", "bucket_stem"]
+__all__ = ["FILES", "GeneSlab", "JoinedSpill", "ReadBuffers", "SpillBuckets", "SpillPart", "bucket_stem"]
 
 FILES = ("gene", "cell", "val")
 """The three append-only files of a bucket: gene int32, cell int32, value."""
@@ -69,56 +68,57 @@ class SpillBuckets:
         """The genes ``lo..hi-1`` of ``bucket``."""
         return bucket * self.width, min(self.n_genes, (bucket + 1) * self.width)
 
-    def slabs(self, bucket: int, *, consume: bool = True, scratch: Path | None = None) -> Iterator[GeneSlab]:
+    def slabs(
+        self,
+        bucket: int,
+        *,
+        consume: bool = True,
+        scratch: Path | None = None,
+        buffers: ReadBuffers | None = None,
+    ) -> Iterator[GeneSlab]:
         """The slabs of ``bucket``, in gene order.
 
         ``consume`` removes the bucket's files as they are read (pass 2 in one process); a
         task that may run again (on a cluster) reads them without removing anything, and
         writes what it splits or concatenates under a folder of its own in ``scratch``.
+        ``buffers``: where the bucket's files are read before the sort, kept from bucket to
+        bucket by one reader (fresh arrays otherwise).
         """
         lo, hi = self.genes(bucket)
         start = self.offsets[bucket]
         stems = [bucket_stem(d, bucket) for d in self.dirs]
-        if consume and len(stems) == 1:
-            yield from self._slabs_of(stems[0], lo, hi, start)
-            return
         if sum(_values(stem) for stem in stems) <= self.slab_values or hi - lo == 1:
-            yield self._slab(stems, lo, hi, start)  # read in place: nothing written, nothing removed
-        else:  # too large for one slab: joined into a folder of its own, split there
-            own = (scratch or self.dirs[0]) / f"task-{uuid.uuid4().hex}"
-            own.mkdir(parents=True)
-            try:
-                stem = bucket_stem(own, bucket)
-                for name in FILES:
-                    _gather([s.with_suffix(f".{name}") for s in stems], stem.with_suffix(f".{name}"))
-                yield from self._slabs_of(stem, lo, hi, start)
-            finally:
-                shutil.rmtree(own, ignore_errors=True)
-        if consume:
-            for stem in stems:
-                for name in FILES:
-                    stem.with_suffix(f".{name}").unlink(missing_ok=True)
-
-    def _slabs_of(self, stem: Path, lo: int, hi: int, start: int) -> Iterator[GeneSlab]:
-        """The slabs of the one bucket file set ``stem`` (removed as it is read)."""
-        if _values(stem) > self.slab_values and hi - lo > 1:
-            yield from self._split(stem, lo, hi, start)
+            yield self._slab(stems, lo, hi, start, remove=consume, buffers=buffers)
             return
-        slab = self._slab([stem], lo, hi, start, remove=True)
-        yield slab
+        # too large for one slab: split into halves under a folder of its own, reading the
+        # parts one after the other (no joined copy first); consumed parts go once split
+        own = (scratch or self.dirs[0]) / f"task-{uuid.uuid4().hex}"
+        own.mkdir(parents=True)
+        try:
+            yield from self._split(
+                stems, bucket_stem(own, bucket), lo, hi, start, remove=consume, buffers=buffers
+            )
+        finally:
+            shutil.rmtree(own, ignore_errors=True)
 
-    def _slab(self, stems: list[Path], lo: int, hi: int, start: int, *, remove: bool = False) -> GeneSlab:
+    def _slab(
+        self,
+        stems: list[Path],
+        lo: int,
+        hi: int,
+        start: int,
+        *,
+        remove: bool = False,
+        buffers: ReadBuffers | None = None,
+    ) -> GeneSlab:
         """Genes ``lo..hi-1`` from the file sets ``stems`` (in row order), sorted by gene."""
-
-        def read(name: str, dtype: np.dtype | type) -> np.ndarray:
-            parts = [np.fromfile(s.with_suffix(f".{name}"), dtype=dtype) for s in stems]
-            return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-        gene, cell, val = read("gene", np.int32), read("cell", np.int32), read("val", self.dtype)
+        n = sum(_values(stem) for stem in stems)
+        into = buffers if buffers is not None else ReadBuffers()
+        gene, cell, val = into.arrays(n, self.dtype)
+        for name, array in (("gene", gene), ("cell", cell), ("val", val)):
+            _read_into(array, [stem.with_suffix(f".{name}") for stem in stems])
         if remove:
-            for stem in stems:
-                for name in FILES:
-                    stem.with_suffix(f".{name}").unlink()
+            _remove(stems)
         indptr = np.empty(hi - lo + 1, dtype=np.int64)
         cells = np.empty_like(cell)
         vals = np.empty_like(val)
@@ -130,39 +130,56 @@ class SpillBuckets:
                 f"spill file damaged: entry {bad} of {where} is outside "
                 f"genes {lo}..{hi - 1} or cells 0..{self.n_cells - 1}",
             )
-        del gene, cell, val
         return GeneSlab(lo, hi, indptr, cells, vals, start)
 
-    def _split(self, stem: Path, lo: int, hi: int, start: int) -> Iterator[GeneSlab]:
-        """Re-bucket an oversized bucket into halves on disk, streaming it in pieces."""
+    def _split(
+        self,
+        stems: list[Path],
+        out: Path,
+        lo: int,
+        hi: int,
+        start: int,
+        *,
+        remove: bool,
+        buffers: ReadBuffers | None = None,
+    ) -> Iterator[GeneSlab]:
+        """Re-bucket an oversized bucket (the file sets ``stems``, in row order) into halves
+        ``out``a and ``out``b on disk, streaming it in pieces of a slab; then the slabs of each
+        half, split again while too large. ``remove``: ``stems`` are removed once split."""
         mid = (lo + hi) // 2
-        halves = [stem.with_name(stem.name + "a"), stem.with_name(stem.name + "b")]
+        halves = [out.with_name(out.name + "a"), out.with_name(out.name + "b")]
         outs = [{n: open(h.with_suffix(f".{n}"), "wb") for n in FILES} for h in halves]  # noqa: SIM115
         step = self.slab_values
-        with (
-            open(stem.with_suffix(".gene"), "rb") as fg,
-            open(stem.with_suffix(".cell"), "rb") as fc,
-            open(stem.with_suffix(".val"), "rb") as fv,
-        ):
-            while True:
-                gene = np.fromfile(fg, dtype=np.int32, count=step)
-                if gene.size == 0:
-                    break
-                cell = np.fromfile(fc, dtype=np.int32, count=gene.size)
-                val = np.fromfile(fv, dtype=self.dtype, count=gene.size)
-                low = gene < mid
-                for side, keep in ((0, low), (1, ~low)):
-                    outs[side]["gene"].write(gene[keep].tobytes())
-                    outs[side]["cell"].write(cell[keep].tobytes())
-                    outs[side]["val"].write(val[keep].tobytes())
-        for files in outs:
-            for f in files.values():
-                f.close()
-        for name in FILES:
-            stem.with_suffix(f".{name}").unlink()
+        try:
+            for stem in stems:
+                with (
+                    open(stem.with_suffix(".gene"), "rb") as fg,
+                    open(stem.with_suffix(".cell"), "rb") as fc,
+                    open(stem.with_suffix(".val"), "rb") as fv,
+                ):
+                    while True:
+                        gene = np.fromfile(fg, dtype=np.int32, count=step)
+                        if gene.size == 0:
+                            break
+                        cell = np.fromfile(fc, dtype=np.int32, count=gene.size)
+                        val = np.fromfile(fv, dtype=self.dtype, count=gene.size)
+                        low = gene < mid
+                        for side, keep in ((0, low), (1, ~low)):
+                            outs[side]["gene"].write(gene[keep].data)
+                            outs[side]["cell"].write(cell[keep].data)
+                            outs[side]["val"].write(val[keep].data)
+        finally:
+            for files in outs:
+                for f in files.values():
+                    f.close()
+        if remove:
+            _remove(stems)
         first = _values(halves[0])
-        yield from self._slabs_of(halves[0], lo, mid, start)
-        yield from self._slabs_of(halves[1], mid, hi, start + first)
+        for half, (a, b, at) in zip(halves, ((lo, mid, start), (mid, hi, start + first)), strict=True):
+            if _values(half) > self.slab_values and b - a > 1:
+                yield from self._split([half], half, a, b, at, remove=True, buffers=buffers)
+            else:
+                yield self._slab([half], a, b, at, remove=True, buffers=buffers)
 
 
 def bucket_stem(folder: Path, bucket: int) -> Path:
@@ -174,18 +191,46 @@ def _values(stem: Path) -> int:
     return stem.with_suffix(".cell").stat().st_size // 4
 
 
-def _gather(parts: list[Path], dest: Path) -> None:
-    """``dest`` holds ``parts`` one after the other (a hard link when there is one part)."""
-    if len(parts) == 1:
-        try:
-            os.link(parts[0], dest)
-            return
-        except OSError:  # another file system, or no hard links there: copy
-            pass
-    with open(dest, "wb") as out:
-        for part in parts:
-            with open(part, "rb") as f:
-                shutil.copyfileobj(f, out, 1 << 22)
+class ReadBuffers:
+    """The arrays a bucket's files are read into before its sort, grown when a bucket needs
+    more and reused otherwise: fresh arrays per bucket cost a page fault per 4 KiB read (the
+    sort's outputs, handed to the views in the slab, stay fresh per slab)."""
+
+    def __init__(self) -> None:
+        self._gene = np.empty(0, dtype=np.int32)
+        self._cell = np.empty(0, dtype=np.int32)
+        self._val: np.ndarray = np.empty(0, dtype=np.float32)
+
+    def arrays(self, n: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._gene.shape[0] < n:
+            self._gene = np.empty(n, dtype=np.int32)
+            self._cell = np.empty(n, dtype=np.int32)
+        if self._val.shape[0] < n or self._val.dtype != dtype:
+            self._val = np.empty(max(n, self._val.shape[0]), dtype=dtype)
+        return self._gene[:n], self._cell[:n], self._val[:n]
+
+
+def _read_into(array: np.ndarray, paths: list[Path]) -> None:
+    """Fill ``array`` with the files ``paths`` one after the other (exactly its size)."""
+    view = array.data.cast("B")
+    at = 0
+    for path in paths:
+        with open(path, "rb", buffering=0) as f:
+            while True:
+                got = f.readinto(view[at:])
+                if not got:
+                    break
+                at += got
+    if at != view.nbytes:
+        raise OSError(
+            errno.EIO, f"spill file changed while read: {paths[0]} holds {at} of {view.nbytes} bytes"
+        )
+
+
+def _remove(stems: list[Path]) -> None:
+    for stem in stems:
+        for name in FILES:
+            stem.with_suffix(f".{name}").unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -246,9 +291,9 @@ class JoinedSpill:
         )
 
     def slabs(self) -> Iterator[GeneSlab]:
-        buckets = self.buckets()
+        buckets, buffers = self.buckets(), ReadBuffers()
         for b in range(self.n_buckets):
-            yield from buckets.slabs(b)
+            yield from buckets.slabs(b, buffers=buffers)
 
     def close(self) -> None:
         """Nothing is open here: each part was closed by its task."""

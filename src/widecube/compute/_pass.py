@@ -1,24 +1,35 @@
 """Pass 1: stream the input's blocks, check them, and spill them by gene.
 
 Reading (h5py, decompression) and the finite-value check run in a background thread while
-the scatter kernel runs in the caller, so I/O overlaps compute.
+the scatter kernel runs in the caller, so I/O overlaps compute. An input that reads row
+ranges alone (:attr:`~widecube.io.MatrixSource.row_ranges`) is cut into one range of rows
+per thread, each spilled into bucket files of its own (:func:`spill_rows`, as a cluster's
+tasks do) and joined in row order (:class:`~._buckets.JoinedSpill`): every core scatters
+and writes, and no two threads share a file or a lock beyond the reader's own.
 """
 
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InvalidValue, UnreadableInput
 from ..io import Block, MatrixSource, prefetch
-from ._buckets import SpillPart
+from ._buckets import JoinedSpill, SpillPart
 from ._malloc import bound_heap
 from ._spill import GeneSpill
 
-__all__ = ["check_finite", "spill_by_gene", "spill_rows"]
+__all__ = ["check_finite", "spill_by_gene", "spill_rows", "spill_rows_in_threads"]
+
+
+class Cancelled(Exception):
+    """A range of rows stopped because an earlier one failed (never seen by callers of
+    :func:`spill_by_gene`: the earlier range's error is raised instead)."""
 
 
 def check_finite(
@@ -71,14 +82,31 @@ def spill_by_gene(
     block_nnz: int,
     slab_bytes: int,
     progress: Callable[[float], None] | None = None,
-) -> GeneSpill:
-    """Pass 1 over ``source``: a :class:`GeneSpill` holding every non-zero by gene bucket.
+    threads: int = 1,
+) -> GeneSpill | JoinedSpill:
+    """Pass 1 over ``source``: every non-zero by gene bucket, in one :class:`GeneSpill`, or
+    with ``threads`` > 1 and an input that reads row ranges, in one spill per range of rows
+    joined in row order (:func:`spill_rows_in_threads`) when there are at least two blocks
+    of ``block_nnz`` values per thread.
 
     Pins the process's malloc policy first (:func:`~widecube.compute._malloc.bound_heap`):
     without it the heap grows with every block streamed, by pass 2 of B1M past 1 GB.
     """
     bound_heap()
     n_cells, n_genes = source.shape
+    expected = source.nnz_hint if source.nnz_hint is not None else n_cells * n_genes // 10
+    threads = min(threads, n_cells, expected // (2 * block_nnz))
+    if threads > 1 and source.row_ranges:
+        return spill_rows_in_threads(
+            source,
+            [n_cells * i // threads for i in range(threads + 1)],
+            obs_names=obs_names,
+            var_names=var_names,
+            workdir=workdir,
+            block_nnz=block_nnz,
+            slab_bytes=slab_bytes,
+            progress=progress,
+        )
     spill = _new_spill(source, workdir, slab_bytes)
     try:
         check = check_finite(source, obs_names, var_names)
@@ -94,6 +122,68 @@ def spill_by_gene(
     return spill
 
 
+def spill_rows_in_threads(
+    source: MatrixSource,
+    bounds: list[int],
+    *,
+    obs_names: Sequence[str],
+    var_names: Sequence[str],
+    workdir: Path,
+    block_nnz: int,
+    slab_bytes: int,
+    progress: Callable[[float], None] | None = None,
+) -> JoinedSpill:
+    """Pass 1 over the row ranges ``bounds[i]..bounds[i+1]-1``, one thread each, into
+    ``workdir/pass1/p<i>``, joined in row order.
+
+    ``source`` is shared: its reads must be safe from several threads (h5py's are: it
+    serializes them under its own lock, while the scatter kernel and the file writes run
+    free of the GIL). The first bad input in row order is raised, as one pass over every
+    row would raise it: a failing range stops the ranges after it, not those before it
+    (they may hold an earlier fault)."""
+    n_cells, n_genes = source.shape
+    root = workdir / "pass1"
+    ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
+    stop_after = [len(ranges)]  # ranges at or after this index stop at their next block
+    lock = threading.Lock()
+
+    def cancelled(i: int) -> bool:
+        return i > stop_after[0]
+
+    def advance(fraction: float) -> None:
+        if progress is not None:
+            with lock:
+                progress(fraction)
+
+    def run(i: int, start: int, stop: int) -> SpillPart:
+        try:
+            return spill_rows(
+                source,
+                start,
+                stop,
+                obs_names=obs_names,
+                var_names=var_names,
+                workdir=root / f"p{i:05d}",
+                block_nnz=block_nnz,
+                slab_bytes=slab_bytes,
+                progress=advance,
+                cancelled=lambda: cancelled(i),
+            )
+        except BaseException:
+            with lock:
+                stop_after[0] = min(stop_after[0], i)
+            raise
+
+    with ThreadPoolExecutor(len(ranges), thread_name_prefix="widecube-pass1") as pool:
+        futures = [pool.submit(run, i, a, b) for i, (a, b) in enumerate(ranges)]
+    try:
+        parts = [future.result() for future in futures]  # in row order: the earliest fault
+        return JoinedSpill(parts, n_cells=n_cells, n_genes=n_genes)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
 def spill_rows(
     source: MatrixSource,
     start: int,
@@ -104,17 +194,29 @@ def spill_rows(
     workdir: Path,
     block_nnz: int,
     slab_bytes: int,
+    progress: Callable[[float], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> SpillPart:
     """Pass 1 over rows ``start..stop-1`` of ``source`` (one task of a pass 1 split by rows)
     into a spill of its own in ``workdir``, with the bucket geometry every task of the same
-    input computes alike; what a run of it killed before left there is removed first."""
+    input computes alike; what a run of it killed before left there is removed first.
+
+    ``progress(fraction of the whole matrix)`` after each block; ``cancelled()`` is asked
+    before each block, and when it says so the spill is removed and :class:`Cancelled`
+    raised."""
     bound_heap()
     shutil.rmtree(workdir / "spill", ignore_errors=True)
     spill = _new_spill(source, workdir, slab_bytes)
+    n_cells, n_genes = source.shape
     try:
         check = check_finite(source, obs_names, var_names)
         for block in prefetch(source.iter_rows(start, stop, block_nnz=block_nnz), check=check):
+            if cancelled is not None and cancelled():
+                raise Cancelled(f"rows {start + 1}–{stop}: another range of rows failed")
             spill.add(block)
+            if progress is not None:
+                m = block.matrix
+                progress(m.shape[0] * m.shape[1] / (n_cells * n_genes))
     except BaseException:
         spill.cleanup()
         raise

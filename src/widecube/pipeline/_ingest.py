@@ -438,6 +438,7 @@ def _build(
                 block_nnz=settings.block_nnz,
                 slab_bytes=settings.memory // 16,
                 progress=_accumulate(progress, "pass 1"),
+                threads=settings.compute_threads,
             )
         out: SnapshotWriter | None = None
         try:

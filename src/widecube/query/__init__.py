@@ -11,8 +11,9 @@
 - ``_described``: datasets' metadata and search; ``_atlas``: genes across datasets (pooled
   from exact moments); ``_links``: time-limited download links to a snapshot's files.
 - ``_retention`` (the retention policy, pure), ``_gc`` (garbage collection, pins,
-  archive and restore, inventory), ``_scrub`` (re-check stored snapshots), ``_together``
-  (releases, ``publish --together``); ``results_lake``: what they answer.
+  inventory), ``_tiers`` (archive and restore: the streamed, checked copy), ``_scrub``
+  (re-check stored snapshots), ``_together`` (releases, ``publish --together``);
+  ``results_lake``: what they answer.
 - ``_facade``: :class:`Widecube`, all of the above behind one object.
 
 Imports compute, views, snapshot, catalog; nothing above it (api, cli) and not pipeline.

@@ -1,4 +1,4 @@
-"""Retention and tiers: garbage collection, retention policies and pins, archive and restore.
+"""Retention: garbage collection, retention policies and pins, deleting a dataset, inventory.
 
 Garbage collection (:meth:`Lifecycle.gc`) applies each dataset's retention policy (the pure
 :func:`~._retention.retention_plan`) and removes, through the snapshot store's interface
@@ -13,26 +13,22 @@ Garbage collection (:meth:`Lifecycle.gc`) applies each dataset's retention polic
 
 A reader holding a version while it goes keeps its answers correct: see ``_resolve``.
 
-Archiving copies a verified or retired version's snapshot to the cold storage
-(``Settings.archive_storage``, another folder or ``s3://`` URL), checks the copy against the
-manifest, marks it ``archived`` (reads answer 409 saying how to restore) and purges the hot
-copy after the grace. Restoring copies it back, checks it, and makes it readable again.
+Archive and restore (the storage tiers) are ``_tiers``'s; their hot files are purged here,
+like a removed version's, after the grace.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta
 
 from ..access import ANONYMOUS, SERVER, Actor
 from ..catalog import DEFAULT_POLICY, VersionFacts, VersionStatus
-from ..errors import CatalogError
-from ..snapshot import Storage, check_files, open_storage, read_manifest
+from ..snapshot import Storage
 from ._retention import retention_plan
-from ._versions import Admin
+from ._tiers import Tiers
 from ._warming import CacheUpkeep
-from .results_lake import Deleted, GcItem, GcReport, InventoryRow, Retention, TierMove
+from .results_lake import Deleted, GcItem, GcReport, InventoryRow, Retention
 
 __all__ = ["Lifecycle"]
 
@@ -41,7 +37,7 @@ _HOT = (VersionStatus.VERIFIED, VersionStatus.PUBLISHED, VersionStatus.RETIRED, 
 _UNSERVED = (VersionStatus.REMOVED, VersionStatus.ARCHIVED, VersionStatus.FAILED)
 
 
-class Lifecycle(CacheUpkeep, Admin):
+class Lifecycle(CacheUpkeep, Tiers):
     """Garbage collection, retention policies, pins and storage tiers of the versions."""
 
     # -- garbage collection -----------------------------------------------------------------
@@ -217,60 +213,6 @@ class Lifecycle(CacheUpkeep, Admin):
             act.detail["removed"] = removed
         return Deleted(dataset, False, removed, purge_after)
 
-    # -- tiers ----------------------------------------------------------------------------------
-
-    def archive(self, dataset: str, version: str, *, actor: Actor = ANONYMOUS) -> TierMove:
-        """Move a verified or retired version's snapshot to the cold storage; reads of it then
-        answer 409 until it is restored. The copy is checked against the manifest first."""
-        with self.door.act(actor, "archive", dataset) as act:
-            act.version = version
-            cold = self._cold()
-            record = self.catalog.get_version(dataset, version)
-            if record.status not in (VersionStatus.VERIFIED, VersionStatus.RETIRED) or record.path is None:
-                raise CatalogError(
-                    f"cannot archive version {version} of dataset {dataset!r}: it is {record.status}; only a "
-                    "verified or retired version can be (publish another one first if it is live)"
-                )
-            size = _copy(self.storage.sub(record.path), cold.sub(record.path), dataset, version)
-            due = datetime.now(UTC) + timedelta(seconds=self.settings.gc_grace)
-            by = f"archive by {actor.user or actor.via}"
-            self.catalog.lifecycle.archive(dataset, version, url=cold.url, by=by, bytes=size, purge_due=due)
-            act.detail["bytes"] = size
-            return TierMove(dataset, version, "archived", f"{cold.url}/{record.path}", size)
-
-    def restore(self, dataset: str, version: str, *, actor: Actor = ANONYMOUS) -> TierMove:
-        """Bring an archived version back from the cold storage (checked against its manifest);
-        it is readable again, retired (or verified if it was never live)."""
-        with self.door.act(actor, "restore", dataset) as act:
-            act.version = version
-            record = self.catalog.get_version(dataset, version)
-            facts = next((f for f in self.catalog.lifecycle.facts(dataset) if f.version == version), None)
-            if record.status != VersionStatus.ARCHIVED or facts is None or facts.archive_url is None:
-                raise CatalogError(
-                    f"cannot restore version {version} of dataset {dataset!r}: "
-                    f"it is {record.status}, not archived"
-                )
-            assert record.path is not None
-            cold = open_storage(facts.archive_url)
-            # the old hot folder may still wait for its purge: write beside it, never into it
-            path = (
-                record.path if facts.purge_path is None else f"datasets/{dataset}/{version}-r{time.time_ns()}"
-            )
-            size = _copy(cold.sub(record.path), self.storage.sub(path), dataset, version)
-            status = self.catalog.lifecycle.restore(
-                dataset, version, path=path, by=f"restore by {actor.user or actor.via}"
-            )
-            cold.remove(record.path)
-            self._mark_intact(version)
-            return TierMove(dataset, version, str(status), f"{self.storage.url}/{path}", size)
-
-    def _cold(self) -> Storage:
-        if self.settings.archive_storage is None:
-            raise CatalogError(
-                "no cold storage: set WIDECUBE_ARCHIVE_STORAGE to a folder or s3:// URL to archive"
-            )
-        return open_storage(self.settings.archive_storage)
-
     # -- inventory ------------------------------------------------------------------------------
 
     def inventory(self, dataset: str | None = None, *, actor: Actor = ANONYMOUS) -> list[InventoryRow]:
@@ -314,21 +256,3 @@ class Lifecycle(CacheUpkeep, Admin):
         if f.path is not None and f.status in (*_HOT, VersionStatus.BUILDING):
             return f"{self.storage.url}/{f.path}", self._size(self.storage, f.path)
         return None, f.bytes
-
-
-def _copy(src: Storage, dst: Storage, dataset: str, version: str) -> int:
-    """Copy a snapshot file by file, then check the copy against the manifest (read back
-    from ``dst``); a copy at fault is removed and refused. Returns its bytes."""
-    manifest = read_manifest(src)
-    dst.remove()
-    listed = src.list()
-    for rel in sorted(listed):
-        dst.put(rel, src.get(rel))
-    faults = check_files(dst, manifest["files"])
-    if faults:
-        dst.remove()
-        raise CatalogError(
-            f"the copy of version {version} of dataset {dataset!r} to {dst.url} failed its check: "
-            f"file {faults[0].file} {faults[0].problem}; nothing was moved"
-        )
-    return sum(listed.values())

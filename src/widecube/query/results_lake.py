@@ -116,13 +116,15 @@ class ScrubReport(Result):
 
 @dataclasses.dataclass(**_RESULT)
 class TierMove(Result):
-    """An archive or a restore: the version, its status now, where its snapshot is, bytes."""
+    """An archive or a restore: the version, its status now, where its snapshot is, bytes,
+    and the storage class its objects are in (None: the store's default, or a folder)."""
 
     dataset: str
     version: str
     status: str
     location: str
     bytes: int
+    storage_class: str | None = None
 
 
 @dataclasses.dataclass(**_RESULT)

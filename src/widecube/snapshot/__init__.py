@@ -4,7 +4,16 @@ reader and verifier."""
 from ._integrity import Fault, check_files, corrupt, is_checksum_error
 from ._manifest import MANIFEST, checksum_files, read_manifest, sha256_file
 from ._reader import Snapshot
-from ._store import Fetched, FileInfo, LocalStorage, ObjectStorage, Storage, is_object_url, open_storage
+from ._store import (
+    Fetched,
+    FileInfo,
+    LocalStorage,
+    NotThawed,
+    ObjectStorage,
+    Storage,
+    is_object_url,
+    open_storage,
+)
 from ._writer import CHECKSUM, SnapshotWriter, checked
 from ._zarr import zarr_array, zarr_group
 
@@ -15,6 +24,7 @@ __all__ = [
     "FileInfo",
     "LocalStorage",
     "MANIFEST",
+    "NotThawed",
     "ObjectStorage",
     "Snapshot",
     "SnapshotWriter",

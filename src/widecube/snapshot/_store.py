@@ -21,6 +21,11 @@ Besides snapshots, the same interface reads inputs from a store and watches an i
 :meth:`Storage.fetch` copies a file to local disk (streamed, hashed, checked against the
 store's own size and ETag), :meth:`Storage.children` and :meth:`Storage.scan` describe files
 with their modification times, :meth:`Storage.copy` and :meth:`Storage.move` file them away.
+:meth:`Storage.stream` and :meth:`Storage.put_stream` copy a file between two storages in
+chunks (archive and restore: memory does not grow with the file), the latter in a storage
+class where :attr:`Storage.storage_classes` (an object store's tiers, e.g. S3 ``GLACIER_IR``);
+reading an object the store must thaw first (S3 ``GLACIER``, ``DEEP_ARCHIVE``) raises
+:class:`NotThawed`.
 
     >>> files = open_storage("s3://lab-bucket/widecube")          # doctest: +SKIP
     >>> files.sub("datasets/pbmc/1f0c...").list()                  # doctest: +SKIP
@@ -37,6 +42,7 @@ import os
 import re
 import shutil
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -49,6 +55,7 @@ __all__ = [
     "FileInfo",
     "Fetched",
     "LocalStorage",
+    "NotThawed",
     "ObjectStorage",
     "Storage",
     "is_object_url",
@@ -56,7 +63,23 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 22
+_PART = 8 << 20  # put_stream: one upload below it, multipart parts of it above (S3's minimum is 5 MiB)
 _PLAIN_MD5 = re.compile(r'^"?([0-9a-f]{32})"?$')  # a single-part upload's ETag (no "-N" suffix)
+_COLD_CLASS = re.compile(r"<StorageClass>([A-Z_]+)</StorageClass>")
+
+
+class NotThawed(OSError):
+    """An object the store keeps in a storage class it must thaw before anyone reads it (S3
+    ``GLACIER``, ``DEEP_ARCHIVE``: a ``RestoreObject`` request, hours), not thawed yet or still
+    thawing. ``path`` is relative to the storage read; ``storage_class`` is the store's word
+    for the class (None when it did not say). The message holds no endpoint and no secret."""
+
+    def __init__(self, url: str, path: str, storage_class: str | None) -> None:
+        where = f"{url}/{path}"
+        cls = storage_class or "an archive storage class"
+        super().__init__(errno.EACCES, f"{where} is in {cls}: the store must thaw it before it can be read")
+        self.path = path
+        self.storage_class = storage_class
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +120,9 @@ class Storage(ABC):
     renames: bool = False
     """Whether :meth:`move` is cheap (a folder rename); else snapshots are written in place."""
 
+    storage_classes: bool = False
+    """Whether :meth:`put_stream` takes a ``storage_class`` (an object store's tiers)."""
+
     @property
     @abstractmethod
     def url(self) -> str:
@@ -122,6 +148,17 @@ class Storage(ABC):
     @abstractmethod
     def get(self, relpath: str) -> bytes:
         """A whole file's bytes."""
+
+    @abstractmethod
+    def stream(self, relpath: str, chunk_size: int = _CHUNK) -> Iterator[bytes]:
+        """A file's bytes in chunks of about ``chunk_size`` (the last one shorter), never the
+        whole file in memory; an object the store must thaw first raises :class:`NotThawed`."""
+
+    @abstractmethod
+    def put_stream(self, relpath: str, chunks: Iterable[bytes], *, storage_class: str | None = None) -> None:
+        """Write a file from ``chunks`` without holding it whole (replacing any); it appears
+        under its name only once complete. ``storage_class`` (where :attr:`storage_classes`;
+        None: the store's default, S3 ``STANDARD``) is the tier it is stored in."""
 
     @abstractmethod
     def sha256(self, relpath: str) -> str:
@@ -221,6 +258,25 @@ class LocalStorage(Storage):
     def get(self, relpath: str) -> bytes:
         return (self.root / relpath).read_bytes()
 
+    def stream(self, relpath: str, chunk_size: int = _CHUNK) -> Iterator[bytes]:
+        with open(self.root / relpath, "rb") as f:
+            while chunk := f.read(chunk_size):
+                yield chunk
+
+    def put_stream(self, relpath: str, chunks: Iterable[bytes], *, storage_class: str | None = None) -> None:
+        if storage_class is not None:
+            raise ValueError(f"{self.url}: a local folder has no storage classes ({storage_class})")
+        path = self.root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.part")
+        try:
+            with open(tmp, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def sha256(self, relpath: str) -> str:
         h = hashlib.sha256()
         with open(self.root / relpath, "rb") as f:
@@ -299,6 +355,8 @@ class LocalStorage(Storage):
 class ObjectStorage(Storage):
     """Objects under ``s3://bucket/prefix`` (obstore; configuration from ``AWS_*`` variables)."""
 
+    storage_classes = True
+
     def __init__(self, url: str) -> None:
         scheme, _, rest = url.partition("://")
         bucket, _, prefix = rest.partition("/")
@@ -333,15 +391,55 @@ class ObjectStorage(Storage):
     def get(self, relpath: str) -> bytes:
         import obstore
 
-        return bytes(obstore.get(self._store, relpath).bytes())
+        with self._thawed(relpath):
+            return bytes(obstore.get(self._store, relpath).bytes())
+
+    def stream(self, relpath: str, chunk_size: int = _CHUNK) -> Iterator[bytes]:
+        import obstore
+
+        with self._thawed(relpath):
+            got = obstore.get(self._store, relpath)
+        for chunk in got.stream(min_chunk_size=chunk_size):
+            yield bytes(chunk)
+
+    def put_stream(self, relpath: str, chunks: Iterable[bytes], *, storage_class: str | None = None) -> None:
+        import obstore
+
+        attributes: Any = {"Storage-Class": storage_class} if storage_class else None
+        # obstore's buffered writer: one upload for a file under _PART, else a multipart upload
+        # of _PART-sized parts, two in flight (memory bounded by the part size, not the file's,
+        # and S3's 5 GB limit of one request does not apply). Written from this thread, unlike
+        # put(iterator), which pulls the chunks inside obstore's runtime, where a chunk read
+        # from another object store cannot block. An exception leaves no object behind.
+        with obstore.open_writer(
+            self._store, relpath, attributes=attributes, buffer_size=_PART, max_concurrency=2
+        ) as out:
+            for chunk in chunks:
+                out.write(chunk)
 
     def sha256(self, relpath: str) -> str:
         import obstore
 
         h = hashlib.sha256()
-        for chunk in obstore.get(self._store, relpath).stream(min_chunk_size=_CHUNK):
+        with self._thawed(relpath):
+            got = obstore.get(self._store, relpath)
+        for chunk in got.stream(min_chunk_size=_CHUNK):
             h.update(chunk)
         return h.hexdigest()
+
+    @contextlib.contextmanager
+    def _thawed(self, relpath: str) -> Iterator[None]:
+        """Translate S3's ``InvalidObjectState`` (an archived object not thawed) into
+        :class:`NotThawed`; the store's own text, which names the endpoint, stays out."""
+        from obstore.exceptions import PermissionDeniedError
+
+        try:
+            yield
+        except PermissionDeniedError as exc:
+            if "InvalidObjectState" not in str(exc):
+                raise
+            found = _COLD_CLASS.search(str(exc))
+            raise NotThawed(self.url, relpath, found.group(1) if found else None) from None
 
     def size(self, relpath: str) -> int:
         import obstore

@@ -46,6 +46,14 @@ let state = parseState(window.location.search);
 let detail = null;
 let releases = []; // GET /releases: [{name, datasets: {dataset: version}}], newest first
 let ticket = 0;
+let pending = 0; // drawings and gene lookups under way: the page says "loading" until none is left
+
+/** Count one piece of work in (+1) or out (-1); body[data-state] tells tests and assistive
+ * tools whether what is shown answers the last action. */
+function busy(step) {
+  pending += step;
+  document.body.dataset.state = pending ? "loading" : "ready";
+}
 let drawn = null; // the numbers the active tab shows, for the CSV export: {tab, header, rows | () => rows}
 const markers = new MarkersPanel({
   groupSelect: $("marker-group"), topSelect: $("marker-top"), table: $("markers-table"), note: $("marker-note"),
@@ -255,14 +263,16 @@ function renderChips() {
  * are plotted, the unknown ones listed with "did you mean" suggestions. */
 async function addGenes(names) {
   if (!detail || !names.length) return;
-  let found;
+  busy(+1); // busy from the pick, not only from the drawing that follows the lookup
   try {
-    found = await api.resolveGenes(state.dataset, state.version, names);
+    const found = await api.resolveGenes(state.dataset, state.version, names);
+    showUnknown(found.unknown);
+    await plotGenes(found.genes);
   } catch (err) {
-    return showError(err);
+    showError(err);
+  } finally {
+    busy(-1);
   }
-  showUnknown(found.unknown);
-  await plotGenes(found.genes);
 }
 
 /** Add canonical gene names (from the server) to the plotted ones. */
@@ -325,7 +335,7 @@ async function render() {
   drawn = null;
   $("export-png").disabled = $("export-svg").disabled = state.tab === "markers" || state.tab === "compare"; // tables: CSV only
   setStatus("Loading…");
-  document.body.dataset.state = "loading";
+  busy(+1);
   try {
     if (state.tab === "dotplot" || state.tab === "heatmap" || state.tab === "distribution") await drawGroups(mine);
     else if (state.tab === "embedding") {
@@ -367,7 +377,7 @@ async function render() {
       setStatus("");
     }
   } finally {
-    if (mine === ticket) document.body.dataset.state = "ready";
+    busy(-1);
   }
 }
 
