@@ -70,7 +70,12 @@ _PROGRESS = re.compile(
 )
 
 
+_STORAGE = re.compile(r"^storage: .+ \((WIDECUBE_STORAGE|default; WIDECUBE_STORAGE changes it)\)$")
+
+
 def without_progress(stderr: str) -> list[str]:
     """The lines of a command's stderr other than its progress lines (``compute: 40% (12 s)``:
-    what ``widecube ingest`` prints when stderr is not a terminal)."""
-    return [line for line in stderr.strip().splitlines() if not _PROGRESS.match(line)]
+    what ``widecube ingest`` prints when stderr is not a terminal) and the storage line every
+    command prints first (``storage: /data/widecube (WIDECUBE_STORAGE)``)."""
+    lines = stderr.strip().splitlines()
+    return [line for line in lines if not _PROGRESS.match(line) and not _STORAGE.match(line)]

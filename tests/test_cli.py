@@ -1,16 +1,21 @@
 """The command line's operator polish (cli.py, _console.py): a default storage that does not
-depend on the current folder, named on a terminal by every command; full ids in every listing
-at 80 columns; ``--json`` on every listing command; ``--input-kind`` checked while parsing."""
+depend on the current folder, named on stderr by every command (a terminal or not, never on
+stdout, never with credentials); full ids in every listing at 80 columns; ``--json`` on every
+listing command; ``--input-kind`` checked while parsing."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from _data import small_adata, write_h5ad
+from widecube._console import shown_storage
 from widecube.cli import app
 from widecube.config import Settings, default_storage
 from widecube.pipeline import ingest
@@ -85,13 +90,45 @@ def test_every_listing_has_json(store: tuple[dict[str, str], list[str]]) -> None
     assert audit and all({"seq", "action", "actor"} <= set(row) for row in audit)  # the token's creation
 
 
-def test_the_storage_is_named_on_a_terminal(store: tuple[dict[str, str], list[str]]) -> None:
+def test_the_storage_is_named_on_stderr_on_a_terminal_or_not(store: tuple[dict[str, str], list[str]]) -> None:
     env, _ = store
-    # rich treats stderr as a terminal with TTY_COMPATIBLE=1 (a person reading); scripts get nothing
-    _, said = _run({**env, "TTY_COMPATIBLE": "1"}, "datasets")
-    assert f"storage: {env['WIDECUBE_STORAGE']} (WIDECUBE_STORAGE)" in said
-    _, quiet = _run({**env, "TTY_COMPATIBLE": "0"}, "datasets")
-    assert "storage:" not in quiet
+    line = f"storage: {env['WIDECUBE_STORAGE']} (WIDECUBE_STORAGE)"
+    # rich treats stderr as a terminal with TTY_COMPATIBLE=1 (a person reading), not with 0
+    for terminal in ("1", "0"):
+        shown, said = _run({**env, "TTY_COMPATIBLE": terminal, "NO_COLOR": "1"}, "datasets")
+        assert said.splitlines()[0] == line and "storage:" not in shown
+
+
+@pytest.mark.subprocess
+def test_without_a_terminal_the_storage_line_is_on_stderr_and_stdout_is_json(tmp_path: Path) -> None:
+    """A real process with pipes for stdout and stderr (no TTY), as a script runs it; an
+    object-store URL is named without its user part or query (where a secret could be)."""
+    cli = [sys.executable, "-m", "widecube.cli"]
+    env = {**os.environ, "WIDECUBE_STORAGE": str(tmp_path / "store"), "WIDECUBE_AUTH": "off"}
+    for command in (["datasets", "--json"], ["jobs", "--json"], ["tokens", "list", "--json"]):
+        done = subprocess.run([*cli, *command], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == []  # one JSON document, nothing else
+        assert done.stderr.splitlines()[0] == f"storage: {tmp_path / 'store'} (WIDECUBE_STORAGE)"
+        assert "\x1b[" not in done.stderr  # plain text in a pipe
+    secret = {
+        **env,
+        "WIDECUBE_STORAGE": "s3://AKIAEXAMPLE:s3cr3t-key@bucket/some/prefix?session=t0ken#frag",
+        "WIDECUBE_CATALOG_URL": f"sqlite:///{tmp_path / 'catalog.sqlite'}",
+    }
+    done = subprocess.run([*cli, "tokens", "list", "--json"], env=secret, capture_output=True, text=True)
+    assert done.returncode == 0 and json.loads(done.stdout) == [], done.stderr
+    assert done.stderr.splitlines()[0] == "storage: s3://bucket/some/prefix (WIDECUBE_STORAGE)"
+    done = subprocess.run([*cli, "datasets"], env=secret, capture_output=True, text=True)
+    assert done.returncode == 0 and "no datasets in s3://bucket/some/prefix" in done.stderr, done.stderr
+    assert all(word not in done.stderr + done.stdout for word in ("AKIAEXAMPLE", "s3cr3t", "t0ken"))
+
+
+def test_a_printed_storage_never_holds_credentials() -> None:
+    assert shown_storage(Path("/data/widecube")) == "/data/widecube"
+    assert shown_storage("s3://bucket/prefix") == "s3://bucket/prefix"
+    assert shown_storage("s3://key:secret@bucket/p?token=x#y") == "s3://bucket/p"
+    assert shown_storage("s3://only-a-user@bucket") == "s3://bucket"
 
 
 def test_an_empty_storage_says_where_it_looked(tmp_path: Path) -> None:

@@ -85,7 +85,8 @@ def test_demo_data_and_ingest_print_plain_steps_without_a_terminal(tmp_path: Pat
         text=True,
         check=True,
     )
-    lines = done.stderr.splitlines()
+    storage, *lines = done.stderr.splitlines()
+    assert storage == f"storage: {env['WIDECUBE_STORAGE']} (WIDECUBE_STORAGE)"
     started = [line.split(":")[0] for line in lines if line.endswith(": started")]
     finished = [line.split(":")[0] for line in lines if ": done in " in line]
     assert started == finished == list(STEPS) == ["unpack", "validate", "compute", "verify", "publish"]
@@ -146,7 +147,9 @@ def test_watch_prints_a_line_per_entry_picked_up_published_or_failed(tmp_path: P
         assert proc.stderr is not None
         proc.stderr.close()
     good, bad = str(inbox / "good.h5ad"), str(inbox / "bad.csv")
-    entries = [line.split(" ", 2)[2] for line in lines[1:]]  # after the date and time
+    assert lines[0] == f"storage: {tmp_path / 'store'} (WIDECUBE_STORAGE)"
+    assert lines[1].startswith("watching ")
+    entries = [line.split(" ", 2)[2] for line in lines[2:]]  # after the date and time
     assert sorted(e.split(":")[0] for e in entries) == [bad, bad, good, good], lines
     picked = {e.split(":")[0]: e for e in entries if "picked up as job" in e}
     ended = {e.split(":")[0]: e for e in entries if "moved to" in e}

@@ -11,8 +11,10 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.console import Console
@@ -35,6 +37,7 @@ __all__ = [
     "out",
     "print_json",
     "show",
+    "shown_storage",
 ]
 
 out = Console()
@@ -92,13 +95,22 @@ def show(table: Table) -> None:
     (out if out.is_terminal else Console(width=100_000)).print(table)
 
 
+def shown_storage(storage: Path | str) -> str:
+    """``storage`` as a command may print it: a local folder as it is, an object-store URL
+    without what could be a secret (``s3://key:secret@bucket/prefix?token=…`` →
+    ``s3://bucket/prefix``: no user part, query or fragment)."""
+    if isinstance(storage, Path) or "://" not in storage:
+        return str(storage)
+    parts = urlsplit(storage)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
 def announce_storage() -> None:
-    """One line on stderr naming the storage a command works on, when a person reads it (a
-    terminal): which folder (or bucket) holds the catalog and snapshots, and where that came
-    from, so that a command run from another folder never silently uses another catalog.
-    Settings that do not validate print nothing here: the command itself reports them."""
-    if not err.is_terminal:
-        return
+    """One line on stderr naming the storage a command works on — which folder (or bucket)
+    holds the catalog and snapshots, and where that came from — so that a command run from
+    another folder never silently uses another catalog; on a terminal or not (a log or a
+    cron mail says it too), never on stdout (``--json`` stays one JSON document). Settings
+    that do not validate print nothing here: the command itself reports them."""
     import os
 
     from .config import Settings
@@ -110,7 +122,13 @@ def announce_storage() -> None:
     source = (
         "WIDECUBE_STORAGE" if os.environ.get("WIDECUBE_STORAGE") else "default; WIDECUBE_STORAGE changes it"
     )
-    err.print(f"[dim]storage: {storage} ({source})[/]", highlight=False, soft_wrap=True)
+    err.print(
+        f"storage: {shown_storage(storage)} ({source})",
+        style="dim",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def clean_errors(fn: F) -> F:

@@ -41,6 +41,7 @@ from ._console import (
     print_json,
     server_log_config,
     show,
+    shown_storage,
 )
 from ._console import clean_errors as _clean_errors
 from .config import Settings
@@ -396,7 +397,8 @@ def datasets(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = 
         print_json(found)
         return
     if not found:
-        err.print(f"no datasets in {wc.settings.storage}", highlight=False, soft_wrap=True)
+        where = shown_storage(wc.settings.storage)
+        err.print(f"no datasets in {where}", markup=False, highlight=False, soft_wrap=True)
         return
     rows = [
         (

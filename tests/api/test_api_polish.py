@@ -1,6 +1,7 @@
 """What an operator or a notebook meets first over HTTP (issue 15): counts as JSON integers,
-``stats=mean,median``, every group's markers in one call, cell ids with per-cell values, the
-layer's kind and unit in every answer, and ``raw`` refused with the layer's new name."""
+``stats=mean,median``, every group's markers in one call, cell ids with per-cell values (JSON
+and Arrow), the layer's kind and unit in every answer, and ``raw`` refused with the layer's new
+name."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
@@ -82,6 +84,44 @@ def test_expression_answers_the_cell_ids(served: tuple[TestClient, ad.AnnData]) 
     assert got["unit"] == "counts"
     lean = client.post("/api/v1/datasets/pbmc/expression", json={**body, "cell_ids": False}).json()
     assert lean["cell_ids"] is None and lean["values"] == got["values"]
+
+
+ARROW = "application/vnd.apache.arrow.stream"
+
+
+def test_expression_in_arrow_carries_the_cell_ids_in_a_first_column(
+    served: tuple[TestClient, ad.AnnData], tmp_path: Path
+) -> None:
+    client, adata = served
+    body = {"genes": ["Gene3", "Gene7"], "filter": {"donor": ["d2"]}, "layer": "input"}
+    r = client.post("/api/v1/datasets/pbmc/expression", json=body, headers={"Accept": ARROW})
+    assert r.status_code == 200 and r.headers["content-type"].startswith(ARROW)
+    table = pa.ipc.open_stream(r.content).read_all()
+    kept = (adata.obs["donor"] == "d2").to_numpy()
+    assert table.column_names == ["cell_id", "Gene3", "Gene7"]
+    assert table.schema.metadata[b"cell_ids"] == b"cell_id"
+    assert table.schema.field("cell_id").type == pa.string()
+    assert table.column("cell_id").to_pylist() == list(adata.obs_names[kept])
+    np.testing.assert_array_equal(table.column("Gene7").to_numpy(), np.asarray(adata.X)[kept, 7])
+    lean = client.post(
+        "/api/v1/datasets/pbmc/expression", json={**body, "cell_ids": False}, headers={"Accept": ARROW}
+    )
+    lean_table = pa.ipc.open_stream(lean.content).read_all()
+    assert lean_table.column_names == ["Gene3", "Gene7"] and b"cell_ids" not in lean_table.schema.metadata
+    # a gene called cell_id keeps its name; the ids' column gives way and the metadata says where
+    odd = small_adata(40, 4, seed=2)
+    odd.var_names = ["cell_id", "cell_id_", "G2", "G3"]
+    settings = Settings(storage=tmp_path / "store")
+    ingest(write_h5ad(odd, tmp_path / "odd.h5ad"), dataset="odd", views="matrix", settings=settings)
+    with TestClient(create_app(settings, upkeep=False, jobs=False)) as other:
+        body = {"genes": ["cell_id", "cell_id_", "G3"], "layer": "input"}
+        table = pa.ipc.open_stream(
+            other.post("/api/v1/datasets/odd/expression", json=body, headers={"Accept": ARROW}).content
+        ).read_all()
+    assert table.column_names == ["cell_id__", "cell_id", "cell_id_", "G3"]
+    assert table.schema.metadata[b"cell_ids"] == b"cell_id__"
+    assert table.column("cell_id__").to_pylist() == list(odd.obs_names)
+    np.testing.assert_array_equal(table.column("cell_id").to_numpy(), np.asarray(odd.X)[:, 0])
 
 
 def test_layers_are_named_with_kind_and_unit_and_raw_is_not_a_layer(

@@ -201,6 +201,9 @@ def test_datasets_genes_markers_and_expression_equal_rest(served: Served) -> Non
     reference = np.asarray(served.adata[mask, ["LYZ", "CD79A"]].X, dtype=np.float32)
     np.testing.assert_array_equal(x.to_numpy(), reference)
     assert list(x.columns) == ["LYZ", "CD79A"] and x.attrs["cells"] == int(mask.sum())
+    assert list(x.index) == list(served.adata.obs_names[mask])  # the cells' ids, from the input's obs
+    local = served.local.expression("pbmc", ["LYZ", "CD79A"], filter=keep, layer="input")
+    pd.testing.assert_frame_equal(local, x)
     rest_x = http.post(
         "/datasets/pbmc/expression", json={"genes": ["LYZ", "CD79A"], "filter": keep, "layer": "input"}
     ).json()

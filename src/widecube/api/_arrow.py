@@ -11,8 +11,10 @@ Layouts (schema metadata carries ``dataset``, ``version`` and the query's names)
   Metadata: ``key``, ``color`` (its name) and ``color_kind`` (category, numeric, gene).
 * ``/aggregate``: the layout of ``/summary``; metadata adds ``source`` (precomputed or
   computed) and ``cells`` (how many the filter keeps).
-* ``/expression``: one float32 column per gene, one row per kept cell in obs order.
-  Metadata: ``layer``, ``cells``.
+* ``/expression``: one row per kept cell in obs order: the cells' ids (obs index, utf8) in a
+  first column, named by the metadata's ``cell_ids`` (``cell_id``, or ``cell_id_``… when a
+  gene has that name; no such column or key with ``cell_ids: false``), then one float32
+  column per gene. Metadata: ``layer``, ``cells``, ``cell_ids``.
 * ``/genes``: one utf8 column ``gene``. ``/datasets`` and ``/versions``: one row per record.
 
     >>> pa.ipc.open_stream(response.content).read_all().to_pandas()   # doctest: +SKIP
@@ -64,11 +66,25 @@ def summary_table(result: Summary | Aggregate) -> pa.Table:
 
 
 def expression_table(result: Expression) -> pa.Table:
-    """Per-cell values: one float32 column per gene, one row per kept cell."""
-    columns = {g: pa.array(np.asarray(v, np.float32), type=pa.float32()) for g, v in result["values"].items()}
+    """Per-cell values: the kept cells' ids (when asked), then one float32 column per gene,
+    one row per kept cell."""
+    columns: dict[str, pa.Array] = {}
+    ids = result["cell_ids"]
+    id_column = None
+    if ids is not None:
+        id_column = "cell_id"
+        while id_column in result["values"]:  # a gene may be called cell_id: the ids give way
+            id_column += "_"
+        columns[id_column] = pa.array(ids, type=pa.string())
+    for g, v in result["values"].items():
+        columns[g] = pa.array(np.asarray(v, np.float32), type=pa.float32())
     table = pa.table(columns) if columns else pa.table({})
     meta = _meta(
-        dataset=result["dataset"], version=result["version"], layer=result["layer"], cells=result["cells"]
+        dataset=result["dataset"],
+        version=result["version"],
+        layer=result["layer"],
+        cells=result["cells"],
+        cell_ids=id_column,
     )
     return table.replace_schema_metadata(meta)
 

@@ -330,7 +330,11 @@ class AggregateResponse(SummaryResponse):
 class ExpressionRequest(StrictBody):
     genes: list[Name] = Field(min_length=1, max_length=32, examples=[["CD3E"]])
     filter: Filter = _FILTER
-    cell_ids: bool = Field(default=True, description="answer the kept cells' ids too (JSON only)")
+    cell_ids: bool = Field(
+        default=True,
+        description="answer the kept cells' ids too (JSON: the field cell_ids; Arrow: a first "
+        "utf8 column, named by the schema metadata's cell_ids: cell_id unless a gene has that name)",
+    )
     lasso: Lasso | None = _LASSO
     layer: Name | None = Field(default=None, description="'input' or 'normalized'; default: the dataset's")
     version: Name | None = Field(default=None, description="pin a version; default: the live one")

@@ -118,8 +118,10 @@ def summary_result(table: pa.Table) -> dict[str, Any]:
 
 
 def expression_result(table: pa.Table, genes: Sequence[str]) -> dict[str, Any]:
-    """``/expression`` (one float32 column per gene) as the facade's dict."""
+    """``/expression`` (the cells' ids in the column the metadata's ``cell_ids`` names, then
+    one float32 column per gene) as the facade's dict."""
     meta = _meta(table)
+    ids = meta.get("cell_ids")
     return {
         "dataset": meta["dataset"],
         "version": meta["version"],
@@ -127,6 +129,7 @@ def expression_result(table: pa.Table, genes: Sequence[str]) -> dict[str, Any]:
         "genes": list(genes),
         "cells": int(meta["cells"]),
         "values": {g: table.column(g).to_numpy() for g in dict.fromkeys(genes)},
+        "cell_ids": None if ids is None else table.column(ids).to_numpy(zero_copy_only=False),
     }
 
 
@@ -204,15 +207,17 @@ def _group_columns(groupby: str, groups: list[str]) -> pd.DataFrame:
 
 
 def expression_frame(result: Answer) -> pd.DataFrame:
-    """Per-cell values: one float32 column per gene, one row per kept cell (obs order).
+    """Per-cell values: one float32 column per gene, one row per kept cell (obs order),
+    indexed by the cells' ids (obs names; 0…cells-1 when the answer has none).
 
-    ``attrs`` names the dataset, version, layer and the number of kept cells. The API does
-    not return cell ids yet, so the index is 0…cells-1.
+    ``attrs`` names the dataset, version, layer and the number of kept cells.
     """
     genes = list(dict.fromkeys(str(g) for g in result["genes"]))
+    ids = result.get("cell_ids")
+    index = pd.RangeIndex(int(result["cells"])) if ids is None else pd.Index(np.asarray(ids, dtype=object))
     frame = pd.DataFrame(
         {g: np.asarray(result["values"][g], dtype=np.float32) for g in genes},
-        index=pd.RangeIndex(int(result["cells"])),
+        index=index,
         columns=genes,
     )
     frame.attrs.update({k: result[k] for k in ("dataset", "version", "layer")}, cells=int(result["cells"]))

@@ -368,15 +368,16 @@ class Reader(abc.ABC):
         release: str | None = None,
     ) -> pd.DataFrame:
         """Per-cell values of ``genes`` (float32; a server answers up to 32 genes a call),
-        one row per cell that ``filter`` keeps, in obs order: for violins and scatter plots.
+        one row per cell that ``filter`` keeps, in obs order, indexed by the cells' ids (obs
+        names): for violins and scatter plots.
 
         >>> x = wc.expression("pbmc", ["LYZ", "CD14"], filter={"cell_type": ["Mono"], "donor": ["d1"]},
         ...                   layer="input")
         >>> x.head(3)
-           LYZ  CD14
-        0  4.0   6.0
-        1  4.0   4.0
-        2  4.0   4.0
+                LYZ  CD14
+        cell20  4.0   6.0
+        cell38  4.0   4.0
+        cell81  4.0   4.0
         >>> x.attrs["cells"], x.dtypes.tolist()
         (9, [dtype('float32'), dtype('float32')])
         """

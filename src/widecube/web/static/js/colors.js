@@ -1,6 +1,6 @@
 // Colour scales: a perceptual sequential map (viridis), a diverging map for z-scores,
 // and a categorical palette. Each returns [r, g, b] in 0..255 so the same function feeds
-// SVG fills and the WebGL colour buffer.
+// SVG fills and the scatter's colour bytes.
 
 const VIRIDIS = [
   [68, 1, 84], [72, 40, 120], [62, 73, 137], [49, 104, 142], [38, 130, 142],

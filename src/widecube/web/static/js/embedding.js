@@ -1,9 +1,9 @@
 // The embedding tab: pick an embedding (obsm key) and what colours the cells (a categorical
 // or numeric obs column, or a gene when the server has the gene-major view), then draw
-// every cell with the WebGL scatter and a legend. The side panel's filters apply: cells
-// they drop are drawn faint (the server says which cells a selection keeps: POST /cells).
-// The legend hides or isolates categories; hovering a cell shows its id and categories
-// (GET /obs/{index}); the lasso draws a polygon that becomes a filter or a comparison.
+// every cell with the scatter (scatter.js: WebGL on a GPU, else the CPU) and a legend. The
+// side panel's filters apply: cells they drop are drawn faint (the server says which cells a
+// selection keeps: POST /cells). The legend hides or isolates categories; hovering a cell
+// shows its id and categories (GET /obs/{index}); the lasso draws a polygon that becomes a filter or a comparison.
 
 import { api } from "./api.js";
 import { category, MISSING_RGB, sequential } from "./colors.js";
@@ -13,36 +13,50 @@ import { Scatter } from "./scatter.js";
 
 const FAINT = [200, 204, 212];
 const MAX_LASSO_POINTS = 200;
+const SEQUENTIAL_LEVELS = 1024; // a numeric colour is read from a table of this many steps
+
+/** [r, g, b] and an alpha as the 4 bytes r, g, b, a of one little-endian 32-bit word. */
+const word = ([r, g, b], a) => ((a << 24) | (b << 16) | (g << 8) | r) >>> 0;
 
 /** 4 bytes per cell: palette colours for category codes (-1 grey), viridis for numbers;
- * cells outside `kept` (a 0/1 byte per cell, or null) faint, hidden categories transparent. */
+ * cells outside `kept` (a 0/1 byte per cell, or null) faint, hidden categories transparent.
+ * Written a cell at a time as one 32-bit word, from a table of the words there can be. */
 export function cellColors(color, n, { kept = null, hidden = new Set() } = {}) {
   const rgba = new Uint8Array(4 * n);
-  const put = (i, [r, g, b], a = 255) => rgba.set([r, g, b, a], 4 * i);
+  const words = new Uint32Array(rgba.buffer);
   if (!color) {
-    for (let i = 0; i < n; i++) put(i, [70, 110, 160], 200);
+    words.fill(word([70, 110, 160], 200));
   } else if (color.kind === "category") {
-    const palette = color.categories.map((_, k) => category(k));
-    for (let i = 0; i < n; i++) {
-      const c = color.codes[i];
-      put(i, c >= 0 ? palette[c] : MISSING_RGB, hidden.has(c) ? 0 : 220);
-    }
+    // slot k + 1 holds code k's word; slot 0 the missing code (-1)
+    const table = Uint32Array.from([-1, ...color.categories.keys()],
+      (k) => word(k >= 0 ? category(k) : MISSING_RGB, hidden.has(k) ? 0 : 220));
+    const codes = color.codes;
+    for (let i = 0; i < n; i++) words[i] = table[codes[i] + 1];
   } else {
     const [lo, hi] = extent(color.values);
-    const span = hi > lo ? hi - lo : 1;
-    for (let i = 0; i < n; i++) put(i, Number.isFinite(color.values[i]) ? sequential((color.values[i] - lo) / span) : MISSING_RGB);
+    const levels = SEQUENTIAL_LEVELS - 1;
+    const step = hi > lo ? levels / (hi - lo) : 0;
+    const table = Uint32Array.from({ length: SEQUENTIAL_LEVELS }, (_, k) => word(sequential(k / levels), 255));
+    const missing = word(MISSING_RGB, 255);
+    const values = color.values;
+    for (let i = 0; i < n; i++) {
+      const v = values[i];
+      words[i] = Number.isFinite(v) ? table[Math.round((v - lo) * step)] : missing;
+    }
   }
   if (kept) {
-    for (let i = 0; i < n; i++) if (!kept[i] && rgba[4 * i + 3]) put(i, FAINT, 70);
+    const faint = word(FAINT, 70);
+    for (let i = 0; i < n; i++) if (!kept[i] && words[i] >>> 24) words[i] = faint;
   }
   return rgba;
 }
 
 function counts(codes, k, kept) {
   const out = new Array(k).fill(0);
-  codes.forEach((c, i) => {
+  for (let i = 0; i < codes.length; i++) {
+    const c = codes[i];
     if (c >= 0 && (!kept || kept[i])) out[c]++;
-  });
+  }
   return out;
 }
 
@@ -140,7 +154,7 @@ export class EmbeddingPanel {
     this.shownCoords = coordsId;
     this.scatter.paint();
     let visible = 0;
-    for (let i = 0; i < data.n; i++) if (rgba[4 * i + 3] && (!this.kept || this.kept[i])) visible++;
+    for (let i = 3; i < rgba.length; i += 4) if (rgba[i] && (!this.kept || this.kept[i >> 2])) visible++;
     const c = data.color;
     Object.assign(this.canvas.dataset, { points: String(data.n), color: c ? c.name : "", visible: String(visible),
       kept: String(this.kept ? this.kept.reduce((a, b) => a + b, 0) : data.n) });

@@ -1,7 +1,7 @@
 // Export of what a tab shows: the figure (plot and its legends, units included) as SVG or
 // PNG, and its numbers as CSV. The dot plot, heatmap and box plots are SVG already: the
 // export clones them, inlines the stylesheet rules they need and redraws the HTML legends in
-// SVG (from each legend's `legendSpec`). The embedding is WebGL: its points go into the SVG
+// SVG (from each legend's `legendSpec`). The embedding is a canvas: its points go into the SVG
 // as one raster image (millions of circles would make an unusable file), with vector
 // legends. PNG is the same SVG rendered onto a canvas at twice the size.
 

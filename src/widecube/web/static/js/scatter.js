@@ -1,60 +1,37 @@
-// The embedding scatter in raw WebGL: one draw call of GL points, a colour per point in a
-// byte buffer, and pan/zoom as two uniforms, so it stays smooth with millions of cells.
+// The embedding scatter: the points, pan and zoom, hover and the lasso. The points are drawn
+// by one of two painters behind one interface (setPositions, setColors, paint): WebGL when
+// the browser has it on a GPU (points_gl.js), else the CPU straight into pixels
+// (points_cpu.js), since a software WebGL takes over a second a frame at a million points.
+// `localStorage["widecube.renderer"] = "webgl" | "cpu"` overrides the choice; the canvas's
+// `data-renderer` says which draws.
 // Drag or use the arrow keys to pan, the wheel or +/- to zoom, 0 to reset. In lasso mode a
-// drag draws a polygon (on a 2-d canvas laid over the WebGL one) and hands it over in the
+// drag draws a polygon (on a 2-d canvas laid over the points) and hands it over in the
 // embedding's own coordinates. Hovering finds the nearest visible point through a uniform
 // grid over the points (built once per data set: a lookup costs a few cells, not a scan).
 
-const VERTEX = `
-attribute vec2 a_pos;
-attribute vec4 a_color;
-uniform vec2 u_scale;
-uniform vec2 u_offset;
-uniform float u_size;
-varying vec4 v_color;
-void main() {
-  gl_Position = vec4(a_pos * u_scale + u_offset, 0.0, 1.0);
-  gl_PointSize = u_size;
-  v_color = a_color;
-}`;
+import { RasterPoints } from "./points_cpu.js";
+import { GLPoints, hardwareWebGL } from "./points_gl.js";
 
-const FRAGMENT = `
-precision mediump float;
-varying vec4 v_color;
-void main() {
-  vec2 d = gl_PointCoord - vec2(0.5);
-  if (dot(d, d) > 0.25) discard;
-  gl_FragColor = v_color;
-}`;
-
-function compile(gl, type, source) {
-  const shader = gl.createShader(type);
-  gl.shaderSource(shader, source);
-  gl.compileShader(shader);
-  if (!gl.getShaderParameter(shader, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(shader));
-  return shader;
+/** The painter for `canvas`: the override in localStorage, else WebGL on a GPU, else the CPU. */
+function painter(canvas) {
+  let wanted = null;
+  try {
+    wanted = window.localStorage.getItem("widecube.renderer");
+  } catch {
+    // storage refused (a sandboxed frame, privacy settings): choose as usual
+  }
+  if (wanted === "cpu" || (wanted !== "webgl" && !hardwareWebGL())) return new RasterPoints(canvas);
+  return new GLPoints(canvas);
 }
 
 export class Scatter {
   /** @param {HTMLCanvasElement} canvas */
   constructor(canvas) {
     this.canvas = canvas;
-    const gl = canvas.getContext("webgl", { antialias: false, preserveDrawingBuffer: true, alpha: false });
-    if (!gl) throw new Error("this browser has no WebGL, which the embedding view needs");
-    this.gl = gl;
-    const program = gl.createProgram();
-    gl.attachShader(program, compile(gl, gl.VERTEX_SHADER, VERTEX));
-    gl.attachShader(program, compile(gl, gl.FRAGMENT_SHADER, FRAGMENT));
-    gl.linkProgram(program);
-    if (!gl.getProgramParameter(program, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(program));
-    this.program = program;
-    this.loc = {
-      pos: gl.getAttribLocation(program, "a_pos"), color: gl.getAttribLocation(program, "a_color"),
-      scale: gl.getUniformLocation(program, "u_scale"), offset: gl.getUniformLocation(program, "u_offset"),
-      size: gl.getUniformLocation(program, "u_size"),
-    };
-    this.positions = gl.createBuffer();
-    this.colors = gl.createBuffer();
+    this.points = painter(canvas);
+    this.points.onSettled = () => this.painted(true);
+    canvas.dataset.renderer = this.points.kind;
+    Object.assign(canvas.dataset, { frames: "0", full: "0" });
     this.n = 0;
     this.view = { zoom: 1, x: 0, y: 0 };
     this.mode = "pan";
@@ -67,7 +44,6 @@ export class Scatter {
 
   /** Points at (x[i], y[i]), fitted to the canvas; `rgba` is 4 bytes per point. */
   setData(x, y, rgba) {
-    const gl = this.gl;
     const n = x.length;
     let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
     for (let i = 0; i < n; i++) {
@@ -87,18 +63,14 @@ export class Scatter {
     this.xy = xy;
     this.n = n;
     this.buildGrid();
-    gl.bindBuffer(gl.ARRAY_BUFFER, this.positions);
-    gl.bufferData(gl.ARRAY_BUFFER, xy, gl.STATIC_DRAW);
-    this.n = n;
+    this.points.setPositions(xy);
     this.setColors(rgba);
   }
 
   /** New colours for the same points (4 bytes each; alpha 0 hides a point from hover too). */
   setColors(rgba) {
     this.rgba = rgba;
-    const gl = this.gl;
-    gl.bindBuffer(gl.ARRAY_BUFFER, this.colors);
-    gl.bufferData(gl.ARRAY_BUFFER, rgba, gl.STATIC_DRAW);
+    this.points.setColors(rgba);
     this.draw();
   }
 
@@ -107,44 +79,40 @@ export class Scatter {
     this.draw();
   }
 
+  /** Draw at the next frame (a frame while the view moves may be a preview: points_cpu.js). */
   draw() {
     cancelAnimationFrame(this.frame);
     this.frame = requestAnimationFrame(() => {
-      this.paint();
+      this.paint({ moving: true });
       this.drawOverlay();
     });
   }
 
-  /** Draw now (also used by tests and screenshots, which cannot wait for a frame). */
-  paint() {
-    const { gl, canvas, loc } = this;
+  /** Draw now, every point (exports and screenshots call this: they cannot wait for a frame). */
+  paint({ moving = false } = {}) {
+    const { canvas } = this;
     const ratio = window.devicePixelRatio || 1;
     const w = Math.max(1, Math.round(canvas.clientWidth * ratio));
     const h = Math.max(1, Math.round(canvas.clientHeight * ratio));
     if (canvas.width !== w || canvas.height !== h) [canvas.width, canvas.height] = [w, h];
-    gl.viewport(0, 0, w, h);
-    gl.clearColor(1, 1, 1, 1);
-    gl.clear(gl.COLOR_BUFFER_BIT);
-    if (!this.n) return;
-    gl.useProgram(this.program);
-    gl.enable(gl.BLEND);
-    gl.blendFunc(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA);
     const fit = 0.92 * this.view.zoom;
     const aspect = w / h;
     this.scale = [aspect > 1 ? fit / aspect : fit, aspect > 1 ? fit : fit * aspect];
-    gl.uniform2f(loc.scale, ...this.scale);
-    gl.uniform2f(loc.offset, this.view.x, this.view.y);
     const base = Math.max(1.5, Math.min(6, 6 - 1.2 * Math.log10(Math.max(1, this.n / 1000))));
     this.pointPx = Math.min(24, base * Math.sqrt(this.view.zoom));
-    gl.uniform1f(loc.size, this.pointPx * ratio);
-    gl.bindBuffer(gl.ARRAY_BUFFER, this.positions);
-    gl.enableVertexAttribArray(loc.pos);
-    gl.vertexAttribPointer(loc.pos, 2, gl.FLOAT, false, 0, 0);
-    gl.bindBuffer(gl.ARRAY_BUFFER, this.colors);
-    gl.enableVertexAttribArray(loc.color);
-    gl.vertexAttribPointer(loc.color, 4, gl.UNSIGNED_BYTE, true, 0, 0);
-    gl.drawArrays(gl.POINTS, 0, this.n);
-    this.canvas.dataset.drawn = String(this.n);
+    const full = this.points.paint(w, h, this.scale, [this.view.x, this.view.y], this.pointPx * ratio, { moving });
+    this.painted(full);
+  }
+
+  /** Count a frame on the canvas (`data-frames`; `data-full`: those that drew every point, whose
+   * number is `data-drawn`; `data-paint-ms`: how long the CPU took for the last of them), for
+   * tests and benchmarks. */
+  painted(full) {
+    const d = this.canvas.dataset;
+    d.frames = String(Number(d.frames) + 1);
+    if (!full) return;
+    [d.full, d.drawn] = [String(Number(d.full) + 1), String(this.n)];
+    if (this.points.fullMs !== undefined) d.paintMs = this.points.fullMs.toFixed(1);
   }
 
   /** Clip coordinates of a pointer event. */
@@ -231,10 +199,12 @@ export class Scatter {
     const o = this.overlay;
     if (!o) return;
     const ratio = window.devicePixelRatio || 1;
-    [o.width, o.height] = [Math.round(this.canvas.clientWidth * ratio), Math.round(this.canvas.clientHeight * ratio)];
+    const [w, h] = [Math.round(this.canvas.clientWidth * ratio), Math.round(this.canvas.clientHeight * ratio)];
+    if (o.width !== w || o.height !== h) [o.width, o.height] = [w, h];
     const ctx = o.getContext("2d");
-    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, o.width, o.height);
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     if (!this.lassoPath || this.lassoPath.length < 2) return;
     ctx.beginPath();
     this.lassoPath.forEach((p, i) => {
