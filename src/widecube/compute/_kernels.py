@@ -9,10 +9,11 @@ once. Per gene the accumulators are a few KB, so the work is compute-bound, not 
 
 from __future__ import annotations
 
-import ctypes
+from typing import Any
 
 import numpy as np
-from numba import njit, prange
+from llvmlite.binding import add_symbol
+from numba import njit, prange, types
 from numba.extending import get_cython_function_address
 
 __all__ = [
@@ -163,39 +164,68 @@ def gene_moments(
     indptr: np.ndarray,
     cells: np.ndarray,
     vals: np.ndarray,
+    scale: np.ndarray,
     codes: np.ndarray,
-    n_groups: int,
     out_sum: np.ndarray,
     out_sumsq: np.ndarray,
     out_nnz: np.ndarray,
     out_min: np.ndarray,
     out_max: np.ndarray,
+    normalized: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """Per gene ``j`` of a slab: sum, sum of squares and non-zeros per stacked group.
+    """Per gene ``j`` of a slab: sum, sum of squares and non-zeros per stacked group, of the
+    stored values and, in the same pass, of their normalized layer.
 
-    ``codes[g, cell]`` is the stacked group of a cell in grouping ``g``; outputs are
-    gene-major ``(n_genes_in_slab, n_groups)``; ``out_min``/``out_max`` are over stored values.
+    ``codes[g, cell]`` is the stacked group of a cell in grouping ``g``; ``out_sum`` and
+    ``out_sumsq`` are ``(n_layers, n_genes_in_slab, n_groups)``, ``out_min``/``out_max``
+    ``(n_layers, n_genes_in_slab)`` (over stored values), ``out_nnz`` ``(n_genes_in_slab,
+    n_groups)`` (stored values, the same in both layers); every entry is written. With two
+    layers, layer 1 is :func:`log_normalize`'s ``log1p(vals · scale[cells])``, also written
+    to ``normalized`` (as long as ``vals``): one pass over the slab instead of three, with
+    the very sums of three (each group's values added in the same order).
     """
     n_groupings = codes.shape[0]
+    two = out_sum.shape[0] > 1
     for j in prange(indptr.shape[0] - 1):
-        s_row = out_sum[j]
-        q_row = out_sumsq[j]
+        s_row, q_row = out_sum[0, j], out_sumsq[0, j]
+        s2_row, q2_row = out_sum[-1, j], out_sumsq[-1, j]
         n_row = out_nnz[j]
-        lo = np.inf
-        hi = -np.inf
-        for k in range(indptr[j], indptr[j + 1]):
-            v = np.float64(vals[k])
-            c = cells[k]
-            v2 = v * v
-            for g in range(n_groupings):
-                code = codes[g, c]
-                s_row[code] += v
-                q_row[code] += v2
-                n_row[code] += 1
-            lo = min(lo, v)
-            hi = max(hi, v)
-        out_min[j] = lo
-        out_max[j] = hi
+        s_row[:] = 0.0
+        q_row[:] = 0.0
+        s2_row[:] = 0.0
+        q2_row[:] = 0.0
+        n_row[:] = 0
+        lo, hi, lo2, hi2 = np.inf, -np.inf, np.inf, -np.inf
+        if two:
+            for k in range(indptr[j], indptr[j + 1]):
+                v = np.float64(vals[k])
+                c = cells[k]
+                x = np.log1p(v * scale[c])
+                normalized[k] = x
+                v2 = v * v
+                x2 = x * x
+                for g in range(n_groupings):
+                    code = codes[g, c]
+                    s_row[code] += v
+                    q_row[code] += v2
+                    n_row[code] += 1
+                    s2_row[code] += x
+                    q2_row[code] += x2
+                lo, hi = min(lo, v), max(hi, v)
+                lo2, hi2 = min(lo2, x), max(hi2, x)
+            out_min[1, j], out_max[1, j] = lo2, hi2
+        else:
+            for k in range(indptr[j], indptr[j + 1]):
+                v = np.float64(vals[k])
+                c = cells[k]
+                v2 = v * v
+                for g in range(n_groupings):
+                    code = codes[g, c]
+                    s_row[code] += v
+                    q_row[code] += v2
+                    n_row[code] += 1
+                lo, hi = min(lo, v), max(hi, v)
+        out_min[0, j], out_max[0, j] = lo, hi
 
 
 _SMALL = 16
@@ -492,11 +522,48 @@ def _top_rank(n: int, qs: np.ndarray) -> int:  # pragma: no cover - compiled
     return top
 
 
+_RANGES = 64
+"""Ranges of genes a slab's per-gene kernels are cut into: a few per thread for balance
+(numba deals a ``prange``'s iterations out to its threads in equal consecutive shares),
+scratch allocated once per range, not per gene."""
+
+
+@njit(nogil=True, cache=True)
+def _any_negative(values: np.ndarray, s: int, e: int) -> bool:  # pragma: no cover - compiled
+    for k in range(s, e):  # noqa: SIM110 - a plain loop compiles to the early exit
+        if values[k] < 0.0:
+            return True
+    return False
+
+
+@njit(nogil=True, cache=True)
+def _place(
+    values: np.ndarray,
+    s: int,
+    e: int,
+    group: np.ndarray,
+    start: np.ndarray,
+    fill: np.ndarray,
+    negative: np.ndarray,
+    bucket: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Copy the stored values ``values[s:e]`` of the groups to select in (``start >= 0``)
+    into their range of ``bucket`` (as float64), counting each group's negatives."""
+    for k in range(s, e):
+        c = group[k - s]
+        if start[c] >= 0:
+            v = np.float64(values[k])
+            bucket[fill[c]] = v
+            fill[c] += 1
+            negative[c] += v < 0.0
+
+
 @njit(parallel=True, nogil=True, cache=True)
 def gene_quantiles(
     indptr: np.ndarray,
     cells: np.ndarray,
-    layers: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
     codes: np.ndarray,
     offsets: np.ndarray,
     group_size: np.ndarray,
@@ -505,83 +572,98 @@ def gene_quantiles(
 ) -> None:  # pragma: no cover - compiled
     """Exact per-group quantiles (numpy's "linear" method), implicit zeros included.
 
-    ``layers[l]`` are the slab's stored values in layer ``l``; ``codes[g, cell]`` the stacked
-    group of a cell in grouping ``g`` (groups ``offsets[g]..offsets[g+1]-1``); ``group_size``
-    the cells per stacked group (all > 0); ``out`` is ``(n_layers, n_genes_in_slab,
-    n_stacked_groups, len(qs))`` and must be zeroed: a group whose quantiles all fall among
-    its zeros keeps its zeros. Per gene and grouping the values are counted by group once;
-    per layer, when the gene has no negative value there, only the groups whose highest
-    needed rank lies above their zeros get their values placed (a sparse gene: none); with
-    negatives every group does, counting its negatives. Then :func:`group_quantiles` selects
-    only the order statistics the quantiles need.
+    ``first`` are the slab's stored values (float32 or float64), ``second`` the same entries
+    in a second layer (float64; read only when ``out`` has two layers, may be empty
+    otherwise); ``codes[g, cell]`` the stacked group of a cell in grouping ``g`` (groups
+    ``offsets[g]..offsets[g+1]-1``); ``group_size`` the cells per stacked group (all > 0).
+    ``out`` is ``(n_layers, len(qs), n_stacked_groups, n_genes_in_slab)`` (float32 or
+    float64; each value rounded once, from the float64 quantile), every entry written, so
+    ``out[l, t, a:b]`` is one layer's quantile ``t`` of groups ``a..b-1``, groups × genes.
+
+    Per gene and grouping the values are counted by group once; per layer, when the gene
+    has no negative value there, only the groups whose highest needed rank lies above their
+    zeros get their values placed (a sparse gene: none); with negatives every group does,
+    counting its negatives. Then :func:`group_quantiles` selects only the order statistics
+    the quantiles need. Genes are cut into :data:`_RANGES` ranges (a few per thread), each
+    with its scratch allocated once.
     """
+    n_genes = indptr.shape[0] - 1
     n_total = group_size.shape[0]
     n_q = qs.shape[0]
-    n_layers = layers.shape[0]
-    for j in prange(indptr.shape[0] - 1):
-        s, e = indptr[j], indptr[j + 1]
-        m = e - s
-        if m == 0:
-            continue
+    n_layers = out.shape[0]
+    n_ranges = min(n_genes, _RANGES)
+    for r in prange(n_ranges):
+        j0 = r * n_genes // n_ranges
+        j1 = (r + 1) * n_genes // n_ranges
+        longest = 0
+        for j in range(j0, j1):
+            longest = max(longest, indptr[j + 1] - indptr[j])
         count = np.zeros(n_total, dtype=np.int64)
         negative = np.zeros(n_total, dtype=np.int64)
         start = np.empty(n_total, dtype=np.int64)
         fill = np.empty(n_total, dtype=np.int64)
-        touched = np.empty(m, dtype=np.int64)
-        group = np.empty(m, dtype=np.int64)
-        bucket = np.empty(m, dtype=np.float64)
+        touched = np.empty(longest, dtype=np.int64)
+        group = np.empty(longest, dtype=np.int64)
+        bucket = np.empty(longest, dtype=np.float64)
         ranks = np.empty(4 * n_q + 4, dtype=np.int64)
         stack = np.empty((130, 5), dtype=np.int64)
         hist = np.empty(_COUNT_RANGE, dtype=np.int64)
-        has_negative = np.zeros(n_layers, dtype=np.bool_)
-        for layer in range(n_layers):
-            for k in range(s, e):
-                has_negative[layer] |= layers[layer, k] < 0.0
-        for g in range(codes.shape[0]):
-            n_touched = 0
-            for k in range(s, e):
-                c = codes[g, cells[k]]
-                group[k - s] = c
-                if count[c] == 0:
-                    touched[n_touched] = c
-                    n_touched += 1
-                count[c] += 1
+        result = np.empty(n_q, dtype=np.float64)
+        for j in range(j0, j1):
             for layer in range(n_layers):
-                offset = 0
-                for i in range(n_touched):
-                    c = touched[i]
-                    n = group_size[c]
-                    negative[c] = 0
-                    if has_negative[layer] or _top_rank(n, qs) >= n - count[c]:
-                        start[c] = offset
-                        fill[c] = offset
-                        offset += count[c]
-                    else:
-                        start[c] = -1
-                if offset == 0:
-                    continue
+                for t in range(n_q):
+                    for c in range(n_total):
+                        out[layer, t, c, j] = 0.0
+            s, e = indptr[j], indptr[j + 1]
+            if e == s:
+                continue
+            has_negative = _any_negative(first, s, e)
+            has_negative_2 = n_layers > 1 and _any_negative(second, s, e)
+            for g in range(codes.shape[0]):
+                n_touched = 0
                 for k in range(s, e):
-                    c = group[k - s]
-                    if start[c] >= 0:
-                        v = layers[layer, k]
-                        bucket[fill[c]] = v
-                        fill[c] += 1
-                        negative[c] += v < 0.0
+                    c = codes[g, cells[k]]
+                    group[k - s] = c
+                    if count[c] == 0:
+                        touched[n_touched] = c
+                        n_touched += 1
+                    count[c] += 1
+                for layer in range(n_layers):
+                    negatives = has_negative if layer == 0 else has_negative_2
+                    offset = 0
+                    for i in range(n_touched):
+                        c = touched[i]
+                        n = group_size[c]
+                        negative[c] = 0
+                        if negatives or _top_rank(n, qs) >= n - count[c]:
+                            start[c] = offset
+                            fill[c] = offset
+                            offset += count[c]
+                        else:
+                            start[c] = -1
+                    if offset == 0:
+                        continue
+                    if layer == 0:
+                        _place(first, s, e, group, start, fill, negative, bucket)
+                    else:
+                        _place(second, s, e, group, start, fill, negative, bucket)
+                    for i in range(n_touched):
+                        c = touched[i]
+                        if start[c] >= 0:
+                            group_quantiles(
+                                bucket[start[c] : fill[c]],
+                                group_size[c],
+                                negative[c],
+                                qs,
+                                result,
+                                ranks,
+                                stack,
+                                hist,
+                            )
+                            for t in range(n_q):
+                                out[layer, t, c, j] = result[t]
                 for i in range(n_touched):
-                    c = touched[i]
-                    if start[c] >= 0:
-                        group_quantiles(
-                            bucket[start[c] : fill[c]],
-                            group_size[c],
-                            negative[c],
-                            qs,
-                            out[layer, j, c],
-                            ranks,
-                            stack,
-                            hist,
-                        )
-            for i in range(n_touched):
-                count[touched[i]] = 0
+                    count[touched[i]] = 0
 
 
 def cell_scale(total_counts: np.ndarray, target_sum: float) -> np.ndarray:
@@ -599,14 +681,17 @@ def log_normalize(cells: np.ndarray, vals: np.ndarray, scale: np.ndarray, out: n
         out[k] = np.log1p(np.float64(vals[k]) * scale[cells[k]])
 
 
-# scipy's own Student t CDF, called from numba (a C function pointer of scipy.special's Cython
-# API), so p-values run on all cores without leaving nopython mode.
-_stdtr = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double, ctypes.c_double)(
-    get_cython_function_address("scipy.special.cython_special", "__pyx_fuse_0stdtr")
+# scipy's own Student t CDF, called from numba (the C function of scipy.special's Cython API,
+# declared to LLVM by name), so p-values run on all cores without leaving nopython mode. By
+# name, not as a ctypes pointer, so the kernel is cached like the others (a pointer is a
+# "dynamic global": the kernel was compiled again by every process, ~1 s of CPU per ingest).
+add_symbol(
+    "widecube_scipy_stdtr", get_cython_function_address("scipy.special.cython_special", "__pyx_fuse_0stdtr")
 )
+_stdtr: Any = types.ExternalFunction("widecube_scipy_stdtr", types.float64(types.float64, types.float64))
 
 
-@njit(parallel=True, nogil=True, cache=False)
+@njit(parallel=True, nogil=True, cache=True)
 def welch_t_p(
     n_in: np.ndarray,
     s_in: np.ndarray,
