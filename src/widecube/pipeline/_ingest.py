@@ -20,6 +20,7 @@ run again after an interruption: it first removes what a killed run of itself le
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import re
@@ -38,7 +39,16 @@ from ..compute import GeneSpill, JoinedSpill, default_groupbys, parse_groupbys, 
 from ..compute.groupings import all_cells_key
 from ..config import Settings
 from ..errors import CatalogError, InputError, InputNotFound, NotFound
-from ..io import ArchiveLimits, InputSource, MatrixSource, archive_kind, open_input, readers, unpack_archive
+from ..io import (
+    ArchiveLimits,
+    InputSource,
+    MatrixSource,
+    archive_kind,
+    open_input,
+    prefetch,
+    readers,
+    unpack_archive,
+)
 from ..snapshot import MANIFEST, Snapshot, SnapshotWriter, Storage, is_object_url, open_storage, sha256_file
 from ..views import INPUT, NORMALIZED, BuildContext, detect_kind, parse_input_kind, parse_views, select_views
 from ._cluster import build_on_cluster, dask_client, spill_on_cluster
@@ -461,11 +471,15 @@ def _build(
             builders = [(spec, spec.builder(ctx, out)) for spec in specs]  # fresh state per build
             step = _accumulate(progress, "pass 2")
             if client is None:
-                for slab in spill.slabs():
-                    stats = ctx.slab_stats(slab)
-                    for _, builder in builders:
-                        builder.consume(stats)
-                    step(slab.width / ctx.n_genes)
+                # the next slab is read and sorted (one thread, free of the GIL) while the
+                # views work on this one (every core); closed, so its thread is gone before
+                # the spill is removed
+                with contextlib.closing(prefetch(spill.slabs(), depth=1)) as slabs:
+                    for slab in slabs:
+                        stats = ctx.slab_stats(slab)
+                        for _, builder in builders:
+                            builder.consume(stats)
+                        step(slab.width / ctx.n_genes)
             else:  # gene ranges on the cluster's workers, merged here in gene order
                 spill.close()
                 build_on_cluster(client, ctx, spill.buckets(), [b for _, b in builders], work, step)
