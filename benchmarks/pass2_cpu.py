@@ -16,7 +16,8 @@ Parts (exclusive: a part nested in another is not counted twice): ``read`` (a bu
 counting-sorted into a slab), each view's ``run`` on a slab, ``stats.<method>`` (what views
 share, charged here and not to the view that asked first), each numba kernel a module calls
 (``kernel.<name>``), ``write.<view>`` (the zarr writes, synchronous here so they are counted:
-the ingest runs them in background threads), ``merge.<view>`` and ``finish.<view>``. ``cores``
+the ingest runs them in background threads) and ``finish.<view>``; a view's part includes its
+builder's ``merge``. ``cores``
 is the part's process CPU over its calling thread's CPU.
 """
 
@@ -187,12 +188,11 @@ def run(args: argparse.Namespace) -> int:
                         break
                     stats = ctx.slab_stats(slab)
                     for name, builder in builders:
-                        put = _put(timer, f"write.{name}")
+                        out.put = _put(timer, f"write.{name}")  # type: ignore[method-assign]
                         with timer(name):
-                            result = builder.part().run(stats, put)
-                        with timer(f"merge.{name}"):
-                            builder.merge(result)
+                            builder.consume(stats)
             for name, builder in builders:
+                out.put = _put(timer, f"write.{name}")  # type: ignore[method-assign]
                 with timer(f"finish.{name}"):
                     out.add_view(next(s for s in specs if s.name == name), builder.finish())
         finally:
