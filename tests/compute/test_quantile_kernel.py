@@ -112,6 +112,12 @@ def test_gene_quantiles_of_one_layer_reads_no_second() -> None:
         1.0 + np.arange(100) * np.finfo(float).eps,  # a span of a few ulps
         np.append(np.random.default_rng(8).random(300) * 1e-310, 5e-324),  # subnormal span
         np.random.default_rng(9).lognormal(0, 3, 3000),  # heavy tail
+        # normalized counts: bunches around log1p(k·s), split again at each bucketing level
+        np.log1p(
+            np.random.default_rng(11).poisson(2.0, 3000).clip(1)
+            * np.random.default_rng(12).uniform(0.9, 1.1, 3000)
+        ),
+        np.concatenate([np.full(400, 0.7), np.random.default_rng(13).random(40)]),  # a bunch of ties
     ],
     ids=[
         "sorted",
@@ -126,6 +132,8 @@ def test_gene_quantiles_of_one_layer_reads_no_second() -> None:
         "ulps",
         "subnormal",
         "lognormal",
+        "bunched",
+        "tied bunch",
     ],
 )
 @pytest.mark.parametrize("n_zero", [0, 1, 40, 5000])

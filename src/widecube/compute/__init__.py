@@ -2,9 +2,9 @@
 then gene slabs). Imports nothing above it (no views, queries, pipeline or API)."""
 
 from ._buckets import GeneSlab, JoinedSpill, SpillBuckets, SpillPart
-from ._kernels import _COUNT_RANGE as COUNT_RANGE
-from ._kernels import cell_scale, gene_moments, gene_quantiles, group_quantiles, log_normalize, welch_t_p
+from ._kernels import cell_scale, gene_moments, gene_quantiles, log_normalize, welch_t_p
 from ._pass import check_finite, spill_by_gene, spill_rows
+from ._select import COUNT_RANGE, group_quantiles
 from ._spill import GeneSpill
 from .contrast import benjamini_hochberg, log_fold_change, welch
 from .groupings import (
