@@ -178,15 +178,18 @@ def gene_moments(
     """Per gene ``j`` of a slab: sum, sum of squares and non-zeros per stacked group, of the
     stored values and, in the same pass, of their normalized layer.
 
-    ``codes[g, cell]`` is the stacked group of a cell in grouping ``g``; ``out_sum`` and
-    ``out_sumsq`` are ``(n_layers, n_genes_in_slab, n_groups)``, ``out_min``/``out_max``
-    ``(n_layers, n_genes_in_slab)`` (over stored values), ``out_nnz`` ``(n_genes_in_slab,
-    n_groups)`` (stored values, the same in both layers); every entry is written. With two
-    layers, layer 1 is :func:`log_normalize`'s ``log1p(vals · scale[cells])``, also written
-    to ``normalized`` (as long as ``vals``): one pass over the slab instead of three, with
-    the very sums of three (each group's values added in the same order).
+    ``codes[g, cell]`` is the stacked group of a cell in grouping ``g``; the last stacked
+    group, after every grouping's, is every cell (the gene's totals, added in registers
+    rather than in memory). ``out_sum`` and ``out_sumsq`` are ``(n_layers, n_genes_in_slab,
+    n_groups)``, ``out_min``/``out_max`` ``(n_layers, n_genes_in_slab)`` (over stored
+    values), ``out_nnz`` ``(n_genes_in_slab, n_groups)`` (stored values, the same in both
+    layers); every entry is written. With two layers, layer 1 is :func:`log_normalize`'s
+    ``log1p(vals · scale[cells])``, also written to ``normalized`` (as long as ``vals``):
+    one pass over the slab instead of three. Every group's values are added in slab order,
+    as one pass per layer and grouping would add them: the same sums to the bit.
     """
     n_groupings = codes.shape[0]
+    every = out_sum.shape[2] - 1
     two = out_sum.shape[0] > 1
     for j in prange(indptr.shape[0] - 1):
         s_row, q_row = out_sum[0, j], out_sumsq[0, j]
@@ -198,6 +201,7 @@ def gene_moments(
         q2_row[:] = 0.0
         n_row[:] = 0
         lo, hi, lo2, hi2 = np.inf, -np.inf, np.inf, -np.inf
+        s, q, s2, q2 = 0.0, 0.0, 0.0, 0.0
         if two:
             for k in range(indptr[j], indptr[j + 1]):
                 v = np.float64(vals[k])
@@ -213,8 +217,10 @@ def gene_moments(
                     n_row[code] += 1
                     s2_row[code] += x
                     q2_row[code] += x2
+                s, q, s2, q2 = s + v, q + v2, s2 + x, q2 + x2
                 lo, hi = min(lo, v), max(hi, v)
                 lo2, hi2 = min(lo2, x), max(hi2, x)
+            s2_row[every], q2_row[every] = s2, q2
             out_min[1, j], out_max[1, j] = lo2, hi2
         else:
             for k in range(indptr[j], indptr[j + 1]):
@@ -226,7 +232,10 @@ def gene_moments(
                     s_row[code] += v
                     q_row[code] += v2
                     n_row[code] += 1
+                s, q = s + v, q + v2
                 lo, hi = min(lo, v), max(hi, v)
+        s_row[every], q_row[every] = s, q
+        n_row[every] = indptr[j + 1] - indptr[j]
         out_min[0, j], out_max[0, j] = lo, hi
 
 

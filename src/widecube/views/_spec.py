@@ -84,7 +84,8 @@ class BuildContext:
 
     @cached_property
     def stacked(self) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """(keys, offsets, codes): every grouping plus ALL on one stacked group axis."""
+        """(keys, offsets, codes): every grouping plus ALL (last; one group, every cell) on one
+        stacked group axis."""
         keys = [*self.groupbys, ALL]
         groupings = [self.grouping(k) for k in keys]
         offsets = np.cumsum([0] + [g.n_groups for g in groupings])
@@ -177,7 +178,8 @@ class SlabStats:
             lo, hi = np.empty((n_layers, w)), np.empty((n_layers, w))
             normalized = ctx.slab_buffer(slab.vals.shape[0]) if n_layers > 1 else np.empty(0)
             scale = ctx.scale if n_layers > 1 else np.empty(0)
-            gene_moments(slab.indptr, slab.cells, slab.vals, scale, codes, s, sq, nnz, lo, hi, normalized)
+            groupings = codes[:-1]  # ALL, last, is every cell: the kernel adds it apart
+            gene_moments(slab.indptr, slab.cells, slab.vals, scale, groupings, s, sq, nnz, lo, hi, normalized)
             if n_layers > 1:
                 self._values[NORMALIZED] = normalized
             for i, name in enumerate(layers):
