@@ -24,6 +24,7 @@ is the part's process CPU over its calling thread's CPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import pickle
@@ -144,6 +145,11 @@ def _instrument(timer: Timer) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from widecube.compute._malloc import bound_heap
+
+    try:
+        from widecube.compute._malloc import roomy_heap
+    except ImportError:  # a widecube from before it: the 1 MiB policy throughout
+        roomy_heap = contextlib.nullcontext
     from widecube.config import Settings
     from widecube.snapshot import SnapshotWriter
     from widecube.views import INPUT, NORMALIZED, BuildContext, detect_kind, select_views
@@ -179,18 +185,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             builders = [(spec.name, spec.builder(ctx, out)) for spec in specs]
             buckets = state["buckets"]
-            for b in range(buckets.n_buckets):
-                slabs = buckets.slabs(b, consume=False, scratch=staging.parent)
-                while True:
-                    with timer("read"):
-                        slab = next(slabs, None)
-                    if slab is None:
-                        break
-                    stats = ctx.slab_stats(slab)
-                    for name, builder in builders:
-                        out.put = _put(timer, f"write.{name}")  # type: ignore[method-assign]
-                        with timer(name):
-                            builder.consume(stats)
+            with roomy_heap():  # as the ingest's slab loop
+                for b in range(buckets.n_buckets):
+                    _slabs(timer, ctx, builders, buckets.slabs(b, consume=False, scratch=staging.parent), out)
             for name, builder in builders:
                 out.put = _put(timer, f"write.{name}")  # type: ignore[method-assign]
                 with timer(f"finish.{name}"):
@@ -224,6 +221,20 @@ def run(args: argparse.Namespace) -> int:
         )
     print(json.dumps(results[-1] if len(results) == 1 else results))
     return 0
+
+
+def _slabs(timer: Timer, ctx: Any, builders: list[tuple[str, Any]], slabs: Any, out: Any) -> None:
+    """Every slab of one bucket through every builder, each part timed."""
+    while True:
+        with timer("read"):
+            slab = next(slabs, None)
+        if slab is None:
+            return
+        stats = ctx.slab_stats(slab)
+        for name, builder in builders:
+            out.put = _put(timer, f"write.{name}")
+            with timer(name):
+                builder.consume(stats)
 
 
 def _put(timer: Timer, name: str) -> Any:
