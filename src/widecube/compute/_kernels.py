@@ -321,16 +321,33 @@ def _place(
     fill: np.ndarray,
     negative: np.ndarray,
     bucket: np.ndarray,
+    slot: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """Copy the stored values ``values[s:e]`` of the groups to select in (``start >= 0``)
-    into their range of ``bucket`` (as float64), counting each group's negatives."""
+    into their range of ``bucket`` (as float64), counting each group's negatives; where each
+    went (-1: not copied) in ``slot``."""
     for k in range(s, e):
         c = group[k - s]
         if start[c] >= 0:
             v = np.float64(values[k])
-            bucket[fill[c]] = v
-            fill[c] += 1
+            p = fill[c]
+            bucket[p] = v
+            slot[k - s] = p
+            fill[c] = p + 1
             negative[c] += v < 0.0
+        else:
+            slot[k - s] = -1
+
+
+@njit(nogil=True, cache=True)
+def _place_at(
+    values: np.ndarray, s: int, e: int, slot: np.ndarray, bucket: np.ndarray
+) -> None:  # pragma: no cover
+    """Copy ``values[s:e]`` to the places :func:`_place` gave another layer's values."""
+    for k in range(s, e):
+        p = slot[k - s]
+        if p >= 0:
+            bucket[p] = values[k]
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -379,6 +396,7 @@ def gene_quantiles(
         fill = np.empty(n_total, dtype=np.int64)
         touched = np.empty(longest, dtype=np.int64)
         group = np.empty(longest, dtype=np.int64)
+        slot = np.empty(longest, dtype=np.int64)
         bucket = np.empty(longest, dtype=np.float64)
         ranks = np.empty(4 * n_q + 4, dtype=np.int64)
         stack = np.empty((130, 5), dtype=np.int64)
@@ -403,25 +421,33 @@ def gene_quantiles(
                         touched[n_touched] = c
                         n_touched += 1
                     count[c] += 1
+                offset = 0
                 for layer in range(n_layers):
                     negatives = has_negative if layer == 0 else has_negative_2
-                    offset = 0
-                    for i in range(n_touched):
-                        c = touched[i]
-                        n = group_size[c]
-                        negative[c] = 0
-                        if negatives or top_rank(n, qs) >= n - count[c]:
-                            start[c] = offset
-                            fill[c] = offset
-                            offset += count[c]
-                        else:
-                            start[c] = -1
-                    if offset == 0:
-                        continue
-                    if layer == 0:
-                        _place(first, s, e, group, start, fill, negative, bucket)
+                    if layer == 1 and not has_negative and not negatives:
+                        # no negatives in either layer: the same groups as layer 0, each
+                        # value to the place its layer-0 value took
+                        if offset == 0:
+                            continue
+                        _place_at(second, s, e, slot, bucket)
                     else:
-                        _place(second, s, e, group, start, fill, negative, bucket)
+                        offset = 0
+                        for i in range(n_touched):
+                            c = touched[i]
+                            n = group_size[c]
+                            negative[c] = 0
+                            if negatives or top_rank(n, qs) >= n - count[c]:
+                                start[c] = offset
+                                fill[c] = offset
+                                offset += count[c]
+                            else:
+                                start[c] = -1
+                        if offset == 0:
+                            continue
+                        if layer == 0:
+                            _place(first, s, e, group, start, fill, negative, bucket, slot)
+                        else:
+                            _place(second, s, e, group, start, fill, negative, bucket, slot)
                     for i in range(n_touched):
                         c = touched[i]
                         if start[c] >= 0:
