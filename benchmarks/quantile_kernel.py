@@ -179,20 +179,19 @@ def make_slab(
 
 
 def run(kernel: object, slab: dict[str, np.ndarray]) -> tuple[float, float, np.ndarray]:
-    """(CPU seconds, wall seconds, result) of one call."""
-    out = np.zeros((2, len(slab["indptr"]) - 1, len(slab["sizes"]), len(QS)))
+    """(CPU seconds, wall seconds, result as (layer, gene, group, quantile)) of one call; the
+    selection kernel takes the two layers apart and returns (layer, quantile, group, gene)."""
+    n_genes, n_groups = len(slab["indptr"]) - 1, len(slab["sizes"])
+    select = kernel is gene_quantiles
+    out = np.zeros((2, len(QS), n_groups, n_genes) if select else (2, n_genes, n_groups, len(QS)))
+    layers = slab["layers"]
+    args = (layers[0], layers[1]) if select else (layers,)
     c0, w0 = time.process_time(), time.perf_counter()
-    kernel(
-        slab["indptr"],
-        slab["cells"],
-        slab["layers"],
-        slab["codes"],
-        slab["offsets"],  # type: ignore[operator]
-        slab["sizes"],
-        QS,
-        out,
+    kernel(  # type: ignore[operator]
+        slab["indptr"], slab["cells"], *args, slab["codes"], slab["offsets"], slab["sizes"], QS, out
     )
-    return time.process_time() - c0, time.perf_counter() - w0, out
+    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    return cpu, wall, out.transpose(0, 3, 2, 1) if select else out
 
 
 def main() -> None:

@@ -27,7 +27,10 @@ A step's time runs from the end of the previous step to its own last report (``u
 the end of the imports), so set-up between two steps is charged to the later one; ``close``
 is what is left between the last report and the call's return. ``views`` splits the time
 inside each view's ``begin``/``consume``/``finish``/``verify`` (statistics shared between
-views are computed lazily, charged to the first view that asks for them).
+views are computed lazily, charged to the first view that asks for them). ``compute_cpu`` and
+``cpu`` are the process's CPU seconds (every thread; user, system) over each compute part and
+the whole call, with cores (CPU over wall): unlike wall times, they mean something on a
+loaded machine. ``--views`` builds only those views, as ``widecube ingest --views``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import resource
 import sys
 import threading
 import time
@@ -131,7 +135,13 @@ def _time_views(spent: dict[str, dict[str, float]], rss: RssByPhase | None = Non
             setattr(owner, attr, timed)  # on the class: only this (benchmark) process sees it
 
 
-def run(path: str, dataset: str, groupbys: list[str]) -> dict[str, Any]:
+def _cpu() -> tuple[float, float]:
+    """This process's (user, system) CPU seconds so far, every thread."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime
+
+
+def run(path: str, dataset: str, groupbys: list[str], views: str | None = None) -> dict[str, Any]:
     """Ingest ``path`` as ``dataset`` and return per-step seconds and the published record."""
     start = time.perf_counter()
     from widecube.config import Settings
@@ -139,26 +149,33 @@ def run(path: str, dataset: str, groupbys: list[str]) -> dict[str, Any]:
     from widecube.pipeline._ingest import COMPUTE_PHASES
 
     imported = time.perf_counter()
+    imported_cpu = _cpu()
     last: dict[str, float] = {}
+    last_cpu: dict[str, tuple[float, float]] = {}
     parts: dict[str, float] = {}  # each compute part's last report
+    parts_cpu: dict[str, tuple[float, float]] = {}
     spent: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(_HOOKS, 0.0))
     rss = RssByPhase()
     _time_views(spent, rss)
 
     def progress(step: str, done: float) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), _cpu()
         last.pop(step, None)  # keep insertion order = order of each step's last report
         last[step] = now
+        last_cpu[step] = cpu
         rss.step = step
         if step == "compute" and done > 0:
             part = next(p for p in PHASES if done <= COMPUTE_PHASES[p][1])
             parts[part] = now
+            parts_cpu[part] = cpu
             rss.step = f"compute: {part}"
 
     settings = Settings()
     with rss:
-        record = ingest(path, dataset=dataset, groupbys=groupbys, settings=settings, progress=progress)
-    end = time.perf_counter()
+        record = ingest(
+            path, dataset=dataset, groupbys=groupbys, settings=settings, progress=progress, views=views
+        )
+    end, end_cpu = time.perf_counter(), _cpu()
     steps: dict[str, float] = {}
     previous = imported
     for step, stamp in last.items():
@@ -166,16 +183,21 @@ def run(path: str, dataset: str, groupbys: list[str]) -> dict[str, Any]:
         previous = stamp
     steps["close"] = end - previous
     compute_parts: dict[str, float] = {}
+    compute_cpu: dict[str, dict[str, float]] = {}
     previous = last.get("validate", imported)
+    previous_cpu = last_cpu.get("validate", imported_cpu)
     for part in PHASES:
         if part in parts:
             compute_parts[part] = parts[part] - previous
-            previous = parts[part]
+            compute_cpu[part] = _cpu_row(previous_cpu, parts_cpu[part], parts[part] - previous)
+            previous, previous_cpu = parts[part], parts_cpu[part]
     return {
         "import_s": imported - start,
         "steps": steps,
         "step_meanings": {k: STEPS.get(k, "") for k in steps},
         "compute_parts": compute_parts,
+        "compute_cpu": compute_cpu,
+        "cpu": _cpu_row(imported_cpu, end_cpu, end - imported),
         "views": {name: {k: round(v, 3) for k, v in hooks.items()} for name, hooks in spent.items()},
         "total_s": end - start,
         "peak_rss_by_phase": dict(sorted(rss.peaks.items(), key=lambda kv: -kv[1])),
@@ -186,14 +208,26 @@ def run(path: str, dataset: str, groupbys: list[str]) -> dict[str, Any]:
     }
 
 
+def _cpu_row(a: tuple[float, float], b: tuple[float, float], wall: float) -> dict[str, float]:
+    """CPU seconds from ``a`` to ``b`` (user, system, their sum), and cores: CPU over wall."""
+    user, system = b[0] - a[0], b[1] - a[1]
+    return {
+        "user_s": round(user, 3),
+        "sys_s": round(system, 3),
+        "cpu_s": round(user + system, 3),
+        "cores": round((user + system) / wall, 2) if wall > 0 else 0.0,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line (a subset of ``widecube ingest``'s), run, print JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path")
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--groupby", action="append", default=[])
+    parser.add_argument("--views", default=None, help="as widecube ingest --views (default: every view)")
     args = parser.parse_args(argv)
-    json.dump(run(args.path, args.dataset, args.groupby), sys.stdout)
+    json.dump(run(args.path, args.dataset, args.groupby, args.views), sys.stdout)
     sys.stdout.write("\n")
     return 0
 

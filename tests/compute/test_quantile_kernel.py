@@ -69,14 +69,32 @@ def test_gene_quantiles_equal_numpy_bitwise(dtype: type, seed: int) -> None:
     assert sizes[0] == 1 and sizes[1] == 2
     indptr, cells, vals = slab_of(x)
     layer2 = np.concatenate([layers_dense[1][cells[indptr[j] : indptr[j + 1]], j] for j in range(x.shape[1])])
-    layers = np.stack([vals, layer2])
-    out = np.zeros((2, x.shape[1], 45, len(QS)))
-    gene_quantiles(indptr, cells, layers, codes, offsets, sizes, QS, out)
+    out = np.full((2, len(QS), 45, x.shape[1]), np.nan)  # every entry is written
+    out32 = np.full(out.shape, np.nan, dtype=np.float32)
+    first = vals.astype(dtype)  # the input layer as stored: float32 or float64
+    gene_quantiles(indptr, cells, first, layer2, codes, offsets, sizes, QS, out)
+    gene_quantiles(indptr, cells, first, layer2, codes, offsets, sizes, QS, out32)
     for li, dense in enumerate(layers_dense):
         for g in range(2):
             for c in range(offsets[g], offsets[g + 1]):
                 want = np.quantile(dense[codes[g] == c], QS, axis=0, method="linear")
-                np.testing.assert_array_equal(out[li, :, c].T, want, err_msg=f"layer {li} group {c}")
+                np.testing.assert_array_equal(out[li, :, c], want, err_msg=f"layer {li} group {c}")
+                np.testing.assert_array_equal(out32[li, :, c], want.astype(np.float32))
+
+
+def test_gene_quantiles_of_one_layer_reads_no_second() -> None:
+    """With one layer in ``out`` the second may be empty; genes without values are zeros."""
+    rng = np.random.default_rng(3)
+    x = np.zeros((50, 3))
+    x[:, 1] = rng.poisson(3.0, 50)
+    indptr, cells, vals = slab_of(x)
+    codes = (np.arange(50) % 2).astype(np.int32)[None, :]
+    out = np.full((1, len(QS), 2, 3), np.nan)
+    gene_quantiles(indptr, cells, vals, np.empty(0), codes, np.array([0, 2]), np.array([25, 25]), QS, out)
+    for c in range(2):
+        want = np.quantile(x[codes[0] == c], QS, axis=0, method="linear")
+        np.testing.assert_array_equal(out[0, :, c], want)
+    assert (out[0, :, :, [0, 2]] == 0).all()
 
 
 @pytest.mark.parametrize(
@@ -94,6 +112,12 @@ def test_gene_quantiles_equal_numpy_bitwise(dtype: type, seed: int) -> None:
         1.0 + np.arange(100) * np.finfo(float).eps,  # a span of a few ulps
         np.append(np.random.default_rng(8).random(300) * 1e-310, 5e-324),  # subnormal span
         np.random.default_rng(9).lognormal(0, 3, 3000),  # heavy tail
+        # normalized counts: bunches around log1p(k·s), split again at each bucketing level
+        np.log1p(
+            np.random.default_rng(11).poisson(2.0, 3000).clip(1)
+            * np.random.default_rng(12).uniform(0.9, 1.1, 3000)
+        ),
+        np.concatenate([np.full(400, 0.7), np.random.default_rng(13).random(40)]),  # a bunch of ties
     ],
     ids=[
         "sorted",
@@ -108,6 +132,8 @@ def test_gene_quantiles_equal_numpy_bitwise(dtype: type, seed: int) -> None:
         "ulps",
         "subnormal",
         "lognormal",
+        "bunched",
+        "tied bunch",
     ],
 )
 @pytest.mark.parametrize("n_zero", [0, 1, 40, 5000])

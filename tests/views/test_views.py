@@ -220,6 +220,37 @@ def test_tiny_memory_budget_forces_many_buckets_and_splits(
     np.testing.assert_array_equal(gm.X.toarray(), x.astype(np.float32))
 
 
+@pytest.mark.parametrize("chunk", [1, 37, 10_000])
+def test_gene_major_matrix_written_in_whole_chunks(
+    make_h5ad: MakeH5ad, settings: Settings, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Slabs end anywhere in a chunk: the values of a chunk two slabs share wait and the
+    chunk is written once, whole; the matrix is the input's, to the bit."""
+    from widecube.snapshot import SnapshotWriter
+    from widecube.views import matrix
+
+    monkeypatch.setattr(matrix, "_CHUNK", chunk)
+    regions: list[tuple[int, int]] = []
+    put = SnapshotWriter.put
+
+    def recording(self: SnapshotWriter, array: object, region: tuple[slice, ...], values: np.ndarray) -> None:
+        if str(getattr(array, "path", "")).endswith("X/data"):
+            regions.append((int(region[0].start), int(region[0].stop)))
+        put(self, array, region, values)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SnapshotWriter, "put", recording)
+    adata = tie_heavy(seed=11)
+    x = np.asarray(adata.X, dtype=np.float64)
+    tight = settings.model_copy(update={"memory": 8 * 12 * 300, "block_nnz": 200})  # many slabs
+    record = ingest(make_h5ad(adata), dataset="c", groupbys=["cell_type"], settings=tight)
+    nnz = int(np.count_nonzero(x))
+    assert sorted(regions) == regions and regions[0][0] == 0 and regions[-1][1] == nnz
+    assert all(a % chunk == 0 and (b % chunk == 0 or b == nnz) for a, b in regions)
+    assert all(b == a2 for (_, b), (a2, _) in zip(regions[:-1], regions[1:], strict=True))  # once each
+    gm = ad.read_zarr(tight.storage / str(record.path) / "views" / "matrix.zarr")
+    np.testing.assert_array_equal(gm.X.toarray(), x.astype(np.float32))
+
+
 def test_gene_values_from_the_gene_major_view(make_h5ad: MakeH5ad, settings: Settings) -> None:
     adata = small_adata(seed=10)
     ingest(make_h5ad(adata, layout="dense"), dataset="v", groupbys=["donor"], settings=settings)

@@ -2,9 +2,10 @@
 then gene slabs). Imports nothing above it (no views, queries, pipeline or API)."""
 
 from ._buckets import GeneSlab, JoinedSpill, SpillBuckets, SpillPart
-from ._kernels import _COUNT_RANGE as COUNT_RANGE
-from ._kernels import cell_scale, gene_moments, gene_quantiles, group_quantiles, log_normalize, welch_t_p
+from ._kernels import cell_scale, gene_moments, gene_quantiles, log_normalize, welch_t_p
+from ._malloc import roomy_heap
 from ._pass import check_finite, spill_by_gene, spill_rows
+from ._select import COUNT_RANGE, group_quantiles
 from ._spill import GeneSpill
 from .contrast import benjamini_hochberg, log_fold_change, welch
 from .groupings import (
@@ -46,6 +47,7 @@ __all__ = [
     "log_normalize",
     "make_grouping",
     "parse_groupbys",
+    "roomy_heap",
     "spill_by_gene",
     "spill_rows",
     "welch",

@@ -9,11 +9,14 @@ once. Per gene the accumulators are a few KB, so the work is compute-bound, not 
 
 from __future__ import annotations
 
-import ctypes
+from typing import Any
 
 import numpy as np
-from numba import njit, prange
+from llvmlite.binding import add_symbol
+from numba import njit, prange, types
 from numba.extending import get_cython_function_address
+
+from ._select import COUNT_RANGE, group_quantiles, quantile_scratch, top_rank
 
 __all__ = [
     "BAD_COLUMN",
@@ -158,31 +161,83 @@ def sort_bucket(
     return -1
 
 
-@njit(parallel=True, nogil=True, cache=True)
-def gene_moments(
+_RANGES = 64
+"""Ranges of genes a slab's per-gene kernels are cut into (:func:`gene_ranges`): a few per
+thread, scratch allocated once per range, not per gene."""
+
+
+@njit(nogil=True, cache=True)
+def gene_ranges(indptr: np.ndarray, n_ranges: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Bounds of ``n_ranges`` consecutive ranges of a slab's genes holding about as many
+    stored values each (``gene_ranges[r]..gene_ranges[r+1]-1``; a gene holding more than a
+    share makes some empty). numba deals a ``prange``'s iterations out to its threads in
+    equal consecutive shares: ranges of equal gene counts left one core idle while the other
+    finished the half of the slab with the busier genes (up to 10 % more values measured)."""
+    n_genes = indptr.shape[0] - 1
+    bounds = np.zeros(n_ranges + 1, dtype=np.int64)
+    if n_ranges == 0:
+        return bounds
+    total = indptr[n_genes] - indptr[0]
+    j = 0
+    for r in range(n_ranges + 1):
+        target = indptr[0] + total * r // n_ranges
+        while j < n_genes and indptr[j + 1] <= target:
+            j += 1
+        bounds[r] = j
+    bounds[0], bounds[n_ranges] = 0, n_genes
+    return bounds
+
+
+@njit(nogil=True, cache=True)
+def _gene_moments(
+    j: int,
     indptr: np.ndarray,
     cells: np.ndarray,
     vals: np.ndarray,
+    scale: np.ndarray,
     codes: np.ndarray,
-    n_groups: int,
     out_sum: np.ndarray,
     out_sumsq: np.ndarray,
     out_nnz: np.ndarray,
     out_min: np.ndarray,
     out_max: np.ndarray,
+    normalized: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """Per gene ``j`` of a slab: sum, sum of squares and non-zeros per stacked group.
-
-    ``codes[g, cell]`` is the stacked group of a cell in grouping ``g``; outputs are
-    gene-major ``(n_genes_in_slab, n_groups)``; ``out_min``/``out_max`` are over stored values.
-    """
+    """:func:`gene_moments` of gene ``j``."""
     n_groupings = codes.shape[0]
-    for j in prange(indptr.shape[0] - 1):
-        s_row = out_sum[j]
-        q_row = out_sumsq[j]
-        n_row = out_nnz[j]
-        lo = np.inf
-        hi = -np.inf
+    every = out_sum.shape[2] - 1
+    two = out_sum.shape[0] > 1
+    s_row, q_row = out_sum[0, j], out_sumsq[0, j]
+    s2_row, q2_row = out_sum[-1, j], out_sumsq[-1, j]
+    n_row = out_nnz[j]
+    s_row[:] = 0.0
+    q_row[:] = 0.0
+    s2_row[:] = 0.0
+    q2_row[:] = 0.0
+    n_row[:] = 0
+    lo, hi, lo2, hi2 = np.inf, -np.inf, np.inf, -np.inf
+    s, q, s2, q2 = 0.0, 0.0, 0.0, 0.0
+    if two:
+        for k in range(indptr[j], indptr[j + 1]):
+            v = np.float64(vals[k])
+            c = cells[k]
+            x = np.log1p(v * scale[c])
+            normalized[k] = x
+            v2 = v * v
+            x2 = x * x
+            for g in range(n_groupings):
+                code = codes[g, c]
+                s_row[code] += v
+                q_row[code] += v2
+                n_row[code] += 1
+                s2_row[code] += x
+                q2_row[code] += x2
+            s, q, s2, q2 = s + v, q + v2, s2 + x, q2 + x2
+            lo, hi = min(lo, v), max(hi, v)
+            lo2, hi2 = min(lo2, x), max(hi2, x)
+        s2_row[every], q2_row[every] = s2, q2
+        out_min[1, j], out_max[1, j] = lo2, hi2
+    else:
         for k in range(indptr[j], indptr[j + 1]):
             v = np.float64(vals[k])
             c = cells[k]
@@ -192,311 +247,115 @@ def gene_moments(
                 s_row[code] += v
                 q_row[code] += v2
                 n_row[code] += 1
-            lo = min(lo, v)
-            hi = max(hi, v)
-        out_min[j] = lo
-        out_max[j] = hi
+            s, q = s + v, q + v2
+            lo, hi = min(lo, v), max(hi, v)
+    s_row[every], q_row[every] = s, q
+    n_row[every] = indptr[j + 1] - indptr[j]
+    out_min[0, j], out_max[0, j] = lo, hi
 
 
-_SMALL = 16
-"""At most this many values are put in order by insertion sort; more are partitioned."""
-
-_BUCKETS_FROM = 48
-"""Above this many values, non-integer values are bucketed by value before selecting."""
-
-_COUNT_RANGE = 4096
-"""Integer values spanning at most this many consecutive values are counted, not compared
-(the size of the histogram a caller passes to :func:`group_quantiles`)."""
-
-
-@njit(nogil=True, cache=True)
-def _lerp(a: float, b: float, frac: float) -> float:  # pragma: no cover - compiled
-    """numpy's ``_lerp`` to the last bit: ``a + (b-a)·t``, or ``b - (b-a)·(1-t)`` from
-    ``t = 0.5`` on (the two branches keep it monotone and exact at both ends)."""
-    return a + (b - a) * frac if frac < 0.5 else b - (b - a) * (1.0 - frac)
-
-
-@njit(nogil=True, cache=True)
-def _stored_rank(r: int, n_neg: int, n_zero: int) -> int:  # pragma: no cover - compiled
-    """Where rank ``r`` of the whole column (stored negatives, implicit zeros, the other
-    stored values) lies among the stored values in order; -1 for an implicit zero."""
-    if r < n_neg:
-        return r
-    if r < n_neg + n_zero:
-        return -1
-    return r - n_zero
-
-
-@njit(nogil=True, cache=True)
-def _insertion_sort(a: np.ndarray, lo: int, hi: int) -> None:  # pragma: no cover - compiled
-    """Sort ``a[lo:hi]`` in place: the fastest for the few values of a short range."""
-    for i in range(lo + 1, hi):
-        v = a[i]
-        k = i - 1
-        while k >= lo and a[k] > v:
-            a[k + 1] = a[k]
-            k -= 1
-        a[k + 1] = v
-
-
-@njit(nogil=True, cache=True)
-def _push(
-    stack: np.ndarray, top: int, lo: int, hi: int, rlo: int, rhi: int, depth: int
-) -> int:  # pragma: no cover - compiled
-    """Push the open range ``lo:hi`` holding ``ranks[rlo:rhi]``; the new stack height."""
-    stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3], stack[top, 4] = lo, hi, rlo, rhi, depth
-    return top + 1
-
-
-@njit(nogil=True, cache=True)
-def _partition_select(
-    a: np.ndarray, ranks: np.ndarray, n_ranks: int, stack: np.ndarray
+@njit(parallel=True, nogil=True, cache=True)
+def gene_moments(
+    indptr: np.ndarray,
+    cells: np.ndarray,
+    vals: np.ndarray,
+    scale: np.ndarray,
+    codes: np.ndarray,
+    out_sum: np.ndarray,
+    out_sumsq: np.ndarray,
+    out_nnz: np.ndarray,
+    out_min: np.ndarray,
+    out_max: np.ndarray,
+    normalized: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """Reorder ``a`` so that ``a[r]`` is its ``r``-th smallest value for each of the
-    ``n_ranks`` ascending, distinct ``ranks`` (multi-rank introselect).
+    """Per gene ``j`` of a slab: sum, sum of squares and non-zeros per stacked group, of the
+    stored values and, in the same pass, of their normalized layer.
 
-    One three-way partition around a median of three splits a range into less / equal /
-    greater; the ranks landing on the equal band are done, the others narrow their side, so
-    several ranks share the first partitions and ties cost nothing. Short ranges are
-    insertion-sorted; a range still open after ``2·log2(len)`` partitions (an adversarial
-    input) is sorted, which bounds the worst case at ``O(n log n)``. ``stack`` is int64
-    scratch of shape ``(rows, 5)``; fewer than ``2·log2(len)+4`` rows lower that depth limit.
+    ``codes[g, cell]`` is the stacked group of a cell in grouping ``g``; the last stacked
+    group, after every grouping's, is every cell (the gene's totals, added in registers
+    rather than in memory). ``out_sum`` and ``out_sumsq`` are ``(n_layers, n_genes_in_slab,
+    n_groups)``, ``out_min``/``out_max`` ``(n_layers, n_genes_in_slab)`` (over stored
+    values), ``out_nnz`` ``(n_genes_in_slab, n_groups)`` (stored values, the same in both
+    layers); every entry is written. With two layers, layer 1 is :func:`log_normalize`'s
+    ``log1p(vals · scale[cells])``, also written to ``normalized`` (as long as ``vals``):
+    one pass over the slab instead of three. Every group's values are added in slab order,
+    as one pass per layer and grouping would add them: the same sums to the bit. Genes are
+    cut into :data:`_RANGES` ranges of about as many values (:func:`gene_ranges`).
     """
-    m = a.shape[0]
-    depth_limit = min(2 * int(np.log2(m)) + 2, stack.shape[0] - 2)
-    top = _push(stack, 0, 0, m, 0, n_ranks, 0)
-    while top > 0:
-        top -= 1
-        lo, hi, rlo, rhi, depth = stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3], stack[top, 4]
-        if hi - lo <= _SMALL:
-            _insertion_sort(a, lo, hi)
-            continue
-        if depth >= depth_limit:
-            a[lo:hi].sort()
-            continue
-        x, y, z = a[lo], a[(lo + hi) >> 1], a[hi - 1]
-        if x > y:
-            x, y = y, x
-        if y > z:
-            y = z
-            if x > y:
-                y = x
-        pivot = y
-        lt, i, gt = lo, lo, hi
-        while i < gt:
-            v = a[i]
-            if v < pivot:
-                a[i] = a[lt]
-                a[lt] = v
-                lt += 1
-                i += 1
-            elif v > pivot:
-                gt -= 1
-                a[i] = a[gt]
-                a[gt] = v
-            else:
-                i += 1
-        r_left = rlo
-        while r_left < rhi and ranks[r_left] < lt:
-            r_left += 1
-        r_right = r_left
-        while r_right < rhi and ranks[r_right] < gt:
-            r_right += 1
-        if r_right < rhi:
-            top = _push(stack, top, gt, hi, r_right, rhi, depth + 1)
-        if r_left > rlo:
-            top = _push(stack, top, lo, lt, rlo, r_left, depth + 1)
+    n_genes = indptr.shape[0] - 1
+    n_ranges = min(n_genes, _RANGES)
+    bounds = gene_ranges(indptr, n_ranges)
+    for r in prange(n_ranges):
+        for j in range(bounds[r], bounds[r + 1]):
+            _gene_moments(
+                j,
+                indptr,
+                cells,
+                vals,
+                scale,
+                codes,
+                out_sum,
+                out_sumsq,
+                out_nnz,
+                out_min,
+                out_max,
+                normalized,
+            )
 
 
 @njit(nogil=True, cache=True)
-def _count_select(
-    a: np.ndarray, ranks: np.ndarray, n_ranks: int, base: float, span: int, hist: np.ndarray
+def _any_negative(values: np.ndarray, s: int, e: int) -> bool:  # pragma: no cover - compiled
+    for k in range(s, e):  # noqa: SIM110 - a plain loop compiles to the early exit
+        if values[k] < 0.0:
+            return True
+    return False
+
+
+@njit(nogil=True, cache=True)
+def _place(
+    values: np.ndarray,
+    s: int,
+    e: int,
+    group: np.ndarray,
+    start: np.ndarray,
+    fill: np.ndarray,
+    negative: np.ndarray,
+    bucket: np.ndarray,
+    slot: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """As :func:`_partition_select`, for integer values in ``base .. base+span-1``: count
-    each value once, then walk the counts to the ranks (``O(len + span)``, no comparisons).
-    Only ``a[ranks]`` is written, so ``a`` no longer holds the same values."""
-    hist[:span] = 0
-    for i in range(a.shape[0]):
-        hist[int(a[i] - base)] += 1
-    seen = 0
-    t = 0
-    for b in range(span):
-        seen += hist[b]
-        while t < n_ranks and ranks[t] < seen:
-            a[ranks[t]] = base + b
-            t += 1
-        if t == n_ranks:
-            break
+    """Copy the stored values ``values[s:e]`` of the groups to select in (``start >= 0``)
+    into their range of ``bucket`` (as float64), counting each group's negatives; where each
+    went (-1: not copied) in ``slot``."""
+    for k in range(s, e):
+        c = group[k - s]
+        if start[c] >= 0:
+            v = np.float64(values[k])
+            p = fill[c]
+            bucket[p] = v
+            slot[k - s] = p
+            fill[c] = p + 1
+            negative[c] += v < 0.0
+        else:
+            slot[k - s] = -1
 
 
 @njit(nogil=True, cache=True)
-def _bucket_select(
-    a: np.ndarray,
-    ranks: np.ndarray,
-    n_ranks: int,
-    lo_v: float,
-    hi_v: float,
-    hist: np.ndarray,
-    stack: np.ndarray,
+def _place_at(
+    values: np.ndarray, s: int, e: int, slot: np.ndarray, bucket: np.ndarray
 ) -> None:  # pragma: no cover
-    """As :func:`_partition_select`, for values in ``lo_v < hi_v`` (no NaN), by value buckets.
-
-    ``⌊(v - lo_v)·scale⌋`` is monotone in ``v`` (each rounding step is), so the buckets are
-    ordered: one pass counts them, which names the bucket of each rank; a second gathers the
-    values of those few buckets to the front of ``a`` and the ranks are selected among them
-    only. Two branch-free passes instead of several partitions. ``ranks`` needs twice
-    ``n_ranks`` entries (the ranks within the gathered values go in the second half).
-    """
-    m = a.shape[0]
-    n_buckets = min(hist.shape[0], max(2, m >> 2))
-    scale = (n_buckets - 1) / (hi_v - lo_v)
-    if not np.isfinite(scale):  # a span too small to divide by (subnormal)
-        _partition_select(a, ranks, n_ranks, stack)
-        return
-    last = n_buckets - 1
-    hist[:n_buckets] = 0
-    for i in range(m):
-        hist[min(int((a[i] - lo_v) * scale), last)] += 1
-    seen = 0
-    for b in range(n_buckets):  # counts to the first rank in each bucket
-        c = hist[b]
-        hist[b] = seen
-        seen += c
-    half = ranks.shape[0] >> 1
-    b = 0
-    prev = -1  # the last wanted bucket, marked by a negative first rank
-    prev_start = 0
-    wanted_before = 0  # values in the wanted buckets below it
-    for t in range(n_ranks):
-        r = ranks[t]
-        while b < last and hist[b + 1] <= r:  # buckets above prev are not marked yet
-            b += 1
-        if b != prev:
-            if prev >= 0:
-                wanted_before += (hist[prev + 1] if prev < last else m) - prev_start
-            prev, prev_start = b, hist[b]
-            hist[b] = -1 - prev_start
-        ranks[half + t] = wanted_before + r - prev_start
-    n_gathered = 0
-    for i in range(m):
-        v = a[i]
-        if hist[min(int((v - lo_v) * scale), last)] < 0:
-            a[n_gathered] = v
-            n_gathered += 1
-    gathered = a[:n_gathered]
-    if n_gathered <= _SMALL:
-        _insertion_sort(gathered, 0, n_gathered)
-    else:
-        _partition_select(gathered, ranks[half : half + n_ranks], n_ranks, stack)
-    for t in range(n_ranks - 1, -1, -1):  # to their own ranks; descending never overwrites
-        a[ranks[t]] = a[ranks[half + t]]
-
-
-@njit(nogil=True, cache=True)
-def group_quantiles(
-    part: np.ndarray,
-    n: int,
-    n_neg: int,
-    qs: np.ndarray,
-    out: np.ndarray,
-    ranks: np.ndarray,
-    stack: np.ndarray,
-    hist: np.ndarray,
-) -> None:  # pragma: no cover - compiled
-    """``out[t] = numpy.quantile(column, qs[t], method="linear")`` of a group of ``n`` cells
-    whose stored values (in any order) are ``part``, ``n_neg`` of them negative, the rest of
-    the column implicit zeros — from order statistics, not a sort. ``part`` may also be empty
-    when the caller knows that every needed rank falls among the zeros (the aggregate does).
-
-    numpy's position ``h = (n-1)·q`` needs the elements of rank ``⌊h⌋`` and ``⌊h⌋+1``; a rank
-    among the zeros (the negatives come first) is 0 with no work; only the other ranks are
-    selected among the stored values (counted when they are integers of a short range, else
-    bucketed by value and partitioned within the few buckets that hold them; a handful of
-    values are insertion-sorted), all quantiles at once; then numpy's own interpolation. ``part`` is
-    scratch: reordered, or overwritten by the counting. Scratch too: ``ranks`` int64
-    ``≥ 4·len(qs)``, ``stack`` int64 ``(130, 5)``, ``hist`` int64 ``_COUNT_RANGE`` (see
-    :func:`quantile_scratch`). The ingest's kernel and the on-the-fly aggregate both call
-    this one, so they agree bit for bit.
-    """
-    m = part.shape[0]
-    n_zero = n - m
-    n_ranks = 0
-    for t in range(qs.shape[0]):
-        pos = qs[t] * (n - 1)
-        lo = int(np.floor(pos))
-        top = lo + 1 if pos - lo > 0.0 and lo + 1 < n else lo
-        for r in range(lo, top + 1):
-            s = _stored_rank(r, n_neg, n_zero)
-            if s < 0:
-                continue
-            k = n_ranks  # insert in order, once
-            while k > 0 and ranks[k - 1] > s:
-                k -= 1
-            if k > 0 and ranks[k - 1] == s:
-                continue
-            for i in range(n_ranks, k, -1):
-                ranks[i] = ranks[i - 1]
-            ranks[k] = s
-            n_ranks += 1
-    if n_ranks > 0:
-        if m <= _SMALL:
-            _insertion_sort(part, 0, m)
-        else:
-            lo_v = part[0]
-            hi_v = part[0]
-            integral = True
-            nan = False
-            for i in range(m):
-                v = part[i]
-                lo_v = min(lo_v, v)
-                hi_v = max(hi_v, v)
-                integral &= v == np.floor(v)
-                nan |= v != v
-            if integral and hi_v - lo_v < hist.shape[0]:
-                _count_select(part, ranks, n_ranks, lo_v, int(hi_v - lo_v) + 1, hist)
-            elif m > _BUCKETS_FROM and not nan and lo_v < hi_v and hi_v - lo_v < np.inf:
-                _bucket_select(part, ranks, n_ranks, lo_v, hi_v, hist, stack)
-            else:
-                _partition_select(part, ranks, n_ranks, stack)
-    for t in range(qs.shape[0]):
-        pos = qs[t] * (n - 1)
-        lo = int(np.floor(pos))
-        frac = pos - lo
-        s = _stored_rank(lo, n_neg, n_zero)
-        a = part[s] if s >= 0 else 0.0
-        if frac > 0.0 and lo + 1 < n:
-            s = _stored_rank(lo + 1, n_neg, n_zero)
-            b = part[s] if s >= 0 else 0.0
-            out[t] = _lerp(a, b, frac)
-        else:
-            out[t] = a
-
-
-def quantile_scratch(n_qs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fresh scratch (ranks, stack, hist) for :func:`group_quantiles` (one per thread)."""
-    return (
-        np.empty(4 * n_qs + 4, dtype=np.int64),
-        np.empty((130, 5), dtype=np.int64),
-        np.empty(_COUNT_RANGE, dtype=np.int64),
-    )
-
-
-@njit(nogil=True, cache=True)
-def _top_rank(n: int, qs: np.ndarray) -> int:  # pragma: no cover - compiled
-    """The highest rank numpy's linear quantiles ``qs`` of ``n`` values read."""
-    top = 0
-    for t in range(qs.shape[0]):
-        pos = qs[t] * (n - 1)
-        lo = int(np.floor(pos))
-        top = max(top, lo + 1 if pos - lo > 0.0 and lo + 1 < n else lo)
-    return top
+    """Copy ``values[s:e]`` to the places :func:`_place` gave another layer's values."""
+    for k in range(s, e):
+        p = slot[k - s]
+        if p >= 0:
+            bucket[p] = values[k]
 
 
 @njit(parallel=True, nogil=True, cache=True)
 def gene_quantiles(
     indptr: np.ndarray,
     cells: np.ndarray,
-    layers: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
     codes: np.ndarray,
     offsets: np.ndarray,
     group_size: np.ndarray,
@@ -505,83 +364,107 @@ def gene_quantiles(
 ) -> None:  # pragma: no cover - compiled
     """Exact per-group quantiles (numpy's "linear" method), implicit zeros included.
 
-    ``layers[l]`` are the slab's stored values in layer ``l``; ``codes[g, cell]`` the stacked
-    group of a cell in grouping ``g`` (groups ``offsets[g]..offsets[g+1]-1``); ``group_size``
-    the cells per stacked group (all > 0); ``out`` is ``(n_layers, n_genes_in_slab,
-    n_stacked_groups, len(qs))`` and must be zeroed: a group whose quantiles all fall among
-    its zeros keeps its zeros. Per gene and grouping the values are counted by group once;
-    per layer, when the gene has no negative value there, only the groups whose highest
-    needed rank lies above their zeros get their values placed (a sparse gene: none); with
-    negatives every group does, counting its negatives. Then :func:`group_quantiles` selects
-    only the order statistics the quantiles need.
+    ``first`` are the slab's stored values (float32 or float64), ``second`` the same entries
+    in a second layer (float64; read only when ``out`` has two layers, may be empty
+    otherwise); ``codes[g, cell]`` the stacked group of a cell in grouping ``g`` (groups
+    ``offsets[g]..offsets[g+1]-1``); ``group_size`` the cells per stacked group (all > 0).
+    ``out`` is ``(n_layers, len(qs), n_stacked_groups, n_genes_in_slab)`` (float32 or
+    float64; each value rounded once, from the float64 quantile), every entry written, so
+    ``out[l, t, a:b]`` is one layer's quantile ``t`` of groups ``a..b-1``, groups × genes.
+
+    Per gene and grouping the values are counted by group once; per layer, when the gene
+    has no negative value there, only the groups whose highest needed rank lies above their
+    zeros get their values placed (a sparse gene: none); with negatives every group does,
+    counting its negatives. Then :func:`group_quantiles` selects only the order statistics
+    the quantiles need. Genes are cut into :data:`_RANGES` ranges of about as many values
+    (:func:`gene_ranges`), each with its scratch allocated once.
     """
+    n_genes = indptr.shape[0] - 1
     n_total = group_size.shape[0]
     n_q = qs.shape[0]
-    n_layers = layers.shape[0]
-    for j in prange(indptr.shape[0] - 1):
-        s, e = indptr[j], indptr[j + 1]
-        m = e - s
-        if m == 0:
-            continue
+    n_layers = out.shape[0]
+    n_ranges = min(n_genes, _RANGES)
+    bounds = gene_ranges(indptr, n_ranges)
+    for r in prange(n_ranges):
+        j0, j1 = bounds[r], bounds[r + 1]
+        longest = 0
+        for j in range(j0, j1):
+            longest = max(longest, indptr[j + 1] - indptr[j])
         count = np.zeros(n_total, dtype=np.int64)
         negative = np.zeros(n_total, dtype=np.int64)
         start = np.empty(n_total, dtype=np.int64)
         fill = np.empty(n_total, dtype=np.int64)
-        touched = np.empty(m, dtype=np.int64)
-        group = np.empty(m, dtype=np.int64)
-        bucket = np.empty(m, dtype=np.float64)
+        touched = np.empty(longest, dtype=np.int64)
+        group = np.empty(longest, dtype=np.int64)
+        slot = np.empty(longest, dtype=np.int64)
+        bucket = np.empty(longest, dtype=np.float64)
         ranks = np.empty(4 * n_q + 4, dtype=np.int64)
         stack = np.empty((130, 5), dtype=np.int64)
-        hist = np.empty(_COUNT_RANGE, dtype=np.int64)
-        has_negative = np.zeros(n_layers, dtype=np.bool_)
-        for layer in range(n_layers):
-            for k in range(s, e):
-                has_negative[layer] |= layers[layer, k] < 0.0
-        for g in range(codes.shape[0]):
-            n_touched = 0
-            for k in range(s, e):
-                c = codes[g, cells[k]]
-                group[k - s] = c
-                if count[c] == 0:
-                    touched[n_touched] = c
-                    n_touched += 1
-                count[c] += 1
+        hist = np.empty(COUNT_RANGE, dtype=np.int64)
+        result = np.empty(n_q, dtype=np.float64)
+        for j in range(j0, j1):
             for layer in range(n_layers):
-                offset = 0
-                for i in range(n_touched):
-                    c = touched[i]
-                    n = group_size[c]
-                    negative[c] = 0
-                    if has_negative[layer] or _top_rank(n, qs) >= n - count[c]:
-                        start[c] = offset
-                        fill[c] = offset
-                        offset += count[c]
-                    else:
-                        start[c] = -1
-                if offset == 0:
-                    continue
+                for t in range(n_q):
+                    for c in range(n_total):
+                        out[layer, t, c, j] = 0.0
+            s, e = indptr[j], indptr[j + 1]
+            if e == s:
+                continue
+            has_negative = _any_negative(first, s, e)
+            has_negative_2 = n_layers > 1 and _any_negative(second, s, e)
+            for g in range(codes.shape[0]):
+                n_touched = 0
                 for k in range(s, e):
-                    c = group[k - s]
-                    if start[c] >= 0:
-                        v = layers[layer, k]
-                        bucket[fill[c]] = v
-                        fill[c] += 1
-                        negative[c] += v < 0.0
+                    c = codes[g, cells[k]]
+                    group[k - s] = c
+                    if count[c] == 0:
+                        touched[n_touched] = c
+                        n_touched += 1
+                    count[c] += 1
+                offset = 0
+                for layer in range(n_layers):
+                    negatives = has_negative if layer == 0 else has_negative_2
+                    if layer == 1 and not has_negative and not negatives:
+                        # no negatives in either layer: the same groups as layer 0, each
+                        # value to the place its layer-0 value took
+                        if offset == 0:
+                            continue
+                        _place_at(second, s, e, slot, bucket)
+                    else:
+                        offset = 0
+                        for i in range(n_touched):
+                            c = touched[i]
+                            n = group_size[c]
+                            negative[c] = 0
+                            if negatives or top_rank(n, qs) >= n - count[c]:
+                                start[c] = offset
+                                fill[c] = offset
+                                offset += count[c]
+                            else:
+                                start[c] = -1
+                        if offset == 0:
+                            continue
+                        if layer == 0:
+                            _place(first, s, e, group, start, fill, negative, bucket, slot)
+                        else:
+                            _place(second, s, e, group, start, fill, negative, bucket, slot)
+                    for i in range(n_touched):
+                        c = touched[i]
+                        if start[c] >= 0:
+                            group_quantiles(
+                                bucket[start[c] : fill[c]],
+                                group_size[c],
+                                negative[c],
+                                qs,
+                                result,
+                                ranks,
+                                stack,
+                                hist,
+                            )
+                            for t in range(n_q):
+                                out[layer, t, c, j] = result[t]
                 for i in range(n_touched):
-                    c = touched[i]
-                    if start[c] >= 0:
-                        group_quantiles(
-                            bucket[start[c] : fill[c]],
-                            group_size[c],
-                            negative[c],
-                            qs,
-                            out[layer, j, c],
-                            ranks,
-                            stack,
-                            hist,
-                        )
-            for i in range(n_touched):
-                count[touched[i]] = 0
+                    count[touched[i]] = 0
 
 
 def cell_scale(total_counts: np.ndarray, target_sum: float) -> np.ndarray:
@@ -599,14 +482,17 @@ def log_normalize(cells: np.ndarray, vals: np.ndarray, scale: np.ndarray, out: n
         out[k] = np.log1p(np.float64(vals[k]) * scale[cells[k]])
 
 
-# scipy's own Student t CDF, called from numba (a C function pointer of scipy.special's Cython
-# API), so p-values run on all cores without leaving nopython mode.
-_stdtr = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double, ctypes.c_double)(
-    get_cython_function_address("scipy.special.cython_special", "__pyx_fuse_0stdtr")
+# scipy's own Student t CDF, called from numba (the C function of scipy.special's Cython API,
+# declared to LLVM by name), so p-values run on all cores without leaving nopython mode. By
+# name, not as a ctypes pointer, so the kernel is cached like the others (a pointer is a
+# "dynamic global": the kernel was compiled again by every process, ~1 s of CPU per ingest).
+add_symbol(
+    "widecube_scipy_stdtr", get_cython_function_address("scipy.special.cython_special", "__pyx_fuse_0stdtr")
 )
+_stdtr: Any = types.ExternalFunction("widecube_scipy_stdtr", types.float64(types.float64, types.float64))
 
 
-@njit(parallel=True, nogil=True, cache=False)
+@njit(parallel=True, nogil=True, cache=True)
 def welch_t_p(
     n_in: np.ndarray,
     s_in: np.ndarray,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from typing import TypeVar
 
 __all__ = ["prefetch"]
@@ -20,7 +20,9 @@ T = TypeVar("T")
 _DONE = object()
 
 
-def prefetch(items: Iterable[T], *, depth: int = 2, check: Callable[[T], None] | None = None) -> Iterator[T]:
+def prefetch(
+    items: Iterable[T], *, depth: int = 2, check: Callable[[T], None] | None = None
+) -> Generator[T, None, None]:
     """Yield ``items`` produced ``depth`` ahead by a worker thread (after ``check(item)``)."""
     q: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()

@@ -41,7 +41,7 @@ import zarr
 from ..compute import JoinedSpill, SpillBuckets, SpillPart, spill_rows
 from ..config import Settings
 from ..errors import InputError
-from ..io import MatrixSource
+from ..io import MatrixSource, prefetch
 from ..views import BuildContext, Builder, SlabPart
 
 __all__ = ["ChunkSink", "Piece", "build_on_cluster", "dask_client", "row_bounds", "spill_on_cluster"]
@@ -130,9 +130,12 @@ def _task(
     _numba_threads_as_worker()
     sink = ChunkSink()
     results = []
-    for slab in buckets.slabs(bucket, consume=False, scratch=scratch):
-        stats = ctx.slab_stats(slab)
-        results.append([part.run(stats, sink) for part in parts])
+    with contextlib.closing(
+        prefetch(buckets.slabs(bucket, consume=False, scratch=scratch), depth=1)
+    ) as slabs:
+        for slab in slabs:  # the next slab is read while the parts work on this one
+            stats = ctx.slab_stats(slab)
+            results.append([part.run(stats, sink) for part in parts])
     return results, sink.leftovers()
 
 

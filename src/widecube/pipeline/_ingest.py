@@ -20,6 +20,7 @@ run again after an interruption: it first removes what a killed run of itself le
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import re
@@ -34,11 +35,20 @@ from typing import Any
 import numpy as np
 
 from ..catalog import Catalog, JobRecord, PointerMoved, VersionStatus
-from ..compute import GeneSpill, JoinedSpill, default_groupbys, parse_groupbys, spill_by_gene
+from ..compute import GeneSpill, JoinedSpill, default_groupbys, parse_groupbys, roomy_heap, spill_by_gene
 from ..compute.groupings import all_cells_key
 from ..config import Settings
 from ..errors import CatalogError, InputError, InputNotFound, NotFound
-from ..io import ArchiveLimits, InputSource, MatrixSource, archive_kind, open_input, readers, unpack_archive
+from ..io import (
+    ArchiveLimits,
+    InputSource,
+    MatrixSource,
+    archive_kind,
+    open_input,
+    prefetch,
+    readers,
+    unpack_archive,
+)
 from ..snapshot import MANIFEST, Snapshot, SnapshotWriter, Storage, is_object_url, open_storage, sha256_file
 from ..views import INPUT, NORMALIZED, BuildContext, detect_kind, parse_input_kind, parse_views, select_views
 from ._cluster import build_on_cluster, dask_client, spill_on_cluster
@@ -461,11 +471,16 @@ def _build(
             builders = [(spec, spec.builder(ctx, out)) for spec in specs]  # fresh state per build
             step = _accumulate(progress, "pass 2")
             if client is None:
-                for slab in spill.slabs():
-                    stats = ctx.slab_stats(slab)
-                    for _, builder in builders:
-                        builder.consume(stats)
-                    step(slab.width / ctx.n_genes)
+                # the next slab is read and sorted (one thread, free of the GIL) while the
+                # views work on this one (every core); closed, so its thread is gone before
+                # the spill is removed. Slab after slab the same sizes are allocated: the heap
+                # keeps them (roomy_heap) instead of faulting in fresh pages each time
+                with contextlib.closing(prefetch(spill.slabs(), depth=1)) as slabs, roomy_heap():
+                    for slab in slabs:
+                        stats = ctx.slab_stats(slab)
+                        for _, builder in builders:
+                            builder.consume(stats)
+                        step(slab.width / ctx.n_genes)
             else:  # gene ranges on the cluster's workers, merged here in gene order
                 spill.close()
                 build_on_cluster(client, ctx, spill.buckets(), [b for _, b in builders], work, step)

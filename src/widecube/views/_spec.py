@@ -11,6 +11,7 @@ the verifier and the API iterate over the registry; nothing else lists views.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class BuildContext:
     value_dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
     all_cells_key: str | None = None  # the synthetic one-group grouping (input without groupings)
     _groupings: dict[str, Grouping] = field(default_factory=dict)
+    _buffers: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_cells(self) -> int:
@@ -82,7 +84,8 @@ class BuildContext:
 
     @cached_property
     def stacked(self) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """(keys, offsets, codes): every grouping plus ALL on one stacked group axis."""
+        """(keys, offsets, codes): every grouping plus ALL (last; one group, every cell) on one
+        stacked group axis."""
         keys = [*self.groupbys, ALL]
         groupings = [self.grouping(k) for k in keys]
         offsets = np.cumsum([0] + [g.n_groups for g in groupings])
@@ -99,6 +102,21 @@ class BuildContext:
 
     def slab_stats(self, slab: GeneSlab) -> SlabStats:
         return SlabStats(self, slab)
+
+    def slab_buffer(self, n: int) -> np.ndarray:
+        """``n`` float64 values of the calling thread's buffer for its current slab (one
+        slab's normalized values): each thread reuses its own from slab to slab, instead of
+        fresh pages for every slab. Not pickled: a copy of the context starts with none."""
+        key = threading.get_ident()
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape[0] < n:
+            buf = self._buffers[key] = np.empty(n + n // 4)  # room for slabs a little larger
+        return buf[:n]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_buffers"] = {}
+        return state
 
 
 @dataclass(frozen=True)
@@ -120,7 +138,13 @@ class LayerMoments:
 
 
 class SlabStats:
-    """Everything views share about one gene slab, computed at most once."""
+    """Everything views share about one gene slab, computed at most once.
+
+    The moments of every layer come from one pass over the slab (:func:`gene_moments`, which
+    also writes the normalized values); the normalized values alone, when no view asks for
+    moments, from :func:`log_normalize`. Both land in the build's buffer of the calling
+    thread (:meth:`BuildContext.slab_buffer`): valid until that thread's next slab.
+    """
 
     def __init__(self, ctx: BuildContext, slab: GeneSlab) -> None:
         self.ctx = ctx
@@ -131,31 +155,35 @@ class SlabStats:
     def values(self, layer: str) -> np.ndarray:
         """The slab's stored values in ``layer`` (aligned with ``slab.cells``)."""
         if layer not in self._values:
-            out = np.empty(self.slab.vals.shape[0], dtype=np.float64)
+            if layer != NORMALIZED:
+                raise KeyError(f"no layer {layer!r} in this build (layers: {', '.join(self.ctx.layers)})")
+            out = self.ctx.slab_buffer(self.slab.vals.shape[0])
             log_normalize(self.slab.cells, self.slab.vals, self.ctx.scale, out)
             self._values[layer] = out
         return self._values[layer]
 
     def moments(self, layer: str) -> LayerMoments:
-        if layer not in self._moments:
-            _, offsets, codes = self.ctx.stacked
-            w, g = self.slab.width, int(offsets[-1])
-            m = LayerMoments(
-                np.zeros((w, g)), np.zeros((w, g)), np.zeros((w, g), dtype=np.int32), np.empty(w), np.empty(w)
-            )
-            gene_moments(
-                self.slab.indptr,
-                self.slab.cells,
-                self.values(layer),
-                codes,
-                g,
-                m.sum,
-                m.sumsq,
-                m.nnz,
-                m.min,
-                m.max,
-            )
-            self._moments[layer] = m
+        """Per (gene, stacked group) moments of ``layer`` (every layer's, on first call)."""
+        if not self._moments:
+            ctx, slab = self.ctx, self.slab
+            layers = ctx.layers
+            if layers[0] != INPUT or layers[1:] not in ([], [NORMALIZED]):
+                raise ValueError(
+                    f"moments are computed for {INPUT} and optionally {NORMALIZED}, not {layers}"
+                )
+            _, offsets, codes = ctx.stacked
+            n_layers, w, g = len(layers), slab.width, int(offsets[-1])
+            s, sq = np.empty((n_layers, w, g)), np.empty((n_layers, w, g))
+            nnz = np.empty((w, g), dtype=np.int32)
+            lo, hi = np.empty((n_layers, w)), np.empty((n_layers, w))
+            normalized = ctx.slab_buffer(slab.vals.shape[0]) if n_layers > 1 else np.empty(0)
+            scale = ctx.scale if n_layers > 1 else np.empty(0)
+            groupings = codes[:-1]  # ALL, last, is every cell: the kernel adds it apart
+            gene_moments(slab.indptr, slab.cells, slab.vals, scale, groupings, s, sq, nnz, lo, hi, normalized)
+            if n_layers > 1:
+                self._values[NORMALIZED] = normalized
+            for i, name in enumerate(layers):
+                self._moments[name] = LayerMoments(s[i], sq[i], nnz, lo[i], hi[i])
         return self._moments[layer]
 
 

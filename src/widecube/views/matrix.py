@@ -83,6 +83,12 @@ class MatrixBuilder(Builder):
         self._indptr = np.zeros(ctx.n_genes + 1, dtype=np.int64)
         self._group = group
         self._pos = 0
+        # values consumed but not written yet (less than a chunk), from value _pending_at on
+        self._pending: tuple[np.ndarray, np.ndarray] = (
+            np.empty(0, dtype=ctx.value_dtype),
+            np.empty(0, dtype=np.int32),
+        )
+        self._pending_at = 0
 
     def part(self) -> MatrixPart:
         return MatrixPart(self._data, self._indices)
@@ -92,7 +98,48 @@ class MatrixBuilder(Builder):
         self._indptr[lo + 1 : hi + 1] = start + indptr[1:]
         self._pos += int(indptr[-1])
 
+    def consume(self, stats: SlabStats) -> None:
+        """Write whole chunks only: a slab's last, partial chunk waits for the next slab.
+
+        Slabs end anywhere in a chunk; writing each as it comes made zarr write every chunk
+        that two slabs share twice and decompress it once in between (15 % of the view's
+        CPU, measured). Here the values wait (a copy of less than a chunk) and the chunk is
+        written once, whole. A cluster's parts still write their slabs as they are
+        (:class:`MatrixPart`, whose chunk sink joins shared chunks)."""
+        slab = stats.slab
+        vals, cells, start = slab.vals, slab.cells, slab.start
+        if start != self._pending_at + self._pending[0].shape[0]:
+            raise ValueError(f"matrix: slab at value {start} after values up to {self._pending_at}")
+        end = start + vals.shape[0]
+        cut = end if end == self.ctx.nnz else end - end % _CHUNK  # the last whole chunk's end
+        at = self._pending_at
+        if cut > at:
+            if self._pending[0].shape[0]:  # the waiting values and this slab's head: one chunk
+                head = min(cut, at + _CHUNK) - start
+                self._put(
+                    at,
+                    np.concatenate([self._pending[0], vals[:head]]),
+                    np.concatenate([self._pending[1], cells[:head]]),
+                )
+                at = start + head
+            self._put(at, vals[at - start : cut - start], cells[at - start : cut - start])
+            self._pending_at = cut
+            self._pending = (vals[cut - start :].copy(), cells[cut - start :].copy())
+        else:
+            self._pending = (
+                np.concatenate([self._pending[0], vals]),
+                np.concatenate([self._pending[1], cells]),
+            )
+        self.merge((slab.lo, slab.hi, slab.start, slab.indptr))
+
+    def _put(self, at: int, vals: np.ndarray, cells: np.ndarray) -> None:
+        if vals.shape[0]:
+            region = (slice(at, at + vals.shape[0]),)
+            self.out.put(self._data, region, vals)
+            self.out.put(self._indices, region, cells)
+
     def finish(self) -> dict[str, Any]:
+        self._put(self._pending_at, *self._pending)  # the last values, if a slab left some waiting
         indptr = self._group.create_array(
             "indptr",
             shape=self._indptr.shape,

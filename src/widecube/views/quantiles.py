@@ -22,7 +22,7 @@ from ..errors import VerificationError
 from ..snapshot import SnapshotWriter, zarr_array, zarr_group
 from ._layout import create_grouped, entry_for, group_table, relpath
 from ._registry import ViewSpec, register_read, register_view
-from ._spec import BuildContext, Builder, Put, SlabPart, SlabStats, ViewReader
+from ._spec import INPUT, BuildContext, Builder, Put, SlabPart, SlabStats, ViewReader
 
 __all__ = ["ENCODING", "QUANTILES", "QuantilesBuilder", "QuantilesPart", "QuantilesReader", "quantile_name"]
 
@@ -52,21 +52,19 @@ class QuantilesPart(SlabPart):
         offsets = np.cumsum([0] + [ctx.grouping(k).n_groups for k in keys])
         codes = ctx.stacked[2][: len(keys)]  # the groupings come first on the stacked axis
         sizes = np.concatenate([ctx.grouping(k).n_cells for k in keys]).astype(np.int64)
-        layers = np.stack([np.asarray(stats.values(layer), dtype=np.float64) for layer in ctx.layers])
+        if ctx.layers[0] != INPUT or len(ctx.layers) > 2:
+            raise ValueError(f"quantiles are built for the input layer and one more, not {ctx.layers}")
+        second = stats.values(ctx.layers[1]) if len(ctx.layers) > 1 else np.empty(0)
         qs = np.asarray(ctx.quantiles, dtype=np.float64)
-        result = np.zeros((len(ctx.layers), slab.width, int(offsets[-1]), len(qs)))
-        gene_quantiles(slab.indptr, slab.cells, layers, codes, offsets, sizes, qs, result)
-        del layers
+        # each layer's quantile t of every group, genes along rows: what each array takes
+        result = np.empty((len(ctx.layers), len(qs), int(offsets[-1]), slab.width), dtype=np.float32)
+        gene_quantiles(slab.indptr, slab.cells, slab.vals, second, codes, offsets, sizes, qs, result)
+        region = (slice(None), slice(slab.lo, slab.hi))
         for li, layer in enumerate(ctx.layers):
             for gi, key in enumerate(keys):
                 arrays = self.arrays[layer, key]
-                part = result[li, :, offsets[gi] : offsets[gi + 1]]
                 for t, name in enumerate(self.names):
-                    put(
-                        arrays[name],
-                        (slice(None), slice(slab.lo, slab.hi)),
-                        np.ascontiguousarray(part[:, :, t].T, dtype=np.float32),
-                    )
+                    put(arrays[name], region, result[li, t, offsets[gi] : offsets[gi + 1]])
 
 
 class QuantilesBuilder(Builder):
