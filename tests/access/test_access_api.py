@@ -40,6 +40,9 @@ from widecube.config import Settings
 from widecube.pipeline import Held, Jobs
 from widecube.query import Widecube
 
+# end to end: every test but one reads the module's world (four ingests and a live server)
+pytestmark = pytest.mark.slow
+
 CLI = Actor.cli("test-admin")
 CALLERS = ("anonymous", "reader", "writer", "owner", "admin", "revoked", "expired", "other", "lower")
 

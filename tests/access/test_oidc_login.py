@@ -9,6 +9,7 @@ with the test's own key (tests/_idp.py), so widecube's side is checked against i
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,17 +51,28 @@ def _settings(tmp_path: Path, idp: LoginIdP, **more: Any) -> Settings:
     )
 
 
-@pytest.fixture
-def restricted(tmp_path: Path, idp: LoginIdP) -> Settings:
-    """A restricted dataset ``d1`` readable by group ``lab``."""
-    settings = _settings(tmp_path, idp)
+@pytest.fixture(scope="module")
+def restricted_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A storage root (files and catalog) holding a restricted dataset ``d1`` readable by group
+    ``lab``, ingested once for the module into a folder no test touches."""
+    root = tmp_path_factory.mktemp("restricted")
+    settings = Settings(storage=root / "store", auth=True)
     cli = Actor.cli("test-admin")
-    source = write_h5ad(small_adata(), tmp_path / "d.h5ad")
+    source = write_h5ad(small_adata(), root / "d.h5ad")
     with Catalog(settings.catalog_url) as catalog:
         Jobs(settings, catalog).ingest(source, dataset="d1", groupbys=["donor"], actor=cli)
         gov = Governance(catalog, auth=True)
         gov.set_policy("d1", visibility="restricted", actor=cli)
         gov.grant("d1", "group:lab", "reader", actor=cli)
+    return settings.storage
+
+
+@pytest.fixture
+def restricted(tmp_path: Path, idp: LoginIdP, restricted_store: Path) -> Settings:
+    """A copy of the module's storage root for each test (tests add and remove members and open
+    sessions), served with this test's IdP: a copy costs far less than an ingest."""
+    settings = _settings(tmp_path, idp)
+    shutil.copytree(restricted_store, settings.storage)
     return settings
 
 
