@@ -222,7 +222,8 @@ def test_expression_equals_the_matrix_columns_of_the_kept_cells(data: Data, laye
                 "expression", {"genes": genes, "filter": filter, "layer": layer}, headers={"Accept": ARROW}
             ).content
         ).read_all()
-        assert table.column_names == genes and table.num_rows == int(keep.sum())
+        assert table.column_names == ["cell_id", *genes] and table.num_rows == int(keep.sum())
+        assert table["cell_id"].to_pylist() == list(got["cell_ids"])  # the kept cells, first column
         for gene in genes:
             np.testing.assert_array_equal(table[gene].to_numpy(), np.float32(got["values"][gene]))
 
