@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["render_floor_section", "verdicts"]
+__all__ = ["headline", "render_floor_section", "verdicts"]
 
 FULL_RATIO = 0.75
 """Full ingest (every view) ≤ 0.75 × scanpy's read + four statistics + median."""
@@ -113,6 +113,24 @@ def verdicts(r: dict[str, Any]) -> list[dict[str, Any]]:
             )
         )
     return out
+
+
+def headline(r: dict[str, Any]) -> tuple[str, str]:
+    """The README's figures: the full ingest and ``--views`` beside scanpy, same run."""
+    t = r["tools"]
+    full, views, peer = t.get("widecube"), t.get("widecube views"), t.get("scanpy")
+    ours = ", ".join(
+        f"{label} {tool['wall_s']:.1f} s ({tool['cpu_s'] / tool['wall_s']:.2f} cores)"
+        for label, tool in (("full ingest", full), (f"`--views {r['views']}`", views))
+        if _ok(tool)
+    )
+    theirs = (
+        f"scanpy read + 4 statistics + median {peer['wall_s']:.1f} s, peak RSS "
+        f"{peer['peak_rss'] / 1e9:.1f} GB"
+        if _ok(peer)
+        else "—"
+    )
+    return ours or "—", theirs
 
 
 def _steps(r: dict[str, Any]) -> list[str]:

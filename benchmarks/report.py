@@ -35,6 +35,7 @@ from _atlas_report import verdicts as atlas_verdicts
 from _embedding_report import headline as embedding_headline
 from _embedding_report import render_embedding_section
 from _embedding_report import verdicts as embedding_verdicts
+from _floor_report import headline as floor_headline
 from _floor_report import render_floor_section
 from _floor_report import verdicts as floor_verdicts
 from _quantile_report import render_quantile_section
@@ -353,6 +354,8 @@ def _headline(run: Run) -> tuple[str, str]:
         return atlas_headline(d)
     if run.kind == "embedding":
         return embedding_headline(d)
+    if run.kind == "floor":
+        return floor_headline(d)
     if run.kind == "quantile":
         return (
             f"selection kernel {d['select_cpu_s']:.2f} CPU-s",
