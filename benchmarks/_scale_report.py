@@ -38,7 +38,8 @@ def headline(r: dict[str, Any]) -> tuple[str, str]:
         )
     runs = r["runs"]
     return (
-        f"Dask 2 workers {runs['dask2']['wall_s']:,.1f} s; S3 {runs['s3']['wall_s']:,.1f} s",
+        f"Dask 2 workers {runs['dask2']['wall_s']:,.1f} s; "
+        + (f"S3 {runs['s3']['wall_s']:,.1f} s" if "s3" in runs else "S3 not run"),
         f"single process, local disk: {runs['single']['wall_s']:,.1f} s",
     )
 
