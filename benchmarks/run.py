@@ -306,7 +306,18 @@ def verdicts(tools: dict[str, dict[str, Any]], spec: DatasetSpec) -> list[dict[s
                     peak <= spec.rss_target,
                 )
             )
-            if spec.time_ratio_target is None:
+            if spec.wall_target is not None:
+                out.append(
+                    _verdict(
+                        "issue 14",
+                        "widecube full ingest (every view, both groupings), wall time",
+                        wc["wall_s"],
+                        f"{wc['wall_s']:.0f} s ({wc['wall_s'] / 60:.1f} min)",
+                        f"≤ {spec.wall_target:.0f} s",
+                        wc["wall_s"] <= spec.wall_target,
+                    )
+                )
+            elif spec.time_ratio_target is None:
                 out.append(
                     _verdict(
                         "record",

@@ -418,7 +418,7 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
             }
             if label != "s3":  # its checksums are kept above: the disk goes to the next run
                 shutil.rmtree(root / label, ignore_errors=True)
-            if label == "dask2":
+            if label == "dask2" and "s3" in args.setups:
                 _room_for_s3(info, root)
     same_dask = runs["dask2"]["files"] == runs["single"]["files"]
     same_s3 = runs["s3"]["files"] == runs["single"]["files"] if "s3" in runs else None
