@@ -121,7 +121,10 @@ class Settings(BaseSettings):
         "workers that died during the step alike; then the job fails.",
     )
     job_backoff: float = Field(
-        default=1.0, ge=0, description="Seconds before the first retry of a step; doubled each time."
+        default=1.0,
+        ge=0,
+        description="Seconds before the first retry of a step, and before a job worker that died "
+        "young is started again; doubled each time.",
     )
     job_lease: float = Field(
         default=60.0,

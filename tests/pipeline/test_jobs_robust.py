@@ -680,7 +680,13 @@ def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_
     port.bind(("127.0.0.1", 0))
     number = port.getsockname()[1]
     port.close()
-    env = env_for(settings, WIDECUBE_JOB_POLL="0.2", WIDECUBE_JOB_LEASE="120", WIDECUBE_JOB_ATTEMPTS="3")
+    env = env_for(  # a restart's backoff doubles per death (1 s by default: a minute over six kills)
+        settings,
+        WIDECUBE_JOB_POLL="0.2",
+        WIDECUBE_JOB_LEASE="120",
+        WIDECUBE_JOB_ATTEMPTS="3",
+        WIDECUBE_JOB_BACKOFF="0.1",
+    )
     server = subprocess.Popen(
         [*CLI, "serve", "--port", str(number), "--no-access-log"],
         env=env,

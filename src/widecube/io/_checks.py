@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-import anndata
 import numpy as np
 import pandas as pd
 
@@ -107,6 +106,8 @@ def unique_gene_names(
     if ids is None or not ids.is_unique:
         check_unique(names, where=where, what="gene name", place=place)
     filled = pd.Index(np.where(names == "", ids if ids is not None else names, names))
+    import anndata  # on first use: the facades' import stays light for the CLI
+
     unique = anndata.utils.make_index_unique(filled.astype(str), join="-")
     renamed = int((unique != filled).sum())
     logger.warning(

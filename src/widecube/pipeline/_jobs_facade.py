@@ -165,7 +165,7 @@ class Jobs:
     def supervisor(self, *, actor: Actor = ANONYMOUS) -> WorkerProcess:
         """A supervised ``widecube work`` child process (not started)."""
         self.door.authorize(actor, "jobs", SERVER)
-        return WorkerProcess(self.settings, self.catalog)
+        return WorkerProcess(self.settings, self.catalog, backoff=max(self.settings.job_backoff, 0.1))
 
     def watcher(
         self,

@@ -21,9 +21,8 @@ import warnings
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import anndata
 import numpy as np
 import pandas as pd
 import zarr
@@ -33,6 +32,9 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 from .._version import __version__
 from ._manifest import FORMAT, FORMAT_VERSION, MANIFEST, as_storage, checksum_files
 from ._store import Storage
+
+if TYPE_CHECKING:
+    import anndata
 
 __all__ = ["CHECKSUM", "Encoded", "SnapshotWriter", "checked"]
 
@@ -105,6 +107,8 @@ class SnapshotWriter:
 
     def write_anndata(self, relpath: str, adata: anndata.AnnData) -> None:
         """An AnnData as Zarr v3, readable with ``anndata.read_zarr``."""
+        import anndata  # here: a second of imports (dask.array among them) CLI commands skip
+
         with warnings.catch_warnings(), anndata.settings.override(zarr_write_format=3):
             # zarr announces future defaults (sharding, consolidated metadata) on every write
             warnings.filterwarnings("ignore", message=".*autosharding.*")

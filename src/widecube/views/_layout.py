@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import anndata
 import numpy as np
 import pandas as pd
 import zarr
@@ -43,6 +42,8 @@ def create_grouped(
     obs = grouping.table.copy()
     obs.index = obs.index.astype(str)
     genes = pd.DataFrame(index=pd.Index(ctx.var.index.astype(str)))
+    import anndata  # on first use: the facades' import stays light for the CLI
+
     out.write_anndata(path, anndata.AnnData(obs=obs, var=genes, uns=uns))
     shape = (grouping.n_groups, ctx.n_genes)
     return {
@@ -79,6 +80,8 @@ class GroupTableKey:
 
 def group_table(snap: Snapshot, path: str) -> pd.DataFrame:
     """The obs (groups) table of a grouped AnnData view, read once per snapshot."""
+    import anndata
+
     read = lambda: anndata.io.read_elem(snap.group(path)["obs"])  # noqa: E731
     frame: pd.DataFrame = snap.memo(GroupTableKey(path), read)
     return frame

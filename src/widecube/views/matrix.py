@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import anndata
 import numpy as np
 import pandas as pd
 import zarr
@@ -58,6 +57,8 @@ class MatrixBuilder(Builder):
         obs = ctx.obs.copy()
         obs.index = obs.index.astype(str)
         var = pd.DataFrame(index=pd.Index(ctx.var.index.astype(str)))
+        import anndata  # on first use: the facades' import stays light for the CLI
+
         out.write_anndata(PATH, anndata.AnnData(obs=obs, var=var))
         group = zarr.open_group(out.store(PATH), mode="a", zarr_format=3).create_group("X")
         group.attrs.update(
