@@ -253,3 +253,22 @@ def test_progress_is_saved_in_the_catalog_while_building(
     compute = [float(p["fraction"]) for p in seen if p["step"] == "compute"]  # type: ignore[arg-type]
     assert compute[0] == 0.0 and compute[-1] == 1.0 and compute == sorted(compute)
     assert all(0.0 <= float(p["fraction"]) <= 1.0 for p in seen)  # type: ignore[arg-type]
+
+
+def test_pass_1_ends_with_an_exact_report_before_any_slab(make_h5ad: MakeH5ad, settings: Settings) -> None:
+    """``--timings`` cuts the compute step where its fraction reaches 0.5: pass 1 reports
+    exactly that when it ends (its blocks' fractions need not sum to one in floating point),
+    so the time to the first slab (obs written, builders made) is not counted as pass 1."""
+    reports: list[float] = []
+    # 999 rows in blocks of 131 values on one thread: their fractions add up to 0.4999999999999999
+    settings = settings.model_copy(update={"block_nnz": 131, "compute_threads": 1})
+    ingest(
+        make_h5ad(small_adata(n_cells=999, n_genes=50)),
+        dataset="t",
+        settings=settings,
+        progress=lambda step, done: reports.append(done) if step == "compute" else None,
+    )
+    assert 0.5 in reports
+    cut = reports.index(0.5)
+    assert cut > 3 and all(r < 0.5 for r in reports[:cut])  # pass 1's blocks, then the cut
+    assert all(r >= 0.5 for r in reports[cut:]) and reports[-1] == 1.0

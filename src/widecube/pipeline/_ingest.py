@@ -450,6 +450,9 @@ def _build(
                 progress=_accumulate(progress, "pass 1"),
                 threads=settings.compute_threads,
             )
+        # pass 1 ends here, exactly: its blocks' fractions need not sum to one in floating
+        # point, and the time to the first slab (obs written, builders made) is pass 2's
+        progress("compute", COMPUTE_PHASES["pass 2"][0])
         out: SnapshotWriter | None = None
         try:
             declared = parse_input_kind(input_kind)
