@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _datasets import DATASETS, DatasetSpec, ensure_dataset
+from _datasets import DATASETS, DatasetInfo, DatasetSpec, ensure_dataset
 from _measure import measure, warm_page_cache
 from _record import DirtyTree, begin, regenerate, save
 from _s3server import moto_server
@@ -353,7 +353,7 @@ def _folder(keep: Path | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def _room_for_s3(info: Any, root: Path) -> None:
+def _room_for_s3(info: DatasetInfo, root: Path) -> None:
     """The S3 run needs the input staged from the store beside its spill (12 bytes a value)
     and the snapshot; the object store holds its own copy of the input. On a disk too small
     for the local input as well (B1M: 16 GB), the local copy goes (``ensure_dataset``
