@@ -23,6 +23,8 @@ and with its owner's token.
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import socket
 import tempfile
@@ -117,6 +119,7 @@ _CONFIG = {
 }
 
 
+@functools.cache
 def _document() -> dict[str, object]:
     """The app's OpenAPI document (it does not depend on the data; the server's is the same,
     as the last test checks). Made at import, because ``schema.parametrize`` needs it at
@@ -130,7 +133,7 @@ def _document() -> dict[str, object]:
 
 def _load(examples: int) -> schemathesis.BaseSchema:
     config = {**_CONFIG, "generation": {"max-examples": examples}}
-    loaded = schemathesis.openapi.from_dict(_document(), config=schemathesis.Config.from_dict(config))
+    loaded = schemathesis.openapi.from_dict(copy.deepcopy(_document()), config=schemathesis.Config.from_dict(config))
     loaded.config.checks.update(included_check_names=["all"])
     return loaded
 

@@ -62,6 +62,7 @@ class Encoded(Protocol):
 
 
 _IN_FLIGHT_BYTES = 128 * 1024**2  # values waiting to be compressed and written
+_STAGED_ROWS = 100_000  # an AnnData up to this many rows is written through memory
 
 
 class SnapshotWriter:
@@ -106,14 +107,29 @@ class SnapshotWriter:
         self.files.put(relpath, buf.getvalue())
 
     def write_anndata(self, relpath: str, adata: anndata.AnnData) -> None:
-        """An AnnData as Zarr v3, readable with ``anndata.read_zarr``."""
-        import anndata  # here: a second of imports (dask.array among them) CLI commands skip
+        """An AnnData as Zarr v3 at a new ``relpath``, readable with ``anndata.read_zarr``.
 
+        anndata writes each element's metadata and then rewrites it once per attribute it
+        stamps (``attrs.setdefault`` twice per element, then consolidation): about ten
+        metadata writes per file it leaves. A small AnnData (a view's skeleton: groups,
+        genes, uns; up to :data:`_STAGED_ROWS` rows) is written into memory and each final
+        file put once: a quarter of the time on a local disk, and one request per object on
+        an object store instead of a read and a write per attribute. A larger one (the
+        matrix view's obs of every cell) is written in place, so memory holds no second copy.
+        """
+        import anndata  # here: a second of imports (dask.array among them) CLI commands skip
+        from zarr.storage import MemoryStore
+
+        files: dict[str, Any] = {}
+        staged = adata.n_obs <= _STAGED_ROWS
         with warnings.catch_warnings(), anndata.settings.override(zarr_write_format=3):
             # zarr announces future defaults (sharding, consolidated metadata) on every write
             warnings.filterwarnings("ignore", message=".*autosharding.*")
             warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
-            anndata.io.write_zarr(self.store(relpath), adata, compressor=checked(ZstdCodec()))
+            store = MemoryStore(files) if staged else self.store(relpath)
+            anndata.io.write_zarr(store, adata, compressor=checked(ZstdCodec()))
+        for key, buffer in files.items():
+            self.files.put(f"{relpath}/{key}", buffer.to_bytes())
 
     def write_array(self, relpath: str, values: np.ndarray) -> None:
         """A small array (e.g. an embedding) as a Zarr v3 array."""
@@ -147,8 +163,8 @@ class SnapshotWriter:
             fill_value=fill,
             compressors=checked(ZstdCodec(level=1)),
             config={"write_empty_chunks": True},
+            attributes={"encoding-type": "array", "encoding-version": "0.2.0"},  # one metadata write
         )
-        arr.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
         return arr
 
     def put(self, array: zarr.Array[Any], region: tuple[slice, ...], values: np.ndarray) -> None:
