@@ -11,10 +11,12 @@ import anndata as ad
 import h5py
 import numpy as np
 import pytest
+from typer.testing import CliRunner, Result
 
 from _data import MakeH5ad, small_adata, without_progress
 from _pg import postgres_schema
 from widecube.catalog import Catalog, VersionStatus
+from widecube.cli import app
 from widecube.config import Settings
 from widecube.errors import DatasetNotFound, NotFound, VerificationError
 from widecube.pipeline import ingest, verify_snapshot
@@ -25,7 +27,8 @@ from widecube.snapshot import Snapshot
 pytestmark = pytest.mark.slow
 
 
-def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+def cli_process(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``widecube`` command in a process of its own."""
     env = {
         **os.environ,
         "WIDECUBE_STORAGE": str(settings.storage),
@@ -34,6 +37,17 @@ def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "widecube.cli", *args], env=env, capture_output=True, text=True, timeout=300
     )
+
+
+def cli(settings: Settings, *args: str) -> Result:
+    """The ``widecube`` command in this process (typer's runner: the same code without a
+    process start, ~2.5 CPU-s each); real processes refusing bad input are
+    tests/io/test_bad_inputs.py's and :func:`test_first_ingest_failing_publishes_nothing`'s."""
+    env = {"WIDECUBE_STORAGE": str(settings.storage), "WIDECUBE_CATALOG_URL": settings.catalog_url}
+    done = CliRunner().invoke(app, list(args), env=env)
+    # anything but an exit would have been a traceback on the terminal
+    assert done.exception is None or isinstance(done.exception, SystemExit), repr(done.exception)
+    return done
 
 
 def snapshot_folders(settings: Settings, dataset: str) -> list[str]:
@@ -75,17 +89,16 @@ def bad_inputs(tmp: Path, make_h5ad: MakeH5ad) -> dict[str, tuple[list[str], str
     }
 
 
-@pytest.mark.subprocess
 def test_bad_input_fails_cleanly_and_keeps_the_live_version(
     tmp_path: Path, make_h5ad: MakeH5ad, settings: Settings
 ) -> None:
     good = cli(settings, "ingest", str(make_h5ad(name="good.h5ad")), "--dataset", "t")
-    assert good.returncode == 0, good.stderr
+    assert good.exit_code == 0, good.stderr
     catalog = Catalog(settings.catalog_url)
     live = catalog.current("t")
     for name, (args, message) in bad_inputs(tmp_path, make_h5ad).items():
         run = cli(settings, "ingest", *args, "--dataset", "t")
-        assert run.returncode == 1, name
+        assert run.exit_code == 1, name
         lines = without_progress(run.stderr)
         assert len(lines) == 1 and "Traceback" not in run.stderr, (name, run.stderr)
         assert message in lines[0], (name, lines[0])
@@ -102,7 +115,7 @@ def test_bad_input_fails_cleanly_and_keeps_the_live_version(
 def test_first_ingest_failing_publishes_nothing(make_h5ad: MakeH5ad, settings: Settings) -> None:
     nan = small_adata()
     nan.X[0, 0] = np.nan
-    run = cli(settings, "ingest", str(make_h5ad(nan)), "--dataset", "fresh")
+    run = cli_process(settings, "ingest", str(make_h5ad(nan)), "--dataset", "fresh")
     assert run.returncode == 1
     catalog = Catalog(settings.catalog_url)
     with pytest.raises(DatasetNotFound, match="fresh"):
@@ -164,21 +177,20 @@ def test_invariants_catch_wrong_group_sizes(make_h5ad: MakeH5ad, settings: Setti
         get_view("summary").verify(snap)
 
 
-@pytest.mark.subprocess
 def test_rollback_and_versions_cli(make_h5ad: MakeH5ad, settings: Settings) -> None:
     first = ingest(make_h5ad(name="a.h5ad"), dataset="t", settings=settings)
     second = ingest(make_h5ad(small_adata(seed=4), name="b.h5ad"), dataset="t", settings=settings)
     run = cli(settings, "rollback", "t")
-    assert run.returncode == 0 and first.version in run.stdout
+    assert run.exit_code == 0 and first.version in run.stdout
     catalog = Catalog(settings.catalog_url)
     assert catalog.current("t").version == first.version
     run = cli(settings, "rollback", "t", "--to", second.version)
-    assert run.returncode == 0 and catalog.current("t").version == second.version
+    assert run.exit_code == 0 and catalog.current("t").version == second.version
     listing = cli(settings, "versions", "t")
     assert first.version[:8] in listing.stdout and "retired" in listing.stdout
     assert "t" in cli(settings, "datasets").stdout
     bad = cli(settings, "rollback", "nope")
-    assert bad.returncode == 1 and "nope" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.exit_code == 1 and "nope" in bad.stderr and "Traceback" not in bad.stderr
     catalog.close()
 
 

@@ -22,11 +22,13 @@ import numpy as np
 import pytest
 import uvicorn
 import zarr
+from typer.testing import CliRunner, Result
 from zarr.codecs import ZstdCodec
 
 from _data import MakeH5ad, small_adata, without_progress, write_h5ad
 from widecube.api import create_app
 from widecube.catalog import Catalog
+from widecube.cli import app
 from widecube.config import Settings
 from widecube.errors import SnapshotCorrupt
 from widecube.pipeline import ingest
@@ -79,11 +81,21 @@ def _flip(path: Path, offset: int | None = None) -> bytes:
     return original
 
 
-def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli_process(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``widecube`` command in a process of its own."""
     env = {**os.environ, "WIDECUBE_STORAGE": str(settings.storage)}
     return subprocess.run(
         [sys.executable, "-m", "widecube.cli", *args], env=env, capture_output=True, text=True, timeout=120
     )
+
+
+def _cli(settings: Settings, *args: str) -> Result:
+    """The ``widecube`` command in this process (typer's runner: the same code, no process
+    start); :func:`test_a_clean_snapshot_verifies_with_exit_0` runs the real process."""
+    done = CliRunner().invoke(app, list(args), env={"WIDECUBE_STORAGE": str(settings.storage)})
+    # anything but an exit would have been a traceback on the terminal
+    assert done.exception is None or isinstance(done.exception, SystemExit), repr(done.exception)
+    return done
 
 
 def _expected_summary(adata: ad.AnnData, groups: list[str], genes: list[str]) -> dict[str, np.ndarray]:
@@ -175,7 +187,7 @@ def server(two: Two) -> Iterator[str]:
 @pytest.mark.subprocess
 def test_a_clean_snapshot_verifies_with_exit_0(two: Two) -> None:
     for target in ("pbmc", f"pbmc@{two.v1}"):
-        done = _cli(two.settings, "verify", target)
+        done = _cli_process(two.settings, "verify", target)
         assert done.returncode == 0, done.stderr
         assert "every file matches its checksum" in done.stdout
 
@@ -188,15 +200,14 @@ def test_every_array_chunk_carries_a_crc32c(two: Two) -> None:
     assert all(a["codecs"][-1] == {"name": "crc32c"} for a in arrays), [a["codecs"] for a in arrays]
 
 
-@pytest.mark.subprocess
 def test_a_flipped_byte_in_a_snapshot_chunk_is_named_503_and_never_served(two: Two, server: str) -> None:
     original = _flip(two.root(two.v2) / SUM_CHUNK)
 
     done = _cli(two.settings, "verify", "pbmc")
-    assert done.returncode == 1
+    assert done.exit_code == 1
     lines = without_progress(done.stderr)
     assert lines == [f"pbmc@{two.v2}: file {SUM_CHUNK} does not match its checksum"], done.stderr
-    assert _cli(two.settings, "verify", f"pbmc@{two.v1}").returncode == 0
+    assert _cli(two.settings, "verify", f"pbmc@{two.v1}").exit_code == 0
 
     inputs = {two.v1: two.a1, two.v2: two.a2}
     answers: list[tuple[str, int]] = []
@@ -224,7 +235,6 @@ def test_a_flipped_byte_in_a_snapshot_chunk_is_named_503_and_never_served(two: T
             _check_answer(r, kind, inputs, None, answers)
 
 
-@pytest.mark.subprocess
 def test_publish_and_rollback_to_a_corrupt_version_are_refused(two: Two, server: str) -> None:
     _flip(two.root(two.v1) / DATA_CHUNK)
     with httpx.Client(base_url=server, timeout=60) as http:
@@ -237,17 +247,16 @@ def test_publish_and_rollback_to_a_corrupt_version_are_refused(two: Two, server:
         assert r.status_code == 503 and DATA_CHUNK in r.json()["detail"]
     for args in (["rollback", "pbmc"], ["rollback", "pbmc", "--to", two.v1]):
         done = _cli(two.settings, *args)
-        assert done.returncode == 1 and DATA_CHUNK in done.stderr, done.stderr
+        assert done.exit_code == 1 and DATA_CHUNK in done.stderr, done.stderr
         said = "\n".join(without_progress(done.stderr))  # the error, past the storage line
         assert "Traceback" not in done.stderr and str(two.settings.storage) not in said
     with Catalog(two.settings.catalog_url) as catalog:
         assert catalog.current("pbmc").version == two.v2
 
 
-@pytest.mark.subprocess
 def test_a_rollback_to_an_intact_version_goes_through_the_check(two: Two) -> None:
     done = _cli(two.settings, "rollback", "pbmc")
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     with Catalog(two.settings.catalog_url) as catalog:
         assert catalog.current("pbmc").version == two.v1
 
@@ -324,13 +333,13 @@ def test_a_flipped_byte_in_a_decoded_cache_file_is_rebuilt_not_served(two: Two) 
 
     _flip(cached, offset=cached.stat().st_size - 3)  # corrupt it again, at rest
     done = _cli(settings, "verify", "pbmc")
-    assert done.returncode == 1
+    assert done.exit_code == 1
     assert without_progress(done.stderr) == [
         f"pbmc@{two.v2}: decoded cache file views/summary/cell_type.zarr/layers/sum.npy does not match "
         "its checksum (removed; it is decoded again from the snapshot on the next read)"
     ], done.stderr
     assert not cached.exists()
-    assert _cli(settings, "verify", "pbmc").returncode == 0
+    assert _cli(settings, "verify", "pbmc").exit_code == 0
     wc = Widecube(settings)
     got = wc.summary("pbmc", genes=GENES, groupby="cell_type", stats=["sum"], layer="input")
     want = _expected_summary(two.a2, got["groups"], GENES)["sum"]
