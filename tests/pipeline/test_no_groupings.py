@@ -23,12 +23,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
+from _cli import invoke
 from _data import write_h5ad
 from _io_writers import write_10x_h5, write_csv, write_loom, write_mtx, write_parquet
 from widecube.api import create_app
-from widecube.cli import app
 from widecube.compute.groupings import ALL_CELLS, ALL_CELLS_GROUP, all_cells_key
 from widecube.config import Settings
 from widecube.pipeline import ingest
@@ -83,8 +82,7 @@ class Ran:
 
 def cli(settings: Settings, *args: str, process: bool = False) -> Ran:
     """The ``widecube`` command in a process of its own (``process=True``), or in this one
-    through typer's runner (the same code without a process start, ~2.5 CPU-s each; an
-    exception that escapes fails the test, as a traceback would have shown)."""
+    (:func:`_cli.invoke`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WIDECUBE_")}
     env.update(WIDECUBE_STORAGE=str(settings.storage), WIDECUBE_CATALOG_URL=settings.catalog_url)
     if process:
@@ -96,16 +94,15 @@ def cli(settings: Settings, *args: str, process: bool = False) -> Ran:
             timeout=600,
         )
         return Ran(done.returncode, done.stdout, done.stderr)
-    here = {k: None for k in os.environ if k.startswith("WIDECUBE_")}  # unset here too
-    result = CliRunner().invoke(app, list(args), env={**here, **env})
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    here: dict[str, str | None] = {k: None for k in os.environ if k.startswith("WIDECUBE_")}  # unset
+    result = invoke({**here, **env}, *args)
     return Ran(result.exit_code, result.stdout, result.stderr)
 
 
 class Ingested:
     """One storage root with every format ingested by the CLI, and an API client over it."""
 
-    def __init__(self, settings: Settings, runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    def __init__(self, settings: Settings, runs: dict[str, Ran]) -> None:
         self.settings, self.runs = settings, runs
         self.client: TestClient
 

@@ -11,12 +11,12 @@ import anndata as ad
 import h5py
 import numpy as np
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
+from _cli import invoke
 from _data import MakeH5ad, small_adata, without_progress
 from _pg import postgres_schema
 from widecube.catalog import Catalog, VersionStatus
-from widecube.cli import app
 from widecube.config import Settings
 from widecube.errors import DatasetNotFound, NotFound, VerificationError
 from widecube.pipeline import ingest, verify_snapshot
@@ -40,14 +40,11 @@ def cli_process(settings: Settings, *args: str) -> subprocess.CompletedProcess[s
 
 
 def cli(settings: Settings, *args: str) -> Result:
-    """The ``widecube`` command in this process (typer's runner: the same code without a
-    process start, ~2.5 CPU-s each); real processes refusing bad input are
+    """The command in this process; real processes refusing bad input are
     tests/io/test_bad_inputs.py's and :func:`test_first_ingest_failing_publishes_nothing`'s."""
-    env = {"WIDECUBE_STORAGE": str(settings.storage), "WIDECUBE_CATALOG_URL": settings.catalog_url}
-    done = CliRunner().invoke(app, list(args), env=env)
-    # anything but an exit would have been a traceback on the terminal
-    assert done.exception is None or isinstance(done.exception, SystemExit), repr(done.exception)
-    return done
+    return invoke(
+        {"WIDECUBE_STORAGE": str(settings.storage), "WIDECUBE_CATALOG_URL": settings.catalog_url}, *args
+    )
 
 
 def snapshot_folders(settings: Settings, dataset: str) -> list[str]:
