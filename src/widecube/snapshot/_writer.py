@@ -113,7 +113,8 @@ class SnapshotWriter:
         stamps (``attrs.setdefault`` twice per element, then consolidation): about ten
         metadata writes per file it leaves. A small AnnData (a view's skeleton: groups,
         genes, uns; up to :data:`_STAGED_ROWS` rows) is written into memory and each final
-        file put once: a quarter of the time on a local disk, and one request per object on
+        file put once: about a third of the time on a local disk (an 8-group, 60-gene
+        skeleton: 0.035 s in memory against 0.095 s in place), and one request per object on
         an object store instead of a read and a write per attribute. A larger one (the
         matrix view's obs of every cell) is written in place, so memory holds no second copy.
         """
