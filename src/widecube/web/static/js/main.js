@@ -54,6 +54,19 @@ function busy(step) {
   pending += step;
   document.body.dataset.state = pending ? "loading" : "ready";
 }
+
+/** Run `work()` counted as pending (a sign-in or sign-out reloads the datasets: until that
+ * is done, what is shown is the previous visitor's); its error goes to the message line. */
+async function counted(work) {
+  busy(+1);
+  try {
+    await work();
+  } catch (err) {
+    showError(err);
+  } finally {
+    busy(-1);
+  }
+}
 let drawn = null; // the numbers the active tab shows, for the CSV export: {tab, header, rows | () => rows}
 const markers = new MarkersPanel({
   groupSelect: $("marker-group"), topSelect: $("marker-top"), table: $("markers-table"), note: $("marker-note"),
@@ -62,7 +75,7 @@ const markers = new MarkersPanel({
 const session = new SessionControl({
   box: $("session"), user: $("session-user"), open: $("sign-in-open"), signOut: $("sign-out"),
   form: $("sign-in-form"), input: $("sign-in-token"), cancel: $("sign-in-cancel"), error: $("sign-in-error"),
-}, { onChange: () => { browser.refresh(); loadDatasets().catch(showError); }, onError: (err) => showError(err) });
+}, { onChange: () => counted(() => { browser.refresh(); return loadDatasets(); }), onError: (err) => showError(err) });
 const browser = new DatasetBrowser({
   input: $("browser-q"), facets: $("browser-facets"), results: $("browser-results"), count: $("browser-count"),
 }, { onOpen: (name) => openDataset(name), onError: (err) => showError(err) });
@@ -93,7 +106,7 @@ const compare = new ComparePanel({
 
 function showError(err) {
   if (err instanceof ApiError && err.status === 401) { // the session ended meanwhile (token revoked, expired)
-    session.start(null).then(loadDatasets).catch(() => {});
+    counted(() => session.start(null).then(loadDatasets).catch(() => {}));
   }
   const text = err instanceof ApiError || err instanceof Error ? err.message : String(err);
   replace($("message"), el("p", { class: "error" }, text));
@@ -109,15 +122,13 @@ function setStatus(text) {
 
 async function start() {
   wire();
-  try {
+  await counted(async () => {
     await session.start(linkToken);
     setFeatures(await api.features());
     browser.refresh(); // the page opens on the dataset browser
     await loadReleases();
     await loadDatasets();
-  } catch (err) {
-    showError(err);
-  }
+  });
 }
 
 /** The releases this visitor may read, in the release picker (shown when there is any, or
@@ -151,7 +162,6 @@ async function loadDatasets() {
     $("no-dataset").textContent = session.anonymous
       ? "No dataset is open to visitors: sign in with an API token to see the datasets you may read."
       : "No dataset is published yet: ingest one with “widecube ingest FILE --dataset NAME”.";
-    document.body.dataset.state = "ready";
     return;
   }
   const listed = datasets.some((d) => d.name === state.dataset);
