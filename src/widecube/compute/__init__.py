@@ -1,24 +1,70 @@
 """Compute: groupings, numba kernels, the moment formulas, and the two passes (spill by gene,
-then gene slabs). Imports nothing above it (no views, queries, pipeline or API)."""
+then gene slabs). Imports nothing above it (no views, queries, pipeline or API).
 
-from ._buckets import GeneSlab, JoinedSpill, SpillBuckets, SpillPart
-from ._kernels import cell_scale, gene_moments, gene_quantiles, log_normalize, welch_t_p
-from ._malloc import roomy_heap
-from ._pass import check_finite, spill_by_gene, spill_rows
-from ._select import COUNT_RANGE, group_quantiles
-from ._spill import GeneSpill
-from .contrast import benjamini_hochberg, log_fold_change, welch
-from .groupings import (
-    ALL,
-    ALL_CELLS_GROUP,
-    MISSING,
-    Grouping,
-    all_cells,
-    default_groupbys,
-    make_grouping,
-    parse_groupbys,
-)
-from .moments import BASE_STATS, DERIVED_STATS, SUMMARY_STATS, derive
+Its names load on first use (PEP 562), each from its own module: reading a snapshot needs the
+groupings and the formulas, not the two passes (which bring the input readers, anndata and
+dask) nor the numba kernels' compilation cache.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._buckets import GeneSlab, JoinedSpill, SpillBuckets, SpillPart
+    from ._kernels import cell_scale, gene_moments, gene_quantiles, log_normalize, welch_t_p
+    from ._malloc import roomy_heap
+    from ._pass import check_finite, spill_by_gene, spill_rows
+    from ._select import COUNT_RANGE, group_quantiles
+    from ._spill import GeneSpill
+    from .contrast import benjamini_hochberg, log_fold_change, welch
+    from .groupings import (
+        ALL,
+        ALL_CELLS_GROUP,
+        MISSING,
+        Grouping,
+        all_cells,
+        default_groupbys,
+        make_grouping,
+        parse_groupbys,
+    )
+    from .moments import BASE_STATS, DERIVED_STATS, SUMMARY_STATS, derive
+
+_WHERE = {
+    "GeneSlab": "_buckets",
+    "JoinedSpill": "_buckets",
+    "SpillBuckets": "_buckets",
+    "SpillPart": "_buckets",
+    "cell_scale": "_kernels",
+    "gene_moments": "_kernels",
+    "gene_quantiles": "_kernels",
+    "log_normalize": "_kernels",
+    "welch_t_p": "_kernels",
+    "roomy_heap": "_malloc",
+    "check_finite": "_pass",
+    "spill_by_gene": "_pass",
+    "spill_rows": "_pass",
+    "COUNT_RANGE": "_select",
+    "group_quantiles": "_select",
+    "GeneSpill": "_spill",
+    "benjamini_hochberg": "contrast",
+    "log_fold_change": "contrast",
+    "welch": "contrast",
+    "ALL": "groupings",
+    "ALL_CELLS_GROUP": "groupings",
+    "MISSING": "groupings",
+    "Grouping": "groupings",
+    "all_cells": "groupings",
+    "default_groupbys": "groupings",
+    "make_grouping": "groupings",
+    "parse_groupbys": "groupings",
+    "BASE_STATS": "moments",
+    "DERIVED_STATS": "moments",
+    "SUMMARY_STATS": "moments",
+    "derive": "moments",
+}
+"""Each public name and the module that defines it."""
 
 __all__ = [
     "ALL",
@@ -53,3 +99,12 @@ __all__ = [
     "welch",
     "welch_t_p",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
