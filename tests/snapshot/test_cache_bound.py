@@ -1,11 +1,14 @@
-"""The decoded cache's size bound: least recently used files go first, the new one stays."""
+"""The decoded cache's size bound: least recently used files go first, the new one stays; and a
+version's folder evicted during a decode."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import zarr
 
 from widecube.snapshot._cache import SUFFIX, cached_bytes, evict_lru, map_cached
@@ -51,3 +54,37 @@ def test_a_use_refreshes_a_file_and_hidden_folders_are_not_counted(tmp_path: Pat
     (cache / ".work" / "spill.npy").write_bytes(b"0" * 100_000)  # not the cache's to evict
     evict_lru(cache, a.stat().st_size)
     assert a.exists() and not b.exists() and (cache / ".work" / "spill.npy").exists()
+
+
+def test_a_version_folder_evicted_during_a_decode_is_decoded_again(tmp_path: Path) -> None:
+    """The server's eviction renames a version's folder away and deletes it; a request decoding
+    into it meanwhile (its temporary file gone with the folder) decodes again, and answers."""
+    cache = tmp_path / "cache"
+    target = cache / "v" / "a.npy"
+    array = _array(tmp_path, "a", 1000)
+    reads = []
+
+    def source() -> zarr.Array:
+        reads.append(1)
+        if len(reads) == 1:  # as Serving.evict does, while this decode is under way
+            trash = cache / ".evicted-v"
+            os.rename(cache / "v", trash)
+            shutil.rmtree(trash)
+        return array
+
+    got = map_cached(target, source)
+    np.testing.assert_array_equal(got, np.arange(1000, dtype="f8") + 1)
+    assert len(reads) == 2 and target.exists() and not (cache / ".evicted-v").exists()
+
+
+def test_a_missing_snapshot_file_is_not_taken_for_an_eviction(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    reads = []
+
+    def source() -> zarr.Array:
+        reads.append(1)
+        return zarr.open_array(tmp_path / "src" / "gone", mode="r")  # no such array
+
+    with pytest.raises(FileNotFoundError):
+        map_cached(cache / "v" / "a.npy", source)
+    assert len(reads) == 1

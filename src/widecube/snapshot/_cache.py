@@ -24,7 +24,9 @@ recently used files of every version (their sidecar's mtime is the time of last 
 most the bound plus one array. An array larger than the bound is still decoded and served
 (slower: it is decoded again after eviction), never refused. A process that still maps an
 evicted file keeps reading it (an unlinked file stays readable while mapped); readers notice
-the file is gone on their next use and map a fresh copy.
+the file is gone on their next use and map a fresh copy. A version's whole folder evicted while
+a request decodes into it (``Serving.evict``, the cache sweep) is decoded again, into a fresh
+folder, for that request.
 """
 
 from __future__ import annotations
@@ -76,12 +78,17 @@ def map_cached(
             if target.exists():
                 log.warning("decoded cache file %s failed its checksum; decoding it again", target.name)
             target.parent.mkdir(parents=True, exist_ok=True)
-            with _exclusive(target.with_name(f".{target.name}.lock")):
-                if not _trust(target):  # another process may have decoded (or repaired) it meanwhile
-                    _remove(target)
-                    _write(source(), target)
-                    if bound is not None:
-                        evict_lru(bound[0], bound[1], keep=target)
+            try:
+                with _exclusive(target.with_name(f".{target.name}.lock")):
+                    if not _trust(target):  # another process may have decoded (or repaired) it meanwhile
+                        _remove(target)
+                        _write(source(), target)
+                        if bound is not None:
+                            evict_lru(bound[0], bound[1], keep=target)
+            except FileNotFoundError:
+                if target.parent.is_dir():  # not an eviction: the snapshot's file itself is missing
+                    raise
+                continue  # the version's folder was evicted while we decoded into it: again
         touch(target)
         try:
             # a plain ndarray over the map: np.memmap's __getitem__/__array_finalize__ cost
