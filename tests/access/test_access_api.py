@@ -35,7 +35,7 @@ from _data import small_adata, write_h5ad
 from _pg import postgres_schema
 from widecube.access import Actor, Governance
 from widecube.api import create_app
-from widecube.catalog import Catalog
+from widecube.catalog import Catalog, VersionStatus
 from widecube.config import Settings
 from widecube.pipeline import Held, Jobs
 from widecube.query import Widecube
@@ -130,7 +130,11 @@ class World:
         return {} if token is None else {"Authorization": f"Bearer {token}"}
 
     def live(self) -> str:
-        return self.catalog.current("d1").version
+        """Read from the catalog's tables: ``current()`` may answer from what this process last
+        heard, and on PostgreSQL the server's publish reaches this connection by NOTIFY, a few
+        milliseconds later (more on a loaded machine: a full run once read the old pointer)."""
+        (live,) = [v.version for v in self.catalog.versions("d1") if v.status == VersionStatus.PUBLISHED]
+        return live
 
     def other_version(self) -> str:
         live = self.live()
