@@ -1,10 +1,11 @@
 """Shared fixtures: settings on a temporary storage root, and an .h5ad maker.
 
-And two things that only save time: under ``-m`` (the fast layer, ``make test-unit``), a test
+And three things that only save time: under ``-m`` (the fast layer, ``make test-unit``), a test
 module whose module-level ``pytestmark`` already rules out every test in it is not imported
 (:func:`pytest_ignore_collect`); under xdist, numba's on-disk cache is filled once before
 the workers' first test when the kernels changed since it last was (:func:`pytest_configure`,
-``_warm.py``).
+``_warm.py``); and under xdist the longest test files start first
+(:func:`pytest_collection_modifyitems`).
 """
 
 from __future__ import annotations
@@ -209,6 +210,23 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     if lock and hasattr(session.config, "workerinput"):
         with open(lock) as held:
             fcntl.flock(held, fcntl.LOCK_SH)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest files first (``durations.json``, refreshed by ``_durations.py``; a file not in it
+    counts as the median one), so that xdist's ``loadfile`` ends on short files on every worker.
+    Without this, xdist orders files by their number of tests, which put the single-test load
+    and replica files (25 to 50 s each) last, each alone on a worker while the others idle."""
+    if not config.getoption("numprocesses", default=None) and not hasattr(config, "workerinput"):
+        return
+    table: dict[str, float] = json.loads(Path(__file__).with_name("durations.json").read_text())
+    known = sorted(table.values())
+    median = known[len(known) // 2] if known else 0.0
+    rank = {}
+    for item in items:
+        file = item.nodeid.split("::")[0]
+        rank.setdefault(file, table.get(file, median))
+    items.sort(key=lambda item: -rank[item.nodeid.split("::")[0]])  # stable: tests keep their order
 
 
 @pytest.fixture
