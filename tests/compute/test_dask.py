@@ -1,7 +1,8 @@
 """An ingest on a real Dask deployment (a ``dask scheduler`` process and two ``dask worker``
 processes over TCP) builds the same snapshot, byte for byte, as the single-process engine:
 the manifests' checksums agree file by file, for CSR, CSC and dense h5ad inputs and a 10x h5,
-through the library, the CLI (``--cluster``, ``--workers``) and a worker killed mid pass 2."""
+through the library, the CLI (``--cluster``, ``--workers``), an object store, and a worker
+killed mid pass 2 and another mid pass 1."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -68,12 +70,17 @@ def _assert_same(local: dict[str, str], cluster: dict[str, str], *, markers: boo
         assert ours[view] == theirs[view], f"view {view} differs"
 
 
+BUCKET = "widecube-dask"
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    with deployment(tmp_path_factory.mktemp("dask")) as d:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment, Any]]:
+    """The deployment, and boto3's client of a moto server on loopback (started first: the
+    workers inherit the AWS_* variables that point at it, as a real deployment's would)."""
+    with moto_bucket(BUCKET) as s3, deployment(tmp_path_factory.mktemp("dask")) as d:
         with distributed.Client(d.address, timeout="30s") as client:
             client.wait_for_workers(2, timeout=60)
-        yield d
+        yield d, s3
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +98,15 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, di
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_cluster_builds_identical_views(
-    layout: str, cluster: Deployment, inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
+    layout: str,
+    cluster: tuple[Deployment, Any],
+    inputs: dict[str, tuple[Path, dict[str, str]]],
+    tmp_path: Path,
 ) -> None:
     path, local = inputs[layout]
-    settings = Settings(storage=tmp_path / "s", memory=MEMORY, cluster=cluster.address)
-    with distributed.Client(cluster.address) as watcher, distributed.get_task_stream(watcher) as stream:
+    address = cluster[0].address
+    settings = Settings(storage=tmp_path / "s", memory=MEMORY, cluster=address)
+    with distributed.Client(address) as watcher, distributed.get_task_stream(watcher) as stream:
         ingest(path, dataset="d", settings=settings)
     pass1 = [t for t in stream.data if str(t["key"]).startswith("widecube-pass1-")]
     pass2 = [t for t in stream.data if str(t["key"]).startswith("widecube-pass2-")]
@@ -111,7 +122,9 @@ def test_cluster_builds_identical_views(
     assert not left, "spill files left behind"
 
 
-def test_a_bad_value_fails_the_job_as_without_a_cluster(cluster: Deployment, tmp_path: Path) -> None:
+def test_a_bad_value_fails_the_job_as_without_a_cluster(
+    cluster: tuple[Deployment, Any], tmp_path: Path
+) -> None:
     """A NaN in the rows of the last pass-1 task: the same error, naming the same cell, and
     no retry (the task hands the error back instead of raising it)."""
     adata = small_adata()
@@ -119,9 +132,10 @@ def test_a_bad_value_fails_the_job_as_without_a_cluster(cluster: Deployment, tmp
     path = write_h5ad(adata, tmp_path / "bad.h5ad", layout="csr")
     with pytest.raises(InvalidValue) as here:
         ingest(path, dataset="d", settings=Settings(storage=tmp_path / "a", memory=MEMORY))
-    settings = Settings(storage=tmp_path / "b", memory=MEMORY, cluster=cluster.address)
+    address = cluster[0].address
+    settings = Settings(storage=tmp_path / "b", memory=MEMORY, cluster=address)
     with (
-        distributed.Client(cluster.address) as watcher,
+        distributed.Client(address) as watcher,
         distributed.get_task_stream(watcher) as stream,
         pytest.raises(InvalidValue) as there,
     ):
@@ -133,25 +147,28 @@ def test_a_bad_value_fails_the_job_as_without_a_cluster(cluster: Deployment, tmp
     assert not (settings.storage / "datasets" / "d").exists()
 
 
-def test_snapshots_on_an_object_store_from_a_local_cluster(
-    inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
+def test_snapshots_on_an_object_store_from_the_cluster(
+    cluster: tuple[Deployment, Any], inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
 ) -> None:
-    """``WIDECUBE_STORAGE=s3://…`` (moto on loopback) with ``workers=2``: the tasks write the
+    """``WIDECUBE_STORAGE=s3://…`` (moto on loopback) with the cluster: the tasks write the
     snapshot's chunks straight to the store, and its manifest (read back from the store)
     lists the checksums of the single-process snapshot in a local folder."""
     path, local = inputs["csr"]
-    with moto_bucket("widecube-dask") as s3:
-        settings = Settings(
-            storage="s3://widecube-dask/wc",
-            catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
-            cache=tmp_path / "cache",
-            work=tmp_path / "work",
-            memory=MEMORY,
-            workers=2,
-        )
+    deployed, s3 = cluster
+    settings = Settings(
+        storage=f"s3://{BUCKET}/wc",
+        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
+        cache=tmp_path / "cache",
+        work=tmp_path / "work",
+        memory=MEMORY,
+        cluster=deployed.address,
+    )
+    with distributed.Client(deployed.address) as watcher, distributed.get_task_stream(watcher) as stream:
         version = ingest(path, dataset="d", settings=settings).version
-        body = s3.get_object(Bucket="widecube-dask", Key=f"wc/datasets/d/{version}/manifest.json")["Body"]
-        manifest = json.loads(body.read())
+    pass2 = {t["worker"] for t in stream.data if str(t["key"]).startswith("widecube-pass2-")}
+    assert len(pass2) == 2, "pass 2 did not run on both workers"
+    body = s3.get_object(Bucket=BUCKET, Key=f"wc/datasets/d/{version}/manifest.json")["Body"]
+    manifest = json.loads(body.read())
     _assert_same(local, {p: e["sha256"] for p, e in manifest["files"].items()})
 
 
@@ -169,10 +186,10 @@ def _cli(storage: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_cluster_option(
-    cluster: Deployment, inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
+    cluster: tuple[Deployment, Any], inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
 ) -> None:
     path, local = inputs["csr"]
-    done = _cli(tmp_path / "s", str(path), "-d", "d", "--cluster", cluster.address)
+    done = _cli(tmp_path / "s", str(path), "-d", "d", "--cluster", cluster[0].address)
     assert done.returncode == 0, done.stderr
     _assert_same(local, _files(Settings(storage=tmp_path / "s"), "d"))
 
@@ -184,23 +201,24 @@ def test_cli_local_cluster_of_workers(inputs: dict[str, tuple[Path, dict[str, st
     _assert_same(local, _files(Settings(storage=tmp_path / "s"), "d"))
 
 
-@pytest.mark.parametrize(
-    ("prefix", "nth"), [("widecube-pass2-", 3), ("widecube-pass1-", 2)], ids=["pass2", "pass1"]
-)
-def test_worker_killed_mid_pass_still_publishes_identical_views(
-    prefix: str, nth: int, inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
+def test_workers_killed_mid_pass_still_publish_identical_views(
+    inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
 ) -> None:
-    """A worker SIGKILLed as it starts its ``nth`` task of a pass: Dask runs its tasks again
-    on the other worker, and the snapshot is the single-process one."""
+    """A worker SIGKILLed as it starts its 3rd pass-2 task, then, in a second ingest on the
+    workers left, one SIGKILLed as it starts its 2nd pass-1 task: Dask runs their tasks again
+    on the others, and both snapshots are the single-process one."""
     path, local = inputs["csr"]
-    with deployment(tmp_path / "dask") as d:
-        with distributed.Client(d.address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
-            marker = tmp_path / "killed"
-            client.register_plugin(KillOnTask(prefix, nth, str(marker)), name="kill")
-            settings = Settings(storage=tmp_path / "s", memory=MEMORY, cluster=d.address)
+    with (
+        deployment(tmp_path / "dask", n_workers=3) as d,
+        distributed.Client(d.address, timeout="30s") as client,
+    ):
+        client.wait_for_workers(3, timeout=60)
+        for dead, (prefix, nth) in enumerate((("widecube-pass2-", 3), ("widecube-pass1-", 2)), start=1):
+            marker = tmp_path / f"killed-{prefix}"
+            client.register_plugin(KillOnTask(prefix, nth, str(marker)), name="kill")  # replaces
+            settings = Settings(storage=tmp_path / prefix, memory=MEMORY, cluster=d.address)
             ingest(path, dataset="d", settings=settings)
-        assert marker.exists(), "no worker was killed"
-        killed = [w for w in d.workers if w.poll() is not None]
-        assert [w.returncode for w in killed] == [-9], "exactly one worker must have died, by SIGKILL"
-    _assert_same(local, _files(settings, "d"))
+            assert marker.exists(), f"no worker was killed in {prefix}"
+            killed = [w for w in d.workers if w.poll() is not None]
+            assert [w.returncode for w in killed] == [-9] * dead, "one more worker must have died, by SIGKILL"
+            _assert_same(local, _files(settings, "d"))
