@@ -130,9 +130,10 @@ class World:
         return {} if token is None else {"Authorization": f"Bearer {token}"}
 
     def live(self) -> str:
-        """Read from the catalog's tables: ``current()`` may answer from what this process last
-        heard, and on PostgreSQL the server's publish reaches this connection by NOTIFY, a few
-        milliseconds later (more on a loaded machine: a full run once read the old pointer)."""
+        """Read from the catalog's tables: ``current()`` and ``get_version()`` may answer from
+        what this process last heard, and on PostgreSQL the server's change reaches this
+        connection by NOTIFY, a few milliseconds later (more on a loaded machine: two full runs
+        read an old pointer and an old status)."""
         (live,) = [v.version for v in self.catalog.versions("d1") if v.status == VersionStatus.PUBLISHED]
         return live
 
@@ -172,7 +173,7 @@ def _throwaway_token(world: World) -> str:
 
 def _spare(world: World, archived: bool) -> str:
     """The spare version, archived or hot as the request needs it first."""
-    status = world.catalog.get_version("d1", world.spare).status.value
+    (status,) = [v.status.value for v in world.catalog.versions("d1") if v.version == world.spare]  # uncached
     if archived and status != "archived":
         world.wc.archive("d1", world.spare, actor=CLI)
     if not archived and status == "archived":
