@@ -26,10 +26,9 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
+from _cli import invoke
 from widecube.api import create_app
-from widecube.cli import app as cli
 from widecube.config import Settings
 from widecube.web import STATIC
 
@@ -418,7 +417,7 @@ def no_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("no_server")
 @pytest.mark.parametrize("host", ["::", "10.1.2.3", "example.org"])
 def test_serve_refuses_other_non_loopback_addresses_without_auth(host: str) -> None:
-    done = CliRunner().invoke(cli, ["serve", "--host", host, "--port", str(_free_port())])
+    done = invoke({}, "serve", "--host", host, "--port", str(_free_port()))
     assert done.exit_code == 2, done.output
     assert "auth is off: serve only on 127.0.0.1/::1/localhost" in done.output
 
@@ -426,14 +425,14 @@ def test_serve_refuses_other_non_loopback_addresses_without_auth(host: str) -> N
 @pytest.mark.usefixtures("no_server")
 def test_serve_takes_tls_cert_and_key_together(tmp_path: Path) -> None:
     (tmp_path / "cert.pem").write_text("x")
-    done = CliRunner().invoke(cli, ["serve", "--tls-cert", str(tmp_path / "cert.pem")])
+    done = invoke({}, "serve", "--tls-cert", str(tmp_path / "cert.pem"))
     assert done.exit_code == 2 and "--tls-cert and --tls-key go together" in done.output
 
 
 @pytest.mark.usefixtures("no_server")
 def test_serve_refuses_a_bad_rate_limit_before_starting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WIDECUBE_RATE_LIMIT", "often")
-    done = CliRunner().invoke(cli, ["serve"])
+    done = invoke({}, "serve")
     assert done.exit_code == 2 and "WIDECUBE_RATE_LIMIT='often'" in done.output
 
 
