@@ -1,0 +1,35 @@
+"""``widecube.compute`` loads its names on first use: the map behind it names every public name
+and the right module, and reading snapshots does not import the two passes."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+import widecube.compute as compute
+
+
+def test_every_public_name_resolves_from_the_module_that_defines_it() -> None:
+    where = compute._WHERE
+    assert sorted(where) == sorted(compute.__all__)
+    for name, module in where.items():
+        defined = importlib.import_module(f"widecube.compute.{module}")
+        assert getattr(compute, name) is getattr(defined, name), name
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        compute.nothing  # noqa: B018
+
+
+@pytest.mark.subprocess
+def test_the_query_facade_does_not_import_the_passes_or_the_input_readers() -> None:
+    probe = (
+        "import json, sys, widecube.query; "
+        "print(json.dumps([m for m in ('widecube.compute._pass', 'widecube.io', 'anndata', 'dask') "
+        "if m in sys.modules]))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
