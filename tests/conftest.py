@@ -217,7 +217,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     counts as the median one), so that xdist's ``loadfile`` ends on short files on every worker.
     Without this, xdist orders files by their number of tests, which put the single-test load
     and replica files (25 to 50 s each) last, each alone on a worker while the others idle."""
-    if not config.getoption("numprocesses", default=None) and not hasattr(config, "workerinput"):
+    if not hasattr(config, "workerinput"):  # only xdist's workers collect for loadfile
         return
     table: dict[str, float] = json.loads(Path(__file__).with_name("durations.json").read_text())
     known = sorted(table.values())

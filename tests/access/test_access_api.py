@@ -129,12 +129,15 @@ class World:
         token = self.tokens.get(caller)
         return {} if token is None else {"Authorization": f"Bearer {token}"}
 
+    def statuses(self) -> dict[str, VersionStatus]:
+        """Each version of d1 and its status, read from the catalog's tables: ``current()`` and
+        ``get_version()`` may answer from what this process last heard, and on PostgreSQL the
+        server's change reaches this connection by NOTIFY, a few milliseconds later (more on a
+        loaded machine: two full runs read an old pointer and an old status)."""
+        return {v.version: v.status for v in self.catalog.versions("d1")}
+
     def live(self) -> str:
-        """Read from the catalog's tables: ``current()`` and ``get_version()`` may answer from
-        what this process last heard, and on PostgreSQL the server's change reaches this
-        connection by NOTIFY, a few milliseconds later (more on a loaded machine: two full runs
-        read an old pointer and an old status)."""
-        (live,) = [v.version for v in self.catalog.versions("d1") if v.status == VersionStatus.PUBLISHED]
+        (live,) = [v for v, status in self.statuses().items() if status == VersionStatus.PUBLISHED]
         return live
 
     def other_version(self) -> str:
@@ -173,7 +176,7 @@ def _throwaway_token(world: World) -> str:
 
 def _spare(world: World, archived: bool) -> str:
     """The spare version, archived or hot as the request needs it first."""
-    (status,) = [v.status.value for v in world.catalog.versions("d1") if v.version == world.spare]  # uncached
+    status = world.statuses()[world.spare].value
     if archived and status != "archived":
         world.wc.archive("d1", world.spare, actor=CLI)
     if not archived and status == "archived":
