@@ -12,8 +12,6 @@ and every statistic served is compared with numpy over the dense input matrix. M
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from _cli import invoke
+from _cli import invoke, process
 from _data import write_h5ad
 from _io_writers import write_10x_h5, write_csv, write_loom, write_mtx, write_parquet
 from widecube.api import create_app
@@ -80,22 +78,15 @@ class Ran:
     stderr: str
 
 
-def cli(settings: Settings, *args: str, process: bool = False) -> Ran:
-    """The ``widecube`` command in a process of its own (``process=True``), or in this one
-    (:func:`_cli.invoke`)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WIDECUBE_")}
+def cli(settings: Settings, *args: str, own_process: bool = False) -> Ran:
+    """The ``widecube`` command in a process of its own (``own_process=True``), or in this one;
+    either way with no WIDECUBE_ variable but the storage root and the catalog."""
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("WIDECUBE_")}
     env.update(WIDECUBE_STORAGE=str(settings.storage), WIDECUBE_CATALOG_URL=settings.catalog_url)
-    if process:
-        done = subprocess.run(
-            [sys.executable, "-m", "widecube.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+    if own_process:
+        done = process(env, *args, timeout=600)
         return Ran(done.returncode, done.stdout, done.stderr)
-    here: dict[str, str | None] = {k: None for k in os.environ if k.startswith("WIDECUBE_")}  # unset
-    result = invoke({**here, **env}, *args)
+    result = invoke(env, *args)
     return Ran(result.exit_code, result.stdout, result.stderr)
 
 
@@ -116,7 +107,8 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingested]:
         folder = root / fmt
         folder.mkdir()
         # one format through a real process, as a user runs it; the others in this process
-        runs[fmt] = cli(settings, "ingest", str(_write(fmt, folder)), "--dataset", fmt, process=fmt == "csv")
+        path = str(_write(fmt, folder))
+        runs[fmt] = cli(settings, "ingest", path, "--dataset", fmt, own_process=fmt == "csv")
     done = Ingested(settings, runs)
     with TestClient(create_app(settings)) as client:
         done.client = client

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import anndata as ad
@@ -13,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import Result
 
-from _cli import invoke
+from _cli import invoke, process
 from _data import MakeH5ad, small_adata, without_progress
 from _pg import postgres_schema
 from widecube.catalog import Catalog, VersionStatus
@@ -27,24 +25,19 @@ from widecube.snapshot import Snapshot
 pytestmark = pytest.mark.slow
 
 
+def _env(settings: Settings) -> dict[str, str | None]:
+    return {"WIDECUBE_STORAGE": str(settings.storage), "WIDECUBE_CATALOG_URL": settings.catalog_url}
+
+
 def cli_process(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """The ``widecube`` command in a process of its own."""
-    env = {
-        **os.environ,
-        "WIDECUBE_STORAGE": str(settings.storage),
-        "WIDECUBE_CATALOG_URL": settings.catalog_url,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "widecube.cli", *args], env=env, capture_output=True, text=True, timeout=300
-    )
+    return process(_env(settings), *args)
 
 
 def cli(settings: Settings, *args: str) -> Result:
     """The command in this process; real processes refusing bad input are
     tests/io/test_bad_inputs.py's and :func:`test_first_ingest_failing_publishes_nothing`'s."""
-    return invoke(
-        {"WIDECUBE_STORAGE": str(settings.storage), "WIDECUBE_CATALOG_URL": settings.catalog_url}, *args
-    )
+    return invoke(_env(settings), *args)
 
 
 def snapshot_folders(settings: Settings, dataset: str) -> list[str]:

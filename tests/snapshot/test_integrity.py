@@ -25,7 +25,7 @@ import zarr
 from typer.testing import Result
 from zarr.codecs import ZstdCodec
 
-from _cli import invoke
+from _cli import invoke, process
 from _data import MakeH5ad, small_adata, without_progress, write_h5ad
 from widecube.api import create_app
 from widecube.catalog import Catalog
@@ -83,10 +83,7 @@ def _flip(path: Path, offset: int | None = None) -> bytes:
 
 def _cli_process(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """The ``widecube`` command in a process of its own."""
-    env = {**os.environ, "WIDECUBE_STORAGE": str(settings.storage)}
-    return subprocess.run(
-        [sys.executable, "-m", "widecube.cli", *args], env=env, capture_output=True, text=True, timeout=120
-    )
+    return process({"WIDECUBE_STORAGE": str(settings.storage)}, *args, timeout=120)
 
 
 def _cli(settings: Settings, *args: str) -> Result:
