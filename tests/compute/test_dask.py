@@ -7,9 +7,7 @@ killed mid pass 2 and another mid pass 1."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from _cli import process
 from _dask import Deployment, KillOnTask, deployment
 from _data import small_adata, write_h5ad
 from _io_writers import write_10x_h5
@@ -74,13 +73,19 @@ BUCKET = "widecube-dask"
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment, Any]]:
-    """The deployment, and boto3's client of a moto server on loopback (started first: the
-    workers inherit the AWS_* variables that point at it, as a real deployment's would)."""
-    with moto_bucket(BUCKET) as s3, deployment(tmp_path_factory.mktemp("dask")) as d:
+def s3() -> Iterator[Any]:
+    """boto3's client of a moto server on loopback, and the AWS_* variables that point at it
+    (set before the deployment starts, so its workers inherit them, as a real one's would)."""
+    with moto_bucket(BUCKET) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def cluster(s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    with deployment(tmp_path_factory.mktemp("dask")) as d:
         with distributed.Client(d.address, timeout="30s") as client:
             client.wait_for_workers(2, timeout=60)
-        yield d, s3
+        yield d
 
 
 @pytest.fixture(scope="module")
@@ -99,14 +104,13 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, di
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_cluster_builds_identical_views(
     layout: str,
-    cluster: tuple[Deployment, Any],
+    cluster: Deployment,
     inputs: dict[str, tuple[Path, dict[str, str]]],
     tmp_path: Path,
 ) -> None:
     path, local = inputs[layout]
-    address = cluster[0].address
-    settings = Settings(storage=tmp_path / "s", memory=MEMORY, cluster=address)
-    with distributed.Client(address) as watcher, distributed.get_task_stream(watcher) as stream:
+    settings = Settings(storage=tmp_path / "s", memory=MEMORY, cluster=cluster.address)
+    with distributed.Client(cluster.address) as watcher, distributed.get_task_stream(watcher) as stream:
         ingest(path, dataset="d", settings=settings)
     pass1 = [t for t in stream.data if str(t["key"]).startswith("widecube-pass1-")]
     pass2 = [t for t in stream.data if str(t["key"]).startswith("widecube-pass2-")]
@@ -122,9 +126,7 @@ def test_cluster_builds_identical_views(
     assert not left, "spill files left behind"
 
 
-def test_a_bad_value_fails_the_job_as_without_a_cluster(
-    cluster: tuple[Deployment, Any], tmp_path: Path
-) -> None:
+def test_a_bad_value_fails_the_job_as_without_a_cluster(cluster: Deployment, tmp_path: Path) -> None:
     """A NaN in the rows of the last pass-1 task: the same error, naming the same cell, and
     no retry (the task hands the error back instead of raising it)."""
     adata = small_adata()
@@ -132,10 +134,9 @@ def test_a_bad_value_fails_the_job_as_without_a_cluster(
     path = write_h5ad(adata, tmp_path / "bad.h5ad", layout="csr")
     with pytest.raises(InvalidValue) as here:
         ingest(path, dataset="d", settings=Settings(storage=tmp_path / "a", memory=MEMORY))
-    address = cluster[0].address
-    settings = Settings(storage=tmp_path / "b", memory=MEMORY, cluster=address)
+    settings = Settings(storage=tmp_path / "b", memory=MEMORY, cluster=cluster.address)
     with (
-        distributed.Client(address) as watcher,
+        distributed.Client(cluster.address) as watcher,
         distributed.get_task_stream(watcher) as stream,
         pytest.raises(InvalidValue) as there,
     ):
@@ -148,22 +149,21 @@ def test_a_bad_value_fails_the_job_as_without_a_cluster(
 
 
 def test_snapshots_on_an_object_store_from_the_cluster(
-    cluster: tuple[Deployment, Any], inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
+    cluster: Deployment, s3: Any, inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
 ) -> None:
     """``WIDECUBE_STORAGE=s3://…`` (moto on loopback) with the cluster: the tasks write the
     snapshot's chunks straight to the store, and its manifest (read back from the store)
     lists the checksums of the single-process snapshot in a local folder."""
     path, local = inputs["csr"]
-    deployed, s3 = cluster
     settings = Settings(
         storage=f"s3://{BUCKET}/wc",
         catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
         cache=tmp_path / "cache",
         work=tmp_path / "work",
         memory=MEMORY,
-        cluster=deployed.address,
+        cluster=cluster.address,
     )
-    with distributed.Client(deployed.address) as watcher, distributed.get_task_stream(watcher) as stream:
+    with distributed.Client(cluster.address) as watcher, distributed.get_task_stream(watcher) as stream:
         version = ingest(path, dataset="d", settings=settings).version
     pass2 = {t["worker"] for t in stream.data if str(t["key"]).startswith("widecube-pass2-")}
     assert len(pass2) == 2, "pass 2 did not run on both workers"
@@ -173,23 +173,15 @@ def test_snapshots_on_an_object_store_from_the_cluster(
 
 
 def _cli(storage: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "WIDECUBE_STORAGE": str(storage), "WIDECUBE_MEMORY": str(MEMORY)}
-    env.pop("WIDECUBE_CLUSTER", None)
-    env.pop("WIDECUBE_WORKERS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "widecube.cli", "ingest", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    env = {"WIDECUBE_STORAGE": str(storage), "WIDECUBE_MEMORY": str(MEMORY)}
+    return process({**env, "WIDECUBE_CLUSTER": None, "WIDECUBE_WORKERS": None}, "ingest", *args)
 
 
 def test_cli_cluster_option(
-    cluster: tuple[Deployment, Any], inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
+    cluster: Deployment, inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
 ) -> None:
     path, local = inputs["csr"]
-    done = _cli(tmp_path / "s", str(path), "-d", "d", "--cluster", cluster[0].address)
+    done = _cli(tmp_path / "s", str(path), "-d", "d", "--cluster", cluster.address)
     assert done.returncode == 0, done.stderr
     _assert_same(local, _files(Settings(storage=tmp_path / "s"), "d"))
 
