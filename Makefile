@@ -47,12 +47,13 @@ wrk:
 # otherwise every pytest worker compiles and assert-rewrites every test module again (18.7 against
 # 13.0 CPU-s to collect) and every CLI, server and Dask process it starts compiles widecube's sources
 # (2.4 against 2.1 CPU-s to import the pipeline and queries).
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest
 test: lint chromium
-	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=25
+	$(PYTEST) -n 3 --dist loadfile --no-loadscope-reorder --durations=25
 
 # The fast unit layer alone (no ingest of a whole dataset, no browser, server process or PostgreSQL).
 test-unit: $(STAMP)
-	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n 2 -q -m "not slow and not browser and not subprocess and not postgres"
+	$(PYTEST) -n 2 -q -m "not slow and not browser and not subprocess and not postgres"
 
 # Every benchmark entry point, then the report. Each run is recorded as one JSON file in
 # benchmarks/results/ (refused from a working tree with uncommitted changes unless

@@ -28,6 +28,7 @@ import pytest
 
 import widecube
 from _data import MakeH5ad, small_adata, write_h5ad
+from _durations import TABLE
 from widecube.config import Settings
 
 # The suite before governed access tests the data path in single-user mode (every caller an
@@ -219,7 +220,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     and replica files (25 to 50 s each) last, each alone on a worker while the others idle."""
     if not hasattr(config, "workerinput"):  # only xdist's workers collect for loadfile
         return
-    table: dict[str, float] = json.loads(Path(__file__).with_name("durations.json").read_text())
+    table: dict[str, float] = json.loads(TABLE.read_text())
     known = sorted(table.values())
     median = known[len(known) // 2] if known else 0.0
     rank = {}
