@@ -6,13 +6,12 @@ without one is never a finished snapshot.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ._store import LocalStorage, Storage
+from ._store import LocalStorage, Storage, sha256_file
 
 __all__ = [
     "MANIFEST",
@@ -33,16 +32,6 @@ older manifests are read with the layer renamed (:func:`read_manifest`). 0.2.0: 
 array's chunks end with a CRC-32C (the ``crc32c`` codec); 0.1.0 snapshots, without it, read the
 same (Zarr reads the codecs from each array's metadata)."""
 _LEGACY_LAYER, _LAYER = "raw", "input"
-_CHUNK = 1 << 22
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 4 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def checksum_files(root: Path | Storage, *, threads: int = 4) -> dict[str, dict[str, Any]]:

@@ -60,9 +60,28 @@ __all__ = [
     "Storage",
     "is_object_url",
     "open_storage",
+    "sha256_file",
 ]
 
 _CHUNK = 1 << 22
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a local file (``hashlib.file_digest``: one 256 KiB buffer, reused)."""
+    with open(path, "rb", buffering=0) as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _pieces(f: Any) -> Iterator[memoryview]:
+    """``f``'s bytes in pieces of up to 256 KiB, all read into one buffer: each piece is valid
+    until the next. A fresh 4 MiB ``bytes`` per piece is a fresh ``mmap`` under the ingest's
+    malloc policy (``compute._malloc``), a page fault per 4 KiB read (hashing a 4.2 GB input
+    that way beside pass 1 cost a million faults, 83 % of the ingest's)."""
+    view = memoryview(bytearray(1 << 18))
+    while n := f.readinto(view):
+        yield view[:n]
+
+
 _PART = 8 << 20  # put_stream: one upload below it, multipart parts of it above (S3's minimum is 5 MiB)
 _PLAIN_MD5 = re.compile(r'^"?([0-9a-f]{32})"?$')  # a single-part upload's ETag (no "-N" suffix)
 _COLD_CLASS = re.compile(r"<StorageClass>([A-Z_]+)</StorageClass>")
@@ -278,11 +297,7 @@ class LocalStorage(Storage):
             tmp.unlink(missing_ok=True)
 
     def sha256(self, relpath: str) -> str:
-        h = hashlib.sha256()
-        with open(self.root / relpath, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-        return h.hexdigest()
+        return sha256_file(self.root / relpath)
 
     def size(self, relpath: str) -> int:
         return (self.root / relpath).stat().st_size
@@ -332,8 +347,8 @@ class LocalStorage(Storage):
         h, size = hashlib.sha256(), 0
         tmp = dest.with_name(f".{dest.name}.part")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.root / relpath, "rb") as src, open(tmp, "wb") as out:
-            while chunk := src.read(_CHUNK):
+        with open(self.root / relpath, "rb", buffering=0) as src, open(tmp, "wb") as out:
+            for chunk in _pieces(src):
                 out.write(chunk)
                 h.update(chunk)
                 size += len(chunk)
