@@ -24,7 +24,6 @@ fresh ``mmap`` whose pages fault in and are zeroed by the kernel, then unmapped.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,11 +44,8 @@ def _libc() -> Any:
     """glibc's ``mallopt`` and ``malloc_trim``, or None (not Linux, or not glibc)."""
     if not sys.platform.startswith("linux"):
         return None
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        libc = ctypes.CDLL(name)
+    try:  # glibc's soname, not ctypes.util.find_library (it runs `ldconfig -p` in a child)
+        libc = ctypes.CDLL("libc.so.6")
         libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
         libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
