@@ -62,7 +62,11 @@ def check_finite(
                 f"{block.col_start + m.shape[1]} lies outside the {n_cells} × {n_genes} matrix"
             )
         data = m.data
-        if data.dtype.kind != "f" or np.isfinite(data.sum(dtype=np.float64)):
+        if data.dtype.kind != "f":
+            return
+        with np.errstate(all="ignore"):  # inf - inf, an overflow: answered below, not warned
+            total = data.sum(dtype=np.float64)
+        if np.isfinite(total):
             # a NaN or an infinity makes the float64 sum non-finite, and float32 values cannot
             # overflow it: no block-sized temporary (np.isfinite(data) is 8 MB per block of
             # 8 M values, a fresh mmap each under bound_heap); an overflowing float64 sum, or a
