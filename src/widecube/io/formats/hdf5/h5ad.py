@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anndata
 import h5py
 import numpy as np
 import pandas as pd
@@ -203,6 +202,8 @@ class H5adSource(MatrixSource):
         if key not in self._file:
             raise UnreadableInput(f"{self.path}: has no {key} table")
         self._check_rows(key, n)
+        import anndata  # on first use: a second of imports (anndata, dask) no other path needs
+
         try:
             frame = anndata.io.read_elem(self._file[key])
         except Exception as exc:  # anndata raises many kinds for malformed tables
