@@ -38,12 +38,12 @@ import sqlite3
 import threading
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 import sqlalchemy as sa
-from psycopg import pq
-from psycopg import sql as pgsql
+
+if TYPE_CHECKING:
+    import psycopg
 
 __all__ = ["FALLBACK_S", "ChangeToken"]
 
@@ -168,6 +168,8 @@ class _Listener:
             self._due = now + self._fallback_s
 
     def _run(self) -> None:
+        import psycopg  # on first use (a PostgreSQL catalog): an SQLite one never imports it
+
         try:
             while not self._stopping:
                 try:
@@ -197,6 +199,10 @@ class _Listener:
                 self._ended = True
 
     def _listen(self, conn: psycopg.Connection[Any]) -> None:
+        import psycopg
+        from psycopg import pq
+        from psycopg import sql as pgsql
+
         row = conn.execute(f"SELECT {_CHANNEL}").fetchone()
         if row is None or row[0] is None:  # no schema on the search path exists (yet)
             raise psycopg.OperationalError("the catalog's schema is missing")
