@@ -12,7 +12,7 @@ import pytest
 
 from widecube.snapshot import open_storage, sha256_file
 
-PIECE = 1 << 18  # the reused buffer's size in snapshot._store
+PIECE = 1 << 18  # the reused buffer's size in snapshot._store (_PIECE) and hashlib.file_digest
 
 
 @pytest.mark.parametrize("size", [0, 1, PIECE - 1, PIECE, PIECE + 1, 5 * PIECE + 12_345])

@@ -64,6 +64,10 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 22
+_PIECE = 1 << 18  # a reused read buffer: below the ingest's mmap threshold, so from the heap
+_PART = 8 << 20  # put_stream: one upload below it, multipart parts of it above (S3's minimum is 5 MiB)
+_PLAIN_MD5 = re.compile(r'^"?([0-9a-f]{32})"?$')  # a single-part upload's ETag (no "-N" suffix)
+_COLD_CLASS = re.compile(r"<StorageClass>([A-Z_]+)</StorageClass>")
 
 
 def sha256_file(path: Path) -> str:
@@ -73,18 +77,13 @@ def sha256_file(path: Path) -> str:
 
 
 def _pieces(f: Any) -> Iterator[memoryview]:
-    """``f``'s bytes in pieces of up to 256 KiB, all read into one buffer: each piece is valid
+    """``f``'s bytes in pieces of up to :data:`_PIECE`, all read into one buffer: each piece is valid
     until the next. A fresh 4 MiB ``bytes`` per piece is a fresh ``mmap`` under the ingest's
     malloc policy (``compute._malloc``), a page fault per 4 KiB read (hashing a 4.2 GB input
     that way beside pass 1 cost a million faults, 83 % of the ingest's)."""
-    view = memoryview(bytearray(1 << 18))
+    view = memoryview(bytearray(_PIECE))
     while n := f.readinto(view):
         yield view[:n]
-
-
-_PART = 8 << 20  # put_stream: one upload below it, multipart parts of it above (S3's minimum is 5 MiB)
-_PLAIN_MD5 = re.compile(r'^"?([0-9a-f]{32})"?$')  # a single-part upload's ETag (no "-N" suffix)
-_COLD_CLASS = re.compile(r"<StorageClass>([A-Z_]+)</StorageClass>")
 
 
 class NotThawed(OSError):
