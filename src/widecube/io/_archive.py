@@ -35,7 +35,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import IO, Protocol, cast
 
 from ..errors import InputError, UnreadableInput, UnsafeArchive
 from ._sniff import GZIP_MAGIC, HDF5_MAGIC, PARQUET_MAGIC, head, raw_head
@@ -185,7 +185,7 @@ class _Members:
 
 
 class _Readable(Protocol):
-    def read(self, n: int, /) -> bytes: ...
+    def readinto(self, buffer: memoryview, /) -> int: ...
 
 
 _PERMANENT = {
@@ -198,7 +198,7 @@ _PERMANENT = {
 }
 
 
-def _copy(src: _Readable, target: Path, budget: _Budget, name: str, declared: int) -> None:
+def _copy(src: IO[bytes] | _Readable, target: Path, budget: _Budget, name: str, declared: int) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         out = target.open("xb")
@@ -209,16 +209,21 @@ def _copy(src: _Readable, target: Path, budget: _Budget, name: str, declared: in
             f"{budget.archive}: member {name[:200]!r} {_PERMANENT[exc.errno]}; refused"
         ) from None
     written = 0
+    # one buffer for the whole member: a fresh 1 MiB bytes per read() is a fresh mmap under
+    # the ingest's malloc policy (compute._malloc), a page fault per 4 KiB (a 1.5 GB tar
+    # member: 735,000 faults, 3.5-6.5 s of system time)
+    buffer = memoryview(bytearray(_CHUNK))
+    reader = cast(_Readable, src)  # zip, tar and gzip members are io.BufferedIOBase: readinto
     with out:
-        while chunk := src.read(_CHUNK):
-            written += len(chunk)
-            budget.spend(len(chunk), name)
+        while n := reader.readinto(buffer):
+            written += n
+            budget.spend(n, name)
             if written > declared:
                 raise UnsafeArchive(
                     f"{budget.archive}: member {name!r} holds more than the "
                     f"{declared:,} bytes it declares; refused"
                 )
-            out.write(chunk)
+            out.write(buffer[:n])
 
 
 def _unzip(path: Path, dest: Path, limits: ArchiveLimits, budget: _Budget) -> None:
