@@ -488,6 +488,7 @@ def _build(
             for spec, builder in builders:
                 out.add_view(spec, builder.finish())  # the writer stamps the spec's encoding
                 written(1 / len(builders))
+            out.drain()  # every background write lands before the pool closes (which cancels)
         finally:
             spill.cleanup()
             if out is not None:

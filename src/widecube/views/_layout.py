@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import zarr
 
@@ -38,18 +37,15 @@ def create_grouped(
     *,
     uns: dict[str, object],
 ) -> dict[str, zarr.Array[Any]]:
-    """An AnnData skeleton (obs = groups with n_cells, var = genes) plus empty layers."""
+    """An AnnData skeleton (obs = groups with n_cells, var = genes) plus empty layers, its
+    metadata consolidated: the arrays the view fills, by layer name."""
     obs = grouping.table.copy()
     obs.index = obs.index.astype(str)
     genes = pd.DataFrame(index=pd.Index(ctx.var.index.astype(str)))
     import anndata  # on first use: the facades' import stays light for the CLI
 
-    out.write_anndata(path, anndata.AnnData(obs=obs, var=genes, uns=uns))
-    shape = (grouping.n_groups, ctx.n_genes)
-    return {
-        name: out.create_columns(f"{path}/layers/{name}", shape, np.dtype(dt), chunk_cols=ctx.slab_width)
-        for name, dt in layers.items()
-    }
+    adata = anndata.AnnData(obs=obs, var=genes, uns=uns)
+    return out.write_anndata(path, adata, layers=layers, chunk_cols=ctx.slab_width)
 
 
 def layer_entry(snap: Snapshot, entry: dict[str, Any], layer: str) -> Any:

@@ -92,7 +92,6 @@ class QuantilesBuilder(Builder):
         layers: dict[str, dict[str, object]] = {}
         for layer, key in self._arrays:
             path = relpath(QUANTILES.name, key, layer)
-            self.out.consolidate(path)
             layers.setdefault(layer, {})[key] = {"path": path}
         return {"quantiles": list(self.ctx.quantiles), "stats": self._names, "layers": layers}
 

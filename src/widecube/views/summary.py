@@ -122,7 +122,6 @@ class SummaryBuilder(Builder):
         layers: dict[str, dict[str, object]] = {}
         for layer, key in self._arrays:
             path = relpath(SUMMARY.name, key, layer)
-            self.out.consolidate(path)
             layers.setdefault(layer, {})[key] = {"path": path, "n_groups": ctx.grouping(key).n_groups}
         return {"groupbys": list(ctx.groupbys), "layers": layers, "stats": list(SUMMARY_STATS)}
 
