@@ -1,26 +1,24 @@
 """The bad-input corpus (issue 9): every malformed input is refused by the real CLI.
 
 Each case builds a small broken file (h5py, numpy, tarfile: nothing binary is committed),
-runs ``python -m widecube.cli ingest FILE --dataset d`` in a subprocess on a storage root
+runs ``widecube ingest FILE --dataset d`` in a process of its own on a storage root
 of its own, and checks what a user and an operator see: exit status 1 (not a signal), one
 line on stderr naming the file and the 1-based row and column where they apply, no
 traceback, nothing published, and no staging or work folder left behind.
 
-The classes issue 9 lists run through the CLI, started together by a module fixture (a
-few processes at a time: each pays ~2.5 s of imports); the further probes run the same
-ingest in this process, asserting the same about the error and the storage root.
+The classes issue 9 lists run through the CLI, started together by a module fixture, each in
+a process of its own forked from one that imported widecube once (a fresh interpreter pays
+~2.5 s of imports per case); the further probes run the same ingest in this process,
+asserting the same about the error and the storage root.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import subprocess
-import sys
 import tarfile
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +31,7 @@ import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
 
+from _cli import forked, process
 from _data import without_progress
 from _io_writers import write_10x_h5, write_loom, write_mtx, write_parquet
 from widecube.catalog import Catalog, VersionStatus
@@ -552,30 +551,25 @@ def build(tmp: Path, make: Callable[[Path], Case]) -> Case:
         return make(tmp)
 
 
-def cli(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "WIDECUBE_STORAGE": str(store), "WIDECUBE_JOB_BACKOFF": "0"}
-    env.pop("WIDECUBE_CATALOG_URL", None)
-    return subprocess.run(
-        [sys.executable, "-m", "widecube.cli", *args], env=env, capture_output=True, text=True, timeout=300
-    )
-
-
 @pytest.fixture(scope="module")
 def cli_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
-    """Every CLI case built, then ingested by the CLI, a few processes at a time."""
+    """Every CLI case built, then ingested by the CLI, each in a process of its own (forked
+    from one that imported widecube once), a few at a time."""
     root = tmp_path_factory.mktemp("corpus")
     built = {}
     for i, (name, make) in enumerate(CLI_CASES.items()):
         folder = root / f"case{i:02d}"
         folder.mkdir()
         built[name] = (build(folder, make), folder / "store")
-
-    def ingest(name: str) -> tuple[str, Run]:
-        case, store = built[name]
-        return name, (case, store, cli(store, "ingest", str(case.path), "--dataset", "d", *case.args))
-
-    with ThreadPoolExecutor(4) as pool:
-        return dict(pool.map(ingest, built))
+    runs = [
+        (
+            {"WIDECUBE_STORAGE": str(store), "WIDECUBE_JOB_BACKOFF": "0", "WIDECUBE_CATALOG_URL": None},
+            ["ingest", str(case.path), "--dataset", "d", *case.args],
+        )
+        for case, store in built.values()
+    ]
+    done = forked(runs)
+    return {name: (case, store, run) for (name, (case, store)), run in zip(built.items(), done, strict=True)}
 
 
 def assert_nothing_published_or_left(store: Path) -> None:
@@ -624,7 +618,8 @@ def test_ingest_refuses_with_a_clear_input_error(name: str, tmp_path: Path) -> N
 @pytest.mark.subprocess
 def test_negative_max_unpacked_is_a_usage_error(tmp_path: Path) -> None:
     archive = tar_of(tmp_path / "ok.tar", ["m.csv"])
-    run = cli(tmp_path / "store", "ingest", str(archive), "--dataset", "d", "--max-unpacked", "-5")
+    env = {"WIDECUBE_STORAGE": str(tmp_path / "store"), "WIDECUBE_CATALOG_URL": None}
+    run = process(env, "ingest", str(archive), "--dataset", "d", "--max-unpacked", "-5")
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "--max-unpacked" in run.stderr and "greater than or equal to" in run.stderr
     assert not (tmp_path / "store" / "datasets").exists()
