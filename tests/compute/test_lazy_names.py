@@ -25,10 +25,11 @@ def test_every_public_name_resolves_from_the_module_that_defines_it() -> None:
 
 @pytest.mark.subprocess
 def test_the_query_facade_does_not_import_the_passes_or_the_input_readers() -> None:
+    """Nor scipy's clustering (and the linear algebra under it): the dendrogram route imports it."""
     probe = (
         "import json, sys, widecube.query; "
-        "print(json.dumps([m for m in ('widecube.compute._pass', 'widecube.io', 'anndata', 'dask') "
-        "if m in sys.modules]))"
+        "print(json.dumps([m for m in ('widecube.compute._pass', 'widecube.io', 'anndata', 'dask', "
+        "'scipy.cluster', 'scipy.spatial') if m in sys.modules]))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
