@@ -110,15 +110,15 @@ def _write_staged(files: dict[str, Any], adata: anndata.AnnData, seen: dict[byte
 
     def write(func: Any, parent: Any, name: str, elem: Any, *, dataset_kwargs: Any, iospec: Any) -> None:
         where = f"{parent.path}/{name}".strip("/")
-        key = None
-        if where:  # not the AnnData itself
-            key = hashlib.sha256(pickle.dumps((iospec, elem, dataset_kwargs), protocol=5)).digest()
-        if key is not None and key in seen:
+        if not where:  # the AnnData itself: written, its elements come back through here
+            func(parent, name, elem, dataset_kwargs=dataset_kwargs)
+            return
+        key = hashlib.sha256(pickle.dumps((iospec, elem, dataset_kwargs), protocol=5)).digest()
+        if key in seen:
             files.update({f"{where}/{rest}": buffer for rest, buffer in seen[key].items()})
             return
         func(parent, name, elem, dataset_kwargs=dataset_kwargs)
-        if key is not None:
-            seen[key] = {k[len(where) + 1 :]: v for k, v in files.items() if k.startswith(f"{where}/")}
+        seen[key] = {k[len(where) + 1 :]: v for k, v in files.items() if k.startswith(f"{where}/")}
 
     adata.strings_to_categoricals()  # as write_zarr does
     store = MemoryStore(files)
