@@ -216,12 +216,11 @@ class SnapshotWriter:
                 zarr.consolidate_metadata(store, zarr_format=3)
         for key, buffer in files.items():
             self.files.put(f"{relpath}/{key}", buffer.to_bytes())
-        return {
-            name: zarr.open_array(
-                self.store(f"{relpath}/layers/{name}"), mode="r+", zarr_format=3
-            ).with_config(_FILLED)
-            for name in layers or ()
-        }
+        if not layers:
+            return {}
+        # one read of the consolidated metadata opens every layer, not a read per layer
+        written = zarr.open_group(self.store(relpath), mode="r+", zarr_format=3)
+        return {name: written[f"layers/{name}"].with_config(_FILLED) for name in layers}  # type: ignore[union-attr]
 
     def write_array(self, relpath: str, values: np.ndarray) -> None:
         """A small array (e.g. an embedding) as a Zarr v3 array."""
