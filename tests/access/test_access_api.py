@@ -15,6 +15,7 @@ narrowed to scope read.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 import time
@@ -722,6 +723,25 @@ def test_a_revoked_grant_holds_on_the_next_request(world: World) -> None:
     assert httpx.get(f"{world.url}/api/v1/datasets/d2", headers=reader, timeout=30).status_code == 200
     world.gov.revoke("d2", "rita", actor=CLI)
     assert httpx.get(f"{world.url}/api/v1/datasets/d2", headers=reader, timeout=30).status_code == 404
+
+
+@pytest.mark.parametrize("principal", ["user:\u00fe", "group:lab\u00b2", "user:jos\u00e9"])
+def test_a_name_the_document_refuses_is_refused(world: World, principal: str) -> None:
+    """The published pattern is ECMA-262 (``\\w`` there is ASCII); the server agrees with it,
+    whatever Python's or pydantic's ``\\w`` would have let through."""
+    doc = httpx.get(f"{world.url}/openapi.json", timeout=30).json()
+    body = doc["paths"]["/api/v1/admin/datasets/{name}/grants"]["put"]["requestBody"]["content"]
+    ref = body["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    pattern = doc["components"]["schemas"][ref]["properties"]["principal"]["pattern"]
+    assert re.fullmatch(pattern, principal, re.ASCII) is None  # the document says: invalid
+    answer = httpx.put(
+        f"{world.url}/api/v1/admin/datasets/d1/grants",
+        json={"principal": principal, "role": "reader"},
+        headers=world.headers("owner"),
+        timeout=30,
+    )
+    assert answer.status_code == 422, answer.text
+    assert principal not in {g.principal for g in world.catalog.access.grants(dataset="d1")}
 
 
 def test_the_ui_session_cookie_is_strict_and_state_changes_need_the_csrf_header(world: World) -> None:

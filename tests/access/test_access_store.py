@@ -204,6 +204,8 @@ def test_grant_replace_revoke(catalog: Catalog, engine: sa.Engine) -> None:
         ("pbmc", "user:", "reader"),
         ("pbmc", "user:a b", "reader"),
         ("pbmc", "user:a:b", "reader"),
+        ("pbmc", "user:\u00fe", "reader"),  # Python's \w takes it; the published (ECMA) pattern does not
+        ("pbmc", "group:lab\u00b2", "reader"),
         ("pbmc", "group:*", "reader"),
         ("pbmc", "user:ana", "admin"),
         ("*", "user:ana", "reader"),

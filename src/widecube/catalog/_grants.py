@@ -408,14 +408,20 @@ def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
         raise InvalidQuery(f"unknown {what} {value!r} (one of: {', '.join(allowed)})")
 
 
-NAME_PATTERN = r"^[\w.@+-]{1,200}$"
-"""A user or group name: 1 to 200 letters, digits, ``_ . @ + -`` (an e-mail address fits)."""
+NAME_PATTERN = r"^[A-Za-z0-9_.@+-]{1,200}$"
+"""A user or group name: 1 to 200 ASCII letters, digits, ``_ . @ + -`` (an e-mail address fits).
+
+ASCII, spelt out rather than ``\\w``: the OpenAPI document publishes this pattern, and ``\\w``
+means ASCII to a JSON Schema (ECMA-262) validator but any Unicode letter to Python's ``re`` and to
+pydantic, so the server accepted names its own schema declares invalid. A user whose identity
+provider name is not ASCII is granted through a group, or the server reads another claim
+(``WIDECUBE_OIDC_USER_CLAIM``)."""
 
 
 def _check_name(name: str, what: str) -> None:
     if not re.fullmatch(NAME_PATTERN, name):
         raise InvalidQuery(
-            f"invalid {what} name {name[:80]!r}: 1 to 200 letters, digits or '_', '.', '@', '+', '-'"
+            f"invalid {what} name {name[:80]!r}: 1 to 200 ASCII letters, digits or '_', '.', '@', '+', '-'"
         )
 
 
