@@ -38,6 +38,7 @@ import httpx2 as httpx
 import hypothesis
 import numpy as np
 import pytest
+import requests
 import schemathesis
 import uvicorn
 
@@ -122,8 +123,7 @@ _CONFIG = {
 @functools.cache
 def _document() -> dict[str, object]:
     """The app's OpenAPI document (it does not depend on the data; the server's is the same,
-    as the last test checks). Made at import, because ``schema.parametrize`` needs it at
-    collection (schemathesis' lazy ``from_fixture`` does not run under pytest 9)."""
+    as the last test checks)."""
     with tempfile.TemporaryDirectory() as root:
         app = create_app(Settings(storage=Path(root)), upkeep=False, jobs=False)
         doc = app.openapi()
@@ -143,31 +143,64 @@ AUTH_EXAMPLES = max(3, MAX_EXAMPLES // 3)
 """With authentication the same operations run again, anonymously and as an owner, with fewer
 examples each: the generated data is the single-user run's business; here every route's
 answers to both callers must still be what the document says."""
-schema, authed_schema = _load(MAX_EXAMPLES), _load(AUTH_EXAMPLES)
+
+
+# The schemas are loaded by fixtures, so schemathesis builds each operation's test (and its
+# coverage phase's ~7,400 cases) when the test runs, once, instead of at collection, which every
+# pytest-xdist worker repeats for every module (about 5 CPU-s each); each operation is reported
+# as a subtest named by its method and path.
+@pytest.fixture(scope="module")
+def document_schema() -> schemathesis.BaseSchema:
+    return _load(MAX_EXAMPLES)
+
+
+@pytest.fixture(scope="module")
+def authed_document_schema() -> schemathesis.BaseSchema:
+    return _load(AUTH_EXAMPLES)
+
+
+if not hasattr(pytest.Function, "_nodeid"):
+    # schemathesis' lazy loader (4.32.5) names each operation's subtest by rewriting the running
+    # item's ``_nodeid``, which pytest 9.2 replaced by a parsed ``_id``: give it the old attribute.
+    from _pytest.nodeid import coerce_node_id
+
+    pytest.Function._nodeid = property(  # type: ignore[attr-defined]
+        lambda item: item.nodeid, lambda item, value: setattr(item, "_id", coerce_node_id(value))
+    )
+
+_SETTINGS = dict(deadline=None, derandomize=_FIXED, suppress_health_check=list(hypothesis.HealthCheck))
+schema = schemathesis.pytest.from_fixture("document_schema")
+authed_schema = schemathesis.pytest.from_fixture("authed_document_schema")
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[requests.Session]:
+    """One keep-alive connection for every generated request (a new session per case costs a
+    connection and a pool each: about 30 CPU-s over the module); its cookies are cleared per case
+    (``POST /api/v1/session`` sets one), so no case sees another's."""
+    with requests.Session() as session:
+        yield session
 
 
 @schema.parametrize()
-@hypothesis.settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    derandomize=_FIXED,
-    suppress_health_check=list(hypothesis.HealthCheck),
-)
-def test_every_answer_is_what_the_document_says(case: schemathesis.Case, target: Target) -> None:
-    case.call_and_validate(base_url=target.url, headers=target.headers)
+@hypothesis.settings(max_examples=MAX_EXAMPLES, **_SETTINGS)
+def test_every_answer_is_what_the_document_says(
+    case: schemathesis.Case, target: Target, http: requests.Session
+) -> None:
+    http.cookies.clear()
+    case.call_and_validate(base_url=target.url, headers=target.headers, session=http)
 
 
 @authed_schema.parametrize()
-@hypothesis.settings(
-    max_examples=AUTH_EXAMPLES,
-    deadline=None,
-    derandomize=_FIXED,
-    suppress_health_check=list(hypothesis.HealthCheck),
-)
+@pytest.mark.usefixtures(
+    "authed"
+)  # the lazy wrapper hides the signature: parametrize by the fixture's params
+@hypothesis.settings(max_examples=AUTH_EXAMPLES, **_SETTINGS)
 def test_every_answer_with_authentication_is_what_the_document_says(
-    case: schemathesis.Case, authed: Target
+    case: schemathesis.Case, authed: Target, http: requests.Session
 ) -> None:
-    case.call_and_validate(base_url=authed.url, headers=authed.headers)
+    http.cookies.clear()
+    case.call_and_validate(base_url=authed.url, headers=authed.headers, session=http)
 
 
 def test_the_document_types_bodies_as_sent(target: Target, tmp_path: Path) -> None:

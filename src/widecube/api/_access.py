@@ -386,7 +386,12 @@ def revoke_grant(
 # -- audit (admin) ----------------------------------------------------------------------------
 
 
-@router.get("/audit", response_model=list[AuditRow], responses=errors(401, 403, 422))
+_JSONL: dict[int | str, dict[str, Any]] = {  # format=jsonl: the same rows as JSON Lines, an AuditRow a line
+    200: {"content": {"application/jsonl": {"schema": {"type": "string"}}}},
+}
+
+
+@router.get("/audit", response_model=list[AuditRow], responses={**_JSONL, **errors(401, 403, 422)})
 def audit(
     gov: Gov,
     actor: Caller,
