@@ -1,26 +1,35 @@
-"""``widecube.compute`` loads its names on first use: the map behind it names every public name
-and the right module, and reading snapshots does not import the two passes."""
+"""``widecube.compute``, ``widecube.pipeline`` and ``widecube.snapshot`` load their names on first
+use: the map behind each names every public name and the right module, reading snapshots does
+not import the two passes, and a job worker waiting for jobs imports none of the engine."""
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
 import widecube.compute as compute
+import widecube.pipeline as pipeline
+import widecube.snapshot as snapshot
 
 
-def test_every_public_name_resolves_from_the_module_that_defines_it() -> None:
-    where = compute._WHERE
-    assert sorted(where) == sorted(compute.__all__)
+@pytest.mark.parametrize("package", [compute, pipeline, snapshot], ids=lambda p: p.__name__)
+def test_every_public_name_resolves_from_the_module_that_defines_it(package: object) -> None:
+    where = package._WHERE  # type: ignore[attr-defined]
+    assert len(where) > 10
+    assert sorted(where) == sorted(package.__all__)  # type: ignore[attr-defined]
     for name, module in where.items():
-        defined = importlib.import_module(f"widecube.compute.{module}")
-        assert getattr(compute, name) is getattr(defined, name), name
+        relative = module if module.startswith(".") else f".{module}"
+        defined = importlib.import_module(relative, package.__name__)  # type: ignore[attr-defined]
+        assert getattr(package, name) is getattr(defined, name), name
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-        compute.nothing  # noqa: B018
+        package.nothing  # type: ignore[attr-defined]  # noqa: B018
 
 
 @pytest.mark.subprocess
@@ -48,3 +57,26 @@ def test_the_cli_and_the_jobs_facade_import_anndata_dask_and_psycopg_only_when_u
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+_ENGINE = ("widecube.views", "widecube.compute._kernels", "widecube.io", "zarr", "pandas", "numba", "h5py")
+
+
+@pytest.mark.subprocess
+def test_a_worker_waiting_for_jobs_imports_none_of_the_engine(tmp_path: Path) -> None:
+    """``serve`` keeps a ``widecube work`` process; until a job comes it needs the catalog and
+    the runner only (the engine's imports cost 1.9 CPU-s per process)."""
+    probe = (
+        "import json, sys, threading, widecube.cli as cli, widecube.pipeline as p; "
+        f"threading.Timer(2.0, lambda: (print(json.dumps([m for m in {_ENGINE!r} if m in sys.modules]), "
+        "flush=True), "
+        "__import__('os')._exit(0))).start(); "
+        "sys.argv = ['widecube', 'work']; cli.app()"
+    )
+    env = {**os.environ, "WIDECUBE_STORAGE": str(tmp_path / "store")}
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - began >= 2.0  # it waited for jobs, it did not exit at once
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+    assert (tmp_path / "store").is_dir()  # it opened the catalog

@@ -15,18 +15,20 @@ import builtins
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..access import ANONYMOUS, SERVER, Actor, Door
 from ..catalog import Catalog, JobNotFound, JobRecord, JobState, VersionRecord
 from ..config import Settings
 from ..errors import InvalidQuery
 from ._cleanup import collect_garbage, reclaim_orphans
-from ._ingest import Progress
 from ._runner import JobRunner, JobWorker, ingest
 from ._supervise import WorkerProcess
 from ._upload_store import Uploads, sweep_uploads
 from ._watch import Watcher
+
+if TYPE_CHECKING:
+    from ._ingest import Progress
 
 __all__ = ["Jobs"]
 

@@ -36,18 +36,19 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ..catalog import AuditEvent, Catalog, JobRecord, JobState, LeaseLost, PointerMoved, VersionRecord
 from ..config import Settings
 from ..errors import CatalogError, WidecubeError
-from ..views import parse_input_kind, parse_views
-from . import _ingest as steps
 from ._cleanup import reclaim_orphans
-from ._ingest import Progress, Work, check_name
 from ._workers import worker_name
+
+if TYPE_CHECKING:
+    from ._ingest import Progress, Work
 
 __all__ = ["JobRunner", "JobWorker", "ingest", "next_step", "retry_delay"]
 
@@ -205,7 +206,9 @@ class JobRunner:
         return done
 
     def _drive(self, job: JobRecord, progress: Progress, raise_errors: bool) -> JobRecord:
-        work = Work(job, self.settings, self.catalog, _saving(progress, self.catalog, job, self.worker))
+        work = _steps().Work(
+            job, self.settings, self.catalog, _saving(progress, self.catalog, job, self.worker)
+        )
         work.done = _checkpoints(work.folder)
         log.info(
             "job %s (dataset %s, %s): started at %s, worker %s",
@@ -258,7 +261,8 @@ class JobRunner:
         while True:
             attempt = self.catalog.jobs.start(work.job.id, self.worker, name, limit=limit).attempts
             try:
-                return steps.STEPS[name](work)
+                done: dict[str, Any] = _steps().STEPS[name](work)
+                return done
             except BaseException as exc:
                 delay = retry_delay(exc, attempt, attempts=limit, backoff=self.settings.job_backoff)
                 if delay is None:
@@ -284,7 +288,7 @@ class JobRunner:
     def _fail(self, work: Work, exc: BaseException, step: str) -> JobRecord:
         reason = _describe(exc)
         try:
-            steps.fail(work, reason)
+            _steps().fail(work, reason)
         finally:
             self.catalog.jobs.event(work.job.id, self.worker, "failed", step, error=reason)
             record = self.catalog.jobs.advance(work.job.id, self.worker, JobState.FAILED, error=reason)
@@ -366,8 +370,10 @@ def ingest(
 
         >>> ingest("pbmc.h5ad", dataset="pbmc", groupbys=["cell_type", "cell_type,donor"])  # doctest: +SKIP
     """
+    from ..views import parse_input_kind, parse_views
+
     settings = settings or Settings()
-    check_name(dataset)
+    _steps().check_name(dataset)
     params: dict[str, Any] = {
         "groupbys": list(groupbys or []),
         "layer": layer,
@@ -387,6 +393,14 @@ def ingest(
         job = runner.submit(path, dataset=dataset, params=params, claim=True)
         done = runner.run(job.id, progress=progress, raise_errors=True)
         return opened.get_version(dataset, str(done.version))
+
+
+def _steps() -> ModuleType:
+    """The job steps (``_ingest``), imported when a job first runs: a worker waiting for jobs
+    never loads the engine (views, kernels, readers: about 1.4 CPU-s of imports)."""
+    from . import _ingest
+
+    return _ingest
 
 
 @contextlib.contextmanager
@@ -463,7 +477,7 @@ def _saving(
 def _checkpoints(folder: Path) -> dict[str, dict[str, Any]]:
     """The checkpoints a job's earlier runs left, by step."""
     found = {}
-    for name in steps.STEPS:
+    for name in _steps().STEPS:
         path = folder / f"{name}.json"
         if path.is_file():
             found[name] = json.loads(path.read_text())

@@ -59,7 +59,6 @@ from typing import Any
 from ..catalog import Catalog, JobRecord, JobState
 from ..config import Settings
 from ..snapshot import FileInfo, LocalStorage, Storage, is_object_url, open_storage
-from ..views import parse_input_kind, parse_views
 from ._fetch import COMPANION
 from ._runner import JobRunner, JobWorker
 
@@ -125,6 +124,8 @@ class Watcher:
         views: str | list[str] | None = None,
         input_kind: str | None = None,
     ) -> None:
+        from ..views import parse_input_kind, parse_views
+
         self.views = parse_views(views)
         self.input_kind = parse_input_kind(input_kind)
         self.inbox: Path | str
@@ -238,6 +239,8 @@ class Watcher:
                 f"sidecar {entry.sidecar}: unknown field(s) {', '.join(sorted(unknown))} "
                 f"(known: {', '.join(sorted(_SIDECAR_FIELDS))})"
             )
+        from ..views import parse_input_kind, parse_views
+
         groupbys = side.get("groupbys") or []
         try:
             if not isinstance(side.get("views"), str | list | None):

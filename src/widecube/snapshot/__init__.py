@@ -1,21 +1,58 @@
 """Snapshots: immutable version folders (local or on an object store), their manifest, writer,
-reader and verifier."""
+reader and verifier.
 
-from ._integrity import Fault, check_files, corrupt, is_checksum_error
-from ._manifest import MANIFEST, checksum_files, read_manifest, sha256_file
-from ._reader import Snapshot
-from ._store import (
-    Fetched,
-    FileInfo,
-    LocalStorage,
-    NotThawed,
-    ObjectStorage,
-    Storage,
-    is_object_url,
-    open_storage,
-)
-from ._writer import CHECKSUM, SnapshotWriter, checked
-from ._zarr import zarr_array, zarr_group
+Its names load on first use (PEP 562), each from its own module: storage, manifests and
+checksums need neither zarr nor pandas, which the reader and the writer bring (0.5 CPU-s),
+so a job worker waiting for jobs, which only tidies storage, never imports them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._integrity import Fault, check_files, corrupt, is_checksum_error
+    from ._manifest import MANIFEST, checksum_files, read_manifest, sha256_file
+    from ._reader import Snapshot
+    from ._store import (
+        Fetched,
+        FileInfo,
+        LocalStorage,
+        NotThawed,
+        ObjectStorage,
+        Storage,
+        is_object_url,
+        open_storage,
+    )
+    from ._writer import CHECKSUM, SnapshotWriter, checked
+    from ._zarr import zarr_array, zarr_group
+
+_WHERE = {
+    "Fault": "_integrity",
+    "check_files": "_integrity",
+    "corrupt": "_integrity",
+    "is_checksum_error": "_integrity",
+    "MANIFEST": "_manifest",
+    "checksum_files": "_manifest",
+    "read_manifest": "_manifest",
+    "sha256_file": "_manifest",
+    "Snapshot": "_reader",
+    "Fetched": "_store",
+    "FileInfo": "_store",
+    "LocalStorage": "_store",
+    "NotThawed": "_store",
+    "ObjectStorage": "_store",
+    "Storage": "_store",
+    "is_object_url": "_store",
+    "open_storage": "_store",
+    "CHECKSUM": "_writer",
+    "SnapshotWriter": "_writer",
+    "checked": "_writer",
+    "zarr_array": "_zarr",
+    "zarr_group": "_zarr",
+}
+"""Each public name and the module that defines it."""
 
 __all__ = [
     "CHECKSUM",
@@ -33,11 +70,20 @@ __all__ = [
     "checked",
     "checksum_files",
     "corrupt",
+    "is_checksum_error",
     "is_object_url",
     "open_storage",
-    "is_checksum_error",
     "read_manifest",
     "sha256_file",
     "zarr_array",
     "zarr_group",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
