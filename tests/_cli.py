@@ -46,7 +46,7 @@ def process(env: dict[str, str | None], *args: str, timeout: float = 300) -> sub
 _FORKS = r"""
 import json, os, sys, traceback
 from widecube.cli import app
-import widecube.pipeline  # what an ingest imports on first use: once, here, for every child
+import widecube.pipeline._ingest  # the engine an ingest imports on first use: once, here, for every child
 
 out, at_once = sys.argv[1], int(sys.argv[2])
 runs = json.load(sys.stdin)
