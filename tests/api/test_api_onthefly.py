@@ -177,6 +177,10 @@ def test_compare_refuses_what_it_cannot_answer_by_name(data: Data) -> None:
     assert "no cell 'nocell'" in unknown["detail"]
     outside = data.post("compare", {"a": {"indices": [1, 400]}}, status=422)
     assert "index 400 is outside" in outside["detail"]
+    huge = 4388615912432223724929497906020352  # past int64: numpy overflowed on it (a 500)
+    for route, body in (("compare", {"a": {"indices": [1, huge]}}), ("cells", {"indices": [3, huge]})):
+        past = data.post(route, body, status=422)
+        assert f"index {huge} is outside" in past["detail"], route
     categorical = data.post("compare", {"a": {"filter": {"donor": {"min": 1}}}}, status=422)
     assert "'donor'" in categorical["detail"] and "categorical" in categorical["detail"]
     group = data.post("compare", {"a": {"group": {"groupby": "cell_type", "group": "nope"}}}, status=422)

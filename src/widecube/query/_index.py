@@ -190,13 +190,13 @@ class SnapshotIndex:
                 raise InvalidQuery(f"groupby {groupby!r} of dataset {dataset!r} has no group {name!r}")
             mask &= grouping.codes == grouping.names.index(name)
         if spec.indices is not None:
-            idx = np.asarray(spec.indices, dtype=np.int64)
-            if idx.size and (idx[0] < 0 or idx[-1] >= n):
-                bad = int(idx[0] if idx[0] < 0 else idx[-1])
+            wanted = spec.indices  # sorted: the ends say whether all are in range
+            if wanted and (wanted[0] < 0 or wanted[-1] >= n):  # before numpy, which overflows past int64
+                bad = wanted[0] if wanted[0] < 0 else wanted[-1]
                 raise InvalidQuery(
                     f"dataset {dataset!r} has {n} cells (indices 0–{n - 1}); index {bad} is outside"
                 )
-            mask &= np.isin(np.arange(n), idx, assume_unique=True)
+            mask &= np.isin(np.arange(n), np.asarray(wanted, dtype=np.int64), assume_unique=True)
         if spec.cells is not None:
             positions = self.cell_positions
             found_at = np.fromiter((positions.get(c, -1) for c in spec.cells), np.int64, len(spec.cells))
