@@ -717,6 +717,14 @@ def test_state_changes_and_refusals_are_in_the_audit_log(world: World) -> None:
     assert check["ok"] and check["rows"] == check["head_seq"] >= len(rows)
 
 
+def test_an_audit_cursor_past_bigint_is_refused_not_a_500(world: World) -> None:
+    admin = world.headers("admin")
+    past = httpx.get(f"{world.url}/api/v1/audit", params={"after": 2**63}, headers=admin, timeout=30)
+    assert past.status_code == 422, past.text  # the document's bound (found by the contract hunt: a 500)
+    last = httpx.get(f"{world.url}/api/v1/audit", params={"after": 2**63 - 1}, headers=admin, timeout=30)
+    assert last.status_code == 200 and last.json() == []
+
+
 def test_a_revoked_grant_holds_on_the_next_request(world: World) -> None:
     world.gov.grant("d2", "rita", "reader", actor=CLI)
     reader = world.headers("reader")

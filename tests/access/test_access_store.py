@@ -597,6 +597,8 @@ def test_audit_rows_filters(catalog: Catalog) -> None:
     assert [r.seq for r in catalog.audit.rows(dataset="pbmc")] == [1, 2]
     assert [r.seq for r in catalog.audit.rows(action="publish", dataset="other")] == [3]
     assert [r.seq for r in catalog.audit.rows(after=1, limit=1)] == [2]
+    assert catalog.audit.rows(after=3) == []
+    assert catalog.audit.rows(after=7009291666574062362923368448) == []  # past BIGINT: no row, no overflow
     future = datetime.now(UTC) + timedelta(hours=1)
     assert catalog.audit.rows(since=future) == []
     assert len(catalog.audit.rows(until=future)) == 3

@@ -400,7 +400,7 @@ def audit(
     action: Annotated[str | None, Query(max_length=32)] = None,
     since: Annotated[str | None, Query(pattern=_ISO, description="rows at or after (ISO 8601)")] = None,
     until: Annotated[str | None, Query(pattern=_ISO, description="rows before (ISO 8601)")] = None,
-    after: Annotated[int, Query(ge=0, description="rows after this sequence number")] = 0,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1, description="rows after this sequence number")] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     format: Annotated[
         Literal["json", "jsonl"], Query(description="jsonl: JSON Lines, one row a line")

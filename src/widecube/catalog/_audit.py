@@ -36,6 +36,8 @@ __all__ = ["Audit", "AuditCheck", "AuditEvent", "AuditRecord", "GENESIS"]
 
 Transaction = Callable[[], AbstractContextManager[sa.Connection]]
 _A, _H = audit.c, audit_head.c
+_LAST_SEQ = 2**63 - 1
+"""The largest sequence number a SQL BIGINT holds (SQLite's and PostgreSQL's)."""
 GENESIS = "0" * 64
 """The ``prev_hash`` of the first row."""
 
@@ -165,6 +167,7 @@ class Audit:
         limit: int = 1000,
     ) -> list[AuditRecord]:
         """Rows in sequence order after ``after``, filtered by what is given."""
+        after = min(after, _LAST_SEQ)  # past every row; a larger number overflows the SQL integer
         query = sa.select(audit).where(_A.seq > after).order_by(_A.seq).limit(limit)
         for column, value in ((_A.actor, actor), (_A.dataset, dataset), (_A.action, action)):
             if value is not None:
