@@ -696,8 +696,11 @@ def test_a_damaged_spill_file_is_an_io_error_not_a_wild_write(tmp_path: Path) ->
     spill = _spill(tmp_path)
     spill.add(Block(0, 0, _unchecked_csr([0, 2, 3, 4], [0, 3, 1, 2], [1.0, 2.0, 3.0, 4.0], (3, 4))))
     spill.close()
-    cells = next(spill.dir.glob("*.cell"))
-    cells.write_bytes(np.array([7, 0, 1, 2], dtype=np.int32).tobytes()[: cells.stat().st_size])
-    with pytest.raises(OSError, match="spill file damaged"):
+    (bucket,) = spill.dir.iterdir()  # one record: a 32-byte header, then genes, cells, values
+    raw = bytearray(bucket.read_bytes())
+    assert raw[40:48] == np.array([0, 0, 1, 2], dtype=np.uint16).tobytes()  # the cells
+    raw[40:48] = np.array([7, 0, 1, 2], dtype=np.uint16).tobytes()  # cell 8 of 3
+    bucket.write_bytes(raw)
+    with pytest.raises(OSError, match="spill file damaged: entry 0 .* outside genes 0..3 or cells 0..2"):
         list(spill.slabs())
     spill.cleanup()

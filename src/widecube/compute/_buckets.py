@@ -7,13 +7,23 @@ a pass-1 task over a range of rows spills into a folder of its own and returns a
 :class:`SpillPart`; :class:`JoinedSpill` puts the parts together in row order, and pass 2
 reads a bucket's part files one after the other. The slabs are the same either way: a
 bucket's values come in row order, and the counting sort by gene is stable.
+
+A bucket file is a sequence of records, one per block of rows that had values in the bucket
+(:data:`HEADER`, then the genes, the cells and the values, each section padded to 8 bytes).
+Genes are stored as offsets from the record's first possible gene and cells as offsets from
+the block's first row, in 16 bits where they fit; values in 8 or 16 bits when the block holds
+only non-negative integers that fit, else in the input's float type. Counts of a typical
+single-cell matrix take 5 bytes a value instead of 12, and every byte not written is a byte
+the kernel does not copy into the page cache in pass 1 nor out of it in pass 2.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import shutil
+import struct
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,10 +33,137 @@ import numpy as np
 
 from ._kernels import sort_bucket
 
-__all__ = ["FILES", "GeneSlab", "JoinedSpill", "ReadBuffers", "SpillBuckets", "SpillPart", "bucket_stem"]
+__all__ = [
+    "GeneSlab",
+    "JoinedSpill",
+    "ReadBuffers",
+    "SpillBuckets",
+    "SpillPart",
+    "append_record",
+    "bucket_path",
+    "index_code",
+    "value_code",
+]
 
-FILES = ("gene", "cell", "val")
-"""The three append-only files of a bucket: gene int32, cell int32, value."""
+HEADER = struct.Struct("<IBBBxqqq")
+"""A record's header: magic, gene code, cell code, value code, values, gene base, cell base."""
+MAGIC = 0x31534357  # b"WCS1"
+INDEX_TYPES = (np.dtype(np.uint16), np.dtype(np.uint32))
+"""Codes 0 and 1 of a record's genes and cells (offsets from its gene and cell base)."""
+VALUE_TYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32), np.dtype(np.float64))
+"""Codes 0..3 of a record's values."""
+_PAD = bytes(8)
+
+
+def index_code(span: int) -> int:
+    """The code of offsets ``0..span-1``: 16 bits where they fit."""
+    return 0 if span <= 1 << 16 else 1
+
+
+def value_code(flags: int, largest: float, dtype: np.dtype) -> int:
+    """The narrowest code for a block's values: 8 or 16 bits for non-negative integers
+    (``flags`` bits 0 and 1 clear, as :func:`~._kernels.count_block` reports them) up to
+    ``largest``, else the spill's float type ``dtype``."""
+    if not flags & 3:
+        if largest <= 0xFF:
+            return 0
+        if largest <= 0xFFFF:
+            return 1
+    return 2 if np.dtype(dtype) == np.float32 else 3
+
+
+def _padded(nbytes: int) -> int:
+    return nbytes + (-nbytes % 8)
+
+
+def append_record(
+    fd: int, gene_base: int, cell_base: int, gene: np.ndarray, cell: np.ndarray, val: np.ndarray
+) -> None:
+    """Append one record to the bucket file open (for appending) as ``fd``, in one
+    ``writev``: ``gene``/``cell`` are offsets from the bases, in one of :data:`INDEX_TYPES`,
+    and ``val`` in one of :data:`VALUE_TYPES`."""
+    head = HEADER.pack(
+        MAGIC,
+        INDEX_TYPES.index(gene.dtype),
+        INDEX_TYPES.index(cell.dtype),
+        VALUE_TYPES.index(val.dtype),
+        gene.shape[0],
+        gene_base,
+        cell_base,
+    )
+    parts: list[memoryview | bytes] = [head]
+    for a in (gene, cell, val):
+        parts.append(a.data.cast("B"))
+        if a.nbytes % 8:
+            parts.append(_PAD[: -a.nbytes % 8])
+    _writev_all(fd, parts)
+
+
+def _writev_all(fd: int, parts: list[memoryview | bytes]) -> None:
+    views = [memoryview(p) for p in parts]
+    while views:
+        got = os.writev(fd, views)
+        while views and got >= views[0].nbytes:
+            got -= views[0].nbytes
+            views.pop(0)
+        if views and got:
+            views[0] = views[0][got:]
+
+
+@dataclass(frozen=True)
+class _Record:
+    n: int
+    gene_base: int
+    cell_base: int
+    gene: np.dtype
+    cell: np.dtype
+    val: np.dtype
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes after the header."""
+        return sum(_padded(self.n * t.itemsize) for t in (self.gene, self.cell, self.val))
+
+    def arrays(self, body: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The record's three sections, viewed in ``body`` (its bytes after the header)."""
+        out, at = [], 0
+        for t in (self.gene, self.cell, self.val):
+            out.append(body[at : at + self.n * t.itemsize].view(t))
+            at += _padded(self.n * t.itemsize)
+        return out[0], out[1], out[2]
+
+
+def _header(raw: bytes, path: Path, at: int) -> _Record:
+    if len(raw) != HEADER.size:
+        raise _damaged(path, at, "a record is cut short")
+    magic, g, c, v, n, gene_base, cell_base = HEADER.unpack(raw)
+    if magic != MAGIC or g > 1 or c > 1 or v > 3 or n < 0:
+        raise _damaged(path, at, "not a record header")
+    return _Record(n, gene_base, cell_base, INDEX_TYPES[g], INDEX_TYPES[c], VALUE_TYPES[v])
+
+
+def _damaged(path: Path, at: int, what: str) -> OSError:
+    return OSError(errno.EIO, f"spill file damaged: {path} at byte {at}: {what}")
+
+
+def _records(path: Path, raw: ReadBuffers | None = None) -> Iterator[tuple[_Record, np.ndarray | None]]:
+    """The records of the bucket file ``path`` in order, each with its body read into
+    ``raw``'s byte buffer (a view valid until the next record), or with None and nothing
+    read but the headers when ``raw`` is None."""
+    with open(path, "rb", buffering=0) as f:
+        fd, size, at = f.fileno(), os.fstat(f.fileno()).st_size, 0
+        while at < size:
+            record = _header(os.pread(fd, HEADER.size, at), path, at)
+            body_at, at = at + HEADER.size, at + HEADER.size + record.nbytes
+            if at > size:
+                raise _damaged(path, body_at, "a record is cut short")
+            if raw is None:
+                yield record, None
+                continue
+            body = raw.bytes(record.nbytes)
+            if os.preadv(fd, [body.data], body_at) != record.nbytes:
+                raise _damaged(path, body_at, "a record is cut short")
+            yield record, body
 
 
 @dataclass(frozen=True)
@@ -86,9 +223,10 @@ class SpillBuckets:
         """
         lo, hi = self.genes(bucket)
         start = self.offsets[bucket]
-        stems = [bucket_stem(d, bucket) for d in self.dirs]
-        if sum(_values(stem) for stem in stems) <= self.slab_values or hi - lo == 1:
-            yield self._slab(stems, lo, hi, start, remove=consume, buffers=buffers)
+        paths = [bucket_path(d, bucket) for d in self.dirs]
+        n = sum(_values(path) for path in paths)
+        if n <= self.slab_values or hi - lo == 1:
+            yield self._slab(paths, n, lo, hi, start, remove=consume, buffers=buffers)
             return
         # too large for one slab: split into halves under a folder of its own, reading the
         # parts one after the other (no joined copy first); consumed parts go once split
@@ -96,14 +234,15 @@ class SpillBuckets:
         own.mkdir(parents=True)
         try:
             yield from self._split(
-                stems, bucket_stem(own, bucket), lo, hi, start, remove=consume, buffers=buffers
+                paths, bucket_path(own, bucket), lo, hi, start, remove=consume, buffers=buffers
             )
         finally:
             shutil.rmtree(own, ignore_errors=True)
 
     def _slab(
         self,
-        stems: list[Path],
+        paths: list[Path],
+        n: int,
         lo: int,
         hi: int,
         start: int,
@@ -111,20 +250,33 @@ class SpillBuckets:
         remove: bool = False,
         buffers: ReadBuffers | None = None,
     ) -> GeneSlab:
-        """Genes ``lo..hi-1`` from the file sets ``stems`` (in row order), sorted by gene."""
-        n = sum(_values(stem) for stem in stems)
+        """Genes ``lo..hi-1`` from the bucket files ``paths`` (in row order, ``n`` values in
+        all), sorted by gene."""
         into = buffers if buffers is not None else ReadBuffers()
         gene, cell, val = into.arrays(n, self.dtype)
-        for name, array in (("gene", gene), ("cell", cell), ("val", val)):
-            _read_into(array, [stem.with_suffix(f".{name}") for stem in stems])
+        at = 0
+        for path in paths:
+            for record, body in _records(path, into):
+                assert body is not None
+                g, c, v = record.arrays(body)
+                if at + record.n > n:
+                    raise _damaged(path, 0, f"more than the {n} values counted")
+                np.add(g, np.int64(record.gene_base), out=gene[at : at + record.n], casting="unsafe")
+                np.add(c, np.int64(record.cell_base), out=cell[at : at + record.n], casting="unsafe")
+                val[at : at + record.n] = v
+                at += record.n
+        if at != n:
+            raise OSError(
+                errno.EIO, f"spill file changed while read: {paths[0]} and the rest hold {at} of {n} values"
+            )
         if remove:
-            _remove(stems)
+            _remove(paths)
         indptr = np.empty(hi - lo + 1, dtype=np.int64)
         cells = np.empty_like(cell)
         vals = np.empty_like(val)
         bad = sort_bucket(gene, cell, val, lo, hi - lo, self.n_cells, indptr, cells, vals)
         if bad >= 0:  # the job's own file changed under it: an I/O fault, retried from scratch
-            where = stems[0] if len(stems) == 1 else f"bucket {stems[0].name} of {len(stems)} parts"
+            where = paths[0] if len(paths) == 1 else f"bucket {paths[0].name} of {len(paths)} parts"
             raise OSError(
                 errno.EIO,
                 f"spill file damaged: entry {bad} of {where} is outside "
@@ -134,7 +286,7 @@ class SpillBuckets:
 
     def _split(
         self,
-        stems: list[Path],
+        paths: list[Path],
         out: Path,
         lo: int,
         hi: int,
@@ -143,52 +295,49 @@ class SpillBuckets:
         remove: bool,
         buffers: ReadBuffers | None = None,
     ) -> Iterator[GeneSlab]:
-        """Re-bucket an oversized bucket (the file sets ``stems``, in row order) into halves
-        ``out``a and ``out``b on disk, streaming it in pieces of a slab; then the slabs of each
-        half, split again while too large. ``remove``: ``stems`` are removed once split."""
+        """Re-bucket an oversized bucket (the files ``paths``, in row order) into halves
+        ``out``a and ``out``b on disk, record by record (each record keeps its codes and
+        bases); then the slabs of each half, split again while too large. ``remove``:
+        ``paths`` are removed once split."""
         mid = (lo + hi) // 2
-        halves = [out.with_name(out.name + "a"), out.with_name(out.name + "b")]
-        outs = [{n: open(h.with_suffix(f".{n}"), "wb") for n in FILES} for h in halves]  # noqa: SIM115
-        step = self.slab_values
+        halves = [out.with_name(out.stem + "a" + out.suffix), out.with_name(out.stem + "b" + out.suffix)]
+        fds = [os.open(h, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600) for h in halves]
+        into = buffers if buffers is not None else ReadBuffers()
+        counts = [0, 0]
         try:
-            for stem in stems:
-                with (
-                    open(stem.with_suffix(".gene"), "rb") as fg,
-                    open(stem.with_suffix(".cell"), "rb") as fc,
-                    open(stem.with_suffix(".val"), "rb") as fv,
-                ):
-                    while True:
-                        gene = np.fromfile(fg, dtype=np.int32, count=step)
-                        if gene.size == 0:
-                            break
-                        cell = np.fromfile(fc, dtype=np.int32, count=gene.size)
-                        val = np.fromfile(fv, dtype=self.dtype, count=gene.size)
-                        low = gene < mid
-                        for side, keep in ((0, low), (1, ~low)):
-                            outs[side]["gene"].write(gene[keep].data)
-                            outs[side]["cell"].write(cell[keep].data)
-                            outs[side]["val"].write(val[keep].data)
+            for path in paths:
+                for record, body in _records(path, into):
+                    assert body is not None
+                    g, c, v = record.arrays(body)
+                    low = g.astype(np.int64) + record.gene_base < mid
+                    for side, keep in ((0, low), (1, ~low)):
+                        if keep.any():
+                            append_record(
+                                fds[side], record.gene_base, record.cell_base, g[keep], c[keep], v[keep]
+                            )
+                            counts[side] += int(np.count_nonzero(keep))
         finally:
-            for files in outs:
-                for f in files.values():
-                    f.close()
+            for fd in fds:
+                os.close(fd)
         if remove:
-            _remove(stems)
-        first = _values(halves[0])
-        for half, (a, b, at) in zip(halves, ((lo, mid, start), (mid, hi, start + first)), strict=True):
-            if _values(half) > self.slab_values and b - a > 1:
+            _remove(paths)
+        for half, n, (a, b, at) in zip(
+            halves, counts, ((lo, mid, start), (mid, hi, start + counts[0])), strict=True
+        ):
+            if n > self.slab_values and b - a > 1:
                 yield from self._split([half], half, a, b, at, remove=True, buffers=buffers)
             else:
-                yield self._slab([half], a, b, at, remove=True, buffers=buffers)
+                yield self._slab([half], n, a, b, at, remove=True, buffers=buffers)
 
 
-def bucket_stem(folder: Path, bucket: int) -> Path:
-    return folder / f"b{bucket:05d}"
+def bucket_path(folder: Path, bucket: int) -> Path:
+    """The file of ``bucket`` in a spill folder."""
+    return folder / f"b{bucket:05d}.spill"
 
 
-def _values(stem: Path) -> int:
-    """Values in the bucket file set ``stem``."""
-    return stem.with_suffix(".cell").stat().st_size // 4
+def _values(path: Path) -> int:
+    """Values in the bucket file ``path`` (from its records' headers)."""
+    return sum(record.n for record, _ in _records(path))
 
 
 class ReadBuffers:
@@ -200,6 +349,13 @@ class ReadBuffers:
         self._gene = np.empty(0, dtype=np.int32)
         self._cell = np.empty(0, dtype=np.int32)
         self._val: np.ndarray = np.empty(0, dtype=np.float32)
+        self._raw = np.empty(0, dtype=np.uint8)
+
+    def bytes(self, n: int) -> np.ndarray:
+        """A byte buffer of ``n`` bytes (one record's body), reused from record to record."""
+        if self._raw.shape[0] < n:
+            self._raw = np.empty(n, dtype=np.uint8)
+        return self._raw[:n]
 
     def arrays(self, n: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._gene.shape[0] < n:
@@ -210,27 +366,9 @@ class ReadBuffers:
         return self._gene[:n], self._cell[:n], self._val[:n]
 
 
-def _read_into(array: np.ndarray, paths: list[Path]) -> None:
-    """Fill ``array`` with the files ``paths`` one after the other (exactly its size)."""
-    view = array.data.cast("B")
-    at = 0
+def _remove(paths: list[Path]) -> None:
     for path in paths:
-        with open(path, "rb", buffering=0) as f:
-            while True:
-                got = f.readinto(view[at:])
-                if not got:
-                    break
-                at += got
-    if at != view.nbytes:
-        raise OSError(
-            errno.EIO, f"spill file changed while read: {paths[0]} holds {at} of {view.nbytes} bytes"
-        )
-
-
-def _remove(stems: list[Path]) -> None:
-    for stem in stems:
-        for name in FILES:
-            stem.with_suffix(f".{name}").unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

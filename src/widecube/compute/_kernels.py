@@ -1,4 +1,4 @@
-"""Numba kernels of the two passes: scatter rows into gene buckets, then per-gene statistics.
+"""Numba kernels of the two passes: count and scatter rows into gene buckets, then per-gene statistics.
 
 Pass 1 (row blocks) counts each cell's library size and routes every stored value to the
 bucket of its gene. Pass 2 (one gene slab at a time, all cells of a gene contiguous) computes,
@@ -23,6 +23,7 @@ __all__ = [
     "BAD_POINTER",
     "BAD_ROWS",
     "SCATTER_OK",
+    "count_block",
     "gene_moments",
     "log_normalize",
     "gene_quantiles",
@@ -35,8 +36,67 @@ __all__ = [
 
 
 SCATTER_OK, BAD_POINTER, BAD_COLUMN, BAD_ROWS = 0, 1, 2, 3
-"""What :func:`scatter_block` found: nothing, a row pointer out of order or past the stored
+"""What :func:`count_block` found: nothing, a row pointer out of order or past the stored
 values, a column index outside the genes, rows outside the cells."""
+
+
+@njit(nogil=True, cache=True)
+def count_block(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    row_start: int,
+    col_start: int,
+    width: int,
+    n_genes: int,
+    n_cells: int,
+    bucket_ptr: np.ndarray,
+) -> tuple[int, int, int, float]:  # pragma: no cover - compiled
+    """Pass 1's first look at a CSR block: how many non-zeros go to each gene bucket, and
+    what the values are, before :func:`scatter_block` routes them.
+
+    Fills ``bucket_ptr`` (``n_buckets + 1``) with the buckets' start positions in the
+    scatter's output. Returns ``(flags, error, at, largest)``: flags bit 0 set if any value
+    is negative, bit 1 if any value is not an integer; ``largest`` the largest value, so the
+    caller stores the values in as few bytes as they allow.
+
+    The readers check every block before it gets here; these checks are the last line of
+    defence, and cannot be compiled out: every pointer and index is checked against the
+    arrays and the declared shape (numba does not check bounds, and a negative index wraps
+    around). On a violation ``error`` says which (``BAD_POINTER``: ``at`` is the block's
+    row; ``BAD_COLUMN``: ``at`` is the stored position; ``BAD_ROWS``), for the caller to
+    raise, and nothing may be scattered.
+    """
+    n_rows = indptr.shape[0] - 1
+    n_buckets = bucket_ptr.shape[0] - 1
+    n_stored = min(indices.shape[0], data.shape[0])
+    if n_rows < 0 or n_buckets < 1 or row_start < 0 or row_start + n_rows > n_cells:
+        return 0, BAD_ROWS, 0, 0.0
+    bucket_ptr[:] = 0
+    flags = 0
+    largest = 0.0
+    for r in range(n_rows):
+        a = indptr[r]
+        b = indptr[r + 1]
+        if a < 0 or b < a or b > n_stored:
+            return 0, BAD_POINTER, r, 0.0
+        for k in range(a, b):
+            gene = indices[k] + col_start
+            if gene < 0 or gene >= n_genes or gene // width >= n_buckets:
+                return 0, BAD_COLUMN, k, 0.0
+            v = np.float64(data[k])
+            if v == 0.0:
+                continue
+            bucket_ptr[gene // width + 1] += 1
+            if v < 0.0:
+                flags |= 1
+            if v != np.floor(v):
+                flags |= 2
+            if v > largest:
+                largest = v
+    for b in range(n_buckets):
+        bucket_ptr[b + 1] += bucket_ptr[b]
+    return flags, SCATTER_OK, 0, largest
 
 
 @njit(nogil=True, cache=True)
@@ -47,59 +107,32 @@ def scatter_block(
     row_start: int,
     col_start: int,
     width: int,
-    n_buckets: int,
-    n_genes: int,
+    bucket_ptr: np.ndarray,
     cell_total: np.ndarray,
     cell_nnz: np.ndarray,
     out_gene: np.ndarray,
     out_cell: np.ndarray,
     out_val: np.ndarray,
-    bucket_ptr: np.ndarray,
-) -> tuple[int, int, int]:  # pragma: no cover - compiled
-    """Group a CSR block's non-zeros by gene bucket (stable, so cells stay in order).
+) -> bool:  # pragma: no cover - compiled
+    """Group a CSR block that :func:`count_block` passed by gene bucket (stable, so cells
+    stay in order): ``out_*[bucket_ptr[b]:bucket_ptr[b+1]]`` get bucket ``b``'s genes as
+    offsets from the bucket's first gene, its cells as offsets from ``row_start`` and its
+    values, each in the output's own type (as narrow as :func:`count_block` allowed); each
+    row's sum and non-zero count are added to ``cell_total``/``cell_nnz``.
 
-    Fills ``out_*[bucket_ptr[b]:bucket_ptr[b+1]]`` with bucket ``b``'s values and adds each
-    row's sum and non-zero count to ``cell_total``/``cell_nnz``. Returns ``(flags, error,
-    at)``: flags bit 0 set if any value is negative, bit 1 if any value is not an integer.
-
-    The readers check every block before it gets here; these checks are the last line of
-    defence, and cannot be compiled out: before anything is written, every pointer and
-    index is checked against the arrays and the declared shape (numba does not check
-    bounds, and a negative index wraps around). On a violation nothing is written and
-    ``error`` says which (``BAD_POINTER``: ``at`` is the block's row; ``BAD_COLUMN``: ``at``
-    is the stored position; ``BAD_ROWS``), for the caller to raise.
+    Returns False, writing nothing, when the outputs or totals are too small for what
+    ``bucket_ptr`` says (a caller's mistake, not the input's).
     """
     n_rows = indptr.shape[0] - 1
-    n_stored = min(indices.shape[0], data.shape[0])
+    n_buckets = bucket_ptr.shape[0] - 1
+    n = bucket_ptr[n_buckets]
     if (
-        n_rows < 0
-        or row_start < 0
-        or row_start + n_rows > cell_total.shape[0]
-        or row_start + n_rows > cell_nnz.shape[0]
+        n > min(out_gene.shape[0], out_cell.shape[0], out_val.shape[0])
+        or row_start + n_rows > min(cell_total.shape[0], cell_nnz.shape[0])
+        or n > indices.shape[0]
     ):
-        return 0, BAD_ROWS, 0
-    counts = np.zeros(n_buckets + 1, dtype=np.int64)
-    for r in range(n_rows):
-        a = indptr[r]
-        b = indptr[r + 1]
-        if a < 0 or b < a or b > n_stored:
-            return 0, BAD_POINTER, r
-        for k in range(a, b):
-            gene = indices[k] + col_start
-            if gene < 0 or gene >= n_genes:
-                return 0, BAD_COLUMN, k
-            if np.float64(data[k]) != 0.0:
-                counts[gene // width + 1] += 1
-    if (
-        counts.sum() > min(out_gene.shape[0], out_cell.shape[0], out_val.shape[0])
-        or bucket_ptr.shape[0] != n_buckets + 1
-    ):
-        return 0, BAD_POINTER, 0
-    for b in range(n_buckets):
-        counts[b + 1] += counts[b]
-    bucket_ptr[:] = counts
-    fill = counts[:n_buckets].copy()
-    flags = 0
+        return False
+    fill = bucket_ptr[:n_buckets].copy()
     for r in range(n_rows):
         cell = r + row_start
         for k in range(indptr[r], indptr[r + 1]):
@@ -110,16 +143,12 @@ def scatter_block(
             b = gene // width
             p = fill[b]
             fill[b] += 1
-            out_gene[p] = gene
-            out_cell[p] = cell
+            out_gene[p] = gene - b * width
+            out_cell[p] = r
             out_val[p] = data[k]
             cell_total[cell] += v
             cell_nnz[cell] += 1
-            if v < 0.0:
-                flags |= 1
-            if v != np.floor(v):
-                flags |= 2
-    return flags, SCATTER_OK, 0
+    return True
 
 
 @njit(nogil=True, cache=True)

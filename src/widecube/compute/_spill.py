@@ -1,17 +1,19 @@
 """The out-of-core transpose: row blocks in, gene slabs (all cells of a gene contiguous) out.
 
-Pass 1 (:meth:`GeneSpill.add`) routes each block's non-zeros to the bucket of its gene, a set
-of three append-only files (gene, cell, value) in the job's work folder, and counts every
-cell's library size on the way. Pass 2 (:meth:`GeneSpill.slabs`, through
-:class:`~._buckets.SpillBuckets`) reads one bucket at a time, counting-sorts it by gene into
-CSC order and yields it as a :class:`GeneSlab`. Buckets are sized so one slab fits the memory
-budget; a bucket that outgrows it (skewed genes) is split again on disk before it is loaded.
-Memory never depends on the number of cells beyond the per-cell library sizes.
+Pass 1 (:meth:`GeneSpill.add`) routes each block's non-zeros to the bucket of its gene, an
+append-only file of records in the job's work folder (:mod:`._buckets` says how a record
+stores them in as few bytes as they allow), and counts every cell's library size on the way.
+Pass 2 (:meth:`GeneSpill.slabs`, through :class:`~._buckets.SpillBuckets`) reads one bucket
+at a time, counting-sorts it by gene into CSC order and yields it as a :class:`GeneSlab`.
+Buckets are sized so one slab fits the memory budget; a bucket that outgrows it (skewed genes)
+is split again on disk before it is loaded. Memory never depends on the number of cells beyond
+the per-cell library sizes.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,13 +22,24 @@ import numpy as np
 
 from ..errors import UnreadableInput
 from ..io import Block
-from ._buckets import FILES, GeneSlab, ReadBuffers, SpillBuckets, SpillPart, bucket_stem
-from ._kernels import BAD_COLUMN, BAD_POINTER, SCATTER_OK, scatter_block
+from ._buckets import (
+    INDEX_TYPES,
+    VALUE_TYPES,
+    GeneSlab,
+    ReadBuffers,
+    SpillBuckets,
+    SpillPart,
+    append_record,
+    bucket_path,
+    index_code,
+    value_code,
+)
+from ._kernels import BAD_COLUMN, BAD_POINTER, SCATTER_OK, count_block, scatter_block
 
 __all__ = ["BYTES_PER_VALUE", "MAX_BUCKETS", "GeneSlab", "GeneSpill", "bucket_geometry"]
 
-BYTES_PER_VALUE = 12  # gene int32 + cell int32 + value float32 on disk and in a slab
-MAX_BUCKETS = 256  # 3 open files each; oversized buckets are split on disk in pass 2
+BYTES_PER_VALUE = 12  # gene int32 + cell int32 + value float32 in a slab (5-16 on disk)
+MAX_BUCKETS = 256  # one open file each; oversized buckets are split on disk in pass 2
 
 
 def bucket_geometry(n_genes: int, expected_nnz: int, slab_bytes: int) -> tuple[int, int]:
@@ -69,17 +82,13 @@ class GeneSpill:
         self.bucket_nnz = np.zeros(self.n_buckets, dtype=np.int64)
         self.negative = False
         self.non_integer = False
-        self._gene = np.empty(0, dtype=np.int32)  # scatter buffers reused by add()
-        self._cell = np.empty(0, dtype=np.int32)
-        self._val = np.empty(0, dtype=self.dtype)
+        self._scratch_bytes = np.empty(0, dtype=np.uint8)  # scatter output reused by add()
         self._ptr = np.empty(self.n_buckets + 1, dtype=np.int64)
-        self._files = [  # open for the whole of pass 1, closed by close()
-            {name: open(self._path(b, name), "ab") for name in FILES}  # noqa: SIM115
-            for b in range(self.n_buckets)
+        self._gene_type = INDEX_TYPES[index_code(self.width)]
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+        self._fds = [  # open for the whole of pass 1, closed by close()
+            os.open(bucket_path(self.dir, b), flags, 0o600) for b in range(self.n_buckets)
         ]
-
-    def _path(self, bucket: int, name: str) -> Path:
-        return bucket_stem(self.dir, bucket).with_suffix(f".{name}")
 
     @property
     def nnz(self) -> int:
@@ -87,47 +96,68 @@ class GeneSpill:
 
     def add(self, block: Block) -> None:
         """Pass 1: route one block's non-zeros to their buckets (refusing any index outside
-        the declared shape, which the kernel reports instead of writing out of bounds)."""
+        the declared shape, which the kernel reports instead of writing out of bounds), one
+        record per bucket, in the narrowest types the block's values allow."""
         m = block.matrix
-        gene, cell, val = self._scratch(m.nnz)
         ptr = self._ptr
-        flags, error, at = scatter_block(
+        flags, error, at, largest = count_block(
             m.indptr,
             m.indices,
             m.data,
             block.row_start,
             block.col_start,
             self.width,
-            self.n_buckets,
             self.n_genes,
+            self.n_cells,
+            ptr,
+        )
+        if error != SCATTER_OK:
+            raise self._refused(block, error, at)
+        n = int(ptr[-1])
+        cell_type = INDEX_TYPES[index_code(m.shape[0])]
+        val_type = VALUE_TYPES[value_code(flags, largest, self.dtype)]
+        gene, cell, val = self._scratch(n, cell_type, val_type)
+        done = scatter_block(
+            m.indptr,
+            m.indices,
+            m.data,
+            block.row_start,
+            block.col_start,
+            self.width,
+            ptr,
             self.cell_total,
             self.cell_nnz,
             gene,
             cell,
             val,
-            ptr,
         )
-        if error != SCATTER_OK:
-            raise self._refused(block, error, at)
+        if not done:  # pragma: no cover - the buffers are sized from ptr just above
+            raise RuntimeError("pass 1: scatter buffers smaller than the block")
         self.negative |= bool(flags & 1)
         self.non_integer |= bool(flags & 2)
         for b in np.flatnonzero(np.diff(ptr)):
             s, e = ptr[b], ptr[b + 1]
-            files = self._files[b]
-            files["gene"].write(gene[s:e].data)  # the buffers themselves, not copies
-            files["cell"].write(cell[s:e].data)
-            files["val"].write(val[s:e].data)
+            append_record(  # the buffers themselves, not copies
+                self._fds[b], int(b) * self.width, block.row_start, gene[s:e], cell[s:e], val[s:e]
+            )
             self.bucket_nnz[b] += e - s
 
-    def _scratch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The scatter's output buffers, kept from block to block and grown only when a
-        block holds more values than any before: fresh arrays per block cost a page fault
-        per 4 KiB written (measured on a 30,000 x 30,000 pass 1: 540,000 minor faults)."""
-        if self._gene.shape[0] < n:
-            self._gene = np.empty(n, dtype=np.int32)
-            self._cell = np.empty(n, dtype=np.int32)
-            self._val = np.empty(n, dtype=self.dtype)
-        return self._gene, self._cell, self._val
+    def _scratch(
+        self, n: int, cell_type: np.dtype, val_type: np.dtype
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The scatter's output arrays, viewed in one byte buffer kept from block to block and
+        grown only when a block needs more than any before: fresh arrays per block cost a
+        page fault per 4 KiB written (measured on a 30,000 x 30,000 pass 1: 540,000 minor
+        faults)."""
+        sizes = [n * t.itemsize for t in (self._gene_type, cell_type, val_type)]
+        spans = [size + (-size % 8) for size in sizes]
+        if self._scratch_bytes.shape[0] < sum(spans):
+            self._scratch_bytes = np.empty(sum(spans), dtype=np.uint8)
+        out, at = [], 0
+        for t, size, span in zip((self._gene_type, cell_type, val_type), sizes, spans, strict=True):
+            out.append(self._scratch_bytes[at : at + size].view(t))
+            at += span
+        return out[0], out[1], out[2]
 
     def _refused(self, block: Block, error: int, at: int) -> UnreadableInput:
         m, first = block.matrix, block.row_start + 1
@@ -150,10 +180,10 @@ class GeneSpill:
         )
 
     def close(self) -> None:
-        self._gene = self._cell = self._val = np.empty(0, dtype=np.int32)
-        for files in self._files:
-            for f in files.values():
-                f.close()
+        self._scratch_bytes = np.empty(0, dtype=np.uint8)
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            os.close(fd)
 
     def part(self, start: int, stop: int) -> SpillPart:
         """What a pass-1 task that spilled rows ``start..stop-1`` hands back (after close)."""

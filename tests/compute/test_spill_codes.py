@@ -1,0 +1,143 @@
+"""Pass 1's spill stores each block's values as narrow as they allow (8 or 16 bits for counts,
+the input's float type otherwise; 16-bit gene and cell offsets where they fit) and pass 2
+reads back exactly the matrix scipy makes of the input, by gene."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from widecube.compute._spill import GeneSpill
+from widecube.io import Block
+
+HEADER_BYTES = 32
+
+
+def _pad(n: int) -> int:
+    return n + (-n % 8)
+
+
+def _matrix(kind: str, shape: tuple[int, int], rng: np.random.Generator) -> sp.csr_matrix:
+    dense = rng.random(shape) < 0.2
+    dtype = np.float64 if kind == "float64 fractions" else np.float32
+    values = {
+        "small counts": rng.integers(1, 256, shape),  # each block's values decide its
+        "16-bit counts": rng.integers(256, 65_536, shape),  # width: every block alike here
+        "counts past 16 bits": rng.integers(65_536, 70_000, shape),
+        "negative counts": rng.integers(-5, 0, shape),
+        "fractions": rng.random(shape) * 3,
+        "float64 fractions": rng.random(shape) / 7,
+    }[kind]
+    return sp.csr_matrix(np.where(dense, values, 0).astype(dtype))
+
+
+def _spill(tmp: Path, x: sp.csr_matrix, slab_bytes: int = 1 << 20) -> GeneSpill:
+    return GeneSpill(
+        tmp,
+        n_cells=x.shape[0],
+        n_genes=x.shape[1],
+        dtype=x.dtype,
+        expected_nnz=x.nnz,
+        slab_bytes=slab_bytes,
+        where="m.h5ad",
+    )
+
+
+def _by_gene(spill: GeneSpill) -> sp.csc_matrix:
+    """The slabs of pass 2 put together as one CSC matrix."""
+    indptr, cells, vals = [np.zeros(1, np.int64)], [], []
+    for slab in spill.slabs():
+        indptr.append(slab.indptr[1:] + indptr[-1][-1])
+        cells.append(slab.cells)
+        vals.append(slab.vals)
+    return sp.csc_matrix(
+        (np.concatenate(vals), np.concatenate(cells), np.concatenate(indptr)),
+        shape=(spill.n_cells, spill.n_genes),
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "value_bytes"),
+    [
+        ("small counts", 1),
+        ("16-bit counts", 2),
+        ("counts past 16 bits", 4),
+        ("negative counts", 4),
+        ("fractions", 4),
+        ("float64 fractions", 8),
+    ],
+)
+def test_values_are_stored_as_narrow_as_they_allow_and_read_back_exactly(
+    kind: str, value_bytes: int, tmp_path: Path
+) -> None:
+    x = _matrix(kind, (300, 50), np.random.default_rng(7))
+    spill = _spill(tmp_path, x, slab_bytes=1_000 * 12)  # several buckets
+    assert spill.n_buckets > 2
+    rows = [0, 64, 65, 200, 300]  # blocks of 64, 1, 135 and 100 rows
+    for a, b in zip(rows[:-1], rows[1:], strict=True):
+        spill.add(Block(a, 0, x[a:b]))
+    spill.close()
+    # on disk: per block and bucket with values, a header, then genes and cells in 16 bits
+    # and the values in `value_bytes`, each padded to 8 bytes
+    want = 0
+    for a, b in zip(rows[:-1], rows[1:], strict=True):
+        genes = x[a:b].indices
+        for n in np.bincount(genes // spill.width, minlength=spill.n_buckets):
+            want += HEADER_BYTES + 2 * _pad(2 * n) + _pad(value_bytes * n) if n else 0
+    assert sum(f.stat().st_size for f in spill.dir.iterdir()) == want
+    got = _by_gene(spill)
+    reference = x.tocsc()
+    reference.sort_indices()
+    assert got.dtype == x.dtype
+    np.testing.assert_array_equal(got.indptr, reference.indptr)
+    np.testing.assert_array_equal(got.indices, reference.indices)
+    np.testing.assert_array_equal(got.data, reference.data)  # bit for bit
+    assert spill.negative == (kind == "negative counts")
+    assert spill.non_integer == ("fractions" in kind)
+    totals = x.toarray().astype(np.float64).sum(axis=1)
+    np.testing.assert_allclose(spill.cell_total, totals, rtol=1e-12)
+    np.testing.assert_array_equal(spill.cell_nnz, np.diff(x.indptr))
+    spill.cleanup()
+
+
+@pytest.mark.parametrize("shape", [(3, 70_000), (70_000, 3)], ids=["wide bucket", "tall block"])
+def test_offsets_past_16_bits_take_32(shape: tuple[int, int], tmp_path: Path) -> None:
+    """A bucket wider than 65,536 genes stores its genes in 32 bits, a block taller than
+    65,536 rows its cells: nothing wraps around."""
+    rng = np.random.default_rng(3)
+    rows = np.append(rng.integers(0, shape[0], 20), shape[0] - 1)  # the far corner too:
+    cols = np.append(rng.integers(0, shape[1], 20), shape[1] - 1)  # offsets of 69,999
+    counts = rng.integers(1, 10, 21).astype(np.float32)  # 8-bit values
+    x = sp.coo_matrix((counts, (rows, cols)), shape=shape).tocsr()
+    spill = _spill(tmp_path, x)
+    assert spill.n_buckets == 1
+    spill.add(Block(0, 0, x))
+    spill.close()
+    (path,) = spill.dir.iterdir()
+    # one of genes and cells in 32 bits, the other in 16, the values in 8
+    assert path.stat().st_size == HEADER_BYTES + _pad(x.nnz * 4) + _pad(x.nnz * 2) + _pad(x.nnz)
+    got = _by_gene(spill)
+    reference = x.tocsc()
+    reference.sort_indices()
+    assert got.nnz == x.nnz and (got != reference).nnz == 0
+    spill.cleanup()
+
+
+def test_a_damaged_record_header_is_an_io_error(tmp_path: Path) -> None:
+    x = sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 0]], dtype=np.float32))
+    spill = _spill(tmp_path, x)
+    spill.add(Block(0, 0, x))
+    spill.close()
+    (path,) = spill.dir.iterdir()
+    raw = path.read_bytes()
+    assert raw[:4] == b"WCS1" and len(raw) == HEADER_BYTES + 8 + 8 + 8
+    path.write_bytes(raw[: HEADER_BYTES + 4])
+    with pytest.raises(OSError, match="spill file damaged: .* a record is cut short"):
+        list(spill.slabs())
+    path.write_bytes(b"XXXX" + raw[4:])
+    with pytest.raises(OSError, match="spill file damaged: .* not a record header"):
+        list(spill.slabs())
+    spill.cleanup()
