@@ -47,18 +47,19 @@ def count_block(
     data: np.ndarray,
     row_start: int,
     col_start: int,
-    width: int,
-    n_genes: int,
+    bucket_of: np.ndarray,
     n_cells: int,
     bucket_ptr: np.ndarray,
 ) -> tuple[int, int, int, float]:  # pragma: no cover - compiled
     """Pass 1's first look at a CSR block: how many non-zeros go to each gene bucket, and
     what the values are, before :func:`scatter_block` routes them.
 
-    Fills ``bucket_ptr`` (``n_buckets + 1``) with the buckets' start positions in the
-    scatter's output. Returns ``(flags, error, at, largest)``: flags bit 0 set if any value
-    is negative, bit 1 if any value is not an integer; ``largest`` the largest value, so the
-    caller stores the values in as few bytes as they allow.
+    ``bucket_of[g]`` is the bucket of gene ``g`` (a table: an integer division per value
+    cost more than the rest of the loop). Fills ``bucket_ptr`` (``n_buckets + 1``) with the
+    buckets' start positions in the scatter's output. Returns ``(flags, error, at,
+    largest)``: flags bit 0 set if any value is negative, bit 1 if any value is not an
+    integer; ``largest`` the largest value, so the caller stores the values in as few bytes
+    as they allow.
 
     The readers check every block before it gets here; these checks are the last line of
     defence, and cannot be compiled out: every pointer and index is checked against the
@@ -70,11 +71,13 @@ def count_block(
     n_rows = indptr.shape[0] - 1
     n_buckets = bucket_ptr.shape[0] - 1
     n_stored = min(indices.shape[0], data.shape[0])
+    n_genes = bucket_of.shape[0]
     if n_rows < 0 or n_buckets < 1 or row_start < 0 or row_start + n_rows > n_cells:
         return 0, BAD_ROWS, 0, 0.0
     bucket_ptr[:] = 0
     flags = 0
     largest = 0.0
+    run_bucket, run = 0, 0  # a row's genes come sorted: count runs of one bucket in a register
     for r in range(n_rows):
         a = indptr[r]
         b = indptr[r + 1]
@@ -82,18 +85,23 @@ def count_block(
             return 0, BAD_POINTER, r, 0.0
         for k in range(a, b):
             gene = indices[k] + col_start
-            if gene < 0 or gene >= n_genes or gene // width >= n_buckets:
+            if gene < 0 or gene >= n_genes:
                 return 0, BAD_COLUMN, k, 0.0
             v = np.float64(data[k])
             if v == 0.0:
                 continue
-            bucket_ptr[gene // width + 1] += 1
+            bucket = bucket_of[gene]
+            if bucket != run_bucket:
+                bucket_ptr[run_bucket + 1] += run
+                run_bucket, run = bucket, 0
+            run += 1
             if v < 0.0:
                 flags |= 1
             if v != np.floor(v):
                 flags |= 2
             if v > largest:
                 largest = v
+    bucket_ptr[run_bucket + 1] += run
     for b in range(n_buckets):
         bucket_ptr[b + 1] += bucket_ptr[b]
     return flags, SCATTER_OK, 0, largest
@@ -106,6 +114,7 @@ def scatter_block(
     data: np.ndarray,
     row_start: int,
     col_start: int,
+    bucket_of: np.ndarray,
     width: int,
     bucket_ptr: np.ndarray,
     cell_total: np.ndarray,
@@ -116,9 +125,14 @@ def scatter_block(
 ) -> bool:  # pragma: no cover - compiled
     """Group a CSR block that :func:`count_block` passed by gene bucket (stable, so cells
     stay in order): ``out_*[bucket_ptr[b]:bucket_ptr[b+1]]`` get bucket ``b``'s genes as
-    offsets from the bucket's first gene, its cells as offsets from ``row_start`` and its
-    values, each in the output's own type (as narrow as :func:`count_block` allowed); each
-    row's sum and non-zero count are added to ``cell_total``/``cell_nnz``.
+    offsets from the bucket's first gene (``b * width``; ``bucket_of`` as for count_block),
+    its cells as offsets from ``row_start`` and its values, each in the output's own type
+    (as narrow as :func:`count_block` allowed); each row's sum and non-zero count are added
+    to ``cell_total``/``cell_nnz``, value by value in stored order.
+
+    Each row's genes come sorted (the readers make canonical blocks), so values of one bucket
+    come in runs: the run's next position and the row's sums live in registers, not in
+    memory that every value would load and store again.
 
     Returns False, writing nothing, when the outputs or totals are too small for what
     ``bucket_ptr`` says (a caller's mistake, not the input's).
@@ -133,21 +147,26 @@ def scatter_block(
     ):
         return False
     fill = bucket_ptr[:n_buckets].copy()
+    run_bucket, p = 0, fill[0]  # the current run of one bucket's genes: its next position
     for r in range(n_rows):
         cell = r + row_start
+        total, stored = cell_total[cell], cell_nnz[cell]  # in registers: the very same sums
         for k in range(indptr[r], indptr[r + 1]):
             v = np.float64(data[k])
             if v == 0.0:
                 continue
             gene = indices[k] + col_start
-            b = gene // width
-            p = fill[b]
-            fill[b] += 1
+            b = bucket_of[gene]
+            if b != run_bucket:
+                fill[run_bucket] = p
+                run_bucket, p = b, fill[b]
             out_gene[p] = gene - b * width
             out_cell[p] = r
             out_val[p] = data[k]
-            cell_total[cell] += v
-            cell_nnz[cell] += 1
+            p += 1
+            total += v
+            stored += 1
+        cell_total[cell], cell_nnz[cell] = total, stored
     return True
 
 

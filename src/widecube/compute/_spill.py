@@ -85,6 +85,7 @@ class GeneSpill:
         self._scratch_bytes = np.empty(0, dtype=np.uint8)  # scatter output reused by add()
         self._ptr = np.empty(self.n_buckets + 1, dtype=np.int64)
         self._gene_type = INDEX_TYPES[index_code(self.width)]
+        self._bucket_of = (np.arange(n_genes, dtype=np.int64) // self.width).astype(np.int32)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
         self._fds = [  # open for the whole of pass 1, closed by close()
             os.open(bucket_path(self.dir, b), flags, 0o600) for b in range(self.n_buckets)
@@ -106,8 +107,7 @@ class GeneSpill:
             m.data,
             block.row_start,
             block.col_start,
-            self.width,
-            self.n_genes,
+            self._bucket_of,
             self.n_cells,
             ptr,
         )
@@ -123,6 +123,7 @@ class GeneSpill:
             m.data,
             block.row_start,
             block.col_start,
+            self._bucket_of,
             self.width,
             ptr,
             self.cell_total,
