@@ -7,8 +7,8 @@ input and of the snapshot per non-zero, the split between the passes and the cli
 steps), the scheduler at the target's task count and the object counts of a snapshot on S3
 (``scale.py``), and, once recorded, B1M on two Dask workers and on S3 (``scale.py ingest``).
 Until that last run exists its targets stand in for the measured factors and every figure that
-uses them says so. What the code fixes rather than measures (12 bytes a value in the spill,
-8 bytes a value in the decoded matrix, 256 buckets at most) is named as such; prices are
+uses them says so. What the code fixes rather than measures (at most 8 bytes a value in the
+spill, 8 bytes a value in the decoded matrix, 256 buckets at most) is named as such; prices are
 list prices written here, with the date they were read.
 
     python benchmarks/capacity.py            # rewrite docs/capacity.md
@@ -29,7 +29,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from widecube.compute._spill import BYTES_PER_VALUE, bucket_geometry  # noqa: E402
+from widecube.compute._buckets import INDEX_TYPES, VALUE_TYPES  # noqa: E402
+from widecube.compute._spill import bucket_geometry  # noqa: E402
 from widecube.pipeline._cluster import row_bounds  # noqa: E402
 
 CELLS, GENES, NNZ_PER_CELL = 10**7, 50_000, 5_000
@@ -37,6 +38,9 @@ NNZ = CELLS * NNZ_PER_CELL
 MATRICES = 100
 WORKERS = (8, 32, 128)
 DECODED_BYTES_PER_VALUE = 8  # the decoded gene-major matrix: float32 value + int32 cell index
+# the spill of a float32 input: 16-bit gene and cell offsets and the value (counts up to 255: 1 byte)
+SPILL_BYTES_PER_VALUE = 2 * INDEX_TYPES[0].itemsize + VALUE_TYPES[2].itemsize
+SPILL_BYTES_PER_COUNT = 2 * INDEX_TYPES[0].itemsize + VALUE_TYPES[0].itemsize
 MEMORY, BLOCK_NNZ = 2 * 1024**3, 8_000_000  # Settings' defaults
 
 # AWS list prices, us-east-1, on-demand, read 2026-12 (check them before relying on a figure)
@@ -205,7 +209,9 @@ def render(results: Path) -> str:
         f"{k['per_cell_chunks'] / n_cells_s:.3e} |",
         f"| other objects (tables, metadata) | same run | {k['other']} |",
         "",
-        f"Fixed by the code: the spill holds {BYTES_PER_VALUE} bytes a non-zero (`BYTES_PER_VALUE`); the "
+        f"Fixed by the code: the spill holds {SPILL_BYTES_PER_VALUE} bytes a non-zero of a float32 input "
+        f"({SPILL_BYTES_PER_COUNT} for counts up to 255; `compute/_buckets.py`), plus 32 bytes per block "
+        "and bucket; the "
         f"decoded matrix {DECODED_BYTES_PER_VALUE} (float32 value, int32 cell); the target's pass 2 has "
         f"{n_buckets} tasks of {width} genes (`bucket_geometry`, at most 256) and pass 1 "
         f"{len(row_bounds(CELLS, NNZ, 8, BLOCK_NNZ)) - 1} tasks at 8 workers (`row_bounds`: "
@@ -222,8 +228,8 @@ def render(results: Path) -> str:
         (
             "spill",
             "shared work folder, during the job",
-            f"{BYTES_PER_VALUE} B × N",
-            BYTES_PER_VALUE * NNZ,
+            f"{SPILL_BYTES_PER_VALUE} B × N",
+            SPILL_BYTES_PER_VALUE * NNZ,
             False,
         ),
         ("snapshot", "object store", f"{snap_b:.2f} B × N", snap_b * NNZ, True),
