@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._kernels import sort_bucket
+from ._kernels import RECORD_HEADER, RECORD_OK, RECORD_SHORT, decode_records, sort_bucket
 
 __all__ = [
     "GeneSlab",
@@ -146,10 +146,10 @@ def _damaged(path: Path, at: int, what: str) -> OSError:
     return OSError(errno.EIO, f"spill file damaged: {path} at byte {at}: {what}")
 
 
-def _records(path: Path, raw: ReadBuffers | None = None) -> Iterator[tuple[_Record, np.ndarray | None]]:
-    """The records of the bucket file ``path`` in order, each with its body read into
-    ``raw``'s byte buffer (a view valid until the next record), or with None and nothing
-    read but the headers when ``raw`` is None."""
+def _records(path: Path, raw: ReadBuffers) -> Iterator[tuple[_Record, np.ndarray]]:
+    """The records of the bucket file ``path`` in order, one at a time (splitting an
+    oversized bucket), each with its body read into ``raw``'s byte buffer (a view valid
+    until the next record)."""
     with open(path, "rb", buffering=0) as f:
         fd, size, at = f.fileno(), os.fstat(f.fileno()).st_size, 0
         while at < size:
@@ -157,9 +157,6 @@ def _records(path: Path, raw: ReadBuffers | None = None) -> Iterator[tuple[_Reco
             body_at, at = at + HEADER.size, at + HEADER.size + record.nbytes
             if at > size:
                 raise _damaged(path, body_at, "a record is cut short")
-            if raw is None:
-                yield record, None
-                continue
             body = raw.bytes(record.nbytes)
             if os.preadv(fd, [body.data], body_at) != record.nbytes:
                 raise _damaged(path, body_at, "a record is cut short")
@@ -188,7 +185,8 @@ class SpillBuckets:
 
     ``dirs`` are the spill folders of the pass-1 tasks in row order (one for a single-process
     pass 1); bucket ``b`` (genes ``b*width .. (b+1)*width-1``) is the concatenation of its
-    files in every folder. ``offsets[b]`` is the gene-major position of its first value.
+    files in every folder. ``offsets[b]`` is the gene-major position of its first value and
+    ``counts[d][b]`` the values of bucket ``b`` in folder ``d``, as pass 1 counted them.
     Picklable, so a pass-2 task elsewhere reads its buckets from shared storage.
     """
 
@@ -200,6 +198,7 @@ class SpillBuckets:
     dtype: np.dtype
     slab_values: int
     offsets: tuple[int, ...]
+    counts: tuple[tuple[int, ...], ...]
 
     def genes(self, bucket: int) -> tuple[int, int]:
         """The genes ``lo..hi-1`` of ``bucket``."""
@@ -224,7 +223,7 @@ class SpillBuckets:
         lo, hi = self.genes(bucket)
         start = self.offsets[bucket]
         paths = [bucket_path(d, bucket) for d in self.dirs]
-        n = sum(_values(path) for path in paths)
+        n = sum(counts[bucket] for counts in self.counts)
         if n <= self.slab_values or hi - lo == 1:
             yield self._slab(paths, n, lo, hi, start, remove=consume, buffers=buffers)
             return
@@ -253,21 +252,16 @@ class SpillBuckets:
         """Genes ``lo..hi-1`` from the bucket files ``paths`` (in row order, ``n`` values in
         all), sorted by gene."""
         into = buffers if buffers is not None else ReadBuffers()
+        raw = _read_files(paths, into)
         gene, cell, val = into.arrays(n, self.dtype)
-        at = 0
-        for path in paths:
-            for record, body in _records(path, into):
-                assert body is not None
-                g, c, v = record.arrays(body)
-                if at + record.n > n:
-                    raise _damaged(path, 0, f"more than the {n} values counted")
-                np.add(g, np.int64(record.gene_base), out=gene[at : at + record.n], casting="unsafe")
-                np.add(c, np.int64(record.cell_base), out=cell[at : at + record.n], casting="unsafe")
-                val[at : at + record.n] = v
-                at += record.n
-        if at != n:
+        got, status, at = decode_records(raw, MAGIC, gene, cell, val, True)
+        if status != RECORD_OK or got != n:
+            what = {RECORD_HEADER: "not a record header", RECORD_SHORT: "a record is cut short"}
+            where = paths[0] if len(paths) == 1 else f"bucket {paths[0].name} of {len(paths)} parts"
             raise OSError(
-                errno.EIO, f"spill file changed while read: {paths[0]} and the rest hold {at} of {n} values"
+                errno.EIO,
+                f"spill file damaged: {where} at byte {at} of the bucket: "
+                + what.get(status, f"{got} values where pass 1 wrote {n}"),
             )
         if remove:
             _remove(paths)
@@ -307,7 +301,6 @@ class SpillBuckets:
         try:
             for path in paths:
                 for record, body in _records(path, into):
-                    assert body is not None
                     g, c, v = record.arrays(body)
                     low = g.astype(np.int64) + record.gene_base < mid
                     for side, keep in ((0, low), (1, ~low)):
@@ -335,9 +328,24 @@ def bucket_path(folder: Path, bucket: int) -> Path:
     return folder / f"b{bucket:05d}.spill"
 
 
-def _values(path: Path) -> int:
-    """Values in the bucket file ``path`` (from its records' headers)."""
-    return sum(record.n for record, _ in _records(path))
+def _read_files(paths: list[Path], into: ReadBuffers) -> np.ndarray:
+    """The bytes of the files ``paths`` one after the other, in ``into``'s byte buffer."""
+    sizes = [path.stat().st_size for path in paths]
+    raw = into.bytes(sum(sizes))
+    at = 0
+    for path, size in zip(paths, sizes, strict=True):
+        view = raw[at : at + size].data
+        with open(path, "rb", buffering=0) as f:
+            got = 0
+            while got < size:
+                step = f.readinto(view[got:])
+                if not step:
+                    raise OSError(
+                        errno.EIO, f"spill file changed while read: {path} holds {got} of {size} bytes"
+                    )
+                got += step
+        at += size
+    return raw
 
 
 class ReadBuffers:
@@ -352,7 +360,8 @@ class ReadBuffers:
         self._raw = np.empty(0, dtype=np.uint8)
 
     def bytes(self, n: int) -> np.ndarray:
-        """A byte buffer of ``n`` bytes (one record's body), reused from record to record."""
+        """A byte buffer of ``n`` bytes (a bucket's files, or one record's body when a bucket
+        is split), reused from bucket to bucket."""
         if self._raw.shape[0] < n:
             self._raw = np.empty(n, dtype=np.uint8)
         return self._raw[:n]
@@ -426,6 +435,7 @@ class JoinedSpill:
             self.dtype,
             self.slab_values,
             tuple(int(o) for o in offsets),
+            tuple(tuple(int(c) for c in p.bucket_nnz) for p in self.parts),
         )
 
     def slabs(self) -> Iterator[GeneSlab]:

@@ -24,6 +24,7 @@ __all__ = [
     "BAD_ROWS",
     "SCATTER_OK",
     "count_block",
+    "decode_records",
     "gene_moments",
     "log_normalize",
     "gene_quantiles",
@@ -170,6 +171,95 @@ def scatter_block(
     return True
 
 
+RECORD_OK, RECORD_HEADER, RECORD_SHORT, RECORD_OVERFLOW = -1, 0, 1, 2
+"""What :func:`decode_records` found: every record read, a header that is not one, a record
+cut short, more values than the outputs hold."""
+
+
+@njit(nogil=True, cache=True)
+def _pad8(n: int) -> int:  # pragma: no cover - compiled
+    return n + (-n) % 8
+
+
+@njit(nogil=True, cache=True)
+def decode_records(
+    buf: np.ndarray,
+    magic: int,
+    gene: np.ndarray,
+    cell: np.ndarray,
+    val: np.ndarray,
+    decode: bool,
+) -> tuple[int, int, int]:  # pragma: no cover - compiled
+    """Walk the records of a spill bucket (``buf``: whole files' bytes, 8-byte aligned; the
+    layout is :mod:`~._buckets`'s) and, with ``decode``, widen them into ``gene``/``cell``
+    (int32, the bases added back) and ``val`` (the spill's float type).
+
+    Returns ``(values, status, at)``: the values walked, and :data:`RECORD_OK` or what was
+    wrong (``at``: the byte where the bad record starts). Without ``decode`` only the headers
+    are read (the count a caller sizes the outputs by).
+    """
+    size = buf.shape[0]
+    done = 0
+    at = 0
+    while at < size:
+        if at + 32 > size:
+            return done, RECORD_SHORT, at
+        if buf[at : at + 4].view(np.uint32)[0] != magic:
+            return done, RECORD_HEADER, at
+        g_code, c_code, v_code = buf[at + 4], buf[at + 5], buf[at + 6]
+        head = buf[at + 8 : at + 32].view(np.int64)
+        n, gene_base, cell_base = head[0], head[1], head[2]
+        if g_code > 1 or c_code > 1 or v_code > 3 or n < 0:
+            return done, RECORD_HEADER, at
+        g_bytes = n * (2 if g_code == 0 else 4)
+        c_bytes = n * (2 if c_code == 0 else 4)
+        v_bytes = n * (1 if v_code == 0 else 2 if v_code == 1 else 4 if v_code == 2 else 8)
+        p = at + 32
+        end = p + _pad8(g_bytes) + _pad8(c_bytes) + _pad8(v_bytes)
+        if end > size:
+            return done, RECORD_SHORT, at
+        if decode:
+            if done + n > min(gene.shape[0], cell.shape[0], val.shape[0]):
+                return done, RECORD_OVERFLOW, at
+            if g_code == 0:
+                g16 = buf[p : p + g_bytes].view(np.uint16)
+                for i in range(n):
+                    gene[done + i] = g16[i] + gene_base
+            else:
+                g32 = buf[p : p + g_bytes].view(np.uint32)
+                for i in range(n):
+                    gene[done + i] = g32[i] + gene_base
+            p += _pad8(g_bytes)
+            if c_code == 0:
+                c16 = buf[p : p + c_bytes].view(np.uint16)
+                for i in range(n):
+                    cell[done + i] = c16[i] + cell_base
+            else:
+                c32 = buf[p : p + c_bytes].view(np.uint32)
+                for i in range(n):
+                    cell[done + i] = c32[i] + cell_base
+            p += _pad8(c_bytes)
+            if v_code == 0:
+                v8 = buf[p : p + v_bytes]
+                for i in range(n):
+                    val[done + i] = v8[i]
+            elif v_code == 1:
+                v16 = buf[p : p + v_bytes].view(np.uint16)
+                for i in range(n):
+                    val[done + i] = v16[i]
+            elif v_code == 2:
+                v32 = buf[p : p + v_bytes].view(np.float32)
+                for i in range(n):
+                    val[done + i] = v32[i]
+            else:
+                v64 = buf[p : p + v_bytes].view(np.float64)
+                for i in range(n):
+                    val[done + i] = v64[i]
+        done += n
+        at = end
+    return done, RECORD_OK, at
+
+
 @njit(nogil=True, cache=True)
 def sort_bucket(
     gene: np.ndarray,
@@ -185,18 +275,20 @@ def sort_bucket(
     """Counting-sort a bucket by gene into CSC order (cells stay in file order per gene).
 
     The bucket comes back from the job's own spill files; a gene outside ``lo..lo+width-1``
-    or a cell outside ``0..n_cells-1`` (a damaged file) returns its position and writes
-    nothing, so the per-gene kernels that index by cell never see it; -1 when all is well.
+    or a cell outside ``0..n_cells-1`` (a damaged file) returns its position before anything
+    is placed (``indptr`` is then meaningless), so the per-gene kernels that index by cell
+    never see it; -1 when all is well. The check rides on the count, one pass for both.
     """
     n = min(gene.shape[0], cell.shape[0], val.shape[0], cells.shape[0], vals.shape[0])
     if n != gene.shape[0] or indptr.shape[0] != width + 1:
         return 0
-    for k in range(n):
-        if gene[k] < lo or gene[k] >= lo + width or cell[k] < 0 or cell[k] >= n_cells:
-            return k
     indptr[:] = 0
     for k in range(n):
-        indptr[gene[k] - lo + 1] += 1
+        j = gene[k] - lo
+        c = cell[k]
+        if j < 0 or j >= width or c < 0 or c >= n_cells:
+            return k
+        indptr[j + 1] += 1
     for j in range(width):
         indptr[j + 1] += indptr[j]
     fill = indptr[:width].copy()

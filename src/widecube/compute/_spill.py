@@ -212,6 +212,7 @@ class GeneSpill:
             self.dtype,
             self.slab_values,
             tuple(int(o) for o in offsets),
+            (tuple(int(c) for c in self.bucket_nnz),),
         )
 
     def slabs(self) -> Iterator[GeneSlab]:
