@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._kernels import RECORD_HEADER, RECORD_OK, RECORD_SHORT, decode_records, sort_bucket
+from ._kernels import RECORD_HEADER, RECORD_OK, RECORD_RANGE, RECORD_SHORT, sort_records
 
 __all__ = [
     "GeneSlab",
@@ -253,29 +253,21 @@ class SpillBuckets:
         all), sorted by gene."""
         into = buffers if buffers is not None else ReadBuffers()
         raw = _read_files(paths, into)
-        gene, cell, val = into.arrays(n, self.dtype)
-        got, status, at = decode_records(raw, MAGIC, gene, cell, val, True)
-        if status != RECORD_OK or got != n:
-            what = {RECORD_HEADER: "not a record header", RECORD_SHORT: "a record is cut short"}
+        indptr = np.empty(hi - lo + 1, dtype=np.int64)
+        cells = np.empty(n, dtype=np.int32)
+        vals = np.empty(n, dtype=self.dtype)
+        got, status, at = sort_records(raw, MAGIC, lo, hi - lo, self.n_cells, indptr, cells, vals)
+        if status != RECORD_OK or got != n:  # the job's own file changed under it: an I/O
             where = paths[0] if len(paths) == 1 else f"bucket {paths[0].name} of {len(paths)} parts"
-            raise OSError(
-                errno.EIO,
-                f"spill file damaged: {where} at byte {at} of the bucket: "
-                + what.get(status, f"{got} values where pass 1 wrote {n}"),
-            )
+            if status == RECORD_RANGE:  # fault, retried from scratch
+                what = f"entry {got} is outside genes {lo}..{hi - 1} or cells 0..{self.n_cells - 1}"
+            else:
+                what = {RECORD_HEADER: "not a record header", RECORD_SHORT: "a record is cut short"}.get(
+                    status, f"{got} values where pass 1 wrote {n}"
+                )
+            raise OSError(errno.EIO, f"spill file damaged: {where} at byte {at} of the bucket: {what}")
         if remove:
             _remove(paths)
-        indptr = np.empty(hi - lo + 1, dtype=np.int64)
-        cells = np.empty_like(cell)
-        vals = np.empty_like(val)
-        bad = sort_bucket(gene, cell, val, lo, hi - lo, self.n_cells, indptr, cells, vals)
-        if bad >= 0:  # the job's own file changed under it: an I/O fault, retried from scratch
-            where = paths[0] if len(paths) == 1 else f"bucket {paths[0].name} of {len(paths)} parts"
-            raise OSError(
-                errno.EIO,
-                f"spill file damaged: entry {bad} of {where} is outside "
-                f"genes {lo}..{hi - 1} or cells 0..{self.n_cells - 1}",
-            )
         return GeneSlab(lo, hi, indptr, cells, vals, start)
 
     def _split(
@@ -349,14 +341,11 @@ def _read_files(paths: list[Path], into: ReadBuffers) -> np.ndarray:
 
 
 class ReadBuffers:
-    """The arrays a bucket's files are read into before its sort, grown when a bucket needs
-    more and reused otherwise: fresh arrays per bucket cost a page fault per 4 KiB read (the
-    sort's outputs, handed to the views in the slab, stay fresh per slab)."""
+    """The byte buffer a bucket's files are read into before its sort, grown when a bucket
+    needs more and reused otherwise: a fresh buffer per bucket costs a page fault per 4 KiB
+    read (the sort's outputs, handed to the views in the slab, stay fresh per slab)."""
 
     def __init__(self) -> None:
-        self._gene = np.empty(0, dtype=np.int32)
-        self._cell = np.empty(0, dtype=np.int32)
-        self._val: np.ndarray = np.empty(0, dtype=np.float32)
         self._raw = np.empty(0, dtype=np.uint8)
 
     def bytes(self, n: int) -> np.ndarray:
@@ -365,14 +354,6 @@ class ReadBuffers:
         if self._raw.shape[0] < n:
             self._raw = np.empty(n, dtype=np.uint8)
         return self._raw[:n]
-
-    def arrays(self, n: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self._gene.shape[0] < n:
-            self._gene = np.empty(n, dtype=np.int32)
-            self._cell = np.empty(n, dtype=np.int32)
-        if self._val.shape[0] < n or self._val.dtype != dtype:
-            self._val = np.empty(max(n, self._val.shape[0]), dtype=dtype)
-        return self._gene[:n], self._cell[:n], self._val[:n]
 
 
 def _remove(paths: list[Path]) -> None:

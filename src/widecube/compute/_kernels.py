@@ -24,14 +24,13 @@ __all__ = [
     "BAD_ROWS",
     "SCATTER_OK",
     "count_block",
-    "decode_records",
+    "sort_records",
     "gene_moments",
     "log_normalize",
     "gene_quantiles",
     "group_quantiles",
     "quantile_scratch",
     "scatter_block",
-    "sort_bucket",
     "welch_t_p",
 ]
 
@@ -171,9 +170,10 @@ def scatter_block(
     return True
 
 
-RECORD_OK, RECORD_HEADER, RECORD_SHORT, RECORD_OVERFLOW = -1, 0, 1, 2
-"""What :func:`decode_records` found: every record read, a header that is not one, a record
-cut short, more values than the outputs hold."""
+RECORD_OK, RECORD_HEADER, RECORD_SHORT, RECORD_OVERFLOW, RECORD_RANGE = -1, 0, 1, 2, 3
+"""What :func:`sort_records` found: every record read, a header
+that is not one, a record cut short, more values than the outputs hold, a gene or cell out of
+range."""
 
 
 @njit(nogil=True, cache=True)
@@ -182,123 +182,185 @@ def _pad8(n: int) -> int:  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True)
-def decode_records(
-    buf: np.ndarray,
-    magic: int,
-    gene: np.ndarray,
-    cell: np.ndarray,
-    val: np.ndarray,
-    decode: bool,
-) -> tuple[int, int, int]:  # pragma: no cover - compiled
-    """Walk the records of a spill bucket (``buf``: whole files' bytes, 8-byte aligned; the
-    layout is :mod:`~._buckets`'s) and, with ``decode``, widen them into ``gene``/``cell``
-    (int32, the bases added back) and ``val`` (the spill's float type).
-
-    Returns ``(values, status, at)``: the values walked, and :data:`RECORD_OK` or what was
-    wrong (``at``: the byte where the bad record starts). Without ``decode`` only the headers
-    are read (the count a caller sizes the outputs by).
-    """
-    size = buf.shape[0]
-    done = 0
-    at = 0
-    while at < size:
-        if at + 32 > size:
-            return done, RECORD_SHORT, at
-        if buf[at : at + 4].view(np.uint32)[0] != magic:
-            return done, RECORD_HEADER, at
-        g_code, c_code, v_code = buf[at + 4], buf[at + 5], buf[at + 6]
-        head = buf[at + 8 : at + 32].view(np.int64)
-        n, gene_base, cell_base = head[0], head[1], head[2]
-        if g_code > 1 or c_code > 1 or v_code > 3 or n < 0:
-            return done, RECORD_HEADER, at
-        g_bytes = n * (2 if g_code == 0 else 4)
-        c_bytes = n * (2 if c_code == 0 else 4)
-        v_bytes = n * (1 if v_code == 0 else 2 if v_code == 1 else 4 if v_code == 2 else 8)
-        p = at + 32
-        end = p + _pad8(g_bytes) + _pad8(c_bytes) + _pad8(v_bytes)
-        if end > size:
-            return done, RECORD_SHORT, at
-        if decode:
-            if done + n > min(gene.shape[0], cell.shape[0], val.shape[0]):
-                return done, RECORD_OVERFLOW, at
-            if g_code == 0:
-                g16 = buf[p : p + g_bytes].view(np.uint16)
-                for i in range(n):
-                    gene[done + i] = g16[i] + gene_base
-            else:
-                g32 = buf[p : p + g_bytes].view(np.uint32)
-                for i in range(n):
-                    gene[done + i] = g32[i] + gene_base
-            p += _pad8(g_bytes)
-            if c_code == 0:
-                c16 = buf[p : p + c_bytes].view(np.uint16)
-                for i in range(n):
-                    cell[done + i] = c16[i] + cell_base
-            else:
-                c32 = buf[p : p + c_bytes].view(np.uint32)
-                for i in range(n):
-                    cell[done + i] = c32[i] + cell_base
-            p += _pad8(c_bytes)
-            if v_code == 0:
-                v8 = buf[p : p + v_bytes]
-                for i in range(n):
-                    val[done + i] = v8[i]
-            elif v_code == 1:
-                v16 = buf[p : p + v_bytes].view(np.uint16)
-                for i in range(n):
-                    val[done + i] = v16[i]
-            elif v_code == 2:
-                v32 = buf[p : p + v_bytes].view(np.float32)
-                for i in range(n):
-                    val[done + i] = v32[i]
-            else:
-                v64 = buf[p : p + v_bytes].view(np.float64)
-                for i in range(n):
-                    val[done + i] = v64[i]
-        done += n
-        at = end
-    return done, RECORD_OK, at
+def _count_genes(
+    genes: np.ndarray, base: int, lo: int, width: int, indptr: np.ndarray
+) -> int:  # pragma: no cover - compiled
+    """Add one record's genes to the counts ``indptr[1:]``; the first out of range, or -1."""
+    for i in range(genes.shape[0]):
+        j = genes[i] + base - lo
+        if j < 0 or j >= width:
+            return i
+        indptr[j + 1] += 1
+    return -1
 
 
 @njit(nogil=True, cache=True)
-def sort_bucket(
-    gene: np.ndarray,
-    cell: np.ndarray,
-    val: np.ndarray,
+def _place_record(
+    genes: np.ndarray,
+    gene_base: int,
+    cells_in: np.ndarray,
+    cell_base: int,
+    values: np.ndarray,
+    lo: int,
+    n_cells: int,
+    fill: np.ndarray,
+    cells: np.ndarray,
+    vals: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """Place one record's values at their genes' next positions; the first cell out of range,
+    or -1."""
+    for i in range(genes.shape[0]):
+        c = cells_in[i] + cell_base
+        if c < 0 or c >= n_cells:
+            return i
+        j = genes[i] + gene_base - lo
+        p = fill[j]
+        fill[j] += 1
+        cells[p] = c
+        vals[p] = values[i]
+    return -1
+
+
+@njit(nogil=True, cache=True)
+def _sections(
+    buf: np.ndarray, at: int
+) -> tuple[int, int, int, int, int, int, int, int]:  # pragma: no cover - compiled
+    """A record's header at ``at``: ``(n, gene code, cell code, value code, gene base, cell
+    base, where its genes start, where it ends)``; n is -1 for a header that is not one."""
+    g_code, c_code, v_code = buf[at + 4], buf[at + 5], buf[at + 6]
+    head = buf[at + 8 : at + 32].view(np.int64)
+    n = head[0]
+    if g_code > 1 or c_code > 1 or v_code > 3 or n < 0:
+        return -1, 0, 0, 0, 0, 0, 0, 0
+    g_bytes = _pad8(n * (2 if g_code == 0 else 4))
+    c_bytes = _pad8(n * (2 if c_code == 0 else 4))
+    v_bytes = _pad8(n * (1 if v_code == 0 else 2 if v_code == 1 else 4 if v_code == 2 else 8))
+    return n, g_code, c_code, v_code, head[1], head[2], at + 32, at + 32 + g_bytes + c_bytes + v_bytes
+
+
+@njit(nogil=True, cache=True)
+def _place_v(
+    g: np.ndarray,
+    gb: int,
+    c: np.ndarray,
+    cb: int,
+    buf: np.ndarray,
+    v_code: int,
+    p: int,
+    n: int,
+    lo: int,
+    n_cells: int,
+    fill: np.ndarray,
+    cells: np.ndarray,
+    vals: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """:func:`_place_record` with the record's values (at ``p``) viewed in their type."""
+    if v_code == 0:
+        return _place_record(g, gb, c, cb, buf[p : p + n], lo, n_cells, fill, cells, vals)
+    if v_code == 1:
+        return _place_record(g, gb, c, cb, buf[p : p + 2 * n].view(np.uint16), lo, n_cells, fill, cells, vals)
+    if v_code == 2:
+        return _place_record(
+            g, gb, c, cb, buf[p : p + 4 * n].view(np.float32), lo, n_cells, fill, cells, vals
+        )
+    return _place_record(g, gb, c, cb, buf[p : p + 8 * n].view(np.float64), lo, n_cells, fill, cells, vals)
+
+
+@njit(nogil=True, cache=True)
+def _place_c(
+    g: np.ndarray,
+    gb: int,
+    buf: np.ndarray,
+    c_code: int,
+    cb: int,
+    v_code: int,
+    p: int,
+    n: int,
+    lo: int,
+    n_cells: int,
+    fill: np.ndarray,
+    cells: np.ndarray,
+    vals: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """:func:`_place_v` with the record's cells (at ``p``) viewed in their type."""
+    if c_code == 0:
+        c16 = buf[p : p + 2 * n].view(np.uint16)
+        return _place_v(g, gb, c16, cb, buf, v_code, p + _pad8(2 * n), n, lo, n_cells, fill, cells, vals)
+    c32 = buf[p : p + 4 * n].view(np.uint32)
+    return _place_v(g, gb, c32, cb, buf, v_code, p + _pad8(4 * n), n, lo, n_cells, fill, cells, vals)
+
+
+@njit(nogil=True, cache=True)
+def sort_records(
+    buf: np.ndarray,
+    magic: int,
     lo: int,
     width: int,
     n_cells: int,
     indptr: np.ndarray,
     cells: np.ndarray,
     vals: np.ndarray,
-) -> int:  # pragma: no cover - compiled
-    """Counting-sort a bucket by gene into CSC order (cells stay in file order per gene).
+) -> tuple[int, int, int]:  # pragma: no cover - compiled
+    """Counting-sort a bucket's records (``buf``: its files' bytes, 8-byte aligned; the layout
+    is :mod:`~._buckets`'s) by gene into CSC order, straight from the records: one pass over
+    the headers and genes counts, a second places each value (cells stay in file order per
+    gene). No widened copy of the bucket is made.
 
-    The bucket comes back from the job's own spill files; a gene outside ``lo..lo+width-1``
-    or a cell outside ``0..n_cells-1`` (a damaged file) returns its position before anything
-    is placed (``indptr`` is then meaningless), so the per-gene kernels that index by cell
-    never see it; -1 when all is well. The check rides on the count, one pass for both.
+    Returns ``(values, status, at)``: the values counted, and :data:`RECORD_OK` or what was
+    wrong (``at``: the byte where the bad record starts; :data:`RECORD_RANGE`: a gene outside
+    ``lo..lo+width-1`` or a cell outside ``0..n_cells-1``, ``values`` its position), so the
+    per-gene kernels that index by cell never see a damaged file.
     """
-    n = min(gene.shape[0], cell.shape[0], val.shape[0], cells.shape[0], vals.shape[0])
-    if n != gene.shape[0] or indptr.shape[0] != width + 1:
-        return 0
+    size = buf.shape[0]
+    if indptr.shape[0] != width + 1:
+        return 0, RECORD_OVERFLOW, 0
     indptr[:] = 0
-    for k in range(n):
-        j = gene[k] - lo
-        c = cell[k]
-        if j < 0 or j >= width or c < 0 or c >= n_cells:
-            return k
-        indptr[j + 1] += 1
+    total = 0
+    at = 0
+    while at < size:
+        if at + 32 > size:
+            return total, RECORD_SHORT, at
+        if buf[at : at + 4].view(np.uint32)[0] != magic:
+            return total, RECORD_HEADER, at
+        n, g_code, _, _, gene_base, _, p, end = _sections(buf, at)
+        if n < 0:
+            return total, RECORD_HEADER, at
+        if end > size:
+            return total, RECORD_SHORT, at
+        if g_code == 0:
+            bad = _count_genes(buf[p : p + 2 * n].view(np.uint16), gene_base, lo, width, indptr)
+        else:
+            bad = _count_genes(buf[p : p + 4 * n].view(np.uint32), gene_base, lo, width, indptr)
+        if bad >= 0:
+            return total + bad, RECORD_RANGE, at
+        total += n
+        at = end
+    if total > min(cells.shape[0], vals.shape[0]):
+        return total, RECORD_OVERFLOW, 0
     for j in range(width):
         indptr[j + 1] += indptr[j]
     fill = indptr[:width].copy()
-    for k in range(n):
-        j = gene[k] - lo
-        p = fill[j]
-        fill[j] += 1
-        cells[p] = cell[k]
-        vals[p] = val[k]
-    return -1
+    done = 0
+    at = 0
+    while at < size:
+        n, g_code, c_code, v_code, gene_base, cell_base, p, end = _sections(buf, at)
+        if g_code == 0:
+            g16 = buf[p : p + 2 * n].view(np.uint16)
+            q = p + _pad8(2 * n)
+            bad = _place_c(
+                g16, gene_base, buf, c_code, cell_base, v_code, q, n, lo, n_cells, fill, cells, vals
+            )
+        else:
+            g32 = buf[p : p + 4 * n].view(np.uint32)
+            q = p + _pad8(4 * n)
+            bad = _place_c(
+                g32, gene_base, buf, c_code, cell_base, v_code, q, n, lo, n_cells, fill, cells, vals
+            )
+        if bad >= 0:
+            return done + bad, RECORD_RANGE, at
+        done += n
+        at = end
+    return total, RECORD_OK, 0
 
 
 _RANGES = 64
