@@ -104,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     names = ["quick-poisson"] if a.quick else (a.only or ["b100k-poisson", "b100k"])
     record = not (a.quick or a.no_record)
+    try:  # once: recording the first dataset regenerates RESULTS.md and the README
+        machine = begin(record=record, force=a.force)
+    except DirtyTree as exc:
+        print(exc, file=sys.stderr)
+        return 2
     for name in names:
-        try:
-            machine = begin(record=record, force=a.force)
-        except DirtyTree as exc:
-            print(exc, file=sys.stderr)
-            return 2
         started = datetime.now(UTC)
         load_start = [round(x, 2) for x in os.getloadavg()]
         info = ensure_dataset(DATASETS[name], HERE / "data", timeout=a.timeout)

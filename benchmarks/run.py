@@ -551,9 +551,13 @@ def main(argv: list[str] | None = None) -> int:
     names = ["quick"] if args.quick else (args.only or ["b100k"])
     record = (not args.quick) if args.record is None else args.record
     failed = False
+    try:  # once: recording the first dataset regenerates RESULTS.md and the README
+        machine = begin(record=record, force=args.force)
+    except DirtyTree as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return 2
     for name in names:
         try:
-            machine = begin(record=record, force=args.force)
             result = bench(name, tools, args.repeat, args.timeout, guard, machine)
         except (NotEnoughDisk, DirtyTree) as exc:
             print(f"[{name}] {exc}", file=sys.stderr, flush=True)
