@@ -141,3 +141,33 @@ def test_a_damaged_record_header_is_an_io_error(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="spill file damaged: .* not a record header"):
         list(spill.slabs())
     spill.cleanup()
+
+
+def test_a_bucket_with_larger_counts_widens_only_its_own_records(tmp_path: Path) -> None:
+    """Counts are stored per record: one count of 1,000 makes its own bucket's record of that
+    block 16-bit; the block's other buckets, and the other blocks, stay 8-bit."""
+    rng = np.random.default_rng(11)
+    dense = np.where(rng.random((300, 50)) < 0.2, rng.integers(1, 256, (300, 50)), 0)
+    dense[10, 3] = 1_000
+    x = sp.csr_matrix(dense.astype(np.float32))
+    spill = _spill(tmp_path, x, slab_bytes=1_000 * 12)
+    rows = [0, 64, 300]
+    for a, b in zip(rows[:-1], rows[1:], strict=True):
+        spill.add(Block(a, 0, x[a:b]))
+    spill.close()
+    wide_bucket = 3 // spill.width
+    want = 0
+    for a, b in zip(rows[:-1], rows[1:], strict=True):
+        genes = x[a:b].indices
+        for bucket, n in enumerate(np.bincount(genes // spill.width, minlength=spill.n_buckets)):
+            value_bytes = 2 if (a, bucket) == (0, wide_bucket) else 1
+            want += HEADER_BYTES + 2 * _pad(2 * n) + _pad(value_bytes * n) if n else 0
+    assert spill.n_buckets > 2
+    assert sum(f.stat().st_size for f in spill.dir.iterdir()) == want
+    got = _by_gene(spill)
+    reference = x.tocsc()
+    reference.sort_indices()
+    np.testing.assert_array_equal(got.data, reference.data)
+    np.testing.assert_array_equal(got.indices, reference.indices)
+    assert got[10, 3] == 1_000
+    spill.cleanup()

@@ -12,7 +12,7 @@ A bucket file is a sequence of records, one per block of rows that had values in
 (:data:`HEADER`, then the genes, the cells and the values, each section padded to 8 bytes).
 Genes are stored as offsets from the record's first possible gene and cells as offsets from
 the block's first row, in 16 bits where they fit; values in 8 or 16 bits when the block holds
-only non-negative integers that fit, else in the input's float type. Counts of a typical
+only non-negative integers and the record's fit, else in the input's float type. Counts of a typical
 single-cell matrix take 5 bytes a value instead of 12, and every byte not written is a byte
 the kernel does not copy into the page cache in pass 1 nor out of it in pass 2.
 """

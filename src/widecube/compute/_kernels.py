@@ -50,16 +50,18 @@ def count_block(
     bucket_of: np.ndarray,
     n_cells: int,
     bucket_ptr: np.ndarray,
+    bucket_max: np.ndarray,
 ) -> tuple[int, int, int, float]:  # pragma: no cover - compiled
     """Pass 1's first look at a CSR block: how many non-zeros go to each gene bucket, and
     what the values are, before :func:`scatter_block` routes them.
 
     ``bucket_of[g]`` is the bucket of gene ``g`` (a table: an integer division per value
     cost more than the rest of the loop). Fills ``bucket_ptr`` (``n_buckets + 1``) with the
-    buckets' start positions in the scatter's output. Returns ``(flags, error, at,
+    buckets' start positions in the scatter's output and ``bucket_max`` (``n_buckets``) with
+    each bucket's largest value (0 where it has none above 0). Returns ``(flags, error, at,
     largest)``: flags bit 0 set if any value is negative, bit 1 if any value is not an
     integer; ``largest`` the largest value, so the caller stores the values in as few bytes
-    as they allow.
+    as they allow, bucket by bucket.
 
     The readers check every block before it gets here; these checks are the last line of
     defence, and cannot be compiled out: every pointer and index is checked against the
@@ -74,10 +76,12 @@ def count_block(
     n_genes = bucket_of.shape[0]
     if n_rows < 0 or n_buckets < 1 or row_start < 0 or row_start + n_rows > n_cells:
         return 0, BAD_ROWS, 0, 0.0
+    if bucket_max.shape[0] != n_buckets:
+        return 0, BAD_ROWS, 0, 0.0
     bucket_ptr[:] = 0
+    bucket_max[:] = 0.0
     flags = 0
-    largest = 0.0
-    run_bucket, run = 0, 0  # a row's genes come sorted: count runs of one bucket in a register
+    run_bucket, run, run_max = 0, 0, 0.0  # a row's genes come sorted: runs of one bucket
     for r in range(n_rows):
         a = indptr[r]
         b = indptr[r + 1]
@@ -91,20 +95,22 @@ def count_block(
             if v == 0.0:
                 continue
             bucket = bucket_of[gene]
-            if bucket != run_bucket:
+            if bucket != run_bucket:  # counted in registers, added when the run ends
                 bucket_ptr[run_bucket + 1] += run
-                run_bucket, run = bucket, 0
+                bucket_max[run_bucket] = max(bucket_max[run_bucket], run_max)
+                run_bucket, run, run_max = bucket, 0, 0.0
             run += 1
             if v < 0.0:
                 flags |= 1
             if v != np.floor(v):
                 flags |= 2
-            if v > largest:
-                largest = v
+            if v > run_max:
+                run_max = v
     bucket_ptr[run_bucket + 1] += run
+    bucket_max[run_bucket] = max(bucket_max[run_bucket], run_max)
     for b in range(n_buckets):
         bucket_ptr[b + 1] += bucket_ptr[b]
-    return flags, SCATTER_OK, 0, largest
+    return flags, SCATTER_OK, 0, bucket_max.max()
 
 
 @njit(nogil=True, cache=True)

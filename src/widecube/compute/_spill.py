@@ -84,6 +84,7 @@ class GeneSpill:
         self.non_integer = False
         self._scratch_bytes = np.empty(0, dtype=np.uint8)  # scatter output reused by add()
         self._ptr = np.empty(self.n_buckets + 1, dtype=np.int64)
+        self._max = np.empty(self.n_buckets, dtype=np.float64)  # each bucket's largest value
         self._gene_type = INDEX_TYPES[index_code(self.width)]
         self._bucket_of = (np.arange(n_genes, dtype=np.int64) // self.width).astype(np.int32)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
@@ -98,7 +99,8 @@ class GeneSpill:
     def add(self, block: Block) -> None:
         """Pass 1: route one block's non-zeros to their buckets (refusing any index outside
         the declared shape, which the kernel reports instead of writing out of bounds), one
-        record per bucket, in the narrowest types the block's values allow."""
+        record per bucket, in the narrowest types its values allow: counts in 8 bits in every
+        bucket whose counts fit, even when another bucket's need 16."""
         m = block.matrix
         ptr = self._ptr
         flags, error, at, largest = count_block(
@@ -110,6 +112,7 @@ class GeneSpill:
             self._bucket_of,
             self.n_cells,
             ptr,
+            self._max,
         )
         if error != SCATTER_OK:
             raise self._refused(block, error, at)
@@ -136,11 +139,13 @@ class GeneSpill:
             raise RuntimeError("pass 1: scatter buffers smaller than the block")
         self.negative |= bool(flags & 1)
         self.non_integer |= bool(flags & 2)
+        narrow = val_type == VALUE_TYPES[1]  # 16-bit counts: 8 bits where a bucket's fit
         for b in np.flatnonzero(np.diff(ptr)):
             s, e = ptr[b], ptr[b + 1]
-            append_record(  # the buffers themselves, not copies
-                self._fds[b], int(b) * self.width, block.row_start, gene[s:e], cell[s:e], val[s:e]
-            )
+            values = val[s:e]  # the buffers themselves, not copies, but for a narrowed bucket
+            if narrow and self._max[b] <= 0xFF:
+                values = values.astype(VALUE_TYPES[0])
+            append_record(self._fds[b], int(b) * self.width, block.row_start, gene[s:e], cell[s:e], values)
             self.bucket_nnz[b] += e - s
 
     def _scratch(
