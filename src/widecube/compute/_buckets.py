@@ -31,9 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ._kernels import RECORD_HEADER, RECORD_OK, RECORD_RANGE, RECORD_SHORT, sort_records
+from ._kernels import RECORD_HEADER, RECORD_OK, RECORD_RANGE, RECORD_SHORT, pad8, sections, sort_records
 
 __all__ = [
+    "INDEX_TYPES",
+    "VALUE_TYPES",
     "GeneSlab",
     "JoinedSpill",
     "ReadBuffers",
@@ -70,10 +72,6 @@ def value_code(flags: int, largest: float, dtype: np.dtype) -> int:
         if largest <= 0xFFFF:
             return 1
     return 2 if np.dtype(dtype) == np.float32 else 3
-
-
-def _padded(nbytes: int) -> int:
-    return nbytes + (-nbytes % 8)
 
 
 def append_record(
@@ -118,28 +116,25 @@ class _Record:
     gene: np.dtype
     cell: np.dtype
     val: np.dtype
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes after the header."""
-        return sum(_padded(self.n * t.itemsize) for t in (self.gene, self.cell, self.val))
+    nbytes: int  # after the header
 
     def arrays(self, body: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The record's three sections, viewed in ``body`` (its bytes after the header)."""
         out, at = [], 0
         for t in (self.gene, self.cell, self.val):
             out.append(body[at : at + self.n * t.itemsize].view(t))
-            at += _padded(self.n * t.itemsize)
+            at += pad8(self.n * t.itemsize)
         return out[0], out[1], out[2]
 
 
 def _header(raw: bytes, path: Path, at: int) -> _Record:
+    """The header ``raw`` read at byte ``at`` of ``path``, read by the kernels' own parser."""
     if len(raw) != HEADER.size:
         raise _damaged(path, at, "a record is cut short")
-    magic, g, c, v, n, gene_base, cell_base = HEADER.unpack(raw)
-    if magic != MAGIC or g > 1 or c > 1 or v > 3 or n < 0:
+    n, g, c, v, gene_base, cell_base, body, end = sections(np.frombuffer(raw, np.uint8), 0, MAGIC)
+    if n < 0:
         raise _damaged(path, at, "not a record header")
-    return _Record(n, gene_base, cell_base, INDEX_TYPES[g], INDEX_TYPES[c], VALUE_TYPES[v])
+    return _Record(n, gene_base, cell_base, INDEX_TYPES[g], INDEX_TYPES[c], VALUE_TYPES[v], end - body)
 
 
 def _damaged(path: Path, at: int, what: str) -> OSError:
@@ -296,11 +291,11 @@ class SpillBuckets:
                     g, c, v = record.arrays(body)
                     low = g.astype(np.int64) + record.gene_base < mid
                     for side, keep in ((0, low), (1, ~low)):
-                        if keep.any():
+                        if n := int(np.count_nonzero(keep)):
                             append_record(
                                 fds[side], record.gene_base, record.cell_base, g[keep], c[keep], v[keep]
                             )
-                            counts[side] += int(np.count_nonzero(keep))
+                            counts[side] += n
         finally:
             for fd in fds:
                 os.close(fd)

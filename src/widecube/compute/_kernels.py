@@ -22,11 +22,18 @@ __all__ = [
     "BAD_COLUMN",
     "BAD_POINTER",
     "BAD_ROWS",
+    "RECORD_HEADER",
+    "RECORD_OK",
+    "RECORD_OVERFLOW",
+    "RECORD_RANGE",
+    "RECORD_SHORT",
     "SCATTER_OK",
     "count_block",
     "sort_records",
     "gene_moments",
     "log_normalize",
+    "pad8",
+    "sections",
     "gene_quantiles",
     "group_quantiles",
     "quantile_scratch",
@@ -51,17 +58,16 @@ def count_block(
     n_cells: int,
     bucket_ptr: np.ndarray,
     bucket_max: np.ndarray,
-) -> tuple[int, int, int, float]:  # pragma: no cover - compiled
+) -> tuple[int, int, int]:  # pragma: no cover - compiled
     """Pass 1's first look at a CSR block: how many non-zeros go to each gene bucket, and
     what the values are, before :func:`scatter_block` routes them.
 
     ``bucket_of[g]`` is the bucket of gene ``g`` (a table: an integer division per value
     cost more than the rest of the loop). Fills ``bucket_ptr`` (``n_buckets + 1``) with the
     buckets' start positions in the scatter's output and ``bucket_max`` (``n_buckets``) with
-    each bucket's largest value (0 where it has none above 0). Returns ``(flags, error, at,
-    largest)``: flags bit 0 set if any value is negative, bit 1 if any value is not an
-    integer; ``largest`` the largest value, so the caller stores the values in as few bytes
-    as they allow, bucket by bucket.
+    each bucket's largest value (0 where it has none above 0), so the caller stores the values
+    in as few bytes as they allow, bucket by bucket. Returns ``(flags, error, at)``: flags
+    bit 0 set if any value is negative, bit 1 if any value is not an integer.
 
     The readers check every block before it gets here; these checks are the last line of
     defence, and cannot be compiled out: every pointer and index is checked against the
@@ -75,9 +81,9 @@ def count_block(
     n_stored = min(indices.shape[0], data.shape[0])
     n_genes = bucket_of.shape[0]
     if n_rows < 0 or n_buckets < 1 or row_start < 0 or row_start + n_rows > n_cells:
-        return 0, BAD_ROWS, 0, 0.0
+        return 0, BAD_ROWS, 0
     if bucket_max.shape[0] != n_buckets:
-        return 0, BAD_ROWS, 0, 0.0
+        return 0, BAD_ROWS, 0
     bucket_ptr[:] = 0
     bucket_max[:] = 0.0
     flags = 0
@@ -86,11 +92,11 @@ def count_block(
         a = indptr[r]
         b = indptr[r + 1]
         if a < 0 or b < a or b > n_stored:
-            return 0, BAD_POINTER, r, 0.0
+            return 0, BAD_POINTER, r
         for k in range(a, b):
             gene = indices[k] + col_start
             if gene < 0 or gene >= n_genes:
-                return 0, BAD_COLUMN, k, 0.0
+                return 0, BAD_COLUMN, k
             v = np.float64(data[k])
             if v == 0.0:
                 continue
@@ -110,7 +116,7 @@ def count_block(
     bucket_max[run_bucket] = max(bucket_max[run_bucket], run_max)
     for b in range(n_buckets):
         bucket_ptr[b + 1] += bucket_ptr[b]
-    return flags, SCATTER_OK, 0, bucket_max.max()
+    return flags, SCATTER_OK, 0
 
 
 @njit(nogil=True, cache=True)
@@ -183,7 +189,8 @@ range."""
 
 
 @njit(nogil=True, cache=True)
-def _pad8(n: int) -> int:  # pragma: no cover - compiled
+def pad8(n: int) -> int:  # pragma: no cover - compiled
+    """``n`` bytes rounded up to a multiple of 8 (a spill record's sections are aligned so)."""
     return n + (-n) % 8
 
 
@@ -228,19 +235,22 @@ def _place_record(
 
 
 @njit(nogil=True, cache=True)
-def _sections(
-    buf: np.ndarray, at: int
+def sections(
+    buf: np.ndarray, at: int, magic: int
 ) -> tuple[int, int, int, int, int, int, int, int]:  # pragma: no cover - compiled
-    """A record's header at ``at``: ``(n, gene code, cell code, value code, gene base, cell
-    base, where its genes start, where it ends)``; n is -1 for a header that is not one."""
+    """A record's header at ``at`` (its 32 bytes must be in ``buf``): ``(n, gene code, cell
+    code, value code, gene base, cell base, where its genes start, where it ends)``; n is -1
+    for a header that is not one (not ``magic``, an unknown code, a negative count)."""
+    if buf[at : at + 4].view(np.uint32)[0] != magic:
+        return -1, 0, 0, 0, 0, 0, 0, 0
     g_code, c_code, v_code = buf[at + 4], buf[at + 5], buf[at + 6]
     head = buf[at + 8 : at + 32].view(np.int64)
     n = head[0]
     if g_code > 1 or c_code > 1 or v_code > 3 or n < 0:
         return -1, 0, 0, 0, 0, 0, 0, 0
-    g_bytes = _pad8(n * (2 if g_code == 0 else 4))
-    c_bytes = _pad8(n * (2 if c_code == 0 else 4))
-    v_bytes = _pad8(n * (1 if v_code == 0 else 2 if v_code == 1 else 4 if v_code == 2 else 8))
+    g_bytes = pad8(n * (2 if g_code == 0 else 4))
+    c_bytes = pad8(n * (2 if c_code == 0 else 4))
+    v_bytes = pad8(n * (1 if v_code == 0 else 2 if v_code == 1 else 4 if v_code == 2 else 8))
     return n, g_code, c_code, v_code, head[1], head[2], at + 32, at + 32 + g_bytes + c_bytes + v_bytes
 
 
@@ -291,9 +301,9 @@ def _place_c(
     """:func:`_place_v` with the record's cells (at ``p``) viewed in their type."""
     if c_code == 0:
         c16 = buf[p : p + 2 * n].view(np.uint16)
-        return _place_v(g, gb, c16, cb, buf, v_code, p + _pad8(2 * n), n, lo, n_cells, fill, cells, vals)
+        return _place_v(g, gb, c16, cb, buf, v_code, p + pad8(2 * n), n, lo, n_cells, fill, cells, vals)
     c32 = buf[p : p + 4 * n].view(np.uint32)
-    return _place_v(g, gb, c32, cb, buf, v_code, p + _pad8(4 * n), n, lo, n_cells, fill, cells, vals)
+    return _place_v(g, gb, c32, cb, buf, v_code, p + pad8(4 * n), n, lo, n_cells, fill, cells, vals)
 
 
 @njit(nogil=True, cache=True)
@@ -326,9 +336,7 @@ def sort_records(
     while at < size:
         if at + 32 > size:
             return total, RECORD_SHORT, at
-        if buf[at : at + 4].view(np.uint32)[0] != magic:
-            return total, RECORD_HEADER, at
-        n, g_code, _, _, gene_base, _, p, end = _sections(buf, at)
+        n, g_code, _, _, gene_base, _, p, end = sections(buf, at, magic)
         if n < 0:
             return total, RECORD_HEADER, at
         if end > size:
@@ -349,16 +357,16 @@ def sort_records(
     done = 0
     at = 0
     while at < size:
-        n, g_code, c_code, v_code, gene_base, cell_base, p, end = _sections(buf, at)
+        n, g_code, c_code, v_code, gene_base, cell_base, p, end = sections(buf, at, magic)
         if g_code == 0:
             g16 = buf[p : p + 2 * n].view(np.uint16)
-            q = p + _pad8(2 * n)
+            q = p + pad8(2 * n)
             bad = _place_c(
                 g16, gene_base, buf, c_code, cell_base, v_code, q, n, lo, n_cells, fill, cells, vals
             )
         else:
             g32 = buf[p : p + 4 * n].view(np.uint32)
-            q = p + _pad8(4 * n)
+            q = p + pad8(4 * n)
             bad = _place_c(
                 g32, gene_base, buf, c_code, cell_base, v_code, q, n, lo, n_cells, fill, cells, vals
             )

@@ -103,7 +103,7 @@ class GeneSpill:
         bucket whose counts fit, even when another bucket's need 16."""
         m = block.matrix
         ptr = self._ptr
-        flags, error, at, largest = count_block(
+        flags, error, at = count_block(
             m.indptr,
             m.indices,
             m.data,
@@ -118,7 +118,7 @@ class GeneSpill:
             raise self._refused(block, error, at)
         n = int(ptr[-1])
         cell_type = INDEX_TYPES[index_code(m.shape[0])]
-        val_type = VALUE_TYPES[value_code(flags, largest, self.dtype)]
+        val_type = VALUE_TYPES[value_code(flags, float(self._max.max()), self.dtype)]
         gene, cell, val = self._scratch(n, cell_type, val_type)
         done = scatter_block(
             m.indptr,
