@@ -196,7 +196,9 @@ class SnapshotIndex:
                 raise InvalidQuery(
                     f"dataset {dataset!r} has {n} cells (indices 0–{n - 1}); index {bad} is outside"
                 )
-            mask &= np.isin(np.arange(n), np.asarray(wanted, dtype=np.int64), assume_unique=True)
+            chosen = np.zeros(n, dtype=bool)
+            chosen[np.asarray(wanted, dtype=np.int64)] = True  # k writes, not a search of all n
+            mask &= chosen
         if spec.cells is not None:
             positions = self.cell_positions
             found_at = np.fromiter((positions.get(c, -1) for c in spec.cells), np.int64, len(spec.cells))
