@@ -16,9 +16,11 @@ must see it at the same path), runs every view's :class:`~widecube.views.SlabPar
 slabs and writes its genes straight into the snapshot's Zarr arrays. A write goes through
 :class:`ChunkSink`: a chunk the task covers whole is written by the task, the pieces of any
 other chunk (the matrix view's values, whose chunks straddle gene ranges) come back and are
-written here, so no two processes ever write one chunk. What each part returns is merged here
-by its builder, slabs in gene order (the markers' top genes and the Benjamini-Hochberg
-correction need every gene), so the snapshot is byte for byte the one a single process builds.
+written here, so no two processes ever write one chunk. What each part returns for the task's
+slabs, as its ``combine`` sends it (the markers: the task's p-values and best genes, not every
+gene's statistics), is merged here by its builder in gene order (the markers' ranking and the
+Benjamini-Hochberg correction need every gene), so the snapshot is byte for byte the one a
+single process builds.
 
 A task writes nothing but its own chunks and reads its bucket without removing it, so Dask
 may run it again on another worker when one dies; the client removes the spill afterwards.
@@ -126,16 +128,18 @@ class ChunkSink:
 def _task(
     ctx: BuildContext, parts: Sequence[SlabPart], buckets: SpillBuckets, bucket: int, scratch: Path
 ) -> tuple[list[list[Any]], list[Piece]]:
-    """Pass 2 of one bucket on a worker: every part on every slab; (results, leftover pieces)."""
+    """Pass 2 of one bucket on a worker: every part on every slab; (each part's results, as
+    its :meth:`~SlabPart.combine` sends them; leftover pieces)."""
     _numba_threads_as_worker()
     sink = ChunkSink()
-    results = []
+    per_slab = []
     with contextlib.closing(
         prefetch(buckets.slabs(bucket, consume=False, scratch=scratch), depth=1)
     ) as slabs:
         for slab in slabs:  # the next slab is read while the parts work on this one
             stats = ctx.slab_stats(slab)
-            results.append([part.run(stats, sink) for part in parts])
+            per_slab.append([part.run(stats, sink) for part in parts])
+    results = [part.combine([slab[i] for slab in per_slab]) for i, part in enumerate(parts)]
     return results, sink.leftovers()
 
 
@@ -183,8 +187,8 @@ def build_on_cluster(
         for b, future in enumerate(futures):
             results, leftovers = future.result()
             future.release()
-            for slab_results in results:
-                for builder, result in zip(builders, slab_results, strict=True):
+            for builder, part_results in zip(builders, results, strict=True):
+                for result in part_results:
                     builder.merge(result)
             for array, inter, values in leftovers:
                 shared(array, tuple(slice(start, stop) for start, stop in inter), values)

@@ -206,6 +206,13 @@ class SlabPart(ABC):
     def run(self, stats: SlabStats, put: Put) -> Any:
         """Write the genes of one slab; return what :meth:`Builder.merge` needs."""
 
+    def combine(self, results: list[Any]) -> list[Any]:
+        """What a cluster's task sends back for the :meth:`run` results of its slabs (in gene
+        order), each of which :meth:`Builder.merge` takes as it takes one slab's: by default
+        all of them; a part whose results fold together sends fewer (the markers: the task's
+        best genes, not every gene's statistics)."""
+        return results
+
 
 class Builder(ABC):
     """One build of one view: created per build by its spec (``spec.builder(ctx, out)``),

@@ -7,7 +7,8 @@ genes of the group; the log2 fold change of means as the layer's kind allows
 input — of ``expm1(mean)`` as scanpy's ``rank_genes_groups`` does; on counts of the means;
 on scaled values none: NaN); and the fractions expressing in and out (NaN on scaled values,
 where zero does not mean "not expressed"). Ranking: by t, descending (up-regulated genes
-first; NaN t last), keeping the top ``limit`` (100) per group. Stored as
+first), ties to the lower gene index, keeping the top ``limit`` (100) per group; a gene
+without a t (NaN: no variance in the group or the rest) is not listed. Stored as
 ``views/markers/<groupby>[.<layer>].parquet``.
 
 A grouping with fewer than two groups (one category, or the synthetic ``all`` grouping of an
@@ -32,7 +33,16 @@ from ._layout import entry_for, layer_entry, relpath
 from ._registry import ViewSpec, register_read, register_view
 from ._spec import BuildContext, Builder, Put, SlabPart, SlabStats, ViewReader
 
-__all__ = ["ENCODING", "MARKERS", "MarkersBuilder", "MarkersPart", "MarkersReader", "MarkersReader2"]
+__all__ = [
+    "ENCODING",
+    "MARKERS",
+    "MarkersBuilder",
+    "MarkersPart",
+    "MarkersPiece",
+    "MarkersReader",
+    "MarkersReader2",
+    "Top",
+]
 
 ENCODING = ("widecube-markers", "0.2.0")
 """What this code writes: 0.2.0 takes fold changes by the layer's kind and records how, per
@@ -44,30 +54,110 @@ TOP = 100
 FIELDS = ("t", "pval", "logfoldchange", "pct_in", "pct_out")
 
 
-def _top(score: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the ``k`` largest scores per row, best first (ties: lower index)."""
-    if score.shape[1] > k:
-        part = np.argpartition(-score, k - 1, axis=1)[:, :k]
-        part.sort(axis=1)  # keep index order among equal scores before the stable sort
+Key = tuple[str, str]
+"""``(layer, grouping)``."""
+
+
+def _rank(t: np.ndarray, gene: np.ndarray) -> np.ndarray:
+    """Per row, the order of ``t`` from best to worst: t descending, a NaN t (no variance
+    anywhere: no statistic) after every number (-inf included), ties to the lower gene."""
+    nan = np.isnan(t)
+    return np.lexsort((gene, -np.where(nan, -np.inf, t), nan), axis=-1)
+
+
+def _best(t: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` best of ``t`` per row, best first, in :func:`_rank`'s order
+    (the columns are genes in ascending order).
+
+    The k-th largest t per row comes from a partition (no full sort); every t above it is
+    kept, and as many of those equal to it as there is room for, lowest columns first. A row
+    whose k-th best is -inf or NaN (a tiny group: few genes with a statistic) is ranked whole.
+    """
+    g, n = t.shape
+    if n > k:
+        score = np.where(np.isnan(t), -np.inf, t)
+        kth = -np.partition(-score, k - 1, axis=1)[:, k - 1 : k]
+        above = score > kth
+        tied = score == kth
+        room = k - above.sum(axis=1, keepdims=True)
+        cols = np.nonzero(above | (tied & (np.cumsum(tied, axis=1) <= room)))[1].reshape(g, k)
+        low = np.flatnonzero(kth[:, 0] == -np.inf)
+        if low.size:
+            cols[low] = _rank(t[low], np.broadcast_to(np.arange(n), (low.size, n)))[:, :k]
     else:
-        part = np.broadcast_to(np.arange(score.shape[1]), score.shape).copy()
-    order = np.argsort(-np.take_along_axis(score, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
+        cols = np.broadcast_to(np.arange(n), (g, n))
+    return np.take_along_axis(cols, _rank(np.take_along_axis(t, cols, axis=1), cols), axis=1)
 
 
-Fields = dict[tuple[str, str], dict[str, np.ndarray]]
+@dataclass(frozen=True, slots=True)
+class Top:
+    """The best genes of every group among some genes, best first: by t descending (NaN
+    last), then by gene index (:func:`_rank`). That order is total, so the best of a union of
+    genes is the best of the parts' best, however the genes were cut (slabs, a cluster's
+    tasks): the result never depends on where the cuts fell."""
+
+    gene: np.ndarray
+    """(groups, n) gene indices (int64)."""
+    fields: dict[str, np.ndarray]
+    """``FIELDS``, each (groups, n), for the same genes."""
+
+    @classmethod
+    def empty(cls, n_groups: int) -> Top:
+        return cls(np.empty((n_groups, 0), np.int64), {f: np.empty((n_groups, 0)) for f in FIELDS})
+
+    @classmethod
+    def of(cls, lo: int, fields: dict[str, np.ndarray], k: int) -> Top:
+        """The best ``k`` of genes ``lo, lo + 1, …`` whose ``fields`` are given, one column each."""
+        cols = _best(fields["t"], k)
+        return cls(cols + lo, {f: np.take_along_axis(fields[f], cols, axis=1) for f in FIELDS})
+
+    def join(self, other: Top, k: int) -> Top:
+        """The best ``k`` of both (their genes are disjoint)."""
+        gene = np.concatenate([self.gene, other.gene], axis=1)
+        keep = _rank(np.concatenate([self.fields["t"], other.fields["t"]], axis=1), gene)[:, :k]
+        return Top(
+            np.take_along_axis(gene, keep, axis=1),
+            {
+                f: np.take_along_axis(np.concatenate([self.fields[f], other.fields[f]], axis=1), keep, axis=1)
+                for f in FIELDS
+            },
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MarkersPiece:
+    """What the markers need from genes ``lo..hi-1`` (one slab, or a task's slabs joined):
+    every p-value (the correction ranks all genes of a group) and the best ``TOP`` genes with
+    their statistics, per (layer, grouping). Nothing else of those genes is kept or sent."""
+
+    lo: int
+    hi: int
+    pvals: dict[Key, np.ndarray]
+    """(groups, hi - lo) per key."""
+    top: dict[Key, Top]
+
+    def join(self, other: MarkersPiece, k: int) -> MarkersPiece:
+        """This piece and the next one (``other.lo == self.hi``) as one."""
+        return MarkersPiece(
+            self.lo,
+            other.hi,
+            {key: np.concatenate([p, other.pvals[key]], axis=1) for key, p in self.pvals.items()},
+            {key: top.join(other.top[key], k) for key, top in self.top.items()},
+        )
 
 
 @dataclass(frozen=True)
 class MarkersPart(SlabPart):
-    """One slab's one-vs-rest statistics of every group (``FIELDS``, per (layer, grouping));
-    the ranking and the correction need every gene, so the builder keeps them."""
+    """One slab's one-vs-rest statistics of every group (``FIELDS``, per (layer, grouping)),
+    reduced to a :class:`MarkersPiece`: the slab's p-values and its best genes."""
 
-    keys: tuple[tuple[str, str], ...]
+    keys: tuple[Key, ...]
+    k: int
 
-    def run(self, stats: SlabStats, put: Put) -> tuple[int, int, Fields]:
+    def run(self, stats: SlabStats, put: Put) -> MarkersPiece:
         ctx = stats.ctx
-        out: Fields = {}
+        pvals: dict[Key, np.ndarray] = {}
+        top: dict[Key, Top] = {}
         for layer, key in self.keys:
             m = stats.moments(layer)
             s, sq, nnz = m.of(ctx, key)
@@ -90,22 +180,35 @@ class MarkersPart(SlabPart):
             with np.errstate(divide="ignore", invalid="ignore"):
                 mean_in, mean_out = s / n_in, (s_all - s) / n_out
                 lfc = log_fold_change(mean_in, mean_out, log1p=method == FOLD_EXPM1)
-                out[layer, key] = {
+                fields = {
                     "t": t,
                     "pval": p,
                     "logfoldchange": lfc if method is not None else np.full(s.shape, np.nan),
                     "pct_in": np.full(s.shape, np.nan) if scaled else nnz / n_in,
                     "pct_out": np.full(s.shape, np.nan) if scaled else (nnz_all - nnz) / n_out,
                 }
-        return stats.slab.lo, stats.slab.hi, out
+            pvals[layer, key] = p
+            top[layer, key] = Top.of(stats.slab.lo, fields, self.k)
+        return MarkersPiece(stats.slab.lo, stats.slab.hi, pvals, top)
+
+    def combine(self, results: list[Any]) -> list[Any]:
+        """A task's slabs as one piece: its p-values and its best genes only."""
+        if not results:
+            return results
+        joined: MarkersPiece = results[0]
+        for piece in results[1:]:
+            joined = joined.join(piece, self.k)
+        return [joined]
 
 
 class MarkersBuilder(Builder):
-    """The running top ``TOP`` genes by t of every group, and all its p-values (for BH)."""
+    """The best ``TOP`` genes by t of every group so far, and every p-value (for BH)."""
 
     def __init__(self, ctx: BuildContext, out: SnapshotWriter) -> None:
         super().__init__(ctx, out)
-        self._state: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        self._k = min(TOP, ctx.n_genes)
+        self._pvals: dict[Key, np.ndarray] = {}
+        self._top: dict[Key, Top] = {}
         self._skipped = {
             key: ctx.grouping(key).n_groups for key in ctx.groupbys if ctx.grouping(key).n_groups < 2
         }
@@ -114,50 +217,36 @@ class MarkersBuilder(Builder):
                 if key in self._skipped:
                     continue
                 g = ctx.grouping(key).n_groups
-                k = min(TOP, ctx.n_genes)
-                state = {f: np.full((g, k), -np.inf if f == "t" else np.nan) for f in FIELDS}
-                state["gene"] = np.full((g, k), -1, dtype=np.int64)
-                state["pvals"] = np.ones((g, ctx.n_genes))
-                self._state[layer, key] = state
+                self._pvals[layer, key] = np.ones((g, ctx.n_genes))
+                self._top[layer, key] = Top.empty(g)
 
     def part(self) -> MarkersPart:
-        return MarkersPart(tuple(self._state))
+        return MarkersPart(tuple(self._top), self._k)
 
-    def merge(self, result: tuple[int, int, Fields]) -> None:
-        lo, hi, slab_fields = result
-        for (layer, key), state in self._state.items():
-            fields = slab_fields[layer, key]
-            t = fields["t"]
-            state["pvals"][:, lo:hi] = fields["pval"]
-            genes = np.broadcast_to(np.arange(lo, hi), t.shape)
-            pool_t = np.concatenate([state["t"], np.where(np.isnan(t), -np.inf, t)], axis=1)
-            k = state["t"].shape[1]
-            keep = _top(pool_t, k)
-            for f in FIELDS:
-                pool = np.concatenate([state[f], fields[f]], axis=1)
-                state[f] = np.take_along_axis(pool, keep, axis=1)
-            state["gene"] = np.take_along_axis(np.concatenate([state["gene"], genes], axis=1), keep, axis=1)
+    def merge(self, result: MarkersPiece) -> None:
+        for key, top in self._top.items():
+            self._pvals[key][:, result.lo : result.hi] = result.pvals[key]
+            self._top[key] = top.join(result.top[key], self._k)
 
     def finish(self) -> dict[str, Any]:
         ctx = self.ctx
         layers: dict[str, dict[str, str]] = {layer: {} for layer in ctx.layers}
         gene_names = np.asarray(ctx.var.index.astype(str))
-        for (layer, key), state in self._state.items():
+        for (layer, key), top in self._top.items():
             names = ctx.grouping(key).names
             frames = []
-            adjusted_all = benjamini_hochberg(state["pvals"])
+            adjusted_all = benjamini_hochberg(self._pvals[layer, key])
             for g, group in enumerate(names):
-                sel = state["gene"][g] >= 0
-                adjusted = adjusted_all[g]
-                genes = state["gene"][g][sel]
+                sel = ~np.isnan(top.fields["t"][g])  # genes without a statistic are no markers
+                genes = top.gene[g][sel]
                 frames.append(
                     pd.DataFrame(
                         {
                             "group": group,
-                            "rank": np.arange(1, sel.sum() + 1),
+                            "rank": np.arange(1, len(genes) + 1),
                             "gene": gene_names[genes],
-                            **{f: state[f][g][sel] for f in FIELDS},
-                            "pval_adj": adjusted[genes],
+                            **{f: top.fields[f][g][sel] for f in FIELDS},
+                            "pval_adj": adjusted_all[g][genes],
                         }
                     )
                 )
