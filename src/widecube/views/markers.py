@@ -138,6 +138,8 @@ class MarkersPiece:
 
     def join(self, other: MarkersPiece, k: int) -> MarkersPiece:
         """This piece and the next one (``other.lo == self.hi``) as one."""
+        if other.lo != self.hi:
+            raise ValueError(f"markers of genes {other.lo}.. do not follow genes ..{self.hi - 1}")
         return MarkersPiece(
             self.lo,
             other.hi,
