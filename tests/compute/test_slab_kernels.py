@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from widecube.compute._kernels import gene_moments, gene_ranges
+from widecube.compute._kernels import gene_moments, gene_ranges, log1p_table
 
 
 def slab(rng: np.random.Generator, n_cells: int, n_genes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -27,11 +27,15 @@ def slab(rng: np.random.Generator, n_cells: int, n_genes: int) -> tuple[np.ndarr
     )
 
 
+@pytest.mark.parametrize("table_k", [0, 4])
 @pytest.mark.parametrize("two_layers", [True, False])
-def test_gene_moments_equal_numpy_to_the_bit(two_layers: bool) -> None:
+def test_gene_moments_equal_numpy_to_the_bit(two_layers: bool, table_k: int) -> None:
     rng = np.random.default_rng(0)
     n_cells, n_genes = 500, 90
     indptr, cells, vals = slab(rng, n_cells, n_genes)
+    vals[::7] += 0.5  # not counts: their log1p is computed, never looked up
+    vals[::11] = 3.0 + 2.0**-20  # next to a count the table holds
+    assert ((vals >= 1) & (vals <= 4) & (vals == np.floor(vals))).mean() > 0.3  # the table is used
     a = rng.integers(0, 7, n_cells)
     b = rng.integers(0, 3, n_cells) + 7
     codes = np.stack([a, b]).astype(np.int32)  # groups 0..9; group 10 is every cell
@@ -41,8 +45,20 @@ def test_gene_moments_equal_numpy_to_the_bit(two_layers: bool) -> None:
     nnz = np.full((n_genes, g), -1, dtype=np.int32)
     lo, hi = np.full((n_layers, n_genes), np.nan), np.full((n_layers, n_genes), np.nan)
     normalized = np.full(len(vals), np.nan)
+    table = log1p_table(scale, table_k)
     gene_moments(
-        indptr, cells, vals, scale, codes, s, sq, nnz, lo, hi, normalized if two_layers else np.empty(0)
+        indptr,
+        cells,
+        vals,
+        scale,
+        table,
+        codes,
+        s,
+        sq,
+        nnz,
+        lo,
+        hi,
+        normalized if two_layers else np.empty(0),
     )
     # C's log1p, as the kernel calls it (numpy's own SIMD log1p may differ in the last bit)
     want_norm = np.array([math.log1p(x) for x in vals.astype(np.float64) * scale[cells]])

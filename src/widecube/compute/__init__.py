@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._buckets import GeneSlab, JoinedSpill, SpillBuckets, SpillPart
-    from ._kernels import cell_scale, gene_moments, gene_quantiles, log_normalize, welch_t_p
+    from ._kernels import cell_scale, gene_moments, gene_quantiles, log1p_table, log_normalize, welch_t_p
     from ._malloc import roomy_heap
     from ._pass import check_finite, spill_by_gene, spill_rows
     from ._select import COUNT_RANGE, group_quantiles
@@ -39,6 +39,7 @@ _WHERE = {
     "cell_scale": "_kernels",
     "gene_moments": "_kernels",
     "gene_quantiles": "_kernels",
+    "log1p_table": "_kernels",
     "log_normalize": "_kernels",
     "welch_t_p": "_kernels",
     "roomy_heap": "_malloc",
@@ -90,6 +91,7 @@ __all__ = [
     "gene_quantiles",
     "log_fold_change",
     "group_quantiles",
+    "log1p_table",
     "log_normalize",
     "make_grouping",
     "parse_groupbys",

@@ -31,6 +31,7 @@ __all__ = [
     "count_block",
     "sort_records",
     "gene_moments",
+    "log1p_table",
     "log_normalize",
     "pad8",
     "sections",
@@ -411,6 +412,7 @@ def _gene_moments(
     cells: np.ndarray,
     vals: np.ndarray,
     scale: np.ndarray,
+    table: np.ndarray,
     codes: np.ndarray,
     out_sum: np.ndarray,
     out_sumsq: np.ndarray,
@@ -421,6 +423,7 @@ def _gene_moments(
 ) -> None:  # pragma: no cover - compiled
     """:func:`gene_moments` of gene ``j``."""
     n_groupings = codes.shape[0]
+    small = np.float64(table.shape[1])
     every = out_sum.shape[2] - 1
     two = out_sum.shape[0] > 1
     s_row, q_row = out_sum[0, j], out_sumsq[0, j]
@@ -437,7 +440,10 @@ def _gene_moments(
         for k in range(indptr[j], indptr[j + 1]):
             v = np.float64(vals[k])
             c = cells[k]
-            x = np.log1p(v * scale[c])
+            if v >= 1.0 and v <= small and v == np.floor(v):
+                x = table[c, np.int64(v) - 1]  # the same log1p of the same product, computed once
+            else:
+                x = np.log1p(v * scale[c])
             normalized[k] = x
             v2 = v * v
             x2 = x * x
@@ -476,6 +482,7 @@ def gene_moments(
     cells: np.ndarray,
     vals: np.ndarray,
     scale: np.ndarray,
+    table: np.ndarray,
     codes: np.ndarray,
     out_sum: np.ndarray,
     out_sumsq: np.ndarray,
@@ -494,9 +501,12 @@ def gene_moments(
     values), ``out_nnz`` ``(n_genes_in_slab, n_groups)`` (stored values, the same in both
     layers); every entry is written. With two layers, layer 1 is :func:`log_normalize`'s
     ``log1p(vals · scale[cells])``, also written to ``normalized`` (as long as ``vals``):
-    one pass over the slab instead of three. Every group's values are added in slab order,
-    as one pass per layer and grouping would add them: the same sums to the bit. Genes are
-    cut into :data:`_RANGES` ranges of about as many values (:func:`gene_ranges`).
+    one pass over the slab instead of three; ``table`` is :func:`log1p_table` of ``scale`` (a
+    stored count of 1 to ``table.shape[1]`` takes its log1p from there: the same bits, without
+    a libm call for most values of a count matrix; ``(n, 0)`` for none). Every group's values
+    are added in slab order, as one pass per layer and grouping would add them: the same sums
+    to the bit. Genes are cut into :data:`_RANGES` ranges of about as many values
+    (:func:`gene_ranges`).
     """
     n_genes = indptr.shape[0] - 1
     n_ranges = min(n_genes, _RANGES)
@@ -509,6 +519,7 @@ def gene_moments(
                 cells,
                 vals,
                 scale,
+                table,
                 codes,
                 out_sum,
                 out_sumsq,
@@ -689,6 +700,18 @@ def cell_scale(total_counts: np.ndarray, target_sum: float) -> np.ndarray:
     total = np.asarray(total_counts, dtype=np.float64)
     with np.errstate(divide="ignore"):
         return np.where(total > 0, target_sum / total, 0.0)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def log1p_table(scale: np.ndarray, k: int) -> np.ndarray:
+    """``out[c, i] = log1p((i + 1) · scale[c])``: the normalized value of a count of ``i + 1``
+    in cell ``c``, by the very expression :func:`gene_moments` evaluates (the same bits)."""
+    # pragma: no cover - compiled
+    out = np.empty((scale.shape[0], k))
+    for c in prange(scale.shape[0]):
+        for i in range(k):
+            out[c, i] = np.log1p(np.float64(i + 1) * scale[c])
+    return out
 
 
 @njit(parallel=True, nogil=True, cache=True)

@@ -22,7 +22,16 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from ..compute import GeneSlab, Grouping, all_cells, cell_scale, gene_moments, log_normalize, make_grouping
+from ..compute import (
+    GeneSlab,
+    Grouping,
+    all_cells,
+    cell_scale,
+    gene_moments,
+    log1p_table,
+    log_normalize,
+    make_grouping,
+)
 from ..compute.groupings import ALL, ALL_CELLS_GROUP
 from ..snapshot import Snapshot, SnapshotWriter
 from ._layers import INPUT, NORMALIZED
@@ -38,6 +47,10 @@ __all__ = [
     "SlabStats",
     "ViewReader",
 ]
+
+LOG1P_COUNTS = 4
+"""Counts of 1 to 4 take their normalized value from a per-cell table: about 85 % of the
+non-zeros of a UMI matrix (the demo B100k: 1 59 %, 2 17 %, 3 7 %, 4 4 %)."""
 
 
 @dataclass
@@ -100,6 +113,13 @@ class BuildContext:
         assert self.cell_total is not None
         return cell_scale(self.cell_total, self.target_sum)
 
+    @cached_property
+    def log1p_table(self) -> np.ndarray:
+        """Per cell the normalized value of a count of 1 to :data:`LOG1P_COUNTS`
+        (:func:`~widecube.compute.log1p_table`; 32 bytes a cell). Built in each process that
+        uses it, never pickled: on a cluster each worker makes its own."""
+        return log1p_table(self.scale, LOG1P_COUNTS)
+
     def slab_stats(self, slab: GeneSlab) -> SlabStats:
         return SlabStats(self, slab)
 
@@ -116,6 +136,7 @@ class BuildContext:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_buffers"] = {}
+        state.pop("log1p_table", None)
         return state
 
 
@@ -178,8 +199,11 @@ class SlabStats:
             lo, hi = np.empty((n_layers, w)), np.empty((n_layers, w))
             normalized = ctx.slab_buffer(slab.vals.shape[0]) if n_layers > 1 else np.empty(0)
             scale = ctx.scale if n_layers > 1 else np.empty(0)
+            table = ctx.log1p_table if n_layers > 1 else np.empty((0, 0))
             groupings = codes[:-1]  # ALL, last, is every cell: the kernel adds it apart
-            gene_moments(slab.indptr, slab.cells, slab.vals, scale, groupings, s, sq, nnz, lo, hi, normalized)
+            gene_moments(
+                slab.indptr, slab.cells, slab.vals, scale, table, groupings, s, sq, nnz, lo, hi, normalized
+            )
             if n_layers > 1:
                 self._values[NORMALIZED] = normalized
             for i, name in enumerate(layers):
