@@ -380,7 +380,12 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
 
         t0 = time.perf_counter()
         if "s3" in args.setups:
-            boto3.client("s3").upload_file(str(info.path), BUCKET, f"in/{info.path.name}")
+            from botocore.config import Config
+
+            # moto joins a multipart upload's parts in one bytearray when it completes: minutes
+            # for a 4 GB input on a slow VM, past boto3's 60 s read timeout (then a retry: 500)
+            s3 = boto3.client("s3", config=Config(read_timeout=900, retries={"max_attempts": 1}))
+            s3.upload_file(str(info.path), BUCKET, f"in/{info.path.name}")
         upload_s = time.perf_counter() - t0
         base = {k: v for k, v in os.environ.items() if not k.startswith("WIDECUBE_")}
         setups = {
