@@ -55,9 +55,7 @@ def test_best_genes_equal_one_stable_sort_however_cut(seed: int, k: int) -> None
     tasks = np.unique(np.concatenate([[0, len(pieces)], rng.integers(1, max(2, len(pieces)), size=3)]))
     joined = Top.empty(g)
     for a, b in zip(tasks[:-1], tasks[1:], strict=True):
-        task = pieces[a]
-        for piece in pieces[a + 1 : b]:
-            task = task.join(piece, k)
+        task = MarkersPiece.joined(pieces[a:b], k)
         assert (task.lo, task.hi) == (cuts[a], cuts[b])
         np.testing.assert_array_equal(task.pvals["x", "g"], fields["pval"][:, cuts[a] : cuts[b]])
         joined = joined.join(task.top["x", "g"], k)

@@ -18,6 +18,7 @@ lists it under ``skipped`` with its number of groups, so that a query for it is 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,16 +137,19 @@ class MarkersPiece:
     """(groups, hi - lo) per key."""
     top: dict[Key, Top]
 
-    def join(self, other: MarkersPiece, k: int) -> MarkersPiece:
-        """This piece and the next one (``other.lo == self.hi``) as one."""
-        if other.lo != self.hi:
-            raise ValueError(f"markers of genes {other.lo}.. do not follow genes ..{self.hi - 1}")
-        return MarkersPiece(
-            self.lo,
-            other.hi,
-            {key: np.concatenate([p, other.pvals[key]], axis=1) for key, p in self.pvals.items()},
-            {key: top.join(other.top[key], k) for key, top in self.top.items()},
-        )
+    @classmethod
+    def joined(cls, pieces: list[MarkersPiece], k: int) -> MarkersPiece:
+        """Consecutive pieces (each one's ``lo`` the previous one's ``hi``) as one: the
+        p-values side by side (one copy), the best ``k`` of their best genes."""
+        for a, b in itertools.pairwise(pieces):
+            if b.lo != a.hi:
+                raise ValueError(f"markers of genes {b.lo}.. do not follow genes ..{a.hi - 1}")
+        first = pieces[0]
+        top = dict(first.top)
+        for piece in pieces[1:]:
+            top = {key: t.join(piece.top[key], k) for key, t in top.items()}
+        pvals = {key: np.concatenate([piece.pvals[key] for piece in pieces], axis=1) for key in first.pvals}
+        return cls(first.lo, pieces[-1].hi, pvals, top)
 
 
 @dataclass(frozen=True)
@@ -195,12 +199,7 @@ class MarkersPart(SlabPart):
 
     def combine(self, results: list[Any]) -> list[Any]:
         """A task's slabs as one piece: its p-values and its best genes only."""
-        if not results:
-            return results
-        joined: MarkersPiece = results[0]
-        for piece in results[1:]:
-            joined = joined.join(piece, self.k)
-        return [joined]
+        return [MarkersPiece.joined(results, self.k)] if results else results
 
 
 class MarkersBuilder(Builder):
