@@ -64,7 +64,7 @@ def index_code(span: int) -> int:
 
 def value_code(flags: int, largest: float, dtype: np.dtype) -> int:
     """The narrowest code for a block's values: 8 or 16 bits for non-negative integers
-    (``flags`` bits 0 and 1 clear, as :func:`~._kernels.count_block` reports them) up to
+    (``flags`` bits 0 and 1 clear, as :func:`~._route.count_block` reports them) up to
     ``largest``, else the spill's float type ``dtype``."""
     if not flags & 3:
         if largest <= 0xFF:

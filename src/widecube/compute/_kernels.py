@@ -1,7 +1,7 @@
-"""Numba kernels of the two passes: count and scatter rows into gene buckets, then per-gene statistics.
+"""Numba kernels of pass 2: spill records sorted into gene slabs, then per-gene statistics.
 
-Pass 1 (row blocks) counts each cell's library size and routes every stored value to the
-bucket of its gene. Pass 2 (one gene slab at a time, all cells of a gene contiguous) computes,
+Pass 1's kernels (row blocks routed to gene buckets) are in :mod:`._route`. Pass 2 (one gene
+slab at a time, all cells of a gene contiguous) computes,
 for every gene, its per-group moments and exact per-group quantiles for all groupings at
 once. Per gene the accumulators are a few KB, so the work is compute-bound, not cache-bound
 (the row-major alternative updated n_groups × n_genes arrays far larger than the caches).
@@ -19,16 +19,11 @@ from numba.extending import get_cython_function_address
 from ._select import COUNT_RANGE, group_quantiles, quantile_scratch, top_rank
 
 __all__ = [
-    "BAD_COLUMN",
-    "BAD_POINTER",
-    "BAD_ROWS",
     "RECORD_HEADER",
     "RECORD_OK",
     "RECORD_OVERFLOW",
     "RECORD_RANGE",
     "RECORD_SHORT",
-    "SCATTER_OK",
-    "count_block",
     "sort_records",
     "gene_moments",
     "log1p_table",
@@ -38,149 +33,8 @@ __all__ = [
     "gene_quantiles",
     "group_quantiles",
     "quantile_scratch",
-    "scatter_block",
     "welch_t_p",
 ]
-
-
-SCATTER_OK, BAD_POINTER, BAD_COLUMN, BAD_ROWS = 0, 1, 2, 3
-"""What :func:`count_block` found: nothing, a row pointer out of order or past the stored
-values, a column index outside the genes, rows outside the cells."""
-
-
-@njit(nogil=True, cache=True)
-def count_block(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    data: np.ndarray,
-    row_start: int,
-    col_start: int,
-    bucket_of: np.ndarray,
-    n_cells: int,
-    bucket_ptr: np.ndarray,
-    bucket_max: np.ndarray,
-) -> tuple[int, int, int]:  # pragma: no cover - compiled
-    """Pass 1's first look at a CSR block: how many non-zeros go to each gene bucket, and
-    what the values are, before :func:`scatter_block` routes them.
-
-    ``bucket_of[g]`` is the bucket of gene ``g`` (a table: an integer division per value
-    cost more than the rest of the loop). Fills ``bucket_ptr`` (``n_buckets + 1``) with the
-    buckets' start positions in the scatter's output and ``bucket_max`` (``n_buckets``) with
-    each bucket's largest value (0 where it has none above 0), so the caller stores the values
-    in as few bytes as they allow, bucket by bucket. Returns ``(flags, error, at)``: flags
-    bit 0 set if any value is negative, bit 1 if any value is not an integer.
-
-    The readers check every block before it gets here; these checks are the last line of
-    defence, and cannot be compiled out: every pointer and index is checked against the
-    arrays and the declared shape (numba does not check bounds, and a negative index wraps
-    around). On a violation ``error`` says which (``BAD_POINTER``: ``at`` is the block's
-    row; ``BAD_COLUMN``: ``at`` is the stored position; ``BAD_ROWS``), for the caller to
-    raise, and nothing may be scattered.
-    """
-    n_rows = indptr.shape[0] - 1
-    n_buckets = bucket_ptr.shape[0] - 1
-    n_stored = min(indices.shape[0], data.shape[0])
-    n_genes = bucket_of.shape[0]
-    if n_rows < 0 or n_buckets < 1 or row_start < 0 or row_start + n_rows > n_cells:
-        return 0, BAD_ROWS, 0
-    if bucket_max.shape[0] != n_buckets:
-        return 0, BAD_ROWS, 0
-    bucket_ptr[:] = 0
-    bucket_max[:] = 0.0
-    flags = 0
-    run_bucket, run, run_max = 0, 0, 0.0  # a row's genes come sorted: runs of one bucket
-    for r in range(n_rows):
-        a = indptr[r]
-        b = indptr[r + 1]
-        if a < 0 or b < a or b > n_stored:
-            return 0, BAD_POINTER, r
-        for k in range(a, b):
-            gene = indices[k] + col_start
-            if gene < 0 or gene >= n_genes:
-                return 0, BAD_COLUMN, k
-            v = np.float64(data[k])
-            if v == 0.0:
-                continue
-            bucket = bucket_of[gene]
-            if bucket != run_bucket:  # counted in registers, added when the run ends
-                bucket_ptr[run_bucket + 1] += run
-                bucket_max[run_bucket] = max(bucket_max[run_bucket], run_max)
-                run_bucket, run, run_max = bucket, 0, 0.0
-            run += 1
-            if v < 0.0:
-                flags |= 1
-            if v != np.floor(v):
-                flags |= 2
-            if v > run_max:
-                run_max = v
-    bucket_ptr[run_bucket + 1] += run
-    bucket_max[run_bucket] = max(bucket_max[run_bucket], run_max)
-    for b in range(n_buckets):
-        bucket_ptr[b + 1] += bucket_ptr[b]
-    return flags, SCATTER_OK, 0
-
-
-@njit(nogil=True, cache=True)
-def scatter_block(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    data: np.ndarray,
-    row_start: int,
-    col_start: int,
-    bucket_of: np.ndarray,
-    width: int,
-    bucket_ptr: np.ndarray,
-    cell_total: np.ndarray,
-    cell_nnz: np.ndarray,
-    out_gene: np.ndarray,
-    out_cell: np.ndarray,
-    out_val: np.ndarray,
-) -> bool:  # pragma: no cover - compiled
-    """Group a CSR block that :func:`count_block` passed by gene bucket (stable, so cells
-    stay in order): ``out_*[bucket_ptr[b]:bucket_ptr[b+1]]`` get bucket ``b``'s genes as
-    offsets from the bucket's first gene (``b * width``; ``bucket_of`` as for count_block),
-    its cells as offsets from ``row_start`` and its values, each in the output's own type
-    (as narrow as :func:`count_block` allowed); each row's sum and non-zero count are added
-    to ``cell_total``/``cell_nnz``, value by value in stored order.
-
-    Each row's genes come sorted (the readers make canonical blocks), so values of one bucket
-    come in runs: the run's next position and the row's sums live in registers, not in
-    memory that every value would load and store again.
-
-    Returns False, writing nothing, when the outputs or totals are too small for what
-    ``bucket_ptr`` says (a caller's mistake, not the input's).
-    """
-    n_rows = indptr.shape[0] - 1
-    n_buckets = bucket_ptr.shape[0] - 1
-    n = bucket_ptr[n_buckets]
-    if (
-        n > min(out_gene.shape[0], out_cell.shape[0], out_val.shape[0])
-        or row_start + n_rows > min(cell_total.shape[0], cell_nnz.shape[0])
-        or n > indices.shape[0]
-    ):
-        return False
-    fill = bucket_ptr[:n_buckets].copy()
-    run_bucket, p = 0, fill[0]  # the current run of one bucket's genes: its next position
-    for r in range(n_rows):
-        cell = r + row_start
-        total, stored = cell_total[cell], cell_nnz[cell]  # in registers: the very same sums
-        for k in range(indptr[r], indptr[r + 1]):
-            v = np.float64(data[k])
-            if v == 0.0:
-                continue
-            gene = indices[k] + col_start
-            b = bucket_of[gene]
-            if b != run_bucket:
-                fill[run_bucket] = p
-                run_bucket, p = b, fill[b]
-            out_gene[p] = gene - b * width
-            out_cell[p] = r
-            out_val[p] = data[k]
-            p += 1
-            total += v
-            stored += 1
-        cell_total[cell], cell_nnz[cell] = total, stored
-    return True
 
 
 RECORD_OK, RECORD_HEADER, RECORD_SHORT, RECORD_OVERFLOW, RECORD_RANGE = -1, 0, 1, 2, 3

@@ -34,7 +34,7 @@ from ._buckets import (
     index_code,
     value_code,
 )
-from ._kernels import BAD_COLUMN, BAD_POINTER, SCATTER_OK, count_block, scatter_block
+from ._route import BAD_COLUMN, BAD_POINTER, SCATTER_OK, count_block, scatter_block
 
 __all__ = ["BYTES_PER_VALUE", "MAX_BUCKETS", "GeneSlab", "GeneSpill", "bucket_geometry"]
 
@@ -83,8 +83,9 @@ class GeneSpill:
         self.negative = False
         self.non_integer = False
         self._scratch_bytes = np.empty(0, dtype=np.uint8)  # scatter output reused by add()
+        self._run_ends = np.empty(0, dtype=np.int32)  # count_block's runs, reused by add()
         self._ptr = np.empty(self.n_buckets + 1, dtype=np.int64)
-        self._max = np.empty(self.n_buckets, dtype=np.float64)  # each bucket's largest value
+        self._max = np.empty(self.n_buckets, dtype=np.float64)  # bounds on buckets' largest values
         self._gene_type = INDEX_TYPES[index_code(self.width)]
         self._bucket_of = (np.arange(n_genes, dtype=np.int64) // self.width).astype(np.int32)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
@@ -110,9 +111,11 @@ class GeneSpill:
             block.row_start,
             block.col_start,
             self._bucket_of,
+            self.width,
             self.n_cells,
             ptr,
             self._max,
+            self._runs(m.indices.shape[0]),
         )
         if error != SCATTER_OK:
             raise self._refused(block, error, at)
@@ -128,6 +131,8 @@ class GeneSpill:
             block.col_start,
             self._bucket_of,
             self.width,
+            flags,
+            self._run_ends,
             ptr,
             self.cell_total,
             self.cell_nnz,
@@ -147,6 +152,13 @@ class GeneSpill:
                 values = values.astype(VALUE_TYPES[0])
             append_record(self._fds[b], int(b) * self.width, block.row_start, gene[s:e], cell[s:e], values)
             self.bucket_nnz[b] += e - s
+
+    def _runs(self, n: int) -> np.ndarray:
+        """Where count_block notes each run's end (one per stored value at most), kept from
+        block to block as :meth:`_scratch` is."""
+        if self._run_ends.shape[0] < n:
+            self._run_ends = np.empty(n, dtype=np.int32)
+        return self._run_ends
 
     def _scratch(
         self, n: int, cell_type: np.dtype, val_type: np.dtype
@@ -187,6 +199,7 @@ class GeneSpill:
 
     def close(self) -> None:
         self._scratch_bytes = np.empty(0, dtype=np.uint8)
+        self._run_ends = np.empty(0, dtype=np.int32)
         fds, self._fds = self._fds, []
         for fd in fds:
             os.close(fd)

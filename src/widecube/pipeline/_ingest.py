@@ -26,7 +26,6 @@ import hashlib
 import re
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -49,9 +48,10 @@ from ..io import (
     readers,
     unpack_archive,
 )
-from ..snapshot import MANIFEST, Snapshot, SnapshotWriter, Storage, is_object_url, open_storage, sha256_file
+from ..snapshot import MANIFEST, Snapshot, SnapshotWriter, Storage, is_object_url, open_storage
 from ..views import INPUT, NORMALIZED, BuildContext, detect_kind, parse_input_kind, parse_views, select_views
 from ._cluster import build_on_cluster, dask_client, spill_on_cluster
+from ._digest import IdleDigest
 from ._fetch import stage_input
 from ._verify import verify_snapshot
 
@@ -414,8 +414,10 @@ def _build(
     manifest's ``input.kind`` and decides the layers: count input gets ``normalized`` too.
     """
     specs = select_views(names)
-    with ThreadPoolExecutor(1) as pool, dask_client(settings) as client:
-        digest = pool.submit(sha256_file, path) if path.is_file() and known_sha256 is None else None
+    with contextlib.ExitStack() as stack, dask_client(settings) as client:
+        digest = None  # the input's sha256, hashed on the cores the ingest leaves idle
+        if path.is_file() and known_sha256 is None:
+            digest = stack.enter_context(IdleDigest(path))
         obs, var = source.obs(), source.var()
         ctx = BuildContext(
             dataset,

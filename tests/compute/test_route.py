@@ -1,0 +1,178 @@
+"""Pass 1's routing kernels (``compute._route``) against numpy: a stable sort of every stored
+non-zero by gene bucket, each row's sum added value by value in stored order, and the flags
+and bucket bounds computed from the values themselves.
+
+Blocks come sorted (the run path), with rows out of order or explicit zeros (the per-value
+path), with negative, fractional and huge values, and with a column or a pointer out of range
+anywhere in a row (the kernel must name the first in stored order and write nothing)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from widecube.compute._route import (
+    BAD_COLUMN,
+    BAD_POINTER,
+    LARGE,
+    NEGATIVE,
+    NON_INTEGER,
+    PER_VALUE,
+    SCATTER_OK,
+    count_block,
+    scatter_block,
+)
+
+N_GENES, WIDTH = 1000, 37  # 28 buckets, the last one short
+N_BUCKETS = math.ceil(N_GENES / WIDTH)
+
+
+def block(rng: np.random.Generator, n_rows: int, *, values: str, order: str = "sorted") -> sp.csr_matrix:
+    m = sp.random(n_rows, N_GENES, density=0.2, format="csr", random_state=rng, dtype=np.float64)
+    if values == "counts":
+        m.data = rng.poisson(3, m.nnz).astype(np.float64) + 1
+        m.data[rng.random(m.nnz) < 0.05] = rng.integers(256, 70_000, 1)  # some need 16 and 32 bits
+    elif values == "fractions":
+        m.data = rng.normal(0, 2, m.nnz)
+    elif values == "huge":
+        m.data = rng.poisson(3, m.nnz) + 1.0
+        m.data[7] = 2.0**30
+    m.data = m.data.astype(np.float32)
+    if order == "zeros":
+        m.data[rng.random(m.nnz) < 0.1] = 0.0  # stored zeros: not routed
+    if order == "shuffled":  # one row's indices reversed
+        r = n_rows // 2
+        a, b = m.indptr[r], m.indptr[r + 1]
+        m.indices[a:b] = m.indices[a:b][::-1].copy()
+        m.data[a:b] = m.data[a:b][::-1].copy()
+    return m
+
+
+def reference(m: sp.csr_matrix, row_start: int):
+    """Every stored non-zero, stably grouped by bucket, and each bucket's count."""
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    keep = m.data != 0
+    genes, cells, vals = m.indices[keep].astype(np.int64), rows[keep], m.data[keep]
+    order = np.argsort(genes // WIDTH, kind="stable")
+    return genes[order], cells[order], vals[order], np.bincount(genes // WIDTH, minlength=N_BUCKETS)
+
+
+def run(m: sp.csr_matrix, row_start: int = 5):
+    bucket_of = (np.arange(N_GENES) // WIDTH).astype(np.int32)
+    ptr, top = np.empty(N_BUCKETS + 1, np.int64), np.empty(N_BUCKETS)
+    runs = np.empty(m.nnz, np.int32)
+    n_cells = row_start + m.shape[0]
+    indptr = m.indptr.astype(np.int64)
+    flags, error, at = count_block(
+        indptr, m.indices, m.data, row_start, 0, bucket_of, WIDTH, n_cells, ptr, top, runs
+    )
+    if error != SCATTER_OK:
+        return flags, error, at, None
+    n = int(ptr[-1])
+    gene, cell, val = np.empty(n, np.uint16), np.empty(n, np.uint16), np.empty(n, np.float32)
+    total, nnz = np.zeros(n_cells), np.zeros(n_cells, np.int64)
+    ok = scatter_block(
+        indptr,
+        m.indices,
+        m.data,
+        row_start,
+        0,
+        bucket_of,
+        WIDTH,
+        flags,
+        runs,
+        ptr,
+        total,
+        nnz,
+        gene,
+        cell,
+        val,
+    )
+    assert ok
+    return flags, error, at, (ptr, top, gene, cell, val, total, nnz)
+
+
+@pytest.mark.parametrize("values", ["counts", "fractions", "huge"])
+@pytest.mark.parametrize("order", ["sorted", "zeros", "shuffled"])
+def test_routes_like_a_stable_sort_by_bucket(values: str, order: str) -> None:
+    rng = np.random.default_rng(len(values) * 7 + len(order))
+    m = block(rng, 60, values=values, order=order)
+    flags, error, _, out = run(m)
+    assert error == SCATTER_OK and out is not None
+    ptr, top, gene, cell, val, total, nnz = out
+    genes, cells, vals, per_bucket = reference(m, 5)
+    assert len(genes) > 1000
+    assert np.array_equal(np.diff(ptr), per_bucket)
+    assert np.array_equal(gene + (np.repeat(np.arange(N_BUCKETS), per_bucket) * WIDTH), genes)
+    assert np.array_equal(cell, cells) and np.array_equal(val, vals)
+    # each row's sum has the bits of adding in stored order; stored zeros are not counted
+    expected = np.zeros(65)
+    for r in range(60):
+        t = 0.0
+        for v in m.data[m.indptr[r] : m.indptr[r + 1]]:
+            t += float(v)
+        expected[5 + r] = t
+    assert np.array_equal(total, expected)
+    assert np.array_equal(nnz[5:], np.diff(m.indptr) - np.add.reduceat(m.data == 0, m.indptr[:-1]))
+    nonzero = m.data[m.data != 0].astype(np.float64)
+    assert bool(flags & NEGATIVE) == bool((nonzero < 0).any())
+    assert bool(flags & NON_INTEGER) == bool((nonzero != np.floor(nonzero)).any())
+    assert bool(flags & LARGE) == bool((np.abs(nonzero) > 2**24).any())
+    assert bool(flags & PER_VALUE) == (order != "sorted")
+    # each bucket's bound: the first of 0, 255, 65535, inf not below its largest value
+    for b in range(N_BUCKETS):
+        mine = vals[ptr[b] : ptr[b + 1]].astype(np.float64)
+        largest = max(0.0, mine.max()) if len(mine) else 0.0
+        bound = next(x for x in (0.0, 255.0, 65535.0, np.inf) if x >= largest)
+        assert top[b] == bound, (b, largest, top[b])
+
+
+def test_narrow_outputs_take_offsets_and_counts() -> None:
+    m = block(np.random.default_rng(3), 40, values="counts")
+    m.data = np.minimum(m.data, 255).astype(np.float32)
+    bucket_of = (np.arange(N_GENES) // WIDTH).astype(np.int32)
+    ptr, top, runs = np.empty(N_BUCKETS + 1, np.int64), np.empty(N_BUCKETS), np.empty(m.nnz, np.int32)
+    indptr = m.indptr.astype(np.int64)
+    flags, error, _ = count_block(indptr, m.indices, m.data, 0, 0, bucket_of, WIDTH, 40, ptr, top, runs)
+    assert error == SCATTER_OK and flags == 0 and top.max() == 255
+    gene, cell, val = (np.empty(m.nnz, np.uint8) for _ in range(3))
+    total, nnz = np.zeros(40), np.zeros(40, np.int64)
+    scatter_block(
+        indptr, m.indices, m.data, 0, 0, bucket_of, WIDTH, flags, runs, ptr, total, nnz, gene, cell, val
+    )
+    genes, cells, vals, _ = reference(m, 0)
+    assert np.array_equal(gene.astype(np.int64) + genes // WIDTH * WIDTH, genes)
+    assert np.array_equal(cell, cells) and np.array_equal(val, vals.astype(np.uint8))
+    assert np.array_equal(total, np.asarray(m.sum(axis=1)).ravel())
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+@pytest.mark.parametrize("bad", [N_GENES, N_GENES + 500, -1])
+def test_a_column_outside_is_the_first_in_stored_order(where: str, bad: int) -> None:
+    m = block(np.random.default_rng(5), 30, values="counts")
+    r = 11
+    a, b = m.indptr[r], m.indptr[r + 1]
+    k = {"first": a, "middle": (a + b) // 2, "last": b - 1}[where]
+    indices = m.indices.copy()
+    indices[k] = bad
+    if bad >= N_GENES and where != "last":  # sorted still when it is past every gene
+        indices[k:b] = bad + np.arange(b - k)
+    m2 = sp.csr_matrix((m.data, indices, m.indptr), shape=(30, N_GENES + 10**4))
+    flags, error, at, out = run(m2)
+    assert error == BAD_COLUMN and out is None
+    assert at == k
+
+
+def test_a_pointer_past_the_values_names_its_row() -> None:
+    m = block(np.random.default_rng(6), 30, values="counts")
+    indptr = m.indptr.copy()
+    indptr[9] = indptr[10] + 1  # row 8 ends after row 9 starts
+    bucket_of = (np.arange(N_GENES) // WIDTH).astype(np.int32)
+    ptr, top, runs = np.empty(N_BUCKETS + 1, np.int64), np.empty(N_BUCKETS), np.empty(m.nnz, np.int32)
+    _, error, at = count_block(
+        indptr.astype(np.int64), m.indices, m.data, 0, 0, bucket_of, WIDTH, 30, ptr, top, runs
+    )
+    assert (error, at) == (BAD_POINTER, 9)

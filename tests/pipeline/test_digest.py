@@ -1,0 +1,41 @@
+"""The input's sha256 hashed in an idle-priority child (``pipeline._digest``), against hashlib."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from widecube.pipeline._digest import IdleDigest
+
+
+def test_the_digest_is_the_files_sha256(tmp_path: Path) -> None:
+    path = tmp_path / "x.h5ad"
+    path.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    with IdleDigest(path) as digest:
+        assert digest.result() == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert digest.result() == hashlib.sha256(path.read_bytes()).hexdigest()  # asked twice
+
+
+def test_the_child_runs_at_idle_priority_until_asked(tmp_path: Path) -> None:
+    if not hasattr(os, "SCHED_IDLE"):
+        pytest.skip("no SCHED_IDLE on this platform")
+    path = tmp_path / "fifo"
+    os.mkfifo(path)  # the child blocks opening it: alive while we look
+    digest = IdleDigest(path)
+    try:
+        deadline = time.monotonic() + 10
+        while os.sched_getscheduler(digest._proc.pid) != os.SCHED_IDLE and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.sched_getscheduler(digest._proc.pid) == os.SCHED_IDLE
+    finally:
+        digest.close()
+    assert digest._proc.returncode is not None  # stopped, not left behind
+
+
+def test_an_unreadable_input_names_the_file(tmp_path: Path) -> None:
+    with IdleDigest(tmp_path / "missing.h5ad") as digest, pytest.raises(OSError, match="missing.h5ad"):
+        digest.result()
