@@ -17,6 +17,7 @@ shape, and the stores must hold what the pointers promise. A corrupt file is an
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ import scipy.sparse as sp
 from ...errors import UnreadableInput
 from .._checks import check_indices, check_pointers
 from .._source import Block
+from .hdf5._mapped import FileSpan, file_span
 
 __all__ = ["Sliceable", "Slab", "csr_block", "iter_row_slabs", "iter_slabs", "tidy_csr"]
 
@@ -114,20 +116,38 @@ def iter_slabs(
     """Yield checked slabs of majors ``start..stop-1`` of at most ``block_nnz`` stored values
     (at least one major each).
 
-    ``ring`` > 0: the stored values are read (h5py ``read_direct``) into that many pairs of
-    arrays of ``block_nnz`` values, used in turn, so a slab's arrays are overwritten ``ring``
-    slabs later: for a consumer that holds fewer slabs than that at once (pass 1 behind a
-    bounded prefetch queue), in place of two fresh arrays per slab, each a new mapping
-    faulted in page by page. 0: fresh arrays.
+    ``ring`` > 0: for a consumer that holds fewer than ``ring`` slabs at once (pass 1 behind
+    a bounded prefetch queue). Stored values that lie in their HDF5 file as raw bytes are
+    mapped, not read (:mod:`.hdf5._mapped`: read-only arrays), and a slab ends before a gap
+    between two extents of the file when a whole row fits before it (a row across the gap
+    is a slab of its own, copied); other h5py datasets are read (``read_direct``) into
+    ``ring`` pairs of arrays of ``block_nnz`` values, used in turn, so a slab's arrays are
+    overwritten ``ring`` slabs later, in place of two fresh arrays per slab, each a new
+    mapping faulted in page by page. 0: fresh arrays.
 
     ``nnz`` is the number of stored values (``indptr[-1]``, already checked against the
     stores by :func:`~widecube.io._checks.check_compressed_layout`); ``name`` prefixes array names in
     messages (``X`` gives ``X/indices[57]``); ``major`` is ``"row"`` for CSR, ``"column"``
     for CSC.
     """
+    with contextlib.closing(_Ring(ring, block_nnz, indices, data)) as buffers:
+        yield from _walk(indptr, buffers, n_minor, nnz, block_nnz, where, name, major, start, stop)
+
+
+def _walk(
+    indptr: Sliceable,
+    buffers: _Ring,
+    n_minor: int,
+    nnz: int,
+    block_nnz: int,
+    where: object,
+    name: str,
+    major: str,
+    start: int,
+    stop: int,
+) -> Iterator[Slab]:
     window_start, window = start, np.zeros(0, dtype=np.int64)
     pos = start
-    buffers = _Ring(ring, block_nnz, indices, data)
     while pos < stop:
         if pos + 1 >= window_start + len(window):
             window_start = pos
@@ -142,6 +162,9 @@ def iter_slabs(
         local = window[pos - window_start :]
         k = int(np.searchsorted(local, local[0] + block_nnz, side="right")) - 1
         k = max(1, min(k, len(local) - 1))
+        cut = buffers.extent_end(int(local[0]))
+        if cut < local[k]:  # end at the last whole row before a gap in the file: mapped, not copied
+            k = max(1, int(np.searchsorted(local[: k + 1], cut, side="right")) - 1)
         s, e = int(local[0]), int(local[k])
         cols, vals = buffers.read(s, e)
         if len(cols) != e - s or len(vals) != e - s:
@@ -159,7 +182,8 @@ def iter_slabs(
 
 
 class _Ring:
-    """``n`` pairs of arrays that :func:`iter_slabs` reads stored values into, in turn."""
+    """``n`` pairs of arrays that :func:`iter_slabs` reads stored values into, in turn, or
+    the mappings of both stores (:mod:`.hdf5._mapped`) when they allow it."""
 
     def __init__(self, n: int, size: int, indices: Sliceable, data: Sliceable) -> None:
         self.indices: Any = indices  # an h5py dataset when n > 0 (read_direct, shape, dtype)
@@ -169,6 +193,23 @@ class _Ring:
         self.size = size
         self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
         self.turn = 0
+        self.spans: list[FileSpan] = []
+        if self.n:
+            spans = [file_span(indices), file_span(data)]
+            self.spans = [span for span in spans if span is not None]
+            if len(self.spans) < 2:
+                self.close()
+
+    def close(self) -> None:
+        spans, self.spans = self.spans, []
+        for span in spans:
+            span.close()
+
+    def extent_end(self, s: int) -> int:
+        """Where the extents of both stores holding value ``s`` first end (mapped stores)."""
+        if not self.spans:
+            return 2**62
+        return min(span.extent_end(s) for span in self.spans)
 
     def read(self, s: int, e: int) -> tuple[np.ndarray, np.ndarray]:
         """Stored values ``s..e-1``; fresh arrays (and short ones past the end of a truncated
@@ -179,6 +220,8 @@ class _Ring:
             self.pairs.append((np.empty(self.size, self.indices.dtype), np.empty(self.size, self.data.dtype)))
         cols, vals = self.pairs[self.turn]
         self.turn = (self.turn + 1) % self.n
+        if self.spans:  # mapped inside an extent, else copied from the mappings
+            return self.spans[0].view(s, e, cols), self.spans[1].view(s, e, vals)
         for source, into in ((self.indices, cols), (self.data, vals)):
             source.read_direct(into, np.s_[s:e], np.s_[0 : e - s])
         return cols[: e - s], vals[: e - s]
@@ -186,17 +229,19 @@ class _Ring:
 
 def csr_block(slab: Slab, *, n_rows: int, n_cols: int, major: str, where: object) -> Block:
     """A checked slab as a full-width row block (``major="row"``) or a full-height column block."""
-    cols = slab.indices
+    cols, vals = slab.indices, slab.data
+    if not slab.canonical and not (cols.flags.writeable and vals.flags.writeable):
+        cols, vals = cols.copy(), vals.copy()  # mapped from the file: tidy_csr sorts in place
     index_max = n_cols if major == "row" else n_rows
     if cols.dtype != np.int32 and index_max < 2**31:
         cols = cols.astype(np.int32)  # 10x writes int64: half the bytes downstream, no scipy scan
     try:
         if major == "row":
-            m = sp.csr_matrix((slab.data, cols, slab.ptr), shape=(slab.count, n_cols))
+            m = sp.csr_matrix((vals, cols, slab.ptr), shape=(slab.count, n_cols))
             if slab.canonical:
                 m.has_canonical_format = True
             return Block(slab.start, 0, tidy_csr(m))
-        csc = sp.csc_matrix((slab.data, cols, slab.ptr), shape=(n_rows, slab.count))
+        csc = sp.csc_matrix((vals, cols, slab.ptr), shape=(n_rows, slab.count))
         return Block(0, slab.start, tidy_csr(csc.tocsr()))
     except ValueError as exc:  # the checks above leave scipy nothing to refuse; never a traceback
         raise UnreadableInput(f"{where}: corrupt matrix near {major} {slab.start + 1} ({exc})") from exc
