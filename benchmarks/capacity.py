@@ -29,7 +29,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from widecube.compute._buckets import INDEX_TYPES, VALUE_TYPES  # noqa: E402
+from widecube.compute._buckets import INDEX_TYPES, VALUE_TYPES, index_code  # noqa: E402
+from widecube.compute._pass import BLOCK_ROWS  # noqa: E402
 from widecube.compute._spill import bucket_geometry  # noqa: E402
 from widecube.pipeline._cluster import row_bounds  # noqa: E402
 
@@ -38,10 +39,15 @@ NNZ = CELLS * NNZ_PER_CELL
 MATRICES = 100
 WORKERS = (8, 32, 128)
 DECODED_BYTES_PER_VALUE = 8  # the decoded gene-major matrix: float32 value + int32 cell index
-# the spill of a float32 input: 16-bit gene and cell offsets and the value (counts up to 255: 1 byte)
-SPILL_BYTES_PER_VALUE = 2 * INDEX_TYPES[0].itemsize + VALUE_TYPES[2].itemsize
-SPILL_BYTES_PER_COUNT = 2 * INDEX_TYPES[0].itemsize + VALUE_TYPES[0].itemsize
 MEMORY, BLOCK_NNZ = 2 * 1024**3, 8_000_000  # Settings' defaults
+# the spill of a float32 input: gene offsets within a bucket, cell offsets within a block of
+# about BLOCK_ROWS rows (8 bits each where they fit) and the value (counts up to 255: 1 byte)
+_OFFSETS = (
+    INDEX_TYPES[index_code(bucket_geometry(GENES, NNZ, MEMORY // 16)[0])].itemsize
+    + INDEX_TYPES[index_code(BLOCK_ROWS)].itemsize
+)
+SPILL_BYTES_PER_VALUE = _OFFSETS + VALUE_TYPES[2].itemsize
+SPILL_BYTES_PER_COUNT = _OFFSETS + VALUE_TYPES[0].itemsize
 
 # AWS list prices, us-east-1, on-demand, read 2026-12 (check them before relying on a figure)
 INSTANCE, INSTANCE_VCPU, INSTANCE_USD_H = "m6i.2xlarge", 8, 0.384

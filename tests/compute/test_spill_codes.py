@@ -80,13 +80,15 @@ def test_values_are_stored_as_narrow_as_they_allow_and_read_back_exactly(
     for a, b in zip(rows[:-1], rows[1:], strict=True):
         spill.add(Block(a, 0, x[a:b]))
     spill.close()
-    # on disk: per block and bucket with values, a header, then genes and cells in 16 bits
-    # and the values in `value_bytes`, each padded to 8 bytes
+    # on disk: per block and bucket with values, a header, then genes (buckets of at most
+    # 256 genes) and cells (blocks of at most 256 rows) in 8 bits and the values in
+    # `value_bytes`, each padded to 8 bytes
+    assert spill.width <= 256
     want = 0
     for a, b in zip(rows[:-1], rows[1:], strict=True):
         genes = x[a:b].indices
         for n in np.bincount(genes // spill.width, minlength=spill.n_buckets):
-            want += HEADER_BYTES + 2 * _pad(2 * n) + _pad(value_bytes * n) if n else 0
+            want += HEADER_BYTES + 2 * _pad(n) + _pad(value_bytes * n) if n else 0
     assert sum(f.stat().st_size for f in spill.dir.iterdir()) == want
     got = _by_gene(spill)
     reference = x.tocsc()
@@ -103,10 +105,15 @@ def test_values_are_stored_as_narrow_as_they_allow_and_read_back_exactly(
     spill.cleanup()
 
 
-@pytest.mark.parametrize("shape", [(3, 70_000), (70_000, 3)], ids=["wide bucket", "tall block"])
-def test_offsets_past_16_bits_take_32(shape: tuple[int, int], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("shape", "other"),
+    [((3, 70_000), 1), ((70_000, 3), 1), ((300, 70_000), 2), ((70_000, 300), 2)],
+    ids=["wide bucket", "tall block", "wide bucket, 300 rows", "tall block, 300 genes"],
+)
+def test_offsets_past_16_bits_take_32(shape: tuple[int, int], other: int, tmp_path: Path) -> None:
     """A bucket wider than 65,536 genes stores its genes in 32 bits, a block taller than
-    65,536 rows its cells: nothing wraps around."""
+    65,536 rows its cells: nothing wraps around; the other offsets take 8 bits up to 256
+    (3 rows or genes), 16 past it (300)."""
     rng = np.random.default_rng(3)
     rows = np.append(rng.integers(0, shape[0], 20), shape[0] - 1)  # the far corner too:
     cols = np.append(rng.integers(0, shape[1], 20), shape[1] - 1)  # offsets of 69,999
@@ -117,8 +124,8 @@ def test_offsets_past_16_bits_take_32(shape: tuple[int, int], tmp_path: Path) ->
     spill.add(Block(0, 0, x))
     spill.close()
     (path,) = spill.dir.iterdir()
-    # one of genes and cells in 32 bits, the other in 16, the values in 8
-    assert path.stat().st_size == HEADER_BYTES + _pad(x.nnz * 4) + _pad(x.nnz * 2) + _pad(x.nnz)
+    # one of genes and cells in 32 bits, the other in 8 or 16, the values in 8
+    assert path.stat().st_size == HEADER_BYTES + _pad(x.nnz * 4) + _pad(x.nnz * other) + _pad(x.nnz)
     got = _by_gene(spill)
     reference = x.tocsc()
     reference.sort_indices()
@@ -160,8 +167,8 @@ def test_a_bucket_with_larger_counts_widens_only_its_own_records(tmp_path: Path)
     for a, b in zip(rows[:-1], rows[1:], strict=True):
         genes = x[a:b].indices
         for bucket, n in enumerate(np.bincount(genes // spill.width, minlength=spill.n_buckets)):
-            value_bytes = 2 if (a, bucket) == (0, wide_bucket) else 1
-            want += HEADER_BYTES + 2 * _pad(2 * n) + _pad(value_bytes * n) if n else 0
+            value_bytes = 2 if (a, bucket) == (0, wide_bucket) else 1  # genes, cells: 8 bits
+            want += HEADER_BYTES + 2 * _pad(n) + _pad(value_bytes * n) if n else 0
     assert spill.n_buckets > 2
     assert sum(f.stat().st_size for f in spill.dir.iterdir()) == want
     got = _by_gene(spill)

@@ -698,8 +698,8 @@ def test_a_damaged_spill_file_is_an_io_error_not_a_wild_write(tmp_path: Path) ->
     spill.close()
     (bucket,) = spill.dir.iterdir()  # one record: a 32-byte header, then genes, cells, values
     raw = bytearray(bucket.read_bytes())
-    assert raw[40:48] == np.array([0, 0, 1, 2], dtype=np.uint16).tobytes()  # the cells
-    raw[40:48] = np.array([7, 0, 1, 2], dtype=np.uint16).tobytes()  # cell 8 of 3
+    assert raw[40:44] == np.array([0, 0, 1, 2], dtype=np.uint8).tobytes()  # the cells, 8 bits
+    raw[40:44] = np.array([7, 0, 1, 2], dtype=np.uint8).tobytes()  # cell 8 of 3
     bucket.write_bytes(raw)
     with pytest.raises(OSError, match="spill file damaged: .* entry 0 is outside genes 0..3 or cells 0..2"):
         list(spill.slabs())

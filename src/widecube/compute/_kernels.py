@@ -89,6 +89,12 @@ def _place_record(
     return -1
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _index_bytes(code: int) -> int:  # pragma: no cover - compiled
+    """Bytes of an offset of index code ``code`` (``_buckets.INDEX_TYPES``: 16, 32, 8 bits)."""
+    return 2 if code == 0 else 4 if code == 1 else 1
+
+
 @njit(nogil=True, cache=True)
 def sections(
     buf: np.ndarray, at: int, magic: int
@@ -101,10 +107,10 @@ def sections(
     g_code, c_code, v_code = buf[at + 4], buf[at + 5], buf[at + 6]
     head = buf[at + 8 : at + 32].view(np.int64)
     n = head[0]
-    if g_code > 1 or c_code > 1 or v_code > 3 or n < 0:
+    if g_code > 2 or c_code > 2 or v_code > 3 or n < 0:
         return -1, 0, 0, 0, 0, 0, 0, 0
-    g_bytes = pad8(n * (2 if g_code == 0 else 4))
-    c_bytes = pad8(n * (2 if c_code == 0 else 4))
+    g_bytes = pad8(n * _index_bytes(g_code))
+    c_bytes = pad8(n * _index_bytes(c_code))
     v_bytes = pad8(n * (1 if v_code == 0 else 2 if v_code == 1 else 4 if v_code == 2 else 8))
     return n, g_code, c_code, v_code, head[1], head[2], at + 32, at + 32 + g_bytes + c_bytes + v_bytes
 
@@ -154,6 +160,9 @@ def _place_c(
     vals: np.ndarray,
 ) -> int:  # pragma: no cover - compiled
     """:func:`_place_v` with the record's cells (at ``p``) viewed in their type."""
+    if c_code == 2:
+        c8 = buf[p : p + n]
+        return _place_v(g, gb, c8, cb, buf, v_code, p + pad8(n), n, lo, n_cells, fill, cells, vals)
     if c_code == 0:
         c16 = buf[p : p + 2 * n].view(np.uint16)
         return _place_v(g, gb, c16, cb, buf, v_code, p + pad8(2 * n), n, lo, n_cells, fill, cells, vals)
@@ -196,7 +205,9 @@ def sort_records(
             return total, RECORD_HEADER, at
         if end > size:
             return total, RECORD_SHORT, at
-        if g_code == 0:
+        if g_code == 2:
+            bad = _count_genes(buf[p : p + n], gene_base, lo, width, indptr)
+        elif g_code == 0:
             bad = _count_genes(buf[p : p + 2 * n].view(np.uint16), gene_base, lo, width, indptr)
         else:
             bad = _count_genes(buf[p : p + 4 * n].view(np.uint32), gene_base, lo, width, indptr)
@@ -213,7 +224,12 @@ def sort_records(
     at = 0
     while at < size:
         n, g_code, c_code, v_code, gene_base, cell_base, p, end = sections(buf, at, magic)
-        if g_code == 0:
+        if g_code == 2:
+            g8 = buf[p : p + n]
+            bad = _place_c(
+                g8, gene_base, buf, c_code, cell_base, v_code, p + pad8(n), n, lo, n_cells, fill, cells, vals
+            )
+        elif g_code == 0:
             g16 = buf[p : p + 2 * n].view(np.uint16)
             q = p + pad8(2 * n)
             bad = _place_c(

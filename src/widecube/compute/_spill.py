@@ -40,18 +40,26 @@ __all__ = ["BYTES_PER_VALUE", "MAX_BUCKETS", "GeneSlab", "GeneSpill", "bucket_ge
 
 BYTES_PER_VALUE = 12  # gene int32 + cell int32 + value float32 in a slab (5-16 on disk)
 MAX_BUCKETS = 256  # one open file each; oversized buckets are split on disk in pass 2
+NARROW_NNZ = 1 << 26  # past this many values, buckets narrow enough for 8-bit gene offsets
 
 
 def bucket_geometry(n_genes: int, expected_nnz: int, slab_bytes: int) -> tuple[int, int]:
     """``(width, n_buckets)`` of a spill: genes per bucket (also the column chunk of every
     per-group view array) and buckets (pass 2's tasks on a cluster). About two slabs of
-    ``slab_bytes`` per bucket, at most :data:`MAX_BUCKETS`.
+    ``slab_bytes`` per bucket, at most :data:`MAX_BUCKETS`; for a spill of more than
+    :data:`NARROW_NNZ` values, buckets at most 256 genes wide where that many buckets are
+    allowed, so a record stores its genes in 8 bits (one byte a value less on disk).
 
     >>> bucket_geometry(50_000, 2 * 10**10, 2 * 1024**3 // 16)
     (196, 256)
+    >>> bucket_geometry(30_000, 530_000_000, 2 * 1024**3 // 16)  # 95 buckets of 316 otherwise
+    (255, 118)
     """
     slab_values = max(1, slab_bytes // BYTES_PER_VALUE)
-    n_buckets = max(1, min(n_genes, MAX_BUCKETS, math.ceil(2 * expected_nnz / slab_values)))
+    wanted = math.ceil(2 * expected_nnz / slab_values)
+    if expected_nnz > NARROW_NNZ:
+        wanted = max(wanted, math.ceil(n_genes / 256))
+    n_buckets = max(1, min(n_genes, MAX_BUCKETS, wanted))
     width = math.ceil(n_genes / n_buckets)
     return width, math.ceil(n_genes / width)
 
