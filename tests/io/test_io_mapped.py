@@ -1,4 +1,4 @@
-"""Stored values mapped from the HDF5 file (``io.formats.hdf5._mapped``) against h5py's reads.
+"""Stored values mapped from the HDF5 file (``io.formats._mapped``) against h5py's reads.
 
 The files are written as anndata does (chunked, no filter) and as a streaming writer does
 (two datasets grown in turn, so HDF5's chunk index lands between chunks: many extents);
@@ -18,7 +18,7 @@ import pytest
 import scipy.sparse as sp
 
 from widecube.io import open_input
-from widecube.io.formats.hdf5._mapped import file_span
+from widecube.io.formats._mapped import file_span
 
 CHUNK = 128
 

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from ...errors import UnreadableInput
 from .._checks import check_indices, check_pointers
 from .._source import Block
-from .hdf5._mapped import FileSpan, file_span
+from ._mapped import FileSpan, file_span
 
 __all__ = ["Sliceable", "Slab", "csr_block", "iter_row_slabs", "iter_slabs", "tidy_csr"]
 
@@ -118,7 +118,7 @@ def iter_slabs(
 
     ``ring`` > 0: for a consumer that holds fewer than ``ring`` slabs at once (pass 1 behind
     a bounded prefetch queue). Stored values that lie in their HDF5 file as raw bytes are
-    mapped, not read (:mod:`.hdf5._mapped`: read-only arrays), and a slab ends before a gap
+    mapped, not read (:mod:`._mapped`: read-only arrays), and a slab ends before a gap
     between two extents of the file when a whole row fits before it (a row across the gap
     is a slab of its own, copied); other h5py datasets are read (``read_direct``) into
     ``ring`` pairs of arrays of ``block_nnz`` values, used in turn, so a slab's arrays are
@@ -183,7 +183,7 @@ def _walk(
 
 class _Ring:
     """``n`` pairs of arrays that :func:`iter_slabs` reads stored values into, in turn, or
-    the mappings of both stores (:mod:`.hdf5._mapped`) when they allow it."""
+    the mappings of both stores (:mod:`._mapped`) when they allow it."""
 
     def __init__(self, n: int, size: int, indices: Sliceable, data: Sliceable) -> None:
         self.indices: Any = indices  # an h5py dataset when n > 0 (read_direct, shape, dtype)
