@@ -4,12 +4,14 @@ reads back exactly the matrix scipy makes of the input, by gene."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from widecube.compute._buckets import append_record
 from widecube.compute._spill import GeneSpill
 from widecube.io import Block
 
@@ -178,3 +180,26 @@ def test_a_bucket_with_larger_counts_widens_only_its_own_records(tmp_path: Path)
     np.testing.assert_array_equal(got.indices, reference.indices)
     assert got[10, 3] == 1_000
     spill.cleanup()
+
+
+def test_a_short_write_is_finished_from_where_it_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``writev`` may write less than asked (a signal): the record still lands whole, once."""
+    real = os.writev
+
+    def at_most_37(fd: int, parts: list) -> int:  # type: ignore[type-arg]
+        joined = b"".join(bytes(memoryview(p).cast("B")) for p in parts)
+        return real(fd, [joined[:37]])
+
+    genes, cells = np.arange(50, dtype=np.uint8), np.arange(50, dtype=np.uint16)
+    values = np.arange(50, dtype=np.float32)
+    path = tmp_path / "b.spill"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    append_record(fd, 0, 0, genes, cells, values)
+    whole = path.read_bytes()
+    monkeypatch.setattr("widecube.compute._buckets.os.writev", at_most_37)
+    append_record(fd, 0, 0, genes, cells, values)
+    os.close(fd)
+    assert len(whole) == HEADER_BYTES + _pad(50) + _pad(100) + _pad(200)
+    assert path.read_bytes() == whole + whole

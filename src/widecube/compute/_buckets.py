@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +59,8 @@ INDEX_TYPES = (np.dtype(np.uint16), np.dtype(np.uint32), np.dtype(np.uint8))
 VALUE_TYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32), np.dtype(np.float64))
 """Codes 0..3 of a record's values."""
 _PAD = bytes(8)
+_INDEX_CODE = {t: code for code, t in enumerate(INDEX_TYPES)}
+_VALUE_CODE = {t: code for code, t in enumerate(VALUE_TYPES)}
 
 
 def index_code(span: int) -> int:
@@ -86,33 +89,40 @@ def append_record(
 ) -> None:
     """Append one record to the bucket file open (for appending) as ``fd``, in one
     ``writev``: ``gene``/``cell`` are offsets from the bases, in one of :data:`INDEX_TYPES`,
-    and ``val`` in one of :data:`VALUE_TYPES`."""
+    and ``val`` in one of :data:`VALUE_TYPES`. Pass 1 writes one per block and bucket (92,000
+    for 530 M values): the codes are looked up in dicts and the arrays handed to ``writev``
+    as they are (``list.index`` and memoryview casts took 4.4 µs of Python a record)."""
     head = HEADER.pack(
         MAGIC,
-        INDEX_TYPES.index(gene.dtype),
-        INDEX_TYPES.index(cell.dtype),
-        VALUE_TYPES.index(val.dtype),
+        _INDEX_CODE[gene.dtype],
+        _INDEX_CODE[cell.dtype],
+        _VALUE_CODE[val.dtype],
         gene.shape[0],
         gene_base,
         cell_base,
     )
-    parts: list[memoryview | bytes] = [head]
+    parts: list[Any] = [head]
+    total = HEADER.size
     for a in (gene, cell, val):
-        parts.append(a.data.cast("B"))
+        parts.append(a)
+        total += a.nbytes
         if a.nbytes % 8:
             parts.append(_PAD[: -a.nbytes % 8])
-    _writev_all(fd, parts)
+            total += -a.nbytes % 8
+    got = os.writev(fd, parts)
+    if got != total:  # a short write (interrupted): the rest, from where it stopped
+        _writev_all(fd, [memoryview(p).cast("B") for p in parts], got)
 
 
-def _writev_all(fd: int, parts: list[memoryview | bytes]) -> None:
-    views = [memoryview(p) for p in parts]
+def _writev_all(fd: int, views: list[memoryview], done: int = 0) -> None:
     while views:
-        got = os.writev(fd, views)
-        while views and got >= views[0].nbytes:
-            got -= views[0].nbytes
+        while views and done >= views[0].nbytes:
+            done -= views[0].nbytes
             views.pop(0)
-        if views and got:
-            views[0] = views[0][got:]
+        if views and done:
+            views[0], done = views[0][done:], 0
+        if views:
+            done = os.writev(fd, views)
 
 
 @dataclass(frozen=True)

@@ -153,13 +153,15 @@ class GeneSpill:
         self.negative |= bool(flags & 1)
         self.non_integer |= bool(flags & 2)
         narrow = val_type == VALUE_TYPES[1]  # 16-bit counts: 8 bits where a bucket's fit
-        for b in np.flatnonzero(np.diff(ptr)):
-            s, e = ptr[b], ptr[b + 1]
+        sizes = np.diff(ptr)
+        bounds = ptr.tolist()  # Python ints: this loop runs once per record
+        for b in np.flatnonzero(sizes).tolist():
+            s, e = bounds[b], bounds[b + 1]
             values = val[s:e]  # the buffers themselves, not copies, but for a narrowed bucket
             if narrow and self._max[b] <= 0xFF:
                 values = values.astype(VALUE_TYPES[0])
-            append_record(self._fds[b], int(b) * self.width, block.row_start, gene[s:e], cell[s:e], values)
-            self.bucket_nnz[b] += e - s
+            append_record(self._fds[b], b * self.width, block.row_start, gene[s:e], cell[s:e], values)
+        self.bucket_nnz += sizes
 
     def _runs(self, n: int) -> np.ndarray:
         """Where count_block notes each run's end (one per stored value at most), kept from
