@@ -15,8 +15,11 @@ storage, every chunk present and full-sized, the extents inside the file, and th
 read through the mapping equal to h5py's reads of the same positions. Anything else
 (compressed 10x files, a user block the offsets do not count) is read by h5py as before.
 
-The file must not shrink while it is read: a mapping past the end of a truncated file faults
-(``SIGBUS``). Jobs read their own staged copy or the input the watcher moved aside.
+The file must not shrink while it is read: touching a mapped page past the end of a file
+truncated meanwhile kills the process (``SIGBUS``) where a read would have failed cleanly.
+Uploads and object-store inputs are the job's own copies; a watched file and a path given to
+``widecube ingest`` are read where they are, so replacing one (a new file renamed over it) is
+safe, the mapping keeps the old file, but truncating it while an ingest reads it is not.
 """
 
 from __future__ import annotations
