@@ -117,8 +117,7 @@ def count_block(
             flags |= found | PER_VALUE
             continue
         if x.shape[0] and not (x[0] + col_start >= 0 and x[x.shape[0] - 1] + col_start < n_genes):
-            _, at = _count_values(x, d, col_start, bucket_of, bucket_ptr, bucket_max)
-            return 0, BAD_COLUMN, a + at  # the first one out, as in stored order
+            return 0, BAD_COLUMN, a + _first_outside(x, col_start, n_genes)
         k = 0
         while k < x.shape[0]:
             bucket = bucket_of[x[k] + col_start]
@@ -147,6 +146,15 @@ def count_block(
     for b in range(n_buckets):
         bucket_ptr[b + 1] += bucket_ptr[b]
     return flags, SCATTER_OK, 0
+
+
+@njit(nogil=True, cache=True)
+def _first_outside(x: np.ndarray, col_start: int, n_genes: int) -> int:  # pragma: no cover - compiled
+    """The position of the first gene of ``x`` outside ``0..n_genes-1`` (in stored order)."""
+    for k in range(x.shape[0]):
+        if not 0 <= x[k] + col_start < n_genes:
+            return k
+    return -1
 
 
 @njit(nogil=True, cache=True)

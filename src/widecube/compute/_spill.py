@@ -34,7 +34,7 @@ from ._buckets import (
     index_code,
     value_code,
 )
-from ._route import BAD_COLUMN, BAD_POINTER, SCATTER_OK, count_block, scatter_block
+from ._route import BAD_COLUMN, BAD_POINTER, NEGATIVE, NON_INTEGER, SCATTER_OK, count_block, scatter_block
 
 __all__ = ["BYTES_PER_VALUE", "MAX_BUCKETS", "GeneSlab", "GeneSpill", "bucket_geometry"]
 
@@ -150,8 +150,8 @@ class GeneSpill:
         )
         if not done:  # pragma: no cover - the buffers are sized from ptr just above
             raise RuntimeError("pass 1: scatter buffers smaller than the block")
-        self.negative |= bool(flags & 1)
-        self.non_integer |= bool(flags & 2)
+        self.negative |= bool(flags & NEGATIVE)
+        self.non_integer |= bool(flags & NON_INTEGER)
         narrow = val_type == VALUE_TYPES[1]  # 16-bit counts: 8 bits where a bucket's fit
         sizes = np.diff(ptr)
         bounds = ptr.tolist()  # Python ints: this loop runs once per record

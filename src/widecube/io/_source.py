@@ -65,6 +65,14 @@ class MatrixSource(ABC):
         """Stored values in the matrix, if known without reading it (sizes the spill)."""
         return None
 
+    @property
+    def nnz_expected(self) -> int:
+        """:attr:`nnz_hint`, or a tenth of the matrix where it is not known: what pass 1
+        sizes its buckets, blocks and threads by."""
+        hint = self.nnz_hint
+        n_cells, n_genes = self.shape
+        return hint if hint is not None else n_cells * n_genes // 10
+
     def obsm(self) -> dict[str, np.ndarray]:
         """Per-cell embeddings (e.g. ``X_umap``), each ``(n_cells, d)``; none by default."""
         return {}

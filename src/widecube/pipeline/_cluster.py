@@ -288,9 +288,8 @@ def spill_on_cluster(
     the single-process pass 1 raises it.
     """
     n_cells, n_genes = source.shape
-    expected = source.nnz_hint if source.nnz_hint is not None else n_cells * n_genes // 10
     threads = max(1, sum(client.nthreads().values()))
-    bounds = row_bounds(n_cells, expected, threads, block_nnz)
+    bounds = row_bounds(n_cells, source.nnz_expected, threads, block_nnz)
     root = workdir / "pass1"
     run = uuid.uuid4().hex[:8]
     futures = [
