@@ -753,8 +753,8 @@ def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_
             assert job.state == J.FAILED, job.error
             assert job.error is not None
             match = re.fullmatch(
-                r"the worker running step (\w+) died 3 times \(signal or kill\); "
-                r"the input may be malformed",
+                r"the worker running step (\w+) died 3 times \(killed by signal 9 \(SIGKILL\)\); "
+                r"the input may be malformed, or changed while it was read",
                 job.error,
             )
             assert match, job.error
@@ -847,7 +847,8 @@ def test_tries_are_counted_as_steps_start_and_used_up_tries_refuse_a_start(backe
         with pytest.raises(AttemptsUsed) as used:
             jobs.start(job.id, "host:104:dd", "unpack", limit=3)
         assert str(used.value) == (
-            "step unpack was tried 3 times and did not finish: the worker died 2 times (signal or kill); "
+            "step unpack was tried 3 times and did not finish: the worker died 2 times (killed by signal "
+            "11 (SIGSEGV) once; once a signal or kill no supervisor saw); "
             "1 transient error(s), the last: OSError: [Errno 5] I/O"
         )
         assert [(e["event"], e.get("how")) for e in jobs.get(job.id).log] == [

@@ -233,3 +233,59 @@ def test_killing_and_restarting_the_watcher_loses_and_duplicates_nothing(
     assert resumed.id == job_a.id and len({e["worker"] for e in resumed.log}) == 2  # taken over, not redone
     assert sorted(os.listdir(inbox)) == ["failed", "processed"] and os.listdir(inbox / "failed") == []
     assert group_sums(settings, "b", "donor", 3) == expected_sums(np.asarray(b.X), b.obs["donor"], 3)
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_a_worker_dying_in_native_code_leaves_the_watcher_watching(
+    inbox: Path, settings: Settings, tmp_path: Path
+) -> None:
+    """A mapped input truncated in place, or a crash in a reader's C code, ends the process
+    running the job: under ``widecube watch`` that is its worker process, not the watcher."""
+    a = small_adata(seed=12)
+    log = tmp_path / "watch.log"
+    catalog = Catalog(settings.catalog_url)
+    watcher = _watch(settings, inbox, log)
+    try:
+        write_h5ad(a, inbox / "a.h5ad")
+        victim = None
+        deadline = time.monotonic() + 120
+        while victim is None:
+            assert time.monotonic() < deadline, f"no job step to interrupt:\n{log.read_text()}"
+            running = [j for j in catalog.jobs.list() if j.step is not None and j.worker is not None]
+            if running:
+                pid = int(running[0].worker.split(":")[1])
+                os.kill(pid, signal.SIGSTOP)  # frozen: the step cannot end before the signal lands
+                job = catalog.jobs.get(running[0].id)
+                if job.step is not None and job.worker == running[0].worker:
+                    assert pid in _children(watcher.pid)  # the watcher's own worker process
+                    victim = (pid, job.step)
+                    os.kill(pid, signal.SIGBUS)  # what touching a truncated mapping sends
+                os.kill(pid, signal.SIGCONT)
+            time.sleep(0.01)
+        _wait(lambda: os.listdir(inbox / "processed") == ["a.h5ad"], 180, "a filed", log)
+        assert watcher.poll() is None, log.read_text()  # still watching
+        write_h5ad(small_adata(seed=13), inbox / "b.h5ad")  # and still taking entries
+        _wait(lambda: "b.h5ad" in os.listdir(inbox / "processed"), 180, "b filed", log)
+    finally:
+        watcher.kill()
+        watcher.wait()
+    jobs = {j.dataset: j for j in catalog.jobs.list()}
+    catalog.close()
+    assert {d: j.state for d, j in jobs.items()} == {"a": JobState.PUBLISHED, "b": JobState.PUBLISHED}
+    died = [e for e in jobs["a"].log if e["event"] == "died"]
+    assert [(e["step"], e["how"]) for e in died] == [(victim[1], "killed by signal 7 (SIGBUS)")]
+    assert group_sums(settings, "a", "donor", 3) == expected_sums(np.asarray(a.X), a.obs["donor"], 3)
+    assert "killed by signal 7 (SIGBUS)" in log.read_text()

@@ -35,6 +35,7 @@ from __future__ import annotations
 import builtins
 import enum
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -422,14 +423,35 @@ def _used_up(job: JobRecord, step: str) -> str:
     ended = len(retried) + sum(e["event"] == "interrupted" for e in mine)
     died = max(starts - ended, 0)
     tries = job.attempts
+    how = _how_died(mine, died)
     if died >= tries:
         return (
-            f"the worker running step {step} died {_times(died)} (signal or kill); the input may be malformed"
+            f"the worker running step {step} died {_times(died)} ({how}); the input may be "
+            "malformed, or changed while it was read"
         )
-    parts = [f"the worker died {_times(died)} (signal or kill)"] if died else []
+    parts = [f"the worker died {_times(died)} ({how})"] if died else []
     if retried:
         parts.append(f"{len(retried)} transient error(s), the last: {retried[-1].get('error')}")
     return f"step {step} was tried {_times(tries)} and did not finish: " + "; ".join(parts)
+
+
+def _how_died(entries: list[dict[str, Any]], died: int) -> str:
+    """How ``died`` tries ended, from the supervisors' ``died`` entries (a worker without one
+    is known only by its lease running out).
+
+    >>> _how_died([{"event": "died", "how": "killed by signal 7 (SIGBUS)"}], 1)
+    'killed by signal 7 (SIGBUS)'
+    >>> _how_died([{"event": "died", "how": "killed by signal 11 (SIGSEGV)"}], 2)
+    'killed by signal 11 (SIGSEGV) once; once a signal or kill no supervisor saw'
+    """
+    hows = Counter(str(e["how"]) for e in entries if e["event"] == "died" and e.get("how"))
+    unseen = max(died - sum(hows.values()), 0)
+    if not hows:
+        return "signal or kill"
+    if len(hows) == 1 and not unseen:
+        return next(iter(hows))
+    parts = [f"{how} {_times(n)}" for how, n in sorted(hows.items())]
+    return "; ".join(parts + ([f"{_times(unseen)} a signal or kill no supervisor saw"] if unseen else []))
 
 
 def _times(n: int) -> str:

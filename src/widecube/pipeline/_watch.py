@@ -60,7 +60,8 @@ from ..catalog import Catalog, JobRecord, JobState
 from ..config import Settings
 from ..snapshot import FileInfo, LocalStorage, Storage, is_object_url, open_storage
 from ._fetch import COMPANION
-from ._runner import JobRunner, JobWorker
+from ._runner import JobRunner
+from ._supervise import WorkerProcess
 
 __all__ = ["Watcher", "dataset_name"]
 
@@ -310,10 +311,14 @@ class Watcher:
         return ran
 
     def run(self, stop: threading.Event | None = None) -> None:
-        """Watch until ``stop`` is set, running jobs in a worker thread."""
+        """Watch until ``stop`` is set, running the jobs in a supervised ``widecube work``
+        child process (as ``widecube serve`` does): native code that dies on an entry (a
+        segfault on a malformed file, a mapped input truncated in place, the OOM killer)
+        takes that process down, not the watcher; its try counts, and a new worker resumes
+        or fails the job (``WorkerProcess``)."""
         stop = stop or threading.Event()
         observer = _observe(self.inbox, self._wake) if isinstance(self.inbox, Path) else None
-        worker = JobWorker(self.runner, poll=min(self.poll, self.settings.job_poll))
+        worker = WorkerProcess(self.settings, self.catalog, backoff=max(self.settings.job_backoff, 0.1))
         worker.start()
         try:
             while not stop.is_set():

@@ -19,7 +19,12 @@ The file must not shrink while it is read: touching a mapped page past the end o
 truncated meanwhile kills the process (``SIGBUS``) where a read would have failed cleanly.
 Uploads and object-store inputs are the job's own copies; a watched file and a path given to
 ``widecube ingest`` are read where they are, so replacing one (a new file renamed over it) is
-safe, the mapping keeps the old file, but truncating it while an ingest reads it is not.
+safe, the mapping keeps the old file, but truncating it while an ingest reads it is not
+(``cp new.h5ad inbox/x.h5ad`` over an entry being ingested does). That is why the servers never
+run a job in their own process: ``widecube serve`` and ``widecube watch`` run jobs in a
+supervised ``widecube work`` child (``pipeline._supervise``), which dies alone, and the job
+records ``killed by signal 7 (SIGBUS)``; ``widecube ingest`` and ``watch --once`` are
+one-shot commands whose process is the job's.
 """
 
 from __future__ import annotations
