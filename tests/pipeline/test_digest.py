@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -18,6 +19,11 @@ def test_the_digest_is_the_files_sha256(tmp_path: Path) -> None:
     with IdleDigest(path) as digest:
         assert digest.result() == hashlib.sha256(path.read_bytes()).hexdigest()
         assert digest.result() == hashlib.sha256(path.read_bytes()).hexdigest()  # asked twice
+    with IdleDigest(path, window=1 << 20) as digest:  # three whole windows and a short one
+        assert digest.result() == hashlib.sha256(path.read_bytes()).hexdigest()
+    (tmp_path / "empty").write_bytes(b"")
+    with IdleDigest(tmp_path / "empty") as digest:
+        assert digest.result() == hashlib.sha256(b"").hexdigest()
 
 
 def test_the_child_runs_at_idle_priority_until_asked(tmp_path: Path) -> None:
@@ -38,4 +44,13 @@ def test_the_child_runs_at_idle_priority_until_asked(tmp_path: Path) -> None:
 
 def test_an_unreadable_input_names_the_file(tmp_path: Path) -> None:
     with IdleDigest(tmp_path / "missing.h5ad") as digest, pytest.raises(OSError, match="missing.h5ad"):
+        digest.result()
+
+
+def test_a_file_that_shrinks_while_hashed_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "x.h5ad"
+    path.write_bytes(os.urandom(1 << 20))
+    digest = IdleDigest(path, window=1 << 20)
+    with digest, pytest.raises(OSError, match=r"x\.h5ad: could not compute its sha256: killed by signal 7"):
+        os.kill(digest._proc.pid, signal.SIGBUS)  # what touching a page past the new end sends
         digest.result()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import mmap
 import os
 import shutil
 import struct
@@ -264,11 +265,12 @@ class SpillBuckets:
         """Genes ``lo..hi-1`` from the bucket files ``paths`` (in row order, ``n`` values in
         all), sorted by gene."""
         into = buffers if buffers is not None else ReadBuffers()
-        raw = _read_files(paths, into)
         indptr = np.empty(hi - lo + 1, dtype=np.int64)
         cells = np.empty(n, dtype=np.int32)
         vals = np.empty(n, dtype=self.dtype)
+        raw = _bucket_bytes(paths, into)
         got, status, at = sort_records(raw, MAGIC, lo, hi - lo, self.n_cells, indptr, cells, vals)
+        del raw  # a mapping is unmapped here, with its last array
         if status != RECORD_OK or got != n:  # the job's own file changed under it: an I/O
             where = paths[0] if len(paths) == 1 else f"bucket {paths[0].name} of {len(paths)} parts"
             if status == RECORD_RANGE:  # fault, retried from scratch
@@ -330,6 +332,19 @@ class SpillBuckets:
 def bucket_path(folder: Path, bucket: int) -> Path:
     """The file of ``bucket`` in a spill folder."""
     return folder / f"b{bucket:05d}.spill"
+
+
+def _bucket_bytes(paths: list[Path], into: ReadBuffers) -> np.ndarray:
+    """The bytes of a bucket's files, one after the other: mapped when the bucket is one
+    file (the job's own spill, which nothing else writes; a private mapping, so the array
+    is writable like a read buffer and the sort's type is the same; unmapped when the
+    array is dropped), else read into ``into``. A read copies every page out of the page
+    cache: 1.6 GB of spill (Poisson B100k) cost 0.12-0.57 s of system time read, 0.01 s
+    mapped, and 0.1-0.5 s more wall."""
+    if len(paths) != 1 or (size := paths[0].stat().st_size) == 0:
+        return _read_files(paths, into)
+    with open(paths[0], "rb", buffering=0) as f:
+        return np.frombuffer(mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY), dtype=np.uint8)
 
 
 def _read_files(paths: list[Path], into: ReadBuffers) -> np.ndarray:

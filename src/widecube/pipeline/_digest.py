@@ -20,34 +20,51 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from types import TracebackType
 
+from ._supervise import describe_exit
+
 __all__ = ["IdleDigest"]
 
 _CHILD = """\
-import hashlib, os, sys
+import hashlib, mmap, os, sys
 try:
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 except (AttributeError, OSError):
     os.nice(19)
+digest, window = hashlib.sha256(), int(sys.argv[2])
 with open(sys.argv[1], "rb", buffering=0) as f:
-    print(hashlib.file_digest(f, "sha256").hexdigest())
+    size = os.fstat(f.fileno()).st_size
+    try:
+        for at in range(0, size, window):
+            with mmap.mmap(f.fileno(), min(window, size - at), prot=mmap.PROT_READ, offset=at) as view:
+                digest.update(view)
+    except OSError:  # a file that cannot be mapped (not a regular file, some network mounts)
+        f.seek(0)
+        digest = hashlib.file_digest(f, "sha256")
+print(digest.hexdigest())
 """
-"""The child's whole program: only the standard library (``-I``: no environment, no user site)."""
+"""The child's whole program: only the standard library (``-I``: no environment, no user site).
+The file is hashed through 64 MiB mappings, not read: a read copies every page from the page
+cache (4.2 GB h5ad: 0.64-0.75 s of system time read with ``hashlib.file_digest``, 0.14 s
+mapped; ``MAP_POPULATE`` 0.28 s, fault-around does better). A file truncated meanwhile kills
+the child (``SIGBUS``), which :meth:`IdleDigest.result` reports as an error naming the file."""
 
 
 class IdleDigest:
     """The sha256 of the local file ``path``, hashed by a child process at idle priority from
-    construction on; :meth:`result` waits for it, :meth:`close` (or leaving the ``with``
-    block) stops a child whose result nobody asked for."""
+    construction on (through mappings of ``window`` bytes, a multiple of the page size);
+    :meth:`result` waits for it, :meth:`close` (or leaving the ``with`` block) stops a child
+    whose result nobody asked for."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, window: int = 64 << 20) -> None:
         self.path = path
         self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", _CHILD, os.fspath(path)],
+            [sys.executable, "-I", "-c", _CHILD, os.fspath(path), str(window)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -64,8 +81,10 @@ class IdleDigest:
         out, err = self._proc.communicate()
         digest = out.strip()
         if self._proc.returncode != 0 or len(digest) != 64:
-            last = err.strip().splitlines()[-1:] or [f"exit status {self._proc.returncode}"]
-            raise OSError(f"{self.path.name}: could not compute its sha256: {last[0]}")
+            code = self._proc.returncode
+            last = err.strip().splitlines()[-1:] or [describe_exit(code)]
+            shrank = " (did the file shrink while it was read?)" if code == -signal.SIGBUS else ""
+            raise OSError(f"{self.path.name}: could not compute its sha256: {last[0]}{shrank}")
         self._hex = digest
         return digest
 
