@@ -5,13 +5,14 @@ reads back exactly the matrix scipy makes of the input, by gene."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from widecube.compute._buckets import append_record
+from widecube.compute._buckets import GeneSlab, JoinedSpill, append_record
 from widecube.compute._spill import GeneSpill
 from widecube.io import Block
 
@@ -50,15 +51,7 @@ def _spill(tmp: Path, x: sp.csr_matrix, slab_bytes: int = 1 << 20) -> GeneSpill:
 
 def _by_gene(spill: GeneSpill) -> sp.csc_matrix:
     """The slabs of pass 2 put together as one CSC matrix."""
-    indptr, cells, vals = [np.zeros(1, np.int64)], [], []
-    for slab in spill.slabs():
-        indptr.append(slab.indptr[1:] + indptr[-1][-1])
-        cells.append(slab.cells)
-        vals.append(slab.vals)
-    return sp.csc_matrix(
-        (np.concatenate(vals), np.concatenate(cells), np.concatenate(indptr)),
-        shape=(spill.n_cells, spill.n_genes),
-    )
+    return _slabs_as_csc(spill.slabs(), spill.n_cells, spill.n_genes)
 
 
 @pytest.mark.parametrize(
@@ -203,3 +196,45 @@ def test_a_short_write_is_finished_from_where_it_stopped(
     os.close(fd)
     assert len(whole) == HEADER_BYTES + _pad(50) + _pad(100) + _pad(200)
     assert path.read_bytes() == whole + whole
+
+
+def test_a_bucket_in_several_part_files_is_sorted_from_each_and_damage_names_the_file(
+    tmp_path: Path,
+) -> None:
+    """Pass 1 in threads leaves a bucket in one file per range of rows; pass 2 maps each and
+    sorts across them (cells in row order per gene), and a damaged part is named."""
+    rng = np.random.default_rng(5)
+    dense = np.where(rng.random((40, 9)) < 0.4, rng.integers(1, 300, (40, 9)), 0).astype(np.float32)
+    x = sp.csr_matrix(dense)
+    parts = []
+    for i, (a, b) in enumerate(((0, 17), (17, 40))):
+        spill = _spill(tmp_path / f"p{i}", x)
+        spill.add(Block(a, 0, x[a:b]))
+        spill.close()
+        parts.append(spill.part(a, b))
+    joined = JoinedSpill(parts, n_cells=40, n_genes=9)
+    assert joined.n_buckets == 1 and all(len(os.listdir(p.dir)) == 1 for p in parts)
+    (second,) = parts[1].dir.iterdir()
+    raw = second.read_bytes()
+    reference = sp.csc_matrix(dense)
+    reference.sort_indices()
+    got = _slabs_as_csc(joined.buckets().slabs(0, consume=False), 40, 9)
+    assert got.has_sorted_indices and (got != reference).nnz == 0 and got.nnz == x.nnz
+    second.write_bytes(b"XXXX" + raw[4:])
+    with pytest.raises(OSError, match=f"spill file damaged: {second} at byte 0: not a record header"):
+        list(joined.buckets().slabs(0, consume=False))
+    second.write_bytes(raw[:-8])
+    with pytest.raises(OSError, match=f"spill file damaged: {second} at byte 0: a record is cut short"):
+        list(joined.buckets().slabs(0, consume=False))
+
+
+def _slabs_as_csc(slabs: Iterator[GeneSlab], n_cells: int, n_genes: int) -> sp.csc_matrix:
+    """Slabs of pass 2 put together as one CSC matrix."""
+    indptr, cells, vals = [np.zeros(1, np.int64)], [], []
+    for slab in slabs:
+        indptr.append(slab.indptr[1:] + indptr[-1][-1])
+        cells.append(slab.cells)
+        vals.append(slab.vals)
+    return sp.csc_matrix(
+        (np.concatenate(vals), np.concatenate(cells), np.concatenate(indptr)), shape=(n_cells, n_genes)
+    )

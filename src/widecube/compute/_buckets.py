@@ -16,8 +16,8 @@ where there are buckets enough, and pass 1's blocks hold about 256 rows); values
 bits when the block holds only non-negative integers and the record's fit, else in the
 input's float type. Counts of a typical single-cell matrix take 3 bytes a value instead of
 12, and every byte not written is a byte the kernel does not copy into the page cache in
-pass 1 nor out of it in pass 2 (copying the spill's 5 bytes a value into the page cache was
-28 % of pass 1's samples on the Poisson B100k, 2.7 GB).
+pass 1 (copying the spill's 5 bytes a value into the page cache was 28 % of pass 1's samples
+on the Poisson B100k, 2.7 GB); pass 2 maps the files rather than copying them out again.
 """
 
 from __future__ import annotations
@@ -230,15 +230,16 @@ class SpillBuckets:
         ``consume`` removes the bucket's files as they are read (pass 2 in one process); a
         task that may run again (on a cluster) reads them without removing anything, and
         writes what it splits or concatenates under a folder of its own in ``scratch``.
-        ``buffers``: where the bucket's files are read before the sort, kept from bucket to
-        bucket by one reader (fresh arrays otherwise).
+        ``buffers``: where an oversized bucket's records are read while it is split, kept
+        from bucket to bucket by one reader (fresh arrays otherwise); the files of a bucket
+        that fits a slab are mapped, not read.
         """
         lo, hi = self.genes(bucket)
         start = self.offsets[bucket]
         paths = [bucket_path(d, bucket) for d in self.dirs]
         n = sum(counts[bucket] for counts in self.counts)
         if n <= self.slab_values or hi - lo == 1:
-            yield self._slab(paths, n, lo, hi, start, remove=consume, buffers=buffers)
+            yield self._slab(paths, n, lo, hi, start, remove=consume)
             return
         # too large for one slab: split into halves under a folder of its own, reading the
         # parts one after the other (no joined copy first); consumed parts go once split
@@ -260,26 +261,24 @@ class SpillBuckets:
         start: int,
         *,
         remove: bool = False,
-        buffers: ReadBuffers | None = None,
     ) -> GeneSlab:
         """Genes ``lo..hi-1`` from the bucket files ``paths`` (in row order, ``n`` values in
         all), sorted by gene."""
-        into = buffers if buffers is not None else ReadBuffers()
         indptr = np.empty(hi - lo + 1, dtype=np.int64)
         cells = np.empty(n, dtype=np.int32)
         vals = np.empty(n, dtype=self.dtype)
-        raw = _bucket_bytes(paths, into)
-        got, status, at = sort_records(raw, MAGIC, lo, hi - lo, self.n_cells, indptr, cells, vals)
-        del raw  # a mapping is unmapped here, with its last array
+        raw = _bucket_bytes(paths)
+        got, status, part, at = sort_records(raw, MAGIC, lo, hi - lo, self.n_cells, indptr, cells, vals)
+        del raw  # the mappings are unmapped here, with their last arrays
         if status != RECORD_OK or got != n:  # the job's own file changed under it: an I/O
-            where = paths[0] if len(paths) == 1 else f"bucket {paths[0].name} of {len(paths)} parts"
+            where = paths[part]
             if status == RECORD_RANGE:  # fault, retried from scratch
                 what = f"entry {got} is outside genes {lo}..{hi - 1} or cells 0..{self.n_cells - 1}"
             else:
                 what = {RECORD_HEADER: "not a record header", RECORD_SHORT: "a record is cut short"}.get(
                     status, f"{got} values where pass 1 wrote {n}"
                 )
-            raise OSError(errno.EIO, f"spill file damaged: {where} at byte {at} of the bucket: {what}")
+            raise OSError(errno.EIO, f"spill file damaged: {where} at byte {at}: {what}")
         if remove:
             _remove(paths)
         return GeneSlab(lo, hi, indptr, cells, vals, start)
@@ -326,7 +325,7 @@ class SpillBuckets:
             if n > self.slab_values and b - a > 1:
                 yield from self._split([half], half, a, b, at, remove=True, buffers=buffers)
             else:
-                yield self._slab([half], n, a, b, at, remove=True, buffers=buffers)
+                yield self._slab([half], n, a, b, at, remove=True)
 
 
 def bucket_path(folder: Path, bucket: int) -> Path:
@@ -334,50 +333,51 @@ def bucket_path(folder: Path, bucket: int) -> Path:
     return folder / f"b{bucket:05d}.spill"
 
 
-def _bucket_bytes(paths: list[Path], into: ReadBuffers) -> np.ndarray:
-    """The bytes of a bucket's files, one after the other: mapped when the bucket is one
-    file (the job's own spill, which nothing else writes; a private mapping, so the array
-    is writable like a read buffer and the sort's type is the same; unmapped when the
-    array is dropped), else read into ``into``. A read copies every page out of the page
-    cache: 1.6 GB of spill (Poisson B100k) cost 0.12-0.57 s of system time read, 0.01 s
-    mapped, and 0.1-0.5 s more wall."""
-    if len(paths) != 1 or (size := paths[0].stat().st_size) == 0:
-        return _read_files(paths, into)
-    with open(paths[0], "rb", buffering=0) as f:
-        return np.frombuffer(mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY), dtype=np.uint8)
-
-
-def _read_files(paths: list[Path], into: ReadBuffers) -> np.ndarray:
-    """The bytes of the files ``paths`` one after the other, in ``into``'s byte buffer."""
-    sizes = [path.stat().st_size for path in paths]
-    raw = into.bytes(sum(sizes))
-    at = 0
-    for path, size in zip(paths, sizes, strict=True):
-        view = raw[at : at + size].data
+def _bucket_bytes(paths: list[Path]) -> list[np.ndarray]:
+    """The bytes of each of a bucket's files, mapped: the job's own spill, which nothing else
+    writes, in private mappings (the arrays are writable like read buffers, so the sort's
+    types are the same; each is unmapped when its array is dropped). A read copies every page
+    out of the page cache: 1.6 GB of spill (Poisson B100k) cost 0.12-0.57 s of system time
+    read, 0.01 s mapped, and 0.1-0.5 s more wall. An empty file is an empty array; a file
+    that cannot be mapped (a mount without mmap) is read."""
+    out = []
+    for path in paths:
         with open(path, "rb", buffering=0) as f:
-            got = 0
-            while got < size:
-                step = f.readinto(view[got:])
-                if not step:
-                    raise OSError(
-                        errno.EIO, f"spill file changed while read: {path} holds {got} of {size} bytes"
-                    )
-                got += step
-        at += size
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                out.append(np.empty(0, dtype=np.uint8))
+                continue
+            try:
+                view = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
+            except OSError:
+                out.append(_read_file(f, path, size, np.empty(size, dtype=np.uint8)))
+                continue
+        out.append(np.frombuffer(view, dtype=np.uint8))
+    return out
+
+
+def _read_file(f: Any, path: Path, size: int, raw: np.ndarray) -> np.ndarray:
+    """``size`` bytes of the open file ``f`` (``path``) read into ``raw``."""
+    view, got = raw.data, 0
+    while got < size:
+        step = f.readinto(view[got:])
+        if not step:
+            raise OSError(errno.EIO, f"spill file changed while read: {path} holds {got} of {size} bytes")
+        got += step
     return raw
 
 
 class ReadBuffers:
-    """The byte buffer a bucket's files are read into before its sort, grown when a bucket
-    needs more and reused otherwise: a fresh buffer per bucket costs a page fault per 4 KiB
-    read (the sort's outputs, handed to the views in the slab, stay fresh per slab)."""
+    """The byte buffer an oversized bucket's records are read into while it is split, grown
+    when a record needs more and reused otherwise: a fresh buffer each time costs a page fault
+    per 4 KiB read."""
 
     def __init__(self) -> None:
         self._raw = np.empty(0, dtype=np.uint8)
 
     def bytes(self, n: int) -> np.ndarray:
-        """A byte buffer of ``n`` bytes (a bucket's files, or one record's body when a bucket
-        is split), reused from bucket to bucket."""
+        """A byte buffer of ``n`` bytes (one record's body when a bucket is split), reused
+        from record to record and bucket to bucket."""
         if self._raw.shape[0] < n:
             self._raw = np.empty(n, dtype=np.uint8)
         return self._raw[:n]

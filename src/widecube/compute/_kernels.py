@@ -38,7 +38,7 @@ __all__ = [
 
 
 RECORD_OK, RECORD_HEADER, RECORD_SHORT, RECORD_OVERFLOW, RECORD_RANGE = -1, 0, 1, 2, 3
-"""What :func:`sort_records` found: every record read, a header
+"""What :func:`sort_records` (and the passes it makes) found: every record read, a header
 that is not one, a record cut short, more values than the outputs hold, a gene or cell out of
 range."""
 
@@ -171,30 +171,15 @@ def _place_c(
 
 
 @njit(nogil=True, cache=True)
-def sort_records(
-    buf: np.ndarray,
-    magic: int,
-    lo: int,
-    width: int,
-    n_cells: int,
-    indptr: np.ndarray,
-    cells: np.ndarray,
-    vals: np.ndarray,
+def count_records(
+    buf: np.ndarray, magic: int, lo: int, width: int, indptr: np.ndarray
 ) -> tuple[int, int, int]:  # pragma: no cover - compiled
-    """Counting-sort a bucket's records (``buf``: its files' bytes, 8-byte aligned; the layout
-    is :mod:`~._buckets`'s) by gene into CSC order, straight from the records: one pass over
-    the headers and genes counts, a second places each value (cells stay in file order per
-    gene). No widened copy of the bucket is made.
-
-    Returns ``(values, status, at)``: the values counted, and :data:`RECORD_OK` or what was
-    wrong (``at``: the byte where the bad record starts; :data:`RECORD_RANGE`: a gene outside
-    ``lo..lo+width-1`` or a cell outside ``0..n_cells-1``, ``values`` its position), so the
-    per-gene kernels that index by cell never see a damaged file.
-    """
+    """The first pass of a bucket's counting sort by gene, over one of its files' bytes
+    (``buf``, 8-byte aligned; the layout is :mod:`~._buckets`'s): adds each record's genes to
+    ``indptr[1:]``. Returns ``(values, status, at)``: the values counted, and
+    :data:`RECORD_OK` or what was wrong (``at``: the byte where the bad record starts;
+    :data:`RECORD_RANGE`: a gene outside ``lo..lo+width-1``, ``values`` its position)."""
     size = buf.shape[0]
-    if indptr.shape[0] != width + 1:
-        return 0, RECORD_OVERFLOW, 0
-    indptr[:] = 0
     total = 0
     at = 0
     while at < size:
@@ -215,11 +200,24 @@ def sort_records(
             return total + bad, RECORD_RANGE, at
         total += n
         at = end
-    if total > min(cells.shape[0], vals.shape[0]):
-        return total, RECORD_OVERFLOW, 0
-    for j in range(width):
-        indptr[j + 1] += indptr[j]
-    fill = indptr[:width].copy()
+    return total, RECORD_OK, 0
+
+
+@njit(nogil=True, cache=True)
+def place_records(
+    buf: np.ndarray,
+    magic: int,
+    lo: int,
+    n_cells: int,
+    fill: np.ndarray,
+    cells: np.ndarray,
+    vals: np.ndarray,
+) -> tuple[int, int, int]:  # pragma: no cover - compiled
+    """The second pass over one file's bytes, after :func:`count_records` passed over every
+    file of the bucket: places each value at ``fill[gene - lo]`` (then advanced), so cells
+    stay in file order per gene. Returns ``(values, status, at)`` as :func:`count_records`
+    (:data:`RECORD_RANGE`: a cell outside ``0..n_cells-1``)."""
+    size = buf.shape[0]
     done = 0
     at = 0
     while at < size:
@@ -245,7 +243,49 @@ def sort_records(
             return done + bad, RECORD_RANGE, at
         done += n
         at = end
-    return total, RECORD_OK, 0
+    return done, RECORD_OK, 0
+
+
+def sort_records(
+    bufs: list[np.ndarray],
+    magic: int,
+    lo: int,
+    width: int,
+    n_cells: int,
+    indptr: np.ndarray,
+    cells: np.ndarray,
+    vals: np.ndarray,
+) -> tuple[int, int, int, int]:
+    """Counting-sort a bucket's records by gene into CSC order, straight from the bytes of
+    its files (``bufs``, in row order: each mapped or read on its own, never joined): one
+    pass over every file's headers and genes counts, a second places each value. No widened
+    copy of the bucket is made.
+
+    Returns ``(values, status, file, at)``: the values counted, and :data:`RECORD_OK` or
+    what was wrong in file ``file`` at byte ``at`` (see :func:`count_records`), so the
+    per-gene kernels that index by cell never see a damaged file.
+    """
+    width_ok = indptr.shape[0] == width + 1
+    if not width_ok:
+        return 0, RECORD_OVERFLOW, 0, 0
+    indptr[:] = 0
+    total = 0
+    for i, buf in enumerate(bufs):
+        got, status, at = count_records(buf, magic, lo, width, indptr)
+        if status != RECORD_OK:
+            return total + got, status, i, at
+        total += got
+    if total > min(cells.shape[0], vals.shape[0]):
+        return total, RECORD_OVERFLOW, 0, 0
+    np.cumsum(indptr, out=indptr)
+    fill = indptr[:width].copy()
+    done = 0
+    for i, buf in enumerate(bufs):
+        got, status, at = place_records(buf, magic, lo, n_cells, fill, cells, vals)
+        if status != RECORD_OK:
+            return done + got, status, i, at
+        done += got
+    return total, RECORD_OK, 0, 0
 
 
 _RANGES = 64
