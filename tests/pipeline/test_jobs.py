@@ -6,6 +6,8 @@ Expected states and step logs are written out by hand; published data is compare
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -188,7 +190,8 @@ def test_two_workers_never_claim_the_same_job(catalog: Catalog) -> None:
 @pytest.mark.slow
 def test_ingest_is_one_job_through_every_step(make_h5ad: MakeH5ad, settings: Settings) -> None:
     adata = small_adata(seed=3)
-    record = ingest(make_h5ad(adata), dataset="t", groupbys=["donor"], settings=settings)
+    path = make_h5ad(adata)
+    record = ingest(path, dataset="t", groupbys=["donor"], settings=settings)
     with Catalog(settings.catalog_url) as catalog:
         (job,) = catalog.jobs.list()
     assert (job.state, job.dataset, job.version, job.source, job.error) == (
@@ -203,6 +206,16 @@ def test_ingest_is_one_job_through_every_step(make_h5ad: MakeH5ad, settings: Set
     assert record.status == VersionStatus.PUBLISHED
     assert not (settings.storage / "work" / job.id).exists()  # checkpoints go with the job
     assert_sums_match(settings, "t", adata)
+    # hashed from validate on, by a child process: the file's own sha256
+    assert _manifest(settings, "t", record.version)["input"]["sha256"] == _sha256(path)
+
+
+def _manifest(settings: Settings, dataset: str, version: str) -> dict[str, Any]:
+    return json.loads((settings.storage / "datasets" / dataset / version / "manifest.json").read_text())
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _stalling_worker(settings: Settings, step: str, when: str, marker: Path) -> subprocess.Popen[str]:
@@ -288,6 +301,8 @@ def test_a_killed_worker_s_job_resumes_from_its_last_step(
         assert catalog.current("t").version == final.version
         assert catalog.versions("t")[0].status == VersionStatus.PUBLISHED
     assert_sums_match(settings, "t", adata)
+    # the digest begun by the killed worker is begun again by the one that computes
+    assert _manifest(settings, "t", final.version)["input"]["sha256"] == _sha256(archive)
     assert not any((settings.storage / "staging").iterdir())
     assert not (settings.storage / "work" / job.id).exists()
 

@@ -86,7 +86,8 @@ class Work:
     ``folder`` (``<work>/work/<job id>``, on local disk whatever the storage) holds the
     checkpoints, the unpacked input and the readers' scratch files. ``source`` is the input
     opened by validate, kept open for compute when both run in the same process (text
-    formats are parsed once).
+    formats are parsed once). ``digest`` hashes the input from validate on, on the core that
+    validate (one core) leaves idle, for the manifest compute writes (:meth:`input_digest`).
     """
 
     job: JobRecord
@@ -95,6 +96,7 @@ class Work:
     progress: Progress
     done: dict[str, Checkpoint] = field(default_factory=dict)
     source: InputSource | None = None
+    digest: IdleDigest | None = None
 
     @property
     def folder(self) -> Path:
@@ -159,10 +161,23 @@ class Work:
             )
         return self.source
 
-    def close(self) -> None:
+    def input_digest(self) -> IdleDigest | None:
+        """The input's sha256 being hashed by an idle-priority child (started on first call,
+        kept until :meth:`close`); None when staging hashed it already (``done["unpack"]``)
+        or the input is a folder."""
+        if self.digest is None and self.original.is_file() and not self.done["unpack"].get("sha256"):
+            self.digest = IdleDigest(self.original)
+        return self.digest
+
+    def close(self, *, digest: bool = True) -> None:
+        """Close the input; and stop the digest unless ``digest`` is False (validate
+        reopening the input keeps it)."""
         if self.source is not None:
             source, self.source = self.source, None
             source.close()
+        if digest and self.digest is not None:
+            hashing, self.digest = self.digest, None
+            hashing.close()
 
 
 def unpack(work: Work) -> Checkpoint:
@@ -213,7 +228,8 @@ def validate(work: Work) -> Checkpoint:
     parse_views(work.job.params.get("views"))  # a job submitted with an unknown view fails here
     parse_input_kind(work.job.params.get("input_kind"))  # and one with an unknown input kind
     shutil.rmtree(work.folder / "scratch", ignore_errors=True)
-    work.close()
+    work.close(digest=False)
+    work.input_digest()  # hashing from now on: this step keeps one core busy, not two
     source = work.open()
     path, settings = work.original, work.settings
     obs, var = source.obs(), source.var()
@@ -261,6 +277,7 @@ def compute(work: Work) -> Checkpoint:
                 _opener(work),
                 work.done["unpack"].get("sha256"),
                 work.job.params.get("input_kind"),
+                work.input_digest(),
             ),
         )
     finally:
@@ -396,6 +413,7 @@ def _build(
     opener: Callable[[], MatrixSource] | None = None,
     known_sha256: str | None = None,
     input_kind: str | None = None,
+    digest: IdleDigest | None = None,
 ) -> dict[str, Any]:
     """Pass 1 spills the input by gene; pass 2 feeds gene slabs to the views ``names`` (and
     those they require; None: every registered view), recorded in ``parameters.views``.
@@ -407,7 +425,8 @@ def _build(
     With a Dask cluster in the settings, pass 1 runs there split by rows when ``opener``
     (which opens the input again, on a worker) is given and the input reads row ranges, and
     pass 2 runs there split by gene ranges (:mod:`._cluster`); the snapshot is the same.
-    ``known_sha256``: the input's digest when staging computed it already (not read again).
+    ``known_sha256``: the input's digest when staging computed it already (not read again);
+    ``digest``: the input being hashed already (the caller's to close), else it is hashed here.
 
     The kind of input (counts, log1p, scaled; ``views._layers``) is ``input_kind`` when the
     job declares it, else what pass 1 saw (negatives, non-integers); it is recorded in the
@@ -415,8 +434,8 @@ def _build(
     """
     specs = select_views(names)
     with contextlib.ExitStack() as stack, dask_client(settings) as client:
-        digest = None  # the input's sha256, hashed on the cores the ingest leaves idle
-        if path.is_file() and known_sha256 is None:
+        # the input's sha256, hashed on the cores the ingest leaves idle
+        if digest is None and path.is_file() and known_sha256 is None:
             digest = stack.enter_context(IdleDigest(path))
         obs, var = source.obs(), source.var()
         ctx = BuildContext(
