@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ._direct import ALIGN, aligned_bytes, read_direct
 from ._kernels import RECORD_HEADER, RECORD_OK, RECORD_RANGE, RECORD_SHORT, pad8, sections, sort_records
 
 __all__ = [
@@ -230,16 +231,15 @@ class SpillBuckets:
         ``consume`` removes the bucket's files as they are read (pass 2 in one process); a
         task that may run again (on a cluster) reads them without removing anything, and
         writes what it splits or concatenates under a folder of its own in ``scratch``.
-        ``buffers``: where an oversized bucket's records are read while it is split, kept
-        from bucket to bucket by one reader (fresh arrays otherwise); the files of a bucket
-        that fits a slab are mapped, not read.
+        ``buffers``: where the bucket's files are read before the sort, kept from bucket to
+        bucket by one reader (fresh arrays otherwise).
         """
         lo, hi = self.genes(bucket)
         start = self.offsets[bucket]
         paths = [bucket_path(d, bucket) for d in self.dirs]
         n = sum(counts[bucket] for counts in self.counts)
         if n <= self.slab_values or hi - lo == 1:
-            yield self._slab(paths, n, lo, hi, start, remove=consume)
+            yield self._slab(paths, n, lo, hi, start, remove=consume, buffers=buffers)
             return
         # too large for one slab: split into halves under a folder of its own, reading the
         # parts one after the other (no joined copy first); consumed parts go once split
@@ -261,13 +261,14 @@ class SpillBuckets:
         start: int,
         *,
         remove: bool = False,
+        buffers: ReadBuffers | None = None,
     ) -> GeneSlab:
         """Genes ``lo..hi-1`` from the bucket files ``paths`` (in row order, ``n`` values in
         all), sorted by gene."""
         indptr = np.empty(hi - lo + 1, dtype=np.int64)
         cells = np.empty(n, dtype=np.int32)
         vals = np.empty(n, dtype=self.dtype)
-        raw = _bucket_bytes(paths)
+        raw = _bucket_bytes(paths, buffers if buffers is not None else ReadBuffers())
         got, status, part, at = sort_records(raw, MAGIC, lo, hi - lo, self.n_cells, indptr, cells, vals)
         del raw  # the mappings are unmapped here, with their last arrays
         if status != RECORD_OK or got != n:  # the job's own file changed under it: an I/O
@@ -325,7 +326,7 @@ class SpillBuckets:
             if n > self.slab_values and b - a > 1:
                 yield from self._split([half], half, a, b, at, remove=True, buffers=buffers)
             else:
-                yield self._slab([half], n, a, b, at, remove=True)
+                yield self._slab([half], n, a, b, at, remove=True, buffers=buffers)
 
 
 def bucket_path(folder: Path, bucket: int) -> Path:
@@ -333,23 +334,31 @@ def bucket_path(folder: Path, bucket: int) -> Path:
     return folder / f"b{bucket:05d}.spill"
 
 
-def _bucket_bytes(paths: list[Path]) -> list[np.ndarray]:
-    """The bytes of each of a bucket's files, mapped: the job's own spill, which nothing else
-    writes, in private mappings (the arrays are writable like read buffers, so the sort's
-    types are the same; each is unmapped when its array is dropped). A read copies every page
-    out of the page cache: 1.6 GB of spill (Poisson B100k) cost 0.12-0.57 s of system time
-    read, 0.01 s mapped, and 0.1-0.5 s more wall. An empty file is an empty array; a file
-    that cannot be mapped (a mount without mmap) is read."""
-    out = []
-    for path in paths:
+def _bucket_bytes(paths: list[Path], into: ReadBuffers) -> list[np.ndarray]:
+    """The bytes of each of a bucket's files: read around the page cache into ``into``'s
+    aligned buffer (``_direct``: pass 1 wrote them so, and a read that fills the page cache
+    costs what writing through it would have), else mapped (a file system without
+    ``O_DIRECT``: the pages pass 1 left in the cache, without a copy; private mappings, so
+    the arrays are writable like read buffers and the sort's types are the same; each is
+    unmapped when its array is dropped). An empty file is an empty array; a file that can
+    be neither read so nor mapped is read."""
+    sizes = [path.stat().st_size for path in paths]
+    arena = into.bytes(sum(size + (-size % ALIGN) for size in sizes))
+    out, at = [], 0
+    for path, size in zip(paths, sizes, strict=True):
+        if size == 0:
+            out.append(np.empty(0, dtype=np.uint8))
+            continue
+        room = size + (-size % ALIGN)
+        got = read_direct(path, arena[at : at + room])
+        at += room
+        if got is not None:
+            out.append(got)
+            continue
         with open(path, "rb", buffering=0) as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
-                out.append(np.empty(0, dtype=np.uint8))
-                continue
             try:
                 view = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
-            except OSError:
+            except OSError:  # a mount without mmap
                 out.append(_read_file(f, path, size, np.empty(size, dtype=np.uint8)))
                 continue
         out.append(np.frombuffer(view, dtype=np.uint8))
@@ -368,18 +377,20 @@ def _read_file(f: Any, path: Path, size: int, raw: np.ndarray) -> np.ndarray:
 
 
 class ReadBuffers:
-    """The byte buffer an oversized bucket's records are read into while it is split, grown
-    when a record needs more and reused otherwise: a fresh buffer each time costs a page fault
-    per 4 KiB read."""
+    """The byte buffer a bucket's files are read into before its sort (or an oversized
+    bucket's records while it is split), grown when a bucket needs more and reused
+    otherwise: a fresh buffer per bucket costs a page fault per 4 KiB read (the sort's
+    outputs, handed to the views in the slab, stay fresh per slab)."""
 
     def __init__(self) -> None:
         self._raw = np.empty(0, dtype=np.uint8)
 
     def bytes(self, n: int) -> np.ndarray:
-        """A byte buffer of ``n`` bytes (one record's body when a bucket is split), reused
-        from record to record and bucket to bucket."""
+        """A byte buffer of ``n`` bytes starting at a multiple of ``_direct.ALIGN`` (a
+        bucket's files, or one record's body when a bucket is split), reused from bucket to
+        bucket."""
         if self._raw.shape[0] < n:
-            self._raw = np.empty(n, dtype=np.uint8)
+            self._raw = aligned_bytes(n)
         return self._raw[:n]
 
 

@@ -33,6 +33,8 @@ __all__ = [
     "PER_VALUE",
     "SCATTER_OK",
     "count_block",
+    "pack_records",
+    "record_bytes",
     "scatter_block",
 ]
 
@@ -328,3 +330,103 @@ def _scatter_values(
             total += v
             stored += 1
         cell_total[cell], cell_nnz[cell] = total, stored
+
+
+@njit(nogil=True, cache=True)
+def _pad8(n: int) -> int:  # pragma: no cover - compiled
+    return n + (-n) % 8
+
+
+@njit(nogil=True, cache=True)
+def pack_records(
+    gene: np.ndarray,
+    cell: np.ndarray,
+    val: np.ndarray,
+    ptr: np.ndarray,
+    narrow8: np.ndarray,
+    magic: int,
+    codes: np.ndarray,
+    width: int,
+    row_start: int,
+    out: np.ndarray,
+    starts: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """Write the records of one scattered block (``gene``/``cell``/``val``, bucket ``b`` at
+    ``ptr[b]..ptr[b+1]-1``) one after the other into the bytes ``out`` (8-byte aligned, as
+    long as :func:`record_bytes` says), in :mod:`~._buckets`' layout: a header (magic, the
+    codes ``codes[0..2]`` of genes, cells and values, the count, the bucket's first gene,
+    the block's first row), then each section padded to 8 bytes. A bucket with
+    ``narrow8[b]`` stores its 16-bit values in 8 bits (code 0). Record ``b`` starts at
+    ``starts[b]`` and ends at ``starts[b+1]`` (empty for a bucket without values). Returns
+    the bytes written."""
+    g_code, c_code, v_code = codes[0], codes[1], codes[2]
+    at = 0
+    for b in range(ptr.shape[0] - 1):
+        starts[b] = at
+        s, e = ptr[b], ptr[b + 1]
+        n = e - s
+        if n == 0:
+            continue
+        own = 0 if narrow8[b] else v_code
+        out[at : at + 4].view(np.uint32)[0] = magic
+        out[at + 4] = g_code
+        out[at + 5] = c_code
+        out[at + 6] = own
+        out[at + 7] = 0
+        head = out[at + 8 : at + 32].view(np.int64)
+        head[0] = n
+        head[1] = b * width
+        head[2] = row_start
+        p = at + 32
+        p = _put_index(out, p, gene, s, n, g_code)
+        p = _put_index(out, p, cell, s, n, c_code)
+        if own == 0:  # slices, not out[p + i]: a signed index keeps a loop scalar
+            out[p : p + n] = val[s:e]
+            q = p + n
+        elif own == 1:
+            out[p : p + 2 * n].view(np.uint16)[:] = val[s:e]
+            q = p + 2 * n
+        elif own == 2:
+            out[p : p + 4 * n].view(np.float32)[:] = val[s:e]
+            q = p + 4 * n
+        else:
+            out[p : p + 8 * n].view(np.float64)[:] = val[s:e]
+            q = p + 8 * n
+        end = p + _pad8(q - p)
+        out[q:end] = 0
+        at = end
+    starts[ptr.shape[0] - 1] = at
+    return at
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _put_index(out: np.ndarray, p: int, x: np.ndarray, s: int, n: int, code: int) -> int:  # pragma: no cover
+    """Offsets ``x[s:s+n]`` stored at ``out[p:]`` in index code ``code`` (16, 32, 8 bits),
+    zero-padded to 8 bytes; returns where the next section starts."""
+    if code == 2:
+        out[p : p + n] = x[s : s + n]
+        q = p + n
+    elif code == 0:
+        out[p : p + 2 * n].view(np.uint16)[:] = x[s : s + n]
+        q = p + 2 * n
+    else:
+        out[p : p + 4 * n].view(np.uint32)[:] = x[s : s + n]
+        q = p + 4 * n
+    end = p + _pad8(q - p)
+    out[q:end] = 0
+    return end
+
+
+def record_bytes(counts: np.ndarray, narrow8: np.ndarray, item: tuple[int, int, int]) -> np.ndarray:
+    """The bytes of each bucket's record for a block with ``counts[b]`` values in bucket
+    ``b`` (0 for none), genes, cells and values of ``item`` bytes each (values of 1 byte
+    where ``narrow8[b]``): what :func:`pack_records` writes."""
+    n = counts.astype(np.int64)
+
+    def padded(k: np.ndarray) -> np.ndarray:
+        up: np.ndarray = k + (-k) % 8
+        return up
+
+    values = np.where(narrow8, n, n * item[2])
+    sizes: np.ndarray = np.where(n > 0, 32 + padded(n * item[0]) + padded(n * item[1]) + padded(values), 0)
+    return sizes

@@ -12,8 +12,8 @@ the per-cell library sizes.
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,17 +24,28 @@ from ..errors import UnreadableInput
 from ..io import Block
 from ._buckets import (
     INDEX_TYPES,
+    MAGIC,
     VALUE_TYPES,
     GeneSlab,
     ReadBuffers,
     SpillBuckets,
     SpillPart,
-    append_record,
     bucket_path,
     index_code,
     value_code,
 )
-from ._route import BAD_COLUMN, BAD_POINTER, NEGATIVE, NON_INTEGER, SCATTER_OK, count_block, scatter_block
+from ._direct import StagedFiles
+from ._route import (
+    BAD_COLUMN,
+    BAD_POINTER,
+    NEGATIVE,
+    NON_INTEGER,
+    SCATTER_OK,
+    count_block,
+    pack_records,
+    record_bytes,
+    scatter_block,
+)
 
 __all__ = ["BYTES_PER_VALUE", "MAX_BUCKETS", "GeneSlab", "GeneSpill", "bucket_geometry"]
 
@@ -96,10 +107,12 @@ class GeneSpill:
         self._max = np.empty(self.n_buckets, dtype=np.float64)  # bounds on buckets' largest values
         self._gene_type = INDEX_TYPES[index_code(self.width)]
         self._bucket_of = (np.arange(n_genes, dtype=np.int64) // self.width).astype(np.int32)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
-        self._fds = [  # open for the whole of pass 1, closed by close()
-            os.open(bucket_path(self.dir, b), flags, 0o600) for b in range(self.n_buckets)
-        ]
+        self._record_bytes = np.empty(0, dtype=np.uint8)  # a block's records, reused by add()
+        self._at = np.empty(self.n_buckets + 1, dtype=np.int64)  # where each record starts
+        self._codes = np.array([index_code(self.width), 0, 0], dtype=np.int64)
+        self._no_narrowing = np.zeros(self.n_buckets, dtype=np.bool_)
+        # open for the whole of pass 1, closed by close()
+        self._files = StagedFiles([bucket_path(self.dir, b) for b in range(self.n_buckets)])
 
     @property
     def nnz(self) -> int:
@@ -152,16 +165,25 @@ class GeneSpill:
             raise RuntimeError("pass 1: scatter buffers smaller than the block")
         self.negative |= bool(flags & NEGATIVE)
         self.non_integer |= bool(flags & NON_INTEGER)
-        narrow = val_type == VALUE_TYPES[1]  # 16-bit counts: 8 bits where a bucket's fit
         sizes = np.diff(ptr)
-        bounds = ptr.tolist()  # Python ints: this loop runs once per record
+        # 16-bit counts: 8 bits in each bucket whose counts fit
+        narrow8 = (self._max <= 0xFF) if val_type == VALUE_TYPES[1] else self._no_narrowing
+        items = (self._gene_type.itemsize, cell_type.itemsize, val_type.itemsize)
+        records = self._records(int(record_bytes(sizes, narrow8, items).sum()))
+        self._codes[1:] = (index_code(m.shape[0]), value_code(flags, float(self._max.max()), self.dtype))
+        pack_records(
+            gene, cell, val, ptr, narrow8, MAGIC, self._codes, self.width, block.row_start, records, self._at
+        )
+        starts = self._at.tolist()  # Python ints: this loop runs once per record
         for b in np.flatnonzero(sizes).tolist():
-            s, e = bounds[b], bounds[b + 1]
-            values = val[s:e]  # the buffers themselves, not copies, but for a narrowed bucket
-            if narrow and self._max[b] <= 0xFF:
-                values = values.astype(VALUE_TYPES[0])
-            append_record(self._fds[b], b * self.width, block.row_start, gene[s:e], cell[s:e], values)
+            self._files.append(b, records[starts[b] : starts[b + 1]])
         self.bucket_nnz += sizes
+
+    def _records(self, n: int) -> np.ndarray:
+        """Where a block's records are packed, kept from block to block as :meth:`_scratch` is."""
+        if self._record_bytes.shape[0] < n:
+            self._record_bytes = np.empty(n, dtype=np.uint8)
+        return self._record_bytes[:n]
 
     def _runs(self, n: int) -> np.ndarray:
         """Where count_block notes each run's end (one per stored value at most), kept from
@@ -210,9 +232,8 @@ class GeneSpill:
     def close(self) -> None:
         self._scratch_bytes = np.empty(0, dtype=np.uint8)
         self._run_ends = np.empty(0, dtype=np.int32)
-        fds, self._fds = self._fds, []
-        for fd in fds:
-            os.close(fd)
+        self._record_bytes = np.empty(0, dtype=np.uint8)
+        self._files.close()
 
     def part(self, start: int, stop: int) -> SpillPart:
         """What a pass-1 task that spilled rows ``start..stop-1`` hands back (after close)."""
@@ -251,5 +272,6 @@ class GeneSpill:
             yield from buckets.slabs(b, buffers=buffers)
 
     def cleanup(self) -> None:
-        self.close()
+        with contextlib.suppress(OSError):  # a write that failed: raised already, files going
+            self.close()
         shutil.rmtree(self.dir, ignore_errors=True)

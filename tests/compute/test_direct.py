@@ -1,0 +1,92 @@
+"""The spill's files written and read around the page cache (``compute._direct``), against
+the bytes appended, kept in Python; on a disk (``O_DIRECT``), on tmpfs (which refuses it)
+and with it turned off."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from widecube.compute import _direct
+from widecube.compute._direct import ALIGN, StagedFiles, aligned_bytes, read_direct
+
+
+def _appends(files: StagedFiles, n_files: int, seed: int) -> list[bytes]:
+    """Append records of sizes around every threshold (a byte, a block, the 256 KiB buffer,
+    several MiB) in a random order of files; returns what each file must hold."""
+    rng = np.random.default_rng(seed)
+    expected = [bytearray() for _ in range(n_files)]
+    sizes = [1, 7, ALIGN - 1, ALIGN, ALIGN + 1, 100_000, 256 * 1024 - 5, 256 * 1024 + 9, 3_000_000]
+    for size in [*sizes, *rng.integers(1, 70_000, 300).tolist(), *sizes]:
+        i = int(rng.integers(0, n_files))
+        data = rng.integers(0, 256, int(size), dtype=np.uint8)
+        files.append(i, data)
+        expected[i] += data.tobytes()
+    return [bytes(e) for e in expected]
+
+
+@pytest.mark.parametrize("where", ["disk", "refused", "off"])
+def test_appended_bytes_land_in_order_and_files_keep_their_length(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    direct = bool(getattr(os, "O_DIRECT", 0)) and where == "disk"
+    if where == "off":  # a platform without O_DIRECT
+        monkeypatch.setattr(_direct, "_DIRECT", 0)
+    if where == "refused":  # a file system that refuses it (older tmpfs, some network mounts)
+        real_open = os.open
+
+        def refusing(path: object, flags: int, *args: int) -> int:
+            if flags & getattr(os, "O_DIRECT", 0):
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return real_open(path, flags, *args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(_direct.os, "open", refusing)
+    paths = [tmp_path / f"b{i}.spill" for i in range(5)]
+    files = StagedFiles(paths, in_flight=2)
+    assert files.direct == direct
+    expected = _appends(files, len(paths), seed=1)
+    files.close()
+    files.close()  # twice: nothing more happens
+    for path, want in zip(paths, expected, strict=True):
+        assert path.stat().st_size == len(want)
+        assert path.read_bytes() == want
+        got = read_direct(path, aligned_bytes(len(want) + ALIGN))
+        if direct:
+            assert got is not None and got.tobytes() == want
+        else:
+            assert got is None  # the caller maps the file instead
+
+
+def test_an_empty_file_stays_empty_and_buffers_are_aligned(tmp_path: Path) -> None:
+    files = StagedFiles([tmp_path / "a", tmp_path / "b"])
+    files.append(1, np.frombuffer(b"xyz", dtype=np.uint8))
+    files.close()
+    assert (tmp_path / "a").read_bytes() == b"" and (tmp_path / "b").read_bytes() == b"xyz"
+    for n in (1, ALIGN, 3 * ALIGN + 5):
+        assert aligned_bytes(n).ctypes.data % ALIGN == 0 and aligned_bytes(n).shape == (n,)
+
+
+def test_a_buffer_too_small_for_the_file_is_refused(tmp_path: Path) -> None:
+    if not getattr(os, "O_DIRECT", 0):
+        pytest.skip("no O_DIRECT here")
+    path = tmp_path / "x"
+    path.write_bytes(b"1" * (ALIGN + 1))
+    with pytest.raises(ValueError, match="8192 bytes needed"):
+        read_direct(path, aligned_bytes(ALIGN))
+
+
+def test_a_failed_write_is_raised_by_the_appending_thread(tmp_path: Path) -> None:
+    files = StagedFiles([tmp_path / "a"])
+    os.close(files._fds[0])  # the writer's next write fails: EBADF
+    files._fds[0] = os.open(os.devnull, os.O_RDONLY)
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        for _ in range(20):
+            files.append(0, np.zeros(200_000, dtype=np.uint8))
+    with contextlib.suppress(OSError):  # the writes still queued failed too
+        files.close()
+    assert files._fds == [] and not files._writes  # yet everything is released
