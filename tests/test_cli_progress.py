@@ -140,7 +140,7 @@ def test_watch_prints_a_line_per_entry_picked_up_published_or_failed(tmp_path: P
     ]
     proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
-        lines = _wait_for(proc, ["published version", "failed:"])
+        lines = _wait_for(proc, ["moved to processed/", "moved to failed/"])
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -149,8 +149,15 @@ def test_watch_prints_a_line_per_entry_picked_up_published_or_failed(tmp_path: P
     good, bad = str(inbox / "good.h5ad"), str(inbox / "bad.csv")
     assert lines[0] == f"storage: {tmp_path / 'store'} (WIDECUBE_STORAGE)"
     assert lines[1].startswith("watching ")
-    entries = [line.split(" ", 2)[2] for line in lines[2:]]  # after the date and time
+    assert not any(line.startswith("storage: ") for line in lines[1:])  # its worker says nothing
+    stamped = [line.split(" ", 2)[2] for line in lines[2:]]  # after the date and time
+    entries = [e for e in stamped if e.startswith(str(inbox))]  # the watcher's own lines
     assert sorted(e.split(":")[0] for e in entries) == [bad, bad, good, good], lines
+    # and the lines of the worker process that ran the jobs, and of its start
+    assert any(re.fullmatch(r"job worker started \(pid \d+\)", e) for e in stamped), lines
+    for name in ("good", "bad"):
+        started = rf"job \w+ \(dataset {name}, {name}\.\w+\): started at received"
+        assert any(re.search(started, e) for e in stamped), lines
     picked = {e.split(":")[0]: e for e in entries if "picked up as job" in e}
     ended = {e.split(":")[0]: e for e in entries if "moved to" in e}
     assert re.fullmatch(rf"{good}: picked up as job \w+ \(dataset good\)", picked[good])

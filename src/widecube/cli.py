@@ -57,7 +57,9 @@ app = typer.Typer(
 @app.callback()
 def _every_command(ctx: typer.Context) -> None:
     """widecube: precomputed views of wide single-cell matrices."""
-    if ctx.invoked_subcommand not in (None, "demo-data"):  # demo-data writes a file, no storage
+    # demo-data writes a file, no storage; a worker started by serve or watch has a parent
+    # that said it already
+    if ctx.invoked_subcommand not in (None, "demo-data") and "--stop-with-parent" not in sys.argv[2:]:
         announce_storage()
 
 
@@ -612,6 +614,7 @@ def watch(
         raise typer.Exit(1)
     settings = Settings()
     log_lines("widecube.watch", fmt="%(asctime)s %(message)s")  # a line per entry taken and ended
+    log_lines("widecube.jobs", fmt="%(asctime)s %(message)s")  # its job worker started, or dead
     with Jobs.open(settings) as jobs_:
         watcher = jobs_.watcher(
             inbox, quiet=quiet_period, poll=poll, views=views, input_kind=input_kind, actor=ME
