@@ -333,11 +333,6 @@ def _scatter_values(
 
 
 @njit(nogil=True, cache=True)
-def _pad8(n: int) -> int:  # pragma: no cover - compiled
-    return n + (-n) % 8
-
-
-@njit(nogil=True, cache=True)
 def pack_records(
     gene: np.ndarray,
     cell: np.ndarray,
@@ -346,20 +341,26 @@ def pack_records(
     narrow8: np.ndarray,
     magic: int,
     codes: np.ndarray,
+    items: np.ndarray,
     width: int,
     row_start: int,
     out: np.ndarray,
     starts: np.ndarray,
 ) -> int:  # pragma: no cover - compiled
-    """Write the records of one scattered block (``gene``/``cell``/``val``, bucket ``b`` at
-    ``ptr[b]..ptr[b+1]-1``) one after the other into the bytes ``out`` (8-byte aligned, as
-    long as :func:`record_bytes` says), in :mod:`~._buckets`' layout: a header (magic, the
-    codes ``codes[0..2]`` of genes, cells and values, the count, the bucket's first gene,
-    the block's first row), then each section padded to 8 bytes. A bucket with
-    ``narrow8[b]`` stores its 16-bit values in 8 bits (code 0). Record ``b`` starts at
-    ``starts[b]`` and ends at ``starts[b+1]`` (empty for a bucket without values). Returns
-    the bytes written."""
+    """Write the records of one scattered block one after the other into the bytes ``out``
+    (8-byte aligned, as long as :func:`record_bytes` says), in :mod:`~._buckets`' layout: a
+    header (magic, the codes ``codes[0..2]`` of genes, cells and values, the count, the
+    bucket's first gene, the block's first row), then each section padded to 8 bytes.
+
+    ``gene``, ``cell`` and ``val`` are the scatter's outputs viewed as bytes (``items[k]``
+    bytes a value; bucket ``b`` holds values ``ptr[b]..ptr[b+1]-1``): one compiled
+    function for every combination of types, which are copied byte for byte. A bucket with
+    ``narrow8[b]`` stores its 16-bit values in 8 bits (code 0: their low bytes,
+    little-endian). Record ``b`` starts at ``starts[b]`` and ends at ``starts[b+1]`` (empty
+    for a bucket without values). Returns the bytes written. Slices, not ``out[p + i]``
+    loops: a signed index keeps a loop scalar (4.9 against 1.0-1.5 ns a value)."""
     g_code, c_code, v_code = codes[0], codes[1], codes[2]
+    gs, cs, vs = items[0], items[1], items[2]
     at = 0
     for b in range(ptr.shape[0] - 1):
         starts[b] = at
@@ -367,52 +368,33 @@ def pack_records(
         n = e - s
         if n == 0:
             continue
-        own = 0 if narrow8[b] else v_code
+        narrow = narrow8[b]
         out[at : at + 4].view(np.uint32)[0] = magic
         out[at + 4] = g_code
         out[at + 5] = c_code
-        out[at + 6] = own
+        out[at + 6] = 0 if narrow else v_code
         out[at + 7] = 0
         head = out[at + 8 : at + 32].view(np.int64)
         head[0] = n
         head[1] = b * width
         head[2] = row_start
-        p = at + 32
-        p = _put_index(out, p, gene, s, n, g_code)
-        p = _put_index(out, p, cell, s, n, c_code)
-        if own == 0:  # slices, not out[p + i]: a signed index keeps a loop scalar
-            out[p : p + n] = val[s:e]
-            q = p + n
-        elif own == 1:
-            out[p : p + 2 * n].view(np.uint16)[:] = val[s:e]
-            q = p + 2 * n
-        elif own == 2:
-            out[p : p + 4 * n].view(np.float32)[:] = val[s:e]
-            q = p + 4 * n
+        p = _put(out, at + 32, gene[s * gs : e * gs])
+        p = _put(out, p, cell[s * cs : e * cs])
+        if narrow:  # noqa: SIM108 - two array types (strided, contiguous): one each
+            p = _put(out, p, val[s * vs : e * vs : vs])
         else:
-            out[p : p + 8 * n].view(np.float64)[:] = val[s:e]
-            q = p + 8 * n
-        end = p + _pad8(q - p)
-        out[q:end] = 0
-        at = end
+            p = _put(out, p, val[s * vs : e * vs])
+        at = p
     starts[ptr.shape[0] - 1] = at
     return at
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _put_index(out: np.ndarray, p: int, x: np.ndarray, s: int, n: int, code: int) -> int:  # pragma: no cover
-    """Offsets ``x[s:s+n]`` stored at ``out[p:]`` in index code ``code`` (16, 32, 8 bits),
-    zero-padded to 8 bytes; returns where the next section starts."""
-    if code == 2:
-        out[p : p + n] = x[s : s + n]
-        q = p + n
-    elif code == 0:
-        out[p : p + 2 * n].view(np.uint16)[:] = x[s : s + n]
-        q = p + 2 * n
-    else:
-        out[p : p + 4 * n].view(np.uint32)[:] = x[s : s + n]
-        q = p + 4 * n
-    end = p + _pad8(q - p)
+def _put(out: np.ndarray, p: int, data: np.ndarray) -> int:  # pragma: no cover - compiled
+    """``data`` stored at ``out[p:]``, zero-padded to 8 bytes; where the next section starts."""
+    q = p + data.shape[0]
+    out[p:q] = data
+    end: int = q + (-q) % 8
     out[q:end] = 0
     return end
 

@@ -110,6 +110,7 @@ class GeneSpill:
         self._record_bytes = np.empty(0, dtype=np.uint8)  # a block's records, reused by add()
         self._at = np.empty(self.n_buckets + 1, dtype=np.int64)  # where each record starts
         self._codes = np.array([index_code(self.width), 0, 0], dtype=np.int64)
+        self._items = np.zeros(3, dtype=np.int64)  # bytes of a gene, a cell, a value
         self._no_narrowing = np.zeros(self.n_buckets, dtype=np.bool_)
         # open for the whole of pass 1, closed by close()
         self._files = StagedFiles([bucket_path(self.dir, b) for b in range(self.n_buckets)])
@@ -169,10 +170,22 @@ class GeneSpill:
         # 16-bit counts: 8 bits in each bucket whose counts fit
         narrow8 = (self._max <= 0xFF) if val_type == VALUE_TYPES[1] else self._no_narrowing
         items = (self._gene_type.itemsize, cell_type.itemsize, val_type.itemsize)
+        self._items[:] = items
         records = self._records(int(record_bytes(sizes, narrow8, items).sum()))
         self._codes[1:] = (index_code(m.shape[0]), value_code(flags, float(self._max.max()), self.dtype))
-        pack_records(
-            gene, cell, val, ptr, narrow8, MAGIC, self._codes, self.width, block.row_start, records, self._at
+        pack_records(  # byte views: one compiled function for every type
+            gene.view(np.uint8),
+            cell.view(np.uint8),
+            val.view(np.uint8),
+            ptr,
+            narrow8,
+            MAGIC,
+            self._codes,
+            self._items,
+            self.width,
+            block.row_start,
+            records,
+            self._at,
         )
         starts = self._at.tolist()  # Python ints: this loop runs once per record
         for b in np.flatnonzero(sizes).tolist():
