@@ -123,3 +123,16 @@ def forked(
             )
             for i, ((_, args), code) in enumerate(zip(runs, codes, strict=True))
         ]
+
+
+def children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (from ``/proc``): a server's or watcher's worker."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found

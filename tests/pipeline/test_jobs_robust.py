@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from alembic import command
 from fastapi.testclient import TestClient
 
+from _cli import children
 from _data import MakeH5ad, small_adata, without_progress
 from _pg import postgres_schema
 from widecube.api import create_app
@@ -647,18 +648,6 @@ def test_http_clients_see_file_names_not_server_paths_nor_workers(settings: Sett
 # -- the poison upload, end to end under `widecube serve` -------------------------------------------
 
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(stat.parent.name))
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -727,7 +716,7 @@ def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_
     killed: list[int] = []
     try:
         wait_for(up, 120, "the server to start", 0.2)
-        first_worker = wait_for(lambda: _children(server.pid), 60, "the supervised worker process", 0.1)
+        first_worker = wait_for(lambda: children(server.pid), 60, "the supervised worker process", 0.1)
         assert not orphan.exists()
         prober.start()
         poison = make_h5ad(small_adata(n_cells=2000, n_genes=3000, seed=42), name="poison.h5ad").read_bytes()
@@ -746,7 +735,7 @@ def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_
                 if job.worker is not None and job.step is not None:  # a worker runs a step of it: kill it
                     pid = int(job.worker.split(":")[1])
                     if pid not in killed:
-                        assert pid in _children(server.pid)  # the server's own worker process
+                        assert pid in children(server.pid)  # the server's own worker process
                         os.kill(pid, signal.SIGKILL)
                         killed.append(pid)
                 time.sleep(0.01)
@@ -767,7 +756,7 @@ def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_
             assert [e["event"] for e in job.log if e["step"] == step] == ["start", "died"] * 3 + ["failed"]
             assert {e["how"] for e in job.log if e["event"] == "died"} == {"killed by signal 9 (SIGKILL)"}
             failer = int(next(e for e in job.log if e["event"] == "failed")["worker"].split(":")[1])
-            assert failer not in killed and failer in _children(server.pid)  # restarted, and alive
+            assert failer not in killed and failer in children(server.pid)  # restarted, and alive
             made = {
                 v.version: v.status
                 for d in catalog.datasets()
@@ -795,13 +784,13 @@ def test_a_job_that_kills_its_worker_fails_after_its_tries_and_the_server_keeps_
             )
         stop.set()
         prober.join()
-        assert server.poll() is None and first_worker.isdisjoint(_children(server.pid))
+        assert server.poll() is None and first_worker.isdisjoint(children(server.pid))
         assert probes and all(code == 200 for _, _, code in probes), [p for p in probes if p[2] != 200][:5]
         assert probes[-1][0] - probes[0][0] > 5 and {p for _, p, _ in probes} == {
             "/healthz",
             "/api/v1/datasets/live/summary",
         }
-        last_worker = _children(server.pid)
+        last_worker = children(server.pid)
     finally:
         stop.set()
         if prober.is_alive():

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _cli import children
 from _data import small_adata, write_h5ad
 from widecube.catalog import Catalog, JobState
 from widecube.config import Settings
@@ -235,18 +236,6 @@ def test_killing_and_restarting_the_watcher_loses_and_duplicates_nothing(
     assert group_sums(settings, "b", "donor", 3) == expected_sums(np.asarray(b.X), b.obs["donor"], 3)
 
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(stat.parent.name))
-    return found
-
-
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_a_worker_dying_in_native_code_leaves_the_watcher_watching(
@@ -270,7 +259,7 @@ def test_a_worker_dying_in_native_code_leaves_the_watcher_watching(
                 os.kill(pid, signal.SIGSTOP)  # frozen: the step cannot end before the signal lands
                 job = catalog.jobs.get(running[0].id)
                 if job.step is not None and job.worker == running[0].worker:
-                    assert pid in _children(watcher.pid)  # the watcher's own worker process
+                    assert pid in children(watcher.pid)  # the watcher's own worker process
                     victim = (pid, job.step)
                     os.kill(pid, signal.SIGBUS)  # what touching a truncated mapping sends
                 os.kill(pid, signal.SIGCONT)

@@ -17,7 +17,8 @@ bits when the block holds only non-negative integers and the record's fit, else 
 input's float type. Counts of a typical single-cell matrix take 3 bytes a value instead of
 12, and every byte not written is a byte the kernel does not copy into the page cache in
 pass 1 (copying the spill's 5 bytes a value into the page cache was 28 % of pass 1's samples
-on the Poisson B100k, 2.7 GB); pass 2 maps the files rather than copying them out again.
+on the Poisson B100k, 2.7 GB). Pass 1 writes and pass 2 reads the files around the page cache
+(:mod:`._direct`).
 """
 
 from __future__ import annotations
@@ -91,9 +92,9 @@ def append_record(
 ) -> None:
     """Append one record to the bucket file open (for appending) as ``fd``, in one
     ``writev``: ``gene``/``cell`` are offsets from the bases, in one of :data:`INDEX_TYPES`,
-    and ``val`` in one of :data:`VALUE_TYPES`. Pass 1 writes one per block and bucket (92,000
-    for 530 M values): the codes are looked up in dicts and the arrays handed to ``writev``
-    as they are (``list.index`` and memoryview casts took 4.4 µs of Python a record)."""
+    and ``val`` in one of :data:`VALUE_TYPES`. Pass 2 writes these when it splits an
+    oversized bucket (pass 1 packs its records in a kernel, ``_route.pack_records``): the
+    codes are looked up in dicts and the arrays handed to ``writev`` as they are."""
     head = HEADER.pack(
         MAGIC,
         _INDEX_CODE[gene.dtype],

@@ -34,7 +34,6 @@ __all__ = [
     "SCATTER_OK",
     "count_block",
     "pack_records",
-    "record_bytes",
     "scatter_block",
 ]
 
@@ -348,7 +347,7 @@ def pack_records(
     starts: np.ndarray,
 ) -> int:  # pragma: no cover - compiled
     """Write the records of one scattered block one after the other into the bytes ``out``
-    (8-byte aligned, as long as :func:`record_bytes` says), in :mod:`~._buckets`' layout: a
+    (8-byte aligned; at most 56 bytes a record more than its values' bytes), in :mod:`~._buckets`' layout: a
     header (magic, the codes ``codes[0..2]`` of genes, cells and values, the count, the
     bucket's first gene, the block's first row), then each section padded to 8 bytes.
 
@@ -397,18 +396,3 @@ def _put(out: np.ndarray, p: int, data: np.ndarray) -> int:  # pragma: no cover 
     end: int = q + (-q) % 8
     out[q:end] = 0
     return end
-
-
-def record_bytes(counts: np.ndarray, narrow8: np.ndarray, item: tuple[int, int, int]) -> np.ndarray:
-    """The bytes of each bucket's record for a block with ``counts[b]`` values in bucket
-    ``b`` (0 for none), genes, cells and values of ``item`` bytes each (values of 1 byte
-    where ``narrow8[b]``): what :func:`pack_records` writes."""
-    n = counts.astype(np.int64)
-
-    def padded(k: np.ndarray) -> np.ndarray:
-        up: np.ndarray = k + (-k) % 8
-        return up
-
-    values = np.where(narrow8, n, n * item[2])
-    sizes: np.ndarray = np.where(n > 0, 32 + padded(n * item[0]) + padded(n * item[1]) + padded(values), 0)
-    return sizes

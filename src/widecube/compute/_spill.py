@@ -43,7 +43,6 @@ from ._route import (
     SCATTER_OK,
     count_block,
     pack_records,
-    record_bytes,
     scatter_block,
 )
 
@@ -171,7 +170,8 @@ class GeneSpill:
         narrow8 = (self._max <= 0xFF) if val_type == VALUE_TYPES[1] else self._no_narrowing
         items = (self._gene_type.itemsize, cell_type.itemsize, val_type.itemsize)
         self._items[:] = items
-        records = self._records(int(record_bytes(sizes, narrow8, items).sum()))
+        # a header of 32 bytes and up to 7 bytes of padding after each of 3 sections a record
+        records = self._records(n * sum(items) + 56 * self.n_buckets)
         self._codes[1:] = (index_code(m.shape[0]), value_code(flags, float(self._max.max()), self.dtype))
         pack_records(  # byte views: one compiled function for every type
             gene.view(np.uint8),
