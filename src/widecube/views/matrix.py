@@ -60,9 +60,13 @@ class MatrixBuilder(Builder):
         import anndata  # on first use: the facades' import stays light for the CLI
 
         out.write_anndata(PATH, anndata.AnnData(obs=obs, var=var))
-        group = zarr.open_group(out.store(PATH), mode="a", zarr_format=3).create_group("X")
-        group.attrs.update(
-            {"encoding-type": "csc_matrix", "encoding-version": "0.1.0", "shape": [ctx.n_cells, ctx.n_genes]}
+        group = zarr.open_group(out.store(PATH), mode="a", zarr_format=3).create_group(
+            "X",  # with its attributes: one metadata write, not a group then its attributes
+            attributes={
+                "encoding-type": "csc_matrix",
+                "encoding-version": "0.1.0",
+                "shape": [ctx.n_cells, ctx.n_genes],
+            },
         )
         n = max(1, ctx.nnz)
         self._data = group.create_array(
