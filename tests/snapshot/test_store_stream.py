@@ -130,3 +130,25 @@ def test_copying_a_large_object_between_stores_keeps_memory_bounded() -> None:
         for piece in s3.get_object(Bucket=BUCKET, Key="cold/big")["Body"].iter_chunks(MiB):
             h.update(piece)
         assert h.hexdigest() == _sha(_pieces(3, n))
+
+
+def test_a_fetch_hashes_in_threads_every_chunk_in_order_and_raises_what_a_hash_raises(tmp_path: Path) -> None:
+    """The object fetch's copy (``_copy_hashed``): the file and each hash equal hashlib's over
+    the same bytes, however many chunks queue behind a hash; a hash that fails fails the copy."""
+    from widecube.snapshot._store import _HASH_AHEAD, _copy_hashed
+
+    chunks = [bytes([i % 251]) * (1000 + 37 * i) for i in range(4 * _HASH_AHEAD + 3)]
+    joined = b"".join(chunks)
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    with open(tmp_path / "copy", "wb") as out:
+        assert _copy_hashed(iter(chunks), out, [sha, md5]) == len(joined)
+    assert (tmp_path / "copy").read_bytes() == joined
+    assert sha.hexdigest() == hashlib.sha256(joined).hexdigest()
+    assert md5.hexdigest() == hashlib.md5(joined, usedforsecurity=False).hexdigest()
+
+    class Broken:
+        def update(self, data: bytes) -> None:
+            raise OSError("the hash broke")
+
+    with open(tmp_path / "copy2", "wb") as out, pytest.raises(OSError, match="the hash broke"):
+        _copy_hashed(iter(chunks), out, [hashlib.sha256(), Broken()])

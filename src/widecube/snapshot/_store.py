@@ -35,6 +35,7 @@ reading an object the store must thaw first (S3 ``GLACIER``, ``DEEP_ARCHIVE``) r
 from __future__ import annotations
 
 import builtins
+import collections
 import contextlib
 import errno
 import hashlib
@@ -43,6 +44,7 @@ import re
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -65,6 +67,7 @@ __all__ = [
 
 _CHUNK = 1 << 22
 _PIECE = 1 << 18  # a reused read buffer: below the ingest's mmap threshold, so from the heap
+_HASH_AHEAD = 8  # chunks a hash may lag behind the copy (memory: up to this many _CHUNKs)
 _PART = 8 << 20  # put_stream: one upload below it, multipart parts of it above (S3's minimum is 5 MiB)
 _PLAIN_MD5 = re.compile(r'^"?([0-9a-f]{32})"?$')  # a single-part upload's ETag (no "-N" suffix)
 _COLD_CLASS = re.compile(r"<StorageClass>([A-Z_]+)</StorageClass>")
@@ -84,6 +87,33 @@ def _pieces(f: Any) -> Iterator[memoryview]:
     view = memoryview(bytearray(_PIECE))
     while n := f.readinto(view):
         yield view[:n]
+
+
+def _copy_hashed(chunks: Iterable[Any], out: Any, hashes: builtins.list[Any]) -> int:
+    """Write ``chunks`` (each its own buffer, never reused) to ``out`` and feed each of
+    ``hashes`` every chunk in order, each hash in a thread of its own (hashlib lets go of the
+    GIL on large updates), at most :data:`_HASH_AHEAD` chunks behind; returns the bytes
+    written. One after the other, a copy costs the GET, the write and every hash added up: a
+    4 GB object from moto took 27 s (18.7 s of CPU: MD5 alone 7 s, sha256 3.3 s), where the
+    plain GET took 8.1 s; here it costs the slowest of them."""
+    size = 0
+    workers = [ThreadPoolExecutor(1, thread_name_prefix="widecube-hash") for _ in hashes]
+    waiting: collections.deque[builtins.list[Future[None]]] = collections.deque()
+    try:
+        for chunk in chunks:
+            out.write(chunk)
+            size += len(chunk)
+            waiting.append([w.submit(h.update, chunk) for w, h in zip(workers, hashes, strict=True)])
+            while len(waiting) > _HASH_AHEAD:
+                for f in waiting.popleft():
+                    f.result()
+        for done in waiting:
+            for f in done:
+                f.result()
+    finally:
+        for w in workers:
+            w.shutdown(cancel_futures=True)
+    return size
 
 
 class NotThawed(OSError):
@@ -503,19 +533,15 @@ class ObjectStorage(Storage):
         meta = obstore.head(self._store, relpath)
         etag = meta.get("e_tag")
         plain = _PLAIN_MD5.match(etag or "")
-        h, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False) if plain else None, 0
+        h, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False) if plain else None
         tmp = dest.with_name(f".{dest.name}.part")
         dest.parent.mkdir(parents=True, exist_ok=True)
         where = f"{self.url}/{relpath}"
         try:
             got = obstore.get(self._store, relpath, options={"if_match": etag} if etag else None)
             with open(tmp, "wb") as out:
-                for chunk in got.stream(min_chunk_size=_CHUNK):
-                    out.write(chunk)
-                    h.update(chunk)
-                    if md5 is not None:
-                        md5.update(chunk)
-                    size += len(chunk)
+                hashes = [h] if md5 is None else [h, md5]
+                size = _copy_hashed(got.stream(min_chunk_size=_CHUNK), out, hashes)
         except PreconditionError:
             tmp.unlink(missing_ok=True)
             raise OSError(errno.EAGAIN, f"{where} changed while it was read; read it again") from None
