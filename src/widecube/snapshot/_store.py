@@ -101,18 +101,19 @@ def _copy_hashed(chunks: Iterable[Any], out: Any, hashes: builtins.list[Any]) ->
     21-57 s, in a thread 21-29 s."""
     size = 0
     workers = [ThreadPoolExecutor(1, thread_name_prefix="widecube-hash") for _ in hashes]
-    waiting: collections.deque[builtins.list[Future[None]]] = collections.deque()
+    waiting: collections.deque[Future[None]] = collections.deque()  # every hash's, in order
+
+    def settle(behind: int) -> None:  # a hash's failure is raised here, by the copying thread
+        while len(waiting) > behind * len(hashes):
+            waiting.popleft().result()
+
     try:
         for chunk in chunks:
             out.write(chunk)
             size += len(chunk)
-            waiting.append([w.submit(h.update, chunk) for w, h in zip(workers, hashes, strict=True)])
-            while len(waiting) > _HASH_AHEAD:
-                for f in waiting.popleft():
-                    f.result()
-        for done in waiting:
-            for f in done:
-                f.result()
+            waiting.extend(w.submit(h.update, chunk) for w, h in zip(workers, hashes, strict=True))
+            settle(_HASH_AHEAD)
+        settle(0)
     finally:
         for w in workers:
             w.shutdown(cancel_futures=True)
