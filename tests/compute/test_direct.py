@@ -16,17 +16,34 @@ from widecube.compute import _direct
 from widecube.compute._direct import ALIGN, StagedFiles, aligned_bytes, read_direct
 
 
+def _append(files: StagedFiles, sizes: list[int], data: list[np.ndarray]) -> None:
+    """Reserve room for every file at once (0 bytes where ``sizes`` says so) and write it."""
+    starts = files.reserve(np.array(sizes, dtype=np.int64))
+    for i, size in enumerate(sizes):
+        if size:
+            files.arena[starts[i] : starts[i] + size] = data[i]
+
+
 def _appends(files: StagedFiles, n_files: int, seed: int) -> list[bytes]:
-    """Append records of sizes around every threshold (a byte, a block, the 256 KiB buffer,
-    several MiB) in a random order of files; returns what each file must hold."""
+    """Reserve records of sizes around every threshold (a byte, a block, the 256 KiB region,
+    several MiB: the file's regions move to a larger arena) for one file at a time in a random
+    order of files, then for several files at once; returns what each file must hold."""
     rng = np.random.default_rng(seed)
     expected = [bytearray() for _ in range(n_files)]
     sizes = [1, 7, ALIGN - 1, ALIGN, ALIGN + 1, 100_000, 256 * 1024 - 5, 256 * 1024 + 9, 3_000_000]
     for size in [*sizes, *rng.integers(1, 70_000, 300).tolist(), *sizes]:
         i = int(rng.integers(0, n_files))
-        data = rng.integers(0, 256, int(size), dtype=np.uint8)
-        files.append(i, data)
-        expected[i] += data.tobytes()
+        one = [0] * n_files
+        one[i] = int(size)
+        data = [rng.integers(0, 256, s, dtype=np.uint8) for s in one]
+        _append(files, one, data)
+        expected[i] += data[i].tobytes()
+    for _ in range(100):  # every file at once, some with nothing
+        many = rng.integers(0, 90_000, n_files) * (rng.random(n_files) < 0.8)
+        data = [rng.integers(0, 256, int(s), dtype=np.uint8) for s in many]
+        _append(files, many.tolist(), data)
+        for i in range(n_files):
+            expected[i] += data[i].tobytes()
     return [bytes(e) for e in expected]
 
 
@@ -47,9 +64,10 @@ def test_appended_bytes_land_in_order_and_files_keep_their_length(
 
         monkeypatch.setattr(_direct.os, "open", refusing)
     paths = [tmp_path / f"b{i}.spill" for i in range(5)]
-    files = StagedFiles(paths, in_flight=2)
+    files = StagedFiles(paths, half=64 * 1024)
     assert files.direct == direct
     expected = _appends(files, len(paths), seed=1)
+    assert files.arena.shape[0] > 2 * 5 * 64 * 1024  # regions moved for the larger records
     files.close()
     files.close()  # twice: nothing more happens
     for path, want in zip(paths, expected, strict=True):
@@ -64,7 +82,7 @@ def test_appended_bytes_land_in_order_and_files_keep_their_length(
 
 def test_an_empty_file_stays_empty_and_buffers_are_aligned(tmp_path: Path) -> None:
     files = StagedFiles([tmp_path / "a", tmp_path / "b"])
-    files.append(1, np.frombuffer(b"xyz", dtype=np.uint8))
+    _append(files, [0, 3], [np.empty(0, np.uint8), np.frombuffer(b"xyz", dtype=np.uint8)])
     files.close()
     assert (tmp_path / "a").read_bytes() == b"" and (tmp_path / "b").read_bytes() == b"xyz"
     for n in (1, ALIGN, 3 * ALIGN + 5):
@@ -80,13 +98,13 @@ def test_a_buffer_too_small_for_the_file_is_refused(tmp_path: Path) -> None:
         read_direct(path, aligned_bytes(ALIGN))
 
 
-def test_a_failed_write_is_raised_by_the_appending_thread(tmp_path: Path) -> None:
+def test_a_failed_write_is_raised_by_the_reserving_thread(tmp_path: Path) -> None:
     files = StagedFiles([tmp_path / "a"])
     os.close(files._fds[0])  # the writer's next write fails: EBADF
     files._fds[0] = os.open(os.devnull, os.O_RDONLY)
     with pytest.raises(OSError, match="Bad file descriptor"):
         for _ in range(20):
-            files.append(0, np.zeros(200_000, dtype=np.uint8))
+            files.reserve(np.array([200_000], dtype=np.int64))
     with contextlib.suppress(OSError):  # the writes still queued failed too
         files.close()
-    assert files._fds == [] and not files._writes  # yet everything is released
+    assert files._fds == [] and not any(files._writes)  # yet everything is released

@@ -9,12 +9,12 @@ aligned buffers with ``O_DIRECT``, 0.16-0.31 s, and read back so, 0.13-0.23 s, a
 disk's 1.3 and 0.9 GB/s. Past the page cache's size (the 500 GB target spills 200 GB+) the
 buffered spill would be written to disk and read back anyway, evicting everything else.
 
-:class:`StagedFiles` keeps a buffer per file (aligned, 256 KiB, grown for a larger record)
-and appends records to it; a full buffer's whole 4 KiB blocks go to the file's end from a
-writer thread (such a write waits for the disk; the appending thread goes on with a fresh
-buffer holding the rest), and closing writes the last block padded and truncates the file to
-its length. Where the
-file system refuses ``O_DIRECT`` (tmpfs, some network mounts) the same buffers are written
+:class:`StagedFiles` stages every file in two regions of one aligned arena (256 KiB each,
+larger for a larger record): pass 1 packs a block's records straight into them, and a full
+region's whole 4 KiB blocks go to the file's end from a writer thread (such a write waits for
+the disk; the packing goes on in the other region, holding the rest), and closing writes the
+last block padded and truncates the file to its length. Where the file system refuses
+``O_DIRECT`` (tmpfs, some network mounts) the same regions are written
 through the page cache. :func:`read_direct` reads a whole file into an
 aligned buffer, or says it cannot (the caller maps the file instead).
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -51,13 +50,20 @@ def _round_up(n: int) -> int:
 
 
 class StagedFiles:
-    """Append-only files at ``paths`` (created empty), each written from a buffer of its own:
-    :meth:`append` copies bytes in; when a buffer is full its whole aligned blocks are handed
-    to a writer thread (a write around the page cache waits for the disk: the caller goes on
-    with a fresh buffer, at most ``in_flight`` writes queued) and the rest carried over;
-    :meth:`close` writes what is left. ``direct`` says whether the page cache is bypassed."""
+    """Append-only files at ``paths`` (created empty), staged in one aligned byte arena,
+    :attr:`arena`, where every file has two regions (``half`` bytes each at first).
 
-    def __init__(self, paths: list[Path], *, in_flight: int = 8) -> None:
+    :meth:`reserve` says where, in the arena, the caller writes each file's next bytes (a
+    compiled kernel writes a whole block's records there at once, no call per record). A
+    region about to overflow has its whole aligned blocks handed to a writer thread from
+    where they lie (no copy; a write around the page cache waits for the disk, and the
+    caller goes on in the file's other region, where the unaligned rest is carried), so at
+    most one write per region is in flight and the arena bounds the memory. A reservation
+    larger than a region moves that file's two regions to a larger stretch at the arena's
+    end (skewed genes; the arena is copied then). :meth:`close` writes what is left.
+    ``direct`` says whether the page cache is bypassed."""
+
+    def __init__(self, paths: list[Path], *, half: int = _CHUNK) -> None:
         self.paths = paths
         self.direct = bool(_DIRECT)
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
@@ -68,13 +74,15 @@ class StagedFiles:
         except BaseException:
             self._close_fds()
             raise
-        empty = np.empty(0, dtype=np.uint8)
-        self._bufs = [empty] * len(paths)  # allocated at a file's first append
-        self._fill = [0] * len(paths)
-        self._base = [0] * len(paths)  # the file offset of each buffer's first byte
-        self._spare: list[np.ndarray] = []  # written buffers, for the next full one
-        self._writes: deque[tuple[Future[None], np.ndarray]] = deque()
-        self._in_flight = in_flight
+        n, half = len(paths), _round_up(max(1, half))
+        self.arena = aligned_bytes(2 * n * half)  # pages are faulted in at first use only
+        self._at = np.arange(2 * n, dtype=np.int64) * half  # region 2*i + side of file i
+        self._room = np.full(2 * n, half, dtype=np.int64)
+        self._even = np.arange(n, dtype=np.int64) * 2
+        self._side = np.zeros(n, dtype=np.int64)  # each file's region in use: 0 or 1
+        self._fill = np.zeros(n, dtype=np.int64)  # bytes staged in it
+        self._base = [0] * n  # the file offset of each region in use's first byte
+        self._writes: list[Future[None] | None] = [None] * (2 * n)  # in flight from a region
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="widecube-spill")
 
     def _open(self, path: Path, flags: int) -> int:
@@ -89,56 +97,66 @@ class StagedFiles:
                     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_DIRECT)
         return os.open(path, flags, 0o600)
 
-    def append(self, i: int, data: np.ndarray) -> None:
-        """Append the bytes ``data`` to file ``i``."""
-        n = data.shape[0]
-        buf, fill = self._bufs[i], self._fill[i]
-        if fill + n > buf.shape[0]:
-            buf, fill = self._flush(i, fill + n)
-        buf[fill : fill + n] = data
-        self._fill[i] = fill + n
+    def reserve(self, sizes: np.ndarray) -> np.ndarray:
+        """Room for ``sizes[i]`` more bytes of file ``i`` (int64, one per file): the offsets
+        in :attr:`arena` where the caller writes them, before its next call (an offset is
+        meaningless where the size is 0). Raises a failed earlier write."""
+        over = np.flatnonzero(self._fill + sizes > self._room[self._even + self._side])
+        for i in over.tolist():
+            self._flush(i, int(sizes[i]))
+        starts = self._at[self._even + self._side] + self._fill
+        self._fill += sizes
+        return starts
 
-    def _flush(self, i: int, need: int) -> tuple[np.ndarray, int]:
-        """Hand file ``i``'s whole blocks (all of it, through the page cache) to the writer;
-        returns its new buffer, of at least ``need`` bytes with what was kept, and that
-        length."""
-        buf, fill = self._bufs[i], self._fill[i]
+    def _flush(self, i: int, need: int) -> None:
+        """Hand file ``i``'s whole blocks (all of it, through the page cache) to the writer
+        and go on in its other region, with the rest and room for ``need`` bytes more."""
+        k = 2 * i + int(self._side[i])
+        fill = int(self._fill[i])
         out = fill - fill % ALIGN if self.direct else fill
-        rest = fill - out
-        size = max(_CHUNK, 1 << (need - out - 1).bit_length()) if need - out > _CHUNK else _CHUNK
-        fresh = self._buffer(size)
-        fresh[:rest] = buf[out:fill]
+        here = self._region(k)
         if out:
-            self._write(self._fds[i], buf, out, self._base[i])
+            self._writes[k] = self._writer.submit(_write_all, self._fds[i], here[:out], self._base[i])
             self._base[i] += out
-        elif buf.shape[0]:
-            self._spare.append(buf)
-        self._bufs[i], self._fill[i] = fresh, rest
-        return fresh, rest
+        self._settle(k ^ 1)
+        rest = fill - out
+        if rest + need > self._room[k ^ 1]:
+            self._move(i, rest + need)
+        self._region(k ^ 1)[:rest] = here[out:fill]  # ``here`` may lie in the arena before a move
+        self._side[i] ^= 1
+        self._fill[i] = rest
 
-    def _buffer(self, size: int) -> np.ndarray:
-        while len(self._writes) >= self._in_flight or (self._writes and self._writes[0][0].done()):
-            done, buf = self._writes.popleft()
-            done.result()  # a failed write is raised here, by the appending thread
-            self._spare.append(buf)
-        for k, spare in enumerate(self._spare):
-            if spare.shape[0] >= size:
-                return self._spare.pop(k)
-        return aligned_bytes(size)
+    def _region(self, k: int) -> np.ndarray:
+        at = int(self._at[k])
+        return self.arena[at : at + int(self._room[k])]
 
-    def _write(self, fd: int, buf: np.ndarray, n: int, offset: int) -> None:
-        self._writes.append((self._writer.submit(_write_all, fd, buf[:n], offset), buf))
+    def _settle(self, k: int) -> None:
+        done, self._writes[k] = self._writes[k], None
+        if done is not None:
+            done.result()  # a failed write is raised here, by the reserving thread
+
+    def _move(self, i: int, need: int) -> None:
+        """Give file ``i`` two regions of at least ``need`` bytes at the end of a larger
+        arena, carrying every file's staged bytes over (writes in flight keep the old one)."""
+        room = max(_round_up(need), 2 * int(self._room[2 * i]))
+        old, end = self.arena, self.arena.shape[0]
+        self.arena = aligned_bytes(end + 2 * room)
+        for f, k in enumerate((self._even + self._side).tolist()):
+            at, fill = int(self._at[k]), int(self._fill[f])
+            self.arena[at : at + fill] = old[at : at + fill]
+        self._at[2 * i : 2 * i + 2] = (end, end + room)
+        self._room[2 * i : 2 * i + 2] = room
 
     def close(self) -> None:
-        """Write what every buffer holds and close the files (their lengths exact)."""
+        """Write what every region holds and close the files (their lengths exact)."""
         try:
-            while self._writes:
-                done, _ = self._writes.popleft()
-                done.result()
+            for k in range(len(self._writes)):
+                self._settle(k)
             for i, fd in enumerate(self._fds):
-                buf, fill = self._bufs[i], self._fill[i]
+                fill = int(self._fill[i])
                 if not fill:
                     continue
+                buf = self._region(2 * i + int(self._side[i]))
                 if self.direct:  # the last block padded, then the file cut to its length
                     size = _round_up(fill)
                     buf[fill:size] = 0
@@ -149,12 +167,12 @@ class StagedFiles:
                 self._base[i] += fill
                 self._fill[i] = 0
         finally:
-            for done, _ in self._writes:  # closing after a failure: let them end first
-                done.cancel()
+            for done in self._writes:  # closing after a failure: let them end first
+                if done is not None:
+                    done.cancel()
             self._writer.shutdown(wait=True)
-            self._writes.clear()
-            self._bufs = [np.empty(0, dtype=np.uint8)] * len(self._bufs)
-            self._spare = []
+            self._writes = [None] * len(self._writes)
+            self.arena = np.empty(0, dtype=np.uint8)
             self._close_fds()
 
     def _close_fds(self) -> None:

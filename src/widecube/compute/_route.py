@@ -34,6 +34,7 @@ __all__ = [
     "SCATTER_OK",
     "count_block",
     "pack_records",
+    "record_sizes",
     "scatter_block",
 ]
 
@@ -332,6 +333,25 @@ def _scatter_values(
 
 
 @njit(nogil=True, cache=True)
+def record_sizes(ptr: np.ndarray, narrow8: np.ndarray, items: np.ndarray, sizes: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``sizes[b]``: the bytes of bucket ``b``'s record for :func:`pack_records` (0 for a
+    bucket without values): a header of 32 bytes, then genes, cells and values, each section
+    padded to 8 bytes; ``items`` and ``narrow8`` as there."""
+    for b in range(ptr.shape[0] - 1):
+        n = ptr[b + 1] - ptr[b]
+        if n == 0:
+            sizes[b] = 0
+            continue
+        vs = 1 if narrow8[b] else items[2]
+        sizes[b] = 32 + _padded(n * items[0]) + _padded(n * items[1]) + _padded(n * vs)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _padded(n: int) -> int:  # pragma: no cover - compiled
+    return n + (-n) % 8
+
+
+@njit(nogil=True, cache=True)
 def pack_records(
     gene: np.ndarray,
     cell: np.ndarray,
@@ -345,28 +365,28 @@ def pack_records(
     row_start: int,
     out: np.ndarray,
     starts: np.ndarray,
-) -> int:  # pragma: no cover - compiled
-    """Write the records of one scattered block one after the other into the bytes ``out``
-    (8-byte aligned; at most 56 bytes a record more than its values' bytes), in :mod:`~._buckets`' layout: a
-    header (magic, the codes ``codes[0..2]`` of genes, cells and values, the count, the
-    bucket's first gene, the block's first row), then each section padded to 8 bytes.
+) -> None:  # pragma: no cover - compiled
+    """Write the record of each bucket of one scattered block at ``out[starts[b]:]`` (8-byte
+    aligned, :func:`record_sizes` bytes; nothing for a bucket without values), in
+    :mod:`~._buckets`' layout: a header (magic, the codes ``codes[0..2]`` of genes, cells and
+    values, the count, the bucket's first gene, the block's first row), then each section
+    padded to 8 bytes. ``out`` is the spill's staging arena (``_direct.StagedFiles``), each
+    record where its bucket's file goes on.
 
     ``gene``, ``cell`` and ``val`` are the scatter's outputs viewed as bytes (``items[k]``
     bytes a value; bucket ``b`` holds values ``ptr[b]..ptr[b+1]-1``): one compiled
     function for every combination of types, which are copied byte for byte. A bucket with
     ``narrow8[b]`` stores its 16-bit values in 8 bits (code 0: their low bytes,
-    little-endian). Record ``b`` starts at ``starts[b]`` and ends at ``starts[b+1]`` (empty
-    for a bucket without values). Returns the bytes written. Slices, not ``out[p + i]``
-    loops: a signed index keeps a loop scalar (4.9 against 1.0-1.5 ns a value)."""
+    little-endian). Slices, not ``out[p + i]`` loops: a signed index keeps a loop scalar
+    (4.9 against 1.0-1.5 ns a value)."""
     g_code, c_code, v_code = codes[0], codes[1], codes[2]
     gs, cs, vs = items[0], items[1], items[2]
-    at = 0
     for b in range(ptr.shape[0] - 1):
-        starts[b] = at
         s, e = ptr[b], ptr[b + 1]
         n = e - s
         if n == 0:
             continue
+        at = starts[b]
         narrow = narrow8[b]
         out[at : at + 4].view(np.uint32)[0] = magic
         out[at + 4] = g_code
@@ -380,12 +400,9 @@ def pack_records(
         p = _put(out, at + 32, gene[s * gs : e * gs])
         p = _put(out, p, cell[s * cs : e * cs])
         if narrow:  # noqa: SIM108 - two array types (strided, contiguous): one each
-            p = _put(out, p, val[s * vs : e * vs : vs])
+            _put(out, p, val[s * vs : e * vs : vs])
         else:
-            p = _put(out, p, val[s * vs : e * vs])
-        at = p
-    starts[ptr.shape[0] - 1] = at
-    return at
+            _put(out, p, val[s * vs : e * vs])
 
 
 @njit(nogil=True, cache=True, inline="always")

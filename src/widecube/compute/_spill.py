@@ -43,6 +43,7 @@ from ._route import (
     SCATTER_OK,
     count_block,
     pack_records,
+    record_sizes,
     scatter_block,
 )
 
@@ -106,8 +107,7 @@ class GeneSpill:
         self._max = np.empty(self.n_buckets, dtype=np.float64)  # bounds on buckets' largest values
         self._gene_type = INDEX_TYPES[index_code(self.width)]
         self._bucket_of = (np.arange(n_genes, dtype=np.int64) // self.width).astype(np.int32)
-        self._record_bytes = np.empty(0, dtype=np.uint8)  # a block's records, reused by add()
-        self._at = np.empty(self.n_buckets + 1, dtype=np.int64)  # where each record starts
+        self._record_size = np.zeros(self.n_buckets, dtype=np.int64)  # a block's, bucket by bucket
         self._codes = np.array([index_code(self.width), 0, 0], dtype=np.int64)
         self._items = np.zeros(3, dtype=np.int64)  # bytes of a gene, a cell, a value
         self._no_narrowing = np.zeros(self.n_buckets, dtype=np.bool_)
@@ -170,9 +170,9 @@ class GeneSpill:
         narrow8 = (self._max <= 0xFF) if val_type == VALUE_TYPES[1] else self._no_narrowing
         items = (self._gene_type.itemsize, cell_type.itemsize, val_type.itemsize)
         self._items[:] = items
-        # a header of 32 bytes and up to 7 bytes of padding after each of 3 sections a record
-        records = self._records(n * sum(items) + 56 * self.n_buckets)
         self._codes[1:] = (index_code(m.shape[0]), value_code(flags, float(self._max.max()), self.dtype))
+        record_sizes(ptr, narrow8, self._items, self._record_size)
+        starts = self._files.reserve(self._record_size)  # where each bucket's file goes on
         pack_records(  # byte views: one compiled function for every type
             gene.view(np.uint8),
             cell.view(np.uint8),
@@ -184,19 +184,10 @@ class GeneSpill:
             self._items,
             self.width,
             block.row_start,
-            records,
-            self._at,
+            self._files.arena,  # after reserve(), which may have made a larger one
+            starts,
         )
-        starts = self._at.tolist()  # Python ints: this loop runs once per record
-        for b in np.flatnonzero(sizes).tolist():
-            self._files.append(b, records[starts[b] : starts[b + 1]])
         self.bucket_nnz += sizes
-
-    def _records(self, n: int) -> np.ndarray:
-        """Where a block's records are packed, kept from block to block as :meth:`_scratch` is."""
-        if self._record_bytes.shape[0] < n:
-            self._record_bytes = np.empty(n, dtype=np.uint8)
-        return self._record_bytes[:n]
 
     def _runs(self, n: int) -> np.ndarray:
         """Where count_block notes each run's end (one per stored value at most), kept from
@@ -245,7 +236,6 @@ class GeneSpill:
     def close(self) -> None:
         self._scratch_bytes = np.empty(0, dtype=np.uint8)
         self._run_ends = np.empty(0, dtype=np.int32)
-        self._record_bytes = np.empty(0, dtype=np.uint8)
         self._files.close()
 
     def part(self, start: int, stop: int) -> SpillPart:
