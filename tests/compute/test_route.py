@@ -1,6 +1,7 @@
 """Pass 1's routing kernels (``compute._route``) against numpy: a stable sort of every stored
-non-zero by gene bucket, each row's sum added value by value in stored order, and the flags
-and bucket bounds computed from the values themselves.
+non-zero by gene bucket (read back from the records the kernel writes, decoded here with
+``struct`` from the layout ``compute._buckets`` documents), each row's sum added value by
+value in stored order, and the flags and bucket bounds computed from the values themselves.
 
 Blocks come sorted (the run path), with rows out of order or explicit zeros (the per-value
 path), with negative, fractional and huge values, and with a column or a pointer out of range
@@ -9,6 +10,7 @@ anywhere in a row (the kernel must name the first in stored order and write noth
 from __future__ import annotations
 
 import math
+import struct
 
 import numpy as np
 import pytest
@@ -23,7 +25,8 @@ from widecube.compute._route import (
     PER_VALUE,
     SCATTER_OK,
     count_block,
-    scatter_block,
+    record_sizes,
+    scatter_records,
 )
 
 N_GENES, WIDTH = 1000, 37  # 28 buckets, the last one short
@@ -60,7 +63,34 @@ def reference(m: sp.csr_matrix, row_start: int):
     return genes[order], cells[order], vals[order], np.bincount(genes // WIDTH, minlength=N_BUCKETS)
 
 
-def run(m: sp.csr_matrix, row_start: int = 5):
+MAGIC = 0x31534357
+TYPES = {0: np.uint16, 1: np.uint32, 2: np.uint8}  # genes' and cells' codes
+VALUES = {0: np.uint8, 1: np.uint16, 2: np.float32, 3: np.float64}
+
+
+def decode(out: np.ndarray, starts: np.ndarray, sizes: np.ndarray):
+    """Every bucket's record, from its bytes: (gene offsets, cells, values) as written, after
+    checking the header and that each section's padding is zeros."""
+    records = {}
+    for b in np.flatnonzero(sizes):
+        at, size = int(starts[b]), int(sizes[b])
+        magic, g_code, c_code, v_code, n, gene_base, cell_base = struct.unpack_from("<IBBBxqqq", out, at)
+        assert magic == MAGIC and gene_base == b * WIDTH
+        p, parts = at + 32, []
+        for code, table in ((g_code, TYPES), (c_code, TYPES), (v_code, VALUES)):
+            length = n * np.dtype(table[code]).itemsize
+            parts.append(np.frombuffer(out, table[code], n, p).copy())
+            end = p + length + (-length % 8)
+            assert not out[p + length : end].any()  # the padding
+            p = end
+        assert p == at + size
+        records[int(b)] = (*parts, cell_base)
+    return records
+
+
+def run(m: sp.csr_matrix, row_start: int = 5, *, cell_type=np.uint16, val_type=np.float32, narrow8=None):
+    """count_block, then scatter_records into an arena at shuffled places; what the records
+    hold, joined in bucket order."""
     bucket_of = (np.arange(N_GENES) // WIDTH).astype(np.int32)
     ptr, top = np.empty(N_BUCKETS + 1, np.int64), np.empty(N_BUCKETS)
     runs = np.empty(m.nnz, np.int32)
@@ -71,10 +101,19 @@ def run(m: sp.csr_matrix, row_start: int = 5):
     )
     if error != SCATTER_OK:
         return flags, error, at, None
-    n = int(ptr[-1])
-    gene, cell, val = np.empty(n, np.uint16), np.empty(n, np.uint16), np.empty(n, np.float32)
+    narrow8 = np.zeros(N_BUCKETS, np.bool_) if narrow8 is None else narrow8
+    codes = {np.uint16: 0, np.uint32: 1, np.uint8: 2}
+    items = np.array([2, np.dtype(cell_type).itemsize, np.dtype(val_type).itemsize], np.int64)
+    sizes = np.empty(N_BUCKETS, np.int64)
+    record_sizes(ptr, narrow8, items, sizes)
+    order = np.random.default_rng(0).permutation(N_BUCKETS)  # records anywhere in the arena
+    starts = np.zeros(N_BUCKETS, np.int64)
+    starts[order] = np.concatenate([[0], np.cumsum(sizes[order])[:-1]]) + 64
+    out = np.full(int(sizes.sum()) + 128, 0xEE, np.uint8)  # garbage where padding goes
+    val_code = {np.uint8: 0, np.uint16: 1, np.float32: 2}[val_type]
+    head = np.array([MAGIC, 0, codes[cell_type], val_code], np.int64)
     total, nnz = np.zeros(n_cells), np.zeros(n_cells, np.int64)
-    ok = scatter_block(
+    ok = scatter_records(
         indptr,
         m.indices,
         m.data,
@@ -87,12 +126,21 @@ def run(m: sp.csr_matrix, row_start: int = 5):
         ptr,
         total,
         nnz,
-        gene,
-        cell,
-        val,
+        narrow8,
+        head,
+        starts,
+        out,
+        out.view(np.uint16),
+        out.view(cell_type),
+        out.view(val_type),
     )
     assert ok
-    return flags, error, at, (ptr, top, gene, cell, val, total, nnz)
+    assert (out[:64] == 0xEE).all() and (out[-64:] == 0xEE).all()  # nothing outside the records
+    records = decode(out, starts, sizes)
+    assert sorted(records) == [b for b in range(N_BUCKETS) if ptr[b + 1] > ptr[b]]
+    assert all(r[3] == row_start for r in records.values())
+    joined = [np.concatenate([records[b][k] for b in sorted(records)]) for k in range(3)]
+    return flags, error, at, (ptr, top, *joined, total, nnz)
 
 
 @pytest.mark.parametrize("values", ["counts", "fractions", "huge"])
@@ -133,20 +181,29 @@ def test_routes_like_a_stable_sort_by_bucket(values: str, order: str) -> None:
 def test_narrow_outputs_take_offsets_and_counts() -> None:
     m = block(np.random.default_rng(3), 40, values="counts")
     m.data = np.minimum(m.data, 255).astype(np.float32)
-    bucket_of = (np.arange(N_GENES) // WIDTH).astype(np.int32)
-    ptr, top, runs = np.empty(N_BUCKETS + 1, np.int64), np.empty(N_BUCKETS), np.empty(m.nnz, np.int32)
-    indptr = m.indptr.astype(np.int64)
-    flags, error, _ = count_block(indptr, m.indices, m.data, 0, 0, bucket_of, WIDTH, 40, ptr, top, runs)
-    assert error == SCATTER_OK and flags == 0 and top.max() == 255
-    gene, cell, val = (np.empty(m.nnz, np.uint8) for _ in range(3))
-    total, nnz = np.zeros(40), np.zeros(40, np.int64)
-    scatter_block(
-        indptr, m.indices, m.data, 0, 0, bucket_of, WIDTH, flags, runs, ptr, total, nnz, gene, cell, val
-    )
+    flags, error, _, out = run(m, 0, cell_type=np.uint8, val_type=np.uint8)
+    assert error == SCATTER_OK and flags == 0 and out is not None
+    ptr, top, gene, cell, val, total, nnz = out
+    assert top.max() == 255 and cell.dtype == np.uint8 and val.dtype == np.uint8
     genes, cells, vals, _ = reference(m, 0)
     assert np.array_equal(gene.astype(np.int64) + genes // WIDTH * WIDTH, genes)
     assert np.array_equal(cell, cells) and np.array_equal(val, vals.astype(np.uint8))
     assert np.array_equal(total, np.asarray(m.sum(axis=1)).ravel())
+
+
+@pytest.mark.parametrize("order", ["sorted", "zeros"])
+def test_16_bit_counts_take_8_bits_in_the_buckets_where_they_fit(order: str) -> None:
+    m = block(np.random.default_rng(4), 40, values="counts", order=order)
+    m.data = np.minimum(m.data, 255).astype(np.float32)
+    m.data[m.indices < 3 * WIDTH] *= 200  # buckets 0-2 need 16 bits, the others fit in 8
+    narrow8 = np.arange(N_BUCKETS) >= 3
+    flags, error, _, out = run(m, 0, val_type=np.uint16, narrow8=narrow8)
+    assert error == SCATTER_OK and out is not None
+    ptr, _, gene, cell, val, _, _ = out
+    genes, cells, vals, per_bucket = reference(m, 0)
+    assert val.dtype == np.uint16  # the records of 8 and of 16 bits joined
+    assert np.array_equal(cell, cells) and np.array_equal(val, vals.astype(np.uint16))
+    assert vals.max() > 255 and np.diff(ptr)[:3].sum() > 0
 
 
 @pytest.mark.parametrize("where", ["first", "middle", "last"])

@@ -93,7 +93,7 @@ def append_record(
     """Append one record to the bucket file open (for appending) as ``fd``, in one
     ``writev``: ``gene``/``cell`` are offsets from the bases, in one of :data:`INDEX_TYPES`,
     and ``val`` in one of :data:`VALUE_TYPES`. Pass 2 writes these when it splits an
-    oversized bucket (pass 1 packs its records in a kernel, ``_route.pack_records``): the
+    oversized bucket (pass 1 packs its records in a kernel, ``_route.scatter_records``): the
     codes are looked up in dicts and the arrays handed to ``writev`` as they are."""
     head = HEADER.pack(
         MAGIC,

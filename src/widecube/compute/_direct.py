@@ -104,7 +104,7 @@ class StagedFiles:
         over = np.flatnonzero(self._fill + sizes > self._room[self._even + self._side])
         for i in over.tolist():
             self._flush(i, int(sizes[i]))
-        starts = self._at[self._even + self._side] + self._fill
+        starts: np.ndarray = self._at[self._even + self._side] + self._fill
         self._fill += sizes
         return starts
 

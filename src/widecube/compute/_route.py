@@ -1,8 +1,9 @@
 """Pass 1's kernels: route a CSR row block's stored values to the buckets of their genes.
 
 :func:`count_block` looks at a block first (how many values each bucket gets, how wide its
-values are, whether any index or pointer is out of range); :func:`scatter_block` then writes
-every value to its bucket's stretch of the output, stably, with each row's library size.
+values are, whether any index or pointer is out of range); :func:`scatter_records` then writes
+every value, stably, into its bucket's record where the spill stages that bucket's file (the
+records' sizes from :func:`record_sizes`), with each row's library size.
 
 A row's genes come sorted (the readers hand over canonical blocks), so a row's values of one
 bucket form one run. The count finds where each run ends (comparing indices with the bucket's
@@ -10,7 +11,10 @@ end, eight at a time) and notes it; it reduces the run's values for the flags wi
 comparisons, and the scatter copies each noted run out as three plain loops over slices — all
 loops without a branch per value, which the compiler vectorizes. Measured on a block of the
 Poisson B100k (2 M values, 60 runs a row): count 3.9 → 1.8 ns a value, scatter 4.1 → 0.9,
-against the kernels that looked every value's bucket up and branched on it. A row whose
+against the kernels that looked every value's bucket up and branched on it (on 2026-12-04,
+an AMD EPYC VM, the same block: count 1.5-1.9, scatter 2.8-3.8; a whole pass-1 block
+through ``GeneSpill.add``, records written, 6.1-7.4 ns a value, the blocks no longer in the
+cache). A row whose
 indices do not strictly increase, and a block with an explicit zero (zeros are not stored),
 take the per-value path, which is right for any order.
 
@@ -33,9 +37,8 @@ __all__ = [
     "PER_VALUE",
     "SCATTER_OK",
     "count_block",
-    "pack_records",
     "record_sizes",
-    "scatter_block",
+    "scatter_records",
 ]
 
 SCATTER_OK, BAD_POINTER, BAD_COLUMN, BAD_ROWS = 0, 1, 2, 3
@@ -86,7 +89,7 @@ def count_block(
     ``bucket_max`` (``n_buckets``) with a bound on each bucket's largest value: 0 (no value
     above 0), 255, 65535 or infinity, the first that is not below it — what the caller
     needs to store the values in as few bytes as they allow, bucket by bucket. ``runs`` (at
-    least as long as ``indices``) gets the end of every run, for :func:`scatter_block`.
+    least as long as ``indices``) gets the end of every run, for :func:`scatter_records`.
     Returns ``(flags, error, at)``: ``flags`` as :data:`NEGATIVE` … :data:`LARGE` say. On a
     violation ``error`` says which (``BAD_POINTER``: ``at`` is the block's row;
     ``BAD_COLUMN``: ``at`` is the stored position; ``BAD_ROWS``), for the caller to raise,
@@ -193,7 +196,7 @@ def _count_values(
 
 
 @njit(nogil=True, cache=True)
-def scatter_block(
+def scatter_records(
     indptr: np.ndarray,
     indices: np.ndarray,
     data: np.ndarray,
@@ -206,46 +209,77 @@ def scatter_block(
     bucket_ptr: np.ndarray,
     cell_total: np.ndarray,
     cell_nnz: np.ndarray,
+    narrow8: np.ndarray,
+    head: np.ndarray,
+    starts: np.ndarray,
+    out: np.ndarray,
     out_gene: np.ndarray,
     out_cell: np.ndarray,
     out_val: np.ndarray,
 ) -> bool:  # pragma: no cover - compiled
-    """Group a CSR block that :func:`count_block` passed by gene bucket (stable, so cells
-    stay in order): ``out_*[bucket_ptr[b]:bucket_ptr[b+1]]`` get bucket ``b``'s genes as
-    offsets from the bucket's first gene (``b * width``), its cells as offsets from
-    ``row_start`` and its values, each in the output's own type (as narrow as
-    :func:`count_block` allowed); each row's sum and non-zero count are added to
-    ``cell_total``/``cell_nnz``. ``flags`` and ``runs`` are count_block's for this block.
+    """Write a CSR block that :func:`count_block` passed as one record per gene bucket, each
+    at ``out[starts[b]:]`` (the spill's staging arena, ``_direct.StagedFiles``; 8-byte
+    aligned, :func:`record_sizes` bytes), in :mod:`~._buckets`' layout: a header (``head``:
+    magic and the codes of genes, cells and values; the count, the bucket's first gene, the
+    block's first row), then genes as offsets from the bucket's first gene (``b * width``),
+    cells as offsets from ``row_start`` and values, each section padded to 8 bytes with
+    zeros. Stable: a bucket's values keep the block's order, so cells stay sorted. Each
+    row's sum and non-zero count are added to ``cell_total``/``cell_nnz``. ``flags``,
+    ``runs`` and ``bucket_ptr`` are count_block's for this block.
 
-    Returns False, writing nothing, when the outputs or totals are too small for what
-    ``bucket_ptr`` says (a caller's mistake, not the input's).
+    ``out_gene``, ``out_cell`` and ``out_val`` are ``out`` viewed in the record's types (from
+    the same first byte): one compiled function per combination of types. A bucket with
+    ``narrow8[b]`` stores its values in 8 bits (code 0) in a block of 16-bit values. Writing
+    where the values go, in place of an array per type and a copy into records after,
+    saved a pass over every value.
+
+    Returns False, writing nothing, when a record would not lie inside ``out`` or the totals
+    are too short (a caller's mistake, not the input's).
     """
     n_rows = indptr.shape[0] - 1
     n_buckets = bucket_ptr.shape[0] - 1
-    n = bucket_ptr[n_buckets]
-    if (
-        n > min(out_gene.shape[0], out_cell.shape[0], out_val.shape[0])
-        or row_start + n_rows > min(cell_total.shape[0], cell_nnz.shape[0])
-        or n > indices.shape[0]
-    ):
+    gs, cs, vs = out_gene.itemsize, out_cell.itemsize, out_val.itemsize
+    if row_start + n_rows > min(cell_total.shape[0], cell_nnz.shape[0]):
         return False
-    fill = bucket_ptr[:n_buckets].copy()
+    if bucket_ptr[n_buckets] > indices.shape[0]:
+        return False
+    for b in range(n_buckets):
+        n = bucket_ptr[b + 1] - bucket_ptr[b]
+        if n:
+            at = starts[b]
+            end = at + 32 + _padded(n * gs) + _padded(n * cs) + _padded(n * (1 if narrow8[b] else vs))
+            if at < 0 or at % 8 or end > out.shape[0]:
+                return False
+    g_at = np.empty(n_buckets, dtype=np.int64)  # where each bucket's next gene, cell and value go
+    c_at = np.empty(n_buckets, dtype=np.int64)
+    v_at = np.empty(n_buckets, dtype=np.int64)
+    for b in range(n_buckets):
+        n = bucket_ptr[b + 1] - bucket_ptr[b]
+        if n == 0:
+            continue
+        at, narrow = starts[b], narrow8[b]
+        out[at : at + 4].view(np.uint32)[0] = head[0]
+        out[at + 4] = head[1]
+        out[at + 5] = head[2]
+        out[at + 6] = 0 if narrow else head[3]
+        out[at + 7] = 0
+        counts = out[at + 8 : at + 32].view(np.int64)
+        counts[0] = n
+        counts[1] = b * width
+        counts[2] = row_start
+        g0 = at + 32
+        c0 = g0 + _padded(n * gs)
+        v0 = c0 + _padded(n * cs)
+        end = v0 + _padded(n * (1 if narrow else vs))
+        for edge in (c0, v0, end):  # each section's last 8 bytes zeroed: its padding
+            out[edge - 8 : edge] = 0
+        g_at[b], c_at[b] = g0 // gs, c0 // cs
+        v_at[b] = v0 if narrow else v0 // vs
     if flags & PER_VALUE:
         _scatter_values(
-            indptr,
-            indices,
-            data,
-            row_start,
-            col_start,
-            bucket_of,
-            width,
-            fill,
-            cell_total,
-            cell_nnz,
-            out_gene,
-            out_cell,
-            out_val,
-        )
+            indptr, indices, data, row_start, col_start, bucket_of, width,
+            cell_total, cell_nnz, narrow8, g_at, c_at, v_at, out, out_gene, out_cell, out_val,
+        )  # fmt: skip
         return True
     exact = not flags & (NON_INTEGER | LARGE)
     at = 0  # the next run
@@ -257,16 +291,24 @@ def scatter_block(
             j = runs[at]
             at += 1
             bucket = bucket_of[indices[k] + col_start]
-            p = fill[bucket]
             m = j - k
-            genes, cells, values = out_gene[p : p + m], out_cell[p : p + m], out_val[p : p + m]
+            g, c, p = g_at[bucket], c_at[bucket], v_at[bucket]
+            genes, cells = out_gene[g : g + m], out_cell[c : c + m]
             x, v = indices[k:j], data[k:j]
             shift = col_start - bucket * width
-            for i in range(m):  # three plain copies: vectorized
-                genes[i] = x[i] + shift
-                cells[i] = r
-                values[i] = v[i]
-            fill[bucket] = p + m
+            if narrow8[bucket]:
+                narrow = out[p : p + m]
+                for i in range(m):  # three plain copies: vectorized
+                    genes[i] = x[i] + shift
+                    cells[i] = r
+                    narrow[i] = v[i]
+            else:
+                values = out_val[p : p + m]
+                for i in range(m):
+                    genes[i] = x[i] + shift
+                    cells[i] = r
+                    values[i] = v[i]
+            g_at[bucket], c_at[bucket], v_at[bucket] = g + m, c + m, p + m
             k = j
         cell = r + row_start
         if exact and b - a < 2**29:  # integers below 2**24: any order of adding is exact
@@ -304,14 +346,18 @@ def _scatter_values(
     col_start: int,
     bucket_of: np.ndarray,
     width: int,
-    fill: np.ndarray,
     cell_total: np.ndarray,
     cell_nnz: np.ndarray,
+    narrow8: np.ndarray,
+    g_at: np.ndarray,
+    c_at: np.ndarray,
+    v_at: np.ndarray,
+    out: np.ndarray,
     out_gene: np.ndarray,
     out_cell: np.ndarray,
     out_val: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """:func:`scatter_block` value by value, for rows in any order and explicit zeros (not
+    """:func:`scatter_records` value by value, for rows in any order and explicit zeros (not
     stored); a row's sum is added in stored order."""
     for r in range(indptr.shape[0] - 1):
         cell = r + row_start
@@ -322,21 +368,28 @@ def _scatter_values(
                 continue
             gene = indices[k] + col_start
             b = bucket_of[gene]
-            p = fill[b]
-            out_gene[p] = gene - b * width
-            out_cell[p] = r
-            out_val[p] = data[k]
-            fill[b] = p + 1
+            out_gene[g_at[b]] = gene - b * width
+            out_cell[c_at[b]] = r
+            if narrow8[b]:
+                out[v_at[b]] = data[k]
+            else:
+                out_val[v_at[b]] = data[k]
+            g_at[b] += 1
+            c_at[b] += 1
+            v_at[b] += 1
             total += v
             stored += 1
         cell_total[cell], cell_nnz[cell] = total, stored
 
 
 @njit(nogil=True, cache=True)
-def record_sizes(ptr: np.ndarray, narrow8: np.ndarray, items: np.ndarray, sizes: np.ndarray) -> None:  # pragma: no cover - compiled
-    """``sizes[b]``: the bytes of bucket ``b``'s record for :func:`pack_records` (0 for a
+def record_sizes(
+    ptr: np.ndarray, narrow8: np.ndarray, items: np.ndarray, sizes: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """``sizes[b]``: the bytes of bucket ``b``'s record for :func:`scatter_records` (0 for a
     bucket without values): a header of 32 bytes, then genes, cells and values, each section
-    padded to 8 bytes; ``items`` and ``narrow8`` as there."""
+    padded to 8 bytes. ``items``: the bytes of a gene, a cell and a value; ``narrow8`` as
+    there."""
     for b in range(ptr.shape[0] - 1):
         n = ptr[b + 1] - ptr[b]
         if n == 0:
@@ -349,67 +402,3 @@ def record_sizes(ptr: np.ndarray, narrow8: np.ndarray, items: np.ndarray, sizes:
 @njit(nogil=True, cache=True, inline="always")
 def _padded(n: int) -> int:  # pragma: no cover - compiled
     return n + (-n) % 8
-
-
-@njit(nogil=True, cache=True)
-def pack_records(
-    gene: np.ndarray,
-    cell: np.ndarray,
-    val: np.ndarray,
-    ptr: np.ndarray,
-    narrow8: np.ndarray,
-    magic: int,
-    codes: np.ndarray,
-    items: np.ndarray,
-    width: int,
-    row_start: int,
-    out: np.ndarray,
-    starts: np.ndarray,
-) -> None:  # pragma: no cover - compiled
-    """Write the record of each bucket of one scattered block at ``out[starts[b]:]`` (8-byte
-    aligned, :func:`record_sizes` bytes; nothing for a bucket without values), in
-    :mod:`~._buckets`' layout: a header (magic, the codes ``codes[0..2]`` of genes, cells and
-    values, the count, the bucket's first gene, the block's first row), then each section
-    padded to 8 bytes. ``out`` is the spill's staging arena (``_direct.StagedFiles``), each
-    record where its bucket's file goes on.
-
-    ``gene``, ``cell`` and ``val`` are the scatter's outputs viewed as bytes (``items[k]``
-    bytes a value; bucket ``b`` holds values ``ptr[b]..ptr[b+1]-1``): one compiled
-    function for every combination of types, which are copied byte for byte. A bucket with
-    ``narrow8[b]`` stores its 16-bit values in 8 bits (code 0: their low bytes,
-    little-endian). Slices, not ``out[p + i]`` loops: a signed index keeps a loop scalar
-    (4.9 against 1.0-1.5 ns a value)."""
-    g_code, c_code, v_code = codes[0], codes[1], codes[2]
-    gs, cs, vs = items[0], items[1], items[2]
-    for b in range(ptr.shape[0] - 1):
-        s, e = ptr[b], ptr[b + 1]
-        n = e - s
-        if n == 0:
-            continue
-        at = starts[b]
-        narrow = narrow8[b]
-        out[at : at + 4].view(np.uint32)[0] = magic
-        out[at + 4] = g_code
-        out[at + 5] = c_code
-        out[at + 6] = 0 if narrow else v_code
-        out[at + 7] = 0
-        head = out[at + 8 : at + 32].view(np.int64)
-        head[0] = n
-        head[1] = b * width
-        head[2] = row_start
-        p = _put(out, at + 32, gene[s * gs : e * gs])
-        p = _put(out, p, cell[s * cs : e * cs])
-        if narrow:  # noqa: SIM108 - two array types (strided, contiguous): one each
-            _put(out, p, val[s * vs : e * vs : vs])
-        else:
-            _put(out, p, val[s * vs : e * vs])
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _put(out: np.ndarray, p: int, data: np.ndarray) -> int:  # pragma: no cover - compiled
-    """``data`` stored at ``out[p:]``, zero-padded to 8 bytes; where the next section starts."""
-    q = p + data.shape[0]
-    out[p:q] = data
-    end: int = q + (-q) % 8
-    out[q:end] = 0
-    return end

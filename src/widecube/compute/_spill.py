@@ -42,9 +42,8 @@ from ._route import (
     NON_INTEGER,
     SCATTER_OK,
     count_block,
-    pack_records,
     record_sizes,
-    scatter_block,
+    scatter_records,
 )
 
 __all__ = ["BYTES_PER_VALUE", "MAX_BUCKETS", "GeneSlab", "GeneSpill", "bucket_geometry"]
@@ -101,14 +100,13 @@ class GeneSpill:
         self.bucket_nnz = np.zeros(self.n_buckets, dtype=np.int64)
         self.negative = False
         self.non_integer = False
-        self._scratch_bytes = np.empty(0, dtype=np.uint8)  # scatter output reused by add()
         self._run_ends = np.empty(0, dtype=np.int32)  # count_block's runs, reused by add()
         self._ptr = np.empty(self.n_buckets + 1, dtype=np.int64)
         self._max = np.empty(self.n_buckets, dtype=np.float64)  # bounds on buckets' largest values
         self._gene_type = INDEX_TYPES[index_code(self.width)]
         self._bucket_of = (np.arange(n_genes, dtype=np.int64) // self.width).astype(np.int32)
         self._record_size = np.zeros(self.n_buckets, dtype=np.int64)  # a block's, bucket by bucket
-        self._codes = np.array([index_code(self.width), 0, 0], dtype=np.int64)
+        self._head = np.array([MAGIC, index_code(self.width), 0, 0], dtype=np.int64)  # of a record
         self._items = np.zeros(3, dtype=np.int64)  # bytes of a gene, a cell, a value
         self._no_narrowing = np.zeros(self.n_buckets, dtype=np.bool_)
         # open for the whole of pass 1, closed by close()
@@ -140,11 +138,19 @@ class GeneSpill:
         )
         if error != SCATTER_OK:
             raise self._refused(block, error, at)
-        n = int(ptr[-1])
         cell_type = INDEX_TYPES[index_code(m.shape[0])]
-        val_type = VALUE_TYPES[value_code(flags, float(self._max.max()), self.dtype)]
-        gene, cell, val = self._scratch(n, cell_type, val_type)
-        done = scatter_block(
+        val_code = value_code(flags, float(self._max.max()), self.dtype)
+        val_type = VALUE_TYPES[val_code]
+        self.negative |= bool(flags & NEGATIVE)
+        self.non_integer |= bool(flags & NON_INTEGER)
+        # 16-bit counts: 8 bits in each bucket whose counts fit
+        narrow8 = (self._max <= 0xFF) if val_type == VALUE_TYPES[1] else self._no_narrowing
+        self._items[:] = (self._gene_type.itemsize, cell_type.itemsize, val_type.itemsize)
+        self._head[2:] = (index_code(m.shape[0]), val_code)
+        record_sizes(ptr, narrow8, self._items, self._record_size)
+        starts = self._files.reserve(self._record_size)  # where each bucket's file goes on
+        arena = self._files.arena  # after reserve(), which may have made a larger one
+        done = scatter_records(
             m.indptr,
             m.indices,
             m.data,
@@ -157,61 +163,24 @@ class GeneSpill:
             ptr,
             self.cell_total,
             self.cell_nnz,
-            gene,
-            cell,
-            val,
-        )
-        if not done:  # pragma: no cover - the buffers are sized from ptr just above
-            raise RuntimeError("pass 1: scatter buffers smaller than the block")
-        self.negative |= bool(flags & NEGATIVE)
-        self.non_integer |= bool(flags & NON_INTEGER)
-        sizes = np.diff(ptr)
-        # 16-bit counts: 8 bits in each bucket whose counts fit
-        narrow8 = (self._max <= 0xFF) if val_type == VALUE_TYPES[1] else self._no_narrowing
-        items = (self._gene_type.itemsize, cell_type.itemsize, val_type.itemsize)
-        self._items[:] = items
-        self._codes[1:] = (index_code(m.shape[0]), value_code(flags, float(self._max.max()), self.dtype))
-        record_sizes(ptr, narrow8, self._items, self._record_size)
-        starts = self._files.reserve(self._record_size)  # where each bucket's file goes on
-        pack_records(  # byte views: one compiled function for every type
-            gene.view(np.uint8),
-            cell.view(np.uint8),
-            val.view(np.uint8),
-            ptr,
             narrow8,
-            MAGIC,
-            self._codes,
-            self._items,
-            self.width,
-            block.row_start,
-            self._files.arena,  # after reserve(), which may have made a larger one
+            self._head,
             starts,
+            arena,
+            arena.view(self._gene_type),
+            arena.view(cell_type),
+            arena.view(val_type),
         )
-        self.bucket_nnz += sizes
+        if not done:  # pragma: no cover - the arena's room is reserved from ptr just above
+            raise RuntimeError("pass 1: records larger than the room reserved for them")
+        self.bucket_nnz += np.diff(ptr)
 
     def _runs(self, n: int) -> np.ndarray:
         """Where count_block notes each run's end (one per stored value at most), kept from
-        block to block as :meth:`_scratch` is."""
+        block to block (fresh arrays per block cost a page fault per 4 KiB written)."""
         if self._run_ends.shape[0] < n:
             self._run_ends = np.empty(n, dtype=np.int32)
         return self._run_ends
-
-    def _scratch(
-        self, n: int, cell_type: np.dtype, val_type: np.dtype
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The scatter's output arrays, viewed in one byte buffer kept from block to block and
-        grown only when a block needs more than any before: fresh arrays per block cost a
-        page fault per 4 KiB written (measured on a 30,000 x 30,000 pass 1: 540,000 minor
-        faults)."""
-        sizes = [n * t.itemsize for t in (self._gene_type, cell_type, val_type)]
-        spans = [size + (-size % 8) for size in sizes]
-        if self._scratch_bytes.shape[0] < sum(spans):
-            self._scratch_bytes = np.empty(sum(spans), dtype=np.uint8)
-        out, at = [], 0
-        for t, size, span in zip((self._gene_type, cell_type, val_type), sizes, spans, strict=True):
-            out.append(self._scratch_bytes[at : at + size].view(t))
-            at += span
-        return out[0], out[1], out[2]
 
     def _refused(self, block: Block, error: int, at: int) -> UnreadableInput:
         m, first = block.matrix, block.row_start + 1
@@ -234,7 +203,6 @@ class GeneSpill:
         )
 
     def close(self) -> None:
-        self._scratch_bytes = np.empty(0, dtype=np.uint8)
         self._run_ends = np.empty(0, dtype=np.int32)
         self._files.close()
 
