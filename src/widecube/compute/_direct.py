@@ -51,7 +51,8 @@ def _round_up(n: int) -> int:
 
 class StagedFiles:
     """Append-only files at ``paths`` (created empty), staged in one aligned byte arena,
-    :attr:`arena`, where every file has two regions (``half`` bytes each at first).
+    :attr:`arena`, where every file has two regions of ``half`` bytes, or of twice the largest
+    size the first :meth:`reserve` asks for where that is more (larger blocks of rows).
 
     :meth:`reserve` says where, in the arena, the caller writes each file's next bytes (a
     compiled kernel writes a whole block's records there at once, no call per record). A
@@ -74,10 +75,11 @@ class StagedFiles:
         except BaseException:
             self._close_fds()
             raise
-        n, half = len(paths), _round_up(max(1, half))
-        self.arena = aligned_bytes(2 * n * half)  # pages are faulted in at first use only
-        self._at = np.arange(2 * n, dtype=np.int64) * half  # region 2*i + side of file i
-        self._room = np.full(2 * n, half, dtype=np.int64)
+        n = len(paths)
+        self._half = half
+        self.arena = np.empty(0, dtype=np.uint8)  # laid out by the first reserve()
+        self._at = np.zeros(2 * n, dtype=np.int64)  # where region 2*i + side of file i starts
+        self._room = np.zeros(2 * n, dtype=np.int64)
         self._even = np.arange(n, dtype=np.int64) * 2
         self._side = np.zeros(n, dtype=np.int64)  # each file's region in use: 0 or 1
         self._fill = np.zeros(n, dtype=np.int64)  # bytes staged in it
@@ -101,12 +103,22 @@ class StagedFiles:
         """Room for ``sizes[i]`` more bytes of file ``i`` (int64, one per file): the offsets
         in :attr:`arena` where the caller writes them, before its next call (an offset is
         meaningless where the size is 0). Raises a failed earlier write."""
+        if not self.arena.shape[0]:
+            self._lay_out(_round_up(max(self._half, 2 * int(sizes.max(initial=0)))))
         over = np.flatnonzero(self._fill + sizes > self._room[self._even + self._side])
         for i in over.tolist():
             self._flush(i, int(sizes[i]))
         starts: np.ndarray = self._at[self._even + self._side] + self._fill
         self._fill += sizes
         return starts
+
+    def _lay_out(self, room: int) -> None:
+        """Two regions of ``room`` bytes per file (pages are faulted in at first use only):
+        sized from the first block's records, so that a file moves to larger regions only
+        when one of its records is more than twice the largest of that block."""
+        self.arena = aligned_bytes(self._at.shape[0] * room)
+        self._at[:] = np.arange(self._at.shape[0], dtype=np.int64) * room
+        self._room[:] = room
 
     def _flush(self, i: int, need: int) -> None:
         """Hand file ``i``'s whole blocks (all of it, through the page cache) to the writer
