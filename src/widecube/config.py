@@ -85,6 +85,12 @@ class Settings(BaseSettings):
         default=8_000_000,
         description="Non-zeros per streamed row block; bounds the reader's buffers.",
     )
+    spill_direct: bool = Field(
+        default=True,
+        description="Write pass 1's spill around the page cache (O_DIRECT) and read it back so, "
+        "where the file system allows it; false writes it through the page cache, for a work "
+        "folder on a disk where small direct writes are slow (a spinning disk).",
+    )
     max_categories: int = Field(
         default=10_000,
         description="Categorical obs columns with more categories are not grouped by default.",

@@ -47,7 +47,7 @@ def _appends(files: StagedFiles, n_files: int, seed: int) -> list[bytes]:
     return [bytes(e) for e in expected]
 
 
-@pytest.mark.parametrize("where", ["disk", "refused", "off"])
+@pytest.mark.parametrize("where", ["disk", "refused", "off", "not asked for"])
 def test_appended_bytes_land_in_order_and_files_keep_their_length(
     where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -64,7 +64,7 @@ def test_appended_bytes_land_in_order_and_files_keep_their_length(
 
         monkeypatch.setattr(_direct.os, "open", refusing)
     paths = [tmp_path / f"b{i}.spill" for i in range(5)]
-    files = StagedFiles(paths, half=64 * 1024)
+    files = StagedFiles(paths, half=64 * 1024, direct=where != "not asked for")
     assert files.direct == direct
     expected = _appends(files, len(paths), seed=1)
     assert files.arena.shape[0] > 2 * 5 * 64 * 1024  # regions moved for the larger records
@@ -74,8 +74,8 @@ def test_appended_bytes_land_in_order_and_files_keep_their_length(
         assert path.stat().st_size == len(want)
         assert path.read_bytes() == want
         got = read_direct(path, aligned_bytes(len(want) + ALIGN))
-        if direct:
-            assert got is not None and got.tobytes() == want
+        if direct or (where == "not asked for" and getattr(os, "O_DIRECT", 0)):
+            assert got is not None and got.tobytes() == want  # what went through the cache too
         else:
             assert got is None  # the caller maps the file instead
 

@@ -233,6 +233,32 @@ def test_obsm_embeddings_are_stored(make_h5ad: MakeH5ad, settings: Settings) -> 
     np.testing.assert_allclose(snap.array("dataset/obsm.zarr/X_umap"), adata.obsm["X_umap"], rtol=1e-6)
 
 
+def test_a_spill_through_the_page_cache_builds_the_same_snapshot(
+    make_h5ad: MakeH5ad, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``WIDECUBE_SPILL_DIRECT=false`` reaches pass 1's files (written through the page cache)
+    and changes nothing in what is published: every file's checksum is the default's."""
+    from widecube.compute import _spill
+
+    asked: list[bool] = []
+    real = _spill.StagedFiles
+
+    def spy(paths: list[Path], **kw: bool) -> object:
+        asked.append(kw.get("direct", True))
+        return real(paths, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_spill, "StagedFiles", spy)
+    path = make_h5ad()
+    checksums = []
+    for name, direct in (("a", True), ("b", False)):
+        asked.clear()
+        record = ingest(path, dataset=name, settings=settings.model_copy(update={"spill_direct": direct}))
+        assert asked and set(asked) == {direct}
+        manifest = Snapshot(settings.storage / str(record.path)).manifest
+        checksums.append({p: e["sha256"] for p, e in manifest["files"].items() if "/views/" in f"/{p}"})
+    assert len(checksums[0]) > 10 and checksums[0] == checksums[1]
+
+
 def test_progress_is_saved_in_the_catalog_while_building(
     make_h5ad: MakeH5ad, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -201,8 +201,11 @@ class SpillBuckets:
     ``dirs`` are the spill folders of the pass-1 tasks in row order (one for a single-process
     pass 1); bucket ``b`` (genes ``b*width .. (b+1)*width-1``) is the concatenation of its
     files in every folder. ``offsets[b]`` is the gene-major position of its first value and
-    ``counts[d][b]`` the values of bucket ``b`` in folder ``d``, as pass 1 counted them.
-    Picklable, so a pass-2 task elsewhere reads its buckets from shared storage.
+    ``counts[d][b]`` the values of bucket ``b`` in folder ``d``, as pass 1 counted them;
+    ``direct[d]`` whether folder ``d``'s files were written around the page cache (read back
+    so; else mapped: a direct read of a file written through the cache would first write its
+    dirty pages to the disk). Picklable, so a pass-2 task elsewhere reads its buckets from
+    shared storage.
     """
 
     dirs: tuple[Path, ...]
@@ -214,6 +217,7 @@ class SpillBuckets:
     slab_values: int
     offsets: tuple[int, ...]
     counts: tuple[tuple[int, ...], ...]
+    direct: tuple[bool, ...]
 
     def genes(self, bucket: int) -> tuple[int, int]:
         """The genes ``lo..hi-1`` of ``bucket``."""
@@ -240,7 +244,7 @@ class SpillBuckets:
         paths = [bucket_path(d, bucket) for d in self.dirs]
         n = sum(counts[bucket] for counts in self.counts)
         if n <= self.slab_values or hi - lo == 1:
-            yield self._slab(paths, n, lo, hi, start, remove=consume, buffers=buffers)
+            yield self._slab(paths, self.direct, n, lo, hi, start, remove=consume, buffers=buffers)
             return
         # too large for one slab: split into halves under a folder of its own, reading the
         # parts one after the other (no joined copy first); consumed parts go once split
@@ -256,6 +260,7 @@ class SpillBuckets:
     def _slab(
         self,
         paths: list[Path],
+        direct: tuple[bool, ...],
         n: int,
         lo: int,
         hi: int,
@@ -265,11 +270,11 @@ class SpillBuckets:
         buffers: ReadBuffers | None = None,
     ) -> GeneSlab:
         """Genes ``lo..hi-1`` from the bucket files ``paths`` (in row order, ``n`` values in
-        all), sorted by gene."""
+        all, each written around the page cache where ``direct`` says so), sorted by gene."""
         indptr = np.empty(hi - lo + 1, dtype=np.int64)
         cells = np.empty(n, dtype=np.int32)
         vals = np.empty(n, dtype=self.dtype)
-        raw = _bucket_bytes(paths, buffers if buffers is not None else ReadBuffers())
+        raw = _bucket_bytes(paths, direct, buffers if buffers is not None else ReadBuffers())
         got, status, part, at = sort_records(raw, MAGIC, lo, hi - lo, self.n_cells, indptr, cells, vals)
         del raw  # the mappings are unmapped here, with their last arrays
         if status != RECORD_OK or got != n:  # the job's own file changed under it: an I/O
@@ -326,8 +331,8 @@ class SpillBuckets:
         ):
             if n > self.slab_values and b - a > 1:
                 yield from self._split([half], half, a, b, at, remove=True, buffers=buffers)
-            else:
-                yield self._slab([half], n, a, b, at, remove=True, buffers=buffers)
+            else:  # the halves are written through the page cache (append_record)
+                yield self._slab([half], (False,), n, a, b, at, remove=True, buffers=buffers)
 
 
 def bucket_path(folder: Path, bucket: int) -> Path:
@@ -335,24 +340,29 @@ def bucket_path(folder: Path, bucket: int) -> Path:
     return folder / f"b{bucket:05d}.spill"
 
 
-def _bucket_bytes(paths: list[Path], into: ReadBuffers) -> list[np.ndarray]:
+def _bucket_bytes(paths: list[Path], direct: tuple[bool, ...], into: ReadBuffers) -> list[np.ndarray]:
     """The bytes of each of a bucket's files: read around the page cache into ``into``'s
-    aligned buffer (``_direct``: pass 1 wrote them so, and a read that fills the page cache
-    costs what writing through it would have), else mapped (a file system without
-    ``O_DIRECT``: the pages pass 1 left in the cache, without a copy; private mappings, so
+    aligned buffer where ``direct`` says the file was written so (``_direct``: a read that
+    fills the page cache costs what writing through it would have), else mapped (written
+    through the cache, or a file system without ``O_DIRECT``: the pages pass 1 left in the
+    cache, without a copy; private mappings, so
     the arrays are writable like read buffers and the sort's types are the same; each is
     unmapped when its array is dropped). An empty file is an empty array; a file that can
     be neither read so nor mapped is read."""
     sizes = [path.stat().st_size for path in paths]
-    arena = into.bytes(sum(size + (-size % ALIGN) for size in sizes))
+    arena = into.bytes(
+        sum(size + (-size % ALIGN) for size, around in zip(sizes, direct, strict=True) if around)
+    )
     out, at = [], 0
-    for path, size in zip(paths, sizes, strict=True):
+    for path, size, around in zip(paths, sizes, direct, strict=True):
         if size == 0:
             out.append(np.empty(0, dtype=np.uint8))
             continue
-        room = size + (-size % ALIGN)
-        got = read_direct(path, arena[at : at + room])
-        at += room
+        got = None
+        if around:
+            room = size + (-size % ALIGN)
+            got = read_direct(path, arena[at : at + room])
+            at += room
         if got is not None:
             out.append(got)
             continue
@@ -404,7 +414,8 @@ def _remove(paths: list[Path]) -> None:
 class SpillPart:
     """What a pass-1 task over rows ``start..stop-1`` leaves: its spill folder (``dir``), its
     rows' library sizes and stored values, its buckets' sizes and value flags, and the
-    spill's geometry ``(width, n_buckets, slab_values, dtype)``."""
+    spill's geometry ``(width, n_buckets, slab_values, dtype)``, and whether its files were
+    written around the page cache (``direct``)."""
 
     dir: Path
     start: int
@@ -415,6 +426,7 @@ class SpillPart:
     negative: bool
     non_integer: bool
     geometry: tuple[int, int, int, np.dtype]
+    direct: bool
 
 
 class JoinedSpill:
@@ -456,6 +468,7 @@ class JoinedSpill:
             self.slab_values,
             tuple(int(o) for o in offsets),
             tuple(tuple(int(c) for c in p.bucket_nnz) for p in self.parts),
+            tuple(p.direct for p in self.parts),
         )
 
     def slabs(self) -> Iterator[GeneSlab]:

@@ -62,11 +62,13 @@ class StagedFiles:
     most one write per region is in flight and the arena bounds the memory. A reservation
     larger than a region moves that file's two regions to a larger stretch at the arena's
     end (skewed genes; the arena is copied then). :meth:`close` writes what is left.
-    ``direct`` says whether the page cache is bypassed."""
+    ``direct`` says whether the page cache is bypassed: asked for (``direct=False`` writes
+    through it, for disks where small direct writes are slow: a spinning disk) and allowed
+    by the platform and the file system."""
 
-    def __init__(self, paths: list[Path], *, half: int = _CHUNK) -> None:
+    def __init__(self, paths: list[Path], *, half: int = _CHUNK, direct: bool = True) -> None:
         self.paths = paths
-        self.direct = bool(_DIRECT)
+        self.direct = bool(_DIRECT) and direct
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
         self._fds: list[int] = []
         try:

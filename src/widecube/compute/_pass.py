@@ -119,11 +119,13 @@ def spill_by_gene(
     slab_bytes: int,
     progress: Callable[[float], None] | None = None,
     threads: int = 1,
+    direct: bool = True,
 ) -> GeneSpill | JoinedSpill:
     """Pass 1 over ``source``: every non-zero by gene bucket, in one :class:`GeneSpill`, or
     with ``threads`` > 1 and an input that reads row ranges, in one spill per range of rows
     joined in row order (:func:`spill_rows_in_threads`) when there are at least two blocks
-    of ``block_nnz`` values per thread.
+    of ``block_nnz`` values per thread. ``direct``: the spill is written around the page
+    cache where the file system allows it (``Settings.spill_direct``).
 
     Pins the process's malloc policy first (:func:`~widecube.compute._malloc.bound_heap`):
     without it the heap grows with every block streamed, by pass 2 of B1M past 1 GB.
@@ -141,8 +143,9 @@ def spill_by_gene(
             block_nnz=block_nnz,
             slab_bytes=slab_bytes,
             progress=progress,
+            direct=direct,
         )
-    spill = _new_spill(source, workdir, slab_bytes)
+    spill = _new_spill(source, workdir, slab_bytes, direct)
     try:
         check = check_finite(source, obs_names, var_names)
         for block in prefetch(source.iter_blocks(block_nnz=block_nnz), check=check):
@@ -167,6 +170,7 @@ def spill_rows_in_threads(
     block_nnz: int,
     slab_bytes: int,
     progress: Callable[[float], None] | None = None,
+    direct: bool = True,
 ) -> JoinedSpill:
     """Pass 1 over the row ranges ``bounds[i]..bounds[i+1]-1``, one thread each, into
     ``workdir/pass1/p<i>``, joined in row order.
@@ -203,6 +207,7 @@ def spill_rows_in_threads(
                 slab_bytes=slab_bytes,
                 progress=advance,
                 cancelled=lambda: cancelled(i),
+                direct=direct,
             )
         except BaseException:
             with lock:
@@ -231,6 +236,7 @@ def spill_rows(
     slab_bytes: int,
     progress: Callable[[float], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    direct: bool = True,
 ) -> SpillPart:
     """Pass 1 over rows ``start..stop-1`` of ``source`` (one task of a pass 1 split by rows)
     into a spill of its own in ``workdir``, with the bucket geometry every task of the same
@@ -238,10 +244,10 @@ def spill_rows(
 
     ``progress(fraction of the whole matrix)`` after each block; ``cancelled()`` is asked
     before each block, and when it says so the spill is removed and :class:`Cancelled`
-    raised."""
+    raised. ``direct`` as :func:`spill_by_gene` says."""
     bound_heap()
     shutil.rmtree(workdir / "spill", ignore_errors=True)
-    spill = _new_spill(source, workdir, slab_bytes)
+    spill = _new_spill(source, workdir, slab_bytes, direct)
     n_cells, n_genes = source.shape
     try:
         check = check_finite(source, obs_names, var_names)
@@ -263,7 +269,7 @@ def spill_rows(
     return spill.part(start, stop)
 
 
-def _new_spill(source: MatrixSource, workdir: Path, slab_bytes: int) -> GeneSpill:
+def _new_spill(source: MatrixSource, workdir: Path, slab_bytes: int, direct: bool) -> GeneSpill:
     n_cells, n_genes = source.shape
     return GeneSpill(
         workdir,
@@ -273,4 +279,5 @@ def _new_spill(source: MatrixSource, workdir: Path, slab_bytes: int) -> GeneSpil
         expected_nnz=source.nnz_expected,
         slab_bytes=slab_bytes,
         where=source.path.name,
+        direct=direct,
     )

@@ -87,7 +87,11 @@ class GeneSpill:
         expected_nnz: int,
         slab_bytes: int,
         where: object = "input",
+        direct: bool = True,
     ) -> None:
+        """``direct``: write the bucket files around the page cache where the file system
+        allows it (:class:`~._direct.StagedFiles`); pass 2 reads them back the way they were
+        written."""
         self.where = where  # names the input in errors
         self.dir = workdir / "spill"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -110,7 +114,7 @@ class GeneSpill:
         self._items = np.zeros(3, dtype=np.int64)  # bytes of a gene, a cell, a value
         self._no_narrowing = np.zeros(self.n_buckets, dtype=np.bool_)
         # open for the whole of pass 1, closed by close()
-        self._files = StagedFiles([bucket_path(self.dir, b) for b in range(self.n_buckets)])
+        self._files = StagedFiles([bucket_path(self.dir, b) for b in range(self.n_buckets)], direct=direct)
 
     @property
     def nnz(self) -> int:
@@ -218,6 +222,7 @@ class GeneSpill:
             self.negative,
             self.non_integer,
             (self.width, self.n_buckets, self.slab_values, self.dtype),
+            self._files.direct,
         )
 
     def buckets(self) -> SpillBuckets:
@@ -233,6 +238,7 @@ class GeneSpill:
             self.slab_values,
             tuple(int(o) for o in offsets),
             (tuple(int(c) for c in self.bucket_nnz),),
+            (self._files.direct,),
         )
 
     def slabs(self) -> Iterator[GeneSlab]:

@@ -227,7 +227,13 @@ class _Names(Sequence[str]):
 
 
 def _pass1_task(
-    opener: Callable[[], MatrixSource], start: int, stop: int, workdir: Path, block_nnz: int, slab_bytes: int
+    opener: Callable[[], MatrixSource],
+    start: int,
+    stop: int,
+    workdir: Path,
+    block_nnz: int,
+    slab_bytes: int,
+    direct: bool,
 ) -> SpillPart | InputError:
     """Pass 1 of rows ``start..stop-1`` on a worker, into a spill of its own under ``workdir``.
 
@@ -236,13 +242,13 @@ def _pass1_task(
     _numba_threads_as_worker()
     try:
         with opener() as source:
-            return _spill_rows(source, start, stop, workdir, block_nnz, slab_bytes)
+            return _spill_rows(source, start, stop, workdir, block_nnz, slab_bytes, direct)
     except InputError as exc:
         return exc
 
 
 def _spill_rows(
-    source: MatrixSource, start: int, stop: int, workdir: Path, block_nnz: int, slab_bytes: int
+    source: MatrixSource, start: int, stop: int, workdir: Path, block_nnz: int, slab_bytes: int, direct: bool
 ) -> SpillPart:
     return spill_rows(
         source,
@@ -253,6 +259,7 @@ def _spill_rows(
         workdir=workdir,
         block_nnz=block_nnz,
         slab_bytes=slab_bytes,
+        direct=direct,
     )
 
 
@@ -277,6 +284,7 @@ def spill_on_cluster(
     slab_bytes: int,
     version: str,
     progress: Callable[[float], None],
+    direct: bool = True,
 ) -> JoinedSpill:
     """Pass 1 split by rows on ``client``'s cluster: each task opens the input (``opener``,
     picklable, the same path on every worker), spills its rows into ``workdir/pass1/p<i>``;
@@ -285,7 +293,8 @@ def spill_on_cluster(
     ``source`` (open here) must read row ranges (:attr:`MatrixSource.row_ranges`). Rows are
     cut into at least two tasks per worker thread, and more for a large input (about 16
     blocks of ``block_nnz`` values each). The first bad input in row order is raised, as
-    the single-process pass 1 raises it.
+    the single-process pass 1 raises it. ``direct`` as :func:`~widecube.compute.spill_by_gene`
+    says.
     """
     n_cells, n_genes = source.shape
     threads = max(1, sum(client.nthreads().values()))
@@ -301,6 +310,7 @@ def spill_on_cluster(
             root / f"p{i:05d}",
             block_nnz,
             slab_bytes,
+            direct,
             key=f"widecube-pass1-{version}-{run}-{i:05d}",
             pure=False,
             retries=_RETRIES,

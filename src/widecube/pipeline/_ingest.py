@@ -459,6 +459,7 @@ def _build(
                 slab_bytes=settings.memory // 16,
                 version=version,
                 progress=_accumulate(progress, "pass 1"),
+                direct=settings.spill_direct,
             )
         else:
             spill = spill_by_gene(
@@ -470,6 +471,7 @@ def _build(
                 slab_bytes=settings.memory // 16,
                 progress=_accumulate(progress, "pass 1"),
                 threads=settings.compute_threads,
+                direct=settings.spill_direct,
             )
         out: SnapshotWriter | None = None
         try:
