@@ -167,6 +167,10 @@ def _steps(r: dict[str, Any]) -> list[str]:
     return rows
 
 
+_WARMED_BEFORE = "untimed ingests of a small dataset of the same generator"
+"""How records made before 2026-12-04 warmed numba's cache (they do not say)."""
+
+
 def render_floor_section(r: dict[str, Any]) -> str:
     """When, where, what ran, each tool's figures, the steps beside the floors, the verdicts."""
     m, d = r["machine"], r["dataset"]
@@ -189,7 +193,8 @@ def render_floor_section(r: dict[str, Any]) -> str:
         f"Python {m['python']}; load average at start {start}, at end {end}",
         f"* widecube commit `{m['git_commit']}`",
         f"* input: `{d['path']}`, {d['shape'][0]:,} cells × {d['shape'][1]:,} genes, {d['nnz']:,} non-zeros, "
-        f"{d['size'] / 1e9:.2f} GB ({d['spec']['note']}); page cache warmed before each run",
+        f"{d['size'] / 1e9:.2f} GB ({d['spec']['note']}); page cache warmed before each run; numba's "
+        f"cache warmed by {r.get('numba_warmed_by', _WARMED_BEFORE)}",
         "",
         "```sh",
         *(" ".join(x["command"]) for x in r["tools"].values()),
