@@ -108,3 +108,40 @@ def test_a_failed_write_is_raised_by_the_reserving_thread(tmp_path: Path) -> Non
     with contextlib.suppress(OSError):  # the writes still queued failed too
         files.close()
     assert files._fds == [] and not any(files._writes)  # yet everything is released
+
+
+def test_a_whole_file_is_read_however_short_the_reads_and_a_shorter_file_is_an_io_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "x.spill"
+    want = np.random.default_rng(2).integers(0, 256, 10_007, dtype=np.uint8)
+    path.write_bytes(want.tobytes())
+    real = os.preadv
+    monkeypatch.setattr(_direct.os, "preadv", lambda fd, bufs, at: real(fd, [bufs[0][:999]], at))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        got = np.zeros(10_007, dtype=np.uint8)
+        _direct.read_whole(fd, got, 10_007, path)
+        assert got.tobytes() == want.tobytes()
+        with pytest.raises(OSError, match=r"spill file changed while read: .*x\.spill holds 10007 of 10008"):
+            _direct.read_whole(fd, np.zeros(10_008, dtype=np.uint8), 10_008, path)
+    finally:
+        os.close(fd)
+
+
+def test_a_bucket_on_a_mount_without_mmap_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files written through the page cache are mapped by pass 2; where the mount refuses
+    ``mmap`` they are read whole instead, with the same bytes."""
+    from widecube.compute import _buckets
+
+    paths = [tmp_path / "a.spill", tmp_path / "b.spill", tmp_path / "c.spill"]
+    contents = [b"", b"WCS1" * 3000, bytes(range(256)) * 7]
+    for path, data in zip(paths, contents, strict=True):
+        path.write_bytes(data)
+
+    def refused(*args: object, **kw: object) -> None:
+        raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr(_buckets.mmap, "mmap", refused)
+    got = _buckets._bucket_bytes(paths, (False, False, False), _buckets.ReadBuffers())
+    assert [g.tobytes() for g in got] == contents

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ._direct import ALIGN, aligned_bytes, read_direct
+from ._direct import ALIGN, aligned_bytes, read_direct, read_whole
 from ._kernels import RECORD_HEADER, RECORD_OK, RECORD_RANGE, RECORD_SHORT, pad8, sections, sort_records
 
 __all__ = [
@@ -370,21 +370,12 @@ def _bucket_bytes(paths: list[Path], direct: tuple[bool, ...], into: ReadBuffers
             try:
                 view = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
             except OSError:  # a mount without mmap
-                out.append(_read_file(f, path, size, np.empty(size, dtype=np.uint8)))
+                raw = np.empty(size, dtype=np.uint8)
+                read_whole(f.fileno(), raw, size, path)
+                out.append(raw)
                 continue
         out.append(np.frombuffer(view, dtype=np.uint8))
     return out
-
-
-def _read_file(f: Any, path: Path, size: int, raw: np.ndarray) -> np.ndarray:
-    """``size`` bytes of the open file ``f`` (``path``) read into ``raw``."""
-    view, got = raw.data, 0
-    while got < size:
-        step = f.readinto(view[got:])
-        if not step:
-            raise OSError(errno.EIO, f"spill file changed while read: {path} holds {got} of {size} bytes")
-        got += step
-    return raw
 
 
 class ReadBuffers:

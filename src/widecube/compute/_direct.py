@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ALIGN", "StagedFiles", "aligned_bytes", "read_direct"]
+__all__ = ["ALIGN", "StagedFiles", "aligned_bytes", "read_direct", "read_whole"]
 
 ALIGN = 4096
 """What ``O_DIRECT`` needs of buffers, offsets and lengths (the logical block size of the
@@ -218,12 +218,19 @@ def read_direct(path: Path, into: np.ndarray) -> np.ndarray | None:
         want = _round_up(size)
         if into.shape[0] < want:
             raise ValueError(f"read_direct: {want} bytes needed, {into.shape[0]} given")
-        view, got = into[:want].data, 0
-        while got < size:
-            step = os.preadv(fd, [view[got:]], got)
-            if not step:
-                raise OSError(errno.EIO, f"spill file changed while read: {path} holds {got} of {size} bytes")
-            got += step
+        read_whole(fd, into[:want], size, path)
         return into[:size]
     finally:
         os.close(fd)
+
+
+def read_whole(fd: int, into: np.ndarray, size: int, path: Path) -> None:
+    """The first ``size`` bytes of the file open as ``fd`` (``path``, for the error) into the
+    byte buffer ``into``, however many reads it takes; a file that ends sooner is an ``EIO``
+    naming it (the job's own file changed under it: retried from scratch)."""
+    view, got = into.data, 0
+    while got < size:
+        step = os.preadv(fd, [view[got:]], got)
+        if not step:
+            raise OSError(errno.EIO, f"spill file changed while read: {path} holds {got} of {size} bytes")
+        got += step
