@@ -47,9 +47,12 @@ wrk:
 # otherwise every pytest worker compiles and assert-rewrites every test module again (18.7 against
 # 13.0 CPU-s to collect) and every CLI, server and Dask process it starts compiles widecube's sources
 # (2.4 against 2.1 CPU-s to import the pipeline and queries).
+# Tests marked `alone` assert a latency against the wall clock: they run after the others, by
+# themselves, where the other workers' ingests cannot take the two cores from them.
 PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest
 test: lint chromium
-	$(PYTEST) -n 3 --dist loadfile --no-loadscope-reorder --durations=25
+	$(PYTEST) -n 3 --dist loadfile --no-loadscope-reorder --durations=25 -m "not alone"
+	$(PYTEST) -m alone
 
 # The fast unit layer alone (no ingest of a whole dataset, no browser, server process or PostgreSQL).
 test-unit: $(STAMP)

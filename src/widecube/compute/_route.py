@@ -277,9 +277,24 @@ def scatter_records(
         v_at[b] = v0 if narrow else v0 // vs
     if flags & PER_VALUE:
         _scatter_values(
-            indptr, indices, data, row_start, col_start, bucket_of, width,
-            cell_total, cell_nnz, narrow8, g_at, c_at, v_at, out, out_gene, out_cell, out_val,
-        )  # fmt: skip
+            indptr,
+            indices,
+            data,
+            row_start,
+            col_start,
+            bucket_of,
+            width,
+            cell_total,
+            cell_nnz,
+            narrow8,
+            g_at,
+            c_at,
+            v_at,
+            out,
+            out_gene,
+            out_cell,
+            out_val,
+        )
         return True
     exact = not flags & (NON_INTEGER | LARGE)
     at = 0  # the next run
