@@ -105,7 +105,7 @@ def run(m: sp.csr_matrix, row_start: int = 5, *, cell_type=np.uint16, val_type=n
     codes = {np.uint16: 0, np.uint32: 1, np.uint8: 2}
     items = np.array([2, np.dtype(cell_type).itemsize, np.dtype(val_type).itemsize], np.int64)
     sizes = np.empty(N_BUCKETS, np.int64)
-    record_sizes(ptr, narrow8, items, sizes)
+    record_sizes(ptr, narrow8, *items.tolist(), sizes)
     order = np.random.default_rng(0).permutation(N_BUCKETS)  # records anywhere in the arena
     starts = np.zeros(N_BUCKETS, np.int64)
     starts[order] = np.concatenate([[0], np.cumsum(sizes[order])[:-1]]) + 64

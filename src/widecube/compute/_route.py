@@ -247,7 +247,7 @@ def scatter_records(
         n = bucket_ptr[b + 1] - bucket_ptr[b]
         if n:
             at = starts[b]
-            end = at + 32 + _padded(n * gs) + _padded(n * cs) + _padded(n * (1 if narrow8[b] else vs))
+            end = _sections(at, n, gs, cs, 1 if narrow8[b] else vs)[3]
             if at < 0 or at % 8 or end > out.shape[0]:
                 return False
     g_at = np.empty(n_buckets, dtype=np.int64)  # where each bucket's next gene, cell and value go
@@ -267,10 +267,7 @@ def scatter_records(
         counts[0] = n
         counts[1] = b * width
         counts[2] = row_start
-        g0 = at + 32
-        c0 = g0 + _padded(n * gs)
-        v0 = c0 + _padded(n * cs)
-        end = v0 + _padded(n * (1 if narrow else vs))
+        g0, c0, v0, end = _sections(at, n, gs, cs, 1 if narrow else vs)
         for edge in (c0, v0, end):  # each section's last 8 bytes zeroed: its padding
             out[edge - 8 : edge] = 0
         g_at[b], c_at[b] = g0 // gs, c0 // cs
@@ -399,19 +396,26 @@ def _scatter_values(
 
 @njit(nogil=True, cache=True)
 def record_sizes(
-    ptr: np.ndarray, narrow8: np.ndarray, items: np.ndarray, sizes: np.ndarray
+    ptr: np.ndarray, narrow8: np.ndarray, gs: int, cs: int, vs: int, sizes: np.ndarray
 ) -> None:  # pragma: no cover - compiled
     """``sizes[b]``: the bytes of bucket ``b``'s record for :func:`scatter_records` (0 for a
-    bucket without values): a header of 32 bytes, then genes, cells and values, each section
-    padded to 8 bytes. ``items``: the bytes of a gene, a cell and a value; ``narrow8`` as
-    there."""
+    bucket without values), its values ``gs``, ``cs`` and ``vs`` bytes a gene, a cell and a
+    value (1 where ``narrow8`` says so)."""
     for b in range(ptr.shape[0] - 1):
         n = ptr[b + 1] - ptr[b]
-        if n == 0:
-            sizes[b] = 0
-            continue
-        vs = 1 if narrow8[b] else items[2]
-        sizes[b] = 32 + _padded(n * items[0]) + _padded(n * items[1]) + _padded(n * vs)
+        sizes[b] = _sections(0, n, gs, cs, 1 if narrow8[b] else vs)[3] if n else 0
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _sections(
+    at: int, n: int, gs: int, cs: int, vs: int
+) -> tuple[int, int, int, int]:  # pragma: no cover - compiled
+    """Where a record of ``n`` values starting at byte ``at`` has its genes, its cells, its
+    values and its end: a header of 32 bytes, then each section padded to 8 bytes."""
+    g0 = at + 32
+    c0 = g0 + _padded(n * gs)
+    v0 = c0 + _padded(n * cs)
+    return g0, c0, v0, v0 + _padded(n * vs)
 
 
 @njit(nogil=True, cache=True, inline="always")

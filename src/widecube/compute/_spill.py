@@ -111,7 +111,6 @@ class GeneSpill:
         self._bucket_of = (np.arange(n_genes, dtype=np.int64) // self.width).astype(np.int32)
         self._record_size = np.zeros(self.n_buckets, dtype=np.int64)  # a block's, bucket by bucket
         self._head = np.array([MAGIC, index_code(self.width), 0, 0], dtype=np.int64)  # of a record
-        self._items = np.zeros(3, dtype=np.int64)  # bytes of a gene, a cell, a value
         self._no_narrowing = np.zeros(self.n_buckets, dtype=np.bool_)
         # open for the whole of pass 1, closed by close()
         self._files = StagedFiles([bucket_path(self.dir, b) for b in range(self.n_buckets)], direct=direct)
@@ -149,9 +148,9 @@ class GeneSpill:
         self.non_integer |= bool(flags & NON_INTEGER)
         # 16-bit counts: 8 bits in each bucket whose counts fit
         narrow8 = (self._max <= 0xFF) if val_type == VALUE_TYPES[1] else self._no_narrowing
-        self._items[:] = (self._gene_type.itemsize, cell_type.itemsize, val_type.itemsize)
         self._head[2:] = (index_code(m.shape[0]), val_code)
-        record_sizes(ptr, narrow8, self._items, self._record_size)
+        sizes = (self._gene_type.itemsize, cell_type.itemsize, val_type.itemsize)
+        record_sizes(ptr, narrow8, *sizes, self._record_size)
         starts = self._files.reserve(self._record_size)  # where each bucket's file goes on
         arena = self._files.arena  # after reserve(), which may have made a larger one
         done = scatter_records(
