@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from widecube.compute._malloc import bound_heap, roomy_heap
+from widecube.compute._malloc import bound_heap, roomy_heap, roomy_policy
 
 SIZE = 16 << 20
 PAGES = SIZE // 4096
@@ -34,3 +34,18 @@ def test_roomy_heap_reuses_freed_memory_then_bounds_it_again() -> None:
         touch()  # the heap grows once
         assert faults(touch) < PAGES // 10  # then serves the same size again from what it kept
     assert faults(touch) > PAGES // 2  # the 1 MiB policy again, and the kept memory returned
+
+
+def test_roomy_policy_holds_from_task_to_task_until_bounded_again() -> None:
+    """A Dask worker's pass-2 tasks: the policy pinned by one serves the next (no trim between)."""
+    if not bound_heap():
+        pytest.skip("the policies are glibc's (mallopt)")
+    try:
+        assert roomy_policy()
+        touch()  # the first task grows the heap once
+        assert faults(touch) < PAGES // 10  # a second task finds the memory kept
+        assert faults(touch) < PAGES // 10
+    finally:
+        bound_heap()
+    touch()  # the 1 MiB policy trims what was kept on the next free
+    assert faults(touch) > PAGES // 2

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._buckets import GeneSlab, JoinedSpill, SpillBuckets, SpillPart
     from ._kernels import cell_scale, gene_moments, gene_quantiles, log1p_table, log_normalize, welch_t_p
-    from ._malloc import roomy_heap
+    from ._malloc import roomy_heap, roomy_policy
     from ._pass import check_finite, spill_by_gene, spill_rows
     from ._select import COUNT_RANGE, group_quantiles
     from ._spill import GeneSpill
@@ -43,6 +43,7 @@ _WHERE = {
     "log_normalize": "_kernels",
     "welch_t_p": "_kernels",
     "roomy_heap": "_malloc",
+    "roomy_policy": "_malloc",
     "check_finite": "_pass",
     "spill_by_gene": "_pass",
     "spill_rows": "_pass",
@@ -96,6 +97,7 @@ __all__ = [
     "make_grouping",
     "parse_groupbys",
     "roomy_heap",
+    "roomy_policy",
     "spill_by_gene",
     "spill_rows",
     "welch",

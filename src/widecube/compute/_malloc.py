@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
-__all__ = ["bound_heap", "roomy_heap"]
+__all__ = ["bound_heap", "roomy_heap", "roomy_policy"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -67,12 +67,20 @@ def bound_heap() -> bool:
     return _policy(_THRESHOLD, _THRESHOLD)
 
 
+def roomy_policy() -> bool:
+    """Pin pass 2's policy: allocations up to 32 MiB come from the heap and up to 128 MiB of
+    freed heap is kept for the next ones, until :func:`bound_heap` pins the 1 MiB one again
+    (a Dask worker's pass-2 tasks, one after another; a pass-1 task pins its own). True if
+    it applies (glibc)."""
+    return _policy(_ROOMY_MMAP, _ROOMY_TRIM)
+
+
 @contextmanager
 def roomy_heap() -> Iterator[bool]:
-    """Inside: allocations up to 32 MiB come from the heap and up to 128 MiB of freed heap is
-    kept for the next ones (pass 2's slab loop). After: the 1 MiB policy again, and what the
-    heap kept is returned to the system. Yields whether it applies (glibc)."""
-    applied = _policy(_ROOMY_MMAP, _ROOMY_TRIM)
+    """Inside: :func:`roomy_policy` (pass 2's slab loop in one process). After: the 1 MiB
+    policy again, and what the heap kept is returned to the system. Yields whether it
+    applies (glibc)."""
+    applied = roomy_policy()
     try:
         yield applied
     finally:

@@ -40,7 +40,7 @@ from typing import Any, overload
 import numpy as np
 import zarr
 
-from ..compute import JoinedSpill, SpillBuckets, SpillPart, spill_rows
+from ..compute import JoinedSpill, SpillBuckets, SpillPart, roomy_policy, spill_rows
 from ..config import Settings
 from ..errors import InputError
 from ..io import MatrixSource, prefetch
@@ -129,8 +129,14 @@ def _task(
     ctx: BuildContext, parts: Sequence[SlabPart], buckets: SpillBuckets, bucket: int, scratch: Path
 ) -> tuple[list[list[Any]], list[Piece]]:
     """Pass 2 of one bucket on a worker: every part on every slab; (each part's results, as
-    its :meth:`~SlabPart.combine` sends them; leftover pieces)."""
+    its :meth:`~SlabPart.combine` sends them; leftover pieces).
+
+    The worker's heap keeps freed memory for the next slab, and the next task (pass 2's
+    policy, as the single process's slab loop has it): without it every slab's arrays are
+    fresh ``mmap`` pages the kernel faults in and zeroes (after pass 1, a worker's heap is
+    pinned to 1 MiB; a worker Dask's nanny started trims above 64 KiB)."""
     _numba_threads_as_worker()
+    roomy_policy()
     sink = ChunkSink()
     per_slab = []
     with contextlib.closing(
