@@ -13,7 +13,10 @@ scanpy's ``rank_genes_groups`` does); Benjamini-Hochberg adjusted p-values as
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+from numba import get_num_threads
 
 from ._kernels import welch_t_p
 
@@ -32,18 +35,33 @@ def log_fold_change(mean_in: np.ndarray, mean_out: np.ndarray, *, log1p: bool) -
         return np.asarray(np.log2((mean_in + EPS) / (mean_out + EPS)))
 
 
-def benjamini_hochberg(p: np.ndarray, rows: int = 64) -> np.ndarray:
+def benjamini_hochberg(p: np.ndarray, threads: int | None = None) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values of each row of a 2-d ``p`` (as scipy's
-    false_discovery_control), ``rows`` rows at a time so the sort's temporaries stay small."""
+    false_discovery_control), rows on ``threads`` threads (default: as many as the numba
+    kernels use; numpy's sort runs free of the GIL).
+
+    A p-value of 1 (a gene absent from a group, or without evidence) is adjusted to 1 whatever
+    its rank: each row sorts only its smaller p-values, which come first in the full order,
+    so their ranks and adjusted values are those a sort of the whole row gives."""
     m = p.shape[1]
-    out = np.empty_like(p)
+    out = np.ones_like(p)
     scale = m / np.arange(1, m + 1)
-    for a in range(0, p.shape[0], rows):
-        block = p[a : a + rows]
-        order = np.argsort(block, axis=1)
-        ranked = np.take_along_axis(block, order, axis=1) * scale
-        ranked = np.minimum.accumulate(ranked[:, ::-1], axis=1)[:, ::-1]
-        np.put_along_axis(out[a : a + rows], order, np.minimum(ranked, 1.0), axis=1)
+
+    def adjust(i: int) -> None:
+        row = p[i]
+        below = np.flatnonzero(~(row >= 1.0))  # NaN among them: sorted last, as a whole-row sort does
+        order = below[np.argsort(row[below])]
+        ranked = row[order] * scale[: order.shape[0]]
+        out[i, order] = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
+
+    n = threads if threads is not None else get_num_threads()
+    if n <= 1 or p.shape[0] < 2:
+        for i in range(p.shape[0]):
+            adjust(i)
+    else:
+        with ThreadPoolExecutor(n, thread_name_prefix="widecube-bh") as pool:
+            for _ in pool.map(adjust, range(p.shape[0])):
+                pass
     return out
 
 

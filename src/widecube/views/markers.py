@@ -235,24 +235,19 @@ class MarkersBuilder(Builder):
         gene_names = np.asarray(ctx.var.index.astype(str))
         for (layer, key), top in self._top.items():
             names = ctx.grouping(key).names
-            frames = []
             adjusted_all = benjamini_hochberg(self._pvals[layer, key])
-            for g, group in enumerate(names):
-                sel = ~np.isnan(top.fields["t"][g])  # genes without a statistic are no markers
-                genes = top.gene[g][sel]
-                frames.append(
-                    pd.DataFrame(
-                        {
-                            "group": group,
-                            "rank": np.arange(1, len(genes) + 1),
-                            "gene": gene_names[genes],
-                            **{f: top.fields[f][g][sel] for f in FIELDS},
-                            "pval_adj": adjusted_all[g][genes],
-                        }
-                    )
-                )
-            table = pd.concat(frames, ignore_index=True)
-            table["group"] = pd.Categorical(table["group"], categories=names)
+            listed = ~np.isnan(top.fields["t"])  # genes without a statistic are no markers
+            group, _ = np.nonzero(listed)  # row by row: each group's genes, best first
+            genes = top.gene[listed]
+            table = pd.DataFrame(
+                {
+                    "group": pd.Categorical.from_codes(group, categories=names),
+                    "rank": np.cumsum(listed, axis=1, dtype=np.int64)[listed],
+                    "gene": gene_names[genes],
+                    **{f: top.fields[f][listed] for f in FIELDS},
+                    "pval_adj": adjusted_all[group, genes],
+                }
+            )
             self.out.write_table(relpath(MARKERS.name, key, layer, "parquet"), table)
             layers[layer][key] = relpath(MARKERS.name, key, layer, "parquet")
         return {
