@@ -56,10 +56,23 @@ def deployment(folder: Path, n_workers: int = 2) -> Iterator[Deployment]:
     env = _env()
     logs = [open(folder / f"log{i}.txt", "wb") for i in range(n_workers + 1)]  # noqa: SIM115
     scheduler = subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-         "--no-dashboard", "--scheduler-file", str(info)],
-        env=env, stdout=logs[0], stderr=subprocess.STDOUT, cwd=folder,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(info),
+        ],
+        env=env,
+        stdout=logs[0],
+        stderr=subprocess.STDOUT,
+        cwd=folder,
+    )
     workers: list[subprocess.Popen[bytes]] = []
     try:
         deadline = time.monotonic() + 60
@@ -89,7 +102,7 @@ def deployment(folder: Path, n_workers: int = 2) -> Iterator[Deployment]:
                     stdout=logs[i + 1],
                     stderr=subprocess.STDOUT,
                     cwd=folder,
-                )  # fmt: skip
+                )
             )
         yield Deployment(address, scheduler, workers)
     finally:

@@ -350,9 +350,14 @@ def test_revoked_token_fails_authentication_in_another_catalog(
     a, b = open_catalog(), open_catalog()
     minted = tk.mint()
     a.access.create_token(
-        id=minted.id, secret_sha256=minted.sha256, user="ana", scope="read", datasets=None,
-        expires_at=None, created_by="test",
-    )  # fmt: skip
+        id=minted.id,
+        secret_sha256=minted.sha256,
+        user="ana",
+        scope="read",
+        datasets=None,
+        expires_at=None,
+        created_by="test",
+    )
     identities = Identities(b, Settings(storage=tmp_path / "store"))
     assert identities.bearer(minted.text).user == "ana"
     a.access.revoke_token(minted.id)
@@ -369,9 +374,14 @@ def test_bearer_from_memory_answers_only_what_a_catalog_read_would(
     a, b = open_catalog(), open_catalog()
     minted = tk.mint()
     a.access.create_token(
-        id=minted.id, secret_sha256=minted.sha256, user="ana", scope="read", datasets=None,
-        expires_at=None, created_by="test",
-    )  # fmt: skip
+        id=minted.id,
+        secret_sha256=minted.sha256,
+        user="ana",
+        scope="read",
+        datasets=None,
+        expires_at=None,
+        created_by="test",
+    )
     identities = Identities(b, Settings(storage=tmp_path / "store"))
     assert identities.bearer_from_memory(minted.text) is None  # never read: go to the catalog
     slow = identities.bearer(minted.text)
