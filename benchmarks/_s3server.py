@@ -1,19 +1,35 @@
-"""A local S3 API for the scale benchmarks: moto's standalone server on 127.0.0.1 (port from
-the OS) with one bucket, and the ``AWS_*`` variables that point obstore at it (set in this
-process's environment for the block, and returned for child processes)."""
+"""A local S3 API for the scale benchmarks, on 127.0.0.1 with one bucket, and the ``AWS_*``
+variables that point obstore at it (set in this process's environment for the block, and
+returned for child processes).
+
+Two servers: moto's standalone server (:func:`moto_server`, the tests' S3), which holds every
+object in memory and answers a request in about 5 ms; and LocalBucket (:func:`localbucket_server`,
+a one-file standard-library server, PyPI ``localbucket``), which keeps objects as files in a
+folder, streams GETs from them, joins multipart uploads on disk and honours ``If-None-Match: *``
+(the conditional write Zarr's group creation relies on): 300 small PUTs in 0.23 s, a 200 MB GET
+in 0.46 s on this VM. B1M's 16 GB input fits through it; it does not fit through moto.
+
+    >>> with s3_server("localbucket", "my-bucket", Path("/tmp/objects")) as env:  # doctest: +SKIP
+    ...     env["AWS_ENDPOINT_URL"]
+    'http://127.0.0.1:40123'
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
-__all__ = ["moto_server"]
+__all__ = ["S3_SERVERS", "localbucket_server", "moto_server", "s3_server"]
+
+S3_SERVERS = ("localbucket", "moto")
 
 
 @contextlib.contextmanager
@@ -25,7 +41,6 @@ def moto_server(bucket: str) -> Iterator[dict[str, str]]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    saved: dict[str, str | None] = {}
     try:
         assert proc.stdout is not None
         port = None
@@ -39,16 +54,28 @@ def moto_server(bucket: str) -> Iterator[dict[str, str]]:
         if port is None:
             raise RuntimeError("moto server did not start within 60 s")
         threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep its pipe drained
-        env = {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench-secret",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ALLOW_HTTP": "true",
-        }
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
+        with _environment(port, bucket) as env:
+            yield env
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def _environment(port: int, bucket: str) -> Iterator[dict[str, str]]:
+    """The ``AWS_*`` variables of the server on ``port`` in this process (restored after), with
+    ``bucket`` created there."""
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench-secret",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
         import boto3
 
         boto3.client("s3").create_bucket(Bucket=bucket)
@@ -59,5 +86,42 @@ def moto_server(bucket: str) -> Iterator[dict[str, str]]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextlib.contextmanager
+def localbucket_server(bucket: str, root: Path) -> Iterator[dict[str, str]]:
+    """Yields the ``AWS_*`` environment of a LocalBucket server keeping ``bucket`` under ``root``."""
+    with socket.socket() as probe:  # a free port (LocalBucket takes one; it does not print it)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root.mkdir(parents=True, exist_ok=True)
+    exe = Path(sys.executable).with_name("localbucket")
+    proc = subprocess.Popen(
+        [str(exe), "--host", "127.0.0.1", "--port", str(port), str(root)],
+        stdout=subprocess.DEVNULL,  # a line per request
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"localbucket did not start ({proc.poll()})") from None
+                time.sleep(0.1)
+        with _environment(port, bucket) as env:
+            yield env
+    finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def s3_server(kind: str, bucket: str, root: Path) -> Iterator[dict[str, str]]:
+    """:func:`localbucket_server` (objects under ``root``) or :func:`moto_server` (in memory)."""
+    if kind not in S3_SERVERS:
+        raise ValueError(f"unknown S3 server {kind!r} (one of {', '.join(S3_SERVERS)})")
+    with localbucket_server(bucket, root) if kind == "localbucket" else moto_server(bucket) as env:
+        yield env

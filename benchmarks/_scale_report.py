@@ -37,9 +37,10 @@ def headline(r: dict[str, Any]) -> tuple[str, str]:
             f"local disk: {f['local']['p50_ms']:.3f} ms ({r['ratio_p50']:.2f}×)",
         )
     runs = r["runs"]
+    server = r.get("s3_server") or "moto"  # records before LocalBucket name none
+    s3 = f"S3 ({server}) {runs['s3']['wall_s']:,.1f} s" if "s3" in runs else "S3 not run"
     return (
-        f"Dask 2 workers {runs['dask2']['wall_s']:,.1f} s; "
-        + (f"S3 {runs['s3']['wall_s']:,.1f} s" if "s3" in runs else "S3 not run"),
+        f"Dask 2 workers {runs['dask2']['wall_s']:,.1f} s; {s3}",
         f"single process, local disk: {runs['single']['wall_s']:,.1f} s",
     )
 
@@ -100,7 +101,8 @@ def _details(r: dict[str, Any]) -> list[str]:
     return [
         f"Dataset {d['spec']['name']}: {d['shape'][0]:,} × {d['shape'][1]:,}, {d['nnz']:,} non-zeros, "
         f"{d['size'] / 1e9:.2f} GB; {r['snapshot_files']:,} snapshot files; upload to S3 "
-        f"{r['upload_s']:.1f} s (not timed in the runs).",
+        f"{r['upload_s']:.1f} s (not timed in the runs)"
+        + (f"; S3 server: {r.get('s3_server') or 'moto'}." if "s3" in r["runs"] else "."),  # moto before
         "",
         "| run | wall (s) | CPU (s) | largest process (GB) | process tree (GB) |",
         "|---|---:|---:|---:|---:|",
