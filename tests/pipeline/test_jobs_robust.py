@@ -157,6 +157,34 @@ def test_a_permanent_io_error_fails_the_job_at_its_first_try(
     assert job.error is not None and job.error.startswith("OSError: [Errno 36] File name too long")
 
 
+def test_a_cleanup_that_fails_too_does_not_hide_the_job_s_own_error(
+    make_h5ad: MakeH5ad, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that refuses the failed version's removal (an S3 server without DeleteObjects)
+    leaves the job FAILED of its own error, which the caller gets; the refusal is noted."""
+    import widecube.pipeline._ingest as steps
+    from widecube.snapshot._store import LocalStorage
+
+    def bad_value(work: Any) -> Any:
+        raise ValueError("the input's own fault")
+
+    def refuse(self: Any, relpath: str = "") -> None:
+        raise OSError(errno.EIO, "the store refused the delete")
+
+    monkeypatch.setitem(steps.STEPS, "validate", bad_value)
+    monkeypatch.setattr(LocalStorage, "remove", refuse)
+    with pytest.raises(ValueError, match="the input's own fault"):
+        ingest(make_h5ad(), dataset="t", settings=settings)
+    with Catalog(settings.catalog_url) as catalog:
+        (job,) = catalog.jobs.list()
+        (version,) = catalog.versions("t")
+    assert job.state == J.FAILED and job.error == "ValueError: the input's own fault"
+    assert version.status == S.FAILED
+    failed = job.log[-1]
+    assert (failed["event"], failed["step"]) == ("failed", "validate")
+    assert "the store refused the delete" in failed["cleanup"]
+
+
 # -- the catalog's compare-and-swap publish -----------------------------------------------------
 
 

@@ -286,11 +286,19 @@ class JobRunner:
         return self.catalog.jobs.advance(work.job.id, self.worker, JobState.SUPERSEDED, error=str(exc))
 
     def _fail(self, work: Work, exc: BaseException, step: str) -> JobRecord:
+        """End the job FAILED of ``exc``. Its cleanup (the version marked failed, its files
+        removed) failing too is logged and noted in the job's ``failed`` event, and does not
+        take the place of ``exc``: the job failed of ``exc``, and that is what its caller is
+        told (a store refusing a delete once hid the ingest's own error behind a traceback)."""
         reason = _describe(exc)
+        detail: dict[str, str] = {}
         try:
             _steps().fail(work, reason)
+        except Exception as cleanup:  # noqa: BLE001 - whatever it was, exc stays the failure
+            detail["cleanup"] = _describe(cleanup)
+            log.warning("job %s: cleaning up after %s failed did not finish: %s", work.job.id, step, cleanup)
         finally:
-            self.catalog.jobs.event(work.job.id, self.worker, "failed", step, error=reason)
+            self.catalog.jobs.event(work.job.id, self.worker, "failed", step, error=reason, **detail)
             record = self.catalog.jobs.advance(work.job.id, self.worker, JobState.FAILED, error=reason)
         return record
 
