@@ -192,6 +192,47 @@ def test_verify_reads_the_objects_and_finds_a_flipped_byte(ingested: Ingested) -
     assert snap.check() == []
 
 
+def test_verify_with_a_scratch_folder_reads_each_object_once_and_checks_views_on_the_copies(
+    ingested: Ingested, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ingest's verify on an object store: every listed object streamed once (hashed and
+    copied from the same read), no Zarr read of the store, the views' invariants run on the
+    copies, and the copies gone afterwards; a flipped byte is still named."""
+    from widecube.views.summary import SummaryReader
+
+    snap = Snapshot(open_storage(ingested.settings.storage).sub(f"datasets/t/{ingested.version}"))
+    streamed: list[str] = []
+    stream, opened = snap.files.stream, []
+    monkeypatch.setattr(snap.files, "stream", lambda rel, *a: streamed.append(rel) or stream(rel, *a))
+    monkeypatch.setattr(
+        snap.files, "zarr", lambda *a, **k: opened.append(a) or pytest.fail("Zarr read the store")
+    )
+    checked_in: list[Path | None] = []
+    summary_verify = SummaryReader.verify
+    monkeypatch.setattr(
+        SummaryReader, "verify", lambda self: checked_in.append(self.snap.files.local) or summary_verify(self)
+    )
+    scratch = tmp_path / "scratch"
+    verify_snapshot(snap, scratch=scratch)
+    assert sorted(streamed) == sorted(snap.manifest["files"])  # each once
+    assert opened == []
+    assert len(checked_in) == 1 and checked_in[0] is not None and checked_in[0].is_relative_to(scratch)
+    assert not any(scratch.iterdir())  # the copies are removed
+
+    rel = next(r for r in snap.manifest["files"] if "/c/" in r and "summary" in r)
+    key = ingested.prefix + rel
+    original = ingested.s3.read(key)
+    flipped = bytearray(original)
+    flipped[len(flipped) // 2] ^= 0x01
+    ingested.s3.client.put_object(Bucket=BUCKET, Key=key, Body=bytes(flipped))
+    try:
+        with pytest.raises(VerificationError, match=re.escape(rel)):
+            verify_snapshot(snap, scratch=scratch)
+        assert not any(scratch.iterdir())
+    finally:
+        ingested.s3.client.put_object(Bucket=BUCKET, Key=key, Body=original)
+
+
 def test_summary_from_the_store_equals_the_local_folder_and_numpy(ingested: Ingested) -> None:
     remote, local = Widecube(ingested.settings), Widecube(ingested.local)
     try:

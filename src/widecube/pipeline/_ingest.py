@@ -294,11 +294,12 @@ def compute(work: Work) -> Checkpoint:
 def verify(work: Work) -> Checkpoint:
     """Check the snapshot (every file read back from the storage against the manifest), move
     it to its final folder, and mark the version VERIFIED."""
+    scratch = work.folder / "scratch"  # an object store's snapshot is checked from copies there
     if work.staging_rel != work.final_rel and work.staging.exists(MANIFEST):
-        verify_snapshot(Snapshot(work.staging))
+        verify_snapshot(Snapshot(work.staging), scratch=scratch)
         work.storage.move(work.staging_rel, work.final_rel)
     else:  # written in place, or moved by a run killed before it could record the step
-        verify_snapshot(Snapshot(work.storage.sub(work.final_rel)))
+        verify_snapshot(Snapshot(work.storage.sub(work.final_rel)), scratch=scratch)
     computed = work.done["compute"]
     if work.catalog.get_version(work.job.dataset, work.version).status == VersionStatus.BUILDING:
         # the manifest's own hash: a server refuses a snapshot whose manifest is not this one

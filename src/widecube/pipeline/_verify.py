@@ -11,19 +11,50 @@ A view left out on purpose is not checked, and not missed.
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 from ..errors import UnsupportedEncoding, VerificationError
-from ..snapshot import Snapshot
+from ..snapshot import MANIFEST, Fault, Snapshot
 from ..views import reader, views
 
 __all__ = ["verify_snapshot"]
 
 
-def verify_snapshot(snap: Snapshot) -> None:
-    """Raise :class:`VerificationError` naming the first problem found in ``snap``."""
-    where = f"{snap.dataset}@{snap.version}"
-    faults = snap.check()
+def verify_snapshot(snap: Snapshot, *, scratch: Path | None = None) -> None:
+    """Raise :class:`VerificationError` naming the first problem found in ``snap``.
+
+    ``scratch``: a local folder for a snapshot on an object store. Each object is then read
+    once: hashed and written there from the same read, and the views' invariants read those
+    copies (which match the manifest's checksums, as the objects do), not the store a second
+    time: on a local S3 server, B100k's verify read 1.9 GB and 7,000 objects twice. The copies
+    are removed before this returns."""
+    if scratch is None or snap.files.local is not None:
+        _verify(snap, snap)
+        return
+    mirror = scratch / f"verify-{snap.version}"
+    shutil.rmtree(mirror, ignore_errors=True)
+    try:
+        faults = snap.check(copy_to=mirror)
+        _raise_faults(snap, faults)
+        (mirror / MANIFEST).write_text(json.dumps(snap.manifest))  # the one the files were checked against
+        _verify(snap, Snapshot(mirror), checked=True)
+    finally:
+        shutil.rmtree(mirror, ignore_errors=True)
+
+
+def _raise_faults(snap: Snapshot, faults: list[Fault]) -> None:
     if faults:
-        raise VerificationError(f"{where}: file {faults[0].file} {faults[0].problem}")
+        raise VerificationError(f"{snap.dataset}@{snap.version}: file {faults[0].file} {faults[0].problem}")
+
+
+def _verify(snap: Snapshot, local: Snapshot, *, checked: bool = False) -> None:
+    """The files of ``snap`` against the manifest (unless ``checked``), then its views'
+    presence and invariants, read from ``local`` (``snap`` itself, or checked copies)."""
+    where = f"{snap.dataset}@{snap.version}"
+    if not checked:
+        _raise_faults(snap, snap.check())
     stored = snap.manifest["views"]
     built = snap.manifest.get("parameters", {}).get("views")
     expected = [spec.name for spec in views()] if built is None else list(built)
@@ -35,7 +66,7 @@ def verify_snapshot(snap: Snapshot) -> None:
         raise VerificationError(f"{where}: view {extra[0]!r} is stored but not among the views built")
     for name in expected:  # registration order: a view is checked after those it requires
         try:
-            view = reader(snap, name)
+            view = reader(local, name)
         except UnsupportedEncoding as exc:
             raise VerificationError(str(exc)) from exc
         view.verify()

@@ -11,6 +11,7 @@ name files relative to the snapshot folder, never server paths, because they rea
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,12 @@ class Fault:
 
 
 def check_files(
-    root: Path | Storage, listed: dict[str, dict[str, Any]], *, under: str | None = None, threads: int = 4
+    root: Path | Storage,
+    listed: dict[str, dict[str, Any]],
+    *,
+    under: str | None = None,
+    threads: int = 4,
+    copy_to: Path | None = None,
 ) -> list[Fault]:
     """The faults of the files of ``root`` that the manifest lists (``listed``), sorted; the
     bytes are read from ``root`` itself (for an object store: the objects, over the network).
@@ -47,6 +53,8 @@ def check_files(
     ``under`` narrows the check to one file or folder (relative), e.g. one Zarr array when
     only that array failed to read; the whole snapshot also reports files the manifest does
     not list. Sizes are compared before hashing, so a truncated file costs no read.
+    ``copy_to``: every file hashed is also written there, at its relative path, from the same
+    read (a file that matches its checksum is then, there, byte for byte what ``root`` holds).
     """
     files = as_storage(root)
     prefix = None if under is None else under.rstrip("/")
@@ -71,7 +79,7 @@ def check_files(
 
     def matches(rel: str) -> bool:
         try:
-            return bool(files.sha256(rel) == wanted[rel]["sha256"])
+            return bool(_sha256(files, rel, copy_to) == wanted[rel]["sha256"])
         except OSError:  # unreadable (I/O error on a bad sector) is as bad as wrong
             return False
 
@@ -82,6 +90,20 @@ def check_files(
     if present is not None:
         faults.extend(Fault(rel, UNLISTED) for rel in set(present) - set(listed) - {MANIFEST})
     return sorted(faults, key=lambda f: f.file)
+
+
+def _sha256(files: Storage, rel: str, copy_to: Path | None) -> str:
+    """The file's sha256, read from ``files``; written to ``copy_to / rel`` on the way."""
+    if copy_to is None:
+        return files.sha256(rel)
+    target = copy_to / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    with open(target, "wb") as out:
+        for chunk in files.stream(rel):
+            h.update(chunk)
+            out.write(chunk)
+    return h.hexdigest()
 
 
 def corrupt(dataset: str, version: str, faults: list[Fault]) -> SnapshotCorrupt:

@@ -176,10 +176,11 @@ class Snapshot:
 
     # -- integrity --------------------------------------------------------------------------
 
-    def check(self, under: str | None = None) -> list[Fault]:
+    def check(self, under: str | None = None, *, copy_to: Path | None = None) -> list[Fault]:
         """Files of the snapshot (all, or those under ``under``) that fail their manifest
-        sha256, are missing, or (for the whole snapshot) are not listed."""
-        return check_files(self.files, self.manifest["files"], under=under)
+        sha256, are missing, or (for the whole snapshot) are not listed; ``copy_to``: each
+        file hashed is written there too (:func:`check_files`)."""
+        return check_files(self.files, self.manifest["files"], under=under, copy_to=copy_to)
 
     def check_cache(self, *, repair: bool = True) -> list[Fault]:
         """Decoded cache files of this version that fail their checksum (removed with
