@@ -141,10 +141,10 @@ def test_verifier_rejects_a_corrupted_snapshot(
 ) -> None:
     import widecube.pipeline._ingest as pipeline
 
-    def corrupt_then_verify(snap: Snapshot) -> None:
+    def corrupt_then_verify(snap: Snapshot, *, scratch: Path | None = None) -> None:
         chunk = next(p for p in (snap.root / "views/summary").rglob("c/*") if p.is_file())
         chunk.write_bytes(chunk.read_bytes()[:-1] + b"\x00")
-        verify_snapshot(snap)
+        verify_snapshot(snap, scratch=scratch)
 
     monkeypatch.setattr(pipeline, "verify_snapshot", corrupt_then_verify)
     with pytest.raises(VerificationError, match="does not match its checksum"):
