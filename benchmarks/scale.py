@@ -32,9 +32,9 @@ disk as always). Targets: Dask / single ≤ 1.15, S3 / local ≤ 1.4, identical 
 checksums, the largest process ≤ 2 GB. The S3 server (``--s3-server``) is moto by default,
 which holds an object whole in memory, so B1M's 16 GB input cannot go through it on a 24 GB
 machine; LocalBucket keeps objects as files in the run's folder (B100k through it: 195 s
-against ~70 s on local disk, measured beside a test run; B1M's S3 ingest through it failed on
-2026-12-04, its error hidden behind a cleanup failure, since fixed: LocalBucket has no
-DeleteObjects, which removing a failed version uses). ``--setups single,dask2``
+against ~70 s on local disk, measured beside a test run; B1M's S3 ingest through it fails: LocalBucket
+has no DeleteObjects, which obstore sends for every delete, and writing B1M's per-cell AnnData
+through anndata clears its target first). ``--setups single,dask2``
 leaves the S3 run out, recorded as not run with its reason (``--s3-not-run``).
 
 Every run is recorded as one JSON file in ``benchmarks/results/`` (``_record.py``; refused
@@ -509,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=S3_SERVERS,
         default="moto",
         help="the local S3 server: moto (in memory; default) or localbucket (objects as files, streamed; "
-        "B1M's S3 run through it failed on 2026-12-04, cause not yet found)",
+        "no DeleteObjects, which every obstore delete sends: B1M's ingest fails on it)",
     )
     i.add_argument(
         "--s3-not-run",
