@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import UnsupportedEncoding, VerificationError
-from ..snapshot import MANIFEST, Fault, Snapshot
+from ..snapshot import MANIFEST, Snapshot
 from ..views import reader, views
 
 __all__ = ["verify_snapshot"]
@@ -30,31 +30,27 @@ def verify_snapshot(snap: Snapshot, *, scratch: Path | None = None) -> None:
     copies (which match the manifest's checksums, as the objects do), not the store a second
     time: on a local S3 server, B100k's verify read 1.9 GB and 7,000 objects twice. The copies
     are removed before this returns."""
-    if scratch is None or snap.files.local is not None:
-        _verify(snap, snap)
-        return
-    mirror = scratch / f"verify-{snap.version}"
-    shutil.rmtree(mirror, ignore_errors=True)
+    mirror = None if scratch is None or snap.files.local is not None else scratch / f"verify-{snap.version}"
     try:
-        faults = snap.check(copy_to=mirror)
-        _raise_faults(snap, faults)
-        (mirror / MANIFEST).write_text(json.dumps(snap.manifest))  # the one the files were checked against
-        _verify(snap, Snapshot(mirror), checked=True)
+        _check(snap, mirror)
     finally:
-        shutil.rmtree(mirror, ignore_errors=True)
+        if mirror is not None:
+            shutil.rmtree(mirror, ignore_errors=True)
 
 
-def _raise_faults(snap: Snapshot, faults: list[Fault]) -> None:
-    if faults:
-        raise VerificationError(f"{snap.dataset}@{snap.version}: file {faults[0].file} {faults[0].problem}")
-
-
-def _verify(snap: Snapshot, local: Snapshot, *, checked: bool = False) -> None:
-    """The files of ``snap`` against the manifest (unless ``checked``), then its views'
-    presence and invariants, read from ``local`` (``snap`` itself, or checked copies)."""
+def _check(snap: Snapshot, mirror: Path | None) -> None:
+    """The files of ``snap`` (copied into ``mirror`` on the way, if given), then its views'
+    presence and invariants, read from the copies where there are some."""
     where = f"{snap.dataset}@{snap.version}"
-    if not checked:
-        _raise_faults(snap, snap.check())
+    if mirror is not None:
+        shutil.rmtree(mirror, ignore_errors=True)  # a killed run's copies
+    faults = snap.check(copy_to=mirror)
+    if faults:
+        raise VerificationError(f"{where}: file {faults[0].file} {faults[0].problem}")
+    local = snap
+    if mirror is not None:  # the manifest the copies were checked against
+        (mirror / MANIFEST).write_text(json.dumps(snap.manifest))
+        local = Snapshot(mirror)
     stored = snap.manifest["views"]
     built = snap.manifest.get("parameters", {}).get("views")
     expected = [spec.name for spec in views()] if built is None else list(built)
