@@ -44,6 +44,7 @@ from ..compute import JoinedSpill, SpillBuckets, SpillPart, roomy_policy, spill_
 from ..config import Settings
 from ..errors import InputError
 from ..io import MatrixSource, prefetch
+from ..snapshot import absorb_recorded, take_recorded
 from ..views import BuildContext, Builder, SlabPart
 
 __all__ = ["ChunkSink", "Piece", "build_on_cluster", "dask_client", "row_bounds", "spill_on_cluster"]
@@ -127,9 +128,10 @@ class ChunkSink:
 
 def _task(
     ctx: BuildContext, parts: Sequence[SlabPart], buckets: SpillBuckets, bucket: int, scratch: Path
-) -> tuple[list[list[Any]], list[Piece]]:
+) -> tuple[list[list[Any]], list[Piece], dict[str, Any]]:
     """Pass 2 of one bucket on a worker: every part on every slab; (each part's results, as
-    its :meth:`~SlabPart.combine` sends them; leftover pieces).
+    its :meth:`~SlabPart.combine` sends them; leftover pieces; the sha256 of every chunk the
+    worker wrote, for the manifest: ``snapshot.take_recorded``).
 
     The worker's heap keeps freed memory for the next slab, and the next task (pass 2's
     policy, as the single process's slab loop has it): without it every slab's arrays are
@@ -146,7 +148,7 @@ def _task(
             stats = ctx.slab_stats(slab)
             per_slab.append([part.run(stats, sink) for part in parts])
     results = [part.combine([slab[i] for slab in per_slab]) for i, part in enumerate(parts)]
-    return results, sink.leftovers()
+    return results, sink.leftovers(), take_recorded()
 
 
 def _numba_threads_as_worker() -> None:
@@ -191,8 +193,9 @@ def build_on_cluster(
     shared = ChunkSink()  # the chunks tasks share: each written whole, here, once complete
     try:
         for b, future in enumerate(futures):
-            results, leftovers = future.result()
+            results, leftovers, recorded = future.result()
             future.release()
+            absorb_recorded(recorded)
             for builder, part_results in zip(builders, results, strict=True):
                 for result in part_results:
                     builder.merge(result)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
         is_object_url,
         open_storage,
     )
-    from ._writer import CHECKSUM, SnapshotWriter, checked
+    from ._writer import CHECKSUM, Ledger, SnapshotWriter, absorb_recorded, checked, take_recorded
     from ._zarr import zarr_array, zarr_group
 
 _WHERE = {
@@ -47,8 +47,11 @@ _WHERE = {
     "is_object_url": "_store",
     "open_storage": "_store",
     "CHECKSUM": "_writer",
+    "Ledger": "_writer",
     "SnapshotWriter": "_writer",
+    "absorb_recorded": "_writer",
     "checked": "_writer",
+    "take_recorded": "_writer",
     "zarr_array": "_zarr",
     "zarr_group": "_zarr",
 }
@@ -59,6 +62,7 @@ __all__ = [
     "Fault",
     "Fetched",
     "FileInfo",
+    "Ledger",
     "LocalStorage",
     "MANIFEST",
     "NotThawed",
@@ -66,6 +70,7 @@ __all__ = [
     "Snapshot",
     "SnapshotWriter",
     "Storage",
+    "absorb_recorded",
     "check_files",
     "checked",
     "checksum_files",
@@ -75,6 +80,7 @@ __all__ = [
     "open_storage",
     "read_manifest",
     "sha256_file",
+    "take_recorded",
     "zarr_array",
     "zarr_group",
 ]

@@ -44,7 +44,7 @@ def check_files(
     listed: dict[str, dict[str, Any]],
     *,
     under: str | None = None,
-    threads: int = 4,
+    threads: int | None = None,
     copy_to: Path | None = None,
 ) -> list[Fault]:
     """The faults of the files of ``root`` that the manifest lists (``listed``), sorted; the
@@ -52,7 +52,8 @@ def check_files(
 
     ``under`` narrows the check to one file or folder (relative), e.g. one Zarr array when
     only that array failed to read; the whole snapshot also reports files the manifest does
-    not list. Sizes are compared before hashing, so a truncated file costs no read.
+    not list. Sizes are compared before hashing, so a truncated file costs no read; files are
+    read ``threads`` at a time (default: the storage's :attr:`~Storage.readers`).
     ``copy_to``: every file hashed is also written there, at its relative path, from the same
     read (a file that matches its checksum is then, there, byte for byte what ``root`` holds).
     """
@@ -83,7 +84,7 @@ def check_files(
         except OSError:  # unreadable (I/O error on a bad sector) is as bad as wrong
             return False
 
-    with ThreadPoolExecutor(max(1, threads)) as pool:
+    with ThreadPoolExecutor(max(1, threads or files.readers)) as pool:
         for rel, ok in zip(to_hash, pool.map(matches, to_hash), strict=True):
             if not ok:
                 faults.append(Fault(rel, MISMATCH))

@@ -7,6 +7,7 @@ without one is never a finished snapshot.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,14 +35,25 @@ same (Zarr reads the codecs from each array's metadata)."""
 _LEGACY_LAYER, _LAYER = "raw", "input"
 
 
-def checksum_files(root: Path | Storage, *, threads: int = 4) -> dict[str, dict[str, Any]]:
-    """``{relative path: {"sha256", "size"}}`` for every file under ``root`` but the manifest,
-    each read back from the storage (an object store's objects, not a local copy)."""
+def checksum_files(
+    root: Path | Storage, *, threads: int | None = None, sent: Mapping[str, tuple[str, int]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """``{relative path: {"sha256", "size"}}`` for every file under ``root`` but the manifest.
+
+    ``sent``: ``{path: (sha256, size)}`` of the files as a writer sent them (its ``Ledger``);
+    a listed file found there with the size the storage reports takes that checksum, every
+    other file is read back from the storage (an object store's objects, not a local copy)
+    and hashed, ``threads`` at a time (default: the storage's :attr:`~Storage.readers`).
+    """
     files = as_storage(root)
     sizes = {rel: size for rel, size in sorted(files.list().items()) if rel != MANIFEST}
-    with ThreadPoolExecutor(threads) as pool:
-        digests = list(pool.map(files.sha256, sizes))
-    return {rel: {"sha256": d, "size": sizes[rel]} for rel, d in zip(sizes, digests, strict=True)}
+    known = {
+        rel: digest for rel, (digest, size) in (sent or {}).items() if rel in sizes and sizes[rel] == size
+    }
+    unknown = [rel for rel in sizes if rel not in known]
+    with ThreadPoolExecutor(threads or files.readers) as pool:
+        known.update(zip(unknown, pool.map(files.sha256, unknown), strict=True))
+    return {rel: {"sha256": known[rel], "size": size} for rel, size in sizes.items()}
 
 
 def read_manifest(root: Path | Storage) -> dict[str, Any]:

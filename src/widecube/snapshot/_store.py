@@ -175,6 +175,10 @@ class Storage(ABC):
     storage_classes: bool = False
     """Whether :meth:`put_stream` takes a ``storage_class`` (an object store's tiers)."""
 
+    readers: int = 4
+    """How many files are worth reading at once when every file is read (checksums, verify):
+    a local disk's reads cost CPU, so a few threads; an object store's cost round trips."""
+
     @property
     @abstractmethod
     def url(self) -> str:
@@ -404,6 +408,7 @@ class ObjectStorage(Storage):
     """Objects under ``s3://bucket/prefix`` (obstore; configuration from ``AWS_*`` variables)."""
 
     storage_classes = True
+    readers = 16  # round trips in flight (S3 serves a prefix thousands of GETs a second)
 
     def __init__(self, url: str) -> None:
         scheme, _, rest = url.partition("://")
