@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import OBJECT_SCHEMES
+from ._deletes import delete_objects
 
 __all__ = [
     "OBJECT_SCHEMES",
@@ -431,10 +432,10 @@ class ObjectStorage(Storage):
         return ObjectStorage(f"{self.url}/{relpath.strip('/')}")
 
     def zarr(self, relpath: str = "", *, writable: bool = False) -> Any:
-        from zarr.storage import ObjectStore
-
         store = self._open(f"{self._prefix}/{relpath.strip('/')}".strip("/")) if relpath else self._store
-        return ObjectStore(store, read_only=not writable)
+        from ._zarr import ZarrObjects  # imports zarr: local storage and the CLI never do
+
+        return ZarrObjects(store, read_only=not writable)
 
     def put(self, relpath: str, data: bytes) -> None:
         import obstore
@@ -510,15 +511,12 @@ class ObjectStorage(Storage):
         return {meta["path"]: int(meta["size"]) for page in obstore.list(self._store) for meta in page}
 
     def remove(self, relpath: str = "") -> None:
-        import obstore
-
         store = self.sub(relpath) if relpath else self
         paths = list(store.list())
         if not paths and relpath:  # a single object, or nothing
             paths, store = [relpath], self
         for lo in range(0, len(paths), 1000):  # S3 deletes at most 1000 keys per request
-            with contextlib.suppress(FileNotFoundError):
-                obstore.delete(store._store, paths[lo : lo + 1000])
+            delete_objects(store._store, paths[lo : lo + 1000])
 
     def scan(self, relpath: str = "") -> builtins.list[FileInfo]:
         import obstore

@@ -1,10 +1,25 @@
-"""Typed access to a zarr group's members (``Group.__getitem__`` answers ``Array | Group``)."""
+"""Zarr over widecube's storage: typed access to a group's members (``Group.__getitem__``
+answers ``Array | Group``) and the Zarr store of an object-store prefix."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import zarr
+from zarr.storage import ObjectStore
+
+from ._deletes import delete_objects
+
+
+class ZarrObjects(ObjectStore):  # type: ignore[type-arg]
+    """zarr's store over obstore, but for deletes: through :func:`~._deletes.delete_objects`, so
+    that a server without S3's ``DeleteObjects`` (which obstore sends for every delete) still
+    deletes (anndata clears the group it writes into; Zarr deletes a chunk of fill values)."""
+
+    async def delete(self, key: str) -> None:
+        self._check_writable()
+        await asyncio.to_thread(delete_objects, self.store, [key])
 
 
 def zarr_array(group: zarr.Group, key: str) -> zarr.Array[Any]:
