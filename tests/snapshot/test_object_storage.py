@@ -196,14 +196,18 @@ def test_verify_with_a_scratch_folder_reads_each_object_once_and_checks_views_on
     ingested: Ingested, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The ingest's verify on an object store: every listed object streamed once (hashed and
-    copied from the same read), no Zarr read of the store, the views' invariants run on the
-    copies, and the copies gone afterwards; a flipped byte is still named."""
+    copied from the same read, but for the matrix view's values, which no invariant reads), no
+    Zarr read of the store, the views' invariants run on the copies, and the copies gone
+    afterwards; a flipped byte is still named, in a copied file and in an uncopied one."""
+    from widecube.snapshot import _integrity
     from widecube.views.summary import SummaryReader
 
     snap = Snapshot(open_storage(ingested.settings.storage).sub(f"datasets/t/{ingested.version}"))
     streamed: list[str] = []
     stream, opened = snap.files.stream, []
     monkeypatch.setattr(snap.files, "stream", lambda rel, *a: streamed.append(rel) or stream(rel, *a))
+    digest = snap.files.sha256  # the files hashed without a copy are read through here
+    monkeypatch.setattr(snap.files, "sha256", lambda rel: streamed.append(rel) or digest(rel))
     monkeypatch.setattr(
         snap.files, "zarr", lambda *a, **k: opened.append(a) or pytest.fail("Zarr read the store")
     )
@@ -212,25 +216,39 @@ def test_verify_with_a_scratch_folder_reads_each_object_once_and_checks_views_on
     monkeypatch.setattr(
         SummaryReader, "verify", lambda self: checked_in.append(self.snap.files.local) or summary_verify(self)
     )
+    copied: list[str] = []
+    sha256 = _integrity._sha256
+    monkeypatch.setattr(
+        _integrity,
+        "_sha256",
+        lambda files, rel, to: (to is not None and copied.append(rel)) or sha256(files, rel, to),
+    )
     scratch = tmp_path / "scratch"
     verify_snapshot(snap, scratch=scratch)
     assert sorted(streamed) == sorted(snap.manifest["files"])  # each once
+    values = {
+        r
+        for r in snap.manifest["files"]
+        if r.startswith(("views/matrix.zarr/X/data/c/", "views/matrix.zarr/X/indices/c/"))
+    }
+    assert len(values) >= 2
+    assert set(copied) == set(snap.manifest["files"]) - values
     assert opened == []
     assert len(checked_in) == 1 and checked_in[0] is not None and checked_in[0].is_relative_to(scratch)
     assert not any(scratch.iterdir())  # the copies are removed
 
-    rel = next(r for r in snap.manifest["files"] if "/c/" in r and "summary" in r)
-    key = ingested.prefix + rel
-    original = ingested.s3.read(key)
-    flipped = bytearray(original)
-    flipped[len(flipped) // 2] ^= 0x01
-    ingested.s3.client.put_object(Bucket=BUCKET, Key=key, Body=bytes(flipped))
-    try:
-        with pytest.raises(VerificationError, match=re.escape(rel)):
-            verify_snapshot(snap, scratch=scratch)
-        assert not any(scratch.iterdir())
-    finally:
-        ingested.s3.client.put_object(Bucket=BUCKET, Key=key, Body=original)
+    for rel in (next(r for r in snap.manifest["files"] if "/c/" in r and "summary" in r), min(values)):
+        key = ingested.prefix + rel
+        original = ingested.s3.read(key)
+        flipped = bytearray(original)
+        flipped[len(flipped) // 2] ^= 0x01
+        ingested.s3.client.put_object(Bucket=BUCKET, Key=key, Body=bytes(flipped))
+        try:
+            with pytest.raises(VerificationError, match=re.escape(rel)):
+                verify_snapshot(snap, scratch=scratch)
+            assert not any(scratch.iterdir())
+        finally:
+            ingested.s3.client.put_object(Bucket=BUCKET, Key=key, Body=original)
 
 
 def test_summary_from_the_store_equals_the_local_folder_and_numpy(ingested: Ingested) -> None:

@@ -12,6 +12,7 @@ name files relative to the snapshot folder, never server paths, because they rea
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ def check_files(
     under: str | None = None,
     threads: int | None = None,
     copy_to: Path | None = None,
+    uncopied: Collection[str] = (),
 ) -> list[Fault]:
     """The faults of the files of ``root`` that the manifest lists (``listed``), sorted; the
     bytes are read from ``root`` itself (for an object store: the objects, over the network).
@@ -55,7 +57,8 @@ def check_files(
     not list. Sizes are compared before hashing, so a truncated file costs no read; files are
     read ``threads`` at a time (default: the storage's :attr:`~Storage.readers`).
     ``copy_to``: every file hashed is also written there, at its relative path, from the same
-    read (a file that matches its checksum is then, there, byte for byte what ``root`` holds).
+    read (a file that matches its checksum is then, there, byte for byte what ``root`` holds),
+    but for those under a folder of ``uncopied``, which are only hashed.
     """
     files = as_storage(root)
     prefix = None if under is None else under.rstrip("/")
@@ -78,9 +81,12 @@ def check_files(
         else:
             to_hash.append(rel)
 
+    skipped = tuple(folder.rstrip("/") + "/" for folder in uncopied)
+
     def matches(rel: str) -> bool:
+        target = None if copy_to is None or rel.startswith(skipped) else copy_to
         try:
-            return bool(_sha256(files, rel, copy_to) == wanted[rel]["sha256"])
+            return bool(_sha256(files, rel, target) == wanted[rel]["sha256"])
         except OSError:  # unreadable (I/O error on a bad sector) is as bad as wrong
             return False
 

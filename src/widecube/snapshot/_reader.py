@@ -17,7 +17,7 @@ import hashlib
 import io
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
@@ -176,11 +176,15 @@ class Snapshot:
 
     # -- integrity --------------------------------------------------------------------------
 
-    def check(self, under: str | None = None, *, copy_to: Path | None = None) -> list[Fault]:
+    def check(
+        self, under: str | None = None, *, copy_to: Path | None = None, uncopied: Collection[str] = ()
+    ) -> list[Fault]:
         """Files of the snapshot (all, or those under ``under``) that fail their manifest
         sha256, are missing, or (for the whole snapshot) are not listed; ``copy_to``: each
-        file hashed is written there too (:func:`check_files`)."""
-        return check_files(self.files, self.manifest["files"], under=under, copy_to=copy_to)
+        file hashed is written there too, but for those under a folder of ``uncopied``
+        (:func:`check_files`)."""
+        files = self.manifest["files"]
+        return check_files(self.files, files, under=under, copy_to=copy_to, uncopied=uncopied)
 
     def check_cache(self, *, repair: bool = True) -> list[Fault]:
         """Decoded cache files of this version that fail their checksum (removed with

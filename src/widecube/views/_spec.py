@@ -298,6 +298,11 @@ class ViewReader:
     def verify(self) -> None:  # noqa: B027 - a view with no invariants has nothing to check
         """Raise :class:`~widecube.errors.VerificationError` if the stored view is wrong."""
 
+    def unread_by_verify(self) -> list[str]:
+        """Folders of the snapshot whose files :meth:`verify` never reads (default: none): on
+        an object store, verify hashes them without keeping a local copy for the invariants."""
+        return []
+
     def served(self) -> list[str]:
         """The statistics this view answers in per-group queries (none by default)."""
         return []
