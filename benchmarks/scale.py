@@ -29,13 +29,12 @@ three times: single process on local disk; ``--workers 2`` (a local cluster of 2
 single-threaded workers) on local disk; single process with the input and the snapshot on a
 local S3 server (the input copied into the work folder and checked first, the spill on local
 disk as always). Targets: Dask / single ≤ 1.15, S3 / local ≤ 1.4, identical manifest
-checksums, the largest process ≤ 2 GB. The S3 server (``--s3-server``) is moto by default,
-which holds an object whole in memory, so B1M's 16 GB input cannot go through it on a 24 GB
-machine; LocalBucket keeps objects as files in the run's folder (B100k through it: 195 s
-against ~70 s on local disk, measured beside a test run; B1M's S3 ingest through it fails: LocalBucket
-has no DeleteObjects, which obstore sends for every delete, and writing B1M's per-cell AnnData
-through anndata clears its target first). ``--setups single,dask2``
-leaves the S3 run out, recorded as not run with its reason (``--s3-not-run``).
+checksums, the largest process ≤ 2 GB. The S3 server (``--s3-server``) is LocalBucket by
+default, which keeps objects as files in the run's folder (it has no DeleteObjects: widecube
+sends it one signed DELETE per object instead, ``snapshot._deletes``); moto, the tests'
+server, holds an object whole in memory, so B1M's 16 GB input cannot go through it on a 24 GB
+machine. ``--setups single,dask2`` leaves the S3 run out, recorded as not run with its reason
+(``--s3-not-run``).
 
 Every run is recorded as one JSON file in ``benchmarks/results/`` (``_record.py``; refused
 from a dirty tree unless ``--force``; ``--no-record``: printed only) and rendered by
@@ -507,14 +506,13 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument(
         "--s3-server",
         choices=S3_SERVERS,
-        default="moto",
-        help="the local S3 server: moto (in memory; default) or localbucket (objects as files, streamed; "
-        "no DeleteObjects, which every obstore delete sends: B1M's ingest fails on it)",
+        default="localbucket",
+        help="the local S3 server: localbucket (objects as files, streamed; default) or moto (in memory: "
+        "B1M's 16 GB input does not fit it)",
     )
     i.add_argument(
         "--s3-not-run",
-        default="moto keeps a whole object in memory (a multipart upload is joined in one bytearray, "
-        "a GET returns the whole value): B1M's 16 GB input does not fit this 24 GB machine twice",
+        default="left out on request (--setups)",
         help="why, in the record, when s3 is left out of --setups",
     )
     for q in (s, v, i):
