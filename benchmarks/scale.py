@@ -31,7 +31,7 @@ local S3 server (the input copied into the work folder and checked first, the sp
 disk as always). Targets: Dask / single ≤ 1.15, S3 / local ≤ 1.4, identical manifest
 checksums, the largest process ≤ 2 GB. The S3 server (``--s3-server``) is LocalBucket by
 default, which keeps objects as files in the run's folder (it has no DeleteObjects: widecube
-sends it one signed DELETE per object instead, ``snapshot._deletes``); moto, the tests'
+sends it one signed DELETE per object instead, ``snapshot._signed``); moto, the tests'
 server, holds an object whole in memory, so B1M's 16 GB input cannot go through it on a 24 GB
 machine. ``--setups single,dask2`` leaves the S3 run out, recorded as not run with its reason
 (``--s3-not-run``).

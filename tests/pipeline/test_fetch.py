@@ -135,6 +135,40 @@ def test_fetch_refuses_an_object_that_changed_or_arrived_short(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]  # no partial copy left
 
 
+def test_an_etag_checks_the_copy_unless_a_kms_key_encrypts_the_object(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A single-part upload's ETag is the MD5 of its bytes, and the copy is checked against it,
+    but S3 gives an object encrypted with a KMS key (or a customer's) an ETag that is not, so
+    there the check would refuse every copy: the server's own headers (a signed HEAD) decide.
+    An MD5 that comes out wrong stands in for an ETag that is not an MD5."""
+    data = b"kms" * 1000
+    s3.put_object(Bucket=BUCKET, Key="in/k/plain.bin", Body=data)
+    s3.put_object(
+        Bucket=BUCKET, Key="in/k/kms.bin", Body=data, ServerSideEncryption="aws:kms", SSEKMSKeyId="alias/lab"
+    )
+    files = open_storage(f"s3://{BUCKET}/in/k")
+
+    class WrongMD5:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            made.append(self)
+
+        def update(self, chunk: Any) -> None:
+            pass
+
+        def hexdigest(self) -> str:
+            return "0" * 32
+
+    made: list[WrongMD5] = []
+    monkeypatch.setattr(hashlib, "md5", WrongMD5)
+    with pytest.raises(OSError, match="MD5 differs"):
+        files.fetch("plain.bin", tmp_path / "plain.bin")
+    assert len(made) == 1  # the plain object's copy was checked against its ETag
+    got = files.fetch("kms.bin", tmp_path / "kms.bin")
+    assert len(made) == 1  # the KMS object's was not
+    assert got.sha256 == hashlib.sha256(data).hexdigest() and (tmp_path / "kms.bin").read_bytes() == data
+
+
 def test_watching_a_prefix_ingests_and_files_entries_away(s3: Any, tmp_path: Path) -> None:
     inbox = "inbox"
     lab = small_adata(seed=22)

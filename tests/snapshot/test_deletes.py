@@ -1,6 +1,6 @@
 """Deletes on an S3 server without ``DeleteObjects`` (LocalBucket on loopback: it answers
 ``501 NotImplemented``, as Google Cloud Storage's XML API does), which obstore sends for every
-delete: ``snapshot._deletes.delete_objects`` falls back to one signed ``DELETE`` per object,
+delete: ``snapshot._signed.delete_objects`` falls back to one signed ``DELETE`` per object,
 for ``ObjectStorage.remove`` and for the Zarr stores a snapshot writer uses (anndata clears the
 group it writes into). boto3 lists the bucket independently."""
 

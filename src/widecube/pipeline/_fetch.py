@@ -18,7 +18,8 @@ other input. Staged rather than streamed, because:
 
 What is verified: the copy is hashed (sha256) as it arrives and becomes the input's sha256 in
 the manifest, as for a local file. It must have the size the store reports, its MD5 must
-equal the ETag of a single-part upload (S3's own checksum of the bytes it holds), and the GET
+equal the ETag of a single-part upload (S3's own checksum of the bytes it holds; not for an
+object encrypted with a KMS or a customer's key, whose ETag S3 makes otherwise), and the GET
 carries ``If-Match`` with the ETag read first, so an object replaced while it is read is
 refused (a transient error: the step is tried again). When a companion object
 ``<name>.sha256`` exists (``sha256sum`` output), the copy's sha256 must equal it, or the job

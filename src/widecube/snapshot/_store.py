@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import OBJECT_SCHEMES
-from ._deletes import delete_objects
+from ._signed import delete_objects, encrypted_by_key
 
 __all__ = [
     "OBJECT_SCHEMES",
@@ -539,7 +539,11 @@ class ObjectStorage(Storage):
 
         meta = obstore.head(self._store, relpath)
         etag = meta.get("e_tag")
+        # a single-part upload's ETag is the MD5 of its bytes, unless a KMS or customer key
+        # encrypts the object (then it is not, and a check against it would fail every copy)
         plain = _PLAIN_MD5.match(etag or "")
+        if plain and encrypted_by_key(self._store, relpath):
+            plain = None
         h, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False) if plain else None
         tmp = dest.with_name(f".{dest.name}.part")
         dest.parent.mkdir(parents=True, exist_ok=True)

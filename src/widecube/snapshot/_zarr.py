@@ -9,11 +9,11 @@ from typing import Any
 import zarr
 from zarr.storage import ObjectStore
 
-from ._deletes import delete_objects
+from ._signed import delete_objects
 
 
 class ZarrObjects(ObjectStore):  # type: ignore[type-arg]
-    """zarr's store over obstore, but for deletes: through :func:`~._deletes.delete_objects`, so
+    """zarr's store over obstore, but for deletes: through :func:`~._signed.delete_objects`, so
     that a server without S3's ``DeleteObjects`` (which obstore sends for every delete) still
     deletes (anndata clears the group it writes into; Zarr deletes a chunk of fill values)."""
 
