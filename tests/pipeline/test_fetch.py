@@ -168,6 +168,15 @@ def test_an_etag_checks_the_copy_unless_a_kms_key_encrypts_the_object(
     assert len(made) == 1  # the KMS object's was not
     assert got.sha256 == hashlib.sha256(data).hexdigest() and (tmp_path / "kms.bin").read_bytes() == data
 
+    import obstore
+
+    def cannot_sign(*args: Any, **kwargs: Any) -> str:
+        raise ValueError("no credentials to sign with")  # a store read anonymously
+
+    monkeypatch.setattr(obstore, "sign", cannot_sign)
+    with pytest.raises(OSError, match="MD5 differs"):  # checked against the ETag, as before
+        files.fetch("plain.bin", tmp_path / "again.bin")
+
 
 def test_watching_a_prefix_ingests_and_files_entries_away(s3: Any, tmp_path: Path) -> None:
     inbox = "inbox"

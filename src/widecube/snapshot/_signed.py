@@ -55,13 +55,18 @@ def encrypted_by_key(store: Any, path: str) -> bool:
     """Whether the object is encrypted with a KMS key (SSE-KMS, DSSE-KMS) or a customer's key
     (SSE-C): S3 then gives it an ETag that is not the MD5 of its bytes, even for a single-part
     upload, so an ETag cannot check a copy of it. One signed ``HEAD``: obstore's ``head``
-    does not return the encryption headers."""
+    does not return the encryption headers. False when no such request can be made (a store
+    read without credentials cannot sign one, and its objects cannot be KMS-encrypted: S3
+    serves those to signed requests only) or is refused."""
     import httpx2 as httpx
 
-    with httpx.Client(timeout=60) as client:
-        answer = _send(client, "HEAD", store, path)
+    try:
+        with httpx.Client(timeout=60) as client:
+            answer = _send(client, "HEAD", store, path)
+    except Exception:  # noqa: BLE001 - cannot sign, or cannot send: the ETag stays a checksum
+        return False
     if answer.status_code != 200:
-        raise OSError(errno.EIO, f"HEAD {path}: the store answered {answer.status_code}")
+        return False
     headers = answer.headers
     return (
         headers.get("x-amz-server-side-encryption", "") in _KEY_ENCRYPTION
