@@ -27,9 +27,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["S3_SERVERS", "localbucket_server", "moto_server", "s3_server"]
+__all__ = ["S3_SERVERS", "localbucket_server", "moto_server", "s3_server", "server_cpu_s"]
 
 S3_SERVERS = ("localbucket", "moto")
+_PIDS: dict[str, int] = {}  # endpoint → the server's process
+
+
+def server_cpu_s(env: dict[str, str]) -> float:
+    """CPU seconds (user + system) the server at ``env``'s endpoint has used so far: what a
+    request costs the server, on the cores the client shares with it here."""
+    fields = Path(f"/proc/{_PIDS[env['AWS_ENDPOINT_URL']]}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 @contextlib.contextmanager
@@ -54,7 +62,7 @@ def moto_server(bucket: str) -> Iterator[dict[str, str]]:
         if port is None:
             raise RuntimeError("moto server did not start within 60 s")
         threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep its pipe drained
-        with _environment(port, bucket) as env:
+        with _environment(port, bucket, proc.pid) as env:
             yield env
     finally:
         proc.terminate()
@@ -62,9 +70,9 @@ def moto_server(bucket: str) -> Iterator[dict[str, str]]:
 
 
 @contextlib.contextmanager
-def _environment(port: int, bucket: str) -> Iterator[dict[str, str]]:
-    """The ``AWS_*`` variables of the server on ``port`` in this process (restored after), with
-    ``bucket`` created there."""
+def _environment(port: int, bucket: str, pid: int) -> Iterator[dict[str, str]]:
+    """The ``AWS_*`` variables of the server on ``port`` (process ``pid``) in this process
+    (restored after), with ``bucket`` created there."""
     env = {
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         "AWS_ACCESS_KEY_ID": "bench",
@@ -75,12 +83,14 @@ def _environment(port: int, bucket: str) -> Iterator[dict[str, str]]:
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    _PIDS[env["AWS_ENDPOINT_URL"]] = pid
     try:
         import boto3
 
         boto3.client("s3").create_bucket(Bucket=bucket)
         yield env
     finally:
+        _PIDS.pop(env["AWS_ENDPOINT_URL"], None)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -111,7 +121,7 @@ def localbucket_server(bucket: str, root: Path) -> Iterator[dict[str, str]]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"localbucket did not start ({proc.poll()})") from None
                 time.sleep(0.1)
-        with _environment(port, bucket) as env:
+        with _environment(port, bucket, proc.pid) as env:
             yield env
     finally:
         proc.terminate()

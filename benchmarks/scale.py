@@ -33,7 +33,9 @@ checksums, the largest process ≤ 2 GB. The S3 server (``--s3-server``) is Loca
 default, which keeps objects as files in the run's folder (it has no DeleteObjects: widecube
 sends it one signed DELETE per object instead, ``snapshot._signed``); moto, the tests'
 server, holds an object whole in memory, so B1M's 16 GB input cannot go through it on a 24 GB
-machine. ``--setups single,dask2`` leaves the S3 run out, recorded as not run with its reason
+machine. The S3 run also records the server's own CPU seconds during the ingest
+(``server_cpu_s``: it shares the two cores with the ingest here, unlike a real object store).
+``--setups single,dask2`` leaves the S3 run out, recorded as not run with its reason
 (``--s3-not-run``).
 
 Every run is recorded as one JSON file in ``benchmarks/results/`` (``_record.py``; refused
@@ -63,7 +65,7 @@ import numpy as np
 from _datasets import DATASETS, DatasetInfo, DatasetSpec, ensure_dataset
 from _measure import measure, warm_page_cache
 from _record import DirtyTree, begin, regenerate, save
-from _s3server import S3_SERVERS, moto_server, s3_server
+from _s3server import S3_SERVERS, moto_server, s3_server, server_cpu_s
 
 from widecube.compute._spill import bucket_geometry
 from widecube.config import Settings
@@ -413,7 +415,9 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
             if source == str(info.path):
                 warm_page_cache(info.path)
             cmd = [widecube, "ingest", source, "--dataset", spec.name, *groupbys, *extra, "--timings"]
+            served = server_cpu_s(aws)
             m = measure(cmd, env={**base, **env, "WIDECUBE_AUTH": "false"}, timeout=args.timeout)
+            served = server_cpu_s(aws) - served
             if not m.ok:
                 raise SystemExit(f"{label}: {' '.join(cmd)} failed ({m.status}):\n{m.stderr_tail}")
             runs[label] = {
@@ -425,6 +429,8 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
                 "steps": json.loads(m.stdout.strip().splitlines()[-1]).get("steps"),
                 "files": _manifest_files({**env}),
             }
+            if label == "s3":  # the S3 server's CPU, on the same cores, during the ingest
+                runs[label]["server_cpu_s"] = round(served, 2)
             if label != "s3":  # its checksums are kept above: the disk goes to the next run
                 shutil.rmtree(root / label, ignore_errors=True)
             if label == "dask2" and "s3" in args.setups:
