@@ -45,7 +45,6 @@ def check_files(
     listed: dict[str, dict[str, Any]],
     *,
     under: str | None = None,
-    threads: int | None = None,
     copy_to: Path | None = None,
     uncopied: Collection[str] = (),
 ) -> list[Fault]:
@@ -55,7 +54,7 @@ def check_files(
     ``under`` narrows the check to one file or folder (relative), e.g. one Zarr array when
     only that array failed to read; the whole snapshot also reports files the manifest does
     not list. Sizes are compared before hashing, so a truncated file costs no read; files are
-    read ``threads`` at a time (default: the storage's :attr:`~Storage.readers`).
+    read :attr:`~Storage.readers` at a time.
     ``copy_to``: every file hashed is also written there, at its relative path, from the same
     read (a file that matches its checksum is then, there, byte for byte what ``root`` holds),
     but for those under a folder of ``uncopied``, which are only hashed.
@@ -90,7 +89,7 @@ def check_files(
         except OSError:  # unreadable (I/O error on a bad sector) is as bad as wrong
             return False
 
-    with ThreadPoolExecutor(max(1, threads or files.readers)) as pool:
+    with ThreadPoolExecutor(files.readers) as pool:
         for rel, ok in zip(to_hash, pool.map(matches, to_hash), strict=True):
             if not ok:
                 faults.append(Fault(rel, MISMATCH))
@@ -100,7 +99,9 @@ def check_files(
 
 
 def _sha256(files: Storage, rel: str, copy_to: Path | None) -> str:
-    """The file's sha256, read from ``files``; written to ``copy_to / rel`` on the way."""
+    """The file's sha256, read from ``files``; written to ``copy_to / rel`` on the way. Not
+    :meth:`Storage.fetch`, made for inputs: a HEAD and a hashing thread per file, here 7,000
+    small objects already listed and sized."""
     if copy_to is None:
         return files.sha256(rel)
     target = copy_to / rel

@@ -36,14 +36,14 @@ _LEGACY_LAYER, _LAYER = "raw", "input"
 
 
 def checksum_files(
-    root: Path | Storage, *, threads: int | None = None, sent: Mapping[str, tuple[str, int]] | None = None
+    root: Path | Storage, *, sent: Mapping[str, tuple[str, int]] | None = None
 ) -> dict[str, dict[str, Any]]:
     """``{relative path: {"sha256", "size"}}`` for every file under ``root`` but the manifest.
 
     ``sent``: ``{path: (sha256, size)}`` of the files as a writer sent them (its ``Ledger``);
     a listed file found there with the size the storage reports takes that checksum, every
     other file is read back from the storage (an object store's objects, not a local copy)
-    and hashed, ``threads`` at a time (default: the storage's :attr:`~Storage.readers`).
+    and hashed, :attr:`~Storage.readers` at a time.
     """
     files = as_storage(root)
     sizes = {rel: size for rel, size in sorted(files.list().items()) if rel != MANIFEST}
@@ -51,7 +51,7 @@ def checksum_files(
         rel: digest for rel, (digest, size) in (sent or {}).items() if rel in sizes and sizes[rel] == size
     }
     unknown = [rel for rel in sizes if rel not in known]
-    with ThreadPoolExecutor(threads or files.readers) as pool:
+    with ThreadPoolExecutor(files.readers) as pool:
         known.update(zip(unknown, pool.map(files.sha256, unknown), strict=True))
     return {rel: {"sha256": known[rel], "size": size} for rel, size in sizes.items()}
 

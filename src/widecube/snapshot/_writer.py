@@ -79,8 +79,8 @@ class Ledger:
     lost after writing) only cost a read: the manifest hashes what the ledger lacks.
     """
 
-    def __init__(self, key: str | None = None) -> None:
-        self.key = key or uuid.uuid4().hex
+    def __init__(self, key: str) -> None:
+        self.key = key
         self._lock = threading.Lock()
         self._sent: dict[str, Sent] = {}
 
