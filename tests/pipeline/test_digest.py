@@ -26,6 +26,18 @@ def test_the_digest_is_the_files_sha256(tmp_path: Path) -> None:
         assert digest.result() == hashlib.sha256(b"").hexdigest()
 
 
+def test_the_md5_comes_from_the_same_read_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "x.h5ad"
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    path.write_bytes(data)
+    with IdleDigest(path, window=1 << 20, md5=True) as digest:
+        assert digest.result() == hashlib.sha256(data).hexdigest()
+        assert digest.md5 == hashlib.md5(data).hexdigest()
+    with IdleDigest(path) as digest:
+        digest.result()
+        assert digest.md5 is None  # not asked: not hashed
+
+
 def test_the_child_runs_at_idle_priority_until_asked(tmp_path: Path) -> None:
     if not hasattr(os, "SCHED_IDLE"):
         pytest.skip("no SCHED_IDLE on this platform")

@@ -178,6 +178,69 @@ def test_an_etag_checks_the_copy_unless_a_kms_key_encrypts_the_object(
         files.fetch("plain.bin", tmp_path / "again.bin")
 
 
+def test_an_unhashed_fetch_leaves_the_md5_to_its_caller(s3: Any, tmp_path: Path) -> None:
+    data = b"unhashed" * 5000
+    s3.put_object(Bucket=BUCKET, Key="in/u/a.bin", Body=data)
+    got = open_storage(f"s3://{BUCKET}/in/u").fetch("a.bin", tmp_path / "a.bin", hashed=False)
+    assert got.sha256 is None and got.size == len(data)
+    assert got.md5 == hashlib.md5(data).hexdigest()  # the ETag's, for the caller to check
+    assert (tmp_path / "a.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("where", ["values", "signature"])
+def test_a_staged_copy_damaged_on_the_way_is_fetched_again_and_the_right_data_published(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """The input is copied unhashed and hashed while the job reads it; a copy whose MD5 is not
+    the object's ETag is caught before anything is published: one byte flipped among the
+    values (read without complaint: caught when the manifest asks for the sha256) or in the
+    HDF5 signature (validate finds no h5ad: the copy is blamed first). Either way the input is
+    fetched again, the step runs again, and the version published holds the object's data."""
+    import h5py
+
+    from widecube.pipeline import _ingest
+
+    adata = small_adata(seed=41)
+    data = put_file(s3, f"in/dmg/{where}.h5ad", write_h5ad(adata, tmp_path / "x.h5ad"))
+    with h5py.File(tmp_path / "x.h5ad", "r") as f:
+        values = f["X/data"].id  # chunked, not compressed: the 101st value's low byte
+        start = values.get_offset() if f["X/data"].chunks is None else values.get_chunk_info(0).byte_offset
+        assert f["X/data"].compression is None
+        at = {"values": start + 4 * 100, "signature": 1}[where]
+    real, hashed = _ingest.stage_input, []
+
+    def damaging(url: str, dest: Path, **kwargs: Any) -> Any:
+        staged = real(url, dest, **kwargs)
+        hashed.append(kwargs.get("hashed", True))
+        if len(hashed) == 1:
+            with open(staged.path, "r+b") as f:
+                f.seek(at)
+                byte = f.read(1)[0]
+                f.seek(at)
+                f.write(bytes([byte ^ 0x01]))
+        return staged
+
+    monkeypatch.setattr(_ingest, "stage_input", damaging)
+    settings = settings_for(tmp_path, f"dmg-{where}", job_backoff=0.01)
+    record = ingest(
+        f"s3://{BUCKET}/in/dmg/{where}.h5ad", dataset="d", groupbys=["cell_type"], settings=settings
+    )
+    assert hashed == [False, True]  # copied unhashed, then again hashed, once the copy was caught
+    manifest = json.loads(
+        s3.get_object(Bucket=BUCKET, Key=f"dmg-{where}/{record.path}/{MANIFEST}")["Body"].read()
+    )
+    assert manifest["input"]["sha256"] == hashlib.sha256(data).hexdigest()
+    groups, got = raw_sums(settings, "d", "cell_type", ["Gene1", "Gene25"])
+    want = numpy_sums(np.asarray(adata.X), adata.obs["cell_type"].astype(str).to_numpy(), groups, [1, 25])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    with Catalog(settings.catalog_url) as catalog:
+        (job,) = catalog.jobs.list()
+        retries = [e for e in job.log if e["event"] == "retry"]
+    step = {"values": "compute", "signature": "validate"}[where]
+    assert [e["step"] for e in retries] == [step], job.log
+    assert "does not match the store's checksum (MD5" in retries[0]["error"]
+
+
 def test_watching_a_prefix_ingests_and_files_entries_away(s3: Any, tmp_path: Path) -> None:
     inbox = "inbox"
     lab = small_adata(seed=22)

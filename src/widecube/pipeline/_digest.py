@@ -36,17 +36,21 @@ try:
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 except (AttributeError, OSError):
     os.nice(19)
-digest, window = hashlib.sha256(), int(sys.argv[2])
+names, window = sys.argv[3:] or ["sha256"], int(sys.argv[2])
 with open(sys.argv[1], "rb", buffering=0) as f:
     size = os.fstat(f.fileno()).st_size
     try:
+        digests = [hashlib.new(name) for name in names]
         for at in range(0, size, window):
             with mmap.mmap(f.fileno(), min(window, size - at), prot=mmap.PROT_READ, offset=at) as view:
-                digest.update(view)
+                for digest in digests:
+                    digest.update(view)
     except OSError:  # a file that cannot be mapped (not a regular file, some network mounts)
-        f.seek(0)
-        digest = hashlib.file_digest(f, "sha256")
-print(digest.hexdigest())
+        digests = []
+        for name in names:
+            f.seek(0)
+            digests.append(hashlib.file_digest(f, name))
+print(*(digest.hexdigest() for digest in digests))
 """
 """The child's whole program: only the standard library (``-I``: no environment, no user site).
 The file is hashed through 64 MiB mappings, not read: a read copies every page from the page
@@ -59,12 +63,15 @@ class IdleDigest:
     """The sha256 of the local file ``path``, hashed by a child process at idle priority from
     construction on (through mappings of ``window`` bytes, a multiple of the page size);
     :meth:`result` waits for it, :meth:`close` (or leaving the ``with`` block) stops a child
-    whose result nobody asked for."""
+    whose result nobody asked for. ``md5=True`` hashes its MD5 too, in the same read
+    (:attr:`md5`, once :meth:`result` returned): a staged copy's check against its ETag."""
 
-    def __init__(self, path: Path, *, window: int = 64 << 20) -> None:
+    def __init__(self, path: Path, *, window: int = 64 << 20, md5: bool = False) -> None:
         self.path = path
+        self.md5: str | None = None
+        names = ["sha256", "md5"] if md5 else ["sha256"]
         self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", _CHILD, os.fspath(path), str(window)],
+            [sys.executable, "-I", "-c", _CHILD, os.fspath(path), str(window), *names],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -79,13 +86,14 @@ class IdleDigest:
             return self._hex
         _normal_priority(self._proc.pid)
         out, err = self._proc.communicate()
-        digest = out.strip()
+        digest, *others = out.split() or [""]
         if self._proc.returncode != 0 or len(digest) != 64:
             code = self._proc.returncode
             last = err.strip().splitlines()[-1:] or [describe_exit(code)]
             shrank = " (did the file shrink while it was read?)" if code == -signal.SIGBUS else ""
             raise OSError(f"{self.path.name}: could not compute its sha256: {last[0]}{shrank}")
         self._hex = digest
+        self.md5 = others[0] if others else None
         return digest
 
     def close(self) -> None:

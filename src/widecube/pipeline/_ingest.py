@@ -25,7 +25,7 @@ import functools
 import hashlib
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -52,7 +52,7 @@ from ..snapshot import MANIFEST, Snapshot, SnapshotWriter, Storage, is_object_ur
 from ..views import INPUT, NORMALIZED, BuildContext, detect_kind, parse_input_kind, parse_views, select_views
 from ._cluster import build_on_cluster, dask_client, spill_on_cluster
 from ._digest import IdleDigest
-from ._fetch import stage_input
+from ._fetch import StagedCopyDiffers, StagedDigest, stage_input
 from ._verify import verify_snapshot
 
 __all__ = ["COMPUTE_PHASES", "STEPS", "Progress", "Work", "check_name", "fail"]
@@ -87,7 +87,8 @@ class Work:
     checkpoints, the unpacked input and the readers' scratch files. ``source`` is the input
     opened by validate, kept open for compute when both run in the same process (text
     formats are parsed once). ``digest`` hashes the input from validate on, on the core that
-    validate (one core) leaves idle, for the manifest compute writes (:meth:`input_digest`).
+    validate (one core) leaves idle, for the manifest compute writes (:meth:`input_digest`); a
+    copy staged from an object store is checked by it too (:class:`StagedDigest`).
     """
 
     job: JobRecord
@@ -96,7 +97,7 @@ class Work:
     progress: Progress
     done: dict[str, Checkpoint] = field(default_factory=dict)
     source: InputSource | None = None
-    digest: IdleDigest | None = None
+    digest: IdleDigest | StagedDigest | None = None
 
     @property
     def folder(self) -> Path:
@@ -161,13 +162,31 @@ class Work:
             )
         return self.source
 
-    def input_digest(self) -> IdleDigest | None:
+    def input_digest(self) -> IdleDigest | StagedDigest | None:
         """The input's sha256 being hashed by an idle-priority child (started on first call,
         kept until :meth:`close`); None when staging hashed it already (``done["unpack"]``)
-        or the input is a folder."""
-        if self.digest is None and self.original.is_file() and not self.done["unpack"].get("sha256"):
-            self.digest = IdleDigest(self.original)
+        or the input is a folder. A copy staged unhashed is checked against what the store
+        said of its object when the sha256 is asked for."""
+        unpacked = self.done["unpack"]
+        if self.digest is None and self.original.is_file() and not unpacked.get("sha256"):
+            if unpacked.get("staged"):
+                source, md5, companion = unpacked["source"], unpacked.get("md5"), unpacked.get("companion")
+                self.digest = StagedDigest(self.original, source=source, md5=md5, companion=companion)
+            else:
+                self.digest = IdleDigest(self.original)
         return self.digest
+
+    def restage(self) -> None:
+        """Fetch the staged input again, hashed and checked as it arrives (its copy differed
+        from the object), and rewrite the unpack checkpoint to say so."""
+        from ._runner import save_checkpoint  # the runner imports this module
+
+        self.close()
+        unpacked = self.done["unpack"]
+        copy = stage_input(unpacked["source"], Path(unpacked["staged"]).parent)
+        kept = {k: v for k, v in unpacked.items() if k not in ("md5", "companion")}  # checked now
+        self.done["unpack"] = {**kept, "staged": str(copy.path), "sha256": copy.sha256}
+        save_checkpoint(self.folder, "unpack", self.done["unpack"])
 
     def close(self, *, digest: bool = True) -> None:
         """Close the input; and stop the digest unless ``digest`` is False (validate
@@ -205,10 +224,15 @@ def unpack(work: Work) -> Checkpoint:
         if work.catalog.get_version(job.dataset, work.version).status != VersionStatus.BUILDING:
             raise
     staged: Checkpoint = {}
-    if remote:  # copied whole, checksum verified (see _fetch for why not streamed)
-        copy = stage_input(job.input, work.folder / "input")
+    if remote:  # copied whole, checked (see _fetch for why not streamed, and when checked)
+        copy = stage_input(job.input, work.folder / "input", hashed=False)
         path = copy.path
-        staged = {"staged": str(path), "sha256": copy.sha256, "source": job.input}
+        sha256 = copy.sha256
+        if sha256 is None and _is_archive(path, p.get("format")):  # checked before it is unpacked
+            with StagedDigest(path, source=job.input, md5=copy.md5, companion=copy.companion) as digest:
+                sha256 = digest.result()
+        checks = {"md5": copy.md5, "companion": copy.companion} if sha256 is None else {}
+        staged = {"staged": str(path), "sha256": sha256, **checks, "source": job.input}
     elif not path.exists():
         raise InputNotFound(f"{path}: no such file or folder")
     for what in ("obs", "var"):
@@ -222,6 +246,24 @@ def unpack(work: Work) -> Checkpoint:
     return {"input": str(unpack_archive(path, dest, limits)), "archive": str(path), **staged}
 
 
+@contextlib.contextmanager
+def _copy_checked_first(work: Work) -> Iterator[None]:
+    """Around a step that reads a copy staged unhashed (:class:`StagedDigest`): an input error
+    waits for the copy's check, since a copy that differs from its object explains any bad
+    input (that error is raised instead); a copy that differs is fetched again, hashed and
+    checked as it arrives, and the step fails of a transient error (it runs again)."""
+    try:
+        try:
+            yield
+        except InputError:
+            if isinstance(work.digest, StagedDigest):
+                work.digest.result()
+            raise
+    except StagedCopyDiffers:
+        work.restage()
+        raise
+
+
 def validate(work: Work) -> Checkpoint:
     """Open the input and check cell ids, gene names, every grouping and the views named
     before the long pass."""
@@ -230,6 +272,11 @@ def validate(work: Work) -> Checkpoint:
     shutil.rmtree(work.folder / "scratch", ignore_errors=True)
     work.close(digest=False)
     work.input_digest()  # hashing from now on: this step keeps one core busy, not two
+    with _copy_checked_first(work):
+        return _validate(work)
+
+
+def _validate(work: Work) -> Checkpoint:
     source = work.open()
     path, settings = work.original, work.settings
     obs, var = source.obs(), source.var()
@@ -259,27 +306,8 @@ def compute(work: Work) -> Checkpoint:
     if work.source is None:  # resumed in a new process: the readers' scratch files are stale
         shutil.rmtree(work.folder / "scratch", ignore_errors=True)
     try:
-        source = work.open()
-        manifest = _relabel(
-            work,
-            lambda: _build(
-                work.original,
-                source,
-                work.job.dataset,
-                work.version,
-                work.done["validate"]["groupbys"],
-                work.job.params.get("layer"),
-                work.settings,
-                work.staging,
-                work.folder / "scratch",
-                work.progress,
-                work.job.params.get("views"),
-                _opener(work),
-                work.done["unpack"].get("sha256"),
-                work.job.params.get("input_kind"),
-                work.input_digest(),
-            ),
-        )
+        with _copy_checked_first(work):
+            manifest = _compute(work)
     finally:
         work.close()
     info = {
@@ -289,6 +317,31 @@ def compute(work: Work) -> Checkpoint:
         "input_kind": manifest["input"]["kind"],
     }
     return {"n_cells": manifest["n_cells"], "n_genes": manifest["n_genes"], "info": info}
+
+
+def _compute(work: Work) -> dict[str, Any]:
+    source = work.open()
+    manifest: dict[str, Any] = _relabel(
+        work,
+        lambda: _build(
+            work.original,
+            source,
+            work.job.dataset,
+            work.version,
+            work.done["validate"]["groupbys"],
+            work.job.params.get("layer"),
+            work.settings,
+            work.staging,
+            work.folder / "scratch",
+            work.progress,
+            work.job.params.get("views"),
+            _opener(work),
+            work.done["unpack"].get("sha256"),
+            work.job.params.get("input_kind"),
+            work.input_digest(),
+        ),
+    )
+    return manifest
 
 
 def verify(work: Work) -> Checkpoint:
@@ -414,7 +467,7 @@ def _build(
     opener: Callable[[], MatrixSource] | None = None,
     known_sha256: str | None = None,
     input_kind: str | None = None,
-    digest: IdleDigest | None = None,
+    digest: IdleDigest | StagedDigest | None = None,
 ) -> dict[str, Any]:
     """Pass 1 spills the input by gene; pass 2 feeds gene slabs to the views ``names`` (and
     those they require; None: every registered view), recorded in ``parameters.views``.

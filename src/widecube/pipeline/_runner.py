@@ -228,7 +228,7 @@ class JobRunner:
                     if name not in work.done:
                         work.progress(name, 0.0)
                         work.done[name] = self._attempt(work, name)
-                        _save(work.folder, name, work.done[name])
+                        save_checkpoint(work.folder, name, work.done[name])
                         work.progress(name, 1.0)
                     self.catalog.jobs.event(job.id, self.worker, "done", name)
                     job = work.job = self.catalog.jobs.advance(job.id, self.worker, target)
@@ -492,7 +492,7 @@ def _checkpoints(folder: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _save(folder: Path, name: str, value: dict[str, Any]) -> None:
+def save_checkpoint(folder: Path, name: str, value: dict[str, Any]) -> None:
     """Write a step's checkpoint atomically: a reader finds the whole file or none."""
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{name}.json.tmp"

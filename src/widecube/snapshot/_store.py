@@ -148,11 +148,14 @@ class FileInfo:
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """A file copied to local disk by :meth:`Storage.fetch`: where, its sha256 and size."""
+    """A file copied to local disk by :meth:`Storage.fetch`: where, its sha256 (None when
+    fetched unhashed) and size; ``md5``: for a copy fetched unhashed, the MD5 its bytes must
+    have (a single-part upload's ETag), which the caller checks; None when there is none."""
 
     path: Path
-    sha256: str
+    sha256: str | None
     size: int
+    md5: str | None = None
 
 
 def is_object_url(location: str | Path) -> bool:
@@ -242,11 +245,13 @@ class Storage(ABC):
         """One level under ``relpath``: its files by name, and the names of its folders."""
 
     @abstractmethod
-    def fetch(self, relpath: str, dest: Path) -> Fetched:
+    def fetch(self, relpath: str, dest: Path, *, hashed: bool = True) -> Fetched:
         """Copy a file to ``dest`` on local disk, streamed and hashed as it comes; the copy
         appears under its name only once whole. An object that changed while it was read,
         or whose bytes disagree with the size (and, for a single-part upload, the MD5 ETag)
-        the store holds for it, raises a transient :class:`OSError` (``EAGAIN``, ``EIO``)."""
+        the store holds for it, raises a transient :class:`OSError` (``EAGAIN``, ``EIO``).
+        ``hashed=False`` copies without hashing (the size and the ETag are still checked):
+        the caller hashes the copy later and checks its MD5 against :attr:`Fetched.md5`."""
 
     @abstractmethod
     def copy(self, src: str, dst: str) -> None:
@@ -381,17 +386,18 @@ class LocalStorage(Storage):
                 continue
         return files, sorted(folders)
 
-    def fetch(self, relpath: str, dest: Path) -> Fetched:
+    def fetch(self, relpath: str, dest: Path, *, hashed: bool = True) -> Fetched:
         h, size = hashlib.sha256(), 0
         tmp = dest.with_name(f".{dest.name}.part")
         dest.parent.mkdir(parents=True, exist_ok=True)
         with open(self.root / relpath, "rb", buffering=0) as src, open(tmp, "wb") as out:
             for chunk in _pieces(src):
                 out.write(chunk)
-                h.update(chunk)
+                if hashed:
+                    h.update(chunk)
                 size += len(chunk)
         tmp.replace(dest)
-        return Fetched(dest, h.hexdigest(), size)
+        return Fetched(dest, h.hexdigest() if hashed else None, size)
 
     def copy(self, src: str, dst: str) -> None:
         target = self.root / dst
@@ -533,7 +539,7 @@ class ObjectStorage(Storage):
         folders = sorted(p[len(prefix) :].strip("/") for p in listed["common_prefixes"])
         return files, folders
 
-    def fetch(self, relpath: str, dest: Path) -> Fetched:
+    def fetch(self, relpath: str, dest: Path, *, hashed: bool = True) -> Fetched:
         import obstore
         from obstore.exceptions import PreconditionError
 
@@ -544,14 +550,14 @@ class ObjectStorage(Storage):
         plain = _PLAIN_MD5.match(etag or "")
         if plain and encrypted_by_key(self._store, relpath):
             plain = None
-        h, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False) if plain else None
+        h, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False) if plain and hashed else None
         tmp = dest.with_name(f".{dest.name}.part")
         dest.parent.mkdir(parents=True, exist_ok=True)
         where = f"{self.url}/{relpath}"
         try:
             got = obstore.get(self._store, relpath, options={"if_match": etag} if etag else None)
             with open(tmp, "wb") as out:
-                hashes = [h] if md5 is None else [h, md5]
+                hashes = ([h] if hashed else []) + ([md5] if md5 is not None else [])
                 size = _copy_hashed(got.stream(min_chunk_size=_CHUNK), out, hashes)
         except PreconditionError:
             tmp.unlink(missing_ok=True)
@@ -561,6 +567,8 @@ class ObjectStorage(Storage):
             what = f"{size} bytes arrived of {meta['size']}" if size != int(meta["size"]) else "MD5 differs"
             raise OSError(errno.EIO, f"{where}: the copy does not match the store's checksum ({what})")
         tmp.replace(dest)
+        if not hashed:
+            return Fetched(dest, None, size, plain.group(1) if plain else None)
         return Fetched(dest, h.hexdigest(), size)
 
     def copy(self, src: str, dst: str) -> None:
