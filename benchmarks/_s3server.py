@@ -6,8 +6,9 @@ Two servers: moto's standalone server (:func:`moto_server`, the tests' S3), whic
 object in memory and answers a request in about 5 ms; and LocalBucket (:func:`localbucket_server`,
 a one-file standard-library server, PyPI ``localbucket``), which keeps objects as files in a
 folder, streams GETs from them, joins multipart uploads on disk and honours ``If-None-Match: *``
-(the conditional write Zarr's group creation relies on): 300 small PUTs in 0.23 s, a 200 MB GET
-in 0.46 s on this VM. It is started with ``TCP_NODELAY`` (:data:`_LOCALBUCKET_NODELAY`). B1M's 16 GB input fits through it; it does not fit through moto.
+(the conditional write Zarr's group creation relies on): 300 small PUTs in 0.23 s, a 200 MB
+GET in 0.46 s on this VM; it is started with ``TCP_NODELAY`` (:data:`_LOCALBUCKET_NODELAY`).
+B1M's 16 GB input fits through it; it does not fit through moto.
 
     >>> with s3_server("localbucket", "my-bucket", Path("/tmp/objects")) as env:  # doctest: +SKIP
     ...     env["AWS_ENDPOINT_URL"]

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from widecube.compute._buckets import INDEX_TYPES, VALUE_TYPES, index_code  # noqa: E402
 from widecube.compute._pass import BLOCK_ROWS  # noqa: E402
-from widecube.compute._spill import bucket_geometry  # noqa: E402
+from widecube.compute._spill import BYTES_PER_VALUE, bucket_geometry, chunk_buckets  # noqa: E402
 from widecube.pipeline._cluster import row_bounds  # noqa: E402
 
 CELLS, GENES, NNZ_PER_CELL = 10**7, 50_000, 5_000
@@ -164,9 +164,10 @@ def render(results: Path) -> str:
     arrays_per_grouping = k["grouped_arrays"]  # serve-s3 ingests one grouping
     n_cells_s = serve.data["dataset"]["shape"][0]
     width, n_buckets = bucket_geometry(GENES, NNZ, MEMORY // 16)
+    n_chunks = math.ceil(n_buckets / chunk_buckets(n_buckets, NNZ, MEMORY // 16 // BYTES_PER_VALUE))
     groupings, groups = 2, (100, 800)  # as B1M: cluster and cluster × donor
     matrix_objects = math.ceil(k["matrix_chunks"] / n_s * NNZ)
-    grouped_objects = int(arrays_per_grouping * sum(math.ceil(g / 1024) for g in groups) * n_buckets)
+    grouped_objects = int(arrays_per_grouping * sum(math.ceil(g / 1024) for g in groups) * n_chunks)
     row_chunks = " + ".join(str(math.ceil(g / 1024)) for g in groups)
     cell_objects = math.ceil(k["per_cell_chunks"] / n_cells_s * CELLS)
     objects = matrix_objects + cell_objects + grouped_objects + k["other"]
@@ -210,7 +211,7 @@ def render(results: Path) -> str:
         f"same run | {s['median']['context_broadcast_s']:.2f} s |",
         f"| objects of the gene-major matrix per non-zero | `benchmarks/results/{serve.file}`: "
         f"{k['matrix_chunks']} chunks / {n_s:,} | {k['matrix_chunks'] / n_s:.3e} |",
-        f"| per-group arrays per grouping (chunks: row chunks of 1,024 groups × buckets) | same run | "
+        f"| per-group arrays per grouping (chunks: row chunks of 1,024 groups × column chunks) | same run | "
         f"{k['grouped_arrays']} |",
         f"| objects of per-cell arrays per cell | same run: {k['per_cell_chunks']} / {n_cells_s:,} | "
         f"{k['per_cell_chunks'] / n_cells_s:.3e} |",
@@ -220,7 +221,8 @@ def render(results: Path) -> str:
         f"({SPILL_BYTES_PER_COUNT} for counts up to 255; `compute/_buckets.py`), plus 32 bytes per block "
         "and bucket; the "
         f"decoded matrix {DECODED_BYTES_PER_VALUE} (float32 value, int32 cell); the target's pass 2 has "
-        f"{n_buckets} tasks of {width} genes (`bucket_geometry`, at most 256) and pass 1 "
+        f"{n_chunks} tasks of {n_buckets // n_chunks} bucket(s) of {width} genes (`bucket_geometry`, "
+        "at most 256 buckets; `chunk_buckets`: a column chunk of the per-group arrays) and pass 1 "
         f"{len(row_bounds(CELLS, NNZ, 8, BLOCK_NNZ)) - 1} tasks at 8 workers (`row_bounds`: "
         "N / (16 × 8·10^6 values), at least 2 per worker).",
         "",
@@ -273,7 +275,7 @@ def render(results: Path) -> str:
     serial: dict[int, float] = {}
     for workers in WORKERS:
         t1 = len(row_bounds(CELLS, NNZ, workers, BLOCK_NNZ)) - 1
-        t2 = n_buckets
+        t2 = n_chunks
         r1, r2 = math.ceil(t1 / workers), math.ceil(t2 / workers)
         spread = pass1_share * r1 / (t1 / workers) + (1 - pass1_share) * r2 / (t2 / workers)
         spread_s = dask * total_core_s * spread / workers
@@ -307,7 +309,7 @@ def render(results: Path) -> str:
         f"Objects in one snapshot: matrix chunks {k['matrix_chunks'] / n_s:.3e} × N = {matrix_objects:,}; "
         f"per-cell chunks {k['per_cell_chunks'] / n_cells_s:.3e} × {CELLS:,} = {cell_objects:,}; "
         f"per-group chunks {k['grouped_arrays']} arrays × ({row_chunks}) "
-        f"row chunks of the {groupings} groupings × {n_buckets} buckets = {grouped_objects:,}; "
+        f"row chunks of the {groupings} groupings × {n_chunks} column chunks = {grouped_objects:,}; "
         f"other {k['other']}: {objects:,} objects.",
         "",
         "| requests | when | one matrix | 100 matrices | cost (100) |",

@@ -50,6 +50,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import shutil
 import statistics
@@ -67,7 +68,7 @@ from _measure import measure, warm_page_cache
 from _record import DirtyTree, begin, regenerate, save
 from _s3server import S3_SERVERS, moto_server, s3_server, server_cpu_s
 
-from widecube.compute._spill import bucket_geometry
+from widecube.compute._spill import BYTES_PER_VALUE, bucket_geometry, chunk_buckets
 from widecube.config import Settings
 from widecube.pipeline._cluster import row_bounds
 
@@ -155,7 +156,8 @@ def scheduler(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, An
     settings = Settings(storage=tempfile.gettempdir())
     nnz = args.cells * args.nnz_per_cell
     n1 = row_bounds(args.cells, nnz, args.workers, settings.block_nnz)
-    width, n2 = bucket_geometry(args.genes, nnz, settings.memory // 16)
+    width, n_buckets = bucket_geometry(args.genes, nnz, settings.memory // 16)
+    n2 = math.ceil(n_buckets / chunk_buckets(n_buckets, nnz, settings.memory // 16 // BYTES_PER_VALUE))
     groupings = 2
     ctx_bytes = args.cells * (8 + 8 + 4 * groupings)  # cell_total, cell_nnz, a code per grouping
     by_workers = {

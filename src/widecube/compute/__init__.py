@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ._malloc import roomy_heap, roomy_policy
     from ._pass import check_finite, spill_by_gene, spill_rows
     from ._select import COUNT_RANGE, group_quantiles
-    from ._spill import GeneSpill
+    from ._spill import GeneSpill, chunk_buckets
     from .contrast import benjamini_hochberg, log_fold_change, welch
     from .groupings import (
         ALL,
@@ -50,6 +50,7 @@ _WHERE = {
     "COUNT_RANGE": "_select",
     "group_quantiles": "_select",
     "GeneSpill": "_spill",
+    "chunk_buckets": "_spill",
     "benjamini_hochberg": "contrast",
     "log_fold_change": "contrast",
     "welch": "contrast",
@@ -86,6 +87,7 @@ __all__ = [
     "benjamini_hochberg",
     "cell_scale",
     "check_finite",
+    "chunk_buckets",
     "default_groupbys",
     "derive",
     "gene_moments",

@@ -9,20 +9,20 @@ Pass 1 (:func:`spill_on_cluster`, for inputs that read a range of rows alone) is
 row range: each opens the input, spills its rows into gene buckets of its own in the job's
 work folder and returns its rows' library sizes; they are joined here in row order.
 
-Pass 2 (:func:`build_on_cluster`) is one task per spill bucket (a chunk-aligned gene range:
-``BuildContext.slab_width`` is both the bucket width and the column chunk of every grouped
-view array). A task reads its bucket from the work folder (shared storage: every worker
-must see it at the same path), runs every view's :class:`~widecube.views.SlabPart` on its
-slabs and writes its genes straight into the snapshot's Zarr arrays. A write goes through
-:class:`ChunkSink`: a chunk the task covers whole is written by the task, the pieces of any
-other chunk (the matrix view's values, whose chunks straddle gene ranges) come back and are
-written here, so no two processes ever write one chunk. What each part returns for the task's
+Pass 2 (:func:`build_on_cluster`) is one task per column chunk of the per-group view arrays
+(``BuildContext.chunk_width``: whole spill buckets, ``compute.chunk_buckets`` of them). A
+task reads its buckets from the work folder (shared storage: every worker must see them at
+the same path), runs every view's :class:`~widecube.views.SlabPart` on their slabs and writes
+its genes straight into the snapshot's Zarr arrays. A write goes through a ``ChunkSink``
+(``snapshot._chunks``): a chunk the task covers whole is written by the task, the pieces of
+any other chunk (the matrix view's values, whose chunks straddle gene ranges) come back and
+are written here, so no two processes ever write one chunk. What each part returns for the task's
 slabs, as its ``combine`` sends it (the markers: the task's p-values and best genes, not every
 gene's statistics), is merged here by its builder in gene order (the markers' ranking and the
 Benjamini-Hochberg correction need every gene), so the snapshot is byte for byte the one a
 single process builds.
 
-A task writes nothing but its own chunks and reads its bucket without removing it, so Dask
+A task writes nothing but its own chunks and reads its buckets without removing them, so Dask
 may run it again on another worker when one dies; the client removes the spill afterwards.
 """
 
@@ -37,20 +37,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
 
-import numpy as np
-import zarr
-
 from ..compute import JoinedSpill, SpillBuckets, SpillPart, roomy_policy, spill_rows
 from ..config import Settings
 from ..errors import InputError
 from ..io import MatrixSource, prefetch
 from ..snapshot import absorb_recorded, take_recorded
+from ..snapshot._chunks import ChunkSink, Piece
 from ..views import BuildContext, Builder, SlabPart
 
 __all__ = ["ChunkSink", "Piece", "build_on_cluster", "dask_client", "row_bounds", "spill_on_cluster"]
-
-Piece = tuple["zarr.Array[Any]", tuple[tuple[int, int], ...], np.ndarray]
-"""``(array, ((start, stop) per dimension), values)``: part of a chunk a task did not cover whole."""
 
 _RETRIES = 2  # a task that raised (an I/O error) runs again; a lost worker's tasks always do
 
@@ -83,55 +78,13 @@ def dask_client(settings: Settings) -> Iterator[Any]:
         yield client
 
 
-class ChunkSink:
-    """The ``put`` of a pass-2 task: writes whole chunks, keeps pieces of the others.
-
-    A region's chunks that it covers whole are written at once; a piece of any other chunk is
-    kept until the task's pieces cover that chunk (then written whole), and what remains at
-    the end (:meth:`leftovers`) goes back to the client, which alone writes those chunks.
-    """
-
-    def __init__(self) -> None:
-        self._pieces: dict[tuple[str, tuple[int, ...]], list[Piece]] = {}
-        self._covered: dict[tuple[str, tuple[int, ...]], int] = {}
-
-    def __call__(self, array: zarr.Array[Any], region: tuple[slice, ...], values: np.ndarray) -> None:
-        bounds = [s.indices(n)[:2] for s, n in zip(region, array.shape, strict=True)]
-        chunks = array.chunks
-        grid = [range(a // c, math.ceil(b / c)) for (a, b), c in zip(bounds, chunks, strict=True)]
-        for idx in itertools.product(*grid):
-            whole = [(i * c, min((i + 1) * c, n)) for i, c, n in zip(idx, chunks, array.shape, strict=True)]
-            inter = [(max(a, ca), min(b, cb)) for (a, b), (ca, cb) in zip(bounds, whole, strict=True)]
-            sub = values[tuple(slice(ia - a, ib - a) for (ia, ib), (a, _) in zip(inter, bounds, strict=True))]
-            if inter == whole:
-                array[tuple(slice(a, b) for a, b in inter)] = sub
-                continue
-            key = (f"{array.store}/{array.path}", idx)
-            self._pieces.setdefault(key, []).append((array, tuple(inter), np.array(sub)))
-            self._covered[key] = self._covered.get(key, 0) + int(sub.size)
-            if self._covered[key] == math.prod(b - a for a, b in whole):
-                self._write_whole(whole, self._pieces.pop(key))
-                del self._covered[key]
-
-    @staticmethod
-    def _write_whole(whole: Sequence[tuple[int, int]], pieces: list[Piece]) -> None:
-        array = pieces[0][0]
-        buf = np.empty(tuple(b - a for a, b in whole), dtype=pieces[0][2].dtype)
-        for _, inter, values in pieces:
-            buf[tuple(slice(a - ca, b - ca) for (a, b), (ca, _) in zip(inter, whole, strict=True))] = values
-        array[tuple(slice(a, b) for a, b in whole)] = buf
-
-    def leftovers(self) -> list[Piece]:
-        """The pieces of chunks this task did not cover whole (other tasks hold the rest)."""
-        return [p for pieces in self._pieces.values() for p in pieces]
-
-
 def _task(
-    ctx: BuildContext, parts: Sequence[SlabPart], buckets: SpillBuckets, bucket: int, scratch: Path
+    ctx: BuildContext, parts: Sequence[SlabPart], buckets: SpillBuckets, first: int, stop: int, scratch: Path
 ) -> tuple[list[list[Any]], list[Piece], dict[str, Any]]:
-    """Pass 2 of one bucket on a worker: every part on every slab; (each part's results, as
-    its :meth:`~SlabPart.combine` sends them; leftover pieces; the sha256 of every chunk the
-    worker wrote, for the manifest: ``snapshot.take_recorded``).
+    """Pass 2 of buckets ``first..stop-1`` (one column chunk of the per-group arrays) on a
+    worker: every part on every slab; (each part's results, as its :meth:`~SlabPart.combine`
+    sends them; leftover pieces; the sha256 of every chunk the worker wrote, for the
+    manifest: ``snapshot.take_recorded``).
 
     The worker's heap keeps freed memory for the next slab, and the next task (pass 2's
     policy, as the single process's slab loop has it): without it every slab's arrays are
@@ -141,9 +94,8 @@ def _task(
     roomy_policy()
     sink = ChunkSink()
     per_slab = []
-    with contextlib.closing(
-        prefetch(buckets.slabs(bucket, consume=False, scratch=scratch), depth=1)
-    ) as slabs:
+    slabs_of = (buckets.slabs(b, consume=False, scratch=scratch) for b in range(first, stop))
+    with contextlib.closing(prefetch(itertools.chain.from_iterable(slabs_of), depth=1)) as slabs:
         for slab in slabs:  # the next slab is read while the parts work on this one
             stats = ctx.slab_stats(slab)
             per_slab.append([part.run(stats, sink) for part in parts])
@@ -170,12 +122,15 @@ def build_on_cluster(
     scratch: Path,
     progress: Callable[[float], None],
 ) -> None:
-    """Pass 2 over every bucket on ``client``'s cluster; builders merge here, in gene order,
-    and the chunks that tasks share are put together and written here (one writer each:
-    never the snapshot writer's background pool, whose locks are per array object)."""
+    """Pass 2 on ``client``'s cluster, a task per column chunk of the per-group arrays
+    (``ctx.chunk_width // ctx.slab_width`` buckets); builders merge here, in gene order, and
+    the chunks that tasks share are put together and written here (one writer each: never
+    the snapshot writer's background pool, whose locks are per array object)."""
     [ctx_future] = client.scatter([ctx], broadcast=True, hash=False)
     parts = [builder.part() for builder in builders]
     run = uuid.uuid4().hex[:8]  # a step run again never meets the keys of a run it replaced
+    step = max(1, ctx.chunk_width // buckets.width)
+    firsts = range(0, buckets.n_buckets, step)
     futures = [
         client.submit(
             _task,
@@ -183,16 +138,17 @@ def build_on_cluster(
             parts,
             buckets,
             b,
+            min(b + step, buckets.n_buckets),
             scratch,
             key=f"widecube-pass2-{ctx.version}-{run}-{b:05d}",
             pure=False,
             retries=_RETRIES,
         )
-        for b in range(buckets.n_buckets)
+        for b in firsts
     ]
     shared = ChunkSink()  # the chunks tasks share: each written whole, here, once complete
     try:
-        for b, future in enumerate(futures):
+        for b, future in zip(firsts, futures, strict=True):
             results, leftovers, recorded = future.result()
             future.release()
             absorb_recorded(recorded)
@@ -201,7 +157,7 @@ def build_on_cluster(
                     builder.merge(result)
             for array, inter, values in leftovers:
                 shared(array, tuple(slice(start, stop) for start, stop in inter), values)
-            lo, hi = buckets.genes(b)
+            lo, hi = buckets.genes(b)[0], buckets.genes(min(b + step, buckets.n_buckets) - 1)[1]
             progress((hi - lo) / ctx.n_genes)
         missing = shared.leftovers()
         if missing:  # every gene was written, so every chunk is complete: a bug if not

@@ -34,7 +34,15 @@ from typing import Any
 import numpy as np
 
 from ..catalog import Catalog, JobRecord, PointerMoved, VersionStatus
-from ..compute import GeneSpill, JoinedSpill, default_groupbys, parse_groupbys, roomy_heap, spill_by_gene
+from ..compute import (
+    GeneSpill,
+    JoinedSpill,
+    chunk_buckets,
+    default_groupbys,
+    parse_groupbys,
+    roomy_heap,
+    spill_by_gene,
+)
 from ..compute.groupings import all_cells_key
 from ..config import Settings
 from ..errors import CatalogError, InputError, InputNotFound, NotFound
@@ -50,6 +58,7 @@ from ..io import (
 )
 from ..snapshot import MANIFEST, Snapshot, SnapshotWriter, Storage, is_object_url, open_storage
 from ..views import INPUT, NORMALIZED, BuildContext, detect_kind, parse_input_kind, parse_views, select_views
+from ._checkpoint import save_checkpoint
 from ._cluster import build_on_cluster, dask_client, spill_on_cluster
 from ._digest import IdleDigest
 from ._fetch import StagedCopyDiffers, StagedDigest, stage_input
@@ -179,8 +188,6 @@ class Work:
     def restage(self) -> None:
         """Fetch the staged input again, hashed and checked as it arrives (its copy differed
         from the object), and rewrite the unpack checkpoint to say so."""
-        from ._runner import save_checkpoint  # the runner imports this module
-
         self.close()
         unpacked = self.done["unpack"]
         copy = stage_input(unpacked["source"], Path(unpacked["staged"]).parent)
@@ -534,6 +541,7 @@ def _build(
             ctx.input_kind = kind
             ctx.layers = [INPUT, NORMALIZED] if kind == "counts" and settings.normalize else [INPUT]
             ctx.cell_total, ctx.nnz, ctx.slab_width = spill.cell_total, spill.nnz, spill.width
+            ctx.chunk_width = spill.width * chunk_buckets(spill.n_buckets, spill.nnz, spill.slab_values)
             ctx.value_dtype = spill.dtype
             ctx.obs = obs.assign(total_counts=spill.cell_total, n_genes_by_counts=spill.cell_nnz)
             if not keys:  # no categorical obs column: one synthetic every-cell grouping

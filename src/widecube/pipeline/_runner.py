@@ -30,7 +30,6 @@ import contextlib
 import errno
 import json
 import logging
-import os
 import shutil
 import threading
 import time
@@ -44,6 +43,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from ..catalog import AuditEvent, Catalog, JobRecord, JobState, LeaseLost, PointerMoved, VersionRecord
 from ..config import Settings
 from ..errors import CatalogError, WidecubeError
+from ._checkpoint import save_checkpoint
 from ._cleanup import reclaim_orphans
 from ._workers import worker_name
 
@@ -490,17 +490,6 @@ def _checkpoints(folder: Path) -> dict[str, dict[str, Any]]:
         if path.is_file():
             found[name] = json.loads(path.read_text())
     return found
-
-
-def save_checkpoint(folder: Path, name: str, value: dict[str, Any]) -> None:
-    """Write a step's checkpoint atomically: a reader finds the whole file or none."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.json.tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(folder / f"{name}.json")
 
 
 def _cleanup(work: Work) -> None:

@@ -45,7 +45,7 @@ def create_grouped(
     import anndata  # on first use: the facades' import stays light for the CLI
 
     adata = anndata.AnnData(obs=obs, var=genes, uns=uns)
-    return out.write_anndata(path, adata, layers=layers, chunk_cols=ctx.slab_width)
+    return out.write_anndata(path, adata, layers=layers, chunk_cols=ctx.chunk_width)
 
 
 def layer_entry(snap: Snapshot, entry: dict[str, Any], layer: str) -> Any:

@@ -68,7 +68,8 @@ class BuildContext:
     layers: list[str] = field(default_factory=lambda: [INPUT])
     input_kind: str = "counts"  # counts, log1p or scaled (see _layers)
     cell_total: np.ndarray | None = None
-    slab_width: int = 4096
+    slab_width: int = 4096  # genes per spill bucket
+    chunk_width: int = 4096  # genes per column chunk of a per-group array: whole buckets
     nnz: int = 0
     value_dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
     all_cells_key: str | None = None  # the synthetic one-group grouping (input without groupings)
