@@ -14,7 +14,7 @@ Pass 2 (:func:`build_on_cluster`) is one task per column chunk of the per-group 
 task reads its buckets from the work folder (shared storage: every worker must see them at
 the same path), runs every view's :class:`~widecube.views.SlabPart` on their slabs and writes
 its genes straight into the snapshot's Zarr arrays. A write goes through a ``ChunkSink``
-(``snapshot._chunks``): a chunk the task covers whole is written by the task, the pieces of
+(``snapshot._chunksink``): a chunk the task covers whole is written by the task, the pieces of
 any other chunk (the matrix view's values, whose chunks straddle gene ranges) come back and
 are written here, so no two processes ever write one chunk. What each part returns for the task's
 slabs, as its ``combine`` sends it (the markers: the task's p-values and best genes, not every
@@ -41,8 +41,7 @@ from ..compute import JoinedSpill, SpillBuckets, SpillPart, roomy_policy, spill_
 from ..config import Settings
 from ..errors import InputError
 from ..io import MatrixSource, prefetch
-from ..snapshot import absorb_recorded, take_recorded
-from ..snapshot._chunks import ChunkSink, Piece
+from ..snapshot import ChunkSink, Piece, absorb_recorded, take_recorded
 from ..views import BuildContext, Builder, SlabPart
 
 __all__ = ["ChunkSink", "Piece", "build_on_cluster", "dask_client", "row_bounds", "spill_on_cluster"]

@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._chunksink import ChunkSink, Piece
     from ._integrity import Fault, check_files, corrupt, is_checksum_error
     from ._manifest import MANIFEST, checksum_files, read_manifest, sha256_file
     from ._reader import Snapshot
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from ._zarr import zarr_array, zarr_group
 
 _WHERE = {
+    "ChunkSink": "_chunksink",
+    "Piece": "_chunksink",
     "Fault": "_integrity",
     "check_files": "_integrity",
     "corrupt": "_integrity",
@@ -59,6 +62,7 @@ _WHERE = {
 
 __all__ = [
     "CHECKSUM",
+    "ChunkSink",
     "Fault",
     "Fetched",
     "FileInfo",
@@ -67,6 +71,7 @@ __all__ = [
     "MANIFEST",
     "NotThawed",
     "ObjectStorage",
+    "Piece",
     "Snapshot",
     "SnapshotWriter",
     "Storage",

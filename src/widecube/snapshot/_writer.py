@@ -44,7 +44,7 @@ from zarr.core.buffer import Buffer
 from zarr.storage import LocalStore, WrapperStore
 
 from .._version import __version__
-from ._chunks import ChunkSink
+from ._chunksink import ChunkSink
 from ._manifest import FORMAT, FORMAT_VERSION, MANIFEST, as_storage, checksum_files
 from ._store import Storage
 
@@ -280,7 +280,7 @@ class SnapshotWriter:
         self._in_flight = 0
         self._pending: list[Future[None]] = []
         self._locks: dict[str, threading.Lock] = {}
-        self._sink = ChunkSink(self._submit)  # a chunk is written once, whole (see _chunks)
+        self._sink = ChunkSink(self._submit)  # a chunk is written once, whole (see _chunksink)
         self._elements: dict[bytes, dict[str, Any]] = {}  # see _write_staged
         self.ledger = _ledger(uuid.uuid4().hex)  # what was sent, for the manifest
 
@@ -393,7 +393,7 @@ class SnapshotWriter:
         compute: profiled on 20k cells, zarr writes were a third of pass 2). ``values`` must
         not be modified afterwards; at most ``_IN_FLIGHT_BYTES`` wait, bounding memory. A
         region that covers a chunk in part is kept until later regions cover the rest, and
-        the chunk is written once, whole (:class:`~._chunks.ChunkSink`)."""
+        the chunk is written once, whole (:class:`~._chunksink.ChunkSink`)."""
         self._sink(array, region, values)
 
     def _submit(self, array: zarr.Array[Any], region: tuple[slice, ...], values: np.ndarray) -> None:

@@ -1,4 +1,4 @@
-"""Writes of whole chunks only (``snapshot._chunks``, no cluster needed): a pass-2 task writes
+"""Writes of whole chunks only (``snapshot._chunksink``, no cluster needed): a pass-2 task writes
 the chunks it covers whole and hands back pieces of the others, joined elsewhere; the snapshot
 writer keeps a chunk's pieces until they cover it, and writes it once."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from widecube.snapshot._chunks import ChunkSink
+from widecube.snapshot import ChunkSink
 
 
 def _array(path: Path, shape: tuple[int, ...], chunks: tuple[int, ...]) -> zarr.Array:
