@@ -81,7 +81,7 @@ def verdicts(r: dict[str, Any]) -> list[dict[str, Any]]:
             _v(
                 "widecube full ingest: average CPU use",
                 cores,
-                f"{cores:.2f} cores",
+                f"{cores:.3f} cores",  # 1.796 is not 1.80 against ≥ 1.8
                 f"≥ {CORES}",
                 cores >= CORES,
             ),
