@@ -13,6 +13,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -239,6 +240,45 @@ def test_a_staged_copy_damaged_on_the_way_is_fetched_again_and_the_right_data_pu
     step = {"values": "compute", "signature": "validate"}[where]
     assert [e["step"] for e in retries] == [step], job.log
     assert "does not match the store's checksum (MD5" in retries[0]["error"]
+
+
+def test_a_fetch_again_that_fails_half_way_is_tried_again(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staged copy is damaged; fetching it again fails once, the half-written copy gone
+    with it (a lost connection): the next try of the step finds no copy and fetches it
+    first, and the version published holds the object's data."""
+    from widecube.pipeline import _ingest
+
+    adata = small_adata(seed=43)
+    data = put_file(s3, "in/dmg/again.h5ad", write_h5ad(adata, tmp_path / "x.h5ad"))
+    real, calls = _ingest.stage_input, []
+
+    def flaky(url: str, dest: Path, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("hashed", True))
+        if len(calls) == 2:  # the fetch again: the copy removed, then the connection lost
+            shutil.rmtree(dest, ignore_errors=True)
+            raise OSError(errno.ECONNRESET, f"{url}: connection reset")
+        staged = real(url, dest, **kwargs)
+        if len(calls) == 1:
+            with open(staged.path, "r+b") as f:
+                f.seek(1)
+                f.write(b"X")  # the HDF5 signature: validate finds no h5ad
+        return staged
+
+    monkeypatch.setattr(_ingest, "stage_input", flaky)
+    settings = settings_for(tmp_path, "dmg-again", job_backoff=0.01)
+    record = ingest(
+        f"s3://{BUCKET}/in/dmg/again.h5ad", dataset="a", groupbys=["cell_type"], settings=settings
+    )
+    assert calls == [False, True, True]
+    manifest = json.loads(
+        s3.get_object(Bucket=BUCKET, Key=f"dmg-again/{record.path}/{MANIFEST}")["Body"].read()
+    )
+    assert manifest["input"]["sha256"] == hashlib.sha256(data).hexdigest()
+    groups, got = raw_sums(settings, "a", "cell_type", ["Gene2"])
+    want = numpy_sums(np.asarray(adata.X), adata.obs["cell_type"].astype(str).to_numpy(), groups, [2])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_watching_a_prefix_ingests_and_files_entries_away(s3: Any, tmp_path: Path) -> None:

@@ -258,7 +258,11 @@ def _copy_checked_first(work: Work) -> Iterator[None]:
     """Around a step that reads a copy staged unhashed (:class:`StagedDigest`): an input error
     waits for the copy's check, since a copy that differs from its object explains any bad
     input (that error is raised instead); a copy that differs is fetched again, hashed and
-    checked as it arrives, and the step fails of a transient error (it runs again)."""
+    checked as it arrives, and the step fails of a transient error (it runs again). A copy
+    missing (a fetch again that failed half way) is fetched again first."""
+    staged = work.done["unpack"].get("staged")
+    if staged and not Path(staged).exists():
+        work.restage()
     try:
         try:
             yield
