@@ -128,26 +128,26 @@ def build_on_cluster(
     [ctx_future] = client.scatter([ctx], broadcast=True, hash=False)
     parts = [builder.part() for builder in builders]
     run = uuid.uuid4().hex[:8]  # a step run again never meets the keys of a run it replaced
-    step = max(1, ctx.chunk_width // buckets.width)
-    firsts = range(0, buckets.n_buckets, step)
+    step, n = max(1, ctx.chunk_width // buckets.width), buckets.n_buckets
+    spans = [(b, min(b + step, n)) for b in range(0, n, step)]  # a column chunk's buckets each
     futures = [
         client.submit(
             _task,
             ctx_future,
             parts,
             buckets,
-            b,
-            min(b + step, buckets.n_buckets),
+            first,
+            stop,
             scratch,
-            key=f"widecube-pass2-{ctx.version}-{run}-{b:05d}",
+            key=f"widecube-pass2-{ctx.version}-{run}-{first:05d}",
             pure=False,
             retries=_RETRIES,
         )
-        for b in firsts
+        for first, stop in spans
     ]
     shared = ChunkSink()  # the chunks tasks share: each written whole, here, once complete
     try:
-        for b, future in zip(firsts, futures, strict=True):
+        for (first, stop), future in zip(spans, futures, strict=True):
             results, leftovers, recorded = future.result()
             future.release()
             absorb_recorded(recorded)
@@ -156,7 +156,7 @@ def build_on_cluster(
                     builder.merge(result)
             for array, inter, values in leftovers:
                 shared(array, tuple(slice(start, stop) for start, stop in inter), values)
-            lo, hi = buckets.genes(b)[0], buckets.genes(min(b + step, buckets.n_buckets) - 1)[1]
+            lo, hi = buckets.genes(first)[0], buckets.genes(stop - 1)[1]
             progress((hi - lo) / ctx.n_genes)
         missing = shared.leftovers()
         if missing:  # every gene was written, so every chunk is complete: a bug if not

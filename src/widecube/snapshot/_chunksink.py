@@ -78,6 +78,11 @@ class ChunkSink:
             buf[tuple(slice(a - ca, b - ca) for (a, b), (ca, _) in zip(inter, whole, strict=True))] = values
         self._write(array, tuple(slice(a, b) for a, b in whole), buf)
 
-    def leftovers(self) -> list[Piece]:
-        """The pieces of chunks not covered whole (other writers hold the rest)."""
-        return [p for pieces in self._pieces.values() for p in pieces]
+    def leftovers(self, *, forget: bool = False) -> list[Piece]:
+        """The pieces of chunks not covered whole (other writers hold the rest); ``forget``:
+        the caller takes them, and this sink holds none afterwards."""
+        pieces = [p for pieces in self._pieces.values() for p in pieces]
+        if forget:
+            self._pieces.clear()
+            self._covered.clear()
+        return pieces

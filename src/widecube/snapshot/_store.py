@@ -548,28 +548,28 @@ class ObjectStorage(Storage):
         # a single-part upload's ETag is the MD5 of its bytes, unless a KMS or customer key
         # encrypts the object (then it is not, and a check against it would fail every copy)
         plain = _PLAIN_MD5.match(etag or "")
-        if plain and encrypted_by_key(self._store, relpath):
-            plain = None
-        h, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False) if plain and hashed else None
+        expected = plain.group(1) if plain and not encrypted_by_key(self._store, relpath) else None
+        sha = hashlib.sha256() if hashed else None
+        md5 = hashlib.md5(usedforsecurity=False) if hashed and expected else None  # else the caller's
         tmp = dest.with_name(f".{dest.name}.part")
         dest.parent.mkdir(parents=True, exist_ok=True)
         where = f"{self.url}/{relpath}"
         try:
             got = obstore.get(self._store, relpath, options={"if_match": etag} if etag else None)
             with open(tmp, "wb") as out:
-                hashes = ([h] if hashed else []) + ([md5] if md5 is not None else [])
+                hashes = [h for h in (sha, md5) if h is not None]
                 size = _copy_hashed(got.stream(min_chunk_size=_CHUNK), out, hashes)
         except PreconditionError:
             tmp.unlink(missing_ok=True)
             raise OSError(errno.EAGAIN, f"{where} changed while it was read; read it again") from None
-        if size != int(meta["size"]) or (plain and md5 is not None and md5.hexdigest() != plain.group(1)):
+        if size != int(meta["size"]) or (md5 is not None and md5.hexdigest() != expected):
             tmp.unlink(missing_ok=True)
             what = f"{size} bytes arrived of {meta['size']}" if size != int(meta["size"]) else "MD5 differs"
             raise OSError(errno.EIO, f"{where}: the copy does not match the store's checksum ({what})")
         tmp.replace(dest)
-        if not hashed:
-            return Fetched(dest, None, size, plain.group(1) if plain else None)
-        return Fetched(dest, h.hexdigest(), size)
+        if sha is None:
+            return Fetched(dest, None, size, expected)
+        return Fetched(dest, sha.hexdigest(), size)
 
     def copy(self, src: str, dst: str) -> None:
         import obstore

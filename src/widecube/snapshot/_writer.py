@@ -426,9 +426,8 @@ class SnapshotWriter:
         """Wait for every background write; re-raise the first failure. A chunk that regions
         covered only in part is written as far as they went (views fill every chunk, so none
         is expected)."""
-        for array, inter, values in self._sink.leftovers():
+        for array, inter, values in self._sink.leftovers(forget=True):
             self._submit(array, tuple(slice(a, b) for a, b in inter), values)
-        self._sink = ChunkSink(self._submit)
         for f in self._pending:
             f.result()
         self._pending = []
