@@ -29,10 +29,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 
+from widecube.compute import row_bounds  # noqa: E402
 from widecube.compute._buckets import INDEX_TYPES, VALUE_TYPES, index_code  # noqa: E402
 from widecube.compute._pass import BLOCK_ROWS  # noqa: E402
 from widecube.compute._spill import BYTES_PER_VALUE, bucket_geometry, chunk_buckets  # noqa: E402
-from widecube.pipeline._cluster import row_bounds  # noqa: E402
 
 CELLS, GENES, NNZ_PER_CELL = 10**7, 50_000, 5_000
 NNZ = CELLS * NNZ_PER_CELL

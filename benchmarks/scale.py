@@ -68,9 +68,9 @@ from _measure import measure, warm_page_cache
 from _record import DirtyTree, begin, regenerate, save
 from _s3server import S3_SERVERS, moto_server, s3_server, server_cpu_s
 
+from widecube.compute import row_bounds
 from widecube.compute._spill import BYTES_PER_VALUE, bucket_geometry, chunk_buckets
 from widecube.config import Settings
-from widecube.pipeline._cluster import row_bounds
 
 HERE = Path(__file__).resolve().parent
 BUCKET = "widecube-bench"

@@ -224,8 +224,17 @@ def ingest(
     cluster: Annotated[
         str | None,
         typer.Option(
-            help="run pass 2 on this Dask scheduler's workers (tcp://host:8786; they must see the "
-            "storage folder at the same path); default: WIDECUBE_CLUSTER"
+            help="run both passes on this Dask scheduler's workers (tcp://host:8786; they must see "
+            "the work folder at the same path, unless --spill names an object store); default: "
+            "WIDECUBE_CLUSTER"
+        ),
+    ] = None,
+    spill: Annotated[
+        str | None,
+        typer.Option(
+            help="leave pass 1's gene buckets on this object store (s3://bucket/prefix) instead of "
+            "the work folder: for workers that share no folder, or a small local disk; default: "
+            "WIDECUBE_SPILL"
         ),
     ] = None,
     workers: Annotated[
@@ -264,6 +273,8 @@ def ingest(
             bar.update(tasks[step], completed=done)
 
         overrides: dict[str, Any] = {"cluster": cluster} if cluster else {}
+        if spill:
+            overrides["spill"] = spill
         if workers is not None:
             overrides["workers"] = workers
         try:

@@ -91,6 +91,15 @@ class Settings(BaseSettings):
         "where the file system allows it; false writes it through the page cache, for a work "
         "folder on a disk where small direct writes are slow (a spinning disk).",
     )
+    spill: str | None = Field(
+        default=None,
+        description="Object-store URL (`s3://bucket/prefix`) where pass 1 leaves its gene buckets "
+        "for pass 2, instead of the job's work folder: each range of rows is uploaded as one "
+        "object under <prefix>/<job id>/ once spilled, and pass 2 reads it back by byte ranges, "
+        "so a cluster's workers need no shared folder and a process's local disk holds only the "
+        "ranges it is spilling. Removed with the job (a killed job's, when widecube next starts). "
+        "None: the work folder (shared by a cluster's workers at the same path).",
+    )
     max_categories: int = Field(
         default=10_000,
         description="Categorical obs columns with more categories are not grouped by default.",
@@ -283,6 +292,18 @@ class Settings(BaseSettings):
                 f"storage {value!r}: a local folder or {' or '.join(OBJECT_SCHEMES)}bucket/prefix"
             )
         return value
+
+    @field_validator("spill", mode="before")
+    @classmethod
+    def _spill(cls, value: Any) -> Any:
+        if value in ("", None):
+            return None
+        if not str(value).startswith(OBJECT_SCHEMES):
+            raise ValueError(
+                f"spill {value!r}: an object-store URL ({' or '.join(OBJECT_SCHEMES)}bucket/prefix); "
+                "a shared folder for the spill is the work folder (WIDECUBE_WORK)"
+            )
+        return str(value).rstrip("/")
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

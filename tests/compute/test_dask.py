@@ -6,15 +6,19 @@ killed mid pass 2 and another mid pass 1."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import zarr
 
 from _cli import process
@@ -24,7 +28,10 @@ from _io_writers import write_10x_h5
 from _s3 import moto_bucket
 from widecube.config import Settings
 from widecube.errors import InvalidValue
+from widecube.io import open_input
 from widecube.pipeline import ingest
+from widecube.pipeline._cluster import spill_on_cluster
+from widecube.snapshot import open_storage
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 
@@ -178,6 +185,95 @@ def test_snapshots_on_an_object_store_from_the_cluster(
     body = s3.get_object(Bucket=BUCKET, Key=f"wc/datasets/d/{version}/manifest.json")["Body"]
     manifest = json.loads(body.read())
     _assert_same(local, {p: e["sha256"] for p, e in manifest["files"].items()})
+
+
+def _spilled(s3: Any) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="spill/").get("Contents", [])]
+
+
+@pytest.mark.parametrize("where", ["cluster", "one process"])
+def test_the_spill_on_the_object_store_builds_identical_views(
+    where: str, cluster: Deployment, s3: Any, inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
+) -> None:
+    """``WIDECUBE_SPILL=s3://…``, with the snapshot on the store too: each range of rows
+    travels as an object (pass 1 on the workers, or in this process), pass 2 reads it back
+    by byte ranges, and the snapshot is the single-process one in a local folder; nothing is
+    left under the spill prefix."""
+    path, local = inputs["csr"]
+    settings = Settings(
+        storage=f"s3://{BUCKET}/spilled-{where.replace(' ', '-')}",
+        catalog_url=f"sqlite:///{tmp_path / 'catalog.sqlite'}",
+        cache=tmp_path / "cache",
+        work=tmp_path / "work",
+        memory=MEMORY,
+        cluster=cluster.address if where == "cluster" else None,
+        spill=f"s3://{BUCKET}/spill",
+    )
+    seen: set[str] = set()
+    with distributed.Client(cluster.address) as watcher, distributed.get_task_stream(watcher) as stream:
+        done = threading.Event()
+
+        def watch() -> None:  # the spill's objects while the ingest runs (removed once it ends)
+            while not done.is_set():
+                seen.update(_spilled(s3))
+                time.sleep(0.02)
+
+        looking = threading.Thread(target=watch)
+        looking.start()
+        try:
+            version = ingest(path, dataset="d", settings=settings).version
+        finally:
+            done.set()
+            looking.join()
+    pass2 = {t["worker"] for t in stream.data if str(t["key"]).startswith("widecube-pass2-")}
+    assert len(pass2) == (2 if where == "cluster" else 0)
+    ranges = {key.rsplit("/", 1)[1] for key in seen}
+    assert ranges == {f"p{i:05d}.spill" for i in range(4)}, seen  # 2 ranges per thread, 2 threads
+    assert _spilled(s3) == []
+    body = s3.get_object(
+        Bucket=BUCKET, Key=f"{settings.storage}/datasets/d/{version}/manifest.json"[len(f"s3://{BUCKET}/") :]
+    )
+    manifest = json.loads(body["Body"].read())
+    _assert_same(local, {p: e["sha256"] for p, e in manifest["files"].items()})
+
+
+def test_pass_1_with_the_spill_on_the_object_store_needs_no_shared_folder(
+    cluster: Deployment, s3: Any, tmp_path: Path
+) -> None:
+    """The tasks are given a work folder no process can create (under /proc): each spills in
+    its worker's own folder and uploads its rows; the slabs read back are scipy's CSC columns."""
+    adata = small_adata()
+    path = write_h5ad(adata, tmp_path / "m.h5ad", layout="csr")
+    remote = open_storage(f"s3://{BUCKET}/spill/unshared")
+    opener = functools.partial(open_input, path)
+    with distributed.Client(cluster.address) as client, open_input(path) as source:
+        spill = spill_on_cluster(
+            client,
+            opener,
+            source,
+            workdir=Path("/proc/widecube-no-such-folder"),
+            block_nnz=1000,
+            slab_bytes=MEMORY // 16,
+            version="v",
+            progress=lambda _: None,
+            remote=remote,
+        )
+    assert len(_spilled(s3)) == len(spill.parts) == 4
+    x = sp.csc_matrix(np.asarray(adata.X, dtype=np.float32))
+    seen = 0
+    for b in range(spill.n_buckets):
+        for slab in spill.buckets().slabs(b, consume=False):
+            cols = x[:, slab.lo : slab.hi]
+            for ours, theirs in (
+                (slab.indptr, cols.indptr),
+                (slab.cells, cols.indices),
+                (slab.vals, cols.data),
+            ):
+                np.testing.assert_array_equal(ours, theirs)
+            seen = slab.hi
+    assert seen == x.shape[1]
+    spill.cleanup()
+    assert _spilled(s3) == []
 
 
 def _cli(storage: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -31,6 +31,7 @@ from widecube.catalog import Catalog, JobState, VersionStatus
 from widecube.config import Settings
 from widecube.errors import InputError, InputNotFound, NotFound
 from widecube.pipeline import JobRunner, Watcher, ingest, reclaim_orphans
+from widecube.pipeline._cleanup import collect_garbage
 from widecube.query import Widecube
 from widecube.snapshot import MANIFEST, open_storage
 
@@ -327,13 +328,15 @@ def _bucket_objects(client: Any, prefix: str) -> set[str]:
 def test_a_killed_ingest_publishes_nothing_and_leaves_objects_only_under_its_version(
     s3: Any, tmp_path: Path
 ) -> None:
-    """``widecube ingest s3://…`` with the snapshot on the store, SIGKILLed during compute
-    (once the first objects of its version are in the bucket): no version is live, every
-    object written is under ``datasets/<name>/<version>/``, cleanup removes them all, and
-    the job resumed afterwards publishes a version whose objects are exactly its manifest's."""
+    """``widecube ingest s3://…`` with the snapshot and the spill on the store, SIGKILLed
+    during compute (once the first objects of its version are in the bucket): no version is
+    live, every object written is under ``datasets/<name>/<version>/`` or the spill's
+    ``<job id>/``, cleanup removes them all, and the job resumed afterwards publishes a
+    version whose objects are exactly its manifest's."""
     adata = small_adata(n_cells=1000, n_genes=200, seed=31)
     put_file(s3, "in/kill/big.h5ad", write_h5ad(adata, tmp_path / "big.h5ad"))
-    settings = settings_for(tmp_path, "killed", memory=200 * 16 * 12, job_lease=1.0)
+    spill = f"s3://{BUCKET}/killed-spill"
+    settings = settings_for(tmp_path, "killed", memory=200 * 16 * 12, job_lease=1.0, spill=spill)
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT / "src"),
@@ -344,6 +347,7 @@ def test_a_killed_ingest_publishes_nothing_and_leaves_objects_only_under_its_ver
         "WIDECUBE_MEMORY": str(settings.memory),  # ~200 values per slab: many small pass-2 writes
         "WIDECUBE_JOB_LEASE": "1",
         "WIDECUBE_AUTH": "false",
+        "WIDECUBE_SPILL": spill,
     }
     cmd = [sys.executable, "-m", "widecube.cli", "ingest", f"s3://{BUCKET}/in/kill/big.h5ad", "-d", "k"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -358,6 +362,7 @@ def test_a_killed_ingest_publishes_nothing_and_leaves_objects_only_under_its_ver
         proc.kill()
         proc.wait(timeout=30)
     written = _bucket_objects(s3, "killed/")
+    spilled = _bucket_objects(s3, "killed-spill/")
     with Catalog(settings.catalog_url) as catalog:
         (job,) = catalog.jobs.list()
         assert job.state == JobState.VALIDATED, "killed outside compute: the test proves nothing"
@@ -367,9 +372,12 @@ def test_a_killed_ingest_publishes_nothing_and_leaves_objects_only_under_its_ver
         prefix = f"killed/datasets/k/{job.version}/"
         assert written and all(key.startswith(prefix) for key in written), sorted(written)[:5]
         assert f"{prefix}{MANIFEST}" not in written
+        # pass 1 ran before the first snapshot write: its ranges of rows, one object each
+        assert len(spilled) == 4 and all(k.startswith(f"killed-spill/{job.id}/") for k in spilled), spilled
         time.sleep(1.2)  # the dead process's lease runs out
         reclaim_orphans(settings, catalog)
         assert _bucket_objects(s3, "killed/") == set()
+        assert _bucket_objects(s3, "killed-spill/") == set()
         assert catalog.jobs.get(job.id).state == JobState.VALIDATED  # it may still resume
         resumed = settings.model_copy(update={"memory": 2 * 1024**3})  # a few slabs: quick on moto
         done = JobRunner(resumed, catalog).run_pending()
@@ -377,6 +385,42 @@ def test_a_killed_ingest_publishes_nothing_and_leaves_objects_only_under_its_ver
         assert catalog.current("k").version == job.version
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{prefix}{MANIFEST}")["Body"].read())
     assert _bucket_objects(s3, "killed/") == {prefix + rel for rel in manifest["files"]} | {prefix + MANIFEST}
+    assert _bucket_objects(s3, "killed-spill/") == set()  # the resumed run's spill, removed with it
     groups, got = raw_sums(settings, "k", "cell_type", ["Gene5", "Gene199"])
     want = numpy_sums(np.asarray(adata.X), adata.obs["cell_type"].astype(str).to_numpy(), groups, [5, 199])
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_reclaim_removes_the_spill_of_jobs_not_running_and_spares_the_rest(s3: Any, tmp_path: Path) -> None:
+    """Spill prefixes (``<spill>/<job id>/``) of a failed, a killed (lease run out) and an
+    unknown job go; a running job's, and what is not named like a job, stay; a dry-run
+    garbage collection lists the ended and unknown ones with their bytes."""
+    spill = f"s3://{BUCKET}/gc-spill"
+    settings = settings_for(tmp_path, "gc", spill=spill)
+    with Catalog(settings.catalog_url) as catalog:
+        jobs = catalog.jobs
+
+        def job(steps: list[JobState], *, running: bool = False) -> str:
+            made = jobs.create(dataset="d", source="cli", input="/in/x.h5ad", params={})
+            jobs.claim("w", lease_s=60, job=made.id)
+            for target in steps:
+                jobs.advance(made.id, "w", target, error="bad" if target == JobState.FAILED else None)
+            if not running and not steps[-1].final:
+                jobs.renew(made.id, "w", lease_s=-1)  # its worker died: the lease ran out
+            return made.id
+
+        validated = [JobState.UNPACKED, JobState.VALIDATED]
+        failed, running = job([*validated, JobState.FAILED]), job(validated, running=True)
+        killed, unknown = job(validated), "f" * 32
+        for name, size in ((failed, 5), (running, 7), (killed, 11), (unknown, 13), ("notes", 17)):
+            s3.put_object(Bucket=BUCKET, Key=f"gc-spill/{name}/run1/p00000.spill", Body=b"x" * size)
+        report = collect_garbage(settings, catalog, dry_run=True)
+        why = "left by a job that ended or was killed"
+        assert sorted(report) == sorted([(f"{spill}/{failed}", 5, why), (f"{spill}/{unknown}", 13, why)])
+        removed = reclaim_orphans(settings, catalog)
+        assert sorted(map(str, removed)) == sorted(f"{spill}/{j}" for j in (failed, killed, unknown))
+        assert sorted(keys(s3, "gc-spill/")) == [
+            f"gc-spill/{running}/run1/p00000.spill",
+            "gc-spill/notes/run1/p00000.spill",
+        ]
+        assert jobs.get(running).worker == "w" and jobs.get(killed).worker is None

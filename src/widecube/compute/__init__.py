@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from ._buckets import GeneSlab, JoinedSpill, SpillBuckets, SpillPart
     from ._kernels import cell_scale, gene_moments, gene_quantiles, log1p_table, log_normalize, welch_t_p
     from ._malloc import roomy_heap, roomy_policy
-    from ._pass import check_finite, spill_by_gene, spill_rows
+    from ._pass import check_finite, row_bounds, spill_by_gene, spill_rows, upload_part
+    from ._remote import SpillObject
     from ._select import COUNT_RANGE, group_quantiles
     from ._spill import GeneSpill, chunk_buckets
     from .contrast import benjamini_hochberg, log_fold_change, welch
@@ -47,6 +48,9 @@ _WHERE = {
     "check_finite": "_pass",
     "spill_by_gene": "_pass",
     "spill_rows": "_pass",
+    "row_bounds": "_pass",
+    "upload_part": "_pass",
+    "SpillObject": "_remote",
     "COUNT_RANGE": "_select",
     "group_quantiles": "_select",
     "GeneSpill": "_spill",
@@ -78,6 +82,7 @@ __all__ = [
     "MISSING",
     "SUMMARY_STATS",
     "SpillBuckets",
+    "SpillObject",
     "SpillPart",
     "GeneSlab",
     "GeneSpill",
@@ -100,8 +105,10 @@ __all__ = [
     "parse_groupbys",
     "roomy_heap",
     "roomy_policy",
+    "row_bounds",
     "spill_by_gene",
     "spill_rows",
+    "upload_part",
     "welch",
     "welch_t_p",
 ]

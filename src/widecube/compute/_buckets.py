@@ -6,7 +6,9 @@ shared storage. A bucket is the files of one spill (:class:`~._spill.GeneSpill`)
 a pass-1 task over a range of rows spills into a folder of its own and returns a
 :class:`SpillPart`; :class:`JoinedSpill` puts the parts together in row order, and pass 2
 reads a bucket's part files one after the other. The slabs are the same either way: a
-bucket's values come in row order, and the counting sort by gene is stable.
+bucket's values come in row order, and the counting sort by gene is stable. A part may also
+be one object on an object store (:class:`~._remote.SpillObject`, ``WIDECUBE_SPILL``): a
+bucket's bytes are then one byte range of it, read into the same buffer.
 
 A bucket file is a sequence of records, one per block of rows that had values in the bucket
 (:data:`HEADER`, then the genes, the cells and the values, each section padded to 8 bytes).
@@ -33,12 +35,15 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._direct import ALIGN, aligned_bytes, read_direct, read_whole
 from ._kernels import RECORD_HEADER, RECORD_OK, RECORD_RANGE, RECORD_SHORT, pad8, sections, sort_records
+
+if TYPE_CHECKING:
+    from ._remote import SpillObject
 
 __all__ = [
     "INDEX_TYPES",
@@ -204,8 +209,9 @@ class SpillBuckets:
     ``counts[d][b]`` the values of bucket ``b`` in folder ``d``, as pass 1 counted them;
     ``direct[d]`` whether folder ``d``'s files were written around the page cache (read back
     so; else mapped: a direct read of a file written through the cache would first write its
-    dirty pages to the disk). Picklable, so a pass-2 task elsewhere reads its buckets from
-    shared storage.
+    dirty pages to the disk); ``remote[d]``, where given, the object part ``d`` was uploaded
+    as (its folder is gone). Picklable, so a pass-2 task elsewhere reads its buckets from
+    shared storage or the object store.
     """
 
     dirs: tuple[Path, ...]
@@ -218,6 +224,12 @@ class SpillBuckets:
     offsets: tuple[int, ...]
     counts: tuple[tuple[int, ...], ...]
     direct: tuple[bool, ...]
+    remote: tuple[SpillObject | None, ...] = ()
+
+    @property
+    def on_object_store(self) -> bool:
+        """Whether any part's buckets are read from an object store (not a shared folder)."""
+        return any(r is not None for r in self.remote)
 
     def genes(self, bucket: int) -> tuple[int, int]:
         """The genes ``lo..hi-1`` of ``bucket``."""
@@ -243,14 +255,19 @@ class SpillBuckets:
         start = self.offsets[bucket]
         paths = [bucket_path(d, bucket) for d in self.dirs]
         n = sum(counts[bucket] for counts in self.counts)
+        fetched = self._fetched(bucket)
         if n <= self.slab_values or hi - lo == 1:
-            yield self._slab(paths, self.direct, n, lo, hi, start, remove=consume, buffers=buffers)
+            yield self._slab(
+                paths, self.direct, n, lo, hi, start, remove=consume, buffers=buffers, fetched=fetched
+            )
             return
         # too large for one slab: split into halves under a folder of its own, reading the
         # parts one after the other (no joined copy first); consumed parts go once split
         own = (scratch or self.dirs[0]) / f"task-{uuid.uuid4().hex}"
         own.mkdir(parents=True)
         try:
+            if fetched is not None:  # the object parts' bytes as files, read record by record
+                paths = _written(paths, fetched, own)
             yield from self._split(
                 paths, bucket_path(own, bucket), lo, hi, start, remove=consume, buffers=buffers
             )
@@ -268,13 +285,15 @@ class SpillBuckets:
         *,
         remove: bool = False,
         buffers: ReadBuffers | None = None,
+        fetched: list[Any] | None = None,
     ) -> GeneSlab:
         """Genes ``lo..hi-1`` from the bucket files ``paths`` (in row order, ``n`` values in
-        all, each written around the page cache where ``direct`` says so), sorted by gene."""
+        all, each written around the page cache where ``direct`` says so; where ``fetched``
+        holds a part's bytes already, read from an object store, those), sorted by gene."""
         indptr = np.empty(hi - lo + 1, dtype=np.int64)
         cells = np.empty(n, dtype=np.int32)
         vals = np.empty(n, dtype=self.dtype)
-        raw = _bucket_bytes(paths, direct, buffers if buffers is not None else ReadBuffers())
+        raw = _bucket_bytes(paths, direct, buffers if buffers is not None else ReadBuffers(), fetched)
         got, status, part, at = sort_records(raw, MAGIC, lo, hi - lo, self.n_cells, indptr, cells, vals)
         del raw  # the mappings are unmapped here, with their last arrays
         if status != RECORD_OK or got != n:  # the job's own file changed under it: an I/O
@@ -289,6 +308,19 @@ class SpillBuckets:
         if remove:
             _remove(paths)
         return GeneSlab(lo, hi, indptr, cells, vals, start)
+
+    def _fetched(self, bucket: int) -> list[Any] | None:
+        """The bytes of ``bucket`` in each part on an object store (None for a local part),
+        read at once; None when every part is local."""
+        if not self.on_object_store:
+            return None
+        out: list[Any] = [None if r is None else b"" for r in self.remote]
+        wanted = [(d, r) for d, r in enumerate(self.remote) if r is not None and r.size(bucket)]
+        if wanted:
+            got = wanted[0][1].storage.read_ranges([r.ranges(bucket) for _, r in wanted])
+            for (d, _), data in zip(wanted, got, strict=True):
+                out[d] = data
+        return out
 
     def _split(
         self,
@@ -340,8 +372,26 @@ def bucket_path(folder: Path, bucket: int) -> Path:
     return folder / f"b{bucket:05d}.spill"
 
 
-def _bucket_bytes(paths: list[Path], direct: tuple[bool, ...], into: ReadBuffers) -> list[np.ndarray]:
-    """The bytes of each of a bucket's files: read around the page cache into ``into``'s
+def _written(paths: list[Path], fetched: list[Any], folder: Path) -> list[Path]:
+    """``paths``, with each part read from an object store (its bytes in ``fetched``) written
+    to a file in ``folder`` instead."""
+    out = []
+    for d, (path, data) in enumerate(zip(paths, fetched, strict=True)):
+        if data is None:
+            out.append(path)
+            continue
+        local = folder / f"part{d:05d}.spill"
+        with open(local, "wb") as f:
+            f.write(data)
+        out.append(local)
+    return out
+
+
+def _bucket_bytes(
+    paths: list[Path], direct: tuple[bool, ...], into: ReadBuffers, fetched: list[Any] | None = None
+) -> list[np.ndarray]:
+    """The bytes of each of a bucket's files: a part read from an object store already
+    (``fetched[d]`` not None) copied into ``into``'s buffer; read around the page cache into ``into``'s
     aligned buffer where ``direct`` says the file was written so (``_direct``: a read that
     fills the page cache costs what writing through it would have), else mapped (written
     through the cache, or a file system without ``O_DIRECT``: the pages pass 1 left in the
@@ -349,14 +399,22 @@ def _bucket_bytes(paths: list[Path], direct: tuple[bool, ...], into: ReadBuffers
     the arrays are writable like read buffers and the sort's types are the same; each is
     unmapped when its array is dropped). An empty file is an empty array; a file that can
     be neither read so nor mapped is read."""
-    sizes = [path.stat().st_size for path in paths]
-    arena = into.bytes(
-        sum(size + (-size % ALIGN) for size, around in zip(sizes, direct, strict=True) if around)
-    )
+    got_already = fetched if fetched is not None else [None] * len(paths)
+    sizes = [
+        len(memoryview(data)) if data is not None else path.stat().st_size
+        for path, data in zip(paths, got_already, strict=True)
+    ]
+    buffered = [data is not None or around for data, around in zip(got_already, direct, strict=True)]
+    arena = into.bytes(sum(size + (-size % ALIGN) for size, b in zip(sizes, buffered, strict=True) if b))
     out, at = [], 0
-    for path, size, around in zip(paths, sizes, direct, strict=True):
+    for path, size, around, data in zip(paths, sizes, direct, got_already, strict=True):
         if size == 0:
             out.append(np.empty(0, dtype=np.uint8))
+            continue
+        if data is not None:  # copied: the sort takes writable buffers of one type
+            arena[at : at + size] = np.frombuffer(data, dtype=np.uint8)
+            out.append(arena[at : at + size])
+            at += size + (-size % ALIGN)
             continue
         got = None
         if around:
@@ -406,7 +464,8 @@ class SpillPart:
     """What a pass-1 task over rows ``start..stop-1`` leaves: its spill folder (``dir``), its
     rows' library sizes and stored values, its buckets' sizes and value flags, and the
     spill's geometry ``(width, n_buckets, slab_values, dtype)``, and whether its files were
-    written around the page cache (``direct``)."""
+    written around the page cache (``direct``); ``remote``: the object its files were
+    uploaded as (``dir`` is gone then)."""
 
     dir: Path
     start: int
@@ -418,6 +477,7 @@ class SpillPart:
     non_integer: bool
     geometry: tuple[int, int, int, np.dtype]
     direct: bool
+    remote: SpillObject | None = None
 
 
 class JoinedSpill:
@@ -460,6 +520,7 @@ class JoinedSpill:
             tuple(int(o) for o in offsets),
             tuple(tuple(int(c) for c in p.bucket_nnz) for p in self.parts),
             tuple(p.direct for p in self.parts),
+            tuple(p.remote for p in self.parts),
         )
 
     def slabs(self) -> Iterator[GeneSlab]:
@@ -472,6 +533,8 @@ class JoinedSpill:
 
     def cleanup(self) -> None:
         for p in self.parts:
+            if p.remote is not None:
+                p.remote.remove()
             shutil.rmtree(p.dir, ignore_errors=True)
             with contextlib.suppress(OSError):  # the task's own folder, if nothing else is there
                 p.dir.parent.rmdir()

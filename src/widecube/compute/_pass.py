@@ -5,27 +5,46 @@ the scatter kernel runs in the caller, so I/O overlaps compute. An input that re
 ranges alone (:attr:`~widecube.io.MatrixSource.row_ranges`) is cut into one range of rows
 per thread, each spilled into bucket files of its own (:func:`spill_rows`, as a cluster's
 tasks do) and joined in row order (:class:`~._buckets.JoinedSpill`): every core scatters
-and writes, and no two threads share a file or a lock beyond the reader's own.
+and writes, and no two threads share a file or a lock beyond the reader's own. With a spill on
+an object store (``remote``), each range is uploaded as one object once spilled
+(:func:`upload_part`, :mod:`._remote`), and there are more ranges than threads
+(:func:`row_bounds`, as a cluster's tasks are cut), so local disk holds the ranges being
+spilled, not the whole spill.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import math
 import shutil
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numba import njit
 
 from ..errors import InvalidValue, UnreadableInput
 from ..io import Block, MatrixSource, prefetch
-from ._buckets import JoinedSpill, SpillPart
+from ._buckets import JoinedSpill, SpillPart, bucket_path
 from ._malloc import bound_heap
+from ._remote import upload_files
 from ._spill import GeneSpill
 
-__all__ = ["check_finite", "spill_by_gene", "spill_rows", "spill_rows_in_threads"]
+if TYPE_CHECKING:
+    from ..snapshot import Storage
+
+__all__ = [
+    "check_finite",
+    "row_bounds",
+    "spill_by_gene",
+    "spill_rows",
+    "spill_rows_in_threads",
+    "upload_part",
+]
 
 
 @njit(nogil=True, cache=True)
@@ -120,18 +139,36 @@ def spill_by_gene(
     progress: Callable[[float], None] | None = None,
     threads: int = 1,
     direct: bool = True,
+    remote: Storage | None = None,
 ) -> GeneSpill | JoinedSpill:
     """Pass 1 over ``source``: every non-zero by gene bucket, in one :class:`GeneSpill`, or
     with ``threads`` > 1 and an input that reads row ranges, in one spill per range of rows
     joined in row order (:func:`spill_rows_in_threads`) when there are at least two blocks
     of ``block_nnz`` values per thread. ``direct``: the spill is written around the page
-    cache where the file system allows it (``Settings.spill_direct``).
+    cache where the file system allows it (``Settings.spill_direct``). ``remote``: each
+    range's buckets are uploaded there as one object once spilled (in ranges of
+    :func:`row_bounds`, ``threads`` at a time; an input that reads no range of rows alone is
+    spilled whole, then uploaded), and pass 2 reads them from there.
 
     Pins the process's malloc policy first (:func:`~widecube.compute._malloc.bound_heap`):
     without it the heap grows with every block streamed, by pass 2 of B1M past 1 GB.
     """
     bound_heap()
     n_cells, n_genes = source.shape
+    if remote is not None and source.row_ranges:
+        return spill_rows_in_threads(
+            source,
+            row_bounds(n_cells, source.nnz_expected, threads, block_nnz),
+            obs_names=obs_names,
+            var_names=var_names,
+            workdir=workdir,
+            block_nnz=block_nnz,
+            slab_bytes=slab_bytes,
+            progress=progress,
+            direct=direct,
+            threads=threads,
+            remote=remote,
+        )
     threads = min(threads, n_cells, source.nnz_expected // (2 * block_nnz))
     if threads > 1 and source.row_ranges:
         return spill_rows_in_threads(
@@ -157,7 +194,37 @@ def spill_by_gene(
         spill.cleanup()
         raise
     spill.close()
-    return spill
+    if remote is None:
+        return spill
+    try:
+        part = upload_part(spill.part(0, n_cells), remote, "p00000.spill")
+    except BaseException:
+        spill.cleanup()
+        raise
+    return JoinedSpill([part], n_cells=n_cells, n_genes=n_genes)
+
+
+def row_bounds(n_cells: int, expected_nnz: int, threads: int, block_nnz: int) -> list[int]:
+    """The first row of each range of a pass 1 split by rows (a cluster's tasks, or a
+    spill uploaded range by range), and ``n_cells``: at least two ranges per thread, more
+    for a large input (about 16 blocks of ``block_nnz`` values each).
+
+    >>> len(row_bounds(10**7, 2 * 10**10, 16, 8_000_000)) - 1       # tasks of a 10^7-cell ingest
+    157
+    """
+    n_tasks = max(1, min(n_cells, max(2 * threads, math.ceil(expected_nnz / (16 * block_nnz)))))
+    return [n_cells * i // n_tasks for i in range(n_tasks + 1)]
+
+
+def upload_part(part: SpillPart, storage: Storage, relpath: str) -> SpillPart:
+    """A finished range's bucket files uploaded as one object ``relpath`` in ``storage``
+    (:func:`~._remote.upload_files`), then removed: the part as pass 2 reads it from there."""
+    paths = [bucket_path(part.dir, b) for b in range(part.geometry[1])]
+    spilled = upload_files(paths, storage, relpath)
+    shutil.rmtree(part.dir, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the range's own folder, if nothing else is there
+        part.dir.parent.rmdir()
+    return dataclasses.replace(part, remote=spilled)
 
 
 def spill_rows_in_threads(
@@ -171,9 +238,13 @@ def spill_rows_in_threads(
     slab_bytes: int,
     progress: Callable[[float], None] | None = None,
     direct: bool = True,
+    threads: int | None = None,
+    remote: Storage | None = None,
 ) -> JoinedSpill:
-    """Pass 1 over the row ranges ``bounds[i]..bounds[i+1]-1``, one thread each, into
-    ``workdir/pass1/p<i>``, joined in row order.
+    """Pass 1 over the row ranges ``bounds[i]..bounds[i+1]-1``, ``threads`` at a time (None:
+    one thread each), into ``workdir/pass1/p<i>``, joined in row order; with ``remote``,
+    each range uploaded there as ``p<i>.spill`` once spilled (:func:`upload_part`), and
+    everything under ``remote`` removed if any range fails.
 
     ``source`` is shared: its reads must be safe from several threads (h5py's are: it
     serializes them under its own lock, while the scatter kernel and the file writes run
@@ -196,7 +267,7 @@ def spill_rows_in_threads(
 
     def run(i: int, start: int, stop: int) -> SpillPart:
         try:
-            return spill_rows(
+            part = spill_rows(
                 source,
                 start,
                 stop,
@@ -209,18 +280,21 @@ def spill_rows_in_threads(
                 cancelled=lambda: cancelled(i),
                 direct=direct,
             )
+            return part if remote is None else upload_part(part, remote, f"p{i:05d}.spill")
         except BaseException:
             with lock:
                 stop_after[0] = min(stop_after[0], i)
             raise
 
-    with ThreadPoolExecutor(len(ranges), thread_name_prefix="widecube-pass1") as pool:
+    with ThreadPoolExecutor(threads or len(ranges), thread_name_prefix="widecube-pass1") as pool:
         futures = [pool.submit(run, i, a, b) for i, (a, b) in enumerate(ranges)]
     try:
         parts = [future.result() for future in futures]  # in row order: the earliest fault
         return JoinedSpill(parts, n_cells=n_cells, n_genes=n_genes)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
+        if remote is not None:
+            remote.remove()
         raise
 
 

@@ -17,6 +17,11 @@ serve`` start and removes:
   (compute starts afresh) or once its version failed. Checkpoints, the unpacked input, and
   the staging folder of a computed job (which verify moves into place) stay.
 
+With the spill on an object store (``WIDECUBE_SPILL``), a job's ranges of rows are objects
+under ``<spill>/<job id>/`` while it computes; the prefixes of jobs that are final or unknown,
+and of jobs that are not running (compute starts afresh, from pass 1), are removed the same
+way, and named by their URL in what it returns.
+
 Nothing of a running job is touched, and the job is claimed while its folders are trimmed,
 so no worker can resume it meanwhile. Only folders named like ids (32 hex digits) are
 considered; anything else there is not widecube's to remove.
@@ -35,7 +40,7 @@ from pathlib import Path
 from ..catalog import Catalog, JobNotFound, JobRecord, JobState, VersionStatus
 from ..config import Settings
 from ..errors import NotFound
-from ..snapshot import open_storage
+from ..snapshot import Storage, open_storage
 from ._workers import worker_name
 
 __all__ = ["collect_garbage", "reclaim_orphans"]
@@ -46,13 +51,22 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 _BEFORE_COMPUTED = (JobState.RECEIVED, JobState.UNPACKED, JobState.VALIDATED)
 
 
-def reclaim_orphans(settings: Settings, catalog: Catalog) -> list[Path]:
-    """Remove what killed and ended jobs left in the work and staging folders; return it."""
+def reclaim_orphans(settings: Settings, catalog: Catalog) -> list[Path | str]:
+    """Remove what killed and ended jobs left in the work and staging folders and under the
+    spill prefix; return it (folders, and the spill's prefixes as URLs)."""
     storage = open_storage(settings.storage)
     work = settings.local / "work"
     staging = storage.local / "staging" if storage.local is not None else None
-    removed: list[Path] = []
+    spill = open_storage(settings.spill) if settings.spill else None
+    spilled = _spilled(spill)
+    removed: list[Path | str] = []
     waiting: dict[str, JobRecord] = {}  # not final: trimmed under a claim, below
+    for name in spilled:
+        job = _job(catalog, name)
+        if job is None or job.state.final:
+            removed.append(_remove_spill(spill, name))
+        else:
+            waiting[job.id] = job
     for folder in _ids(work):
         job = _job(catalog, folder.name)
         if job is None or job.state.final:
@@ -78,6 +92,8 @@ def reclaim_orphans(settings: Settings, catalog: Catalog) -> list[Path]:
                 elif claimed.version:  # written in place on the object store: never published
                     storage.remove(f"datasets/{claimed.dataset}/{claimed.version}")
             removed += _remove(stale)
+            if spill is not None and job.id in spilled:  # not running: its pass 1 starts afresh
+                removed.append(_remove_spill(spill, job.id))
         finally:
             catalog.jobs.release(job.id, me)
     return removed
@@ -85,15 +101,19 @@ def reclaim_orphans(settings: Settings, catalog: Catalog) -> list[Path]:
 
 def collect_garbage(settings: Settings, catalog: Catalog, *, dry_run: bool) -> list[tuple[str, int, str]]:
     """What :func:`reclaim_orphans` removes (``dry_run``: would remove, at least: the folders
-    of jobs that ended or that the catalog does not know), as ``(path relative to the work
-    folder, bytes, why)`` for a garbage collection's report."""
+    and spill prefixes of jobs that ended or that the catalog does not know), as ``(path
+    relative to the work folder, or the spill prefix's URL, bytes, why)`` for a garbage
+    collection's report."""
     storage = open_storage(settings.storage)
     staging = storage.local / "staging" if storage.local is not None else None
     folders = _ids(settings.local / "work") + (_ids(staging) if staging is not None else [])
-    sizes = {p: _bytes(p) for p in folders} | {p / "scratch": _bytes(p / "scratch") for p in folders}
+    sizes: dict[Path | str, int] = {p: _bytes(p) for p in folders}
+    sizes |= {p / "scratch": _bytes(p / "scratch") for p in folders}
+    spill = open_storage(settings.spill) if settings.spill else None
+    sizes |= {f"{spill.url}/{name}": n for name, n in _spilled(spill).items()} if spill is not None else {}
     why = "left by a job that ended or was killed"
     if dry_run:
-        ended = []
+        ended: list[Path | str] = []
         for folder in folders:
             job = (
                 _job(catalog, folder.name)
@@ -102,6 +122,11 @@ def collect_garbage(settings: Settings, catalog: Catalog, *, dry_run: bool) -> l
             )
             if job is None or job.state.final:
                 ended.append(folder)
+        for url in sizes:
+            if isinstance(url, str):
+                job = _job(catalog, url.rsplit("/", 1)[-1])
+                if job is None or job.state.final:
+                    ended.append(url)
         return [(_relative(settings, p), sizes[p], why) for p in ended]
     return [(_relative(settings, p), sizes.get(p, 0), why) for p in reclaim_orphans(settings, catalog)]
 
@@ -110,7 +135,28 @@ def _bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
 
 
-def _relative(settings: Settings, path: Path) -> str:
+def _spilled(spill: Storage | None) -> dict[str, int]:
+    """``{job id: bytes}`` of the jobs' prefixes under the spill prefix (none: empty)."""
+    if spill is None:
+        return {}
+    out: dict[str, int] = {}
+    for info in spill.scan():
+        name = info.path.split("/", 1)[0]
+        if _ID.match(name):
+            out[name] = out.get(name, 0) + info.size
+    return out
+
+
+def _remove_spill(spill: Storage | None, job: str) -> str:
+    assert spill is not None  # only called for what _spilled found there
+    spill.remove(job)
+    log.info("removed %s/%s, spilled by a job that ended or was killed", spill.url, job)
+    return f"{spill.url}/{job}"
+
+
+def _relative(settings: Settings, path: Path | str) -> str:
+    if isinstance(path, str):  # a spill prefix's URL
+        return path
     for root in (settings.local, settings.storage):
         if isinstance(root, Path) and path.is_relative_to(root):
             return path.relative_to(root).as_posix()

@@ -7,13 +7,17 @@ single-threaded worker processes). :func:`dask_client` opens either (or nothing)
 
 Pass 1 (:func:`spill_on_cluster`, for inputs that read a range of rows alone) is one task per
 row range: each opens the input, spills its rows into gene buckets of its own in the job's
-work folder and returns its rows' library sizes; they are joined here in row order.
+work folder (which every worker must then see at the same path) or, with the spill on an
+object store (``WIDECUBE_SPILL=s3://…``), into its worker's local folder and then as one object
+under the job's spill prefix (``compute.upload_part``; no folder is shared), and returns its
+rows' library sizes; they are joined here in row order.
 
 Pass 2 (:func:`build_on_cluster`) is one task per column chunk of the per-group view arrays
 (``BuildContext.chunk_width``: whole spill buckets, ``compute.chunk_buckets`` of them). A
 task reads its buckets from the work folder (shared storage: every worker must see them at
-the same path), runs every view's :class:`~widecube.views.SlabPart` on their slabs and writes
-its genes straight into the snapshot's Zarr arrays. A write goes through a ``ChunkSink``
+the same path) or as byte ranges of the objects pass 1 uploaded, runs every view's
+:class:`~widecube.views.SlabPart` on their slabs and writes its genes straight into the
+snapshot's Zarr arrays. A write goes through a ``ChunkSink``
 (``snapshot._chunksink``): a chunk the task covers whole is written by the task, the pieces of
 any other chunk (the matrix view's values, whose chunks straddle gene ranges) come back and
 are written here, so no two processes ever write one chunk. What each part returns for the task's
@@ -30,21 +34,29 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
 
-from ..compute import JoinedSpill, SpillBuckets, SpillPart, roomy_policy, spill_rows
+from ..compute import (
+    JoinedSpill,
+    SpillBuckets,
+    SpillPart,
+    roomy_policy,
+    row_bounds,
+    spill_rows,
+    upload_part,
+)
 from ..config import Settings
 from ..errors import InputError
 from ..io import MatrixSource, prefetch
-from ..snapshot import ChunkSink, Piece, absorb_recorded, take_recorded
+from ..snapshot import ChunkSink, Piece, Storage, absorb_recorded, take_recorded
 from ..views import BuildContext, Builder, SlabPart
 
-__all__ = ["ChunkSink", "Piece", "build_on_cluster", "dask_client", "row_bounds", "spill_on_cluster"]
+__all__ = ["ChunkSink", "Piece", "build_on_cluster", "dask_client", "spill_on_cluster"]
 
 _RETRIES = 2  # a task that raised (an I/O error) runs again; a lost worker's tasks always do
 
@@ -91,6 +103,8 @@ def _task(
     pinned to 1 MiB; a worker Dask's nanny started trims above 64 KiB)."""
     _numba_threads_as_worker()
     roomy_policy()
+    if buckets.on_object_store:  # an oversized bucket is split on this worker's own disk
+        scratch = _local_folder()
     sink = ChunkSink()
     per_slab = []
     slabs_of = (buckets.slabs(b, consume=False, scratch=scratch) for b in range(first, stop))
@@ -100,6 +114,17 @@ def _task(
             per_slab.append([part.run(stats, sink) for part in parts])
     results = [part.combine([slab[i] for slab in per_slab]) for i, part in enumerate(parts)]
     return results, sink.leftovers(), take_recorded()
+
+
+def _local_folder() -> Path:
+    """The worker's own local folder (``dask worker --local-directory``; the system's
+    temporary folder outside a worker), for files no other process reads."""
+    from distributed import get_worker
+
+    try:
+        return Path(get_worker().local_directory)
+    except ValueError:  # not in a worker (a test calling the task itself)
+        return Path(tempfile.gettempdir())
 
 
 def _numba_threads_as_worker() -> None:
@@ -198,17 +223,31 @@ def _pass1_task(
     block_nnz: int,
     slab_bytes: int,
     direct: bool,
+    remote: tuple[Storage, str] | None = None,
 ) -> SpillPart | InputError:
-    """Pass 1 of rows ``start..stop-1`` on a worker, into a spill of its own under ``workdir``.
+    """Pass 1 of rows ``start..stop-1`` on a worker, into a spill of its own under ``workdir``,
+    or with ``remote`` ``(storage, name)``, under the worker's local folder and then as the
+    object ``name`` in ``storage`` (the local files removed).
 
     A bad input is returned, not raised: Dask would retry a task that raised, and reading the
     same rows again finds the same fault."""
     _numba_threads_as_worker()
+    if remote is not None:
+        workdir = _local_folder() / f"widecube-pass1-{uuid.uuid4().hex}"
     try:
         with opener() as source:
-            return _spill_rows(source, start, stop, workdir, block_nnz, slab_bytes, direct)
+            part = _spill_rows(source, start, stop, workdir, block_nnz, slab_bytes, direct)
     except InputError as exc:
         return exc
+    finally:
+        if remote is not None and not (workdir / "spill").exists():  # failed: nothing to upload
+            shutil.rmtree(workdir, ignore_errors=True)
+    if remote is None:
+        return part
+    try:
+        return upload_part(part, *remote)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _spill_rows(
@@ -227,17 +266,6 @@ def _spill_rows(
     )
 
 
-def row_bounds(n_cells: int, expected_nnz: int, threads: int, block_nnz: int) -> list[int]:
-    """The first row of each pass-1 task, and ``n_cells``: at least two tasks per worker
-    thread, more for a large input (about 16 blocks of ``block_nnz`` values each).
-
-    >>> len(row_bounds(10**7, 2 * 10**10, 16, 8_000_000)) - 1       # tasks of a 10^7-cell ingest
-    157
-    """
-    n_tasks = max(1, min(n_cells, max(2 * threads, math.ceil(expected_nnz / (16 * block_nnz)))))
-    return [n_cells * i // n_tasks for i in range(n_tasks + 1)]
-
-
 def spill_on_cluster(
     client: Any,
     opener: Callable[[], MatrixSource],
@@ -249,9 +277,11 @@ def spill_on_cluster(
     version: str,
     progress: Callable[[float], None],
     direct: bool = True,
+    remote: Storage | None = None,
 ) -> JoinedSpill:
     """Pass 1 split by rows on ``client``'s cluster: each task opens the input (``opener``,
-    picklable, the same path on every worker), spills its rows into ``workdir/pass1/p<i>``;
+    picklable, the same path on every worker), spills its rows into ``workdir/pass1/p<i>``
+    (with ``remote``: into its worker's own folder, then as the object ``p<i>.spill`` there);
     the library sizes and bucket sizes are put together here, in row order.
 
     ``source`` (open here) must read row ranges (:attr:`MatrixSource.row_ranges`). Rows are
@@ -275,6 +305,7 @@ def spill_on_cluster(
             block_nnz,
             slab_bytes,
             direct,
+            None if remote is None else (remote, f"p{i:05d}.spill"),
             key=f"widecube-pass1-{version}-{run}-{i:05d}",
             pure=False,
             retries=_RETRIES,
@@ -294,4 +325,6 @@ def spill_on_cluster(
     except BaseException:
         client.cancel(futures)
         shutil.rmtree(root, ignore_errors=True)
+        if remote is not None:  # a task still running may upload after this: reclaim_orphans
+            remote.remove()
         raise

@@ -25,6 +25,7 @@ import functools
 import hashlib
 import re
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -350,9 +351,18 @@ def _compute(work: Work) -> dict[str, Any]:
             work.done["unpack"].get("sha256"),
             work.job.params.get("input_kind"),
             work.input_digest(),
+            spill_to=_spill_store(work),
         ),
     )
     return manifest
+
+
+def _spill_store(work: Work) -> Storage | None:
+    """Where pass 1 uploads its ranges of rows (``Settings.spill``): a prefix of the job's
+    own under the spill URL, one per run of the step (None: the work folder)."""
+    if not work.settings.spill:
+        return None
+    return open_storage(work.settings.spill).sub(f"{work.job.id}/{uuid.uuid4().hex[:8]}")
 
 
 def verify(work: Work) -> Checkpoint:
@@ -479,9 +489,13 @@ def _build(
     known_sha256: str | None = None,
     input_kind: str | None = None,
     digest: IdleDigest | StagedDigest | None = None,
+    *,
+    spill_to: Storage | None = None,
 ) -> dict[str, Any]:
     """Pass 1 spills the input by gene; pass 2 feeds gene slabs to the views ``names`` (and
     those they require; None: every registered view), recorded in ``parameters.views``.
+    ``spill_to``: an object-store prefix pass 1 uploads its ranges of rows to (``compute
+    .upload_part``), else they stay in ``work``.
 
     Without any grouping (``keys`` empty: no categorical obs column and no ``--groupby``),
     the views get one synthetic grouping holding every cell (``all``, group ``all cells``),
@@ -525,6 +539,7 @@ def _build(
                 version=version,
                 progress=_accumulate(progress, "pass 1"),
                 direct=settings.spill_direct,
+                remote=spill_to,
             )
         else:
             spill = spill_by_gene(
@@ -537,6 +552,7 @@ def _build(
                 progress=_accumulate(progress, "pass 1"),
                 threads=settings.compute_threads,
                 direct=settings.spill_direct,
+                remote=spill_to,
             )
         out: SnapshotWriter | None = None
         try:

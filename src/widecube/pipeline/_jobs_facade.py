@@ -146,8 +146,8 @@ class Jobs:
         self.door.authorize(actor, "jobs", SERVER)
         return self._runner.run_pending()
 
-    def reclaim_orphans(self, *, actor: Actor = ANONYMOUS) -> builtins.list[Path]:
-        """Remove the folders of killed jobs that will never resume."""
+    def reclaim_orphans(self, *, actor: Actor = ANONYMOUS) -> builtins.list[Path | str]:
+        """Remove the folders (and spill prefixes, as URLs) of killed jobs that will never resume."""
         self.door.authorize(actor, "jobs", SERVER)
         return reclaim_orphans(self.settings, self.catalog)
 

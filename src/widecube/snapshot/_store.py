@@ -43,7 +43,7 @@ import os
 import re
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -221,6 +221,13 @@ class Storage(ABC):
         None: the store's default, S3 ``STANDARD``) is the tier it is stored in."""
 
     @abstractmethod
+    def read_ranges(self, ranges: Sequence[tuple[str, int, int]]) -> builtins.list[Any]:
+        """The bytes ``start..end-1`` of each ``(relpath, start, end)``, in order, each as a
+        buffer (``bytes`` or one the buffer protocol reads without a copy); the ranges are
+        read at once, up to :attr:`readers` in flight. A range past a file's end, or a file
+        shorter than it, raises ``OSError(EIO)``."""
+
+    @abstractmethod
     def sha256(self, relpath: str) -> str:
         """Hex sha256 of a file, read from the storage itself (streamed, never whole in memory)."""
 
@@ -338,6 +345,15 @@ class LocalStorage(Storage):
             tmp.replace(path)
         finally:
             tmp.unlink(missing_ok=True)
+
+    def read_ranges(self, ranges: Sequence[tuple[str, int, int]]) -> builtins.list[Any]:
+        out: builtins.list[Any] = []
+        for relpath, start, end in ranges:
+            with open(self.root / relpath, "rb", buffering=0) as f:
+                got = os.pread(f.fileno(), end - start, start) if end > start else b""
+            _check_range(f"{self.url}/{relpath}", start, end, len(got))
+            out.append(got)
+        return out
 
     def sha256(self, relpath: str) -> str:
         return sha256_file(self.root / relpath)
@@ -477,6 +493,22 @@ class ObjectStorage(Storage):
             for chunk in chunks:
                 out.write(chunk)
 
+    def read_ranges(self, ranges: Sequence[tuple[str, int, int]]) -> builtins.list[Any]:
+        import obstore
+
+        def one(request: tuple[str, int, int]) -> Any:
+            relpath, start, end = request
+            if end <= start:  # the store refuses an empty range
+                return b""
+            got = obstore.get_range(self._store, relpath, start=start, end=end)
+            _check_range(f"{self.url}/{relpath}", start, end, len(got))
+            return got
+
+        if len(ranges) <= 1:
+            return [one(r) for r in ranges]
+        with ThreadPoolExecutor(min(self.readers, len(ranges)), thread_name_prefix="widecube-ranges") as pool:
+            return builtins.list(pool.map(one, ranges))
+
     def sha256(self, relpath: str) -> str:
         import obstore
 
@@ -575,6 +607,12 @@ class ObjectStorage(Storage):
         import obstore
 
         obstore.copy(self._store, src, dst)
+
+
+def _check_range(where: str, start: int, end: int, got: int) -> None:
+    """A range read that came back short: the file is shorter than its reader was told."""
+    if got != end - start:
+        raise OSError(errno.EIO, f"{where}: {got} bytes at {start} where {end - start} were expected")
 
 
 def _info(meta: Any) -> FileInfo:
