@@ -26,17 +26,18 @@ Target: S3 p50 / local p50 ≤ 1.10.
 
 **ingest**: ``widecube ingest`` (a fresh process, GNU time's peak RSS) of a benchmark dataset
 three times: single process on local disk; ``--workers 2`` (a local cluster of 2
-single-threaded workers) on local disk; single process with the input and the snapshot on a
-local S3 server (the input copied into the work folder and checked first, the spill on local
-disk as always). Targets: Dask / single ≤ 1.15, S3 / local ≤ 1.4, identical manifest
-checksums, the largest process ≤ 2 GB. The S3 server (``--s3-server``) is LocalBucket by
-default, which keeps objects as files in the run's folder (it has no DeleteObjects: widecube
-sends it one signed DELETE per object instead, ``snapshot._signed``); moto, the tests'
-server, holds an object whole in memory, so B1M's 16 GB input cannot go through it on a 24 GB
-machine. The S3 run also records the server's own CPU seconds during the ingest
-(``server_cpu_s``: it shares the two cores with the ingest here, unlike a real object store).
-``--setups single,dask2`` leaves the S3 run out, recorded as not run with its reason
-(``--s3-not-run``).
+single-threaded workers) on local disk; single process with the input, the spill and the
+snapshot on a local S3 server (the input copied into the work folder and checked while it is
+read; the spill uploaded range of rows by range, ``WIDECUBE_SPILL``, and read back by byte
+ranges; ``spill_left`` counts the objects left under its prefix afterwards). Targets: Dask /
+single ≤ 1.15, S3 / local ≤ 1.4, identical manifest checksums, the largest process ≤ 2 GB. The
+S3 server (``--s3-server``) is LocalBucket by default, which keeps objects as files in the
+run's folder (it has no DeleteObjects: widecube sends it one signed DELETE per object instead,
+``snapshot._signed``); moto, the tests' server, holds an object whole in memory, so B1M's 16 GB
+input cannot go through it on a 24 GB machine. The S3 run also records the server's own CPU
+seconds during the ingest (``server_cpu_s``: it shares the two cores with the ingest here,
+unlike a real object store). ``--setups single,dask2`` leaves the S3 run out, recorded as not
+run with its reason (``--s3-not-run``).
 
 Every run is recorded as one JSON file in ``benchmarks/results/`` (``_record.py``; refused
 from a dirty tree unless ``--force``; ``--no-record``: printed only) and rendered by
@@ -361,8 +362,8 @@ def _folder(keep: Path | None) -> Iterator[Path]:
 
 
 def _room_for_s3(info: DatasetInfo, root: Path) -> None:
-    """The S3 run needs the input staged from the store beside its spill (12 bytes a value)
-    and the snapshot; the object store holds its own copy of the input. On a disk too small
+    """The S3 run needs the input staged from the store; the object store holds its own copy
+    of the input, the spill (at most 12 bytes a value) and the snapshot, on the same disk. On a disk too small
     for the local input as well (B1M: 16 GB), the local copy goes (``ensure_dataset``
     writes it again, from the same seed, on the next run)."""
     need = 2 * info.path.stat().st_size + 12 * info.nnz
@@ -406,6 +407,7 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
                     "WIDECUBE_CATALOG_URL": f"sqlite:///{root / 's3-catalog.sqlite'}",
                     "WIDECUBE_CACHE": str(root / "s3-cache"),
                     "WIDECUBE_WORK": str(root / "s3-work"),
+                    "WIDECUBE_SPILL": f"s3://{BUCKET}/spill",
                 },
                 f"s3://{BUCKET}/in/{info.path.name}",
                 [],
@@ -433,6 +435,8 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
             }
             if label == "s3":  # the S3 server's CPU, on the same cores, during the ingest
                 runs[label]["server_cpu_s"] = round(served, 2)
+                listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="spill/")
+                runs[label]["spill_left"] = listed.get("KeyCount", 0)
             if label != "s3":  # its checksums are kept above: the disk goes to the next run
                 shutil.rmtree(root / label, ignore_errors=True)
             if label == "dask2" and "s3" in args.setups:
@@ -464,7 +468,7 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
                 dask_ratio <= 1.15,
             ),
             _verdict(
-                "S3 (input, snapshot) / local disk, wall",
+                "S3 (input, spill, snapshot) / local disk, wall",
                 None if s3_ratio is None else round(s3_ratio, 4),
                 f"not run: {args.s3_not_run}" if s3_ratio is None else f"{s3_ratio:.3f}",
                 "≤ 1.4",
