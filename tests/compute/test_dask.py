@@ -237,6 +237,30 @@ def test_the_spill_on_the_object_store_builds_identical_views(
     _assert_same(local, {p: e["sha256"] for p, e in manifest["files"].items()})
 
 
+def test_an_input_staged_from_the_store_is_read_here_when_no_folder_is_shared(
+    cluster: Deployment, s3: Any, inputs: dict[str, tuple[Path, dict[str, str]]], tmp_path: Path
+) -> None:
+    """``widecube ingest s3://…`` with the spill on the store: the staged copy is in this
+    process's work folder, which the workers need not see, so pass 1 runs here and pass 2 on
+    the workers; the snapshot is the single-process one."""
+    path, local = inputs["csr"]
+    s3.put_object(Bucket=BUCKET, Key="in/m.h5ad", Body=path.read_bytes())
+    settings = Settings(
+        storage=tmp_path / "s",
+        work=tmp_path / "work",
+        memory=MEMORY,
+        cluster=cluster.address,
+        spill=f"s3://{BUCKET}/spill",
+    )
+    with distributed.Client(cluster.address) as watcher, distributed.get_task_stream(watcher) as stream:
+        ingest(f"s3://{BUCKET}/in/m.h5ad", dataset="d", settings=settings)
+    keys = [str(t["key"]) for t in stream.data]
+    assert not [k for k in keys if k.startswith("widecube-pass1-")], "pass 1 ran on the workers"
+    assert len({t["worker"] for t in stream.data if str(t["key"]).startswith("widecube-pass2-")}) == 2
+    _assert_same(local, _files(settings, "d"))
+    assert _spilled(s3) == []
+
+
 def test_pass_1_with_the_spill_on_the_object_store_needs_no_shared_folder(
     cluster: Deployment, s3: Any, tmp_path: Path
 ) -> None:

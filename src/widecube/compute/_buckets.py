@@ -532,9 +532,10 @@ class JoinedSpill:
         """Nothing is open here: each part was closed by its task."""
 
     def cleanup(self) -> None:
+        stores = {p.remote.storage.url: p.remote.storage for p in self.parts if p.remote is not None}
+        for store in stores.values():  # the run's prefix: one listing, every part's object
+            store.remove()
         for p in self.parts:
-            if p.remote is not None:
-                p.remote.remove()
             shutil.rmtree(p.dir, ignore_errors=True)
             with contextlib.suppress(OSError):  # the task's own folder, if nothing else is there
                 p.dir.parent.rmdir()

@@ -15,7 +15,7 @@ One object per range of rows, not per bucket: a 10^7 x 50,000 ingest has about 1
 and 256 buckets, 160 objects (a few hundred multipart parts) instead of 40,000 PUTs; pass 2
 makes a GET per range and bucket either way. The objects are under ``<spill>/<job id>/``,
 removed with the spill (``JoinedSpill.cleanup``) or, after a killed job, by
-``pipeline.reclaim_orphans``.
+``pipeline.reclaim_orphans``; ``storage`` is the prefix of one run of pass 1, removed whole.
 
     >>> store = open_storage("s3://lab/spill").sub(job_id)                # doctest: +SKIP
     >>> spilled = upload_files(paths, store, "p00000.spill")             # doctest: +SKIP
@@ -55,9 +55,6 @@ class SpillObject:
     def size(self, bucket: int) -> int:
         _, start, end = self.ranges(bucket)
         return end - start
-
-    def remove(self) -> None:
-        self.storage.remove(self.relpath)
 
 
 def upload_files(paths: list[Path], storage: Storage, relpath: str) -> SpillObject:

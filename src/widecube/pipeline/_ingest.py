@@ -347,7 +347,7 @@ def _compute(work: Work) -> dict[str, Any]:
             work.folder / "scratch",
             work.progress,
             work.job.params.get("views"),
-            _opener(work),
+            _opener(work) if _workers_see_input(work) else None,
             work.done["unpack"].get("sha256"),
             work.job.params.get("input_kind"),
             work.input_digest(),
@@ -355,6 +355,14 @@ def _compute(work: Work) -> dict[str, Any]:
         ),
     )
     return manifest
+
+
+def _workers_see_input(work: Work) -> bool:
+    """Whether a cluster's pass-1 tasks may open the input at this process's path: not when
+    the spill is on an object store (the workers share no folder) and the input is a copy in
+    this process's work folder (staged from a store, an upload, an archive unpacked); pass 1
+    then runs here, pass 2 still on the cluster."""
+    return not (work.settings.spill and Path(work.input).resolve().is_relative_to(work.settings.local))
 
 
 def _spill_store(work: Work) -> Storage | None:

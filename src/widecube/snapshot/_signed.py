@@ -14,6 +14,7 @@ from typing import Any, Literal
 __all__ = ["delete_objects", "encrypted_by_key"]
 
 _BATCH_REFUSED: set[tuple[str, str]] = set()  # (endpoint, bucket) that answered DeleteObjects 501
+_BATCH_ACCEPTED: set[tuple[str, str]] = set()  # (endpoint, bucket) that answered it
 _SIGNED_FOR = timedelta(minutes=5)
 
 
@@ -23,21 +24,27 @@ def delete_objects(store: Any, paths: list[str]) -> None:
     obstore sends every delete, one path too, as S3's ``DeleteObjects`` (``POST ?delete``).
     A server that does not implement it (``501 NotImplemented``: LocalBucket; Google Cloud
     Storage's XML API) gets one ``DELETE`` per object instead, each a URL obstore signs with
-    the store's own credentials (none passes through widecube), sent by httpx; the server is
-    remembered, so only its first delete pays obstore's retries of the refused request.
+    the store's own credentials (none passes through widecube), sent by httpx. The first batch
+    to a server goes without retries (obstore retries a 5xx answer, 501 too: 3.4 s of backoff
+    against LocalBucket); its answer is remembered, so a server that refuses is never asked
+    again, and one that failed otherwise is asked again with the store's retries.
     """
     import obstore
     from obstore.exceptions import GenericError
 
     where = (os.environ.get("AWS_ENDPOINT_URL", ""), str(store.config.get("bucket", "")))
     if where not in _BATCH_REFUSED:
+        first = where not in _BATCH_ACCEPTED
         try:
             with contextlib.suppress(FileNotFoundError):
-                obstore.delete(store, paths)
+                obstore.delete(_without_retries(store) if first else store, paths)
+            _BATCH_ACCEPTED.add(where)
             return
         except GenericError as exc:
             if "<Code>NotImplemented</Code>" not in str(exc):
-                raise
+                if not first:
+                    raise
+                return delete_objects_retried(store, paths, where)
             _BATCH_REFUSED.add(where)
     import httpx2 as httpx
 
@@ -46,6 +53,27 @@ def delete_objects(store: Any, paths: list[str]) -> None:
             answer = _send(client, "DELETE", store, path)
             if answer.status_code not in (200, 204, 404):
                 raise OSError(errno.EIO, f"deleting {path}: the store answered {answer.status_code}")
+
+
+def delete_objects_retried(store: Any, paths: list[str], where: tuple[str, str]) -> None:
+    """The batch again, with the store's own retries (the first try had none)."""
+    import obstore
+
+    with contextlib.suppress(FileNotFoundError):
+        obstore.delete(store, paths)
+    _BATCH_ACCEPTED.add(where)
+
+
+def _without_retries(store: Any) -> Any:
+    """The same S3 store (configuration, prefix, client options), asking once."""
+    from obstore.store import S3Store
+
+    return S3Store(
+        prefix=store.prefix,
+        config=store.config,
+        client_options=store.client_options,
+        retry_config={"max_retries": 0},
+    )
 
 
 _KEY_ENCRYPTION = ("aws:kms", "aws:kms:dsse")
