@@ -20,7 +20,7 @@ import math
 import shutil
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -243,8 +243,9 @@ def spill_rows_in_threads(
 ) -> JoinedSpill:
     """Pass 1 over the row ranges ``bounds[i]..bounds[i+1]-1``, ``threads`` at a time (None:
     one thread each), into ``workdir/pass1/p<i>``, joined in row order; with ``remote``,
-    each range uploaded there as ``p<i>.spill`` once spilled (:func:`upload_part`), and
-    everything under ``remote`` removed if any range fails.
+    each range uploaded there as ``p<i>.spill`` once spilled (:func:`upload_part`, by a
+    thread of its own while the others spill the next ranges; at most ``threads`` ranges wait
+    for it on disk), and everything under ``remote`` removed if any range fails.
 
     ``source`` is shared: its reads must be safe from several threads (h5py's are: it
     serializes them under its own lock, while the scatter kernel and the file writes run
@@ -265,7 +266,7 @@ def spill_rows_in_threads(
             with lock:
                 progress(fraction)
 
-    def run(i: int, start: int, stop: int) -> SpillPart:
+    def run(i: int, start: int, stop: int) -> SpillPart | Future[SpillPart]:
         try:
             part = spill_rows(
                 source,
@@ -280,16 +281,36 @@ def spill_rows_in_threads(
                 cancelled=lambda: cancelled(i),
                 direct=direct,
             )
-            return part if remote is None else upload_part(part, remote, f"p{i:05d}.spill")
         except BaseException:
             with lock:
                 stop_after[0] = min(stop_after[0], i)
             raise
+        if remote is None:
+            return part
+        room.acquire()  # blocks while `threads` ranges wait for their upload: bounded disk
+        try:
+            return uploads.submit(upload, i, part)
+        except BaseException:
+            room.release()
+            raise
 
-    with ThreadPoolExecutor(threads or len(ranges), thread_name_prefix="widecube-pass1") as pool:
+    def upload(i: int, part: SpillPart) -> SpillPart:
+        assert remote is not None  # submitted only then
+        try:
+            return upload_part(part, remote, f"p{i:05d}.spill")
+        finally:
+            room.release()
+
+    # with the spill on a store, a range is uploaded while the threads spill the next ones
+    room = threading.BoundedSemaphore(threads or len(ranges))
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="widecube-upload") as uploads,
+        ThreadPoolExecutor(threads or len(ranges), thread_name_prefix="widecube-pass1") as pool,
+    ):
         futures = [pool.submit(run, i, a, b) for i, (a, b) in enumerate(ranges)]
     try:
-        parts = [future.result() for future in futures]  # in row order: the earliest fault
+        done = [future.result() for future in futures]  # in row order: the earliest fault
+        parts = [p if isinstance(p, SpillPart) else p.result() for p in done]
         return JoinedSpill(parts, n_cells=n_cells, n_genes=n_genes)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
