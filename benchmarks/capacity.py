@@ -171,6 +171,10 @@ def render(results: Path) -> str:
     row_chunks = " + ".join(str(math.ceil(g / 1024)) for g in groups)
     cell_objects = math.ceil(k["per_cell_chunks"] / n_cells_s * CELLS)
     objects = matrix_objects + cell_objects + grouped_objects + k["other"]
+    t1_8 = len(row_bounds(CELLS, NNZ, 8, BLOCK_NNZ)) - 1
+    # a multipart upload is one request to start, one per 8 MiB part and one to complete
+    spill_puts = math.ceil(SPILL_BYTES_PER_VALUE * NNZ / (8 << 20)) + 2 * t1_8
+    spill_gets = t1_8 * n_buckets
 
     total_core_s = core_s * NNZ
     lines = [
@@ -236,7 +240,7 @@ def render(results: Path) -> str:
         ("staged input", "shared work folder, during the job", f"{in_b:.2f} B × N", in_b * NNZ, False),
         (
             "spill",
-            "shared work folder, during the job",
+            "shared work folder, or the object store (`WIDECUBE_SPILL`), during the job",
             f"{SPILL_BYTES_PER_VALUE} B × N",
             SPILL_BYTES_PER_VALUE * NNZ,
             False,
@@ -255,10 +259,13 @@ def render(results: Path) -> str:
         lines.append(f"| {what} | {where} | {how} | {_gb(one)} | {many} |")
     lines += [
         "",
-        "The work folder (staged input and spill) must be one file system every worker sees "
-        "(NFS, FSx for Lustre, EFS); it is needed only while a job runs. The decoded cache is "
-        "bounded by `WIDECUBE_CACHE_MAX_BYTES`: a replica serving 100 such matrices keeps the "
-        "ones in use, not all of them.",
+        "With the spill in the work folder, that folder must be one file system every worker sees "
+        "(NFS, FSx for Lustre, EFS); with `WIDECUBE_SPILL=s3://…` the workers share no folder: a "
+        "pass-1 task's local disk holds its own range until it is uploaded "
+        f"({_gb(SPILL_BYTES_PER_VALUE * NNZ / t1_8)} at 8 workers), and the input is read by the "
+        "client or from a path every worker mounts. Either is needed only while a job runs. "
+        "The decoded cache is bounded by `WIDECUBE_CACHE_MAX_BYTES`: a replica serving 100 "
+        "such matrices keeps the ones in use, not all of them.",
         "",
         "## Compute",
         "",
@@ -324,6 +331,14 @@ def render(results: Path) -> str:
         f"{math.ceil(objects / 1000) * MATRICES:,} | "
         f"${math.ceil(objects / 1000) * MATRICES / 1000 * S3_PUT_USD_1000:,.2f} |",
         f"| GET | staging the input (one streamed GET) | 1 | {MATRICES} | — |",
+        f"| PUT | with `WIDECUBE_SPILL`: each pass-1 task's range as one multipart upload of 8 MiB parts "
+        f"(at 8 workers: {t1_8} ranges of {_gb(SPILL_BYTES_PER_VALUE * NNZ)} in all before compression, "
+        "at most) | "
+        f"{spill_puts:,} | "
+        f"{spill_puts * MATRICES:,} | ${spill_puts * MATRICES / 1000 * S3_PUT_USD_1000:,.2f} |",
+        f"| GET | with `WIDECUBE_SPILL`: pass 2 reads each bucket as a byte range of each range "
+        f"({t1_8} × {n_buckets}) | {spill_gets:,} | {spill_gets * MATRICES:,} | "
+        f"${spill_gets * MATRICES / 1000 * S3_GET_USD_1000:,.2f} |",
         "",
         f"Storage at ${S3_GB_MONTH_USD}/GB-month: input + snapshot of 100 matrices = "
         f"{_gb((in_b + snap_b) * NNZ * MATRICES)} = "

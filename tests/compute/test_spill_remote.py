@@ -107,23 +107,31 @@ def test_an_input_read_whole_is_uploaded_once_spilled(s3: Any, tmp_path: Path) -
 
 
 def test_a_damaged_object_is_an_io_error_not_wrong_numbers(s3: Any, tmp_path: Path) -> None:
+    """One byte flipped in a bucket's compressed bytes (its Zstandard checksum), or the
+    object cut short: an ``EIO`` naming the object, never other slabs."""
     path, _ = _matrix(tmp_path, 300, 100)
     remote = open_storage(f"s3://{BUCKET}/spill/job3/run1")
     spill = _spill(path, tmp_path / "w", remote, block_nnz=4_000, slab_bytes=1 << 20, threads=2)
     key = "spill/job3/run1/p00001.spill"
     body = bytearray(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
-    ends = spill.parts[1].remote.ends  # type: ignore[union-attr]
-    b = int(np.argmax(np.diff([0, *ends])))  # the part's largest bucket
-    body[ends[b] - 3] ^= 0xFF  # a value byte of its last record flipped: caught by no check
-    body[(ends[b - 1] if b else 0) + 1] ^= 0xFF  # its first record's magic: caught
-    s3.put_object(Bucket=BUCKET, Key=key, Body=bytes(body))
-    with pytest.raises(OSError, match="spill file damaged") as raised:
+    part = spill.parts[1].remote
+    assert part is not None and len(body) == part.ends[-1] < sum(part.raw) / 1.5, "not compressed"
+    b = int(np.argmax(np.diff([0, *part.ends])))  # the part's largest bucket
+    _, start, end = part.ranges(b)
+    flipped = body.copy()
+    flipped[(start + end) // 2] ^= 0x10
+    s3.put_object(Bucket=BUCKET, Key=key, Body=bytes(flipped))
+    with pytest.raises(
+        OSError, match=f"spill object damaged: s3://{BUCKET}/spill/job3/run1/p00001.spill"
+    ) as raised:
         list(spill.buckets().slabs(b, consume=False))
     assert raised.value.errno == errno.EIO
-    s3.put_object(Bucket=BUCKET, Key=key, Body=bytes(body[: ends[b] - 10]))  # cut short
+    s3.put_object(Bucket=BUCKET, Key=key, Body=bytes(body[: end - 10]))  # cut short
     with pytest.raises(OSError, match="bytes at") as raised:
         list(spill.buckets().slabs(b, consume=False))
     assert raised.value.errno == errno.EIO
+    s3.put_object(Bucket=BUCKET, Key=key, Body=bytes(body))  # as it was: the same slabs again
+    _assert_slabs_are_columns(spill, sp.csc_matrix(_matrix(tmp_path, 300, 100)[1]))
     spill.cleanup()
 
 

@@ -255,7 +255,7 @@ class SpillBuckets:
         start = self.offsets[bucket]
         paths = [bucket_path(d, bucket) for d in self.dirs]
         n = sum(counts[bucket] for counts in self.counts)
-        fetched = self._fetched(bucket)
+        fetched = self._fetched(bucket)  # (object, bucket, compressed bytes) of a part on a store
         if n <= self.slab_values or hi - lo == 1:
             yield self._slab(
                 paths, self.direct, n, lo, hi, start, remove=consume, buffers=buffers, fetched=fetched
@@ -285,7 +285,7 @@ class SpillBuckets:
         *,
         remove: bool = False,
         buffers: ReadBuffers | None = None,
-        fetched: list[Any] | None = None,
+        fetched: list[Packed | None] | None = None,
     ) -> GeneSlab:
         """Genes ``lo..hi-1`` from the bucket files ``paths`` (in row order, ``n`` values in
         all, each written around the page cache where ``direct`` says so; where ``fetched``
@@ -309,17 +309,17 @@ class SpillBuckets:
             _remove(paths)
         return GeneSlab(lo, hi, indptr, cells, vals, start)
 
-    def _fetched(self, bucket: int) -> list[Any] | None:
-        """The bytes of ``bucket`` in each part on an object store (None for a local part),
-        read at once; None when every part is local."""
+    def _fetched(self, bucket: int) -> list[Packed | None] | None:
+        """For each part on an object store, its object, ``bucket`` and the bucket's
+        compressed bytes, read at once (None for a local part); None when every part is local."""
         if not self.on_object_store:
             return None
-        out: list[Any] = [None if r is None else b"" for r in self.remote]
+        out: list[Packed | None] = [None if r is None else (r, bucket, b"") for r in self.remote]
         wanted = [(d, r) for d, r in enumerate(self.remote) if r is not None and r.size(bucket)]
         if wanted:
             got = wanted[0][1].storage.read_ranges([r.ranges(bucket) for _, r in wanted])
-            for (d, _), data in zip(wanted, got, strict=True):
-                out[d] = data
+            for (d, r), data in zip(wanted, got, strict=True):
+                out[d] = (r, bucket, data)
         return out
 
     def _split(
@@ -372,26 +372,33 @@ def bucket_path(folder: Path, bucket: int) -> Path:
     return folder / f"b{bucket:05d}.spill"
 
 
-def _written(paths: list[Path], fetched: list[Any], folder: Path) -> list[Path]:
-    """``paths``, with each part read from an object store (its bytes in ``fetched``) written
-    to a file in ``folder`` instead."""
+Packed = tuple["SpillObject", int, Any]
+"""A bucket of a part on an object store: its object, the bucket, its compressed bytes."""
+
+
+def _written(paths: list[Path], fetched: list[Packed | None], folder: Path) -> list[Path]:
+    """``paths``, with each part read from an object store (``fetched``) decompressed into a
+    file in ``folder`` instead."""
     out = []
-    for d, (path, data) in enumerate(zip(paths, fetched, strict=True)):
-        if data is None:
+    for d, (path, got) in enumerate(zip(paths, fetched, strict=True)):
+        if got is None:
             out.append(path)
             continue
+        obj, bucket, data = got
         local = folder / f"part{d:05d}.spill"
-        with open(local, "wb") as f:
-            f.write(data)
+        local.write_bytes(obj.unpack(bucket, data, np.empty(obj.raw[bucket], dtype=np.uint8)).data)
         out.append(local)
     return out
 
 
 def _bucket_bytes(
-    paths: list[Path], direct: tuple[bool, ...], into: ReadBuffers, fetched: list[Any] | None = None
+    paths: list[Path],
+    direct: tuple[bool, ...],
+    into: ReadBuffers,
+    fetched: list[Packed | None] | None = None,
 ) -> list[np.ndarray]:
     """The bytes of each of a bucket's files: a part read from an object store already
-    (``fetched[d]`` not None) copied into ``into``'s buffer; read around the page cache into ``into``'s
+    (``fetched[d]`` not None) decompressed into ``into``'s buffer; read around the page cache into ``into``'s
     aligned buffer where ``direct`` says the file was written so (``_direct``: a read that
     fills the page cache costs what writing through it would have), else mapped (written
     through the cache, or a file system without ``O_DIRECT``: the pages pass 1 left in the
@@ -399,10 +406,10 @@ def _bucket_bytes(
     the arrays are writable like read buffers and the sort's types are the same; each is
     unmapped when its array is dropped). An empty file is an empty array; a file that can
     be neither read so nor mapped is read."""
-    got_already = fetched if fetched is not None else [None] * len(paths)
+    got_already: list[Packed | None] = fetched if fetched is not None else [None] * len(paths)
     sizes = [
-        len(memoryview(data)) if data is not None else path.stat().st_size
-        for path, data in zip(paths, got_already, strict=True)
+        got[0].raw[got[1]] if got is not None else path.stat().st_size
+        for path, got in zip(paths, got_already, strict=True)
     ]
     buffered = [data is not None or around for data, around in zip(got_already, direct, strict=True)]
     arena = into.bytes(sum(size + (-size % ALIGN) for size, b in zip(sizes, buffered, strict=True) if b))
@@ -411,9 +418,9 @@ def _bucket_bytes(
         if size == 0:
             out.append(np.empty(0, dtype=np.uint8))
             continue
-        if data is not None:  # copied: the sort takes writable buffers of one type
-            arena[at : at + size] = np.frombuffer(data, dtype=np.uint8)
-            out.append(arena[at : at + size])
+        if data is not None:  # decompressed into the buffer a local file is read into
+            obj, bucket, packed = data
+            out.append(obj.unpack(bucket, packed, arena[at : at + size]))
             at += size + (-size % ALIGN)
             continue
         got = None
