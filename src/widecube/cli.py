@@ -9,9 +9,13 @@ because another version of the dataset went live while it ran (see ``--force``).
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import ipaddress
 import json
+import os
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -727,5 +731,39 @@ cli_access.register(app)  # tokens, grant, revoke, access, groups, audit
 cli_meta.register(app)  # describe, search, export
 cli_lake.register(app)  # gc, inventory, scrub, archive, restore, retention, pin, publish, release
 
+
+def main() -> NoReturn:
+    """The ``widecube`` command: :data:`app`, then an exit that skips the interpreter's own
+    teardown once nothing is left to wait for.
+
+    Python's finalization (every module's objects freed one by one: numba, llvmlite, pandas,
+    zarr, h5py) took 0.5 s of wall and 0.6 s of CPU after each ``widecube ingest`` of a small
+    file, a single-threaded tail on every command. Here the exit handlers run as a normal exit
+    runs them (logging flushed, libraries' own handlers), the streams are flushed, and the
+    process ends with the command's exit status (``os._exit``). A thread still working (not a
+    daemon) gets the normal exit instead, which waits for it."""
+    try:
+        app()
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    if any(
+        t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread()
+    ):
+        sys.exit(code)  # type: ignore[arg-type]
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # what sys.exit does with a message
+        print(code, file=sys.stderr)
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()
