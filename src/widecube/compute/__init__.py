@@ -16,9 +16,9 @@ if TYPE_CHECKING:
     from ._kernels import cell_scale, gene_moments, gene_quantiles, log1p_table, log_normalize, welch_t_p
     from ._malloc import roomy_heap, roomy_policy
     from ._pass import check_finite, row_bounds, spill_by_gene, spill_rows, upload_part
-    from ._remote import SpillObject
     from ._select import COUNT_RANGE, group_quantiles
     from ._spill import GeneSpill, chunk_buckets
+    from ._spillstore import SpillObject
     from .contrast import benjamini_hochberg, log_fold_change, welch
     from .groupings import (
         ALL,
@@ -50,7 +50,7 @@ _WHERE = {
     "spill_rows": "_pass",
     "row_bounds": "_pass",
     "upload_part": "_pass",
-    "SpillObject": "_remote",
+    "SpillObject": "_spillstore",
     "COUNT_RANGE": "_select",
     "group_quantiles": "_select",
     "GeneSpill": "_spill",

@@ -7,7 +7,7 @@ a pass-1 task over a range of rows spills into a folder of its own and returns a
 :class:`SpillPart`; :class:`JoinedSpill` puts the parts together in row order, and pass 2
 reads a bucket's part files one after the other. The slabs are the same either way: a
 bucket's values come in row order, and the counting sort by gene is stable. A part may also
-be one object on an object store (:class:`~._remote.SpillObject`, ``WIDECUBE_SPILL``): a
+be one object on an object store (:class:`~._spillstore.SpillObject`, ``WIDECUBE_SPILL``): a
 bucket's bytes are then one byte range of it, read into the same buffer.
 
 A bucket file is a sequence of records, one per block of rows that had values in the bucket
@@ -43,7 +43,7 @@ from ._direct import ALIGN, aligned_bytes, read_direct, read_whole
 from ._kernels import RECORD_HEADER, RECORD_OK, RECORD_RANGE, RECORD_SHORT, pad8, sections, sort_records
 
 if TYPE_CHECKING:
-    from ._remote import SpillObject
+    from ._spillstore import SpillObject
 
 __all__ = [
     "INDEX_TYPES",

@@ -7,7 +7,7 @@ per thread, each spilled into bucket files of its own (:func:`spill_rows`, as a 
 tasks do) and joined in row order (:class:`~._buckets.JoinedSpill`): every core scatters
 and writes, and no two threads share a file or a lock beyond the reader's own. With a spill on
 an object store (``remote``), each range is uploaded as one object once spilled
-(:func:`upload_part`, :mod:`._remote`), and there are more ranges than threads
+(:func:`upload_part`, :mod:`._spillstore`), and there are more ranges than threads
 (:func:`row_bounds`, as a cluster's tasks are cut), so local disk holds the ranges being
 spilled, not the whole spill.
 """
@@ -31,8 +31,8 @@ from ..errors import InvalidValue, UnreadableInput
 from ..io import Block, MatrixSource, prefetch
 from ._buckets import JoinedSpill, SpillPart, bucket_path
 from ._malloc import bound_heap
-from ._remote import upload_files
 from ._spill import GeneSpill
+from ._spillstore import upload_files
 
 if TYPE_CHECKING:
     from ..snapshot import Storage
@@ -221,7 +221,7 @@ def row_bounds(n_cells: int, expected_nnz: int, threads: int, block_nnz: int) ->
 
 def upload_part(part: SpillPart, storage: Storage, relpath: str) -> SpillPart:
     """A finished range's bucket files uploaded as one object ``relpath`` in ``storage``
-    (:func:`~._remote.upload_files`), then removed: the part as pass 2 reads it from there."""
+    (:func:`~._spillstore.upload_files`), then removed: the part as pass 2 reads it from there."""
     paths = [bucket_path(part.dir, b) for b in range(part.geometry[1])]
     spilled = upload_files(paths, storage, relpath)
     shutil.rmtree(part.dir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Pass 1's buckets on an object store (``WIDECUBE_SPILL``, ``compute._remote``): each range of
+"""Pass 1's buckets on an object store (``WIDECUBE_SPILL``, ``compute._spillstore``): each range of
 rows uploaded as one object of moto's S3 server on loopback once spilled, its local files
 removed, and pass 2's slabs read back by byte ranges equal to the matrix's own CSC columns
 (scipy), oversized buckets split too; a damaged object is an ``EIO``, not wrong numbers; and
