@@ -92,7 +92,7 @@ def reclaim_orphans(settings: Settings, catalog: Catalog) -> list[Path | str]:
                 elif claimed.version:  # written in place on the object store: never published
                     storage.remove(f"datasets/{claimed.dataset}/{claimed.version}")
             removed += _remove(stale)
-            if spill is not None and job.id in spilled:  # not running: its pass 1 starts afresh
+            if job.id in spilled:  # not running: its pass 1 starts afresh
                 removed.append(_remove_spill(spill, job.id))
         finally:
             catalog.jobs.release(job.id, me)
@@ -110,7 +110,9 @@ def collect_garbage(settings: Settings, catalog: Catalog, *, dry_run: bool) -> l
     sizes: dict[Path | str, int] = {p: _bytes(p) for p in folders}
     sizes |= {p / "scratch": _bytes(p / "scratch") for p in folders}
     spill = open_storage(settings.spill) if settings.spill else None
-    sizes |= {f"{spill.url}/{name}": n for name, n in _spilled(spill).items()} if spill is not None else {}
+    spilled = _spilled(spill)
+    urls = {name: f"{spill.url}/{name}" for name in spilled} if spill is not None else {}
+    sizes |= {urls[name]: n for name, n in spilled.items()}
     why = "left by a job that ended or was killed"
     if dry_run:
         ended: list[Path | str] = []
@@ -122,11 +124,10 @@ def collect_garbage(settings: Settings, catalog: Catalog, *, dry_run: bool) -> l
             )
             if job is None or job.state.final:
                 ended.append(folder)
-        for url in sizes:
-            if isinstance(url, str):
-                job = _job(catalog, url.rsplit("/", 1)[-1])
-                if job is None or job.state.final:
-                    ended.append(url)
+        for name, url in urls.items():
+            job = _job(catalog, name)
+            if job is None or job.state.final:
+                ended.append(url)
         return [(_relative(settings, p), sizes[p], why) for p in ended]
     return [(_relative(settings, p), sizes.get(p, 0), why) for p in reclaim_orphans(settings, catalog)]
 

@@ -237,17 +237,12 @@ def _pass1_task(
     try:
         with opener() as source:
             part = _spill_rows(source, start, stop, workdir, block_nnz, slab_bytes, direct)
+        return part if remote is None else upload_part(part, *remote)
     except InputError as exc:
         return exc
     finally:
-        if remote is not None and not (workdir / "spill").exists():  # failed: nothing to upload
+        if remote is not None:  # the worker's own copy: uploaded, or of no use
             shutil.rmtree(workdir, ignore_errors=True)
-    if remote is None:
-        return part
-    try:
-        return upload_part(part, *remote)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _spill_rows(

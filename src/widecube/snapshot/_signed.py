@@ -34,18 +34,19 @@ def delete_objects(store: Any, paths: list[str]) -> None:
 
     where = (os.environ.get("AWS_ENDPOINT_URL", ""), str(store.config.get("bucket", "")))
     if where not in _BATCH_REFUSED:
-        first = where not in _BATCH_ACCEPTED
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                obstore.delete(_without_retries(store) if first else store, paths)
-            _BATCH_ACCEPTED.add(where)
-            return
-        except GenericError as exc:
-            if "<Code>NotImplemented</Code>" not in str(exc):
-                if not first:
+        tries = [store] if where in _BATCH_ACCEPTED else [_without_retries(store), store]
+        for asked in tries:
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    obstore.delete(asked, paths)
+                _BATCH_ACCEPTED.add(where)
+                return
+            except GenericError as exc:
+                if "<Code>NotImplemented</Code>" in str(exc):
+                    _BATCH_REFUSED.add(where)
+                    break
+                if asked is store:  # not a refusal, and the store's own retries did not help
                     raise
-                return delete_objects_retried(store, paths, where)
-            _BATCH_REFUSED.add(where)
     import httpx2 as httpx
 
     with httpx.Client(timeout=60) as client:
@@ -53,15 +54,6 @@ def delete_objects(store: Any, paths: list[str]) -> None:
             answer = _send(client, "DELETE", store, path)
             if answer.status_code not in (200, 204, 404):
                 raise OSError(errno.EIO, f"deleting {path}: the store answered {answer.status_code}")
-
-
-def delete_objects_retried(store: Any, paths: list[str], where: tuple[str, str]) -> None:
-    """The batch again, with the store's own retries (the first try had none)."""
-    import obstore
-
-    with contextlib.suppress(FileNotFoundError):
-        obstore.delete(store, paths)
-    _BATCH_ACCEPTED.add(where)
 
 
 def _without_retries(store: Any) -> Any:
