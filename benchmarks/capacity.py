@@ -307,7 +307,7 @@ def render(results: Path) -> str:
         "",
         "With the input, the spill and the snapshot on S3 rather than a shared disk, multiply by "
         f"the S3 factor ({s3:.2f}"
-        f"{s3_pending}). Staging the input is one sequential GET of {_gb(in_b * NNZ)} by the client, "
+        f"{s3_pending}). Staging the input is ranged GETs (8 at a time) of {_gb(in_b * NNZ)} by the client, "
         "bound by its network (not measured here: a loopback S3 server is no network). 100 "
         "matrices are 100 such jobs: 100 × the worker-hours and cost above, run one after another "
         "on one cluster, or side by side on as many.",

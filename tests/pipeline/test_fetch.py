@@ -189,6 +189,52 @@ def test_an_unhashed_fetch_leaves_the_md5_to_its_caller(s3: Any, tmp_path: Path)
     assert (tmp_path / "a.bin").read_bytes() == data
 
 
+def test_a_large_unhashed_fetch_copies_in_parallel_ranges_each_conditional(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An object of at least two ranges is copied by ranged GETs, several at a time, each
+    written at its own offset and each carrying If-Match (moto refuses a stale one); the copy
+    equals the bytes boto3 put, and a stale ETag or a short range leaves no partial file."""
+    import obstore
+
+    from widecube.snapshot import _store
+
+    data = np.random.default_rng(5).integers(0, 256, 100_003, dtype=np.uint8).tobytes()
+    s3.put_object(Bucket=BUCKET, Key="in/r/big.bin", Body=data)
+    monkeypatch.setattr(_store, "_RANGE", 4096)
+    get, asked = obstore.get, []
+
+    def recording_get(store: Any, path: str, options: Any = None) -> Any:
+        asked.append(dict(options or {}))
+        return get(store, path, options=options)
+
+    monkeypatch.setattr(obstore, "get", recording_get)
+    files = open_storage(f"s3://{BUCKET}/in/r")
+    got = files.fetch("big.bin", tmp_path / "big.bin", hashed=False)
+    assert (tmp_path / "big.bin").read_bytes() == data and got.size == len(data)
+    assert got.md5 == hashlib.md5(data).hexdigest()
+    want = [(a, min(a + 4096, len(data))) for a in range(0, len(data), 4096)]  # 25 ranges
+    assert sorted(tuple(o["range"]) for o in asked) == want
+    assert all(o["if_match"] == '"' + hashlib.md5(data).hexdigest() + '"' for o in asked)
+
+    head = obstore.head
+    monkeypatch.setattr(obstore, "head", lambda store, path: {**head(store, path), "e_tag": '"0123"'})
+    with pytest.raises(OSError, match="changed while it was read") as changed:
+        files.fetch("big.bin", tmp_path / "stale.bin", hashed=False)
+    assert changed.value.errno == errno.EAGAIN
+    monkeypatch.setattr(obstore, "head", head)
+
+    def short_get(store: Any, path: str, options: Any = None) -> Any:
+        start, end = options["range"]
+        return get(store, path, options={**options, "range": (start, end - (start == 8192))})
+
+    monkeypatch.setattr(obstore, "get", short_get)
+    with pytest.raises(OSError, match=f"{len(data) - 1} bytes arrived of {len(data)}") as short:
+        files.fetch("big.bin", tmp_path / "short.bin", hashed=False)
+    assert short.value.errno == errno.EIO
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.bin"]  # no partial copy left
+
+
 @pytest.mark.parametrize("where", ["values", "signature"])
 def test_a_staged_copy_damaged_on_the_way_is_fetched_again_and_the_right_data_published(
     s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str

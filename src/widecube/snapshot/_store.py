@@ -69,6 +69,8 @@ __all__ = [
 _CHUNK = 1 << 22
 _PIECE = 1 << 18  # a reused read buffer: below the ingest's mmap threshold, so from the heap
 _HASH_AHEAD = 8  # chunks a hash may lag behind the copy (memory: up to this many _CHUNKs)
+_RANGE = 16 << 20  # an unhashed fetch of a large object: ranged GETs of this many bytes
+_RANGES_IN_FLIGHT = 8
 _PART = 8 << 20  # put_stream: one upload below it, multipart parts of it above (S3's minimum is 5 MiB)
 _PLAIN_MD5 = re.compile(r'^"?([0-9a-f]{32})"?$')  # a single-part upload's ETag (no "-N" suffix)
 _COLD_CLASS = re.compile(r"<StorageClass>([A-Z_]+)</StorageClass>")
@@ -587,13 +589,19 @@ class ObjectStorage(Storage):
         dest.parent.mkdir(parents=True, exist_ok=True)
         where = f"{self.url}/{relpath}"
         try:
-            got = obstore.get(self._store, relpath, options={"if_match": etag} if etag else None)
-            with open(tmp, "wb") as out:
-                hashes = [h for h in (sha, md5) if h is not None]
-                size = _copy_hashed(got.stream(min_chunk_size=_CHUNK), out, hashes)
+            if sha is None and int(meta["size"]) >= 2 * _RANGE:
+                size = self._fetch_ranges(relpath, tmp, int(meta["size"]), etag)
+            else:
+                got = obstore.get(self._store, relpath, options={"if_match": etag} if etag else None)
+                with open(tmp, "wb") as out:
+                    hashes = [h for h in (sha, md5) if h is not None]
+                    size = _copy_hashed(got.stream(min_chunk_size=_CHUNK), out, hashes)
         except PreconditionError:
             tmp.unlink(missing_ok=True)
             raise OSError(errno.EAGAIN, f"{where} changed while it was read; read it again") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         if size != int(meta["size"]) or (md5 is not None and md5.hexdigest() != expected):
             tmp.unlink(missing_ok=True)
             what = f"{size} bytes arrived of {meta['size']}" if size != int(meta["size"]) else "MD5 differs"
@@ -603,10 +611,58 @@ class ObjectStorage(Storage):
             return Fetched(dest, None, size, expected)
         return Fetched(dest, sha.hexdigest(), size)
 
+    def _fetch_ranges(self, relpath: str, tmp: Path, size: int, etag: str | None) -> int:
+        """An unhashed copy of a large object into ``tmp``: ranges of :data:`_RANGE` bytes,
+        :data:`_RANGES_IN_FLIGHT` GETs at a time (each with ``If-Match``), each written where
+        it belongs as it streams in; the bytes written (short when a range came back short).
+
+        One GET is one TCP stream, and one stream does not fill a link: S3 serves about 100 MB/s
+        a connection, which is why its own tools download large objects in parallel ranges.
+        Here, a 4 GB h5ad from the local S3 server took 7.5-9.0 s as one streamed GET and
+        4.0-5.5 s in ranges of 16 MiB, 4 or 8 at a time (most of it the kernel's page-cache
+        writes, whichever way)."""
+        import obstore
+
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+
+        def one(start: int) -> int:
+            end = min(size, start + _RANGE)
+            options: Any = {"range": (start, end), **({"if_match": etag} if etag else {})}
+            got, at = obstore.get(self._store, relpath, options=options), start
+            for chunk in got.stream(min_chunk_size=_PIECE):
+                view = memoryview(chunk)
+                while view:
+                    n = os.pwrite(fd, view, at)
+                    view, at = view[n:], at + n
+            return at - start
+
+        try:
+            _reserve(fd, size)
+            pool = ThreadPoolExecutor(_RANGES_IN_FLIGHT, thread_name_prefix="widecube-fetch")
+            try:
+                return sum(pool.map(one, range(0, size, _RANGE)))
+            finally:
+                pool.shutdown(cancel_futures=True)
+        finally:
+            os.close(fd)
+
     def copy(self, src: str, dst: str) -> None:
         import obstore
 
         obstore.copy(self._store, src, dst)
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Room for ``size`` bytes in the file open as ``fd``, so that a disk too small fails the
+    copy at once (``ENOSPC``) instead of after most of it; where the file system or the
+    platform cannot reserve, the writes find out."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except AttributeError:  # not on this platform
+        return
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise
 
 
 def _check_range(where: str, start: int, end: int, got: int) -> None:
