@@ -66,3 +66,34 @@ def test_a_file_that_shrinks_while_hashed_is_an_error_naming_it(tmp_path: Path) 
     with digest, pytest.raises(OSError, match=r"x\.h5ad: could not compute its sha256: killed by signal 7"):
         os.kill(digest._proc.pid, signal.SIGBUS)  # what touching a page past the new end sends
         digest.result()
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the child's CPU time from /proc")
+def test_a_paused_digest_hashes_nothing_until_let_go_or_asked(tmp_path: Path) -> None:
+    """Paused, the child stays alive without using CPU (unpaused, the same file is hashed in
+    well under the pause); let go, or asked for its result while paused (its input closed, as
+    when the parent is gone), it finishes with hashlib's digest."""
+    path = tmp_path / "x.h5ad"
+    data = os.urandom(64 * 1024 * 1024)
+    path.write_bytes(data)
+    want = hashlib.sha256(data).hexdigest()
+    started = time.monotonic()
+    with IdleDigest(path, window=1 << 20) as digest:
+        assert digest.result() == want
+    unpaused = time.monotonic() - started
+    for ask_while_paused in (False, True):
+        with IdleDigest(path, window=1 << 20) as digest:
+            with digest.paused():
+                time.sleep(0.2)  # the child started and stopped at its first window's gate
+                before = _cpu_s(digest._proc.pid)
+                time.sleep(max(1.0, 3 * unpaused))
+                assert digest._proc.poll() is None  # would have finished, had it not waited
+                assert _cpu_s(digest._proc.pid) - before < 0.05
+                if ask_while_paused:
+                    assert digest.result() == want
+            assert digest.result() == want

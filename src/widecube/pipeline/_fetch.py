@@ -41,6 +41,7 @@ and MD5, 5.7-6.6 s copied alone (sha256 0.54 s and MD5 1.29 s a GiB of one core 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import re
 import shutil
@@ -100,6 +101,10 @@ class StagedDigest:
         if self._companion is not None:
             _agree(sha256, self._companion, self.source)
         return sha256
+
+    def paused(self) -> contextlib.AbstractContextManager[None]:
+        """The hashing child paused inside (:meth:`~._digest.IdleDigest.paused`)."""
+        return self._digest.paused()
 
     def close(self) -> None:
         self._digest.close()

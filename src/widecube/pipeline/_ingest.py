@@ -536,32 +536,34 @@ def _build(
             target_sum=settings.target_sum,
         )
         spill: GeneSpill | JoinedSpill
-        if client is not None and opener is not None and source.row_ranges:  # rows on the cluster
-            spill = spill_on_cluster(
-                client,
-                opener,
-                source,
-                workdir=work,
-                block_nnz=settings.block_nnz,
-                slab_bytes=settings.memory // 16,
-                version=version,
-                progress=_accumulate(progress, "pass 1"),
-                direct=settings.spill_direct,
-                remote=spill_to,
-            )
-        else:
-            spill = spill_by_gene(
-                source,
-                obs_names=obs.index,
-                var_names=var.index,
-                workdir=work,
-                block_nnz=settings.block_nnz,
-                slab_bytes=settings.memory // 16,
-                progress=_accumulate(progress, "pass 1"),
-                threads=settings.compute_threads,
-                direct=settings.spill_direct,
-                remote=spill_to,
-            )
+        # pass 1 keeps both cores busy: the input's digest waits meanwhile (IdleDigest.paused)
+        with digest.paused() if digest is not None else contextlib.nullcontext():
+            if client is not None and opener is not None and source.row_ranges:  # rows on the cluster
+                spill = spill_on_cluster(
+                    client,
+                    opener,
+                    source,
+                    workdir=work,
+                    block_nnz=settings.block_nnz,
+                    slab_bytes=settings.memory // 16,
+                    version=version,
+                    progress=_accumulate(progress, "pass 1"),
+                    direct=settings.spill_direct,
+                    remote=spill_to,
+                )
+            else:
+                spill = spill_by_gene(
+                    source,
+                    obs_names=obs.index,
+                    var_names=var.index,
+                    workdir=work,
+                    block_nnz=settings.block_nnz,
+                    slab_bytes=settings.memory // 16,
+                    progress=_accumulate(progress, "pass 1"),
+                    threads=settings.compute_threads,
+                    direct=settings.spill_direct,
+                    remote=spill_to,
+                )
         out: SnapshotWriter | None = None
         try:
             declared = parse_input_kind(input_kind)
