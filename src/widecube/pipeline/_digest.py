@@ -34,6 +34,7 @@ __all__ = ["IdleDigest"]
 
 _CHILD = """\
 import hashlib, mmap, os, select, sys
+from concurrent.futures import ThreadPoolExecutor
 try:
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 except (AttributeError, OSError):
@@ -53,11 +54,14 @@ with open(sys.argv[1], "rb", buffering=0) as f:
     size = os.fstat(f.fileno()).st_size
     try:
         digests = [hashlib.new(name) for name in names]
+        both = ThreadPoolExecutor(len(digests)) if len(digests) > 1 else None
         for at in range(0, size, window):
             gate()
             with mmap.mmap(f.fileno(), min(window, size - at), prot=mmap.PROT_READ, offset=at) as view:
-                for digest in digests:
-                    digest.update(view)
+                if both is None:
+                    digests[0].update(view)
+                else:
+                    list(both.map(lambda digest: digest.update(view), digests))
     except OSError:  # a file that cannot be mapped (not a regular file, some network mounts)
         digests = []
         for name in names:
@@ -66,7 +70,10 @@ with open(sys.argv[1], "rb", buffering=0) as f:
 print(*(digest.hexdigest() for digest in digests))
 """
 """The child's whole program: only the standard library (``-I``: no environment, no user site).
-Before each window it reads what the parent wrote on its stdin: ``p`` pauses it until a ``g``;
+With the MD5 too, each window is hashed by both at once, in two threads (hashlib lets go of
+the GIL): 16 GB cost 8 s of sha256 and 19 s of MD5 one after the other, so when the ingest
+waits for the result it waits for the MD5 alone. Before each window it reads what the parent
+wrote on its stdin: ``p`` pauses it until a ``g``;
 end of input (the parent closed it, or is gone) lets it run to the end, never paused again.
 The file is hashed through 64 MiB mappings, not read: a read copies every page from the page
 cache (4.2 GB h5ad: 0.64-0.75 s of system time read with ``hashlib.file_digest``, 0.14 s
