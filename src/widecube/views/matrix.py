@@ -30,7 +30,11 @@ ENCODING = ("widecube-gene-major", "0.1.0")
 """What this code writes; its reader stays registered when a later encoding replaces it."""
 
 PATH = "views/matrix.zarr"
-_CHUNK = 1 << 20
+_CHUNK = 1 << 22
+"""Stored values per chunk of ``X/data`` and ``X/indices`` (16 MiB of each before
+compression). The reader decodes them into the server's cache, so a chunk's size is not paid
+per request; on an object store each chunk is one PUT and, in verify, one GET: at 1 Mi values
+B1M's matrix was 3,804 of its 7,266 objects, at 4 Mi 952."""
 
 
 @dataclass(frozen=True)
