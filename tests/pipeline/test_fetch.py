@@ -101,6 +101,32 @@ def test_ingest_from_the_store_records_the_objects_sha256_and_matches_numpy(s3: 
     assert keys(s3, "in/lab/") == {"in/lab/pbmc.h5ad": len(data), "in/lab/pbmc.h5ad.sha256": 76}
 
 
+def test_the_staged_copy_is_removed_by_the_verify_step_before_publishing(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compute step reads the staged copy; once verified, the copy is gone (its removal
+    runs beside the verify step), so publishing does not wait for it."""
+    from widecube.pipeline import _ingest
+
+    put_file(s3, "in/gone/x.h5ad", write_h5ad(small_adata(seed=13), tmp_path / "x.h5ad"))
+    seen: dict[str, bool] = {}
+
+    def looking(step: str) -> Any:
+        run = _ingest.STEPS[step]
+
+        def wrapped(work: Any) -> Any:
+            seen[step] = (work.folder / "input" / "x.h5ad").is_file()
+            return run(work)
+
+        return wrapped
+
+    for step in ("compute", "verify", "publish"):
+        monkeypatch.setitem(_ingest.STEPS, step, looking(step))
+    record = ingest(f"s3://{BUCKET}/in/gone/x.h5ad", dataset="g", settings=settings_for(tmp_path, "gone"))
+    assert seen == {"compute": True, "verify": True, "publish": False}
+    assert record.version and keys(s3, f"gone/{record.path}/")  # published all the same
+
+
 def test_a_companion_sha256_that_disagrees_fails_the_job_naming_both(s3: Any, tmp_path: Path) -> None:
     data = put_file(s3, "in/bad/x.h5ad", write_h5ad(small_adata(seed=12), tmp_path / "x.h5ad"))
     s3.put_object(Bucket=BUCKET, Key="in/bad/x.h5ad.sha256", Body=b"0" * 64 + b"  x.h5ad\n")

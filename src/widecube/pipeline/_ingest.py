@@ -25,6 +25,7 @@ import functools
 import hashlib
 import re
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -375,7 +376,31 @@ def _spill_store(work: Work) -> Storage | None:
 
 def verify(work: Work) -> Checkpoint:
     """Check the snapshot (every file read back from the storage against the manifest), move
-    it to its final folder, and mark the version VERIFIED."""
+    it to its final folder, and mark the version VERIFIED. A copy of the input staged from an
+    object store is removed meanwhile, by a thread of its own: no step after the compute step
+    reads it (B1M's 16 GB copy took 3.3 s to remove at the job's end, after publishing)."""
+    staged = work.folder / "input" if work.done["unpack"].get("staged") else None
+    with _removing(staged):
+        return _verify(work)
+
+
+@contextlib.contextmanager
+def _removing(folder: Path | None) -> Iterator[None]:
+    """Inside, ``folder`` (if any) is being removed by a thread of its own, joined on the way out."""
+    if folder is None or not folder.exists():
+        yield
+        return
+    remover = threading.Thread(
+        target=shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}, name="widecube-remove"
+    )
+    remover.start()
+    try:
+        yield
+    finally:
+        remover.join()
+
+
+def _verify(work: Work) -> Checkpoint:
     scratch = work.folder / "scratch"  # an object store's snapshot is checked from copies there
     if work.staging_rel != work.final_rel and work.staging.exists(MANIFEST):
         verify_snapshot(Snapshot(work.staging), scratch=scratch)
