@@ -8,9 +8,9 @@ process at ``SCHED_IDLE`` (Linux; elsewhere at the lowest ``nice``): it gets a c
 no thread of the ingest (or anything else) wants one — the start-up, the gaps in pass 2, the
 views' writing — and when the ingest asks for the result it is raised back to the normal
 policy, so a machine busy with other work cannot starve it. During pass 1 it is paused
-(:meth:`IdleDigest.paused`): there even an idle-priority child slowed the pass by 15 %. A process, not a
-thread, because a thread at idle priority preempted while it holds the GIL would stall the
-ingest's own Python threads.
+(:meth:`IdleDigest.paused`): there even an idle-priority child slowed the pass by 15 %. A
+process, not a thread, because a thread at idle priority preempted while it holds the GIL would
+stall the ingest's own Python threads.
 
     >>> with IdleDigest(Path("pbmc.h5ad")) as digest:   # doctest: +SKIP
     ...     ...                                           # pass 1, pass 2, the views written
@@ -73,8 +73,8 @@ print(*(digest.hexdigest() for digest in digests))
 With the MD5 too, each window is hashed by both at once, in two threads (hashlib lets go of
 the GIL): 16 GB cost 8 s of sha256 and 19 s of MD5 one after the other, so when the ingest
 waits for the result it waits for the MD5 alone. Before each window it reads what the parent
-wrote on its stdin: ``p`` pauses it until a ``g``;
-end of input (the parent closed it, or is gone) lets it run to the end, never paused again.
+wrote on its stdin: ``p`` pauses it until a ``g``; the end of its input (the parent closed it,
+or is gone) lets it run to the end, never paused again.
 The file is hashed through 64 MiB mappings, not read: a read copies every page from the page
 cache (4.2 GB h5ad: 0.64-0.75 s of system time read with ``hashlib.file_digest``, 0.14 s
 mapped; ``MAP_POPULATE`` 0.28 s, fault-around does better). A file truncated meanwhile kills
