@@ -379,8 +379,8 @@ def verify(work: Work) -> Checkpoint:
     it to its final folder, and mark the version VERIFIED. A copy of the input staged from an
     object store is removed meanwhile, by a thread of its own: no step after the compute step
     reads it (B1M's 16 GB copy took 3.3 s to remove at the job's end, after publishing)."""
-    staged = work.folder / "input" if work.done["unpack"].get("staged") else None
-    with _removing(staged):
+    staged = work.done["unpack"].get("staged")
+    with _removing(Path(staged).parent if staged else None):
         return _verify(work)
 
 

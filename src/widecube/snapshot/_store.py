@@ -578,7 +578,7 @@ class ObjectStorage(Storage):
         from obstore.exceptions import PreconditionError
 
         meta = obstore.head(self._store, relpath)
-        etag = meta.get("e_tag")
+        etag, listed = meta.get("e_tag"), int(meta["size"])
         # a single-part upload's ETag is the MD5 of its bytes, unless a KMS or customer key
         # encrypts the object (then it is not, and a check against it would fail every copy)
         plain = _PLAIN_MD5.match(etag or "")
@@ -589,8 +589,8 @@ class ObjectStorage(Storage):
         dest.parent.mkdir(parents=True, exist_ok=True)
         where = f"{self.url}/{relpath}"
         try:
-            if sha is None and int(meta["size"]) >= 2 * _RANGE:
-                size = self._fetch_ranges(relpath, tmp, int(meta["size"]), etag)
+            if sha is None and listed >= 2 * _RANGE:
+                size = self._fetch_ranges(relpath, tmp, listed, etag)
             else:
                 got = obstore.get(self._store, relpath, options={"if_match": etag} if etag else None)
                 with open(tmp, "wb") as out:
@@ -602,9 +602,9 @@ class ObjectStorage(Storage):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        if size != int(meta["size"]) or (md5 is not None and md5.hexdigest() != expected):
+        if size != listed or (md5 is not None and md5.hexdigest() != expected):
             tmp.unlink(missing_ok=True)
-            what = f"{size} bytes arrived of {meta['size']}" if size != int(meta["size"]) else "MD5 differs"
+            what = f"{size} bytes arrived of {listed}" if size != listed else "MD5 differs"
             raise OSError(errno.EIO, f"{where}: the copy does not match the store's checksum ({what})")
         tmp.replace(dest)
         if sha is None:
