@@ -16,6 +16,7 @@ import importlib.metadata
 import itertools
 import json
 import os
+import pkgutil
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,32 @@ from widecube.config import Settings
 os.environ.setdefault("WIDECUBE_AUTH", "off")
 # and without a rate limit that load tests would run into (tests/api/test_http_hardening.py sets one)
 os.environ.setdefault("WIDECUBE_RATE_LIMIT", "1000000000/minute")
+
+
+def _import_anyio_whole() -> None:
+    """Import every anyio module now, on the main thread, before any test starts a server thread.
+
+    anyio registers a pytest plugin, so pytest rewrites (``ast.parse``) each anyio module it
+    imports, and anyio imports most of its names lazily: the first ``anyio.open_file`` of a
+    uvicorn server a test runs in a thread (a FileResponse) parsed ``anyio._core._fileio``
+    there. CPython 3.11 builds ASTs with interpreter-wide state that two threads building at
+    once corrupt (python/cpython#106905: "SystemError: AST constructor recursion depth
+    mismatch"), which failed a browser test with a 500 on CI. A probe of the web, API, Dask
+    and snapshot tests (a hook logging each module pytest rewrote off the main thread) found
+    that module and no other; outside pytest nothing is rewritten.
+    """
+    import anyio
+
+    for module in pkgutil.walk_packages(anyio.__path__, "anyio."):
+        try:
+            importlib.import_module(module.name)
+        except ImportError:  # an optional backend's library (trio) that is not installed
+            continue
+    for name in dir(anyio):
+        getattr(anyio, name)
+
+
+_import_anyio_whole()
 
 
 def _module_marks(path: Path) -> frozenset[str] | None:
