@@ -33,6 +33,7 @@ from widecube.compute import row_bounds  # noqa: E402
 from widecube.compute._buckets import INDEX_TYPES, VALUE_TYPES, index_code  # noqa: E402
 from widecube.compute._pass import BLOCK_ROWS  # noqa: E402
 from widecube.compute._spill import BYTES_PER_VALUE, bucket_geometry, chunk_buckets  # noqa: E402
+from widecube.snapshot._store import _RANGE, _RANGES_IN_FLIGHT  # noqa: E402
 
 CELLS, GENES, NNZ_PER_CELL = 10**7, 50_000, 5_000
 NNZ = CELLS * NNZ_PER_CELL
@@ -307,7 +308,8 @@ def render(results: Path) -> str:
         "",
         "With the input, the spill and the snapshot on S3 rather than a shared disk, multiply by "
         f"the S3 factor ({s3:.2f}"
-        f"{s3_pending}). Staging the input is ranged GETs (8 at a time) of {_gb(in_b * NNZ)} by the client, "
+        f"{s3_pending}). Staging the input is ranged GETs ({_RANGE >> 20} MiB, "
+        f"{_RANGES_IN_FLIGHT} at a time) of {_gb(in_b * NNZ)} by the client, "
         "bound by its network (not measured here: a loopback S3 server is no network). 100 "
         "matrices are 100 such jobs: 100 × the worker-hours and cost above, run one after another "
         "on one cluster, or side by side on as many.",

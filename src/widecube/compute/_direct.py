@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..snapshot import pwrite_all
+
 __all__ = ["ALIGN", "StagedFiles", "aligned_bytes", "read_direct", "read_whole"]
 
 ALIGN = 4096
@@ -86,7 +88,7 @@ class StagedFiles:
         self._side = np.zeros(n, dtype=np.int64)  # each file's region in use: 0 or 1
         self._fill = np.zeros(n, dtype=np.int64)  # bytes staged in it
         self._base = [0] * n  # the file offset of each region in use's first byte
-        self._writes: list[Future[None] | None] = [None] * (2 * n)  # in flight from a region
+        self._writes: list[Future[int] | None] = [None] * (2 * n)  # in flight from a region
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="widecube-spill")
 
     def _open(self, path: Path, flags: int) -> int:
@@ -130,7 +132,7 @@ class StagedFiles:
         out = fill - fill % ALIGN if self.direct else fill
         here = self._region(k)
         if out:
-            self._writes[k] = self._writer.submit(_write_all, self._fds[i], here[:out], self._base[i])
+            self._writes[k] = self._writer.submit(pwrite_all, self._fds[i], here[:out], self._base[i])
             self._base[i] += out
         self._settle(k ^ 1)
         rest = fill - out
@@ -174,10 +176,10 @@ class StagedFiles:
                 if self.direct:  # the last block padded, then the file cut to its length
                     size = _round_up(fill)
                     buf[fill:size] = 0
-                    _write_all(fd, buf[:size], self._base[i])
+                    pwrite_all(fd, buf[:size], self._base[i])
                     os.ftruncate(fd, self._base[i] + fill)
                 else:
-                    _write_all(fd, buf[:fill], self._base[i])
+                    pwrite_all(fd, buf[:fill], self._base[i])
                 self._base[i] += fill
                 self._fill[i] = 0
         finally:
@@ -193,12 +195,6 @@ class StagedFiles:
         fds, self._fds = self._fds, []
         for fd in fds:
             os.close(fd)
-
-
-def _write_all(fd: int, data: np.ndarray, offset: int) -> None:
-    view, done = data.data, 0
-    while done < len(view):
-        done += os.pwrite(fd, view[done:], offset + done)
 
 
 def read_direct(path: Path, into: np.ndarray) -> np.ndarray | None:

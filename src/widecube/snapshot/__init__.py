@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         Storage,
         is_object_url,
         open_storage,
+        pwrite_all,
     )
     from ._writer import CHECKSUM, Ledger, SnapshotWriter, absorb_recorded, checked, take_recorded
     from ._zarr import zarr_array, zarr_group
@@ -49,6 +50,7 @@ _WHERE = {
     "Storage": "_store",
     "is_object_url": "_store",
     "open_storage": "_store",
+    "pwrite_all": "_store",
     "CHECKSUM": "_writer",
     "Ledger": "_writer",
     "SnapshotWriter": "_writer",
@@ -83,6 +85,7 @@ __all__ = [
     "is_checksum_error",
     "is_object_url",
     "open_storage",
+    "pwrite_all",
     "read_manifest",
     "sha256_file",
     "take_recorded",

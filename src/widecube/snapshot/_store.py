@@ -63,6 +63,7 @@ __all__ = [
     "Storage",
     "is_object_url",
     "open_storage",
+    "pwrite_all",
     "sha256_file",
 ]
 
@@ -630,10 +631,7 @@ class ObjectStorage(Storage):
             options: Any = {"range": (start, end), **({"if_match": etag} if etag else {})}
             got, at = obstore.get(self._store, relpath, options=options), start
             for chunk in got.stream(min_chunk_size=_PIECE):
-                view = memoryview(chunk)
-                while view:
-                    n = os.pwrite(fd, view, at)
-                    view, at = view[n:], at + n
+                at += pwrite_all(fd, chunk, at)
             return at - start
 
         try:
@@ -650,6 +648,16 @@ class ObjectStorage(Storage):
         import obstore
 
         obstore.copy(self._store, src, dst)
+
+
+def pwrite_all(fd: int, data: Any, offset: int) -> int:
+    """Writes every byte of ``data`` (any contiguous buffer) at ``offset`` of the file open as
+    ``fd`` and returns how many: ``os.pwrite`` may write fewer than it is given."""
+    view = memoryview(data).cast("B")
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
+    return done
 
 
 def _reserve(fd: int, size: int) -> None:
