@@ -76,8 +76,8 @@ def _environment(port: int, bucket: str, pid: int) -> Iterator[dict[str, str]]:
     (restored after), with ``bucket`` created there."""
     env = {
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench-secret",
+        "AWS_ACCESS_KEY_ID": "widecube-key",
+        "AWS_SECRET_ACCESS_KEY": "widecube-secret-not-to-be-seen",
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ALLOW_HTTP": "true",

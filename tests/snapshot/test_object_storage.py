@@ -13,8 +13,6 @@ import logging
 import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +27,7 @@ import pytest
 import uvicorn
 
 from _data import small_adata, write_h5ad
+from _s3 import moto_bucket
 from widecube.api import create_app
 from widecube.config import Settings
 from widecube.errors import VerificationError
@@ -57,52 +56,10 @@ class S3:
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[S3]:
-    """moto's S3 server on 127.0.0.1 (port from the OS), its bucket, and the AWS_* variables
-    that point obstore and boto3 at it; stopped and the variables restored afterwards."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        port = None
-        deadline = time.monotonic() + 60
-        while port is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"moto server exited ({proc.poll()})")
-            m = re.search(r"Running on http://127\.0\.0\.1:(\d+)", line)
-            port = int(m.group(1)) if m else None
-        assert port is not None, "moto server did not start"
-        threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep its pipe drained
-        endpoint = f"http://127.0.0.1:{port}"
-        env = {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "test-key",
-            "AWS_SECRET_ACCESS_KEY": "test-secret-not-to-be-seen",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ALLOW_HTTP": "true",
-        }
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            import boto3
-
-            client = boto3.client("s3")
-            client.create_bucket(Bucket=BUCKET)
-            yield S3(endpoint, client)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    """moto's S3 server on 127.0.0.1 (tests/_s3.py), its bucket, and boto3's client of it; the
+    AWS_* variables point obstore and boto3 at it until the module's tests are done."""
+    with moto_bucket(BUCKET) as client:
+        yield S3(os.environ["AWS_ENDPOINT_URL"], client)
 
 
 @dataclass
@@ -162,11 +119,13 @@ def test_every_file_of_the_snapshot_is_an_object_whose_bytes_match_the_manifest(
 
 
 def test_no_secret_reaches_the_manifest_or_the_catalog(ingested: Ingested) -> None:
+    key, secret = os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+    assert (key, secret) == ("widecube-key", "widecube-secret-not-to-be-seen")  # what is looked for
     manifest = ingested.s3.read(ingested.prefix + MANIFEST)
-    assert b"test-secret-not-to-be-seen" not in manifest and b"test-key" not in manifest
+    assert secret.encode() not in manifest and key.encode() not in manifest
     catalog = Path(ingested.settings.catalog_url.removeprefix("sqlite:///")).read_bytes()
-    assert b"test-secret-not-to-be-seen" not in catalog
-    assert "test-secret" not in repr(open_storage(ingested.settings.storage))
+    assert secret.encode() not in catalog
+    assert "secret" not in repr(open_storage(ingested.settings.storage))
 
 
 def test_verify_reads_the_objects_and_finds_a_flipped_byte(ingested: Ingested) -> None:
