@@ -35,6 +35,7 @@ removed with the spill (``JoinedSpill.cleanup``) or, after a killed job, by
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,12 +106,26 @@ def upload_files(paths: list[Path], storage: Storage, relpath: str) -> SpillObje
 def _packed(paths: list[Path], raw: list[int], ends: list[int]) -> Iterator[bytes]:
     """Each file's bytes compressed, one after the other (each read whole: a bucket of one
     range of rows; through the page cache, the files were written around it, so nothing
-    dirty is flushed first), noting each one's size and where it ends."""
+    dirty is flushed first), noting each one's size and where it ends.
+
+    Each file is read into one buffer reused for the range (grown to its largest file): a
+    fresh ``bytes`` a file cost 0.57 s of CPU a GB against 0.18 (page-cached files of 2.6 MB,
+    the size of B1M's buckets of one range), most of it faulting in new pages."""
     codec, at = _codec(), 0
+    buffer = np.empty(0, dtype=np.uint8)
     for path in paths:
-        data = path.read_bytes()
-        packed = codec.encode(data) if data else b""
-        raw.append(len(data))
+        with open(path, "rb", buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > buffer.size:
+                buffer = np.empty(size, dtype=np.uint8)
+            data = buffer.data[:size]
+            got = 0
+            while got < size and (n := f.readinto(data[got:])):
+                got += n
+        if got != size:  # the spill is written before it is read: a file cut short is damage
+            raise OSError(errno.EIO, f"spill file {path} is {got} bytes, {size} when it was opened")
+        packed = codec.encode(data) if size else b""
+        raw.append(size)
         at += len(packed)
         ends.append(at)
         yield packed
