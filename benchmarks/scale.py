@@ -36,8 +36,11 @@ run's folder (it has no DeleteObjects: widecube sends it one signed DELETE per o
 ``snapshot._signed``); moto, the tests' server, holds an object whole in memory, so B1M's 16 GB
 input cannot go through it on a 24 GB machine. The S3 run also records the server's own CPU
 seconds during the ingest (``server_cpu_s``: it shares the two cores with the ingest here,
-unlike a real object store). ``--setups single,dask2`` leaves the S3 run out, recorded as not
-run with its reason (``--s3-not-run``).
+unlike a real object store). Every run's input starts in the page cache (``warm_page_cache``,
+as for every benchmark here): the local file before a local run, LocalBucket's file of the
+object before the S3 run (from 12-04 22:30; before, the S3 run read an object the local runs
+had pushed out of the cache, and its unpack step took 22-25 s instead of 14-15 s).
+``--setups single,dask2`` leaves the S3 run out, recorded as not run with its reason (``--s3-not-run``).
 
 Every run is recorded as one JSON file in ``benchmarks/results/`` (``_record.py``; refused
 from a dirty tree unless ``--force``; ``--no-record``: printed only) and rendered by
@@ -418,6 +421,8 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
                 continue
             if source == str(info.path):
                 warm_page_cache(info.path)
+            elif args.s3_server == "localbucket":  # the same warm start: the server's file of the object
+                warm_page_cache(root / "s3-objects" / BUCKET / "in" / info.path.name)
             cmd = [widecube, "ingest", source, "--dataset", spec.name, *groupbys, *extra, "--timings"]
             served = server_cpu_s(aws)
             m = measure(cmd, env={**base, **env, "WIDECUBE_AUTH": "false"}, timeout=args.timeout)
