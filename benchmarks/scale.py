@@ -386,6 +386,7 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
     widecube = str(Path(sys.executable).with_name("widecube"))
     groupbys = [a for g in spec.groupbys for a in ("--groupby", g)]
     runs: dict[str, Any] = {}
+    key = f"in/{info.path.name}"  # the input's object in the S3 run
     with _folder(args.work) as root, s3_server(args.s3_server, BUCKET, root / "s3-objects") as aws:
         import boto3
 
@@ -397,7 +398,7 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
             # for a 4 GB input on a slow VM, past boto3's 60 s read timeout (then a retry: 500);
             # LocalBucket copies the parts into one file (as long for B1M's 16 GB)
             s3 = boto3.client("s3", config=Config(read_timeout=900, retries={"max_attempts": 1}))
-            s3.upload_file(str(info.path), BUCKET, f"in/{info.path.name}")
+            s3.upload_file(str(info.path), BUCKET, key)
         upload_s = time.perf_counter() - t0
         base = {k: v for k, v in os.environ.items() if not k.startswith("WIDECUBE_")}
         setups = {
@@ -412,7 +413,7 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
                     "WIDECUBE_WORK": str(root / "s3-work"),
                     "WIDECUBE_SPILL": f"s3://{BUCKET}/spill",
                 },
-                f"s3://{BUCKET}/in/{info.path.name}",
+                f"s3://{BUCKET}/{key}",
                 [],
             ),
         }
@@ -422,7 +423,7 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
             if source == str(info.path):
                 warm_page_cache(info.path)
             elif args.s3_server == "localbucket":  # the same warm start: the server's file of the object
-                warm_page_cache(root / "s3-objects" / BUCKET / "in" / info.path.name)
+                warm_page_cache(root / "s3-objects" / BUCKET / key)
             cmd = [widecube, "ingest", source, "--dataset", spec.name, *groupbys, *extra, "--timings"]
             served = server_cpu_s(aws)
             m = measure(cmd, env={**base, **env, "WIDECUBE_AUTH": "false"}, timeout=args.timeout)

@@ -20,21 +20,21 @@ _spec = importlib.util.spec_from_file_location(
     "widecube_bench_s3server", Path(__file__).resolve().parent.parent / "benchmarks" / "_s3server.py"
 )
 assert _spec is not None and _spec.loader is not None
-servers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(servers)
+_servers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_servers)
 
 
 @contextlib.contextmanager
 def moto_bucket(bucket: str) -> Iterator[Any]:
     """Yields boto3's S3 client of a running moto server holding ``bucket``."""
-    with servers.moto_server(bucket) as env:
+    with _servers.moto_server(bucket) as env:
         yield _client(env)
 
 
 @contextlib.contextmanager
 def localbucket(bucket: str, root: Path) -> Iterator[Any]:
     """Yields boto3's S3 client of a running LocalBucket server keeping ``bucket`` under ``root``."""
-    with servers.localbucket_server(bucket, root) as env:
+    with _servers.localbucket_server(bucket, root) as env:
         yield _client(env)
 
 

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._direct import read_whole
+
 if TYPE_CHECKING:
     from ..snapshot import Storage
 
@@ -118,13 +120,8 @@ def _packed(paths: list[Path], raw: list[int], ends: list[int]) -> Iterator[byte
             size = os.fstat(f.fileno()).st_size
             if size > buffer.size:
                 buffer = np.empty(size, dtype=np.uint8)
-            data = buffer.data[:size]
-            got = 0
-            while got < size and (n := f.readinto(data[got:])):
-                got += n
-        if got != size:  # the spill is written before it is read: a file cut short is damage
-            raise OSError(errno.EIO, f"spill file {path} is {got} bytes, {size} when it was opened")
-        packed = codec.encode(data) if size else b""
+            read_whole(f.fileno(), buffer, size, path)
+        packed = codec.encode(buffer[:size]) if size else b""
         raw.append(size)
         at += len(packed)
         ends.append(at)
