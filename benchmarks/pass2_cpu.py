@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
                 for b in range(buckets.n_buckets):
                     _slabs(timer, ctx, builders, buckets.slabs(b, consume=False, scratch=staging.parent), out)
             for name, builder in builders:
-                out.put = _put(timer, f"write.{name}")  # type: ignore[method-assign]
+                out._sink._write = _put(timer, f"write.{name}")
                 with timer(f"finish.{name}"):
                     out.add_view(next(s for s in specs if s.name == name), builder.finish())
         finally:
@@ -232,7 +232,7 @@ def _slabs(timer: Timer, ctx: Any, builders: list[tuple[str, Any]], slabs: Any, 
             return
         stats = ctx.slab_stats(slab)
         for name, builder in builders:
-            out.put = _put(timer, f"write.{name}")
+            out._sink._write = _put(timer, f"write.{name}")
             with timer(name):
                 builder.consume(stats)
 
