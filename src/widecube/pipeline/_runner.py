@@ -34,6 +34,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -206,9 +207,11 @@ class JobRunner:
         return done
 
     def _drive(self, job: JobRecord, progress: Progress, raise_errors: bool) -> JobRecord:
-        work = _steps().Work(
-            job, self.settings, self.catalog, _saving(progress, self.catalog, job, self.worker)
-        )
+        with _Saving(progress, self.catalog, job, self.worker) as saving:
+            return self._run(job, saving, raise_errors)
+
+    def _run(self, job: JobRecord, saving: _Saving, raise_errors: bool) -> JobRecord:
+        work = _steps().Work(job, self.settings, self.catalog, saving.report)
         work.done = _checkpoints(work.folder)
         log.info(
             "job %s (dataset %s, %s): started at %s, worker %s",
@@ -230,6 +233,7 @@ class JobRunner:
                         work.done[name] = self._attempt(work, name)
                         save_checkpoint(work.folder, name, work.done[name])
                         work.progress(name, 1.0)
+                        saving.flush()  # a step's end is saved before the job moves on
                     self.catalog.jobs.event(job.id, self.worker, "done", name)
                     job = work.job = self.catalog.jobs.advance(job.id, self.worker, target)
             except LeaseLost:  # another worker took the job over; it finishes it
@@ -462,24 +466,64 @@ def _quiet(step: str, done: float) -> None:
     pass
 
 
-def _saving(
-    progress: Progress, catalog: Catalog, job: JobRecord, worker: str, every: float = 1.0
-) -> Progress:
-    """``progress`` that also saves the step and fraction in the catalog (the job and its
-    BUILDING version): when a step starts or ends, and at most once a second in between."""
-    last: list[Any] = [0.0, None]
-    started = time.monotonic()
+def _nothing() -> None:
+    pass
 
-    def report(step: str, done: float) -> None:
+
+class _Saving:
+    """A job's progress reporter: ``progress`` told at once, and the step and fraction saved
+    in the catalog (the job and its BUILDING version) when a step starts or ends, and at most
+    once a second in between, by a thread of its own (:meth:`__exit__` waits for the last).
+
+    A save is two catalog transactions; made by the computing thread, it waited for them:
+    0.87 s over an ingest's 94 saves of the Poisson B100k, up to 81 ms each, and pass 1's
+    threads report under one lock, so both waited (thread states sampled every 5 ms: 3 % of
+    pass 1 with no thread running, behind a commit). Only the latest report waits here; one
+    superseded before its turn is not saved (the catalog shows the latest anyway), a step's
+    end is saved before the job moves on (:meth:`flush`), and a failed save is logged, never
+    raised into the job."""
+
+    def __init__(self, progress: Progress, catalog: Catalog, job: JobRecord, worker: str, every: float = 1.0):
+        self._args = (progress, catalog, job, worker, every)
+        self._last: list[Any] = [0.0, None]
+        self._started = time.monotonic()
+        self._latest: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+        self._saver = ThreadPoolExecutor(1, thread_name_prefix=f"widecube-progress-{job.id[:8]}")
+
+    def __enter__(self) -> _Saving:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._saver.shutdown(wait=True)
+
+    def flush(self) -> None:
+        """Wait until every report made so far is saved (or logged as not)."""
+        self._saver.submit(_nothing).result()
+
+    def report(self, step: str, done: float) -> None:
+        progress, _, _, _, every = self._args
         progress(step, done)
         now = time.monotonic()
-        if now - last[0] >= every or done >= 1.0 or step != last[1]:
-            last[0], last[1] = now, step
-            saved = {"step": step, "fraction": round(done, 4), "elapsed_s": round(now - started, 1)}
+        if now - self._last[0] >= every or done >= 1.0 or step != self._last[1]:
+            self._last[0], self._last[1] = now, step
+            saved = {"step": step, "fraction": round(done, 4), "elapsed_s": round(now - self._started, 1)}
+            with self._lock:
+                waiting, self._latest = self._latest is not None, saved
+            if not waiting:
+                self._saver.submit(self._save)
+
+    def _save(self) -> None:
+        _, catalog, job, worker, _ = self._args
+        with self._lock:
+            saved, self._latest = self._latest, None
+        if saved is None:
+            return
+        try:
             catalog.report_progress(job.dataset, str(job.version), saved)
             catalog.jobs.report(job.id, worker, saved)
-
-    return report
+        except Exception:  # progress is shown, not relied on: the job goes on
+            log.warning("job %s: could not save its progress", job.id, exc_info=True)
 
 
 def _checkpoints(folder: Path) -> dict[str, dict[str, Any]]:
