@@ -136,6 +136,82 @@ def test_failure_after_views_are_written_leaves_old_version_served(
     wc.close()
 
 
+def test_builders_beside_the_others_run_on_their_thread_in_order() -> None:
+    """``_consume``: a builder marked ``beside`` consumes on the beside thread while the
+    others go on in the build's; the slab is handed back only when both are done; a failure
+    on either side is raised to the build, after the other side has stopped with the slab."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from widecube.pipeline._ingest import _consume
+
+    calls: list[tuple[str, object, str]] = []
+
+    class Fake:
+        def __init__(self, name: str, beside: bool, delay: float = 0.0, fail: bool = False) -> None:
+            self.name, self.beside, self.delay, self.fail = name, beside, delay, fail
+
+        def consume(self, stats: object) -> None:
+            time.sleep(self.delay)
+            calls.append((self.name, stats, threading.current_thread().name))
+            if self.fail:
+                raise RuntimeError(f"{self.name} failed")
+
+    builders = [
+        Fake("genes", False),
+        Fake("markers", True, 0.2),
+        Fake("matrix", True),
+        Fake("quantiles", False),
+    ]
+    with ThreadPoolExecutor(1, thread_name_prefix="widecube-beside") as beside:
+        for slab in ("slab 1", "slab 2"):
+            _consume(slab, builders, beside)  # type: ignore[arg-type]
+            assert {(n, s) for n, s, _ in calls if s == slab} == {(b.name, slab) for b in builders}
+        main = threading.current_thread().name
+        assert [(n, t.startswith("widecube-beside")) for n, s, t in calls if s == "slab 1"] == [
+            ("genes", False),
+            ("quantiles", False),  # went on while the markers took their time beside
+            ("markers", True),
+            ("matrix", True),
+        ]
+        assert all(t == main for n, _, t in calls if n in ("genes", "quantiles"))
+        calls.clear()
+        with pytest.raises(RuntimeError, match="markers failed"):
+            _consume("slab 3", [Fake("markers", True, fail=True), Fake("summary", False)], beside)  # type: ignore[arg-type]
+        assert [n for n, _, _ in calls] == ["summary", "markers"]
+        calls.clear()
+        with pytest.raises(RuntimeError, match="summary failed"):
+            _consume("slab 4", [Fake("matrix", True, 0.2), Fake("summary", False, fail=True)], beside)  # type: ignore[arg-type]
+        assert [n for n, _, _ in calls] == ["summary", "matrix"]  # the matrix finished first
+
+
+def test_a_builder_failing_beside_the_others_fails_the_job_cleanly(
+    make_h5ad: MakeH5ad, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from widecube.views.markers import MarkersBuilder
+
+    old = ingest(
+        make_h5ad(small_adata(seed=1), name="v1.h5ad"), dataset="t", groupbys=["donor"], settings=settings
+    )
+
+    def broken(self: MarkersBuilder, stats: object) -> None:
+        raise OSError("disk full while ranking")
+
+    monkeypatch.setattr(MarkersBuilder, "consume", broken)
+    with pytest.raises(OSError, match="disk full while ranking"):
+        ingest(
+            make_h5ad(small_adata(seed=2), name="v2.h5ad"), dataset="t", groupbys=["donor"], settings=settings
+        )
+    monkeypatch.undo()
+    wc = Widecube(settings)
+    assert wc.resolve("t")[0].version == old.version
+    new = wc.catalog.versions("t")[0]
+    assert new.status == VersionStatus.FAILED and "disk full while ranking" in (new.reason or "")
+    assert snapshot_folders(settings, "t") == [old.version]
+    wc.close()
+
+
 def test_verifier_rejects_a_corrupted_snapshot(
     make_h5ad: MakeH5ad, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

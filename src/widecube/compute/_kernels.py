@@ -18,7 +18,8 @@ B100k: libgomp's spinning was 7.6 % of the samples, and no sample after; interle
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 from llvmlite.binding import add_symbol
@@ -306,7 +307,7 @@ thread, claimed one at a time (:func:`_claim`), scratch allocated once per range
 
 
 @intrinsic
-def _claim(typingctx: Any, counter: Any) -> Any:  # pragma: no cover - compiled
+def _claim_next(typingctx: Any, counter: Any) -> Any:  # pragma: no cover - compiled
     """``counter[0] += 1`` as one atomic step, returning the value before: the next range of
     work for the thread that asks.
 
@@ -324,12 +325,16 @@ def _claim(typingctx: Any, counter: Any) -> Any:  # pragma: no cover - compiled
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         array_type = signature.args[0]
         array = context.make_array(array_type)(context, builder, args[0])
-        first = cgutils.get_item_pointer(
+        first = cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
             context, builder, array_type, array, [context.get_constant(types.intp, 0)]
         )
         return builder.atomic_rmw("add", first, context.get_constant(types.int64, 1), "seq_cst")
 
     return sig, codegen
+
+
+_claim = cast("Callable[[np.ndarray], int]", _claim_next)
+""":func:`_claim_next` as kernels call it: ``_claim(counter)``."""
 
 
 @njit(nogil=True, cache=True)

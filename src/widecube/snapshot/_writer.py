@@ -281,6 +281,7 @@ class SnapshotWriter:
         self._pending: list[Future[None]] = []
         self._locks: dict[str, threading.Lock] = {}
         self._sink = ChunkSink(self._submit)  # a chunk is written once, whole (see _chunksink)
+        self._put_lock = threading.Lock()  # put() from a builder beside the others too
         self._elements: dict[bytes, dict[str, Any]] = {}  # see _write_staged
         self.ledger = _ledger(uuid.uuid4().hex)  # what was sent, for the manifest
 
@@ -393,8 +394,10 @@ class SnapshotWriter:
         compute: profiled on 20k cells, zarr writes were a third of pass 2). ``values`` must
         not be modified afterwards; at most ``_IN_FLIGHT_BYTES`` wait, bounding memory. A
         region that covers a chunk in part is kept until later regions cover the rest, and
-        the chunk is written once, whole (:class:`~._chunksink.ChunkSink`)."""
-        self._sink(array, region, values)
+        the chunk is written once, whole (:class:`~._chunksink.ChunkSink`). Safe from several
+        threads (the build's, and a builder's beside it)."""
+        with self._put_lock:
+            self._sink(array, region, values)
 
     def _submit(self, array: zarr.Array[Any], region: tuple[slice, ...], values: np.ndarray) -> None:
         size = int(values.nbytes)

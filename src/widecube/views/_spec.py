@@ -165,7 +165,8 @@ class SlabStats:
     The moments of every layer come from one pass over the slab (:func:`gene_moments`, which
     also writes the normalized values); the normalized values alone, when no view asks for
     moments, from :func:`log_normalize`. Both land in the build's buffer of the calling
-    thread (:meth:`BuildContext.slab_buffer`): valid until that thread's next slab.
+    thread (:meth:`BuildContext.slab_buffer`): valid until that thread's next slab. Asked
+    from two threads (a builder :attr:`~Builder.beside` the others), each is computed once.
     """
 
     def __init__(self, ctx: BuildContext, slab: GeneSlab) -> None:
@@ -173,9 +174,14 @@ class SlabStats:
         self.slab = slab
         self._values: dict[str, np.ndarray] = {INPUT: slab.vals}
         self._moments: dict[str, LayerMoments] = {}
+        self._lock = threading.RLock()  # builders beside the others ask from their thread
 
     def values(self, layer: str) -> np.ndarray:
         """The slab's stored values in ``layer`` (aligned with ``slab.cells``)."""
+        with self._lock:
+            return self._values_locked(layer)
+
+    def _values_locked(self, layer: str) -> np.ndarray:
         if layer not in self._values:
             if layer != NORMALIZED:
                 raise KeyError(f"no layer {layer!r} in this build (layers: {', '.join(self.ctx.layers)})")
@@ -186,6 +192,10 @@ class SlabStats:
 
     def moments(self, layer: str) -> LayerMoments:
         """Per (gene, stacked group) moments of ``layer`` (every layer's, on first call)."""
+        with self._lock:
+            return self._moments_locked(layer)
+
+    def _moments_locked(self, layer: str) -> LayerMoments:
         if not self._moments:
             ctx, slab = self.ctx, self.slab
             layers = ctx.layers
@@ -251,6 +261,13 @@ class Builder(ABC):
     spec's encoding on that entry (:meth:`~widecube.snapshot.SnapshotWriter.add_view`): a
     builder never writes it.
     """
+
+    beside: ClassVar[bool] = False
+    """Whether :meth:`consume` may run on a thread beside the other builders' (the build
+    waits for it before the next slab): a builder whose per-slab work is single-threaded
+    numpy (the markers' ranking, the matrix's copies) lets the next builders' kernels use
+    the other core meanwhile. It reads only the slab and its :class:`SlabStats` and writes
+    through ``put``, both safe from two threads."""
 
     def __init__(self, ctx: BuildContext, out: SnapshotWriter) -> None:
         self.ctx = ctx

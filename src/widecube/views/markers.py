@@ -205,6 +205,8 @@ class MarkersPart(SlabPart):
 class MarkersBuilder(Builder):
     """The best ``TOP`` genes by t of every group so far, and every p-value (for BH)."""
 
+    beside = True  # ranking a slab's genes is single-threaded numpy: beside the quantiles
+
     def __init__(self, ctx: BuildContext, out: SnapshotWriter) -> None:
         super().__init__(ctx, out)
         self._k = min(TOP, ctx.n_genes)

@@ -56,6 +56,8 @@ class MatrixPart(SlabPart):
 class MatrixBuilder(Builder):
     """Appends each slab's stored values (already gene-major) to one CSC ``X``."""
 
+    beside = True  # its copies into whole chunks are single-threaded: beside the quantiles
+
     def __init__(self, ctx: BuildContext, out: SnapshotWriter) -> None:
         super().__init__(ctx, out)
         obs = ctx.obs.copy()
