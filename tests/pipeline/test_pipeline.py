@@ -178,7 +178,7 @@ def test_builders_beside_the_others_run_on_their_thread_in_order() -> None:
         assert all(t == main for n, _, t in calls if n in ("genes", "quantiles"))
         calls.clear()
         with pytest.raises(RuntimeError, match="markers failed"):
-            _consume("slab 3", [Fake("markers", True, fail=True), Fake("summary", False)], beside)  # type: ignore[arg-type]
+            _consume("slab 3", [Fake("markers", True, 0.2, fail=True), Fake("summary", False)], beside)  # type: ignore[arg-type]
         assert [n for n, _, _ in calls] == ["summary", "markers"]
         calls.clear()
         with pytest.raises(RuntimeError, match="summary failed"):
