@@ -484,8 +484,14 @@ class _Saving:
     raised into the job."""
 
     def __init__(self, progress: Progress, catalog: Catalog, job: JobRecord, worker: str, every: float = 1.0):
-        self._args = (progress, catalog, job, worker, every)
-        self._last: list[Any] = [0.0, None]
+        self._progress, self._catalog, self._job, self._worker, self._every = (
+            progress,
+            catalog,
+            job,
+            worker,
+            every,
+        )
+        self._saved_at, self._step = 0.0, ""  # when the last save was asked for, of which step
         self._started = time.monotonic()
         self._latest: dict[str, Any] | None = None
         self._lock = threading.Lock()
@@ -502,11 +508,10 @@ class _Saving:
         self._saver.submit(_nothing).result()
 
     def report(self, step: str, done: float) -> None:
-        progress, _, _, _, every = self._args
-        progress(step, done)
+        self._progress(step, done)
         now = time.monotonic()
-        if now - self._last[0] >= every or done >= 1.0 or step != self._last[1]:
-            self._last[0], self._last[1] = now, step
+        if now - self._saved_at >= self._every or done >= 1.0 or step != self._step:
+            self._saved_at, self._step = now, step
             saved = {"step": step, "fraction": round(done, 4), "elapsed_s": round(now - self._started, 1)}
             with self._lock:
                 waiting, self._latest = self._latest is not None, saved
@@ -514,14 +519,14 @@ class _Saving:
                 self._saver.submit(self._save)
 
     def _save(self) -> None:
-        _, catalog, job, worker, _ = self._args
+        job = self._job
         with self._lock:
             saved, self._latest = self._latest, None
         if saved is None:
             return
         try:
-            catalog.report_progress(job.dataset, str(job.version), saved)
-            catalog.jobs.report(job.id, worker, saved)
+            self._catalog.report_progress(job.dataset, str(job.version), saved)
+            self._catalog.jobs.report(job.id, self._worker, saved)
         except Exception:  # progress is shown, not relied on: the job goes on
             log.warning("job %s: could not save its progress", job.id, exc_info=True)
 
