@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _cli import children
+from _cli import children, freeze
 from _data import small_adata, write_h5ad
 from widecube.catalog import Catalog, JobState
 from widecube.config import Settings
@@ -256,7 +256,7 @@ def test_a_worker_dying_in_native_code_leaves_the_watcher_watching(
             running = [j for j in catalog.jobs.list() if j.step is not None and j.worker is not None]
             if running:
                 pid = int(running[0].worker.split(":")[1])
-                os.kill(pid, signal.SIGSTOP)  # frozen: the step cannot end before the signal lands
+                freeze(pid)  # every thread stopped: the step cannot end before the signal lands
                 job = catalog.jobs.get(running[0].id)
                 if job.step is not None and job.worker == running[0].worker:
                     assert pid in children(watcher.pid)  # the watcher's own worker process
