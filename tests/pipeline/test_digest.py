@@ -54,6 +54,30 @@ def test_the_child_runs_at_idle_priority_until_asked(tmp_path: Path) -> None:
     assert digest._proc.returncode is not None  # stopped, not left behind
 
 
+def test_a_hastened_child_runs_at_the_normal_policy_and_still_gives_the_digest(tmp_path: Path) -> None:
+    if not hasattr(os, "SCHED_IDLE"):
+        pytest.skip("no SCHED_IDLE on this platform")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    digest = IdleDigest(fifo)
+    try:
+        deadline = time.monotonic() + 10
+        while os.sched_getscheduler(digest._proc.pid) != os.SCHED_IDLE and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.sched_getscheduler(digest._proc.pid) == os.SCHED_IDLE
+        digest.hasten()
+        assert os.sched_getscheduler(digest._proc.pid) == os.SCHED_OTHER
+    finally:
+        digest.close()
+    path = tmp_path / "x.h5ad"
+    data = os.urandom(3 << 20)
+    path.write_bytes(data)
+    with IdleDigest(path, window=1 << 20) as digest:
+        with digest.paused():
+            digest.hasten()  # paused still: the gate holds it, whatever its priority
+        assert digest.result() == hashlib.sha256(data).hexdigest()
+
+
 def test_an_unreadable_input_names_the_file(tmp_path: Path) -> None:
     with IdleDigest(tmp_path / "missing.h5ad") as digest, pytest.raises(OSError, match="missing.h5ad"):
         digest.result()

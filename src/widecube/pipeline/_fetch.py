@@ -106,6 +106,10 @@ class StagedDigest:
         """The hashing child paused inside (:meth:`~._digest.IdleDigest.paused`)."""
         return self._digest.paused()
 
+    def hasten(self) -> None:
+        """The hashing child at the normal policy from now on (:meth:`~._digest.IdleDigest.hasten`)."""
+        self._digest.hasten()
+
     def close(self) -> None:
         self._digest.close()
 

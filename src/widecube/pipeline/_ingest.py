@@ -600,6 +600,8 @@ def _build(
                     direct=settings.spill_direct,
                     remote=spill_to,
                 )
+        if digest is not None:
+            digest.hasten()  # pass 2 leaves no idle core to hash on: it shares them instead
         out: SnapshotWriter | None = None
         try:
             declared = parse_input_kind(input_kind)
