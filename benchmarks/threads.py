@@ -6,7 +6,8 @@ thread that reads each thread's state from ``/proc/self/task/*/stat`` every ``--
 each sample counts the threads running (``R``: on a core or waiting for one) and, when fewer
 than two run, where the main thread is (its innermost widecube frame, else its innermost
 frame) and which other thread runs. Samples are grouped by the job step that was running,
-from the steps' ``started`` lines on stderr ("start-up" before the first)::
+from the steps' ``started`` lines on stderr ("start-up" before the first), and pass 1 apart
+within the compute step (``compute/pass 1``, from the main thread's stack)::
 
     $ python benchmarks/threads.py ingest data.h5ad --dataset x --groupby cluster
     {"steps": {"compute": {"wall_s": 20.1, "samples": 3990, "running": {"0": 0.02, "1": 0.06, "2+": 0.92},
@@ -54,6 +55,19 @@ class _Steps(io.TextIOBase):
         self.out.flush()
 
 
+_PHASES = {"spill_by_gene": "pass 1", "spill_on_cluster": "pass 1", "verify_snapshot": "checks"}
+"""Functions whose frames name a part of a step (``compute/pass 1``; the rest of compute is
+pass 2 and the views' writing)."""
+
+
+def _phase(frame: Any) -> str | None:
+    while frame is not None:
+        if (name := _PHASES.get(frame.f_code.co_name)) is not None:
+            return name
+        frame = frame.f_back
+    return None
+
+
 def _where(frame: Any) -> str:
     """The innermost widecube frame of a stack, else its innermost frame."""
     innermost = frame
@@ -76,6 +90,8 @@ class Sampler:
         self.running: dict[str, Counter[str]] = defaultdict(Counter)
         self.alone: dict[str, Counter[str]] = defaultdict(Counter)
         self.wall: dict[str, float] = defaultdict(float)
+        self.waiting: dict[str, Counter[str]] = defaultdict(Counter)
+        self.waiting_too = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
         self._main = threading.main_thread()
@@ -94,9 +110,13 @@ class Sampler:
         while not self._stop.wait(self.every):
             now = time.perf_counter()
             step = self.steps.step
+            frame = sys._current_frames().get(self._main.ident or 0)
+            if frame is not None and (phase := _phase(frame)) is not None:
+                step = f"{step}/{phase}"
             self.wall[step] += now - last
             last = now
             running = []
+            states: dict[int, str] = {}
             for tid in os.listdir("/proc/self/task"):
                 if int(tid) == me:
                     continue
@@ -107,17 +127,26 @@ class Sampler:
                         comm = f.read().strip()
                 except OSError:  # ended meanwhile
                     continue
-                if stat.rsplit(")", 1)[1].split()[0] == "R":
+                state = stat.rsplit(")", 1)[1].split()[0]
+                if state == "R":
                     running.append((int(tid), comm))
+                states[int(tid)] = state
             self.running[step]["2+" if len(running) >= 2 else str(len(running))] += 1
             if len(running) < 2:
-                frame = sys._current_frames().get(self._main.ident or 0)
                 main = _where(frame) if frame is not None else "(main ended)"
                 if running and running[0][0] != self._main.native_id:
                     who = f"{running[0][1]} runs; main waits at {main}"
                 else:
                     who = f"main {'runs' if running else 'waits'} at {main}"
                 self.alone[step][who] += 1
+                if self.waiting_too:
+                    frames = sys._current_frames()
+                    for thread in threading.enumerate():
+                        if thread in (self._main, self._thread) or thread.native_id not in states:
+                            continue
+                        if states[thread.native_id] != "R" and (f := frames.get(thread.ident or 0)):
+                            state = states[thread.native_id]
+                            self.waiting[step][f"{thread.name} {state} at {_where(f)}"] += 1
 
     def report(self, top: int) -> dict[str, Any]:
         out = {}
@@ -128,6 +157,7 @@ class Sampler:
                 "samples": total,
                 "running": {k: round(counts[k] / total, 3) for k in ("0", "1", "2+")},
                 "alone": self.alone[step].most_common(top),
+                **({"waiting": self.waiting[step].most_common(top)} if self.waiting_too else {}),
             }
         return out
 
@@ -136,12 +166,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--every", type=float, default=5.0, help="sampling period, ms")
     parser.add_argument("--top", type=int, default=12, help="places listed per step")
+    parser.add_argument(
+        "--waiting", action="store_true", help="also where the other Python threads wait when fewer than two run"
+    )
     args, command = parser.parse_known_args()
     steps = _Steps(sys.stderr)
     sys.stderr = steps
     started = time.perf_counter()
     code: Any = 0
-    with Sampler(steps, args.every / 1000) as sampler:
+    sampler = Sampler(steps, args.every / 1000)
+    sampler.waiting_too = args.waiting
+    with sampler:
         from widecube.cli import app  # imported under the sampler: the start-up counts
 
         try:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from widecube.pipeline._digest import IdleDigest
+from widecube.pipeline import _digest
+from widecube.pipeline._digest import IdleDigest, hash_early, take_early
 
 
 def test_the_digest_is_the_files_sha256(tmp_path: Path) -> None:
@@ -121,3 +122,32 @@ def test_a_paused_digest_hashes_nothing_until_let_go_or_asked(tmp_path: Path) ->
                 if ask_while_paused:
                     assert digest.result() == want
             assert digest.result() == want
+
+
+def test_a_digest_started_early_is_taken_over_only_for_the_same_unchanged_file(tmp_path: Path) -> None:
+    """``widecube ingest`` starts hashing before its imports; the job takes that digest over
+    when it hashes the same file, unchanged, and every other one started early is stopped."""
+    a, b = tmp_path / "a.h5ad", tmp_path / "b.h5ad"
+    data = os.urandom(2 << 20)
+    a.write_bytes(data)
+    b.write_bytes(os.urandom(1 << 20))
+    hash_early(a)
+    hash_early(b)
+    hash_early(tmp_path)  # a folder: nothing to hash
+    hash_early(tmp_path / "missing.h5ad")
+    started = dict(_digest._EARLY)
+    assert sorted(started) == [str(a.resolve()), str(b.resolve())]
+    digest = take_early(tmp_path / "." / "a.h5ad")  # the same file by another path
+    assert digest is started[str(a.resolve())][1]
+    assert _digest._EARLY == {}
+    other = started[str(b.resolve())][1]
+    assert other._proc.returncode is not None  # stopped, not left hashing
+    with digest:
+        assert digest.result() == hashlib.sha256(data).hexdigest()
+    assert take_early(a) is None  # taken once
+
+    hash_early(a)
+    early = _digest._EARLY[str(a.resolve())][1]
+    a.write_bytes(os.urandom(2 << 20))  # replaced after hashing began: that digest is wrong now
+    assert take_early(a) is None
+    assert early._proc.returncode is not None

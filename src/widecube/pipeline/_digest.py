@@ -19,18 +19,18 @@ stall the ingest's own Python threads.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-from ._supervise import describe_exit
-
-__all__ = ["IdleDigest"]
+__all__ = ["IdleDigest", "hash_early", "take_early"]
 
 _CHILD = """\
 import hashlib, mmap, os, select, sys
@@ -111,6 +111,8 @@ class IdleDigest:
         digest, *others = out.split() or [""]
         if self._proc.returncode != 0 or len(digest) != 64:
             code = self._proc.returncode
+            from ._supervise import describe_exit  # not at import: hash_early comes before the rest
+
             last = err.strip().splitlines()[-1:] or [describe_exit(code)]
             shrank = " (did the file shrink while it was read?)" if code == -signal.SIGBUS else ""
             raise OSError(f"{self.path.name}: could not compute its sha256: {last[0]}{shrank}")
@@ -160,6 +162,54 @@ class IdleDigest:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+_EARLY: dict[str, tuple[tuple[int, ...], IdleDigest]] = {}
+"""Digests started by :func:`hash_early`, by resolved path, with the file's identity then."""
+
+
+def _identity(path: Path) -> tuple[int, ...] | None:
+    """A regular file's device, inode, size and modification time (None for anything else)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+
+
+def hash_early(path: Path) -> None:
+    """Start hashing the local file ``path`` now, for an ingest this process runs next:
+    ``widecube ingest`` spends its first second importing and setting up on one core, and
+    the child hashes on the other (this module imports only the standard library, so it is
+    started before the rest). The ingest's :func:`take_early` takes the digest over; one
+    never taken over is stopped then, or when the process exits."""
+    key = _identity(path)
+    name = os.path.realpath(path)
+    if key is None or name in _EARLY:
+        return
+    if not _EARLY:
+        atexit.register(_close_early)
+    _EARLY[name] = (key, IdleDigest(path))
+
+
+def take_early(path: Path) -> IdleDigest | None:
+    """The digest :func:`hash_early` started for ``path``, if the file is still the one it
+    hashes (same inode, size and modification time); every other is stopped."""
+    found = _EARLY.pop(os.path.realpath(path), None)
+    _close_early()
+    if found is None:
+        return None
+    key, digest = found
+    if key == _identity(path):
+        return digest
+    digest.close()
+    return None
+
+
+def _close_early() -> None:
+    while _EARLY:
+        _, (_, digest) = _EARLY.popitem()
+        digest.close()
 
 
 def _normal_priority(pid: int) -> None:

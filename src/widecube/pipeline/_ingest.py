@@ -73,7 +73,7 @@ from ..views import (
 )
 from ._checkpoint import save_checkpoint
 from ._cluster import build_on_cluster, dask_client, spill_on_cluster
-from ._digest import IdleDigest
+from ._digest import IdleDigest, take_early
 from ._fetch import StagedCopyDiffers, StagedDigest, stage_input
 from ._verify import verify_snapshot
 
@@ -190,12 +190,15 @@ class Work:
         or the input is a folder. A copy staged unhashed is checked against what the store
         said of its object when the sha256 is asked for."""
         unpacked = self.done["unpack"]
+        early = take_early(self.original)  # hashed since `widecube ingest` started, if it was this file
         if self.digest is None and self.original.is_file() and not unpacked.get("sha256"):
             if unpacked.get("staged"):
                 source, md5, companion = unpacked["source"], unpacked.get("md5"), unpacked.get("companion")
                 self.digest = StagedDigest(self.original, source=source, md5=md5, companion=companion)
             else:
-                self.digest = IdleDigest(self.original)
+                self.digest, early = early or IdleDigest(self.original), None
+        if early is not None:
+            early.close()
         return self.digest
 
     def restage(self) -> None:
