@@ -603,8 +603,12 @@ def _build(
                     direct=settings.spill_direct,
                     remote=spill_to,
                 )
-        if digest is not None:
-            digest.hasten()  # pass 2 leaves no idle core to hash on: it shares them instead
+        if digest is not None and client is None and spill_to is None:
+            # pass 2 in this process keeps both cores busy: the digest shares them instead of
+            # waiting for an idle one. Not where pass 2 waits on other processes (a cluster's
+            # workers, the store holding the spill): there it leaves gaps for the idle child,
+            # which at the normal policy would slow the processes pass 2 waits for
+            digest.hasten()
         out: SnapshotWriter | None = None
         try:
             declared = parse_input_kind(input_kind)
