@@ -176,15 +176,16 @@ def render_floor_section(r: dict[str, Any]) -> str:
     m, d = r["machine"], r["dataset"]
     start, end = (" / ".join(f"{x:.2f}" for x in r[k]) for k in ("loadavg_start", "loadavg_end"))
     rows = [
-        "| run | status | wall | CPU | of which kernel | cores | peak RSS |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| run | status | wall | CPU | of which kernel | cores | host steal | peak RSS |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for tool, x in r["tools"].items():
         cores = x["cpu_s"] / x["wall_s"] if x["wall_s"] else 0.0
         peak = max(x["peak_rss"], x["peak_tree_rss"])
+        steal = "—" if x.get("steal_s") is None else f"{x['steal_s']:.1f} s"
         rows.append(
             f"| {tool} | {x['status']} | {x['wall_s']:.1f} s | {x['cpu_s']:.1f} s | {x['sys_s']:.1f} s "
-            f"| {cores:.2f} | {peak / 1e9:.2f} GB |"
+            f"| {cores:.2f} | {steal} | {peak / 1e9:.2f} GB |"
         )
     lines = [
         f"## {r['name']} — {r['started_utc']}",

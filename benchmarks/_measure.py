@@ -73,6 +73,10 @@ class Measurement:
     ``min_available``); None when it ran unguarded and without a time limit."""
     sys_s: float = 0.0
     """The system (kernel) part of ``cpu_s``."""
+    steal_s: float | None = None
+    """CPU seconds the hypervisor gave to other guests while the run lasted, over every CPU
+    of the machine (``/proc/stat``'s steal; None where it cannot be read): time the run's
+    threads were ready and got no CPU, which lowers its cores without any fault of its own."""
 
     @property
     def ok(self) -> bool:
@@ -142,6 +146,7 @@ def measure(
         report = tmpdir / "time.txt"
         argv = [TIME_BIN, "-v", "-o", str(report), *command] if use_time else list(command)
         with (tmpdir / "out").open("w+b") as out, (tmpdir / "err").open("w+b") as err:
+            stolen = _steal_s()
             start = time.perf_counter()
             proc = subprocess.Popen(
                 argv,
@@ -157,6 +162,7 @@ def measure(
             sampler.start()
             status, rusage = _wait(proc, timeout, killer)
             wall = time.perf_counter() - start
+            steal = None if stolen is None or (now := _steal_s()) is None else round(now - stolen, 2)
             sampler.stop()
             out.seek(0)
             err.seek(0)
@@ -186,7 +192,18 @@ def measure(
         killed_by=killer.reason,
         limits=limits or None,
         sys_s=system,
+        steal_s=steal,
     )
+
+
+def _steal_s() -> float | None:
+    """The machine's CPU seconds stolen by the hypervisor since boot (all CPUs), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _address_space_cap(limit: int | None) -> Any:

@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=5.0, help="sampling period, ms")
     parser.add_argument("--top", type=int, default=12, help="places listed per step")
     parser.add_argument(
-        "--waiting", action="store_true", help="also where the other Python threads wait when fewer than two run"
+        "--waiting", action="store_true", help="also where the other Python threads wait when fewer run"
     )
     args, command = parser.parse_known_args()
     steps = _Steps(sys.stderr)
