@@ -255,7 +255,7 @@ def ingest(
     Exit status 3: the version was verified but not published, because another version of
     the dataset went live meanwhile (it stays verified; see --force, or `widecube rollback --to`).
     """
-    from .pipeline._digest import hash_early
+    from .pipeline import hash_early
 
     hash_early(Path(path))  # on the idle core while the rest is imported and set up
     from .pipeline import COMPUTE_PHASES, Held, Jobs, PointerMoved

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..catalog import JobRecord, JobState, PointerMoved
     from ..views import INPUT_KINDS, parse_input_kind, parse_views
     from ._cleanup import reclaim_orphans
+    from ._digest import hash_early
     from ._ingest import COMPUTE_PHASES, Held, Progress
     from ._jobs_facade import Jobs, job_state
     from ._runner import JobRunner, JobWorker, ingest, next_step, retry_delay
@@ -43,6 +44,7 @@ _WHERE = {
     "parse_input_kind": "..views",
     "parse_views": "..views",
     "reclaim_orphans": "._cleanup",
+    "hash_early": "._digest",
     "COMPUTE_PHASES": "._ingest",
     "Held": "._ingest",
     "Progress": "._ingest",
@@ -89,6 +91,7 @@ __all__ = [
     "WorkerProcess",
     "Writer",
     "dataset_name",
+    "hash_early",
     "ingest",
     "job_state",
     "next_step",
