@@ -85,11 +85,13 @@ class Settings(BaseSettings):
         default=8_000_000,
         description="Non-zeros per streamed row block; bounds the reader's buffers.",
     )
-    spill_direct: bool = Field(
-        default=True,
-        description="Write pass 1's spill around the page cache (O_DIRECT) and read it back so, "
-        "where the file system allows it; false writes it through the page cache, for a work "
-        "folder on a disk where small direct writes are slow (a spinning disk).",
+    spill_direct: bool | None = Field(
+        default=None,
+        description="true: write pass 1's spill around the page cache (O_DIRECT) and read it back "
+        "so, where the file system allows it; false: through the page cache (a work folder on a "
+        "spinning disk, where small direct writes are slow); unset: through the page cache when "
+        "the spill (4 bytes a stored value at most) fits in a quarter of the memory available, "
+        "else around it.",
     )
     spill: str | None = Field(
         default=None,

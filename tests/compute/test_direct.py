@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from widecube.compute import _direct
-from widecube.compute._direct import ALIGN, StagedFiles, aligned_bytes, read_direct
+from widecube.compute._direct import ALIGN, StagedFiles, aligned_bytes, around_the_cache, read_direct
 
 
 def _append(files: StagedFiles, sizes: list[int], data: list[np.ndarray]) -> None:
@@ -145,3 +145,27 @@ def test_a_bucket_on_a_mount_without_mmap_is_read(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(_buckets.mmap, "mmap", refused)
     got = _buckets._bucket_bytes(paths, (False, False, False), _buckets.ReadBuffers())
     assert [g.tobytes() for g in got] == contents
+
+
+def test_the_spill_goes_around_the_cache_unless_it_fits_in_a_quarter_of_the_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unset, the choice follows the spill's size (4 bytes a value) against a quarter of the
+    memory available: 1 GB spilled beside 16 GB available goes through the cache, 8 GB does
+    not; a setting decides alone; memory that cannot be read means around the cache."""
+    gb = 10**9
+    assert around_the_cache(None, 250_000_000, available=16 * gb) is False  # 1 GB <= 4 GB
+    assert around_the_cache(None, 1_000_000_000, available=16 * gb) is False  # 4 GB, the edge
+    assert around_the_cache(None, 1_000_000_001, available=16 * gb) is True
+    assert around_the_cache(None, 2_000_000_000, available=16 * gb) is True  # 8 GB
+    assert around_the_cache(True, 10, available=16 * gb) is True
+    assert around_the_cache(False, 2_000_000_000, available=gb) is False
+    monkeypatch.setattr(_direct, "_available_memory", lambda: None)
+    assert around_the_cache(None, 10) is True
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():  # the system's figure, read independently
+        monkeypatch.undo()
+        line = next(x for x in meminfo.read_text().splitlines() if x.startswith("MemAvailable:"))
+        available = int(line.split()[1]) * 1024
+        assert around_the_cache(None, available // 64) is False  # a quarter of a quarter
+        assert around_the_cache(None, available) is True

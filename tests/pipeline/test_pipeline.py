@@ -333,6 +333,9 @@ def test_a_spill_through_the_page_cache_builds_the_same_snapshot(
         manifest = Snapshot(settings.storage / str(record.path)).manifest
         checksums.append({p: e["sha256"] for p, e in manifest["files"].items() if "/views/" in f"/{p}"})
     assert len(checksums[0]) > 10 and checksums[0] == checksums[1]
+    asked.clear()  # unset: a small input's spill fits in memory many times over
+    ingest(path, dataset="c", settings=settings.model_copy(update={"spill_direct": None}))
+    assert asked and set(asked) == {False}
 
 
 def test_progress_is_saved_in_the_catalog_while_building(

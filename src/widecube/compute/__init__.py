@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._buckets import GeneSlab, JoinedSpill, SpillBuckets, SpillPart
+    from ._direct import around_the_cache
     from ._kernels import cell_scale, gene_moments, gene_quantiles, log1p_table, log_normalize, welch_t_p
     from ._malloc import roomy_heap, roomy_policy
     from ._pass import check_finite, row_bounds, spill_by_gene, spill_rows, upload_part
@@ -37,6 +38,7 @@ _WHERE = {
     "JoinedSpill": "_buckets",
     "SpillBuckets": "_buckets",
     "SpillPart": "_buckets",
+    "around_the_cache": "_direct",
     "cell_scale": "_kernels",
     "gene_moments": "_kernels",
     "gene_quantiles": "_kernels",
@@ -89,6 +91,7 @@ __all__ = [
     "JoinedSpill",
     "Grouping",
     "all_cells",
+    "around_the_cache",
     "benjamini_hochberg",
     "cell_scale",
     "check_finite",

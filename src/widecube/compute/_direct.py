@@ -31,7 +31,7 @@ import numpy as np
 
 from ..snapshot import pwrite_all
 
-__all__ = ["ALIGN", "StagedFiles", "aligned_bytes", "read_direct", "read_whole"]
+__all__ = ["ALIGN", "StagedFiles", "aligned_bytes", "around_the_cache", "read_direct", "read_whole"]
 
 ALIGN = 4096
 """What ``O_DIRECT`` needs of buffers, offsets and lengths (the logical block size of the
@@ -195,6 +195,42 @@ class StagedFiles:
         fds, self._fds = self._fds, []
         for fd in fds:
             os.close(fd)
+
+
+_SPILL_BYTES = 4
+"""About what a value costs in the spill (8-bit gene and cell offsets and an 8- or 16-bit
+count: 3-4 bytes; float values 6)."""
+
+
+def around_the_cache(setting: bool | None, nnz: int, available: int | None = None) -> bool:
+    """Whether pass 1's spill of about ``nnz`` values goes around the page cache: as
+    ``setting`` (``Settings.spill_direct``) says, or, unset, unless it fits in a quarter of
+    the ``available`` memory (default: the system's ``MemAvailable``; unknown: around).
+
+    Through the cache the writes never wait for the disk and pass 2 reads from memory; around
+    it, the spill does not push out everything else. Measured on one Intel VM (2 cores, 24 GB,
+    a disk writing 1.2-1.4 GB/s), single-process ingests: the Poisson B100k (1.6 GB of spill)
+    pass 1 2.35 / 2.35 s through the cache, 2.78 / 2.63 s around it (a quarter of its samples
+    with no thread running, every one waiting for a direct write); B1M (6 GB of spill beside a
+    16 GB input) 18.75 s through the cache, 15.79 s around it (2.4 s more system time:
+    reclaiming the page cache)."""
+    if setting is not None:
+        return setting
+    if available is None:
+        available = _available_memory()
+    return available is None or nnz * _SPILL_BYTES > available // 4
+
+
+def _available_memory() -> int | None:
+    """The kernel's estimate of memory available without swapping (``MemAvailable``), bytes."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def read_direct(path: Path, into: np.ndarray) -> np.ndarray | None:

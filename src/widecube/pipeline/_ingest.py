@@ -40,6 +40,7 @@ from ..catalog import Catalog, JobRecord, PointerMoved, VersionStatus
 from ..compute import (
     GeneSpill,
     JoinedSpill,
+    around_the_cache,
     chunk_buckets,
     default_groupbys,
     parse_groupbys,
@@ -587,7 +588,7 @@ def _build(
                     slab_bytes=settings.memory // 16,
                     version=version,
                     progress=_accumulate(progress, "pass 1"),
-                    direct=settings.spill_direct,
+                    direct=settings.spill_direct is not False,  # the workers' memory is not ours
                     remote=spill_to,
                 )
             else:
@@ -600,7 +601,7 @@ def _build(
                     slab_bytes=settings.memory // 16,
                     progress=_accumulate(progress, "pass 1"),
                     threads=settings.compute_threads,
-                    direct=settings.spill_direct,
+                    direct=around_the_cache(settings.spill_direct, source.nnz_expected),
                     remote=spill_to,
                 )
         if digest is not None and client is None and spill_to is None:
