@@ -81,6 +81,20 @@ def _where(frame: Any) -> str:
     return f"{code.co_filename.rsplit('/', 2)[-1]}:{innermost.f_lineno} {code.co_name}"
 
 
+def _states(me: int) -> dict[int, str]:
+    """Every thread of this process but ``me``, by native id: its state (``R``, ``S``, ``D``…)."""
+    states = {}
+    for tid in os.listdir("/proc/self/task"):
+        if int(tid) == me:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                states[int(tid)] = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:  # ended meanwhile
+            continue
+    return states
+
+
 class Sampler:
     """Counts running threads every ``every`` seconds, by step, and where the main thread is
     when fewer than two run."""
@@ -110,43 +124,32 @@ class Sampler:
         while not self._stop.wait(self.every):
             now = time.perf_counter()
             step = self.steps.step
-            frame = sys._current_frames().get(self._main.ident or 0)
+            frames = sys._current_frames()
+            frame = frames.get(self._main.ident or 0)
             if frame is not None and (phase := _phase(frame)) is not None:
                 step = f"{step}/{phase}"
             self.wall[step] += now - last
             last = now
-            running = []
-            states: dict[int, str] = {}
-            for tid in os.listdir("/proc/self/task"):
-                if int(tid) == me:
-                    continue
-                try:
-                    with open(f"/proc/self/task/{tid}/stat") as f:
-                        stat = f.read()
-                    with open(f"/proc/self/task/{tid}/comm") as f:
-                        comm = f.read().strip()
-                except OSError:  # ended meanwhile
-                    continue
-                state = stat.rsplit(")", 1)[1].split()[0]
-                if state == "R":
-                    running.append((int(tid), comm))
-                states[int(tid)] = state
+            states = _states(me)
+            running = [tid for tid, state in states.items() if state == "R"]
             self.running[step]["2+" if len(running) >= 2 else str(len(running))] += 1
-            if len(running) < 2:
-                main = _where(frame) if frame is not None else "(main ended)"
-                if running and running[0][0] != self._main.native_id:
-                    who = f"{running[0][1]} runs; main waits at {main}"
-                else:
-                    who = f"main {'runs' if running else 'waits'} at {main}"
-                self.alone[step][who] += 1
-                if self.waiting_too:
-                    frames = sys._current_frames()
-                    for thread in threading.enumerate():
-                        if thread in (self._main, self._thread) or thread.native_id not in states:
-                            continue
-                        if states[thread.native_id] != "R" and (f := frames.get(thread.ident or 0)):
-                            state = states[thread.native_id]
-                            self.waiting[step][f"{thread.name} {state} at {_where(f)}"] += 1
+            if len(running) >= 2:
+                continue
+            threads = {t.native_id: t for t in threading.enumerate()}
+            main = _where(frame) if frame is not None else "(main ended)"
+            if running and running[0] != self._main.native_id:
+                other = threads.get(running[0])
+                who = f"{other.name if other else 'a native thread'} runs; main waits at {main}"
+            else:
+                who = f"main {'runs' if running else 'waits'} at {main}"
+            self.alone[step][who] += 1
+            if self.waiting_too:
+                for tid, thread in threads.items():
+                    state = states.get(tid or 0)
+                    if thread in (self._main, self._thread) or state in (None, "R"):
+                        continue
+                    if (f := frames.get(thread.ident or 0)) is not None:
+                        self.waiting[step][f"{thread.name} {state} at {_where(f)}"] += 1
 
     def report(self, top: int) -> dict[str, Any]:
         out = {}

@@ -187,8 +187,6 @@ def hash_early(path: Path) -> None:
     name = os.path.realpath(path)
     if key is None or name in _EARLY:
         return
-    if not _EARLY:
-        atexit.register(_close_early)
     _EARLY[name] = (key, IdleDigest(path))
 
 
@@ -210,6 +208,9 @@ def _close_early() -> None:
     while _EARLY:
         _, (_, digest) = _EARLY.popitem()
         digest.close()
+
+
+atexit.register(_close_early)  # one never taken over stops with the process
 
 
 def _normal_priority(pid: int) -> None:

@@ -484,13 +484,8 @@ class _Saving:
     raised into the job."""
 
     def __init__(self, progress: Progress, catalog: Catalog, job: JobRecord, worker: str, every: float = 1.0):
-        self._progress, self._catalog, self._job, self._worker, self._every = (
-            progress,
-            catalog,
-            job,
-            worker,
-            every,
-        )
+        self._progress, self._catalog, self._every = progress, catalog, every
+        self._job, self._worker = job, worker
         self._saved_at, self._step = 0.0, ""  # when the last save was asked for, of which step
         self._started = time.monotonic()
         self._latest: dict[str, Any] | None = None
