@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._buckets import GeneSlab, JoinedSpill, SpillBuckets, SpillPart
+    from ._buckets import GeneSlab, JoinedSpill, ReadBuffers, SpillBuckets, SpillPart
     from ._direct import around_the_cache
     from ._kernels import cell_scale, gene_moments, gene_quantiles, log1p_table, log_normalize, welch_t_p
     from ._malloc import roomy_heap, roomy_policy
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "GeneSlab": "_buckets",
     "JoinedSpill": "_buckets",
+    "ReadBuffers": "_buckets",
     "SpillBuckets": "_buckets",
     "SpillPart": "_buckets",
     "around_the_cache": "_direct",
@@ -89,6 +90,7 @@ __all__ = [
     "GeneSlab",
     "GeneSpill",
     "JoinedSpill",
+    "ReadBuffers",
     "Grouping",
     "all_cells",
     "around_the_cache",

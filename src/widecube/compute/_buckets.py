@@ -31,6 +31,7 @@ import mmap
 import os
 import shutil
 import struct
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -290,10 +291,10 @@ class SpillBuckets:
         """Genes ``lo..hi-1`` from the bucket files ``paths`` (in row order, ``n`` values in
         all, each written around the page cache where ``direct`` says so; where ``fetched``
         holds a part's bytes already, read from an object store, those), sorted by gene."""
+        buffers = buffers if buffers is not None else ReadBuffers()
         indptr = np.empty(hi - lo + 1, dtype=np.int64)
-        cells = np.empty(n, dtype=np.int32)
-        vals = np.empty(n, dtype=self.dtype)
-        raw = _bucket_bytes(paths, direct, buffers if buffers is not None else ReadBuffers(), fetched)
+        cells, vals = buffers.output(n, np.int32), buffers.output(n, self.dtype)
+        raw = _bucket_bytes(paths, direct, buffers, fetched)
         got, status, part, at = sort_records(raw, MAGIC, lo, hi - lo, self.n_cells, indptr, cells, vals)
         del raw  # the mappings are unmapped here, with their last arrays
         if status != RECORD_OK or got != n:  # the job's own file changed under it: an I/O
@@ -444,13 +445,24 @@ def _bucket_bytes(
 
 
 class ReadBuffers:
-    """The byte buffer a bucket's files are read into before its sort (or an oversized
-    bucket's records while it is split), grown when a bucket needs more and reused
-    otherwise: a fresh buffer per bucket costs a page fault per 4 KiB read (the sort's
-    outputs, handed to the views in the slab, stay fresh per slab)."""
+    """What one reader of a spill reuses from bucket to bucket: the byte buffer a bucket's
+    files are read into before its sort (or an oversized bucket's records while it is split),
+    grown when a bucket needs more; and the sort's outputs, each reused for a later slab once
+    nothing refers to it any more (:meth:`output`).
+
+    Fresh arrays per slab are fresh pages the kernel zeroes as the sort first writes them:
+    on the Poisson B100k, pass 2's reader spent 0.85 CPU-s of its 17 s there (its outputs of
+    about 18 MB each came from a thread's heap that glibc unmapped whenever it emptied, its
+    ``M_TRIM_THRESHOLD`` notwithstanding, and numpy advised huge pages on each)."""
+
+    KEEP = 8
+    """Outputs kept for reuse at most: the slabs alive at once (the one the views work on, the
+    next, the one being sorted, a slab's values waiting for a background write) hold two
+    large arrays each."""
 
     def __init__(self) -> None:
         self._raw = np.empty(0, dtype=np.uint8)
+        self._outputs: list[np.ndarray] = []
 
     def bytes(self, n: int) -> np.ndarray:
         """A byte buffer of ``n`` bytes starting at a multiple of ``_direct.ALIGN`` (a
@@ -459,6 +471,26 @@ class ReadBuffers:
         if self._raw.shape[0] < n:
             self._raw = aligned_bytes(n)
         return self._raw[:n]
+
+    def output(self, n: int, dtype: np.dtype[Any] | type) -> np.ndarray:
+        """``n`` values of ``dtype`` (uninitialized) for a slab: the first kept array long
+        enough that neither a slab nor any view of it refers to any more (its reference count
+        is this object's own, numpy views holding their base), else a new one, a quarter
+        longer (slabs vary in size), kept in place of the oldest when :data:`KEEP` are."""
+        dtype = np.dtype(dtype)
+        for owner in self._outputs:
+            # references: the list, ``owner`` and getrefcount's argument (tests/compute pin it)
+            if owner.dtype == dtype and owner.shape[0] >= n and sys.getrefcount(owner) <= _UNHELD:
+                return owner[:n]
+        owner = np.empty(n + n // 4, dtype=dtype)
+        self._outputs.append(owner)
+        if len(self._outputs) > self.KEEP:
+            del self._outputs[0]  # freed once whatever holds it lets go
+        return owner[:n]
+
+
+_UNHELD = 3
+"""``sys.getrefcount`` of a kept output nothing else refers to (see :meth:`ReadBuffers.output`)."""
 
 
 def _remove(paths: list[Path]) -> None:

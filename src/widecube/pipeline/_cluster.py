@@ -43,6 +43,7 @@ from typing import Any, overload
 
 from ..compute import (
     JoinedSpill,
+    ReadBuffers,
     SpillBuckets,
     SpillPart,
     roomy_policy,
@@ -107,7 +108,8 @@ def _task(
         scratch = _local_folder()
     sink = ChunkSink()
     per_slab = []
-    slabs_of = (buckets.slabs(b, consume=False, scratch=scratch) for b in range(first, stop))
+    buffers = ReadBuffers()  # the read buffer and the slabs' arrays, reused from slab to slab
+    slabs_of = (buckets.slabs(b, consume=False, scratch=scratch, buffers=buffers) for b in range(first, stop))
     with contextlib.closing(prefetch(itertools.chain.from_iterable(slabs_of), depth=1)) as slabs:
         for slab in slabs:  # the next slab is read while the parts work on this one
             stats = ctx.slab_stats(slab)
