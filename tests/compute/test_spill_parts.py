@@ -181,29 +181,6 @@ def test_pass_2_reads_the_spill_the_way_pass_1_wrote_it(
     spill.cleanup()
 
 
-def test_a_slab_output_is_reused_only_once_nothing_refers_to_it() -> None:
-    """Pass 2's reader reuses the sort's outputs (fresh pages cost the kernel's zeroing) but
-    never one that a slab, a view of it or a background write still holds."""
-    buffers = _buckets.ReadBuffers()
-    a = buffers.output(100, np.int32)
-    assert a.base is not None and a.base.shape[0] >= 100
-    owner = id(a.base)  # not the array: a reference held here would keep it busy
-    b = buffers.output(100, np.int32)  # `a` is held: another array
-    assert id(b.base) != owner
-    tail = a[60:][::2]  # a view of a view: numpy keeps the owner as its base
-    del a
-    assert id(buffers.output(100, np.int32).base) != owner
-    del tail
-    again = buffers.output(90, np.int32)
-    assert id(again.base) == owner  # released: reused, shorter is fine
-    del again
-    assert id(buffers.output(100, np.float32).base) != owner  # another type: never
-    assert id(buffers.output(1000, np.int32).base) != owner  # too short: a new one
-    held = [buffers.output(100, np.int32) for _ in range(2 * buffers.KEEP)]
-    assert len({id(h.base) for h in held}) == len(held)  # all held: each its own
-    assert len(buffers._outputs) == buffers.KEEP  # at most KEEP kept
-
-
 def test_pass_2_slabs_read_one_by_one_reuse_their_arrays_and_equal_scipys(tmp_path: Path) -> None:
     """Each slab consumed before the next (as pass 2 does): the slabs' arrays come back for the
     next slabs, and every slab is still the matrix by gene."""

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ._kernels import cell_scale, gene_moments, gene_quantiles, log1p_table, log_normalize, welch_t_p
     from ._malloc import roomy_heap, roomy_policy
     from ._pass import check_finite, row_bounds, spill_by_gene, spill_rows, upload_part
+    from ._pool import ArrayPool
     from ._select import COUNT_RANGE, group_quantiles
     from ._spill import GeneSpill, chunk_buckets
     from ._spillstore import SpillObject
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from .moments import BASE_STATS, DERIVED_STATS, SUMMARY_STATS, derive
 
 _WHERE = {
+    "ArrayPool": "_pool",
     "GeneSlab": "_buckets",
     "JoinedSpill": "_buckets",
     "ReadBuffers": "_buckets",
@@ -78,6 +80,7 @@ _WHERE = {
 
 __all__ = [
     "ALL",
+    "ArrayPool",
     "ALL_CELLS_GROUP",
     "BASE_STATS",
     "COUNT_RANGE",

@@ -31,7 +31,6 @@ import mmap
 import os
 import shutil
 import struct
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ import numpy as np
 
 from ._direct import ALIGN, aligned_bytes, read_direct, read_whole
 from ._kernels import RECORD_HEADER, RECORD_OK, RECORD_RANGE, RECORD_SHORT, pad8, sections, sort_records
+from ._pool import ArrayPool
 
 if TYPE_CHECKING:
     from ._spillstore import SpillObject
@@ -447,22 +447,17 @@ def _bucket_bytes(
 class ReadBuffers:
     """What one reader of a spill reuses from bucket to bucket: the byte buffer a bucket's
     files are read into before its sort (or an oversized bucket's records while it is split),
-    grown when a bucket needs more; and the sort's outputs, each reused for a later slab once
-    nothing refers to it any more (:meth:`output`).
-
-    Fresh arrays per slab are fresh pages the kernel zeroes as the sort first writes them:
-    on the Poisson B100k, pass 2's reader spent 0.85 CPU-s of its 17 s there (its outputs of
-    about 18 MB each came from a thread's heap that glibc unmapped whenever it emptied, its
-    ``M_TRIM_THRESHOLD`` notwithstanding, and numpy advised huge pages on each)."""
+    grown when a bucket needs more; and the sort's outputs (:meth:`output`), each handed out
+    again once nothing refers to it (:class:`~._pool.ArrayPool`). Fresh outputs per slab were
+    0.85 CPU-s of page zeroing in pass 2's reader on the Poisson B100k."""
 
     KEEP = 8
-    """Outputs kept for reuse at most: the slabs alive at once (the one the views work on, the
-    next, the one being sorted, a slab's values waiting for a background write) hold two
-    large arrays each."""
+    """Outputs kept at most: the slabs alive at once (the one the views work on, the next,
+    the one being sorted, one whose values wait for a background write) hold two each."""
 
     def __init__(self) -> None:
         self._raw = np.empty(0, dtype=np.uint8)
-        self._outputs: list[np.ndarray] = []
+        self._outputs = ArrayPool(self.KEEP)
 
     def bytes(self, n: int) -> np.ndarray:
         """A byte buffer of ``n`` bytes starting at a multiple of ``_direct.ALIGN`` (a
@@ -473,24 +468,8 @@ class ReadBuffers:
         return self._raw[:n]
 
     def output(self, n: int, dtype: np.dtype[Any] | type) -> np.ndarray:
-        """``n`` values of ``dtype`` (uninitialized) for a slab: the first kept array long
-        enough that neither a slab nor any view of it refers to any more (its reference count
-        is this object's own, numpy views holding their base), else a new one, a quarter
-        longer (slabs vary in size), kept in place of the oldest when :data:`KEEP` are."""
-        dtype = np.dtype(dtype)
-        for owner in self._outputs:
-            # references: the list, ``owner`` and getrefcount's argument (tests/compute pin it)
-            if owner.dtype == dtype and owner.shape[0] >= n and sys.getrefcount(owner) <= _UNHELD:
-                return owner[:n]
-        owner = np.empty(n + n // 4, dtype=dtype)
-        self._outputs.append(owner)
-        if len(self._outputs) > self.KEEP:
-            del self._outputs[0]  # freed once whatever holds it lets go
-        return owner[:n]
-
-
-_UNHELD = 3
-"""``sys.getrefcount`` of a kept output nothing else refers to (see :meth:`ReadBuffers.output`)."""
+        """``n`` values of ``dtype`` (uninitialized) for a slab's sorted cells or values."""
+        return self._outputs.take(n, dtype)
 
 
 def _remove(paths: list[Path]) -> None:
