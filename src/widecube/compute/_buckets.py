@@ -20,7 +20,8 @@ input's float type. Counts of a typical single-cell matrix take 3 bytes a value 
 12, and every byte not written is a byte the kernel does not copy into the page cache in
 pass 1 (copying the spill's 5 bytes a value into the page cache was 28 % of pass 1's samples
 on the Poisson B100k, 2.7 GB). Pass 1 writes and pass 2 reads the files around the page cache
-(:mod:`._direct`).
+(:mod:`._direct`) unless the spill fits in a quarter of the memory available
+(:func:`~._direct.around_the_cache`).
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 
 A fresh array of a few MiB or more is fresh pages: the kernel zeroes each as it is first
 written, and the streaming engine allocates the same sizes slab after slab (the sort's outputs
-in pass 2's reader, the matrix view's whole chunks). glibc keeps freed memory for reuse only
-within a thread's heap, which it unmaps whenever it empties, its ``M_TRIM_THRESHOLD``
-notwithstanding (``_malloc``), and numpy advises huge pages on each large array: on the
-Poisson B100k, page zeroing under those two took 1.5 CPU-s of pass 2's 35.
+in pass 2's reader, the matrix view's whole chunks). Under pass 2's heap policy
+(``_malloc.roomy_heap``) they still came fresh: a thread's arena lives in heaps of 64 MiB
+that glibc unmapped and mapped again (strace over one ingest: dozens of 64 MiB ``munmap``
+and 128 MiB ``mmap`` calls from pass 2's threads), and numpy advises huge pages on each large
+array, zeroed 2 MiB at a time. On the Poisson B100k, page zeroing under those two took about
+1.5 CPU-s of pass 2's 35.
 
 An :class:`ArrayPool` hands out views of arrays it keeps, and hands one out again only when
 its reference count says no one else holds it or any view of it (numpy views keep their base,
