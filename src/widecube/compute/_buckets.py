@@ -250,9 +250,10 @@ class SpillBuckets:
         ``consume`` removes the bucket's files as they are read (pass 2 in one process); a
         task that may run again (on a cluster) reads them without removing anything, and
         writes what it splits or concatenates under a folder of its own in ``scratch``.
-        ``buffers``: where the bucket's files are read before the sort, kept from bucket to
-        bucket by one reader (fresh arrays otherwise).
+        ``buffers``: where the bucket's files are read and sorted, kept from bucket to bucket
+        by one reader (fresh ones for this bucket otherwise).
         """
+        buffers = buffers if buffers is not None else ReadBuffers()
         lo, hi = self.genes(bucket)
         start = self.offsets[bucket]
         paths = [bucket_path(d, bucket) for d in self.dirs]
@@ -285,14 +286,13 @@ class SpillBuckets:
         hi: int,
         start: int,
         *,
+        buffers: ReadBuffers,
         remove: bool = False,
-        buffers: ReadBuffers | None = None,
         fetched: list[Packed | None] | None = None,
     ) -> GeneSlab:
         """Genes ``lo..hi-1`` from the bucket files ``paths`` (in row order, ``n`` values in
         all, each written around the page cache where ``direct`` says so; where ``fetched``
         holds a part's bytes already, read from an object store, those), sorted by gene."""
-        buffers = buffers if buffers is not None else ReadBuffers()
         indptr = np.empty(hi - lo + 1, dtype=np.int64)
         cells, vals = buffers.output(n, np.int32), buffers.output(n, self.dtype)
         raw = _bucket_bytes(paths, direct, buffers, fetched)
@@ -333,7 +333,7 @@ class SpillBuckets:
         start: int,
         *,
         remove: bool,
-        buffers: ReadBuffers | None = None,
+        buffers: ReadBuffers,
     ) -> Iterator[GeneSlab]:
         """Re-bucket an oversized bucket (the files ``paths``, in row order) into halves
         ``out``a and ``out``b on disk, record by record (each record keeps its codes and
@@ -342,11 +342,10 @@ class SpillBuckets:
         mid = (lo + hi) // 2
         halves = [out.with_name(out.stem + "a" + out.suffix), out.with_name(out.stem + "b" + out.suffix)]
         fds = [os.open(h, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600) for h in halves]
-        into = buffers if buffers is not None else ReadBuffers()
         counts = [0, 0]
         try:
             for path in paths:
-                for record, body in _records(path, into):
+                for record, body in _records(path, buffers):
                     g, c, v = record.arrays(body)
                     low = g.astype(np.int64) + record.gene_base < mid
                     for side, keep in ((0, low), (1, ~low)):

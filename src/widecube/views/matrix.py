@@ -103,7 +103,7 @@ class MatrixBuilder(Builder):
         self._pending_at = 0
         # the copies into whole chunks, reused once written (at most _IN_FLIGHT_BYTES of
         # background writes hold some): this builder's thread takes them, the writers let go
-        self._copies = ArrayPool(keep=8)
+        self._copies = ArrayPool()
 
     def part(self) -> MatrixPart:
         return MatrixPart(self._data, self._indices)
