@@ -52,6 +52,35 @@ def test_parts_joined_in_row_order_are_one_spill(cuts: list[int], skewed: bool, 
     assert not any(p.dir.exists() for p in parts)
 
 
+def test_a_clusters_client_removes_the_buckets_a_task_has_read(tmp_path: Path) -> None:
+    """``SpillBuckets.remove(first, stop)``: the files of those buckets in every part go, the
+    others stay and still read as before."""
+    path = write_h5ad(small_adata(), tmp_path / "m.h5ad", layout="csr")
+    kw = {"block_nnz": 50, "slab_bytes": 150 * 12}
+    with open_input(path) as source:
+        names = {"obs_names": source.obs().index, "var_names": source.var().index}
+        parts = [
+            spill_rows(source, a, b, workdir=tmp_path / f"p{a}", **names, **kw)
+            for a, b in ((0, 90), (90, 240))
+        ]
+        whole = spill_by_gene(source, workdir=tmp_path / "whole", **names, **kw)
+    buckets = JoinedSpill(parts, n_cells=240, n_genes=60).buckets()
+    assert buckets.n_buckets > 3
+    files = {p.dir: sorted(f.name for f in p.dir.iterdir()) for p in parts}
+    assert all(len(names) == buckets.n_buckets for names in files.values())
+    buckets.remove(1, 3)
+    for p in parts:
+        assert sorted(f.name for f in p.dir.iterdir()) == [
+            n for n in files[p.dir] if n not in {_buckets.bucket_path(p.dir, b).name for b in (1, 2)}
+        ]
+    theirs = [s for s in whole.slabs() if s.lo >= buckets.genes(3)[0]]
+    ours = [s for b in range(3, buckets.n_buckets) for s in buckets.slabs(b, consume=False)]
+    assert len(ours) == len(theirs) > 0
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(a.cells, b.cells)
+        np.testing.assert_array_equal(a.vals, b.vals)
+
+
 def test_parts_must_cover_every_row_once(tmp_path: Path) -> None:
     path = write_h5ad(small_adata(), tmp_path / "m.h5ad", layout="csr")
     kw = {"block_nnz": 1000, "slab_bytes": 1 << 20}

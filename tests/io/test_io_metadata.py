@@ -64,6 +64,29 @@ def test_missing_cells_are_an_error_listing_the_first_ids(matrix: Path, tmp_path
     )
 
 
+def test_lazy_metadata_is_read_when_first_asked_for(matrix: Path, tmp_path: Path) -> None:
+    """A cluster's pass-1 task opens the input with ``lazy_metadata``: nothing of the cells'
+    or genes' metadata is read until asked for; then the frames equal an eager open's, and a
+    fault in a metadata file is raised there, with the same message."""
+    good = write_obs(tmp_path / "obs.csv", OBS.sample(frac=1, random_state=1))
+    with open_input(matrix, obs=good) as eager:
+        obs, var = eager.obs(), eager.var()
+    with open_input(matrix, obs=good, lazy_metadata=True) as lazy:
+        assert callable(lazy._metadata)  # not read yet
+        pd.testing.assert_frame_equal(lazy.obs(), obs)
+        pd.testing.assert_frame_equal(lazy.var(), var)
+        assert not callable(lazy._metadata)  # read once, kept
+    bad = write_obs(tmp_path / "short.csv", OBS.iloc[7:])
+    with pytest.raises(MetadataMismatch) as eager_err:
+        open_input(matrix, obs=bad)
+    with open_input(matrix, obs=bad, lazy_metadata=True) as lazy:  # opens: the fault is not read yet
+        assert lazy.shape == (240, 60)
+        with pytest.raises(MetadataMismatch) as lazy_err:
+            lazy.obs()
+    assert str(lazy_err.value) == str(eager_err.value)
+    assert str(lazy_err.value).startswith(f"{bad}: 7 of 240 cells in the matrix have no metadata row")
+
+
 @pytest.mark.slow
 def test_allow_missing_metadata_fills_unknown(matrix: Path, tmp_path: Path, settings: Settings) -> None:
     path = write_obs(tmp_path / "obs.csv", OBS.iloc[7:])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +86,10 @@ def _open_reader(spec: ReaderSpec, path: Path, layer: str | None, workdir: Path 
     return spec.open(path, layer=layer)
 
 
+Metadata = tuple[pd.DataFrame, pd.DataFrame]
+"""The cell (obs) and gene (var) frames of an input, metadata files joined."""
+
+
 class InputSource(MatrixSource):
     """A reader's source with metadata joined, counts checked and archive paths relabelled."""
 
@@ -94,15 +98,15 @@ class InputSource(MatrixSource):
         inner: MatrixSource,
         path: Path,
         *,
-        obs: pd.DataFrame,
-        var: pd.DataFrame,
+        metadata: Metadata | Callable[[], Metadata],
         counts: bool | str,
         relabel: tuple[str, str] | None,
         scratch: Scratch | None,
     ) -> None:
+        """``metadata``: the cell and gene frames, or what makes them when first asked for."""
         super().__init__(path)
         self.inner, self.format = inner, inner.format
-        self._obs, self._var = obs, var
+        self._metadata = metadata
         self._counts = "counts" if counts is True else counts or None  # the kind declared non-negative
         self._relabel, self._scratch = relabel, scratch
 
@@ -118,11 +122,16 @@ class InputSource(MatrixSource):
     def nnz_hint(self) -> int | None:
         return self.inner.nnz_hint
 
+    def _frames(self) -> Metadata:
+        if callable(self._metadata):
+            self._metadata = self._metadata()
+        return self._metadata
+
     def obs(self) -> pd.DataFrame:
-        return self._obs.copy()
+        return self._frames()[0].copy()
 
     def var(self) -> pd.DataFrame:
-        return self._var.copy()
+        return self._frames()[1].copy()
 
     def obsm(self) -> dict[str, np.ndarray]:
         found = self.inner.obsm()
@@ -159,9 +168,10 @@ class InputSource(MatrixSource):
         k = int(np.argmax(negative))
         row = int(np.searchsorted(block.matrix.indptr, k, side="right")) - 1 + block.row_start
         col = int(block.matrix.indices[k]) + block.col_start
+        obs, var = self._frames()
         raise InvalidValue(
             f"{self.path}: negative value {data[k]:g} found at row {row + 1} "
-            f"(cell {self._obs.index[row]!r}), column {col + 1} (gene {self._var.index[col]!r}) "
+            f"(cell {obs.index[row]!r}), column {col + 1} (gene {var.index[col]!r}) "
             f"in a {self._counts} matrix"
         )
 
@@ -195,6 +205,7 @@ def open_input(
     counts: bool = False,
     archive_limits: ArchiveLimits | None = None,
     input_kind: str | None = None,
+    lazy_metadata: bool = False,
 ) -> InputSource:
     """Open any supported input (file, MTX folder, folder or archive holding one) as one source.
 
@@ -203,6 +214,11 @@ def open_input(
     detection. ``layer="counts"``, or ``counts=True``, declares that the matrix holds counts:
     a negative value is then an error, as it is with ``input_kind`` "counts" or "log1p"
     (``scaled``, or None: any value). Bad input raises :class:`~widecube.errors.InputError`.
+
+    ``lazy_metadata``: the cell and gene metadata (the file's, joined with ``obs``/``var``)
+    are read when first asked for, not here, and a fault in them is raised then: for a
+    reader of some rows that names a cell only in an error (a cluster's pass-1 task; on
+    B1M, reading and checking 10^6 cell names took each of its 16 tasks 0.6-1 s).
     """
     path = Path(path)
     if not path.exists():
@@ -226,13 +242,19 @@ def open_input(
         elif path.is_dir() and _recognise(path, specs) is None:
             target = _find_matrix(path, path, specs, forced=format is not None)  # e.g. a watched drop
         inner = _open_spec(target, specs, forced=format is not None, layer=layer, workdir=workdir)
+
+        def metadata() -> Metadata:
+            try:
+                cells = _named(inner.obs(), target, "obs column")
+                cells = _joined(cells, obs, "cell", allow_missing_metadata, max_categories)
+                genes = _named(inner.var(), target, "var column")
+                return cells, _joined(genes, var, "gene", allow_missing_metadata, max_categories)
+            except InputError as exc:  # raised later when lazy: named as the caller knows the input
+                _relabelled(exc, relabel)
+                raise
+
         try:
-            obs_frame = _joined(
-                _named(inner.obs(), target, "obs column"), obs, "cell", allow_missing_metadata, max_categories
-            )
-            var_frame = _joined(
-                _named(inner.var(), target, "var column"), var, "gene", allow_missing_metadata, max_categories
-            )
+            frames = metadata if lazy_metadata else metadata()
         except BaseException:
             inner.close()
             raise
@@ -245,8 +267,7 @@ def open_input(
     return InputSource(
         inner,
         path,
-        obs=obs_frame,
-        var=var_frame,
+        metadata=frames,
         counts=(
             "counts"
             if counts or layer == "counts" or input_kind == "counts"

@@ -688,7 +688,8 @@ def _build(
 
 
 def _opener(work: Work) -> Callable[[], MatrixSource]:
-    """Opens the job's input as :meth:`Work.open` does, in any process (picklable)."""
+    """Opens the job's input as :meth:`Work.open` does, in any process (picklable), its
+    metadata read only if asked for (:meth:`Work.open` checked them already, here)."""
     p = work.job.params
     return functools.partial(
         open_input,
@@ -700,6 +701,7 @@ def _opener(work: Work) -> Callable[[], MatrixSource]:
         max_categories=work.settings.max_categories,
         allow_missing_metadata=bool(p.get("allow_missing_metadata")),
         input_kind=p.get("input_kind"),
+        lazy_metadata=True,  # a task reading rows names cells in errors only
     )
 
 
