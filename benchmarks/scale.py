@@ -430,13 +430,15 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
             served = server_cpu_s(aws) - served
             if not m.ok:
                 raise SystemExit(f"{label}: {' '.join(cmd)} failed ({m.status}):\n{m.stderr_tail}")
+            timings = json.loads(m.stdout.strip().splitlines()[-1])
             runs[label] = {
                 "command": " ".join(cmd[1:]),
                 "wall_s": m.wall_s,
                 "cpu_s": m.cpu_s,
                 "peak_rss": m.peak_rss,
                 "peak_tree_rss": m.peak_tree_rss,
-                "steps": json.loads(m.stdout.strip().splitlines()[-1]).get("steps"),
+                "steps": timings.get("steps"),
+                "compute_parts": timings.get("compute_parts"),  # pass 1, pass 2, views written
                 "files": _manifest_files({**env}),
             }
             if label == "s3":  # the S3 server's CPU, on the same cores, during the ingest
