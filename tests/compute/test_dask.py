@@ -327,13 +327,14 @@ def test_a_local_cluster_gathers_from_its_workers_and_runs_no_profiler(tmp_path:
     cluster; measured on B1M) and the spawned workers' statistical profiler is off."""
     import dask
 
+    before = dask.config.get("distributed.worker.profile.enabled")
     with dask_client(Settings(storage=tmp_path / "s", workers=2)) as client:
         assert client.direct_to_workers is True
         enabled = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
         assert len(enabled) == 2
         assert set(enabled.values()) == {False}
         assert client.submit(sum, [1, 2, 3], pure=False).result() == 6
-    assert dask.config.get("distributed.worker.profile.enabled") is True  # only for that cluster
+    assert dask.config.get("distributed.worker.profile.enabled") == before  # only for that cluster
 
 
 def test_workers_killed_mid_pass_still_publish_identical_views(
