@@ -80,13 +80,13 @@ _WHERE = {
 
 __all__ = [
     "ALL",
-    "ArrayPool",
     "ALL_CELLS_GROUP",
     "BASE_STATS",
     "COUNT_RANGE",
     "DERIVED_STATS",
     "MISSING",
     "SUMMARY_STATS",
+    "ArrayPool",
     "SpillBuckets",
     "SpillObject",
     "SpillPart",

@@ -280,10 +280,9 @@ class SpillBuckets:
     def remove(self, first: int, stop: int) -> None:
         """Remove the local files of buckets ``first..stop-1`` (a cluster's client, once the
         task that read them has returned: Dask runs a task again only until its result is
-        in). A part on an object store goes whole, with the spill's prefix."""
-        for d, folder in enumerate(self.dirs):
-            if not (self.remote and self.remote[d] is not None):
-                _remove([bucket_path(folder, b) for b in range(first, stop)])
+        in). A part on an object store has none: its object goes whole, with the spill's prefix."""
+        for folder in self.dirs:
+            _remove([bucket_path(folder, b) for b in range(first, stop)])
 
     def _slab(
         self,
