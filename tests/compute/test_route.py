@@ -5,7 +5,9 @@ value in stored order, and the flags and bucket bounds computed from the values 
 
 Blocks come sorted (the run path), with rows out of order or explicit zeros (the per-value
 path), with negative, fractional and huge values, and with a column or a pointer out of range
-anywhere in a row (the kernel must name the first in stored order and write nothing)."""
+anywhere in a row, and with a NaN or an infinity (the kernel must name the first fault in
+stored order, the reference being numpy's ``isfinite`` and the declared width, and write
+nothing)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import scipy.sparse as sp
 from widecube.compute._route import (
     BAD_COLUMN,
     BAD_POINTER,
+    BAD_VALUE,
     LARGE,
     NEGATIVE,
     NON_INTEGER,
@@ -221,6 +224,47 @@ def test_a_column_outside_is_the_first_in_stored_order(where: str, bad: int) -> 
     flags, error, at, out = run(m2)
     assert error == BAD_COLUMN and out is None
     assert at == k
+
+
+@pytest.mark.parametrize("order", ["sorted", "zeros", "shuffled"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_value_that_is_not_finite_is_the_first_fault_in_stored_order(
+    order: str, dtype: type, bad: float
+) -> None:
+    rng = np.random.default_rng(17)
+    m = block(rng, 30, values="fractions", order=order)
+    m.data = m.data.astype(dtype)
+    first = m.indptr[11] + 3
+    m.data[[first, m.indptr[20] + 1]] = bad  # the second is never reached
+    expected = int(np.flatnonzero(~np.isfinite(m.data))[0])
+    assert expected == first
+    flags, error, at, out = run(m)
+    assert (error, at, out) == (BAD_VALUE, first, None)
+    # a column outside before it in stored order is named instead; after it, the value is
+    m2 = m.copy()
+    m2.indices[first - 1] = N_GENES + 10  # row 11 no longer sorted, nor inside
+    assert run(m2)[1:3] == (BAD_COLUMN, first - 1)
+    m3 = m.copy()
+    m3.indices[m3.indptr[12] - 1] = N_GENES + 10  # the row's last value, after the NaN
+    assert run(m3)[1:3] == (BAD_VALUE, first)
+
+
+def test_finite_extremes_pass_the_count() -> None:
+    m = block(np.random.default_rng(18), 30, values="counts")
+    m.data = m.data.astype(np.float64)
+    m.data[:3] = [np.finfo(np.float64).max, -np.finfo(np.float64).max, np.finfo(np.float64).tiny]
+    flags, error, _, _ = run_count(m)
+    assert error == SCATTER_OK and flags & LARGE and flags & NEGATIVE
+
+
+def run_count(m: sp.csr_matrix) -> tuple[int, int, int, None]:
+    bucket_of = (np.arange(N_GENES) // WIDTH).astype(np.int32)
+    ptr, top, runs = np.empty(N_BUCKETS + 1, np.int64), np.empty(N_BUCKETS), np.empty(m.nnz, np.int32)
+    flags, error, at = count_block(
+        m.indptr.astype(np.int64), m.indices, m.data, 0, 0, bucket_of, WIDTH, m.shape[0], ptr, top, runs
+    )
+    return flags, error, at, None
 
 
 def test_a_pointer_past_the_values_names_its_row() -> None:

@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import anndata as ad
 import h5py
@@ -35,9 +36,10 @@ from _cli import forked, process
 from _data import without_progress
 from _io_writers import write_10x_h5, write_loom, write_mtx, write_parquet
 from widecube.catalog import Catalog, VersionStatus
+from widecube.compute._pass import check_finite
 from widecube.compute._spill import GeneSpill
 from widecube.config import Settings
-from widecube.errors import InputError, UnreadableInput
+from widecube.errors import InputError, InvalidValue, UnreadableInput
 from widecube.io import Block
 from widecube.pipeline import ingest
 
@@ -690,6 +692,28 @@ def test_the_scatter_kernel_refuses_bad_pointers_and_rows(tmp_path: Path) -> Non
         spill.add(outside)
     assert spill.nnz == 0
     spill.cleanup()
+
+
+@pytest.mark.parametrize(("bad", "what"), [(np.nan, "NaN"), (-np.inf, "infinite value")])
+def test_the_count_refuses_a_value_that_is_not_finite(bad: float, what: str, tmp_path: Path) -> None:
+    """Pass 1 checks values in its count: the block's first NaN or infinity is refused before
+    anything is scattered, named by row and column, or with its cell and gene by the check
+    the spill is given (``_pass.check_finite``)."""
+    block = Block(1, 0, _unchecked_csr([0, 1, 3], [0, 1, 3], [1.0, 2.0, bad], (2, 4)))
+    spill = _spill(tmp_path)
+    with pytest.raises(InvalidValue) as err:
+        spill.add(block)
+    assert str(err.value) == "m.h5ad: NaN or infinite value found at row 3, column 4"
+    assert spill.cell_total.sum() == 0 and spill.nnz == 0
+    spill.cleanup()
+    source = SimpleNamespace(shape=(3, 4), path=Path("m.h5ad"))
+    named = _spill(tmp_path)
+    named.name_value = check_finite(source, ["a", "b", "c"], ["w", "x", "y", "z"])  # type: ignore[arg-type]
+    with pytest.raises(InvalidValue) as err:
+        named.add(block)
+    assert str(err.value) == f"m.h5ad: {what} found at row 3 (cell 'c'), column 4 (gene 'z')"
+    assert named.nnz == 0
+    named.cleanup()
 
 
 def test_a_damaged_spill_file_is_an_io_error_not_a_wild_write(tmp_path: Path) -> None:

@@ -88,8 +88,9 @@ def check_finite(
 ) -> Callable[[Block], None]:
     """A block check: the block lies inside the declared shape (else :class:`UnreadableInput`)
     and holds only finite values (else :class:`InvalidValue` naming the 1-based row and
-    column, the cell and the gene). Every index inside the block is checked again by the
-    scatter kernel (:meth:`GeneSpill.add`)."""
+    column, the cell and the gene). Pass 1 calls it only on a block whose count found a NaN or
+    an infinity, to name it (:class:`GeneSpill`'s ``name_value``): the count checks every
+    index and every value as it reads them."""
 
     n_cells, n_genes = source.shape
 
@@ -185,10 +186,9 @@ def spill_by_gene(
             progress=progress,
             direct=direct,
         )
-    spill = _new_spill(source, workdir, slab_bytes, direct)
+    spill = _new_spill(source, workdir, slab_bytes, direct, check_finite(source, obs_names, var_names))
     try:
-        check = check_finite(source, obs_names, var_names)
-        for block in prefetch(source.iter_blocks(block_nnz=block_nnz), check=check):
+        for block in prefetch(source.iter_blocks(block_nnz=block_nnz)):
             spill.add(block)
             if progress is not None:
                 m = block.matrix
@@ -346,15 +346,14 @@ def spill_rows(
     raised. ``direct`` as :func:`spill_by_gene` says."""
     bound_heap()
     shutil.rmtree(workdir / "spill", ignore_errors=True)
-    spill = _new_spill(source, workdir, slab_bytes, direct)
+    spill = _new_spill(source, workdir, slab_bytes, direct, check_finite(source, obs_names, var_names))
     n_cells, n_genes = source.shape
     try:
-        check = check_finite(source, obs_names, var_names)
         per_block = min(
             block_nnz, RING_BLOCK_NNZ, max(MIN_BLOCK_NNZ, source.nnz_expected // max(1, n_cells) * BLOCK_ROWS)
         )
         blocks = source.iter_rows(start, stop, block_nnz=per_block, ring=PREFETCH + 3)
-        for block in prefetch(blocks, depth=PREFETCH, check=check):  # holds at most PREFETCH + 2
+        for block in prefetch(blocks, depth=PREFETCH):  # holds at most PREFETCH + 2
             if cancelled is not None and cancelled():
                 raise Cancelled(f"rows {start + 1}–{stop}: another range of rows failed")
             spill.add(block)
@@ -368,7 +367,9 @@ def spill_rows(
     return spill.part(start, stop)
 
 
-def _new_spill(source: MatrixSource, workdir: Path, slab_bytes: int, direct: bool) -> GeneSpill:
+def _new_spill(
+    source: MatrixSource, workdir: Path, slab_bytes: int, direct: bool, name_value: Callable[[Block], None]
+) -> GeneSpill:
     n_cells, n_genes = source.shape
     return GeneSpill(
         workdir,
@@ -379,4 +380,5 @@ def _new_spill(source: MatrixSource, workdir: Path, slab_bytes: int, direct: boo
         slab_bytes=slab_bytes,
         where=source.path.name,
         direct=direct,
+        name_value=name_value,
     )

@@ -15,12 +15,12 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import UnreadableInput
+from ..errors import InvalidValue, UnreadableInput
 from ..io import Block
 from ._buckets import (
     INDEX_TYPES,
@@ -38,6 +38,7 @@ from ._direct import StagedFiles
 from ._route import (
     BAD_COLUMN,
     BAD_POINTER,
+    BAD_VALUE,
     NEGATIVE,
     NON_INTEGER,
     SCATTER_OK,
@@ -116,11 +117,15 @@ class GeneSpill:
         slab_bytes: int,
         where: object = "input",
         direct: bool = True,
+        name_value: Callable[[Block], None] | None = None,
     ) -> None:
         """``direct``: write the bucket files around the page cache where the file system
         allows it (:class:`~._direct.StagedFiles`); pass 2 reads them back the way they were
-        written."""
+        written. ``name_value(block)`` raises the error naming a block's first NaN or
+        infinity with its cell and gene (``_pass.check_finite``), for a block whose count
+        found one; without it the error names the row and column."""
         self.where = where  # names the input in errors
+        self.name_value = name_value
         self.dir = workdir / "spill"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.n_cells, self.n_genes = n_cells, n_genes
@@ -213,8 +218,14 @@ class GeneSpill:
             self._run_ends = np.empty(n, dtype=np.int32)
         return self._run_ends
 
-    def _refused(self, block: Block, error: int, at: int) -> UnreadableInput:
+    def _refused(self, block: Block, error: int, at: int) -> UnreadableInput | InvalidValue:
         m, first = block.matrix, block.row_start + 1
+        if error == BAD_VALUE:
+            if self.name_value is not None:
+                self.name_value(block)  # raises, naming the cell and the gene
+            row = block.row_start + int(np.searchsorted(m.indptr, at, side="right"))
+            col = int(m.indices[at]) + block.col_start + 1
+            return InvalidValue(f"{self.where}: NaN or infinite value found at row {row}, column {col}")
         if error == BAD_COLUMN:
             row = block.row_start + int(np.searchsorted(m.indptr, at, side="right"))
             col = int(m.indices[at]) + block.col_start + 1

@@ -64,31 +64,33 @@ class Slab:
 def _scan_indices(indices: np.ndarray, ptr: np.ndarray, n_minor: int) -> tuple[int, bool]:
     """``(k, canonical)``: the position of the first index outside ``0..n_minor-1`` (-1 if
     none), and whether indices strictly increase within each major (scipy's canonical
-    format). Two vectorised passes, 0.6 ns a value where ``min``, ``max`` and scipy's scan
-    took 0.8 (a single pass with a branch per value took 2)."""
+    format). A major at a time, two vectorised loops: its minimum and maximum (the values
+    read from memory), then its order (read again from the first-level cache). Over the
+    Poisson B100k's indices in blocks of 256 rows (an Intel VM, 2026-12-05), 0.27 CPU-s where
+    the same two loops over the whole block, read twice from memory, took 0.42 (and min, max
+    and scipy's scan 0.8 ns a value, a single loop with a branch per value 2)."""
     n = len(indices)
     if n == 0:
         return -1, True
     lo = hi = indices[0]
-    for k in range(n):
-        v = indices[k]
-        if v < lo:
-            lo = v
-        if v > hi:
-            hi = v
+    unordered = 0
+    for r in range(len(ptr) - 1):
+        x = indices[ptr[r] : ptr[r + 1]]
+        if x.shape[0] == 0:
+            continue
+        low = high = x[0]
+        for k in range(x.shape[0]):
+            low = min(low, x[k])
+            high = max(high, x[k])
+        for k in range(1, x.shape[0]):
+            unordered += x[k - 1] >= x[k]
+        lo, hi = min(lo, low), max(hi, high)
     if np.int64(lo) < 0 or np.int64(hi) < 0 or np.int64(hi) >= n_minor:  # a huge uint64 wraps
         for k in range(n):
             v64 = np.int64(indices[k])
             if v64 < 0 or v64 >= n_minor:
                 return k, False
-    for r in range(len(ptr) - 1):
-        before, after = indices[ptr[r] : ptr[r + 1] - 1], indices[ptr[r] + 1 : ptr[r + 1]]
-        unordered = 0
-        for k in range(len(after)):
-            unordered += before[k] >= after[k]
-        if unordered:
-            return -1, False
-    return -1, True
+    return -1, unordered == 0
 
 
 def tidy_csr(m: sp.csr_matrix) -> sp.csr_matrix:
