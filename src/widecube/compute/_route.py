@@ -120,6 +120,7 @@ def count_block(
     bucket_ptr[:] = 0
     bucket_max[:] = 0.0
     flags, n_runs = (PER_VALUE, 0) if n_stored >= 2**31 else (0, 0)  # run ends are int32
+    counts = True  # every row so far held only whole numbers from 1 to 2**24
     for r in range(n_rows):
         a = indptr[r]
         b = indptr[r + 1]
@@ -136,15 +137,23 @@ def count_block(
                 return 0, error, a + at
             flags |= found | PER_VALUE
             continue
-        neg = zeros = fraction = large = over8 = odd = 0
-        for i in range(d.shape[0]):  # the whole row at once: one long vectorized loop
-            w = np.float64(d[i])
-            neg += int(w < 0.0)
-            zeros += int(w == 0.0)
-            fraction += int(np.floor(w) != w)
-            large += int((w > _SMALL) | (w < -_SMALL))
-            over8 += int(w > 255.0)
-            odd += int(w - w != 0.0)  # NaN or infinity: 0 exactly for every finite value
+        neg = zeros = fraction = large = over8 = odd = whole = 0
+        if counts:  # the rows so far held counts: first the cheaper loop that says so
+            for i in range(d.shape[0]):
+                w = np.float64(d[i])
+                whole += int((w >= 1.0) & (w <= _SMALL) & (np.floor(w) == w))
+                over8 += int(w > 255.0)
+            counts = whole == d.shape[0]  # then neither negative, zero, fraction, large nor odd
+        if not counts:
+            over8 = 0
+            for i in range(d.shape[0]):  # the whole row at once: one long vectorized loop
+                w = np.float64(d[i])
+                neg += int(w < 0.0)
+                zeros += int(w == 0.0)
+                fraction += int(np.floor(w) != w)
+                large += int((w > _SMALL) | (w < -_SMALL))
+                over8 += int(w > 255.0)
+                odd += int(w - w != 0.0)  # NaN or infinity: 0 exactly for every finite value
         if zeros or odd:
             found, error, at = _count_values(x, d, col_start, bucket_of, bucket_ptr, bucket_max)
             if error != SCATTER_OK:
