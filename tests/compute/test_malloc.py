@@ -1,13 +1,16 @@
-"""The malloc policies of the two passes, by the page faults a large allocation costs."""
+"""The malloc policies of the two passes, by the page faults a large allocation costs; and
+the cyclic collector kept off what a compute step finds alive, by what ``gc.collect`` frees."""
 
 from __future__ import annotations
 
+import gc
 import resource
+import weakref
 from collections.abc import Callable
 
 import pytest
 
-from widecube.compute._malloc import bound_heap, roomy_heap, roomy_policy
+from widecube.compute._malloc import bound_heap, roomy_heap, roomy_policy, settled_objects
 
 SIZE = 16 << 20
 PAGES = SIZE // 4096
@@ -49,3 +52,48 @@ def test_roomy_policy_holds_from_task_to_task_until_bounded_again() -> None:
         bound_heap()
     touch()  # the 1 MiB policy trims what was kept on the next free
     assert faults(touch) > PAGES // 2
+
+
+class Node:
+    """A cycle of one: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def cycle() -> tuple[list[Node], weakref.ref[Node]]:
+    """A cycle held by a list, and a reference that says whether it was freed."""
+    node = Node()
+    return [node], weakref.ref(node)
+
+
+def test_settled_objects_are_left_out_of_collections_until_the_step_ends() -> None:
+    assert gc.get_freeze_count() == 0
+    holder, old = cycle()
+    with settled_objects():
+        assert gc.get_freeze_count() > 1000  # the imports' objects, this test's, the cycle
+        holder.clear()  # the old cycle is garbage now, but frozen: not freed
+        made = Node()
+        new = weakref.ref(made)
+        del made
+        with settled_objects():  # a nested step shares the freeze
+            pass
+        gc.collect()
+        assert old() is not None and new() is None  # what the step made is collected
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert old() is None  # handed back to the collector: freed
+
+
+def test_a_process_that_froze_its_objects_keeps_them_frozen() -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        holder, old = cycle()
+        with settled_objects():
+            assert gc.get_freeze_count() == frozen  # nothing more frozen
+        holder.clear()
+        gc.collect()
+        assert old() is None and gc.get_freeze_count() == frozen  # nor anything unfrozen
+    finally:
+        gc.unfreeze()

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ._buckets import GeneSlab, JoinedSpill, ReadBuffers, SpillBuckets, SpillPart
     from ._direct import around_the_cache
     from ._kernels import cell_scale, gene_moments, gene_quantiles, log1p_table, log_normalize, welch_t_p
-    from ._malloc import roomy_heap, roomy_policy
+    from ._malloc import roomy_heap, roomy_policy, settled_objects
     from ._pass import check_finite, row_bounds, spill_by_gene, spill_rows, upload_part
     from ._pool import ArrayPool
     from ._select import COUNT_RANGE, group_quantiles
@@ -50,6 +50,7 @@ _WHERE = {
     "welch_t_p": "_kernels",
     "roomy_heap": "_malloc",
     "roomy_policy": "_malloc",
+    "settled_objects": "_malloc",
     "check_finite": "_pass",
     "spill_by_gene": "_pass",
     "spill_rows": "_pass",
@@ -114,6 +115,7 @@ __all__ = [
     "roomy_heap",
     "roomy_policy",
     "row_bounds",
+    "settled_objects",
     "spill_by_gene",
     "spill_rows",
     "upload_part",

@@ -196,7 +196,7 @@ def _raise_bounds(
         first, stop = np.uint64(lo), np.uint64(min(lo + 64, n))
         above = 0
         for i in range(first, stop):
-            above += np.float64(d[i]) > _NARROW[0]
+            above += int(np.float64(d[i]) > _NARROW[0])
         if above:
             for i in range(first, stop):
                 w = np.float64(d[i])

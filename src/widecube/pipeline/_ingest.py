@@ -45,6 +45,7 @@ from ..compute import (
     default_groupbys,
     parse_groupbys,
     roomy_heap,
+    settled_objects,
     spill_by_gene,
 )
 from ..compute.groupings import all_cells_key
@@ -561,6 +562,7 @@ def _build(
     """
     specs = select_views(names)
     with contextlib.ExitStack() as stack, dask_client(settings) as client:
+        stack.enter_context(settled_objects())  # the collector walks only what the step makes
         # the input's sha256, hashed on the cores the ingest leaves idle
         if digest is None and path.is_file() and known_sha256 is None:
             digest = stack.enter_context(IdleDigest(path))
