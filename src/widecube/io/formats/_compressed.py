@@ -73,7 +73,7 @@ def _scan_indices(indices: np.ndarray, ptr: np.ndarray, n_minor: int) -> tuple[i
     if n == 0:
         return -1, True
     lo = hi = indices[0]
-    unordered = 0
+    unordered = False
     for r in range(len(ptr) - 1):
         x = indices[ptr[r] : ptr[r + 1]]
         if x.shape[0] == 0:
@@ -83,14 +83,14 @@ def _scan_indices(indices: np.ndarray, ptr: np.ndarray, n_minor: int) -> tuple[i
             low = min(low, x[k])
             high = max(high, x[k])
         for k in range(1, x.shape[0]):
-            unordered += x[k - 1] >= x[k]
+            unordered |= x[k - 1] >= x[k]
         lo, hi = min(lo, low), max(hi, high)
     if np.int64(lo) < 0 or np.int64(hi) < 0 or np.int64(hi) >= n_minor:  # a huge uint64 wraps
         for k in range(n):
             v64 = np.int64(indices[k])
             if v64 < 0 or v64 >= n_minor:
                 return k, False
-    return -1, unordered == 0
+    return -1, not unordered
 
 
 def tidy_csr(m: sp.csr_matrix) -> sp.csr_matrix:
