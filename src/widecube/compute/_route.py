@@ -145,7 +145,7 @@ def count_block(
                 w = np.float64(d[i])
                 whole &= (w >= 1.0) & (w <= _SMALL) & (np.floor(w) == w)
                 above |= w > 255.0
-            counts, over8 = whole, int(above)  # then neither negative, zero, fraction, large nor odd
+            counts, over8 = bool(whole), int(above)  # then neither negative, zero, fraction, large nor odd
         if not counts:
             over8 = 0
             for i in range(d.shape[0]):  # the whole row at once: one long vectorized loop
