@@ -140,7 +140,8 @@ def count_block(
             continue
         neg = zeros = fraction = large = over8 = odd = 0
         if counts:  # the rows so far held counts: first the cheaper loop that says so
-            whole, above = True, False  # reduced as booleans: 0.46 -> 0.31 ns a value (float32)
+            whole: np.bool_ = np.True_  # reduced as booleans: 0.46 -> 0.31 ns a value (float32)
+            above: np.bool_ = np.False_
             for i in range(d.shape[0]):
                 w = np.float64(d[i])
                 whole &= (w >= 1.0) & (w <= _SMALL) & (np.floor(w) == w)
