@@ -6,13 +6,13 @@ every value, stably, into its bucket's record where the spill stages that bucket
 records' sizes from :func:`record_sizes`), with each row's library size.
 
 A row's genes come sorted (the readers hand over canonical blocks), so a row's values of one
-bucket form one run. The count reduces the row's values for the flags with counts of
-comparisons (one long loop a row: two counters for a row of counts, six for any other), then
-finds where each run ends (comparing indices with the bucket's end, eight at a time) and
-notes it, with the run's bound on its values only where the row holds a negative value (a
-value above 255 raises its own bucket's bound); the scatter copies each noted run out as
-one plain loop per section (genes, cells, values) — loops without a branch per value, which
-the compiler vectorizes. Measured on 2026-12-04 (an AMD EPYC VM) on a Poisson B100k block of
+bucket form one run. The count reduces the row's values for the flags with reductions of
+comparisons (one long loop a row: two booleans for a row of counts, six counters for any
+other), then finds where each run ends (comparing indices with the bucket's end, eight at a
+time) and notes it, with the run's bound on its values only where the row holds a negative
+value (a value above 255 raises its own bucket's bound); the scatter copies each noted run
+out as one plain loop per section (genes, cells, values) — loops without a branch per
+value, which the compiler vectorizes. Measured on 2026-12-04 (an AMD EPYC VM) on a Poisson B100k block of
 0.5 M values, 45 values a run, warm: count 1.18 → 0.50 ns a value, scatter 1.85 → 0.82
 against the kernels that reduced six counters per run and summed each row one add after
 another; a whole pass 1 of the file, one thread, read and records written, 3.7 → 2.6 s. On
@@ -54,8 +54,9 @@ NEGATIVE, NON_INTEGER, PER_VALUE, LARGE = 1, 2, 4, 8
 """:func:`count_block`'s flags (of a block it passed: every value finite): a value below
 zero; a value that is not an integer; the block takes the per-value scatter (a row out of
 order, or an explicit zero); a value of magnitude past 2**24. Without ``NON_INTEGER`` and
-``LARGE`` every partial sum of a row is an integer below 2**53, exact in float64 in any order, so the
-scatter adds a row with several accumulators and still gets the bits of adding in order."""
+``LARGE`` every partial sum of a row is an integer below 2**53, exact in float64 in any
+order, so the scatter adds a row with several accumulators and still gets the bits of adding
+in order."""
 
 _SMALL = 16777216.0  # 2**24
 _NARROW = (255.0, 65535.0, np.inf)  # the bounds a bucket's largest value is rounded up to
