@@ -606,11 +606,13 @@ def _build(
                     direct=around_the_cache(settings.spill_direct, source.nnz_expected),
                     remote=spill_to,
                 )
-        if digest is not None and client is None and spill_to is None:
+        if digest is not None and client is None:
             # pass 2 in this process keeps both cores busy: the digest shares them instead of
-            # waiting for an idle one. Not where pass 2 waits on other processes (a cluster's
-            # workers, the store holding the spill): there it leaves gaps for the idle child,
-            # which at the normal policy would slow the processes pass 2 waits for
+            # waiting for an idle one. With the spill on a store too: B1M from a local S3
+            # server left the idle child 15 s of the staged input's MD5 after pass 2, hashed
+            # on one core with the other idle (the ingest waiting for it). Not where pass 2
+            # runs on a cluster's workers: there it waits on other processes, leaving gaps for
+            # the idle child, and at the normal policy it would slow those processes
             digest.hasten()
         out: SnapshotWriter | None = None
         try:
