@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -77,6 +79,35 @@ def test_a_hastened_child_runs_at_the_normal_policy_and_still_gives_the_digest(t
         with digest.paused():
             digest.hasten()  # paused still: the gate holds it, whatever its priority
         assert digest.result() == hashlib.sha256(data).hexdigest()
+
+
+def test_hastening_reaches_every_thread_of_the_child() -> None:
+    """The policy is a thread's: a child hashing its MD5 beside its sha256 does so in two
+    threads of its own, which must leave ``SCHED_IDLE`` with it."""
+    if not hasattr(os, "SCHED_IDLE"):
+        pytest.skip("no SCHED_IDLE on this platform")
+    program = (
+        "import os, sys, threading\n"
+        "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+        "stop = threading.Event()\n"
+        "for _ in range(2):\n"
+        "    threading.Thread(target=stop.wait).start()\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.read()\n"
+        "stop.set()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", program], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        threads = [int(t) for t in os.listdir(f"/proc/{child.pid}/task")]
+        assert len(threads) == 3 and {os.sched_getscheduler(t) for t in threads} == {os.SCHED_IDLE}
+        _digest._normal_priority(child.pid)
+        assert {os.sched_getscheduler(t) for t in threads} == {os.SCHED_OTHER}
+    finally:
+        child.communicate("")
+    assert child.returncode == 0
 
 
 def test_an_unreadable_input_names_the_file(tmp_path: Path) -> None:

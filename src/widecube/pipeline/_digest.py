@@ -215,7 +215,15 @@ atexit.register(_close_early)  # one never taken over stops with the process
 
 def _normal_priority(pid: int) -> None:
     """Move a running child from ``SCHED_IDLE`` back to the normal policy (allowed to any
-    process for its own children under the default ``RLIMIT_NICE``); where that is not
-    possible (no such call, the child already gone) it keeps its priority."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+    process for its own children under the default ``RLIMIT_NICE``), every thread of it: the
+    policy is a thread's, and with its MD5 the child hashes in two threads of its own, which
+    the call on ``pid`` alone left idle (B1M from a local S3 server: the ingest then waited
+    15 s after pass 2 for the MD5). Where that is not possible (no such call, the child or a
+    thread already gone) they keep their priority."""
+    try:
+        threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except (OSError, ValueError):
+        threads = [pid]
+    for tid in threads:
+        with contextlib.suppress(AttributeError, OSError):
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
