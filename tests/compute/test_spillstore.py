@@ -107,8 +107,8 @@ def test_an_input_read_whole_is_uploaded_once_spilled(s3: Any, tmp_path: Path) -
 
 
 def test_a_damaged_object_is_an_io_error_not_wrong_numbers(s3: Any, tmp_path: Path) -> None:
-    """One byte flipped in a bucket's compressed bytes (its Zstandard checksum), or the
-    object cut short: an ``EIO`` naming the object, never other slabs."""
+    """One byte flipped in a bucket's compressed bytes (its CRC-32C), or the object cut
+    short: an ``EIO`` naming the object, never other slabs."""
     path, _ = _matrix(tmp_path, 300, 100)
     remote = open_storage(f"s3://{BUCKET}/spill/job3/run1")
     spill = _spill(path, tmp_path / "w", remote, block_nnz=4_000, slab_bytes=1 << 20, threads=2)
@@ -126,6 +126,23 @@ def test_a_damaged_object_is_an_io_error_not_wrong_numbers(s3: Any, tmp_path: Pa
     ) as raised:
         list(spill.buckets().slabs(b, consume=False))
     assert raised.value.errno == errno.EIO
+    # every byte of the bucket flipped in turn: LZ4 has no checksum of its own and decodes
+    # many such streams to other bytes of the right length; the CRC-32C refuses each one (a
+    # flip may also leave the output as it was: a match's offset to equal bytes)
+    packed = bytes(body[start:end])
+    good = part.unpack(b, packed, np.empty(part.raw[b], dtype=np.uint8)).copy()
+    assert good.any()
+    refused = other = 0
+    for at in range(len(packed)):
+        damaged = bytearray(packed)
+        damaged[at] ^= 0x10
+        try:
+            got = part.unpack(b, bytes(damaged), np.empty(part.raw[b], dtype=np.uint8))
+            other += not np.array_equal(got, good)
+        except OSError as exc:
+            assert exc.errno == errno.EIO and "spill object damaged" in str(exc)
+            refused += 1
+    assert other == 0 and refused > 0.9 * len(packed), (other, refused, len(packed))
     s3.put_object(Bucket=BUCKET, Key=key, Body=bytes(body[: end - 10]))  # cut short
     with pytest.raises(OSError, match="bytes at") as raised:
         list(spill.buckets().slabs(b, consume=False))
