@@ -9,6 +9,7 @@ bucket; answers are compared with numpy on the input, digests with hashlib on it
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -32,6 +33,7 @@ from widecube.config import Settings
 from widecube.errors import InputError, InputNotFound, NotFound
 from widecube.pipeline import JobRunner, Watcher, ingest, reclaim_orphans
 from widecube.pipeline._cleanup import collect_garbage
+from widecube.pipeline._digest import IdleDigest
 from widecube.query import Widecube
 from widecube.snapshot import MANIFEST, open_storage
 
@@ -99,6 +101,34 @@ def test_ingest_from_the_store_records_the_objects_sha256_and_matches_numpy(s3: 
     np.testing.assert_allclose(got, want, rtol=1e-6)
     assert not list((tmp_path / "work" / "work").glob("*/input"))  # the staged copy went with the job
     assert keys(s3, "in/lab/") == {"in/lab/pbmc.h5ad": len(data), "in/lab/pbmc.h5ad.sha256": 76}
+
+
+@pytest.mark.parametrize("spill", ["work folder", "store"])
+def test_the_inputs_digest_waits_out_pass_1_unless_the_spill_goes_to_the_store(
+    spill: str, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pass 1 keeps both cores busy with its spill in the work folder: the staged input's
+    digest is paused through it; with the spill on the store pass 1 waits for its uploads,
+    and the idle-priority digest hashes in those gaps (not paused)."""
+    pauses: list[str] = []
+    real = IdleDigest.paused
+
+    @contextlib.contextmanager
+    def paused(self: IdleDigest) -> Iterator[None]:
+        pauses.append(self.path.name)
+        with real(self):
+            yield
+
+    monkeypatch.setattr(IdleDigest, "paused", paused)
+    adata = small_adata(seed=12)
+    put_file(s3, "in/pause/pbmc.h5ad", write_h5ad(adata, tmp_path / "pbmc.h5ad"))
+    extra = {"spill": f"s3://{BUCKET}/pause-spill"} if spill == "store" else {}
+    settings = settings_for(tmp_path, f"pause-{spill.split()[0]}", **extra)
+    ingest(f"s3://{BUCKET}/in/pause/pbmc.h5ad", dataset="p", groupbys=["cell_type"], settings=settings)
+    assert pauses == ([] if spill == "store" else ["pbmc.h5ad"])
+    groups, got = raw_sums(settings, "p", "cell_type", ["Gene3"])
+    want = numpy_sums(np.asarray(adata.X), adata.obs["cell_type"].astype(str).to_numpy(), groups, [3])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_the_staged_copy_is_removed_by_the_verify_step_before_publishing(
