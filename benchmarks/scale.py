@@ -380,6 +380,16 @@ def _room_for_s3(info: DatasetInfo, root: Path) -> None:
         info.path.unlink()
 
 
+def _speed_check() -> float:
+    """Seconds of one core for 10^7 Python additions, timed just before each run: this VM's
+    speed drifts within a session (0.73-0.89 s on the same Intel VM kind), and runs compared
+    by their ratio are minutes apart, so the record shows what the machine was doing."""
+    started, total = time.process_time(), 0
+    for i in range(10**7):
+        total += i
+    return round(time.process_time() - started, 3)
+
+
 def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, Any]:
     spec = DATASETS[args.dataset]
     info = ensure_dataset(spec, HERE / "data")
@@ -425,6 +435,7 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
             elif args.s3_server == "localbucket":  # the same warm start: the server's file of the object
                 warm_page_cache(root / "s3-objects" / BUCKET / key)
             cmd = [widecube, "ingest", source, "--dataset", spec.name, *groupbys, *extra, "--timings"]
+            speed, load = _speed_check(), os.getloadavg()
             served = server_cpu_s(aws)
             m = measure(cmd, env={**base, **env, "WIDECUBE_AUTH": "false"}, timeout=args.timeout)
             served = server_cpu_s(aws) - served
@@ -435,6 +446,10 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
                 "command": " ".join(cmd[1:]),
                 "wall_s": m.wall_s,
                 "cpu_s": m.cpu_s,
+                "sys_s": m.sys_s,
+                "steal_s": m.steal_s,
+                "speed_check_s": speed,  # the VM's speed just before: see _speed_check
+                "load_average_at_start": [round(x, 2) for x in load],
                 "peak_rss": m.peak_rss,
                 "peak_tree_rss": m.peak_tree_rss,
                 "steps": timings.get("steps"),
