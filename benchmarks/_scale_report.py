@@ -93,10 +93,13 @@ def _details(r: dict[str, Any]) -> list[str]:
             *(f"| {k} | {v['p50_ms']:.3f} | {v['p95_ms']:.3f} | {v['n']:,} |" for k, v in f.items()),
         ]
     d = r["dataset"]
+    rounds = [r["runs"], *r.get("rounds", [])]  # records before 12-05 14:40 hold one round
     rows = [
-        f"| {label} | {run['wall_s']:,.1f} | {run['cpu_s']:,.1f} | {run['peak_rss'] / 1e9:.2f} | "
-        f"{run['peak_tree_rss'] / 1e9:.2f} |"
-        for label, run in r["runs"].items()
+        f"| {label}{f' (round {n + 1})' if len(rounds) > 1 else ''} | {run['wall_s']:,.1f} | "
+        f"{run['cpu_s']:,.1f} | {run['peak_rss'] / 1e9:.2f} | {run['peak_tree_rss'] / 1e9:.2f} | "
+        f"{run.get('speed_check_s', '–')} |"
+        for n, one in enumerate(rounds)
+        for label, run in one.items()
     ]
     return [
         f"Dataset {d['spec']['name']}: {d['shape'][0]:,} × {d['shape'][1]:,}, {d['nnz']:,} non-zeros, "
@@ -104,8 +107,8 @@ def _details(r: dict[str, Any]) -> list[str]:
         f"{r['upload_s']:.1f} s (not timed in the runs)"
         + (f"; S3 server: {r.get('s3_server') or 'moto'}." if "s3" in r["runs"] else "."),  # moto before
         "",
-        "| run | wall (s) | CPU (s) | largest process (GB) | process tree (GB) |",
-        "|---|---:|---:|---:|---:|",
+        "| run | wall (s) | CPU (s) | largest process (GB) | process tree (GB) | speed check (s) |",
+        "|---|---:|---:|---:|---:|---:|",
         *rows,
     ]
 
