@@ -4,7 +4,7 @@ local S3 server, each against the single-process, local-disk figure measured in 
 
     python benchmarks/scale.py scheduler                 # full task graph, empty bodies (~1 min)
     python benchmarks/scale.py serve                     # dot-plot p50: S3 after warm vs local
-    python benchmarks/scale.py ingest --dataset b1m      # 3 ingests of B1M (15+ min each)
+    python benchmarks/scale.py ingest --dataset b1m      # 2 rounds of 3 ingests of B1M (~30 min)
     python benchmarks/scale.py ingest --dataset quick --no-record   # the same code, small
     python benchmarks/scale.py ingest --dataset b1m --setups single,dask2   # B1M without S3
 
@@ -41,6 +41,12 @@ as for every benchmark here): the local file before a local run, LocalBucket's f
 object before the S3 run (from 12-04 22:30; before, the S3 run read an object the local runs
 had pushed out of the cache, and its unpack step took 22-25 s instead of 14-15 s).
 ``--setups single,dask2`` leaves the S3 run out, recorded as not run with its reason (``--s3-not-run``).
+The runs go in ``--rounds`` rounds (default 2: single, dask2, s3, then again), each ratio taken
+within a round and the verdict on their median, the least and the most favourable round shown
+beside it: this VM's speed drifts by tens of percent within minutes (each run records a speed
+check just before it, ``_speed_check``), and one round of B1M measured S3 / local 1.416,
+1.468 and 1.973 within 80 minutes of the same day, the last with the VM 40 % slower before
+its S3 run than before its local one.
 
 Every run is recorded as one JSON file in ``benchmarks/results/`` (``_record.py``; refused
 from a dirty tree unless ``--force``; ``--no-record``: printed only) and rendered by
@@ -382,12 +388,100 @@ def _room_for_s3(info: DatasetInfo, root: Path) -> None:
 
 def _speed_check() -> float:
     """Seconds of one core for 10^7 Python additions, timed just before each run: this VM's
-    speed drifts within a session (0.73-0.89 s on the same Intel VM kind), and runs compared
-    by their ratio are minutes apart, so the record shows what the machine was doing."""
+    speed drifts within a session (0.32, 0.35 and 0.45 s before the three runs of one B1M
+    benchmark, 12-05 14:16, an Intel VM), and runs compared by their ratio are minutes apart,
+    so the record shows what the machine was doing."""
     started, total = time.process_time(), 0
     for i in range(10**7):
         total += i
     return round(time.process_time() - started, 3)
+
+
+def _ingest_round(
+    args: argparse.Namespace,
+    info: DatasetInfo,
+    root: Path,
+    aws: dict[str, str],
+    base: dict[str, str],
+    widecube: str,
+    groupbys: list[str],
+    key: str,
+    r: int,
+    last: bool,
+) -> dict[str, Any]:
+    """One round of the runs (single, dask2, s3), each in a folder or prefix of its own,
+    removed once its checksums are read; the local input goes (``_room_for_s3``) only before
+    the last round's S3 run, as a later round reads it again."""
+    import boto3
+
+    spec = info.spec
+    setups = {
+        "single": ({"WIDECUBE_STORAGE": str(root / "single")}, str(info.path), []),
+        "dask2": ({"WIDECUBE_STORAGE": str(root / "dask2")}, str(info.path), ["--workers", "2"]),
+        "s3": (
+            {
+                **aws,
+                "WIDECUBE_STORAGE": f"s3://{BUCKET}/wc{r}",
+                "WIDECUBE_CATALOG_URL": f"sqlite:///{root / f's3-catalog{r}.sqlite'}",
+                "WIDECUBE_CACHE": str(root / f"s3-cache{r}"),
+                "WIDECUBE_WORK": str(root / "s3-work"),
+                "WIDECUBE_SPILL": f"s3://{BUCKET}/spill",
+            },
+            f"s3://{BUCKET}/{key}",
+            [],
+        ),
+    }
+    runs: dict[str, Any] = {}
+    for label, (env, source, extra) in setups.items():
+        if label not in args.setups:
+            continue
+        if source == str(info.path):
+            warm_page_cache(info.path)
+        elif args.s3_server == "localbucket":  # the same warm start: the server's file of the object
+            warm_page_cache(root / "s3-objects" / BUCKET / key)
+        cmd = [widecube, "ingest", source, "--dataset", spec.name, *groupbys, *extra, "--timings"]
+        speed, load = _speed_check(), os.getloadavg()
+        served = server_cpu_s(aws)
+        m = measure(cmd, env={**base, **env, "WIDECUBE_AUTH": "false"}, timeout=args.timeout)
+        served = server_cpu_s(aws) - served
+        if not m.ok:
+            raise SystemExit(f"{label}: {' '.join(cmd)} failed ({m.status}):\n{m.stderr_tail}")
+        timings = json.loads(m.stdout.strip().splitlines()[-1])
+        runs[label] = {
+            "command": " ".join(cmd[1:]),
+            "wall_s": m.wall_s,
+            "cpu_s": m.cpu_s,
+            "sys_s": m.sys_s,
+            "steal_s": m.steal_s,
+            "speed_check_s": speed,  # the VM's speed just before: see _speed_check
+            "load_average_at_start": [round(x, 2) for x in load],
+            "peak_rss": m.peak_rss,
+            "peak_tree_rss": m.peak_tree_rss,
+            "steps": timings.get("steps"),
+            "compute_parts": timings.get("compute_parts"),  # pass 1, pass 2, views written
+            "files": _manifest_files({**env}),
+        }
+        if label == "s3":  # the S3 server's CPU, on the same cores, during the ingest
+            runs[label]["server_cpu_s"] = round(served, 2)
+            listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="spill/")
+            runs[label]["spill_left"] = listed.get("KeyCount", 0)
+            if args.s3_server == "localbucket":  # its checksums are kept above: the disk goes
+                shutil.rmtree(root / "s3-objects" / BUCKET / f"wc{r}", ignore_errors=True)
+                shutil.rmtree(root / f"s3-cache{r}", ignore_errors=True)
+        else:  # its checksums are kept above: the disk goes to the next run
+            shutil.rmtree(root / label, ignore_errors=True)
+        if label == "dask2" and "s3" in args.setups and last:
+            _room_for_s3(info, root)
+    return runs
+
+
+def _of_rounds(ratios: list[float]) -> str:
+    return f", median of {len(ratios)} rounds" if len(ratios) > 1 else ""
+
+
+def _spread(ratios: list[float]) -> str:
+    """The least and the most favourable round, beside the median."""
+    return f" (rounds {max(ratios):.3f} to {min(ratios):.3f})" if len(ratios) > 1 else ""
 
 
 def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, Any]:
@@ -395,7 +489,7 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
     info = ensure_dataset(spec, HERE / "data")
     widecube = str(Path(sys.executable).with_name("widecube"))
     groupbys = [a for g in spec.groupbys for a in ("--groupby", g)]
-    runs: dict[str, Any] = {}
+    rounds: list[dict[str, Any]] = []
     key = f"in/{info.path.name}"  # the input's object in the S3 run
     with _folder(args.work) as root, s3_server(args.s3_server, BUCKET, root / "s3-objects") as aws:
         import boto3
@@ -411,67 +505,25 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
             s3.upload_file(str(info.path), BUCKET, key)
         upload_s = time.perf_counter() - t0
         base = {k: v for k, v in os.environ.items() if not k.startswith("WIDECUBE_")}
-        setups = {
-            "single": ({"WIDECUBE_STORAGE": str(root / "single")}, str(info.path), []),
-            "dask2": ({"WIDECUBE_STORAGE": str(root / "dask2")}, str(info.path), ["--workers", "2"]),
-            "s3": (
-                {
-                    **aws,
-                    "WIDECUBE_STORAGE": f"s3://{BUCKET}/wc",
-                    "WIDECUBE_CATALOG_URL": f"sqlite:///{root / 's3-catalog.sqlite'}",
-                    "WIDECUBE_CACHE": str(root / "s3-cache"),
-                    "WIDECUBE_WORK": str(root / "s3-work"),
-                    "WIDECUBE_SPILL": f"s3://{BUCKET}/spill",
-                },
-                f"s3://{BUCKET}/{key}",
-                [],
-            ),
-        }
-        for label, (env, source, extra) in setups.items():
-            if label not in args.setups:
-                continue
-            if source == str(info.path):
-                warm_page_cache(info.path)
-            elif args.s3_server == "localbucket":  # the same warm start: the server's file of the object
-                warm_page_cache(root / "s3-objects" / BUCKET / key)
-            cmd = [widecube, "ingest", source, "--dataset", spec.name, *groupbys, *extra, "--timings"]
-            speed, load = _speed_check(), os.getloadavg()
-            served = server_cpu_s(aws)
-            m = measure(cmd, env={**base, **env, "WIDECUBE_AUTH": "false"}, timeout=args.timeout)
-            served = server_cpu_s(aws) - served
-            if not m.ok:
-                raise SystemExit(f"{label}: {' '.join(cmd)} failed ({m.status}):\n{m.stderr_tail}")
-            timings = json.loads(m.stdout.strip().splitlines()[-1])
-            runs[label] = {
-                "command": " ".join(cmd[1:]),
-                "wall_s": m.wall_s,
-                "cpu_s": m.cpu_s,
-                "sys_s": m.sys_s,
-                "steal_s": m.steal_s,
-                "speed_check_s": speed,  # the VM's speed just before: see _speed_check
-                "load_average_at_start": [round(x, 2) for x in load],
-                "peak_rss": m.peak_rss,
-                "peak_tree_rss": m.peak_tree_rss,
-                "steps": timings.get("steps"),
-                "compute_parts": timings.get("compute_parts"),  # pass 1, pass 2, views written
-                "files": _manifest_files({**env}),
-            }
-            if label == "s3":  # the S3 server's CPU, on the same cores, during the ingest
-                runs[label]["server_cpu_s"] = round(served, 2)
-                listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="spill/")
-                runs[label]["spill_left"] = listed.get("KeyCount", 0)
-            if label != "s3":  # its checksums are kept above: the disk goes to the next run
-                shutil.rmtree(root / label, ignore_errors=True)
-            if label == "dask2" and "s3" in args.setups:
-                _room_for_s3(info, root)
-    same_dask = runs["dask2"]["files"] == runs["single"]["files"]
-    same_s3 = runs["s3"]["files"] == runs["single"]["files"] if "s3" in runs else None
-    n_files = len(runs["single"]["files"])
-    for run in runs.values():
-        run["files"] = len(run["files"])
-    dask_ratio = runs["dask2"]["wall_s"] / runs["single"]["wall_s"]
-    s3_ratio = runs["s3"]["wall_s"] / runs["single"]["wall_s"] if "s3" in runs else None
-    largest = runs["dask2"]["peak_rss"]
+        for r in range(args.rounds):
+            last = r == args.rounds - 1
+            runs = _ingest_round(args, info, root, aws, base, widecube, groupbys, key, r, last)
+            rounds.append(runs)
+    runs = rounds[0]
+    single_files = runs["single"]["files"]
+    same_dask = all(rnd["dask2"]["files"] == single_files for rnd in rounds)
+    same_s3 = all(rnd["s3"]["files"] == single_files for rnd in rounds) if "s3" in runs else None
+    n_files = len(single_files)
+    for rnd in rounds:
+        for run in rnd.values():
+            run["files"] = len(run["files"])
+    # each round's ratio of runs minutes apart; the verdict on their median, the least and the
+    # most favourable shown beside it (this VM's speed drifts: see _speed_check)
+    dask_ratios = [rnd["dask2"]["wall_s"] / rnd["single"]["wall_s"] for rnd in rounds]
+    s3_ratios = [rnd["s3"]["wall_s"] / rnd["single"]["wall_s"] for rnd in rounds] if "s3" in runs else []
+    dask_ratio = statistics.median(dask_ratios)
+    s3_ratio = statistics.median(s3_ratios) if s3_ratios else None
+    largest = max(rnd["dask2"]["peak_rss"] for rnd in rounds)
     same = same_dask and same_s3 is not False
     return {
         "name": f"scale ingest-{spec.name}",
@@ -479,21 +531,23 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
         "upload_s": upload_s,
         "s3_server": args.s3_server if "s3" in runs else None,
         "runs": runs,
+        "rounds": rounds[1:],  # the runs of the rounds after the first, alike
+        "ratios": {"dask2": dask_ratios, "s3": s3_ratios},
         "snapshot_files": n_files,
         "identical_dask": same_dask,
         "identical_s3": same_s3,
         "verdicts": [
             _verdict(
-                "Dask 2 workers / single process, wall",
+                "Dask 2 workers / single process, wall" + _of_rounds(dask_ratios),
                 round(dask_ratio, 4),
-                f"{dask_ratio:.3f}",
+                f"{dask_ratio:.3f}" + _spread(dask_ratios),
                 "≤ 1.15",
                 dask_ratio <= 1.15,
             ),
             _verdict(
-                "S3 (input, spill, snapshot) / local disk, wall",
+                "S3 (input, spill, snapshot) / local disk, wall" + _of_rounds(s3_ratios),
                 None if s3_ratio is None else round(s3_ratio, 4),
-                f"not run: {args.s3_not_run}" if s3_ratio is None else f"{s3_ratio:.3f}",
+                f"not run: {args.s3_not_run}" if s3_ratio is None else f"{s3_ratio:.3f}" + _spread(s3_ratios),
                 "≤ 1.4",
                 None if s3_ratio is None else s3_ratio <= 1.4,
             ),
@@ -505,7 +559,7 @@ def ingest_runs(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
                 same,
             ),
             _verdict(
-                "largest process of the Dask run, peak RSS (GB)",
+                "largest process of the Dask runs, peak RSS (GB)",
                 round(largest / 1e9, 3),
                 f"{largest / 1e9:.2f} GB",
                 "≤ 2 GB",
@@ -531,6 +585,13 @@ def main(argv: list[str] | None = None) -> int:
     i = sub.add_parser("ingest", help="Dask 2 workers and S3 against the single process")
     i.add_argument("--dataset", choices=sorted(DATASETS), default="b1m")
     i.add_argument("--timeout", type=float, default=4 * 3600.0)
+    i.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="rounds of the runs (single, dask2, s3, then again): each ratio is taken within a round, "
+        "the verdict on their median (default 2)",
+    )
     i.add_argument("--work", type=Path, default=None, help="folder for the runs (default: a temporary one)")
     i.add_argument(
         "--setups",
