@@ -91,8 +91,9 @@ bench-report: $(STAMP)
 
 # Only the scale-out benchmarks (issue 12): the scheduler at the task count of a 10^7 x 50,000
 # ingest (~1 min), serving from S3 after warm vs local disk (~5 min), and B1M on 2 Dask workers
-# and on a local S3 server (LocalBucket) against the single process (the 16 GB upload and 3
-# ingests of B1M: about 20 minutes on 2026-12-04; a smoke run of the same code:
+# and on a local S3 server (LocalBucket) against the single process (the 16 GB upload and two
+# rounds of 3 ingests of B1M, each ratio taken within a round: about 25 minutes on 2026-12-05;
+# a smoke run of the same code:
 # make bench-scale SCALE_DATASET=quick SCALE_ARGS=--no-record). Then the
 # report and docs/capacity.md, which is derived from the recorded runs.
 SCALE_DATASET ?= b1m
