@@ -88,7 +88,9 @@ def _environment(port: int, bucket: str, pid: int) -> Iterator[dict[str, str]]:
     try:
         import boto3
 
-        boto3.client("s3").create_bucket(Bucket=bucket)
+        client = boto3.client("s3")
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):  # a crashed run's --work
+            client.create_bucket(Bucket=bucket)
         yield env
     finally:
         _PIDS.pop(env["AWS_ENDPOINT_URL"], None)

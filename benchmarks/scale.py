@@ -595,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--work", type=Path, default=None, help="folder for the runs (default: a temporary one)")
     i.add_argument(
         "--setups",
-        type=lambda v: v.split(","),
+        type=lambda v: ["single", "dask2", *(x for x in v.split(",") if x not in ("single", "dask2"))],
         default=["single", "dask2", "s3"],
         help="comma-separated runs (single and dask2 always; default: single,dask2,s3)",
     )
