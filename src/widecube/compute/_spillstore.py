@@ -96,14 +96,18 @@ class SpillObject:
         bytes); a checksum or size that does not match is an ``EIO`` naming the object."""
         if not self.raw[bucket]:
             return out[:0]
-        where = f"spill object damaged: {self.storage.url}/{self.relpath}"
         try:
             got: np.ndarray = _codec().decode(data, out=out)
         except (RuntimeError, ValueError) as exc:
-            raise OSError(errno.EIO, f"{where}: {exc}") from None
-        if got.nbytes != self.raw[bucket] or _crc(got) != self.crc[bucket]:
-            raise OSError(errno.EIO, f"{where}: bucket {bucket}'s CRC-32C differs")
+            raise self._damaged(str(exc)) from None
+        if got.nbytes != self.raw[bucket]:
+            raise self._damaged(f"bucket {bucket} decoded to {got.nbytes} bytes, not {self.raw[bucket]}")
+        if _crc(got) != self.crc[bucket]:
+            raise self._damaged(f"bucket {bucket}'s CRC-32C differs")
         return got
+
+    def _damaged(self, why: str) -> OSError:
+        return OSError(errno.EIO, f"spill object damaged: {self.storage.url}/{self.relpath}: {why}")
 
 
 def upload_files(paths: list[Path], storage: Storage, relpath: str) -> SpillObject:
