@@ -453,6 +453,7 @@ def _ingest_round(
             "cpu_s": m.cpu_s,
             "sys_s": m.sys_s,
             "steal_s": m.steal_s,
+            "settle_s": m.settle_s,  # the untimed sync before it (see _measure.measure)
             "speed_check_s": speed,  # the VM's speed just before: see _speed_check
             "load_average_at_start": [round(x, 2) for x in load],
             "peak_rss": m.peak_rss,

@@ -91,7 +91,8 @@ class Settings(BaseSettings):
         "so, where the file system allows it; false: through the page cache (a work folder on a "
         "spinning disk, where small direct writes are slow); unset: through the page cache when "
         "the spill (4 bytes a stored value at most) fits in a quarter of the memory available, "
-        "else around it.",
+        "else around it (a spill for an object store, `spill`: around it, as its local files "
+        "are only read back once for the upload).",
     )
     spill: str | None = Field(
         default=None,

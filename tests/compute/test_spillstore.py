@@ -58,6 +58,15 @@ def _spill(path: Path, workdir: Path, remote: Storage | None, **kw: Any) -> Join
     return spill
 
 
+def _direct_allowed(folder: Path) -> bool:
+    """Whether the file system of ``folder`` takes ``O_DIRECT`` (tmpfs does not)."""
+    try:
+        os.close(os.open(folder / "probe", os.O_WRONLY | os.O_CREAT | getattr(os, "O_DIRECT", 0)))
+    except OSError:
+        return False
+    return hasattr(os, "O_DIRECT")
+
+
 def _assert_slabs_are_columns(spill: JoinedSpill, x: sp.csc_matrix) -> int:
     """Every slab of every bucket is its genes' CSC columns of ``x``; returns how many slabs."""
     seen, n = 0, 0
@@ -73,11 +82,17 @@ def _assert_slabs_are_columns(spill: JoinedSpill, x: sp.csc_matrix) -> int:
     return n
 
 
-def test_each_range_is_one_object_and_pass_2_reads_the_matrix_back(s3: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("direct", [True, False], ids=["around-the-cache", "through-the-cache"])
+def test_each_range_is_one_object_and_pass_2_reads_the_matrix_back(
+    s3: Any, tmp_path: Path, direct: bool
+) -> None:
+    """Each range's local files, written and read back around the page cache or through it,
+    become one object each."""
     path, x = _matrix(tmp_path, 700, 600)
-    kw = {"block_nnz": 4_000, "slab_bytes": 400 * 12, "threads": 2}
+    kw = {"block_nnz": 4_000, "slab_bytes": 400 * 12, "threads": 2, "direct": direct}
     remote = open_storage(f"s3://{BUCKET}/spill/job1/run1")
     spill = _spill(path, tmp_path / "w", remote, **kw)
+    assert [p.direct for p in spill.parts] == [direct and _direct_allowed(tmp_path)] * len(spill.parts)
     ranges = len(row_bounds(700, x.nnz, 2, 4_000)) - 1
     assert ranges > 2, "more ranges than threads: local disk holds a few at a time"
     keys = _keys(s3, "spill/job1/run1/")

@@ -149,16 +149,14 @@ def spill_by_gene(
     cache where the file system allows it (``Settings.spill_direct``). ``remote``: each
     range's buckets are uploaded there as one object once spilled (in ranges of
     :func:`row_bounds`, ``threads`` at a time; an input that reads no range of rows alone is
-    spilled whole, then uploaded), and pass 2 reads them from there; the files are then
-    written through the page cache whatever ``direct`` says (:func:`upload_part` reads each
-    range back within seconds, and removes it: around the cache, it would read it from disk).
+    spilled whole, then uploaded), and pass 2 reads them from there (:func:`upload_part`
+    reads each range's files back, as ``direct`` says they were written, and removes them).
 
     Pins the process's malloc policy first (:func:`~widecube.compute._malloc.bound_heap`):
     without it the heap grows with every block streamed, by pass 2 of B1M past 1 GB.
     """
     bound_heap()
     n_cells, n_genes = source.shape
-    direct = direct and remote is None  # a range read back at once for its upload: from memory
     if remote is not None and source.row_ranges:
         return spill_rows_in_threads(
             source,
@@ -223,7 +221,7 @@ def upload_part(part: SpillPart, storage: Storage, relpath: str) -> SpillPart:
     """A finished range's bucket files uploaded as one object ``relpath`` in ``storage``
     (:func:`~._spillstore.upload_files`), then removed: the part as pass 2 reads it from there."""
     paths = [bucket_path(part.dir, b) for b in range(part.geometry[1])]
-    spilled = upload_files(paths, storage, relpath)
+    spilled = upload_files(paths, storage, relpath, direct=part.direct)
     shutil.rmtree(part.dir, ignore_errors=True)
     with contextlib.suppress(OSError):  # the range's own folder, if nothing else is there
         part.dir.parent.rmdir()

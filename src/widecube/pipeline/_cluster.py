@@ -246,8 +246,8 @@ def _pass1_task(
     A bad input is returned, not raised: Dask would retry a task that raised, and reading the
     same rows again finds the same fault."""
     _numba_threads_as_worker()
-    if remote is not None:  # through the page cache: read back at once for the upload
-        workdir, direct = _local_folder() / f"widecube-pass1-{uuid.uuid4().hex}", False
+    if remote is not None:  # the worker's own folder; read back around the cache for the upload
+        workdir = _local_folder() / f"widecube-pass1-{uuid.uuid4().hex}"
     try:
         with opener() as source:
             part = _spill_rows(source, start, stop, workdir, block_nnz, slab_bytes, direct)
