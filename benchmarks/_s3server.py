@@ -7,7 +7,8 @@ object in memory and answers a request in about 5 ms; and LocalBucket (:func:`lo
 a one-file standard-library server, PyPI ``localbucket``), which keeps objects as files in a
 folder, streams GETs from them, joins multipart uploads on disk and honours ``If-None-Match: *``
 (the conditional write Zarr's group creation relies on): 300 small PUTs in 0.23 s, a 200 MB
-GET in 0.46 s on this VM; it is started with ``TCP_NODELAY`` (:data:`_LOCALBUCKET_NODELAY`).
+GET in 0.46 s on this VM; it is started with ``TCP_NODELAY`` and S3's multipart ETags
+(:data:`_LOCALBUCKET`).
 B1M's 16 GB input fits through it; it does not fit through moto.
 
     >>> with s3_server("localbucket", "my-bucket", Path("/tmp/objects")) as env:  # doctest: +SKIP
@@ -101,17 +102,9 @@ def _environment(port: int, bucket: str, pid: int) -> Iterator[dict[str, str]]:
                 os.environ[k] = v
 
 
-_LOCALBUCKET_NODELAY = (
-    "import localbucket; localbucket.S3Handler.disable_nagle_algorithm = True; localbucket.main()"
-)
-"""LocalBucket's command line, its sockets with ``TCP_NODELAY``, as a production S3 server has
-them (Go sets it on every TCP connection, so MinIO has it). As shipped LocalBucket keeps
-Python's ``http.server`` default, Nagle's algorithm on: the end of a response waits for the
-client's ACK of its headers, which Linux's delayed ACK holds up to 40 ms. Measured
-here, 2,000 GETs of 40 KB, 16 at a time: 5.32 s (2.66 ms a request, 0.7 ms of CPU) as
-shipped, 1.37 s with ``TCP_NODELAY``; of 400 KB: 2.79 s and 1.59 s; 20 of 50 MB: 1.21 s
-and 1.00 s. A snapshot's view chunks are such small objects: the stall, not widecube's
-work, was most of an S3 run's verify step (B1M: 49-54 s against 9-11 s on local disk)."""
+_LOCALBUCKET = Path(__file__).with_name("_localbucket.py")
+"""LocalBucket's launcher: its sockets with ``TCP_NODELAY`` and S3's ETag for a multipart
+upload, as S3 and MinIO answer (see that module)."""
 
 
 @contextlib.contextmanager
@@ -122,7 +115,7 @@ def localbucket_server(bucket: str, root: Path) -> Iterator[dict[str, str]]:
         port = probe.getsockname()[1]
     root.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-c", _LOCALBUCKET_NODELAY, "--host", "127.0.0.1", "--port", str(port), str(root)],
+        [sys.executable, str(_LOCALBUCKET), "--host", "127.0.0.1", "--port", str(port), str(root)],
         stdout=subprocess.DEVNULL,  # a line per request
         stderr=subprocess.DEVNULL,
     )
