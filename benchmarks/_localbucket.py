@@ -24,31 +24,26 @@ against it what it would do against them. Started by ``_s3server.localbucket_ser
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
+from typing import BinaryIO
 
 import localbucket
 
 
-def _copy_ranges(destination: object, ranges: list[tuple[Path, int, int]]) -> str:
+def _copy_ranges(destination: BinaryIO, ranges: list[tuple[Path, int, int]]) -> str:
     """LocalBucket's ``copy_ranges`` (the body of CopyObject, UploadPartCopy and
     CompleteMultipartUpload), giving a completed multipart upload S3's ETag."""
-    parts = [path for path, start, length in ranges if path.parent.parent.name == localbucket.UPLOADS_DIR]
-    if not parts or len(parts) != len(ranges):  # a copy of an object or of a part's range
+    parts = [
+        path
+        for path, start, length in ranges
+        if start == 0 and path.parent.parent.name == localbucket.UPLOADS_DIR
+    ]
+    if not parts or len(parts) != len(ranges):  # a copy of an object or of a range of one
         return _shipped_copy_ranges(destination, ranges)
-    for source, start, length in ranges:
-        with source.open("rb") as file:
-            file.seek(start)
-            remaining = length
-            while remaining > 0:
-                block = file.read(min(remaining, localbucket.BLOCK_SIZE))
-                if not block:
-                    raise localbucket.S3Error(
-                        localbucket.HTTPStatus.INTERNAL_SERVER_ERROR,
-                        "InternalError",
-                        "A source file changed while it was being copied.",
-                    )
-                destination.write(block)  # type: ignore[attr-defined]
-                remaining -= len(block)
+    for path in parts:  # whole part files (CompleteMultipartUpload), in order, unhashed
+        with path.open("rb") as file:
+            shutil.copyfileobj(file, destination, localbucket.BLOCK_SIZE)
     # each part's MD5 was kept when it was stored (remember_etag): no byte is hashed again
     joined = b"".join(bytes.fromhex(localbucket.object_etag(path)) for path in parts)
     return f"{hashlib.md5(joined).hexdigest()}-{len(parts)}"
