@@ -152,7 +152,8 @@ def test_the_spill_goes_around_the_cache_unless_it_fits_in_a_quarter_of_the_memo
 ) -> None:
     """Unset, the choice follows the spill's size (4 bytes a value) against a quarter of the
     memory available: 1 GB spilled beside 16 GB available goes through the cache, 8 GB does
-    not; a setting decides alone; memory that cannot be read means around the cache."""
+    not; a setting decides alone; a spill for an object store goes around unless set; memory
+    that cannot be read means around the cache."""
     gb = 10**9
     assert around_the_cache(None, 250_000_000, available=16 * gb) is False  # 1 GB <= 4 GB
     assert around_the_cache(None, 1_000_000_000, available=16 * gb) is False  # 4 GB, the edge
@@ -160,6 +161,8 @@ def test_the_spill_goes_around_the_cache_unless_it_fits_in_a_quarter_of_the_memo
     assert around_the_cache(None, 2_000_000_000, available=16 * gb) is True  # 8 GB
     assert around_the_cache(True, 10, available=16 * gb) is True
     assert around_the_cache(False, 2_000_000_000, available=gb) is False
+    assert around_the_cache(None, 10, available=16 * gb, for_store=True) is True  # read back once
+    assert around_the_cache(False, 10, available=16 * gb, for_store=True) is False
     monkeypatch.setattr(_direct, "_available_memory", lambda: None)
     assert around_the_cache(None, 10) is True
     meminfo = Path("/proc/meminfo")

@@ -202,10 +202,16 @@ _SPILL_BYTES = 4
 count: 3-4 bytes; float values 6)."""
 
 
-def around_the_cache(setting: bool | None, nnz: int, available: int | None = None) -> bool:
+def around_the_cache(
+    setting: bool | None, nnz: int, available: int | None = None, *, for_store: bool = False
+) -> bool:
     """Whether pass 1's spill of about ``nnz`` values goes around the page cache: as
     ``setting`` (``Settings.spill_direct``) says, or, unset, unless it fits in a quarter of
-    the ``available`` memory (default: the system's ``MemAvailable``; unknown: around).
+    the ``available`` memory (default: the system's ``MemAvailable``; unknown: around). A
+    spill ``for_store`` (``Settings.spill``) goes around it unless told otherwise: its local
+    files are read back once, within seconds, for the upload, then removed (demo-data B100k
+    from a local S3 server: pass 1 4.4 / 4.5 s against 6.3 / 6.4 through the cache; B1M alike
+    either way, 37.0 / 38.5 against 37.5 / 39.1 s).
 
     Through the cache the writes never wait for the disk and pass 2 reads from memory; around
     it, the spill does not push out everything else. Measured on one Intel VM (2 cores, 24 GB,
@@ -216,6 +222,8 @@ def around_the_cache(setting: bool | None, nnz: int, available: int | None = Non
     reclaiming the page cache)."""
     if setting is not None:
         return setting
+    if for_store:
+        return True
     if available is None:
         available = _available_memory()
     return available is None or nnz * _SPILL_BYTES > available // 4

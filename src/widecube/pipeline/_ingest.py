@@ -606,12 +606,9 @@ def _build(
                     slab_bytes=settings.memory // 16,
                     progress=_accumulate(progress, "pass 1"),
                     threads=settings.compute_threads,
-                    # a spill for a store: its local files are read back once, within seconds,
-                    # then removed, so around the cache unless told otherwise (demo-data B100k
-                    # from a local S3 server: pass 1 4.4 / 4.5 s against 6.3 / 6.4 through it)
-                    direct=around_the_cache(settings.spill_direct, source.nnz_expected)
-                    if spill_to is None
-                    else settings.spill_direct is not False,
+                    direct=around_the_cache(
+                        settings.spill_direct, source.nnz_expected, for_store=spill_to is not None
+                    ),
                     remote=spill_to,
                 )
         if digest is not None and client is None:
