@@ -266,6 +266,9 @@ def _write_staged(files: dict[str, Any], adata: anndata.AnnData, seen: dict[byte
 class SnapshotWriter:
     """Collects files and view entries for one version, then seals them with a manifest."""
 
+    IN_FLIGHT_BYTES = _IN_FLIGHT_BYTES
+    """The values :meth:`put` lets wait for their background write, all views together."""
+
     def __init__(self, root: Path | Storage, *, dataset: str, version: str) -> None:
         self.files = as_storage(root)
         self.dataset = dataset

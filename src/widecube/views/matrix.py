@@ -37,6 +37,11 @@ compression). The reader decodes them into the server's cache, so a chunk's size
 per request; on an object store each chunk is one PUT and, in verify, one GET: at 1 Mi values
 B1M's matrix was 3,804 of its 7,266 objects, at 4 Mi 952."""
 
+_COPIES = SnapshotWriter.IN_FLIGHT_BYTES // (4 * _CHUNK) + 4
+"""Chunk-long copies a builder keeps (:meth:`MatrixBuilder._joined`): as many as the snapshot
+writer lets wait (:attr:`~widecube.snapshot.SnapshotWriter.IN_FLIGHT_BYTES` of values and
+cells, 4 bytes each at least), the two a slab's tail waits in and the two being joined."""
+
 
 @dataclass(frozen=True)
 class MatrixPart(SlabPart):
@@ -101,9 +106,9 @@ class MatrixBuilder(Builder):
             np.empty(0, dtype=np.int32),
         )
         self._pending_at = 0
-        # the copies into whole chunks, reused once written (at most _IN_FLIGHT_BYTES of
-        # background writes hold some): this builder's thread takes them, the writers let go
-        self._copies = ArrayPool()
+        # the copies into whole chunks, reused once written: this builder's thread takes
+        # them, the writers let go (see _joined)
+        self._copies = ArrayPool(keep=_COPIES)
 
     def part(self) -> MatrixPart:
         return MatrixPart(self._data, self._indices)
@@ -145,11 +150,16 @@ class MatrixBuilder(Builder):
         self.merge((slab.lo, slab.hi, slab.start, slab.indptr))
 
     def _joined(self, *parts: np.ndarray) -> np.ndarray:
-        """``parts`` one after the other in an array of :attr:`_copies` (a chunk's worth is
-        16 MB of values and 16 MB of cells, 130 of each on the Poisson B100k: fresh arrays
-        were 0.6 CPU-s of page zeroing); a background write holds it until it lands."""
+        """``parts`` (a chunk's worth at most) one after the other in an array of
+        :attr:`_copies`; a background write holds it until it lands.
+
+        Every copy is taken a whole chunk long, so any copy let go fits the next join. Taken
+        as long as each join (a slab's tail waiting is shorter than a chunk), a chunk found
+        the arrays let go too short and took a fresh one, evicting a kept one: 87 fresh arrays
+        in 700 joins on the demo B100k, whose first touch was 0.5 s of page faults and
+        zeroing (``perf``: a huge page zeroed under ``np.concatenate``)."""
         n = sum(p.shape[0] for p in parts)
-        return np.concatenate(parts, out=self._copies.take(n, np.result_type(*parts)))
+        return np.concatenate(parts, out=self._copies.take(_CHUNK, np.result_type(*parts))[:n])
 
     def _put(self, at: int, vals: np.ndarray, cells: np.ndarray) -> None:
         if vals.shape[0]:
