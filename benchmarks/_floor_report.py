@@ -171,6 +171,23 @@ _WARMED_BEFORE = "untimed ingests of a small dataset of the same generator"
 """How records made before 2026-12-04 warmed numba's cache (they do not say)."""
 
 
+def _first_touch(r: dict[str, Any]) -> list[str]:
+    """The machine's cost of first touches (``_floors.py touch``), where the run measured it."""
+    probe = r["tools"].get("first touch")
+    if not _ok(probe):
+        return []
+    o = probe["out"]
+    reporting = {True: "on", False: "off", None: "no balloon"}[o.get("free_page_reporting")]
+    return [
+        f"First touch on this machine (free page reporting: {reporting}): a GiB written through the "
+        f"page cache cost {o['page_cache_fresh_s']:.2f} s of kernel time into pages free for a while, "
+        f"{o['page_cache_reused_s']:.2f} s into pages just freed; a GiB of anonymous memory "
+        f"{o['anonymous_fresh_s']:.2f} s and {o['anonymous_reused_s']:.2f} s. The ingest's kernel time "
+        "includes the first touch of every page its spill, snapshot and arrays take.",
+        "",
+    ]
+
+
 def render_floor_section(r: dict[str, Any]) -> str:
     """When, where, what ran, each tool's figures, the steps beside the floors, the verdicts."""
     m, d = r["machine"], r["dataset"]
@@ -203,6 +220,7 @@ def render_floor_section(r: dict[str, Any]) -> str:
         "",
         *rows,
         "",
+        *_first_touch(r),
         *_steps(r),
         "",
         "| target | value | target | verdict |",

@@ -7,6 +7,9 @@ so numba's on-disk cache holds every kernel for its types (:func:`warm_numba`), 
 runs, one after the other, each in a fresh process after an untimed full read of the input
 (warm page cache):
 
+0. what this machine charges the kernel for memory touched the first time (``_floors.py
+   touch``: a GiB through the page cache and a GiB of anonymous memory, into pages free for a
+   while and into pages just freed), the context of the kernel share (not a target);
 1. the read floor: h5py reads ``X``'s arrays (``_floors.py read``);
 2. the kernel floor: one numba pass for the per-group sum, sum of squares and non-zero
    count (``_floors.py kernel``; its kernel time alone);
@@ -59,6 +62,7 @@ def commands(info: DatasetInfo) -> dict[str, list[str]]:
     widecube = str(Path(PYTHON).with_name("widecube"))
     ingest = [widecube, "ingest", path, "--dataset", name, "--groupby", "cluster", "--timings"]
     return {
+        "first touch": [PYTHON, str(HERE / "_floors.py"), "touch", str(OUT)],
         "read floor": [PYTHON, str(HERE / "_floors.py"), "read", path],
         "kernel floor": [PYTHON, str(HERE / "_floors.py"), "kernel", path, "--by", "cluster"],
         "widecube": ingest,
@@ -86,6 +90,7 @@ def warm_numba(info: DatasetInfo, timeout: float) -> None:
 
 
 def run(info: DatasetInfo, timeout: float) -> dict[str, Any]:
+    OUT.mkdir(parents=True, exist_ok=True)
     warm_numba(info, timeout)
     out: dict[str, Any] = {}
     for tool, command in commands(info).items():

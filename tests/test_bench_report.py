@@ -274,3 +274,36 @@ def test_the_floor_benchmark_judges_issue_14s_numbers_from_its_figures(modules: 
     assert got["widecube pass 1 / h5py read of the same file"] == (pytest.approx(1.8), True)  # 9 / 5
     run["tools"]["scanpy"]["status"] = "killed by the harness: rss"
     assert all(v["pass"] is None for v in _floor_report.verdicts(run) if "scanpy" in v["what"])
+    assert _floor_report._first_touch(run) == []  # a run before the probe existed
+    touched = {"page_cache_fresh_s": 2.13, "page_cache_reused_s": 0.2, "anonymous_fresh_s": 1.22}
+    run["tools"]["first touch"] = tool(12.0, 3.7, 3.6, 1e9, {**touched, "anonymous_reused_s": 0.05})
+    run["tools"]["first touch"]["out"]["free_page_reporting"] = True
+    said = _floor_report._first_touch(run)[0]
+    assert "free page reporting: on" in said and "2.13 s" in said and "0.20 s" in said and "0.05 s" in said
+    assert len(_floor_report.verdicts(run)) == 8  # context, not a target
+
+
+def test_the_first_touch_probe_reports_system_time_per_gib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``_floors.py touch`` writes a GiB twice through the page cache and allocates a GiB twice:
+    each is system time a process really spent (at least the copy of a GiB), and the file it
+    wrote is gone."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _floors
+    finally:
+        sys.path.remove(str(BENCH))
+    monkeypatch.setattr(_floors, "SETTLE_S", 0.0)
+    got = _floors.touch(str(tmp_path))
+    assert set(got) == {
+        "gib",
+        "free_page_reporting",
+        "page_cache_fresh_s",
+        "page_cache_reused_s",
+        "anonymous_fresh_s",
+        "anonymous_reused_s",
+    }
+    assert got["page_cache_fresh_s"] > 0.01 and got["page_cache_reused_s"] > 0.01  # a GiB copied in
+    assert got["free_page_reporting"] in (True, False, None)
+    assert list(tmp_path.iterdir()) == []
