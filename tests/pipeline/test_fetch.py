@@ -267,6 +267,10 @@ def test_a_large_unhashed_fetch_copies_in_parallel_ranges_each_conditional(
     monkeypatch.setattr(obstore, "get", recording_get)
     files = open_storage(f"s3://{BUCKET}/in/r")
     got = files.fetch("big.bin", tmp_path / "big.bin", hashed=False)
+    fd, direct = _store.open_direct(tmp_path / "probe", os.O_WRONLY | os.O_CREAT)
+    os.close(fd)
+    if direct:  # written around the page cache: not one of its pages is there
+        assert not _cached(tmp_path / "big.bin", [0, 4096 * 12, len(data) - 1])
     assert (tmp_path / "big.bin").read_bytes() == data and got.size == len(data)
     assert got.md5 == hashlib.md5(data).hexdigest()
     want = [(a, min(a + 4096, len(data))) for a in range(0, len(data), 4096)]  # 25 ranges
@@ -288,7 +292,23 @@ def test_a_large_unhashed_fetch_copies_in_parallel_ranges_each_conditional(
     with pytest.raises(OSError, match=f"{len(data) - 1} bytes arrived of {len(data)}") as short:
         files.fetch("big.bin", tmp_path / "short.bin", hashed=False)
     assert short.value.errno == errno.EIO
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.bin"]  # no partial copy left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.bin", "probe"]  # no partial copy left
+
+
+def _cached(path: Path, offsets: list[int]) -> bool:
+    """Whether the page cache holds the page at any of ``offsets`` of ``path`` (a read that
+    must not wait for the disk, ``RWF_NOWAIT``, succeeds only then)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for at in offsets:
+            try:
+                os.preadv(fd, [bytearray(1)], at, os.RWF_NOWAIT)
+                return True
+            except BlockingIOError:
+                continue
+        return False
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.parametrize("where", ["values", "signature"])

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..snapshot import pwrite_all
+from ..snapshot import DIRECT_ALIGN, open_direct, pwrite_all
 
 __all__ = ["ALIGN", "StagedFiles", "aligned_bytes", "around_the_cache", "read_direct", "read_whole"]
 
-ALIGN = 4096
+ALIGN = DIRECT_ALIGN
 """What ``O_DIRECT`` needs of buffers, offsets and lengths (the logical block size of the
 disks in use, 512 or 4096 bytes)."""
 _CHUNK = 256 * 1024
@@ -247,11 +247,9 @@ def read_direct(path: Path, into: np.ndarray) -> np.ndarray | None:
     system (or the platform) has no ``O_DIRECT``."""
     if not _DIRECT:
         return None
-    try:
-        fd = os.open(path, os.O_RDONLY | _DIRECT | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
+    fd, direct = open_direct(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    if not direct:
+        os.close(fd)
         return None
     try:
         size = os.fstat(fd).st_size

@@ -11,7 +11,8 @@ other input. Staged rather than streamed, because:
   reads is one ranged GET (tens of ms each), so a streamed HDF5 read is latency-bound, and a
   pass 1 split in row ranges would make every task repeat the index reads. A copy runs at
   the link's bandwidth instead: a large object in ranges of 16 MiB, 8 GETs at a time (one
-  S3 connection carries about 100 MB/s), each written at its own offset.
+  S3 connection carries about 100 MB/s), each written at its own offset, around the page
+  cache where the file system allows it (``ObjectStorage._fetch_ranges``).
 * Archives are unpacked into the work folder anyway, and the text formats are copied into a
   binary CSR there at open: a local copy is needed whatever happens.
 * A job killed mid-way resumes from its checkpoints; with a local copy it never reads the

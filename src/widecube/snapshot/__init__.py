@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ._manifest import MANIFEST, checksum_files, read_manifest, sha256_file
     from ._reader import Snapshot
     from ._store import (
+        DIRECT_ALIGN,
         Fetched,
         FileInfo,
         LocalStorage,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
         ObjectStorage,
         Storage,
         is_object_url,
+        open_direct,
         open_storage,
         pwrite_all,
     )
@@ -42,6 +44,7 @@ _WHERE = {
     "read_manifest": "_manifest",
     "sha256_file": "_manifest",
     "Snapshot": "_reader",
+    "DIRECT_ALIGN": "_store",
     "Fetched": "_store",
     "FileInfo": "_store",
     "LocalStorage": "_store",
@@ -49,6 +52,7 @@ _WHERE = {
     "ObjectStorage": "_store",
     "Storage": "_store",
     "is_object_url": "_store",
+    "open_direct": "_store",
     "open_storage": "_store",
     "pwrite_all": "_store",
     "CHECKSUM": "_writer",
@@ -65,6 +69,7 @@ _WHERE = {
 __all__ = [
     "CHECKSUM",
     "ChunkSink",
+    "DIRECT_ALIGN",
     "Fault",
     "Fetched",
     "FileInfo",
@@ -84,6 +89,7 @@ __all__ = [
     "corrupt",
     "is_checksum_error",
     "is_object_url",
+    "open_direct",
     "open_storage",
     "pwrite_all",
     "read_manifest",
