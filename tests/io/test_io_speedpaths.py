@@ -7,7 +7,9 @@ size is made tiny so that lines fall across piece and half boundaries.
 
 from __future__ import annotations
 
+import gc
 import gzip
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -423,3 +425,33 @@ def test_which_datasets_take_the_threaded_path(storage: str, threaded: bool, tmp
             want = f["matrix/indices"][...]
             for lo, hi in [(5, 203), (0, 1), (150, len(want)), (3, 3)]:
                 np.testing.assert_array_equal(reader[lo:hi], want[lo:hi])
+
+
+def _reader_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(("widecube-mtx", "widecube-prefetch"))]
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("odd", ["3 2001 nan\n", "3 2x01 4\n"])
+def test_a_failed_read_stops_its_threads_before_the_error_reaches_the_caller(
+    odd: str, gz: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the caller still holds the error (and with it the frames of the generators that
+    raised it), no scanning or inflating thread of the reader is left: they are stopped where
+    the read fails, not when the garbage collector finds the generators. A collector that met
+    them inside ``threading``'s own bookkeeping joined their threads there and hung the process
+    (seen in the test suite: a thread's start waiting on a lock the collecting thread held)."""
+    monkeypatch.setattr(_mtxstream, "PIECE_BYTES", 64)  # many pieces: threads busy when it fails
+    body, _, _ = _long_body(odd)
+    if "nan" in odd:
+        body = body.replace("coordinate integer", "coordinate real")
+    folder = _mtx(tmp_path, body, gz=gz)
+    assert _reader_threads() == []
+    gc.disable()  # nothing collected meanwhile: only explicit closing stops them
+    try:
+        with pytest.raises((InvalidValue, UnreadableInput)) as err:
+            open_input(folder)
+        assert "line 2004" in str(err.value)
+        assert _reader_threads() == []
+    finally:
+        gc.enable()

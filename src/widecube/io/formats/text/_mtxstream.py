@@ -16,11 +16,12 @@ checking the entry count against the header is the caller's (it knows when to st
 
 from __future__ import annotations
 
+import contextlib
 import io
 import mmap
 import os
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,7 @@ def _open(path: Path) -> io.RawIOBase | io.BufferedIOBase:
     return path.open("rb", buffering=0)
 
 
-def _pieces(path: Path, skip_lines: int, size: int) -> Iterator[memoryview]:
+def _pieces(path: Path, skip_lines: int, size: int) -> Generator[memoryview, None, None]:
     """Pieces of whole lines after the ``skip_lines`` header lines.
 
     The last piece may lack its final newline. Four buffers take turns, so a piece stays
@@ -134,7 +135,7 @@ def _pieces(path: Path, skip_lines: int, size: int) -> Iterator[memoryview]:
         raise UnreadableInput(f"{path}: cannot read, file truncated or corrupt ({exc})") from exc
 
 
-def _mapped_pieces(path: Path, skip_lines: int, size: int) -> Iterator[memoryview]:
+def _mapped_pieces(path: Path, skip_lines: int, size: int) -> Generator[memoryview, None, None]:
     """Pieces of whole lines of an uncompressed file, each a read-only map of its own.
 
     No copy: the scan reads the page cache directly. Each map is dropped (unmapped) with
@@ -208,7 +209,7 @@ def iter_entries(
     n_rows: int,
     n_cols: int,
     piece_bytes: int | None = None,
-) -> Iterator[Entries]:
+) -> Generator[Entries, None, None]:
     """Every entry line of ``path`` after its ``skip_lines`` header lines, in file order.
 
     A batch's arrays are reused for a later batch: use them before asking for the next.
@@ -230,27 +231,28 @@ def iter_entries(
             ]
 
         line = skip_lines + 1
-        pieces = iter(
+        source = (
             prefetch(_pieces(path, skip_lines, size), depth=1)
             if is_gzip(path)
             else _mapped_pieces(path, skip_lines, size)
         )
-        turn = 0
-        scanning = scan(next(pieces, None), buffers[turn])
-        while scanning:
-            turn ^= 1  # the next piece is scanned while this one's entries are used
-            following = scan(next(pieces, None), buffers[turn])
-            for future in scanning:
-                part = future.result()
-                if part.code != OK:
-                    for pending in following:
-                        pending.cancel()
-                    raise _error(path, part, line + part.lines, n_rows, n_cols, kind)
-                yield Entries(
-                    line, part.lines, part.cells, part.genes, part.values, part.ordered, part.counts
-                )
-                line += part.lines
-            scanning = following
+        with contextlib.closing(source) as pieces:  # the inflating thread stops here, not when collected
+            turn = 0
+            scanning = scan(next(pieces, None), buffers[turn])
+            while scanning:
+                turn ^= 1  # the next piece is scanned while this one's entries are used
+                following = scan(next(pieces, None), buffers[turn])
+                for future in scanning:
+                    part = future.result()
+                    if part.code != OK:
+                        for pending in following:
+                            pending.cancel()
+                        raise _error(path, part, line + part.lines, n_rows, n_cols, kind)
+                    yield Entries(
+                        line, part.lines, part.cells, part.genes, part.values, part.ordered, part.counts
+                    )
+                    line += part.lines
+                scanning = following
 
 
 def _token(buf: memoryview, offset: int) -> str:

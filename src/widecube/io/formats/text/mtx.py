@@ -17,6 +17,7 @@ are written straight through; other orders go through an external bucket sort.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -208,24 +209,26 @@ class MtxSource(MatrixSource):
             n_cols=n_cols,
         )
         last = self._header_lines
-        for batch in batches:
-            values = batch.values
-            if values.dtype.kind == "f" and not np.isfinite(values).all():
-                k = int(np.argmin(np.isfinite(values)))
-                what = "NaN" if np.isnan(values[k]) else "infinite value"
-                cell, gene = self._obs.index[batch.cells[k]], self._var.index[batch.genes[k]]
-                raise InvalidValue(
-                    f"{where}: {what} found at line {line_of(where, batch, k)} (cell {cell!r}, gene {gene!r})"
-                )
-            seen += len(values)
-            if seen > self._nnz:
-                k = len(values) - (seen - self._nnz)
-                raise UnreadableInput(
-                    f"{where}: more entries than the {self._nnz} the header declares "
-                    f"(line {line_of(where, batch, k)})"
-                )
-            last = batch.first_line + batch.lines - 1
-            yield batch
+        with contextlib.closing(batches):  # its scanning threads stop here, not when collected
+            for batch in batches:
+                values = batch.values
+                if values.dtype.kind == "f" and not np.isfinite(values).all():
+                    k = int(np.argmin(np.isfinite(values)))
+                    what = "NaN" if np.isnan(values[k]) else "infinite value"
+                    cell, gene = self._obs.index[batch.cells[k]], self._var.index[batch.genes[k]]
+                    raise InvalidValue(
+                        f"{where}: {what} found at line {line_of(where, batch, k)} "
+                        f"(cell {cell!r}, gene {gene!r})"
+                    )
+                seen += len(values)
+                if seen > self._nnz:
+                    k = len(values) - (seen - self._nnz)
+                    raise UnreadableInput(
+                        f"{where}: more entries than the {self._nnz} the header declares "
+                        f"(line {line_of(where, batch, k)})"
+                    )
+                last = batch.first_line + batch.lines - 1
+                yield batch
         if seen != self._nnz:
             raise UnreadableInput(
                 f"{where}: file truncated: the header declares {self._nnz} entries, "
