@@ -92,16 +92,13 @@ class StagedFiles:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="widecube-spill")
 
     def _open(self, path: Path, flags: int) -> int:
-        if self.direct:
-            try:
-                return os.open(path, flags | _DIRECT, 0o600)
-            except OSError as exc:  # tmpfs and some network mounts: through the page cache
-                if exc.errno != errno.EINVAL:
-                    raise
-                self.direct = False
-                for fd in self._fds:  # the files opened before, if any: alike
-                    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_DIRECT)
-        return os.open(path, flags, 0o600)
+        if not self.direct:
+            return os.open(path, flags, 0o600)
+        fd, self.direct = open_direct(path, flags)
+        if not self.direct:  # tmpfs and some network mounts: through the page cache
+            for other in self._fds:  # the files opened before, if any: alike
+                fcntl.fcntl(other, fcntl.F_SETFL, fcntl.fcntl(other, fcntl.F_GETFL) & ~_DIRECT)
+        return fd
 
     def reserve(self, sizes: np.ndarray) -> np.ndarray:
         """Room for ``sizes[i]`` more bytes of file ``i`` (int64, one per file): the offsets
